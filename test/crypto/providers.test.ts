@@ -1,0 +1,46 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { portableCrypto } from '../../firmware-shims/portable/crypto.ts'
+import { fromHex, toHex } from '../../agent/util/bytes.ts'
+
+const ed = JSON.parse(readFileSync(new URL('../vectors/crypto/ed25519-rfc8032.json', import.meta.url), 'utf8'))
+const sha = JSON.parse(readFileSync(new URL('../vectors/crypto/sha256.json', import.meta.url), 'utf8'))
+
+for (const provider of [nodeCrypto, portableCrypto]) {
+  t.test(`${provider.name}: RFC 8032 §7.1 Ed25519 vectors`, async t => {
+    for (const v of ed.vectors) {
+      const sk = fromHex(v.secretKey), msg = fromHex(v.message)
+      t.equal(toHex(provider.ed25519PublicKey(sk)), v.publicKey, `${v.name} public key`)
+      t.equal(toHex(provider.ed25519Sign(msg, sk)), v.signature, `${v.name} signature`)
+      t.ok(provider.ed25519Verify(fromHex(v.signature), msg, fromHex(v.publicKey)), `${v.name} verifies`)
+      const bad = fromHex(v.signature); bad[5]! ^= 1
+      t.notOk(provider.ed25519Verify(bad, msg, fromHex(v.publicKey)), `${v.name} flipped signature refused`)
+    }
+  })
+  t.test(`${provider.name}: SHA-256 vectors`, async t => {
+    for (const v of sha.vectors) t.equal(toHex(provider.sha256(fromHex(v.message))), v.digest)
+  })
+  t.test(`${provider.name}: malformed verify inputs return false, never throw`, async t => {
+    const { publicKey, secretKey } = provider.ed25519KeyPair()
+    const sig = provider.ed25519Sign(new Uint8Array([1]), secretKey)
+    t.equal(provider.ed25519Verify(sig.subarray(0, 63), new Uint8Array([1]), publicKey), false)
+    t.equal(provider.ed25519Verify(sig, new Uint8Array([1]), publicKey.subarray(0, 31)), false)
+    t.equal(provider.ed25519Verify(sig, new Uint8Array([1]), new Uint8Array(32).fill(0xff)), false)
+    t.equal(provider.ed25519Verify(new Uint8Array(64).fill(0xff), new Uint8Array([1]), publicKey), false)
+    t.throws(() => provider.ed25519Sign(new Uint8Array(1), new Uint8Array(31)), RangeError)
+  })
+}
+
+t.test('node and portable agree on random keys and messages', async t => {
+  for (let i = 0; i < 50; i++) {
+    const seed = nodeCrypto.randomBytes(32)
+    const msg = nodeCrypto.randomBytes(i * 7)
+    const a = nodeCrypto.ed25519KeyPair(seed), b = portableCrypto.ed25519KeyPair(seed)
+    t.equal(toHex(a.publicKey), toHex(b.publicKey))
+    const sa = nodeCrypto.ed25519Sign(msg, seed)
+    t.equal(toHex(sa), toHex(portableCrypto.ed25519Sign(msg, seed)))
+    t.ok(portableCrypto.ed25519Verify(sa, msg, a.publicKey))
+    t.equal(toHex(nodeCrypto.sha256(msg)), toHex(portableCrypto.sha256(msg)))
+  }
+})
