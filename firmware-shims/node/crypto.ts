@@ -1,7 +1,7 @@
 /** @module Node crypto: node:crypto Ed25519 and SHA-256, the fast path on Raspberry-Pi-class devices. */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
 import type { CryptoProvider } from '../types.ts'
-import { abytes } from '../../agent/util/bytes.ts'
+import { abytes } from '../../agent/codec/bytes.ts'
 
 // RFC 8410 DER prefixes: wrapping a raw 32-byte key this way is how node:crypto accepts raw Ed25519 keys.
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')

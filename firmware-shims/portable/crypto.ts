@@ -2,7 +2,7 @@
 import nacl from 'tweetnacl'
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CryptoProvider } from '../types.ts'
-import { abytes } from '../../agent/util/bytes.ts'
+import { abytes } from '../../agent/codec/bytes.ts'
 
 /** The portable provider; the default where no native crypto exists. */
 export const portableCrypto: CryptoProvider = {
