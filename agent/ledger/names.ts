@@ -1,0 +1,66 @@
+/** @module Device names: labels derived from nonce and keys, their base32 form, CNs and fleet domains. */
+import { KinError } from '../errors.ts'
+import { concatBytes, utf8 } from '../codec/bytes.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { LABEL_BYTES } from './types.ts'
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
+const LABEL_DOMAIN = utf8('kinship/label/v1\0')
+
+/** RFC 4648 §6 base32, lowercase, unpadded: 10 label bytes become 16 characters. */
+export function base32(bytes: Uint8Array): string {
+  let out = '', bits = 0, value = 0
+  for (let i = 0; i < bytes.length; i++) {
+    value = (value << 8) | bytes[i]!
+    bits += 8
+    while (bits >= 5) { out += ALPHABET[(value >>> (bits - 5)) & 31]; bits -= 5 }
+  }
+  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
+  return out
+}
+
+/** Inverse of `base32` for a 16-character label; throws KinError CERT_NAMES on anything else. */
+export function labelFromBase32(text: string): Uint8Array {
+  if (!/^[a-z2-7]{16}$/.test(text)) throw new KinError('CERT_NAMES', `"${text}" is not a 16-character base32 device label`)
+  const out = new Uint8Array(LABEL_BYTES)
+  let bits = 0, value = 0, o = 0
+  for (const ch of text) {
+    value = (value << 5) | ALPHABET.indexOf(ch)
+    bits += 5
+    if (bits >= 8) { out[o++] = (value >>> (bits - 8)) & 0xff; bits -= 8 }
+  }
+  return out
+}
+
+/** The label of a new identity: SHA-256("kinship/label/v1\0" ‖ nonce ‖ spkiHash ‖ ledgerKey), first 10 bytes. */
+export function deriveLabel(crypto: CryptoProvider, nonce: Uint8Array, spkiHash: Uint8Array, ledgerKey: Uint8Array): Uint8Array {
+  return crypto.sha256(concatBytes(LABEL_DOMAIN, nonce, spkiHash, ledgerKey)).subarray(0, LABEL_BYTES)
+}
+
+/** The CN of a label in a fleet: `<base32 label>.<domain>`. */
+export function cnOf(label: Uint8Array, domain: string): string {
+  return `${base32(label)}.${domain}`
+}
+
+/** The label bytes of a CN in a fleet; throws KinError CERT_NAMES when the CN is not of that fleet. */
+export function labelOfCn(cn: string, domain: string): Uint8Array {
+  const suffix = '.' + domain
+  if (typeof cn !== 'string' || !cn.endsWith(suffix)) throw new KinError('CERT_NAMES', `"${cn}" is not a name in fleet ${domain}`)
+  return labelFromBase32(cn.slice(0, -suffix.length))
+}
+
+/** The SAN entry that names a parent: `parent.<parent CN>`. */
+export function parentMarker(parentCn: string): string {
+  return `parent.${parentCn}`
+}
+
+/** Checks a fleet domain is a lowercase DNS name of 2+ labels, at most 200 characters; throws FLEET_DOMAIN. */
+export function validateFleetDomain(domain: string): string {
+  if (typeof domain !== 'string' || domain.length === 0 || domain.length > 200) {
+    throw new KinError('FLEET_DOMAIN', `fleet domain must be a DNS name of 1 to 200 characters, got ${JSON.stringify(domain)}`)
+  }
+  const labels = domain.split('.')
+  const ok = labels.length >= 2 && labels.every(l => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l)) && !/^[0-9]+$/.test(labels[labels.length - 1]!)
+  if (!ok) throw new KinError('FLEET_DOMAIN', `"${domain}" is not a valid fleet domain: use lowercase DNS labels separated by dots, e.g. smith.home.arpa`)
+  return domain
+}
