@@ -80,7 +80,8 @@ export interface PolicyBody {
   subtree: boolean
   maxHops: number
   maxHeadAge: number
-  anchors: string[]
+  /** Labels (10 bytes each) of subtree roots whose members are trusted. */
+  anchors: Uint8Array[]
   rules: PolicyRule[]
 }
 
@@ -121,6 +122,8 @@ export interface EncodedEvent {
 /** A revocation as applied to a binding. */
 export interface Revocation {
   eventId: string
+  /** The binding that signed the revoke (void if that binding was itself void at `time`). */
+  issuerBindingId: string
   reason: RevokeReasonName
   effective: number
   subtree: boolean
@@ -153,7 +156,8 @@ export interface Binding {
   generation: number
   /** Hex SHA-256 hashes of certificates recorded by `certified` events for this binding. */
   certHashes: string[]
-  revocation: Revocation | undefined
+  /** Every revocation recorded against this binding; the earliest one not void applies. */
+  revocations: Revocation[]
   /** Id of the rekey event that replaced this binding, if any. */
   supersededBy: string | undefined
 }

@@ -1,0 +1,186 @@
+/** @module Ingest validation: the recipe of stage functions an event passes once, before it enters a ledger. */
+import { VerificationError, type KinErrorCode } from '../errors.ts'
+import { bytesEqual, toHex } from '../codec/bytes.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { verifyEventSignature } from './event.ts'
+import { base32, deriveLabel, validateFleetDomain } from './names.ts'
+import { nonceKey, type LedgerState } from './state.ts'
+import type { Binding, EncodedEvent, LedgerEvent } from './types.ts'
+
+/** How far in the future an event's claimed time may be, in seconds, before it is refused. */
+export const MAX_CLOCK_SKEW = 300
+
+/** Options of a validation run. */
+export interface ValidateOptions {
+  /** Seconds since the epoch; when given, events claiming a later time (beyond skew) are refused. */
+  now?: number
+  /** Skip the Ed25519 check (only for replaying a file this device wrote and already verified). */
+  trustSignatures?: boolean
+}
+
+/** What validation found out about the event's context, handed to `applyEvent`. */
+export interface ValidatedEvent {
+  encoded: EncodedEvent
+  /** The issuer's binding (for genesis: undefined, the event creates it). */
+  issuerBinding: Binding | undefined
+  /** The subject's binding the event refers to (certified, revoke, rekey, policy). */
+  targetBinding: Binding | undefined
+}
+
+function refuse(code: KinErrorCode, message: string, e: EncodedEvent): never {
+  throw new VerificationError(code, message, { detail: { id: e.idHex, type: e.event.type } })
+}
+
+// ---- stages ------------------------------------------------------------------------------------------------
+
+function checkNotDuplicate(state: LedgerState, e: EncodedEvent): void {
+  if (state.has(e.idHex)) refuse('DUPLICATE_EVENT', `event ${e.idHex.slice(0, 16)}… is already in the ledger`, e)
+}
+
+function checkTime(e: EncodedEvent, opts: ValidateOptions): void {
+  if (opts.now !== undefined && e.event.time > opts.now + MAX_CLOCK_SKEW) {
+    refuse('TIME_IN_FUTURE', `event time ${e.event.time} is ahead of this clock (${opts.now}) by more than ${MAX_CLOCK_SKEW} s`, e)
+  }
+}
+
+function checkGenesis(crypto: CryptoProvider, state: LedgerState, e: EncodedEvent, opts: ValidateOptions): void {
+  const ev = e.event
+  if (ev.type !== 'genesis') return
+  if (state.genesis !== undefined) refuse('GENESIS_EXISTS', 'the ledger already has a genesis event; a fleet has exactly one', e)
+  try {
+    validateFleetDomain(ev.body.domain)
+  } catch (err) {
+    refuse('GENESIS_INVALID', `genesis names an invalid fleet domain: ${(err as Error).message}`, e)
+  }
+  if (!bytesEqual(ev.subject, ev.issuer)) refuse('GENESIS_INVALID', 'genesis must be issued by its own subject (L0)', e)
+  const label = deriveLabel(crypto, ev.body.nonce, ev.body.spkiHash, ev.body.ledgerKey)
+  if (!bytesEqual(label, ev.subject)) refuse('CN_MISMATCH', 'genesis subject label is not derived from its nonce and keys', e)
+  if (!opts.trustSignatures && !verifyEventSignature(crypto, ev, ev.body.ledgerKey)) {
+    refuse('BAD_SIGNATURE', 'genesis signature does not verify with its own ledger key', e)
+  }
+}
+
+function resolveLinks(state: LedgerState, e: EncodedEvent): void {
+  if (state.genesis === undefined) refuse('NO_GENESIS', 'the ledger has no genesis event yet; it must come first', e)
+  for (const link of e.event.links) {
+    const hex = toHex(link)
+    if (!state.has(hex)) refuse('MISSING_LINK', `event links to ${hex.slice(0, 16)}…, which this ledger does not hold (yet)`, e)
+  }
+}
+
+function issuerBindingOf(state: LedgerState, e: EncodedEvent): Binding {
+  const ev = e.event
+  const b = state.bindingById(toHex(ev.links[0]!))
+  if (b === undefined || b.label !== base32(ev.issuer)) {
+    refuse('LINK_MISMATCH', "the event's first link must be the issuer's binding (its genesis, authorize or rekey event)", e)
+  }
+  return b
+}
+
+function checkIssuer(state: LedgerState, issuer: Binding, e: EncodedEvent): void {
+  const t = e.event.time
+  if (t < issuer.time) refuse('ISSUER_NOT_CURRENT', `the event claims a time before ${issuer.cn} was itself bound`, e)
+  const inForce = state.bindingAt(issuer.cn, t)
+  if (inForce !== issuer) refuse('ISSUER_NOT_CURRENT', `${issuer.cn} had other keys (a rekey) at the event's time`, e)
+  const invalid = state.invalidAt(issuer, t)
+  if (invalid === undefined) return
+  if (invalid.code === 'EXPIRED') refuse('ISSUER_EXPIRED', `issuer ${issuer.cn} expired at ${invalid.notAfter}, before the event's time ${t}`, e)
+  if (invalid.code === 'REVOKED' && e.event.time >= invalid.revocation.effective && invalid.revocation.reason === 'compromised') {
+    refuse('VOID_AFTER_REVOKE', `issuer ${issuer.cn} was revoked as compromised from ${invalid.revocation.effective}; its later signatures are void`, e)
+  }
+  refuse('ISSUER_REVOKED', `issuer ${issuer.cn} is not valid at the event's time (${invalid.code.toLowerCase().replace('_', ' ')})`, e)
+}
+
+function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
+  if (opts.trustSignatures) return
+  if (!verifyEventSignature(crypto, e.event, issuer.ledgerKey)) {
+    refuse('BAD_SIGNATURE', `signature does not verify with the ledger key of ${issuer.cn}`, e)
+  }
+}
+
+function checkNonceFresh(state: LedgerState, nonce: Uint8Array, e: EncodedEvent): void {
+  if (state.usedNonces.has(nonceKey(nonce))) refuse('NONCE_REUSED', 'this authorization nonce was used before; a pairing is single-use', e)
+}
+
+// ---- per type ----------------------------------------------------------------------------------------------
+
+function checkAuthorize(crypto: CryptoProvider, state: LedgerState, issuer: Binding, e: EncodedEvent): void {
+  const ev = e.event as Extract<LedgerEvent, { type: 'authorize' }>
+  const b = ev.body
+  if (issuer.role !== 'admin' && issuer.role !== 'member') refuse('ROLE_CANNOT_DELEGATE', `${issuer.cn} has role ${issuer.role}, which may not authorize devices`, e)
+  if (issuer.role === 'member' && (b.role === 'admin' || b.role === 'member')) {
+    refuse('ROLE_ESCALATION', `a member may authorize guests and devices only, not ${b.role}`, e)
+  }
+  if (issuer.depth < 1 || b.depth > issuer.depth - 1) {
+    refuse('DEPTH_EXHAUSTED', `${issuer.cn} has delegation depth ${issuer.depth}; a child may have at most ${Math.max(0, issuer.depth - 1)}`, e)
+  }
+  if ((b.role === 'device' || b.role === 'guest') && b.depth !== 0) refuse('DEPTH_EXHAUSTED', `role ${b.role} cannot delegate, so its depth must be 0`, e)
+  if (b.notAfter > issuer.notAfter) refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${b.notAfter} is later than the parent's ${issuer.notAfter}`, e)
+  if (ev.time > b.notAfter) refuse('NOT_AFTER_PASSED', `the authorization expired (${b.notAfter}) before it was issued (${ev.time})`, e)
+  if (!bytesEqual(deriveLabel(crypto, b.nonce, b.spkiHash, b.ledgerKey), ev.subject)) {
+    refuse('CN_MISMATCH', 'the subject label is not derived from the nonce and the authorized keys', e)
+  }
+  const cn = state.cnOfLabel(ev.subject)
+  if (state.currentBinding(cn) !== undefined) refuse('CN_EXISTS', `${cn} is already authorized; new keys for it need a rekey by its parent`, e)
+  checkNonceFresh(state, b.nonce, e)
+}
+
+function targetBindingOf(state: LedgerState, e: EncodedEvent, index: number): Binding {
+  const ev = e.event
+  const b = state.bindingById(toHex(ev.links[index]!))
+  if (b === undefined || b.cn !== state.cnOfLabel(ev.subject)) refuse('LINK_MISMATCH', "the event must link to a binding of its subject", e)
+  return b
+}
+
+function checkCertified(issuer: Binding, e: EncodedEvent): void {
+  const ev = e.event as Extract<LedgerEvent, { type: 'certified' }>
+  if (!bytesEqual(ev.subject, ev.issuer)) refuse('CERTIFIED_NOT_SUBJECT', 'a certified event is signed by its subject, with its own ledger key', e)
+  if (issuer.certHashes.includes(toHex(ev.body.certHash))) refuse('CERTIFIED_DUPLICATE', 'this certificate is already recorded for this binding', e)
+}
+
+function checkRevoke(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
+  if (!state.isAncestorOrSelf(issuer.cn, target)) refuse('REVOKE_NOT_ALLOWED', `${issuer.cn} is neither ${target.cn} nor one of its ancestors`, e)
+}
+
+function checkRekey(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
+  const ev = e.event as Extract<LedgerEvent, { type: 'rekey' }>
+  if (target.parentCn !== issuer.cn) refuse('REKEY_NOT_PARENT', `only the parent of ${target.cn} may rekey it`, e)
+  if (state.currentBinding(target.cn) !== target) refuse('LINK_MISMATCH', "a rekey must link to the subject's current binding", e)
+  if (ev.time < target.time) refuse('LINK_MISMATCH', 'a rekey cannot predate the binding it replaces', e)
+  if (ev.body.notAfter > issuer.notAfter) refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${ev.body.notAfter} is later than the parent's ${issuer.notAfter}`, e)
+  if (ev.time > ev.body.notAfter) refuse('NOT_AFTER_PASSED', 'the rekey expired before it was issued', e)
+  checkNonceFresh(state, ev.body.nonce, e)
+}
+
+function checkPolicy(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
+  if (!state.isAncestorOrSelf(issuer.cn, target)) refuse('POLICY_NOT_ANCESTOR', `${issuer.cn} is not an ancestor of ${target.cn}`, e)
+}
+
+/**
+ * The whole recipe: duplicate → time → genesis | (links → issuer binding → issuer valid at the event's time →
+ * signature → type rules). Throws VerificationError with a specific code; returns what `applyEvent` needs.
+ */
+export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: EncodedEvent, opts: ValidateOptions = {}): ValidatedEvent {
+  checkNotDuplicate(state, e)
+  checkTime(e, opts)
+  if (e.event.type === 'genesis') {
+    checkGenesis(crypto, state, e, opts)
+    return { encoded: e, issuerBinding: undefined, targetBinding: undefined }
+  }
+  resolveLinks(state, e)
+  const issuer = issuerBindingOf(state, e)
+  let target: Binding | undefined
+  if (e.event.type === 'certified') target = targetBindingOf(state, e, 0)
+  if (e.event.type === 'revoke' || e.event.type === 'rekey' || e.event.type === 'policy') target = targetBindingOf(state, e, 1)
+  // A rekey may replace a revoked binding (that is what it is for); only its issuer must be valid.
+  checkIssuer(state, issuer, e)
+  checkSignature(crypto, issuer, e, opts)
+  switch (e.event.type) {
+    case 'authorize': checkAuthorize(crypto, state, issuer, e); break
+    case 'certified': checkCertified(issuer, e); break
+    case 'revoke': checkRevoke(state, issuer, target!, e); break
+    case 'rekey': checkRekey(state, issuer, target!, e); break
+    case 'policy': checkPolicy(state, issuer, target!, e); break
+  }
+  return { encoded: e, issuerBinding: issuer, targetBinding: target }
+}

@@ -1,0 +1,112 @@
+/** @module A deterministic fleet built directly on the ledger, for ledger-level tests and vectors (no X.509). */
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { Ledger } from '../../agent/ledger/ledger.ts'
+import { signEvent } from '../../agent/ledger/event.ts'
+import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, rekeyEvent, revokeEvent, type AuthorizeRequest } from '../../agent/ledger/builders.ts'
+import { concatBytes, utf8 } from '../../agent/codec/bytes.ts'
+import type { Binding, EncodedEvent, PolicyBody, RevokeBody, UnsignedEvent } from '../../agent/ledger/types.ts'
+
+export const T0 = 1_800_000_000
+export const YEAR = 365 * 86400
+
+/** Builds events with deterministic keys and nonces; applies them to its own ledger unless told not to. */
+export class LedgerFleet {
+  readonly crypto: CryptoProvider
+  readonly ledger: Ledger
+  readonly secrets = new Map<string, Uint8Array>()
+  readonly events: EncodedEvent[] = []
+  private counter = 0
+  private readonly tag: string
+  l0!: string
+
+  constructor(crypto: CryptoProvider = nodeCrypto, tag = 'fleet') {
+    this.crypto = crypto
+    this.ledger = new Ledger(crypto)
+    this.tag = tag
+  }
+
+  /** Deterministic bytes: SHA-256(tag ‖ counter), cut to `n`. */
+  bytes(n: number): Uint8Array {
+    return this.crypto.sha256(concatBytes(utf8(this.tag), utf8(String(this.counter++)))).subarray(0, n)
+  }
+
+  static create(opts: { crypto?: CryptoProvider; domain?: string; time?: number; tag?: string } = {}): LedgerFleet {
+    const f = new LedgerFleet(opts.crypto ?? nodeCrypto, opts.tag)
+    const seed = f.bytes(32)
+    const kp = f.crypto.ed25519KeyPair(seed)
+    const unsigned = genesisEvent(f.crypto, {
+      domain: opts.domain ?? 'smith.home.arpa', rootCertHash: f.bytes(32), spkiHash: f.bytes(32), ledgerKey: kp.publicKey,
+      minerKey: kp.publicKey, nonce: f.bytes(12), notAfter: (opts.time ?? T0) + 20 * YEAR, name: 'home pc',
+    }, opts.time ?? T0)
+    const e = signEvent(f.crypto, unsigned, seed)
+    f.ledger.ingest(e)
+    f.events.push(e)
+    f.l0 = f.ledger.state.genesis!.cn
+    f.secrets.set(f.l0, seed)
+    return f
+  }
+
+  binding(cn: string): Binding {
+    const b = this.ledger.state.currentBinding(cn)
+    if (b === undefined) throw new Error(`no binding for ${cn}`)
+    return b
+  }
+
+  /** Signs with `byCn`'s secret (or `secret`) and ingests unless `apply` is false. */
+  sign(unsigned: UnsignedEvent, byCn: string, apply = true, secret?: Uint8Array): EncodedEvent {
+    const e = signEvent(this.crypto, unsigned, secret ?? this.secrets.get(byCn)!)
+    if (apply) {
+      this.ledger.ingest(e)
+      this.events.push(e)
+    }
+    return e
+  }
+
+  authorizeUnsigned(parentCn: string, req: Partial<AuthorizeRequest> & { time?: number } = {}): { unsigned: UnsignedEvent; seed: Uint8Array } {
+    const seed = this.bytes(32)
+    const kp = this.crypto.ed25519KeyPair(seed)
+    const parent = this.binding(parentCn)
+    const unsigned = authorizeEvent(this.crypto, parent, {
+      spkiHash: req.spkiHash ?? this.bytes(32), ledgerKey: req.ledgerKey ?? kp.publicKey, role: req.role ?? 'member',
+      depth: req.depth ?? (req.role === 'device' || req.role === 'guest' ? 0 : Math.max(0, parent.depth - 1)),
+      notAfter: req.notAfter ?? parent.notAfter, kind: req.kind ?? 'phone', name: req.name ?? 'device', nonce: req.nonce ?? this.bytes(12),
+    }, req.time ?? parent.time + 60)
+    return { unsigned, seed }
+  }
+
+  /** Authorizes a child of `parentCn`, records its certificate hash, and returns its CN. */
+  enroll(parentCn: string, req: Partial<AuthorizeRequest> & { time?: number; certify?: boolean } = {}): string {
+    const { unsigned, seed } = this.authorizeUnsigned(parentCn, req)
+    const e = this.sign(unsigned, parentCn)
+    const cn = this.ledger.state.cnOfLabel(e.event.subject)
+    this.secrets.set(cn, seed)
+    if (req.certify !== false) this.sign(certifiedEvent(this.binding(cn), this.bytes(32), unsigned.time + 1), cn)
+    return cn
+  }
+
+  revoke(byCn: string, targetCn: string, body: Partial<RevokeBody> & { time?: number } = {}, apply = true): EncodedEvent {
+    const time = body.time ?? this.binding(targetCn).time + 3600
+    return this.sign(revokeEvent(this.binding(byCn), this.binding(targetCn), {
+      reason: body.reason ?? 'compromised', effective: body.effective ?? time, subtree: body.subtree ?? false,
+    }, time), byCn, apply)
+  }
+
+  rekey(parentCn: string, targetCn: string, time?: number, apply = true): EncodedEvent {
+    const seed = this.bytes(32)
+    const kp = this.crypto.ed25519KeyPair(seed)
+    const target = this.binding(targetCn)
+    const e = this.sign(rekeyEvent(this.crypto, this.binding(parentCn), target, {
+      spkiHash: this.bytes(32), ledgerKey: kp.publicKey, notAfter: target.notAfter, nonce: this.bytes(12),
+    }, time ?? target.time + 7200), parentCn, apply)
+    if (apply) this.secrets.set(targetCn, seed)
+    return e
+  }
+
+  policy(byCn: string, targetCn: string, body: Partial<PolicyBody> = {}, time?: number, apply = true): EncodedEvent {
+    return this.sign(policyEvent(this.binding(byCn), this.binding(targetCn), {
+      subtree: body.subtree ?? true, maxHops: body.maxHops ?? 8, maxHeadAge: body.maxHeadAge ?? 0,
+      anchors: body.anchors ?? [], rules: body.rules ?? [],
+    }, time ?? this.binding(targetCn).time + 100), byCn, apply)
+  }
+}
