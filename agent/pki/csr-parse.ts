@@ -1,0 +1,71 @@
+/** @module Parsing a PKCS#10 certificate request into the names, key and signature verdict the fleet CA checks. */
+import { DecodeError, isKinError } from '../errors.ts'
+import { forge, fromBinary, toBinary } from './_forge.ts'
+import { csrLayout, isSha256WithRsa } from './layout.ts'
+import { derToPem, isPem, pemToDer } from './pem.ts'
+import { defaultSha256, verifyRsaSha256, type Sha256 } from './rsa-verify.ts'
+import { parentCnsOf, subjectCn } from './_names.ts'
+import { EXTENSION_OID, readSubjectAltName } from './extensions.ts'
+
+const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14'
+
+/** What a CSR says, and whether its self-signature holds. */
+export interface ParsedCsr {
+  readonly der: Uint8Array
+  readonly cn: string
+  readonly sanDns: readonly string[]
+  readonly sanOtherCount: number
+  /** The CN of the single `parent.<CN>` SAN entry; undefined when there is none (L0) or several. */
+  readonly parentCn: string | undefined
+  readonly parentCns: readonly string[]
+  readonly spkiDer: Uint8Array
+  readonly publicKeyPem: string
+  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession). */
+  readonly signatureValid: boolean
+}
+
+interface ForgeAttribute { type?: string; extensions?: { id: string; value: string }[] }
+
+function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; otherCount: number } {
+  const requests = attributes.filter(a => a.type === EXTENSION_REQUEST_OID)
+  if (requests.length > 1) throw new DecodeError('CSR_PARSE', 'CSR holds more than one extensionRequest attribute')
+  const sans = (requests[0]?.extensions ?? []).filter(e => e.id === EXTENSION_OID.subjectAltName)
+  if (sans.length > 1) throw new DecodeError('CSR_PARSE', 'CSR requests subjectAltName more than once')
+  if (sans.length === 0) return { dns: [], otherCount: 0 }
+  try {
+    return readSubjectAltName(fromBinary(sans[0]!.value))
+  } catch (cause) {
+    if (isKinError(cause)) throw new DecodeError('CSR_PARSE', `CSR subjectAltName: ${cause.message}`, { cause })
+    throw cause
+  }
+}
+
+/** Parses a CSR from PEM ("CERTIFICATE REQUEST") or DER; DecodeError CSR_PARSE on anything malformed, CSR_NAMES unless it has one CN. */
+export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 } = {}): ParsedCsr {
+  let der: Uint8Array
+  if (isPem(input)) der = pemToDer(input, 'CERTIFICATE REQUEST', 'CSR_PARSE')
+  else if (input instanceof Uint8Array) der = input.slice()
+  else throw new DecodeError('CSR_PARSE', 'CSR must be PEM text or DER bytes')
+  const layout = csrLayout(der, 'CSR_PARSE')
+  let parsed: ReturnType<typeof forge.pki.certificationRequestFromAsn1>
+  try {
+    parsed = forge.pki.certificationRequestFromAsn1(forge.asn1.fromDer(toBinary(der)))
+  } catch (cause) {
+    throw new DecodeError('CSR_PARSE', `CSR does not parse: ${(cause as Error)?.message ?? cause}`, { cause })
+  }
+  const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
+  const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
+  const parentCns = parentCnsOf(san.dns)
+  const signatureValid = isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, options.sha256 ?? defaultSha256)
+  return {
+    der,
+    cn,
+    sanDns: Object.freeze(san.dns),
+    sanOtherCount: san.otherCount,
+    parentCn: parentCns.length === 1 ? parentCns[0] : undefined,
+    parentCns: Object.freeze(parentCns),
+    spkiDer: layout.spki,
+    publicKeyPem: derToPem(layout.spki, 'PUBLIC KEY'),
+    signatureValid,
+  }
+}

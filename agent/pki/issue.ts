@@ -1,0 +1,90 @@
+/** @module The fleet CA's issuance: checks a CSR against its authorization, then signs the device certificate (enrollment steps 8–9). */
+import type { pki } from 'node-forge'
+import { KinError, VerificationError, isKinError } from '../errors.ts'
+import { labelOfCn } from '../ledger/names.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { DeviceCertificate } from './certificate.ts'
+import { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
+import { buildLeafCertificate } from './leaf-profile.ts'
+import { keysMatch, rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from './keys.ts'
+import { fleetDomainOfRootCn } from './root-name.ts'
+import { CLOCK_SKEW_SECONDS } from './root.ts'
+import { defaultSha256 } from './rsa-verify.ts'
+import type { RandomBytes } from './_build.ts'
+
+export { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
+
+/** Default device certificate lifetime before the authorization's notAfter caps it: one year. */
+export const DEFAULT_VALIDITY_SECONDS = 365 * 24 * 3600
+
+/** What every issuance needs: the CA, the time, and randomness for the serial. */
+export interface CaOptions {
+  readonly rootCertPem: string | DeviceCertificate
+  readonly rootKeyPem: string
+  /** Seconds since the epoch. */
+  readonly now: number
+  /** Requested lifetime in seconds (default one year); capped by notAfter and the root's own notAfter. */
+  readonly validitySeconds?: number
+  readonly randomBytes: RandomBytes
+  /** SHA-256 for key hashes (default @noble/hashes). */
+  readonly crypto?: Pick<CryptoProvider, 'sha256'>
+}
+
+interface Ca { root: DeviceCertificate; rootKey: pki.rsa.PrivateKey; domain: string }
+
+function loadCa(options: CaOptions): Ca {
+  const root = DeviceCertificate.from(options.rootCertPem)
+  const rootKey = rsaPrivateKeyFromPem(options.rootKeyPem)
+  if (!keysMatch(rootKey, rsaPublicKeyFromPem(root.publicKeyPem))) throw new KinError('BAD_ARGUMENT', 'root key does not belong to the root certificate')
+  if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new KinError('BAD_ARGUMENT', 'root certificate is not a CA certificate')
+  return { root, rootKey, domain: fleetDomainOfRootCn(root.cn) }
+}
+
+function requireFleetName(cn: string, domain: string, what: string): void {
+  try {
+    labelOfCn(cn, domain)
+  } catch (cause) {
+    if (!isKinError(cause, 'CERT_NAMES')) throw cause
+    throw new VerificationError('CSR_NAMES', `${what} "${cn}" is not a device name of fleet ${domain}`, { cause })
+  }
+}
+
+/** The validity window: back-dated by the clock skew, ending at the earliest of now+validity, notAfter and the root's notAfter. */
+function validityWindow(options: CaOptions, root: DeviceCertificate, notAfter: number): { notBefore: number; notAfter: number } {
+  const { now } = options
+  const validity = options.validitySeconds ?? DEFAULT_VALIDITY_SECONDS
+  if (!Number.isSafeInteger(now) || now < 0) throw new KinError('BAD_ARGUMENT', `"now" expected whole seconds, got ${now}`)
+  if (!Number.isSafeInteger(validity) || validity <= 0) throw new KinError('BAD_ARGUMENT', `"validitySeconds" expected a positive integer, got ${validity}`)
+  if (!Number.isSafeInteger(notAfter) || notAfter <= now) throw new VerificationError('CA_VALIDITY', `authorization notAfter ${notAfter} is not after now (${now})`)
+  if (root.notAfter <= now) throw new VerificationError('CA_VALIDITY', `fleet root expired at ${root.notAfter}`)
+  return { notBefore: now - CLOCK_SKEW_SECONDS, notAfter: Math.min(now + validity, notAfter, root.notAfter) }
+}
+
+/**
+ * Issues a device certificate for a CSR that matches its authorization (see `checkCsrAgainstAuthorization` for codes).
+ * The ledger-side checks (parent's signature, lineage, nonce) are done by ingesting the authorize event beforehand.
+ * CA_VALIDITY when auth.notAfter ≤ now or the root has expired.
+ */
+export function issueDeviceCertificate(options: CaOptions & { readonly csrPem: string; readonly auth: Authorization }): DeviceCertificate {
+  const { auth } = options
+  const ca = loadCa(options)
+  requireFleetName(auth.cn, ca.domain, 'authorized CN')
+  if (auth.parentCn !== undefined) requireFleetName(auth.parentCn, ca.domain, 'authorized parent CN')
+  const csr = checkCsrAgainstAuthorization(options.csrPem, auth, options.crypto ?? { sha256: defaultSha256 })
+  return buildLeafCertificate({
+    root: ca.root, rootKey: ca.rootKey, cn: auth.cn, parentCn: auth.parentCn,
+    publicKey: rsaPublicKeyFromPem(csr.publicKeyPem), ...validityWindow(options, ca.root, auth.notAfter),
+    randomBytes: options.randomBytes,
+  })
+}
+
+/** Issues L0's own TLS certificate (same profile, no parent entry): L0 holds the CA, so it needs no CSR. */
+export function issueL0Certificate(options: CaOptions & { readonly cn: string; readonly publicKeyPem: string; readonly notAfter: number }): DeviceCertificate {
+  const ca = loadCa(options)
+  requireFleetName(options.cn, ca.domain, 'L0 CN')
+  return buildLeafCertificate({
+    root: ca.root, rootKey: ca.rootKey, cn: options.cn, parentCn: undefined,
+    publicKey: rsaPublicKeyFromPem(options.publicKeyPem), ...validityWindow(options, ca.root, options.notAfter),
+    randomBytes: options.randomBytes,
+  })
+}

@@ -1,0 +1,79 @@
+/** @module The raw byte layout of signed X.509 objects: what is signed, by which algorithm, and the key and names inside. */
+import { DecodeError, type KinErrorCode } from '../errors.ts'
+import { bytesEqual, fromHex } from '../codec/bytes.ts'
+import { TAG, childrenOf, contentBytes, elementBytes, expectTag, readWhole } from './der.ts'
+
+/** AlgorithmIdentifier sha256WithRSAEncryption with NULL parameters (RFC 4055 §5). */
+export const SHA256_WITH_RSA = fromHex('300d06092a864886f70d01010b0500')
+// RFC 4055 §5: verifiers must also accept the parameters being absent.
+const SHA256_WITH_RSA_NO_PARAMS = fromHex('300b06092a864886f70d01010b')
+
+/** A signed object split into the bytes that were signed, the algorithm and the signature. */
+export interface SignedLayout {
+  readonly signed: Uint8Array
+  readonly algorithm: Uint8Array
+  readonly signature: Uint8Array
+}
+
+/** A certificate's raw parts (RFC 5280 §4.1). */
+export interface CertificateLayout extends SignedLayout {
+  readonly innerAlgorithm: Uint8Array
+  readonly issuer: Uint8Array
+  readonly subject: Uint8Array
+  readonly spki: Uint8Array
+}
+
+/** A certification request's raw parts (RFC 2986 §4). */
+export interface CsrLayout extends SignedLayout {
+  readonly subject: Uint8Array
+  readonly spki: Uint8Array
+}
+
+function splitSigned(der: Uint8Array, code: KinErrorCode): { layout: SignedLayout; fields: Uint8Array[] } {
+  if (!(der instanceof Uint8Array)) throw new DecodeError(code, 'expected DER bytes')
+  const outer = readWhole(der, TAG.sequence, code)
+  const parts = childrenOf(der, outer, code)
+  if (parts.length !== 3) throw new DecodeError(code, `signed object has ${parts.length} parts, expected 3`)
+  const signed = expectTag(parts[0], TAG.sequence, code)
+  const algorithm = expectTag(parts[1], TAG.sequence, code)
+  const bits = contentBytes(der, expectTag(parts[2], TAG.bitString, code))
+  if (bits.length < 2 || bits[0] !== 0) throw new DecodeError(code, 'signature BIT STRING must hold whole bytes')
+  const fields = childrenOf(der, signed, code).map(f => elementBytes(der, f))
+  return { layout: { signed: elementBytes(der, signed), algorithm: elementBytes(der, algorithm), signature: bits.subarray(1) }, fields }
+}
+
+/** Splits certificate DER (RFC 5280 §4.1); DecodeError `code` on anything else. */
+export function certificateLayout(der: Uint8Array, code: KinErrorCode = 'CERT_PARSE'): CertificateLayout {
+  const { layout, fields } = splitSigned(der, code)
+  // TBSCertificate: [0] version is optional, then serial, signature, issuer, validity, subject, spki.
+  const base = fields[0] !== undefined && fields[0][0] === TAG.context0 ? 1 : 0
+  if (fields.length < base + 6) throw new DecodeError(code, 'TBSCertificate is missing fields')
+  for (const i of [1, 2, 3, 4, 5]) {
+    if (fields[base + i]![0] !== TAG.sequence) throw new DecodeError(code, `TBSCertificate field ${base + i} is not a SEQUENCE`)
+  }
+  return {
+    ...layout,
+    innerAlgorithm: fields[base + 1]!,
+    issuer: fields[base + 2]!,
+    subject: fields[base + 4]!,
+    spki: fields[base + 5]!,
+  }
+}
+
+/** Splits PKCS#10 DER (RFC 2986 §4.2); DecodeError `code` on anything else. */
+export function csrLayout(der: Uint8Array, code: KinErrorCode = 'CSR_PARSE'): CsrLayout {
+  const { layout, fields } = splitSigned(der, code)
+  if (fields.length !== 4) throw new DecodeError(code, `CertificationRequestInfo has ${fields.length} fields, expected 4`)
+  if (fields[1]![0] !== TAG.sequence || fields[2]![0] !== TAG.sequence) throw new DecodeError(code, 'CertificationRequestInfo subject or key is not a SEQUENCE')
+  return { ...layout, subject: fields[1]!, spki: fields[2]! }
+}
+
+/** True when an AlgorithmIdentifier is sha256WithRSAEncryption, with NULL or absent parameters. */
+export function isSha256WithRsa(algorithm: Uint8Array): boolean {
+  return bytesEqual(algorithm, SHA256_WITH_RSA) || bytesEqual(algorithm, SHA256_WITH_RSA_NO_PARAMS)
+}
+
+/** True when a certificate is signed with SHA-256/RSA and says so identically inside and outside (RFC 5280 §4.1.1.2). */
+export function certificateSignedWithSha256Rsa(layout: CertificateLayout): boolean {
+  return isSha256WithRsa(layout.algorithm) && bytesEqual(layout.algorithm, layout.innerAlgorithm)
+}

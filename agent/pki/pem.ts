@@ -1,0 +1,37 @@
+/** @module PEM armour (RFC 7468): strict base64 between BEGIN/END lines with the expected label. */
+import { DecodeError, type KinErrorCode } from '../errors.ts'
+import { forge, fromBinary, toBinary } from './_forge.ts'
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END ([A-Z0-9 ]+)-----/
+// RFC 7468 §3: strict base64, padding only at the end.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/** True when `text` looks like PEM rather than raw DER. */
+export function isPem(text: unknown): text is string {
+  return typeof text === 'string' && text.includes('-----BEGIN ')
+}
+
+/** DER bytes of the first PEM block labelled `label`; DecodeError `code` when there is none or it is malformed. */
+export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8Array {
+  if (typeof text !== 'string') throw new DecodeError(code, `expected PEM text, got ${typeof text}`)
+  let rest = text
+  for (;;) {
+    const m = PEM_BLOCK.exec(rest)
+    if (m === null) throw new DecodeError(code, `no PEM block labelled "${label}"`)
+    if (m[1] === label) {
+      if (m[3] !== label) throw new DecodeError(code, `PEM block "${label}" ends with "${m[3]}"`)
+      const body = m[2]!.replace(/[\r\n\t ]/g, '')
+      if (body.length === 0 || !BASE64.test(body)) throw new DecodeError(code, `PEM block "${label}" holds malformed base64`)
+      return fromBinary(forge.util.decode64(body))
+    }
+    rest = rest.slice(m.index + m[0].length)
+  }
+}
+
+/** PEM text for DER bytes under `label`, 64-character lines (RFC 7468 §2). */
+export function derToPem(der: Uint8Array, label: string): string {
+  const body = forge.util.encode64(toBinary(der))
+  let lines = ''
+  for (let i = 0; i < body.length; i += 64) lines += body.slice(i, i + 64) + '\n'
+  return `-----BEGIN ${label}-----\n${lines}-----END ${label}-----\n`
+}

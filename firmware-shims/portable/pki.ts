@@ -1,0 +1,57 @@
+/** @module Portable PKI provider: node-forge RSA key generation and signature checks, pure JavaScript for any engine. */
+import type { pki } from 'node-forge'
+import type { CryptoProvider } from '../types.ts'
+import type { PkiProvider, TlsKeyPair } from '../../agent/pki/provider.ts'
+import { forge, toBinary } from '../../agent/pki/_forge.ts'
+import { derToPem } from '../../agent/pki/pem.ts'
+import { spkiDerOfRsaKey } from '../../agent/pki/keys.ts'
+import { certificateLayout, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
+import { rsaPublicKeyFromSpki, verifyRsaSha256 } from '../../agent/pki/rsa-verify.ts'
+import { portableCrypto } from './crypto.ts'
+
+// Issuers are few (one fleet root): their parsed keys are kept per DER array.
+const issuerKeys = new WeakMap<Uint8Array, pki.rsa.PublicKey>()
+
+function issuerKey(issuerCertDer: Uint8Array): pki.rsa.PublicKey {
+  let key = issuerKeys.get(issuerCertDer)
+  if (key === undefined) {
+    key = rsaPublicKeyFromSpki(certificateLayout(issuerCertDer).spki)
+    issuerKeys.set(issuerCertDer, key)
+  }
+  return key
+}
+
+function privateKeyPem(key: pki.rsa.PrivateKey): string {
+  // PKCS#8 "PRIVATE KEY", the same form node:crypto writes.
+  return forge.pki.privateKeyInfoToPem(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(key)))
+}
+
+/** A portable PKI provider drawing randomness from `crypto` (forge's own generator would prefer native code on Node). */
+export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiProvider {
+  // Passing a prng keeps forge on its pure-JavaScript key generator even where node:crypto exists.
+  const prng = { getBytesSync: (n: number): string => toBinary(crypto.randomBytes(n)) }
+  return {
+    name: 'portable',
+    generateTlsKeyPair(): Promise<TlsKeyPair> {
+      return new Promise((resolve, reject) => {
+        forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001, prng } as pki.rsa.GenerateKeyPairOptions, (err, keys) => {
+          if (err) { reject(err); return }
+          const spkiDer = spkiDerOfRsaKey(keys.publicKey)
+          resolve({ privateKeyPem: privateKeyPem(keys.privateKey), publicKeyPem: derToPem(spkiDer, 'PUBLIC KEY'), spkiDer })
+        })
+      })
+    },
+    verifyCertificateSignature(certDer, issuerCertDer) {
+      try {
+        const layout = certificateLayout(certDer)
+        if (!certificateSignedWithSha256Rsa(layout)) return false
+        return verifyRsaSha256(issuerKey(issuerCertDer), layout.signed, layout.signature, crypto.sha256)
+      } catch {
+        return false
+      }
+    },
+  }
+}
+
+/** The portable PKI provider on the portable crypto provider. */
+export const portablePki: PkiProvider = createPortablePki()
