@@ -103,6 +103,41 @@ export class LedgerFleet {
     return e
   }
 
+  /** A deterministic Ed25519 key pair (seed = secret key) from this fleet's counter. */
+  keyPair(): { seed: Uint8Array; publicKey: Uint8Array } {
+    const seed = this.bytes(32)
+    return { seed, publicKey: this.crypto.ed25519KeyPair(seed).publicKey }
+  }
+
+  /** The CN an event names as its subject, in this fleet. */
+  subjectCn(e: EncodedEvent): string {
+    return this.ledger.state.cnOfLabel(e.event.subject)
+  }
+
+  /**
+   * An authorize event for the very CN `original` binds (same nonce and keys, hence the same label) by another
+   * parent or at another time: the conflict merge has to settle. Not applied.
+   */
+  twinAuthorize(original: EncodedEvent, parentCn: string, time: number): EncodedEvent {
+    if (original.event.type !== 'authorize') throw new Error('twinAuthorize needs an authorize event')
+    const b = original.event.body
+    return this.sign(authorizeEvent(this.crypto, this.binding(parentCn), {
+      spkiHash: b.spkiHash, ledgerKey: b.ledgerKey, nonce: b.nonce, role: b.role, depth: b.depth,
+      notAfter: Math.min(b.notAfter, this.binding(parentCn).notAfter), kind: b.kind, name: b.name,
+    }, time), parentCn, false)
+  }
+
+  /** Like `rekey`, but also returns the new ledger secret (needed when the rekey is applied later, elsewhere). */
+  rekeyWithSeed(parentCn: string, targetCn: string, time?: number, apply = true): { event: EncodedEvent; seed: Uint8Array } {
+    const { seed, publicKey } = this.keyPair()
+    const target = this.binding(targetCn)
+    const event = this.sign(rekeyEvent(this.crypto, this.binding(parentCn), target, {
+      spkiHash: this.bytes(32), ledgerKey: publicKey, notAfter: target.notAfter, nonce: this.bytes(12),
+    }, time ?? target.time + 7200), parentCn, apply)
+    if (apply) this.secrets.set(targetCn, seed)
+    return { event, seed }
+  }
+
   policy(byCn: string, targetCn: string, body: Partial<PolicyBody> = {}, time?: number, apply = true): EncodedEvent {
     return this.sign(policyEvent(this.binding(byCn), this.binding(targetCn), {
       subtree: body.subtree ?? true, maxHops: body.maxHops ?? 8, maxHeadAge: body.maxHeadAge ?? 0,
