@@ -288,7 +288,7 @@ export class LedgerStore {
       await this.file.append(records.length === 1 ? records[0]! : concatBytes(...records))
     } catch (err) {
       // What reached the disk is unknown now; only a reopen (which drops a torn tail) tells.
-      this.failure ??= new KinError('STORAGE_IO', 'an earlier append to the ledger file failed; reopen the file', { cause: err })
+      if (this.failure === undefined) this.failure = new KinError('STORAGE_IO', 'an earlier append to the ledger file failed; reopen the file', { cause: err })
       throw err
     }
     return offsets
@@ -296,7 +296,7 @@ export class LedgerStore {
 
   /** Closes the file after pending appends; later appends throw STORAGE_IO. */
   async close(): Promise<void> {
-    this.failure ??= new KinError('STORAGE_IO', 'the ledger file is closed')
+    if (this.failure === undefined) this.failure = new KinError('STORAGE_IO', 'the ledger file is closed')
     await this.file.close()
   }
 }
