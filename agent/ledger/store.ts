@@ -30,7 +30,7 @@ import { MAX_EVENT_BYTES } from './event.ts'
  *   (b) no position inside it that is not one of its own item boundaries starts a run of complete
  *       records that ends exactly at the end of the file.
  * A crash leaves a prefix of one record after the last complete one, so (b) holds for it (barring a
- * chance alignment inside hash or signature bytes, about one in ten million, which errs to an error).
+ * chance alignment inside hash or signature bytes, well under one in a million, which errs to an error).
  * A damaged head in record k swallows records k+1… intact: they start inside its string content or at
  * a misaligned position, caught by (b), or at one of its item boundaries, where they are complete
  * envelope-shaped children, caught by F3. What remains ambiguous is damage to the LAST record that
