@@ -17,10 +17,22 @@ export interface Refusal {
 /** One ledger replica. Every event is validated exactly once, when it enters; reads never re-verify. */
 export class Ledger {
   readonly crypto: CryptoProvider
-  readonly state: LedgerState = new LedgerState()
+  private current: LedgerState = new LedgerState()
 
   constructor(crypto: CryptoProvider) {
     this.crypto = crypto
+  }
+
+  /** The verified state: what every look-up reads. */
+  get state(): LedgerState {
+    return this.current
+  }
+
+  /** Replaces the state with the first `count` accepted events (used when a durable write failed). */
+  truncateTo(count: number): void {
+    const kept = this.current.log.slice(0, count)
+    this.current = new LedgerState()
+    for (const e of kept) this.ingest(e, { trustSignatures: true })
   }
 
   /** Number of accepted events. */

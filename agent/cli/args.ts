@@ -1,0 +1,80 @@
+/** @module Command-line parsing for `kin`: named options, --help and --json everywhere, usage errors exit 2. */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { KinError } from '../errors.ts'
+
+/** One option of a command, as shown in its --help. */
+export interface OptionSpec {
+  type: 'string' | 'boolean'
+  help: string
+  short?: string
+  default?: string | boolean
+  multiple?: boolean
+}
+
+/** A command: its usage line, summary, options and handler. */
+export interface CommandSpec {
+  name: string
+  usage: string
+  summary: string
+  options: Record<string, OptionSpec>
+  run(args: ParsedArgs): Promise<number>
+}
+
+/** Parsed options and positional arguments. */
+export interface ParsedArgs {
+  values: Record<string, string | boolean | string[] | undefined>
+  positionals: string[]
+  json: boolean
+}
+
+/** A usage error: wrong or missing arguments (exit status 2). */
+export function usageError(message: string): KinError {
+  return new KinError('USAGE', message)
+}
+
+/** Parses argv for a command; throws a USAGE KinError naming the problem. */
+export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
+  const options: NonNullable<ParseArgsConfig['options']> = {
+    help: { type: 'boolean', short: 'h' },
+    json: { type: 'boolean' },
+  }
+  for (const [name, o] of Object.entries(spec.options)) {
+    options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) }
+  }
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw usageError(`${(err as Error).message.replace(/^.*?: /, '')}. See 'kin ${spec.name} --help'.`)
+  }
+  const values = parsed.values as ParsedArgs['values']
+  for (const [name, o] of Object.entries(spec.options)) if (values[name] === undefined && o.default !== undefined) values[name] = o.default
+  return { values, positionals: parsed.positionals, json: values.json === true }
+}
+
+/** The text of `kin <command> --help`. */
+export function commandHelp(spec: CommandSpec): string {
+  const lines = [`usage: ${spec.usage}`, '', spec.summary, '', 'options:']
+  const rows: Array<[string, string]> = Object.entries(spec.options).map(([name, o]) => [
+    `  --${name}${o.type === 'string' ? ' VALUE' : ''}${o.short ? `, -${o.short}` : ''}`,
+    o.help + (o.default !== undefined && o.default !== false ? ` (default: ${o.default})` : ''),
+  ])
+  rows.push(['  --json', 'machine-readable output'], ['  --help, -h', 'this help'])
+  const width = Math.max(...rows.map(r => r[0].length)) + 2
+  for (const [a, b] of rows) lines.push(a.padEnd(width) + b)
+  return lines.join('\n')
+}
+
+/** A required string option, or a usage error that says how to give it. */
+export function requireString(args: ParsedArgs, name: string, hint: string): string {
+  const v = args.values[name]
+  if (typeof v !== 'string' || v.length === 0) throw usageError(`--${name} is required: ${hint}`)
+  return v
+}
+
+/** Parses a duration like 90s, 10m, 2h, 7d into seconds; usage error otherwise. */
+export function parseDuration(text: string, name: string): number {
+  const m = /^(\d+)([smhd])$/.exec(text)
+  if (m === null) throw usageError(`--${name} expects a duration such as 90s, 10m, 2h or 7d, got "${text}"`)
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd']
+}

@@ -1,0 +1,124 @@
+/** @module A device's home directory: the fixed file names of the design, secrets written 0600, config.json. */
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync, chmodSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { KinError } from '../errors.ts'
+
+/** The file names a home directory holds (DESIGN.md, "A device's home directory"). */
+export const HOME_FILES = {
+  root: 'root.pem',
+  cert: 'cert.pem',
+  tlsKey: 'tls-key.pem',
+  ledgerKey: 'ledger-key',
+  ledger: 'ledger.cbor',
+  audit: 'audit.log',
+  config: 'config.json',
+  caKey: 'ca/root-key.pem',
+} as const
+
+/** Settings kept in config.json. */
+export interface HomeConfig {
+  version: 1
+  fleet: string
+  cn: string
+  role: string
+  broker?: string
+  policy?: Record<string, unknown>
+  [key: string]: unknown
+}
+
+// RFC 8410 §7: an Ed25519 private key in PKCS#8, so `openssl pkey -in ledger-key` can read it.
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+/** Writes a file atomically (temp file, fsync, rename) with the given mode. */
+export function writeFileDurable(path: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true })
+  const tmp = `${path}.tmp-${process.pid}`
+  writeFileSync(tmp, data, { mode })
+  chmodSync(tmp, mode)
+  const fd = openSync(tmp, 'r')
+  try { fsyncSync(fd) } finally { closeSync(fd) }
+  renameSync(tmp, path)
+}
+
+/** A device's home directory. */
+export class Home {
+  readonly dir: string
+
+  constructor(dir: string) {
+    this.dir = resolve(dir)
+  }
+
+  /** Absolute path of one of the home's files. */
+  path(name: keyof typeof HOME_FILES): string {
+    return join(this.dir, HOME_FILES[name])
+  }
+
+  /** Whether the home has a config.json (an initialized or enrolled device). */
+  isInitialized(): boolean {
+    return existsSync(this.path('config'))
+  }
+
+  /** Throws HOME_MISSING with a hint when the home is not set up. */
+  requireInitialized(): void {
+    if (!this.isInitialized()) {
+      throw new KinError('HOME_MISSING', `${this.dir} is not a kinship home (no config.json): run 'kin init' on L0 or 'kin enroll' on a device first`)
+    }
+  }
+
+  /** Reads config.json. */
+  readConfig(): HomeConfig {
+    this.requireInitialized()
+    try {
+      return JSON.parse(readFileSync(this.path('config'), 'utf8')) as HomeConfig
+    } catch (err) {
+      throw new KinError('HOME_MISSING', `cannot read ${this.path('config')}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Writes config.json. */
+  writeConfig(config: HomeConfig): void {
+    writeFileDurable(this.path('config'), JSON.stringify(config, null, 2) + '\n')
+  }
+
+  /** Writes a public file (certificates). */
+  writePublic(name: keyof typeof HOME_FILES, data: string | Uint8Array): string {
+    const p = this.path(name)
+    writeFileDurable(p, data, 0o644)
+    return p
+  }
+
+  /** Writes a private key with mode 0600. */
+  writeSecret(name: keyof typeof HOME_FILES, data: string | Uint8Array): string {
+    const p = this.path(name)
+    mkdirSync(dirname(p), { recursive: true, mode: 0o700 })
+    writeFileDurable(p, data, 0o600)
+    return p
+  }
+
+  /** Reads a text file of the home. */
+  readText(name: keyof typeof HOME_FILES): string {
+    try {
+      return readFileSync(this.path(name), 'utf8')
+    } catch (err) {
+      throw new KinError('HOME_MISSING', `cannot read ${this.path(name)}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Stores the 32-byte Ed25519 ledger seed as PKCS#8 PEM, mode 0600. */
+  writeLedgerKey(seed: Uint8Array): string {
+    const der = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(seed)])
+    const pem = `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`
+    return this.writeSecret('ledgerKey', pem)
+  }
+
+  /** Reads the 32-byte Ed25519 ledger seed. */
+  readLedgerKey(): Uint8Array {
+    const pem = this.readText('ledgerKey')
+    const b64 = pem.replace(/-----(BEGIN|END) PRIVATE KEY-----/g, '').replace(/\s+/g, '')
+    const der = Buffer.from(b64, 'base64')
+    if (der.length !== 48 || !der.subarray(0, 16).equals(ED25519_PKCS8_PREFIX)) {
+      throw new KinError('HOME_MISSING', `${this.path('ledgerKey')} is not an Ed25519 PKCS#8 private key`)
+    }
+    return new Uint8Array(der.subarray(16))
+  }
+}

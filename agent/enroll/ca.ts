@@ -1,0 +1,77 @@
+/** @module Enrollment steps 8–9 on L0: the fleet CA checks the authorization proof through the ledger, then the CSR, then issues. */
+import { KinError, VerificationError } from '../errors.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { readEvent } from '../ledger/event.ts'
+import type { Ledger } from '../ledger/ledger.ts'
+import type { EncodedEvent } from '../ledger/types.ts'
+import { DeviceCertificate } from '../pki/certificate.ts'
+import { issueDeviceCertificate } from '../pki/issue.ts'
+
+/** Where the CA's accepted authorize events go: L0's ledger (durable on L0, in memory in tests). */
+export interface CaLedger {
+  readonly ledger: Ledger
+  /** Validates and durably appends; throws the coded refusal. */
+  append(e: EncodedEvent, opts?: { now?: number }): Promise<EncodedEvent>
+}
+
+/** What the CA returns to an enrolling device. */
+export interface Issued {
+  certificate: DeviceCertificate
+  authorize: EncodedEvent
+}
+
+/**
+ * The fleet CA. An authorize event enters L0's ledger here, which runs the ledger's checks (parent's current
+ * key, lineage unrevoked, role and depth, nonce never used); an event already in the ledger is a replay and
+ * is refused with NONCE_REUSED. Then the CSR is held to the authorization and the certificate is issued.
+ */
+export class FleetCa {
+  private readonly crypto: CryptoProvider
+  private readonly caLedger: CaLedger
+  private readonly rootCertPem: string
+  private readonly rootKeyPem: string
+
+  constructor(opts: { crypto: CryptoProvider; ledger: CaLedger; rootCertPem: string; rootKeyPem: string }) {
+    this.crypto = opts.crypto
+    this.caLedger = opts.ledger
+    this.rootCertPem = opts.rootCertPem
+    this.rootKeyPem = opts.rootKeyPem
+  }
+
+  /**
+   * Issues a certificate for `csrPem` under the authorization proof `authorizeBytes`. `lineage` may carry the
+   * parent's own events the CA has not seen yet (they are validated like any other).
+   */
+  async issue(input: { authorizeBytes: Uint8Array; csrPem: string; now: number; lineage?: Uint8Array[] }): Promise<Issued> {
+    const { now } = input
+    const authorize = readEvent(this.crypto, input.authorizeBytes)
+    if (authorize.event.type !== 'authorize') throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
+    const state = this.caLedger.ledger.state
+    if (state.has(authorize.idHex)) throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
+    if (input.lineage !== undefined && input.lineage.length > 0) {
+      for (const bytes of input.lineage) {
+        const e = readEvent(this.crypto, bytes)
+        if (!state.has(e.idHex)) await this.caLedger.append(e, { now })
+      }
+    }
+    const body = authorize.event.body
+    const cn = state.cnOfLabel(authorize.event.subject)
+    const parentCn = state.cnOfLabel(authorize.event.issuer)
+    // Refuse a bad CSR before the proof is consumed, so a typo does not burn the pairing.
+    const auth = { cn, parentCn, spkiHash: body.spkiHash, notAfter: body.notAfter }
+    this.caLedger.ledger.check(authorize, { now })
+    const certificate = issueDeviceCertificate({
+      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: input.csrPem, auth, now,
+      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+    })
+    try {
+      await this.caLedger.append(authorize, { now })
+    } catch (err) {
+      // Two requests racing with one proof: the loser is a replay.
+      if (err instanceof KinError && err.code === 'DUPLICATE_EVENT') throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
+      if (err instanceof KinError) throw err
+      throw new KinError('STORAGE_IO', `L0 could not record the authorization: ${(err as Error).message}`, { cause: err })
+    }
+    return { certificate, authorize }
+  }
+}

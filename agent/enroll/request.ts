@@ -1,0 +1,48 @@
+/** @module Enrollment step 1: the new device makes its two key pairs and the request it sends its parent. */
+import { DecodeError } from '../errors.ts'
+import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+
+/** What a new device tells its parent: its public keys, what it is, and a friendly name. */
+export interface EnrollRequest {
+  /** DER SubjectPublicKeyInfo of its RSA TLS key. */
+  spkiDer: Uint8Array
+  /** Its Ed25519 ledger public key. */
+  ledgerKey: Uint8Array
+  kind: string
+  name: string
+}
+
+/** The new device's private keys; they never leave it. */
+export interface DeviceSecrets {
+  tls: TlsKeyPair
+  ledgerSeed: Uint8Array
+}
+
+/** Generates both key pairs on the device and the request for its parent. */
+export async function createEnrollRequest(crypto: CryptoProvider, pki: PkiProvider, info: { kind: string; name: string }): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
+  const tls = await pki.generateTlsKeyPair()
+  const ledger = crypto.ed25519KeyPair()
+  return {
+    request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: info.kind, name: info.name },
+    secrets: { tls, ledgerSeed: ledger.secretKey },
+  }
+}
+
+/** CBOR form of a request for transport: [spkiDer, ledgerKey, kind, name]. */
+export function encodeEnrollRequest(r: EnrollRequest): Uint8Array {
+  return encodeCbor([r.spkiDer, r.ledgerKey, r.kind, r.name])
+}
+
+/** Decodes a request from untrusted bytes; DecodeError on anything malformed. */
+export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
+  const v = decodeCbor(bytes, 8192)
+  if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'an enroll request is a CBOR array of 4 items')
+  const [spkiDer, ledgerKey, kind, name] = v
+  if (!(spkiDer instanceof Uint8Array) || spkiDer.length < 64 || spkiDer.length > 2048) throw new DecodeError('DECODE_FIELD', 'enroll request: spkiDer must be 64..2048 bytes')
+  if (!(ledgerKey instanceof Uint8Array) || ledgerKey.length !== 32) throw new DecodeError('DECODE_FIELD', 'enroll request: ledgerKey must be 32 bytes')
+  if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16) throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
+  if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
+  return { spkiDer, ledgerKey, kind, name }
+}

@@ -1,0 +1,95 @@
+/** @module A ledger backed by its append-only file: replayed and verified on open, every append durable first. */
+import { KinError } from '../errors.ts'
+import type { AppendFile, CryptoProvider } from '../../firmware-shims/types.ts'
+import { Ledger, type Refusal } from './ledger.ts'
+import { LedgerStore } from './store.ts'
+import { validateEvent, type ValidateOptions } from './validate.ts'
+import { applyEvent } from './apply.ts'
+import type { EncodedEvent } from './types.ts'
+
+/** Options for opening a ledger file. */
+export interface OpenOptions {
+  /** Skip signature checks on replay (the file is this device's own and trusted); structure and rules still run. */
+  trustSignatures?: boolean
+  /** Told when a torn tail (an append cut by a crash) was dropped. */
+  onTornTail?: (offset: number, dropped: number) => void
+}
+
+/**
+ * Replays records into a fresh ledger. A record that does not decode or validate in order is damage in the
+ * file: it is reported with its offset (STORAGE_DAMAGED), never skipped.
+ */
+export function replayRecords(crypto: CryptoProvider, records: Array<{ offset: number; bytes: Uint8Array }>, opts: ValidateOptions = {}): Ledger {
+  const ledger = new Ledger(crypto)
+  for (const r of records) {
+    try {
+      ledger.ingest(r.bytes, { trustSignatures: opts.trustSignatures })
+    } catch (err) {
+      if (!(err instanceof KinError)) throw err
+      throw new KinError('STORAGE_DAMAGED', `ledger record at byte offset ${r.offset} is damaged or out of place: ${err.code}: ${err.message}`, {
+        cause: err, detail: { offset: r.offset, recordCode: err.code },
+      })
+    }
+  }
+  return ledger
+}
+
+/** A ledger and its file. Appends are serialized: validate → durable write → apply. */
+export class PersistentLedger {
+  readonly ledger: Ledger
+  private readonly store: LedgerStore
+  private queue: Promise<unknown> = Promise.resolve()
+
+  private constructor(ledger: Ledger, store: LedgerStore) {
+    this.ledger = ledger
+    this.store = store
+  }
+
+  /** Opens (or creates) a ledger file, drops a torn tail, and replays every record with full validation. */
+  static async open(crypto: CryptoProvider, file: AppendFile, opts: OpenOptions = {}): Promise<PersistentLedger> {
+    const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
+    const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures })
+    return new PersistentLedger(ledger, store)
+  }
+
+  private serialize<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(job, job)
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  /** Validates one event, writes it durably, then applies it. Throws the coded refusal. */
+  append(input: Uint8Array | EncodedEvent, opts?: ValidateOptions): Promise<EncodedEvent> {
+    return this.serialize(async () => {
+      const e = input instanceof Uint8Array ? this.ledger.read(input) : input
+      const v = validateEvent(this.ledger.crypto, this.ledger.state, e, opts)
+      await this.store.append(e.bytes)
+      applyEvent(this.ledger.state, v)
+      return e
+    })
+  }
+
+  /**
+   * Ingests a batch in any order (retrying missing links), writing all accepted events in one durable write.
+   * Validation runs on a scratch copy of the order so nothing is applied before it is on disk.
+   */
+  appendMany(inputs: Array<Uint8Array | EncodedEvent>, opts?: ValidateOptions): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
+    return this.serialize(async () => {
+      const before = this.ledger.size
+      const result = this.ledger.ingestMany(inputs, opts)
+      try {
+        if (result.accepted.length > 0) await this.store.appendMany(result.accepted.map(e => e.bytes))
+      } catch (err) {
+        // The write failed: memory must not claim what the disk lacks.
+        this.ledger.truncateTo(before)
+        throw err
+      }
+      return result
+    })
+  }
+
+  /** Closes the file. */
+  close(): Promise<void> {
+    return this.serialize(() => this.store.close())
+  }
+}
