@@ -35,7 +35,7 @@ import { MAX_EVENT_BYTES } from './event.ts'
  * a misaligned position, caught by (b), or at one of its item boundaries, where they are complete
  * envelope-shaped children, caught by F3. What remains ambiguous is damage to the LAST record that
  * makes it claim more bytes than it has: that is byte-for-byte a crash during its append, so it is
- * dropped as a torn tail and reported (onTornTail); never more than that one record can be lost this way.
+ * dropped as a torn tail and reported (onTornTail); one damaged byte never loses more than that record.
  * Whatever a flip inside a record leaves well-framed, the semantic layer (event decoding, signatures) catches.
  */
 
