@@ -2,7 +2,7 @@
 import type { pki } from 'node-forge'
 import type { CryptoProvider } from '../types.ts'
 import type { PkiProvider, TlsKeyPair } from '../../agent/pki/provider.ts'
-import { forge, toBinary } from '../../agent/pki/_forge.ts'
+import { asn1ToBytes, forge, toBinary } from '../../agent/pki/_forge.ts'
 import { derToPem } from '../../agent/pki/pem.ts'
 import { spkiDerOfRsaKey } from '../../agent/pki/keys.ts'
 import { certificateLayout, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
@@ -22,8 +22,8 @@ function issuerKey(issuerCertDer: Uint8Array): pki.rsa.PublicKey {
 }
 
 function privateKeyPem(key: pki.rsa.PrivateKey): string {
-  // PKCS#8 "PRIVATE KEY", the same form node:crypto writes.
-  return forge.pki.privateKeyInfoToPem(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(key)))
+  // PKCS#8 "PRIVATE KEY" with LF line ends, the same form node:crypto writes.
+  return derToPem(asn1ToBytes(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(key))), 'PRIVATE KEY')
 }
 
 /** A portable PKI provider drawing randomness from `crypto` (forge's own generator would prefer native code on Node). */
