@@ -5,6 +5,7 @@ import { Ledger } from '../../agent/ledger/ledger.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, rekeyEvent, revokeEvent, type AuthorizeRequest } from '../../agent/ledger/builders.ts'
 import { concatBytes, utf8 } from '../../agent/codec/bytes.ts'
+import { KinError } from '../../agent/errors.ts'
 import type { Binding, EncodedEvent, PolicyBody, RevokeBody, UnsignedEvent } from '../../agent/ledger/types.ts'
 
 export const T0 = 1_800_000_000
@@ -144,4 +145,24 @@ export class LedgerFleet {
       anchors: body.anchors ?? [], rules: body.rules ?? [],
     }, time ?? this.binding(targetCn).time + 100), byCn, apply)
   }
+}
+
+/** The KinError code `fn` throws, undefined when it returns, or 'NOT_A_KIN_ERROR: …' for any other throw. */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn()
+    return undefined
+  } catch (e) {
+    if (e instanceof KinError) return e.code
+    return `NOT_A_KIN_ERROR: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`
+  }
+}
+
+/** The house of DESIGN.md, cut down: L0 → laptop (admin) → owner phone (member) → front-door lock (device), each certified. */
+export function houseFleet(tag = 'kinship-vectors', crypto: CryptoProvider = nodeCrypto): { f: LedgerFleet; laptop: string; phone: string; lock: string } {
+  const f = LedgerFleet.create({ tag, time: T0, crypto })
+  const laptop = f.enroll(f.l0, { role: 'admin', kind: 'laptop', name: 'laptop', time: T0 + 100 })
+  const phone = f.enroll(laptop, { role: 'member', kind: 'phone', name: 'owner phone', time: T0 + 200 })
+  const lock = f.enroll(phone, { role: 'device', kind: 'lock', name: 'front-door-1', time: T0 + 300 })
+  return { f, laptop, phone, lock }
 }

@@ -10,20 +10,13 @@ import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, type Authori
 import { Ledger } from '../../../agent/ledger/ledger.ts'
 import { isKinError } from '../../../agent/errors.ts'
 import { deriveLabel, labelFromBase32 } from '../../../agent/ledger/names.ts'
-import { LedgerFleet, T0, YEAR } from '../../helpers/ledger-fleet.ts'
+import { LedgerFleet, T0, YEAR, houseFleet } from '../../helpers/ledger-fleet.ts'
 import type { Binding, EncodedEvent, UnsignedEvent } from '../../../agent/ledger/types.ts'
 import { eventToJson, type Json } from './fields.ts'
 
 // ---- shared fleet ------------------------------------------------------------------------------------------
 
-/** The house of DESIGN.md, cut down: L0 → laptop (admin) → owner phone (member) → front-door lock (device). */
-export function house(tag = 'kinship-vectors'): { f: LedgerFleet; laptop: string; phone: string; lock: string } {
-  const f = LedgerFleet.create({ tag, time: T0 })
-  const laptop = f.enroll(f.l0, { role: 'admin', kind: 'laptop', name: 'laptop', time: T0 + 100 })
-  const phone = f.enroll(laptop, { role: 'member', kind: 'phone', name: 'owner phone', time: T0 + 200 })
-  const lock = f.enroll(phone, { role: 'device', kind: 'lock', name: 'front-door-1', time: T0 + 300 })
-  return { f, laptop, phone, lock }
-}
+const house = houseFleet
 
 function authorizeOf(f: LedgerFleet, cn: string): EncodedEvent {
   const b = f.ledger.state.bindingsByCn.get(cn)![0]!
