@@ -1,0 +1,67 @@
+/** @module Invite registration: a parent tells L0, signed with its ledger key, which pairing login to admit and for what. */
+import { DecodeError, VerificationError } from '../errors.ts'
+import { concatBytes, utf8 } from '../codec/bytes.ts'
+import { decodeCbor, encodeCbor, type CborValue } from '../codec/cbor.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { LedgerState } from '../ledger/state.ts'
+import { ROLE, type RoleName } from '../ledger/types.ts'
+
+const INVITE_PREFIX = utf8('kinship/invite/v1\0')
+const ROLE_NAMES = Object.keys(ROLE) as RoleName[]
+
+/** An invite as L0 stores it. */
+export interface Invite {
+  inviteId: string
+  /** SHA-256 (hex) of the pairing login proof; see pairing.ts. */
+  loginVerifier: string
+  parentCn: string
+  role: RoleName
+  name: string
+  /** Seconds since the epoch after which the code no longer works. */
+  expires: number
+  time: number
+}
+
+function fields(i: Invite): CborValue[] {
+  return [i.inviteId, i.loginVerifier, i.parentCn, ROLE[i.role], i.name, i.expires, i.time]
+}
+
+/** Inbox message `['invite', ...fields, signature]`, signed by the parent's ledger key. */
+export function signInvite(crypto: CryptoProvider, invite: Invite, ledgerSeed: Uint8Array): Uint8Array {
+  const signature = crypto.ed25519Sign(concatBytes(INVITE_PREFIX, encodeCbor(fields(invite))), ledgerSeed)
+  return encodeCbor(['invite', ...fields(invite), signature])
+}
+
+/** Decodes an invite registration from untrusted bytes (no signature check). */
+export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Uint8Array } {
+  const v = decodeCbor(bytes, 4096)
+  if (!Array.isArray(v) || v.length !== 9 || v[0] !== 'invite') throw new DecodeError('DECODE_SHAPE', "an invite registration is ['invite', 7 fields, signature]")
+  const [, inviteId, loginVerifier, parentCn, role, name, expires, time, signature] = v
+  if (typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId)) throw new DecodeError('DECODE_FIELD', 'invite: inviteId must be 16 hex characters')
+  if (typeof loginVerifier !== 'string' || !/^[0-9a-f]{64}$/.test(loginVerifier)) throw new DecodeError('DECODE_FIELD', 'invite: loginVerifier must be 64 hex characters')
+  if (typeof parentCn !== 'string' || parentCn.length > 253) throw new DecodeError('DECODE_FIELD', 'invite: parentCn must be a DNS name')
+  if (typeof role !== 'number' || ROLE_NAMES[role] === undefined) throw new DecodeError('DECODE_FIELD', 'invite: unknown role')
+  if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'invite: name must be at most 64 characters')
+  if (typeof expires !== 'number' || typeof time !== 'number') throw new DecodeError('DECODE_FIELD', 'invite: expires and time must be integers')
+  if (!(signature instanceof Uint8Array) || signature.length !== 64) throw new DecodeError('DECODE_FIELD', 'invite: signature must be 64 bytes')
+  return { invite: { inviteId, loginVerifier, parentCn, role: ROLE_NAMES[role]!, name, expires, time }, signature }
+}
+
+/**
+ * L0's check of an invite registration: signed by the parent's current ledger key, the parent valid now and
+ * allowed to authorize the role (same rules the ledger applies to the authorize event that will follow).
+ */
+export function verifyInvite(crypto: CryptoProvider, state: LedgerState, bytes: Uint8Array, now: number): Invite {
+  const { invite, signature } = decodeInvite(bytes)
+  const parent = state.currentBinding(invite.parentCn)
+  if (parent === undefined) throw new VerificationError('INVITE_REFUSED', `L0's ledger does not know ${invite.parentCn}; sync it first`)
+  if (!crypto.ed25519Verify(signature, concatBytes(INVITE_PREFIX, encodeCbor(fields(invite))), parent.ledgerKey)) {
+    throw new VerificationError('BAD_SIGNATURE', `invite not signed by the current ledger key of ${invite.parentCn}`)
+  }
+  const invalid = state.invalidAt(parent, now)
+  if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `${invite.parentCn} may not invite: ${invalid.code.toLowerCase()}`)
+  if (parent.role !== 'admin' && parent.role !== 'member') throw new VerificationError('ROLE_CANNOT_DELEGATE', `${invite.parentCn} has role ${parent.role}, which may not invite devices`)
+  if (parent.role === 'member' && (invite.role === 'admin' || invite.role === 'member')) throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${invite.role}`)
+  if (invite.expires <= now) throw new VerificationError('PAIR_CODE_EXPIRED', 'the invite has already expired')
+  return invite
+}
