@@ -4,10 +4,11 @@ import { bytesEqual } from '../codec/bytes.ts'
 import type { Binding } from '../ledger/types.ts'
 import type { InvalidReason, LedgerState } from '../ledger/state.ts'
 import { verifyBinding } from '../pki/binding.ts'
-import { missingProof, retryableRefusal } from './errors.ts'
+import { missingProof } from './errors.ts'
+import { lineageRefusal } from './lineage-stage.ts'
 import type { DecisionContext, VerifiedChain } from './types.ts'
 
-function refusalOf(reason: InvalidReason, ledger: LedgerState): VerificationError {
+function refusalOf(reason: InvalidReason, ledger: LedgerState, binding: Binding): VerificationError {
   switch (reason.code) {
     case 'REVOKED':
       return new VerificationError('ACCESS_REVOKED', `${reason.cn} was revoked (${reason.revocation.reason}) by ${reason.revocation.by}, effective ${reason.revocation.effective}`)
@@ -15,10 +16,8 @@ function refusalOf(reason: InvalidReason, ledger: LedgerState): VerificationErro
       return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${reason.revocation.effective}`)
     case 'EXPIRED':
       return new VerificationError('ACCESS_EXPIRED', `the ledger's authorization of ${reason.cn} ended at ${reason.notAfter}`)
-    case 'LINEAGE_GAP': {
-      const parent = ledger.currentBinding(reason.cn)?.parentCn
-      return retryableRefusal('ACCESS_LINEAGE_GAP', `the ledger lacks the binding above ${reason.cn}${parent === undefined ? '' : ` (${parent})`}`, parent ?? reason.cn)
-    }
+    case 'LINEAGE_GAP':
+      return lineageRefusal(ledger, binding) ?? new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${reason.cn}`)
   }
 }
 
@@ -35,7 +34,7 @@ function withRetry(e: unknown, chain: VerifiedChain, ledger: LedgerState): unkno
  * The peer's current binding, after checking (design "Access decision" step 2): the ledger knows the CN
  * (ACCESS_MISSING_PROOF), binds it to the certificate's SPKI hash (CERT_UNBOUND), a certified event recorded this
  * certificate (CERT_NOT_CERTIFIED), and the binding is valid now: ACCESS_REVOKED, ACCESS_ANCESTOR_REVOKED,
- * ACCESS_EXPIRED, ACCESS_LINEAGE_GAP otherwise.
+ * ACCESS_EXPIRED, ACCESS_MISSING_PROOF (an ancestor's binding absent) or ACCESS_LINEAGE_GAP otherwise.
  */
 export function verifyBindingStage(chain: VerifiedChain, context: Pick<DecisionContext, 'ledger' | 'now'>): Binding {
   const { ledger, now } = context
@@ -47,6 +46,6 @@ export function verifyBindingStage(chain: VerifiedChain, context: Pick<DecisionC
     throw withRetry(e, chain, ledger)
   }
   const invalid = ledger.invalidAt(binding, now)
-  if (invalid !== undefined) throw refusalOf(invalid, ledger)
+  if (invalid !== undefined) throw refusalOf(invalid, ledger, binding)
   return binding
 }

@@ -1,15 +1,7 @@
 /** @module Stage 1 of an access decision: the peer certificate chains to the fleet root and is valid now. */
 import { VerificationError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import { verifyChain } from '../pki/chain.ts'
-import type { DeviceCertificate } from '../pki/certificate.ts'
-import type { PkiProvider } from '../pki/provider.ts'
-import type { AccessRequest, ChainVerifier, DecisionContext, PeerCertificate, VerifiedChain } from './types.ts'
-
-/** The fleet's chain verifier: agent/pki `verifyChain` against `root`, on the node fast path or the portable path. */
-export function fleetChainVerifier(root: DeviceCertificate, provider: PkiProvider): ChainVerifier<DeviceCertificate> {
-  return (certificate, now) => verifyChain(certificate, root, now, provider)
-}
+import type { AccessRequest, DecisionContext, PeerCertificate, VerifiedChain } from './types.ts'
 
 // RFC 5280 §4.1.2.5: the validity period is re-checked on every decision, cached or not, because the
 // cache remembers only what the signatures proved, which does not change with time.

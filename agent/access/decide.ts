@@ -23,8 +23,8 @@ function decision(action: string, time: number, trail: Trail, outcome: Outcome):
   }
 }
 
+// Fail closed: anything unexpected (a bug, a verifier that threw a bare Error) denies, and says so.
 function denial(e: unknown): Outcome {
-  // Fail closed: anything unexpected (a bug, a verifier that threw a bare Error) denies, and says so.
   if (!(e instanceof KinError)) return { allow: false, code: 'INTERNAL', reason: `decision failed: ${(e as Error)?.message ?? String(e)}`, retry: false, missing: undefined }
   const missing = e.detail?.['missing']
   return { allow: false, code: e.code, reason: e.message, retry: e.detail?.['retry'] === true, missing: typeof missing === 'string' ? missing : undefined }
@@ -56,5 +56,5 @@ export function decide<C extends PeerCertificate>(request: AccessRequest<C>, con
 
 /** True when the decision denied only for want of a proof the ledger lacks; `decision.missing` names the CN. */
 export function isMissingProof(decision: Decision): boolean {
-  return decision.code === 'ACCESS_MISSING_PROOF' || decision.code === 'ACCESS_LINEAGE_GAP'
+  return decision.code === 'ACCESS_MISSING_PROOF'
 }

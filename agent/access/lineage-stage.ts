@@ -18,11 +18,24 @@ export interface LineagePath {
   selfLineage: string[]
 }
 
-// The ledger's lineage must end at genesis; an ancestor it lacks is a proof the caller can fetch.
+/**
+ * Why the ledger cannot follow `binding` up to genesis: ACCESS_MISSING_PROOF (retryable) when it lacks an ancestor's
+ * binding, ACCESS_LINEAGE_GAP when the lineage is broken otherwise (deeper than the ledger follows, or rooted
+ * elsewhere than this fleet's genesis). Undefined when the lineage is whole.
+ */
+export function lineageRefusal(ledger: LedgerState, binding: Binding, up: Binding[] = ledger.lineageOf(binding)): VerificationError | undefined {
+  const top = up[up.length - 1]!
+  if (top.parentBindingId === undefined && top.cn === ledger.genesis?.cn) return undefined
+  if (top.parentBindingId !== undefined && ledger.bindingById(top.parentBindingId) === undefined) {
+    return missingProof(top.parentCn ?? top.parentBindingId, `the ancestor of ${top.cn},`)
+  }
+  return new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${binding.cn} from ${top.cn} to genesis`)
+}
+
 function lineageToGenesis(ledger: LedgerState, binding: Binding): string[] {
   const up = ledger.lineageOf(binding)
-  const top = up[up.length - 1]!
-  if (top.parentCn !== undefined || top.cn !== ledger.genesis?.cn) throw missingProof(top.parentCn ?? top.cn, 'the ancestor')
+  const refusal = lineageRefusal(ledger, binding, up)
+  if (refusal !== undefined) throw refusal
   return up.map(b => b.cn)
 }
 
@@ -31,6 +44,7 @@ function lineageToGenesis(ledger: LedgerState, binding: Binding): string[] {
  * oneself, and meets them at the lowest common ancestor. The ledger confirms each hop: the issuer of the peer's
  * authorize event must be the parent its certificate names (ACCESS_SAN_PARENT), and every hop above is an
  * authorize event already verified on ingest. Throws ACCESS_MISSING_PROOF when the ledger lacks a lineage.
+ * Both lineages end at the one genesis, so they always meet; if not, the state is damaged (ACCESS_LINEAGE_GAP).
  */
 export function verifyLineageStage(chain: VerifiedChain, peer: Binding, context: Pick<DecisionContext, 'ledger' | 'self'>): LineagePath {
   const { ledger, self } = context
@@ -42,7 +56,6 @@ export function verifyLineageStage(chain: VerifiedChain, peer: Binding, context:
   if (selfBinding === undefined) throw missingProof(self, 'this device')
   const selfLineage = lineageToGenesis(ledger, selfBinding)
   const up = peerLineage.findIndex(cn => selfLineage.includes(cn))
-  // Both lineages end at the one genesis, so they always meet; -1 would mean two fleets in one ledger.
   if (up < 0) throw new VerificationError('ACCESS_LINEAGE_GAP', `${chain.cn} and ${self} share no ancestor in this ledger`)
   const commonAncestor = peerLineage[up]!
   const down = selfLineage.indexOf(commonAncestor)

@@ -79,6 +79,6 @@ export interface Decision {
    * lags such as an unseen certified or rekey event): the caller may merge or read the bundle and decide once more.
    */
   retry: boolean
-  /** The CN whose ledger proof is missing (set with ACCESS_MISSING_PROOF and ACCESS_LINEAGE_GAP). */
+  /** The CN whose ledger proof is missing (set with ACCESS_MISSING_PROOF). */
   missing: string | undefined
 }

@@ -68,15 +68,27 @@ t.test("missing proof of the deciding device itself", async t => {
   t.equal(d.missing, h.cn['L3.3'])
 })
 
-t.test('a lineage gap (an ancestor binding absent from the state): ACCESS_LINEAGE_GAP, retryable', async t => {
+t.test('an ancestor binding absent from the state: ACCESS_MISSING_PROOF naming the ancestor', async t => {
   const h = new House()
-  const state = h.fleet.ledger.state
-  state.bindings.delete(h.fleet.binding(h.cn['L2.2']).id)
+  h.fleet.ledger.state.bindings.delete(h.fleet.binding(h.cn['L2.2']).id)
   const d = decide({ certificate: h.cert('L3.4'), action: 'view' }, h.context('L3.3'))
-  t.equal(d.code, 'ACCESS_LINEAGE_GAP')
+  t.equal(d.code, 'ACCESS_MISSING_PROOF')
   t.equal(d.retry, true)
   t.equal(d.missing, h.cn['L2.2'])
   t.equal(isMissingProof(d), true)
+  const self = decide({ certificate: h.cert('L3.1'), action: 'view' }, h.context('L3.4'))
+  t.equal(self.code, 'ACCESS_MISSING_PROOF', "a gap above the deciding device's own lineage")
+  t.equal(self.missing, h.cn['L2.2'])
+})
+
+t.test('a lineage the ledger cannot follow to genesis (a loop in a damaged state): ACCESS_LINEAGE_GAP', async t => {
+  const h = new House()
+  // Corrupt the state on purpose: the laptop's parent becomes the guest, a loop validation would never admit.
+  h.fleet.binding(h.cn['L1']).parentBindingId = h.fleet.binding(h.cn['L3.4']).id
+  const d = decide({ certificate: h.cert('L3.4'), action: 'view' }, h.context('L3.3'))
+  t.equal(d.code, 'ACCESS_LINEAGE_GAP')
+  t.equal(d.retry, false)
+  t.equal(isMissingProof(d), false)
 })
 
 t.test('unbound key and uncertified certificate', async t => {

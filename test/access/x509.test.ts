@@ -2,7 +2,7 @@
 import t from 'tap'
 import { decide } from '../../agent/access/decide.ts'
 import { ChainCache } from '../../agent/access/chain-cache.ts'
-import { fleetChainVerifier } from '../../agent/access/chain-stage.ts'
+import { fleetChainVerifier } from '../../agent/access/fleet-chain.ts'
 import type { DecisionContext } from '../../agent/access/types.ts'
 import { certifiedEvent } from '../../agent/ledger/builders.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
