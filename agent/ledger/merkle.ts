@@ -149,7 +149,7 @@ export function merkleRootOfIds(crypto: CryptoProvider, ids: readonly Uint8Array
 }
 
 function rangeRoot(crypto: CryptoProvider, leafHashes: readonly Uint8Array[], start: number, end: number): Uint8Array {
-  if (end - start === 1) return abytes('leafHash', leafHashes[start], HASH_BYTES)
+  if (end - start === 1) return Uint8Array.from(abytes('leafHash', leafHashes[start], HASH_BYTES))
   const k = largestPowerOfTwoBelow(end - start)
   return nodeHash(crypto, rangeRoot(crypto, leafHashes, start, start + k), rangeRoot(crypto, leafHashes, start + k, end))
 }
