@@ -35,18 +35,20 @@ export interface PolicyLayer {
 /** Seconds in a UTC day: the range of rule windows. */
 export const DAY_SECONDS = 86400
 
+const DEFAULT_RULES: PolicyRule[] = [
+  { action: '*', roles: ['admin', 'member'], from: 0, to: 0 },
+  { action: 'unlock', roles: ['guest'], from: 0, to: 0 },
+  { action: 'view', roles: ['guest', 'device'], from: 0, to: 0 },
+]
+
 /** The default trust policy: admin and member anything, guest unlock and view, device view; at most 8 hops. */
 export const DEFAULT_POLICY: PolicyLayer = Object.freeze({
   source: 'default',
   maxHops: 8,
   maxHeadAge: 0,
-  anchors: [],
-  rules: [
-    { action: '*', roles: ['admin', 'member'], from: 0, to: 0 },
-    { action: 'unlock', roles: ['guest'], from: 0, to: 0 },
-    { action: 'view', roles: ['guest', 'device'], from: 0, to: 0 },
-  ],
-}) as PolicyLayer
+  anchors: Object.freeze([]) as unknown as string[],
+  rules: Object.freeze(DEFAULT_RULES.map(r => Object.freeze({ ...r, roles: Object.freeze(r.roles) }))) as unknown as PolicyRule[],
+})
 
 /** Actions that need a fresh ledger when a policy sets maxHeadAge: all but 'view'. */
 export function isSensitiveAction(action: string): boolean {
