@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,7 +17,7 @@ import { isKinError } from '../../agent/errors.ts'
 
 const DAY = 86400
 
-async function rejectsCode(t: Tap.Test, p: Promise<unknown> | (() => unknown), code: string, msg: string): Promise<void> {
+async function rejectsCode(t: Test, p: Promise<unknown> | (() => unknown), code: string, msg: string): Promise<void> {
   try {
     await (typeof p === 'function' ? p() : p)
     t.fail(`${msg}: expected ${code}, but it succeeded`)
@@ -26,7 +26,6 @@ async function rejectsCode(t: Tap.Test, p: Promise<unknown> | (() => unknown), c
     t.equal((err as { code?: string }).code, code, msg)
   }
 }
-declare namespace Tap { type Test = typeof t }
 
 t.test('init, then L0 → L1 → L2 → L3 through the pure steps: every certificate verifies with openssl and is bound in the ledger', async t => {
   const f = await PureFleet.create()
