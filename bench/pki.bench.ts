@@ -1,0 +1,59 @@
+/** @module PKI figures: RSA-2048 key generation, certificate issuance, and chain verification native vs portable vs bare X509Certificate. */
+import { X509Certificate } from 'node:crypto'
+import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { nodePki } from '../firmware-shims/node/pki.ts'
+import { createPortablePki } from '../firmware-shims/portable/pki.ts'
+import { cnOf } from '../agent/ledger/names.ts'
+import { DeviceCertificate } from '../agent/pki/certificate.ts'
+import { createFleetRoot } from '../agent/pki/root.ts'
+import { createCsr } from '../agent/pki/csr.ts'
+import { issueDeviceCertificate } from '../agent/pki/issue.ts'
+import { verifyChain } from '../agent/pki/chain.ts'
+import type { PkiProvider } from '../agent/pki/provider.ts'
+
+const DOMAIN = 'bench.home.arpa'
+
+/** Runs `fn` until `minMs` have passed or `maxOps` runs are done; at least one run. */
+async function rate(fn: () => unknown, minMs: number, maxOps: number): Promise<{ ops: number; opsPerSec: number; msPerOp: number }> {
+  let ops = 0
+  const start = performance.now()
+  do { await fn(); ops++ } while (ops < maxOps && performance.now() - start < minMs)
+  const ms = performance.now() - start
+  return { ops, opsPerSec: Math.round((ops / ms) * 1000 * 10) / 10, msPerOp: Math.round((ms / ops) * 1000) / 1000 }
+}
+
+export async function run(emit: (row: object) => void): Promise<void> {
+  const portablePki = createPortablePki(nodeCrypto)
+  // Key generation: native is fast; pure-JavaScript forge takes seconds per key, so it gets one or two tries.
+  emit({ bench: 'pki.keygen', path: 'native', bits: 2048, ...await rate(() => nodePki.generateTlsKeyPair(), 2000, 10) })
+  emit({ bench: 'pki.keygen', path: 'portable', bits: 2048, ...await rate(() => portablePki.generateTlsKeyPair(), 1, 2) })
+
+  const now = Math.floor(Date.now() / 1000)
+  const rootKeys = await nodePki.generateTlsKeyPair()
+  const deviceKeys = await nodePki.generateTlsKeyPair()
+  const root = createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const cn = cnOf(nodeCrypto.randomBytes(10), DOMAIN), parentCn = cnOf(nodeCrypto.randomBytes(10), DOMAIN)
+  const csrPem = createCsr({ cn, parentCn, keyPair: deviceKeys })
+  const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(deviceKeys.spkiDer), notAfter: now + 86400 }
+  const ca = { rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth }
+
+  // Issuance = CSR parse and checks + build + forge RSA signature (the CA signs in JavaScript on every platform).
+  emit({ bench: 'pki.issue', path: 'forge-sign', ...await rate(() => issueDeviceCertificate(ca), 3000, 200) })
+  emit({ bench: 'pki.csr', path: 'forge-sign', ...await rate(() => createCsr({ cn, parentCn, keyPair: deviceKeys }), 2000, 200) })
+
+  const leaf = issueDeviceCertificate(ca)
+  const der = leaf.der
+  emit({ bench: 'pki.parse', path: 'forge', ...await rate(() => new DeviceCertificate(der), 1000, 1e5) })
+
+  // Verification of a presented certificate (DER in, parse included) on each path, and the bare native call as baseline.
+  const rootKey = new X509Certificate(root.der).publicKey
+  emit({ bench: 'pki.verify', path: 'x509-baseline', what: 'new X509Certificate(der).verify(rootKey)', ...await rate(() => new X509Certificate(der).verify(rootKey), 1500, 1e5) })
+  for (const [path, provider] of [['native', nodePki], ['portable', portablePki]] as [string, PkiProvider][]) {
+    emit({ bench: 'pki.verify', path, what: 'verifyChain(der, root, now, provider)', ...await rate(() => verifyChain(der, root, now, provider), 1500, 1e5) })
+    emit({ bench: 'pki.verifySignature', path, what: 'provider.verifyCertificateSignature', ...await rate(() => provider.verifyCertificateSignature(der, root.der), 1500, 1e5) })
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await run(row => process.stdout.write(JSON.stringify(row) + '\n'))
+}
