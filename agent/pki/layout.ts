@@ -8,6 +8,9 @@ export const SHA256_WITH_RSA = fromHex('300d06092a864886f70d01010b0500')
 // RFC 4055 §5: verifiers must also accept the parameters being absent.
 const SHA256_WITH_RSA_NO_PARAMS = fromHex('300b06092a864886f70d01010b')
 
+/** Largest certificate or CSR accepted: device certificates are about 1 KiB; this bounds the work a peer can cause. */
+export const MAX_SIGNED_BYTES = 16384
+
 /** A signed object split into the bytes that were signed, the algorithm and the signature. */
 export interface SignedLayout {
   readonly signed: Uint8Array
@@ -31,6 +34,7 @@ export interface CsrLayout extends SignedLayout {
 
 function splitSigned(der: Uint8Array, code: KinErrorCode): { layout: SignedLayout; fields: Uint8Array[] } {
   if (!(der instanceof Uint8Array)) throw new DecodeError(code, 'expected DER bytes')
+  if (der.length > MAX_SIGNED_BYTES) throw new DecodeError(code, `${der.length} bytes is more than the ${MAX_SIGNED_BYTES} a kinship certificate or CSR may take`)
   const outer = readWhole(der, TAG.sequence, code)
   const parts = childrenOf(der, outer, code)
   if (parts.length !== 3) throw new DecodeError(code, `signed object has ${parts.length} parts, expected 3`)

@@ -2,6 +2,8 @@
 import { DecodeError, type KinErrorCode } from '../errors.ts'
 import { forge, fromBinary, toBinary } from './_forge.ts'
 
+// Room for a few 16 KiB objects in base64 plus surrounding text; bounds the scan of untrusted text.
+const MAX_PEM_TEXT = 131072
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END ([A-Z0-9 ]+)-----/
 // RFC 7468 §3: strict base64, padding only at the end.
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
@@ -14,6 +16,7 @@ export function isPem(text: unknown): text is string {
 /** DER bytes of the first PEM block labelled `label`; DecodeError `code` when there is none or it is malformed. */
 export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8Array {
   if (typeof text !== 'string') throw new DecodeError(code, `expected PEM text, got ${typeof text}`)
+  if (text.length > MAX_PEM_TEXT) throw new DecodeError(code, `PEM text of ${text.length} characters is more than ${MAX_PEM_TEXT}`)
   let rest = text
   for (;;) {
     const m = PEM_BLOCK.exec(rest)

@@ -70,6 +70,10 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
     }
     for (const [what, text] of Object.entries(cases)) t.equal(outcome(() => fromText(text)), code, what)
     t.equal(outcome(() => fromDer('not bytes' as unknown as Uint8Array)), code, 'neither PEM nor bytes')
+    // A well-formed SEQUENCE header announcing 20000 bytes: refused by size before any parsing.
+    const big = new Uint8Array(20004); big.set([0x30, 0x82, 0x4e, 0x20])
+    t.equal(outcome(() => fromDer(big)), code, 'oversize DER')
+    t.equal(outcome(() => fromText(pem + 'x'.repeat(200000))), code, 'oversize PEM text')
   })
 }
 
