@@ -4,8 +4,10 @@ import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
 import { ledgerShow, ledgerVerify } from './commands/ledger.ts'
 import { init } from './commands/init.ts'
+import { invite } from './commands/invite.ts'
+import { enroll } from './commands/enroll.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, invite, enroll]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

@@ -1,0 +1,142 @@
+/** @module `kin enroll`: make a new device's keys, pair with a one-time code through L0's broker, write its home. */
+import { existsSync, readdirSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { KinError, VerificationError, type KinErrorCode } from '../../errors.ts'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../../firmware-shims/node/pki.ts'
+import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
+import { derivePairingSecrets } from '../../enroll/pairing.ts'
+import { enrollThroughBroker, type EnrolledDevice } from '../../gossip/enroll-session.ts'
+import { connectDevice } from '../../gossip/login.ts'
+import { submitEvents } from '../../gossip/submit.ts'
+import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { openHomeLedger } from '../device.ts'
+import { Home } from '../home.ts'
+import { emit, reportError } from '../output.ts'
+
+// Refusals and failed checks (exit 1), as opposed to usage and operational errors (exit 2).
+const DENIALS: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
+  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
+  'ROLE_ESCALATION', 'DEPTH_EXHAUSTED', 'ISSUER_REVOKED', 'ISSUER_EXPIRED', 'BROKER_IDENTITY', 'NONCE_REUSED', 'CN_EXISTS',
+])
+
+/** Exit status of a failed pairing command: 1 for a refusal or a failed check, 2 for usage and operational errors. */
+export function exitStatusOf(err: unknown): number {
+  if (err instanceof VerificationError) return 1
+  if (err instanceof KinError && DENIALS.has(err.code)) return 1
+  return 2
+}
+
+/** Prints `err` the way every kin command does and returns the pairing commands' exit status for it. */
+export function reportPairingError(err: unknown, json: boolean): number {
+  reportError(err, json)
+  return exitStatusOf(err)
+}
+
+/** Milliseconds of a `--timeout` option (a duration such as 60s). */
+export function stepTimeoutMs(value: unknown): number {
+  const seconds = parseDuration(String(value), 'timeout')
+  if (seconds < 1 || seconds > 3600) throw usageError('--timeout must be between 1s and 1h')
+  return seconds * 1000
+}
+
+function refuseExistingHome(home: Home): void {
+  if (home.isInitialized() || existsSync(home.path('ledger')) || existsSync(home.path('tlsKey'))) {
+    throw new KinError('HOME_EXISTS', `${home.dir} already holds a kinship home; a device enrolls once (choose another --home)`)
+  }
+  if (existsSync(home.dir) && readdirSync(home.dir).some(f => f !== 'lost+found')) {
+    throw new KinError('HOME_EXISTS', `${home.dir} is not empty; give an empty or new directory`)
+  }
+}
+
+/** Writes an enrolled device's home; config.json last, so a home without it is an interrupted enrollment. */
+async function writeHome(home: Home, device: EnrolledDevice, broker: string): Promise<Record<string, string>> {
+  const files = {
+    root: home.writePublic('root', device.rootPem),
+    cert: home.writePublic('cert', device.certPem),
+    tlsKey: home.writeSecret('tlsKey', device.secrets.tls.privateKeyPem),
+    ledgerKey: home.writeLedgerKey(device.secrets.ledgerSeed),
+    ledger: home.path('ledger'),
+    config: home.path('config'),
+  }
+  const ledger = await openHomeLedger(home)
+  try {
+    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log)
+    if (refused.length > 0 || pending.length > 0 || accepted.length !== device.ledger.size) {
+      throw new KinError('STORAGE_IO', `could not write the new ledger to ${files.ledger} (${refused[0]?.code ?? 'incomplete'})`)
+    }
+  } finally {
+    await ledger.close()
+  }
+  const authorize = device.authorize.event
+  const body = authorize.type === 'authorize' ? authorize.body : undefined
+  home.writeConfig({
+    version: 1, fleet: device.fleet, cn: device.cn, role: device.role, broker, l0Cn: device.l0Cn, parentCn: device.parentCn,
+    name: body?.name ?? '', kind: body?.kind ?? '',
+  })
+  return files
+}
+
+/** `kin enroll`. */
+export const enroll: CommandSpec = {
+  name: 'enroll',
+  usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--timeout 60s] [--json]',
+  summary: "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
+    'pair with the inviting device through L0\'s broker, get its certificate, and write its home in DIR. ' +
+    'Exit 1 when the code or a check is refused (wrong, used or expired code; tampered messages), 2 on other errors.',
+  options: {
+    home: { type: 'string', help: 'directory to create the device home in (must not hold a kinship home yet)' },
+    code: { type: 'string', help: "the pairing code shown by 'kin invite', e.g. abcd-efgh-ijkl-mnop" },
+    broker: { type: 'string', help: "L0's broker, mqtts://HOST:PORT (as shown by 'kin invite')" },
+    name: { type: 'string', help: 'a friendly name for this device (the inviter may override it)', default: hostname().slice(0, 64) },
+    kind: { type: 'string', help: 'what this device is: lock, camera, phone, laptop…', default: 'device' },
+    timeout: { type: 'string', help: 'limit for each step (login, authorization, certificate)', default: '60s' },
+  },
+  async run(args) {
+    const dir = requireString(args, 'home', 'the directory for the new device, e.g. --home ./lock')
+    const code = requireString(args, 'code', "the pairing code shown by 'kin invite' on the inviting device")
+    const broker = requireString(args, 'broker', "L0's address, e.g. --broker mqtts://192.168.1.10:8883")
+    const timeoutMs = stepTimeoutMs(args.values.timeout)
+    const kind = String(args.values.kind)
+    const name = String(args.values.name)
+    if (kind.length === 0 || kind.length > 16) throw usageError('--kind must be 1..16 characters')
+    if (name.length > 64) throw usageError('--name must be at most 64 characters')
+    const home = new Home(dir)
+    refuseExistingHome(home)
+    try {
+      parseBrokerUrl(broker)
+    } catch (err) {
+      throw usageError((err as Error).message)
+    }
+    const progress = !args.json && process.stderr.isTTY === true
+    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    try {
+      derivePairingSecrets(code)
+      const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+        code, url: broker, kind, name, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
+        onStep(step, detail) {
+          if (step === 'keys') say('keys generated; logging in with the pairing code')
+          else if (step === 'request') say('request sent; waiting for the inviting device')
+          else if (step === 'authorized') say(`authorized as ${detail}; asking L0 for the certificate`)
+          else if (step === 'certified') say('certificate received and checked')
+        },
+      })
+      const files = await writeHome(home, device, broker)
+      // Step 7 (PAIRING.md): the first session with the new certificate hands L0 the two events it lacks.
+      const client = await connectDevice(nodeTransport, {
+        url: broker, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
+      }, { timeoutMs })
+      try {
+        await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
+      } finally {
+        await client.close()
+      }
+      emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
+        [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
+          `  cert:   ${files.cert}`, `  ledger: ${files.ledger} (${device.ledger.size} events)`, `  config: ${files.config}`].join('\n'))
+      return 0
+    } catch (err) {
+      return reportPairingError(err, args.json)
+    }
+  },
+}

@@ -1,0 +1,148 @@
+/** @module `kin invite`: register a one-time pairing code with L0, print it, and authorize the device that uses it. */
+import { readFileSync } from 'node:fs'
+import { KinError } from '../../errors.ts'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../../firmware-shims/node/pki.ts'
+import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
+import { checkMayInvite, completeInvite, openInvite, type Inviter } from '../../gossip/invite-session.ts'
+import { connectDevice } from '../../gossip/login.ts'
+import { replayRecords } from '../../ledger/persistent.ts'
+import type { PersistentLedger } from '../../ledger/persistent.ts'
+import { scanRecords } from '../../ledger/store.ts'
+import type { Ledger } from '../../ledger/ledger.ts'
+import { ROLE, type RoleName } from '../../ledger/types.ts'
+import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { openHomeLedger } from '../device.ts'
+import { Home, type HomeConfig } from '../home.ts'
+import { isoTime, jsonReplacer } from '../output.ts'
+import { exitStatusOf, stepTimeoutMs } from './enroll.ts'
+
+const ROLES = Object.keys(ROLE) as RoleName[]
+
+/** One JSON document on one line: `kin invite --json` prints two of them, the code first. */
+function jsonLine(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, jsonReplacer) + '\n')
+}
+
+function brokerUrlOf(config: HomeConfig, flag: unknown): string {
+  const url = typeof flag === 'string' && flag.length > 0 ? flag : typeof config.broker === 'string' ? config.broker : undefined
+  if (url === undefined) throw usageError("which broker? give --broker mqtts://HOST:PORT (L0's home has no 'broker' entry in config.json until 'kin broker' writes one)")
+  try {
+    parseBrokerUrl(url)
+  } catch (err) {
+    throw usageError((err as Error).message)
+  }
+  return url
+}
+
+/**
+ * The inviting device's ledger. On L0 the broker owns ledger.cbor (it appends while running) and its CA records
+ * the authorization when it issues, so L0's invite reads a snapshot and never writes. Any other device appends
+ * the authorization proof it signs to its own ledger before sending it.
+ */
+async function openInviterLedger(home: Home, config: HomeConfig): Promise<{ ledger: Ledger; keep: (e: Parameters<PersistentLedger['append']>[0]) => Promise<void>; close: () => Promise<void> }> {
+  if (config.l0 === true) {
+    let bytes: Uint8Array
+    try {
+      bytes = new Uint8Array(readFileSync(home.path('ledger')))
+    } catch (err) {
+      throw new KinError('HOME_MISSING', `cannot read ${home.path('ledger')}: ${(err as Error).message}`, { cause: err })
+    }
+    const ledger = replayRecords(nodeCrypto, scanRecords(bytes).records)
+    return { ledger, keep: async () => undefined, close: async () => undefined }
+  }
+  const persistent = await openHomeLedger(home, nodeCrypto)
+  return {
+    ledger: persistent.ledger,
+    keep: async e => { await persistent.append(e) },
+    close: () => persistent.close(),
+  }
+}
+
+/** `kin invite`. */
+export const invite: CommandSpec = {
+  name: 'invite',
+  usage: 'kin invite --home DIR [--name LABEL] [--role ROLE] [--ttl 10m] [--valid 1d] [--broker mqtts://HOST:PORT] [--timeout 60s] [--json]',
+  summary: 'Print a one-time pairing code for a new device, then wait until that device enrolled with it: check its request, ' +
+    "sign its authorization (kept in this device's ledger) and see L0 issue its certificate. Runs on any device with role admin " +
+    "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll'; on L0 give --broker). " +
+    'With --json: one line {"code","inviteId","expires"} as soon as the code is valid, one line with the result at the end. ' +
+    'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors.',
+  options: {
+    home: { type: 'string', help: 'the inviting device\'s home (L0 or an enrolled admin/member device)' },
+    name: { type: 'string', help: 'friendly name for the new device (default: the name it asks for)' },
+    role: { type: 'string', help: `role of the new device: ${ROLES.join(', ')}`, default: 'device' },
+    ttl: { type: 'string', help: 'how long the code works', default: '10m' },
+    valid: { type: 'string', help: 'for --role guest: how long the guest pass holds', default: '1d' },
+    broker: { type: 'string', help: "L0's broker, mqtts://HOST:PORT (default: config.json 'broker')" },
+    timeout: { type: 'string', help: 'limit for each step with L0 and the new device', default: '60s' },
+  },
+  async run(args) {
+    const dir = requireString(args, 'home', 'the inviting device\'s home, e.g. --home ./l0')
+    const role = String(args.values.role) as RoleName
+    if (!ROLES.includes(role)) throw usageError(`--role must be one of ${ROLES.join(', ')}, got "${role}"`)
+    const ttlSeconds = parseDuration(String(args.values.ttl), 'ttl')
+    if (ttlSeconds < 1 || ttlSeconds > 86400) throw usageError('--ttl must be between 1s and 1d')
+    const guestValidSeconds = parseDuration(String(args.values.valid), 'valid')
+    if (guestValidSeconds < 60) throw usageError('--valid must be at least 1m')
+    const name = typeof args.values.name === 'string' ? args.values.name : ''
+    if (name.length > 64) throw usageError('--name must be at most 64 characters')
+    const timeoutMs = stepTimeoutMs(args.values.timeout)
+    const home = new Home(dir)
+    const config = home.readConfig()
+    const url = brokerUrlOf(config, args.values.broker)
+    const progress = !args.json && process.stderr.isTTY === true
+    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    const now = () => Math.floor(Date.now() / 1000)
+
+    const inviterLedger = await openInviterLedger(home, config)
+    let client
+    try {
+      const genesis = inviterLedger.ledger.state.genesis
+      if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event`)
+      const inviter: Inviter = {
+        cn: config.cn, fleet: config.fleet, l0Cn: genesis.cn, ledgerSeed: home.readLedgerKey(), ledger: inviterLedger.ledger, rootPem: home.readText('root'),
+      }
+      // Refuse a device that may not invite before touching the network.
+      checkMayInvite(inviter.ledger, inviter.cn, role, now())
+      client = await connectDevice(nodeTransport, {
+        url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
+      }, { timeoutMs, reconnect: true })
+      client.onStatus((status, error) => {
+        if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
+        else if (status === 'online') say('connected to L0 again')
+      })
+      const opened = await openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
+      if (args.json) {
+        jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
+      } else {
+        process.stdout.write([
+          `pairing code: ${opened.code}`,
+          `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
+          `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
+        ].join('\n') + '\n')
+      }
+      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)})…`)
+      const result = await completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+        keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
+        onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
+      })
+      const summary = {
+        ok: true, cn: result.childCn, name: result.name, role: result.role, kind: result.kind, parentCn: inviter.cn, inviteId: opened.inviteId,
+        authorizeId: result.authorize.idHex, certHash: result.certificate.certHashHex, notAfter: result.certificate.notAfter,
+      }
+      if (args.json) jsonLine(summary)
+      else process.stdout.write(`enrolled ${result.kind} "${result.name}" as ${result.childCn} (role ${result.role}, certificate valid until ${isoTime(result.certificate.notAfter)})\n`)
+      return 0
+    } catch (err) {
+      const code = err instanceof KinError ? err.code : 'INTERNAL'
+      const message = err instanceof Error ? err.message : String(err)
+      if (args.json) jsonLine({ ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined })
+      else process.stderr.write(`kin: ${message} [${code}]\n`)
+      return exitStatusOf(err)
+    } finally {
+      await client?.close().catch(() => undefined)
+      await inviterLedger.close()
+    }
+  },
+}

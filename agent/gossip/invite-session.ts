@@ -1,0 +1,165 @@
+/** @module `kin invite` without the files: register an invite with L0, then authorize the child that pairs with its code. */
+import { KinError, VerificationError } from '../errors.ts'
+import { bytesEqual } from '../codec/bytes.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { authorizeChild } from '../enroll/parent.ts'
+import { signInvite, type Invite } from '../enroll/invite.ts'
+import { derivePairingSecrets, formatPairingCode, loginVerifier, openPairMessage, sealPairMessage, CODE_BYTES, type PairingSecrets } from '../enroll/pairing.ts'
+import { decodeEnrollRequest, type EnrollRequest } from '../enroll/request.ts'
+import type { Ledger } from '../ledger/ledger.ts'
+import type { EncodedEvent, RoleName } from '../ledger/types.ts'
+import { DeviceCertificate } from '../pki/certificate.ts'
+import { checkIssuedByRoot } from '../pki/chain.ts'
+import type { PkiProvider } from '../pki/provider.ts'
+import type { GossipClient } from './client.ts'
+import { decodeCertReply, decodeInviteReply, encodeAuthorizePayload, remoteRefusal } from './pair-wire.ts'
+import { fleetTopics } from './topics.ts'
+
+/** The inviting device: its identity, its verified ledger and what it hands the child. */
+export interface Inviter {
+  cn: string
+  fleet: string
+  l0Cn: string
+  ledgerSeed: Uint8Array
+  /** This device's verified ledger; its binding decides what it may authorize. */
+  ledger: Ledger
+  rootPem: string
+}
+
+/** What the inviter chose for the new device. */
+export interface InviteChoices {
+  role: RoleName
+  /** Friendly name given to the child (overrides what it asks for when not empty). */
+  name: string
+  /** How long the code works, in seconds. */
+  ttlSeconds: number
+  /** For a guest: how long its identity holds, in seconds (a guest pass). Others get the inviter's notAfter. */
+  guestValidSeconds: number
+}
+
+/** An invite L0 accepted: the code to show, and what both ends derive from it. */
+export interface OpenedInvite {
+  code: string
+  inviteId: string
+  /** Seconds since the epoch after which the code no longer logs in. */
+  expires: number
+  invite: Invite
+  secrets: PairingSecrets
+  choices: InviteChoices
+}
+
+/** What came of an invite: the child's CN, its authorization proof and its certificate. */
+export interface InviteResult {
+  childCn: string
+  name: string
+  role: RoleName
+  kind: string
+  authorize: EncodedEvent
+  certificate: DeviceCertificate
+}
+
+/** Hooks of the invite's second half. */
+export interface CompleteOptions {
+  /** Keeps the authorization proof (appends it to this device's ledger) before it is sent. */
+  keep(event: EncodedEvent): Promise<void>
+  /** Seconds since the epoch. */
+  now(): number
+  /** How long to wait for the child's CSR to be answered after sending the authorization. */
+  stepTimeoutMs: number
+  /** Told when the child's request arrived and was authorized. */
+  onAuthorized?(childCn: string, request: EnrollRequest): void
+}
+
+/**
+ * The same rules L0 applies to the invite (`verifyInvite`) and the ledger to the authorize event, checked
+ * here first so a device that may not invite is told so without a round trip.
+ */
+export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: number): void {
+  const binding = ledger.state.currentBinding(cn)
+  if (binding === undefined) throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
+  const invalid = ledger.state.invalidAt(binding, now)
+  if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `this device may not invite: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`)
+  if (binding.role !== 'admin' && binding.role !== 'member') {
+    throw new VerificationError('ROLE_CANNOT_DELEGATE', `this device has role ${binding.role}, which may not invite devices; invite from a phone or computer with role admin or member`)
+  }
+  if (binding.role === 'member' && (role === 'admin' || role === 'member')) {
+    throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${role}; ask an admin to invite it`)
+  }
+  if (binding.depth < 1) {
+    throw new VerificationError('DEPTH_EXHAUSTED', 'this device has delegation depth 0: it may not authorize devices; invite from a device higher in the tree')
+  }
+}
+
+/**
+ * Step 1 (PAIRING.md): draws a code, registers the invite with L0 (signed with this device's ledger key) and
+ * waits for `invite-ok`; then subscribes to the invite's pairing topics. The code is shown only after this.
+ */
+export async function openInvite(crypto: CryptoProvider, client: GossipClient, inviter: Inviter, choices: InviteChoices, opts: { now: number; timeoutMs: number }): Promise<OpenedInvite> {
+  const { now } = opts
+  checkMayInvite(inviter.ledger, inviter.cn, choices.role, now)
+  const code = formatPairingCode(crypto.randomBytes(CODE_BYTES))
+  const secrets = derivePairingSecrets(code)
+  const invite: Invite = {
+    inviteId: secrets.inviteId, loginVerifier: loginVerifier(secrets.loginProof), parentCn: inviter.cn, role: choices.role,
+    name: choices.name, expires: now + choices.ttlSeconds, time: now,
+  }
+  const topics = fleetTopics(inviter.fleet)
+  await client.subscribe([topics.inbox(inviter.cn)])
+  await client.publish(topics.inbox(inviter.l0Cn), signInvite(crypto, invite, inviter.ledgerSeed))
+  const reply = await client.waitFor(topics.inbox(inviter.cn), p => {
+    const r = decodeInviteReply(p)
+    return r !== undefined && r.inviteId === invite.inviteId ? r : undefined
+  }, { timeoutMs: opts.timeoutMs, code: 'PAIR_TIMEOUT', message: `L0 did not confirm the invite within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date with this device's ledger?` })
+  if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'INVITE_REFUSED', 'L0 refused the invite')
+  await client.subscribe([topics.pairAll(invite.inviteId)])
+  return { code, inviteId: invite.inviteId, expires: invite.expires, invite, secrets, choices }
+}
+
+/** Steps 3, 4 and 6 on the parent: the child's request, its authorization, and the certificate L0 issued it. */
+export async function completeInvite(crypto: CryptoProvider, pki: PkiProvider, client: GossipClient, inviter: Inviter, opened: OpenedInvite, opts: CompleteOptions): Promise<InviteResult> {
+  const topics = fleetTopics(inviter.fleet)
+  const { inviteId, secrets } = opened
+  const requestTopic = topics.pair(inviteId, 'request')
+  const untilExpiry = (opened.expires - opts.now()) * 1000
+  let requestBytes: Uint8Array | undefined
+  const request = await client.waitFor(requestTopic, p => {
+    const r = decodeEnrollRequest(openPairMessage(secrets, 'request', p))
+    requestBytes = p
+    return r
+  }, { timeoutMs: untilExpiry, code: 'PAIR_CODE_EXPIRED', message: `nobody enrolled with code ${opened.code} before it expired; run 'kin invite' again for a new code` })
+
+  const binding = inviter.ledger.state.currentBinding(inviter.cn)!
+  const now = opts.now()
+  const notAfter = opened.choices.role === 'guest' ? now + opened.choices.guestValidSeconds : binding.notAfter
+  const authorize = authorizeChild(crypto, inviter.ledger, { cn: inviter.cn, ledgerSeed: inviter.ledgerSeed }, request, {
+    role: opened.choices.role, notAfter, ...(opened.choices.name !== '' ? { name: opened.choices.name } : {}),
+  }, now)
+  const childCn = inviter.ledger.state.cnOfLabel(authorize.event.subject)
+  await opts.keep(authorize)
+  opts.onAuthorized?.(childCn, request)
+
+  const authorizeMessage = sealPairMessage(secrets, 'authorize', encodeAuthorizePayload(authorize.bytes, inviter.rootPem))
+  // The child repeats its request until it hears back (its first copy may have crossed an L0 restart): the same
+  // request gets the same answer, so it is never authorized twice.
+  const stopRepeats = client.session.onMessage((topic, payload) => {
+    if (topic === requestTopic && requestBytes !== undefined && bytesEqual(payload, requestBytes)) client.publish(topics.pair(inviteId, 'authorize'), authorizeMessage).catch(() => undefined)
+  })
+  try {
+    await client.publish(topics.pair(inviteId, 'authorize'), authorizeMessage)
+    const reply = await client.waitFor(topics.pair(inviteId, 'cert'), decodeCertReply, {
+      timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT',
+      message: `the new device did not finish enrolling within ${Math.round(opts.stepTimeoutMs / 1000)} s of its authorization; check it, then invite it again`,
+    })
+    if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused the new device's certificate")
+    const certificate = DeviceCertificate.from(reply.certPem, { sha256: crypto.sha256 })
+    const root = DeviceCertificate.from(inviter.rootPem, { sha256: crypto.sha256 })
+    checkIssuedByRoot(certificate, root, pki)
+    if (certificate.cn !== childCn || !bytesEqual(certificate.spkiHash, authorize.event.type === 'authorize' ? authorize.event.body.spkiHash : new Uint8Array())) {
+      throw new VerificationError('CERT_NAMES', `L0 announced a certificate for ${certificate.cn}, not for the device this invite authorized (${childCn})`)
+    }
+    const body = authorize.event.type === 'authorize' ? authorize.event.body : undefined
+    return { childCn, name: body?.name ?? '', role: opened.choices.role, kind: request.kind, authorize, certificate }
+  } finally {
+    stopRepeats()
+  }
+}
