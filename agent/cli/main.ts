@@ -4,10 +4,12 @@ import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
 import { ledgerShow, ledgerVerify } from './commands/ledger.ts'
 import { init } from './commands/init.ts'
+import { simHouse } from './commands/sim.ts'
+import { broker } from './commands/broker.ts'
 import { invite } from './commands/invite.ts'
 import { enroll } from './commands/enroll.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, invite, enroll]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, simHouse, invite, enroll, broker]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

@@ -39,13 +39,16 @@ export class FleetCa {
   }
 
   /**
-   * Issues a certificate for `csrPem` under the authorization proof `authorizeBytes`. `lineage` may carry the
+   * Issues a certificate for `csrPem` under the authorization proof `authorizeBytes` (an authorize event, or a
+   * rekey event for new keys of an existing CN). `lineage` may carry the
    * parent's own events the CA has not seen yet (they are validated like any other).
    */
   async issue(input: { authorizeBytes: Uint8Array; csrPem: string; now: number; lineage?: Uint8Array[] }): Promise<Issued> {
     const { now } = input
     const authorize = readEvent(this.crypto, input.authorizeBytes)
-    if (authorize.event.type !== 'authorize') throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
+    if (authorize.event.type !== 'authorize' && authorize.event.type !== 'rekey') {
+      throw new VerificationError('ENROLL_STATE', `the CA issues against authorize and rekey events, got ${authorize.event.type}`)
+    }
     const state = this.caLedger.ledger.state
     if (state.has(authorize.idHex)) throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
     if (input.lineage !== undefined && input.lineage.length > 0) {

@@ -57,3 +57,17 @@ export function recordCertificate(crypto: CryptoProvider, pki: PkiProvider, ledg
   const certified = signEvent(crypto, certifiedEvent(binding, certificate.certHash, Math.max(now, accepted.event.event.time)), secrets.ledgerSeed)
   return { certificate, certified }
 }
+
+/**
+ * Like `acceptAuthorization`, for a rekey: the parent bound new keys to this device's existing CN (after a
+ * compromise). The CN does not change, so there is no label to derive; the keys must be the ones just generated.
+ */
+export function acceptRekey(crypto: CryptoProvider, rekeyBytes: Uint8Array, request: EnrollRequest, domain: string): AcceptedAuthorization {
+  const event = readEvent(crypto, rekeyBytes)
+  const ev = event.event
+  if (ev.type !== 'rekey') throw new VerificationError('ENROLL_STATE', `expected a rekey event, got ${ev.type}`)
+  if (!bytesEqual(ev.body.spkiHash, crypto.sha256(request.spkiDer)) || !bytesEqual(ev.body.ledgerKey, request.ledgerKey)) {
+    throw new VerificationError('CSR_KEY_MISMATCH', 'the rekey names other keys than the ones this device generated')
+  }
+  return { event, cn: cnOf(ev.subject, domain), parentCn: cnOf(ev.issuer, domain), notAfter: ev.body.notAfter }
+}

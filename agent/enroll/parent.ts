@@ -1,7 +1,7 @@
 /** @module Enrollment steps 2–6 on the parent: derive the child's CN, sign the authorization proof, keep it. */
 import { KinError } from '../errors.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import { authorizeEvent } from '../ledger/builders.ts'
+import { authorizeEvent, rekeyEvent } from '../ledger/builders.ts'
 import { signEvent } from '../ledger/event.ts'
 import type { Ledger } from '../ledger/ledger.ts'
 import type { EncodedEvent, RoleName } from '../ledger/types.ts'
@@ -29,6 +29,22 @@ export function authorizeChild(crypto: CryptoProvider, ledger: Ledger, parent: {
   const unsigned = authorizeEvent(crypto, binding, {
     spkiHash: crypto.sha256(request.spkiDer), ledgerKey: request.ledgerKey, role: choices.role, depth, notAfter,
     kind: request.kind, name: choices.name ?? request.name,
+  }, now)
+  const event = signEvent(crypto, unsigned, parent.ledgerSeed)
+  ledger.check(event, { now })
+  return event
+}
+
+/**
+ * Signs a rekey: new keys (from a fresh enroll request made by the device) for the existing CN `childCn`, which
+ * must be this parent's child. Used after a compromise: siblings and unaffected children need nothing.
+ */
+export function rekeyChild(crypto: CryptoProvider, ledger: Ledger, parent: { cn: string; ledgerSeed: Uint8Array }, childCn: string, request: EnrollRequest, now: number, notAfter?: number): EncodedEvent {
+  const binding = ledger.state.currentBinding(parent.cn)
+  const child = ledger.state.currentBinding(childCn)
+  if (binding === undefined || child === undefined) throw new KinError('ENROLL_STATE', `this device's ledger lacks ${binding === undefined ? parent.cn : childCn}; sync its ledger first`)
+  const unsigned = rekeyEvent(crypto, binding, child, {
+    spkiHash: crypto.sha256(request.spkiDer), ledgerKey: request.ledgerKey, notAfter: Math.min(notAfter ?? child.notAfter, binding.notAfter),
   }, now)
   const event = signEvent(crypto, unsigned, parent.ledgerSeed)
   ledger.check(event, { now })
