@@ -1,0 +1,93 @@
+/** @module Topic ACLs of L0's broker (DESIGN.md "MQTT topics", docs/PAIRING.md): who may publish and subscribe where. */
+import { fleetTopics, type PairLeaf } from '../agent/gossip/topics.ts'
+import { labelOfCn } from '../agent/ledger/names.ts'
+import type { SessionIdentity } from './identity.ts'
+
+/** What the ACL needs to know beyond the session itself. */
+export interface AclContext {
+  /** The fleet domain `F` of `kin/F/…`. */
+  readonly fleet: string
+  /** Whether device `cn` registered invite `inviteId` and the invite is still on record. */
+  ownsInvite(cn: string, inviteId: string): boolean
+}
+
+// The CA's answer (`cert`) is published by L0's services only: nobody else has anything true to say there.
+const CLIENT_PAIR_LEAVES: ReadonlySet<string> = new Set<PairLeaf>(['request', 'authorize', 'csr'])
+
+/**
+ * True when every topic that MQTT filter `filter` can match is also matched by `pattern` (both valid filters).
+ * [MQTT-4.7.1-2]: `a/#` matches `a` itself too, which is why a pattern ending in `/#` covers its parent level.
+ */
+export function filterCovers(pattern: string, filter: string): boolean {
+  const p = pattern.split('/'), f = filter.split('/')
+  for (let i = 0; i < f.length; i++) {
+    const pl = p[i]
+    if (pl === undefined) return false
+    if (pl === '#') return true
+    const fl = f[i]!
+    if (fl === '#') return false
+    if (pl === '+') continue
+    if (fl !== pl) return false
+  }
+  return p.length === f.length || (p.length === f.length + 1 && p[f.length] === '#')
+}
+
+/** The invite id and the levels after it of a topic or filter `kin/F/pair/<inviteId>/…`, else undefined. */
+export function parsePairTopic(topic: string, fleet: string): { inviteId: string; rest: string[] } | undefined {
+  const parts = topic.split('/')
+  if (parts.length < 4 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'pair') return undefined
+  return { inviteId: parts[3]!, rest: parts.slice(4) }
+}
+
+/** The CN of an inbox topic `kin/F/dev/<CN>/inbox`, else undefined. */
+export function parseInboxTopic(topic: string, fleet: string): string | undefined {
+  const parts = topic.split('/')
+  if (parts.length !== 5 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'dev' || parts[4] !== 'inbox') return undefined
+  return parts[3]
+}
+
+/** Whether `cn` is a device name of fleet `fleet` (so it can stand as one topic level). */
+export function isFleetCn(cn: string, fleet: string): boolean {
+  try {
+    labelOfCn(cn, fleet)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function isClientPairTopic(topic: string, fleet: string, allowed: (inviteId: string) => boolean): boolean {
+  const pair = parsePairTopic(topic, fleet)
+  return pair !== undefined && pair.rest.length === 1 && CLIENT_PAIR_LEAVES.has(pair.rest[0]!) && allowed(pair.inviteId)
+}
+
+/**
+ * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit` and `sync/…/req`,
+ * any fleet device's inbox, and the client leaves of the pairing sessions of invites it registered. A pairing
+ * session: the client leaves of its own pairing topic. Nobody but L0's services: `ledger/head`, `ledger/events`,
+ * `sync/<CN>/resp`, `pair/<id>/cert`.
+ */
+export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclContext): boolean {
+  const t = fleetTopics(ctx.fleet)
+  if (id.kind === 'pair') return isClientPairTopic(topic, ctx.fleet, inviteId => inviteId === id.inviteId)
+  if (topic === t.submit(id.cn) || topic === t.syncReq(id.cn)) return true
+  const inboxCn = parseInboxTopic(topic, ctx.fleet)
+  if (inboxCn !== undefined) return isFleetCn(inboxCn, ctx.fleet)
+  return isClientPairTopic(topic, ctx.fleet, inviteId => ctx.ownsInvite(id.cn, inviteId))
+}
+
+/** The filters a session may subscribe to (or to any narrower filter); the invite pattern only for `filter`'s own invite. */
+export function subscribePatterns(id: SessionIdentity, filter: string, ctx: AclContext): string[] {
+  const t = fleetTopics(ctx.fleet)
+  if (id.kind === 'pair') return [t.pairAll(id.inviteId)]
+  const patterns = [t.head, t.events, t.syncResp(id.cn), t.inbox(id.cn)]
+  const pair = parsePairTopic(filter, ctx.fleet)
+  // Only a literal invite id can name an invite; `+` or `#` there would reach other parents' sessions.
+  if (pair !== undefined && pair.inviteId !== '+' && pair.inviteId !== '#' && ctx.ownsInvite(id.cn, pair.inviteId)) patterns.push(t.pairAll(pair.inviteId))
+  return patterns
+}
+
+/** May this session subscribe to `filter`? Only when one allowed pattern covers everything the filter can match. */
+export function subscribeAllowed(id: SessionIdentity, filter: string, ctx: AclContext): boolean {
+  return subscribePatterns(id, filter, ctx).some(p => filterCovers(p, filter))
+}

@@ -1,0 +1,81 @@
+/** @module The CA service on `kin/F/pair/<inviteId>/csr` (docs/PAIRING.md steps 5–6): checks the invite, then FleetCa issues. */
+import { KinError, VerificationError } from '../agent/errors.ts'
+import { decodeCbor, encodeCbor, type CborValue } from '../agent/codec/cbor.ts'
+import { readEvent } from '../agent/ledger/event.ts'
+import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import type { EncodedEvent } from '../agent/ledger/types.ts'
+import type { ServiceContext } from './context.ts'
+import { lineageFor } from './lineage.ts'
+
+/** A CSR message: CBOR [authorizeEventBytes, csrPem]. */
+export function decodeCsrMessage(payload: Uint8Array): { authorizeBytes: Uint8Array; csrPem: string } {
+  const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
+  if (!Array.isArray(v) || v.length !== 2 || !(v[0] instanceof Uint8Array) || typeof v[1] !== 'string') {
+    throw new KinError('DECODE_SHAPE', 'a CSR message is CBOR [authorize event bytes, CSR PEM text]')
+  }
+  return { authorizeBytes: v[0], csrPem: v[1] }
+}
+
+// One CSR per invite at a time: two racing CSRs under one invite must not both be issued.
+const inFlight = new WeakMap<ServiceContext, Set<string>>()
+
+function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: EncodedEvent): void {
+  const invite = ctx.invites.get(inviteId)
+  if (invite === undefined) throw new VerificationError('INVITE_REFUSED', `invite ${inviteId} is not on record (never registered, or expired and purged)`)
+  if (invite.state === 'done') throw new VerificationError('ENROLL_STATE', `a certificate was already issued under invite ${inviteId} (to ${invite.enrolledCn})`)
+  if (authorize.event.type !== 'authorize') throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
+  const issuerCn = ctx.ledger.ledger.state.cnOfLabel(authorize.event.issuer)
+  if (issuerCn !== invite.parentCn) throw new VerificationError('INVITE_MISMATCH', `the authorization was signed by ${issuerCn}, but invite ${inviteId} is ${invite.parentCn}'s`)
+  if (authorize.event.body.role !== invite.role) throw new VerificationError('INVITE_MISMATCH', `the authorization grants role ${authorize.event.body.role}, but invite ${inviteId} is for ${invite.role}`)
+}
+
+/**
+ * Handles one CSR. The authorize event must be signed by the invite's parent for the invite's role; FleetCa then
+ * runs the ledger's checks and the CSR's, appends the authorize event durably and issues. The answer on
+ * `…/cert` is `['ok', certPem, [lineage event bytes…]]` (see lineageFor) or `['error', code, message]`.
+ */
+export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: string, payload: Uint8Array): Promise<void> {
+  const certTopic = ctx.topics.pair(inviteId, 'cert')
+  const reply = (v: CborValue[]) => ctx.publish(certTopic, encodeCbor(v))
+  let busy = inFlight.get(ctx)
+  if (busy === undefined) inFlight.set(ctx, busy = new Set())
+  if (busy.has(inviteId)) {
+    ctx.log('warn', 'ca.refused', { inviteId, code: 'ENROLL_STATE', message: 'another CSR under this invite is being handled' })
+    await reply(['error', 'ENROLL_STATE', `another CSR under invite ${inviteId} is being handled`])
+    return
+  }
+  busy.add(inviteId)
+  try {
+    let msg
+    try {
+      msg = decodeCsrMessage(payload)
+    } catch (err) {
+      if (!(err instanceof KinError)) throw err
+      ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
+      await reply(['error', err.code, err.message])
+      return
+    }
+    try {
+      const authorize = readEvent(ctx.crypto, msg.authorizeBytes)
+      checkAgainstInvite(ctx, inviteId, authorize)
+      const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: msg.csrPem, now: ctx.now() })
+      const cn = issued.certificate.cn
+      try {
+        ctx.invites.markDone(inviteId, cn)
+      } catch (err) {
+        // The certificate exists and its proof is spent in the ledger (a replay is NONCE_REUSED): still hand it over.
+        ctx.log('error', 'ledger.error', { inviteId, code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error).message })
+      }
+      const lineage = lineageFor(ctx.ledger.ledger.state, issued.authorize)
+      await reply(['ok', issued.certificate.pem, lineage.map(e => e.bytes)])
+      ctx.log('info', 'ca.issued', { inviteId, cn, parentCn: ctx.invites.get(inviteId)?.parentCn, serial: issued.certificate.serialHex, lineage: lineage.length })
+      await ctx.ledgerChanged([issued.authorize])
+    } catch (err) {
+      if (!(err instanceof KinError)) throw err
+      ctx.log('warn', 'ca.refused', { inviteId, code: err.code, message: err.message })
+      await reply(['error', err.code, err.message])
+    }
+  } finally {
+    busy.delete(inviteId)
+  }
+}

@@ -1,0 +1,27 @@
+/** @module What L0's service handlers share: identity, ledger, invites, CA, clock, log, and a way to publish. */
+import type { CryptoProvider } from '../firmware-shims/types.ts'
+import type { FleetCa } from '../agent/enroll/ca.ts'
+import type { FleetTopics } from '../agent/gossip/topics.ts'
+import type { PersistentLedger } from '../agent/ledger/persistent.ts'
+import type { EncodedEvent } from '../agent/ledger/types.ts'
+import type { InviteBook } from './invites.ts'
+import type { L0Logger } from './log.ts'
+
+/** The services' view of L0. */
+export interface ServiceContext {
+  readonly fleet: string
+  /** L0's own CN. */
+  readonly cn: string
+  readonly topics: FleetTopics
+  readonly crypto: CryptoProvider
+  readonly ledger: PersistentLedger
+  readonly invites: InviteBook
+  readonly ca: FleetCa
+  /** Seconds since the epoch. */
+  now(): number
+  readonly log: L0Logger
+  /** Publishes as L0's services (QoS 1, not retained unless asked), past the client ACLs. */
+  publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
+  /** Told after events entered L0's ledger: rechecks open sessions (a revoke or rekey may end some). */
+  ledgerChanged(accepted: EncodedEvent[]): Promise<void>
+}

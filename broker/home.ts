@@ -1,0 +1,95 @@
+/** @module L0's home as the broker needs it: keys, certificates, the ledger file, the invite book, and a lock against a second broker. */
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import { KinError } from '../agent/errors.ts'
+import { bytesEqual } from '../agent/codec/bytes.ts'
+import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import type { PersistentLedger } from '../agent/ledger/persistent.ts'
+import { DeviceCertificate } from '../agent/pki/certificate.ts'
+import { Home } from '../agent/cli/home.ts'
+import { openHomeLedger } from '../agent/cli/device.ts'
+import { INVITES_FILE, InviteBook } from './invites.ts'
+import type { L0Logger } from './log.ts'
+
+/** File in L0's home that says a broker runs on it (holds its pid). */
+export const LOCK_FILE = 'broker.lock'
+
+/** What the broker loads from L0's home. */
+export interface L0Home {
+  home: Home
+  cn: string
+  fleet: string
+  root: DeviceCertificate
+  rootPem: string
+  rootKeyPem: string
+  certPem: string
+  tlsKeyPem: string
+  ledger: PersistentLedger
+  invites: InviteBook
+  /** Closes the ledger file and removes the lock. */
+  close(): Promise<void>
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM'
+  }
+}
+
+// Two brokers appending to one ledger file would interleave records; the lock makes the second one stop early.
+function acquireLock(path: string): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o644)
+      writeSync(fd, `${process.pid}\n`)
+      closeSync(fd)
+      return () => { try { unlinkSync(path) } catch { /* already gone */ } }
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
+      const pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
+      if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new KinError('BROKER_LOCKED', `a broker (pid ${pid}) already runs on this home (${path}); stop it first`, { detail: { pid } })
+      }
+      // A lock left by a broker that died: take it over.
+      try { unlinkSync(path) } catch { /* raced with another remover */ }
+    }
+  }
+  throw new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
+}
+
+/** Opens L0's home for the broker: refuses a device's home, a home whose ledger names another root, or a locked home. */
+export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  if (config.l0 !== true) throw new KinError('HOME_MISSING', `${home.dir} is a device's home, not L0's: run 'kin broker' on the home made by 'kin init'`)
+  const rootPem = home.readText('root')
+  const root = DeviceCertificate.from(rootPem, { sha256: nodeCrypto.sha256 })
+  const material = { rootKeyPem: home.readText('caKey'), certPem: home.readText('cert'), tlsKeyPem: home.readText('tlsKey') }
+  const release = acquireLock(join(home.dir, LOCK_FILE))
+  let ledger: PersistentLedger | undefined
+  try {
+    ledger = await openHomeLedger(home, nodeCrypto, (offset, dropped) => {
+      log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message: `dropped a torn tail of ${dropped} bytes at offset ${offset} (an interrupted write)` })
+    })
+    const genesis = ledger.ledger.state.genesis
+    if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event; was 'kin init' interrupted?`)
+    if (genesis.cn !== config.cn || genesis.body.domain !== config.fleet || !bytesEqual(genesis.body.rootCertHash, root.certHash)) {
+      throw new KinError('STORAGE_DAMAGED', `the ledger's genesis does not match ${home.path('config')} and ${home.path('root')}`)
+    }
+    const invites = InviteBook.open(join(home.dir, INVITES_FILE))
+    const opened = ledger
+    return {
+      home, cn: config.cn, fleet: config.fleet, root, rootPem, ...material, ledger: opened, invites,
+      close: async () => {
+        try { await opened.close() } finally { release() }
+      },
+    }
+  } catch (err) {
+    await ledger?.close().catch(() => undefined)
+    release()
+    throw err
+  }
+}

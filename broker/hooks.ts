@@ -1,0 +1,106 @@
+/** @module aedes hooks of L0's broker: login (authenticate), topic ACLs (authorizePublish/Subscribe), payload limit (authorizeForward). */
+import type { TLSSocket } from 'node:tls'
+import type { Aedes, AuthenticateError, Client } from 'aedes'
+import { KinError, VerificationError } from '../agent/errors.ts'
+import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { publishAllowed, subscribeAllowed, type AclContext } from './acl.ts'
+import { PAIR_USERNAME_PREFIX, describeIdentity, type SessionIdentity } from './identity.ts'
+import { connackFor, deviceLogin, pairingLogin, type LoginContext } from './login.ts'
+import type { L0Logger } from './log.ts'
+import type { Sessions } from './sessions.ts'
+
+/** What the hooks read. */
+export interface HookContext {
+  readonly sessions: Sessions<Client>
+  /** The TLS socket under each aedes client (the certificate lives there). */
+  readonly sockets: WeakMap<Client, TLSSocket>
+  readonly acl: AclContext
+  /** A fresh login context (current ledger state and clock) per login. */
+  loginContext(): LoginContext
+  readonly log: L0Logger
+}
+
+function payloadLength(payload: string | Buffer | undefined): number {
+  if (payload === undefined) return 0
+  return typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
+}
+
+function peerCertificateDer(socket: TLSSocket | undefined): Uint8Array | undefined {
+  const peer = socket?.getPeerCertificate(false)
+  // An empty object means the client sent no certificate.
+  if (peer === undefined || peer === null || peer.raw === undefined) return undefined
+  return new Uint8Array(peer.raw.buffer, peer.raw.byteOffset, peer.raw.length)
+}
+
+function authenticate(ctx: HookContext, client: Client, username: string | undefined, password: Buffer | undefined): SessionIdentity {
+  const socket = ctx.sockets.get(client)
+  const der = peerCertificateDer(socket)
+  const login = ctx.loginContext()
+  // A presented certificate decides, whatever else comes with it: a foreign certificate is never waved through on a code.
+  if (der !== undefined) return deviceLogin(der, client.id, login)
+  if (typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX)) return pairingLogin(username, password, client.id, login)
+  throw new VerificationError('LOGIN_NO_CREDENTIALS', 'log in with a fleet certificate, or with a pairing code (user name pair:<inviteId>)')
+}
+
+/** Installs the hooks on an aedes instance. */
+export function installHooks(aedes: Aedes, ctx: HookContext): void {
+  aedes.authenticate = (client, username, password, done) => {
+    const remote = ctx.sockets.get(client)?.remoteAddress
+    try {
+      const identity = authenticate(ctx, client, username, password)
+      ctx.sessions.add(client, { clientId: client.id, identity, since: Date.now(), remote })
+      ctx.log('info', 'login.accepted', { clientId: client.id, ...describeIdentity(identity), remote })
+      done(null, true)
+    } catch (err) {
+      const code = err instanceof KinError ? err.code : 'INTERNAL'
+      const connack = connackFor(code)
+      ctx.log('warn', 'login.refused', {
+        clientId: client.id, code, message: (err as Error).message, connack, remote,
+        ...(typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX) ? { username } : {}),
+      })
+      const refusal = Object.assign(new Error(`${code}: ${(err as Error).message}`), { returnCode: connack }) as AuthenticateError
+      done(refusal, false)
+    }
+  }
+
+  aedes.authorizePublish = (client, packet, done) => {
+    // A will of a session L0 already ended (client gone from the book) is not published.
+    const identity = client === null ? undefined : ctx.sessions.identityOf(client)
+    if (client === null || identity === undefined) return done(new Error('no session'))
+    if (!publishAllowed(identity, packet.topic, ctx.acl)) {
+      ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'ACL_DENIED' })
+      // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the broker closes the connection.
+      return done(new Error(`ACL_DENIED: ${client.id} may not publish on ${packet.topic}`))
+    }
+    // Only L0's services keep retained messages; a device's retained payload would outlive its session.
+    packet.retain = false
+    const bytes = payloadLength(packet.payload)
+    if (bytes > MAX_PAYLOAD_BYTES) {
+      // Acknowledged but never delivered: authorizeForward and the services drop it (see payloadTooLarge).
+      ctx.log('warn', 'payload.dropped', { clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'PAYLOAD_TOO_LARGE', bytes, limit: MAX_PAYLOAD_BYTES })
+    }
+    done(null)
+  }
+
+  aedes.authorizeSubscribe = (client, sub, done) => {
+    const identity = ctx.sessions.identityOf(client)
+    if (identity === undefined) return done(new Error('no session'))
+    if (!subscribeAllowed(identity, sub.topic, ctx.acl)) {
+      ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'ACL_DENIED' })
+      // [MQTT-3.9.3] the SUBACK carries 0x80 (failure) for this filter; the session goes on.
+      return done(null, null)
+    }
+    done(null, sub)
+  }
+
+  aedes.authorizeForward = (client, packet) => {
+    if (ctx.sessions.identityOf(client) === undefined) return null
+    if (payloadTooLarge(packet.payload)) return null
+    return packet
+  }
+}
+
+/** True for a payload the broker accepted from a client but must not deliver (over MAX_PAYLOAD_BYTES). */
+export function payloadTooLarge(payload: string | Buffer | undefined): boolean {
+  return payloadLength(payload) > MAX_PAYLOAD_BYTES
+}

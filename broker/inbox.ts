@@ -1,0 +1,49 @@
+/** @module L0's inbox service: invite registrations from parents (docs/PAIRING.md step 1), answered on the parent's inbox. */
+import { KinError } from '../agent/errors.ts'
+import { decodeCbor, encodeCbor } from '../agent/codec/cbor.ts'
+import { decodeInvite, verifyInvite, type Invite } from '../agent/enroll/invite.ts'
+import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { isFleetCn } from './acl.ts'
+import type { ServiceContext } from './context.ts'
+
+async function answer(ctx: ServiceContext, parentCn: string, reply: Array<string>): Promise<void> {
+  // The parent CN of a refused registration is unauthenticated: answer only on a well-formed fleet inbox.
+  if (!isFleetCn(parentCn, ctx.fleet)) return
+  await ctx.publish(ctx.topics.inbox(parentCn), encodeCbor(reply))
+}
+
+/**
+ * Handles one message on L0's inbox. `['invite', …]` is checked (verifyInvite against L0's ledger), stored
+ * durably, and answered `['invite-ok', id]` or `['invite-error', id, code, message]`. Other CBOR messages are
+ * for L0's own CLI session on the same inbox and are left alone; a payload that is not CBOR is dropped and logged.
+ */
+export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload: Uint8Array): Promise<void> {
+  let message
+  try {
+    message = decodeCbor(payload, MAX_PAYLOAD_BYTES)
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
+    return
+  }
+  if (!Array.isArray(message) || message[0] !== 'invite') return
+  let claimed: Invite
+  try {
+    claimed = decodeInvite(payload).invite
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
+    return
+  }
+  const now = ctx.now()
+  try {
+    const invite = verifyInvite(ctx.crypto, ctx.ledger.ledger.state, payload, now)
+    const outcome = ctx.invites.register(invite, now)
+    ctx.log('info', 'invite.registered', { inviteId: invite.inviteId, parentCn: invite.parentCn, role: invite.role, expires: invite.expires, again: outcome === 'unchanged' })
+    await answer(ctx, invite.parentCn, ['invite-ok', invite.inviteId])
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, code: err.code, message: err.message })
+    await answer(ctx, claimed.parentCn, ['invite-error', claimed.inviteId, err.code, err.message])
+  }
+}

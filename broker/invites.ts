@@ -1,0 +1,162 @@
+/** @module L0's invite book: registered pairing invites and their state, kept durably in the home's invites.json. */
+import { existsSync, readFileSync } from 'node:fs'
+import { KinError, VerificationError } from '../agent/errors.ts'
+import type { Invite } from '../agent/enroll/invite.ts'
+import { ROLE, type RoleName } from '../agent/ledger/types.ts'
+import { writeFileDurable } from '../agent/cli/home.ts'
+
+/** File name of the invite book in L0's home. */
+export const INVITES_FILE = 'invites.json'
+/**
+ * How long an invite stays on record after it expires: a late login still gets CONNACK 5 (expired) rather than
+ * 4 (unknown), and an enrollment that logged in just before expiry can finish. Then it is purged.
+ */
+export const INVITE_RETENTION_SECONDS = 3600
+/** Longest life of an invite L0 registers: a pairing code is meant for minutes, not for a drawer. */
+export const MAX_INVITE_TTL_SECONDS = 7 * 86400
+/** Invites one parent may have open at once (pending or logged in, not expired). */
+export const MAX_OPEN_INVITES_PER_PARENT = 32
+
+/** pending: not logged in yet; used: the code logged in once (it never works again); done: a certificate was issued. */
+export type InviteState = 'pending' | 'used' | 'done'
+
+/** An invite as L0 keeps it. */
+export interface StoredInvite extends Invite {
+  state: InviteState
+  registered: number
+  usedAt?: number
+  /** CN of the device the CA issued a certificate to under this invite. */
+  enrolledCn?: string
+}
+
+const ROLE_NAMES = Object.keys(ROLE) as RoleName[]
+
+function sameRegistration(a: Invite, b: Invite): boolean {
+  return a.inviteId === b.inviteId && a.loginVerifier === b.loginVerifier && a.parentCn === b.parentCn && a.role === b.role &&
+    a.name === b.name && a.expires === b.expires && a.time === b.time
+}
+
+function damaged(path: string, why: string, cause?: unknown): KinError {
+  return new KinError('STORAGE_DAMAGED', `${path} is damaged (${why}); pending invites cannot be trusted — move it away to start with no invites`, { cause, detail: { path } })
+}
+
+function readRecord(path: string, v: unknown): StoredInvite {
+  const r = v as Record<string, unknown>
+  const ok = typeof r === 'object' && r !== null &&
+    typeof r.inviteId === 'string' && /^[0-9a-f]{16}$/.test(r.inviteId) &&
+    typeof r.loginVerifier === 'string' && /^[0-9a-f]{64}$/.test(r.loginVerifier) &&
+    typeof r.parentCn === 'string' && typeof r.name === 'string' && ROLE_NAMES.includes(r.role as RoleName) &&
+    Number.isSafeInteger(r.expires) && Number.isSafeInteger(r.time) && Number.isSafeInteger(r.registered) &&
+    (r.state === 'pending' || r.state === 'used' || r.state === 'done')
+  if (!ok) throw damaged(path, `malformed invite record ${JSON.stringify(v).slice(0, 80)}`)
+  return r as unknown as StoredInvite
+}
+
+/**
+ * The invites L0 accepted. Every change is written (temp file, fsync, rename) before it takes effect in memory,
+ * so a pending invite survives a restart and a used code stays used.
+ */
+export class InviteBook {
+  readonly path: string
+  private invites: Map<string, StoredInvite>
+
+  private constructor(path: string, invites: Map<string, StoredInvite>) {
+    this.path = path
+    this.invites = invites
+  }
+
+  /** Reads the book at `path` (none yet: empty). STORAGE_DAMAGED when the file is not a book. */
+  static open(path: string): InviteBook {
+    if (!existsSync(path)) return new InviteBook(path, new Map())
+    let doc: unknown
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8'))
+    } catch (err) {
+      throw damaged(path, (err as Error).message, err)
+    }
+    const d = doc as { version?: unknown; invites?: unknown }
+    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.invites)) throw damaged(path, 'not a version 1 invite book')
+    const invites = new Map<string, StoredInvite>()
+    for (const v of d.invites) {
+      const r = readRecord(path, v)
+      invites.set(r.inviteId, r)
+    }
+    return new InviteBook(path, invites)
+  }
+
+  /** The invite with this id, if on record. */
+  get(inviteId: string): StoredInvite | undefined {
+    return this.invites.get(inviteId)
+  }
+
+  /** Every invite on record, oldest registration first. */
+  list(): StoredInvite[] {
+    return [...this.invites.values()]
+  }
+
+  /** Whether `cn` registered invite `inviteId` (still on record). */
+  ownedBy(cn: string, inviteId: string): boolean {
+    return this.invites.get(inviteId)?.parentCn === cn
+  }
+
+  /**
+   * Records a verified registration. The same registration again is accepted unchanged (a parent may resend);
+   * another one under a known id, an over-long life or too many open invites of one parent: INVITE_REFUSED.
+   */
+  register(invite: Invite, now: number): 'registered' | 'unchanged' {
+    const known = this.invites.get(invite.inviteId)
+    if (known !== undefined) {
+      if (sameRegistration(known, invite)) return 'unchanged'
+      throw new VerificationError('INVITE_REFUSED', `invite id ${invite.inviteId} is already registered; draw a new code`)
+    }
+    if (invite.expires - now > MAX_INVITE_TTL_SECONDS) {
+      throw new VerificationError('INVITE_REFUSED', `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`)
+    }
+    const open = this.list().filter(i => i.parentCn === invite.parentCn && i.state !== 'done' && i.expires > now).length
+    if (open >= MAX_OPEN_INVITES_PER_PARENT) {
+      throw new VerificationError('INVITE_REFUSED', `${invite.parentCn} already has ${open} open invites; wait for them to be used or expire`)
+    }
+    const stored: StoredInvite = {
+      inviteId: invite.inviteId, loginVerifier: invite.loginVerifier, parentCn: invite.parentCn, role: invite.role,
+      name: invite.name, expires: invite.expires, time: invite.time, state: 'pending', registered: now,
+    }
+    this.commit(next => next.set(invite.inviteId, stored))
+    return 'registered'
+  }
+
+  /** The code logged in: it never works again. */
+  markUsed(inviteId: string, now: number): void {
+    this.update(inviteId, r => ({ ...r, state: 'used', usedAt: now }))
+  }
+
+  /** The CA issued a certificate under this invite: no second one. */
+  markDone(inviteId: string, enrolledCn: string): void {
+    this.update(inviteId, r => ({ ...r, state: 'done', enrolledCn }))
+  }
+
+  /** Drops invites expired more than INVITE_RETENTION_SECONDS ago; returns them. */
+  purge(now: number): StoredInvite[] {
+    const gone = this.list().filter(i => now > i.expires + INVITE_RETENTION_SECONDS)
+    if (gone.length > 0) this.commit(next => { for (const i of gone) next.delete(i.inviteId) })
+    return gone
+  }
+
+  private update(inviteId: string, change: (r: StoredInvite) => StoredInvite): void {
+    const r = this.invites.get(inviteId)
+    if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
+    this.commit(next => next.set(inviteId, change(r)))
+  }
+
+  // The file is written first; memory changes only once the disk holds the new book.
+  private commit(change: (next: Map<string, StoredInvite>) => void): void {
+    const next = new Map(this.invites)
+    change(next)
+    const doc = { version: 1, invites: [...next.values()] }
+    try {
+      writeFileDurable(this.path, JSON.stringify(doc, null, 1) + '\n', 0o600)
+    } catch (err) {
+      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, detail: { path: this.path } })
+    }
+    this.invites = next
+  }
+}

@@ -1,0 +1,216 @@
+/** @module startL0: L0's services in one process — aedes over mutual TLS, login and ACLs, the fleet CA, invites, ledger intake. */
+import { createServer, type TLSSocket } from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
+import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { nodePki } from '../firmware-shims/node/pki.ts'
+import { FleetCa } from '../agent/enroll/ca.ts'
+import { fleetTopics, MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
+import type { PersistentLedger } from '../agent/ledger/persistent.ts'
+import type { EncodedEvent } from '../agent/ledger/types.ts'
+import { guardedConnection } from './frame-guard.ts'
+import { installHooks, payloadTooLarge } from './hooks.ts'
+import { openL0Home } from './home.ts'
+import { describeIdentity } from './identity.ts'
+import type { InviteBook } from './invites.ts'
+import { deviceStanding, pairingStanding } from './login.ts'
+import { makeLogger, type LogSink } from './log.ts'
+import { Sessions, type L0Session } from './sessions.ts'
+import type { ServiceContext } from './context.ts'
+import { handleSubmission } from './submit.ts'
+import { handleL0Inbox } from './inbox.ts'
+import { handleCsr } from './ca-service.ts'
+
+/**
+ * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
+ * MAX_PAYLOAD_BYTES and this are received, acknowledged, dropped and logged; beyond it reading on would only
+ * make L0 buffer an attacker's bytes.
+ */
+export const MAX_FRAME_BYTES = 4 * MAX_PAYLOAD_BYTES
+/** How often (ms) L0 rechecks open sessions against the clock (expiry, revocations that take effect later) and purges invites. */
+export const SWEEP_INTERVAL_MS = 30_000
+
+/** Options of startL0. */
+export interface L0Options {
+  /** L0's home (made by `kin init`). */
+  home: string
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string
+  /** Port (default 8883, the MQTT-over-TLS port; 0 = chosen by the OS). */
+  port?: number
+  /** Receives one object per log record (default: JSON lines on stderr). */
+  log?: LogSink
+  /** The clock, in seconds since the epoch (default: the system clock). */
+  now?: () => number
+}
+
+/** L0's running services. */
+export interface L0Services {
+  readonly host: string
+  readonly port: number
+  /** L0's CN (its MQTT client id when its own CLI connects). */
+  readonly cn: string
+  /** The fleet domain `F`. */
+  readonly fleet: string
+  readonly topics: FleetTopics
+  /** L0's ledger: the miner's copy, durable. */
+  readonly ledger: PersistentLedger
+  readonly invites: InviteBook
+  readonly rootPem: string
+  /** Open device sessions by CN. */
+  clientsByCn(): Map<string, L0Session>
+  /** Open pairing sessions by invite id. */
+  pairingSessions(): Map<string, L0Session>
+  /** Publishes as L0's services (past the client ACLs), QoS 1. */
+  publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
+  /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
+  sweep(): void
+  /** Closes every session, stops listening, waits for work in progress, closes the ledger file. */
+  close(): Promise<void>
+}
+
+function asBytes(payload: string | Buffer): Uint8Array {
+  return typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.length)
+}
+
+/** Starts L0's services on the home made by `kin init`. */
+export async function startL0(opts: L0Options): Promise<L0Services> {
+  const log = makeLogger(opts.log)
+  const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
+  const l0 = await openL0Home(opts.home, log)
+  const topics = fleetTopics(l0.fleet)
+  const sessions = new Sessions<Client>()
+  const sockets = new WeakMap<Client, TLSSocket>()
+  const openSockets = new Set<TLSSocket>()
+  const work = new Set<Promise<void>>()
+  let closing = false
+
+  let aedes: Aedes
+  try {
+    aedes = await Aedes.createBroker({ connectTimeout: 10_000, drainTimeout: 30_000 })
+  } catch (err) {
+    await l0.close()
+    throw err
+  }
+
+  const publish = (topic: string, payload: Uint8Array, o: { retain?: boolean } = {}): Promise<void> =>
+    new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: o.retain === true, dup: false }, err => err ? reject(err) : resolve())
+    })
+
+  const sweep = (): void => {
+    const t = now()
+    try {
+      for (const i of l0.invites.purge(t)) log('info', 'invite.purged', { inviteId: i.inviteId, parentCn: i.parentCn, state: i.state, expires: i.expires })
+    } catch (err) {
+      log('error', 'broker.error', { code: 'STORAGE_IO', message: (err as Error).message })
+    }
+    const state = l0.ledger.ledger.state
+    for (const [client, session] of sessions.entries()) {
+      const id = session.identity
+      const reason = id.kind === 'device' ? deviceStanding(id, state, t) : pairingStanding(id, state, l0.invites, t)
+      if (reason === undefined) continue
+      // Out of the book first: its will and anything in flight are no longer authorized.
+      sessions.remove(client)
+      log('warn', 'session.closed', { clientId: session.clientId, ...describeIdentity(id), code: reason.code, message: reason.message })
+      client.close()
+    }
+  }
+
+  const ctx: ServiceContext = {
+    fleet: l0.fleet, cn: l0.cn, topics, crypto: nodeCrypto, ledger: l0.ledger, invites: l0.invites, now, log, publish,
+    ca: new FleetCa({
+      crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.rootKeyPem,
+      ledger: { ledger: l0.ledger.ledger, append: (e, o) => l0.ledger.append(e, o) },
+    }),
+    // Announcing events on `ledger/events` is the miner's (signed heads, agent/ledger/sync.ts), not done here.
+    async ledgerChanged(_accepted: EncodedEvent[]) {
+      sweep()
+    },
+  }
+
+  installHooks(aedes, {
+    sessions, sockets, log,
+    acl: { fleet: l0.fleet, ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId) },
+    loginContext: () => ({ root: l0.root, state: l0.ledger.ledger.state, pki: nodePki, crypto: nodeCrypto, invites: l0.invites, now: now() }),
+  })
+  aedes.on('clientDisconnect', client => { sessions.remove(client) })
+
+  // A service handler runs detached from aedes's delivery (which must not wait on fsyncs); close() waits for it.
+  const serve = (filter: string, handler: (topic: string, payload: Uint8Array) => Promise<void>): Promise<void> =>
+    new Promise(resolve => {
+      aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
+        cb()
+        if (closing || payloadTooLarge(packet.payload)) return
+        const job = handler(packet.topic, asBytes(packet.payload)).catch(err => {
+          log('error', 'broker.error', { topic: packet.topic, code: 'INTERNAL', message: (err as Error)?.message ?? String(err) })
+        })
+        work.add(job)
+        void job.finally(() => work.delete(job))
+      }, resolve)
+    })
+  await serve(topics.submitAll, (topic, payload) => handleSubmission(ctx, topic.split('/')[4]!, topic, payload))
+  await serve(topics.inbox(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
+  await serve(`${topics.base}/pair/+/csr`, (topic, payload) => handleCsr(ctx, topic.split('/')[3]!, topic, payload))
+
+  const server = createServer({
+    cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], minVersion: 'TLSv1.2',
+    // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
+    requestCert: true, rejectUnauthorized: false,
+  })
+  server.on('secureConnection', (socket: TLSSocket) => {
+    openSockets.add(socket)
+    socket.once('close', () => openSockets.delete(socket))
+    const conn = guardedConnection(socket, MAX_FRAME_BYTES, announced => {
+      log('warn', 'payload.dropped', { code: 'PAYLOAD_TOO_LARGE', bytes: announced, limit: MAX_FRAME_BYTES, remote: socket.remoteAddress, action: 'connection closed' })
+    })
+    const client = aedes.handle(conn)
+    sockets.set(client, socket)
+    conn.once('close', () => { sessions.remove(client) })
+  })
+  server.on('tlsClientError', (err, socket) => {
+    log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress })
+  })
+
+  const host = opts.host ?? '127.0.0.1'
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(opts.port ?? 8883, host, () => { server.off('error', reject); resolve() })
+    })
+  } catch (err) {
+    await new Promise<void>(resolve => aedes.close(() => resolve()))
+    await l0.close()
+    throw err
+  }
+  server.on('error', err => log('error', 'broker.error', { code: 'INTERNAL', message: err.message }))
+  const port = (server.address() as AddressInfo).port
+  const timer = setInterval(sweep, SWEEP_INTERVAL_MS)
+  timer.unref()
+  sweep()
+  log('info', 'broker.listening', { host, port, cn: l0.cn, fleet: l0.fleet, events: l0.ledger.ledger.size, invites: l0.invites.list().length })
+
+  let closed: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      closing = true
+      clearInterval(timer)
+      const stopped = new Promise<void>(resolve => server.close(() => resolve()))
+      await new Promise<void>(resolve => aedes.close(() => resolve()))
+      // Connections that never logged in are not aedes clients yet.
+      for (const s of openSockets) s.destroy()
+      await stopped
+      await Promise.allSettled([...work])
+      await l0.close()
+      log('info', 'broker.closed', { host, port, cn: l0.cn })
+    })()
+    return closed
+  }
+
+  return {
+    host, port, cn: l0.cn, fleet: l0.fleet, topics, ledger: l0.ledger, invites: l0.invites, rootPem: l0.rootPem,
+    clientsByCn: () => sessions.clientsByCn(),
+    pairingSessions: () => sessions.pairingSessions(),
+    publish, sweep, close,
+  }
+}

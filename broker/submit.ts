@@ -1,0 +1,54 @@
+/** @module The miner's intake: event submissions on `kin/F/ledger/submit/<CN>`, validated and appended durably to L0's ledger. */
+import { DecodeError, KinError } from '../agent/errors.ts'
+import { decodeCbor } from '../agent/codec/cbor.ts'
+import { MAX_EVENT_BYTES } from '../agent/ledger/event.ts'
+import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import type { ServiceContext } from './context.ts'
+
+/** Most events one submission may carry. */
+export const MAX_SUBMIT_EVENTS = 256
+
+/** A submission: a CBOR array of 1..MAX_SUBMIT_EVENTS event byte strings. DecodeError otherwise. */
+export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
+  const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_SUBMIT_EVENTS) {
+    throw new DecodeError('DECODE_SHAPE', `a submission is a CBOR array of 1..${MAX_SUBMIT_EVENTS} event byte strings`)
+  }
+  for (const e of v) {
+    if (!(e instanceof Uint8Array) || e.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', `a submission holds event byte strings of at most ${MAX_EVENT_BYTES} bytes`)
+  }
+  return v as Uint8Array[]
+}
+
+/**
+ * Handles one submission from device `fromCn` (the ACL lets only that device publish on its topic). Events come
+ * in any order; each is validated once and the accepted ones are written with one fsync before they count.
+ * One log line per accepted or refused event; a payload that does not decode is dropped and logged.
+ */
+export async function handleSubmission(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {
+  let events: Uint8Array[]
+  try {
+    events = decodeSubmission(payload)
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'payload.dropped', { topic, from: fromCn, code: err.code, message: err.message, bytes: payload.length })
+    return
+  }
+  let result
+  try {
+    result = await ctx.ledger.appendMany(events, { now: ctx.now() })
+  } catch (err) {
+    const code = err instanceof KinError ? err.code : 'INTERNAL'
+    ctx.log('error', 'ledger.error', { from: fromCn, code, message: (err as Error).message, events: events.length })
+    return
+  }
+  const state = ctx.ledger.ledger.state
+  for (const e of result.accepted) {
+    ctx.log('info', 'ledger.accepted', { from: fromCn, id: e.idHex, type: e.event.type, subject: state.cnOfLabel(e.event.subject), issuer: state.cnOfLabel(e.event.issuer) })
+  }
+  for (const r of result.refused) ctx.log('warn', 'ledger.refused', { from: fromCn, id: r.idHex, code: r.code, message: r.message })
+  for (const e of result.pending) {
+    ctx.log('warn', 'ledger.refused', { from: fromCn, id: e.idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' })
+  }
+  if (result.accepted.length > 0) await ctx.ledgerChanged(result.accepted)
+}

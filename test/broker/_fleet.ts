@@ -1,0 +1,235 @@
+/** @module Test fleet for the broker: L0's home as `kin init` writes it, devices enrolled directly through the pure steps, MQTT clients. */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { createFleet, type NewFleet } from '../../agent/enroll/fleet.ts'
+import { FleetCa } from '../../agent/enroll/ca.ts'
+import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { authorizeChild } from '../../agent/enroll/parent.ts'
+import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
+import { derivePairingSecrets, formatPairingCode, loginVerifier, CODE_BYTES, type PairingSecrets } from '../../agent/enroll/pairing.ts'
+import { signInvite, type Invite } from '../../agent/enroll/invite.ts'
+import { signEvent } from '../../agent/ledger/event.ts'
+import { revokeEvent } from '../../agent/ledger/builders.ts'
+import type { PersistentLedger } from '../../agent/ledger/persistent.ts'
+import type { EncodedEvent, RoleName } from '../../agent/ledger/types.ts'
+import { encodeCbor } from '../../agent/codec/cbor.ts'
+import { Home } from '../../agent/cli/home.ts'
+import { openHomeLedger } from '../../agent/cli/device.ts'
+import { startL0, type L0Services } from '../../broker/l0.ts'
+
+/** Seconds since the epoch. */
+export function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+/** A temporary directory. */
+export function tempDir(prefix = 'kin-broker-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** L0's home as `kin init` leaves it, plus what the tests need to know about it. */
+export interface L0Home {
+  dir: string
+  domain: string
+  cn: string
+  fleet: NewFleet
+  rootPem: string
+  /** L0 as a device (its own CLI connects like any device). */
+  self: TestDevice
+}
+
+/** A device with its secrets and its files (root.pem, cert.pem, tls-key.pem) for mosquitto clients. */
+export interface TestDevice {
+  cn: string
+  parentCn: string | undefined
+  role: RoleName
+  certPem: string
+  keyPem: string
+  ledgerSeed: Uint8Array
+  /** Id of its binding (authorize or genesis event). */
+  bindingId: string
+  /** Directory holding root.pem, cert.pem, tls-key.pem. */
+  dir: string
+}
+
+function writeDeviceFiles(dir: string, rootPem: string, certPem: string, keyPem: string): void {
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'root.pem'), rootPem)
+  writeFileSync(join(dir, 'cert.pem'), certPem)
+  writeFileSync(join(dir, 'tls-key.pem'), keyPem, { mode: 0o600 })
+}
+
+/** Creates L0's home the way `kin init` does (createFleet, the same files, genesis + certified in ledger.cbor). */
+export async function makeL0Home(opts: { domain?: string; now?: number } = {}): Promise<L0Home> {
+  const dir = tempDir()
+  const domain = opts.domain ?? 'smith.home.arpa'
+  const now = opts.now ?? nowSeconds()
+  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc' })
+  const home = new Home(join(dir, 'l0'))
+  home.writePublic('root', fleet.root.pem)
+  home.writeSecret('caKey', fleet.rootKey.privateKeyPem)
+  home.writePublic('cert', fleet.certificate.pem)
+  home.writeSecret('tlsKey', fleet.tls.privateKeyPem)
+  home.writeLedgerKey(fleet.ledgerSeed)
+  const ledger = await openHomeLedger(home)
+  for (const e of fleet.events) await ledger.append(e)
+  await ledger.close()
+  home.writeConfig({ version: 1, fleet: domain, cn: fleet.cn, role: 'admin', l0: true, name: 'home pc' })
+  const selfDir = join(dir, 'dev-l0')
+  writeDeviceFiles(selfDir, fleet.root.pem, fleet.certificate.pem, fleet.tls.privateKeyPem)
+  const self: TestDevice = {
+    cn: fleet.cn, parentCn: undefined, role: 'admin', certPem: fleet.certificate.pem, keyPem: fleet.tls.privateKeyPem,
+    ledgerSeed: fleet.ledgerSeed, bindingId: fleet.events[0]!.idHex, dir: selfDir,
+  }
+  return { dir: home.dir, domain, cn: fleet.cn, fleet, rootPem: fleet.root.pem, self }
+}
+
+/** Runs `fn` on L0's ledger file when no broker holds it. */
+export async function withHomeLedger<T>(l0: L0Home, fn: (ledger: PersistentLedger) => Promise<T>): Promise<T> {
+  const ledger = await openHomeLedger(new Home(l0.dir))
+  try {
+    return await fn(ledger)
+  } finally {
+    await ledger.close()
+  }
+}
+
+/**
+ * Enrolls a device directly through the pure steps (request, parent's authorize, FleetCa over L0's ledger,
+ * certified), appending to `ledger` (L0's, open in a running broker or on its own), so no device-side CLI is involved.
+ */
+export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent: TestDevice, opts: { role: RoleName; now?: number; name?: string; kind?: string }): Promise<TestDevice> {
+  const now = opts.now ?? nowSeconds()
+  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: opts.kind ?? 'phone', name: opts.name ?? 'device' })
+  const authorize = authorizeChild(nodeCrypto, ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, request, { role: opts.role, notAfter: now + 365 * 86400 }, now)
+  const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
+  const ca = new FleetCa({
+    crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem,
+    ledger: { ledger: ledger.ledger, append: (e, o) => ledger.append(e, o) },
+  })
+  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, secrets), now })
+  const { certified } = recordCertificate(nodeCrypto, nodePki, ledger.ledger, accepted, secrets, issued.certificate.pem, l0.rootPem, now)
+  await ledger.append(certified)
+  const dir = join(l0.dir, '..', `dev-${accepted.cn.slice(0, 8)}`)
+  writeDeviceFiles(dir, l0.rootPem, issued.certificate.pem, secrets.tls.privateKeyPem)
+  return {
+    cn: accepted.cn, parentCn: parent.cn, role: opts.role, certPem: issued.certificate.pem, keyPem: secrets.tls.privateKeyPem,
+    ledgerSeed: secrets.ledgerSeed, bindingId: authorize.idHex, dir,
+  }
+}
+
+/** A revoke event of `target` signed by `issuer` (itself or an ancestor), effective now. */
+export function revocation(ledger: PersistentLedger, issuer: TestDevice, target: TestDevice, opts: { subtree?: boolean; now?: number } = {}): EncodedEvent {
+  const state = ledger.ledger.state
+  const now = opts.now ?? nowSeconds()
+  const unsigned = revokeEvent(state.currentBinding(issuer.cn)!, state.currentBinding(target.cn)!, { reason: 'compromised', effective: now, subtree: opts.subtree === true }, now)
+  return signEvent(nodeCrypto, unsigned, issuer.ledgerSeed)
+}
+
+/** A fresh pairing code and its invite registration, signed by `parent`. */
+export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: number; ttl?: number; name?: string }): { code: string; secrets: PairingSecrets; invite: Invite; registration: Uint8Array } {
+  const now = opts.now ?? nowSeconds()
+  const code = formatPairingCode(nodeCrypto.randomBytes(CODE_BYTES))
+  const secrets = derivePairingSecrets(code)
+  const invite: Invite = {
+    inviteId: secrets.inviteId, loginVerifier: loginVerifier(secrets.loginProof), parentCn: parent.cn, role: opts.role,
+    name: opts.name ?? 'new device', expires: now + (opts.ttl ?? 600), time: now,
+  }
+  return { code, secrets, invite, registration: signInvite(nodeCrypto, invite, parent.ledgerSeed) }
+}
+
+/** The CBOR submission payload of some events. */
+export function submission(events: EncodedEvent[]): Uint8Array {
+  return encodeCbor(events.map(e => e.bytes))
+}
+
+/** Starts L0 on the home with a log collected in memory. */
+export async function startTestL0(l0: L0Home, opts: { now?: () => number } = {}): Promise<{ services: L0Services; logs: Array<Record<string, unknown>> }> {
+  const logs: Array<Record<string, unknown>> = []
+  const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: r => logs.push(r as Record<string, unknown>), ...(opts.now ? { now: opts.now } : {}) })
+  return { services, logs }
+}
+
+/** Waits until `pick` finds a log record, polling the in-memory log (the test's own timeout bounds the wait). */
+export async function logRecord(logs: Array<Record<string, unknown>>, pick: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  for (;;) {
+    const found = logs.find(pick)
+    if (found !== undefined) return found
+    await new Promise(r => setTimeout(r, 10))
+  }
+}
+
+/** How a connection attempt ended: connected, or refused with a CONNACK code, or failed otherwise. */
+export interface ConnectOutcome {
+  client: MqttClient | undefined
+  returnCode: number | undefined
+  error: Error | undefined
+}
+
+/** Tries to connect with mqtt.js (MQTT 3.1.1, no reconnect) over TLS; the broker's certificate is checked against the fleet root and L0's CN. */
+export function tryConnect(services: L0Services, options: IClientOptions): Promise<ConnectOutcome> {
+  return new Promise(resolve => {
+    const client = mqtt.connect({
+      protocol: 'mqtts', host: services.host, port: services.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000,
+      ca: services.rootPem, servername: services.cn, rejectUnauthorized: true, clean: true, ...options,
+    })
+    let settled = false
+    const settle = (o: ConnectOutcome) => {
+      if (settled) return
+      settled = true
+      if (o.client === undefined) client.end(true)
+      resolve(o)
+    }
+    client.once('connect', () => settle({ client, returnCode: 0, error: undefined }))
+    client.once('error', (err: Error & { code?: unknown }) => settle({ client: undefined, returnCode: typeof err.code === 'number' ? err.code : undefined, error: err }))
+    client.once('close', () => settle({ client: undefined, returnCode: undefined, error: new Error('closed before CONNACK') }))
+  })
+}
+
+/** Connects as an enrolled device (client id = its CN unless overridden); throws when refused. */
+export async function connectDevice(services: L0Services, dev: TestDevice, clientId = dev.cn): Promise<MqttClient> {
+  const o = await tryConnect(services, { clientId, cert: dev.certPem, key: dev.keyPem })
+  if (o.client === undefined) throw new Error(`login of ${dev.cn} refused: ${o.returnCode} ${o.error?.message}`)
+  return o.client
+}
+
+/** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */
+export function tryPairing(services: L0Services, inviteId: string, password: string, clientId = `pair-${inviteId}`): Promise<ConnectOutcome> {
+  return tryConnect(services, { clientId, username: `pair:${inviteId}`, password })
+}
+
+/** Subscribes and returns the granted QoS per filter (128 = refused). */
+export async function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
+  const granted = await client.subscribeAsync(filters, { qos: 1 })
+  return granted.map(g => g.qos)
+}
+
+/** Resolves with the next message on `topic`. */
+export function nextMessage(client: MqttClient, topic: string): Promise<Buffer> {
+  return new Promise(resolve => {
+    const on = (t: string, payload: Buffer) => {
+      if (t !== topic) return
+      client.off('message', on)
+      resolve(payload)
+    }
+    client.on('message', on)
+  })
+}
+
+/** Resolves when the client's connection closes. */
+export function closed(client: MqttClient): Promise<void> {
+  return new Promise(resolve => {
+    if (client.disconnected) return resolve()
+    client.once('close', () => resolve())
+  })
+}
+
+/** Ends a client without waiting on the broker. */
+export async function end(client: MqttClient | undefined): Promise<void> {
+  if (client === undefined) return
+  await client.endAsync(true)
+}
