@@ -14,6 +14,9 @@ export type KinErrorCode =
   | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
   // signed block heads
   | 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'
+  // miner log, sync and proof bundles
+  | 'HEAD_ROOT_MISMATCH' | 'HEAD_UNPROVEN' | 'HEAD_MISSING' | 'GENESIS_MISMATCH' | 'SYNC_MISMATCH'
+  | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
   // storage
   | 'STORAGE_DAMAGED' | 'STORAGE_IO' | 'STORAGE_EXISTS' | 'STORAGE_BUSY'
   // pki and enrollment
