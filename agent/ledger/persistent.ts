@@ -37,19 +37,21 @@ export function replayRecords(crypto: CryptoProvider, records: Array<{ offset: n
 /** A ledger and its file. Appends are serialized: validate → durable write → apply. */
 export class PersistentLedger {
   readonly ledger: Ledger
-  private readonly store: LedgerStore
+  private store: LedgerStore
+  private readonly file: AppendFile
   private queue: Promise<unknown> = Promise.resolve()
 
-  private constructor(ledger: Ledger, store: LedgerStore) {
+  private constructor(ledger: Ledger, store: LedgerStore, file: AppendFile) {
     this.ledger = ledger
     this.store = store
+    this.file = file
   }
 
   /** Opens (or creates) a ledger file, drops a torn tail, and replays every record with full validation. */
   static async open(crypto: CryptoProvider, file: AppendFile, opts: OpenOptions = {}): Promise<PersistentLedger> {
     const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
     const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures })
-    return new PersistentLedger(ledger, store)
+    return new PersistentLedger(ledger, store, file)
   }
 
   private serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -85,6 +87,32 @@ export class PersistentLedger {
         throw err
       }
       return result
+    })
+  }
+
+  /**
+   * Replaces the whole ledger with `events` in exactly this order (a replica adopting the miner's order). `events`
+   * may be a function of the current log, called once earlier appends are done, so none is lost in between. All
+   * are validated into a fresh ledger first, so the first refusal (or a throw of the function) leaves everything
+   * unchanged; then the file is rewritten atomically (AppendFile.replace) and the verified state is swapped in,
+   * keeping this Ledger object.
+   */
+  rewrite(events: Array<Uint8Array | EncodedEvent> | ((log: readonly EncodedEvent[]) => Array<Uint8Array | EncodedEvent>), opts?: ValidateOptions): Promise<void> {
+    return this.serialize(async () => {
+      const inputs = typeof events === 'function' ? events(this.ledger.state.log) : events
+      const scratch = new Ledger(this.ledger.crypto)
+      for (const input of inputs) scratch.ingest(input, opts)
+      const log = scratch.state.log
+      let total = 0
+      for (const e of log) total += e.bytes.length
+      const bytes = new Uint8Array(total)
+      let at = 0
+      for (const e of log) { bytes.set(e.bytes, at); at += e.bytes.length }
+      await this.file.replace(bytes)
+      // A fresh store frames the new file, so its offsets start from the rewritten content.
+      this.store = (await LedgerStore.open(this.file)).store
+      this.ledger.truncateTo(0)
+      for (const e of log) this.ledger.ingest(e, { trustSignatures: true })
     })
   }
 

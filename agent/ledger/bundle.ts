@@ -1,0 +1,347 @@
+/** @module Proof bundles: one CN's lineage events with inclusion proofs against a signed head, verifiable offline. */
+import { DecodeError, KinError, VerificationError } from '../errors.ts'
+import { decodeCbor, encodeCbor, MAX_UINT, type CborValue } from '../codec/cbor.ts'
+import { abytes, bytesEqual, toHex } from '../codec/bytes.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { MAX_EVENT_BYTES, readEvent } from './event.ts'
+import { checkHeadSuccession, decodeHead, headId, verifyHeadSignature, type BlockHead } from './head.ts'
+import { HASH_BYTES, MAX_PROOF_HASHES, idLeafHash, verifyInclusion, type MerkleTree } from './merkle.ts'
+import { Ledger, type Refusal } from './ledger.ts'
+import type { PersistentLedger } from './persistent.ts'
+import type { LedgerState } from './state.ts'
+import { labelFromBase32 } from './names.ts'
+import type { EncodedEvent } from './types.ts'
+
+/*
+ * Wire format (deterministic CBOR):
+ *   bundle = [1, headBytes, entries]  or  [1, headBytes, entries, [otherTreeSize, consistencyProof]]
+ *   entry  = [eventBytes, leafIndex, inclusionProof]        leaf indexes strictly increasing, < head.treeSize
+ * The optional fourth item is an RFC 9162 §2.1.4 proof between the head's tree and a tree of `otherTreeSize`
+ * (the verifier's own head, when the builder knew its size), in whichever direction is smaller → larger.
+ *
+ * What a bundle for CN holds, so that a verifier can run the access decision's binding and lineage stages from it
+ * alone (DESIGN.md "Access decision" steps 2–3):
+ *   - the lineage: CN and each ancestor up to L0, following the parent CN of the bindings (a CN's bindings all
+ *     share one parent; a rekey is by that parent);
+ *   - for each lineage CN, every event whose subject it is: genesis (L0) or its authorize, each rekey (the current
+ *     key, the binding stage's CERT_UNBOUND), each certified (CERT_NOT_CERTIFIED), each revoke (ACCESS_REVOKED,
+ *     ACCESS_ANCESTOR_REVOKED), each policy (the lineage's policy layers);
+ *   - every event those link to (issuer bindings, earlier bindings), so that they validate in a fresh ledger.
+ * Nothing about siblings, other subtrees or descendants. Entries are in leaf order, the miner's order: a valid
+ * ingest order that settles conflicts as the miner did.
+ *
+ * What a bundle cannot show: inclusion proves presence, not absence. The bundle shows its events were in the log
+ * at its head; it cannot show that no other revoke for the CN exists up to that head, and whoever presents it may
+ * leave one out. Hence: a device merges a verified bundle into its own ledger (`mergeBundleInto`), so every
+ * revocation it already knows still applies; the head's time bounds how old the evidence is (policy maxHeadAge);
+ * a verifier that needs completeness syncs with the miner.
+ *
+ * The offline rule for heads. A verifier that holds a head H and receives a bundle signed at H':
+ *   - H' = H: nothing more to check;
+ *   - H' ≠ H: a consistency proof between them is required — `anchor.consistencyProof`, or the bundle's own when
+ *     it was built for the verifier's tree size (`buildBundle(…, { knownTreeSize })`; the verifier announces its
+ *     tree size with its challenge). It is checked in height order with checkHeadSuccession: a failure is a
+ *     forking miner (HEAD_FORK, HEAD_INCONSISTENT, HEAD_ROLLBACK);
+ *   - no proof: contradictions visible without one are still refused (two heads at one height: HEAD_FORK; a
+ *     direct successor not naming H: HEAD_FORK; tree or time going back: HEAD_ROLLBACK), and anything else is
+ *     HEAD_UNPROVEN, fail closed: a verifier holding H cannot tell H' from a fork's head. A caller that accepts
+ *     that risk says so by leaving `knownHead` out, and the result reports `anchoring: 'unanchored'`.
+ */
+
+/** The only bundle format version. */
+export const BUNDLE_VERSION = 1
+/** Largest encoded bundle accepted. */
+export const MAX_BUNDLE_BYTES = 256 * 1024
+/** Most entries in one bundle. */
+export const MAX_BUNDLE_ENTRIES = 512
+
+/** One event of a bundle with its place in the miner's log and its audit path. */
+export interface BundleEntry {
+  eventBytes: Uint8Array
+  leafIndex: number
+  proof: Uint8Array[]
+}
+
+/** A decoded proof bundle. */
+export interface ProofBundle {
+  version: number
+  headBytes: Uint8Array
+  head: BlockHead
+  entries: BundleEntry[]
+  /** A consistency proof between the head's tree and a tree of `treeSize` leaves, when the builder knew one. */
+  consistency: { treeSize: number; proof: Uint8Array[] } | undefined
+}
+
+/** Where a bundle is built from: a verified state whose log order is the miner's order up to the head. */
+export interface BundleSource {
+  crypto: CryptoProvider
+  state: LedgerState
+  /** The tree over the same ids, at least `head.treeSize` leaves. */
+  tree: MerkleTree
+  head: BlockHead
+  headBytes: Uint8Array
+  /** Leaf index of an event (default: its position in `state.log`). */
+  indexOf?: (idHex: string) => number | undefined
+  /** Events whose subject is a label (default: a scan of `state.log`). */
+  eventsAbout?: (label: Uint8Array) => EncodedEvent[]
+}
+
+/** What a verifier trusts: the miner key (and the genesis id) it got at enrollment, and the last head it holds. */
+export interface BundleAnchor {
+  minerKey: Uint8Array
+  /** Hex id of the fleet's genesis event. */
+  genesisId?: string
+  /** The newest head the verifier holds. */
+  knownHead?: BlockHead
+  /** RFC 9162 proof between `knownHead` and the bundle's head (smaller tree → larger). */
+  consistencyProof?: readonly Uint8Array[]
+}
+
+/** A bundle that verified: its events in a fresh ledger, ready for the access stages. */
+export interface VerifiedBundle {
+  bundle: ProofBundle
+  head: BlockHead
+  headId: string
+  /** 'same' / 'consistent': checked against `anchor.knownHead`; 'unanchored': no known head was given. */
+  anchoring: 'same' | 'consistent' | 'unanchored'
+  ledger: Ledger
+  state: LedgerState
+  /** Seconds between the head's time and `now` (negative when the head claims a later time). */
+  headAge: number
+}
+
+// ---- codec -------------------------------------------------------------------------------------------------
+
+function fail(field: string, why: string): never {
+  throw new DecodeError('DECODE_FIELD', `bundle field "${field}" ${why}`, { detail: { field } })
+}
+
+function readUint(v: CborValue | undefined, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_UINT) fail(field, 'must be an unsigned integer')
+  return v
+}
+
+function readArray(v: CborValue | undefined, field: string, min: number, max: number): CborValue[] {
+  if (!Array.isArray(v)) fail(field, 'must be an array')
+  if (v.length < min || v.length > max) {
+    throw new DecodeError('DECODE_SHAPE', `bundle field "${field}" must have ${min}..${max} items, got ${v.length}`, { detail: { field } })
+  }
+  return v
+}
+
+function readProof(v: CborValue | undefined, field: string): Uint8Array[] {
+  return readArray(v, field, 0, MAX_PROOF_HASHES).map(h => {
+    if (!(h instanceof Uint8Array) || h.length !== HASH_BYTES) fail(`${field}[]`, `must be ${HASH_BYTES} bytes`)
+    return h
+  })
+}
+
+/** Canonical bytes of a bundle. */
+export function encodeBundle(bundle: ProofBundle): Uint8Array {
+  const items: CborValue[] = [bundle.version, bundle.headBytes, bundle.entries.map(e => [e.eventBytes, e.leafIndex, e.proof])]
+  if (bundle.consistency !== undefined) items.push([bundle.consistency.treeSize, bundle.consistency.proof])
+  return encodeCbor(items)
+}
+
+/**
+ * Strict decoding of an untrusted bundle: version 1, a head that decodes, 1..MAX_BUNDLE_ENTRIES entries with
+ * events of 1..MAX_EVENT_BYTES bytes, leaf indexes strictly increasing below the head's tree size, proofs of at
+ * most 64 hashes of 32 bytes. DecodeError with a code otherwise; no signature or proof is checked here.
+ */
+export function decodeBundle(bytes: Uint8Array): ProofBundle {
+  const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
+  if (!Array.isArray(v) || (v.length !== 3 && v.length !== 4)) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 or 4 items')
+  const version = readUint(v[0], 'version')
+  if (version !== BUNDLE_VERSION) throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported (this agent reads version ${BUNDLE_VERSION})`)
+  if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
+  const headBytes = v[1]
+  const head = decodeHead(headBytes)
+  let last = -1
+  const entries = readArray(v[2], 'entries', 1, MAX_BUNDLE_ENTRIES).map(raw => {
+    const item = readArray(raw, 'entries[]', 3, 3)
+    const eventBytes = item[0]
+    if (!(eventBytes instanceof Uint8Array) || eventBytes.length === 0 || eventBytes.length > MAX_EVENT_BYTES) fail('entries[].event', `must be 1..${MAX_EVENT_BYTES} bytes`)
+    const leafIndex = readUint(item[1], 'entries[].leafIndex')
+    if (leafIndex <= last) fail('entries[].leafIndex', 'must increase strictly from entry to entry')
+    if (leafIndex >= head.treeSize) fail('entries[].leafIndex', `must be below the head's tree size ${head.treeSize}`)
+    last = leafIndex
+    return { eventBytes, leafIndex, proof: readProof(item[2], 'entries[].proof') }
+  })
+  let consistency: ProofBundle['consistency']
+  if (v.length === 4) {
+    const c = readArray(v[3], 'consistency', 2, 2)
+    consistency = { treeSize: readUint(c[0], 'consistency.treeSize'), proof: readProof(c[1], 'consistency.proof') }
+  }
+  return { version, headBytes, head, entries, consistency }
+}
+
+// ---- building ----------------------------------------------------------------------------------------------
+
+function incomplete(message: string, detail?: Record<string, unknown>): KinError {
+  return new KinError('BUNDLE_INCOMPLETE', message, { detail })
+}
+
+/** The lineage labels of `cn`: itself, then each parent CN up to L0. BUNDLE_INCOMPLETE when the state lacks one. */
+function lineageLabels(state: LedgerState, cn: string): Uint8Array[] {
+  const labels: Uint8Array[] = []
+  let current: string | undefined = cn
+  while (current !== undefined) {
+    const bindings = state.bindingsByCn.get(current)
+    if (bindings === undefined || bindings.length === 0) throw incomplete(`the ledger holds no binding for ${current}, in the lineage of ${cn}`, { cn: current })
+    if (labels.length > 32) throw incomplete(`the lineage of ${cn} is deeper than 32`)
+    labels.push(labelFromBase32(bindings[0]!.label))
+    current = bindings[0]!.parentCn
+  }
+  return labels
+}
+
+/**
+ * The events a bundle for `cn` carries (see the module comment): everything about each lineage member, closed
+ * under links. In no particular order.
+ */
+export function lineageEvents(source: Pick<BundleSource, 'state' | 'eventsAbout'>, cn: string): EncodedEvent[] {
+  const state = source.state
+  const labels = lineageLabels(state, cn)
+  const selected = new Map<string, EncodedEvent>()
+  if (source.eventsAbout !== undefined) {
+    for (const label of labels) for (const e of source.eventsAbout(label)) selected.set(e.idHex, e)
+  } else {
+    const wanted = new Set(labels.map(toHex))
+    for (const e of state.log) if (wanted.has(toHex(e.event.subject))) selected.set(e.idHex, e)
+  }
+  const stack = [...selected.values()]
+  while (stack.length > 0) {
+    const e = stack.pop()!
+    for (const link of e.event.links) {
+      const hex = toHex(link)
+      if (selected.has(hex)) continue
+      const linked = state.event(hex)
+      if (linked === undefined) throw incomplete(`event ${e.idHex.slice(0, 16)}… links to ${hex.slice(0, 16)}…, which the ledger lacks`)
+      selected.set(hex, linked)
+      stack.push(linked)
+    }
+  }
+  return [...selected.values()]
+}
+
+/**
+ * Builds the proof bundle of `cn` from the miner (its last head) or any source whose log is in miner order (a
+ * replica's covered prefix). With `knownTreeSize` (the requester's head's tree size) the bundle also carries the
+ * consistency proof between that tree and the head's, when the source's tree reaches both. BUNDLE_INCOMPLETE when
+ * a needed event is missing or not yet covered by the head (seal, then build again).
+ */
+export function buildBundle(from: BundleSource | { bundleSource(): BundleSource }, cn: string, opts: { knownTreeSize?: number } = {}): ProofBundle {
+  const source = 'bundleSource' in from ? from.bundleSource() : from
+  const { state, tree, head } = source
+  let positions: Map<string, number> | undefined
+  const indexOf = source.indexOf ?? ((idHex: string) => {
+    if (positions === undefined) {
+      positions = new Map()
+      state.log.forEach((e, i) => positions!.set(e.idHex, i))
+    }
+    return positions.get(idHex)
+  })
+  const placed = lineageEvents(source, cn).map(e => {
+    const leafIndex = indexOf(e.idHex)
+    if (leafIndex === undefined || leafIndex >= head.treeSize) {
+      throw incomplete(`event ${e.idHex.slice(0, 16)}… (${e.event.type}) is not covered by head ${head.height} yet`, { id: e.idHex })
+    }
+    if (!bytesEqual(tree.leafHashAt(leafIndex), idLeafHash(source.crypto, e.id))) {
+      throw new KinError('INTERNAL', `the bundle source's tree does not hold event ${e.idHex.slice(0, 16)}… at leaf ${leafIndex}`)
+    }
+    return { e, leafIndex }
+  }).sort((a, b) => a.leafIndex - b.leafIndex)
+  const entries = placed.map(({ e, leafIndex }) => ({ eventBytes: e.bytes, leafIndex, proof: tree.inclusionProof(leafIndex, head.treeSize) }))
+  let consistency: ProofBundle['consistency']
+  const k = opts.knownTreeSize
+  if (k !== undefined && Number.isSafeInteger(k) && k > 0 && k !== head.treeSize && k <= tree.size) {
+    consistency = { treeSize: k, proof: tree.consistencyProof(Math.min(k, head.treeSize), Math.max(k, head.treeSize)) }
+  }
+  return { version: BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency }
+}
+
+// ---- verifying ---------------------------------------------------------------------------------------------
+
+function verifyBundleHead(crypto: CryptoProvider, bundle: ProofBundle, minerKey: Uint8Array): void {
+  if (!verifyHeadSignature(crypto, bundle.head, minerKey)) {
+    throw new VerificationError('HEAD_SIGNATURE', `the bundle's head (height ${bundle.head.height}) is not signed by the fleet's miner key`)
+  }
+}
+
+/** The offline rule of the module comment: how the bundle's head relates to the verifier's known head. */
+function anchorBundleHead(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor, id: Uint8Array): VerifiedBundle['anchoring'] {
+  const known = anchor.knownHead
+  if (known === undefined) return 'unanchored'
+  const head = bundle.head
+  if (bytesEqual(headId(crypto, known), id)) return 'same'
+  const proof = anchor.consistencyProof ?? (bundle.consistency !== undefined && bundle.consistency.treeSize === known.treeSize ? bundle.consistency.proof : undefined)
+  const [older, newer] = head.height < known.height ? [head, known] : [known, head]
+  const verdict = checkHeadSuccession(crypto, older, newer, proof ?? [])
+  if (verdict.ok) return 'consistent'
+  const detail = { knownHeight: known.height, bundleHeight: head.height }
+  if (proof === undefined && verdict.code === 'HEAD_INCONSISTENT') {
+    throw new VerificationError('HEAD_UNPROVEN', `the bundle's head (height ${head.height}) differs from the known head (height ${known.height}) and no consistency proof links them`, { detail })
+  }
+  throw new VerificationError(verdict.code, `the bundle's head contradicts the known head: ${verdict.reason}`, { detail })
+}
+
+function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
+  const { head } = bundle
+  bundle.entries.forEach((entry, i) => {
+    const id = crypto.sha256(entry.eventBytes)
+    if (!verifyInclusion(crypto, id, entry.leafIndex, head.treeSize, entry.proof, head.root)) {
+      throw new VerificationError('BUNDLE_INCLUSION', `bundle entry ${i} is not proven at leaf ${entry.leafIndex} of the head's tree (RFC 9162 §2.1.3.2)`, { detail: { entry: i, leafIndex: entry.leafIndex } })
+    }
+  })
+}
+
+/** Checks the genesis (first entry, leaf 0) against the anchor, then ingests every event, fully validated, in leaf order. */
+function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor): Ledger {
+  const first = bundle.entries[0]!
+  const genesis = readEvent(crypto, first.eventBytes)
+  if (first.leafIndex !== 0 || genesis.event.type !== 'genesis') throw incomplete('a bundle starts with the fleet\'s genesis event at leaf 0')
+  if (!bytesEqual(genesis.event.body.minerKey, anchor.minerKey)) throw new VerificationError('GENESIS_MISMATCH', 'the bundle\'s genesis names another miner key than the verifier\'s')
+  if (anchor.genesisId !== undefined && genesis.idHex !== anchor.genesisId.toLowerCase()) {
+    throw new VerificationError('GENESIS_MISMATCH', `the bundle belongs to another fleet (genesis ${genesis.idHex.slice(0, 16)}…)`)
+  }
+  const ledger = new Ledger(crypto)
+  bundle.entries.forEach((entry, i) => {
+    try {
+      ledger.ingest(i === 0 ? genesis : entry.eventBytes)
+    } catch (err) {
+      if (!(err instanceof KinError)) throw err
+      if (err.code === 'MISSING_LINK' || err.code === 'NO_GENESIS') throw incomplete(`bundle entry ${i} links to an event the bundle lacks: ${err.message}`, { entry: i })
+      throw new VerificationError(err.code, `bundle entry ${i} is refused: ${err.message}`, { cause: err, detail: { entry: i } })
+    }
+  })
+  return ledger
+}
+
+/**
+ * Verifies a proof bundle as a recipe: decode → head signed by `anchor.minerKey` (HEAD_SIGNATURE) → head
+ * anchored to `anchor.knownHead` (the offline rule: HEAD_UNPROVEN, HEAD_FORK, HEAD_INCONSISTENT, HEAD_ROLLBACK)
+ * → every inclusion proof (BUNDLE_INCLUSION) → genesis equals the anchor's (GENESIS_MISMATCH) → every event
+ * ingested in leaf order into a fresh Ledger with full validation (BUNDLE_INCOMPLETE for a missing link, the
+ * event's own code otherwise). Returns that ledger's state for the access stages. Throws only KinErrors.
+ */
+export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number): VerifiedBundle {
+  abytes('anchor.minerKey', anchor.minerKey, 32)
+  const bundle = decodeBundle(bundleBytes)
+  verifyBundleHead(crypto, bundle, anchor.minerKey)
+  const id = headId(crypto, bundle.head)
+  const anchoring = anchorBundleHead(crypto, bundle, anchor, id)
+  verifyInclusions(crypto, bundle)
+  const ledger = replayBundle(crypto, bundle, anchor)
+  return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time }
+}
+
+/**
+ * Adds a verified bundle's events to a device's own ledger (kept, unlike the throw-away ledger of verifyBundle):
+ * duplicates are skipped, conflicts refused with their codes. Signatures were checked by verifyBundle, so only
+ * the rules run again, in this ledger's context.
+ */
+export async function mergeBundleInto(target: Ledger | PersistentLedger, verified: VerifiedBundle): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
+  const events = verified.state.log
+  if (target instanceof Ledger) return target.ingestMany(events, { trustSignatures: true })
+  return target.appendMany(events, { trustSignatures: true })
+}

@@ -1,0 +1,71 @@
+/** @module Shared pieces of the miner tests: a miner and replicas over memory storage, fed by a deterministic LedgerFleet. */
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { memoryStorage, type MemoryStorage } from '../../firmware-shims/memory/storage.ts'
+import type { CryptoProvider, Storage } from '../../firmware-shims/types.ts'
+import { PersistentLedger } from '../../agent/ledger/persistent.ts'
+import { Miner } from '../../agent/ledger/miner.ts'
+import { Replica } from '../../agent/ledger/replica.ts'
+import { KinError } from '../../agent/errors.ts'
+import { LedgerFleet, T0 } from '../helpers/ledger-fleet.ts'
+
+export { T0 }
+
+/** A miner over `ledger.cbor` and `heads.cbor` in `storage`, signing with the fleet's miner key (L0's ledger key). */
+export async function openMiner(fleet: LedgerFleet, storage: Storage, crypto: CryptoProvider = nodeCrypto, names = { ledger: 'ledger.cbor', heads: 'heads.cbor' }): Promise<Miner> {
+  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(names.ledger))
+  return Miner.open(crypto, ledger, await storage.openAppendFile(names.heads), minerSecret(fleet))
+}
+
+/** A device replica over `ledger.cbor` and `sync.cbor` in `storage`. */
+export async function openReplica(storage: Storage, crypto: CryptoProvider = nodeCrypto, minerKey?: Uint8Array): Promise<Replica> {
+  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile('ledger.cbor'))
+  return Replica.open(crypto, ledger, await storage.openAppendFile('sync.cbor'), { minerKey })
+}
+
+/** The miner's secret key in a LedgerFleet: genesis names L0's ledger key as the miner key. */
+export function minerSecret(fleet: LedgerFleet): Uint8Array {
+  return fleet.secrets.get(fleet.l0)!
+}
+
+/** The miner's public key, as genesis names it. */
+export function minerKeyOf(fleet: LedgerFleet): Uint8Array {
+  return fleet.ledger.state.genesis!.body.minerKey
+}
+
+/** A fleet with a laptop (admin) and `phones` members under it, each with a device below it: 1 + 2 + 4·phones events. */
+export function wideFleet(phones: number, tag = 'miner-tests'): { f: LedgerFleet; laptop: string; members: string[]; devices: string[] } {
+  const f = LedgerFleet.create({ tag, time: T0 })
+  const laptop = f.enroll(f.l0, { role: 'admin', kind: 'laptop', name: 'laptop', time: T0 + 10 })
+  const members: string[] = []
+  const devices: string[] = []
+  for (let i = 0; i < phones; i++) {
+    const m = f.enroll(laptop, { role: 'member', name: `phone ${i}`, time: T0 + 20 + i })
+    members.push(m)
+    devices.push(f.enroll(m, { role: 'device', kind: 'lock', name: `lock ${i}`, time: T0 + 1000 + i }))
+  }
+  return { f, laptop, members, devices }
+}
+
+/** The KinError code a promise rejects with, 'resolved' when it resolves, 'NOT_A_KIN_ERROR: …' otherwise. */
+export async function rejection(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'resolved'
+  } catch (e) {
+    if (e instanceof KinError) return e.code
+    return `NOT_A_KIN_ERROR: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`
+  }
+}
+
+/** Deterministic pseudo-random integers (xorshift32), so batchings differ per seed but never between runs. */
+export function prng(seed: number): (n: number) => number {
+  let x = (seed * 2654435761) >>> 0 || 1
+  return (n: number) => {
+    x ^= x << 13; x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5; x >>>= 0
+    return x % n
+  }
+}
+
+export { memoryStorage, type MemoryStorage }
