@@ -16,7 +16,7 @@ import { signEvent } from '../../agent/ledger/event.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import type { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import type { EncodedEvent, RoleName } from '../../agent/ledger/types.ts'
-import { encodeCbor } from '../../agent/codec/cbor.ts'
+import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { Home } from '../../agent/cli/home.ts'
 import { openHomeLedger } from '../../agent/cli/device.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
@@ -142,6 +142,19 @@ export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: num
   return { code, secrets, invite, registration: signInvite(nodeCrypto, invite, parent.ledgerSeed) }
 }
 
+/**
+ * Registers an invite as `kin invite` does: the parent (already subscribed or not) publishes the registration on
+ * L0's inbox and waits for L0's answer on its own inbox. Returns the decoded answer.
+ */
+export async function registerInvite(services: L0Services, parentClient: MqttClient, parent: TestDevice, registration: Uint8Array): Promise<unknown> {
+  const inbox = services.topics.inbox(parent.cn)
+  const granted = await subscribeGranted(parentClient, [inbox])
+  if (granted[0] !== 1) throw new Error(`${parent.cn} may not subscribe to its own inbox`)
+  const reply = nextMessage(parentClient, inbox)
+  await parentClient.publishAsync(services.topics.inbox(services.cn), Buffer.from(registration), { qos: 1 })
+  return decodeCbor(await reply)
+}
+
 /** The CBOR submission payload of some events. */
 export function submission(events: EncodedEvent[]): Uint8Array {
   return encodeCbor(events.map(e => e.bytes))
@@ -204,8 +217,15 @@ export function tryPairing(services: L0Services, inviteId: string, password: str
 
 /** Subscribes and returns the granted QoS per filter (128 = refused). */
 export async function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
-  const granted = await client.subscribeAsync(filters, { qos: 1 })
-  return granted.map(g => g.qos)
+  try {
+    const granted = await client.subscribeAsync(filters, { qos: 1 })
+    return granted.map(g => g.qos)
+  } catch (err) {
+    // mqtt.js rejects a SUBACK holding 0x80; the packet still says which filters were refused.
+    const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted
+    if (granted === undefined) throw err
+    return granted.map(g => typeof g === 'number' ? g : g.qos)
+  }
 }
 
 /** Resolves with the next message on `topic`. */

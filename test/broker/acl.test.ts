@@ -1,0 +1,69 @@
+import t from 'tap'
+import { filterCovers, publishAllowed, subscribeAllowed, type AclContext } from '../../broker/acl.ts'
+import type { DeviceIdentity, PairIdentity } from '../../broker/identity.ts'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
+
+const F = 'smith.home.arpa'
+const topics = fleetTopics(F)
+const lock = `aaaaaaaaaaaaaaaa.${F}`
+const phone = `bbbbbbbbbbbbbbbb.${F}`
+const mine = '0123456789abcdef'
+const theirs = 'fedcba9876543210'
+const ctx: AclContext = { fleet: F, ownsInvite: (cn, id) => cn === phone && id === mine }
+const device = (cn: string): DeviceIdentity => ({ kind: 'device', cn, spkiHash: new Uint8Array(32), certHash: new Uint8Array(32), notAfter: 0 })
+const pairing: PairIdentity = { kind: 'pair', inviteId: mine }
+
+t.test('[MQTT-4.7.1] filterCovers: a pattern covers a filter when it matches everything the filter can', async t => {
+  const cases: Array<[string, string, boolean]> = [
+    ['a/b', 'a/b', true], ['a/b', 'a/c', false], ['a/b', 'a', false], ['a/b', 'a/b/c', false],
+    ['a/+', 'a/b', true], ['a/+', 'a/+', true], ['a/+', 'a/#', false], ['a/+', 'a', false], ['a/+', 'a/b/c', false],
+    ['a/#', 'a', true], // [MQTT-4.7.1-2] "a/#" also matches "a"
+    ['a/#', 'a/#', true], ['a/#', 'a/b/+', true], ['a/#', 'a/+/#', true], ['a/#', '#', false], ['a/#', '+/b', false],
+    ['a/b', '+/b', false], ['a/b', '#', false], ['#', 'anything/at/all', true], ['+/b', 'a/b', true],
+  ]
+  for (const [pattern, filter, want] of cases) t.equal(filterCovers(pattern, filter), want, `${pattern} covers ${filter}: ${want}`)
+})
+
+t.test('a device publishes on its own submit and sync request, any fleet inbox, and its invites\' client leaves', async t => {
+  const allowed = [topics.submit(lock), topics.syncReq(lock), topics.inbox(phone), topics.inbox(lock)]
+  for (const topic of allowed) t.ok(publishAllowed(device(lock), topic, ctx), topic)
+  for (const leaf of ['request', 'authorize', 'csr'] as const) t.ok(publishAllowed(device(phone), topics.pair(mine, leaf), ctx), `phone: ${leaf}`)
+  const refused = [
+    topics.submit(phone), topics.syncReq(phone), topics.syncResp(lock), topics.head, topics.events,
+    topics.inbox('not-a-device'), `${topics.base}/dev/${lock}/inbox/extra`, `${topics.base}/dev/${lock}`,
+    topics.pair(mine, 'request'), // the lock did not register this invite
+    `kin/other.fleet/ledger/submit/${lock}`, '$SYS/broker/x', 'elsewhere',
+  ]
+  for (const topic of refused) t.notOk(publishAllowed(device(lock), topic, ctx), `lock may not publish ${topic}`)
+  t.notOk(publishAllowed(device(phone), topics.pair(mine, 'cert'), ctx), "the CA's answer is L0's alone")
+  t.notOk(publishAllowed(device(phone), topics.pair(theirs, 'authorize'), ctx), "another parent's invite")
+  t.notOk(publishAllowed(device(phone), `${topics.base}/pair/${mine}/request/x`, ctx), 'a pairing leaf is one level')
+})
+
+t.test('a pairing session publishes only its own request and csr leaves', async t => {
+  for (const leaf of ['request', 'csr', 'authorize'] as const) t.ok(publishAllowed(pairing, topics.pair(mine, leaf), ctx), leaf)
+  for (const topic of [topics.pair(mine, 'cert'), topics.pair(theirs, 'request'), topics.submit(lock), topics.inbox(phone), `${topics.base}/pair/${mine}`]) {
+    t.notOk(publishAllowed(pairing, topic, ctx), topic)
+  }
+})
+
+t.test('a device subscribes to head, events, its own sync response and inbox, and its own invites', async t => {
+  const allowed = [topics.head, topics.events, topics.syncResp(lock), topics.inbox(lock)]
+  for (const f of allowed) t.ok(subscribeAllowed(device(lock), f, ctx), f)
+  t.ok(subscribeAllowed(device(phone), topics.pairAll(mine), ctx), 'own invite, all leaves')
+  t.ok(subscribeAllowed(device(phone), topics.pair(mine, 'cert'), ctx), 'own invite, one leaf')
+  t.ok(subscribeAllowed(device(phone), `${topics.base}/pair/${mine}/+`, ctx), 'own invite, + leaf')
+  const refused = [
+    topics.inbox(phone), topics.syncResp(phone), topics.submitAll, topics.submit(lock), topics.syncReqAll,
+    `${topics.base}/dev/+/inbox`, `${topics.base}/ledger/#`, `${topics.base}/ledger/+`, `${topics.base}/#`, 'kin/#', '#', '+/+/ledger/head',
+    `${topics.base}/pair/+/cert`, `${topics.base}/pair/#`, topics.pairAll(theirs), '$SYS/#',
+  ]
+  for (const f of refused) t.notOk(subscribeAllowed(device(lock), f, ctx), `lock may not subscribe ${f}`)
+  t.notOk(subscribeAllowed(device(lock), topics.pairAll(mine), ctx), "the phone's invite is not the lock's")
+  t.notOk(subscribeAllowed(device(phone), `${topics.base}/pair/+/#`, ctx), 'a wildcard invite id reaches other invites')
+})
+
+t.test('a pairing session subscribes only under its own pairing topic', async t => {
+  for (const f of [topics.pairAll(mine), topics.pair(mine, 'authorize'), topics.pair(mine, 'cert')]) t.ok(subscribeAllowed(pairing, f, ctx), f)
+  for (const f of [topics.pairAll(theirs), `${topics.base}/pair/+/cert`, topics.head, topics.inbox(phone), 'kin/#', '#']) t.notOk(subscribeAllowed(pairing, f, ctx), f)
+})
