@@ -8,8 +8,11 @@ import { simHouse } from './commands/sim.ts'
 import { broker } from './commands/broker.ts'
 import { invite } from './commands/invite.ts'
 import { enroll } from './commands/enroll.ts'
+import { serve } from './commands/serve.ts'
+import { access } from './commands/access.ts'
+import { check } from './commands/check.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, simHouse, invite, enroll, broker]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, simHouse, invite, enroll, broker, serve, access, check]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

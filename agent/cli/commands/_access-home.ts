@@ -1,0 +1,213 @@
+/** @module What `kin serve`, `kin access` and `kin check` share: a home opened for access decisions, its ledger followed on disk. */
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { KinError } from '../../errors.ts'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../../firmware-shims/node/pki.ts'
+import { AuditLog } from '../../../firmware-shims/node/audit-log.ts'
+import type { CryptoProvider } from '../../../firmware-shims/types.ts'
+import { AccessSession } from '../../access/session.ts'
+import type { Decision, LocalPolicy } from '../../access/types.ts'
+import { Ledger } from '../../ledger/ledger.ts'
+import { replayRecords } from '../../ledger/persistent.ts'
+import type { LedgerState } from '../../ledger/state.ts'
+import { scanRecords } from '../../ledger/store.ts'
+import { ROLE, type PolicyRule, type RoleName } from '../../ledger/types.ts'
+import { DeviceCertificate } from '../../pki/certificate.ts'
+import { Home, type HomeConfig } from '../home.ts'
+
+interface FileMark {
+  ino: number
+  size: number
+  mtimeMs: number
+}
+
+function readRange(path: string, from: number, to: number): Uint8Array {
+  const out = new Uint8Array(to - from)
+  const fd = openSync(path, 'r')
+  try {
+    let at = 0
+    while (at < out.length) {
+      const n = readSync(fd, out, at, out.length - at, from + at)
+      if (n === 0) break
+      at += n
+    }
+    return at === out.length ? out : out.subarray(0, at)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * A home's ledger.cbor, read without taking it over (another process — `kin sync`, the enrollment — may append
+ * to it while a device serves). Before each use one stat() tells whether the file changed: appended records are
+ * validated into the state already held; a file that was replaced or shrank is replayed whole. If the new content
+ * does not verify, the last verified state stays in force and `lastError` says why.
+ */
+export class HomeLedgerFollower {
+  readonly path: string
+  readonly crypto: CryptoProvider
+  /** The refresh error that left the previous state in force, if the last refresh failed. */
+  lastError: KinError | undefined = undefined
+  /** Full replays and incremental reads so far (for logs and benches). */
+  reloads = 0
+  appends = 0
+  #ledger: Ledger
+  #mark: FileMark = { ino: -1, size: -1, mtimeMs: -1 }
+  #consumed = 0
+
+  constructor(path: string, crypto: CryptoProvider = nodeCrypto) {
+    this.path = path
+    this.crypto = crypto
+    this.#ledger = new Ledger(crypto)
+    this.refresh()
+    if (this.lastError !== undefined) throw this.lastError
+  }
+
+  /** The verified state, after a refresh. */
+  state(): LedgerState {
+    this.refresh()
+    return this.#ledger.state
+  }
+
+  /** Brings the state up to the file; returns true when it changed. Never throws: see `lastError`. */
+  refresh(): boolean {
+    let mark: FileMark
+    try {
+      const st = statSync(this.path)
+      mark = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }
+    } catch (cause) {
+      this.lastError = new KinError('HOME_MISSING', `cannot read ${this.path}: ${(cause as Error).message}`, { cause })
+      return false
+    }
+    const before = this.#mark
+    if (mark.ino === before.ino && mark.size === before.size && mark.mtimeMs === before.mtimeMs) return false
+    const grew = mark.ino === before.ino && mark.size > this.#consumed
+    try {
+      if (!(grew && this.#appendFrom(this.#consumed, mark.size))) this.#reload()
+      this.#mark = mark
+      this.lastError = undefined
+      return true
+    } catch (e) {
+      this.lastError = e instanceof KinError ? e : new KinError('STORAGE_IO', `reading ${this.path}: ${(e as Error).message}`, { cause: e })
+      return false
+    }
+  }
+
+  // Records appended after `from`: false (a full replay is due) when they do not frame or validate in order.
+  #appendFrom(from: number, to: number): boolean {
+    const tail = readRange(this.path, from, to)
+    let scan
+    try {
+      scan = scanRecords(tail)
+    } catch {
+      return false
+    }
+    for (const record of scan.records) {
+      try {
+        this.#ledger.ingest(record.bytes)
+      } catch {
+        return false
+      }
+    }
+    this.#consumed = from + (scan.tornTailAt ?? tail.length)
+    this.appends++
+    return true
+  }
+
+  #reload(): void {
+    const bytes = new Uint8Array(readFileSync(this.path))
+    const { records, tornTailAt } = scanRecords(bytes)
+    this.#ledger = replayRecords(this.crypto, records)
+    this.#consumed = tornTailAt ?? bytes.length
+    this.reloads++
+  }
+}
+
+function policyError(what: string): KinError {
+  return new KinError('BAD_ARGUMENT', `config.json "policy": ${what}`)
+}
+
+function optionalCount(policy: Record<string, unknown>, name: string): number | undefined {
+  const v = policy[name]
+  if (v === undefined) return undefined
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw policyError(`"${name}" must be a whole number ≥ 0`)
+  return v as number
+}
+
+function ruleOf(r: unknown, i: number): PolicyRule {
+  const rule = r as Record<string, unknown>
+  if (typeof rule !== 'object' || rule === null) throw policyError(`rules[${i}] must be an object {action, roles, from?, to?}`)
+  const { action, roles } = rule
+  const from = rule['from'] ?? 0, to = rule['to'] ?? 0
+  if (typeof action !== 'string' || action.length === 0 || action.length > 32) throw policyError(`rules[${i}].action must be 1..32 characters`)
+  if (!Array.isArray(roles) || !roles.every(x => typeof x === 'string' && Object.hasOwn(ROLE, x))) throw policyError(`rules[${i}].roles must list roles of ${Object.keys(ROLE).join(', ')}`)
+  for (const [name, t] of [['from', from], ['to', to]] as const) {
+    if (!Number.isInteger(t) || (t as number) < 0 || (t as number) > 86400) throw policyError(`rules[${i}].${name} must be seconds of the UTC day, 0..86400`)
+  }
+  return { action, roles: roles as RoleName[], from: from as number, to: to as number }
+}
+
+/** The device's local policy overrides from config.json (`policy`: maxHops, maxHeadAge, anchors as CNs, rules). */
+export function localPolicyOf(config: HomeConfig): LocalPolicy | undefined {
+  const policy = config.policy
+  if (policy === undefined) return undefined
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) throw policyError('must be an object')
+  const out: LocalPolicy = {}
+  const maxHops = optionalCount(policy, 'maxHops'), maxHeadAge = optionalCount(policy, 'maxHeadAge')
+  if (maxHops !== undefined) out.maxHops = maxHops
+  if (maxHeadAge !== undefined) out.maxHeadAge = maxHeadAge
+  const anchors = policy['anchors']
+  if (anchors !== undefined) {
+    if (!Array.isArray(anchors) || !anchors.every(a => typeof a === 'string')) throw policyError('"anchors" must be a list of CNs')
+    out.anchors = anchors as string[]
+  }
+  const rules = policy['rules']
+  if (rules !== undefined) {
+    if (!Array.isArray(rules)) throw policyError('"rules" must be a list')
+    out.rules = rules.map(ruleOf)
+  }
+  return out
+}
+
+/** A home opened for access decisions. */
+export interface AccessHome {
+  home: Home
+  config: HomeConfig
+  cn: string
+  certPem: string
+  keyPem: string
+  rootPem: string
+  root: DeviceCertificate
+  ledger: HomeLedgerFollower
+  session: AccessSession
+  /** The home's audit.log, when opened with `audit: true`. */
+  audit: AuditLog | undefined
+  close(): Promise<void>
+}
+
+/** Opens a home read-only for decisions (ledger followed on disk, not taken over); `audit` opens audit.log for appending. */
+export async function openAccessHome(dir: string, options: { audit: boolean; needKey: boolean }): Promise<AccessHome> {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  const rootPem = home.readText('root')
+  const root = new DeviceCertificate(rootPem, { sha256: nodeCrypto.sha256 })
+  const certPem = home.readText('cert')
+  const keyPem = options.needKey ? home.readText('tlsKey') : ''
+  const ledger = new HomeLedgerFollower(home.path('ledger'))
+  const session = new AccessSession({
+    self: config.cn, root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => Math.floor(Date.now() / 1000) },
+    ledger: () => ledger.state(), localPolicy: localPolicyOf(config),
+  })
+  const audit = options.audit ? await AuditLog.open(home.path('audit')) : undefined
+  return {
+    home, config, cn: config.cn, certPem, keyPem, rootPem, root, ledger, session, audit,
+    close: async () => { await audit?.close() },
+  }
+}
+
+/** One readable line for a decision. */
+export function describeDecision(d: Decision): string {
+  const who = d.peer ?? '(unnamed peer)'
+  const via = d.path.length > 0 ? ` via ${d.path.join(' → ')} (${d.hops} hops, common ancestor ${d.commonAncestor})` : ''
+  return `${d.allow ? 'ALLOW' : `DENY ${d.code}`} "${d.action}" for ${who}${via}: ${d.reason}`
+}

@@ -1,0 +1,68 @@
+/** @module `kin serve`: a device's access endpoint over mutual TLS; one decision per connection, each audited and logged. */
+import { auditRecordOf } from '../../access/audit.ts'
+import type { Decision } from '../../access/types.ts'
+import { answerOf, startAccessEndpoint, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
+import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { isoTime } from '../output.ts'
+import { describeDecision, openAccessHome } from './_access-home.ts'
+
+function portOf(text: string): number {
+  const port = Number(text)
+  if (!/^\d+$/.test(text) || port > 65535) throw usageError(`--port expects 0..65535 (0: any free port), got "${text}"`)
+  return port
+}
+
+function line(json: boolean, value: object, text: string): void {
+  process.stdout.write((json ? JSON.stringify(value) : text) + '\n')
+}
+
+/** `kin serve`. */
+export const serve: CommandSpec = {
+  name: 'serve',
+  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--json]',
+  summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
+    + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
+    + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
+    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. Stops cleanly on SIGINT or SIGTERM.',
+  options: {
+    home: { type: 'string', help: 'the device home directory' },
+    host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
+    port: { type: 'string', help: 'port to listen on; 0 picks a free one', default: '0' },
+    timeout: { type: 'string', help: 'milliseconds a peer has to send its request', default: '5000' },
+  },
+  async run(args) {
+    const dir = requireString(args, 'home', 'the device home to serve from, e.g. --home ./lock')
+    const port = portOf(String(args.values.port))
+    const timeout = Number(args.values.timeout)
+    if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
+    const device = await openAccessHome(dir, { audit: true, needKey: true })
+    const json = args.json
+    const onDecision = (decision: Decision, from: PeerAddress): void => {
+      device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
+      line(json, { decision: answerOf(decision), from: `${from.address}:${from.port}` }, `${isoTime(decision.time)} ${from.address}:${from.port} ${describeDecision(decision)}`)
+    }
+    const onHandshakeError = (error: Error, from: PeerAddress): void => {
+      line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
+    }
+    const endpoint = await startAccessEndpoint({
+      certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
+      host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError,
+    })
+    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn }, `${device.cn} serving access on ${endpoint.host}:${endpoint.port} (fleet ${device.config.fleet}); stop with Ctrl-C`)
+    const signal = await new Promise<string>(resolve => {
+      const stop = (name: string): void => {
+        process.off('SIGINT', onInt)
+        process.off('SIGTERM', onTerm)
+        resolve(name)
+      }
+      const onInt = (): void => stop('SIGINT')
+      const onTerm = (): void => stop('SIGTERM')
+      process.on('SIGINT', onInt)
+      process.on('SIGTERM', onTerm)
+    })
+    await endpoint.close()
+    await device.close()
+    line(json, { stopped: true, signal }, `stopped (${signal})`)
+    return 0
+  },
+}

@@ -1,0 +1,304 @@
+/** @module A device's access endpoint over mutual TLS on Node, and the requesting side: one JSON line each way. */
+import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
+import type { AddressInfo, Socket } from 'node:net'
+import { DecodeError, KinError } from '../../agent/errors.ts'
+import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
+import type { Decision } from '../../agent/access/types.ts'
+
+/*
+ * WIRE (docs/PROTOCOL.md, "Access endpoints")
+ *   requester → device: one line, JSON {"action": "<name>"}, at most MAX_REQUEST_BYTES, within the request timeout
+ *   device → requester: one line, JSON {allow, code, reason, path, commonAncestor, hops, peer, action, time}; then close
+ * PROOF OF POSSESSION. The server asks for a client certificate (requestCert) but does not let OpenSSL refuse one
+ * (rejectUnauthorized: false), so that a certificate from another CA gets a coded deny (CERT_CHAIN) from the engine
+ * instead of a bare handshake failure. That switch only relaxes chain validation: OpenSSL still checks the client's
+ * CertificateVerify signature over the handshake transcript with the certificate's key (RFC 5246 §7.4.8, RFC 8446
+ * §4.4.3) and aborts with decrypt_error when it fails, so a completed handshake proves the client holds the private
+ * key of the certificate it presented (test/serve/possession.test.ts presents a real certificate with another key).
+ * A client that presents no certificate completes the handshake and is denied ACCESS_NO_CERTIFICATE.
+ * On the requesting side the same holds for the server (ServerKeyExchange or CertificateVerify signature), and the
+ * server's certificate goes through the engine's server identity check before the request is written.
+ */
+
+/** Largest request line the endpoint reads, newline included. */
+export const MAX_REQUEST_BYTES = 1024
+/** Largest answer line the requester reads. */
+export const MAX_ANSWER_BYTES = 16384
+/** Default time a peer has to send its request once the handshake is done, and a requester to get its answer. */
+export const DEFAULT_ACCESS_TIMEOUT_MS = 5000
+
+/** The answer line: a decision as the requester sees it (no undefined fields). */
+export interface AccessAnswer {
+  allow: boolean
+  code: string
+  reason: string
+  path: string[]
+  commonAncestor: string | null
+  hops: number | null
+  peer: string | null
+  action: string
+  time: number
+}
+
+/** The answer line's content for a decision. */
+export function answerOf(decision: Decision): AccessAnswer {
+  return {
+    allow: decision.allow, code: decision.code, reason: decision.reason, path: decision.path,
+    commonAncestor: decision.commonAncestor ?? null, hops: decision.hops ?? null, peer: decision.peer ?? null,
+    action: decision.action, time: decision.time,
+  }
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every(x => typeof x === 'string')
+}
+
+/** Parses an answer line from an untrusted server; DecodeError DECODE_SHAPE when it is not one. */
+export function parseAccessAnswer(line: string): AccessAnswer {
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch (cause) {
+    throw new DecodeError('DECODE_SHAPE', 'the answer is not JSON', { cause })
+  }
+  const a = v as Record<string, unknown>
+  const ok = typeof a === 'object' && a !== null && typeof a['allow'] === 'boolean' && typeof a['code'] === 'string' && typeof a['reason'] === 'string'
+    && isStringArray(a['path']) && (a['commonAncestor'] === null || typeof a['commonAncestor'] === 'string')
+    && (a['hops'] === null || Number.isInteger(a['hops'])) && (a['peer'] === null || typeof a['peer'] === 'string')
+    && typeof a['action'] === 'string' && Number.isInteger(a['time'])
+  // An allow must say so twice: a server cannot answer {"allow": true, "code": "POLICY_ROLE"} and be believed.
+  if (!ok || a['allow'] !== (a['code'] === 'ALLOW')) throw new DecodeError('DECODE_SHAPE', 'the answer is not an access decision {allow, code, reason, path, commonAncestor, hops, peer, action, time}')
+  return { allow: a['allow'] as boolean, code: a['code'] as string, reason: a['reason'] as string, path: a['path'] as string[],
+    commonAncestor: a['commonAncestor'] as string | null, hops: a['hops'] as number | null, peer: a['peer'] as string | null,
+    action: a['action'] as string, time: a['time'] as number }
+}
+
+/** A device's TLS identity: its certificate and private key, and the fleet root it trusts. */
+export interface TlsIdentity {
+  certPem: string
+  keyPem: string
+  rootPem: string
+}
+
+/** Where a decision came from, for logs. */
+export interface PeerAddress {
+  address: string
+  port: number
+}
+
+/** Settings of an access endpoint. */
+export interface AccessEndpointOptions extends TlsIdentity {
+  session: AccessSession
+  host?: string
+  /** 0 (default) lets the OS choose. */
+  port?: number
+  requestTimeoutMs?: number
+  /** Told of every decision, after the answer was written. */
+  onDecision?: (decision: Decision, from: PeerAddress) => void
+  /** Told of every handshake that failed (no decision was made: e.g. a failed proof of possession). */
+  onHandshakeError?: (error: Error, from: PeerAddress) => void
+}
+
+/** A listening access endpoint. */
+export interface AccessEndpoint {
+  readonly host: string
+  readonly port: number
+  readonly server: Server
+  /** Stops accepting, ends open connections, resolves when the server is closed. */
+  close(): Promise<void>
+}
+
+function addressOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): PeerAddress {
+  return { address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }
+}
+
+function parseRequest(line: string): string {
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch (cause) {
+    throw new DecodeError('DECODE_SHAPE', 'the request is not JSON; send one line {"action": "<name>"}', { cause })
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DecodeError('DECODE_SHAPE', 'the request must be a JSON object {"action": "<name>"}')
+  return checkActionName((v as Record<string, unknown>)['action'])
+}
+
+// One connection: read one request line, decide, write one answer line, close. `settle` runs at most once.
+function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, timeoutMs: number): void {
+  const { session } = options
+  const from = addressOf(socket)
+  const chunks: Buffer[] = []
+  let size = 0
+  let done = false
+  const settle = (decision: Decision): void => {
+    if (done) return
+    done = true
+    socket.setTimeout(0)
+    socket.end(JSON.stringify(answerOf(decision)) + '\n')
+    options.onDecision?.(decision, from)
+  }
+  const decideOn = (line: string): void => {
+    let action: string
+    try {
+      action = parseRequest(line)
+    } catch (e) {
+      settle(session.refuse((e as KinError).code ?? 'DECODE_SHAPE', (e as Error).message, '?'))
+      return
+    }
+    // getPeerX509Certificate gives the leaf's DER without building getPeerCertificate(true)'s object tree.
+    const peer = socket.getPeerX509Certificate()
+    if (peer === undefined) {
+      settle(session.refuse('ACCESS_NO_CERTIFICATE', 'the peer presented no certificate in the TLS handshake; connect with the device certificate and key', action))
+      return
+    }
+    const raw = peer.raw
+    settle(session.decide(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), action))
+  }
+  socket.setTimeout(timeoutMs, () => {
+    settle(session.refuse('ACCESS_TIMEOUT', `no request line within ${timeoutMs} ms`, '?'))
+  })
+  socket.on('data', (chunk: Buffer) => {
+    if (done) return
+    const newline = chunk.indexOf(0x0a)
+    const take = newline < 0 ? chunk : chunk.subarray(0, newline)
+    chunks.push(take)
+    size += take.length
+    if (size >= MAX_REQUEST_BYTES) {
+      settle(session.refuse('DECODE_OVERSIZE', `the request line is longer than ${MAX_REQUEST_BYTES - 1} bytes`, '?'))
+    } else if (newline >= 0) {
+      decideOn(Buffer.concat(chunks).toString('utf8'))
+    }
+  })
+  // A requester that half-closes after its line without a newline still gets its answer; one that leaves without
+  // a byte asked nothing (e.g. it refused this device in its server identity check), so nothing is decided.
+  socket.on('end', () => {
+    if (done) return
+    if (size === 0) {
+      done = true
+      socket.end()
+      return
+    }
+    decideOn(Buffer.concat(chunks).toString('utf8'))
+  })
+  socket.on('error', () => socket.destroy())
+}
+
+/** Starts a device's access endpoint: mutual TLS, one decision per connection. */
+export function startAccessEndpoint(options: AccessEndpointOptions): Promise<AccessEndpoint> {
+  const timeoutMs = options.requestTimeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
+  const server = createServer({
+    cert: options.certPem, key: options.keyPem, ca: options.rootPem, minVersion: 'TLSv1.2',
+    requestCert: true, rejectUnauthorized: false, handshakeTimeout: timeoutMs,
+    // A requester may half-close after its request; the answer must still go out. Every path ends the socket itself.
+    allowHalfOpen: true,
+  })
+  // Raw sockets, so that close() also ends connections still in their handshake.
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  server.on('secureConnection', (socket: TLSSocket) => serveConnection(socket, options, timeoutMs))
+  server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    options.onHandshakeError?.(error, addressOf(socket))
+  })
+  return new Promise((resolve, reject) => {
+    server.once('error', e => reject(new KinError('ACCESS_TRANSPORT', `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 0}: ${e.message}`, { cause: e })))
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      const address = server.address() as AddressInfo
+      resolve({
+        host: address.address, port: address.port, server,
+        close: () => new Promise<void>(done => {
+          server.close(() => done())
+          for (const s of sockets) s.destroy()
+        }),
+      })
+    })
+  })
+}
+
+/** What the requesting side needs. */
+export interface AccessRequestOptions extends TlsIdentity {
+  host: string
+  port: number
+  action: string
+  /** The server identity check on the server's certificate DER (an AccessSession's `checkServer`). */
+  checkServer: (certificateDer: Uint8Array) => Decision
+  timeoutMs?: number
+}
+
+/** What came of a request: the server identity check, and the server's answer when the request was sent. */
+export interface AccessOutcome {
+  server: Decision
+  /** Undefined when the server failed its identity check: then nothing was sent. */
+  answer: AccessAnswer | undefined
+}
+
+/**
+ * Asks a device for `action` over mutual TLS. The server's certificate is checked by the engine before anything
+ * is sent; a server that fails it gets nothing (outcome.answer undefined). Throws ACCESS_TRANSPORT when no TLS
+ * session comes about (unreachable, handshake refused), ACCESS_TIMEOUT, or DECODE_SHAPE for a malformed answer.
+ */
+export function requestAccess(options: AccessRequestOptions): Promise<AccessOutcome> {
+  const action = checkActionName(options.action)
+  const timeoutMs = options.timeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
+  const target = `${options.host}:${options.port}`
+  return new Promise((resolve, reject) => {
+    let server: Decision | undefined
+    let received = ''
+    let settled = false
+    const finish = (error: KinError | undefined, outcome?: AccessOutcome): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      if (error !== undefined) reject(error)
+      else resolve(outcome!)
+    }
+    // Device certificates name devices (CN and SAN dNSNames of the fleet), not the address dialled, so the usual
+    // hostname check cannot apply: it is switched off here, and the engine's server identity check (fleet root,
+    // ledger binding, lineage) runs on the certificate in its place before any byte of the request is written.
+    // rejectUnauthorized is off for the same reason as on the server: a foreign certificate gets its coded refusal.
+    const socket = connect({
+      host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
+      minVersion: 'TLSv1.2', rejectUnauthorized: false, checkServerIdentity: () => undefined,
+    })
+    const timer = setTimeout(() => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)), timeoutMs)
+    socket.once('secureConnect', () => {
+      const peer = socket.getPeerX509Certificate()
+      if (peer === undefined) {
+        finish(undefined, { server: options.checkServer(new Uint8Array(0)), answer: undefined })
+        return
+      }
+      server = options.checkServer(new Uint8Array(peer.raw.buffer, peer.raw.byteOffset, peer.raw.length))
+      if (server.action !== SERVE_ACTION) server = { ...server, allow: false, code: 'INTERNAL', reason: 'the server check did not run the server identity check' }
+      if (!server.allow) {
+        finish(undefined, { server, answer: undefined })
+        return
+      }
+      socket.write(JSON.stringify({ action }) + '\n')
+    })
+    const answerWith = (line: string): void => {
+      try {
+        finish(undefined, { server: server!, answer: parseAccessAnswer(line) })
+      } catch (e) {
+        finish(e as KinError)
+      }
+    }
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      if (server === undefined || !server.allow) return
+      received += chunk
+      const newline = received.indexOf('\n')
+      if (newline >= 0) answerWith(received.slice(0, newline))
+      else if (received.length > MAX_ANSWER_BYTES) finish(new DecodeError('DECODE_OVERSIZE', `the answer from ${target} is longer than ${MAX_ANSWER_BYTES} bytes`))
+    })
+    socket.on('end', () => {
+      if (server !== undefined && server.allow && received.length > 0) answerWith(received)
+      else finish(new KinError('ACCESS_TRANSPORT', `${target} closed the connection without an answer (did the TLS handshake fail, or was this device's certificate refused?)`))
+    })
+    socket.on('error', (e: Error) => {
+      finish(new KinError('ACCESS_TRANSPORT', `connection to ${target} failed: ${e.message}`, { cause: e }))
+    })
+  })
+}
