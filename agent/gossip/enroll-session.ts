@@ -186,10 +186,14 @@ async function enrollSteps(
   const ledger = ledgerFromLineage(crypto, reply.lineage, root, domain, now)
   const l0Cn = ledger.state.genesis!.cn
   if (broker.cn !== l0Cn) throw new KinError('BROKER_IDENTITY', `the broker this device paired through is ${broker.cn}, not L0 (${l0Cn})`)
-  try {
-    ledger.ingest(accepted.event, { now })
-  } catch (err) {
-    throw lineageError(err)
+  // L0's lineage ends with this device's authorize event once the CA recorded it (broker/lineage.ts); an older L0
+  // may stop at the parent's events.
+  if (!ledger.state.has(accepted.event.idHex)) {
+    try {
+      ledger.ingest(accepted.event, { now })
+    } catch (err) {
+      throw lineageError(err)
+    }
   }
   const { certified } = recordCertificate(crypto, pki, ledger, accepted, deviceSecrets, reply.certPem, payload.rootPem, now)
   ledger.ingest(certified, { now })

@@ -77,6 +77,29 @@ async function writeHome(home: Home, device: EnrolledDevice, broker: string): Pr
   return files
 }
 
+/**
+ * Step 7 (PAIRING.md): the first session with the new certificate hands L0 the device's authorize and certified
+ * events. The home is complete before this; a failure here says so, since L0 admits the device only once it
+ * holds the certified event.
+ */
+async function submitFirstEvents(device: EnrolledDevice, broker: string, timeoutMs: number, home: Home): Promise<void> {
+  try {
+    const client = await connectDevice(nodeTransport, {
+      url: broker, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
+    }, { timeoutMs })
+    try {
+      await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
+    } finally {
+      await client.close()
+    }
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    throw new KinError(err.code, `enrolled as ${device.cn} and wrote ${home.dir}, but could not hand L0 this device's certified event: ${err.message}`, {
+      cause: err, detail: { ...err.detail, cn: device.cn, home: home.dir, submitted: false },
+    })
+  }
+}
+
 /** `kin enroll`. */
 export const enroll: CommandSpec = {
   name: 'enroll',
@@ -122,15 +145,7 @@ export const enroll: CommandSpec = {
         },
       })
       const files = await writeHome(home, device, broker)
-      // Step 7 (PAIRING.md): the first session with the new certificate hands L0 the two events it lacks.
-      const client = await connectDevice(nodeTransport, {
-        url: broker, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
-      }, { timeoutMs })
-      try {
-        await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
-      } finally {
-        await client.close()
-      }
+      await submitFirstEvents(device, broker, timeoutMs, home)
       emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
         [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
           `  cert:   ${files.cert}`, `  ledger: ${files.ledger} (${device.ledger.size} events)`, `  config: ${files.config}`].join('\n'))
