@@ -1,7 +1,7 @@
 /** @module Topic ACLs of L0's broker (DESIGN.md "MQTT topics", docs/PAIRING.md): who may publish and subscribe where. */
 import { fleetTopics, type PairLeaf } from '../agent/gossip/topics.ts'
 import { labelOfCn } from '../agent/ledger/names.ts'
-import type { SessionIdentity } from './identity.ts'
+import type { DeviceIdentity, SessionIdentity } from './identity.ts'
 
 /** What the ACL needs to know beyond the session itself. */
 export interface AclContext {
@@ -9,6 +9,8 @@ export interface AclContext {
   readonly fleet: string
   /** Whether device `cn` registered invite `inviteId` and the invite is still on record. */
   ownsInvite(cn: string, inviteId: string): boolean
+  /** Whether the ledger records a certified event for this session's certificate (see login.ts, "fresh"). */
+  isCertified(id: DeviceIdentity): boolean
 }
 
 // The CA's answer (`cert`) is published by L0's services only: nobody else has anything true to say there.
@@ -65,12 +67,15 @@ function isClientPairTopic(topic: string, fleet: string, allowed: (inviteId: str
  * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit` and `sync/…/req`,
  * any fleet device's inbox, and the client leaves of the pairing sessions of invites it registered. A pairing
  * session: the client leaves of its own pairing topic. Nobody but L0's services: `ledger/head`, `ledger/events`,
- * `sync/<CN>/resp`, `pair/<id>/cert`.
+ * `sync/<CN>/resp`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
+ * only submit (that is how the certified event arrives, docs/PAIRING.md step 7).
  */
 export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclContext): boolean {
   const t = fleetTopics(ctx.fleet)
   if (id.kind === 'pair') return isClientPairTopic(topic, ctx.fleet, inviteId => inviteId === id.inviteId)
-  if (topic === t.submit(id.cn) || topic === t.syncReq(id.cn)) return true
+  if (topic === t.submit(id.cn)) return true
+  if (!ctx.isCertified(id)) return false
+  if (topic === t.syncReq(id.cn)) return true
   const inboxCn = parseInboxTopic(topic, ctx.fleet)
   if (inboxCn !== undefined) return isFleetCn(inboxCn, ctx.fleet)
   return isClientPairTopic(topic, ctx.fleet, inviteId => ctx.ownsInvite(id.cn, inviteId))
@@ -89,5 +94,6 @@ export function subscribePatterns(id: SessionIdentity, filter: string, ctx: AclC
 
 /** May this session subscribe to `filter`? Only when one allowed pattern covers everything the filter can match. */
 export function subscribeAllowed(id: SessionIdentity, filter: string, ctx: AclContext): boolean {
+  if (id.kind === 'device' && !ctx.isCertified(id)) return false
   return subscribePatterns(id, filter, ctx).some(p => filterCovers(p, filter))
 }

@@ -49,7 +49,8 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     try {
       const identity = authenticate(ctx, client, username, password)
       ctx.sessions.add(client, { clientId: client.id, identity, since: Date.now(), remote })
-      ctx.log('info', 'login.accepted', { clientId: client.id, ...describeIdentity(identity), remote })
+      const provisional = identity.kind === 'device' && !ctx.acl.isCertified(identity)
+      ctx.log('info', 'login.accepted', { clientId: client.id, ...describeIdentity(identity), remote, ...(provisional ? { provisional: true } : {}) })
       done(null, true)
     } catch (err) {
       const code = err instanceof KinError ? err.code : 'INTERNAL'

@@ -13,7 +13,7 @@ import { installHooks, payloadTooLarge } from './hooks.ts'
 import { openL0Home } from './home.ts'
 import { describeIdentity } from './identity.ts'
 import type { InviteBook } from './invites.ts'
-import { deviceStanding, pairingStanding } from './login.ts'
+import { deviceStanding, isCertified, pairingStanding } from './login.ts'
 import { makeLogger, type LogSink } from './log.ts'
 import { Sessions, type L0Session } from './sessions.ts'
 import type { ServiceContext } from './context.ts'
@@ -131,7 +131,9 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
 
   installHooks(aedes, {
     sessions, sockets, log,
-    acl: { fleet: l0.fleet, ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId) },
+    acl: {
+      fleet: l0.fleet, ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId), isCertified: id => isCertified(id, l0.ledger.ledger.state),
+    },
     loginContext: () => ({ root: l0.root, state: l0.ledger.ledger.state, pki: nodePki, crypto: nodeCrypto, invites: l0.invites, now: now() }),
   })
   aedes.on('clientDisconnect', client => { sessions.remove(client) })

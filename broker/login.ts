@@ -1,6 +1,7 @@
 /** @module Broker login: a device by its fleet certificate and the ledger, a pairing session by its one-time code. */
 import { KinError, VerificationError, type KinErrorCode } from '../agent/errors.ts'
 import type { CryptoProvider } from '../firmware-shims/types.ts'
+import { toHex } from '../agent/codec/bytes.ts'
 import { checkLogin } from '../agent/enroll/pairing.ts'
 import type { LedgerState } from '../agent/ledger/state.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
@@ -40,10 +41,21 @@ export function connackFor(code: string): ConnackRefusal {
   }
 }
 
+/** Whether L0's ledger records a certified event for exactly this certificate under the CN's current binding. */
+export function isCertified(identity: DeviceIdentity, state: LedgerState): boolean {
+  return state.currentBinding(identity.cn)?.certHashes.includes(toHex(identity.certHash)) === true
+}
+
 /**
  * Whether a device identity still stands in the ledger at `now`: the current binding of its CN names this
- * certificate's key and records the certificate, and neither it nor an ancestor is revoked or expired.
- * Returns the coded reason when it does not.
+ * certificate's key and records the certificate (verifyBinding), and neither it nor an ancestor is revoked or
+ * expired. Returns the coded reason when it does not.
+ *
+ * One exception to "records the certificate": a fresh binding with no certified event at all. That is a device
+ * between enrollment steps 6 and 7 (docs/PAIRING.md): its certificate chains to the fleet root and carries the
+ * key its parent authorized, and its first session is how its certified event reaches L0. The ACL lets such a
+ * session only submit until the certified event is in (acl.ts); a binding that already has a certificate admits
+ * no other one.
  */
 export function deviceStanding(identity: DeviceIdentity, state: LedgerState, now: number): KinError | undefined {
   if (now > identity.notAfter) return new VerificationError('CERT_EXPIRED', `certificate of ${identity.cn} expired at ${identity.notAfter}`)
@@ -51,8 +63,10 @@ export function deviceStanding(identity: DeviceIdentity, state: LedgerState, now
   try {
     binding = verifyBinding(identity, state)
   } catch (err) {
-    if (err instanceof KinError) return err
-    throw err
+    if (!(err instanceof KinError)) throw err
+    const fresh = err.code === 'CERT_NOT_CERTIFIED' ? state.currentBinding(identity.cn) : undefined
+    if (fresh === undefined || fresh.certHashes.length > 0) return err
+    binding = fresh
   }
   const invalid = state.invalidAt(binding, now)
   if (invalid === undefined) return undefined

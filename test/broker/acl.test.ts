@@ -9,7 +9,7 @@ const lock = `aaaaaaaaaaaaaaaa.${F}`
 const phone = `bbbbbbbbbbbbbbbb.${F}`
 const mine = '0123456789abcdef'
 const theirs = 'fedcba9876543210'
-const ctx: AclContext = { fleet: F, ownsInvite: (cn, id) => cn === phone && id === mine }
+const ctx: AclContext = { fleet: F, ownsInvite: (cn, id) => cn === phone && id === mine, isCertified: () => true }
 const device = (cn: string): DeviceIdentity => ({ kind: 'device', cn, spkiHash: new Uint8Array(32), certHash: new Uint8Array(32), notAfter: 0 })
 const pairing: PairIdentity = { kind: 'pair', inviteId: mine }
 
@@ -66,4 +66,12 @@ t.test('a device subscribes to head, events, its own sync response and inbox, an
 t.test('a pairing session subscribes only under its own pairing topic', async t => {
   for (const f of [topics.pairAll(mine), topics.pair(mine, 'authorize'), topics.pair(mine, 'cert')]) t.ok(subscribeAllowed(pairing, f, ctx), f)
   for (const f of [topics.pairAll(theirs), `${topics.base}/pair/+/cert`, topics.head, topics.inbox(phone), 'kin/#', '#']) t.notOk(subscribeAllowed(pairing, f, ctx), f)
+})
+
+t.test('a freshly enrolled device without its certified event in L0\'s ledger may only submit', async t => {
+  const fresh: AclContext = { ...ctx, isCertified: () => false }
+  t.ok(publishAllowed(device(lock), topics.submit(lock), fresh), 'its own submit topic')
+  for (const topic of [topics.syncReq(lock), topics.inbox(phone), topics.submit(phone)]) t.notOk(publishAllowed(device(lock), topic, fresh), topic)
+  for (const f of [topics.head, topics.events, topics.inbox(lock), topics.syncResp(lock)]) t.notOk(subscribeAllowed(device(lock), f, fresh), f)
+  t.ok(publishAllowed(pairing, topics.pair(mine, 'csr'), fresh), 'pairing sessions are not affected')
 })
