@@ -30,7 +30,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
  * `retroactive`: revocations may be dated before events the fleet already accepted and take effect before they are
  * signed (voiding those events), and twins may bind delegating CNs (conflicts nested in conflicts). Both make acceptance
  * depend on events outside a replica: merge stays commutative and idempotent, but merging merges is no longer
- * associative, and a ledger that accepted events out of canonical order can lose some in a merge (docs/PROTOCOL.md §9).
+ * associative, and a ledger that accepted events out of canonical order can lose some in a merge (docs/PROTOCOL.md §9, §14).
  */
 interface Shape { retroactive: boolean }
 

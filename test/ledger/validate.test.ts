@@ -37,7 +37,7 @@ for (const crypto of [nodeCrypto, portableCrypto]) {
   })
 }
 
-// Codes the sources can name but no input can produce; each is a known defect (see docs/PROTOCOL.md §7).
+// Codes the sources can name but no input can produce; each is a known defect (see docs/PROTOCOL.md §14).
 // A fix must add a vector and remove the code from this list, or the test below fails.
 const KNOWN_UNREACHABLE = new Set(['CERTIFIED_NOT_SUBJECT'])
 
