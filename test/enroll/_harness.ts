@@ -72,6 +72,18 @@ export function kin(args: string[], opts: { timeoutMs?: number } = {}): Promise<
   return startKin(args, opts).done
 }
 
+/** Asserts a run's exit status; on a mismatch its output is shown as a comment. */
+export function expectExit(t: Test, run: KinRun, status: number, message: string): void {
+  if (run.status !== status) t.comment(`stdout: ${run.stdout}\nstderr: ${run.stderr}`)
+  t.equal(run.status, status, message)
+}
+
+/** Polls `check` every 50 ms until it holds or `timeoutMs` passed (for work L0 finishes after acknowledging). */
+export async function eventually(check: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!check() && Date.now() < end) await new Promise(r => setTimeout(r, 50))
+}
+
 /** The last JSON document a `kin --json` run printed (multi-line documents included). */
 export function lastJson(out: string): Record<string, unknown> {
   const text = out.trim()
