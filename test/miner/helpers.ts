@@ -7,6 +7,7 @@ import { Miner } from '../../agent/ledger/miner.ts'
 import { Replica } from '../../agent/ledger/replica.ts'
 import { KinError } from '../../agent/errors.ts'
 import { LedgerFleet, T0 } from '../helpers/ledger-fleet.ts'
+import { certifiedEvent } from '../../agent/ledger/builders.ts'
 
 export { T0 }
 
@@ -69,3 +70,26 @@ export function prng(seed: number): (n: number) => number {
 }
 
 export { memoryStorage, type MemoryStorage }
+
+/**
+ * A chain L0 → chain[1] → … → chain[8] (admins, then a device at depth 8) with noise around it: a sibling at every
+ * level, a revoked sibling, a rekey of chain[3] with a new certificate, a policy on chain[2]'s subtree, and
+ * `others` unrelated devices, so proofs have realistic length and the bundle must pick its events out.
+ */
+export function deepFleet(opts: { tag?: string; others?: number; revoke?: number } = {}): { f: LedgerFleet; chain: string[]; siblings: string[] } {
+  const f = LedgerFleet.create({ tag: opts.tag ?? 'deep-fleet', time: T0 })
+  const chain = [f.l0]
+  const siblings: string[] = []
+  for (let i = 1; i <= 8; i++) {
+    const parent = chain[i - 1]!
+    siblings.push(f.enroll(parent, { role: 'device', kind: 'camera', name: `camera ${i}`, time: T0 + 100 * i }))
+    chain.push(f.enroll(parent, { role: i < 8 ? 'admin' : 'device', kind: i < 8 ? 'laptop' : 'lock', name: `level ${i}`, time: T0 + 100 * i + 10 }))
+  }
+  f.revoke(chain[1]!, siblings[1]!, { reason: 'lost', time: T0 + 5000 })
+  f.rekey(chain[2]!, chain[3]!, T0 + 6000)
+  f.sign(certifiedEvent(f.binding(chain[3]!), f.bytes(32), T0 + 6001), chain[3]!)
+  f.policy(chain[1]!, chain[2]!, { maxHops: 6, rules: [{ action: 'unlock', roles: ['admin', 'member'], from: 0, to: 86400 }] }, T0 + 6100)
+  for (let i = 0; i < (opts.others ?? 40); i++) f.enroll(chain[1]!, { role: 'device', kind: 'sensor', name: `sensor ${i}`, time: T0 + 7000 + i })
+  if (opts.revoke !== undefined) f.revoke(chain[opts.revoke - 1]!, chain[opts.revoke]!, { reason: 'compromised', time: T0 + 9000, subtree: true })
+  return { f, chain, siblings }
+}

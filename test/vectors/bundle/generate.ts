@@ -1,0 +1,74 @@
+/** @module Writes the proof-bundle vectors from the deterministic house fleet: `npx tsx test/vectors/bundle/generate.ts`. */
+import { writeFileSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { memoryStorage } from '../../../firmware-shims/memory/storage.ts'
+import { toHex } from '../../../agent/codec/bytes.ts'
+import { encodeHead, headId } from '../../../agent/ledger/head.ts'
+import { PersistentLedger } from '../../../agent/ledger/persistent.ts'
+import { Miner } from '../../../agent/ledger/miner.ts'
+import { buildBundle, encodeBundle, verifyBundle } from '../../../agent/ledger/bundle.ts'
+import { T0, houseFleet } from '../../helpers/ledger-fleet.ts'
+
+/** One vector: a bundle, what a verifier trusts, and what verifying it yields. */
+export interface BundleVector {
+  name: string
+  description: string
+  cn: string
+  now: number
+  anchor: { minerKey: string; genesisId: string; knownHead?: string }
+  bundle: string
+  bytes: number
+  expect: { anchoring: string; headId: string; eventIds: string[]; lineage: string[] }
+}
+
+/**
+ * The house of DESIGN.md cut down (L0 → laptop → owner phone → front-door lock), sealed by the miner in two heads
+ * (after the laptop, then after everything); the lock's bundle, once plain and once for a verifier holding head 0.
+ */
+export async function vectorBundles(): Promise<BundleVector[]> {
+  const { f, lock } = houseFleet('kinship-bundle-vectors')
+  const storage = memoryStorage()
+  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!)
+  const now = T0 + 1000
+  await miner.submit(f.events.slice(0, 3).map(e => e.bytes), now)
+  const h0 = (await miner.seal(now))!
+  await miner.submit(f.events.slice(3).map(e => e.bytes), now)
+  await miner.seal(now + 1)
+  const minerKey = f.ledger.state.genesis!.body.minerKey
+  const genesisId = f.events[0]!.idHex
+  const plain = buildBundle(miner, lock)
+  const forHead0 = buildBundle(miner, lock, { knownTreeSize: h0.treeSize })
+  const out: BundleVector[] = []
+  for (const [name, bundle, knownHead] of [['lock', plain, undefined], ['lock-for-head-0', forHead0, h0]] as const) {
+    const bytes = encodeBundle(bundle)
+    const anchor = { minerKey, genesisId, knownHead }
+    const v = verifyBundle(nodeCrypto, bytes, anchor, now + 10)
+    out.push({
+      name,
+      description: knownHead === undefined
+        ? 'Proof bundle of the front-door lock: genesis, then authorize and certified of laptop, phone and lock, each with its RFC 9162 audit path against the miner\'s head 1.'
+        : 'The same bundle built for a verifier holding head 0: a fourth item carries the RFC 9162 consistency proof from head 0\'s tree to head 1\'s.',
+      cn: lock,
+      now: now + 10,
+      anchor: { minerKey: toHex(minerKey), genesisId, ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }) },
+      bundle: toHex(bytes),
+      bytes: bytes.length,
+      expect: { anchoring: v.anchoring, headId: toHex(headId(nodeCrypto, bundle.head)), eventIds: v.state.log.map(e => e.idHex), lineage: v.state.lineage(lock) },
+    })
+  }
+  return out
+}
+
+async function main(): Promise<void> {
+  const vectors = await vectorBundles()
+  const file = {
+    description: 'Proof bundles (DESIGN.md "Proof bundle"): [1, headBytes, [[eventBytes, leafIndex, proof]...], ([otherTreeSize, consistencyProof])]. Verify with the anchor at `now`; expect the listed outcome.',
+    generator: 'test/vectors/bundle/generate.ts',
+    vectors,
+  }
+  writeFileSync(new URL('./bundle.json', import.meta.url), JSON.stringify(file, null, 2) + '\n')
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main()
