@@ -1,0 +1,109 @@
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import {
+  connectDevice, end, enrollDirect, makeInvite, makeL0Home, nextMessage, registerInvite, startTestL0, subscribeGranted, withHomeLedger, type TestDevice,
+} from './_fleet.ts'
+
+// Debian's mosquitto-clients; .ci/run installs them. Missing tools are a failure, never a silent skip.
+const missing = ['mosquitto_sub', 'mosquitto_pub', 'stdbuf'].filter(tool => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+if (missing.length > 0) {
+  t.fail(`${missing.join(', ')} not installed: run 'apt-get install -y mosquitto-clients coreutils' (CI's .ci/run installs mosquitto-clients) to test L0 with a third-party MQTT client`)
+} else {
+  await interop()
+}
+
+async function interop(): Promise<void> {
+  const l0 = await makeL0Home()
+  const { phone, tablet } = await withHomeLedger(l0, async ledger => ({
+    phone: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
+    tablet: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
+  }))
+  const { services } = await startTestL0(l0)
+  t.teardown(() => services.close())
+  const topics = services.topics
+
+  /**
+   * Common options. L0's certificate names only its CN (SAN DNS:<CN>), and we reach it as 127.0.0.1, which the
+   * mosquitto clients cannot map to that name (they have no --resolve, and /etc/hosts is not ours to edit). So
+   * --insecure turns off the host name match only; the chain to the fleet root (--cafile) is still verified,
+   * which the last test shows by failing without --insecure.
+   */
+  const tls = (dev: TestDevice | undefined, insecure = true): string[] => [
+    '-h', services.host, '-p', String(services.port), '-V', 'mqttv311', '--cafile', join(l0.self.dir, 'root.pem'),
+    ...(insecure ? ['--insecure'] : []),
+    ...(dev === undefined ? [] : ['--cert', join(dev.dir, 'cert.pem'), '--key', join(dev.dir, 'tls-key.pem'), '-i', dev.cn]),
+  ]
+
+  function run(tool: string, args: string[]): Promise<{ status: number | null; out: string }> {
+    return new Promise(resolve => {
+      const p = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      p.stdout.on('data', d => { out += d })
+      p.stderr.on('data', d => { out += d })
+      p.on('close', status => resolve({ status, out }))
+    })
+  }
+
+  t.test('mosquitto_sub with a device certificate receives on its own inbox', async t => {
+    // -d prints the SUBACK, so the message is published only once the subscription stands; -C 1 exits after one
+    // message. stdbuf makes its stdout line-buffered: through a pipe it would otherwise show nothing until it exits.
+    const sub = spawn('stdbuf', ['-oL', 'mosquitto_sub', ...tls(phone), '-d', '-q', '1', '-t', topics.inbox(phone.cn), '-C', '1', '-W', '30'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const subscribed = new Promise<void>(resolve => sub.stdout.on('data', d => { out += d; if (/SUBACK/.test(out)) resolve() }))
+    const exited = new Promise<number | null>(resolve => sub.on('close', code => resolve(code)))
+    await subscribed
+    t.match(out, /Subscribed \(mid: \d+\): 1/, 'granted QoS 1')
+    const pub = await run('mosquitto_pub', [...tls(tablet), '-q', '1', '-t', topics.inbox(phone.cn), '-m', 'hello from the tablet'])
+    t.equal(pub.status, 0, `mosquitto_pub to another device's inbox: ${pub.out}`)
+    t.equal(await exited, 0)
+    t.match(out, /hello from the tablet/)
+  })
+
+  t.test('mosquitto_sub on kin/# or another device\'s inbox is denied', async t => {
+    for (const filter of ['kin/#', topics.inbox(tablet.cn), topics.submitAll]) {
+      const r = await run('mosquitto_sub', [...tls(phone), '-t', filter, '-C', '1', '-W', '10'])
+      t.match(r.out, /All subscription requests were denied/, filter)
+    }
+  })
+
+  t.test('mosquitto_pub is refused for another client id, no certificate, and topics it may not publish', async t => {
+    const wrongId = await run('mosquitto_pub', [...tls(phone).slice(0, -2), '-i', tablet.cn, '-q', '1', '-t', topics.inbox(tablet.cn), '-m', 'x'])
+    t.not(wrongId.status, 0)
+    t.match(wrongId.out, /identifier rejected/)
+    const anonymous = await run('mosquitto_pub', [...tls(undefined), '-i', 'anyone', '-q', '1', '-t', topics.inbox(tablet.cn), '-m', 'x'])
+    t.not(anonymous.status, 0)
+    t.match(anonymous.out, /not authori[sz]ed/)
+    for (const topic of [topics.head, topics.submit(tablet.cn), topics.syncResp(phone.cn)]) {
+      const r = await run('mosquitto_pub', [...tls(phone), '-q', '1', '-t', topic, '-m', 'x'])
+      t.not(r.status, 0, `${topic}: the broker drops the connection instead of acknowledging`)
+      t.match(r.out, /connection was lost/i, topic)
+    }
+    const ok = await run('mosquitto_pub', [...tls(phone), '-q', '1', '-t', topics.syncReq(phone.cn), '-m', 'x'])
+    t.equal(ok.status, 0, 'its own sync request topic is fine')
+  })
+
+  t.test('a pairing login from mosquitto_pub: wrong code refused, right code admitted to its own pairing topic only', async t => {
+    const parent = await connectDevice(services, phone)
+    const invite = makeInvite(phone, { role: 'device' })
+    t.same(await registerInvite(services, parent, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
+    const id = invite.invite.inviteId
+    t.same(await subscribeGranted(parent, [topics.pairAll(id)]), [1])
+    const pairing = (password: string) => [...tls(undefined), '-i', `pair-${id}`, '-u', `pair:${id}`, '-P', password]
+    const wrong = await run('mosquitto_pub', [...pairing('0'.repeat(32)), '-q', '1', '-t', topics.pair(id, 'request'), '-m', 'x'])
+    t.match(wrong.out, /bad user name or password/)
+    const request = nextMessage(parent, topics.pair(id, 'request'))
+    const right = await run('mosquitto_pub', [...pairing(invite.secrets.loginProof), '-q', '1', '-t', topics.pair(id, 'request'), '-m', 'sealed request'])
+    t.equal(right.status, 0, right.out)
+    t.equal((await request).toString(), 'sealed request', 'the parent received it')
+    const used = await run('mosquitto_pub', [...pairing(invite.secrets.loginProof), '-q', '1', '-t', topics.pair(id, 'request'), '-m', 'x'])
+    t.match(used.out, /identifier rejected/, 'the code was used up by the first login')
+    await end(parent)
+  })
+
+  t.test('without --insecure the host name check fails (the certificate names L0\'s CN, not 127.0.0.1): the chain is what --cafile checks', async t => {
+    const r = await run('mosquitto_pub', [...tls(phone, false), '-q', '1', '-t', topics.syncReq(phone.cn), '-m', 'x'])
+    t.not(r.status, 0)
+    t.match(r.out, /TLS/)
+  })
+}
