@@ -146,7 +146,7 @@ export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: num
  * Registers an invite as `kin invite` does: the parent (already subscribed or not) publishes the registration on
  * L0's inbox and waits for L0's answer on its own inbox. Returns the decoded answer.
  */
-export async function registerInvite(services: L0Services, parentClient: MqttClient, parent: TestDevice, registration: Uint8Array): Promise<unknown> {
+export async function registerInvite(services: BrokerAddress & { topics: L0Services['topics'] }, parentClient: MqttClient, parent: TestDevice, registration: Uint8Array): Promise<unknown> {
   const inbox = services.topics.inbox(parent.cn)
   const granted = await subscribeGranted(parentClient, [inbox])
   if (granted[0] !== 1) throw new Error(`${parent.cn} may not subscribe to its own inbox`)
@@ -183,8 +183,11 @@ export interface ConnectOutcome {
   error: Error | undefined
 }
 
+/** Where a broker listens and who it is: a running L0Services, or what `kin broker --json` printed plus the root. */
+export type BrokerAddress = Pick<L0Services, 'host' | 'port' | 'cn' | 'rootPem'>
+
 /** Tries to connect with mqtt.js (MQTT 3.1.1, no reconnect) over TLS; the broker's certificate is checked against the fleet root and L0's CN. */
-export function tryConnect(services: L0Services, options: IClientOptions): Promise<ConnectOutcome> {
+export function tryConnect(services: BrokerAddress, options: IClientOptions): Promise<ConnectOutcome> {
   return new Promise(resolve => {
     const client = mqtt.connect({
       protocol: 'mqtts', host: services.host, port: services.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000,
@@ -204,14 +207,14 @@ export function tryConnect(services: L0Services, options: IClientOptions): Promi
 }
 
 /** Connects as an enrolled device (client id = its CN unless overridden); throws when refused. */
-export async function connectDevice(services: L0Services, dev: TestDevice, clientId = dev.cn): Promise<MqttClient> {
+export async function connectDevice(services: BrokerAddress, dev: TestDevice, clientId = dev.cn): Promise<MqttClient> {
   const o = await tryConnect(services, { clientId, cert: dev.certPem, key: dev.keyPem })
   if (o.client === undefined) throw new Error(`login of ${dev.cn} refused: ${o.returnCode} ${o.error?.message}`)
   return o.client
 }
 
 /** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */
-export function tryPairing(services: L0Services, inviteId: string, password: string, clientId = `pair-${inviteId}`): Promise<ConnectOutcome> {
+export function tryPairing(services: BrokerAddress, inviteId: string, password: string, clientId = `pair-${inviteId}`): Promise<ConnectOutcome> {
   return tryConnect(services, { clientId, username: `pair:${inviteId}`, password })
 }
 

@@ -1,0 +1,130 @@
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { authorizeChild } from '../../agent/enroll/parent.ts'
+import { Ledger } from '../../agent/ledger/ledger.ts'
+import { LOCK_FILE } from '../../broker/home.ts'
+import {
+  connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nowSeconds, registerInvite, submission, tryPairing, withHomeLedger, type BrokerAddress,
+} from './_fleet.ts'
+
+const kin = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
+
+interface Running {
+  child: ChildProcess
+  address: BrokerAddress & { fleet: string; topics: ReturnType<typeof fleetTopics> }
+  printed: Record<string, unknown>
+  /** Log records from stderr, parsed as they come. */
+  logs: Array<Record<string, unknown>>
+  /** Lines on stderr that are not JSON. */
+  other: string[]
+  exited: Promise<number | null>
+}
+
+/** Starts `kin broker --json` and waits for its one line on stdout. */
+function startBroker(home: string, rootPem: string): Promise<Running> {
+  const child = spawn(process.execPath, [kin, 'broker', '--home', home, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // A failed assertion must not leave a broker running.
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const logs: Array<Record<string, unknown>> = []
+  const other: string[] = []
+  let err = ''
+  child.stderr!.on('data', d => {
+    err += d
+    const lines = err.split('\n')
+    err = lines.pop()!
+    for (const line of lines) {
+      try { logs.push(JSON.parse(line)) } catch { other.push(line) }
+    }
+  })
+  const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', d => {
+      out += d
+      const nl = out.indexOf('\n')
+      if (nl < 0) return
+      const printed = JSON.parse(out.slice(0, nl)) as Record<string, unknown>
+      const address = { host: String(printed.host), port: Number(printed.port), cn: String(printed.cn), rootPem, fleet: String(printed.fleet), topics: fleetTopics(String(printed.fleet)) }
+      resolve({ child, address, printed, logs, other, exited })
+    })
+    void exited.then(code => reject(new Error(`kin broker exited with ${code} before listening: ${other.join('\n')}${out}`)))
+  })
+}
+
+function runKin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise(resolve => {
+    const p = spawn(process.execPath, [kin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = '', stderr = ''
+    p.stdout.on('data', d => { stdout += d })
+    p.stderr.on('data', d => { stderr += d })
+    p.on('close', status => resolve({ status, stdout, stderr }))
+  })
+}
+
+const l0 = await makeL0Home()
+const phone = await withHomeLedger(l0, ledger => enrollDirect(l0, ledger, l0.self, { role: 'member' }))
+// The phone's own replica of the ledger, which it signs against; L0's file belongs to the running broker.
+const phoneReplica = new Ledger(nodeCrypto)
+await withHomeLedger(l0, async ledger => { for (const e of ledger.ledger.state.log) phoneReplica.ingest(e) })
+
+t.test('kin broker --help and a missing --home', async t => {
+  const help = await runKin(['broker', '--help'])
+  t.equal(help.status, 0)
+  t.match(help.stdout, /kin broker --home DIR/)
+  const usage = await runKin(['broker', '--json'])
+  t.equal(usage.status, 2)
+  t.equal(JSON.parse(usage.stdout).code, 'USAGE')
+  const device = await runKin(['broker', '--home', phone.dir, '--json'])
+  t.equal(device.status, 2, 'a directory that is not a kinship home')
+})
+
+t.test('kin broker --json: one line saying where it listens, JSON logs, clean stop on SIGTERM, and a restart resumes', async t => {
+  const first = await startBroker(l0.dir, l0.rootPem)
+  t.same(Object.keys(first.printed).sort(), ['cn', 'fleet', 'host', 'ok', 'port', 'url'])
+  t.equal(first.printed.cn, l0.cn)
+  t.equal(first.printed.fleet, l0.domain)
+  t.equal(first.printed.host, '127.0.0.1')
+  t.ok(Number(first.printed.port) > 0, 'an OS-chosen port')
+  t.ok(existsSync(join(l0.dir, LOCK_FILE)), 'the home is locked while it runs')
+
+  // A second broker on the same home refuses to start.
+  const second = await runKin(['broker', '--home', l0.dir, '--port', '0', '--json'])
+  t.equal(second.status, 2)
+  t.equal(JSON.parse(second.stdout).code, 'BROKER_LOCKED')
+
+  const client = await connectDevice(first.address, phone)
+  const invite = makeInvite(phone, { role: 'device' })
+  t.same(await registerInvite(first.address, client, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
+  // An event accepted before the stop must be there after it: the phone authorizes a camera and submits it.
+  const { request } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'garage' })
+  const now = nowSeconds()
+  const event = authorizeChild(nodeCrypto, phoneReplica, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, request, { role: 'device', notAfter: now + 86400 }, now)
+  await client.publishAsync(first.address.topics.submit(phone.cn), Buffer.from(submission([event])), { qos: 1 })
+  await logRecord(first.logs, r => r.event === 'ledger.accepted' && r.id === event.idHex)
+  await end(client)
+
+  first.child.kill('SIGTERM')
+  t.equal(await first.exited, 0, 'exit status 0 after SIGTERM')
+  t.same(first.other, [], 'stderr holds JSON lines only')
+  t.ok(first.logs.some(r => r.event === 'broker.listening'))
+  t.ok(first.logs.some(r => r.event === 'broker.closed'), 'it logged its clean stop')
+  t.notOk(existsSync(join(l0.dir, LOCK_FILE)), 'the lock is gone')
+
+  const again = await startBroker(l0.dir, l0.rootPem)
+  const listening = await logRecord(again.logs, r => r.event === 'broker.listening')
+  t.equal(listening.invites, 1, 'the pending invite was read back')
+  const login = await tryPairing(again.address, invite.invite.inviteId, invite.secrets.loginProof)
+  t.equal(login.returnCode, 0, 'its code logs in after the restart')
+  await end(login.client)
+  again.child.kill('SIGINT')
+  t.equal(await again.exited, 0, 'exit status 0 after SIGINT')
+  t.ok(await withHomeLedger(l0, async ledger => ledger.ledger.state.has(event.idHex)), 'the accepted event is in the ledger file')
+})
+
