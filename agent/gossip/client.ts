@@ -22,7 +22,8 @@ const QUEUE_LIMIT = 32
 
 /**
  * A session with the fleet's broker as the agent uses it. Messages are queued by exact topic from the moment
- * they arrive; `waitFor` takes the first queued or later message its `accept` function maps to a value.
+ * they arrive; `waitFor` takes the first queued or later message its `accept` function maps to a value, leaving
+ * the others to other waits.
  * A session closed for good rejects every pending wait with the transport's coded error.
  */
 export class GossipClient {
@@ -63,18 +64,21 @@ export class GossipClient {
   }
 
   /**
-   * Waits for the first message on `topic` that `accept` maps to a value other than undefined; messages it maps
-   * to undefined are dropped. An exception from `accept` (a forged or malformed message) ends the wait with it.
+   * Waits for the first message on `topic` that `accept` maps to a value other than undefined. A message it maps
+   * to undefined is left for other waits on the topic (several invites share one inbox). An exception from
+   * `accept` (a forged or malformed message) ends the wait with it, and the message is consumed.
    */
   waitFor<T>(topic: string, accept: (payload: Uint8Array) => T | undefined, wait: WaitOptions): Promise<T> {
     if (this.closedWith !== undefined) return Promise.reject(this.closedWith)
     const queued = this.queues.get(topic)
-    while (queued !== undefined && queued.length > 0) {
-      const payload = queued.shift()!
+    for (let i = 0; queued !== undefined && i < queued.length; i++) {
       try {
-        const value = accept(payload)
-        if (value !== undefined) return Promise.resolve(value)
+        const value = accept(queued[i]!)
+        if (value === undefined) continue
+        queued.splice(i, 1)
+        return Promise.resolve(value)
       } catch (err) {
+        queued.splice(i, 1)
         return Promise.reject(err)
       }
     }
@@ -108,8 +112,7 @@ export class GossipClient {
   private deliver(topic: string, payload: Uint8Array): void {
     if (payload.length > MAX_PAYLOAD_BYTES) return
     const list = this.waiters.get(topic)
-    if (list !== undefined && list.length > 0) {
-      const waiter = list[0]!
+    for (const waiter of list === undefined ? [] : [...list]) {
       let value: unknown
       try {
         value = waiter.accept(payload)
@@ -119,7 +122,7 @@ export class GossipClient {
         waiter.reject(err)
         return
       }
-      if (value === undefined) return
+      if (value === undefined) continue
       this.removeWaiter(topic, waiter)
       clearTimeout(waiter.timer)
       waiter.resolve(value)

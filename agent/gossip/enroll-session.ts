@@ -34,6 +34,11 @@ export interface EnrollOptions {
   now(): number
   /** How often the request is repeated until the parent answers (default 2 s). */
   repeatMs?: number
+  /**
+   * Keys made beforehand with createEnrollRequest (a device provisioned at the factory, or a benchmark); their
+   * request's kind and name are used. By default the keys are generated here, after the code is checked.
+   */
+  keys?: { request: EnrollRequest; secrets: DeviceSecrets }
   /** Told about each step, for progress messages. */
   onStep?(step: 'keys' | 'login' | 'request' | 'authorized' | 'csr' | 'certified', detail?: string): void
 }
@@ -125,7 +130,7 @@ export async function enrollThroughBroker(crypto: CryptoProvider, pki: PkiProvid
   // A typo is refused before spending a second on keys.
   const secrets = derivePairingSecrets(opts.code)
   const started = Date.now()
-  const { request, secrets: deviceSecrets } = await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name })
+  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name })
   const keygenMs = Date.now() - started
   opts.onStep?.('keys')
 

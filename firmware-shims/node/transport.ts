@@ -98,6 +98,8 @@ class MqttSession implements TransportSession {
   private readonly reconnect: boolean
   private peer: Uint8Array | undefined = undefined
   private readonly statusListeners = new Set<(status: SessionStatus, error: KinError | undefined) => void>()
+  // One mqtt.js listener fans out to ours: a parent waiting on many invites adds many, past EventEmitter's limit.
+  private readonly messageListeners = new Set<(topic: string, payload: Uint8Array) => void>()
   private lastError: KinError | undefined = undefined
   private closed = false
 
@@ -107,6 +109,10 @@ class MqttSession implements TransportSession {
     this.reconnect = reconnect
     this.capturePeer()
     client.on('error', err => { this.lastError = brokerError(err, url) })
+    client.on('message', (topic: string, payload: Buffer) => {
+      const bytes = asBytes(payload)
+      for (const l of [...this.messageListeners]) l(topic, bytes)
+    })
     client.on('connect', () => {
       this.capturePeer()
       this.emitStatus('online', undefined)
@@ -169,9 +175,8 @@ class MqttSession implements TransportSession {
   }
 
   onMessage(listener: (topic: string, payload: Uint8Array) => void): () => void {
-    const handler = (topic: string, payload: Buffer) => listener(topic, asBytes(payload))
-    this.client.on('message', handler)
-    return () => { this.client.removeListener('message', handler) }
+    this.messageListeners.add(listener)
+    return () => { this.messageListeners.delete(listener) }
   }
 
   onStatus(listener: (status: SessionStatus, error: KinError | undefined) => void): () => void {

@@ -28,7 +28,7 @@ async function codeOf(t: Test, p: Promise<unknown> | (() => unknown), code: stri
   }
 }
 
-t.test('a message that arrives before its wait is queued; waitFor skips what accept maps to undefined', async t => {
+t.test('a message that arrives before its wait is queued; waitFor leaves what accept passes over to other waits', async t => {
   const bus = new MemoryBus()
   const a = await GossipClient.connect(bus, { ...opts, clientId: 'a' })
   const b = await GossipClient.connect(bus, { ...opts, clientId: 'b' })
@@ -39,9 +39,26 @@ t.test('a message that arrives before its wait is queued; waitFor skips what acc
   const later = a.waitFor('kin/f/x/two', p => (text(p).startsWith('yes') ? text(p) : undefined), { timeoutMs: 1000, code: 'PAIR_TIMEOUT', message: 'none' })
   await b.publish('kin/f/x/two', bytes('no: other traffic'))
   await b.publish('kin/f/x/two', bytes('yes: the reply'))
-  t.equal(await later, 'yes: the reply', 'messages accept rejects are dropped, the first accepted one resolves the wait')
+  t.equal(await later, 'yes: the reply', 'the first message accept takes resolves the wait')
+  t.equal(text(await a.next('kin/f/x/two', { timeoutMs: 100, code: 'PAIR_TIMEOUT', message: 'none' })), 'no: other traffic', 'the one it passed over is left for other waits')
   await a.close()
   await b.close()
+})
+
+t.test('concurrent waits on one topic each get their own reply, whichever order replies arrive in (one inbox, many invites)', async t => {
+  const bus = new MemoryBus()
+  const a = await GossipClient.connect(bus, { ...opts, clientId: 'a' })
+  await a.subscribe(['kin/f/inbox'])
+  const ids = ['1', '2', '3', '4']
+  const waits = ids.map(id => a.waitFor('kin/f/inbox', p => (text(p) === `reply ${id}` ? id : undefined), { timeoutMs: 1000, code: 'PAIR_TIMEOUT', message: `no reply ${id}` }))
+  for (const id of ['3', '1', '4', '2']) await a.publish('kin/f/inbox', bytes(`reply ${id}`))
+  t.same(await Promise.all(waits), ids)
+  // Replies that came before their waits are found in the queue out of order too.
+  for (const id of ['6', '5']) await a.publish('kin/f/inbox', bytes(`reply ${id}`))
+  await new Promise(r => setTimeout(r, 5))
+  t.equal(await a.waitFor('kin/f/inbox', p => (text(p) === 'reply 5' ? '5' : undefined), { timeoutMs: 100, code: 'PAIR_TIMEOUT', message: 'x' }), '5')
+  t.equal(await a.waitFor('kin/f/inbox', p => (text(p) === 'reply 6' ? '6' : undefined), { timeoutMs: 100, code: 'PAIR_TIMEOUT', message: 'x' }), '6')
+  await a.close()
 })
 
 t.test('a wait ends with the coded timeout it was given, and with the exception accept throws', async t => {
