@@ -10,7 +10,7 @@ import { checkActionName, refusalDecision } from './session.ts'
 import type { Decision } from './types.ts'
 
 /*
- * CHALLENGE-RESPONSE (docs/PROTOCOL.md, "Challenges"; design "Access decision", proof of possession)
+ * CHALLENGE-RESPONSE (the spec; design "Access decision", proof of possession)
  *   challenge = CBOR [nonce (16 random bytes), verifierCn, action, time]          verifier → requester
  *   signed    = "kinship/challenge/v1" 0x00 ‖ challenge                           (the exact challenge bytes)
  *   answer    = CBOR [nonce, certificateDer, signature]                          requester → verifier

@@ -14,7 +14,7 @@ import { verifyLineageStage } from './lineage-stage.ts'
 import type { AccessRequest, Decision, DecisionContext, LocalPolicy } from './types.ts'
 
 /*
- * THE SERVER IDENTITY CHECK (docs/PROTOCOL.md, "Access endpoints")
+ * THE SERVER IDENTITY CHECK (the spec; docs/PROTOCOL.md has no access section yet)
  * Authentication is mutual: before a requester sends its action, it checks the device it reached with the same
  * engine, under the reserved action name SERVE_ACTION ('serve'). That check is stages 1–3 of the access decision:
  *   1. chain: the certificate chains to the fleet root, is valid now, has leaf key usage and fleet names;

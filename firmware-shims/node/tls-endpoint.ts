@@ -6,7 +6,7 @@ import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/a
 import type { Decision } from '../../agent/access/types.ts'
 
 /*
- * WIRE (docs/PROTOCOL.md, "Access endpoints")
+ * WIRE (the spec; docs/PROTOCOL.md has no access section yet)
  *   requester → device: one line, JSON {"action": "<name>"}, at most MAX_REQUEST_BYTES, within the request timeout
  *   device → requester: one line, JSON {allow, code, reason, path, commonAncestor, hops, peer, action, time}; then close
  * PROOF OF POSSESSION. The server asks for a client certificate (requestCert) but does not let OpenSSL refuse one
@@ -14,7 +14,7 @@ import type { Decision } from '../../agent/access/types.ts'
  * instead of a bare handshake failure. That switch only relaxes chain validation: OpenSSL still checks the client's
  * CertificateVerify signature over the handshake transcript with the certificate's key (RFC 5246 §7.4.8, RFC 8446
  * §4.4.3) and aborts with decrypt_error when it fails, so a completed handshake proves the client holds the private
- * key of the certificate it presented (test/serve/possession.test.ts presents a real certificate with another key).
+ * key of the certificate it presented (test/serve/endpoint.test.ts presents a real certificate signed for with another key over a bare TLS 1.2 client).
  * A client that presents no certificate completes the handshake and is denied ACCESS_NO_CERTIFICATE.
  * On the requesting side the same holds for the server (ServerKeyExchange or CertificateVerify signature), and the
  * server's certificate goes through the engine's server identity check before the request is written.

@@ -11,7 +11,11 @@ import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Home } from '../../agent/cli/home.ts'
 import { PureFleet } from '../helpers/pure-fleet.ts'
-import { tempDir, writeHome } from '../helpers/home-fleet.ts'
+import { tempDir, writeHome, type HomeOptions } from '../helpers/home-fleet.ts'
+import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { PersistentLedger } from '../../agent/ledger/persistent.ts'
+import { Miner } from '../../agent/ledger/miner.ts'
+import { buildBundle, encodeBundle } from '../../agent/ledger/bundle.ts'
 
 /** The house's devices below L0 (no cameras: RSA key generation costs time). */
 export interface ServeHouse {
@@ -26,8 +30,10 @@ export interface ServeHouse {
   identity(cn: string): { certPem: string; keyPem: string; rootPem: string }
   /** An in-memory access session for a device, on the miner's ledger. */
   session(cn: string): AccessSession
-  /** Writes a device's home into a fresh temp dir. */
-  home(cn: string, policy?: Record<string, unknown>): Promise<{ home: Home; dir: string; remove: () => void }>
+  /** Writes a device's home into a fresh temp dir (the miner's ledger unless `ledger: 'own'`). */
+  home(cn: string, options?: HomeOptions): Promise<{ home: Home; dir: string; remove: () => void }>
+  /** A proof bundle for `cn` from a miner that sealed the fleet's ledger as it is now. */
+  bundle(cn: string): Promise<Uint8Array>
   /** Writes PEM text into `dir/name` and returns the path. */
   file(dir: string, name: string, text: string): string
 }
@@ -66,10 +72,22 @@ export async function makeServeHouse(): Promise<ServeHouse> {
         clock: { now: () => Math.floor(Date.now() / 1000) }, ledger: () => fleet.l0Ledger.state,
       })
     },
-    async home(c, policy) {
+    async home(c, options) {
       const t = tempDir()
-      const home = await writeHome(fleet, c, t.dir, policy === undefined ? {} : { policy })
+      const home = await writeHome(fleet, c, t.dir, options)
       return { home, ...t }
+    },
+    async bundle(c) {
+      const storage = memoryStorage()
+      const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
+      // L0 is the miner: genesis names its ledger key as the miner key.
+      const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), fleet.fleet.ledgerSeed)
+      const n = Math.floor(Date.now() / 1000)
+      await miner.submit(fleet.l0Ledger.state.log.map(e => e.bytes), n)
+      await miner.seal(n)
+      const bundle = encodeBundle(buildBundle(miner, c))
+      await miner.close()
+      return bundle
     },
     file(dir, name, text) {
       const path = join(dir, name)

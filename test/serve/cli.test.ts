@@ -153,15 +153,29 @@ t.test('kin check: exit 0 allow, 1 deny, an audit line for each; --bundle refuse
   const rogue = await kin(['check', '--home', home.dir, '--peer', eve, '--json'])
   t.equal(rogue.status, 1)
   t.equal(json(rogue.stdout)['code'], 'CERT_CHAIN')
-  const bundle = await kin(['check', '--home', home.dir, '--peer', peer, '--bundle', peer, '--json'])
-  t.equal(bundle.status, 2)
-  t.equal(json(bundle.stdout)['code'], 'ACCESS_BUNDLE_UNSUPPORTED')
   const audit = auditLines(home.dir)
   t.same(audit.map(a => [a['code'], a['action'], a['allow']]), [
     ['ALLOW', 'unlock', true], ['ALLOW', 'view', true], ['POLICY_ACTION', 'configure', false], ['CERT_CHAIN', 'unlock', false],
-  ], 'the refused --bundle made no decision')
+  ])
   t.equal(audit[0]!['peer'], guest)
   t.equal(audit[3]!['peer'], null, 'a certificate that fails the chain check names no peer')
+})
+
+t.test('kin check --bundle: the guest carries its proof bundle to a lock whose ledger predates it', async t => {
+  const own = await house.home(lock, { ledger: 'own' })
+  t.teardown(own.remove)
+  const peer = house.file(own.dir, 'guest.pem', house.fleet.device(guest).certificate.pem)
+  const bundleFile = `${own.dir}/guest.bundle`
+  writeFileSync(bundleFile, await house.bundle(guest))
+  const r = await kin(['check', '--home', own.dir, '--peer', peer, '--bundle', bundleFile, '--json'])
+  t.equal(r.status, 0, r.stdout + r.stderr)
+  const out = json(r.stdout)
+  t.equal(out['code'], 'ALLOW')
+  t.equal((out['bundle'] as Record<string, unknown>)['anchoring'], 'unanchored')
+  const missing = await kin(['check', '--home', own.dir, '--peer', peer, '--json'])
+  t.equal(missing.status, 1, 'without the bundle')
+  t.equal(json(missing.stdout)['code'], 'ACCESS_MISSING_PROOF')
+  t.same(auditLines(own.dir).map(a => a['code']), ['ALLOW', 'ACCESS_MISSING_PROOF'])
 })
 
 t.test('an unreachable target is an error (exit 2), not a deny; kin check --help says there is no proof of possession', async t => {

@@ -5,7 +5,9 @@ import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { checkActionName, SERVE_ACTION } from '../../agent/access/session.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
-import { HomeLedgerFollower, localPolicyOf, openAccessHome } from '../../agent/cli/commands/_access-home.ts'
+import { HomeLedgerFollower, localPolicyOf, openAccessHome, sessionWithBundle } from '../../agent/cli/commands/_access-home.ts'
+import { appendToHome } from '../helpers/home-fleet.ts'
+import { isKinError } from '../../agent/errors.ts'
 import type { HomeConfig } from '../../agent/cli/home.ts'
 import { utf8 } from '../../agent/codec/bytes.ts'
 import { makeServeHouse } from './_house.ts'
@@ -91,7 +93,7 @@ t.test('a home ledger followed on disk: appends read incrementally, torn tails w
 })
 
 t.test('config.json policy: local overrides reach the decision; malformed ones are refused', async t => {
-  const { dir, remove } = await house.home(lock, { rules: [{ action: 'unlock', roles: ['admin', 'member'] }], maxHops: 6 })
+  const { dir, remove } = await house.home(lock, { policy: { rules: [{ action: 'unlock', roles: ['admin', 'member'] }], maxHops: 6 } })
   t.teardown(remove)
   const device = await openAccessHome(dir, { audit: false, needKey: false })
   t.teardown(() => device.close())
@@ -104,4 +106,41 @@ t.test('config.json policy: local overrides reach the decision; malformed ones a
   for (const policy of [[], { maxHops: -1 }, { anchors: [1] }, { rules: [{ action: 'unlock', roles: ['owner'] }] }, { rules: [{ action: '', roles: [] }] }, { rules: [{ action: 'x', roles: [], from: 90000 }] }]) {
     t.throws(() => localPolicyOf({ ...base, policy: policy as unknown as Record<string, unknown> }), { code: 'BAD_ARGUMENT' }, JSON.stringify(policy))
   }
+})
+
+t.test('a proof bundle the peer carries fills the gap in the ledger, for one decision; known revocations still apply', async t => {
+  const bundle = await house.bundle(guest)
+  // The lock's own ledger dates from its enrollment, before the guest's.
+  const own = await house.home(lock, { ledger: 'own' })
+  t.teardown(own.remove)
+  const device = await openAccessHome(own.dir, { audit: false, needKey: false })
+  t.teardown(() => device.close())
+  const der = house.fleet.device(guest).certificate.der
+  const without = device.session.decide(der, 'unlock')
+  t.equal(without.code, 'ACCESS_MISSING_PROOF')
+  t.equal(without.retry, true)
+  const sizeBefore = readFileSync(own.home.path('ledger')).length
+  const withBundle = await sessionWithBundle(device, bundle)
+  t.equal(withBundle.verified.anchoring, 'unanchored', 'the home holds no head to anchor to yet')
+  t.ok(withBundle.merged > 0)
+  const d = withBundle.session.decide(der, 'unlock')
+  t.equal(d.code, 'ALLOW', d.reason)
+  t.same(d.path, [guest, cn['L2.2'], cn.L1, cn['L2.1'], lock])
+  t.equal(readFileSync(own.home.path('ledger')).length, sizeBefore, "the home's ledger file is untouched")
+  t.equal(device.session.decide(der, 'unlock').code, 'ACCESS_MISSING_PROOF', 'and the home session does not see the bundle')
+  // Any changed byte fails verification with a code.
+  const tampered = bundle.slice()
+  tampered[tampered.length - 40]! ^= 1
+  const refusal = await sessionWithBundle(device, tampered).then(() => undefined, (e: unknown) => e)
+  t.ok(isKinError(refusal) && refusal.code !== 'INTERNAL', `a tampered bundle is refused with a code (${isKinError(refusal) ? refusal.code : String(refusal)})`)
+  const other = await house.home(lock)
+  t.teardown(other.remove)
+  // The lock knows the guest was revoked; the guest's bundle (sealed before) leaves the revocation out: it still applies.
+  const ledger = house.fleet.l0Ledger.state
+  const parent = house.fleet.device(cn['L2.2'])
+  const now = Math.floor(Date.now() / 1000)
+  await appendToHome(other.home, [signEvent(nodeCrypto, revokeEvent(ledger.currentBinding(parent.cn)!, ledger.currentBinding(guest)!, { reason: 'lost', effective: now, subtree: false }, now), parent.secrets.ledgerSeed)])
+  const informed = await openAccessHome(other.dir, { audit: false, needKey: false })
+  t.teardown(() => informed.close())
+  t.equal((await sessionWithBundle(informed, bundle)).session.decide(der, 'unlock').code, 'ACCESS_REVOKED')
 })

@@ -8,6 +8,7 @@ import type { CryptoProvider } from '../../../firmware-shims/types.ts'
 import { AccessSession } from '../../access/session.ts'
 import type { Decision, LocalPolicy } from '../../access/types.ts'
 import { Ledger } from '../../ledger/ledger.ts'
+import { mergeBundleInto, verifyBundle, type VerifiedBundle } from '../../ledger/bundle.ts'
 import { replayRecords } from '../../ledger/persistent.ts'
 import type { LedgerState } from '../../ledger/state.ts'
 import { scanRecords } from '../../ledger/store.ts'
@@ -203,6 +204,37 @@ export async function openAccessHome(dir: string, options: { audit: boolean; nee
     home, config, cn: config.cn, certPem, keyPem, rootPem, root, ledger, session, audit,
     close: async () => { await audit?.close() },
   }
+}
+
+/** A session on the home's ledger merged with a verified proof bundle, for one decision. */
+export interface BundleSession {
+  session: AccessSession
+  verified: VerifiedBundle
+  /** Bundle events the home's ledger lacked and took; events refused in its context (e.g. a lost conflict). */
+  merged: number
+  refused: number
+}
+
+/**
+ * Verifies a proof bundle the peer carries (design "Access decision" step 5) against the home's genesis and miner key,
+ * and merges it into a throw-away copy of the home's ledger: every revocation the home knows still applies, and the
+ * home's file is not touched. The bundle's head time counts as the last verified head (policy maxHeadAge). The home
+ * keeps no verified head yet (no sync file), so the bundle's head is not checked for consistency with one
+ * ('unanchored'): its miner signature and inclusion proofs are. Throws the bundle's coded refusal.
+ */
+export async function sessionWithBundle(device: AccessHome, bundleBytes: Uint8Array): Promise<BundleSession> {
+  const state = device.ledger.state()
+  if (state.genesis === undefined) throw new KinError('NO_GENESIS', `${device.home.path('ledger')} holds no genesis event`)
+  const now = device.session.now()
+  const verified = verifyBundle(nodeCrypto, bundleBytes, { minerKey: state.genesis.body.minerKey, genesisId: state.genesis.event.idHex }, now)
+  const merged = new Ledger(nodeCrypto)
+  merged.ingestMany(state.log, { trustSignatures: true })
+  const result = await mergeBundleInto(merged, verified)
+  const session = new AccessSession({
+    self: device.cn, root: device.root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => now },
+    ledger: () => merged.state, localPolicy: localPolicyOf(device.config), lastHeadTime: () => verified.head.time,
+  })
+  return { session, verified, merged: result.accepted.length, refused: result.refused.length }
 }
 
 /** One readable line for a decision. */
