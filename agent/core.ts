@@ -1,4 +1,14 @@
 /** @module kin-core: the engine-neutral verifier a small engine runs — ledgers, Merkle proofs, proof bundles, X.509 chains and access decisions, in standard ECMAScript. */
+/*
+ * The API (dist/kin-core.js exports exactly these; docs/DEVICES.md shows them in use):
+ *   verifyLedger(fileBytes)                          → LedgerState         a whole ledger file, every event verified
+ *   verifyBundle(bundleBytes, anchor, now)           → VerifiedBundle      one CN's proof bundle against the miner key
+ *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
+ *   decide(request, state, now, device)              → Decision            the access decision; never throws
+ *   verifyCertificateChain(cert, root, now)          → ChainInfo           X.509 chain rules without node-forge
+ *   verifyInclusion, verifyConsistency, decodeHead                          Merkle proofs and block heads
+ * Bytes are Uint8Arrays, times are seconds since the epoch, failures are KinErrors with a string `code`.
+ */
 import { DecodeError, KinError, VerificationError } from './errors.ts'
 import { bytesEqual, concatBytes, fromHex, toHex } from './codec/bytes.ts'
 import type { CryptoProvider } from '../firmware-shims/types.ts'
@@ -6,6 +16,9 @@ import { portableCrypto } from '../firmware-shims/portable/crypto.ts'
 import { scanRecords } from './ledger/store.ts'
 import { replayRecords } from './ledger/persistent.ts'
 import type { LedgerState } from './ledger/state.ts'
+import { Ledger } from './ledger/ledger.ts'
+import { decodeHead } from './ledger/head.ts'
+import { verifyBundle as verifyBundleWith, type BundleAnchor, type VerifiedBundle } from './ledger/bundle.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
 import { parentCnsOf } from './pki/_names.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './pki/der.ts'
@@ -20,8 +33,8 @@ import { decide as decideWith, isMissingProof } from './access/decide.ts'
 import type { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
-export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState }
-export { KinError, DecodeError, VerificationError, isMissingProof }
+export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, VerifiedBundle }
+export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead }
 
 /*
  * Why this file parses X.509 itself. agent/pki reads certificates through node-forge, which is several times the
@@ -54,6 +67,43 @@ export function verifyInclusion(id: Uint8Array, index: number, size: number, pro
 /** RFC 9162 §2.1.4.2: whether `proof` shows the tree of size `m` (root `rootM`) is a prefix of the tree of size `n` (root `rootN`). */
 export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN: Uint8Array, proof: readonly Uint8Array[]): boolean {
   return verifyConsistencyWith(coreCrypto, m, n, rootM, rootN, proof)
+}
+
+// ---- proof bundles ---------------------------------------------------------------------------------------------
+
+/**
+ * Verifies one CN's proof bundle (agent/ledger/bundle.ts) with kin-core's crypto: the head signed by
+ * `anchor.minerKey`, anchored to `anchor.knownHead` when given, every inclusion proof, the genesis the anchor
+ * names, and every event validated in a fresh ledger. Throws the KinError of the first check that fails.
+ */
+export function verifyBundle(bundleBytes: Uint8Array, anchor: BundleAnchor, now: number): VerifiedBundle {
+  return verifyBundleWith(coreCrypto, bundleBytes, anchor, now)
+}
+
+/**
+ * One verified state from several verified bundles of one fleet — typically the deciding device's own bundle and
+ * the one its peer presented — so the lineage stage sees both sides. Events are taken in the miner's order and
+ * their signatures are not checked again (verifyBundle did); any event the rules refuse, or that still lacks a
+ * link, fails the whole combination with that event's code (fail closed).
+ */
+export function combineBundles(bundles: readonly VerifiedBundle[]): LedgerState {
+  const ledger = new Ledger(coreCrypto)
+  const byId = new Map<string, { index: number; bytes: Uint8Array }>()
+  for (const b of bundles) {
+    for (const entry of b.bundle.entries) {
+      const id = toHex(coreCrypto.sha256(entry.eventBytes))
+      if (!byId.has(id)) byId.set(id, { index: entry.leafIndex, bytes: entry.eventBytes })
+    }
+  }
+  const ordered = [...byId.values()].sort((a, b) => a.index - b.index).map(e => e.bytes)
+  const { refused, pending } = ledger.ingestMany(ordered, { trustSignatures: true })
+  if (refused.length > 0) {
+    throw new VerificationError(refused[0]!.code as KinError['code'], `bundles do not combine: ${refused[0]!.message}`, { detail: { refused } })
+  }
+  if (pending.length > 0) {
+    throw new VerificationError('BUNDLE_INCOMPLETE', `bundles do not combine: ${pending.length} events link to events none of them holds`)
+  }
+  return ledger.state
 }
 
 // ---- X.509 without node-forge ----------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ export interface CoreVmLimits {
 /** The design's target: 1 MiB of heap and 256 KiB of stack. */
 export const SMALL_DEVICE: CoreVmLimits = { memory: 1024 * 1024, stack: 256 * 1024 }
 
-/** A value passed into the engine: bytes, arrays of them, or JSON. */
-export type VmInput = Uint8Array | Uint8Array[] | string | number | boolean | null | { [key: string]: VmInput } | VmInput[]
+/** A value passed into the engine: bytes, strings, numbers, booleans, null, and arrays and plain objects of them (undefined properties are left out). */
+export type VmInput = unknown
 
 /** What a script run returned: its JSON value, or the error it threw (name, message, KinError code, cause's code). */
 export type VmResult<T> = { ok: true; value: T } | { ok: false; name: string; message: string; code: string | undefined; causeCode: string | undefined }
@@ -83,6 +83,7 @@ export class CoreVm {
       return array
     }
     if (Array.isArray(value)) {
+      if (value.length > 100_000) throw new RangeError('array too long to pass into the engine')
       const array = ctx.newArray()
       value.forEach((item, i) => {
         const h = this.toHandle(item)
@@ -94,6 +95,7 @@ export class CoreVm {
     if (value !== null && typeof value === 'object') {
       const object = ctx.newObject()
       for (const [key, item] of Object.entries(value)) {
+        if (item === undefined) continue
         const h = this.toHandle(item)
         ctx.setProp(object, key, h)
         h.dispose()
@@ -103,7 +105,8 @@ export class CoreVm {
     if (typeof value === 'string') return ctx.newString(value)
     if (typeof value === 'number') return ctx.newNumber(value)
     if (typeof value === 'boolean') return value ? ctx.true : ctx.false
-    return ctx.null
+    if (value === null) return ctx.null
+    throw new TypeError(`cannot pass a ${typeof value} into the engine`)
   }
 
   /**

@@ -1,0 +1,118 @@
+/** @module The house of DESIGN.md through the real enrollment steps, Eve's two certificates and a sealed miner: what the QuickJS tests and the footprint bench verify and decide on. */
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { concatBytes, toHex } from '../../agent/codec/bytes.ts'
+import { decide } from '../../agent/access/decide.ts'
+import { fleetChainVerifier } from '../../agent/access/fleet-chain.ts'
+import type { Decision } from '../../agent/access/types.ts'
+import { createCsr } from '../../agent/pki/csr.ts'
+import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
+import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { createFleetRoot } from '../../agent/pki/root.ts'
+import type { EncodedEvent } from '../../agent/ledger/types.ts'
+import { PersistentLedger } from '../../agent/ledger/persistent.ts'
+import { Miner } from '../../agent/ledger/miner.ts'
+import { buildBundle, encodeBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
+import type { BlockHead } from '../../agent/ledger/head.ts'
+import { PureFleet, type PureDevice } from '../helpers/pure-fleet.ts'
+
+const DAY = 86400
+
+/** The parts of a decision both engines must agree on; absent values as null, as they cross the engine boundary. */
+export interface Comparable {
+  allow: boolean
+  code: string
+  path: string[]
+  hops: number | null
+  commonAncestor: string | null
+  peer: string | null
+  retry: boolean
+}
+
+/** A decision in its comparable form. */
+export function comparable(d: Decision): Comparable {
+  return { allow: d.allow, code: d.code, path: d.path, hops: d.hops ?? null, commonAncestor: d.commonAncestor ?? null, peer: d.peer ?? null, retry: d.retry }
+}
+
+/** A ledger file (CBOR sequence) of events. */
+export function ledgerFile(events: readonly EncodedEvent[]): Uint8Array {
+  return concatBytes(...events.map(e => e.bytes))
+}
+
+/** Hex id of encoded event bytes. */
+export function idOf(eventBytes: Uint8Array): string {
+  return toHex(nodeCrypto.sha256(eventBytes))
+}
+
+/** Everything the tests need about the house. */
+export interface FootprintHouse {
+  pf: PureFleet
+  now: number
+  laptop: PureDevice
+  phone: PureDevice
+  tablet: PureDevice
+  lock: PureDevice
+  camera: PureDevice
+  stolen: PureDevice
+  guest: PureDevice
+  /** Eve's own root copying the fleet's name, and a certificate for the guest's CN it signed. */
+  eveRoot: DeviceCertificate
+  eveOwnCa: DeviceCertificate
+  /** A certificate for the guest's CN with Eve's key, mis-issued by the fleet CA itself. */
+  misIssued: DeviceCertificate
+  /** L0's ledger: genesis, every enrollment, the revocation of the stolen camera. */
+  ledgerBytes: Uint8Array
+  miner: Miner
+  head: BlockHead
+  anchor: BundleAnchor
+  /** The encoded proof bundle of a CN at `head`. */
+  bundleOf(cn: string): Uint8Array
+  /** The full agent on V8: agent/access decide on the device's own synced ledger, agent/pki's chain check on node:crypto. */
+  v8Decision(certificate: DeviceCertificate, selfCn: string, action: string, at?: number): Decision
+}
+
+/**
+ * L0 → laptop (admin) → owner's phone and tablet (members); under the phone a lock, a camera and a camera that is
+ * then lost and revoked; under the tablet a guest's phone valid for two days. Every device holds a real
+ * certificate; L0's miner has sealed one head over the whole log.
+ */
+export async function footprintHouse(): Promise<FootprintHouse> {
+  const pf = await PureFleet.create()
+  const now = pf.now
+  const year = now + 365 * DAY
+  const laptop = await pf.enroll(pf.l0, { role: 'admin', notAfter: year }, { kind: 'laptop', name: 'laptop' })
+  const phone = await pf.enroll(laptop.cn, { role: 'member', notAfter: year }, { kind: 'phone', name: 'owner phone' })
+  const tablet = await pf.enroll(laptop.cn, { role: 'member', notAfter: year }, { kind: 'tablet', name: 'tablet' })
+  const lock = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'lock', name: 'front door' })
+  const camera = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'camera', name: 'camera' })
+  const stolen = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'camera', name: 'stolen camera' })
+  const guest = await pf.enroll(tablet.cn, { role: 'guest', notAfter: now + 2 * DAY }, { kind: 'phone', name: "guest's phone" })
+  pf.revoke(phone.cn, stolen.cn, { reason: 'lost', effective: now, subtree: false })
+  pf.syncAll()
+
+  const eveKeys = await nodePki.generateTlsKeyPair()
+  const eveRootKeys = await nodePki.generateTlsKeyPair()
+  const eveRoot = createFleetRoot({ domain: pf.fleet.domain, keyPair: eveRootKeys, now: now - 600, randomBytes: nodeCrypto.randomBytes })
+  const auth = { cn: guest.cn, parentCn: tablet.cn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY }
+  const ca = { now, randomBytes: nodeCrypto.randomBytes, csrPem: createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }), auth }
+  const eveOwnCa = issueDeviceCertificate({ ...ca, rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem })
+  const misIssued = issueDeviceCertificate({ ...ca, rootCertPem: pf.fleet.root.pem, rootKeyPem: pf.fleet.rootKey.privateKeyPem })
+
+  const storage = memoryStorage()
+  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
+    await storage.openAppendFile('heads.cbor'), pf.fleet.ledgerSeed)
+  const submitted = await miner.submit(pf.l0Ledger.state.log.map(e => e.bytes), now)
+  if (submitted.accepted.length !== pf.l0Ledger.state.log.length) throw new Error('the miner refused part of the house\'s log')
+  const head = (await miner.seal(now))!
+  const genesis = pf.l0Ledger.state.genesis!
+  return {
+    pf, now, laptop, phone, tablet, lock, camera, stolen, guest, eveRoot, eveOwnCa, misIssued,
+    ledgerBytes: ledgerFile(pf.l0Ledger.state.log), miner, head,
+    anchor: { minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex },
+    bundleOf: cn => encodeBundle(buildBundle(miner, cn)),
+    v8Decision: (certificate, selfCn, action, at = now) => decide({ certificate, action }, {
+      self: selfCn, ledger: pf.device(selfCn).ledger.state, now: at, lastHeadTime: now, verifyChain: fleetChainVerifier(pf.fleet.root, nodePki),
+    }),
+  }
+}
