@@ -7,7 +7,10 @@ import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { startL0, type L0Services } from '../../broker/l0.ts'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { openHomeLedger } from '../../agent/cli/device.ts'
+import { createFleet } from '../../agent/enroll/fleet.ts'
 import { Home, type HomeConfig } from '../../agent/cli/home.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
 import type { Inviter } from '../../agent/gossip/invite-session.ts'
@@ -115,12 +118,34 @@ export interface TestL0 {
   restart(): Promise<void>
 }
 
-/** `kin init` in a fresh directory, then startL0 on 127.0.0.1 with an OS-chosen port; stopped after the test. */
-export async function startFleet(t: Test, tag: string, domain = `${tag}.home.arpa`): Promise<TestL0> {
+/** What `kin init` writes (same files, same modes), in-process: a test that is not about init saves a process. */
+export async function initL0InProcess(home: string, domain: string): Promise<void> {
+  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now: Math.floor(Date.now() / 1000), name: 'home pc' })
+  const h = new Home(home)
+  h.writePublic('root', fleet.root.pem)
+  h.writeSecret('caKey', fleet.rootKey.privateKeyPem)
+  h.writePublic('cert', fleet.certificate.pem)
+  h.writeSecret('tlsKey', fleet.tls.privateKeyPem)
+  h.writeLedgerKey(fleet.ledgerSeed)
+  const ledger = await openHomeLedger(h)
+  for (const e of fleet.events) await ledger.append(e)
+  await ledger.close()
+  h.writeConfig({ version: 1, fleet: domain, cn: fleet.cn, role: 'admin', l0: true, name: 'home pc' })
+}
+
+/**
+ * L0's home in a fresh directory (`kin init` as a child process when `cliInit`, else the same files in-process),
+ * then startL0 on 127.0.0.1 with an OS-chosen port; stopped after the test.
+ */
+export async function startFleet(t: Test, tag: string, domain = `${tag}.home.arpa`, opts: { cliInit?: boolean } = {}): Promise<TestL0> {
   const dir = tempDir(t, tag)
   const home = join(dir, 'l0')
-  const init = await kin(['init', '--home', home, '--fleet', domain, '--name', 'home pc'])
-  if (init.status !== 0) throw new Error(`kin init failed: ${init.stderr}`)
+  if (opts.cliInit === true) {
+    const init = await kin(['init', '--home', home, '--fleet', domain, '--name', 'home pc'])
+    if (init.status !== 0) throw new Error(`kin init failed: ${init.stderr}`)
+  } else {
+    await initL0InProcess(home, domain)
+  }
   const logs: Array<Record<string, unknown>> = []
   const log = (r: object) => { logs.push(r as Record<string, unknown>) }
   const fleet: TestL0 = {

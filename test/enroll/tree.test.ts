@@ -11,7 +11,7 @@ import { configOf, eventually, expectExit, inviterOf, kin, lastJson, opensslVeri
 
 // DESIGN.md "Enrollment" end to end through L0's broker: L0 → member phone → lock, every step a user's command.
 t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and the lineage all check out', async t => {
-  const l0 = await startFleet(t, 'tree')
+  const l0 = await startFleet(t, 'tree', 'tree.home.arpa', { cliInit: true })
   const phoneHome = join(l0.dir, 'phone')
   const lockHome = join(l0.dir, 'lock')
 
