@@ -156,11 +156,13 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   await serve(`${topics.base}/pair/+/csr`, (topic, payload) => handleCsr(ctx, topic.split('/')[3]!, topic, payload))
 
   const server = createServer({
-    cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], minVersion: 'TLSv1.2',
+    cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], minVersion: 'TLSv1.2', handshakeTimeout: 10_000,
     // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
     requestCert: true, rejectUnauthorized: false,
   })
   server.on('secureConnection', (socket: TLSSocket) => {
+    // MQTT is small request/response packets: Nagle plus delayed ACKs would add ~40 ms to each exchange.
+    socket.setNoDelay(true)
     openSockets.add(socket)
     socket.once('close', () => openSockets.delete(socket))
     const conn = guardedConnection(socket, MAX_FRAME_BYTES, announced => {
