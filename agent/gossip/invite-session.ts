@@ -15,6 +15,9 @@ import type { GossipClient } from './client.ts'
 import { decodeCertReply, decodeInviteReply, encodeAuthorizePayload, remoteRefusal } from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
 
+/** Seconds after a code's expiry the parent still waits for the request of a child that logged in just in time. */
+export const REQUEST_GRACE_SECONDS = 5
+
 /** The inviting device: its identity, its verified ledger and what it hands the child. */
 export interface Inviter {
   cn: string
@@ -120,7 +123,8 @@ export async function completeInvite(crypto: CryptoProvider, pki: PkiProvider, c
   const topics = fleetTopics(inviter.fleet)
   const { inviteId, secrets } = opened
   const requestTopic = topics.pair(inviteId, 'request')
-  const untilExpiry = (opened.expires - opts.now()) * 1000
+  // A child that logged in just before expiry sends its request just after it.
+  const untilExpiry = (opened.expires + REQUEST_GRACE_SECONDS - opts.now()) * 1000
   let requestBytes: Uint8Array | undefined
   const request = await client.waitFor(requestTopic, p => {
     const r = decodeEnrollRequest(openPairMessage(secrets, 'request', p))
@@ -152,13 +156,12 @@ export async function completeInvite(crypto: CryptoProvider, pki: PkiProvider, c
     })
     if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused the new device's certificate")
     const certificate = DeviceCertificate.from(reply.certPem, { sha256: crypto.sha256 })
-    const root = DeviceCertificate.from(inviter.rootPem, { sha256: crypto.sha256 })
-    checkIssuedByRoot(certificate, root, pki)
-    if (certificate.cn !== childCn || !bytesEqual(certificate.spkiHash, authorize.event.type === 'authorize' ? authorize.event.body.spkiHash : new Uint8Array())) {
+    checkIssuedByRoot(certificate, DeviceCertificate.from(inviter.rootPem, { sha256: crypto.sha256 }), pki)
+    if (certificate.cn !== childCn || !bytesEqual(certificate.spkiHash, crypto.sha256(request.spkiDer))) {
       throw new VerificationError('CERT_NAMES', `L0 announced a certificate for ${certificate.cn}, not for the device this invite authorized (${childCn})`)
     }
-    const body = authorize.event.type === 'authorize' ? authorize.event.body : undefined
-    return { childCn, name: body?.name ?? '', role: opened.choices.role, kind: request.kind, authorize, certificate }
+    const name = authorize.event.type === 'authorize' ? authorize.event.body.name : request.name
+    return { childCn, name, role: opened.choices.role, kind: request.kind, authorize, certificate }
   } finally {
     stopRepeats()
   }
