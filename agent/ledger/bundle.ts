@@ -225,13 +225,14 @@ export function lineageEvents(source: Pick<BundleSource, 'state' | 'eventsAbout'
 }
 
 /**
- * Builds the proof bundle of `cn` from the miner (its last head) or any source whose log is in miner order (a
- * replica's covered prefix). With `knownTreeSize` (the requester's head's tree size) the bundle also carries the
+ * Builds the proof bundle of `cn` from the miner (its last head), a replica (its last verified head) or any source
+ * whose log is in miner order. With `knownTreeSize` (the requester's head's tree size) the bundle also carries the
  * consistency proof between that tree and the head's, when the source's tree reaches both. BUNDLE_INCOMPLETE when
  * a needed event is missing or not yet covered by the head (seal, then build again).
  */
-export function buildBundle(from: BundleSource | { bundleSource(): BundleSource }, cn: string, opts: { knownTreeSize?: number } = {}): ProofBundle {
+export function buildBundle(from: BundleSource | { bundleSource(): BundleSource | undefined }, cn: string, opts: { knownTreeSize?: number } = {}): ProofBundle {
   const source = 'bundleSource' in from ? from.bundleSource() : from
+  if (source === undefined) throw new KinError('HEAD_MISSING', 'no verified head yet: nothing to prove inclusion against')
   const { state, tree, head } = source
   let positions: Map<string, number> | undefined
   const indexOf = source.indexOf ?? ((idHex: string) => {

@@ -216,7 +216,9 @@ t.test('a replica builds the very bundle the miner builds at the same head; devi
   const device = memoryStorage()
   const replica = await openReplica(device)
   await replica.applySyncResponse(encodeSyncResponse(buildSyncResponse(miner, replica.syncRequest(), 1024)), minerKeyOf(deep), NOW)
-  const fromReplica = encodeBundle(buildBundle(replica.bundleSource()!, chain[6]!))
+  const empty = await openReplica(memoryStorage())
+  t.equal(codeOf(() => buildBundle(empty, chain[6]!)), 'HEAD_MISSING', 'a replica without a head has nothing to prove against')
+  const fromReplica = encodeBundle(buildBundle(replica, chain[6]!))
   t.ok(bytesEqual(fromReplica, encodeBundle(buildBundle(miner, chain[6]!))))
 
   // A small device keeping bundles, not the ledger: its own, then a peer's, merged into one persistent ledger.
