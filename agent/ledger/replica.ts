@@ -218,7 +218,10 @@ export class Replica {
     return this.tree.size
   }
 
-  /** When (seconds) this device last verified that its head is the miner's latest: the ledger's freshness. */
+  /**
+   * When (seconds) this device last verified that its head is the miner's latest: the ledger's freshness. Hearing
+   * the same head again updates it in memory; it is persisted with each adopted head (no write per heartbeat).
+   */
   get confirmedAt(): number | undefined {
     return this.held?.confirmedAt
   }
