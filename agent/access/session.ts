@@ -150,12 +150,22 @@ export class AccessSession {
 
   /** Whether the peer of `certificate` (DER or parsed) may do `action` here. The caller proved possession. Never throws. */
   decide(certificate: Uint8Array | DeviceCertificate, action: string): Decision {
-    return this.#run(certificate, action, (c, context) => decide({ certificate: c, action }, context))
+    const now = this.now()
+    const parsed = this.#parse(certificate, action, now)
+    if (!(parsed instanceof DeviceCertificate)) return parsed
+    const context = this.#contextOrRefusal(action, now)
+    if (!('self' in context)) return context
+    return decide({ certificate: parsed, action }, context)
   }
 
   /** The server identity check (action 'serve', stages 1–3) on the certificate of the device this one reached. Never throws. */
   checkServer(certificate: Uint8Array | DeviceCertificate): Decision {
-    return this.#run(certificate, SERVE_ACTION, (c, context) => verifyServerIdentity({ certificate: c }, context))
+    const now = this.now()
+    const parsed = this.#parse(certificate, SERVE_ACTION, now)
+    if (!(parsed instanceof DeviceCertificate)) return parsed
+    const context = this.#contextOrRefusal(SERVE_ACTION, now)
+    if (!('self' in context)) return context
+    return verifyServerIdentity({ certificate: parsed }, context)
   }
 
   /** A deny at the session's clock for something that failed before the engine could run. */
@@ -163,18 +173,20 @@ export class AccessSession {
     return refusalDecision(code, reason, action, this.now())
   }
 
-  #run(certificate: Uint8Array | DeviceCertificate, action: string, stages: (c: DeviceCertificate, context: DecisionContext<DeviceCertificate>) => Decision): Decision {
-    const now = this.now()
-    let parsed: DeviceCertificate
+  #parse(certificate: Uint8Array | DeviceCertificate, action: string, now: number): DeviceCertificate | Decision {
+    if (certificate instanceof DeviceCertificate) return certificate
     try {
-      parsed = certificate instanceof DeviceCertificate ? certificate : this.certificate(certificate)
+      return this.certificate(certificate)
     } catch (e) {
       return refusalOf(e, action, now, undefined)
     }
+  }
+
+  // A ledger that cannot be read (a refresh that threw) fails closed with the reason.
+  #contextOrRefusal(action: string, now: number): DecisionContext<DeviceCertificate> | Decision {
     try {
-      return stages(parsed, this.context(now))
+      return this.context(now)
     } catch (e) {
-      // A ledger refresh that failed, or any other surprise: fail closed with the reason.
       return refusalOf(e, action, now, undefined)
     }
   }

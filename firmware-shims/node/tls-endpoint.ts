@@ -205,6 +205,8 @@ export function startAccessEndpoint(options: AccessEndpointOptions): Promise<Acc
   return new Promise((resolve, reject) => {
     server.once('error', e => reject(new KinError('ACCESS_TRANSPORT', `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 0}: ${e.message}`, { cause: e })))
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      // Once listening, a server error (e.g. out of file descriptors on accept) is reported, not thrown at the process.
+      server.on('error', e => options.onHandshakeError?.(e, { address: '?', port: 0 }))
       const address = server.address() as AddressInfo
       resolve({
         host: address.address, port: address.port, server,

@@ -132,7 +132,7 @@ t.test('a fake lock served by kin serve (Eve-CA certificate for the lock CN) get
   t.same(server.lines.filter(l => l['decision'] !== undefined), [], 'the fake lock never saw an action to decide on')
 })
 
-t.test('kin check: exit 0 allow, 1 deny, an audit line for each; --bundle refused with a code', async t => {
+t.test('kin check: exit 0 allow, 1 deny, an audit line for each', async t => {
   const home = await house.home(lock)
   t.teardown(home.remove)
   const peer = house.file(home.dir, 'guest.pem', house.fleet.device(guest).certificate.pem)
@@ -140,27 +140,26 @@ t.test('kin check: exit 0 allow, 1 deny, an audit line for each; --bundle refuse
   writeFileSync(der, house.fleet.device(guest).certificate.der)
   const eve = house.file(home.dir, 'eve.pem', house.forge('eve-ca', guest, house.cn['L2.2']).pem)
 
-  const allow = await kin(['check', '--home', home.dir, '--peer', peer, '--action', 'unlock', '--json'])
+  // Three processes at once; audit lines then come in any order.
+  const [allow, fromDer, rogue] = await Promise.all([
+    kin(['check', '--home', home.dir, '--peer', peer, '--action', 'unlock', '--json']),
+    kin(['check', '--home', home.dir, '--peer', der, '--action', 'view']),
+    kin(['check', '--home', home.dir, '--peer', eve, '--json']),
+  ])
   t.equal(allow.status, 0, allow.stderr)
   t.equal(json(allow.stdout)['code'], 'ALLOW')
   t.same(json(allow.stdout)['path'], [guest, house.cn['L2.2'], house.cn.L1, house.cn['L2.1'], lock])
-  const fromDer = await kin(['check', '--home', home.dir, '--peer', der, '--action', 'view'])
   t.equal(fromDer.status, 0, 'DER works too')
   t.match(fromDer.stdout, /^ALLOW "view"/)
-  const deny = await kin(['check', '--home', home.dir, '--peer', peer, '--action', 'configure', '--json'])
-  t.equal(deny.status, 1)
-  t.equal(json(deny.stdout)['code'], 'POLICY_ACTION')
-  const rogue = await kin(['check', '--home', home.dir, '--peer', eve, '--json'])
   t.equal(rogue.status, 1)
   t.equal(json(rogue.stdout)['code'], 'CERT_CHAIN')
-  const audit = auditLines(home.dir)
-  t.same(audit.map(a => [a['code'], a['action'], a['allow']]), [
-    ['ALLOW', 'unlock', true], ['ALLOW', 'view', true], ['POLICY_ACTION', 'configure', false], ['CERT_CHAIN', 'unlock', false],
-  ])
-  t.equal(audit[0]!['peer'], guest)
-  t.equal(audit[3]!['peer'], null, 'a certificate that fails the chain check names no peer')
+  const audit = auditLines(home.dir).sort((a, b) => String(a['action']).localeCompare(String(b['action'])) || String(a['code']).localeCompare(String(b['code'])))
+  t.same(audit.map(a => [a['code'], a['action'], a['allow'], a['peer']]), [
+    ['ALLOW', 'unlock', true, guest], ['CERT_CHAIN', 'unlock', false, null], ['ALLOW', 'view', true, guest],
+  ], 'one audit line per decision; a certificate that fails the chain check names no peer')
 })
 
+// Without the bundle this home denies ACCESS_MISSING_PROOF (test/serve/session.test.ts).
 t.test('kin check --bundle: the guest carries its proof bundle to a lock whose ledger predates it', async t => {
   const own = await house.home(lock, { ledger: 'own' })
   t.teardown(own.remove)
@@ -172,10 +171,7 @@ t.test('kin check --bundle: the guest carries its proof bundle to a lock whose l
   const out = json(r.stdout)
   t.equal(out['code'], 'ALLOW')
   t.equal((out['bundle'] as Record<string, unknown>)['anchoring'], 'unanchored')
-  const missing = await kin(['check', '--home', own.dir, '--peer', peer, '--json'])
-  t.equal(missing.status, 1, 'without the bundle')
-  t.equal(json(missing.stdout)['code'], 'ACCESS_MISSING_PROOF')
-  t.same(auditLines(own.dir).map(a => a['code']), ['ALLOW', 'ACCESS_MISSING_PROOF'])
+  t.same(auditLines(own.dir).map(a => a['code']), ['ALLOW'])
 })
 
 t.test('an unreachable target is an error (exit 2), not a deny; kin check --help says there is no proof of possession', async t => {

@@ -37,7 +37,14 @@ export const serve: CommandSpec = {
     if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
     const device = await openAccessHome(dir, { audit: true, needKey: true })
     const json = args.json
+    let reportedLedgerError: string | undefined
     const onDecision = (decision: Decision, from: PeerAddress): void => {
+      // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error.
+      const ledgerError = device.ledger.lastError
+      if (ledgerError !== undefined && ledgerError.message !== reportedLedgerError) {
+        line(json, { ledgerError: ledgerError.code, message: ledgerError.message }, `warning: ${device.home.path('ledger')} no longer verifies (${ledgerError.code}: ${ledgerError.message}); deciding on the last verified state`)
+      }
+      reportedLedgerError = ledgerError?.message
       device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
       line(json, { decision: answerOf(decision), from: `${from.address}:${from.port}` }, `${isoTime(decision.time)} ${from.address}:${from.port} ${describeDecision(decision)}`)
     }
