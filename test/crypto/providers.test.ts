@@ -44,3 +44,20 @@ t.test('node and portable agree on random keys and messages', async t => {
     t.equal(toHex(nodeCrypto.sha256(msg)), toHex(portableCrypto.sha256(msg)))
   }
 })
+
+t.test('RFC 8032 §5.1.7: a signature with S + L (non-canonical) is refused by both providers', async t => {
+  const v = ed.vectors[1]
+  const sig = fromHex(v.signature)
+  // Add L to S (little-endian) to get a malleated signature that an unchecked verifier accepts.
+  const L = fromHex('edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010')
+  let carry = 0
+  for (let i = 0; i < 32; i++) {
+    const sum = sig[32 + i]! + L[i]! + carry
+    sig[32 + i] = sum & 0xff
+    carry = sum >> 8
+  }
+  t.equal(carry, 0, 'S + L still fits in 32 bytes for this vector')
+  for (const provider of [nodeCrypto, portableCrypto]) {
+    t.equal(provider.ed25519Verify(sig, fromHex(v.message), fromHex(v.publicKey)), false, `${provider.name} refuses S + L`)
+  }
+})
