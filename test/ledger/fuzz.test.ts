@@ -224,7 +224,7 @@ t.test('round trip through signing: signEvent output decodes to the signed event
     if (JSON.stringify(eventToJson(back)) !== JSON.stringify(eventToJson(signed.event))) throw new Error('signed event does not round-trip')
     const again = signEvent(portableCrypto, unsigned as UnsignedEvent, seed)
     if (again.idHex !== signed.idHex) throw new Error('providers sign differently')
-  }), { numRuns: 300 }))
+  }), { numRuns: 150 }))
 })
 
 // ---- validly signed random events ------------------------------------------------------------------------------
