@@ -1,0 +1,63 @@
+/**
+ * @module The Espruino agent: asks its verifier for a verdict on each access and acts only on one that verdict.js
+ * accepts. Topics follow DESIGN.md "MQTT topics": the request goes to the verifier's inbox
+ * kin/<fleet>/dev/<verifier CN>/inbox, the verdict comes back on the device's own inbox.
+ *
+ * Wiring on a device (names as in docs/DEVICES.md "Flashing an Espruino board"):
+ *   var c = require('kin-crypto').espruinoCrypto();
+ *   var clock = require('kin-clock').espruinoClock();
+ *   var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: CN, key: KEY, crypto: c, clock: clock });
+ *   require('kin-transport').espruinoTransport().connect(BROKER).then(function (session) {
+ *     var agent = require('kin-agent').espruinoAgent({ fleet: FLEET, self: CN, verifier: VERIFIER_CN, session: session,
+ *       verdicts: verdicts, onVerdict: function (err, v) { if (!err && v.allow && v.action === 'unlock') openDoor(); } });
+ *     setWatch(function () { agent.ask('unlock', 'button'); }, BTN, { repeat: true, edge: 'rising' });
+ *   });
+ */
+
+function inboxOf(fleet, cn) {
+  return 'kin/' + fleet + '/dev/' + cn + '/inbox';
+}
+
+function binaryOf(bytes) {
+  var s = '';
+  for (var i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+  return s;
+}
+
+/**
+ * Starts the agent on an open transport session. onVerdict(error, verdict) is called for every line on the inbox
+ * that claims to be a verdict: with the verdict when it passed every check, with the error (its code says which
+ * check failed) otherwise. Other messages on the inbox are not for this agent and are left alone.
+ */
+function espruinoAgent(options) {
+  var own = inboxOf(options.fleet, options.self);
+  var theirs = inboxOf(options.fleet, options.verifier);
+  var verdicts = options.verdicts;
+  var session = options.session;
+  session.onMessage(function (topic, payload) {
+    if (topic !== own) return;
+    var line = binaryOf(payload);
+    if (line.indexOf('kin-verdict-') !== 0) return;
+    var verdict;
+    try {
+      verdict = verdicts.accept(line);
+    } catch (e) {
+      options.onVerdict(e, undefined);
+      return;
+    }
+    options.onVerdict(undefined, verdict);
+  });
+  var ready = session.subscribe([own]);
+  return {
+    inbox: own,
+    ask: function (action, peerHint) {
+      return ready.then(function () {
+        var request = verdicts.request(action, peerHint);
+        return session.publish(theirs, request.line).then(function () { return request.nonce; });
+      });
+    }
+  };
+}
+
+exports.espruinoAgent = espruinoAgent;
+exports.inboxOf = inboxOf;

@@ -1,0 +1,92 @@
+/**
+ * @module Espruino crypto shim: SHA-256 from Espruino's native crypto library (require("crypto").SHA256, mbedTLS),
+ * HMAC-SHA256 (RFC 2104) built on it, constant-time comparison, and random bytes from E.hwRand().
+ *
+ * Not a full CryptoProvider (firmware-shims/types.ts): Espruino has no native Ed25519, and tweetnacl in Espruino's
+ * interpreter takes tens of seconds per signature check, so this device does not verify ledger signatures itself
+ * (docs/DEVICES.md "What the Espruino agent does instead"). Its library is in Espruino Pico and Espruino WiFi
+ * firmware; other boards need a build with USE_CRYPTO.
+ */
+
+var HMAC_BLOCK = 64;
+
+function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  var out = new Uint8Array(data.length);
+  for (var i = 0; i < data.length; i++) out[i] = data.charCodeAt(i) & 255;
+  return out;
+}
+
+function concat(a, b) {
+  var out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+function sha256With(hash, data) {
+  return new Uint8Array(hash(toBytes(data)));
+}
+
+function hmacWith(hash, key, message) {
+  var k = toBytes(key);
+  if (k.length > HMAC_BLOCK) k = sha256With(hash, k);
+  var inner = new Uint8Array(HMAC_BLOCK);
+  var outer = new Uint8Array(HMAC_BLOCK);
+  for (var i = 0; i < HMAC_BLOCK; i++) {
+    var b = i < k.length ? k[i] : 0;
+    inner[i] = b ^ 0x36;
+    outer[i] = b ^ 0x5c;
+  }
+  return sha256With(hash, concat(outer, sha256With(hash, concat(inner, toBytes(message)))));
+}
+
+function equalBytes(a, b) {
+  if (a.length !== b.length) return false;
+  var diff = 0;
+  for (var i = 0; i < a.length; i++) diff = diff | (a[i] ^ b[i]);
+  return diff === 0;
+}
+
+function toHex(bytes) {
+  var out = '';
+  for (var i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? '0' : '') + bytes[i].toString(16);
+  return out;
+}
+
+function fromHex(text) {
+  if (typeof text !== 'string' || text.length % 2 !== 0 || !/^[0-9a-f]*$/.test(text)) return undefined;
+  var out = new Uint8Array(text.length / 2);
+  for (var i = 0; i < out.length; i++) out[i] = parseInt(text.substr(i * 2, 2), 16);
+  return out;
+}
+
+/**
+ * The crypto shim. `hash` and `random32` default to Espruino's require("crypto").SHA256 and E.hwRand(); tests pass
+ * stand-ins. E.hwRand() reads noise from the chip (the nRF52's hardware generator on Puck.js); its quality is the
+ * board's.
+ */
+function espruinoCrypto(hash, random32) {
+  var sha = hash || require('crypto').SHA256;
+  var rand = random32 || function () { return E.hwRand(); };
+  return {
+    name: 'espruino',
+    sha256: function (data) { return sha256With(sha, data); },
+    hmacSha256: function (key, message) { return hmacWith(sha, key, message); },
+    equalBytes: equalBytes,
+    toHex: toHex,
+    fromHex: fromHex,
+    toBytes: toBytes,
+    randomBytes: function (length) {
+      var out = new Uint8Array(length);
+      var r = 0;
+      for (var i = 0; i < length; i++) {
+        if (i % 4 === 0) r = rand();
+        out[i] = (r >>> ((i % 4) * 8)) & 255;
+      }
+      return out;
+    }
+  };
+}
+
+exports.espruinoCrypto = espruinoCrypto;

@@ -1,0 +1,96 @@
+/**
+ * @module Delegated access verdicts: what an Espruino device checks instead of Ed25519 and RSA (docs/DEVICES.md
+ * "What the Espruino agent does instead"). A nearby verifier that runs the full agent takes the access decision in
+ * the device's name; the device accepts a verdict only with a valid HMAC-SHA256 under the key it shares with that
+ * verifier, for itself, for a challenge it issued, unused and unexpired, and for the action it asked about.
+ *
+ * Wire format (ASCII, fields separated by "|", none may contain "|" or a line break; MAC = lowercase hex of
+ * HMAC-SHA256(key, everything before the last "|")):
+ *   request  kin-request-1|<device CN>|<nonce hex, 16 bytes>|<action>|<peer hint>|<device time>|<MAC>
+ *   verdict  kin-verdict-1|<device CN>|<nonce hex>|<peer CN>|<action>|<1 allow, 0 deny>|<code>|<verifier time>|<MAC>
+ * The device publishes the request to the verifier's inbox topic and receives the verdict on its own.
+ */
+
+var REQUEST_TAG = 'kin-request-1';
+var VERDICT_TAG = 'kin-verdict-1';
+var NONCE_BYTES = 16;
+
+function verdictError(code, message) {
+  var e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+function plainField(value) {
+  return typeof value === 'string' && value.length > 0 && value.length <= 253 && !/[|\r\n]/.test(value);
+}
+
+/**
+ * The device's side. `crypto` is espruinoCrypto(), `clock` espruinoClock(); `key` the 32 bytes shared with the
+ * verifier (written over USB when the device is flashed); `ttl` how many seconds a challenge stays open.
+ */
+function DelegatedVerdicts(options) {
+  if (!plainField(options.self)) throw verdictError('BAD_ARGUMENT', 'self must be the device CN');
+  if (!(options.key instanceof Uint8Array) || options.key.length < 32) throw verdictError('BAD_ARGUMENT', 'key must be at least 32 bytes');
+  this.crypto = options.crypto;
+  this.clock = options.clock;
+  this.key = options.key;
+  this.self = options.self;
+  this.ttl = options.ttl || 30;
+  this.pending = {};
+}
+
+DelegatedVerdicts.prototype.mac = function (text) {
+  return this.crypto.toHex(this.crypto.hmacSha256(this.key, text));
+};
+
+/** A fresh challenge for `action` (and a hint who asks): the request line to publish to the verifier. */
+DelegatedVerdicts.prototype.request = function (action, peerHint) {
+  if (!plainField(action)) throw verdictError('BAD_ARGUMENT', 'action must be a plain word');
+  var hint = peerHint === undefined ? '-' : String(peerHint);
+  if (!plainField(hint)) throw verdictError('BAD_ARGUMENT', 'peer hint must not hold "|" or line breaks');
+  var nonce = this.crypto.toHex(this.crypto.randomBytes(NONCE_BYTES));
+  var now = this.clock.now();
+  this.pending[nonce] = { action: action, issued: now };
+  var body = [REQUEST_TAG, this.self, nonce, action, hint, String(now)].join('|');
+  return { nonce: nonce, line: body + '|' + this.mac(body) };
+};
+
+/**
+ * Checks a verdict line. Returns { allow, code, peer, action, time } for a verdict that passes every check, and
+ * throws otherwise: VERDICT_FORMAT, VERDICT_MAC (not from the verifier), VERDICT_NOT_MINE, VERDICT_UNKNOWN_CHALLENGE
+ * (never issued, or already used: a replay), VERDICT_EXPIRED, VERDICT_ACTION. A challenge is used up by the first
+ * verdict that names it with a valid MAC, allow or deny.
+ */
+DelegatedVerdicts.prototype.accept = function (line) {
+  var text = typeof line === 'string' ? line : '';
+  var fields = text.split('|');
+  if (fields.length !== 9 || fields[0] !== VERDICT_TAG) throw verdictError('VERDICT_FORMAT', 'not a kin-verdict-1 line');
+  var body = fields.slice(0, 8).join('|');
+  var expected = this.crypto.toBytes(this.mac(body));
+  if (!this.crypto.equalBytes(expected, this.crypto.toBytes(fields[8]))) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
+  if (fields[1] !== this.self) throw verdictError('VERDICT_NOT_MINE', 'the verdict is for ' + fields[1]);
+  var challenge = this.pending[fields[2]];
+  if (challenge === undefined) throw verdictError('VERDICT_UNKNOWN_CHALLENGE', 'no open challenge ' + fields[2]);
+  delete this.pending[fields[2]];
+  if (this.clock.now() - challenge.issued > this.ttl) throw verdictError('VERDICT_EXPIRED', 'the challenge expired');
+  if (fields[4] !== challenge.action) throw verdictError('VERDICT_ACTION', 'the verdict is for "' + fields[4] + '", the challenge for "' + challenge.action + '"');
+  if (fields[5] !== '1' && fields[5] !== '0') throw verdictError('VERDICT_FORMAT', 'allow must be 1 or 0');
+  var time = parseInt(fields[7], 10);
+  if (!this.clock.trusted() && this.clock.adopt(time)) this.pending = {};
+  return { allow: fields[5] === '1', code: fields[6], peer: fields[3], action: fields[4], time: time };
+};
+
+/** Drops challenges older than the lifetime (call now and then; accept() checks expiry itself). */
+DelegatedVerdicts.prototype.expire = function () {
+  var now = this.clock.now();
+  var keep = {};
+  for (var nonce in this.pending) {
+    if (now - this.pending[nonce].issued <= this.ttl) keep[nonce] = this.pending[nonce];
+  }
+  this.pending = keep;
+};
+
+exports.DelegatedVerdicts = DelegatedVerdicts;
+exports.REQUEST_TAG = REQUEST_TAG;
+exports.VERDICT_TAG = VERDICT_TAG;
