@@ -289,15 +289,18 @@ export class Miner {
   /**
    * Signs a new head when the tree grew since the last one: height + 1, the last head's id, time max(last time,
    * now), the tree size and root; appends it durably to the heads file and resolves with it. Undefined when
-   * nothing is new. The broker calls this at least every 200 ms while events are unsealed.
+   * nothing is new. The broker calls this at least every 200 ms while events are unsealed. With `heartbeatAfter`
+   * (seconds), a quiet log gets a head over the same tree once the last one is that old, so devices can tell a
+   * fresh ledger from a stale one by head time (policy maxHeadAge); same tree, same root: consistent by definition.
    */
-  seal(now: number): Promise<BlockHead | undefined> {
+  seal(now: number, opts: { heartbeatAfter?: number } = {}): Promise<BlockHead | undefined> {
     return this.serialize(async () => {
       checkTime('now', now)
       if (this.failure !== undefined) throw this.failure
       const size = this.tree.size
       const last = this.heads[this.heads.length - 1]
-      if (size === 0 || (last !== undefined && last.head.treeSize >= size)) return undefined
+      const beat = opts.heartbeatAfter !== undefined && last !== undefined && now - last.head.time >= opts.heartbeatAfter
+      if (size === 0 || (last !== undefined && last.head.treeSize >= size && !beat)) return undefined
       const head = signHead(this.crypto, {
         height: last === undefined ? 0 : last.head.height + 1,
         prevHeadId: last === undefined ? genesisPrevHeadId() : last.id,

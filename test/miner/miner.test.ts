@@ -333,3 +333,18 @@ t.test('a heads-file write that fails is never returned; after a reopen the chai
   t.ok(bytesEqual(h1.prevHeadId, headId(nodeCrypto, h0)))
   t.equal(h1.treeSize, f.events.length)
 })
+
+t.test('heartbeat heads: a quiet log gets a fresh head over the same tree when asked', async t => {
+  const { f } = wideFleet(2)
+  const miner = await openMiner(f, memoryStorage())
+  await miner.submit(f.events.map(e => e.bytes), NOW)
+  const h0 = (await miner.seal(NOW))!
+  t.equal(await miner.seal(NOW + 30, { heartbeatAfter: 60 }), undefined, 'not yet due')
+  const h1 = (await miner.seal(NOW + 60, { heartbeatAfter: 60 }))!
+  t.equal(h1.height, 1)
+  t.equal(h1.time, NOW + 60)
+  t.equal(h1.treeSize, h0.treeSize)
+  t.ok(bytesEqual(h1.root, h0.root))
+  t.ok(bytesEqual(h1.prevHeadId, headId(nodeCrypto, h0)))
+  t.equal(await miner.seal(NOW + 61), undefined, 'without the option, still nothing new')
+})

@@ -484,3 +484,21 @@ t.test('node storage: miner and replica on disk, fsync and atomic replace, acros
   await replica.close()
   await replica.ledger.close()
 })
+
+t.test('a heartbeat head over the same tree advances a replica\'s head time, by announcement or on its own', async t => {
+  const { f } = wideFleet(2)
+  const key = minerKeyOf(f)
+  const { miner, heads } = await minerWithHeads(f, [f.events.length])
+  const a = await openReplica(memoryStorage())
+  const b = await openReplica(memoryStorage())
+  for (const r of [a, b]) await r.applySyncResponse(encodeSyncResponse(buildSyncResponse(miner, r.syncRequest())), key, NOW)
+  const beat = (await miner.seal(NOW + 600, { heartbeatAfter: 300 }))!
+  const viaEvents = await a.applySyncResponse(encodeSyncResponse(buildHeadAnnouncement(nodeCrypto, miner, heads[0])), key, NOW + 601)
+  t.equal(viaEvents.status, 'advanced')
+  t.equal(viaEvents.added, 0)
+  t.equal((await b.applyHead(encodeHead(beat), key, NOW + 601)).status, 'advanced', 'the ledger already holds the (same) tree')
+  for (const r of [a, b]) {
+    t.equal(r.head!.time, NOW + 600)
+    t.equal(r.coveredSize, heads[0]!.treeSize)
+  }
+})
