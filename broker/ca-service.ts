@@ -60,6 +60,8 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
       checkAgainstInvite(ctx, inviteId, authorize)
       const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: msg.csrPem, now: ctx.now() })
       const cn = issued.certificate.cn
+      // Kept before it is handed over: a certificate whose serial L0 does not know could never be put on a CRL.
+      ctx.issued.record(issued.certificate, ctx.now())
       try {
         ctx.invites.markDone(inviteId, cn)
       } catch (err) {

@@ -1,14 +1,17 @@
 /** @module L0's home as the broker needs it: keys, certificates, the ledger file, the invite book, and a lock against a second broker. */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { bytesEqual } from '../agent/codec/bytes.ts'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import type { PersistentLedger } from '../agent/ledger/persistent.ts'
+import { replayRecords, type PersistentLedger } from '../agent/ledger/persistent.ts'
+import type { Ledger } from '../agent/ledger/ledger.ts'
+import { scanRecords } from '../agent/ledger/store.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
-import { Home } from '../agent/cli/home.ts'
+import { Home, type HomeConfig } from '../agent/cli/home.ts'
 import { openHomeLedger } from '../agent/cli/device.ts'
 import { INVITES_FILE, InviteBook } from './invites.ts'
+import { IssuedRegistry } from './issued.ts'
 import type { L0Logger } from './log.ts'
 
 /** File in L0's home that says a broker runs on it (holds its pid). */
@@ -24,9 +27,13 @@ export interface L0Home {
   rootKeyPem: string
   certPem: string
   tlsKeyPem: string
+  /** L0's Ed25519 ledger seed: also the fleet's miner key (genesis.body.minerKey). */
+  ledgerSeed: Uint8Array
   ledger: PersistentLedger
   invites: InviteBook
-  /** Closes the ledger file and removes the lock. */
+  /** Certificates the CA issued (ca/issued.json), L0's own included. */
+  issued: IssuedRegistry
+  /** Closes the ledger file (if still open) and removes the lock. */
   close(): Promise<void>
 }
 
@@ -60,29 +67,70 @@ function acquireLock(path: string): () => void {
   throw new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
 }
 
-/** Opens L0's home for the broker: refuses a device's home, a home whose ledger names another root, or a locked home. */
-export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
+/** L0's keys and certificates as `kin init` wrote them, without the ledger; HOME_MISSING for a device's home. */
+export interface L0Material {
+  home: Home
+  config: HomeConfig
+  cn: string
+  fleet: string
+  root: DeviceCertificate
+  rootPem: string
+  rootKeyPem: string
+  certPem: string
+  tlsKeyPem: string
+}
+
+/** Reads L0's keys and certificates; refuses a device's home. */
+export function readL0Material(dir: string): L0Material {
   const home = new Home(dir)
   const config = home.readConfig()
   if (config.l0 !== true) throw new KinError('HOME_MISSING', `${home.dir} is a device's home, not L0's: run 'kin broker' on the home made by 'kin init'`)
   const rootPem = home.readText('root')
   const root = DeviceCertificate.from(rootPem, { sha256: nodeCrypto.sha256 })
-  const material = { rootKeyPem: home.readText('caKey'), certPem: home.readText('cert'), tlsKeyPem: home.readText('tlsKey') }
+  return { home, config, cn: config.cn, fleet: config.fleet, root, rootPem, rootKeyPem: home.readText('caKey'), certPem: home.readText('cert'), tlsKeyPem: home.readText('tlsKey') }
+}
+
+function checkGenesis(m: L0Material, ledger: Ledger): void {
+  const genesis = ledger.state.genesis
+  if (genesis === undefined) throw new KinError('HOME_MISSING', `${m.home.path('ledger')} has no genesis event; was 'kin init' interrupted?`)
+  if (genesis.cn !== m.config.cn || genesis.body.domain !== m.config.fleet || !bytesEqual(genesis.body.rootCertHash, m.root.certHash)) {
+    throw new KinError('STORAGE_DAMAGED', `the ledger's genesis does not match ${m.home.path('config')} and ${m.home.path('root')}`)
+  }
+}
+
+/**
+ * L0's ledger read without opening it for writing (a running broker may hold it): the complete records of the file,
+ * replayed with signatures trusted (it is L0's own file); a torn tail being written is simply not read.
+ */
+export function readL0Ledger(m: L0Material): Ledger {
+  const path = m.home.path('ledger')
+  if (!existsSync(path)) throw new KinError('HOME_MISSING', `${path} is missing; was 'kin init' run on ${m.home.dir}?`)
+  const { records } = scanRecords(new Uint8Array(readFileSync(path)))
+  const ledger = replayRecords(nodeCrypto, records, { trustSignatures: true })
+  checkGenesis(m, ledger)
+  return ledger
+}
+
+/** Opens L0's home for the broker: refuses a device's home, a home whose ledger names another root, or a locked home. */
+export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
+  const m = readL0Material(dir)
+  const { home, config } = m
+  const ledgerSeed = home.readLedgerKey()
   const release = acquireLock(join(home.dir, LOCK_FILE))
   let ledger: PersistentLedger | undefined
   try {
     ledger = await openHomeLedger(home, nodeCrypto, (offset, dropped) => {
       log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message: `dropped a torn tail of ${dropped} bytes at offset ${offset} (an interrupted write)` })
     })
-    const genesis = ledger.ledger.state.genesis
-    if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event; was 'kin init' interrupted?`)
-    if (genesis.cn !== config.cn || genesis.body.domain !== config.fleet || !bytesEqual(genesis.body.rootCertHash, root.certHash)) {
-      throw new KinError('STORAGE_DAMAGED', `the ledger's genesis does not match ${home.path('config')} and ${home.path('root')}`)
-    }
+    checkGenesis(m, ledger.ledger)
     const invites = InviteBook.open(join(home.dir, INVITES_FILE))
+    const issued = IssuedRegistry.open(home.dir)
+    // `kin init` predates the registry: L0's own certificate is recorded here, so a CRL can name it too.
+    issued.record(DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 }), Math.floor(Date.now() / 1000))
     const opened = ledger
     return {
-      home, cn: config.cn, fleet: config.fleet, root, rootPem, ...material, ledger: opened, invites,
+      home, cn: config.cn, fleet: config.fleet, root: m.root, rootPem: m.rootPem, rootKeyPem: m.rootKeyPem, certPem: m.certPem, tlsKeyPem: m.tlsKeyPem,
+      ledgerSeed, ledger: opened, invites, issued,
       close: async () => {
         try { await opened.close() } finally { release() }
       },

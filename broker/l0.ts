@@ -1,25 +1,23 @@
-/** @module startL0: L0's services in one process — aedes over mutual TLS, login and ACLs, the fleet CA, invites, ledger intake. */
+/** @module startL0: L0's services in one process — aedes over mutual TLS, login and ACLs, the fleet CA, invites, the miner. */
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodePki } from '../firmware-shims/node/pki.ts'
-import { FleetCa } from '../agent/enroll/ca.ts'
-import { fleetTopics, MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
+import { MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
+import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
-import type { EncodedEvent } from '../agent/ledger/types.ts'
 import { guardedConnection } from './frame-guard.ts'
 import { installHooks, payloadTooLarge } from './hooks.ts'
-import { openL0Home } from './home.ts'
+import { openL0Home, type L0Home } from './home.ts'
 import { describeIdentity } from './identity.ts'
 import type { InviteBook } from './invites.ts'
+import type { IssuedRegistry } from './issued.ts'
 import { deviceStanding, isCertified, pairingStanding } from './login.ts'
 import { makeLogger, type LogSink } from './log.ts'
+import type { MinerService } from './miner-service.ts'
 import { Sessions, type L0Session } from './sessions.ts'
-import type { ServiceContext } from './context.ts'
-import { handleSubmission } from './submit.ts'
-import { handleL0Inbox } from './inbox.ts'
-import { handleCsr } from './ca-service.ts'
+import { startServices, type RunningServices } from './services.ts'
 
 /**
  * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
@@ -42,6 +40,8 @@ export interface L0Options {
   log?: LogSink
   /** The clock, in seconds since the epoch (default: the system clock). */
   now?: () => number
+  /** Longest wait (ms) before accepted events are covered by a signed head (default 200). */
+  sealIntervalMs?: number
 }
 
 /** L0's running services. */
@@ -53,9 +53,13 @@ export interface L0Services {
   /** The fleet domain `F`. */
   readonly fleet: string
   readonly topics: FleetTopics
-  /** L0's ledger: the miner's copy, durable. */
+  /** L0's ledger: the miner's log, durable. Read it; writes go through `miner`. */
   readonly ledger: PersistentLedger
+  /** The miner: submit events, seal, and its signed heads (`miner.miner`). */
+  readonly miner: MinerService
   readonly invites: InviteBook
+  /** Certificates the CA issued, with their serials (ca/issued.json). */
+  readonly issued: IssuedRegistry
   readonly rootPem: string
   /** Open device sessions by CN. */
   clientsByCn(): Map<string, L0Session>
@@ -65,6 +69,8 @@ export interface L0Services {
   publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
   /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
   sweep(): void
+  /** Signs a head over every durable event now (if any is new) and publishes it; resolves with it. */
+  seal(): Promise<BlockHead | undefined>
   /** Closes every session, stops listening, waits for work in progress, closes the ledger file. */
   close(): Promise<void>
 }
@@ -73,32 +79,9 @@ function asBytes(payload: string | Buffer): Uint8Array {
   return typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.length)
 }
 
-/** Starts L0's services on the home made by `kin init`. */
-export async function startL0(opts: L0Options): Promise<L0Services> {
-  const log = makeLogger(opts.log)
-  const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
-  const l0 = await openL0Home(opts.home, log)
-  const topics = fleetTopics(l0.fleet)
-  const sessions = new Sessions<Client>()
-  const sockets = new WeakMap<Client, TLSSocket>()
-  const openSockets = new Set<TLSSocket>()
-  const work = new Set<Promise<void>>()
-  let closing = false
-
-  let aedes: Aedes
-  try {
-    aedes = await Aedes.createBroker({ connectTimeout: 10_000, drainTimeout: 30_000 })
-  } catch (err) {
-    await l0.close()
-    throw err
-  }
-
-  const publish = (topic: string, payload: Uint8Array, o: { retain?: boolean } = {}): Promise<void> =>
-    new Promise((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: o.retain === true, dup: false }, err => err ? reject(err) : resolve())
-    })
-
-  const sweep = (): void => {
+/** Closes sessions whose identity no longer stands and purges old invites (the aedes broker's periodic check). */
+function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log: ReturnType<typeof makeLogger>): () => void {
+  return () => {
     const t = now()
     try {
       for (const i of l0.invites.purge(t)) log('info', 'invite.purged', { inviteId: i.inviteId, parentCn: i.parentCn, state: i.state, expires: i.expires })
@@ -116,18 +99,34 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
       client.close()
     }
   }
+}
 
-  const ctx: ServiceContext = {
-    fleet: l0.fleet, cn: l0.cn, topics, crypto: nodeCrypto, ledger: l0.ledger, invites: l0.invites, now, log, publish,
-    ca: new FleetCa({
-      crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.rootKeyPem,
-      ledger: { ledger: l0.ledger.ledger, append: (e, o) => l0.ledger.append(e, o) },
-    }),
-    // Announcing events on `ledger/events` is the miner's (signed heads, agent/ledger/sync.ts), not done here.
-    async ledgerChanged(_accepted: EncodedEvent[]) {
-      sweep()
-    },
+/**
+ * Starts L0's services on the home made by `kin init`: the miner over L0's ledger (refusing to start, with
+ * HEAD_INCONSISTENT, when its heads file contradicts the ledger), then aedes over mutual TLS with L0's login and
+ * ACLs. The latest head is retained on `ledger/head` before the first client can connect.
+ */
+export async function startL0(opts: L0Options): Promise<L0Services> {
+  const log = makeLogger(opts.log)
+  const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
+  const l0 = await openL0Home(opts.home, log)
+  const sessions = new Sessions<Client>()
+  const sockets = new WeakMap<Client, TLSSocket>()
+  const openSockets = new Set<TLSSocket>()
+  const sweep = sweeper(l0, sessions, now, log)
+
+  let aedes: Aedes
+  try {
+    aedes = await Aedes.createBroker({ connectTimeout: 10_000, drainTimeout: 30_000 })
+  } catch (err) {
+    await l0.close()
+    throw err
   }
+
+  const publish = (topic: string, payload: Uint8Array, o: { retain?: boolean } = {}): Promise<void> =>
+    new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: o.retain === true, dup: false }, err => err ? reject(err) : resolve())
+    })
 
   installHooks(aedes, {
     sessions, sockets, log,
@@ -138,22 +137,30 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   })
   aedes.on('clientDisconnect', client => { sessions.remove(client) })
 
-  // A service handler runs detached from aedes's delivery (which must not wait on fsyncs); close() waits for it.
-  const serve = (filter: string, handler: (topic: string, payload: Uint8Array) => Promise<void>): Promise<void> =>
-    new Promise(resolve => {
-      aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
-        cb()
-        if (closing || payloadTooLarge(packet.payload)) return
-        const job = handler(packet.topic, asBytes(packet.payload)).catch(err => {
-          log('error', 'broker.error', { topic: packet.topic, code: 'INTERNAL', message: (err as Error)?.message ?? String(err) })
-        })
-        work.add(job)
-        void job.finally(() => work.delete(job))
-      }, resolve)
+  let services: RunningServices
+  try {
+    services = await startServices({
+      l0, log, now, sealIntervalMs: opts.sealIntervalMs,
+      bus: {
+        publish,
+        // aedes's delivery must not wait on the services' fsyncs: acknowledge at once, the services run detached.
+        subscribe: (filter, deliver) => new Promise(resolve => {
+          aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
+            cb()
+            if (payloadTooLarge(packet.payload)) return
+            deliver(packet.topic, asBytes(packet.payload))
+          }, resolve)
+        }),
+      },
+      // A revoke or rekey may end open sessions.
+      ledgerChanged: () => sweep(),
     })
-  await serve(topics.submitAll, (topic, payload) => handleSubmission(ctx, topic.split('/')[4]!, topic, payload))
-  await serve(topics.inbox(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
-  await serve(`${topics.base}/pair/+/csr`, (topic, payload) => handleCsr(ctx, topic.split('/')[3]!, topic, payload))
+  } catch (err) {
+    await new Promise<void>(resolve => aedes.close(() => resolve()))
+    await l0.close()
+    throw err
+  }
+  const topics = services.topics
 
   const server = createServer({
     cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], minVersion: 'TLSv1.2', handshakeTimeout: 10_000,
@@ -184,6 +191,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     })
   } catch (err) {
     await new Promise<void>(resolve => aedes.close(() => resolve()))
+    await services.stop()
     await l0.close()
     throw err
   }
@@ -192,19 +200,18 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const timer = setInterval(sweep, SWEEP_INTERVAL_MS)
   timer.unref()
   sweep()
-  log('info', 'broker.listening', { host, port, cn: l0.cn, fleet: l0.fleet, events: l0.ledger.ledger.size, invites: l0.invites.list().length })
+  log('info', 'broker.listening', { host, port, cn: l0.cn, fleet: l0.fleet, events: l0.ledger.ledger.size, invites: l0.invites.list().length, height: services.miner.miner.latestHead()?.height })
 
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      closing = true
       clearInterval(timer)
       const stopped = new Promise<void>(resolve => server.close(() => resolve()))
       await new Promise<void>(resolve => aedes.close(() => resolve()))
       // Connections that never logged in are not aedes clients yet.
       for (const s of openSockets) s.destroy()
       await stopped
-      await Promise.allSettled([...work])
+      await services.stop()
       await l0.close()
       log('info', 'broker.closed', { host, port, cn: l0.cn })
     })()
@@ -212,9 +219,10 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
 
   return {
-    host, port, cn: l0.cn, fleet: l0.fleet, topics, ledger: l0.ledger, invites: l0.invites, rootPem: l0.rootPem,
+    host, port, cn: l0.cn, fleet: l0.fleet, topics, ledger: l0.ledger, miner: services.miner, invites: l0.invites, issued: l0.issued, rootPem: l0.rootPem,
     clientsByCn: () => sessions.clientsByCn(),
     pairingSessions: () => sessions.pairingSessions(),
     publish, sweep, close,
+    seal: () => services.miner.sealNow(),
   }
 }

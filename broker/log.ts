@@ -3,9 +3,11 @@
 /** Log events L0 writes; the `event` field of every record. */
 export type L0LogEvent =
   | 'broker.listening' | 'broker.closed' | 'broker.error' | 'tls.error'
+  | 'broker.connected' | 'broker.disconnected'
   | 'login.accepted' | 'login.refused' | 'session.closed'
   | 'acl.refused' | 'payload.dropped'
-  | 'ledger.accepted' | 'ledger.refused' | 'ledger.error'
+  | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'
+  | 'sync.refused' | 'bundle.sent' | 'bundle.refused'
   | 'invite.registered' | 'invite.refused' | 'invite.used' | 'invite.purged'
   | 'ca.issued' | 'ca.refused'
 

@@ -1,4 +1,4 @@
-/** @module The miner's intake: event submissions on `kin/F/ledger/submit/<CN>`, validated and appended durably to L0's ledger. */
+/** @module The miner's intake: event submissions on `kin/F/ledger/submit/<CN>`, validated and appended durably by the miner. */
 import { DecodeError, KinError } from '../agent/errors.ts'
 import { decodeCbor } from '../agent/codec/cbor.ts'
 import { MAX_EVENT_BYTES } from '../agent/ledger/event.ts'
@@ -22,8 +22,9 @@ export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
 
 /**
  * Handles one submission from device `fromCn` (the ACL lets only that device publish on its topic). Events come
- * in any order; each is validated once and the accepted ones are written with one fsync before they count.
- * One log line per accepted or refused event; a payload that does not decode is dropped and logged.
+ * in any order; the miner validates each once and writes the accepted ones with one fsync (shared with submissions
+ * that arrive meanwhile) before they count; a head covering them follows within the seal interval. One log line per
+ * accepted or refused event (resubmitted known events are silent); a payload that does not decode is dropped and logged.
  */
 export async function handleSubmission(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {
   let events: Uint8Array[]
@@ -36,7 +37,7 @@ export async function handleSubmission(ctx: ServiceContext, fromCn: string, topi
   }
   let result
   try {
-    result = await ctx.ledger.appendMany(events, { now: ctx.now() })
+    result = await ctx.miner.submit(events, ctx.now())
   } catch (err) {
     const code = err instanceof KinError ? err.code : 'INTERNAL'
     ctx.log('error', 'ledger.error', { from: fromCn, code, message: (err as Error).message, events: events.length })

@@ -68,7 +68,9 @@ t.test('[MQTT-3.3.5-2] publishing as another CN on submit closes the connection;
 
 t.test('only L0 publishes ledger/head: a device that tries is disconnected and subscribers see nothing', async t => {
   const watcher = await connectDevice(services, tablet)
+  const retained = nextMessage(watcher, topics.head)
   t.same(await subscribeGranted(watcher, [topics.head]), [1])
+  t.same(new Uint8Array(await retained), services.miner.miner.latestHeadBytes(), "the miner's head comes first, retained")
   const first = nextMessage(watcher, topics.head)
   const c = await connectDevice(services, lock)
   const gone = closed(c)

@@ -1,0 +1,159 @@
+/** @module `kin broker --export-mosquitto`: the fleet's topics, ACLs, TLS identity and CRL as Mosquitto configuration files. */
+import { join, resolve } from 'node:path'
+import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { fleetTopics, MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { writeFileDurable } from '../agent/cli/home.ts'
+import { DeviceCertificate } from '../agent/pki/certificate.ts'
+import { buildCrl } from './crl.ts'
+import { readL0Ledger, readL0Material } from './home.ts'
+import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
+import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
+
+/** File names the export writes in its directory. */
+export const MOSQUITTO_FILES = {
+  conf: 'mosquitto.conf',
+  acl: 'kinship.acl',
+  crl: 'crl.pem',
+  cafile: 'root.pem',
+  certfile: 'l0-cert.pem',
+  keyfile: 'l0-key.pem',
+} as const
+
+/** Default life of an exported CRL: OpenSSL refuses every client once nextUpdate has passed, so re-export before then. */
+export const DEFAULT_CRL_DAYS = 30
+/**
+ * Largest MQTT packet Mosquitto accepts (`max_packet_size`): the fleet's payload limit plus room for the fixed
+ * header, topic and packet id. Unlike L0's aedes (which acknowledges and drops an oversized payload), Mosquitto
+ * disconnects a client that sends a larger packet.
+ */
+export const MOSQUITTO_MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 1024
+
+/** Options of exportMosquitto. */
+export interface MosquittoExportOptions {
+  /** L0's home. */
+  home: string
+  /** Directory to write into (created if missing; files in it are replaced). */
+  dir: string
+  /** Address Mosquitto binds (default: every address). */
+  host?: string
+  /** Port of its TLS listener (default 8883). */
+  port?: number
+  /** Seconds since the epoch (default: now): the CRL's thisUpdate and the moment revocations are judged at. */
+  now?: number
+  /** Days until the CRL's nextUpdate (default DEFAULT_CRL_DAYS). */
+  crlDays?: number
+}
+
+/** What exportMosquitto wrote. */
+export interface MosquittoExport {
+  dir: string
+  /** Absolute paths by role. */
+  files: { [K in keyof typeof MOSQUITTO_FILES]: string }
+  host: string | undefined
+  port: number
+  fleet: string
+  cn: string
+  /** Certificates on the CRL, with the CN and the ledger's reason. */
+  revoked: RevokedCertificate[]
+  /** Issued certificates L0 knows the serials of (the CRL can name only those). */
+  known: number
+  crlNumber: number
+  nextUpdate: number
+}
+
+/**
+ * The ACL file (mosquitto.conf(5), `acl_file`): with `use_identity_as_username`, `%u` is the client certificate's CN.
+ * `pattern` lines hold for every user, so these are the device rights of DESIGN.md "MQTT topics"; the `user` block
+ * adds L0's service rights for L0's CN. Pairing topics are granted to nobody: pairing cannot log in to Mosquitto.
+ */
+export function mosquittoAcl(fleet: string, l0Cn: string): string {
+  const t = fleetTopics(fleet)
+  return [
+    `# kinship topic ACL for fleet ${fleet}, written by 'kin broker --export-mosquitto' (docs/BROKERS.md).`,
+    '# %u is the CN of the client certificate (use_identity_as_username true). Everything not listed is denied.',
+    '',
+    '# Every fleet device: submit its own events, ask the miner, read heads and events, its own inbox, write any inbox.',
+    `pattern write ${t.submit('%u')}`,
+    `pattern write ${t.syncReq('%u')}`,
+    `pattern read ${t.syncResp('%u')}`,
+    `pattern read ${t.head}`,
+    `pattern read ${t.events}`,
+    `pattern read ${t.inbox('%u')}`,
+    `pattern write ${t.inbox('+')}`,
+    '',
+    "# L0's services (miner, CA, invites), logged in with L0's certificate.",
+    `user ${l0Cn}`,
+    `topic read ${t.submitAll}`,
+    `topic read ${t.syncReqAll}`,
+    `topic write ${t.syncResp('+')}`,
+    `topic write ${t.head}`,
+    `topic write ${t.events}`,
+    `topic read ${t.base}/pair/+/csr`,
+    `topic write ${t.base}/pair/+/cert`,
+    '',
+  ].join('\n')
+}
+
+/** mosquitto.conf for one TLS listener with client certificates from the fleet root, CN as user name, ACL and CRL. */
+export function mosquittoConf(files: MosquittoExport['files'], fleet: string, port: number, host: string | undefined): string {
+  return [
+    `# Mosquitto for kinship fleet ${fleet}, written by 'kin broker --export-mosquitto' (docs/BROKERS.md).`,
+    '# Start: mosquitto -c ' + files.conf + '   Reload ACL and CRL after a new export: kill -HUP <pid>.',
+    '# L0\'s services then run as a client: kin broker --no-broker --broker mqtts://HOST:PORT --home L0HOME',
+    'per_listener_settings false',
+    'allow_anonymous false',
+    `acl_file ${files.acl}`,
+    `max_packet_size ${MOSQUITTO_MAX_PACKET_BYTES}`,
+    // Submissions queue for L0's persistent session while it restarts.
+    'max_queued_messages 10000',
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+    'log_type information',
+    '',
+    `listener ${port}${host === undefined ? '' : ` ${host}`}`,
+    'tls_version tlsv1.2',
+    `cafile ${files.cafile}`,
+    `certfile ${files.certfile}`,
+    `keyfile ${files.keyfile}`,
+    `crlfile ${files.crl}`,
+    'require_certificate true',
+    'use_identity_as_username true',
+    '',
+  ].join('\n')
+}
+
+/**
+ * Writes a Mosquitto configuration for the fleet of L0's home into `dir`: the root as cafile, L0's certificate and
+ * key as the listener's identity (devices check that the broker is L0's CN under the fleet root), the ACL, and a CRL
+ * of the certificates the ledger revokes (by the serials in ca/issued.json, L0's own certificate included), signed by
+ * the root. Reads L0's ledger without writing it, so it runs beside a running `kin broker`.
+ */
+export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
+  const m = readL0Material(opts.home)
+  const state = readL0Ledger(m).state
+  const now = opts.now ?? Math.floor(Date.now() / 1000)
+  const port = opts.port ?? 8883
+  const dir = resolve(opts.dir)
+  const files = Object.fromEntries(Object.entries(MOSQUITTO_FILES).map(([k, v]) => [k, join(dir, v)])) as MosquittoExport['files']
+
+  const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
+  const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
+  if (!issued.some(r => r.certHash === own.certHashHex)) {
+    issued.push({ serial: own.serialHex.toLowerCase(), cn: own.cn, certHash: own.certHashHex, spkiHash: Buffer.from(own.spkiHash).toString('hex'), notAfter: own.notAfter, issuedAt: now })
+  }
+  const revoked = revokedCertificates(state, issued, now)
+  const nextUpdate = now + (opts.crlDays ?? DEFAULT_CRL_DAYS) * 86400
+  // Seconds of issue: grows from one export to the next as RFC 5280 §5.2.3 asks (one export per second at most).
+  const crlNumber = now
+  const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate: now, nextUpdate, crlNumber })
+
+  writeFileDurable(files.cafile, m.rootPem)
+  writeFileDurable(files.certfile, m.certPem)
+  writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
+  writeFileDurable(files.crl, crl.pem)
+  writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn))
+  writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
+  return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, nextUpdate }
+}
