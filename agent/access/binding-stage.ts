@@ -16,6 +16,8 @@ function refusalOf(reason: InvalidReason, ledger: LedgerState, binding: Binding)
       return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${reason.revocation.effective}`)
     case 'EXPIRED':
       return new VerificationError('ACCESS_EXPIRED', `the ledger's authorization of ${reason.cn} ended at ${reason.notAfter}`)
+    case 'PARENT_SUPERSEDED':
+      return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} was authorized under keys of ${reason.ancestorCn} that a rekey had already replaced`)
     case 'LINEAGE_GAP':
       return lineageRefusal(ledger, binding) ?? new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${reason.cn}`)
   }

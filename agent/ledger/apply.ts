@@ -16,6 +16,7 @@ function addBinding(state: LedgerState, b: Binding): void {
 export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
   const e = v.encoded
   const ev = e.event
+  state.voidSigners.clear()
   state.log.push(e)
   state.byId.set(e.idHex, e)
   switch (ev.type) {

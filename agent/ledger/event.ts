@@ -181,7 +181,21 @@ export function readEvent(crypto: CryptoProvider, bytes: Uint8Array): EncodedEve
   return { event, bytes, id, idHex: toHex(id) }
 }
 
-/** Ed25519 check of an event's signature against a ledger public key. */
-export function verifyEventSignature(crypto: CryptoProvider, event: LedgerEvent, ledgerKey: Uint8Array): boolean {
-  return crypto.ed25519Verify(event.signature, signingInput(event), ledgerKey)
+/**
+ * The signing input cut out of an event's own canonical bytes, without re-encoding: the 8-item array header
+ * (0x88) becomes the 7-item header (0x87) and the trailing signature (0x58 0x40 + 64 bytes) is dropped.
+ * Equal to `signingInput(decodeEvent(bytes))` for every canonical event.
+ */
+export function signingInputOfBytes(bytes: Uint8Array): Uint8Array {
+  const body = bytes.subarray(1, bytes.length - 66)
+  const out = new Uint8Array(EVENT_SIGNING_PREFIX.length + 1 + body.length)
+  out.set(EVENT_SIGNING_PREFIX, 0)
+  out[EVENT_SIGNING_PREFIX.length] = 0x87
+  out.set(body, EVENT_SIGNING_PREFIX.length + 1)
+  return out
+}
+
+/** Ed25519 check of an event's signature against a ledger public key; pass the canonical bytes when at hand. */
+export function verifyEventSignature(crypto: CryptoProvider, event: LedgerEvent, ledgerKey: Uint8Array, bytes?: Uint8Array): boolean {
+  return crypto.ed25519Verify(event.signature, bytes === undefined ? signingInput(event) : signingInputOfBytes(bytes), ledgerKey)
 }

@@ -10,6 +10,11 @@ export interface MergeResult {
   ledger: Ledger
   refused: Refusal[]
   pending: EncodedEvent[]
+  /**
+   * Every distinct event offered, accepted or not, in canonical order. Feed this (not `ledger.state.log`) to a later
+   * merge: acceptance is not monotone (a later event can void a conflict's winner), so only unions merge associatively.
+   */
+  union: EncodedEvent[]
 }
 
 /**
@@ -42,6 +47,7 @@ export function mergeLedgers(crypto: CryptoProvider, replicas: Array<Iterable<En
   const union = new Map<string, EncodedEvent>()
   for (const r of replicas) for (const e of r) if (!union.has(e.idHex)) union.set(e.idHex, e)
   const ledger = new Ledger(crypto)
-  const { refused, pending } = ledger.ingestMany(canonicalOrder([...union.values()], opts.minerOrder), opts)
-  return { ledger, refused, pending }
+  const ordered = canonicalOrder([...union.values()], opts.minerOrder)
+  const { refused, pending } = ledger.ingestMany(ordered, opts)
+  return { ledger, refused, pending, union: ordered }
 }

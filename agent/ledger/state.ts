@@ -18,6 +18,7 @@ export type InvalidReason =
   | { code: 'ANCESTOR_REVOKED'; cn: string; ancestorCn: string; revocation: Revocation }
   | { code: 'EXPIRED'; cn: string; notAfter: number }
   | { code: 'LINEAGE_GAP'; cn: string }
+  | { code: 'PARENT_SUPERSEDED'; cn: string; ancestorCn: string }
 
 /**
  * Everything the ledger knows after validation. Reads are hash-map look-ups; no signature is checked here.
@@ -35,6 +36,8 @@ export class LedgerState {
   readonly usedNonces: Set<string> = new Set()
   readonly policiesByCn: Map<string, PolicyRecord[]> = new Map()
   genesis: { event: EncodedEvent; body: GenesisBody; cn: string } | undefined = undefined
+  /** Memo: was the signer of revocation `eventId` void when it signed (per recursion depth)? Cleared by applyEvent. */
+  readonly voidSigners: Map<string, boolean> = new Map()
 
   /** The fleet domain from genesis. */
   get domain(): string | undefined {
@@ -106,25 +109,40 @@ export class LedgerState {
     return this.lineageOf(binding).some(b => b.cn === ancestorCn)
   }
 
+  /** Whether a rekey had replaced `binding` at `time` (its CN had newer keys in force). */
+  supersededAt(binding: Binding, time: number): boolean {
+    const next = binding.supersededBy === undefined ? undefined : this.bindings.get(binding.supersededBy)
+    return next !== undefined && next.time <= time
+  }
+
   /**
-   * The revocation of `binding` that applies: the earliest-effective one whose own signer was not void
-   * when it signed (a compromised key cannot revoke others after its own revocation took effect).
+   * The revocations of `binding` that count, earliest effective first: those whose signer was neither void nor
+   * superseded when it signed (a compromised or replaced key cannot revoke others after it lost its standing).
    */
+  effectiveRevocations(binding: Binding, depth = 0): Revocation[] {
+    return binding.revocations.filter(r => depth >= 8 || !this.signerWasVoid(binding, r, depth)).sort((a, b) => a.effective - b.effective)
+  }
+
+  /** The revocation of `binding` that applies to the binding itself: the earliest effective one that counts. */
   effectiveRevocation(binding: Binding, depth = 0): Revocation | undefined {
-    let best: Revocation | undefined
-    for (const r of binding.revocations) {
-      if (depth < 8) {
-        const signer = this.bindings.get(r.issuerBindingId)
-        if (signer !== undefined && signer !== binding && this.invalidAt(signer, r.time, depth + 1) !== undefined) continue
-      }
-      if (best === undefined || r.effective < best.effective) best = r
+    return this.effectiveRevocations(binding, depth)[0]
+  }
+
+  private signerWasVoid(binding: Binding, r: Revocation, depth: number): boolean {
+    const key = `${r.eventId}/${depth}`
+    let isVoid = this.voidSigners.get(key)
+    if (isVoid === undefined) {
+      const signer = this.bindings.get(r.issuerBindingId)
+      isVoid = signer !== undefined && signer !== binding && (this.supersededAt(signer, r.time) || this.invalidAt(signer, r.time, depth + 1) !== undefined)
+      this.voidSigners.set(key, isVoid)
     }
-    return best
+    return isVoid
   }
 
   /**
    * Why `binding` is not valid at `time` (undefined when valid): its own revocation, expiry, or an ancestor's
-   * revocation that covers it (a subtree revocation, or a revocation that took effect before it was created).
+   * revocation that covers it (a subtree revocation, or any revocation that took effect before it was created), or an
+   * ancestor whose keys had been replaced by a rekey before it was created.
    */
   invalidAt(binding: Binding, time: number, depth = 0): InvalidReason | undefined {
     const own = this.effectiveRevocation(binding, depth)
@@ -135,10 +153,9 @@ export class LedgerState {
     while (child.parentBindingId !== undefined) {
       const parent = this.bindings.get(child.parentBindingId)
       if (parent === undefined || ++guard > 32) return { code: 'LINEAGE_GAP', cn: child.cn }
-      const r = this.effectiveRevocation(parent, depth)
-      if (r !== undefined && ((r.subtree && r.effective <= time) || child.time >= r.effective)) {
-        return { code: 'ANCESTOR_REVOKED', cn: binding.cn, ancestorCn: parent.cn, revocation: r }
-      }
+      if (this.supersededAt(parent, child.time)) return { code: 'PARENT_SUPERSEDED', cn: binding.cn, ancestorCn: parent.cn }
+      const r = this.effectiveRevocations(parent, depth).find(x => (x.subtree && x.effective <= time) || child.time >= x.effective)
+      if (r !== undefined) return { code: 'ANCESTOR_REVOKED', cn: binding.cn, ancestorCn: parent.cn, revocation: r }
       child = parent
     }
     return undefined

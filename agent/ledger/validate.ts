@@ -55,7 +55,7 @@ function checkGenesis(crypto: CryptoProvider, state: LedgerState, e: EncodedEven
   if (!bytesEqual(ev.subject, ev.issuer)) refuse('GENESIS_INVALID', 'genesis must be issued by its own subject (L0)', e)
   const label = deriveLabel(crypto, ev.body.nonce, ev.body.spkiHash, ev.body.ledgerKey)
   if (!bytesEqual(label, ev.subject)) refuse('CN_MISMATCH', 'genesis subject label is not derived from its nonce and keys', e)
-  if (!opts.trustSignatures && !verifyEventSignature(crypto, ev, ev.body.ledgerKey)) {
+  if (!opts.trustSignatures && !verifyEventSignature(crypto, ev, ev.body.ledgerKey, e.bytes)) {
     refuse('BAD_SIGNATURE', 'genesis signature does not verify with its own ledger key', e)
   }
 }
@@ -93,7 +93,7 @@ function checkIssuer(state: LedgerState, issuer: Binding, e: EncodedEvent): void
 
 function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
   if (opts.trustSignatures) return
-  if (!verifyEventSignature(crypto, e.event, issuer.ledgerKey)) {
+  if (!verifyEventSignature(crypto, e.event, issuer.ledgerKey, e.bytes)) {
     refuse('BAD_SIGNATURE', `signature does not verify with the ledger key of ${issuer.cn}`, e)
   }
 }
@@ -134,8 +134,14 @@ function targetBindingOf(state: LedgerState, e: EncodedEvent, index: number): Bi
 
 function checkCertified(issuer: Binding, e: EncodedEvent): void {
   const ev = e.event as Extract<LedgerEvent, { type: 'certified' }>
-  if (!bytesEqual(ev.subject, ev.issuer)) refuse('CERTIFIED_NOT_SUBJECT', 'a certified event is signed by its subject, with its own ledger key', e)
   if (issuer.certHashes.includes(toHex(ev.body.certHash))) refuse('CERTIFIED_DUPLICATE', 'this certificate is already recorded for this binding', e)
+}
+
+// Runs before the link stages: a certified event naming another issuer would otherwise always fail them first (LINK_MISMATCH).
+function checkCertifiedBySubject(e: EncodedEvent): void {
+  if (e.event.type === 'certified' && !bytesEqual(e.event.subject, e.event.issuer)) {
+    refuse('CERTIFIED_NOT_SUBJECT', 'a certified event is signed by its subject, with its own ledger key', e)
+  }
 }
 
 function checkRevoke(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
@@ -168,6 +174,7 @@ export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: Enc
     return { encoded: e, issuerBinding: undefined, targetBinding: undefined }
   }
   resolveLinks(state, e)
+  checkCertifiedBySubject(e)
   const issuer = issuerBindingOf(state, e)
   let target: Binding | undefined
   if (e.event.type === 'certified') target = targetBindingOf(state, e, 0)

@@ -207,8 +207,8 @@ function linkRefusals(): Refusal[] {
     const certByParent = certifiedEvent(f.binding(lock), f.bytes(32), T0 + 400)
     certByParent.issuer = f.events.find(e => e.idHex === f.binding(phone).id)!.event.subject
     certByParent.links = [fromHex(f.binding(phone).id)]
-    r.push(refusal('certified-signed-by-parent', 'LINK_MISMATCH',
-      "a certified event for the lock issued and signed by the phone: refused at the link stage, before the subject rule (CERTIFIED_NOT_SUBJECT) is reached",
+    r.push(refusal('certified-signed-by-parent', 'CERTIFIED_NOT_SUBJECT',
+      "a certified event for the lock issued and signed by the phone: refused by the subject rule, checked right after the links resolve",
       closure(f, [authorizeOf(f, lock)]), signWith(f, certByParent, f.secrets.get(phone)!)))
   }
   {
