@@ -1,0 +1,61 @@
+/** @module Asking the miner for one CN's proof bundle over `ledger/sync/<CN>/{req,resp}`, and verifying what comes back. */
+import { KinError, type KinErrorCode } from '../errors.ts'
+import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { verifyBundle, type BundleAnchor, type VerifiedBundle } from '../ledger/bundle.ts'
+import type { GossipClient } from './client.ts'
+import { decodeLedgerResponse, encodeBundleRequest } from './ledger-wire.ts'
+import { fleetTopics } from './topics.ts'
+
+/** What a bundle request needs. */
+export interface BundleRequest {
+  crypto: CryptoProvider
+  fleet: string
+  /** This device's CN: the request and the answer travel on its own sync topics. */
+  selfCn: string
+  /** The CN whose bundle is wanted. */
+  cn: string
+  /** The miner key and genesis this device trusts, and its last verified head (the bundle must be consistent with it). */
+  anchor: BundleAnchor
+  /** Seconds since the epoch. */
+  now: number
+  timeoutMs: number
+}
+
+/** A bundle from the miner that verified against this device's anchor. */
+export interface FetchedBundle {
+  bytes: Uint8Array
+  verified: VerifiedBundle
+}
+
+// The miner's refusal codes a device can act on; anything else it sends is reported under BUNDLE_INCOMPLETE.
+const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>(['BUNDLE_INCOMPLETE', 'HEAD_MISSING', 'PAYLOAD_TOO_LARGE', 'BAD_ARGUMENT'])
+
+/**
+ * Publishes `['bundle', cn, knownTreeSize]` on this device's request topic and waits (timeoutMs) for the answer
+ * naming `cn`: the bundle, verified with verifyBundle against `anchor` (the miner adds a consistency proof from the
+ * device's tree size, so a newer head anchors), or the miner's coded refusal. The caller must be subscribed to its
+ * response topic. Throws BROKER_TIMEOUT when no answer comes, the bundle's own code when it does not verify.
+ */
+export async function fetchBundle(client: GossipClient, request: BundleRequest): Promise<FetchedBundle> {
+  const topics = fleetTopics(request.fleet)
+  const { cn } = request
+  const answer = client.waitFor(topics.syncResp(request.selfCn), payload => {
+    let reply
+    try {
+      reply = decodeLedgerResponse(payload)
+    } catch {
+      // Garbage on our response topic is not an answer to this request; the wait goes on.
+      return undefined
+    }
+    if (reply.kind === 'bundle' && reply.cn === cn) return reply.bundleBytes
+    if (reply.kind === 'error' && reply.request === 'bundle' && reply.cn === cn) {
+      const code = (MINER_CODES.has(reply.code) ? reply.code : 'BUNDLE_INCOMPLETE') as KinErrorCode
+      throw new KinError(code, `the miner has no proof bundle for ${cn}: ${reply.code}: ${reply.message}`, { detail: { cn, minerCode: reply.code } })
+    }
+    return undefined
+  }, { timeoutMs: request.timeoutMs, code: 'BROKER_TIMEOUT', message: `the miner did not answer the request for ${cn}'s proof bundle within ${request.timeoutMs} ms` })
+  answer.catch(() => undefined)
+  await client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, request.anchor.knownHead?.treeSize))
+  const bytes = await answer
+  return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
+}

@@ -1,0 +1,50 @@
+/** @module A device's replica on its storage: `ledger.cbor` (DESIGN.md's home file) and `sync.cbor`, the last verified head. */
+import { KinError } from '../errors.ts'
+import type { CryptoProvider, Storage } from '../../firmware-shims/types.ts'
+import { PersistentLedger } from '../ledger/persistent.ts'
+import { Replica } from '../ledger/replica.ts'
+
+/** The device's ledger file (the home's `ledger.cbor`). */
+export const LEDGER_FILE = 'ledger.cbor'
+/** The replica's sync file: `[1, headBytes, confirmedAt]`, replaced atomically (agent/ledger/replica.ts). */
+export const SYNC_FILE = 'sync.cbor'
+
+/** An open replica and the ledger it wraps; `close` closes both. */
+export interface OpenReplica {
+  ledger: PersistentLedger
+  replica: Replica
+  /** The miner key of the ledger's genesis. */
+  minerKey: Uint8Array
+  close(): Promise<void>
+}
+
+/**
+ * Opens the ledger file (replayed and verified) and the sync file of a device's storage, checks the held head
+ * against the ledger and the genesis' miner key (HEAD_ROOT_MISMATCH, HEAD_SIGNATURE), and returns the replica.
+ * NO_GENESIS when the ledger has no genesis yet: a device learns its fleet at enrollment.
+ */
+export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage, opts: { onTornTail?: (offset: number, dropped: number) => void } = {}): Promise<OpenReplica> {
+  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(LEDGER_FILE), { onTornTail: opts.onTornTail })
+  try {
+    const genesis = ledger.ledger.state.genesis
+    if (genesis === undefined) throw new KinError('NO_GENESIS', `${LEDGER_FILE} holds no genesis event: enroll the device first`)
+    const minerKey = Uint8Array.from(genesis.body.minerKey)
+    const syncFile = await storage.openAppendFile(SYNC_FILE)
+    let replica: Replica
+    try {
+      replica = await Replica.open(crypto, ledger, syncFile, { minerKey })
+    } catch (err) {
+      await syncFile.close().catch(() => undefined)
+      throw err
+    }
+    return {
+      ledger, replica, minerKey,
+      close: async () => {
+        try { await replica.close() } finally { await ledger.close() }
+      },
+    }
+  } catch (err) {
+    await ledger.close().catch(() => undefined)
+    throw err
+  }
+}

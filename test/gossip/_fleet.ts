@@ -1,0 +1,176 @@
+/** @module Gossip test fleet: L0's home and device homes on disk (pure enrollment steps), the real L0 (startL0) on loopback, followers. */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeStorage } from '../../firmware-shims/node/storage.ts'
+import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { Home, HOME_FILES } from '../../agent/cli/home.ts'
+import { openHomeLedger } from '../../agent/cli/device.ts'
+import { LedgerFollower, type FollowerOptions } from '../../agent/gossip/follower.ts'
+import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
+import type { HeadAlarm } from '../../agent/gossip/alarm.ts'
+import type { AdoptedHead } from '../../agent/gossip/follower.ts'
+import type { EncodedEvent, RoleName } from '../../agent/ledger/types.ts'
+import { scanRecords } from '../../agent/ledger/store.ts'
+import { replayRecords } from '../../agent/ledger/persistent.ts'
+import type { Ledger } from '../../agent/ledger/ledger.ts'
+import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../broker/_fleet.ts'
+import { startL0, type L0Services } from '../../broker/l0.ts'
+
+export { nowSeconds, type L0Home, type TestDevice }
+
+/** A device of the test fleet: its identity and its home directory. */
+export interface GossipDevice extends TestDevice {
+  home: string
+}
+
+/** L0's home, its devices' homes, and L0's running services. */
+export interface GossipFleet {
+  l0: L0Home
+  devices: GossipDevice[]
+  services: L0Services
+  url: string
+  logs: Array<Record<string, unknown>>
+  /** Stops L0's services (graceful) and starts them again on the same home and port. */
+  restart(opts?: { downMs?: number }): Promise<void>
+  /** Stops L0's services. */
+  stop(): Promise<void>
+  /** Starts them again after `stop` (same port). */
+  start(): Promise<void>
+}
+
+/** What a device home holds in its ledger at the start: L0's ledger as it was right after its enrollment (as `kin enroll` leaves it), or all of it. */
+export type StartLedger = 'enrollment' | 'all'
+
+function ledgerBytes(l0: L0Home): Uint8Array {
+  return new Uint8Array(readFileSync(join(l0.dir, HOME_FILES.ledger)))
+}
+
+/** Writes a device home: keys, certificates, config.json (broker URL and L0's CN as `kin enroll` writes them), ledger.cbor. */
+export function writeDeviceHome(l0: L0Home, d: TestDevice, dir: string, ledger: Uint8Array, url: string): void {
+  const home = new Home(dir)
+  home.writePublic('root', l0.rootPem)
+  home.writePublic('cert', d.certPem)
+  home.writeSecret('tlsKey', d.keyPem)
+  home.writeLedgerKey(d.ledgerSeed)
+  writeFileSync(home.path('ledger'), ledger)
+  home.writeConfig({ version: 1, fleet: l0.domain, cn: d.cn, role: d.role, broker: url, l0Cn: l0.cn, parentCn: d.parentCn ?? '' })
+}
+
+/**
+ * L0 and `roles.length` devices: the first is an admin under L0, the others under it with the given roles.
+ * Devices are enrolled through the pure steps on L0's ledger before L0 starts; then startL0 on 127.0.0.1:0
+ * seals them. Stopped and removed after the test.
+ */
+export async function gossipFleet(t: Test, roles: RoleName[], opts: { start?: StartLedger; sealIntervalMs?: number } = {}): Promise<GossipFleet> {
+  const l0 = await makeL0Home({ domain: `g${Math.floor(Math.random() * 1e6)}.home.arpa` })
+  const base = join(l0.dir, '..')
+  t.teardown(() => rmSync(base, { recursive: true, force: true }))
+  const enrolled: Array<{ device: TestDevice; ledger: Uint8Array }> = []
+  await withHomeLedger(l0, async ledger => {
+    for (let i = 0; i < roles.length; i++) {
+      const parent = i === 0 ? l0.self : enrolled[0]!.device
+      const device = await enrollDirect(l0, ledger, parent, { role: i === 0 ? 'admin' : roles[i]!, name: `device ${i}` })
+      enrolled.push({ device, ledger: new Uint8Array(0) })
+    }
+  })
+  // Each device's ledger as `kin enroll` leaves it: L0's log up to and including its own certified event.
+  const all = ledgerBytes(l0)
+  const { records } = scanRecords(all)
+  const logs: Array<Record<string, unknown>> = []
+  const start = (port = 0) => startL0({ home: l0.dir, host: '127.0.0.1', port, log: r => logs.push(r as Record<string, unknown>), sealIntervalMs: opts.sealIntervalMs })
+  const fleet: GossipFleet = {
+    l0, devices: [], logs, url: '',
+    services: await start(),
+    async restart(o = {}) {
+      await fleet.stop()
+      if (o.downMs) await new Promise(r => setTimeout(r, o.downMs))
+      await fleet.start()
+    },
+    async stop() {
+      await fleet.services.close()
+    },
+    async start() {
+      fleet.services = await start(fleet.services.port)
+    },
+  }
+  fleet.url = `mqtts://127.0.0.1:${fleet.services.port}`
+  t.teardown(() => fleet.services.close())
+  const ledger = replayRecords(nodeCrypto, records)
+  for (const { device } of enrolled) {
+    const certifiedAt = ledger.state.log.findIndex(e => e.event.type === 'certified' && ledger.state.cnOfLabel(e.event.subject) === device.cn)
+    const upTo = opts.start === 'all' ? records.length : certifiedAt + 1
+    const bytes = all.subarray(0, upTo === records.length ? all.length : records[upTo]!.offset)
+    const dir = join(base, `home-${device.cn.slice(0, 8)}`)
+    writeDeviceHome(l0, device, dir, bytes, fleet.url)
+    fleet.devices.push({ ...device, home: dir })
+  }
+  return fleet
+}
+
+/** A follower on a device home, in-process, with what it reported collected. */
+export interface TestFollower {
+  follower: LedgerFollower
+  files: OpenReplica
+  heads: AdoptedHead[]
+  alarms: HeadAlarm[]
+  errors: Array<{ code: string; context: string }>
+  close(): Promise<void>
+}
+
+/** Opens a device home's replica and a follower on it (not started). Closed after the test. */
+export async function followerOf(t: Test, dir: string, opts: Partial<FollowerOptions> = {}): Promise<TestFollower> {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  const files = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
+  const out: TestFollower = { follower: undefined as unknown as LedgerFollower, files, heads: [], alarms: [], errors: [], close: async () => undefined }
+  out.follower = new LedgerFollower({
+    transport: nodeTransport, fleet: config.fleet, replica: files.replica, clock: { now: nowSeconds },
+    login: { url: String(config.broker), cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: home.readText('root'), l0Cn: String(config['l0Cn']) },
+    backoff: { initialMs: 50, maxMs: 1000 },
+    onHead: h => out.heads.push(h),
+    onAlarm: a => out.alarms.push(a),
+    onError: (e, context) => out.errors.push({ code: e.code, context }),
+    ...opts,
+  })
+  let closed: Promise<void> | undefined
+  out.close = () => closed ??= (async () => {
+    await out.follower.close()
+    await files.close()
+  })()
+  t.teardown(() => out.close())
+  return out
+}
+
+/** A home's ledger file, verified. */
+export function homeLedger(dir: string): Ledger {
+  return replayRecords(nodeCrypto, scanRecords(new Uint8Array(readFileSync(join(dir, HOME_FILES.ledger)))).records)
+}
+
+/** The first `covered` records' bytes of a home's ledger file. */
+export function coveredBytes(dir: string, covered: number): Uint8Array {
+  const bytes = new Uint8Array(readFileSync(join(dir, HOME_FILES.ledger)))
+  const { records } = scanRecords(bytes)
+  return covered >= records.length ? bytes : bytes.subarray(0, records[covered]!.offset)
+}
+
+/** Appends events to a home's ledger file (the broker not running on it). */
+export async function appendToLedgerFile(dir: string, events: EncodedEvent[]): Promise<void> {
+  const ledger = await openHomeLedger(new Home(dir))
+  try {
+    for (const e of events) await ledger.append(e)
+  } finally {
+    await ledger.close()
+  }
+}
+
+/** Polls `check` every 20 ms until it holds or `timeoutMs` passed; returns whether it held. */
+export async function until(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > end) return false
+    await new Promise(r => setTimeout(r, 20))
+  }
+  return true
+}
