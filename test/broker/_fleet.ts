@@ -20,6 +20,7 @@ import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { Home } from '../../agent/cli/home.ts'
 import { openHomeLedger } from '../../agent/cli/device.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
+import { IssuedRegistry } from '../../broker/issued.ts'
 
 /** Seconds since the epoch. */
 export function nowSeconds(): number {
@@ -114,6 +115,8 @@ export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent:
   const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, secrets), now })
   const { certified } = recordCertificate(nodeCrypto, nodePki, ledger.ledger, accepted, secrets, issued.certificate.pem, l0.rootPem, now)
   await ledger.append(certified)
+  // As L0's CA service does, so a CRL can name this certificate (L0 must not be running: it keeps the file in memory).
+  IssuedRegistry.open(l0.dir).record(issued.certificate, now)
   const dir = join(l0.dir, '..', `dev-${accepted.cn.slice(0, 8)}`)
   writeDeviceFiles(dir, l0.rootPem, issued.certificate.pem, secrets.tls.privateKeyPem)
   return {

@@ -19,6 +19,10 @@ import {
   subscribeGranted, submission, tempDir, tryConnect, tryPairing, withHomeLedger, type TestDevice,
 } from './_fleet.ts'
 
+function certificateSerial(pem: string): string {
+  return execFileSync('openssl', ['x509', '-noout', '-serial'], { input: pem, encoding: 'utf8' }).trim().replace(/^serial=/, '').toLowerCase()
+}
+
 const l0 = await makeL0Home()
 const { phone, tablet, lock } = await withHomeLedger(l0, async ledger => {
   const phone = await enrollDirect(l0, ledger, l0.self, { role: 'member' })
@@ -165,6 +169,13 @@ t.test('a CSR through the pairing topic gets a certificate openssl accepts and a
   childLedger.ingest(certified)
   t.equal(certificate.cn, req.accepted.cn)
   t.ok(svc().ledger.ledger.state.has(req.authorize.idHex), "the authorize event is in L0's ledger")
+  // The CA's authorize event went through the miner: it has a leaf, and the next head covers it.
+  const leaf = svc().miner.miner.indexOf(req.authorize.idHex)
+  t.type(leaf, 'number', "the authorize event is a leaf of the miner's tree")
+  const head = (await svc().seal()) ?? svc().miner.miner.latestHead()!
+  t.ok(head.treeSize > leaf!, `head ${head.height} covers leaf ${leaf}`)
+  const record = svc().issued.list().find(r => r.cn === req.accepted.cn)
+  t.ok(record !== undefined && record.serial === certificateSerial(certPem), 'ca/issued.json holds the serial of the certificate handed over')
   t.equal(svc().invites.get(id)?.state, 'done')
   await logRecord(running.logs, r => r.event === 'ca.issued' && r.inviteId === id && r.cn === req.accepted.cn)
   await end(child)

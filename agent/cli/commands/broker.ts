@@ -1,6 +1,8 @@
-/** @module `kin broker`: run L0's services — MQTT broker over mutual TLS, fleet CA, invites, ledger intake — until a signal. */
+/** @module `kin broker`: run L0's services — MQTT broker over mutual TLS, fleet CA, invites, the miner — or run them against another broker, or export a Mosquitto configuration. */
 import { startL0 } from '../../../broker/l0.ts'
-import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { startL0Client } from '../../../broker/l0-client.ts'
+import { DEFAULT_CRL_DAYS, exportMosquitto } from '../../../broker/mosquitto.ts'
+import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -8,24 +10,81 @@ function parsePort(text: string): number {
   return port
 }
 
+function untilSignal(): Promise<void> {
+  return new Promise<void>(resolve => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
+}
+
+function exportConfig(args: ParsedArgs, home: string, dir: string): number {
+  if (args.values['no-broker'] === true || typeof args.values.broker === 'string') throw usageError('--export-mosquitto writes files and exits: leave out --no-broker and --broker')
+  const port = parsePort(String(args.values.port))
+  if (port === 0) throw usageError('--export-mosquitto needs a fixed --port for the Mosquitto listener')
+  const daysText = String(args.values['crl-days'])
+  const crlDays = Number(daysText)
+  if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650) throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
+  const host = args.values.host === undefined ? undefined : String(args.values.host)
+  const out = exportMosquitto({ home, dir, host, port, crlDays })
+  const summary = {
+    ok: true, dir: out.dir, files: out.files, fleet: out.fleet, cn: out.cn, host: out.host, port: out.port,
+    revoked: out.revoked.map(r => ({ cn: r.cn, serial: r.serial, reason: r.reason, why: r.why, revokedAt: r.revokedAt })),
+    knownCertificates: out.known, crlNumber: out.crlNumber, crlNextUpdate: new Date(out.nextUpdate * 1000).toISOString(),
+  }
+  if (args.json) {
+    process.stdout.write(JSON.stringify(summary) + '\n')
+  } else {
+    process.stdout.write([
+      `wrote a Mosquitto configuration for fleet ${out.fleet} to ${out.dir}:`,
+      ...Object.values(out.files).map(f => `  ${f}`),
+      `the CRL names ${out.revoked.length} revoked certificate(s) of the ${out.known} L0 knows; it expires ${summary.crlNextUpdate}: export again before then`,
+      `start:  mosquitto -c ${out.files.conf}        (after a new export: kill -HUP <mosquitto pid>)`,
+      `then:   kin broker --no-broker --broker mqtts://${out.host ?? 'HOST'}:${out.port} --home ${home}`,
+      '',
+    ].join('\n'))
+  }
+  return 0
+}
+
 /** `kin broker`. */
 export const broker: CommandSpec = {
   name: 'broker',
-  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--json]',
-  summary: "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the ledger intake. Logs JSON lines on stderr; stops cleanly on SIGINT or SIGTERM.",
+  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--json]\n' +
+    '       kin broker --home DIR --no-broker --broker mqtts://HOST:PORT [--json]\n' +
+    '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--crl-days 30] [--json]',
+  summary: "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
+    'With --no-broker the same services (without pairing logins) run as a client of an existing broker. --export-mosquitto writes mosquitto.conf, the ACL and the CRL for that broker and exits. ' +
+    'Logs JSON lines on stderr; stops cleanly on SIGINT or SIGTERM. See docs/BROKERS.md.',
   options: {
     home: { type: 'string', help: "L0's home directory (made by 'kin init')" },
-    host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
+    host: { type: 'string', help: 'address to listen on (with --export-mosquitto: the address Mosquitto binds; default: all)' },
     port: { type: 'string', help: 'TCP port for MQTT over TLS (0: any free port)', default: '8883' },
+    'no-broker': { type: 'boolean', help: 'run no MQTT broker: connect the services to --broker instead' },
+    broker: { type: 'string', help: 'with --no-broker: the existing broker, mqtts://HOST:PORT' },
+    'export-mosquitto': { type: 'string', help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit' },
+    'crl-days': { type: 'string', help: 'with --export-mosquitto: days until the CRL expires', default: String(DEFAULT_CRL_DAYS) },
   },
   async run(args) {
     const home = requireString(args, 'home', "L0's home, e.g. --home ./l0")
-    const host = String(args.values.host)
+    const exportDir = args.values['export-mosquitto']
+    if (typeof exportDir === 'string') return exportConfig(args, home, exportDir)
+
+    if (args.values['no-broker'] === true) {
+      const url = requireString(args, 'broker', 'the broker L0 connects to, e.g. --broker mqtts://127.0.0.1:8883')
+      const stop = untilSignal()
+      const services = await startL0Client({ home, broker: url })
+      const where = { ok: true, mode: 'client', broker: url, cn: services.cn, fleet: services.fleet, clientId: services.clientId }
+      if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
+      else process.stdout.write(`L0 of fleet ${services.fleet} serving through ${url} as ${services.clientId} (cn ${services.cn}); stop with Ctrl-C\n`)
+      await stop
+      await services.close()
+      return 0
+    }
+    if (typeof args.values.broker === 'string') throw usageError('--broker goes with --no-broker (L0 then runs no broker of its own)')
+
+    const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
     const port = parsePort(String(args.values.port))
-    const stop = new Promise<void>(resolve => {
-      process.once('SIGINT', () => resolve())
-      process.once('SIGTERM', () => resolve())
-    })
+    const stop = untilSignal()
     const services = await startL0({ home, host, port })
     const where = { ok: true, host: services.host, port: services.port, cn: services.cn, fleet: services.fleet, url: `mqtts://${services.host}:${services.port}` }
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
