@@ -58,30 +58,54 @@ export function writeDeviceHome(l0: L0Home, d: TestDevice, dir: string, ledger: 
   home.writeConfig({ version: 1, fleet: l0.domain, cn: d.cn, role: d.role, broker: url, l0Cn: l0.cn, parentCn: d.parentCn ?? '' })
 }
 
+/** L0's home with devices enrolled on its ledger (L0 not running yet), and a way to write their homes once L0's address is known. */
+export interface GossipHomes {
+  l0: L0Home
+  /** Directory holding L0's home and the device homes. */
+  base: string
+  /** Writes every device home for a broker at `url` and returns the devices. */
+  writeHomes(url: string): GossipDevice[]
+}
+
 /**
- * L0 and `roles.length` devices: the first is an admin under L0, the others under it with the given roles.
- * Devices are enrolled through the pure steps on L0's ledger before L0 starts; then startL0 on 127.0.0.1:0
- * seals them. Stopped and removed after the test.
+ * L0 and `roles.length` devices: the first is an admin under L0, the others under it with the given roles, enrolled
+ * through the pure steps on L0's ledger before L0 starts. Removed after the test.
  */
-export async function gossipFleet(t: Test, roles: RoleName[], opts: { start?: StartLedger; sealIntervalMs?: number } = {}): Promise<GossipFleet> {
+export async function gossipHomes(t: Test, roles: RoleName[], opts: { start?: StartLedger } = {}): Promise<GossipHomes> {
   const l0 = await makeL0Home({ domain: `g${Math.floor(Math.random() * 1e6)}.home.arpa` })
   const base = join(l0.dir, '..')
   t.teardown(() => rmSync(base, { recursive: true, force: true }))
-  const enrolled: Array<{ device: TestDevice; ledger: Uint8Array }> = []
+  const enrolled: TestDevice[] = []
   await withHomeLedger(l0, async ledger => {
     for (let i = 0; i < roles.length; i++) {
-      const parent = i === 0 ? l0.self : enrolled[0]!.device
-      const device = await enrollDirect(l0, ledger, parent, { role: i === 0 ? 'admin' : roles[i]!, name: `device ${i}` })
-      enrolled.push({ device, ledger: new Uint8Array(0) })
+      enrolled.push(await enrollDirect(l0, ledger, i === 0 ? l0.self : enrolled[0]!, { role: i === 0 ? 'admin' : roles[i]!, name: `device ${i}` }))
     }
   })
   // Each device's ledger as `kin enroll` leaves it: L0's log up to and including its own certified event.
   const all = ledgerBytes(l0)
   const { records } = scanRecords(all)
+  const ledger = replayRecords(nodeCrypto, records)
+  return {
+    l0, base,
+    writeHomes(url) {
+      return enrolled.map(device => {
+        const certifiedAt = ledger.state.log.findIndex(e => e.event.type === 'certified' && ledger.state.cnOfLabel(e.event.subject) === device.cn)
+        const upTo = opts.start === 'all' ? records.length : certifiedAt + 1
+        const dir = join(base, `home-${device.cn.slice(0, 8)}`)
+        writeDeviceHome(l0, device, dir, upTo >= records.length ? all : all.subarray(0, records[upTo]!.offset), url)
+        return { ...device, home: dir }
+      })
+    },
+  }
+}
+
+/** gossipHomes, then startL0 on 127.0.0.1:0 (it seals what the ledger holds); stopped after the test. */
+export async function gossipFleet(t: Test, roles: RoleName[], opts: { start?: StartLedger; sealIntervalMs?: number } = {}): Promise<GossipFleet> {
+  const homes = await gossipHomes(t, roles, opts)
   const logs: Array<Record<string, unknown>> = []
-  const start = (port = 0) => startL0({ home: l0.dir, host: '127.0.0.1', port, log: r => logs.push(r as Record<string, unknown>), sealIntervalMs: opts.sealIntervalMs })
+  const start = (port = 0) => startL0({ home: homes.l0.dir, host: '127.0.0.1', port, log: r => logs.push(r as Record<string, unknown>), sealIntervalMs: opts.sealIntervalMs })
   const fleet: GossipFleet = {
-    l0, devices: [], logs, url: '',
+    l0: homes.l0, devices: [], logs, url: '',
     services: await start(),
     async restart(o = {}) {
       await fleet.stop()
@@ -97,15 +121,7 @@ export async function gossipFleet(t: Test, roles: RoleName[], opts: { start?: St
   }
   fleet.url = `mqtts://127.0.0.1:${fleet.services.port}`
   t.teardown(() => fleet.services.close())
-  const ledger = replayRecords(nodeCrypto, records)
-  for (const { device } of enrolled) {
-    const certifiedAt = ledger.state.log.findIndex(e => e.event.type === 'certified' && ledger.state.cnOfLabel(e.event.subject) === device.cn)
-    const upTo = opts.start === 'all' ? records.length : certifiedAt + 1
-    const bytes = all.subarray(0, upTo === records.length ? all.length : records[upTo]!.offset)
-    const dir = join(base, `home-${device.cn.slice(0, 8)}`)
-    writeDeviceHome(l0, device, dir, bytes, fleet.url)
-    fleet.devices.push({ ...device, home: dir })
-  }
+  fleet.devices = homes.writeHomes(fleet.url)
   return fleet
 }
 
