@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startL0, type L0Services } from '../broker/l0.ts'
 import { Home } from '../agent/cli/home.ts'
-import { openHomeLedger } from '../agent/cli/device.ts'
+import { writeL0Home } from '../agent/cli/home-writers.ts'
 import { createFleet } from '../agent/enroll/fleet.ts'
 import { createEnrollRequest } from '../agent/enroll/request.ts'
 import type { GossipClient } from '../agent/gossip/client.ts'
@@ -24,17 +24,7 @@ const now = () => Math.floor(Date.now() / 1000)
 
 /** What `kin init` writes, in-process and without printing. */
 async function initL0(dir: string): Promise<void> {
-  const fleet = await createFleet(nodeCrypto, nodePki, { domain: DOMAIN, now: now() })
-  const home = new Home(dir)
-  home.writePublic('root', fleet.root.pem)
-  home.writeSecret('caKey', fleet.rootKey.privateKeyPem)
-  home.writePublic('cert', fleet.certificate.pem)
-  home.writeSecret('tlsKey', fleet.tls.privateKeyPem)
-  home.writeLedgerKey(fleet.ledgerSeed)
-  const ledger = await openHomeLedger(home)
-  for (const e of fleet.events) await ledger.append(e)
-  await ledger.close()
-  home.writeConfig({ version: 1, fleet: DOMAIN, cn: fleet.cn, role: 'admin', l0: true })
+  await writeL0Home(new Home(dir), await createFleet(nodeCrypto, nodePki, { domain: DOMAIN, now: now() }), 'home pc')
 }
 
 function median(xs: number[]): number {

@@ -9,7 +9,7 @@ import { startL0, type L0Services } from '../../broker/l0.ts'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { nodeTransport } from '../../firmware-shims/node/transport.ts'
-import { openHomeLedger } from '../../agent/cli/device.ts'
+import { writeL0Home } from '../../agent/cli/home-writers.ts'
 import { createFleet } from '../../agent/enroll/fleet.ts'
 import { Home, type HomeConfig } from '../../agent/cli/home.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
@@ -121,16 +121,7 @@ export interface TestL0 {
 /** What `kin init` writes (same files, same modes), in-process: a test that is not about init saves a process. */
 export async function initL0InProcess(home: string, domain: string): Promise<void> {
   const fleet = await createFleet(nodeCrypto, nodePki, { domain, now: Math.floor(Date.now() / 1000), name: 'home pc' })
-  const h = new Home(home)
-  h.writePublic('root', fleet.root.pem)
-  h.writeSecret('caKey', fleet.rootKey.privateKeyPem)
-  h.writePublic('cert', fleet.certificate.pem)
-  h.writeSecret('tlsKey', fleet.tls.privateKeyPem)
-  h.writeLedgerKey(fleet.ledgerSeed)
-  const ledger = await openHomeLedger(h)
-  for (const e of fleet.events) await ledger.append(e)
-  await ledger.close()
-  h.writeConfig({ version: 1, fleet: domain, cn: fleet.cn, role: 'admin', l0: true, name: 'home pc' })
+  await writeL0Home(new Home(home), fleet, 'home pc')
 }
 
 /**

@@ -1,5 +1,4 @@
 /** @module `kin enroll`: make a new device's keys, pair with a one-time code through L0's broker, write its home. */
-import { existsSync, readdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { KinError, VerificationError, type KinErrorCode } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -10,7 +9,7 @@ import { enrollThroughBroker, type EnrolledDevice } from '../../gossip/enroll-se
 import { connectDevice } from '../../gossip/login.ts'
 import { submitEvents } from '../../gossip/submit.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
-import { openHomeLedger } from '../device.ts'
+import { refuseExistingHome, writeDeviceHome } from '../home-writers.ts'
 import { Home } from '../home.ts'
 import { emit, reportError } from '../output.ts'
 
@@ -38,43 +37,6 @@ export function stepTimeoutMs(value: unknown): number {
   const seconds = parseDuration(String(value), 'timeout')
   if (seconds < 1 || seconds > 3600) throw usageError('--timeout must be between 1s and 1h')
   return seconds * 1000
-}
-
-function refuseExistingHome(home: Home): void {
-  if (home.isInitialized() || existsSync(home.path('ledger')) || existsSync(home.path('tlsKey'))) {
-    throw new KinError('HOME_EXISTS', `${home.dir} already holds a kinship home; a device enrolls once (choose another --home)`)
-  }
-  if (existsSync(home.dir) && readdirSync(home.dir).some(f => f !== 'lost+found')) {
-    throw new KinError('HOME_EXISTS', `${home.dir} is not empty; give an empty or new directory`)
-  }
-}
-
-/** Writes an enrolled device's home; config.json last, so a home without it is an interrupted enrollment. */
-async function writeHome(home: Home, device: EnrolledDevice, broker: string): Promise<Record<string, string>> {
-  const files = {
-    root: home.writePublic('root', device.rootPem),
-    cert: home.writePublic('cert', device.certPem),
-    tlsKey: home.writeSecret('tlsKey', device.secrets.tls.privateKeyPem),
-    ledgerKey: home.writeLedgerKey(device.secrets.ledgerSeed),
-    ledger: home.path('ledger'),
-    config: home.path('config'),
-  }
-  const ledger = await openHomeLedger(home)
-  try {
-    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log)
-    if (refused.length > 0 || pending.length > 0 || accepted.length !== device.ledger.size) {
-      throw new KinError('STORAGE_IO', `could not write the new ledger to ${files.ledger} (${refused[0]?.code ?? 'incomplete'})`)
-    }
-  } finally {
-    await ledger.close()
-  }
-  const authorize = device.authorize.event
-  const body = authorize.type === 'authorize' ? authorize.body : undefined
-  home.writeConfig({
-    version: 1, fleet: device.fleet, cn: device.cn, role: device.role, broker, l0Cn: device.l0Cn, parentCn: device.parentCn,
-    name: body?.name ?? '', kind: body?.kind ?? '',
-  })
-  return files
 }
 
 /**
@@ -125,7 +87,7 @@ export const enroll: CommandSpec = {
     if (kind.length === 0 || kind.length > 16) throw usageError('--kind must be 1..16 characters')
     if (name.length > 64) throw usageError('--name must be at most 64 characters')
     const home = new Home(dir)
-    refuseExistingHome(home)
+    refuseExistingHome(home, 'a device enrolls once')
     try {
       parseBrokerUrl(broker)
     } catch (err) {
@@ -144,7 +106,7 @@ export const enroll: CommandSpec = {
           else if (step === 'certified') say('certificate received and checked')
         },
       })
-      const files = await writeHome(home, device, broker)
+      const files = await writeDeviceHome(home, device, broker)
       await submitFirstEvents(device, broker, timeoutMs, home)
       emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
         [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,

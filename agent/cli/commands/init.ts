@@ -1,12 +1,10 @@
 /** @module `kin init`: create L0 — fleet root CA, L0's identity, the genesis event. */
-import { existsSync, readdirSync } from 'node:fs'
-import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
 import { createFleet } from '../../enroll/fleet.ts'
 import { requireString, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
-import { openHomeLedger } from '../device.ts'
+import { refuseExistingHome, writeL0Home } from '../home-writers.ts'
 import { emit } from '../output.ts'
 
 /** `kin init`. */
@@ -23,27 +21,10 @@ export const init: CommandSpec = {
     const dir = requireString(args, 'home', 'the directory to create L0 in, e.g. --home ./l0')
     const domain = requireString(args, 'fleet', 'the fleet domain, e.g. --fleet smith.home.arpa')
     const home = new Home(dir)
-    if (home.isInitialized() || existsSync(home.path('ledger')) || existsSync(home.path('caKey'))) {
-      throw new KinError('HOME_EXISTS', `${home.dir} already holds a kinship home; refusing to overwrite it (choose another --home)`)
-    }
-    if (existsSync(home.dir) && readdirSync(home.dir).some(f => f !== 'lost+found')) {
-      throw new KinError('HOME_EXISTS', `${home.dir} is not empty; give an empty or new directory`)
-    }
+    refuseExistingHome(home, 'refusing to overwrite it')
     const now = Math.floor(Date.now() / 1000)
     const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: String(args.values.name) })
-    const written = {
-      root: home.writePublic('root', fleet.root.pem),
-      caKey: home.writeSecret('caKey', fleet.rootKey.privateKeyPem),
-      cert: home.writePublic('cert', fleet.certificate.pem),
-      tlsKey: home.writeSecret('tlsKey', fleet.tls.privateKeyPem),
-      ledgerKey: home.writeLedgerKey(fleet.ledgerSeed),
-      ledger: home.path('ledger'),
-      config: home.path('config'),
-    }
-    const ledger = await openHomeLedger(home)
-    for (const e of fleet.events) await ledger.append(e)
-    await ledger.close()
-    home.writeConfig({ version: 1, fleet: domain, cn: fleet.cn, role: 'admin', l0: true, name: String(args.values.name) })
+    const written = await writeL0Home(home, fleet, String(args.values.name))
     emit(args.json, { ok: true, cn: fleet.cn, fleet: domain, home: home.dir, files: written }, () =>
       [`created L0 of fleet ${domain} in ${home.dir}`, `  cn:     ${fleet.cn}`, `  root:   ${written.root}`, `  ledger: ${written.ledger} (genesis + L0's certificate)`,
         `next: 'kin broker --home ${dir}' to run L0's services, then 'kin invite --home ${dir}' to enroll a device`].join('\n'))
