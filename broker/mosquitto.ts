@@ -19,6 +19,8 @@ export const MOSQUITTO_FILES = {
   keyfile: 'l0-key.pem',
 } as const
 
+/** How far an exported CRL's thisUpdate lies before the export: tolerance for a broker clock behind L0's. */
+export const CRL_BACKDATE_SECONDS = 300
 /** Default life of an exported CRL: OpenSSL refuses every client once nextUpdate has passed, so re-export before then. */
 export const DEFAULT_CRL_DAYS = 30
 /**
@@ -147,7 +149,8 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   const nextUpdate = now + (opts.crlDays ?? DEFAULT_CRL_DAYS) * 86400
   // Seconds of issue: grows from one export to the next as RFC 5280 §5.2.3 asks (one export per second at most).
   const crlNumber = now
-  const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate: now, nextUpdate, crlNumber })
+  // thisUpdate a little in the past: a broker whose clock runs behind L0's would otherwise refuse every client ("CRL is not yet valid").
+  const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate: now - CRL_BACKDATE_SECONDS, nextUpdate, crlNumber })
 
   writeFileDurable(files.cafile, m.rootPem)
   writeFileDurable(files.certfile, m.certPem)

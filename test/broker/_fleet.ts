@@ -15,7 +15,7 @@ import { signInvite, type Invite } from '../../agent/enroll/invite.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import type { PersistentLedger } from '../../agent/ledger/persistent.ts'
-import type { EncodedEvent, RoleName } from '../../agent/ledger/types.ts'
+import type { EncodedEvent, RevokeReasonName, RoleName } from '../../agent/ledger/types.ts'
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { Home } from '../../agent/cli/home.ts'
 import { openHomeLedger } from '../../agent/cli/device.ts'
@@ -126,10 +126,10 @@ export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent:
 }
 
 /** A revoke event of `target` signed by `issuer` (itself or an ancestor), effective now. */
-export function revocation(ledger: PersistentLedger, issuer: TestDevice, target: TestDevice, opts: { subtree?: boolean; now?: number } = {}): EncodedEvent {
+export function revocation(ledger: PersistentLedger, issuer: TestDevice, target: TestDevice, opts: { subtree?: boolean; now?: number; reason?: RevokeReasonName } = {}): EncodedEvent {
   const state = ledger.ledger.state
   const now = opts.now ?? nowSeconds()
-  const unsigned = revokeEvent(state.currentBinding(issuer.cn)!, state.currentBinding(target.cn)!, { reason: 'compromised', effective: now, subtree: opts.subtree === true }, now)
+  const unsigned = revokeEvent(state.currentBinding(issuer.cn)!, state.currentBinding(target.cn)!, { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true }, now)
   return signEvent(nodeCrypto, unsigned, issuer.ledgerSeed)
 }
 

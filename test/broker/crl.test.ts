@@ -1,0 +1,144 @@
+import t from 'tap'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { rekeyChild } from '../../agent/enroll/parent.ts'
+import { buildCrl } from '../../broker/crl.ts'
+import { IssuedRegistry } from '../../broker/issued.ts'
+import { MOSQUITTO_FILES, exportMosquitto, mosquittoAcl } from '../../broker/mosquitto.ts'
+import { enrollDirect, makeL0Home, nowSeconds, revocation, tempDir, withHomeLedger } from './_fleet.ts'
+
+/** `openssl crl -text` of a CRL file, checked against the fleet root: stdout and stderr together. */
+function opensslCrl(crlPath: string, rootPath: string): string {
+  const r = spawnSync('openssl', ['crl', '-in', crlPath, '-noout', '-text', '-CAfile', rootPath], { encoding: 'utf8' })
+  t.equal(r.status, 0, `openssl crl: ${r.stderr}`)
+  return r.stdout + r.stderr
+}
+
+/** `openssl verify -crl_check` of a certificate against the root and the CRL. */
+function opensslVerify(certPem: string, rootPath: string, crlPath: string): { ok: boolean; out: string } {
+  const dir = tempDir('kin-crl-cert-')
+  const certPath = join(dir, 'cert.pem')
+  writeFileSync(certPath, certPem)
+  const r = spawnSync('openssl', ['verify', '-crl_check', '-CRLfile', crlPath, '-CAfile', rootPath, certPath], { encoding: 'utf8' })
+  return { ok: r.status === 0, out: r.stdout + r.stderr }
+}
+
+function serialOf(certPem: string): string {
+  return execFileSync('openssl', ['x509', '-noout', '-serial'], { input: certPem, encoding: 'utf8' }).trim().replace(/^serial=/, '').toUpperCase()
+}
+
+const l0 = await makeL0Home()
+const fleet = await withHomeLedger(l0, async ledger => {
+  const phone = await enrollDirect(l0, ledger, l0.self, { role: 'member', name: 'phone' })
+  const tablet = await enrollDirect(l0, ledger, l0.self, { role: 'member', name: 'tablet' })
+  const lock = await enrollDirect(l0, ledger, phone, { role: 'device', kind: 'lock', name: 'lock' })
+  const camera = await enrollDirect(l0, ledger, phone, { role: 'device', kind: 'camera', name: 'camera' })
+  return { phone, tablet, lock, camera }
+})
+const { phone, tablet, lock, camera } = fleet
+
+t.test('RFC 5280 §5: an empty CRL signed by the root verifies with openssl and names no certificate', async t => {
+  const dir = tempDir('kin-crl-')
+  const now = nowSeconds()
+  const crl = buildCrl({ rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem, revoked: [], thisUpdate: now, nextUpdate: now + 86400, crlNumber: 7 })
+  writeFileSync(join(dir, 'crl.pem'), crl.pem)
+  writeFileSync(join(dir, 'root.pem'), l0.rootPem)
+  const text = opensslCrl(join(dir, 'crl.pem'), join(dir, 'root.pem'))
+  t.match(text, /verify OK/)
+  t.match(text, /Version 2/)
+  t.match(text, /Signature Algorithm: sha256WithRSAEncryption/)
+  t.match(text, /No Revoked Certificates/)
+  t.match(text, /X509v3 CRL Number:\s*\n\s*7/)
+  t.match(text, /X509v3 Authority Key Identifier/)
+  t.equal(crl.der[0], 0x30, 'DER: a SEQUENCE')
+
+  // The signature covers the list: one changed byte in the DER and openssl refuses it.
+  const forged = Buffer.from(crl.der)
+  forged[forged.length - 300]! ^= 0x01
+  writeFileSync(join(dir, 'forged.der'), forged)
+  const r = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', join(dir, 'forged.der'), '-noout', '-CAfile', join(dir, 'root.pem')], { encoding: 'utf8' })
+  t.match(r.stdout + r.stderr, /verify failure|signature failure|bad signature/i)
+
+  // A CRL signed by another key is refused as well.
+  const other = await makeL0Home()
+  const foreign = buildCrl({ rootCertPem: l0.rootPem, rootKeyPem: other.fleet.rootKey.privateKeyPem, revoked: [], thisUpdate: now, nextUpdate: now + 86400, crlNumber: 8 })
+  writeFileSync(join(dir, 'foreign.pem'), foreign.pem)
+  const f = spawnSync('openssl', ['crl', '-in', join(dir, 'foreign.pem'), '-noout', '-CAfile', join(dir, 'root.pem')], { encoding: 'utf8' })
+  t.match(f.stdout + f.stderr, /verify failure|signature failure|bad signature/i)
+})
+
+t.test('the export names revoked, retired and rekeyed certificates by the serials L0 recorded; the others still verify', async t => {
+  const at = nowSeconds()
+  // The CRL is made a little later than the ledger's events, as it would be.
+  const now = at + 5
+  const oldCameraCert = camera.certPem
+  await withHomeLedger(l0, async ledger => {
+    await ledger.append(revocation(ledger, phone, lock, { now: at }))
+    await ledger.append(revocation(ledger, tablet, tablet, { now: at, reason: 'retired' }))
+    // The camera gets new keys from its parent: its old certificate is superseded.
+    const { request } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'camera' })
+    await ledger.append(rekeyChild(nodeCrypto, ledger.ledger, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, camera.cn, request, at))
+  })
+  t.equal(IssuedRegistry.open(l0.dir).list().length, 4, 'the four device certificates were recorded when issued')
+  const dir = tempDir('kin-export-')
+  const out = exportMosquitto({ home: l0.dir, dir, port: 8883, now })
+  t.equal(out.known, 5, "the four devices and L0's own certificate")
+  const byCn = new Map(out.revoked.map(r => [r.cn, r]))
+  t.same([...byCn.keys()].sort(), [lock.cn, tablet.cn, camera.cn].sort())
+  t.match(byCn.get(lock.cn), { why: 'REVOKED', reason: 'keyCompromise', revokedAt: at })
+  t.match(byCn.get(tablet.cn), { why: 'REVOKED', reason: 'cessationOfOperation' })
+  t.match(byCn.get(camera.cn), { why: 'SUPERSEDED', reason: 'superseded', revokedAt: at })
+
+  const root = out.files.cafile
+  const text = opensslCrl(out.files.crl, root)
+  t.match(text, /verify OK/)
+  for (const dev of [lock, tablet]) t.match(text, new RegExp(`Serial Number: ${serialOf(dev.certPem)}`), `${dev.cn.slice(0, 8)}… listed`)
+  t.match(text, new RegExp(`Serial Number: ${serialOf(oldCameraCert)}`), "the camera's old certificate listed")
+  t.notMatch(text, new RegExp(serialOf(phone.certPem)), 'the phone is not listed')
+  t.match(text, /Key Compromise/)
+  t.match(text, /Cessation Of Operation/)
+  t.match(text, /Superseded/)
+
+  t.match(opensslVerify(lock.certPem, root, out.files.crl).out, /certificate revoked/, 'openssl -crl_check refuses the revoked lock')
+  const phoneCheck = opensslVerify(phone.certPem, root, out.files.crl)
+  t.ok(phoneCheck.ok, `and accepts the phone: ${phoneCheck.out}`)
+})
+
+t.test('a subtree revocation puts the revoked device and everything under it on the next CRL', async t => {
+  const at = nowSeconds()
+  const now = at + 5
+  await withHomeLedger(l0, async ledger => { await ledger.append(revocation(ledger, l0.self, phone, { now: at, subtree: true })) })
+  const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now })
+  const byCn = new Map(out.revoked.map(r => [r.cn, r]))
+  t.match(byCn.get(phone.cn), { why: 'REVOKED', reason: 'keyCompromise' })
+  t.match(byCn.get(lock.cn), { why: 'REVOKED' }, "the lock keeps its own, earlier revocation")
+  t.notOk(byCn.has(l0.cn), 'L0 is not revoked')
+  const text = opensslCrl(out.files.crl, out.files.cafile)
+  t.match(text, new RegExp(`Serial Number: ${serialOf(phone.certPem)}`))
+  t.ok(out.crlNumber >= now)
+})
+
+t.test('the exported files: Mosquitto settings, ACL patterns per CN, L0\'s service rights, a key only its owner reads', async t => {
+  const dir = tempDir('kin-export-')
+  const out = exportMosquitto({ home: l0.dir, dir, port: 18883, host: '127.0.0.1' })
+  t.same(Object.keys(out.files).sort(), Object.keys(MOSQUITTO_FILES).sort())
+  const conf = readFileSync(out.files.conf, 'utf8')
+  for (const line of ['listener 18883 127.0.0.1', 'require_certificate true', 'use_identity_as_username true', 'allow_anonymous false', `crlfile ${out.files.crl}`, `acl_file ${out.files.acl}`, `cafile ${out.files.cafile}`]) {
+    t.ok(conf.split('\n').includes(line), line)
+  }
+  const acl = readFileSync(out.files.acl, 'utf8')
+  t.equal(acl, mosquittoAcl(l0.domain, l0.cn))
+  const lines = acl.split('\n')
+  t.ok(lines.includes(`pattern write kin/${l0.domain}/ledger/submit/%u`))
+  t.ok(lines.includes(`pattern read kin/${l0.domain}/dev/%u/inbox`))
+  t.ok(lines.includes(`user ${l0.cn}`))
+  t.ok(lines.includes(`topic write kin/${l0.domain}/ledger/head`))
+  t.notOk(lines.some(l => l.startsWith('pattern') && / kin\/[^ ]*\/ledger\/head$/.test(l) && l.includes('write')), 'no device may write the head')
+  t.notOk(lines.some(l => l.includes('/pair/') && l.startsWith('pattern')), 'no pairing topic for devices')
+  t.equal(statSync(out.files.keyfile).mode & 0o777, 0o600)
+  t.equal(readFileSync(out.files.certfile, 'utf8'), l0.self.certPem)
+})
