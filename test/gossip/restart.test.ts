@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { bytesEqual } from '../../agent/codec/bytes.ts'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { authorizeEvent } from '../../agent/ledger/builders.ts'
@@ -7,7 +7,7 @@ import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { startKin, type KinProcess } from '../enroll/_harness.ts'
 import { coveredBytes, followerOf, gossipHomes, homeLedger, nowSeconds, until, type TestFollower } from './_fleet.ts'
 
-async function startBroker(t: Parameters<Parameters<typeof t.test>[1]>[0], home: string, port: number): Promise<{ proc: KinProcess; port: number }> {
+async function startBroker(t: Test, home: string, port: number): Promise<{ proc: KinProcess; port: number }> {
   const proc = startKin(['broker', '--home', home, '--port', String(port), '--json'], { timeoutMs: 120_000 })
   t.teardown(() => proc.kill())
   const first = JSON.parse(await proc.firstLine) as { port: number }
@@ -45,7 +45,7 @@ t.test('L0 killed and restarted mid-burst: every device converges to one head, n
   }
   // Kill it while submissions are in flight.
   const inFlight = burst(6)
-  broker.proc.kill('SIGKILL')
+  process.kill(broker.proc.pid!, 'SIGKILL')
   await inFlight
   await broker.proc.done
   t.ok(await until(() => followers.every(f => f.follower.status !== 'online'), 10_000), 'every follower saw L0 go away')

@@ -1,0 +1,163 @@
+/** @module `kin ledger bundle`: export one CN's proof bundle from the home's ledger and verified head, or from the miner when the home lacks it. */
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { KinError } from '../../errors.ts'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { memoryStorage } from '../../../firmware-shims/memory/storage.ts'
+import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
+import { fetchBundle } from '../../gossip/bundle-request.ts'
+import { connectDevice } from '../../gossip/login.ts'
+import { LEDGER_FILE, SYNC_FILE, openReplicaFiles } from '../../gossip/replica-files.ts'
+import { fleetTopics } from '../../gossip/topics.ts'
+import { buildBundle, encodeBundle, verifyBundle, type VerifiedBundle } from '../../ledger/bundle.ts'
+import type { BlockHead } from '../../ledger/head.ts'
+import { Miner } from '../../ledger/miner.ts'
+import { PersistentLedger } from '../../ledger/persistent.ts'
+import { labelOfCn } from '../../ledger/names.ts'
+import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
+import { emit } from '../output.ts'
+import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
+
+/** The heads file of L0's miner (broker/miner-service.ts HEADS_FILE). */
+const L0_HEADS_FILE = 'heads.cbor'
+
+function fileBytes(path: string): Uint8Array {
+  return existsSync(path) ? new Uint8Array(readFileSync(path)) : new Uint8Array(0)
+}
+
+/** What the home's own files give: the bundle (or why not), the verified head, and the anchor to check a bundle with. */
+interface LocalOutcome {
+  bundle: Uint8Array | undefined
+  error: KinError | undefined
+  head: BlockHead | undefined
+  minerKey: Uint8Array
+  genesisId: string
+}
+
+/**
+ * A device home, read without taking it over (a running `kin serve` may own it): ledger.cbor and sync.cbor copied
+ * into memory and opened as a replica there, so the bundle is built from the verified head and the miner-ordered ids.
+ */
+async function fromDeviceHome(home: Home, cn: string, knownTreeSize: number | undefined): Promise<LocalOutcome> {
+  const storage = memoryStorage()
+  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
+  storage.files.set(SYNC_FILE, fileBytes(join(home.dir, SYNC_FILE)))
+  const opened = await openReplicaFiles(nodeCrypto, storage)
+  try {
+    const genesisId = opened.ledger.ledger.state.genesis!.event.idHex
+    try {
+      const bundle = encodeBundle(buildBundle(opened.replica, cn, { knownTreeSize }))
+      return { bundle, error: undefined, head: opened.replica.head, minerKey: opened.minerKey, genesisId }
+    } catch (err) {
+      if (!(err instanceof KinError) || (err.code !== 'BUNDLE_INCOMPLETE' && err.code !== 'HEAD_MISSING')) throw err
+      return { bundle: undefined, error: err, head: opened.replica.head, minerKey: opened.minerKey, genesisId }
+    }
+  } finally {
+    await opened.close()
+  }
+}
+
+/** L0's home: the miner's log and heads copied into memory and opened as a miner there (the running broker keeps writing the files). */
+async function fromL0Home(home: Home, cn: string, knownTreeSize: number | undefined): Promise<LocalOutcome> {
+  const storage = memoryStorage()
+  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
+  storage.files.set(L0_HEADS_FILE, fileBytes(join(home.dir, L0_HEADS_FILE)))
+  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile(LEDGER_FILE))
+  const genesis = ledger.ledger.state.genesis
+  if (genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile(L0_HEADS_FILE), home.readLedgerKey())
+  try {
+    const head = miner.latestHead()
+    try {
+      return { bundle: encodeBundle(buildBundle(miner, cn, { knownTreeSize })), error: undefined, head, minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
+    } catch (err) {
+      if (!(err instanceof KinError) || (err.code !== 'BUNDLE_INCOMPLETE' && err.code !== 'HEAD_MISSING')) throw err
+      const hint = lockHolder(home, BROKER_LOCK_FILE) !== undefined ? '; the running broker seals new events within a moment: try again' : "; start 'kin broker' to seal them"
+      return { bundle: undefined, error: new KinError(err.code, `${err.message}${hint}`, { cause: err }), head, minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
+    }
+  } finally {
+    await miner.close()
+  }
+}
+
+/** Asks L0 for the bundle on a short session of this device; refused while another process holds the device's session. */
+async function fromMiner(home: Home, config: HomeConfig, cn: string, local: LocalOutcome, timeoutMs: number): Promise<{ bytes: Uint8Array; verified: VerifiedBundle }> {
+  const holder = lockHolder(home, LEDGER_LOCK_FILE)
+  if (holder !== undefined) {
+    throw new KinError('STORAGE_BUSY', `${local.error!.message}; asking L0 would take the broker session of the process (pid ${holder}) that follows this home: let it sync, then run this again`, { detail: { pid: holder } })
+  }
+  const login = brokerLoginOf(home, config)
+  const end = Date.now() + timeoutMs
+  const client = await connectDevice(nodeTransport, login, { timeoutMs })
+  try {
+    await client.subscribe([fleetTopics(config.fleet).syncResp(config.cn)])
+    return await fetchBundle(client, {
+      crypto: nodeCrypto, fleet: config.fleet, selfCn: config.cn, cn, now: Math.floor(Date.now() / 1000), timeoutMs: Math.max(1, end - Date.now()),
+      anchor: { minerKey: local.minerKey, genesisId: local.genesisId, knownHead: local.head },
+    })
+  } finally {
+    await client.close().catch(() => undefined)
+  }
+}
+
+function knownSizeOf(value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  const text = String(value)
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw usageError(`--known-size expects the verifier's tree size (a whole number ≥ 1), got "${text}"`)
+  return n
+}
+
+/** `kin ledger bundle`. */
+export const ledgerBundle: CommandSpec = {
+  name: 'ledger bundle',
+  usage: 'kin ledger bundle CN --home DIR [--out FILE] [--known-size N] [--timeout 5s] [--json]',
+  summary: "Write CN's proof bundle to a file. The bundle holds CN's lineage events up to genesis with inclusion proofs against a signed "
+    + "head, so a device without a link to L0 can verify CN offline (kin check --bundle). Built from the home's ledger and the head it verified "
+    + "(DIR/sync.cbor; on L0's home, the miner's own log and heads); when they lack CN's events, asked from L0 over the home's broker "
+    + 'session. --known-size adds a consistency proof to the verifier\'s tree size, for a verifier holding an older head. Exit 0 written, '
+    + '2 on errors.',
+  options: {
+    home: { type: 'string', help: 'the home whose ledger proves CN' },
+    out: { type: 'string', help: 'file to write (default: ./CN.bundle)' },
+    'known-size': { type: 'string', help: "the verifier's tree size, for a consistency proof to its head" },
+    timeout: { type: 'string', help: 'limit for asking L0', default: '5s' },
+  },
+  async run(args) {
+    const dir = requireString(args, 'home', 'the home whose ledger proves CN, e.g. --home ./phone')
+    const cn = args.positionals[0]
+    if (cn === undefined || args.positionals.length > 1) throw usageError("give the CN whose bundle to write, e.g. 'kin ledger bundle 3xk…home.arpa --home ./phone'")
+    const knownTreeSize = knownSizeOf(args.values['known-size'])
+    const timeoutMs = parseDuration(String(args.values.timeout), 'timeout') * 1000
+    const home = new Home(dir)
+    const config = home.readConfig()
+    try {
+      labelOfCn(cn, config.fleet)
+    } catch {
+      throw usageError(`${cn} is not a device name of fleet ${config.fleet}`)
+    }
+    const local = config.l0 === true ? await fromL0Home(home, cn, knownTreeSize) : await fromDeviceHome(home, cn, knownTreeSize)
+    let bytes = local.bundle
+    let source: 'local' | 'miner' = 'local'
+    let verified: VerifiedBundle
+    if (bytes === undefined) {
+      if (config.l0 === true || !followsBroker(config)) throw local.error!
+      const fetched = await fromMiner(home, config, cn, local, timeoutMs)
+      bytes = fetched.bytes
+      verified = fetched.verified
+      source = 'miner'
+    } else {
+      // What this home would accept from anyone, it checks on its own bundle too.
+      verified = verifyBundle(nodeCrypto, bytes, { minerKey: local.minerKey, genesisId: local.genesisId, knownHead: local.head }, Math.floor(Date.now() / 1000))
+    }
+    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
+    writeFileDurable(out, bytes)
+    const head = verified.head
+    emit(args.json, {
+      ok: true, cn, file: out, bytes: bytes.length, source, entries: verified.bundle.entries.length, head: headSummary(head, verified.headId),
+      consistency: verified.bundle.consistency === undefined ? null : { treeSize: verified.bundle.consistency.treeSize },
+    }, () => `wrote ${out}: ${bytes!.length} bytes, ${verified.bundle.entries.length} events proving ${cn} against head ${head.height} over ${head.treeSize} events (${source === 'miner' ? "from L0's miner" : "from this home's ledger"})`)
+    return 0
+  },
+}
