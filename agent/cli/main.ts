@@ -11,8 +11,11 @@ import { enroll } from './commands/enroll.ts'
 import { serve } from './commands/serve.ts'
 import { access } from './commands/access.ts'
 import { check } from './commands/check.ts'
+import { sync } from './commands/sync.ts'
+import { revoke } from './commands/revoke.ts'
+import { ledgerBundle } from './commands/bundle.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, simHouse, invite, enroll, broker, serve, access, check]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, invite, enroll, broker, serve, access, check, sync, revoke]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']
