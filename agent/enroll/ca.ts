@@ -77,4 +77,27 @@ export class FleetCa {
     }
     return { certificate, authorize }
   }
+
+  /**
+   * Issues a certificate for new keys bound by a rekey event that already entered L0's ledger (the parent
+   * submitted it through the miner like any event). Refused unless the rekey is the subject's current binding
+   * and no certificate was recorded for it yet, so a rekey yields at most one certificate per key holder.
+   */
+  issueForRekey(input: { rekeyId: string; csrPem: string; now: number }): DeviceCertificate {
+    const state = this.caLedger.ledger.state
+    const binding = state.bindingById(input.rekeyId)
+    const event = state.event(input.rekeyId)
+    if (binding === undefined || event === undefined || event.event.type !== 'rekey') {
+      throw new VerificationError('ENROLL_STATE', 'L0\'s ledger holds no such rekey event (yet): submit it and wait for a head first')
+    }
+    if (state.currentBinding(binding.cn) !== binding) throw new VerificationError('ISSUER_NOT_CURRENT', `${binding.cn} was rekeyed again since`)
+    if (binding.certHashes.length > 0) throw new VerificationError('NONCE_REUSED', 'a certificate was already recorded for these keys')
+    const invalid = state.invalidAt(binding, input.now)
+    if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `${binding.cn} is not valid: ${invalid.code.toLowerCase()}`)
+    return issueDeviceCertificate({
+      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: input.csrPem, now: input.now,
+      auth: { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter },
+      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+    })
+  }
 }

@@ -1,27 +1,41 @@
-/** @module `kin sim house`: run the fleet simulator's house story and report each decision. */
+/** @module `kin sim house`: the fleet simulator's house story on L0's real services, each decision reported. */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { playHouse, type StoryStep } from '../../../sim/house/story.ts'
-import { pureHouseDriver } from '../../../sim/house/pure-driver.ts'
+import { liveHouseDriver } from '../../../sim/house/live-driver.ts'
 import type { CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 
 /** `kin sim house`. */
 export const simHouse: CommandSpec = {
   name: 'sim house',
-  usage: 'kin sim house [--json]',
-  summary: "Play the house of the design: enroll L0, the laptop, two phones, two cameras, the lock and the guest's phone, then check who may open the door as the story unfolds (compromise, rekey, holidays' end). Exit 0 only if every expectation held.",
-  options: {},
+  usage: 'kin sim house [--keep DIR] [--json]',
+  summary: "Play the house of the design on a live fleet: L0's broker, CA and miner on a free loopback port, every device enrolled with a pairing code over MQTT/TLS and following the ledger, every access checked over mutual TLS. " +
+    'The story: the guest opens the lock, a camera may not configure it, the tablet is compromised and revoked, rekeyed, the holidays end. Exit 0 only if every expectation held.',
+  options: {
+    keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
+  },
   async run(args) {
     const started = performance.now()
-    const driver = await pureHouseDriver()
-    const log = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
-    if (!args.json) log(`kinship house demo — fleet ${driver.fleet.fleet.domain}, L0 ${driver.cnOf('L0')}`)
-    const steps: StoryStep[] = await playHouse(driver, log)
+    const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
+    const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-house-'))
+    const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
+    const driver = await liveHouseDriver(dir)
+    let steps: StoryStep[] = []
+    try {
+      out(`kinship house demo — fleet ${driver.fleet.l0.fleet}, L0 ${driver.cnOf('L0')} on ${driver.fleet.url}`)
+      steps = await playHouse(driver, out)
+    } finally {
+      await driver.fleet.close()
+      if (keep === undefined) rmSync(dir, { recursive: true, force: true })
+    }
     const passed = steps.filter(s => s.ok).length
-    const seconds = ((performance.now() - started) / 1000).toFixed(1)
+    const seconds = Number(((performance.now() - started) / 1000).toFixed(1))
     emit(args.json, {
-      ok: passed === steps.length, passed, failed: steps.length - passed, seconds: Number(seconds),
+      ok: passed === steps.length, passed, failed: steps.length - passed, seconds, homes: keep,
       steps: steps.map(s => ({ label: s.label, peer: s.peer, target: s.target, action: s.action, expect: s.expect, ok: s.ok, allow: s.decision?.allow, code: s.decision?.code, path: s.decision?.path })),
-    }, () => `\n${passed}/${steps.length} expectations held in ${seconds} s${passed === steps.length ? '' : ' — SOME FAILED'}`)
+    }, () => `\n${passed}/${steps.length} expectations held in ${seconds} s${passed === steps.length ? '' : ' — SOME FAILED'}${keep ? `; homes kept in ${keep}` : ''}`)
     return passed === steps.length ? 0 : 1
   },
 }
