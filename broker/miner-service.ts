@@ -85,8 +85,7 @@ export class MinerService {
 
   /** Seals what the ledger holds beyond the last head and publishes the latest head, retained (a fresh broker has none). */
   async start(): Promise<void> {
-    await this.sealNow()
-    await this.republishHead()
+    if ((await this.sealNow()) === undefined) await this.republishHead()
   }
 
   /** Publishes the latest head again, retained: after L0 (re)connects to a broker that may have lost it. */

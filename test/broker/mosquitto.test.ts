@@ -60,6 +60,12 @@ async function interop(): Promise<void> {
     t.match(out, /hello from the tablet/)
   })
 
+  t.test('mosquitto_sub with a device certificate reads the retained head L0 signed (-C 1)', async t => {
+    const r = await run('mosquitto_sub', [...tls(phone), '-t', topics.head, '-C', '1', '-W', '20', '-F', '%x'])
+    t.equal(r.status, 0, r.out)
+    t.equal(r.out.trim(), Buffer.from(services.miner.miner.latestHeadBytes()!).toString('hex'), 'byte for byte the miner\'s latest head')
+  })
+
   t.test('mosquitto_sub on kin/# or another device\'s inbox is denied', async t => {
     for (const filter of ['kin/#', topics.inbox(tablet.cn), topics.submitAll]) {
       const r = await run('mosquitto_sub', [...tls(phone), '-t', filter, '-C', '1', '-W', '10'])

@@ -1,0 +1,267 @@
+import t from 'tap'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { chmodSync, chownSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { toHex } from '../../agent/codec/bytes.ts'
+import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
+import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { authorizeChild } from '../../agent/enroll/parent.ts'
+import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
+import { Ledger } from '../../agent/ledger/ledger.ts'
+import { decodeHead, headId, verifyHeadSignature } from '../../agent/ledger/head.ts'
+import { encodeSyncRequest } from '../../agent/ledger/sync.ts'
+import { verifyConsistency } from '../../agent/ledger/merkle.ts'
+import type { EncodedEvent } from '../../agent/ledger/types.ts'
+import { decodeEventsAnnouncement, decodeLedgerResponse } from '../../agent/gossip/ledger-wire.ts'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
+import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
+import { exportMosquitto, type MosquittoExport } from '../../broker/mosquitto.ts'
+import {
+  connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nextMessage, nowSeconds, registerInvite, revocation, startTestL0,
+  subscribeGranted, submission, tempDir, tryConnect, tryPairing, withHomeLedger, type BrokerAddress, type TestDevice,
+} from './_fleet.ts'
+
+// Debian's mosquitto broker; .ci/run installs it. Missing is a failure, never a silent skip.
+const missing = ['mosquitto', 'mosquitto_sub'].filter(tool => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+if (missing.length > 0) {
+  t.fail(`${missing.join(', ')} not installed: run 'apt-get install -y mosquitto mosquitto-clients' (CI's .ci/run installs them) to test L0 behind Mosquitto`)
+} else {
+  await mosquittoPath()
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** A running Mosquitto: its process and what it logged. */
+interface Mosquitto {
+  child: ChildProcess
+  log: () => string
+  /** Resolves when its log matches `pattern` (the test's timeout bounds the wait). */
+  logged(pattern: RegExp, from?: number): Promise<void>
+}
+
+function startMosquitto(conf: string): Promise<Mosquitto> {
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let text = ''
+  child.stdout!.on('data', d => { text += d })
+  child.stderr!.on('data', d => { text += d })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGTERM') })
+  const m: Mosquitto = {
+    child,
+    log: () => text,
+    logged: async (pattern, from = 0) => {
+      while (!pattern.test(text.slice(from))) {
+        if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}:\n${text}`)
+        await new Promise(r => setTimeout(r, 20))
+      }
+    },
+  }
+  return m.logged(/mosquitto version [\d.]+ running/).then(() => m)
+}
+
+/**
+ * Mosquitto started as root drops to the user "mosquitto" (mosquitto.conf(5), `user`), which must read the exported
+ * files: what an operator does with chown, the test does here.
+ */
+function handToMosquittoUser(out: MosquittoExport): void {
+  if (process.getuid?.() !== 0) return
+  const uid = Number(execFileSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).trim())
+  const gid = Number(execFileSync('id', ['-g', 'mosquitto'], { encoding: 'utf8' }).trim())
+  chmodSync(out.dir, 0o755)
+  chownSync(out.files.keyfile, uid, gid)
+}
+
+async function mosquittoPath(): Promise<void> {
+  const l0 = await makeL0Home()
+  const { phone, tablet } = await withHomeLedger(l0, async ledger => ({
+    phone: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
+    tablet: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
+  }))
+  const topics = fleetTopics(l0.domain)
+  const minerKey = (await withHomeLedger(l0, async ledger => ledger.ledger.state.genesis!.body.minerKey))
+  const port = await freePort()
+  const exportDir = tempDir('kin-mosquitto-')
+  const exported = exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+  handToMosquittoUser(exported)
+  const mosquitto = await startMosquitto(exported.files.conf)
+  // Devices reach Mosquitto exactly as they reach L0's own broker: it presents L0's certificate.
+  const broker: BrokerAddress = { host: '127.0.0.1', port, cn: l0.cn, rootPem: l0.rootPem }
+  const url = `mqtts://127.0.0.1:${port}`
+
+  const logs: Array<Record<string, unknown>> = []
+  let services: L0ClientServices = await startL0Client({ home: l0.dir, broker: url, log: r => logs.push(r as Record<string, unknown>) })
+  t.teardown(() => services.close())
+
+  const phoneClient = await connectDevice(broker, phone)
+  t.teardown(() => end(phoneClient))
+  if ((await subscribeGranted(phoneClient, [topics.syncResp(phone.cn)]))[0] !== 1) throw new Error('the phone may not follow its sync responses')
+
+  const keys = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'camera' })
+  const authorizations = (n: number): EncodedEvent[] => {
+    const now = nowSeconds()
+    return Array.from({ length: n }, () => authorizeChild(nodeCrypto, services.ledger.ledger, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, keys.request, { role: 'device', notAfter: now + 86400 }, now))
+  }
+
+  t.test('L0 as a client of Mosquitto: a device submits, the head comes back retained and signed, events follow', async t => {
+    const watcher = await connectDevice(broker, tablet)
+    const retained = nextMessage(watcher, topics.head)
+    t.same(await subscribeGranted(watcher, [topics.head, topics.events]), [1, 1])
+    const first = decodeHead(new Uint8Array(await retained))
+    t.ok(verifyHeadSignature(nodeCrypto, first, minerKey), 'the retained head, published by L0 through Mosquitto')
+    t.equal(first.treeSize, services.ledger.ledger.size)
+
+    const events = authorizations(2)
+    const announced = nextMessage(watcher, topics.events)
+    const nextHead = nextMessage(watcher, topics.head)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission(events)), { qos: 1 })
+    const a = decodeEventsAnnouncement(new Uint8Array(await announced))
+    const head = decodeHead(new Uint8Array(await nextHead))
+    t.equal(head.treeSize, first.treeSize + 2)
+    t.same(a.headBytes, services.miner.miner.latestHeadBytes())
+    t.equal(a.from, first.treeSize)
+    t.same(a.events.map(b => toHex(nodeCrypto.sha256(b))).sort(), events.map(e => e.idHex).sort())
+    t.ok(verifyConsistency(nodeCrypto, first.treeSize, head.treeSize, first.root, head.root, a.consistencyProof))
+    await end(watcher)
+  })
+
+  t.test('mosquitto_sub with a device certificate reads the retained head (-C 1)', async t => {
+    const r = spawnSync('mosquitto_sub', [
+      '-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '--cafile', exported.files.cafile, '--insecure',
+      '--cert', join(phone.dir, 'cert.pem'), '--key', join(phone.dir, 'tls-key.pem'),
+      // Another client id than the phone's open session: Mosquitto would hand the id over and close that session.
+      '-i', `${phone.cn}-sub`,
+      '-t', topics.head, '-C', '1', '-W', '20', '-F', '%x',
+    ], { encoding: 'utf8', timeout: 30_000 })
+    t.equal(r.status, 0, r.stderr)
+    t.equal(r.stdout.trim(), toHex(services.miner.miner.latestHeadBytes()!), 'the payload is the latest head, byte for byte')
+  })
+
+  t.test('sync requests go through Mosquitto\'s ACL to L0 and back', async t => {
+    const old = services.miner.miner.headAt(0)!
+    const reply = nextMessage(phoneClient, topics.syncResp(phone.cn))
+    await phoneClient.publishAsync(topics.syncReq(phone.cn), Buffer.from(encodeSyncRequest({ fromTreeSize: old.treeSize, fromHeadId: headId(nodeCrypto, old) })), { qos: 1 })
+    const r = decodeLedgerResponse(new Uint8Array(await reply))
+    if (r.kind !== 'sync') throw new Error(`expected a sync response, got ${r.kind}`)
+    t.equal(r.response.proofFrom, old.treeSize)
+    t.ok(verifyConsistency(nodeCrypto, old.treeSize, r.response.head.treeSize, old.root, r.response.head.root, r.response.consistencyProof))
+  })
+
+  t.test("Mosquitto's ACL: a device cannot submit as another CN, forge the head, or read another inbox", async t => {
+    const watcher = await connectDevice(broker, tablet)
+    const retained = nextMessage(watcher, topics.head)
+    t.same(await subscribeGranted(watcher, [topics.head]), [1])
+    await retained
+    const forged = new Promise<string>(resolve => watcher.on('message', (topic, p) => { if (topic === topics.head) resolve(p.toString('hex')) }))
+    const [stolen] = authorizations(1)
+    // MQTT 3.1.1 has no negative PUBACK: Mosquitto acknowledges and drops what the ACL denies.
+    await phoneClient.publishAsync(topics.submit(tablet.cn), Buffer.from(submission([stolen!])), { qos: 1 })
+    await phoneClient.publishAsync(topics.head, Buffer.from('forged head'), { qos: 1 })
+    const spy = await connectDevice(broker, phone, `${phone.cn}-spy`)
+    await subscribeGranted(spy, [topics.inbox(tablet.cn)])
+    let leaked = false
+    spy.on('message', () => { leaked = true })
+    const inbox = nextMessage(watcher, topics.inbox(tablet.cn))
+    t.same(await subscribeGranted(watcher, [topics.inbox(tablet.cn)]), [1])
+    await phoneClient.publishAsync(topics.inbox(tablet.cn), Buffer.from('challenge'), { qos: 1 })
+    t.equal((await inbox).toString(), 'challenge', 'the tablet gets its own inbox')
+    // A real submission and its head mark the point by which the forged ones would have shown.
+    const [marker] = authorizations(1)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission([marker!])), { qos: 1 })
+    const seen = await forged
+    t.equal(seen, toHex(services.miner.miner.latestHeadBytes()!), 'the next head is the miner\'s, never the forged one')
+    t.notOk(services.ledger.ledger.state.has(stolen!.idHex), 'the submission under another CN never reached L0')
+    t.notOk(leaked, "nothing of the tablet's inbox reached the phone")
+    await end(spy)
+    await end(watcher)
+  })
+
+  t.test('a revoked device is refused by the regenerated CRL after a SIGHUP; the others still log in', async t => {
+    const revoke = revocation(services.ledger, l0.self, tablet)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission([revoke])), { qos: 1 })
+    await logRecord(logs, r => r.event === 'ledger.accepted' && r.id === revoke.idHex)
+    const before = await tryConnect(broker, { clientId: tablet.cn, cert: tablet.certPem, key: tablet.keyPem })
+    t.ok(before.client !== undefined, 'the old CRL still admits the tablet: Mosquitto learns revocations from the CRL only')
+    await end(before.client)
+
+    // Exported again while L0's services run (the export only reads the ledger), then reloaded.
+    const again = exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+    handToMosquittoUser(again)
+    t.same(again.revoked.map(r => r.cn), [tablet.cn])
+    const mark = mosquitto.log().length
+    mosquitto.child.kill('SIGHUP')
+    await mosquitto.logged(/Reloading config/, mark)
+    const refused = await tryConnect(broker, { clientId: tablet.cn, cert: tablet.certPem, key: tablet.keyPem })
+    t.equal(refused.client, undefined, 'the revoked tablet cannot log in')
+    t.match(mosquitto.log().slice(mark), /certificate revoked|OpenSSL Error/i, 'Mosquitto says why')
+    const phoneAgain = await tryConnect(broker, { clientId: `${phone.cn}-2`, cert: phone.certPem, key: phone.keyPem })
+    t.ok(phoneAgain.client !== undefined, 'the phone still logs in')
+    await end(phoneAgain.client)
+  })
+
+  t.test('enrollment: no pairing login through Mosquitto; it happens while L0 runs its own broker, then the device uses Mosquitto', async t => {
+    const invite = makeInvite(phone, { role: 'device' })
+    // Pairing sessions have no certificate, and the listener requires one: the TLS handshake itself fails.
+    const noCode = await tryPairing(broker, invite.invite.inviteId, invite.secrets.loginProof)
+    t.equal(noCode.client, undefined, 'a pairing login cannot reach Mosquitto')
+
+    // The enrollment window: L0's services stop serving Mosquitto and run their own broker for a while.
+    await services.close()
+    const { services: window, logs: windowLogs } = await startTestL0(l0)
+    const parent = await connectDevice(window, phone)
+    t.same(await registerInvite(window, parent, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
+    const child = (await tryPairing(window, invite.invite.inviteId, invite.secrets.loginProof)).client!
+    const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'front door' })
+    const now = nowSeconds()
+    const authorize = authorizeChild(nodeCrypto, window.ledger.ledger, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, request, { role: 'device', notAfter: now + 86400 }, now)
+    const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
+    t.same(await subscribeGranted(child, [topics.pair(invite.invite.inviteId, 'cert')]), [1])
+    const answer = nextMessage(child, topics.pair(invite.invite.inviteId, 'cert'))
+    await child.publishAsync(topics.pair(invite.invite.inviteId, 'csr'), Buffer.from(encodeCbor([authorize.bytes, createEnrollCsr(accepted, secrets)])), { qos: 1 })
+    const [status, certPem, lineage] = decodeCbor(new Uint8Array(await answer)) as [string, string, Uint8Array[]]
+    t.equal(status, 'ok')
+    const childLedger = new Ledger(nodeCrypto)
+    for (const b of lineage) childLedger.ingest(b)
+    childLedger.ingest(authorize)
+    const { certified } = recordCertificate(nodeCrypto, nodePki, childLedger, accepted, secrets, certPem, l0.rootPem, now)
+    await end(child)
+    const lock: TestDevice = { cn: accepted.cn, parentCn: phone.cn, role: 'device', certPem, keyPem: secrets.tls.privateKeyPem, ledgerSeed: secrets.ledgerSeed, bindingId: authorize.idHex, dir: '' }
+    const first = await connectDevice(window, lock)
+    await first.publishAsync(topics.submit(lock.cn), Buffer.from(submission([authorize, certified])), { qos: 1 })
+    await logRecord(windowLogs, r => r.event === 'ledger.accepted' && r.id === certified.idHex)
+    await end(first)
+    await end(parent)
+    await window.close()
+
+    // Back behind Mosquitto: the new device logs in there with its certificate and follows the ledger.
+    exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+    handToMosquittoUser(exported)
+    services = await startL0Client({ home: l0.dir, broker: url, log: r => logs.push(r as Record<string, unknown>) })
+    const lockClient = await connectDevice(broker, lock)
+    const retained = nextMessage(lockClient, topics.head)
+    t.same(await subscribeGranted(lockClient, [topics.head, topics.syncResp(lock.cn)]), [1, 1])
+    const head = decodeHead(new Uint8Array(await retained))
+    t.equal(head.treeSize, services.ledger.ledger.size, 'the head covers the enrollment, certified event included')
+    t.ok(services.miner.miner.indexOf(certified.idHex)! < head.treeSize)
+    await end(lockClient)
+  })
+
+  t.test('submissions made while L0 is away wait in Mosquitto for its persistent session', async t => {
+    await services.close()
+    const [late] = authorizations(1)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission([late!])), { qos: 1 })
+    services = await startL0Client({ home: l0.dir, broker: url, log: r => logs.push(r as Record<string, unknown>) })
+    await logRecord(logs, r => r.event === 'ledger.accepted' && r.id === late!.idHex)
+    t.ok(services.ledger.ledger.state.has(late!.idHex), 'accepted once L0 is back')
+  })
+}
