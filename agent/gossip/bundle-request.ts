@@ -55,7 +55,8 @@ export async function fetchBundle(client: GossipClient, request: BundleRequest):
     return undefined
   }, { timeoutMs: request.timeoutMs, code: 'BROKER_TIMEOUT', message: `the miner did not answer the request for ${cn}'s proof bundle within ${request.timeoutMs} ms` })
   answer.catch(() => undefined)
-  await client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, request.anchor.knownHead?.treeSize))
+  // A session lost mid-publish may never acknowledge it: the wait (its deadline, or the session closing) decides.
+  await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, request.anchor.knownHead?.treeSize)), answer])
   const bytes = await answer
   return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
 }

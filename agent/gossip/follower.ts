@@ -168,6 +168,8 @@ export class LedgerFollower {
   #inOrderSince = 0
   #round: Round | undefined = undefined
   readonly #ending = new WeakMap<GossipClient, Promise<void>>()
+  /** Per session: rejects when it closes, so a publish the lost connection will never acknowledge does not hang. */
+  readonly #lost = new WeakMap<GossipClient, Promise<never>>()
   #running: Promise<void> | undefined = undefined
   #queued: Promise<void> | undefined = undefined
   readonly #pending = new Map<string, PendingHead>()
@@ -375,10 +377,15 @@ export class LedgerFollower {
     this.#requests = []
     this.#orderKnown = true
     let closedWith: KinError | undefined
+    let lost: (err: KinError) => void = () => undefined
+    const lostPromise = new Promise<never>((_, reject) => { lost = reject })
+    lostPromise.catch(() => undefined)
+    this.#lost.set(client, lostPromise)
     const closed = new Promise<void>(resolve => {
       client.onStatus((status, error) => {
         if (status !== 'closed') return
         closedWith = error
+        lost(error ?? new KinError('BROKER_CLOSED', 'the session with the broker closed'))
         resolve()
       })
     })
@@ -544,7 +551,7 @@ export class LedgerFollower {
       this.#round = round
       const sent = ++this.#tick
       this.#requests.push(sent)
-      client.publish(this.topics.syncReq(this.cn), encodeSyncRequest(this.replica.syncRequest())).catch(err => {
+      this.#publish(client, this.topics.syncReq(this.cn), encodeSyncRequest(this.replica.syncRequest())).catch(err => {
         this.#requests.pop()
         if (this.#round === round) this.#round = undefined
         round.reject(err)
@@ -589,10 +596,17 @@ export class LedgerFollower {
     const client = this.#client
     if (client === undefined || this.#status !== 'online') return false
     for (const batch of submissionBatches(events)) {
-      await client.publish(this.topics.submit(this.cn), encodeSubmission(batch))
+      await this.#publish(client, this.topics.submit(this.cn), encodeSubmission(batch))
       this.#stats.submitted += batch.length
     }
     return true
+  }
+
+  /** Publishes on a session; rejects when the session closes before the broker acknowledged. */
+  #publish(client: GossipClient, topic: string, payload: Uint8Array): Promise<void> {
+    const lost = this.#lost.get(client)
+    const sent = client.publish(topic, payload)
+    return lost === undefined ? sent : Promise.race([sent, lost])
   }
 
   #adopted(via: AdoptedHead['via'], outcome: { added: number; rewritten: boolean; dropped: Refusal[] }): void {
