@@ -1,4 +1,5 @@
 /** @module Gossip test fleet: L0's home and device homes on disk (pure enrollment steps), the real L0 (startL0) on loopback, followers. */
+import { spawn } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
@@ -17,6 +18,7 @@ import { replayRecords } from '../../agent/ledger/persistent.ts'
 import type { Ledger } from '../../agent/ledger/ledger.ts'
 import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../broker/_fleet.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
+import { REPO } from '../enroll/_harness.ts'
 
 export { nowSeconds, type L0Home, type TestDevice }
 
@@ -189,4 +191,44 @@ export async function until(check: () => boolean, timeoutMs: number): Promise<bo
     await new Promise(r => setTimeout(r, 20))
   }
   return true
+}
+
+/** A `kin` child process whose stdout is read line by line as it comes. */
+export interface KinLines {
+  lines: string[]
+  /** The first line (now or later) that `pick` accepts, parsed as JSON; rejects after `timeoutMs`. */
+  waitJson(pick: (doc: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>
+  signal(name: NodeJS.Signals): void
+  done: Promise<{ status: number | null; stdout: string; stderr: string }>
+}
+
+/** Starts `node bin/kin.mjs …args`; killed after the test. */
+export function startKinLines(t: Test, args: string[]): KinLines {
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'kin.mjs'), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const lines: string[] = []
+  let stdout = '', stderr = '', partial = ''
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString('utf8')
+    partial += c.toString('utf8')
+    for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
+      lines.push(partial.slice(0, nl))
+      partial = partial.slice(nl + 1)
+    }
+  })
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8') })
+  const done = new Promise<{ status: number | null; stdout: string; stderr: string }>(resolve => child.on('close', status => resolve({ status, stdout, stderr })))
+  return {
+    lines, done,
+    signal: name => { child.kill(name) },
+    async waitJson(pick, timeoutMs) {
+      let found: Record<string, unknown> | undefined
+      const ok = await until(() => {
+        found = lines.map(l => { try { return JSON.parse(l) as Record<string, unknown> } catch { return {} } }).find(pick)
+        return found !== undefined || child.exitCode !== null
+      }, timeoutMs)
+      if (!ok || found === undefined) throw new Error(`no such line from kin ${args[0]} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)
+      return found
+    },
+  }
 }
