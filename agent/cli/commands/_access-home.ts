@@ -1,5 +1,6 @@
 /** @module What `kin serve`, `kin access` and `kin check` share: a home opened for access decisions, its ledger followed on disk. */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
@@ -8,6 +9,9 @@ import type { CryptoProvider } from '../../../firmware-shims/types.ts'
 import { AccessSession } from '../../access/session.ts'
 import type { Decision, LocalPolicy } from '../../access/types.ts'
 import { Ledger } from '../../ledger/ledger.ts'
+import { decodeCbor } from '../../codec/cbor.ts'
+import { decodeHead, verifyHeadSignature, type BlockHead } from '../../ledger/head.ts'
+import { SYNC_FILE } from '../../gossip/replica-files.ts'
 import { mergeBundleInto, verifyBundle, type VerifiedBundle } from '../../ledger/bundle.ts'
 import { replayRecords } from '../../ledger/persistent.ts'
 import type { LedgerState } from '../../ledger/state.ts'
@@ -170,6 +174,46 @@ export function localPolicyOf(config: HomeConfig): LocalPolicy | undefined {
   return out
 }
 
+/**
+ * The head a home's replica verified last (DIR/sync.cbor, written by `kin sync` or the follower of `kin serve`),
+ * re-read when the file changes. Its signature is checked against the genesis' miner key; a file that does not
+ * decode or verify counts as no head (fail closed: no freshness, no anchor).
+ */
+export class HomeHeadReader {
+  readonly path: string
+  #mark = ''
+  #head: BlockHead | undefined = undefined
+
+  constructor(dir: string) {
+    this.path = join(dir, SYNC_FILE)
+  }
+
+  /** The held head, if the home keeps a verified one. */
+  head(minerKey: Uint8Array | undefined): BlockHead | undefined {
+    if (minerKey === undefined || !existsSync(this.path)) return undefined
+    let mark: string
+    try {
+      const st = statSync(this.path)
+      mark = `${st.ino}:${st.size}:${st.mtimeMs}`
+    } catch {
+      return undefined
+    }
+    if (mark === this.#mark) return this.#head
+    this.#mark = mark
+    this.#head = undefined
+    try {
+      const v = decodeCbor(new Uint8Array(readFileSync(this.path)), 1024)
+      if (Array.isArray(v) && v.length === 3 && v[1] instanceof Uint8Array) {
+        const head = decodeHead(v[1])
+        if (verifyHeadSignature(nodeCrypto, head, minerKey)) this.#head = head
+      }
+    } catch {
+      this.#head = undefined
+    }
+    return this.#head
+  }
+}
+
 /** A home opened for access decisions. */
 export interface AccessHome {
   home: Home
@@ -183,11 +227,16 @@ export interface AccessHome {
   session: AccessSession
   /** The home's audit.log, when opened with `audit: true`. */
   audit: AuditLog | undefined
+  /** The head the home's replica verified last (sync.cbor), if any: the anchor for bundles, the freshness for maxHeadAge. */
+  heldHead(): BlockHead | undefined
   close(): Promise<void>
 }
 
-/** Opens a home read-only for decisions (ledger followed on disk, not taken over); `audit` opens audit.log for appending. */
-export async function openAccessHome(dir: string, options: { audit: boolean; needKey: boolean }): Promise<AccessHome> {
+/**
+ * Opens a home read-only for decisions (ledger followed on disk, not taken over); `audit` opens audit.log for
+ * appending. `lastHeadTime` (default: the time of the head in sync.cbor) is the ledger's freshness for maxHeadAge.
+ */
+export async function openAccessHome(dir: string, options: { audit: boolean; needKey: boolean; lastHeadTime?: () => number | undefined }): Promise<AccessHome> {
   const home = new Home(dir)
   const config = home.readConfig()
   const rootPem = home.readText('root')
@@ -195,13 +244,15 @@ export async function openAccessHome(dir: string, options: { audit: boolean; nee
   const certPem = home.readText('cert')
   const keyPem = options.needKey ? home.readText('tlsKey') : ''
   const ledger = new HomeLedgerFollower(home.path('ledger'))
+  const heads = new HomeHeadReader(home.dir)
+  const heldHead = (): BlockHead | undefined => heads.head(ledger.state().genesis?.body.minerKey)
   const session = new AccessSession({
     self: config.cn, root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => Math.floor(Date.now() / 1000) },
-    ledger: () => ledger.state(), localPolicy: localPolicyOf(config),
+    ledger: () => ledger.state(), localPolicy: localPolicyOf(config), lastHeadTime: options.lastHeadTime ?? (() => heldHead()?.time),
   })
   const audit = options.audit ? await AuditLog.open(home.path('audit')) : undefined
   return {
-    home, config, cn: config.cn, certPem, keyPem, rootPem, root, ledger, session, audit,
+    home, config, cn: config.cn, certPem, keyPem, rootPem, root, ledger, session, audit, heldHead,
     close: async () => { await audit?.close() },
   }
 }
@@ -218,21 +269,22 @@ export interface BundleSession {
 /**
  * Verifies a proof bundle the peer carries (design "Access decision" step 5) against the home's genesis and miner key,
  * and merges it into a throw-away copy of the home's ledger: every revocation the home knows still applies, and the
- * home's file is not touched. The bundle's head time counts as the last verified head (policy maxHeadAge). The home
- * keeps no verified head yet (no sync file), so the bundle's head is not checked for consistency with one
- * ('unanchored'): its miner signature and inclusion proofs are. Throws the bundle's coded refusal.
+ * home's file is not touched. The bundle's head time counts as the last verified head (policy maxHeadAge). When the
+ * home keeps a verified head (sync.cbor), the bundle's head must be it or be proven consistent with it (HEAD_UNPROVEN,
+ * HEAD_FORK, HEAD_INCONSISTENT, HEAD_ROLLBACK otherwise); without one it is 'unanchored': its miner signature and
+ * inclusion proofs are checked. Throws the bundle's coded refusal.
  */
 export async function sessionWithBundle(device: AccessHome, bundleBytes: Uint8Array): Promise<BundleSession> {
   const state = device.ledger.state()
   if (state.genesis === undefined) throw new KinError('NO_GENESIS', `${device.home.path('ledger')} holds no genesis event`)
   const now = device.session.now()
-  const verified = verifyBundle(nodeCrypto, bundleBytes, { minerKey: state.genesis.body.minerKey, genesisId: state.genesis.event.idHex }, now)
+  const verified = verifyBundle(nodeCrypto, bundleBytes, { minerKey: state.genesis.body.minerKey, genesisId: state.genesis.event.idHex, knownHead: device.heldHead() }, now)
   const merged = new Ledger(nodeCrypto)
   merged.ingestMany(state.log, { trustSignatures: true })
   const result = await mergeBundleInto(merged, verified)
   const session = new AccessSession({
     self: device.cn, root: device.root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => now },
-    ledger: () => merged.state, localPolicy: localPolicyOf(device.config), lastHeadTime: () => verified.head.time,
+    ledger: () => merged.state, localPolicy: localPolicyOf(device.config), lastHeadTime: () => Math.max(verified.head.time, device.heldHead()?.time ?? 0),
   })
   return { session, verified, merged: result.accepted.length, refused: result.refused.length }
 }

@@ -1,10 +1,13 @@
 /** @module `kin serve`: a device's access endpoint over mutual TLS; one decision per connection, each audited and logged. */
+import { KinError } from '../../errors.ts'
 import { auditRecordOf } from '../../access/audit.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
+import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from './sync.ts'
 
 function portOf(text: string): number {
   const port = Number(text)
@@ -23,7 +26,10 @@ export const serve: CommandSpec = {
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
-    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. Stops cleanly on SIGINT or SIGTERM.',
+    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. When DIR/config.json names a broker (an '
+    + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
+    + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
+    + 'Stops cleanly on SIGINT or SIGTERM.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
@@ -35,8 +41,33 @@ export const serve: CommandSpec = {
     const port = portOf(String(args.values.port))
     const timeout = Number(args.values.timeout)
     if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
-    const device = await openAccessHome(dir, { audit: true, needKey: true })
     const json = args.json
+    // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
+    let following: FollowingHome | undefined
+    let notFollowing: KinError | undefined
+    if (followsBroker(new Home(dir).readConfig())) {
+      try {
+        following = await openFollowingHome(dir, {
+          onHead: a => line(json, { head: headSummary(a.head, a.headId), via: a.via, added: a.added }, `${isoTime(a.head.time)} ledger head ${a.head.height} over ${a.head.treeSize} events (${a.added} new, via ${a.via})`),
+          onAlarm: a => line(json, { alarm: a }, `ALARM ${a.code} (${a.source}): ${a.message}; the old head was kept`),
+          onStatus: (status, error) => {
+            if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code})`}; deciding on the ledger as it is, reconnecting`)
+          },
+        })
+      } catch (e) {
+        if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
+        // Another process (kin sync --follow) keeps the ledger in sync: serve from the file it writes.
+        notFollowing = e
+      }
+    }
+    const follower = following?.follower
+    let device
+    try {
+      device = await openAccessHome(dir, { audit: true, needKey: true, ...(follower === undefined ? {} : { lastHeadTime: () => follower.lastHeadTime() }) })
+    } catch (e) {
+      await following?.close()
+      throw e
+    }
     let reportedLedgerError: string | undefined
     const onDecision = (decision: Decision, from: PeerAddress): void => {
       // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error.
@@ -51,11 +82,20 @@ export const serve: CommandSpec = {
     const onHandshakeError = (error: Error, from: PeerAddress): void => {
       line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
     }
-    const endpoint = await startAccessEndpoint({
-      certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
-      host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError,
-    })
-    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn }, `${device.cn} serving access on ${endpoint.host}:${endpoint.port} (fleet ${device.config.fleet}); stop with Ctrl-C`)
+    let endpoint
+    try {
+      endpoint = await startAccessEndpoint({
+        certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
+        host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError,
+      })
+    } catch (e) {
+      await following?.close()
+      await device.close()
+      throw e
+    }
+    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn, following: follower !== undefined }, `${device.cn} serving access on ${endpoint.host}:${endpoint.port} (fleet ${device.config.fleet}); stop with Ctrl-C`)
+    if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
+    follower?.start()
     const signal = await new Promise<string>(resolve => {
       const stop = (name: string): void => {
         process.off('SIGINT', onInt)
@@ -68,6 +108,7 @@ export const serve: CommandSpec = {
       process.on('SIGTERM', onTerm)
     })
     await endpoint.close()
+    await following?.close()
     await device.close()
     line(json, { stopped: true, signal }, `stopped (${signal})`)
     return 0
