@@ -5,6 +5,7 @@ import { reportError } from './output.ts'
 import { ledgerShow, ledgerVerify } from './commands/ledger.ts'
 import { init } from './commands/init.ts'
 import { simHouse } from './commands/sim.ts'
+import { simAttacks } from './commands/sim-attacks.ts'
 import { broker } from './commands/broker.ts'
 import { invite } from './commands/invite.ts'
 import { enroll } from './commands/enroll.ts'
@@ -15,7 +16,7 @@ import { sync } from './commands/sync.ts'
 import { revoke } from './commands/revoke.ts'
 import { ledgerBundle } from './commands/bundle.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, invite, enroll, broker, serve, access, check, sync, revoke]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, invite, enroll, broker, serve, access, check, sync, revoke]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

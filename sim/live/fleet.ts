@@ -225,7 +225,8 @@ export class LiveFleet {
     return e
   }
 
-  private async submitAs(by: LiveDevice, events: EncodedEvent[]): Promise<void> {
+  /** Hands `by`'s own signed events to the miner through its follower and waits until a head covers them; throws the refusal's code. */
+  async submitAs(by: LiveDevice, events: EncodedEvent[]): Promise<void> {
     if (by.follower === undefined) throw new KinError('ENROLL_STATE', `${by.label} does not follow the ledger`)
     const outcome = await by.follower.submit(events)
     if (outcome.refused.length > 0) throw new KinError(outcome.refused[0]!.code as 'INTERNAL', outcome.refused[0]!.message)
@@ -280,11 +281,24 @@ export class LiveFleet {
    * target's identity first, the target decides on the peer's certificate with its own ledger.
    */
   async access(peerLabel: string, targetLabel: string, action: string): Promise<Decision> {
-    const peer = this.device(peerLabel), target = this.device(targetLabel)
-    if (target.endpoint === undefined) {
-      target.endpoint = await startAccessEndpoint({ ...target.identity, session: target.session, host: '127.0.0.1', port: 0 })
-    }
-    const outcome = await requestAccess({ ...peer.identity, host: '127.0.0.1', port: target.endpoint.port, action, checkServer: der => peer.session.checkServer(der) })
+    const peer = this.device(peerLabel)
+    return this.accessAs(peer.identity, peer.session, targetLabel, action)
+  }
+
+  /** The access endpoint of `label` (mutual TLS on loopback), started on first use. */
+  async endpoint(label: string): Promise<AccessEndpoint> {
+    const target = this.device(label)
+    target.endpoint ??= await startAccessEndpoint({ ...target.identity, session: target.session, host: '127.0.0.1', port: 0 })
+    return target.endpoint
+  }
+
+  /**
+   * `access` with any TLS identity as the requester (the simulator's attacks present forged certificates): `checker`
+   * runs the requester's server identity check on the target's certificate before the request is sent.
+   */
+  async accessAs(identity: TlsIdentity, checker: AccessSession, targetLabel: string, action: string): Promise<Decision> {
+    const endpoint = await this.endpoint(targetLabel)
+    const outcome = await requestAccess({ ...identity, host: '127.0.0.1', port: endpoint.port, action, checkServer: der => checker.checkServer(der) })
     if (outcome.answer === undefined) return outcome.server
     const a = outcome.answer
     return { allow: a.allow, code: a.code as Decision['code'], reason: a.reason, path: a.path, commonAncestor: a.commonAncestor ?? undefined, hops: a.hops ?? undefined, peer: a.peer ?? undefined, action: a.action, time: a.time, retry: false, missing: undefined }

@@ -1,0 +1,76 @@
+/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage, a revoked ancestor, an expired guest. */
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { policyEvent } from '../../agent/ledger/builders.ts'
+import { signEvent } from '../../agent/ledger/event.ts'
+import type { EncodedEvent, PolicyRule } from '../../agent/ledger/types.ts'
+import type { AttackContext } from './house.ts'
+import { decided, type AttackRunner } from './runner.ts'
+import { ACCEPTED, type AttackOutcome } from './types.ts'
+
+const DAY = 86400
+
+/** A `policy` event by `byLabel` on `onLabel` (that device only), signed with by's ledger key; not submitted. */
+export function policyBy(ctx: AttackContext, byLabel: string, onLabel: string, rules: PolicyRule[]): EncodedEvent {
+  const { fleet } = ctx
+  const by = fleet.device(byLabel), on = fleet.device(onLabel)
+  const state = (by.replica?.ledger ?? fleet.l0.ledger).ledger.state
+  const body = { subtree: false, maxHops: 0, maxHeadAge: 0, anchors: [], rules }
+  return signEvent(nodeCrypto, policyEvent(state.currentBinding(by.cn)!, state.currentBinding(on.cn)!, body, fleet.clock.now()), by.ledgerSeed)
+}
+
+/** `byLabel` sets a policy on `onLabel`, hands it to the miner, and waits until every device holds it. */
+export async function setPolicy(ctx: AttackContext, byLabel: string, onLabel: string, rules: PolicyRule[]): Promise<EncodedEvent> {
+  const event = policyBy(ctx, byLabel, onLabel, rules)
+  await ctx.fleet.submitAs(ctx.fleet.device(byLabel), [event])
+  await ctx.fleet.converge()
+  return event
+}
+
+/**
+ * These cases change the live fleet for good, so they run last, in an order where no earlier refusal can mask a
+ * later one: the policy is withdrawn before the revocation, the revoked guest is not the one whose stay runs out.
+ */
+export async function lifecycleAttacks(ctx: AttackContext, run: AttackRunner): Promise<void> {
+  const { fleet } = ctx
+  const access = async (peer: string, target: string, action: string): Promise<AttackOutcome> => decided(peer, target, action, await fleet.access(peer, target, action))
+
+  await run.run({ id: 'policy-narrowed', family: 'lifecycle', kind: 'attack', attack: "the owner's phone narrows 'unlock' on the lock to admins and members; the guest tries it", expected: ['POLICY_ROLE', 'POLICY_ACTION'] }, async () => {
+    await setPolicy(ctx, 'L2.1', 'L3.3', [{ action: 'unlock', roles: ['admin', 'member'], from: 0, to: 0 }])
+    return access('L3.4', 'L3.3', 'unlock')
+  })
+  await run.run({ id: 'policy-owner', family: 'lifecycle', kind: 'control', attack: 'under that policy the owner still opens the door', expected: ['ALLOW'] },
+    () => access('L2.1', 'L3.3', 'unlock'))
+  await run.run({ id: 'policy-outsider', family: 'lifecycle', kind: 'attack', attack: "the guest signs a policy on the lock granting guests 'unlock' and 'configure'", expected: ['POLICY_NOT_ANCESTOR'] }, async () => {
+    // Its own ledger would not even take it; a device that skips that check meets the miner's, which is this one.
+    const event = policyBy(ctx, 'L3.4', 'L3.3', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])
+    const result = await fleet.l0.miner.submit([event.bytes], fleet.clock.now())
+    const refusal = result.refused[0]
+    if (refusal !== undefined) return { actual: refusal.code, detail: `L0's miner refused it: ${refusal.message}` }
+    return { actual: ACCEPTED, detail: `L0's miner took it (${result.accepted.length} accepted, ${result.known.length} known, ${result.pending.length} pending)` }
+  })
+  await run.run({ id: 'policy-withdrawn', family: 'lifecycle', kind: 'control', attack: "the owner's phone restores 'unlock' for guests; the guest opens the door again", expected: ['ALLOW'] }, async () => {
+    // A later policy event on the same device outranks the earlier one (policy.ts: newest first).
+    fleet.clock.advance(60)
+    await setPolicy(ctx, 'L2.1', 'L3.3', [{ action: 'unlock', roles: ['admin', 'member', 'guest'], from: 0, to: 0 }])
+    return access('L3.4', 'L3.3', 'unlock')
+  })
+  await run.run({ id: 'dog-sitter-unlocks', family: 'lifecycle', kind: 'control', attack: "the dog-sitter's phone opens the door during its three-day stay", expected: ['ALLOW'] },
+    () => access('L3.5', 'L3.3', 'unlock'))
+
+  await run.run({ id: 'revoked-ancestor', family: 'lifecycle', kind: 'attack', attack: "the laptop revokes the compromised tablet and its subtree; the guest below it tries the door", expected: ['ACCESS_ANCESTOR_REVOKED'] }, async () => {
+    await fleet.revoke('L1', 'L2.2', { reason: 'compromised', subtree: true })
+    await fleet.converge()
+    return access('L3.4', 'L3.3', 'unlock')
+  })
+  await run.run({ id: 'revoked-device', family: 'lifecycle', kind: 'attack', attack: 'the revoked tablet itself asks the lock to view', expected: ['ACCESS_REVOKED'] },
+    () => access('L2.2', 'L3.3', 'view'))
+  await run.run({ id: 'owner-after-revocation', family: 'lifecycle', kind: 'control', attack: "the owner's branch keeps its access after the revocation", expected: ['ALLOW'] },
+    () => access('L2.1', 'L3.3', 'unlock'))
+
+  await run.run({ id: 'guest-expired', family: 'lifecycle', kind: 'attack', attack: "the dog-sitter's stay ends (sim clock +3 days); its phone tries the door", expected: ['CERT_EXPIRED', 'ACCESS_EXPIRED'] }, async () => {
+    fleet.clock.advance(3 * DAY + 3600)
+    return access('L3.5', 'L3.3', 'unlock')
+  })
+  await run.run({ id: 'owner-after-expiry', family: 'lifecycle', kind: 'control', attack: 'the owner still opens the door three days later', expected: ['ALLOW'] },
+    () => access('L2.1', 'L3.3', 'unlock'))
+}

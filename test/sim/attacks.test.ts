@@ -1,0 +1,68 @@
+// The attack suite on a live fleet (real broker, pairing codes, miner, gossip, mutual TLS): no attack let in, no control turned away.
+import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runAttacks, tally } from '../../sim/attacks/index.ts'
+
+// The cases the suite must hold (issue "The fleet simulator", point 2), by id; the suite may hold more.
+const REQUIRED_ATTACKS = [
+  'rogue-ca', 'mis-issued', 'stolen-certificate', 'san-parent', 'fake-lock-eve-ca', 'challenge-replayed', 'bundle-event-byte',
+  'bundle-forked-head', 'ledger-flipped-byte', 'ledger-deleted-event', 'ledger-reordered', 'head-eve-signed', 'head-fork',
+  'head-inconsistent', 'policy-narrowed', 'revoked-ancestor', 'guest-expired',
+]
+const REQUIRED_CONTROLS = ['guest-unlocks', 'owner-unlocks', 'challenge-good', 'bundle-good']
+
+const dir = mkdtempSync(join(tmpdir(), 'kin-sim-attacks-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+const result = await runAttacks({ dir })
+const byId = new Map(result.rows.map(r => [r.id, r]))
+
+t.test('every required attack and control ran, once', async t => {
+  t.equal(byId.size, result.rows.length, 'ids are unique')
+  for (const id of REQUIRED_ATTACKS) t.equal(byId.get(id)?.kind, 'attack', `attack ${id} ran`)
+  for (const id of REQUIRED_CONTROLS) t.equal(byId.get(id)?.kind, 'control', `control ${id} ran`)
+  t.same(new Set(result.rows.map(r => r.family)), new Set(['identity', 'challenge', 'bundle', 'ledger', 'miner', 'lifecycle']), 'every family ran')
+})
+
+t.test('0 false accepts, 0 false rejects, every code in its expected set', async t => {
+  const counted = tally(result.rows)
+  t.equal(counted.falseAccepts, 0, 'no attack was let in')
+  t.equal(counted.falseRejects, 0, 'no control was turned away')
+  t.equal(counted.errors, 0, 'every case ran')
+  for (const r of result.rows) {
+    t.ok(r.expected.includes(r.actual), `${r.kind} ${r.id}: ${r.actual} in ${r.expected.join(' / ')} — ${r.detail}`)
+    if (r.kind === 'attack') t.ok(r.refused && r.actual !== 'ALLOW' && r.actual !== 'ACCEPTED', `${r.id} was refused`)
+    else t.notOk(r.refused, `${r.id} went through`)
+  }
+  t.equal(result.tally.ok, true)
+})
+
+t.test('specific refusals: the stage that should refuse is the one that did', async t => {
+  t.equal(byId.get('rogue-ca')!.actual, 'CERT_CHAIN')
+  t.equal(byId.get('mis-issued')!.actual, 'CERT_UNBOUND')
+  t.equal(byId.get('stolen-certificate')!.actual, 'TLS_HANDSHAKE')
+  t.match(byId.get('stolen-certificate')!.detail, /alert 51/, 'the lock sent decrypt_error')
+  t.equal(byId.get('own-key-bare-client')!.actual, 'ALLOW', 'the same bare client with the right key gets in')
+  t.equal(byId.get('san-parent-uncertified')!.actual, 'CERT_NOT_CERTIFIED')
+  t.equal(byId.get('san-parent')!.actual, 'ACCESS_SAN_PARENT')
+  t.match(byId.get('fake-lock-eve-ca')!.detail, /0 request bytes/, 'nothing reached the fake lock')
+  t.equal(byId.get('challenge-replayed')!.actual, 'CHALLENGE_REPLAYED')
+  t.match(byId.get('bundle-good')!.detail, /without it: ACCESS_MISSING_PROOF/, 'the offline lock needed the bundle')
+  t.match(byId.get('bundle-every-byte')!.detail, /changed bundles/)
+  for (const id of ['head-eve-signed', 'head-fork', 'head-inconsistent']) t.match(byId.get(id)!.detail, /^(\d+)\/\1 devices raised/, `${id}: every follower raised the alarm`)
+  t.equal(byId.get('revoked-ancestor')!.actual, 'ACCESS_ANCESTOR_REVOKED')
+})
+
+t.test('the report holds the run', async t => {
+  const { report } = result
+  t.equal(report.ok, true)
+  t.equal(report.attacks.length, result.rows.length)
+  t.equal(report.attacks.filter(a => !a.refused).length, result.rows.filter(r => r.kind === 'control').length, 'only the controls went through')
+  t.equal(report.devices.length, 9, 'L0 and the eight devices of the attacked house')
+  t.same(report.devices.filter(d => d.revoked).map(d => d.label).sort(), ['L2.2', 'L3.4'], 'the tablet and the guest below it end revoked')
+  t.ok(report.events.some(e => e.type === 'policy') && report.events.some(e => e.type === 'revoke'), 'the ledger shows the policy and the revocation')
+  t.ok(report.heads.length > 0 && report.heads.every((h, i) => h.height === i), 'heads 0..n in order')
+  const guest = report.decisions.find(d => d.label.startsWith("the guest's phone opens"))!
+  t.same(guest.path, ['L3.4', 'L2.2', 'L1', 'L2.1', 'L3.3'], 'the guest is judged along L3.4 → L2.2 → L1 ← L2.1 ← L3.3')
+})
