@@ -18,7 +18,13 @@ import { replayRecords } from '../../agent/ledger/persistent.ts'
 import type { Ledger } from '../../agent/ledger/ledger.ts'
 import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../broker/_fleet.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
-import { REPO } from '../enroll/_harness.ts'
+import { REPO, inviterOf } from '../enroll/_harness.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { concatBytes } from '../../agent/codec/bytes.ts'
+import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
+import { completeInvite, openInvite } from '../../agent/gossip/invite-session.ts'
+import { connectDevice } from '../../agent/gossip/login.ts'
+import { submitEvents } from '../../agent/gossip/submit.ts'
 
 export { nowSeconds, type L0Home, type TestDevice }
 
@@ -230,5 +236,31 @@ export function startKinLines(t: Test, args: string[]): KinLines {
       if (!ok || found === undefined) throw new Error(`no such line from kin ${args[0]} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)
       return found
     },
+  }
+}
+
+/** A device enrolled through the running L0 (pairing with L0 as the inviter, CA, certified submitted) and its home. */
+export async function enrollThroughL0(fleet: GossipFleet, role: RoleName, name: string): Promise<GossipDevice> {
+  const { inviter, client } = await inviterOf(fleet.l0.dir, fleet.url)
+  try {
+    const opened = await openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds: 120, guestValidSeconds: 2 * 86400 }, { now: nowSeconds(), timeoutMs: 10_000 })
+    const [device] = await Promise.all([
+      enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: fleet.url, kind: 'phone', name, stepTimeoutMs: 10_000, now: nowSeconds }),
+      completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep: async () => undefined, now: nowSeconds, stepTimeoutMs: 10_000 }),
+    ])
+    const session = await connectDevice(nodeTransport, { url: fleet.url, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn }, { timeoutMs: 10_000 })
+    await submitEvents(session, device.fleet, device.cn, [device.authorize, device.certified])
+    await session.close()
+    await until(() => fleet.services.ledger.ledger.state.currentBinding(device.cn)?.certHashes.length === 1, 10_000)
+    const d: TestDevice = {
+      cn: device.cn, parentCn: device.parentCn, role: device.role, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem,
+      ledgerSeed: device.secrets.ledgerSeed, bindingId: device.authorize.idHex, dir: '',
+    }
+    const dir = join(fleet.l0.dir, '..', `home-${device.cn.slice(0, 8)}`)
+    const bytes: Uint8Array[] = device.ledger.state.log.map(e => e.bytes)
+    writeDeviceHome(fleet.l0, d, dir, concatBytes(...bytes), fleet.url)
+    return { ...d, home: dir }
+  } finally {
+    await client.close()
   }
 }
