@@ -111,16 +111,20 @@ function connectFirst(client: MqttClient, timeoutMs: number, url: string): Promi
       clearTimeout(timer)
       client.off('connect', onConnect)
       client.off('error', onError)
+      client.off('close', onClose)
       if (err === undefined) resolve()
       else reject(err)
     }
     const onConnect = () => done()
+    // mqtt.js reports a refused or reset connection by closing, not by an error: at startup that is a failure to report.
+    const onClose = () => done(new KinError('BROKER_UNREACHABLE', `L0 could not reach ${url}: the connection closed before CONNACK (nothing listening, or the TLS handshake failed)`))
     const onError = (err: Error & { code?: unknown }) => {
       const refused = typeof err.code === 'number'
       done(new KinError(refused ? 'BROKER_REFUSED' : 'BROKER_UNREACHABLE', `L0 could not log in to ${url}: ${err.message}`, { cause: err, detail: refused ? { connack: err.code } : undefined }))
     }
     client.on('connect', onConnect)
     client.on('error', onError)
+    client.on('close', onClose)
   })
 }
 

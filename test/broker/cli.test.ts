@@ -128,3 +128,38 @@ t.test('kin broker --json: one line saying where it listens, JSON logs, clean st
   t.ok(await withHomeLedger(l0, async ledger => ledger.ledger.state.has(event.idHex)), 'the accepted event is in the ledger file')
 })
 
+
+t.test('kin broker --export-mosquitto: writes the configuration and says what it wrote; the modes refuse each other', async t => {
+  const dir = join(l0.dir, '..', 'mosquitto-export')
+  const out = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', dir, '--host', '127.0.0.1', '--port', '18883', '--json'])
+  t.equal(out.status, 0, out.stderr)
+  const printed = JSON.parse(out.stdout) as { ok: boolean; files: Record<string, string>; port: number; cn: string; revoked: unknown[]; knownCertificates: number }
+  t.equal(printed.ok, true)
+  t.equal(printed.port, 18883)
+  t.equal(printed.cn, l0.cn)
+  t.same(Object.keys(printed.files).sort(), ['acl', 'cafile', 'certfile', 'conf', 'crl', 'keyfile'])
+  for (const f of Object.values(printed.files)) t.ok(existsSync(f), f)
+  t.same(printed.revoked, [], 'nobody is revoked in this fleet')
+  t.ok(printed.knownCertificates >= 2, "the phone's certificate and L0's own")
+  const text = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', dir, '--port', '18883'])
+  t.match(text.stdout, /mosquitto -c .*mosquitto\.conf/, 'the text form says how to start it')
+
+  for (const [args, what] of [
+    [['--no-broker'], '--no-broker without --broker'],
+    [['--broker', 'mqtts://127.0.0.1:1'], '--broker without --no-broker'],
+    [['--export-mosquitto', dir, '--port', '0'], 'an export for port 0'],
+    [['--export-mosquitto', dir, '--no-broker'], 'an export with --no-broker'],
+    [['--no-broker', '--broker', 'http://127.0.0.1:1'], 'a broker URL that is not mqtts'],
+  ] as Array<[string[], string]>) {
+    const r = await runKin(['broker', '--home', l0.dir, ...args, '--json'])
+    t.equal(r.status, 2, what)
+    t.match(JSON.parse(r.stdout).code, /^(USAGE|BAD_ARGUMENT)$/, what)
+  }
+})
+
+t.test('kin broker --no-broker with nothing listening fails fast with BROKER_UNREACHABLE and leaves the home unlocked', async t => {
+  const r = await runKin(['broker', '--home', l0.dir, '--no-broker', '--broker', 'mqtts://127.0.0.1:1', '--json'])
+  t.equal(r.status, 2)
+  t.equal(JSON.parse(r.stdout).code, 'BROKER_UNREACHABLE')
+  t.notOk(existsSync(join(l0.dir, LOCK_FILE)), 'no lock left behind')
+})
