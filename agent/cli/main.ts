@@ -6,6 +6,7 @@ import { ledgerShow, ledgerVerify } from './commands/ledger.ts'
 import { init } from './commands/init.ts'
 import { simHouse } from './commands/sim.ts'
 import { simAttacks } from './commands/sim-attacks.ts'
+import { simFleet } from './commands/sim-fleet.ts'
 import { broker } from './commands/broker.ts'
 import { invite } from './commands/invite.ts'
 import { enroll } from './commands/enroll.ts'
@@ -16,7 +17,7 @@ import { sync } from './commands/sync.ts'
 import { revoke } from './commands/revoke.ts'
 import { ledgerBundle } from './commands/bundle.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, invite, enroll, broker, serve, access, check, sync, revoke]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke]
 
 function topHelp(): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

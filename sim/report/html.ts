@@ -58,7 +58,8 @@ function ledger(r: SimReport, layout: TreeLayout): string {
 
 function verdict(d: ReportDecision): string {
   const expected = d.expected !== undefined ? ` · expected ${esc(d.expected)}${d.ok === false ? ' — <strong>FAILED</strong>' : d.ok === true ? ' ✓' : ''}` : ''
-  return `<span class="badge ${d.allow ? 'allow' : 'deny'}">${d.allow ? 'ALLOW' : 'DENY'}</span> <code>${esc(d.code)}</code>${expected}`
+  const code = d.code !== 'ALLOW' ? ` <code>${esc(d.code)}</code>` : ''
+  return `<span class="badge ${d.allow ? 'allow' : 'deny'}">${d.allow ? 'ALLOW' : 'DENY'}</span>${code}${expected}`
 }
 
 function decisionCard(d: ReportDecision, i: number, layout: TreeLayout, small: boolean): string {

@@ -20,7 +20,7 @@ section>h2{margin-top:4px}
 .figure .value{font-size:20px;font-weight:600}.figure .unit{color:var(--muted);margin-left:4px}
 .figure .name{color:var(--muted);font-size:12px}
 svg text{font-family:system-ui,"DejaVu Sans",sans-serif}
-svg.tree{width:100%;height:auto;max-height:1400px;display:block}
+svg.tree{width:100%;height:auto;max-height:1400px;display:block;margin:0 auto}
 .edge{stroke:#afb8c1;stroke-width:1.4}
 .tree-node circle,.path-node circle,.tree-legend circle{stroke:#fff;stroke-width:1.5}
 .role-admin circle{fill:var(--admin)}.role-member circle{fill:var(--member)}.role-device circle{fill:var(--device)}
@@ -57,7 +57,7 @@ tr.fail td{background:#ffebe9}
 .path-strip text{font-size:11px;text-anchor:middle;fill:var(--ink)}
 .path-strip.empty text{text-anchor:start;fill:var(--muted)}
 .path-node.peer circle,.path-node.target circle{stroke:var(--path);stroke-width:3}
-.strip{overflow-x:auto}
+.strip{margin:4px 0}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:12px}
 .chart{width:100%;height:auto}
 .chart-title{font-size:13px;font-weight:600;fill:var(--ink)}

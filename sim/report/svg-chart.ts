@@ -6,7 +6,7 @@ const W = 560
 const H = 270
 const L = 64
 const R = 20
-const T = 34
+const T = 46
 const B = 52
 
 /** A round step for about `count` ticks over [0, max]. */
@@ -25,7 +25,7 @@ function yAxis(max: number, unit: string, out: string[]): (v: number) => number 
   for (let v = 0; v <= end + step / 2; v += step) {
     out.push(`<line class="grid" x1="${L}" y1="${num(y(v))}" x2="${W - R}" y2="${num(y(v))}"/><text class="tick" x="${L - 6}" y="${num(y(v) + 4)}" text-anchor="end">${esc(figure(v))}</text>`)
   }
-  out.push(`<text class="unit" x="${L - 6}" y="${T - 12}" text-anchor="end">${esc(unit)}</text>`)
+  out.push(`<text class="unit" x="${L - 40}" y="${T - 14}" text-anchor="start">${esc(unit)}</text>`)
   return y
 }
 

@@ -2,7 +2,7 @@
 import { esc, num, roleClass } from './escape.ts'
 import type { TreeLayout } from './tree-layout.ts'
 
-const GAP_X = 84
+const GAP_X = 68
 const GAP_Y = 34
 const R = 11
 
@@ -18,7 +18,7 @@ export function drawPathStrip(layout: TreeLayout, path: readonly string[]): stri
   const width = 30 + GAP_X * (steps.length - 1) + 50
   const height = 26 + (maxD - minD) * GAP_Y + 34
   const pts = steps.map((_, i) => ({ x: 28 + i * GAP_X, y: 20 + (depths[i]! - minD) * GAP_Y }))
-  const out = [`<svg class="path-strip" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${num(width)} ${num(height)}" width="${num(width)}" height="${num(height)}" data-hops="${path.length - 1}">`]
+  const out = [`<svg class="path-strip" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${num(width)} ${num(height)}" style="width:100%;max-width:${num(width)}px;height:auto" data-hops="${path.length - 1}">`]
   out.push(`<polyline class="path-line" points="${pts.map(p => `${num(p.x)},${num(p.y)}`).join(' ')}"/>`)
   steps.forEach((s, i) => {
     const p = pts[i]!

@@ -32,19 +32,23 @@ export function drawTree(layout: TreeLayout, drawing: TreeDrawing): string {
   const faded = drawing.path !== undefined
   const out: string[] = []
   const w = drawing.displayWidth
+  // A small tree is shown at its natural size, not blown up to the page's width.
+  const size = w !== undefined ? ` width="${num(w)}" height="${num(w * layout.height / layout.width)}"` : ` style="max-width:${num(layout.width)}px"`
   out.push(`<svg class="tree${faded ? ' tree-path' : ''}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${num(layout.width)} ${num(layout.height)}"` +
-    ` preserveAspectRatio="xMidYMin meet" role="img"${w !== undefined ? ` width="${num(w)}" height="${num(w * layout.height / layout.width)}"` : ''}>`)
+    ` preserveAspectRatio="xMidYMin meet" role="img"${size}>`)
+  const labels = drawing.labels !== false && layout.labelled
+  // Edges leave a parent below its label, so they never cross the text.
+  const below = labels ? r + 30 : 0
   out.push('<g class="edges">')
   for (const n of layout.nodes) {
     if (n.parent === undefined) continue
-    out.push(`<line class="edge" x1="${num(n.parent.x)}" y1="${num(n.parent.y)}" x2="${num(n.x)}" y2="${num(n.y)}"/>`)
+    out.push(`<line class="edge" x1="${num(n.parent.x)}" y1="${num(n.parent.y + below)}" x2="${num(n.x)}" y2="${num(n.y - r)}"/>`)
   }
   out.push('</g>')
   if (onPath.length > 1) {
     const pts = onPath.map(n => `${num(n.x)},${num(n.y)}`).join(' ')
     out.push(`<polyline class="path-line" data-hops="${onPath.length - 1}" points="${pts}" stroke-width="${num(Math.max(2.5, r * 0.45))}"/>`)
   }
-  const labels = drawing.labels !== false && layout.labelled
   out.push('<g class="nodes">')
   for (const n of layout.nodes) {
     const d = n.device

@@ -67,7 +67,7 @@ export function layoutTree(devices: readonly ReportDevice[]): TreeLayout {
   }
   const leaves = order.filter(n => n.children.length === 0)
   const maxDepth = order.reduce((m, n) => Math.max(m, n.depth), 0)
-  const gapX = Math.max(3, Math.min(110, TARGET_WIDTH / Math.max(1, leaves.length)))
+  const gapX = Math.max(3, Math.min(150, TARGET_WIDTH / Math.max(1, leaves.length)))
   const labelled = gapX >= 40 && nodes.length <= 150
   const gapY = labelled ? 96 : Math.max(28, Math.min(80, 600 / Math.max(1, maxDepth)))
   const radius = labelled ? 15 : Math.max(1.2, Math.min(8, gapX * 0.4))

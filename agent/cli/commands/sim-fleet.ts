@@ -1,0 +1,97 @@
+/** @module `kin sim fleet`: a fleet of N devices on L0's real services — enrollment through the broker, faults, convergence, access checks, figures. */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { DEFAULT_KEY_POOL_FILE } from '../../../sim/fleet/key-pool.ts'
+import { progressBars } from '../../../sim/fleet/progress.ts'
+import { runFleet, type FleetRunResult } from '../../../sim/fleet/run.ts'
+import { writeReport } from '../../../sim/report/html.ts'
+import { usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { emit } from '../output.ts'
+
+function count(args: ParsedArgs, name: string, fallback: number | undefined, min: number): number | undefined {
+  const v = args.values[name]
+  if (v === undefined) return fallback
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) < min) throw usageError(`--${name} expects a whole number of at least ${min}, got "${String(v)}"`)
+  return Number(v)
+}
+
+/** Homes go to memory-backed /dev/shm when there is one: a thousand replicas fsync on every head, which a disk turns into the bottleneck. */
+function homesRoot(): { root: string; note: string } {
+  if (process.platform === 'linux' && existsSync('/dev/shm')) return { root: '/dev/shm', note: 'tmpfs /dev/shm (fsync is cheap there; use --keep DIR for a disk)' }
+  return { root: tmpdir(), note: tmpdir() }
+}
+
+function summary(r: FleetRunResult, homes: string, reportFile: string | undefined): string {
+  const p = r.enrollment.phases
+  const lines = [
+    '',
+    `${r.ok ? 'ok' : 'FAILED'}: ${r.plan.devices} devices (${Object.entries(r.plan.roles).map(([k, v]) => `${v} ${k}`).join(', ')}), depth ${r.plan.depth}, fanout ${r.plan.fanout}, in ${r.seconds} s`,
+    `  enrollment     ${r.enrollment.perSecond}/s (${r.enrollment.devices} in ${r.enrollment.seconds} s, ${r.enrollment.concurrency} at once; RSA keys from the pool: ${r.keys.fromDisk} from disk, ${r.keys.made} made in ${(r.keys.makeMs / 1000).toFixed(1)} s)`,
+    `    median ms    queued ${p.queuedMs}, invite ${p.inviteMs}, pairing ${p.pairingMs}, home ${p.homeMs}, submit ${p.submitMs}, follow ${p.followMs}; total ${p.totalMs} (p99 ${p.p99TotalMs})`,
+    `  convergence    ${r.convergence.ms} ms after the last change: ${r.convergence.devices} devices on head ${r.convergence.headHeight} over ${r.convergence.events} events; ${r.lost} submitted events lost`,
+    `  decisions      ${r.decisions.count} in process: p50 ${r.decisions.p50Ms} ms, p99 ${r.decisions.p99Ms} ms, max ${r.decisions.maxMs} ms; ${r.decisions.unexpected} unexpected` +
+      `; ${r.decisions.tls.count} over mutual TLS: p50 ${r.decisions.tls.p50Ms} ms`,
+    `  ledger         ${r.ledger.eventBytes} bytes in ${r.ledger.events} events: ${r.ledger.bytesPerDevice} bytes per device (authorize + certified ${r.ledger.enrollmentBytesPerDevice})`,
+    `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB rss per device)`,
+    `  cpu            ${r.cpu.userSeconds} s user + ${r.cpu.systemSeconds} s system (${r.cpu.coresBusy} cores busy on average)`,
+  ]
+  if (r.brokerRestart) lines.push(`  kill-broker    L0 restarted in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight`)
+  if (r.partition) lines.push(`  partition      ${r.partition.devices} devices cut off for ${r.partition.seconds} s missed ${r.partition.eventsMissed} events, caught up in ${r.partition.catchUpMs} ms`)
+  lines.push(`  homes          ${homes}`)
+  if (reportFile) lines.push(`  report         ${reportFile}`)
+  for (const f of r.failures) lines.push(`  FAIL           ${f}`)
+  return lines.join('\n')
+}
+
+/** `kin sim fleet`. */
+export const simFleet: CommandSpec = {
+  name: 'sim fleet',
+  usage: 'kin sim fleet --devices N [--depth D] [--fanout F] [--kill-broker] [--partition K] [--report FILE.html] [--keep DIR] [--json]',
+  summary: "Run a fleet of N devices on L0's real services in this process: a tree under L0 (admins and members inside, devices and guests at the leaves), every device enrolled with a pairing code through the broker " +
+    '(many at once), following the ledger over MQTT/TLS; optional faults; then convergence on one head, random access checks whose outcome the plan predicts, and the figures. ' +
+    'Exit 0 only if every device converged, nothing submitted was lost, and every decision was as predicted.',
+  options: {
+    devices: { type: 'string', help: 'devices to enroll under L0 (required)' },
+    depth: { type: 'string', help: 'deepest layer under L0', default: '3' },
+    fanout: { type: 'string', help: 'children per parent (default: the smallest that fits N in the depth)' },
+    concurrency: { type: 'string', help: 'enrollments in flight at once', default: '16' },
+    checks: { type: 'string', help: 'random access checks, decided in process on the targets\' AccessSessions (10 of them also over mutual TLS)', default: '500' },
+    'kill-broker': { type: 'boolean', help: 'restart L0 mid-run with revocations in flight: nothing accepted may be lost, everyone must converge' },
+    partition: { type: 'string', help: "stop K devices' followers while revocations, the restart and half the enrollments happen, then let them catch up" },
+    report: { type: 'string', help: 'write the run as one self-contained HTML page (tree, ledger timeline, decisions with paths, charts)' },
+    keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
+    'fresh-keys': { type: 'boolean', help: `make every RSA key for this run and keep none (default: a pool of simulator keys kept in ${DEFAULT_KEY_POOL_FILE})` },
+    seed: { type: 'string', help: 'seed of the random checks and fault choices', default: '1' },
+  },
+  async run(args) {
+    const devices = count(args, 'devices', undefined, 1)
+    if (devices === undefined) throw usageError("--devices is required: how many devices to enroll, e.g. 'kin sim fleet --devices 100'")
+    const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
+    const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
+    const { root, note } = homesRoot()
+    if (keep !== undefined) mkdirSync(keep, { recursive: true })
+    const dir = keep ?? mkdtempSync(join(root, 'kin-sim-fleet-'))
+    const homes = keep ?? note
+    const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
+    const fanout = count(args, 'fanout', undefined, 1)
+    out(`kinship fleet — ${devices} devices; homes in ${homes}; enrollment through L0's broker with pairing codes; access decisions in process on each target's AccessSession (10 also over mutual TLS)`)
+    let result: FleetRunResult
+    try {
+      result = await runFleet({
+        devices, depth: count(args, 'depth', 3, 1)!, ...(fanout !== undefined ? { fanout } : {}), dir,
+        concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
+        killBroker: args.values['kill-broker'] === true, partition: count(args, 'partition', 0, 0)!,
+        keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
+        bars: progressBars(!args.json && process.stderr.isTTY === true), say: out, report: reportFile !== undefined,
+      })
+    } finally {
+      if (keep === undefined) rmSync(dir, { recursive: true, force: true })
+    }
+    if (reportFile !== undefined && result.report !== undefined) writeReport(reportFile, result.report)
+    const { checks, memorySamples, enrollCurve, report, ...figures } = result
+    emit(args.json, { ...figures, dir: keep, report: reportFile, checksUnexpected: checks.filter(c => !c.ok).map(c => ({ peer: c.peer, target: c.target, action: c.action, code: c.decision.code, expected: c.expected, because: c.because, via: c.via })) },
+      () => summary(result, homes, reportFile))
+    return result.ok ? 0 : 1
+  },
+}

@@ -1,0 +1,233 @@
+/** @module Batched enrollment into a LiveFleet: many pairing codes at once through the broker, each parent inviting its children over one session. */
+import { join } from 'node:path'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeStorage } from '../../firmware-shims/node/storage.ts'
+import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import type { TlsIdentity } from '../../firmware-shims/node/tls-endpoint.ts'
+import { AccessSession } from '../../agent/access/session.ts'
+import { Home } from '../../agent/cli/home.ts'
+import { writeDeviceHome } from '../../agent/cli/home-writers.ts'
+import { KinError } from '../../agent/errors.ts'
+import type { GossipClient } from '../../agent/gossip/client.ts'
+import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
+import { LedgerFollower } from '../../agent/gossip/follower.ts'
+import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/invite-session.ts'
+import { connectDevice } from '../../agent/gossip/login.ts'
+import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
+import { submitEvents } from '../../agent/gossip/submit.ts'
+import type { EncodedEvent } from '../../agent/ledger/types.ts'
+import type { TlsKeyPair } from '../../agent/pki/provider.ts'
+import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import type { LiveDevice, LiveFleet } from '../live/fleet.ts'
+import type { PlannedDevice } from './plan.ts'
+
+/** Where one enrollment's time went, ms. */
+export interface EnrollTiming {
+  label: string
+  /** Waiting for a slot under the concurrency bound. */
+  queuedMs: number
+  /** The parent registers the invite with L0 (signed, confirmed). */
+  inviteMs: number
+  /** The child's pairing session: request, authorization, CSR, certificate, lineage. */
+  pairingMs: number
+  /** Writing the home (keys, certificate, ledger file with fsync). */
+  homeMs: number
+  /** First session with the new certificate: submit authorize + certified; until L0 holds the certified event. */
+  submitMs: number
+  /** Opening the replica and starting the follower. */
+  followMs: number
+  totalMs: number
+}
+
+/** What followers of the batch report. */
+export interface FollowerCounters {
+  heads: Map<string, number>
+  alarms: Array<{ label: string; code: string; message: string }>
+  errors: Map<string, number>
+}
+
+/** Options of an Enroller. */
+export interface EnrollerOptions {
+  /** Enrollments in flight at once. */
+  concurrency: number
+  /** How long a guest's authorization holds, seconds. */
+  guestValidSeconds?: number
+  stepTimeoutMs?: number
+}
+
+const STEP_MS = 60_000
+
+/** A bounded pool of slots: at most `size` holders at once, served in arrival order. */
+class Slots {
+  #free: number
+  readonly #waiting: Array<() => void> = []
+  constructor(size: number) { this.#free = size }
+  async take(): Promise<void> {
+    if (this.#free > 0) { this.#free--; return }
+    await new Promise<void>(resolve => this.#waiting.push(resolve))
+  }
+  give(): void {
+    const next = this.#waiting.shift()
+    if (next !== undefined) next()
+    else this.#free++
+  }
+}
+
+/**
+ * Enrolls planned devices into a LiveFleet the way LiveFleet.enroll does (openInvite, completeInvite,
+ * enrollThroughBroker, a home on disk, submission, a LedgerFollower), but many at once: a layer at a time,
+ * each parent pausing its follower once and inviting all its children over one session (L0 over one session
+ * for all of layer 1), at most `concurrency` enrollments in flight. Keys come from the caller (a pool).
+ */
+export class Enroller {
+  readonly fleet: LiveFleet
+  readonly counters: FollowerCounters = { heads: new Map(), alarms: [], errors: new Map() }
+  /** Ids of every event a new device handed the miner (its authorize and certified events). */
+  readonly submitted: Set<string> = new Set()
+  /** Kind of each enrolled device, by label. */
+  readonly kinds: Map<string, string> = new Map()
+  readonly #o: Required<EnrollerOptions>
+  readonly #slots: Slots
+  #l0Client: Promise<GossipClient> | undefined
+
+  constructor(fleet: LiveFleet, options: EnrollerOptions) {
+    this.fleet = fleet
+    this.#o = { guestValidSeconds: 86400, stepTimeoutMs: STEP_MS, ...options }
+    this.#slots = new Slots(Math.max(1, options.concurrency))
+  }
+
+  /** A follower for `label` that counts heads, alarms and errors in `counters`. */
+  follow(label: string, cn: string, identity: TlsIdentity, replica: OpenReplica): LedgerFollower {
+    const f = this.fleet, c = this.counters
+    return new LedgerFollower({
+      transport: nodeTransport, login: { url: f.url, cn, ...identity, l0Cn: f.l0.cn }, fleet: f.l0.fleet, replica: replica.replica, clock: f.clock,
+      onHead: () => { c.heads.set(label, (c.heads.get(label) ?? 0) + 1) },
+      onAlarm: a => { c.alarms.push({ label, code: a.code, message: a.message }); f.log({ source: label, event: 'alarm', code: a.code, message: a.message }) },
+      onError: e => { c.errors.set(e.code, (c.errors.get(e.code) ?? 0) + 1) },
+    })
+  }
+
+  /** Stops a device's follower (its CN's one broker session is needed for something else, or a partition). */
+  async pause(d: LiveDevice): Promise<void> {
+    await d.follower?.close()
+    d.follower = undefined
+  }
+
+  /** Starts a new follower on the device's replica. */
+  resume(d: LiveDevice): void {
+    if (d.replica === undefined || d.follower !== undefined) return
+    d.follower = this.follow(d.label, d.cn, d.identity, d.replica)
+    d.follower.start()
+  }
+
+  /** Ends L0's inviting session (before L0 restarts, and at the end). */
+  async closeL0Session(): Promise<void> {
+    const c = this.#l0Client
+    this.#l0Client = undefined
+    if (c !== undefined) await (await c.catch(() => undefined))?.close().catch(() => undefined)
+  }
+
+  #l0Session(): Promise<GossipClient> {
+    if (this.#l0Client === undefined) {
+      const f = this.fleet, id = f.device('L0').identity
+      this.#l0Client = connectDevice(nodeTransport, { url: f.url, cn: f.l0.cn, ...id, l0Cn: f.l0.cn }, { timeoutMs: this.#o.stepTimeoutMs, reconnect: true })
+      this.#l0Client.catch(() => { this.#l0Client = undefined })
+    }
+    return this.#l0Client
+  }
+
+  /**
+   * Enrolls `planned` (parents before children; a parent is either enrolled already or earlier in the list),
+   * one layer after the other. `keys[i]` is the TLS key of `planned[i]`. Rejects with the first failure.
+   */
+  async enroll(planned: readonly PlannedDevice[], keys: readonly TlsKeyPair[], onEnrolled?: (t: EnrollTiming) => void): Promise<EnrollTiming[]> {
+    if (keys.length < planned.length) throw new KinError('BAD_ARGUMENT', `${planned.length} devices but ${keys.length} keys`)
+    const timings: EnrollTiming[] = []
+    const layers = new Map<number, number[]>()
+    planned.forEach((p, i) => { const l = layers.get(p.depth) ?? []; l.push(i); layers.set(p.depth, l) })
+    for (const depth of [...layers.keys()].sort((a, b) => a - b)) {
+      const byParent = new Map<string, number[]>()
+      for (const i of layers.get(depth)!) { const g = byParent.get(planned[i]!.parent) ?? []; g.push(i); byParent.set(planned[i]!.parent, g) }
+      await Promise.all([...byParent].map(([parent, group]) => this.#enrollChildren(parent, group.map(i => ({ plan: planned[i]!, key: keys[i]! })), t => { timings.push(t); onEnrolled?.(t) })))
+    }
+    return timings
+  }
+
+  async #enrollChildren(parentLabel: string, children: Array<{ plan: PlannedDevice; key: TlsKeyPair }>, done: (t: EnrollTiming) => void): Promise<void> {
+    const f = this.fleet
+    const parent = f.device(parentLabel)
+    const isL0 = parentLabel === 'L0'
+    if (!isL0) await this.pause(parent)
+    try {
+      const client = isL0 ? await this.#l0Session() : await connectDevice(nodeTransport, { url: f.url, cn: parent.cn, ...parent.identity, l0Cn: f.l0.cn }, { timeoutMs: this.#o.stepTimeoutMs })
+      try {
+        const inviter: Inviter = {
+          cn: parent.cn, fleet: f.l0.fleet, l0Cn: f.l0.cn, ledgerSeed: parent.ledgerSeed, rootPem: parent.identity.rootPem,
+          ledger: isL0 ? f.l0.ledger.ledger : parent.replica!.ledger.ledger,
+        }
+        const keep = async (e: EncodedEvent) => { if (!isL0) await parent.replica!.replica.appendLocal([e]) }
+        const results = await Promise.allSettled(children.map(c => this.#enrollOne(client, inviter, keep, c.plan, c.key).then(done)))
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+        if (failed !== undefined) throw failed.reason
+      } finally {
+        if (!isL0) await client.close()
+      }
+    } finally {
+      if (!isL0) this.resume(parent)
+    }
+  }
+
+  async #enrollOne(client: GossipClient, inviter: Inviter, keep: (e: EncodedEvent) => Promise<void>, plan: PlannedDevice, tls: TlsKeyPair): Promise<EnrollTiming> {
+    const f = this.fleet, o = this.#o
+    const queued = performance.now()
+    await this.#slots.take()
+    try {
+      const t0 = performance.now()
+      const now = () => f.clock.now()
+      const opened = await openInvite(nodeCrypto, client, inviter, { role: plan.role, name: plan.name, ttlSeconds: 600, guestValidSeconds: o.guestValidSeconds }, { now: now(), timeoutMs: o.stepTimeoutMs })
+      const t1 = performance.now()
+      const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep, now, stepTimeoutMs: o.stepTimeoutMs })
+      parentSide.catch(() => undefined)
+      const ledger = nodeCrypto.ed25519KeyPair()
+      const keys = { request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name }, secrets: { tls, ledgerSeed: ledger.secretKey } }
+      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys })
+      await parentSide
+      const t2 = performance.now()
+      const dir = join(f.dir, plan.label)
+      await writeDeviceHome(new Home(dir), enrolled, f.url)
+      const t3 = performance.now()
+      const identity: TlsIdentity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
+      const session = await connectDevice(nodeTransport, { url: f.url, cn: enrolled.cn, ...identity, l0Cn: f.l0.cn }, { timeoutMs: o.stepTimeoutMs })
+      try { await submitEvents(session, f.l0.fleet, enrolled.cn, [enrolled.authorize, enrolled.certified]) } finally { await session.close() }
+      this.submitted.add(enrolled.authorize.idHex).add(enrolled.certified.idHex)
+      this.kinds.set(plan.label, plan.kind)
+      // The broker acknowledges before the miner writes: until L0 holds the certified event, L0 admits this
+      // certificate for submitting only, and a follower's subscriptions would be refused.
+      const deadline = Date.now() + o.stepTimeoutMs
+      while (!f.l0.ledger.ledger.state.has(enrolled.certified.idHex)) {
+        if (Date.now() > deadline) throw new KinError('BROKER_TIMEOUT', `L0 did not record ${plan.label}'s certified event within ${o.stepTimeoutMs} ms`)
+        await new Promise(r => setTimeout(r, 5))
+      }
+      const t4 = performance.now()
+      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
+      const session2 = new AccessSession({
+        self: enrolled.cn, root: DeviceCertificate.from(enrolled.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: f.clock,
+        ledger: () => replica.ledger.ledger.state, lastHeadTime: () => replica.replica.head?.time ?? f.clock.now(),
+      })
+      const device: LiveDevice = {
+        label: plan.label, cn: enrolled.cn, role: plan.role, name: plan.name, dir, identity, ledgerSeed: enrolled.secrets.ledgerSeed,
+        replica, follower: undefined, session: session2, endpoint: undefined,
+      }
+      f.devices.set(plan.label, device)
+      this.resume(device)
+      const t5 = performance.now()
+      f.log({ source: plan.label, event: 'enrolled', cn: enrolled.cn, parent: plan.parent, role: plan.role })
+      return {
+        label: plan.label, queuedMs: t0 - queued, inviteMs: t1 - t0, pairingMs: t2 - t1, homeMs: t3 - t2, submitMs: t4 - t3, followMs: t5 - t4, totalMs: t5 - t0,
+      }
+    } finally {
+      this.#slots.give()
+    }
+  }
+}
