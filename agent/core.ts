@@ -6,7 +6,9 @@
  *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
  *   decide(request, state, now, device)              → Decision            the access decision; never throws
  *   verifyCertificateChain(cert, root, now)          → ChainInfo           X.509 chain rules without node-forge
- *   verifyInclusion, verifyConsistency, decodeHead                          Merkle proofs and block heads
+ *   verifyInclusion, verifyConsistency, decodeHead, decodeEvent             Merkle proofs, block heads, events (no signature check)
+ *   new ChainCache(n)                                                       pass as device.chainCache: warm decisions skip RSA
+ *   decodeCbor, encodeCbor                                                  the strict deterministic CBOR of every kinship message
  * Bytes are Uint8Arrays, times are seconds since the epoch, failures are KinErrors with a string `code`.
  */
 import { DecodeError, KinError, VerificationError } from './errors.ts'
@@ -19,6 +21,8 @@ import type { LedgerState } from './ledger/state.ts'
 import { Ledger } from './ledger/ledger.ts'
 import { decodeHead } from './ledger/head.ts'
 import { verifyBundle as verifyBundleWith, type BundleAnchor, type VerifiedBundle } from './ledger/bundle.ts'
+import { decodeCbor, encodeCbor, type CborValue } from './codec/cbor.ts'
+import { decodeEvent } from './ledger/event.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
 import { parentCnsOf } from './pki/_names.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './pki/der.ts'
@@ -30,11 +34,11 @@ import { checkIssuedByRoot, checkLeafKeyUsage, checkLeafNames, checkValidity, ty
 import type { DeviceCertificate } from './pki/certificate.ts'
 import type { PkiProvider } from './pki/provider.ts'
 import { decide as decideWith, isMissingProof } from './access/decide.ts'
-import type { ChainCache } from './access/chain-cache.ts'
+import { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
-export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, VerifiedBundle }
-export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead }
+export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, VerifiedBundle, CborValue }
+export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead, decodeEvent, ChainCache, decodeCbor, encodeCbor }
 
 /*
  * Why this file parses X.509 itself. agent/pki reads certificates through node-forge, which is several times the

@@ -1,7 +1,13 @@
 /** @module dist/kin-core.js inside QuickJS (quickjs-emscripten): a memory- and stack-limited runtime with only ECMAScript globals. */
 import { readFileSync } from 'node:fs'
-import { getQuickJS, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime } from 'quickjs-emscripten'
+import {
+  newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime,
+} from 'quickjs-emscripten'
 import { ensureBuilt } from './_build.ts'
+
+// The WebAssembly API of Node, which this project's compiler settings (lib ES2022, @types/node) do not declare.
+interface WasmMemory { readonly buffer: ArrayBuffer }
+const { WebAssembly } = globalThis as unknown as { WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory } }
 
 /** The limits a QuickJS runtime runs kin-core under. */
 export interface CoreVmLimits {
@@ -22,14 +28,39 @@ export type VmInput = unknown
 /** What a script run returned: its JSON value, or the error it threw (name, message, KinError code, cause's code). */
 export type VmResult<T> = { ok: true; value: T } | { ok: false; name: string; message: string; code: string | undefined; causeCode: string | undefined }
 
-/** QuickJS's own accounting (JS_ComputeMemoryUsage). */
+/** QuickJS's own accounting (JS_ComputeMemoryUsage), and the allocator's high-water mark. */
 export interface VmMemory {
   malloc_limit: number
+  /** QuickJS's estimate of the live heap: atoms, strings, objects, shapes, bytecode, arrays, buffers. */
   memory_used_size: number
-  malloc_size: number
+  malloc_count: number
   obj_count: number
   atom_count: number
+  /**
+   * Bytes the wasm heap grew to beyond what an empty runtime and context take: the peak of everything done in this
+   * VM so far, kin-core's source copy and compilation included (see `heapTop`).
+   */
+  heapPeak: number
 }
+
+/**
+ * The allocator's high-water mark in a wasm memory. Each VM gets a memory of its own, zero-filled; emscripten's
+ * heap grows upward from the end of the C stack, its allocator never gives memory back to the system, and it writes
+ * a chunk header at the top of what it has taken. So the last non-zero word is the highest address the heap ever
+ * reached, freed memory included: a peak, not a current size.
+ */
+function heapTop(memory: WasmMemory): number {
+  const words = new Uint32Array(memory.buffer)
+  for (let i = words.length - 1; i >= 0; i--) if (words[i] !== 0) return (i + 1) * 4
+  return 0
+}
+
+/*
+ * Why the heap is measured from the outside. QuickJS's memory limit (JS_SetMemoryLimit) counts the bytes it
+ * allocates with malloc_usable_size(), which the emscripten build does not have (dumpMemoryUsage says so): there it
+ * counts 8 bytes of overhead per live allocation plus the size of the one being made. The limit is still set (a
+ * runaway allocation fails), but what bounds kin-core's footprint in these tests is `heapPeak`.
+ */
 
 // Globals QuickJS adds beyond ECMAScript; removed so kin-core cannot lean on them unnoticed.
 const NON_STANDARD_GLOBALS = ['InternalError']
@@ -39,22 +70,28 @@ export class CoreVm {
   readonly runtime: QuickJSRuntime
   readonly context: QuickJSContext
   readonly limits: CoreVmLimits
+  private readonly wasmMemory: WasmMemory
+  private readonly baseline: number
 
-  private constructor(runtime: QuickJSRuntime, context: QuickJSContext, limits: CoreVmLimits) {
+  private constructor(runtime: QuickJSRuntime, context: QuickJSContext, limits: CoreVmLimits, wasmMemory: WasmMemory) {
     this.runtime = runtime
     this.context = context
     this.limits = limits
+    this.wasmMemory = wasmMemory
+    this.baseline = heapTop(wasmMemory)
   }
 
   /** Builds dist/kin-core.js if needed, starts a runtime under `limits` and evaluates the bundle as an ES module. */
   static async load(limits: CoreVmLimits = SMALL_DEVICE): Promise<CoreVm> {
     const source = readFileSync(await ensureBuilt('kin-core.js'), 'utf8')
-    const QuickJS = await getQuickJS()
+    // 256 pages (16 MiB) is the least the module accepts; the heap inside it is what `heapPeak` measures.
+    const wasmMemory = new WebAssembly.Memory({ initial: 256, maximum: 32768 })
+    const QuickJS = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory: wasmMemory as never }))
     const runtime = QuickJS.newRuntime()
     runtime.setMemoryLimit(limits.memory)
     runtime.setMaxStackSize(limits.stack)
     const context = runtime.newContext()
-    const vm = new CoreVm(runtime, context, limits)
+    const vm = new CoreVm(runtime, context, limits, wasmMemory)
     try {
       vm.deadline()
       context.unwrapResult(context.evalCode(NON_STANDARD_GLOBALS.map(g => `delete globalThis.${g};`).join('') + 'undefined')).dispose()
@@ -146,9 +183,9 @@ export class CoreVm {
   /** QuickJS's memory accounting right now. */
   memory(): VmMemory {
     const handle = this.runtime.computeMemoryUsage()
-    const usage = (this.runtime.context ?? this.context).dump(handle) as VmMemory
+    const usage = (this.runtime.context ?? this.context).dump(handle) as Omit<VmMemory, 'heapPeak'>
     handle.dispose()
-    return usage
+    return { ...usage, heapPeak: heapTop(this.wasmMemory) - this.baseline }
   }
 
   /** The global property names the engine offers (after removing QuickJS's own additions). */

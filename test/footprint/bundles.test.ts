@@ -34,16 +34,9 @@ const ECMASCRIPT_GLOBALS = new Set([
   'WeakRef', 'WeakSet', 'Atomics', 'JSON', 'Math', 'Reflect', 'arguments',
 ])
 
-// Non-standard names the bundled dependencies mention, each on a path kin-core never takes or behind a typeof guard.
+// Non-standard names the bundled dependencies mention, each behind a guard on a path kin-core never takes.
 const TOLERATED: Record<string, string> = {
-  Buffer: 'cbor-x joins indefinite-length strings with Buffer.concat; kin-core refuses indefinite lengths (not canonical), and the ReferenceError it would raise is caught as DECODE_CBOR',
-  console: 'cbor-x logs record structures; kin-core decodes with useRecords: false',
   self: "tweetnacl's PRNG lookup, behind typeof self !== 'undefined'; kin-core only verifies",
-  Blob: "cbor-x, behind typeof Blob === 'undefined'",
-  TextDecoder: 'cbor-x, inside try/catch; without it cbor-x decodes UTF-8 itself',
-  TextEncoder: 'cbor-x, inside try/catch; without it cbor-x encodes UTF-8 itself (the agent\'s own utf8() gets a bundled encoder)',
-  packedObjectMap: "cbor-x's packed-structures extension (undeclared there), used only with pack: true; kin-core encodes with pack: false",
-  sharedPackedObjectMap: 'the same cbor-x extension',
 }
 
 function isDeclarationName(id: ts.Identifier): boolean {

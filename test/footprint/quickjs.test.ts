@@ -28,7 +28,7 @@ function decideInVm(certificate: Uint8Array, self: string, action: string, optio
 }
 
 t.test('the engine is QuickJS under 1 MiB of heap, with ECMAScript globals only', async t => {
-  t.equal(vm.memory().malloc_limit, 1024 * 1024)
+  t.equal(vm.memory().malloc_limit, 1024 * 1024, "QuickJS's own limit is set too")
   const globals = vm.globals()
   for (const name of ['require', 'process', 'Buffer', 'TextEncoder', 'TextDecoder', 'console', 'setTimeout', 'crypto', 'atob', 'InternalError']) {
     t.notOk(globals.includes(name), `no global ${name}`)
@@ -106,8 +106,10 @@ t.test('forged input is refused inside QuickJS', async t => {
   t.equal(garbage.code, 'CERT_PARSE', garbage.reason)
 })
 
+// The heap's high-water mark, measured outside the engine (_quickjs.ts explains why QuickJS's own limit is no byte
+// count in its wasm build): loading kin-core and everything above, within 1 MiB.
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
-  t.ok(m.memory_used_size <= SMALL_DEVICE.memory, `${m.memory_used_size} bytes in use of ${SMALL_DEVICE.memory}`)
+  t.ok(m.heapPeak > 0 && m.heapPeak <= SMALL_DEVICE.memory, `heap peak ${m.heapPeak} bytes of ${SMALL_DEVICE.memory} (live now: ${m.memory_used_size})`)
   t.equal(vm.value('return 1 + 1'), 2, 'the runtime is still healthy after all of the above')
 })
