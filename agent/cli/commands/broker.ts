@@ -57,7 +57,7 @@ export const broker: CommandSpec = {
     'Logs JSON lines on stderr; stops cleanly on SIGINT or SIGTERM. See docs/BROKERS.md.',
   options: {
     home: { type: 'string', help: "L0's home directory (made by 'kin init')" },
-    host: { type: 'string', help: 'address to listen on (with --export-mosquitto: the address Mosquitto binds; default: all)' },
+    host: { type: 'string', help: 'address to listen on (default 127.0.0.1; with --export-mosquitto: the address Mosquitto binds, default all)' },
     port: { type: 'string', help: 'TCP port for MQTT over TLS (0: any free port)', default: '8883' },
     'no-broker': { type: 'boolean', help: 'run no MQTT broker: connect the services to --broker instead' },
     broker: { type: 'string', help: 'with --no-broker: the existing broker, mqtts://HOST:PORT' },
