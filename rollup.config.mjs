@@ -15,7 +15,7 @@ import terser from '@rollup/plugin-terser'
 /** Size budgets in bytes (minified, and gzipped at level 9); docs/DEVICES.md states and explains them. */
 export const BUDGETS = {
   'kin-core.js': { minified: 150 * 1024, gzipped: 48 * 1024 },
-  'kin-device.mjs': { minified: 900 * 1024, gzipped: 240 * 1024 },
+  'kin-device.mjs': { minified: 1024 * 1024, gzipped: 300 * 1024 },
 }
 
 const BUILTINS = new Set(builtinModules.flatMap(m => [m, `node:${m}`]))

@@ -3,14 +3,21 @@ import { KinError } from '../errors.ts'
 import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
 import { ledgerShow, ledgerVerify } from './commands/ledger.ts'
+import { ledgerBundle } from './commands/bundle.ts'
 import { invite } from './commands/invite.ts'
 import { enroll } from './commands/enroll.ts'
+import { serve } from './commands/serve.ts'
+import { access } from './commands/access.ts'
+import { check } from './commands/check.ts'
+import { sync } from './commands/sync.ts'
+import { revoke } from './commands/revoke.ts'
 
 /**
- * Commands of the device bundle. `kin init` and `kin broker` stay out: they make and run L0, whose services
- * (broker/) the bundle does not carry; rollup.config.mjs fails the build if broker/, sim/ or aedes get in.
+ * Commands of the device bundle, in agent/cli/main.ts's order. `kin init` and `kin broker` stay out: they make and
+ * run L0, whose services (broker/) the bundle does not carry; so do the `kin sim` commands (sim/).
+ * rollup.config.mjs fails the build if broker/, sim/ or aedes get in through any of these.
  */
-export const DEVICE_COMMANDS: readonly CommandSpec[] = [ledgerShow, ledgerVerify, invite, enroll]
+export const DEVICE_COMMANDS: readonly CommandSpec[] = [ledgerShow, ledgerVerify, ledgerBundle, invite, enroll, serve, access, check, sync, revoke]
 
 function topHelp(commands: readonly CommandSpec[]): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']

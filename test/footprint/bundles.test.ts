@@ -125,8 +125,12 @@ t.test('kin-device.mjs is the kin CLI on plain node, without node_modules, tsx, 
 
   const help = run('--help')
   t.equal(help.status, 0, help.stderr)
-  for (const command of ['ledger verify', 'ledger show', 'invite', 'enroll']) t.match(help.stdout, new RegExp(`\\n  ${command} `), `--help lists ${command}`)
-  for (const command of ['broker', 'init']) t.notMatch(help.stdout, new RegExp(`\\n  ${command} `), `--help leaves out ${command} (L0 only)`)
+  for (const command of ['ledger verify', 'ledger show', 'ledger bundle', 'invite', 'enroll', 'serve', 'access', 'check', 'sync', 'revoke']) {
+    t.match(help.stdout, new RegExp(`\\n  ${command} `), `--help lists ${command}`)
+  }
+  for (const command of ['broker', 'init', 'sim house', 'sim attacks', 'sim fleet']) {
+    t.notMatch(help.stdout, new RegExp(`\\n  ${command} `), `--help leaves out ${command} (L0 and the simulator)`)
+  }
 
   const verified = run('ledger', 'verify', '--home', home, '--json')
   t.equal(verified.status, 0, verified.stderr)
