@@ -264,3 +264,13 @@ export async function enrollThroughL0(fleet: GossipFleet, role: RoleName, name: 
     await client.close()
   }
 }
+
+/** Catches a device home up with L0 in-process (what `kin sync` does), then closes its replica. */
+export async function syncHome(t: Test, dir: string): Promise<void> {
+  const f = await followerOf(t, dir)
+  try {
+    await f.follower.syncOnce(20_000)
+  } finally {
+    await f.close()
+  }
+}

@@ -45,7 +45,7 @@ function signedRevoke(ledger: Ledger, home: Home, config: HomeConfig, cn: string
   const issuer = state.currentBinding(config.cn)
   if (issuer === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} holds no binding for this device (${config.cn})`)
   const target = state.currentBinding(cn)
-  if (target === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `this device's ledger does not know ${cn}: run 'kin sync' first, or revoke from a device that knows it`)
+  if (target === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `this device's ledger does not know ${cn}, even after asking L0: check the name, or revoke from a device that knows it`)
   const e = signEvent(nodeCrypto, revokeEvent(issuer, target, body, now), home.readLedgerKey())
   ledger.check(e, { now })
   return e
@@ -105,6 +105,8 @@ async function revokeOnDevice(dir: string, cn: string, body: Parameters<typeof s
   const opened = await openFollowingHome(dir)
   try {
     const { follower, home, config } = opened
+    // A CN enrolled after this device's last sync: catch up first, then sign against its current binding.
+    if (opened.files.ledger.ledger.state.currentBinding(cn) === undefined) await follower.syncOnce(timeoutMs).catch(() => undefined)
     const e = signedRevoke(opened.files.ledger.ledger, home, config, cn, body, now)
     const out = await follower.submit([e])
     if (out.accepted.length !== 1) {
