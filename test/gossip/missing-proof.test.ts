@@ -29,6 +29,17 @@ t.test('a missing proof is fetched from the miner within the deadline, then allo
   const audit = readFileSync(join(lock!.home, 'audit.log'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
   t.same(audit.map(a => a['code']), ['ALLOW'], 'one audit line, for the decision made with the proof')
 
+  // kin ledger bundle: the guest's fresh home holds no verified head yet, so it asks the miner; L0's home builds its own.
+  const [fromMiner, fromL0] = await Promise.all([
+    kin(['ledger', 'bundle', guest.cn, '--home', guest.home, '--out', join(guest.home, 'g.bundle'), '--json']),
+    kin(['ledger', 'bundle', guest.cn, '--home', fleet.l0.dir, '--out', join(guest.home, 'l0.bundle'), '--json']),
+  ])
+  expectExit(t, fromMiner, 0, 'kin ledger bundle on a home without a head exits 0')
+  t.match(lastJson(fromMiner.stdout), { source: 'miner', cn: guest.cn }, 'it got the bundle from L0')
+  expectExit(t, fromL0, 0, 'kin ledger bundle on L0\'s home exits 0')
+  t.match(lastJson(fromL0.stdout), { source: 'local', head: { treeSize: fleet.services.miner.miner.latestHead()!.treeSize } }, 'L0 builds it from the miner\'s files')
+  t.same(readFileSync(join(guest.home, 'g.bundle')), readFileSync(join(guest.home, 'l0.bundle')), 'the same bundle both ways')
+
   // The same in-process on the phone: its follower asks, decideWithProofs retries once with the verified bundle.
   const f = await followerOf(t, phone!.home)
   const fresh = f.follower.replica.head!
