@@ -1,5 +1,6 @@
 /** @module `kin sim fleet` as a function: plan, enroll through the broker, faults, convergence, access checks, figures. */
 import { statSync } from 'node:fs'
+import { availableParallelism as availableCores, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { KinError } from '../../agent/errors.ts'
 import { LiveFleet, simClock, type FleetLog, type LiveDevice } from '../live/fleet.ts'
@@ -45,6 +46,8 @@ export interface FleetRunOptions {
   convergeTimeoutMs?: number
   /** Also build the SimReport (tree, ledger, decisions, charts). */
   report?: boolean
+  /** Called with the converged fleet after the checks, before it closes (tests look inside). */
+  inspect?: (fleet: LiveFleet, partitioned: readonly string[]) => Promise<void> | void
 }
 
 /** Medians (and p99 of the total) of the enrollment phases, ms. */
@@ -68,8 +71,10 @@ export interface FleetRunResult {
     tls: { count: number; p50Ms: number; p99Ms: number; unexpected: number }
   }
   ledger: { events: number; eventBytes: number; fileBytes: number; bytesPerDevice: number; enrollmentBytesPerDevice: number }
-  memory: { peakRssMb: number; peakHeapMb: number; endRssMb: number; endHeapMb: number; rssPerDeviceKb: number }
-  cpu: { userSeconds: number; systemSeconds: number; coresBusy: number }
+  /** rssPerDeviceKb: growth of rss from L0 started to the end, per device. */
+  memory: { peakRssMb: number; peakHeapMb: number; endRssMb: number; endHeapMb: number; baselineRssMb: number; rssPerDeviceKb: number }
+  /** loadAverage: the machine's 1-minute load at the start and the end (other processes share the cores). */
+  cpu: { userSeconds: number; systemSeconds: number; coresBusy: number; cores: number; loadAverage: [number, number] }
   followers: { alarms: number; errors: Record<string, number>; headsAdoptedMedian: number }
   /** Events a device handed L0 that L0's ledger does not hold at the end (must be 0). */
   lost: number
@@ -135,7 +140,9 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   keyBar.done()
   say(`keys: ${keyStats.fromDisk} RSA-2048 key pairs from the pool${keyStats.file ? ` (${keyStats.file})` : ''}, ${keyStats.made} made now in ${round(keyStats.makeMs / 1000)} s — key generation is kept out of the enrollment figures`)
 
+  const load0 = loadavg()[0]!
   const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), ...(o.log ? { log: o.log } : {}) })
+  const baselineRssMb = round(process.memoryUsage().rss / 2 ** 20)
   const enroller = new Enroller(fleet, { concurrency })
   try {
     // Two waves when a fault is asked for: the fault happens between them, so the second wave enrolls through a
@@ -208,7 +215,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
       const t0 = performance.now()
       for (const d of partitioned) enroller.resume(d)
       const healBar = bars('partition', partitioned.length)
-      const deadline = Date.now() + (o.convergeTimeoutMs ?? Math.max(60_000, n * 60))
+      const deadline = Date.now() + (o.convergeTimeoutMs ?? Math.max(120_000, n * 300))
       for (;;) {
         const size = fleet.l0.ledger.ledger.size
         const behind = partitioned.filter(d => d.replica!.replica.coveredSize < size)
@@ -223,7 +230,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     }
 
     const convergeBar = bars('converge', n)
-    const converged = await convergeAll(fleet, o.convergeTimeoutMs ?? Math.max(60_000, n * 60), convergeBar)
+    const converged = await convergeAll(fleet, o.convergeTimeoutMs ?? Math.max(120_000, n * 300), convergeBar)
     convergeBar.done()
     const miner = fleet.l0.miner.miner
     const state = fleet.l0.ledger.ledger.state
@@ -292,12 +299,14 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
       brokerRestart, partition, revoked: toRevoke.map(p => p.label),
       convergence: { ms: converged.ms, events: fleet.l0.ledger.ledger.size, headHeight: miner.latestHead()?.height ?? 0, devices: standingCount, sameHead: converged.sameHead },
       decisions, ledger,
-      memory: { peakRssMb: memory.peakRssMb(), peakHeapMb: memory.peakHeapMb(), endRssMb: end.rssMb, endHeapMb: end.heapMb, rssPerDeviceKb: round((end.rssMb * 1024) / n, 0) },
-      cpu: { userSeconds: round(cpu.user / 1e6, 1), systemSeconds: round(cpu.system / 1e6, 1), coresBusy: round((cpu.user + cpu.system) / 1e6 / Math.max(0.001, (performance.now() - started) / 1000), 2) },
+      memory: { peakRssMb: memory.peakRssMb(), peakHeapMb: memory.peakHeapMb(), endRssMb: end.rssMb, endHeapMb: end.heapMb, baselineRssMb, rssPerDeviceKb: round(((end.rssMb - baselineRssMb) * 1024) / n, 0) },
+      cpu: { userSeconds: round(cpu.user / 1e6, 1), systemSeconds: round(cpu.system / 1e6, 1), coresBusy: round((cpu.user + cpu.system) / 1e6 / Math.max(0.001, (performance.now() - started) / 1000), 2),
+        cores: availableCores(), loadAverage: [round(load0, 1), round(loadavg()[0]!, 1)] },
       followers: { alarms: enroller.counters.alarms.length, errors: Object.fromEntries(enroller.counters.errors), headsAdoptedMedian: quantile(headCounts, 0.5) },
       lost, checks: [...checks, ...tlsChecks], memorySamples: samples, enrollCurve: curve, report: undefined,
     }
     if (o.report === true) result.report = fleetReport(fleet, enroller.kinds, result, o)
+    await o.inspect?.(fleet, partitioned.map(d => d.label))
     return result
   } finally {
     await enroller.closeL0Session()

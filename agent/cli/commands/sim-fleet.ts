@@ -33,8 +33,8 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
     `  decisions      ${r.decisions.count} in process: p50 ${r.decisions.p50Ms} ms, p99 ${r.decisions.p99Ms} ms, max ${r.decisions.maxMs} ms; ${r.decisions.unexpected} unexpected` +
       `; ${r.decisions.tls.count} over mutual TLS: p50 ${r.decisions.tls.p50Ms} ms`,
     `  ledger         ${r.ledger.eventBytes} bytes in ${r.ledger.events} events: ${r.ledger.bytesPerDevice} bytes per device (authorize + certified ${r.ledger.enrollmentBytesPerDevice})`,
-    `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB rss per device)`,
-    `  cpu            ${r.cpu.userSeconds} s user + ${r.cpu.systemSeconds} s system (${r.cpu.coresBusy} cores busy on average)`,
+    `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB more rss per device)`,
+    `  cpu            ${r.cpu.userSeconds} s user + ${r.cpu.systemSeconds} s system (${r.cpu.coresBusy} of ${r.cpu.cores} cores busy on average; machine load ${r.cpu.loadAverage[0]} → ${r.cpu.loadAverage[1]})`,
   ]
   if (r.brokerRestart) lines.push(`  kill-broker    L0 restarted in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight`)
   if (r.partition) lines.push(`  partition      ${r.partition.devices} devices cut off for ${r.partition.seconds} s missed ${r.partition.eventsMissed} events, caught up in ${r.partition.catchUpMs} ms`)
