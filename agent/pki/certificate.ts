@@ -59,7 +59,11 @@ export class DeviceCertificate {
     this.notBefore = seconds(parsed.validity.notBefore)
     this.notAfter = seconds(parsed.validity.notAfter)
     this.serialHex = parsed.serialNumber.toLowerCase()
-    this.#extensions = readCertificateExtensions(parsed.extensions.map((e: { id: string; critical?: boolean; value: string }) => ({ id: e.id as string, critical: e.critical === true, value: fromBinary(e.value as string) })))
+    this.#extensions = readCertificateExtensions(parsed.extensions.map((e: { id: unknown; critical?: boolean; value: unknown }) => {
+      // forge leaves `value` undefined (or not a string) for some malformed extensions: that is a parse failure, not a crash.
+      if (typeof e.id !== 'string' || typeof e.value !== 'string') throw new DecodeError('CERT_PARSE', 'certificate extension is malformed')
+      return { id: e.id, critical: e.critical === true, value: fromBinary(e.value) }
+    }))
     this.#sha256 = options.sha256 ?? defaultSha256
   }
 

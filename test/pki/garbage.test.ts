@@ -45,14 +45,21 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
     t.equal(outcome(() => fromDer(Uint8Array.of(...der, 0))), code, 'one trailing byte')
   })
 
-  t.test(`${name}: single bit flips parse or give a coded error, never a raw exception`, async t => {
-    fc.assert(fc.property(fc.nat(der.length - 1), fc.nat(7), (at, bit) => {
-      const bytes = der.slice()
-      bytes[at]! ^= 1 << bit
-      // A flip in a name can leave a parseable CSR whose CN is no longer printable: that is a names refusal.
-      return ['ok', code, ...(name === 'parseCsr' ? ['CSR_NAMES'] : [])].includes(outcome(() => fromDer(bytes)))
-    }), { numRuns: 400 })
-    t.pass('400 flips')
+  t.test(`${name}: every single bit flip parses or gives a coded error, never a raw exception`, async t => {
+    // Exhaustive rather than sampled: a sampled run once missed the one flip (an extension forge left without a value) that escaped.
+    // A flip in a name can leave a parseable CSR whose CN is no longer printable: that is a names refusal.
+    const allowed = ['ok', code, ...(name === 'parseCsr' ? ['CSR_NAMES'] : [])]
+    const escaped: string[] = []
+    for (let at = 0; at < der.length; at++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const bytes = der.slice()
+        bytes[at]! ^= 1 << bit
+        let result: string
+        try { result = outcome(() => fromDer(bytes)) } catch (e) { result = String(e) }
+        if (!allowed.includes(result)) escaped.push(`byte ${at} bit ${bit}: ${result}`)
+      }
+    }
+    t.same(escaped.slice(0, 5), [], `${der.length * 8} flips, each parsed or refused with a code`)
   })
 
   t.test(`${name}: malformed PEM gives ${code}`, async t => {
