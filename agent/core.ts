@@ -5,6 +5,8 @@
  *   verifyBundle(bundleBytes, anchor, now)           → VerifiedBundle      one CN's proof bundle against the miner key
  *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
  *   decide(request, state, now, device)              → Decision            the access decision; never throws
+ *   challengeVerifier(options).issue(action)         → challenge bytes     proof of possession without TLS, then
+ *   decideOnAnswer(verifier, answer, state, now, device) → Decision        the same decision on a verified answer
  *   verifyCertificateChain(cert, root, now)          → ChainInfo           X.509 chain rules without node-forge
  *   verifyInclusion, verifyConsistency, decodeHead, decodeEvent             Merkle proofs, block heads, events (no signature check)
  *   new ChainCache(n)                                                       pass as device.chainCache: warm decisions skip RSA
@@ -13,7 +15,8 @@
  */
 import { DecodeError, KinError, VerificationError } from './errors.ts'
 import { bytesEqual, concatBytes, fromHex, toHex } from './codec/bytes.ts'
-import type { CryptoProvider } from '../firmware-shims/types.ts'
+import type { Clock, CryptoProvider } from '../firmware-shims/types.ts'
+import type { RsaSigning } from '../firmware-shims/signing.ts'
 import { portableCrypto } from '../firmware-shims/portable/crypto.ts'
 import { scanRecords } from './ledger/store.ts'
 import { replayRecords } from './ledger/persistent.ts'
@@ -34,6 +37,7 @@ import { checkIssuedByRoot, checkLeafKeyUsage, checkLeafNames, checkValidity, ty
 import type { DeviceCertificate } from './pki/certificate.ts'
 import type { PkiProvider } from './pki/provider.ts'
 import { decide as decideWith, isMissingProof } from './access/decide.ts'
+import { ChallengeVerifier } from './access/challenge.ts'
 import { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
@@ -310,6 +314,11 @@ export class CoreCertificate implements ChainCertificate {
   get parentCn(): string | undefined {
     return this.parentCns.length === 1 ? this.parentCns[0] : undefined
   }
+
+  /** DER SubjectPublicKeyInfo, exactly as encoded in the certificate. */
+  get spkiDer(): Uint8Array {
+    return this.layout.spki
+  }
 }
 
 /** An RSA public key as BigInts, with its modulus length in bytes. */
@@ -471,6 +480,49 @@ export function decide(request: CoreAccessRequest, state: LedgerState, now: numb
       }
       return verifyCertificateChain(peer, root, at)
     },
+  })
+}
+
+// ---- proof of possession without TLS ----------------------------------------------------------------------------
+
+// kin-core holds no private key: it checks challenge answers, it never signs one.
+const coreSigning: RsaSigning = {
+  name: 'core',
+  signRsaSha256() {
+    throw new KinError('BAD_ARGUMENT', 'kin-core verifies; it signs nothing')
+  },
+  verifyRsaSha256,
+}
+
+/** What a challenge verifier needs from its device: its CN, a random source for nonces and a clock. */
+export interface CoreChallengeOptions {
+  self: string
+  /** Unpredictable bytes: the device's own generator (kin-core has none; ECMAScript offers none). */
+  randomBytes: (length: number) => Uint8Array
+  clock: Clock
+  /** Seconds an answer may take (default 30). */
+  deadline?: number
+  /** Open challenges remembered (default 256). */
+  capacity?: number
+}
+
+/**
+ * Proof of possession where there is no TLS handshake (agent/access/challenge.ts): `issue(action)` returns a
+ * one-time challenge for the peer to sign with its TLS key; decideOnAnswer checks the answer.
+ */
+export function challengeVerifier(options: CoreChallengeOptions): ChallengeVerifier {
+  return new ChallengeVerifier({ ...options, signing: coreSigning })
+}
+
+/**
+ * Checks a challenge answer (CHALLENGE_UNKNOWN, _REPLAYED, _EXPIRED, CERT_PARSE, CHALLENGE_SIGNATURE, DECODE_*) and,
+ * once the peer has proven it holds its certificate's key, takes the same decision as `decide`. Never throws.
+ */
+export function decideOnAnswer(verifier: ChallengeVerifier, answerBytes: Uint8Array, state: LedgerState, now: number, device: CoreDevice): Decision {
+  return verifier.verify(answerBytes, {
+    // The challenge verifier reads only `cn` and `spkiDer` of the certificate, which CoreCertificate has.
+    certificate: der => new CoreCertificate(der) as unknown as DeviceCertificate,
+    decide: (certificate, action) => decide({ certificate: certificate as unknown as CoreCertificate, action }, state, now, device),
   })
 }
 

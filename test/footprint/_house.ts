@@ -9,6 +9,7 @@ import type { Decision } from '../../agent/access/types.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
@@ -61,6 +62,8 @@ export interface FootprintHouse {
   eveOwnCa: DeviceCertificate
   /** A certificate for the guest's CN with Eve's key, mis-issued by the fleet CA itself. */
   misIssued: DeviceCertificate
+  /** Eve's own TLS key pair. */
+  eveKeys: TlsKeyPair
   /** L0's ledger: genesis, every enrollment, the revocation of the stolen camera. */
   ledgerBytes: Uint8Array
   miner: Miner
@@ -107,7 +110,7 @@ export async function footprintHouse(): Promise<FootprintHouse> {
   const head = (await miner.seal(now))!
   const genesis = pf.l0Ledger.state.genesis!
   return {
-    pf, now, laptop, phone, tablet, lock, camera, stolen, guest, eveRoot, eveOwnCa, misIssued,
+    pf, now, laptop, phone, tablet, lock, camera, stolen, guest, eveRoot, eveOwnCa, misIssued, eveKeys,
     ledgerBytes: ledgerFile(pf.l0Ledger.state.log), miner, head,
     anchor: { minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex },
     bundleOf: cn => encodeBundle(buildBundle(miner, cn)),

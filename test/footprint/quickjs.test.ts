@@ -3,6 +3,8 @@
 import t from 'tap'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { answerChallenge } from '../../agent/access/challenge.ts'
+import { nodeSigning } from '../../firmware-shims/node/signing.ts'
 import { CoreVm, SMALL_DEVICE } from './_quickjs.ts'
 import { comparable, footprintHouse, ledgerFile, type Comparable } from './_house.ts'
 
@@ -76,6 +78,33 @@ t.test('time inside QuickJS: the guest is refused once its authorization has run
   const { reason, ...decision } = decideInVm(guest.certificate.der, lock.cn, 'unlock', { at: later })
   t.equal(decision.allow, false, reason)
   t.same(decision, comparable(house.v8Decision(guest.certificate, lock.cn, 'unlock', later)))
+})
+
+// Proof of possession without TLS (agent/access/challenge.ts): the lock issues a challenge inside QuickJS, the guest's
+// phone signs it with its TLS key on V8, the lock checks the answer and decides, inside QuickJS again.
+t.test('challenge and answer inside QuickJS: possession proven, then the decision; replays and wrong keys refused', async t => {
+  const ISSUE = `
+    globalThis.pool = input.entropy; globalThis.drawn = 0
+    globalThis.verifier = kinCore.challengeVerifier({ self: input.self, clock: { now: () => input.now },
+      randomBytes: n => { const out = pool.slice(drawn, drawn + n); drawn += n; return out } })
+    return Array.from(verifier.issue(input.action), b => (b < 16 ? '0' : '') + b.toString(16)).join('')
+  `
+  const ANSWER = `
+    const d = kinCore.decideOnAnswer(verifier, input.answer, ledgers.house, input.now, { self: input.self, root: input.root })
+    return { allow: d.allow, code: d.code, peer: d.peer ?? null, reason: d.reason }
+  `
+  const challenge = Buffer.from(vm.value<string>(ISSUE, { entropy: nodeCrypto.randomBytes(64), self: lock.cn, now, action: 'unlock' }), 'hex')
+  const answerAs = (certificate: DeviceCertificate, privateKeyPem: string) => answerChallenge(new Uint8Array(challenge), {
+    certificateDer: certificate.der, privateKeyPem, verifierCn: lock.cn, action: 'unlock',
+  }, nodeSigning)
+  const wrongKey = answerAs(guest.certificate, house.eveKeys.privateKeyPem)
+  const refused = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, { answer: wrongKey, self: lock.cn, now, root: pf.fleet.root.der })
+  t.same([refused.allow, refused.code], [false, 'CHALLENGE_SIGNATURE'], `the guest's certificate with Eve's key: ${refused.reason}`)
+  const answer = answerAs(guest.certificate, guest.secrets.tls.privateKeyPem)
+  const allowed = vm.value<{ allow: boolean; code: string; peer: string; reason: string }>(ANSWER, { answer, self: lock.cn, now, root: pf.fleet.root.der })
+  t.same([allowed.allow, allowed.code, allowed.peer], [true, 'ALLOW', guest.cn], allowed.reason)
+  const replay = vm.value<{ allow: boolean; code: string }>(ANSWER, { answer, self: lock.cn, now, root: pf.fleet.root.der })
+  t.same([replay.allow, replay.code], [false, 'CHALLENGE_REPLAYED'])
 })
 
 t.test('forged input is refused inside QuickJS', async t => {
