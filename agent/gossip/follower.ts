@@ -161,8 +161,9 @@ export class LedgerFollower {
   #wake: (() => void) | undefined = undefined
   #lastError: KinError | undefined = undefined
   #tick = 0
-  /** Sync requests sent on this session, answers received; equal counts mean answers are matched to requests. */
+  /** Ticks of the sync requests sent on this session and not answered yet, oldest first (answers come in that order). */
   #requests: number[] = []
+  /** False once a request went unanswered in time: its late answer would be taken for the next one's. */
   #orderKnown = true
   /** Tick of the latest request whose answer is known to be in order: heads that arrived before it are settled. */
   #inOrderSince = 0
@@ -235,7 +236,12 @@ export class LedgerFollower {
     this.#stats = { added: 0, rewritten: false, dropped: [], alarms: [], submitted: 0 }
     this.start()
     await this.waitOnline(left())
-    await this.#withDeadline(this.sync(), left(), 'catching up with the miner')
+    try {
+      await this.#withDeadline(this.sync(), left(), 'catching up with the miner')
+    } catch (err) {
+      // A miner that has not signed its first head yet has nothing to sync: the report says so (head undefined).
+      if (!isKinError(err, 'HEAD_MISSING')) throw err
+    }
     // Heads that came in while that sync ran are settled by one more round, asked after them.
     for (let i = 0; i < 3 && this.#pending.size > 0 && left() > 0; i++) await this.#withDeadline(this.sync(), left(), 'catching up with the miner')
     await this.#withDeadline(this.resubmit(), left(), 'submitting this device\'s events')
@@ -473,7 +479,7 @@ export class LedgerFollower {
     const round = this.#round
     if (reply.kind === 'error') {
       this.#round = undefined
-      round?.reject(new KinError(reply.code === 'HEAD_MISSING' ? 'HEAD_MISSING' : 'SYNC_MISMATCH', `the miner refused the sync request: ${reply.code}: ${reply.message}`, { detail: { minerCode: reply.code } }))
+      round?.reject(new KinError(reply.code === 'HEAD_MISSING' ? 'HEAD_MISSING' : 'BROKER_REFUSED', `the miner refused the sync request: ${reply.code}: ${reply.message}`, { detail: { minerCode: reply.code } }))
       return
     }
     let outcome: SyncOutcome | undefined
