@@ -324,7 +324,10 @@ function forgeStub() {
 }
 
 function groupOf(id) {
-  const rel = id.startsWith('\0') ? `(virtual) ${id.slice(1)}` : id.replace(/^.*?\/node_modules\//, 'node_modules/').replace(process.cwd() + '/', '')
+  // Plugins mark helper modules with \0 and ?query suffixes; what counts is the file behind them.
+  const file = id.replace(/^\0/, '').replace(/\?.*$/, '')
+  if (!file.includes('/')) return `(virtual) ${file}`
+  const rel = file.replace(/^.*?\/node_modules\//, 'node_modules/').replace(process.cwd() + '/', '')
   const pkg = /^node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(rel)
   if (pkg !== null) return pkg[1]
   const folder = /^([^/]+\/[^/]+)\//.exec(rel)
