@@ -181,8 +181,9 @@ async function follow(dir: string, json: boolean): Promise<number> {
   const { follower, config } = opened
   say({ following: true, cn: config.cn, broker: config.broker, head: headSummary(follower.replica.head, follower.replica.headId) },
     `${config.cn} following L0's ledger at ${config.broker}; stop with Ctrl-C`)
+  const stopped = nextStopSignal()
   follower.start()
-  const signal = await nextStopSignal()
+  const signal = await stopped
   await opened.close()
   say({ stopped: true, signal, head: headSummary(follower.replica.head, follower.replica.headId), alarms: alarms.length }, `stopped (${signal})`)
   return alarms.length > 0 ? 1 : 0
