@@ -84,6 +84,11 @@ export interface FleetRunResult {
   report: SimReport | undefined
 }
 
+/** `n thing` or `n things`. */
+function plural(n: number, thing: string): string {
+  return `${n} ${thing}${n === 1 ? '' : 's'}`
+}
+
 const NO_BAR: ProgressBar = { update: () => undefined, done: () => undefined }
 
 function phases(timings: readonly EnrollTiming[]): PhaseFigures {
@@ -162,24 +167,30 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     }
     await enroller.enroll(waveA, keys.slice(0, split), onEnrolled)
 
+    // Cut off and revoked: first-wave devices that invite nobody in the second wave (a parent's follower pauses and
+    // resumes around its invites, which would end its partition). Revocations take leaves, so nobody else falls with them.
     const waveBParents = new Set(waveB.map(d => d.parent))
-    const leavesA = waveA.filter(d => !d.inner && !waveBParents.has(d.label))
     const shuffled = (xs: PlannedDevice[]) => { const a = [...xs]; for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [a[i], a[j]] = [a[j]!, a[i]!] } return a }
-    const pool = shuffled(leavesA)
+    const free = shuffled(waveA.filter(d => !waveBParents.has(d.label)))
+    const revokeCount = Math.min(free.filter(d => !d.inner).length, o.revocations ?? Math.min(10, Math.max(1, Math.round(n / 100))))
+    const toRevoke = free.filter(d => !d.inner).slice(0, revokeCount)
+    const revokedLabels = new Set(toRevoke.map(d => d.label))
+    const revokedUnder = (d: PlannedDevice) => revokedLabels.has(d.label) || revokedLabels.has(d.parent)
+    // The parents of revoked devices sign the revocations, through their followers: they stay connected.
+    const revokers = new Set(toRevoke.map(d => d.parent))
+    const pool = free.filter(d => !revokedUnder(d) && !revokers.has(d.label))
     const partitioned: LiveDevice[] = []
     const interlude = performance.now()
     let partitionStarted = 0, sizeAtPartition = 0
     if ((o.partition ?? 0) > 0) {
-      const k = Math.min(o.partition!, Math.max(0, pool.length - 1))
-      if (k < o.partition!) say(`partition: only ${k} leaves of the first wave can be cut off (asked ${o.partition})`)
-      for (const p of pool.splice(0, k)) partitioned.push(fleet.device(p.label))
+      const k = Math.min(o.partition!, pool.length)
+      if (k < o.partition!) say(`partition: only ${k} first-wave devices can be cut off (asked ${o.partition}): the others invite second-wave devices, revoke or are revoked`)
+      for (const p of pool.slice(0, k)) partitioned.push(fleet.device(p.label))
       await Promise.all(partitioned.map(d => enroller.pause(d)))
       partitionStarted = performance.now()
       sizeAtPartition = fleet.l0.ledger.ledger.size
-      say(`partition: ${partitioned.length} devices stopped following the ledger`)
+      say(`partition: ${plural(partitioned.length, 'device')} stopped following the ledger`)
     }
-    const revokeCount = Math.min(pool.length, o.revocations ?? Math.min(10, Math.max(1, Math.round(n / 100))))
-    const toRevoke = pool.splice(0, revokeCount)
     const revokeIds: string[] = []
     const revocations = Promise.all(toRevoke.map(async p => { const e = await fleet.revoke(p.parent, p.label, { reason: 'retired', subtree: false }); revokeIds.push(e.idHex) }))
     revocations.catch(() => undefined)
@@ -198,7 +209,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     }
     await revocations
     if (brokerRestart !== undefined) brokerRestart.inFlight = revokeIds.length
-    say(`revoked ${toRevoke.length} devices (${toRevoke.map(p => p.label).join(', ')}) by their parents${brokerRestart ? ', across the restart' : ''}`)
+    say(`revoked ${plural(toRevoke.length, 'device')} (${toRevoke.map(p => p.label).join(', ')}) by their parents${brokerRestart ? ', across the restart' : ''}`)
     enrollPaused = performance.now() - interlude
     await enroller.enroll(waveB, keys.slice(split), onEnrolled)
     enrollBar.done()

@@ -53,7 +53,7 @@ function ledger(r: SimReport, layout: TreeLayout): string {
   const lastHead = r.heads[r.heads.length - 1]
   return `<section id="ledger"><h2>Ledger</h2><p class="muted">${r.events.length} events, ${figure(bytes)} bytes${lastHead ? `; latest head ${lastHead.height} over ${lastHead.treeSize} events` : ''}.</p>` +
     drawTimeline(r.events, r.heads) +
-    `<details${r.events.length <= 40 ? ' open' : ''}><summary>Events</summary><table class="events"><thead><tr><th>#</th><th>type</th><th>subject</th><th>issuer</th><th>bytes</th><th>claimed time</th><th>id</th></tr></thead><tbody>${rows.join('')}</tbody></table>${more}</details></section>`
+    `<details${r.events.length <= 12 ? ' open' : ''}><summary>Events (${r.events.length})</summary><table class="events"><thead><tr><th>#</th><th>type</th><th>subject</th><th>issuer</th><th>bytes</th><th>claimed time</th><th>id</th></tr></thead><tbody>${rows.join('')}</tbody></table>${more}</details></section>`
 }
 
 function verdict(d: ReportDecision): string {
