@@ -1,0 +1,35 @@
+/** @module Dispatch for `kin`: finds the command named by argv, parses its options, maps outcomes to exit codes. */
+import { KinError } from '../errors.ts'
+import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
+import { reportError } from './output.ts'
+
+function topHelp(commands: readonly CommandSpec[]): string {
+  const lines = ['usage: kin <command> [options]', '', 'commands:']
+  const width = Math.max(...commands.map(c => c.name.length)) + 4
+  for (const c of commands) lines.push(`  ${c.name.padEnd(width)}${c.summary.split('. ')[0]!.replace(/\.$/, '')}`)
+  lines.push('', "Every command takes --json and --help. Exit status: 0 ok/allow, 1 deny or failed verification, 2 usage or error.")
+  return lines.join('\n')
+}
+
+/** Runs one of `commands` with `argv` (without `node` and the script) and returns the exit status. */
+export async function runCommands(commands: readonly CommandSpec[], argv: string[]): Promise<number> {
+  const json = argv.includes('--json')
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(topHelp(commands) + '\n')
+    return argv.length === 0 ? 2 : 0
+  }
+  const spec = commands.find(c => c.name.split(' ').every((w, i) => argv[i] === w))
+  if (spec === undefined) {
+    return reportError(new KinError('USAGE', `unknown command "${argv.slice(0, 2).join(' ')}". Run 'kin --help' for the list.`), json)
+  }
+  try {
+    const args = parseCommandArgs(spec, argv.slice(spec.name.split(' ').length))
+    if (args.values.help === true) {
+      process.stdout.write(commandHelp(spec) + '\n')
+      return 0
+    }
+    return await spec.run(args)
+  } catch (err) {
+    return reportError(err, json)
+  }
+}
