@@ -21,7 +21,7 @@ import type { Decision } from '../../agent/access/types.ts'
  */
 
 /** Largest request line the endpoint reads, newline included. */
-export const MAX_REQUEST_BYTES = 1024
+export const MAX_REQUEST_BYTES = 48 * 1024
 /** Largest answer line the requester reads. */
 export const MAX_ANSWER_BYTES = 16384
 /** Default time a peer has to send its request once the handshake is done, and a requester to get its answer. */
@@ -97,7 +97,21 @@ export interface AccessEndpointOptions extends TlsIdentity {
   onDecision?: (decision: Decision, from: PeerAddress) => void
   /** Told of every handshake that failed (no decision was made: e.g. a failed proof of possession). */
   onHandshakeError?: (error: Error, from: PeerAddress) => void
+  /**
+   * Decides in place of `session.decide` — e.g. with the proof bundle the peer presented, or one fetched from the
+   * miner when the ledger lacks a proof. Must not throw for a refusal; a throw becomes an INTERNAL deny.
+   */
+  decide?: (certificateDer: Uint8Array, request: AccessLine) => Decision | Promise<Decision>
 }
+
+/** What a requester asks: the action, and optionally its own proof bundle (base64 in the line, at most 32 KiB). */
+export interface AccessLine {
+  action: string
+  bundle?: Uint8Array
+}
+
+/** Largest proof bundle a request line may carry. */
+export const MAX_LINE_BUNDLE_BYTES = 32 * 1024
 
 /** A listening access endpoint. */
 export interface AccessEndpoint {
@@ -112,7 +126,7 @@ function addressOf(socket: { remoteAddress?: string | undefined; remotePort?: nu
   return { address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }
 }
 
-function parseRequest(line: string): string {
+function parseRequest(line: string): AccessLine {
   let v: unknown
   try {
     v = JSON.parse(line)
@@ -120,7 +134,13 @@ function parseRequest(line: string): string {
     throw new DecodeError('DECODE_SHAPE', 'the request is not JSON; send one line {"action": "<name>"}', { cause })
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DecodeError('DECODE_SHAPE', 'the request must be a JSON object {"action": "<name>"}')
-  return checkActionName((v as Record<string, unknown>)['action'])
+  const o = v as Record<string, unknown>
+  const action = checkActionName(o['action'])
+  if (o['bundle'] === undefined) return { action }
+  if (typeof o['bundle'] !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(o['bundle'])) throw new DecodeError('DECODE_FIELD', '"bundle" must be base64 text')
+  const bundle = new Uint8Array(Buffer.from(o['bundle'], 'base64'))
+  if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw new DecodeError('DECODE_OVERSIZE', `the presented bundle is over ${MAX_LINE_BUNDLE_BYTES} bytes`)
+  return { action, bundle }
 }
 
 // One connection: read one request line, decide, write one answer line, close. `settle` runs at most once.
@@ -138,21 +158,28 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
     options.onDecision?.(decision, from)
   }
   const decideOn = (line: string): void => {
-    let action: string
+    let request: AccessLine
     try {
-      action = parseRequest(line)
+      request = parseRequest(line)
     } catch (e) {
       settle(session.refuse((e as KinError).code ?? 'DECODE_SHAPE', (e as Error).message, '?'))
       return
     }
     // getPeerX509Certificate gives the leaf's DER without building getPeerCertificate(true)'s object tree.
     const peer = socket.getPeerX509Certificate()
+    const { action } = request
     if (peer === undefined) {
       settle(session.refuse('ACCESS_NO_CERTIFICATE', 'the peer presented no certificate in the TLS handshake; connect with the device certificate and key', action))
       return
     }
     const raw = peer.raw
-    settle(session.decide(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), action))
+    const der = new Uint8Array(raw.buffer, raw.byteOffset, raw.length)
+    if (options.decide === undefined) {
+      settle(session.decide(der, action))
+      return
+    }
+    // Fail closed: a decider that throws denies.
+    Promise.resolve().then(() => options.decide!(der, request)).then(settle, (e: Error) => settle(session.refuse('INTERNAL', `decision failed: ${e?.message ?? e}`, action)))
   }
   socket.setTimeout(timeoutMs, () => {
     settle(session.refuse('ACCESS_TIMEOUT', `no request line within ${timeoutMs} ms`, '?'))
@@ -227,6 +254,8 @@ export interface AccessRequestOptions extends TlsIdentity {
   /** The server identity check on the server's certificate DER (an AccessSession's `checkServer`). */
   checkServer: (certificateDer: Uint8Array) => Decision
   timeoutMs?: number
+  /** This device's proof bundle, for a server that may lack its proofs (offline). */
+  bundle?: Uint8Array
 }
 
 /** What came of a request: the server identity check, and the server's answer when the request was sent. */
@@ -278,7 +307,7 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
         finish(undefined, { server, answer: undefined })
         return
       }
-      socket.write(JSON.stringify({ action }) + '\n')
+      socket.write(JSON.stringify(options.bundle === undefined ? { action } : { action, bundle: Buffer.from(options.bundle).toString('base64') }) + '\n')
     })
     const answerWith = (line: string): void => {
       try {

@@ -1,7 +1,8 @@
 /** @module `kin access`: ask a device for an action over mutual TLS, after checking that the device is who it claims. */
 import { KinError } from '../../errors.ts'
 import { SERVE_ACTION, checkActionName } from '../../access/session.ts'
-import { answerOf, requestAccess } from '../../../firmware-shims/node/tls-endpoint.ts'
+import { readFileSync } from 'node:fs'
+import { MAX_LINE_BUNDLE_BYTES, answerOf, requestAccess } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
@@ -16,7 +17,7 @@ function targetOf(text: string): { host: string; port: number } {
 /** `kin access`. */
 export const access: CommandSpec = {
   name: 'access',
-  usage: 'kin access --home DIR --target HOST:PORT [--action NAME] [--expect CN] [--json]',
+  usage: 'kin access --home DIR --target HOST:PORT [--bundle FILE] [--action NAME] [--expect CN] [--json]',
   summary: `Ask the device at HOST:PORT for an action over mutual TLS with this device's certificate. Before sending anything, the `
     + `device reached is checked with the same engine as every access decision (action "${SERVE_ACTION}": chain to the fleet root, `
     + 'ledger binding, not revoked, lineage; any fleet device may serve), so a fake device gets no request. '
@@ -27,6 +28,7 @@ export const access: CommandSpec = {
     action: { type: 'string', help: 'the action to ask for', default: 'unlock' },
     expect: { type: 'string', help: 'refuse unless the device reached has this CN' },
     timeout: { type: 'string', help: 'milliseconds to wait for the answer', default: '5000' },
+    bundle: { type: 'string', help: "this device's proof bundle ('kin ledger bundle'), sent along for a device that may lack its proofs (offline)" },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'this device\'s home, e.g. --home ./phone')
@@ -40,10 +42,19 @@ export const access: CommandSpec = {
     const timeoutMs = Number(args.values.timeout)
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
     const expect = typeof args.values.expect === 'string' ? args.values.expect : undefined
+    let bundle: Uint8Array | undefined
+    if (typeof args.values.bundle === 'string') {
+      try {
+        bundle = new Uint8Array(readFileSync(args.values.bundle))
+      } catch (e) {
+        throw usageError(`--bundle: cannot read ${args.values.bundle}: ${(e as Error).message}`)
+      }
+      if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw usageError(`--bundle: ${bundle.length} bytes is over the ${MAX_LINE_BUNDLE_BYTES} a request may carry`)
+    }
     const device = await openAccessHome(dir, { audit: false, needKey: true })
     try {
       const outcome = await requestAccess({
-        host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs,
+        host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs, ...(bundle === undefined ? {} : { bundle }),
         checkServer: der => {
           const d = device.session.checkServer(der)
           if (d.allow && expect !== undefined && d.peer !== expect) {

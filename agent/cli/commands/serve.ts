@@ -2,7 +2,12 @@
 import { KinError } from '../../errors.ts'
 import { auditRecordOf } from '../../access/audit.ts'
 import type { Decision } from '../../access/types.ts'
-import { answerOf, startAccessEndpoint, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
+import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { decideWithProofs } from '../../gossip/missing-proof.ts'
+
+/** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
+const PROOF_DEADLINE_MS = 2000
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
@@ -84,9 +89,22 @@ export const serve: CommandSpec = {
     }
     let endpoint
     try {
+      const home = device
+      // Design step 5: a missing proof comes from the bundle the peer presented, or from the miner (through this
+      // device's follower) within the deadline; the decision is taken once more, and without a proof it is a deny.
+      const decide = async (der: Uint8Array, request: AccessLine): Promise<Decision> => {
+        const state = home.ledger.state()
+        const proved = await decideWithProofs(home.session, der, request.action, {
+          crypto: nodeCrypto, deadlineMs: PROOF_DEADLINE_MS,
+          anchor: { minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32), genesisId: state.genesis?.event.idHex, knownHead: home.heldHead() },
+          ...(request.bundle === undefined ? {} : { presented: request.bundle }),
+          ...(follower === undefined ? {} : { fetch: async (cn: string, ms: number) => (await follower.requestBundle(cn, ms)).bytes }),
+        })
+        return proved.decision
+      }
       endpoint = await startAccessEndpoint({
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
-        host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError,
+        host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError, decide,
       })
     } catch (e) {
       await following?.close()

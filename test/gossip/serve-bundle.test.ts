@@ -1,0 +1,42 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { Home } from '../../agent/cli/home.ts'
+import { expectExit, kin, lastJson, startKin } from '../enroll/_harness.ts'
+import { enrollThroughL0, gossipFleet } from './_fleet.ts'
+
+// DESIGN.md "Access decision" step 5 over mutual TLS: a lock with no link to L0 lacks the guest's proofs; the
+// guest carries its own bundle in the request line and is admitted; without it, or with a damaged one, denied.
+t.test('kin serve on an offline lock: the guest\'s bundle sent with kin access --bundle admits it', async t => {
+  const fleet = await gossipFleet(t, ['admin', 'member', 'device'])
+  const lock = fleet.devices[2]!
+  expectExit(t, await kin(['sync', '--home', lock.home]), 0, 'the lock syncs')
+  const lockHead = fleet.services.miner.miner.latestHead()!
+  const config = new Home(lock.home).readConfig()
+  delete config.broker
+  delete config['l0Cn']
+  new Home(lock.home).writeConfig(config)
+
+  const guest = await enrollThroughL0(fleet, 'guest', "guest's phone")
+  await fleet.services.seal()
+  expectExit(t, await kin(['sync', '--home', guest.home]), 0, 'the guest syncs')
+  const bundle = join(guest.home, 'guest.bundle')
+  // With a consistency proof from the head the lock holds: the offline rule (PROTOCOL.md §11.3) needs it.
+  expectExit(t, await kin(['ledger', 'bundle', guest.cn, '--home', guest.home, '--known-size', String(lockHead.treeSize), '--out', bundle]), 0, 'the guest exports its bundle')
+  const unanchored = join(guest.home, 'unanchored.bundle')
+  expectExit(t, await kin(['ledger', 'bundle', guest.cn, '--home', guest.home, '--out', unanchored]), 0, 'and one without that proof')
+
+  const serve = startKin(['serve', '--home', lock.home, '--port', '0', '--json'])
+  t.teardown(() => serve.kill())
+  const listening = JSON.parse(await serve.firstLine) as { port: number }
+  const target = `127.0.0.1:${listening.port}`
+  const ask = (extra: string[]) => kin(['access', '--home', guest.home, '--target', target, '--action', 'unlock', '--json', ...extra])
+  const without = await ask([])
+  expectExit(t, without, 1, 'without its bundle the guest is denied')
+  t.equal(lastJson(without.stdout)['code'], 'ACCESS_MISSING_PROOF', 'for want of a proof the lock cannot fetch')
+  const notLinked = await ask(['--bundle', unanchored])
+  expectExit(t, notLinked, 1, 'a bundle the lock cannot link to its own head is refused')
+  t.equal(lastJson(notLinked.stdout)['code'], 'HEAD_UNPROVEN')
+  const withBundle = await ask(['--bundle', bundle])
+  expectExit(t, withBundle, 0, 'with its bundle the guest is admitted')
+  t.equal(lastJson(withBundle.stdout)['code'], 'ALLOW')
+})
