@@ -1,5 +1,6 @@
 // The access endpoint over real TLS on loopback, in-process: allow and deny, proof of possession, Eve's certificates, fake locks.
 import t from 'tap'
+import { MAX_REQUEST_BYTES } from '../../firmware-shims/node/tls-endpoint.ts'
 import { connect, createServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { spawn } from 'node:child_process'
@@ -142,7 +143,8 @@ t.test('malformed, oversized and late requests get coded denies', async t => {
   const id = house.identity(guest)
   t.equal(parseAccessAnswer((await rawExchange('not json\n', id)).trim()).code, 'DECODE_SHAPE')
   t.equal(parseAccessAnswer((await rawExchange('{"action":"*"}\n', id)).trim()).code, 'DECODE_FIELD', 'the rule wildcard is not an action')
-  t.equal(parseAccessAnswer((await rawExchange('{"action":"' + 'a'.repeat(2000) + '"}\n', id)).trim()).code, 'DECODE_OVERSIZE')
+  t.equal(parseAccessAnswer((await rawExchange('{"action":"' + 'a'.repeat(2000) + '"}\n', id)).trim()).code, 'DECODE_FIELD', 'an action name of 2000 characters')
+  t.equal(parseAccessAnswer((await rawExchange('{"action":"view","bundle":"' + 'A'.repeat(MAX_REQUEST_BYTES) + '"}\n', id)).trim()).code, 'DECODE_OVERSIZE', 'a line over the limit')
   const halfClosed = parseAccessAnswer((await rawExchange('{"action":"view"}', id, port, true)).trim())
   t.equal(halfClosed.code, 'ALLOW', 'a request without a newline, then a half-close, is still decided')
   const slow = await serveLock(200)
