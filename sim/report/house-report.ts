@@ -25,8 +25,14 @@ export function houseReport(fleet: LiveFleet, steps: readonly StoryStep[], run: 
   for (const h of fleet.heads) adopted.set(h.label, (adopted.get(h.label) ?? 0) + 1)
   const passed = steps.filter(s => s.ok).length
   const ledgerBytes = events.reduce((s, e) => s + e.bytes, 0)
-  const enrolled = events.filter(e => e.type === 'certified').length
-  const enrollBytes = events.filter(e => e.type === 'authorize' || e.type === 'certified').reduce((s, e) => s + e.bytes, 0)
+  // One enrolled device costs one authorize and one certified event: the mean of each (L0's own certified event
+  // and those after a rekey are certified events too, so counting certified events would undercount).
+  const mean = (type: string): number => {
+    const of = events.filter(e => e.type === type)
+    return of.length === 0 ? 0 : of.reduce((s, e) => s + e.bytes, 0) / of.length
+  }
+  const enrolled = events.filter(e => e.type === 'authorize').length
+  const enrollBytes = enrolled * (mean('authorize') + mean('certified'))
   const charts: ReportSeries[] = [
     { title: "L0's ledger: bytes by event type", unit: 'bytes', points: [...bytesByType].map(([x, y]) => ({ x, y })) },
     { title: 'Heads each device adopted while following the ledger', unit: 'heads', points: [...adopted].map(([x, y]) => ({ x, y })) },
