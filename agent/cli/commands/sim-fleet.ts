@@ -2,12 +2,14 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { fitsInMemory } from '../../../sim/fleet/footprint.ts'
 import { DEFAULT_KEY_POOL_FILE } from '../../../sim/fleet/key-pool.ts'
 import { progressBars } from '../../../sim/fleet/progress.ts'
 import { runFleet, type FleetRunResult } from '../../../sim/fleet/run.ts'
 import { writeReport } from '../../../sim/report/html.ts'
 import { usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
+import { KinError } from '../../errors.ts'
 
 function count(args: ParsedArgs, name: string, fallback: number | undefined, min: number): number | undefined {
   const v = args.values[name]
@@ -67,6 +69,9 @@ export const simFleet: CommandSpec = {
   async run(args) {
     const devices = count(args, 'devices', undefined, 1)
     if (devices === undefined) throw usageError("--devices is required: how many devices to enroll, e.g. 'kin sim fleet --devices 100'")
+    // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
+    const memory = fitsInMemory(devices)
+    if (!memory.fits) throw new KinError('USAGE', memory.advice)
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
     const { root, note } = homesRoot()
