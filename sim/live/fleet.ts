@@ -227,6 +227,13 @@ export class LiveFleet {
 
   /** Hands `by`'s own signed events to the miner through its follower and waits until a head covers them; throws the refusal's code. */
   async submitAs(by: LiveDevice, events: EncodedEvent[]): Promise<void> {
+    if (by.label === 'L0') {
+      // L0 is the miner: its own events go straight into its log (as `kin revoke` on L0's home does while its broker runs).
+      const result = await this.l0.miner.submit(events.map(e => e.bytes), this.clock.now())
+      if (result.refused.length > 0) throw new KinError(result.refused[0]!.code as 'INTERNAL', result.refused[0]!.message)
+      await this.l0.seal()
+      return
+    }
     if (by.follower === undefined) throw new KinError('ENROLL_STATE', `${by.label} does not follow the ledger`)
     const outcome = await by.follower.submit(events)
     if (outcome.refused.length > 0) throw new KinError(outcome.refused[0]!.code as 'INTERNAL', outcome.refused[0]!.message)
