@@ -14,15 +14,15 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
   const lat = r.checks.filter(c => c.via === 'session').map(c => c.ms)
   const ph = r.enrollment.phases
   const charts: ReportSeries[] = [
-    { title: 'Devices enrolled over time', unit: 'devices', points: thin(r.enrollCurve.map(p => ({ x: p.seconds, y: p.enrolled })), 200) },
+    { title: 'Devices enrolled over time (x: seconds of enrollment)', unit: 'devices', points: thin(r.enrollCurve.map(p => ({ x: p.seconds, y: p.enrolled })), 200) },
     { title: 'Where an enrollment spends its time (median)', unit: 'ms', points: [
       { x: 'queued', y: ph.queuedMs }, { x: 'invite', y: ph.inviteMs }, { x: 'pairing', y: ph.pairingMs }, { x: 'home', y: ph.homeMs }, { x: 'submit', y: ph.submitMs }, { x: 'follow', y: ph.followMs },
     ] },
     { title: 'Access decision latency (in process)', unit: 'ms', points: [
       { x: 'p50', y: round(quantile(lat, 0.5), 3) }, { x: 'p90', y: round(quantile(lat, 0.9), 3) }, { x: 'p99', y: round(quantile(lat, 0.99), 3) }, { x: 'max', y: round(Math.max(0, ...lat), 3) },
     ] },
-    { title: 'Process memory (rss)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.rssMb })), 200) },
-    { title: 'Process memory (JS heap)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.heapMb })), 200) },
+    { title: 'Process memory, rss (x: seconds of the run)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.rssMb })), 200) },
+    { title: 'Process memory, JS heap (x: seconds of the run)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.heapMb })), 200) },
   ]
   const flags = [o.killBroker ? '--kill-broker' : '', o.partition ? `--partition ${o.partition}` : ''].filter(Boolean).join(' ')
   const notes = [

@@ -287,7 +287,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
       allowed: checks.filter(c => c.decision.allow).length, denied: checks.filter(c => !c.decision.allow).length, unexpected: unexpected.length,
       tls: { count: tlsChecks.length, p50Ms: round(quantile(tlsLat, 0.5), 1), p99Ms: round(quantile(tlsLat, 0.99), 1), unexpected: unexpectedTls.length },
     }
-    say(`decisions: ${checks.length} in process (p50 ${decisions.p50Ms} ms, p99 ${decisions.p99Ms} ms), ${decisions.allowed} allowed, ${decisions.denied} denied, ${unexpected.length} not as the plan predicts; ` +
+    if (checks.length === 0) say('decisions: none — no device in good standing to ask')
+    else say(`decisions: ${checks.length} in process (p50 ${decisions.p50Ms} ms, p99 ${decisions.p99Ms} ms), ${decisions.allowed} allowed, ${decisions.denied} denied, ${unexpected.length} not as the plan predicts; ` +
       `${tlsChecks.length} also over mutual TLS (p50 ${decisions.tls.p50Ms} ms), ${unexpectedTls.length} unexpected`)
 
     const log = state.log

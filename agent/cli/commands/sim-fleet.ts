@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fitsInMemory } from '../../../sim/fleet/footprint.ts'
 import { DEFAULT_KEY_POOL_FILE } from '../../../sim/fleet/key-pool.ts'
+import { planFleet } from '../../../sim/fleet/plan.ts'
 import { progressBars } from '../../../sim/fleet/progress.ts'
 import { runFleet, type FleetRunResult } from '../../../sim/fleet/run.ts'
 import { writeReport } from '../../../sim/report/html.ts'
@@ -28,11 +29,12 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
   const p = r.enrollment.phases
   const lines = [
     '',
-    `${r.ok ? 'ok' : 'FAILED'}: ${r.plan.devices} devices (${Object.entries(r.plan.roles).map(([k, v]) => `${v} ${k}`).join(', ')}), depth ${r.plan.depth}, fanout ${r.plan.fanout}, in ${r.seconds} s`,
+    `${r.ok ? 'ok' : 'FAILED'}: ${r.plan.devices} device${r.plan.devices === 1 ? '' : 's'} (${Object.entries(r.plan.roles).map(([k, v]) => `${v} ${k}`).join(', ')}), depth ${r.plan.depth}, fanout ${r.plan.fanout}, in ${r.seconds} s`,
     `  enrollment     ${r.enrollment.perSecond}/s (${r.enrollment.devices} in ${r.enrollment.seconds} s, ${r.enrollment.concurrency} at once; RSA keys from the pool: ${r.keys.fromDisk} from disk, ${r.keys.made} made in ${(r.keys.makeMs / 1000).toFixed(1)} s)`,
     `    median ms    queued ${p.queuedMs}, invite ${p.inviteMs}, pairing ${p.pairingMs}, home ${p.homeMs}, submit ${p.submitMs}, follow ${p.followMs}; total ${p.totalMs} (p99 ${p.p99TotalMs})`,
     `  convergence    ${r.convergence.ms} ms after the last change: ${r.convergence.devices} devices on head ${r.convergence.headHeight} over ${r.convergence.events} events; ${r.lost} submitted events lost`,
-    `  decisions      ${r.decisions.count} in process: p50 ${r.decisions.p50Ms} ms, p99 ${r.decisions.p99Ms} ms, max ${r.decisions.maxMs} ms; ${r.decisions.unexpected} unexpected` +
+    r.decisions.count === 0 ? '  decisions      none (no device in good standing to ask)' :
+      `  decisions      ${r.decisions.count} in process: p50 ${r.decisions.p50Ms} ms, p99 ${r.decisions.p99Ms} ms, max ${r.decisions.maxMs} ms; ${r.decisions.unexpected} unexpected` +
       `; ${r.decisions.tls.count} over mutual TLS: p50 ${r.decisions.tls.p50Ms} ms`,
     `  ledger         ${r.ledger.eventBytes} bytes in ${r.ledger.events} events: ${r.ledger.bytesPerDevice} bytes per device (authorize + certified ${r.ledger.enrollmentBytesPerDevice})`,
     `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB more rss per device)`,
@@ -72,6 +74,10 @@ export const simFleet: CommandSpec = {
     // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
     const memory = fitsInMemory(devices)
     if (!memory.fits) throw new KinError('USAGE', memory.advice)
+    const depth = count(args, 'depth', 3, 1)!
+    const fanout = count(args, 'fanout', undefined, 1)
+    // A tree that cannot hold N is a usage error before anything starts.
+    planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}) })
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
     const { root, note } = homesRoot()
@@ -79,12 +85,11 @@ export const simFleet: CommandSpec = {
     const dir = keep ?? mkdtempSync(join(root, 'kin-sim-fleet-'))
     const homes = keep ?? note
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
-    const fanout = count(args, 'fanout', undefined, 1)
     out(`kinship fleet — ${devices} devices; homes in ${homes}; enrollment through L0's broker with pairing codes; access decisions in process on each target's AccessSession (10 also over mutual TLS)`)
     let result: FleetRunResult
     try {
       result = await runFleet({
-        devices, depth: count(args, 'depth', 3, 1)!, ...(fanout !== undefined ? { fanout } : {}), dir,
+        devices, depth, ...(fanout !== undefined ? { fanout } : {}), dir,
         concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
         killBroker: args.values['kill-broker'] === true, partition: count(args, 'partition', 0, 0)!,
         keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
