@@ -89,7 +89,7 @@ function decisions(r: SimReport, layout: TreeLayout): string {
 function attacks(r: SimReport): string {
   if (r.attacks.length === 0) return ''
   const rows = r.attacks.map(a => `<tr class="attack ${a.ok ? 'ok' : 'fail'}"><td>${esc(a.attack)}</td><td><code>${esc(a.expected)}</code></td><td><code>${esc(a.actual)}</code></td>` +
-    `<td>${a.refused ? 'refused' : '<strong>accepted</strong>'}</td><td><span class="badge ${a.ok ? 'ok' : 'fail'}">${a.ok ? 'as expected' : 'UNEXPECTED'}</span></td></tr>`)
+    `<td>${a.refused ? 'refused' : a.ok ? 'accepted' : '<strong>accepted</strong>'}</td><td><span class="badge ${a.ok ? 'ok' : 'fail'}">${a.ok ? 'as expected' : 'UNEXPECTED'}</span></td></tr>`)
   const held = r.attacks.filter(a => a.ok).length
   return `<section id="attacks"><h2>Attacks</h2><p class="muted">${held}/${r.attacks.length} attacks met the expected refusal.</p>` +
     `<table><thead><tr><th>attack</th><th>expected</th><th>seen</th><th>outcome</th><th></th></tr></thead><tbody>${rows.join('')}</tbody></table></section>`

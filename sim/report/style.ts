@@ -10,7 +10,7 @@ header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 18px;border-bott
 h1{font-size:22px;margin:0}
 h2{font-size:17px;margin:28px 0 10px}
 code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;font-size:12px}
-.badge{display:inline-block;border-radius:12px;padding:1px 10px;font-weight:600;font-size:12px;color:#fff}
+.badge{display:inline-block;white-space:nowrap;border-radius:12px;padding:1px 10px;font-weight:600;font-size:12px;color:#fff}
 .badge.ok,.badge.allow{background:var(--allow)}.badge.fail,.badge.deny{background:var(--deny)}
 .meta{color:var(--muted)}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin-top:16px}
