@@ -8,7 +8,7 @@ import type { TlsIdentity } from '../../firmware-shims/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import { Home } from '../../agent/cli/home.ts'
 import { writeDeviceHome } from '../../agent/cli/home-writers.ts'
-import { KinError } from '../../agent/errors.ts'
+import { KinError, isKinError } from '../../agent/errors.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
 import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
 import { LedgerFollower } from '../../agent/gossip/follower.ts'
@@ -40,12 +40,20 @@ export interface EnrollTiming {
   totalMs: number
 }
 
-/** What followers of the batch report. */
+/** What followers of the batch report, and enrollments tried again. */
 export interface FollowerCounters {
   heads: Map<string, number>
   alarms: Array<{ label: string; code: string; message: string }>
   errors: Map<string, number>
+  /** Enrollments begun again with a new code after a lost connection or a timeout, by the code that ended them. */
+  retries: Map<string, number>
 }
+
+/** Attempts per device: a lost session or a step that timed out is tried again, as a person would re-run `kin enroll`. */
+export const ENROLL_ATTEMPTS = 3
+
+/** Failures of the transport or of time, not refusals: an enrollment ended by one of these may be begun again. */
+const RETRYABLE = new Set(['BROKER_CLOSED', 'BROKER_TIMEOUT', 'BROKER_UNREACHABLE', 'PAIR_TIMEOUT'])
 
 /** Options of an Enroller. */
 export interface EnrollerOptions {
@@ -82,7 +90,7 @@ class Slots {
  */
 export class Enroller {
   readonly fleet: LiveFleet
-  readonly counters: FollowerCounters = { heads: new Map(), alarms: [], errors: new Map() }
+  readonly counters: FollowerCounters = { heads: new Map(), alarms: [], errors: new Map(), retries: new Map() }
   /** Ids of every event a new device handed the miner (its authorize and certified events). */
   readonly submitted: Set<string> = new Set()
   /** Kind of each enrolled device, by label. */
@@ -154,10 +162,11 @@ export class Enroller {
     return timings
   }
 
-  async #enrollChildren(parentLabel: string, children: Array<{ plan: PlannedDevice; key: TlsKeyPair }>, done: (t: EnrollTiming) => void): Promise<void> {
+  async #enrollChildren(parentLabel: string, children: Array<{ plan: PlannedDevice; key: TlsKeyPair }>, done: (t: EnrollTiming) => void, attempt = 1): Promise<void> {
     const f = this.fleet
     const parent = f.device(parentLabel)
     const isL0 = parentLabel === 'L0'
+    const again: Array<{ plan: PlannedDevice; key: TlsKeyPair }> = []
     if (!isL0) await this.pause(parent)
     try {
       const client = isL0 ? await this.#l0Session() : await connectDevice(nodeTransport, { url: f.url, cn: parent.cn, ...parent.identity, l0Cn: f.l0.cn }, { timeoutMs: this.#o.stepTimeoutMs })
@@ -168,14 +177,24 @@ export class Enroller {
         }
         const keep = async (e: EncodedEvent) => { if (!isL0) await parent.replica!.replica.appendLocal([e]) }
         const results = await Promise.allSettled(children.map(c => this.#enrollOne(client, inviter, keep, c.plan, c.key).then(done)))
-        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-        if (failed !== undefined) throw failed.reason
+        for (const [i, r] of results.entries()) {
+          if (r.status === 'fulfilled') continue
+          if (attempt >= ENROLL_ATTEMPTS || !isKinError(r.reason) || !RETRYABLE.has(r.reason.code)) throw r.reason
+          this.counters.retries.set(r.reason.code, (this.counters.retries.get(r.reason.code) ?? 0) + 1)
+          f.log({ source: children[i]!.plan.label, event: 'enroll.retry', code: r.reason.code, message: r.reason.message, attempt })
+          again.push(children[i]!)
+        }
       } finally {
         if (!isL0) await client.close()
       }
     } finally {
       if (!isL0) this.resume(parent)
     }
+    if (again.length === 0) return
+    // A new code and new keys: the failed attempt may have got as far as an authorize event for its key.
+    if (isL0) await this.closeL0Session()
+    const fresh = await Promise.all(again.map(async c => ({ plan: c.plan, key: await nodePki.generateTlsKeyPair() })))
+    await this.#enrollChildren(parentLabel, fresh, done, attempt + 1)
   }
 
   async #enrollOne(client: GossipClient, inviter: Inviter, keep: (e: EncodedEvent) => Promise<void>, plan: PlannedDevice, tls: TlsKeyPair): Promise<EnrollTiming> {

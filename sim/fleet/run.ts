@@ -61,7 +61,8 @@ export interface FleetRunResult {
   plan: { devices: number; depth: number; fanout: number; roles: Record<string, number> }
   dir: string
   keys: KeyPoolStats
-  enrollment: { devices: number; seconds: number; perSecond: number; concurrency: number; phases: PhaseFigures }
+  /** retries: enrollments begun again with a new code after a lost session or a timeout (the machine was saturated). */
+  enrollment: { devices: number; seconds: number; perSecond: number; concurrency: number; phases: PhaseFigures; retries: Record<string, number> }
   brokerRestart: { restartMs: number; eventsBefore: number; inFlight: number; eventsAfterRestart: number } | undefined
   partition: { devices: number; labels: string[]; seconds: number; eventsMissed: number; catchUpMs: number } | undefined
   revoked: string[]
@@ -307,7 +308,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     const result: FleetRunResult = {
       ok: failures.length === 0, failures, seconds,
       plan: { devices: n, depth: plan.depth, fanout: plan.fanout, roles: roleCounts(plan) }, dir: o.dir, keys: keyStats,
-      enrollment: { devices: n, seconds: round(enrollSeconds, 2), perSecond, concurrency, phases: phases(timings) },
+      enrollment: { devices: n, seconds: round(enrollSeconds, 2), perSecond, concurrency, phases: phases(timings), retries: Object.fromEntries(enroller.counters.retries) },
       brokerRestart, partition, revoked: toRevoke.map(p => p.label),
       convergence: { ms: converged.ms, events: fleet.l0.ledger.ledger.size, headHeight: miner.latestHead()?.height ?? 0, devices: standingCount, sameHead: converged.sameHead },
       decisions, ledger,

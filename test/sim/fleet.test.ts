@@ -77,7 +77,10 @@ t.test(`${DEVICES} devices through the broker, L0 killed mid-run with revocation
   t.equal(looked['standing'], DEVICES - 3, 'every device but the revoked ones stands')
   t.same(looked['behind'], [], "every standing device on L0's latest head over all of L0's events")
   t.same(looked['differentFiles'], [], "every standing device's ledger file is L0's, byte for byte")
-  t.equal(r.convergence.events, 2 + 2 * DEVICES + 3, 'genesis, L0 certified, authorize + certified per device, three revocations')
+  const retried = Object.values(r.enrollment.retries).reduce((a, b) => a + b, 0)
+  // An enrollment tried again (a saturated machine can time a step out) may leave the authorize event of its first attempt.
+  if (retried === 0) t.equal(r.convergence.events, 2 + 2 * DEVICES + 3, 'genesis, L0 certified, authorize + certified per device, three revocations')
+  else t.ok(r.convergence.events >= 2 + 2 * DEVICES + 3 && r.convergence.events <= 2 + 2 * DEVICES + 3 + retried, `every device's events, three revocations, and at most ${retried} authorize events of attempts tried again`)
   t.equal(r.decisions.unexpected, 0, `all ${r.decisions.count} in-process decisions as the plan predicts`)
   t.equal(r.decisions.tls.unexpected, 0, 'and the ones over mutual TLS')
   const revokedChecks = r.checks.filter(c => r.revoked.includes(c.peer))

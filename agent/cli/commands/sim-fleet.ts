@@ -31,6 +31,7 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
     '',
     `${r.ok ? 'ok' : 'FAILED'}: ${r.plan.devices} device${r.plan.devices === 1 ? '' : 's'} (${Object.entries(r.plan.roles).map(([k, v]) => `${v} ${k}`).join(', ')}), depth ${r.plan.depth}, fanout ${r.plan.fanout}, in ${r.seconds} s`,
     `  enrollment     ${r.enrollment.perSecond}/s (${r.enrollment.devices} in ${r.enrollment.seconds} s, ${r.enrollment.concurrency} at once; RSA keys from the pool: ${r.keys.fromDisk} from disk, ${r.keys.made} made in ${(r.keys.makeMs / 1000).toFixed(1)} s)`,
+    ...(Object.keys(r.enrollment.retries).length > 0 ? [`    retried      ${Object.entries(r.enrollment.retries).map(([k, v]) => `${v} after ${k}`).join(', ')} (each with a new code and new keys)`] : []),
     `    median ms    queued ${p.queuedMs}, invite ${p.inviteMs}, pairing ${p.pairingMs}, home ${p.homeMs}, submit ${p.submitMs}, follow ${p.followMs}; total ${p.totalMs} (p99 ${p.p99TotalMs})`,
     `  convergence    ${r.convergence.ms} ms after the last change: ${r.convergence.devices} devices on head ${r.convergence.headHeight} over ${r.convergence.events} events; ${r.lost} submitted events lost`,
     r.decisions.count === 0 ? '  decisions      none (no device in good standing to ask)' :
