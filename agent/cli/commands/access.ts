@@ -1,11 +1,20 @@
 /** @module `kin access`: ask a device for an action over mutual TLS, after checking that the device is who it claims. */
-import { KinError } from '../../errors.ts'
+import { KinError, VerificationError } from '../../errors.ts'
 import { SERVE_ACTION, checkActionName } from '../../access/session.ts'
+import type { Decision } from '../../access/types.ts'
 import { readFileSync } from 'node:fs'
+import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
+import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
 import { MAX_LINE_BUNDLE_BYTES, answerOf, requestAccess } from '../../../firmware-shims/node/tls-endpoint.ts'
-import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { askOverInbox } from '../../gossip/challenge-session.ts'
+import { connectDevice } from '../../gossip/login.ts'
+import { labelOfCn } from '../../ledger/names.ts'
+import { DeviceCertificate } from '../../pki/certificate.ts'
+import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
+import { brokerLoginOf } from './sync.ts'
 
 function targetOf(text: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text)
@@ -14,25 +23,71 @@ function targetOf(text: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
 }
 
+/**
+ * `kin access --inbox CN` (PROTOCOL.md §12.4): ask over the device's MQTT inbox, this device's TLS key signing the
+ * challenge, for a device that has no TLS endpoint. The verdict counts only when signed by CN's certificate and that
+ * certificate passes the same server identity check as over TLS.
+ */
+async function accessOverInbox(args: ParsedArgs, dir: string, verifierCn: string, action: string, timeoutMs: number): Promise<number> {
+  const device = await openAccessHome(dir, { audit: false, needKey: true })
+  try {
+    try {
+      labelOfCn(verifierCn, device.config.fleet)
+    } catch {
+      throw usageError(`--inbox expects the CN of a device of fleet ${device.config.fleet}, got "${verifierCn}"`)
+    }
+    // One session per CN at the broker: a 'kin serve' or 'kin sync --follow' on this home is pushed off for the moment of the ask, then reconnects.
+    const client = await connectDevice(nodeTransport, brokerLoginOf(device.home, device.config), { timeoutMs })
+    try {
+      const outcome = await askOverInbox(client, {
+        fleet: device.config.fleet, cn: device.cn, certificateDer: DeviceCertificate.from(device.certPem, { sha256: nodeCrypto.sha256 }).der,
+        privateKeyPem: device.keyPem, signing: nodeSigning, randomBytes: nodeCrypto.randomBytes, check: device.session,
+      }, { verifierCn, action, timeoutMs })
+      const answer = outcome.verdict
+      emit(args.json, { stage: 'answer', via: 'inbox', server: outcome.server.peer ?? null, ...answer }, () =>
+        `${verifierCn} answered over its inbox: ${answer.allow ? 'ALLOW' : `DENY ${answer.code}`} "${answer.action}": ${answer.reason}`)
+      return answer.allow ? 0 : 1
+    } catch (e) {
+      // A verdict that could not be believed (its signer failed the server check, a bad signature, a relayed challenge): exit 1, as a refused server over TLS.
+      if (!(e instanceof VerificationError)) throw e
+      const server = e.detail?.['server'] as Decision | undefined
+      emit(args.json, { stage: 'server', via: 'inbox', server: server?.peer ?? null, ...(server === undefined ? {} : answerOf(server)), code: e.code, reason: e.message, allow: false }, () =>
+        `refused ${verifierCn}'s answer: ${server === undefined || server.allow ? `${e.code}: ${e.message}` : describeDecision(server)}`)
+      return 1
+    } finally {
+      await client.close().catch(() => undefined)
+    }
+  } finally {
+    await device.close()
+  }
+}
+
 /** `kin access`. */
 export const access: CommandSpec = {
   name: 'access',
-  usage: 'kin access --home DIR --target HOST:PORT [--bundle FILE] [--action NAME] [--expect CN] [--json]',
-  summary: `Ask the device at HOST:PORT for an action over mutual TLS with this device's certificate. Before sending anything, the `
+  usage: 'kin access --home DIR (--target HOST:PORT | --inbox CN) [--bundle FILE] [--action NAME] [--expect CN] [--timeout MS] [--json]',
+  summary: `Ask a device for an action: at HOST:PORT over mutual TLS with this device's certificate (--target), or over MQTT through `
+    + "the device's inbox with a challenge this device signs with its TLS key (--inbox CN, for devices without TLS; the home must "
+    + 'name the broker, and the device must run \'kin serve\' on a home that does too). Before sending anything over TLS, the '
     + `device reached is checked with the same engine as every access decision (action "${SERVE_ACTION}": chain to the fleet root, `
-    + 'ledger binding, not revoked, lineage; any fleet device may serve), so a fake device gets no request. '
+    + 'ledger binding, not revoked, lineage; any fleet device may serve), so a fake device gets no request; over the inbox the '
+    + 'signed verdict is believed only when its certificate passes that check as CN and its signature holds. '
     + 'Exit 0 when the device allows, 1 when it denies or fails the check, 2 on errors.',
   options: {
     home: { type: 'string', help: 'this device\'s home directory' },
-    target: { type: 'string', help: 'the device to ask, HOST:PORT' },
+    target: { type: 'string', help: 'the device to ask over TLS, HOST:PORT' },
+    inbox: { type: 'string', help: 'the device to ask over its MQTT inbox, by CN (instead of --target)' },
     action: { type: 'string', help: 'the action to ask for', default: 'unlock' },
-    expect: { type: 'string', help: 'refuse unless the device reached has this CN' },
+    expect: { type: 'string', help: 'with --target: refuse unless the device reached has this CN' },
     timeout: { type: 'string', help: 'milliseconds to wait for the answer', default: '5000' },
-    bundle: { type: 'string', help: "this device's proof bundle ('kin ledger bundle'), sent along for a device that may lack its proofs (offline)" },
+    bundle: { type: 'string', help: "with --target: this device's proof bundle ('kin ledger bundle'), sent along for a device that may lack its proofs (offline)" },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'this device\'s home, e.g. --home ./phone')
-    const { host, port } = targetOf(requireString(args, 'target', 'the device to ask, e.g. --target 127.0.0.1:8443'))
+    const inbox = typeof args.values.inbox === 'string' ? args.values.inbox : undefined
+    const hasTarget = typeof args.values.target === 'string'
+    if (inbox !== undefined && hasTarget) throw usageError('give either --target HOST:PORT (mutual TLS) or --inbox CN (over MQTT), not both')
+    if (inbox === undefined && !hasTarget) throw usageError('say which device to ask: --target HOST:PORT (mutual TLS) or --inbox CN (over MQTT), e.g. --target 127.0.0.1:8443')
     let action: string
     try {
       action = checkActionName(String(args.values.action))
@@ -42,6 +97,12 @@ export const access: CommandSpec = {
     const timeoutMs = Number(args.values.timeout)
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
     const expect = typeof args.values.expect === 'string' ? args.values.expect : undefined
+    if (inbox !== undefined) {
+      if (typeof args.values.bundle === 'string') throw usageError('--bundle goes with --target only: over the inbox the device asks the miner for missing proofs itself')
+      if (expect !== undefined) throw usageError('--expect goes with --target only: --inbox CN already names the device, and its answer must be signed as CN')
+      return accessOverInbox(args, dir, inbox, action, timeoutMs)
+    }
+    const { host, port } = targetOf(String(args.values.target))
     let bundle: Uint8Array | undefined
     if (typeof args.values.bundle === 'string') {
       try {

@@ -4,15 +4,88 @@ import { auditRecordOf } from '../../access/audit.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
+import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
+import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
+import type { Transport, TransportSession } from '../../../firmware-shims/transport.ts'
+import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
+import { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
-
-/** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
-const PROOF_DEADLINE_MS = 2000
+import { openReplicaFiles } from '../../gossip/replica-files.ts'
+import { fleetTopics } from '../../gossip/topics.ts'
+import { DeviceCertificate } from '../../pki/certificate.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
-import { describeDecision, openAccessHome } from './_access-home.ts'
-import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from './sync.ts'
+import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
+import { brokerLoginOf, followsBroker, headSummary, takeLedgerLock, type FollowerHooks, type FollowingHome } from './sync.ts'
+
+/** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
+const PROOF_DEADLINE_MS = 2000
+
+/**
+ * `openFollowingHome` (sync.ts) with the follower's broker sessions handed to `onSession` as they open: the broker
+ * keeps one session per CN, so the inbox challenges ride on the follower's session instead of a second one that
+ * would push it off. Same lock, replica and follower otherwise.
+ */
+async function openServingHome(dir: string, hooks: FollowerHooks, onSession: (session: TransportSession) => void): Promise<FollowingHome> {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  const login = brokerLoginOf(home, config)
+  const release = takeLedgerLock(home)
+  let files
+  try {
+    files = await openReplicaFiles(nodeCrypto, nodeStorage(home.dir), {
+      onTornTail: (offset, dropped) => process.stderr.write(`kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`),
+    })
+  } catch (err) {
+    release()
+    throw err
+  }
+  const transport: Transport = {
+    async connect(options) {
+      const session = await nodeTransport.connect(options)
+      onSession(session)
+      return session
+    },
+  }
+  const follower = new LedgerFollower({ transport, login, fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) }, ...hooks })
+  let closed: Promise<void> | undefined
+  return {
+    home, config, files, follower,
+    close: () => closed ??= (async () => {
+      try {
+        await follower.close()
+        await files.close()
+      } finally {
+        release()
+      }
+    })(),
+  }
+}
+
+/**
+ * The inbox challenge service of a serving home (PROTOCOL.md §12.4): the home's session decides, a retryable deny gets
+ * a proof from the miner through the follower (design step 5), results are signed with the home's TLS key.
+ */
+function inboxServiceOf(device: AccessHome, json: boolean, onDecision: (decision: Decision, ask: OpenAsk) => void, follower: LedgerFollower): InboxVerifier {
+  return serveInboxChallenges({
+    fleet: device.config.fleet, self: device.cn, certificateDer: DeviceCertificate.from(device.certPem, { sha256: nodeCrypto.sha256 }).der,
+    privateKeyPem: device.keyPem, signing: nodeSigning, randomBytes: nodeCrypto.randomBytes, clock: { now: () => Math.floor(Date.now() / 1000) },
+    decider: device.session, onDecision,
+    retry: async (certificate, action) => {
+      const state = device.ledger.state()
+      return (await decideWithProofs(device.session, certificate, action, {
+        crypto: nodeCrypto, deadlineMs: PROOF_DEADLINE_MS,
+        anchor: { minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32), genesisId: state.genesis?.event.idHex, knownHead: device.heldHead() },
+        fetch: async (cn: string, ms: number) => (await follower.requestBundle(cn, ms)).bytes,
+      })).decision
+    },
+    onIgnored: (reason, detail) => {
+      if (reason !== 'foreign') line(json, { inboxIgnored: reason, detail }, `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`)
+    },
+  })
+}
 
 function portOf(text: string): number {
   const port = Number(text)
@@ -27,13 +100,16 @@ function line(json: boolean, value: object, text: string): void {
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
-  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--json]',
+  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--json]',
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
     + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
+    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox (for requesters without TLS, '
+    + "'kin access --inbox CN'): the same decision, audited and printed alike (with --json {\"decision\": …, \"via\": \"inbox\"}), "
+    + 'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). '
     + 'Stops cleanly on SIGINT or SIGTERM.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
@@ -50,15 +126,26 @@ export const serve: CommandSpec = {
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
     let notFollowing: KinError | undefined
-    if (followsBroker(new Home(dir).readConfig())) {
+    // The inbox service attaches to each broker session the follower opens (the first, and each after a reconnect).
+    const config = new Home(dir).readConfig()
+    const ownInbox = fleetTopics(config.fleet).inbox(config.cn)
+    let inbox: InboxVerifier | undefined
+    let lastSession: TransportSession | undefined
+    const attachInbox = (session: TransportSession): void => {
+      lastSession = session
+      inbox?.attach(session).then(
+        () => line(json, { inbox: 'listening', topic: ownInbox }, `answering challenges on ${ownInbox}`),
+        (e: KinError) => line(json, { inbox: 'unavailable', code: e.code, message: e.message }, `inbox challenges unavailable on this session (${e.code}: ${e.message})`))
+    }
+    if (followsBroker(config)) {
       try {
-        following = await openFollowingHome(dir, {
+        following = await openServingHome(dir, {
           onHead: a => line(json, { head: headSummary(a.head, a.headId), via: a.via, added: a.added }, `${isoTime(a.head.time)} ledger head ${a.head.height} over ${a.head.treeSize} events (${a.added} new, via ${a.via})`),
           onAlarm: a => line(json, { alarm: a }, `ALARM ${a.code} (${a.source}): ${a.message}; the old head was kept`),
           onStatus: (status, error) => {
             if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code})`}; deciding on the ledger as it is, reconnecting`)
           },
-        })
+        }, attachInbox)
       } catch (e) {
         if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
         // Another process (kin sync --follow) keeps the ledger in sync: serve from the file it writes.
@@ -66,7 +153,7 @@ export const serve: CommandSpec = {
       }
     }
     const follower = following?.follower
-    let device
+    let device: AccessHome
     try {
       device = await openAccessHome(dir, { audit: true, needKey: true, ...(follower === undefined ? {} : { lastHeadTime: () => follower.lastHeadTime() }) })
     } catch (e) {
@@ -74,7 +161,7 @@ export const serve: CommandSpec = {
       throw e
     }
     let reportedLedgerError: string | undefined
-    const onDecision = (decision: Decision, from: PeerAddress): void => {
+    const report = (decision: Decision, from: string, fields: Record<string, unknown>): void => {
       // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error.
       const ledgerError = device.ledger.lastError
       if (ledgerError !== undefined && ledgerError.message !== reportedLedgerError) {
@@ -82,8 +169,9 @@ export const serve: CommandSpec = {
       }
       reportedLedgerError = ledgerError?.message
       device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
-      line(json, { decision: answerOf(decision), from: `${from.address}:${from.port}` }, `${isoTime(decision.time)} ${from.address}:${from.port} ${describeDecision(decision)}`)
+      line(json, { decision: answerOf(decision), ...fields }, `${isoTime(decision.time)} ${from} ${describeDecision(decision)}`)
     }
+    const onDecision = (decision: Decision, from: PeerAddress): void => report(decision, `${from.address}:${from.port}`, { from: `${from.address}:${from.port}` })
     const onHandshakeError = (error: Error, from: PeerAddress): void => {
       line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
     }
@@ -106,12 +194,18 @@ export const serve: CommandSpec = {
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
         host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError, decide,
       })
+      if (follower !== undefined) {
+        inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
+        if (lastSession !== undefined) attachInbox(lastSession)
+      }
     } catch (e) {
       await following?.close()
       await device.close()
       throw e
     }
-    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn, following: follower !== undefined }, `${device.cn} serving access on ${endpoint.host}:${endpoint.port} (fleet ${device.config.fleet}); stop with Ctrl-C`)
+    const inboxTopic = inbox === undefined ? undefined : ownInbox
+    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn, following: follower !== undefined, inbox: inboxTopic ?? null },
+      `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
     const signal = await new Promise<string>(resolve => {
@@ -125,6 +219,7 @@ export const serve: CommandSpec = {
       process.on('SIGINT', onInt)
       process.on('SIGTERM', onTerm)
     })
+    inbox?.close()
     await endpoint.close()
     await following?.close()
     await device.close()
