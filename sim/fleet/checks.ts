@@ -18,6 +18,11 @@ export interface FleetCheck {
   ms: number
   /** How it was asked: in process on the target's AccessSession, or over mutual TLS. */
   via: 'session' | 'tls'
+  /**
+   * Whose engine decided: the target, or (over TLS only) the requester, whose server identity check refused the
+   * target before the request was sent — a revoked requester's frozen replica lacks devices enrolled after it fell.
+   */
+  decidedBy: 'target' | 'requester'
 }
 
 /** The actions a check draws from. */

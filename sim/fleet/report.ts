@@ -27,7 +27,8 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
   const flags = [o.killBroker ? '--kill-broker' : '', o.partition ? `--partition ${o.partition}` : ''].filter(Boolean).join(' ')
   const notes = [
     `Devices enrolled through L0's broker with pairing codes (openInvite, completeInvite, enrollThroughBroker), ${r.enrollment.concurrency} at once; RSA keys from a pool (${r.keys.fromDisk} from disk, ${r.keys.made} made for this run), so key generation is not in the enrollment rate.`,
-    `Access decisions: ${r.decisions.via}; ${r.decisions.tls.count} of them also over mutual TLS (p50 ${r.decisions.tls.p50Ms} ms).`,
+    `Access decisions: ${r.decisions.via}; ${r.decisions.tls.count} of them also over mutual TLS (p50 ${r.decisions.tls.p50Ms} ms)` +
+      (r.decisions.tls.refusedByRequester > 0 ? `; ${r.decisions.tls.refusedByRequester} of those never reached the target: the requester's own server identity check refused it (a revoked requester no longer follows the ledger, so its replica lacks devices enrolled after it fell).` : '.'),
     ...(r.brokerRestart ? [`L0 restarted mid-run in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight; ${r.lost} submitted events lost.`] : []),
     ...(r.partition ? [`${r.partition.devices} devices were cut off for ${r.partition.seconds} s, missed ${r.partition.eventsMissed} events and caught up in ${r.partition.catchUpMs} ms.`] : []),
     ...r.failures,
@@ -36,7 +37,7 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
     title: `kinship fleet — ${r.plan.devices} devices`, command: `kin sim fleet --devices ${r.plan.devices} --depth ${r.plan.depth} --fanout ${r.plan.fanout}${flags ? ' ' + flags : ''}`,
     startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(), seconds: r.seconds, ok: r.ok,
     devices: reportDevices(fleet, kinds), events: reportEvents(fleet), heads: reportHeads(fleet),
-    decisions: shown.map(c => reportDecision(fleet, { label: `${c.peer} → ${c.target} ${c.action} (${c.because}, ${c.via})`, peer: c.peer, target: c.target, action: c.action, decision: c.decision, expected: c.expected, ok: c.ok })),
+    decisions: shown.map(c => reportDecision(fleet, { label: `${c.peer} → ${c.target} ${c.action} (${c.because}, ${c.via}${c.decidedBy === 'requester' ? ", refused by the requester's own server check" : ''})`, peer: c.peer, target: c.target, action: c.action, decision: c.decision, expected: c.expected, ok: c.ok })),
     attacks: [],
     figures: [
       { name: 'devices', value: r.plan.devices, unit: '' },

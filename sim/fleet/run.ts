@@ -69,7 +69,8 @@ export interface FleetRunResult {
   convergence: { ms: number; events: number; headHeight: number; devices: number; sameHead: boolean }
   decisions: {
     via: string; count: number; p50Ms: number; p99Ms: number; maxMs: number; allowed: number; denied: number; unexpected: number
-    tls: { count: number; p50Ms: number; p99Ms: number; unexpected: number }
+    /** refusedByRequester: TLS checks the requester's own server identity check ended before the target was asked. */
+    tls: { count: number; p50Ms: number; p99Ms: number; unexpected: number; refusedByRequester: number }
   }
   ledger: { events: number; eventBytes: number; fileBytes: number; bytesPerDevice: number; enrollmentBytesPerDevice: number }
   /** rssPerDeviceKb: growth of rss from L0 started to the end, per device. */
@@ -267,30 +268,32 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     for (const [i, c] of draws.entries()) {
       const { decision, ms } = decideInProcess(c.peer, c.target, c.action)
       const p = predict(parents, roles, revokedSet, c.peer.label, c.target.label, c.action)
-      checks.push({ peer: c.peer.label, target: c.target.label, action: c.action, decision, ...p, ok: decision.allow === (p.expected === 'allow'), ms, via: 'session' })
+      checks.push({ peer: c.peer.label, target: c.target.label, action: c.action, decision, ...p, ok: decision.allow === (p.expected === 'allow'), ms, via: 'session', decidedBy: 'target' })
       if (i % 50 === 0) { checkBar.update(i + 1); await new Promise(r => setImmediate(r)) }
     }
     checkBar.done()
     const tlsChecks: FleetCheck[] = []
     for (const c of draws.slice(0, o.tlsChecks ?? 10)) {
       const t0 = performance.now()
-      const decision = await fleet.access(c.peer.label, c.target.label, c.action)
+      const { decision, decidedBy } = await fleet.ask(c.peer.label, c.target.label, c.action)
       const ms = performance.now() - t0
       const p = predict(parents, roles, revokedSet, c.peer.label, c.target.label, c.action)
-      tlsChecks.push({ peer: c.peer.label, target: c.target.label, action: c.action, decision, ...p, ok: decision.allow === (p.expected === 'allow'), ms, via: 'tls' })
+      tlsChecks.push({ peer: c.peer.label, target: c.target.label, action: c.action, decision, ...p, ok: decision.allow === (p.expected === 'allow'), ms, via: 'tls', decidedBy })
     }
     const unexpected = checks.filter(c => !c.ok), unexpectedTls = tlsChecks.filter(c => !c.ok)
-    for (const c of [...unexpected, ...unexpectedTls].slice(0, 10)) failures.push(`${c.peer} → ${c.target} ${c.action}: ${c.decision.allow ? 'allow' : 'deny'} ${c.decision.code}, expected ${c.expected} (${c.because}) [${c.via}]`)
+    for (const c of [...unexpected, ...unexpectedTls].slice(0, 10)) failures.push(`${c.peer} → ${c.target} ${c.action}: ${c.decision.allow ? 'allow' : 'deny'} ${c.decision.code}, expected ${c.expected} (${c.because}) [${c.via}${c.decidedBy === 'requester' ? ", refused by the requester's server check" : ''}]`)
     const lat = checks.map(c => c.ms), tlsLat = tlsChecks.map(c => c.ms)
     const decisions: FleetRunResult['decisions'] = {
       via: "in process, on each target's AccessSession with its own replica (the peer's certificate DER as a TLS handshake hands it over)",
       count: checks.length, p50Ms: round(quantile(lat, 0.5), 3), p99Ms: round(quantile(lat, 0.99), 3), maxMs: round(Math.max(0, ...lat), 3),
       allowed: checks.filter(c => c.decision.allow).length, denied: checks.filter(c => !c.decision.allow).length, unexpected: unexpected.length,
-      tls: { count: tlsChecks.length, p50Ms: round(quantile(tlsLat, 0.5), 1), p99Ms: round(quantile(tlsLat, 0.99), 1), unexpected: unexpectedTls.length },
+      tls: { count: tlsChecks.length, p50Ms: round(quantile(tlsLat, 0.5), 1), p99Ms: round(quantile(tlsLat, 0.99), 1), unexpected: unexpectedTls.length,
+        refusedByRequester: tlsChecks.filter(c => c.decidedBy === 'requester').length },
     }
     if (checks.length === 0) say('decisions: none — no device in good standing to ask')
     else say(`decisions: ${checks.length} in process (p50 ${decisions.p50Ms} ms, p99 ${decisions.p99Ms} ms), ${decisions.allowed} allowed, ${decisions.denied} denied, ${unexpected.length} not as the plan predicts; ` +
-      `${tlsChecks.length} also over mutual TLS (p50 ${decisions.tls.p50Ms} ms), ${unexpectedTls.length} unexpected`)
+      `${tlsChecks.length} also over mutual TLS (p50 ${decisions.tls.p50Ms} ms), ${unexpectedTls.length} unexpected` +
+      (decisions.tls.refusedByRequester > 0 ? `, ${decisions.tls.refusedByRequester} refused by the requester's own server check (its ledger lacks the target)` : ''))
 
     const log = state.log
     const eventBytes = log.reduce((s, e) => s + e.bytes.length, 0)

@@ -56,6 +56,16 @@ export interface LiveDevice {
   endpoint: AccessEndpoint | undefined
 }
 
+/**
+ * A decision over mutual TLS and whose engine made it: `target` when the target answered; `requester` when the
+ * requester's server identity check refused the target and sent nothing (the decision is then that check's, action
+ * 'serve', with `missing` naming what the requester's ledger lacked).
+ */
+export interface AccessAnswered {
+  decision: Decision
+  decidedBy: 'target' | 'requester'
+}
+
 /** What the fleet reports as it runs. */
 export type FleetLog = (record: Record<string, unknown>) => void
 
@@ -288,8 +298,18 @@ export class LiveFleet {
    * target's identity first, the target decides on the peer's certificate with its own ledger.
    */
   async access(peerLabel: string, targetLabel: string, action: string): Promise<Decision> {
+    return (await this.ask(peerLabel, targetLabel, action)).decision
+  }
+
+  /**
+   * `access`, saying whose engine made the decision: the target's answer, or the requester's own server identity
+   * check refusing the target before anything was sent (a requester whose replica lacks the target's lineage — a
+   * revoked device that L0 no longer lets follow the ledger, say — fails closed on its side, and the target never
+   * decides).
+   */
+  async ask(peerLabel: string, targetLabel: string, action: string): Promise<AccessAnswered> {
     const peer = this.device(peerLabel)
-    return this.accessAs(peer.identity, peer.session, targetLabel, action)
+    return this.askAs(peer.identity, peer.session, targetLabel, action)
   }
 
   /** The access endpoint of `label` (mutual TLS on loopback), started on first use. */
@@ -304,11 +324,18 @@ export class LiveFleet {
    * runs the requester's server identity check on the target's certificate before the request is sent.
    */
   async accessAs(identity: TlsIdentity, checker: AccessSession, targetLabel: string, action: string): Promise<Decision> {
+    return (await this.askAs(identity, checker, targetLabel, action)).decision
+  }
+
+  private async askAs(identity: TlsIdentity, checker: AccessSession, targetLabel: string, action: string): Promise<AccessAnswered> {
     const endpoint = await this.endpoint(targetLabel)
     const outcome = await requestAccess({ ...identity, host: '127.0.0.1', port: endpoint.port, action, checkServer: der => checker.checkServer(der) })
-    if (outcome.answer === undefined) return outcome.server
+    if (outcome.answer === undefined) return { decision: outcome.server, decidedBy: 'requester' }
     const a = outcome.answer
-    return { allow: a.allow, code: a.code as Decision['code'], reason: a.reason, path: a.path, commonAncestor: a.commonAncestor ?? undefined, hops: a.hops ?? undefined, peer: a.peer ?? undefined, action: a.action, time: a.time, retry: false, missing: undefined }
+    return {
+      decision: { allow: a.allow, code: a.code as Decision['code'], reason: a.reason, path: a.path, commonAncestor: a.commonAncestor ?? undefined, hops: a.hops ?? undefined, peer: a.peer ?? undefined, action: a.action, time: a.time, retry: false, missing: undefined },
+      decidedBy: 'target',
+    }
   }
 
   /** Stops L0 and starts it again on the same home and port (a crash and restart of the home PC). */
