@@ -11,7 +11,7 @@ import type { RsaSigning } from '../../firmware-shims/signing.ts'
 import type { TransportSession } from '../../firmware-shims/transport.ts'
 import type { GossipClient } from './client.ts'
 import {
-  REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,
+  MAX_REASON_LENGTH, REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,
   readInboxMessage, resultSigningInput, type AccessAnswerMessage, type AccessAsk, type AccessResultMessage, type AccessVerdict,
 } from './challenge-wire.ts'
 import { fleetTopics } from './topics.ts'
@@ -96,10 +96,11 @@ function decisionOfError(e: unknown, action: string, now: number): Decision {
   return refusalDecision(code, (e as Error)?.message ?? String(e), action, now)
 }
 
-/** The verdict fields of a decision (the same as `kin access`'s answer line). */
+/** The verdict fields of a decision (the same as `kin access`'s answer line), the reason cut to what a result may carry. */
 export function verdictOf(d: Decision): AccessVerdict {
+  const reason = d.reason.length > MAX_REASON_LENGTH ? `${d.reason.slice(0, MAX_REASON_LENGTH - 1)}…` : d.reason
   return {
-    allow: d.allow, code: d.code, reason: d.reason, path: d.path.slice(), commonAncestor: d.commonAncestor ?? null, hops: d.hops ?? null,
+    allow: d.allow, code: d.code, reason, path: d.path.slice(), commonAncestor: d.commonAncestor ?? null, hops: d.hops ?? null,
     peer: d.peer ?? null, action: d.action, time: d.time,
   }
 }

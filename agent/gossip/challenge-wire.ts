@@ -25,11 +25,12 @@ import { checkActionName } from '../access/session.ts'
 export const RESULT_CONTEXT: Uint8Array = utf8('kinship/access-result/v1\0')
 /** Bytes of a request id. */
 export const REQUEST_ID_BYTES = 16
+/** Longest reason a result carries (characters). */
+export const MAX_REASON_LENGTH = 2048
 /** Largest inbox access message (an answer carries a certificate of at most MAX_SIGNED_BYTES). */
 export const MAX_ACCESS_MESSAGE_BYTES = 2 * MAX_SIGNED_BYTES + 4096
 
 const MAX_CN_LENGTH = 253
-const MAX_REASON_LENGTH = 2048
 const MAX_PATH_LENGTH = 64
 const MAX_SIGNATURE_BYTES = 1024
 const MAX_CHALLENGE_BYTES = 512

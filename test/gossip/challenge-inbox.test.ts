@@ -13,11 +13,11 @@ import { connectDevice } from '../../agent/gossip/login.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import {
-  askOverInbox, serveInboxChallenges, type InboxRequester, type InboxVerifier, type InboxVerifierOptions, type IgnoredReason,
+  askOverInbox, serveInboxChallenges, verdictOf, type InboxRequester, type InboxVerifier, type InboxVerifierOptions, type IgnoredReason,
 } from '../../agent/gossip/challenge-session.ts'
 import {
-  decodeAccessMessage, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, readInboxMessage,
-  MAX_ACCESS_MESSAGE_BYTES, REQUEST_ID_BYTES, type AccessResultMessage,
+  decodeAccessMessage, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,
+  readInboxMessage, MAX_ACCESS_MESSAGE_BYTES, MAX_REASON_LENGTH, REQUEST_ID_BYTES, type AccessResultMessage,
 } from '../../agent/gossip/challenge-wire.ts'
 import { gossipFleet, until, type GossipDevice } from './_fleet.ts'
 
@@ -242,3 +242,28 @@ t.test('open asks are bounded: the oldest is dropped and its late answer ignored
   t.equal(served.service.stats.ignored['unknown-request'], 1, 'pushed out, so no verdict')
   t.equal(served.service.stats.results, 0)
 })
+
+t.test('the wire: every message decodes to what was encoded; a cut or foreign message never throws from readInboxMessage', async t => {
+  const id = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
+  const ask = encodeAccessAsk({ requestId: id, requesterCn: member.cn, action: 'unlock' })
+  t.same(decodeAccessMessage(ask), { kind: 'ask', requestId: id, requesterCn: member.cn, action: 'unlock' })
+  const challenge = encodeAccessChallenge({ requestId: id, challenge: new Uint8Array([1, 2, 3]) })
+  t.same(decodeAccessMessage(challenge), { kind: 'challenge', requestId: id, challenge: new Uint8Array([1, 2, 3]) })
+  const verdict = { allow: false, code: 'POLICY_ACTION', reason: 'x'.repeat(10), path: [member.cn, lock.cn], commonAncestor: lock.cn, hops: 1, peer: member.cn, action: 'unlock', time: 7 }
+  const body = encodeResultBody({ requestId: id, verifierCn: lock.cn, requesterCn: member.cn, verdict })
+  t.same(decodeResultBody(body), { requestId: id, verifierCn: lock.cn, requesterCn: member.cn, verdict })
+  t.throws(() => decodeResultBody(encodeResultBody({ requestId: id, verifierCn: lock.cn, requesterCn: member.cn, verdict: { ...verdict, allow: true } })), { code: 'DECODE_FIELD' }, 'an allow must say ALLOW')
+  const result = encodeAccessResult({ requestId: id, body, certificateDer: der(lock), signature: new Uint8Array(256) })
+  for (const whole of [ask, challenge, result]) {
+    for (let cut = 0; cut < whole.length; cut++) {
+      const read = readInboxMessage(whole.subarray(0, cut))
+      t.not(read.kind, 'message', `cut at ${cut} of ${whole.length}`)
+      if (read.kind === 'message') break
+    }
+  }
+  t.equal(verdictOf({ ...refusal(), reason: 'r'.repeat(5000) }).reason.length, MAX_REASON_LENGTH, 'a long reason is cut to fit')
+})
+
+function refusal(): Decision {
+  return { allow: false, code: 'POLICY_ROLE', reason: '', path: [], commonAncestor: undefined, hops: undefined, peer: undefined, action: 'unlock', time: 1, retry: false, missing: undefined }
+}
