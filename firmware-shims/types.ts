@@ -16,6 +16,11 @@ export interface CryptoProvider {
   ed25519Sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array
   /** Ed25519 verification; false (never a throw) for any malformed input. */
   ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean
+  /**
+   * Optional: the same check off the calling thread (node:crypto runs it on libuv's thread pool), so a batch
+   * verifies on every core while the caller goes on. Same answers as `ed25519Verify`; never rejects.
+   */
+  ed25519VerifyAsync?(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean>
 }
 
 /** An append-only byte file: the ledger's storage. Appends resolve only once durable. */

@@ -11,6 +11,7 @@ import type { Refusal } from './ledger.ts'
 import { LedgerStore } from './store.ts'
 import type { EncodedEvent } from './types.ts'
 import type { BundleSource } from './bundle.ts'
+import { anyOf, precheckSignatures, type VerifiedSignatureSet } from './precheck.ts'
 
 /*
  * The heads file. A raw head `[height, prevHeadId, time, treeSize, root, signature]` does not pass the ledger
@@ -63,6 +64,8 @@ export interface MinerOptions {
 interface Submission {
   events: EncodedEvent[]
   early: Refusal[]
+  /** Signatures of `events` verified ahead of the flush (precheck.ts). */
+  verified: VerifiedSignatureSet
   now: number
   resolve: (result: SubmitResult) => void
   reject: (err: unknown) => void
@@ -135,6 +138,8 @@ export class Miner {
   private readonly positions: Map<string, number> = new Map()
   private readonly bySubject: Map<string, number[]> = new Map()
   private waiting: Submission[] = []
+  // Submissions enter `waiting` in the order of their submit calls, each once its signature checks are done.
+  private intake: Promise<void> = Promise.resolve()
   private flushQueued = false
   private queue: Promise<unknown> = Promise.resolve()
   private failure: KinError | undefined = undefined
@@ -228,13 +233,18 @@ export class Miner {
       }
       events.push(e)
     }
+    // Signatures are checked at once, in parallel with earlier flushes and their fsync; submissions still join
+    // the queue in the order they came, so a parent submitted before its child is validated before it.
+    const verified = precheckSignatures(this.crypto, this.ledger.ledger.state, events)
     return new Promise<SubmitResult>((resolve, reject) => {
-      this.waiting.push({ events, early, now, resolve, reject })
-      if (this.flushQueued) return
-      this.flushQueued = true
-      void this.serialize(async () => {
-        this.flushQueued = false
-        await this.flush(this.waiting.splice(0))
+      this.intake = this.intake.then(() => verified).then(set => {
+        this.waiting.push({ events, early, verified: set, now, resolve, reject })
+        if (this.flushQueued) return
+        this.flushQueued = true
+        void this.serialize(async () => {
+          this.flushQueued = false
+          await this.flush(this.waiting.splice(0))
+        })
       })
     })
   }
@@ -259,7 +269,8 @@ export class Miner {
     }
     let result: Awaited<ReturnType<PersistentLedger['appendMany']>>
     try {
-      result = inputs.length === 0 ? { accepted: [], refused: [], pending: [] } : await this.ledger.appendMany(inputs, { now })
+      const verified = anyOf(batch.map(s => s.verified))
+      result = inputs.length === 0 ? { accepted: [], refused: [], pending: [] } : await this.ledger.appendMany(inputs, { now, verified })
     } catch (err) {
       for (const s of batch) s.reject(err)
       return

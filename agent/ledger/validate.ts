@@ -16,6 +16,17 @@ export interface ValidateOptions {
   now?: number
   /** Skip the Ed25519 check (only for replaying a file this device wrote and already verified). */
   trustSignatures?: boolean
+  /**
+   * Signatures already checked ahead of validation (presign.ts: on a thread pool, while the previous batch was
+   * written). Only an exact match counts: the same event id and the same key the issuer's binding holds.
+   */
+  verified?: VerifiedSignatures
+}
+
+/** Event signatures checked beforehand, each with the key it verified under. */
+export interface VerifiedSignatures {
+  /** True only when the event `idHex` was verified under exactly `ledgerKey`. */
+  holds(idHex: string, ledgerKey: Uint8Array): boolean
 }
 
 /** What validation found out about the event's context, handed to `applyEvent`. */
@@ -93,6 +104,7 @@ function checkIssuer(state: LedgerState, issuer: Binding, e: EncodedEvent): void
 
 function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
   if (opts.trustSignatures) return
+  if (opts.verified?.holds(e.idHex, issuer.ledgerKey) === true) return
   if (!verifyEventSignature(crypto, e.event, issuer.ledgerKey, e.bytes)) {
     refuse('BAD_SIGNATURE', `signature does not verify with the ledger key of ${issuer.cn}`, e)
   }

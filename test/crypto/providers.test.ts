@@ -61,3 +61,36 @@ t.test('RFC 8032 §5.1.7: a signature with S + L (non-canonical) is refused by b
     t.equal(provider.ed25519Verify(sig, fromHex(v.message), fromHex(v.publicKey)), false, `${provider.name} refuses S + L`)
   }
 })
+
+t.test('node: ed25519VerifyAsync (thread pool) gives the answers of ed25519Verify', async t => {
+  const verifyAsync = nodeCrypto.ed25519VerifyAsync
+  t.ok(verifyAsync, 'the node provider verifies off the main thread')
+  if (verifyAsync === undefined) return
+  for (const v of ed.vectors) {
+    const msg = fromHex(v.message), pk = fromHex(v.publicKey)
+    t.equal(await verifyAsync(fromHex(v.signature), msg, pk), true, `${v.name} verifies`)
+    const bad = fromHex(v.signature); bad[5]! ^= 1
+    t.equal(await verifyAsync(bad, msg, pk), false, `${v.name} flipped signature refused`)
+  }
+  const { publicKey, secretKey } = nodeCrypto.ed25519KeyPair()
+  const sig = nodeCrypto.ed25519Sign(new Uint8Array([1]), secretKey)
+  const cases: [Uint8Array, Uint8Array, Uint8Array, string][] = [
+    [sig, new Uint8Array([1]), publicKey, 'valid'],
+    [sig.subarray(0, 63), new Uint8Array([1]), publicKey, 'short signature'],
+    [sig, new Uint8Array([1]), publicKey.subarray(0, 31), 'short key'],
+    [sig, new Uint8Array([1]), new Uint8Array(32).fill(0xff), 'key not on the curve'],
+    [new Uint8Array(64).fill(0xff), new Uint8Array([1]), publicKey, 'S out of range'],
+    [sig, new Uint8Array([2]), publicKey, 'other message'],
+  ]
+  for (const [s, m, k, name] of cases) t.equal(await verifyAsync(s, m, k), nodeCrypto.ed25519Verify(s, m, k), name)
+  // Many in flight at once: the pool's answers come back to the right callers.
+  const items = Array.from({ length: 64 }, (_, i) => {
+    const kp = nodeCrypto.ed25519KeyPair()
+    const msg = nodeCrypto.randomBytes(i + 1)
+    const s = nodeCrypto.ed25519Sign(msg, kp.secretKey)
+    if (i % 3 === 0) s[0]! ^= 0x40
+    return { s, msg, pk: kp.publicKey, expect: i % 3 !== 0 }
+  })
+  const answers = await Promise.all(items.map(x => verifyAsync(x.s, x.msg, x.pk)))
+  t.same(answers, items.map(x => x.expect))
+})
