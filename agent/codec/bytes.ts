@@ -12,9 +12,12 @@ export function abytes(name: string, value: unknown, length?: number): Uint8Arra
 /** Lowercase hex of bytes. */
 export function toHex(bytes: Uint8Array): string {
   let out = ''
-  for (let i = 0; i < bytes.length; i++) out += (bytes[i]! < 16 ? '0' : '') + bytes[i]!.toString(16)
+  for (let i = 0; i < bytes.length; i++) out += HEX_PAIRS[bytes[i]!]
   return out
 }
+
+// Two hex digits per byte value: ids are turned to hex for every look-up, so this is on the ledger's hot path.
+const HEX_PAIRS: readonly string[] = Array.from({ length: 256 }, (_, b) => (b < 16 ? '0' : '') + b.toString(16))
 
 /** Bytes of a hex string; throws RangeError on odd length or a non-hex character. */
 export function fromHex(hex: string): Uint8Array {
