@@ -155,13 +155,39 @@ function rangeRoot(crypto: CryptoProvider, leafHashes: readonly Uint8Array[], st
 }
 
 /**
+ * One level of a MerkleTree: its 32-byte hashes back to back in one buffer that doubles as it fills, so a tree of n
+ * leaves holds about 2n hashes in a handful of buffers rather than 2n small arrays (each a typed array, an array
+ * buffer and a backing store: ~7 times the 32 bytes it holds).
+ */
+class HashRow {
+  private bytes: Uint8Array = new Uint8Array(0)
+  length = 0
+
+  push(hash: Uint8Array): void {
+    const at = this.length * HASH_BYTES
+    if (at + HASH_BYTES > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(4 * HASH_BYTES, 2 * this.bytes.length))
+      grown.set(this.bytes)
+      this.bytes = grown
+    }
+    this.bytes.set(hash, at)
+    this.length++
+  }
+
+  /** A view of hash `i` (valid until the next push): callers that keep it take a copy. */
+  view(i: number): Uint8Array {
+    return this.bytes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)
+  }
+}
+
+/**
  * An append-only Merkle tree that keeps every complete subtree hash (about 2n hashes), so that an
  * append costs amortised O(1) hashes, a root at any size n O(log n), and proofs O(log² n) at worst.
  */
 export class MerkleTree implements SubtreeSource {
   private readonly crypto: CryptoProvider
-  /** levels[h][i] = MTH of the 2^h leaves starting at i·2^h; levels[0] are the leaf hashes. */
-  private readonly levels: Uint8Array[][] = [[]]
+  /** levels[h] hash i = MTH of the 2^h leaves starting at i·2^h; levels[0] are the leaf hashes. */
+  private readonly levels: HashRow[] = [new HashRow()]
 
   /** An empty tree hashing through `crypto`. */
   constructor(crypto: CryptoProvider) {
@@ -196,13 +222,13 @@ export class MerkleTree implements SubtreeSource {
   appendLeafHash(hash: Uint8Array): number {
     const levels = this.levels
     const index = levels[0]!.length
-    levels[0]!.push(Uint8Array.from(abytes('leafHash', hash, HASH_BYTES)))
+    levels[0]!.push(abytes('leafHash', hash, HASH_BYTES))
     let level = 0, pos = index
     while (lowBitSet(pos)) {
       const row = levels[level]!
-      const parent = nodeHash(this.crypto, row[pos - 1]!, row[pos]!)
+      const parent = nodeHash(this.crypto, row.view(pos - 1), row.view(pos))
       level++
-      if (levels.length === level) levels.push([])
+      if (levels.length === level) levels.push(new HashRow())
       levels[level]!.push(parent)
       pos = (pos - 1) / 2
     }
@@ -212,7 +238,7 @@ export class MerkleTree implements SubtreeSource {
   /** The leaf hash at `index`. */
   leafHashAt(index: number): Uint8Array {
     this.checkSize('index', index, this.size - 1)
-    return Uint8Array.from(this.levels[0]![index]!)
+    return this.levels[0]!.view(index).slice()
   }
 
   /** MTH(D[0:size]) for any size up to the current one (default: the current root). */
@@ -238,14 +264,14 @@ export class MerkleTree implements SubtreeSource {
     if (!isTreeSize(start) || !isTreeSize(end) || start >= end || end > this.size) {
       throw new RangeError(`subtree [${start}, ${end}) outside the tree of size ${this.size}`)
     }
-    return Uint8Array.from(this.storedSubtree(start, end))
+    return this.storedSubtree(start, end).slice()
   }
 
   /** Aligned power-of-two ranges are stored; any other range splits as MTH does (RFC 9162 §2.1.1). */
   private storedSubtree(start: number, end: number): Uint8Array {
     const width = end - start
     const h = exactLog2(width)
-    if (h >= 0 && start % width === 0) return this.levels[h]![start / width]!
+    if (h >= 0 && start % width === 0) return this.levels[h]!.view(start / width)
     const k = largestPowerOfTwoBelow(width)
     return nodeHash(this.crypto, this.storedSubtree(start, start + k), this.storedSubtree(start + k, end))
   }
