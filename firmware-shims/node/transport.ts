@@ -68,6 +68,14 @@ function errorCode(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
 }
 
+
+// MQTT exchanges are small request/answer pairs: with Nagle's algorithm on, each answer waits for the delayed ACK
+// of the previous segment (about 40 ms on Linux). The broker turns it off on its side (broker/l0.ts); so do we.
+function noDelay(client: MqttClient): void {
+  const socket = client.stream as Partial<TLSSocket> | undefined
+  if (typeof socket?.setNoDelay === 'function') socket.setNoDelay(true)
+}
+
 /** Turns an mqtt.js or TLS error into a coded KinError that says what to do. */
 export function brokerError(err: unknown, url: string): KinError {
   if (err instanceof KinError) return err
@@ -108,6 +116,7 @@ class MqttSession implements TransportSession {
     this.url = url
     this.reconnect = reconnect
     this.capturePeer()
+    noDelay(client)
     client.on('error', err => { this.lastError = brokerError(err, url) })
     client.on('message', (topic: string, payload: Buffer) => {
       const bytes = asBytes(payload)
@@ -115,6 +124,7 @@ class MqttSession implements TransportSession {
     })
     client.on('connect', () => {
       this.capturePeer()
+      noDelay(client)
       this.emitStatus('online', undefined)
     })
     client.on('close', () => {

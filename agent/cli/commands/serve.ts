@@ -5,64 +5,20 @@ import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
-import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
-import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
-import type { Transport, TransportSession } from '../../../firmware-shims/transport.ts'
+import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
 import { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
-import { openReplicaFiles } from '../../gossip/replica-files.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
-import { brokerLoginOf, followsBroker, headSummary, takeLedgerLock, type FollowerHooks, type FollowingHome } from './sync.ts'
+import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from './sync.ts'
 
 /** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
-
-/**
- * `openFollowingHome` (sync.ts) with the follower's broker sessions handed to `onSession` as they open: the broker
- * keeps one session per CN, so the inbox challenges ride on the follower's session instead of a second one that
- * would push it off. Same lock, replica and follower otherwise.
- */
-async function openServingHome(dir: string, hooks: FollowerHooks, onSession: (session: TransportSession) => void): Promise<FollowingHome> {
-  const home = new Home(dir)
-  const config = home.readConfig()
-  const login = brokerLoginOf(home, config)
-  const release = takeLedgerLock(home)
-  let files
-  try {
-    files = await openReplicaFiles(nodeCrypto, nodeStorage(home.dir), {
-      onTornTail: (offset, dropped) => process.stderr.write(`kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`),
-    })
-  } catch (err) {
-    release()
-    throw err
-  }
-  const transport: Transport = {
-    async connect(options) {
-      const session = await nodeTransport.connect(options)
-      onSession(session)
-      return session
-    },
-  }
-  const follower = new LedgerFollower({ transport, login, fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) }, ...hooks })
-  let closed: Promise<void> | undefined
-  return {
-    home, config, files, follower,
-    close: () => closed ??= (async () => {
-      try {
-        await follower.close()
-        await files.close()
-      } finally {
-        release()
-      }
-    })(),
-  }
-}
 
 /**
  * The inbox challenge service of a serving home (PROTOCOL.md §12.4): the home's session decides, a retryable deny gets
@@ -139,7 +95,7 @@ export const serve: CommandSpec = {
     }
     if (followsBroker(config)) {
       try {
-        following = await openServingHome(dir, {
+        following = await openFollowingHome(dir, {
           onHead: a => line(json, { head: headSummary(a.head, a.headId), via: a.via, added: a.added }, `${isoTime(a.head.time)} ledger head ${a.head.height} over ${a.head.treeSize} events (${a.added} new, via ${a.via})`),
           onAlarm: a => line(json, { alarm: a }, `ALARM ${a.code} (${a.source}): ${a.message}; the old head was kept`),
           onStatus: (status, error) => {

@@ -5,6 +5,7 @@ import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
 import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
+import type { Transport, TransportSession } from '../../../firmware-shims/transport.ts'
 import type { HeadAlarm } from '../../gossip/alarm.ts'
 import { LedgerFollower, type AdoptedHead, type FollowerOptions, type SyncReport } from '../../gossip/follower.ts'
 import type { DeviceLogin } from '../../gossip/login.ts'
@@ -100,7 +101,7 @@ export interface FollowingHome {
 export type FollowerHooks = Pick<FollowerOptions, 'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'backoff' | 'syncRoundTimeoutMs' | 'connectTimeoutMs'>
 
 /** Opens a device home for following: the ledger lock, the replica (ledger.cbor + sync.cbor), a LedgerFollower. */
-export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}): Promise<FollowingHome> {
+export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, onSession?: (session: TransportSession) => void): Promise<FollowingHome> {
   const home = new Home(dir)
   const config = home.readConfig()
   if (config.l0 === true) throw new KinError('BAD_ARGUMENT', `${home.dir} is L0's home: L0's ledger is the miner's log itself, there is nothing to follow`)
@@ -115,8 +116,17 @@ export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}):
     release()
     throw err
   }
+  // `onSession` sees each broker session the follower opens: the broker keeps one session per CN, so a service that
+  // needs the broker too (kin serve's inbox challenges) rides on the follower's instead of pushing it off.
+  const transport: Transport = onSession === undefined ? nodeTransport : {
+    async connect(options) {
+      const session = await nodeTransport.connect(options)
+      onSession(session)
+      return session
+    },
+  }
   const follower = new LedgerFollower({
-    transport: nodeTransport, login, fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) }, ...hooks,
+    transport, login, fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) }, ...hooks,
   })
   let closed: Promise<void> | undefined
   return {
