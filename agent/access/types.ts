@@ -82,3 +82,16 @@ export interface Decision {
   /** The CN whose ledger proof is missing (set with ACCESS_MISSING_PROOF). */
   missing: string | undefined
 }
+
+/** A decision as the requester sees it, over TLS or the inbox: JSON-ready, no undefined fields. */
+export interface AccessAnswer {
+  allow: boolean
+  code: string
+  reason: string
+  path: string[]
+  commonAncestor: string | null
+  hops: number | null
+  peer: string | null
+  action: string
+  time: number
+}

@@ -4,6 +4,7 @@ import { bytesEqual, concatBytes, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../codec/cbor.ts'
 import { MAX_SIGNED_BYTES } from '../pki/layout.ts'
 import { checkActionName } from '../access/session.ts'
+import type { AccessAnswer } from '../access/types.ts'
 
 /*
  * INBOX CHALLENGE-RESPONSE (the spec; docs/PROTOCOL.md §12.4). Each message is a CBOR array led by a text tag:
@@ -53,18 +54,8 @@ export interface AccessResultMessage { kind: 'result'; requestId: Uint8Array; bo
 /** Any of the four. */
 export type AccessMessage = AccessAsk | AccessChallengeMessage | AccessAnswerMessage | AccessResultMessage
 
-/** A decision as the requester sees it: the same fields as `kin access`'s answer line, no undefined fields. */
-export interface AccessVerdict {
-  allow: boolean
-  code: string
-  reason: string
-  path: string[]
-  commonAncestor: string | null
-  hops: number | null
-  peer: string | null
-  action: string
-  time: number
-}
+/** A decision as the requester sees it: the same fields as `kin access`'s answer line. */
+export type AccessVerdict = AccessAnswer
 
 /** What the verifier signs: the verdict bound to its request, itself, the requester and the action. */
 export interface ResultBody {

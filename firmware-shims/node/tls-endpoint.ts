@@ -3,7 +3,7 @@ import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { DecodeError, KinError } from '../../agent/errors.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
-import type { Decision } from '../../agent/access/types.ts'
+import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
 
 /*
  * WIRE (the spec; docs/PROTOCOL.md has no access section yet)
@@ -28,17 +28,7 @@ export const MAX_ANSWER_BYTES = 16384
 export const DEFAULT_ACCESS_TIMEOUT_MS = 5000
 
 /** The answer line: a decision as the requester sees it (no undefined fields). */
-export interface AccessAnswer {
-  allow: boolean
-  code: string
-  reason: string
-  path: string[]
-  commonAncestor: string | null
-  hops: number | null
-  peer: string | null
-  action: string
-  time: number
-}
+export type { AccessAnswer }
 
 /** The answer line's content for a decision. */
 export function answerOf(decision: Decision): AccessAnswer {
