@@ -1,5 +1,5 @@
 /** @module L0's home as the broker needs it: keys, certificates, the ledger file, the invite book, and a lock against a second broker. */
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { bytesEqual } from '../agent/codec/bytes.ts'
@@ -9,6 +9,7 @@ import type { Ledger } from '../agent/ledger/ledger.ts'
 import { scanRecords } from '../agent/ledger/store.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { Home, type HomeConfig } from '../agent/cli/home.ts'
+import { takePidLock } from '../agent/cli/pid-lock.ts'
 import { openHomeLedger } from '../agent/cli/device.ts'
 import { INVITES_FILE, InviteBook } from './invites.ts'
 import { IssuedRegistry } from './issued.ts'
@@ -37,34 +38,11 @@ export interface L0Home {
   close(): Promise<void>
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM'
-  }
-}
-
 // Two brokers appending to one ledger file would interleave records; the lock makes the second one stop early.
 function acquireLock(path: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644)
-      writeSync(fd, `${process.pid}\n`)
-      closeSync(fd)
-      return () => { try { unlinkSync(path) } catch { /* already gone */ } }
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
-      const pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
-      if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new KinError('BROKER_LOCKED', `a broker (pid ${pid}) already runs on this home (${path}); stop it first`, { detail: { pid } })
-      }
-      // A lock left by a broker that died: take it over.
-      try { unlinkSync(path) } catch { /* raced with another remover */ }
-    }
-  }
-  throw new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
+  return takePidLock(path, pid => pid === undefined
+    ? new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
+    : new KinError('BROKER_LOCKED', `a broker (pid ${pid}) already runs on this home (${path}); stop it first`, { detail: { pid } }), 'holds')
 }
 
 /** L0's keys and certificates as `kin init` wrote them, without the ledger; HOME_MISSING for a device's home. */

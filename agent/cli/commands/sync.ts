@@ -1,7 +1,7 @@
 /** @module `kin sync`: catch up with L0's ledger once or keep following it; and the home's follower that `kin serve` and `kin revoke` share. */
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../../errors.ts'
+import { pidLockHolder, takePidLock } from '../pid-lock.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
 import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
@@ -20,26 +20,9 @@ export const LEDGER_LOCK_FILE = 'ledger.lock'
 /** The file `kin broker` keeps in L0's home while it runs (broker/home.ts LOCK_FILE). */
 export const BROKER_LOCK_FILE = 'broker.lock'
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM'
-  }
-}
-
 /** The pid of a live process holding the lock file `name` in `home`, if any. */
 export function lockHolder(home: Home, name: string): number | undefined {
-  const path = join(home.dir, name)
-  if (!existsSync(path)) return undefined
-  let pid: number
-  try {
-    pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
-  } catch {
-    return undefined
-  }
-  return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid) ? pid : undefined
+  return pidLockHolder(join(home.dir, name))
 }
 
 /**
@@ -49,23 +32,9 @@ export function lockHolder(home: Home, name: string): number | undefined {
  */
 export function takeLedgerLock(home: Home): () => void {
   const path = join(home.dir, LEDGER_LOCK_FILE)
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644)
-      writeSync(fd, `${process.pid}\n`)
-      closeSync(fd)
-      return () => { try { unlinkSync(path) } catch { /* already gone */ } }
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
-      const pid = lockHolder(home, LEDGER_LOCK_FILE)
-      if (pid !== undefined) {
-        throw new KinError('STORAGE_BUSY', `another kin process (pid ${pid}: kin serve or kin sync --follow) follows ${home.dir}; it keeps the ledger in sync — stop it first to run this here`, { detail: { pid } })
-      }
-      // Left by a process that died: take it over.
-      try { unlinkSync(path) } catch { /* raced with another remover */ }
-    }
-  }
-  throw new KinError('STORAGE_BUSY', `cannot take the lock ${path}`)
+  return takePidLock(path, pid => pid === undefined
+    ? new KinError('STORAGE_BUSY', `cannot take the lock ${path}`)
+    : new KinError('STORAGE_BUSY', `another kin process (pid ${pid}: kin serve or kin sync --follow) follows ${home.dir}; it keeps the ledger in sync — stop it first to run this here`, { detail: { pid } }))
 }
 
 /** How the home logs in to L0's broker: config.json's broker URL (or `url`) and L0's CN, the home's certificate and key. */
