@@ -110,6 +110,9 @@ class MqttSession implements TransportSession {
   private readonly messageListeners = new Set<(topic: string, payload: Uint8Array) => void>()
   private lastError: KinError | undefined = undefined
   private closed = false
+  // QoS 1 publishes not yet acknowledged. mqtt.js keeps them for a resend after a reconnect; a session that will
+  // not reconnect must settle them itself, or a caller would wait forever.
+  private readonly unacked = new Set<(err: KinError) => void>()
 
   constructor(client: MqttClient, url: string, reconnect: boolean) {
     this.client = client
@@ -152,6 +155,10 @@ class MqttSession implements TransportSession {
   private finish(error: KinError | undefined): void {
     if (this.closed) return
     this.closed = true
+    const pending = [...this.unacked]
+    this.unacked.clear()
+    const reason = error ?? new KinError('BROKER_CLOSED', `the session with the broker at ${this.url} closed before the broker acknowledged the message`)
+    for (const reject of pending) reject(reason)
     this.emitStatus('closed', error)
   }
 
@@ -164,7 +171,9 @@ class MqttSession implements TransportSession {
   publish(topic: string, payload: Uint8Array, options: { retain?: boolean } = {}): Promise<void> {
     try { this.ensureUsable() } catch (err) { return Promise.reject(err) }
     return new Promise((resolve, reject) => {
+      this.unacked.add(reject)
       this.client.publish(topic, asBuffer(payload), { qos: 1, retain: options.retain === true }, err => {
+        this.unacked.delete(reject)
         if (err) reject(brokerError(err, this.url))
         else resolve()
       })
