@@ -11,7 +11,7 @@ import type { Refusal } from './ledger.ts'
 import { LedgerStore } from './store.ts'
 import type { EncodedEvent } from './types.ts'
 import type { BundleSource } from './bundle.ts'
-import { anyOf, precheckSignatures, type VerifiedSignatureSet } from './precheck.ts'
+import { anyOf, keyBoundBy, precheckSignatures, type VerifiedSignatureSet } from './precheck.ts'
 
 /*
  * The heads file. A raw head `[height, prevHeadId, time, treeSize, root, signature]` does not pass the ledger
@@ -140,6 +140,9 @@ export class Miner {
   private waiting: Submission[] = []
   // Submissions enter `waiting` in the order of their submit calls, each once its signature checks are done.
   private intake: Promise<void> = Promise.resolve()
+  // Keys bound by events submitted but not yet flushed (event id → key, with a count of submissions holding it),
+  // so a child submitted right after its parent has its signature checked ahead too.
+  private readonly queuedKeys = new Map<string, { key: Uint8Array; holders: number }>()
   private flushQueued = false
   private queue: Promise<unknown> = Promise.resolve()
   private failure: KinError | undefined = undefined
@@ -235,8 +238,11 @@ export class Miner {
     }
     // Signatures are checked at once, in parallel with earlier flushes and their fsync; submissions still join
     // the queue in the order they came, so a parent submitted before its child is validated before it.
-    const verified = precheckSignatures(this.crypto, this.ledger.ledger.state, events)
-    return new Promise<SubmitResult>((resolve, reject) => {
+    const queued = this.queueKeys(events)
+    const verified = precheckSignatures(this.crypto, this.ledger.ledger.state, events, id => this.queuedKeys.get(id)?.key)
+    const settle = <T>(f: (v: T) => void) => (v: T) => { this.unqueueKeys(queued); f(v) }
+    return new Promise<SubmitResult>((res, rej) => {
+      const resolve = settle(res), reject = settle(rej)
       this.intake = this.intake.then(() => verified).then(set => {
         this.waiting.push({ events, early, verified: set, now, resolve, reject })
         if (this.flushQueued) return
@@ -247,6 +253,26 @@ export class Miner {
         })
       })
     })
+  }
+
+  private queueKeys(events: readonly EncodedEvent[]): string[] {
+    const ids: string[] = []
+    for (const e of events) {
+      const key = keyBoundBy(e)
+      if (key === undefined) continue
+      const held = this.queuedKeys.get(e.idHex)
+      if (held === undefined) this.queuedKeys.set(e.idHex, { key, holders: 1 })
+      else held.holders++
+      ids.push(e.idHex)
+    }
+    return ids
+  }
+
+  private unqueueKeys(ids: readonly string[]): void {
+    for (const id of ids) {
+      const held = this.queuedKeys.get(id)
+      if (held !== undefined && --held.holders === 0) this.queuedKeys.delete(id)
+    }
   }
 
   // One durable write for every submission that queued up behind the previous one (group commit).

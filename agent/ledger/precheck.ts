@@ -42,18 +42,21 @@ export function anyOf(sets: readonly VerifiedSignatures[]): VerifiedSignatures {
   return { holds: (idHex, ledgerKey) => sets.some(s => s.holds(idHex, ledgerKey)) }
 }
 
-// The key a binding-creating event binds: genesis (L0's own), authorize (the child's), rekey (the new one).
-function keyBoundBy(e: EncodedEvent): Uint8Array | undefined {
+/** The key a binding-creating event binds: genesis (L0's own), authorize (the child's), rekey (the new one). */
+export function keyBoundBy(e: EncodedEvent): Uint8Array | undefined {
   const ev = e.event
   return ev.type === 'genesis' || ev.type === 'authorize' || ev.type === 'rekey' ? ev.body.ledgerKey : undefined
 }
 
 /**
  * Verifies, on the provider's asynchronous verifier, the signature of every event of `events` whose issuer key
- * is known from `state` or from the batch itself, and resolves with those that verified. Resolves with an empty
- * set at once when the provider has no asynchronous verifier. Never rejects.
+ * is known from `state`, from the batch itself or from `keyOf` (the miner: events submitted but not yet in the
+ * log), and resolves with those that verified. Resolves with an empty set at once when the provider has no
+ * asynchronous verifier. Never rejects.
  */
-export async function precheckSignatures(crypto: CryptoProvider, state: LedgerState, events: readonly EncodedEvent[]): Promise<VerifiedSignatureSet> {
+export async function precheckSignatures(
+  crypto: CryptoProvider, state: LedgerState, events: readonly EncodedEvent[], keyOf?: (linkHex: string) => Uint8Array | undefined,
+): Promise<VerifiedSignatureSet> {
   const out = new VerifiedSignatureSet()
   const verifyAsync = crypto.ed25519VerifyAsync
   if (verifyAsync === undefined || events.length === 0) return out
@@ -68,7 +71,7 @@ export async function precheckSignatures(crypto: CryptoProvider, state: LedgerSt
     let key = state.bindingById(linkHex)?.ledgerKey
     if (key === undefined) {
       const linked = inBatch.get(linkHex)
-      key = linked === undefined ? undefined : keyBoundBy(linked)
+      key = linked === undefined ? keyOf?.(linkHex) : keyBoundBy(linked)
     }
     if (key === undefined) continue
     const k = key
