@@ -5,9 +5,13 @@ import { getHeapStatistics } from 'node:v8'
 /**
  * JavaScript heap per (device × ledger event), bytes: each device holds a verified replica (decoded events, their
  * bytes, ids, the state's maps, a Merkle tree), and a fleet of N has ~2N events, so the heap grows with N².
- * Measured: 696 MB of heap at 250 devices, the 4 GB default heap exhausted at ~780.
+ * Measured: a peak of 3,641 MB of heap at 1,000 devices over 2,012 events (1,897 bytes per replica event, the
+ * devices' sessions and sockets included); one replica alone holds ~1,700 (sim/fleet/replica-heap.ts).
  */
-export const HEAP_BYTES_PER_REPLICA_EVENT = 3500
+export const HEAP_BYTES_PER_REPLICA_EVENT = 1900
+
+/** Room the heap needs above the estimate, so the collector does not thrash near the limit. */
+const HEAP_HEADROOM = 1.2
 
 /** Estimated peak JavaScript heap for `devices`, MB. */
 export function estimatedHeapMb(devices: number): number {
@@ -23,8 +27,8 @@ export function fitsInMemory(devices: number): { fits: boolean; needMb: number; 
   if (needMb * 1.6 > machineMb) {
     return { fits: false, needMb, heapLimitMb, machineMb, advice: `${devices} devices need about ${needMb} MB of JavaScript heap (every device keeps a whole replica of a ~${2 * devices}-event ledger, so memory grows with N²) and this machine has ${machineMb} MB: run fewer devices in one process` }
   }
-  if (needMb > heapLimitMb) {
-    const ask = Math.ceil((needMb * 1.25) / 1024) * 1024
+  if (needMb * HEAP_HEADROOM > heapLimitMb) {
+    const ask = Math.ceil((needMb * HEAP_HEADROOM * 1.05) / 1024) * 1024
     return { fits: false, needMb, heapLimitMb, machineMb, advice: `${devices} devices need about ${needMb} MB of JavaScript heap (every device keeps a whole replica, so memory grows with N²) and this node allows ${heapLimitMb} MB: run it as NODE_OPTIONS=--max-old-space-size=${ask} kin sim fleet …` }
   }
   return { fits: true, needMb, heapLimitMb, machineMb, advice: '' }
