@@ -157,6 +157,8 @@ export class Replica {
   /** Miner-ordered events after the covered prefix, received but not yet covered by a verified head. */
   private staged: EncodedEvent[] = []
   private queue: Promise<unknown> = Promise.resolve()
+  /** The last head whose signature this replica checked: its bytes, the key it was checked with, decoded, its id. */
+  private lastVerified: { bytes: Uint8Array; minerKey: Uint8Array; head: BlockHead; id: Uint8Array } | undefined
 
   private constructor(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, tree: MerkleTree, held: HeldHead | undefined) {
     this.crypto = crypto
@@ -257,11 +259,17 @@ export class Replica {
   }
 
   private readHead(headBytes: Uint8Array, minerKey: Uint8Array): { head: BlockHead; id: Uint8Array } {
+    // A follower meets each new head twice (announced, then in the sync response it asks for), and the held head on
+    // every heartbeat: the very bytes this replica last verified under this key are not verified again.
+    const last = this.lastVerified
+    if (last !== undefined && bytesEqual(last.bytes, headBytes) && bytesEqual(last.minerKey, minerKey)) return { head: last.head, id: last.id }
     const head = decodeHead(headBytes)
     if (!verifyHeadSignature(this.crypto, head, minerKey)) {
       throw new VerificationError('HEAD_SIGNATURE', `head ${head.height} is not signed by the fleet's miner key`)
     }
-    return { head, id: this.crypto.sha256(headBytes) }
+    const id = this.crypto.sha256(headBytes)
+    this.lastVerified = { bytes: Uint8Array.from(headBytes), minerKey: Uint8Array.from(minerKey), head, id }
+    return { head, id }
   }
 
   /**
