@@ -1,46 +1,158 @@
-/** @module Challenge-response attacks (proof of possession without TLS): replay, a stolen certificate, a late answer, a relayed challenge. */
+/** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a late answer, a relayed challenge. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../firmware-shims/node/signing.ts'
-import { ChallengeVerifier, answerChallenge } from '../../agent/access/challenge.ts'
-import { KinError } from '../../agent/errors.ts'
+import { answerChallenge } from '../../agent/access/challenge.ts'
+import type { Decision } from '../../agent/access/types.ts'
+import { bytesEqual, toHex } from '../../agent/codec/bytes.ts'
+import { KinError, VerificationError } from '../../agent/errors.ts'
+import { askOverInbox, serveInboxChallenges, type InboxRequester } from '../../agent/gossip/challenge-session.ts'
+import {
+  REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, readInboxMessage, resultSigningInput, type AccessVerdict,
+} from '../../agent/gossip/challenge-wire.ts'
+import type { GossipClient } from '../../agent/gossip/client.ts'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import type { LiveDevice } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
+import { borrowFollowerClient, rideFollowerSessions } from './inbox-link.ts'
 import { decided, type AttackRunner } from './runner.ts'
 
+/** Seconds the lock gives an answer (§12.3's 30 s). */
+const DEADLINE = 30
+/** Each wait on the broker, ms: generous, the fleet shares the machine. */
+const WAIT_MS = 10_000
+
+/** A decision as the requester read it from a signed result (§12.4: the fields of the §12.2 answer line). */
+function decisionOf(v: AccessVerdict): Decision {
+  return {
+    allow: v.allow, code: v.code as Decision['code'], reason: v.reason, path: v.path, commonAncestor: v.commonAncestor ?? undefined, hops: v.hops ?? undefined,
+    peer: v.peer ?? undefined, action: v.action, time: v.time, retry: false, missing: undefined,
+  }
+}
+
 /**
- * The lock (L3.3) issues challenges and decides on the answers with its own session, on its live ledger and the
- * simulator's clock; the guest (L3.4) answers with its TLS key, Eve with hers.
+ * The lock (L3.3) serves challenges on its inbox with an InboxVerifier riding on its ledger follower's broker
+ * session (as `kin serve` does), deciding with its own AccessSession on its live replica; its challenge clock is
+ * the simulator's plus a skew only the late-answer case moves. The guest's phone (L3.4) asks with askOverInbox on
+ * its own follower's session. Eve holds the hall camera (L3.2), a fleet device, so the broker lets her publish to
+ * any inbox (docs/BROKERS.md) and she reads the camera's; what she overhears of the lock's inbox is tapped on the
+ * lock's session. Every verdict below is the signed result that came back over the broker.
  */
 export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): Promise<void> {
   const { fleet } = ctx
   const lock = fleet.device('L3.3'), guest = fleet.device('L3.4'), camera = fleet.device('L3.2')
-  const verifier = new ChallengeVerifier({ self: lock.cn, randomBytes: nodeCrypto.randomBytes, signing: nodeSigning, clock: fleet.clock })
-  const certificateDer = DeviceCertificate.from(guest.identity.certPem).der
-  const answer = (challenge: Uint8Array, privateKeyPem: string, verifierCn = lock.cn): Uint8Array =>
-    answerChallenge(challenge, { certificateDer, privateKeyPem, verifierCn, action: 'unlock' }, nodeSigning)
-
-  let good: Uint8Array | undefined
-  await run.run({ id: 'challenge-good', family: 'challenge', kind: 'control', attack: "the guest answers the lock's fresh challenge with its own key", expected: ['ALLOW'] }, async () => {
-    good = answer(verifier.issue('unlock'), guest.identity.keyPem)
-    return decided('L3.4', 'L3.3', 'unlock', verifier.verify(good, lock.session))
+  const topics = fleetTopics(fleet.l0.fleet)
+  const lockCertificate = DeviceCertificate.from(lock.identity.certPem)
+  let skew = 0
+  const verifier = serveInboxChallenges({
+    fleet: fleet.l0.fleet, self: lock.cn, certificateDer: lockCertificate.der, privateKeyPem: lock.identity.keyPem, signing: nodeSigning,
+    randomBytes: nodeCrypto.randomBytes, clock: { now: () => fleet.clock.now() + skew }, decider: lock.session, deadline: DEADLINE,
   })
-  await run.run({ id: 'challenge-replayed', family: 'challenge', kind: 'attack', attack: 'Eve replays the answer she overheard', expected: ['CHALLENGE_REPLAYED'] },
-    async () => decided('Eve', 'L3.3', 'unlock', verifier.verify(good!, lock.session)))
-  await run.run({ id: 'challenge-stolen-certificate', family: 'challenge', kind: 'attack', attack: "Eve answers a challenge with the guest's certificate, signed with her own key", expected: ['CHALLENGE_SIGNATURE'] },
-    async () => decided('Eve', 'L3.3', 'unlock', verifier.verify(answer(verifier.issue('unlock'), ctx.eve.keys.privateKeyPem), lock.session)))
-  await run.run({ id: 'challenge-late', family: 'challenge', kind: 'attack', attack: 'an answer that comes after the deadline (a held-back answer)', expected: ['CHALLENGE_EXPIRED'] }, async () => {
-    const challenge = verifier.issue('unlock')
-    const signed = answer(challenge, guest.identity.keyPem)
-    fleet.clock.advance(verifier.deadline + 1)
-    return decided('L3.4', 'L3.3', 'unlock', verifier.verify(signed, lock.session))
+  // Eve's tap on the lock's inbox: the answers that reach it, as bytes on the wire.
+  const overheard: Uint8Array[] = []
+  const stopTaps: Array<() => void> = []
+  const stopRiding = await rideFollowerSessions(fleet, 'L3.3', async session => {
+    stopTaps.push(session.onMessage((topic, payload) => {
+      const read = readInboxMessage(payload)
+      if (topic === topics.inbox(lock.cn) && read.kind === 'message' && read.message.kind === 'answer') overheard.push(payload)
+    }))
+    await verifier.attach(session)
   })
-  await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "Eve relays the lock's challenge to the guest, who meant to ask the hall camera", expected: ['CHALLENGE_MISMATCH'] }, async () => {
-    try {
-      const signed = answer(verifier.issue('unlock'), guest.identity.keyPem, camera.cn)
-      return decided('Eve', 'L3.3', 'unlock', verifier.verify(signed, lock.session))
-    } catch (err) {
-      if (!(err instanceof KinError)) throw err
-      return { actual: err.code, detail: `the guest's phone refused to sign: ${err.message}` }
+  const clients: GossipClient[] = []
+  try {
+    const guestLink = await borrowFollowerClient(fleet, 'L3.4')
+    clients.push(guestLink)
+    const eveLink = await borrowFollowerClient(fleet, 'L3.2')
+    clients.push(eveLink)
+    await Promise.all([guestLink.subscribe([topics.inbox(guest.cn)]), eveLink.subscribe([topics.inbox(camera.cn)])])
+    const requester: InboxRequester = {
+      fleet: fleet.l0.fleet, cn: guest.cn, certificateDer: DeviceCertificate.from(guest.identity.certPem).der, privateKeyPem: guest.identity.keyPem,
+      signing: nodeSigning, randomBytes: nodeCrypto.randomBytes, check: guest.session,
     }
-  })
+
+    /** The signed result for request `id` in `requester`'s inbox, checked as the lock's, read as a decision. */
+    const resultFor = (link: GossipClient, requesterCn: string, id: Uint8Array): Promise<Decision> => link.waitFor(topics.inbox(requesterCn), p => {
+      const read = readInboxMessage(p)
+      if (read.kind !== 'message' || read.message.kind !== 'result' || !bytesEqual(read.message.requestId, id)) return undefined
+      const m = read.message
+      if (!bytesEqual(m.certificateDer, lockCertificate.der) || !nodeSigning.verifyRsaSha256(lockCertificate.spkiDer, resultSigningInput(m.body), m.signature)) {
+        throw new VerificationError('CHALLENGE_RESULT_SIGNATURE', `a result for request ${toHex(id)} is not signed by the lock`)
+      }
+      return decisionOf(decodeResultBody(m.body).verdict)
+    }, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: `the lock sent no result for request ${toHex(id)} within ${WAIT_MS} ms` })
+
+    /** An ask of the lock in `as`'s name on `link`, driven step by step (what askOverInbox does, with room to misbehave). */
+    const openAsk = async (link: GossipClient, as: LiveDevice, action: string): Promise<{ challenge: Uint8Array; answer(bytes: Uint8Array): Promise<Decision> }> => {
+      const id = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
+      const challenge = link.waitFor(topics.inbox(as.cn), p => {
+        const read = readInboxMessage(p)
+        return read.kind === 'message' && read.message.kind === 'challenge' && bytesEqual(read.message.requestId, id) ? read.message.challenge : undefined
+      }, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: `the lock sent no challenge within ${WAIT_MS} ms` })
+      await link.publish(topics.inbox(lock.cn), encodeAccessAsk({ requestId: id, requesterCn: as.cn, action }))
+      return {
+        challenge: await challenge,
+        async answer(bytes) {
+          const result = resultFor(link, as.cn, id)
+          await link.publish(topics.inbox(lock.cn), encodeAccessAnswer({ requestId: id, answer: bytes }))
+          return result
+        },
+      }
+    }
+    const signed = (challenge: Uint8Array, certPem: string, keyPem: string): Uint8Array =>
+      answerChallenge(challenge, { certificateDer: DeviceCertificate.from(certPem).der, privateKeyPem: keyPem, verifierCn: lock.cn, action: 'unlock' }, nodeSigning)
+
+    let overheardAnswer: Uint8Array | undefined
+    await run.run({ id: 'challenge-good', family: 'challenge', kind: 'control', attack: "the guest answers the lock's fresh challenge with its own key, over the inbox", expected: ['ALLOW'] }, async () => {
+      const outcome = await askOverInbox(guestLink, requester, { verifierCn: lock.cn, action: 'unlock', timeoutMs: WAIT_MS })
+      overheardAnswer = overheard.at(-1)
+      return decided('L3.4', 'L3.3', 'unlock', decisionOf(outcome.verdict))
+    })
+    await run.run({ id: 'challenge-replayed', family: 'challenge', kind: 'attack', attack: "Eve publishes the guest's answer she overheard to the lock's inbox again, over the inbox", expected: ['CHALLENGE_REPLAYED'] }, async () => {
+      const read = readInboxMessage(overheardAnswer ?? new Uint8Array(0))
+      if (read.kind !== 'message' || read.message.kind !== 'answer') throw new KinError('INTERNAL', "Eve overheard no answer on the lock's inbox")
+      // The lock sends its verdict to the guest, in whose name the request was made.
+      const result = resultFor(guestLink, guest.cn, read.message.requestId)
+      await eveLink.publish(topics.inbox(lock.cn), overheardAnswer!)
+      return decided('Eve', 'L3.3', 'unlock', await result)
+    })
+    await run.run({ id: 'challenge-replayed-other-ask', family: 'challenge', kind: 'attack', attack: "Eve asks the lock herself and hands in the guest's overheard answer, over the inbox", expected: ['CHALLENGE_UNKNOWN'] }, async () => {
+      const read = readInboxMessage(overheardAnswer ?? new Uint8Array(0))
+      if (read.kind !== 'message' || read.message.kind !== 'answer') throw new KinError('INTERNAL', "Eve overheard no answer on the lock's inbox")
+      const ask = await openAsk(eveLink, camera, 'unlock')
+      return decided('Eve', 'L3.3', 'unlock', await ask.answer(read.message.answer))
+    })
+    await run.run({ id: 'challenge-stolen-certificate', family: 'challenge', kind: 'attack', attack: "Eve answers the lock's challenge with the guest's certificate, signed with her own key, over the inbox", expected: ['CHALLENGE_SIGNATURE'] }, async () => {
+      const ask = await openAsk(eveLink, camera, 'unlock')
+      return decided('Eve', 'L3.3', 'unlock', await ask.answer(signed(ask.challenge, guest.identity.certPem, ctx.eve.keys.privateKeyPem)))
+    })
+    await run.run({ id: 'challenge-late', family: 'challenge', kind: 'attack', attack: "the guest's answer, held back until the lock's clock passed the deadline, over the inbox", expected: ['CHALLENGE_EXPIRED'] }, async () => {
+      const ask = await openAsk(guestLink, guest, 'unlock')
+      const answer = signed(ask.challenge, guest.identity.certPem, guest.identity.keyPem)
+      skew += DEADLINE + 1
+      return decided('L3.4', 'L3.3', 'unlock', await ask.answer(answer))
+    })
+    await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "Eve relays the guest's ask of the hall camera to the lock, as an unlock, over the inbox", expected: ['CHALLENGE_MISMATCH'] }, async () => {
+      // Eve, on the camera's session, turns the guest's ask into one of the lock, same request, in the guest's name:
+      // the lock's challenge reaches the guest as the answer to its ask of the camera.
+      const relayed = eveLink.waitFor(topics.inbox(camera.cn), p => {
+        const read = readInboxMessage(p)
+        return read.kind === 'message' && read.message.kind === 'ask' && read.message.requesterCn === guest.cn ? read.message : undefined
+      }, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: "the guest's ask never reached the camera's inbox" })
+        .then(ask => eveLink.publish(topics.inbox(lock.cn), encodeAccessAsk({ requestId: ask.requestId, requesterCn: guest.cn, action: 'unlock' })))
+      try {
+        const outcome = await askOverInbox(guestLink, requester, { verifierCn: camera.cn, action: 'view', timeoutMs: WAIT_MS })
+        await relayed
+        return { actual: outcome.verdict.code, detail: `the guest's phone took a verdict: ${outcome.verdict.reason}` }
+      } catch (err) {
+        await relayed
+        if (!(err instanceof KinError)) throw err
+        return { actual: err.code, detail: `the guest's phone refused to sign: ${err.message}` }
+      }
+    })
+  } finally {
+    stopRiding()
+    for (const stop of stopTaps) stop()
+    verifier.close()
+    for (const client of clients) await client.close()
+  }
 }

@@ -6,6 +6,7 @@ import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { nodeStorage } from '../../firmware-shims/node/storage.ts'
 import { nodeTransport } from '../../firmware-shims/node/transport.ts'
 import { requestAccess, startAccessEndpoint, type AccessEndpoint, type TlsIdentity } from '../../firmware-shims/node/tls-endpoint.ts'
+import type { Transport, TransportSession } from '../../firmware-shims/transport.ts'
 import type { Clock } from '../../firmware-shims/types.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
@@ -84,6 +85,9 @@ export class LiveFleet {
   readonly log: FleetLog
   private readonly port: number
   private l0Client: GossipClient | undefined
+  /** Per label: the broker session its follower opened last, and who wants to hear of the next (see `onSession`). */
+  private readonly followerSessions = new Map<string, TransportSession>()
+  private readonly sessionListeners = new Map<string, Set<(session: TransportSession) => void>>()
 
   private constructor(dir: string, clock: SimClock, l0: L0Services, log: FleetLog) {
     this.dir = dir
@@ -149,9 +153,39 @@ export class LiveFleet {
     d.follower.start()
   }
 
+  /**
+   * Calls `listener` with the broker session `label`'s ledger follower holds now (when it is connected) and with
+   * each one the follower opens later (a reconnect, a resume, a rekey); returns a function that stops the calls.
+   * The broker keeps one session per CN, so whatever else must reach the broker as this device (an inbox
+   * challenge verifier, a requester) rides on the follower's session instead of pushing the follower off — as
+   * `kin serve` does with openFollowingHome's `onSession`.
+   */
+  onSession(label: string, listener: (session: TransportSession) => void): () => void {
+    this.device(label)
+    let listeners = this.sessionListeners.get(label)
+    if (listeners === undefined) this.sessionListeners.set(label, listeners = new Set())
+    listeners.add(listener)
+    const current = this.followerSessions.get(label)
+    if (current?.connected === true) listener(current)
+    return () => { listeners.delete(listener) }
+  }
+
   private follow(label: string, cn: string, identity: TlsIdentity, replica: OpenReplica): LedgerFollower {
+    // Tells `onSession` listeners of each session this follower opens.
+    const transport: Transport = {
+      connect: async options => {
+        const session = await nodeTransport.connect(options)
+        this.followerSessions.set(label, session)
+        for (const listener of this.sessionListeners.get(label) ?? []) {
+          try {
+            listener(session)
+          } catch { /* a listener's failure is not the follower's: it keeps its session */ }
+        }
+        return session
+      },
+    }
     return new LedgerFollower({
-      transport: nodeTransport, login: { url: this.url, cn, ...identity, l0Cn: this.l0.cn }, fleet: this.l0.fleet, replica: replica.replica, clock: this.clock,
+      transport, login: { url: this.url, cn, ...identity, l0Cn: this.l0.cn }, fleet: this.l0.fleet, replica: replica.replica, clock: this.clock,
       onHead: (h: AdoptedHead) => { this.heads.push({ label, height: h.head.height, size: h.head.treeSize }) },
       onAlarm: a => this.log({ source: label, event: 'alarm', code: a.code, message: a.message }),
     })
