@@ -102,12 +102,12 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
       answerChallenge(challenge, { certificateDer: DeviceCertificate.from(certPem).der, privateKeyPem: keyPem, verifierCn: lock.cn, action: 'unlock' }, nodeSigning)
 
     let overheardAnswer: Uint8Array | undefined
-    await run.run({ id: 'challenge-good', family: 'challenge', kind: 'control', attack: "the guest answers the lock's fresh challenge with its own key, over the inbox", expected: ['ALLOW'] }, async () => {
+    await run.run({ id: 'challenge-good', family: 'challenge', kind: 'control', attack: "over the inbox: the guest answers the lock's fresh challenge with its own key", expected: ['ALLOW'] }, async () => {
       const outcome = await askOverInbox(guestLink, requester, { verifierCn: lock.cn, action: 'unlock', timeoutMs: WAIT_MS })
       overheardAnswer = overheard.at(-1)
       return decided('L3.4', 'L3.3', 'unlock', decisionOf(outcome.verdict))
     })
-    await run.run({ id: 'challenge-replayed', family: 'challenge', kind: 'attack', attack: "Eve publishes the guest's answer she overheard to the lock's inbox again, over the inbox", expected: ['CHALLENGE_REPLAYED'] }, async () => {
+    await run.run({ id: 'challenge-replayed', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve replays the guest's answer she overheard", expected: ['CHALLENGE_REPLAYED'] }, async () => {
       const read = readInboxMessage(overheardAnswer ?? new Uint8Array(0))
       if (read.kind !== 'message' || read.message.kind !== 'answer') throw new KinError('INTERNAL', "Eve overheard no answer on the lock's inbox")
       // The lock sends its verdict to the guest, in whose name the request was made.
@@ -115,23 +115,23 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
       await eveLink.publish(topics.inbox(lock.cn), overheardAnswer!)
       return decided('Eve', 'L3.3', 'unlock', await result)
     })
-    await run.run({ id: 'challenge-replayed-other-ask', family: 'challenge', kind: 'attack', attack: "Eve asks the lock herself and hands in the guest's overheard answer, over the inbox", expected: ['CHALLENGE_UNKNOWN'] }, async () => {
+    await run.run({ id: 'challenge-replayed-other-ask', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve asks the lock and hands in the guest's overheard answer", expected: ['CHALLENGE_UNKNOWN'] }, async () => {
       const read = readInboxMessage(overheardAnswer ?? new Uint8Array(0))
       if (read.kind !== 'message' || read.message.kind !== 'answer') throw new KinError('INTERNAL', "Eve overheard no answer on the lock's inbox")
       const ask = await openAsk(eveLink, camera, 'unlock')
       return decided('Eve', 'L3.3', 'unlock', await ask.answer(read.message.answer))
     })
-    await run.run({ id: 'challenge-stolen-certificate', family: 'challenge', kind: 'attack', attack: "Eve answers the lock's challenge with the guest's certificate, signed with her own key, over the inbox", expected: ['CHALLENGE_SIGNATURE'] }, async () => {
+    await run.run({ id: 'challenge-stolen-certificate', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve signs with her own key under the guest's certificate", expected: ['CHALLENGE_SIGNATURE'] }, async () => {
       const ask = await openAsk(eveLink, camera, 'unlock')
       return decided('Eve', 'L3.3', 'unlock', await ask.answer(signed(ask.challenge, guest.identity.certPem, ctx.eve.keys.privateKeyPem)))
     })
-    await run.run({ id: 'challenge-late', family: 'challenge', kind: 'attack', attack: "the guest's answer, held back until the lock's clock passed the deadline, over the inbox", expected: ['CHALLENGE_EXPIRED'] }, async () => {
+    await run.run({ id: 'challenge-late', family: 'challenge', kind: 'attack', attack: "over the inbox: the guest's answer, held back past the lock's deadline", expected: ['CHALLENGE_EXPIRED'] }, async () => {
       const ask = await openAsk(guestLink, guest, 'unlock')
       const answer = signed(ask.challenge, guest.identity.certPem, guest.identity.keyPem)
       skew += DEADLINE + 1
       return decided('L3.4', 'L3.3', 'unlock', await ask.answer(answer))
     })
-    await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "Eve relays the guest's ask of the hall camera to the lock, as an unlock, over the inbox", expected: ['CHALLENGE_MISMATCH'] }, async () => {
+    await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve relays the guest's ask of the camera to the lock as unlock", expected: ['CHALLENGE_MISMATCH'] }, async () => {
       // Eve, on the camera's session, turns the guest's ask into one of the lock, same request, in the guest's name:
       // the lock's challenge reaches the guest as the answer to its ask of the camera.
       const relayed = eveLink.waitFor(topics.inbox(camera.cn), p => {
