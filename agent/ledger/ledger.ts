@@ -3,8 +3,8 @@ import { KinError } from '../errors.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { readEvent } from './event.ts'
 import { applyEvent } from './apply.ts'
-import { LedgerState, flatHex, flatString } from './state.ts'
-import { validateEvent, type ValidatedEvent, type ValidateOptions } from './validate.ts'
+import { LedgerState } from './state.ts'
+import { validateEvent, type ValidateOptions } from './validate.ts'
 import type { EncodedEvent } from './types.ts'
 
 /** A refused event: its id (when it decoded), the code and the reason. */
@@ -56,7 +56,6 @@ export class Ledger {
     const v = validateEvent(this.crypto, this.state, e, opts)
     compactEvent(e)
     applyEvent(this.state, v)
-    flattenApplied(this.state, v)
     return e
   }
 
@@ -112,9 +111,10 @@ function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from: number): number
 /*
  * A replica keeps every event it accepted for as long as it lives, and a simulated fleet keeps N of them. Decoded,
  * an event is its bytes, its id and a small array for each byte field (labels, links, keys, hashes, signature), each
- * with its own array buffer, plus a hex id built as a rope. Once the event is accepted, compactEvent copies bytes
- * and id into one buffer, points every decoded byte field at the same bytes inside it (canonical CBOR carries each
- * byte string verbatim), and makes the hex id flat: the same values, about half the heap. The event was verified
+ * with its own array buffer. Once the event is accepted, compactEvent copies bytes and id into one buffer and points
+ * every decoded byte field at the same bytes inside it (canonical CBOR carries each byte string verbatim): the same
+ * values, about half the heap. (Hex ids, labels and nonce keys are flat strings from the start: toHex and base32
+ * join once.) The event was verified
  * before; nothing here changes what it says.
  */
 function compactEvent(e: EncodedEvent): void {
@@ -143,19 +143,6 @@ function compactEvent(e: EncodedEvent): void {
   rebase(e.event.body as unknown as Record<string, unknown>)
   e.bytes = bytes
   e.id = store.subarray(n)
-  e.idHex = flatHex(e.id)
-}
-
-// The strings applyEvent keeps per binding that are built by concatenation (label, certificate hashes), made flat.
-function flattenApplied(state: LedgerState, v: ValidatedEvent): void {
-  const e = v.encoded
-  if (e.event.type === 'authorize' || e.event.type === 'rekey') {
-    const b = state.bindings.get(e.idHex)
-    if (b !== undefined) b.label = flatString(b.label)
-  } else if (e.event.type === 'certified') {
-    const hashes = v.targetBinding?.certHashes
-    if (hashes !== undefined && hashes.length > 0) hashes[hashes.length - 1] = flatHex(e.event.body.certHash)
-  }
 }
 
 function refusalOf(idHex: string | undefined, err: unknown): Refusal {

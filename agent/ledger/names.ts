@@ -9,14 +9,16 @@ const LABEL_DOMAIN = utf8('kinship/label/v1\0')
 
 /** RFC 4648 §6 base32, lowercase, unpadded: 10 label bytes become 16 characters. */
 export function base32(bytes: Uint8Array): string {
-  let out = '', bits = 0, value = 0
+  // Characters joined once (a flat string, not a rope of pieces): labels are kept as keys by every replica.
+  const out: string[] = []
+  let bits = 0, value = 0
   for (let i = 0; i < bytes.length; i++) {
     value = (value << 8) | bytes[i]!
     bits += 8
-    while (bits >= 5) { out += ALPHABET[(value >>> (bits - 5)) & 31]; bits -= 5 }
+    while (bits >= 5) { out.push(ALPHABET[(value >>> (bits - 5)) & 31]!); bits -= 5 }
   }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
-  return out
+  if (bits > 0) out.push(ALPHABET[(value << (5 - bits)) & 31]!)
+  return out.join('')
 }
 
 /** Inverse of `base32` for a 16-character label; throws KinError CERT_NAMES on anything else. */

@@ -1,4 +1,5 @@
 /** @module Verified ledger state: the maps an access check reads (bindings, children, nonces), filled by `apply`. */
+import { toHex } from '../codec/bytes.ts'
 import { base32, cnOf } from './names.ts'
 import type { Binding, EncodedEvent, GenesisBody, LedgerEvent, PolicyBody, Revocation } from './types.ts'
 
@@ -46,7 +47,7 @@ export class LedgerState {
   /** The CN of a 10-byte label in this fleet. */
   cnOfLabel(label: Uint8Array): string {
     // Flat: the CN is a key of bindingsByCn and childrenByCn for as long as the ledger lives.
-    if (this.genesis === undefined) return flatString(base32(label))
+    if (this.genesis === undefined) return base32(label)
     return flatString(cnOf(label, this.genesis.body.domain))
   }
 
@@ -172,18 +173,6 @@ export class LedgerState {
   }
 }
 
-const HEX_PAIRS: string[] = Array.from({ length: 256 }, (_, i) => (i < 16 ? '0' : '') + i.toString(16))
-
-/**
- * Lowercase hex of `bytes`, as `toHex`, but made by one join: a flat string of the hex's length. A string built up by
- * `+=` is a rope of about one node per byte in V8 (~1.5 KB for a 32-byte id), and the state keeps one per event.
- */
-export function flatHex(bytes: Uint8Array): string {
-  const parts = new Array<string>(bytes.length)
-  for (let i = 0; i < bytes.length; i++) parts[i] = HEX_PAIRS[bytes[i]!]!
-  return parts.join('')
-}
-
 /** `text` as one flat string (a rope from concatenation becomes a single run of characters). */
 export function flatString(text: string): string {
   return text.split('').join('')
@@ -191,7 +180,7 @@ export function flatString(text: string): string {
 
 /** Key for the used-nonce set. */
 export function nonceKey(nonce: Uint8Array): string {
-  return flatHex(nonce)
+  return toHex(nonce)
 }
 
 /** The subject CN of an event in a state that has a genesis. */
