@@ -1,10 +1,12 @@
-/** @module Proof-bundle attacks on an offline lock: a changed byte, every byte changed, a bundle from a forked miner. */
+/** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { requestAccess, startAccessEndpoint, type AccessAnswer, type AccessOutcome } from '../../firmware-shims/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
+import type { Decision } from '../../agent/access/types.ts'
 import { KinError } from '../../agent/errors.ts'
-import { decideWithProofs } from '../../agent/gossip/missing-proof.ts'
+import { decideWithProofs, type ProvedDecision } from '../../agent/gossip/missing-proof.ts'
 import { buildBundle, decodeBundle, encodeBundle, verifyBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
@@ -30,21 +32,26 @@ function flipped(bytes: Uint8Array, offset: number, mask = 0x01): Uint8Array {
   return copy
 }
 
-/** Code of a bundle that does not verify, or 'ACCEPTED'. */
-function verdictOf(bytes: Uint8Array, anchor: BundleAnchor, now: number): string {
-  try {
-    verifyBundle(nodeCrypto, bytes, anchor, now)
-    return 'ACCEPTED'
-  } catch (err) {
-    return err instanceof KinError ? err.code : `NOT_CODED ${(err as Error)?.name}`
-  }
+/** The lock's answer as a Decision, for the report's decision cards. */
+function decisionOf(a: AccessAnswer): Decision {
+  return { allow: a.allow, code: a.code as Decision['code'], reason: a.reason, path: a.path, commonAncestor: a.commonAncestor ?? undefined, hops: a.hops ?? undefined, peer: a.peer ?? undefined, action: a.action, time: a.time, retry: false, missing: undefined }
 }
+
+/** Marks a lock-side throw that carried no code, so that the requester can tell it from a coded refusal. */
+const NOT_CODED = 'NOT_CODED'
+
+/** Changed bundles in flight at once during the every-byte case (one TLS connection each). */
+const FLIP_CONCURRENCY = 16
 
 /**
  * The offline rule of DESIGN.md "Proof bundle": a lock keeps only its own lineage (its own bundle) and the last head
- * it verified; a stranger presents its bundle with its request. Here the lock's throw-away session knows nothing
- * of the guest, so its first decision is ACCESS_MISSING_PROOF and only the guest's bundle can change it
- * (decideWithProofs, step 5). The guest's possession of its key is taken as proven (TLS or a challenge).
+ * it verified; a stranger presents its bundle with its request. Here the lock serves over mutual TLS as `kin serve`
+ * does (startAccessEndpoint, each request line decided with decideWithProofs) with no link to L0: its session knows
+ * nothing of the guest, so its first decision is ACCESS_MISSING_PROOF and only the bundle in the guest's request
+ * line can change it (step 5). The guest asks as `kin access --bundle` does (requestAccess, its real certificate
+ * and key, its own server identity check of the lock first), so proof of possession comes from the TLS handshake.
+ * The forged bundles travel the same way, in the guest's request line: what an attacker who swapped the guest's
+ * bundle file, or who holds the guest's phone, could send.
  */
 export async function bundleAttacks(ctx: AttackContext, run: AttackRunner): Promise<{ flipCodes: Map<string, number> }> {
   const { fleet } = ctx
@@ -55,65 +62,98 @@ export async function bundleAttacks(ctx: AttackContext, run: AttackRunner): Prom
   const state = lockReplica.ledger.ledger.state
   const anchor: BundleAnchor = { minerKey: state.genesis!.body.minerKey, genesisId: state.genesis!.event.idHex, knownHead }
   const own = verifyBundle(nodeCrypto, encodeBundle(buildBundle(lockReplica, lock.cn)), anchor, fleet.clock.now())
+  // The lock as it was when it lost L0: its own lineage and its last verified head, no follower.
   const offline = new AccessSession({
     self: lock.cn, root: DeviceCertificate.from(lock.identity.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: fleet.clock,
     ledger: () => own.state, lastHeadTime: () => knownHead.time,
   })
-  const guestDer = DeviceCertificate.from(guest.identity.certPem).der
   const guestBundle = encodeBundle(buildBundle(guest.replica!.replica, guest.cn, { knownTreeSize: knownHead.treeSize }))
+  // The lock's own log of its last decision (the cases that read it ask one at a time).
+  let lastProved: ProvedDecision | undefined
+  const endpoint = await startAccessEndpoint({
+    ...lock.identity, session: offline, host: '127.0.0.1', port: 0,
+    // As `kin serve` decides a request line (serve.ts), without `fetch`: an offline lock has no miner to ask.
+    decide: async (der, request) => {
+      try {
+        const proved = await decideWithProofs(offline, der, request.action, { crypto: nodeCrypto, anchor, ...(request.bundle === undefined ? {} : { presented: request.bundle }) })
+        lastProved = proved
+        return proved.decision
+      } catch (err) {
+        lastProved = undefined
+        if (err instanceof KinError) throw err
+        return offline.refuse('INTERNAL', `${NOT_CODED} ${(err as Error)?.name}: ${(err as Error)?.message}`, request.action)
+      }
+    },
+  })
+  const ask = async (bundle: Uint8Array): Promise<AccessOutcome> => requestAccess({
+    ...guest.identity, host: '127.0.0.1', port: endpoint.port, action: 'unlock', bundle, checkServer: der => guest.session.checkServer(der),
+  })
   const present = async (peer: string, bytes: Uint8Array): Promise<AttackOutcome> => {
-    const proved = await decideWithProofs(offline, guestDer, 'unlock', { crypto: nodeCrypto, anchor, presented: bytes })
-    const outcome = decided(peer, 'L3.3', 'unlock', proved.decision)
-    const first = proved.first === undefined ? 'the lock decided without the bundle' : `without it: ${proved.first.code}`
-    return { ...outcome, detail: `${proved.decision.reason} (${first}; bundle ${proved.proof?.outcome ?? 'unused'}${proved.proof?.anchoring ? `, ${proved.proof.anchoring} head` : ''})` }
+    lastProved = undefined
+    const { server, answer } = await ask(bytes)
+    // The guest is a fleet device with a full replica: its check of the lock passes, or the case shows why not.
+    if (answer === undefined) return { ...decided(peer, 'L3.3', 'unlock', server), detail: `the guest refused the lock before asking: ${server.code}: ${server.reason}` }
+    const outcome = decided(peer, 'L3.3', 'unlock', decisionOf(answer))
+    const proved = lastProved as ProvedDecision | undefined
+    const first = proved === undefined ? 'the lock logged no proof step' : proved.first === undefined ? 'the lock decided without the bundle' : `without it: ${proved.first.code}`
+    return { ...outcome, detail: `over mutual TLS: ${answer.reason} (${first}; bundle ${proved?.proof?.outcome ?? 'unused'}${proved?.proof?.anchoring ? `, ${proved.proof.anchoring} head` : ''})` }
   }
 
-  await run.run({ id: 'bundle-good', family: 'bundle', kind: 'control', attack: "the guest presents its own proof bundle to a lock that keeps only its own lineage", expected: ['ALLOW'] },
-    () => present('L3.4', guestBundle))
+  try {
+    await run.run({ id: 'bundle-good', family: 'bundle', kind: 'control', attack: "over mutual TLS: the guest's own bundle to a lock keeping only its own lineage", expected: ['ALLOW'] },
+      () => present('L3.4', guestBundle))
 
-  const decoded = decodeBundle(guestBundle)
-  const l0State = fleet.l0.ledger.ledger.state
-  const authorize = decoded.entries.map(e => readEvent(nodeCrypto, e.eventBytes)).find(e => e.event.type === 'authorize' && l0State.cnOfLabel(e.event.subject) === guest.cn)!.bytes
-  await run.run({ id: 'bundle-event-byte', family: 'bundle', kind: 'attack', attack: "a byte of the guest's authorize event changed in its bundle", expected: ['BUNDLE_INCLUSION'] }, async () => {
-    // The last byte of the event is in its signature: the event still decodes, its id (and leaf) no longer match.
-    const at = offsetOf(guestBundle, authorize) + authorize.length - 1
-    return present('Eve', flipped(guestBundle, at))
-  })
-  await run.run({ id: 'bundle-head-byte', family: 'bundle', kind: 'attack', attack: "a byte of the head's signature changed in the guest's bundle", expected: ['HEAD_SIGNATURE'] }, async () => {
-    // The head's bytes end with its Ed25519 signature.
-    const at = offsetOf(guestBundle, decoded.headBytes) + decoded.headBytes.length - 1
-    return present('Eve', flipped(guestBundle, at))
-  })
-  const codes = new Map<string, number>()
-  await run.run({ id: 'bundle-every-byte', family: 'bundle', kind: 'attack', attack: "every byte of the guest's bundle changed, one bundle each", expected: ['REFUSED_ALL'] }, async () => {
-    const now = fleet.clock.now()
-    let accepted = 0, uncoded = 0
-    // Low bit on even offsets, high bit on odd ones: CBOR heads carry the major type in the high bits.
-    for (let p = 0; p < guestBundle.length; p++) {
-      const code = verdictOf(flipped(guestBundle, p, p % 2 === 0 ? 0x01 : 0x80), anchor, now)
-      if (code === 'ACCEPTED') accepted++
-      if (code.startsWith('NOT_CODED')) uncoded++
-      codes.set(code, (codes.get(code) ?? 0) + 1)
-    }
-    const counts = [...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ')
-    const actual = accepted > 0 ? 'ACCEPTED' : uncoded > 0 ? 'NOT_CODED' : 'REFUSED_ALL'
-    return { actual, detail: `${guestBundle.length} changed bundles: ${counts}` }
-  })
+    const decoded = decodeBundle(guestBundle)
+    const l0State = fleet.l0.ledger.ledger.state
+    const authorize = decoded.entries.map(e => readEvent(nodeCrypto, e.eventBytes)).find(e => e.event.type === 'authorize' && l0State.cnOfLabel(e.event.subject) === guest.cn)!.bytes
+    await run.run({ id: 'bundle-event-byte', family: 'bundle', kind: 'attack', attack: "over mutual TLS: a byte of the guest's authorize event changed in its bundle", expected: ['BUNDLE_INCLUSION'] }, async () => {
+      // The last byte of the event is in its signature: the event still decodes, its id (and leaf) no longer match.
+      const at = offsetOf(guestBundle, authorize) + authorize.length - 1
+      return present('Eve', flipped(guestBundle, at))
+    })
+    await run.run({ id: 'bundle-head-byte', family: 'bundle', kind: 'attack', attack: "over mutual TLS: a byte of the head's signature changed in the guest's bundle", expected: ['HEAD_SIGNATURE'] }, async () => {
+      // The head's bytes end with its Ed25519 signature.
+      const at = offsetOf(guestBundle, decoded.headBytes) + decoded.headBytes.length - 1
+      return present('Eve', flipped(guestBundle, at))
+    })
+    const codes = new Map<string, number>()
+    await run.run({ id: 'bundle-every-byte', family: 'bundle', kind: 'attack', attack: "over mutual TLS: every byte of the guest's bundle changed, one request each", expected: ['REFUSED_ALL'] }, async () => {
+      let accepted = 0, uncoded = 0
+      const changed = (p: number): Uint8Array => flipped(guestBundle, p, p % 2 === 0 ? 0x01 : 0x80)
+      // Low bit on even offsets, high bit on odd ones: CBOR heads carry the major type in the high bits. One TLS
+      // connection per changed bundle, a few at a time; the code counted is the one in the lock's answer line.
+      for (let from = 0; from < guestBundle.length; from += FLIP_CONCURRENCY) {
+        const offsets = Array.from({ length: Math.min(FLIP_CONCURRENCY, guestBundle.length - from) }, (_, i) => from + i)
+        for (const { server, answer } of await Promise.all(offsets.map(p => ask(changed(p))))) {
+          if (answer === undefined) throw new KinError('INTERNAL', `the guest refused the lock before asking: ${server.code}: ${server.reason}`)
+          const code = answer.allow ? 'ACCEPTED' : answer.code === 'INTERNAL' && answer.reason.includes(NOT_CODED) ? NOT_CODED : answer.code
+          if (code === 'ACCEPTED') accepted++
+          if (code === NOT_CODED) uncoded++
+          codes.set(code, (codes.get(code) ?? 0) + 1)
+        }
+      }
+      const counts = [...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ')
+      const actual = accepted > 0 ? 'ACCEPTED' : uncoded > 0 ? 'NOT_CODED' : 'REFUSED_ALL'
+      return { actual, detail: `over mutual TLS, ${guestBundle.length} changed bundles, one request each: ${counts}` }
+    })
 
-  await run.run({ id: 'bundle-forked-head', family: 'bundle', kind: 'attack', attack: "a bundle signed by a forked miner (real miner key, a log hiding the hall camera's certificate)", expected: ['HEAD_UNPROVEN', 'HEAD_INCONSISTENT', 'HEAD_FORK', 'HEAD_ROLLBACK'] }, async () => {
-    const storage = memoryStorage()
-    const forkLedger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-    const fork = await Miner.open(nodeCrypto, forkLedger, await storage.openAppendFile('heads.cbor'), fleet.device('L0').ledgerSeed)
-    try {
-      const hidden = l0State.log.find(e => e.event.type === 'certified' && l0State.cnOfLabel(e.event.subject) === fleet.cnOf('L3.2'))
-      const log = l0State.log.filter(e => e !== hidden)
-      await fork.submit(log.map(e => e.bytes), fleet.clock.now())
-      // The head claims the lock's own head's time, so time alone gives nothing away.
-      await fork.seal(knownHead.time)
-      return present('Eve', encodeBundle(buildBundle(fork, guest.cn, { knownTreeSize: knownHead.treeSize })))
-    } finally {
-      await fork.close()
-    }
-  })
-  return { flipCodes: codes }
+    await run.run({ id: 'bundle-forked-head', family: 'bundle', kind: 'attack', attack: "over mutual TLS: a forked miner's bundle (real key, the camera's cert hidden)", expected: ['HEAD_UNPROVEN', 'HEAD_INCONSISTENT', 'HEAD_FORK', 'HEAD_ROLLBACK'] }, async () => {
+      const storage = memoryStorage()
+      const forkLedger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
+      const fork = await Miner.open(nodeCrypto, forkLedger, await storage.openAppendFile('heads.cbor'), fleet.device('L0').ledgerSeed)
+      try {
+        const hidden = l0State.log.find(e => e.event.type === 'certified' && l0State.cnOfLabel(e.event.subject) === fleet.cnOf('L3.2'))
+        const log = l0State.log.filter(e => e !== hidden)
+        await fork.submit(log.map(e => e.bytes), fleet.clock.now())
+        // The head claims the lock's own head's time, so time alone gives nothing away.
+        await fork.seal(knownHead.time)
+        return present('Eve', encodeBundle(buildBundle(fork, guest.cn, { knownTreeSize: knownHead.treeSize })))
+      } finally {
+        await fork.close()
+      }
+    })
+    return { flipCodes: codes }
+  } finally {
+    await endpoint.close()
+  }
 }

@@ -1,13 +1,58 @@
-/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage, a revoked ancestor, an expired guest. */
+/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor, an expired guest. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
+import { KinError } from '../../agent/errors.ts'
+import { submitEvents } from '../../agent/gossip/submit.ts'
+import type { Refusal } from '../../agent/ledger/ledger.ts'
+import type { SubmitResult } from '../../agent/ledger/miner.ts'
 import type { EncodedEvent, PolicyRule } from '../../agent/ledger/types.ts'
+import type { LiveFleet } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
+import { borrowFollowerClient } from './inbox-link.ts'
 import { decided, type AttackRunner } from './runner.ts'
 import { ACCEPTED, type AttackOutcome } from './types.ts'
 
 const DAY = 86400
+/** How long L0 has to judge a submission that reached the broker, ms. */
+const MINER_WAIT_MS = 10_000
+
+/** What L0's miner made of a submission carrying one event. */
+interface MinerVerdict {
+  result: SubmitResult
+  refused: Refusal | undefined
+}
+
+/**
+ * Watches L0's miner for the submission carrying `idHex` (what L0 logs as ledger.accepted or ledger.refused): a
+ * device is never told, so this is the simulator reading L0's side. It only observes: the submission itself
+ * travels over MQTT. `stop` puts the miner back.
+ */
+function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<MinerVerdict>; stop: () => void } {
+  const miner = fleet.l0.miner
+  const submit = miner.submit.bind(miner)
+  let stop = (): void => undefined
+  const result = new Promise<MinerVerdict>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new KinError('BROKER_TIMEOUT', `L0's miner saw no submission of ${idHex.slice(0, 16)}… within ${MINER_WAIT_MS} ms`)), MINER_WAIT_MS)
+    miner.submit = async (eventBytes, now) => {
+      const out = await submit(eventBytes, now)
+      // An event whose links are missing stays pending: L0 logs it refused with MISSING_LINK (broker/submit.ts).
+      const refused = out.refused.find(r => r.idHex === idHex)
+        ?? (out.pending.some(e => e.idHex === idHex) ? { idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' } : undefined)
+      const covered = refused !== undefined || out.accepted.some(e => e.idHex === idHex) || out.known.includes(idHex)
+      if (covered) {
+        clearTimeout(timer)
+        resolve({ result: out, refused })
+      }
+      return out
+    }
+    stop = () => {
+      clearTimeout(timer)
+      Reflect.deleteProperty(miner, 'submit')
+    }
+  })
+  return { result, stop }
+}
 
 /** A `policy` event by `byLabel` on `onLabel` (that device only), signed with by's ledger key; not submitted. */
 export function policyBy(ctx: AttackContext, byLabel: string, onLabel: string, rules: PolicyRule[]): EncodedEvent {
@@ -40,13 +85,32 @@ export async function lifecycleAttacks(ctx: AttackContext, run: AttackRunner): P
   })
   await run.run({ id: 'policy-owner', family: 'lifecycle', kind: 'control', attack: 'under that policy the owner still opens the door', expected: ['ALLOW'] },
     () => access('L2.1', 'L3.3', 'unlock'))
-  await run.run({ id: 'policy-outsider', family: 'lifecycle', kind: 'attack', attack: "the guest signs a policy on the lock granting guests 'unlock' and 'configure'", expected: ['POLICY_NOT_ANCESTOR'] }, async () => {
+  await run.run({ id: 'policy-outsider', family: 'lifecycle', kind: 'attack', attack: "over MQTT: the guest submits a policy on the lock granting guests every action", expected: ['POLICY_NOT_ANCESTOR'] }, async () => {
     // Its own ledger would not even take it; a device that skips that check meets the miner's, which is this one.
+    const guest = fleet.device('L3.4')
     const event = policyBy(ctx, 'L3.4', 'L3.3', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])
-    const result = await fleet.l0.miner.submit([event.bytes], fleet.clock.now())
-    const refusal = result.refused[0]
-    if (refusal !== undefined) return { actual: refusal.code, detail: `L0's miner refused it: ${refusal.message}` }
-    return { actual: ACCEPTED, detail: `L0's miner took it (${result.accepted.length} accepted, ${result.known.length} known, ${result.pending.length} pending)` }
+    const verdict = watchMiner(fleet, event.idHex)
+    try {
+      // Published on the guest's own submit topic from its own broker session (the follower's: one session per CN).
+      const client = await borrowFollowerClient(fleet, 'L3.4')
+      try {
+        await submitEvents(client, fleet.l0.fleet, guest.cn, [event])
+      } finally {
+        await client.close()
+      }
+      const seen = await verdict.result
+      // A device is not told of a refusal (submit.ts: it shows in L0's log); what the wire shows is that no head
+      // covers the event, so no device ever receives it.
+      await fleet.l0.seal()
+      await fleet.converge()
+      const holders = [...fleet.devices.values()].filter(d => (d.replica?.ledger ?? fleet.l0.ledger).ledger.state.has(event.idHex)).map(d => d.label)
+      const wire = holders.length === 0 ? `no head covers it: none of the ${fleet.devices.size} ledgers (L0's included) holds it` : `held by ${holders.join(', ')}`
+      if (seen.refused !== undefined && holders.length === 0) return { actual: seen.refused.code, detail: `the broker acknowledged it; L0's miner refused it (${seen.refused.code}, as its ledger.refused log line says): ${seen.refused.message}; ${wire}` }
+      if (seen.refused !== undefined) return { actual: ACCEPTED, detail: `L0's miner refused it (${seen.refused.code}) yet the event spread: ${wire}` }
+      return { actual: ACCEPTED, detail: `L0's miner took it (${seen.result.accepted.length} accepted, ${seen.result.known.length} known, ${seen.result.pending.length} pending); ${wire}` }
+    } finally {
+      verdict.stop()
+    }
   })
   await run.run({ id: 'policy-withdrawn', family: 'lifecycle', kind: 'control', attack: "the owner's phone restores 'unlock' for guests; the guest opens the door again", expected: ['ALLOW'] }, async () => {
     // A later policy event on the same device outranks the earlier one (policy.ts: newest first).

@@ -67,6 +67,29 @@ t.test('the challenge cases ran over the device inbox (PROTOCOL.md §12.4), each
   t.match(byId.get('challenge-relayed')!.detail, /refused to sign/, "the guest's phone, not the lock, stopped the relay")
 })
 
+t.test('the bundle cases ran over mutual TLS on an offline lock (DESIGN.md "Access decision" step 5), each refused at its stage', async t => {
+  const rows = result.rows.filter(r => r.family === 'bundle')
+  t.same(Object.fromEntries(rows.filter(r => r.id !== 'bundle-forked-head').map(r => [r.id, r.actual])), {
+    'bundle-good': 'ALLOW', 'bundle-event-byte': 'BUNDLE_INCLUSION', 'bundle-head-byte': 'HEAD_SIGNATURE', 'bundle-every-byte': 'REFUSED_ALL',
+  })
+  t.match(byId.get('bundle-forked-head')!.actual, /^HEAD_(UNPROVEN|INCONSISTENT|FORK|ROLLBACK)$/, "the forked miner's head is refused against the lock's own")
+  for (const r of rows) {
+    t.match(r.attack, /^over mutual TLS: /, `${r.id} says where it ran`)
+    t.match(r.detail, /^over mutual TLS/, `${r.id} was decided from the lock's answer line`)
+  }
+  t.match(byId.get('bundle-good')!.detail, /bundle ok/, "the lock merged the guest's bundle from its request line")
+  for (const id of ['bundle-event-byte', 'bundle-head-byte', 'bundle-forked-head']) t.match(byId.get(id)!.detail, /bundle refused/, `${id}: the lock refused the bundle itself`)
+  t.match(byId.get('bundle-every-byte')!.detail, /one request each/)
+})
+
+t.test("the guest's forged policy went to the miner over MQTT (PROTOCOL.md §12), and no device ever held it", async t => {
+  const row = byId.get('policy-outsider')!
+  t.equal(row.actual, 'POLICY_NOT_ANCESTOR', "the miner's refusal")
+  t.match(row.attack, /^over MQTT: /)
+  t.match(row.detail, /the broker acknowledged it/, 'it travelled on the guest\'s submit topic')
+  t.match(row.detail, /no head covers it: none of the \d+ ledgers/, 'the wire shows it nowhere')
+})
+
 t.test('the report holds the run', async t => {
   const { report } = result
   t.equal(report.ok, true)
