@@ -60,7 +60,8 @@ const NOTES: readonly string[] = [
   'Every case runs against a live fleet: L0\'s broker, CA and miner on a loopback port, each device enrolled with a pairing code over MQTT/TLS, with its home on disk, following the ledger.',
   'Access attacks go over real mutual TLS to the front-door lock\'s endpoint; the stolen-certificate case speaks TLS 1.2 itself because OpenSSL will not pair a certificate with another key. TLS_HANDSHAKE means the lock aborted the handshake: no session, nothing decided.',
   'SAN parent: with a key the ledger does not bind, the binding stage refuses first (CERT_UNBOUND). Only the device itself can record a certificate (a certified event needs its ledger key), so ACCESS_SAN_PARENT is an insider\'s refusal: the guest, with a mis-issued certificate that puts it under the owner\'s phone.',
-  'Bundle cases run on an offline lock that keeps only its own lineage: the guest is unknown to it until a presented bundle verifies against the miner key, the genesis and the lock\'s own head.',
+  'Bundle cases run over mutual TLS against an offline lock that keeps only its own lineage: the guest sends its bundle in its request line, and is unknown to the lock until that bundle verifies against the miner key, the genesis and the lock\'s own head.',
+  'Challenge cases run over the device inbox on the live broker: the lock answers on its follower\'s session, the guest asks with its own, and Eve works through a compromised camera\'s session.',
   'Forged heads are published on the head topic as L0\'s services, not retained; each following device must raise an alarm and keep its head, and still adopt the next genuine head.',
   'Ledger tampering works on a copy of the lock\'s home, taken while the fleet runs, reopened as after a restart; an untouched copy must reopen.',
 ]
