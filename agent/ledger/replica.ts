@@ -14,6 +14,7 @@ import type { ValidateOptions } from './validate.ts'
 import { decodeSyncResponse, type SyncRequest } from './sync.ts'
 import type { BundleSource } from './bundle.ts'
 import type { EncodedEvent } from './types.ts'
+import { precheckSignatures } from './precheck.ts'
 
 /*
  * The invariant. The first `head.treeSize` records of the device's ledger file are the miner's log in the miner's
@@ -438,7 +439,11 @@ export class Replica {
     while (k < uncovered.length && k < fresh.length && uncovered[k]!.idHex === fresh[k]!.idHex) k++
     if (k === uncovered.length || k === fresh.length) {
       const added = fresh.length - k
-      if (added > 0) await this.ledger.appendMany(fresh.slice(k))
+      if (added > 0) {
+        // Signatures checked on every core first (precheck.ts); appendMany verifies whatever that did not cover.
+        const incoming = fresh.slice(k)
+        await this.ledger.appendMany(incoming, { verified: await precheckSignatures(this.crypto, this.ledger.ledger.state, incoming) })
+      }
       if (this.prefixMatches(c, fresh)) return { added, dropped: [], rewritten: false }
     }
     const before = new Set(this.ledger.ledger.state.log.map(e => e.idHex))
