@@ -22,10 +22,12 @@ function checkValue(v: unknown, depth: number): void {
   }
 }
 
-function plain(v: unknown): CborValue {
-  // cbor-x gives Node Buffers on Node; copy to plain Uint8Array so equality and hashing see the same bytes everywhere.
-  if (v instanceof Uint8Array) return new Uint8Array(v)
-  if (Array.isArray(v)) return v.map(plain)
+// cbor-x hands out byte strings as views into its input (Buffers when the input is one). A plain Uint8Array copy
+// each by default, so nothing decoded aliases the caller's bytes; `views` keeps them views (as plain Uint8Arrays)
+// for a caller that owns the input and never changes it.
+function plain(v: unknown, views: boolean): CborValue {
+  if (v instanceof Uint8Array) return views ? new Uint8Array(v.buffer, v.byteOffset, v.length) : new Uint8Array(v)
+  if (Array.isArray(v)) return v.map(x => plain(x, views))
   return v as CborValue
 }
 
@@ -117,7 +119,7 @@ function checkCanonicalAt(bytes: Uint8Array, pos: number): number {
  * heads in shortest form, definite lengths, well-formed UTF-8 — so the bytes are exactly the canonical encoding
  * of what they decode to (test/ledger/cbor-canonical.test.ts holds this check to re-encoding).
  */
-export function decodeCbor(bytes: Uint8Array, maxBytes = 1 << 20): CborValue {
+export function decodeCbor(bytes: Uint8Array, maxBytes = 1 << 20, opts: { views?: boolean } = {}): CborValue {
   if (!(bytes instanceof Uint8Array)) throw new DecodeError('DECODE_CBOR', 'expected bytes')
   if (bytes.length > maxBytes) throw new DecodeError('DECODE_OVERSIZE', `CBOR item of ${bytes.length} bytes exceeds ${maxBytes}`)
   if (bytes.length === 0) throw new DecodeError('DECODE_CBOR', 'empty input')
@@ -131,5 +133,5 @@ export function decodeCbor(bytes: Uint8Array, maxBytes = 1 << 20): CborValue {
   }
   checkValue(value, 0)
   if (checkCanonicalAt(bytes, 0) !== bytes.length) throw new DecodeError('DECODE_TRAILING', 'trailing bytes after the CBOR item')
-  return plain(value)
+  return plain(value, opts.views === true)
 }

@@ -148,17 +148,16 @@ export function encodeEvent(e: LedgerEvent): Uint8Array {
 export function signEvent(crypto: CryptoProvider, unsigned: UnsignedEvent, ledgerSecretKey: Uint8Array): EncodedEvent {
   const signature = crypto.ed25519Sign(signingInput(unsigned), ledgerSecretKey)
   const event = { ...unsigned, signature } as LedgerEvent
-  const bytes = encodeEvent(event)
-  const id = crypto.sha256(bytes)
-  return { event, bytes, id, idHex: toHex(id) }
+  // Read back from its own bytes, so a signed event is laid out as a received one (readEvent: one buffer).
+  return readEvent(crypto, encodeEvent(event))
 }
 
 /**
  * Decodes one event from untrusted bytes: canonical CBOR, known version and type, every field of the right
  * kind and size, no trailing bytes. Throws DecodeError with a code; never anything else. No signature check.
  */
-export function decodeEvent(bytes: Uint8Array): LedgerEvent {
-  const top = decodeCbor(bytes, MAX_EVENT_BYTES)
+export function decodeEvent(bytes: Uint8Array, opts: { views?: boolean } = {}): LedgerEvent {
+  const top = decodeCbor(bytes, MAX_EVENT_BYTES, opts)
   if (!Array.isArray(top)) throw new DecodeError('DECODE_SHAPE', 'an event must be a CBOR array')
   if (top.length !== 8) throw new DecodeError('DECODE_SHAPE', `an event must have 8 fields, got ${top.length}`)
   const version = uint(top[0]!, 'version')
@@ -174,11 +173,22 @@ export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   } as LedgerEvent
 }
 
-/** Decodes untrusted bytes and computes the id (SHA-256 of the bytes); no signature check. */
+/**
+ * Decodes untrusted bytes and computes the id (SHA-256 of the bytes); no signature check. The event is one buffer:
+ * a copy of the bytes followed by the id, with every decoded byte field a view into the bytes (canonical CBOR
+ * carries each byte string verbatim). A replica keeps every event it accepts, so this is most of its heap.
+ */
 export function readEvent(crypto: CryptoProvider, bytes: Uint8Array): EncodedEvent {
-  const event = decodeEvent(bytes)
-  const id = crypto.sha256(bytes)
-  return { event, bytes, id, idHex: toHex(id) }
+  const n = bytes.length
+  const store = new Uint8Array(n + ID_BYTES)
+  store.set(bytes)
+  const own = store.subarray(0, n)
+  // Decoded from a second view of the same bytes: cbor-x caches a DataView on the array it reads, which the kept
+  // `bytes` need not carry (80 B per event).
+  const event = decodeEvent(store.subarray(0, n), { views: true })
+  const id = store.subarray(n)
+  id.set(crypto.sha256(own))
+  return { event, bytes: own, id, idHex: toHex(id) }
 }
 
 /**

@@ -53,9 +53,7 @@ export class Ledger {
   /** Validates and applies one event (bytes or already decoded); throws a coded error when refused. */
   ingest(input: Uint8Array | EncodedEvent, opts?: ValidateOptions): EncodedEvent {
     const e = input instanceof Uint8Array ? this.read(input) : input
-    const v = validateEvent(this.crypto, this.state, e, opts)
-    compactEvent(e)
-    applyEvent(this.state, v)
+    applyEvent(this.state, validateEvent(this.crypto, this.state, e, opts))
     return e
   }
 
@@ -96,53 +94,6 @@ export class Ledger {
     }
     return { accepted, refused, pending: queue }
   }
-}
-
-/** Where `needle` occurs in `hay` at or after `from`, or -1. */
-function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from: number): number {
-  const n = needle.length
-  outer: for (let i = from; i + n <= hay.length; i++) {
-    for (let j = 0; j < n; j++) if (hay[i + j] !== needle[j]) continue outer
-    return i
-  }
-  return -1
-}
-
-/*
- * A replica keeps every event it accepted for as long as it lives, and a simulated fleet keeps N of them. Decoded,
- * an event is its bytes, its id and a small array for each byte field (labels, links, keys, hashes, signature), each
- * with its own array buffer. Once the event is accepted, compactEvent copies bytes and id into one buffer and points
- * every decoded byte field at the same bytes inside it (canonical CBOR carries each byte string verbatim): the same
- * values, about half the heap. (Hex ids, labels and nonce keys are flat strings from the start: toHex and base32
- * join once.) The event was verified
- * before; nothing here changes what it says.
- */
-function compactEvent(e: EncodedEvent): void {
-  const n = e.bytes.length
-  if (e.id.buffer === e.bytes.buffer && e.id.byteOffset === e.bytes.byteOffset + n) return
-  const store = new Uint8Array(n + e.id.length)
-  store.set(e.bytes, 0)
-  store.set(e.id, n)
-  const bytes = store.subarray(0, n)
-  let cursor = 0
-  const view = (v: Uint8Array): Uint8Array => {
-    let at = indexOfBytes(bytes, v, cursor)
-    if (at < 0) at = indexOfBytes(bytes, v, 0)
-    if (at < 0) return v
-    cursor = at + v.length
-    return bytes.subarray(at, at + v.length)
-  }
-  const rebase = (o: Record<string, unknown>): void => {
-    for (const k of Object.keys(o)) {
-      const v = o[k]
-      if (v instanceof Uint8Array) o[k] = view(v)
-      else if (Array.isArray(v)) for (let i = 0; i < v.length; i++) if (v[i] instanceof Uint8Array) v[i] = view(v[i] as Uint8Array)
-    }
-  }
-  rebase(e.event as unknown as Record<string, unknown>)
-  rebase(e.event.body as unknown as Record<string, unknown>)
-  e.bytes = bytes
-  e.id = store.subarray(n)
 }
 
 function refusalOf(idHex: string | undefined, err: unknown): Refusal {

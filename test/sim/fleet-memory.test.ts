@@ -6,7 +6,7 @@ import { MerkleTree, merkleRootOfIds } from '../../agent/ledger/merkle.ts'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { LedgerFleet, T0 } from '../helpers/ledger-fleet.ts'
 
-// A replica keeps accepted events compactly (agent/ledger/ledger.ts, compactEvent): the same values, fewer objects.
+// A replica keeps accepted events compactly (agent/ledger/event.ts, readEvent: one buffer per event): the same values, fewer objects.
 t.test('an accepted event keeps one buffer; its decoded fields are views with the decoded values; ids and keys are the same strings', async t => {
   const f = LedgerFleet.create({ tag: 'fleet-memory', time: T0 })
   const parents = [f.l0]
