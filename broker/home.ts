@@ -19,15 +19,7 @@ import type { L0Logger } from './log.ts'
 export const LOCK_FILE = 'broker.lock'
 
 /** What the broker loads from L0's home. */
-export interface L0Home {
-  home: Home
-  cn: string
-  fleet: string
-  root: DeviceCertificate
-  rootPem: string
-  rootKeyPem: string
-  certPem: string
-  tlsKeyPem: string
+export interface L0Home extends Omit<L0Material, 'config'> {
   /** L0's Ed25519 ledger seed: also the fleet's miner key (genesis.body.minerKey). */
   ledgerSeed: Uint8Array
   ledger: PersistentLedger

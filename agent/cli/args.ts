@@ -1,6 +1,7 @@
 /** @module Command-line parsing for `kin`: named options, --help and --json everywhere, usage errors exit 2. */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { KinError } from '../errors.ts'
+import { labelOfCn } from '../ledger/names.ts'
 
 /** One option of a command, as shown in its --help. */
 export interface OptionSpec {
@@ -30,6 +31,15 @@ export interface ParsedArgs {
 /** A usage error: wrong or missing arguments (exit status 2). */
 export function usageError(message: string): KinError {
   return new KinError('USAGE', message)
+}
+
+/** A CN given on the command line must name a device of `fleet`; a usage error otherwise. */
+export function requireFleetCn(cn: string, fleet: string): void {
+  try {
+    labelOfCn(cn, fleet)
+  } catch {
+    throw usageError(`${cn} is not a device name of fleet ${fleet}`)
+  }
 }
 
 /** Parses argv for a command; throws a USAGE KinError naming the problem. */

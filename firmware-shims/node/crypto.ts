@@ -48,6 +48,11 @@ function asBytes(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.length)
 }
 
+// Verification answers false, never throws, for inputs of the wrong kind or size.
+function wellFormed(signature: unknown, message: unknown, publicKey: unknown): boolean {
+  return signature instanceof Uint8Array && signature.length === 64 && publicKey instanceof Uint8Array && publicKey.length === 32 && message instanceof Uint8Array
+}
+
 /** The node:crypto provider; the default on Node. */
 export const nodeCrypto: CryptoProvider = {
   name: 'node',
@@ -68,9 +73,7 @@ export const nodeCrypto: CryptoProvider = {
     return asBytes(sign(null, abytes('message', message), privateKeyObject(abytes('secretKey', secretKey, 32))))
   },
   ed25519Verify(signature, message, publicKey) {
-    if (!(signature instanceof Uint8Array) || signature.length !== 64) return false
-    if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false
-    if (!(message instanceof Uint8Array)) return false
+    if (!wellFormed(signature, message, publicKey)) return false
     try {
       return verify(null, message, publicKeyObject(publicKey), signature)
     } catch {
@@ -78,9 +81,7 @@ export const nodeCrypto: CryptoProvider = {
     }
   },
   ed25519VerifyAsync(signature, message, publicKey) {
-    if (!(signature instanceof Uint8Array) || signature.length !== 64) return Promise.resolve(false)
-    if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return Promise.resolve(false)
-    if (!(message instanceof Uint8Array)) return Promise.resolve(false)
+    if (!wellFormed(signature, message, publicKey)) return Promise.resolve(false)
     return new Promise(resolve => {
       try {
         // With a callback, node:crypto runs the check as a job on libuv's thread pool.

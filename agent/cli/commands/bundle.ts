@@ -13,8 +13,7 @@ import { buildBundle, encodeBundle, verifyBundle, type VerifiedBundle } from '..
 import type { BlockHead } from '../../ledger/head.ts'
 import { Miner } from '../../ledger/miner.ts'
 import { PersistentLedger } from '../../ledger/persistent.ts'
-import { labelOfCn } from '../../ledger/names.ts'
-import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
 import { emit } from '../output.ts'
 import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
@@ -132,11 +131,7 @@ export const ledgerBundle: CommandSpec = {
     const timeoutMs = parseDuration(String(args.values.timeout), 'timeout') * 1000
     const home = new Home(dir)
     const config = home.readConfig()
-    try {
-      labelOfCn(cn, config.fleet)
-    } catch {
-      throw usageError(`${cn} is not a device name of fleet ${config.fleet}`)
-    }
+    requireFleetCn(cn, config.fleet)
     const local = config.l0 === true ? await fromL0Home(home, cn, knownTreeSize) : await fromDeviceHome(home, cn, knownTreeSize)
     let bytes = local.bundle
     let source: 'local' | 'miner' = 'local'

@@ -8,11 +8,10 @@ import { submitEvents } from '../../gossip/submit.ts'
 import { revokeEvent } from '../../ledger/builders.ts'
 import { signEvent } from '../../ledger/event.ts'
 import type { Ledger } from '../../ledger/ledger.ts'
-import { labelOfCn } from '../../ledger/names.ts'
 import { replayRecords } from '../../ledger/persistent.ts'
 import { scanRecords } from '../../ledger/store.ts'
 import { REVOKE_REASON, type EncodedEvent, type RevokeReasonName } from '../../ledger/types.ts'
-import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
 import { openHomeLedger } from '../device.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
@@ -159,11 +158,7 @@ export const revoke: CommandSpec = {
     const body = { reason, effective: effectiveOf(String(args.values.effective), now), subtree: args.values.subtree === true }
     const home = new Home(dir)
     const config = home.readConfig()
-    try {
-      labelOfCn(cn, config.fleet)
-    } catch {
-      throw usageError(`${cn} is not a device name of fleet ${config.fleet}`)
-    }
+    requireFleetCn(cn, config.fleet)
     try {
       const broker = typeof args.values.broker === 'string' ? args.values.broker : undefined
       const { e, delivery } = config.l0 === true ? await revokeOnL0(home, config, cn, body, now, broker, timeoutMs) : await revokeOnDevice(dir, cn, body, now, timeoutMs)

@@ -7,7 +7,7 @@ import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
 import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
-import { LedgerFollower } from '../../gossip/follower.ts'
+import type { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
@@ -15,7 +15,7 @@ import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
-import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from './sync.ts'
+import { followsBroker, headSummary, nextStopSignal, openFollowingHome, type FollowingHome } from './sync.ts'
 
 /** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
@@ -164,17 +164,7 @@ export const serve: CommandSpec = {
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
-    const signal = await new Promise<string>(resolve => {
-      const stop = (name: string): void => {
-        process.off('SIGINT', onInt)
-        process.off('SIGTERM', onTerm)
-        resolve(name)
-      }
-      const onInt = (): void => stop('SIGINT')
-      const onTerm = (): void => stop('SIGTERM')
-      process.on('SIGINT', onInt)
-      process.on('SIGTERM', onTerm)
-    })
+    const signal = await nextStopSignal()
     inbox?.close()
     await endpoint.close()
     await following?.close()
