@@ -1,19 +1,52 @@
 #!/usr/bin/env node
-// Runs the tap suite and closes with the line CI reads: "N passed, N failed".
+// Runs the tap suite, shows progress (test files done of total) on stderr, and closes with the line CI reads:
+// "N passed, N failed".
 import { spawn } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { join, relative } from 'node:path'
 
-const tapBin = fileURLToPath(new URL('../node_modules/tap/dist/esm/run.mjs', import.meta.url))
+const root = fileURLToPath(new URL('..', import.meta.url))
+const tapBin = join(root, 'node_modules/tap/dist/esm/run.mjs')
 const args = process.argv.slice(2)
 if (process.env.KIN_TEST_RUNNER) throw new Error('test/run.mjs must not run inside its own tap run')
+
+function testFiles(dir) {
+  const out = []
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) out.push(...testFiles(path))
+    else if (entry.name.endsWith('.test.ts')) out.push(relative(root, path))
+  }
+  return out
+}
+const named = args.filter(a => a.endsWith('.test.ts'))
+const total = named.length > 0 ? named.length : testFiles(join(root, 'test')).length
+const started = Date.now()
+
 const child = spawn(process.execPath, [tapBin, '--reporter=tap', ...args], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env, FORCE_COLOR: '0', KIN_TEST_RUNNER: '1' },
 })
 let tail = ''
+let partial = ''
+let done = 0
+let failedFiles = 0
 child.stdout.on('data', chunk => {
   process.stdout.write(chunk)
-  tail = (tail + chunk.toString('utf8')).slice(-4096)
+  const text = chunk.toString('utf8')
+  tail = (tail + text).slice(-4096)
+  // A test file's result is a top-level (unindented) "ok N - FILE" or "not ok N - FILE" line.
+  const lines = (partial + text).split('\n')
+  partial = lines.pop() ?? ''
+  for (const line of lines) {
+    const m = /^(not ok|ok) \d+ - (\S+\.test\.ts)/.exec(line)
+    if (m === null) continue
+    done++
+    if (m[1] === 'not ok') failedFiles++
+    const minutes = ((Date.now() - started) / 60000).toFixed(1)
+    process.stderr.write(`[${done}/${total} files, ${minutes} min${failedFiles ? `, ${failedFiles} failing` : ''}] ${m[1]} ${m[2]}\n`)
+  }
 })
 child.on('close', code => {
   const m = /#\s*\{\s*total:\s*(\d+)([^}]*)\}/.exec(tail)
