@@ -59,6 +59,9 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
   }
   const values = parsed.values as ParsedArgs['values']
   for (const [name, o] of Object.entries(spec.options)) if (values[name] === undefined && o.default !== undefined) values[name] = o.default
+  // DESIGN.md "Command line": KIN_HOME stands in for --home; a --home on the command line wins.
+  const envHome = process.env.KIN_HOME
+  if ('home' in spec.options && values.home === undefined && envHome !== undefined && envHome !== '') values.home = envHome
   return { values, positionals: parsed.positionals, json: values.json === true }
 }
 

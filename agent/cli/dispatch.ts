@@ -2,12 +2,14 @@
 import { KinError } from '../errors.ts'
 import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
+import { kinVersion } from './version.ts'
 
 function topHelp(commands: readonly CommandSpec[]): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']
   const width = Math.max(...commands.map(c => c.name.length)) + 4
   for (const c of commands) lines.push(`  ${c.name.padEnd(width)}${c.summary.split('. ')[0]!.replace(/\.$/, '')}`)
-  lines.push('', "Every command takes --json and --help. Exit status: 0 ok/allow, 1 deny or failed verification, 2 usage or error.")
+  lines.push('', "Every command takes --json and --help; KIN_HOME stands in for --home. Exit status: 0 ok/allow, 1 deny or failed",
+    "verification, 2 usage or error. 'kin --version' says what is installed.")
   return lines.join('\n')
 }
 
@@ -17,6 +19,11 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(topHelp(commands) + '\n')
     return argv.length === 0 ? 2 : 0
+  }
+  if (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version') {
+    const version = kinVersion()
+    process.stdout.write(json ? JSON.stringify(version) + '\n' : `kin ${version.version} (node ${version.node})\n`)
+    return 0
   }
   const spec = commands.find(c => c.name.split(' ').every((w, i) => argv[i] === w))
   if (spec === undefined) {
