@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { KinError } from '../errors.ts'
 import { labelOfCn } from '../ledger/names.ts'
+import { COMMAND_EXAMPLES } from './examples.ts'
 
 /** One option of a command, as shown in its --help. */
 export interface OptionSpec {
@@ -75,6 +76,11 @@ export function commandHelp(spec: CommandSpec): string {
   rows.push(['  --json', 'machine-readable output'], ['  --help, -h', 'this help'])
   const width = Math.max(...rows.map(r => r[0].length)) + 2
   for (const [a, b] of rows) lines.push(a.padEnd(width) + b)
+  const examples = COMMAND_EXAMPLES[spec.name] ?? []
+  if (examples.length > 0) {
+    lines.push('', 'examples:')
+    for (const [line, what] of examples) lines.push(`  ${line}`, `      ${what}`)
+  }
   return lines.join('\n')
 }
 

@@ -42,3 +42,18 @@ t.test('KIN_HOME stands in for --home, and --home wins over it', async t => {
   const none = kin(['ledger', 'verify', '--json'], { KIN_HOME: '' })
   t.equal(none.status, 2, 'no --home and no KIN_HOME is a usage error')
 })
+
+t.test('every command shows examples in its --help, and every example runs a command that exists', async t => {
+  const top = kin(['--help'])
+  const names = [...top.stdout.matchAll(/^ {2}(\S+(?: (?:show|verify|bundle|house|attacks|fleet))?) {2,}/gm)].map(m => m[1]!)
+  t.ok(names.length >= 15, `the top help lists the commands (${names.length})`)
+  for (const name of names) {
+    const help = kin([...name.split(' '), '--help'])
+    t.equal(help.status, 0, `kin ${name} --help`)
+    const examples = help.stdout.split('\nexamples:\n')[1]
+    t.ok(examples !== undefined && examples.trim().length > 0, `kin ${name} --help shows examples`)
+    for (const line of (examples ?? '').split('\n').filter(l => l.startsWith('  kin '))) {
+      t.ok(line.trim().startsWith(`kin ${name} `) || line.trim().startsWith(`kin ${name}`), `"${line.trim()}" runs kin ${name}`)
+    }
+  }
+})

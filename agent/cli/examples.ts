@@ -1,0 +1,56 @@
+/** @module The examples `kin <command> --help` shows, one table for every command, keyed by the command's name. */
+
+/** Example command lines, each with what it does, per command name. */
+export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [string, string]>>> = {
+  'init': [
+    ['kin init --home ./l0 --fleet smith.home.arpa', 'create L0: the fleet root CA, L0\'s identity and the genesis event'],
+  ],
+  'broker': [
+    ['kin broker --home ./l0 --port 8883', 'run L0\'s broker, fleet CA and miner on 127.0.0.1:8883'],
+    ['kin broker --home ./l0 --export-mosquitto ./mosquitto', 'write a Mosquitto configuration, ACL and CRL instead'],
+  ],
+  'invite': [
+    ['kin invite --home ./l0 --broker mqtts://127.0.0.1:8883 --role member --name "owner\'s phone"', 'a one-time code for a member'],
+    ['kin invite --home ./phone --role guest --valid 3d --name "mother\'s phone"', 'a guest for three days, invited by the phone (its broker comes from its config)'],
+  ],
+  'enroll': [
+    ['kin enroll --home ./phone --code abcd-efgh-ijkl-mnop --broker mqtts://127.0.0.1:8883', 'enroll this device with the code its parent printed'],
+  ],
+  'serve': [
+    ['kin serve --home ./lock --port 9443', 'answer access requests over mutual TLS and follow L0\'s ledger'],
+  ],
+  'access': [
+    ['kin access --home ./phone --target 127.0.0.1:9443 --action unlock', 'ask the lock to unlock, over mutual TLS'],
+    ['kin access --home ./phone --inbox <lock CN> --action unlock', 'ask a device without TLS over its MQTT inbox'],
+  ],
+  'check': [
+    ['kin check --home ./lock --peer guest.pem --action unlock', 'decide on a certificate, as the lock would'],
+    ['kin check --home ./lock --peer guest.pem --bundle guest.bundle', 'decide offline with the proofs the guest carries'],
+  ],
+  'revoke': [
+    ['kin revoke --home ./laptop <CN> --reason compromised --subtree', 'revoke a stolen device and everything it enrolled'],
+    ['kin revoke --home ./phone <guest CN> --reason retired', 'end a guest\'s stay'],
+  ],
+  'sync': [
+    ['kin sync --home ./lock', 'catch up with L0\'s ledger once'],
+    ['kin sync --home ./lock --follow', 'keep following it until interrupted'],
+  ],
+  'ledger show': [
+    ['kin ledger show --home ./lock', 'every event of the home\'s ledger, one line each'],
+  ],
+  'ledger verify': [
+    ['kin ledger verify --home ./lock', 'check every event of the ledger again (exit 1 when one fails)'],
+  ],
+  'ledger bundle': [
+    ['kin ledger bundle <guest CN> --home ./phone --out guest.bundle', 'the proofs a guest carries to an offline lock'],
+  ],
+  'sim house': [
+    ['kin sim house --report house.html', 'play the house on a live fleet and draw it'],
+  ],
+  'sim attacks': [
+    ['kin sim attacks --json', 'run every attack and control; one JSON line per row'],
+  ],
+  'sim fleet': [
+    ['kin sim fleet --devices 100 --kill-broker --partition 5', '100 devices, L0 killed mid-run, five partitioned'],
+  ],
+}
