@@ -36,6 +36,9 @@ export type KinErrorCode =
   | 'CHALLENGE_UNKNOWN' | 'CHALLENGE_REPLAYED' | 'CHALLENGE_EXPIRED' | 'CHALLENGE_SIGNATURE' | 'CHALLENGE_MISMATCH' | 'CHALLENGE_RESULT_SIGNATURE'
   // broker (L0's services)
   | 'LOGIN_CLIENT_ID' | 'LOGIN_NO_CREDENTIALS' | 'ACL_DENIED' | 'PAYLOAD_TOO_LARGE' | 'INVITE_MISMATCH' | 'BROKER_LOCKED'
+  // the operating system refused (a port, a path): the command line says what to do instead of a stack trace
+  | 'PORT_IN_USE' | 'PORT_DENIED' | 'PATH_NOT_DIRECTORY' | 'PATH_IS_DIRECTORY' | 'PATH_DENIED' | 'PATH_MISSING'
+  | 'DISK_FULL' | 'PATH_READ_ONLY'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

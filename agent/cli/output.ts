@@ -1,5 +1,6 @@
 /** @module What `kin` prints: JSON with --json, short readable lines otherwise; errors name the fix. */
 import { KinError } from '../errors.ts'
+import { systemErrorAsKinError } from './system-errors.ts'
 
 /** Prints a result: JSON (one document) or the text lines. */
 export function emit(json: boolean, value: unknown, text: () => string): void {
@@ -13,15 +14,23 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
   return value
 }
 
-/** Prints an error and returns the exit status: 2 for usage and operational errors. */
-export function reportError(err: unknown, json: boolean): number {
+/**
+ * Prints an error and returns the exit status: 2 for usage and operational errors. A person never sees a stack
+ * trace: errors of the operating system become coded errors that say what to do, and a defect prints its message
+ * with the code INTERNAL (its stack only when KIN_DEBUG is set).
+ */
+export function reportError(thrown: unknown, json: boolean): number {
+  const err = systemErrorAsKinError(thrown) ?? thrown
   const code = err instanceof KinError ? err.code : 'INTERNAL'
   const message = err instanceof Error ? err.message : String(err)
   if (json) {
     process.stdout.write(JSON.stringify({ ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined }, jsonReplacer, 2) + '\n')
   } else {
     process.stderr.write(`kin: ${message} [${code}]\n`)
-    if (!(err instanceof KinError)) process.stderr.write(((err as Error)?.stack ?? '') + '\n')
+    if (!(err instanceof KinError)) {
+      const debug = process.env.KIN_DEBUG !== undefined && process.env.KIN_DEBUG !== ''
+      process.stderr.write(debug ? ((err as Error)?.stack ?? '') + '\n' : 'kin: this is a defect in kinship; run again with KIN_DEBUG=1 for the details to report\n')
+    }
   }
   return 2
 }

@@ -49,9 +49,15 @@ export class PersistentLedger {
 
   /** Opens (or creates) a ledger file, drops a torn tail, and replays every record with full validation. */
   static async open(crypto: CryptoProvider, file: AppendFile, opts: OpenOptions = {}): Promise<PersistentLedger> {
-    const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
-    const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures })
-    return new PersistentLedger(ledger, store, file)
+    try {
+      const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
+      const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures })
+      return new PersistentLedger(ledger, store, file)
+    } catch (err) {
+      // The file is ours from here on: a damaged or refused ledger lets go of its handle instead of leaking it.
+      await file.close().catch(() => undefined)
+      throw err
+    }
   }
 
   private serialize<T>(job: () => Promise<T>): Promise<T> {

@@ -1,4 +1,5 @@
 /** @module `kin sim attacks`: every attack against a live fleet, the refusal expected and the code seen, one row each. */
+import { reportTarget } from '../output-file.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -46,7 +47,7 @@ export const simAttacks: CommandSpec = {
   },
   async run(args) {
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
-    const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
+    const reportFile = reportTarget(args.values.report)
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-attacks-'))
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
     let result: AttackSuiteResult

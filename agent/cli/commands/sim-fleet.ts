@@ -1,4 +1,5 @@
 /** @module `kin sim fleet`: a fleet of N devices on L0's real services — enrollment through the broker, faults, convergence, access checks, figures. */
+import { reportTarget } from '../output-file.ts'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -80,7 +81,7 @@ export const simFleet: CommandSpec = {
     // A tree that cannot hold N is a usage error before anything starts.
     planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}) })
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
-    const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
+    const reportFile = reportTarget(args.values.report)
     const { root, note } = homesRoot()
     if (keep !== undefined) mkdirSync(keep, { recursive: true })
     const dir = keep ?? mkdtempSync(join(root, 'kin-sim-fleet-'))

@@ -1,4 +1,5 @@
 /** @module `kin sim house`: the fleet simulator's house story on L0's real services, each decision reported. */
+import { reportTarget } from '../output-file.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -25,7 +26,7 @@ export const simHouse: CommandSpec = {
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-house-'))
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
-    const reportFile = typeof args.values.report === 'string' ? resolve(args.values.report) : undefined
+    const reportFile = reportTarget(args.values.report)
     const startedAt = new Date().toISOString()
     const { driver, decisionMs } = timedDriver(await liveHouseDriver(dir))
     let steps: StoryStep[] = []
