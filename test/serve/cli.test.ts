@@ -180,3 +180,21 @@ t.test('an unreachable target is an error (exit 2), not a deny; kin check --help
   t.equal(json(unreachable.stdout)['code'], 'ACCESS_TRANSPORT')
   t.match(commandHelp(check), /no proof of possession/)
 })
+
+// DESIGN.md "Command line": a flag a command cannot honour is refused, never ignored.
+t.test('kin access --bundle refuses, before connecting, a file that is not a bundle of this device', async t => {
+  const garbage = `${guestHome.dir}/garbage.bin`
+  writeFileSync(garbage, 'not a bundle at all')
+  const r = await kin(['access', '--home', guestHome.dir, '--target', '127.0.0.1:9', '--bundle', garbage, '--json'])
+  t.equal(r.status, 2, 'exit 2')
+  const out = json(r.stdout)
+  t.match(String(out['code']), /^DECODE_/, 'the decoding code')
+  t.match(String(out['message']), /is not a proof bundle this device can send/)
+  t.match(String(out['message']), /kin ledger bundle/, 'the message says how to make one')
+  const others = `${guestHome.dir}/lock.bundle`
+  writeFileSync(others, await house.bundle(lock))
+  const r2 = await kin(['access', '--home', guestHome.dir, '--target', '127.0.0.1:9', '--bundle', others, '--json'])
+  t.equal(r2.status, 2, "another device's bundle: exit 2")
+  t.equal(json(r2.stdout)['code'], 'BUNDLE_INCOMPLETE')
+  t.match(String(json(r2.stdout)['message']), /another device's bundle/)
+})

@@ -10,11 +10,31 @@ import { MAX_LINE_BUNDLE_BYTES, answerOf, requestAccess } from '../../../firmwar
 import { askOverInbox } from '../../gossip/challenge-session.ts'
 import { connectDevice } from '../../gossip/login.ts'
 import { labelOfCn } from '../../ledger/names.ts'
+import { verifyBundle } from '../../ledger/bundle.ts'
+import type { LedgerState } from '../../ledger/state.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
 import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
 import { brokerLoginOf } from './sync.ts'
+
+/**
+ * A bundle this device is about to send must be its own and must verify: a file that is not one would be sent along
+ * and ignored by a lock that holds the proofs anyway, so a flag the command cannot honour would pass unnoticed.
+ * Checked against this home's miner key and genesis (unanchored: the lock anchors it to its own head).
+ */
+function checkOwnBundle(device: { cn: string; ledger: { state(): LedgerState } }, bytes: Uint8Array, path: string): void {
+  const state = device.ledger.state()
+  try {
+    const verified = verifyBundle(nodeCrypto, bytes, { minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32), genesisId: state.genesis?.event.idHex }, Math.floor(Date.now() / 1000))
+    if (verified.state.currentBinding(device.cn) === undefined) {
+      throw new KinError('BUNDLE_INCOMPLETE', `it holds no binding for this device (${device.cn}): it is another device's bundle`)
+    }
+  } catch (e) {
+    if (!(e instanceof KinError)) throw e
+    throw new KinError(e.code, `--bundle ${path} is not a proof bundle this device can send: ${e.message}. Make a fresh one with 'kin ledger bundle ${device.cn} --home DIR --out FILE'`, { cause: e })
+  }
+}
 
 function targetOf(text: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text)
@@ -114,6 +134,7 @@ export const access: CommandSpec = {
     }
     const device = await openAccessHome(dir, { audit: false, needKey: true })
     try {
+      if (bundle !== undefined) checkOwnBundle(device, bundle, String(args.values.bundle))
       const outcome = await requestAccess({
         host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs, ...(bundle === undefined ? {} : { bundle }),
         checkServer: der => {
