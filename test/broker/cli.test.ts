@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
@@ -158,4 +158,23 @@ t.test('kin broker --no-broker with nothing listening fails fast with BROKER_UNR
   t.equal(r.status, 2)
   t.equal(JSON.parse(r.stdout).code, 'BROKER_UNREACHABLE')
   t.notOk(existsSync(join(l0.dir, LOCK_FILE)), 'no lock left behind')
+})
+
+t.test("kin broker writes its address into L0's config.json, so kin invite on L0's home needs no --broker", async t => {
+  const running = await startBroker(l0.dir, l0.rootPem)
+  const config = JSON.parse(readFileSync(join(l0.dir, 'config.json'), 'utf8')) as Record<string, unknown>
+  t.equal(config['broker'], running.printed.url, 'config.json names the broker just started')
+  t.equal(config['cn'], l0.cn, 'the rest of config.json is kept')
+  const invite = spawn(process.execPath, [kin, 'invite', '--home', l0.dir, '--role', 'device', '--ttl', '1m', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (invite.exitCode === null) invite.kill('SIGKILL') })
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '', err = ''
+    invite.stdout.on('data', d => { out += d; const nl = out.indexOf('\n'); if (nl >= 0) resolve(out.slice(0, nl)) })
+    invite.stderr.on('data', d => { err += d })
+    invite.on('close', code => reject(new Error(`kin invite exited ${code}: ${out}${err}`)))
+  })
+  t.match(JSON.parse(line), { code: /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/ }, 'kin invite printed a code without --broker')
+  invite.kill('SIGTERM')
+  running.child.kill('SIGTERM')
+  await running.exited
 })

@@ -3,6 +3,7 @@ import { startL0 } from '../../../broker/l0.ts'
 import { startL0Client } from '../../../broker/l0-client.ts'
 import { DEFAULT_CRL_DAYS, exportMosquitto } from '../../../broker/mosquitto.ts'
 import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { Home } from '../home.ts'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -46,6 +47,22 @@ function exportConfig(args: ParsedArgs, home: string, dir: string): number {
   return 0
 }
 
+/** The URL a command on this machine reaches L0's broker by: a wildcard listener is reached on loopback. */
+function localUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host
+  return `mqtts://${reachable}:${port}`
+}
+
+/**
+ * Writes the broker's URL into L0's config.json ('broker'), so that `kin invite` and `kin revoke` on L0's home reach
+ * the running services without --broker. Only this entry changes, and only when it differs.
+ */
+function rememberBroker(dir: string, url: string): void {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  if (config.broker !== url) home.writeConfig({ ...config, broker: url })
+}
+
 /** `kin broker`. */
 export const broker: CommandSpec = {
   name: 'broker',
@@ -73,6 +90,7 @@ export const broker: CommandSpec = {
       const url = requireString(args, 'broker', 'the broker L0 connects to, e.g. --broker mqtts://127.0.0.1:8883')
       const stop = untilSignal()
       const services = await startL0Client({ home, broker: url })
+      rememberBroker(home, url)
       const where = { ok: true, mode: 'client', broker: url, cn: services.cn, fleet: services.fleet, clientId: services.clientId }
       if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
       else process.stdout.write(`L0 of fleet ${services.fleet} serving through ${url} as ${services.clientId} (cn ${services.cn}); stop with Ctrl-C\n`)
@@ -87,6 +105,7 @@ export const broker: CommandSpec = {
     const stop = untilSignal()
     const services = await startL0({ home, host, port })
     const where = { ok: true, host: services.host, port: services.port, cn: services.cn, fleet: services.fleet, url: `mqtts://${services.host}:${services.port}` }
+    rememberBroker(home, localUrl(services.host, services.port))
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
     else process.stdout.write(`L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); stop with Ctrl-C\n`)
     await stop

@@ -26,7 +26,7 @@ function jsonLine(value: unknown): void {
 
 function brokerUrlOf(config: HomeConfig, flag: unknown): string {
   const url = typeof flag === 'string' && flag.length > 0 ? flag : typeof config.broker === 'string' ? config.broker : undefined
-  if (url === undefined) throw usageError("which broker? give --broker mqtts://HOST:PORT (L0's home has no 'broker' entry in config.json until 'kin broker' writes one)")
+  if (url === undefined) throw usageError("which broker? give --broker mqtts://HOST:PORT, or start 'kin broker' on L0's home first: it writes its address into config.json ('broker')")
   try {
     parseBrokerUrl(url)
   } catch (err) {
@@ -65,7 +65,7 @@ export const invite: CommandSpec = {
   usage: 'kin invite --home DIR [--name LABEL] [--role ROLE] [--ttl 10m] [--valid 1d] [--broker mqtts://HOST:PORT] [--timeout 60s] [--json]',
   summary: 'Print a one-time pairing code for a new device, then wait until that device enrolled with it: check its request, ' +
     "sign its authorization (kept in this device's ledger) and see L0 issue its certificate. Runs on any device with role admin " +
-    "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll'; on L0 give --broker). " +
+    "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll' on a device, by 'kin broker' on L0). " +
     'With --json: one line {"code","inviteId","expires"} as soon as the code is valid, one line with the result at the end. ' +
     'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors.',
   options: {
