@@ -13,8 +13,10 @@
  * module gets three things wrong that a device must not: it reads the CONNACK return code one byte too far, so a
  * refused login is reported as "connected" (the shim reads the CONNACK from the socket first and refuses with the
  * broker's code); when it cannot open a socket it emits "error" like a refusal (the shim codes socket failures
- * itself: BROKER_UNREACHABLE, or BROKER_IDENTITY for TLS); and mbedTLS reports a failed handshake by throwing from
- * the socket write inside the module's connect (the shim catches it). Its publish takes options ({ qos: 1 }); a
+ * itself: BROKER_UNREACHABLE, or BROKER_IDENTITY for TLS); and mbedTLS reports a failed handshake as an uncaught
+ * exception from the idle loop (the shim takes it, see guard). Espruino's TLS does not check the broker's
+ * certificate at all (libs/network/network.c sets MBEDTLS_SSL_VERIFY_NONE; `ca` is loaded and not used): the
+ * device's certificate lets the broker check the device, not the other way round (docs/DEVICES.md). Its publish takes options ({ qos: 1 }); a
  * bare number is ignored and sends at QoS 0. The backoff between reconnections grows until a login is accepted.
  */
 
@@ -53,6 +55,7 @@ function Session(modules, options) {
   this.closed = false;
   this.settled = false;
   this.attempt = undefined;
+  this.guarded = undefined;
   this.messageListeners = [];
   this.statusListeners = [];
   this.filters = [];
@@ -73,6 +76,8 @@ Session.prototype.status = function (state, why) {
 Session.prototype.fail = function (attempt, error) {
   if (attempt.over || this.closed) return;
   attempt.over = true;
+  var self = this;
+  if (this.guarded !== undefined) setTimeout(function () { if (self.attempt === attempt) self.unguard(); }, 1000);
   if (attempt.socket !== undefined) {
     try {
       attempt.socket.end();
@@ -111,11 +116,48 @@ Session.prototype.watch = function (attempt, socket) {
   socket.on('error', function (error) { attempt.error = error; });
   socket.on('close', function () {
     if (attempt.accepted) return;
-    var tls = self.options.tls !== undefined;
-    var code = tls && (attempt.tcp || attempt.error !== undefined) ? 'BROKER_IDENTITY' : 'BROKER_UNREACHABLE';
-    self.fail(attempt, transportError(code, (tls ? 'TLS session with the broker failed: ' : 'broker unreachable: ') + describe(attempt.error), attempt.error));
+    if (!self.options.tls) {
+      self.fail(attempt, transportError('BROKER_UNREACHABLE', 'broker unreachable: ' + describe(attempt.error), attempt.error));
+      return;
+    }
+    setTimeout(function () {
+      self.fail(attempt, transportError('BROKER_IDENTITY', 'TLS session with the broker failed: ' + describe(attempt.tlsError || attempt.error), attempt.tlsError || attempt.error));
+    }, 10);
   });
 };
+
+/**
+ * mbedTLS reports a failed handshake from the interpreter's idle loop, where no try/catch reaches: it becomes an
+ * "Uncaught InternalError: mbedtls_ssl_handshake returned ..." after the socket closed. While a TLS attempt is
+ * open (and a second after it ends) this listener takes those into the attempt's error; any other uncaught
+ * exception is printed as the interpreter would have.
+ */
+Session.prototype.guard = function (attempt) {
+  var proc = this.modules.process;
+  if (!proc || typeof proc.on !== 'function') return;
+  this.unguard();
+  var listener = function (e) {
+    var text = e !== undefined && e !== null && e.message !== undefined ? String(e.message) : String(e);
+    if (text.indexOf('mbedtls') >= 0 || text.indexOf('SSL') >= 0) {
+      attempt.tlsError = e;
+      return;
+    }
+    print('Uncaught ' + (e !== undefined && e !== null && e.stack !== undefined ? e.stack : text));
+  };
+  proc.on('uncaughtException', listener);
+  this.guarded = listener;
+};
+
+Session.prototype.unguard = function () {
+  if (this.guarded === undefined) return;
+  this.modules.process.removeListener('uncaughtException', this.guarded);
+  this.guarded = undefined;
+};
+
+function flat(text) {
+  if (typeof text !== 'string' || typeof E === 'undefined' || typeof E.toFlatString !== 'function') return text;
+  return E.toFlatString(text);
+}
 
 Session.prototype.open = function () {
   var self = this;
@@ -126,9 +168,10 @@ Session.prototype.open = function () {
   var lib = this.modules.net;
   if (opts.tls) {
     lib = this.modules.tls;
-    settings.ca = opts.tls.ca;
-    settings.key = opts.tls.key;
-    settings.cert = opts.tls.cert;
+    settings.ca = flat(opts.tls.ca);
+    settings.key = flat(opts.tls.key);
+    settings.cert = flat(opts.tls.cert);
+    this.guard(attempt);
   }
   try {
     attempt.socket = lib.connect(settings, function () {
@@ -142,7 +185,8 @@ Session.prototype.open = function () {
     });
   } catch (e) {
     attempt.socket = undefined;
-    this.fail(attempt, transportError(opts.tls ? 'BROKER_IDENTITY' : 'BROKER_UNREACHABLE', 'cannot reach the broker: ' + describe(e)));
+    var noSocket = !opts.tls || String(e.message).indexOf('socket') >= 0;
+    this.fail(attempt, transportError(noSocket ? 'BROKER_UNREACHABLE' : 'BROKER_IDENTITY', 'cannot open a session with the broker: ' + describe(e)));
     return;
   }
   this.watch(attempt, attempt.socket);
@@ -156,6 +200,7 @@ Session.prototype.start = function () {
       var attempt = self.attempt;
       if (attempt === undefined || attempt.over || self.closed) return;
       attempt.accepted = true;
+      self.unguard();
       self.connected = true;
       self.retryMs = 1000;
       for (var i = 0; i < self.filters.length; i++) self.mqtt.subscribe(self.filters[i], { qos: 1 });
@@ -235,6 +280,7 @@ Session.prototype.onStatus = function (listener) {
 Session.prototype.end = function () {
   this.closed = true;
   this.connected = false;
+  this.unguard();
   this.mqtt.disconnect();
   this.status('closed');
   return Promise.resolve();
@@ -249,7 +295,7 @@ Session.prototype.end = function () {
  * modules; tests pass stand-ins.
  */
 function espruinoTransport(modules) {
-  var mods = modules || { MQTT: require('MQTT'), net: require('net'), tls: undefined };
+  var mods = modules || { MQTT: require('MQTT'), net: require('net'), tls: undefined, process: process };
   return {
     connect: function (options) {
       if (options.tls && !mods.tls) mods.tls = require('tls');

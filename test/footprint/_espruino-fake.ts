@@ -3,8 +3,8 @@
  * modules, the MQTT module (EspruinoDocs modules/MQTT.js) and the globals (btoa, atob, E.hwRand, setTime, RegExp),
  * each behaving as the real interpreter and module were seen to behave on Espruino's Linux build, faults included:
  * RegExp without {m,n} and "?", publish(topic, message, opts) with opts an object, a CONNACK refusal reported as
- * "connected", an unreachable broker reported as a module "error", a failed TLS handshake thrown from the socket
- * write, and E.hwRand() repeating the same sequence after every boot. It runs a shim file as an Espruino module
+ * "connected", an unreachable broker reported as a module "error", a failed TLS handshake raised as an uncaught
+ * exception after the socket closed, and E.hwRand() repeating the same sequence after every boot. It runs a shim file as an Espruino module
  * (`exports`, `require`); espruino-real.test.ts runs the same files on a real interpreter.
  */
 import { createHash } from 'node:crypto'
@@ -170,24 +170,34 @@ class Emitter {
   }
 }
 
-/** mbedTLS's error for a handshake that failed on the peer's certificate (MBEDTLS_ERR_X509_CERT_VERIFY_FAILED). */
-export const TLS_VERIFY_FAILED = -0x2700
+/** mbedTLS's error when the broker aborts the handshake (MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE, -0x7780). */
+export const TLS_HANDSHAKE_FAILED = '-0x7780'
 
 /**
  * A socket from require("net") or require("tls"). The broker reads the module's CONNECT from it and answers a
  * CONNACK as bytes ("\x20\x02\x00" + return code), closing the socket after a refusal as MQTT 3.1.1 requires.
+ * A TLS handshake the broker aborts (it wants a client certificate the device did not present) goes as on the
+ * Linux build: the connect callback runs, what was written fails with "unsent data", the socket closes, and then
+ * the interpreter's idle loop raises "mbedtls_ssl_handshake returned -0x7780" as an uncaught exception.
  */
 export class FakeSocket extends Emitter {
   open = true
+  private wrote = false
   constructor(readonly env: FakeEspruino, readonly tls: boolean) {
     super()
   }
+  /** Called once the TCP connection is up. */
+  connected(): void {
+    if (!this.tls || !this.env.broker.tlsFails) return
+    this.env.later(() => {
+      this.close(this.wrote ? { code: -8, message: 'unsent data' } : undefined)
+      this.env.later(() => this.env.raise(new Error(`InternalError: mbedtls_ssl_handshake returned ${TLS_HANDSHAKE_FAILED}`)))
+    })
+  }
   write(data: string): void {
     if (!this.open) throw new Error('Socket is closed')
-    if (this.tls && this.env.broker.tlsFails) {
-      this.env.later(() => this.close({ code: TLS_VERIFY_FAILED, message: 'X509 - Certificate verification failed' }))
-      throw new Error(`InternalError: mbedtls_ssl_handshake returned -0x${(-TLS_VERIFY_FAILED).toString(16)}`)
-    }
+    this.wrote = true
+    if (this.tls && this.env.broker.tlsFails) return
     if (data.charCodeAt(0) >> 4 !== 1) return
     const code = this.env.broker.refuse ?? 0
     this.env.later(() => {
@@ -215,7 +225,11 @@ function socketModule(env: FakeEspruino, tls: boolean): { connect(options: { hos
     connect: (_options, onConnect) => {
       if (!env.broker.up) throw new Error('Unable to create socket')
       const socket = new FakeSocket(env, tls)
-      env.later(() => { if (socket.open) onConnect() })
+      env.later(() => {
+        if (!socket.open) return
+        onConnect()
+        socket.connected()
+      })
       return socket
     },
   }
@@ -336,8 +350,14 @@ export interface FakeEspruino {
   /** Delays asked of setTimeout, in order; each timer fires after at most `timerCapMs` real milliseconds. */
   timerDelays: number[]
   timerCapMs: number
-  /** Exceptions that escaped a callback the interpreter ran (Espruino prints "Uncaught ..." and goes on). */
+  /** Exceptions that escaped to the idle loop with no uncaughtException listener (Espruino prints "Uncaught ..."). */
   uncaught: string[]
+  /** What print() wrote. */
+  printed: string[]
+  /** process.on('uncaughtException') listeners. */
+  uncaughtListeners: ((e: unknown) => void)[]
+  /** An exception reaching the idle loop: to the listeners if any, else reported as uncaught. */
+  raise(e: unknown): void
   /** Runs `fn` soon, as the interpreter's idle loop would, catching what it throws into `uncaught`. */
   later(fn: () => void): void
   /** setTimeout as the interpreter runs it (delays recorded, capped by timerCapMs). */
@@ -356,8 +376,12 @@ export function rebootEspruino(env: FakeEspruino): FakeEspruino {
 
 function bootEspruino(storage: FakeStorage, broker: FakeBroker): FakeEspruino {
   const env: FakeEspruino = {
-    storage, broker, clockMs: 0, setTimes: [], hwRand: bootRandom(), timerDelays: [], timerCapMs: 60_000, uncaught: [],
-    later: fn => { setImmediate(() => { try { fn() } catch (e) { env.uncaught.push(String(e)) } }) },
+    storage, broker, clockMs: 0, setTimes: [], hwRand: bootRandom(), timerDelays: [], timerCapMs: 60_000, uncaught: [], uncaughtListeners: [], printed: [],
+    raise: e => {
+      if (env.uncaughtListeners.length === 0) { env.uncaught.push(String(e)); return }
+      for (const l of [...env.uncaughtListeners]) l(e)
+    },
+    later: fn => { setImmediate(() => { try { fn() } catch (e) { env.raise(e) } }) },
     timeout: (fn, ms) => {
       const handle = { cancelled: false }
       env.timerDelays.push(ms)
@@ -386,7 +410,15 @@ export function loadShim<T>(file: string, env: FakeEspruino): T {
     },
     btoa: (s: string) => Buffer.from(s, 'latin1').toString('base64'),
     atob: (s: string) => Buffer.from(s, 'base64').toString('latin1'),
-    E: { hwRand: () => env.hwRand() },
+    E: { hwRand: () => env.hwRand(), toFlatString: (s: string) => s },
+    process: {
+      on: (event: string, l: (e: unknown) => void) => { if (event === 'uncaughtException') env.uncaughtListeners.push(l) },
+      removeListener: (event: string, l: (e: unknown) => void) => {
+        const at = env.uncaughtListeners.indexOf(l)
+        if (event === 'uncaughtException' && at >= 0) env.uncaughtListeners.splice(at, 1)
+      },
+    },
+    print: (text: string) => { env.printed.push(String(text)) },
     setTime: (seconds: number) => { env.setTimes.push(seconds); env.clockMs = seconds * 1000 },
     Date: { now: () => env.clockMs },
     setTimeout: (fn: () => void, ms: number) => env.timeout(fn, ms),

@@ -318,7 +318,7 @@ interface ShimSession {
   onMessage(l: (t: string, p: Uint8Array) => void): void
   end(): Promise<void>
 }
-interface Coded { code?: string; detail?: { returnCode?: number } }
+interface Coded { code?: string; message?: string; detail?: { returnCode?: number } }
 
 async function settle(p: Promise<unknown>, ms = 20_000): Promise<Coded | 'ok' | 'no answer'> {
   let timer: NodeJS.Timeout | undefined
@@ -344,10 +344,13 @@ t.test('transport: the module\'s faults are not the device\'s — refusals, unre
   t.match(await settle(espruinoTransport().connect({ host: 'h', clientId: 'c' })), { code: 'BROKER_UNREACHABLE' }, 'no socket: unreachable, though the module emits "error"')
   env.broker.up = true
   env.broker.tlsFails = true
+  env.timerCapMs = 3000
   const tls = { ca: 'ca', key: 'key', cert: 'cert' }
-  t.match(await settle(espruinoTransport().connect({ host: 'h', clientId: 'c', tls })), { code: 'BROKER_IDENTITY' }, 'a failed TLS handshake')
-  await new Promise(resolve => setTimeout(resolve, 50))
+  const failed = await settle(espruinoTransport().connect({ host: 'h', clientId: 'c', tls }))
+  t.match(failed, { code: 'BROKER_IDENTITY', message: /mbedtls_ssl_handshake returned -0x7780/ }, 'a handshake the broker aborts, with mbedTLS\'s error')
+  await new Promise(resolve => setTimeout(resolve, 1500))
   t.same(env.uncaught, [], 'and nothing escaped to the interpreter as uncaught')
+  t.equal(env.uncaughtListeners.length, 0, 'the uncaughtException listener is gone once the attempt is over')
 })
 
 t.test('transport: a dropped session comes back and subscribes again; a refused login backs off instead of hammering', async t => {
