@@ -86,7 +86,7 @@ function DelegatedVerdicts(options) {
 }
 
 DelegatedVerdicts.prototype.mac = function (text) {
-  return this.crypto.toHex(this.keyed.mac(text));
+  return this.keyed.hex(text);
 };
 
 /** A fresh challenge for `action` (and a hint who asks): the request line to publish to the verifier. */
@@ -113,8 +113,7 @@ DelegatedVerdicts.prototype.accept = function (line) {
   var fields = text.split('|');
   if (fields.length !== 9 || fields[0] !== VERDICT_TAG) throw verdictError('VERDICT_FORMAT', 'not a kin-verdict-1 line');
   var body = fields.slice(0, 8).join('|');
-  var expected = this.crypto.toBytes(this.mac(body));
-  if (!this.crypto.equalBytes(expected, this.crypto.toBytes(fields[8]))) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
+  if (!this.crypto.sameSecret(this.mac(body), fields[8])) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
   if (fields[1] !== this.self) throw verdictError('VERDICT_NOT_MINE', 'the verdict is for ' + fields[1]);
   var challenge = this.pending[fields[2]];
   if (challenge === undefined) throw verdictError('VERDICT_UNKNOWN_CHALLENGE', 'no open challenge ' + fields[2]);

@@ -410,7 +410,11 @@ export function loadShim<T>(file: string, env: FakeEspruino): T {
     },
     btoa: (s: string) => Buffer.from(s, 'latin1').toString('base64'),
     atob: (s: string) => Buffer.from(s, 'base64').toString('latin1'),
-    E: { hwRand: () => env.hwRand(), toFlatString: (s: string) => s },
+    E: {
+      hwRand: () => env.hwRand(),
+      toFlatString: (s: string) => s,
+      toString: (data: Uint8Array | ArrayBuffer) => Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString('latin1'),
+    },
     process: {
       on: (event: string, l: (e: unknown) => void) => { if (event === 'uncaughtException') env.uncaughtListeners.push(l) },
       removeListener: (event: string, l: (e: unknown) => void) => {
@@ -425,7 +429,7 @@ export function loadShim<T>(file: string, env: FakeEspruino): T {
     clearTimeout: (handle: { cancelled: boolean } | undefined) => { if (handle !== undefined) handle.cancelled = true },
     __espruinoRegExp: espruinoRegExp,
     RegExp: espruinoRegExp,
-    Promise, Uint8Array, Error, String, Math, parseInt, Object,
+    Promise, Uint8Array, DataView, Error, String, Math, parseInt, Object,
   }
   runInNewContext(source, sandbox, { filename: file })
   return sandbox.exports as T

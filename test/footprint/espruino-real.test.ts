@@ -85,7 +85,7 @@ require('kin-storage').espruinoStorage().openAppendFile('ledger').then(function 
   return file.read();
 }).then(function (bytes) {
   out('length', bytes.length);
-  out('sha256', require('kin-crypto').espruinoCrypto().toHex(require('crypto').SHA256(bytes)));
+  out('sha256', require('kin-crypto').espruinoCrypto().toHex(new Uint8Array(require('crypto').SHA256(bytes))));
   done();
 }, function (e) { failed('open')(e); done(); });`)
     t.equal(second.results.get('open'), undefined, 'reopened without STORAGE_DAMAGED')
