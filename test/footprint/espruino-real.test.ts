@@ -2,7 +2,7 @@
 // (`make` in Espruino's source with BOARD unset), KIN_ESPRUINO_MQTT the MQTT module (EspruinoDocs modules/MQTT.js)
 // for the transport part. Each boot is a run of the binary in one directory, whose espruino.flash is the board's
 // Storage, so a reboot keeps the flash and starts everything else over. Brokers are aedes on 127.0.0.1, plain and
-// over TLS, on ports the OS picks.
+// over TLS, on ports the OS picks; the agent asks a verifier here over aedes and acts on its verdict only.
 import t from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash, createHmac } from 'node:crypto'
@@ -149,7 +149,7 @@ done();`
     t.comment(`budget: ${JSON.stringify(second.results.get('timing'))} memory ${JSON.stringify(second.results.get('memory'))}`)
   })
 
-  t.test('transport: real MQTT module against aedes — QoS 1, refusals, unreachable, TLS failure', { skip: MQTT === undefined ? 'set KIN_ESPRUINO_MQTT to EspruinoDocs modules/MQTT.js' : false }, async t => {
+  t.test('transport and agent: real MQTT module against aedes — QoS 1, refusals, unreachable, TLS failure, a verdict end to end', { skip: MQTT === undefined ? 'set KIN_ESPRUINO_MQTT to EspruinoDocs modules/MQTT.js' : false }, async t => {
     const dir = board()
     const aedes = await Aedes.createBroker()
     aedes.authenticate = (_client, _user, password, done) => {
@@ -192,6 +192,43 @@ T.connect(${options}).then(function (s) { out('${tag}', 'connected'); return s; 
     t.match(run.results.get('tls'), { code: 'BROKER_IDENTITY', message: /mbedtls_ssl_handshake/ }, 'a handshake the broker aborts (no client certificate), with mbedTLS\'s error')
     t.notMatch(run.output, /Uncaught/, 'nothing escaped as an uncaught exception', { output: tls.output.slice(-600) })
     t.comment(`memory with a transport session open: ${JSON.stringify(run.results.get('memory'))}`)
+
+    // The agent end to end: the device asks the verifier over aedes; a verifier here checks the request MAC and
+    // answers ALLOW; someone without the key answers first with a forged ALLOW.
+    const key = new Uint8Array(createHash('sha256').update('espruino-real agent key').digest())
+    const inbox = (cn: string): string => `kin/smith.home.arpa/dev/${cn}/inbox`
+    const mac = (text: string, k = key): string => createHmac('sha256', k).update(text, 'latin1').digest('hex')
+    const requests: string[] = []
+    aedes.subscribe(inbox('phone'), (packet, cb) => {
+      const line = Buffer.from(packet.payload).toString('latin1')
+      requests.push(line)
+      const f = line.split('|')
+      const forgedBody = ['kin-verdict-1', f[1], f[2], 'eve', f[3], '1', 'ALLOW', '1800000000'].join('|')
+      const body = ['kin-verdict-1', f[1], f[2], 'guest', f[3], '1', 'ALLOW', '1800000000'].join('|')
+      const send = (text: string): void => aedes.publish({ cmd: 'publish', topic: inbox(f[1]!), payload: Buffer.from(text, 'latin1'), qos: 1, retain: false, dup: false }, () => {})
+      if (mac(f.slice(0, 6).join('|')) === f[6]) {
+        send(`${forgedBody}|${mac(forgedBody, new Uint8Array(32).fill(7))}`)
+        setTimeout(() => send(`${body}|${mac(body)}`), 200)
+      }
+      cb()
+    }, () => {})
+    const agent = await boot(dir, `var c = require('kin-crypto').espruinoCrypto();
+var clock = require('kin-clock').espruinoClock();
+var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: 'lock', key: bytesOf(${JSON.stringify(b64(key))}), crypto: c, clock: clock });
+var seen = [];
+require('kin-transport').espruinoTransport().connect({ host: '127.0.0.1', port: ${plain}, clientId: 'lock', username: 'lock', password: 'good' }).then(function (session) {
+  var a = require('kin-agent').espruinoAgent({ fleet: 'smith.home.arpa', self: 'lock', verifier: 'phone', session: session, verdicts: verdicts,
+    onVerdict: function (err, v) {
+      seen.push(err ? err.code : (v.allow ? 'allow ' : 'deny ') + v.peer);
+      if (seen.length === 2) { out('verdicts', seen); out('trusted', clock.trusted()); session.end(); done(); }
+    } });
+  return a.ask('unlock', 'guest');
+}).then(function (nonce) { out('asked', nonce); }, failed('agent'));`)
+    t.equal(agent.results.get('agent'), undefined, 'the agent ran', { output: agent.output.slice(-600) })
+    t.equal(requests.length, 1, 'one request reached the verifier\'s inbox')
+    t.same(agent.results.get('verdicts'), ['VERDICT_MAC', 'allow guest'], 'the forged ALLOW is refused, the verifier\'s is acted on')
+    // (setTime() does nothing on the Linux build, so only the adoption itself is visible here)
+    t.equal(agent.results.get('trusted'), true, 'the clock adopted the time of the verified verdict')
   })
 }
 
