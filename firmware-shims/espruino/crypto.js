@@ -1,6 +1,7 @@
 /**
  * @module Espruino crypto shim: SHA-256 from Espruino's native crypto library (require("crypto").SHA256, mbedTLS),
- * HMAC-SHA256 (RFC 2104) built on it, constant-time comparison, and random bytes from E.hwRand().
+ * HMAC-SHA256 (RFC 2104) built on it with the key's pads computed once (hmacKey), constant-time comparison, and
+ * random bytes from E.hwRand().
  *
  * Not a full CryptoProvider (firmware-shims/types.ts): Espruino has no native Ed25519, and tweetnacl in Espruino's
  * interpreter takes tens of seconds per signature check, so this device does not verify ledger signatures itself
@@ -17,29 +18,46 @@ function toBytes(data) {
   return out;
 }
 
-function concat(a, b) {
-  var out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
 function sha256With(hash, data) {
   return new Uint8Array(hash(toBytes(data)));
 }
 
-function hmacWith(hash, key, message) {
+function binaryOf(data) {
+  if (typeof data === 'string') return data;
+  if (typeof E !== 'undefined' && typeof E.toString === 'function') return E.toString(data);
+  var s = '';
+  for (var i = 0; i < data.length; i++) s += String.fromCharCode(data[i]);
+  return s;
+}
+
+/**
+ * HMAC-SHA256 (RFC 2104) with the key's two padded blocks computed once, as binary strings the native hash takes
+ * as they are. Per message that leaves two native hashes and one 32-character conversion; deriving the pads on
+ * every call cost about 20 times more in Espruino's interpreter (docs/DEVICES.md "Budget").
+ */
+function KeyedMac(hash, key) {
   var k = toBytes(key);
   if (k.length > HMAC_BLOCK) k = sha256With(hash, k);
-  var inner = new Uint8Array(HMAC_BLOCK);
-  var outer = new Uint8Array(HMAC_BLOCK);
+  var inner = '';
+  var outer = '';
   for (var i = 0; i < HMAC_BLOCK; i++) {
     var b = i < k.length ? k[i] : 0;
-    inner[i] = b ^ 0x36;
-    outer[i] = b ^ 0x5c;
+    inner += String.fromCharCode(b ^ 0x36);
+    outer += String.fromCharCode(b ^ 0x5c);
   }
-  return sha256With(hash, concat(outer, sha256With(hash, concat(inner, toBytes(message)))));
+  this.hash = hash;
+  this.inner = inner;
+  this.outer = outer;
 }
+
+KeyedMac.prototype.mac = function (message) {
+  var innerDigest = binaryOf(new Uint8Array(this.hash(this.inner + binaryOf(message))));
+  return new Uint8Array(this.hash(this.outer + innerDigest));
+};
+
+KeyedMac.prototype.hex = function (message) {
+  return toHex(this.mac(message));
+};
 
 function equalBytes(a, b) {
   if (a.length !== b.length) return false;
@@ -48,10 +66,28 @@ function equalBytes(a, b) {
   return diff === 0;
 }
 
+function byteHex(b) {
+  return (b < 16 ? '0' : '') + b.toString(16);
+}
+
+/** Lowercase hex, four bytes per step (each step costs the interpreter about as much as one byte would). */
 function toHex(bytes) {
+  var view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   var out = '';
-  for (var i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? '0' : '') + bytes[i].toString(16);
+  var i = 0;
+  for (; i + 4 <= bytes.length; i += 4) out += ('0000000' + view.getUint32(i, false).toString(16)).slice(-8);
+  for (; i < bytes.length; i++) out += byteHex(bytes[i]);
   return out;
+}
+
+/**
+ * Whether two strings (a MAC computed here and one received) are equal, in time that says nothing about where they
+ * differ: it compares SHA-256 digests of both, so a difference anywhere changes the whole digest (the double-HMAC
+ * comparison, with two native hashes instead of an interpreted loop per character).
+ */
+function sameSecret(hash, a, b) {
+  if (typeof a !== 'string' || typeof b !== 'string') return false;
+  return binaryOf(new Uint8Array(hash(a))) === binaryOf(new Uint8Array(hash(b)));
 }
 
 function fromHex(text) {
@@ -72,8 +108,10 @@ function espruinoCrypto(hash, random32) {
   return {
     name: 'espruino',
     sha256: function (data) { return sha256With(sha, data); },
-    hmacSha256: function (key, message) { return hmacWith(sha, key, message); },
+    hmacSha256: function (key, message) { return new KeyedMac(sha, key).mac(message); },
+    hmacKey: function (key) { return new KeyedMac(sha, key); },
     equalBytes: equalBytes,
+    sameSecret: function (a, b) { return sameSecret(sha, a, b); },
     toHex: toHex,
     fromHex: fromHex,
     toBytes: toBytes,

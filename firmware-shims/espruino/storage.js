@@ -38,8 +38,16 @@ function binaryToBytes(text) {
   return out;
 }
 
+/**
+ * Espruino's RegExp has no {m,n} and no "?" (it reads them as plain characters, so a pattern using them never
+ * matches): the up to two "=" of padding are stripped by hand and the rest checked with "*" only.
+ */
 function isBase64Line(line) {
-  return line.length > 0 && line.length % 4 === 0 && /^[A-Za-z0-9+\/]*={0,2}$/.test(line);
+  if (line.length === 0 || line.length % 4 !== 0) return false;
+  var end = line.length;
+  if (line.charAt(end - 1) === '=') end--;
+  if (line.charAt(end - 1) === '=') end--;
+  return /^[A-Za-z0-9+\/]*$/.test(line.slice(0, end));
 }
 
 function readLines(file) {

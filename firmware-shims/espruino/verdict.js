@@ -7,6 +7,10 @@
  * Wire format (ASCII, fields separated by "|", none may contain "|" or a line break; MAC = lowercase hex of
  * HMAC-SHA256(key, everything before the last "|")):
  *   request  kin-request-1|<device CN>|<nonce hex, 16 bytes>|<action>|<peer hint>|<device time>|<MAC>
+ * The nonce is 4 bytes of a counter kept in Storage (big-endian), then 12 random bytes. E.hwRand() repeats its
+ * sequence after every boot on some builds (Linux: an unseeded rand()) and is weak on some boards, so randomness
+ * alone could issue a challenge again after a reboot and let a recorded ALLOW verdict be replayed; the counter is
+ * written to flash before any value it covers is used, so no nonce repeats under one key, reboots included.
  *   verdict  kin-verdict-1|<device CN>|<nonce hex>|<peer CN>|<action>|<1 allow, 0 deny>|<code>|<verifier time>|<MAC>
  * The device publishes the request to the verifier's inbox topic and receives the verdict on its own.
  */
@@ -14,6 +18,8 @@
 var REQUEST_TAG = 'kin-request-1';
 var VERDICT_TAG = 'kin-verdict-1';
 var NONCE_BYTES = 16;
+var COUNTER_BYTES = 4;
+var COUNTER_MAX = 4294967295;
 
 function verdictError(code, message) {
   var e = new Error(message);
@@ -26,22 +32,61 @@ function plainField(value) {
 }
 
 /**
+ * A counter that survives reboots: Storage file `name` holds a ceiling, reserved `step` values at a time and
+ * written (Storage.write returns true once it is in flash) before any value below it is handed out. A reboot
+ * skips what was reserved and unused; a value is never handed out twice. Flash sees one write per `step` nonces.
+ */
+function StoredCounter(store, name, step) {
+  var saved = store.read(name);
+  var value = saved === undefined ? 0 : parseInt(saved, 10);
+  if (!(value >= 0 && value <= COUNTER_MAX)) throw verdictError('STORAGE_DAMAGED', 'nonce counter ' + name + ' holds "' + saved + '"');
+  this.store = store;
+  this.name = name;
+  this.step = step || 16;
+  this.value = value;
+  this.ceiling = value;
+}
+
+StoredCounter.prototype.next = function () {
+  if (this.value >= this.ceiling) {
+    var ceiling = Math.min(this.value + this.step, COUNTER_MAX + 1);
+    if (this.value > COUNTER_MAX) throw verdictError('STORAGE_IO', 'nonce counter ' + this.name + ' is used up');
+    if (this.store.write(this.name, String(ceiling)) !== true) throw verdictError('STORAGE_IO', 'nonce counter ' + this.name + ' was not written');
+    this.ceiling = ceiling;
+  }
+  this.value++;
+  return this.value - 1;
+};
+
+function counterBytes(n) {
+  var out = new Uint8Array(COUNTER_BYTES);
+  for (var i = COUNTER_BYTES - 1; i >= 0; i--) {
+    out[i] = n % 256;
+    n = Math.floor(n / 256);
+  }
+  return out;
+}
+
+/**
  * The device's side. `crypto` is espruinoCrypto(), `clock` espruinoClock(); `key` the 32 bytes shared with the
- * verifier (written over USB when the device is flashed); `ttl` how many seconds a challenge stays open.
+ * verifier (written over USB when the device is flashed); `ttl` how many seconds a challenge stays open;
+ * `counter` the nonce counter, by default a StoredCounter in require("Storage") file "kin-nonce". The key's HMAC
+ * pads are computed here, once.
  */
 function DelegatedVerdicts(options) {
   if (!plainField(options.self)) throw verdictError('BAD_ARGUMENT', 'self must be the device CN');
   if (!(options.key instanceof Uint8Array) || options.key.length < 32) throw verdictError('BAD_ARGUMENT', 'key must be at least 32 bytes');
   this.crypto = options.crypto;
   this.clock = options.clock;
-  this.key = options.key;
+  this.keyed = options.crypto.hmacKey(options.key);
+  this.counter = options.counter || new StoredCounter(require('Storage'), 'kin-nonce');
   this.self = options.self;
   this.ttl = options.ttl || 30;
   this.pending = {};
 }
 
 DelegatedVerdicts.prototype.mac = function (text) {
-  return this.crypto.toHex(this.crypto.hmacSha256(this.key, text));
+  return this.keyed.hex(text);
 };
 
 /** A fresh challenge for `action` (and a hint who asks): the request line to publish to the verifier. */
@@ -49,7 +94,8 @@ DelegatedVerdicts.prototype.request = function (action, peerHint) {
   if (!plainField(action)) throw verdictError('BAD_ARGUMENT', 'action must be a plain word');
   var hint = peerHint === undefined ? '-' : String(peerHint);
   if (!plainField(hint)) throw verdictError('BAD_ARGUMENT', 'peer hint must not hold "|" or line breaks');
-  var nonce = this.crypto.toHex(this.crypto.randomBytes(NONCE_BYTES));
+  var count = this.counter.next();
+  var nonce = this.crypto.toHex(counterBytes(count)) + this.crypto.toHex(this.crypto.randomBytes(NONCE_BYTES - COUNTER_BYTES));
   var now = this.clock.now();
   this.pending[nonce] = { action: action, issued: now };
   var body = [REQUEST_TAG, this.self, nonce, action, hint, String(now)].join('|');
@@ -67,8 +113,7 @@ DelegatedVerdicts.prototype.accept = function (line) {
   var fields = text.split('|');
   if (fields.length !== 9 || fields[0] !== VERDICT_TAG) throw verdictError('VERDICT_FORMAT', 'not a kin-verdict-1 line');
   var body = fields.slice(0, 8).join('|');
-  var expected = this.crypto.toBytes(this.mac(body));
-  if (!this.crypto.equalBytes(expected, this.crypto.toBytes(fields[8]))) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
+  if (!this.crypto.sameSecret(this.mac(body), fields[8])) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
   if (fields[1] !== this.self) throw verdictError('VERDICT_NOT_MINE', 'the verdict is for ' + fields[1]);
   var challenge = this.pending[fields[2]];
   if (challenge === undefined) throw verdictError('VERDICT_UNKNOWN_CHALLENGE', 'no open challenge ' + fields[2]);
@@ -92,5 +137,6 @@ DelegatedVerdicts.prototype.expire = function () {
 };
 
 exports.DelegatedVerdicts = DelegatedVerdicts;
+exports.StoredCounter = StoredCounter;
 exports.REQUEST_TAG = REQUEST_TAG;
 exports.VERDICT_TAG = VERDICT_TAG;

@@ -9,9 +9,10 @@ export interface Violation {
 }
 
 // Globals and methods the Features page lists as missing, or that come from later editions it does not list.
+// (`process` is not among them: Espruino has its own, with memory(), env and the uncaughtException event.)
 const MISSING_GLOBALS = new Set([
   'Map', 'Set', 'WeakMap', 'WeakSet', 'WeakRef', 'FinalizationRegistry', 'Symbol', 'Proxy', 'Reflect', 'BigInt', 'BigInt64Array',
-  'BigUint64Array', 'TextEncoder', 'TextDecoder', 'Buffer', 'process', 'globalThis', 'queueMicrotask', 'structuredClone', 'Intl',
+  'BigUint64Array', 'TextEncoder', 'TextDecoder', 'Buffer', 'globalThis', 'queueMicrotask', 'structuredClone', 'Intl',
 ])
 const MISSING_STATICS: Record<string, string[]> = {
   Object: ['freeze', 'seal', 'preventExtensions', 'isFrozen', 'isSealed', 'isExtensible', 'entries', 'values', 'fromEntries', 'hasOwn'],
@@ -26,6 +27,19 @@ const STATEMENTS_WITH_SEMICOLON = new Set([
   ts.SyntaxKind.ExpressionStatement, ts.SyntaxKind.VariableStatement, ts.SyntaxKind.ReturnStatement, ts.SyntaxKind.ThrowStatement,
   ts.SyntaxKind.BreakStatement, ts.SyntaxKind.ContinueStatement, ts.SyntaxKind.DoStatement,
 ])
+
+/** True when a regular expression source uses a quantifier Espruino reads as plain characters: "?" or {m,n}. */
+export function hasMissingQuantifier(pattern: string): boolean {
+  let inClass = false
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!
+    if (c === '\\') i++
+    else if (inClass) inClass = c !== ']'
+    else if (c === '[') inClass = true
+    else if (c === '?' || (c === '{' && /^\{\d*,?\d*\}/.test(pattern.slice(i)))) return true
+  }
+  return false
+}
 
 function isFunctionLike(node: ts.Node): node is ts.FunctionLikeDeclaration {
   return ts.isFunctionDeclaration(node) || ts.isFunctionExpression(node) || ts.isArrowFunction(node) || ts.isMethodDeclaration(node) ||
@@ -122,6 +136,9 @@ export function espruinoViolations(fileName: string, source: string): Violation[
     if (ts.isBigIntLiteral(node)) report('BigInt literal', node)
     if (ts.isNumericLiteral(node) && node.getText(file).includes('_')) report('numeric separator', node)
     if (ts.isRegularExpressionLiteral(node) && /\/[a-z]*[suyd][a-z]*$/.test(node.text)) report('regular expression flag s, u, y or d', node)
+    if (ts.isRegularExpressionLiteral(node) && hasMissingQuantifier(node.text.slice(1, node.text.lastIndexOf('/')))) report('regular expression quantifier ? or {m,n} (Espruino matches them literally)', node)
+    if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'RegExp' && node.arguments?.[0] !== undefined &&
+      ts.isStringLiteral(node.arguments[0]) && hasMissingQuantifier(node.arguments[0].text)) report('regular expression quantifier ? or {m,n} (Espruino matches them literally)', node)
     if (ts.isStringLiteral(node) && /\\\r?\n/.test(node.getText(file))) report('multiline string literal', node)
     if (ts.isExpressionStatement(node) && ts.isStringLiteral(node.expression) && node.expression.text === 'use strict') report('strict mode', node)
     if (STATEMENTS_WITH_SEMICOLON.has(node.kind) && !node.getText(file).trimEnd().endsWith(';')) report('statement without a semicolon', node)

@@ -54,6 +54,9 @@ t.test('the checker catches each construct it is meant to catch', async t => {
     ['BigInt literal', 'var v = 1n;'],
     ['numeric separator', 'var v = 1_000;'],
     ['regular expression flag s, u, y or d', 'var r = /a/u;'],
+    ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = /^[A-Za-z0-9+\\/]*={0,2}$/;'],
+    ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = /^-?[0-9]+$/;'],
+    ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = new RegExp("a{2}");'],
     ['multiline string literal', 'var s = "a\\\nb";'],
     ['strict mode', '"use strict";'],
     ['statement without a semicolon', 'var a = 1\nvar b = 2;'],
@@ -71,6 +74,7 @@ t.test('the checker catches each construct it is meant to catch', async t => {
     const found = espruinoViolations('case.js', snippet).map(v => v.rule)
     t.ok(found.includes(rule), `${rule}: ${JSON.stringify(snippet)} → ${found.join(', ') || 'nothing'}`)
   }
+  t.same(espruinoViolations('class.js', 'var r = /^[?{}|]*$/; var e = /\\?\\{1\\}/;'), [], '"?" and braces inside a class or escaped are characters, and pass')
   const clean = 'var a = 1;\n/** outside */\nfunction f(b) {\n  var c = b + a;\n  return c;\n}\nf(2);\nvar s = `t${a}`;\nvar g = function (x) { return x * 2; };\nfor (var k in {}) {}\n'
   t.same(espruinoViolations('clean.js', clean), [], 'plain ES5 with template literals and comments outside bodies passes')
 })

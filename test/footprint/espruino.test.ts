@@ -1,6 +1,8 @@
-// The Espruino shims run as Espruino modules against a stand-in Espruino (_espruino-fake.ts): the ledger file on
-// StorageFile with torn appends and interrupted replaces, SHA-256 and HMAC against node:crypto, delegated verdicts
-// with every refusal, and the agent asking a verifier that decides with the full agent. Not a test on hardware.
+// The Espruino shims run as Espruino modules against a stand-in Espruino (_espruino-fake.ts) that behaves as the
+// real interpreter and MQTT module do: the ledger file on StorageFile with torn appends and interrupted replaces,
+// SHA-256 and HMAC against node:crypto, delegated verdicts with every refusal (a replay across a reboot included),
+// the agent asking a verifier that decides with the full agent, and the transport against the module's faults.
+// espruino-real.test.ts runs the same files on a real Espruino interpreter. Not a test on hardware.
 import t from 'tap'
 import { createHmac } from 'node:crypto'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
@@ -10,7 +12,7 @@ import { replayRecords } from '../../agent/ledger/persistent.ts'
 import { decide } from '../../agent/access/decide.ts'
 import { houseFleet } from '../helpers/ledger-fleet.ts'
 import { House, NOW } from '../helpers/access-house.ts'
-import { fakeEspruino, loadShim, STORAGE_FILE_NAME_MAX, type FakeEspruino } from './_espruino-fake.ts'
+import { espruinoRegExp, fakeEspruino, loadShim, rebootEspruino, STORAGE_FILE_NAME_MAX, type FakeEspruino } from './_espruino-fake.ts'
 
 interface ShimFile {
   size(): Promise<number>
@@ -21,6 +23,7 @@ interface ShimFile {
 }
 interface ShimCrypto {
   sha256(data: Uint8Array): Uint8Array
+  hmacKey(key: Uint8Array): { mac(message: Uint8Array | string): Uint8Array }
   hmacSha256(key: Uint8Array, message: Uint8Array | string): Uint8Array
   randomBytes(n: number): Uint8Array
   equalBytes(a: Uint8Array, b: Uint8Array): boolean
@@ -38,9 +41,9 @@ function cryptoOf(env: FakeEspruino): ShimCrypto {
 function clockOf(env: FakeEspruino): ShimClock {
   return loadShim<{ espruinoClock(): ShimClock }>('clock.js', env).espruinoClock()
 }
-function verdictsOf(env: FakeEspruino, self: string, key: Uint8Array, clock = clockOf(env), ttl?: number): ShimVerdicts {
+function verdictsOf(env: FakeEspruino, self: string, key: Uint8Array, clock = clockOf(env), ttl?: number, crypto: ShimCrypto = cryptoOf(env)): ShimVerdicts {
   const { DelegatedVerdicts } = loadShim<{ DelegatedVerdicts: new (o: object) => ShimVerdicts }>('verdict.js', env)
-  return new DelegatedVerdicts({ self, key, crypto: cryptoOf(env), clock, ttl })
+  return new DelegatedVerdicts({ self, key, crypto, clock, ttl })
 }
 
 async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
@@ -236,28 +239,151 @@ t.test('the agent over MQTT: it asks, a verifier decides with the full agent, it
   t.ok(env.broker.published.every(p => p.qos === 1 && !p.message.includes('\n')), 'requests go out at QoS 1, one line each')
 })
 
-t.test('transport: refused and unreachable brokers are coded; a dropped session comes back and subscribes again', async t => {
+t.test('the stand-in reads RegExp as Espruino does: no "?", no {m,n}, no backreferences', async t => {
+  t.notOk(espruinoRegExp('^a?$').test('a'), '"?" is a plain character')
+  t.ok(espruinoRegExp('^a?$').test('a?'))
+  t.notOk(espruinoRegExp('^a{0,2}$').test('aa'), '{m,n} is plain characters')
+  t.notOk(espruinoRegExp('^[A-Za-z0-9+\\/]*={0,2}$').test('QUJD'), 'the base64 check storage.js used never matched')
+  t.ok(espruinoRegExp('^[A-Za-z0-9+\\/]*$').test('QU+/') && espruinoRegExp('[|\\r\\n]').test('a|b'), '"*" and classes work')
+  t.ok(espruinoRegExp('^[?{]+$').test('?{'), 'inside a class they are characters anyway')
+  t.throws(() => espruinoRegExp('(a)\\1'), /Backreferences/)
   const env = fakeEspruino()
-  const { espruinoTransport } = loadShim<{ espruinoTransport(): { connect(o: object): Promise<{ subscribe(f: string[]): Promise<void>; onStatus(l: (s: string) => void): void; publish(t: string, p: Uint8Array): Promise<void>; onMessage(l: (t: string, p: Uint8Array) => void): void } > } }>('transport.js', env)
-  env.broker.refuse = 'NOT_AUTHORIZED'
-  t.equal(await codeOf(espruinoTransport().connect({ host: 'h', clientId: 'c' })), 'BROKER_REFUSED')
+  const file = await storageOf(env).openAppendFile('ledger')
+  await file.append(Uint8Array.of(1, 2, 3, 4))
+  await file.append(Uint8Array.of(5))
+  t.same(await (await storageOf(env).openAppendFile('ledger')).read(), Uint8Array.of(1, 2, 3, 4, 5), 'padded lines reopen')
+})
+
+t.test('crypto: the key\'s HMAC pads are computed once; verdicts use the keyed MAC', async t => {
+  const env = fakeEspruino()
+  const c = cryptoOf(env)
+  const key = nodeCrypto.randomBytes(32)
+  const keyed = c.hmacKey(key)
+  for (const m of ['', 'kin-verdict-1|a|b', 'x'.repeat(200)]) {
+    t.equal(toHex(keyed.mac(m)), createHmac('sha256', key).update(m, 'latin1').digest('hex'), `${m.length}-character message`)
+  }
+  t.equal(toHex(keyed.mac(Uint8Array.of(0, 255, 128))), createHmac('sha256', key).update(Uint8Array.of(0, 255, 128)).digest('hex'), 'bytes')
+  let keyings = 0, oneShots = 0
+  const counting: ShimCrypto = { ...c, hmacKey: k => { keyings++; return c.hmacKey(k) }, hmacSha256: (k, m) => { oneShots++; return c.hmacSha256(k, m) } }
+  const v = verdictsOf(env, 'lock', key, clockOf(env), 30, counting)
+  for (let i = 0; i < 3; i++) {
+    const nonce = v.request('unlock', 'p').nonce
+    t.equal(v.accept(verdictLine(key, ['lock', nonce, 'p', 'unlock', '1', 'ALLOW', '1'])).allow, true)
+  }
+  t.same({ keyings, oneShots }, { keyings: 1, oneShots: 0 }, 'pads once at construction, none per message')
+})
+
+t.test('verdicts: E.hwRand() repeats after a reboot, nonces do not, and a recorded ALLOW cannot be replayed', async t => {
+  const key = nodeCrypto.randomBytes(32)
+  const first = fakeEspruino()
+  const beforeRand = [first.hwRand(), first.hwRand()]
+  const again = rebootEspruino(first)
+  t.same([again.hwRand(), again.hwRand()], beforeRand, 'the stand-in\'s E.hwRand() starts over at every boot, as the Linux build\'s')
+  t.equal(toHex(cryptoOf(rebootEspruino(first)).randomBytes(12)), toHex(cryptoOf(rebootEspruino(first)).randomBytes(12)), 'so random bytes alone repeat')
+
+  const boot1 = rebootEspruino(first)
+  const v1 = verdictsOf(boot1, 'lock', key)
+  const asked = v1.request('unlock', 'guest').nonce
+  const recorded = verdictLine(key, ['lock', asked, 'guest', 'unlock', '1', 'ALLOW', '1'])
+  t.equal(v1.accept(recorded).allow, true, 'the ALLOW an eavesdropper records')
+
+  const boot2 = rebootEspruino(boot1)
+  const v2 = verdictsOf(boot2, 'lock', key)
+  const next = v2.request('unlock', 'guest').nonce
+  t.not(next, asked, 'the first challenge after the reboot is new')
+  t.ok(parseInt(next.slice(0, 8), 16) > parseInt(asked.slice(0, 8), 16), 'its counter is higher')
+  t.equal(await codeOf(() => v2.accept(recorded)), 'VERDICT_UNKNOWN_CHALLENGE', 'the recorded ALLOW is refused after the reboot')
+
+  const seen = new Set<string>()
+  let env = boot2
+  for (let boot = 0; boot < 5; boot++) {
+    env = rebootEspruino(env)
+    const v = verdictsOf(env, 'lock', key)
+    for (let i = 0; i < 20; i++) seen.add(v.request('unlock', 'p').nonce)
+  }
+  t.equal(seen.size, 100, '100 challenges over 5 boots, all different')
+  t.ok(Number(env.storage.read('kin-nonce')) >= 100, 'the counter in Storage covers every value used')
+  env.storage.full = true
+  const v = verdictsOf(rebootEspruino(env), 'lock', key)
+  t.equal(await codeOf(() => v.request('unlock', 'p')), 'STORAGE_IO', 'no nonce when the counter cannot be written first')
+  t.same(Object.keys(v.pending), [], 'and no challenge is opened')
+  env.storage.plain.set('kin-nonce', 'junk')
+  t.equal(await codeOf(() => verdictsOf(rebootEspruino(env), 'lock', key)), 'STORAGE_DAMAGED', 'a counter file that is not a number')
+})
+
+interface ShimSession {
+  subscribe(f: string[]): Promise<void>
+  onStatus(l: (s: string, why?: string) => void): void
+  publish(t: string, p: Uint8Array): Promise<void>
+  onMessage(l: (t: string, p: Uint8Array) => void): void
+  end(): Promise<void>
+}
+interface Coded { code?: string; message?: string; detail?: { returnCode?: number } }
+
+async function settle(p: Promise<unknown>, ms = 20_000): Promise<Coded | 'ok' | 'no answer'> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<'no answer'>(resolve => { timer = setTimeout(() => resolve('no answer'), ms) })
+  try {
+    return await Promise.race([p.then(() => 'ok' as const, (e: Coded) => e), deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+t.test('transport: the module\'s faults are not the device\'s — refusals, unreachable brokers and TLS failures are coded', async t => {
+  const env = fakeEspruino()
+  env.timerCapMs = 5
+  const { espruinoTransport } = loadShim<{ espruinoTransport(): { connect(o: object): Promise<ShimSession> } }>('transport.js', env)
+  for (const rc of [4, 5]) {
+    env.broker.refuse = rc
+    const refused = await settle(espruinoTransport().connect({ host: 'h', clientId: 'c', username: 'c', password: 'wrong' }))
+    t.match(refused, { code: 'BROKER_REFUSED', detail: { returnCode: rc } }, `CONNACK ${rc} is a refusal, though the module says "connected"`)
+  }
   env.broker.refuse = undefined
   env.broker.up = false
-  t.equal(await codeOf(espruinoTransport().connect({ host: 'h', clientId: 'c' })), 'BROKER_UNREACHABLE')
+  t.match(await settle(espruinoTransport().connect({ host: 'h', clientId: 'c' })), { code: 'BROKER_UNREACHABLE' }, 'no socket: unreachable, though the module emits "error"')
   env.broker.up = true
+  env.broker.tlsFails = true
+  env.timerCapMs = 3000
+  const tls = { ca: 'ca', key: 'key', cert: 'cert' }
+  const failed = await settle(espruinoTransport().connect({ host: 'h', clientId: 'c', tls }))
+  t.match(failed, { code: 'BROKER_IDENTITY', message: /mbedtls_ssl_handshake returned -0x7780/ }, 'a handshake the broker aborts, with mbedTLS\'s error')
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  t.same(env.uncaught, [], 'and nothing escaped to the interpreter as uncaught')
+  t.equal(env.uncaughtListeners.length, 0, 'the uncaughtException listener is gone once the attempt is over')
+})
+
+t.test('transport: a dropped session comes back and subscribes again; a refused login backs off instead of hammering', async t => {
+  const env = fakeEspruino()
+  env.timerCapMs = 5
+  const { espruinoTransport } = loadShim<{ espruinoTransport(): { connect(o: object): Promise<ShimSession> } }>('transport.js', env)
   const session = await espruinoTransport().connect({ host: 'h', clientId: 'c' })
   await session.subscribe(['a/b'])
   const statuses: string[] = []
-  session.onStatus(s => statuses.push(s))
+  let wake: () => void = () => {}
+  session.onStatus(s => { statuses.push(s); wake() })
+  const waitFor = async (count: number): Promise<void> => {
+    const until = Date.now() + 20_000
+    while (statuses.length < count && Date.now() < until) await new Promise<void>(resolve => { wake = resolve; setTimeout(resolve, 100) })
+  }
   const got: Uint8Array[] = []
   session.onMessage((_topic, payload) => got.push(payload))
   const client = [...env.broker.clients][0]!
   client.drop()
-  await new Promise(resolve => setTimeout(resolve, 1200))
+  await waitFor(2)
   t.same(statuses, ['offline', 'online'], 'offline, then online again after the backoff')
   t.ok(client.subscriptions.has('a/b'), 'subscribed again')
   const binary = Uint8Array.of(0, 255, 10, 13, 128)
   await session.publish('a/b', binary)
-  await new Promise(resolve => setImmediate(resolve))
+  await new Promise(resolve => setTimeout(resolve, 20))
   t.same(got[0], binary, 'binary payloads survive the 8-bit string module both ways')
+  t.equal(env.broker.published.at(-1)?.qos, 1, 'published at QoS 1 ({ qos: 1 }; a bare 1 would send QoS 0)')
+
+  env.broker.refuse = 5
+  env.timerDelays.length = 0
+  client.drop()
+  await waitFor(6)
+  await session.end()
+  t.same(statuses.slice(2, 6), ['offline', 'refused', 'refused', 'refused'], 'each refused login is reported')
+  t.same(env.timerDelays.filter(ms => ms !== 10_000).slice(0, 4), [1000, 2000, 4000, 8000], 'and the wait between logins doubles')
 })
