@@ -68,7 +68,8 @@ export function checkLeafNames(cert: ChainNames, domain: string): void {
   requireFleetName(cert.cn, domain)
   const old = oldParentMarkersOf(cert.sanDns)
   if (old.length > 0) {
-    throw new VerificationError('CERT_OLD_PARENT_MARKER', `certificate for "${cert.cn}" names its parent as DNS:${old[0]}, the marker form kinship no longer accepts (any child of a parent passed hostname checks for it); renew it: have its parent rekey the device, or re-enroll it`, { detail })
+    const why = 'the marker form kinship no longer accepts (any child of a parent passed hostname checks for it)'
+    throw new VerificationError('CERT_OLD_PARENT_MARKER', `certificate for "${cert.cn}" names its parent as DNS:${old[0]}, ${why}; renew it: have its parent rekey the device, or re-enroll it`, { detail })
   }
   if (cert.sanOtherCount !== 0) fail('SAN holds entries that are neither DNS names nor URIs')
   if (cert.sanDns.length !== 1 || cert.sanDns[0] !== cert.cn) fail('SAN DNS names must be exactly DNS:<CN>')
@@ -83,8 +84,8 @@ export function checkLeafNames(cert: ChainNames, domain: string): void {
 
 /**
  * Verifies a device certificate against the fleet root at `now` (seconds): CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID
- * (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input. The provider picks the
- * signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
+ * (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input.
+ * The provider picks the signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
  */
 export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, provider: PkiProvider): ChainInfo {
   const leaf = DeviceCertificate.from(cert), fleetRoot = DeviceCertificate.from(root)
