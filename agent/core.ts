@@ -201,6 +201,7 @@ function readExtKeyUsage(value: Uint8Array): string[] {
 
 interface Extensions {
   sanDns: readonly string[]
+  sanUris: readonly string[]
   sanOtherCount: number
   isCA: boolean
   pathLength: number | undefined
@@ -232,10 +233,10 @@ function extensionsOf(der: Uint8Array, wrapper: DerElement | undefined): Extensi
   }
   const san = byId.get(EXTENSION_OID.subjectAltName), bc = byId.get(EXTENSION_OID.basicConstraints)
   const ku = byId.get(EXTENSION_OID.keyUsage), eku = byId.get(EXTENSION_OID.extKeyUsage), ski = byId.get(EXTENSION_OID.subjectKeyIdentifier)
-  const names = san === undefined ? { dns: [], otherCount: 0 } : readSubjectAltName(san)
+  const names = san === undefined ? { dns: [], uris: [], otherCount: 0 } : readSubjectAltName(san)
   const constraints = bc === undefined ? { isCA: false, pathLength: undefined } : readBasicConstraints(bc)
   return {
-    sanDns: Object.freeze(names.dns), sanOtherCount: names.otherCount, isCA: constraints.isCA, pathLength: constraints.pathLength,
+    sanDns: Object.freeze(names.dns), sanUris: Object.freeze(names.uris), sanOtherCount: names.otherCount, isCA: constraints.isCA, pathLength: constraints.pathLength,
     keyUsage: ku === undefined ? undefined : Object.freeze(readKeyUsage(ku)),
     extKeyUsage: eku === undefined ? undefined : Object.freeze(readExtKeyUsage(eku)),
     subjectKeyId: ski === undefined ? undefined : readSubjectKeyIdentifier(ski),
@@ -244,7 +245,7 @@ function extensionsOf(der: Uint8Array, wrapper: DerElement | undefined): Extensi
 
 /** The fields of a certificate that agent/pki's chain rules read; DeviceCertificate and CoreCertificate both have them. */
 export type ChainCertificate = Pick<DeviceCertificate,
-  'der' | 'layout' | 'cn' | 'notBefore' | 'notAfter' | 'isCA' | 'keyUsage' | 'extKeyUsage' | 'sanDns' | 'sanOtherCount' | 'parentCns' | 'parentCn' | 'spkiHash' | 'certHash'>
+  'der' | 'layout' | 'cn' | 'notBefore' | 'notAfter' | 'isCA' | 'keyUsage' | 'extKeyUsage' | 'sanDns' | 'sanUris' | 'sanOtherCount' | 'parentCns' | 'parentCn' | 'spkiHash' | 'certHash'>
 
 /**
  * An X.509 v3 certificate read with kin-core's own DER path (no node-forge): the fields the chain, binding and
@@ -262,13 +263,14 @@ export class CoreCertificate implements ChainCertificate {
   readonly notBefore: number
   readonly notAfter: number
   readonly sanDns: readonly string[]
+  readonly sanUris: readonly string[]
   readonly sanOtherCount: number
   readonly isCA: boolean
   readonly pathLength: number | undefined
   readonly keyUsage: readonly string[] | undefined
   readonly extKeyUsage: readonly string[] | undefined
   readonly subjectKeyId: Uint8Array | undefined
-  /** The CNs named by `parent.<CN>` SAN entries. */
+  /** The CNs named by `kin://<fleet domain>/parent/<label>` SAN URIs. */
   readonly parentCns: readonly string[]
   /** SHA-256 of the DER SubjectPublicKeyInfo (what authorize events bind). */
   readonly spkiHash: Uint8Array
@@ -294,13 +296,14 @@ export class CoreCertificate implements ChainCertificate {
     this.cn = subjectCnOf(s, fields[5]!)
     const ext = extensionsOf(s, fields.slice(7).find(f => f.tag === TAG.context3))
     this.sanDns = ext.sanDns
+    this.sanUris = ext.sanUris
     this.sanOtherCount = ext.sanOtherCount
     this.isCA = ext.isCA
     this.pathLength = ext.pathLength
     this.keyUsage = ext.keyUsage
     this.extKeyUsage = ext.extKeyUsage
     this.subjectKeyId = ext.subjectKeyId
-    this.parentCns = Object.freeze(parentCnsOf(this.sanDns))
+    this.parentCns = Object.freeze(parentCnsOf(this.sanUris))
     this.spkiHash = coreCrypto.sha256(this.layout.spki)
     this.certHash = coreCrypto.sha256(this.der)
   }
@@ -310,7 +313,7 @@ export class CoreCertificate implements ChainCertificate {
     return input instanceof CoreCertificate ? input : new CoreCertificate(input)
   }
 
-  /** The parent's CN from the `parent.<CN>` SAN entry; undefined for L0 (and when there are several). */
+  /** The parent's CN from the parent marker SAN URI; undefined for L0 (and when there are several). */
   get parentCn(): string | undefined {
     return this.parentCns.length === 1 ? this.parentCns[0] : undefined
   }
@@ -417,8 +420,8 @@ export const corePki: PkiProvider = {
 
 /**
  * agent/pki's verifyChain with kin-core's reader: the fleet root's signature, validity (leaf and root), key usage
- * and names, in that order; CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_NAMES, or
- * CERT_PARSE for unparsable input.
+ * and names, in that order; CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER /
+ * CERT_NAMES, or CERT_PARSE for unparsable input.
  */
 export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array, root: CoreCertificate | Uint8Array, now: number): ChainInfo {
   const leaf = CoreCertificate.from(certificate), fleetRoot = CoreCertificate.from(root)
@@ -427,7 +430,7 @@ export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array
   checkValidity(leaf as unknown as DeviceCertificate, now)
   checkValidity(fleetRoot as unknown as DeviceCertificate, now)
   checkLeafKeyUsage(leaf as unknown as DeviceCertificate)
-  checkLeafNames(leaf as unknown as DeviceCertificate, domain)
+  checkLeafNames(leaf, domain)
   return { cn: leaf.cn, parentCn: leaf.parentCn, spkiHash: leaf.spkiHash, certHash: leaf.certHash, notAfter: leaf.notAfter }
 }
 

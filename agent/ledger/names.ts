@@ -51,9 +51,28 @@ export function labelOfCn(cn: string, domain: string): Uint8Array {
   return labelFromBase32(cn.slice(0, -suffix.length))
 }
 
-/** The SAN entry that names a parent: `parent.<parent CN>`. */
+// The parent marker is a URI, not a DNS name: a dNSName claims the device *is* that host, so `DNS:parent.<P>` made every
+// child of P pass standard hostname checks for `parent.<P>` (DESIGN.md "Names"; SPIFFE uses URI SANs for the same reason).
+const MARKER_SCHEME = 'kin://'
+const MARKER_PATH = '/parent/'
+
+/** The SAN URI that names a parent: `kin://<fleet domain>/parent/<parent label>` (the parent CN is `<label>.<fleet domain>`). */
 export function parentMarker(parentCn: string): string {
-  return `parent.${parentCn}`
+  const dot = parentCn.indexOf('.')
+  if (dot <= 0 || dot === parentCn.length - 1) throw new KinError('CERT_NAMES', `"${parentCn}" is not a device CN of the form <label>.<fleet domain>`)
+  return `${MARKER_SCHEME}${parentCn.slice(dot + 1)}${MARKER_PATH}${parentCn.slice(0, dot)}`
+}
+
+/** The parent CN a SAN URI names, `<label>.<fleet domain>`; undefined when the URI is not of the parent marker's form. */
+export function parentCnOfMarker(uri: string): string | undefined {
+  if (!uri.startsWith(MARKER_SCHEME)) return undefined
+  const rest = uri.slice(MARKER_SCHEME.length)
+  const slash = rest.indexOf(MARKER_PATH)
+  if (slash <= 0) return undefined
+  const domain = rest.slice(0, slash), label = rest.slice(slash + MARKER_PATH.length)
+  // Both parts must be exact name text: a query, fragment, port, user or further path makes it some other URI.
+  if (!/^[a-z0-9.-]+$/.test(domain) || !/^[a-z2-7]+$/.test(label)) return undefined
+  return `${label}.${domain}`
 }
 
 /** Checks a fleet domain is a lowercase DNS name of 2+ labels, at most 200 characters; throws FLEET_DOMAIN. */

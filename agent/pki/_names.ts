@@ -1,10 +1,10 @@
-/** @module Reading names out of parsed X.509 objects: the one subject CN and the `parent.<CN>` SAN entries. */
+/** @module Reading names out of parsed X.509 objects: the one subject CN, the `kin://<fleet domain>/parent/<label>` SAN URI, and the retired `DNS:parent.` form. */
 import { DecodeError, VerificationError, type KinErrorCode } from '../errors.ts'
-import { parentMarker } from '../ledger/names.ts'
+import { parentCnOfMarker, parentMarker } from '../ledger/names.ts'
 
 const CN_OID = '2.5.4.3'
-// The marker of the empty name is the bare prefix, so parsing follows whatever names.ts writes.
-const PARENT_PREFIX = parentMarker('')
+// The DNS form of the parent marker that certificates and CSRs carried before the URI marker.
+const OLD_PARENT_PREFIX = 'parent.'
 
 /** The single CN among forge subject attributes; `code` (DecodeError) when there is none, several, or it is not printable ASCII. */
 export function subjectCn(attributes: readonly { type?: string; value?: unknown }[], code: KinErrorCode): string {
@@ -17,20 +17,36 @@ export function subjectCn(attributes: readonly { type?: string; value?: unknown 
   return value
 }
 
-/** The parent CNs named by `parent.<CN>` entries among SAN dNSNames. */
-export function parentCnsOf(sanDns: readonly string[]): string[] {
-  return sanDns.filter(n => n.startsWith(PARENT_PREFIX)).map(n => n.slice(PARENT_PREFIX.length))
+/** The parent CNs named by parent-marker URIs among the SAN URIs (URIs of any other form name no parent). */
+export function parentCnsOf(sanUris: readonly string[]): string[] {
+  const out: string[] = []
+  for (const uri of sanUris) {
+    const cn = parentCnOfMarker(uri)
+    if (cn !== undefined) out.push(cn)
+  }
+  return out
 }
 
-/** The SAN dNSName set a kinship certificate or CSR must carry: the CN, plus the parent marker unless it is L0. */
-export function expectedSanDns(cn: string, parentCn: string | undefined): string[] {
-  return parentCn === undefined ? [cn] : [cn, parentMarker(parentCn)]
+/** The SAN dNSNames of the retired `DNS:parent.<CN>` marker form. */
+export function oldParentMarkersOf(sanDns: readonly string[]): string[] {
+  return sanDns.filter(n => n.startsWith(OLD_PARENT_PREFIX))
 }
 
-/** Throws VerificationError `code` unless `sanDns` is exactly `expected` as a set, without repeats. */
-export function requireSanSet(sanDns: readonly string[], expected: readonly string[], code: KinErrorCode): void {
-  const same = sanDns.length === expected.length && new Set(sanDns).size === sanDns.length && expected.every(n => sanDns.includes(n))
+/** The SAN a kinship certificate or CSR must carry: DNS:<CN>, plus the parent marker URI unless it is L0. */
+export function expectedSan(cn: string, parentCn: string | undefined): { dns: string[]; uris: string[] } {
+  return { dns: [cn], uris: parentCn === undefined ? [] : [parentMarker(parentCn)] }
+}
+
+/** forge altNames for `expectedSan`: dNSName is GeneralName [2], uniformResourceIdentifier [6] (RFC 5280 §4.2.1.6). */
+export function expectedAltNames(cn: string, parentCn: string | undefined): { type: number; value: string }[] {
+  const san = expectedSan(cn, parentCn)
+  return [...san.dns.map(value => ({ type: 2, value })), ...san.uris.map(value => ({ type: 6, value }))]
+}
+
+/** Throws VerificationError `code` unless `names` is exactly `expected` as a set, without repeats; `what` names the kind. */
+export function requireSanSet(names: readonly string[], expected: readonly string[], code: KinErrorCode, what = 'SAN'): void {
+  const same = names.length === expected.length && new Set(names).size === names.length && expected.every(n => names.includes(n))
   if (!same) {
-    throw new VerificationError(code, `SAN is {${sanDns.join(', ')}}, expected {${expected.join(', ')}}`, { detail: { sanDns: [...sanDns], expected: [...expected] } })
+    throw new VerificationError(code, `${what} is {${names.join(', ')}}, expected {${expected.join(', ')}}`, { detail: { names: [...names], expected: [...expected] } })
   }
 }

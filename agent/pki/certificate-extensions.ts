@@ -14,6 +14,7 @@ export interface RawExtension {
 /** The extension fields of a certificate. */
 export interface CertificateExtensions {
   readonly sanDns: readonly string[]
+  readonly sanUris: readonly string[]
   readonly sanOtherCount: number
   readonly isCA: boolean
   readonly pathLength: number | undefined
@@ -38,10 +39,11 @@ export function readCertificateExtensions(extensions: readonly RawExtension[]): 
   const ku = byId.get(EXTENSION_OID.keyUsage)
   const eku = byId.get(EXTENSION_OID.extKeyUsage)
   const ski = byId.get(EXTENSION_OID.subjectKeyIdentifier)
-  const names = san === undefined ? { dns: [], otherCount: 0 } : readSubjectAltName(san.value)
+  const names = san === undefined ? { dns: [], uris: [], otherCount: 0 } : readSubjectAltName(san.value)
   const constraints = bc === undefined ? { isCA: false, pathLength: undefined } : readBasicConstraints(bc.value)
   return {
     sanDns: Object.freeze(names.dns),
+    sanUris: Object.freeze(names.uris),
     sanOtherCount: names.otherCount,
     isCA: constraints.isCA,
     pathLength: constraints.pathLength,

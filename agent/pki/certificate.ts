@@ -74,13 +74,15 @@ export class DeviceCertificate {
 
   /** All dNSName entries of the subjectAltName, in order. */
   get sanDns(): readonly string[] { return this.#extensions.sanDns }
-  /** Count of subjectAltName entries that are not dNSNames. */
+  /** All uniformResourceIdentifier entries of the subjectAltName, in order. */
+  get sanUris(): readonly string[] { return this.#extensions.sanUris }
+  /** Count of subjectAltName entries that are neither dNSNames nor URIs. */
   get sanOtherCount(): number { return this.#extensions.sanOtherCount }
-  /** The CNs named by `parent.<CN>` SAN entries (normally zero or one). */
+  /** The CNs named by `kin://<fleet domain>/parent/<label>` SAN URIs (normally zero or one). */
   get parentCns(): readonly string[] {
-    return (this.#parentCns ??= Object.freeze(parentCnsOf(this.sanDns)))
+    return (this.#parentCns ??= Object.freeze(parentCnsOf(this.sanUris)))
   }
-  /** The parent's CN from the `parent.<CN>` SAN entry; undefined for L0 (and when there are several). */
+  /** The parent's CN from the parent marker URI; undefined for L0 (and when there are several). */
   get parentCn(): string | undefined {
     const parents = this.parentCns
     return parents.length === 1 ? parents[0] : undefined

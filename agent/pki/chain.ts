@@ -1,10 +1,14 @@
 /** @module verifyChain: the X.509 stage of every access check — fleet root signature, validity, key usage, names. */
 import { VerificationError, isKinError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
-import { labelOfCn, parentMarker } from '../ledger/names.ts'
+import { labelOfCn, parentCnOfMarker } from '../ledger/names.ts'
+import { oldParentMarkersOf } from './_names.ts'
 import { DeviceCertificate } from './certificate.ts'
 import type { PkiProvider } from './provider.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
+
+/** The name fields `checkLeafNames` reads; DeviceCertificate and kin-core's CoreCertificate both have them. */
+export type ChainNames = Pick<DeviceCertificate, 'cn' | 'sanDns' | 'sanUris' | 'sanOtherCount'>
 
 /** What the chain stage vouches for, handed on to the binding and lineage stages. */
 export interface ChainInfo {
@@ -52,26 +56,36 @@ function requireFleetName(cn: string, domain: string): void {
   }
 }
 
-/** CN a device name of the fleet; SAN = DNS:<CN> plus at most one DNS:parent.<CN of the fleet>, nothing else. CERT_NAMES otherwise. */
-export function checkLeafNames(cert: DeviceCertificate, domain: string): void {
-  const fail = (why: string): never => { throw new VerificationError('CERT_NAMES', `certificate for "${cert.cn}": ${why}`, { detail: { sanDns: [...cert.sanDns] } }) }
+/**
+ * CN a device name of the fleet; SAN = DNS:<CN> plus at most one URI `kin://<fleet domain>/parent/<label>` naming another
+ * device of the same fleet, nothing else: CERT_NAMES otherwise. A certificate that still carries the retired
+ * `DNS:parent.<CN>` marker is refused first with CERT_OLD_PARENT_MARKER, so its holder learns to renew rather than why
+ * the SAN is odd.
+ */
+export function checkLeafNames(cert: ChainNames, domain: string): void {
+  const detail = { sanDns: [...cert.sanDns], sanUris: [...cert.sanUris] }
+  const fail = (why: string): never => { throw new VerificationError('CERT_NAMES', `certificate for "${cert.cn}": ${why}`, { detail }) }
   requireFleetName(cert.cn, domain)
-  if (cert.sanOtherCount !== 0) fail('SAN holds entries that are not DNS names')
-  if (!cert.sanDns.includes(cert.cn)) fail('SAN lacks DNS:<CN>')
-  if (cert.parentCns.length > 1) fail('SAN names more than one parent')
-  const parentCn = cert.parentCns[0]
-  const allowed = parentCn === undefined ? [cert.cn] : [cert.cn, parentMarker(parentCn)]
-  if (cert.sanDns.length !== allowed.length || !cert.sanDns.every(n => allowed.includes(n))) fail('SAN holds entries other than the CN and its parent marker')
-  if (parentCn !== undefined) {
-    if (parentCn === cert.cn) fail('SAN names the device as its own parent')
-    requireFleetName(parentCn, domain)
+  const old = oldParentMarkersOf(cert.sanDns)
+  if (old.length > 0) {
+    const why = 'the marker form kinship no longer accepts (any child of a parent passed hostname checks for it)'
+    throw new VerificationError('CERT_OLD_PARENT_MARKER', `certificate for "${cert.cn}" names its parent as DNS:${old[0]}, ${why}; renew it: have its parent rekey the device, or re-enroll it`, { detail })
   }
+  if (cert.sanOtherCount !== 0) fail('SAN holds entries that are neither DNS names nor URIs')
+  if (cert.sanDns.length !== 1 || cert.sanDns[0] !== cert.cn) fail('SAN DNS names must be exactly DNS:<CN>')
+  if (cert.sanUris.length > 1) fail('SAN holds more than one URI')
+  const uri = cert.sanUris[0]
+  if (uri === undefined) return
+  const parentCn = parentCnOfMarker(uri)
+  if (parentCn === undefined) fail(`SAN URI ${uri} is not a parent marker kin://<fleet domain>/parent/<label>`)
+  if (parentCn === cert.cn) fail('SAN names the device as its own parent')
+  requireFleetName(parentCn!, domain)
 }
 
 /**
  * Verifies a device certificate against the fleet root at `now` (seconds): CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID
- * (leaf or root), CERT_KEY_USAGE, CERT_NAMES, in that order; CERT_PARSE for unparsable input. The provider picks the
- * signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
+ * (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input.
+ * The provider picks the signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
  */
 export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, provider: PkiProvider): ChainInfo {
   const leaf = DeviceCertificate.from(cert), fleetRoot = DeviceCertificate.from(root)

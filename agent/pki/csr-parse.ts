@@ -14,8 +14,11 @@ export interface ParsedCsr {
   readonly der: Uint8Array
   readonly cn: string
   readonly sanDns: readonly string[]
+  /** The requested uniformResourceIdentifier SAN entries, in order. */
+  readonly sanUris: readonly string[]
+  /** Count of requested SAN entries that are neither dNSNames nor URIs. */
   readonly sanOtherCount: number
-  /** The CN of the single `parent.<CN>` SAN entry; undefined when there is none (L0) or several. */
+  /** The CN of the single parent marker URI `kin://<fleet domain>/parent/<label>`; undefined when there is none (L0) or several. */
   readonly parentCn: string | undefined
   readonly parentCns: readonly string[]
   readonly spkiDer: Uint8Array
@@ -26,12 +29,12 @@ export interface ParsedCsr {
 
 interface ForgeAttribute { type?: string; extensions?: { id: string; value: string }[] }
 
-function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; otherCount: number } {
+function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; uris: string[]; otherCount: number } {
   const requests = attributes.filter(a => a.type === EXTENSION_REQUEST_OID)
   if (requests.length > 1) throw new DecodeError('CSR_PARSE', 'CSR holds more than one extensionRequest attribute')
   const sans = (requests[0]?.extensions ?? []).filter(e => e.id === EXTENSION_OID.subjectAltName)
   if (sans.length > 1) throw new DecodeError('CSR_PARSE', 'CSR requests subjectAltName more than once')
-  if (sans.length === 0) return { dns: [], otherCount: 0 }
+  if (sans.length === 0) return { dns: [], uris: [], otherCount: 0 }
   try {
     return readSubjectAltName(fromBinary(sans[0]!.value))
   } catch (cause) {
@@ -55,12 +58,13 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   }
   const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
   const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
-  const parentCns = parentCnsOf(san.dns)
+  const parentCns = parentCnsOf(san.uris)
   const signatureValid = isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, options.sha256 ?? defaultSha256)
   return {
     der,
     cn,
     sanDns: Object.freeze(san.dns),
+    sanUris: Object.freeze(san.uris),
     sanOtherCount: san.otherCount,
     parentCn: parentCns.length === 1 ? parentCns[0] : undefined,
     parentCns: Object.freeze(parentCns),

@@ -1,8 +1,8 @@
-/** @module Building a device's PKCS#10 certificate request: CN and SAN `DNS:<cn>` (+ `DNS:parent.<parentCn>`), signed with its TLS key. */
+/** @module Building a device's PKCS#10 certificate request: CN and SAN `DNS:<cn>` (+ the parent marker `URI:kin://<fleet domain>/parent/<parent label>`), signed with its TLS key. */
 import { KinError } from '../errors.ts'
 import { forge } from './_forge.ts'
 import { cnName } from './_build.ts'
-import { expectedSanDns } from './_names.ts'
+import { expectedAltNames } from './_names.ts'
 import { keysMatch, rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from './keys.ts'
 
 export { parseCsr, type ParsedCsr } from './csr-parse.ts'
@@ -29,7 +29,7 @@ export function createCsr(options: CsrOptions): string {
   const csr = forge.pki.createCertificationRequest()
   csr.publicKey = publicKey
   csr.setSubject(cnName(cn))
-  const altNames = expectedSanDns(cn, parentCn).map(value => ({ type: 2, value }))
+  const altNames = expectedAltNames(cn, parentCn)
   csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames }] }])
   csr.sign(privateKey, forge.md.sha256.create())
   return forge.pki.certificationRequestToPem(csr)

@@ -1,6 +1,6 @@
 /** @module Readers for the X.509 extensions kinship relies on (RFC 5280 §4.2), strict DER on the raw extension values. */
 import { DecodeError } from '../errors.ts'
-import { TAG, childrenOf, contentBytes, expectTag, readWhole } from './der.ts'
+import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
 import { forge, toBinary } from './_forge.ts'
 
 /** Extension OIDs kinship understands; any other critical extension makes a certificate unusable (RFC 5280 §4.2). */
@@ -22,6 +22,9 @@ export const EXT_KEY_USAGE_NAME: Readonly<Record<string, string>> = {
 
 const CODE = 'CERT_PARSE'
 const GENERAL_NAME_DNS = 0x82
+const GENERAL_NAME_URI = 0x86
+// A parent marker is at most kin:// + a 200-character fleet domain + /parent/ + a 16-character label; longer URIs are read, then refused by name.
+const MAX_SAN_URI = 1024
 
 /** The names of the bits set in a KeyUsage BIT STRING. */
 export function readKeyUsage(value: Uint8Array): string[] {
@@ -58,21 +61,26 @@ export function readBasicConstraints(value: Uint8Array): { isCA: boolean; pathLe
   return { isCA, pathLength }
 }
 
-/** SubjectAltName (RFC 5280 §4.2.1.6): the dNSName entries, and how many entries are of any other kind. */
-export function readSubjectAltName(value: Uint8Array): { dns: string[]; otherCount: number } {
+// dNSName and uniformResourceIdentifier are IA5Strings; kinship names are printable ASCII.
+function sanText(value: Uint8Array, name: DerElement, what: string, max: number): string {
+  const text = contentBytes(value, name)
+  if (text.length === 0 || text.length > max) throw new DecodeError(CODE, `subjectAltName ${what} length out of range`)
+  if (text.some(b => b < 0x21 || b > 0x7e)) throw new DecodeError(CODE, `subjectAltName ${what} is not printable ASCII`)
+  return String.fromCharCode(...text)
+}
+
+/** SubjectAltName (RFC 5280 §4.2.1.6): the dNSName and uniformResourceIdentifier entries, and how many are of any other kind. */
+export function readSubjectAltName(value: Uint8Array): { dns: string[]; uris: string[]; otherCount: number } {
   const names = childrenOf(value, readWhole(value, TAG.sequence, CODE), CODE)
   if (names.length === 0) throw new DecodeError(CODE, 'subjectAltName must not be empty')
-  const dns: string[] = []
+  const dns: string[] = [], uris: string[] = []
   let otherCount = 0
   for (const name of names) {
-    if (name.tag !== GENERAL_NAME_DNS) { otherCount++; continue }
-    const text = contentBytes(value, name)
-    if (text.length === 0 || text.length > 253) throw new DecodeError(CODE, 'subjectAltName dNSName length out of range')
-    // dNSName is an IA5String; kinship names are printable ASCII.
-    if (text.some(b => b < 0x21 || b > 0x7e)) throw new DecodeError(CODE, 'subjectAltName dNSName is not printable ASCII')
-    dns.push(String.fromCharCode(...text))
+    if (name.tag === GENERAL_NAME_DNS) dns.push(sanText(value, name, 'dNSName', 253))
+    else if (name.tag === GENERAL_NAME_URI) uris.push(sanText(value, name, 'uniformResourceIdentifier', MAX_SAN_URI))
+    else otherCount++
   }
-  return { dns, otherCount }
+  return { dns, uris, otherCount }
 }
 
 /** The keyIdentifier of a SubjectKeyIdentifier extension value. */

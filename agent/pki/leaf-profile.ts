@@ -3,7 +3,7 @@ import type { pki } from 'node-forge'
 import { forge, toBinary } from './_forge.ts'
 import type { DeviceCertificate } from './certificate.ts'
 import { buildCertificate, randomSerialHex, type RandomBytes } from './_build.ts'
-import { expectedSanDns } from './_names.ts'
+import { expectedAltNames } from './_names.ts'
 
 /** Everything a leaf needs: its issuer (the root and its key), names, key and validity in seconds. */
 export interface LeafProfile {
@@ -26,10 +26,10 @@ function rootKeyId(root: DeviceCertificate): string {
 
 /**
  * Signs a leaf: basicConstraints CA:false, keyUsage digitalSignature+keyEncipherment, extKeyUsage serverAuth+clientAuth,
- * SAN DNS:cn (+ DNS:parent.parentCn), subject and authority key identifiers, random serial, sha256WithRSAEncryption.
+ * SAN DNS:cn (+ URI:kin://<fleet domain>/parent/<parent label>), subject and authority key identifiers, random serial, sha256WithRSAEncryption.
  */
 export function buildLeafCertificate(profile: LeafProfile): DeviceCertificate {
-  const altNames = expectedSanDns(profile.cn, profile.parentCn).map(value => ({ type: 2, value }))
+  const altNames = expectedAltNames(profile.cn, profile.parentCn)
   return buildCertificate({
     subjectCn: profile.cn,
     issuerName: profile.root.layout.subject,

@@ -7,6 +7,8 @@ import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
+import { toBinary } from '../../agent/pki/_forge.ts'
+import { oddCertificate } from '../../test/pki/_odd.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import { LiveFleet, simClock, type FleetLog } from '../live/fleet.ts'
 import { HOUSE } from '../house/story.ts'
@@ -62,6 +64,8 @@ export interface AttackContext {
   labelOf(cn: string): string
   /** A certificate for `cn` naming `parentCn`, carrying `keys`, issued by Eve's CA or — mis-issued — by the fleet CA with the real root key. */
   forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
+  /** The same, by the fleet CA, in the form issued before the URI parent marker: SAN DNS:<cn>, DNS:parent.<parentCn>. */
+  forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
 }
 
 /** What `startAttackHouse` is told. */
@@ -107,6 +111,14 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
           csrPem: createCsr({ cn, parentCn, keyPair }),
           auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keyPair.spkiDer), notAfter: issuedAt + 30 * DAY },
         })
+      },
+      forgeOldMarker(cn, parentCn, keyPair) {
+        const root = DeviceCertificate.from(fleet.l0.rootPem), issuedAt = fleet.clock.now()
+        return new DeviceCertificate(oddCertificate({
+          cn, sanDns: [cn, `parent.${parentCn}`], notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
+          issuerCn: root.cn, issuerKeyPem: caKeyPem, subjectPublicKeyPem: keyPair.publicKeyPem,
+          extraExtensions: [{ name: 'subjectKeyIdentifier' }, { name: 'authorityKeyIdentifier', keyIdentifier: toBinary(root.subjectKeyId!) }],
+        }))
       },
     }
   } catch (err) {

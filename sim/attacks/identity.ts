@@ -1,4 +1,4 @@
-/** @module Identity attacks over mutual TLS: Eve's CA, a mis-issuing fleet CA, a stolen certificate, a lying SAN parent, a fake lock. */
+/** @module Identity attacks over mutual TLS: Eve's CA, a mis-issuing fleet CA, a stolen certificate, the old DNS parent marker, a lying SAN parent, a fake lock. */
 import { createServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
@@ -100,6 +100,10 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
     () => askFakeLock(ctx, ctx.forge('eve-ca', lock.cn, owner.cn, eve.keys)))
   await run.run({ id: 'fake-lock-mis-issued', family: 'identity', kind: 'attack', attack: "a fake front-door lock with a mis-issued fleet-CA certificate for Eve's key", expected: ['CERT_UNBOUND'] },
     () => askFakeLock(ctx, ctx.forge('fleet-ca', lock.cn, owner.cn, eve.keys)))
+
+  const oldForm = ctx.forgeOldMarker(guest.cn, tablet.cn, { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer })
+  await run.run({ id: 'old-parent-marker', family: 'identity', kind: 'attack', attack: "the guest's own key in a fleet-CA certificate naming its parent as DNS:parent.<P>, a name TLS clients take for a host", expected: ['CERT_OLD_PARENT_MARKER'] },
+    async () => decided('L3.4', 'L3.3', 'unlock', await fleet.accessAs({ certPem: oldForm.pem, keyPem: guest.identity.keyPem, rootPem }, guest.session, 'L3.3', 'unlock')))
 
   // The SAN parent is checked against the ledger in the lineage stage, after the binding stage. With a key the
   // ledger does not bind, CERT_UNBOUND comes first (mis-issued above). To reach the SAN check the certificate

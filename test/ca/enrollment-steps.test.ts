@@ -12,6 +12,7 @@ import { signEvent } from '../../agent/ledger/event.ts'
 import { verifyBinding } from '../../agent/pki/binding.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
+import { oddCsr } from '../pki/_odd.ts'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { isKinError } from '../../agent/errors.ts'
 
@@ -38,8 +39,8 @@ t.test('init, then L0 → L1 → L2 → L3 through the pure steps: every certifi
   for (const d of [f.device(f.l0), l1, l2, l3]) {
     const file = join(dir, `${d.cn}.pem`)
     writeFileSync(file, d.certificate.pem)
-    const out = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'root.pem'), file], { encoding: 'utf8' })
-    t.match(out, /: OK/, `openssl verify accepts ${d.cn}`)
+    const out = execFileSync('openssl', ['verify', '-x509_strict', '-CAfile', join(dir, 'root.pem'), file], { encoding: 'utf8' })
+    t.match(out, /: OK/, `openssl verify -x509_strict accepts ${d.cn}`)
     const info = verifyChain(d.certificate, f.fleet.root, f.now, nodePki)
     t.equal(info.cn, d.cn)
     t.equal(info.parentCn, d.parentCn, 'SAN names the parent')
@@ -50,7 +51,8 @@ t.test('init, then L0 → L1 → L2 → L3 through the pure steps: every certifi
   t.same(l3.ledger.state.lineage(l3.cn), [l3.cn, l2.cn, l1.cn, f.l0], 'the child\'s own ledger holds its lineage')
   const text = execFileSync('openssl', ['x509', '-noout', '-text', '-in', join(dir, `${l3.cn}.pem`)], { encoding: 'utf8' })
   t.match(text, `DNS:${l3.cn}`)
-  t.match(text, `DNS:parent.${l2.cn}`)
+  t.match(text, `URI:kin://${f.fleet.domain}/parent/${l2.cn.split('.')[0]}`)
+  t.notMatch(text, 'DNS:parent.', 'the parent marker is no DNS name')
 })
 
 t.test('the CA refuses a replayed authorization proof with NONCE_REUSED', async t => {
@@ -62,7 +64,7 @@ t.test('the CA refuses a replayed authorization proof with NONCE_REUSED', async 
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: f.now }), 'NONCE_REUSED', 'same proof twice')
 })
 
-t.test('the CA holds the CSR to the authorization: another key, another CN, another SAN parent', async t => {
+t.test('the CA holds the CSR to the authorization: another key, another CN, another SAN parent, the old parent marker', async t => {
   const f = await PureFleet.create()
   const l1 = await f.enroll(f.l0, { role: 'admin', notAfter: f.now + DAY })
   const { request, authorize } = await f.authorize(l1.cn, { role: 'member', notAfter: f.now + DAY })
@@ -71,6 +73,9 @@ t.test('the CA holds the CSR to the authorization: another key, another CN, anot
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: accepted.cn, parentCn: accepted.parentCn, keyPair: other }), now: f.now }), 'CSR_KEY_MISMATCH', 'CSR with another key')
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: l1.cn, parentCn: accepted.parentCn, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another CN')
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: accepted.cn, parentCn: f.l0, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another SAN parent')
+  // A CSR made by a device that still writes the parent as DNS:parent.<P> (right key, CN and parent): refused by its own code.
+  const oldForm = oddCsr(accepted.cn, [{ type: 2, value: accepted.cn }, { type: 2, value: `parent.${accepted.parentCn}` }], request.secrets.tls)
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: oldForm, now: f.now }), 'CSR_OLD_PARENT_MARKER', 'CSR with the old DNS:parent. marker')
   t.notOk(f.l0Ledger.state.has(authorize.idHex), 'a refused CSR does not consume the proof')
   const issued = await f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, request.secrets), now: f.now })
   t.ok(issued.certificate.notAfter <= f.now + DAY, 'validity capped at notAfter')

@@ -11,6 +11,7 @@ import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
 import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
 import { CoreCertificate, corePki, oidText, rsaPublicKeyOf, verifyCertificateChain, verifyRsaSha256 } from '../../agent/core.ts'
+import { parentMarker } from '../../agent/ledger/names.ts'
 import { oddCertificate, type OddCertificate } from '../pki/_odd.ts'
 import { DAY, freshCn, makeFleet, nowSeconds } from '../pki/_fleet.ts'
 
@@ -22,7 +23,7 @@ const cn = freshCn(), parent = fleet.l0.cn
 
 function odd(changes: Partial<OddCertificate>): Uint8Array {
   return oddCertificate({
-    cn, sanDns: [cn, `parent.${parent}`], notBefore: now - 300, notAfter: now + DAY,
+    cn, sanDns: [cn], sanUris: [parentMarker(parent)], notBefore: now - 300, notAfter: now + DAY,
     issuerCn: fleet.root.cn, issuerKeyPem: fleet.rootKeys.privateKeyPem, subjectPublicKeyPem: leafKeys.publicKeyPem, ...changes,
   })
 }
@@ -61,13 +62,21 @@ const corpus: [string, Uint8Array, DeviceCertificate, KinErrorCode | 'ok'][] = [
   ['no extKeyUsage', odd({ extKeyUsage: null }), fleet.root, 'CERT_KEY_USAGE'],
   ['no digitalSignature', odd({ keyUsage: { keyEncipherment: true } }), fleet.root, 'CERT_KEY_USAGE'],
   ['leaf asserting keyCertSign', odd({ keyUsage: { digitalSignature: true, keyCertSign: true } }), fleet.root, 'CERT_KEY_USAGE'],
-  ['SAN without DNS:<CN>', odd({ sanDns: [`parent.${parent}`] }), fleet.root, 'CERT_NAMES'],
-  ['no SAN at all', odd({ sanDns: [] }), fleet.root, 'CERT_NAMES'],
-  ['two parent entries', odd({ sanDns: [cn, `parent.${parent}`, `parent.${freshCn()}`] }), fleet.root, 'CERT_NAMES'],
-  ['extra DNS entry', odd({ sanDns: [cn, `parent.${parent}`, 'www.example.com'] }), fleet.root, 'CERT_NAMES'],
+  ['SAN without DNS:<CN>', odd({ sanDns: [] }), fleet.root, 'CERT_NAMES'],
+  ['no SAN at all', odd({ sanDns: [], sanUris: [] }), fleet.root, 'CERT_NAMES'],
+  ['two parent entries', odd({ sanUris: [parentMarker(parent), parentMarker(freshCn())] }), fleet.root, 'CERT_NAMES'],
+  ['extra DNS entry', odd({ sanDns: [cn, 'www.example.com'] }), fleet.root, 'CERT_NAMES'],
   ['IP address SAN entry', odd({ sanIp: '127.0.0.1' }), fleet.root, 'CERT_NAMES'],
-  ['CN outside the fleet', odd({ cn: 'lock.example.com', sanDns: ['lock.example.com', `parent.${parent}`] }), fleet.root, 'CERT_NAMES'],
-  ['own parent', odd({ sanDns: [cn, `parent.${cn}`] }), fleet.root, 'CERT_NAMES'],
+  ['CN outside the fleet', odd({ cn: 'lock.example.com', sanDns: ['lock.example.com'] }), fleet.root, 'CERT_NAMES'],
+  ['parent outside the fleet', odd({ sanUris: [parentMarker('abcdefghijklmnop.example.com')] }), fleet.root, 'CERT_NAMES'],
+  ['parent label not base32', odd({ sanUris: [`kin://${fleet.domain}/parent/abcdefghijklmno1`] }), fleet.root, 'CERT_NAMES'],
+  ['URI that is not a parent marker', odd({ sanUris: ['https://example.com/'] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker with a query', odd({ sanUris: [`${parentMarker(parent)}?x=1`] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker with an upper-case domain', odd({ sanUris: [parentMarker(parent).replace('kin://', 'kin://X')] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker as a dNSName', odd({ sanDns: [cn, parentMarker(parent)], sanUris: [] }), fleet.root, 'CERT_NAMES'],
+  ['old DNS:parent. marker only', odd({ sanDns: [cn, `parent.${parent}`], sanUris: [] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
+  ['old DNS:parent. marker beside the URI', odd({ sanDns: [cn, `parent.${parent}`] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
+  ['own parent', odd({ sanUris: [parentMarker(cn)] }), fleet.root, 'CERT_NAMES'],
   ['unknown critical extension', odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: true, value: '\x05\x00' }] }), fleet.root, 'CERT_PARSE'],
   ['unknown non-critical extension', odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: false, value: '\x05\x00' }] }), fleet.root, 'ok'],
 ]
@@ -110,7 +119,7 @@ t.test('CoreCertificate reads the fields DeviceCertificate reads', async t => {
     for (const field of ['cn', 'notBefore', 'notAfter', 'isCA', 'pathLength', 'sanOtherCount', 'parentCn'] as const) {
       t.equal(core[field], device[field], `${name}: ${field}`)
     }
-    for (const field of ['sanDns', 'keyUsage', 'extKeyUsage', 'parentCns', 'subjectKeyId', 'spkiHash', 'certHash', 'der'] as const) {
+    for (const field of ['sanDns', 'sanUris', 'keyUsage', 'extKeyUsage', 'parentCns', 'subjectKeyId', 'spkiHash', 'certHash', 'der'] as const) {
       t.same(core[field], device[field], `${name}: ${field}`)
     }
     t.same(core.layout, device.layout, `${name}: layout`)

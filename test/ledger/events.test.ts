@@ -8,7 +8,7 @@ import { isKinError } from '../../agent/errors.ts'
 import {
   EVENT_SIGNING_PREFIX, MAX_EVENT_BYTES, decodeEvent, encodeEvent, readEvent, signEvent, signingInput, verifyEventSignature,
 } from '../../agent/ledger/event.ts'
-import { base32, cnOf, deriveLabel, labelFromBase32, labelOfCn, parentMarker, validateFleetDomain } from '../../agent/ledger/names.ts'
+import { base32, cnOf, deriveLabel, labelFromBase32, labelOfCn, parentCnOfMarker, parentMarker, validateFleetDomain } from '../../agent/ledger/names.ts'
 import { EVENT_TYPE, REVOKE_REASON, ROLE, type LedgerEvent, type UnsignedEvent } from '../../agent/ledger/types.ts'
 import { eventToJson, unsignedFromJson, type Json } from '../vectors/ledger/fields.ts'
 import { LedgerFleet, T0, codeOf } from '../helpers/ledger-fleet.ts'
@@ -81,7 +81,15 @@ t.test('labels and CNs (names.ts)', async t => {
   t.equal(toHex(labelOfCn('abcdefghijklmnop.smith.home.arpa', 'smith.home.arpa')), toHex(label))
   t.equal(codeOf(() => labelOfCn('abcdefghijklmnop.jones.home.arpa', 'smith.home.arpa')), 'CERT_NAMES')
   t.equal(codeOf(() => labelOfCn('x.abcdefghijklmnop.smith.home.arpa', 'smith.home.arpa')), 'CERT_NAMES')
-  t.equal(parentMarker('abcdefghijklmnop.smith.home.arpa'), 'parent.abcdefghijklmnop.smith.home.arpa')
+  // DESIGN.md "Names": the parent marker is a URI, kin://<fleet domain>/parent/<parent label>, never a DNS name.
+  t.equal(parentMarker('abcdefghijklmnop.smith.home.arpa'), 'kin://smith.home.arpa/parent/abcdefghijklmnop')
+  t.equal(parentCnOfMarker('kin://smith.home.arpa/parent/abcdefghijklmnop'), 'abcdefghijklmnop.smith.home.arpa', 'marker → CN round-trips')
+  for (const bad of ['parent.abcdefghijklmnop.smith.home.arpa', 'https://smith.home.arpa/parent/abcdefghijklmnop', 'kin://smith.home.arpa/parent/abcdefghijklmnop?x',
+    'kin://smith.home.arpa:80/parent/abcdefghijklmnop', 'kin://user@smith.home.arpa/parent/abcdefghijklmnop', 'kin://smith.home.arpa/parent/abcdefghijklmnop/x',
+    'kin://Smith.home.arpa/parent/abcdefghijklmnop', 'kin:///parent/abcdefghijklmnop', 'kin://smith.home.arpa/parent/']) {
+    t.equal(parentCnOfMarker(bad), undefined, `"${bad}" is not a parent marker`)
+  }
+  t.equal(codeOf(() => parentMarker('l0')), 'CERT_NAMES', 'a marker needs a CN of the form <label>.<domain>')
 
   // label = SHA-256("kinship/label/v1\0" ‖ nonce ‖ spkiHash ‖ ledgerKey)[0..10), computed here without names.ts.
   for (const v of encodings.vectors.filter((x: { name: string }) => x.name === 'genesis' || x.name === 'authorize')) {

@@ -6,6 +6,7 @@ import { forge, fromBinary } from '../../agent/pki/_forge.ts'
 export interface OddCertificate {
   cn: string
   sanDns: string[]
+  sanUris?: string[]
   sanIp?: string
   notBefore: number
   notAfter: number
@@ -22,6 +23,16 @@ export interface OddCertificate {
 
 const utf8 = forge.asn1.Type.UTF8 as unknown as asn1.Class
 
+/** PEM of a CSR for `cn` requesting exactly `altNames` (forge GeneralNames), signed by the key pair it carries. */
+export function oddCsr(cn: string, altNames: object[], keys: { publicKeyPem: string; privateKeyPem: string }): string {
+  const csr = forge.pki.createCertificationRequest()
+  csr.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem)
+  csr.setSubject([{ type: '2.5.4.3', value: cn, valueTagClass: utf8 }])
+  csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames }] }])
+  csr.sign(forge.pki.privateKeyFromPem(keys.privateKeyPem), forge.md.sha256.create())
+  return forge.pki.certificationRequestToPem(csr)
+}
+
 /** DER of a certificate built exactly as described. */
 export function oddCertificate(o: OddCertificate): Uint8Array {
   const cert = forge.pki.createCertificate()
@@ -31,7 +42,7 @@ export function oddCertificate(o: OddCertificate): Uint8Array {
   cert.validity.notAfter = new Date(o.notAfter * 1000)
   cert.setSubject([{ type: '2.5.4.3', value: o.cn, valueTagClass: utf8 }])
   cert.setIssuer([{ type: '2.5.4.3', value: o.issuerCn, valueTagClass: utf8 }])
-  const altNames: object[] = o.sanDns.map(value => ({ type: 2, value }))
+  const altNames: object[] = [...o.sanDns.map(value => ({ type: 2, value })), ...(o.sanUris ?? []).map(value => ({ type: 6, value }))]
   if (o.sanIp !== undefined) altNames.push({ type: 7, ip: o.sanIp })
   const extensions: object[] = [{ name: 'basicConstraints', cA: o.isCA ?? false, critical: true }]
   const ku = o.keyUsage === undefined ? { digitalSignature: true, keyEncipherment: true } : o.keyUsage

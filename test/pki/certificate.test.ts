@@ -15,7 +15,8 @@ t.test('fields of an issued certificate', async t => {
   let hashed = 0
   const cert = new DeviceCertificate(child.cert.pem, { sha256: d => { hashed++; return nodeCrypto.sha256(d) } })
   t.equal(cert.cn, child.cn)
-  t.same(cert.sanDns, [child.cn, `parent.${fleet.l0.cn}`])
+  t.same(cert.sanDns, [child.cn], 'the CN is the one DNS name: no DNS:parent. entry')
+  t.same(cert.sanUris, [`kin://${fleet.domain}/parent/${fleet.l0.cn.split('.')[0]}`])
   t.equal(cert.parentCn, fleet.l0.cn)
   t.same(cert.parentCns, [fleet.l0.cn])
   t.equal(cert.isCA, false)

@@ -11,6 +11,7 @@ import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
 import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
 import type { PkiProvider } from '../../agent/pki/provider.ts'
+import { parentMarker } from '../../agent/ledger/names.ts'
 import { oddCertificate, type OddCertificate } from './_odd.ts'
 import { DAY, freshCn, makeFleet, nowSeconds } from './_fleet.ts'
 
@@ -23,7 +24,7 @@ const rootCn = fleet.root.cn
 
 function odd(changes: Partial<OddCertificate>): Uint8Array {
   return oddCertificate({
-    cn, sanDns: [cn, `parent.${parent}`], notBefore: now - 300, notAfter: now + DAY,
+    cn, sanDns: [cn], sanUris: [parentMarker(parent)], notBefore: now - 300, notAfter: now + DAY,
     issuerCn: rootCn, issuerKeyPem: fleet.rootKeys.privateKeyPem, subjectPublicKeyPem: leafKeys.publicKeyPem, ...changes,
   })
 }
@@ -63,14 +64,21 @@ const corpus: [string, Uint8Array, DeviceCertificate, KinErrorCode | 'ok'][] = [
   ['no extKeyUsage', odd({ extKeyUsage: null }), fleet.root, 'CERT_KEY_USAGE'],
   ['no digitalSignature', odd({ keyUsage: { keyEncipherment: true } }), fleet.root, 'CERT_KEY_USAGE'],
   ['leaf asserting keyCertSign', odd({ keyUsage: { digitalSignature: true, keyCertSign: true } }), fleet.root, 'CERT_KEY_USAGE'],
-  ['SAN without DNS:<CN>', odd({ sanDns: [`parent.${parent}`] }), fleet.root, 'CERT_NAMES'],
-  ['no SAN at all', odd({ sanDns: [] }), fleet.root, 'CERT_NAMES'],
-  ['two parent entries', odd({ sanDns: [cn, `parent.${parent}`, `parent.${freshCn()}`] }), fleet.root, 'CERT_NAMES'],
-  ['extra DNS entry', odd({ sanDns: [cn, `parent.${parent}`, 'www.example.com'] }), fleet.root, 'CERT_NAMES'],
+  ['SAN without DNS:<CN>', odd({ sanDns: [] }), fleet.root, 'CERT_NAMES'],
+  ['no SAN at all', odd({ sanDns: [], sanUris: [] }), fleet.root, 'CERT_NAMES'],
+  ['two parent entries', odd({ sanUris: [parentMarker(parent), parentMarker(freshCn())] }), fleet.root, 'CERT_NAMES'],
+  ['extra DNS entry', odd({ sanDns: [cn, 'www.example.com'] }), fleet.root, 'CERT_NAMES'],
   ['IP address SAN entry', odd({ sanIp: '127.0.0.1' }), fleet.root, 'CERT_NAMES'],
-  ['CN outside the fleet', odd({ cn: 'lock.example.com', sanDns: ['lock.example.com', `parent.${parent}`] }), fleet.root, 'CERT_NAMES'],
-  ['parent outside the fleet', odd({ sanDns: [cn, 'parent.l0.example.com'] }), fleet.root, 'CERT_NAMES'],
-  ['own parent', odd({ sanDns: [cn, `parent.${cn}`] }), fleet.root, 'CERT_NAMES'],
+  ['CN outside the fleet', odd({ cn: 'lock.example.com', sanDns: ['lock.example.com'] }), fleet.root, 'CERT_NAMES'],
+  ['parent outside the fleet', odd({ sanUris: [parentMarker('abcdefghijklmnop.example.com')] }), fleet.root, 'CERT_NAMES'],
+  ['parent label not base32', odd({ sanUris: [`kin://${fleet.domain}/parent/abcdefghijklmno1`] }), fleet.root, 'CERT_NAMES'],
+  ['URI that is not a parent marker', odd({ sanUris: ['https://example.com/'] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker with a query', odd({ sanUris: [`${parentMarker(parent)}?x=1`] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker with an upper-case domain', odd({ sanUris: [parentMarker(parent).replace('kin://', 'kin://X')] }), fleet.root, 'CERT_NAMES'],
+  ['parent marker as a dNSName', odd({ sanDns: [cn, parentMarker(parent)], sanUris: [] }), fleet.root, 'CERT_NAMES'],
+  ['old DNS:parent. marker only', odd({ sanDns: [cn, `parent.${parent}`], sanUris: [] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
+  ['old DNS:parent. marker beside the URI', odd({ sanDns: [cn, `parent.${parent}`] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
+  ['own parent', odd({ sanUris: [parentMarker(cn)] }), fleet.root, 'CERT_NAMES'],
   ['unknown critical extension', odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: true, value: '\x05\x00' }] }), fleet.root, 'CERT_PARSE'],
 ]
 
@@ -111,7 +119,7 @@ t.test('DeviceCertificate fields match what node:crypto X509Certificate reports'
     t.equal(x.serialNumber.toLowerCase(), cert.serialHex, `${name}: serial`)
     t.equal(x.fingerprint256.replace(/:/g, '').toLowerCase(), toHex(cert.certHash), `${name}: certHash`)
     t.same(new Uint8Array(x.publicKey.export({ type: 'spki', format: 'der' })), cert.spkiDer, `${name}: SPKI`)
-    const san = [...cert.sanDns.map(d => `DNS:${d}`), ...(cert.sanOtherCount > 0 ? ['IP Address:127.0.0.1'] : [])].join(', ')
+    const san = [...cert.sanDns.map(d => `DNS:${d}`), ...cert.sanUris.map(u => `URI:${u}`), ...(cert.sanOtherCount > 0 ? ['IP Address:127.0.0.1'] : [])].join(', ')
     t.equal(x.subjectAltName ?? '', san, `${name}: SAN`)
     const ekuNames: Record<string, string> = { '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.2': 'clientAuth' }
     t.same((x.keyUsage ?? []).map(o => ekuNames[o] ?? o), cert.extKeyUsage ?? [], `${name}: extKeyUsage`)

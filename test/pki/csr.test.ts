@@ -8,6 +8,8 @@ import { createCsr, parseCsr } from '../../agent/pki/csr.ts'
 import { checkCsrAgainstAuthorization, issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { CLOCK_SKEW_SECONDS } from '../../agent/pki/root.ts'
+import { parentMarker } from '../../agent/ledger/names.ts'
+import { oddCsr } from './_odd.ts'
 import { DAY, freshCn, makeFleet, nowSeconds } from './_fleet.ts'
 
 const now = nowSeconds()
@@ -21,14 +23,15 @@ const goodCsr = createCsr({ cn, parentCn: fleet.l0.cn, keyPair: keys })
 t.test('a CSR made by createCsr parses back and passes the checks (both hash providers)', async t => {
   const csr = parseCsr(goodCsr)
   t.equal(csr.cn, cn)
-  t.same(csr.sanDns, [cn, `parent.${fleet.l0.cn}`])
+  t.same(csr.sanDns, [cn])
+  t.same(csr.sanUris, [`kin://${fleet.domain}/parent/${fleet.l0.cn.split('.')[0]}`])
   t.equal(csr.parentCn, fleet.l0.cn)
   t.equal(csr.signatureValid, true)
   t.same(csr.spkiDer, keys.spkiDer)
   t.equal(csr.publicKeyPem.replace(/\s/g, ''), keys.publicKeyPem.replace(/\s/g, ''))
   for (const crypto of [nodeCrypto, portableCrypto]) t.equal(checkCsrAgainstAuthorization(goodCsr, auth, crypto).cn, cn, crypto.name)
   const l0Csr = parseCsr(createCsr({ cn, parentCn: undefined, keyPair: keys }))
-  t.same([l0Csr.sanDns, l0Csr.parentCn], [[cn], undefined], 'L0 requests no parent marker')
+  t.same([l0Csr.sanDns, l0Csr.sanUris, l0Csr.parentCn], [[cn], [], undefined], 'L0 requests no parent marker')
 })
 
 t.test('CSR_KEY_MISMATCH: a CSR signed by and carrying another key than the authorized one', async t => {
@@ -54,8 +57,22 @@ t.test('CSR_NAMES: changed CN, changed or missing SAN parent, extra SAN entry', 
   // A third SAN entry, as a parsed CSR would report it.
   const parsed = parseCsr(goodCsr)
   t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanDns: [...parsed.sanDns, 'evil.example'] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'extra SAN entry')
-  t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanDns: [cn, cn] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'repeated CN instead of the parent')
+  t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanDns: [cn, cn] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'repeated CN')
+  t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanUris: [...parsed.sanUris, 'https://evil.example/'] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'extra SAN URI')
+  t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanUris: [parsed.sanUris[0]!, parsed.sanUris[0]!] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'repeated parent marker')
   t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth: { ...auth, cn: 'x.other.example' } }), { code: 'CSR_NAMES' }, 'authorized CN outside the fleet')
+})
+
+t.test('CSR_OLD_PARENT_MARKER: a CSR naming its parent as DNS:parent.<CN>, the retired marker, alone or beside the URI', async t => {
+  const marker = { type: 6, value: parentMarker(fleet.l0.cn) }, old = { type: 2, value: `parent.${fleet.l0.cn}` }
+  for (const [what, altNames] of [['old marker only', [{ type: 2, value: cn }, old]], ['old marker beside the URI', [{ type: 2, value: cn }, old, marker]]] as const) {
+    const csrPem = oddCsr(cn, [...altNames], keys)
+    t.equal(parseCsr(csrPem).signatureValid, true, `${what}: a well-signed request`)
+    t.same(parseCsr(csrPem).sanDns, [cn, `parent.${fleet.l0.cn}`], `${what}: the DNS form is read as a DNS name`)
+    t.throws(() => checkCsrAgainstAuthorization(csrPem, auth, nodeCrypto), { name: 'VerificationError', code: 'CSR_OLD_PARENT_MARKER', message: /make the CSR again/ }, what)
+    t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_OLD_PARENT_MARKER' }, `${what} (issuance)`)
+  }
+  t.equal(checkCsrAgainstAuthorization(oddCsr(cn, [{ type: 2, value: cn }, marker], keys), auth, nodeCrypto).parentCn, fleet.l0.cn, 'the same request with the URI marker passes')
 })
 
 t.test('CSR_SIGNATURE: one flipped bit in the signature, or in the signed request body', async t => {

@@ -30,6 +30,7 @@ t.test('DeviceCertificate reads the fields OpenSSL reports', async t => {
   }
   const leaf = new DeviceCertificate(v.leaf.pem)
   t.same(leaf.sanDns, v.leaf.sanDns)
+  t.same(leaf.sanUris, v.leaf.sanUris, 'the parent marker is a URI SAN')
   t.equal(leaf.parentCn, v.leaf.parentCn)
   t.same(leaf.extKeyUsage, v.leaf.extKeyUsage)
   t.equal(new DeviceCertificate(v.root.pem).parentCn, undefined, 'a root has no parent')
@@ -51,9 +52,22 @@ t.test('parseCsr reads an OpenSSL-made CSR and the CA check accepts it', async t
   const csr = parseCsr(v.csr.pem)
   t.equal(csr.cn, v.csr.cn)
   t.same(csr.sanDns, v.csr.sanDns)
+  t.same(csr.sanUris, v.csr.sanUris)
   t.equal(csr.parentCn, v.csr.parentCn)
   t.equal(csr.signatureValid, true)
   t.equal(toHex(nodeCrypto.sha256(csr.spkiDer)), v.csr.spkiHash)
   const auth = { cn: v.csr.cn, parentCn: v.csr.parentCn, spkiHash: fromHex(v.csr.spkiHash), notAfter: v.leaf.notAfter }
   t.equal(checkCsrAgainstAuthorization(v.csr.pem, auth, nodeCrypto).cn, v.csr.cn)
+})
+
+t.test('an OpenSSL-made leaf and CSR with the retired DNS:parent.<CN> marker are refused with their own codes', async t => {
+  const old = new DeviceCertificate(v.oldLeaf.pem)
+  t.same([old.sanDns, old.sanUris, old.parentCn], [v.oldLeaf.sanDns, v.oldLeaf.sanUris, undefined], 'read as DNS names, naming no parent')
+  for (const provider of [nodePki, portablePki]) {
+    t.throws(() => verifyChain(v.oldLeaf.pem, v.root.pem, v.oldLeaf.notBefore + 60, provider), { code: v.oldLeaf.refusal, message: /renew/ }, provider.name)
+  }
+  const csr = parseCsr(v.oldCsr.pem)
+  t.same([csr.sanDns, csr.sanUris, csr.signatureValid], [v.oldCsr.sanDns, v.oldCsr.sanUris, true])
+  const auth = { cn: v.oldCsr.cn, parentCn: v.csr.parentCn, spkiHash: fromHex(v.oldCsr.spkiHash), notAfter: v.leaf.notAfter }
+  t.throws(() => checkCsrAgainstAuthorization(v.oldCsr.pem, auth, nodeCrypto), { code: v.oldCsr.refusal })
 })

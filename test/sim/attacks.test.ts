@@ -46,6 +46,7 @@ t.test('specific refusals: the stage that should refuse is the one that did', as
   t.equal(byId.get('own-key-bare-client')!.actual, 'ALLOW', 'the same bare client with the right key gets in')
   t.equal(byId.get('san-parent-uncertified')!.actual, 'CERT_NOT_CERTIFIED')
   t.equal(byId.get('san-parent')!.actual, 'ACCESS_SAN_PARENT')
+  t.equal(byId.get('old-parent-marker')!.actual, 'CERT_OLD_PARENT_MARKER', 'a certificate with DNS:parent.<P> is refused by its own code')
   t.match(byId.get('fake-lock-eve-ca')!.detail, /0 request bytes/, 'nothing reached the fake lock')
   t.equal(byId.get('challenge-replayed')!.actual, 'CHALLENGE_REPLAYED')
   t.match(byId.get('bundle-good')!.detail, /without it: ACCESS_MISSING_PROOF/, 'the offline lock needed the bundle')
