@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
@@ -177,4 +177,26 @@ t.test("kin broker writes its address into L0's config.json, so kin invite on L0
   invite.kill('SIGTERM')
   running.child.kill('SIGTERM')
   await running.exited
+})
+
+// DESIGN.md "Command line": no command overwrites a file it did not create without --force.
+t.test('kin broker --export-mosquitto never writes into a kinship home, and replaces foreign files only with --force', async t => {
+  const intoHome = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', phone.dir, '--port', '18883', '--json'])
+  t.equal(intoHome.status, 2, "an export into the phone's home is refused")
+  t.equal(JSON.parse(intoHome.stdout).code, 'STORAGE_EXISTS')
+  t.match(JSON.parse(intoHome.stdout).message, /is a kinship home/)
+  t.notOk(existsSync(join(phone.dir, 'mosquitto.conf')), 'nothing was written there')
+
+  const foreign = join(l0.dir, '..', 'foreign-export')
+  mkdirSync(foreign, { recursive: true })
+  writeFileSync(join(foreign, 'root.pem'), 'someone else\'s root')
+  const refused = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', foreign, '--port', '18883', '--json'])
+  t.equal(refused.status, 2)
+  t.equal(JSON.parse(refused.stdout).code, 'STORAGE_EXISTS')
+  t.equal(readFileSync(join(foreign, 'root.pem'), 'utf8'), 'someone else\'s root', 'the foreign file is untouched')
+  const forced = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', foreign, '--port', '18883', '--force', '--json'])
+  t.equal(forced.status, 0, 'with --force it is replaced')
+  t.equal(readFileSync(join(foreign, 'root.pem'), 'utf8'), l0.rootPem)
+  const again = await runKin(['broker', '--home', l0.dir, '--export-mosquitto', foreign, '--port', '18883', '--json'])
+  t.equal(again.status, 0, 'a second export over its own files needs no --force')
 })

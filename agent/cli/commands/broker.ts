@@ -1,7 +1,10 @@
 /** @module `kin broker`: run L0's services — MQTT broker over mutual TLS, fleet CA, invites, the miner — or run them against another broker, or export a Mosquitto configuration. */
 import { startL0 } from '../../../broker/l0.ts'
 import { startL0Client } from '../../../broker/l0-client.ts'
-import { DEFAULT_CRL_DAYS, exportMosquitto } from '../../../broker/mosquitto.ts'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { KinError } from '../../errors.ts'
+import { DEFAULT_CRL_DAYS, MOSQUITTO_FILES, exportMosquitto } from '../../../broker/mosquitto.ts'
 import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { Home } from '../home.ts'
 
@@ -18,6 +21,24 @@ function untilSignal(): Promise<void> {
   })
 }
 
+/**
+ * The export replaces only what an earlier export wrote: never a kinship home (a device's root.pem is its trust
+ * anchor), and files of the same names from elsewhere only with --force. An earlier export is recognised by the
+ * first line of its mosquitto.conf.
+ */
+function refuseForeignFiles(dir: string, force: boolean): void {
+  if (['config.json', 'ledger.cbor', 'ledger-key', 'tls-key.pem', 'cert.pem'].some(name => existsSync(join(dir, name)))) {
+    throw new KinError('STORAGE_EXISTS', `${dir} is a kinship home: the export would replace its root.pem and keys. Give --export-mosquitto a directory of its own`)
+  }
+  const present = Object.values(MOSQUITTO_FILES).filter(name => existsSync(join(dir, name)))
+  if (present.length === 0 || force) return
+  const conf = join(dir, MOSQUITTO_FILES.conf)
+  const ours = existsSync(conf) && readFileSync(conf, 'utf8').startsWith('# Mosquitto for kinship fleet ')
+  if (!ours) {
+    throw new KinError('STORAGE_EXISTS', `${dir} already holds ${present.join(', ')}, not written by an earlier export: choose another directory, or give --force to replace them`)
+  }
+}
+
 function exportConfig(args: ParsedArgs, home: string, dir: string): number {
   if (args.values['no-broker'] === true || typeof args.values.broker === 'string') throw usageError('--export-mosquitto writes files and exits: leave out --no-broker and --broker')
   const port = parsePort(String(args.values.port))
@@ -26,6 +47,7 @@ function exportConfig(args: ParsedArgs, home: string, dir: string): number {
   const crlDays = Number(daysText)
   if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650) throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
   const host = args.values.host === undefined ? undefined : String(args.values.host)
+  refuseForeignFiles(dir, args.values.force === true)
   const out = exportMosquitto({ home, dir, host, port, crlDays })
   const summary = {
     ok: true, dir: out.dir, files: out.files, fleet: out.fleet, cn: out.cn, host: out.host, port: out.port,
@@ -79,6 +101,7 @@ export const broker: CommandSpec = {
     'no-broker': { type: 'boolean', help: 'run no MQTT broker: connect the services to --broker instead' },
     broker: { type: 'string', help: 'with --no-broker: the existing broker, mqtts://HOST:PORT' },
     'export-mosquitto': { type: 'string', help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit' },
+    force: { type: 'boolean', help: 'with --export-mosquitto: replace files of the same names that an earlier export did not write' },
     'crl-days': { type: 'string', help: 'with --export-mosquitto: days until the CRL expires', default: String(DEFAULT_CRL_DAYS) },
   },
   async run(args) {
