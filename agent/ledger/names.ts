@@ -66,3 +66,28 @@ export function validateFleetDomain(domain: string): string {
   if (!ok) throw new KinError('FLEET_DOMAIN', `"${domain}" is not a valid fleet domain: use lowercase DNS labels separated by dots, e.g. smith.home.arpa`)
   return domain
 }
+
+// C0 and C1 controls and DEL (a terminal obeys them), line and paragraph separators, and the bidirectional marks,
+// embeddings, overrides and isolates that reorder what a terminal or a page shows (Unicode TR #9; CVE-2021-42574).
+const NOT_PRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u
+const NOT_PRINTABLE_ALL = new RegExp(NOT_PRINTABLE.source, 'gu')
+
+/** Whether `text` holds no character that a terminal would obey or that reorders what it shows. */
+export function isPrintableName(text: string): boolean {
+  return !NOT_PRINTABLE.test(text)
+}
+
+/** Throws NAME_NOT_PRINTABLE when a device name or kind (`what`) holds a control or reordering character. */
+export function requirePrintableName(text: string, what: string): string {
+  const bad = NOT_PRINTABLE.exec(text)
+  if (bad !== null) {
+    const hex = bad[0].codePointAt(0)!.toString(16).padStart(4, '0')
+    throw new KinError('NAME_NOT_PRINTABLE', `${what} holds the non-printable character U+${hex} at position ${bad.index}: use letters, digits, spaces and punctuation`)
+  }
+  return text
+}
+
+/** `text` with every non-printable character shown as `\u{…}`, for terminals: a stored name can never forge output. */
+export function escapeNonPrintable(text: string): string {
+  return text.replace(NOT_PRINTABLE_ALL, c => `\\u{${c.codePointAt(0)!.toString(16)}}`)
+}
