@@ -62,7 +62,9 @@ export const serve: CommandSpec = {
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
-    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. When DIR/config.json names a broker (an '
+    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision; a file that loses events already verified '
+    + '(an older copy put in its place) is an alarm, LEDGER_ROLLBACK, printed and kept in DIR/audit.log, and the verified state '
+    + 'stays in force. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
     + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox (for requesters without TLS, '
