@@ -1,5 +1,5 @@
 /** @module A device's home directory: the fixed file names of the design, every file 0600 in a 0700 directory, config.json. */
-import { existsSync, mkdirSync, renameSync, fsyncSync, closeSync, fchmodSync, unlinkSync, writeSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, renameSync, fsyncSync, closeSync, fchmodSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { KinError } from '../errors.ts'
 import { CREATE_FLAGS, HOME_DIR_MODE, HOME_FILE_MODE, ensurePrivateDir, openHomeFileSync, readHomeFile, requirePrivateDir } from '../../firmware-shims/node/home-file.ts'
@@ -32,10 +32,13 @@ const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 
 /**
  * Writes a file atomically (temp file, fsync, rename) with the given mode, whatever the umask. Missing directories
- * are created 0700; the temp file is created new (O_EXCL) and never through a symlink.
+ * are created 0700 for a private file, 0755 for one others may read (never writable by others, whatever the umask);
+ * the temp file is created new (O_EXCL) and never through a symlink.
  */
 export function writeFileDurable(path: string, data: string | Uint8Array, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true, mode: HOME_DIR_MODE })
+  const dirMode = (mode & 0o044) === 0 ? HOME_DIR_MODE : 0o755
+  const created = mkdirSync(dirname(path), { recursive: true, mode: dirMode })
+  if (created !== undefined) chmodSync(dirname(path), dirMode)
   const tmp = `${path}.tmp-${process.pid}`
   // A temp file of this pid is left from a crash of an earlier process that had the same pid.
   try { unlinkSync(tmp) } catch { /* absent */ }
