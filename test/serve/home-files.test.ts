@@ -2,7 +2,7 @@
 // devices at a home file's name, a home others can write, and names that would forge terminal output.
 import t from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { nodeStorage } from '../../firmware-shims/node/storage.ts'
@@ -80,6 +80,13 @@ t.test('umask 000: kin init writes a 0700 home of 0600 files; a home others can 
   t.match(json((await kin(['ledger', 'verify', '--home', dir, '--json'])).stdout), { code: 'HOME_UNSAFE', message: /writable by its group \(mode 720\)/ })
   chmodSync(dir, 0o700)
   t.equal((await kin(['ledger', 'verify', '--home', dir, '--json'])).status, 0, 'fixed as the message says, it runs again')
+
+  // Another user's home (only root can hand a directory to someone else).
+  if (process.getuid?.() === 0) {
+    chownSync(dir, 65534, 65534)
+    t.match(json((await kin(['ledger', 'verify', '--home', dir, '--json'])).stdout), { code: 'HOME_UNSAFE', message: /belongs to user 65534, not to this user \(0\)/ })
+    chownSync(dir, 0, 0)
+  }
 })
 
 t.test('a symlink, a FIFO or a device at a home file is refused (FILE_NOT_REGULAR), never followed nor waited on', async t => {
