@@ -19,6 +19,17 @@ export type KinErrorCode =
   | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
   // storage
   | 'STORAGE_DAMAGED' | 'STORAGE_IO' | 'STORAGE_EXISTS' | 'STORAGE_BUSY'
+  // a home's files on disk (DESIGN.md "Storage")
+  /** The home directory is writable by group or others, or owned by another user. */
+  | 'HOME_UNSAFE'
+  /** A home file is a symlink, FIFO, device, socket or directory instead of a regular file. */
+  | 'FILE_NOT_REGULAR'
+  /** The ledger file now holds less than, or other than, what this device already verified (a rollback). */
+  | 'LEDGER_ROLLBACK'
+  /** A ledger file holds no event at all. */
+  | 'LEDGER_EMPTY'
+  /** A device name or kind holds a control, line-breaking or bidirectional-override character. */
+  | 'NAME_NOT_PRINTABLE'
   // pki and enrollment
   | 'CERT_PARSE' | 'CERT_CHAIN' | 'CERT_EXPIRED' | 'CERT_NOT_YET_VALID' | 'CERT_KEY_USAGE' | 'CERT_NAMES'
   | 'CERT_UNBOUND' | 'CERT_NOT_CERTIFIED' | 'CSR_PARSE' | 'CSR_SIGNATURE' | 'CSR_KEY_MISMATCH' | 'CSR_NAMES'

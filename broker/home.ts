@@ -1,5 +1,5 @@
 /** @module L0's home as the broker needs it: keys, certificates, the ledger file, the invite book, and a lock against a second broker. */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { bytesEqual } from '../agent/codec/bytes.ts'
@@ -14,6 +14,7 @@ import { openHomeLedger } from '../agent/cli/device.ts'
 import { INVITES_FILE, InviteBook } from './invites.ts'
 import { IssuedRegistry } from './issued.ts'
 import type { L0Logger } from './log.ts'
+import { readHomeFile } from '../firmware-shims/node/home-file.ts'
 
 /** File in L0's home that says a broker runs on it (holds its pid). */
 export const LOCK_FILE = 'broker.lock'
@@ -75,7 +76,7 @@ function checkGenesis(m: L0Material, ledger: Ledger): void {
 export function readL0Ledger(m: L0Material): Ledger {
   const path = m.home.path('ledger')
   if (!existsSync(path)) throw new KinError('HOME_MISSING', `${path} is missing; was 'kin init' run on ${m.home.dir}?`)
-  const { records } = scanRecords(new Uint8Array(readFileSync(path)))
+  const { records } = scanRecords(readHomeFile(path))
   const ledger = replayRecords(nodeCrypto, records, { trustSignatures: true })
   checkGenesis(m, ledger)
   return ledger

@@ -1,6 +1,7 @@
 /** @module Pid lock files: one process at a time writes a home's ledger (kin broker on L0's home; kin serve or kin sync --follow on a device's). */
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, unlinkSync, writeSync } from 'node:fs'
 import { KinError } from '../errors.ts'
+import { CREATE_FLAGS, HOME_FILE_MODE, openHomeFileSync, readHomeFile } from '../../firmware-shims/node/home-file.ts'
 
 function isAlive(pid: number): boolean {
   try {
@@ -19,7 +20,7 @@ export function pidLockHolder(path: string, ownPid: 'holds' | 'stale' = 'stale')
   if (!existsSync(path)) return undefined
   let pid: number
   try {
-    pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
+    pid = Number.parseInt(Buffer.from(readHomeFile(path)).toString('utf8'), 10)
   } catch {
     return undefined
   }
@@ -35,7 +36,7 @@ export function pidLockHolder(path: string, ownPid: 'holds' | 'stale' = 'stale')
 export function takePidLock(path: string, busy: (pid: number | undefined) => KinError, ownPid: 'holds' | 'stale' = 'stale'): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o644)
+      const fd = openHomeFileSync(path, CREATE_FLAGS, HOME_FILE_MODE)
       writeSync(fd, `${process.pid}\n`)
       closeSync(fd)
       return () => { try { unlinkSync(path) } catch { /* already gone */ } }

@@ -5,6 +5,7 @@ import { decodeCbor, encodeCbor, type CborValue } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { LedgerState } from '../ledger/state.ts'
 import { ROLE, type RoleName } from '../ledger/types.ts'
+import { isPrintableName } from '../ledger/names.ts'
 
 const INVITE_PREFIX = utf8('kinship/invite/v1\0')
 const ROLE_NAMES = Object.keys(ROLE) as RoleName[]
@@ -42,6 +43,7 @@ export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Ui
   if (typeof parentCn !== 'string' || parentCn.length > 253) throw new DecodeError('DECODE_FIELD', 'invite: parentCn must be a DNS name')
   if (typeof role !== 'number' || ROLE_NAMES[role] === undefined) throw new DecodeError('DECODE_FIELD', 'invite: unknown role')
   if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'invite: name must be at most 64 characters')
+  if (!isPrintableName(name)) throw new DecodeError('NAME_NOT_PRINTABLE', 'invite: name must hold no control, line-breaking or bidirectional-override character')
   if (typeof expires !== 'number' || typeof time !== 'number') throw new DecodeError('DECODE_FIELD', 'invite: expires and time must be integers')
   if (!(signature instanceof Uint8Array) || signature.length !== 64) throw new DecodeError('DECODE_FIELD', 'invite: signature must be 64 bytes')
   return { invite: { inviteId, loginVerifier, parentCn, role: ROLE_NAMES[role]!, name, expires, time }, signature }

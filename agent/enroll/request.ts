@@ -3,6 +3,7 @@ import { DecodeError } from '../errors.ts'
 import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+import { isPrintableName, requirePrintableName } from '../ledger/names.ts'
 
 /** What a new device tells its parent: its public keys, what it is, and a friendly name. */
 export interface EnrollRequest {
@@ -22,6 +23,9 @@ export interface DeviceSecrets {
 
 /** Generates both key pairs on the device and the request for its parent. */
 export async function createEnrollRequest(crypto: CryptoProvider, pki: PkiProvider, info: { kind: string; name: string }): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
+  // Refused before any key is made: a parent would refuse the request, and every device the authorization.
+  requirePrintableName(info.kind, 'the kind')
+  requirePrintableName(info.name, 'the name')
   const tls = await pki.generateTlsKeyPair()
   const ledger = crypto.ed25519KeyPair()
   return {
@@ -44,5 +48,6 @@ export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   if (!(ledgerKey instanceof Uint8Array) || ledgerKey.length !== 32) throw new DecodeError('DECODE_FIELD', 'enroll request: ledgerKey must be 32 bytes')
   if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16) throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
   if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
+  if (!isPrintableName(kind) || !isPrintableName(name)) throw new DecodeError('NAME_NOT_PRINTABLE', 'enroll request: kind and name must hold no control, line-breaking or bidirectional-override character')
   return { spkiDer, ledgerKey, kind, name }
 }

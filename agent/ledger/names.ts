@@ -85,3 +85,43 @@ export function validateFleetDomain(domain: string): string {
   if (!ok) throw new KinError('FLEET_DOMAIN', `"${domain}" is not a valid fleet domain: use lowercase DNS labels separated by dots, e.g. smith.home.arpa`)
   return domain
 }
+
+// C0 and C1 controls and DEL (a terminal obeys them), line and paragraph separators, and the bidirectional marks,
+// embeddings, overrides and isolates that reorder what a terminal or a page shows (Unicode TR #9; CVE-2021-42574).
+// A loop over UTF-16 code units, not a Unicode regular expression: every one of them is in the BMP, and the core
+// also runs on engines without the regular expression `u` flag.
+function isNotPrintable(c: number): boolean {
+  return c <= 0x1f || (c >= 0x7f && c <= 0x9f) || c === 0x061c || c === 0x200e || c === 0x200f || c === 0x2028 || c === 0x2029
+    || (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)
+}
+
+function firstNotPrintable(text: string): number {
+  for (let i = 0; i < text.length; i++) if (isNotPrintable(text.charCodeAt(i))) return i
+  return -1
+}
+
+/** Whether `text` holds no character that a terminal would obey or that reorders what it shows. */
+export function isPrintableName(text: string): boolean {
+  return firstNotPrintable(text) < 0
+}
+
+/** Throws NAME_NOT_PRINTABLE when a device name or kind (`what`) holds a control or reordering character. */
+export function requirePrintableName(text: string, what: string): string {
+  const at = firstNotPrintable(text)
+  if (at >= 0) {
+    const hex = text.charCodeAt(at).toString(16).padStart(4, '0')
+    throw new KinError('NAME_NOT_PRINTABLE', `${what} holds the non-printable character U+${hex} at position ${at}: use letters, digits, spaces and punctuation`)
+  }
+  return text
+}
+
+/** `text` with every non-printable character shown as `\u{…}`, for terminals: a stored name can never forge output. */
+export function escapeNonPrintable(text: string): string {
+  if (firstNotPrintable(text) < 0) return text
+  let out = ''
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    out += isNotPrintable(c) ? `\\u{${c.toString(16)}}` : text[i]
+  }
+  return out
+}

@@ -3,7 +3,7 @@ import { VerificationError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { verifyEventSignature } from './event.ts'
-import { base32, deriveLabel, validateFleetDomain } from './names.ts'
+import { base32, deriveLabel, isPrintableName, validateFleetDomain } from './names.ts'
 import { nonceKey, type LedgerState } from './state.ts'
 import type { Binding, EncodedEvent, LedgerEvent } from './types.ts'
 
@@ -119,6 +119,8 @@ function checkNonceFresh(state: LedgerState, nonce: Uint8Array, e: EncodedEvent)
 function checkAuthorize(crypto: CryptoProvider, state: LedgerState, issuer: Binding, e: EncodedEvent): void {
   const ev = e.event as Extract<LedgerEvent, { type: 'authorize' }>
   const b = ev.body
+  // Names and kinds are shown on terminals and pages by every device: a control character in one could forge a line.
+  if (!isPrintableName(b.name) || !isPrintableName(b.kind)) refuse('NAME_NOT_PRINTABLE', 'the name and kind of an authorized device must hold no control, line-breaking or bidirectional-override character', e)
   if (issuer.role !== 'admin' && issuer.role !== 'member') refuse('ROLE_CANNOT_DELEGATE', `${issuer.cn} has role ${issuer.role}, which may not authorize devices`, e)
   if (issuer.role === 'member' && (b.role === 'admin' || b.role === 'member')) {
     refuse('ROLE_ESCALATION', `a member may authorize guests and devices only, not ${b.role}`, e)

@@ -1,7 +1,8 @@
 /** @module A device's audit.log on Node: append-only JSON lines, rotated at a size limit to audit.log.1 … .N. */
-import { open, rename, type FileHandle } from 'node:fs/promises'
+import { rename, type FileHandle } from 'node:fs/promises'
 import { KinError } from '../../agent/errors.ts'
 import { formatAuditLine, type AuditRecord } from '../../agent/access/audit.ts'
+import { APPEND_FLAGS, HOME_FILE_MODE, openHomeFile } from './home-file.ts'
 
 /** Sizes and counts of an audit log. */
 export interface AuditLogOptions {
@@ -46,9 +47,10 @@ export class AuditLog {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new KinError('BAD_ARGUMENT', `"maxBytes" expected a positive integer, got ${maxBytes}`)
     if (!Number.isInteger(keep) || keep < 1 || keep > 99) throw new KinError('BAD_ARGUMENT', `"keep" expected 1..99, got ${keep}`)
     try {
-      const handle = await open(path, 'a', 0o600)
+      const handle = await openHomeFile(path, APPEND_FLAGS, HOME_FILE_MODE)
       return new AuditLog(path, handle, (await handle.stat()).size, maxBytes, keep)
     } catch (e) {
+      if (e instanceof KinError) throw e
       throw ioError(`opening ${path}`, e)
     }
   }
@@ -102,7 +104,7 @@ export class AuditLog {
     }
     await rename(this.path, `${this.path}.1`)
     const previous = this.#handle
-    this.#handle = await open(this.path, 'a', 0o600)
+    this.#handle = await openHomeFile(this.path, APPEND_FLAGS, HOME_FILE_MODE)
     this.#size = 0
     await previous.datasync()
     await previous.close()

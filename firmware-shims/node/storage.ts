@@ -1,12 +1,13 @@
 /** @module Node storage: append-only files under one directory, fsync before every acknowledgement, group commit. */
-import { mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { KinError } from '../../agent/errors.ts'
 import type { AppendFile, Storage } from '../types.ts'
+import { APPEND_FLAGS, CREATE_FLAGS, HOME_FILE_MODE, READ_FLAGS, ensurePrivateDir, openHomeFile } from './home-file.ts'
 
-// The ledger is public data: world-readable, written only by its owner (set explicitly, whatever the umask).
-const FILE_MODE = 0o644
-const DIR_MODE = 0o755
+// A home's files are the device's own (DESIGN.md "Storage"): 0600 in a 0700 directory, set explicitly whatever the
+// umask; opened without following symlinks, and only when they are regular files.
+const FILE_MODE = HOME_FILE_MODE
 const NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/
 
 interface PendingAppend {
@@ -88,8 +89,13 @@ class NodeAppendFile implements AppendFile {
 
   read(): Promise<Uint8Array> {
     return this.enqueueOp(async () => {
-      const b = await readFile(this.path)
-      return new Uint8Array(b.buffer, b.byteOffset, b.length)
+      const fh = await openHomeFile(this.path, READ_FLAGS)
+      try {
+        const b = await fh.readFile()
+        return new Uint8Array(b.buffer, b.byteOffset, b.length)
+      } finally {
+        await fh.close()
+      }
     })
   }
 
@@ -191,7 +197,8 @@ class NodeAppendFile implements AppendFile {
   private async replaceNow(bytes: Uint8Array): Promise<void> {
     const tmp = this.path + '.tmp'
     try {
-      const t = await open(tmp, 'w', FILE_MODE)
+      await unlink(tmp).catch(err => { if (!isCode(err, 'ENOENT')) throw err })
+      const t = await openHomeFile(tmp, CREATE_FLAGS, FILE_MODE)
       try {
         await t.chmod(FILE_MODE)
         await writeAll(t, bytes)
@@ -203,11 +210,11 @@ class NodeAppendFile implements AppendFile {
       await syncDirectory(this.dir)
       const old = this.fh
       // The old handle points at the replaced inode; appends must go to the new one.
-      this.fh = await open(this.path, 'a', FILE_MODE)
+      this.fh = await openHomeFile(this.path, APPEND_FLAGS, FILE_MODE)
       await old.close()
     } catch (err) {
       await unlink(tmp).catch(() => undefined)
-      throw ioError('replace failed on', this.path, err)
+      throw err instanceof KinError ? err : ioError('replace failed on', this.path, err)
     }
   }
 }
@@ -215,15 +222,15 @@ class NodeAppendFile implements AppendFile {
 async function openFile(dir: string, name: string, release: () => void): Promise<AppendFile> {
   const path = join(dir, name)
   try {
-    await mkdir(dir, { recursive: true, mode: DIR_MODE })
+    ensurePrivateDir(dir)
     // A leftover .tmp is a replacement that crashed before its rename: the file itself is still intact.
     await unlink(path + '.tmp').catch(err => { if (!isCode(err, 'ENOENT')) throw err })
     let fh: FileHandle
     try {
-      fh = await open(path, 'ax', FILE_MODE)
+      fh = await openHomeFile(path, CREATE_FLAGS, FILE_MODE)
     } catch (err) {
       if (!isCode(err, 'EEXIST')) throw err
-      fh = await open(path, 'a', FILE_MODE)
+      fh = await openHomeFile(path, APPEND_FLAGS, FILE_MODE)
       return new NodeAppendFile(dir, path, fh, release)
     }
     try {
@@ -237,7 +244,7 @@ async function openFile(dir: string, name: string, release: () => void): Promise
     return new NodeAppendFile(dir, path, fh, release)
   } catch (err) {
     release()
-    throw ioError('cannot open', path, err)
+    throw err instanceof KinError ? err : ioError('cannot open', path, err)
   }
 }
 

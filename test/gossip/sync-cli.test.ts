@@ -1,5 +1,5 @@
 import t from 'tap'
-import { existsSync } from 'node:fs'
+import { existsSync, lstatSync, readFileSync, renameSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { expectExit, kin, lastJson } from '../enroll/_harness.ts'
 import { gossipFleet } from './_fleet.ts'
@@ -40,4 +40,20 @@ t.test('kin ledger bundle and kin revoke: usage errors exit 2 and name the probl
     t.match(lastJson(r.stdout), { ok: false, code: 'USAGE', message: expected[i] })
   })
   t.notOk(existsSync(join(admin!.home, 'ledger.lock')), 'nothing was left locked')
+})
+
+t.test('kin sync never writes through a symlink planted at ledger.cbor (FILE_NOT_REGULAR; the link target is untouched)', async t => {
+  const fleet = await gossipFleet(t, ['admin'])
+  const home = fleet.devices[0]!.home
+  const ledger = join(home, 'ledger.cbor')
+  const elsewhere = join(home, 'elsewhere.cbor')
+  renameSync(ledger, elsewhere)
+  symlinkSync(elsewhere, ledger)
+  const before = readFileSync(elsewhere)
+  const run = await kin(['sync', '--home', home, '--timeout', '20s', '--json'])
+  expectExit(t, run, 2, 'refused: exit 2')
+  t.match(lastJson(run.stdout), { ok: false, code: 'FILE_NOT_REGULAR', message: /is a symlink/ })
+  t.same(readFileSync(elsewhere), before, 'nothing was written through the link')
+  t.ok(lstatSync(ledger).isSymbolicLink(), 'the link is left for the owner to look at')
+  t.notOk(existsSync(join(home, 'ledger.lock')), 'the lock is released')
 })

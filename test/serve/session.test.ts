@@ -51,7 +51,7 @@ t.test('action names: the characters of policy rules, never the wildcard', async
   }
 })
 
-t.test('a home ledger followed on disk: appends read incrementally, torn tails waited for, replacements replayed, damage reported', async t => {
+t.test('a home ledger followed on disk: appends read incrementally, torn tails waited for, replacements replayed, a rollback refused, damage reported', async t => {
   const { home, dir, remove } = await house.home(lock)
   t.teardown(remove)
   const path = home.path('ledger')
@@ -73,20 +73,31 @@ t.test('a home ledger followed on disk: appends read incrementally, torn tails w
   t.equal(follower.state().log.length, size + 1, 'completed: read incrementally')
   t.equal(follower.reloads, 1, 'without a full replay')
   t.equal(follower.state().invalidAt(follower.state().currentBinding(guest)!, now)?.code, 'REVOKED')
-  // An atomic replace (rename over the file) with other content is replayed whole.
+  // An atomic replace (rename over the file) is replayed whole; holding every event verified so far, it is taken.
+  const full = readFileSync(path)
+  writeFileSync(`${path}.new`, full)
+  renameSync(`${path}.new`, path)
+  t.equal(follower.refresh(), true)
+  t.equal(follower.reloads, 2, 'replayed whole')
+  t.equal(follower.state().log.length, size + 1)
+  // The copy from before the revocation put in its place goes back: an alarm, and the verified state stays.
   writeFileSync(`${path}.new`, original)
   renameSync(`${path}.new`, path)
-  t.equal(follower.state().log.length, size, 'the replacement lacks the revocation')
+  t.equal(follower.refresh(), false)
+  t.match(follower.lastError, { code: 'LEDGER_ROLLBACK', message: /lacks 1 of the \d+ events/ })
+  t.equal(follower.state().log.length, size + 1, 'the revocation stays in force')
+  t.equal(follower.state().invalidAt(follower.state().currentBinding(guest)!, now)?.code, 'REVOKED')
+  t.equal(follower.lastError?.code, 'LEDGER_ROLLBACK', 'still alarmed on the next look, without a new replay')
   t.equal(follower.reloads, 2)
   // Damage: a record that does not verify leaves the last verified state in force, with the reason.
-  const damaged = Buffer.from(original)
+  const damaged = Buffer.from(full)
   damaged[damaged.length - 10]! ^= 0xff
   writeFileSync(path, damaged)
   t.equal(follower.refresh(), false)
   t.match(follower.lastError?.code, /^STORAGE_DAMAGED$/)
-  t.equal(follower.state().log.length, size, 'still the last verified state')
+  t.equal(follower.state().log.length, size + 1, 'still the last verified state')
   truncateSync(path, 0)
-  writeFileSync(path, original)
+  writeFileSync(path, full)
   t.equal(follower.refresh(), true)
   t.equal(follower.lastError, undefined, 'recovered')
   t.throws(() => new HomeLedgerFollower(`${dir}/no-such-ledger.cbor`), { code: 'HOME_MISSING' })

@@ -246,20 +246,20 @@ t.test('node: appends issued together share an fsync (group commit), each still 
   })
 })
 
-t.test('node: replace is atomic: temp file fsynced and renamed, directory fsynced, no .tmp left, mode 0644', async t => {
+t.test('node: replace is atomic: temp file fsynced and renamed, directory fsynced, no .tmp left, mode 0600 whatever the umask', async t => {
   const dir = tempDir()
-  const umask = process.umask(0o077)
+  const umask = process.umask(0)
   try {
     await withProbe(async probe => {
       const f = await nodeStorage(dir).openAppendFile('ledger.cbor')
-      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o644, 'created 0644 despite umask 077')
+      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'created 0600 despite umask 000')
       await f.append(utf8('before replace'))
       const syncs = probe.syncs
       await f.replace(utf8('after'))
       t.ok(probe.syncs - syncs >= 2, 'fsync of the temp file and of the directory')
       t.notOk(existsSync(join(dir, 'ledger.cbor.tmp')), 'no .tmp left')
       t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after')
-      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o644, 'replacement is 0644 too')
+      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'replacement is 0600 too')
       await f.append(utf8('!'))
       t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after!', 'appends go to the new file')
       await f.close()

@@ -1,10 +1,11 @@
 /** @module What `kin serve`, `kin access` and `kin check` share: a home opened for access decisions, its ledger followed on disk. */
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs'
+import { existsSync, lstatSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
 import { AuditLog } from '../../../firmware-shims/node/audit-log.ts'
+import { readHomeFile, readHomeFileRange } from '../../../firmware-shims/node/home-file.ts'
 import type { CryptoProvider } from '../../../firmware-shims/types.ts'
 import { AccessSession } from '../../access/session.ts'
 import type { Decision, LocalPolicy } from '../../access/types.ts'
@@ -26,27 +27,18 @@ interface FileMark {
   mtimeMs: number
 }
 
-function readRange(path: string, from: number, to: number): Uint8Array {
-  const out = new Uint8Array(to - from)
-  const fd = openSync(path, 'r')
-  try {
-    let at = 0
-    while (at < out.length) {
-      const n = readSync(fd, out, at, out.length - at, from + at)
-      if (n === 0) break
-      at += n
-    }
-    return at === out.length ? out : out.subarray(0, at)
-  } finally {
-    closeSync(fd)
-  }
+function sameMark(a: FileMark, b: FileMark): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs
 }
 
 /**
  * A home's ledger.cbor, read without taking it over (another process — `kin sync`, the enrollment — may append
- * to it while a device serves). Before each use one stat() tells whether the file changed: appended records are
+ * to it while a device serves). Before each use one lstat() tells whether the file changed: appended records are
  * validated into the state already held; a file that was replaced or shrank is replayed whole. If the new content
- * does not verify, the last verified state stays in force and `lastError` says why.
+ * does not verify, the last verified state stays in force and `lastError` says why. The state never goes back
+ * (DESIGN.md "Storage"): a replayed file that lacks any event already verified here — an older copy from before a
+ * revocation — is LEDGER_ROLLBACK, an alarm, and the verified state stays in memory. The file is opened without
+ * following symlinks and only when it is a regular file (FILE_NOT_REGULAR).
  */
 export class HomeLedgerFollower {
   readonly path: string
@@ -58,6 +50,8 @@ export class HomeLedgerFollower {
   appends = 0
   #ledger: Ledger
   #mark: FileMark = { ino: -1, size: -1, mtimeMs: -1 }
+  // The file as it was when it last failed: not read again until it changes (a rollback is not replayed per decision).
+  #refused: FileMark | undefined = undefined
   #consumed = 0
 
   constructor(path: string, crypto: CryptoProvider = nodeCrypto) {
@@ -78,21 +72,29 @@ export class HomeLedgerFollower {
   refresh(): boolean {
     let mark: FileMark
     try {
-      const st = statSync(this.path)
+      const st = lstatSync(this.path)
       mark = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }
     } catch (cause) {
       this.lastError = new KinError('HOME_MISSING', `cannot read ${this.path}: ${(cause as Error).message}`, { cause })
       return false
     }
     const before = this.#mark
-    if (mark.ino === before.ino && mark.size === before.size && mark.mtimeMs === before.mtimeMs) return false
+    if (sameMark(mark, before)) {
+      // Back to the file last verified (e.g. restored by rename): its state is the one held.
+      this.lastError = undefined
+      this.#refused = undefined
+      return false
+    }
+    if (this.#refused !== undefined && sameMark(mark, this.#refused)) return false
     const grew = mark.ino === before.ino && mark.size > this.#consumed
     try {
       if (!(grew && this.#appendFrom(this.#consumed, mark.size))) this.#reload()
       this.#mark = mark
+      this.#refused = undefined
       this.lastError = undefined
       return true
     } catch (e) {
+      this.#refused = mark
       this.lastError = e instanceof KinError ? e : new KinError('STORAGE_IO', `reading ${this.path}: ${(e as Error).message}`, { cause: e })
       return false
     }
@@ -100,7 +102,7 @@ export class HomeLedgerFollower {
 
   // Records appended after `from`: false (a full replay is due) when they do not frame or validate in order.
   #appendFrom(from: number, to: number): boolean {
-    const tail = readRange(this.path, from, to)
+    const tail = readHomeFileRange(this.path, from, to)
     let scan
     try {
       scan = scanRecords(tail)
@@ -120,12 +122,33 @@ export class HomeLedgerFollower {
   }
 
   #reload(): void {
-    const bytes = new Uint8Array(readFileSync(this.path))
+    const bytes = readHomeFile(this.path)
     const { records, tornTailAt } = scanRecords(bytes)
-    this.#ledger = replayRecords(this.crypto, records)
+    const next = replayRecords(this.crypto, records)
+    requireNoRollback(this.path, this.#ledger.state, next.state)
+    this.#ledger = next
     this.#consumed = tornTailAt ?? bytes.length
     this.reloads++
   }
+}
+
+/**
+ * Throws LEDGER_ROLLBACK when `next` (a ledger file read again) lacks an event of `held` (already verified here):
+ * the ledger is append-only, so a file that lost events is an older copy or a forgery, never a new truth.
+ */
+export function requireNoRollback(path: string, held: LedgerState, next: LedgerState): void {
+  let missing = 0
+  let first: string | undefined
+  for (const e of held.log) {
+    if (next.has(e.idHex)) continue
+    missing++
+    first ??= `${e.event.type} ${e.idHex.slice(0, 12)}`
+  }
+  if (missing === 0) return
+  throw new KinError('LEDGER_ROLLBACK',
+    `${path} went back: it lacks ${missing} of the ${held.log.length} events this device already verified (first missing: ${first}); ` +
+    'the verified state stays in force. Restore the file from a backup of this device, or stop this process, move the file aside and run \'kin sync\' to fetch the ledger from L0 again',
+    { detail: { path, missing, held: held.log.length, found: next.log.length } })
 }
 
 function policyError(what: string): KinError {
@@ -193,7 +216,7 @@ export class HomeHeadReader {
     if (minerKey === undefined || !existsSync(this.path)) return undefined
     let mark: string
     try {
-      const st = statSync(this.path)
+      const st = lstatSync(this.path)
       mark = `${st.ino}:${st.size}:${st.mtimeMs}`
     } catch {
       return undefined
@@ -202,7 +225,7 @@ export class HomeHeadReader {
     this.#mark = mark
     this.#head = undefined
     try {
-      const v = decodeCbor(new Uint8Array(readFileSync(this.path)), 1024)
+      const v = decodeCbor(readHomeFile(this.path), 1024)
       if (Array.isArray(v) && v.length === 3 && v[1] instanceof Uint8Array) {
         const head = decodeHead(v[1])
         if (verifyHeadSignature(nodeCrypto, head, minerKey)) this.#head = head

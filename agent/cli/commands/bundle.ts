@@ -1,5 +1,5 @@
 /** @module `kin ledger bundle`: export one CN's proof bundle from the home's ledger and verified head, or from the miner when the home lacks it. */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -17,12 +17,13 @@ import { parseDuration, requireFleetCn, requireString, usageError, type CommandS
 import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
 import { emit } from '../output.ts'
 import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
+import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 
 /** The heads file of L0's miner (broker/miner-service.ts HEADS_FILE). */
 const L0_HEADS_FILE = 'heads.cbor'
 
 function fileBytes(path: string): Uint8Array {
-  return existsSync(path) ? new Uint8Array(readFileSync(path)) : new Uint8Array(0)
+  return existsSync(path) ? readHomeFile(path) : new Uint8Array(0)
 }
 
 /** What the home's own files give: the bundle (or why not), the verified head, and the anchor to check a bundle with. */

@@ -1,5 +1,4 @@
 /** @module `kin invite`: register a one-time pairing code with L0, print it, and authorize the device that uses it. */
-import { readFileSync } from 'node:fs'
 import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
@@ -16,6 +15,8 @@ import { openHomeLedger } from '../device.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { isoTime, jsonReplacer } from '../output.ts'
 import { exitStatusOf, stepTimeoutMs } from './enroll.ts'
+import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
+import { requirePrintableName } from '../../ledger/names.ts'
 
 const ROLES = Object.keys(ROLE) as RoleName[]
 
@@ -44,8 +45,9 @@ async function openInviterLedger(home: Home, config: HomeConfig): Promise<{ ledg
   if (config.l0 === true) {
     let bytes: Uint8Array
     try {
-      bytes = new Uint8Array(readFileSync(home.path('ledger')))
+      bytes = readHomeFile(home.path('ledger'))
     } catch (err) {
+      if (err instanceof KinError) throw err
       throw new KinError('HOME_MISSING', `cannot read ${home.path('ledger')}: ${(err as Error).message}`, { cause: err })
     }
     const ledger = replayRecords(nodeCrypto, scanRecords(bytes).records)
@@ -87,6 +89,7 @@ export const invite: CommandSpec = {
     if (guestValidSeconds < 60) throw usageError('--valid must be at least 1m')
     const name = typeof args.values.name === 'string' ? args.values.name : ''
     if (name.length > 64) throw usageError('--name must be at most 64 characters')
+    requirePrintableName(name, '--name')
     const timeoutMs = stepTimeoutMs(args.values.timeout)
     const home = new Home(dir)
     const config = home.readConfig()

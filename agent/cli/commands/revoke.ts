@@ -1,5 +1,4 @@
 /** @module `kin revoke`: sign a revoke event with the home's ledger key, check it against the home's ledger, record it, hand it to the miner. */
-import { readFileSync } from 'node:fs'
 import { KinError, VerificationError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
@@ -16,6 +15,7 @@ import { openHomeLedger } from '../device.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
 import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './sync.ts'
+import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 
 const REASONS = Object.keys(REVOKE_REASON) as RevokeReasonName[]
 
@@ -51,7 +51,7 @@ function signedRevoke(ledger: Ledger, home: Home, config: HomeConfig, cn: string
 }
 
 function snapshot(home: Home): Ledger {
-  return replayRecords(nodeCrypto, scanRecords(new Uint8Array(readFileSync(home.path('ledger')))).records)
+  return replayRecords(nodeCrypto, scanRecords(readHomeFile(home.path('ledger'))).records)
 }
 
 /** Polls L0's ledger file (written by the running broker) until it holds `idHex`. */

@@ -19,6 +19,8 @@ import { followsBroker, headSummary, nextStopSignal, openFollowingHome, type Fol
 
 /** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
+/** How often a serving device looks at its ledger file between requests (one lstat when nothing changed). */
+const LEDGER_WATCH_MS = 1000
 
 /**
  * The inbox challenge service of a serving home (PROTOCOL.md §12.4): the home's session decides, a retryable deny gets
@@ -60,7 +62,9 @@ export const serve: CommandSpec = {
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
-    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. When DIR/config.json names a broker (an '
+    + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision; a file that loses events already verified '
+    + '(an older copy put in its place) is an alarm, LEDGER_ROLLBACK, printed and kept in DIR/audit.log, and the verified state '
+    + 'stays in force. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
     + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox (for requesters without TLS, '
@@ -117,13 +121,24 @@ export const serve: CommandSpec = {
       throw e
     }
     let reportedLedgerError: string | undefined
-    const report = (decision: Decision, from: string, fields: Record<string, unknown>): void => {
-      // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error.
+    // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error. A file
+    // that went back (LEDGER_ROLLBACK) is an alarm: printed, and kept in audit.log next to the decisions it protects.
+    const noteLedgerError = (): void => {
       const ledgerError = device.ledger.lastError
       if (ledgerError !== undefined && ledgerError.message !== reportedLedgerError) {
-        line(json, { ledgerError: ledgerError.code, message: ledgerError.message }, `warning: ${device.home.path('ledger')} no longer verifies (${ledgerError.code}: ${ledgerError.message}); deciding on the last verified state`)
+        if (ledgerError.code === 'LEDGER_ROLLBACK') {
+          const now = Math.floor(Date.now() / 1000)
+          line(json, { alarm: { code: ledgerError.code, source: 'ledger file', message: ledgerError.message } }, `ALARM ${ledgerError.code} (ledger file): ${ledgerError.message}`)
+          device.audit!.appendLine(JSON.stringify({ time: now, alarm: ledgerError.code, message: ledgerError.message }))
+            .catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
+        } else {
+          line(json, { ledgerError: ledgerError.code, message: ledgerError.message }, `warning: ${device.home.path('ledger')} no longer verifies (${ledgerError.code}: ${ledgerError.message}); deciding on the last verified state`)
+        }
       }
       reportedLedgerError = ledgerError?.message
+    }
+    const report = (decision: Decision, from: string, fields: Record<string, unknown>): void => {
+      noteLedgerError()
       device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
       line(json, { decision: answerOf(decision), ...fields }, `${isoTime(decision.time)} ${from} ${describeDecision(decision)}`)
     }
@@ -164,7 +179,10 @@ export const serve: CommandSpec = {
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
+    // The ledger file is also looked at between requests, so a swapped file raises its alarm without waiting for one.
+    const watch = setInterval(() => { device.ledger.refresh(); noteLedgerError() }, LEDGER_WATCH_MS)
     const signal = await nextStopSignal()
+    clearInterval(watch)
     inbox?.close()
     await endpoint.close()
     await following?.close()

@@ -302,6 +302,10 @@ function authorizeRefusals(): Refusal[] {
     f.twinAuthorize(lockAuth, laptop, T0 + 400)))
   const lb = (lockAuth.event as Extract<EncodedEvent['event'], { type: 'authorize' }>).body
   r.push(refusal('nonce-reused', 'NONCE_REUSED', "the phone authorizes new keys with the lock's nonce (a different label, so a new CN)", pre, by(phone, T0 + 400, { nonce: lb.nonce })))
+  r.push(refusal('name-not-printable', 'NAME_NOT_PRINTABLE', 'the phone authorizes a device whose name carries a terminal escape and a line break (a forged output line)', pre,
+    by(phone, T0 + 400, { name: 'hall\u001b[2K\r    9  revoke' })))
+  r.push(refusal('kind-not-printable', 'NAME_NOT_PRINTABLE', 'the phone authorizes a device whose kind carries a right-to-left override', pre,
+    by(phone, T0 + 400, { kind: 'sen\u202esor' })))
   return r
 }
 
