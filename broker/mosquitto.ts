@@ -1,6 +1,7 @@
 /** @module `kin broker --export-mosquitto`: the fleet's topics, ACLs, TLS identity and CRL as Mosquitto configuration files. */
 import { join, resolve } from 'node:path'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { FFDHE2048_PARAMS_PEM, mosquittoTlsLines } from '../firmware-shims/node/tls-policy.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
 import { writeFileDurable } from '../agent/cli/home.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
@@ -17,6 +18,7 @@ export const MOSQUITTO_FILES = {
   cafile: 'root.pem',
   certfile: 'l0-cert.pem',
   keyfile: 'l0-key.pem',
+  dhparam: 'dhparam.pem',
 } as const
 
 /** How far an exported CRL's thisUpdate lies before the export: tolerance for a broker clock behind L0's. */
@@ -115,7 +117,8 @@ export function mosquittoConf(files: MosquittoExport['files'], fleet: string, po
     'log_type information',
     '',
     `listener ${port}${host === undefined ? '' : ` ${host}`}`,
-    'tls_version tlsv1.2',
+    // The fleet's TLS policy (firmware-shims/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
+    ...mosquittoTlsLines(files.dhparam),
     `cafile ${files.cafile}`,
     `certfile ${files.certfile}`,
     `keyfile ${files.keyfile}`,
@@ -156,6 +159,7 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   writeFileDurable(files.certfile, m.certPem)
   writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
   writeFileDurable(files.crl, crl.pem)
+  writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
   writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn))
   writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
   return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, nextUpdate }

@@ -2,6 +2,7 @@
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { DecodeError, KinError } from '../../agent/errors.ts'
+import { tlsClientPolicy, tlsServerPolicy } from './tls-policy.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
 
@@ -204,7 +205,7 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
 export function startAccessEndpoint(options: AccessEndpointOptions): Promise<AccessEndpoint> {
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
   const server = createServer({
-    cert: options.certPem, key: options.keyPem, ca: options.rootPem, minVersion: 'TLSv1.2',
+    ...tlsServerPolicy(), cert: options.certPem, key: options.keyPem, ca: options.rootPem,
     requestCert: true, rejectUnauthorized: false, handshakeTimeout: timeoutMs,
     // A requester may half-close after its request; the answer must still go out. Every path ends the socket itself.
     allowHalfOpen: true,
@@ -281,8 +282,8 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     // ledger binding, lineage) runs on the certificate in its place before any byte of the request is written.
     // rejectUnauthorized is off for the same reason as on the server: a foreign certificate gets its coded refusal.
     const socket = connect({
-      host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
-      minVersion: 'TLSv1.2', rejectUnauthorized: false, checkServerIdentity: () => undefined,
+      ...tlsClientPolicy(), host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
+      rejectUnauthorized: false, checkServerIdentity: () => undefined,
     })
     const timer = setTimeout(() => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)), timeoutMs)
     socket.once('secureConnect', () => {
