@@ -23,6 +23,8 @@ export type KinErrorCode =
   | 'CERT_PARSE' | 'CERT_CHAIN' | 'CERT_EXPIRED' | 'CERT_NOT_YET_VALID' | 'CERT_KEY_USAGE' | 'CERT_NAMES'
   | 'CERT_UNBOUND' | 'CERT_NOT_CERTIFIED' | 'CSR_PARSE' | 'CSR_SIGNATURE' | 'CSR_KEY_MISMATCH' | 'CSR_NAMES'
   | 'CA_VALIDITY' | 'FLEET_DOMAIN' | 'HOME_EXISTS' | 'HOME_MISSING' | 'ENROLL_STATE'
+  /** A fleet domain longer than 45 characters: its root's and devices' CNs would exceed X.509's 64 (RFC 5280). */
+  | 'FLEET_DOMAIN_TOO_LONG'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
   // broker sessions (transport)
