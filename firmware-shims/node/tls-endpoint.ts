@@ -7,8 +7,9 @@ import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/a
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
 
 /*
- * WIRE (the spec; docs/PROTOCOL.md has no access section yet)
- *   requester → device: one line, JSON {"action": "<name>"}, at most MAX_REQUEST_BYTES, within the request timeout
+ * WIRE (docs/PROTOCOL.md §12.2)
+ *   requester → device: one line, JSON {"action": "<name>"} or {"action": "<name>", "bundle": "<base64>"} (a bundle of
+ *     at most MAX_LINE_BUNDLE_BYTES), at most MAX_REQUEST_BYTES with its newline, within the request timeout
  *   device → requester: one line, JSON {allow, code, reason, path, commonAncestor, hops, peer, action, time}; then close
  * PROOF OF POSSESSION. The server asks for a client certificate (requestCert) but does not let OpenSSL refuse one
  * (rejectUnauthorized: false), so that a certificate from another CA gets a coded deny (CERT_CHAIN) from the engine
