@@ -56,16 +56,16 @@ export function tlsClientPolicy(): TlsClientPolicy {
 }
 
 /**
- * The listener's TLS lines of a mosquitto.conf (mosquitto.conf(5)): the lowest version, the 1.2 suites (the 1.3
- * ones are Mosquitto's defaults, which are OpenSSL's), and `dhparamfile` when DH parameters are given, without
- * which Mosquitto's OpenSSL context offers no DHE suite.
+ * The listener's TLS lines of a mosquitto.conf (mosquitto.conf(5)): the lowest version, the 1.2 and 1.3 suites, and
+ * `dhparamfile` for the DHE-RSA suites. Mosquitto 2.0 would pick DH parameters itself; the file names the group
+ * (ffdhe2048) instead of leaving it to the build.
  */
-export function mosquittoTlsLines(dhparamFile: string | undefined): string[] {
+export function mosquittoTlsLines(dhparamFile: string): string[] {
   return [
     'tls_version tlsv1.2',
     `ciphers ${TLS12_SUITES.join(':')}`,
     `ciphers_tls1.3 ${TLS13_SUITES.join(':')}`,
-    ...(dhparamFile === undefined ? [] : [`dhparamfile ${dhparamFile}`]),
+    `dhparamfile ${dhparamFile}`,
   ]
 }
 

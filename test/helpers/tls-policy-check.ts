@@ -48,6 +48,9 @@ export async function checkTlsPolicy(t: Test, port: number, files: ClientFiles):
   for (const cipher of ['DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']) {
     const r = await sClient(port, files, ['-tls1_2', '-cipher', cipher])
     t.equal(r.cipher, cipher, `${cipher} is accepted (Espruino's mbedTLS speaks DHE-RSA with an RSA key)`)
+    // RFC 7919 / Logjam: a DHE group of at least 2048 bits.
+    const dh = /Server Temp Key: DH, (\d+) bits/.exec(r.out)
+    if (cipher.startsWith('DHE-')) t.ok(dh !== null && Number(dh[1]) >= 2048, `${cipher}: DH group of ${dh?.[1]} bits`)
   }
   const v13 = await sClient(port, files, ['-tls1_3'])
   t.ok(TLS13_SUITES.includes(v13.cipher ?? ''), `TLS 1.3 as offered: ${v13.cipher}`)
