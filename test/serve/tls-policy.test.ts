@@ -72,3 +72,42 @@ t.test("kinship's clients refuse a server that offers only CBC or static-RSA sui
   t.not(mqtt, 'connected', `the MQTT transport finds no suite in common (${String(mqtt)})`)
   t.equal(established, 0, 'no TLS session came about')
 })
+
+t.test("kinship's clients refuse a renegotiation the server asks for (HelloRequest, RFC 5246 §7.4.1.1)", async t => {
+  const lockId = house.identity(lock)
+  const outcomes: string[] = []
+  let waiting: ((outcome: string) => void) | undefined
+  // A TLS 1.2 server without kinship's policy: it renegotiates as soon as a client is connected.
+  const server = createServer({ cert: lockId.certPem, key: lockId.keyPem, maxVersion: 'TLSv1.2' })
+  const sockets = new Set<Socket>()
+  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  server.on('secureConnection', (s: TLSSocket) => {
+    // One outcome per connection: the first of the socket's error and the renegotiation's callback.
+    let settled = false
+    const settle = (outcome: string): void => {
+      if (settled) return
+      settled = true
+      outcomes.push(outcome)
+      waiting?.(outcome)
+      s.destroy()
+    }
+    s.on('error', e => settle(e.message))
+    if (!s.renegotiate({ rejectUnauthorized: false }, err => settle(err ? err.message : 'renegotiated'))) settle('renegotiate not started')
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of sockets) s.destroy(); server.close() })
+  const { port } = server.address() as AddressInfo
+  const next = (): Promise<string> => new Promise(resolve => { waiting = resolve })
+
+  const fromAccess = next()
+  await requestAccess({ ...id, host: '127.0.0.1', port, action: 'unlock', checkServer: house.session(guest).checkServer.bind(house.session(guest)), timeoutMs: 10_000 })
+    .catch(() => undefined)
+  t.match(await fromAccess, /no renegotiation/, 'the access client answers no_renegotiation')
+  const fromMqtt = next()
+  await nodeTransport.connect({
+    url: `mqtts://127.0.0.1:${port}`, clientId: 'pair-tls-policy', login: { kind: 'pairing', username: 'u', password: 'p' },
+    server: { kind: 'deferred' }, connectTimeoutMs: 10_000,
+  }).then(s => s.end(), () => undefined)
+  t.match(await fromMqtt, /no renegotiation/, 'the MQTT transport answers no_renegotiation')
+  t.notOk(outcomes.includes('renegotiated'), 'no connection was renegotiated')
+})
