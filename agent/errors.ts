@@ -36,6 +36,8 @@ export type KinErrorCode =
   | 'CA_VALIDITY' | 'FLEET_DOMAIN' | 'HOME_EXISTS' | 'HOME_MISSING' | 'ENROLL_STATE'
   // the retired `DNS:parent.<CN>` SAN marker, in a certificate (renew it) or a CSR (re-make it with the URI marker)
   | 'CERT_OLD_PARENT_MARKER' | 'CSR_OLD_PARENT_MARKER'
+  /** A fleet domain longer than 45 characters: its root's and devices' CNs would exceed X.509's 64 (RFC 5280). */
+  | 'FLEET_DOMAIN_TOO_LONG'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
   // broker sessions (transport)

@@ -27,11 +27,11 @@ export interface CrlInput {
   rootCertPem: string
   rootKeyPem: string
   revoked: readonly RevokedSerial[]
-  /** Seconds since the epoch. */
+  /** Seconds since the epoch; no revocation listed may be later. */
   thisUpdate: number
   /** When a relying party should expect a newer CRL (OpenSSL refuses every certificate once it has passed). */
   nextUpdate: number
-  /** RFC 5280 §5.2.3: grows with every CRL the fleet CA issues. */
+  /** RFC 5280 §5.2.3: grows with every CRL the fleet CA issues (broker/crl-number.ts). */
   crlNumber: number
 }
 
@@ -103,6 +103,9 @@ function rootSubject(rootCertPem: string): Node {
  */
 export function buildCrl(input: CrlInput): { der: Uint8Array; pem: string } {
   if (!(input.nextUpdate > input.thisUpdate)) throw new RangeError('"nextUpdate" must be after "thisUpdate"')
+  // A CRL lists revocations that happened by its date: a later revocationDate would contradict thisUpdate.
+  const late = input.revoked.find(r => r.revokedAt > input.thisUpdate)
+  if (late !== undefined) throw new RangeError(`serial ${late.serial}: "revokedAt" ${late.revokedAt} lies after "thisUpdate" ${input.thisUpdate}`)
   const root = DeviceCertificate.from(input.rootCertPem, { sha256: nodeCrypto.sha256 })
   const algorithm = seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')])
   const entries = [...input.revoked]

@@ -4,6 +4,7 @@ import { KinError } from '../agent/errors.ts'
 import type { FleetTopics } from '../agent/gossip/topics.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
+import { tlsClientPolicy } from '../firmware-shims/node/tls-policy.ts'
 import { filterCovers } from './acl.ts'
 import { openL0Home } from './home.ts'
 import { makeLogger, type LogSink } from './log.ts'
@@ -142,7 +143,7 @@ export async function startL0Client(opts: L0ClientOptions): Promise<L0ClientServ
   const l0 = await openL0Home(opts.home, log)
   const clientId = opts.clientId ?? `services.${l0.cn}`
   const client = mqtt.connect({
-    protocol: 'mqtts', host, port, protocolVersion: 4, clientId, clean: false, reconnectPeriod: 1000, connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    ...tlsClientPolicy(), protocol: 'mqtts', host, port, protocolVersion: 4, clientId, clean: false, reconnectPeriod: 1000, connectTimeout: opts.connectTimeoutMs ?? 10_000,
     cert: l0.certPem, key: l0.tlsKeyPem, ca: l0.rootPem, servername: l0.cn, rejectUnauthorized: true,
   })
   let services: Awaited<ReturnType<typeof startServices>>

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodePki } from '../firmware-shims/node/pki.ts'
+import { tlsServerPolicy } from '../firmware-shims/node/tls-policy.ts'
 import { MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
@@ -163,7 +164,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const topics = services.topics
 
   const server = createServer({
-    cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], minVersion: 'TLSv1.2', handshakeTimeout: 10_000,
+    ...tlsServerPolicy(), cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], handshakeTimeout: 10_000,
     // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
     requestCert: true, rejectUnauthorized: false,
   })

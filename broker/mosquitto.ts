@@ -1,10 +1,12 @@
 /** @module `kin broker --export-mosquitto`: the fleet's topics, ACLs, TLS identity and CRL as Mosquitto configuration files. */
 import { join, resolve } from 'node:path'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { FFDHE2048_PARAMS_PEM, mosquittoTlsLines } from '../firmware-shims/node/tls-policy.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
 import { writeFileDurable } from '../agent/cli/home.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { buildCrl } from './crl.ts'
+import { takeCrlNumber } from './crl-number.ts'
 import { readL0Ledger, readL0Material } from './home.ts'
 import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
 import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
@@ -17,9 +19,13 @@ export const MOSQUITTO_FILES = {
   cafile: 'root.pem',
   certfile: 'l0-cert.pem',
   keyfile: 'l0-key.pem',
+  dhparam: 'dhparam.pem',
 } as const
 
-/** How far an exported CRL's thisUpdate lies before the export: tolerance for a broker clock behind L0's. */
+/**
+ * How far an exported CRL's thisUpdate may lie before the export: tolerance for a broker clock behind L0's. It never
+ * lies before a revocation the CRL lists (thisUpdate ≥ every revocationDate).
+ */
 export const CRL_BACKDATE_SECONDS = 300
 /** Default life of an exported CRL: OpenSSL refuses every client once nextUpdate has passed, so re-export before then. */
 export const DEFAULT_CRL_DAYS = 30
@@ -40,7 +46,7 @@ export interface MosquittoExportOptions {
   host?: string
   /** Port of its TLS listener (default 8883). */
   port?: number
-  /** Seconds since the epoch (default: now): the CRL's thisUpdate and the moment revocations are judged at. */
+  /** Seconds since the epoch (default: now): when the CRL is made and revocations are judged. */
   now?: number
   /** Days until the CRL's nextUpdate (default DEFAULT_CRL_DAYS). */
   crlDays?: number
@@ -60,6 +66,7 @@ export interface MosquittoExport {
   /** Issued certificates L0 knows the serials of (the CRL can name only those). */
   known: number
   crlNumber: number
+  thisUpdate: number
   nextUpdate: number
 }
 
@@ -115,7 +122,8 @@ export function mosquittoConf(files: MosquittoExport['files'], fleet: string, po
     'log_type information',
     '',
     `listener ${port}${host === undefined ? '' : ` ${host}`}`,
-    'tls_version tlsv1.2',
+    // The fleet's TLS policy (firmware-shims/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
+    ...mosquittoTlsLines(files.dhparam),
     `cafile ${files.cafile}`,
     `certfile ${files.certfile}`,
     `keyfile ${files.keyfile}`,
@@ -145,18 +153,22 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   if (!issued.some(r => r.certHash === own.certHashHex)) {
     issued.push({ serial: own.serialHex.toLowerCase(), cn: own.cn, certHash: own.certHashHex, spkiHash: Buffer.from(own.spkiHash).toString('hex'), notAfter: own.notAfter, issuedAt: now })
   }
-  const revoked = revokedCertificates(state, issued, now)
+  // A rekey signed by a clock ahead of L0's may carry a later time: the CRL states nothing after its own making.
+  const revoked = revokedCertificates(state, issued, now).map(r => (r.revokedAt > now ? { ...r, revokedAt: now } : r))
+  // thisUpdate a little in the past, so a broker whose clock runs behind L0's does not refuse every client ("CRL is
+  // not yet valid"), but never before a revocation the CRL lists (RFC 5280 §5.1.2.4, §5.1.2.6).
+  const thisUpdate = Math.max(now - CRL_BACKDATE_SECONDS, ...revoked.map(r => r.revokedAt))
   const nextUpdate = now + (opts.crlDays ?? DEFAULT_CRL_DAYS) * 86400
-  // Seconds of issue: grows from one export to the next as RFC 5280 §5.2.3 asks (one export per second at most).
-  const crlNumber = now
-  // thisUpdate a little in the past: a broker whose clock runs behind L0's would otherwise refuse every client ("CRL is not yet valid").
-  const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate: now - CRL_BACKDATE_SECONDS, nextUpdate, crlNumber })
+  // RFC 5280 §5.2.3: strictly increasing, kept in L0's home and taken before the CRL is written.
+  const crlNumber = takeCrlNumber(m.home.dir, now)
+  const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate, nextUpdate, crlNumber })
 
   writeFileDurable(files.cafile, m.rootPem)
   writeFileDurable(files.certfile, m.certPem)
   writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
   writeFileDurable(files.crl, crl.pem)
+  writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
   writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn))
   writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
-  return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, nextUpdate }
+  return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, thisUpdate, nextUpdate }
 }

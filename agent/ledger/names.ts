@@ -75,10 +75,25 @@ export function parentCnOfMarker(uri: string): string | undefined {
   return `${label}.${domain}`
 }
 
-/** Checks a fleet domain is a lowercase DNS name of 2+ labels, at most 200 characters; throws FLEET_DOMAIN. */
+/** X.509's upper bound on a common name (RFC 5280 Appendix A, ub-common-name). */
+export const MAX_CN_CHARS = 64
+
+/**
+ * Longest fleet domain. Every CN of the fleet must fit MAX_CN_CHARS: a device's `<16-character label>.<domain>` allows
+ * 47 characters, the root's `kinship fleet root <domain>` (agent/pki/root-name.ts) 45, the tighter bound.
+ */
+export const MAX_FLEET_DOMAIN_CHARS = 45
+
+/**
+ * Checks a fleet domain is a lowercase DNS name of 2+ labels, at most MAX_FLEET_DOMAIN_CHARS characters; throws
+ * FLEET_DOMAIN_TOO_LONG for a longer one (checked first: it costs nothing), FLEET_DOMAIN for anything else.
+ */
 export function validateFleetDomain(domain: string): string {
-  if (typeof domain !== 'string' || domain.length === 0 || domain.length > 200) {
-    throw new KinError('FLEET_DOMAIN', `fleet domain must be a DNS name of 1 to 200 characters, got ${JSON.stringify(domain)}`)
+  if (typeof domain !== 'string' || domain.length === 0) {
+    throw new KinError('FLEET_DOMAIN', `fleet domain must be a DNS name such as smith.home.arpa, got ${JSON.stringify(domain)}`)
+  }
+  if (domain.length > MAX_FLEET_DOMAIN_CHARS) {
+    throw new KinError('FLEET_DOMAIN_TOO_LONG', `fleet domain "${domain.length > 80 ? domain.slice(0, 80) + '…' : domain}" has ${domain.length} characters; at most ${MAX_FLEET_DOMAIN_CHARS} fit, so that every CN of the fleet (the root's "kinship fleet root <domain>", a device's "<16-character label>.<domain>") stays within X.509's ${MAX_CN_CHARS}-character limit`, { detail: { length: domain.length, limit: MAX_FLEET_DOMAIN_CHARS } })
   }
   const labels = domain.split('.')
   const ok = labels.length >= 2 && labels.every(l => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l)) && !/^[0-9]+$/.test(labels[labels.length - 1]!)

@@ -6,7 +6,7 @@ import { isKinError } from '../errors.ts'
 /** The CN prefix of every fleet root. */
 export const FLEET_ROOT_CN_PREFIX = 'kinship fleet root '
 
-/** The root CN for a fleet domain (the domain is validated: KinError FLEET_DOMAIN). */
+/** The root CN for a fleet domain (the domain is validated: KinError FLEET_DOMAIN or FLEET_DOMAIN_TOO_LONG). */
 export function fleetRootCn(domain: string): string {
   return FLEET_ROOT_CN_PREFIX + validateFleetDomain(domain)
 }
@@ -19,7 +19,7 @@ export function fleetDomainOfRootCn(rootCn: string): string {
   try {
     return validateFleetDomain(rootCn.slice(FLEET_ROOT_CN_PREFIX.length))
   } catch (cause) {
-    if (!isKinError(cause, 'FLEET_DOMAIN')) throw cause
+    if (!isKinError(cause, 'FLEET_DOMAIN') && !isKinError(cause, 'FLEET_DOMAIN_TOO_LONG')) throw cause
     throw new VerificationError('CERT_CHAIN', `fleet root "${rootCn}" names no valid fleet domain`, { cause })
   }
 }

@@ -2,12 +2,14 @@
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { DecodeError, KinError } from '../../agent/errors.ts'
+import { tlsClientPolicy, tlsServerPolicy } from './tls-policy.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
 
 /*
- * WIRE (the spec; docs/PROTOCOL.md has no access section yet)
- *   requester → device: one line, JSON {"action": "<name>"}, at most MAX_REQUEST_BYTES, within the request timeout
+ * WIRE (docs/PROTOCOL.md §12.2)
+ *   requester → device: one line, JSON {"action": "<name>"} or {"action": "<name>", "bundle": "<base64>"} (a bundle of
+ *     at most MAX_LINE_BUNDLE_BYTES), at most MAX_REQUEST_BYTES with its newline, within the request timeout
  *   device → requester: one line, JSON {allow, code, reason, path, commonAncestor, hops, peer, action, time}; then close
  * PROOF OF POSSESSION. The server asks for a client certificate (requestCert) but does not let OpenSSL refuse one
  * (rejectUnauthorized: false), so that a certificate from another CA gets a coded deny (CERT_CHAIN) from the engine
@@ -204,7 +206,7 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
 export function startAccessEndpoint(options: AccessEndpointOptions): Promise<AccessEndpoint> {
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
   const server = createServer({
-    cert: options.certPem, key: options.keyPem, ca: options.rootPem, minVersion: 'TLSv1.2',
+    ...tlsServerPolicy(), cert: options.certPem, key: options.keyPem, ca: options.rootPem,
     requestCert: true, rejectUnauthorized: false, handshakeTimeout: timeoutMs,
     // A requester may half-close after its request; the answer must still go out. Every path ends the socket itself.
     allowHalfOpen: true,
@@ -281,8 +283,8 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     // ledger binding, lineage) runs on the certificate in its place before any byte of the request is written.
     // rejectUnauthorized is off for the same reason as on the server: a foreign certificate gets its coded refusal.
     const socket = connect({
-      host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
-      minVersion: 'TLSv1.2', rejectUnauthorized: false, checkServerIdentity: () => undefined,
+      ...tlsClientPolicy(), host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
+      rejectUnauthorized: false, checkServerIdentity: () => undefined,
     })
     const timer = setTimeout(() => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)), timeoutMs)
     socket.once('secureConnect', () => {

@@ -2,6 +2,7 @@
 import { checkServerIdentity, type PeerCertificate, type TLSSocket } from 'node:tls'
 import { connect, type IClientOptions, type MqttClient } from 'mqtt'
 import { KinError } from '../../agent/errors.ts'
+import { tlsClientPolicy } from './tls-policy.ts'
 import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../transport.ts'
 
 // OpenSSL and Node codes of a broker certificate that does not chain to the trusted root or names another host.
@@ -51,7 +52,7 @@ function fleetServerIdentity(serverCn: string): (host: string, cert: PeerCertifi
 
 function clientOptions(o: ConnectOptions, host: string, port: number): IClientOptions {
   const base: IClientOptions = {
-    protocol: 'mqtts', host, port, clientId: o.clientId, protocolVersion: 4, clean: true, keepalive: 30,
+    ...tlsClientPolicy(), protocol: 'mqtts', host, port, clientId: o.clientId, protocolVersion: 4, clean: true, keepalive: 30,
     reconnectPeriod: o.reconnect === true ? RECONNECT_PERIOD_MS : 0, connectTimeout: o.connectTimeoutMs, resubscribe: true,
   }
   const login = o.login.kind === 'certificate'

@@ -137,7 +137,7 @@ t.test('kin broker --export-mosquitto: writes the configuration and says what it
   t.equal(printed.ok, true)
   t.equal(printed.port, 18883)
   t.equal(printed.cn, l0.cn)
-  t.same(Object.keys(printed.files).sort(), ['acl', 'cafile', 'certfile', 'conf', 'crl', 'keyfile'])
+  t.same(Object.keys(printed.files).sort(), ['acl', 'cafile', 'certfile', 'conf', 'crl', 'dhparam', 'keyfile'])
   for (const f of Object.values(printed.files)) t.ok(existsSync(f), f)
   t.same(printed.revoked, [], 'nobody is revoked in this fleet')
   t.ok(printed.knownCertificates >= 2, "the phone's certificate and L0's own")

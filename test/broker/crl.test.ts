@@ -8,7 +8,8 @@ import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import { rekeyChild } from '../../agent/enroll/parent.ts'
 import { buildCrl } from '../../broker/crl.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
-import { MOSQUITTO_FILES, exportMosquitto, mosquittoAcl } from '../../broker/mosquitto.ts'
+import { CRL_BACKDATE_SECONDS, MOSQUITTO_FILES, exportMosquitto, mosquittoAcl } from '../../broker/mosquitto.ts'
+import { CRL_NUMBER_FILE } from '../../broker/crl-number.ts'
 import { enrollDirect, makeL0Home, nowSeconds, revocation, tempDir, withHomeLedger } from './_fleet.ts'
 
 /** `openssl crl -text` of a CRL file, checked against the fleet root: stdout and stderr together. */
@@ -112,6 +113,7 @@ t.test('a subtree revocation puts the revoked device and everything under it on 
   const at = nowSeconds()
   const now = at + 5
   await withHomeLedger(l0, async ledger => { await ledger.append(revocation(ledger, l0.self, phone, { now: at, subtree: true })) })
+  const previous = Number(readFileSync(join(l0.dir, CRL_NUMBER_FILE), 'utf8'))
   const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now })
   const byCn = new Map(out.revoked.map(r => [r.cn, r]))
   t.match(byCn.get(phone.cn), { why: 'REVOKED', reason: 'keyCompromise' })
@@ -119,7 +121,7 @@ t.test('a subtree revocation puts the revoked device and everything under it on 
   t.notOk(byCn.has(l0.cn), 'L0 is not revoked')
   const text = opensslCrl(out.files.crl, out.files.cafile)
   t.match(text, new RegExp(`Serial Number: ${serialOf(phone.certPem)}`))
-  t.ok(out.crlNumber >= now)
+  t.equal(out.crlNumber, previous + 1, "one more than the previous export's CRL")
 })
 
 t.test('the exported files: Mosquitto settings, ACL patterns per CN, L0\'s service rights, a key only its owner reads', async t => {
@@ -141,4 +143,73 @@ t.test('the exported files: Mosquitto settings, ACL patterns per CN, L0\'s servi
   t.notOk(lines.some(l => l.includes('/pair/') && l.startsWith('pattern')), 'no pairing topic for devices')
   t.equal(statSync(out.files.keyfile).mode & 0o777, 0o600)
   t.equal(readFileSync(out.files.certfile, 'utf8'), l0.self.certPem)
+})
+
+/** thisUpdate, nextUpdate, the CRL number and every revocation date as `openssl crl -text` prints them (seconds). */
+function crlDates(text: string): { thisUpdate: number; nextUpdate: number; number: number; revoked: number[] } {
+  const seconds = (s: string): number => Date.parse(s.trim()) / 1000
+  return {
+    thisUpdate: seconds(/Last Update: (.*)/.exec(text)![1]!),
+    nextUpdate: seconds(/Next Update: (.*)/.exec(text)![1]!),
+    number: Number(/X509v3 CRL Number:\s*\n\s*(\d+)/.exec(text)![1]),
+    revoked: [...text.matchAll(/Revocation Date: (.*)/g)].map(m => seconds(m[1]!)),
+  }
+}
+
+t.test('RFC 5280 §5.2.3: the CRL number grows by one with every export, kept in L0\'s home, whatever the clock says', async t => {
+  const now = nowSeconds()
+  const numbers: number[] = []
+  // The same second twice, then a clock set back an hour: the number still grows.
+  for (const at of [now, now, now - 3600]) {
+    const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
+    const printed = crlDates(opensslCrl(out.files.crl, out.files.cafile))
+    t.equal(printed.number, out.crlNumber, 'openssl reads the number the export reports')
+    numbers.push(out.crlNumber)
+  }
+  t.ok(numbers[1]! > numbers[0]! && numbers[2]! > numbers[1]!, `strictly increasing: ${numbers.join(', ')}`)
+  t.equal(numbers[2]! - numbers[0]!, 2, 'one more per CRL')
+  t.equal(readFileSync(join(l0.dir, CRL_NUMBER_FILE), 'utf8'), `${numbers[2]}\n`, 'the last number is on disk')
+  t.equal(statSync(join(l0.dir, CRL_NUMBER_FILE)).mode & 0o777, 0o600)
+})
+
+t.test('a damaged CRL counter is refused (STORAGE_DAMAGED), never restarted', async t => {
+  const other = await makeL0Home()
+  writeFileSync(join(other.dir, CRL_NUMBER_FILE), 'twelve\n')
+  t.throws(() => exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 }), { code: 'STORAGE_DAMAGED' })
+  writeFileSync(join(other.dir, CRL_NUMBER_FILE), '41\n')
+  t.equal(exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 }).crlNumber, 42)
+})
+
+t.test('RFC 5280 §5.1.2.4–6: thisUpdate is no earlier than any revocation listed, nextUpdate after it; openssl verify -crl_check agrees', async t => {
+  const at = nowSeconds()
+  const other = await makeL0Home({ now: at - 600 })
+  const devices = await withHomeLedger(other, async ledger => {
+    const phone = await enrollDirect(other, ledger, other.self, { role: 'member', name: 'phone', now: at - 600 })
+    const lock = await enrollDirect(other, ledger, phone, { role: 'device', kind: 'lock', name: 'lock', now: at - 600 })
+    // Revoked a minute ago: within the five minutes thisUpdate could otherwise be set back by.
+    await ledger.append(revocation(ledger, phone, lock, { now: at - 60 }))
+    return { phone, lock }
+  })
+  const out = exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
+  const printed = crlDates(opensslCrl(out.files.crl, out.files.cafile))
+  t.equal(printed.revoked.length, 1)
+  t.equal(printed.revoked[0], at - 60, "the revocation's date is the ledger's effective time")
+  t.ok(printed.revoked.every(r => r <= printed.thisUpdate), `thisUpdate ${printed.thisUpdate} is not before any revocation (${printed.revoked.join(', ')})`)
+  t.equal(printed.thisUpdate, at - 60, 'set back only as far as the newest revocation allows')
+  t.equal(out.thisUpdate, printed.thisUpdate)
+  t.ok(printed.nextUpdate > printed.thisUpdate)
+  t.ok(printed.thisUpdate <= nowSeconds(), 'valid already: openssl would otherwise report the CRL not yet valid')
+  t.match(opensslVerify(devices.lock.certPem, out.files.cafile, out.files.crl).out, /certificate revoked/)
+  const phoneCheck = opensslVerify(devices.phone.certPem, out.files.cafile, out.files.crl)
+  t.ok(phoneCheck.ok, phoneCheck.out)
+
+  // With no recent revocation, thisUpdate keeps its tolerance for a broker clock behind L0's.
+  const later = exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at + 3600 })
+  t.equal(later.thisUpdate, at + 3600 - CRL_BACKDATE_SECONDS)
+
+  // The builder itself refuses a revocation dated after the CRL.
+  t.throws(() => buildCrl({
+    rootCertPem: other.rootPem, rootKeyPem: other.fleet.rootKey.privateKeyPem, revoked: [{ serial: '01', revokedAt: at + 1, reason: 'keyCompromise' }],
+    thisUpdate: at, nextUpdate: at + 86400, crlNumber: 1,
+  }), RangeError)
 })

@@ -19,6 +19,7 @@ import { decodeEventsAnnouncement, decodeLedgerResponse } from '../../agent/goss
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
 import { exportMosquitto, type MosquittoExport } from '../../broker/mosquitto.ts'
+import { checkTlsPolicy } from '../helpers/tls-policy-check.ts'
 import {
   connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nextMessage, nowSeconds, registerInvite, revocation, startTestL0,
   subscribeGranted, submission, tempDir, tryConnect, tryPairing, withHomeLedger, type BrokerAddress, type TestDevice,
@@ -112,6 +113,10 @@ async function mosquittoPath(): Promise<void> {
     const now = nowSeconds()
     return Array.from({ length: n }, () => authorizeChild(nodeCrypto, services.ledger.ledger, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, keys.request, { role: 'device', notAfter: now + 86400 }, now))
   }
+
+  t.test("Mosquitto with the exported TLS lines: weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted", async t => {
+    await checkTlsPolicy(t, port, { cert: join(phone.dir, 'cert.pem'), key: join(phone.dir, 'tls-key.pem'), root: join(phone.dir, 'root.pem') })
+  })
 
   t.test('L0 as a client of Mosquitto: a device submits, the head comes back retained and signed, events follow', async t => {
     const watcher = await connectDevice(broker, tablet)

@@ -1,8 +1,9 @@
 // deploy/kin.service: a well-formed unit whose ExecStart the device bundle accepts, option for option, and whose
-// paths agree with each other. (systemd itself is not run here.)
+// paths agree with each other, and that systemd-analyze verify reads without a warning.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, ensureBuilt } from './_build.ts'
 
@@ -24,7 +25,8 @@ function parseUnit(text: string): Unit {
   return unit
 }
 
-const unit = parseUnit(readFileSync(join(ROOT, 'deploy/kin.service'), 'utf8'))
+const unitText = readFileSync(join(ROOT, 'deploy/kin.service'), 'utf8')
+const unit = parseUnit(unitText)
 const one = (section: string, key: string): string => {
   const values = unit[section]?.[key]
   if (values === undefined || values.length !== 1) throw new Error(`[${section}] ${key} should be set once`)
@@ -56,4 +58,40 @@ t.test('kin-device.mjs accepts ExecStart as written', async t => {
   t.match(run.stdout, /kin serve --home DIR/)
   const typo = spawnSync(process.execPath, [bundle, ...argv, '--prot', '1', '--help'], { encoding: 'utf8' })
   t.equal(typo.status, 2, 'a misspelt option would be refused, so the check above means something')
+})
+
+t.test('systemd.unit(5): the start limit is a [Unit] setting, so a crashing agent stops being restarted', async t => {
+  t.equal(one('Unit', 'StartLimitIntervalSec'), '300')
+  t.equal(one('Unit', 'StartLimitBurst'), '5')
+  t.notOk(unit['Service']!['StartLimitIntervalSec'] ?? unit['Service']!['StartLimitBurst'], 'none left in [Service], where systemd ignores them')
+  t.equal(one('Service', 'Restart'), 'on-failure')
+})
+
+/**
+ * `systemd-analyze verify` of a copy of the unit whose user and node binary exist on this machine (the unit names
+ * the device's, which do not exist here); returns its stderr lines. The copy keeps every section and key.
+ */
+function verifyUnit(text: string): { status: number | null; warnings: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'kin-unit-'))
+  try {
+    const me = userInfo().username
+    const local = text.replace(/^ExecStart=\/usr\/bin\/node /m, `ExecStart=${process.execPath} `).replace(/^(User|Group)=kinship$/gm, `$1=${me}`)
+    const path = join(dir, 'kin.service')
+    writeFileSync(path, local)
+    const run = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' })
+    return { status: run.status, warnings: run.stderr.split('\n').filter(l => l.trim() !== '') }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const analyzer = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0
+t.test('systemd-analyze verify reads the unit without a warning', { skip: analyzer ? false : 'systemd-analyze is not installed here' }, async t => {
+  const clean = verifyUnit(unitText)
+  t.equal(clean.status, 0)
+  t.same(clean.warnings, [], 'no unknown key, misplaced setting or bad value')
+  // The same check on the unit as it was, the start limit under [Service]: systemd-analyze names the misplaced key.
+  const misplaced = unitText.replace(/^StartLimit(IntervalSec|Burst)=.*\n/gm, '').replace(/^RestartPreventExitStatus=2$/m, 'RestartPreventExitStatus=2\nStartLimitIntervalSec=300\nStartLimitBurst=5')
+  const old = verifyUnit(misplaced)
+  t.match(old.warnings.join('\n'), /Unknown key 'StartLimitIntervalSec' in section \[Service\]/, 'the check would catch the misplacement')
 })

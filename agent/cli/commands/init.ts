@@ -2,6 +2,7 @@
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
 import { createFleet } from '../../enroll/fleet.ts'
+import { MAX_FLEET_DOMAIN_CHARS, validateFleetDomain } from '../../ledger/names.ts'
 import { requireString, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { refuseExistingHome, writeL0Home } from '../home-writers.ts'
@@ -14,12 +15,13 @@ export const init: CommandSpec = {
   summary: "Create L0 in DIR: the fleet's root CA, L0's TLS and ledger keys and certificate, and the ledger's genesis event. Refuses to overwrite an existing home.",
   options: {
     home: { type: 'string', help: 'directory to create L0 in (must not hold a kinship home yet)' },
-    fleet: { type: 'string', help: 'the fleet domain, a DNS name such as smith.home.arpa' },
+    fleet: { type: 'string', help: `the fleet domain, a DNS name such as smith.home.arpa, at most ${MAX_FLEET_DOMAIN_CHARS} characters (every CN must fit X.509's 64)` },
     name: { type: 'string', help: 'a friendly name for L0', default: 'home pc' },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the directory to create L0 in, e.g. --home ./l0')
-    const domain = requireString(args, 'fleet', 'the fleet domain, e.g. --fleet smith.home.arpa')
+    // The domain first: a refusal costs nothing and leaves no file behind (FLEET_DOMAIN_TOO_LONG, FLEET_DOMAIN).
+    const domain = validateFleetDomain(requireString(args, 'fleet', 'the fleet domain, e.g. --fleet smith.home.arpa'))
     const home = new Home(dir)
     refuseExistingHome(home, 'refusing to overwrite it')
     const now = Math.floor(Date.now() / 1000)
