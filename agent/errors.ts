@@ -36,6 +36,10 @@ export type KinErrorCode =
   | 'CHALLENGE_UNKNOWN' | 'CHALLENGE_REPLAYED' | 'CHALLENGE_EXPIRED' | 'CHALLENGE_SIGNATURE' | 'CHALLENGE_MISMATCH' | 'CHALLENGE_RESULT_SIGNATURE'
   // broker (L0's services)
   | 'LOGIN_CLIENT_ID' | 'LOGIN_NO_CREDENTIALS' | 'ACL_DENIED' | 'PAYLOAD_TOO_LARGE' | 'INVITE_MISMATCH' | 'BROKER_LOCKED'
+  // unauthenticated connections (L0's listener and `kin serve`): closed at the deadline / closed for a newer one past the cap
+  | 'CONNECTION_DEADLINE' | 'CONNECTION_EVICTED'
+  // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
+  | 'INBOX_SENDER_MISMATCH'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 
