@@ -72,8 +72,8 @@ export interface L0Services {
   clientsByCn(): Map<string, L0Session>
   /** Open pairing sessions by invite id. */
   pairingSessions(): Map<string, L0Session>
-  /** Connections accepted and not yet logged in, and how many were closed at the deadline or evicted by newer ones. */
-  pendingConnections(): { open: number; deadline: number; evicted: number }
+  /** Connections accepted and not yet logged in, and how many were closed at the deadline, evicted by newer ones, or after a failed handshake. */
+  pendingConnections(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Publishes as L0's services (past the client ACLs), QoS 1. */
   publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
   /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
@@ -127,8 +127,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
       if (t - lastClosedLog < PENDING_LOG_INTERVAL_MS) return
       lastClosedLog = t
       log('warn', 'connection.closed', {
-        code: reason === 'deadline' ? 'CONNECTION_DEADLINE' : 'CONNECTION_EVICTED', remote, pending: open,
-        closedAtDeadline: pending.closed.deadline, evicted: pending.closed.evicted,
+        code: reason === 'evicted' ? 'CONNECTION_EVICTED' : 'CONNECTION_DEADLINE', reason, remote, pending: open, closed: { ...pending.closed },
       })
     },
   })
@@ -211,8 +210,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   })
   server.on('tlsClientError', (err, socket) => {
     log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress })
-    // Node leaves the socket open after a failed or timed-out handshake when someone listens for this event.
-    socket.destroy()
+    pending.handshakeFailed(socket)
   })
 
   const host = opts.host ?? '127.0.0.1'

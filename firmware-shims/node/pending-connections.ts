@@ -7,8 +7,8 @@ export const DEFAULT_MAX_PENDING_CONNECTIONS = 128
 /** Default time (ms) from accept to authentication (TLS handshake, and the login where one follows). */
 export const DEFAULT_AUTH_DEADLINE_MS = 10_000
 
-/** Why a pending connection was closed before it authenticated. */
-export type PendingCloseReason = 'deadline' | 'evicted'
+/** Why a pending connection was closed before it authenticated: its deadline, a newer one past the cap, a failed TLS handshake. */
+export type PendingCloseReason = 'deadline' | 'evicted' | 'handshake'
 
 /** Settings of a PendingConnections. */
 export interface PendingConnectionsOptions {
@@ -51,8 +51,8 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 export class PendingConnections {
   readonly max: number
   readonly deadlineMs: number
-  /** Connections closed at their deadline, and evicted by newer ones, since the listener started. */
-  readonly closed = { deadline: 0, evicted: 0 }
+  /** Connections closed at their deadline, evicted by newer ones, or after a failed handshake, since the listener started. */
+  readonly closed: Record<PendingCloseReason, number> = { deadline: 0, evicted: 0, handshake: 0 }
   readonly #pending = new Map<PeerKey, Pending>()
   readonly #onClosed: PendingConnectionsOptions['onClosed']
 
@@ -86,6 +86,16 @@ export class PendingConnections {
   authenticated(socket: Pick<Socket, 'remoteAddress' | 'remotePort'>): void {
     const key = peerKey(socket)
     if (key !== undefined) this.#forget(key)
+  }
+
+  /**
+   * The TLS handshake of `socket`'s connection failed or timed out (tlsClientError): closes it, since Node leaves
+   * such a socket open when the event has a listener.
+   */
+  handshakeFailed(socket: Socket): void {
+    const key = peerKey(socket)
+    if (key !== undefined && this.#pending.has(key)) this.#close(key, 'handshake')
+    socket.destroy()
   }
 
   /** Whether the connection of `socket` is still waiting to authenticate. */

@@ -90,7 +90,7 @@ export interface AccessEndpointOptions extends TlsIdentity {
    * accept to authenticate.
    */
   maxPendingConnections?: number
-  /** Told of every connection closed before it authenticated: at its deadline, or evicted by a newer one. */
+  /** Told of every connection closed before it authenticated: at its deadline, evicted by a newer one, or its handshake failed. */
   onPendingClosed?: (reason: PendingCloseReason, from: PeerAddress) => void
   /** Told of every decision, after the answer was written. */
   onDecision?: (decision: Decision, from: PeerAddress) => void
@@ -117,8 +117,8 @@ export interface AccessEndpoint {
   readonly host: string
   readonly port: number
   readonly server: Server
-  /** Connections not yet authenticated, and those closed at their deadline or evicted. */
-  pending(): { open: number; deadline: number; evicted: number }
+  /** Connections not yet authenticated, and those closed at their deadline, evicted, or after a failed handshake. */
+  pending(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Stops accepting, ends open connections, resolves when the server is closed. */
   close(): Promise<void>
 }
@@ -238,8 +238,7 @@ export function startAccessEndpoint(options: AccessEndpointOptions): Promise<Acc
     serveConnection(socket, options, timeoutMs)
   })
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
-    // Node leaves the socket open after a failed or timed-out handshake when someone listens for this event.
-    socket.destroy()
+    pending.handshakeFailed(socket)
     options.onHandshakeError?.(error, addressOf(socket))
   })
   return new Promise((resolve, reject) => {

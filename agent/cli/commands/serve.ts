@@ -1,6 +1,5 @@
 /** @module `kin serve`: a device's access endpoint over mutual TLS; one decision per connection, each audited and logged. */
 import { KinError } from '../../errors.ts'
-import { auditRecordOf } from '../../access/audit.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -117,17 +116,18 @@ export const serve: CommandSpec = {
       throw e
     }
     let reportedLedgerError: string | undefined
-    const report = (decision: Decision, from: string, fields: Record<string, unknown>): void => {
+    // `remote` is the peer's address (an inbox ask: its session's CN): refusals of unauthenticated peers are summarised per address.
+    const report = (decision: Decision, from: string, remote: string, fields: Record<string, unknown>): void => {
       // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error.
       const ledgerError = device.ledger.lastError
       if (ledgerError !== undefined && ledgerError.message !== reportedLedgerError) {
         line(json, { ledgerError: ledgerError.code, message: ledgerError.message }, `warning: ${device.home.path('ledger')} no longer verifies (${ledgerError.code}: ${ledgerError.message}); deciding on the last verified state`)
       }
       reportedLedgerError = ledgerError?.message
-      device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
+      device.audit!.record(decision, remote).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
       line(json, { decision: answerOf(decision), ...fields }, `${isoTime(decision.time)} ${from} ${describeDecision(decision)}`)
     }
-    const onDecision = (decision: Decision, from: PeerAddress): void => report(decision, `${from.address}:${from.port}`, { from: `${from.address}:${from.port}` })
+    const onDecision = (decision: Decision, from: PeerAddress): void => report(decision, `${from.address}:${from.port}`, from.address, { from: `${from.address}:${from.port}` })
     const onHandshakeError = (error: Error, from: PeerAddress): void => {
       line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
     }
@@ -151,7 +151,7 @@ export const serve: CommandSpec = {
         host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError, decide,
       })
       if (follower !== undefined) {
-        inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
+        inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
     } catch (e) {
