@@ -36,8 +36,8 @@ function inboxServiceOf(device: AccessHome, json: boolean, onDecision: (decision
         fetch: async (cn: string, ms: number) => (await follower.requestBundle(cn, ms)).bytes,
       })).decision
     },
-    onIgnored: (reason, detail) => {
-      if (reason !== 'foreign') line(json, { inboxIgnored: reason, detail }, `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`)
+    onIgnored: (reason, detail, code) => {
+      if (reason !== 'foreign') line(json, { inboxIgnored: reason, detail, ...(code === undefined ? {} : { code }) }, `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`)
     },
   })
 }
@@ -62,7 +62,7 @@ export const serve: CommandSpec = {
     + 'Events appended to DIR/ledger.cbor while serving are seen by the next decision. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
-    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox (for requesters without TLS, '
+    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox/+ (each from the sender its last level names; for requesters without TLS, '
     + "'kin access --inbox CN'): the same decision, audited and printed alike (with --json {\"decision\": …, \"via\": \"inbox\"}), "
     + 'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). '
     + 'Stops cleanly on SIGINT or SIGTERM.',
@@ -83,7 +83,7 @@ export const serve: CommandSpec = {
     let notFollowing: KinError | undefined
     // The inbox service attaches to each broker session the follower opens (the first, and each after a reconnect).
     const config = new Home(dir).readConfig()
-    const ownInbox = fleetTopics(config.fleet).inbox(config.cn)
+    const ownInbox = fleetTopics(config.fleet).inboxAll(config.cn)
     let inbox: InboxVerifier | undefined
     let lastSession: TransportSession | undefined
     const attachInbox = (session: TransportSession): void => {
