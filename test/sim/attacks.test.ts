@@ -58,13 +58,16 @@ t.test('the challenge cases ran over the device inbox (PROTOCOL.md §12.4), each
   const rows = result.rows.filter(r => r.family === 'challenge')
   t.same(Object.fromEntries(rows.map(r => [r.id, r.actual])), {
     'challenge-good': 'ALLOW', 'challenge-replayed': 'CHALLENGE_REPLAYED', 'challenge-replayed-other-ask': 'CHALLENGE_UNKNOWN',
-    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-late': 'CHALLENGE_EXPIRED', 'challenge-relayed': 'CHALLENGE_MISMATCH',
+    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-late': 'CHALLENGE_EXPIRED', 'challenge-relayed': 'INBOX_SENDER_MISMATCH',
+    'challenge-reflected': 'INBOX_SENDER_MISMATCH',
   })
   for (const r of rows) t.match(r.attack, /^over the inbox: /, `${r.id} says where it ran`)
   t.match(byId.get('challenge-replayed')!.detail, /already answered/, 'the lock knew the answer it had taken')
   t.match(byId.get('challenge-replayed-other-ask')!.detail, /not the one issued for request/, 'an answer is bound to its ask')
   t.match(byId.get('challenge-late')!.detail, /came \d+ s after the challenge/, "the lock's own clock passed the deadline")
-  t.match(byId.get('challenge-relayed')!.detail, /refused to sign/, "the guest's phone, not the lock, stopped the relay")
+  for (const id of ['challenge-relayed', 'challenge-reflected']) {
+    t.match(byId.get(id)!.detail, /asked in the name of .*the guest received nothing from the lock/, `${id}: the lock challenges only the session that asked`)
+  }
 })
 
 t.test('the bundle cases ran over mutual TLS on an offline lock (DESIGN.md "Access decision" step 5), each refused at its stage', async t => {
