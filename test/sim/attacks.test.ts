@@ -48,6 +48,8 @@ t.test('specific refusals: the stage that should refuse is the one that did', as
   t.equal(byId.get('san-parent')!.actual, 'ACCESS_SAN_PARENT')
   t.match(byId.get('fake-lock-eve-ca')!.detail, /0 request bytes/, 'nothing reached the fake lock')
   t.equal(byId.get('challenge-replayed')!.actual, 'CHALLENGE_REPLAYED')
+  t.equal(byId.get('half-open-flood')!.actual, 'CONNECTION_EVICTED')
+  t.match(byId.get('half-open-flood')!.detail, /the guest got ALLOW while the flood ran; the lock closed every flood socket: 256 opened/, 'the guest was let in during the flood, and no flood socket stayed')
   t.match(byId.get('bundle-good')!.detail, /without it: ACCESS_MISSING_PROOF/, 'the offline lock needed the bundle')
   t.match(byId.get('bundle-every-byte')!.detail, /changed bundles/)
   for (const id of ['head-eve-signed', 'head-fork', 'head-inconsistent']) t.match(byId.get(id)!.detail, /^(\d+)\/\1 devices raised/, `${id}: every follower raised the alarm`)
