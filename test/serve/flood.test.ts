@@ -102,3 +102,23 @@ t.test('kin serve: a flood of certificate-less requests is one summary line in a
   t.equal(summary?.['peer'], null)
   t.same(summary?.['summary'], { remote: '127.0.0.1', since: (summary?.['summary'] as { since: number } | undefined)?.since, count }, 'with the count of the flood, from its address')
 })
+
+t.test('--max-pending is checked: kin serve and kin broker refuse a bad value, and kin broker one it cannot honour', async t => {
+  const run = (args: string[]) => new Promise<{ status: number | null; out: string }>(resolve => {
+    const c = spawn(process.execPath, [KIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    c.stdout.on('data', d => { out += d })
+    c.stderr.on('data', d => { out += d })
+    c.on('close', status => resolve({ status, out }))
+  })
+  const home = await house.home(lock)
+  t.teardown(home.remove)
+  for (const bad of ['0', '-1', 'many', '70000']) {
+    const r = await run(['serve', '--home', home.dir, '--max-pending', bad])
+    t.equal(r.status, 2, `kin serve --max-pending ${bad}`)
+    t.match(r.out, /--max-pending/)
+  }
+  const r = await run(['broker', '--home', home.dir, '--no-broker', '--broker', 'mqtts://127.0.0.1:1', '--max-pending', '8'])
+  t.equal(r.status, 2)
+  t.match(r.out, /--max-pending applies to the broker L0 runs itself/)
+})

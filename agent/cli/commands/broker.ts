@@ -2,7 +2,8 @@
 import { startL0 } from '../../../broker/l0.ts'
 import { startL0Client } from '../../../broker/l0-client.ts'
 import { DEFAULT_CRL_DAYS, exportMosquitto } from '../../../broker/mosquitto.ts'
-import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { parseMaxPending, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../../firmware-shims/node/pending-connections.ts'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -49,7 +50,7 @@ function exportConfig(args: ParsedArgs, home: string, dir: string): number {
 /** `kin broker`. */
 export const broker: CommandSpec = {
   name: 'broker',
-  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--json]\n' +
+  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--max-pending N] [--json]\n' +
     '       kin broker --home DIR --no-broker --broker mqtts://HOST:PORT [--json]\n' +
     '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--crl-days 30] [--json]',
   summary: "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
@@ -63,10 +64,13 @@ export const broker: CommandSpec = {
     broker: { type: 'string', help: 'with --no-broker: the existing broker, mqtts://HOST:PORT' },
     'export-mosquitto': { type: 'string', help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit' },
     'crl-days': { type: 'string', help: 'with --export-mosquitto: days until the CRL expires', default: String(DEFAULT_CRL_DAYS) },
+    'max-pending': { type: 'string', help: `connections not yet logged in that the broker keeps; the next one closes the oldest (default ${DEFAULT_MAX_PENDING_CONNECTIONS})` },
   },
   async run(args) {
     const home = requireString(args, 'home', "L0's home, e.g. --home ./l0")
     const exportDir = args.values['export-mosquitto']
+    const maxPending = args.values['max-pending'] === undefined ? undefined : parseMaxPending(String(args.values['max-pending']))
+    if (maxPending !== undefined && (typeof exportDir === 'string' || args.values['no-broker'] === true)) throw usageError('--max-pending applies to the broker L0 runs itself, not with --export-mosquitto or --no-broker')
     if (typeof exportDir === 'string') return exportConfig(args, home, exportDir)
 
     if (args.values['no-broker'] === true) {
@@ -85,7 +89,7 @@ export const broker: CommandSpec = {
     const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
     const port = parsePort(String(args.values.port))
     const stop = untilSignal()
-    const services = await startL0({ home, host, port })
+    const services = await startL0({ home, host, port, ...(maxPending === undefined ? {} : { maxPendingConnections: maxPending }) })
     const where = { ok: true, host: services.host, port: services.port, cn: services.cn, fleet: services.fleet, url: `mqtts://${services.host}:${services.port}` }
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
     else process.stdout.write(`L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); stop with Ctrl-C\n`)

@@ -3,6 +3,7 @@ import { KinError } from '../../errors.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../../firmware-shims/node/pending-connections.ts'
 import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
 import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
@@ -10,7 +11,7 @@ import type { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
-import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseMaxPending, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
@@ -55,7 +56,7 @@ function line(json: boolean, value: object, text: string): void {
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
-  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--json]',
+  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--json]',
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
@@ -70,13 +71,15 @@ export const serve: CommandSpec = {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { type: 'string', help: 'port to listen on; 0 picks a free one', default: '0' },
-    timeout: { type: 'string', help: 'milliseconds a peer has to send its request', default: '5000' },
+    timeout: { type: 'string', help: 'milliseconds a peer has to finish its handshake, and then to send its request', default: '5000' },
+    'max-pending': { type: 'string', help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest', default: String(DEFAULT_MAX_PENDING_CONNECTIONS) },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the device home to serve from, e.g. --home ./lock')
     const port = portOf(String(args.values.port))
     const timeout = Number(args.values.timeout)
     if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
+    const maxPending = parseMaxPending(String(args.values['max-pending']))
     const json = args.json
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
@@ -148,7 +151,7 @@ export const serve: CommandSpec = {
       }
       endpoint = await startAccessEndpoint({
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
-        host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError, decide,
+        host: String(args.values.host), port, requestTimeoutMs: timeout, maxPendingConnections: maxPending, onDecision, onHandshakeError, decide,
       })
       if (follower !== undefined) {
         inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
