@@ -26,7 +26,7 @@ import { startServices, type RunningServices } from './services.ts'
  * make L0 buffer an attacker's bytes.
  */
 export const MAX_FRAME_BYTES = 4 * MAX_PAYLOAD_BYTES
-/** Shortest interval (ms) between two log lines about connections closed before they logged in. */
+/** Shortest interval (ms) between two log lines about connections closed before they logged in, or failed handshakes. */
 export const PENDING_LOG_INTERVAL_MS = 10_000
 /** How often (ms) L0 rechecks open sessions against the clock (expiry, revocations that take effect later) and purges invites. */
 export const SWEEP_INTERVAL_MS = 30_000
@@ -208,8 +208,16 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     sockets.set(client, socket)
     conn.once('close', () => { sessions.remove(client) })
   })
+  // A flood of failed handshakes is summarised like the closures: the first, then one line per interval with the count.
+  let lastTlsLog = -Infinity
+  let tlsErrors = 0
   server.on('tlsClientError', (err, socket) => {
-    log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress })
+    tlsErrors++
+    const t = Date.now()
+    if (t - lastTlsLog >= PENDING_LOG_INTERVAL_MS) {
+      lastTlsLog = t
+      log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress, failedHandshakes: tlsErrors })
+    }
     pending.handshakeFailed(socket)
   })
 

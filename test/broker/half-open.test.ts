@@ -54,6 +54,7 @@ t.test('a device logs in while half-open sockets fill the pending cap; the flood
   const rec = await logRecord(logs, r => r.event === 'connection.closed')
   t.match(rec.code, /^CONNECTION_(DEADLINE|EVICTED)$/)
   t.ok(logs.filter(r => r.event === 'connection.closed').length < 10, 'closures are summarised in the log, not one line each')
+  t.ok(logs.filter(r => r.event === 'tls.error').length < 10, 'and so are failed handshakes')
   await end(client)
 })
 
