@@ -54,6 +54,10 @@ export type KinErrorCode =
   // the operating system refused (a port, a path): the command line says what to do instead of a stack trace
   | 'PORT_IN_USE' | 'PORT_DENIED' | 'PATH_NOT_DIRECTORY' | 'PATH_IS_DIRECTORY' | 'PATH_DENIED' | 'PATH_MISSING'
   | 'DISK_FULL' | 'PATH_READ_ONLY'
+  // unauthenticated connections (L0's listener and `kin serve`): closed at the deadline / closed for a newer one past the cap
+  | 'CONNECTION_DEADLINE' | 'CONNECTION_EVICTED'
+  // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
+  | 'INBOX_SENDER_MISMATCH'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

@@ -57,7 +57,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
   try {
     await measure('bare TLS handshake with a client certificate', () => bareHandshake(services, phone), emit)
     await measure('device login (TLS + CONNACK: chain, ledger binding, standing)', () => login(services, phone, {}), emit)
-    await measure('device login + subscribe own inbox (SUBACK)', () => login(services, phone, {}, services.topics.inbox(phone.cn)), emit)
+    await measure('device login + subscribe own inbox (SUBACK)', () => login(services, phone, {}, services.topics.inboxAll(phone.cn)), emit)
     // A pairing code works once: each run registers a fresh invite first (not timed).
     const parent = await new Promise<MqttClient>((resolve, reject) => {
       const c = mqtt.connect({ protocol: 'mqtts', protocolVersion: 4, reconnectPeriod: 0, clientId: phone.cn, ...tlsOptions(services, phone) })

@@ -41,11 +41,11 @@ export function parsePairTopic(topic: string, fleet: string): { inviteId: string
   return { inviteId: parts[3]!, rest: parts.slice(4) }
 }
 
-/** The CN of an inbox topic `kin/F/dev/<CN>/inbox`, else undefined. */
-export function parseInboxTopic(topic: string, fleet: string): string | undefined {
+/** The target and sender CNs of an inbox topic `kin/F/dev/<target>/inbox/<sender>`, else undefined. */
+export function parseInboxTopic(topic: string, fleet: string): { target: string; sender: string } | undefined {
   const parts = topic.split('/')
-  if (parts.length !== 5 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'dev' || parts[4] !== 'inbox') return undefined
-  return parts[3]
+  if (parts.length !== 6 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'dev' || parts[4] !== 'inbox') return undefined
+  return { target: parts[3]!, sender: parts[5]! }
 }
 
 /** Whether `cn` is a device name of fleet `fleet` (so it can stand as one topic level). */
@@ -65,7 +65,8 @@ function isClientPairTopic(topic: string, fleet: string, allowed: (inviteId: str
 
 /**
  * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit` and `sync/…/req`,
- * any fleet device's inbox, and the client leaves of the pairing sessions of invites it registered. A pairing
+ * any fleet device's inbox under its own CN as the sender level (so every inbox message names its true sender: a
+ * device challenges only the identity whose session asked, PROTOCOL.md §12.4), and the client leaves of the pairing sessions of invites it registered. A pairing
  * session: the client leaves of its own pairing topic. Nobody but L0's services: `ledger/head`, `ledger/events`,
  * `sync/<CN>/resp`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
  * only submit (that is how the certified event arrives, docs/PAIRING.md step 7).
@@ -76,8 +77,8 @@ export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclConte
   if (topic === t.submit(id.cn)) return true
   if (!ctx.isCertified(id)) return false
   if (topic === t.syncReq(id.cn)) return true
-  const inboxCn = parseInboxTopic(topic, ctx.fleet)
-  if (inboxCn !== undefined) return isFleetCn(inboxCn, ctx.fleet)
+  const inbox = parseInboxTopic(topic, ctx.fleet)
+  if (inbox !== undefined) return inbox.sender === id.cn && isFleetCn(inbox.target, ctx.fleet)
   return isClientPairTopic(topic, ctx.fleet, inviteId => ctx.ownsInvite(id.cn, inviteId))
 }
 
@@ -85,7 +86,7 @@ export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclConte
 export function subscribePatterns(id: SessionIdentity, filter: string, ctx: AclContext): string[] {
   const t = fleetTopics(ctx.fleet)
   if (id.kind === 'pair') return [t.pairAll(id.inviteId)]
-  const patterns = [t.head, t.events, t.syncResp(id.cn), t.inbox(id.cn)]
+  const patterns = [t.head, t.events, t.syncResp(id.cn), t.inboxAll(id.cn)]
   const pair = parsePairTopic(filter, ctx.fleet)
   // Only a literal invite id can name an invite; `+` or `#` there would reach other parents' sessions.
   if (pair !== undefined && pair.inviteId !== '+' && pair.inviteId !== '#' && ctx.ownsInvite(id.cn, pair.inviteId)) patterns.push(t.pairAll(pair.inviteId))

@@ -2,19 +2,21 @@
 import { KinError } from '../agent/errors.ts'
 import { decodeCbor, encodeCbor } from '../agent/codec/cbor.ts'
 import { decodeInvite, verifyInvite, type Invite } from '../agent/enroll/invite.ts'
-import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
 
 async function answer(ctx: ServiceContext, parentCn: string, reply: Array<string>): Promise<void> {
   // The parent CN of a refused registration is unauthenticated: answer only on a well-formed fleet inbox.
   if (!isFleetCn(parentCn, ctx.fleet)) return
-  await ctx.publish(ctx.topics.inbox(parentCn), encodeCbor(reply))
+  await ctx.publish(ctx.topics.inbox(parentCn, ctx.cn), encodeCbor(reply))
 }
 
 /**
  * Handles one message on L0's inbox. `['invite', …]` is checked (verifyInvite against L0's ledger), stored
- * durably, and answered `['invite-ok', id]` or `['invite-error', id, code, message]`. Other CBOR messages are
+ * durably, and answered `['invite-ok', id]` or `['invite-error', id, code, message]` on the parent's inbox; one
+ * that a session other than its parent's sent (the topic's sender level) is refused INBOX_SENDER_MISMATCH and
+ * answered nowhere, so nobody can make L0 write into another device's inbox. Other CBOR messages are
  * for L0's own CLI session on the same inbox and are left alone; a payload that is not CBOR is dropped and logged.
  */
 export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload: Uint8Array): Promise<void> {
@@ -33,6 +35,11 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
+    return
+  }
+  const sender = inboxSender(ctx.fleet, ctx.cn, topic)
+  if (sender !== claimed.parentCn) {
+    ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, sender, code: 'INBOX_SENDER_MISMATCH', message: `${sender} sent an invite in the name of ${claimed.parentCn}` })
     return
   }
   const now = ctx.now()

@@ -1,10 +1,11 @@
 /** @module startL0: L0's services in one process — aedes over mutual TLS, login and ACLs, the fleet CA, invites, the miner. */
 import { createServer, type TLSSocket } from 'node:tls'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodePki } from '../firmware-shims/node/pki.ts'
 import { tlsServerPolicy } from '../firmware-shims/node/tls-policy.ts'
+import { PendingConnections } from '../firmware-shims/node/pending-connections.ts'
 import { MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
@@ -26,6 +27,8 @@ import { startServices, type RunningServices } from './services.ts'
  * make L0 buffer an attacker's bytes.
  */
 export const MAX_FRAME_BYTES = 4 * MAX_PAYLOAD_BYTES
+/** Shortest interval (ms) between two log lines about connections closed before they logged in, or failed handshakes. */
+export const PENDING_LOG_INTERVAL_MS = 10_000
 /** How often (ms) L0 rechecks open sessions against the clock (expiry, revocations that take effect later) and purges invites. */
 export const SWEEP_INTERVAL_MS = 30_000
 
@@ -43,6 +46,10 @@ export interface L0Options {
   now?: () => number
   /** Longest wait (ms) before accepted events are covered by a signed head (default 200). */
   sealIntervalMs?: number
+  /** Connections accepted but not yet logged in that the listener keeps; the next closes the oldest (default DEFAULT_MAX_PENDING_CONNECTIONS). */
+  maxPendingConnections?: number
+  /** Milliseconds a connection has from accept to an accepted login — TLS handshake and MQTT CONNECT (default DEFAULT_AUTH_DEADLINE_MS). */
+  loginDeadlineMs?: number
 }
 
 /** L0's running services. */
@@ -66,6 +73,8 @@ export interface L0Services {
   clientsByCn(): Map<string, L0Session>
   /** Open pairing sessions by invite id. */
   pairingSessions(): Map<string, L0Session>
+  /** Connections accepted and not yet logged in, and how many were closed at the deadline, evicted by newer ones, or after a failed handshake. */
+  pendingConnections(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Publishes as L0's services (past the client ACLs), QoS 1. */
   publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
   /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
@@ -110,6 +119,19 @@ function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log:
 export async function startL0(opts: L0Options): Promise<L0Services> {
   const log = makeLogger(opts.log)
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
+  // A flood closes many connections: the first is logged, then one summary line per interval at most.
+  let lastClosedLog = -Infinity
+  const pending = new PendingConnections({
+    max: opts.maxPendingConnections, deadlineMs: opts.loginDeadlineMs,
+    onClosed: (reason, remote, open) => {
+      const t = Date.now()
+      if (t - lastClosedLog < PENDING_LOG_INTERVAL_MS) return
+      lastClosedLog = t
+      log('warn', 'connection.closed', {
+        code: reason === 'evicted' ? 'CONNECTION_EVICTED' : 'CONNECTION_DEADLINE', reason, remote, pending: open, closed: { ...pending.closed },
+      })
+    },
+  })
   const l0 = await openL0Home(opts.home, log)
   const sessions = new Sessions<Client>()
   const sockets = new WeakMap<Client, TLSSocket>()
@@ -137,6 +159,11 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     loginContext: () => ({ root: l0.root, state: l0.ledger.ledger.state, pki: nodePki, crypto: nodeCrypto, invites: l0.invites, now: now() }),
   })
   aedes.on('clientDisconnect', client => { sessions.remove(client) })
+  // Logged in (authenticate accepted it): off the pending count and past the login deadline.
+  aedes.on('client', client => {
+    const socket = sockets.get(client)
+    if (socket !== undefined) pending.authenticated(socket)
+  })
 
   let services: RunningServices
   try {
@@ -168,6 +195,8 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
     requestCert: true, rejectUnauthorized: false,
   })
+  // Counted from accept, before any TLS byte: a peer that never finishes its handshake is closed at the deadline.
+  server.on('connection', (raw: Socket) => pending.accepted(raw))
   server.on('secureConnection', (socket: TLSSocket) => {
     // MQTT is small request/response packets: Nagle plus delayed ACKs would add ~40 ms to each exchange.
     socket.setNoDelay(true)
@@ -180,8 +209,17 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     sockets.set(client, socket)
     conn.once('close', () => { sessions.remove(client) })
   })
+  // A flood of failed handshakes is summarised like the closures: the first, then one line per interval with the count.
+  let lastTlsLog = -Infinity
+  let tlsErrors = 0
   server.on('tlsClientError', (err, socket) => {
-    log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress })
+    tlsErrors++
+    const t = Date.now()
+    if (t - lastTlsLog >= PENDING_LOG_INTERVAL_MS) {
+      lastTlsLog = t
+      log('warn', 'tls.error', { message: err.message, remote: socket.remoteAddress, failedHandshakes: tlsErrors })
+    }
+    pending.handshakeFailed(socket)
   })
 
   const host = opts.host ?? '127.0.0.1'
@@ -211,6 +249,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
       await new Promise<void>(resolve => aedes.close(() => resolve()))
       // Connections that never logged in are not aedes clients yet.
       for (const s of openSockets) s.destroy()
+      pending.closeAll()
       await stopped
       await services.stop()
       await l0.close()
@@ -223,6 +262,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     host, port, cn: l0.cn, fleet: l0.fleet, topics, ledger: l0.ledger, miner: services.miner, invites: l0.invites, issued: l0.issued, rootPem: l0.rootPem,
     clientsByCn: () => sessions.clientsByCn(),
     pairingSessions: () => sessions.pairingSessions(),
+    pendingConnections: () => ({ open: pending.size, ...pending.closed }),
     publish, sweep, close,
     seal: () => services.miner.sealNow(),
   }

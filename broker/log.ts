@@ -2,7 +2,7 @@
 
 /** Log events L0 writes; the `event` field of every record. */
 export type L0LogEvent =
-  | 'broker.listening' | 'broker.closed' | 'broker.error' | 'tls.error'
+  | 'broker.listening' | 'broker.closed' | 'broker.error' | 'tls.error' | 'connection.closed'
   | 'broker.connected' | 'broker.disconnected'
   | 'login.accepted' | 'login.refused' | 'session.closed'
   | 'acl.refused' | 'payload.dropped'

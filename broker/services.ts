@@ -93,7 +93,7 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
       const from = deviceLevel(topic)
       if (isFleetCn(from, l0.fleet)) await handleLedgerRequest(ctx, from, topic, payload)
     })
-    await serve(topics.inbox(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
+    await serve(topics.inboxAll(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
     await serve(`${topics.base}/pair/+/csr`, (topic, payload) => handleCsr(ctx, topic.split('/')[3]!, topic, payload))
     await miner.start()
   } catch (err) {

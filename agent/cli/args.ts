@@ -97,3 +97,10 @@ export function parseDuration(text: string, name: string): number {
   if (m === null) throw usageError(`--${name} expects a duration such as 90s, 10m, 2h or 7d, got "${text}"`)
   return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd']
 }
+
+/** `--max-pending N`: connections a listener keeps before they authenticate, 1..65536; USAGE otherwise. */
+export function parseMaxPending(text: string): number {
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || n < 1 || n > 65536) throw usageError(`--max-pending expects a number of connections 1..65536, got "${text}"`)
+  return n
+}

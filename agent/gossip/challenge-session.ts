@@ -14,7 +14,7 @@ import {
   MAX_REASON_LENGTH, REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,
   readInboxMessage, resultSigningInput, type AccessAnswerMessage, type AccessAsk, type AccessResultMessage, type AccessVerdict,
 } from './challenge-wire.ts'
-import { fleetTopics } from './topics.ts'
+import { fleetTopics, inboxSender } from './topics.ts'
 
 /** Default time a requester waits for its verdict, ms. */
 export const DEFAULT_INBOX_ASK_TIMEOUT_MS = 5000
@@ -27,7 +27,7 @@ export const MAX_ANSWERS_PER_ASK = 4
 export type InboxSession = Pick<TransportSession, 'subscribe' | 'publish' | 'onMessage'>
 
 /** Why the service let an inbox message go without answering it. */
-export type IgnoredReason = 'foreign' | 'malformed' | 'not-for-verifier' | 'unknown-request' | 'too-many-answers' | 'bad-requester' | 'failed'
+export type IgnoredReason = 'foreign' | 'malformed' | 'not-for-verifier' | 'unknown-request' | 'too-many-answers' | 'bad-requester' | 'sender-mismatch' | 'failed'
 
 /** One ask as the verifier keeps it. */
 export interface OpenAsk {
@@ -61,8 +61,8 @@ export interface InboxVerifierOptions {
   maxOpenAsks?: number
   /** Every decision sent, with the ask it answers: audit it here. */
   onDecision?: (decision: Decision, ask: OpenAsk) => void
-  /** A message that was not answered, and why. */
-  onIgnored?: (reason: IgnoredReason, detail: string) => void
+  /** A message that was not answered, why, and the refusal's code where it has one (an ask in another's name: INBOX_SENDER_MISMATCH). */
+  onIgnored?: (reason: IgnoredReason, detail: string, code?: KinErrorCode) => void
 }
 
 /** Counts of what the service did, for logs and tests. */
@@ -114,7 +114,7 @@ export function verdictOf(d: Decision): AccessVerdict {
  */
 export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifier {
   const topics = fleetTopics(options.fleet)
-  const inbox = topics.inbox(options.self)
+  const inbox = topics.inboxAll(options.self)
   const maxOpen = options.maxOpenAsks ?? DEFAULT_MAX_OPEN_ASKS
   if (!Number.isInteger(maxOpen) || maxOpen < 1) throw new KinError('BAD_ARGUMENT', `"maxOpenAsks" expected a positive integer, got ${maxOpen}`)
   const verifier = new ChallengeVerifier({
@@ -124,17 +124,17 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
   const asks = new Map<string, AskState>()
   const stats: InboxVerifierStats = {
     asks: 0, results: 0,
-    ignored: { 'foreign': 0, 'malformed': 0, 'not-for-verifier': 0, 'unknown-request': 0, 'too-many-answers': 0, 'bad-requester': 0, 'failed': 0 },
+    ignored: { 'foreign': 0, 'malformed': 0, 'not-for-verifier': 0, 'unknown-request': 0, 'too-many-answers': 0, 'bad-requester': 0, 'sender-mismatch': 0, 'failed': 0 },
   }
   let session: InboxSession | undefined
   let stopListening: (() => void) | undefined
   let closed = false
   let queue: Promise<void> = Promise.resolve()
 
-  const ignore = (reason: IgnoredReason, detail: string): void => {
+  const ignore = (reason: IgnoredReason, detail: string, code?: KinErrorCode): void => {
     stats.ignored[reason]++
     try {
-      options.onIgnored?.(reason, detail)
+      options.onIgnored?.(reason, detail, code)
     } catch { /* a hook's failure is not the peer's */ }
   }
 
@@ -142,7 +142,13 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     for (const [key, ask] of asks) if (now - ask.time > 2 * verifier.deadline) asks.delete(key)
   }
 
-  const onAsk = async (link: InboxSession, ask: AccessAsk): Promise<void> => {
+  const onAsk = async (link: InboxSession, ask: AccessAsk, sender: string): Promise<void> => {
+    // The broker lets a session write here only under its own CN (the topic's last level): a challenge goes only to
+    // the identity whose session asked, never to a device an ask names in its place (a reflection).
+    if (ask.requesterCn !== sender) {
+      ignore('sender-mismatch', `INBOX_SENDER_MISMATCH: ${sender} asked in the name of ${ask.requesterCn}`, 'INBOX_SENDER_MISMATCH')
+      return
+    }
     try {
       labelOfCn(ask.requesterCn, options.fleet)
     } catch {
@@ -163,7 +169,7 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     const nonce = decodeChallenge(challenge).nonce
     asks.set(key, { requestId: key, id: ask.requestId, requesterCn: ask.requesterCn, action: ask.action, time: now, nonce, answers: 0 })
     stats.asks++
-    await link.publish(topics.inbox(ask.requesterCn), encodeAccessChallenge({ requestId: ask.requestId, challenge }))
+    await link.publish(topics.inbox(ask.requesterCn, options.self), encodeAccessChallenge({ requestId: ask.requestId, challenge }))
   }
 
   const onAnswer = async (link: InboxSession, m: AccessAnswerMessage): Promise<void> => {
@@ -222,15 +228,15 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     try {
       options.onDecision?.(decision, { requestId: ask.requestId, requesterCn: ask.requesterCn, action: ask.action, time: ask.time })
     } catch { /* the audit hook reports its own failures */ }
-    await link.publish(topics.inbox(ask.requesterCn), encodeAccessResult({ requestId: ask.id, body, certificateDer: options.certificateDer, signature }))
+    await link.publish(topics.inbox(ask.requesterCn, options.self), encodeAccessResult({ requestId: ask.id, body, certificateDer: options.certificateDer, signature }))
   }
 
-  const handle = async (link: InboxSession, payload: Uint8Array): Promise<void> => {
+  const handle = async (link: InboxSession, sender: string, payload: Uint8Array): Promise<void> => {
     const read = readInboxMessage(payload)
     if (read.kind === 'foreign') return ignore('foreign', `${payload.length} bytes that are no inbox access message`)
     if (read.kind === 'malformed') return ignore('malformed', `${read.tag}: ${read.error.code}: ${read.error.message}`)
     const m = read.message
-    if (m.kind === 'ask') return onAsk(link, m)
+    if (m.kind === 'ask') return onAsk(link, m, sender)
     if (m.kind === 'answer') return onAnswer(link, m)
     return ignore('not-for-verifier', `an ${m.kind} message arrived at a verifier`)
   }
@@ -243,9 +249,10 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
       stopListening?.()
       session = link
       stopListening = link.onMessage((topic, payload) => {
-        if (closed || topic !== inbox || session !== link) return
+        const sender = inboxSender(options.fleet, options.self, topic)
+        if (closed || sender === undefined || session !== link) return
         // One message at a time, in arrival order: a replay is always judged after the answer it repeats.
-        queue = queue.then(() => handle(link, payload)).catch(e => ignore('failed', `${(e as KinError)?.code ?? 'INTERNAL'}: ${(e as Error)?.message ?? String(e)}`))
+        queue = queue.then(() => handle(link, sender, payload)).catch(e => ignore('failed', `${(e as KinError)?.code ?? 'INTERNAL'}: ${(e as Error)?.message ?? String(e)}`))
       })
       await link.subscribe([inbox])
     },
@@ -302,11 +309,12 @@ export async function askOverInbox(client: GossipClient, requester: InboxRequest
   const end = Date.now() + timeoutMs
   const left = (): number => Math.max(1, end - Date.now())
   const topics = fleetTopics(requester.fleet)
-  const mine = topics.inbox(requester.cn)
+  // Only what the verifier's own session wrote into this inbox counts (the broker enforces the sender level).
+  const mine = topics.inbox(requester.cn, ask.verifierCn)
   const id = requester.randomBytes(REQUEST_ID_BYTES)
   const requestId = toHex(id)
-  await client.subscribe([mine])
-  await client.publish(topics.inbox(ask.verifierCn), encodeAccessAsk({ requestId: id, requesterCn: requester.cn, action: ask.action }))
+  await client.subscribe([topics.inboxAll(requester.cn)])
+  await client.publish(topics.inbox(ask.verifierCn, requester.cn), encodeAccessAsk({ requestId: id, requesterCn: requester.cn, action: ask.action }))
   const challenge = await client.waitFor(mine, p => {
     const r = readInboxMessage(p)
     return r.kind === 'message' && r.message.kind === 'challenge' && bytesEqual(r.message.requestId, id) ? r.message.challenge : undefined
@@ -314,7 +322,7 @@ export async function askOverInbox(client: GossipClient, requester: InboxRequest
   const answer = answerChallenge(challenge, {
     certificateDer: requester.certificateDer, privateKeyPem: requester.privateKeyPem, verifierCn: ask.verifierCn, action: ask.action,
   }, requester.signing)
-  await client.publish(topics.inbox(ask.verifierCn), encodeAccessAnswer({ requestId: id, answer }))
+  await client.publish(topics.inbox(ask.verifierCn, requester.cn), encodeAccessAnswer({ requestId: id, answer }))
   let refusal: KinError | undefined
   const accepted = await client.waitFor(mine, p => {
     const r = readInboxMessage(p)

@@ -8,10 +8,11 @@ import type { AccessAnswer } from '../access/types.ts'
 
 /*
  * INBOX CHALLENGE-RESPONSE (the spec; docs/PROTOCOL.md §12.4). Each message is a CBOR array led by a text tag:
- *   ask       ['access-ask', requestId, requesterCn, action]                       requester → kin/F/dev/<verifier>/inbox
- *   challenge ['access-challenge', requestId, challenge]                          verifier → kin/F/dev/<requester>/inbox
- *   answer    ['access-answer', requestId, answer]                                requester → verifier inbox
- *   result    ['access-result', requestId, resultBody, verifierCertDer, signature] verifier → requester inbox
+ *   ask       ['access-ask', requestId, requesterCn, action]                       requester → kin/F/dev/<verifier>/inbox/<requester>
+ *   challenge ['access-challenge', requestId, challenge]                          verifier → kin/F/dev/<requester>/inbox/<verifier>
+ *   answer    ['access-answer', requestId, answer]                                requester → verifier's inbox, same sender level
+ *   result    ['access-result', requestId, resultBody, verifierCertDer, signature] verifier → requester's inbox, same sender level
+ * The last topic level is the sender, enforced by the broker; an ask whose requesterCn is not it is refused.
  * requestId is 16 random bytes drawn by the requester; `challenge` and `answer` are agent/access/challenge.ts's bytes.
  *   resultBody = CBOR [requestId, verifierCn, requesterCn, action, allow, code, reason, path, commonAncestor|null,
  *                      hops|null, peer|null, time]

@@ -107,9 +107,10 @@ export async function openInvite(crypto: CryptoProvider, client: GossipClient, i
     name: choices.name, expires: now + choices.ttlSeconds, time: now,
   }
   const topics = fleetTopics(inviter.fleet)
-  await client.subscribe([topics.inbox(inviter.cn)])
-  await client.publish(topics.inbox(inviter.l0Cn), signInvite(crypto, invite, inviter.ledgerSeed))
-  const reply = await client.waitFor(topics.inbox(inviter.cn), p => {
+  await client.subscribe([topics.inboxAll(inviter.cn)])
+  await client.publish(topics.inbox(inviter.l0Cn, inviter.cn), signInvite(crypto, invite, inviter.ledgerSeed))
+  // L0's answer comes in under L0's own CN.
+  const reply = await client.waitFor(topics.inbox(inviter.cn, inviter.l0Cn), p => {
     const r = decodeInviteReply(p)
     return r !== undefined && r.inviteId === invite.inviteId ? r : undefined
   }, { timeoutMs: opts.timeoutMs, code: 'PAIR_TIMEOUT', message: `L0 did not confirm the invite within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date with this device's ledger?` })

@@ -18,9 +18,25 @@ export function fleetTopics(fleet: string) {
     syncReq: (cn: string) => `${base}/ledger/sync/${cn}/req`,
     syncResp: (cn: string) => `${base}/ledger/sync/${cn}/resp`,
     syncReqAll: `${base}/ledger/sync/+/req`,
-    /** Inbox of device `cn`: challenges, invite registrations (L0), replies. */
-    inbox: (cn: string) => `${base}/dev/${cn}/inbox`,
+    /**
+     * What device `senderCn` writes into device `cn`'s inbox: challenges, invite registrations (L0), replies. The
+     * broker lets a session publish there only under its own CN, so the last level is the true sender.
+     */
+    inbox: (cn: string, senderCn: string) => `${base}/dev/${cn}/inbox/${senderCn}`,
+    /** Device `cn`'s whole inbox, every sender: what it subscribes to. */
+    inboxAll: (cn: string) => `${base}/dev/${cn}/inbox/+`,
   }
+}
+
+/**
+ * The sender level of a topic in device `cn`'s inbox of fleet `fleet` (`kin/F/dev/<cn>/inbox/<sender>`), else
+ * undefined: the identity whose session published it.
+ */
+export function inboxSender(fleet: string, cn: string, topic: string): string | undefined {
+  const prefix = `kin/${fleet}/dev/${cn}/inbox/`
+  if (!topic.startsWith(prefix)) return undefined
+  const sender = topic.slice(prefix.length)
+  return sender.length === 0 || sender.includes('/') ? undefined : sender
 }
 
 /** The leaves of a pairing topic. */

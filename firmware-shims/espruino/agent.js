@@ -1,7 +1,8 @@
 /**
  * @module The Espruino agent: asks its verifier for a verdict on each access and acts only on one that verdict.js
- * accepts. Topics follow DESIGN.md "MQTT topics": the request goes to the verifier's inbox
- * kin/<fleet>/dev/<verifier CN>/inbox, the verdict comes back on the device's own inbox.
+ * accepts. Topics follow DESIGN.md "MQTT topics": the request goes to the verifier's inbox under the device's own CN,
+ * kin/<fleet>/dev/<verifier CN>/inbox/<device CN>, and the verdict is read only where the verifier's session writes
+ * it, kin/<fleet>/dev/<device CN>/inbox/<verifier CN> (the broker lets a session write only under its own CN).
  *
  * Wiring on a device (names as in docs/DEVICES.md "Flashing an Espruino board"):
  *   var c = require('kin-crypto').espruinoCrypto();
@@ -14,8 +15,8 @@
  *   });
  */
 
-function inboxOf(fleet, cn) {
-  return 'kin/' + fleet + '/dev/' + cn + '/inbox';
+function inboxOf(fleet, cn, sender) {
+  return 'kin/' + fleet + '/dev/' + cn + '/inbox/' + sender;
 }
 
 function binaryOf(bytes) {
@@ -30,8 +31,8 @@ function binaryOf(bytes) {
  * check failed) otherwise. Other messages on the inbox are not for this agent and are left alone.
  */
 function espruinoAgent(options) {
-  var own = inboxOf(options.fleet, options.self);
-  var theirs = inboxOf(options.fleet, options.verifier);
+  var own = inboxOf(options.fleet, options.self, options.verifier);
+  var theirs = inboxOf(options.fleet, options.verifier, options.self);
   var verdicts = options.verdicts;
   var session = options.session;
   session.onMessage(function (topic, payload) {

@@ -1,7 +1,10 @@
-/** @module A device's audit.log on Node: append-only JSON lines, rotated at a size limit to audit.log.1 … .N. */
+/** @module A device's audit.log on Node: append-only JSON lines, rotated at a size limit to audit.log.1 … .N; unauthenticated refusals summarised. */
 import { rename, type FileHandle } from 'node:fs/promises'
 import { KinError } from '../../agent/errors.ts'
-import { formatAuditLine, type AuditRecord } from '../../agent/access/audit.ts'
+import {
+  RefusalSummary, auditRecordOf, formatAuditLine, formatAuditSummaryLine, isUnauthenticatedRefusal, type AuditRecord, type AuditSummary,
+} from '../../agent/access/audit.ts'
+import type { Decision } from '../../agent/access/types.ts'
 import { APPEND_FLAGS, HOME_FILE_MODE, openHomeFile } from './home-file.ts'
 
 /** Sizes and counts of an audit log. */
@@ -10,6 +13,10 @@ export interface AuditLogOptions {
   maxBytes?: number
   /** Rotated files kept: audit.log.1 (newest) … audit.log.<keep> (default 5). */
   keep?: number
+  /** Seconds per summary of unauthenticated refusals (default DEFAULT_SUMMARY_INTERVAL_SECONDS). */
+  summaryIntervalSeconds?: number
+  /** The clock, seconds since the epoch (default: the system clock). */
+  now?: () => number
 }
 
 function ioError(what: string, cause: unknown): KinError {
@@ -31,13 +38,24 @@ export class AuditLog {
   #handle: FileHandle
   #size: number
   #queue: Promise<void> = Promise.resolve()
+  readonly #summary: RefusalSummary
+  readonly #now: () => number
+  readonly #timer: ReturnType<typeof setInterval>
 
-  private constructor(path: string, handle: FileHandle, size: number, maxBytes: number, keep: number) {
+  private constructor(path: string, handle: FileHandle, size: number, maxBytes: number, keep: number, summary: RefusalSummary, now: () => number) {
     this.path = path
     this.#handle = handle
     this.#size = size
     this.maxBytes = maxBytes
     this.keep = keep
+    this.#summary = summary
+    this.#now = now
+    // A flood that stops still gets its summary written within an interval, not at the next refusal.
+    this.#timer = setInterval(() => {
+      // A write that fails here fails the next append too, which reports it.
+      this.#writeSummaries(this.#summary.due(this.#now())).catch(() => undefined)
+    }, summary.intervalSeconds * 1000)
+    this.#timer.unref()
   }
 
   /** Opens (creating with mode 0600) the log at `path`. */
@@ -46,13 +64,30 @@ export class AuditLog {
     const keep = options.keep ?? 5
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new KinError('BAD_ARGUMENT', `"maxBytes" expected a positive integer, got ${maxBytes}`)
     if (!Number.isInteger(keep) || keep < 1 || keep > 99) throw new KinError('BAD_ARGUMENT', `"keep" expected 1..99, got ${keep}`)
+    const interval = options.summaryIntervalSeconds
+    if (interval !== undefined && (!Number.isSafeInteger(interval) || interval < 1)) throw new KinError('BAD_ARGUMENT', `"summaryIntervalSeconds" expected a positive integer, got ${interval}`)
+    const summary = new RefusalSummary(interval === undefined ? {} : { intervalSeconds: interval })
     try {
       const handle = await openHomeFile(path, APPEND_FLAGS, HOME_FILE_MODE)
-      return new AuditLog(path, handle, (await handle.stat()).size, maxBytes, keep)
+      return new AuditLog(path, handle, (await handle.stat()).size, maxBytes, keep, summary, options.now ?? (() => Math.floor(Date.now() / 1000)))
     } catch (e) {
       if (e instanceof KinError) throw e
       throw ioError(`opening ${path}`, e)
     }
+  }
+
+  /**
+   * Audits a decision made for a peer at network address `remote`: a line of its own, unless it refuses a peer that
+   * never authenticated — then it is counted, and written as one summary line per interval, address and code.
+   */
+  record(decision: Decision, remote: string): Promise<void> {
+    if (!isUnauthenticatedRefusal(decision)) return this.append(auditRecordOf(decision))
+    return this.#writeSummaries(this.#summary.count(remote, decision.code, this.#now()))
+  }
+
+  /** Refusals counted and not yet written as a summary. */
+  get unsummarised(): number {
+    return this.#summary.pending
   }
 
   /** Appends the record as one JSON line. */
@@ -76,10 +111,16 @@ export class AuditLog {
     return done
   }
 
-  /** Flushes and closes the file. */
+  /** Writes the summaries counted so far, flushes and closes the file. */
   async close(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.#writeSummaries(this.#summary.drain(this.#now()))
     await this.flush()
     await this.#handle.close()
+  }
+
+  #writeSummaries(summaries: AuditSummary[]): Promise<void> {
+    return Promise.all(summaries.map(s => this.appendLine(formatAuditSummaryLine(s)))).then(() => undefined)
   }
 
   async #write(bytes: Uint8Array): Promise<void> {

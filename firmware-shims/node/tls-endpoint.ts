@@ -5,6 +5,7 @@ import { DecodeError, KinError } from '../../agent/errors.ts'
 import { tlsClientPolicy, tlsServerPolicy } from './tls-policy.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS, PendingConnections, type PendingCloseReason } from './pending-connections.ts'
 
 /*
  * WIRE (docs/PROTOCOL.md §12.2)
@@ -85,6 +86,14 @@ export interface AccessEndpointOptions extends TlsIdentity {
   /** 0 (default) lets the OS choose. */
   port?: number
   requestTimeoutMs?: number
+  /**
+   * Connections kept open before they authenticate (a finished handshake whose certificate chains to the fleet root);
+   * the next one closes the oldest (default DEFAULT_MAX_PENDING_CONNECTIONS). Each also has `requestTimeoutMs` from
+   * accept to authenticate.
+   */
+  maxPendingConnections?: number
+  /** Told of every connection closed before it authenticated: at its deadline, evicted by a newer one, or its handshake failed. */
+  onPendingClosed?: (reason: PendingCloseReason, from: PeerAddress) => void
   /** Told of every decision, after the answer was written. */
   onDecision?: (decision: Decision, from: PeerAddress) => void
   /** Told of every handshake that failed (no decision was made: e.g. a failed proof of possession). */
@@ -110,6 +119,8 @@ export interface AccessEndpoint {
   readonly host: string
   readonly port: number
   readonly server: Server
+  /** Connections not yet authenticated, and those closed at their deadline, evicted, or after a failed handshake. */
+  pending(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Stops accepting, ends open connections, resolves when the server is closed. */
   close(): Promise<void>
 }
@@ -213,12 +224,23 @@ export function startAccessEndpoint(options: AccessEndpointOptions): Promise<Acc
   })
   // Raw sockets, so that close() also ends connections still in their handshake.
   const sockets = new Set<Socket>()
+  const pending = new PendingConnections({
+    max: options.maxPendingConnections ?? DEFAULT_MAX_PENDING_CONNECTIONS, deadlineMs: timeoutMs,
+    onClosed: (reason, remote) => options.onPendingClosed?.(reason, { address: remote ?? '?', port: 0 }),
+  })
   server.on('connection', (socket: Socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
+    pending.accepted(socket)
   })
-  server.on('secureConnection', (socket: TLSSocket) => serveConnection(socket, options, timeoutMs))
+  server.on('secureConnection', (socket: TLSSocket) => {
+    // OpenSSL checked the chain to the fleet root (rejectUnauthorized only keeps it from refusing): a fleet device
+    // is out of the pending count; anyone else stays in it, bounded, until its refusal is written and it closes.
+    if (socket.authorized) pending.authenticated(socket)
+    serveConnection(socket, options, timeoutMs)
+  })
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    pending.handshakeFailed(socket)
     options.onHandshakeError?.(error, addressOf(socket))
   })
   return new Promise((resolve, reject) => {
@@ -229,6 +251,7 @@ export function startAccessEndpoint(options: AccessEndpointOptions): Promise<Acc
       const address = server.address() as AddressInfo
       resolve({
         host: address.address, port: address.port, server,
+        pending: () => ({ open: pending.size, ...pending.closed }),
         close: () => new Promise<void>(done => {
           server.close(() => done())
           for (const s of sockets) s.destroy()

@@ -1,4 +1,4 @@
-/** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a late answer, a relayed challenge. */
+/** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a late answer, a relayed ask, a reflected ask. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../firmware-shims/node/signing.ts'
 import { answerChallenge } from '../../agent/access/challenge.ts'
@@ -10,7 +10,7 @@ import {
   REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, readInboxMessage, resultSigningInput, type AccessVerdict,
 } from '../../agent/gossip/challenge-wire.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
-import { fleetTopics } from '../../agent/gossip/topics.ts'
+import { fleetTopics, inboxSender } from '../../agent/gossip/topics.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { LiveDevice } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
@@ -35,8 +35,9 @@ function decisionOf(v: AccessVerdict): Decision {
  * session (as `kin serve` does), deciding with its own AccessSession on its live replica; its challenge clock is
  * the simulator's plus a skew only the late-answer case moves. The guest's phone (L3.4) asks with askOverInbox on
  * its own follower's session. Eve holds the hall camera (L3.2), a fleet device, so the broker lets her publish to
- * any inbox (docs/BROKERS.md) and she reads the camera's; what she overhears of the lock's inbox is tapped on the
- * lock's session. Every verdict below is the signed result that came back over the broker.
+ * any inbox under the camera's CN (docs/BROKERS.md) and she reads the camera's; what she overhears of the lock's
+ * inbox is tapped on the lock's session. Every verdict below is the signed result that came back over the broker,
+ * except for asks in another's name, which the lock refuses without a word (its refusal is read off its service).
  */
 export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): Promise<void> {
   const { fleet } = ctx
@@ -44,9 +45,12 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
   const topics = fleetTopics(fleet.l0.fleet)
   const lockCertificate = DeviceCertificate.from(lock.identity.certPem)
   let skew = 0
+  // The lock's refusals of messages it does not answer (an ask in another's name), as they come.
+  const refusals: Array<{ code: string; detail: string }> = []
   const verifier = serveInboxChallenges({
     fleet: fleet.l0.fleet, self: lock.cn, certificateDer: lockCertificate.der, privateKeyPem: lock.identity.keyPem, signing: nodeSigning,
     randomBytes: nodeCrypto.randomBytes, clock: { now: () => fleet.clock.now() + skew }, decider: lock.session, deadline: DEADLINE,
+    onIgnored: (_reason, detail, code) => { if (code !== undefined) refusals.push({ code, detail }) },
   })
   // Eve's tap on the lock's inbox: the answers that reach it, as bytes on the wire.
   const overheard: Uint8Array[] = []
@@ -54,7 +58,7 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
   const stopRiding = await rideFollowerSessions(fleet, 'L3.3', async session => {
     stopTaps.push(session.onMessage((topic, payload) => {
       const read = readInboxMessage(payload)
-      if (topic === topics.inbox(lock.cn) && read.kind === 'message' && read.message.kind === 'answer') overheard.push(payload)
+      if (inboxSender(fleet.l0.fleet, lock.cn, topic) !== undefined && read.kind === 'message' && read.message.kind === 'answer') overheard.push(payload)
     }))
     await verifier.attach(session)
   })
@@ -64,14 +68,14 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
     clients.push(guestLink)
     const eveLink = await borrowFollowerClient(fleet, 'L3.2')
     clients.push(eveLink)
-    await Promise.all([guestLink.subscribe([topics.inbox(guest.cn)]), eveLink.subscribe([topics.inbox(camera.cn)])])
+    await Promise.all([guestLink.subscribe([topics.inboxAll(guest.cn)]), eveLink.subscribe([topics.inboxAll(camera.cn)])])
     const requester: InboxRequester = {
       fleet: fleet.l0.fleet, cn: guest.cn, certificateDer: DeviceCertificate.from(guest.identity.certPem).der, privateKeyPem: guest.identity.keyPem,
       signing: nodeSigning, randomBytes: nodeCrypto.randomBytes, check: guest.session,
     }
 
     /** The signed result for request `id` in `requester`'s inbox, checked as the lock's, read as a decision. */
-    const resultFor = (link: GossipClient, requesterCn: string, id: Uint8Array): Promise<Decision> => link.waitFor(topics.inbox(requesterCn), p => {
+    const resultFor = (link: GossipClient, requesterCn: string, id: Uint8Array): Promise<Decision> => link.waitFor(topics.inbox(requesterCn, lock.cn), p => {
       const read = readInboxMessage(p)
       if (read.kind !== 'message' || read.message.kind !== 'result' || !bytesEqual(read.message.requestId, id)) return undefined
       const m = read.message
@@ -84,16 +88,16 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
     /** An ask of the lock in `as`'s name on `link`, driven step by step (what askOverInbox does, with room to misbehave). */
     const openAsk = async (link: GossipClient, as: LiveDevice, action: string): Promise<{ challenge: Uint8Array; answer(bytes: Uint8Array): Promise<Decision> }> => {
       const id = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
-      const challenge = link.waitFor(topics.inbox(as.cn), p => {
+      const challenge = link.waitFor(topics.inbox(as.cn, lock.cn), p => {
         const read = readInboxMessage(p)
         return read.kind === 'message' && read.message.kind === 'challenge' && bytesEqual(read.message.requestId, id) ? read.message.challenge : undefined
       }, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: `the lock sent no challenge within ${WAIT_MS} ms` })
-      await link.publish(topics.inbox(lock.cn), encodeAccessAsk({ requestId: id, requesterCn: as.cn, action }))
+      await link.publish(topics.inbox(lock.cn, as.cn), encodeAccessAsk({ requestId: id, requesterCn: as.cn, action }))
       return {
         challenge: await challenge,
         async answer(bytes) {
           const result = resultFor(link, as.cn, id)
-          await link.publish(topics.inbox(lock.cn), encodeAccessAnswer({ requestId: id, answer: bytes }))
+          await link.publish(topics.inbox(lock.cn, as.cn), encodeAccessAnswer({ requestId: id, answer: bytes }))
           return result
         },
       }
@@ -112,7 +116,7 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
       if (read.kind !== 'message' || read.message.kind !== 'answer') throw new KinError('INTERNAL', "Eve overheard no answer on the lock's inbox")
       // The lock sends its verdict to the guest, in whose name the request was made.
       const result = resultFor(guestLink, guest.cn, read.message.requestId)
-      await eveLink.publish(topics.inbox(lock.cn), overheardAnswer!)
+      await eveLink.publish(topics.inbox(lock.cn, camera.cn), overheardAnswer!)
       return decided('Eve', 'L3.3', 'unlock', await result)
     })
     await run.run({ id: 'challenge-replayed-other-ask', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve asks the lock and hands in the guest's overheard answer", expected: ['CHALLENGE_UNKNOWN'] }, async () => {
@@ -131,23 +135,44 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
       skew += DEADLINE + 1
       return decided('L3.4', 'L3.3', 'unlock', await ask.answer(answer))
     })
-    await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve relays the guest's ask of the camera to the lock as unlock", expected: ['CHALLENGE_MISMATCH'] }, async () => {
-      // Eve, on the camera's session, turns the guest's ask into one of the lock, same request, in the guest's name:
-      // the lock's challenge reaches the guest as the answer to its ask of the camera.
-      const relayed = eveLink.waitFor(topics.inbox(camera.cn), p => {
+    /** Eve's ask of the lock in the guest's name from the camera's session; the lock's refusal, and whether the guest heard from the lock. */
+    const inAnothersName = async (ask: { requestId: Uint8Array; action: string }): Promise<{ actual: string; detail: string }> => {
+      const heard: Uint8Array[] = []
+      const stop = guestLink.session.onMessage((topic, payload) => { if (topic === topics.inbox(guest.cn, lock.cn)) heard.push(payload) })
+      try {
+        const before = refusals.length
+        await eveLink.publish(topics.inbox(lock.cn, camera.cn), encodeAccessAsk({ requestId: ask.requestId, requesterCn: guest.cn, action: ask.action }))
+        const end = Date.now() + WAIT_MS
+        while (refusals.length === before && verifier.stats.asks === asksBefore && Date.now() < end) await new Promise(r => setTimeout(r, 10))
+        await verifier.idle()
+        const refusal = refusals[before]
+        if (refusal === undefined) return { actual: 'ALLOW', detail: `the lock opened the ask: ${verifier.stats.asks - asksBefore} challenge(s) went to the guest` }
+        // A marker through the broker after the refusal: anything the lock had sent the guest would be in by then.
+        const marker = guestLink.waitFor(topics.inbox(guest.cn, guest.cn), () => true, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: 'the marker never came back' })
+        await guestLink.publish(topics.inbox(guest.cn, guest.cn), new Uint8Array([0]))
+        await marker
+        if (heard.length > 0) return { actual: 'ALLOW', detail: `the lock refused (${refusal.detail}) yet the guest received ${heard.length} message(s) from it` }
+        return { actual: refusal.code, detail: `the lock refused: ${refusal.detail}; the guest received nothing from the lock` }
+      } finally {
+        stop()
+      }
+    }
+    let asksBefore = 0
+    await run.run({ id: 'challenge-relayed', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve relays the guest's ask of the camera to the lock as unlock", expected: ['INBOX_SENDER_MISMATCH'] }, async () => {
+      // The guest asks the camera (Eve); Eve turns it into an ask of the lock, same request, in the guest's name, from
+      // her own session: the lock challenges only the session that asked, so nothing reaches the guest.
+      const relayed = eveLink.waitFor(topics.inbox(camera.cn, guest.cn), p => {
         const read = readInboxMessage(p)
         return read.kind === 'message' && read.message.kind === 'ask' && read.message.requesterCn === guest.cn ? read.message : undefined
       }, { timeoutMs: WAIT_MS, code: 'ACCESS_TIMEOUT', message: "the guest's ask never reached the camera's inbox" })
-        .then(ask => eveLink.publish(topics.inbox(lock.cn), encodeAccessAsk({ requestId: ask.requestId, requesterCn: guest.cn, action: 'unlock' })))
-      try {
-        const outcome = await askOverInbox(guestLink, requester, { verifierCn: camera.cn, action: 'view', timeoutMs: WAIT_MS })
-        await relayed
-        return { actual: outcome.verdict.code, detail: `the guest's phone took a verdict: ${outcome.verdict.reason}` }
-      } catch (err) {
-        await relayed
-        if (!(err instanceof KinError)) throw err
-        return { actual: err.code, detail: `the guest's phone refused to sign: ${err.message}` }
-      }
+      await guestLink.publish(topics.inbox(camera.cn, guest.cn), encodeAccessAsk({ requestId: nodeCrypto.randomBytes(REQUEST_ID_BYTES), requesterCn: guest.cn, action: 'view' }))
+      const ask = await relayed
+      asksBefore = verifier.stats.asks
+      return inAnothersName({ requestId: ask.requestId, action: 'unlock' })
+    })
+    await run.run({ id: 'challenge-reflected', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve asks the lock naming the guest as requester, to have it challenge the guest", expected: ['INBOX_SENDER_MISMATCH'] }, async () => {
+      asksBefore = verifier.stats.asks
+      return inAnothersName({ requestId: nodeCrypto.randomBytes(REQUEST_ID_BYTES), action: 'unlock' })
     })
   } finally {
     stopRiding()

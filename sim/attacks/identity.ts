@@ -6,6 +6,8 @@ import { parseAccessAnswer, requestAccess } from '../../firmware-shims/node/tls-
 import { signEvent } from '../../agent/ledger/event.ts'
 import { certifiedEvent } from '../../agent/ledger/builders.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../firmware-shims/node/pending-connections.ts'
+import { openHalfOpen } from './half-open.ts'
 import { rawTls12Request } from '../../test/serve/_tls12-client.ts'
 import type { AttackContext } from './house.ts'
 import { decided, type AttackRunner } from './runner.ts'
@@ -94,6 +96,22 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
     if (!outcome.handshakeDone) return { actual: TLS_HANDSHAKE, detail: `the handshake failed (alert ${outcome.alert?.description})` }
     const answer = parseAccessAnswer(outcome.received.trim())
     return { actual: answer.code, detail: answer.reason }
+  })
+
+  await run.run({ id: 'half-open-flood', family: 'identity', kind: 'attack', attack: `Eve holds ${2 * DEFAULT_MAX_PENDING_CONNECTIONS} half-open sockets on the lock (silent, or half a ClientHello) while the guest unlocks`, expected: ['CONNECTION_EVICTED'] }, async () => {
+    const count = 2 * DEFAULT_MAX_PENDING_CONNECTIONS
+    const flood = await openHalfOpen({ host: '127.0.0.1', port: endpoint.port, count, kind: 'mixed' })
+    try {
+      const decision = await fleet.access('L3.4', 'L3.3', 'unlock')
+      const closed = await flood.allClosed(30_000)
+      const p = endpoint.pending()
+      const counts = `${flood.opened} opened, ${p.evicted} evicted for newer ones, ${p.deadline} closed at the deadline, ${p.handshake} at a failed handshake`
+      if (!decision.allow) return { actual: decision.code, detail: `the guest was not let in during the flood (${decision.reason}); ${counts}` }
+      if (!closed) return { actual: 'HELD_OPEN', detail: `the lock still held ${flood.opened - flood.closedByServer} flood sockets after 30 s; ${counts}` }
+      return { actual: 'CONNECTION_EVICTED', detail: `the guest got ALLOW while the flood ran; the lock closed every flood socket: ${counts}` }
+    } finally {
+      flood.stop()
+    }
   })
 
   await run.run({ id: 'fake-lock-eve-ca', family: 'identity', kind: 'attack', attack: "a fake front-door lock with Eve's certificate for the lock's CN, towards the guest's phone", expected: ['CERT_CHAIN'] },

@@ -150,11 +150,10 @@ export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: num
  * L0's inbox and waits for L0's answer on its own inbox. Returns the decoded answer.
  */
 export async function registerInvite(services: BrokerAddress & { topics: L0Services['topics'] }, parentClient: MqttClient, parent: TestDevice, registration: Uint8Array): Promise<unknown> {
-  const inbox = services.topics.inbox(parent.cn)
-  const granted = await subscribeGranted(parentClient, [inbox])
+  const granted = await subscribeGranted(parentClient, [services.topics.inboxAll(parent.cn)])
   if (granted[0] !== 1) throw new Error(`${parent.cn} may not subscribe to its own inbox`)
-  const reply = nextMessage(parentClient, inbox)
-  await parentClient.publishAsync(services.topics.inbox(services.cn), Buffer.from(registration), { qos: 1 })
+  const reply = nextMessage(parentClient, services.topics.inbox(parent.cn, services.cn))
+  await parentClient.publishAsync(services.topics.inbox(services.cn, parent.cn), Buffer.from(registration), { qos: 1 })
   return decodeCbor(await reply)
 }
 

@@ -29,7 +29,7 @@ t.test('L0 accepts an invite registered by a member and answers on its inbox', a
 
 t.test('a device subscribes to what the topic table allows it', async t => {
   const c = await connectDevice(services, lock)
-  t.same(await subscribeGranted(c, [topics.head, topics.events, topics.syncResp(lock.cn), topics.inbox(lock.cn)]), [1, 1, 1, 1])
+  t.same(await subscribeGranted(c, [topics.head, topics.events, topics.syncResp(lock.cn), topics.inboxAll(lock.cn)]), [1, 1, 1, 1])
   await end(c)
   t.same(await subscribeGranted(phoneClient, [topics.pairAll(phoneInvite.invite.inviteId)]), [1], 'the parent follows its own invite')
 })
@@ -37,8 +37,8 @@ t.test('a device subscribes to what the topic table allows it', async t => {
 t.test('[MQTT-3.9.3] forbidden subscriptions get SUBACK 0x80 and deliver nothing; the session goes on', async t => {
   const c = await connectDevice(services, tablet)
   const forbidden = [
-    topics.inbox(phone.cn), topics.pairAll(phoneInvite.invite.inviteId), 'kin/#', `${topics.base}/#`, `${topics.base}/ledger/submit/+`,
-    `${topics.base}/dev/+/inbox`, `${topics.base}/pair/+/csr`, '#', '$SYS/#',
+    topics.inboxAll(phone.cn), topics.pairAll(phoneInvite.invite.inviteId), 'kin/#', `${topics.base}/#`, `${topics.base}/ledger/submit/+`,
+    `${topics.base}/dev/+/inbox/+`, `${topics.base}/dev/+/inbox/${tablet.cn}`, `${topics.base}/pair/+/csr`, '#', '$SYS/#',
   ]
   t.same(await subscribeGranted(c, forbidden), forbidden.map(() => 128))
   t.ok(c.connected, 'still connected')
@@ -46,11 +46,11 @@ t.test('[MQTT-3.9.3] forbidden subscriptions get SUBACK 0x80 and deliver nothing
   t.equal(rec.cn, tablet.cn)
   t.equal(rec.code, 'ACL_DENIED')
   // Nothing leaks through a refused filter: the phone's inbox gets a message, then the tablet's own inbox a marker.
-  t.same(await subscribeGranted(c, [topics.inbox(tablet.cn)]), [1])
+  t.same(await subscribeGranted(c, [topics.inboxAll(tablet.cn)]), [1])
   const first = new Promise<string>(resolve => c.once('message', topic => resolve(topic)))
-  await phoneClient.publishAsync(topics.inbox(phone.cn), Buffer.from('for the phone only'), { qos: 1 })
-  await phoneClient.publishAsync(topics.inbox(tablet.cn), Buffer.from('marker'), { qos: 1 })
-  t.equal(await first, topics.inbox(tablet.cn), "the first message the tablet sees is its own inbox's marker")
+  await phoneClient.publishAsync(topics.inbox(phone.cn, phone.cn), Buffer.from('for the phone only'), { qos: 1 })
+  await phoneClient.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from('marker'), { qos: 1 })
+  t.equal(await first, topics.inbox(tablet.cn, phone.cn), "the first message the tablet sees is its own inbox's marker")
   await end(c)
 })
 
@@ -82,11 +82,40 @@ t.test('only L0 publishes ledger/head: a device that tries is disconnected and s
   await end(watcher)
 })
 
-t.test('a device publishes to another device\'s inbox (challenges) and it arrives', async t => {
+t.test('a device publishes to another device\'s inbox (challenges) under its own CN, and it arrives', async t => {
   const c = await connectDevice(services, lock)
-  const got = nextMessage(phoneClient, topics.inbox(phone.cn))
-  await c.publishAsync(topics.inbox(phone.cn), Buffer.from('challenge'), { qos: 1 })
+  const got = nextMessage(phoneClient, topics.inbox(phone.cn, lock.cn))
+  await c.publishAsync(topics.inbox(phone.cn, lock.cn), Buffer.from('challenge'), { qos: 1 })
   t.equal((await got).toString(), 'challenge')
+  await end(c)
+})
+
+t.test('[DESIGN "Bounded inputs"] an inbox message under another sender label closes the connection and reaches nobody', async t => {
+  const c = await connectDevice(services, lock)
+  const firstTopic = new Promise<string>(resolve => phoneClient.once('message', topic => resolve(topic)))
+  const gone = closed(c)
+  c.publish(topics.inbox(phone.cn, tablet.cn), Buffer.from('ask in the tablet\'s name'), { qos: 1 })
+  await gone
+  const rec = await logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topics.inbox(phone.cn, tablet.cn))
+  t.equal(rec.cn, lock.cn)
+  t.equal(rec.code, 'ACL_DENIED')
+  const tabletClient = await connectDevice(services, tablet)
+  await tabletClient.publishAsync(topics.inbox(phone.cn, tablet.cn), Buffer.from('marker'), { qos: 1 })
+  t.equal(await firstTopic, topics.inbox(phone.cn, tablet.cn), 'the first message the phone sees is the real marker')
+  await end(tabletClient)
+})
+
+t.test("L0 answers an invite registration only to the session of the parent that signed it (no reflection through L0's inbox)", async t => {
+  const c = await connectDevice(services, lock)
+  const reflected = makeInvite(phone, { role: 'device' })
+  const firstTopic = new Promise<string>(resolve => phoneClient.once('message', topic => resolve(topic)))
+  await c.publishAsync(topics.inbox(l0.cn, lock.cn), Buffer.from(reflected.registration), { qos: 1 })
+  const rec = await logRecord(logs, r => r.event === 'invite.refused' && r.inviteId === reflected.invite.inviteId)
+  t.equal(rec.code, 'INBOX_SENDER_MISMATCH')
+  t.equal(rec.sender, lock.cn)
+  t.equal(services.invites.get(reflected.invite.inviteId), undefined, 'nothing registered')
+  await c.publishAsync(topics.inbox(phone.cn, lock.cn), Buffer.from('marker'), { qos: 1 })
+  t.equal(await firstTopic, topics.inbox(phone.cn, lock.cn), 'the phone got no answer from L0, only the marker')
   await end(c)
 })
 
@@ -108,7 +137,7 @@ t.test('a pairing session stays under its own pairing topic', async t => {
   t.ok(child.connected, 'the pairing login of the phone\'s invite works')
   const id = phoneInvite.invite.inviteId
   t.same(await subscribeGranted(child, [topics.pair(id, 'authorize'), topics.pair(id, 'cert')]), [1, 1])
-  t.same(await subscribeGranted(child, [topics.pairAll(other.invite.inviteId), topics.head, topics.inbox(l0.cn), 'kin/#']), [128, 128, 128, 128])
+  t.same(await subscribeGranted(child, [topics.pairAll(other.invite.inviteId), topics.head, topics.inboxAll(l0.cn), 'kin/#']), [128, 128, 128, 128])
   // The child's request reaches the parent, which follows its invite.
   t.same(await subscribeGranted(phoneClient, [topics.pairAll(id)]), [1])
   const request = nextMessage(phoneClient, topics.pair(id, 'request'))

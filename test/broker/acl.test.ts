@@ -24,13 +24,15 @@ t.test('[MQTT-4.7.1] filterCovers: a pattern covers a filter when it matches eve
   for (const [pattern, filter, want] of cases) t.equal(filterCovers(pattern, filter), want, `${pattern} covers ${filter}: ${want}`)
 })
 
-t.test('a device publishes on its own submit and sync request, any fleet inbox, and its invites\' client leaves', async t => {
-  const allowed = [topics.submit(lock), topics.syncReq(lock), topics.inbox(phone), topics.inbox(lock)]
+t.test('a device publishes on its own submit and sync request, any fleet inbox under its own CN, and its invites\' client leaves', async t => {
+  const allowed = [topics.submit(lock), topics.syncReq(lock), topics.inbox(phone, lock), topics.inbox(lock, lock)]
   for (const topic of allowed) t.ok(publishAllowed(device(lock), topic, ctx), topic)
   for (const leaf of ['request', 'authorize', 'csr'] as const) t.ok(publishAllowed(device(phone), topics.pair(mine, leaf), ctx), `phone: ${leaf}`)
   const refused = [
     topics.submit(phone), topics.syncReq(phone), topics.syncResp(lock), topics.head, topics.events,
-    topics.inbox('not-a-device'), `${topics.base}/dev/${lock}/inbox/extra`, `${topics.base}/dev/${lock}`,
+    topics.inbox('not-a-device', lock), `${topics.base}/dev/${lock}/inbox/${lock}/extra`, `${topics.base}/dev/${lock}/inbox`, `${topics.base}/dev/${lock}`,
+    // [DESIGN "Bounded inputs"] an inbox message names its true sender: never another device's label
+    topics.inbox(phone, phone), topics.inbox(lock, phone), topics.inbox(phone, 'someone'), topics.inbox(phone, '+'),
     topics.pair(mine, 'request'), // the lock did not register this invite
     `kin/other.fleet/ledger/submit/${lock}`, '$SYS/broker/x', 'elsewhere',
   ]
@@ -42,20 +44,20 @@ t.test('a device publishes on its own submit and sync request, any fleet inbox, 
 
 t.test('a pairing session publishes only its own request and csr leaves', async t => {
   for (const leaf of ['request', 'csr', 'authorize'] as const) t.ok(publishAllowed(pairing, topics.pair(mine, leaf), ctx), leaf)
-  for (const topic of [topics.pair(mine, 'cert'), topics.pair(theirs, 'request'), topics.submit(lock), topics.inbox(phone), `${topics.base}/pair/${mine}`]) {
+  for (const topic of [topics.pair(mine, 'cert'), topics.pair(theirs, 'request'), topics.submit(lock), topics.inbox(phone, lock), `${topics.base}/pair/${mine}`]) {
     t.notOk(publishAllowed(pairing, topic, ctx), topic)
   }
 })
 
 t.test('a device subscribes to head, events, its own sync response and inbox, and its own invites', async t => {
-  const allowed = [topics.head, topics.events, topics.syncResp(lock), topics.inbox(lock)]
+  const allowed = [topics.head, topics.events, topics.syncResp(lock), topics.inboxAll(lock), topics.inbox(lock, phone)]
   for (const f of allowed) t.ok(subscribeAllowed(device(lock), f, ctx), f)
   t.ok(subscribeAllowed(device(phone), topics.pairAll(mine), ctx), 'own invite, all leaves')
   t.ok(subscribeAllowed(device(phone), topics.pair(mine, 'cert'), ctx), 'own invite, one leaf')
   t.ok(subscribeAllowed(device(phone), `${topics.base}/pair/${mine}/+`, ctx), 'own invite, + leaf')
   const refused = [
-    topics.inbox(phone), topics.syncResp(phone), topics.submitAll, topics.submit(lock), topics.syncReqAll,
-    `${topics.base}/dev/+/inbox`, `${topics.base}/ledger/#`, `${topics.base}/ledger/+`, `${topics.base}/#`, 'kin/#', '#', '+/+/ledger/head',
+    topics.inboxAll(phone), topics.inbox(phone, lock), `${topics.base}/dev/${lock}/inbox/#`, topics.syncResp(phone), topics.submitAll, topics.submit(lock), topics.syncReqAll,
+    `${topics.base}/dev/+/inbox/+`, `${topics.base}/dev/+/inbox/${lock}`, `${topics.base}/ledger/#`, `${topics.base}/ledger/+`, `${topics.base}/#`, 'kin/#', '#', '+/+/ledger/head',
     `${topics.base}/pair/+/cert`, `${topics.base}/pair/#`, topics.pairAll(theirs), '$SYS/#',
   ]
   for (const f of refused) t.notOk(subscribeAllowed(device(lock), f, ctx), `lock may not subscribe ${f}`)
@@ -65,13 +67,13 @@ t.test('a device subscribes to head, events, its own sync response and inbox, an
 
 t.test('a pairing session subscribes only under its own pairing topic', async t => {
   for (const f of [topics.pairAll(mine), topics.pair(mine, 'authorize'), topics.pair(mine, 'cert')]) t.ok(subscribeAllowed(pairing, f, ctx), f)
-  for (const f of [topics.pairAll(theirs), `${topics.base}/pair/+/cert`, topics.head, topics.inbox(phone), 'kin/#', '#']) t.notOk(subscribeAllowed(pairing, f, ctx), f)
+  for (const f of [topics.pairAll(theirs), `${topics.base}/pair/+/cert`, topics.head, topics.inboxAll(phone), 'kin/#', '#']) t.notOk(subscribeAllowed(pairing, f, ctx), f)
 })
 
 t.test('a freshly enrolled device without its certified event in L0\'s ledger may only submit', async t => {
   const fresh: AclContext = { ...ctx, isCertified: () => false }
   t.ok(publishAllowed(device(lock), topics.submit(lock), fresh), 'its own submit topic')
-  for (const topic of [topics.syncReq(lock), topics.inbox(phone), topics.submit(phone)]) t.notOk(publishAllowed(device(lock), topic, fresh), topic)
-  for (const f of [topics.head, topics.events, topics.inbox(lock), topics.syncResp(lock)]) t.notOk(subscribeAllowed(device(lock), f, fresh), f)
+  for (const topic of [topics.syncReq(lock), topics.inbox(phone, lock), topics.submit(phone)]) t.notOk(publishAllowed(device(lock), topic, fresh), topic)
+  for (const f of [topics.head, topics.events, topics.inboxAll(lock), topics.syncResp(lock)]) t.notOk(subscribeAllowed(device(lock), f, fresh), f)
   t.ok(publishAllowed(pairing, topics.pair(mine, 'csr'), fresh), 'pairing sessions are not affected')
 })

@@ -48,16 +48,21 @@ async function interop(): Promise<void> {
   t.test('mosquitto_sub with a device certificate receives on its own inbox', async t => {
     // -d prints the SUBACK, so the message is published only once the subscription stands; -C 1 exits after one
     // message. stdbuf makes its stdout line-buffered: through a pipe it would otherwise show nothing until it exits.
-    const sub = spawn('stdbuf', ['-oL', 'mosquitto_sub', ...tls(phone), '-d', '-q', '1', '-t', topics.inbox(phone.cn), '-C', '1', '-W', '30'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const sub = spawn('stdbuf', ['-oL', 'mosquitto_sub', ...tls(phone), '-d', '-q', '1', '-t', topics.inboxAll(phone.cn), '-v', '-C', '1', '-W', '30'], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     const subscribed = new Promise<void>(resolve => sub.stdout.on('data', d => { out += d; if (/SUBACK/.test(out)) resolve() }))
     const exited = new Promise<number | null>(resolve => sub.on('close', code => resolve(code)))
     await subscribed
     t.match(out, /Subscribed \(mid: \d+\): 1/, 'granted QoS 1')
-    const pub = await run('mosquitto_pub', [...tls(tablet), '-q', '1', '-t', topics.inbox(phone.cn), '-m', 'hello from the tablet'])
-    t.equal(pub.status, 0, `mosquitto_pub to another device's inbox: ${pub.out}`)
+    // The tablet under a foreign sender label (L0's): dropped, and the connection with it; the phone sees nothing of it.
+    const forged = await run('mosquitto_pub', [...tls(tablet), '-q', '1', '-t', topics.inbox(phone.cn, services.cn), '-m', 'forged in the name of L0'])
+    t.not(forged.status, 0, 'a publish into another inbox under a foreign sender label is refused')
+    t.match(forged.out, /connection was lost/i)
+    const pub = await run('mosquitto_pub', [...tls(tablet), '-q', '1', '-t', topics.inbox(phone.cn, tablet.cn), '-m', 'hello from the tablet'])
+    t.equal(pub.status, 0, `mosquitto_pub to another device's inbox under its own CN: ${pub.out}`)
     t.equal(await exited, 0)
-    t.match(out, /hello from the tablet/)
+    t.match(out, new RegExp(`${topics.inbox(phone.cn, tablet.cn).replace(/\./g, '\\.')} hello from the tablet`), 'the first message the phone gets is the tablet\'s, under its sender label')
+    t.notMatch(out, /forged/)
   })
 
   t.test('mosquitto_sub with a device certificate reads the retained head L0 signed (-C 1)', async t => {
@@ -67,17 +72,17 @@ async function interop(): Promise<void> {
   })
 
   t.test('mosquitto_sub on kin/# or another device\'s inbox is denied', async t => {
-    for (const filter of ['kin/#', topics.inbox(tablet.cn), topics.submitAll]) {
+    for (const filter of ['kin/#', topics.inboxAll(tablet.cn), topics.submitAll]) {
       const r = await run('mosquitto_sub', [...tls(phone), '-t', filter, '-C', '1', '-W', '10'])
       t.match(r.out, /All subscription requests were denied/, filter)
     }
   })
 
   t.test('mosquitto_pub is refused for another client id, no certificate, and topics it may not publish', async t => {
-    const wrongId = await run('mosquitto_pub', [...tls(phone).slice(0, -2), '-i', tablet.cn, '-q', '1', '-t', topics.inbox(tablet.cn), '-m', 'x'])
+    const wrongId = await run('mosquitto_pub', [...tls(phone).slice(0, -2), '-i', tablet.cn, '-q', '1', '-t', topics.inbox(tablet.cn, phone.cn), '-m', 'x'])
     t.not(wrongId.status, 0)
     t.match(wrongId.out, /identifier rejected/)
-    const anonymous = await run('mosquitto_pub', [...tls(undefined), '-i', 'anyone', '-q', '1', '-t', topics.inbox(tablet.cn), '-m', 'x'])
+    const anonymous = await run('mosquitto_pub', [...tls(undefined), '-i', 'anyone', '-q', '1', '-t', topics.inbox(tablet.cn, 'anyone'), '-m', 'x'])
     t.not(anonymous.status, 0)
     t.match(anonymous.out, /not authori[sz]ed/)
     for (const topic of [topics.head, topics.submit(tablet.cn), topics.syncResp(phone.cn)]) {

@@ -184,10 +184,10 @@ t.test('a CSR through the pairing topic gets a certificate openssl accepts and a
   const fresh: TestDevice = { ...phone, cn: req.accepted.cn, certPem, keyPem: req.secrets.tls.privateKeyPem, ledgerSeed: req.secrets.ledgerSeed }
   const first = await connectDevice(svc(), fresh)
   await logRecord(running.logs, r => r.event === 'login.accepted' && r.cn === fresh.cn && r.provisional === true)
-  t.same(await subscribeGranted(first, [svc().topics.inbox(fresh.cn)]), [128], 'before its certified event: no subscriptions')
+  t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [128], 'before its certified event: no subscriptions')
   await first.publishAsync(svc().topics.submit(fresh.cn), Buffer.from(submission([req.authorize, certified])), { qos: 1 })
   await logRecord(running.logs, r => r.event === 'ledger.accepted' && r.id === certified.idHex)
-  t.same(await subscribeGranted(first, [svc().topics.inbox(fresh.cn)]), [1], 'after it: a device like any other')
+  t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [1], 'after it: a device like any other')
   await end(first)
 
   const second = await sendCsr(parentClient, id, encodeCbor([req.authorize.bytes, req.csrPem]))

@@ -53,13 +53,13 @@ t.test('a payload over 64 KiB is acknowledged, dropped, logged, and the session 
 
   // Not delivered to subscribers either: the tablet's first message is the marker sent after it.
   const watcher = await connectDevice(running.services, tablet)
-  t.same(await subscribeGranted(watcher, [topics.inbox(tablet.cn)]), [1])
-  const first = nextMessage(watcher, topics.inbox(tablet.cn))
-  await c.publishAsync(topics.inbox(tablet.cn), Buffer.from(big), { qos: 1 })
-  await c.publishAsync(topics.inbox(tablet.cn), Buffer.from('marker'), { qos: 1 })
+  t.same(await subscribeGranted(watcher, [topics.inboxAll(tablet.cn)]), [1])
+  const first = nextMessage(watcher, topics.inbox(tablet.cn, phone.cn))
+  await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from(big), { qos: 1 })
+  await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from('marker'), { qos: 1 })
   t.equal((await first).toString(), 'marker')
-  const exact = nextMessage(watcher, topics.inbox(tablet.cn))
-  await c.publishAsync(topics.inbox(tablet.cn), Buffer.from(new Uint8Array(MAX_PAYLOAD_BYTES).fill(0x42)), { qos: 1 })
+  const exact = nextMessage(watcher, topics.inbox(tablet.cn, phone.cn))
+  await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from(new Uint8Array(MAX_PAYLOAD_BYTES).fill(0x42)), { qos: 1 })
   t.equal((await exact).length, MAX_PAYLOAD_BYTES, 'exactly 64 KiB still goes through')
   await end(watcher)
   await end(c)
@@ -70,7 +70,7 @@ t.test('undecodable payloads on service topics are dropped and logged; the broke
   const before = running.services.ledger.ledger.size
   await c.publishAsync(topics.submit(phone.cn), Buffer.from([0xff, 0xfe, 0x00]), { qos: 1 })
   await c.publishAsync(topics.submit(phone.cn), Buffer.from(encodeCbor([1, 'two'])), { qos: 1 })
-  await c.publishAsync(topics.inbox(l0.cn), Buffer.from([0x9f, 0x9f, 0x9f]), { qos: 1 })
+  await c.publishAsync(topics.inbox(l0.cn, phone.cn), Buffer.from([0x9f, 0x9f, 0x9f]), { qos: 1 })
   await c.publishAsync(topics.submit(phone.cn), Buffer.from(encodeCbor([new Uint8Array([1, 2, 3])])), { qos: 1 })
   const dropped = async (topic: string, code: RegExp) => {
     const r = await logRecord(running.logs, r => r.event === 'payload.dropped' && r.topic === topic && code.test(String(r.code)))
@@ -78,7 +78,7 @@ t.test('undecodable payloads on service topics are dropped and logged; the broke
   }
   await dropped(topics.submit(phone.cn), /^DECODE_(CBOR|NONCANONICAL|TRAILING)$/)
   await dropped(topics.submit(phone.cn), /^DECODE_(SHAPE|FIELD)$/)
-  await dropped(topics.inbox(l0.cn), /^DECODE_/)
+  await dropped(topics.inbox(l0.cn, phone.cn), /^DECODE_/)
   const refused = await logRecord(running.logs, r => r.event === 'ledger.refused' && r.from === phone.cn)
   t.match(String(refused.code), /^DECODE_/, 'a byte string that is no event is refused with its decode code')
   t.equal(running.services.ledger.ledger.size, before)

@@ -89,12 +89,12 @@ t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and 
   const { inviter, client } = await inviterOf(lockHome, l0.url)
   t.teardown(() => client.close())
   const topics = fleetTopics(inviter.fleet)
-  await client.subscribe([topics.inbox(inviter.cn)])
+  await client.subscribe([topics.inboxAll(inviter.cn)])
   const secrets = derivePairingSecrets(formatPairingCode(nodeCrypto.randomBytes(10)))
   const now = Math.floor(Date.now() / 1000)
-  await client.publish(topics.inbox(inviter.l0Cn), signInvite(nodeCrypto, {
+  await client.publish(topics.inbox(inviter.l0Cn, inviter.cn), signInvite(nodeCrypto, {
     inviteId: secrets.inviteId, loginVerifier: loginVerifier(secrets.loginProof), parentCn: inviter.cn, role: 'device', name: '', expires: now + 60, time: now,
   }, inviter.ledgerSeed))
-  const reply = await client.waitFor(topics.inbox(inviter.cn), decodeInviteReply, { timeoutMs: 10_000, code: 'PAIR_TIMEOUT', message: 'L0 did not answer' })
+  const reply = await client.waitFor(topics.inbox(inviter.cn, inviter.l0Cn), decodeInviteReply, { timeoutMs: 10_000, code: 'PAIR_TIMEOUT', message: 'L0 did not answer' })
   t.same([reply.ok, reply.inviteId, reply.ok ? undefined : reply.code], [false, secrets.inviteId, 'ROLE_CANNOT_DELEGATE'], "L0 answers invite-error ROLE_CANNOT_DELEGATE")
 })

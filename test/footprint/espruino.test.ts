@@ -203,11 +203,11 @@ t.test('the agent over MQTT: it asks, a verifier decides with the full agent, it
   const { espruinoAgent } = loadShim<{ espruinoAgent(o: object): { inbox: string; ask(action: string, hint: string): Promise<string> } }>('agent.js', env)
 
   // The verifier (the lock's parent, a phone running the full agent): decides as the lock, MACs the verdict.
-  const inboxOf = (cn: string) => `kin/${fleet}/dev/${cn}/inbox`
-  env.broker.nodeSubscribers.set(inboxOf(verifierCn), message => {
+  const inboxOf = (cn: string, sender: string) => `kin/${fleet}/dev/${cn}/inbox/${sender}`
+  env.broker.nodeSubscribers.set(inboxOf(verifierCn, lockCn), message => {
     const [, device, nonce, action, peerName] = requestFields(key, message)
     const d = decide({ certificate: house.cert(peerName!), action: action! }, house.context('L3.3'))
-    env.broker.publishFromNode(inboxOf(device!), verdictLine(key, [device!, nonce!, d.peer ?? '-', action!, d.allow ? '1' : '0', d.code, String(NOW)]))
+    env.broker.publishFromNode(inboxOf(device!, verifierCn), verdictLine(key, [device!, nonce!, d.peer ?? '-', action!, d.allow ? '1' : '0', d.code, String(NOW)]))
   })
 
   const session = await espruinoTransport().connect({ host: '192.0.2.1', port: 1883, clientId: lockCn, username: lockCn, password: 'x' })
@@ -217,7 +217,7 @@ t.test('the agent over MQTT: it asks, a verifier decides with the full agent, it
     fleet, self: lockCn, verifier: verifierCn, session, verdicts: verdictsOf(env, lockCn, key),
     onVerdict: (error: { code?: string } | undefined, verdict: Verdict | undefined) => { seen.push({ error: error?.code, verdict }); wake() },
   })
-  t.equal(agent.inbox, inboxOf(lockCn))
+  t.equal(agent.inbox, inboxOf(lockCn, verifierCn), 'it reads what the verifier writes into its inbox')
   const next = () => new Promise<void>(resolve => { wake = resolve })
 
   for (const [peer, action, expected] of [['L3.4', 'unlock', 'ALLOW'], ['L3.1', 'configure', 'POLICY_ACTION'], ['L2.2', 'unlock', 'ALLOW']] as const) {
@@ -231,9 +231,9 @@ t.test('the agent over MQTT: it asks, a verifier decides with the full agent, it
     t.equal(last.verdict?.allow, direct.allow, 'the device acts as the full agent decided')
   }
 
-  // Someone else on the broker publishes an "allow" into the lock's inbox.
+  // An "allow" under the verifier's label that the verifier did not MAC (a broker that does not hold the sender rule).
   const forged = next()
-  env.broker.publishFromNode(inboxOf(lockCn), verdictLine(nodeCrypto.randomBytes(32), [lockCn, '00'.repeat(16), 'eve', 'unlock', '1', 'ALLOW', String(NOW)]))
+  env.broker.publishFromNode(inboxOf(lockCn, verifierCn), verdictLine(nodeCrypto.randomBytes(32), [lockCn, '00'.repeat(16), 'eve', 'unlock', '1', 'ALLOW', String(NOW)]))
   await forged
   t.same(seen[seen.length - 1], { error: 'VERDICT_MAC', verdict: undefined }, 'a verdict not from the verifier is refused')
   t.ok(env.broker.published.every(p => p.qos === 1 && !p.message.includes('\n')), 'requests go out at QoS 1, one line each')

@@ -11,7 +11,7 @@ t.test('kin access --inbox: allowed, denied by policy, refused usage, timed out;
   const [, member, lock, camera] = fleet.devices
   const serve = startKinLines(t, ['serve', '--home', lock!.home, '--port', '0', '--json'])
   const listening = await serve.waitJson(d => d['listening'] === true, 20_000)
-  t.equal(listening['inbox'], fleetTopics(fleet.l0.domain).inbox(lock!.cn), 'the first line names the inbox it answers on')
+  t.equal(listening['inbox'], fleetTopics(fleet.l0.domain).inboxAll(lock!.cn), 'the first line names the inbox it answers on')
   await serve.waitJson(d => d['inbox'] === 'listening', 20_000)
 
   const ask = (home: string, extra: string[]) => kin(['access', '--home', home, '--inbox', lock!.cn, '--json', ...extra])

@@ -57,7 +57,7 @@ function manualClock(): { now: () => number; advance: (s: number) => void } {
 interface Served {
   service: InboxVerifier
   decisions: Decision[]
-  ignored: Array<{ reason: IgnoredReason; detail: string }>
+  ignored: Array<{ reason: IgnoredReason; detail: string; code: string | undefined }>
 }
 
 /** The lock's inbox service on its own session (what `kin serve` runs), with what it reported collected. */
@@ -68,7 +68,7 @@ async function serveLock(t: Test, extra: Partial<InboxVerifierOptions> = {}): Pr
   out.service = serveInboxChallenges({
     fleet: fleet.l0.domain, self: lock.cn, certificateDer: der(lock), privateKeyPem: lock.keyPem, signing: nodeSigning,
     randomBytes: nodeCrypto.randomBytes, clock: { now: () => Math.floor(Date.now() / 1000) }, decider: home.session,
-    onDecision: d => out.decisions.push(d), onIgnored: (reason, detail) => out.ignored.push({ reason, detail }),
+    onDecision: d => out.decisions.push(d), onIgnored: (reason, detail, code) => out.ignored.push({ reason, detail, code }),
     ...extra,
   })
   await out.service.attach(client.session)
@@ -85,9 +85,10 @@ async function requesterOf(d: GossipDevice, key = d.keyPem): Promise<InboxReques
 async function rawAsk(d: GossipDevice, action: string): Promise<{ id: Uint8Array; challenge: Uint8Array; client: GossipClient; answer(bytes: Uint8Array): Promise<AccessResultMessage> }> {
   const client = await clientOf(d)
   const id = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
-  const inbox = topics.inbox(d.cn)
-  await client.subscribe([inbox])
-  await client.publish(topics.inbox(lock.cn), encodeAccessAsk({ requestId: id, requesterCn: d.cn, action }))
+  // What the lock's session writes into this device's inbox.
+  const inbox = topics.inbox(d.cn, lock.cn)
+  await client.subscribe([topics.inboxAll(d.cn)])
+  await client.publish(topics.inbox(lock.cn, d.cn), encodeAccessAsk({ requestId: id, requesterCn: d.cn, action }))
   const sameId = (a: Uint8Array): boolean => toHex(a) === toHex(id)
   const challenge = await client.waitFor(inbox, p => {
     const r = readInboxMessage(p)
@@ -96,7 +97,7 @@ async function rawAsk(d: GossipDevice, action: string): Promise<{ id: Uint8Array
   return {
     id, challenge, client,
     async answer(bytes) {
-      await client.publish(topics.inbox(lock.cn), encodeAccessAnswer({ requestId: id, answer: bytes }))
+      await client.publish(topics.inbox(lock.cn, d.cn), encodeAccessAnswer({ requestId: id, answer: bytes }))
       return client.waitFor(inbox, p => {
         const r = readInboxMessage(p)
         return r.kind === 'message' && r.message.kind === 'result' && sameId(r.message.requestId) ? r.message : undefined
@@ -185,10 +186,10 @@ t.test('the requester signs no challenge naming another device (CHALLENGE_MISMAT
   const liar = new ChallengeVerifier({ self: camera.cn, randomBytes: nodeCrypto.randomBytes, signing: nodeSigning, clock: { now: () => Math.floor(Date.now() / 1000) } })
   const stop = client.session.onMessage((topic, payload) => {
     const r = readInboxMessage(payload)
-    if (topic !== topics.inbox(lock.cn) || r.kind !== 'message' || r.message.kind !== 'ask') return
-    void client.publish(topics.inbox(r.message.requesterCn), encodeAccessChallenge({ requestId: r.message.requestId, challenge: liar.issue(r.message.action) }))
+    if (topic !== topics.inbox(lock.cn, member.cn) || r.kind !== 'message' || r.message.kind !== 'ask') return
+    void client.publish(topics.inbox(r.message.requesterCn, lock.cn), encodeAccessChallenge({ requestId: r.message.requestId, challenge: liar.issue(r.message.action) }))
   })
-  await client.subscribe([topics.inbox(lock.cn)])
+  await client.subscribe([topics.inboxAll(lock.cn)])
   t.teardown(stop)
   await t.rejects(askOverInbox(await clientOf(member), await requesterOf(member), { verifierCn: lock.cn, action: 'unlock' }), { code: 'CHALLENGE_MISMATCH' })
 })
@@ -196,14 +197,14 @@ t.test('the requester signs no challenge naming another device (CHALLENGE_MISMAT
 t.test('malformed, foreign and oversize inbox messages are ignored and counted; the service keeps answering', async t => {
   const served = await serveLock(t)
   const intruder = await clientOf(camera)
-  const inbox = topics.inbox(lock.cn)
+  const inbox = topics.inbox(lock.cn, camera.cn)
   const id = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
   const junk: Array<[string, Uint8Array]> = [
     ['random bytes', nodeCrypto.randomBytes(200)],
     ['an invite reply', encodeCbor(['invite-ok', 'abc'])],
     ['an ask with a short request id', encodeCbor(['access-ask', new Uint8Array(3), member.cn, 'unlock'])],
     ['an ask with a wildcard requester', encodeCbor(['access-ask', id, 'x/+/#', 'unlock'])],
-    ['an ask for another fleet', encodeAccessAsk({ requestId: nodeCrypto.randomBytes(16), requesterCn: 'aaaaaaaaaaaaaaaa.other.example', action: 'unlock' })],
+    ['an ask in the name of a device of another fleet', encodeAccessAsk({ requestId: nodeCrypto.randomBytes(16), requesterCn: 'aaaaaaaaaaaaaaaa.other.example', action: 'unlock' })],
     ['an ask with the rule wildcard as action', encodeCbor(['access-ask', id, member.cn, '*'])],
     ['an oversize answer', encodeCbor(['access-answer', id, new Uint8Array(MAX_ACCESS_MESSAGE_BYTES)])],
     ['an answer for no open request', encodeAccessAnswer({ requestId: id, answer: new Uint8Array(10) })],
@@ -216,13 +217,37 @@ t.test('malformed, foreign and oversize inbox messages are ignored and counted; 
   await served.service.idle()
   const ignored = served.service.stats.ignored
   t.equal(ignored.foreign, 2, 'random bytes and the invite reply are not ours')
-  t.equal(ignored['bad-requester'], 1, 'an ask naming another fleet gets no answer (the broker would close the session)')
+  t.equal(ignored['sender-mismatch'], 1, 'an ask naming anyone but its sender gets no answer')
   t.equal(ignored['unknown-request'], 1)
   t.equal(ignored['not-for-verifier'], 1)
   t.equal(ignored.malformed, 5, served.ignored.filter(i => i.reason === 'malformed').map(i => i.detail).join('; '))
   t.ok(served.ignored.some(i => /DECODE_OVERSIZE/.test(i.detail)), 'the oversize answer is named as such')
   t.equal(served.service.stats.asks, 1, 'only the genuine ask opened a request')
   t.throws(() => decodeAccessMessage(encodeCbor(['invite-ok', 'abc'])), { code: 'DECODE_SHAPE' }, 'the strict decoder names foreign traffic')
+})
+
+t.test('[DESIGN "Bounded inputs"] reflection: an ask naming another device as requester is refused INBOX_SENDER_MISMATCH; the named device receives nothing', async t => {
+  const served = await serveLock(t)
+  const victim = await clientOf(member)
+  await victim.subscribe([topics.inboxAll(member.cn)])
+  const fromLock: Uint8Array[] = []
+  const stop = victim.session.onMessage((topic, payload) => { if (topic === topics.inbox(member.cn, lock.cn)) fromLock.push(payload) })
+  t.teardown(stop)
+  // The camera's session asks the lock in the member's name: the lock would send the member a challenge it never asked for.
+  const eve = await clientOf(camera)
+  const reflected = nodeCrypto.randomBytes(REQUEST_ID_BYTES)
+  await eve.publish(topics.inbox(lock.cn, camera.cn), encodeAccessAsk({ requestId: reflected, requesterCn: member.cn, action: 'unlock' }))
+  await until(() => served.service.stats.ignored['sender-mismatch'] === 1, 10_000)
+  t.equal(served.service.stats.asks, 0, 'no ask was opened')
+  const refusal = served.ignored.find(i => i.reason === 'sender-mismatch')
+  t.match(refusal?.detail, /^INBOX_SENDER_MISMATCH: /, 'refused with its own code')
+  t.equal(refusal?.code, 'INBOX_SENDER_MISMATCH')
+  // The member's own ask afterwards: everything the lock sent it is about that request, nothing about the reflected one.
+  const outcome = await askOverInbox(victim, await requesterOf(member), { verifierCn: lock.cn, action: 'unlock' })
+  t.equal(outcome.verdict.code, 'ALLOW')
+  const ids = fromLock.map(p => { const r = readInboxMessage(p); return r.kind === 'message' ? toHex(r.message.requestId) : r.kind })
+  t.same(ids, [outcome.requestId, outcome.requestId], 'the challenge and the result of its own request, and nothing else')
+  t.notOk(ids.includes(toHex(reflected)))
 })
 
 t.test('a requester whose verifier does not answer gets ACCESS_TIMEOUT', async t => {
@@ -237,7 +262,7 @@ t.test('open asks are bounded: the oldest is dropped and its late answer ignored
   await rawAsk(member, 'view')
   await rawAsk(member, 'view')
   t.equal(served.service.openAsks, 2)
-  await first.client.publish(topics.inbox(lock.cn), encodeAccessAnswer({ requestId: first.id, answer: signedBy(member, first.challenge, 'unlock') }))
+  await first.client.publish(topics.inbox(lock.cn, member.cn), encodeAccessAnswer({ requestId: first.id, answer: signedBy(member, first.challenge, 'unlock') }))
   await until(() => served.service.stats.ignored['unknown-request'] === 1, 2000)
   t.equal(served.service.stats.ignored['unknown-request'], 1, 'pushed out, so no verdict')
   t.equal(served.service.stats.results, 0)

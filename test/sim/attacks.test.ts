@@ -49,6 +49,8 @@ t.test('specific refusals: the stage that should refuse is the one that did', as
   t.equal(byId.get('old-parent-marker')!.actual, 'CERT_OLD_PARENT_MARKER', 'a certificate with DNS:parent.<P> is refused by its own code')
   t.match(byId.get('fake-lock-eve-ca')!.detail, /0 request bytes/, 'nothing reached the fake lock')
   t.equal(byId.get('challenge-replayed')!.actual, 'CHALLENGE_REPLAYED')
+  t.equal(byId.get('half-open-flood')!.actual, 'CONNECTION_EVICTED')
+  t.match(byId.get('half-open-flood')!.detail, /the guest got ALLOW while the flood ran; the lock closed every flood socket: 256 opened/, 'the guest was let in during the flood, and no flood socket stayed')
   t.match(byId.get('bundle-good')!.detail, /without it: ACCESS_MISSING_PROOF/, 'the offline lock needed the bundle')
   t.match(byId.get('bundle-every-byte')!.detail, /changed bundles/)
   for (const id of ['head-eve-signed', 'head-fork', 'head-inconsistent']) t.match(byId.get(id)!.detail, /^(\d+)\/\1 devices raised/, `${id}: every follower raised the alarm`)
@@ -59,13 +61,16 @@ t.test('the challenge cases ran over the device inbox (PROTOCOL.md §12.4), each
   const rows = result.rows.filter(r => r.family === 'challenge')
   t.same(Object.fromEntries(rows.map(r => [r.id, r.actual])), {
     'challenge-good': 'ALLOW', 'challenge-replayed': 'CHALLENGE_REPLAYED', 'challenge-replayed-other-ask': 'CHALLENGE_UNKNOWN',
-    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-late': 'CHALLENGE_EXPIRED', 'challenge-relayed': 'CHALLENGE_MISMATCH',
+    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-late': 'CHALLENGE_EXPIRED', 'challenge-relayed': 'INBOX_SENDER_MISMATCH',
+    'challenge-reflected': 'INBOX_SENDER_MISMATCH',
   })
   for (const r of rows) t.match(r.attack, /^over the inbox: /, `${r.id} says where it ran`)
   t.match(byId.get('challenge-replayed')!.detail, /already answered/, 'the lock knew the answer it had taken')
   t.match(byId.get('challenge-replayed-other-ask')!.detail, /not the one issued for request/, 'an answer is bound to its ask')
   t.match(byId.get('challenge-late')!.detail, /came \d+ s after the challenge/, "the lock's own clock passed the deadline")
-  t.match(byId.get('challenge-relayed')!.detail, /refused to sign/, "the guest's phone, not the lock, stopped the relay")
+  for (const id of ['challenge-relayed', 'challenge-reflected']) {
+    t.match(byId.get(id)!.detail, /asked in the name of .*the guest received nothing from the lock/, `${id}: the lock challenges only the session that asked`)
+  }
 })
 
 t.test('the bundle cases ran over mutual TLS on an offline lock (DESIGN.md "Access decision" step 5), each refused at its stage', async t => {

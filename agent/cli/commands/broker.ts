@@ -5,8 +5,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { DEFAULT_CRL_DAYS, MOSQUITTO_FILES, exportMosquitto } from '../../../broker/mosquitto.ts'
-import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { parseMaxPending, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { Home } from '../home.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../../firmware-shims/node/pending-connections.ts'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -88,7 +89,7 @@ function rememberBroker(dir: string, url: string): void {
 /** `kin broker`. */
 export const broker: CommandSpec = {
   name: 'broker',
-  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--json]\n' +
+  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--max-pending N] [--json]\n' +
     '       kin broker --home DIR --no-broker --broker mqtts://HOST:PORT [--json]\n' +
     '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--crl-days 30] [--json]',
   summary: "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
@@ -103,10 +104,13 @@ export const broker: CommandSpec = {
     'export-mosquitto': { type: 'string', help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit' },
     force: { type: 'boolean', help: 'with --export-mosquitto: replace files of the same names that an earlier export did not write' },
     'crl-days': { type: 'string', help: 'with --export-mosquitto: days until the CRL expires', default: String(DEFAULT_CRL_DAYS) },
+    'max-pending': { type: 'string', help: `connections not yet logged in that the broker keeps; the next one closes the oldest (default ${DEFAULT_MAX_PENDING_CONNECTIONS})` },
   },
   async run(args) {
     const home = requireString(args, 'home', "L0's home, e.g. --home ./l0")
     const exportDir = args.values['export-mosquitto']
+    const maxPending = args.values['max-pending'] === undefined ? undefined : parseMaxPending(String(args.values['max-pending']))
+    if (maxPending !== undefined && (typeof exportDir === 'string' || args.values['no-broker'] === true)) throw usageError('--max-pending applies to the broker L0 runs itself, not with --export-mosquitto or --no-broker')
     if (typeof exportDir === 'string') return exportConfig(args, home, exportDir)
 
     if (args.values['no-broker'] === true) {
@@ -126,7 +130,7 @@ export const broker: CommandSpec = {
     const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
     const port = parsePort(String(args.values.port))
     const stop = untilSignal()
-    const services = await startL0({ home, host, port })
+    const services = await startL0({ home, host, port, ...(maxPending === undefined ? {} : { maxPendingConnections: maxPending }) })
     const where = { ok: true, host: services.host, port: services.port, cn: services.cn, fleet: services.fleet, url: `mqtts://${services.host}:${services.port}` }
     rememberBroker(home, localUrl(services.host, services.port))
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')

@@ -1,9 +1,9 @@
 /** @module `kin serve`: a device's access endpoint over mutual TLS; one decision per connection, each audited and logged. */
 import { KinError } from '../../errors.ts'
-import { auditRecordOf } from '../../access/audit.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
+import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../../firmware-shims/node/pending-connections.ts'
 import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
 import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
@@ -11,7 +11,7 @@ import type { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
-import { requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseMaxPending, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
@@ -39,8 +39,8 @@ function inboxServiceOf(device: AccessHome, json: boolean, onDecision: (decision
         fetch: async (cn: string, ms: number) => (await follower.requestBundle(cn, ms)).bytes,
       })).decision
     },
-    onIgnored: (reason, detail) => {
-      if (reason !== 'foreign') line(json, { inboxIgnored: reason, detail }, `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`)
+    onIgnored: (reason, detail, code) => {
+      if (reason !== 'foreign') line(json, { inboxIgnored: reason, detail, ...(code === undefined ? {} : { code }) }, `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`)
     },
   })
 }
@@ -58,7 +58,7 @@ function line(json: boolean, value: object, text: string): void {
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
-  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--json]',
+  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--json]',
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
@@ -67,7 +67,7 @@ export const serve: CommandSpec = {
     + 'stays in force. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
-    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox (for requesters without TLS, '
+    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox/+ (each from the sender its last level names; for requesters without TLS, '
     + "'kin access --inbox CN'): the same decision, audited and printed alike (with --json {\"decision\": …, \"via\": \"inbox\"}), "
     + 'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). '
     + 'Stops cleanly on SIGINT or SIGTERM.',
@@ -75,20 +75,22 @@ export const serve: CommandSpec = {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { type: 'string', help: 'port to listen on; 0 picks a free one', default: '0' },
-    timeout: { type: 'string', help: 'milliseconds a peer has to send its request', default: '5000' },
+    timeout: { type: 'string', help: 'milliseconds a peer has to finish its handshake, and then to send its request', default: '5000' },
+    'max-pending': { type: 'string', help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest', default: String(DEFAULT_MAX_PENDING_CONNECTIONS) },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the device home to serve from, e.g. --home ./lock')
     const port = portOf(String(args.values.port))
     const timeout = Number(args.values.timeout)
     if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
+    const maxPending = parseMaxPending(String(args.values['max-pending']))
     const json = args.json
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
     let notFollowing: KinError | undefined
     // The inbox service attaches to each broker session the follower opens (the first, and each after a reconnect).
     const config = new Home(dir).readConfig()
-    const ownInbox = fleetTopics(config.fleet).inbox(config.cn)
+    const ownInbox = fleetTopics(config.fleet).inboxAll(config.cn)
     let inbox: InboxVerifier | undefined
     let lastSession: TransportSession | undefined
     const attachInbox = (session: TransportSession): void => {
@@ -137,12 +139,13 @@ export const serve: CommandSpec = {
       }
       reportedLedgerError = ledgerError?.message
     }
-    const report = (decision: Decision, from: string, fields: Record<string, unknown>): void => {
+    // `remote` is the peer's address (an inbox ask: its session's CN): refusals of unauthenticated peers are summarised per address.
+    const report = (decision: Decision, from: string, remote: string, fields: Record<string, unknown>): void => {
       noteLedgerError()
-      device.audit!.append(auditRecordOf(decision)).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
+      device.audit!.record(decision, remote).catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
       line(json, { decision: answerOf(decision), ...fields }, `${isoTime(decision.time)} ${from} ${describeDecision(decision)}`)
     }
-    const onDecision = (decision: Decision, from: PeerAddress): void => report(decision, `${from.address}:${from.port}`, { from: `${from.address}:${from.port}` })
+    const onDecision = (decision: Decision, from: PeerAddress): void => report(decision, `${from.address}:${from.port}`, from.address, { from: `${from.address}:${from.port}` })
     const onHandshakeError = (error: Error, from: PeerAddress): void => {
       line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
     }
@@ -163,10 +166,10 @@ export const serve: CommandSpec = {
       }
       endpoint = await startAccessEndpoint({
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
-        host: String(args.values.host), port, requestTimeoutMs: timeout, onDecision, onHandshakeError, decide,
+        host: String(args.values.host), port, requestTimeoutMs: timeout, maxPendingConnections: maxPending, onDecision, onHandshakeError, decide,
       })
       if (follower !== undefined) {
-        inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
+        inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
     } catch (e) {
