@@ -23,6 +23,10 @@ export type KinErrorCode =
   | 'CERT_PARSE' | 'CERT_CHAIN' | 'CERT_EXPIRED' | 'CERT_NOT_YET_VALID' | 'CERT_KEY_USAGE' | 'CERT_NAMES'
   | 'CERT_UNBOUND' | 'CERT_NOT_CERTIFIED' | 'CSR_PARSE' | 'CSR_SIGNATURE' | 'CSR_KEY_MISMATCH' | 'CSR_NAMES'
   | 'CA_VALIDITY' | 'FLEET_DOMAIN' | 'HOME_EXISTS' | 'HOME_MISSING' | 'ENROLL_STATE'
+  /** An RSA key (CSR, certificate, challenge answer) whose modulus is not 2048–4096 bits, refused before any RSA arithmetic. */
+  | 'RSA_KEY_SIZE'
+  /** An RSA key whose public exponent is not 65537, refused before any RSA arithmetic. */
+  | 'RSA_EXPONENT'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
   // broker sessions (transport)

@@ -3,6 +3,7 @@ import { VerificationError, isKinError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import { labelOfCn, parentMarker } from '../ledger/names.ts'
 import { DeviceCertificate } from './certificate.ts'
+import { checkPublicKeyParameters } from './key-parameters.ts'
 import type { PkiProvider } from './provider.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
 
@@ -16,12 +17,16 @@ export interface ChainInfo {
   readonly notAfter: number
 }
 
-/** Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise. Returns the fleet domain. */
+/** Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise, RSA_KEY_SIZE / RSA_EXPONENT first for either key. Returns the fleet domain. */
 export function checkIssuedByRoot(cert: DeviceCertificate, root: DeviceCertificate, provider: PkiProvider): string {
   const domain = fleetDomainOfRootCn(root.cn)
   if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new VerificationError('CERT_CHAIN', 'the trusted root is not a CA certificate')
   // RFC 5280 §6.1.3 (a)(4): the issuer must be the root by name; binary comparison suffices for names this fleet wrote (§7.1).
   if (!bytesEqual(cert.layout.issuer, root.layout.subject)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" was not issued by ${root.cn}`)
+  // Both keys' RSA parameters before the signature: the root's is the one RSAVP1 runs with, the leaf's is the one
+  // its holder will prove possession with (TLS, challenge answers).
+  checkPublicKeyParameters(root.layout.spki, `fleet root ${root.cn}`)
+  checkPublicKeyParameters(cert.layout.spki, `certificate for "${cert.cn}"`)
   // RFC 5280 §6.1.3 (a)(1)
   if (!provider.verifyCertificateSignature(cert.der, root.der)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" is not signed by ${root.cn}`)
   return domain

@@ -20,7 +20,7 @@ export interface ParsedCsr {
   readonly parentCns: readonly string[]
   readonly spkiDer: Uint8Array
   readonly publicKeyPem: string
-  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession). */
+  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession); verified on first read. */
   readonly signatureValid: boolean
 }
 
@@ -56,8 +56,14 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
   const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
   const parentCns = parentCnsOf(san.dns)
-  const signatureValid = isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, options.sha256 ?? defaultSha256)
+  const sha256 = options.sha256 ?? defaultSha256
+  // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and
+  // verifyRsaSha256 refuses a key outside kinship's RSA parameters before any arithmetic.
+  let signatureValid: boolean | undefined
   return {
+    get signatureValid(): boolean {
+      return (signatureValid ??= isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256))
+    },
     der,
     cn,
     sanDns: Object.freeze(san.dns),
@@ -66,6 +72,5 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
     parentCns: Object.freeze(parentCns),
     spkiDer: layout.spki,
     publicKeyPem: derToPem(layout.spki, 'PUBLIC KEY'),
-    signatureValid,
   }
 }
