@@ -274,7 +274,7 @@ export class CoreCertificate implements ChainCertificate {
   /** SHA-256 of the certificate DER (what certified events record). */
   readonly certHash: Uint8Array
 
-  /** Parses certificate DER (RFC 5280 §4.1). */
+  /** Parses certificate DER (RFC 5280 §4.1); RSA_KEY_SIZE / RSA_EXPONENT for an RSA key outside kinship's parameters. */
   constructor(der: Uint8Array) {
     if (!(der instanceof Uint8Array)) throw new DecodeError(CODE, 'certificate must be DER bytes (a Uint8Array)')
     this.der = der.slice()
@@ -300,6 +300,9 @@ export class CoreCertificate implements ChainCertificate {
     this.extKeyUsage = ext.extKeyUsage
     this.subjectKeyId = ext.subjectKeyId
     this.parentCns = Object.freeze(parentCnsOf(this.sanDns))
+    // The key's RSA parameters before anything is hashed: in QuickJS, hashing a certificate padded out with a 14 KiB
+    // exponent takes half a second, and nothing this reader is for accepts such a key (RSA_KEY_SIZE, RSA_EXPONENT).
+    checkPublicKeyParameters(this.layout.spki, `certificate for "${this.cn}"`, CODE)
     this.spkiHash = coreCrypto.sha256(this.layout.spki)
     this.certHash = coreCrypto.sha256(this.der)
   }
