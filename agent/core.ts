@@ -404,9 +404,9 @@ export const corePki: PkiProvider = {
 }
 
 /**
- * agent/pki's verifyChain with kin-core's reader: the fleet root's signature, validity (leaf and root), key usage
- * and names, in that order; CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_NAMES, or
- * CERT_PARSE for unparsable input.
+ * agent/pki's verifyChain with kin-core's reader: the keys' RSA parameters, the fleet root's signature, validity
+ * (leaf and root), key usage and names, in that order; RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN, CERT_EXPIRED /
+ * CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_NAMES, or CERT_PARSE for unparsable input.
  */
 export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array, root: CoreCertificate | Uint8Array, now: number): ChainInfo {
   const leaf = CoreCertificate.from(certificate), fleetRoot = CoreCertificate.from(root)

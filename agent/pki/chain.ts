@@ -74,7 +74,7 @@ export function checkLeafNames(cert: DeviceCertificate, domain: string): void {
 }
 
 /**
- * Verifies a device certificate against the fleet root at `now` (seconds): CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID
+ * Verifies a device certificate against the fleet root at `now` (seconds): RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID
  * (leaf or root), CERT_KEY_USAGE, CERT_NAMES, in that order; CERT_PARSE for unparsable input. The provider picks the
  * signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
  */
