@@ -3,6 +3,7 @@ import { DecodeError } from '../errors.ts'
 import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
 
 /** What a new device tells its parent: its public keys, what it is, and a friendly name. */
 export interface EnrollRequest {
@@ -35,7 +36,7 @@ export function encodeEnrollRequest(r: EnrollRequest): Uint8Array {
   return encodeCbor([r.spkiDer, r.ledgerKey, r.kind, r.name])
 }
 
-/** Decodes a request from untrusted bytes; DecodeError on anything malformed. */
+/** Decodes a request from untrusted bytes; DecodeError on anything malformed, RSA_KEY_SIZE / RSA_EXPONENT for an RSA key kinship refuses. */
 export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   const v = decodeCbor(bytes, 8192)
   if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'an enroll request is a CBOR array of 4 items')
@@ -44,5 +45,7 @@ export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   if (!(ledgerKey instanceof Uint8Array) || ledgerKey.length !== 32) throw new DecodeError('DECODE_FIELD', 'enroll request: ledgerKey must be 32 bytes')
   if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16) throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
   if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
+  // The parent authorizes no key the CA and every verifier would refuse: the child hears why at once.
+  checkPublicKeyParameters(spkiDer, 'enroll request: TLS key', 'DECODE_FIELD')
   return { spkiDer, ledgerKey, kind, name }
 }

@@ -19,6 +19,7 @@ import type { Decision } from '../../agent/access/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { certificateWithKey, csrWithKey, rsaSpki, signatureFor, slowRsaKey, type SlowRsaShape } from '../helpers/slow-rsa.ts'
 import { DAY, makeFleet, nowSeconds } from './_fleet.ts'
+import { decodeEnrollRequest, encodeEnrollRequest } from '../../agent/enroll/request.ts'
 
 const now = nowSeconds()
 const fleet = await makeFleet(now)
@@ -120,4 +121,12 @@ t.test('the worst challenge answer: refused RSA_EXPONENT before the signature, t
   t.same([refused.allow, refused.code], [false, 'RSA_EXPONENT'], refused.reason)
   clock += 1
   t.equal(verifier.verify(genuine, decider).code, 'ALLOW', 'the genuine answer to the same challenge still goes through')
+})
+
+t.test("the parent refuses an enroll request for an RSA key kinship refuses, before it authorizes anything", async t => {
+  const request = { spkiDer: member.keys.spkiDer, ledgerKey: nodeCrypto.randomBytes(32), kind: 'lock', name: 'back door' }
+  t.same(decodeEnrollRequest(encodeEnrollRequest(request)).spkiDer, member.keys.spkiDer, 'an RSA-2048 key is taken')
+  t.equal(codeOf(() => decodeEnrollRequest(encodeEnrollRequest({ ...request, spkiDer: slowRsaKey('modulus-512').spkiDer }))), 'RSA_KEY_SIZE')
+  t.equal(codeOf(() => decodeEnrollRequest(encodeEnrollRequest({ ...request, spkiDer: rsaSpki(modulusOf(2048), Buffer.from('7f' + 'ff'.repeat(1000), 'hex')) }))), 'RSA_EXPONENT')
+  t.equal(codeOf(() => decodeEnrollRequest(encodeEnrollRequest({ ...request, spkiDer: nodeCrypto.randomBytes(300) }))), 'DECODE_FIELD', 'bytes that are no key')
 })
