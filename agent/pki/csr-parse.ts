@@ -59,7 +59,7 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   const sha256 = options.sha256 ?? defaultSha256
   // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and
   // verifyRsaSha256 refuses a key outside kinship's RSA parameters before any arithmetic.
-  let signatureValid: boolean | undefined
+  let signatureValid: boolean | undefined, publicKeyPem: string | undefined
   return {
     get signatureValid(): boolean {
       return (signatureValid ??= isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256))
@@ -71,6 +71,9 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
     parentCn: parentCns.length === 1 ? parentCns[0] : undefined,
     parentCns: Object.freeze(parentCns),
     spkiDer: layout.spki,
-    publicKeyPem: derToPem(layout.spki, 'PUBLIC KEY'),
+    // Armoured on first read: only an issued certificate needs it, and a refused CSR's key may be 14 KiB.
+    get publicKeyPem(): string {
+      return (publicKeyPem ??= derToPem(layout.spki, 'PUBLIC KEY'))
+    },
   }
 }
