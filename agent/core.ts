@@ -29,6 +29,7 @@ import { decodeEvent } from './ledger/event.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
 import { parentCnsOf } from './pki/_names.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './pki/der.ts'
+import { checkPublicKeyParameters, readRsaPublicKey } from './pki/key-parameters.ts'
 import { certificateLayout, certificateSignedWithSha256Rsa, type CertificateLayout } from './pki/layout.ts'
 import {
   EXTENSION_OID, EXT_KEY_USAGE_NAME, readBasicConstraints, readKeyUsage, readSubjectAltName, readSubjectKeyIdentifier,
@@ -119,8 +120,6 @@ export function combineBundles(bundles: readonly VerifiedBundle[]): LedgerState 
 const CODE = 'CERT_PARSE'
 // RFC 5280 §4.1.2.4, X.520: id-at-commonName 2.5.4.3.
 const CN_OID = fromHex('550403')
-// RFC 8017 Appendix C: rsaEncryption 1.2.840.113549.1.1.1.
-const RSA_ENCRYPTION_OID = fromHex('2a864886f70d010101')
 // RFC 8017 §9.2 note 1: DigestInfo prefix for SHA-256.
 const SHA256_DIGEST_INFO = fromHex('3031300d060960864801650304020105000420')
 // String types a CN may use in names this fleet's verifiers accept (RFC 5280 §4.1.2.4 DirectoryString, ASCII content).
@@ -277,7 +276,7 @@ export class CoreCertificate implements ChainCertificate {
   /** SHA-256 of the certificate DER (what certified events record). */
   readonly certHash: Uint8Array
 
-  /** Parses certificate DER (RFC 5280 §4.1). */
+  /** Parses certificate DER (RFC 5280 §4.1); RSA_KEY_SIZE / RSA_EXPONENT for an RSA key outside kinship's parameters. */
   constructor(der: Uint8Array) {
     if (!(der instanceof Uint8Array)) throw new DecodeError(CODE, 'certificate must be DER bytes (a Uint8Array)')
     this.der = der.slice()
@@ -304,6 +303,9 @@ export class CoreCertificate implements ChainCertificate {
     this.extKeyUsage = ext.extKeyUsage
     this.subjectKeyId = ext.subjectKeyId
     this.parentCns = Object.freeze(parentCnsOf(this.sanUris))
+    // The key's RSA parameters before anything is hashed: in QuickJS, hashing a certificate padded out with a 14 KiB
+    // exponent takes half a second, and nothing this reader is for accepts such a key (RSA_KEY_SIZE, RSA_EXPONENT).
+    checkPublicKeyParameters(this.layout.spki, `certificate for "${this.cn}"`, CODE)
     this.spkiHash = coreCrypto.sha256(this.layout.spki)
     this.certHash = coreCrypto.sha256(this.der)
   }
@@ -331,33 +333,19 @@ interface RsaPublicKey {
   k: number
 }
 
-function positiveInteger(der: Uint8Array, element: DerElement | undefined): Uint8Array {
-  const bytes = contentBytes(der, expectTag(element, TAG.integer, CODE))
-  if (bytes.length === 0 || (bytes[0]! & 0x80) !== 0) throw new DecodeError(CODE, 'RSA key integer is not positive')
-  // X.690 §8.3.2: no redundant leading zero.
-  if (bytes.length > 1 && bytes[0] === 0 && (bytes[1]! & 0x80) === 0) throw new DecodeError(CODE, 'RSA key integer is not minimal')
-  return bytes[0] === 0 ? bytes.subarray(1) : bytes
-}
-
 function bigOf(bytes: Uint8Array): bigint {
   return bytes.length === 0 ? 0n : BigInt('0x' + toHex(bytes))
 }
 
-/** RFC 8017 §A.1.1 RSAPublicKey inside an RFC 5280 §4.1.2.7 SubjectPublicKeyInfo; DecodeError CERT_PARSE otherwise. */
+/**
+ * RFC 8017 §A.1.1 RSAPublicKey inside an RFC 5280 §4.1.2.7 SubjectPublicKeyInfo, as BigInts; DecodeError CERT_PARSE
+ * otherwise. Its parameters are checked first (pki/key-parameters.ts: RSA_KEY_SIZE, RSA_EXPONENT), so no BigInt
+ * ever holds a key whose RSAVP1 would take seconds.
+ */
 export function rsaPublicKeyOf(spki: Uint8Array): RsaPublicKey {
-  const [algorithm, key, extra] = childrenOf(spki, readWhole(spki, TAG.sequence, CODE), CODE)
-  const [oid, params] = childrenOf(spki, expectTag(algorithm, TAG.sequence, CODE), CODE)
-  if (extra !== undefined || !bytesEqual(contentBytes(spki, expectTag(oid, TAG.oid, CODE)), RSA_ENCRYPTION_OID)) {
-    throw new DecodeError(CODE, 'subject public key is not rsaEncryption')
-  }
-  if (params !== undefined && (params.tag !== TAG.null || params.end !== params.contentStart)) throw new DecodeError(CODE, 'rsaEncryption parameters must be NULL')
-  const bits = contentBytes(spki, expectTag(key, TAG.bitString, CODE))
-  if (bits[0] !== 0) throw new DecodeError(CODE, 'RSA key BIT STRING must hold whole bytes')
-  const rsaDer = bits.subarray(1)
-  const [n, e, more] = childrenOf(rsaDer, readWhole(rsaDer, TAG.sequence, CODE), CODE)
-  if (more !== undefined) throw new DecodeError(CODE, 'RSAPublicKey holds more than modulus and exponent')
-  const modulus = positiveInteger(rsaDer, n)
-  return { n: bigOf(modulus), e: bigOf(positiveInteger(rsaDer, e)), k: modulus.length }
+  if (checkPublicKeyParameters(spki, 'RSA key', CODE) !== 'rsa') throw new DecodeError(CODE, 'subject public key is not rsaEncryption')
+  const key = readRsaPublicKey(spki, CODE)
+  return { n: bigOf(key.modulus), e: bigOf(key.exponent), k: key.modulus.length }
 }
 
 function modPow(base: bigint, exponent: bigint, modulus: bigint): bigint {
@@ -378,7 +366,7 @@ function bytesOfBig(value: bigint, length: number): Uint8Array {
 
 /**
  * RFC 8017 §8.2.2 RSASSA-PKCS1-v1_5 verification with SHA-256, comparing the whole encoded message (§9.2), in BigInt
- * arithmetic. False (never a throw) for a malformed key or signature.
+ * arithmetic. False (never a throw) for a malformed key or signature, and for a key outside kinship's RSA parameters.
  */
 export function verifyRsaSha256(spki: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   try {
@@ -419,9 +407,9 @@ export const corePki: PkiProvider = {
 }
 
 /**
- * agent/pki's verifyChain with kin-core's reader: the fleet root's signature, validity (leaf and root), key usage
- * and names, in that order; CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER /
- * CERT_NAMES, or CERT_PARSE for unparsable input.
+ * agent/pki's verifyChain with kin-core's reader: the keys' RSA parameters, the fleet root's signature, validity
+ * (leaf and root), key usage and names, in that order; RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN, CERT_EXPIRED /
+ * CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, or CERT_PARSE for unparsable input.
  */
 export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array, root: CoreCertificate | Uint8Array, now: number): ChainInfo {
   const leaf = CoreCertificate.from(certificate), fleetRoot = CoreCertificate.from(root)

@@ -38,6 +38,10 @@ export type KinErrorCode =
   | 'CERT_OLD_PARENT_MARKER' | 'CSR_OLD_PARENT_MARKER'
   /** A fleet domain longer than 45 characters: its root's and devices' CNs would exceed X.509's 64 (RFC 5280). */
   | 'FLEET_DOMAIN_TOO_LONG'
+  /** An RSA key (CSR, certificate, challenge answer) whose modulus is not 2048–4096 bits, refused before any RSA arithmetic. */
+  | 'RSA_KEY_SIZE'
+  /** An RSA key whose public exponent is not 65537, refused before any RSA arithmetic. */
+  | 'RSA_EXPONENT'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
   // broker sessions (transport)

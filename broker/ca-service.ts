@@ -2,6 +2,7 @@
 import { KinError, VerificationError } from '../agent/errors.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../agent/codec/cbor.ts'
 import { readEvent } from '../agent/ledger/event.ts'
+import { parseCsr } from '../agent/pki/csr-parse.ts'
 import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { ServiceContext } from './context.ts'
@@ -31,7 +32,7 @@ function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: En
 
 /**
  * Handles one CSR. The authorize event must be signed by the invite's parent for the invite's role; FleetCa then
- * runs the ledger's checks and the CSR's, appends the authorize event durably and issues. The answer on
+ * runs the CSR's checks that need no arithmetic (names, RSA parameters, key), the ledger's, the signatures, appends the authorize event durably and issues. The answer on
  * `…/cert` is `['ok', certPem, [lineage event bytes…]]` (see lineageFor) or `['error', code, message]`.
  */
 export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: string, payload: Uint8Array): Promise<void> {
@@ -56,9 +57,13 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
       return
     }
     try {
+      // Cheapest refusal first (DESIGN.md "Bounded inputs"): sizes and shapes (the proof, the CSR: parsed, its
+      // signature not checked), the invite's state, then in FleetCa the CSR's names, its key's parameters and key,
+      // and only then any signature. Nothing here does RSA arithmetic.
       const authorize = readEvent(ctx.crypto, msg.authorizeBytes)
+      const csr = parseCsr(msg.csrPem, { sha256: ctx.crypto.sha256 })
       checkAgainstInvite(ctx, inviteId, authorize)
-      const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: msg.csrPem, now: ctx.now() })
+      const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: csr, now: ctx.now() })
       const cn = issued.certificate.cn
       // Kept before it is handed over: a certificate whose serial L0 does not know could never be put on a CRL.
       ctx.issued.record(issued.certificate, ctx.now())

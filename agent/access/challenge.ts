@@ -3,7 +3,8 @@ import { DecodeError, KinError, VerificationError, type KinErrorCode } from '../
 import { concatBytes, toHex, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, MAX_UINT } from '../codec/cbor.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
-import { MAX_SIGNED_BYTES } from '../pki/layout.ts'
+import { MAX_SIGNED_BYTES, certificateLayout } from '../pki/layout.ts'
+import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
 import type { Clock } from '../../firmware-shims/types.ts'
 import type { RsaSigning } from '../../firmware-shims/signing.ts'
 import { checkActionName, refusalDecision } from './session.ts'
@@ -21,7 +22,8 @@ import type { Decision } from './types.ts'
  * spent on another action; the requester refuses to sign a challenge that names others (CHALLENGE_MISMATCH).
  * The verifier refuses, in this order: an answer that does not decode (DECODE_*); a nonce it never issued or has
  * forgotten (CHALLENGE_UNKNOWN); one already answered (CHALLENGE_REPLAYED); an answer after the deadline
- * (CHALLENGE_EXPIRED); a certificate that does not parse (CERT_PARSE); a signature that does not verify with the
+ * (CHALLENGE_EXPIRED); a certificate that does not parse (CERT_PARSE), or whose RSA key is outside kinship's
+ * parameters (RSA_KEY_SIZE, RSA_EXPONENT: read from the DER framing, before any RSA arithmetic); a signature that does not verify with the
  * certificate's key (CHALLENGE_SIGNATURE). Only a verified signature spends the nonce, so a forged answer cannot
  * burn a challenge meant for someone else. Then it runs the same `decide` as over TLS.
  */
@@ -204,6 +206,9 @@ export class ChallengeVerifier {
     }
     let certificate: DeviceCertificate
     try {
+      // The key's parameters from the DER framing alone, before the certificate is parsed in full and long before
+      // RSAVP1: a key with a huge exponent or modulus would cost seconds (minutes on a small engine).
+      checkPublicKeyParameters(certificateLayout(answer.certificateDer, 'CERT_PARSE').spki, 'the key of the answer\'s certificate')
       certificate = decider.certificate(answer.certificateDer)
     } catch (e) {
       return this.#refuse(e, challenge.action, now)

@@ -6,6 +6,8 @@ import type { Ledger } from '../ledger/ledger.ts'
 import type { EncodedEvent } from '../ledger/types.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { issueDeviceCertificate } from '../pki/issue.ts'
+import { checkCsrBeforeSignature } from '../pki/csr-check.ts'
+import type { ParsedCsr } from '../pki/csr-parse.ts'
 
 /** Where the CA's accepted authorize events go: L0's ledger (durable on L0, in memory in tests). */
 export interface CaLedger {
@@ -41,9 +43,11 @@ export class FleetCa {
   /**
    * Issues a certificate for `csrPem` under the authorization proof `authorizeBytes` (an authorize event, or a
    * rekey event for new keys of an existing CN). `lineage` may carry the
-   * parent's own events the CA has not seen yet (they are validated like any other).
+   * parent's own events the CA has not seen yet (they are validated like any other). Cheapest refusal first: the
+   * proof's shape and single use, the CSR's names, key parameters and key (checkCsrBeforeSignature), and only then
+   * the signatures (lineage, proof, the CSR's own), so a request with an RSA key made to be slow costs no arithmetic.
    */
-  async issue(input: { authorizeBytes: Uint8Array; csrPem: string; now: number; lineage?: Uint8Array[] }): Promise<Issued> {
+  async issue(input: { authorizeBytes: Uint8Array; csrPem: string | ParsedCsr; now: number; lineage?: Uint8Array[] }): Promise<Issued> {
     const { now } = input
     const authorize = readEvent(this.crypto, input.authorizeBytes)
     if (authorize.event.type !== 'authorize' && authorize.event.type !== 'rekey') {
@@ -51,20 +55,20 @@ export class FleetCa {
     }
     const state = this.caLedger.ledger.state
     if (state.has(authorize.idHex)) throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
+    const body = authorize.event.body
+    // Labels become CNs under the genesis domain alone: no lineage event is needed for them.
+    const auth = { cn: state.cnOfLabel(authorize.event.subject), parentCn: state.cnOfLabel(authorize.event.issuer), spkiHash: body.spkiHash, notAfter: body.notAfter }
+    const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
     if (input.lineage !== undefined && input.lineage.length > 0) {
       for (const bytes of input.lineage) {
         const e = readEvent(this.crypto, bytes)
         if (!state.has(e.idHex)) await this.caLedger.append(e, { now })
       }
     }
-    const body = authorize.event.body
-    const cn = state.cnOfLabel(authorize.event.subject)
-    const parentCn = state.cnOfLabel(authorize.event.issuer)
     // Refuse a bad CSR before the proof is consumed, so a typo does not burn the pairing.
-    const auth = { cn, parentCn, spkiHash: body.spkiHash, notAfter: body.notAfter }
     this.caLedger.ledger.check(authorize, { now })
     const certificate = issueDeviceCertificate({
-      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: input.csrPem, auth, now,
+      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now,
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
     })
     try {
@@ -83,7 +87,7 @@ export class FleetCa {
    * submitted it through the miner like any event). Refused unless the rekey is the subject's current binding
    * and no certificate was recorded for it yet, so a rekey yields at most one certificate per key holder.
    */
-  issueForRekey(input: { rekeyId: string; csrPem: string; now: number }): DeviceCertificate {
+  issueForRekey(input: { rekeyId: string; csrPem: string | ParsedCsr; now: number }): DeviceCertificate {
     const state = this.caLedger.ledger.state
     const binding = state.bindingById(input.rekeyId)
     const event = state.event(input.rekeyId)

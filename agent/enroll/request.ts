@@ -4,6 +4,7 @@ import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
 import { isPrintableName, requirePrintableName } from '../ledger/names.ts'
+import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
 
 /** What a new device tells its parent: its public keys, what it is, and a friendly name. */
 export interface EnrollRequest {
@@ -39,7 +40,7 @@ export function encodeEnrollRequest(r: EnrollRequest): Uint8Array {
   return encodeCbor([r.spkiDer, r.ledgerKey, r.kind, r.name])
 }
 
-/** Decodes a request from untrusted bytes; DecodeError on anything malformed. */
+/** Decodes a request from untrusted bytes; DecodeError on anything malformed, RSA_KEY_SIZE / RSA_EXPONENT for an RSA key kinship refuses. */
 export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   const v = decodeCbor(bytes, 8192)
   if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'an enroll request is a CBOR array of 4 items')
@@ -49,5 +50,7 @@ export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16) throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
   if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
   if (!isPrintableName(kind) || !isPrintableName(name)) throw new DecodeError('NAME_NOT_PRINTABLE', 'enroll request: kind and name must hold no control, line-breaking or bidirectional-override character')
+  // The parent authorizes no key the CA and every verifier would refuse: the child hears why at once.
+  checkPublicKeyParameters(spkiDer, 'enroll request: TLS key', 'DECODE_FIELD')
   return { spkiDer, ledgerKey, kind, name }
 }

@@ -4,6 +4,7 @@ import { bytesEqual } from '../codec/bytes.ts'
 import { labelOfCn, parentCnOfMarker } from '../ledger/names.ts'
 import { oldParentMarkersOf } from './_names.ts'
 import { DeviceCertificate } from './certificate.ts'
+import { checkPublicKeyParameters } from './key-parameters.ts'
 import type { PkiProvider } from './provider.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
 
@@ -20,12 +21,16 @@ export interface ChainInfo {
   readonly notAfter: number
 }
 
-/** Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise. Returns the fleet domain. */
+/** Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise, RSA_KEY_SIZE / RSA_EXPONENT first for either key. Returns the fleet domain. */
 export function checkIssuedByRoot(cert: DeviceCertificate, root: DeviceCertificate, provider: PkiProvider): string {
   const domain = fleetDomainOfRootCn(root.cn)
   if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new VerificationError('CERT_CHAIN', 'the trusted root is not a CA certificate')
   // RFC 5280 §6.1.3 (a)(4): the issuer must be the root by name; binary comparison suffices for names this fleet wrote (§7.1).
   if (!bytesEqual(cert.layout.issuer, root.layout.subject)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" was not issued by ${root.cn}`)
+  // Both keys' RSA parameters before the signature: the root's is the one RSAVP1 runs with, the leaf's is the one
+  // its holder will prove possession with (TLS, challenge answers).
+  checkPublicKeyParameters(root.layout.spki, `fleet root ${root.cn}`)
+  checkPublicKeyParameters(cert.layout.spki, `certificate for "${cert.cn}"`)
   // RFC 5280 §6.1.3 (a)(1)
   if (!provider.verifyCertificateSignature(cert.der, root.der)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" is not signed by ${root.cn}`)
   return domain
@@ -83,9 +88,10 @@ export function checkLeafNames(cert: ChainNames, domain: string): void {
 }
 
 /**
- * Verifies a device certificate against the fleet root at `now` (seconds): CERT_CHAIN, CERT_EXPIRED / CERT_NOT_YET_VALID
- * (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input.
- * The provider picks the signature path: node (X509Certificate) or portable (forge); both reach the same verdict.
+ * Verifies a device certificate against the fleet root at `now` (seconds): RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN,
+ * CERT_EXPIRED / CERT_NOT_YET_VALID (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that
+ * order; CERT_PARSE for unparsable input. The provider picks the signature path: node (X509Certificate) or portable
+ * (forge); both reach the same verdict.
  */
 export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, provider: PkiProvider): ChainInfo {
   const leaf = DeviceCertificate.from(cert), fleetRoot = DeviceCertificate.from(root)

@@ -4,6 +4,7 @@ import { bytesEqual, toHex } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { parseCsr, type ParsedCsr } from './csr-parse.ts'
 import { expectedSan, oldParentMarkersOf, requireSanSet } from './_names.ts'
+import { checkPublicKeyParameters } from './key-parameters.ts'
 
 /** The parts of an authorize (or genesis/rekey) event the CA holds a CSR to. */
 export interface Authorization {
@@ -16,19 +17,18 @@ export interface Authorization {
   readonly notAfter: number
 }
 
+function parsedCsr(csr: ParsedCsr | string | Uint8Array, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
+  return typeof csr === 'string' || csr instanceof Uint8Array ? parseCsr(csr, { sha256: crypto.sha256 }) : csr
+}
+
 /**
- * Checks a CSR against its authorization, each failure its own VerificationError code:
- * CSR_SIGNATURE (self-signature invalid), CSR_KEY_MISMATCH (key ≠ authorized key), CSR_OLD_PARENT_MARKER (SAN holds the
- * retired DNS:parent.<CN> marker), CSR_NAMES (CN, or SAN ≠ {DNS:cn, URI:kin://<fleet domain>/parent/<parent label>}).
- * Returns the parsed CSR; DecodeError CSR_PARSE when it does not parse.
+ * The CSR checks that do no signature arithmetic, cheapest first: CSR_NAMES (CN), CSR_OLD_PARENT_MARKER (SAN holds the
+ * retired DNS:parent.<CN> marker), CSR_NAMES (SAN ≠ {DNS:cn, URI:kin://<fleet domain>/parent/<parent label>}),
+ * RSA_KEY_SIZE / RSA_EXPONENT (key parameters), CSR_KEY_MISMATCH (key ≠ authorized key). The CA runs these before
+ * any signature of the request is checked; returns the parsed CSR (DecodeError CSR_PARSE when it does not parse).
  */
-export function checkCsrAgainstAuthorization(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
-  const parsed = typeof csr === 'string' || csr instanceof Uint8Array ? parseCsr(csr, { sha256: crypto.sha256 }) : csr
-  if (!parsed.signatureValid) throw new VerificationError('CSR_SIGNATURE', 'CSR is not signed by the key it carries')
-  const spkiHash = crypto.sha256(parsed.spkiDer)
-  if (!bytesEqual(spkiHash, auth.spkiHash)) {
-    throw new VerificationError('CSR_KEY_MISMATCH', `CSR key ${toHex(spkiHash)} is not the authorized key ${toHex(auth.spkiHash)}`)
-  }
+export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
+  const parsed = parsedCsr(csr, crypto)
   if (parsed.cn !== auth.cn) throw new VerificationError('CSR_NAMES', `CSR CN "${parsed.cn}" is not the authorized CN "${auth.cn}"`)
   const old = oldParentMarkersOf(parsed.sanDns)
   if (old.length > 0) {
@@ -38,5 +38,21 @@ export function checkCsrAgainstAuthorization(csr: ParsedCsr | string | Uint8Arra
   const expected = expectedSan(auth.cn, auth.parentCn)
   requireSanSet(parsed.sanDns, expected.dns, 'CSR_NAMES', 'SAN DNS names')
   requireSanSet(parsed.sanUris, expected.uris, 'CSR_NAMES', 'SAN URIs')
+  checkPublicKeyParameters(parsed.spkiDer, 'CSR key', 'CSR_PARSE')
+  const spkiHash = crypto.sha256(parsed.spkiDer)
+  if (!bytesEqual(spkiHash, auth.spkiHash)) {
+    throw new VerificationError('CSR_KEY_MISMATCH', `CSR key ${toHex(spkiHash)} is not the authorized key ${toHex(auth.spkiHash)}`)
+  }
+  return parsed
+}
+
+/**
+ * Checks a CSR against its authorization, each failure its own code: checkCsrBeforeSignature's, then CSR_SIGNATURE
+ * (self-signature invalid), last because it is the only one that costs RSA arithmetic.
+ * Returns the parsed CSR; DecodeError CSR_PARSE when it does not parse.
+ */
+export function checkCsrAgainstAuthorization(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
+  const parsed = checkCsrBeforeSignature(csr, auth, crypto)
+  if (!parsed.signatureValid) throw new VerificationError('CSR_SIGNATURE', 'CSR is not signed by the key it carries')
   return parsed
 }

@@ -23,7 +23,7 @@ export interface ParsedCsr {
   readonly parentCns: readonly string[]
   readonly spkiDer: Uint8Array
   readonly publicKeyPem: string
-  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession). */
+  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession); verified on first read. */
   readonly signatureValid: boolean
 }
 
@@ -59,8 +59,14 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
   const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
   const parentCns = parentCnsOf(san.uris)
-  const signatureValid = isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, options.sha256 ?? defaultSha256)
+  const sha256 = options.sha256 ?? defaultSha256
+  // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and
+  // verifyRsaSha256 refuses a key outside kinship's RSA parameters before any arithmetic.
+  let signatureValid: boolean | undefined, publicKeyPem: string | undefined
   return {
+    get signatureValid(): boolean {
+      return (signatureValid ??= isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256))
+    },
     der,
     cn,
     sanDns: Object.freeze(san.dns),
@@ -69,7 +75,9 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
     parentCn: parentCns.length === 1 ? parentCns[0] : undefined,
     parentCns: Object.freeze(parentCns),
     spkiDer: layout.spki,
-    publicKeyPem: derToPem(layout.spki, 'PUBLIC KEY'),
-    signatureValid,
+    // Armoured on first read: only an issued certificate needs it, and a refused CSR's key may be 14 KiB.
+    get publicKeyPem(): string {
+      return (publicKeyPem ??= derToPem(layout.spki, 'PUBLIC KEY'))
+    },
   }
 }

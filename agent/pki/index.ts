@@ -5,7 +5,10 @@ export { createFleetRoot, CLOCK_SKEW_SECONDS, type FleetRootOptions } from './ro
 export { fleetRootCn, fleetDomainOfRootCn, FLEET_ROOT_CN_PREFIX } from './root-name.ts'
 export { createCsr, type CsrOptions } from './csr.ts'
 export { parseCsr, type ParsedCsr } from './csr-parse.ts'
-export { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
+export { checkCsrAgainstAuthorization, checkCsrBeforeSignature, type Authorization } from './csr-check.ts'
+export {
+  checkPublicKeyParameters, isAcceptedRsaKey, publicKeyKind, RSA_MIN_MODULUS_BITS, RSA_MAX_MODULUS_BITS, RSA_PUBLIC_EXPONENT, type PublicKeyKind,
+} from './key-parameters.ts'
 export { issueDeviceCertificate, issueL0Certificate, DEFAULT_VALIDITY_SECONDS, type CaOptions } from './issue.ts'
 export { verifyChain, checkIssuedByRoot, checkValidity, checkLeafKeyUsage, checkLeafNames, type ChainInfo, type ChainNames } from './chain.ts'
 export { verifyBinding, type BindingLookup, type BindingRecord } from './binding.ts'

@@ -5,6 +5,7 @@ import { labelOfCn } from '../ledger/names.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { DeviceCertificate } from './certificate.ts'
 import { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
+import type { ParsedCsr } from './csr-parse.ts'
 import { buildLeafCertificate } from './leaf-profile.ts'
 import { keysMatch, rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from './keys.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
@@ -61,11 +62,12 @@ function validityWindow(options: CaOptions, root: DeviceCertificate, notAfter: n
 }
 
 /**
- * Issues a device certificate for a CSR that matches its authorization (see `checkCsrAgainstAuthorization` for codes).
+ * Issues a device certificate for a CSR (PEM, or already parsed) that matches its authorization (see
+ * `checkCsrAgainstAuthorization` for codes).
  * The ledger-side checks (parent's signature, lineage, nonce) are done by ingesting the authorize event beforehand.
  * CA_VALIDITY when auth.notAfter ≤ now or the root has expired.
  */
-export function issueDeviceCertificate(options: CaOptions & { readonly csrPem: string; readonly auth: Authorization }): DeviceCertificate {
+export function issueDeviceCertificate(options: CaOptions & { readonly csrPem: string | ParsedCsr; readonly auth: Authorization }): DeviceCertificate {
   const { auth } = options
   const ca = loadCa(options)
   requireFleetName(auth.cn, ca.domain, 'authorized CN')

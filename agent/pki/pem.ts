@@ -1,12 +1,35 @@
 /** @module PEM armour (RFC 7468): strict base64 between BEGIN/END lines with the expected label. */
 import { DecodeError, type KinErrorCode } from '../errors.ts'
-import { forge, fromBinary, toBinary } from './_forge.ts'
+import { forge, toBinary } from './_forge.ts'
 
 // Room for a few 16 KiB objects in base64 plus surrounding text; bounds the scan of untrusted text.
 const MAX_PEM_TEXT = 131072
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END ([A-Z0-9 ]+)-----/
 // RFC 7468 §3: strict base64, padding only at the end.
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+let sextets: Uint8Array | undefined
+
+// Base64 already checked against BASE64: four characters make three bytes, in one pass over the text (forge's
+// decoder builds a binary string first, ten times slower on a 20 KiB request).
+function decodeBase64(body: string): Uint8Array {
+  if (sextets === undefined) {
+    sextets = new Uint8Array(128)
+    for (let i = 0; i < ALPHABET.length; i++) sextets[ALPHABET.charCodeAt(i)] = i
+  }
+  const table = sextets
+  const padding = body.endsWith('==') ? 2 : body.endsWith('=') ? 1 : 0
+  const out = new Uint8Array((body.length / 4) * 3 - padding)
+  let o = 0
+  for (let i = 0; i < body.length; i += 4) {
+    const n = (table[body.charCodeAt(i)]! << 18) | (table[body.charCodeAt(i + 1)]! << 12) | (table[body.charCodeAt(i + 2)]! << 6) | table[body.charCodeAt(i + 3)]!
+    if (o < out.length) out[o++] = n >> 16
+    if (o < out.length) out[o++] = (n >> 8) & 0xff
+    if (o < out.length) out[o++] = n & 0xff
+  }
+  return out
+}
 
 /** True when `text` looks like PEM rather than raw DER. */
 export function isPem(text: unknown): text is string {
@@ -25,7 +48,7 @@ export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8
       if (m[3] !== label) throw new DecodeError(code, `PEM block "${label}" ends with "${m[3]}"`)
       const body = m[2]!.replace(/[\r\n\t ]/g, '')
       if (body.length === 0 || !BASE64.test(body)) throw new DecodeError(code, `PEM block "${label}" holds malformed base64`)
-      return fromBinary(forge.util.decode64(body))
+      return decodeBase64(body)
     }
     rest = rest.slice(m.index + m[0].length)
   }

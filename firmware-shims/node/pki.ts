@@ -3,6 +3,7 @@ import { X509Certificate, createPublicKey, generateKeyPair, type KeyObject } fro
 import { promisify } from 'node:util'
 import type { PkiProvider, TlsKeyPair } from '../../agent/pki/provider.ts'
 import { certificateLayout, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
+import { isAcceptedRsaKey } from '../../agent/pki/key-parameters.ts'
 
 const generateKeyPairAsync = promisify(generateKeyPair)
 
@@ -35,6 +36,8 @@ export const nodePki: PkiProvider = {
     try {
       // The algorithm check is shared with the portable path so both accept exactly the same certificates.
       if (!certificateSignedWithSha256Rsa(certificateLayout(certDer))) return false
+      // And the issuer key's RSA parameters, as kin-core and the portable path check them.
+      if (!isAcceptedRsaKey(certificateLayout(issuerCertDer).spki)) return false
       return new X509Certificate(certDer).verify(issuerKey(issuerCertDer))
     } catch {
       return false

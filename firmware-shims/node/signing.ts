@@ -2,6 +2,7 @@
 import { constants, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
 import { KinError } from '../../agent/errors.ts'
 import type { RsaSigning } from '../signing.ts'
+import { isAcceptedRsaKey } from '../../agent/pki/key-parameters.ts'
 
 // A device signs with one key and a verifier meets the same few peers again and again: parsed keys are kept.
 const KEY_CACHE_LIMIT = 64
@@ -40,6 +41,8 @@ export const nodeSigning: RsaSigning = {
     return new Uint8Array(signature.buffer, signature.byteOffset, signature.length)
   },
   verifyRsaSha256(spkiDer, message, signature) {
+    // The parameters before node:crypto sees the key: the same keys are refused on every engine.
+    if (!isAcceptedRsaKey(spkiDer)) return false
     try {
       const key = publicKey(spkiDer)
       if (key.asymmetricKeyType !== 'rsa') return false

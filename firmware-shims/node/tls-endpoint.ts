@@ -1,7 +1,10 @@
 /** @module A device's access endpoint over mutual TLS on Node, and the requesting side: one JSON line each way. */
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
-import { DecodeError, KinError } from '../../agent/errors.ts'
+import { DecodeError, KinError, isKinError } from '../../agent/errors.ts'
+import { certificateLayout } from '../../agent/pki/layout.ts'
+import { checkPublicKeyParameters } from '../../agent/pki/key-parameters.ts'
+import { isPem, pemToDer } from '../../agent/pki/pem.ts'
 import { tlsClientPolicy, tlsServerPolicy } from './tls-policy.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
@@ -146,6 +149,32 @@ function parseRequest(line: string): AccessLine {
   return { action, bundle }
 }
 
+// The first certificate of a PEM chain as DER; empty bytes (left to OpenSSL to refuse) when it is not one.
+function ownCertificateDer(certPem: string): Uint8Array {
+  try {
+    return isPem(certPem) ? pemToDer(certPem, 'CERTIFICATE', 'CERT_PARSE') : new Uint8Array(0)
+  } catch {
+    return new Uint8Array(0)
+  }
+}
+
+/** The RSA_KEY_SIZE / RSA_EXPONENT refusal of a certificate's key, if any; unparsable certificates are left to the decision (CERT_PARSE). */
+function rsaParameterRefusal(certificateDer: Uint8Array, whose = 'the peer\'s certificate'): KinError | undefined {
+  let spki: Uint8Array
+  try {
+    spki = certificateLayout(certificateDer).spki
+  } catch {
+    return undefined
+  }
+  try {
+    checkPublicKeyParameters(spki, `${whose} key`)
+    return undefined
+  } catch (e) {
+    if (isKinError(e, 'RSA_KEY_SIZE') || isKinError(e, 'RSA_EXPONENT')) return e
+    return undefined
+  }
+}
+
 // One connection: read one request line, decide, write one answer line, close. `settle` runs at most once.
 function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, timeoutMs: number): void {
   const { session } = options
@@ -172,11 +201,20 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
     const peer = socket.getPeerX509Certificate()
     const { action } = request
     if (peer === undefined) {
-      settle(session.refuse('ACCESS_NO_CERTIFICATE', 'the peer presented no certificate in the TLS handshake; connect with the device certificate and key', action))
+      // TLS 1.3 signs CertificateVerify with RSA-PSS, which a key under 528 bits cannot make: such a client sends an
+      // empty Certificate message, and no server can tell it from one that has no certificate at all.
+      settle(session.refuse('ACCESS_NO_CERTIFICATE', 'the peer presented no certificate in the TLS handshake (a client whose key TLS cannot sign with, e.g. RSA under 528 bits in TLS 1.3, sends none); connect with the device certificate and key', action))
       return
     }
     const raw = peer.raw
     const der = new Uint8Array(raw.buffer, raw.byteOffset, raw.length)
+    // OpenSSL lets a small RSA key through here (its security-level verdict, EE_KEY_TOO_SMALL, reaches Node as
+    // authorizationError 'UNSPECIFIED'), so the key's parameters are judged first, as every kinship verifier does.
+    const keyRefusal = rsaParameterRefusal(der)
+    if (keyRefusal !== undefined) {
+      settle(session.refuse(keyRefusal.code, keyRefusal.message, action))
+      return
+    }
     if (options.decide === undefined) {
       settle(session.decide(der, action))
       return
@@ -289,6 +327,10 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
   const action = checkActionName(options.action)
   const timeoutMs = options.timeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
   const target = `${options.host}:${options.port}`
+  // This device's own key first: OpenSSL would refuse to load a small one (ERR_SSL_EE_KEY_TOO_SMALL) or, loaded at a
+  // lower security level, TLS 1.3 would send no certificate at all and the server could only say ACCESS_NO_CERTIFICATE.
+  const ownRefusal = rsaParameterRefusal(ownCertificateDer(options.certPem), 'this device\'s certificate')
+  if (ownRefusal !== undefined) return Promise.reject(ownRefusal)
   return new Promise((resolve, reject) => {
     let server: Decision | undefined
     let received = ''
@@ -305,10 +347,17 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     // hostname check cannot apply: it is switched off here, and the engine's server identity check (fleet root,
     // ledger binding, lineage) runs on the certificate in its place before any byte of the request is written.
     // rejectUnauthorized is off for the same reason as on the server: a foreign certificate gets its coded refusal.
-    const socket = connect({
-      ...tlsClientPolicy(), host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
-      rejectUnauthorized: false, checkServerIdentity: () => undefined,
-    })
+    let socket: TLSSocket
+    try {
+      socket = connect({
+        ...tlsClientPolicy(), host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
+        rejectUnauthorized: false, checkServerIdentity: () => undefined,
+      })
+    } catch (e) {
+      // The key or certificate PEM OpenSSL would not load: a coded refusal, never a bare OpenSSL error.
+      reject(new KinError('ACCESS_TRANSPORT', `cannot use this device's TLS identity: ${(e as Error).message}`, { cause: e }))
+      return
+    }
     const timer = setTimeout(() => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)), timeoutMs)
     socket.once('secureConnect', () => {
       const peer = socket.getPeerX509Certificate()

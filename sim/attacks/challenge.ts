@@ -1,7 +1,7 @@
-/** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a late answer, a relayed ask, a reflected ask. */
+/** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a slow RSA key, a late answer, a relayed ask, a reflected ask. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../firmware-shims/node/signing.ts'
-import { answerChallenge } from '../../agent/access/challenge.ts'
+import { answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { bytesEqual, toHex } from '../../agent/codec/bytes.ts'
 import { KinError, VerificationError } from '../../agent/errors.ts'
@@ -16,6 +16,7 @@ import type { LiveDevice } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
 import { borrowFollowerClient, rideFollowerSessions } from './inbox-link.ts'
 import { decided, type AttackRunner } from './runner.ts'
+import { certificateWithKey, signatureFor, slowRsaKey } from '../../test/helpers/slow-rsa.ts'
 
 /** Seconds the lock gives an answer (§12.3's 30 s). */
 const DEADLINE = 30
@@ -128,6 +129,14 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
     await run.run({ id: 'challenge-stolen-certificate', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve signs with her own key under the guest's certificate", expected: ['CHALLENGE_SIGNATURE'] }, async () => {
       const ask = await openAsk(eveLink, camera, 'unlock')
       return decided('Eve', 'L3.3', 'unlock', await ask.answer(signed(ask.challenge, guest.identity.certPem, ctx.eve.keys.privateKeyPem)))
+    })
+    await run.run({ id: 'challenge-slow-rsa', family: 'challenge', kind: 'attack', attack: "over the inbox: Eve's answer carries an RSA key with a 14 KiB exponent", expected: ['RSA_EXPONENT'] }, async () => {
+      // Before the parameter check, one such answer cost 6–13 s of CPU on V8 and did not finish in 30 s in QuickJS.
+      const ask = await openAsk(eveLink, camera, 'unlock')
+      const key = slowRsaKey('huge-exponent')
+      const genuine = decodeChallengeAnswer(signed(ask.challenge, guest.identity.certPem, ctx.eve.keys.privateKeyPem))
+      const worst = encodeChallengeAnswer({ ...genuine, certificateDer: certificateWithKey(DeviceCertificate.from(guest.identity.certPem).der, key), signature: signatureFor(key) })
+      return decided('Eve', 'L3.3', 'unlock', await ask.answer(worst))
     })
     await run.run({ id: 'challenge-late', family: 'challenge', kind: 'attack', attack: "over the inbox: the guest's answer, held back past the lock's deadline", expected: ['CHALLENGE_EXPIRED'] }, async () => {
       const ask = await openAsk(guestLink, guest, 'unlock')

@@ -151,7 +151,12 @@ t.test('damaged certificates: kin-core refuses whenever agent/pki refuses, with 
 })
 
 t.test('RSASSA-PKCS1-v1_5 SHA-256 (RFC 8017 §8.2.2): BigInt verification against node:crypto', async t => {
-  for (const bits of [1024, 2048, 3072]) {
+  // DESIGN.md "Key types": a 1024-bit key is refused before any arithmetic, even with a valid signature.
+  const small = generateKeyPairSync('rsa', { modulusLength: 1024 })
+  const smallSpki = new Uint8Array(small.publicKey.export({ type: 'spki', format: 'der' }))
+  t.equal(codeOf(() => rsaPublicKeyOf(smallSpki)), 'RSA_KEY_SIZE', '1024 bits: RSA_KEY_SIZE')
+  t.notOk(verifyRsaSha256(smallSpki, new Uint8Array(1), new Uint8Array(createSign('sha256').update(new Uint8Array(1)).sign(small.privateKey))), '1024 bits: a valid signature is refused')
+  for (const bits of [2048, 3072]) {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits })
     const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }))
     t.equal(rsaPublicKeyOf(spki).k, bits / 8, `${bits}: modulus length`)

@@ -78,8 +78,10 @@ t.test('CSR_OLD_PARENT_MARKER: a CSR naming its parent as DNS:parent.<CN>, the r
 t.test('CSR_SIGNATURE: one flipped bit in the signature, or in the signed request body', async t => {
   const der = pemToDer(goodCsr, 'CERTIFICATE REQUEST', 'CSR_PARSE')
   const inSignature = der.slice(); inSignature[der.length - 5]! ^= 0x01
-  // The CN's last character sits inside CertificationRequestInfo: flip a letter to another letter so it still parses.
-  const body = der.slice(); const at = toBinary(der).indexOf(cn) + 3; body[at]! ^= 0x01
+  // The CN sits inside CertificationRequestInfo twice (subject and SAN): flip one letter to another in both, so it
+  // still parses and its names still agree with each other (the name check comes before the signature's).
+  const body = der.slice()
+  for (const at of [toBinary(der).indexOf(cn) + 3, toBinary(der).lastIndexOf(cn) + 3]) body[at]! ^= 0x01
   for (const [what, bytes] of [['signature', inSignature], ['request body', body]] as const) {
     const pem = derToPem(bytes, 'CERTIFICATE REQUEST')
     t.equal(parseCsr(pem).signatureValid, false, `${what}: parses, signature invalid`)

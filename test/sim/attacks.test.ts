@@ -61,8 +61,8 @@ t.test('the challenge cases ran over the device inbox (PROTOCOL.md §12.4), each
   const rows = result.rows.filter(r => r.family === 'challenge')
   t.same(Object.fromEntries(rows.map(r => [r.id, r.actual])), {
     'challenge-good': 'ALLOW', 'challenge-replayed': 'CHALLENGE_REPLAYED', 'challenge-replayed-other-ask': 'CHALLENGE_UNKNOWN',
-    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-late': 'CHALLENGE_EXPIRED', 'challenge-relayed': 'INBOX_SENDER_MISMATCH',
-    'challenge-reflected': 'INBOX_SENDER_MISMATCH',
+    'challenge-stolen-certificate': 'CHALLENGE_SIGNATURE', 'challenge-slow-rsa': 'RSA_EXPONENT', 'challenge-late': 'CHALLENGE_EXPIRED',
+    'challenge-relayed': 'INBOX_SENDER_MISMATCH', 'challenge-reflected': 'INBOX_SENDER_MISMATCH',
   })
   for (const r of rows) t.match(r.attack, /^over the inbox: /, `${r.id} says where it ran`)
   t.match(byId.get('challenge-replayed')!.detail, /already answered/, 'the lock knew the answer it had taken')
