@@ -18,6 +18,7 @@ import { makeLogger, type LogSink } from './log.ts'
 import type { MinerService } from './miner-service.ts'
 import { Sessions, type L0Session } from './sessions.ts'
 import { startServices, type RunningServices } from './services.ts'
+import type { QuotaOptions } from '../agent/ledger/quota.ts'
 
 /**
  * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
@@ -42,6 +43,8 @@ export interface L0Options {
   now?: () => number
   /** Longest wait (ms) before accepted events are covered by a signed head (default 200). */
   sealIntervalMs?: number
+  /** Per-submitter budgets at the miner over DEFAULT_QUOTAS (agent/ledger/quota.ts), and their clock (ms). */
+  quota?: Partial<QuotaOptions>
 }
 
 /** L0's running services. */
@@ -140,7 +143,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   let services: RunningServices
   try {
     services = await startServices({
-      l0, log, now, sealIntervalMs: opts.sealIntervalMs,
+      l0, log, now, sealIntervalMs: opts.sealIntervalMs, quota: opts.quota,
       bus: {
         publish,
         // aedes's delivery must not wait on the services' fsyncs: acknowledge at once, the services run detached.
