@@ -18,13 +18,14 @@ export interface QuotaBudget {
 export type QuotaBudgets = Record<RoleName, QuotaBudget>
 
 /**
- * Default allowances. An admin or member authorizes, revokes and sets policy for a household: a full submission
- * (256 events) at once, then tens a second. A device or guest needs its certified event, a self-revoke, a rekey's
- * certified event: a handful, and a few a minute after that. About 250 B per event sizes the byte buckets.
+ * Default allowances. An admin or member authorizes, revokes and sets policy for a household, and catches up on
+ * what it did offline: a few full submissions (256 events) at once, then tens a second. A device or guest needs its
+ * certified event, a self-revoke, a rekey's certified event: a handful, and a few a minute after that. About 250 B
+ * per event sizes the byte buckets.
  */
 export const DEFAULT_QUOTAS: Readonly<QuotaBudgets> = Object.freeze({
-  admin: Object.freeze({ events: 256, eventsPerSecond: 32, bytes: 128 * 1024, bytesPerSecond: 16 * 1024 }),
-  member: Object.freeze({ events: 256, eventsPerSecond: 16, bytes: 64 * 1024, bytesPerSecond: 8 * 1024 }),
+  admin: Object.freeze({ events: 1024, eventsPerSecond: 128, bytes: 512 * 1024, bytesPerSecond: 128 * 1024 }),
+  member: Object.freeze({ events: 512, eventsPerSecond: 64, bytes: 256 * 1024, bytesPerSecond: 64 * 1024 }),
   device: Object.freeze({ events: 8, eventsPerSecond: 0.1, bytes: 4 * 1024, bytesPerSecond: 32 }),
   guest: Object.freeze({ events: 4, eventsPerSecond: 0.05, bytes: 2 * 1024, bytesPerSecond: 16 }),
 })
