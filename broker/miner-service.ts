@@ -110,16 +110,11 @@ export class MinerService {
     await this.opts.publish(this.opts.topics.head, bytes, { retain: true }).catch(err => this.publishFailed(this.opts.topics.head, err))
   }
 
-  /** The per-submitter budgets, if any. */
-  get quota(): IntakeQuota | undefined {
-    return this.opts.quota
-  }
-
   /**
    * Validates and durably appends submitted events (Miner.submit); accepted ones are sealed within the interval.
    * With `from` (the submitting device's CN) and a quota, the submission is first charged to `from`'s buckets, as
    * the role of its current binding allows (an unknown CN as a guest): over budget, it is refused whole before any
-   * decoding (`overQuota`). Afterwards the rate bucket gets back the events that were already in the log, the byte
+   * of its events is decoded (`overQuota`). Afterwards the rate bucket gets back the events that were already in the log, the byte
    * bucket every byte the ledger did not keep.
    */
   async submit(eventBytes: Uint8Array[], now: number, from?: string): Promise<IntakeResult> {
