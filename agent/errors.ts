@@ -12,11 +12,16 @@ export type KinErrorCode =
   | 'NOT_AFTER_PASSED' | 'TIME_IN_FUTURE' | 'SUBJECT_UNKNOWN' | 'REVOKE_NOT_ALLOWED' | 'ALREADY_REVOKED'
   | 'REKEY_NOT_PARENT' | 'CERTIFIED_NOT_SUBJECT' | 'CERTIFIED_DUPLICATE' | 'VOID_AFTER_REVOKE'
   | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
+  // POLICY_NOT_DELEGATOR: a policy event from an identity that may not delegate (not admin/member, or depth 0)
+  | 'POLICY_NOT_DELEGATOR'
   // signed block heads
   | 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'
   // miner log, sync and proof bundles
   | 'HEAD_ROOT_MISMATCH' | 'HEAD_UNPROVEN' | 'HEAD_MISSING' | 'GENESIS_MISMATCH' | 'SYNC_MISMATCH'
   | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
+  // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
+  // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
+  | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'
   // storage
   | 'STORAGE_DAMAGED' | 'STORAGE_IO' | 'STORAGE_EXISTS' | 'STORAGE_BUSY'
   // a home's files on disk (DESIGN.md "Storage")

@@ -83,6 +83,11 @@ export class IssuedRegistry {
     return this.byHash.has(certHashHex)
   }
 
+  /** The recorded certificate with this hash (hex), if any. */
+  get(certHashHex: string): IssuedCertificate | undefined {
+    return this.byHash.get(certHashHex)
+  }
+
   /** Records a certificate (again: no change) durably; STORAGE_IO when the file cannot be written. */
   record(cert: DeviceCertificate, issuedAt: number): IssuedCertificate {
     const known = this.byHash.get(cert.certHashHex)

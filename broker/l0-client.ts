@@ -10,6 +10,7 @@ import { openL0Home } from './home.ts'
 import { makeLogger, type LogSink } from './log.ts'
 import type { MinerService } from './miner-service.ts'
 import { startServices, type ServiceBus } from './services.ts'
+import type { QuotaOptions } from '../agent/ledger/quota.ts'
 
 /** Options of startL0Client. */
 export interface L0ClientOptions {
@@ -23,6 +24,8 @@ export interface L0ClientOptions {
   /** The clock, in seconds since the epoch. */
   now?: () => number
   sealIntervalMs?: number
+  /** Per-submitter budgets at the miner over DEFAULT_QUOTAS (agent/ledger/quota.ts), and their clock (ms). */
+  quota?: Partial<QuotaOptions>
   /** How long the first connection may take (ms, default 10 s). */
   connectTimeoutMs?: number
 }
@@ -150,7 +153,7 @@ export async function startL0Client(opts: L0ClientOptions): Promise<L0ClientServ
   const bus = new ClientBus(client)
   try {
     await connectFirst(client, opts.connectTimeoutMs ?? 10_000, opts.broker)
-    services = await startServices({ l0, log, now, sealIntervalMs: opts.sealIntervalMs, bus })
+    services = await startServices({ l0, log, now, sealIntervalMs: opts.sealIntervalMs, quota: opts.quota, bus })
   } catch (err) {
     await client.endAsync(true).catch(() => undefined)
     await l0.close()

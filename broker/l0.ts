@@ -20,6 +20,7 @@ import { makeLogger, type LogSink } from './log.ts'
 import type { MinerService } from './miner-service.ts'
 import { Sessions, type L0Session } from './sessions.ts'
 import { startServices, type RunningServices } from './services.ts'
+import type { QuotaOptions } from '../agent/ledger/quota.ts'
 
 /**
  * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
@@ -50,6 +51,8 @@ export interface L0Options {
   maxPendingConnections?: number
   /** Milliseconds a connection has from accept to an accepted login — TLS handshake and MQTT CONNECT (default DEFAULT_AUTH_DEADLINE_MS). */
   loginDeadlineMs?: number
+  /** Per-submitter budgets at the miner over DEFAULT_QUOTAS (agent/ledger/quota.ts), and their clock (ms). */
+  quota?: Partial<QuotaOptions>
 }
 
 /** L0's running services. */
@@ -168,7 +171,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   let services: RunningServices
   try {
     services = await startServices({
-      l0, log, now, sealIntervalMs: opts.sealIntervalMs,
+      l0, log, now, sealIntervalMs: opts.sealIntervalMs, quota: opts.quota,
       bus: {
         publish,
         // aedes's delivery must not wait on the services' fsyncs: acknowledge at once, the services run detached.

@@ -25,9 +25,10 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
     try {
       bytes = build()
     } catch (err) {
-      // Events of this lineage may be durable but not sealed yet: seal now rather than make the device wait and ask again.
+      // Events of this lineage may be durable but not sealed yet: answer after the next scheduled seal. Never seal
+      // for a request: each forced head would go to every device, and requests cost the asker nothing.
       if (!(err instanceof KinError) || err.code !== 'BUNDLE_INCOMPLETE' || !ctx.miner.miner.unsealed) throw err
-      await ctx.miner.sealNow()
+      await ctx.miner.nextSeal()
       bytes = build()
     }
   } catch (err) {
@@ -49,7 +50,9 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
  * Handles one request from device `fromCn` (the ACL lets only that device publish on its request topic; replies go
  * to its response topic only). A sync request gets buildSyncResponse: the latest head, a consistency proof from the
  * device's head when the miner knows it, and at most one bounded slice of events with `more` set when the device
- * should ask again. A bundle request gets `['bundle', cn, bundleBytes]` or `['bundle-error', cn, code, message]`.
+ * should ask again. A bundle request gets `['bundle', cn, bundleBytes]` or `['bundle-error', cn, code, message]`,
+ * against the latest head, or after the next scheduled seal when the lineage has events no head covers yet. Neither
+ * request ever makes the miner seal.
  * A request that does not decode gets `['sync-error', code, message]` and a log line.
  */
 export async function handleLedgerRequest(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {

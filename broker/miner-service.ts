@@ -8,7 +8,9 @@ import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import { buildHeadAnnouncement, encodeSyncResponse } from '../agent/ledger/sync.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { FleetTopics } from '../agent/gossip/topics.ts'
+import type { IntakeQuota } from '../agent/ledger/quota.ts'
 import type { L0Logger } from './log.ts'
+import { admitCertified, type IssuedLookup } from './admission.ts'
 
 /** The heads file in L0's home: the miner's signed heads, one record each (agent/ledger/miner.ts). */
 export const HEADS_FILE = 'heads.cbor'
@@ -32,6 +34,16 @@ export interface MinerServiceOptions {
   publish: (topic: string, payload: Uint8Array, opts?: { retain?: boolean }) => Promise<void>
   /** Longest wait (ms) before accepted events are sealed (default SEAL_INTERVAL_MS). */
   sealIntervalMs?: number
+  /** Certificates the fleet CA issued: when given, a `certified` event for any other is refused (admission.ts). */
+  issued?: IssuedLookup
+  /** Per-submitter budgets: when given, `submit` with a submitter CN charges it (quota.ts). */
+  quota?: IntakeQuota
+}
+
+/** What `MinerService.submit` did: the miner's result, or a submission refused whole by its submitter's quota. */
+export interface IntakeResult extends SubmitResult {
+  /** QUOTA_RATE or QUOTA_BYTES: nothing of the submission was looked at or appended. */
+  overQuota?: KinError
 }
 
 function startupError(err: unknown, headsPath: string): unknown {
@@ -56,6 +68,7 @@ export class MinerService {
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
   private sealing: Promise<unknown> = Promise.resolve()
   private closing = false
+  private sealWaiters: Array<() => void> = []
 
   private constructor(miner: Miner, opts: MinerServiceOptions) {
     this.miner = miner
@@ -73,7 +86,9 @@ export class MinerService {
     const file = await nodeStorage(opts.homeDir).openAppendFile(HEADS_FILE)
     let miner: Miner
     try {
+      const issued = opts.issued
       miner = await Miner.open(opts.crypto, opts.ledger, file, opts.minerSeed, {
+        admit: issued === undefined ? undefined : e => admitCertified(issued, opts.ledger.ledger.state, e),
         onTornHead: (offset, dropped) => opts.log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message: `dropped a torn head of ${dropped} bytes at offset ${offset} in ${headsPath} (an interrupted write)` }),
       })
     } catch (err) {
@@ -95,11 +110,50 @@ export class MinerService {
     await this.opts.publish(this.opts.topics.head, bytes, { retain: true }).catch(err => this.publishFailed(this.opts.topics.head, err))
   }
 
-  /** Validates and durably appends submitted events (Miner.submit); accepted ones are sealed within the interval. */
-  async submit(eventBytes: Uint8Array[], now: number): Promise<SubmitResult> {
+  /**
+   * Validates and durably appends submitted events (Miner.submit); accepted ones are sealed within the interval.
+   * With `from` (the submitting device's CN) and a quota, the submission is first charged to `from`'s buckets, as
+   * the role of its current binding allows (an unknown CN as a guest): over budget, it is refused whole before any
+   * of its events is decoded (`overQuota`). Afterwards the rate bucket gets back the events that were already in the log, the byte
+   * bucket every byte the ledger did not keep.
+   */
+  async submit(eventBytes: Uint8Array[], now: number, from?: string): Promise<IntakeResult> {
+    const quota = this.opts.quota
+    if (from === undefined || quota === undefined) return this.submitNow(eventBytes, now)
+    let bytes = 0
+    for (const b of eventBytes) bytes += b.length
+    const role = this.opts.ledger.ledger.state.currentBinding(from)?.role ?? 'guest'
+    const charge = quota.take(from, role, eventBytes.length, bytes)
+    if (charge instanceof KinError) {
+      return { accepted: [], known: [], pending: [], refused: [{ idHex: undefined, code: charge.code, message: charge.message }], overQuota: charge }
+    }
+    let result: SubmitResult
+    try {
+      result = await this.submitNow(eventBytes, now)
+    } catch (err) {
+      quota.refund(charge, charge.events, charge.bytes)
+      throw err
+    }
+    let kept = 0
+    for (const e of result.accepted) kept += e.bytes.length
+    quota.refund(charge, result.known.length, bytes - kept)
+    return result
+  }
+
+  private async submitNow(eventBytes: Uint8Array[], now: number): Promise<SubmitResult> {
     const result = await this.miner.submit(eventBytes, now)
     if (result.accepted.length > 0) this.schedule()
     return result
+  }
+
+  /**
+   * Resolves once the next seal has run (the scheduled one, within the interval), or at once when nothing is
+   * unsealed. A bundle request waits on it rather than forcing a head of its own (DESIGN.md, Quotas).
+   */
+  nextSeal(): Promise<void> {
+    if (!this.miner.unsealed || this.closing) return Promise.resolve()
+    this.schedule()
+    return new Promise(resolve => this.sealWaiters.push(resolve))
   }
 
   /** One event into the ledger through the miner, or its coded refusal (FleetCa's CaLedger.append). */
@@ -118,7 +172,15 @@ export class MinerService {
       clearTimeout(this.timer)
       this.timer = undefined
     }
-    const run = this.sealing.then(() => this.sealAndPublish())
+    const run = this.sealing.then(async () => {
+      // Only waiters already queued: an event made durable during this seal waits for the next one.
+      const waiting = this.sealWaiters.splice(0)
+      try {
+        return await this.sealAndPublish()
+      } finally {
+        for (const wake of waiting) wake()
+      }
+    })
     this.sealing = run.catch(() => undefined)
     return run
   }
@@ -157,6 +219,7 @@ export class MinerService {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     await this.sealing
+    for (const wake of this.sealWaiters.splice(0)) wake()
     try {
       await this.miner.seal(this.opts.now())
     } catch (err) {

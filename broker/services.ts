@@ -8,6 +8,7 @@ import type { ServiceContext } from './context.ts'
 import type { L0Home } from './home.ts'
 import type { L0Logger } from './log.ts'
 import { MinerService } from './miner-service.ts'
+import { IntakeQuota, type QuotaOptions } from '../agent/ledger/quota.ts'
 import { handleSubmission } from './submit.ts'
 import { handleL0Inbox } from './inbox.ts'
 import { handleCsr } from './ca-service.ts'
@@ -30,6 +31,8 @@ export interface ServiceOptions {
   now: () => number
   /** Longest wait (ms) before accepted events are sealed (default 200). */
   sealIntervalMs?: number
+  /** Per-submitter budgets over DEFAULT_QUOTAS (agent/ledger/quota.ts), and the clock (ms) they refill by. */
+  quota?: Partial<QuotaOptions>
   /** Told after events entered the ledger (the aedes broker rechecks its sessions). */
   ledgerChanged?: (accepted: EncodedEvent[]) => void
 }
@@ -59,6 +62,8 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
   const miner = await MinerService.open({
     crypto: nodeCrypto, homeDir: l0.home.dir, ledger: l0.ledger, minerSeed: l0.ledgerSeed, topics, now, log,
     publish: (topic, payload, o) => bus.publish(topic, payload, o), sealIntervalMs: opts.sealIntervalMs,
+    issued: l0.issued,
+    quota: new IntakeQuota({ budgets: opts.quota?.budgets, clock: opts.quota?.clock ?? (() => performance.now()) }),
   })
   const work = new Set<Promise<void>>()
   let stopping = false

@@ -25,6 +25,7 @@ export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
  * in any order; the miner validates each once and writes the accepted ones with one fsync (shared with submissions
  * that arrive meanwhile) before they count; a head covering them follows within the seal interval. One log line per
  * accepted or refused event (resubmitted known events are silent); a payload that does not decode is dropped and logged.
+ * A submission over the submitter's quota (QUOTA_RATE, QUOTA_BYTES) is refused whole, with one log line.
  */
 export async function handleSubmission(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {
   let events: Uint8Array[]
@@ -37,10 +38,16 @@ export async function handleSubmission(ctx: ServiceContext, fromCn: string, topi
   }
   let result
   try {
-    result = await ctx.miner.submit(events, ctx.now())
+    // L0's own CN is the miner's: its events are the fleet root's, charged to no budget.
+    result = await ctx.miner.submit(events, ctx.now(), fromCn === ctx.cn ? undefined : fromCn)
   } catch (err) {
     const code = err instanceof KinError ? err.code : 'INTERNAL'
     ctx.log('error', 'ledger.error', { from: fromCn, code, message: (err as Error).message, events: events.length })
+    return
+  }
+  if (result.overQuota !== undefined) {
+    // One line per refused submission, not per event: a submitter over its budget must not also flood the log.
+    ctx.log('warn', 'ledger.refused', { from: fromCn, code: result.overQuota.code, message: result.overQuota.message, events: events.length })
     return
   }
   const state = ctx.ledger.ledger.state

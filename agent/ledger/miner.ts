@@ -59,6 +59,11 @@ export interface SubmitResult {
 export interface MinerOptions {
   /** Told when a torn tail (a head cut by a crash) was dropped from the heads file. */
   onTornHead?: (offset: number, dropped: number) => void
+  /**
+   * The fleet's admission rule, run on each decoded event before any signature work: a refusal keeps it out of
+   * the log (L0 refuses certified events for certificates its CA never issued, CERTIFIED_NOT_ISSUED).
+   */
+  admit?: (e: EncodedEvent) => Refusal | undefined
 }
 
 interface Submission {
@@ -146,6 +151,7 @@ export class Miner {
   private flushQueued = false
   private queue: Promise<unknown> = Promise.resolve()
   private failure: KinError | undefined = undefined
+  private admit: MinerOptions['admit'] = undefined
 
   private constructor(crypto: CryptoProvider, ledger: PersistentLedger, headsStore: LedgerStore, heads: SignedHead[], tree: MerkleTree, secretKey: Uint8Array, minerKey: Uint8Array) {
     this.crypto = crypto
@@ -190,7 +196,9 @@ export class Miner {
       heads.push({ head, bytes, id, idHex: toHex(id) })
     }
     checkHeadChain(crypto, heads, tree, minerKey)
-    return new Miner(crypto, ledger, store, heads, tree, Uint8Array.from(minerSecretKey), minerKey)
+    const miner = new Miner(crypto, ledger, store, heads, tree, Uint8Array.from(minerSecretKey), minerKey)
+    miner.admit = opts.admit
+    return miner
   }
 
   private index(e: EncodedEvent, position: number): void {
@@ -232,6 +240,11 @@ export class Miner {
       }
       if (e.event.type === 'genesis' && !bytesEqual(e.event.body.minerKey, this.minerKey)) {
         early.push({ idHex: e.idHex, code: 'GENESIS_MISMATCH', message: 'this genesis names another miner key than the one this miner signs with' })
+        continue
+      }
+      const refusal = this.admit?.(e)
+      if (refusal !== undefined) {
+        early.push(refusal)
         continue
       }
       events.push(e)

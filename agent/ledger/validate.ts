@@ -172,8 +172,13 @@ function checkRekey(state: LedgerState, issuer: Binding, target: Binding, e: Enc
   checkNonceFresh(state, ev.body.nonce, e)
 }
 
+// An identity that may not delegate has no descendants, so past the ancestor rule its only target is itself:
+// a guest or device writing policy on itself would put bytes in every device's ledger that no role needs.
 function checkPolicy(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
   if (!state.isAncestorOrSelf(issuer.cn, target)) refuse('POLICY_NOT_ANCESTOR', `${issuer.cn} is not an ancestor of ${target.cn}`, e)
+  if ((issuer.role !== 'admin' && issuer.role !== 'member') || issuer.depth < 1) {
+    refuse('POLICY_NOT_DELEGATOR', `${issuer.cn} has role ${issuer.role} and delegation depth ${issuer.depth}; only identities that may delegate (admin or member, depth 1 or more) set policy`, e)
+  }
 }
 
 /**

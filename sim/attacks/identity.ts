@@ -135,6 +135,9 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
   await run.run({ id: 'san-parent', family: 'identity', kind: 'attack', attack: 'the same certificate recorded by a certified event the guest signs and gossips', expected: ['ACCESS_SAN_PARENT'] }, async () => {
     const binding = guest.replica!.ledger.ledger.state.currentBinding(guest.cn)!
     const certified = signEvent(nodeCrypto, certifiedEvent(binding, climbing.certHash, fleet.clock.now()), guest.ledgerSeed)
+    // Mis-issued by the fleet CA itself, so on L0's record of what it issued; a certificate L0 never issued stops at
+    // the miner instead (CERTIFIED_NOT_ISSUED, the miner family's certified-not-issued case).
+    fleet.l0.issued.record(climbing, fleet.clock.now())
     await fleet.submitAs(guest, [certified])
     await fleet.converge()
     return decided('L3.4', 'L3.3', 'unlock', await fleet.accessAs(climbingIdentity, guest.session, 'L3.3', 'unlock'))

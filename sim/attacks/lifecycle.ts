@@ -18,7 +18,7 @@ const DAY = 86400
 const MINER_WAIT_MS = 10_000
 
 /** What L0's miner made of a submission carrying one event. */
-interface MinerVerdict {
+export interface MinerVerdict {
   result: SubmitResult
   refused: Refusal | undefined
 }
@@ -28,14 +28,14 @@ interface MinerVerdict {
  * device is never told, so this is the simulator reading L0's side. It only observes: the submission itself
  * travels over MQTT. `stop` puts the miner back.
  */
-function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<MinerVerdict>; stop: () => void } {
+export function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<MinerVerdict>; stop: () => void } {
   const miner = fleet.l0.miner
   const submit = miner.submit.bind(miner)
   let stop = (): void => undefined
   const result = new Promise<MinerVerdict>((resolve, reject) => {
     const timer = setTimeout(() => reject(new KinError('BROKER_TIMEOUT', `L0's miner saw no submission of ${idHex.slice(0, 16)}… within ${MINER_WAIT_MS} ms`)), MINER_WAIT_MS)
-    miner.submit = async (eventBytes, now) => {
-      const out = await submit(eventBytes, now)
+    miner.submit = async (eventBytes, now, from) => {
+      const out = await submit(eventBytes, now, from)
       // An event whose links are missing stays pending: L0 logs it refused with MISSING_LINK (broker/submit.ts).
       const refused = out.refused.find(r => r.idHex === idHex)
         ?? (out.pending.some(e => e.idHex === idHex) ? { idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' } : undefined)

@@ -300,6 +300,8 @@ export class LiveFleet {
       ledger: { ledger: this.l0.ledger.ledger, append: () => Promise.reject(new KinError('INTERNAL', 'the miner writes L0\'s ledger')) },
     })
     const certificate = ca.issueForRekey({ rekeyId: rekey.idHex, csrPem: createEnrollCsr(accepted, request.secrets), now: this.clock.now() })
+    // Recorded as L0's CA service records what it issues: the miner admits certified events for these only.
+    this.l0.issued.record(certificate, this.clock.now())
     // The child is revoked, so L0 no longer admits its old keys: the parent hands it the rekey event, as it hands
     // a new device its authorize event; the child records its certificate, then logs in with its new keys.
     await child.follower?.close()

@@ -397,6 +397,17 @@ t.test('policy: set by an ancestor, recorded for its subject', async t => {
   t.same(f.ledger.state.policies(lock), [])
 })
 
+t.test('policy: only from identities that may delegate (admin or member, depth 1 or more)', async t => {
+  const { f, laptop, phone, lock } = houseFleet('policy-delegator')
+  t.equal(codeOf(() => f.ledger.ingest(f.policy(lock, lock, {}, T0 + 600, false))), 'POLICY_NOT_DELEGATOR', 'a device on itself')
+  const guest = f.enroll(phone, { role: 'guest', name: 'visitor', time: T0 + 700 })
+  t.equal(codeOf(() => f.ledger.ingest(f.policy(guest, guest, {}, T0 + 800, false))), 'POLICY_NOT_DELEGATOR', 'a guest on itself')
+  const leaf = f.enroll(laptop, { role: 'member', depth: 0, name: 'teen', time: T0 + 700 })
+  t.equal(codeOf(() => f.ledger.ingest(f.policy(leaf, leaf, {}, T0 + 800, false))), 'POLICY_NOT_DELEGATOR', 'a member of depth 0 on itself')
+  t.same(f.ledger.state.policies(lock), [])
+  t.equal(codeOf(() => f.ledger.ingest(f.policy(phone, phone, {}, T0 + 900, false))), undefined, 'a member that may delegate, on itself')
+})
+
 t.test('look-ups: lineage, children, ancestors, bindings, ids', async t => {
   const { f, laptop, phone, lock } = houseFleet('lookups')
   const guest = f.enroll(phone, { role: 'guest', kind: 'phone', name: 'guest phone', time: T0 + 400 })

@@ -96,6 +96,13 @@ t.test("the guest's forged policy went to the miner over MQTT (PROTOCOL.md §12)
   t.match(row.detail, /no head covers it: none of the \d+ ledgers/, 'the wire shows it nowhere')
 })
 
+t.test("the guest's spam at the miner (DESIGN.md, Quotas): nothing of it in the ledger, no head forced", async t => {
+  t.equal(byId.get('certified-not-issued')?.actual, 'CERTIFIED_NOT_ISSUED', 'a certificate the fleet CA never issued')
+  t.equal(byId.get('policy-not-delegator')?.actual, 'POLICY_NOT_DELEGATOR', 'a policy from an identity that may not delegate')
+  t.match(byId.get('spam-flood')?.detail, /5\/5 submissions .* refused whole .*grew by 0 events/, 'the flood refused whole, the ledger unchanged')
+  t.equal(byId.get('spam-bundles')?.actual, 'SEAL_ON_SCHEDULE', 'bundle requests seal nothing of their own')
+})
+
 t.test('the report holds the run', async t => {
   const { report } = result
   t.equal(report.ok, true)

@@ -39,7 +39,7 @@ export const simAttacks: CommandSpec = {
   name: 'sim attacks',
   usage: 'kin sim attacks [--report FILE.html] [--keep DIR] [--json]',
   summary: "Run every attack against a live fleet and print what was tried, the refusal expected and the code seen. L0's broker, CA and miner run on a free loopback port, the house is enrolled with pairing codes over MQTT/TLS. " +
-    "Attacks: Eve's CA, a mis-issued certificate, a stolen certificate without its key, a lying SAN parent, a fake lock, a half-open socket flood, replayed, late, relayed and forged challenge answers and asks in another device's name over the device inbox, forged and forked proof bundles, tampered ledger files, a forking miner, a narrowing policy, a revoked ancestor, an expired guest; with controls that must be allowed. " +
+    "Attacks: Eve's CA, a mis-issued certificate, a certificate with the retired DNS parent marker, a stolen certificate without its key, a lying SAN parent, a fake lock, a half-open socket flood, replayed, late, relayed and forged challenge answers, asks in another device's name and an RSA key with a huge exponent over the device inbox, forged and forked proof bundles, tampered ledger files, a forking miner, a guest spamming the miner (unissued certificates, policy on itself, a flood, bundle requests), a narrowing policy, a revoked ancestor, an expired guest; with controls that must be allowed. " +
     'Exit 0 only if every attack was refused with an expected code and every control allowed.',
   options: {
     report: { type: 'string', help: 'also write the run as a self-contained HTML report to FILE' },

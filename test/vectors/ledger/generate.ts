@@ -322,6 +322,8 @@ function otherRefusals(): Refusal[] {
   r.push(refusal('grandparent-rekeys', 'REKEY_NOT_PARENT', 'the laptop (grandparent) rekeys the lock', closure(f, [cert]), f.rekey(laptop, lock, T0 + 500, false)))
   r.push(refusal('descendant-sets-policy', 'POLICY_NOT_ANCESTOR', 'the lock sets a policy on the phone, its parent', closure(f, [cert]),
     f.policy(lock, phone, {}, T0 + 500, false)))
+  r.push(refusal('device-sets-own-policy', 'POLICY_NOT_DELEGATOR', 'the lock (a device: it may not delegate) sets a policy on itself', closure(f, [cert]),
+    f.policy(lock, lock, {}, T0 + 500, false)))
   return r
 }
 
