@@ -12,6 +12,12 @@ export type KinErrorCode =
   | 'NOT_AFTER_PASSED' | 'TIME_IN_FUTURE' | 'SUBJECT_UNKNOWN' | 'REVOKE_NOT_ALLOWED' | 'ALREADY_REVOKED'
   | 'REKEY_NOT_PARENT' | 'CERTIFIED_NOT_SUBJECT' | 'CERTIFIED_DUPLICATE' | 'VOID_AFTER_REVOKE'
   | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
+  /** The issuer's revocation (or an ancestor's over its subtree) is already in the log and effective: no new signature enters, whatever time it claims. */
+  | 'ISSUER_REVOKED_IN_LOG'
+  /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's clock (sign it again with a fresh time). */
+  | 'TIME_TOO_OLD'
+  /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's last sealed head. */
+  | 'TIME_BEFORE_HEAD'
   // signed block heads
   | 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'
   // miner log, sync and proof bundles

@@ -62,7 +62,8 @@ export class FleetCa {
     const parentCn = state.cnOfLabel(authorize.event.issuer)
     // Refuse a bad CSR before the proof is consumed, so a typo does not burn the pairing.
     const auth = { cn, parentCn, spkiHash: body.spkiHash, notAfter: body.notAfter }
-    this.caLedger.ledger.check(authorize, { now })
+    // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
+    this.caLedger.ledger.check(authorize, { now, intake: { now } })
     const certificate = issueDeviceCertificate({
       rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: input.csrPem, auth, now,
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
