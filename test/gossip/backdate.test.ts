@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LiveFleet } from '../../sim/live/fleet.ts'
 import { backDatedEvent, holdersOf, presentToCa, relayToMiner, type BackDateCast, type BackDatedKind } from '../../sim/attacks/backdate.ts'
+import { watchMiner } from '../../sim/attacks/miner-watch.ts'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { policyEvent } from '../../agent/ledger/builders.ts'
+import { signEvent } from '../../agent/ledger/event.ts'
 import { codeOf } from '../helpers/ledger-fleet.ts'
 
 // DESIGN.md "Whose clock counts: the log's": a stolen key whose revocation is in the log produces no new valid event,
@@ -58,4 +62,39 @@ t.test('a stolen laptop, revoked, back-dates an authorize, a policy and a revoca
   const guestAfter = await fleet.access('L3.4', 'L3.3', 'configure')
   t.notOk(guestAfter.allow, `the guest still may not configure the lock (${guestAfter.code})`)
   t.equal(fleet.l0.ledger.ledger.state.currentBinding(fleet.cnOf('L2.1'))!.revocations.length, 0, "the owner's phone carries no revocation")
+})
+
+// DESIGN.md: a device that signed an event while it could not reach the miner signs it again, with a fresh time.
+t.test('an event signed offline too long ago: the miner refuses it TIME_TOO_OLD, the device is told, a fresh signature goes through', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'kin-offline-stale-'))
+  const fleet = await LiveFleet.start({ dir, domain: 'smith.home.arpa' })
+  t.teardown(async () => { await fleet.close(); rmSync(dir, { recursive: true, force: true }) })
+  await fleet.enroll('L1', 'L0', { role: 'admin', kind: 'laptop', name: 'laptop' })
+  await fleet.enroll('L3.3', 'L1', { role: 'device', kind: 'lock', name: 'front-door lock' })
+  await fleet.converge()
+  fleet.clock.advance(7200)
+  const laptop = fleet.device('L1')
+  const state = laptop.replica!.ledger.ledger.state
+  const policyAt = (time: number) => signEvent(nodeCrypto, policyEvent(state.currentBinding(laptop.cn)!, state.currentBinding(fleet.cnOf('L3.3'))!, {
+    subtree: false, maxHops: 0, maxHeadAge: 0, anchors: [], rules: [{ action: 'unlock', roles: ['admin'], from: 0, to: 0 }],
+  }, time), laptop.ledgerSeed)
+  // Signed an hour ago while the laptop was away: it sits in its own ledger, beyond what any head covers.
+  const offline = policyAt(fleet.clock.now() - 3600)
+  const kept = await laptop.replica!.replica.appendLocal([offline])
+  t.equal(kept.accepted.length, 1, "the laptop's own ledger takes its event (no intake clock on a device)")
+  const verdict = watchMiner(fleet, offline.idHex)
+  try {
+    const report = await laptop.follower!.syncOnce(30_000)
+    t.equal(report.stale?.code, 'TIME_TOO_OLD', `the sync report says why it will not be sealed: ${report.stale?.message}`)
+    t.same(report.stale?.detail?.['ids'], [offline.idHex], 'naming the event')
+    const seen = await verdict.result
+    t.equal(seen.refused?.code, 'TIME_TOO_OLD', "and the miner, which it was still handed to, refused it on its own clock")
+  } finally {
+    verdict.stop()
+  }
+  t.notOk(fleet.l0.ledger.ledger.state.has(offline.idHex), "L0's ledger does not hold it")
+  const fresh = policyAt(fleet.clock.now())
+  await fleet.submitAs(laptop, [fresh])
+  await fleet.converge()
+  t.ok(fleet.device('L3.3').replica!.ledger.ledger.state.has(fresh.idHex), 'signed again with a fresh time, it is sealed and reaches the lock')
 })
