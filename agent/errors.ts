@@ -14,6 +14,12 @@ export type KinErrorCode =
   | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
   // POLICY_NOT_DELEGATOR: a policy event from an identity that may not delegate (not admin/member, or depth 0)
   | 'POLICY_NOT_DELEGATOR'
+  /** The issuer's revocation (or an ancestor's over its subtree) is already in the log and effective: no new signature enters, whatever time it claims. */
+  | 'ISSUER_REVOKED_IN_LOG'
+  /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's clock (sign it again with a fresh time). */
+  | 'TIME_TOO_OLD'
+  /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's last sealed head. */
+  | 'TIME_BEFORE_HEAD'
   // signed block heads
   | 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'
   // miner log, sync and proof bundles

@@ -2,7 +2,7 @@
 // Runs the tap suite, shows progress (test files done of total) on stderr, and closes with the line CI reads:
 // "N passed, N failed".
 import { spawn } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join, relative } from 'node:path'
 
@@ -20,8 +20,11 @@ function testFiles(dir) {
   }
   return out
 }
-const named = args.filter(a => a.endsWith('.test.ts'))
-const total = named.length > 0 ? named.length : testFiles(join(root, 'test')).length
+// The files tap will run: those named, those under named folders, or every test file.
+const named = args.filter(a => !a.startsWith('-')).map(a => join(process.cwd(), a))
+const total = named.length === 0
+  ? testFiles(join(root, 'test')).length
+  : named.reduce((n, path) => n + (existsSync(path) && statSync(path).isDirectory() ? testFiles(path).length : 1), 0)
 const started = Date.now()
 
 const child = spawn(process.execPath, [tapBin, '--reporter=tap', ...args], {

@@ -65,8 +65,8 @@ export class FleetCa {
         if (!state.has(e.idHex)) await this.caLedger.append(e, { now })
       }
     }
-    // Refuse a bad CSR before the proof is consumed, so a typo does not burn the pairing.
-    this.caLedger.ledger.check(authorize, { now })
+    // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
+    this.caLedger.ledger.check(authorize, { now, intake: { now } })
     const certificate = issueDeviceCertificate({
       rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now,
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,

@@ -15,7 +15,7 @@ import type { GossipClient } from './client.ts'
 import { decodeLedgerResponse } from './ledger-wire.ts'
 import { connectDevice, type DeviceLogin } from './login.ts'
 import { submissionBatches } from './submit-batches.ts'
-import { encodeSubmission } from './submit.ts'
+import { encodeSubmission, staleOwnEvents } from './submit.ts'
 import { fleetTopics, type FleetTopics } from './topics.ts'
 
 /*
@@ -107,6 +107,8 @@ export interface SyncReport {
   alarms: HeadAlarm[]
   /** Own events handed to the miner during this call. */
   submitted: number
+  /** TIME_TOO_OLD naming own events signed too long ago for the miner to take (they must be signed again), if any. */
+  stale: KinError | undefined
 }
 
 /** What `submit` did. */
@@ -177,7 +179,7 @@ export class LedgerFollower {
   readonly #alarmed = new Set<string>()
   readonly #work = new Set<Promise<unknown>>()
   readonly #listeners = new Set<() => void>()
-  #stats = { added: 0, rewritten: false, dropped: [] as Refusal[], alarms: [] as HeadAlarm[], submitted: 0 }
+  #stats = { added: 0, rewritten: false, dropped: [] as Refusal[], alarms: [] as HeadAlarm[], submitted: 0, stale: undefined as KinError | undefined }
 
   constructor(options: FollowerOptions) {
     this.#o = options
@@ -233,7 +235,7 @@ export class LedgerFollower {
   async syncOnce(deadlineMs: number): Promise<SyncReport> {
     const end = Date.now() + deadlineMs
     const left = () => Math.max(0, end - Date.now())
-    this.#stats = { added: 0, rewritten: false, dropped: [], alarms: [], submitted: 0 }
+    this.#stats = { added: 0, rewritten: false, dropped: [], alarms: [], submitted: 0, stale: undefined }
     this.start()
     await this.waitOnline(left())
     try {
@@ -249,7 +251,7 @@ export class LedgerFollower {
     return {
       head: held.head, headId: held.headId, covered: held.coveredSize, pending: held.pendingOwnEvents().length,
       added: this.#stats.added, rewritten: this.#stats.rewritten, dropped: this.#stats.dropped, alarms: this.#stats.alarms,
-      submitted: this.#stats.submitted,
+      submitted: this.#stats.submitted, stale: this.#stats.stale,
     }
   }
 
@@ -292,6 +294,12 @@ export class LedgerFollower {
   async resubmit(): Promise<number> {
     const pending = this.replica.pendingOwnEvents()
     if (pending.length === 0) return 0
+    // Still sent: the miner's clock, not this one, decides; but the device hears why they will not be sealed.
+    const stale = staleOwnEvents(pending, this.#o.clock.now())
+    if (stale !== undefined) {
+      this.#stats.stale = stale
+      this.#report(stale, 'resubmit')
+    }
     return (await this.#publishOwn(pending)) ? pending.length : 0
   }
 

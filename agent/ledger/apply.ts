@@ -19,6 +19,7 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
   state.voidSigners.clear()
   state.log.push(e)
   state.byId.set(e.idHex, e)
+  if (ev.time > state.logTime) state.logTime = ev.time
   switch (ev.type) {
     case 'genesis': {
       const cn = `${base32(ev.subject)}.${ev.body.domain}`

@@ -64,6 +64,12 @@ export interface MinerOptions {
    * the log (L0 refuses certified events for certificates its CA never issued, CERTIFIED_NOT_ISSUED).
    */
   admit?: (e: EncodedEvent) => Refusal | undefined
+  /**
+   * Whether claimed times must lie within MAX_CLOCK_SKEW of `now` and not before the last head less the skew
+   * (TIME_TOO_OLD, TIME_BEFORE_HEAD; default true: the miner is the fleet's timestamp authority). False only where a
+   * recorded history is replayed into a fresh miner in one go (tests, benchmarks, vectors), never on L0.
+   */
+  boundTimes?: boolean
 }
 
 interface Submission {
@@ -149,12 +155,14 @@ export class Miner {
   // so a child submitted right after its parent has its signature checked ahead too.
   private readonly queuedKeys = new Map<string, { key: Uint8Array; holders: number }>()
   private flushQueued = false
+  private readonly boundTimes: boolean
   private queue: Promise<unknown> = Promise.resolve()
   private failure: KinError | undefined = undefined
   private admit: MinerOptions['admit'] = undefined
 
-  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, headsStore: LedgerStore, heads: SignedHead[], tree: MerkleTree, secretKey: Uint8Array, minerKey: Uint8Array) {
+  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, headsStore: LedgerStore, heads: SignedHead[], tree: MerkleTree, secretKey: Uint8Array, minerKey: Uint8Array, boundTimes: boolean) {
     this.crypto = crypto
+    this.boundTimes = boundTimes
     this.ledger = ledger
     this.headsStore = headsStore
     this.heads = heads
@@ -196,7 +204,7 @@ export class Miner {
       heads.push({ head, bytes, id, idHex: toHex(id) })
     }
     checkHeadChain(crypto, heads, tree, minerKey)
-    const miner = new Miner(crypto, ledger, store, heads, tree, Uint8Array.from(minerSecretKey), minerKey)
+    const miner = new Miner(crypto, ledger, store, heads, tree, Uint8Array.from(minerSecretKey), minerKey, opts.boundTimes ?? true)
     miner.admit = opts.admit
     return miner
   }
@@ -217,7 +225,8 @@ export class Miner {
 
   /**
    * Validates and appends events (in any order: an event whose link comes later in the batch is retried) and
-   * resolves once they are durable and in the tree. `now` (seconds) bounds claimed event times (TIME_IN_FUTURE).
+   * resolves once they are durable and in the tree. `now` (seconds) bounds claimed event times: TIME_IN_FUTURE,
+   * TIME_TOO_OLD beyond MAX_CLOCK_SKEW, TIME_BEFORE_HEAD before the last head's time less the skew.
    * Never throws for a bad event: refusals come back with their codes; throws only for storage failures.
    */
   submit(eventBytes: Uint8Array[], now: number): Promise<SubmitResult> {
@@ -309,7 +318,9 @@ export class Miner {
     let result: Awaited<ReturnType<PersistentLedger['appendMany']>>
     try {
       const verified = anyOf(batch.map(s => s.verified))
-      result = inputs.length === 0 ? { accepted: [], refused: [], pending: [] } : await this.ledger.appendMany(inputs, { now, verified })
+      // The miner is the fleet's timestamp authority: claimed times within skew of its clock and its last head.
+      const intake = this.boundTimes ? { now, headTime: this.heads[this.heads.length - 1]?.head.time } : undefined
+      result = inputs.length === 0 ? { accepted: [], refused: [], pending: [] } : await this.ledger.appendMany(inputs, { now, verified, intake })
     } catch (err) {
       for (const s of batch) s.reject(err)
       return

@@ -36,6 +36,8 @@ export class LedgerState {
   readonly usedNonces: Set<string> = new Set()
   readonly policiesByCn: Map<string, PolicyRecord[]> = new Map()
   genesis: { event: EncodedEvent; body: GenesisBody; cn: string } | undefined = undefined
+  /** The log's time: the latest time an accepted event claims (the miner keeps each within skew of its clock). */
+  logTime = 0
   /** Memo: was the signer of revocation `eventId` void when it signed (per recursion depth)? Cleared by applyEvent. */
   readonly voidSigners: Map<string, boolean> = new Map()
 
@@ -156,6 +158,25 @@ export class LedgerState {
       if (parent === undefined || ++guard > 32) return { code: 'LINEAGE_GAP', cn: child.cn }
       if (this.supersededAt(parent, child.time)) return { code: 'PARENT_SUPERSEDED', cn: binding.cn, ancestorCn: parent.cn }
       const r = this.effectiveRevocations(parent, depth).find(x => (x.subtree && x.effective <= time) || child.time >= x.effective)
+      if (r !== undefined) return { code: 'ANCESTOR_REVOKED', cn: binding.cn, ancestorCn: parent.cn, revocation: r }
+      child = parent
+    }
+    return undefined
+  }
+
+  /**
+   * The revocation in this log that ends `binding`'s standing by log time `logTime` (undefined when none does): its
+   * own, or an ancestor's over its subtree, that counts and is effective at or before `logTime`. Unlike `invalidAt`,
+   * it does not ask what time an event claims: it is the verdict of log position (validate.ts checkStandingInLog).
+   */
+  standingEndedBy(binding: Binding, logTime: number): Extract<InvalidReason, { code: 'REVOKED' | 'ANCESTOR_REVOKED' }> | undefined {
+    const own = this.effectiveRevocation(binding)
+    if (own !== undefined && own.effective <= logTime) return { code: 'REVOKED', cn: binding.cn, revocation: own }
+    let child = binding
+    for (let guard = 0; child.parentBindingId !== undefined && guard <= 32; guard++) {
+      const parent = this.bindings.get(child.parentBindingId)
+      if (parent === undefined) return undefined
+      const r = this.effectiveRevocations(parent).find(x => x.subtree && x.effective <= logTime)
       if (r !== undefined) return { code: 'ANCESTOR_REVOKED', cn: binding.cn, ancestorCn: parent.cn, revocation: r }
       child = parent
     }

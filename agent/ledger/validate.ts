@@ -7,13 +7,26 @@ import { base32, deriveLabel, isPrintableName, validateFleetDomain } from './nam
 import { nonceKey, type LedgerState } from './state.ts'
 import type { Binding, EncodedEvent, LedgerEvent } from './types.ts'
 
-/** How far in the future an event's claimed time may be, in seconds, before it is refused. */
+/** How far an event's claimed time may lie from a clock that judges it, in seconds, before it is refused. */
 export const MAX_CLOCK_SKEW = 300
+
+/**
+ * The miner's clock where an event enters the log (the miner's flush, and the CA ahead of it): the fleet's timestamp
+ * authority. Never given when a device applies, replays or syncs logged events: those follow the log's order only.
+ */
+export interface IntakeClock {
+  /** The miner's time, seconds since the epoch. */
+  now: number
+  /** The time of the miner's last sealed head, when it has one. */
+  headTime?: number
+}
 
 /** Options of a validation run. */
 export interface ValidateOptions {
   /** Seconds since the epoch; when given, events claiming a later time (beyond skew) are refused. */
   now?: number
+  /** Only where an event enters the log: its time must lie within MAX_CLOCK_SKEW of the miner's clock and head. */
+  intake?: IntakeClock
   /** Skip the Ed25519 check (only for replaying a file this device wrote and already verified). */
   trustSignatures?: boolean
   /**
@@ -49,8 +62,20 @@ function checkNotDuplicate(state: LedgerState, e: EncodedEvent): void {
 }
 
 function checkTime(e: EncodedEvent, opts: ValidateOptions): void {
-  if (opts.now !== undefined && e.event.time > opts.now + MAX_CLOCK_SKEW) {
-    refuse('TIME_IN_FUTURE', `event time ${e.event.time} is ahead of this clock (${opts.now}) by more than ${MAX_CLOCK_SKEW} s`, e)
+  const t = e.event.time
+  for (const now of [opts.now, opts.intake?.now]) {
+    if (now !== undefined && t > now + MAX_CLOCK_SKEW) {
+      refuse('TIME_IN_FUTURE', `event time ${t} is ahead of this clock (${now}) by more than ${MAX_CLOCK_SKEW} s`, e)
+    }
+  }
+  const intake = opts.intake
+  if (intake === undefined) return
+  // The miner timestamps the log: nothing it logs after a revocation can claim to predate it by more than the skew.
+  if (t < intake.now - MAX_CLOCK_SKEW) {
+    refuse('TIME_TOO_OLD', `event time ${t} is behind the miner's clock (${intake.now}) by more than ${MAX_CLOCK_SKEW} s; sign it again with a fresh time`, e)
+  }
+  if (intake.headTime !== undefined && t < intake.headTime - MAX_CLOCK_SKEW) {
+    refuse('TIME_BEFORE_HEAD', `event time ${t} is before the miner's last head (${intake.headTime}) by more than ${MAX_CLOCK_SKEW} s`, e)
   }
 }
 
@@ -100,6 +125,21 @@ function checkIssuer(state: LedgerState, issuer: Binding, e: EncodedEvent): void
     refuse('VOID_AFTER_REVOKE', `issuer ${issuer.cn} was revoked as compromised from ${invalid.revocation.effective}; its later signatures are void`, e)
   }
   refuse('ISSUER_REVOKED', `issuer ${issuer.cn} is not valid at the event's time (${invalid.code.toLowerCase().replace('_', ' ')})`, e)
+}
+
+/*
+ * Standing by log position: the events before this one are what the fleet knows. A revocation among them that is
+ * effective by the log's time (the latest time it holds; at intake, the miner's clock if later) ends the key's
+ * standing whatever time this event claims, so a stolen key gains nothing by writing an old date. Devices reach the
+ * same verdict in log order: their log time is never later than the miner's clock when it took the event (plus skew).
+ */
+function checkStandingInLog(state: LedgerState, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
+  const logTime = Math.max(state.logTime, opts.intake?.now ?? 0)
+  const ended = state.standingEndedBy(issuer, logTime)
+  if (ended === undefined) return
+  const r = ended.revocation
+  const whose = ended.code === 'REVOKED' ? issuer.cn : `its ancestor ${ended.ancestorCn} (with its subtree)`
+  refuse('ISSUER_REVOKED_IN_LOG', `the log already revokes ${whose} (event ${r.eventId.slice(0, 16)}…, ${r.reason}, effective ${r.effective}; log time ${logTime}): ${issuer.cn}'s key signs nothing new, whatever time it claims (${e.event.time})`, e)
 }
 
 function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
@@ -182,8 +222,9 @@ function checkPolicy(state: LedgerState, issuer: Binding, target: Binding, e: En
 }
 
 /**
- * The whole recipe: duplicate → time → genesis | (links → issuer binding → issuer valid at the event's time →
- * signature → type rules). Throws VerificationError with a specific code; returns what `applyEvent` needs.
+ * The whole recipe: duplicate → time (at intake: within the miner's skew) → genesis | (links → issuer binding →
+ * issuer valid at the event's time → issuer's standing not ended by a revocation already in the log → signature →
+ * type rules). Throws VerificationError with a specific code; returns what `applyEvent` needs.
  */
 export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: EncodedEvent, opts: ValidateOptions = {}): ValidatedEvent {
   checkNotDuplicate(state, e)
@@ -200,6 +241,7 @@ export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: Enc
   if (e.event.type === 'revoke' || e.event.type === 'rekey' || e.event.type === 'policy') target = targetBindingOf(state, e, 1)
   // A rekey may replace a revoked binding (that is what it is for); only its issuer must be valid.
   checkIssuer(state, issuer, e)
+  checkStandingInLog(state, issuer, e, opts)
   checkSignature(crypto, issuer, e, opts)
   switch (e.event.type) {
     case 'authorize': checkAuthorize(crypto, state, issuer, e); break

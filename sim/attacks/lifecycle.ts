@@ -1,58 +1,17 @@
-/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor, an expired guest. */
+/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor, an expired guest, a stolen key back-dating. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
-import { KinError } from '../../agent/errors.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
-import type { Refusal } from '../../agent/ledger/ledger.ts'
-import type { SubmitResult } from '../../agent/ledger/miner.ts'
 import type { EncodedEvent, PolicyRule } from '../../agent/ledger/types.ts'
-import type { LiveFleet } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
 import { borrowFollowerClient } from './inbox-link.ts'
+import { watchMiner } from './miner-watch.ts'
+import { backDateAttacks } from './backdate.ts'
 import { decided, type AttackRunner } from './runner.ts'
 import { ACCEPTED, type AttackOutcome } from './types.ts'
 
 const DAY = 86400
-/** How long L0 has to judge a submission that reached the broker, ms. */
-const MINER_WAIT_MS = 10_000
-
-/** What L0's miner made of a submission carrying one event. */
-export interface MinerVerdict {
-  result: SubmitResult
-  refused: Refusal | undefined
-}
-
-/**
- * Watches L0's miner for the submission carrying `idHex` (what L0 logs as ledger.accepted or ledger.refused): a
- * device is never told, so this is the simulator reading L0's side. It only observes: the submission itself
- * travels over MQTT. `stop` puts the miner back.
- */
-export function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<MinerVerdict>; stop: () => void } {
-  const miner = fleet.l0.miner
-  const submit = miner.submit.bind(miner)
-  let stop = (): void => undefined
-  const result = new Promise<MinerVerdict>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new KinError('BROKER_TIMEOUT', `L0's miner saw no submission of ${idHex.slice(0, 16)}… within ${MINER_WAIT_MS} ms`)), MINER_WAIT_MS)
-    miner.submit = async (eventBytes, now, from) => {
-      const out = await submit(eventBytes, now, from)
-      // An event whose links are missing stays pending: L0 logs it refused with MISSING_LINK (broker/submit.ts).
-      const refused = out.refused.find(r => r.idHex === idHex)
-        ?? (out.pending.some(e => e.idHex === idHex) ? { idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' } : undefined)
-      const covered = refused !== undefined || out.accepted.some(e => e.idHex === idHex) || out.known.includes(idHex)
-      if (covered) {
-        clearTimeout(timer)
-        resolve({ result: out, refused })
-      }
-      return out
-    }
-    stop = () => {
-      clearTimeout(timer)
-      Reflect.deleteProperty(miner, 'submit')
-    }
-  })
-  return { result, stop }
-}
 
 /** A `policy` event by `byLabel` on `onLabel` (that device only), signed with by's ledger key; not submitted. */
 export function policyBy(ctx: AttackContext, byLabel: string, onLabel: string, rules: PolicyRule[]): EncodedEvent {
@@ -137,4 +96,6 @@ export async function lifecycleAttacks(ctx: AttackContext, run: AttackRunner): P
   })
   await run.run({ id: 'owner-after-expiry', family: 'lifecycle', kind: 'control', attack: 'the owner still opens the door three days later', expected: ['ALLOW'] },
     () => access('L2.1', 'L3.3', 'unlock'))
+  // Last: the laptop's revocation takes the key that signed the cases above.
+  await backDateAttacks(ctx, run)
 }

@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     parents.push(f.enroll(parent, { role: i < devices / 8 ? 'admin' : 'device', kind: 'lock', name: `device ${String(i).padStart(5, '0')}` }))
   }
   const mstore = memoryStorage()
-  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await mstore.openAppendFile('ledger.cbor')), await mstore.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!)
+  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await mstore.openAppendFile('ledger.cbor')), await mstore.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
   for (let at = 0; at < f.events.length; at += 500) await miner.submit(f.events.slice(at, at + 500).map(e => e.bytes), T0 + 10)
   await miner.seal(T0 + 20)
   const events = miner.treeSize

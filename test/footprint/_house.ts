@@ -104,7 +104,7 @@ export async function footprintHouse(): Promise<FootprintHouse> {
 
   const storage = memoryStorage()
   const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'), pf.fleet.ledgerSeed)
+    await storage.openAppendFile('heads.cbor'), pf.fleet.ledgerSeed, { boundTimes: false })
   const submitted = await miner.submit(pf.l0Ledger.state.log.map(e => e.bytes), now)
   if (submitted.accepted.length !== pf.l0Ledger.state.log.length) throw new Error('the miner refused part of the house\'s log')
   const head = (await miner.seal(now))!

@@ -86,7 +86,7 @@ t.test('a lock with no link to L0: a guest\'s own bundle admits it; forged and f
   storage.files.set('ledger.cbor', ledgerBytes.slice(0, ledgerRecords[h0.treeSize]!.offset))
   storage.files.set('heads.cbor', headsBytes.slice(0, headRecords[1]!.offset))
   const forkLedger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const fork = await Miner.open(nodeCrypto, forkLedger, await storage.openAppendFile('heads.cbor'), fleet.l0.self.ledgerSeed)
+  const fork = await Miner.open(nodeCrypto, forkLedger, await storage.openAppendFile('heads.cbor'), fleet.l0.self.ledgerSeed, { boundTimes: false })
   const l0State = homeLedger(fleet.l0.dir).state
   const guestEvents = l0State.log.filter(e => l0State.cnOfLabel(e.event.subject) === guest.cn)
   const submitted = await fork.submit(guestEvents.map(e => e.bytes), nowSeconds())

@@ -11,10 +11,14 @@ import { certifiedEvent } from '../../agent/ledger/builders.ts'
 
 export { T0 }
 
-/** A miner over `ledger.cbor` and `heads.cbor` in `storage`, signing with the fleet's miner key (L0's ledger key). */
-export async function openMiner(fleet: LedgerFleet, storage: Storage, crypto: CryptoProvider = nodeCrypto, names = { ledger: 'ledger.cbor', heads: 'heads.cbor' }): Promise<Miner> {
+/**
+ * A miner over `ledger.cbor` and `heads.cbor` in `storage`, signing with the fleet's miner key (L0's ledger key).
+ * The fleet's history spans hours from T0 and is replayed in one go, so its times are not bounded by the miner's clock
+ * unless `boundTimes` says so.
+ */
+export async function openMiner(fleet: LedgerFleet, storage: Storage, crypto: CryptoProvider = nodeCrypto, names = { ledger: 'ledger.cbor', heads: 'heads.cbor' }, boundTimes = false): Promise<Miner> {
   const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(names.ledger))
-  return Miner.open(crypto, ledger, await storage.openAppendFile(names.heads), minerSecret(fleet))
+  return Miner.open(crypto, ledger, await storage.openAppendFile(names.heads), minerSecret(fleet), { boundTimes })
 }
 
 /** A device replica over `ledger.cbor` and `sync.cbor` in `storage`. */

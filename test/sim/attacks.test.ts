@@ -109,7 +109,7 @@ t.test('the report holds the run', async t => {
   t.equal(report.attacks.length, result.rows.length)
   t.equal(report.attacks.filter(a => !a.refused).length, result.rows.filter(r => r.kind === 'control').length, 'only the controls went through')
   t.equal(report.devices.length, 9, 'L0 and the eight devices of the attacked house')
-  t.same(report.devices.filter(d => d.revoked).map(d => d.label).sort(), ['L2.2', 'L3.4'], 'the tablet and the guest below it end revoked')
+  t.same(report.devices.filter(d => d.revoked).map(d => d.label).sort(), ['L1', 'L2.2', 'L3.4'], 'the stolen laptop, the tablet and the guest below it end revoked')
   t.ok(report.events.some(e => e.type === 'policy') && report.events.some(e => e.type === 'revoke'), 'the ledger shows the policy and the revocation')
   t.ok(report.heads.length > 0 && report.heads.every((h, i) => h.height === i), 'heads 0..n in order')
   const guest = report.decisions.find(d => d.label.startsWith("the guest's phone opens"))!

@@ -144,6 +144,7 @@ function reportOf(cn: string, r: SyncReport): Record<string, unknown> {
   return {
     ok: r.alarms.length === 0, cn, head: headSummary(r.head, r.headId), covered: r.covered, pending: r.pending, added: r.added,
     rewritten: r.rewritten, dropped: r.dropped, submitted: r.submitted, alarms: r.alarms,
+    ...(r.stale === undefined ? {} : { stale: { code: r.stale.code, message: r.stale.message, ids: r.stale.detail?.['ids'] } }),
   }
 }
 
@@ -202,6 +203,7 @@ export const sync: CommandSpec = {
       const lines = [h === undefined ? 'no head from the miner yet' : `synced to head ${h.height} over ${h.treeSize} events (${isoTime(h.time)}): ${report.added} new, ${report.pending} of this device's own not sealed yet${report.submitted > 0 ? `, ${report.submitted} handed to the miner` : ''}`]
       if (report.rewritten) lines.push('  the ledger file was rewritten into the miner\'s order')
       for (const d of report.dropped) lines.push(`  dropped local event ${d.idHex?.slice(0, 16)}…: ${d.code}: ${d.message}`)
+      if (report.stale !== undefined) lines.push(`  ${report.stale.code}: ${report.stale.message}`)
       for (const a of report.alarms) lines.push(describeAlarm(a))
       process.stdout.write(lines.join('\n') + '\n')
     }

@@ -30,7 +30,7 @@ export async function vectorBundles(): Promise<BundleVector[]> {
   const { f, lock } = houseFleet('kinship-bundle-vectors')
   const storage = memoryStorage()
   const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!)
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
   const now = T0 + 1000
   await miner.submit(f.events.slice(0, 3).map(e => e.bytes), now)
   const h0 = (await miner.seal(now))!

@@ -8,6 +8,7 @@ import { decodeCbor, encodeCbor, type CborValue } from '../../../agent/codec/cbo
 import { EVENT_SIGNING_PREFIX, signEvent, signingInput } from '../../../agent/ledger/event.ts'
 import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, type AuthorizeRequest } from '../../../agent/ledger/builders.ts'
 import { Ledger } from '../../../agent/ledger/ledger.ts'
+import type { IntakeClock } from '../../../agent/ledger/validate.ts'
 import { isKinError } from '../../../agent/errors.ts'
 import { deriveLabel, labelFromBase32 } from '../../../agent/ledger/names.ts'
 import { LedgerFleet, T0, YEAR, houseFleet } from '../../helpers/ledger-fleet.ts'
@@ -119,10 +120,16 @@ interface Refusal {
   prefix: EncodedEvent[]
   event: Uint8Array
   now?: number
+  /** The miner's clock at intake, for the refused event only (the prefix is a log already taken in). */
+  intake?: IntakeClock
 }
 
 function refusal(name: string, code: string, description: string, prefix: EncodedEvent[], event: Uint8Array | EncodedEvent, now?: number): Refusal {
   return { name, code, description, prefix, event: event instanceof Uint8Array ? event : event.bytes, ...(now === undefined ? {} : { now }) }
+}
+
+function intakeRefusal(name: string, code: string, description: string, prefix: EncodedEvent[], event: EncodedEvent, intake: IntakeClock): Refusal {
+  return { ...refusal(name, code, description, prefix, event), intake }
 }
 
 function decodeRefusals(): Refusal[] {
@@ -265,6 +272,26 @@ function issuerRefusals(): Refusal[] {
       closure(f, [rev, certifiedOf(f, lock)]), cert))
   }
   {
+    const { f, laptop, phone, lock } = house()
+    const rev = f.revoke(laptop, phone, { reason: 'lost', effective: T0 + 2000, subtree: false, time: T0 + 2000 })
+    r.push(refusal('back-dated-after-revocation', 'ISSUER_REVOKED_IN_LOG', 'an authorize by the phone dated T0+1500, offered after its revocation (effective T0+2000) is in the log',
+      closure(f, [rev, authorizeOf(f, lock)]), authorizeBy(f, f.binding(phone), f.secrets.get(phone)!, T0 + 1500)))
+  }
+  {
+    const { f, laptop, lock } = house()
+    const rev = f.revoke(f.l0, laptop, { reason: 'compromised', effective: T0 + 3000, subtree: true, time: T0 + 3000 })
+    const cert = f.sign(certifiedEvent(f.binding(lock), f.bytes(32), T0 + 2999), lock, false)
+    r.push(refusal('back-dated-after-ancestor-revocation', 'ISSUER_REVOKED_IN_LOG', "a certified event by the lock dated T0+2999, offered after L0's subtree revocation of the laptop (effective T0+3000) is in the log",
+      closure(f, [rev, certifiedOf(f, lock)]), cert))
+  }
+  {
+    const { f, phone, lock } = house()
+    const pre = closure(f, [certifiedOf(f, lock)])
+    const old = authorizeBy(f, f.binding(phone), f.secrets.get(phone)!, T0 + 1000)
+    r.push(intakeRefusal('time-too-old', 'TIME_TOO_OLD', "an authorize dated 301 s before the miner's clock (limit 300 s of skew)", pre, old, { now: T0 + 1301 }))
+    r.push(intakeRefusal('time-before-head', 'TIME_BEFORE_HEAD', "an authorize dated 301 s before the miner's last head, with the miner's clock behind that head", pre, old, { now: T0 + 1000, headTime: T0 + 1301 }))
+  }
+  {
     const { f, phone, lock } = house()
     const pre = closure(f, [certifiedOf(f, lock)])
     const future = authorizeBy(f, f.binding(phone), f.secrets.get(phone)!, T0 + 5000)
@@ -336,7 +363,7 @@ export function refusalVectors(): { [k: string]: Json } {
       const opts = v.now === undefined ? {} : { now: v.now }
       for (const e of v.prefix) l.ingest(e.bytes, opts)
       try {
-        l.ingest(v.event, opts)
+        l.ingest(v.event, { ...opts, intake: v.intake })
         throw new Error(`vector ${v.name}: accepted, expected ${v.code}`)
       } catch (err) {
         if (!isKinError(err) || err.code !== v.code) throw new Error(`vector ${v.name}: expected ${v.code}, got ${String((err as Error).message)}`, { cause: err })
@@ -346,10 +373,11 @@ export function refusalVectors(): { [k: string]: Json } {
   return {
     description: 'Refused events, one or more per refusal code of the ledger codec (agent/codec/cbor.ts, agent/ledger/event.ts) and ingest validation '
       + '(agent/ledger/validate.ts). Ingest every prefix event into a fresh ledger (all must be accepted), then the event: it must be refused with code. '
-      + 'When now is given, validate every event with that clock (seconds since the epoch).',
+      + 'When now is given, validate every event with that clock (seconds since the epoch). When intake is given, validate the '
+      + "refused event as the miner takes it in: claimed time within 300 s of intake.now and not before intake.headTime less 300 s.",
     generator: 'test/vectors/ledger/generate.ts',
     vectors: all.map(v => ({
-      name: v.name, code: v.code, description: v.description, ...(v.now === undefined ? {} : { now: v.now }),
+      name: v.name, code: v.code, description: v.description, ...(v.now === undefined ? {} : { now: v.now }), ...(v.intake === undefined ? {} : { intake: { ...v.intake } }),
       prefix: v.prefix.map(e => toHex(e.bytes)), event: toHex(v.event),
     })),
   }
