@@ -8,12 +8,17 @@ import { missingProof } from './errors.ts'
 import { lineageRefusal } from './lineage-stage.ts'
 import type { DecisionContext, VerifiedChain } from './types.ts'
 
+/** A time in seconds as people read it (ISO 8601, UTC). */
+function isoSeconds(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z')
+}
+
 function refusalOf(reason: InvalidReason, ledger: LedgerState, binding: Binding): VerificationError {
   switch (reason.code) {
     case 'REVOKED':
-      return new VerificationError('ACCESS_REVOKED', `${reason.cn} was revoked (${reason.revocation.reason}) by ${reason.revocation.by}, effective ${reason.revocation.effective}`)
+      return new VerificationError('ACCESS_REVOKED', `${reason.cn} was revoked (${reason.revocation.reason}) by ${reason.revocation.by}, effective ${isoSeconds(reason.revocation.effective)}`)
     case 'ANCESTOR_REVOKED':
-      return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${reason.revocation.effective}`)
+      return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${isoSeconds(reason.revocation.effective)}`)
     case 'EXPIRED':
       return new VerificationError('ACCESS_EXPIRED', `the ledger's authorization of ${reason.cn} ended at ${reason.notAfter}`)
     case 'PARENT_SUPERSEDED':

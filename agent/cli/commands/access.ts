@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../../../firmware-shims/node/signing.ts'
 import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
-import { MAX_LINE_BUNDLE_BYTES, answerOf, requestAccess } from '../../../firmware-shims/node/tls-endpoint.ts'
+import { MAX_LINE_BUNDLE_BYTES, answerOf, requestAccess, type AccessOutcome } from '../../../firmware-shims/node/tls-endpoint.ts'
 import { askOverInbox } from '../../gossip/challenge-session.ts'
 import { connectDevice } from '../../gossip/login.ts'
 import { labelOfCn } from '../../ledger/names.ts'
@@ -16,7 +16,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
-import { brokerLoginOf } from './sync.ts'
+import { brokerLoginOf, openFollowingHome } from './sync.ts'
 
 /**
  * A bundle this device is about to send must be its own and must verify: a file that is not one would be sent along
@@ -33,6 +33,29 @@ function checkOwnBundle(device: { cn: string; ledger: { state(): LedgerState } }
   } catch (e) {
     if (!(e instanceof KinError)) throw e
     throw new KinError(e.code, `--bundle ${path} is not a proof bundle this device can send: ${e.message}. Make a fresh one with 'kin ledger bundle ${device.cn} --home DIR --out FILE'`, { cause: e })
+  }
+}
+
+/**
+ * Catches this home up with L0's ledger once (as `kin sync` does) after the device reached was refused only for
+ * want of a proof; true when new events arrived, so asking again can decide otherwise. A home that names no broker,
+ * or whose ledger another process holds (a running `kin serve`, which follows L0 itself), is left as it is.
+ */
+async function catchUp(dir: string, refused: Decision, timeoutMs: number, json: boolean): Promise<boolean> {
+  let opened
+  try {
+    opened = await openFollowingHome(dir)
+  } catch {
+    return false
+  }
+  try {
+    const report = await opened.follower.syncOnce(Math.max(timeoutMs, 5000))
+    if (!json) process.stderr.write(`this device's ledger lacked a proof for ${refused.missing ?? refused.peer ?? 'the device reached'} (${refused.code}): caught up with L0's ledger (${report.added} new events), asking again\n`)
+    return report.added > 0
+  } catch {
+    return false
+  } finally {
+    await opened.close()
   }
 }
 
@@ -132,33 +155,39 @@ export const access: CommandSpec = {
       }
       if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw usageError(`--bundle: ${bundle.length} bytes is over the ${MAX_LINE_BUNDLE_BYTES} a request may carry`)
     }
-    const device = await openAccessHome(dir, { audit: false, needKey: true })
-    try {
-      if (bundle !== undefined) checkOwnBundle(device, bundle, String(args.values.bundle))
-      const outcome = await requestAccess({
-        host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs, ...(bundle === undefined ? {} : { bundle }),
-        checkServer: der => {
-          const d = device.session.checkServer(der)
-          if (d.allow && expect !== undefined && d.peer !== expect) {
-            return { ...d, allow: false, code: 'ACCESS_WRONG_PEER', reason: `the device reached is ${d.peer}, not ${expect}` }
-          }
-          return d
-        },
-      })
-      const { server, answer } = outcome
-      if (answer === undefined) {
-        emit(args.json, { stage: 'server', server: server.peer ?? null, ...answerOf(server) }, () =>
-          `refused the device at ${host}:${port} before asking: ${describeDecision(server)}`)
-        return 1
+    const ask = async (): Promise<AccessOutcome> => {
+      const device = await openAccessHome(dir, { audit: false, needKey: true })
+      try {
+        if (bundle !== undefined) checkOwnBundle(device, bundle, String(args.values.bundle))
+        return await requestAccess({
+          host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs, ...(bundle === undefined ? {} : { bundle }),
+          checkServer: der => {
+            const d = device.session.checkServer(der)
+            if (d.allow && expect !== undefined && d.peer !== expect) {
+              return { ...d, allow: false, code: 'ACCESS_WRONG_PEER', reason: `the device reached is ${d.peer}, not ${expect}` }
+            }
+            return d
+          },
+        })
+      } catch (e) {
+        if (e instanceof KinError) throw e
+        throw new KinError('ACCESS_TRANSPORT', `asking ${host}:${port} failed: ${(e as Error).message}`, { cause: e })
+      } finally {
+        await device.close()
       }
-      emit(args.json, { stage: 'answer', server: server.peer ?? null, ...answer }, () =>
-        `${server.peer} answered: ${answer.allow ? 'ALLOW' : `DENY ${answer.code}`} "${answer.action}": ${answer.reason}`)
-      return answer.allow ? 0 : 1
-    } catch (e) {
-      if (e instanceof KinError) throw e
-      throw new KinError('ACCESS_TRANSPORT', `asking ${host}:${port} failed: ${(e as Error).message}`, { cause: e })
-    } finally {
-      await device.close()
     }
+    let outcome = await ask()
+    // Access decision step 5 on the requester's side: this device's ledger may lag behind the miner (a device
+    // enrolled since it last synced). Catch up with L0's ledger once, within the timeout, and ask once more.
+    if (outcome.answer === undefined && outcome.server.retry && await catchUp(dir, outcome.server, timeoutMs, args.json)) outcome = await ask()
+    const { server, answer } = outcome
+    if (answer === undefined) {
+      emit(args.json, { stage: 'server', server: server.peer ?? null, ...answerOf(server) }, () =>
+        `refused the device at ${host}:${port} before asking: ${describeDecision(server)}`)
+      return 1
+    }
+    emit(args.json, { stage: 'answer', server: server.peer ?? null, ...answer }, () =>
+      `${server.peer} answered: ${answer.allow ? 'ALLOW' : `DENY ${answer.code}`} "${answer.action}": ${answer.reason}`)
+    return answer.allow ? 0 : 1
   },
 }
