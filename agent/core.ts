@@ -3,7 +3,7 @@
  * The API (dist/kin-core.js exports exactly these; docs/DEVICES.md shows them in use):
  *   verifyLedger(fileBytes)                          → LedgerState         a whole ledger file, every event verified
  *   verifyBundle(bundleBytes, anchor, now, options?) → VerifiedBundle      one CN's proof bundle against the miner key
- *   new SignatureCache(n)                                                   with { tier: 'bundle' }: key-binding signatures verified once
+ *   new SignatureCache(n)                                                   with { tier: 'bundle' }: granting signatures verified once
  *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
  *   decide(request, state, now, device)              → Decision            the access decision; never throws
  *   challengeVerifier(options).issue(action)         → challenge bytes     proof of possession without TLS, then
@@ -88,7 +88,7 @@ export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN
  * `anchor.minerKey`, anchored to `anchor.knownHead` when given, every inclusion proof, the genesis the anchor
  * names, and every event validated in a fresh ledger. Throws the KinError of the first check that fails.
  * By default every event's signature is checked; `{ tier: 'bundle', cache }` is the small device's rule (DESIGN.md
- * "Small devices: three tiers"): only genesis, authorize and rekey signatures, each once — verify the device's own
+ * "Small devices: three tiers"): only genesis, authorize, rekey and policy signatures, each once — verify the device's own
  * bundle at boot with `own: true`, then each peer's with the same cache.
  */
 export function verifyBundle(bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, options: BundleVerifyOptions = {}): VerifiedBundle {

@@ -54,15 +54,18 @@ import type { SignatureCache } from './signature-cache.ts'
  * The bundle tier (DESIGN.md "Small devices: three tiers"). A full device checks every signature of a bundle. A
  * bundle-tier device (kin-core on a small engine, where one Ed25519 check costs a noticeable part of a second)
  * checks the head's signature and every inclusion proof as a full device does, every rule of every event, and the
- * signatures of the events that bind keys — genesis, authorize, rekey — unless it verified that exact event under
- * that exact key before (its own lineage at boot, earlier peers: a SignatureCache). It takes the signatures of the
- * other events (certified, revoke, policy) on the miner's word: they sit in a head the miner signed. Why that keeps
+ * signatures of the events that can grant anything — genesis, authorize and rekey bind keys, policy can widen what
+ * a role may do — unless it verified that exact event under that exact key before (its own lineage at boot,
+ * earlier peers: a SignatureCache). It takes the signatures of the others on the miner's word (they sit in a head
+ * the miner signed): a revoke only takes away, and a certified event only records a certificate for a key its
+ * binding already names, which the holder must still prove it holds. Why that keeps
  * the invariant "a compromised L0 alone cannot make it accept an identity under another device's subtree": an
  * identity exists only through an authorize event signed with its parent's ledger key, that key is bound by the
  * parent's own authorize or rekey, signed by its parent, and so on up to the genesis; every link of that chain is
  * a signature the device checked itself. L0 holds its own key, the miner's and the CA's, none of a device's below
- * it. What L0 can still do is what its key may do anyway: authorize under itself, rekey its own children, revoke,
- * set policy, and leave events out of a bundle (as any presenter can).
+ * it. What L0 can still do is what its key may do on every tier: authorize under itself, rekey its own children
+ * (and then sign with the keys it gave them), revoke, set policy; and leave events out of a bundle, as any
+ * presenter can.
  */
 
 /** The only bundle format version. */
@@ -118,8 +121,8 @@ export interface BundleAnchor {
 export interface BundleVerifyOptions {
   /**
    * 'full' (the default; every Node device): every event's signature. 'bundle' (kin-core's small-device tier): the
-   * signatures of genesis, authorize and rekey events that `cache` does not hold; the other events' on the
-   * miner's word (module comment). Every rule of every event runs in both.
+   * signatures of genesis, authorize, rekey and policy events that `cache` does not hold; certified and revoke
+   * events' on the miner's word (module comment). Every rule of every event runs in both.
    */
   tier?: 'full' | 'bundle'
   /** Bundle tier: signatures verified before; the ones this bundle verified are added once the whole bundle verified. */
@@ -133,7 +136,7 @@ export interface BundleSignatures {
   tier: 'full' | 'bundle'
   /** Event signatures checked with Ed25519 here (the head's is always checked, and not counted). */
   verified: number
-  /** Key-binding events whose (id, key) the cache held. */
+  /** Genesis, authorize, rekey and policy events whose (id, key) the cache held. */
   cached: number
   /** Events whose signature was taken on the miner's word (bundle tier). */
   trusted: number
@@ -340,10 +343,11 @@ function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
   })
 }
 
-// The key-binding events, whose signatures the bundle tier always checks (or finds in its cache).
-function bindsKey(e: EncodedEvent): boolean {
+// The events that can grant (keys or actions), whose signatures the bundle tier always checks or finds in its cache:
+// all but the two kinds that cannot, so that a kind added later is checked until someone argues otherwise.
+function grants(e: EncodedEvent): boolean {
   const type = e.event.type
-  return type === 'genesis' || type === 'authorize' || type === 'rekey'
+  return type !== 'certified' && type !== 'revoke'
 }
 
 /** Per event, the validation options of a tier, counting what it checked; `commit` fills the cache once all verified. */
@@ -364,7 +368,7 @@ function signaturePolicy(opts: BundleVerifyOptions): { optionsFor(e: EncodedEven
   return {
     signatures,
     optionsFor: e => {
-      if (bindsKey(e)) return { verified }
+      if (grants(e)) return { verified }
       signatures.trusted++
       return { trustSignatures: true }
     },

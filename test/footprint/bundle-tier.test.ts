@@ -1,5 +1,5 @@
 // The bundle tier (DESIGN.md "Small devices: three tiers") in dist/kin-core.js under QuickJS (1 MiB heap): the lock
-// verifies its own bundle once at boot, then each peer's checking only the key-binding signatures it has not seen;
+// verifies its own bundle once at boot, then each peer's checking only the granting signatures it has not seen;
 // a compromised L0 (miner key, CA key, its own ledger key) cannot make it accept an identity under another device's
 // subtree, and what L0 may legitimately do (authorize under itself) is shown to pass, as the design states.
 import t from 'tap'
@@ -8,7 +8,7 @@ import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { encodeHead, headId, signHead } from '../../agent/ledger/head.ts'
 import { encodeBundle, lineageEvents, verifyBundle, type ProofBundle } from '../../agent/ledger/bundle.ts'
-import { authorizeEvent, certifiedEvent } from '../../agent/ledger/builders.ts'
+import { authorizeEvent, certifiedEvent, policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { SignatureCache } from '../../agent/ledger/signature-cache.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
@@ -86,7 +86,7 @@ type Verdict = { refused: true; code: string; message: string } | {
   refused: false; code: string; allow: boolean; reason: string; signatures: { tier: string; verified: number; cached: number; trusted: number }
 }
 
-// The lock boots: its own bundle, every key-binding signature in it checked once and pinned.
+// The lock boots: its own bundle, every granting signature in it checked once and pinned.
 const boot = vm.value<{ verified: number; cached: number; trusted: number; held: number }>(`
   globalThis.cache = new kinCore.SignatureCache(32)
   globalThis.own = kinCore.verifyBundle(input.own, input.anchor, input.now, { tier: 'bundle', cache, own: true })
@@ -109,7 +109,7 @@ const PRESENT = `
 `
 const present = (peer: Uint8Array, certificate: Uint8Array): Verdict => vm.value<Verdict>(PRESENT, { peer, certificate, anchor, now, self: lock.cn })
 
-t.test('boot: the lock checks the key-binding signatures of its own lineage once and pins them', async t => {
+t.test('boot: the lock checks the key-binding signatures of its own lineage once and pins them (the house sets no policy)', async t => {
   const binding = lineageOf(lock.cn).filter(e => ['genesis', 'authorize', 'rekey'].includes(e.event.type)).length
   t.equal(boot.verified, binding, `genesis and the authorize events of laptop, phone and lock: ${binding} signatures`)
   t.equal(boot.cached, 0)
@@ -126,7 +126,7 @@ t.test('an honest guest: only the authorize signatures below the common ancestor
   t.same(first.signatures, { tier: 'bundle', verified: 2, cached: 2, trusted: lineageOf(guest.cn).length - 4 },
     'tablet and guest checked; genesis and laptop (above the common ancestor) found in the cache')
   const again = present(house.bundleOf(guest.cn), guest.certificate.der)
-  t.equal(!again.refused && again.signatures.verified, 0, 'the second time, every key-binding signature is cached')
+  t.equal(!again.refused && again.signatures.verified, 0, 'the second time, every granting signature is cached')
   t.equal(!again.refused && again.code, 'ALLOW')
 })
 
@@ -178,6 +178,16 @@ t.test('a compromised L0 cannot put an identity under the owner\'s phone', async
     fullCode = e instanceof KinError ? e.code : String(e)
   }
   t.equal(fullCode, 'BAD_SIGNATURE', 'the full tier (every signature) refuses the same bundle')
+})
+
+t.test('a compromised L0 cannot set the policy of another device\'s subtree either', async t => {
+  // A policy "by the phone on the phone and its subtree" granting every action to any role: signed with L0's key.
+  const phoneBinding = honest.currentBinding(phone.cn)!
+  const wide = { subtree: true, maxHops: 0, maxHeadAge: 0, anchors: [], rules: [{ action: '*', roles: ['admin', 'member', 'device', 'guest'] as const, from: 0, to: 0 }] }
+  const forged = signEvent(nodeCrypto, policyEvent(phoneBinding, phoneBinding, { ...wide, rules: wide.rules.map(r => ({ ...r, roles: [...r.roles] })) }, now), l0Seed)
+  const r = present(sealedByL0([forged], [...lineageOf(guest.cn), ...lineageOf(phone.cn).filter(e => !lineageOf(guest.cn).some(g => g.idHex === e.idHex)), forged]), guest.certificate.der)
+  t.equal(r.refused, true)
+  t.equal(r.refused && r.code, 'BAD_SIGNATURE', r.refused ? r.message : '')
 })
 
 // Within the trust the design states: L0 may authorize directly under itself with its own key, and such an identity
