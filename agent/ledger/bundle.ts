@@ -343,6 +343,13 @@ function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
   })
 }
 
+// The options come from a host program in plain JavaScript: a misspelt tier must not quietly check less.
+function checkVerifyOptions(opts: BundleVerifyOptions): void {
+  if (opts.tier !== undefined && opts.tier !== 'full' && opts.tier !== 'bundle') throw new RangeError(`"tier" expected 'full' or 'bundle', got ${JSON.stringify(opts.tier)}`)
+  const cache = opts.cache as Partial<SignatureCache> | undefined
+  if (cache !== undefined && (typeof cache.holds !== 'function' || typeof cache.add !== 'function')) throw new TypeError('"cache" expected a SignatureCache')
+}
+
 // The events that can grant (keys or actions), whose signatures the bundle tier always checks or finds in its cache:
 // all but the two kinds that cannot, so that a kind added later is checked until someone argues otherwise.
 function grants(e: EncodedEvent): boolean {
@@ -411,6 +418,7 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
  */
 export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
   abytes('anchor.minerKey', anchor.minerKey, 32)
+  checkVerifyOptions(opts)
   const bundle = decodeBundle(bundleBytes)
   verifyBundleHead(crypto, bundle, anchor.minerKey)
   const id = headId(crypto, bundle.head)

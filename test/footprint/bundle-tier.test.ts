@@ -210,6 +210,14 @@ t.test('the engine stayed inside its limits', async t => {
   t.ok(vm.value<number>('return cache.size') <= 64, 'the cache stays within its two bounds of 32')
 })
 
+t.test('a misspelt tier or a cache of the wrong kind is refused, never read as "check less"', async t => {
+  const bytes = house.bundleOf(guest.cn)
+  t.throws(() => verifyBundle(nodeCrypto, bytes, anchor, now, { tier: 'bundel' as 'bundle' }), RangeError)
+  t.throws(() => verifyBundle(nodeCrypto, bytes, anchor, now, { tier: 'bundle', cache: {} as SignatureCache }), TypeError)
+  const r = vm.run('return kinCore.verifyBundle(input.peer, input.anchor, input.now, { tier: "Bundle" })', { peer: bytes, anchor, now })
+  t.equal(r.ok === false && r.name, 'RangeError', 'inside QuickJS as well')
+})
+
 t.test('SignatureCache: bounded, least recently used out first, pinned entries stay, the key must match', async t => {
   const key = (n: number): Uint8Array => new Uint8Array(32).fill(n)
   const id = (n: number): string => n.toString(16).padStart(64, '0')
