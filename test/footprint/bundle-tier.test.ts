@@ -8,7 +8,7 @@ import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { encodeHead, headId, signHead } from '../../agent/ledger/head.ts'
 import { encodeBundle, lineageEvents, verifyBundle, type ProofBundle } from '../../agent/ledger/bundle.ts'
-import { authorizeEvent, certifiedEvent, policyEvent } from '../../agent/ledger/builders.ts'
+import { authorizeEvent, certifiedEvent, policyEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { SignatureCache } from '../../agent/ledger/signature-cache.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
@@ -201,6 +201,38 @@ t.test('control: an identity L0 authorizes under itself is accepted, as on a ful
   const full = verifyBundle(nodeCrypto, peer, anchor, now)
   t.equal(full.signatures.tier, 'full')
   t.equal(full.signatures.verified, 3, 'the full tier checks all three signatures of the bundle, and accepts it too')
+  t.equal(!r.refused && r.code, 'ALLOW', !r.refused ? r.reason : '')
+})
+
+// The other side of the same trust: a rekey is its parent's act (DESIGN.md "Ledger"), so L0 may give its own child new
+// keys it holds, and with them rekey the grandchild, and so on down. Every signature is then genuine, and no tier can
+// tell this from the owner replacing a lost laptop. The invariant holds for a subtree while the devices between it
+// and L0 keep their keys; a device that sees its own ancestors rekeyed learns it only from its own synced ledger.
+t.test('limit: L0 rekeys its own child, then acts with the keys it gave it — accepted on both tiers', async t => {
+  const laptopKeys = newKeys(), phoneKeys = newKeys()
+  const scratch = new Ledger(nodeCrypto)
+  for (const e of honest.log) scratch.ingest(e, { trustSignatures: true })
+  const rekeyLaptop = signEvent(nodeCrypto, rekeyEvent(nodeCrypto, scratch.state.currentBinding(pf.l0)!, scratch.state.currentBinding(house.laptop.cn)!,
+    { spkiHash: laptopKeys.spkiHash, ledgerKey: laptopKeys.ledgerKey, notAfter: now + DAY }, now), l0Seed)
+  scratch.ingest(rekeyLaptop)
+  const rekeyPhone = signEvent(nodeCrypto, rekeyEvent(nodeCrypto, scratch.state.currentBinding(house.laptop.cn)!, scratch.state.currentBinding(phone.cn)!,
+    { spkiHash: phoneKeys.spkiHash, ledgerKey: phoneKeys.ledgerKey, notAfter: now + DAY }, now), laptopKeys.seed)
+  scratch.ingest(rekeyPhone)
+  const childKeys = newKeys()
+  const child = signEvent(nodeCrypto, authorizeEvent(nodeCrypto, scratch.state.currentBinding(phone.cn)!, {
+    spkiHash: childKeys.spkiHash, ledgerKey: childKeys.ledgerKey, role: 'guest', depth: 0, notAfter: now + DAY, kind: 'phone', name: 'not a real guest',
+  }, now), phoneKeys.seed)
+  scratch.ingest(child)
+  const childCn = honest.cnOfLabel(child.event.subject)
+  const certificate = certificateFor(childCn, phone.cn)
+  const certified = signEvent(nodeCrypto, certifiedEvent(scratch.state.currentBinding(childCn)!, nodeCrypto.sha256(certificate), now), childKeys.seed)
+  scratch.ingest(certified)
+  const extra = [rekeyLaptop, rekeyPhone, child, certified]
+  const peer = sealedByL0(extra, [...lineageOf(phone.cn), ...extra])
+  t.equal(verifyBundle(nodeCrypto, peer, anchor, now).signatures.verified, lineageOf(phone.cn).length + extra.length, 'the full tier checks every signature and accepts')
+  const r = present(peer, certificate)
+  t.equal(r.refused, false)
+  t.equal(!r.refused && r.signatures.verified, 3, 'the two rekeys and the authorize, each genuinely signed')
   t.equal(!r.refused && r.code, 'ALLOW', !r.refused ? r.reason : '')
 })
 
