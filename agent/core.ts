@@ -2,7 +2,8 @@
 /*
  * The API (dist/kin-core.js exports exactly these; docs/DEVICES.md shows them in use):
  *   verifyLedger(fileBytes)                          → LedgerState         a whole ledger file, every event verified
- *   verifyBundle(bundleBytes, anchor, now)           → VerifiedBundle      one CN's proof bundle against the miner key
+ *   verifyBundle(bundleBytes, anchor, now, options?) → VerifiedBundle      one CN's proof bundle against the miner key
+ *   new SignatureCache(n)                                                   with { tier: 'bundle' }: granting signatures verified once
  *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
  *   decide(request, state, now, device)              → Decision            the access decision; never throws
  *   challengeVerifier(options).issue(action)         → challenge bytes     proof of possession without TLS, then
@@ -23,7 +24,10 @@ import { replayRecords } from './ledger/persistent.ts'
 import type { LedgerState } from './ledger/state.ts'
 import { Ledger } from './ledger/ledger.ts'
 import { decodeHead } from './ledger/head.ts'
-import { verifyBundle as verifyBundleWith, type BundleAnchor, type VerifiedBundle } from './ledger/bundle.ts'
+import {
+  verifyBundle as verifyBundleWith, type BundleAnchor, type BundleSignatures, type BundleVerifyOptions, type VerifiedBundle,
+} from './ledger/bundle.ts'
+import { SignatureCache } from './ledger/signature-cache.ts'
 import { decodeCbor, encodeCbor, type CborValue } from './codec/cbor.ts'
 import { decodeEvent } from './ledger/event.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
@@ -42,8 +46,8 @@ import { ChallengeVerifier } from './access/challenge.ts'
 import { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
-export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, VerifiedBundle, CborValue }
-export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead, decodeEvent, ChainCache, decodeCbor, encodeCbor }
+export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, BundleSignatures, BundleVerifyOptions, VerifiedBundle, CborValue }
+export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead, decodeEvent, ChainCache, SignatureCache, decodeCbor, encodeCbor }
 
 /*
  * Why this file parses X.509 itself. agent/pki reads certificates through node-forge, which is several times the
@@ -84,9 +88,12 @@ export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN
  * Verifies one CN's proof bundle (agent/ledger/bundle.ts) with kin-core's crypto: the head signed by
  * `anchor.minerKey`, anchored to `anchor.knownHead` when given, every inclusion proof, the genesis the anchor
  * names, and every event validated in a fresh ledger. Throws the KinError of the first check that fails.
+ * By default every event's signature is checked; `{ tier: 'bundle', cache }` is the small device's rule (DESIGN.md
+ * "Small devices: three tiers"): only genesis, authorize, rekey and policy signatures, each once — verify the device's own
+ * bundle at boot with `own: true`, then each peer's with the same cache.
  */
-export function verifyBundle(bundleBytes: Uint8Array, anchor: BundleAnchor, now: number): VerifiedBundle {
-  return verifyBundleWith(coreCrypto, bundleBytes, anchor, now)
+export function verifyBundle(bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, options: BundleVerifyOptions = {}): VerifiedBundle {
+  return verifyBundleWith(coreCrypto, bundleBytes, anchor, now, options)
 }
 
 /**

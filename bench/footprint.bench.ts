@@ -1,7 +1,8 @@
 /**
  * @module Footprint figures: bundle sizes (minified, gzipped, what takes the room); ledger, bundle and decision
  * times of dist/kin-core.js in QuickJS against the same file on V8 in the same run; QuickJS's live memory after
- * each step (its own accounting) and the heap's high-water mark (the peak; test/footprint/_quickjs.ts).
+ * each step (its own accounting) and the heap's high-water mark (the peak; test/footprint/_quickjs.ts); a cold
+ * decision from two bundles on the full tier (every signature) against the bundle tier (DESIGN.md "Small devices").
  */
 import { pathToFileURL } from 'node:url'
 import { sizeReport, ensureBuilt } from '../test/footprint/_build.ts'
@@ -28,10 +29,41 @@ const STEPS = {
     return d.code`,
 } as const
 
-function inputsOf(house: FootprintHouse, times: number): Record<string, unknown> {
+// A cold decision as a device meets a stranger: the stranger's bundle verified, combined with the device's own, the
+// root parsed, the chain checked (no cache). Full tier: both bundles verified, every signature. Bundle tier: the own
+// bundle was verified at boot (timed apart), so only the peer's, with the boot's SignatureCache. Each round starts
+// from a fresh boot, so no round finds the peer's signatures cached, and runs both tiers one after the other, so that
+// load from other work on the machine falls on both alike. Times are taken inside the engine (the same source runs
+// on V8), in milliseconds per decision; `signatures` counts the Ed25519 checks of one decision, heads included.
+const COLD = `const clock = () => typeof performance === 'object' ? performance.now() : Date.now()
+  const full = { ms: 0, signatures: 0, code: '' }, bundle = { ms: 0, bootMs: 0, signatures: 0, code: '' }
+  const decide = (own, peer) => kinCore.decide({ certificate: input.certificate, action: 'unlock' }, kinCore.combineBundles([own, peer]), input.now,
+    { self: input.self, root: new kinCore.CoreCertificate(input.root) }).code
+  for (let i = 0; i < input.coldTimes; i++) {
+    let start = clock()
+    const ownFull = kinCore.verifyBundle(input.own, input.anchor, input.now), peerFull = kinCore.verifyBundle(input.peer, input.anchor, input.now)
+    full.code = decide(ownFull, peerFull)
+    full.ms += clock() - start
+    full.signatures = ownFull.signatures.verified + peerFull.signatures.verified + 2
+    start = clock()
+    const cache = new kinCore.SignatureCache(32)
+    const own = kinCore.verifyBundle(input.own, input.anchor, input.now, { tier: 'bundle', cache, own: true })
+    bundle.bootMs += clock() - start
+    start = clock()
+    const peer = kinCore.verifyBundle(input.peer, input.anchor, input.now, { tier: 'bundle', cache })
+    bundle.code = decide(own, peer)
+    bundle.ms += clock() - start
+    bundle.signatures = peer.signatures.verified + 1
+  }
+  full.ms /= input.coldTimes; bundle.ms /= input.coldTimes; bundle.bootMs /= input.coldTimes
+  return { full, bundle }`
+
+type ColdResult = Record<'full' | 'bundle', { code: string; ms: number; bootMs?: number; signatures: number }>
+
+function inputsOf(house: FootprintHouse, times: number, coldTimes: number): Record<string, unknown> {
   return {
     ledger: house.ledgerBytes, own: house.bundleOf(house.lock.cn), peer: house.bundleOf(house.guest.cn), anchor: house.anchor,
-    now: house.now, certificate: house.guest.certificate.der, self: house.lock.cn, root: house.pf.fleet.root.der, times,
+    now: house.now, certificate: house.guest.certificate.der, self: house.lock.cn, root: house.pf.fleet.root.der, times, coldTimes,
   }
 }
 
@@ -60,11 +92,11 @@ function v8Step(core: Core, step: keyof typeof STEPS, input: Record<string, unkn
   }
 }
 
-/** The heap's high-water mark (bytes beyond an empty runtime) after loading kin-core and running `steps`. */
-async function peakOf(steps: (keyof typeof STEPS)[], input: Record<string, unknown>): Promise<{ bytes: number; ok: boolean }> {
+/** The heap's high-water mark (bytes beyond an empty runtime) after loading kin-core and running `bodies`. */
+async function peakOf(bodies: string[], input: Record<string, unknown>): Promise<{ bytes: number; ok: boolean }> {
   const vm = await CoreVm.load({ ...SMALL_DEVICE, deadlineMs: 600_000 })
   try {
-    const ok = steps.every(step => vm.run(STEPS[step], input).ok)
+    const ok = bodies.every(body => vm.run(body, input).ok)
     return { bytes: vm.memory().heapPeak, ok }
   } finally {
     vm.dispose()
@@ -81,8 +113,8 @@ export async function run(emit: (row: object) => void): Promise<void> {
   }
 
   const house = await footprintHouse()
-  const times = 20
-  const input = inputsOf(house, times)
+  const times = 20, coldTimes = 3
+  const input = inputsOf(house, times, coldTimes)
   const core = (await import(pathToFileURL(await ensureBuilt('kin-core.js')).href)) as Core
   const limits: CoreVmLimits = { ...SMALL_DEVICE, deadlineMs: 600_000 }
 
@@ -110,10 +142,33 @@ export async function run(emit: (row: object) => void): Promise<void> {
       quickjsLiveBytes: memory.memory_used_size, quickjsHeapPeak: memory.heapPeak, quickjsObjects: memory.obj_count,
     })
   }
+
   vm.dispose()
 
-  // Peaks, each path in a fresh engine.
+  // In a fresh engine, as a device that keeps only its own lineage: nothing of the steps above stays alive in it.
+  const coldVm = await CoreVm.load(limits)
+  const inEngine = coldVm.run<ColdResult>(COLD, input)
+  // The engine's exact source, run on V8 for the comparison.
+  const v8 = (new Function('kinCore', 'input', COLD) as (core: Core, input: Record<string, unknown>) => ColdResult)(core, input)
+  const memory = coldVm.memory()
+  coldVm.dispose()
+  for (const tier of ['full', 'bundle'] as const) {
+    if (!inEngine.ok) {
+      emit({ bench: 'footprint.coldDecision', tier, error: inEngine.message })
+      continue
+    }
+    const q = inEngine.value[tier], v = v8[tier]
+    emit({
+      bench: 'footprint.coldDecision', tier, repeat: coldTimes, signatures: q.signatures,
+      quickjsMs: Math.round(q.ms), v8Ms: Math.round(v.ms * 10) / 10, slowdown: Math.round(q.ms / v.ms),
+      quickjsBootMs: q.bootMs === undefined ? undefined : Math.round(q.bootMs), v8BootMs: v.bootMs === undefined ? undefined : Math.round(v.bootMs * 10) / 10,
+      sameResult: q.code === v.code && q.signatures === v.signatures, result: q.code,
+      quickjsLiveBytes: memory.memory_used_size, quickjsHeapPeak: memory.heapPeak,
+    })
+  }
+
+  // Peaks, each path in a fresh engine (the cold decisions' is on their rows).
   emit({ bench: 'footprint.quickjs.peak', path: 'load', ...await peakOf([], input), budget: SMALL_DEVICE.memory })
-  emit({ bench: 'footprint.quickjs.peak', path: `load + two bundles + ${times} cold and ${times} warm decisions`, ...await peakOf(['verifyBundle', 'combineBundles', 'decideCold', 'decideWarm'], input), budget: SMALL_DEVICE.memory })
-  emit({ bench: 'footprint.quickjs.peak', path: `load + whole ledger (${events} events)`, ...await peakOf(['verifyLedger'], input), budget: SMALL_DEVICE.memory })
+  emit({ bench: 'footprint.quickjs.peak', path: `load + two bundles + ${times} cold and ${times} warm decisions`, ...await peakOf([STEPS.verifyBundle, STEPS.combineBundles, STEPS.decideCold, STEPS.decideWarm], input), budget: SMALL_DEVICE.memory })
+  emit({ bench: 'footprint.quickjs.peak', path: `load + whole ledger (${events} events)`, ...await peakOf([STEPS.verifyLedger], input), budget: SMALL_DEVICE.memory })
 }

@@ -11,6 +11,8 @@ import type { PersistentLedger } from './persistent.ts'
 import type { LedgerState } from './state.ts'
 import { labelFromBase32 } from './names.ts'
 import type { EncodedEvent } from './types.ts'
+import type { ValidateOptions, VerifiedSignatures } from './validate.ts'
+import type { SignatureCache } from './signature-cache.ts'
 
 /*
  * Wire format (deterministic CBOR):
@@ -46,6 +48,24 @@ import type { EncodedEvent } from './types.ts'
  *     direct successor not naming H: HEAD_FORK; tree or time going back: HEAD_ROLLBACK), and anything else is
  *     HEAD_UNPROVEN, fail closed: a verifier holding H cannot tell H' from a fork's head. A caller that accepts
  *     that risk says so by leaving `knownHead` out, and the result reports `anchoring: 'unanchored'`.
+ */
+
+/*
+ * The bundle tier (DESIGN.md "Small devices: three tiers"). A full device checks every signature of a bundle. A
+ * bundle-tier device (kin-core on a small engine, where one Ed25519 check costs a noticeable part of a second)
+ * checks the head's signature and every inclusion proof as a full device does, every rule of every event, and the
+ * signatures of the events that can grant anything — genesis, authorize and rekey bind keys, policy can widen what
+ * a role may do — unless it verified that exact event under that exact key before (its own lineage at boot,
+ * earlier peers: a SignatureCache). It takes the signatures of the others on the miner's word (they sit in a head
+ * the miner signed): a revoke only takes away, and a certified event only records a certificate for a key its
+ * binding already names, which the holder must still prove it holds. Why that keeps
+ * the invariant "a compromised L0 alone cannot make it accept an identity under another device's subtree": an
+ * identity exists only through an authorize event signed with its parent's ledger key, that key is bound by the
+ * parent's own authorize or rekey, signed by its parent, and so on up to the genesis; every link of that chain is
+ * a signature the device checked itself. L0 holds its own key, the miner's and the CA's, none of a device's below
+ * it. What L0 can still do is what its key may do on every tier: authorize under itself, rekey its own children
+ * (and then sign with the keys it gave them), revoke, set policy; and leave events out of a bundle, as any
+ * presenter can.
  */
 
 /** The only bundle format version. */
@@ -97,6 +117,31 @@ export interface BundleAnchor {
   consistencyProof?: readonly Uint8Array[]
 }
 
+/** How much of a bundle's signatures its verifier checks itself. */
+export interface BundleVerifyOptions {
+  /**
+   * 'full' (the default; every Node device): every event's signature. 'bundle' (kin-core's small-device tier): the
+   * signatures of genesis, authorize, rekey and policy events that `cache` does not hold; certified and revoke
+   * events' on the miner's word (module comment). Every rule of every event runs in both.
+   */
+  tier?: 'full' | 'bundle'
+  /** Bundle tier: signatures verified before; the ones this bundle verified are added once the whole bundle verified. */
+  cache?: SignatureCache
+  /** Bundle tier: this is the device's own bundle (at boot); its signatures are pinned in `cache`. */
+  own?: boolean
+}
+
+/** What a bundle verification did with the events' signatures. */
+export interface BundleSignatures {
+  tier: 'full' | 'bundle'
+  /** Event signatures checked with Ed25519 here (the head's is always checked, and not counted). */
+  verified: number
+  /** Genesis, authorize, rekey and policy events whose (id, key) the cache held. */
+  cached: number
+  /** Events whose signature was taken on the miner's word (bundle tier). */
+  trusted: number
+}
+
 /** A bundle that verified: its events in a fresh ledger, ready for the access stages. */
 export interface VerifiedBundle {
   bundle: ProofBundle
@@ -108,6 +153,8 @@ export interface VerifiedBundle {
   state: LedgerState
   /** Seconds between the head's time and `now` (negative when the head claims a later time). */
   headAge: number
+  /** What was checked of the events' signatures, and how. */
+  signatures: BundleSignatures
 }
 
 // ---- codec -------------------------------------------------------------------------------------------------
@@ -296,8 +343,48 @@ function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
   })
 }
 
-/** Checks the genesis (first entry, leaf 0) against the anchor, then ingests every event, fully validated, in leaf order. */
-function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor): Ledger {
+// The options come from a host program in plain JavaScript: a misspelt tier must not quietly check less.
+function checkVerifyOptions(opts: BundleVerifyOptions): void {
+  if (opts.tier !== undefined && opts.tier !== 'full' && opts.tier !== 'bundle') throw new RangeError(`"tier" expected 'full' or 'bundle', got ${JSON.stringify(opts.tier)}`)
+  const cache = opts.cache as Partial<SignatureCache> | undefined
+  if (cache !== undefined && (typeof cache.holds !== 'function' || typeof cache.add !== 'function')) throw new TypeError('"cache" expected a SignatureCache')
+}
+
+// The events that can grant (keys or actions), whose signatures the bundle tier always checks or finds in its cache:
+// all but the two kinds that cannot, so that a kind added later is checked until someone argues otherwise.
+function grants(e: EncodedEvent): boolean {
+  const type = e.event.type
+  return type !== 'certified' && type !== 'revoke'
+}
+
+/** Per event, the validation options of a tier, counting what it checked; `commit` fills the cache once all verified. */
+function signaturePolicy(opts: BundleVerifyOptions): { optionsFor(e: EncodedEvent): ValidateOptions; signatures: BundleSignatures; commit(): void } {
+  const tier = opts.tier ?? 'full'
+  const signatures: BundleSignatures = { tier, verified: 0, cached: 0, trusted: 0 }
+  if (tier === 'full') return { optionsFor: () => { signatures.verified++; return {} }, signatures, commit: () => {} }
+  const checked: [string, Uint8Array][] = []
+  // Validation asks once per event, with the exact key it would verify under; a miss is verified by validation itself.
+  const verified: VerifiedSignatures = {
+    holds(idHex, ledgerKey) {
+      if (opts.cache?.holds(idHex, ledgerKey) === true) { signatures.cached++; return true }
+      signatures.verified++
+      checked.push([idHex, ledgerKey])
+      return false
+    },
+  }
+  return {
+    signatures,
+    optionsFor: e => {
+      if (grants(e)) return { verified }
+      signatures.trusted++
+      return { trustSignatures: true }
+    },
+    commit: () => { for (const [idHex, key] of checked) opts.cache?.add(idHex, key, opts.own === true) },
+  }
+}
+
+/** Checks the genesis (first entry, leaf 0) against the anchor, then ingests every event in leaf order, every rule checked, signatures as the tier says. */
+function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor, opts: BundleVerifyOptions): { ledger: Ledger; signatures: BundleSignatures } {
   const first = bundle.entries[0]!
   const genesis = readEvent(crypto, first.eventBytes)
   if (first.leafIndex !== 0 || genesis.event.type !== 'genesis') throw incomplete('a bundle starts with the fleet\'s genesis event at leaf 0')
@@ -306,16 +393,19 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
     throw new VerificationError('GENESIS_MISMATCH', `the bundle belongs to another fleet (genesis ${genesis.idHex.slice(0, 16)}…)`)
   }
   const ledger = new Ledger(crypto)
+  const policy = signaturePolicy(opts)
   bundle.entries.forEach((entry, i) => {
     try {
-      ledger.ingest(i === 0 ? genesis : entry.eventBytes)
+      const e = i === 0 ? genesis : ledger.read(entry.eventBytes)
+      ledger.ingest(e, policy.optionsFor(e))
     } catch (err) {
       if (!(err instanceof KinError)) throw err
       if (err.code === 'MISSING_LINK' || err.code === 'NO_GENESIS') throw incomplete(`bundle entry ${i} links to an event the bundle lacks: ${err.message}`, { entry: i })
       throw new VerificationError(err.code, `bundle entry ${i} is refused: ${err.message}`, { cause: err, detail: { entry: i } })
     }
   })
-  return ledger
+  policy.commit()
+  return { ledger, signatures: policy.signatures }
 }
 
 /**
@@ -323,17 +413,19 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
  * anchored to `anchor.knownHead` (the offline rule: HEAD_UNPROVEN, HEAD_FORK, HEAD_INCONSISTENT, HEAD_ROLLBACK)
  * → every inclusion proof (BUNDLE_INCLUSION) → genesis equals the anchor's (GENESIS_MISMATCH) → every event
  * ingested in leaf order into a fresh Ledger with full validation (BUNDLE_INCOMPLETE for a missing link, the
- * event's own code otherwise). Returns that ledger's state for the access stages. Throws only KinErrors.
+ * event's own code otherwise). Returns that ledger's state for the access stages. Throws only KinErrors. `opts.tier`
+ * 'bundle' checks fewer signatures (BundleVerifyOptions); the default checks them all.
  */
-export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number): VerifiedBundle {
+export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
   abytes('anchor.minerKey', anchor.minerKey, 32)
+  checkVerifyOptions(opts)
   const bundle = decodeBundle(bundleBytes)
   verifyBundleHead(crypto, bundle, anchor.minerKey)
   const id = headId(crypto, bundle.head)
   const anchoring = anchorBundleHead(crypto, bundle, anchor, id)
   verifyInclusions(crypto, bundle)
-  const ledger = replayBundle(crypto, bundle, anchor)
-  return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time }
+  const { ledger, signatures } = replayBundle(crypto, bundle, anchor, opts)
+  return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time, signatures }
 }
 
 /**

@@ -91,7 +91,7 @@ function checkGenesis(crypto: CryptoProvider, state: LedgerState, e: EncodedEven
   if (!bytesEqual(ev.subject, ev.issuer)) refuse('GENESIS_INVALID', 'genesis must be issued by its own subject (L0)', e)
   const label = deriveLabel(crypto, ev.body.nonce, ev.body.spkiHash, ev.body.ledgerKey)
   if (!bytesEqual(label, ev.subject)) refuse('CN_MISMATCH', 'genesis subject label is not derived from its nonce and keys', e)
-  if (!opts.trustSignatures && !verifyEventSignature(crypto, ev, ev.body.ledgerKey, e.bytes)) {
+  if (!opts.trustSignatures && opts.verified?.holds(e.idHex, ev.body.ledgerKey) !== true && !verifyEventSignature(crypto, ev, ev.body.ledgerKey, e.bytes)) {
     refuse('BAD_SIGNATURE', 'genesis signature does not verify with its own ledger key', e)
   }
 }
