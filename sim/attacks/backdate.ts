@@ -28,9 +28,10 @@ export interface BackDateCast {
 /**
  * The thief's event, signed with the key in the stolen device's `ledger-key` file and dated `back` seconds before
  * `before`: a new admin child, a policy on the lock granting guests every action, or a revocation of the owner's
- * branch with its subtree. Built against L0's ledger (what the thief learned before the theft was noticed).
+ * branch with its subtree. Built against L0's ledger (what the thief learned before the theft was noticed). An
+ * authorize binds `childTlsKey` when given (so a CSR for it can be put to the CA), a random key hash otherwise.
  */
-export function backDatedEvent(fleet: LiveFleet, cast: BackDateCast, kind: BackDatedKind, before: number, back: number): EncodedEvent {
+export function backDatedEvent(fleet: LiveFleet, cast: BackDateCast, kind: BackDatedKind, before: number, back: number, childTlsKey?: { spkiDer: Uint8Array }): EncodedEvent {
   const state = fleet.l0.ledger.ledger.state
   const thief = fleet.device(cast.thief)
   const stolenKey = new Home(thief.dir).readLedgerKey()
@@ -40,7 +41,7 @@ export function backDatedEvent(fleet: LiveFleet, cast: BackDateCast, kind: BackD
   if (kind === 'authorize') {
     const child = nodeCrypto.ed25519KeyPair(nodeCrypto.randomBytes(32))
     return signEvent(nodeCrypto, authorizeEvent(nodeCrypto, issuer, {
-      spkiHash: nodeCrypto.randomBytes(32), ledgerKey: child.publicKey, role: 'admin', depth: issuer.depth - 1,
+      spkiHash: childTlsKey === undefined ? nodeCrypto.randomBytes(32) : nodeCrypto.sha256(childTlsKey.spkiDer), ledgerKey: child.publicKey, role: 'admin', depth: issuer.depth - 1,
       notAfter: issuer.notAfter, kind: 'laptop', name: 'spare laptop',
     }, time), stolenKey)
   }
