@@ -1,5 +1,5 @@
-/** @module Tampering with a device's ledger on disk: a flipped byte, a deleted event, two events swapped — each caught on reopen. */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+/** @module Tampering with a device's ledger on disk: a flipped byte, a deleted event, two events swapped — each caught on reopen — and an older copy swapped in under a serving device. */
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodeStorage } from '../../firmware-shims/node/storage.ts'
@@ -11,6 +11,7 @@ import { scanRecords, type StoredRecord } from '../../agent/ledger/store.ts'
 import type { AttackContext } from './house.ts'
 import type { AttackRunner } from './runner.ts'
 import { ACCEPTED, type AttackOutcome } from './types.ts'
+import { HomeLedgerFollower } from '../../agent/cli/commands/_access-home.ts'
 
 /** Copies the home's ledger and sync files into `into`, with the ledger's bytes changed by `tamper`. */
 function copyHome(home: string, into: string, tamper: (records: StoredRecord[], bytes: Uint8Array) => Uint8Array): void {
@@ -80,5 +81,22 @@ export async function ledgerAttacks(ctx: AttackContext, run: AttackRunner): Prom
       return concatBytes(...order.map(r => r.bytes))
     })
     return reopen(scratch('reordered'))
+  })
+  await run.run({ id: 'ledger-rolled-back', family: 'ledger', kind: 'attack', attack: "the lock's ledger file swapped, while it serves, for an older copy (its last events cut)", expected: ['LEDGER_ROLLBACK'] }, async () => {
+    // A device that serves from its file (kin serve on a home written by another process) reads it again when it
+    // changes; an older copy — from before a revocation — must not become its truth (DESIGN.md "Storage").
+    const dir = scratch('rolled-back')
+    copyHome(home, dir, (_, bytes) => bytes)
+    const file = join(dir, LEDGER_FILE)
+    const serving = new HomeLedgerFollower(file)
+    const held = serving.state().log.length
+    const records = scanRecords(new Uint8Array(readFileSync(file))).records
+    const older = concatBytes(...records.slice(0, Math.max(1, records.length - 3)).map(r => r.bytes))
+    writeFileSync(`${file}.older`, older)
+    renameSync(`${file}.older`, file)
+    const after = serving.state().log.length
+    const error = serving.lastError
+    if (error === undefined) return { actual: ACCEPTED, detail: `the older copy became the state: ${after} events (held ${held})` }
+    return { actual: error.code, detail: `still deciding on the ${after} events verified before (the copy has ${records.length - 3}): ${error.message.split('. ')[0]}` }
   })
 }

@@ -10,6 +10,9 @@ const REQUIRED_ATTACKS = [
   'rogue-ca', 'mis-issued', 'stolen-certificate', 'san-parent', 'fake-lock-eve-ca', 'challenge-replayed', 'bundle-event-byte',
   'bundle-forked-head', 'ledger-flipped-byte', 'ledger-deleted-event', 'ledger-reordered', 'head-eve-signed', 'head-fork',
   'head-inconsistent', 'policy-narrowed', 'revoked-ancestor', 'guest-expired',
+  // A stolen key, a hostile RSA key, floods and spam, old certificates, a rolled-back ledger file.
+  'backdated-authorize', 'backdated-policy', 'backdated-revoke', 'challenge-slow-rsa', 'challenge-reflected', 'half-open-flood',
+  'certified-not-issued', 'policy-not-delegator', 'spam-flood', 'spam-bundles', 'old-parent-marker', 'ledger-rolled-back',
 ]
 const REQUIRED_CONTROLS = ['guest-unlocks', 'owner-unlocks', 'challenge-good', 'bundle-good']
 
