@@ -16,6 +16,7 @@ import { PersistentLedger } from '../../ledger/persistent.ts'
 import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
 import { emit } from '../output.ts'
+import { refuseExistingFile } from '../output-file.ts'
 import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
 import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 
@@ -112,17 +113,19 @@ function knownSizeOf(value: unknown): number | undefined {
 /** `kin ledger bundle`. */
 export const ledgerBundle: CommandSpec = {
   name: 'ledger bundle',
-  usage: 'kin ledger bundle CN --home DIR [--out FILE] [--known-size N] [--timeout 5s] [--json]',
+  usage: 'kin ledger bundle CN --home DIR [--out FILE [--force]] [--known-size N] [--timeout 5s] [--json]',
   summary: "Write CN's proof bundle to a file. The bundle holds CN's lineage events up to genesis with inclusion proofs against a signed "
     + "head, so a device without a link to L0 can verify CN offline (kin check --bundle). Built from the home's ledger and the head it verified "
     + "(DIR/sync.cbor; on L0's home, the miner's own log and heads); when they lack CN's events, asked from L0 over the home's broker "
-    + 'session. --known-size adds a consistency proof to the verifier\'s tree size, for a verifier holding an older head. Exit 0 written, '
+    + 'session. --known-size adds a consistency proof to the verifier\'s tree size, for a verifier holding an older head. An existing FILE is '
+    + 'replaced only with --force (STORAGE_EXISTS otherwise). Exit 0 written, '
     + '2 on errors.',
   options: {
     home: { type: 'string', help: 'the home whose ledger proves CN' },
     out: { type: 'string', help: 'file to write (default: ./CN.bundle)' },
     'known-size': { type: 'string', help: "the verifier's tree size, for a consistency proof to its head" },
     timeout: { type: 'string', help: 'limit for asking L0', default: '5s' },
+    force: { type: 'boolean', help: 'replace FILE when it exists (refused with STORAGE_EXISTS otherwise)' },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the home whose ledger proves CN, e.g. --home ./phone')
@@ -133,6 +136,8 @@ export const ledgerBundle: CommandSpec = {
     const home = new Home(dir)
     const config = home.readConfig()
     requireFleetCn(cn, config.fleet)
+    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
+    refuseExistingFile(out, args.values.force === true, '--out FILE')
     const local = config.l0 === true ? await fromL0Home(home, cn, knownTreeSize) : await fromDeviceHome(home, cn, knownTreeSize)
     let bytes = local.bundle
     let source: 'local' | 'miner' = 'local'
@@ -147,7 +152,6 @@ export const ledgerBundle: CommandSpec = {
       // What this home would accept from anyone, it checks on its own bundle too.
       verified = verifyBundle(nodeCrypto, bytes, { minerKey: local.minerKey, genesisId: local.genesisId, knownHead: local.head }, Math.floor(Date.now() / 1000))
     }
-    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
     writeFileDurable(out, bytes)
     const head = verified.head
     emit(args.json, {
