@@ -59,11 +59,11 @@ export const show: CommandSpec = {
         `  standing: ${standingText(state, invalid) ?? 'valid'}`,
         '  lineage (up to L0):',
         ...lineage.map((b, i) => `    ${'  '.repeat(i)}${i === 0 ? '' : '↑ '}"${shown(b.name)}" ${b.role} ${b.cn}`),
-        `  certificates: ${certificates.length === 0 ? 'none recorded' : ''}`,
+        `  certificates:${certificates.length === 0 ? ' none recorded' : ''}`,
         ...certificates.map(c => `    ${isoTime(c.time)}  sha256 ${c.certHash}`),
-        `  revocations: ${revocations.length === 0 ? 'none' : ''}`,
+        `  revocations:${revocations.length === 0 ? ' none' : ''}`,
         ...bindings.flatMap(b => b.revocations).map(r => `    ${revocationText(state, r)}`),
-        `  policies: ${policies.length === 0 ? 'none (the default trust policy applies)' : ''}`,
+        `  policies:${policies.length === 0 ? ' none (the default trust policy applies)' : ''}`,
         ...state.policies(cn).map(p => `    ${isoTime(p.time)} by ${shown(state.bindings.get(p.issuerBindingId)?.name ?? '?')}: max ${p.body.maxHops} hops${p.body.subtree ? ', for its subtree' : ''}, ${p.body.rules.length} rule(s)${p.body.anchors.length > 0 ? `, anchors ${p.body.anchors.map(a => base32(a)).join(' ')}` : ''}`),
       ]
       if (state.children(cn).length > 0) lines.push(`  authorized ${state.children(cn).length} identities (kin devices shows the tree)`)

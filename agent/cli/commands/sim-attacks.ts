@@ -1,5 +1,5 @@
 /** @module `kin sim attacks`: every attack against a live fleet, the refusal expected and the code seen, one row each. */
-import { refuseNonEmptyDir, reportTarget } from '../output-file.ts'
+import { prepareKeepDir, reportTarget } from '../output-file.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -44,13 +44,14 @@ export const simAttacks: CommandSpec = {
   options: {
     report: { type: 'string', help: 'also write the run as a self-contained HTML report to FILE' },
     keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
-    force: { type: 'boolean', help: 'write the homes into --keep DIR even when it already holds files (refused with STORAGE_EXISTS otherwise)' },
+    force: { type: 'boolean', help: 'keep the homes in --keep DIR even when it holds files, replacing an earlier run\'s homes there (refused with STORAGE_EXISTS otherwise)' },
   },
   async run(args) {
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
-    if (keep !== undefined) refuseNonEmptyDir(keep, args.values.force === true, '--keep')
-    else if (args.values.force === true) throw usageError('--force applies to --keep DIR: give --keep, or leave out --force')
     const reportFile = reportTarget(args.values.report)
+    // Refused before anything is removed; the earlier run's homes go only once every check has passed.
+    if (keep !== undefined) prepareKeepDir(keep, args.values.force === true, 'sim attacks')
+    else if (args.values.force === true) throw usageError('--force applies to --keep DIR: give --keep, or leave out --force')
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-attacks-'))
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
     let result: AttackSuiteResult

@@ -3,7 +3,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { requireString, type CommandSpec } from '../args.ts'
 import { emit, isoTime } from '../output.ts'
-import { homeHolder, nameAndLabel, openHomeView, shown, standingJson, standingText } from './_home-view.ts'
+import { homeHolder, openHomeView, shown, standingJson, standingText } from './_home-view.ts'
 
 /** `kin status`. */
 export const status: CommandSpec = {
@@ -44,7 +44,7 @@ export const status: CommandSpec = {
       const lines = [
         `${config.cn}${self === undefined ? '' : `  "${shown(self.name)}"`}`,
         `  role         ${out.role}${self === undefined ? '' : ` (${shown(self.kind)})`} in fleet ${config.fleet}${config.l0 === true ? ' — this is L0' : ''}`,
-        `  parent       ${parent === undefined ? '— (L0 is the root of the fleet)' : `${nameAndLabel(parent)} ${parent.role}, ${parent.cn}`}`,
+        `  parent       ${parent === undefined ? '— (L0 is the root of the fleet)' : `"${shown(parent.name)}" ${parent.role} ${parent.cn}`}`,
         `  certificate  expires ${isoTime(cert.notAfter)} (${cert.notAfter <= now ? 'EXPIRED' : `in ${days} days`})`,
         `  ledger       ${state.log.length} events; ${view.head === undefined ? 'no verified head yet (run kin sync)' : `head ${view.head.height} over ${view.head.treeSize} events sealed ${isoTime(view.head.time)}${view.confirmedAt === undefined ? '' : `, confirmed ${isoTime(view.confirmedAt)}`}`}`,
         `  broker       ${out.broker ?? (config.l0 === true ? 'this home runs it (kin broker)' : 'none named in config.json')}`,
