@@ -137,6 +137,6 @@ export function findIdentity(state: LedgerState, query: string): string {
   if (matches.length === 0) {
     throw new KinError('IDENTITY_UNKNOWN', `no identity named "${shown(query)}" in this home's ledger (${current.length} identities): run 'kin devices' for the names, or 'kin sync' if it was enrolled since`, { detail: { query } })
   }
-  const candidates = matches.map(b => `${b.cn} (${b.role} ${shown(b.kind)}, under ${b.parentCn === undefined ? '-' : (state.currentBinding(b.parentCn)?.name ?? b.parentCn)})`)
+  const candidates = matches.map(b => `${b.cn} (${b.role} ${shown(b.kind)}, under ${b.parentCn === undefined ? '-' : shown(state.currentBinding(b.parentCn)?.name ?? b.parentCn)})`)
   throw new KinError('NAME_AMBIGUOUS', `${matches.length} identities are named "${shown(query)}": give one of their CNs instead:\n  ${candidates.join('\n  ')}`, { detail: { query, candidates: matches.map(b => b.cn) } })
 }
