@@ -12,6 +12,7 @@ import { escapeNonPrintable } from '../../ledger/names.ts'
 import { PersistentLedger } from '../../ledger/persistent.ts'
 import type { InvalidReason, LedgerState } from '../../ledger/state.ts'
 import type { Binding, Revocation } from '../../ledger/types.ts'
+import type { BundleSource } from '../../ledger/bundle.ts'
 import { usageError } from '../args.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { isoTime } from '../output.ts'
@@ -20,35 +21,50 @@ import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, lockHolder } from './sync.ts'
 /** The heads file of L0's miner (broker/miner-service.ts HEADS_FILE). */
 const L0_HEADS_FILE = 'heads.cbor'
 
-/** What a home's files say, read into memory: a running agent keeps owning the files. */
-export interface HomeView {
-  home: Home
-  config: HomeConfig
+/** A home's log read into memory: its state, the head it verified, and what proves inclusion against that head. */
+export interface HomeLog {
   state: LedgerState
   /** The last head this home verified (a device's sync.cbor; on L0, the miner's latest sealed head). */
   head: BlockHead | undefined
   headId: string | undefined
   /** When the device last confirmed that head with L0 (seconds; undefined on L0 and before the first sync). */
   confirmedAt: number | undefined
+  /** The replica (a device) or the miner (L0) over the copy, for proof bundles. */
+  proofs: { bundleSource(): BundleSource | undefined }
+  /** The genesis' miner key and id: the anchor a bundle from this home is checked with. */
+  minerKey: Uint8Array
+  genesisId: string
+}
+
+/** What a home's files say, read into memory: a running agent keeps owning the files. */
+export interface HomeView extends Omit<HomeLog, 'proofs'> {
+  home: Home
+  config: HomeConfig
 }
 
 function fileBytes(path: string): Uint8Array {
   return existsSync(path) ? readHomeFile(path) : new Uint8Array(0)
 }
 
-/** Opens `dir` read-only: ledger.cbor replayed and verified, and the head it holds checked against it. */
-export async function openHomeView(dir: string): Promise<HomeView> {
-  const home = new Home(dir)
-  const config = home.readConfig()
+/**
+ * Reads a home without taking it over (a running kin serve or kin broker may own it): ledger.cbor with sync.cbor
+ * (a device) or heads.cbor (L0's miner) copied into memory, replayed, verified and opened there, handed to `use`,
+ * then closed. The running agent keeps writing its files; this copy is what they held a moment ago.
+ */
+export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: HomeLog) => T | Promise<T>): Promise<T> {
   const storage = memoryStorage()
   storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
   if (config.l0 === true) {
     storage.files.set(L0_HEADS_FILE, fileBytes(join(home.dir, L0_HEADS_FILE)))
     const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile(LEDGER_FILE))
-    if (ledger.ledger.state.genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
+    const genesis = ledger.ledger.state.genesis
+    if (genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
     const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile(L0_HEADS_FILE), home.readLedgerKey())
     try {
-      return { home, config, state: ledger.ledger.state, head: miner.latestHead(), headId: miner.latestHeadId(), confirmedAt: undefined }
+      return await use({
+        state: ledger.ledger.state, head: miner.latestHead(), headId: miner.latestHeadId(), confirmedAt: undefined, proofs: miner,
+        minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex,
+      })
     } finally {
       await miner.close()
     }
@@ -57,10 +73,20 @@ export async function openHomeView(dir: string): Promise<HomeView> {
   const opened = await openReplicaFiles(nodeCrypto, storage)
   try {
     const r = opened.replica
-    return { home, config, state: opened.ledger.ledger.state, head: r.head, headId: r.headId, confirmedAt: r.confirmedAt }
+    const state = opened.ledger.ledger.state
+    return await use({
+      state, head: r.head, headId: r.headId, confirmedAt: r.confirmedAt, proofs: r, minerKey: opened.minerKey, genesisId: state.genesis!.event.idHex,
+    })
   } finally {
     await opened.close()
   }
+}
+
+/** Opens `dir` read-only: its config, ledger state and verified head (readHomeLog). */
+export async function openHomeView(dir: string): Promise<HomeView> {
+  const home = new Home(dir)
+  const config = home.readConfig()
+  return readHomeLog(home, config, ({ proofs: _proofs, ...log }) => ({ home, config, ...log }))
 }
 
 /** The process that holds the home, if one does: `kin broker` on L0's home, `kin serve` or `kin sync --follow` on a device's. */
