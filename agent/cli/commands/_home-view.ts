@@ -1,4 +1,4 @@
-/** @module A home read without taking it over — ledger state, verified head, agent holding it — and how identities are shown, for `kin status`, `kin devices` and `kin show`. */
+/** @module A home read without taking it over (ledger state, verified head, proofs, the agent holding it) and how its identities are shown: for kin status, devices, show and ledger bundle. */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../../errors.ts'

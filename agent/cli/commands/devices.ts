@@ -58,7 +58,7 @@ function rowText(state: LedgerState, row: DeviceRow, now: number): string {
 export const devices: CommandSpec = {
   name: 'devices',
   usage: 'kin devices --home DIR [--json]',
-  summary: "The fleet as a tree, as this home's ledger knows it: every identity under the one that authorized it, with its friendly name, "
+  summary: "The fleet as a tree, with names and revocations. Reads this home's ledger: every identity under the one that authorized it, with its friendly name, "
     + 'role, kind, expiry and revocations (reason and effective time; an identity under a revoked ancestor is marked too). Times are ISO 8601 '
     + '(seconds since the epoch with --json). Run kin sync first for the newest picture.',
   options: {

@@ -24,7 +24,7 @@ function hop(b: Binding): Record<string, unknown> {
 export const show: CommandSpec = {
   name: 'show',
   usage: 'kin show CN|NAME --home DIR [--json]',
-  summary: "One identity as this home's ledger knows it: its friendly name, role, kind and expiry; its lineage up to L0 (each hop's name, role "
+  summary: "One identity with its lineage up to L0. From this home's ledger: its friendly name, role, kind and expiry; its lineage up to L0 (each hop's name, role "
     + 'and CN); the certificates recorded for it; its revocations and the policies set on it; and whether it stands now. NAME is the '
     + 'friendly name from its authorize event (or a CN\'s 16-character label); a name several identities share is refused with their CNs '
     + '(NAME_AMBIGUOUS), an unknown one with IDENTITY_UNKNOWN. Times are ISO 8601 (seconds since the epoch with --json).',

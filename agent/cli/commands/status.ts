@@ -9,7 +9,7 @@ import { homeHolder, openHomeView, shown, standingJson, standingText } from './_
 export const status: CommandSpec = {
   name: 'status',
   usage: 'kin status --home DIR [--json]',
-  summary: "Who this device is and how it stands: its CN, friendly name, role, fleet and parent; when its certificate expires; the home's ledger "
+  summary: "Who this device is and how it stands. Shows its CN, friendly name, role, fleet and parent; when its certificate expires; the home's ledger "
     + '(events, and the last head it verified: height, tree size, time); the broker it follows; whether kin serve, kin sync --follow or kin broker '
     + 'holds the home; and whether its own identity was revoked or expired. Reads the home without taking it over. Times are ISO 8601 '
     + '(seconds since the epoch with --json). Exit 0 when the identity stands, 1 when it is revoked or expired, 2 on errors.',
