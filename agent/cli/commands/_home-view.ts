@@ -53,9 +53,11 @@ function fileBytes(path: string): Uint8Array {
  */
 export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: HomeLog) => T | Promise<T>): Promise<T> {
   const storage = memoryStorage()
-  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
+  // The head first, then the ledger: an agent appends events before it records a head over them, so the ledger read
+  // second holds at least what the head covers, however the two reads interleave with its writes.
   if (config.l0 === true) {
     storage.files.set(L0_HEADS_FILE, fileBytes(join(home.dir, L0_HEADS_FILE)))
+    storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
     const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile(LEDGER_FILE))
     const genesis = ledger.ledger.state.genesis
     if (genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
@@ -70,6 +72,7 @@ export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: 
     }
   }
   storage.files.set(SYNC_FILE, fileBytes(join(home.dir, SYNC_FILE)))
+  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
   const opened = await openReplicaFiles(nodeCrypto, storage)
   try {
     const r = opened.replica
