@@ -73,6 +73,10 @@ export type KinErrorCode =
   | 'CONNECTION_DEADLINE' | 'CONNECTION_EVICTED'
   // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
   | 'INBOX_SENDER_MISMATCH'
+  /** `kin show NAME`: no identity in the home's ledger has that CN, label or friendly name. */
+  | 'IDENTITY_UNKNOWN'
+  /** `kin show NAME`: several identities carry that friendly name; the message lists their CNs to choose from. */
+  | 'NAME_AMBIGUOUS'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

@@ -35,6 +35,17 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
     ['kin sync --home ./lock', 'catch up with L0\'s ledger once'],
     ['kin sync --home ./lock --follow', 'keep following it until interrupted'],
   ],
+  'status': [
+    ['kin status --home ./lock', 'who this device is, when its certificate expires, its head, broker and agent; exit 1 when it was revoked'],
+    ['kin status --home ./lock --json', 'the same as one JSON document, times in seconds'],
+  ],
+  'devices': [
+    ['kin devices --home ./phone', 'the fleet as a tree with names, roles, expiry and revocations'],
+  ],
+  'show': [
+    ['kin show "front door" --home ./phone', 'one device by its friendly name: lineage up to L0, certificates, revocations, policies'],
+    ['kin show <CN> --home ./phone --json', 'the same by CN, as JSON'],
+  ],
   'ledger show': [
     ['kin ledger show --home ./lock', 'every event of the home\'s ledger, one line each'],
   ],
@@ -43,9 +54,11 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
   ],
   'ledger bundle': [
     ['kin ledger bundle <guest CN> --home ./phone --out guest.bundle', 'the proofs a guest carries to an offline lock'],
+    ['kin ledger bundle <guest CN> --home ./phone --out guest.bundle --force', 'write it again over the bundle of an earlier run'],
   ],
   'sim house': [
     ['kin sim house --report house.html', 'play the house on a live fleet and draw it'],
+    ['kin sim house --keep ./house --force', 'keep the homes in ./house, even though it holds files already'],
   ],
   'sim attacks': [
     ['kin sim attacks --json', 'run every attack and control; one JSON line per row'],

@@ -15,8 +15,11 @@ import { check } from './commands/check.ts'
 import { sync } from './commands/sync.ts'
 import { revoke } from './commands/revoke.ts'
 import { ledgerBundle } from './commands/bundle.ts'
+import { status } from './commands/status.ts'
+import { devices } from './commands/devices.ts'
+import { show } from './commands/show.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

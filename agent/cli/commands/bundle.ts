@@ -1,30 +1,19 @@
 /** @module `kin ledger bundle`: export one CN's proof bundle from the home's ledger and verified head, or from the miner when the home lacks it. */
-import { existsSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
-import { memoryStorage } from '../../../firmware-shims/memory/storage.ts'
 import { nodeTransport } from '../../../firmware-shims/node/transport.ts'
 import { fetchBundle } from '../../gossip/bundle-request.ts'
 import { connectDevice } from '../../gossip/login.ts'
-import { LEDGER_FILE, SYNC_FILE, openReplicaFiles } from '../../gossip/replica-files.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { buildBundle, encodeBundle, verifyBundle, type VerifiedBundle } from '../../ledger/bundle.ts'
 import type { BlockHead } from '../../ledger/head.ts'
-import { Miner } from '../../ledger/miner.ts'
-import { PersistentLedger } from '../../ledger/persistent.ts'
 import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
 import { emit } from '../output.ts'
+import { refuseExistingFile } from '../output-file.ts'
+import { readHomeLog } from './_home-view.ts'
 import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
-import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
-
-/** The heads file of L0's miner (broker/miner-service.ts HEADS_FILE). */
-const L0_HEADS_FILE = 'heads.cbor'
-
-function fileBytes(path: string): Uint8Array {
-  return existsSync(path) ? readHomeFile(path) : new Uint8Array(0)
-}
 
 /** What the home's own files give: the bundle (or why not), the verified head, and the anchor to check a bundle with. */
 interface LocalOutcome {
@@ -36,49 +25,21 @@ interface LocalOutcome {
 }
 
 /**
- * A device home, read without taking it over (a running `kin serve` may own it): ledger.cbor and sync.cbor copied
- * into memory and opened as a replica there, so the bundle is built from the verified head and the miner-ordered ids.
+ * The bundle from the home's own files, read without taking the home over: a device's verified head and the
+ * miner-ordered ids of its replica, or on L0's home the miner's own log and heads.
  */
-async function fromDeviceHome(home: Home, cn: string, knownTreeSize: number | undefined): Promise<LocalOutcome> {
-  const storage = memoryStorage()
-  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
-  storage.files.set(SYNC_FILE, fileBytes(join(home.dir, SYNC_FILE)))
-  const opened = await openReplicaFiles(nodeCrypto, storage)
-  try {
-    const genesisId = opened.ledger.ledger.state.genesis!.event.idHex
+async function fromHome(home: Home, config: HomeConfig, cn: string, knownTreeSize: number | undefined): Promise<LocalOutcome> {
+  return readHomeLog(home, config, log => {
+    const anchor = { head: log.head, minerKey: log.minerKey, genesisId: log.genesisId }
     try {
-      const bundle = encodeBundle(buildBundle(opened.replica, cn, { knownTreeSize }))
-      return { bundle, error: undefined, head: opened.replica.head, minerKey: opened.minerKey, genesisId }
+      return { ...anchor, bundle: encodeBundle(buildBundle(log.proofs, cn, { knownTreeSize })), error: undefined }
     } catch (err) {
       if (!(err instanceof KinError) || (err.code !== 'BUNDLE_INCOMPLETE' && err.code !== 'HEAD_MISSING')) throw err
-      return { bundle: undefined, error: err, head: opened.replica.head, minerKey: opened.minerKey, genesisId }
-    }
-  } finally {
-    await opened.close()
-  }
-}
-
-/** L0's home: the miner's log and heads copied into memory and opened as a miner there (the running broker keeps writing the files). */
-async function fromL0Home(home: Home, cn: string, knownTreeSize: number | undefined): Promise<LocalOutcome> {
-  const storage = memoryStorage()
-  storage.files.set(LEDGER_FILE, fileBytes(home.path('ledger')))
-  storage.files.set(L0_HEADS_FILE, fileBytes(join(home.dir, L0_HEADS_FILE)))
-  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile(LEDGER_FILE))
-  const genesis = ledger.ledger.state.genesis
-  if (genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile(L0_HEADS_FILE), home.readLedgerKey())
-  try {
-    const head = miner.latestHead()
-    try {
-      return { bundle: encodeBundle(buildBundle(miner, cn, { knownTreeSize })), error: undefined, head, minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
-    } catch (err) {
-      if (!(err instanceof KinError) || (err.code !== 'BUNDLE_INCOMPLETE' && err.code !== 'HEAD_MISSING')) throw err
+      if (config.l0 !== true) return { ...anchor, bundle: undefined, error: err }
       const hint = lockHolder(home, BROKER_LOCK_FILE) !== undefined ? '; the running broker seals new events within a moment: try again' : "; start 'kin broker' to seal them"
-      return { bundle: undefined, error: new KinError(err.code, `${err.message}${hint}`, { cause: err }), head, minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
+      return { ...anchor, bundle: undefined, error: new KinError(err.code, `${err.message}${hint}`, { cause: err }) }
     }
-  } finally {
-    await miner.close()
-  }
+  })
 }
 
 /** Asks L0 for the bundle on a short session of this device; refused while another process holds the device's session. */
@@ -112,17 +73,19 @@ function knownSizeOf(value: unknown): number | undefined {
 /** `kin ledger bundle`. */
 export const ledgerBundle: CommandSpec = {
   name: 'ledger bundle',
-  usage: 'kin ledger bundle CN --home DIR [--out FILE] [--known-size N] [--timeout 5s] [--json]',
+  usage: 'kin ledger bundle CN --home DIR [--out FILE [--force]] [--known-size N] [--timeout 5s] [--json]',
   summary: "Write CN's proof bundle to a file. The bundle holds CN's lineage events up to genesis with inclusion proofs against a signed "
     + "head, so a device without a link to L0 can verify CN offline (kin check --bundle). Built from the home's ledger and the head it verified "
     + "(DIR/sync.cbor; on L0's home, the miner's own log and heads); when they lack CN's events, asked from L0 over the home's broker "
-    + 'session. --known-size adds a consistency proof to the verifier\'s tree size, for a verifier holding an older head. Exit 0 written, '
+    + 'session. --known-size adds a consistency proof to the verifier\'s tree size, for a verifier holding an older head. An existing FILE is '
+    + 'replaced only with --force (STORAGE_EXISTS otherwise). Exit 0 written, '
     + '2 on errors.',
   options: {
     home: { type: 'string', help: 'the home whose ledger proves CN' },
     out: { type: 'string', help: 'file to write (default: ./CN.bundle)' },
     'known-size': { type: 'string', help: "the verifier's tree size, for a consistency proof to its head" },
     timeout: { type: 'string', help: 'limit for asking L0', default: '5s' },
+    force: { type: 'boolean', help: 'replace FILE when it exists (refused with STORAGE_EXISTS otherwise)' },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the home whose ledger proves CN, e.g. --home ./phone')
@@ -133,7 +96,9 @@ export const ledgerBundle: CommandSpec = {
     const home = new Home(dir)
     const config = home.readConfig()
     requireFleetCn(cn, config.fleet)
-    const local = config.l0 === true ? await fromL0Home(home, cn, knownTreeSize) : await fromDeviceHome(home, cn, knownTreeSize)
+    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
+    refuseExistingFile(out, args.values.force === true, '--out FILE')
+    const local = await fromHome(home, config, cn, knownTreeSize)
     let bytes = local.bundle
     let source: 'local' | 'miner' = 'local'
     let verified: VerifiedBundle
@@ -147,7 +112,6 @@ export const ledgerBundle: CommandSpec = {
       // What this home would accept from anyone, it checks on its own bundle too.
       verified = verifyBundle(nodeCrypto, bytes, { minerKey: local.minerKey, genesisId: local.genesisId, knownHead: local.head }, Math.floor(Date.now() / 1000))
     }
-    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
     writeFileDurable(out, bytes)
     const head = verified.head
     emit(args.json, {

@@ -1,11 +1,11 @@
 /** @module `kin sim attacks`: every attack against a live fleet, the refusal expected and the code seen, one row each. */
-import { reportTarget } from '../output-file.ts'
+import { prepareKeepDir, reportTarget } from '../output-file.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { runAttacks, type AttackRow, type AttackSuiteResult } from '../../../sim/attacks/index.ts'
 import { writeReport } from '../../../sim/report/html.ts'
-import type { CommandSpec } from '../args.ts'
+import { usageError, type CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 
 const ATTACK_WIDTH = 78
@@ -37,17 +37,21 @@ function summary(result: AttackSuiteResult, keep: string | undefined, report: st
 /** `kin sim attacks`. */
 export const simAttacks: CommandSpec = {
   name: 'sim attacks',
-  usage: 'kin sim attacks [--report FILE.html] [--keep DIR] [--json]',
+  usage: 'kin sim attacks [--report FILE.html] [--keep DIR [--force]] [--json]',
   summary: "Run every attack against a live fleet and print what was tried, the refusal expected and the code seen. L0's broker, CA and miner run on a free loopback port, the house is enrolled with pairing codes over MQTT/TLS. " +
     "Attacks: Eve's CA, a mis-issued certificate, a certificate with the retired DNS parent marker, a stolen certificate without its key, a lying SAN parent, a fake lock, a half-open socket flood, replayed, late, relayed and forged challenge answers, asks in another device's name and an RSA key with a huge exponent over the device inbox, forged and forked proof bundles, tampered ledger files, a forking miner, a guest spamming the miner (unissued certificates, policy on itself, a flood, bundle requests), a narrowing policy, a revoked ancestor, an expired guest; with controls that must be allowed. " +
     'Exit 0 only if every attack was refused with an expected code and every control allowed.',
   options: {
     report: { type: 'string', help: 'also write the run as a self-contained HTML report to FILE' },
     keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
+    force: { type: 'boolean', help: 'keep the homes in --keep DIR even when it holds files, replacing an earlier run\'s homes there (refused with STORAGE_EXISTS otherwise)' },
   },
   async run(args) {
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = reportTarget(args.values.report)
+    // Refused before anything is removed; the earlier run's homes go only once every check has passed.
+    if (keep !== undefined) prepareKeepDir(keep, args.values.force === true, 'sim attacks')
+    else if (args.values.force === true) throw usageError('--force applies to --keep DIR: give --keep, or leave out --force')
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-attacks-'))
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
     let result: AttackSuiteResult

@@ -1,5 +1,5 @@
 /** @module `kin sim fleet`: a fleet of N devices on L0's real services — enrollment through the broker, faults, convergence, access checks, figures. */
-import { reportTarget } from '../output-file.ts'
+import { prepareKeepDir, reportTarget } from '../output-file.ts'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -53,7 +53,7 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
 /** `kin sim fleet`. */
 export const simFleet: CommandSpec = {
   name: 'sim fleet',
-  usage: 'kin sim fleet --devices N [--depth D] [--fanout F] [--kill-broker] [--partition K] [--report FILE.html] [--keep DIR] [--json]',
+  usage: 'kin sim fleet --devices N [--depth D] [--fanout F] [--kill-broker] [--partition K] [--report FILE.html] [--keep DIR [--force]] [--json]',
   summary: "Run a fleet of N devices on L0's real services in this process: a tree under L0 (admins and members inside, devices and guests at the leaves), every device enrolled with a pairing code through the broker " +
     '(many at once), following the ledger over MQTT/TLS; optional faults; then convergence on one head, random access checks whose outcome the plan predicts, and the figures. ' +
     'Exit 0 only if every device converged, nothing submitted was lost, and every decision was as predicted.',
@@ -67,6 +67,7 @@ export const simFleet: CommandSpec = {
     partition: { type: 'string', help: "stop K devices' followers while revocations, the restart and half the enrollments happen, then let them catch up" },
     report: { type: 'string', help: 'write the run as one self-contained HTML page (tree, ledger timeline, decisions with paths, charts)' },
     keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
+    force: { type: 'boolean', help: 'keep the homes in --keep DIR even when it holds files, replacing an earlier run\'s homes there (refused with STORAGE_EXISTS otherwise)' },
     'fresh-keys': { type: 'boolean', help: `make every RSA key for this run and keep none (default: a pool of simulator keys kept in ${DEFAULT_KEY_POOL_FILE})` },
     seed: { type: 'string', help: 'seed of the random checks and fault choices', default: '1' },
   },
@@ -82,6 +83,9 @@ export const simFleet: CommandSpec = {
     planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}) })
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = reportTarget(args.values.report)
+    // Refused before anything is removed; the earlier run's homes go only once every check has passed.
+    if (keep !== undefined) prepareKeepDir(keep, args.values.force === true, 'sim fleet')
+    else if (args.values.force === true) throw usageError('--force applies to --keep DIR: give --keep, or leave out --force')
     const { root, note } = homesRoot()
     if (keep !== undefined) mkdirSync(keep, { recursive: true })
     const dir = keep ?? mkdtempSync(join(root, 'kin-sim-fleet-'))

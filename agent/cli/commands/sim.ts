@@ -1,5 +1,5 @@
 /** @module `kin sim house`: the fleet simulator's house story on L0's real services, each decision reported. */
-import { reportTarget } from '../output-file.ts'
+import { prepareKeepDir, reportTarget } from '../output-file.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -8,17 +8,18 @@ import { liveHouseDriver } from '../../../sim/house/live-driver.ts'
 import { houseReport, timedDriver } from '../../../sim/report/house-report.ts'
 import { writeReport } from '../../../sim/report/html.ts'
 import type { SimReport } from '../../../sim/report/model.ts'
-import type { CommandSpec } from '../args.ts'
+import { usageError, type CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 
 /** `kin sim house`. */
 export const simHouse: CommandSpec = {
   name: 'sim house',
-  usage: 'kin sim house [--keep DIR] [--report FILE.html] [--json]',
+  usage: 'kin sim house [--keep DIR [--force]] [--report FILE.html] [--json]',
   summary: "Play the house of the design on a live fleet: L0's broker, CA and miner on a free loopback port, every device enrolled with a pairing code over MQTT/TLS and following the ledger, every access checked over mutual TLS. " +
     'The story: the guest opens the lock, a camera may not configure it, the tablet is compromised and revoked, rekeyed, the holidays end. Exit 0 only if every expectation held.',
   options: {
     keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
+    force: { type: 'boolean', help: 'keep the homes in --keep DIR even when it holds files, replacing an earlier run\'s homes there (refused with STORAGE_EXISTS otherwise)' },
     report: { type: 'string', help: 'write the run as one self-contained HTML page: the identity tree, the ledger timeline, each decision with its path (docs/SIMULATOR.md)' },
   },
   async run(args) {
@@ -27,6 +28,9 @@ export const simHouse: CommandSpec = {
     const dir = keep ?? mkdtempSync(join(tmpdir(), 'kin-sim-house-'))
     const out = args.json ? () => undefined : (line: string) => process.stdout.write(line + '\n')
     const reportFile = reportTarget(args.values.report)
+    // Refused before anything is removed; the earlier run's homes go only once every check has passed.
+    if (keep !== undefined) prepareKeepDir(keep, args.values.force === true, 'sim house')
+    else if (args.values.force === true) throw usageError('--force applies to --keep DIR: give --keep, or leave out --force')
     const startedAt = new Date().toISOString()
     const { driver, decisionMs } = timedDriver(await liveHouseDriver(dir))
     let steps: StoryStep[] = []
