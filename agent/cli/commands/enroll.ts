@@ -1,4 +1,5 @@
 /** @module `kin enroll`: make a new device's keys, pair with a one-time code through L0's broker, write its home. */
+import { existsSync, readdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { KinError, VerificationError, type KinErrorCode } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -9,6 +10,7 @@ import { enrollThroughBroker, type EnrolledDevice } from '../../gossip/enroll-se
 import { connectDevice } from '../../gossip/login.ts'
 import { submitEvents } from '../../gossip/submit.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { clearStaleStaging, createStaging, discardStaging } from '../home-staging.ts'
 import { refuseExistingHome, writeDeviceHome } from '../home-writers.ts'
 import { Home } from '../home.ts'
 import { emit, reportError } from '../output.ts'
@@ -62,6 +64,45 @@ async function submitFirstEvents(device: EnrolledDevice, broker: string, timeout
   }
 }
 
+/** How far an enrollment got: whether its code logged in (is used up) and whether its home was renamed into place. */
+interface EnrollStage {
+  /** The keys are made and the login with the code is under way: L0 may have used the code up. */
+  loggingIn: boolean
+  loggedIn: boolean
+  written: boolean
+}
+
+/**
+ * SIGINT or SIGTERM while enrolling: the staging directory is removed (unless the home was already renamed into
+ * place, whole), the person is told what became of DIR and of the code (ENROLL_INTERRUPTED), and the process
+ * exits 130 or 143 at once — the pairing session is dropped with the socket. Returns the function that uninstalls it.
+ */
+function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json: boolean): () => void {
+  const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    if (!stage.written) discardStaging(staging)
+    const homeSaid = stage.written
+      ? `${dir} was already written whole; L0 receives this device's certified event at its next 'kin sync'`
+      : `nothing was written to ${dir}`
+    const codeSaid = stage.written ? '' : stage.loggedIn
+      ? "; the pairing code was used up when it logged in: ask the inviting device for a new one ('kin invite')"
+      : stage.loggingIn
+        ? "; the pairing code was logging in and may be used up: if it is refused as used (PAIR_CODE_USED), ask for a new one"
+        : '; the pairing code was not used and still works until it expires'
+    reportError(new KinError('ENROLL_INTERRUPTED', `enrollment stopped by ${signal}: ${homeSaid}${codeSaid}`, {
+      detail: { signal, home: dir, written: stage.written, codeUsed: stage.loggedIn },
+    }), json)
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  const onInt = (): void => stop('SIGINT')
+  const onTerm = (): void => stop('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  return () => {
+    process.off('SIGINT', onInt)
+    process.off('SIGTERM', onTerm)
+  }
+}
+
 /** `kin enroll`. */
 export const enroll: CommandSpec = {
   name: 'enroll',
@@ -88,25 +129,41 @@ export const enroll: CommandSpec = {
     if (name.length > 64) throw usageError('--name must be at most 64 characters')
     const home = new Home(dir)
     refuseExistingHome(home, 'a device enrolls once')
+    // rename(2) replaces an empty directory but not one holding lost+found (a mount point): refused before the code is used.
+    if (existsSync(home.dir) && readdirSync(home.dir).length > 0) {
+      throw new KinError('HOME_EXISTS', `${home.dir} is not empty (a mount point?); give a new directory inside it, e.g. --home ${home.dir}/device`)
+    }
     try {
       parseBrokerUrl(broker)
     } catch (err) {
       throw usageError((err as Error).message)
     }
-    const progress = !args.json && process.stderr.isTTY === true
-    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
     try {
       derivePairingSecrets(code)
+    } catch (err) {
+      return reportPairingError(err, args.json)
+    }
+    const progress = !args.json && process.stderr.isTTY === true
+    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    for (const stale of clearStaleStaging(home.dir)) say(`removed ${stale}, left by an enrollment that was killed`)
+    // Made before the code is used, so a parent directory this user cannot write is refused while the code still works.
+    const staging = createStaging(home.dir)
+    const stage: EnrollStage = { loggingIn: false, loggedIn: false, written: false }
+    const stopOnSignal = interruptCleanly(home.dir, staging, stage, args.json)
+    try {
       const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
         code, url: broker, kind, name, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
         onStep(step, detail) {
+          if (step === 'keys') stage.loggingIn = true
+          if (step === 'login') stage.loggedIn = true
           if (step === 'keys') say('keys generated; logging in with the pairing code')
           else if (step === 'request') say('request sent; waiting for the inviting device')
           else if (step === 'authorized') say(`authorized as ${detail}; asking L0 for the certificate`)
           else if (step === 'certified') say('certificate received and checked')
         },
       })
-      const files = await writeDeviceHome(home, device, broker)
+      const files = await writeDeviceHome(home, device, broker, staging)
+      stage.written = true
       await submitFirstEvents(device, broker, timeoutMs, home)
       emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
         [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
@@ -114,6 +171,9 @@ export const enroll: CommandSpec = {
       return 0
     } catch (err) {
       return reportPairingError(err, args.json)
+    } finally {
+      stopOnSignal()
+      if (!stage.written) discardStaging(staging)
     }
   },
 }
