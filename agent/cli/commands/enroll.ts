@@ -17,7 +17,7 @@ import { emit, reportError } from '../output.ts'
 
 // Refusals and failed checks (exit 1), as opposed to usage and operational errors (exit 2).
 const DENIALS: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
-  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
+  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_WITHDRAWN', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
   'ROLE_ESCALATION', 'DEPTH_EXHAUSTED', 'ISSUER_REVOKED', 'ISSUER_REVOKED_IN_LOG', 'ISSUER_EXPIRED', 'BROKER_IDENTITY', 'NONCE_REUSED', 'CN_EXISTS',
 ])
 
