@@ -9,6 +9,10 @@ import { clearStaleStaging, commitStaging, createStaging, discardStaging } from 
 
 /** Refuses a directory that already holds a home, or anything at all, so nothing is ever overwritten. */
 export function refuseExistingHome(home: Home, what: string): void {
+  // Keys without config.json: a home an older kinship began to write when its enrollment was stopped.
+  if (!home.isInitialized() && !existsSync(home.path('caKey')) && (existsSync(home.path('tlsKey')) || existsSync(home.path('ledgerKey')))) {
+    throw new KinError('HOME_EXISTS', `${home.dir} holds the keys of an enrollment that was interrupted (no config.json): it was never a working home. Remove it (rm -r ${home.dir}) and enroll again with a new code`, { detail: { path: home.dir, interrupted: true } })
+  }
   if (home.isInitialized() || existsSync(home.path('ledger')) || existsSync(home.path('tlsKey')) || existsSync(home.path('caKey'))) {
     throw new KinError('HOME_EXISTS', `${home.dir} already holds a kinship home; ${what} (choose another --home)`)
   }

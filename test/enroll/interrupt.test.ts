@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { basename, dirname, join } from 'node:path'
 import { completeInvite, openInvite } from '../../agent/gossip/invite-session.ts'
@@ -161,5 +161,18 @@ t.test('kin enroll stopped at any point leaves no DIR or a whole one; the next e
     t.match(out.message, new RegExp(`pid ${process.pid}.*remove`))
     t.ok(existsSync(staging), 'the other process\'s staging directory is left alone')
     t.notOk(existsSync(dir), 'no DIR')
+  })
+
+  t.test('a half home an older kinship left (keys, no config.json) is named as such, with what to do', async t => {
+    const dir = join(l0.dir, 'half')
+    mkdirSync(dir, { mode: 0o700 })
+    writeFileSync(join(dir, 'tls-key.pem'), 'key', { mode: 0o600 })
+    writeFileSync(join(dir, 'ledger-key'), 'key', { mode: 0o600 })
+    const run = await kin(['enroll', '--home', dir, '--code', 'abcd-efgh-ijkm-npqr', '--broker', l0.url, '--json'])
+    expectExit(t, run, 2, 'kin enroll exits 2')
+    const out = lastJson(run.stdout)
+    t.equal(out.code, 'HOME_EXISTS')
+    t.match(out.message, /interrupted.*rm -r/)
+    t.same(stagingDirs(dir), [], 'no staging directory is made')
   })
 })
