@@ -69,19 +69,30 @@ interface EnrollStage {
   /** The keys are made and the login with the code is under way: L0 may have used the code up. */
   loggingIn: boolean
   loggedIn: boolean
+  /** The certificate arrived and checked: L0 has recorded the authorization. */
+  certified: boolean
   written: boolean
 }
 
 /**
- * SIGINT or SIGTERM while enrolling: the staging directory is removed (unless the home was already renamed into
- * place, whole), the person is told what became of DIR and of the code (ENROLL_INTERRUPTED), and the process
- * exits 130 or 143 at once — the pairing session is dropped with the socket. Returns the function that uninstalls it.
+ * SIGINT or SIGTERM while enrolling. Before the certificate arrived: the staging directory is removed, the person
+ * is told what became of DIR and of the code (ENROLL_INTERRUPTED), and the process exits 130 or 143 at once — the
+ * pairing session is dropped with the socket. Once it arrived, L0 has already recorded the authorization and
+ * issued the certificate: dropping the device then would leave an orphan authorize event in every ledger, so the
+ * first stop only says the home is being finished (milliseconds, then one submission) and a second stops at once.
+ * Returns the function that uninstalls the handlers.
  */
 function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json: boolean): () => void {
+  let finishing = false
   const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    if (stage.certified && !finishing) {
+      finishing = true
+      process.stderr.write(`kin: ${signal}: L0 has already certified this device; finishing its home in ${dir} and handing L0 its certified event (send ${signal} again to stop at once)\n`)
+      return
+    }
     if (!stage.written) discardStaging(staging)
     const homeSaid = stage.written
-      ? `${dir} was already written whole; L0 receives this device's certified event at its next 'kin sync'`
+      ? `${dir} was written whole, but L0 may not hold this device's certified event yet`
       : `nothing was written to ${dir}`
     const codeSaid = stage.written ? '' : stage.loggedIn
       ? "; the pairing code was used up when it logged in: ask the inviting device for a new one ('kin invite')"
@@ -148,7 +159,7 @@ export const enroll: CommandSpec = {
     for (const stale of clearStaleStaging(home.dir)) say(`removed ${stale}, left by an enrollment that was killed`)
     // Made before the code is used, so a parent directory this user cannot write is refused while the code still works.
     const staging = createStaging(home.dir)
-    const stage: EnrollStage = { loggingIn: false, loggedIn: false, written: false }
+    const stage: EnrollStage = { loggingIn: false, loggedIn: false, certified: false, written: false }
     const stopOnSignal = interruptCleanly(home.dir, staging, stage, args.json)
     try {
       const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
@@ -156,6 +167,7 @@ export const enroll: CommandSpec = {
         onStep(step, detail) {
           if (step === 'keys') stage.loggingIn = true
           if (step === 'login') stage.loggedIn = true
+          if (step === 'certified') stage.certified = true
           if (step === 'keys') say('keys generated; logging in with the pairing code')
           else if (step === 'request') say('request sent; waiting for the inviting device')
           else if (step === 'authorized') say(`authorized as ${detail}; asking L0 for the certificate`)
