@@ -120,7 +120,9 @@ export const enroll: CommandSpec = {
   usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--timeout 60s] [--json]',
   summary: "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
     'pair with the inviting device through L0\'s broker, get its certificate, and write its home in DIR. ' +
-    'Exit 1 when the code or a check is refused (wrong, used or expired code; tampered messages), 2 on other errors.',
+    'The home is built next to DIR and renamed into place whole. ' +
+    'Exit 1 when the code or a check is refused (wrong, used, expired or withdrawn code; tampered messages), 2 on other errors, ' +
+    '130/143 when stopped by SIGINT/SIGTERM before the certificate arrived (nothing is written).',
   options: {
     home: { type: 'string', help: 'directory to create the device home in (must not hold a kinship home yet)' },
     code: { type: 'string', help: "the pairing code shown by 'kin invite', e.g. abcd-efgh-ijkl-mnop" },

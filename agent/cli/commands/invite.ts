@@ -104,7 +104,8 @@ export const invite: CommandSpec = {
     "sign its authorization (kept in this device's ledger) and see L0 issue its certificate. Runs on any device with role admin " +
     "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll' on a device, by 'kin broker' on L0). " +
     'With --json: one line {"code","inviteId","expires"} as soon as the code is valid, one line with the result at the end. ' +
-    'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors.',
+    'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors. ' +
+    'Ctrl-C (SIGINT) or SIGTERM while waiting withdraws the invite: the waiting device is told PAIR_WITHDRAWN, L0 refuses the code; exit 130/143.',
   options: {
     home: { type: 'string', help: 'the inviting device\'s home (L0 or an enrolled admin/member device)' },
     name: { type: 'string', help: 'friendly name for the new device (default: the name it asks for)' },
