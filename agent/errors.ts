@@ -55,6 +55,10 @@ export type KinErrorCode =
   | 'RSA_EXPONENT'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
+  /** The inviting device withdrew the invite (its `kin invite` was stopped): the code no longer works. */
+  | 'PAIR_WITHDRAWN'
+  /** `kin enroll` was stopped by SIGINT or SIGTERM; its staging directory was removed, DIR left as it was. */
+  | 'ENROLL_INTERRUPTED'
   // broker sessions (transport)
   | 'BROKER_UNREACHABLE' | 'BROKER_REFUSED' | 'BROKER_IDENTITY' | 'BROKER_CLOSED' | 'BROKER_TIMEOUT'
   // access decisions

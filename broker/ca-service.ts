@@ -23,6 +23,7 @@ const inFlight = new WeakMap<ServiceContext, Set<string>>()
 function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: EncodedEvent): void {
   const invite = ctx.invites.get(inviteId)
   if (invite === undefined) throw new VerificationError('INVITE_REFUSED', `invite ${inviteId} is not on record (never registered, or expired and purged)`)
+  if (invite.state === 'withdrawn') throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${invite.parentCn}; ask for a new code`)
   if (invite.state === 'done') throw new VerificationError('ENROLL_STATE', `a certificate was already issued under invite ${inviteId} (to ${invite.enrolledCn})`)
   if (authorize.event.type !== 'authorize') throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
   const issuerCn = ctx.ledger.ledger.state.cnOfLabel(authorize.event.issuer)

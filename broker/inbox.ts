@@ -3,6 +3,7 @@ import { KinError } from '../agent/errors.ts'
 import { decodeCbor, encodeCbor } from '../agent/codec/cbor.ts'
 import { decodeInvite, verifyInvite, type Invite } from '../agent/enroll/invite.ts'
 import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
+import { encodeInviteWithdrawn } from '../agent/gossip/pair-wire.ts'
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
 
@@ -28,6 +29,7 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
     ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
     return
   }
+  if (Array.isArray(message) && message[0] === 'invite-withdraw') return handleWithdraw(ctx, topic, message)
   if (!Array.isArray(message) || message[0] !== 'invite') return
   let claimed: Invite
   try {
@@ -52,5 +54,30 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
     if (!(err instanceof KinError)) throw err
     ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, code: err.code, message: err.message })
     await answer(ctx, claimed.parentCn, ['invite-error', claimed.inviteId, err.code, err.message])
+  }
+}
+
+/**
+ * `['invite-withdraw', inviteId]`: the parent's `kin invite` was stopped. Its sender is the topic's sender level,
+ * which the ACL ties to the session's CN, so no signature is needed: only the invite's own parent may withdraw it.
+ * Answered `['invite-withdrawn', id]`, or `['invite-error', id, code, message]` (not its invite: INVITE_REFUSED;
+ * already issued: ENROLL_STATE). The pairing session of a withdrawn invite is closed at the next sweep.
+ */
+async function handleWithdraw(ctx: ServiceContext, topic: string, message: unknown[]): Promise<void> {
+  const sender = inboxSender(ctx.fleet, ctx.cn, topic)
+  const inviteId = message[1]
+  if (message.length !== 2 || typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId) || sender === undefined) {
+    ctx.log('warn', 'payload.dropped', { topic, code: 'DECODE_SHAPE', message: "an invite withdrawal is ['invite-withdraw', 16 hex characters]" })
+    return
+  }
+  try {
+    if (!ctx.invites.ownedBy(sender, inviteId)) throw new KinError('INVITE_REFUSED', `${sender} registered no invite ${inviteId} that is still on record`)
+    ctx.invites.withdraw(inviteId, ctx.now())
+    ctx.log('info', 'invite.withdrawn', { inviteId, parentCn: sender })
+    await ctx.publish(ctx.topics.inbox(sender, ctx.cn), encodeInviteWithdrawn(inviteId))
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'invite.refused', { inviteId, parentCn: sender, code: err.code, message: err.message })
+    await answer(ctx, sender, ['invite-error', inviteId, err.code, err.message])
   }
 }

@@ -17,14 +17,18 @@ export const MAX_INVITE_TTL_SECONDS = 7 * 86400
 /** Invites one parent may have open at once (pending or logged in, not expired). */
 export const MAX_OPEN_INVITES_PER_PARENT = 32
 
-/** pending: not logged in yet; used: the code logged in once (it never works again); done: a certificate was issued. */
-export type InviteState = 'pending' | 'used' | 'done'
+/**
+ * pending: not logged in yet; used: the code logged in once (it never works again); done: a certificate was issued;
+ * withdrawn: its parent withdrew it before that (its `kin invite` was stopped): no login, no certificate.
+ */
+export type InviteState = 'pending' | 'used' | 'done' | 'withdrawn'
 
 /** An invite as L0 keeps it. */
 export interface StoredInvite extends Invite {
   state: InviteState
   registered: number
   usedAt?: number
+  withdrawnAt?: number
   /** CN of the device the CA issued a certificate to under this invite. */
   enrolledCn?: string
 }
@@ -47,7 +51,7 @@ function readRecord(path: string, v: unknown): StoredInvite {
     typeof r.loginVerifier === 'string' && /^[0-9a-f]{64}$/.test(r.loginVerifier) &&
     typeof r.parentCn === 'string' && typeof r.name === 'string' && ROLE_NAMES.includes(r.role as RoleName) &&
     Number.isSafeInteger(r.expires) && Number.isSafeInteger(r.time) && Number.isSafeInteger(r.registered) &&
-    (r.state === 'pending' || r.state === 'used' || r.state === 'done')
+    (r.state === 'pending' || r.state === 'used' || r.state === 'done' || r.state === 'withdrawn')
   if (!ok) throw damaged(path, `malformed invite record ${JSON.stringify(v).slice(0, 80)}`)
   return r as unknown as StoredInvite
 }
@@ -112,7 +116,7 @@ export class InviteBook {
     if (invite.expires - now > MAX_INVITE_TTL_SECONDS) {
       throw new VerificationError('INVITE_REFUSED', `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`)
     }
-    const open = this.list().filter(i => i.parentCn === invite.parentCn && i.state !== 'done' && i.expires > now).length
+    const open = this.list().filter(i => i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now).length
     if (open >= MAX_OPEN_INVITES_PER_PARENT) {
       throw new VerificationError('INVITE_REFUSED', `${invite.parentCn} already has ${open} open invites; wait for them to be used or expire`)
     }
@@ -132,6 +136,17 @@ export class InviteBook {
   /** The CA issued a certificate under this invite: no second one. */
   markDone(inviteId: string, enrolledCn: string): void {
     this.update(inviteId, r => ({ ...r, state: 'done', enrolledCn }))
+  }
+
+  /**
+   * The parent withdraws its invite: the code never logs in again and the CA issues nothing under it. Withdrawing
+   * twice is accepted; an invite a certificate was issued under is refused ENROLL_STATE (revoke the device instead).
+   */
+  withdraw(inviteId: string, now: number): void {
+    const r = this.invites.get(inviteId)
+    if (r?.state === 'withdrawn') return
+    if (r?.state === 'done') throw new VerificationError('ENROLL_STATE', `a certificate was already issued under invite ${inviteId} (to ${r.enrolledCn}); revoke that device instead`)
+    this.update(inviteId, x => ({ ...x, state: 'withdrawn', withdrawnAt: now }))
   }
 
   /** Drops invites expired more than INVITE_RETENTION_SECONDS ago; returns them. */

@@ -8,7 +8,7 @@ export type L0LogEvent =
   | 'acl.refused' | 'payload.dropped'
   | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'
   | 'sync.refused' | 'bundle.sent' | 'bundle.refused'
-  | 'invite.registered' | 'invite.refused' | 'invite.used' | 'invite.purged'
+  | 'invite.registered' | 'invite.refused' | 'invite.used' | 'invite.purged' | 'invite.withdrawn'
   | 'ca.issued' | 'ca.refused'
 
 /** One log record: `time` (ISO-8601, wall clock), `level`, `event`, then fields of that event. */

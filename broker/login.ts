@@ -94,6 +94,7 @@ export function deviceLogin(certDer: Uint8Array, clientId: string, ctx: LoginCon
 export function pairingStanding(identity: PairIdentity, state: LedgerState, invites: InviteBook, now: number): KinError | undefined {
   const invite = invites.get(identity.inviteId)
   if (invite === undefined) return new VerificationError('PAIR_CODE_EXPIRED', `invite ${identity.inviteId} is no longer on record`)
+  if (invite.state === 'withdrawn') return new VerificationError('PAIR_WITHDRAWN', `invite ${identity.inviteId} was withdrawn by ${invite.parentCn}`)
   const parent = state.currentBinding(invite.parentCn)
   const invalid = parent === undefined ? { code: 'UNKNOWN' } : state.invalidAt(parent, now)
   if (invalid !== undefined) return new VerificationError('ISSUER_REVOKED', `the inviting device ${invite.parentCn} is no longer valid (${invalid.code.toLowerCase()})`)
@@ -111,6 +112,8 @@ export function pairingLogin(username: string, password: Uint8Array | undefined,
   const invite = ctx.invites.get(inviteId)
   const proof = password === undefined ? '' : new TextDecoder('utf-8', { fatal: false }).decode(password)
   if (invite === undefined || !checkLogin(proof, invite.loginVerifier)) throw new VerificationError('PAIR_CODE_WRONG', `no invite ${inviteId} with this code`)
+  // CONNACK 5 like an expired code: MQTT 3.1.1 has no closer return code, and both mean "ask for a new code".
+  if (invite.state === 'withdrawn') throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${invite.parentCn}`)
   if (invite.state !== 'pending') throw new VerificationError('PAIR_CODE_USED', `the code of invite ${inviteId} was already used`)
   if (ctx.now >= invite.expires) throw new VerificationError('PAIR_CODE_EXPIRED', `invite ${inviteId} expired at ${invite.expires}`)
   if (clientId !== pairingClientId(inviteId)) throw new VerificationError('LOGIN_CLIENT_ID', `a pairing session's client id must be ${pairingClientId(inviteId)}, not "${clientId}"`)

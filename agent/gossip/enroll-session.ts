@@ -7,7 +7,7 @@ import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { Transport } from '../../firmware-shims/transport.ts'
 import { acceptAuthorization, createEnrollCsr, recordCertificate, type AcceptedAuthorization } from '../enroll/child.ts'
-import { derivePairingSecrets, openPairMessage, sealPairMessage } from '../enroll/pairing.ts'
+import { derivePairingSecrets, openPairMessage, sealPairMessage, type PairingSecrets } from '../enroll/pairing.ts'
 import { createEnrollRequest, encodeEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../enroll/request.ts'
 import { Ledger } from '../ledger/ledger.ts'
 import type { EncodedEvent, RoleName } from '../ledger/types.ts'
@@ -17,7 +17,7 @@ import type { PkiProvider } from '../pki/provider.ts'
 import { fleetDomainOfRootCn } from '../pki/root-name.ts'
 import type { GossipClient } from './client.ts'
 import { connectPairing } from './login.ts'
-import { decodeAuthorizePayload, decodeCertReply, encodeCsrPayload, remoteRefusal } from './pair-wire.ts'
+import { decodeAuthorizePayload, decodeCertReply, encodeCsrPayload, remoteRefusal, withdrawalOf } from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
 
 /** What the enrolling device is told and chooses. */
@@ -104,6 +104,24 @@ export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[],
   return ledger
 }
 
+/**
+ * Step 4 on the child: the parent's sealed answer on the `authorize` leaf — an authorization payload, or a
+ * withdrawal (its `kin invite` was stopped), refused at once PAIR_WITHDRAWN instead of waiting out the timeout.
+ */
+export function awaitAuthorization(client: GossipClient, secrets: PairingSecrets, topics: ReturnType<typeof fleetTopics>, timeoutMs: number): Promise<Uint8Array> {
+  return client.waitFor(topics.pair(secrets.inviteId, 'authorize'), p => {
+    const payload = openPairMessage(secrets, 'authorize', p)
+    const withdrawn = withdrawalOf(payload)
+    if (withdrawn !== undefined) {
+      throw new VerificationError('PAIR_WITHDRAWN', `the inviting device withdrew the invite (${withdrawn}); ask it for a new code ('kin invite')`)
+    }
+    return payload
+  }, {
+    timeoutMs, code: 'PAIR_TIMEOUT',
+    message: `the inviting device did not answer within ${Math.round(timeoutMs / 1000)} s; is 'kin invite' still running there?`,
+  })
+}
+
 async function requestAuthorization(client: GossipClient, opts: EnrollOptions, topics: ReturnType<typeof fleetTopics>, secrets: ReturnType<typeof derivePairingSecrets>, request: EnrollRequest): Promise<Uint8Array> {
   const message = sealPairMessage(secrets, 'request', encodeEnrollRequest(request))
   const requestTopic = topics.pair(secrets.inviteId, 'request')
@@ -112,10 +130,7 @@ async function requestAuthorization(client: GossipClient, opts: EnrollOptions, t
   // Repeated until answered: the parent may have been reconnecting (an L0 restart) when the first copy passed.
   const repeat = setInterval(() => { client.publish(requestTopic, message).catch(() => undefined) }, opts.repeatMs ?? 2000)
   try {
-    return await client.waitFor(topics.pair(secrets.inviteId, 'authorize'), p => openPairMessage(secrets, 'authorize', p), {
-      timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT',
-      message: `the inviting device did not answer within ${Math.round(opts.stepTimeoutMs / 1000)} s; is 'kin invite' still running there?`,
-    })
+    return await awaitAuthorization(client, secrets, topics, opts.stepTimeoutMs)
   } finally {
     clearInterval(repeat)
   }

@@ -12,7 +12,7 @@ import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot } from '../pki/chain.ts'
 import type { PkiProvider } from '../pki/provider.ts'
 import type { GossipClient } from './client.ts'
-import { decodeCertReply, decodeInviteReply, encodeAuthorizePayload, remoteRefusal } from './pair-wire.ts'
+import { decodeCertReply, decodeInviteReply, decodeWithdrawReply, encodeAuthorizePayload, encodeInviteWithdraw, encodeWithdrawal, remoteRefusal } from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
 
 /** Seconds after a code's expiry the parent still waits for the request of a child that logged in just in time. */
@@ -165,5 +165,31 @@ export async function completeInvite(crypto: CryptoProvider, pki: PkiProvider, c
     return { childCn, name, role: opened.choices.role, kind: request.kind, authorize, certificate }
   } finally {
     stopRepeats()
+  }
+}
+
+/** What came of withdrawing an invite: whether L0 confirmed it, or its refusal (e.g. ENROLL_STATE: already issued). */
+export type WithdrawOutcome = { confirmed: true } | { confirmed: false; error: KinError }
+
+/**
+ * Withdraws an open invite when its parent stops (docs/PAIRING.md "Withdrawal"): first a withdrawal sealed with the
+ * code's keys on the `authorize` leaf, so a child already waiting there stops at once with PAIR_WITHDRAWN; then
+ * `['invite-withdraw', id]` on L0's inbox, so the code never logs in again and the CA issues nothing under it.
+ * Never throws: an unconfirmed withdrawal is returned with its error, for the person to be told the code stays.
+ */
+export async function withdrawInvite(client: GossipClient, inviter: Inviter, opened: OpenedInvite, reason: string, opts: { timeoutMs: number }): Promise<WithdrawOutcome> {
+  const topics = fleetTopics(inviter.fleet)
+  try {
+    await client.publish(topics.pair(opened.inviteId, 'authorize'), sealPairMessage(opened.secrets, 'authorize', encodeWithdrawal(reason)))
+    const answer = client.waitFor(topics.inbox(inviter.cn, inviter.l0Cn), p => decodeWithdrawReply(p, opened.inviteId), {
+      timeoutMs: opts.timeoutMs, code: 'PAIR_TIMEOUT', message: `L0 did not confirm the withdrawal within ${Math.round(opts.timeoutMs / 1000)} s`,
+    })
+    answer.catch(() => undefined)
+    await client.publish(topics.inbox(inviter.l0Cn, inviter.cn), encodeInviteWithdraw(opened.inviteId))
+    const reply = await answer
+    if (reply.ok) return { confirmed: true }
+    return { confirmed: false, error: remoteRefusal(reply.code, reply.message, 'INVITE_REFUSED', 'L0 refused the withdrawal') }
+  } catch (err) {
+    return { confirmed: false, error: err instanceof KinError ? err : new KinError('INTERNAL', (err as Error).message, { cause: err }) }
   }
 }

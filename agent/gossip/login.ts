@@ -65,7 +65,7 @@ export function pairingLoginError(err: unknown): unknown {
     case CONNACK.identifierRejected:
       return new KinError('PAIR_CODE_USED', 'this code was already used (a code works once): ask the inviter for a new code', { cause: err })
     case CONNACK.notAuthorized:
-      return new KinError('PAIR_CODE_EXPIRED', "this code has expired: ask the inviter for a new code ('kin invite')", { cause: err })
+      return new KinError('PAIR_CODE_EXPIRED', "this code has expired (or its inviter withdrew it): ask the inviter for a new code ('kin invite')", { cause: err })
     default:
       return err
   }

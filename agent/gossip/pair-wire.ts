@@ -12,7 +12,7 @@ const REMOTE_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
   'NOT_AFTER_PASSED', 'TIME_IN_FUTURE', 'TIME_TOO_OLD', 'TIME_BEFORE_HEAD', 'ISSUER_REVOKED_IN_LOG', 'CONFLICT_CN', 'VOID_AFTER_REVOKE', 'CSR_PARSE', 'CSR_SIGNATURE', 'CSR_KEY_MISMATCH', 'CSR_NAMES',
   'CSR_OLD_PARENT_MARKER',
   'CA_VALIDITY', 'ENROLL_STATE', 'PAIR_CODE_EXPIRED', 'PAIR_CODE_USED', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'DECODE_SHAPE', 'DECODE_FIELD',
-  'DECODE_CBOR', 'PAYLOAD_TOO_LARGE', 'STORAGE_IO',
+  'DECODE_CBOR', 'PAYLOAD_TOO_LARGE', 'STORAGE_IO', 'PAIR_WITHDRAWN',
 ])
 
 /** A coded error for a refusal L0 sent, keeping its code when it is one kinship knows. */
@@ -34,6 +34,25 @@ export function decodeAuthorizePayload(bytes: Uint8Array): { authorizeBytes: Uin
   if (!(authorizeBytes instanceof Uint8Array) || authorizeBytes.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', 'authorize payload: the event must be a byte string of at most 4096 bytes')
   if (typeof rootPem !== 'string' || rootPem.length > 16384) throw new DecodeError('DECODE_FIELD', 'authorize payload: the root must be PEM text')
   return { authorizeBytes, rootPem }
+}
+
+/**
+ * The parent's step 4 answer when its `kin invite` was stopped instead of authorizing: CBOR ['withdrawn', message],
+ * sealed like an authorization (only the code's holder can write it), so the child stops waiting at once.
+ */
+export function encodeWithdrawal(message: string): Uint8Array {
+  return encodeCbor(['withdrawn', message.slice(0, 512)])
+}
+
+/** The message of a step 4 withdrawal, or undefined for any other (authorization) payload. */
+export function withdrawalOf(bytes: Uint8Array): string | undefined {
+  let v
+  try {
+    v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
+  } catch {
+    return undefined
+  }
+  return Array.isArray(v) && v.length === 2 && v[0] === 'withdrawn' && typeof v[1] === 'string' ? v[1] : undefined
 }
 
 /** Step 5 payload (not MACed; L0 checks it through the ledger): CBOR [authorizeEventBytes, csrPem]. */
@@ -73,6 +92,29 @@ export type InviteReply =
 /** Step 1 answer: CBOR ['invite-ok', inviteId] or ['invite-error', inviteId, code, message]. */
 export function encodeInviteReply(reply: InviteReply): Uint8Array {
   return encodeCbor(reply.ok ? ['invite-ok', reply.inviteId] : ['invite-error', reply.inviteId, reply.code, reply.message])
+}
+
+/** Inbox message to L0 withdrawing an invite its sender registered: CBOR ['invite-withdraw', inviteId]. */
+export function encodeInviteWithdraw(inviteId: string): Uint8Array {
+  return encodeCbor(['invite-withdraw', inviteId])
+}
+
+/** L0's answer to a withdrawal: CBOR ['invite-withdrawn', inviteId] (or 'invite-error' as for a registration). */
+export function encodeInviteWithdrawn(inviteId: string): Uint8Array {
+  return encodeCbor(['invite-withdrawn', inviteId])
+}
+
+/** Decodes an inbox message as L0's answer to withdrawing `inviteId`; undefined for any other inbox traffic. */
+export function decodeWithdrawReply(bytes: Uint8Array, inviteId: string): InviteReply | undefined {
+  let v
+  try {
+    v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
+  } catch {
+    return undefined
+  }
+  if (Array.isArray(v) && v.length === 2 && v[0] === 'invite-withdrawn' && v[1] === inviteId) return { ok: true, inviteId }
+  const refusal = decodeInviteReply(bytes)
+  return refusal !== undefined && !refusal.ok && refusal.inviteId === inviteId ? refusal : undefined
 }
 
 /** Decodes an inbox message as an invite reply; undefined for any other inbox traffic. */

@@ -1,4 +1,5 @@
 /** @module `kin enroll`: make a new device's keys, pair with a one-time code through L0's broker, write its home. */
+import { existsSync, readdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { KinError, VerificationError, type KinErrorCode } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -9,13 +10,14 @@ import { enrollThroughBroker, type EnrolledDevice } from '../../gossip/enroll-se
 import { connectDevice } from '../../gossip/login.ts'
 import { submitEvents } from '../../gossip/submit.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
+import { clearStaleStaging, createStaging, discardStaging } from '../home-staging.ts'
 import { refuseExistingHome, writeDeviceHome } from '../home-writers.ts'
 import { Home } from '../home.ts'
 import { emit, reportError } from '../output.ts'
 
 // Refusals and failed checks (exit 1), as opposed to usage and operational errors (exit 2).
 const DENIALS: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
-  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
+  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_WITHDRAWN', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
   'ROLE_ESCALATION', 'DEPTH_EXHAUSTED', 'ISSUER_REVOKED', 'ISSUER_REVOKED_IN_LOG', 'ISSUER_EXPIRED', 'BROKER_IDENTITY', 'NONCE_REUSED', 'CN_EXISTS',
 ])
 
@@ -62,13 +64,65 @@ async function submitFirstEvents(device: EnrolledDevice, broker: string, timeout
   }
 }
 
+/** How far an enrollment got: whether its code logged in (is used up) and whether its home was renamed into place. */
+interface EnrollStage {
+  /** The keys are made and the login with the code is under way: L0 may have used the code up. */
+  loggingIn: boolean
+  loggedIn: boolean
+  /** The certificate arrived and checked: L0 has recorded the authorization. */
+  certified: boolean
+  written: boolean
+}
+
+/**
+ * SIGINT or SIGTERM while enrolling. Before the certificate arrived: the staging directory is removed, the person
+ * is told what became of DIR and of the code (ENROLL_INTERRUPTED), and the process exits 130 or 143 at once — the
+ * pairing session is dropped with the socket. Once it arrived, L0 has already recorded the authorization and
+ * issued the certificate: dropping the device then would leave an orphan authorize event in every ledger, so the
+ * first stop only says the home is being finished (milliseconds, then one submission) and a second stops at once.
+ * Returns the function that uninstalls the handlers.
+ */
+function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json: boolean): () => void {
+  let finishing = false
+  const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    if (stage.certified && !finishing) {
+      finishing = true
+      process.stderr.write(`kin: ${signal}: L0 has already certified this device; finishing its home in ${dir} and handing L0 its certified event (send ${signal} again to stop at once)\n`)
+      return
+    }
+    if (!stage.written) discardStaging(staging)
+    const homeSaid = stage.written
+      ? `${dir} was written whole, but L0 may not hold this device's certified event yet`
+      : `nothing was written to ${dir}`
+    const codeSaid = stage.written ? '' : stage.loggedIn
+      ? "; the pairing code was used up when it logged in: ask the inviting device for a new one ('kin invite')"
+      : stage.loggingIn
+        ? "; the pairing code was logging in and may be used up: if it is refused as used (PAIR_CODE_USED), ask for a new one"
+        : '; the pairing code was not used and still works until it expires'
+    reportError(new KinError('ENROLL_INTERRUPTED', `enrollment stopped by ${signal}: ${homeSaid}${codeSaid}`, {
+      detail: { signal, home: dir, written: stage.written, codeUsed: stage.loggedIn },
+    }), json)
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  const onInt = (): void => stop('SIGINT')
+  const onTerm = (): void => stop('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  return () => {
+    process.off('SIGINT', onInt)
+    process.off('SIGTERM', onTerm)
+  }
+}
+
 /** `kin enroll`. */
 export const enroll: CommandSpec = {
   name: 'enroll',
   usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--timeout 60s] [--json]',
   summary: "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
     'pair with the inviting device through L0\'s broker, get its certificate, and write its home in DIR. ' +
-    'Exit 1 when the code or a check is refused (wrong, used or expired code; tampered messages), 2 on other errors.',
+    'The home is built next to DIR and renamed into place whole. ' +
+    'Exit 1 when the code or a check is refused (wrong, used, expired or withdrawn code; tampered messages), 2 on other errors, ' +
+    '130/143 when stopped by SIGINT/SIGTERM before the certificate arrived (nothing is written).',
   options: {
     home: { type: 'string', help: 'directory to create the device home in (must not hold a kinship home yet)' },
     code: { type: 'string', help: "the pairing code shown by 'kin invite', e.g. abcd-efgh-ijkl-mnop" },
@@ -88,25 +142,42 @@ export const enroll: CommandSpec = {
     if (name.length > 64) throw usageError('--name must be at most 64 characters')
     const home = new Home(dir)
     refuseExistingHome(home, 'a device enrolls once')
+    // rename(2) replaces an empty directory but not one holding lost+found (a mount point): refused before the code is used.
+    if (existsSync(home.dir) && readdirSync(home.dir).length > 0) {
+      throw new KinError('HOME_EXISTS', `${home.dir} is not empty (a mount point?); give a new directory inside it, e.g. --home ${home.dir}/device`)
+    }
     try {
       parseBrokerUrl(broker)
     } catch (err) {
       throw usageError((err as Error).message)
     }
-    const progress = !args.json && process.stderr.isTTY === true
-    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
     try {
       derivePairingSecrets(code)
+    } catch (err) {
+      return reportPairingError(err, args.json)
+    }
+    const progress = !args.json && process.stderr.isTTY === true
+    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    for (const stale of clearStaleStaging(home.dir)) say(`removed ${stale}, left by an enrollment that was killed`)
+    // Made before the code is used, so a parent directory this user cannot write is refused while the code still works.
+    const staging = createStaging(home.dir)
+    const stage: EnrollStage = { loggingIn: false, loggedIn: false, certified: false, written: false }
+    const stopOnSignal = interruptCleanly(home.dir, staging, stage, args.json)
+    try {
       const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
         code, url: broker, kind, name, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
         onStep(step, detail) {
+          if (step === 'keys') stage.loggingIn = true
+          if (step === 'login') stage.loggedIn = true
+          if (step === 'certified') stage.certified = true
           if (step === 'keys') say('keys generated; logging in with the pairing code')
           else if (step === 'request') say('request sent; waiting for the inviting device')
           else if (step === 'authorized') say(`authorized as ${detail}; asking L0 for the certificate`)
           else if (step === 'certified') say('certificate received and checked')
         },
       })
-      const files = await writeDeviceHome(home, device, broker)
+      const files = await writeDeviceHome(home, device, broker, staging)
+      stage.written = true
       await submitFirstEvents(device, broker, timeoutMs, home)
       emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
         [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
@@ -114,6 +185,9 @@ export const enroll: CommandSpec = {
       return 0
     } catch (err) {
       return reportPairingError(err, args.json)
+    } finally {
+      stopOnSignal()
+      if (!stage.written) discardStaging(staging)
     }
   },
 }

@@ -3,7 +3,8 @@ import { KinError } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
 import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
-import { checkMayInvite, completeInvite, openInvite, type Inviter } from '../../gossip/invite-session.ts'
+import { checkMayInvite, completeInvite, openInvite, withdrawInvite, type Inviter, type OpenedInvite } from '../../gossip/invite-session.ts'
+import type { GossipClient } from '../../gossip/client.ts'
 import { connectDevice } from '../../gossip/login.ts'
 import { replayRecords } from '../../ledger/persistent.ts'
 import type { PersistentLedger } from '../../ledger/persistent.ts'
@@ -61,6 +62,40 @@ async function openInviterLedger(home: Home, config: HomeConfig): Promise<{ ledg
   }
 }
 
+type StopSignal = 'SIGINT' | 'SIGTERM'
+
+/** The first SIGINT or SIGTERM from now on, and the function that stops listening (default handling again). */
+function stopSignal(): { signal: Promise<StopSignal>; dispose(): void } {
+  let dispose = (): void => undefined
+  const signal = new Promise<StopSignal>(resolve => {
+    const onInt = (): void => resolve('SIGINT')
+    const onTerm = (): void => resolve('SIGTERM')
+    process.on('SIGINT', onInt)
+    process.on('SIGTERM', onTerm)
+    dispose = () => {
+      process.off('SIGINT', onInt)
+      process.off('SIGTERM', onTerm)
+    }
+  })
+  return { signal, dispose }
+}
+
+/**
+ * `kin invite` stopped while its code is out: the invite is withdrawn (the waiting device is told PAIR_WITHDRAWN at
+ * once, L0 refuses the code from now on) and the person is told which. Exit 130 or 143 like any stopped command.
+ */
+async function withdrawOnStop(client: GossipClient, inviter: Inviter, opened: OpenedInvite, signal: StopSignal, timeoutMs: number, json: boolean): Promise<number> {
+  const outcome = await withdrawInvite(client, inviter, opened, `its kin invite was stopped by ${signal}`, { timeoutMs: Math.min(timeoutMs, 10_000) })
+  const message = outcome.confirmed
+    ? `stopped by ${signal}: invite ${opened.inviteId} withdrawn; code ${opened.code} no longer works, and a device waiting with it was told so`
+    : `stopped by ${signal}: L0 did not confirm withdrawing invite ${opened.inviteId} (${outcome.error.message} [${outcome.error.code}]); ` +
+      `code ${opened.code} may stay registered until ${isoTime(opened.expires)} — a device waiting with it was told to stop`
+  const detail = { signal, inviteId: opened.inviteId, withdrawn: outcome.confirmed, expires: opened.expires }
+  if (json) jsonLine({ ok: false, code: 'PAIR_WITHDRAWN', message, detail })
+  else process.stderr.write(`kin: ${message} [PAIR_WITHDRAWN]\n`)
+  return signal === 'SIGINT' ? 130 : 143
+}
+
 /** `kin invite`. */
 export const invite: CommandSpec = {
   name: 'invite',
@@ -69,7 +104,8 @@ export const invite: CommandSpec = {
     "sign its authorization (kept in this device's ledger) and see L0 issue its certificate. Runs on any device with role admin " +
     "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll' on a device, by 'kin broker' on L0). " +
     'With --json: one line {"code","inviteId","expires"} as soon as the code is valid, one line with the result at the end. ' +
-    'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors.',
+    'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors. ' +
+    'Ctrl-C (SIGINT) or SIGTERM while waiting withdraws the invite: the waiting device is told PAIR_WITHDRAWN, L0 refuses the code; exit 130/143.',
   options: {
     home: { type: 'string', help: 'the inviting device\'s home (L0 or an enrolled admin/member device)' },
     name: { type: 'string', help: 'friendly name for the new device (default: the name it asks for)' },
@@ -125,11 +161,22 @@ export const invite: CommandSpec = {
           `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
         ].join('\n') + '\n')
       }
-      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)})…`)
-      const result = await completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
-        keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
-        onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
-      })
+      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
+      // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
+      const stop = stopSignal()
+      let result
+      try {
+        const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+          keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
+          onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
+        })
+        completing.catch(() => undefined)
+        const first = await Promise.race([completing.then(r => ({ done: r })), stop.signal.then(signal => ({ signal }))])
+        if ('signal' in first) return await withdrawOnStop(client, inviter, opened, first.signal, timeoutMs, args.json)
+        result = first.done
+      } finally {
+        stop.dispose()
+      }
       const summary = {
         ok: true, cn: result.childCn, name: result.name, role: result.role, kind: result.kind, parentCn: inviter.cn, inviteId: opened.inviteId,
         authorizeId: result.authorize.idHex, certHash: result.certificate.certHashHex, notAfter: result.certificate.notAfter,
