@@ -11,14 +11,13 @@ import { enrollThroughL0, gossipFleet, startKinLines, type KinLines } from '../g
 const fleet = await gossipFleet(t, ['admin', 'member', 'device', 'member'])
 const [admin, phone, lock, tablet] = fleet.devices as [typeof fleet.devices[0], typeof fleet.devices[0], typeof fleet.devices[0], typeof fleet.devices[0]]
 
-/** `kin serve --json` on a home, once it listens and holds the miner's latest head (so it is following L0). */
+/** `kin serve --json` on a home, once it listens and its follower is online (subscribed to the ledger's topics). */
 async function serving(t: Test, home: string): Promise<KinLines & { exited: () => boolean }> {
   const serve = startKinLines(t, ['serve', '--home', home, '--json'])
   let exited = false
   void serve.done.then(() => { exited = true })
   await serve.waitJson(d => d['listening'] === true && d['following'] === true, 30_000)
-  const height = fleet.services.miner.miner.latestHead()!.height
-  await serve.waitJson(d => ((d['head'] as { height?: number } | undefined)?.height ?? -1) >= height, 30_000)
+  await serve.waitJson(d => d['broker'] === 'online', 30_000)
   return { ...serve, exited: () => exited }
 }
 
@@ -57,6 +56,20 @@ t.test('the lock revoked by its parent while kin serve runs: told plainly, audit
 
   tabletServe.signal('SIGTERM')
   t.equal((await tabletServe.done).status, 0, 'the tablet stops cleanly when asked')
+})
+
+t.test('a planned retirement (effective later) is served up to its effective time, then told and stopped like any revocation', async t => {
+  const tabletServe = await serving(t, tablet.home)
+  const effective = Math.floor(Date.now() / 1000) + 6
+  const revoked = await kin(['revoke', '--home', admin.home, tablet.cn, '--reason', 'retired', '--effective', new Date(effective * 1000).toISOString(), '--json'])
+  expectExit(t, revoked, 0, 'the admin retires the tablet from a time to come')
+  const id = (lastJson(revoked.stdout) as { id: string }).id
+  const told = await tabletServe.waitJson(d => d['revoked'] === true, 30_000)
+  t.match(told['message'], `this device (${tablet.cn}, "device 3") was revoked (retired) by ${admin.cn} ("device 0"), effective ${new Date(effective * 1000).toISOString().replace('.000Z', 'Z')}`)
+  t.equal((await tabletServe.done).status, EXIT_REVOKED)
+  const audited = auditLines(tablet.home).find(r => r['alarm'] === 'IDENTITY_REVOKED')
+  t.ok(audited !== undefined && (audited['time'] as number) >= effective, 'it stopped at the effective time, not when the revoke arrived')
+  t.equal((audited?.['notice'] as { eventId?: string } | undefined)?.eventId, id, 'the audit names the revoke event')
 })
 
 t.test('a subtree revocation of an ancestor stops its descendants, not a device under another parent', async t => {
