@@ -75,6 +75,11 @@ t.test('a planned retirement (effective later) is served up to its effective tim
 t.test('a subtree revocation of an ancestor stops its descendants, not a device under another parent', async t => {
   const neighbour = await enrollThroughL0(fleet, 'member', 'neighbour')
   const [phoneServe, neighbourServe] = await Promise.all([serving(t, phone.home), serving(t, neighbour.home)])
+  // The admin's home is followed by 'kin sync --follow'; its 'kin serve' then serves from the file that process writes.
+  const adminFollow = startKinLines(t, ['sync', '--home', admin.home, '--follow', '--json'])
+  await adminFollow.waitJson(d => d['status'] === 'online', 30_000)
+  const adminServe = startKinLines(t, ['serve', '--home', admin.home, '--json'])
+  await adminServe.waitJson(d => d['listening'] === true && d['following'] === false, 30_000)
   const revoked = await kin(['revoke', '--home', fleet.l0.dir, admin.cn, '--subtree', '--reason', 'compromised', '--broker', fleet.url, '--json'])
   expectExit(t, revoked, 0, 'L0 revokes the admin with its subtree')
 
@@ -87,6 +92,13 @@ t.test('a subtree revocation of an ancestor stops its descendants, not a device 
   const again = await kin(['serve', '--home', phone.home, '--json'])
   expectExit(t, again, EXIT_REVOKED, 'started again, it refuses to serve')
   t.match(lastJson(again.stdout), { code: 'IDENTITY_REVOKED', message })
+
+  const followed = await adminFollow.waitJson(d => d['revoked'] === true, 30_000)
+  t.match(followed, { code: 'IDENTITY_REVOKED', message: `this device (${admin.cn}, "device 0") was revoked (compromised) by ${fleet.l0.cn}` }, 'kin sync --follow on the admin says so')
+  t.equal((await adminFollow.done).status, EXIT_REVOKED, `and exits ${EXIT_REVOKED}`)
+  const fromFile = await adminServe.waitJson(d => d['revoked'] === true, 30_000)
+  t.equal(fromFile['message'], followed['message'], "the admin's kin serve, reading the file the follower wrote, stops with the same line")
+  t.equal((await adminServe.done).status, EXIT_REVOKED)
 
   t.notOk(neighbourServe.exited(), 'the neighbour, under L0, still serves')
   neighbourServe.signal('SIGTERM')
