@@ -12,6 +12,8 @@ export interface RevocationNotice {
   why: 'REVOKED' | 'ANCESTOR_REVOKED'
   ancestorCn: string | undefined
   reason: RevokeReasonName
+  /** Whether the revocation takes the revoked identity's subtree too. */
+  subtree: boolean
   /** The CN (and name, when the ledger knows it) of the device that signed the revoke. */
   by: string
   byName: string | undefined
@@ -38,7 +40,7 @@ export function ownRevocation(state: LedgerState, cn: string, now: number): Revo
   const r = invalid.revocation
   return {
     cn, name: binding.name, why: invalid.code, ancestorCn: invalid.code === 'ANCESTOR_REVOKED' ? invalid.ancestorCn : undefined,
-    reason: r.reason, by: r.by, byName: state.currentBinding(r.by)?.name, effective: r.effective, eventId: r.eventId,
+    reason: r.reason, subtree: r.subtree, by: r.by, byName: state.currentBinding(r.by)?.name, effective: r.effective, eventId: r.eventId,
   }
 }
 
@@ -46,7 +48,8 @@ export function ownRevocation(state: LedgerState, cn: string, now: number): Revo
 export function describeRevocation(n: RevocationNotice): string {
   const self = n.name === '' ? n.cn : `${n.cn}, "${n.name}"`
   const by = n.byName === undefined || n.byName === '' ? n.by : `${n.by} ("${n.byName}")`
-  const what = n.why === 'REVOKED' ? 'was revoked' : `falls with its ancestor ${n.ancestorCn}, revoked with its subtree`
+  const what = n.why === 'REVOKED' ? 'was revoked'
+    : `falls with its ancestor ${n.ancestorCn}, revoked ${n.subtree ? 'with its subtree' : 'before this device was authorized'}`
   return `this device (${self}) ${what} (${n.reason}) by ${by}, effective ${iso(n.effective)}: it stops serving; enroll it again to bring it back`
 }
 
