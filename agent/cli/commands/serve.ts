@@ -121,7 +121,9 @@ export const serve: CommandSpec = {
           onAlarm: a => line(json, { alarm: a }, `ALARM ${a.code} (${a.source}): ${a.message}; the old head was kept`),
           onRevoked: notice => revokedNow(notice),
           onStatus: (status, error) => {
-            if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code})`}; deciding on the ledger as it is, reconnecting`)
+            // A refused login cannot say why (CONNACK 5): this device's ledger tells of a revocation only once it holds it.
+            const refused = error?.code === 'BROKER_REFUSED' ? ': L0 refuses this device\'s login (revoked or expired while away?)' : ''
+            if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code}${refused})`}; deciding on the ledger as it is, reconnecting`)
           },
         }, attachInbox)
       } catch (e) {
