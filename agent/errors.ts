@@ -61,6 +61,8 @@ export type KinErrorCode =
   | 'ENROLL_INTERRUPTED'
   // broker sessions (transport)
   | 'BROKER_UNREACHABLE' | 'BROKER_REFUSED' | 'BROKER_IDENTITY' | 'BROKER_CLOSED' | 'BROKER_TIMEOUT'
+  /** This device's own identity is revoked (itself, or an ancestor with its subtree) in its verified ledger: it stops serving. */
+  | 'IDENTITY_REVOKED'
   // access decisions
   | 'ACCESS_REVOKED' | 'ACCESS_ANCESTOR_REVOKED' | 'ACCESS_EXPIRED' | 'ACCESS_LINEAGE_GAP' | 'ACCESS_SAN_PARENT'
   | 'ACCESS_MISSING_PROOF' | 'POLICY_HOPS' | 'POLICY_ANCHOR' | 'POLICY_ROLE' | 'POLICY_ACTION' | 'POLICY_WINDOW'

@@ -98,3 +98,13 @@ export function subscribeAllowed(id: SessionIdentity, filter: string, ctx: AclCo
   if (id.kind === 'device' && !ctx.isCertified(id)) return false
   return subscribePatterns(id, filter, ctx).some(p => filterCovers(p, filter))
 }
+
+/**
+ * What a session whose identity was just revoked may still do until L0 closes it (l0.ts REVOKED_GRACE_MS): receive
+ * the ledger's head and events and its own sync answers, and ask its own sync — so the device reads its revocation
+ * in its own verified ledger before it is cut off. Nothing it could act with: no submit, no inbox, no pairing.
+ */
+export function leavingAllows(cn: string, topic: string, fleet: string): boolean {
+  const t = fleetTopics(fleet)
+  return topic === t.head || topic === t.events || topic === t.syncResp(cn) || topic === t.syncReq(cn)
+}

@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls'
 import type { Aedes, AuthenticateError, Client } from 'aedes'
 import { KinError, VerificationError } from '../agent/errors.ts'
 import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
-import { publishAllowed, subscribeAllowed, type AclContext } from './acl.ts'
+import { leavingAllows, publishAllowed, subscribeAllowed, type AclContext } from './acl.ts'
 import { PAIR_USERNAME_PREFIX, describeIdentity, type SessionIdentity } from './identity.ts'
 import { connackFor, deviceLogin, pairingLogin, type LoginContext } from './login.ts'
 import type { L0Logger } from './log.ts'
@@ -68,7 +68,8 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     // A will of a session L0 already ended (client gone from the book) is not published.
     const identity = client === null ? undefined : ctx.sessions.identityOf(client)
     if (client === null || identity === undefined) return done(new Error('no session'))
-    if (!publishAllowed(identity, packet.topic, ctx.acl)) {
+    const leaving = identity.kind === 'device' && ctx.sessions.isLeaving(client) && !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)
+    if (leaving || !publishAllowed(identity, packet.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'ACL_DENIED' })
       // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the broker closes the connection.
       return done(new Error(`ACL_DENIED: ${client.id} may not publish on ${packet.topic}`))
@@ -86,7 +87,8 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authorizeSubscribe = (client, sub, done) => {
     const identity = ctx.sessions.identityOf(client)
     if (identity === undefined) return done(new Error('no session'))
-    if (!subscribeAllowed(identity, sub.topic, ctx.acl)) {
+    // A leaving session keeps the subscriptions it had; it takes no new ones.
+    if (ctx.sessions.isLeaving(client) || !subscribeAllowed(identity, sub.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'ACL_DENIED' })
       // [MQTT-3.9.3] the SUBACK carries 0x80 (failure) for this filter; the session goes on.
       return done(null, null)
@@ -95,7 +97,9 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   }
 
   aedes.authorizeForward = (client, packet) => {
-    if (ctx.sessions.identityOf(client) === undefined) return null
+    const identity = ctx.sessions.identityOf(client)
+    if (identity === undefined) return null
+    if (identity.kind === 'device' && ctx.sessions.isLeaving(client) && !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)) return null
     if (payloadTooLarge(packet.payload)) return null
     return packet
   }

@@ -2,6 +2,7 @@
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
+import type { KinError } from '../agent/errors.ts'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodePki } from '../firmware-shims/node/pki.ts'
 import { tlsServerPolicy } from '../firmware-shims/node/tls-policy.ts'
@@ -32,6 +33,12 @@ export const MAX_FRAME_BYTES = 4 * MAX_PAYLOAD_BYTES
 export const PENDING_LOG_INTERVAL_MS = 10_000
 /** How often (ms) L0 rechecks open sessions against the clock (expiry, revocations that take effect later) and purges invites. */
 export const SWEEP_INTERVAL_MS = 30_000
+/**
+ * How long (ms) a session whose identity was revoked stays open, read-only (acl.ts leavingAllows), before L0 closes
+ * it: the next head (sealed within the seal interval) reaches it first, so the device reads its own revocation in
+ * its verified ledger instead of only losing L0 (a refused CONNACK cannot say why: MQTT 3.1.1 has code 5 only).
+ */
+export const REVOKED_GRACE_MS = 5_000
 
 /** Options of startL0. */
 export interface L0Options {
@@ -53,6 +60,8 @@ export interface L0Options {
   loginDeadlineMs?: number
   /** Per-submitter budgets at the miner over DEFAULT_QUOTAS (agent/ledger/quota.ts), and their clock (ms). */
   quota?: Partial<QuotaOptions>
+  /** How long a revoked identity's session stays open, read-only, before L0 closes it (default REVOKED_GRACE_MS). */
+  revokedGraceMs?: number
 }
 
 /** L0's running services. */
@@ -92,9 +101,19 @@ function asBytes(payload: string | Buffer): Uint8Array {
   return typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.length)
 }
 
-/** Closes sessions whose identity no longer stands and purges old invites (the aedes broker's periodic check). */
-function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log: ReturnType<typeof makeLogger>): () => void {
-  return () => {
+/**
+ * Closes sessions whose identity no longer stands and purges old invites (the aedes broker's periodic check). A
+ * session ended by a revocation leaves read-only for `graceMs` first (REVOKED_GRACE_MS); `stop` cancels those closes.
+ */
+function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log: ReturnType<typeof makeLogger>, graceMs: number): { sweep: () => void; stop: () => void } {
+  const closing = new Set<ReturnType<typeof setTimeout>>()
+  const end = (client: Client, session: L0Session, reason: KinError): void => {
+    // Out of the book first: its will and anything in flight are no longer authorized.
+    if (sessions.remove(client) === undefined) return
+    log('warn', 'session.closed', { clientId: session.clientId, ...describeIdentity(session.identity), code: reason.code, message: reason.message })
+    client.close()
+  }
+  const sweep = (): void => {
     const t = now()
     try {
       for (const i of l0.invites.purge(t)) log('info', 'invite.purged', { inviteId: i.inviteId, parentCn: i.parentCn, state: i.state, expires: i.expires })
@@ -105,13 +124,18 @@ function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log:
     for (const [client, session] of sessions.entries()) {
       const id = session.identity
       const reason = id.kind === 'device' ? deviceStanding(id, state, t) : pairingStanding(id, state, l0.invites, t)
-      if (reason === undefined) continue
-      // Out of the book first: its will and anything in flight are no longer authorized.
-      sessions.remove(client)
-      log('warn', 'session.closed', { clientId: session.clientId, ...describeIdentity(id), code: reason.code, message: reason.message })
-      client.close()
+      if (reason === undefined || sessions.isLeaving(client)) continue
+      if (id.kind !== 'device' || (reason.code !== 'ACCESS_REVOKED' && reason.code !== 'ACCESS_ANCESTOR_REVOKED') || graceMs <= 0) {
+        end(client, session, reason)
+        continue
+      }
+      sessions.markLeaving(client)
+      log('warn', 'session.leaving', { clientId: session.clientId, ...describeIdentity(id), code: reason.code, message: reason.message, closeInMs: graceMs })
+      const timer = setTimeout(() => { closing.delete(timer); end(client, session, reason) }, graceMs)
+      closing.add(timer)
     }
   }
+  return { sweep, stop: () => { for (const timer of closing) clearTimeout(timer); closing.clear() } }
 }
 
 /**
@@ -139,7 +163,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const sessions = new Sessions<Client>()
   const sockets = new WeakMap<Client, TLSSocket>()
   const openSockets = new Set<TLSSocket>()
-  const sweep = sweeper(l0, sessions, now, log)
+  const { sweep, stop: stopSweeps } = sweeper(l0, sessions, now, log, opts.revokedGraceMs ?? REVOKED_GRACE_MS)
 
   let aedes: Aedes
   try {
@@ -248,6 +272,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const close = (): Promise<void> => {
     closed ??= (async () => {
       clearInterval(timer)
+      stopSweeps()
       const stopped = new Promise<void>(resolve => server.close(() => resolve()))
       await new Promise<void>(resolve => aedes.close(() => resolve()))
       // Connections that never logged in are not aedes clients yet.

@@ -4,7 +4,7 @@
 export type L0LogEvent =
   | 'broker.listening' | 'broker.closed' | 'broker.error' | 'tls.error' | 'connection.closed'
   | 'broker.connected' | 'broker.disconnected'
-  | 'login.accepted' | 'login.refused' | 'session.closed'
+  | 'login.accepted' | 'login.refused' | 'session.closed' | 'session.leaving'
   | 'acl.refused' | 'payload.dropped'
   | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'
   | 'sync.refused' | 'bundle.sent' | 'bundle.refused'

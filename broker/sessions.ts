@@ -16,6 +16,8 @@ export interface L0Session {
  */
 export class Sessions<C extends object> {
   private readonly byClient = new Map<C, L0Session>()
+  /** Sessions whose identity was revoked, kept open a moment so the device learns why (l0.ts, REVOKED_GRACE_MS). */
+  private readonly leaving = new Set<C>()
 
   /** Records an accepted login. */
   add(client: C, session: L0Session): void {
@@ -26,7 +28,18 @@ export class Sessions<C extends object> {
   remove(client: C): L0Session | undefined {
     const s = this.byClient.get(client)
     this.byClient.delete(client)
+    this.leaving.delete(client)
     return s
+  }
+
+  /** Marks a session as leaving: from now on it may only read the ledger topics and ask its own sync (acl.ts leavingAllows). */
+  markLeaving(client: C): void {
+    if (this.byClient.has(client)) this.leaving.add(client)
+  }
+
+  /** Whether a session is leaving (its identity revoked, its close scheduled). */
+  isLeaving(client: C): boolean {
+    return this.leaving.has(client)
   }
 
   /** The identity a client logged in with, if it still holds a session. */

@@ -9,7 +9,7 @@ function topHelp(commands: readonly CommandSpec[]): string {
   const width = Math.max(...commands.map(c => c.name.length)) + 4
   for (const c of commands) lines.push(`  ${c.name.padEnd(width)}${c.summary.split('. ')[0]!.replace(/\.$/, '')}`)
   lines.push('', "Every command takes --json and --help; KIN_HOME stands in for --home. Exit status: 0 ok/allow, 1 deny or failed",
-    "verification, 2 usage or error. 'kin --version' says what is installed.")
+    "verification, 2 usage or error, 3 this device is revoked (serve, sync). 'kin --version' says what is installed.")
   return lines.join('\n')
 }
 

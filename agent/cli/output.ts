@@ -39,3 +39,9 @@ export function reportError(thrown: unknown, json: boolean): number {
 export function isoTime(seconds: number): string {
   return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z')
 }
+
+/**
+ * Exit status of `kin serve` and `kin sync` on a device whose own identity is revoked (IDENTITY_REVOKED): apart from
+ * 0-2, so a supervisor tells it from a crash, and in deploy/kin.service's RestartPreventExitStatus: never restarted.
+ */
+export const EXIT_REVOKED = 3

@@ -17,6 +17,7 @@ import { connectDevice, type DeviceLogin } from './login.ts'
 import { submissionBatches } from './submit-batches.ts'
 import { encodeSubmission, staleOwnEvents } from './submit.ts'
 import { fleetTopics, type FleetTopics } from './topics.ts'
+import { ownRevocation, type RevocationNotice } from './revocation-notice.ts'
 
 /*
  * What the follower does with each topic (DESIGN.md "MQTT topics", docs/BROKERS.md "Ledger topics"):
@@ -89,6 +90,12 @@ export interface FollowerOptions {
   onStatus?: (status: FollowerStatus, error: KinError | undefined) => void
   /** Something that went wrong without being the miner's fault: a dropped message, a lost connection, a failed submit. */
   onError?: (error: KinError, context: string) => void
+  /**
+   * This device's own identity is revoked in its replica (itself, or an ancestor with its subtree): told once, at
+   * `start` when the replica already records it, else as soon as a head or answer brings it. The follower goes on
+   * until its owner closes it: what to stop is the owner's call.
+   */
+  onRevoked?: (notice: RevocationNotice) => void
 }
 
 /** What `syncOnce` found. */
@@ -179,6 +186,7 @@ export class LedgerFollower {
   readonly #alarmed = new Set<string>()
   readonly #work = new Set<Promise<unknown>>()
   readonly #listeners = new Set<() => void>()
+  #revokedTold = false
   #stats = { added: 0, rewritten: false, dropped: [] as Refusal[], alarms: [] as HeadAlarm[], submitted: 0, stale: undefined as KinError | undefined }
 
   constructor(options: FollowerOptions) {
@@ -209,9 +217,15 @@ export class LedgerFollower {
     return this.replica.head?.time
   }
 
+  /** This device's own revocation as its replica records it at the clock's time; undefined while it stands. */
+  revocation(): RevocationNotice | undefined {
+    return ownRevocation(this.replica.ledger.ledger.state, this.cn, this.#o.clock.now())
+  }
+
   /** Starts following (idempotent): connect, subscribe, catch up, resubmit; reconnects until `close`. */
   start(): void {
     if (this.#loop !== undefined || this.#closing) return
+    this.#checkRevoked()
     this.#loop = this.#connectLoop()
   }
 
@@ -631,7 +645,17 @@ export class LedgerFollower {
     this.#stats.dropped.push(...outcome.dropped)
     for (const p of [...this.#pending.values()]) if (p.head.height <= head.height && p.idHex === this.replica.headId) this.#pending.delete(p.idHex)
     this.#o.onHead?.({ head, headId: this.replica.headId!, via, added: outcome.added, rewritten: outcome.rewritten, dropped: outcome.dropped })
+    this.#checkRevoked()
     this.#notify()
+  }
+
+  /** Tells the owner, once, that the replica now records this device's own revocation. */
+  #checkRevoked(): void {
+    if (this.#revokedTold || this.#o.onRevoked === undefined) return
+    const notice = this.revocation()
+    if (notice === undefined) return
+    this.#revokedTold = true
+    this.#o.onRevoked(notice)
   }
 
   #alarm(err: KinError, source: AlarmSource, offered: Uint8Array | undefined): void {

@@ -1,8 +1,9 @@
-/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor, an expired guest, a stolen key back-dating. */
+/** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor (and the revoked device told of it), an expired guest, a stolen key back-dating. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
+import { describeRevocation } from '../../agent/gossip/revocation-notice.ts'
 import type { EncodedEvent, PolicyRule } from '../../agent/ledger/types.ts'
 import type { AttackContext } from './house.ts'
 import { borrowFollowerClient } from './inbox-link.ts'
@@ -87,6 +88,16 @@ export async function lifecycleAttacks(ctx: AttackContext, run: AttackRunner): P
   })
   await run.run({ id: 'revoked-device', family: 'lifecycle', kind: 'attack', attack: 'the revoked tablet itself asks the lock to view', expected: ['ACCESS_REVOKED'] },
     () => access('L2.2', 'L3.3', 'view'))
+  await run.run({ id: 'revoked-device-told', family: 'lifecycle', kind: 'attack', attack: 'the revoked tablet would serve on, deciding on a ledger without its own revocation; L0 lets the head reach it before closing its session', expected: ['IDENTITY_REVOKED'] }, async () => {
+    const tablet = fleet.device('L2.2')
+    let notice = tablet.follower?.revocation()
+    for (let i = 0; i < 500 && notice === undefined; i++) {
+      await new Promise(r => setTimeout(r, 20))
+      notice = tablet.follower?.revocation()
+    }
+    if (notice === undefined) return { actual: 'SERVING', detail: 'the tablet\'s own ledger does not record its revocation: it would go on serving' }
+    return { actual: 'IDENTITY_REVOKED', detail: describeRevocation(notice) }
+  })
   await run.run({ id: 'owner-after-revocation', family: 'lifecycle', kind: 'control', attack: "the owner's branch keeps its access after the revocation", expected: ['ALLOW'] },
     () => access('L2.1', 'L3.3', 'unlock'))
 

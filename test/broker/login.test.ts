@@ -3,9 +3,11 @@ import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
+import { toHex } from '../../agent/codec/bytes.ts'
+import { decodeSyncResponse } from '../../agent/ledger/sync.ts'
 import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
 import {
-  closed, connectDevice, end, enrollDirect, logRecord, makeL0Home, nowSeconds, revocation, startTestL0, submission, tryConnect, withHomeLedger,
+  closed, connectDevice, end, enrollDirect, logRecord, makeL0Home, nowSeconds, revocation, startTestL0, subscribeGranted, submission, tryConnect, withHomeLedger,
 } from './_fleet.ts'
 
 const l0 = await makeL0Home()
@@ -87,14 +89,23 @@ t.test('no certificate and no pairing login is refused with CONNACK 5', async t 
   t.notOk(JSON.stringify(logs).includes('"admin"'), 'passwords and foreign user names are not logged')
 })
 
-t.test('a revoke accepted by submission closes the revoked session at once; it cannot log in again', async t => {
+t.test('a revoke accepted by submission ends the revoked session: read-only until the head reaches it, then closed; it cannot log in again', async t => {
   const lockClient = await connectDevice(services, lock)
   const tabletClient = await connectDevice(services, tablet)
   const phoneClient = await connectDevice(services, phone)
+  t.same(await subscribeGranted(lockClient, [services.topics.events]), [1])
+  const announced: string[] = []
+  lockClient.on('message', (topic, payload) => {
+    if (topic === services.topics.events) announced.push(...decodeSyncResponse(new Uint8Array(payload)).events.map(e => toHex(nodeCrypto.sha256(e))))
+  })
   const lockClosed = closed(lockClient)
   const revoke = revocation(services.ledger, phone, lock)
   await phoneClient.publishAsync(services.topics.submit(phone.cn), Buffer.from(submission([revoke])), { qos: 1 })
+  const leaving = await logRecord(logs, r => r.event === 'session.leaving' && r.cn === lock.cn)
+  t.equal(leaving.code, 'ACCESS_REVOKED', 'L0 marks the session as leaving, with the reason')
+  t.same(await subscribeGranted(lockClient, [services.topics.inboxAll(lock.cn)]), [128], 'a leaving session takes no new subscription')
   await lockClosed
+  t.ok(announced.includes(revoke.idHex), 'the miner\'s announcement with its own revocation reached the lock before L0 closed its session')
   t.ok(services.ledger.ledger.state.has(revoke.idHex), 'the revoke is in L0\'s ledger')
   const rec = await logRecord(logs, r => r.event === 'session.closed' && r.cn === lock.cn)
   t.equal(rec.code, 'ACCESS_REVOKED')

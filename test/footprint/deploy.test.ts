@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, ensureBuilt } from './_build.ts'
+import { EXIT_REVOKED } from '../../agent/cli/output.ts'
 
 type Unit = Record<string, Record<string, string[]>>
 
@@ -46,7 +47,7 @@ t.test('the unit has its sections and runs the device bundle with node as an unp
   const home = argv[argv.indexOf('--home') + 1]
   t.equal(home, `/var/lib/${one('Service', 'StateDirectory')}`, 'the home is the state directory systemd creates')
   t.same(unit['Service']!['ReadWritePaths'], [home], 'and the only path it may write')
-  t.equal(one('Service', 'RestartPreventExitStatus'), '2', 'usage errors (exit 2) are not restarted in a loop')
+  t.same(one('Service', 'RestartPreventExitStatus').split(/\s+/), ['2', String(EXIT_REVOKED)], 'usage errors (exit 2) and a revoked device (IDENTITY_REVOKED) are not restarted in a loop')
 })
 
 t.test('kin-device.mjs accepts ExecStart as written', async t => {
@@ -91,7 +92,7 @@ t.test('systemd-analyze verify reads the unit without a warning', { skip: analyz
   t.equal(clean.status, 0)
   t.same(clean.warnings, [], 'no unknown key, misplaced setting or bad value')
   // The same check on the unit as it was, the start limit under [Service]: systemd-analyze names the misplaced key.
-  const misplaced = unitText.replace(/^StartLimit(IntervalSec|Burst)=.*\n/gm, '').replace(/^RestartPreventExitStatus=2$/m, 'RestartPreventExitStatus=2\nStartLimitIntervalSec=300\nStartLimitBurst=5')
+  const misplaced = unitText.replace(/^StartLimit(IntervalSec|Burst)=.*\n/gm, '').replace(/^RestartPreventExitStatus=2 3$/m, 'RestartPreventExitStatus=2 3\nStartLimitIntervalSec=300\nStartLimitBurst=5')
   const old = verifyUnit(misplaced)
   t.match(old.warnings.join('\n'), /Unknown key 'StartLimitIntervalSec' in section \[Service\]/, 'the check would catch the misplacement')
 })

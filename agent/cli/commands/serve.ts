@@ -9,11 +9,12 @@ import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { serveInboxChallenges, type InboxVerifier, type OpenAsk } from '../../gossip/challenge-session.ts'
 import type { LedgerFollower } from '../../gossip/follower.ts'
 import { decideWithProofs } from '../../gossip/missing-proof.ts'
+import { describeRevocation, ownRevocation, type RevocationNotice } from '../../gossip/revocation-notice.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
 import { parseMaxPending, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
-import { isoTime } from '../output.ts'
+import { EXIT_REVOKED, isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
 import { followsBroker, headSummary, nextStopSignal, openFollowingHome, type FollowingHome } from './sync.ts'
 
@@ -55,6 +56,14 @@ function line(json: boolean, value: object, text: string): void {
   process.stdout.write((json ? JSON.stringify(value) : text) + '\n')
 }
 
+/** Says, once and plainly, that this device was revoked: a coded line on stdout, and the same in audit.log. */
+async function tellRevoked(json: boolean, device: AccessHome, notice: RevocationNotice): Promise<void> {
+  const message = describeRevocation(notice)
+  line(json, { revoked: true, code: 'IDENTITY_REVOKED', message, notice }, `IDENTITY_REVOKED: ${message}`)
+  await device.audit!.appendLine(JSON.stringify({ time: Math.floor(Date.now() / 1000), alarm: 'IDENTITY_REVOKED', message, notice }))
+    .catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
+}
+
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
@@ -70,7 +79,10 @@ export const serve: CommandSpec = {
     + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox/+ (each from the sender its last level names; for requesters without TLS, '
     + "'kin access --inbox CN'): the same decision, audited and printed alike (with --json {\"decision\": …, \"via\": \"inbox\"}), "
     + 'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). '
-    + 'Stops cleanly on SIGINT or SIGTERM.',
+    + 'Stops cleanly on SIGINT or SIGTERM. A device whose own identity is revoked in its ledger (itself, or an ancestor with its '
+    + 'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, '
+    + `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} `
+    + '(not restarted by deploy/kin.service); enrolling it again brings it back.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
@@ -88,6 +100,9 @@ export const serve: CommandSpec = {
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
     let notFollowing: KinError | undefined
+    // The follower tells of this device's own revocation as soon as its replica records it; serving stops then.
+    let revokedNow: (notice: RevocationNotice) => void = () => undefined
+    const revoked = new Promise<RevocationNotice>(resolve => { revokedNow = resolve })
     // The inbox service attaches to each broker session the follower opens (the first, and each after a reconnect).
     const config = new Home(dir).readConfig()
     const ownInbox = fleetTopics(config.fleet).inboxAll(config.cn)
@@ -104,8 +119,11 @@ export const serve: CommandSpec = {
         following = await openFollowingHome(dir, {
           onHead: a => line(json, { head: headSummary(a.head, a.headId), via: a.via, added: a.added }, `${isoTime(a.head.time)} ledger head ${a.head.height} over ${a.head.treeSize} events (${a.added} new, via ${a.via})`),
           onAlarm: a => line(json, { alarm: a }, `ALARM ${a.code} (${a.source}): ${a.message}; the old head was kept`),
+          onRevoked: notice => revokedNow(notice),
           onStatus: (status, error) => {
-            if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code})`}; deciding on the ledger as it is, reconnecting`)
+            // A refused login cannot say why (CONNACK 5): this device's ledger tells of a revocation only once it holds it.
+            const refused = error?.code === 'BROKER_REFUSED' ? ': L0 refuses this device\'s login (revoked or expired while away?)' : ''
+            if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code}${refused})`}; deciding on the ledger as it is, reconnecting`)
           },
         }, attachInbox)
       } catch (e) {
@@ -121,6 +139,15 @@ export const serve: CommandSpec = {
     } catch (e) {
       await following?.close()
       throw e
+    }
+    // A device already revoked in its ledger (the file, or a replica that learnt it last time) does not serve at all.
+    const standing = (): RevocationNotice | undefined => follower?.revocation() ?? ownRevocation(device.ledger.state(), device.cn, Math.floor(Date.now() / 1000))
+    const revokedAtStart = standing()
+    if (revokedAtStart !== undefined) {
+      await tellRevoked(json, device, revokedAtStart)
+      await following?.close()
+      await device.close()
+      return EXIT_REVOKED
     }
     let reportedLedgerError: string | undefined
     // A ledger file that stopped verifying leaves the last verified state in force; say so once per new error. A file
@@ -182,15 +209,26 @@ export const serve: CommandSpec = {
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
-    // The ledger file is also looked at between requests, so a swapped file raises its alarm without waiting for one.
-    const watch = setInterval(() => { device.ledger.refresh(); noteLedgerError() }, LEDGER_WATCH_MS)
-    const signal = await nextStopSignal()
+    // The ledger file is also looked at between requests, so a swapped file raises its alarm without waiting for one;
+    // and so is this device's standing: a revocation that takes effect later, or one another process wrote to the file.
+    const watch = setInterval(() => {
+      device.ledger.refresh()
+      noteLedgerError()
+      const notice = standing()
+      if (notice !== undefined) revokedNow(notice)
+    }, LEDGER_WATCH_MS)
+    const stop = await Promise.race([nextStopSignal().then(signal => ({ signal })), revoked.then(notice => ({ notice }))])
     clearInterval(watch)
+    if ('notice' in stop) await tellRevoked(json, device, stop.notice)
     inbox?.close()
     await endpoint.close()
     await following?.close()
     await device.close()
-    line(json, { stopped: true, signal }, `stopped (${signal})`)
+    if ('notice' in stop) {
+      line(json, { stopped: true, code: 'IDENTITY_REVOKED', status: EXIT_REVOKED }, `stopped: this device is revoked (exit ${EXIT_REVOKED})`)
+      return EXIT_REVOKED
+    }
+    line(json, { stopped: true, signal: stop.signal }, `stopped (${stop.signal})`)
     return 0
   },
 }

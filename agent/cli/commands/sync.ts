@@ -9,11 +9,12 @@ import type { Transport, TransportSession } from '../../../firmware-shims/transp
 import type { HeadAlarm } from '../../gossip/alarm.ts'
 import { LedgerFollower, type AdoptedHead, type FollowerOptions, type SyncReport } from '../../gossip/follower.ts'
 import type { DeviceLogin } from '../../gossip/login.ts'
+import { describeRevocation, type RevocationNotice } from '../../gossip/revocation-notice.ts'
 import { openReplicaFiles, type OpenReplica } from '../../gossip/replica-files.ts'
 import type { BlockHead } from '../../ledger/head.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home, type HomeConfig } from '../home.ts'
-import { isoTime, jsonReplacer } from '../output.ts'
+import { EXIT_REVOKED, isoTime, jsonReplacer } from '../output.ts'
 
 /** File in a device's home that says a process owns its ledger and its broker session (holds the pid). */
 export const LEDGER_LOCK_FILE = 'ledger.lock'
@@ -67,7 +68,7 @@ export interface FollowingHome {
 }
 
 /** Follower callbacks and settings a command passes through. */
-export type FollowerHooks = Pick<FollowerOptions, 'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'backoff' | 'syncRoundTimeoutMs' | 'connectTimeoutMs'>
+export type FollowerHooks = Pick<FollowerOptions, 'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'onRevoked' | 'backoff' | 'syncRoundTimeoutMs' | 'connectTimeoutMs'>
 
 /** Opens a device home for following: the ledger lock, the replica (ledger.cbor + sync.cbor), a LedgerFollower. */
 export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, onSession?: (session: TransportSession) => void): Promise<FollowingHome> {
@@ -151,7 +152,10 @@ function reportOf(cn: string, r: SyncReport): Record<string, unknown> {
 async function follow(dir: string, json: boolean): Promise<number> {
   const alarms: HeadAlarm[] = []
   const say = (value: Record<string, unknown>, text: string): void => { if (json) line(value); else process.stdout.write(text + '\n') }
+  let revokedNow: (notice: RevocationNotice) => void = () => undefined
+  const revoked = new Promise<RevocationNotice>(resolve => { revokedNow = resolve })
   const opened = await openFollowingHome(dir, {
+    onRevoked: notice => revokedNow(notice),
     onHead: (a: AdoptedHead) => say({ head: headSummary(a.head, a.headId), via: a.via, added: a.added, rewritten: a.rewritten, dropped: a.dropped.length },
       `${isoTime(a.head.time)} head ${a.head.height} over ${a.head.treeSize} events (${a.added} new, via ${a.via}${a.rewritten ? ', ledger rewritten into miner order' : ''})`),
     onAlarm: a => { alarms.push(a); say({ alarm: a }, describeAlarm(a)) },
@@ -161,12 +165,23 @@ async function follow(dir: string, json: boolean): Promise<number> {
   const { follower, config } = opened
   say({ following: true, cn: config.cn, broker: config.broker, head: headSummary(follower.replica.head, follower.replica.headId) },
     `${config.cn} following L0's ledger at ${config.broker}; stop with Ctrl-C`)
-  const stopped = nextStopSignal()
+  const stopped = Promise.race([nextStopSignal(), revoked])
   follower.start()
   const signal = await stopped
   await opened.close()
+  if (typeof signal !== 'string') {
+    say({ revoked: true, code: 'IDENTITY_REVOKED', message: describeRevocation(signal), notice: signal }, `IDENTITY_REVOKED: ${describeRevocation(signal)}`)
+    return EXIT_REVOKED
+  }
   say({ stopped: true, signal, head: headSummary(follower.replica.head, follower.replica.headId), alarms: alarms.length }, `stopped (${signal})`)
   return alarms.length > 0 ? 1 : 0
+}
+
+/** Says that this device is revoked (IDENTITY_REVOKED), as one line or one JSON object; returns EXIT_REVOKED. */
+function reportRevoked(notice: RevocationNotice, json: boolean): number {
+  const message = describeRevocation(notice)
+  process.stdout.write((json ? JSON.stringify({ ok: false, code: 'IDENTITY_REVOKED', message, notice }, jsonReplacer, 2) : `IDENTITY_REVOKED: ${message}`) + '\n')
+  return EXIT_REVOKED
 }
 
 /** `kin sync`. */
@@ -177,7 +192,9 @@ export const sync: CommandSpec = {
     + 'the head this device holds), fetch the events it lacks into DIR/ledger.cbor in the miner\'s order, keep the head in DIR/sync.cbor, '
     + 'and hand the miner this device\'s own events it has not sealed yet. Uses the broker and L0 CN of DIR/config.json. With --follow, '
     + 'keep following (one line per new head; with --json one JSON line each) until SIGINT or SIGTERM. A head that is forged, forks '
-    + 'or goes back is refused, the old one kept, and reported. Exit 0 synced, 1 a head was refused, 2 on errors.',
+    + 'or goes back is refused, the old one kept, and reported. A device whose own identity its ledger records as revoked says so '
+    + `(IDENTITY_REVOKED: by whom, why, from when) and exits ${EXIT_REVOKED}, also when L0 refuses its login. Exit 0 synced, 1 a head was refused, `
+    + `${EXIT_REVOKED} this device is revoked, 2 on errors.`,
   options: {
     home: { type: 'string', help: 'the device home directory' },
     follow: { type: 'boolean', help: 'keep following until stopped' },
@@ -191,12 +208,19 @@ export const sync: CommandSpec = {
     const errors: KinError[] = []
     const opened = await openFollowingHome(dir, { onError: e => { if (e.code !== 'BROKER_CLOSED') errors.push(e) } })
     let report: SyncReport
+    let revoked: RevocationNotice | undefined
     try {
       report = await opened.follower.syncOnce(seconds * 1000)
+      revoked = opened.follower.revocation()
+    } catch (err) {
+      // L0 refuses a revoked device's login: when this device's ledger already records why, that is the answer.
+      revoked = opened.follower.revocation()
+      if (revoked === undefined) throw err
+      return reportRevoked(revoked, args.json)
     } finally {
       await opened.close()
     }
-    const out = reportOf(opened.config.cn, report)
+    const out = { ...reportOf(opened.config.cn, report), ...(revoked === undefined ? {} : { revoked: { code: 'IDENTITY_REVOKED', message: describeRevocation(revoked), notice: revoked } }) }
     if (args.json) process.stdout.write(JSON.stringify(out, jsonReplacer, 2) + '\n')
     else {
       const h = report.head
@@ -205,8 +229,9 @@ export const sync: CommandSpec = {
       for (const d of report.dropped) lines.push(`  dropped local event ${d.idHex?.slice(0, 16)}…: ${d.code}: ${d.message}`)
       if (report.stale !== undefined) lines.push(`  ${report.stale.code}: ${report.stale.message}`)
       for (const a of report.alarms) lines.push(describeAlarm(a))
+      if (revoked !== undefined) lines.push(`IDENTITY_REVOKED: ${describeRevocation(revoked)}`)
       process.stdout.write(lines.join('\n') + '\n')
     }
-    return report.alarms.length > 0 ? 1 : 0
+    return revoked !== undefined ? EXIT_REVOKED : report.alarms.length > 0 ? 1 : 0
   },
 }
