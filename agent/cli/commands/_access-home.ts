@@ -259,7 +259,17 @@ export interface AccessHome {
  * Opens a home read-only for decisions (ledger followed on disk, not taken over); `audit` opens audit.log for
  * appending. `lastHeadTime` (default: the time of the head in sync.cbor) is the ledger's freshness for maxHeadAge.
  */
-export async function openAccessHome(dir: string, options: { audit: boolean; needKey: boolean; lastHeadTime?: () => number | undefined }): Promise<AccessHome> {
+export async function openAccessHome(dir: string, options: {
+  audit: boolean
+  needKey: boolean
+  lastHeadTime?: () => number | undefined
+  /**
+   * Where decisions read the ledger and its head when this process holds the ledger in memory (`kin serve`
+   * following L0: its replica). The file is then watched only for the rollback alarm: a file swapped behind the
+   * agent's back changes no decision, and what the follower adopts afterwards still counts.
+   */
+  inMemory?: { state: () => LedgerState; head: () => BlockHead | undefined }
+}): Promise<AccessHome> {
   const home = new Home(dir)
   const config = home.readConfig()
   const rootPem = home.readText('root')
@@ -268,10 +278,11 @@ export async function openAccessHome(dir: string, options: { audit: boolean; nee
   const keyPem = options.needKey ? home.readText('tlsKey') : ''
   const ledger = new HomeLedgerFollower(home.path('ledger'))
   const heads = new HomeHeadReader(home.dir)
-  const heldHead = (): BlockHead | undefined => heads.head(ledger.state().genesis?.body.minerKey)
+  const inMemory = options.inMemory
+  const heldHead = inMemory?.head ?? ((): BlockHead | undefined => heads.head(ledger.state().genesis?.body.minerKey))
   const session = new AccessSession({
     self: config.cn, root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => Math.floor(Date.now() / 1000) },
-    ledger: () => ledger.state(), localPolicy: localPolicyOf(config), lastHeadTime: options.lastHeadTime ?? (() => heldHead()?.time),
+    ledger: inMemory?.state ?? (() => ledger.state()), localPolicy: localPolicyOf(config), lastHeadTime: options.lastHeadTime ?? (() => heldHead()?.time),
   })
   const audit = options.audit ? await AuditLog.open(home.path('audit')) : undefined
   return {

@@ -135,7 +135,13 @@ export const serve: CommandSpec = {
     const follower = following?.follower
     let device: AccessHome
     try {
-      device = await openAccessHome(dir, { audit: true, needKey: true, ...(follower === undefined ? {} : { lastHeadTime: () => follower.lastHeadTime() }) })
+      device = await openAccessHome(dir, {
+        audit: true, needKey: true,
+        ...(follower === undefined ? {} : {
+          lastHeadTime: () => follower.lastHeadTime(),
+          inMemory: { state: () => follower.replica.ledger.ledger.state, head: () => follower.replica.head },
+        }),
+      })
     } catch (e) {
       await following?.close()
       throw e
