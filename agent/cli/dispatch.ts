@@ -26,6 +26,12 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
     return 0
   }
   const spec = commands.find(c => c.name.split(' ').every((w, i) => argv[i] === w))
+  // `kin ledger --help`, `kin sim`: a group of commands lists its members.
+  const group = commands.filter(c => c.name.includes(' ') && c.name.split(' ')[0] === argv[0])
+  if (spec === undefined && group.length > 0 && (argv.length === 1 || argv[1] === '--help' || argv[1] === '-h')) {
+    process.stdout.write(topHelp(group).replace('usage: kin <command> [options]', `usage: kin ${argv[0]} <command> [options]`) + '\n')
+    return argv.length === 1 ? 2 : 0
+  }
   if (spec === undefined) {
     return reportError(new KinError('USAGE', `unknown command "${argv.slice(0, 2).join(' ')}". Run 'kin --help' for the list.`), json)
   }

@@ -57,3 +57,12 @@ t.test('every command shows examples in its --help, and every example runs a com
     }
   }
 })
+
+t.test('a group of commands (kin ledger, kin sim) lists its members on --help', async t => {
+  for (const [group, members] of [['ledger', ['show', 'verify', 'bundle']], ['sim', ['house', 'attacks', 'fleet']]] as const) {
+    const help = kin([group, '--help'])
+    t.equal(help.status, 0, `kin ${group} --help exits 0`)
+    for (const m of members) t.match(help.stdout, new RegExp(`^  ${group} ${m} `, 'm'), `it lists kin ${group} ${m}`)
+    t.equal(kin([group]).status, 2, `kin ${group} alone is a usage error (and shows the list)`)
+  }
+})
