@@ -73,6 +73,8 @@ export type KinErrorCode =
   | 'CONNECTION_DEADLINE' | 'CONNECTION_EVICTED'
   // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
   | 'INBOX_SENDER_MISMATCH'
+  // a subscribe or publish on a topic of the scheme before dotless levels (`kin/<domain with dots>/…`, CNs as levels)
+  | 'TOPIC_OLD_SCHEME'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

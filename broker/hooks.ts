@@ -2,7 +2,7 @@
 import type { TLSSocket } from 'node:tls'
 import type { Aedes, AuthenticateError, Client } from 'aedes'
 import { KinError, VerificationError } from '../agent/errors.ts'
-import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { MAX_PAYLOAD_BYTES, isOldSchemeTopic } from '../agent/gossip/topics.ts'
 import { publishAllowed, subscribeAllowed, type AclContext } from './acl.ts'
 import { PAIR_USERNAME_PREFIX, describeIdentity, type SessionIdentity } from './identity.ts'
 import { connackFor, deviceLogin, pairingLogin, type LoginContext } from './login.ts'
@@ -42,6 +42,9 @@ function authenticate(ctx: HookContext, client: Client, username: string | undef
   throw new VerificationError('LOGIN_NO_CREDENTIALS', 'log in with a fleet certificate, or with a pairing code (user name pair:<inviteId>)')
 }
 
+// A device built before dotless topics: told apart from an ACL refusal so its operator knows to update it.
+const OLD_SCHEME_MESSAGE = 'kinship topics hold no dots: kin/<fleet domain with . as _>/…, devices by their 16-character label (update the device)'
+
 /** Installs the hooks on an aedes instance. */
 export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authenticate = (client, username, password, done) => {
@@ -68,6 +71,10 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     // A will of a session L0 already ended (client gone from the book) is not published.
     const identity = client === null ? undefined : ctx.sessions.identityOf(client)
     if (client === null || identity === undefined) return done(new Error('no session'))
+    if (isOldSchemeTopic(packet.topic)) {
+      ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      return done(new Error(`TOPIC_OLD_SCHEME: ${client.id} published on ${packet.topic}: ${OLD_SCHEME_MESSAGE}`))
+    }
     if (!publishAllowed(identity, packet.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'ACL_DENIED' })
       // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the broker closes the connection.
@@ -86,6 +93,10 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authorizeSubscribe = (client, sub, done) => {
     const identity = ctx.sessions.identityOf(client)
     if (identity === undefined) return done(new Error('no session'))
+    if (isOldSchemeTopic(sub.topic)) {
+      ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      return done(null, null)
+    }
     if (!subscribeAllowed(identity, sub.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'ACL_DENIED' })
       // [MQTT-3.9.3] the SUBACK carries 0x80 (failure) for this filter; the session goes on.

@@ -129,7 +129,7 @@ export function decodeLedgerResponse(bytes: Uint8Array, maxBytes: number = MAX_P
 }
 
 /**
- * Decodes a message on `kin/F/ledger/events`: a sync response the miner built for a device holding the head before
+ * Decodes a message on `kin/<fid>/ledger/events`: a sync response the miner built for a device holding the head before
  * the new one (sync.ts buildHeadAnnouncement). `from` says where its events start in the miner's log, so a device
  * covering fewer events sees the gap and sends a sync request; `Replica.applySyncResponse` takes the bytes as they are.
  */
