@@ -18,7 +18,12 @@ export interface HookContext {
   /** A fresh login context (current ledger state and clock) per login. */
   loginContext(): LoginContext
   readonly log: L0Logger
+  /** Told every topic and filter a session asks to use, before the ACL decides. */
+  readonly onTopic?: TopicObserver
 }
+
+/** Sees what sessions ask of the broker: a topic published on or a filter subscribed to, and by which client id. */
+export type TopicObserver = (use: { op: 'publish' | 'subscribe'; clientId: string; topic: string }) => void
 
 function payloadLength(payload: string | Buffer | undefined): number {
   if (payload === undefined) return 0
@@ -71,6 +76,7 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     // A will of a session L0 already ended (client gone from the book) is not published.
     const identity = client === null ? undefined : ctx.sessions.identityOf(client)
     if (client === null || identity === undefined) return done(new Error('no session'))
+    ctx.onTopic?.({ op: 'publish', clientId: client.id, topic: packet.topic })
     if (isOldSchemeTopic(packet.topic)) {
       ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
       return done(new Error(`TOPIC_OLD_SCHEME: ${client.id} published on ${packet.topic}: ${OLD_SCHEME_MESSAGE}`))
@@ -93,6 +99,7 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authorizeSubscribe = (client, sub, done) => {
     const identity = ctx.sessions.identityOf(client)
     if (identity === undefined) return done(new Error('no session'))
+    ctx.onTopic?.({ op: 'subscribe', clientId: client.id, topic: sub.topic })
     if (isOldSchemeTopic(sub.topic)) {
       ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
       return done(null, null)
