@@ -83,6 +83,8 @@ export type KinErrorCode =
   | 'IDENTITY_UNKNOWN'
   /** `kin show NAME`: several identities carry that friendly name; the message lists their CNs to choose from. */
   | 'NAME_AMBIGUOUS'
+  // a subscribe or publish on a topic of the scheme before dotless levels (`kin/<domain with dots>/…`, CNs as levels)
+  | 'TOPIC_OLD_SCHEME'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

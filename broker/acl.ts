@@ -1,11 +1,11 @@
 /** @module Topic ACLs of L0's broker (DESIGN.md "MQTT topics", docs/PAIRING.md): who may publish and subscribe where. */
-import { fleetTopics, type PairLeaf } from '../agent/gossip/topics.ts'
+import { fleetTopics, parseTopic, type PairLeaf } from '../agent/gossip/topics.ts'
 import { labelOfCn } from '../agent/ledger/names.ts'
 import type { DeviceIdentity, SessionIdentity } from './identity.ts'
 
 /** What the ACL needs to know beyond the session itself. */
 export interface AclContext {
-  /** The fleet domain `F` of `kin/F/…`. */
+  /** The fleet domain whose topic id `<fid>` heads `kin/<fid>/…`. */
   readonly fleet: string
   /** Whether device `cn` registered invite `inviteId` and the invite is still on record. */
   ownsInvite(cn: string, inviteId: string): boolean
@@ -34,18 +34,16 @@ export function filterCovers(pattern: string, filter: string): boolean {
   return p.length === f.length || (p.length === f.length + 1 && p[f.length] === '#')
 }
 
-/** The invite id and the levels after it of a topic or filter `kin/F/pair/<inviteId>/…`, else undefined. */
+/** The invite id and the levels after it of a topic or filter `kin/<fid>/pair/<inviteId>/…`, else undefined. */
 export function parsePairTopic(topic: string, fleet: string): { inviteId: string; rest: string[] } | undefined {
-  const parts = topic.split('/')
-  if (parts.length < 4 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'pair') return undefined
-  return { inviteId: parts[3]!, rest: parts.slice(4) }
+  const parsed = parseTopic(fleet, topic)
+  return parsed?.kind === 'pair' ? { inviteId: parsed.inviteId, rest: parsed.rest } : undefined
 }
 
-/** The target and sender CNs of an inbox topic `kin/F/dev/<target>/inbox/<sender>`, else undefined. */
+/** The target and sender CNs of an inbox topic `kin/<fid>/dev/<target label>/inbox/<sender label>`, else undefined. */
 export function parseInboxTopic(topic: string, fleet: string): { target: string; sender: string } | undefined {
-  const parts = topic.split('/')
-  if (parts.length !== 6 || parts[0] !== 'kin' || parts[1] !== fleet || parts[2] !== 'dev' || parts[4] !== 'inbox') return undefined
-  return { target: parts[3]!, sender: parts[5]! }
+  const parsed = parseTopic(fleet, topic)
+  return parsed?.kind === 'inbox' ? { target: parsed.target, sender: parsed.sender } : undefined
 }
 
 /** Whether `cn` is a device name of fleet `fleet` (so it can stand as one topic level). */
@@ -65,20 +63,20 @@ function isClientPairTopic(topic: string, fleet: string, allowed: (inviteId: str
 
 /**
  * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit` and `sync/…/req`,
- * any fleet device's inbox under its own CN as the sender level (so every inbox message names its true sender: a
+ * any fleet device's inbox under its own label as the sender level (so every inbox message names its true sender: a
  * device challenges only the identity whose session asked, PROTOCOL.md §12.4), and the client leaves of the pairing sessions of invites it registered. A pairing
  * session: the client leaves of its own pairing topic. Nobody but L0's services: `ledger/head`, `ledger/events`,
- * `sync/<CN>/resp`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
+ * `sync/<label>/resp`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
  * only submit (that is how the certified event arrives, docs/PAIRING.md step 7).
  */
 export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclContext): boolean {
-  const t = fleetTopics(ctx.fleet)
   if (id.kind === 'pair') return isClientPairTopic(topic, ctx.fleet, inviteId => inviteId === id.inviteId)
-  if (topic === t.submit(id.cn)) return true
+  // Device levels are compared as the CNs they stand for: the session's own label, nobody else's.
+  const parsed = parseTopic(ctx.fleet, topic)
+  if (parsed?.kind === 'submit') return parsed.cn === id.cn
   if (!ctx.isCertified(id)) return false
-  if (topic === t.syncReq(id.cn)) return true
-  const inbox = parseInboxTopic(topic, ctx.fleet)
-  if (inbox !== undefined) return inbox.sender === id.cn && isFleetCn(inbox.target, ctx.fleet)
+  if (parsed?.kind === 'syncReq') return parsed.cn === id.cn
+  if (parsed?.kind === 'inbox') return parsed.sender === id.cn && isFleetCn(parsed.target, ctx.fleet)
   return isClientPairTopic(topic, ctx.fleet, inviteId => ctx.ownsInvite(id.cn, inviteId))
 }
 

@@ -1,4 +1,4 @@
-/** @module The CA service on `kin/F/pair/<inviteId>/csr` (docs/PAIRING.md steps 5–6): checks the invite, then FleetCa issues. */
+/** @module The CA service on `kin/<fid>/pair/<inviteId>/csr` (docs/PAIRING.md steps 5–6): checks the invite, then FleetCa issues. */
 import { KinError, VerificationError } from '../agent/errors.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../agent/codec/cbor.ts'
 import { readEvent } from '../agent/ledger/event.ts'

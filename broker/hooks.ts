@@ -2,7 +2,7 @@
 import type { TLSSocket } from 'node:tls'
 import type { Aedes, AuthenticateError, Client } from 'aedes'
 import { KinError, VerificationError } from '../agent/errors.ts'
-import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { MAX_PAYLOAD_BYTES, isOldSchemeTopic } from '../agent/gossip/topics.ts'
 import { leavingAllows, publishAllowed, subscribeAllowed, type AclContext } from './acl.ts'
 import { PAIR_USERNAME_PREFIX, describeIdentity, type SessionIdentity } from './identity.ts'
 import { connackFor, deviceLogin, pairingLogin, type LoginContext } from './login.ts'
@@ -18,7 +18,12 @@ export interface HookContext {
   /** A fresh login context (current ledger state and clock) per login. */
   loginContext(): LoginContext
   readonly log: L0Logger
+  /** Told every topic and filter a session asks to use, before the ACL decides. */
+  readonly onTopic?: TopicObserver
 }
+
+/** Sees what sessions ask of the broker: a topic published on or a filter subscribed to, and by which client id. */
+export type TopicObserver = (use: { op: 'publish' | 'subscribe'; clientId: string; topic: string }) => void
 
 function payloadLength(payload: string | Buffer | undefined): number {
   if (payload === undefined) return 0
@@ -41,6 +46,9 @@ function authenticate(ctx: HookContext, client: Client, username: string | undef
   if (typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX)) return pairingLogin(username, password, client.id, login)
   throw new VerificationError('LOGIN_NO_CREDENTIALS', 'log in with a fleet certificate, or with a pairing code (user name pair:<inviteId>)')
 }
+
+// A device built before dotless topics: told apart from an ACL refusal so its operator knows to update it.
+const OLD_SCHEME_MESSAGE = 'kinship topics hold no dots: kin/<fleet domain with . as _>/…, devices by their 16-character label (update the device)'
 
 /** Installs the hooks on an aedes instance. */
 export function installHooks(aedes: Aedes, ctx: HookContext): void {
@@ -68,6 +76,11 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     // A will of a session L0 already ended (client gone from the book) is not published.
     const identity = client === null ? undefined : ctx.sessions.identityOf(client)
     if (client === null || identity === undefined) return done(new Error('no session'))
+    ctx.onTopic?.({ op: 'publish', clientId: client.id, topic: packet.topic })
+    if (isOldSchemeTopic(packet.topic)) {
+      ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      return done(new Error(`TOPIC_OLD_SCHEME: ${client.id} published on ${packet.topic}: ${OLD_SCHEME_MESSAGE}`))
+    }
     const leaving = identity.kind === 'device' && ctx.sessions.isLeaving(client) && !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)
     if (leaving || !publishAllowed(identity, packet.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'ACL_DENIED' })
@@ -87,6 +100,11 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authorizeSubscribe = (client, sub, done) => {
     const identity = ctx.sessions.identityOf(client)
     if (identity === undefined) return done(new Error('no session'))
+    ctx.onTopic?.({ op: 'subscribe', clientId: client.id, topic: sub.topic })
+    if (isOldSchemeTopic(sub.topic)) {
+      ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      return done(null, null)
+    }
     // A leaving session keeps the subscriptions it had; it takes no new ones.
     if (ctx.sessions.isLeaving(client) || !subscribeAllowed(identity, sub.topic, ctx.acl)) {
       ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'ACL_DENIED' })

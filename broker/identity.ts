@@ -11,7 +11,7 @@ export interface DeviceIdentity {
   readonly notAfter: number
 }
 
-/** A session that logged in with a pairing code; it may only use `kin/F/pair/<inviteId>/…`. */
+/** A session that logged in with a pairing code; it may only use `kin/<fid>/pair/<inviteId>/…`. */
 export interface PairIdentity {
   readonly kind: 'pair'
   readonly inviteId: string

@@ -11,7 +11,7 @@ import { MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import { guardedConnection } from './frame-guard.ts'
-import { installHooks, payloadTooLarge } from './hooks.ts'
+import { installHooks, type TopicObserver, payloadTooLarge } from './hooks.ts'
 import { openL0Home, type L0Home } from './home.ts'
 import { describeIdentity } from './identity.ts'
 import type { InviteBook } from './invites.ts'
@@ -62,6 +62,8 @@ export interface L0Options {
   quota?: Partial<QuotaOptions>
   /** How long a revoked identity's session stays open, read-only, before L0 closes it (default REVOKED_GRACE_MS). */
   revokedGraceMs?: number
+  /** Told every topic a session publishes on and every filter it subscribes to, before the ACL decides (audits, tests). */
+  onTopic?: TopicObserver
 }
 
 /** L0's running services. */
@@ -179,7 +181,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     })
 
   installHooks(aedes, {
-    sessions, sockets, log,
+    sessions, sockets, log, ...(opts.onTopic === undefined ? {} : { onTopic: opts.onTopic }),
     acl: {
       fleet: l0.fleet, ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId), isCertified: id => isCertified(id, l0.ledger.ledger.state),
     },

@@ -1,4 +1,4 @@
-/** @module The miner's answers on `kin/F/ledger/sync/<CN>/req`: sync responses in bounded rounds, and proof bundles. */
+/** @module The miner's answers on `kin/<fid>/ledger/sync/<label>/req`: sync responses in bounded rounds, and proof bundles. */
 import { KinError } from '../agent/errors.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../agent/ledger/sync.ts'
 import { buildBundle, encodeBundle } from '../agent/ledger/bundle.ts'

@@ -10,6 +10,7 @@ import { takeCrlNumber } from './crl-number.ts'
 import { readL0Ledger, readL0Material } from './home.ts'
 import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
 import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
+import type { LedgerState } from '../agent/ledger/state.ts'
 
 /** File names the export writes in its directory. */
 export const MOSQUITTO_FILES = {
@@ -71,37 +72,60 @@ export interface MosquittoExport {
 }
 
 /**
- * The ACL file (mosquitto.conf(5), `acl_file`): with `use_identity_as_username`, `%u` is the client certificate's CN.
- * `pattern` lines hold for every user, so these are the device rights of DESIGN.md "MQTT topics"; the `user` block
- * adds L0's service rights for L0's CN. Pairing topics are granted to nobody: pairing cannot log in to Mosquitto.
+ * The ACL file (mosquitto.conf(5), `acl_file`). Topics name a device by its label, and Mosquitto can substitute only
+ * the whole user name (`%u`, the certificate's CN with `use_identity_as_username`) or client id (`%c`, the CN too), so
+ * no `pattern` line can grant a device its own label level. The file therefore grants by name: `pattern` lines only
+ * for what every device reads (head, events), then a `user <CN>` block per device the ledger stands behind with its
+ * own topics written out. A device enrolled after the export has no rights until the export runs again and Mosquitto
+ * reloads (SIGHUP) — the same step that puts revocations on the CRL (docs/BROKERS.md). L0's block adds its service
+ * rights. Pairing topics are granted to nobody: pairing cannot log in to Mosquitto.
  */
-export function mosquittoAcl(fleet: string, l0Cn: string): string {
+export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly string[] = []): string {
   const t = fleetTopics(fleet)
+  const own = (cn: string): string[] => [
+    `topic write ${t.submit(cn)}`,
+    `topic write ${t.syncReq(cn)}`,
+    `topic read ${t.syncResp(cn)}`,
+    `topic read ${t.inboxAll(cn)}`,
+    `topic write ${t.inbox('+', cn)}`,
+  ]
+  const devices = [...new Set(deviceCns)].filter(cn => cn !== l0Cn).sort()
   return [
     `# kinship topic ACL for fleet ${fleet}, written by 'kin broker --export-mosquitto' (docs/BROKERS.md).`,
-    '# %u is the CN of the client certificate (use_identity_as_username true). Everything not listed is denied.',
+    '# Users are client certificate CNs (use_identity_as_username true). Everything not listed is denied.',
+    '# Topics name devices by label, which %u cannot express: each device has its own block. Export again and',
+    '# reload Mosquitto (SIGHUP) after every enrollment and revocation.',
     '',
-    '# Every fleet device: submit its own events, ask the miner, read heads and events, its own inbox (every sender),',
-    '# write any inbox under its own CN as the sender level (an inbox message always names its true sender).',
-    `pattern write ${t.submit('%u')}`,
-    `pattern write ${t.syncReq('%u')}`,
-    `pattern read ${t.syncResp('%u')}`,
+    '# Every fleet device reads heads and events.',
     `pattern read ${t.head}`,
     `pattern read ${t.events}`,
-    `pattern read ${t.inboxAll('%u')}`,
-    `pattern write ${t.inbox('+', '%u')}`,
     '',
-    "# L0's services (miner, CA, invites), logged in with L0's certificate.",
+    "# L0: a device like the others (its own topics), and its services (miner, CA, invites).",
     `user ${l0Cn}`,
+    ...own(l0Cn),
     `topic read ${t.submitAll}`,
     `topic read ${t.syncReqAll}`,
     `topic write ${t.syncResp('+')}`,
     `topic write ${t.head}`,
     `topic write ${t.events}`,
-    `topic read ${t.base}/pair/+/csr`,
-    `topic write ${t.base}/pair/+/cert`,
+    `topic read ${t.pairLeafAll('csr')}`,
+    `topic write ${t.pairLeafAll('cert')}`,
     '',
+    '# Each device: submit its own events, ask the miner, its own inbox (every sender), any inbox under its own label',
+    '# as the sender level (an inbox message always names its true sender).',
+    ...devices.flatMap(cn => [`user ${cn}`, ...own(cn), '']),
   ].join('\n')
+}
+
+/** The CNs the ACL grants device rights: every identity on the ledger whose current binding is not revoked. */
+export function aclDeviceCns(state: LedgerState, now: number): string[] {
+  const out: string[] = []
+  for (const cn of state.bindingsByCn.keys()) {
+    const binding = state.currentBinding(cn)
+    const invalid = binding === undefined ? undefined : state.invalidAt(binding, now)
+    if (binding !== undefined && invalid?.code !== 'REVOKED' && invalid?.code !== 'ANCESTOR_REVOKED') out.push(cn)
+  }
+  return out
 }
 
 /** mosquitto.conf for one TLS listener with client certificates from the fleet root, CN as user name, ACL and CRL. */
@@ -169,7 +193,7 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
   writeFileDurable(files.crl, crl.pem)
   writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
-  writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn))
+  writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn, aclDeviceCns(state, now)))
   writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
   return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, thisUpdate, nextUpdate }
 }

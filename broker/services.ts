@@ -1,7 +1,7 @@
 /** @module L0's services on any MQTT transport — the miner, ledger intake, sync and bundles, invites, the CA — wired to their topics. */
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
-import { fleetTopics, MAX_PAYLOAD_BYTES, type FleetTopics } from '../agent/gossip/topics.ts'
+import { fleetTopics, MAX_PAYLOAD_BYTES, parseTopic, type FleetTopics } from '../agent/gossip/topics.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
@@ -46,9 +46,10 @@ export interface RunningServices {
   stop(): Promise<void>
 }
 
-/** The topic level after `kin/F/ledger/submit/` or `kin/F/ledger/sync/`: the device the message is from. */
-function deviceLevel(topic: string): string {
-  return topic.split('/')[4] ?? ''
+/** The device a submission or sync request is from (its topic's label level, as a CN), else undefined. */
+function senderOf(fleet: string, topic: string): string | undefined {
+  const parsed = parseTopic(fleet, topic)
+  return parsed?.kind === 'submit' || parsed?.kind === 'syncReq' ? parsed.cn : undefined
 }
 
 /**
@@ -93,13 +94,19 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
     })
 
   try {
-    await serve(topics.submitAll, (topic, payload) => handleSubmission(ctx, deviceLevel(topic), topic, payload))
+    await serve(topics.submitAll, async (topic, payload) => {
+      const from = senderOf(l0.fleet, topic)
+      if (from !== undefined) await handleSubmission(ctx, from, topic, payload)
+    })
     await serve(topics.syncReqAll, async (topic, payload) => {
-      const from = deviceLevel(topic)
-      if (isFleetCn(from, l0.fleet)) await handleLedgerRequest(ctx, from, topic, payload)
+      const from = senderOf(l0.fleet, topic)
+      if (from !== undefined && isFleetCn(from, l0.fleet)) await handleLedgerRequest(ctx, from, topic, payload)
     })
     await serve(topics.inboxAll(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
-    await serve(`${topics.base}/pair/+/csr`, (topic, payload) => handleCsr(ctx, topic.split('/')[3]!, topic, payload))
+    await serve(topics.pairLeafAll('csr'), async (topic, payload) => {
+      const pair = parseTopic(l0.fleet, topic)
+      if (pair?.kind === 'pair') await handleCsr(ctx, pair.inviteId, topic, payload)
+    })
     await miner.start()
   } catch (err) {
     stopping = true

@@ -1,4 +1,4 @@
-/** @module The miner's intake: event submissions on `kin/F/ledger/submit/<CN>`, validated and appended durably by the miner. */
+/** @module The miner's intake: event submissions on `kin/<fid>/ledger/submit/<label>`, validated and appended durably by the miner. */
 import { DecodeError, KinError } from '../agent/errors.ts'
 import { decodeCbor } from '../agent/codec/cbor.ts'
 import { MAX_EVENT_BYTES } from '../agent/ledger/event.ts'

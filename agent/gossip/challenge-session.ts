@@ -143,7 +143,7 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
   }
 
   const onAsk = async (link: InboxSession, ask: AccessAsk, sender: string): Promise<void> => {
-    // The broker lets a session write here only under its own CN (the topic's last level): a challenge goes only to
+    // The broker lets a session write here only under its own CN's label (the topic's last level): a challenge goes only to
     // the identity whose session asked, never to a device an ask names in its place (a reflection).
     if (ask.requesterCn !== sender) {
       ignore('sender-mismatch', `INBOX_SENDER_MISMATCH: ${sender} asked in the name of ${ask.requesterCn}`, 'INBOX_SENDER_MISMATCH')

@@ -8,8 +8,8 @@ import type { AccessAnswer } from '../access/types.ts'
 
 /*
  * INBOX CHALLENGE-RESPONSE (the spec; docs/PROTOCOL.md §12.4). Each message is a CBOR array led by a text tag:
- *   ask       ['access-ask', requestId, requesterCn, action]                       requester → kin/F/dev/<verifier>/inbox/<requester>
- *   challenge ['access-challenge', requestId, challenge]                          verifier → kin/F/dev/<requester>/inbox/<verifier>
+ *   ask       ['access-ask', requestId, requesterCn, action]                       requester → kin/<fid>/dev/<verifier>/inbox/<requester>
+ *   challenge ['access-challenge', requestId, challenge]                          verifier → kin/<fid>/dev/<requester>/inbox/<verifier>
  *   answer    ['access-answer', requestId, answer]                                requester → verifier's inbox, same sender level
  *   result    ['access-result', requestId, resultBody, verifierCertDer, signature] verifier → requester's inbox, same sender level
  * The last topic level is the sender, enforced by the broker; an ask whose requesterCn is not it is refused.

@@ -188,7 +188,7 @@ async function enrollSteps(
     throw new VerificationError('CERT_CHAIN', `the parent sent a fleet root that is not a self-signed kinship CA: ${(err as Error).message}`, { cause: err })
   }
   const domain = fleetDomainOfRootCn(root.cn)
-  if (fleetTopics(domain).base !== topics.base) throw new KinError('BROKER_IDENTITY', `the broker names fleet ${topics.base.slice(4)}, the parent's root names ${domain}`)
+  if (fleetTopics(domain).base !== topics.base) throw new KinError('BROKER_IDENTITY', `the broker names fleet ${topics.fleet}, the parent's root names ${domain}`)
   const accepted: AcceptedAuthorization = acceptAuthorization(crypto, payload.authorizeBytes, request, domain)
   const broker = checkPairingBroker(pki, client, root, opts.now(), crypto.sha256)
   opts.onStep?.('authorized', accepted.cn)

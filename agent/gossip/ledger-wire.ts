@@ -7,15 +7,15 @@ import { MAX_PAYLOAD_BYTES } from './topics.ts'
 /*
  * Every payload is deterministic CBOR (RFC 8949 §4.2.1). docs/BROKERS.md, "Ledger topics", is the prose version.
  *
- *   kin/F/ledger/head (retained)   headBytes                         the miner's latest signed head (head.ts)
- *   kin/F/ledger/events            a sync response (sync.ts)         built for a device holding the previous head:
- *                                  [headBytes, proofFrom, consistencyProof, from, events, more]
- *   kin/F/ledger/sync/<CN>/req     [fromTreeSize, fromHeadId|null]   a sync request (sync.ts)
- *                                  ['bundle', cn, knownTreeSize|null] a proof-bundle request for any CN
- *   kin/F/ledger/sync/<CN>/resp    [headBytes, …]  (6 items)         the sync response
- *                                  ['sync-error', code, message]
- *                                  ['bundle', cn, bundleBytes]       bundle.ts encoding
- *                                  ['bundle-error', cn, code, message]
+ *   kin/<fid>/ledger/head (retained)      headBytes                         the miner's latest signed head (head.ts)
+ *   kin/<fid>/ledger/events               a sync response (sync.ts)         built for a device holding the previous head:
+ *                                         [headBytes, proofFrom, consistencyProof, from, events, more]
+ *   kin/<fid>/ledger/sync/<label>/req     [fromTreeSize, fromHeadId|null]   a sync request (sync.ts)
+ *                                         ['bundle', cn, knownTreeSize|null] a proof-bundle request for any CN
+ *   kin/<fid>/ledger/sync/<label>/resp    [headBytes, …]  (6 items)         the sync response
+ *                                         ['sync-error', code, message]
+ *                                         ['bundle', cn, bundleBytes]       bundle.ts encoding
+ *                                         ['bundle-error', cn, code, message]
  *
  * The two request forms differ in their first item (an unsigned integer or the text 'bundle'), the response forms
  * likewise (a byte string, or a text tag), so one topic pair carries both without a version bump of sync.ts.
@@ -129,7 +129,7 @@ export function decodeLedgerResponse(bytes: Uint8Array, maxBytes: number = MAX_P
 }
 
 /**
- * Decodes a message on `kin/F/ledger/events`: a sync response the miner built for a device holding the head before
+ * Decodes a message on `kin/<fid>/ledger/events`: a sync response the miner built for a device holding the head before
  * the new one (sync.ts buildHeadAnnouncement). `from` says where its events start in the miner's log, so a device
  * covering fewer events sees the gap and sends a sync request; `Replica.applySyncResponse` takes the bytes as they are.
  */

@@ -1,4 +1,4 @@
-/** @module Submitting events to the miner: a CBOR array of event byte strings on `kin/F/ledger/submit/<CN>`. */
+/** @module Submitting events to the miner: a CBOR array of event byte strings on `kin/<fid>/ledger/submit/<label>`. */
 import { encodeCbor } from '../codec/cbor.ts'
 import { KinError } from '../errors.ts'
 import type { EncodedEvent } from '../ledger/types.ts'

@@ -1,8 +1,10 @@
 /**
  * @module The Espruino agent: asks its verifier for a verdict on each access and acts only on one that verdict.js
- * accepts. Topics follow DESIGN.md "MQTT topics": the request goes to the verifier's inbox under the device's own CN,
- * kin/<fleet>/dev/<verifier CN>/inbox/<device CN>, and the verdict is read only where the verifier's session writes
- * it, kin/<fleet>/dev/<device CN>/inbox/<verifier CN> (the broker lets a session write only under its own CN).
+ * accepts. Topics follow DESIGN.md "MQTT topics" (no level holds a dot: the fleet domain with . as _, devices by the
+ * label of their CN <label>.<fleet>): the request goes to the verifier's inbox under the device's own label,
+ * kin/<fid>/dev/<verifier label>/inbox/<device label>, and the verdict is read only where the verifier's session
+ * writes it, kin/<fid>/dev/<device label>/inbox/<verifier label> (the broker lets a session write only under its own
+ * label).
  *
  * Wiring on a device (names as in docs/DEVICES.md "Flashing an Espruino board"):
  *   var c = require('kin-crypto').espruinoCrypto();
@@ -15,8 +17,17 @@
  *   });
  */
 
+// The label of CN `cn` of fleet `fleet` (agent/gossip/topics.ts deviceLevel); a name of another fleet is refused.
+function labelOf(fleet, cn) {
+  var suffix = '.' + fleet;
+  var label = cn.slice(-suffix.length) === suffix ? cn.slice(0, cn.length - suffix.length) : '';
+  if (label.length === 0 || /[.\/+#]/.test(label)) throw new Error('CERT_NAMES: ' + cn + ' is not a device name of fleet ' + fleet);
+  return label;
+}
+
+/** The topic in device `cn`'s inbox that device `sender` writes to (both CNs of fleet domain `fleet`). */
 function inboxOf(fleet, cn, sender) {
-  return 'kin/' + fleet + '/dev/' + cn + '/inbox/' + sender;
+  return 'kin/' + fleet.split('.').join('_') + '/dev/' + labelOf(fleet, cn) + '/inbox/' + labelOf(fleet, sender);
 }
 
 function binaryOf(bytes) {

@@ -1,12 +1,13 @@
 /** @module The house driven through L0's real services: pairing codes, MQTT over TLS, the miner, mutual-TLS access checks. */
 import { LiveFleet, simClock, type FleetLog } from '../live/fleet.ts'
+import type { TopicObserver } from '../../broker/hooks.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import type { HouseDriver } from './story.ts'
 
-/** A HouseDriver over a LiveFleet in `dir`. */
-export async function liveHouseDriver(dir: string, log?: FleetLog): Promise<HouseDriver & { fleet: LiveFleet }> {
+/** A HouseDriver over a LiveFleet in `dir`; `onTopic` sees every topic a session asks L0's broker to use. */
+export async function liveHouseDriver(dir: string, log?: FleetLog, onTopic?: TopicObserver): Promise<HouseDriver & { fleet: LiveFleet }> {
   const clock = simClock()
-  const fleet = await LiveFleet.start({ dir, domain: 'smith.home.arpa', clock, ...(log ? { log } : {}) })
+  const fleet = await LiveFleet.start({ dir, domain: 'smith.home.arpa', clock, ...(log ? { log } : {}), ...(onTopic ? { onTopic } : {}) })
   return {
     fleet,
     now: () => clock.now(),

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { filterCovers, publishAllowed, subscribeAllowed, type AclContext } from '../../broker/acl.ts'
 import type { DeviceIdentity, PairIdentity } from '../../broker/identity.ts'
-import { fleetTopics } from '../../agent/gossip/topics.ts'
+import { fleetTopics, isOldSchemeTopic, parseTopic } from '../../agent/gossip/topics.ts'
 
 const F = 'smith.home.arpa'
 const topics = fleetTopics(F)
@@ -12,6 +12,8 @@ const theirs = 'fedcba9876543210'
 const ctx: AclContext = { fleet: F, ownsInvite: (cn, id) => cn === phone && id === mine, isCertified: () => true }
 const device = (cn: string): DeviceIdentity => ({ kind: 'device', cn, spkiHash: new Uint8Array(32), certHash: new Uint8Array(32), notAfter: 0 })
 const pairing: PairIdentity = { kind: 'pair', inviteId: mine }
+// The topic levels of the two devices: their labels.
+const lockL = 'aaaaaaaaaaaaaaaa', phoneL = 'bbbbbbbbbbbbbbbb'
 
 t.test('[MQTT-4.7.1] filterCovers: a pattern covers a filter when it matches everything the filter can', async t => {
   const cases: Array<[string, string, boolean]> = [
@@ -30,11 +32,13 @@ t.test('a device publishes on its own submit and sync request, any fleet inbox u
   for (const leaf of ['request', 'authorize', 'csr'] as const) t.ok(publishAllowed(device(phone), topics.pair(mine, leaf), ctx), `phone: ${leaf}`)
   const refused = [
     topics.submit(phone), topics.syncReq(phone), topics.syncResp(lock), topics.head, topics.events,
-    topics.inbox('not-a-device', lock), `${topics.base}/dev/${lock}/inbox/${lock}/extra`, `${topics.base}/dev/${lock}/inbox`, `${topics.base}/dev/${lock}`,
+    `${topics.base}/dev/not-a-device/inbox/${lockL}`, `${topics.base}/dev/${lockL}/inbox/${lockL}/extra`, `${topics.base}/dev/${lockL}/inbox`, `${topics.base}/dev/${lockL}`,
     // [DESIGN "Bounded inputs"] an inbox message names its true sender: never another device's label
-    topics.inbox(phone, phone), topics.inbox(lock, phone), topics.inbox(phone, 'someone'), topics.inbox(phone, '+'),
+    topics.inbox(phone, phone), topics.inbox(lock, phone), `${topics.base}/dev/${phoneL}/inbox/someone`, topics.inbox(phone, '+'),
+    // the CN in place of the label (the scheme before dotless topics), and another fleet's topic id
+    `${topics.base}/dev/${phone}/inbox/${lock}`, `${topics.base}/ledger/submit/${lock}`, `kin/smith_home_arpa_x/ledger/submit/${lockL}`,
     topics.pair(mine, 'request'), // the lock did not register this invite
-    `kin/other.fleet/ledger/submit/${lock}`, '$SYS/broker/x', 'elsewhere',
+    `kin/other_fleet/ledger/submit/${lockL}`, '$SYS/broker/x', 'elsewhere',
   ]
   for (const topic of refused) t.notOk(publishAllowed(device(lock), topic, ctx), `lock may not publish ${topic}`)
   t.notOk(publishAllowed(device(phone), topics.pair(mine, 'cert'), ctx), "the CA's answer is L0's alone")
@@ -56,8 +60,8 @@ t.test('a device subscribes to head, events, its own sync response and inbox, an
   t.ok(subscribeAllowed(device(phone), topics.pair(mine, 'cert'), ctx), 'own invite, one leaf')
   t.ok(subscribeAllowed(device(phone), `${topics.base}/pair/${mine}/+`, ctx), 'own invite, + leaf')
   const refused = [
-    topics.inboxAll(phone), topics.inbox(phone, lock), `${topics.base}/dev/${lock}/inbox/#`, topics.syncResp(phone), topics.submitAll, topics.submit(lock), topics.syncReqAll,
-    `${topics.base}/dev/+/inbox/+`, `${topics.base}/dev/+/inbox/${lock}`, `${topics.base}/ledger/#`, `${topics.base}/ledger/+`, `${topics.base}/#`, 'kin/#', '#', '+/+/ledger/head',
+    topics.inboxAll(phone), topics.inbox(phone, lock), `${topics.base}/dev/${lockL}/inbox/#`, topics.syncResp(phone), topics.submitAll, topics.submit(lock), topics.syncReqAll,
+    `${topics.base}/dev/+/inbox/+`, `${topics.base}/dev/+/inbox/${lockL}`, `${topics.base}/ledger/#`, `${topics.base}/ledger/+`, `${topics.base}/#`, 'kin/#', '#', '+/+/ledger/head',
     `${topics.base}/pair/+/cert`, `${topics.base}/pair/#`, topics.pairAll(theirs), '$SYS/#',
   ]
   for (const f of refused) t.notOk(subscribeAllowed(device(lock), f, ctx), `lock may not subscribe ${f}`)
@@ -76,4 +80,26 @@ t.test('a freshly enrolled device without its certified event in L0\'s ledger ma
   for (const topic of [topics.syncReq(lock), topics.inbox(phone, lock), topics.submit(phone)]) t.notOk(publishAllowed(device(lock), topic, fresh), topic)
   for (const f of [topics.head, topics.events, topics.inboxAll(lock), topics.syncResp(lock)]) t.notOk(subscribeAllowed(device(lock), f, fresh), f)
   t.ok(publishAllowed(pairing, topics.pair(mine, 'csr'), fresh), 'pairing sessions are not affected')
+})
+
+t.test('topics hold no dotted level: the fleet id and device labels, built and parsed back to CNs', async t => {
+  t.equal(topics.base, 'kin/smith_home_arpa')
+  t.equal(topics.inbox(phone, lock), `kin/smith_home_arpa/dev/${phoneL}/inbox/${lockL}`)
+  t.equal(topics.submit(lock), `kin/smith_home_arpa/ledger/submit/${lockL}`)
+  t.equal(topics.syncReq(lock), `kin/smith_home_arpa/ledger/sync/${lockL}/req`)
+  for (const topic of [topics.submit(lock), topics.syncReq(lock), topics.syncResp(lock), topics.inbox(phone, lock), topics.inboxAll(lock), topics.head, topics.events, topics.pair(mine, 'csr')]) {
+    t.notOk(topic.split('/').some(level => level.includes('.')), `no dot in ${topic}`)
+    t.notOk(isOldSchemeTopic(topic), topic)
+  }
+  t.same(parseTopic(F, topics.inbox(phone, lock)), { kind: 'inbox', target: phone, sender: lock })
+  t.same(parseTopic(F, topics.submit(lock)), { kind: 'submit', cn: lock })
+  t.same(parseTopic(F, topics.syncResp(phone)), { kind: 'syncResp', cn: phone })
+  t.same(parseTopic(F, topics.pair(mine, 'cert')), { kind: 'pair', inviteId: mine, rest: ['cert'] })
+  t.equal(parseTopic('smith.home', topics.head), undefined, "another fleet's topics are not this one's")
+  t.equal(parseTopic(F, `${topics.base}/ledger/submit/${lock}`), undefined, 'a CN is not a label level')
+  t.ok(isOldSchemeTopic(`kin/${F}/ledger/head`), 'the fleet domain as a level')
+  t.ok(isOldSchemeTopic(`kin/+/dev/${lock}/inbox/+`), 'a CN as a level')
+  t.notOk(isOldSchemeTopic('other/a.b'), 'only kinship topics')
+  t.throws(() => topics.submit(`${lockL}.other.fleet`), { code: 'CERT_NAMES' }, 'a name of another fleet has no level here')
+  t.throws(() => topics.inbox(phone, `a.b.${F}`), { code: 'CERT_NAMES' }, 'a label with a dot cannot stand as one level')
 })

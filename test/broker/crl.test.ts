@@ -124,7 +124,9 @@ t.test('a subtree revocation puts the revoked device and everything under it on 
   t.equal(out.crlNumber, previous + 1, "one more than the previous export's CRL")
 })
 
-t.test('the exported files: Mosquitto settings, ACL patterns per CN, L0\'s service rights, a key only its owner reads', async t => {
+t.test('the exported files: Mosquitto settings, an ACL block per device the ledger stands behind, L0\'s service rights, a key only its owner reads', async t => {
+  // Every device above is revoked by now: one more, in good standing.
+  const speaker = await withHomeLedger(l0, ledger => enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'speaker', name: 'speaker' }))
   const dir = tempDir('kin-export-')
   const out = exportMosquitto({ home: l0.dir, dir, port: 18883, host: '127.0.0.1' })
   t.same(Object.keys(out.files).sort(), Object.keys(MOSQUITTO_FILES).sort())
@@ -133,16 +135,32 @@ t.test('the exported files: Mosquitto settings, ACL patterns per CN, L0\'s servi
     t.ok(conf.split('\n').includes(line), line)
   }
   const acl = readFileSync(out.files.acl, 'utf8')
-  t.equal(acl, mosquittoAcl(l0.domain, l0.cn))
   const lines = acl.split('\n')
-  t.ok(lines.includes(`pattern write kin/${l0.domain}/ledger/submit/%u`))
-  t.ok(lines.includes(`pattern read kin/${l0.domain}/dev/%u/inbox/+`))
-  t.ok(lines.includes(`pattern write kin/${l0.domain}/dev/+/inbox/%u`), 'any inbox, under its own CN only')
-  t.notOk(lines.some(l => l.startsWith('pattern write') && l.includes('/inbox/') && !l.endsWith('/inbox/%u')), 'no inbox write under another sender label')
-  t.ok(lines.includes(`user ${l0.cn}`))
-  t.ok(lines.includes(`topic write kin/${l0.domain}/ledger/head`))
-  t.notOk(lines.some(l => l.startsWith('pattern') && / kin\/[^ ]*\/ledger\/head$/.test(l) && l.includes('write')), 'no device may write the head')
-  t.notOk(lines.some(l => l.includes('/pair/') && l.startsWith('pattern')), 'no pairing topic for devices')
+  const fid = l0.domain.split('.').join('_')
+  const label = (cn: string): string => cn.slice(0, -(l0.domain.length + 1))
+  t.notOk(lines.some(l => !l.startsWith('#') && (l.includes('%u') || l.includes('%c'))), 'no substitution: %u is a CN, topics hold labels')
+  t.notOk(lines.some(l => /^(topic|pattern) /.test(l) && l.split(' ').pop()!.includes('.')), 'no topic with a dotted level')
+  t.ok(lines.includes(`pattern read kin/${fid}/ledger/head`))
+  t.ok(lines.includes(`pattern read kin/${fid}/ledger/events`))
+  // One block per device the ledger stands behind, with its own label written out.
+  const block = (cn: string): string[] => {
+    const start = lines.indexOf(`user ${cn}`)
+    if (start < 0) return []
+    const end = lines.findIndex((l, i) => i > start && (l === '' || l.startsWith('user ')))
+    return lines.slice(start + 1, end < 0 ? undefined : end)
+  }
+  const me = label(speaker.cn)
+  t.same(block(speaker.cn), [
+    `topic write kin/${fid}/ledger/submit/${me}`, `topic write kin/${fid}/ledger/sync/${me}/req`,
+    `topic read kin/${fid}/ledger/sync/${me}/resp`, `topic read kin/${fid}/dev/${me}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${me}`,
+  ], 'the speaker: its own submit, sync and inbox, any inbox under its own label only')
+  for (const dev of [phone, lock, tablet, camera]) t.same(block(dev.cn), [], `revoked ${dev.cn.slice(0, 8)}…: no rights (the CRL refuses it too)`)
+  t.notOk(lines.some(l => l.startsWith('pattern write')), 'nothing every device may write')
+  const l0Block = block(l0.cn)
+  t.ok(l0Block.includes(`topic write kin/${fid}/ledger/head`), "L0's services write the head")
+  t.ok(l0Block.includes(`topic write kin/${fid}/pair/+/cert`))
+  t.notOk(lines.some(l => l.includes('/pair/') && !l0Block.includes(l)), 'no pairing topic for devices')
+  t.equal(acl, mosquittoAcl(l0.domain, l0.cn, [speaker.cn]))
   t.equal(statSync(out.files.keyfile).mode & 0o777, 0o600)
   t.equal(readFileSync(out.files.certfile, 'utf8'), l0.self.certPem)
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, chownSync } from 'node:fs'
+import { chmodSync, chownSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
@@ -176,7 +176,7 @@ async function mosquittoPath(): Promise<void> {
     await subscribeGranted(spy, [topics.inboxAll(tablet.cn)])
     let leaked = false
     spy.on('message', () => { leaked = true })
-    const inbox = new Promise<[string, string]>(resolve => watcher.on('message', (topic, p) => { if (topic.startsWith(`${topics.base}/dev/${tablet.cn}/inbox/`)) resolve([topic, p.toString()]) }))
+    const inbox = new Promise<[string, string]>(resolve => watcher.on('message', (topic, p) => { if (topic.startsWith(topics.inboxAll(tablet.cn).slice(0, -1))) resolve([topic, p.toString()]) }))
     t.same(await subscribeGranted(watcher, [topics.inboxAll(tablet.cn)]), [1])
     // Under L0's sender label: Mosquitto's exported ACL drops it (acknowledged, never delivered).
     await phoneClient.publishAsync(topics.inbox(tablet.cn, l0.cn), Buffer.from('forged in the name of L0'), { qos: 1 })
@@ -250,9 +250,14 @@ async function mosquittoPath(): Promise<void> {
     await end(parent)
     await window.close()
 
-    // Back behind Mosquitto: the new device logs in there with its certificate and follows the ledger.
-    exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
-    handToMosquittoUser(exported)
+    // Back behind Mosquitto: exported again and reloaded (the ACL names the lock's label now), the new device logs in
+    // there with its certificate and follows the ledger.
+    const again = exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+    handToMosquittoUser(again)
+    t.ok(readFileSync(again.files.acl, 'utf8').split('\n').includes(`user ${lock.cn}`), 'the new export grants the lock its topics')
+    const mark = mosquitto.log().length
+    mosquitto.child.kill('SIGHUP')
+    await mosquitto.logged(/Reloading config/, mark)
     services = await startL0Client({ home: l0.dir, broker: url, log: r => logs.push(r as Record<string, unknown>) })
     const lockClient = await connectDevice(broker, lock)
     const retained = nextMessage(lockClient, topics.head)

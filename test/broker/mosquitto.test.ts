@@ -82,7 +82,7 @@ async function interop(): Promise<void> {
     const wrongId = await run('mosquitto_pub', [...tls(phone).slice(0, -2), '-i', tablet.cn, '-q', '1', '-t', topics.inbox(tablet.cn, phone.cn), '-m', 'x'])
     t.not(wrongId.status, 0)
     t.match(wrongId.out, /identifier rejected/)
-    const anonymous = await run('mosquitto_pub', [...tls(undefined), '-i', 'anyone', '-q', '1', '-t', topics.inbox(tablet.cn, 'anyone'), '-m', 'x'])
+    const anonymous = await run('mosquitto_pub', [...tls(undefined), '-i', 'anyone', '-q', '1', '-t', `${topics.base}/dev/${tablet.cn.slice(0, 16)}/inbox/anyone`, '-m', 'x'])
     t.not(anonymous.status, 0)
     t.match(anonymous.out, /not authori[sz]ed/)
     for (const topic of [topics.head, topics.submit(tablet.cn), topics.syncResp(phone.cn)]) {

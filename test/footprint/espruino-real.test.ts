@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Aedes } from 'aedes'
 import { concatBytes } from '../../agent/codec/bytes.ts'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { houseFleet } from '../helpers/ledger-fleet.ts'
 import { ROOT } from './_build.ts'
 
@@ -196,16 +197,17 @@ T.connect(${options}).then(function (s) { out('${tag}', 'connected'); return s; 
     // The agent end to end: the device asks the verifier over aedes; a verifier here checks the request MAC and
     // answers ALLOW; someone without the key answers first with a forged ALLOW.
     const key = new Uint8Array(createHash('sha256').update('espruino-real agent key').digest())
-    const inbox = (cn: string): string => `kin/smith.home.arpa/dev/${cn}/inbox`
+    const lockCn = 'lockaaaaaaaaaaaa.smith.home.arpa', phoneCn = 'phoneaaaaaaaaaaa.smith.home.arpa'
+    const topics = fleetTopics('smith.home.arpa')
     const mac = (text: string, k = key): string => createHmac('sha256', k).update(text, 'latin1').digest('hex')
     const requests: string[] = []
-    aedes.subscribe(inbox('phone'), (packet, cb) => {
+    aedes.subscribe(topics.inboxAll(phoneCn), (packet, cb) => {
       const line = Buffer.from(packet.payload).toString('latin1')
       requests.push(line)
       const f = line.split('|')
       const forgedBody = ['kin-verdict-1', f[1], f[2], 'eve', f[3], '1', 'ALLOW', '1800000000'].join('|')
       const body = ['kin-verdict-1', f[1], f[2], 'guest', f[3], '1', 'ALLOW', '1800000000'].join('|')
-      const send = (text: string): void => aedes.publish({ cmd: 'publish', topic: inbox(f[1]!), payload: Buffer.from(text, 'latin1'), qos: 1, retain: false, dup: false }, () => {})
+      const send = (text: string): void => aedes.publish({ cmd: 'publish', topic: topics.inbox(f[1]!, phoneCn), payload: Buffer.from(text, 'latin1'), qos: 1, retain: false, dup: false }, () => {})
       if (mac(f.slice(0, 6).join('|')) === f[6]) {
         send(`${forgedBody}|${mac(forgedBody, new Uint8Array(32).fill(7))}`)
         setTimeout(() => send(`${body}|${mac(body)}`), 200)
@@ -214,10 +216,10 @@ T.connect(${options}).then(function (s) { out('${tag}', 'connected'); return s; 
     }, () => {})
     const agent = await boot(dir, `var c = require('kin-crypto').espruinoCrypto();
 var clock = require('kin-clock').espruinoClock();
-var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: 'lock', key: bytesOf(${JSON.stringify(b64(key))}), crypto: c, clock: clock });
+var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: '${lockCn}', key: bytesOf(${JSON.stringify(b64(key))}), crypto: c, clock: clock });
 var seen = [];
 require('kin-transport').espruinoTransport().connect({ host: '127.0.0.1', port: ${plain}, clientId: 'lock', username: 'lock', password: 'good' }).then(function (session) {
-  var a = require('kin-agent').espruinoAgent({ fleet: 'smith.home.arpa', self: 'lock', verifier: 'phone', session: session, verdicts: verdicts,
+  var a = require('kin-agent').espruinoAgent({ fleet: 'smith.home.arpa', self: '${lockCn}', verifier: '${phoneCn}', session: session, verdicts: verdicts,
     onVerdict: function (err, v) {
       seen.push(err ? err.code : (v.allow ? 'allow ' : 'deny ') + v.peer);
       if (seen.length === 2) { out('verdicts', seen); out('trusted', clock.trusted()); session.end(); done(); }

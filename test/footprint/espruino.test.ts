@@ -13,6 +13,7 @@ import { decide } from '../../agent/access/decide.ts'
 import { houseFleet } from '../helpers/ledger-fleet.ts'
 import { House, NOW } from '../helpers/access-house.ts'
 import { espruinoRegExp, fakeEspruino, loadShim, rebootEspruino, STORAGE_FILE_NAME_MAX, type FakeEspruino } from './_espruino-fake.ts'
+import { fleetTopics } from '../../agent/gossip/topics.ts'
 
 interface ShimFile {
   size(): Promise<number>
@@ -203,7 +204,7 @@ t.test('the agent over MQTT: it asks, a verifier decides with the full agent, it
   const { espruinoAgent } = loadShim<{ espruinoAgent(o: object): { inbox: string; ask(action: string, hint: string): Promise<string> } }>('agent.js', env)
 
   // The verifier (the lock's parent, a phone running the full agent): decides as the lock, MACs the verdict.
-  const inboxOf = (cn: string, sender: string) => `kin/${fleet}/dev/${cn}/inbox/${sender}`
+  const inboxOf = (cn: string, sender: string) => fleetTopics(fleet).inbox(cn, sender)
   env.broker.nodeSubscribers.set(inboxOf(verifierCn, lockCn), message => {
     const [, device, nonce, action, peerName] = requestFields(key, message)
     const d = decide({ certificate: house.cert(peerName!), action: action! }, house.context('L3.3'))

@@ -76,7 +76,7 @@ export const serve: CommandSpec = {
     + 'stays in force. When DIR/config.json names a broker (an '
     + "enrolled device), it also follows L0's ledger as 'kin sync --follow' does, so a revocation is enforced as soon as it gossips, "
     + 'and decisions read the verified head\'s time (policy maxHeadAge); with --json one line per new head or alarm. '
-    + 'On that same broker session it answers challenge-response asks on its inbox kin/F/dev/CN/inbox/+ (each from the sender its last level names; for requesters without TLS, '
+    + 'On that same broker session it answers challenge-response asks on its inbox kin/<fid>/dev/<label>/inbox/+ (each from the sender its last level names; for requesters without TLS, '
     + "'kin access --inbox CN'): the same decision, audited and printed alike (with --json {\"decision\": …, \"via\": \"inbox\"}), "
     + 'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). '
     + 'Stops cleanly on SIGINT or SIGTERM. A device whose own identity is revoked in its ledger (itself, or an ancestor with its '
