@@ -1,10 +1,9 @@
 // kin status, kin devices and kin show as child processes on real homes of the house, with the guest's phone revoked;
 // and --force on the commands that write files (DESIGN.md "Command line": no command overwrites a file it did not create).
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { kin } from '../enroll/_harness.ts'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
@@ -12,19 +11,6 @@ import { Miner } from '../../agent/ledger/miner.ts'
 import { encodeSyncFile } from '../../agent/ledger/replica.ts'
 import { tempDir } from '../helpers/home-fleet.ts'
 import { makeServeHouse } from '../serve/_house.ts'
-
-const KIN = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
-
-/** Runs `kin ...` to completion. */
-function kin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [KIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = '', stderr = ''
-    child.stdout.on('data', d => { stdout += d })
-    child.stderr.on('data', d => { stderr += d })
-    child.on('close', status => resolve({ status, stdout, stderr }))
-  })
-}
 
 function json(stdout: string): Record<string, any> {
   return JSON.parse(stdout) as Record<string, any>

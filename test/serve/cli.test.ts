@@ -1,5 +1,6 @@
 // kin serve, kin access and kin check as child processes on homes written to disk: the guest's phone at the lock.
 import t from 'tap'
+import { kin } from '../enroll/_harness.ts'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
@@ -19,16 +20,6 @@ const lockHome = await house.home(lock)
 const guestHome = await house.home(guest)
 t.teardown(() => { lockHome.remove(); guestHome.remove() })
 
-/** Runs `kin ...` to completion. */
-function kin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [KIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = '', stderr = ''
-    child.stdout.on('data', d => { stdout += d })
-    child.stderr.on('data', d => { stderr += d })
-    child.on('close', status => resolve({ status, stdout, stderr }))
-  })
-}
 
 /** A long-running `kin serve --json`: its stdout lines as JSON, and a way to wait for the next one. */
 class Server {

@@ -1,6 +1,7 @@
 // A running kin serve whose ledger.cbor is swapped for a copy from before a revocation (DESIGN.md "Storage": a ledger
 // file that goes backwards against what the device verified is an alarm, not a new truth).
 import t from 'tap'
+import { kin } from '../enroll/_harness.ts'
 import { spawn } from 'node:child_process'
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
@@ -15,15 +16,6 @@ const KIN = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
 const house = await makeServeHouse()
 const lock = house.cn['L3.3'], guest = house.cn['L3.4']
 
-function kin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [KIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = '', stderr = ''
-    child.stdout.on('data', d => { stdout += d })
-    child.stderr.on('data', d => { stderr += d })
-    child.on('close', status => resolve({ status, stdout, stderr }))
-  })
-}
 
 t.test('kin serve: a ledger file swapped for its pre-revocation copy raises LEDGER_ROLLBACK and the guest stays denied', async t => {
   const lockHome = await house.home(lock)
