@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { join, relative } from 'node:path'
+import { delimiter, join, relative } from 'node:path'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tapBin = join(root, 'node_modules/tap/dist/esm/run.mjs')
@@ -26,6 +26,19 @@ const total = named.length === 0
   ? testFiles(join(root, 'test')).length
   : named.reduce((n, path) => n + (existsSync(path) && statSync(path).isDirectory() ? testFiles(path).length : 1), 0)
 const started = Date.now()
+
+// The whole suite needs third-party tools the interop tests use; say in one line what to install, instead of
+// failing files one by one (a single named file runs without this check).
+const TOOLS = [['openssl', 'openssl'], ['mosquitto', 'mosquitto'], ['mosquitto_sub', 'mosquitto-clients'], ['chromium', 'chromium'], ['certtool', 'gnutls-bin'], ['go', 'golang-go']]
+if (named.length === 0) {
+  const onPath = tool => (process.env.PATH ?? '').split(delimiter).some(dir => dir !== '' && existsSync(join(dir, tool)))
+  // Debian puts mosquitto in /usr/sbin, which a user's PATH may lack: the tests spawn it by name, so it must be on PATH.
+  const missing = TOOLS.filter(([tool]) => !onPath(tool)).map(([, pkg]) => pkg)
+  if (missing.length > 0) {
+    process.stdout.write(`the test suite needs: sudo apt-get install -y ${missing.join(' ')}   (.ci/run installs them)\n0 passed, 1 failed\n`)
+    process.exit(1)
+  }
+}
 
 const child = spawn(process.execPath, [tapBin, '--reporter=tap', ...args], {
   stdio: ['ignore', 'pipe', 'inherit'],
