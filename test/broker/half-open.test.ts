@@ -1,18 +1,10 @@
 // L0's listener under a bounded flood of half-open sockets: closed at the login deadline, capped oldest-first, and a real device still logs in.
 import t from 'tap'
+import { eventually } from '../enroll/_harness.ts'
 import { startL0 } from '../../broker/l0.ts'
 import { openHalfOpen } from '../../sim/attacks/half-open.ts'
 import { connectDevice, end, enrollDirect, logRecord, makeL0Home, subscribeGranted, withHomeLedger } from './_fleet.ts'
 
-/** Polls `ok` every 10 ms until it holds or `ms` passed. */
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!ok()) {
-    if (Date.now() > end) return false
-    await new Promise(r => setTimeout(r, 10))
-  }
-  return true
-}
 
 const MAX_PENDING = 24
 const DEADLINE_MS = 1500
@@ -31,7 +23,7 @@ t.test('a device logs in while half-open sockets fill the pending cap; the flood
   t.teardown(() => flood.stop())
   t.equal(flood.opened, count, 'every flood socket connected')
   // The client sees its connect when the kernel has the connection; L0 accepts it a little later.
-  t.ok(await until(() => { const p = services.pendingConnections(); return p.open + p.evicted + p.deadline + p.handshake >= count }, 30_000), 'L0 accepted the flood')
+  t.ok(await eventually(() => { const p = services.pendingConnections(); return p.open + p.evicted + p.deadline + p.handshake >= count }, 30_000), 'L0 accepted the flood')
   t.ok(services.pendingConnections().open <= MAX_PENDING, `at most ${MAX_PENDING} connections wait to log in (${services.pendingConnections().open})`)
   t.ok(services.pendingConnections().evicted >= count - MAX_PENDING, `the oldest were closed for the newer (${services.pendingConnections().evicted})`)
 

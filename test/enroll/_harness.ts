@@ -81,10 +81,17 @@ export function expectExit(t: Test, run: KinRun, status: number, message: string
   t.equal(run.status, status, message)
 }
 
-/** Polls `check` every 50 ms until it holds or `timeoutMs` passed (for work L0 finishes after acknowledging). */
-export async function eventually(check: () => boolean, timeoutMs: number): Promise<void> {
+/**
+ * Polls `check` every 50 ms until it holds or `timeoutMs` passed (for work L0 finishes after acknowledging);
+ * resolves with whether it held.
+ */
+export async function eventually(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs
-  while (!check() && Date.now() < end) await new Promise(r => setTimeout(r, 50))
+  while (!check()) {
+    if (Date.now() >= end) return false
+    await new Promise(r => setTimeout(r, 50))
+  }
+  return true
 }
 
 /** The last JSON document a `kin --json` run printed (multi-line documents included). */

@@ -1,5 +1,6 @@
 // A device's access endpoint under floods: half-open sockets closed at the deadline and capped, certificate-less requests summarised in audit.log.
 import t from 'tap'
+import { eventually } from '../enroll/_harness.ts'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:tls'
@@ -14,15 +15,6 @@ const KIN = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
 const house = await makeServeHouse()
 const lock = house.cn['L3.3'], guest = house.cn['L3.4']
 
-/** Polls `ok` every 10 ms until it holds or `ms` passed. */
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!ok()) {
-    if (Date.now() > end) return false
-    await new Promise(r => setTimeout(r, 10))
-  }
-  return true
-}
 
 /** One request without a client certificate over a completed TLS handshake; resolves with the answer line. */
 function certificateLess(port: number): Promise<string> {
@@ -48,7 +40,7 @@ t.test('the guest gets its decision while half-open sockets fill the pending cap
   const count = 80
   const flood = await openHalfOpen({ host: endpoint.host, port: endpoint.port, count, kind: 'mixed' })
   t.teardown(() => flood.stop())
-  t.ok(await until(() => { const p = endpoint.pending(); return p.open + p.evicted + p.deadline + p.handshake >= count }, 30_000), 'the device accepted the flood')
+  t.ok(await eventually(() => { const p = endpoint.pending(); return p.open + p.evicted + p.deadline + p.handshake >= count }, 30_000), 'the device accepted the flood')
   t.ok(endpoint.pending().open <= 16, `at most 16 wait (${endpoint.pending().open})`)
 
   const session = house.session(guest)
@@ -74,7 +66,7 @@ t.test('kin serve: a flood of certificate-less requests is one summary line in a
   const exited = new Promise<number | null>(resolve => child.on('close', status => resolve(status)))
   const lines: Array<Record<string, unknown>> = []
   createInterface({ input: child.stdout }).on('line', l => lines.push(JSON.parse(l) as Record<string, unknown>))
-  t.ok(await until(() => lines.length > 0, 60_000), 'kin serve is listening')
+  t.ok(await eventually(() => lines.length > 0, 60_000), 'kin serve is listening')
   const port = lines[0]!['port'] as number
 
   const count = 200
