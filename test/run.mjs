@@ -29,7 +29,7 @@ const started = Date.now()
 
 // The whole suite needs third-party tools the interop tests use; say in one line what to install, instead of
 // failing files one by one (a single named file runs without this check).
-const TOOLS = [['openssl', 'openssl'], ['mosquitto', 'mosquitto'], ['mosquitto_sub', 'mosquitto-clients'], ['chromium', 'chromium'], ['certtool', 'gnutls-bin'], ['go', 'golang-go']]
+const TOOLS = [['openssl', 'openssl'], ['mosquitto', 'mosquitto'], ['mosquitto_sub', 'mosquitto-clients'], ['chromium', 'chromium'], ['certtool', 'gnutls-bin'], ['go', 'golang-go'], ['nats-server', 'nats-server']]
 if (named.length === 0) {
   const onPath = tool => (process.env.PATH ?? '').split(delimiter).some(dir => dir !== '' && existsSync(join(dir, tool)))
   // Debian puts mosquitto in /usr/sbin, which a user's PATH may lack: the tests spawn it by name, so it must be on PATH.
