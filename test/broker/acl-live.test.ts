@@ -119,7 +119,7 @@ t.test("L0 answers an invite registration only to the session of the parent that
   await end(c)
 })
 
-t.test("a device may not publish on another parent's pairing topic", async t => {
+t.test("a device may not publish on another parent's pairing topic", async () => {
   const c = await connectDevice(services, tablet)
   const gone = closed(c)
   c.publish(topics.pair(phoneInvite.invite.inviteId, 'authorize'), Buffer.from('x'), { qos: 1 })

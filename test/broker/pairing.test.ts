@@ -218,7 +218,7 @@ t.test("a CSR whose authorization was not signed by the invite's parent, or for 
   const good = await childRequest(phone, 'device')
   // One flipped bit in the CSR's signature (the DER ends with it).
   const der = Buffer.from(good.csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64')
-  der[der.length - 5] ^= 0x01
+  der[der.length - 5]! ^= 0x01
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`
   const csrAnswer = await sendCsr(child, id, encodeCbor([good.authorize.bytes, tampered]))
   t.same(csrAnswer.slice(0, 2), ['error', 'CSR_SIGNATURE'], 'a damaged CSR is refused')

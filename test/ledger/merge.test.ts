@@ -136,7 +136,7 @@ function buildFleet(ops: Op[], shape: Shape): RandomFleet {
 
 /** A replica: a ledger that received some of the events (always the genesis), as the canonical merge of them. */
 function replicaOf(universe: EncodedEvent[], mask: boolean[]): EncodedEvent[] {
-  const subset = universe.filter((e, i) => i === 0 || mask[i % mask.length]!)
+  const subset = universe.filter((_e, i) => i === 0 || mask[i % mask.length]!)
   return mergeLedgers(nodeCrypto, [subset]).ledger.state.log
 }
 

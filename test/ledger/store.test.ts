@@ -218,7 +218,7 @@ t.test('a length flipped in a middle record never turns the rest of the file int
 })
 
 // (c) arbitrary bytes
-t.test('random bytes and random edits of a good file: records or a KinError, nothing else', async t => {
+t.test('random bytes and random edits of a good file: records or a KinError, nothing else', async () => {
   const check = (bytes: Uint8Array): boolean => {
     try {
       const { records, tornTailAt } = scanRecords(bytes)
