@@ -1,6 +1,7 @@
 /** @module A small bounded cache of verified chains by certificate hash, so warm decisions verify no signature. */
 import { KinError } from '../errors.ts'
-import type { VerifiedChain } from './types.ts'
+// ChainInfo is what access/types.ts calls VerifiedChain; named from its source so the two files do not import each other.
+import type { ChainInfo as VerifiedChain } from '../pki/chain.ts'
 
 /** Default number of certificates remembered. */
 export const DEFAULT_CHAIN_CACHE_SIZE = 64
