@@ -26,7 +26,7 @@ const FLEETS = process.env.KIN_GOSSIP_FLEETS?.split(',').map(Number).filter(n =>
 const KEY_POOL = 8
 /** New heads timed per fleet size. */
 const ROUNDS = 5
-/** Events pushed through MQTT for the intake rate, in submissions of 256 (the broker's MAX_SUBMIT_EVENTS). */
+/** Events pushed through MQTT for the intake rate, in submissions of 256 (MAX_SUBMISSION_EVENTS). */
 const INTAKE_EVENTS = 4096
 const BATCH = 256
 /** Logins at once while the fleet connects. */

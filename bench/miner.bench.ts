@@ -17,7 +17,7 @@ import type { LedgerFleet } from '../test/helpers/ledger-fleet.ts'
 
 /** Runs of each configuration; the row reports the median and every run. */
 const REPEATS = 5
-/** Events per submission: the broker's MAX_SUBMIT_EVENTS. */
+/** Events per submission: MAX_SUBMISSION_EVENTS. */
 const BATCH = 256
 /** Enrolled devices besides the depth-8 chain: two events each. */
 const OTHERS = 5000

@@ -15,7 +15,7 @@ import type { EncodedEvent } from '../agent/ledger/types.ts'
 import { startL0, type L0Services } from '../broker/l0.ts'
 import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type TestDevice } from '../test/broker/_fleet.ts'
 
-/** Honest events per run, in submissions of 256 (the broker's MAX_SUBMIT_EVENTS), all in flight at once. */
+/** Honest events per run, in submissions of 256 (MAX_SUBMISSION_EVENTS), all in flight at once. */
 const HONEST_EVENTS = 2048
 const BATCH = 256
 /** Runs with and without the spammer, alternating; the rows give the medians and every run. */

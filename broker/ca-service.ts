@@ -1,21 +1,11 @@
 /** @module The CA service on `kin/<fid>/pair/<inviteId>/csr` (docs/PAIRING.md steps 5–6): checks the invite, then FleetCa issues. */
 import { KinError, VerificationError } from '../agent/errors.ts'
-import { decodeCbor, encodeCbor, type CborValue } from '../agent/codec/cbor.ts'
 import { readEvent } from '../agent/ledger/event.ts'
 import { parseCsr } from '../agent/pki/csr-parse.ts'
-import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { decodeCsrPayload, encodeCertReply, type CertReply } from '../agent/gossip/pair-wire.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { ServiceContext } from './context.ts'
 import { lineageFor } from './lineage.ts'
-
-/** A CSR message: CBOR [authorizeEventBytes, csrPem]. */
-export function decodeCsrMessage(payload: Uint8Array): { authorizeBytes: Uint8Array; csrPem: string } {
-  const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
-  if (!Array.isArray(v) || v.length !== 2 || !(v[0] instanceof Uint8Array) || typeof v[1] !== 'string') {
-    throw new KinError('DECODE_SHAPE', 'a CSR message is CBOR [authorize event bytes, CSR PEM text]')
-  }
-  return { authorizeBytes: v[0], csrPem: v[1] }
-}
 
 // One CSR per invite at a time: two racing CSRs under one invite must not both be issued.
 const inFlight = new WeakMap<ServiceContext, Set<string>>()
@@ -38,23 +28,23 @@ function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: En
  */
 export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: string, payload: Uint8Array): Promise<void> {
   const certTopic = ctx.topics.pair(inviteId, 'cert')
-  const reply = (v: CborValue[]) => ctx.publish(certTopic, encodeCbor(v))
+  const reply = (r: CertReply) => ctx.publish(certTopic, encodeCertReply(r))
   let busy = inFlight.get(ctx)
   if (busy === undefined) inFlight.set(ctx, busy = new Set())
   if (busy.has(inviteId)) {
     ctx.log('warn', 'ca.refused', { inviteId, code: 'ENROLL_STATE', message: 'another CSR under this invite is being handled' })
-    await reply(['error', 'ENROLL_STATE', `another CSR under invite ${inviteId} is being handled`])
+    await reply({ ok: false, code: 'ENROLL_STATE', message: `another CSR under invite ${inviteId} is being handled` })
     return
   }
   busy.add(inviteId)
   try {
     let msg
     try {
-      msg = decodeCsrMessage(payload)
+      msg = decodeCsrPayload(payload)
     } catch (err) {
       if (!(err instanceof KinError)) throw err
       ctx.log('warn', 'payload.dropped', { topic, code: err.code, message: err.message, bytes: payload.length })
-      await reply(['error', err.code, err.message])
+      await reply({ ok: false, code: err.code, message: err.message })
       return
     }
     try {
@@ -75,13 +65,13 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
         ctx.log('error', 'ledger.error', { inviteId, code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error).message })
       }
       const lineage = lineageFor(ctx.ledger.ledger.state, issued.authorize)
-      await reply(['ok', issued.certificate.pem, lineage.map(e => e.bytes)])
+      await reply({ ok: true, certPem: issued.certificate.pem, lineage: lineage.map(e => e.bytes) })
       ctx.log('info', 'ca.issued', { inviteId, cn, parentCn: ctx.invites.get(inviteId)?.parentCn, serial: issued.certificate.serialHex, lineage: lineage.length })
       await ctx.ledgerChanged([issued.authorize])
     } catch (err) {
       if (!(err instanceof KinError)) throw err
       ctx.log('warn', 'ca.refused', { inviteId, code: err.code, message: err.message })
-      await reply(['error', err.code, err.message])
+      await reply({ ok: false, code: err.code, message: err.message })
     }
   } finally {
     busy.delete(inviteId)

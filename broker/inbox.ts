@@ -1,16 +1,16 @@
 /** @module L0's inbox service: invite registrations from parents (docs/PAIRING.md step 1), answered on the parent's inbox. */
 import { KinError } from '../agent/errors.ts'
-import { decodeCbor, encodeCbor } from '../agent/codec/cbor.ts'
+import { decodeCbor } from '../agent/codec/cbor.ts'
 import { decodeInvite, verifyInvite, type Invite } from '../agent/enroll/invite.ts'
 import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
-import { encodeInviteWithdrawn } from '../agent/gossip/pair-wire.ts'
+import { encodeInviteReply, encodeInviteWithdrawn, type InviteReply } from '../agent/gossip/pair-wire.ts'
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
 
-async function answer(ctx: ServiceContext, parentCn: string, reply: Array<string>): Promise<void> {
+async function answer(ctx: ServiceContext, parentCn: string, reply: InviteReply): Promise<void> {
   // The parent CN of a refused registration is unauthenticated: answer only on a well-formed fleet inbox.
   if (!isFleetCn(parentCn, ctx.fleet)) return
-  await ctx.publish(ctx.topics.inbox(parentCn, ctx.cn), encodeCbor(reply))
+  await ctx.publish(ctx.topics.inbox(parentCn, ctx.cn), encodeInviteReply(reply))
 }
 
 /**
@@ -49,11 +49,11 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
     const invite = verifyInvite(ctx.crypto, ctx.ledger.ledger.state, payload, now)
     const outcome = ctx.invites.register(invite, now)
     ctx.log('info', 'invite.registered', { inviteId: invite.inviteId, parentCn: invite.parentCn, role: invite.role, expires: invite.expires, again: outcome === 'unchanged' })
-    await answer(ctx, invite.parentCn, ['invite-ok', invite.inviteId])
+    await answer(ctx, invite.parentCn, { ok: true, inviteId: invite.inviteId })
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, code: err.code, message: err.message })
-    await answer(ctx, claimed.parentCn, ['invite-error', claimed.inviteId, err.code, err.message])
+    await answer(ctx, claimed.parentCn, { ok: false, inviteId: claimed.inviteId, code: err.code, message: err.message })
   }
 }
 
@@ -78,6 +78,6 @@ async function handleWithdraw(ctx: ServiceContext, topic: string, message: unkno
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     ctx.log('warn', 'invite.refused', { inviteId, parentCn: sender, code: err.code, message: err.message })
-    await answer(ctx, sender, ['invite-error', inviteId, err.code, err.message])
+    await answer(ctx, sender, { ok: false, inviteId, code: err.code, message: err.message })
   }
 }

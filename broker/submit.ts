@@ -1,24 +1,7 @@
 /** @module The miner's intake: event submissions on `kin/<fid>/ledger/submit/<label>`, validated and appended durably by the miner. */
-import { DecodeError, KinError } from '../agent/errors.ts'
-import { decodeCbor } from '../agent/codec/cbor.ts'
-import { MAX_EVENT_BYTES } from '../agent/ledger/event.ts'
-import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
+import { KinError } from '../agent/errors.ts'
+import { decodeSubmission } from '../agent/gossip/submit.ts'
 import type { ServiceContext } from './context.ts'
-
-/** Most events one submission may carry. */
-export const MAX_SUBMIT_EVENTS = 256
-
-/** A submission: a CBOR array of 1..MAX_SUBMIT_EVENTS event byte strings. DecodeError otherwise. */
-export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
-  const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
-  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_SUBMIT_EVENTS) {
-    throw new DecodeError('DECODE_SHAPE', `a submission is a CBOR array of 1..${MAX_SUBMIT_EVENTS} event byte strings`)
-  }
-  for (const e of v) {
-    if (!(e instanceof Uint8Array) || e.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', `a submission holds event byte strings of at most ${MAX_EVENT_BYTES} bytes`)
-  }
-  return v as Uint8Array[]
-}
 
 /**
  * Handles one submission from device `fromCn` (the ACL lets only that device publish on its topic). Events come

@@ -60,6 +60,15 @@ export function encodeCsrPayload(authorizeBytes: Uint8Array, csrPem: string): Ui
   return encodeCbor([authorizeBytes, csrPem])
 }
 
+/** Decodes a step 5 payload from untrusted bytes: CBOR [authorizeEventBytes, csrPem]. */
+export function decodeCsrPayload(bytes: Uint8Array): { authorizeBytes: Uint8Array; csrPem: string } {
+  const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
+  if (!Array.isArray(v) || v.length !== 2 || !(v[0] instanceof Uint8Array) || typeof v[1] !== 'string') {
+    throw new DecodeError('DECODE_SHAPE', 'a CSR message is CBOR [authorize event bytes, CSR PEM text]')
+  }
+  return { authorizeBytes: v[0], csrPem: v[1] }
+}
+
 /** L0's step 6 answer: the certificate and the lineage the child's ledger needs, or a coded refusal. */
 export type CertReply =
   | { ok: true; certPem: string; lineage: Uint8Array[] }

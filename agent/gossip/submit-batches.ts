@@ -2,7 +2,7 @@
 import type { EncodedEvent } from '../ledger/types.ts'
 import { MAX_PAYLOAD_BYTES } from './topics.ts'
 
-/** Most events in one submission: the miner's limit (broker/submit.ts MAX_SUBMIT_EVENTS). */
+/** Most events in one submission: the miner's limit, decodeSubmission's. */
 export const MAX_SUBMISSION_EVENTS = 256
 /** Most event bytes in one submission, leaving room for the CBOR framing (≤ 3 bytes per event, 3 for the array). */
 export const MAX_SUBMISSION_BYTES = MAX_PAYLOAD_BYTES - 2048

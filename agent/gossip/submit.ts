@@ -1,14 +1,28 @@
 /** @module Submitting events to the miner: a CBOR array of event byte strings on `kin/<fid>/ledger/submit/<label>`. */
-import { encodeCbor } from '../codec/cbor.ts'
-import { KinError } from '../errors.ts'
+import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
+import { DecodeError, KinError } from '../errors.ts'
+import { MAX_EVENT_BYTES } from '../ledger/event.ts'
 import type { EncodedEvent } from '../ledger/types.ts'
 import { MAX_CLOCK_SKEW } from '../ledger/validate.ts'
 import type { GossipClient } from './client.ts'
-import { fleetTopics } from './topics.ts'
+import { MAX_SUBMISSION_EVENTS } from './submit-batches.ts'
+import { MAX_PAYLOAD_BYTES, fleetTopics } from './topics.ts'
 
 /** The submission payload: CBOR [event bytes…], in any order (the miner orders them by their links). */
 export function encodeSubmission(events: EncodedEvent[]): Uint8Array {
   return encodeCbor(events.map(e => e.bytes))
+}
+
+/** Decodes a submission from untrusted bytes: a CBOR array of 1..MAX_SUBMISSION_EVENTS event byte strings. DecodeError otherwise. */
+export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
+  const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_SUBMISSION_EVENTS) {
+    throw new DecodeError('DECODE_SHAPE', `a submission is a CBOR array of 1..${MAX_SUBMISSION_EVENTS} event byte strings`)
+  }
+  for (const e of v) {
+    if (!(e instanceof Uint8Array) || e.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', `a submission holds event byte strings of at most ${MAX_EVENT_BYTES} bytes`)
+  }
+  return v as Uint8Array[]
 }
 
 /**
