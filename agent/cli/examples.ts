@@ -35,6 +35,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
     ['kin sync --home ./lock', 'catch up with L0\'s ledger once'],
     ['kin sync --home ./lock --follow', 'keep following it until interrupted'],
   ],
+  'report': [
+    ['kin report --home ./phone --out fleet.html', 'draw the fleet this phone knows: tree, ledger timeline, heads and its audited decisions'],
+    ['kin report --home ./l0 --out fleet.html --force', 'the same from L0\'s home, with every head the miner signed, replacing an older page'],
+  ],
   'status': [
     ['kin status --home ./lock', 'who this device is, when its certificate expires, its head, broker and agent; exit 1 when it was revoked'],
     ['kin status --home ./lock --json', 'the same as one JSON document, times in seconds'],

@@ -10,6 +10,7 @@ import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
 import { encodeSyncFile } from '../../agent/ledger/replica.ts'
 import { tempDir } from '../helpers/home-fleet.ts'
+import { formatAuditLine } from '../../agent/access/audit.ts'
 import { makeServeHouse } from '../serve/_house.ts'
 
 function json(stdout: string): Record<string, any> {
@@ -210,4 +211,39 @@ t.test('kin sim house --keep --force replaces an earlier run\'s homes and leaves
   t.not(readFileSync(join(keep, 'L0', 'config.json'), 'utf8'), firstL0, 'a new fleet in L0')
   t.equal(readFileSync(join(keep, 'notes.txt'), 'utf8'), 'mine', 'a file the simulator did not write stays')
   t.ok(existsSync(join(keep, 'kin-sim.json')), 'the marker for the next run')
+})
+
+t.test('kin report draws the tablet\'s fleet, its heads and its audited decisions; L0\'s with every head; no overwrite without --force', async t => {
+  // Two decisions the tablet made, as kin serve writes them, around a summary line that is not a decision.
+  const now = Math.floor(Date.now() / 1000)
+  writeFileSync(phoneHome.home.path('audit'), [
+    formatAuditLine({ time: now - 60, peer: lock, action: 'view', allow: true, code: 'ALLOW', path: [lock, fleet.l0, tablet] }),
+    JSON.stringify({ time: now - 30, summary: 'unauthenticated', refused: 3 }),
+    formatAuditLine({ time: now - 10, peer: guest, action: 'unlock', allow: false, code: 'REVOKED', path: [guest] }),
+  ].join('\n') + '\n', { mode: 0o600 })
+  const out = join(work.dir, 'tablet.html')
+  const r = await kin(['report', '--home', phoneHome.dir, '--out', out, '--json'])
+  t.equal(r.status, 0, { stderr: r.stderr })
+  const summary = json(r.stdout)
+  t.match(summary, { devices: 7, decisions: 2 }, 'every identity of the ledger and the two decisions, not the summary line')
+  t.equal(summary.events, fleet.l0Ledger.state.log.length, 'the whole ledger on the timeline')
+  const html = readFileSync(out, 'utf8')
+  t.equal((html.match(/<article class="decision /g) ?? []).length, 2, 'a card per decision')
+  t.match(html, /REVOKED/, 'the revoked guest and the refusal are shown')
+  t.match(html, /guest&#39;s phone|guest's phone/, 'names beside CNs')
+
+  const again = await kin(['report', '--home', phoneHome.dir, '--out', out, '--json'])
+  t.equal(again.status, 2, 'an existing page is not replaced')
+  t.equal(json(again.stdout).code, 'STORAGE_EXISTS')
+  t.equal(readFileSync(out, 'utf8'), html, 'and is left as it was')
+
+  const l0Out = join(work.dir, 'l0.html')
+  const l0 = await kin(['report', '--home', l0Home.dir, '--out', l0Out, '--json'])
+  t.equal(l0.status, 0, { stderr: l0.stderr })
+  const l0Head = json((await kin(['status', '--home', l0Home.dir, '--json'])).stdout).head as { height: number } | null
+  t.equal(json(l0.stdout).heads, l0Head === null ? 0 : l0Head.height + 1, "every head L0's miner signed, from height 0")
+  t.equal(json(l0.stdout).devices, 7, "and L0's ledger's identities")
+
+  const missing = await kin(['report', '--home', phoneHome.dir, '--json'])
+  t.equal(missing.status, 2, 'without --out it is a usage error')
 })

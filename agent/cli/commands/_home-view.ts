@@ -31,13 +31,15 @@ export interface HomeLog {
   confirmedAt: number | undefined
   /** The replica (a device) or the miner (L0) over the copy, for proof bundles. */
   proofs: { bundleSource(): BundleSource | undefined }
+  /** Every head the home holds, oldest first: all the miner signed on L0's home, the latest verified one on a device's. */
+  heads(): BlockHead[]
   /** The genesis' miner key and id: the anchor a bundle from this home is checked with. */
   minerKey: Uint8Array
   genesisId: string
 }
 
 /** What a home's files say, read into memory: a running agent keeps owning the files. */
-export interface HomeView extends Omit<HomeLog, 'proofs'> {
+export interface HomeView extends Omit<HomeLog, 'proofs' | 'heads'> {
   home: Home
   config: HomeConfig
 }
@@ -65,6 +67,7 @@ export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: 
     try {
       return await use({
         state: ledger.ledger.state, head: miner.latestHead(), headId: miner.latestHeadId(), confirmedAt: undefined, proofs: miner,
+        heads: () => allHeads(miner),
         minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex,
       })
     } finally {
@@ -78,18 +81,28 @@ export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: 
     const r = opened.replica
     const state = opened.ledger.ledger.state
     return await use({
-      state, head: r.head, headId: r.headId, confirmedAt: r.confirmedAt, proofs: r, minerKey: opened.minerKey, genesisId: state.genesis!.event.idHex,
+      state, head: r.head, headId: r.headId, confirmedAt: r.confirmedAt, proofs: r, heads: () => (r.head === undefined ? [] : [r.head]), minerKey: opened.minerKey, genesisId: state.genesis!.event.idHex,
     })
   } finally {
     await opened.close()
   }
 }
 
+/** Every head `miner` signed, oldest first. */
+function allHeads(miner: Miner): BlockHead[] {
+  const heads: BlockHead[] = []
+  for (let h = 0; h <= (miner.latestHead()?.height ?? -1); h++) {
+    const head = miner.headAt(h)
+    if (head !== undefined) heads.push(head)
+  }
+  return heads
+}
+
 /** Opens `dir` read-only: its config, ledger state and verified head (readHomeLog). */
 export async function openHomeView(dir: string): Promise<HomeView> {
   const home = new Home(dir)
   const config = home.readConfig()
-  return readHomeLog(home, config, ({ proofs: _proofs, ...log }) => ({ home, config, ...log }))
+  return readHomeLog(home, config, ({ proofs: _proofs, heads: _heads, ...log }) => ({ home, config, ...log }))
 }
 
 /** The process that holds the home, if one does: `kin broker` on L0's home, `kin serve` or `kin sync --follow` on a device's. */
