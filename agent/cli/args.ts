@@ -91,11 +91,28 @@ export function requireString(args: ParsedArgs, name: string, hint: string): str
   return v
 }
 
-/** Parses a duration like 90s, 10m, 2h, 7d into seconds; usage error otherwise. */
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const
+
+/**
+ * Parses the one duration syntax of every flag — a whole number and a unit: 500ms, 90s, 10m, 2h, 7d — into
+ * milliseconds. A number without a unit is refused with the syntax (never guessed as seconds or milliseconds).
+ */
+export function parseDurationMs(text: string, name: string): number {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(text)
+  if (m === null) {
+    const bare = /^\d+$/.test(text) ? ` (a unit is required: ${text}ms or ${text}s)` : ''
+    throw usageError(`--${name} expects a duration such as 500ms, 90s, 10m, 2h or 7d, got "${text}"${bare}`)
+  }
+  const ms = Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS]
+  if (ms < 1) throw usageError(`--${name} expects a duration of at least 1ms, got "${text}"`)
+  return ms
+}
+
+/** A duration (parseDurationMs's syntax) in whole seconds, for flags that count seconds; usage error otherwise. */
 export function parseDuration(text: string, name: string): number {
-  const m = /^(\d+)([smhd])$/.exec(text)
-  if (m === null) throw usageError(`--${name} expects a duration such as 90s, 10m, 2h or 7d, got "${text}"`)
-  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd']
+  const ms = parseDurationMs(text, name)
+  if (ms % 1000 !== 0) throw usageError(`--${name} counts whole seconds, got "${text}"`)
+  return ms / 1000
 }
 
 /** `--max-pending N`: connections a listener keeps before they authenticate, 1..65536; USAGE otherwise. */

@@ -42,7 +42,7 @@ t.test('kin access --inbox: allowed, denied by policy, refused usage, timed out;
   expectExit(t, notCn, 2, 'a CN that is no device of the fleet')
   t.equal(lastJson(notCn.stdout)['code'], 'USAGE')
 
-  const silent = await kin(['access', '--home', member!.home, '--inbox', camera!.cn, '--action', 'view', '--timeout', '500', '--json'])
+  const silent = await kin(['access', '--home', member!.home, '--inbox', camera!.cn, '--action', 'view', '--timeout', '500ms', '--json'])
   expectExit(t, silent, 2, 'a device that does not serve')
   t.equal(lastJson(silent.stdout)['code'], 'ACCESS_TIMEOUT')
 

@@ -13,7 +13,7 @@ import { labelOfCn } from '../../ledger/names.ts'
 import { verifyBundle } from '../../ledger/bundle.ts'
 import type { LedgerState } from '../../ledger/state.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
-import { requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
+import { parseDurationMs, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
 import { brokerLoginOf, openFollowingHome } from './sync.ts'
@@ -108,7 +108,7 @@ async function accessOverInbox(args: ParsedArgs, dir: string, verifierCn: string
 /** `kin access`. */
 export const access: CommandSpec = {
   name: 'access',
-  usage: 'kin access --home DIR (--target HOST:PORT | --inbox CN) [--bundle FILE] [--action NAME] [--expect CN] [--timeout MS] [--json]',
+  usage: 'kin access --home DIR (--target HOST:PORT | --inbox CN) [--bundle FILE] [--action NAME] [--expect CN] [--timeout 5s] [--json]',
   summary: `Ask a device for an action: at HOST:PORT over mutual TLS with this device's certificate (--target), or over MQTT through `
     + "the device's inbox with a challenge this device signs with its TLS key (--inbox CN, for devices without TLS; the home must "
     + 'name the broker, and the device must run \'kin serve\' on a home that does too). Before sending anything over TLS, the '
@@ -122,7 +122,7 @@ export const access: CommandSpec = {
     inbox: { type: 'string', help: 'the device to ask over its MQTT inbox, by CN (instead of --target)' },
     action: { type: 'string', help: 'the action to ask for', default: 'unlock' },
     expect: { type: 'string', help: 'with --target: refuse unless the device reached has this CN' },
-    timeout: { type: 'string', help: 'milliseconds to wait for the answer', default: '5000' },
+    timeout: { type: 'string', help: 'how long to wait for the answer', default: '5s' },
     bundle: { type: 'string', help: "with --target: this device's proof bundle ('kin ledger bundle'), sent along for a device that may lack its proofs (offline)" },
   },
   async run(args) {
@@ -137,8 +137,7 @@ export const access: CommandSpec = {
     } catch (e) {
       throw usageError(`--action: ${(e as Error).message}`)
     }
-    const timeoutMs = Number(args.values.timeout)
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
+    const timeoutMs = parseDurationMs(String(args.values.timeout), 'timeout')
     const expect = typeof args.values.expect === 'string' ? args.values.expect : undefined
     if (inbox !== undefined) {
       if (typeof args.values.bundle === 'string') throw usageError('--bundle goes with --target only: over the inbox the device asks the miner for missing proofs itself')

@@ -12,7 +12,7 @@ import { decideWithProofs } from '../../gossip/missing-proof.ts'
 import { describeRevocation, ownRevocation, type RevocationNotice } from '../../gossip/revocation-notice.ts'
 import { fleetTopics } from '../../gossip/topics.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
-import { parseMaxPending, requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseDurationMs, parseMaxPending, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { EXIT_REVOKED, isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
@@ -87,14 +87,13 @@ export const serve: CommandSpec = {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { type: 'string', help: 'port to listen on; 0 picks a free one', default: '0' },
-    timeout: { type: 'string', help: 'milliseconds a peer has to finish its handshake, and then to send its request', default: '5000' },
+    timeout: { type: 'string', help: 'how long a peer has to finish its handshake, and then to send its request', default: '5s' },
     'max-pending': { type: 'string', help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest', default: String(DEFAULT_MAX_PENDING_CONNECTIONS) },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the device home to serve from, e.g. --home ./lock')
     const port = portOf(String(args.values.port))
-    const timeout = Number(args.values.timeout)
-    if (!Number.isInteger(timeout) || timeout < 1) throw usageError(`--timeout expects milliseconds ≥ 1, got "${String(args.values.timeout)}"`)
+    const timeout = parseDurationMs(String(args.values.timeout), 'timeout')
     const maxPending = parseMaxPending(String(args.values['max-pending']))
     const json = args.json
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
