@@ -14,6 +14,8 @@ export type KinErrorCode =
   | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
   // POLICY_NOT_DELEGATOR: a policy event from an identity that may not delegate (not admin/member, or depth 0)
   | 'POLICY_NOT_DELEGATOR'
+  // POLICY_INVALID: a policy document (kin policy set --file) that does not follow the schema of PROTOCOL.md §12.1
+  | 'POLICY_INVALID'
   /** The issuer's revocation (or an ancestor's over its subtree) is already in the log and effective: no new signature enters, whatever time it claims. */
   | 'ISSUER_REVOKED_IN_LOG'
   /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's clock (sign it again with a fresh time). */

@@ -35,6 +35,13 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
     ['kin sync --home ./lock', 'catch up with L0\'s ledger once'],
     ['kin sync --home ./lock --follow', 'keep following it until interrupted'],
   ],
+  'policy show': [
+    ['kin policy show --home ./lock', 'the policy in force on the lock: each layer, highest first, and the limits that result'],
+    ['kin policy show --home ./phone "front-door lock" --json', 'the same for another device the phone knows, as JSON'],
+  ],
+  'policy set': [
+    ['kin policy set --home ./phone "front-door lock" --file lock-policy.json', 'sign the lock\'s policy (e.g. guests unlock 08:00–20:00 UTC) and hand it to L0'],
+  ],
   'report': [
     ['kin report --home ./phone --out fleet.html', 'draw the fleet this phone knows: tree, ledger timeline, heads and its audited decisions'],
     ['kin report --home ./l0 --out fleet.html --force', 'the same from L0\'s home, with every head the miner signed, replacing an older page'],

@@ -19,8 +19,9 @@ import { status } from './commands/status.ts'
 import { devices } from './commands/devices.ts'
 import { show } from './commands/show.ts'
 import { report } from './commands/report.ts'
+import { policySet, policyShow } from './commands/policy.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, report]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, report, policyShow, policySet]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

@@ -17,7 +17,7 @@ import { mergeBundleInto, verifyBundle, type VerifiedBundle } from '../../ledger
 import { replayRecords } from '../../ledger/persistent.ts'
 import type { LedgerState } from '../../ledger/state.ts'
 import { scanRecords } from '../../ledger/store.ts'
-import { ROLE, type PolicyRule, type RoleName } from '../../ledger/types.ts'
+import { parsePolicyDocument } from '../../access/policy-document.ts'
 import { DeviceCertificate } from '../../pki/certificate.ts'
 import { Home, type HomeConfig } from '../home.ts'
 
@@ -151,50 +151,14 @@ export function requireNoRollback(path: string, held: LedgerState, next: LedgerS
     { detail: { path, missing, held: held.log.length, found: next.log.length } })
 }
 
-function policyError(what: string): KinError {
-  return new KinError('BAD_ARGUMENT', `config.json "policy": ${what}`)
-}
-
-function optionalCount(policy: Record<string, unknown>, name: string): number | undefined {
-  const v = policy[name]
-  if (v === undefined) return undefined
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw policyError(`"${name}" must be a whole number ≥ 0`)
-  return v as number
-}
-
-function ruleOf(r: unknown, i: number): PolicyRule {
-  const rule = r as Record<string, unknown>
-  if (typeof rule !== 'object' || rule === null) throw policyError(`rules[${i}] must be an object {action, roles, from?, to?}`)
-  const { action, roles } = rule
-  const from = rule['from'] ?? 0, to = rule['to'] ?? 0
-  if (typeof action !== 'string' || action.length === 0 || action.length > 32) throw policyError(`rules[${i}].action must be 1..32 characters`)
-  if (!Array.isArray(roles) || !roles.every(x => typeof x === 'string' && Object.hasOwn(ROLE, x))) throw policyError(`rules[${i}].roles must list roles of ${Object.keys(ROLE).join(', ')}`)
-  for (const [name, t] of [['from', from], ['to', to]] as const) {
-    if (!Number.isInteger(t) || (t as number) < 0 || (t as number) > 86400) throw policyError(`rules[${i}].${name} must be seconds of the UTC day, 0..86400`)
-  }
-  return { action, roles: roles as RoleName[], from: from as number, to: to as number }
-}
-
 /** The device's local policy overrides from config.json (`policy`: maxHops, maxHeadAge, anchors as CNs, rules). */
 export function localPolicyOf(config: HomeConfig): LocalPolicy | undefined {
-  const policy = config.policy
-  if (policy === undefined) return undefined
-  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) throw policyError('must be an object')
-  const out: LocalPolicy = {}
-  const maxHops = optionalCount(policy, 'maxHops'), maxHeadAge = optionalCount(policy, 'maxHeadAge')
-  if (maxHops !== undefined) out.maxHops = maxHops
-  if (maxHeadAge !== undefined) out.maxHeadAge = maxHeadAge
-  const anchors = policy['anchors']
-  if (anchors !== undefined) {
-    if (!Array.isArray(anchors) || !anchors.every(a => typeof a === 'string')) throw policyError('"anchors" must be a list of CNs')
-    out.anchors = anchors as string[]
+  if (config.policy === undefined) return undefined
+  const { maxHops, maxHeadAge, anchors, rules } = parsePolicyDocument(config.policy, 'config.json "policy"', 'BAD_ARGUMENT')
+  return {
+    ...(maxHops !== undefined ? { maxHops } : {}), ...(maxHeadAge !== undefined ? { maxHeadAge } : {}),
+    ...(anchors !== undefined ? { anchors } : {}), ...(rules !== undefined ? { rules } : {}),
   }
-  const rules = policy['rules']
-  if (rules !== undefined) {
-    if (!Array.isArray(rules)) throw policyError('"rules" must be a list')
-    out.rules = rules.map(ruleOf)
-  }
-  return out
 }
 
 /**
