@@ -41,7 +41,7 @@ export interface DelegatedCases {
   phoneRevoked: Uint8Array[]
   /** L0's messages, in a copy of the house at `first`, after the laptop's revocation with its subtree (not the phone's). */
   laptopRevoked: Uint8Array[]
-  /** Eight later heads after `phoneRevoked`, each a tree larger by two events about other devices. */
+  /** Twelve later heads after `phoneRevoked`, each a tree larger by two events about other devices. */
   later: Uint8Array[][]
   /** Each refusal: the message and the code it must get from a device holding `first`. */
   refusals: { name: string; message: Uint8Array; code: string }[]
@@ -80,7 +80,7 @@ export function delegatedCases(tag = 'espruino-delegated'): DelegatedCases {
   const phoneRevoked = delegatedMessages(afterPhone, lock, ledgerKey).messages
   // Heads that grow without news for the lock (devices enrolled elsewhere): L0 would not push them, a boot asks.
   const later: Uint8Array[][] = []
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 12; i++) {
     f.enroll(laptop, { role: 'device', kind: 'sensor', name: `sensor ${i}`, time: T0 + 900 + 10 * i })
     later.push(delegatedMessages(sourceOf(f), lock, ledgerKey).messages)
   }
