@@ -43,6 +43,8 @@ export interface DelegatedCases {
   laptopRevoked: Uint8Array[]
   /** Twelve later heads after `phoneRevoked`, each a tree larger by two events about other devices. */
   later: Uint8Array[][]
+  /** L0's messages for the lock in a ledger 10,000 events larger (the proofs of a big fleet), after `phoneRevoked`. */
+  deep: Uint8Array[]
   /** Each refusal: the message and the code it must get from a device holding `first`. */
   refusals: { name: string; message: Uint8Array; code: string }[]
   /** The tree size of each head. */
@@ -94,8 +96,13 @@ export function delegatedCases(tag = 'espruino-delegated'): DelegatedCases {
   g.revoke(g.l0, laptop, { subtree: true, time: T0 + 700 })
   const afterLaptop = sourceOf(g)
   const laptopRevoked = delegatedMessages(afterLaptop, lock, ledgerKey).messages
+  // A fleet ledger of 10,000 more events after these: paths of 14 hashes, two entries to a message.
+  const fillers = Array.from({ length: 10_000 }, (_, i) => createHash('sha256').update(`${tag} filler ${i}`).digest())
+  const deepTree = MerkleTree.fromIds(nodeCrypto, [...f.ledger.state.log.map(e => e.id), ...fillers.map(b => new Uint8Array(b))])
+  const deepHead = { treeSize: deepTree.size, root: deepTree.root(), time: T0 + 90_000 } as DelegatedSource['head']
+  const deep = delegatedMessages({ ...sourceOf(f), tree: deepTree, head: deepHead }, lock, ledgerKey).messages
   return {
-    f, lock, phone, laptop, camera, guest, secret, verdictKey, ledgerKey, first: firstMessages, phoneRevoked, laptopRevoked, later, refusals,
+    f, lock, phone, laptop, camera, guest, secret, verdictKey, ledgerKey, first: firstMessages, phoneRevoked, laptopRevoked, later, refusals, deep,
     sizes: { first: firstSize, phoneRevoked: afterPhone.head.treeSize, laptopRevoked: afterLaptop.head.treeSize },
   }
 }
