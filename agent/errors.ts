@@ -28,7 +28,7 @@ export type KinErrorCode =
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'
-  // the delegated tier (PROTOCOL.md §14): what an Espruino device refuses of L0's MACed heads, and L0 of its requests
+  // the delegated tier (PROTOCOL.md §11.6): what an Espruino device refuses of L0's MACed heads, and L0 of its requests
   /** A delegated head message longer than MAX_DELEGATED_BYTES (checked before anything else). */
   | 'DELEGATED_OVERSIZE'
   /** A delegated head message, or an entry or event in it, that is not of the format. */

@@ -1,5 +1,5 @@
 /**
- * @module The delegated tier's ledger message (PROTOCOL.md §14): L0 → one Espruino device, a head MACed under the key
+ * @module The delegated tier's ledger message (PROTOCOL.md §11.6): L0 → one Espruino device, a head MACed under the key
  * L0 shares with that device, with the events about the device and its ancestors and their RFC 9162 inclusion proofs.
  * firmware-shims/espruino/ledger.js is the other end; this file is the format's one encoder, and a decoder the tests
  * and tools share.

@@ -1,5 +1,5 @@
 /**
- * @module L0's delegated-tier service (DESIGN.md "Small devices: three tiers", PROTOCOL.md §14): for every device
+ * @module L0's delegated-tier service (DESIGN.md "Small devices: three tiers", PROTOCOL.md §11.6): for every device
  * registered at flashing, the latest head MACed under the ledger key L0 shares with it, with inclusion proofs of the
  * events about the device and its ancestors — sent when a new head covers a new such event, and when the device
  * asks at boot (at most once per DELEGATED_REQUEST_INTERVAL_MS).

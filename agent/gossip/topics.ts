@@ -53,7 +53,7 @@ export function fleetTopics(fleet: string) {
     syncReq: (cn: string) => `${base}/ledger/sync/${dev(cn)}/req`,
     syncResp: (cn: string) => `${base}/ledger/sync/${dev(cn)}/resp`,
     syncReqAll: `${base}/ledger/sync/+/req`,
-    /** The delegated tier (PROTOCOL.md §14): L0's MACed heads for device `cn` (L0 only), and its boot request. */
+    /** The delegated tier (PROTOCOL.md §11.6): L0's MACed heads for device `cn` (L0 only), and its boot request. */
     delegatedHead: (cn: string) => `${base}/ledger/delegated/${dev(cn)}/head`,
     delegatedReq: (cn: string) => `${base}/ledger/delegated/${dev(cn)}/req`,
     delegatedReqAll: `${base}/ledger/delegated/+/req`,

@@ -1,5 +1,5 @@
 /**
- * @module The delegated tier's view of the ledger (DESIGN.md "Small devices: three tiers", PROTOCOL.md §14): heads L0
+ * @module The delegated tier's view of the ledger (DESIGN.md "Small devices: three tiers", PROTOCOL.md §11.6): heads L0
  * sends this device MACed under the ledger key it shares with L0, with RFC 9162 inclusion proofs of the events about
  * the device and its ancestors. Checked with SHA-256 only, kept in Storage, and asked by verdict.js whether a peer
  * is revoked.
