@@ -345,6 +345,35 @@ require('kin-transport').espruinoTransport().connect({ host: '127.0.0.1', port: 
     t.same(agent.results.get('verdicts'), ['VERDICT_MAC', 'allow guest'], 'the forged ALLOW is refused, the verifier\'s is acted on')
     // (setTime() does nothing on the Linux build, so only the adoption itself is visible here)
     t.equal(agent.results.get('trusted'), true, 'the clock adopted the time of the verified verdict')
+
+    // The ledger view over the real MQTT module: the boot request reaches "L0" (here), whose binary heads of up to
+    // 1.5 KB come back through the module's 8-bit strings intact; a message under another key is refused.
+    const d = delegatedCases('espruino-real-follow')
+    const dTopics = fleetTopics('smith.home.arpa')
+    const sends = [...d.first, ...d.phoneRevoked, d.refusals[0]!.message]
+    const asked: string[] = []
+    aedes.subscribe(dTopics.delegatedReq(d.lock), (packet, cb) => {
+      asked.push(Buffer.from(packet.payload).toString('latin1'))
+      for (const m of sends) aedes.publish({ cmd: 'publish', topic: dTopics.delegatedHead(d.lock), payload: Buffer.from(m), qos: 1, retain: false, dup: false }, () => {})
+      cb()
+    }, () => {})
+    const follow = await boot(dir, `var c = require('kin-crypto').espruinoCrypto();
+var L = require('kin-ledger');
+var keys = L.delegatedKeys(c, bytesOf(${JSON.stringify(b64(d.secret))}));
+var seen = [];
+L.openDelegatedLedger({ self: '${d.lock}', key: keys.ledgerKey, crypto: c, storage: require('kin-storage').espruinoStorage() }).then(function (view) {
+  return require('kin-transport').espruinoTransport().connect({ host: '127.0.0.1', port: ${plain}, clientId: 'lock-d', username: 'lock-d', password: 'good' }).then(function (session) {
+    return view.follow(session, 'smith.home.arpa', '${d.lock}', function (err, r) {
+      seen.push(err ? err.code : 'ok ' + r.treeSize);
+      if (seen.length === ${sends.length}) { out('follow', seen); out('revoked', view.revocationOf('${d.phone}') !== undefined); session.end(); done(); }
+    });
+  });
+}).then(undefined, failed('follow'));`)
+    t.equal(follow.results.get('follow') === undefined ? follow.output.slice(-600) : 'ran', 'ran', 'the ledger view followed L0 over the MQTT module')
+    t.same(asked, ['kin-ledger-req-1 0'], 'its boot request reached L0\'s request topic')
+    t.same(follow.results.get('follow'), [...d.first.map(() => `ok ${d.sizes.first}`), ...d.phoneRevoked.map(() => `ok ${d.sizes.phoneRevoked}`), 'DELEGATED_MAC'],
+      `each head arrived whole (${sends.map(m => m.length).join(', ')} bytes) and was taken; the one under another key was refused`)
+    t.equal(follow.results.get('revoked'), true, 'the lock holds the phone\'s revocation')
   })
 }
 
