@@ -157,6 +157,7 @@ function DelegatedLedger(options, file) {
   this.events = {};
   this.parents = {};
   this.revoked = {};
+  this.queue = Promise.resolve();
 }
 
 DelegatedLedger.prototype.apply = function (line) {
@@ -261,13 +262,15 @@ DelegatedLedger.prototype.compact = function () {
 
 /**
  * Checks a message from L0 (bytes or a binary string) and keeps what it proves: resolves with { treeSize, added }
- * once written, rejects with the coded refusal (nothing kept).
+ * once written, rejects with the coded refusal (nothing kept). Messages are taken one after the other, each checked
+ * against what the ones before it left: a message may need the ancestors the previous one taught.
  */
 DelegatedLedger.prototype.receive = function (payload) {
   var self = this;
-  return new Promise(function (resolve) {
-    resolve(self.keep(self.check(binaryOf(payload))));
-  });
+  var text = binaryOf(payload);
+  var run = this.queue.then(function () { return self.keep(self.check(text)); });
+  this.queue = run.then(undefined, function () {});
+  return run;
 };
 
 /**

@@ -84,6 +84,14 @@ t.test('a good head with proofs is accepted and stored, and survives a reboot', 
   t.equal(again.request(), `kin-ledger-req-1 ${c.sizes.first}`)
 })
 
+t.test('messages that arrive together are checked one after the other: the second may need the lineage the first brings', async t => {
+  const ledger = await open(fakeEspruino())
+  t.ok(c.deep.length >= 2, `${c.deep.length} messages for a 10,000-event ledger`)
+  const results = await Promise.all(c.deep.map(m => ledger.receive(m).then(r => r.added, (e: { code?: string }) => e.code)))
+  t.same(results.every(r => typeof r === 'number'), true, `all taken: ${JSON.stringify(results)}`)
+  t.equal(Object.keys(ledger.parents).length, 3, 'the lineage up to L0')
+})
+
 t.test('each bad message is refused with its own code, and nothing of it is kept', async t => {
   const env = fakeEspruino()
   const ledger = await open(env)
