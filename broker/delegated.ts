@@ -82,7 +82,7 @@ export class DelegatedRegistry {
 }
 
 /** What the messages are built from: the miner's bundle source (its state, tree and last head). */
-export type DelegatedSource = Pick<BundleSource, 'state' | 'tree' | 'head' | 'indexOf'>
+export type DelegatedSource = Pick<BundleSource, 'state' | 'tree' | 'head' | 'indexOf' | 'eventsAbout'>
 
 function labelHexOf(cn: string): string {
   return toHex(labelFromBase32(cn.slice(0, cn.indexOf('.'))))
@@ -104,7 +104,10 @@ export function delegatedEntries(source: DelegatedSource, cn: string): Delegated
   const lineage = lineageLabelHexes(source, cn)
   const wanted = new Set(lineage)
   const placed: { e: EncodedEvent; leafIndex: number; order: number }[] = []
-  for (const e of state.log) {
+  // The miner indexes events by subject; without it, one scan of the log.
+  const about = source.eventsAbout
+  const candidates = about === undefined ? state.log : lineage.flatMap(l => about(fromHex(l)))
+  for (const e of candidates) {
     const subject = toHex(e.event.subject)
     if (!wanted.has(subject) || !SENT_TYPES.has(e.event.type)) continue
     const leafIndex = indexOf(e.idHex)

@@ -48,6 +48,8 @@ t.test('what a device is sent: its authorize events climbing its lineage, then r
     return `${event.type} ${source.state.cnOfLabel(event.subject) === lock ? 'lock' : source.state.cnOfLabel(event.subject) === phone ? 'phone' : 'laptop'}`
   })
   t.same(described, ['authorize lock', 'authorize phone', 'authorize laptop', 'policy phone', 'revoke phone'], 'no certified events, nothing about the camera')
+  const indexed: DelegatedSource = { ...source, eventsAbout: label => source.state.log.filter(e => toHex(e.event.subject) === toHex(label)) }
+  t.same(delegatedEntries(indexed, lock), entries, 'the same through the miner\'s index of events by subject')
   const { messages, skipped } = delegatedMessages(source, lock, key)
   t.same(skipped, [])
   const decoded = messages.map(m => decodeDelegatedHead(key, m))
