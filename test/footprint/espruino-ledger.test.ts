@@ -82,6 +82,10 @@ t.test('a good head with proofs is accepted and stored, and survives a reboot', 
   const again = await open(rebootEspruino(env))
   t.same({ head: again.head, parents: again.parents }, { head: ledger.head, parents: ledger.parents }, 'reopened from Storage: the same head and lineage')
   t.equal(again.request(), `kin-ledger-req-1 ${c.sizes.first}`)
+
+  const storage = loadShim<{ espruinoStorage(): { openAppendFile(n: string): Promise<{ append(b: Uint8Array): Promise<void> }> } }>('storage.js', env).espruinoStorage()
+  await (await storage.openAppendFile('kin-ledger')).append(new TextEncoder().encode('x not a record\n'))
+  t.equal(await codeOf(open(rebootEspruino(env))), 'STORAGE_DAMAGED', 'a record that is not one is damage, never skipped')
 })
 
 t.test('messages that arrive together are checked one after the other: the second may need the lineage the first brings', async t => {
