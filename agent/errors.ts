@@ -30,6 +30,25 @@ export type KinErrorCode =
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'
+  // the delegated tier (PROTOCOL.md §11.6): what an Espruino device refuses of L0's MACed heads, and L0 of its requests
+  /** A delegated head message longer than MAX_DELEGATED_BYTES (checked before anything else). */
+  | 'DELEGATED_OVERSIZE'
+  /** A delegated head message, or an entry or event in it, that is not of the format. */
+  | 'DELEGATED_FORMAT'
+  /** A delegated head message whose MAC does not verify under the device's ledger key. */
+  | 'DELEGATED_MAC'
+  /** A delegated head over fewer events than the head the device holds (a rollback). */
+  | 'DELEGATED_HEAD_OLD'
+  /** A delegated head over as many events as the one the device holds, with another root. */
+  | 'DELEGATED_HEAD_FORK'
+  /** An inclusion proof that does not lead from its event to the head's root (a proof for another event). */
+  | 'DELEGATED_PROOF'
+  /** An event about a device that is neither the receiving device nor an ancestor it knows. */
+  | 'DELEGATED_NOT_LINEAGE'
+  /** A boot request from a device L0 has not registered as delegated-tier (no ledger key). */
+  | 'DELEGATED_NOT_REGISTERED'
+  /** A delegated verdict ALLOWing a peer (or for a device, or from a verifier) that a revocation the device holds covers. */
+  | 'VERDICT_REVOKED'
   // storage
   | 'STORAGE_DAMAGED' | 'STORAGE_IO' | 'STORAGE_EXISTS' | 'STORAGE_BUSY'
   // a home's files on disk (DESIGN.md "Storage")

@@ -62,11 +62,11 @@ function isClientPairTopic(topic: string, fleet: string, allowed: (inviteId: str
 }
 
 /**
- * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit` and `sync/…/req`,
+ * May this session publish on `topic` (a topic name, no wildcards)? A device: its own `submit`, `sync/…/req` and `delegated/…/req`,
  * any fleet device's inbox under its own label as the sender level (so every inbox message names its true sender: a
  * device challenges only the identity whose session asked, PROTOCOL.md §12.4), and the client leaves of the pairing sessions of invites it registered. A pairing
  * session: the client leaves of its own pairing topic. Nobody but L0's services: `ledger/head`, `ledger/events`,
- * `sync/<label>/resp`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
+ * `sync/<label>/resp`, `delegated/<label>/head`, `pair/<id>/cert`. A freshly enrolled device whose certified event L0 does not hold yet may
  * only submit (that is how the certified event arrives, docs/PAIRING.md step 7).
  */
 export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclContext): boolean {
@@ -75,7 +75,7 @@ export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclConte
   const parsed = parseTopic(ctx.fleet, topic)
   if (parsed?.kind === 'submit') return parsed.cn === id.cn
   if (!ctx.isCertified(id)) return false
-  if (parsed?.kind === 'syncReq') return parsed.cn === id.cn
+  if (parsed?.kind === 'syncReq' || parsed?.kind === 'delegatedReq') return parsed.cn === id.cn
   if (parsed?.kind === 'inbox') return parsed.sender === id.cn && isFleetCn(parsed.target, ctx.fleet)
   return isClientPairTopic(topic, ctx.fleet, inviteId => ctx.ownsInvite(id.cn, inviteId))
 }
@@ -84,7 +84,7 @@ export function publishAllowed(id: SessionIdentity, topic: string, ctx: AclConte
 export function subscribePatterns(id: SessionIdentity, filter: string, ctx: AclContext): string[] {
   const t = fleetTopics(ctx.fleet)
   if (id.kind === 'pair') return [t.pairAll(id.inviteId)]
-  const patterns = [t.head, t.events, t.syncResp(id.cn), t.inboxAll(id.cn)]
+  const patterns = [t.head, t.events, t.syncResp(id.cn), t.inboxAll(id.cn), t.delegatedHead(id.cn)]
   const pair = parsePairTopic(filter, ctx.fleet)
   // Only a literal invite id can name an invite; `+` or `#` there would reach other parents' sessions.
   if (pair !== undefined && pair.inviteId !== '+' && pair.inviteId !== '#' && ctx.ownsInvite(id.cn, pair.inviteId)) patterns.push(t.pairAll(pair.inviteId))
@@ -104,5 +104,5 @@ export function subscribeAllowed(id: SessionIdentity, filter: string, ctx: AclCo
  */
 export function leavingAllows(cn: string, topic: string, fleet: string): boolean {
   const t = fleetTopics(fleet)
-  return topic === t.head || topic === t.events || topic === t.syncResp(cn) || topic === t.syncReq(cn)
+  return topic === t.head || topic === t.events || topic === t.syncResp(cn) || topic === t.syncReq(cn) || topic === t.delegatedHead(cn)
 }

@@ -7,7 +7,7 @@ export type L0LogEvent =
   | 'login.accepted' | 'login.refused' | 'session.closed' | 'session.leaving'
   | 'acl.refused' | 'payload.dropped'
   | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'
-  | 'sync.refused' | 'bundle.sent' | 'bundle.refused'
+  | 'sync.refused' | 'bundle.sent' | 'bundle.refused' | 'delegated.sent' | 'delegated.refused'
   | 'invite.registered' | 'invite.refused' | 'invite.used' | 'invite.purged' | 'invite.withdrawn'
   | 'ca.issued' | 'ca.refused'
 

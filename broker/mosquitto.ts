@@ -86,6 +86,8 @@ export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly st
     `topic write ${t.submit(cn)}`,
     `topic write ${t.syncReq(cn)}`,
     `topic read ${t.syncResp(cn)}`,
+    `topic write ${t.delegatedReq(cn)}`,
+    `topic read ${t.delegatedHead(cn)}`,
     `topic read ${t.inboxAll(cn)}`,
     `topic write ${t.inbox('+', cn)}`,
   ]
@@ -106,6 +108,8 @@ export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly st
     `topic read ${t.submitAll}`,
     `topic read ${t.syncReqAll}`,
     `topic write ${t.syncResp('+')}`,
+    `topic read ${t.delegatedReqAll}`,
+    `topic write ${t.delegatedHead('+')}`,
     `topic write ${t.head}`,
     `topic write ${t.events}`,
     `topic read ${t.pairLeafAll('csr')}`,

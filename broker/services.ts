@@ -1,6 +1,7 @@
 /** @module L0's services on any MQTT transport — the miner, ledger intake, sync and bundles, invites, the CA — wired to their topics. */
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
+import { KinError } from '../agent/errors.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES, parseTopic, type FleetTopics } from '../agent/gossip/topics.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import { isFleetCn } from './acl.ts'
@@ -13,6 +14,7 @@ import { handleSubmission } from './submit.ts'
 import { handleL0Inbox } from './inbox.ts'
 import { handleCsr } from './ca-service.ts'
 import { handleLedgerRequest } from './ledger-requests.ts'
+import { DelegatedRegistry, DelegatedService } from './delegated.ts'
 
 /** How the services meet the broker: L0's own aedes, or an existing broker they are a client of. */
 export interface ServiceBus {
@@ -60,9 +62,18 @@ function senderOf(fleet: string, topic: string): string | undefined {
 export async function startServices(opts: ServiceOptions): Promise<RunningServices> {
   const { l0, bus, log, now } = opts
   const topics = fleetTopics(l0.fleet)
+  let delegated: DelegatedService | undefined
+  // Each published head may concern a delegated-tier device (delegated.ts): it hears of it after everyone else.
+  const headPublished = (): void => {
+    delegated?.headSealed().catch(err => log('error', 'broker.error', { topic: topics.head, code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error)?.message ?? String(err) }))
+  }
   const miner = await MinerService.open({
     crypto: nodeCrypto, homeDir: l0.home.dir, ledger: l0.ledger, minerSeed: l0.ledgerSeed, topics, now, log,
-    publish: (topic, payload, o) => bus.publish(topic, payload, o), sealIntervalMs: opts.sealIntervalMs,
+    publish: async (topic, payload, o) => {
+      await bus.publish(topic, payload, o)
+      if (topic === topics.head) headPublished()
+    },
+    sealIntervalMs: opts.sealIntervalMs,
     issued: l0.issued,
     quota: new IntakeQuota({ budgets: opts.quota?.budgets, clock: opts.quota?.clock ?? (() => performance.now()) }),
   })
@@ -81,6 +92,11 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
       opts.ledgerChanged?.(accepted)
     },
   }
+
+  delegated = new DelegatedService({
+    registry: new DelegatedRegistry(l0.home.dir), topics, source: () => miner.miner.bundleSource(), log,
+    publish: (topic, payload) => bus.publish(topic, payload),
+  }, miner.miner.latestHead()?.treeSize ?? 0)
 
   const serve = (filter: string, handler: (topic: string, payload: Uint8Array) => Promise<void>): Promise<void> =>
     bus.subscribe(filter, (topic, payload) => {
@@ -101,6 +117,10 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
     await serve(topics.syncReqAll, async (topic, payload) => {
       const from = senderOf(l0.fleet, topic)
       if (from !== undefined && isFleetCn(from, l0.fleet)) await handleLedgerRequest(ctx, from, topic, payload)
+    })
+    await serve(topics.delegatedReqAll, async (topic, payload) => {
+      const parsed = parseTopic(l0.fleet, topic)
+      if (parsed?.kind === 'delegatedReq') await delegated!.request(parsed.cn, payload)
     })
     await serve(topics.inboxAll(l0.cn), (topic, payload) => handleL0Inbox(ctx, topic, payload))
     await serve(topics.pairLeafAll('csr'), async (topic, payload) => {

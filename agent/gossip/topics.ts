@@ -53,6 +53,10 @@ export function fleetTopics(fleet: string) {
     syncReq: (cn: string) => `${base}/ledger/sync/${dev(cn)}/req`,
     syncResp: (cn: string) => `${base}/ledger/sync/${dev(cn)}/resp`,
     syncReqAll: `${base}/ledger/sync/+/req`,
+    /** The delegated tier (PROTOCOL.md §11.6): L0's MACed heads for device `cn` (L0 only), and its boot request. */
+    delegatedHead: (cn: string) => `${base}/ledger/delegated/${dev(cn)}/head`,
+    delegatedReq: (cn: string) => `${base}/ledger/delegated/${dev(cn)}/req`,
+    delegatedReqAll: `${base}/ledger/delegated/+/req`,
     /**
      * What device `senderCn` writes into device `cn`'s inbox: challenges, invite registrations (L0), replies. The
      * broker lets a session publish there only under its own label, so the last level is the true sender.
@@ -71,6 +75,8 @@ export type ParsedTopic =
   | { kind: 'events' }
   | { kind: 'syncReq'; cn: string }
   | { kind: 'syncResp'; cn: string }
+  | { kind: 'delegatedHead'; cn: string }
+  | { kind: 'delegatedReq'; cn: string }
   | { kind: 'inbox'; target: string; sender: string }
 
 /**
@@ -89,6 +95,8 @@ export function parseTopic(fleet: string, topic: string): ParsedTopic | undefine
     if (p.length === 5 && p[3] === 'submit') return { kind: 'submit', cn }
     if (p.length === 6 && p[3] === 'sync' && p[5] === 'req') return { kind: 'syncReq', cn }
     if (p.length === 6 && p[3] === 'sync' && p[5] === 'resp') return { kind: 'syncResp', cn }
+    if (p.length === 6 && p[3] === 'delegated' && p[5] === 'head') return { kind: 'delegatedHead', cn }
+    if (p.length === 6 && p[3] === 'delegated' && p[5] === 'req') return { kind: 'delegatedReq', cn }
     return undefined
   }
   if (p[2] === 'dev' && p.length === 6 && p[4] === 'inbox') {

@@ -9,8 +9,12 @@
  * Wiring on a device (names as in docs/DEVICES.md "Flashing an Espruino board"):
  *   var c = require('kin-crypto').espruinoCrypto();
  *   var clock = require('kin-clock').espruinoClock();
- *   var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: CN, key: KEY, crypto: c, clock: clock });
+ *   var keys = require('kin-ledger').delegatedKeys(c, SECRET);
+ *   var view = ... require('kin-ledger').openDelegatedLedger({ self: CN, key: keys.ledgerKey, crypto: c, storage: ... })
+ *   var verdicts = new (require('kin-verdict').DelegatedVerdicts)({ self: CN, key: keys.verdictKey, crypto: c,
+ *     clock: clock, ledger: view, verifier: VERIFIER_CN });
  *   require('kin-transport').espruinoTransport().connect(BROKER).then(function (session) {
+ *     view.follow(session, FLEET, CN, function (err, head) {});
  *     var agent = require('kin-agent').espruinoAgent({ fleet: FLEET, self: CN, verifier: VERIFIER_CN, session: session,
  *       verdicts: verdicts, onVerdict: function (err, v) { if (!err && v.allow && v.action === 'unlock') openDoor(); } });
  *     setWatch(function () { agent.ask('unlock', 'button'); }, BTN, { repeat: true, edge: 'rising' });

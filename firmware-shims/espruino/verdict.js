@@ -71,7 +71,8 @@ function counterBytes(n) {
  * The device's side. `crypto` is espruinoCrypto(), `clock` espruinoClock(); `key` the 32 bytes shared with the
  * verifier (written over USB when the device is flashed); `ttl` how many seconds a challenge stays open;
  * `counter` the nonce counter, by default a StoredCounter in require("Storage") file "kin-nonce". The key's HMAC
- * pads are computed here, once.
+ * pads are computed here, once. With `ledger` (ledger.js openDelegatedLedger) and `verifier` (its CN), an ALLOW
+ * that contradicts a revocation the device holds is refused (checkRevocations).
  */
 function DelegatedVerdicts(options) {
   if (!plainField(options.self)) throw verdictError('BAD_ARGUMENT', 'self must be the device CN');
@@ -83,6 +84,8 @@ function DelegatedVerdicts(options) {
   this.self = options.self;
   this.ttl = options.ttl || 30;
   this.pending = {};
+  this.ledger = options.ledger;
+  this.verifier = options.verifier;
 }
 
 DelegatedVerdicts.prototype.mac = function (text) {
@@ -105,7 +108,7 @@ DelegatedVerdicts.prototype.request = function (action, peerHint) {
 /**
  * Checks a verdict line. Returns { allow, code, peer, action, time } for a verdict that passes every check, and
  * throws otherwise: VERDICT_FORMAT, VERDICT_MAC (not from the verifier), VERDICT_NOT_MINE, VERDICT_UNKNOWN_CHALLENGE
- * (never issued, or already used: a replay), VERDICT_EXPIRED, VERDICT_ACTION. A challenge is used up by the first
+ * (never issued, or already used: a replay), VERDICT_EXPIRED, VERDICT_ACTION, VERDICT_REVOKED. A challenge is used up by the first
  * verdict that names it with a valid MAC, allow or deny.
  */
 DelegatedVerdicts.prototype.accept = function (line) {
@@ -123,7 +126,18 @@ DelegatedVerdicts.prototype.accept = function (line) {
   if (fields[5] !== '1' && fields[5] !== '0') throw verdictError('VERDICT_FORMAT', 'allow must be 1 or 0');
   var time = parseInt(fields[7], 10);
   if (!this.clock.trusted() && this.clock.adopt(time)) this.pending = {};
+  if (fields[5] === '1' && this.ledger !== undefined) this.checkRevocations(fields[3]);
   return { allow: fields[5] === '1', code: fields[6], peer: fields[3], action: fields[4], time: time };
+};
+
+/**
+ * An ALLOW for `peer` that contradicts a revocation the ledger view (ledger.js) holds is refused VERDICT_REVOKED: the
+ * peer or an ancestor of it revoked, this device itself, or the verifier that signed the verdict.
+ */
+DelegatedVerdicts.prototype.checkRevocations = function (peer) {
+  var why = this.ledger.revocationOf(peer) || this.ledger.revocationOf(this.self);
+  if (why === undefined && this.verifier !== undefined) why = this.ledger.revocationOf(this.verifier);
+  if (why !== undefined) throw verdictError('VERDICT_REVOKED', 'an ALLOW that contradicts a revocation this device holds: ' + why);
 };
 
 /** Drops challenges older than the lifetime (call now and then; accept() checks expiry itself). */

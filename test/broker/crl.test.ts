@@ -152,8 +152,9 @@ t.test('the exported files: Mosquitto settings, an ACL block per device the ledg
   const me = label(speaker.cn)
   t.same(block(speaker.cn), [
     `topic write kin/${fid}/ledger/submit/${me}`, `topic write kin/${fid}/ledger/sync/${me}/req`,
-    `topic read kin/${fid}/ledger/sync/${me}/resp`, `topic read kin/${fid}/dev/${me}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${me}`,
-  ], 'the speaker: its own submit, sync and inbox, any inbox under its own label only')
+    `topic read kin/${fid}/ledger/sync/${me}/resp`, `topic write kin/${fid}/ledger/delegated/${me}/req`, `topic read kin/${fid}/ledger/delegated/${me}/head`,
+    `topic read kin/${fid}/dev/${me}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${me}`,
+  ], 'the speaker: its own submit, sync, delegated heads and inbox, any inbox under its own label only')
   for (const dev of [phone, lock, tablet, camera]) t.same(block(dev.cn), [], `revoked ${dev.cn.slice(0, 8)}…: no rights (the CRL refuses it too)`)
   t.notOk(lines.some(l => l.startsWith('pattern write')), 'nothing every device may write')
   const l0Block = block(l0.cn)

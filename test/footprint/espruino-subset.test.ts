@@ -10,7 +10,7 @@ const DIR = join(ROOT, 'firmware-shims/espruino')
 const files = readdirSync(DIR).filter(f => f.endsWith('.js')).sort()
 
 t.test('the Espruino shims are all there', async t => {
-  t.same(files, ['agent.js', 'clock.js', 'crypto.js', 'storage.js', 'transport.js', 'verdict.js'])
+  t.same(files, ['agent.js', 'clock.js', 'crypto.js', 'ledger.js', 'storage.js', 'transport.js', 'verdict.js'])
 })
 
 for (const name of files) {
