@@ -1,4 +1,4 @@
-// kin-core carries its own small CBOR in place of cbor-x (rollup.config.mjs cborLite), under agent/codec/cbor.ts's
+// kin-core carries its own small CBOR in place of cbor-x (agent/codec/cbor-lite.js, built in by rollup.config.mjs), under agent/codec/cbor.ts's
 // checks. Held here to the agent's cbor-x path on the same bytes: every vector, random bytes, damaged events, random
 // well-formed CBOR of every major type, and random values to encode. Both must accept exactly the same bytes, read
 // the same values, write the same bytes; refusals may differ only in which DECODE_* code names them.
@@ -16,7 +16,7 @@ import { ROOT, ensureBuilt } from './_build.ts'
 
 type Core = typeof import('../../agent/core.ts')
 const core = (await import(pathToFileURL(await ensureBuilt('kin-core.js')).href)) as Core
-const { cborLite, utf8Encoder } = (await import(pathToFileURL(join(ROOT, 'rollup.config.mjs')).href)) as {
+const { cborLite, utf8Encoder } = (await import(pathToFileURL(join(ROOT, 'agent/codec/cbor-lite.js')).href)) as {
   cborLite: (textEncoder: unknown) => { Decoder: new () => { decode(b: Uint8Array): unknown } }
   utf8Encoder: () => { TextEncoder: unknown }
 }

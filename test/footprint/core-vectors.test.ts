@@ -1,6 +1,6 @@
 // dist/kin-core.js on V8 against the project's shared vectors: every event encoding, every refusal code of the codec
 // and of ingest validation, and the proof-bundle vectors. kin-core carries its own CBOR (rollup.config.mjs
-// cborLite), so these are where it has to give the very answers agent/ gives.
+// agent/codec/cbor-lite.js), so these are where it has to give the very answers agent/ gives.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
