@@ -37,6 +37,23 @@ export class VerifiedSignatureSet implements VerifiedSignatures {
   }
 }
 
+/**
+ * The signatures a verified in-memory ledger holds: event `idHex` in `state` under the key validation used for it
+ * (genesis: its own; any other: its issuer binding's). For a file this process has just written from that state:
+ * a record with another id (a swapped file) is not held, so it is verified again.
+ */
+export function verifiedIn(state: LedgerState): VerifiedSignatures {
+  return {
+    holds: (idHex, ledgerKey) => {
+      const e = state.event(idHex)
+      if (e === undefined) return false
+      const ev = e.event
+      const key = ev.type === 'genesis' ? ev.body.ledgerKey : ev.links[0] === undefined ? undefined : state.bindingById(toHex(ev.links[0]))?.ledgerKey
+      return key !== undefined && bytesEqual(key, ledgerKey)
+    },
+  }
+}
+
 /** Any of several sets: one flush of the miner validates the submissions that queued up together. */
 export function anyOf(sets: readonly VerifiedSignatures[]): VerifiedSignatures {
   return { holds: (idHex, ledgerKey) => sets.some(s => s.holds(idHex, ledgerKey)) }

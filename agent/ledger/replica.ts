@@ -446,7 +446,11 @@ export class Replica {
       }
       if (this.prefixMatches(c, fresh)) return { added, dropped: [], rewritten: false }
     }
-    const before = new Set(this.ledger.ledger.state.log.map(e => e.idHex))
+    const state = this.ledger.ledger.state
+    const before = new Set(state.log.map(e => e.idHex))
+    // The miner's events this ledger lacks: their signatures checked on every core first, as on the append path;
+    // validation in the scratch ledger verifies whatever that did not cover.
+    const prechecked = await precheckSignatures(this.crypto, state, fresh.filter(e => !before.has(e.idHex)))
     let dropped: Refusal[] = []
     await this.ledger.rewrite(log => {
       const scratch = new Ledger(this.crypto)
@@ -455,7 +459,7 @@ export class Replica {
       const verified = new Set(log.map(e => e.idHex))
       fresh.forEach((e, i) => {
         try {
-          scratch.ingest(e, { trustSignatures: verified.has(e.idHex) })
+          scratch.ingest(e, { trustSignatures: verified.has(e.idHex), verified: prechecked })
         } catch (err) {
           if (!(err instanceof KinError)) throw err
           throw new VerificationError('SYNC_MISMATCH', `the miner's event at leaf ${c + i} is refused by this ledger: ${err.code}: ${err.message}`, { cause: err, detail: { leaf: c + i, code: err.code } })

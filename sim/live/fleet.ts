@@ -28,6 +28,7 @@ import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-f
 import { submitEvents } from '../../agent/gossip/submit.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
+import { verifiedIn } from '../../agent/ledger/precheck.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent, RevokeBody, RoleName } from '../../agent/ledger/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
@@ -221,7 +222,7 @@ export class LiveFleet {
         await writeDeviceHome(new Home(dir), enrolled, this.url)
         const session = await connectDevice(nodeTransport, { url: this.url, cn: enrolled.cn, certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS })
         try { await submitEvents(session, this.l0.fleet, enrolled.cn, [enrolled.authorize, enrolled.certified]) } finally { await session.close() }
-        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
+        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state) })
         const identity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
         const follower = this.follow(label, enrolled.cn, identity, replica)
         const d = this.deviceRecord(label, dir, enrolled.cn, info.role, info.name, enrolled.secrets.ledgerSeed, () => replica.ledger.ledger.state, follower)
