@@ -231,7 +231,7 @@ export class Enroller {
       }
       const t4 = performance.now()
       // The home's ledger file was written a moment ago from this verified ledger: its records are not verified twice.
-      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state) })
+      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: f.events })
       const session2 = new AccessSession({
         self: enrolled.cn, root: DeviceCertificate.from(enrolled.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: f.clock,
         ledger: () => replica.ledger.ledger.state, lastHeadTime: () => replica.replica.head?.time ?? f.clock.now(),

@@ -10,6 +10,7 @@ import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { verifiedIn } from '../../agent/ledger/precheck.ts'
+import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import { scanRecords } from '../../agent/ledger/store.ts'
 import { buildSyncResponse, encodeSyncResponse, type SyncResponse } from '../../agent/ledger/sync.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
@@ -131,4 +132,46 @@ t.test('the replica\'s rewrite path: miner events checked on the thread pool onc
   t.equal((err.detail as { code?: string }).code, 'BAD_SIGNATURE', 'refused for its signature')
   t.equal(b.replica.coveredSize, 3, 'the old head kept')
   t.same({ ledger: toHex(b.storage.files.get('ledger.cbor')!), sync: toHex(b.storage.files.get('sync.cbor')!) }, before, 'nothing written')
+})
+
+t.test('replicas of one process sharing decoded events: one copy per event, each pair verified once, a bad event still refused by every replica', async t => {
+  const { f } = wideFleet(4)
+  const key = minerKeyOf(f)
+  const total = f.events.length
+  let asyncChecks = 0
+  const crypto: CryptoProvider = { ...nodeCrypto, ed25519VerifyAsync: (s, m, k) => { asyncChecks++; return nodeCrypto.ed25519VerifyAsync!(s, m, k) } }
+  const shared = new SharedEvents()
+  const miner = await openMiner(f, memoryStorage())
+  await miner.submit(f.events.map(e => e.bytes), NOW)
+  await miner.seal(NOW)
+  const open = async () => {
+    const storage = memoryStorage()
+    await (await storage.openAppendFile('ledger.cbor')).close()
+    storage.files.set('ledger.cbor', f.events[0]!.bytes.slice())
+    return { storage, replica: await openReplicaFiles(crypto, storage, { events: shared }) }
+  }
+  const a = await open()
+  await a.replica.replica.applySyncResponse(encodeSyncResponse(buildSyncResponse(miner, a.replica.replica.syncRequest(), 1000)), key, NOW)
+  const first = asyncChecks
+  t.equal(first, total - 1, 'the first replica verifies every event but genesis on the thread pool')
+  const b = await open()
+  await b.replica.replica.applySyncResponse(encodeSyncResponse(buildSyncResponse(miner, b.replica.replica.syncRequest(), 1000)), key, NOW)
+  t.equal(asyncChecks, first, 'the second takes the pairs the first verified')
+  t.equal(b.replica.replica.coveredSize, total)
+  t.ok(a.replica.ledger.ledger.state.log.every((e, i) => e === b.replica.ledger.ledger.state.log[i]), 'one decoded copy of each event')
+  t.equal(shared.size, total)
+
+  // A head over a forged copy of the last event, really signed by the miner key: every replica refuses it itself.
+  const events = [...f.events.slice(0, -1), forged(f.events[total - 1]!)]
+  const tree = MerkleTree.fromIds(nodeCrypto, events.map(e => e.id))
+  const head = signHead(nodeCrypto, { height: 0, prevHeadId: new Uint8Array(32), time: NOW, treeSize: total, root: tree.root() }, minerSecret(f))
+  const response: SyncResponse = { headBytes: encodeHead(head), head, proofFrom: 0, consistencyProof: [], from: 0, events: events.map(e => e.bytes), more: false }
+  for (let i = 0; i < 2; i++) {
+    const c = await open()
+    const err = await thrown(c.replica.replica.applySyncResponse(encodeSyncResponse(response), key, NOW))
+    t.equal(err.code, 'SYNC_MISMATCH', `replica ${i + 1} refuses the miner's log`)
+    t.equal((err.detail as { code?: string }).code, 'BAD_SIGNATURE', 'for the forged signature')
+    t.equal(c.replica.replica.coveredSize, 0, 'and adopts no head')
+  }
+  for (const r of [a, b]) await r.replica.close()
 })
