@@ -211,7 +211,7 @@ export class Enroller {
       parentSide.catch(() => undefined)
       const ledger = nodeCrypto.ed25519KeyPair()
       const keys = { request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name }, secrets: { tls, ledgerSeed: ledger.secretKey } }
-      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys })
+      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys, verified: f.events.verified })
       await parentSide
       const t2 = performance.now()
       const dir = join(f.dir, plan.label)

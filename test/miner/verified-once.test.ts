@@ -3,13 +3,15 @@ import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
+import { ledgerFromLineage } from '../../agent/gossip/enroll-session.ts'
 import { openReplicaFiles } from '../../agent/gossip/replica-files.ts'
+import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
 import { encodeHead, headId, signHead } from '../../agent/ledger/head.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
-import { verifiedIn } from '../../agent/ledger/precheck.ts'
+import { VerifiedSignatureSet, verifiedIn } from '../../agent/ledger/precheck.ts'
 import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import { scanRecords } from '../../agent/ledger/store.ts'
 import { buildSyncResponse, encodeSyncResponse, type SyncResponse } from '../../agent/ledger/sync.ts'
@@ -174,4 +176,22 @@ t.test('replicas of one process sharing decoded events: one copy per event, each
     t.equal(c.replica.replica.coveredSize, 0, 'and adopts no head')
   }
   for (const r of [a, b]) await r.replica.close()
+})
+
+t.test('a lineage checked against pairs this process verified: a forged event in it is still refused at enrollment', async t => {
+  const { f } = wideFleet(2)
+  const known = new VerifiedSignatureSet()
+  const state = new Ledger(nodeCrypto)
+  for (const e of f.events) state.ingest(e)
+  for (const e of f.events.slice(1)) known.add(e.idHex, state.state.bindingById(toHex(e.event.links[0]!))!.ledgerKey)
+  const lineage = [...f.events.slice(0, -1), forged(f.events[f.events.length - 1]!)].map(e => e.bytes)
+  // The signature checks come before the root is read, so no root certificate is needed to reach them.
+  const noRoot = undefined as unknown as DeviceCertificate
+  let code: string | undefined
+  try {
+    ledgerFromLineage(nodeCrypto, lineage, noRoot, f.ledger.state.domain!, NOW, known)
+  } catch (err) {
+    code = err instanceof KinError ? err.code : String(err)
+  }
+  t.equal(code, 'BAD_SIGNATURE', 'the forged event has another id: the known pairs do not cover it')
 })
