@@ -3,6 +3,7 @@ import { existsSync, readdirSync } from 'node:fs'
 import { KinError } from '../errors.ts'
 import type { NewFleet } from '../enroll/fleet.ts'
 import type { EnrolledDevice } from '../gossip/enroll-session.ts'
+import { verifiedIn } from '../ledger/precheck.ts'
 import { openHomeLedger } from './device.ts'
 import { Home } from './home.ts'
 import { clearStaleStaging, commitStaging, createStaging, discardStaging } from './home-staging.ts'
@@ -74,7 +75,8 @@ async function writeDeviceFiles(home: Home, device: EnrolledDevice, broker: stri
   home.writeLedgerKey(device.secrets.ledgerSeed)
   const ledger = await openHomeLedger(home)
   try {
-    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log)
+    // The enrollment verified these very events in memory: written from there, they are not verified again.
+    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log, { verified: verifiedIn(device.ledger.state) })
     if (refused.length > 0 || pending.length > 0 || accepted.length !== device.ledger.size) {
       throw new KinError('STORAGE_IO', `could not write the new ledger to ${home.path('ledger')} (${refused[0]?.code ?? 'incomplete'})`)
     }

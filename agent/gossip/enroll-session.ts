@@ -10,6 +10,7 @@ import { acceptAuthorization, createEnrollCsr, recordCertificate, type AcceptedA
 import { derivePairingSecrets, openPairMessage, sealPairMessage, type PairingSecrets } from '../enroll/pairing.ts'
 import { createEnrollRequest, encodeEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../enroll/request.ts'
 import { Ledger } from '../ledger/ledger.ts'
+import type { VerifiedSignatures } from '../ledger/validate.ts'
 import type { EncodedEvent, RoleName } from '../ledger/types.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot, checkValidity } from '../pki/chain.ts'
@@ -39,6 +40,11 @@ export interface EnrollOptions {
    * request's kind and name are used. By default the keys are generated here, after the code is checked.
    */
   keys?: { request: EnrollRequest; secrets: DeviceSecrets }
+  /**
+   * Signatures this process verified before (the simulator's devices, sharing one process: SharedEvents.verified);
+   * a lineage event matching one by exact id and key is not verified again, every other one is.
+   */
+  verified?: VerifiedSignatures
   /** Told about each step, for progress messages. */
   onStep?(step: 'keys' | 'login' | 'request' | 'authorized' | 'csr' | 'certified', detail?: string): void
 }
@@ -88,10 +94,10 @@ function lineageError(err: unknown): unknown {
 }
 
 /** Replays L0's lineage into a fresh ledger; its genesis must name the root the parent sent (rootCertHash). */
-export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[], root: DeviceCertificate, domain: string, now: number): Ledger {
+export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[], root: DeviceCertificate, domain: string, now: number, verified?: VerifiedSignatures): Ledger {
   const ledger = new Ledger(crypto)
   try {
-    for (const bytes of lineage) ledger.ingest(bytes, { now })
+    for (const bytes of lineage) ledger.ingest(bytes, { now, verified })
   } catch (err) {
     throw lineageError(err)
   }
@@ -203,7 +209,7 @@ async function enrollSteps(
 
   // Step 7: the device's own ledger; its certificate checked against the root of step 4.
   const now = opts.now()
-  const ledger = ledgerFromLineage(crypto, reply.lineage, root, domain, now)
+  const ledger = ledgerFromLineage(crypto, reply.lineage, root, domain, now, opts.verified)
   const l0Cn = ledger.state.genesis!.cn
   if (broker.cn !== l0Cn) throw new KinError('BROKER_IDENTITY', `the broker this device paired through is ${broker.cn}, not L0 (${l0Cn})`)
   // L0's lineage ends with this device's authorize event once the CA recorded it (broker/lineage.ts); an older L0

@@ -1,7 +1,7 @@
 /** @module A device's replica on its storage: `ledger.cbor` (DESIGN.md's home file) and `sync.cbor`, the last verified head. */
 import { KinError } from '../errors.ts'
 import type { CryptoProvider, Storage } from '../../firmware-shims/types.ts'
-import { PersistentLedger } from '../ledger/persistent.ts'
+import { PersistentLedger, type OpenOptions } from '../ledger/persistent.ts'
 import { Replica } from '../ledger/replica.ts'
 
 /** The device's ledger file (the home's `ledger.cbor`). */
@@ -21,10 +21,12 @@ export interface OpenReplica {
 /**
  * Opens the ledger file (replayed and verified) and the sync file of a device's storage, checks the held head
  * against the ledger and the genesis' miner key (HEAD_ROOT_MISMATCH, HEAD_SIGNATURE), and returns the replica.
- * NO_GENESIS when the ledger has no genesis yet: a device learns its fleet at enrollment.
+ * NO_GENESIS when the ledger has no genesis yet: a device learns its fleet at enrollment. `verified`: the in-memory
+ * ledger this process has just written the file from (right after enrollment), so its records are not verified twice;
+ * `events`: decoded events shared by the replicas of this process (the simulator).
  */
-export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage, opts: { onTornTail?: (offset: number, dropped: number) => void } = {}): Promise<OpenReplica> {
-  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(LEDGER_FILE), { onTornTail: opts.onTornTail })
+export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage, opts: Pick<OpenOptions, 'onTornTail' | 'verified' | 'events'> = {}): Promise<OpenReplica> {
+  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(LEDGER_FILE), { onTornTail: opts.onTornTail, verified: opts.verified, events: opts.events })
   try {
     const genesis = ledger.ledger.state.genesis
     if (genesis === undefined) throw new KinError('NO_GENESIS', `${LEDGER_FILE} holds no genesis event: enroll the device first`)
@@ -32,7 +34,7 @@ export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage,
     const syncFile = await storage.openAppendFile(SYNC_FILE)
     let replica: Replica
     try {
-      replica = await Replica.open(crypto, ledger, syncFile, { minerKey })
+      replica = await Replica.open(crypto, ledger, syncFile, { minerKey, events: opts.events })
     } catch (err) {
       await syncFile.close().catch(() => undefined)
       throw err

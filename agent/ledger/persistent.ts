@@ -3,14 +3,22 @@ import { KinError } from '../errors.ts'
 import type { AppendFile, CryptoProvider } from '../../firmware-shims/types.ts'
 import { Ledger, type Refusal } from './ledger.ts'
 import { LedgerStore } from './store.ts'
-import { validateEvent, type ValidateOptions } from './validate.ts'
+import { validateEvent, type ValidateOptions, type VerifiedSignatures } from './validate.ts'
 import { applyEvent } from './apply.ts'
+import type { SharedEvents } from './shared-events.ts'
 import type { EncodedEvent } from './types.ts'
 
 /** Options for opening a ledger file. */
 export interface OpenOptions {
   /** Skip signature checks on replay (the file is this device's own and trusted); structure and rules still run. */
   trustSignatures?: boolean
+  /**
+   * Signatures this process verified in memory for the events it has just written to this file (precheck.ts
+   * verifiedIn): a record matching one by id and key is not verified again; every other record is.
+   */
+  verified?: VerifiedSignatures
+  /** Decoded events shared with other replicas of this process (shared-events.ts); every record is still validated. */
+  events?: SharedEvents
   /** Told when a torn tail (an append cut by a crash) was dropped. */
   onTornTail?: (offset: number, dropped: number) => void
 }
@@ -19,11 +27,11 @@ export interface OpenOptions {
  * Replays records into a fresh ledger. A record that does not decode or validate in order is damage in the
  * file: it is reported with its offset (STORAGE_DAMAGED), never skipped.
  */
-export function replayRecords(crypto: CryptoProvider, records: Array<{ offset: number; bytes: Uint8Array }>, opts: ValidateOptions = {}): Ledger {
+export function replayRecords(crypto: CryptoProvider, records: Array<{ offset: number; bytes: Uint8Array }>, opts: ValidateOptions & { events?: SharedEvents } = {}): Ledger {
   const ledger = new Ledger(crypto)
   for (const r of records) {
     try {
-      ledger.ingest(r.bytes, { trustSignatures: opts.trustSignatures })
+      ledger.ingest(opts.events === undefined ? r.bytes : opts.events.read(crypto, r.bytes), { trustSignatures: opts.trustSignatures, verified: opts.verified })
     } catch (err) {
       if (!(err instanceof KinError)) throw err
       throw new KinError('STORAGE_DAMAGED', `ledger record at byte offset ${r.offset} is damaged or out of place: ${err.code}: ${err.message}`, {
@@ -51,7 +59,7 @@ export class PersistentLedger {
   static async open(crypto: CryptoProvider, file: AppendFile, opts: OpenOptions = {}): Promise<PersistentLedger> {
     try {
       const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
-      const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures })
+      const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures, verified: opts.verified, events: opts.events })
       return new PersistentLedger(ledger, store, file)
     } catch (err) {
       // The file is ours from here on: a damaged or refused ledger lets go of its handle instead of leaking it.
@@ -117,8 +125,8 @@ export class PersistentLedger {
       await this.file.replace(bytes)
       // A fresh store frames the new file, so its offsets start from the rewritten content.
       this.store = (await LedgerStore.open(this.file)).store
-      this.ledger.truncateTo(0)
-      for (const e of log) this.ledger.ingest(e, { trustSignatures: true })
+      // The scratch ledger validated exactly what was written: its state is taken over, not built a second time.
+      this.ledger.adoptState(scratch)
     })
   }
 

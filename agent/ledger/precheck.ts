@@ -37,6 +37,23 @@ export class VerifiedSignatureSet implements VerifiedSignatures {
   }
 }
 
+/**
+ * The signatures a verified in-memory ledger holds: event `idHex` in `state` under the key validation used for it
+ * (genesis: its own; any other: its issuer binding's). For a file this process has just written from that state:
+ * a record with another id (a swapped file) is not held, so it is verified again.
+ */
+export function verifiedIn(state: LedgerState): VerifiedSignatures {
+  return {
+    holds: (idHex, ledgerKey) => {
+      const e = state.event(idHex)
+      if (e === undefined) return false
+      const ev = e.event
+      const key = ev.type === 'genesis' ? ev.body.ledgerKey : ev.links[0] === undefined ? undefined : state.bindingById(toHex(ev.links[0]))?.ledgerKey
+      return key !== undefined && bytesEqual(key, ledgerKey)
+    },
+  }
+}
+
 /** Any of several sets: one flush of the miner validates the submissions that queued up together. */
 export function anyOf(sets: readonly VerifiedSignatures[]): VerifiedSignatures {
   return { holds: (idHex, ledgerKey) => sets.some(s => s.holds(idHex, ledgerKey)) }
@@ -52,10 +69,11 @@ export function keyBoundBy(e: EncodedEvent): Uint8Array | undefined {
  * Verifies, on the provider's asynchronous verifier, the signature of every event of `events` whose issuer key
  * is known from `state`, from the batch itself or from `keyOf` (the miner: events submitted but not yet in the
  * log), and resolves with those that verified. Resolves with an empty set at once when the provider has no
- * asynchronous verifier. Never rejects.
+ * asynchronous verifier. Never rejects. `known`: pairs verified earlier in this process, taken without a check and
+ * added to as checks succeed.
  */
 export async function precheckSignatures(
-  crypto: CryptoProvider, state: LedgerState, events: readonly EncodedEvent[], keyOf?: (linkHex: string) => Uint8Array | undefined,
+  crypto: CryptoProvider, state: LedgerState, events: readonly EncodedEvent[], keyOf?: (linkHex: string) => Uint8Array | undefined, known?: VerifiedSignatureSet,
 ): Promise<VerifiedSignatureSet> {
   const out = new VerifiedSignatureSet()
   const verifyAsync = crypto.ed25519VerifyAsync
@@ -75,8 +93,12 @@ export async function precheckSignatures(
     }
     if (key === undefined) continue
     const k = key
+    // A pair this process verified already (known: shared-events.ts) is the same fact again: the id pins the bytes.
+    if (known?.holds(e.idHex, k) === true) { out.add(e.idHex, k); continue }
     checks.push(verifyAsync.call(crypto, e.event.signature, signingInputOfBytes(e.bytes), k).then(ok => {
-      if (ok) out.add(e.idHex, k)
+      if (!ok) return
+      out.add(e.idHex, k)
+      known?.add(e.idHex, k)
     }, () => undefined))
   }
   await Promise.all(checks)

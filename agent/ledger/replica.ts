@@ -15,6 +15,7 @@ import { decodeSyncResponse, type SyncRequest } from './sync.ts'
 import type { BundleSource } from './bundle.ts'
 import type { EncodedEvent } from './types.ts'
 import { precheckSignatures } from './precheck.ts'
+import type { SharedEvents } from './shared-events.ts'
 
 /*
  * The invariant. The first `head.treeSize` records of the device's ledger file are the miner's log in the miner's
@@ -160,21 +161,24 @@ export class Replica {
   private queue: Promise<unknown> = Promise.resolve()
   /** The last head whose signature this replica checked: its bytes, the key it was checked with, decoded, its id. */
   private lastVerified: { bytes: Uint8Array; minerKey: Uint8Array; head: BlockHead; id: Uint8Array } | undefined
+  private readonly events: SharedEvents | undefined
 
-  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, tree: MerkleTree, held: HeldHead | undefined) {
+  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, tree: MerkleTree, held: HeldHead | undefined, events: SharedEvents | undefined) {
     this.crypto = crypto
     this.ledger = ledger
     this.syncFile = syncFile
     this.tree = tree
     this.held = held
+    this.events = events
   }
 
   /**
    * Reads the sync file and checks the invariant: the ledger's first treeSize ids hash to the held head's root
    * (HEAD_ROOT_MISMATCH otherwise: the ledger file lost or reordered covered events; move the sync file away to
-   * start over from the miner). With `minerKey`, also checks the held head's signature (HEAD_SIGNATURE).
+   * start over from the miner). With `minerKey`, also checks the held head's signature (HEAD_SIGNATURE). With
+   * `events`, the events of sync responses are decoded once per process (shared-events.ts), still validated here.
    */
-  static async open(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, opts: { minerKey?: Uint8Array } = {}): Promise<Replica> {
+  static async open(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, opts: { minerKey?: Uint8Array; events?: SharedEvents } = {}): Promise<Replica> {
     const raw = await syncFile.read()
     const held = raw.length === 0 ? undefined : decodeSyncFile(crypto, raw)
     const log = ledger.ledger.state.log
@@ -192,7 +196,7 @@ export class Replica {
         throw new VerificationError('HEAD_SIGNATURE', 'the head in the sync file is not signed by the miner key')
       }
     }
-    return new Replica(crypto, ledger, syncFile, tree, held)
+    return new Replica(crypto, ledger, syncFile, tree, held, opts.events)
   }
 
   private serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -265,10 +269,16 @@ export class Replica {
     const last = this.lastVerified
     if (last !== undefined && bytesEqual(last.bytes, headBytes) && bytesEqual(last.minerKey, minerKey)) return { head: last.head, id: last.id }
     const head = decodeHead(headBytes)
-    if (!verifyHeadSignature(this.crypto, head, minerKey)) {
-      throw new VerificationError('HEAD_SIGNATURE', `head ${head.height} is not signed by the fleet's miner key`)
-    }
     const id = this.crypto.sha256(headBytes)
+    const known = this.events?.verified
+    // A head another replica of this process verified under this key (shared-events.ts) is not verified again.
+    const pair = `head/${toHex(id)}`
+    if (known?.holds(pair, minerKey) !== true) {
+      if (!verifyHeadSignature(this.crypto, head, minerKey)) {
+        throw new VerificationError('HEAD_SIGNATURE', `head ${head.height} is not signed by the fleet's miner key`)
+      }
+      known?.add(pair, Uint8Array.from(minerKey))
+    }
     this.lastVerified = { bytes: Uint8Array.from(headBytes), minerKey: Uint8Array.from(minerKey), head, id }
     return { head, id }
   }
@@ -361,7 +371,8 @@ export class Replica {
       }
       if (verdict === 'stale') return quiet('stale', false)
       if (verdict === 'unproven') return quiet('need-sync', true)
-      const events = r.events.map(b => readEvent(this.crypto, b))
+      const shared = this.events
+      const events = r.events.map(b => shared === undefined ? readEvent(this.crypto, b) : shared.read(this.crypto, b))
       if (!this.stage(r.from, events)) return quiet('need-sync', true)
       if (this.tree.size + this.staged.length < head.treeSize) return quiet('partial', true)
       return this.finalize(head, r.headBytes, id, minerKey, now)
@@ -442,11 +453,15 @@ export class Replica {
       if (added > 0) {
         // Signatures checked on every core first (precheck.ts); appendMany verifies whatever that did not cover.
         const incoming = fresh.slice(k)
-        await this.ledger.appendMany(incoming, { verified: await precheckSignatures(this.crypto, this.ledger.ledger.state, incoming) })
+        await this.ledger.appendMany(incoming, { verified: await precheckSignatures(this.crypto, this.ledger.ledger.state, incoming, undefined, this.events?.verified) })
       }
       if (this.prefixMatches(c, fresh)) return { added, dropped: [], rewritten: false }
     }
-    const before = new Set(this.ledger.ledger.state.log.map(e => e.idHex))
+    const state = this.ledger.ledger.state
+    const before = new Set(state.log.map(e => e.idHex))
+    // The miner's events this ledger lacks: their signatures checked on every core first, as on the append path;
+    // validation in the scratch ledger verifies whatever that did not cover.
+    const prechecked = await precheckSignatures(this.crypto, state, fresh.filter(e => !before.has(e.idHex)), undefined, this.events?.verified)
     let dropped: Refusal[] = []
     await this.ledger.rewrite(log => {
       const scratch = new Ledger(this.crypto)
@@ -455,7 +470,7 @@ export class Replica {
       const verified = new Set(log.map(e => e.idHex))
       fresh.forEach((e, i) => {
         try {
-          scratch.ingest(e, { trustSignatures: verified.has(e.idHex) })
+          scratch.ingest(e, { trustSignatures: verified.has(e.idHex), verified: prechecked })
         } catch (err) {
           if (!(err instanceof KinError)) throw err
           throw new VerificationError('SYNC_MISMATCH', `the miner's event at leaf ${c + i} is refused by this ledger: ${err.code}: ${err.message}`, { cause: err, detail: { leaf: c + i, code: err.code } })

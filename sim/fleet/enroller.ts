@@ -16,6 +16,7 @@ import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/inv
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
+import { verifiedIn } from '../../agent/ledger/precheck.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
@@ -210,7 +211,7 @@ export class Enroller {
       parentSide.catch(() => undefined)
       const ledger = nodeCrypto.ed25519KeyPair()
       const keys = { request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name }, secrets: { tls, ledgerSeed: ledger.secretKey } }
-      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys })
+      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys, verified: f.events.verified })
       await parentSide
       const t2 = performance.now()
       const dir = join(f.dir, plan.label)
@@ -229,7 +230,8 @@ export class Enroller {
         await new Promise(r => setTimeout(r, 5))
       }
       const t4 = performance.now()
-      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
+      // The home's ledger file was written a moment ago from this verified ledger: its records are not verified twice.
+      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: f.events })
       const session2 = new AccessSession({
         self: enrolled.cn, root: DeviceCertificate.from(enrolled.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: f.clock,
         ledger: () => replica.ledger.ledger.state, lastHeadTime: () => replica.replica.head?.time ?? f.clock.now(),

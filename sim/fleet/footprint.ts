@@ -3,12 +3,12 @@ import { totalmem } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 
 /**
- * JavaScript heap per (device × ledger event), bytes: each device holds a verified replica (decoded events, their
- * bytes, ids, the state's maps, a Merkle tree), and a fleet of N has ~2N events, so the heap grows with N².
- * Measured: a peak of 3,641 MB of heap at 1,000 devices over 2,012 events (1,897 bytes per replica event, the
- * devices' sessions and sockets included); one replica alone holds ~1,700 (sim/fleet/replica-heap.ts).
+ * JavaScript heap per (device × ledger event), bytes: each device holds a verified replica (the state's maps, a
+ * Merkle tree; the decoded events themselves are shared by the devices of the process, shared-events.ts), and a
+ * fleet of N has ~2N events, so the heap grows with N². Measured: one further replica holds ~440 bytes per event
+ * (`replica-heap.ts 500 4 --shared`; 1,780 without sharing); a whole run adds the devices' sessions and sockets.
  */
-export const HEAP_BYTES_PER_REPLICA_EVENT = 1900
+export const HEAP_BYTES_PER_REPLICA_EVENT = 700
 
 /** Room the heap needs above the estimate, so the collector does not thrash near the limit. */
 const HEAP_HEADROOM = 1.2

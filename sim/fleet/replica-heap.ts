@@ -9,11 +9,14 @@ import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
+import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../../agent/ledger/sync.ts'
 import { LedgerFleet, T0 } from '../../test/helpers/ledger-fleet.ts'
 
 /*
- * Usage: node --expose-gc --import tsx sim/fleet/replica-heap.ts [devices=2000] [replicas=8] [--snapshot]
+ * Usage: node --expose-gc --import tsx sim/fleet/replica-heap.ts [devices=2000] [replicas=8] [--snapshot] [--shared]
+ * With --shared the replicas share decoded events and verified pairs (SharedEvents, as kin sim fleet's devices do),
+ * and one replica catches up before the measurement, so the figures are what each further replica adds.
  * Prints one JSON line: heap (and external, array buffer) bytes per event per replica after K replicas caught up a
  * ledger of 1 + 2·devices events; with --snapshot, also the heap's self size by constructor for one more replica.
  */
@@ -54,6 +57,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2).filter(a => !a.startsWith('--'))
   const devices = Number(args[0] ?? 2000), replicas = Number(args[1] ?? 8)
   const snapshot = process.argv.includes('--snapshot')
+  const shared = process.argv.includes('--shared') ? new SharedEvents() : undefined
   const f = LedgerFleet.create({ tag: 'replica-heap', time: T0 })
   const parents = [f.l0]
   for (let i = 0; i < devices; i++) {
@@ -75,7 +79,7 @@ async function main(): Promise<void> {
     const storage = nodeStorage(dir)
     await (await storage.openAppendFile('ledger.cbor')).close()
     writeFileSync(join(dir, 'ledger.cbor'), genesis)
-    const r = await openReplicaFiles(nodeCrypto, storage)
+    const r = await openReplicaFiles(nodeCrypto, storage, { events: shared })
     for (let round = 0; round < 10_000; round++) {
       const out = await r.replica.applySyncResponse(encodeSyncResponse(buildSyncResponse(miner, r.replica.syncRequest())), minerKey, T0 + 30)
       if (!out.more) break
@@ -84,6 +88,7 @@ async function main(): Promise<void> {
     return r
   }
   try {
+    if (shared !== undefined) open.push(await catchUp(replicas + 1))
     const before = memory()
     const t0 = performance.now()
     for (let i = 0; i < replicas; i++) open.push(await catchUp(i))
@@ -91,7 +96,7 @@ async function main(): Promise<void> {
     const after = memory()
     const per = (k: 'heap' | 'external' | 'arrayBuffers' | 'rss') => Math.round((after[k] - before[k]) / (replicas * events))
     const line: Record<string, unknown> = {
-      devices, events, replicas, heapPerEvent: per('heap'), externalPerEvent: per('external'), arrayBuffersPerEvent: per('arrayBuffers'), rssPerEvent: per('rss'),
+      devices, events, replicas, shared: shared !== undefined, heapPerEvent: per('heap'), externalPerEvent: per('external'), arrayBuffersPerEvent: per('arrayBuffers'), rssPerEvent: per('rss'),
       catchUpMsPerReplica: Math.round(ms / replicas), node: process.version,
     }
     if (snapshot) {

@@ -3,6 +3,7 @@ import { statSync } from 'node:fs'
 import { availableParallelism as availableCores, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { KinError } from '../../agent/errors.ts'
+import { SEAL_INTERVAL_MS } from '../../broker/miner-service.ts'
 import { LiveFleet, simClock, type FleetLog, type LiveDevice } from '../live/fleet.ts'
 import type { SimReport } from '../report/model.ts'
 import { CHECK_ACTIONS, decideInProcess, drawChecks, predict, seededRandom, type FleetCheck } from './checks.ts'
@@ -36,6 +37,11 @@ export interface FleetRunOptions {
   partition?: number
   /** Shortest partition, ms (default 2000). */
   partitionMinMs?: number
+  /**
+   * L0's longest wait before sealing, ms (default: the broker's 200 ms up to 200 devices, then N ms). Every head goes
+   * to every device, so heads per second times N is the fan-out: one head per N ms keeps it flat as N grows.
+   */
+  sealIntervalMs?: number
   /** File of the RSA key pool (undefined: keys made in memory for this run only). */
   keyPool?: string | undefined
   seed?: number
@@ -148,7 +154,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   say(`keys: ${keyStats.fromDisk} RSA-2048 key pairs from the pool${keyStats.file ? ` (${keyStats.file})` : ''}, ${keyStats.made} made now in ${round(keyStats.makeMs / 1000)} s — key generation is kept out of the enrollment figures`)
 
   const load0 = loadavg()[0]!
-  const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), ...(o.log ? { log: o.log } : {}) })
+  const sealIntervalMs = o.sealIntervalMs ?? Math.max(SEAL_INTERVAL_MS, n)
+  const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), sealIntervalMs, ...(o.log ? { log: o.log } : {}) })
   const baselineRssMb = round(process.memoryUsage().rss / 2 ** 20)
   const enroller = new Enroller(fleet, { concurrency })
   try {

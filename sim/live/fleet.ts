@@ -28,6 +28,8 @@ import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-f
 import { submitEvents } from '../../agent/gossip/submit.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
+import { verifiedIn } from '../../agent/ledger/precheck.ts'
+import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent, RevokeBody, RoleName } from '../../agent/ledger/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
@@ -86,6 +88,10 @@ export class LiveFleet {
   readonly log: FleetLog
   /** What L0's broker tells of every topic a session uses (kept across restartL0). */
   onTopic: TopicObserver | undefined
+  /** L0's longest wait before sealing accepted events (undefined: the broker's default), kept across restartL0. */
+  sealIntervalMs: number | undefined
+  /** Decoded ledger events the devices' replicas share: one copy per event in this process, each still validated by every replica. */
+  readonly events: SharedEvents = new SharedEvents()
   private readonly port: number
   private l0Client: GossipClient | undefined
   /** Per label: the broker session its follower opened last, and who wants to hear of the next (see `onSession`). */
@@ -103,15 +109,16 @@ export class LiveFleet {
   }
 
   /** Creates L0's home in `dir/L0` (as `kin init` does) and starts L0's services on a free loopback port. */
-  static async start(opts: { dir: string; domain: string; clock?: SimClock; log?: FleetLog; onTopic?: TopicObserver }): Promise<LiveFleet> {
+  static async start(opts: { dir: string; domain: string; clock?: SimClock; log?: FleetLog; onTopic?: TopicObserver; sealIntervalMs?: number }): Promise<LiveFleet> {
     const clock = opts.clock ?? simClock()
     const log = opts.log ?? (() => undefined)
     const home = new Home(join(opts.dir, 'L0'))
     const created = await createFleet(nodeCrypto, nodePki, { domain: opts.domain, now: clock.now(), name: 'home pc' })
     await writeL0Home(home, created, 'home pc')
-    const l0 = await startL0({ home: home.dir, host: '127.0.0.1', port: 0, now: () => clock.now(), log: r => log({ source: 'L0', ...r }), onTopic: opts.onTopic })
+    const l0 = await startL0({ home: home.dir, host: '127.0.0.1', port: 0, now: () => clock.now(), log: r => log({ source: 'L0', ...r }), onTopic: opts.onTopic, sealIntervalMs: opts.sealIntervalMs })
     const fleet = new LiveFleet(opts.dir, clock, l0, log)
     fleet.onTopic = opts.onTopic
+    fleet.sealIntervalMs = opts.sealIntervalMs
     fleet.devices.set('L0', fleet.deviceRecord('L0', home.dir, l0.cn, 'admin', 'home pc', created.ledgerSeed, () => fleet.l0.ledger.ledger.state))
     return fleet
   }
@@ -221,7 +228,7 @@ export class LiveFleet {
         await writeDeviceHome(new Home(dir), enrolled, this.url)
         const session = await connectDevice(nodeTransport, { url: this.url, cn: enrolled.cn, certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS })
         try { await submitEvents(session, this.l0.fleet, enrolled.cn, [enrolled.authorize, enrolled.certified]) } finally { await session.close() }
-        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
+        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: this.events })
         const identity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
         const follower = this.follow(label, enrolled.cn, identity, replica)
         const d = this.deviceRecord(label, dir, enrolled.cn, info.role, info.name, enrolled.secrets.ledgerSeed, () => replica.ledger.ledger.state, follower)
@@ -383,7 +390,7 @@ export class LiveFleet {
     await this.l0Client?.close()
     this.l0Client = undefined
     await this.l0.close()
-    this.l0 = await startL0({ home: this.l0Home.dir, host: '127.0.0.1', port: this.port, now: () => this.clock.now(), log: r => this.log({ source: 'L0', ...r }), onTopic: this.onTopic })
+    this.l0 = await startL0({ home: this.l0Home.dir, host: '127.0.0.1', port: this.port, now: () => this.clock.now(), log: r => this.log({ source: 'L0', ...r }), onTopic: this.onTopic, sealIntervalMs: this.sealIntervalMs })
   }
 
   /** Stops everything: endpoints, followers, replicas, L0. */
