@@ -3,6 +3,7 @@ import { KinError } from '../errors.ts'
 import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
 import { kinVersion } from './version.ts'
+import { runThroughAgent } from './control-client.ts'
 
 function topHelp(commands: readonly CommandSpec[]): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']
@@ -41,7 +42,8 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
       process.stdout.write(commandHelp(spec) + '\n')
       return 0
     }
-    return await spec.run(args)
+    // DESIGN.md "The device runtime": while an agent owns the home, it carries the command out; else it runs here.
+    return await runThroughAgent(spec, args) ?? await spec.run(args)
   } catch (err) {
     return reportError(err, json)
   }
