@@ -18,8 +18,9 @@ import { ledgerBundle } from './commands/bundle.ts'
 import { status } from './commands/status.ts'
 import { devices } from './commands/devices.ts'
 import { show } from './commands/show.ts'
+import { repair } from './commands/repair.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, repair]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {
