@@ -83,7 +83,9 @@ export const serve: CommandSpec = {
     + 'Stops cleanly on SIGINT or SIGTERM. A device whose own identity is revoked in its ledger (itself, or an ancestor with its '
     + 'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, '
     + `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} `
-    + '(not restarted by deploy/kin.service); enrolling it again brings it back.',
+    + '(not restarted by deploy/kin.service); enrolling it again brings it back. While it follows L0 it owns DIR: the only writer of its ledger and the '
+    + 'only broker session under its CN; kin invite, revoke, access, sync, status and ledger show/verify/bundle on DIR are carried out by it over the '
+    + 'control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },

@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { KinError } from '../../errors.ts'
 import { startControlSocket, stopSignals, type ControlSocket } from '../control-socket.ts'
+import { runStartedCommand } from '../dispatch.ts'
 import { pidLockHolder, takePidLock } from '../pid-lock.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
@@ -192,7 +193,7 @@ export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, 
  * out there the commands other `kin` processes ask of it (docs/PROTOCOL.md "The control socket").
  */
 export async function listenForCommands(opened: FollowingHome): Promise<ControlSocket> {
-  return startControlSocket(opened.home.dir, async argv => (await import('../main.ts')).main(argv))
+  return startControlSocket(opened.home.dir, runStartedCommand)
 }
 
 /** A head as the CLI prints it. */
@@ -289,7 +290,8 @@ export const sync: CommandSpec = {
   summary: "Catch up with L0's ledger over MQTT, once or following it. Verify the miner's signed head (signature by the genesis' miner key, consistency with "
     + 'the head this device holds), fetch the events it lacks into DIR/ledger.cbor in the miner\'s order, keep the head in DIR/sync.cbor, '
     + 'and hand the miner this device\'s own events it has not sealed yet. Uses the broker and L0 CN of DIR/config.json. With --follow, '
-    + 'keep following (one line per new head; with --json one JSON line each) until SIGINT or SIGTERM. A head that is forged, forks '
+    + 'keep following (one line per new head; with --json one JSON line each) until SIGINT or SIGTERM, owning DIR as kin serve does (its control socket '
+    + 'DIR/agent.sock carries out other commands on DIR); while kin serve or another follower owns DIR, it shows that agent\'s progress instead. A head that is forged, forks '
     + 'or goes back is refused, the old one kept, and reported. A device whose own identity its ledger records as revoked says so '
     + `(IDENTITY_REVOKED: by whom, why, from when) and exits ${EXIT_REVOKED}, also when L0 refuses its login. Exit 0 synced, 1 a head was refused, `
     + `${EXIT_REVOKED} this device is revoked, 2 on errors.`,
