@@ -77,6 +77,8 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
       expectExit(t, status, 0, 'kin status')
       t.match(JSON.parse(status.stdout), { agent: { what: /kin serve/ } }, 'status, carried out by the agent, names it')
       expectExit(t, synced, 0, 'kin sync, on the agent\'s own session')
+      // One JSON document, as the direct path prints: the heads the agent adopts meanwhile are the agent's lines, not the client's.
+      t.match(JSON.parse(synced.stdout), { ok: true, cn: cnOf(phone) }, 'kin sync --json prints its one report')
       expectExit(t, verified, 0, 'kin ledger verify')
 
       const guestCn = cnOf(guest)

@@ -104,12 +104,16 @@ function homeKey(dir: string): string {
   }
 }
 
-/** The owner's hooks followed by every borrower's. */
+/**
+ * The owner's hooks followed by every borrower's. The owner's run in the owner's own context: a head adopted during a
+ * sync a client asked for is still the agent's to print, not the client's (control-socket.ts routes output by context).
+ */
 function fannedOut(own: FollowerHooks, borrowers: Set<FollowerHooks>): FollowerHooks {
   const out: FollowerHooks = { ...own }
   for (const name of HOOK_NAMES) {
+    const mine = own[name] === undefined ? undefined : AsyncResource.bind(own[name] as (...x: unknown[]) => void)
     out[name] = ((...a: unknown[]) => {
-      (own[name] as ((...x: unknown[]) => void) | undefined)?.(...a)
+      mine?.(...a)
       for (const b of borrowers) (b[name] as ((...x: unknown[]) => void) | undefined)?.(...a)
     }) as never
   }
@@ -157,11 +161,12 @@ export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, 
   // so a service that needs the broker too (kin serve's inbox challenges, an invite) rides on the follower's instead
   // of pushing it off.
   let current: TransportSession | undefined
+  const ownSession = onSession === undefined ? undefined : AsyncResource.bind(onSession)
   const transport: Transport = {
     async connect(options) {
       const session = await nodeTransport.connect(options)
       current = session
-      onSession?.(session)
+      ownSession?.(session)
       return session
     },
   }
