@@ -174,28 +174,41 @@ export const invite: CommandSpec = {
       }
       // Refuse a device that may not invite before touching the network.
       checkMayInvite(inviter.ledger, inviter.cn, role, now())
-      client = inviterLedger.session !== undefined && url === config.broker ? await inviterLedger.session() : await connectDevice(nodeTransport, {
-        url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
-      }, { timeoutMs, reconnect: true })
-      client.onStatus((status, error) => {
-        if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
-        else if (status === 'online') say('connected to L0 again')
-      })
-      const opened = await openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
-      if (args.json) {
-        jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
-      } else {
-        process.stdout.write([
-          `pairing code: ${opened.code}`,
-          `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
-          `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
-        ].join('\n') + '\n')
-      }
-      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
-      // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
+      // A stop before the code is out ends the command as the signal would (130/143: nobody holds the code yet); once it
+      // is out, a stop withdraws it. Inside an agent the signal is the client's, and the invite must not linger there.
       const stop = stopSignal()
       let result
+      let opened: OpenedInvite
       try {
+        const connecting = inviterLedger.session !== undefined && url === config.broker ? inviterLedger.session() : connectDevice(nodeTransport, {
+          url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
+        }, { timeoutMs, reconnect: true })
+        const connected = await Promise.race([connecting, stop.signal])
+        if (typeof connected === 'string') {
+          void connecting.then(c => c.close(), () => undefined)
+          return connected === 'SIGINT' ? 130 : 143
+        }
+        client = connected
+        client.onStatus((status, error) => {
+          if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
+          else if (status === 'online') say('connected to L0 again')
+        })
+        const opening = openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
+        opening.catch(() => undefined)
+        const openedOrStopped = await Promise.race([opening, stop.signal])
+        if (typeof openedOrStopped === 'string') return openedOrStopped === 'SIGINT' ? 130 : 143
+        opened = openedOrStopped
+        if (args.json) {
+          jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
+        } else {
+          process.stdout.write([
+            `pairing code: ${opened.code}`,
+            `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
+            `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
+          ].join('\n') + '\n')
+        }
+        say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
+        // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
         const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
           keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
           onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
