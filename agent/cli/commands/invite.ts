@@ -17,9 +17,8 @@ import { isoTime, jsonReplacer } from '../output.ts'
 import { exitStatusOf, stepTimeoutMs } from './enroll.ts'
 import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 import { requirePrintableName } from '../../ledger/names.ts'
-import type { TransportSession } from '../../../firmware-shims/transport.ts'
 import { stopSignals } from '../control-socket.ts'
-import { openFollowingHome } from './sync.ts'
+import { openFollowingHome, ridingSession } from './sync.ts'
 
 const ROLES = Object.keys(ROLE) as RoleName[]
 
@@ -37,19 +36,6 @@ function brokerUrlOf(config: HomeConfig, flag: unknown): string {
     throw usageError((err as Error).message)
   }
   return url
-}
-
-/** A broker session used by an invite but owned by the home's follower: ending the invite's client leaves it open. */
-function riding(session: TransportSession): TransportSession {
-  return {
-    publish: (topic, payload, options) => session.publish(topic, payload, options),
-    subscribe: filters => session.subscribe(filters),
-    onMessage: listener => session.onMessage(listener),
-    onStatus: listener => session.onStatus(listener),
-    peerCertificate: () => session.peerCertificate(),
-    get connected() { return session.connected },
-    end: async () => undefined,
-  }
 }
 
 /**
@@ -84,7 +70,7 @@ async function openInviterLedger(home: Home, config: HomeConfig, timeoutMs: numb
       await opened.follower.waitOnline(timeoutMs)
       const session = opened.session()
       if (session === undefined) throw opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
-      return new GossipClient(riding(session))
+      return new GossipClient(ridingSession(session))
     },
     close: () => opened.close(),
   }

@@ -11,6 +11,7 @@ import { nodeStorage } from '../../../firmware-shims/node/storage.ts'
 import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
 import type { Transport, TransportSession } from '../../../firmware-shims/transport.ts'
 import type { HeadAlarm } from '../../gossip/alarm.ts'
+import { GossipClient } from '../../gossip/client.ts'
 import { LedgerFollower, type AdoptedHead, type FollowerOptions, type SyncReport } from '../../gossip/follower.ts'
 import type { DeviceLogin } from '../../gossip/login.ts'
 import { describeRevocation, type RevocationNotice } from '../../gossip/revocation-notice.ts'
@@ -28,6 +29,32 @@ export const BROKER_LOCK_FILE = 'broker.lock'
 /** The pid of a live process holding the lock file `name` in `home`, if any (this process too: an agent carrying out a command). */
 export function lockHolder(home: Home, name: string): number | undefined {
   return pidLockHolder(join(home.dir, name), 'holds')
+}
+
+/** A broker session borrowed from the home's follower: the borrower's client ending it leaves it open for its owner. */
+export function ridingSession(session: TransportSession): TransportSession {
+  return {
+    publish: (topic, payload, options) => session.publish(topic, payload, options),
+    subscribe: filters => session.subscribe(filters),
+    onMessage: listener => session.onMessage(listener),
+    onStatus: listener => session.onStatus(listener),
+    peerCertificate: () => session.peerCertificate(),
+    get connected() { return session.connected },
+    end: async () => undefined,
+  }
+}
+
+/**
+ * A client on the broker session of the agent that owns `dir`, when this process is that agent (a command carried
+ * out inside it): the broker keeps one session per CN, so a second one would push the agent's off.
+ */
+export async function lentClient(dir: string, timeoutMs: number): Promise<GossipClient | undefined> {
+  const lent = lentHomes.get(homeKey(dir))
+  if (lent === undefined) return undefined
+  await lent.opened.follower.waitOnline(timeoutMs)
+  const session = lent.opened.session()
+  if (session === undefined) throw lent.opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
+  return new GossipClient(ridingSession(session))
 }
 
 /** The follower of the agent that owns `dir`, when this process is that agent (a command carried out inside it). */
