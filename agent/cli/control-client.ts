@@ -1,12 +1,14 @@
 /** @module The client of the agent's control socket: a command on a home that an agent owns is carried out by that agent. */
 import { existsSync, lstatSync, realpathSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
-import { join, resolve } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 import { KinError, type KinErrorCode } from '../errors.ts'
 import type { CommandSpec, ParsedArgs } from './args.ts'
 import { AGENT_COMMANDS, CONTROL_SOCKET_FILE, CONTROL_VERSION, currentAgentRequest, type ControlRequest } from './control-socket.ts'
 import { pidLockHolder } from './pid-lock.ts'
 
+/** Commands that print the home's ledger file as the --home given joined with ledger.cbor. */
+const LEDGER_FILE_AS_GIVEN = new Set(['ledger show', 'ledger verify'])
 /** Options whose value is a path: resolved against this process's directory before the agent sees them. */
 const PATH_OPTIONS = new Set(['home', 'out', 'bundle', 'peer'])
 /** While a live process holds the home's lock but its socket does not answer yet (an agent starting), how long to wait for it. */
@@ -79,7 +81,15 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
   }
   const socket = await agentSocket(home)
   if (socket === undefined) return undefined
-  const request: ControlRequest = { v: CONTROL_VERSION, home, argv: requestArgv(spec, args, home), cwd: process.cwd() }
+  // The agent gets absolute paths. `kin ledger show|verify` print the file as DIR/ledger.cbor with DIR as given: their
+  // output names it so again, as the direct path would (every other command prints absolute paths either way).
+  const absolute = resolve(given)
+  const shown = LEDGER_FILE_AS_GIVEN.has(spec.name) && !isAbsolute(given)
+    ? (text: string): string => text.split(join(absolute, 'ledger.cbor')).join(join(given, 'ledger.cbor'))
+    : (text: string): string => text
+  // `home` (its real path) says which home is meant; argv carries the path as this process resolves it, so what the
+  // command prints of it is what it would print here.
+  const request: ControlRequest = { v: CONTROL_VERSION, home, argv: requestArgv(spec, args, absolute), cwd: process.cwd() }
   return await new Promise<number>((resolveExit, reject) => {
     let buffered = ''
     let settled = false
@@ -103,8 +113,8 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
       } catch {
         return finish(undefined, new KinError('AGENT_LOST', `the agent on ${home} answered with a line that is not JSON`))
       }
-      if (typeof answer['out'] === 'string') process.stdout.write(answer['out'])
-      else if (typeof answer['err'] === 'string') process.stderr.write(answer['err'])
+      if (typeof answer['out'] === 'string') process.stdout.write(shown(answer['out']))
+      else if (typeof answer['err'] === 'string') process.stderr.write(shown(answer['err']))
       else if (typeof answer['out64'] === 'string') process.stdout.write(Buffer.from(answer['out64'], 'base64'))
       else if (typeof answer['err64'] === 'string') process.stderr.write(Buffer.from(answer['err64'], 'base64'))
       else if (typeof answer['exit'] === 'number') finish(answer['exit'])
