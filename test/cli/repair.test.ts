@@ -81,6 +81,15 @@ t.test('kin repair rebuilds a damaged ledger from L0', async t => {
     t.match(lastJson(busy.stdout), { code: 'STORAGE_BUSY' })
     agent.signal('SIGTERM')
     await agent.done
+    // A file whose genesis is gone has nothing to anchor a rebuild on; the home is left as it was.
+    const broken = Buffer.from(good)
+    broken[0] = 0xff
+    writeFileSync(ledgerFile, broken)
+    const noGenesis = await kin(['repair', '--home', member.home, '--json'])
+    expectExit(t, noGenesis, 2, 'no genesis to start from')
+    t.match(lastJson(noGenesis.stdout), { code: 'REPAIR_NO_GENESIS' })
+    t.same(readFileSync(ledgerFile), broken, 'the damaged file is left in place, unchanged')
+    writeFileSync(ledgerFile, good)
     const l0 = await kin(['repair', '--home', fleet.l0.dir, '--json'])
     expectExit(t, l0, 2, 'L0\'s ledger is not rebuilt from itself')
     t.match(lastJson(l0.stdout), { code: 'BAD_ARGUMENT' })
