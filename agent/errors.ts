@@ -106,6 +106,17 @@ export type KinErrorCode =
   | 'NAME_AMBIGUOUS'
   // a subscribe or publish on a topic of the scheme before dotless levels (`kin/<domain with dots>/…`, CNs as levels)
   | 'TOPIC_OLD_SCHEME'
+  // the device agent's control socket (agent/cli/control-socket.ts) and `kin repair`
+  /** A control-socket request that is not one JSON line of the agreed shape, is over the size limit, or came too slowly. */
+  | 'AGENT_REQUEST_BAD'
+  /** A control-socket request for another home than the one this agent owns, or for a command the agent does not carry out. */
+  | 'AGENT_REQUEST_REFUSED'
+  /** The agent (`kin serve`, `kin sync --follow`) ended while it carried out a command for this process: the outcome is unknown. */
+  | 'AGENT_LOST'
+  /** The home's control socket path is longer than a Unix socket address holds (107 bytes): move the home to a shorter path. */
+  | 'AGENT_SOCKET_PATH'
+  /** `kin repair`: the damaged ledger holds no readable genesis that matches the home's root.pem, so there is nothing to anchor a rebuild on. */
+  | 'REPAIR_NO_GENESIS'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

@@ -3,6 +3,7 @@ import { KinError } from '../errors.ts'
 import { commandHelp, parseCommandArgs, type CommandSpec } from './args.ts'
 import { reportError } from './output.ts'
 import { kinVersion } from './version.ts'
+import { runThroughAgent } from './control-client.ts'
 
 function topHelp(commands: readonly CommandSpec[]): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']
@@ -13,8 +14,19 @@ function topHelp(commands: readonly CommandSpec[]): string {
   return lines.join('\n')
 }
 
+// The command table this process started with: an agent carries out its clients' commands from the same one (the
+// device bundle's agent, the device commands; a dynamic import of main.ts would pull L0 and the simulator into it).
+let startedWith: readonly CommandSpec[] | undefined
+
+/** Runs `argv` with the command table this process started with (an agent, for a command one of its clients asked). */
+export function runStartedCommand(argv: string[]): Promise<number> {
+  if (startedWith === undefined) return Promise.resolve(reportError(new KinError('INTERNAL', 'this process was not started through runCommands'), false))
+  return runCommands(startedWith, argv)
+}
+
 /** Runs one of `commands` with `argv` (without `node` and the script) and returns the exit status. */
 export async function runCommands(commands: readonly CommandSpec[], argv: string[]): Promise<number> {
+  startedWith ??= commands
   const json = argv.includes('--json')
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(topHelp(commands) + '\n')
@@ -41,7 +53,8 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
       process.stdout.write(commandHelp(spec) + '\n')
       return 0
     }
-    return await spec.run(args)
+    // DESIGN.md "The device runtime": while an agent owns the home, it carries the command out; else it runs here.
+    return await runThroughAgent(spec, args) ?? await spec.run(args)
   } catch (err) {
     return reportError(err, json)
   }

@@ -19,6 +19,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
   'serve': [
     ['kin serve --home ./lock --port 9443', 'answer access requests over mutual TLS and follow L0\'s ledger'],
   ],
+  'repair': [
+    ['kin repair --home ./phone', 'rebuild a damaged ledger from L0; the damaged file is kept as ledger.damaged-TIME'],
+    ['kin repair --home ./phone --json', 'the same, with the dropped events as JSON'],
+  ],
   'access': [
     ['kin access --home ./phone --target 127.0.0.1:9443 --action unlock', 'ask the lock to unlock, over mutual TLS'],
     ['kin access --home ./phone --inbox <lock CN> --action unlock', 'ask a device without TLS over its MQTT inbox'],

@@ -20,8 +20,9 @@ import { devices } from './commands/devices.ts'
 import { show } from './commands/show.ts'
 import { report } from './commands/report.ts'
 import { policySet, policyShow } from './commands/policy.ts'
+import { repair } from './commands/repair.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, report, policyShow, policySet]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, repair, report, policyShow, policySet]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

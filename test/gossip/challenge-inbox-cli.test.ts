@@ -53,6 +53,16 @@ t.test('kin access --inbox: allowed, denied by policy, refused usage, timed out;
   const audit = readFileSync(new Home(lock!.home).path('audit'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
   t.same(audit.map(r => [r['peer'], r['action'], r['code']]), [[member!.cn, 'unlock', 'ALLOW'], [camera!.cn, 'unlock', 'POLICY_ACTION'], [member!.cn, 'view', 'ALLOW']], 'audited like a TLS decision')
 
+  // Asked from a home whose own kin serve runs: carried out by that agent, on its broker session (not pushing it off).
+  const memberServe = startKinLines(t, ['serve', '--home', member!.home, '--port', '0', '--json'])
+  await memberServe.waitJson(d => d['broker'] === 'online', 30_000)
+  const viaAgent = await ask(member!.home, ['--action', 'unlock'])
+  expectExit(t, viaAgent, 0, 'the member, through its own agent, may unlock')
+  t.equal(lastJson(viaAgent.stdout)['server'], lock!.cn)
+  t.notOk(memberServe.lines.some(l => l.includes('"broker":"offline"')), "the member's agent kept its broker session")
+  memberServe.signal('SIGTERM')
+  t.equal((await memberServe.done).status, 0)
+
   serve.signal('SIGTERM')
   const done = await serve.done
   t.equal(done.status, 0, 'stops cleanly')

@@ -16,7 +16,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
-import { brokerLoginOf, openFollowingHome } from './sync.ts'
+import { brokerLoginOf, lentClient, openFollowingHome } from './sync.ts'
 
 /**
  * A bundle this device is about to send must be its own and must verify: a file that is not one would be sent along
@@ -79,8 +79,8 @@ async function accessOverInbox(args: ParsedArgs, dir: string, verifierCn: string
     } catch {
       throw usageError(`--inbox expects the CN of a device of fleet ${device.config.fleet}, got "${verifierCn}"`)
     }
-    // One session per CN at the broker: a 'kin serve' or 'kin sync --follow' on this home is pushed off for the moment of the ask, then reconnects.
-    const client = await connectDevice(nodeTransport, brokerLoginOf(device.home, device.config), { timeoutMs })
+    // One session per CN at the broker: carried out inside the home's agent, the ask rides on the agent's session.
+    const client = await lentClient(dir, timeoutMs) ?? await connectDevice(nodeTransport, brokerLoginOf(device.home, device.config), { timeoutMs })
     try {
       const outcome = await askOverInbox(client, {
         fleet: device.config.fleet, cn: device.cn, certificateDer: DeviceCertificate.from(device.certPem, { sha256: nodeCrypto.sha256 }).der,

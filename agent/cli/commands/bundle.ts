@@ -12,8 +12,9 @@ import { parseDuration, requireFleetCn, requireString, usageError, type CommandS
 import { Home, writeFileDurable, type HomeConfig } from '../home.ts'
 import { emit } from '../output.ts'
 import { refuseExistingFile } from '../output-file.ts'
+import { clientCwd } from '../control-socket.ts'
 import { readHomeLog } from './_home-view.ts'
-import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lockHolder } from './sync.ts'
+import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lentFollower, lockHolder } from './sync.ts'
 
 /** What the home's own files give: the bundle (or why not), the verified head, and the anchor to check a bundle with. */
 interface LocalOutcome {
@@ -44,6 +45,9 @@ async function fromHome(home: Home, config: HomeConfig, cn: string, knownTreeSiz
 
 /** Asks L0 for the bundle on a short session of this device; refused while another process holds the device's session. */
 async function fromMiner(home: Home, config: HomeConfig, cn: string, local: LocalOutcome, timeoutMs: number): Promise<{ bytes: Uint8Array; verified: VerifiedBundle }> {
+  // Carried out inside the home's agent: asked on the agent's own session.
+  const lent = lentFollower(home.dir)
+  if (lent !== undefined) return lent.requestBundle(cn, timeoutMs)
   const holder = lockHolder(home, LEDGER_LOCK_FILE)
   if (holder !== undefined) {
     throw new KinError('STORAGE_BUSY', `${local.error!.message}; asking L0 would take the broker session of the process (pid ${holder}) that follows this home: let it sync, then run this again`, { detail: { pid: holder } })
@@ -96,7 +100,7 @@ export const ledgerBundle: CommandSpec = {
     const home = new Home(dir)
     const config = home.readConfig()
     requireFleetCn(cn, config.fleet)
-    const out = resolve(typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
+    const out = resolve(clientCwd(), typeof args.values.out === 'string' ? args.values.out : `${cn}.bundle`)
     refuseExistingFile(out, args.values.force === true, '--out FILE')
     const local = await fromHome(home, config, cn, knownTreeSize)
     let bytes = local.bundle

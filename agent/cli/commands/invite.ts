@@ -1,10 +1,10 @@
 /** @module `kin invite`: register a one-time pairing code with L0, print it, and authorize the device that uses it. */
-import { KinError } from '../../errors.ts'
+import { KinError, type KinErrorCode } from '../../errors.ts'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../../firmware-shims/node/pki.ts'
 import { nodeTransport, parseBrokerUrl } from '../../../firmware-shims/node/transport.ts'
 import { checkMayInvite, completeInvite, openInvite, withdrawInvite, type Inviter, type OpenedInvite } from '../../gossip/invite-session.ts'
-import type { GossipClient } from '../../gossip/client.ts'
+import { GossipClient } from '../../gossip/client.ts'
 import { connectDevice } from '../../gossip/login.ts'
 import { replayRecords } from '../../ledger/persistent.ts'
 import type { PersistentLedger } from '../../ledger/persistent.ts'
@@ -12,12 +12,13 @@ import { scanRecords } from '../../ledger/store.ts'
 import type { Ledger } from '../../ledger/ledger.ts'
 import { ROLE, type RoleName } from '../../ledger/types.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
-import { openHomeLedger } from '../device.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { isoTime, jsonReplacer } from '../output.ts'
 import { exitStatusOf, stepTimeoutMs } from './enroll.ts'
 import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 import { requirePrintableName } from '../../ledger/names.ts'
+import { stopSignals } from '../control-socket.ts'
+import { openFollowingHome, ridingSession } from './sync.ts'
 
 const ROLES = Object.keys(ROLE) as RoleName[]
 
@@ -40,9 +41,11 @@ function brokerUrlOf(config: HomeConfig, flag: unknown): string {
 /**
  * The inviting device's ledger. On L0 the broker owns ledger.cbor (it appends while running) and its CA records
  * the authorization when it issues, so L0's invite reads a snapshot and never writes. Any other device appends
- * the authorization proof it signs to its own ledger before sending it.
+ * the authorization proof it signs to its own ledger before sending it, as the home's one ledger writer: its agent
+ * when one runs (the invite is carried out inside it), else this process holding the home's lock; and the invite
+ * rides on that writer's broker session (`session`), since the broker keeps one session per CN.
  */
-async function openInviterLedger(home: Home, config: HomeConfig): Promise<{ ledger: Ledger; keep: (e: Parameters<PersistentLedger['append']>[0]) => Promise<void>; close: () => Promise<void> }> {
+async function openInviterLedger(home: Home, config: HomeConfig, timeoutMs: number): Promise<{ ledger: Ledger; keep: (e: Parameters<PersistentLedger['append']>[0]) => Promise<void>; session?: () => Promise<GossipClient>; close: () => Promise<void> }> {
   if (config.l0 === true) {
     let bytes: Uint8Array
     try {
@@ -54,11 +57,22 @@ async function openInviterLedger(home: Home, config: HomeConfig): Promise<{ ledg
     const ledger = replayRecords(nodeCrypto, scanRecords(bytes).records)
     return { ledger, keep: async () => undefined, close: async () => undefined }
   }
-  const persistent = await openHomeLedger(home, nodeCrypto)
+  const opened = await openFollowingHome(home.dir)
   return {
-    ledger: persistent.ledger,
-    keep: async e => { await persistent.append(e) },
-    close: () => persistent.close(),
+    ledger: opened.files.ledger.ledger,
+    keep: async e => {
+      const out = await opened.files.replica.appendLocal([e])
+      const refusal = out.refused[0]
+      if (refusal !== undefined) throw new KinError(refusal.code as KinErrorCode, `this device's ledger refused the authorization it signed: ${refusal.message}`)
+    },
+    session: async () => {
+      opened.follower.start()
+      await opened.follower.waitOnline(timeoutMs)
+      const session = opened.session()
+      if (session === undefined) throw opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
+      return new GossipClient(ridingSession(session))
+    },
+    close: () => opened.close(),
   }
 }
 
@@ -70,11 +84,13 @@ function stopSignal(): { signal: Promise<StopSignal>; dispose(): void } {
   const signal = new Promise<StopSignal>(resolve => {
     const onInt = (): void => resolve('SIGINT')
     const onTerm = (): void => resolve('SIGTERM')
-    process.on('SIGINT', onInt)
-    process.on('SIGTERM', onTerm)
+    // Inside the agent: the signals of the client this invite runs for (control-socket.ts).
+    const signals = stopSignals()
+    signals.on('SIGINT', onInt)
+    signals.on('SIGTERM', onTerm)
     dispose = () => {
-      process.off('SIGINT', onInt)
-      process.off('SIGTERM', onTerm)
+      signals.off('SIGINT', onInt)
+      signals.off('SIGTERM', onTerm)
     }
   })
   return { signal, dispose }
@@ -134,7 +150,7 @@ export const invite: CommandSpec = {
     const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
     const now = () => Math.floor(Date.now() / 1000)
 
-    const inviterLedger = await openInviterLedger(home, config)
+    const inviterLedger = await openInviterLedger(home, config, timeoutMs)
     let client
     try {
       const genesis = inviterLedger.ledger.state.genesis
@@ -144,28 +160,41 @@ export const invite: CommandSpec = {
       }
       // Refuse a device that may not invite before touching the network.
       checkMayInvite(inviter.ledger, inviter.cn, role, now())
-      client = await connectDevice(nodeTransport, {
-        url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
-      }, { timeoutMs, reconnect: true })
-      client.onStatus((status, error) => {
-        if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
-        else if (status === 'online') say('connected to L0 again')
-      })
-      const opened = await openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
-      if (args.json) {
-        jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
-      } else {
-        process.stdout.write([
-          `pairing code: ${opened.code}`,
-          `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
-          `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
-        ].join('\n') + '\n')
-      }
-      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
-      // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
+      // A stop before the code is out ends the command as the signal would (130/143: nobody holds the code yet); once it
+      // is out, a stop withdraws it. Inside an agent the signal is the client's, and the invite must not linger there.
       const stop = stopSignal()
       let result
+      let opened: OpenedInvite
       try {
+        const connecting = inviterLedger.session !== undefined && url === config.broker ? inviterLedger.session() : connectDevice(nodeTransport, {
+          url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
+        }, { timeoutMs, reconnect: true })
+        const connected = await Promise.race([connecting, stop.signal])
+        if (typeof connected === 'string') {
+          void connecting.then(c => c.close(), () => undefined)
+          return connected === 'SIGINT' ? 130 : 143
+        }
+        client = connected
+        client.onStatus((status, error) => {
+          if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
+          else if (status === 'online') say('connected to L0 again')
+        })
+        const opening = openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
+        opening.catch(() => undefined)
+        const openedOrStopped = await Promise.race([opening, stop.signal])
+        if (typeof openedOrStopped === 'string') return openedOrStopped === 'SIGINT' ? 130 : 143
+        opened = openedOrStopped
+        if (args.json) {
+          jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
+        } else {
+          process.stdout.write([
+            `pairing code: ${opened.code}`,
+            `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
+            `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
+          ].join('\n') + '\n')
+        }
+        say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
+        // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
         const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
           keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
           onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),

@@ -16,7 +16,8 @@ import { parseDurationMs, parseMaxPending, requireString, usageError, type Comma
 import { Home } from '../home.ts'
 import { EXIT_REVOKED, isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
-import { followsBroker, headSummary, nextStopSignal, openFollowingHome, type FollowingHome } from './sync.ts'
+import { followsBroker, headSummary, listenForCommands, nextStopSignal, openFollowingHome, type FollowingHome } from './sync.ts'
+import type { ControlSocket } from '../control-socket.ts'
 
 /** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
@@ -82,7 +83,9 @@ export const serve: CommandSpec = {
     + 'Stops cleanly on SIGINT or SIGTERM. A device whose own identity is revoked in its ledger (itself, or an ancestor with its '
     + 'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, '
     + `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} `
-    + '(not restarted by deploy/kin.service); enrolling it again brings it back.',
+    + '(not restarted by deploy/kin.service); enrolling it again brings it back. While it follows L0 it owns DIR: the only writer of its ledger and the '
+    + 'only broker session under its CN; kin invite, revoke, access, sync, status and ledger show/verify/bundle on DIR are carried out by it over the '
+    + 'control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
@@ -124,7 +127,7 @@ export const serve: CommandSpec = {
             const refused = error?.code === 'BROKER_REFUSED' ? ': L0 refuses this device\'s login (revoked or expired while away?)' : ''
             if (status === 'online' || status === 'offline') line(json, { broker: status, ...(error === undefined ? {} : { code: error.code }) }, status === 'online' ? 'following L0\'s ledger' : `lost L0${error === undefined ? '' : ` (${error.code}${refused})`}; deciding on the ledger as it is, reconnecting`)
           },
-        }, attachInbox)
+        }, attachInbox, { lend: true })
       } catch (e) {
         if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
         // Another process (kin sync --follow) keeps the ledger in sync: serve from the file it writes.
@@ -181,7 +184,8 @@ export const serve: CommandSpec = {
     const onHandshakeError = (error: Error, from: PeerAddress): void => {
       line(json, { handshakeFailed: error.message, from: `${from.address}:${from.port}` }, `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`)
     }
-    let endpoint
+    let endpoint: Awaited<ReturnType<typeof startAccessEndpoint>> | undefined
+    let control: ControlSocket | undefined
     try {
       const home = device
       // Design step 5: a missing proof comes from the bundle the peer presented, or from the miner (through this
@@ -200,17 +204,21 @@ export const serve: CommandSpec = {
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
         host: String(args.values.host), port, requestTimeoutMs: timeout, maxPendingConnections: maxPending, onDecision, onHandshakeError, decide,
       })
+      // The agent owns the home it follows: other commands on it are carried out here (DESIGN.md "The device runtime").
+      if (following !== undefined) control = await listenForCommands(following)
       if (follower !== undefined) {
         inbox = inboxServiceOf(home, json, (decision, ask) => report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, { from: ask.requesterCn, via: 'inbox' }), follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
     } catch (e) {
+      await control?.close()
+      await endpoint?.close()
       await following?.close()
       await device.close()
       throw e
     }
     const inboxTopic = inbox === undefined ? undefined : ownInbox
-    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn, following: follower !== undefined, inbox: inboxTopic ?? null },
+    line(json, { listening: true, host: endpoint.host, port: endpoint.port, cn: device.cn, following: follower !== undefined, inbox: inboxTopic ?? null, control: control?.path ?? null },
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
@@ -226,6 +234,7 @@ export const serve: CommandSpec = {
     clearInterval(watch)
     if ('notice' in stop) await tellRevoked(json, device, stop.notice)
     inbox?.close()
+    await control?.close()
     await endpoint.close()
     await following?.close()
     await device.close()
