@@ -7,6 +7,7 @@ import { MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { ServiceContext } from './context.ts'
 import { lineageFor } from './lineage.ts'
+import { nodeVerifier } from '../firmware-shims/node/verifier.ts'
 
 /** A CSR message: CBOR [authorizeEventBytes, csrPem]. */
 export function decodeCsrMessage(payload: Uint8Array): { authorizeBytes: Uint8Array; csrPem: string } {
@@ -62,7 +63,7 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
       // signature not checked), the invite's state, then in FleetCa the CSR's names, its key's parameters and key,
       // and only then any signature. Nothing here does RSA arithmetic.
       const authorize = readEvent(ctx.crypto, msg.authorizeBytes)
-      const csr = parseCsr(msg.csrPem, { sha256: ctx.crypto.sha256 })
+      const csr = parseCsr(msg.csrPem, { sha256: ctx.crypto.sha256, verifier: nodeVerifier })
       checkAgainstInvite(ctx, inviteId, authorize)
       const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: csr, now: ctx.now() })
       const cn = issued.certificate.cn

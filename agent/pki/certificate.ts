@@ -1,32 +1,23 @@
-/** @module DeviceCertificate: a parsed X.509 certificate wrapping its raw DER, with lazily computed, cached fields. */
+/** @module DeviceCertificate: the one certificate reader, a parsed X.509 certificate wrapping its raw DER with lazily computed, cached fields. */
 import { DecodeError, KinError } from '../errors.ts'
 import { toHex } from '../codec/bytes.ts'
-import type { pki } from 'node-forge'
-import { forge, fromBinary, toBinary } from './_forge.ts'
 import { certificateLayout, type CertificateLayout } from './layout.ts'
 import { derToPem, isPem, pemToDer } from './pem.ts'
 import { defaultSha256, type Sha256 } from './rsa-verify.ts'
-import { parentCnsOf, subjectCn } from './_names.ts'
+import { parentCnsOf } from './_names.ts'
 import { readCertificateExtensions, type CertificateExtensions } from './certificate-extensions.ts'
+import { readCertificateFields } from './certificate-read.ts'
 
 /** Options for parsing: the SHA-256 to hash with (a CryptoProvider's `sha256`; default @noble/hashes). */
 export interface CertificateOptions {
   readonly sha256?: Sha256
 }
 
-function parseForge(der: Uint8Array): pki.Certificate {
-  try {
-    return forge.pki.certificateFromAsn1(forge.asn1.fromDer(toBinary(der)))
-  } catch (cause) {
-    throw new DecodeError('CERT_PARSE', `certificate does not parse: ${(cause as Error)?.message ?? cause}`, { cause })
-  }
-}
-
-function seconds(date: Date): number {
-  return Math.floor(date.getTime() / 1000)
-}
-
-/** An X.509 v3 RSA certificate. Construction parses and checks structure (KinError CERT_PARSE); other fields are computed on first use. */
+/**
+ * An X.509 v3 certificate with an RSA or P-256 key, read by strict DER (certificate-read.ts; no node-forge, so kin-core
+ * runs the same reader). Construction parses and checks structure (KinError CERT_PARSE); other fields are computed on
+ * first use.
+ */
 export class DeviceCertificate {
   /** The certificate's DER encoding, exactly as received. */
   readonly der: Uint8Array
@@ -53,17 +44,12 @@ export class DeviceCertificate {
     else if (input instanceof Uint8Array) this.der = input.slice()
     else throw new DecodeError('CERT_PARSE', 'certificate must be PEM text or DER bytes')
     this.layout = certificateLayout(this.der, 'CERT_PARSE')
-    const parsed = parseForge(this.der)
-    if (parsed.version !== 2) throw new DecodeError('CERT_PARSE', `certificate is X.509 v${parsed.version + 1}, expected v3`)
-    this.cn = subjectCn(parsed.subject.attributes, 'CERT_PARSE')
-    this.notBefore = seconds(parsed.validity.notBefore)
-    this.notAfter = seconds(parsed.validity.notAfter)
-    this.serialHex = parsed.serialNumber.toLowerCase()
-    this.#extensions = readCertificateExtensions(parsed.extensions.map((e: { id: unknown; critical?: boolean; value: unknown }) => {
-      // forge leaves `value` undefined (or not a string) for some malformed extensions: that is a parse failure, not a crash.
-      if (typeof e.id !== 'string' || typeof e.value !== 'string') throw new DecodeError('CERT_PARSE', 'certificate extension is malformed')
-      return { id: e.id, critical: e.critical === true, value: fromBinary(e.value) }
-    }))
+    const fields = readCertificateFields(this.layout.signed)
+    this.cn = fields.cn
+    this.notBefore = fields.notBefore
+    this.notAfter = fields.notAfter
+    this.serialHex = fields.serialHex
+    this.#extensions = readCertificateExtensions(fields.extensions)
     this.#sha256 = options.sha256 ?? defaultSha256
   }
 

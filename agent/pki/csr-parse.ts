@@ -1,9 +1,12 @@
 /** @module Parsing a PKCS#10 certificate request into the names, key and signature verdict the fleet CA checks. */
 import { DecodeError, isKinError } from '../errors.ts'
 import { forge, fromBinary, toBinary } from './_forge.ts'
-import { csrLayout, isSha256WithRsa } from './layout.ts'
+import { csrLayout } from './layout.ts'
 import { derToPem, isPem, pemToDer } from './pem.ts'
-import { defaultSha256, verifyRsaSha256, type Sha256 } from './rsa-verify.ts'
+import { type Sha256 } from './rsa-verify.ts'
+import { createPortableVerifier, portableVerifier } from './portable-verifier.ts'
+import { checkSignatureInputs } from './signature-algorithm.ts'
+import type { SignatureVerifier } from './verifier.ts'
 import { parentCnsOf, subjectCn } from './_names.ts'
 import { EXTENSION_OID, readSubjectAltName } from './extensions.ts'
 
@@ -22,9 +25,29 @@ export interface ParsedCsr {
   readonly parentCn: string | undefined
   readonly parentCns: readonly string[]
   readonly spkiDer: Uint8Array
+  /** The signatureAlgorithm AlgorithmIdentifier, DER (checkSignatureInputs reads it before any arithmetic). */
+  readonly algorithm: Uint8Array
   readonly publicKeyPem: string
-  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession); verified on first read. */
+  /**
+   * True when signed (sha256WithRSAEncryption or ecdsa-with-SHA256, fitting its key) by the key it carries (RFC 2986
+   * §3 proof of possession); verified on first read.
+   */
   readonly signatureValid: boolean
+}
+
+/** How to parse a CSR: the SHA-256 to hash with and the verifier for its signature (default: the portable one on it). */
+export interface CsrParseOptions {
+  readonly sha256?: Sha256
+  readonly verifier?: SignatureVerifier
+}
+
+function signatureHolds(layout: ReturnType<typeof csrLayout>, verifier: SignatureVerifier): boolean {
+  try {
+    const algorithm = checkSignatureInputs(layout.algorithm, layout.spki, 'CSR key', 'CSR_PARSE')
+    return verifier.verifySignature(algorithm, layout.spki, layout.signed, layout.signature)
+  } catch {
+    return false
+  }
 }
 
 interface ForgeAttribute { type?: string; extensions?: { id: string; value: string }[] }
@@ -44,7 +67,7 @@ function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; u
 }
 
 /** Parses a CSR from PEM ("CERTIFICATE REQUEST") or DER; DecodeError CSR_PARSE on anything malformed, CSR_NAMES unless it has one CN. */
-export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 } = {}): ParsedCsr {
+export function parseCsr(input: string | Uint8Array, options: CsrParseOptions = {}): ParsedCsr {
   let der: Uint8Array
   if (isPem(input)) der = pemToDer(input, 'CERTIFICATE REQUEST', 'CSR_PARSE')
   else if (input instanceof Uint8Array) der = input.slice()
@@ -59,13 +82,13 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
   const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
   const parentCns = parentCnsOf(san.uris)
-  const sha256 = options.sha256 ?? defaultSha256
-  // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and
-  // verifyRsaSha256 refuses a key outside kinship's RSA parameters before any arithmetic.
+  const verifier = options.verifier ?? (options.sha256 === undefined ? portableVerifier : createPortableVerifier(options.sha256))
+  // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and every
+  // verifier refuses a key outside kinship's parameters before any arithmetic.
   let signatureValid: boolean | undefined, publicKeyPem: string | undefined
   return {
     get signatureValid(): boolean {
-      return (signatureValid ??= isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256))
+      return (signatureValid ??= signatureHolds(layout, verifier))
     },
     der,
     cn,
@@ -75,6 +98,7 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
     parentCn: parentCns.length === 1 ? parentCns[0] : undefined,
     parentCns: Object.freeze(parentCns),
     spkiDer: layout.spki,
+    algorithm: layout.algorithm,
     // Armoured on first read: only an issued certificate needs it, and a refused CSR's key may be 14 KiB.
     get publicKeyPem(): string {
       return (publicKeyPem ??= derToPem(layout.spki, 'PUBLIC KEY'))
