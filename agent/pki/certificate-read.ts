@@ -1,5 +1,5 @@
 /** @module Reading an X.509 v3 certificate's TBSCertificate with kinship's own strict DER path: the one certificate reader. */
-import { DecodeError } from '../errors.ts'
+import { DecodeError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, fromHex, toHex } from '../codec/bytes.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
 import { oidText } from './extensions.ts'
@@ -11,11 +11,11 @@ const CN_OID = fromHex('550403')
 // String types a CN may use in names this fleet's verifiers accept (RFC 5280 §4.1.2.4 DirectoryString, ASCII content).
 const CN_STRING_TAGS = [0x0c, 0x13, 0x14, 0x16]
 
-function asciiText(bytes: Uint8Array, what: string): string {
+function asciiText(bytes: Uint8Array, what: string, code: KinErrorCode = CODE): string {
   let out = ''
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!
-    if (b < 0x20 || b > 0x7e) throw new DecodeError(CODE, `${what} is not printable ASCII`)
+    if (b < 0x20 || b > 0x7e) throw new DecodeError(code, `${what} is not printable ASCII`)
     out += String.fromCharCode(b)
   }
   return out
@@ -40,20 +40,21 @@ function timeOf(der: Uint8Array, element: DerElement): number {
   return Math.floor(ms / 1000)
 }
 
-function subjectCnOf(der: Uint8Array, name: DerElement): string {
+/** The one CN of a Name (RFC 5280 §4.1.2.6): DecodeError `code` when malformed, `nameCode` unless exactly one printable CN. */
+export function subjectCnOf(der: Uint8Array, name: DerElement, code: KinErrorCode = CODE, nameCode: KinErrorCode = CODE): string {
   const cns: Uint8Array[] = []
-  for (const rdn of childrenOf(der, expectTag(name, TAG.sequence, CODE), CODE)) {
-    for (const attribute of childrenOf(der, expectTag(rdn, TAG.set, CODE), CODE)) {
-      const [type, value] = childrenOf(der, expectTag(attribute, TAG.sequence, CODE), CODE)
-      if (value === undefined) throw new DecodeError(CODE, 'name attribute without a value')
-      if (!bytesEqual(contentBytes(der, expectTag(type, TAG.oid, CODE)), CN_OID)) continue
-      if (!CN_STRING_TAGS.includes(value.tag)) throw new DecodeError(CODE, `subject CN has string tag 0x${value.tag.toString(16)}`)
+  for (const rdn of childrenOf(der, expectTag(name, TAG.sequence, code), code)) {
+    for (const attribute of childrenOf(der, expectTag(rdn, TAG.set, code), code)) {
+      const [type, value] = childrenOf(der, expectTag(attribute, TAG.sequence, code), code)
+      if (value === undefined) throw new DecodeError(code, 'name attribute without a value')
+      if (!bytesEqual(contentBytes(der, expectTag(type, TAG.oid, code)), CN_OID)) continue
+      if (!CN_STRING_TAGS.includes(value.tag)) throw new DecodeError(nameCode, `subject CN has string tag 0x${value.tag.toString(16)}`)
       cns.push(contentBytes(der, value))
     }
   }
-  if (cns.length !== 1) throw new DecodeError(CODE, `subject holds ${cns.length} CNs, expected 1`)
-  const cn = asciiText(cns[0]!, 'subject CN')
-  if (cn.length === 0 || cn.length > 253) throw new DecodeError(CODE, 'subject CN is not printable ASCII of 1 to 253 characters')
+  if (cns.length !== 1) throw new DecodeError(nameCode, `subject holds ${cns.length} CNs, expected 1`)
+  const cn = asciiText(cns[0]!, 'subject CN', nameCode)
+  if (cn.length === 0 || cn.length > 253) throw new DecodeError(nameCode, 'subject CN is not printable ASCII of 1 to 253 characters')
   return cn
 }
 

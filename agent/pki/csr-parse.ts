@@ -1,13 +1,15 @@
-/** @module Parsing a PKCS#10 certificate request into the names, key and signature verdict the fleet CA checks. */
+/** @module Parsing a PKCS#10 certificate request (strict DER, RSA or P-256 key) into the names, key and signature verdict the fleet CA checks. */
 import { DecodeError, isKinError } from '../errors.ts'
-import { forge, fromBinary, toBinary } from './_forge.ts'
+import { TAG, childrenOf, contentBytes, expectTag, readWhole } from './der.ts'
+import { oidText } from './extensions.ts'
+import { subjectCnOf } from './certificate-read.ts'
 import { csrLayout } from './layout.ts'
 import { derToPem, isPem, pemToDer } from './pem.ts'
 import { type Sha256 } from './rsa-verify.ts'
 import { createPortableVerifier, portableVerifier } from './portable-verifier.ts'
 import { checkSignatureInputs } from './signature-algorithm.ts'
 import type { SignatureVerifier } from './verifier.ts'
-import { parentCnsOf, subjectCn } from './_names.ts'
+import { parentCnsOf } from './_names.ts'
 import { EXTENSION_OID, readSubjectAltName } from './extensions.ts'
 
 const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14'
@@ -50,18 +52,42 @@ function signatureHolds(layout: ReturnType<typeof csrLayout>, verifier: Signatur
   }
 }
 
-interface ForgeAttribute { type?: string; extensions?: { id: string; value: string }[] }
+const C = 'CSR_PARSE'
 
-function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; uris: string[]; otherCount: number } {
-  const requests = attributes.filter(a => a.type === EXTENSION_REQUEST_OID)
-  if (requests.length > 1) throw new DecodeError('CSR_PARSE', 'CSR holds more than one extensionRequest attribute')
-  const sans = (requests[0]?.extensions ?? []).filter(e => e.id === EXTENSION_OID.subjectAltName)
-  if (sans.length > 1) throw new DecodeError('CSR_PARSE', 'CSR requests subjectAltName more than once')
+// RFC 2986 §4.1: attributes [0] IMPLICIT SET OF Attribute { type, values SET }; RFC 2985 §5.4.2 extensionRequest
+// holds one Extensions SEQUENCE. Only subjectAltName is read; other requested extensions are the CA's to ignore.
+function requestedSan(info: Uint8Array): { dns: string[]; uris: string[]; otherCount: number } {
+  const fields = childrenOf(info, readWhole(info, TAG.sequence, C), C)
+  const attributes = fields[3]
+  if (attributes === undefined || attributes.tag !== TAG.context0) throw new DecodeError(C, 'CSR has no attributes field')
+  const requests = childrenOf(info, attributes, C).map(a => childrenOf(info, expectTag(a, TAG.sequence, C), C))
+    .filter(([type]) => oidText(contentBytes(info, expectTag(type, TAG.oid, C))) === EXTENSION_REQUEST_OID)
+  if (requests.length > 1) throw new DecodeError(C, 'CSR holds more than one extensionRequest attribute')
+  if (requests.length === 0) return { dns: [], uris: [], otherCount: 0 }
+  const values = childrenOf(info, expectTag(requests[0]![1], TAG.set, C), C)
+  if (values.length !== 1) throw new DecodeError(C, 'extensionRequest must hold one value')
+  const sans: Uint8Array[] = []
+  for (const ext of childrenOf(info, expectTag(values[0], TAG.sequence, C), C)) {
+    const parts = childrenOf(info, expectTag(ext, TAG.sequence, C), C)
+    if (oidText(contentBytes(info, expectTag(parts[0], TAG.oid, C))) !== EXTENSION_OID.subjectAltName) continue
+    sans.push(contentBytes(info, expectTag(parts[parts.length - 1], TAG.octetString, C)))
+  }
+  if (sans.length > 1) throw new DecodeError(C, 'CSR requests subjectAltName more than once')
   if (sans.length === 0) return { dns: [], uris: [], otherCount: 0 }
   try {
-    return readSubjectAltName(fromBinary(sans[0]!.value))
+    return readSubjectAltName(sans[0]!)
   } catch (cause) {
-    if (isKinError(cause)) throw new DecodeError('CSR_PARSE', `CSR subjectAltName: ${cause.message}`, { cause })
+    if (isKinError(cause)) throw new DecodeError(C, `CSR subjectAltName: ${cause.message}`, { cause })
+    throw cause
+  }
+}
+
+// The extension readers are shared with certificates and say CERT_PARSE; inside a CSR that is CSR_PARSE.
+function readRequest(info: Uint8Array): { dns: string[]; uris: string[]; otherCount: number } {
+  try {
+    return requestedSan(info)
+  } catch (cause) {
+    if (isKinError(cause, 'CERT_PARSE')) throw new DecodeError(C, `CSR attributes: ${cause.message}`, { cause })
     throw cause
   }
 }
@@ -73,14 +99,12 @@ export function parseCsr(input: string | Uint8Array, options: CsrParseOptions = 
   else if (input instanceof Uint8Array) der = input.slice()
   else throw new DecodeError('CSR_PARSE', 'CSR must be PEM text or DER bytes')
   const layout = csrLayout(der, 'CSR_PARSE')
-  let parsed: ReturnType<typeof forge.pki.certificationRequestFromAsn1>
-  try {
-    parsed = forge.pki.certificationRequestFromAsn1(forge.asn1.fromDer(toBinary(der)))
-  } catch (cause) {
-    throw new DecodeError('CSR_PARSE', `CSR does not parse: ${(cause as Error)?.message ?? cause}`, { cause })
-  }
-  const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
-  const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
+  const info = layout.signed
+  const version = contentBytes(info, expectTag(childrenOf(info, readWhole(info, TAG.sequence, C), C)[0], TAG.integer, C))
+  // RFC 2986 §4.1: version 0 (v1).
+  if (version.length !== 1 || version[0] !== 0) throw new DecodeError(C, 'CSR version is not v1')
+  const cn = subjectCnOf(layout.subject, readWhole(layout.subject, TAG.sequence, C), C, 'CSR_NAMES')
+  const san = readRequest(info)
   const parentCns = parentCnsOf(san.uris)
   const verifier = options.verifier ?? (options.sha256 === undefined ? portableVerifier : createPortableVerifier(options.sha256))
   // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and every
