@@ -33,7 +33,7 @@ import { decodeEvent } from './ledger/event.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
 import { checkPublicKeyParameters } from './pki/key-parameters.ts'
 import { oidText } from './pki/extensions.ts'
-import { DeviceCertificate } from './pki/certificate.ts'
+import { DerCertificate } from './pki/certificate-read.ts'
 import { verifyChainOf, type ChainCertificate, type ChainInfo } from './pki/chain.ts'
 import type { PkiProvider } from './pki/provider.ts'
 import { certificateSignatureValid, signatureByKeyValid, type SignatureVerifier } from './pki/verifier.ts'
@@ -124,10 +124,10 @@ export function combineBundles(bundles: readonly VerifiedBundle[]): LedgerState 
 const CODE = 'CERT_PARSE'
 
 /**
- * A certificate as kin-core takes it: agent/pki's one reader (DeviceCertificate, strict DER, no node-forge), DER only,
+ * A certificate as kin-core takes it: agent/pki's one reader (DerCertificate, strict DER, no node-forge), DER only,
  * with its key checked (RSA_KEY_SIZE, RSA_EXPONENT, EC_CURVE) as it is read and hashed with kin-core's SHA-256.
  */
-export class CoreCertificate extends DeviceCertificate {
+export class CoreCertificate extends DerCertificate {
   /** Parses certificate DER (RFC 5280 §4.1); KinError CERT_PARSE on anything malformed. */
   constructor(der: Uint8Array) {
     if (!(der instanceof Uint8Array)) throw new DecodeError(CODE, 'certificate must be DER bytes (a Uint8Array)')
@@ -138,7 +138,7 @@ export class CoreCertificate extends DeviceCertificate {
   }
 
   /** Parses DER, returning the same object when given a CoreCertificate. */
-  static override from(input: CoreCertificate | Uint8Array): CoreCertificate {
+  static from(input: CoreCertificate | Uint8Array): CoreCertificate {
     return input instanceof CoreCertificate ? input : new CoreCertificate(input)
   }
 }

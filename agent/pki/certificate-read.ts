@@ -1,9 +1,17 @@
-/** @module Reading an X.509 v3 certificate's TBSCertificate with kinship's own strict DER path: the one certificate reader. */
+/** @module The one certificate reader: an X.509 v3 certificate's DER read by kinship's own strict path into cached fields. */
 import { DecodeError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, fromHex, toHex } from '../codec/bytes.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
 import { oidText } from './extensions.ts'
-import type { RawExtension } from './certificate-extensions.ts'
+import { readCertificateExtensions, type CertificateExtensions, type RawExtension } from './certificate-extensions.ts'
+import { certificateLayout, type CertificateLayout } from './layout.ts'
+import { defaultSha256, type Sha256 } from './rsa-verify.ts'
+import { parentCnsOf } from './_names.ts'
+
+/** Options for parsing: the SHA-256 to hash with (a CryptoProvider's `sha256`; default @noble/hashes). */
+export interface CertificateOptions {
+  readonly sha256?: Sha256
+}
 
 const CODE = 'CERT_PARSE'
 // RFC 5280 §4.1.2.4, X.520: id-at-commonName 2.5.4.3.
@@ -111,4 +119,77 @@ export function readCertificateFields(signed: Uint8Array): CertificateFields {
     cn: subjectCnOf(signed, expectTag(fields[5], TAG.sequence, CODE)),
     extensions: rawExtensions(signed, rest.find(f => f.tag === TAG.context3)),
   }
+}
+
+/**
+ * The one certificate reader: an X.509 v3 certificate with an RSA or P-256 key, read by strict DER (no node-forge, so
+ * kin-core runs it too; DeviceCertificate adds PEM). Construction parses and checks structure (KinError CERT_PARSE);
+ * other fields are computed on first use.
+ */
+export class DerCertificate {
+  /** The certificate's DER encoding, exactly as received. */
+  readonly der: Uint8Array
+  /** Raw byte slices: signed part, algorithms, names, SubjectPublicKeyInfo. */
+  readonly layout: CertificateLayout
+  /** Subject CN. */
+  readonly cn: string
+  /** Not valid before, seconds since the epoch. */
+  readonly notBefore: number
+  /** Not valid after, seconds since the epoch. */
+  readonly notAfter: number
+  /** Serial number, lowercase hex of its DER content octets. */
+  readonly serialHex: string
+  readonly #extensions: CertificateExtensions
+  readonly #sha256: Sha256
+  #spkiHash: Uint8Array | undefined
+  #certHash: Uint8Array | undefined
+  #parentCns: readonly string[] | undefined
+
+  /** Parses DER bytes (a copy is kept); throws KinError CERT_PARSE on anything malformed. */
+  constructor(der: Uint8Array, options: CertificateOptions = {}) {
+    if (!(der instanceof Uint8Array)) throw new DecodeError('CERT_PARSE', 'certificate must be DER bytes')
+    this.der = der.slice()
+    this.layout = certificateLayout(this.der, 'CERT_PARSE')
+    const fields = readCertificateFields(this.layout.signed)
+    this.cn = fields.cn
+    this.notBefore = fields.notBefore
+    this.notAfter = fields.notAfter
+    this.serialHex = fields.serialHex
+    this.#extensions = readCertificateExtensions(fields.extensions)
+    this.#sha256 = options.sha256 ?? defaultSha256
+  }
+
+  /** All dNSName entries of the subjectAltName, in order. */
+  get sanDns(): readonly string[] { return this.#extensions.sanDns }
+  /** All uniformResourceIdentifier entries of the subjectAltName, in order. */
+  get sanUris(): readonly string[] { return this.#extensions.sanUris }
+  /** Count of subjectAltName entries that are neither dNSNames nor URIs. */
+  get sanOtherCount(): number { return this.#extensions.sanOtherCount }
+  /** The CNs named by `kin://<fleet domain>/parent/<label>` SAN URIs (normally zero or one). */
+  get parentCns(): readonly string[] {
+    return (this.#parentCns ??= Object.freeze(parentCnsOf(this.sanUris)))
+  }
+  /** The parent's CN from the parent marker URI; undefined for L0 (and when there are several). */
+  get parentCn(): string | undefined {
+    const parents = this.parentCns
+    return parents.length === 1 ? parents[0] : undefined
+  }
+  /** basicConstraints cA (false when the extension is absent). */
+  get isCA(): boolean { return this.#extensions.isCA }
+  /** basicConstraints pathLenConstraint, if any. */
+  get pathLength(): number | undefined { return this.#extensions.pathLength }
+  /** keyUsage bit names; undefined when the extension is absent. */
+  get keyUsage(): readonly string[] | undefined { return this.#extensions.keyUsage }
+  /** extKeyUsage purposes ('serverAuth', 'clientAuth', or dotted OIDs); undefined when absent. */
+  get extKeyUsage(): readonly string[] | undefined { return this.#extensions.extKeyUsage }
+  /** subjectKeyIdentifier bytes, if present. */
+  get subjectKeyId(): Uint8Array | undefined { return this.#extensions.subjectKeyId }
+  /** DER SubjectPublicKeyInfo, exactly as encoded in the certificate. */
+  get spkiDer(): Uint8Array { return this.layout.spki }
+  /** SHA-256 of the DER SubjectPublicKeyInfo (32 bytes): what authorize events bind. */
+  get spkiHash(): Uint8Array { return (this.#spkiHash ??= this.#sha256(this.layout.spki)) }
+  /** SHA-256 of the certificate DER (32 bytes): what certified events record. */
+  get certHash(): Uint8Array { return (this.#certHash ??= this.#sha256(this.der)) }
+  /** Lowercase hex of `certHash`. */
+  get certHashHex(): string { return toHex(this.certHash) }
 }

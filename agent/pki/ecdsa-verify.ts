@@ -1,5 +1,5 @@
-/** @module Portable ECDSA P-256 SHA-256 verification on @noble/curves, for engines without node:crypto or WebCrypto. */
-import { p256 } from '@noble/curves/nist.js'
+/** @module Portable ECDSA P-256 SHA-256 verification in BigInt (p256.ts), for engines without node:crypto or WebCrypto. */
+import { verifyP256 } from './p256.ts'
 import { readP256PublicKey } from './key-parameters.ts'
 import { p256SignatureCompact } from './ecdsa-signature.ts'
 import { defaultSha256, type Sha256 } from './rsa-verify.ts'
@@ -14,8 +14,7 @@ export function verifyEcdsaP256Sha256(spkiDer: Uint8Array, message: Uint8Array, 
     const point = readP256PublicKey(spkiDer)
     const compact = p256SignatureCompact(signature)
     if (compact === undefined) return false
-    // The digest is computed here (prehash off) so a CryptoProvider's SHA-256 does it; lowS off for X.509 (see above).
-    return p256.verify(compact, sha256(message), point, { prehash: false, lowS: false, format: 'compact' })
+    return verifyP256(sha256(message), compact, point)
   } catch {
     return false
   }
