@@ -15,6 +15,12 @@ import { DOMAIN, nowSeconds } from './_fleet.ts'
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { webcrypto } from 'node:crypto'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { checkCsrAgainstAuthorization } from '../../agent/pki/csr-check.ts'
+import { parentMarker } from '../../agent/ledger/names.ts'
+import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { ChallengeVerifier, answerChallenge, decodeChallenge, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
+import { refusalDecision } from '../../agent/access/session.ts'
 
 const now = nowSeconds()
 const ecRootKeys = await keyPair(ECDSA_P256), rsaRootKeys = await keyPair(RSA_2048)
@@ -98,4 +104,49 @@ t.test('challenge signatures with a P-256 key: node and portable sign, both veri
   const p384 = await keyPair({ name: 'ECDSA', namedCurve: 'P-384' })
   const p384Pem = await privateKeyPem(p384.privateKey)
   t.equal(codeOf(() => nodeSigning.sign(p384Pem, message)), 'BAD_ARGUMENT', 'node refuses to sign with P-384')
+})
+
+t.test('the CA refuses a CSR by its algorithm and key before any arithmetic, each with its own code', async t => {
+  const cn = `qrstuvwxyzabcdef.${DOMAIN}`
+  async function csrWith(keys: Awaited<ReturnType<typeof keyPair>>, signingAlgorithm: object): Promise<Uint8Array> {
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: `CN=${cn}`, keys, signingAlgorithm: signingAlgorithm as never,
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: cn }, { type: 'url', value: parentMarker(parentCn) }])],
+    }, webcrypto as never)
+    return new Uint8Array(csr.rawData)
+  }
+  const spkiHashOf = async (keys: Awaited<ReturnType<typeof keyPair>>): Promise<Uint8Array> => nodeCrypto.sha256(new Uint8Array(await webcrypto.subtle.exportKey('spki', keys.publicKey)))
+  const p384 = await keyPair({ name: 'ECDSA', namedCurve: 'P-384' })
+  const cases: [string, Awaited<ReturnType<typeof keyPair>>, object, string][] = [
+    ['P-256, ecdsa-with-SHA256', ecKeys, ECDSA_P256, 'ok'],
+    ['P-256, ecdsa-with-SHA1', ecKeys, { name: 'ECDSA', hash: 'SHA-1' }, 'SIGNATURE_SHA1'],
+    ['P-256, ecdsa-with-SHA384', ecKeys, { name: 'ECDSA', hash: 'SHA-384' }, 'SIGNATURE_ALGORITHM'],
+    ['P-384 key', p384, { name: 'ECDSA', hash: 'SHA-256' }, 'EC_CURVE'],
+    ['RSA-2048, sha256WithRSAEncryption', rsaKeys, RSA_2048, 'ok'],
+  ]
+  for (const [what, keys, algorithm, code] of cases) {
+    const auth = { cn, parentCn, spkiHash: await spkiHashOf(keys), notAfter: now + 86400 }
+    const csr = await csrWith(keys, algorithm)
+    t.equal(codeOf(() => checkCsrAgainstAuthorization(csr, auth, nodeCrypto)), code, what)
+  }
+})
+
+t.test('a challenge answered with a P-256 key is proven; one from an Ed25519 certificate is KEY_TYPE', async t => {
+  const leaf = await ecdsaLeaf({ rootKeys: ecRootKeys, subjectKey: ecKeys.publicKey, now, parentCn })
+  const pem = await privateKeyPem(ecKeys.privateKey)
+  const verifierCn = `zyxwvutsrqponmlk.${DOMAIN}`
+  for (const signing of [nodeSigning, portableSigning]) {
+    const verifier = new ChallengeVerifier({ self: verifierCn, randomBytes: nodeCrypto.randomBytes, signing, clock: { now: () => now } })
+    const decider = { certificate: (der: Uint8Array) => new DeviceCertificate(der), decide: () => refusalDecision('POLICY_ACTION', 'proven; the decision itself is not under test', 'unlock', now) }
+    const answer = answerChallenge(verifier.issue('unlock'), { certificateDer: leaf.der, privateKeyPem: pem, verifierCn, action: 'unlock' }, nodeSigning)
+    t.equal(verifier.verify(answer, decider).code, 'POLICY_ACTION', `${signing.name}: possession proven, the decision runs`)
+    const forged = answerChallenge(verifier.issue('unlock'), { certificateDer: leaf.der, privateKeyPem: await privateKeyPem((await keyPair(ECDSA_P256)).privateKey), verifierCn, action: 'unlock' }, nodeSigning)
+    t.equal(verifier.verify(forged, decider).code, 'CHALLENGE_SIGNATURE', `${signing.name}: another P-256 key`)
+  }
+  const ed = await keyPair({ name: 'Ed25519' })
+  const edLeaf = await ecdsaLeaf({ rootKeys: ecRootKeys, subjectKey: ed.publicKey, now, parentCn })
+  const verifier = new ChallengeVerifier({ self: verifierCn, randomBytes: nodeCrypto.randomBytes, signing: nodeSigning, clock: { now: () => now } })
+  const challenge = decodeChallenge(verifier.issue('unlock'))
+  const answer = encodeChallengeAnswer({ nonce: challenge.nonce, certificateDer: edLeaf.der, signature: new Uint8Array(64) })
+  t.equal(verifier.verify(answer, { certificate: der => new DeviceCertificate(der), decide: () => { throw new Error('not reached') } }).code, 'KEY_TYPE')
 })
