@@ -15,9 +15,9 @@
  * Bytes are Uint8Arrays, times are seconds since the epoch, failures are KinErrors with a string `code`.
  */
 import { DecodeError, KinError, VerificationError } from './errors.ts'
-import { bytesEqual, concatBytes, fromHex, toHex } from './codec/bytes.ts'
+import { bytesEqual, toHex } from './codec/bytes.ts'
 import type { Clock, CryptoProvider } from '../firmware-shims/types.ts'
-import type { RsaSigning } from '../firmware-shims/signing.ts'
+import type { TlsSigning } from '../firmware-shims/signing.ts'
 import { portableCrypto } from '../firmware-shims/portable/crypto.ts'
 import { scanRecords } from './ledger/store.ts'
 import { replayRecords } from './ledger/persistent.ts'
@@ -31,30 +31,27 @@ import { SignatureCache } from './ledger/signature-cache.ts'
 import { decodeCbor, encodeCbor, type CborValue } from './codec/cbor.ts'
 import { decodeEvent } from './ledger/event.ts'
 import { verifyConsistency as verifyConsistencyWith, verifyInclusion as verifyInclusionWith } from './ledger/merkle.ts'
-import { parentCnsOf } from './pki/_names.ts'
-import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './pki/der.ts'
-import { checkPublicKeyParameters, readRsaPublicKey } from './pki/key-parameters.ts'
-import { certificateLayout, certificateSignedWithSha256Rsa, type CertificateLayout } from './pki/layout.ts'
-import {
-  EXTENSION_OID, EXT_KEY_USAGE_NAME, readBasicConstraints, readKeyUsage, readSubjectAltName, readSubjectKeyIdentifier,
-} from './pki/extensions.ts'
-import { checkIssuedByRoot, checkLeafKeyUsage, checkLeafNames, checkValidity, type ChainInfo } from './pki/chain.ts'
-import type { DeviceCertificate } from './pki/certificate.ts'
+import { checkPublicKeyParameters } from './pki/key-parameters.ts'
+import { oidText } from './pki/extensions.ts'
+import { DerCertificate } from './pki/certificate-read.ts'
+import { verifyChainOf, type ChainCertificate, type ChainInfo } from './pki/chain.ts'
 import type { PkiProvider } from './pki/provider.ts'
+import { certificateSignatureValid, signatureByKeyValid, type SignatureVerifier } from './pki/verifier.ts'
+import { createPortableVerifier } from './pki/portable-verifier.ts'
+import { verifyRsaSha256 } from './pki/rsa-verify.ts'
+import { verifyEcdsaP256Sha256 } from './pki/ecdsa-verify.ts'
 import { decide as decideWith, isMissingProof } from './access/decide.ts'
 import { ChallengeVerifier } from './access/challenge.ts'
 import { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
-export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, LedgerState, BundleAnchor, BundleSignatures, BundleVerifyOptions, VerifiedBundle, CborValue }
-export { KinError, DecodeError, VerificationError, isMissingProof, decodeHead, decodeEvent, ChainCache, SignatureCache, decodeCbor, encodeCbor }
+export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, ChainCertificate, SignatureVerifier, LedgerState, BundleAnchor, BundleSignatures, BundleVerifyOptions, VerifiedBundle, CborValue }
+export { KinError, DecodeError, VerificationError, oidText, verifyRsaSha256, verifyEcdsaP256Sha256, isMissingProof, decodeHead, decodeEvent, ChainCache, SignatureCache, decodeCbor, encodeCbor }
 
 /*
- * Why this file parses X.509 itself. agent/pki reads certificates through node-forge, which is several times the
- * size budget of kin-core on its own (docs/DEVICES.md). A verifier needs far less: the DER framing (pki/der.ts,
- * pki/layout.ts), the extension readers that are already forge-free (pki/extensions.ts), the chain rules
- * (pki/chain.ts, reused as they are) and one RSASSA-PKCS1-v1_5 verification, done here with BigInt.
- * test/footprint/core-x509.test.ts holds this reader to DeviceCertificate and the node verifier on the same inputs.
+ * X.509 here is agent/pki's: one certificate reader on strict DER (pki/certificate-read.ts, no node-forge, which is
+ * several times kin-core's size budget on its own), the chain rules (pki/chain.ts) and the portable verifier (BigInt
+ * RSA, @noble/curves P-256). test/footprint/core-x509.test.ts holds kin-core to the node verifier on the same inputs.
  */
 
 /** The crypto kin-core runs on: tweetnacl Ed25519 and @noble/hashes SHA-256. It verifies; it never needs randomness. */
@@ -122,294 +119,42 @@ export function combineBundles(bundles: readonly VerifiedBundle[]): LedgerState 
   return ledger.state
 }
 
-// ---- X.509 without node-forge ----------------------------------------------------------------------------------
+// ---- X.509 ----------------------------------------------------------------------------------
 
 const CODE = 'CERT_PARSE'
-// RFC 5280 §4.1.2.4, X.520: id-at-commonName 2.5.4.3.
-const CN_OID = fromHex('550403')
-// RFC 8017 §9.2 note 1: DigestInfo prefix for SHA-256.
-const SHA256_DIGEST_INFO = fromHex('3031300d060960864801650304020105000420')
-// String types a CN may use in names this fleet's verifiers accept (RFC 5280 §4.1.2.4 DirectoryString, ASCII content).
-const CN_STRING_TAGS = [0x0c, 0x13, 0x14, 0x16]
-const MAX_OID_BYTES = 32
-
-/** X.690 §8.19: an OBJECT IDENTIFIER's content octets in dotted form; DecodeError CERT_PARSE when malformed. */
-export function oidText(content: Uint8Array): string {
-  if (content.length === 0 || content.length > MAX_OID_BYTES) throw new DecodeError(CODE, 'OBJECT IDENTIFIER of bad length')
-  const arcs: number[] = []
-  let value = 0, fresh = true
-  for (let i = 0; i < content.length; i++) {
-    const b = content[i]!
-    // X.690 §8.19.2: subidentifiers are minimal, so none starts with 0x80.
-    if (fresh && b === 0x80) throw new DecodeError(CODE, 'OBJECT IDENTIFIER subidentifier is not minimal')
-    value = value * 128 + (b & 0x7f)
-    fresh = (b & 0x80) === 0
-    if (fresh) { arcs.push(value); value = 0 }
-  }
-  if (!fresh) throw new DecodeError(CODE, 'OBJECT IDENTIFIER ends inside a subidentifier')
-  const first = arcs[0]!
-  const top = first < 80 ? Math.floor(first / 40) : 2
-  return [top, first - 40 * top].concat(arcs.slice(1)).join('.')
-}
-
-function asciiText(bytes: Uint8Array, what: string): string {
-  let out = ''
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!
-    if (b < 0x20 || b > 0x7e) throw new DecodeError(CODE, `${what} is not printable ASCII`)
-    out += String.fromCharCode(b)
-  }
-  return out
-}
-
-// RFC 5280 §4.1.2.5.1 UTCTime YYMMDDHHMMSSZ (YY >= 50 means 19YY) and §4.1.2.5.2 GeneralizedTime YYYYMMDDHHMMSSZ.
-function timeOf(der: Uint8Array, element: DerElement): number {
-  const text = asciiText(contentBytes(der, element), 'validity time')
-  const utc = element.tag === 0x17
-  if (!(utc ? /^\d{12}Z$/ : /^\d{14}Z$/).test(text) || (element.tag !== 0x17 && element.tag !== 0x18)) {
-    throw new DecodeError(CODE, `validity time "${text}" is not a UTCTime or GeneralizedTime in Zulu seconds`)
-  }
-  const n = (from: number, length: number): number => Number(text.slice(from, from + length))
-  const year = utc ? (n(0, 2) >= 50 ? 1900 : 2000) + n(0, 2) : n(0, 4)
-  const o = utc ? 2 : 4
-  const month = n(o, 2), day = n(o + 2, 2), hour = n(o + 4, 2), minute = n(o + 6, 2), second = n(o + 8, 2)
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second)
-  const back = new Date(ms)
-  if (back.getUTCMonth() !== month - 1 || back.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) {
-    throw new DecodeError(CODE, `validity time "${text}" is not a calendar time`)
-  }
-  return Math.floor(ms / 1000)
-}
-
-function subjectCnOf(der: Uint8Array, name: DerElement): string {
-  const cns: Uint8Array[] = []
-  for (const rdn of childrenOf(der, expectTag(name, TAG.sequence, CODE), CODE)) {
-    for (const attribute of childrenOf(der, expectTag(rdn, TAG.set, CODE), CODE)) {
-      const [type, value] = childrenOf(der, expectTag(attribute, TAG.sequence, CODE), CODE)
-      if (value === undefined) throw new DecodeError(CODE, 'name attribute without a value')
-      if (!bytesEqual(contentBytes(der, expectTag(type, TAG.oid, CODE)), CN_OID)) continue
-      if (!CN_STRING_TAGS.includes(value.tag)) throw new DecodeError(CODE, `subject CN has string tag 0x${value.tag.toString(16)}`)
-      cns.push(contentBytes(der, value))
-    }
-  }
-  if (cns.length !== 1) throw new DecodeError(CODE, `subject holds ${cns.length} CNs, expected 1`)
-  const cn = asciiText(cns[0]!, 'subject CN')
-  if (cn.length === 0 || cn.length > 253) throw new DecodeError(CODE, 'subject CN is not printable ASCII of 1 to 253 characters')
-  return cn
-}
-
-function readExtKeyUsage(value: Uint8Array): string[] {
-  return childrenOf(value, readWhole(value, TAG.sequence, CODE), CODE).map(e => {
-    const oid = oidText(contentBytes(value, expectTag(e, TAG.oid, CODE)))
-    return EXT_KEY_USAGE_NAME[oid] ?? oid
-  })
-}
-
-interface Extensions {
-  sanDns: readonly string[]
-  sanUris: readonly string[]
-  sanOtherCount: number
-  isCA: boolean
-  pathLength: number | undefined
-  keyUsage: readonly string[] | undefined
-  extKeyUsage: readonly string[] | undefined
-  subjectKeyId: Uint8Array | undefined
-}
-
-const KNOWN_EXTENSIONS: readonly string[] = Object.values(EXTENSION_OID)
-
-// RFC 5280 §4.1 and §4.2: Extensions ::= SEQUENCE OF SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
-function extensionsOf(der: Uint8Array, wrapper: DerElement | undefined): Extensions {
-  const byId = new Map<string, Uint8Array>()
-  if (wrapper !== undefined) {
-    const [list, extra] = childrenOf(der, wrapper, CODE)
-    if (list === undefined || extra !== undefined) throw new DecodeError(CODE, 'extensions field must hold one SEQUENCE')
-    for (const ext of childrenOf(der, expectTag(list, TAG.sequence, CODE), CODE)) {
-      const parts = childrenOf(der, expectTag(ext, TAG.sequence, CODE), CODE)
-      const id = oidText(contentBytes(der, expectTag(parts[0], TAG.oid, CODE)))
-      let i = 1, critical = false
-      if (parts[i]?.tag === TAG.boolean) critical = contentBytes(der, parts[i++]!)[0] !== 0
-      const value = contentBytes(der, expectTag(parts[i++], TAG.octetString, CODE))
-      if (i !== parts.length) throw new DecodeError(CODE, `extension ${id} has ${parts.length} fields`)
-      if (byId.has(id)) throw new DecodeError(CODE, `extension ${id} appears more than once`)
-      // RFC 5280 §4.2: a critical extension that is not understood makes the certificate unusable.
-      if (critical && !KNOWN_EXTENSIONS.includes(id)) throw new DecodeError(CODE, `unsupported critical extension ${id}`)
-      byId.set(id, value)
-    }
-  }
-  const san = byId.get(EXTENSION_OID.subjectAltName), bc = byId.get(EXTENSION_OID.basicConstraints)
-  const ku = byId.get(EXTENSION_OID.keyUsage), eku = byId.get(EXTENSION_OID.extKeyUsage), ski = byId.get(EXTENSION_OID.subjectKeyIdentifier)
-  const names = san === undefined ? { dns: [], uris: [], otherCount: 0 } : readSubjectAltName(san)
-  const constraints = bc === undefined ? { isCA: false, pathLength: undefined } : readBasicConstraints(bc)
-  return {
-    sanDns: Object.freeze(names.dns), sanUris: Object.freeze(names.uris), sanOtherCount: names.otherCount, isCA: constraints.isCA, pathLength: constraints.pathLength,
-    keyUsage: ku === undefined ? undefined : Object.freeze(readKeyUsage(ku)),
-    extKeyUsage: eku === undefined ? undefined : Object.freeze(readExtKeyUsage(eku)),
-    subjectKeyId: ski === undefined ? undefined : readSubjectKeyIdentifier(ski),
-  }
-}
-
-/** The fields of a certificate that agent/pki's chain rules read; DeviceCertificate and CoreCertificate both have them. */
-export type ChainCertificate = Pick<DeviceCertificate,
-  'der' | 'layout' | 'cn' | 'notBefore' | 'notAfter' | 'isCA' | 'keyUsage' | 'extKeyUsage' | 'sanDns' | 'sanUris' | 'sanOtherCount' | 'parentCns' | 'parentCn' | 'spkiHash' | 'certHash'>
 
 /**
- * An X.509 v3 certificate read with kin-core's own DER path (no node-forge): the fields the chain, binding and
- * lineage checks read, with the same meaning as agent/pki's DeviceCertificate. DER only; KinError CERT_PARSE on
- * anything malformed.
+ * A certificate as kin-core takes it: agent/pki's one reader (DerCertificate, strict DER, no node-forge), DER only,
+ * with its key checked (RSA_KEY_SIZE, RSA_EXPONENT, EC_CURVE) as it is read and hashed with kin-core's SHA-256.
  */
-export class CoreCertificate implements ChainCertificate {
-  /** The certificate's DER encoding (a copy of the input). */
-  readonly der: Uint8Array
-  /** Raw byte slices: signed part, algorithms, names, SubjectPublicKeyInfo. */
-  readonly layout: CertificateLayout
-  /** Subject CN. */
-  readonly cn: string
-  /** Not valid before / after, seconds since the epoch. */
-  readonly notBefore: number
-  readonly notAfter: number
-  readonly sanDns: readonly string[]
-  readonly sanUris: readonly string[]
-  readonly sanOtherCount: number
-  readonly isCA: boolean
-  readonly pathLength: number | undefined
-  readonly keyUsage: readonly string[] | undefined
-  readonly extKeyUsage: readonly string[] | undefined
-  readonly subjectKeyId: Uint8Array | undefined
-  /** The CNs named by `kin://<fleet domain>/parent/<label>` SAN URIs. */
-  readonly parentCns: readonly string[]
-  /** SHA-256 of the DER SubjectPublicKeyInfo (what authorize events bind). */
-  readonly spkiHash: Uint8Array
-  /** SHA-256 of the certificate DER (what certified events record). */
-  readonly certHash: Uint8Array
-
-  /** Parses certificate DER (RFC 5280 §4.1); RSA_KEY_SIZE / RSA_EXPONENT for an RSA key outside kinship's parameters. */
+export class CoreCertificate extends DerCertificate {
+  /** Parses certificate DER (RFC 5280 §4.1); KinError CERT_PARSE on anything malformed. */
   constructor(der: Uint8Array) {
     if (!(der instanceof Uint8Array)) throw new DecodeError(CODE, 'certificate must be DER bytes (a Uint8Array)')
-    this.der = der.slice()
-    this.layout = certificateLayout(this.der, CODE)
-    const tbs = readWhole(this.layout.signed, TAG.sequence, CODE)
-    const fields = childrenOf(this.layout.signed, tbs, CODE)
-    const s = this.layout.signed
-    // RFC 5280 §4.1.2.1: [0] EXPLICIT Version; kinship certificates are v3 (value 2).
-    const version = fields[0]?.tag === TAG.context0 ? childrenOf(s, fields[0], CODE)[0] : undefined
-    const v = version === undefined ? undefined : contentBytes(s, expectTag(version, TAG.integer, CODE))
-    if (v === undefined || v.length !== 1 || v[0] !== 2) throw new DecodeError(CODE, 'certificate is not X.509 v3')
-    const validity = childrenOf(s, expectTag(fields[4], TAG.sequence, CODE), CODE)
-    if (validity.length !== 2) throw new DecodeError(CODE, 'validity must hold notBefore and notAfter')
-    this.notBefore = timeOf(s, validity[0]!)
-    this.notAfter = timeOf(s, validity[1]!)
-    this.cn = subjectCnOf(s, fields[5]!)
-    const ext = extensionsOf(s, fields.slice(7).find(f => f.tag === TAG.context3))
-    this.sanDns = ext.sanDns
-    this.sanUris = ext.sanUris
-    this.sanOtherCount = ext.sanOtherCount
-    this.isCA = ext.isCA
-    this.pathLength = ext.pathLength
-    this.keyUsage = ext.keyUsage
-    this.extKeyUsage = ext.extKeyUsage
-    this.subjectKeyId = ext.subjectKeyId
-    this.parentCns = Object.freeze(parentCnsOf(this.sanUris))
-    // The key's RSA parameters before anything is hashed: in QuickJS, hashing a certificate padded out with a 14 KiB
-    // exponent takes half a second, and nothing this reader is for accepts such a key (RSA_KEY_SIZE, RSA_EXPONENT).
+    super(der, { sha256: coreCrypto.sha256 })
+    // The key's parameters before anything is hashed: in QuickJS, hashing a certificate padded out with a 14 KiB
+    // exponent takes half a second, and nothing this reader is for accepts such a key.
     checkPublicKeyParameters(this.layout.spki, `certificate for "${this.cn}"`, CODE)
-    this.spkiHash = coreCrypto.sha256(this.layout.spki)
-    this.certHash = coreCrypto.sha256(this.der)
   }
 
   /** Parses DER, returning the same object when given a CoreCertificate. */
   static from(input: CoreCertificate | Uint8Array): CoreCertificate {
     return input instanceof CoreCertificate ? input : new CoreCertificate(input)
   }
-
-  /** The parent's CN from the parent marker SAN URI; undefined for L0 (and when there are several). */
-  get parentCn(): string | undefined {
-    return this.parentCns.length === 1 ? this.parentCns[0] : undefined
-  }
-
-  /** DER SubjectPublicKeyInfo, exactly as encoded in the certificate. */
-  get spkiDer(): Uint8Array {
-    return this.layout.spki
-  }
 }
 
-/** An RSA public key as BigInts, with its modulus length in bytes. */
-interface RsaPublicKey {
-  n: bigint
-  e: bigint
-  k: number
-}
+/** kin-core's signature verifier: the portable one (BigInt RSA, @noble/curves P-256) on kin-core's SHA-256. */
+export const coreVerifier: SignatureVerifier = createPortableVerifier(coreCrypto.sha256, 'core')
 
-function bigOf(bytes: Uint8Array): bigint {
-  return bytes.length === 0 ? 0n : BigInt('0x' + toHex(bytes))
-}
-
-/**
- * RFC 8017 §A.1.1 RSAPublicKey inside an RFC 5280 §4.1.2.7 SubjectPublicKeyInfo, as BigInts; DecodeError CERT_PARSE
- * otherwise. Its parameters are checked first (pki/key-parameters.ts: RSA_KEY_SIZE, RSA_EXPONENT), so no BigInt
- * ever holds a key whose RSAVP1 would take seconds.
- */
-export function rsaPublicKeyOf(spki: Uint8Array): RsaPublicKey {
-  if (checkPublicKeyParameters(spki, 'RSA key', CODE) !== 'rsa') throw new DecodeError(CODE, 'subject public key is not rsaEncryption')
-  const key = readRsaPublicKey(spki, CODE)
-  return { n: bigOf(key.modulus), e: bigOf(key.exponent), k: key.modulus.length }
-}
-
-function modPow(base: bigint, exponent: bigint, modulus: bigint): bigint {
-  let result = 1n, b = base % modulus, e = exponent
-  while (e > 0n) {
-    if ((e & 1n) === 1n) result = (result * b) % modulus
-    b = (b * b) % modulus
-    e >>= 1n
-  }
-  return result
-}
-
-function bytesOfBig(value: bigint, length: number): Uint8Array {
-  const hex = value.toString(16)
-  if (hex.length > length * 2) return new Uint8Array(0)
-  return fromHex(hex.padStart(length * 2, '0'))
-}
-
-/**
- * RFC 8017 §8.2.2 RSASSA-PKCS1-v1_5 verification with SHA-256, comparing the whole encoded message (§9.2), in BigInt
- * arithmetic. False (never a throw) for a malformed key or signature, and for a key outside kinship's RSA parameters.
- */
-export function verifyRsaSha256(spki: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  try {
-    const key = rsaPublicKeyOf(spki)
-    // §8.2.2 step 1: the signature is exactly k octets; the encoding needs room for the padding and the DigestInfo.
-    if (signature.length !== key.k || key.k < 11 + SHA256_DIGEST_INFO.length + 32) return false
-    const s = bigOf(signature)
-    // §5.2.2 RSAVP1 step 1: s < n.
-    if (s >= key.n) return false
-    const em = bytesOfBig(modPow(s, key.e, key.n), key.k)
-    const t = concatBytes(SHA256_DIGEST_INFO, coreCrypto.sha256(message))
-    const expected = new Uint8Array(key.k).fill(0xff)
-    expected[0] = 0x00
-    expected[1] = 0x01
-    expected[key.k - t.length - 1] = 0x00
-    expected.set(t, key.k - t.length)
-    return bytesEqual(em, expected)
-  } catch {
-    return false
-  }
-}
-
-/** A PkiProvider that only verifies: certificate signatures by kin-core's BigInt RSA (no key generation). */
+/** A PkiProvider that only verifies: certificate signatures by coreVerifier (no key generation). */
 export const corePki: PkiProvider = {
   name: 'core',
   generateTlsKeyPair() {
     return Promise.reject(new KinError('BAD_ARGUMENT', 'kin-core verifies; it does not generate keys'))
   },
+  verifySignature: coreVerifier.verifySignature,
   verifyCertificateSignature(certDer, issuerCertDer) {
-    try {
-      const layout = certificateLayout(certDer, CODE)
-      if (!certificateSignedWithSha256Rsa(layout)) return false
-      return verifyRsaSha256(certificateLayout(issuerCertDer, CODE).spki, layout.signed, layout.signature)
-    } catch {
-      return false
-    }
+    return certificateSignatureValid(coreVerifier, certDer, issuerCertDer)
   },
 }
 
@@ -419,14 +164,7 @@ export const corePki: PkiProvider = {
  * CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, or CERT_PARSE for unparsable input.
  */
 export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array, root: CoreCertificate | Uint8Array, now: number): ChainInfo {
-  const leaf = CoreCertificate.from(certificate), fleetRoot = CoreCertificate.from(root)
-  // The chain rules take DeviceCertificate; they read only the ChainCertificate fields, which CoreCertificate has.
-  const domain = checkIssuedByRoot(leaf as unknown as DeviceCertificate, fleetRoot as unknown as DeviceCertificate, corePki)
-  checkValidity(leaf as unknown as DeviceCertificate, now)
-  checkValidity(fleetRoot as unknown as DeviceCertificate, now)
-  checkLeafKeyUsage(leaf as unknown as DeviceCertificate)
-  checkLeafNames(leaf, domain)
-  return { cn: leaf.cn, parentCn: leaf.parentCn, spkiHash: leaf.spkiHash, certHash: leaf.certHash, notAfter: leaf.notAfter }
+  return verifyChainOf(CoreCertificate.from(certificate), CoreCertificate.from(root), now, coreVerifier)
 }
 
 // ---- access decisions ------------------------------------------------------------------------------------------
@@ -484,12 +222,12 @@ export function decide(request: CoreAccessRequest, state: LedgerState, now: numb
 // ---- proof of possession without TLS ----------------------------------------------------------------------------
 
 // kin-core holds no private key: it checks challenge answers, it never signs one.
-const coreSigning: RsaSigning = {
+const coreSigning: TlsSigning = {
   name: 'core',
-  signRsaSha256() {
+  sign() {
     throw new KinError('BAD_ARGUMENT', 'kin-core verifies; it signs nothing')
   },
-  verifyRsaSha256,
+  verify: (spkiDer, message, signature) => signatureByKeyValid(coreVerifier, spkiDer, message, signature),
 }
 
 /** What a challenge verifier needs from its device: its CN, a random source for nonces and a clock. */
@@ -518,9 +256,8 @@ export function challengeVerifier(options: CoreChallengeOptions): ChallengeVerif
  */
 export function decideOnAnswer(verifier: ChallengeVerifier, answerBytes: Uint8Array, state: LedgerState, now: number, device: CoreDevice): Decision {
   return verifier.verify(answerBytes, {
-    // The challenge verifier reads only `cn` and `spkiDer` of the certificate, which CoreCertificate has.
-    certificate: der => new CoreCertificate(der) as unknown as DeviceCertificate,
-    decide: (certificate, action) => decide({ certificate: certificate as unknown as CoreCertificate, action }, state, now, device),
+    certificate: der => new CoreCertificate(der),
+    decide: (certificate, action) => decide({ certificate, action }, state, now, device),
   })
 }
 

@@ -74,6 +74,18 @@ export type KinErrorCode =
   | 'RSA_KEY_SIZE'
   /** An RSA key whose public exponent is not 65537, refused before any RSA arithmetic. */
   | 'RSA_EXPONENT'
+  /** An EC key (CSR, certificate, challenge answer) on a curve other than P-256, by named curve or explicit parameters. */
+  | 'EC_CURVE'
+  /** A TLS key that is neither RSA nor ECDSA P-256 (Ed25519, DSA, anything else) where a certificate or CSR key belongs. */
+  | 'KEY_TYPE'
+  /** A certificate or CSR signed with an algorithm other than sha256WithRSAEncryption or ecdsa-with-SHA256. */
+  | 'SIGNATURE_ALGORITHM'
+  /** A certificate or CSR signed with SHA-1 (RSA or ECDSA): collisions are practical, so kinship refuses it by name. */
+  | 'SIGNATURE_SHA1'
+  /** A certificate whose inner signature algorithm differs from its outer one (RFC 5280 §4.1.1.2). */
+  | 'SIGNATURE_ALGORITHM_MISMATCH'
+  /** A signature algorithm that does not fit its signer's key: ECDSA by an RSA key, or RSA by an EC key. */
+  | 'SIGNATURE_KEY_MISMATCH'
   // pairing
   | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
   /** The inviting device withdrew the invite (its `kin invite` was stopped): the code no longer works. */

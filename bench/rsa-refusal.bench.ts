@@ -11,8 +11,9 @@ import { issueDeviceCertificate } from '../agent/pki/issue.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { ChallengeVerifier, answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../agent/access/challenge.ts'
 import type { Decision } from '../agent/access/types.ts'
-import type { RsaSigning } from '../firmware-shims/signing.ts'
-import { CoreCertificate, verifyRsaSha256 as coreVerifyRsaSha256 } from '../agent/core.ts'
+import type { TlsSigning } from '../firmware-shims/signing.ts'
+import { CoreCertificate, coreVerifier } from '../agent/core.ts'
+import { signatureByKeyValid } from '../agent/pki/verifier.ts'
 import { certificateWithKey, csrWithKey, signatureFor, slowRsaKey, type SlowRsaShape } from '../test/helpers/slow-rsa.ts'
 
 const DOMAIN = 'bench.home.arpa'
@@ -58,12 +59,12 @@ export async function run(emit: (row: object) => void): Promise<void> {
   // The challenge-answer check (agent/access/challenge.ts) up to the decision, on node:crypto and on kin-core's
   // BigInt verifier (what a small engine runs), with a decider that allows: only the proof of possession is timed.
   const leaf = issueDeviceCertificate({ rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth })
-  const coreSigning: RsaSigning = { name: 'core', signRsaSha256: () => { throw new Error('verifies only') }, verifyRsaSha256: coreVerifyRsaSha256 }
+  const coreSigning: TlsSigning = { name: 'core', sign: () => { throw new Error('verifies only') }, verify: (spki, message, signature) => signatureByKeyValid(coreVerifier, spki, message, signature) }
   const allow = (): Decision => ({ allow: true, code: 'ALLOW' }) as Decision
   for (const signing of [nodeSigning, coreSigning]) {
     const certificate = signing === coreSigning
-      ? (der: Uint8Array) => new CoreCertificate(der) as unknown as DeviceCertificate
-      : (der: Uint8Array) => new DeviceCertificate(der)
+      ? (der: Uint8Array): { cn: string; spkiDer: Uint8Array } => new CoreCertificate(der)
+      : (der: Uint8Array): { cn: string; spkiDer: Uint8Array } => new DeviceCertificate(der)
     const verifier = new ChallengeVerifier({ self: cn, randomBytes: nodeCrypto.randomBytes, clock: { now: () => now }, signing, capacity: 4096 })
     const answerFor = (challenge: Uint8Array) => answerChallenge(challenge, { certificateDer: leaf.der, privateKeyPem: deviceKeys.privateKeyPem, verifierCn: cn, action: 'unlock' }, nodeSigning)
     // Answers are signed ahead: only the verifier's work is timed.

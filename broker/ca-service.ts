@@ -6,6 +6,7 @@ import { decodeCsrPayload, encodeCertReply, type CertReply } from '../agent/goss
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { ServiceContext } from './context.ts'
 import { lineageFor } from './lineage.ts'
+import { nodeVerifier } from '../firmware-shims/node/verifier.ts'
 
 // One CSR per invite at a time: two racing CSRs under one invite must not both be issued.
 const inFlight = new WeakMap<ServiceContext, Set<string>>()
@@ -52,7 +53,7 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
       // signature not checked), the invite's state, then in FleetCa the CSR's names, its key's parameters and key,
       // and only then any signature. Nothing here does RSA arithmetic.
       const authorize = readEvent(ctx.crypto, msg.authorizeBytes)
-      const csr = parseCsr(msg.csrPem, { sha256: ctx.crypto.sha256 })
+      const csr = parseCsr(msg.csrPem, { sha256: ctx.crypto.sha256, verifier: nodeVerifier })
       checkAgainstInvite(ctx, inviteId, authorize)
       const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: csr, now: ctx.now() })
       const cn = issued.certificate.cn

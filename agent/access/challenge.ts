@@ -4,9 +4,9 @@ import { concatBytes, toHex, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, MAX_UINT } from '../codec/cbor.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
 import { MAX_SIGNED_BYTES, certificateLayout } from '../pki/layout.ts'
-import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
+import { checkTlsKey } from '../pki/key-parameters.ts'
 import type { Clock } from '../../firmware-shims/types.ts'
-import type { RsaSigning } from '../../firmware-shims/signing.ts'
+import type { TlsSigning } from '../../firmware-shims/signing.ts'
 import { checkActionName, refusalDecision } from './session.ts'
 import type { Decision } from './types.ts'
 
@@ -15,15 +15,16 @@ import type { Decision } from './types.ts'
  *   challenge = CBOR [nonce (16 random bytes), verifierCn, action, time]          verifier → requester
  *   signed    = "kinship/challenge/v1" 0x00 ‖ challenge                           (the exact challenge bytes)
  *   answer    = CBOR [nonce, certificateDer, signature]                          requester → verifier
- *   signature = RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2) by the requester's TLS key, the key its certificate holds.
+ *   signature = by the requester's TLS key, the key its certificate holds, in the scheme that key's kind signs with:
+ *               RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2) for RSA, ECDSA with SHA-256 (DER, RFC 3279 §2.2.3) for P-256.
  * The answer echoes the nonce so the verifier finds its challenge by look-up, not by trying every open one; the
  * signature covers the challenge as the verifier stored it, so nothing in the answer but the nonce is trusted.
  * Naming the verifier and the action in what is signed keeps an answer from being relayed to another device or
  * spent on another action; the requester refuses to sign a challenge that names others (CHALLENGE_MISMATCH).
  * The verifier refuses, in this order: an answer that does not decode (DECODE_*); a nonce it never issued or has
  * forgotten (CHALLENGE_UNKNOWN); one already answered (CHALLENGE_REPLAYED); an answer after the deadline
- * (CHALLENGE_EXPIRED); a certificate that does not parse (CERT_PARSE), or whose RSA key is outside kinship's
- * parameters (RSA_KEY_SIZE, RSA_EXPONENT: read from the DER framing, before any RSA arithmetic); a signature that does not verify with the
+ * (CHALLENGE_EXPIRED); a certificate that does not parse (CERT_PARSE), or whose key kinship does not accept
+ * (RSA_KEY_SIZE, RSA_EXPONENT, EC_CURVE, KEY_TYPE: read from the DER framing, before any arithmetic); a signature that does not verify with the
  * certificate's key (CHALLENGE_SIGNATURE). Only a verified signature spends the nonce, so a forged answer cannot
  * burn a challenge meant for someone else. Then it runs the same `decide` as over TLS.
  */
@@ -113,21 +114,24 @@ export interface ChallengeRequester {
  * Signs a challenge and returns the encoded answer. Throws DecodeError for a malformed challenge and
  * VerificationError CHALLENGE_MISMATCH when it names another verifier or action than the requester asked for.
  */
-export function answerChallenge(challengeBytes: Uint8Array, requester: ChallengeRequester, signing: RsaSigning): Uint8Array {
+export function answerChallenge(challengeBytes: Uint8Array, requester: ChallengeRequester, signing: TlsSigning): Uint8Array {
   const challenge = decodeChallenge(challengeBytes)
   if (challenge.verifierCn !== requester.verifierCn || challenge.action !== requester.action) {
     throw new VerificationError('CHALLENGE_MISMATCH', `the challenge asks to sign "${challenge.action}" at ${challenge.verifierCn}, but this device asked "${requester.action}" of ${requester.verifierCn}`)
   }
-  const signature = signing.signRsaSha256(requester.privateKeyPem, challengeSigningInput(challenge))
+  const signature = signing.sign(requester.privateKeyPem, challengeSigningInput(challenge))
   return encodeChallengeAnswer({ nonce: challenge.nonce, certificateDer: requester.certificateDer, signature })
 }
 
+/** What the challenge verifier reads of a certificate; DeviceCertificate and kin-core's CoreCertificate both have it. */
+export type ChallengeCertificate = Pick<DeviceCertificate, 'cn' | 'spkiDer'>
+
 /** How a verifier turns a proven certificate into a decision: an AccessSession fits. */
-export interface ChallengeDecider {
+export interface ChallengeDecider<C extends ChallengeCertificate = DeviceCertificate> {
   /** Parses (or finds parsed) a certificate; throws CERT_PARSE. */
-  certificate(der: Uint8Array): DeviceCertificate
-  /** The access decision for a peer whose possession of the certificate's key is proven. */
-  decide(certificate: DeviceCertificate, action: string): Decision
+  certificate(der: Uint8Array): C
+  /** The access decision for a peer whose possession of the certificate's key is proven (C is inferred from `certificate`). */
+  decide(certificate: NoInfer<C>, action: string): Decision
 }
 
 /** Settings of a challenge verifier. */
@@ -135,7 +139,7 @@ export interface ChallengeVerifierOptions {
   /** The verifier's own CN, named in every challenge. */
   self: string
   randomBytes: (length: number) => Uint8Array
-  signing: RsaSigning
+  signing: TlsSigning
   clock: Clock
   /** Seconds an answer may take (default 30). */
   deadline?: number
@@ -188,7 +192,7 @@ export class ChallengeVerifier {
   }
 
   /** Checks an answer (see the refusal order above) and, when it holds, decides with `decider`. Never throws for a refusal. */
-  verify(answerBytes: Uint8Array, decider: ChallengeDecider): Decision {
+  verify<C extends ChallengeCertificate>(answerBytes: Uint8Array, decider: ChallengeDecider<C>): Decision {
     const now = this.#options.clock.now()
     let answer: ChallengeAnswer
     try {
@@ -204,16 +208,16 @@ export class ChallengeVerifier {
     if (now - challenge.time > this.deadline) {
       return refusalDecision('CHALLENGE_EXPIRED', `the answer came ${now - challenge.time} s after the challenge; at most ${this.deadline} s are allowed`, challenge.action, now)
     }
-    let certificate: DeviceCertificate
+    let certificate: C
     try {
-      // The key's parameters from the DER framing alone, before the certificate is parsed in full and long before
-      // RSAVP1: a key with a huge exponent or modulus would cost seconds (minutes on a small engine).
-      checkPublicKeyParameters(certificateLayout(answer.certificateDer, 'CERT_PARSE').spki, 'the key of the answer\'s certificate')
+      // The key's kind and parameters from the DER framing alone, before the certificate is parsed in full and long
+      // before any arithmetic: an RSA key with a huge exponent or modulus would cost seconds (minutes on a small engine).
+      checkTlsKey(certificateLayout(answer.certificateDer, 'CERT_PARSE').spki, 'the key of the answer\'s certificate')
       certificate = decider.certificate(answer.certificateDer)
     } catch (e) {
       return this.#refuse(e, challenge.action, now)
     }
-    if (!this.#options.signing.verifyRsaSha256(certificate.spkiDer, challengeSigningInput(challenge), answer.signature)) {
+    if (!this.#options.signing.verify(certificate.spkiDer, challengeSigningInput(challenge), answer.signature)) {
       return refusalDecision('CHALLENGE_SIGNATURE', `the answer's signature does not verify with the key of the certificate for ${certificate.cn}`, challenge.action, now)
     }
     open.answered = true

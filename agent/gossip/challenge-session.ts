@@ -7,7 +7,7 @@ import type { Decision } from '../access/types.ts'
 import { labelOfCn } from '../ledger/names.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
 import type { Clock } from '../../firmware-shims/types.ts'
-import type { RsaSigning } from '../../firmware-shims/signing.ts'
+import type { TlsSigning } from '../../firmware-shims/signing.ts'
 import type { TransportSession } from '../../firmware-shims/transport.ts'
 import type { GossipClient } from './client.ts'
 import {
@@ -48,7 +48,7 @@ export interface InboxVerifierOptions {
   certificateDer: Uint8Array
   /** Its TLS private key (PEM): signs results. */
   privateKeyPem: string
-  signing: RsaSigning
+  signing: TlsSigning
   randomBytes: (length: number) => Uint8Array
   clock: Clock
   /** Parses certificates and decides: an AccessSession. */
@@ -223,7 +223,7 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
 
   const sendResult = async (link: InboxSession, ask: AskState, decision: Decision): Promise<void> => {
     const body = encodeResultBody({ requestId: ask.id, verifierCn: options.self, requesterCn: ask.requesterCn, verdict: verdictOf(decision) })
-    const signature = options.signing.signRsaSha256(options.privateKeyPem, resultSigningInput(body))
+    const signature = options.signing.sign(options.privateKeyPem, resultSigningInput(body))
     stats.results++
     try {
       options.onDecision?.(decision, { requestId: ask.requestId, requesterCn: ask.requesterCn, action: ask.action, time: ask.time })
@@ -274,7 +274,7 @@ export interface InboxRequester {
   cn: string
   certificateDer: Uint8Array
   privateKeyPem: string
-  signing: RsaSigning
+  signing: TlsSigning
   randomBytes: (length: number) => Uint8Array
   /** Parses the verifier's certificate and runs the server identity check on it: an AccessSession. */
   check: { certificate(der: Uint8Array): DeviceCertificate; checkServer(der: Uint8Array): Decision }
@@ -353,7 +353,7 @@ function checkResult(m: AccessResultMessage, id: Uint8Array, requester: InboxReq
   if (!server.allow) return new VerificationError(server.code === 'ALLOW' ? 'INTERNAL' : server.code, `the result's signer failed the server identity check: ${server.reason}`, { detail: { server } })
   if (server.peer !== ask.verifierCn) return new VerificationError('ACCESS_WRONG_PEER', `the result is signed by ${server.peer}, not by ${ask.verifierCn}`, { detail: { server } })
   const certificate = requester.check.certificate(m.certificateDer)
-  if (!requester.signing.verifyRsaSha256(certificate.spkiDer, resultSigningInput(m.body), m.signature)) {
+  if (!requester.signing.verify(certificate.spkiDer, resultSigningInput(m.body), m.signature)) {
     return new VerificationError('CHALLENGE_RESULT_SIGNATURE', `the result's signature does not verify with the key of ${server.peer}'s certificate`)
   }
   return { server, verdict: body.verdict }

@@ -4,12 +4,17 @@ import { bytesEqual } from '../codec/bytes.ts'
 import { labelOfCn, parentCnOfMarker } from '../ledger/names.ts'
 import { oldParentMarkersOf } from './_names.ts'
 import { DeviceCertificate } from './certificate.ts'
-import { checkPublicKeyParameters } from './key-parameters.ts'
-import type { PkiProvider } from './provider.ts'
+import { checkTlsKey } from './key-parameters.ts'
+import { checkSameAlgorithm, checkSignatureInputs } from './signature-algorithm.ts'
+import type { SignatureVerifier } from './verifier.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
 
 /** The name fields `checkLeafNames` reads; DeviceCertificate and kin-core's CoreCertificate both have them. */
 export type ChainNames = Pick<DeviceCertificate, 'cn' | 'sanDns' | 'sanUris' | 'sanOtherCount'>
+
+/** The fields of a certificate the chain rules read; DeviceCertificate and kin-core's CoreCertificate both have them. */
+export type ChainCertificate = Pick<DeviceCertificate,
+  'der' | 'layout' | 'cn' | 'notBefore' | 'notAfter' | 'isCA' | 'keyUsage' | 'extKeyUsage' | 'sanDns' | 'sanUris' | 'sanOtherCount' | 'parentCns' | 'parentCn' | 'spkiHash' | 'certHash'>
 
 /** What the chain stage vouches for, handed on to the binding and lineage stages. */
 export interface ChainInfo {
@@ -21,29 +26,37 @@ export interface ChainInfo {
   readonly notAfter: number
 }
 
-/** Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise, RSA_KEY_SIZE / RSA_EXPONENT first for either key. Returns the fleet domain. */
-export function checkIssuedByRoot(cert: DeviceCertificate, root: DeviceCertificate, provider: PkiProvider): string {
+/**
+ * Signature by the fleet root, issuer Name = root subject; CERT_CHAIN otherwise. Before any signature arithmetic, from
+ * the DER framing alone: SIGNATURE_ALGORITHM_MISMATCH, SIGNATURE_SHA1 / SIGNATURE_ALGORITHM, the root's key
+ * (RSA_KEY_SIZE, RSA_EXPONENT, EC_CURVE, KEY_TYPE), SIGNATURE_KEY_MISMATCH, then the leaf's key likewise. Returns the
+ * fleet domain.
+ */
+export function checkIssuedByRoot(cert: ChainCertificate, root: ChainCertificate, verifier: SignatureVerifier): string {
   const domain = fleetDomainOfRootCn(root.cn)
   if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new VerificationError('CERT_CHAIN', 'the trusted root is not a CA certificate')
   // RFC 5280 §6.1.3 (a)(4): the issuer must be the root by name; binary comparison suffices for names this fleet wrote (§7.1).
   if (!bytesEqual(cert.layout.issuer, root.layout.subject)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" was not issued by ${root.cn}`)
-  // Both keys' RSA parameters before the signature: the root's is the one RSAVP1 runs with, the leaf's is the one
-  // its holder will prove possession with (TLS, challenge answers).
-  checkPublicKeyParameters(root.layout.spki, `fleet root ${root.cn}`)
-  checkPublicKeyParameters(cert.layout.spki, `certificate for "${cert.cn}"`)
+  checkSameAlgorithm(cert.layout.innerAlgorithm, cert.layout.algorithm, `certificate for "${cert.cn}"`)
+  // The root's key is the one the signature is verified with, the leaf's the one its holder will prove possession
+  // with (TLS, challenge answers): both are checked before any arithmetic.
+  const algorithm = checkSignatureInputs(cert.layout.algorithm, root.layout.spki, `fleet root ${root.cn}`)
+  checkTlsKey(cert.layout.spki, `certificate for "${cert.cn}"`)
   // RFC 5280 §6.1.3 (a)(1)
-  if (!provider.verifyCertificateSignature(cert.der, root.der)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" is not signed by ${root.cn}`)
+  if (!verifier.verifySignature(algorithm, root.layout.spki, cert.layout.signed, cert.layout.signature)) {
+    throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" is not signed by ${root.cn}`)
+  }
   return domain
 }
 
 /** RFC 5280 §4.1.2.5: valid from notBefore through notAfter, both inclusive. CERT_NOT_YET_VALID or CERT_EXPIRED otherwise. */
-export function checkValidity(cert: DeviceCertificate, now: number): void {
+export function checkValidity(cert: Pick<ChainCertificate, 'cn' | 'notBefore' | 'notAfter'>, now: number): void {
   if (now < cert.notBefore) throw new VerificationError('CERT_NOT_YET_VALID', `certificate for "${cert.cn}" is not valid before ${cert.notBefore} (now ${now})`)
   if (now > cert.notAfter) throw new VerificationError('CERT_EXPIRED', `certificate for "${cert.cn}" expired at ${cert.notAfter} (now ${now})`)
 }
 
 /** A leaf: not a CA, may sign (digitalSignature), and may act as TLS client and server. CERT_KEY_USAGE otherwise. */
-export function checkLeafKeyUsage(cert: DeviceCertificate): void {
+export function checkLeafKeyUsage(cert: Pick<ChainCertificate, 'cn' | 'isCA' | 'keyUsage' | 'extKeyUsage'>): void {
   const ku = cert.keyUsage ?? [], eku = cert.extKeyUsage ?? []
   if (cert.isCA || ku.includes('keyCertSign')) throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" is a CA certificate, not a device's`)
   if (!ku.includes('digitalSignature')) throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" lacks keyUsage digitalSignature`)
@@ -87,18 +100,22 @@ export function checkLeafNames(cert: ChainNames, domain: string): void {
   requireFleetName(parentCn!, domain)
 }
 
-/**
- * Verifies a device certificate against the fleet root at `now` (seconds): RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN,
- * CERT_EXPIRED / CERT_NOT_YET_VALID (leaf or root), CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, in that
- * order; CERT_PARSE for unparsable input. The provider picks the signature path: node (X509Certificate) or portable
- * (forge); both reach the same verdict.
- */
-export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, provider: PkiProvider): ChainInfo {
-  const leaf = DeviceCertificate.from(cert), fleetRoot = DeviceCertificate.from(root)
-  const domain = checkIssuedByRoot(leaf, fleetRoot, provider)
+/** The chain rules on certificates already read: checkIssuedByRoot, validity (leaf and root), key usage, names. */
+export function verifyChainOf(leaf: ChainCertificate, fleetRoot: ChainCertificate, now: number, verifier: SignatureVerifier): ChainInfo {
+  const domain = checkIssuedByRoot(leaf, fleetRoot, verifier)
   checkValidity(leaf, now)
   checkValidity(fleetRoot, now)
   checkLeafKeyUsage(leaf)
   checkLeafNames(leaf, domain)
   return { cn: leaf.cn, parentCn: leaf.parentCn, spkiHash: leaf.spkiHash, certHash: leaf.certHash, notAfter: leaf.notAfter }
+}
+
+/**
+ * Verifies a device certificate against the fleet root at `now` (seconds): checkIssuedByRoot's codes (algorithm and
+ * key refusals, then CERT_CHAIN), CERT_EXPIRED / CERT_NOT_YET_VALID (leaf or root), CERT_KEY_USAGE,
+ * CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input. The verifier picks the
+ * signature path, node (node:crypto) or portable (BigInt RSA, @noble/curves P-256); both reach the same verdict.
+ */
+export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, verifier: SignatureVerifier): ChainInfo {
+  return verifyChainOf(DeviceCertificate.from(cert), DeviceCertificate.from(root), now, verifier)
 }

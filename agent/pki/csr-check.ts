@@ -4,7 +4,7 @@ import { bytesEqual, toHex } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { parseCsr, type ParsedCsr } from './csr-parse.ts'
 import { expectedSan, oldParentMarkersOf, requireSanSet } from './_names.ts'
-import { checkPublicKeyParameters } from './key-parameters.ts'
+import { checkSignatureInputs } from './signature-algorithm.ts'
 
 /** The parts of an authorize (or genesis/rekey) event the CA holds a CSR to. */
 export interface Authorization {
@@ -24,7 +24,8 @@ function parsedCsr(csr: ParsedCsr | string | Uint8Array, crypto: Pick<CryptoProv
 /**
  * The CSR checks that do no signature arithmetic, cheapest first: CSR_NAMES (CN), CSR_OLD_PARENT_MARKER (SAN holds the
  * retired DNS:parent.<CN> marker), CSR_NAMES (SAN ≠ {DNS:cn, URI:kin://<fleet domain>/parent/<parent label>}),
- * RSA_KEY_SIZE / RSA_EXPONENT (key parameters), CSR_KEY_MISMATCH (key ≠ authorized key). The CA runs these before
+ * SIGNATURE_SHA1 / SIGNATURE_ALGORITHM (the request's signature algorithm), RSA_KEY_SIZE / RSA_EXPONENT / EC_CURVE /
+ * KEY_TYPE (its key), SIGNATURE_KEY_MISMATCH (algorithm and key do not fit), CSR_KEY_MISMATCH (key ≠ authorized key). The CA runs these before
  * any signature of the request is checked; returns the parsed CSR (DecodeError CSR_PARSE when it does not parse).
  */
 export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
@@ -38,7 +39,7 @@ export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, au
   const expected = expectedSan(auth.cn, auth.parentCn)
   requireSanSet(parsed.sanDns, expected.dns, 'CSR_NAMES', 'SAN DNS names')
   requireSanSet(parsed.sanUris, expected.uris, 'CSR_NAMES', 'SAN URIs')
-  checkPublicKeyParameters(parsed.spkiDer, 'CSR key', 'CSR_PARSE')
+  checkSignatureInputs(parsed.algorithm, parsed.spkiDer, 'CSR key', 'CSR_PARSE')
   const spkiHash = crypto.sha256(parsed.spkiDer)
   if (!bytesEqual(spkiHash, auth.spkiHash)) {
     throw new VerificationError('CSR_KEY_MISMATCH', `CSR key ${toHex(spkiHash)} is not the authorized key ${toHex(auth.spkiHash)}`)
@@ -48,7 +49,7 @@ export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, au
 
 /**
  * Checks a CSR against its authorization, each failure its own code: checkCsrBeforeSignature's, then CSR_SIGNATURE
- * (self-signature invalid), last because it is the only one that costs RSA arithmetic.
+ * (self-signature invalid), last because it is the only one that costs signature arithmetic.
  * Returns the parsed CSR; DecodeError CSR_PARSE when it does not parse.
  */
 export function checkCsrAgainstAuthorization(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {

@@ -1,7 +1,6 @@
 /** @module Readers for the X.509 extensions kinship relies on (RFC 5280 §4.2), strict DER on the raw extension values. */
 import { DecodeError } from '../errors.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
-import { forge, toBinary } from './_forge.ts'
 
 /** Extension OIDs kinship understands; any other critical extension makes a certificate unusable (RFC 5280 §4.2). */
 export const EXTENSION_OID = {
@@ -21,6 +20,27 @@ export const EXT_KEY_USAGE_NAME: Readonly<Record<string, string>> = {
 }
 
 const CODE = 'CERT_PARSE'
+const MAX_OID_BYTES = 32
+
+/** X.690 §8.19: an OBJECT IDENTIFIER's content octets in dotted form; DecodeError CERT_PARSE when malformed. */
+export function oidText(content: Uint8Array): string {
+  if (content.length === 0 || content.length > MAX_OID_BYTES) throw new DecodeError(CODE, 'OBJECT IDENTIFIER of bad length')
+  const arcs: number[] = []
+  let value = 0, fresh = true
+  for (let i = 0; i < content.length; i++) {
+    const b = content[i]!
+    // X.690 §8.19.2: subidentifiers are minimal, so none starts with 0x80.
+    if (fresh && b === 0x80) throw new DecodeError(CODE, 'OBJECT IDENTIFIER subidentifier is not minimal')
+    value = value * 128 + (b & 0x7f)
+    fresh = (b & 0x80) === 0
+    if (fresh) { arcs.push(value); value = 0 }
+  }
+  if (!fresh) throw new DecodeError(CODE, 'OBJECT IDENTIFIER ends inside a subidentifier')
+  const first = arcs[0]!
+  const top = first < 80 ? Math.floor(first / 40) : 2
+  return [top, first - 40 * top].concat(arcs.slice(1)).join('.')
+}
+
 const GENERAL_NAME_DNS = 0x82
 const GENERAL_NAME_URI = 0x86
 // A parent marker is at most kin:// + a 200-character fleet domain + /parent/ + a 16-character label; longer URIs are read, then refused by name.
@@ -42,7 +62,7 @@ export function readKeyUsage(value: Uint8Array): string[] {
 export function readExtKeyUsage(value: Uint8Array): string[] {
   const seq = readWhole(value, TAG.sequence, CODE)
   return childrenOf(value, seq, CODE).map(e => {
-    const oid = forge.asn1.derToOid(toBinary(contentBytes(value, expectTag(e, TAG.oid, CODE))))
+    const oid = oidText(contentBytes(value, expectTag(e, TAG.oid, CODE)))
     return EXT_KEY_USAGE_NAME[oid] ?? oid
   })
 }

@@ -1,12 +1,6 @@
 /** @module The raw byte layout of signed X.509 objects: what is signed, by which algorithm, and the key and names inside. */
 import { DecodeError, type KinErrorCode } from '../errors.ts'
-import { bytesEqual, fromHex } from '../codec/bytes.ts'
 import { TAG, childrenOf, contentBytes, elementBytes, expectTag, readWhole } from './der.ts'
-
-/** AlgorithmIdentifier sha256WithRSAEncryption with NULL parameters (RFC 4055 §5). */
-export const SHA256_WITH_RSA = fromHex('300d06092a864886f70d01010b0500')
-// RFC 4055 §5: verifiers must also accept the parameters being absent.
-const SHA256_WITH_RSA_NO_PARAMS = fromHex('300b06092a864886f70d01010b')
 
 /** Largest certificate or CSR accepted: device certificates are about 1 KiB; this bounds the work a peer can cause. */
 export const MAX_SIGNED_BYTES = 16384
@@ -70,14 +64,4 @@ export function csrLayout(der: Uint8Array, code: KinErrorCode = 'CSR_PARSE'): Cs
   if (fields.length !== 4) throw new DecodeError(code, `CertificationRequestInfo has ${fields.length} fields, expected 4`)
   if (fields[1]![0] !== TAG.sequence || fields[2]![0] !== TAG.sequence) throw new DecodeError(code, 'CertificationRequestInfo subject or key is not a SEQUENCE')
   return { ...layout, subject: fields[1]!, spki: fields[2]! }
-}
-
-/** True when an AlgorithmIdentifier is sha256WithRSAEncryption, with NULL or absent parameters. */
-export function isSha256WithRsa(algorithm: Uint8Array): boolean {
-  return bytesEqual(algorithm, SHA256_WITH_RSA) || bytesEqual(algorithm, SHA256_WITH_RSA_NO_PARAMS)
-}
-
-/** True when a certificate is signed with SHA-256/RSA and says so identically inside and outside (RFC 5280 §4.1.1.2). */
-export function certificateSignedWithSha256Rsa(layout: CertificateLayout): boolean {
-  return isSha256WithRsa(layout.algorithm) && bytesEqual(layout.algorithm, layout.innerAlgorithm)
 }

@@ -1,19 +1,13 @@
-/** @module Node RSA signing: node:crypto RSASSA-PKCS1-v1_5 SHA-256 for challenge answers, the fast path. */
-import { constants, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
+/** @module Node TLS-key signing: node:crypto RSASSA-PKCS1-v1_5 or ECDSA P-256, SHA-256, for challenge answers, the fast path. */
+import { constants, createPrivateKey, sign, type KeyObject } from 'node:crypto'
 import { KinError } from '../../agent/errors.ts'
-import type { RsaSigning } from '../signing.ts'
-import { isAcceptedRsaKey } from '../../agent/pki/key-parameters.ts'
+import type { TlsSigning } from '../signing.ts'
+import { signatureByKeyValid } from '../../agent/pki/verifier.ts'
+import { nodeVerifier } from './verifier.ts'
 
-// A device signs with one key and a verifier meets the same few peers again and again: parsed keys are kept.
+// A device signs with one key: parsed keys are kept.
 const KEY_CACHE_LIMIT = 64
 const privateKeys = new Map<string, KeyObject>()
-const publicKeys = new Map<string, KeyObject>()
-
-function remember(cache: Map<string, KeyObject>, id: string, key: KeyObject): KeyObject {
-  if (cache.size >= KEY_CACHE_LIMIT) cache.delete(cache.keys().next().value!)
-  cache.set(id, key)
-  return key
-}
 
 function privateKey(pem: string): KeyObject {
   const hit = privateKeys.get(pem)
@@ -22,33 +16,28 @@ function privateKey(pem: string): KeyObject {
   try {
     key = createPrivateKey(pem)
   } catch (cause) {
-    throw new KinError('BAD_ARGUMENT', 'private key PEM is not an unencrypted RSA private key', { cause })
+    throw new KinError('BAD_ARGUMENT', 'private key PEM is not an unencrypted RSA or EC private key', { cause })
   }
-  if (key.asymmetricKeyType !== 'rsa') throw new KinError('BAD_ARGUMENT', `private key is ${key.asymmetricKeyType}, not RSA`)
-  return remember(privateKeys, pem, key)
+  const curve = key.asymmetricKeyDetails?.namedCurve
+  if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && curve === 'prime256v1')) {
+    throw new KinError('BAD_ARGUMENT', `private key is ${key.asymmetricKeyType}${curve === undefined ? '' : ` on ${curve}`}, not RSA or ECDSA P-256`)
+  }
+  if (privateKeys.size >= KEY_CACHE_LIMIT) privateKeys.delete(privateKeys.keys().next().value!)
+  privateKeys.set(pem, key)
+  return key
 }
 
-function publicKey(spkiDer: Uint8Array): KeyObject {
-  const id = Buffer.from(spkiDer).toString('base64')
-  return publicKeys.get(id) ?? remember(publicKeys, id, createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' }))
-}
-
-/** RSASSA-PKCS1-v1_5 SHA-256 on node:crypto. */
-export const nodeSigning: RsaSigning = {
+/** TLS-key signatures on node:crypto. */
+export const nodeSigning: TlsSigning = {
   name: 'node',
-  signRsaSha256(privateKeyPem, message) {
-    const signature = sign('sha256', message, { key: privateKey(privateKeyPem), padding: constants.RSA_PKCS1_PADDING })
+  sign(privateKeyPem, message) {
+    const key = privateKey(privateKeyPem)
+    const signature = key.asymmetricKeyType === 'rsa'
+      ? sign('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING })
+      : sign('sha256', message, { key, dsaEncoding: 'der' })
     return new Uint8Array(signature.buffer, signature.byteOffset, signature.length)
   },
-  verifyRsaSha256(spkiDer, message, signature) {
-    // The parameters before node:crypto sees the key: the same keys are refused on every engine.
-    if (!isAcceptedRsaKey(spkiDer)) return false
-    try {
-      const key = publicKey(spkiDer)
-      if (key.asymmetricKeyType !== 'rsa') return false
-      return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING }, signature)
-    } catch {
-      return false
-    }
+  verify(spkiDer, message, signature) {
+    return signatureByKeyValid(nodeVerifier, spkiDer, message, signature)
   },
 }

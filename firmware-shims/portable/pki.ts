@@ -1,25 +1,13 @@
-/** @module Portable PKI provider: node-forge RSA key generation and signature checks, pure JavaScript for any engine. */
+/** @module Portable PKI provider: node-forge RSA key generation, BigInt RSA and @noble/curves P-256 signature checks, pure JavaScript for any engine. */
 import type { pki } from 'node-forge'
 import type { CryptoProvider } from '../types.ts'
 import type { PkiProvider, TlsKeyPair } from '../../agent/pki/provider.ts'
 import { asn1ToBytes, forge, toBinary } from '../../agent/pki/_forge.ts'
 import { derToPem } from '../../agent/pki/pem.ts'
 import { spkiDerOfRsaKey } from '../../agent/pki/keys.ts'
-import { certificateLayout, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
-import { rsaPublicKeyFromSpki, verifyRsaSha256 } from '../../agent/pki/rsa-verify.ts'
+import { certificateSignatureValid } from '../../agent/pki/verifier.ts'
+import { createPortableVerifier } from '../../agent/pki/portable-verifier.ts'
 import { portableCrypto } from './crypto.ts'
-
-// Issuers are few (one fleet root): their parsed keys are kept per DER array.
-const issuerKeys = new WeakMap<Uint8Array, pki.rsa.PublicKey>()
-
-function issuerKey(issuerCertDer: Uint8Array): pki.rsa.PublicKey {
-  let key = issuerKeys.get(issuerCertDer)
-  if (key === undefined) {
-    key = rsaPublicKeyFromSpki(certificateLayout(issuerCertDer).spki)
-    issuerKeys.set(issuerCertDer, key)
-  }
-  return key
-}
 
 function privateKeyPem(key: pki.rsa.PrivateKey): string {
   // PKCS#8 "PRIVATE KEY" with LF line ends, the same form node:crypto writes.
@@ -30,6 +18,7 @@ function privateKeyPem(key: pki.rsa.PrivateKey): string {
 export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiProvider {
   // Passing a prng keeps forge on its pure-JavaScript key generator even where node:crypto exists.
   const prng = { getBytesSync: (n: number): string => toBinary(crypto.randomBytes(n)) }
+  const verifier = createPortableVerifier(crypto.sha256)
   return {
     name: 'portable',
     generateTlsKeyPair(): Promise<TlsKeyPair> {
@@ -41,14 +30,9 @@ export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiP
         })
       })
     },
+    verifySignature: verifier.verifySignature,
     verifyCertificateSignature(certDer, issuerCertDer) {
-      try {
-        const layout = certificateLayout(certDer)
-        if (!certificateSignedWithSha256Rsa(layout)) return false
-        return verifyRsaSha256(issuerKey(issuerCertDer), layout.signed, layout.signature, crypto.sha256)
-      } catch {
-        return false
-      }
+      return certificateSignatureValid(verifier, certDer, issuerCertDer)
     },
   }
 }

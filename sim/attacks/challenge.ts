@@ -80,7 +80,7 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
       const read = readInboxMessage(p)
       if (read.kind !== 'message' || read.message.kind !== 'result' || !bytesEqual(read.message.requestId, id)) return undefined
       const m = read.message
-      if (!bytesEqual(m.certificateDer, lockCertificate.der) || !nodeSigning.verifyRsaSha256(lockCertificate.spkiDer, resultSigningInput(m.body), m.signature)) {
+      if (!bytesEqual(m.certificateDer, lockCertificate.der) || !nodeSigning.verify(lockCertificate.spkiDer, resultSigningInput(m.body), m.signature)) {
         throw new VerificationError('CHALLENGE_RESULT_SIGNATURE', `a result for request ${toHex(id)} is not signed by the lock`)
       }
       return decisionOf(decodeResultBody(m.body).verdict)

@@ -66,9 +66,9 @@ t.test('a warm decision verifies no certificate signature', async t => {
   let signatureChecks = 0
   const counting: PkiProvider = {
     ...nodePki,
-    verifyCertificateSignature(cert, issuer) {
+    verifySignature(algorithm, spki, message, signature) {
       signatureChecks++
-      return nodePki.verifyCertificateSignature(cert, issuer)
+      return nodePki.verifySignature(algorithm, spki, message, signature)
     },
   }
   const ctx = context(house.cn['L3.3'], counting, { chainCache: new ChainCache() })

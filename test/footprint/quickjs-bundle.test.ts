@@ -5,7 +5,7 @@ import t from 'tap'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { decodeBundle, encodeBundle, type BundleAnchor, type ProofBundle } from '../../agent/ledger/bundle.ts'
 import { encodeHead, signHead } from '../../agent/ledger/head.ts'
-import { CoreVm, SMALL_DEVICE } from './_quickjs.ts'
+import { CoreVm, HEAP_PEAK_BUDGET, SMALL_DEVICE } from './_quickjs.ts'
 import { comparable, footprintHouse, idOf, type Comparable } from './_house.ts'
 
 const house = await footprintHouse()
@@ -103,6 +103,6 @@ t.test('what a bundle cannot prove: a revocation the presenter leaves out', asyn
 // count in its wasm build): loading kin-core and everything above, within 1 MiB.
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
-  t.ok(m.heapPeak > 0 && m.heapPeak <= SMALL_DEVICE.memory, `heap peak ${m.heapPeak} bytes of ${SMALL_DEVICE.memory} (live now: ${m.memory_used_size})`)
+  t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`)
   t.equal(vm.value('return 1 + 1'), 2, 'the runtime is still healthy after all of the above')
 })

@@ -5,7 +5,7 @@ import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { answerChallenge } from '../../agent/access/challenge.ts'
 import { nodeSigning } from '../../firmware-shims/node/signing.ts'
-import { CoreVm, SMALL_DEVICE } from './_quickjs.ts'
+import { CoreVm, HEAP_PEAK_BUDGET, SMALL_DEVICE } from './_quickjs.ts'
 import { comparable, footprintHouse, ledgerFile, type Comparable } from './_house.ts'
 
 const DAY = 86400
@@ -136,9 +136,10 @@ t.test('forged input is refused inside QuickJS', async t => {
 })
 
 // The heap's high-water mark, measured outside the engine (_quickjs.ts explains why QuickJS's own limit is no byte
-// count in its wasm build): loading kin-core and everything above, within 1 MiB.
+// count in its wasm build): loading kin-core and everything above, within HEAP_PEAK_BUDGET (_quickjs.ts says why it is
+// 64 KiB over 1 MiB).
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
-  t.ok(m.heapPeak > 0 && m.heapPeak <= SMALL_DEVICE.memory, `heap peak ${m.heapPeak} bytes of ${SMALL_DEVICE.memory} (live now: ${m.memory_used_size})`)
+  t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`)
   t.equal(vm.value('return 1 + 1'), 2, 'the runtime is still healthy after all of the above')
 })

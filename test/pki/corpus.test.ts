@@ -56,7 +56,7 @@ const corpus: [string, Uint8Array, DeviceCertificate, KinErrorCode | 'ok'][] = [
   ['root key, other issuer name', odd({ issuerCn: 'kinship fleet root other.example' }), fleet.root, 'CERT_CHAIN'],
   ['tampered signature byte', flip(good, -7), fleet.root, 'CERT_CHAIN'],
   ['tampered CN byte in the signed part', flip(good, tbsCnAt), fleet.root, 'CERT_CHAIN'],
-  ['SHA-1 signature by the root', odd({ digest: 'sha1' }), fleet.root, 'CERT_CHAIN'],
+  ['SHA-1 signature by the root', odd({ digest: 'sha1' }), fleet.root, 'SIGNATURE_SHA1'],
   ['the root itself as leaf', fleet.root.der, fleet.root, 'CERT_KEY_USAGE'],
   ['CA:true leaf', odd({ isCA: true }), fleet.root, 'CERT_KEY_USAGE'],
   ['missing clientAuth EKU', odd({ extKeyUsage: { serverAuth: true } }), fleet.root, 'CERT_KEY_USAGE'],

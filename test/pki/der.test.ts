@@ -3,7 +3,7 @@ import { DecodeError } from '../../agent/errors.ts'
 import { fromHex } from '../../agent/codec/bytes.ts'
 import { TAG, childrenOf, readElement, readWhole } from '../../agent/pki/der.ts'
 import { derToPem, pemToDer } from '../../agent/pki/pem.ts'
-import { SHA256_WITH_RSA, isSha256WithRsa } from '../../agent/pki/layout.ts'
+import { signatureAlgorithmOf } from '../../agent/pki/signature-algorithm.ts'
 
 const code = 'CERT_PARSE' as const
 
@@ -34,11 +34,17 @@ t.test('readWhole refuses trailing bytes and wrong tags; childrenOf must fill th
   t.throws(() => childrenOf(fromHex('0400'), readElement(fromHex('0400'), 0, code), code), { code }, 'primitive has no children')
 })
 
-t.test('RFC 4055 §5: sha256WithRSAEncryption with NULL or absent parameters, nothing else', async t => {
-  t.ok(isSha256WithRsa(SHA256_WITH_RSA))
-  t.ok(isSha256WithRsa(fromHex('300b06092a864886f70d01010b')))
-  t.notOk(isSha256WithRsa(fromHex('300d06092a864886f70d0101050500')), 'sha1WithRSAEncryption')
-  t.notOk(isSha256WithRsa(fromHex('300d06092a864886f70d01010a0500')), 'RSASSA-PSS')
+t.test('RFC 4055 §5 and RFC 5758 §3.2: sha256WithRSAEncryption (NULL or absent parameters) and ecdsa-with-SHA256, nothing else', async t => {
+  const codeOf = (hex: string): string => { try { return signatureAlgorithmOf(fromHex(hex)) } catch (e) { return (e as { code: string }).code } }
+  t.equal(codeOf('300d06092a864886f70d01010b0500'), 'rsa-pkcs1-sha256')
+  t.equal(codeOf('300b06092a864886f70d01010b'), 'rsa-pkcs1-sha256', 'parameters absent')
+  t.equal(codeOf('300a06082a8648ce3d040302'), 'ecdsa-p256-sha256')
+  t.equal(codeOf('300c06082a8648ce3d0403020500'), 'SIGNATURE_ALGORITHM', 'ecdsa-with-SHA256 with NULL parameters')
+  t.equal(codeOf('300d06092a864886f70d0101050500'), 'SIGNATURE_SHA1', 'sha1WithRSAEncryption')
+  t.equal(codeOf('300906072a8648ce3d0401'), 'SIGNATURE_SHA1', 'ecdsa-with-SHA1')
+  t.equal(codeOf('300d06092a864886f70d01010a0500'), 'SIGNATURE_ALGORITHM', 'RSASSA-PSS')
+  t.equal(codeOf('300a06082a8648ce3d040303'), 'SIGNATURE_ALGORITHM', 'ecdsa-with-SHA384')
+  t.equal(codeOf('3005060365'), 'CERT_PARSE', 'malformed')
 })
 
 t.test('RFC 7468: PEM round trip, label selection among several blocks', async t => {
