@@ -8,7 +8,7 @@ import { HASH_BYTES, isTreeSize, largestPowerOfTwoBelow, nodeHash, type SubtreeS
  * below the width, then the rest), depth first, left before right. A subtree that holds none of the proven leaves is
  * one hash of the proof; a subtree that holds some is computed from its two halves; a single leaf is its leaf hash.
  * So the proof holds exactly the hashes no proven leaf can give (each hash once), in the order the walk meets them.
- * For one leaf it is that leaf's audit path in top-down order. The verifier runs the same walk and must use every
+ * For one leaf it holds the hashes of that leaf's audit path (left siblings top-down, then right siblings bottom-up). The verifier runs the same walk and must use every
  * hash of the proof, no more and no fewer.
  *
  * With a boundary m (0 < m, every proven leaf at m or above), a subtree without proven leaves that straddles m is split

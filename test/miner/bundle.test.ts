@@ -217,7 +217,8 @@ t.test('bundle codec: strict decoding with coded errors', async t => {
   const items = decodeCbor(encodeBundle(bundle)) as CborValue[]
   const variant = (f: (v: CborValue[]) => CborValue): Uint8Array => encodeCbor(f(structuredClone(items)))
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['version 2', variant(v => [2, ...v.slice(1)]), /UNKNOWN_VERSION/],
+    ['version 3', variant(v => [3, ...v.slice(1)]), /UNKNOWN_VERSION/],
+    ['version 2 with a version 1 body', variant(v => [2, ...v.slice(1)]), /DECODE_SHAPE/],
     ['two items', variant(v => v.slice(0, 2)), /DECODE_SHAPE/],
     ['five items', variant(v => [...v, [0, []], 1]), /DECODE_SHAPE/],
     ['no entries', variant(v => [v[0]!, v[1]!, []]), /DECODE_SHAPE/],
