@@ -240,6 +240,16 @@ function decodeCompact(v: CborValue[], head: BlockHead, headBytes: Uint8Array): 
   return { version: COMPACT_BUNDLE_VERSION, headBytes, head, entries, consistency, inclusion }
 }
 
+/** Version, head and items of an untrusted bundle; version 2 is read only when `compact` (UNKNOWN_VERSION otherwise). */
+function readBundleHeader(bytes: Uint8Array, compact: boolean): { v: CborValue[]; version: number; head: BlockHead; headBytes: Uint8Array } {
+  const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
+  if (!Array.isArray(v) || v.length < 3 || v.length > 6) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 to 6 items')
+  const version = readUint(v[0], 'version')
+  if (version !== BUNDLE_VERSION && (!compact || version !== COMPACT_BUNDLE_VERSION)) throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported here`)
+  if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
+  return { v, version, head: decodeHead(v[1]), headBytes: v[1] }
+}
+
 /**
  * Strict decoding of an untrusted bundle: version 1 or 2, a head that decodes, 1..MAX_BUNDLE_ENTRIES entries with
  * events of 1..MAX_EVENT_BYTES bytes, leaf indexes strictly increasing below the head's tree size, audit paths of at
@@ -247,16 +257,17 @@ function decodeCompact(v: CborValue[], head: BlockHead, headBytes: Uint8Array): 
  * otherwise; no signature or proof is checked here.
  */
 export function decodeBundle(bytes: Uint8Array): ProofBundle {
-  const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
-  if (!Array.isArray(v) || v.length < 3 || v.length > 6) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 to 6 items')
-  const version = readUint(v[0], 'version')
-  if (version !== BUNDLE_VERSION && version !== COMPACT_BUNDLE_VERSION) {
-    throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported (this agent reads versions ${BUNDLE_VERSION} and ${COMPACT_BUNDLE_VERSION})`)
-  }
-  if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
-  const headBytes = v[1]
-  const head = decodeHead(headBytes)
-  if (version === COMPACT_BUNDLE_VERSION) return decodeCompact(v, head, headBytes)
+  const { v, version, head, headBytes } = readBundleHeader(bytes, true)
+  return version === COMPACT_BUNDLE_VERSION ? decodeCompact(v, head, headBytes) : decodeAuditPaths(v, head, headBytes)
+}
+
+/** decodeBundle for version 1 only (kin-core's reader: UNKNOWN_VERSION for version 2). */
+export function decodeAuditPathBundle(bytes: Uint8Array): ProofBundle {
+  const { v, head, headBytes } = readBundleHeader(bytes, false)
+  return decodeAuditPaths(v, head, headBytes)
+}
+
+function decodeAuditPaths(v: CborValue[], head: BlockHead, headBytes: Uint8Array): ProofBundle {
   if (v.length !== 3 && v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'a version 1 bundle is an array of 3 or 4 items')
   let last = -1
   const entries = readArray(v[2], 'entries', 1, MAX_BUNDLE_ENTRIES).map(raw => {
@@ -270,7 +281,7 @@ export function decodeBundle(bytes: Uint8Array): ProofBundle {
     const c = readArray(v[3], 'consistency', 2, 2)
     consistency = { treeSize: readUint(c[0], 'consistency.treeSize'), proof: readProof(c[1], 'consistency.proof') }
   }
-  return { version, headBytes, head, entries, consistency }
+  return { version: BUNDLE_VERSION, headBytes, head, entries, consistency }
 }
 
 // ---- building ----------------------------------------------------------------------------------------------
@@ -416,21 +427,23 @@ function anchorBundleHead(crypto: CryptoProvider, bundle: ProofBundle, anchor: B
   throw new VerificationError(verdict.code, `the bundle's head contradicts the known head: ${verdict.reason}`, { detail })
 }
 
-function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
+function verifyAuditPaths(crypto: CryptoProvider, bundle: ProofBundle): void {
   const { head } = bundle
-  if (bundle.inclusion !== undefined) {
-    const leafHashes = bundle.entries.map(e => idLeafHash(crypto, crypto.sha256(e.eventBytes)))
-    if (!verifyMultiInclusion(crypto, leafHashes, bundle.entries.map(e => e.leafIndex), head.treeSize, bundle.inclusion, head.root)) {
-      throw new VerificationError('BUNDLE_INCLUSION', `the bundle's shared inclusion proof does not place its ${bundle.entries.length} events at their leaves of the head's tree (RFC 9162 §2.1.3.2)`)
-    }
-    return
-  }
   bundle.entries.forEach((entry, i) => {
     const id = crypto.sha256(entry.eventBytes)
     if (!verifyInclusion(crypto, id, entry.leafIndex, head.treeSize, entry.proof, head.root)) {
       throw new VerificationError('BUNDLE_INCLUSION', `bundle entry ${i} is not proven at leaf ${entry.leafIndex} of the head's tree (RFC 9162 §2.1.3.2)`, { detail: { entry: i, leafIndex: entry.leafIndex } })
     }
   })
+}
+
+function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
+  if (bundle.inclusion === undefined) return verifyAuditPaths(crypto, bundle)
+  const { head } = bundle
+  const leafHashes = bundle.entries.map(e => idLeafHash(crypto, crypto.sha256(e.eventBytes)))
+  if (!verifyMultiInclusion(crypto, leafHashes, bundle.entries.map(e => e.leafIndex), head.treeSize, bundle.inclusion, head.root)) {
+    throw new VerificationError('BUNDLE_INCLUSION', `the bundle's shared inclusion proof does not place its ${bundle.entries.length} events at their leaves of the head's tree (RFC 9162 §2.1.3.2)`)
+  }
 }
 
 // The options come from a host program in plain JavaScript: a misspelt tier must not quietly check less.
@@ -507,13 +520,28 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
  * 'bundle' checks fewer signatures (BundleVerifyOptions); the default checks them all.
  */
 export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+  return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeBundle, verifyInclusions)
+}
+
+/**
+ * verifyBundle for version 1 bundles only (an audit path per event): what kin-core runs on a small engine, whose
+ * heap has no room for the compact reader's code. A version 2 bundle is UNKNOWN_VERSION here.
+ */
+export function verifyAuditPathBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+  return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeAuditPathBundle, verifyAuditPaths)
+}
+
+function verifyWith(
+  crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions,
+  decode: (bytes: Uint8Array) => ProofBundle, checkInclusions: (crypto: CryptoProvider, bundle: ProofBundle) => void,
+): VerifiedBundle {
   abytes('anchor.minerKey', anchor.minerKey, 32)
   checkVerifyOptions(opts)
-  const bundle = decodeBundle(bundleBytes)
+  const bundle = decode(bundleBytes)
   verifyBundleHead(crypto, bundle, anchor.minerKey)
   const id = headId(crypto, bundle.head)
   const anchoring = anchorBundleHead(crypto, bundle, anchor, id)
-  verifyInclusions(crypto, bundle)
+  checkInclusions(crypto, bundle)
   const { ledger, signatures } = replayBundle(crypto, bundle, anchor, opts)
   return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time, signatures }
 }
