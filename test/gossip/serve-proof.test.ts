@@ -57,7 +57,20 @@ t.test('a guest enrolled while the lock was offline is decided ALLOW in one exch
   const audit = readFileSync(join(lock.home, 'audit.log'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as { peer: string; code: string })
   t.same(audit.filter(l => l.peer === guest.cn).map(l => l.code), ['ALLOW'], 'one decision, audited')
 
-  // --known-size reaches the miner when the bundle comes from it (it was dropped before): a size beyond the log is refused.
+  // A second guest that never synced has no head to prove its events with: it asks L0's miner for its bundle with
+  // the size the lock stated, and sends that instead, in the same exchange.
+  const fresh = await enrollThroughL0(fleet, 'guest', 'second guest')
+  await fleet.services.seal()
+  const viaMiner = await kin(['access', '--home', fresh.home, '--target', target, '--action', 'unlock', '--json'])
+  expectExit(t, viaMiner, 0, 'the unsynced guest is admitted')
+  const sent = (lastJson(viaMiner.stdout) as { sent: { kind: string; source: string; statedTreeSize: number } }).sent
+  t.same([sent.kind, sent.source, sent.statedTreeSize], ['bundle', 'miner', lockTreeSize], "L0's bundle for the lock's size went with the request")
+  // --known-size reaches the miner when the bundle comes from it (it was dropped before).
+  const fromMiner = await kin(['ledger', 'bundle', fresh.cn, '--home', fresh.home, '--known-size', String(lockTreeSize), '--out', join(fresh.home, 'fresh.bundle'), '--json'])
+  expectExit(t, fromMiner, 0, 'the unsynced guest exports its bundle from the miner')
+  t.same(lastJson(fromMiner.stdout)['source'], 'miner')
+  t.same(lastJson(fromMiner.stdout)['consistency'], { treeSize: lockTreeSize }, 'with the consistency proof from the size asked for')
+  // A size beyond the log is refused, never dropped.
   const beyond = await kin(['ledger', 'bundle', guest.cn, '--home', guest.home, '--known-size', String(guestHead.treeSize + 100), '--out', join(guest.home, 'b'), '--json'])
   expectExit(t, beyond, 2, 'a known size beyond the log cannot be proven from')
   t.match(beyond.stdout + beyond.stderr, /BUNDLE_KNOWN_SIZE/)
