@@ -25,7 +25,7 @@ import type { LedgerState } from './ledger/state.ts'
 import { Ledger } from './ledger/ledger.ts'
 import { decodeHead } from './ledger/head.ts'
 import {
-  verifyBundle as verifyBundleWith, type BundleAnchor, type BundleSignatures, type BundleVerifyOptions, type VerifiedBundle,
+  verifyAuditPathBundle as verifyBundleWith, type BundleAnchor, type BundleSignatures, type BundleVerifyOptions, type VerifiedBundle,
 } from './ledger/bundle.ts'
 import { SignatureCache } from './ledger/signature-cache.ts'
 import { decodeCbor, encodeCbor, type CborValue } from './codec/cbor.ts'
@@ -82,7 +82,8 @@ export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN
 // ---- proof bundles ---------------------------------------------------------------------------------------------
 
 /**
- * Verifies one CN's proof bundle (agent/ledger/bundle.ts) with kin-core's crypto: the head signed by
+ * Verifies one CN's proof bundle (agent/ledger/bundle.ts, version 1: an audit path per event; the compact version 2
+ * reader does not fit a 1 MiB heap beside the rest) with kin-core's crypto: the head signed by
  * `anchor.minerKey`, anchored to `anchor.knownHead` when given, every inclusion proof, the genesis the anchor
  * names, and every event validated in a fresh ledger. Throws the KinError of the first check that fails.
  * By default every event's signature is checked; `{ tier: 'bundle', cache }` is the small device's rule (DESIGN.md

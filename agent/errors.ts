@@ -27,6 +27,15 @@ export type KinErrorCode =
   // miner log, sync and proof bundles
   | 'HEAD_ROOT_MISMATCH' | 'HEAD_UNPROVEN' | 'HEAD_MISSING' | 'GENESIS_MISMATCH' | 'SYNC_MISMATCH'
   | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
+  /** A bundle asked for with a verifier's tree size the log does not reach: no consistency proof can be built from it. */
+  | 'BUNDLE_KNOWN_SIZE'
+  // offline proofs negotiated in an access exchange (agent/ledger/offline-proof.ts)
+  /** An offline proof larger than MAX_OFFLINE_PROOF_BYTES: refused before it is decoded. */
+  | 'PROOF_OVERSIZE'
+  /** An offline proof built from another tree size than the one the verifier stated: it does not start at the verifier's head. */
+  | 'PROOF_BASE_MISMATCH'
+  /** An offline proof that sends an event the verifier's head already covers (only what the verifier lacks is sent). */
+  | 'PROOF_HELD_EVENT'
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'

@@ -19,7 +19,9 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
     await reply(encodeBundleError(cn, 'BAD_ARGUMENT', `${cn} is not a device name of fleet ${ctx.fleet}`))
     return
   }
-  const build = () => encodeBundle(buildBundle(ctx.miner.miner, cn, knownTreeSize === undefined ? {} : { knownTreeSize }))
+  // Compact (version 2), with the consistency proof from the size asked for: BUNDLE_KNOWN_SIZE when the log does not
+  // reach it, never a bundle that quietly lacks it.
+  const build = () => encodeBundle(buildBundle(ctx.miner.miner, cn, { compact: true, ...(knownTreeSize === undefined ? {} : { knownTreeSize }) }))
   let bytes: Uint8Array
   try {
     try {

@@ -19,6 +19,12 @@ export interface BundleRequest {
   /** Seconds since the epoch. */
   now: number
   timeoutMs: number
+  /**
+   * The tree size the miner proves consistency from (default: the anchor's known head's). A verifier's size other
+   * than this device's own: the bundle is then checked for that proof (BUNDLE_KNOWN_SIZE when it lacks it) and
+   * anchored by that verifier, not here.
+   */
+  knownTreeSize?: number
 }
 
 /** A bundle from the miner that verified against this device's anchor. */
@@ -28,12 +34,13 @@ export interface FetchedBundle {
 }
 
 // The miner's refusal codes a device can act on; anything else it sends is reported under BUNDLE_INCOMPLETE.
-const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>(['BUNDLE_INCOMPLETE', 'HEAD_MISSING', 'PAYLOAD_TOO_LARGE', 'BAD_ARGUMENT'])
+const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>(['BUNDLE_INCOMPLETE', 'BUNDLE_KNOWN_SIZE', 'HEAD_MISSING', 'PAYLOAD_TOO_LARGE', 'BAD_ARGUMENT'])
 
 /**
  * Publishes `['bundle', cn, knownTreeSize]` on this device's request topic and waits (timeoutMs) for the answer
  * naming `cn`: the bundle, verified with verifyBundle against `anchor` (the miner adds a consistency proof from the
- * device's tree size, so a newer head anchors), or the miner's coded refusal. The caller must be subscribed to its
+ * device's tree size, so a newer head anchors; or from `request.knownTreeSize`, a verifier's), or the miner's coded
+ * refusal. The caller must be subscribed to its
  * response topic. Throws BROKER_TIMEOUT when no answer comes, the bundle's own code when it does not verify.
  */
 export async function fetchBundle(client: GossipClient, request: BundleRequest): Promise<FetchedBundle> {
@@ -56,7 +63,17 @@ export async function fetchBundle(client: GossipClient, request: BundleRequest):
   }, { timeoutMs: request.timeoutMs, code: 'BROKER_TIMEOUT', message: `the miner did not answer the request for ${cn}'s proof bundle within ${request.timeoutMs} ms` })
   answer.catch(() => undefined)
   // A session lost mid-publish may never acknowledge it: the wait (its deadline, or the session closing) decides.
-  await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, request.anchor.knownHead?.treeSize)), answer])
+  const own = request.anchor.knownHead?.treeSize
+  const asked = request.knownTreeSize ?? own
+  await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, asked)), answer])
   const bytes = await answer
-  return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
+  if (asked === own) return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
+  // Built for another verifier's head: its consistency proof is that verifier's to check; here it must be there.
+  const { knownHead: _own, consistencyProof: _proof, ...anchor } = request.anchor
+  const verified = verifyBundle(request.crypto, bytes, anchor, request.now)
+  const head = verified.head
+  if (asked !== undefined && asked !== 0 && asked !== head.treeSize && verified.bundle.consistency?.treeSize !== asked) {
+    throw new KinError('BUNDLE_KNOWN_SIZE', `the miner's bundle for ${cn} carries no consistency proof from the ${asked} events asked for`, { detail: { cn, knownTreeSize: asked } })
+  }
+  return { bytes, verified }
 }

@@ -334,9 +334,9 @@ export class LedgerFollower {
   /**
    * Asks the miner for `cn`'s proof bundle (design "Access decision" step 5) and verifies it against the fleet's
    * miner key, genesis and this device's head (a bundle whose head contradicts it raises an alarm). Waits for a
-   * session within the same deadline.
+   * session within the same deadline. With `knownTreeSize`, the bundle proves consistency from that size (a verifier's).
    */
-  async requestBundle(cn: string, deadlineMs: number): Promise<FetchedBundle> {
+  async requestBundle(cn: string, deadlineMs: number, knownTreeSize?: number): Promise<FetchedBundle> {
     const end = Date.now() + deadlineMs
     await this.waitOnline(deadlineMs)
     const client = this.#client
@@ -347,6 +347,7 @@ export class LedgerFollower {
       return await fetchBundle(client, {
         crypto: this.crypto, fleet: this.fleet, selfCn: this.cn, cn, now: this.#o.clock.now(), timeoutMs: Math.max(1, end - Date.now()),
         anchor: { minerKey: this.#minerKey, genesisId: genesis?.event.idHex, knownHead: held },
+        ...(knownTreeSize === undefined ? {} : { knownTreeSize }),
       })
     } catch (err) {
       if (isAlarm(err)) this.#alarm(err, 'bundle', undefined)

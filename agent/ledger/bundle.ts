@@ -6,6 +6,8 @@ import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import { MAX_EVENT_BYTES, readEvent } from './event.ts'
 import { checkHeadSuccession, decodeHead, headId, verifyHeadSignature, type BlockHead } from './head.ts'
 import { HASH_BYTES, MAX_PROOF_HASHES, idLeafHash, verifyInclusion, type MerkleTree } from './merkle.ts'
+import { multiInclusionProof, verifyMultiInclusion } from './multiproof.ts'
+import { packHashes, readPackedHashes } from './proof-encoding.ts'
 import { Ledger, type Refusal } from './ledger.ts'
 import type { PersistentLedger } from './persistent.ts'
 import type { LedgerState } from './state.ts'
@@ -15,11 +17,17 @@ import type { ValidateOptions, VerifiedSignatures } from './validate.ts'
 import type { SignatureCache } from './signature-cache.ts'
 
 /*
- * Wire format (deterministic CBOR):
- *   bundle = [1, headBytes, entries]  or  [1, headBytes, entries, [otherTreeSize, consistencyProof]]
- *   entry  = [eventBytes, leafIndex, inclusionProof]        leaf indexes strictly increasing, < head.treeSize
- * The optional fourth item is an RFC 9162 §2.1.4 proof between the head's tree and a tree of `otherTreeSize`
- * (the verifier's own head, when the builder knew its size), in whichever direction is smaller → larger.
+ * Wire format (deterministic CBOR), two versions, both read:
+ *   version 1: [1, headBytes, entries]  or  [1, headBytes, entries, [otherTreeSize, consistencyProof]]
+ *              entry = [eventBytes, leafIndex, inclusionProof]      leaf indexes strictly increasing, < head.treeSize
+ *   version 2 (compact; what buildBundle makes with `compact`):
+ *              [2, headBytes, [eventBytes…], [leafIndex…], inclusion]  or  … , [otherTreeSize, consistency]]
+ *              inclusion = ONE multi-leaf proof for all the events (multiproof.ts), its hashes packed back to back in
+ *              one byte string (proof-encoding.ts); consistency packed the same way.
+ * Version 1 repeats the upper levels of the tree in every entry's audit path (a depth-4 bundle over a log of 10,000
+ * events: 168 hashes of which 47 are distinct); version 2 sends each needed subtree hash once, and none that the
+ * bundle's own events give. The optional last item is an RFC 9162 §2.1.4 proof between the head's tree and a tree of
+ * `otherTreeSize` (the verifier's own head, when the builder knew its size), in whichever direction is smaller → larger.
  *
  * What a bundle for CN holds, so that a verifier can run the access decision's binding and lineage stages from it
  * alone (DESIGN.md "Access decision" steps 2–3):
@@ -68,14 +76,16 @@ import type { SignatureCache } from './signature-cache.ts'
  * presenter can.
  */
 
-/** The only bundle format version. */
+/** The first bundle format version: an audit path per entry. */
 export const BUNDLE_VERSION = 1
+/** The compact bundle format version: one shared multi-leaf inclusion proof. */
+export const COMPACT_BUNDLE_VERSION = 2
 /** Largest encoded bundle accepted. */
 export const MAX_BUNDLE_BYTES = 256 * 1024
 /** Most entries in one bundle. */
 export const MAX_BUNDLE_ENTRIES = 512
 
-/** One event of a bundle with its place in the miner's log and its audit path. */
+/** One event of a bundle with its place in the miner's log and its audit path (version 1; empty in version 2). */
 export interface BundleEntry {
   eventBytes: Uint8Array
   leafIndex: number
@@ -90,6 +100,8 @@ export interface ProofBundle {
   entries: BundleEntry[]
   /** A consistency proof between the head's tree and a tree of `treeSize` leaves, when the builder knew one. */
   consistency: { treeSize: number; proof: Uint8Array[] } | undefined
+  /** Version 2: the one multi-leaf inclusion proof of all entries (multiproof.ts). */
+  inclusion?: Uint8Array[]
 }
 
 /** Where a bundle is built from: a verified state whose log order is the miner's order up to the head. */
@@ -183,43 +195,93 @@ function readProof(v: CborValue | undefined, field: string): Uint8Array[] {
   })
 }
 
-/** Canonical bytes of a bundle. */
+/** Canonical bytes of a bundle, in its version's format. */
 export function encodeBundle(bundle: ProofBundle): Uint8Array {
+  if (bundle.version === COMPACT_BUNDLE_VERSION) {
+    if (bundle.inclusion === undefined) throw new TypeError('a version 2 bundle needs its shared "inclusion" proof')
+    const items: CborValue[] = [bundle.version, bundle.headBytes, bundle.entries.map(e => e.eventBytes), bundle.entries.map(e => e.leafIndex), packHashes(bundle.inclusion)]
+    if (bundle.consistency !== undefined) items.push([bundle.consistency.treeSize, packHashes(bundle.consistency.proof)])
+    return encodeCbor(items)
+  }
   const items: CborValue[] = [bundle.version, bundle.headBytes, bundle.entries.map(e => [e.eventBytes, e.leafIndex, e.proof])]
   if (bundle.consistency !== undefined) items.push([bundle.consistency.treeSize, bundle.consistency.proof])
   return encodeCbor(items)
 }
 
+function readEventBytes(v: CborValue | undefined, field: string): Uint8Array {
+  if (!(v instanceof Uint8Array) || v.length === 0 || v.length > MAX_EVENT_BYTES) fail(field, `must be 1..${MAX_EVENT_BYTES} bytes`)
+  return v
+}
+
+/** Leaf indexes strictly increasing below `treeSize`. */
+function readLeafIndex(v: CborValue | undefined, field: string, last: number, treeSize: number): number {
+  const leafIndex = readUint(v, field)
+  if (leafIndex <= last) fail(field, 'must increase strictly from entry to entry')
+  if (leafIndex >= treeSize) fail(field, `must be below the head's tree size ${treeSize}`)
+  return leafIndex
+}
+
+function decodeCompact(v: CborValue[], head: BlockHead, headBytes: Uint8Array): ProofBundle {
+  if (v.length !== 5 && v.length !== 6) throw new DecodeError('DECODE_SHAPE', 'a version 2 bundle is an array of 5 or 6 items')
+  const events = readArray(v[2], 'events', 1, MAX_BUNDLE_ENTRIES)
+  const indexes = readArray(v[3], 'leafIndexes', events.length, events.length)
+  let last = -1
+  const entries = events.map((raw, i) => {
+    const eventBytes = readEventBytes(raw, 'events[]')
+    last = readLeafIndex(indexes[i], 'leafIndexes[]', last, head.treeSize)
+    return { eventBytes, leafIndex: last, proof: [] as Uint8Array[] }
+  })
+  const inclusion = readPackedHashes(v[4], 'inclusion', events.length * MAX_PROOF_HASHES)
+  let consistency: ProofBundle['consistency']
+  if (v.length === 6) {
+    const c = readArray(v[5], 'consistency', 2, 2)
+    consistency = { treeSize: readUint(c[0], 'consistency.treeSize'), proof: readPackedHashes(c[1], 'consistency.proof', MAX_PROOF_HASHES) }
+  }
+  return { version: COMPACT_BUNDLE_VERSION, headBytes, head, entries, consistency, inclusion }
+}
+
+/** Version, head and items of an untrusted bundle; version 2 is read only when `compact` (UNKNOWN_VERSION otherwise). */
+function readBundleHeader(bytes: Uint8Array, compact: boolean): { v: CborValue[]; version: number; head: BlockHead; headBytes: Uint8Array } {
+  const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
+  if (!Array.isArray(v) || v.length < 3 || v.length > 6) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 to 6 items')
+  const version = readUint(v[0], 'version')
+  if (version !== BUNDLE_VERSION && (!compact || version !== COMPACT_BUNDLE_VERSION)) throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported here`)
+  if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
+  return { v, version, head: decodeHead(v[1]), headBytes: v[1] }
+}
+
 /**
- * Strict decoding of an untrusted bundle: version 1, a head that decodes, 1..MAX_BUNDLE_ENTRIES entries with
- * events of 1..MAX_EVENT_BYTES bytes, leaf indexes strictly increasing below the head's tree size, proofs of at
- * most 64 hashes of 32 bytes. DecodeError with a code otherwise; no signature or proof is checked here.
+ * Strict decoding of an untrusted bundle: version 1 or 2, a head that decodes, 1..MAX_BUNDLE_ENTRIES entries with
+ * events of 1..MAX_EVENT_BYTES bytes, leaf indexes strictly increasing below the head's tree size, audit paths of at
+ * most 64 hashes of 32 bytes (version 2: one shared proof of at most 64 per entry). DecodeError with a code
+ * otherwise; no signature or proof is checked here.
  */
 export function decodeBundle(bytes: Uint8Array): ProofBundle {
-  const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
-  if (!Array.isArray(v) || (v.length !== 3 && v.length !== 4)) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 or 4 items')
-  const version = readUint(v[0], 'version')
-  if (version !== BUNDLE_VERSION) throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported (this agent reads version ${BUNDLE_VERSION})`)
-  if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
-  const headBytes = v[1]
-  const head = decodeHead(headBytes)
+  const { v, version, head, headBytes } = readBundleHeader(bytes, true)
+  return version === COMPACT_BUNDLE_VERSION ? decodeCompact(v, head, headBytes) : decodeAuditPaths(v, head, headBytes)
+}
+
+/** decodeBundle for version 1 only (kin-core's reader: UNKNOWN_VERSION for version 2). */
+export function decodeAuditPathBundle(bytes: Uint8Array): ProofBundle {
+  const { v, head, headBytes } = readBundleHeader(bytes, false)
+  return decodeAuditPaths(v, head, headBytes)
+}
+
+function decodeAuditPaths(v: CborValue[], head: BlockHead, headBytes: Uint8Array): ProofBundle {
+  if (v.length !== 3 && v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'a version 1 bundle is an array of 3 or 4 items')
   let last = -1
   const entries = readArray(v[2], 'entries', 1, MAX_BUNDLE_ENTRIES).map(raw => {
     const item = readArray(raw, 'entries[]', 3, 3)
-    const eventBytes = item[0]
-    if (!(eventBytes instanceof Uint8Array) || eventBytes.length === 0 || eventBytes.length > MAX_EVENT_BYTES) fail('entries[].event', `must be 1..${MAX_EVENT_BYTES} bytes`)
-    const leafIndex = readUint(item[1], 'entries[].leafIndex')
-    if (leafIndex <= last) fail('entries[].leafIndex', 'must increase strictly from entry to entry')
-    if (leafIndex >= head.treeSize) fail('entries[].leafIndex', `must be below the head's tree size ${head.treeSize}`)
-    last = leafIndex
-    return { eventBytes, leafIndex, proof: readProof(item[2], 'entries[].proof') }
+    const eventBytes = readEventBytes(item[0], 'entries[].event')
+    last = readLeafIndex(item[1], 'entries[].leafIndex', last, head.treeSize)
+    return { eventBytes, leafIndex: last, proof: readProof(item[2], 'entries[].proof') }
   })
   let consistency: ProofBundle['consistency']
   if (v.length === 4) {
     const c = readArray(v[3], 'consistency', 2, 2)
     consistency = { treeSize: readUint(c[0], 'consistency.treeSize'), proof: readProof(c[1], 'consistency.proof') }
   }
-  return { version, headBytes, head, entries, consistency }
+  return { version: BUNDLE_VERSION, headBytes, head, entries, consistency }
 }
 
 // ---- building ----------------------------------------------------------------------------------------------
@@ -271,15 +333,18 @@ export function lineageEvents(source: Pick<BundleSource, 'state' | 'eventsAbout'
   return [...selected.values()]
 }
 
-/**
- * Builds the proof bundle of `cn` from the miner (its last head), a replica (its last verified head) or any source
- * whose log is in miner order. With `knownTreeSize` (the requester's head's tree size) the bundle also carries the
- * consistency proof between that tree and the head's, when the source's tree reaches both. BUNDLE_INCOMPLETE when
- * a needed event is missing or not yet covered by the head (seal, then build again).
- */
-export function buildBundle(from: BundleSource | { bundleSource(): BundleSource | undefined }, cn: string, opts: { knownTreeSize?: number } = {}): ProofBundle {
+/** The source itself, or the one a miner or replica gives; HEAD_MISSING before their first head. */
+export function sourceOf(from: BundleSource | { bundleSource(): BundleSource | undefined }): BundleSource {
   const source = 'bundleSource' in from ? from.bundleSource() : from
   if (source === undefined) throw new KinError('HEAD_MISSING', 'no verified head yet: nothing to prove inclusion against')
+  return source
+}
+
+/**
+ * The events a bundle for `cn` carries (lineageEvents), each with its leaf index, in leaf order; BUNDLE_INCOMPLETE
+ * when one is not covered by the source's head yet.
+ */
+export function placeLineage(source: BundleSource, cn: string): Array<{ e: EncodedEvent; leafIndex: number }> {
   const { state, tree, head } = source
   let positions: Map<string, number> | undefined
   const indexOf = source.indexOf ?? ((idHex: string) => {
@@ -289,7 +354,7 @@ export function buildBundle(from: BundleSource | { bundleSource(): BundleSource 
     }
     return positions.get(idHex)
   })
-  const placed = lineageEvents(source, cn).map(e => {
+  return lineageEvents(source, cn).map(e => {
     const leafIndex = indexOf(e.idHex)
     if (leafIndex === undefined || leafIndex >= head.treeSize) {
       throw incomplete(`event ${e.idHex.slice(0, 16)}… (${e.event.type}) is not covered by head ${head.height} yet`, { id: e.idHex })
@@ -299,13 +364,42 @@ export function buildBundle(from: BundleSource | { bundleSource(): BundleSource 
     }
     return { e, leafIndex }
   }).sort((a, b) => a.leafIndex - b.leafIndex)
-  const entries = placed.map(({ e, leafIndex }) => ({ eventBytes: e.bytes, leafIndex, proof: tree.inclusionProof(leafIndex, head.treeSize) }))
-  let consistency: ProofBundle['consistency']
-  const k = opts.knownTreeSize
-  if (k !== undefined && Number.isSafeInteger(k) && k > 0 && k !== head.treeSize && k <= tree.size) {
-    consistency = { treeSize: k, proof: tree.consistencyProof(Math.min(k, head.treeSize), Math.max(k, head.treeSize)) }
+}
+
+/** How a bundle is built. */
+export interface BuildBundleOptions {
+  /** The verifier's tree size: the bundle carries the consistency proof between it and the head's (BUNDLE_KNOWN_SIZE when the source cannot). */
+  knownTreeSize?: number
+  /** Version 2: one shared multi-leaf inclusion proof instead of an audit path per entry. */
+  compact?: boolean
+}
+
+/**
+ * Builds the proof bundle of `cn` from the miner (its last head), a replica (its last verified head) or any source
+ * whose log is in miner order. With `knownTreeSize` (the requester's head's tree size) the bundle also carries the
+ * consistency proof between that tree and the head's; a size the source's tree does not reach is BUNDLE_KNOWN_SIZE,
+ * never silently left out. BUNDLE_INCOMPLETE when a needed event is missing or not yet covered by the head (seal,
+ * then build again).
+ */
+export function buildBundle(from: BundleSource | { bundleSource(): BundleSource | undefined }, cn: string, opts: BuildBundleOptions = {}): ProofBundle {
+  const source = sourceOf(from)
+  const { tree, head } = source
+  const placed = placeLineage(source, cn)
+  const compact = opts.compact === true
+  const entries = placed.map(({ e, leafIndex }) => ({ eventBytes: e.bytes, leafIndex, proof: compact ? [] : tree.inclusionProof(leafIndex, head.treeSize) }))
+  const consistency = consistencyFor(tree, head, opts.knownTreeSize)
+  if (!compact) return { version: BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency }
+  const inclusion = multiInclusionProof(tree, entries.map(e => e.leafIndex), head.treeSize)
+  return { version: COMPACT_BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency, inclusion }
+}
+
+/** The consistency proof between a verifier's tree of `k` leaves and the head's; BUNDLE_KNOWN_SIZE when the tree cannot give it. */
+function consistencyFor(tree: MerkleTree, head: BlockHead, k: number | undefined): ProofBundle['consistency'] {
+  if (k === undefined || k === 0 || k === head.treeSize) return undefined
+  if (!Number.isSafeInteger(k) || k < 1 || k > tree.size) {
+    throw new KinError('BUNDLE_KNOWN_SIZE', `no consistency proof from a tree of ${k} events: this log holds ${tree.size} (a verifier ahead of the miner holds another log)`, { detail: { knownTreeSize: k, treeSize: tree.size } })
   }
-  return { version: BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency }
+  return { treeSize: k, proof: tree.consistencyProof(Math.min(k, head.treeSize), Math.max(k, head.treeSize)) }
 }
 
 // ---- verifying ---------------------------------------------------------------------------------------------
@@ -333,7 +427,7 @@ function anchorBundleHead(crypto: CryptoProvider, bundle: ProofBundle, anchor: B
   throw new VerificationError(verdict.code, `the bundle's head contradicts the known head: ${verdict.reason}`, { detail })
 }
 
-function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
+function verifyAuditPaths(crypto: CryptoProvider, bundle: ProofBundle): void {
   const { head } = bundle
   bundle.entries.forEach((entry, i) => {
     const id = crypto.sha256(entry.eventBytes)
@@ -341,6 +435,15 @@ function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
       throw new VerificationError('BUNDLE_INCLUSION', `bundle entry ${i} is not proven at leaf ${entry.leafIndex} of the head's tree (RFC 9162 §2.1.3.2)`, { detail: { entry: i, leafIndex: entry.leafIndex } })
     }
   })
+}
+
+function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
+  if (bundle.inclusion === undefined) return verifyAuditPaths(crypto, bundle)
+  const { head } = bundle
+  const leafHashes = bundle.entries.map(e => idLeafHash(crypto, crypto.sha256(e.eventBytes)))
+  if (!verifyMultiInclusion(crypto, leafHashes, bundle.entries.map(e => e.leafIndex), head.treeSize, bundle.inclusion, head.root)) {
+    throw new VerificationError('BUNDLE_INCLUSION', `the bundle's shared inclusion proof does not place its ${bundle.entries.length} events at their leaves of the head's tree (RFC 9162 §2.1.3.2)`)
+  }
 }
 
 // The options come from a host program in plain JavaScript: a misspelt tier must not quietly check less.
@@ -417,13 +520,28 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
  * 'bundle' checks fewer signatures (BundleVerifyOptions); the default checks them all.
  */
 export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+  return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeBundle, verifyInclusions)
+}
+
+/**
+ * verifyBundle for version 1 bundles only (an audit path per event): what kin-core runs on a small engine, whose
+ * heap has no room for the compact reader's code. A version 2 bundle is UNKNOWN_VERSION here.
+ */
+export function verifyAuditPathBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+  return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeAuditPathBundle, verifyAuditPaths)
+}
+
+function verifyWith(
+  crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions,
+  decode: (bytes: Uint8Array) => ProofBundle, checkInclusions: (crypto: CryptoProvider, bundle: ProofBundle) => void,
+): VerifiedBundle {
   abytes('anchor.minerKey', anchor.minerKey, 32)
   checkVerifyOptions(opts)
-  const bundle = decodeBundle(bundleBytes)
+  const bundle = decode(bundleBytes)
   verifyBundleHead(crypto, bundle, anchor.minerKey)
   const id = headId(crypto, bundle.head)
   const anchoring = anchorBundleHead(crypto, bundle, anchor, id)
-  verifyInclusions(crypto, bundle)
+  checkInclusions(crypto, bundle)
   const { ledger, signatures } = replayBundle(crypto, bundle, anchor, opts)
   return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time, signatures }
 }

@@ -8,12 +8,20 @@ import { isPem, pemToDer } from '../../agent/pki/pem.ts'
 import { tlsClientPolicy, tlsServerPolicy } from './tls-policy.ts'
 import { checkActionName, SERVE_ACTION, type AccessSession } from '../../agent/access/session.ts'
 import type { AccessAnswer, Decision } from '../../agent/access/types.ts'
+import { fromHex, toHex } from '../../agent/codec/bytes.ts'
+import type { BlockHead } from '../../agent/ledger/head.ts'
+import { statementOf, type HeadStatement } from '../../agent/ledger/offline-proof.ts'
 import { DEFAULT_MAX_PENDING_CONNECTIONS, PendingConnections, type PendingCloseReason } from './pending-connections.ts'
 
 /*
  * WIRE (docs/PROTOCOL.md §12.2)
- *   requester → device: one line, JSON {"action": "<name>"} or {"action": "<name>", "bundle": "<base64>"} (a bundle of
- *     at most MAX_LINE_BUNDLE_BYTES), at most MAX_REQUEST_BYTES with its newline, within the request timeout
+ *   device → requester, first, when the endpoint states its head (`heldHead`, as kin serve does): one line
+ *     {"head": {"treeSize": N, "root": "<hex>"}} ({"treeSize": 0, "root": null} without a head), at most
+ *     MAX_STATEMENT_BYTES with its newline; the requester reads it before it writes (DESIGN.md "Offline proofs are
+ *     negotiated, not guessed")
+ *   requester → device: one line, JSON {"action": "<name>"}, {"action": "<name>", "proof": "<base64>"} (an offline proof
+ *     for the stated head, agent/ledger/proof-encoding.ts) or {"action": "<name>", "bundle": "<base64>"} (a standalone
+ *     bundle of at most MAX_LINE_BUNDLE_BYTES), at most MAX_REQUEST_BYTES with its newline, within the request timeout
  *   device → requester: one line, JSON {allow, code, reason, path, commonAncestor, hops, peer, action, time}; then close
  * PROOF OF POSSESSION. The server asks for a client certificate (requestCert) but does not let OpenSSL refuse one
  * (rejectUnauthorized: false), so that a certificate from another CA gets a coded deny (CERT_CHAIN) from the engine
@@ -30,6 +38,10 @@ import { DEFAULT_MAX_PENDING_CONNECTIONS, PendingConnections, type PendingCloseR
 export const MAX_REQUEST_BYTES = 48 * 1024
 /** Largest answer line the requester reads. */
 export const MAX_ANSWER_BYTES = 16384
+/** Largest head statement line the requester reads, newline included. */
+export const MAX_STATEMENT_BYTES = 256
+/** Largest offline proof a request line may carry, decoded (a larger one is still read, and refused PROOF_OVERSIZE). */
+export const MAX_LINE_PROOF_BYTES = 32 * 1024
 /** Default time a peer has to send its request once the handshake is done, and a requester to get its answer. */
 export const DEFAULT_ACCESS_TIMEOUT_MS = 5000
 
@@ -106,12 +118,43 @@ export interface AccessEndpointOptions extends TlsIdentity {
    * miner when the ledger lacks a proof. Must not throw for a refusal; a throw becomes an INTERNAL deny.
    */
   decide?: (certificateDer: Uint8Array, request: AccessLine) => Decision | Promise<Decision>
+  /**
+   * The head this device holds, read once per connection: when given, the endpoint states it as its first line, and
+   * the request carries it on as `stated` (what an offline proof must start from).
+   */
+  heldHead?: () => BlockHead | undefined
 }
 
-/** What a requester asks: the action, and optionally its own proof bundle (base64 in the line, at most 32 KiB). */
+/** What a requester asks: the action, and optionally its own proof (base64 in the line, at most 32 KiB decoded). */
 export interface AccessLine {
   action: string
+  /** A standalone proof bundle (agent/ledger/bundle.ts). */
   bundle?: Uint8Array
+  /** An offline proof for the head this endpoint stated (agent/ledger/offline-proof.ts). */
+  proof?: Uint8Array
+  /** The head this endpoint stated on this connection ('none' when it states none). */
+  stated?: BlockHead | undefined | 'none'
+}
+
+/** The statement line's content for a head statement. */
+export function statementLine(statement: HeadStatement): string {
+  return JSON.stringify({ head: { treeSize: statement.treeSize, root: statement.root === undefined ? null : toHex(statement.root) } })
+}
+
+/** Parses a head statement line from an untrusted device; DecodeError DECODE_SHAPE when it is not one. */
+export function parseStatementLine(line: string): HeadStatement {
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch (cause) {
+    throw new DecodeError('DECODE_SHAPE', 'the head statement is not JSON', { cause })
+  }
+  const head = (v as Record<string, unknown> | null)?.['head'] as Record<string, unknown> | undefined
+  const treeSize = head?.['treeSize'], root = head?.['root']
+  const ok = typeof head === 'object' && head !== null && Number.isSafeInteger(treeSize) && (treeSize as number) >= 0
+    && (treeSize === 0 ? root === null : typeof root === 'string' && /^[0-9a-f]{64}$/.test(root))
+  if (!ok) throw new DecodeError('DECODE_SHAPE', 'the head statement is not {"head": {"treeSize": N, "root": HEX | null}}')
+  return { treeSize: treeSize as number, root: root === null ? undefined : fromHex(root as string) }
 }
 
 /** Largest proof bundle a request line may carry. */
@@ -142,11 +185,22 @@ function parseRequest(line: string): AccessLine {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DecodeError('DECODE_SHAPE', 'the request must be a JSON object {"action": "<name>"}')
   const o = v as Record<string, unknown>
   const action = checkActionName(o['action'])
+  if (o['bundle'] !== undefined && o['proof'] !== undefined) throw new DecodeError('DECODE_SHAPE', 'a request carries a "proof" or a "bundle", not both')
+  if (o['proof'] !== undefined) {
+    // Refused by the verifier with its own code (PROOF_OVERSIZE) when over its limit; over the line's, refused here.
+    const proof = base64Field(o['proof'], 'proof')
+    if (proof.length > MAX_LINE_PROOF_BYTES) throw new DecodeError('DECODE_OVERSIZE', `the offered proof is over ${MAX_LINE_PROOF_BYTES} bytes`)
+    return { action, proof }
+  }
   if (o['bundle'] === undefined) return { action }
-  if (typeof o['bundle'] !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(o['bundle'])) throw new DecodeError('DECODE_FIELD', '"bundle" must be base64 text')
-  const bundle = new Uint8Array(Buffer.from(o['bundle'], 'base64'))
+  const bundle = base64Field(o['bundle'], 'bundle')
   if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw new DecodeError('DECODE_OVERSIZE', `the presented bundle is over ${MAX_LINE_BUNDLE_BYTES} bytes`)
   return { action, bundle }
+}
+
+function base64Field(value: unknown, name: string): Uint8Array {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new DecodeError('DECODE_FIELD', `"${name}" must be base64 text`)
+  return new Uint8Array(Buffer.from(value, 'base64'))
 }
 
 // The first certificate of a PEM chain as DER; empty bytes (left to OpenSSL to refuse) when it is not one.
@@ -179,6 +233,13 @@ function rsaParameterRefusal(certificateDer: Uint8Array, whose = 'the peer\'s ce
 function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, timeoutMs: number): void {
   const { session } = options
   const from = addressOf(socket)
+  // The statement opens the exchange; the head it names is the one an offline proof on this connection must extend.
+  let stated: AccessLine['stated']
+  if (options.heldHead !== undefined) {
+    const head = options.heldHead()
+    stated = head ?? 'none'
+    socket.write(statementLine(statementOf(head)) + '\n')
+  }
   const chunks: Buffer[] = []
   let size = 0
   let done = false
@@ -193,6 +254,7 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
     let request: AccessLine
     try {
       request = parseRequest(line)
+      if (stated !== undefined) request.stated = stated
     } catch (e) {
       settle(session.refuse((e as KinError).code ?? 'DECODE_SHAPE', (e as Error).message, '?'))
       return
@@ -309,6 +371,17 @@ export interface AccessRequestOptions extends TlsIdentity {
   timeoutMs?: number
   /** This device's proof bundle, for a server that may lack its proofs (offline). */
   bundle?: Uint8Array
+  /**
+   * Negotiation (DESIGN.md "Offline proofs are negotiated"): wait for the server's head statement, then send what this
+   * answers for it — an offline proof, a bundle, or nothing. Its time counts against `timeoutMs`; a throw sends nothing.
+   */
+  proofFor?: (statement: HeadStatement) => Promise<OfferedProof>
+}
+
+/** What a requester sends with its action for a stated head. */
+export interface OfferedProof {
+  proof?: Uint8Array
+  bundle?: Uint8Array
 }
 
 /** What came of a request: the server identity check, and the server's answer when the request was sent. */
@@ -316,6 +389,10 @@ export interface AccessOutcome {
   server: Decision
   /** Undefined when the server failed its identity check: then nothing was sent. */
   answer: AccessAnswer | undefined
+  /** The head the server stated, when the request negotiated. */
+  statement?: HeadStatement
+  /** What went with the action: an offline proof, a bundle or nothing (bytes before base64). */
+  sent?: { kind: 'proof' | 'bundle' | 'none'; bytes: number }
 }
 
 /**
@@ -335,13 +412,35 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     let server: Decision | undefined
     let received = ''
     let settled = false
+    // With negotiation, the first line is the server's head statement; the request goes once it is answered.
+    let statement: HeadStatement | undefined
+    let awaitingStatement = options.proofFor !== undefined
+    let sent: AccessOutcome['sent']
     const finish = (error: KinError | undefined, outcome?: AccessOutcome): void => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       socket.destroy()
       if (error !== undefined) reject(error)
-      else resolve(outcome!)
+      else resolve({ ...outcome!, ...(statement === undefined ? {} : { statement }), ...(sent === undefined ? {} : { sent }) })
+    }
+    const send = (offered: OfferedProof): void => {
+      if (settled) return
+      const line: Record<string, string> = { action }
+      if (offered.proof !== undefined) line['proof'] = Buffer.from(offered.proof).toString('base64')
+      else if (offered.bundle !== undefined) line['bundle'] = Buffer.from(offered.bundle).toString('base64')
+      sent = offered.proof !== undefined ? { kind: 'proof', bytes: offered.proof.length } : offered.bundle !== undefined ? { kind: 'bundle', bytes: offered.bundle.length } : { kind: 'none', bytes: 0 }
+      socket.write(JSON.stringify(line) + '\n')
+    }
+    const onStatement = (line: string): void => {
+      awaitingStatement = false
+      try {
+        statement = parseStatementLine(line)
+      } catch (e) {
+        finish(e as KinError)
+        return
+      }
+      options.proofFor!(statement).then(send, (e: Error) => finish(isKinError(e) ? e : new KinError('INTERNAL', `building the proof for ${target} failed: ${e?.message ?? e}`, { cause: e })))
     }
     // Device certificates name devices (CN and SAN dNSNames of the fleet), not the address dialled, so the usual
     // hostname check cannot apply: it is switched off here, and the engine's server identity check (fleet root,
@@ -371,7 +470,7 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
         finish(undefined, { server, answer: undefined })
         return
       }
-      socket.write(JSON.stringify(options.bundle === undefined ? { action } : { action, bundle: Buffer.from(options.bundle).toString('base64') }) + '\n')
+      if (!awaitingStatement) send(options.bundle === undefined ? {} : { bundle: options.bundle })
     })
     const answerWith = (line: string): void => {
       try {
@@ -384,12 +483,23 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     socket.on('data', (chunk: string) => {
       if (server === undefined || !server.allow) return
       received += chunk
+      if (awaitingStatement) {
+        const end = received.indexOf('\n')
+        if (end < 0) {
+          if (received.length > MAX_STATEMENT_BYTES) finish(new DecodeError('DECODE_OVERSIZE', `the head statement from ${target} is longer than ${MAX_STATEMENT_BYTES} bytes`))
+          return
+        }
+        const line = received.slice(0, end)
+        received = received.slice(end + 1)
+        onStatement(line)
+        if (received.length === 0) return
+      }
       const newline = received.indexOf('\n')
       if (newline >= 0) answerWith(received.slice(0, newline))
       else if (received.length > MAX_ANSWER_BYTES) finish(new DecodeError('DECODE_OVERSIZE', `the answer from ${target} is longer than ${MAX_ANSWER_BYTES} bytes`))
     })
     socket.on('end', () => {
-      if (server !== undefined && server.allow && received.length > 0) answerWith(received)
+      if (server !== undefined && server.allow && !awaitingStatement && received.length > 0) answerWith(received)
       else finish(new KinError('ACCESS_TRANSPORT', `${target} closed the connection without an answer (did the TLS handshake fail, or was this device's certificate refused?)`))
     })
     socket.on('error', (e: Error) => {

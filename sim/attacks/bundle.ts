@@ -1,4 +1,4 @@
-/** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner. */
+/** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner, a forged offline proof. */
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
@@ -9,7 +9,10 @@ import { KinError } from '../../agent/errors.ts'
 import { decideWithProofs, type ProvedDecision } from '../../agent/gossip/missing-proof.ts'
 import { buildBundle, decodeBundle, encodeBundle, verifyBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
+import { Ledger } from '../../agent/ledger/ledger.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
+import { buildOfflineProof } from '../../agent/ledger/offline-proof.ts'
+import { encodeOfflineProof } from '../../agent/ledger/proof-encoding.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { AttackContext } from './house.ts'
@@ -147,13 +150,65 @@ export async function bundleAttacks(ctx: AttackContext, run: AttackRunner): Prom
         await fork.submit(log.map(e => e.bytes), fleet.clock.now())
         // The head claims the lock's own head's time, so time alone gives nothing away.
         await fork.seal(knownHead.time)
-        return present('Eve', encodeBundle(buildBundle(fork, guest.cn, { knownTreeSize: knownHead.treeSize })))
+        // A forked log shorter than the lock's cannot prove consistency from its size: the forger sends none.
+        return present('Eve', encodeBundle(buildBundle(fork, guest.cn, knownHead.treeSize <= fork.treeSize ? { knownTreeSize: knownHead.treeSize } : {})))
       } finally {
         await fork.close()
       }
     })
+    await run.run({ id: 'bundle-forged-consistency', family: 'bundle', kind: 'attack', attack: "over mutual TLS: an offline proof for the head the lock stated, its consistency part forged", expected: ['HEAD_INCONSISTENT'] },
+      () => forgedConsistency(ctx, guest.identity, der => guest.session.checkServer(der)))
     return { flipCodes: codes }
   } finally {
     await endpoint.close()
+  }
+}
+
+/**
+ * DESIGN.md "Offline proofs are negotiated": a lock holding the whole log up to the head before the guest enrolled
+ * states that head; the guest's honest offline proof (its events since, one shared proof that is also the
+ * consistency proof) would admit it. Here the hashes of the lock's own tree in it are changed: the proof no longer
+ * folds into the lock's root, and the lock refuses the head as not extending its own.
+ */
+async function forgedConsistency(ctx: AttackContext, identity: { certPem: string; keyPem: string; rootPem: string }, checkServer: (der: Uint8Array) => Decision): Promise<AttackOutcome> {
+  const { fleet } = ctx
+  const lock = fleet.device('L3.3'), guest = fleet.device('L3.4')
+  const log = fleet.l0.ledger.ledger.state.log
+  const split = log.findIndex(e => e.event.type === 'authorize' && fleet.l0.ledger.ledger.state.cnOfLabel(e.event.subject) === guest.cn)
+  const storage = memoryStorage()
+  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')), await storage.openAppendFile('heads.cbor'), fleet.device('L0').ledgerSeed, { boundTimes: false })
+  try {
+    await miner.submit(log.slice(0, split).map(e => e.bytes), fleet.clock.now())
+    const stated = (await miner.seal(fleet.clock.now()))!
+    const held = new Ledger(nodeCrypto)
+    held.ingestMany(log.slice(0, split), { trustSignatures: true })
+    await miner.submit(log.slice(split).map(e => e.bytes), fleet.clock.now())
+    await miner.seal(fleet.clock.now())
+    const session = new AccessSession({
+      self: lock.cn, root: DeviceCertificate.from(lock.identity.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: fleet.clock,
+      ledger: () => held.state, lastHeadTime: () => stated.time,
+    })
+    const anchor: BundleAnchor = { minerKey: held.state.genesis!.body.minerKey, genesisId: held.state.genesis!.event.idHex, knownHead: stated }
+    const endpoint = await startAccessEndpoint({
+      ...lock.identity, session, host: '127.0.0.1', port: 0, heldHead: () => stated,
+      decide: async (der, request) => (await decideWithProofs(session, der, request.action, {
+        crypto: nodeCrypto, anchor, ...(request.proof === undefined ? {} : { offered: request.proof, stated: request.stated === 'none' ? undefined : request.stated }),
+      })).decision,
+    })
+    try {
+      const { server, answer } = await requestAccess({
+        ...identity, host: '127.0.0.1', port: endpoint.port, action: 'unlock', checkServer,
+        proofFor: async statement => {
+          const honest = buildOfflineProof(miner, guest.cn, statement)!
+          return { proof: encodeOfflineProof({ ...honest, proof: [nodeCrypto.sha256(honest.proof[0]!), ...honest.proof.slice(1)] }) }
+        },
+      })
+      if (answer === undefined) return { ...decided('Eve', 'L3.3', 'unlock', server), detail: `the guest refused the lock before asking: ${server.code}` }
+      return { ...decided('Eve', 'L3.3', 'unlock', decisionOf(answer)), detail: `over mutual TLS, the lock stating head ${stated.height} (${stated.treeSize} events): ${answer.reason}` }
+    } finally {
+      await endpoint.close()
+    }
+  } finally {
+    await miner.close()
   }
 }

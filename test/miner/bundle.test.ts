@@ -11,7 +11,7 @@ import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { Miner } from '../../agent/ledger/miner.ts'
 import {
-  buildBundle, decodeBundle, encodeBundle, lineageEvents, mergeBundleInto, verifyBundle, type BundleAnchor, type ProofBundle,
+  buildBundle, decodeBundle, encodeBundle, lineageEvents, mergeBundleInto, verifyAuditPathBundle, verifyBundle, type BundleAnchor, type ProofBundle,
 } from '../../agent/ledger/bundle.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../../agent/ledger/sync.ts'
 import { lineageRefusal } from '../../agent/access/lineage-stage.ts'
@@ -217,7 +217,8 @@ t.test('bundle codec: strict decoding with coded errors', async t => {
   const items = decodeCbor(encodeBundle(bundle)) as CborValue[]
   const variant = (f: (v: CborValue[]) => CborValue): Uint8Array => encodeCbor(f(structuredClone(items)))
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['version 2', variant(v => [2, ...v.slice(1)]), /UNKNOWN_VERSION/],
+    ['version 3', variant(v => [3, ...v.slice(1)]), /UNKNOWN_VERSION/],
+    ['version 2 with a version 1 body', variant(v => [2, ...v.slice(1)]), /DECODE_SHAPE/],
     ['two items', variant(v => v.slice(0, 2)), /DECODE_SHAPE/],
     ['five items', variant(v => [...v, [0, []], 1]), /DECODE_SHAPE/],
     ['no entries', variant(v => [v[0]!, v[1]!, []]), /DECODE_SHAPE/],
@@ -232,6 +233,10 @@ t.test('bundle codec: strict decoding with coded errors', async t => {
     t.match(codeOf(() => decodeBundle(bytes)), code, name)
     t.match(codeOf(() => verifyBundle(nodeCrypto, bytes, anchorOf(deep), NOW)), code, `${name} (through verifyBundle)`)
   }
+  // kin-core's reader takes version 1 only: a compact bundle is UNKNOWN_VERSION there, and verifies here.
+  const compact = encodeBundle(buildBundle(miner, chain[2]!, { compact: true }))
+  t.equal(codeOf(() => verifyAuditPathBundle(nodeCrypto, compact, anchorOf(deep), NOW)), 'UNKNOWN_VERSION', 'a version 2 bundle to the version 1 reader')
+  t.equal(verifyAuditPathBundle(nodeCrypto, encodeBundle(bundle), anchorOf(deep), NOW).state.log.length, verifyBundle(nodeCrypto, compact, anchorOf(deep), NOW).state.log.length, 'both readers prove the same events')
 })
 
 t.test('vectors: a small deterministic bundle (test/vectors/bundle/bundle.json)', async t => {

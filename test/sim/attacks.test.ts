@@ -80,6 +80,7 @@ t.test('the bundle cases ran over mutual TLS on an offline lock (DESIGN.md "Acce
   const rows = result.rows.filter(r => r.family === 'bundle')
   t.same(Object.fromEntries(rows.filter(r => r.id !== 'bundle-forked-head').map(r => [r.id, r.actual])), {
     'bundle-good': 'ALLOW', 'bundle-event-byte': 'BUNDLE_INCLUSION', 'bundle-head-byte': 'HEAD_SIGNATURE', 'bundle-every-byte': 'REFUSED_ALL',
+    'bundle-forged-consistency': 'HEAD_INCONSISTENT',
   })
   t.match(byId.get('bundle-forked-head')!.actual, /^HEAD_(UNPROVEN|INCONSISTENT|FORK|ROLLBACK)$/, "the forked miner's head is refused against the lock's own")
   for (const r of rows) {

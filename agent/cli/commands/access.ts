@@ -16,6 +16,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
+import { offerFor, type ProofOffer } from './_proof-offer.ts'
 import { brokerLoginOf, lentClient, openFollowingHome } from './sync.ts'
 
 /**
@@ -154,12 +155,20 @@ export const access: CommandSpec = {
       }
       if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw usageError(`--bundle: ${bundle.length} bytes is over the ${MAX_LINE_BUNDLE_BYTES} a request may carry`)
     }
+    let offer: ProofOffer | undefined
     const ask = async (): Promise<AccessOutcome> => {
       const device = await openAccessHome(dir, { audit: false, needKey: true })
+      const deadline = Date.now() + timeoutMs
       try {
         if (bundle !== undefined) checkOwnBundle(device, bundle, String(args.values.bundle))
         return await requestAccess({
-          host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs, ...(bundle === undefined ? {} : { bundle }),
+          host, port, action, certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, timeoutMs,
+          // The device states its head first; this home answers with what it lacks (or, with --bundle, that file).
+          proofFor: async statement => {
+            if (bundle !== undefined) return { bundle }
+            offer = await offerFor(device.home, device.config, statement, deadline - Math.min(1000, timeoutMs / 4))
+            return offer
+          },
           checkServer: der => {
             const d = device.session.checkServer(der)
             if (d.allow && expect !== undefined && d.peer !== expect) {
@@ -185,8 +194,13 @@ export const access: CommandSpec = {
         `refused the device at ${host}:${port} before asking: ${describeDecision(server)}`)
       return 1
     }
-    emit(args.json, { stage: 'answer', server: server.peer ?? null, ...answer }, () =>
-      `${server.peer} answered: ${answer.allow ? 'ALLOW' : `DENY ${answer.code}`} "${answer.action}": ${answer.reason}`)
+    const sent = outcome.sent === undefined ? null : {
+      kind: outcome.sent.kind, bytes: outcome.sent.bytes, source: bundle !== undefined ? 'file' : offer?.source ?? 'none', note: offer?.note ?? null,
+      statedTreeSize: outcome.statement?.treeSize ?? null,
+    }
+    emit(args.json, { stage: 'answer', server: server.peer ?? null, ...answer, sent }, () =>
+      `${server.peer} answered: ${answer.allow ? 'ALLOW' : `DENY ${answer.code}`} "${answer.action}": ${answer.reason}`
+      + (sent === null || sent.kind === 'none' ? '' : ` (sent ${sent.kind === 'proof' ? 'an offline proof' : 'a bundle'} of ${sent.bytes} bytes for its head of ${sent.statedTreeSize} events)`))
     return answer.allow ? 0 : 1
   },
 }

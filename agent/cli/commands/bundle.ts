@@ -33,7 +33,7 @@ async function fromHome(home: Home, config: HomeConfig, cn: string, knownTreeSiz
   return readHomeLog(home, config, log => {
     const anchor = { head: log.head, minerKey: log.minerKey, genesisId: log.genesisId }
     try {
-      return { ...anchor, bundle: encodeBundle(buildBundle(log.proofs, cn, { knownTreeSize })), error: undefined }
+      return { ...anchor, bundle: encodeBundle(buildBundle(log.proofs, cn, { knownTreeSize, compact: true })), error: undefined }
     } catch (err) {
       if (!(err instanceof KinError) || (err.code !== 'BUNDLE_INCOMPLETE' && err.code !== 'HEAD_MISSING')) throw err
       if (config.l0 !== true) return { ...anchor, bundle: undefined, error: err }
@@ -44,10 +44,10 @@ async function fromHome(home: Home, config: HomeConfig, cn: string, knownTreeSiz
 }
 
 /** Asks L0 for the bundle on a short session of this device; refused while another process holds the device's session. */
-async function fromMiner(home: Home, config: HomeConfig, cn: string, local: LocalOutcome, timeoutMs: number): Promise<{ bytes: Uint8Array; verified: VerifiedBundle }> {
+async function fromMiner(home: Home, config: HomeConfig, cn: string, local: LocalOutcome, timeoutMs: number, knownTreeSize: number | undefined): Promise<{ bytes: Uint8Array; verified: VerifiedBundle }> {
   // Carried out inside the home's agent: asked on the agent's own session.
   const lent = lentFollower(home.dir)
-  if (lent !== undefined) return lent.requestBundle(cn, timeoutMs)
+  if (lent !== undefined) return lent.requestBundle(cn, timeoutMs, knownTreeSize)
   const holder = lockHolder(home, LEDGER_LOCK_FILE)
   if (holder !== undefined) {
     throw new KinError('STORAGE_BUSY', `${local.error!.message}; asking L0 would take the broker session of the process (pid ${holder}) that follows this home: let it sync, then run this again`, { detail: { pid: holder } })
@@ -60,6 +60,8 @@ async function fromMiner(home: Home, config: HomeConfig, cn: string, local: Loca
     return await fetchBundle(client, {
       crypto: nodeCrypto, fleet: config.fleet, selfCn: config.cn, cn, now: Math.floor(Date.now() / 1000), timeoutMs: Math.max(1, end - Date.now()),
       anchor: { minerKey: local.minerKey, genesisId: local.genesisId, knownHead: local.head },
+      // --known-size goes to the miner as asked (the verifier's size, not this home's): never dropped.
+      ...(knownTreeSize === undefined ? {} : { knownTreeSize }),
     })
   } finally {
     await client.close().catch(() => undefined)
@@ -108,7 +110,7 @@ export const ledgerBundle: CommandSpec = {
     let verified: VerifiedBundle
     if (bytes === undefined) {
       if (config.l0 === true || !followsBroker(config)) throw local.error!
-      const fetched = await fromMiner(home, config, cn, local, timeoutMs)
+      const fetched = await fromMiner(home, config, cn, local, timeoutMs, knownTreeSize)
       bytes = fetched.bytes
       verified = fetched.verified
       source = 'miner'

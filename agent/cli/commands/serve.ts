@@ -196,6 +196,8 @@ export const serve: CommandSpec = {
           crypto: nodeCrypto, deadlineMs: PROOF_DEADLINE_MS,
           anchor: { minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32), genesisId: state.genesis?.event.idHex, knownHead: home.heldHead() },
           ...(request.bundle === undefined ? {} : { presented: request.bundle }),
+          // The offline proof answers the head stated on this connection (firmware-shims/node/tls-endpoint.ts).
+          ...(request.proof === undefined ? {} : { offered: request.proof, stated: request.stated === 'none' ? undefined : request.stated }),
           ...(follower === undefined ? {} : { fetch: async (cn: string, ms: number) => (await follower.requestBundle(cn, ms)).bytes }),
         })
         return proved.decision
@@ -203,6 +205,7 @@ export const serve: CommandSpec = {
       endpoint = await startAccessEndpoint({
         certPem: device.certPem, keyPem: device.keyPem, rootPem: device.rootPem, session: device.session,
         host: String(args.values.host), port, requestTimeoutMs: timeout, maxPendingConnections: maxPending, onDecision, onHandshakeError, decide,
+        heldHead: () => home.heldHead(),
       })
       // The agent owns the home it follows: other commands on it are carried out here (DESIGN.md "The device runtime").
       if (following !== undefined) control = await listenForCommands(following)

@@ -1,4 +1,4 @@
-/** @module Writes the proof-bundle vectors from the deterministic house fleet: `npx tsx test/vectors/bundle/generate.ts`. */
+/** @module Writes the proof-bundle vectors (bundle.json) and the compact-encoding vectors (compact.json) from the deterministic house fleet: `npx tsx test/vectors/bundle/generate.ts`. */
 import { writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
@@ -8,6 +8,9 @@ import { encodeHead, headId } from '../../../agent/ledger/head.ts'
 import { PersistentLedger } from '../../../agent/ledger/persistent.ts'
 import { Miner } from '../../../agent/ledger/miner.ts'
 import { buildBundle, encodeBundle, verifyBundle } from '../../../agent/ledger/bundle.ts'
+import { Ledger } from '../../../agent/ledger/ledger.ts'
+import { buildOfflineProof, statementOf, verifyOfflineProof } from '../../../agent/ledger/offline-proof.ts'
+import { encodeOfflineProof } from '../../../agent/ledger/proof-encoding.ts'
 import { T0, houseFleet } from '../../helpers/ledger-fleet.ts'
 
 /** One vector: a bundle, what a verifier trusts, and what verifying it yields. */
@@ -61,7 +64,73 @@ export async function vectorBundles(): Promise<BundleVector[]> {
   return out
 }
 
+/** One compact-encoding vector: a version 2 bundle, or an offline proof for a verifier holding head 0. */
+export interface CompactVector {
+  name: string
+  kind: 'bundle' | 'offline-proof'
+  description: string
+  cn: string
+  now: number
+  anchor: { minerKey: string; genesisId: string; knownHead?: string }
+  /** Offline proofs: the events (hex) the verifier holds, the ones its head covers. */
+  held?: string[]
+  bytes: string
+  size: number
+  expect: { anchoring: string; headId: string; eventIds: string[] }
+}
+
+/**
+ * The same house and heads as vectorBundles: the lock's compact bundle (version 2), once plain and once with the
+ * consistency proof from head 0; and the lock's offline proof for a verifier that stated head 0 and holds its events.
+ */
+export async function vectorCompact(): Promise<CompactVector[]> {
+  const { f, lock } = houseFleet('kinship-bundle-vectors')
+  const storage = memoryStorage()
+  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
+  const now = T0 + 1000
+  await miner.submit(f.events.slice(0, 3).map(e => e.bytes), now)
+  const h0 = (await miner.seal(now))!
+  await miner.submit(f.events.slice(3).map(e => e.bytes), now)
+  await miner.seal(now + 1)
+  const minerKey = f.ledger.state.genesis!.body.minerKey
+  const genesisId = f.events[0]!.idHex
+  const anchorOf = (knownHead?: typeof h0) => ({ minerKey: toHex(minerKey), genesisId, ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }) })
+  const out: CompactVector[] = []
+  for (const [name, knownHead] of [['lock-compact', undefined], ['lock-compact-for-head-0', h0]] as const) {
+    const bundle = buildBundle(miner, lock, { compact: true, ...(knownHead === undefined ? {} : { knownTreeSize: knownHead.treeSize }) })
+    const bytes = encodeBundle(bundle)
+    const v = verifyBundle(nodeCrypto, bytes, { minerKey, genesisId, knownHead }, now + 10)
+    out.push({
+      name, kind: 'bundle', cn: lock, now: now + 10, anchor: anchorOf(knownHead), bytes: toHex(bytes), size: bytes.length,
+      description: knownHead === undefined
+        ? 'The lock\'s compact bundle (version 2): [2, headBytes, [eventBytes...], [leafIndex...], inclusion] with ONE multi-leaf inclusion proof, its hashes packed in one byte string.'
+        : 'The same with a sixth item [otherTreeSize, consistency]: the RFC 9162 consistency proof from head 0\'s tree, packed.',
+      expect: { anchoring: v.anchoring, headId: toHex(headId(nodeCrypto, bundle.head)), eventIds: v.state.log.map(e => e.idHex) },
+    })
+  }
+  const held = f.events.slice(0, h0.treeSize)
+  const verifierLedger = new Ledger(nodeCrypto)
+  verifierLedger.ingestMany(held, { trustSignatures: true })
+  const proof = buildOfflineProof(miner, lock, statementOf(h0))!
+  const bytes = encodeOfflineProof(proof)
+  const v = verifyOfflineProof(nodeCrypto, bytes, { minerKey, knownHead: h0, ledger: verifierLedger.state }, now + 10)
+  out.push({
+    name: 'lock-offline-proof-for-head-0', kind: 'offline-proof', cn: lock, now: now + 10, anchor: anchorOf(h0), held: held.map(e => toHex(e.bytes)),
+    bytes: toHex(bytes), size: bytes.length,
+    description: 'The lock\'s offline proof for a verifier that stated head 0 and holds its events: [1, m, headBytes, [eventBytes...], [leafIndex...], proof], the events at leaves >= m only, and one packed proof that is both their inclusion proof and the consistency proof from m.',
+    expect: { anchoring: v.anchoring, headId: v.headId, eventIds: v.added.map(e => e.idHex) },
+  })
+  return out
+}
+
 async function main(): Promise<void> {
+  const compact = {
+    description: 'Compact proof encoding (docs/PROTOCOL.md §11.3, §11.7): version 2 bundles and an offline proof. Verify with the anchor at `now` (offline proofs: against the knownHead and a ledger of `held` events); expect the listed outcome (offline proofs: the events merged).',
+    generator: 'test/vectors/bundle/generate.ts',
+    vectors: await vectorCompact(),
+  }
+  writeFileSync(new URL('./compact.json', import.meta.url), JSON.stringify(compact, null, 2) + '\n')
   const vectors = await vectorBundles()
   const file = {
     description: 'Proof bundles (DESIGN.md "Proof bundle"): [1, headBytes, [[eventBytes, leafIndex, proof]...], ([otherTreeSize, consistencyProof])]. Verify with the anchor at `now`; expect the listed outcome.',
