@@ -52,6 +52,19 @@ t.test('a revoked device cannot renew: RENEW_REVOKED from its own ledger, before
   t.notOk(fleet.logs.some(l => l.event === 'ca.renewed'), 'L0 issued nothing')
 })
 
+t.test('a device revoked by its parent while away cannot renew: L0 refuses its login (the CA refuses it too: test/ca/renew.test.ts)', async t => {
+  const fleet = await gossipFleet(t, ['admin', 'member'])
+  const [admin, member] = fleet.devices as [typeof fleet.devices[0], typeof fleet.devices[0]]
+  const revoked = await kin(['revoke', '--home', admin.home, member.cn, '--json'], { timeoutMs: 120_000 })
+  t.equal(revoked.status, 0, { stderr: revoked.stderr, stdout: revoked.stdout })
+  const before = readFileSync(join(member.home, 'cert.pem'), 'utf8')
+  const r = await kin(['renew', '--home', member.home, '--timeout', '20s', '--json'], { timeoutMs: 120_000 })
+  t.equal(r.status, 2)
+  t.match(json(r.stdout), { code: 'BROKER_REFUSED', message: /cannot renew/ }, 'says why it could not renew')
+  t.equal(readFileSync(join(member.home, 'cert.pem'), 'utf8'), before, 'cert.pem untouched')
+  t.notOk(fleet.logs.some(l => l.event === 'ca.renewed'), 'L0 issued nothing')
+})
+
 t.test('kin renew refuses what it cannot do as a usage error', async t => {
   const fleet = await gossipFleet(t, ['admin'])
   const onL0 = await kin(['renew', '--home', fleet.l0.dir, '--json'])

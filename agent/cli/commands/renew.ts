@@ -48,7 +48,13 @@ export async function renewOpenedHome(opened: FollowingHome, opts: { now: number
   const binding = renewableBinding(opened.files.ledger.ledger.state, config.cn, opts.now)
   const login = brokerLoginOf(home, config)
   const previous = DeviceCertificate.from(login.certPem, { sha256: nodeCrypto.sha256 })
-  const client = await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs })
+  const client = await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
+    // A refused login cannot say why (CONNACK 5); this home's ledger did not know of a revocation, L0's may.
+    if (err instanceof KinError && err.code === 'BROKER_REFUSED') {
+      throw new KinError('BROKER_REFUSED', `L0 refuses this device's login, so it cannot renew: revoked or expired in L0's ledger? (${err.message})`, { cause: err })
+    }
+    throw err
+  })
   let fresh: DeviceCertificate
   try {
     fresh = await requestRenewal(nodeCrypto, nodePki, client.session, {
