@@ -105,6 +105,13 @@ export type KinErrorCode =
   | 'BROKER_UNREACHABLE' | 'BROKER_REFUSED' | 'BROKER_IDENTITY' | 'BROKER_CLOSED' | 'BROKER_TIMEOUT'
   /** This device's own identity is revoked (itself, or an ancestor with its subtree) in its verified ledger: it stops serving. */
   | 'IDENTITY_REVOKED'
+  // certificate renewal (kin renew, and kin serve before expiry)
+  /** The device asking for a fresh certificate is revoked (itself, or an ancestor over it) or lost a link of its lineage: no renewal. */
+  | 'RENEW_REVOKED'
+  /** The device's binding itself has ended (its authorization's notAfter passed): only a new authorization brings it back. */
+  | 'RENEW_EXPIRED'
+  /** The certificate L0 sent back is not one for this device's key and name under this fleet's root. */
+  | 'RENEW_CERT_MISMATCH'
   // access decisions
   | 'ACCESS_REVOKED' | 'ACCESS_ANCESTOR_REVOKED' | 'ACCESS_EXPIRED' | 'ACCESS_LINEAGE_GAP' | 'ACCESS_SAN_PARENT'
   | 'ACCESS_MISSING_PROOF' | 'POLICY_HOPS' | 'POLICY_ANCHOR' | 'POLICY_ROLE' | 'POLICY_ACTION' | 'POLICY_WINDOW'

@@ -1,6 +1,6 @@
 /** @module Access figures: warm decision latency vs a bare X509Certificate check; connect-plus-decision vs a plain mutual TLS exchange. */
 import { X509Certificate } from 'node:crypto'
-import { connect, createServer, type TLSSocket } from 'node:tls'
+import { connect, createSecureContext, createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodeSigning } from '../firmware-shims/node/signing.ts'
@@ -102,6 +102,14 @@ export async function run(emit: Emit): Promise<void> {
       socket.once('data', () => { socket.destroy(); resolve() })
       socket.once('error', reject)
     })
+    // The same exchange with one context built once, as requestAccess keeps one per identity: the stricter baseline.
+    const plainContext = createSecureContext({ cert: guestId.certPem, key: guestId.keyPem, ca: guestId.rootPem })
+    const plainExchangeKeptContext = (): Promise<void> => new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port: plainPort, secureContext: plainContext, checkServerIdentity: () => undefined })
+      socket.once('secureConnect', () => socket.write('{"action":"unlock"}\n'))
+      socket.once('data', () => { socket.destroy(); resolve() })
+      socket.once('error', reject)
+    })
     const plainHandshake = (): Promise<void> => new Promise((resolve, reject) => {
       const socket = connect({ host: '127.0.0.1', port: plainPort, cert: guestId.certPem, key: guestId.keyPem, ca: guestId.rootPem, checkServerIdentity: () => undefined })
       socket.once('secureConnect', () => { socket.destroy(); resolve() })
@@ -112,10 +120,11 @@ export async function run(emit: Emit): Promise<void> {
       if (outcome.answer?.allow !== true) throw new Error(`bench: access denied: ${outcome.answer?.code ?? outcome.server.code}`)
     }
     try {
-      const tls = await interleaved({ plainExchange, kinAccess, plainHandshake }, { batch: 10, maxOps: 300, maxMs: 8000, warmup: 5 })
+      const tls = await interleaved({ plainExchange, plainExchangeKeptContext, kinAccess, plainHandshake }, { batch: 10, maxOps: 300, maxMs: 8000, warmup: 5 })
       emit({ bench: 'access.connect', path: 'tls-handshake', what: 'mutual TLS handshake only (node:tls, rejectUnauthorized)', ...tls['plainHandshake'] })
       emit({ bench: 'access.connect', path: 'tls-exchange-baseline', what: 'mutual TLS handshake + one line each way, no engine', ...tls['plainExchange'] })
-      emit({ bench: 'access.connect', path: 'kin-access', what: 'requestAccess → startAccessEndpoint: server check, request, decision (ledger on disk), answer', ...tls['kinAccess'], ratioP50: ratio(tls['kinAccess']!, tls['plainExchange']!), goal: '≤ 1.1× baseline' })
+      emit({ bench: 'access.connect', path: 'tls-exchange-kept-context', what: 'as the baseline, one client context built once', ...tls['plainExchangeKeptContext'] })
+      emit({ bench: 'access.connect', path: 'kin-access', what: 'requestAccess → startAccessEndpoint: server check, request, decision (ledger on disk), answer', ...tls['kinAccess'], ratioP50: ratio(tls['kinAccess']!, tls['plainExchange']!), ratioP50KeptContext: ratio(tls['kinAccess']!, tls['plainExchangeKeptContext']!), goal: '≤ 1.1× baseline' })
     } finally {
       await endpoint.close()
       await new Promise<void>(resolve => { plain.close(() => resolve()); for (const socket of plainSockets) socket.destroy() })

@@ -5,6 +5,7 @@ import { decodeInvite, verifyInvite, type Invite } from '../agent/enroll/invite.
 import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
 import { encodeInviteReply, encodeInviteWithdrawn, type InviteReply } from '../agent/gossip/pair-wire.ts'
 import { isFleetCn } from './acl.ts'
+import { handleRenew } from './renew-service.ts'
 import type { ServiceContext } from './context.ts'
 
 async function answer(ctx: ServiceContext, parentCn: string, reply: InviteReply): Promise<void> {
@@ -30,6 +31,7 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
     return
   }
   if (Array.isArray(message) && message[0] === 'invite-withdraw') return handleWithdraw(ctx, topic, message)
+  if (Array.isArray(message) && message[0] === 'renew') return handleRenew(ctx, inboxSender(ctx.fleet, ctx.cn, topic), topic, message)
   if (!Array.isArray(message) || message[0] !== 'invite') return
   let claimed: Invite
   try {

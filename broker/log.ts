@@ -9,7 +9,7 @@ export type L0LogEvent =
   | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'
   | 'sync.refused' | 'bundle.sent' | 'bundle.refused' | 'delegated.sent' | 'delegated.refused'
   | 'invite.registered' | 'invite.refused' | 'invite.used' | 'invite.purged' | 'invite.withdrawn'
-  | 'ca.issued' | 'ca.refused'
+  | 'ca.issued' | 'ca.renewed' | 'ca.refused'
 
 /** One log record: `time` (ISO-8601, wall clock), `level`, `event`, then fields of that event. */
 export interface L0LogRecord {

@@ -25,7 +25,7 @@ const MAX_SOCKET_PATH_BYTES = 107
  * The commands a running agent carries out for its home (`kin <name> …`). Another command can ask to be carried
  * too with `registerAgentCommand`; it then runs in the agent, where `openFollowingHome` lends it the agent's follower.
  */
-export const AGENT_COMMANDS: Set<string> = new Set(['invite', 'revoke', 'policy set', 'access', 'sync', 'status', 'ledger show', 'ledger verify', 'ledger bundle'])
+export const AGENT_COMMANDS: Set<string> = new Set(['invite', 'revoke', 'renew', 'policy set', 'access', 'sync', 'status', 'ledger show', 'ledger verify', 'ledger bundle'])
 
 /** Routes `kin <name>` through a running agent from now on (a command that writes the ledger or uses the broker session). */
 export function registerAgentCommand(name: string): void {

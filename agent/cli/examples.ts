@@ -31,6 +31,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
     ['kin check --home ./lock --peer guest.pem --action unlock', 'decide on a certificate, as the lock would'],
     ['kin check --home ./lock --peer guest.pem --bundle guest.bundle', 'decide offline with the proofs the guest carries'],
   ],
+  'renew': [
+    ['kin renew --home ./phone', 'a fresh certificate for the same key, before the current one expires'],
+    ['kin renew --home ./lock --json', 'the same, answering with the new serial, validity and the head that recorded it'],
+  ],
   'revoke': [
     ['kin revoke --home ./laptop <CN> --reason compromised --subtree', 'revoke a stolen device and everything it enrolled'],
     ['kin revoke --home ./phone <guest CN> --reason retired', 'end a guest\'s stay'],

@@ -14,6 +14,7 @@ import { access } from './commands/access.ts'
 import { check } from './commands/check.ts'
 import { sync } from './commands/sync.ts'
 import { revoke } from './commands/revoke.ts'
+import { renew } from './commands/renew.ts'
 import { ledgerBundle } from './commands/bundle.ts'
 import { status } from './commands/status.ts'
 import { devices } from './commands/devices.ts'
@@ -22,7 +23,7 @@ import { report } from './commands/report.ts'
 import { policySet, policyShow } from './commands/policy.ts'
 import { repair } from './commands/repair.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, status, devices, show, repair, report, policyShow, policySet]
+const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, renew, repair, status, devices, show, report, policyShow, policySet]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

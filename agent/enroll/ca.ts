@@ -104,4 +104,27 @@ export class FleetCa {
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
     })
   }
+
+  /**
+   * Renewal (docs/PROTOCOL.md "Renewal"): a fresh certificate for the key `cn` already holds, asked for over a session
+   * that `cn`'s current certificate authenticated. No ledger event is needed to issue: the CA re-reads the standing
+   * binding. Cheapest refusal first: a CN the ledger does not know (SUBJECT_UNKNOWN), a binding no longer valid
+   * (RENEW_REVOKED: revoked, an ancestor revoked over it, a lineage gap; RENEW_EXPIRED: its notAfter passed), then
+   * the CSR held to the binding's name, parent and key (checkCsrBeforeSignature's codes) and only then its signature.
+   * The new certificate ends no later than the binding; the device records it with a certified event of its own.
+   */
+  renew(input: { cn: string; csrPem: string | ParsedCsr; now: number }): DeviceCertificate {
+    const state = this.caLedger.ledger.state
+    const binding = state.currentBinding(input.cn)
+    if (binding === undefined || binding.parentCn === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `L0's ledger holds no device binding for ${input.cn}`)
+    const invalid = state.invalidAt(binding, input.now)
+    if (invalid?.code === 'EXPIRED') throw new VerificationError('RENEW_EXPIRED', `the authorization of ${input.cn} ended at ${invalid.notAfter}: only a new invite brings it back`)
+    if (invalid !== undefined) throw new VerificationError('RENEW_REVOKED', `${input.cn} may not renew: ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid && invalid.ancestorCn !== undefined ? ` (${invalid.ancestorCn})` : ''}`)
+    const auth = { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter }
+    const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
+    return issueDeviceCertificate({
+      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now: input.now,
+      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+    })
+  }
 }

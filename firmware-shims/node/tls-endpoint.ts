@@ -1,5 +1,5 @@
 /** @module A device's access endpoint over mutual TLS on Node, and the requesting side: one JSON line each way. */
-import { connect, createServer, type Server, type TLSSocket } from 'node:tls'
+import { connect, createSecureContext, createServer, type SecureContext, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { DecodeError, KinError, isKinError } from '../../agent/errors.ts'
 import { certificateLayout } from '../../agent/pki/layout.ts'
@@ -313,6 +313,22 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
   socket.on('error', () => socket.destroy())
 }
 
+// One client context per TLS identity, kept across calls: building one parses the key, the certificate and the root
+// again (a new context on every call was a measurable share of an access). A few identities at most per process.
+const clientContexts = new Map<string, SecureContext>()
+const MAX_CLIENT_CONTEXTS = 8
+
+function clientContextOf(id: { certPem: string; keyPem: string; rootPem: string }): SecureContext {
+  const key = `${id.certPem}\0${id.keyPem}\0${id.rootPem}`
+  let context = clientContexts.get(key)
+  if (context === undefined) {
+    context = createSecureContext({ ...tlsClientPolicy(), cert: id.certPem, key: id.keyPem, ca: id.rootPem })
+    if (clientContexts.size >= MAX_CLIENT_CONTEXTS) clientContexts.delete(clientContexts.keys().next().value!)
+    clientContexts.set(key, context)
+  }
+  return context
+}
+
 /** Starts a device's access endpoint: mutual TLS, one decision per connection. */
 export function startAccessEndpoint(options: AccessEndpointOptions): Promise<AccessEndpoint> {
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
@@ -449,7 +465,7 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     let socket: TLSSocket
     try {
       socket = connect({
-        ...tlsClientPolicy(), host: options.host, port: options.port, cert: options.certPem, key: options.keyPem, ca: options.rootPem,
+        host: options.host, port: options.port, secureContext: clientContextOf(options),
         rejectUnauthorized: false, checkServerIdentity: () => undefined,
       })
     } catch (e) {

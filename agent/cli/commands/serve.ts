@@ -1,4 +1,6 @@
 /** @module `kin serve`: a device's access endpoint over mutual TLS; one decision per connection, each audited and logged. */
+import { DEFAULT_RENEW_AT, startAutoRenew } from '../auto-renew.ts'
+import { tlsServerPolicy } from '../../../firmware-shims/node/tls-policy.ts'
 import { KinError } from '../../errors.ts'
 import type { Decision } from '../../access/types.ts'
 import { answerOf, startAccessEndpoint, type AccessLine, type PeerAddress } from '../../../firmware-shims/node/tls-endpoint.ts'
@@ -65,10 +67,16 @@ async function tellRevoked(json: boolean, device: AccessHome, notice: Revocation
     .catch((e: Error) => process.stderr.write(`kin serve: audit.log: ${e.message}\n`))
 }
 
+function parseRenewAt(text: string): number {
+  const f = Number(text)
+  if (!/^0?\.\d+$/.test(text) || !(f > 0 && f < 1)) throw usageError(`--renew-at expects a fraction between 0 and 1 such as 0.2, got "${text}"`)
+  return f
+}
+
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
-  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--json]',
+  usage: 'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--renew-at 0.2] [--json]',
   summary: "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line "
     + '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision '
     + 'is appended to DIR/audit.log and printed (with --json: one JSON line per event, the first {"listening": true, host, port, cn}). '
@@ -84,13 +92,16 @@ export const serve: CommandSpec = {
     + 'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, '
     + `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} `
     + '(not restarted by deploy/kin.service); enrolling it again brings it back. While it follows L0 it owns DIR: the only writer of its ledger and the '
-    + 'only broker session under its CN; kin invite, revoke, access, sync, status and ledger show/verify/bundle on DIR are carried out by it over the '
-    + 'control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status.',
+    + 'only broker session under its CN; kin invite, revoke, renew, policy set, access, sync, status and ledger show/verify/bundle on DIR are carried out '
+    + 'by it over the control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status. An enrolled '
+    + "device renews its certificate by itself ('kin renew') when less than --renew-at of its validity is left, looking once an hour; the endpoint "
+    + 'serves the new one at once.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { type: 'string', help: 'port to listen on; 0 picks a free one', default: '0' },
     timeout: { type: 'string', help: 'how long a peer has to finish its handshake, and then to send its request', default: '5s' },
+    'renew-at': { type: 'string', help: 'renew the certificate when less than this fraction of its validity is left (0 < F < 1)', default: String(DEFAULT_RENEW_AT) },
     'max-pending': { type: 'string', help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest', default: String(DEFAULT_MAX_PENDING_CONNECTIONS) },
   },
   async run(args) {
@@ -98,6 +109,7 @@ export const serve: CommandSpec = {
     const port = portOf(String(args.values.port))
     const timeout = parseDurationMs(String(args.values.timeout), 'timeout')
     const maxPending = parseMaxPending(String(args.values['max-pending']))
+    const renewAt = parseRenewAt(String(args.values['renew-at']))
     const json = args.json
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
@@ -225,6 +237,15 @@ export const serve: CommandSpec = {
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`)
     if (notFollowing !== undefined) line(json, { following: false, code: notFollowing.code, message: notFollowing.message }, `not following L0 here: ${notFollowing.message}`)
     follower?.start()
+    // Renewal before expiry (PROTOCOL.md §8.2b), on the follower's session; the endpoint takes the new certificate at once.
+    const stopRenew = follower === undefined ? undefined : startAutoRenew({
+      home: device.home, config, follower, session: () => lastSession, fraction: renewAt, now: () => Math.floor(Date.now() / 1000),
+      onRenewed: cert => {
+        endpoint.server.setSecureContext({ ...tlsServerPolicy(), cert: cert.pem, key: device.keyPem, ca: device.rootPem })
+        line(json, { renewed: true, serial: cert.serialHex, notAfter: cert.notAfter }, `renewed this device's certificate: ${cert.serialHex}, valid until ${isoTime(cert.notAfter)}`)
+      },
+      onError: e => line(json, { renewed: false, code: e.code, message: e.message }, `could not renew this device's certificate (${e.code}: ${e.message}); trying again later`),
+    })
     // The ledger file is also looked at between requests, so a swapped file raises its alarm without waiting for one;
     // and so is this device's standing: a revocation that takes effect later, or one another process wrote to the file.
     const watch = setInterval(() => {
@@ -235,6 +256,7 @@ export const serve: CommandSpec = {
     }, LEDGER_WATCH_MS)
     const stop = await Promise.race([nextStopSignal().then(signal => ({ signal })), revoked.then(notice => ({ notice }))])
     clearInterval(watch)
+    stopRenew?.()
     if ('notice' in stop) await tellRevoked(json, device, stop.notice)
     inbox?.close()
     await control?.close()

@@ -1,0 +1,32 @@
+/** @module L0's renewal service: `['renew', id, csr]` on L0's inbox from a device's own session, answered on its inbox. */
+import { KinError } from '../agent/errors.ts'
+import { encodeRenewReply, renewRequestOf, type RenewReply } from '../agent/gossip/renew-wire.ts'
+import { parseCsr } from '../agent/pki/csr-parse.ts'
+import { isFleetCn } from './acl.ts'
+import type { ServiceContext } from './context.ts'
+
+/**
+ * Handles one renewal request from `sender`, the CN the topic's sender level names, which the broker's ACL ties to the
+ * session's certificate: the request needs no signature of its own, and the CSR proves the key. FleetCa.renew checks
+ * the sender's binding in L0's ledger (not revoked, lineage whole, not expired) and the CSR against it; the new
+ * certificate's serial is recorded before it is handed over, so it can be put on a CRL. A malformed request is
+ * answered DECODE_* when it names an id, else dropped and logged.
+ */
+export async function handleRenew(ctx: ServiceContext, sender: string | undefined, topic: string, message: unknown[]): Promise<void> {
+  if (sender === undefined || !isFleetCn(sender, ctx.fleet)) return
+  const reply = (r: RenewReply) => ctx.publish(ctx.topics.inbox(sender, ctx.cn), encodeRenewReply(r))
+  const requestId = typeof message[1] === 'string' && /^[0-9a-f]{16}$/.test(message[1]) ? message[1] : undefined
+  try {
+    const request = renewRequestOf(message)
+    const csr = parseCsr(request.csrPem, { sha256: ctx.crypto.sha256 })
+    const now = ctx.now()
+    const certificate = ctx.ca.renew({ cn: sender, csrPem: csr, now })
+    ctx.issued.record(certificate, now)
+    await reply({ ok: true, requestId: request.requestId, certPem: certificate.pem })
+    ctx.log('info', 'ca.renewed', { cn: sender, serial: certificate.serialHex, notAfter: certificate.notAfter })
+  } catch (err) {
+    if (!(err instanceof KinError)) throw err
+    ctx.log('warn', 'ca.refused', { cn: sender, topic, code: err.code, message: err.message })
+    if (requestId !== undefined) await reply({ ok: false, requestId, code: err.code, message: err.message })
+  }
+}
