@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { appendFileSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import mqtt, { type MqttClient } from 'mqtt'
 import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
@@ -87,7 +87,7 @@ async function natsCluster(): Promise<void> {
   const node = (i: number): BrokerAddress => ({ host: '127.0.0.1', port: cluster.nodes[i]!.mqttPort, cn: l0.cn, rootPem: l0.rootPem })
   const urls = cluster.exported.urls
   const logs: Array<Record<string, unknown>> = []
-  const startServices = () => startL0Client({ home: l0.dir, broker: urls, natsDir: cluster.exported.dir, log: r => { logs.push(r as Record<string, unknown>); if (process.env.KIN_NATS_LOG) appendFileSync(process.env.KIN_NATS_LOG, JSON.stringify(r) + '\n') } })
+  const startServices = () => startL0Client({ home: l0.dir, broker: urls, natsDir: cluster.exported.dir, log: r => logs.push(r as Record<string, unknown>) })
   let services: L0ClientServices = await startServices()
   t.teardown(() => services.close())
 
@@ -163,7 +163,7 @@ async function natsCluster(): Promise<void> {
   t.test("SIGKILL of the node L0's services use, mid-gossip, then its restart: nothing accepted is lost and every device converges on one head", { timeout: 240_000 }, async t => {
     const used = cluster.nodes.findIndex(n => n.url === services.broker())
     t.ok(used >= 0, `the services use ${services.broker()}`)
-    // Devices spread over the nodes, the first two starting on the one about to die.
+    // Devices spread over the nodes: the phone and the tablet start on the one about to die, the speaker on the next.
     const members = [phone, tablet, speaker]
     const followers = members.map((dev, i) => follow(cluster, l0, dev, [topics.head, topics.events], (used + [0, 0, 1][i]!) % 3))
     t.teardown(() => Promise.all(followers.map(f => end(f.client))))
