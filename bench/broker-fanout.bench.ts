@@ -40,7 +40,15 @@ async function sessions(l0: L0Home, devices: TestDevice[], ports: number[], onHe
     })
     c.on('message', (t, p) => { if (t === topic) onHead(i, p.toString('hex')) })
     c.once('error', reject)
-    c.once('connect', () => c.subscribe(topic, { qos: 1 }, err => (err ? reject(err) : resolve(c))))
+    // A cluster answers SUBACK 0x80 while it creates many sessions at once: retried (bounded), as devices do.
+    const subscribe = (left: number): void => {
+      c.subscribe(topic, { qos: 1 }, err => {
+        if (err === null || err === undefined) return resolve(c)
+        if (left === 0) return reject(err)
+        setTimeout(() => subscribe(left - 1), 500)
+      })
+    }
+    c.once('connect', () => subscribe(20))
   })))
 }
 
