@@ -3,7 +3,7 @@
 /** Log events L0 writes; the `event` field of every record. */
 export type L0LogEvent =
   | 'broker.listening' | 'broker.closed' | 'broker.error' | 'tls.error' | 'connection.closed'
-  | 'broker.connected' | 'broker.disconnected'
+  | 'broker.connected' | 'broker.disconnected' | 'broker.users'
   | 'login.accepted' | 'login.refused' | 'session.closed' | 'session.leaving'
   | 'acl.refused' | 'payload.dropped'
   | 'ledger.accepted' | 'ledger.refused' | 'ledger.error' | 'ledger.sealed'

@@ -10,6 +10,7 @@ import { takeCrlNumber } from './crl-number.ts'
 import { readL0Ledger, readL0Material } from './home.ts'
 import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
 import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
+import { servicesCn, servicesIdentity } from './services-identity.ts'
 import type { LedgerState } from '../agent/ledger/state.ts'
 
 /** File names the export writes in its directory. */
@@ -77,10 +78,11 @@ export interface MosquittoExport {
  * no `pattern` line can grant a device its own label level. The file therefore grants by name: `pattern` lines only
  * for what every device reads (head, events), then a `user <CN>` block per device the ledger stands behind with its
  * own topics written out. A device enrolled after the export has no rights until the export runs again and Mosquitto
- * reloads (SIGHUP) — the same step that puts revocations on the CRL (docs/BROKERS.md). L0's block adds its service
- * rights. Pairing topics are granted to nobody: pairing cannot log in to Mosquitto.
+ * reloads (SIGHUP) — the same step that puts revocations on the CRL (docs/BROKERS.md). L0's services log in under
+ * their own CN (services-identity.ts) and have a block of their own with the service rights; L0's CN is a device like
+ * the others. Pairing topics are granted to nobody else: pairing cannot log in to Mosquitto.
  */
-export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly string[] = []): string {
+export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly string[] = [], servicesUser = servicesCn(l0Cn)): string {
   const t = fleetTopics(fleet)
   const own = (cn: string): string[] => [
     `topic write ${t.submit(cn)}`,
@@ -102,9 +104,10 @@ export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly st
     `pattern read ${t.head}`,
     `pattern read ${t.events}`,
     '',
-    "# L0: a device like the others (its own topics), and its services (miner, CA, invites).",
-    `user ${l0Cn}`,
-    ...own(l0Cn),
+    "# L0's services (miner, CA, invites), under their own certificate: they answer on L0's inbox.",
+    `user ${servicesUser}`,
+    `topic read ${t.inboxAll(l0Cn)}`,
+    `topic write ${t.inbox('+', l0Cn)}`,
     `topic read ${t.submitAll}`,
     `topic read ${t.syncReqAll}`,
     `topic write ${t.syncResp('+')}`,
@@ -114,6 +117,10 @@ export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly st
     `topic write ${t.events}`,
     `topic read ${t.pairLeafAll('csr')}`,
     `topic write ${t.pairLeafAll('cert')}`,
+    '',
+    '# L0 itself (its CLI): a device like the others.',
+    `user ${l0Cn}`,
+    ...own(l0Cn),
     '',
     '# Each device: submit its own events, ask the miner, its own inbox (every sender), any inbox under its own label',
     '# as the sender level (an inbox message always names its true sender).',
@@ -159,6 +166,9 @@ export function mosquittoConf(files: MosquittoExport['files'], fleet: string, po
     `crlfile ${files.crl}`,
     'require_certificate true',
     'use_identity_as_username true',
+    // The client id is the CN too, whatever CONNECT says: a device can take over only its own session, never L0's
+    // services' persistent one (and with it the submissions queued for them).
+    'use_username_as_clientid true',
     '',
   ].join('\n')
 }
@@ -177,6 +187,8 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   const dir = resolve(opts.dir)
   const files = Object.fromEntries(Object.entries(MOSQUITTO_FILES).map(([k, v]) => [k, join(dir, v)])) as MosquittoExport['files']
 
+  // Made on first use (and recorded in ca/issued.json before it is read below): the services' own certificate, which the ACL names.
+  const services = servicesIdentity(m, now)
   const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
   const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
   if (!issued.some(r => r.certHash === own.certHashHex)) {
@@ -197,7 +209,7 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
   writeFileDurable(files.crl, crl.pem)
   writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
-  writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn, aclDeviceCns(state, now)))
+  writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn, aclDeviceCns(state, now), services.cn))
   writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
   return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, thisUpdate, nextUpdate }
 }

@@ -30,7 +30,7 @@ export type ServerCheck =
 
 /** Everything a session needs to connect. */
 export interface ConnectOptions {
-  /** Broker address, `mqtts://HOST:PORT`. */
+  /** Broker address, `mqtts://HOST:PORT`, or a comma list of them (a cluster's nodes: tried in turn, and failed over between). */
   url: string
   /** MQTT client identifier [MQTT-3.1.3-1]: a device's CN, or `pair-<inviteId>`. */
   clientId: string

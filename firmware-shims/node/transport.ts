@@ -23,8 +23,22 @@ function asBuffer(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.length)
 }
 
-/** Parses `mqtts://HOST:PORT`; device sessions are always TLS. */
+/**
+ * Parses `mqtts://HOST:PORT`, or a comma list of them (the nodes of a cluster), checking every one; returns the
+ * first. Device sessions are always TLS.
+ */
 export function parseBrokerUrl(url: string): { host: string; port: number } {
+  return parseBrokerUrls(url)[0]!
+}
+
+/** Every broker of a comma list `mqtts://HOST:PORT,mqtts://HOST:PORT…`, in order. */
+export function parseBrokerUrls(list: string): Array<{ host: string; port: number }> {
+  const urls = list.split(',').map(u => u.trim()).filter(u => u !== '')
+  if (urls.length === 0) throw new KinError('BAD_ARGUMENT', `broker address "${list}" is empty; expected mqtts://HOST:PORT`)
+  return urls.map(parseOneBrokerUrl)
+}
+
+function parseOneBrokerUrl(url: string): { host: string; port: number } {
   let u: URL
   try {
     u = new URL(url)
@@ -50,10 +64,12 @@ function fleetServerIdentity(serverCn: string): (host: string, cert: PeerCertifi
   }
 }
 
-function clientOptions(o: ConnectOptions, host: string, port: number): IClientOptions {
+function clientOptions(o: ConnectOptions, host: string, port: number, others: Array<{ host: string; port: number }>): IClientOptions {
   const base: IClientOptions = {
     ...tlsClientPolicy(), protocol: 'mqtts', host, port, clientId: o.clientId, protocolVersion: 4, clean: true, keepalive: 30,
     reconnectPeriod: o.reconnect === true ? RECONNECT_PERIOD_MS : 0, connectTimeout: o.connectTimeoutMs, resubscribe: true,
+    // Several brokers (a cluster's nodes): each reconnect moves to the next, starting after the one that answered.
+    ...(others.length > 0 ? { servers: [{ host, port }, ...others].map(a => ({ ...a, protocol: 'mqtts' as const })) } : {}),
   }
   const login = o.login.kind === 'certificate'
     ? { cert: o.login.certPem, key: o.login.keyPem }
@@ -218,47 +234,61 @@ class MqttSession implements TransportSession {
 
 /** The mqtt.js transport (MQTT 3.1.1, QoS 1, TLS only). */
 export const nodeTransport: Transport = {
-  connect(options: ConnectOptions): Promise<TransportSession> {
-    let address: { host: string; port: number }
-    try {
-      address = parseBrokerUrl(options.url)
-    } catch (err) {
-      return Promise.reject(err)
+  /**
+   * Logs in to the broker of `options.url`; with a comma list, to the first that accepts, trying them in turn (a node
+   * of a cluster that is down, or refuses while the cluster recovers from a node loss, passes to the next). The
+   * last one's refusal is the one reported.
+   */
+  async connect(options: ConnectOptions): Promise<TransportSession> {
+    const addresses = parseBrokerUrls(options.url)
+    let last: unknown
+    for (let i = 0; i < addresses.length; i++) {
+      try {
+        return await connectOne(options, addresses[i]!, [...addresses.slice(i + 1), ...addresses.slice(0, i)])
+      } catch (err) {
+        last = err
+        // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
+        if (addresses.length === 1 || (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))) throw err
+      }
     }
-    return new Promise((resolve, reject) => {
-      const client = connect(clientOptions(options, address.host, address.port))
-      let settled = false
-      const fail = (err: KinError) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        client.end(true)
-        reject(err)
-      }
-      const timer = setTimeout(() => {
-        fail(new KinError('BROKER_TIMEOUT', `no answer from the broker at ${options.url} within ${Math.round(options.connectTimeoutMs / 1000)} s; is 'kin broker' running there?`))
-      }, options.connectTimeoutMs)
-      client.once('connect', () => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        client.removeListener('error', onError)
-        client.removeListener('close', onClose)
-        resolve(new MqttSession(client, options.url, options.reconnect === true))
-      })
-      let firstError: unknown
-      const onError = (err: unknown) => {
-        firstError ??= err
-        // A CONNACK refusal is final; a TLS or socket error is followed by 'close'.
-        if (typeof errorCode(err) === 'number') fail(brokerError(err, options.url))
-      }
-      const onClose = () => {
-        fail(firstError !== undefined
-          ? brokerError(firstError, options.url)
-          : new KinError('BROKER_REFUSED', `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`))
-      }
-      client.on('error', onError)
-      client.on('close', onClose)
-    })
+    throw last
   },
+}
+
+function connectOne(options: ConnectOptions, address: { host: string; port: number }, others: Array<{ host: string; port: number }>): Promise<TransportSession> {
+  return new Promise((resolve, reject) => {
+    const client = connect(clientOptions(options, address.host, address.port, others))
+    let settled = false
+    const fail = (err: KinError) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      client.end(true)
+      reject(err)
+    }
+    const timer = setTimeout(() => {
+      fail(new KinError('BROKER_TIMEOUT', `no answer from the broker at ${options.url} within ${Math.round(options.connectTimeoutMs / 1000)} s; is 'kin broker' running there?`))
+    }, options.connectTimeoutMs)
+    client.once('connect', () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      client.removeListener('error', onError)
+      client.removeListener('close', onClose)
+      resolve(new MqttSession(client, options.url, options.reconnect === true))
+    })
+    let firstError: unknown
+    const onError = (err: unknown) => {
+      firstError ??= err
+      // A CONNACK refusal is final; a TLS or socket error is followed by 'close'.
+      if (typeof errorCode(err) === 'number') fail(brokerError(err, options.url))
+    }
+    const onClose = () => {
+      fail(firstError !== undefined
+        ? brokerError(firstError, options.url)
+        : new KinError('BROKER_REFUSED', `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`))
+    }
+    client.on('error', onError)
+    client.on('close', onClose)
+  })
 }

@@ -9,6 +9,7 @@ import { rekeyChild } from '../../agent/enroll/parent.ts'
 import { buildCrl } from '../../broker/crl.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import { CRL_BACKDATE_SECONDS, MOSQUITTO_FILES, exportMosquitto, mosquittoAcl } from '../../broker/mosquitto.ts'
+import { servicesCn } from '../../broker/services-identity.ts'
 import { CRL_NUMBER_FILE } from '../../broker/crl-number.ts'
 import { enrollDirect, makeL0Home, nowSeconds, revocation, tempDir, withHomeLedger } from './_fleet.ts'
 
@@ -87,7 +88,7 @@ t.test('the export names revoked, retired and rekeyed certificates by the serial
   t.equal(IssuedRegistry.open(l0.dir).list().length, 4, 'the four device certificates were recorded when issued')
   const dir = tempDir('kin-export-')
   const out = exportMosquitto({ home: l0.dir, dir, port: 8883, now })
-  t.equal(out.known, 5, "the four devices and L0's own certificate")
+  t.equal(out.known, 6, "the four devices, L0's own certificate and its services' (made by the first export)")
   const byCn = new Map(out.revoked.map(r => [r.cn, r]))
   t.same([...byCn.keys()].sort(), [lock.cn, tablet.cn, camera.cn].sort())
   t.match(byCn.get(lock.cn), { why: 'REVOKED', reason: 'keyCompromise', revokedAt: at })
@@ -131,7 +132,7 @@ t.test('the exported files: Mosquitto settings, an ACL block per device the ledg
   const out = exportMosquitto({ home: l0.dir, dir, port: 18883, host: '127.0.0.1' })
   t.same(Object.keys(out.files).sort(), Object.keys(MOSQUITTO_FILES).sort())
   const conf = readFileSync(out.files.conf, 'utf8')
-  for (const line of ['listener 18883 127.0.0.1', 'require_certificate true', 'use_identity_as_username true', 'allow_anonymous false', `crlfile ${out.files.crl}`, `acl_file ${out.files.acl}`, `cafile ${out.files.cafile}`]) {
+  for (const line of ['listener 18883 127.0.0.1', 'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true', 'allow_anonymous false', `crlfile ${out.files.crl}`, `acl_file ${out.files.acl}`, `cafile ${out.files.cafile}`]) {
     t.ok(conf.split('\n').includes(line), line)
   }
   const acl = readFileSync(out.files.acl, 'utf8')
@@ -157,10 +158,15 @@ t.test('the exported files: Mosquitto settings, an ACL block per device the ledg
   ], 'the speaker: its own submit, sync, delegated heads and inbox, any inbox under its own label only')
   for (const dev of [phone, lock, tablet, camera]) t.same(block(dev.cn), [], `revoked ${dev.cn.slice(0, 8)}…: no rights (the CRL refuses it too)`)
   t.notOk(lines.some(l => l.startsWith('pattern write')), 'nothing every device may write')
-  const l0Block = block(l0.cn)
-  t.ok(l0Block.includes(`topic write kin/${fid}/ledger/head`), "L0's services write the head")
-  t.ok(l0Block.includes(`topic write kin/${fid}/pair/+/cert`))
-  t.notOk(lines.some(l => l.includes('/pair/') && !l0Block.includes(l)), 'no pairing topic for devices')
+  const servicesBlock = block(servicesCn(l0.cn))
+  t.ok(servicesBlock.includes(`topic write kin/${fid}/ledger/head`), "L0's services write the head")
+  t.ok(servicesBlock.includes(`topic write kin/${fid}/pair/+/cert`))
+  t.notOk(lines.some(l => l.includes('/pair/') && !servicesBlock.includes(l)), 'no pairing topic for devices')
+  t.same(block(l0.cn), [
+    `topic write kin/${fid}/ledger/submit/${label(l0.cn)}`, `topic write kin/${fid}/ledger/sync/${label(l0.cn)}/req`,
+    `topic read kin/${fid}/ledger/sync/${label(l0.cn)}/resp`, `topic read kin/${fid}/dev/${label(l0.cn)}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${label(l0.cn)}`,
+  ], "L0's own CN (its CLI) is a device like the others: no service rights")
+  t.ok(readFileSync(join(l0.dir, 'services', 'cert.pem'), 'utf8').length > 0, "the export made the services' certificate in L0's home")
   t.equal(acl, mosquittoAcl(l0.domain, l0.cn, [speaker.cn]))
   t.equal(statSync(out.files.keyfile).mode & 0o777, 0o600)
   t.equal(readFileSync(out.files.certfile, 'utf8'), l0.self.certPem)

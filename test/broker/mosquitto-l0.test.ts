@@ -19,6 +19,7 @@ import { decodeEventsAnnouncement, decodeLedgerResponse } from '../../agent/goss
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
 import { exportMosquitto, type MosquittoExport } from '../../broker/mosquitto.ts'
+import { servicesCn } from '../../broker/services-identity.ts'
 import { checkTlsPolicy } from '../helpers/tls-policy-check.ts'
 import {
   connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nextMessage, nowSeconds, registerInvite, revocation, startTestL0,
@@ -85,9 +86,10 @@ function handToMosquittoUser(out: MosquittoExport): void {
 
 async function mosquittoPath(): Promise<void> {
   const l0 = await makeL0Home()
-  const { phone, tablet } = await withHomeLedger(l0, async ledger => ({
+  const { phone, tablet, camera } = await withHomeLedger(l0, async ledger => ({
     phone: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
     tablet: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
+    camera: await enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'camera' }),
   }))
   const topics = fleetTopics(l0.domain)
   const minerKey = (await withHomeLedger(l0, async ledger => ledger.ledger.state.genesis!.body.minerKey))
@@ -143,9 +145,9 @@ async function mosquittoPath(): Promise<void> {
   t.test('mosquitto_sub with a device certificate reads the retained head (-C 1)', async t => {
     const r = spawnSync('mosquitto_sub', [
       '-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '--cafile', exported.files.cafile, '--insecure',
-      '--cert', join(phone.dir, 'cert.pem'), '--key', join(phone.dir, 'tls-key.pem'),
-      // Another client id than the phone's open session: Mosquitto would hand the id over and close that session.
-      '-i', `${phone.cn}-sub`,
+      // Not the phone: its client id would become the phone's CN (use_username_as_clientid) and close its open session.
+      '--cert', join(camera.dir, 'cert.pem'), '--key', join(camera.dir, 'tls-key.pem'),
+      '-i', 'any-client-id',
       '-t', topics.head, '-C', '1', '-W', '20', '-F', '%x',
     ], { encoding: 'utf8', timeout: 30_000 })
     t.equal(r.status, 0, r.stderr)
@@ -162,7 +164,7 @@ async function mosquittoPath(): Promise<void> {
     t.ok(verifyConsistency(nodeCrypto, old.treeSize, r.response.head.treeSize, old.root, r.response.head.root, r.response.consistencyProof))
   })
 
-  t.test("Mosquitto's ACL: a device cannot submit as another CN, forge the head, write an inbox under another's label, or read another inbox", async t => {
+  t.test("Mosquitto's ACL: a device cannot submit as another CN, forge the head, write an inbox under another's label, or read another inbox (the camera tries the last)", async t => {
     const watcher = await connectDevice(broker, tablet)
     const retained = nextMessage(watcher, topics.head)
     t.same(await subscribeGranted(watcher, [topics.head]), [1])
@@ -172,7 +174,7 @@ async function mosquittoPath(): Promise<void> {
     // MQTT 3.1.1 has no negative PUBACK: Mosquitto acknowledges and drops what the ACL denies.
     await phoneClient.publishAsync(topics.submit(tablet.cn), Buffer.from(submission([stolen!])), { qos: 1 })
     await phoneClient.publishAsync(topics.head, Buffer.from('forged head'), { qos: 1 })
-    const spy = await connectDevice(broker, phone, `${phone.cn}-spy`)
+    const spy = await connectDevice(broker, camera, 'any-client-id')
     await subscribeGranted(spy, [topics.inboxAll(tablet.cn)])
     let leaked = false
     spy.on('message', () => { leaked = true })
@@ -211,9 +213,9 @@ async function mosquittoPath(): Promise<void> {
     const refused = await tryConnect(broker, { clientId: tablet.cn, cert: tablet.certPem, key: tablet.keyPem })
     t.equal(refused.client, undefined, 'the revoked tablet cannot log in')
     t.match(mosquitto.log().slice(mark), /certificate revoked|OpenSSL Error/i, 'Mosquitto says why')
-    const phoneAgain = await tryConnect(broker, { clientId: `${phone.cn}-2`, cert: phone.certPem, key: phone.keyPem })
-    t.ok(phoneAgain.client !== undefined, 'the phone still logs in')
-    await end(phoneAgain.client)
+    const cameraAgain = await tryConnect(broker, { clientId: camera.cn, cert: camera.certPem, key: camera.keyPem })
+    t.ok(cameraAgain.client !== undefined, 'the camera still logs in')
+    await end(cameraAgain.client)
   })
 
   t.test('enrollment: no pairing login through Mosquitto; it happens while L0 runs its own broker, then the device uses Mosquitto', async t => {
@@ -266,6 +268,42 @@ async function mosquittoPath(): Promise<void> {
     t.equal(head.treeSize, services.ledger.ledger.size, 'the head covers the enrollment, certified event included')
     t.ok(services.miner.miner.indexOf(certified.idHex)! < head.treeSize)
     await end(lockClient)
+  })
+
+  t.test("no device takes L0's services' session: the client id is the certificate's CN, whatever CONNECT says", async t => {
+    const sessionId = services.clientId
+    t.equal(sessionId, servicesCn(l0.cn), "the services' client id is their own CN")
+    const disconnects = () => logs.filter(r => r.event === 'broker.disconnected').length
+    const before = disconnects()
+    // The attack of the issue: the camera logs in with the services' client id and a persistent session.
+    const thief = await tryConnect(broker, { clientId: sessionId, clean: false, cert: camera.certPem, key: camera.keyPem })
+    t.ok(thief.client !== undefined, 'Mosquitto lets the camera in, under its own CN')
+    const granted = await subscribeGranted(thief.client!, [topics.submitAll])
+    const stolen: string[] = []
+    thief.client!.on('message', topic => stolen.push(topic))
+    const [ping] = authorizations(1)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission([ping!])), { qos: 1 })
+    await logRecord(logs, r => r.event === 'ledger.accepted' && r.id === ping!.idHex)
+    t.equal(disconnects(), before, "the services' connection was not taken over")
+    t.same(stolen, [], 'the camera got none of the submissions' + (granted[0] === 128 ? ' (its subscription was refused)' : ''))
+    await end(thief.client)
+
+    // While L0 is away, the thief tries again (clean, which would wipe the session were it the services'): what the
+    // phone submitted meanwhile still reaches L0 when it is back.
+    await services.close()
+    const [queued] = authorizations(1)
+    await phoneClient.publishAsync(topics.submit(phone.cn), Buffer.from(submission([queued!])), { qos: 1 })
+    for (const clean of [true, false]) {
+      const again = await tryConnect(broker, { clientId: sessionId, clean, cert: camera.certPem, key: camera.keyPem })
+      t.ok(again.client !== undefined)
+      await end(again.client)
+    }
+    const l0Cli = await tryConnect(broker, { clientId: sessionId, clean: true, cert: l0.self.certPem, key: l0.self.keyPem })
+    t.ok(l0Cli.client !== undefined, "L0's own CLI logs in as L0 meanwhile: another session than the services'")
+    await end(l0Cli.client)
+    services = await startL0Client({ home: l0.dir, broker: url, log: r => logs.push(r as Record<string, unknown>) })
+    await logRecord(logs, r => r.event === 'ledger.accepted' && r.id === queued!.idHex)
+    t.ok(services.ledger.ledger.state.has(queued!.idHex), "the submission queued in the services' session was not lost")
   })
 
   t.test('submissions made while L0 is away wait in Mosquitto for its persistent session', async t => {
