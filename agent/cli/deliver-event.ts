@@ -16,7 +16,7 @@ import type { EncodedEvent } from '../ledger/types.ts'
 import { usageError } from './args.ts'
 import { openHomeLedger } from './device.ts'
 import { Home, type HomeConfig } from './home.ts'
-import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './commands/sync.ts'
+import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './following-home.ts'
 
 /** What happened to the event. */
 export interface Delivery {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { TransportSession } from '../../firmware-shims/transport.ts'
 import { renewIfDue } from '../../agent/cli/auto-renew.ts'
-import { openFollowingHome } from '../../agent/cli/commands/sync.ts'
+import { openFollowingHome } from '../../agent/cli/following-home.ts'
 import { renewalDue } from '../../agent/gossip/renew-session.ts'
 import { gossipFleet, homeLedger } from '../gossip/_fleet.ts'
 

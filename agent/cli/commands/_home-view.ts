@@ -16,7 +16,7 @@ import type { BundleSource } from '../../ledger/bundle.ts'
 import { usageError } from '../args.ts'
 import { Home, type HomeConfig } from '../home.ts'
 import { isoTime } from '../output.ts'
-import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, lockHolder } from './sync.ts'
+import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, lockHolder } from '../following-home.ts'
 
 /** The heads file of L0's miner (broker/miner-service.ts HEADS_FILE). */
 const L0_HEADS_FILE = 'heads.cbor'

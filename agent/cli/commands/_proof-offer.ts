@@ -10,7 +10,7 @@ import { buildOfflineProof, type HeadStatement } from '../../ledger/offline-proo
 import { encodeOfflineProof } from '../../ledger/proof-encoding.ts'
 import type { Home, HomeConfig } from '../home.ts'
 import { readHomeLog } from './_home-view.ts'
-import { LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, lockHolder } from './sync.ts'
+import { LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, lockHolder } from '../following-home.ts'
 
 /** What went with the action and where it came from, for the command's output. */
 export interface ProofOffer extends OfferedProof {

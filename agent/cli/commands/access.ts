@@ -17,7 +17,7 @@ import { parseDurationMs, requireString, usageError, type CommandSpec, type Pars
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome } from './_access-home.ts'
 import { offerFor, type ProofOffer } from './_proof-offer.ts'
-import { brokerLoginOf, lentClient, openFollowingHome } from './sync.ts'
+import { brokerLoginOf, lentClient, openFollowingHome } from '../following-home.ts'
 
 /**
  * A bundle this device is about to send must be its own and must verify: a file that is not one would be sent along

@@ -14,7 +14,7 @@ import { emit } from '../output.ts'
 import { refuseExistingFile } from '../output-file.ts'
 import { clientCwd } from '../control-socket.ts'
 import { readHomeLog } from './_home-view.ts'
-import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lentFollower, lockHolder } from './sync.ts'
+import { BROKER_LOCK_FILE, LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, headSummary, lentFollower, lockHolder } from '../following-home.ts'
 
 /** What the home's own files give: the bundle (or why not), the verified head, and the anchor to check a bundle with. */
 interface LocalOutcome {

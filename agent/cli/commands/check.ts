@@ -15,7 +15,7 @@ import { fleetTopics } from '../../gossip/topics.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome, sessionWithBundle, type AccessHome } from './_access-home.ts'
-import { LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, lockHolder } from './sync.ts'
+import { LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, lockHolder } from '../following-home.ts'
 
 // PEM text or raw DER; a file that is neither is a CERT_PARSE deny like any unparsable certificate.
 function certificateOf(session: AccessSession, bytes: Uint8Array, action: string): Uint8Array | Decision {

@@ -18,7 +18,7 @@ import { exitStatusOf, stepTimeoutMs } from './enroll.ts'
 import { readHomeFile } from '../../../firmware-shims/node/home-file.ts'
 import { requirePrintableName } from '../../ledger/names.ts'
 import { stopSignals } from '../control-socket.ts'
-import { openFollowingHome, ridingSession } from './sync.ts'
+import { openFollowingHome, ridingSession } from '../following-home.ts'
 
 const ROLES = Object.keys(ROLE) as RoleName[]
 

@@ -13,7 +13,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
-import { brokerLoginOf, headSummary, lentClient, openFollowingHome, type FollowingHome } from './sync.ts'
+import { brokerLoginOf, headSummary, lentClient, openFollowingHome, type FollowingHome } from '../following-home.ts'
 
 /** What a renewal did. */
 export interface Renewal {

@@ -21,7 +21,7 @@ import { DeviceCertificate } from '../../pki/certificate.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../home.ts'
 import { emit, isoTime } from '../output.ts'
-import { brokerLoginOf, followsBroker, headSummary, takeLedgerLock } from './sync.ts'
+import { brokerLoginOf, followsBroker, headSummary, takeLedgerLock } from '../following-home.ts'
 
 /** What could still be read of a damaged ledger file. */
 interface Salvage {

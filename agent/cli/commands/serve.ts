@@ -18,7 +18,8 @@ import { parseDurationMs, parseMaxPending, requireString, usageError, type Comma
 import { Home } from '../home.ts'
 import { EXIT_REVOKED, isoTime } from '../output.ts'
 import { describeDecision, openAccessHome, type AccessHome } from './_access-home.ts'
-import { followsBroker, headSummary, listenForCommands, nextStopSignal, openFollowingHome, type FollowingHome } from './sync.ts'
+import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from '../following-home.ts'
+import { listenForCommands, nextStopSignal } from './sync.ts'
 import type { ControlSocket } from '../control-socket.ts'
 
 /** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
