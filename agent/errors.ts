@@ -85,6 +85,10 @@ export type KinErrorCode =
   | 'NAME_AMBIGUOUS'
   // a subscribe or publish on a topic of the scheme before dotless levels (`kin/<domain with dots>/…`, CNs as levels)
   | 'TOPIC_OLD_SCHEME'
+  /** A TLS key type (`--key`) kinship does not know: it knows p256 and rsa2048. */
+  | 'KEY_TYPE_UNKNOWN'
+  /** A key this engine's certificate builder cannot sign with (P-256 where there is no WebCrypto, an EC curve other than P-256). */
+  | 'KEY_TYPE_UNSUPPORTED'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

@@ -31,9 +31,9 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const now = Math.floor(Date.now() / 1000)
   const rootKeys = await nodePki.generateTlsKeyPair()
   const deviceKeys = await nodePki.generateTlsKeyPair()
-  const root = createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const root = await createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const cn = cnOf(nodeCrypto.randomBytes(10), DOMAIN), parentCn = cnOf(nodeCrypto.randomBytes(10), DOMAIN)
-  const csrPem = createCsr({ cn, parentCn, keyPair: deviceKeys })
+  const csrPem = await createCsr({ cn, parentCn, keyPair: deviceKeys })
   const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(deviceKeys.spkiDer), notAfter: now + 86400 }
   const ca = { rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth }
 
@@ -41,7 +41,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
   emit({ bench: 'pki.issue', path: 'forge-sign', ...await rate(() => issueDeviceCertificate(ca), 3000, 200) })
   emit({ bench: 'pki.csr', path: 'forge-sign', ...await rate(() => createCsr({ cn, parentCn, keyPair: deviceKeys }), 2000, 200) })
 
-  const leaf = issueDeviceCertificate(ca)
+  const leaf = await issueDeviceCertificate(ca)
   const der = leaf.der
   emit({ bench: 'pki.parse', path: 'forge', ...await rate(() => new DeviceCertificate(der), 1000, 1e5) })
 

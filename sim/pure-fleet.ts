@@ -87,7 +87,7 @@ export class PureFleet {
   async enroll(parentCn: string, choices: AuthorizeChoices, info = { kind: 'phone', name: 'device' }): Promise<PureDevice> {
     const { request, authorize } = await this.authorize(parentCn, choices, info)
     const accepted = acceptAuthorization(this.crypto, authorize.bytes, request.request, this.fleet.domain)
-    const csr = createEnrollCsr(accepted, request.secrets)
+    const csr = await createEnrollCsr(accepted, request.secrets)
     const issued = await this.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: this.now })
     const ledger = new Ledger(this.crypto)
     for (const e of this.l0Ledger.state.log) ledger.ingest(e)
@@ -118,7 +118,7 @@ export class PureFleet {
     const rekey = rekeyChild(this.crypto, parent.ledger, { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed }, childCn, request.request, this.now, notAfter)
     parent.ledger.ingest(rekey)
     const accepted = acceptRekey(this.crypto, rekey.bytes, request.request, this.fleet.domain)
-    const issued = await this.ca.issue({ authorizeBytes: rekey.bytes, csrPem: createEnrollCsr(accepted, request.secrets), now: this.now })
+    const issued = await this.ca.issue({ authorizeBytes: rekey.bytes, csrPem: await createEnrollCsr(accepted, request.secrets), now: this.now })
     this.sync(childCn)
     const { certificate, certified } = recordCertificate(this.crypto, this.pki, old.ledger, accepted, request.secrets, issued.certificate.pem, this.fleet.root.pem, this.now)
     old.ledger.ingest(certified)

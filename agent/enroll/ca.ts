@@ -67,7 +67,7 @@ export class FleetCa {
     }
     // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
     this.caLedger.ledger.check(authorize, { now, intake: { now } })
-    const certificate = issueDeviceCertificate({
+    const certificate = await issueDeviceCertificate({
       rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now,
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
     })
@@ -87,7 +87,7 @@ export class FleetCa {
    * submitted it through the miner like any event). Refused unless the rekey is the subject's current binding
    * and no certificate was recorded for it yet, so a rekey yields at most one certificate per key holder.
    */
-  issueForRekey(input: { rekeyId: string; csrPem: string | ParsedCsr; now: number }): DeviceCertificate {
+  async issueForRekey(input: { rekeyId: string; csrPem: string | ParsedCsr; now: number }): Promise<DeviceCertificate> {
     const state = this.caLedger.ledger.state
     const binding = state.bindingById(input.rekeyId)
     const event = state.event(input.rekeyId)

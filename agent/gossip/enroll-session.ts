@@ -194,7 +194,7 @@ async function enrollSteps(
   opts.onStep?.('authorized', accepted.cn)
 
   // Step 5: the CSR to L0's CA. Step 6: its certificate and the lineage.
-  await client.publish(topics.pair(secrets.inviteId, 'csr'), encodeCsrPayload(payload.authorizeBytes, createEnrollCsr(accepted, deviceSecrets)))
+  await client.publish(topics.pair(secrets.inviteId, 'csr'), encodeCsrPayload(payload.authorizeBytes, await createEnrollCsr(accepted, deviceSecrets)))
   opts.onStep?.('csr')
   const reply = await client.waitFor(topics.pair(secrets.inviteId, 'cert'), decodeCertReply, {
     timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT', message: `L0's CA did not answer within ${Math.round(opts.stepTimeoutMs / 1000)} s; is 'kin broker' running?`,

@@ -1,32 +1,19 @@
 /** @module DeviceCertificate: a parsed X.509 certificate wrapping its raw DER, with lazily computed, cached fields. */
 import { DecodeError, KinError } from '../errors.ts'
 import { toHex } from '../codec/bytes.ts'
-import type { pki } from 'node-forge'
-import { forge, fromBinary, toBinary } from './_forge.ts'
 import { certificateLayout, type CertificateLayout } from './layout.ts'
 import { derToPem, isPem, pemToDer } from './pem.ts'
 import { defaultSha256, type Sha256 } from './rsa-verify.ts'
-import { parentCnsOf, subjectCn } from './_names.ts'
-import { readCertificateExtensions, type CertificateExtensions } from './certificate-extensions.ts'
+import { parentCnsOf } from './_names.ts'
+import type { CertificateExtensions } from './certificate-extensions.ts'
+import { readTbsFields } from './tbs.ts'
 
 /** Options for parsing: the SHA-256 to hash with (a CryptoProvider's `sha256`; default @noble/hashes). */
 export interface CertificateOptions {
   readonly sha256?: Sha256
 }
 
-function parseForge(der: Uint8Array): pki.Certificate {
-  try {
-    return forge.pki.certificateFromAsn1(forge.asn1.fromDer(toBinary(der)))
-  } catch (cause) {
-    throw new DecodeError('CERT_PARSE', `certificate does not parse: ${(cause as Error)?.message ?? cause}`, { cause })
-  }
-}
-
-function seconds(date: Date): number {
-  return Math.floor(date.getTime() / 1000)
-}
-
-/** An X.509 v3 RSA certificate. Construction parses and checks structure (KinError CERT_PARSE); other fields are computed on first use. */
+/** An X.509 v3 certificate (RSA or P-256 key). Construction parses and checks structure (KinError CERT_PARSE); other fields are computed on first use. */
 export class DeviceCertificate {
   /** The certificate's DER encoding, exactly as received. */
   readonly der: Uint8Array
@@ -53,17 +40,13 @@ export class DeviceCertificate {
     else if (input instanceof Uint8Array) this.der = input.slice()
     else throw new DecodeError('CERT_PARSE', 'certificate must be PEM text or DER bytes')
     this.layout = certificateLayout(this.der, 'CERT_PARSE')
-    const parsed = parseForge(this.der)
-    if (parsed.version !== 2) throw new DecodeError('CERT_PARSE', `certificate is X.509 v${parsed.version + 1}, expected v3`)
-    this.cn = subjectCn(parsed.subject.attributes, 'CERT_PARSE')
-    this.notBefore = seconds(parsed.validity.notBefore)
-    this.notAfter = seconds(parsed.validity.notAfter)
-    this.serialHex = parsed.serialNumber.toLowerCase()
-    this.#extensions = readCertificateExtensions(parsed.extensions.map((e: { id: unknown; critical?: boolean; value: unknown }) => {
-      // forge leaves `value` undefined (or not a string) for some malformed extensions: that is a parse failure, not a crash.
-      if (typeof e.id !== 'string' || typeof e.value !== 'string') throw new DecodeError('CERT_PARSE', 'certificate extension is malformed')
-      return { id: e.id, critical: e.critical === true, value: fromBinary(e.value) }
-    }))
+    // kinship's own DER reader, the one kin-core runs: it reads any key type (forge's parser knows RSA only).
+    const tbs = readTbsFields(this.layout.signed)
+    this.cn = tbs.cn
+    this.notBefore = tbs.notBefore
+    this.notAfter = tbs.notAfter
+    this.serialHex = tbs.serialHex
+    this.#extensions = tbs.extensions
     this.#sha256 = options.sha256 ?? defaultSha256
   }
 

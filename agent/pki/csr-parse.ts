@@ -1,13 +1,18 @@
 /** @module Parsing a PKCS#10 certificate request into the names, key and signature verdict the fleet CA checks. */
+import { p256 } from '@noble/curves/nist.js'
 import { DecodeError, isKinError } from '../errors.ts'
-import { forge, fromBinary, toBinary } from './_forge.ts'
-import { csrLayout, isSha256WithRsa } from './layout.ts'
+import { bytesEqual } from '../codec/bytes.ts'
+import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
+import { ECDSA_WITH_SHA256, csrLayout, isSha256WithRsa, type CsrLayout } from './layout.ts'
 import { derToPem, isPem, pemToDer } from './pem.ts'
 import { defaultSha256, verifyRsaSha256, type Sha256 } from './rsa-verify.ts'
-import { parentCnsOf, subjectCn } from './_names.ts'
+import { parentCnsOf } from './_names.ts'
 import { EXTENSION_OID, readSubjectAltName } from './extensions.ts'
+import { isP256Spki } from './key-type.ts'
+import { oidText, subjectCnOf } from './tbs.ts'
 
 const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14'
+const CODE = 'CSR_PARSE'
 
 /** What a CSR says, and whether its self-signature holds. */
 export interface ParsedCsr {
@@ -23,23 +28,67 @@ export interface ParsedCsr {
   readonly parentCns: readonly string[]
   readonly spkiDer: Uint8Array
   readonly publicKeyPem: string
-  /** True when signed sha256WithRSAEncryption by the key it carries (RFC 2986 §3 proof of possession); verified on first read. */
+  /** True when signed (sha256WithRSAEncryption or ecdsa-with-SHA256) by the key it carries (RFC 2986 §3 proof of possession); verified on first read. */
   readonly signatureValid: boolean
 }
 
-interface ForgeAttribute { type?: string; extensions?: { id: string; value: string }[] }
+// RFC 2986 §4.1 attributes [0] IMPLICIT SET OF Attribute; extensionRequest's value is Extensions (RFC 2985 §5.4.2).
+function requestedExtensions(der: Uint8Array, attributes: DerElement | undefined): Map<string, Uint8Array>[] {
+  const requests: Map<string, Uint8Array>[] = []
+  if (attributes === undefined) return requests
+  if (attributes.tag !== TAG.context0) throw new DecodeError(CODE, 'CSR attributes are not [0] IMPLICIT SET OF')
+  for (const attribute of childrenOf(der, attributes, CODE)) {
+    const [type, values, extra] = childrenOf(der, expectTag(attribute, TAG.sequence, CODE), CODE)
+    if (extra !== undefined) throw new DecodeError(CODE, 'CSR attribute holds more than a type and values')
+    if (oidText(contentBytes(der, expectTag(type, TAG.oid, CODE))) !== EXTENSION_REQUEST_OID) continue
+    for (const list of childrenOf(der, expectTag(values, TAG.set, CODE), CODE)) {
+      const byId = new Map<string, Uint8Array>()
+      for (const ext of childrenOf(der, expectTag(list, TAG.sequence, CODE), CODE)) {
+        const parts = childrenOf(der, expectTag(ext, TAG.sequence, CODE), CODE)
+        const id = oidText(contentBytes(der, expectTag(parts[0], TAG.oid, CODE)))
+        const value = parts[parts.length - 1]
+        if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && parts[1]!.tag !== TAG.boolean)) throw new DecodeError(CODE, `CSR extension ${id} is malformed`)
+        if (byId.has(id)) throw new DecodeError(CODE, 'CSR requests subjectAltName more than once')
+        byId.set(id, contentBytes(der, expectTag(value, TAG.octetString, CODE)))
+      }
+      requests.push(byId)
+    }
+  }
+  return requests
+}
 
-function requestedSan(attributes: readonly ForgeAttribute[]): { dns: string[]; uris: string[]; otherCount: number } {
-  const requests = attributes.filter(a => a.type === EXTENSION_REQUEST_OID)
-  if (requests.length > 1) throw new DecodeError('CSR_PARSE', 'CSR holds more than one extensionRequest attribute')
-  const sans = (requests[0]?.extensions ?? []).filter(e => e.id === EXTENSION_OID.subjectAltName)
-  if (sans.length > 1) throw new DecodeError('CSR_PARSE', 'CSR requests subjectAltName more than once')
-  if (sans.length === 0) return { dns: [], uris: [], otherCount: 0 }
+function requestedSan(der: Uint8Array, attributes: DerElement | undefined): { dns: string[]; uris: string[]; otherCount: number } {
+  let requests: Map<string, Uint8Array>[]
   try {
-    return readSubjectAltName(fromBinary(sans[0]!.value))
+    requests = requestedExtensions(der, attributes)
   } catch (cause) {
-    if (isKinError(cause)) throw new DecodeError('CSR_PARSE', `CSR subjectAltName: ${cause.message}`, { cause })
+    // oidText speaks for certificates (CERT_PARSE); in a request the same fault is CSR_PARSE.
+    if (isKinError(cause, 'CERT_PARSE')) throw new DecodeError(CODE, `CSR attributes: ${cause.message}`, { cause })
     throw cause
+  }
+  if (requests.length > 1) throw new DecodeError(CODE, 'CSR holds more than one extensionRequest attribute')
+  const san = requests[0]?.get(EXTENSION_OID.subjectAltName)
+  if (san === undefined) return { dns: [], uris: [], otherCount: 0 }
+  try {
+    return readSubjectAltName(san)
+  } catch (cause) {
+    if (isKinError(cause)) throw new DecodeError(CODE, `CSR subjectAltName: ${cause.message}`, { cause })
+    throw cause
+  }
+}
+
+/** The CSR's proof of possession (RFC 2986 §3): sha256WithRSAEncryption by its RSA key, or ecdsa-with-SHA256 (DER signature) by its P-256 key. */
+function selfSignatureValid(layout: CsrLayout, sha256: Sha256): boolean {
+  if (isSha256WithRsa(layout.algorithm)) return verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256)
+  if (!bytesEqual(layout.algorithm, ECDSA_WITH_SHA256) || !isP256Spki(layout.spki)) return false
+  try {
+    const spki = layout.spki
+    const [, key] = childrenOf(spki, readWhole(spki, TAG.sequence, CODE), CODE)
+    const point = contentBytes(spki, expectTag(key, TAG.bitString, CODE)).subarray(1)
+    // RFC 5758 §3.2: the signature value is the DER Ecdsa-Sig-Value; high-S values are valid ECDSA (WebCrypto and OpenSSL make them).
+    return p256.verify(layout.signature, sha256(layout.signed), point, { prehash: false, format: 'der', lowS: false })
+  } catch {
+    return false
   }
 }
 
@@ -49,15 +98,14 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   if (isPem(input)) der = pemToDer(input, 'CERTIFICATE REQUEST', 'CSR_PARSE')
   else if (input instanceof Uint8Array) der = input.slice()
   else throw new DecodeError('CSR_PARSE', 'CSR must be PEM text or DER bytes')
-  const layout = csrLayout(der, 'CSR_PARSE')
-  let parsed: ReturnType<typeof forge.pki.certificationRequestFromAsn1>
-  try {
-    parsed = forge.pki.certificationRequestFromAsn1(forge.asn1.fromDer(toBinary(der)))
-  } catch (cause) {
-    throw new DecodeError('CSR_PARSE', `CSR does not parse: ${(cause as Error)?.message ?? cause}`, { cause })
-  }
-  const cn = subjectCn(parsed.subject.attributes, 'CSR_NAMES')
-  const san = requestedSan((parsed.attributes ?? []) as ForgeAttribute[])
+  const layout = csrLayout(der, CODE)
+  // CertificationRequestInfo (RFC 2986 §4.1): version 0, subject, subjectPKInfo, attributes.
+  const info = layout.signed
+  const [version, subject, , attributes] = childrenOf(info, readWhole(info, TAG.sequence, CODE), CODE)
+  const v = contentBytes(info, expectTag(version, TAG.integer, CODE))
+  if (v.length !== 1 || v[0] !== 0) throw new DecodeError(CODE, 'CSR version is not 0 (v1)')
+  const cn = subjectCnOf(info, subject!, 'CSR_NAMES', CODE)
+  const san = requestedSan(info, attributes)
   const parentCns = parentCnsOf(san.uris)
   const sha256 = options.sha256 ?? defaultSha256
   // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and
@@ -65,7 +113,7 @@ export function parseCsr(input: string | Uint8Array, options: { sha256?: Sha256 
   let signatureValid: boolean | undefined, publicKeyPem: string | undefined
   return {
     get signatureValid(): boolean {
-      return (signatureValid ??= isSha256WithRsa(layout.algorithm) && verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256))
+      return (signatureValid ??= selfSignatureValid(layout, sha256))
     },
     der,
     cn,

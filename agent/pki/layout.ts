@@ -5,6 +5,8 @@ import { TAG, childrenOf, contentBytes, elementBytes, expectTag, readWhole } fro
 
 /** AlgorithmIdentifier sha256WithRSAEncryption with NULL parameters (RFC 4055 §5). */
 export const SHA256_WITH_RSA = fromHex('300d06092a864886f70d01010b0500')
+/** AlgorithmIdentifier ecdsa-with-SHA256, parameters absent (RFC 5758 §3.2). */
+export const ECDSA_WITH_SHA256 = fromHex('300a06082a8648ce3d040302')
 // RFC 4055 §5: verifiers must also accept the parameters being absent.
 const SHA256_WITH_RSA_NO_PARAMS = fromHex('300b06092a864886f70d01010b')
 
@@ -80,4 +82,9 @@ export function isSha256WithRsa(algorithm: Uint8Array): boolean {
 /** True when a certificate is signed with SHA-256/RSA and says so identically inside and outside (RFC 5280 §4.1.1.2). */
 export function certificateSignedWithSha256Rsa(layout: CertificateLayout): boolean {
   return isSha256WithRsa(layout.algorithm) && bytesEqual(layout.algorithm, layout.innerAlgorithm)
+}
+
+/** True when a certificate is signed ecdsa-with-SHA256 and says so identically inside and outside (RFC 5280 §4.1.1.2). */
+export function certificateSignedWithEcdsaSha256(layout: CertificateLayout): boolean {
+  return bytesEqual(layout.algorithm, ECDSA_WITH_SHA256) && bytesEqual(layout.algorithm, layout.innerAlgorithm)
 }

@@ -63,7 +63,7 @@ export interface AttackContext {
   /** Labels by CN (L0 … L3.5), for paths in the report. */
   labelOf(cn: string): string
   /** A certificate for `cn` naming `parentCn`, carrying `keys`, issued by Eve's CA or — mis-issued — by the fleet CA with the real root key. */
-  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
+  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
   /** The same, by the fleet CA, in the form issued before the URI parent marker: SAN DNS:<cn>, DNS:parent.<parentCn>. */
   forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
 }
@@ -92,7 +92,7 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
     const now = fleet.clock.now()
     const eve: Eve = {
       keys, rootKeys, ledgerSeed: nodeCrypto.randomBytes(32),
-      root: createFleetRoot({ domain: fleet.l0.fleet, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
+      root: await createFleetRoot({ domain: fleet.l0.fleet, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
     }
     for (const d of ATTACK_HOUSE) {
       const enrolled = await fleet.enroll(d.label, d.parent, { role: d.role, kind: d.kind, name: d.name, validSeconds: d.validSeconds })
@@ -103,12 +103,12 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
     return {
       fleet, house: ATTACK_HOUSE, eve, alarms, scratch: join(options.dir, 'scratch'),
       labelOf: cn => [...fleet.devices.values()].find(d => d.cn === cn)?.label ?? cn,
-      forge(by, cn, parentCn, keyPair) {
+      async forge(by, cn, parentCn, keyPair) {
         const ca = by === 'eve-ca' ? { rootCertPem: eve.root.pem, rootKeyPem: rootKeys.privateKeyPem } : { rootCertPem: fleet.l0.rootPem, rootKeyPem: caKeyPem }
         const issuedAt = fleet.clock.now()
         return issueDeviceCertificate({
           ...ca, now: issuedAt, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto,
-          csrPem: createCsr({ cn, parentCn, keyPair }),
+          csrPem: await createCsr({ cn, parentCn, keyPair }),
           auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keyPair.spkiDer), notAfter: issuedAt + 30 * DAY },
         })
       },

@@ -112,7 +112,7 @@ export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent:
     crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem,
     ledger: { ledger: ledger.ledger, append: (e, o) => ledger.append(e, o) },
   })
-  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, secrets), now })
+  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, secrets), now })
   const { certified } = recordCertificate(nodeCrypto, nodePki, ledger.ledger, accepted, secrets, issued.certificate.pem, l0.rootPem, now)
   await ledger.append(certified)
   // As L0's CA service does, so a CRL can name this certificate (L0 must not be running: it keeps the file in memory).

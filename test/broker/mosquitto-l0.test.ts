@@ -234,7 +234,7 @@ async function mosquittoPath(): Promise<void> {
     const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
     t.same(await subscribeGranted(child, [topics.pair(invite.invite.inviteId, 'cert')]), [1])
     const answer = nextMessage(child, topics.pair(invite.invite.inviteId, 'cert'))
-    await child.publishAsync(topics.pair(invite.invite.inviteId, 'csr'), Buffer.from(encodeCbor([authorize.bytes, createEnrollCsr(accepted, secrets)])), { qos: 1 })
+    await child.publishAsync(topics.pair(invite.invite.inviteId, 'csr'), Buffer.from(encodeCbor([authorize.bytes, await createEnrollCsr(accepted, secrets)])), { qos: 1 })
     const [status, certPem, lineage] = decodeCbor(new Uint8Array(await answer)) as [string, string, Uint8Array[]]
     t.equal(status, 'ok')
     const childLedger = new Ledger(nodeCrypto)

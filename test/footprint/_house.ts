@@ -96,11 +96,11 @@ export async function footprintHouse(): Promise<FootprintHouse> {
 
   const eveKeys = await nodePki.generateTlsKeyPair()
   const eveRootKeys = await nodePki.generateTlsKeyPair()
-  const eveRoot = createFleetRoot({ domain: pf.fleet.domain, keyPair: eveRootKeys, now: now - 600, randomBytes: nodeCrypto.randomBytes })
+  const eveRoot = await createFleetRoot({ domain: pf.fleet.domain, keyPair: eveRootKeys, now: now - 600, randomBytes: nodeCrypto.randomBytes })
   const auth = { cn: guest.cn, parentCn: tablet.cn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY }
-  const ca = { now, randomBytes: nodeCrypto.randomBytes, csrPem: createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }), auth }
-  const eveOwnCa = issueDeviceCertificate({ ...ca, rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem })
-  const misIssued = issueDeviceCertificate({ ...ca, rootCertPem: pf.fleet.root.pem, rootKeyPem: pf.fleet.rootKey.privateKeyPem })
+  const ca = { now, randomBytes: nodeCrypto.randomBytes, csrPem: await createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }), auth }
+  const eveOwnCa = await issueDeviceCertificate({ ...ca, rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem })
+  const misIssued = await issueDeviceCertificate({ ...ca, rootCertPem: pf.fleet.root.pem, rootKeyPem: pf.fleet.rootKey.privateKeyPem })
 
   const storage = memoryStorage()
   const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),

@@ -28,10 +28,10 @@ export function freshCn(domain: string = DOMAIN): string {
 /** Builds a fleet: root, L0 (own certificate, no parent) and an `enroll` helper for children. */
 export async function makeFleet(now: number, domain: string = DOMAIN) {
   const rootKeys = await nodePki.generateTlsKeyPair()
-  const root = createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const root = await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const l0Keys = await nodePki.generateTlsKeyPair()
   const l0Cn = freshCn(domain)
-  const l0Cert = issueL0Certificate({
+  const l0Cert = await issueL0Certificate({
     rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, cn: l0Cn, publicKeyPem: l0Keys.publicKeyPem,
     now, notAfter: now + 3650 * DAY, randomBytes: nodeCrypto.randomBytes,
   })
@@ -39,9 +39,9 @@ export async function makeFleet(now: number, domain: string = DOMAIN) {
   async function enroll(parentCn: string, options: { keys?: TlsKeyPair; notAfter?: number } = {}): Promise<Member> {
     const keys = options.keys ?? await nodePki.generateTlsKeyPair()
     const cn = freshCn(domain)
-    const csrPem = createCsr({ cn, parentCn, keyPair: keys })
+    const csrPem = await createCsr({ cn, parentCn, keyPair: keys })
     const auth: Authorization = { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter: options.notAfter ?? now + 90 * DAY }
-    const cert = issueDeviceCertificate({ ...ca, csrPem, auth })
+    const cert = await issueDeviceCertificate({ ...ca, csrPem, auth })
     return { cn, keys, csrPem, auth, cert }
   }
   return { domain, root, rootKeys, l0: { cn: l0Cn, keys: l0Keys, cert: l0Cert }, ca, enroll }

@@ -93,7 +93,7 @@ t.test('after the nonce is proven, the same decision as over TLS: role, policy a
   const configure = verifier.issue('configure')
   t.equal(verifier.verify(guestAnswers(configure, 'configure'), session).code, 'POLICY_ACTION')
   // Eve signs with her own key over her own certificate from her own CA: the signature holds, the chain does not.
-  const fromEve = house.forge('eve-ca', guest, house.cn['L2.2'])
+  const fromEve = await house.forge('eve-ca', guest, house.cn['L2.2'])
   const challenge = verifier.issue('unlock')
   const eve = answerChallenge(challenge, { certificateDer: fromEve.der, privateKeyPem: house.eve.keys.privateKeyPem, verifierCn: lock, action: 'unlock' }, nodeSigning)
   t.equal(verifier.verify(eve, session).code, 'CERT_CHAIN')
