@@ -50,8 +50,8 @@ export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiP
   const prng = { getBytesSync: (n: number): string => toBinary(crypto.randomBytes(n)) }
   return {
     name: 'portable',
-    generateTlsKeyPair(keyType: TlsKeyType = 'rsa2048'): Promise<TlsKeyPair> {
-      if (parseTlsKeyType(keyType) === 'p256') return Promise.resolve(p256KeyPair(crypto))
+    async generateTlsKeyPair(keyType: TlsKeyType = 'rsa2048'): Promise<TlsKeyPair> {
+      if (parseTlsKeyType(keyType) === 'p256') return p256KeyPair(crypto)
       return new Promise((resolve, reject) => {
         forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001, prng } as pki.rsa.GenerateKeyPairOptions, (err, keys) => {
           if (err) { reject(err); return }
