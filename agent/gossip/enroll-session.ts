@@ -19,6 +19,7 @@ import type { GossipClient } from './client.ts'
 import { connectPairing } from './login.ts'
 import { decodeAuthorizePayload, decodeCertReply, encodeCsrPayload, remoteRefusal, withdrawalOf } from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
+import type { TlsKeyType } from '../pki/key-type.ts'
 
 /** What the enrolling device is told and chooses. */
 export interface EnrollOptions {
@@ -28,6 +29,8 @@ export interface EnrollOptions {
   url: string
   kind: string
   name: string
+  /** The TLS key type to make (default DEFAULT_TLS_KEY_TYPE, P-256); rsa2048 for a TLS stack without ECDSA. */
+  keyType?: TlsKeyType
   /** Limit for each step (login, authorization, certificate), in milliseconds. */
   stepTimeoutMs: number
   /** Seconds since the epoch. */
@@ -145,7 +148,7 @@ export async function enrollThroughBroker(crypto: CryptoProvider, pki: PkiProvid
   // A typo is refused before spending a second on keys.
   const secrets = derivePairingSecrets(opts.code)
   const started = Date.now()
-  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name })
+  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name, keyType: opts.keyType })
   const keygenMs = Date.now() - started
   opts.onStep?.('keys')
 
