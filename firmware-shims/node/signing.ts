@@ -3,6 +3,7 @@ import { constants, createPrivateKey, createPublicKey, sign, verify, type KeyObj
 import { KinError } from '../../agent/errors.ts'
 import type { RsaSigning } from '../signing.ts'
 import { isAcceptedRsaKey } from '../../agent/pki/key-parameters.ts'
+import { isP256Spki } from '../../agent/pki/key-type.ts'
 
 // A device signs with one key and a verifier meets the same few peers again and again: parsed keys are kept.
 const KEY_CACHE_LIMIT = 64
@@ -24,7 +25,10 @@ function privateKey(pem: string): KeyObject {
   } catch (cause) {
     throw new KinError('BAD_ARGUMENT', 'private key PEM is not an unencrypted RSA private key', { cause })
   }
-  if (key.asymmetricKeyType !== 'rsa') throw new KinError('BAD_ARGUMENT', `private key is ${key.asymmetricKeyType}, not RSA`)
+  // A P-256 device answers with ECDSA (DER signature value), as its certificate's key type says (DESIGN.md "Key types").
+  if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
+    throw new KinError('BAD_ARGUMENT', `private key is ${key.asymmetricKeyType}, not RSA or P-256`)
+  }
   return remember(privateKeys, pem, key)
 }
 
@@ -37,13 +41,15 @@ function publicKey(spkiDer: Uint8Array): KeyObject {
 export const nodeSigning: RsaSigning = {
   name: 'node',
   signRsaSha256(privateKeyPem, message) {
-    const signature = sign('sha256', message, { key: privateKey(privateKeyPem), padding: constants.RSA_PKCS1_PADDING })
+    const key = privateKey(privateKeyPem)
+    const signature = key.asymmetricKeyType === 'ec' ? sign('sha256', message, key) : sign('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING })
     return new Uint8Array(signature.buffer, signature.byteOffset, signature.length)
   },
   verifyRsaSha256(spkiDer, message, signature) {
-    // The parameters before node:crypto sees the key: the same keys are refused on every engine.
-    if (!isAcceptedRsaKey(spkiDer)) return false
     try {
+      if (isP256Spki(spkiDer)) return verify('sha256', message, publicKey(spkiDer), signature)
+      // The parameters before node:crypto sees the key: the same keys are refused on every engine.
+      if (!isAcceptedRsaKey(spkiDer)) return false
       const key = publicKey(spkiDer)
       if (key.asymmetricKeyType !== 'rsa') return false
       return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING }, signature)
