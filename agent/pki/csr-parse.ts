@@ -1,5 +1,4 @@
 /** @module Parsing a PKCS#10 certificate request into the names, key and signature verdict the fleet CA checks. */
-import { p256 } from '@noble/curves/nist.js'
 import { DecodeError, isKinError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } from './der.ts'
@@ -8,7 +7,7 @@ import { derToPem, isPem, pemToDer } from './pem.ts'
 import { defaultSha256, verifyRsaSha256, type Sha256 } from './rsa-verify.ts'
 import { parentCnsOf } from './_names.ts'
 import { EXTENSION_OID, readSubjectAltName } from './extensions.ts'
-import { isP256Spki } from './key-type.ts'
+import { verifyP256Sha256 } from './p256-verify.ts'
 import { oidText, subjectCnOf } from './tbs.ts'
 
 const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14'
@@ -80,16 +79,7 @@ function requestedSan(der: Uint8Array, attributes: DerElement | undefined): { dn
 /** The CSR's proof of possession (RFC 2986 §3): sha256WithRSAEncryption by its RSA key, or ecdsa-with-SHA256 (DER signature) by its P-256 key. */
 function selfSignatureValid(layout: CsrLayout, sha256: Sha256): boolean {
   if (isSha256WithRsa(layout.algorithm)) return verifyRsaSha256(layout.spki, layout.signed, layout.signature, sha256)
-  if (!bytesEqual(layout.algorithm, ECDSA_WITH_SHA256) || !isP256Spki(layout.spki)) return false
-  try {
-    const spki = layout.spki
-    const [, key] = childrenOf(spki, readWhole(spki, TAG.sequence, CODE), CODE)
-    const point = contentBytes(spki, expectTag(key, TAG.bitString, CODE)).subarray(1)
-    // RFC 5758 §3.2: the signature value is the DER Ecdsa-Sig-Value; high-S values are valid ECDSA (WebCrypto and OpenSSL make them).
-    return p256.verify(layout.signature, sha256(layout.signed), point, { prehash: false, format: 'der', lowS: false })
-  } catch {
-    return false
-  }
+  return bytesEqual(layout.algorithm, ECDSA_WITH_SHA256) && verifyP256Sha256(layout.spki, layout.signed, layout.signature, sha256)
 }
 
 /** Parses a CSR from PEM ("CERTIFICATE REQUEST") or DER; DecodeError CSR_PARSE on anything malformed, CSR_NAMES unless it has one CN. */

@@ -7,7 +7,8 @@ import type { PkiProvider, TlsKeyPair } from '../../agent/pki/provider.ts'
 import { asn1ToBytes, forge, toBinary } from '../../agent/pki/_forge.ts'
 import { derToPem } from '../../agent/pki/pem.ts'
 import { spkiDerOfRsaKey } from '../../agent/pki/keys.ts'
-import { certificateLayout, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
+import { certificateLayout, certificateSignedWithEcdsaSha256, certificateSignedWithSha256Rsa } from '../../agent/pki/layout.ts'
+import { verifyP256Sha256 } from '../../agent/pki/p256-verify.ts'
 import { rsaPublicKeyFromSpki, verifyRsaSha256 } from '../../agent/pki/rsa-verify.ts'
 import { portableCrypto } from './crypto.ts'
 import { parseTlsKeyType, type TlsKeyType } from '../../agent/pki/key-type.ts'
@@ -63,6 +64,7 @@ export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiP
     verifyCertificateSignature(certDer, issuerCertDer) {
       try {
         const layout = certificateLayout(certDer)
+        if (certificateSignedWithEcdsaSha256(layout)) return verifyP256Sha256(certificateLayout(issuerCertDer).spki, layout.signed, layout.signature, crypto.sha256)
         if (!certificateSignedWithSha256Rsa(layout)) return false
         return verifyRsaSha256(issuerKey(issuerCertDer), layout.signed, layout.signature, crypto.sha256)
       } catch {

@@ -7,8 +7,8 @@ import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
-import { toBinary } from '../../agent/pki/_forge.ts'
-import { oddCertificate } from '../../test/pki/_odd.ts'
+import { x509Builder } from '../../agent/pki/builder.ts'
+import { randomSerialHex } from '../../agent/pki/_build.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import { LiveFleet, simClock, type FleetLog } from '../live/fleet.ts'
 import { HOUSE } from '../house/story.ts'
@@ -65,7 +65,7 @@ export interface AttackContext {
   /** A certificate for `cn` naming `parentCn`, carrying `keys`, issued by Eve's CA or — mis-issued — by the fleet CA with the real root key. */
   forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
   /** The same, by the fleet CA, in the form issued before the URI parent marker: SAN DNS:<cn>, DNS:parent.<parentCn>. */
-  forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
+  forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
 }
 
 /** What `startAttackHouse` is told. */
@@ -113,12 +113,16 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
         })
       },
       forgeOldMarker(cn, parentCn, keyPair) {
+        // The leaf profile with the retired SAN, signed by the fleet CA's real key (of either key type).
         const root = DeviceCertificate.from(fleet.l0.rootPem), issuedAt = fleet.clock.now()
-        return new DeviceCertificate(oddCertificate({
-          cn, sanDns: [cn, `parent.${parentCn}`], notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
-          issuerCn: root.cn, issuerKeyPem: caKeyPem, subjectPublicKeyPem: keyPair.publicKeyPem,
-          extraExtensions: [{ name: 'subjectKeyIdentifier' }, { name: 'authorityKeyIdentifier', keyIdentifier: toBinary(root.subjectKeyId!) }],
-        }))
+        return x509Builder().buildCertificate({
+          subjectCn: cn, issuerName: root.layout.subject, spki: keyPair.spkiDer, notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
+          serialHex: randomSerialHex(nodeCrypto.randomBytes),
+          extensions: {
+            ca: false, keyUsage: keyPair.keyType === 'p256' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'], tlsBothWays: true,
+            altNames: { dns: [cn, `parent.${parentCn}`], uris: [] }, authorityKeyId: root.subjectKeyId,
+          },
+        }, { privateKeyPem: caKeyPem, spkiDer: root.layout.spki, mismatch: 'the CA key is not the root\'s' })
       },
     }
   } catch (err) {

@@ -120,7 +120,7 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
   await run.run({ id: 'fake-lock-mis-issued', family: 'identity', kind: 'attack', attack: "a fake front-door lock with a mis-issued fleet-CA certificate for Eve's key", expected: ['CERT_UNBOUND'] },
     async () => askFakeLock(ctx, await ctx.forge('fleet-ca', lock.cn, owner.cn, eve.keys)))
 
-  const oldForm = ctx.forgeOldMarker(guest.cn, tablet.cn, { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer, keyType: tlsKeyTypeOf(guestCert.spkiDer) })
+  const oldForm = await ctx.forgeOldMarker(guest.cn, tablet.cn, { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer, keyType: tlsKeyTypeOf(guestCert.spkiDer) })
   await run.run({ id: 'old-parent-marker', family: 'identity', kind: 'attack', attack: "the guest's own key in a fleet-CA certificate naming its parent as DNS:parent.<P>, a name TLS clients take for a host", expected: ['CERT_OLD_PARENT_MARKER'] },
     async () => decided('L3.4', 'L3.3', 'unlock', await fleet.accessAs({ certPem: oldForm.pem, keyPem: guest.identity.keyPem, rootPem }, guest.session, 'L3.3', 'unlock')))
 

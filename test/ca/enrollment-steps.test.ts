@@ -65,7 +65,8 @@ t.test('the CA refuses a replayed authorization proof with NONCE_REUSED', async 
 })
 
 t.test('the CA holds the CSR to the authorization: another key, another CN, another SAN parent, the old parent marker', async t => {
-  const f = await PureFleet.create()
+  // RSA keys: the old-marker CSR is built with node-forge, which signs RSA only.
+  const f = await PureFleet.create({ keyType: 'rsa2048' })
   const l1 = await f.enroll(f.l0, { role: 'admin', notAfter: f.now + DAY })
   const { request, authorize } = await f.authorize(l1.cn, { role: 'member', notAfter: f.now + DAY })
   const accepted = acceptAuthorization(f.crypto, authorize.bytes, request.request, f.fleet.domain)
