@@ -7,6 +7,7 @@ import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
+import { DEFAULT_TLS_KEY_TYPE } from '../../agent/pki/key-type.ts'
 import { x509Builder } from '../../agent/pki/builder.ts'
 import { randomSerialHex } from '../../agent/pki/_build.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
@@ -88,7 +89,8 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
   }
   const fleet = await LiveFleet.start({ dir: options.dir, domain: options.domain ?? 'smith.home.arpa', clock: simClock(), log })
   try {
-    const [keys, rootKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
+    // Eve's keys are of the fleet's key type, so a stolen certificate meets a signature in its own scheme.
+    const [keys, rootKeys] = await Promise.all([nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE), nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE)])
     const now = fleet.clock.now()
     const eve: Eve = {
       keys, rootKeys, ledgerSeed: nodeCrypto.randomBytes(32),
