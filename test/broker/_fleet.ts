@@ -21,6 +21,7 @@ import { Home } from '../../agent/cli/home.ts'
 import { openHomeLedger } from '../../agent/cli/device.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
+import type { TlsKeyType } from '../../agent/pki/key-type.ts'
 
 /** Seconds since the epoch. */
 export function nowSeconds(): number {
@@ -65,11 +66,11 @@ function writeDeviceFiles(dir: string, rootPem: string, certPem: string, keyPem:
 }
 
 /** Creates L0's home the way `kin init` does (createFleet, the same files, genesis + certified in ledger.cbor). */
-export async function makeL0Home(opts: { domain?: string; now?: number } = {}): Promise<L0Home> {
+export async function makeL0Home(opts: { domain?: string; now?: number; keyType?: TlsKeyType } = {}): Promise<L0Home> {
   const dir = tempDir()
   const domain = opts.domain ?? 'smith.home.arpa'
   const now = opts.now ?? nowSeconds()
-  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc' })
+  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc', keyType: opts.keyType })
   const home = new Home(join(dir, 'l0'))
   home.writePublic('root', fleet.root.pem)
   home.writeSecret('caKey', fleet.rootKey.privateKeyPem)
