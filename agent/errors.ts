@@ -145,6 +145,10 @@ export type KinErrorCode =
   | 'AGENT_SOCKET_PATH'
   /** `kin repair`: the damaged ledger holds no readable genesis that matches the home's root.pem, so there is nothing to anchor a rebuild on. */
   | 'REPAIR_NO_GENESIS'
+  /** A TLS key type (`--key`) kinship does not know: it knows p256 and rsa2048. */
+  | 'KEY_TYPE_UNKNOWN'
+  /** A key this engine's certificate builder cannot sign with (P-256 where there is no WebCrypto, an EC curve other than P-256). */
+  | 'KEY_TYPE_UNSUPPORTED'
   // generic
   | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
 

@@ -127,7 +127,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
     }
     {
       const port = await freePort()
-      const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-fanout-mosquitto-'), host: '127.0.0.1', port })
+      const out = await exportMosquitto({ home: l0.dir, dir: tempDir('kin-fanout-mosquitto-'), host: '127.0.0.1', port })
       handToMosquittoUser(out.dir, out.files.keyfile)
       const mosquitto = await startMosquitto(out.files.conf)
       try {

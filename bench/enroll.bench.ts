@@ -96,7 +96,7 @@ async function phases(l0: L0Services, home: Home, type: string): Promise<Record<
     const authorize = authorizeChild(nodeCrypto, scratch, parent, keys.request, { role: 'device', notAfter: t + 86400 }, t)
     const t1 = performance.now()
     const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, keys.request, DOMAIN)
-    const csrPem = createEnrollCsr(accepted, keys.secrets)
+    const csrPem = await createEnrollCsr(accepted, keys.secrets)
     const t2 = performance.now()
     await ca.issue({ authorizeBytes: authorize.bytes, csrPem, now: t })
     const t3 = performance.now()

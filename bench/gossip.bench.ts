@@ -68,7 +68,7 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
     const secrets: DeviceSecrets = { tls: keys.secrets.tls, ledgerSeed: ledgerKey }
     const authorize = authorizeChild(nodeCrypto, scratch, parent, request, { role: 'device', notAfter: now + 86400 }, now)
     const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-    const out = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, secrets), now })
+    const out = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, secrets), now })
     const { certified } = recordCertificate(nodeCrypto, nodePki, scratch, accepted, secrets, out.certificate.pem, l0.rootPem, now)
     scratch.ingest(certified)
     added.push(certified)

@@ -1,4 +1,4 @@
-/** @module PKI figures: RSA-2048 key generation, certificate issuance, and chain verification native vs portable vs bare X509Certificate. */
+/** @module PKI figures: key generation and CSR/certificate signing per key type (P-256, RSA-2048) and builder (native, forge), and chain verification native vs portable vs bare X509Certificate. */
 import { X509Certificate } from 'node:crypto'
 import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { nodePki } from '../firmware-shims/node/pki.ts'
@@ -9,7 +9,8 @@ import { createFleetRoot } from '../agent/pki/root.ts'
 import { createCsr } from '../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../agent/pki/issue.ts'
 import { verifyChain } from '../agent/pki/chain.ts'
-import type { PkiProvider } from '../agent/pki/provider.ts'
+import type { PkiProvider, TlsKeyType } from '../agent/pki/provider.ts'
+import { forgeBuilder, nativeBuilder, type X509Builder } from '../agent/pki/builder.ts'
 
 const DOMAIN = 'bench.home.arpa'
 
@@ -24,26 +25,35 @@ async function rate(fn: () => unknown, minMs: number, maxOps: number): Promise<{
 
 export async function run(emit: (row: object) => void): Promise<void> {
   const portablePki = createPortablePki(nodeCrypto)
-  // Key generation: native is fast; pure-JavaScript forge takes seconds per key, so it gets one or two tries.
-  emit({ bench: 'pki.keygen', path: 'native', bits: 2048, ...await rate(() => nodePki.generateTlsKeyPair(), 2000, 10) })
-  emit({ bench: 'pki.keygen', path: 'portable', bits: 2048, ...await rate(() => portablePki.generateTlsKeyPair(), 1, 2) })
+  // Key generation per key type: native is fast; pure-JavaScript forge RSA takes seconds per key, so it gets one or two tries.
+  for (const keyType of ['p256', 'rsa2048'] as TlsKeyType[]) {
+    emit({ bench: 'pki.keygen', path: 'native', keyType, ...await rate(() => nodePki.generateTlsKeyPair(keyType), 2000, keyType === 'p256' ? 5000 : 10) })
+    emit({ bench: 'pki.keygen', path: 'portable', keyType, ...await rate(() => portablePki.generateTlsKeyPair(keyType), keyType === 'p256' ? 1000 : 1, keyType === 'p256' ? 500 : 2) })
+  }
 
   const now = Math.floor(Date.now() / 1000)
-  const rootKeys = await nodePki.generateTlsKeyPair()
-  const deviceKeys = await nodePki.generateTlsKeyPair()
-  const root = createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const cn = cnOf(nodeCrypto.randomBytes(10), DOMAIN), parentCn = cnOf(nodeCrypto.randomBytes(10), DOMAIN)
-  const csrPem = createCsr({ cn, parentCn, keyPair: deviceKeys })
-  const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(deviceKeys.spkiDer), notAfter: now + 86400 }
-  const ca = { rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth }
+  let ca: Parameters<typeof issueDeviceCertificate>[0] | undefined
+  // Signing per key type (root and device of the same type) and builder: forge signs RSA only.
+  for (const keyType of ['p256', 'rsa2048'] as TlsKeyType[]) {
+    const [rootKeys, deviceKeys] = await Promise.all([nodePki.generateTlsKeyPair(keyType), nodePki.generateTlsKeyPair(keyType)])
+    const builders: [string, X509Builder][] = keyType === 'p256' ? [['native', nativeBuilder]] : [['native', nativeBuilder], ['forge', forgeBuilder]]
+    for (const [path, builder] of builders) {
+      const root = await createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes, builder })
+      const csrPem = await createCsr({ cn, parentCn, keyPair: deviceKeys, builder })
+      const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(deviceKeys.spkiDer), notAfter: now + 86400 }
+      const options = { rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth, builder }
+      // Issuance = CSR parse and checks (its signature included) + build + sign.
+      emit({ bench: 'pki.issue', path, keyType, ...await rate(() => issueDeviceCertificate(options), 2000, 2000) })
+      emit({ bench: 'pki.csr', path, keyType, ...await rate(() => createCsr({ cn, parentCn, keyPair: deviceKeys, builder }), 2000, 2000) })
+      if (keyType === 'rsa2048' && path === 'native') ca = options
+    }
+  }
+  const root = DeviceCertificate.from(ca!.rootCertPem)
 
-  // Issuance = CSR parse and checks + build + forge RSA signature (the CA signs in JavaScript on every platform).
-  emit({ bench: 'pki.issue', path: 'forge-sign', ...await rate(() => issueDeviceCertificate(ca), 3000, 200) })
-  emit({ bench: 'pki.csr', path: 'forge-sign', ...await rate(() => createCsr({ cn, parentCn, keyPair: deviceKeys }), 2000, 200) })
-
-  const leaf = issueDeviceCertificate(ca)
+  const leaf = await issueDeviceCertificate(ca!)
   const der = leaf.der
-  emit({ bench: 'pki.parse', path: 'forge', ...await rate(() => new DeviceCertificate(der), 1000, 1e5) })
+  emit({ bench: 'pki.parse', path: 'der', ...await rate(() => new DeviceCertificate(der), 1000, 1e5) })
 
   // Verification of a presented certificate (DER in, parse included) on each path, and the bare native call as baseline.
   const rootKey = new X509Certificate(root.der).publicKey

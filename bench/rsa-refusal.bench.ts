@@ -40,9 +40,9 @@ function codeOf(fn: () => unknown): string {
 export async function run(emit: (row: object) => void): Promise<void> {
   const now = Math.floor(Date.now() / 1000)
   const [rootKeys, deviceKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
-  const root = createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const root = await createFleetRoot({ domain: DOMAIN, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const cn = cnOf(nodeCrypto.randomBytes(10), DOMAIN), parentCn = cnOf(nodeCrypto.randomBytes(10), DOMAIN)
-  const csrPem = createCsr({ cn, parentCn, keyPair: deviceKeys })
+  const csrPem = await createCsr({ cn, parentCn, keyPair: deviceKeys })
   const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(deviceKeys.spkiDer), notAfter: now + 86400 }
 
   // The CA's CSR check (parse, names, key parameters, key, self-signature) as L0 runs it, with forge's RSAVP1.
@@ -58,7 +58,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
 
   // The challenge-answer check (agent/access/challenge.ts) up to the decision, on node:crypto and on kin-core's
   // BigInt verifier (what a small engine runs), with a decider that allows: only the proof of possession is timed.
-  const leaf = issueDeviceCertificate({ rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth })
+  const leaf = await issueDeviceCertificate({ rootCertPem: root, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto, csrPem, auth })
   const coreSigning: TlsSigning = { name: 'core', sign: () => { throw new Error('verifies only') }, verify: (spki, message, signature) => signatureByKeyValid(coreVerifier, spki, message, signature) }
   const allow = (): Decision => ({ allow: true, code: 'ALLOW' }) as Decision
   for (const signing of [nodeSigning, coreSigning]) {

@@ -239,7 +239,7 @@ export async function startL0Client(opts: L0ClientOptions): Promise<L0ClientServ
   const l0 = await openL0Home(opts.home, log)
   let identity: ServicesIdentity
   try {
-    identity = servicesIdentity(l0, now(), l0.issued)
+    identity = await servicesIdentity(l0, now(), l0.issued)
   } catch (err) {
     await l0.close()
     throw err

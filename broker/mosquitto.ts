@@ -179,7 +179,7 @@ export function mosquittoConf(files: MosquittoExport['files'], fleet: string, po
  * of the certificates the ledger revokes (by the serials in ca/issued.json, L0's own certificate included), signed by
  * the root. Reads L0's ledger without writing it, so it runs beside a running `kin broker`.
  */
-export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
+export async function exportMosquitto(opts: MosquittoExportOptions): Promise<MosquittoExport> {
   const m = readL0Material(opts.home)
   const state = readL0Ledger(m).state
   const now = opts.now ?? Math.floor(Date.now() / 1000)
@@ -188,7 +188,7 @@ export function exportMosquitto(opts: MosquittoExportOptions): MosquittoExport {
   const files = Object.fromEntries(Object.entries(MOSQUITTO_FILES).map(([k, v]) => [k, join(dir, v)])) as MosquittoExport['files']
 
   // Made on first use (and recorded in ca/issued.json before it is read below): the services' own certificate, which the ACL names.
-  const services = servicesIdentity(m, now)
+  const services = await servicesIdentity(m, now)
   const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
   const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
   if (!issued.some(r => r.certHash === own.certHashHex)) {

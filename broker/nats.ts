@@ -194,14 +194,14 @@ export function natsNodeConf(dir: string, fleet: string, host: string, nodes: Na
  * file, the fleet root as CA, and L0's certificate as every node's identity (devices check that their broker is L0's
  * CN under the fleet root, whichever node they reach). Makes L0's services' identity on first use.
  */
-export function exportNats(opts: NatsExportOptions): NatsExport {
+export async function exportNats(opts: NatsExportOptions): Promise<NatsExport> {
   if (opts.nodes.length < 1) throw new KinError('BAD_ARGUMENT', '--export-nats needs at least one node')
   const m = readL0Material(opts.home)
   const now = opts.now ?? Math.floor(Date.now() / 1000)
   const host = opts.host ?? '127.0.0.1'
   const dir = resolve(opts.dir)
   mkdirSync(dir, { recursive: true })
-  const services = servicesIdentity(m, now)
+  const services = await servicesIdentity(m, now)
   writeFileDurable(join(dir, NATS_FILES.cafile), m.rootPem)
   writeFileDurable(join(dir, NATS_FILES.certfile), m.certPem)
   writeFileDurable(join(dir, NATS_FILES.keyfile), m.tlsKeyPem, 0o600)

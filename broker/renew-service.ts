@@ -20,7 +20,7 @@ export async function handleRenew(ctx: ServiceContext, sender: string | undefine
     const request = renewRequestOf(message)
     const csr = parseCsr(request.csrPem, { sha256: ctx.crypto.sha256 })
     const now = ctx.now()
-    const certificate = ctx.ca.renew({ cn: sender, csrPem: csr, now })
+    const certificate = await ctx.ca.renew({ cn: sender, csrPem: csr, now })
     ctx.issued.record(certificate, now)
     await reply({ ok: true, requestId: request.requestId, certPem: certificate.pem })
     ctx.log('info', 'ca.renewed', { cn: sender, serial: certificate.serialHex, notAfter: certificate.notAfter })

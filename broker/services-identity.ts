@@ -6,7 +6,6 @@ import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
 import { writeFileDurable } from '../agent/cli/home.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { buildLeafCertificate } from '../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../agent/pki/keys.ts'
 import { CLOCK_SKEW_SECONDS } from '../agent/pki/root.ts'
 import { IssuedRegistry } from './issued.ts'
 import type { L0Material } from './home.ts'
@@ -39,7 +38,7 @@ const VALIDITY_SECONDS = 365 * 24 * 3600
  * issues (through `issued` when L0's running services hold the registry, so their copy stays whole); renewed when
  * less than a tenth of its life is left.
  */
-export function servicesIdentity(m: Pick<L0Material, 'home' | 'cn' | 'rootPem' | 'rootKeyPem'>, now: number, issued?: IssuedRegistry): ServicesIdentity {
+export async function servicesIdentity(m: Pick<L0Material, 'home' | 'cn' | 'rootPem' | 'rootKeyPem'>, now: number, issued?: IssuedRegistry): Promise<ServicesIdentity> {
   const dir = join(m.home.dir, SERVICES_DIR)
   const certPath = join(dir, 'cert.pem')
   const keyPath = join(dir, 'tls-key.pem')
@@ -52,9 +51,9 @@ export function servicesIdentity(m: Pick<L0Material, 'home' | 'cn' | 'rootPem' |
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const root = DeviceCertificate.from(m.rootPem, { sha256: nodeCrypto.sha256 })
-  const cert = buildLeafCertificate({
-    root, rootKey: rsaPrivateKeyFromPem(m.rootKeyPem), cn, parentCn: undefined,
-    publicKey: rsaPublicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+  const spki = publicKey.export({ type: 'spki', format: 'der' })
+  const cert = await buildLeafCertificate({
+    root, rootKeyPem: m.rootKeyPem, cn, parentCn: undefined, spki: new Uint8Array(spki.buffer, spki.byteOffset, spki.length),
     notBefore: now - CLOCK_SKEW_SECONDS, notAfter: Math.min(now + VALIDITY_SECONDS, root.notAfter),
     randomBytes: n => nodeCrypto.randomBytes(n),
   })

@@ -18,6 +18,7 @@ import { Ledger } from '../agent/ledger/ledger.ts'
 import type { EncodedEvent, RevokeBody } from '../agent/ledger/types.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
 import type { PkiProvider } from '../agent/pki/provider.ts'
+import type { TlsKeyType } from '../agent/pki/key-type.ts'
 
 /** One enrolled device: its secrets, certificate and own ledger. */
 export interface PureDevice {
@@ -57,12 +58,18 @@ export class PureFleet {
     this.devices.set(fleet.cn, { cn: fleet.cn, parentCn: undefined, secrets: { tls: fleet.tls, ledgerSeed: fleet.ledgerSeed }, certificate: fleet.certificate, ledger: l0Own, chainCache: new ChainCache() })
   }
 
-  static async create(opts: { domain?: string; now?: number; crypto?: CryptoProvider; pki?: PkiProvider } = {}): Promise<PureFleet> {
+  /** A fleet whose root, L0 and devices hold `keyType` keys (default DEFAULT_TLS_KEY_TYPE, P-256). */
+  static async create(opts: { domain?: string; now?: number; crypto?: CryptoProvider; pki?: PkiProvider; keyType?: TlsKeyType } = {}): Promise<PureFleet> {
     const crypto = opts.crypto ?? nodeCrypto, pki = opts.pki ?? nodePki
     const now = opts.now ?? Math.floor(Date.now() / 1000)
-    const fleet = await createFleet(crypto, pki, { domain: opts.domain ?? 'smith.home.arpa', now })
-    return new PureFleet(fleet, crypto, pki, now)
+    const fleet = await createFleet(crypto, pki, { domain: opts.domain ?? 'smith.home.arpa', now, keyType: opts.keyType })
+    const pure = new PureFleet(fleet, crypto, pki, now)
+    pure.keyType = opts.keyType
+    return pure
   }
+
+  /** The key type new devices get; undefined for DEFAULT_TLS_KEY_TYPE. */
+  keyType: TlsKeyType | undefined
 
   get l0(): string {
     return this.fleet.cn
@@ -77,7 +84,7 @@ export class PureFleet {
   /** Steps 1–6: request and the parent's authorize event (appended to the parent's own ledger). */
   async authorize(parentCn: string, choices: AuthorizeChoices, info = { kind: 'phone', name: 'device' }): Promise<{ request: Awaited<ReturnType<typeof createEnrollRequest>>; authorize: EncodedEvent }> {
     const parent = this.device(parentCn)
-    const request = await createEnrollRequest(this.crypto, this.pki, info)
+    const request = await createEnrollRequest(this.crypto, this.pki, { ...info, keyType: this.keyType })
     const authorize = authorizeChild(this.crypto, parent.ledger, { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed }, request.request, choices, this.now)
     parent.ledger.ingest(authorize)
     return { request, authorize }
@@ -87,7 +94,7 @@ export class PureFleet {
   async enroll(parentCn: string, choices: AuthorizeChoices, info = { kind: 'phone', name: 'device' }): Promise<PureDevice> {
     const { request, authorize } = await this.authorize(parentCn, choices, info)
     const accepted = acceptAuthorization(this.crypto, authorize.bytes, request.request, this.fleet.domain)
-    const csr = createEnrollCsr(accepted, request.secrets)
+    const csr = await createEnrollCsr(accepted, request.secrets)
     const issued = await this.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: this.now })
     const ledger = new Ledger(this.crypto)
     for (const e of this.l0Ledger.state.log) ledger.ingest(e)
@@ -114,11 +121,11 @@ export class PureFleet {
   /** The parent gives `childCn` new keys (rekey), the CA issues a certificate for them, the child records it. */
   async rekey(parentCn: string, childCn: string, notAfter?: number): Promise<PureDevice> {
     const parent = this.device(parentCn), old = this.device(childCn)
-    const request = await createEnrollRequest(this.crypto, this.pki, { kind: 'phone', name: childCn })
+    const request = await createEnrollRequest(this.crypto, this.pki, { kind: 'phone', name: childCn, keyType: this.keyType })
     const rekey = rekeyChild(this.crypto, parent.ledger, { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed }, childCn, request.request, this.now, notAfter)
     parent.ledger.ingest(rekey)
     const accepted = acceptRekey(this.crypto, rekey.bytes, request.request, this.fleet.domain)
-    const issued = await this.ca.issue({ authorizeBytes: rekey.bytes, csrPem: createEnrollCsr(accepted, request.secrets), now: this.now })
+    const issued = await this.ca.issue({ authorizeBytes: rekey.bytes, csrPem: await createEnrollCsr(accepted, request.secrets), now: this.now })
     this.sync(childCn)
     const { certificate, certified } = recordCertificate(this.crypto, this.pki, old.ledger, accepted, request.secrets, issued.certificate.pem, this.fleet.root.pem, this.now)
     old.ledger.ingest(certified)

@@ -67,7 +67,7 @@ export class FleetCa {
     }
     // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
     this.caLedger.ledger.check(authorize, { now, intake: { now } })
-    const certificate = issueDeviceCertificate({
+    const certificate = await issueDeviceCertificate({
       rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now,
       randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
     })
@@ -87,7 +87,7 @@ export class FleetCa {
    * submitted it through the miner like any event). Refused unless the rekey is the subject's current binding
    * and no certificate was recorded for it yet, so a rekey yields at most one certificate per key holder.
    */
-  issueForRekey(input: { rekeyId: string; csrPem: string | ParsedCsr; now: number }): DeviceCertificate {
+  async issueForRekey(input: { rekeyId: string; csrPem: string | ParsedCsr; now: number }): Promise<DeviceCertificate> {
     const state = this.caLedger.ledger.state
     const binding = state.bindingById(input.rekeyId)
     const event = state.event(input.rekeyId)
@@ -113,7 +113,7 @@ export class FleetCa {
    * the CSR held to the binding's name, parent and key (checkCsrBeforeSignature's codes) and only then its signature.
    * The new certificate ends no later than the binding; the device records it with a certified event of its own.
    */
-  renew(input: { cn: string; csrPem: string | ParsedCsr; now: number }): DeviceCertificate {
+  renew(input: { cn: string; csrPem: string | ParsedCsr; now: number }): Promise<DeviceCertificate> {
     const state = this.caLedger.ledger.state
     const binding = state.currentBinding(input.cn)
     if (binding === undefined || binding.parentCn === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `L0's ledger holds no device binding for ${input.cn}`)

@@ -39,7 +39,7 @@ export function acceptAuthorization(crypto: CryptoProvider, authorizeBytes: Uint
 }
 
 /** Step 7: the CSR for the authorized CN, with the parent marker in SAN, signed with the TLS key. */
-export function createEnrollCsr(accepted: AcceptedAuthorization, secrets: DeviceSecrets): string {
+export function createEnrollCsr(accepted: AcceptedAuthorization, secrets: DeviceSecrets): Promise<string> {
   return createCsr({ cn: accepted.cn, parentCn: accepted.parentCn, keyPair: secrets.tls })
 }
 

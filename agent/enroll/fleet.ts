@@ -9,6 +9,7 @@ import { createFleetRoot } from '../pki/root.ts'
 import { issueL0Certificate } from '../pki/issue.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
 import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+import { DEFAULT_TLS_KEY_TYPE, type TlsKeyType } from '../pki/key-type.ts'
 
 /** Everything L0 starts with. Private keys: rootKey, tls, ledgerSeed. */
 export interface NewFleet {
@@ -24,11 +25,12 @@ export interface NewFleet {
 }
 
 /** Creates a fleet: root CA (20 years), L0's TLS key and certificate, ledger key, genesis (L0 is also the miner). */
-export async function createFleet(crypto: CryptoProvider, pki: PkiProvider, opts: { domain: string; now: number; name?: string; years?: number }): Promise<NewFleet> {
+export async function createFleet(crypto: CryptoProvider, pki: PkiProvider, opts: { domain: string; now: number; name?: string; years?: number; keyType?: TlsKeyType }): Promise<NewFleet> {
   const domain = validateFleetDomain(opts.domain)
   const { now } = opts
-  const [rootKey, tls] = await Promise.all([pki.generateTlsKeyPair(), pki.generateTlsKeyPair()])
-  const root = createFleetRoot({ domain, keyPair: rootKey, now, years: opts.years ?? 20, randomBytes: n => crypto.randomBytes(n) })
+  const keyType = opts.keyType ?? DEFAULT_TLS_KEY_TYPE
+  const [rootKey, tls] = await Promise.all([pki.generateTlsKeyPair(keyType), pki.generateTlsKeyPair(keyType)])
+  const root = await createFleetRoot({ domain, keyPair: rootKey, now, years: opts.years ?? 20, randomBytes: n => crypto.randomBytes(n) })
   const ledger = crypto.ed25519KeyPair()
   const genesis = signEvent(crypto, genesisEvent(crypto, {
     domain, rootCertHash: root.certHash, spkiHash: crypto.sha256(tls.spkiDer), ledgerKey: ledger.publicKey,
@@ -37,7 +39,7 @@ export async function createFleet(crypto: CryptoProvider, pki: PkiProvider, opts
   const l = new Ledger(crypto)
   l.ingest(genesis)
   const cn = l.state.genesis!.cn
-  const certificate = issueL0Certificate({
+  const certificate = await issueL0Certificate({
     rootCertPem: root, rootKeyPem: rootKey.privateKeyPem, cn, publicKeyPem: tls.publicKeyPem, notAfter: root.notAfter,
     now, randomBytes: n => crypto.randomBytes(n), crypto,
   })

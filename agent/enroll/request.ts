@@ -5,6 +5,7 @@ import type { CryptoProvider } from '../../firmware-shims/types.ts'
 import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
 import { isPrintableName, requirePrintableName } from '../ledger/names.ts'
 import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
+import { DEFAULT_TLS_KEY_TYPE, type TlsKeyType } from '../pki/key-type.ts'
 
 /** What a new device tells its parent: its public keys, what it is, and a friendly name. */
 export interface EnrollRequest {
@@ -23,11 +24,11 @@ export interface DeviceSecrets {
 }
 
 /** Generates both key pairs on the device and the request for its parent. */
-export async function createEnrollRequest(crypto: CryptoProvider, pki: PkiProvider, info: { kind: string; name: string }): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
+export async function createEnrollRequest(crypto: CryptoProvider, pki: PkiProvider, info: { kind: string; name: string; keyType?: TlsKeyType }): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
   // Refused before any key is made: a parent would refuse the request, and every device the authorization.
   requirePrintableName(info.kind, 'the kind')
   requirePrintableName(info.name, 'the name')
-  const tls = await pki.generateTlsKeyPair()
+  const tls = await pki.generateTlsKeyPair(info.keyType ?? DEFAULT_TLS_KEY_TYPE)
   const ledger = crypto.ed25519KeyPair()
   return {
     request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: info.kind, name: info.name },

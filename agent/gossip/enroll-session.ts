@@ -20,6 +20,7 @@ import type { GossipClient } from './client.ts'
 import { connectPairing } from './login.ts'
 import { decodeAuthorizePayload, decodeCertReply, encodeCsrPayload, remoteRefusal, withdrawalOf } from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
+import type { TlsKeyType } from '../pki/key-type.ts'
 
 /** What the enrolling device is told and chooses. */
 export interface EnrollOptions {
@@ -29,6 +30,8 @@ export interface EnrollOptions {
   url: string
   kind: string
   name: string
+  /** The TLS key type to make (default DEFAULT_TLS_KEY_TYPE, P-256); rsa2048 for a TLS stack without ECDSA. */
+  keyType?: TlsKeyType
   /** Limit for each step (login, authorization, certificate), in milliseconds. */
   stepTimeoutMs: number
   /** Seconds since the epoch. */
@@ -151,7 +154,7 @@ export async function enrollThroughBroker(crypto: CryptoProvider, pki: PkiProvid
   // A typo is refused before spending a second on keys.
   const secrets = derivePairingSecrets(opts.code)
   const started = Date.now()
-  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name })
+  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name, keyType: opts.keyType })
   const keygenMs = Date.now() - started
   opts.onStep?.('keys')
 
@@ -200,7 +203,7 @@ async function enrollSteps(
   opts.onStep?.('authorized', accepted.cn)
 
   // Step 5: the CSR to L0's CA. Step 6: its certificate and the lineage.
-  await client.publish(topics.pair(secrets.inviteId, 'csr'), encodeCsrPayload(payload.authorizeBytes, createEnrollCsr(accepted, deviceSecrets)))
+  await client.publish(topics.pair(secrets.inviteId, 'csr'), encodeCsrPayload(payload.authorizeBytes, await createEnrollCsr(accepted, deviceSecrets)))
   opts.onStep?.('csr')
   const reply = await client.waitFor(topics.pair(secrets.inviteId, 'cert'), decodeCertReply, {
     timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT', message: `L0's CA did not answer within ${Math.round(opts.stepTimeoutMs / 1000)} s; is 'kin broker' running?`,

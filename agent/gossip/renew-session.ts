@@ -29,7 +29,7 @@ export interface Renewer {
  */
 export async function requestRenewal(crypto: CryptoProvider, pki: PkiProvider, session: TransportSession, renewer: Renewer, opts: { timeoutMs: number }): Promise<DeviceCertificate> {
   const current = DeviceCertificate.from(renewer.certPem, { sha256: crypto.sha256 })
-  const csrPem = createCsr({ cn: renewer.cn, parentCn: current.parentCn, keyPair: { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem } })
+  const csrPem = await createCsr({ cn: renewer.cn, parentCn: current.parentCn, keyPair: { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem } })
   const requestId = toHex(crypto.randomBytes(8))
   const topics = fleetTopics(renewer.fleet)
   const replyTopic = topics.inbox(renewer.cn, renewer.l0Cn)

@@ -37,12 +37,6 @@ export function expectedSan(cn: string, parentCn: string | undefined): { dns: st
   return { dns: [cn], uris: parentCn === undefined ? [] : [parentMarker(parentCn)] }
 }
 
-/** forge altNames for `expectedSan`: dNSName is GeneralName [2], uniformResourceIdentifier [6] (RFC 5280 §4.2.1.6). */
-export function expectedAltNames(cn: string, parentCn: string | undefined): { type: number; value: string }[] {
-  const san = expectedSan(cn, parentCn)
-  return [...san.dns.map(value => ({ type: 2, value })), ...san.uris.map(value => ({ type: 6, value }))]
-}
-
 /** Throws VerificationError `code` unless `names` is exactly `expected` as a set, without repeats; `what` names the kind. */
 export function requireSanSet(names: readonly string[], expected: readonly string[], code: KinErrorCode, what = 'SAN'): void {
   const same = names.length === expected.length && new Set(names).size === names.length && expected.every(n => names.includes(n))

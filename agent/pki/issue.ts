@@ -1,5 +1,4 @@
 /** @module The fleet CA's issuance: checks a CSR against its authorization, then signs the device certificate (enrollment steps 8–9). */
-import type { pki } from 'node-forge'
 import { KinError, VerificationError, isKinError } from '../errors.ts'
 import { labelOfCn } from '../ledger/names.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
@@ -7,11 +6,12 @@ import { DeviceCertificate } from './certificate.ts'
 import { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
 import type { ParsedCsr } from './csr-parse.ts'
 import { buildLeafCertificate } from './leaf-profile.ts'
-import { keysMatch, rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from './keys.ts'
+import { spkiDerFromPublicKeyPem } from './keys.ts'
 import { fleetDomainOfRootCn } from './root-name.ts'
 import { CLOCK_SKEW_SECONDS } from './root.ts'
 import { defaultSha256 } from './rsa-verify.ts'
-import type { RandomBytes } from './_build.ts'
+import type { RandomBytes, X509Builder } from './_build.ts'
+import { x509Builder } from './builder.ts'
 
 export { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
 
@@ -29,16 +29,19 @@ export interface CaOptions {
   readonly randomBytes: RandomBytes
   /** SHA-256 for key hashes (default @noble/hashes). */
   readonly crypto?: Pick<CryptoProvider, 'sha256'>
+  /** The certificate builder (default: `x509Builder()`, native where WebCrypto exists). */
+  readonly builder?: X509Builder
 }
 
-interface Ca { root: DeviceCertificate; rootKey: pki.rsa.PrivateKey; domain: string }
+interface Ca { root: DeviceCertificate; domain: string; builder: X509Builder }
 
-function loadCa(options: CaOptions): Ca {
+async function loadCa(options: CaOptions): Promise<Ca> {
   const root = DeviceCertificate.from(options.rootCertPem)
-  const rootKey = rsaPrivateKeyFromPem(options.rootKeyPem)
-  if (!keysMatch(rootKey, rsaPublicKeyFromPem(root.publicKeyPem))) throw new KinError('BAD_ARGUMENT', 'root key does not belong to the root certificate')
+  const builder = options.builder ?? x509Builder()
+  // Checked once per key by the native builder, which keeps the imported key for the signatures that follow.
+  await builder.requireKeyPair({ privateKeyPem: options.rootKeyPem, spkiDer: root.layout.spki, mismatch: 'root key does not belong to the root certificate' })
   if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new KinError('BAD_ARGUMENT', 'root certificate is not a CA certificate')
-  return { root, rootKey, domain: fleetDomainOfRootCn(root.cn) }
+  return { root, domain: fleetDomainOfRootCn(root.cn), builder }
 }
 
 function requireFleetName(cn: string, domain: string, what: string): void {
@@ -67,26 +70,26 @@ function validityWindow(options: CaOptions, root: DeviceCertificate, notAfter: n
  * The ledger-side checks (parent's signature, lineage, nonce) are done by ingesting the authorize event beforehand.
  * CA_VALIDITY when auth.notAfter ≤ now or the root has expired.
  */
-export function issueDeviceCertificate(options: CaOptions & { readonly csrPem: string | ParsedCsr; readonly auth: Authorization }): DeviceCertificate {
+export async function issueDeviceCertificate(options: CaOptions & { readonly csrPem: string | ParsedCsr; readonly auth: Authorization }): Promise<DeviceCertificate> {
   const { auth } = options
-  const ca = loadCa(options)
+  const ca = await loadCa(options)
   requireFleetName(auth.cn, ca.domain, 'authorized CN')
   if (auth.parentCn !== undefined) requireFleetName(auth.parentCn, ca.domain, 'authorized parent CN')
   const csr = checkCsrAgainstAuthorization(options.csrPem, auth, options.crypto ?? { sha256: defaultSha256 })
   return buildLeafCertificate({
-    root: ca.root, rootKey: ca.rootKey, cn: auth.cn, parentCn: auth.parentCn,
-    publicKey: rsaPublicKeyFromPem(csr.publicKeyPem), ...validityWindow(options, ca.root, auth.notAfter),
-    randomBytes: options.randomBytes,
+    root: ca.root, rootKeyPem: options.rootKeyPem, cn: auth.cn, parentCn: auth.parentCn,
+    spki: csr.spkiDer, ...validityWindow(options, ca.root, auth.notAfter),
+    randomBytes: options.randomBytes, builder: ca.builder,
   })
 }
 
 /** Issues L0's own TLS certificate (same profile, no parent entry): L0 holds the CA, so it needs no CSR. */
-export function issueL0Certificate(options: CaOptions & { readonly cn: string; readonly publicKeyPem: string; readonly notAfter: number }): DeviceCertificate {
-  const ca = loadCa(options)
+export async function issueL0Certificate(options: CaOptions & { readonly cn: string; readonly publicKeyPem: string; readonly notAfter: number }): Promise<DeviceCertificate> {
+  const ca = await loadCa(options)
   requireFleetName(options.cn, ca.domain, 'L0 CN')
   return buildLeafCertificate({
-    root: ca.root, rootKey: ca.rootKey, cn: options.cn, parentCn: undefined,
-    publicKey: rsaPublicKeyFromPem(options.publicKeyPem), ...validityWindow(options, ca.root, options.notAfter),
-    randomBytes: options.randomBytes,
+    root: ca.root, rootKeyPem: options.rootKeyPem, cn: options.cn, parentCn: undefined,
+    spki: spkiDerFromPublicKeyPem(options.publicKeyPem), ...validityWindow(options, ca.root, options.notAfter),
+    randomBytes: options.randomBytes, builder: ca.builder,
   })
 }

@@ -1,8 +1,9 @@
-/** @module Loading RSA keys from PEM for the builders, with coded errors instead of forge exceptions. */
+/** @module Loading TLS keys from PEM for the builders, with coded errors instead of library exceptions. */
 import { KinError } from '../errors.ts'
 import type { pki } from 'node-forge'
 import { asn1ToBytes, forge, toBinary } from './_forge.ts'
 import { pemToDer } from './pem.ts'
+import { signingKindOf } from './key-type.ts'
 
 /** The forge RSA private key of a PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM; KinError BAD_ARGUMENT otherwise. */
 export function rsaPrivateKeyFromPem(pem: string): pki.rsa.PrivateKey {
@@ -15,20 +16,20 @@ export function rsaPrivateKeyFromPem(pem: string): pki.rsa.PrivateKey {
   }
 }
 
-/** SubjectPublicKeyInfo DER of a "PUBLIC KEY" PEM (must be RSA); KinError BAD_ARGUMENT otherwise. */
+/** SubjectPublicKeyInfo DER of a "PUBLIC KEY" PEM holding an RSA or a P-256 key; KinError BAD_ARGUMENT otherwise. */
 export function spkiDerFromPublicKeyPem(pem: string): Uint8Array {
   const der = pemToDer(pem, 'PUBLIC KEY', 'BAD_ARGUMENT')
   try {
-    forge.pki.publicKeyFromAsn1(forge.asn1.fromDer(toBinary(der)))
+    if (signingKindOf(der, 'public key') === 'rsa') forge.pki.publicKeyFromAsn1(forge.asn1.fromDer(toBinary(der)))
   } catch (cause) {
-    throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA SubjectPublicKeyInfo', { cause })
+    throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA or P-256 SubjectPublicKeyInfo', { cause })
   }
   return der
 }
 
 /** The forge RSA public key of a "PUBLIC KEY" PEM; KinError BAD_ARGUMENT otherwise. */
 export function rsaPublicKeyFromPem(pem: string): pki.rsa.PublicKey {
-  spkiDerFromPublicKeyPem(pem)
+  if (signingKindOf(spkiDerFromPublicKeyPem(pem), 'public key') !== 'rsa') throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA key')
   return forge.pki.publicKeyFromPem(pem) as pki.rsa.PublicKey
 }
 

@@ -1,49 +1,56 @@
-/** @module The device certificate profile: what the fleet CA writes into every leaf it signs. */
-import type { pki } from 'node-forge'
-import { forge, toBinary } from './_forge.ts'
+/** @module The device certificate profile: what the fleet CA writes into every leaf it signs, per key type. */
+import { sha1 } from '@noble/hashes/legacy.js'
 import type { DeviceCertificate } from './certificate.ts'
-import { buildCertificate, randomSerialHex, type RandomBytes } from './_build.ts'
-import { expectedAltNames } from './_names.ts'
+import { randomSerialHex, type RandomBytes, type X509Builder } from './_build.ts'
+import { x509Builder } from './builder.ts'
+import { expectedSan } from './_names.ts'
+import { signingKindOf } from './key-type.ts'
+import { TAG, childrenOf, contentBytes, expectTag, readWhole } from './der.ts'
 
 /** Everything a leaf needs: its issuer (the root and its key), names, key and validity in seconds. */
 export interface LeafProfile {
   readonly root: DeviceCertificate
-  readonly rootKey: pki.rsa.PrivateKey
+  /** The root's private key, PKCS#8 PEM. */
+  readonly rootKeyPem: string
   readonly cn: string
   readonly parentCn: string | undefined
-  readonly publicKey: pki.rsa.PublicKey
+  /** The device's SubjectPublicKeyInfo DER (RSA or P-256). */
+  readonly spki: Uint8Array
   readonly notBefore: number
   readonly notAfter: number
   readonly randomBytes: RandomBytes
+  /** The certificate builder (default: `x509Builder()`). */
+  readonly builder?: X509Builder
 }
 
-function rootKeyId(root: DeviceCertificate): string {
-  if (root.subjectKeyId !== undefined) return toBinary(root.subjectKeyId)
-  // RFC 5280 §4.2.1.2 method (1), for a root that carries no subjectKeyIdentifier.
-  const rootKey = forge.pki.publicKeyFromPem(root.publicKeyPem)
-  return forge.pki.getPublicKeyFingerprint(rootKey, { md: forge.md.sha1.create(), type: 'RSAPublicKey' }).getBytes()
+function rootKeyId(root: DeviceCertificate): Uint8Array {
+  if (root.subjectKeyId !== undefined) return root.subjectKeyId
+  // RFC 5280 §4.2.1.2 method (1), for a root that carries no subjectKeyIdentifier: SHA-1 of the subjectPublicKey bits.
+  const spki = root.layout.spki
+  const [, key] = childrenOf(spki, readWhole(spki, TAG.sequence, 'CERT_PARSE'), 'CERT_PARSE')
+  return sha1(contentBytes(spki, expectTag(key, TAG.bitString, 'CERT_PARSE')).subarray(1))
 }
 
 /**
- * Signs a leaf: basicConstraints CA:false, keyUsage digitalSignature+keyEncipherment, extKeyUsage serverAuth+clientAuth,
- * SAN DNS:cn (+ URI:kin://<fleet domain>/parent/<parent label>), subject and authority key identifiers, random serial, sha256WithRSAEncryption.
+ * Signs a leaf: basicConstraints CA:false, keyUsage digitalSignature (+keyEncipherment for an RSA key; RFC 5480 §3
+ * forbids it for an EC key), extKeyUsage serverAuth+clientAuth, SAN DNS:cn (+ URI:kin://<fleet domain>/parent/<parent
+ * label>), subject and authority key identifiers, random serial; signed as the root's key signs.
  */
-export function buildLeafCertificate(profile: LeafProfile): DeviceCertificate {
-  const altNames = expectedAltNames(profile.cn, profile.parentCn)
-  return buildCertificate({
+export async function buildLeafCertificate(profile: LeafProfile): Promise<DeviceCertificate> {
+  const rsaLeaf = signingKindOf(profile.spki, `the key of "${profile.cn}"`) === 'rsa'
+  return (profile.builder ?? x509Builder()).buildCertificate({
     subjectCn: profile.cn,
     issuerName: profile.root.layout.subject,
-    publicKey: profile.publicKey,
+    spki: profile.spki,
     notBefore: profile.notBefore,
     notAfter: profile.notAfter,
     serialHex: randomSerialHex(profile.randomBytes),
-    extensions: [
-      { name: 'basicConstraints', cA: false, critical: true }, // RFC 5280 §4.2.1.9
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true }, // RFC 5280 §4.2.1.3
-      { name: 'extKeyUsage', serverAuth: true, clientAuth: true }, // RFC 5280 §4.2.1.12: mutual TLS both ways
-      { name: 'subjectAltName', altNames }, // RFC 5280 §4.2.1.6
-      { name: 'subjectKeyIdentifier' },
-      { name: 'authorityKeyIdentifier', keyIdentifier: rootKeyId(profile.root) }, // RFC 5280 §4.2.1.1
-    ],
-  }, profile.rootKey)
+    extensions: {
+      ca: false,
+      keyUsage: rsaLeaf ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'],
+      tlsBothWays: true,
+      altNames: expectedSan(profile.cn, profile.parentCn),
+      authorityKeyId: rootKeyId(profile.root),
+    },
+  }, { privateKeyPem: profile.rootKeyPem, spkiDer: profile.root.layout.spki, mismatch: 'root key does not belong to the root certificate' })
 }

@@ -7,8 +7,9 @@ import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
-import { toBinary } from '../../agent/pki/_forge.ts'
-import { oddCertificate } from '../../test/pki/_odd.ts'
+import { DEFAULT_TLS_KEY_TYPE } from '../../agent/pki/key-type.ts'
+import { x509Builder } from '../../agent/pki/builder.ts'
+import { randomSerialHex } from '../../agent/pki/_build.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import { LiveFleet, simClock, type FleetLog } from '../live/fleet.ts'
 import { HOUSE } from '../house/story.ts'
@@ -63,9 +64,9 @@ export interface AttackContext {
   /** Labels by CN (L0 … L3.5), for paths in the report. */
   labelOf(cn: string): string
   /** A certificate for `cn` naming `parentCn`, carrying `keys`, issued by Eve's CA or — mis-issued — by the fleet CA with the real root key. */
-  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
+  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
   /** The same, by the fleet CA, in the form issued before the URI parent marker: SAN DNS:<cn>, DNS:parent.<parentCn>. */
-  forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): DeviceCertificate
+  forgeOldMarker(cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
 }
 
 /** What `startAttackHouse` is told. */
@@ -88,11 +89,12 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
   }
   const fleet = await LiveFleet.start({ dir: options.dir, domain: options.domain ?? 'smith.home.arpa', clock: simClock(), log })
   try {
-    const [keys, rootKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
+    // Eve's keys are of the fleet's key type, so a stolen certificate meets a signature in its own scheme.
+    const [keys, rootKeys] = await Promise.all([nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE), nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE)])
     const now = fleet.clock.now()
     const eve: Eve = {
       keys, rootKeys, ledgerSeed: nodeCrypto.randomBytes(32),
-      root: createFleetRoot({ domain: fleet.l0.fleet, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
+      root: await createFleetRoot({ domain: fleet.l0.fleet, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
     }
     for (const d of ATTACK_HOUSE) {
       const enrolled = await fleet.enroll(d.label, d.parent, { role: d.role, kind: d.kind, name: d.name, validSeconds: d.validSeconds })
@@ -103,22 +105,26 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
     return {
       fleet, house: ATTACK_HOUSE, eve, alarms, scratch: join(options.dir, 'scratch'),
       labelOf: cn => [...fleet.devices.values()].find(d => d.cn === cn)?.label ?? cn,
-      forge(by, cn, parentCn, keyPair) {
+      async forge(by, cn, parentCn, keyPair) {
         const ca = by === 'eve-ca' ? { rootCertPem: eve.root.pem, rootKeyPem: rootKeys.privateKeyPem } : { rootCertPem: fleet.l0.rootPem, rootKeyPem: caKeyPem }
         const issuedAt = fleet.clock.now()
         return issueDeviceCertificate({
           ...ca, now: issuedAt, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto,
-          csrPem: createCsr({ cn, parentCn, keyPair }),
+          csrPem: await createCsr({ cn, parentCn, keyPair }),
           auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keyPair.spkiDer), notAfter: issuedAt + 30 * DAY },
         })
       },
       forgeOldMarker(cn, parentCn, keyPair) {
+        // The leaf profile with the retired SAN, signed by the fleet CA's real key (of either key type).
         const root = DeviceCertificate.from(fleet.l0.rootPem), issuedAt = fleet.clock.now()
-        return new DeviceCertificate(oddCertificate({
-          cn, sanDns: [cn, `parent.${parentCn}`], notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
-          issuerCn: root.cn, issuerKeyPem: caKeyPem, subjectPublicKeyPem: keyPair.publicKeyPem,
-          extraExtensions: [{ name: 'subjectKeyIdentifier' }, { name: 'authorityKeyIdentifier', keyIdentifier: toBinary(root.subjectKeyId!) }],
-        }))
+        return x509Builder().buildCertificate({
+          subjectCn: cn, issuerName: root.layout.subject, spki: keyPair.spkiDer, notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
+          serialHex: randomSerialHex(nodeCrypto.randomBytes),
+          extensions: {
+            ca: false, keyUsage: keyPair.keyType === 'p256' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'], tlsBothWays: true,
+            altNames: { dns: [cn, `parent.${parentCn}`], uris: [] }, authorityKeyId: root.subjectKeyId,
+          },
+        }, { privateKeyPem: caKeyPem, spkiDer: root.layout.spki, mismatch: 'the CA key is not the root\'s' })
       },
     }
   } catch (err) {

@@ -12,6 +12,7 @@ import { rawTls12Request } from '../../test/serve/_tls12-client.ts'
 import type { AttackContext } from './house.ts'
 import { decided, type AttackRunner } from './runner.ts'
 import { TLS_HANDSHAKE, type AttackOutcome } from './types.ts'
+import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
 
 // RFC 5246 §7.2.2: the alert a server sends when the CertificateVerify signature does not verify.
 const DECRYPT_ERROR = 51
@@ -71,12 +72,12 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
     async () => decided('L2.1', 'L3.3', 'unlock', await fleet.access('L2.1', 'L3.3', 'unlock')))
 
   await run.run({ id: 'rogue-ca', family: 'identity', kind: 'attack', attack: "Eve's own CA (same root name) issues the guest's CN and SAN parent for her key", expected: ['CERT_CHAIN'] }, async () => {
-    const forged = ctx.forge('eve-ca', guest.cn, tablet.cn, eve.keys)
+    const forged = await ctx.forge('eve-ca', guest.cn, tablet.cn, eve.keys)
     return decided('Eve', 'L3.3', 'unlock', await fleet.accessAs({ certPem: forged.pem, keyPem: eve.keys.privateKeyPem, rootPem }, guest.session, 'L3.3', 'unlock'))
   })
 
   await run.run({ id: 'mis-issued', family: 'identity', kind: 'attack', attack: "the fleet CA, with L0's real root key, mis-issues the guest's CN for Eve's key", expected: ['CERT_UNBOUND'] }, async () => {
-    const forged = ctx.forge('fleet-ca', guest.cn, tablet.cn, eve.keys)
+    const forged = await ctx.forge('fleet-ca', guest.cn, tablet.cn, eve.keys)
     return decided('Eve', 'L3.3', 'unlock', await fleet.accessAs({ certPem: forged.pem, keyPem: eve.keys.privateKeyPem, rootPem }, guest.session, 'L3.3', 'unlock'))
   })
 
@@ -115,11 +116,11 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
   })
 
   await run.run({ id: 'fake-lock-eve-ca', family: 'identity', kind: 'attack', attack: "a fake front-door lock with Eve's certificate for the lock's CN, towards the guest's phone", expected: ['CERT_CHAIN'] },
-    () => askFakeLock(ctx, ctx.forge('eve-ca', lock.cn, owner.cn, eve.keys)))
+    async () => askFakeLock(ctx, await ctx.forge('eve-ca', lock.cn, owner.cn, eve.keys)))
   await run.run({ id: 'fake-lock-mis-issued', family: 'identity', kind: 'attack', attack: "a fake front-door lock with a mis-issued fleet-CA certificate for Eve's key", expected: ['CERT_UNBOUND'] },
-    () => askFakeLock(ctx, ctx.forge('fleet-ca', lock.cn, owner.cn, eve.keys)))
+    async () => askFakeLock(ctx, await ctx.forge('fleet-ca', lock.cn, owner.cn, eve.keys)))
 
-  const oldForm = ctx.forgeOldMarker(guest.cn, tablet.cn, { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer })
+  const oldForm = await ctx.forgeOldMarker(guest.cn, tablet.cn, { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer, keyType: tlsKeyTypeOf(guestCert.spkiDer) })
   await run.run({ id: 'old-parent-marker', family: 'identity', kind: 'attack', attack: "the guest's own key in a fleet-CA certificate naming its parent as DNS:parent.<P>, a name TLS clients take for a host", expected: ['CERT_OLD_PARENT_MARKER'] },
     async () => decided('L3.4', 'L3.3', 'unlock', await fleet.accessAs({ certPem: oldForm.pem, keyPem: guest.identity.keyPem, rootPem }, guest.session, 'L3.3', 'unlock')))
 
@@ -127,8 +128,8 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
   // ledger does not bind, CERT_UNBOUND comes first (mis-issued above). To reach the SAN check the certificate
   // must carry the device's own key and be recorded by a certified event — which only the device itself can sign:
   // an insider, the guest, getting a mis-issued certificate that moves it under the owner's phone.
-  const guestKeys = { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer }
-  const climbing = ctx.forge('fleet-ca', guest.cn, owner.cn, guestKeys)
+  const guestKeys = { privateKeyPem: guest.identity.keyPem, publicKeyPem: guestCert.publicKeyPem, spkiDer: guestCert.spkiDer, keyType: tlsKeyTypeOf(guestCert.spkiDer) }
+  const climbing = await ctx.forge('fleet-ca', guest.cn, owner.cn, guestKeys)
   const climbingIdentity = { certPem: climbing.pem, keyPem: guest.identity.keyPem, rootPem }
   await run.run({ id: 'san-parent-uncertified', family: 'identity', kind: 'attack', attack: "the guest's own key in a mis-issued certificate naming the owner's phone as parent, not on the ledger", expected: ['CERT_NOT_CERTIFIED'] },
     async () => decided('L3.4', 'L3.3', 'unlock', await fleet.accessAs(climbingIdentity, guest.session, 'L3.3', 'unlock')))

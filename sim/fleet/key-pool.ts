@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { nodePki } from '../../firmware-shims/node/pki.ts'
 import type { TlsKeyPair } from '../../agent/pki/provider.ts'
+import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
 
 /** Where the pool lives by default: a file of PEM keys under the OS's temporary directory. */
 export const DEFAULT_KEY_POOL_FILE: string = join(tmpdir(), 'kinship-sim-keys', 'rsa2048.jsonl')
@@ -20,7 +21,8 @@ export interface KeyPoolStats {
 function fromPrivatePem(privateKeyPem: string): TlsKeyPair {
   const publicKey = createPublicKey(createPrivateKey(privateKeyPem))
   const spki = publicKey.export({ type: 'spki', format: 'der' })
-  return { privateKeyPem, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string, spkiDer: new Uint8Array(spki.buffer, spki.byteOffset, spki.length) }
+  const spkiDer = new Uint8Array(spki.buffer, spki.byteOffset, spki.length)
+  return { privateKeyPem, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string, spkiDer, keyType: tlsKeyTypeOf(spkiDer) }
 }
 
 /**

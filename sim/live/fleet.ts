@@ -310,7 +310,7 @@ export class LiveFleet {
       crypto: nodeCrypto, rootCertPem: this.l0.rootPem, rootKeyPem: this.l0Home.readText('caKey'),
       ledger: { ledger: this.l0.ledger.ledger, append: () => Promise.reject(new KinError('INTERNAL', 'the miner writes L0\'s ledger')) },
     })
-    const certificate = ca.issueForRekey({ rekeyId: rekey.idHex, csrPem: createEnrollCsr(accepted, request.secrets), now: this.clock.now() })
+    const certificate = await ca.issueForRekey({ rekeyId: rekey.idHex, csrPem: await createEnrollCsr(accepted, request.secrets), now: this.clock.now() })
     // Recorded as L0's CA service records what it issues: the miner admits certified events for these only.
     this.l0.issued.record(certificate, this.clock.now())
     // The child is revoked, so L0 no longer admits its old keys: the parent hands it the rekey event, as it hands

@@ -39,13 +39,13 @@ t.test("Eve's certificates: another CA (CERT_CHAIN), a mis-issued one with Eve's
   const eveKeys = await nodePki.generateTlsKeyPair()
   const { root: eveRoot, rootKeys: eveRootKeys } = await makeRoot(NOW - 600)
   const guest = house.cn['L3.4'], parent = house.cn['L2.2']
-  const fromEveCa = issueDeviceCertificate({
+  const fromEveCa = await issueDeviceCertificate({
     rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem, now: NOW - 60, randomBytes: nodeCrypto.randomBytes,
-    csrPem: createCsr({ cn: guest, parentCn: parent, keyPair: eveKeys }),
+    csrPem: await createCsr({ cn: guest, parentCn: parent, keyPair: eveKeys }),
     auth: { cn: guest, parentCn: parent, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: GUEST_UNTIL },
   })
   t.equal(decide({ certificate: fromEveCa, action: 'unlock' }, context(house.cn['L3.3'], nodePki)).code, 'CERT_CHAIN')
-  const misIssued = house.issue(guest, parent, eveKeys, GUEST_UNTIL)
+  const misIssued = await house.issue(guest, parent, eveKeys, GUEST_UNTIL)
   const d = decide({ certificate: misIssued, action: 'unlock' }, context(house.cn['L3.3'], nodePki))
   t.equal(d.code, 'CERT_UNBOUND')
   t.equal(d.peer, guest)
@@ -54,7 +54,7 @@ t.test("Eve's certificates: another CA (CERT_CHAIN), a mis-issued one with Eve's
 t.test('a certificate whose SAN parent contradicts the ledger, even with the right key and a certified event', async t => {
   const guest = house.cn['L3.4']
   // The CA mis-issues the guest a certificate naming the owner's phone as parent, and the guest records it.
-  const wrongParent = house.issue(guest, house.cn['L2.1'], house.keys['L3.4'], GUEST_UNTIL)
+  const wrongParent = await house.issue(guest, house.cn['L2.1'], house.keys['L3.4'], GUEST_UNTIL)
   house.fleet.sign(certifiedEvent(house.fleet.binding(guest), wrongParent.certHash, NOW - 100), guest)
   t.equal(wrongParent.parentCn, house.cn['L2.1'])
   const d = decide({ certificate: wrongParent, action: 'unlock' }, context(house.cn['L3.3'], nodePki))

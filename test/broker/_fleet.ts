@@ -21,6 +21,7 @@ import { Home } from '../../agent/cli/home.ts'
 import { openHomeLedger } from '../../agent/cli/device.ts'
 import { startL0, type L0Services } from '../../broker/l0.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
+import type { TlsKeyType } from '../../agent/pki/key-type.ts'
 
 /** Seconds since the epoch. */
 export function nowSeconds(): number {
@@ -65,11 +66,11 @@ function writeDeviceFiles(dir: string, rootPem: string, certPem: string, keyPem:
 }
 
 /** Creates L0's home the way `kin init` does (createFleet, the same files, genesis + certified in ledger.cbor). */
-export async function makeL0Home(opts: { domain?: string; now?: number } = {}): Promise<L0Home> {
+export async function makeL0Home(opts: { domain?: string; now?: number; keyType?: TlsKeyType } = {}): Promise<L0Home> {
   const dir = tempDir()
   const domain = opts.domain ?? 'smith.home.arpa'
   const now = opts.now ?? nowSeconds()
-  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc' })
+  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc', keyType: opts.keyType })
   const home = new Home(join(dir, 'l0'))
   home.writePublic('root', fleet.root.pem)
   home.writeSecret('caKey', fleet.rootKey.privateKeyPem)
@@ -112,7 +113,7 @@ export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent:
     crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem,
     ledger: { ledger: ledger.ledger, append: (e, o) => ledger.append(e, o) },
   })
-  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, secrets), now })
+  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, secrets), now })
   const { certified } = recordCertificate(nodeCrypto, nodePki, ledger.ledger, accepted, secrets, issued.certificate.pem, l0.rootPem, now)
   await ledger.append(certified)
   // As L0's CA service does, so a CRL can name this certificate (L0 must not be running: it keeps the file in memory).

@@ -63,7 +63,7 @@ function spawnNode(conf: string): { child: ChildProcess; log: () => string } {
 export async function startNatsCluster(home: string, n = 3): Promise<NatsCluster> {
   const ports: NatsNodePorts[] = []
   for (let i = 0; i < n; i++) ports.push({ mqtt: await freePort(), client: await freePort(), route: await freePort() })
-  const exported = exportNats({ home, dir: tempDir('kin-nats-'), nodes: ports })
+  const exported = await exportNats({ home, dir: tempDir('kin-nats-'), nodes: ports })
   const nodes: NatsNode[] = exported.nodes.map((cfg, index) => {
     const { child, log } = spawnNode(cfg.conf)
     return { index, url: exported.urls[index]!, mqttPort: cfg.mqtt, child, log }

@@ -87,7 +87,7 @@ t.test('the export names revoked, retired and rekeyed certificates by the serial
   })
   t.equal(IssuedRegistry.open(l0.dir).list().length, 4, 'the four device certificates were recorded when issued')
   const dir = tempDir('kin-export-')
-  const out = exportMosquitto({ home: l0.dir, dir, port: 8883, now })
+  const out = await exportMosquitto({ home: l0.dir, dir, port: 8883, now })
   t.equal(out.known, 6, "the four devices, L0's own certificate and its services' (made by the first export)")
   const byCn = new Map(out.revoked.map(r => [r.cn, r]))
   t.same([...byCn.keys()].sort(), [lock.cn, tablet.cn, camera.cn].sort())
@@ -115,7 +115,7 @@ t.test('a subtree revocation puts the revoked device and everything under it on 
   const now = at + 5
   await withHomeLedger(l0, async ledger => { await ledger.append(revocation(ledger, l0.self, phone, { now: at, subtree: true })) })
   const previous = Number(readFileSync(join(l0.dir, CRL_NUMBER_FILE), 'utf8'))
-  const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now })
+  const out = await exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now })
   const byCn = new Map(out.revoked.map(r => [r.cn, r]))
   t.match(byCn.get(phone.cn), { why: 'REVOKED', reason: 'keyCompromise' })
   t.match(byCn.get(lock.cn), { why: 'REVOKED' }, "the lock keeps its own, earlier revocation")
@@ -129,7 +129,7 @@ t.test('the exported files: Mosquitto settings, an ACL block per device the ledg
   // Every device above is revoked by now: one more, in good standing.
   const speaker = await withHomeLedger(l0, ledger => enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'speaker', name: 'speaker' }))
   const dir = tempDir('kin-export-')
-  const out = exportMosquitto({ home: l0.dir, dir, port: 18883, host: '127.0.0.1' })
+  const out = await exportMosquitto({ home: l0.dir, dir, port: 18883, host: '127.0.0.1' })
   t.same(Object.keys(out.files).sort(), Object.keys(MOSQUITTO_FILES).sort())
   const conf = readFileSync(out.files.conf, 'utf8')
   for (const line of ['listener 18883 127.0.0.1', 'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true', 'allow_anonymous false', `crlfile ${out.files.crl}`, `acl_file ${out.files.acl}`, `cafile ${out.files.cafile}`]) {
@@ -188,7 +188,7 @@ t.test('RFC 5280 §5.2.3: the CRL number grows by one with every export, kept in
   const numbers: number[] = []
   // The same second twice, then a clock set back an hour: the number still grows.
   for (const at of [now, now, now - 3600]) {
-    const out = exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
+    const out = await exportMosquitto({ home: l0.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
     const printed = crlDates(opensslCrl(out.files.crl, out.files.cafile))
     t.equal(printed.number, out.crlNumber, 'openssl reads the number the export reports')
     numbers.push(out.crlNumber)
@@ -202,9 +202,9 @@ t.test('RFC 5280 §5.2.3: the CRL number grows by one with every export, kept in
 t.test('a damaged CRL counter is refused (STORAGE_DAMAGED), never restarted', async t => {
   const other = await makeL0Home()
   writeFileSync(join(other.dir, CRL_NUMBER_FILE), 'twelve\n')
-  t.throws(() => exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 }), { code: 'STORAGE_DAMAGED' })
+  await t.rejects(exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 }), { code: 'STORAGE_DAMAGED' })
   writeFileSync(join(other.dir, CRL_NUMBER_FILE), '41\n')
-  t.equal(exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 }).crlNumber, 42)
+  t.equal((await exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883 })).crlNumber, 42)
 })
 
 t.test('RFC 5280 §5.1.2.4–6: thisUpdate is no earlier than any revocation listed, nextUpdate after it; openssl verify -crl_check agrees', async t => {
@@ -217,7 +217,7 @@ t.test('RFC 5280 §5.1.2.4–6: thisUpdate is no earlier than any revocation lis
     await ledger.append(revocation(ledger, phone, lock, { now: at - 60 }))
     return { phone, lock }
   })
-  const out = exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
+  const out = await exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at })
   const printed = crlDates(opensslCrl(out.files.crl, out.files.cafile))
   t.equal(printed.revoked.length, 1)
   t.equal(printed.revoked[0], at - 60, "the revocation's date is the ledger's effective time")
@@ -231,7 +231,7 @@ t.test('RFC 5280 §5.1.2.4–6: thisUpdate is no earlier than any revocation lis
   t.ok(phoneCheck.ok, phoneCheck.out)
 
   // With no recent revocation, thisUpdate keeps its tolerance for a broker clock behind L0's.
-  const later = exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at + 3600 })
+  const later = await exportMosquitto({ home: other.dir, dir: tempDir('kin-export-'), port: 8883, now: at + 3600 })
   t.equal(later.thisUpdate, at + 3600 - CRL_BACKDATE_SECONDS)
 
   // The builder itself refuses a revocation dated after the CRL.

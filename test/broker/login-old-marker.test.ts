@@ -2,9 +2,9 @@
 // and key, but the parent named as DNS:parent.<P>. Refused with CONNACK 5 and the code CERT_OLD_PARENT_MARKER.
 import t from 'tap'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
-import { toBinary } from '../../agent/pki/_forge.ts'
-import { derToPem } from '../../agent/pki/pem.ts'
-import { oddCertificate } from '../pki/_odd.ts'
+import { x509Builder } from '../../agent/pki/builder.ts'
+import { randomSerialHex } from '../../agent/pki/_build.ts'
+import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
 import { connectDevice, end, enrollDirect, logRecord, makeL0Home, nowSeconds, startTestL0, tryConnect, withHomeLedger } from './_fleet.ts'
 
 const l0 = await makeL0Home()
@@ -16,11 +16,15 @@ t.test('a device presenting its certificate in the old DNS:parent.<P> form is re
   const now = nowSeconds(), root = l0.fleet.root
   const current = new DeviceCertificate(phone.certPem)
   t.equal(current.parentCn, l0.cn, 'the current certificate names L0 by the URI marker')
-  const old = derToPem(oddCertificate({
-    cn: phone.cn, sanDns: [phone.cn, `parent.${l0.cn}`], notBefore: now - 300, notAfter: now + 86400,
-    issuerCn: root.cn, issuerKeyPem: l0.fleet.rootKey.privateKeyPem, subjectPublicKeyPem: current.publicKeyPem,
-    extraExtensions: [{ name: 'subjectKeyIdentifier' }, { name: 'authorityKeyIdentifier', keyIdentifier: toBinary(root.subjectKeyId!) }],
-  }), 'CERTIFICATE')
+  // The leaf profile with the retired SAN, signed by the fleet CA's real key with the fleet's own builder (any key type).
+  const old = (await x509Builder().buildCertificate({
+    subjectCn: phone.cn, issuerName: root.layout.subject, spki: current.spkiDer, notBefore: now - 300, notAfter: now + 86400,
+    serialHex: randomSerialHex(nodeCrypto.randomBytes),
+    extensions: {
+      ca: false, keyUsage: ['digitalSignature'], tlsBothWays: true,
+      altNames: { dns: [phone.cn, `parent.${l0.cn}`], uris: [] }, authorityKeyId: root.subjectKeyId,
+    },
+  }, { privateKeyPem: l0.fleet.rootKey.privateKeyPem, spkiDer: root.layout.spki, mismatch: 'not the root key' })).pem
   const o = await tryConnect(services, { clientId: phone.cn, cert: old, key: phone.keyPem })
   t.equal(o.client, undefined)
   t.equal(o.returnCode, 5, 'not authorized')

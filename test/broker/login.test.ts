@@ -5,7 +5,7 @@ import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { decodeSyncResponse } from '../../agent/ledger/sync.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import {
   closed, connectDevice, end, enrollDirect, logRecord, makeL0Home, nowSeconds, revocation, startTestL0, subscribeGranted, submission, tryConnect, withHomeLedger,
 } from './_fleet.ts'
@@ -55,10 +55,10 @@ t.test("Eve's certificate from another CA, with the phone's exact names, is refu
   const eveRootKeys = await nodePki.generateTlsKeyPair()
   const eveKeys = await nodePki.generateTlsKeyPair()
   // Same fleet domain, so even the issuer Name equals the fleet root's: only the signature tells them apart.
-  const eveRoot = createFleetRoot({ domain: l0.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
-  const forged = buildLeafCertificate({
-    root: eveRoot, rootKey: rsaPrivateKeyFromPem(eveRootKeys.privateKeyPem), cn: phone.cn, parentCn: l0.cn,
-    publicKey: rsaPublicKeyFromPem(eveKeys.publicKeyPem), notBefore: now - 300, notAfter: now + 86400, randomBytes: nodeCrypto.randomBytes,
+  const eveRoot = await createFleetRoot({ domain: l0.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const forged = await buildLeafCertificate({
+    root: eveRoot, rootKeyPem: eveRootKeys.privateKeyPem, cn: phone.cn, parentCn: l0.cn,
+    spki: spkiDerFromPublicKeyPem(eveKeys.publicKeyPem), notBefore: now - 300, notAfter: now + 86400, randomBytes: nodeCrypto.randomBytes,
   })
   const o = await tryConnect(services, { clientId: phone.cn, cert: forged.pem + eveRoot.pem, key: eveKeys.privateKeyPem })
   t.equal(o.client, undefined)
@@ -70,9 +70,9 @@ t.test("Eve's certificate from another CA, with the phone's exact names, is refu
 t.test('a certificate the fleet CA mis-issued for a known CN with another key fails the ledger binding (CERT_UNBOUND)', async t => {
   const now = nowSeconds()
   const keys = await nodePki.generateTlsKeyPair()
-  const misIssued = buildLeafCertificate({
-    root: l0.fleet.root, rootKey: rsaPrivateKeyFromPem(l0.fleet.rootKey.privateKeyPem), cn: tablet.cn, parentCn: l0.cn,
-    publicKey: rsaPublicKeyFromPem(keys.publicKeyPem), notBefore: now - 300, notAfter: now + 86400, randomBytes: nodeCrypto.randomBytes,
+  const misIssued = await buildLeafCertificate({
+    root: l0.fleet.root, rootKeyPem: l0.fleet.rootKey.privateKeyPem, cn: tablet.cn, parentCn: l0.cn,
+    spki: spkiDerFromPublicKeyPem(keys.publicKeyPem), notBefore: now - 300, notAfter: now + 86400, randomBytes: nodeCrypto.randomBytes,
   })
   const o = await tryConnect(services, { clientId: tablet.cn, cert: misIssued.pem, key: keys.privateKeyPem })
   t.equal(o.returnCode, 5)

@@ -37,7 +37,7 @@ async function hostileRequest(parent: TestDevice, shape: SlowRsaShape) {
   const hostile = { ...request, spkiDer: key.spkiDer }
   const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, hostile, { role: 'device', notAfter: clock + 86400 }, clock)
   // The names the authorization gives, in a CSR whose key is then swapped for the hostile one.
-  const genuineCsr = createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, hostile, l0.domain), secrets)
+  const genuineCsr = await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, hostile, l0.domain), secrets)
   return { key, authorize, csrPem: csrWithKey(genuineCsr, key) }
 }
 
@@ -45,7 +45,7 @@ async function hostileRequest(parent: TestDevice, shape: SlowRsaShape) {
 async function genuineRequest(parent: TestDevice) {
   const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
   const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, request, { role: 'device', notAfter: clock + 86400 }, clock)
-  return { authorize, csrPem: createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain), secrets) }
+  return { authorize, csrPem: await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain), secrets) }
 }
 
 /** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */

@@ -42,7 +42,7 @@ async function childRequest(parent: TestDevice, role: RoleName, signer: TestDevi
   const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
   const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: signer.cn, ledgerSeed: signer.ledgerSeed }, request, { role, notAfter: clock + 86400 }, clock)
   const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-  return { request, secrets, authorize, accepted, csrPem: createEnrollCsr(accepted, secrets) }
+  return { request, secrets, authorize, accepted, csrPem: await createEnrollCsr(accepted, secrets) }
 }
 
 /** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */

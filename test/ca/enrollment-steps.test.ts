@@ -59,25 +59,26 @@ t.test('the CA refuses a replayed authorization proof with NONCE_REUSED', async 
   const f = await PureFleet.create()
   const { request, authorize } = await f.authorize(f.l0, { role: 'member', notAfter: f.now + DAY })
   const accepted = acceptAuthorization(f.crypto, authorize.bytes, request.request, f.fleet.domain)
-  const csr = createEnrollCsr(accepted, request.secrets)
+  const csr = await createEnrollCsr(accepted, request.secrets)
   await f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: f.now })
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: f.now }), 'NONCE_REUSED', 'same proof twice')
 })
 
 t.test('the CA holds the CSR to the authorization: another key, another CN, another SAN parent, the old parent marker', async t => {
-  const f = await PureFleet.create()
+  // RSA keys: the old-marker CSR is built with node-forge, which signs RSA only.
+  const f = await PureFleet.create({ keyType: 'rsa2048' })
   const l1 = await f.enroll(f.l0, { role: 'admin', notAfter: f.now + DAY })
   const { request, authorize } = await f.authorize(l1.cn, { role: 'member', notAfter: f.now + DAY })
   const accepted = acceptAuthorization(f.crypto, authorize.bytes, request.request, f.fleet.domain)
   const other = await nodePki.generateTlsKeyPair()
-  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: accepted.cn, parentCn: accepted.parentCn, keyPair: other }), now: f.now }), 'CSR_KEY_MISMATCH', 'CSR with another key')
-  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: l1.cn, parentCn: accepted.parentCn, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another CN')
-  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createCsr({ cn: accepted.cn, parentCn: f.l0, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another SAN parent')
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createCsr({ cn: accepted.cn, parentCn: accepted.parentCn, keyPair: other }), now: f.now }), 'CSR_KEY_MISMATCH', 'CSR with another key')
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createCsr({ cn: l1.cn, parentCn: accepted.parentCn, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another CN')
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createCsr({ cn: accepted.cn, parentCn: f.l0, keyPair: request.secrets.tls }), now: f.now }), 'CSR_NAMES', 'CSR with another SAN parent')
   // A CSR made by a device that still writes the parent as DNS:parent.<P> (right key, CN and parent): refused by its own code.
   const oldForm = oddCsr(accepted.cn, [{ type: 2, value: accepted.cn }, { type: 2, value: `parent.${accepted.parentCn}` }], request.secrets.tls)
   await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: oldForm, now: f.now }), 'CSR_OLD_PARENT_MARKER', 'CSR with the old DNS:parent. marker')
   t.notOk(f.l0Ledger.state.has(authorize.idHex), 'a refused CSR does not consume the proof')
-  const issued = await f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, request.secrets), now: f.now })
+  const issued = await f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, request.secrets), now: f.now })
   t.ok(issued.certificate.notAfter <= f.now + DAY, 'validity capped at notAfter')
 })
 
@@ -99,14 +100,14 @@ t.test('delegation abuse is refused by the CA through the ledger', async t => {
   // An authorization presented to the CA after its notAfter.
   const { request, authorize } = await f.authorize(admin.cn, { role: 'device', notAfter: f.now + 60 })
   const accepted = acceptAuthorization(f.crypto, authorize.bytes, request.request, f.fleet.domain)
-  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: createEnrollCsr(accepted, request.secrets), now: f.now + 120 }), 'CA_VALIDITY', 'authorization used after its notAfter')
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, request.secrets), now: f.now + 120 }), 'CA_VALIDITY', 'authorization used after its notAfter')
 
   // An authorization signed by a parent that L0 knows to be revoked.
   const late = await f.authorize(member.cn, { role: 'device', notAfter: f.now + DAY })
   const revoke = signEvent(f.crypto, revokeEvent(f.l0Ledger.state.currentBinding(admin.cn)!, f.l0Ledger.state.currentBinding(member.cn)!, { reason: 'compromised', effective: f.now - 10, subtree: false }, f.now), admin.secrets.ledgerSeed)
   f.l0Ledger.ingest(revoke)
   const acc2 = acceptAuthorization(f.crypto, late.authorize.bytes, late.request.request, f.fleet.domain)
-  await rejectsCode(t, f.ca.issue({ authorizeBytes: late.authorize.bytes, csrPem: createEnrollCsr(acc2, late.request.secrets), now: f.now }), 'VOID_AFTER_REVOKE', 'authorization by a revoked parent')
+  await rejectsCode(t, f.ca.issue({ authorizeBytes: late.authorize.bytes, csrPem: await createEnrollCsr(acc2, late.request.secrets), now: f.now }), 'VOID_AFTER_REVOKE', 'authorization by a revoked parent')
 })
 
 t.test('the child refuses an authorization that names other keys', async t => {

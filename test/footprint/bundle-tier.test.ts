@@ -50,16 +50,16 @@ function newKeys(): { seed: Uint8Array; ledgerKey: Uint8Array; spkiHash: Uint8Ar
 }
 
 /** The fleet CA (whose key L0 holds) certifies Eve's TLS key for `cn` under `parentCn`. */
-function certificateFor(cn: string, parentCn: string): Uint8Array {
+async function certificateFor(cn: string, parentCn: string): Promise<Uint8Array> {
   const auth = { cn, parentCn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY }
-  return issueDeviceCertificate({
-    now, randomBytes: nodeCrypto.randomBytes, csrPem: createCsr({ cn, parentCn, keyPair: eveKeys }), auth,
+  return (await issueDeviceCertificate({
+    now, randomBytes: nodeCrypto.randomBytes, csrPem: await createCsr({ cn, parentCn, keyPair: eveKeys }), auth,
     rootCertPem: pf.fleet.root.pem, rootKeyPem: pf.fleet.rootKey.privateKeyPem,
-  }).der
+  })).der
 }
 
 /** An authorize event by the binding `parentCn` holds, signed with `signerSeed`; and the child's certified event. */
-function forgedChild(parentCn: string, signerSeed: Uint8Array, keys = newKeys()): { authorize: EncodedEvent; certified: EncodedEvent; cn: string; certificate: Uint8Array } {
+async function forgedChild(parentCn: string, signerSeed: Uint8Array, keys = newKeys()): Promise<{ authorize: EncodedEvent; certified: EncodedEvent; cn: string; certificate: Uint8Array }> {
   const parent = honest.currentBinding(parentCn)!
   const authorize = signEvent(nodeCrypto, authorizeEvent(nodeCrypto, parent, {
     spkiHash: keys.spkiHash, ledgerKey: keys.ledgerKey, role: 'guest', depth: 0, notAfter: now + DAY, kind: 'phone', name: 'not a real guest',
@@ -69,7 +69,7 @@ function forgedChild(parentCn: string, signerSeed: Uint8Array, keys = newKeys())
   const scratch = new Ledger(nodeCrypto)
   for (const e of honest.log) scratch.ingest(e, { trustSignatures: true })
   scratch.ingest(authorize, { trustSignatures: true })
-  const certificate = certificateFor(cn, parentCn)
+  const certificate = await certificateFor(cn, parentCn)
   const certified = signEvent(nodeCrypto, certifiedEvent(scratch.state.currentBinding(cn)!, nodeCrypto.sha256(certificate), now), keys.seed)
   return { authorize, certified, cn, certificate }
 }
@@ -132,7 +132,7 @@ t.test('an honest guest: only the authorize signatures below the common ancestor
 
 t.test('a compromised L0 cannot put an identity under the owner\'s phone', async t => {
   // 1. An authorize event naming the phone as issuer (its binding as first link), signed with L0's key.
-  const underPhone = forgedChild(phone.cn, l0Seed)
+  const underPhone = await forgedChild(phone.cn, l0Seed)
   const peer = sealedByL0([underPhone.authorize, underPhone.certified], [...lineageOf(phone.cn), underPhone.authorize, underPhone.certified])
   // Had the lock taken that signature on the miner's word, it would have opened: the check is what stops it.
   const trusting = new Ledger(nodeCrypto)
@@ -158,7 +158,7 @@ t.test('a compromised L0 cannot put an identity under the owner\'s phone', async
     spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), ledgerKey: keys.ledgerKey, role: 'device', depth: 0, notAfter: now + DAY, kind: 'phone', name: 'not a real device',
   }, now), keys.seed)
   const childCn = honest.cnOfLabel(child.event.subject)
-  const second = present(sealedByL0([fakePhone, child], [honest.genesis!.event, fakePhone, child]), certificateFor(childCn, phone.cn))
+  const second = present(sealedByL0([fakePhone, child], [honest.genesis!.event, fakePhone, child]), await certificateFor(childCn, phone.cn))
   t.equal(second.refused, true)
   t.equal(second.refused && second.code, 'CN_MISMATCH', second.refused ? second.message : '')
 
@@ -193,7 +193,7 @@ t.test('a compromised L0 cannot set the policy of another device\'s subtree eith
 // Within the trust the design states: L0 may authorize directly under itself with its own key, and such an identity
 // is a real one to every device, on both tiers. The rule protects other devices' subtrees, not L0's own.
 t.test('control: an identity L0 authorizes under itself is accepted, as on a full device', async t => {
-  const underL0 = forgedChild(pf.l0, l0Seed)
+  const underL0 = await forgedChild(pf.l0, l0Seed)
   const peer = sealedByL0([underL0.authorize, underL0.certified], [honest.genesis!.event, underL0.authorize, underL0.certified])
   const r = present(peer, underL0.certificate)
   t.equal(r.refused, false)
@@ -224,7 +224,7 @@ t.test('limit: L0 rekeys its own child, then acts with the keys it gave it — a
   }, now), phoneKeys.seed)
   scratch.ingest(child)
   const childCn = honest.cnOfLabel(child.event.subject)
-  const certificate = certificateFor(childCn, phone.cn)
+  const certificate = await certificateFor(childCn, phone.cn)
   const certified = signEvent(nodeCrypto, certifiedEvent(scratch.state.currentBinding(childCn)!, nodeCrypto.sha256(certificate), now), childKeys.seed)
   scratch.ingest(certified)
   const extra = [rekeyLaptop, rekeyPhone, child, certified]

@@ -9,7 +9,7 @@ import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import { CoreCertificate, corePki, oidText, verifyCertificateChain, verifyRsaSha256 } from '../../agent/core.ts'
 import { checkPublicKeyParameters, readRsaPublicKey } from '../../agent/pki/key-parameters.ts'
 import { parentMarker } from '../../agent/ledger/names.ts'
@@ -35,10 +35,10 @@ function flip(der: Uint8Array, index: number): Uint8Array {
   return out
 }
 
-const oldRoot = createFleetRoot({ domain: fleet.domain, keyPair: strangerKeys, now: now - 40 * 365 * DAY, years: 1, randomBytes: nodeCrypto.randomBytes })
-const underOldRoot = buildLeafCertificate({
-  root: oldRoot, rootKey: rsaPrivateKeyFromPem(strangerKeys.privateKeyPem), cn, parentCn: parent,
-  publicKey: rsaPublicKeyFromPem(leafKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
+const oldRoot = await createFleetRoot({ domain: fleet.domain, keyPair: strangerKeys, now: now - 40 * 365 * DAY, years: 1, randomBytes: nodeCrypto.randomBytes })
+const underOldRoot = await buildLeafCertificate({
+  root: oldRoot, rootKeyPem: strangerKeys.privateKeyPem, cn, parentCn: parent,
+  spki: spkiDerFromPublicKeyPem(leafKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
 })
 const good = odd({})
 const tbsCnAt = Buffer.from(good).indexOf(Buffer.from(cn)) + 2

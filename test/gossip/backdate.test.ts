@@ -59,7 +59,7 @@ t.test('a stolen laptop, revoked, back-dates an authorize, a policy and a revoca
   const childTls = await nodePki.generateTlsKeyPair()
   const authorize = backDatedEvent(fleet, cast, 'authorize', at, 60, childTls)
   const childCn = fleet.l0.ledger.ledger.state.cnOfLabel(authorize.event.subject)
-  const ca = await presentToCa(fleet, authorize, createCsr({ cn: childCn, parentCn: fleet.cnOf(cast.thief), keyPair: childTls }))
+  const ca = await presentToCa(fleet, authorize, await createCsr({ cn: childCn, parentCn: fleet.cnOf(cast.thief), keyPair: childTls }))
   t.equal(ca.code, 'ISSUER_REVOKED_IN_LOG', `the fleet CA refuses it: ${ca.message}`)
   t.same(holdersOf(fleet, authorize.idHex), [], 'and did not record it')
 

@@ -22,22 +22,22 @@ export interface X509House {
   cert: Record<Exclude<HouseName, 'L0'>, DeviceCertificate>
   keys: Record<Exclude<HouseName, 'L0'>, TlsKeyPair>
   /** Has the fleet CA issue a certificate for `cn` naming `parentCn` and carrying `keys` (no ledger check). */
-  issue(cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): DeviceCertificate
+  issue(cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): Promise<DeviceCertificate>
 }
 
 /** Creates a root CA for `domain` at `now`. */
 export async function makeRoot(now: number, domain: string = DOMAIN): Promise<{ root: DeviceCertificate; rootKeys: TlsKeyPair }> {
   const rootKeys = await nodePki.generateTlsKeyPair()
-  return { root: createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }), rootKeys }
+  return { root: await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }), rootKeys }
 }
 
 /** Builds the house: authorize on the ledger with the real SPKI hash, CSR, issue, then a certified event. */
 export async function makeX509House(): Promise<X509House> {
   const { root, rootKeys } = await makeRoot(T0 - 600)
   const fleet = LedgerFleet.create({ time: T0, tag: 'x509-house', domain: DOMAIN })
-  const issue = (cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): DeviceCertificate => issueDeviceCertificate({
+  const issue = async (cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): Promise<DeviceCertificate> => issueDeviceCertificate({
     rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, now: T0 + 60, randomBytes: nodeCrypto.randomBytes,
-    csrPem: createCsr({ cn, parentCn, keyPair: keys }), auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter },
+    csrPem: await createCsr({ cn, parentCn, keyPair: keys }), auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter },
   })
   const cn = { L0: fleet.l0 } as X509House['cn']
   const cert = {} as X509House['cert']
@@ -46,7 +46,7 @@ export async function makeX509House(): Promise<X509House> {
     keys[name] = await nodePki.generateTlsKeyPair()
     cn[name] = fleet.enroll(cn[parent], { role, kind, name, spkiHash: nodeCrypto.sha256(keys[name].spkiDer), notAfter, certify: false })
     const binding = fleet.binding(cn[name])
-    cert[name] = issue(cn[name], cn[parent], keys[name], binding.notAfter)
+    cert[name] = await issue(cn[name], cn[parent], keys[name], binding.notAfter)
     fleet.sign(certifiedEvent(binding, cert[name].certHash, binding.time + 1), cn[name])
   }
   await enroll('L1', 'L0', 'admin', 'laptop')

@@ -6,7 +6,7 @@ import { createFleetRoot } from '../../agent/pki/root.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate, issueL0Certificate, type Authorization } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
-import type { TlsKeyPair } from '../../agent/pki/provider.ts'
+import type { TlsKeyPair, TlsKeyType } from '../../agent/pki/provider.ts'
 
 export const DOMAIN = 'smith.home.arpa'
 export const DAY = 86400
@@ -25,23 +25,23 @@ export function freshCn(domain: string = DOMAIN): string {
   return cnOf(nodeCrypto.randomBytes(10), domain)
 }
 
-/** Builds a fleet: root, L0 (own certificate, no parent) and an `enroll` helper for children. */
-export async function makeFleet(now: number, domain: string = DOMAIN) {
-  const rootKeys = await nodePki.generateTlsKeyPair()
-  const root = createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
-  const l0Keys = await nodePki.generateTlsKeyPair()
+/** Builds a fleet: root, L0 (own certificate, no parent) and an `enroll` helper for children; keys RSA-2048 unless chosen. */
+export async function makeFleet(now: number, domain: string = DOMAIN, keyTypes: { root?: TlsKeyType; devices?: TlsKeyType } = {}) {
+  const rootKeys = await nodePki.generateTlsKeyPair(keyTypes.root)
+  const root = await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const l0Keys = await nodePki.generateTlsKeyPair(keyTypes.devices)
   const l0Cn = freshCn(domain)
-  const l0Cert = issueL0Certificate({
+  const l0Cert = await issueL0Certificate({
     rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, cn: l0Cn, publicKeyPem: l0Keys.publicKeyPem,
     now, notAfter: now + 3650 * DAY, randomBytes: nodeCrypto.randomBytes,
   })
   const ca = { rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes }
-  async function enroll(parentCn: string, options: { keys?: TlsKeyPair; notAfter?: number } = {}): Promise<Member> {
-    const keys = options.keys ?? await nodePki.generateTlsKeyPair()
+  async function enroll(parentCn: string, options: { keys?: TlsKeyPair; notAfter?: number; keyType?: TlsKeyType } = {}): Promise<Member> {
+    const keys = options.keys ?? await nodePki.generateTlsKeyPair(options.keyType ?? keyTypes.devices)
     const cn = freshCn(domain)
-    const csrPem = createCsr({ cn, parentCn, keyPair: keys })
+    const csrPem = await createCsr({ cn, parentCn, keyPair: keys })
     const auth: Authorization = { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter: options.notAfter ?? now + 90 * DAY }
-    const cert = issueDeviceCertificate({ ...ca, csrPem, auth })
+    const cert = await issueDeviceCertificate({ ...ca, csrPem, auth })
     return { cn, keys, csrPem, auth, cert }
   }
   return { domain, root, rootKeys, l0: { cn: l0Cn, keys: l0Keys, cert: l0Cert }, ca, enroll }

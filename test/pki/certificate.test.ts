@@ -50,8 +50,8 @@ t.test('root: CA, no parent, its CN names the fleet domain', async t => {
   t.equal(fleetDomainOfRootCn(fleet.root.cn), fleet.domain)
   t.throws(() => fleetDomainOfRootCn('Cowboy Bottling Root CA'), { code: 'CERT_CHAIN' })
   t.throws(() => fleetDomainOfRootCn('kinship fleet root NOT A DOMAIN'), { code: 'CERT_CHAIN' })
-  t.throws(() => createFleetRoot({ domain: 'Bad Domain', keyPair: fleet.rootKeys, now }), { code: 'FLEET_DOMAIN' })
-  t.throws(() => createFleetRoot({ domain: fleet.domain, keyPair: { ...fleet.rootKeys, publicKeyPem: fleet.l0.keys.publicKeyPem }, now }), { code: 'BAD_ARGUMENT' })
+  await t.rejects(createFleetRoot({ domain: 'Bad Domain', keyPair: fleet.rootKeys, now }), { code: 'FLEET_DOMAIN' })
+  await t.rejects(createFleetRoot({ domain: fleet.domain, keyPair: { ...fleet.rootKeys, publicKeyPem: fleet.l0.keys.publicKeyPem }, now }), { code: 'BAD_ARGUMENT' })
 })
 
 t.test('tryParseCertificate: null for garbage, the certificate otherwise', async t => {

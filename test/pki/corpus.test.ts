@@ -9,7 +9,7 @@ import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import type { PkiProvider } from '../../agent/pki/provider.ts'
 import { parentMarker } from '../../agent/ledger/names.ts'
 import { oddCertificate, type OddCertificate } from './_odd.ts'
@@ -36,10 +36,10 @@ function flip(der: Uint8Array, index: number): Uint8Array {
 }
 
 // A root that expired long ago, and a leaf it signed that is itself current.
-const oldRoot = createFleetRoot({ domain: fleet.domain, keyPair: strangerKeys, now: now - 40 * 365 * DAY, years: 1, randomBytes: nodeCrypto.randomBytes })
-const underOldRoot = buildLeafCertificate({
-  root: oldRoot, rootKey: rsaPrivateKeyFromPem(strangerKeys.privateKeyPem), cn, parentCn: parent,
-  publicKey: rsaPublicKeyFromPem(leafKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
+const oldRoot = await createFleetRoot({ domain: fleet.domain, keyPair: strangerKeys, now: now - 40 * 365 * DAY, years: 1, randomBytes: nodeCrypto.randomBytes })
+const underOldRoot = await buildLeafCertificate({
+  root: oldRoot, rootKeyPem: strangerKeys.privateKeyPem, cn, parentCn: parent,
+  spki: spkiDerFromPublicKeyPem(leafKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
 })
 const good = odd({})
 const tbsCnAt = Buffer.from(good).indexOf(Buffer.from(cn)) + 2

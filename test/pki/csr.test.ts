@@ -18,7 +18,7 @@ const keys = await nodePki.generateTlsKeyPair()
 const otherKeys = await nodePki.generateTlsKeyPair()
 const cn = freshCn()
 const auth = { cn, parentCn: fleet.l0.cn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter: now + 30 * DAY }
-const goodCsr = createCsr({ cn, parentCn: fleet.l0.cn, keyPair: keys })
+const goodCsr = await createCsr({ cn, parentCn: fleet.l0.cn, keyPair: keys })
 
 t.test('a CSR made by createCsr parses back and passes the checks (both hash providers)', async t => {
   const csr = parseCsr(goodCsr)
@@ -30,15 +30,15 @@ t.test('a CSR made by createCsr parses back and passes the checks (both hash pro
   t.same(csr.spkiDer, keys.spkiDer)
   t.equal(csr.publicKeyPem.replace(/\s/g, ''), keys.publicKeyPem.replace(/\s/g, ''))
   for (const crypto of [nodeCrypto, portableCrypto]) t.equal(checkCsrAgainstAuthorization(goodCsr, auth, crypto).cn, cn, crypto.name)
-  const l0Csr = parseCsr(createCsr({ cn, parentCn: undefined, keyPair: keys }))
+  const l0Csr = parseCsr(await createCsr({ cn, parentCn: undefined, keyPair: keys }))
   t.same([l0Csr.sanDns, l0Csr.sanUris, l0Csr.parentCn], [[cn], [], undefined], 'L0 requests no parent marker')
 })
 
 t.test('CSR_KEY_MISMATCH: a CSR signed by and carrying another key than the authorized one', async t => {
-  const csrPem = createCsr({ cn, parentCn: fleet.l0.cn, keyPair: otherKeys })
+  const csrPem = await createCsr({ cn, parentCn: fleet.l0.cn, keyPair: otherKeys })
   t.equal(parseCsr(csrPem).signatureValid, true, 'its own signature is fine')
   t.throws(() => checkCsrAgainstAuthorization(csrPem, auth, nodeCrypto), { name: 'VerificationError', code: 'CSR_KEY_MISMATCH' })
-  t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_KEY_MISMATCH' })
+  await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_KEY_MISMATCH' })
 })
 
 t.test('CSR_NAMES: changed CN, changed or missing SAN parent, extra SAN entry', async t => {
@@ -48,9 +48,9 @@ t.test('CSR_NAMES: changed CN, changed or missing SAN parent, extra SAN entry', 
     [cn, undefined, 'no parent marker'],
   ]
   for (const [csrCn, parentCn, what] of variants) {
-    const csrPem = createCsr({ cn: csrCn, parentCn, keyPair: keys })
+    const csrPem = await createCsr({ cn: csrCn, parentCn, keyPair: keys })
     t.throws(() => checkCsrAgainstAuthorization(csrPem, auth, nodeCrypto), { code: 'CSR_NAMES' }, what)
-    t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_NAMES' }, `${what} (issuance)`)
+    await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_NAMES' }, `${what} (issuance)`)
   }
   // An L0-style authorization (no parent) refuses a CSR that names one.
   t.throws(() => checkCsrAgainstAuthorization(goodCsr, { ...auth, parentCn: undefined }, nodeCrypto), { code: 'CSR_NAMES' }, 'parent marker where none is authorized')
@@ -60,7 +60,7 @@ t.test('CSR_NAMES: changed CN, changed or missing SAN parent, extra SAN entry', 
   t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanDns: [cn, cn] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'repeated CN')
   t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanUris: [...parsed.sanUris, 'https://evil.example/'] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'extra SAN URI')
   t.throws(() => checkCsrAgainstAuthorization({ ...parsed, sanUris: [parsed.sanUris[0]!, parsed.sanUris[0]!] }, auth, nodeCrypto), { code: 'CSR_NAMES' }, 'repeated parent marker')
-  t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth: { ...auth, cn: 'x.other.example' } }), { code: 'CSR_NAMES' }, 'authorized CN outside the fleet')
+  await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth: { ...auth, cn: 'x.other.example' } }), { code: 'CSR_NAMES' }, 'authorized CN outside the fleet')
 })
 
 t.test('CSR_OLD_PARENT_MARKER: a CSR naming its parent as DNS:parent.<CN>, the retired marker, alone or beside the URI', async t => {
@@ -70,7 +70,7 @@ t.test('CSR_OLD_PARENT_MARKER: a CSR naming its parent as DNS:parent.<CN>, the r
     t.equal(parseCsr(csrPem).signatureValid, true, `${what}: a well-signed request`)
     t.same(parseCsr(csrPem).sanDns, [cn, `parent.${fleet.l0.cn}`], `${what}: the DNS form is read as a DNS name`)
     t.throws(() => checkCsrAgainstAuthorization(csrPem, auth, nodeCrypto), { name: 'VerificationError', code: 'CSR_OLD_PARENT_MARKER', message: /make the CSR again/ }, what)
-    t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_OLD_PARENT_MARKER' }, `${what} (issuance)`)
+    await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem, auth }), { code: 'CSR_OLD_PARENT_MARKER' }, `${what} (issuance)`)
   }
   t.equal(checkCsrAgainstAuthorization(oddCsr(cn, [{ type: 2, value: cn }, marker], keys), auth, nodeCrypto).parentCn, fleet.l0.cn, 'the same request with the URI marker passes')
 })
@@ -90,22 +90,22 @@ t.test('CSR_SIGNATURE: one flipped bit in the signature, or in the signed reques
 })
 
 t.test('validity: capped at the authorization notAfter; CA_VALIDITY when it has passed', async t => {
-  const capped = issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: 365 * DAY })
+  const capped = await issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: 365 * DAY })
   t.equal(capped.notAfter, auth.notAfter, 'notAfter capped at auth.notAfter')
   t.equal(capped.notBefore, now - CLOCK_SKEW_SECONDS, 'back-dated by the clock skew')
-  const short = issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: DAY })
+  const short = await issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: DAY })
   t.equal(short.notAfter, now + DAY, 'a shorter requested validity wins')
   t.equal(verifyChain(short, fleet.root, now, nodePki).notAfter, now + DAY)
   for (const notAfter of [now, now - 1, now - DAY]) {
-    t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth: { ...auth, notAfter } }), { name: 'VerificationError', code: 'CA_VALIDITY' }, `notAfter ${notAfter - now}s from now`)
+    await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth: { ...auth, notAfter } }), { name: 'VerificationError', code: 'CA_VALIDITY' }, `notAfter ${notAfter - now}s from now`)
   }
-  t.throws(() => issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: 0 }), { code: 'BAD_ARGUMENT' })
+  await t.rejects(issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth, validitySeconds: 0 }), { code: 'BAD_ARGUMENT' })
 })
 
 t.test('serials: random, positive, 16 bytes, unique over 20 issuances', async t => {
   const serials = new Set<string>()
   for (let i = 0; i < 20; i++) {
-    const cert = issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth })
+    const cert = await issueDeviceCertificate({ ...fleet.ca, csrPem: goodCsr, auth })
     t.equal(cert.serialHex.length, 32, '16 bytes')
     t.ok(parseInt(cert.serialHex.slice(0, 2), 16) < 0x80, 'positive (RFC 5280 §4.1.2.2)')
     serials.add(cert.serialHex)
@@ -114,5 +114,5 @@ t.test('serials: random, positive, 16 bytes, unique over 20 issuances', async t 
 })
 
 t.test('issuance refuses a root key that does not belong to the root certificate', async t => {
-  t.throws(() => issueDeviceCertificate({ ...fleet.ca, rootKeyPem: otherKeys.privateKeyPem, csrPem: goodCsr, auth }), { code: 'BAD_ARGUMENT' })
+  await t.rejects(issueDeviceCertificate({ ...fleet.ca, rootKeyPem: otherKeys.privateKeyPem, csrPem: goodCsr, auth }), { code: 'BAD_ARGUMENT' })
 })

@@ -10,7 +10,7 @@ import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { verifyBinding } from '../../agent/pki/binding.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import { DAY, makeFleet, nowSeconds, type Member } from './_fleet.ts'
 
 const now = nowSeconds()
@@ -46,11 +46,11 @@ t.test("Eve's own CA copies the victim's CN and SAN parent: CERT_CHAIN on both p
   // With the fleet's domain even the issuer Name is byte-identical to the fleet root's: only the signature tells them apart.
   for (const [what, domain] of [['same root name', fleet.domain], ['other root name', 'cowboy-bottling.example']] as const) {
     const eveRootKeys = await nodePki.generateTlsKeyPair()
-    const eveRoot = createFleetRoot({ domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
+    const eveRoot = await createFleetRoot({ domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
     // Eve's CA signs whatever she likes, with the fleet's own leaf profile.
-    const forged = buildLeafCertificate({
-      root: eveRoot, rootKey: rsaPrivateKeyFromPem(eveRootKeys.privateKeyPem), cn: victim.cn, parentCn: fleet.l0.cn,
-      publicKey: rsaPublicKeyFromPem(eveKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
+    const forged = await buildLeafCertificate({
+      root: eveRoot, rootKeyPem: eveRootKeys.privateKeyPem, cn: victim.cn, parentCn: fleet.l0.cn,
+      spki: spkiDerFromPublicKeyPem(eveKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
     })
     t.same([forged.cn, forged.parentCn, forged.sanDns], [victim.cert.cn, victim.cert.parentCn, victim.cert.sanDns], `${what}: names copied exactly`)
     t.ok(nodePki.verifyCertificateSignature(forged.der, eveRoot.der), `${what}: a real signature by Eve's root`)
@@ -64,8 +64,8 @@ t.test("Eve's own CA copies the victim's CN and SAN parent: CERT_CHAIN on both p
 t.test('the fleet CA mis-issues for the victim\'s CN with another key: chain passes, binding refuses (CERT_UNBOUND)', async t => {
   const eveKeys = await nodePki.generateTlsKeyPair()
   // A fleet CA tricked into issuing: the authorization it was shown named Eve's key.
-  const misIssued = issueDeviceCertificate({
-    ...fleet.ca, csrPem: createCsr({ cn: victim.cn, parentCn: fleet.l0.cn, keyPair: eveKeys }),
+  const misIssued = await issueDeviceCertificate({
+    ...fleet.ca, csrPem: await createCsr({ cn: victim.cn, parentCn: fleet.l0.cn, keyPair: eveKeys }),
     auth: { cn: victim.cn, parentCn: fleet.l0.cn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY },
   })
   for (const provider of [nodePki, portablePki]) {
@@ -80,7 +80,7 @@ t.test('verifyBinding: unknown CN is CERT_UNBOUND; right key but unrecorded cert
   const info = verifyChain(stranger.cert, fleet.root, now, nodePki)
   t.throws(() => verifyBinding(info, ledger), { code: 'CERT_UNBOUND' })
   // A second certificate for the same key, never recorded by a certified event.
-  const reissued = issueDeviceCertificate({ ...fleet.ca, csrPem: victim.csrPem, auth: victim.auth })
+  const reissued = await issueDeviceCertificate({ ...fleet.ca, csrPem: victim.csrPem, auth: victim.auth })
   t.not(reissued.certHashHex, victim.cert.certHashHex, 'a fresh serial makes a different certificate')
   t.throws(() => verifyBinding(verifyChain(reissued, fleet.root, now, nodePki), ledger), { code: 'CERT_NOT_CERTIFIED' })
   const uncertified = ledgerOf([bindingOf(victim, fleet.l0.cn, [])])

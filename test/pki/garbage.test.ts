@@ -10,7 +10,7 @@ import { freshCn, makeFleet, nowSeconds } from './_fleet.ts'
 
 const fleet = await makeFleet(nowSeconds())
 const certDer = fleet.l0.cert.der
-const csrDer = pemToDer(createCsr({ cn: freshCn(), parentCn: fleet.l0.cn, keyPair: fleet.l0.keys }), 'CERTIFICATE REQUEST', 'CSR_PARSE')
+const csrDer = pemToDer(await createCsr({ cn: freshCn(), parentCn: fleet.l0.cn, keyPair: fleet.l0.keys }), 'CERTIFICATE REQUEST', 'CSR_PARSE')
 
 /** The code of the KinError `parse` throws, 'ok' when it parses; any other exception fails the test. */
 function outcome(parse: () => unknown): string {

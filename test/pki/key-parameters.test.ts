@@ -13,7 +13,7 @@ import { checkPublicKeyParameters, isAcceptedRsaKey, publicKeyKind } from '../..
 import { checkCsrAgainstAuthorization } from '../../agent/pki/csr-check.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import { ChallengeVerifier, answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
@@ -86,9 +86,9 @@ t.test('every RSA verifier answers false for a hostile key, without computing (n
 
 t.test('a certificate signed by the fleet root whose key is 512 bits: RSA_KEY_SIZE from the chain, on every path', async t => {
   const small = generateKeyPairSync('rsa', { modulusLength: 512, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
-  const cert = buildLeafCertificate({
-    root: fleet.root, rootKey: rsaPrivateKeyFromPem(fleet.rootKeys.privateKeyPem), cn: member.cn, parentCn: fleet.l0.cn,
-    publicKey: rsaPublicKeyFromPem(small.publicKey), notBefore: now - 60, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
+  const cert = await buildLeafCertificate({
+    root: fleet.root, rootKeyPem: fleet.rootKeys.privateKeyPem, cn: member.cn, parentCn: fleet.l0.cn,
+    spki: spkiDerFromPublicKeyPem(small.publicKey), notBefore: now - 60, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
   })
   t.ok(nodePki.verifyCertificateSignature(cert.der, fleet.root.der), 'the fleet root did sign it')
   for (const pki of [nodePki, portablePki]) t.equal(codeOf(() => verifyChain(cert, fleet.root, now, pki)), 'RSA_KEY_SIZE', pki.name)

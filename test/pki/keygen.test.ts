@@ -24,13 +24,13 @@ async function checkUsable(t: Test, keys: TlsKeyPair): Promise<void> {
   t.same(new Uint8Array(pub.export({ type: 'spki', format: 'der' })), keys.spkiDer)
   t.same(pemToDer(keys.publicKeyPem, 'PUBLIC KEY', 'BAD_ARGUMENT'), keys.spkiDer)
   const cn = freshCn()
-  const cert = issueDeviceCertificate({
-    ...fleet.ca, csrPem: createCsr({ cn, parentCn: fleet.l0.cn, keyPair: keys }),
+  const cert = await issueDeviceCertificate({
+    ...fleet.ca, csrPem: await createCsr({ cn, parentCn: fleet.l0.cn, keyPair: keys }),
     auth: { cn, parentCn: fleet.l0.cn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter: now + DAY },
   })
   t.same(cert.spkiDer, keys.spkiDer)
   for (const verifier of [nodePki, portablePki]) t.equal(verifyChain(cert, fleet.root, now, verifier).cn, cn, `verified by ${verifier.name}`)
-  const root = createFleetRoot({ domain: 'other.example', keyPair: keys, now })
+  const root = await createFleetRoot({ domain: 'other.example', keyPair: keys, now })
   t.ok(nodePki.verifyCertificateSignature(root.der, root.der), 'self-signed root from this key verifies')
 }
 

@@ -25,7 +25,7 @@ export interface ServeHouse {
   /** Eve's key pair and her own CA. */
   eve: { keys: TlsKeyPair; root: DeviceCertificate; rootKeys: TlsKeyPair }
   /** A certificate for `cn` naming `parentCn`, carrying Eve's key, issued by Eve's CA (CERT_CHAIN) or the fleet CA (CERT_UNBOUND). */
-  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string): DeviceCertificate
+  forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string): Promise<DeviceCertificate>
   /** The TLS identity PEMs of a device. */
   identity(cn: string): { certPem: string; keyPem: string; rootPem: string }
   /** An in-memory access session for a device, on the miner's ledger. */
@@ -41,7 +41,8 @@ export interface ServeHouse {
 /** Builds the house: L0 → L1 (admin) → L2.1 (member) → L3.3 (lock, device); L1 → L2.2 (member) → L3.4 (guest phone). */
 export async function makeServeHouse(): Promise<ServeHouse> {
   const now = Math.floor(Date.now() / 1000)
-  const fleet = await PureFleet.create({ now })
+  // RSA keys: tests of this house build odd certificates with node-forge, which signs RSA only.
+  const fleet = await PureFleet.create({ now, keyType: 'rsa2048' })
   const year = now + 365 * 86400
   const l1 = await fleet.enroll(fleet.l0, { role: 'admin', notAfter: year }, { kind: 'laptop', name: 'laptop' })
   const l21 = await fleet.enroll(l1.cn, { role: 'member', notAfter: year }, { kind: 'phone', name: "owner's phone" })
@@ -50,15 +51,15 @@ export async function makeServeHouse(): Promise<ServeHouse> {
   const guest = await fleet.enroll(l22.cn, { role: 'guest', notAfter: now + 2 * 86400 }, { kind: 'phone', name: "guest's phone" })
   const cn = { L0: fleet.l0, L1: l1.cn, 'L2.1': l21.cn, 'L2.2': l22.cn, 'L3.3': lock.cn, 'L3.4': guest.cn }
   const [eveKeys, eveRootKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
-  const eveRoot = createFleetRoot({ domain: fleet.fleet.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const eveRoot = await createFleetRoot({ domain: fleet.fleet.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
   return {
     fleet, now, cn,
     eve: { keys: eveKeys, root: eveRoot, rootKeys: eveRootKeys },
-    forge(by, subject, parentCn) {
+    async forge(by, subject, parentCn) {
       const ca = by === 'eve-ca' ? { rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem } : { rootCertPem: fleet.fleet.root.pem, rootKeyPem: fleet.fleet.rootKey.privateKeyPem }
       return issueDeviceCertificate({
         ...ca, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto,
-        csrPem: createCsr({ cn: subject, parentCn, keyPair: eveKeys }),
+        csrPem: await createCsr({ cn: subject, parentCn, keyPair: eveKeys }),
         auth: { cn: subject, parentCn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + 86400 },
       })
     },

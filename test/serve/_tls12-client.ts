@@ -1,6 +1,6 @@
-/** @module A bare TLS 1.2 client (RFC 5246, ECDHE-RSA-AES128-GCM-SHA256) that signs CertificateVerify with any key, to test proof of possession. */
+/** @module A bare TLS 1.2 client (RFC 5246, ECDHE-RSA- or ECDHE-ECDSA-AES128-GCM-SHA256) that signs CertificateVerify with any key, to test proof of possession. */
 import { connect } from 'node:net'
-import { constants, createCipheriv, createDecipheriv, createECDH, createHash, createHmac, randomBytes, sign } from 'node:crypto'
+import { constants, createCipheriv, createDecipheriv, createECDH, createHash, createHmac, createPrivateKey, randomBytes, sign } from 'node:crypto'
 
 // OpenSSL and Node refuse to pair a certificate with a private key that does not match it, so an impostor who
 // stole a certificate (not its key) has to speak TLS itself. This client does just enough for one mutual
@@ -16,7 +16,9 @@ export interface RawTlsOutcome {
   received: string
 }
 
-const SUITE = Buffer.from([0xc0, 0x2f]) // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (RFC 5289)
+// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (RFC 5289): the same record
+// protection; which one the server takes depends on its certificate's key type (P-256 or RSA).
+const SUITES = [Buffer.from([0xc0, 0x2f]), Buffer.from([0xc0, 0x2b])]
 const V12 = Buffer.from([0x03, 0x03])
 
 function u8(n: number): Buffer { return Buffer.from([n]) }
@@ -51,9 +53,9 @@ function clientHello(random: Buffer): Buffer {
   const extensions = Buffer.concat([
     Buffer.from([0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x17]), // supported_groups: secp256r1 (RFC 8422 §5.1.1)
     Buffer.from([0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]), // ec_point_formats: uncompressed
-    Buffer.from([0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x01]), // signature_algorithms: rsa_pkcs1_sha256 (RFC 5246 §7.4.1.4.1)
+    Buffer.from([0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x01, 0x04, 0x03]), // signature_algorithms: rsa_pkcs1_sha256, ecdsa_secp256r1_sha256 (RFC 5246 §7.4.1.4.1)
   ])
-  const suites = Buffer.concat([SUITE, Buffer.from([0x00, 0xff])]) // + TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3)
+  const suites = Buffer.concat([...SUITES, Buffer.from([0x00, 0xff])]) // + TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3)
   return handshake(1, Buffer.concat([V12, random, u8(0), u16(suites.length), suites, Buffer.from([0x01, 0x00]), u16(extensions.length), extensions]))
 }
 
@@ -124,7 +126,7 @@ export async function rawTls12Request(options: { host: string; port: number; cer
         if (message[0] === 2) {
           serverRandom = body.subarray(2, 34)
           const sid = body[34]!
-          if (!body.subarray(35 + sid, 37 + sid).equals(SUITE)) throw new Error('the server chose another cipher suite')
+          if (!SUITES.some(s => body.subarray(35 + sid, 37 + sid).equals(s))) throw new Error('the server chose another cipher suite')
         } else if (message[0] === 12) {
           // RFC 8422 §5.4: ECParameters (named_curve) then the point; the signature that follows is not checked here.
           if (body[0] !== 3 || body.readUInt16BE(1) !== 0x0017) throw new Error('the server chose another curve')
@@ -146,8 +148,9 @@ export async function rawTls12Request(options: { host: string; port: number; cer
     const keyExchange = handshake(16, Buffer.concat([u8(clientPublic.length), clientPublic]))
     transcript.push(certMessage, keyExchange)
     // RFC 5246 §7.4.8: the signature covers every handshake message so far, with the key the client chooses.
-    const signature = sign('sha256', Buffer.concat(transcript), { key: options.signingKeyPem, padding: constants.RSA_PKCS1_PADDING })
-    const verify = handshake(15, Buffer.concat([Buffer.from([0x04, 0x01]), u16(signature.length), signature]))
+    const ecdsa = createPrivateKey(options.signingKeyPem).asymmetricKeyType === 'ec'
+    const signature = ecdsa ? sign('sha256', Buffer.concat(transcript), options.signingKeyPem) : sign('sha256', Buffer.concat(transcript), { key: options.signingKeyPem, padding: constants.RSA_PKCS1_PADDING })
+    const verify = handshake(15, Buffer.concat([Buffer.from(ecdsa ? [0x04, 0x03] : [0x04, 0x01]), u16(signature.length), signature]))
     transcript.push(verify)
     const keys = prf(master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), 40)
     const clientKey = keys.subarray(0, 16), serverKey = keys.subarray(16, 32), clientIv = keys.subarray(32, 36), serverIv = keys.subarray(36, 40)

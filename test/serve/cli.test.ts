@@ -107,7 +107,7 @@ t.test('kin serve (the lock) and kin access (the guest phone): allow, deny, a re
 t.test('a fake lock served by kin serve (Eve-CA certificate for the lock CN) gets no request from kin access', async t => {
   const fake = await house.home(lock)
   t.teardown(fake.remove)
-  fake.home.writePublic('cert', house.forge('eve-ca', lock, house.cn['L2.1']).pem)
+  fake.home.writePublic('cert', (await house.forge('eve-ca', lock, house.cn['L2.1'])).pem)
   fake.home.writeSecret('tlsKey', house.eve.keys.privateKeyPem)
   const server = new Server(fake.dir)
   t.teardown(() => { server.child.kill('SIGKILL') })
@@ -129,7 +129,7 @@ t.test('kin check: exit 0 allow, 1 deny, an audit line for each', async t => {
   const peer = house.file(home.dir, 'guest.pem', house.fleet.device(guest).certificate.pem)
   const der = `${home.dir}/guest.der`
   writeFileSync(der, house.fleet.device(guest).certificate.der)
-  const eve = house.file(home.dir, 'eve.pem', house.forge('eve-ca', guest, house.cn['L2.2']).pem)
+  const eve = house.file(home.dir, 'eve.pem', (await house.forge('eve-ca', guest, house.cn['L2.2'])).pem)
 
   // Three processes at once; audit lines then come in any order.
   const [allow, fromDer, rogue] = await Promise.all([

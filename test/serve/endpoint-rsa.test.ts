@@ -9,7 +9,7 @@ import { startAccessEndpoint, requestAccess, parseAccessAnswer } from '../../fir
 import { isKinError } from '../../agent/errors.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
-import { rsaPrivateKeyFromPem, rsaPublicKeyFromPem } from '../../agent/pki/keys.ts'
+import { spkiDerFromPublicKeyPem } from '../../agent/pki/keys.ts'
 import { makeServeHouse } from './_house.ts'
 
 const house = await makeServeHouse()
@@ -18,9 +18,9 @@ const fleet = house.fleet.fleet
 
 // The guest's CN and parent, a 512-bit key, signed by the real fleet root: only the key is wrong.
 const small = generateKeyPairSync('rsa', { modulusLength: 512, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
-const smallCert = buildLeafCertificate({
-  root: fleet.root, rootKey: rsaPrivateKeyFromPem(fleet.rootKey.privateKeyPem), cn: guest, parentCn: house.cn['L2.2'],
-  publicKey: rsaPublicKeyFromPem(small.publicKey), notBefore: house.now - 60, notAfter: house.now + 86400, randomBytes: nodeCrypto.randomBytes,
+const smallCert = await buildLeafCertificate({
+  root: fleet.root, rootKeyPem: fleet.rootKey.privateKeyPem, cn: guest, parentCn: house.cn['L2.2'],
+  spki: spkiDerFromPublicKeyPem(small.publicKey), notBefore: house.now - 60, notAfter: house.now + 86400, randomBytes: nodeCrypto.randomBytes,
 })
 
 const decisions: Decision[] = []

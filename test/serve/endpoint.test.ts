@@ -77,11 +77,11 @@ t.test("the guest's phone at the lock: unlock allowed along the house's path; co
 })
 
 t.test("Eve's certificate from another CA gets a coded deny (CERT_CHAIN), not a bare TLS failure", async t => {
-  const fromEve = house.forge('eve-ca', guest, cn['L2.2'])
+  const fromEve = await house.forge('eve-ca', guest, cn['L2.2'])
   const outcome = await ask({ certPem: fromEve.pem, keyPem: house.eve.keys.privateKeyPem, rootPem: house.fleet.fleet.root.pem }, 'unlock')
   t.equal(outcome.answer!.code, 'CERT_CHAIN')
   t.equal(outcome.answer!.allow, false)
-  const misIssued = house.forge('fleet-ca', guest, cn['L2.2'])
+  const misIssued = await house.forge('fleet-ca', guest, cn['L2.2'])
   const unbound = await ask({ certPem: misIssued.pem, keyPem: house.eve.keys.privateKeyPem, rootPem: house.fleet.fleet.root.pem }, 'unlock')
   t.equal(unbound.answer!.code, 'CERT_UNBOUND', 'a fleet-CA certificate with a key the ledger never bound')
   t.equal(unbound.answer!.peer, guest)
@@ -113,7 +113,7 @@ t.test('a stolen certificate without its key cannot complete the handshake (Cert
 
 t.test('a fake lock is refused before the request is sent', async t => {
   for (const [by, code] of [['eve-ca', 'CERT_CHAIN'], ['fleet-ca', 'CERT_UNBOUND']] as const) {
-    const fake = house.forge(by, lock, cn['L2.1'])
+    const fake = await house.forge(by, lock, cn['L2.1'])
     let received = 0
     let connections = 0
     const server = createServer({ cert: fake.pem, key: house.eve.keys.privateKeyPem, requestCert: true, rejectUnauthorized: false }, socket => {
@@ -159,7 +159,7 @@ t.test('openssl s_client with a device certificate gets an answer; with a rogue 
   const id = house.identity(guest)
   const files = {
     cert: house.file(tmp.dir, 'cert.pem', id.certPem), key: house.file(tmp.dir, 'tls-key.pem', id.keyPem), root: house.file(tmp.dir, 'root.pem', id.rootPem),
-    eveCert: house.file(tmp.dir, 'eve.pem', house.forge('eve-ca', guest, cn['L2.2']).pem), eveKey: house.file(tmp.dir, 'eve-key.pem', house.eve.keys.privateKeyPem),
+    eveCert: house.file(tmp.dir, 'eve.pem', (await house.forge('eve-ca', guest, cn['L2.2'])).pem), eveKey: house.file(tmp.dir, 'eve-key.pem', house.eve.keys.privateKeyPem),
   }
   const sClient = (cert: string, key: string): Promise<{ code: number | null; out: string }> => new Promise(resolve => {
     const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-cert', cert, '-key', key, '-CAfile', files.root, '-quiet', '-verify_return_error'], { stdio: ['pipe', 'pipe', 'pipe'] })

@@ -41,7 +41,7 @@ function refuseForeignFiles(dir: string, force: boolean): void {
   }
 }
 
-function exportConfig(args: ParsedArgs, home: string, dir: string): number {
+async function exportConfig(args: ParsedArgs, home: string, dir: string): Promise<number> {
   if (args.values['no-broker'] === true || args.values.broker !== undefined) throw usageError('--export-mosquitto writes files and exits: leave out --no-broker and --broker')
   const port = parsePort(String(args.values.port))
   if (port === 0) throw usageError('--export-mosquitto needs a fixed --port for the Mosquitto listener')
@@ -50,7 +50,7 @@ function exportConfig(args: ParsedArgs, home: string, dir: string): number {
   if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650) throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
   const host = args.values.host === undefined ? undefined : String(args.values.host)
   refuseForeignFiles(dir, args.values.force === true)
-  const out = exportMosquitto({ home, dir, host, port, crlDays })
+  const out = await exportMosquitto({ home, dir, host, port, crlDays })
   const summary = {
     ok: true, dir: out.dir, files: out.files, fleet: out.fleet, cn: out.cn, host: out.host, port: out.port,
     revoked: out.revoked.map(r => ({ cn: r.cn, serial: r.serial, reason: r.reason, why: r.why, revokedAt: r.revokedAt })),
@@ -84,7 +84,7 @@ function refuseForeignNatsFiles(dir: string, force: boolean): void {
   }
 }
 
-function exportNatsConfig(args: ParsedArgs, home: string, dir: string): number {
+async function exportNatsConfig(args: ParsedArgs, home: string, dir: string): Promise<number> {
   if (args.values['no-broker'] === true || args.values.broker !== undefined) throw usageError('--export-nats writes files and exits: leave out --no-broker and --broker')
   const nodesText = String(args.values.nodes)
   const count = Number(nodesText)
@@ -96,7 +96,7 @@ function exportNatsConfig(args: ParsedArgs, home: string, dir: string): number {
   const nodes = Array.from({ length: count }, (_, i) => ({ mqtt: bases.mqtt + i, client: bases.client + i, route: bases.route + i }))
   const ports = [...nodes.flatMap(n => [n.mqtt, n.client, n.route])]
   if (new Set(ports).size !== ports.length) throw usageError('--port, --client-port and --route-port ranges overlap')
-  const out = exportNats({ home, dir, host, nodes })
+  const out = await exportNats({ home, dir, host, nodes })
   const summary = { ok: true, dir: out.dir, fleet: out.fleet, cn: out.cn, servicesCn: out.servicesCn, users: out.users, devices: out.devices.length, nodes: out.nodes, urls: out.urls }
   if (args.json) {
     process.stdout.write(JSON.stringify(summary) + '\n')

@@ -14,6 +14,7 @@ import { clearStaleStaging, createStaging, discardStaging } from '../home-stagin
 import { refuseExistingHome, writeDeviceHome } from '../home-writers.ts'
 import { Home } from '../home.ts'
 import { emit, reportError } from '../output.ts'
+import { DEFAULT_TLS_KEY_TYPE, parseTlsKeyType } from '../../pki/key-type.ts'
 
 // Refusals and failed checks (exit 1), as opposed to usage and operational errors (exit 2).
 const DENIALS: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
@@ -117,7 +118,7 @@ function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json
 /** `kin enroll`. */
 export const enroll: CommandSpec = {
   name: 'enroll',
-  usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--timeout 60s] [--json]',
+  usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--key p256|rsa2048] [--timeout 60s] [--json]',
   summary: "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
     'pair with the inviting device through L0\'s broker, get its certificate, and write its home in DIR. ' +
     'The home is built next to DIR and renamed into place whole. ' +
@@ -129,9 +130,12 @@ export const enroll: CommandSpec = {
     broker: { type: 'string', help: "L0's broker, mqtts://HOST:PORT (as shown by 'kin invite')" },
     name: { type: 'string', help: 'a friendly name for this device (the inviter may override it)', default: hostname().slice(0, 64) },
     kind: { type: 'string', help: 'what this device is: lock, camera, phone, laptop…', default: 'device' },
+    key: { type: 'string', help: 'TLS key type: p256 (ECDSA, fast, small certificates) or rsa2048 for a TLS stack without ECDSA (Espruino)', default: DEFAULT_TLS_KEY_TYPE },
     timeout: { type: 'string', help: 'limit for each step (login, authorization, certificate)', default: '60s' },
   },
   async run(args) {
+    // The key type first: KEY_TYPE_UNKNOWN costs nothing and uses no code.
+    const keyType = parseTlsKeyType(args.values.key)
     const dir = requireString(args, 'home', 'the directory for the new device, e.g. --home ./lock')
     const code = requireString(args, 'code', "the pairing code shown by 'kin invite' on the inviting device")
     const broker = requireString(args, 'broker', "L0's address, e.g. --broker mqtts://192.168.1.10:8883")
@@ -165,7 +169,7 @@ export const enroll: CommandSpec = {
     const stopOnSignal = interruptCleanly(home.dir, staging, stage, args.json)
     try {
       const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-        code, url: broker, kind, name, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
+        code, url: broker, kind, name, keyType, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
         onStep(step, detail) {
           if (step === 'keys') stage.loggingIn = true
           if (step === 'login') stage.loggedIn = true
