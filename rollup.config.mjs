@@ -18,7 +18,10 @@ import { cborLite, utf8Encoder } from './agent/codec/cbor-lite.js'
 /** Size budgets in bytes (minified, and gzipped at level 9); docs/DEVICES.md states and explains them. */
 export const BUDGETS = {
   'kin-core.js': { minified: 150 * 1024, gzipped: 48 * 1024 },
-  'kin-device.mjs': { minified: 1024 * 1024, gzipped: 300 * 1024 },
+  // Raised from 1024/300 KiB when Node began to build X.509 natively: @peculiar/x509 and its ASN.1 schema add ~330 KB
+  // before minifying, while node-forge (29 % of the file) stays for engines without WebCrypto. Dropping forge from
+  // this Node-only bundle would win it back (docs/DEVICES.md).
+  'kin-device.mjs': { minified: 1200 * 1024, gzipped: 336 * 1024 },
 }
 
 const BUILTINS = new Set(builtinModules.flatMap(m => [m, `node:${m}`]))

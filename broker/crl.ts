@@ -1,5 +1,5 @@
 /** @module An X.509 v2 CRL (RFC 5280 §5) signed by the fleet root, built with forge.asn1 (node-forge has no CRL builder). */
-import { sign } from 'node:crypto'
+import { createPrivateKey, sign } from 'node:crypto'
 import type { asn1 as Asn1 } from 'node-forge'
 import { forge } from '../agent/pki/_forge.ts'
 import { KinError } from '../agent/errors.ts'
@@ -40,6 +40,7 @@ const GENERALIZED_FROM = 2524608000
 
 const OID = {
   sha256WithRSA: '1.2.840.113549.1.1.11',
+  ecdsaWithSHA256: '1.2.840.10045.4.3.2',
   authorityKeyIdentifier: '2.5.29.35',
   cRLNumber: '2.5.29.20',
   reasonCode: '2.5.29.21',
@@ -96,7 +97,7 @@ function rootSubject(rootCertPem: string): Node {
 }
 
 /**
- * Builds and signs a CRL (RFC 5280 §5.1: TBSCertList v2, sha256WithRSAEncryption) naming `revoked` by serial, with
+ * Builds and signs a CRL (RFC 5280 §5.1: TBSCertList v2, ecdsa-with-SHA256 or sha256WithRSAEncryption as the root's key) naming `revoked` by serial, with
  * the extensions §5.2 requires of a conforming CA — authority key identifier (the root's subject key id) and
  * CRL number — and a reasonCode per entry (§5.3.1). Returns DER and PEM. An empty list leaves revokedCertificates out
  * (§5.1.2.6).
@@ -107,7 +108,14 @@ export function buildCrl(input: CrlInput): { der: Uint8Array; pem: string } {
   const late = input.revoked.find(r => r.revokedAt > input.thisUpdate)
   if (late !== undefined) throw new RangeError(`serial ${late.serial}: "revokedAt" ${late.revokedAt} lies after "thisUpdate" ${input.thisUpdate}`)
   const root = DeviceCertificate.from(input.rootCertPem, { sha256: nodeCrypto.sha256 })
-  const algorithm = seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')])
+  // The root's key type names the algorithm (RFC 5758 §3.2: ecdsa-with-SHA256 has no parameters; RFC 4055 §5: NULL for RSA).
+  let rootKey
+  try {
+    rootKey = createPrivateKey(input.rootKeyPem)
+  } catch (err) {
+    throw new KinError('CERT_PARSE', `cannot read the fleet root key to sign the CRL: ${(err as Error).message}`, { cause: err })
+  }
+  const algorithm = rootKey.asymmetricKeyType === 'ec' ? seq([oid(OID.ecdsaWithSHA256)]) : seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')])
   const entries = [...input.revoked]
     .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0))
     .map(r => {
@@ -136,7 +144,8 @@ export function buildCrl(input: CrlInput): { der: Uint8Array; pem: string } {
   const tbsDer = Buffer.from(derBytes(tbs), 'binary')
   let signature: Buffer
   try {
-    signature = sign('sha256', tbsDer, input.rootKeyPem)
+    // ECDSA signatures as DER, the form X.509 carries (node's default for EC keys).
+    signature = sign('sha256', tbsDer, rootKey)
   } catch (err) {
     throw new KinError('CERT_PARSE', `cannot sign the CRL with the fleet root key: ${(err as Error).message}`, { cause: err })
   }

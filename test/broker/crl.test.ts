@@ -52,7 +52,7 @@ t.test('RFC 5280 §5: an empty CRL signed by the root verifies with openssl and 
   const text = opensslCrl(join(dir, 'crl.pem'), join(dir, 'root.pem'))
   t.match(text, /verify OK/)
   t.match(text, /Version 2/)
-  t.match(text, /Signature Algorithm: sha256WithRSAEncryption/)
+  t.match(text, /Signature Algorithm: ecdsa-with-SHA256/, 'signed as its P-256 root signs (an RSA root: sha256WithRSAEncryption, test/broker/mosquitto-l0.test.ts)')
   t.match(text, /No Revoked Certificates/)
   t.match(text, /X509v3 CRL Number:\s*\n\s*7/)
   t.match(text, /X509v3 Authority Key Identifier/)
@@ -60,7 +60,8 @@ t.test('RFC 5280 §5: an empty CRL signed by the root verifies with openssl and 
 
   // The signature covers the list: one changed byte in the DER and openssl refuses it.
   const forged = Buffer.from(crl.der)
-  forged[forged.length - 300]! ^= 0x01
+  // A digit of thisUpdate (UTCTime, tag 0x17 length 13): still a date, no longer the one signed.
+  forged[forged.indexOf(Buffer.from([0x17, 0x0d])) + 5]! ^= 0x01
   writeFileSync(join(dir, 'forged.der'), forged)
   const r = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', join(dir, 'forged.der'), '-noout', '-CAfile', join(dir, 'root.pem')], { encoding: 'utf8' })
   t.match(r.stdout + r.stderr, /verify failure|signature failure|bad signature/i)
@@ -164,7 +165,8 @@ t.test('the exported files: Mosquitto settings, an ACL block per device the ledg
   t.notOk(lines.some(l => l.includes('/pair/') && !servicesBlock.includes(l)), 'no pairing topic for devices')
   t.same(block(l0.cn), [
     `topic write kin/${fid}/ledger/submit/${label(l0.cn)}`, `topic write kin/${fid}/ledger/sync/${label(l0.cn)}/req`,
-    `topic read kin/${fid}/ledger/sync/${label(l0.cn)}/resp`, `topic read kin/${fid}/dev/${label(l0.cn)}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${label(l0.cn)}`,
+    `topic read kin/${fid}/ledger/sync/${label(l0.cn)}/resp`, `topic write kin/${fid}/ledger/delegated/${label(l0.cn)}/req`,
+    `topic read kin/${fid}/ledger/delegated/${label(l0.cn)}/head`, `topic read kin/${fid}/dev/${label(l0.cn)}/inbox/+`, `topic write kin/${fid}/dev/+/inbox/${label(l0.cn)}`,
   ], "L0's own CN (its CLI) is a device like the others: no service rights")
   t.ok(readFileSync(join(l0.dir, 'services', 'cert.pem'), 'utf8').length > 0, "the export made the services' certificate in L0's home")
   t.equal(acl, mosquittoAcl(l0.domain, l0.cn, [speaker.cn]))
