@@ -25,6 +25,8 @@ export type KinErrorCode =
   // miner log, sync and proof bundles
   | 'HEAD_ROOT_MISMATCH' | 'HEAD_UNPROVEN' | 'HEAD_MISSING' | 'GENESIS_MISMATCH' | 'SYNC_MISMATCH'
   | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
+  /** A peer's proof bundle is sealed under an older head than the verifier holds: a revocation since then could be left out; present a fresh one. */
+  | 'BUNDLE_STALE'
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'

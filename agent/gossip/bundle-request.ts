@@ -1,7 +1,7 @@
 /** @module Asking the miner for one CN's proof bundle over `ledger/sync/<CN>/{req,resp}`, and verifying what comes back. */
 import { KinError, type KinErrorCode } from '../errors.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import { verifyBundle, type BundleAnchor, type VerifiedBundle } from '../ledger/bundle.ts'
+import { verifyBundle, type BundleAnchor, type BundleVerifyOptions, type VerifiedBundle } from '../ledger/bundle.ts'
 import type { GossipClient } from './client.ts'
 import { decodeLedgerResponse, encodeBundleRequest } from './ledger-wire.ts'
 import { fleetTopics } from './topics.ts'
@@ -19,6 +19,8 @@ export interface BundleRequest {
   /** Seconds since the epoch. */
   now: number
   timeoutMs: number
+  /** How the answer is verified (default: every signature; a bundle-tier device passes its tier and cache). */
+  verify?: BundleVerifyOptions
 }
 
 /** A bundle from the miner that verified against this device's anchor. */
@@ -58,5 +60,5 @@ export async function fetchBundle(client: GossipClient, request: BundleRequest):
   // A session lost mid-publish may never acknowledge it: the wait (its deadline, or the session closing) decides.
   await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, request.anchor.knownHead?.treeSize)), answer])
   const bytes = await answer
-  return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
+  return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now, request.verify) }
 }
