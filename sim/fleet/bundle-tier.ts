@@ -13,7 +13,7 @@ import { nodeTransport } from '../../firmware-shims/node/transport.ts'
 import type { LiveDevice, LiveFleet } from '../live/fleet.ts'
 import { BundleDevice } from './bundle-device.ts'
 import { decideInProcess, type FleetCheck } from './checks.ts'
-import { HEAP_BYTES_PER_REPLICA_EVENT } from './footprint.ts'
+import { HEAP_BYTES_PER_BUNDLE_DEVICE, HEAP_BYTES_PER_REPLICA_EVENT } from './footprint.ts'
 import type { PlannedDevice } from './plan.ts'
 import { quantile, round } from './stats.ts'
 
@@ -44,12 +44,6 @@ export interface TiersFigures {
     verifiedPerDecision: number; cachedPerDecision: number
   }
 }
-
-/*
- * Heap one bundle device of the simulator takes, measured: sim/fleet/bundle-heap.ts boots bundle devices from a miner
- * of a 2,000-device ledger (see docs/DEVICES.md). Its bundle (5–8 events with their proofs and head) is ~4 KB of bytes.
- */
-export const HEAP_BYTES_PER_BUNDLE_DEVICE = 24 * 1024
 
 const STEP_MS = 60_000
 

@@ -20,6 +20,21 @@ function count(args: ParsedArgs, name: string, fallback: number | undefined, min
   return Number(v)
 }
 
+/**
+ * Depth 3 unless its tree has more full devices (the inviting ones, with the whole ledger each) than this process's
+ * memory holds: then 2, whose wider tree has a tenth as many inviting devices for the same N.
+ */
+function defaultDepth(devices: number, tiers: 'mixed' | 'full', fanout: number | undefined): number {
+  const full = (depth: number) => planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}), tiers }).devices.filter(d => d.tier === 'full').length + 1
+  try {
+    if (fitsInMemory(devices, full(3)).fits) return 3
+    return fitsInMemory(devices, full(2)).fits ? 2 : 3
+  } catch {
+    // The tree does not fit at one of the depths: depth 3 says why, as before.
+    return 3
+  }
+}
+
 /** Homes go to memory-backed /dev/shm when there is one: a thousand replicas fsync on every head, which a disk turns into the bottleneck. */
 function homesRoot(): { root: string; note: string } {
   if (process.platform === 'linux' && existsSync('/dev/shm')) return { root: '/dev/shm', note: 'tmpfs /dev/shm (fsync is cheap there; use --keep DIR for a disk)' }
@@ -42,6 +57,12 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
     `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB more rss per device)`,
     `  cpu            ${r.cpu.userSeconds} s user + ${r.cpu.systemSeconds} s system (${r.cpu.coresBusy} of ${r.cpu.cores} cores busy on average; machine load ${r.cpu.loadAverage[0]} → ${r.cpu.loadAverage[1]})`,
   ]
+  if (r.tiers !== undefined) {
+    const { full, bundle } = r.tiers
+    const row = (name: string, t: typeof full) => `  ${name} ${t.devices} devices (${t.standing} standing), each holds ${t.eventsHeld} events / ${t.bytesHeld} bytes (~${t.heapKbPerDevice} KB heap); ${t.decisions.count} decisions as target: p50 ${t.decisions.p50Ms} ms, p99 ${t.decisions.p99Ms} ms, ${t.decisions.unexpected} unexpected`
+    lines.push(row('full tier     ', full), row('bundle tier   ', bundle),
+      `    bundle heads boot p50 ${bundle.bootP50Ms} ms, refresh p50 ${bundle.refreshP50Ms} ms (${bundle.refreshed} refreshed); oldest head held ${bundle.oldestHeight} of L0's ${bundle.latestHeight}; per decision ${bundle.verifiedPerDecision} signatures checked, ${bundle.cachedPerDecision} from the cache`)
+  }
   if (r.brokerRestart) lines.push(`  kill-broker    L0 restarted in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight`)
   if (r.partition) lines.push(`  partition      ${r.partition.devices} devices cut off for ${r.partition.seconds} s missed ${r.partition.eventsMissed} events, caught up in ${r.partition.catchUpMs} ms`)
   lines.push(`  homes          ${homes}`)
@@ -59,7 +80,8 @@ export const simFleet: CommandSpec = {
     'Exit 0 only if every device converged, nothing submitted was lost, and every decision was as predicted.',
   options: {
     devices: { type: 'string', help: 'devices to enroll under L0 (required)' },
-    depth: { type: 'string', help: 'deepest layer under L0', default: '3' },
+    depth: { type: 'string', help: 'deepest layer under L0 (default 3, or 2 when a depth-3 tree would have more full devices than memory holds)' },
+    tiers: { type: 'string', help: "mixed: locks, cameras, sensors and guests' phones run the bundle tier, admins' laptops and members' phones the full one; full: every device holds the whole ledger", default: 'mixed' },
     fanout: { type: 'string', help: 'children per parent (default: the smallest that fits N in the depth)' },
     concurrency: { type: 'string', help: 'enrollments in flight at once', default: '16' },
     checks: { type: 'string', help: 'random access checks, decided in process on the targets\' AccessSessions (10 of them also over mutual TLS)', default: '500' },
@@ -74,13 +96,15 @@ export const simFleet: CommandSpec = {
   async run(args) {
     const devices = count(args, 'devices', undefined, 1)
     if (devices === undefined) throw usageError("--devices is required: how many devices to enroll, e.g. 'kin sim fleet --devices 100'")
-    // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
-    const memory = fitsInMemory(devices)
-    if (!memory.fits) throw new KinError('USAGE', memory.advice)
-    const depth = count(args, 'depth', 3, 1)!
+    const tiers = args.values.tiers ?? 'mixed'
+    if (tiers !== 'mixed' && tiers !== 'full') throw usageError(`--tiers expects mixed or full, got "${String(tiers)}"`)
     const fanout = count(args, 'fanout', undefined, 1)
+    const depth = count(args, 'depth', undefined, 1) ?? defaultDepth(devices, tiers, fanout)
     // A tree that cannot hold N is a usage error before anything starts.
-    planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}) })
+    const plan = planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}), tiers })
+    // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
+    const memory = fitsInMemory(devices, plan.devices.filter(d => d.tier === 'full').length + 1)
+    if (!memory.fits) throw new KinError('USAGE', memory.advice)
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = reportTarget(args.values.report)
     // Refused before anything is removed; the earlier run's homes go only once every check has passed.
@@ -97,7 +121,7 @@ export const simFleet: CommandSpec = {
       result = await runFleet({
         devices, depth, ...(fanout !== undefined ? { fanout } : {}), dir,
         concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
-        killBroker: args.values['kill-broker'] === true, partition: count(args, 'partition', 0, 0)!,
+        killBroker: args.values['kill-broker'] === true, tiers, partition: count(args, 'partition', 0, 0)!,
         keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
         bars: progressBars(!args.json && process.stderr.isTTY === true), say: out, report: reportFile !== undefined,
       })
