@@ -95,11 +95,19 @@ export class BundleDevice {
       anchor: { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, ...(this.#head !== undefined ? { knownHead: this.#head } : {}) },
       verify: { tier: 'bundle', cache: this.cache, own: true },
     })
-    if (fetched.verified.state.currentBinding(this.cn) === undefined) {
-      throw new KinError('BUNDLE_INCOMPLETE', `the miner's bundle for ${this.cn} holds no binding for it`)
-    }
-    this.#own = { bytes: fetched.bytes, verified: fetched.verified }
-    this.#adopt(fetched.verified.head)
+    this.#take(fetched.bytes, fetched.verified)
+  }
+
+  /** Adopts a bundle of its own got another way (a file, a measurement), verified here as `refresh` verifies it. */
+  adoptOwn(bytes: Uint8Array): void {
+    const anchor = { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, ...(this.#head !== undefined ? { knownHead: this.#head } : {}) }
+    this.#take(bytes, verifyBundle(this.#o.crypto, bytes, anchor, this.#o.clock.now(), { tier: 'bundle', cache: this.cache, own: true }))
+  }
+
+  #take(bytes: Uint8Array, verified: VerifiedBundle): void {
+    if (verified.state.currentBinding(this.cn) === undefined) throw new KinError('BUNDLE_INCOMPLETE', `the bundle for ${this.cn} holds no binding for it`)
+    this.#own = { bytes, verified }
+    this.#adopt(verified.head)
   }
 
   /** The bundle this device presents to a peer: its own, as the miner last sent it. */

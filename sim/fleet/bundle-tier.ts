@@ -180,7 +180,7 @@ export class BundleTier {
     const perTier = (isBundle: boolean) => {
       const cs = checks.filter(c => c.via === 'session' && this.devices.has(c.target) === isBundle)
       const lat = cs.map(c => c.ms)
-      return { count: cs.length, p50Ms: round(quantile(lat, 0.5), 3), p99Ms: round(quantile(lat, 0.99), 3), maxMs: round(Math.max(0, ...lat), 3), unexpected: cs.filter(c => !c.ok).length }
+      return { count: cs.length, p50Ms: round(quantile(lat, 0.5), 3) || 0, p99Ms: round(quantile(lat, 0.99), 3) || 0, maxMs: round(Math.max(0, ...lat), 3), unexpected: cs.filter(c => !c.ok).length }
     }
     const eventBytes = l0.state.log.reduce((s, e) => s + e.bytes.length, 0)
     const latest = f.l0.miner.miner.latestHead()?.height ?? 0
