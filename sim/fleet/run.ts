@@ -48,6 +48,8 @@ export interface FleetRunOptions {
   convergeTimeoutMs?: number
   /** Also build the SimReport (tree, ledger, decisions, charts). */
   report?: boolean
+  /** Longest wait before L0's miner seals (default: L0's own, 200 ms): every full device syncs on every head. */
+  sealIntervalMs?: number
   /** 'mixed': locks, cameras, sensors and guests' phones run the bundle tier (sim/fleet/bundle-tier.ts); 'full' (default): every device holds the whole ledger. */
   tiers?: 'full' | 'mixed'
   /** Called with the converged fleet after the checks, before it closes (tests look inside). */
@@ -154,7 +156,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   say(`keys: ${keyStats.fromDisk} RSA-2048 key pairs from the pool${keyStats.file ? ` (${keyStats.file})` : ''}, ${keyStats.made} made now in ${round(keyStats.makeMs / 1000)} s — key generation is kept out of the enrollment figures`)
 
   const load0 = loadavg()[0]!
-  const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), ...(o.log ? { log: o.log } : {}) })
+  const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), ...(o.log ? { log: o.log } : {}), ...(o.sealIntervalMs !== undefined ? { sealIntervalMs: o.sealIntervalMs } : {}) })
   const baselineRssMb = round(process.memoryUsage().rss / 2 ** 20)
   const bundleTier = new BundleTier(fleet)
   const enroller = new Enroller(fleet, { concurrency, bundle: bundleTier })

@@ -86,6 +86,8 @@ export class LiveFleet {
   readonly log: FleetLog
   /** What L0's broker tells of every topic a session uses (kept across restartL0). */
   onTopic: TopicObserver | undefined
+  /** Longest wait before L0's miner seals what it accepted (undefined: L0's default; kept across restartL0). */
+  sealIntervalMs: number | undefined
   private readonly port: number
   private l0Client: GossipClient | undefined
   /** Per label: the broker session its follower opened last, and who wants to hear of the next (see `onSession`). */
@@ -103,15 +105,16 @@ export class LiveFleet {
   }
 
   /** Creates L0's home in `dir/L0` (as `kin init` does) and starts L0's services on a free loopback port. */
-  static async start(opts: { dir: string; domain: string; clock?: SimClock; log?: FleetLog; onTopic?: TopicObserver }): Promise<LiveFleet> {
+  static async start(opts: { dir: string; domain: string; clock?: SimClock; log?: FleetLog; onTopic?: TopicObserver; sealIntervalMs?: number }): Promise<LiveFleet> {
     const clock = opts.clock ?? simClock()
     const log = opts.log ?? (() => undefined)
     const home = new Home(join(opts.dir, 'L0'))
     const created = await createFleet(nodeCrypto, nodePki, { domain: opts.domain, now: clock.now(), name: 'home pc' })
     await writeL0Home(home, created, 'home pc')
-    const l0 = await startL0({ home: home.dir, host: '127.0.0.1', port: 0, now: () => clock.now(), log: r => log({ source: 'L0', ...r }), onTopic: opts.onTopic })
+    const l0 = await startL0({ home: home.dir, host: '127.0.0.1', port: 0, now: () => clock.now(), log: r => log({ source: 'L0', ...r }), onTopic: opts.onTopic, sealIntervalMs: opts.sealIntervalMs })
     const fleet = new LiveFleet(opts.dir, clock, l0, log)
     fleet.onTopic = opts.onTopic
+    fleet.sealIntervalMs = opts.sealIntervalMs
     fleet.devices.set('L0', fleet.deviceRecord('L0', home.dir, l0.cn, 'admin', 'home pc', created.ledgerSeed, () => fleet.l0.ledger.ledger.state))
     return fleet
   }
@@ -383,7 +386,7 @@ export class LiveFleet {
     await this.l0Client?.close()
     this.l0Client = undefined
     await this.l0.close()
-    this.l0 = await startL0({ home: this.l0Home.dir, host: '127.0.0.1', port: this.port, now: () => this.clock.now(), log: r => this.log({ source: 'L0', ...r }), onTopic: this.onTopic })
+    this.l0 = await startL0({ home: this.l0Home.dir, host: '127.0.0.1', port: this.port, now: () => this.clock.now(), log: r => this.log({ source: 'L0', ...r }), onTopic: this.onTopic, sealIntervalMs: this.sealIntervalMs })
   }
 
   /** Stops everything: endpoints, followers, replicas, L0. */

@@ -12,6 +12,7 @@ import { writeReport } from '../../../sim/report/html.ts'
 import { usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { KinError } from '../../errors.ts'
+import { SEAL_INTERVAL_MS } from '../../../broker/miner-service.ts'
 
 function count(args: ParsedArgs, name: string, fallback: number | undefined, min: number): number | undefined {
   const v = args.values[name]
@@ -81,6 +82,7 @@ export const simFleet: CommandSpec = {
   options: {
     devices: { type: 'string', help: 'devices to enroll under L0 (required)' },
     depth: { type: 'string', help: 'deepest layer under L0 (default 3, or 2 when a depth-3 tree would have more full devices than memory holds)' },
+    'seal-ms': { type: 'string', help: `longest wait before L0's miner seals a head (default ${SEAL_INTERVAL_MS}, or N/5 above ${SEAL_INTERVAL_MS * 5} devices: every full device syncs on every head)` },
     tiers: { type: 'string', help: "mixed: locks, cameras, sensors and guests' phones run the bundle tier, admins' laptops and members' phones the full one; full: every device holds the whole ledger", default: 'mixed' },
     fanout: { type: 'string', help: 'children per parent (default: the smallest that fits N in the depth)' },
     concurrency: { type: 'string', help: 'enrollments in flight at once', default: '16' },
@@ -121,7 +123,7 @@ export const simFleet: CommandSpec = {
       result = await runFleet({
         devices, depth, ...(fanout !== undefined ? { fanout } : {}), dir,
         concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
-        killBroker: args.values['kill-broker'] === true, tiers, partition: count(args, 'partition', 0, 0)!,
+        killBroker: args.values['kill-broker'] === true, tiers, sealIntervalMs: count(args, 'seal-ms', Math.max(SEAL_INTERVAL_MS, Math.round(devices / 5)), 1)!, partition: count(args, 'partition', 0, 0)!,
         keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
         bars: progressBars(!args.json && process.stderr.isTTY === true), say: out, report: reportFile !== undefined,
       })
