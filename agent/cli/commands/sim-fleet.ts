@@ -23,13 +23,13 @@ function count(args: ParsedArgs, name: string, fallback: number | undefined, min
 
 /**
  * Depth 3 unless its tree has more full devices (the inviting ones, with the whole ledger each) than this process's
- * memory holds: then 2, whose wider tree has a tenth as many inviting devices for the same N.
+ * memory holds: then 2, whose wider tree has fewer inviting devices for the same N.
  */
 function defaultDepth(devices: number, tiers: 'mixed' | 'full', fanout: number | undefined): number {
   const full = (depth: number) => planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}), tiers }).devices.filter(d => d.tier === 'full').length + 1
   try {
-    if (fitsInMemory(devices, full(3)).fits) return 3
-    return fitsInMemory(devices, full(2)).fits ? 2 : 3
+    // When depth 3 does not fit, depth 2 needs less; the check after the plan then says what it needs (a heap flag).
+    return fitsInMemory(devices, full(3)).fits || full(2) >= full(3) ? 3 : 2
   } catch {
     // The tree does not fit at one of the depths: depth 3 says why, as before.
     return 3
