@@ -56,6 +56,7 @@ export class BundleTier {
   readonly #signatures: Array<{ verified: number; cached: number }> = []
   readonly #identities = new Map<string, TlsIdentity>()
   readonly #timeoutMs: number
+  #root: { pem: string; certificate: DeviceCertificate } | undefined
 
   constructor(fleet: LiveFleet, options: { stepTimeoutMs?: number } = {}) {
     this.fleet = fleet
@@ -87,7 +88,9 @@ export class BundleTier {
     const state = enrolled.ledger.state
     const genesis = state.log[0]
     if (genesis === undefined || state.genesis === undefined) throw new KinError('NO_GENESIS', `${plan.label}'s enrollment holds no genesis`)
-    const root = DeviceCertificate.from(enrolled.rootPem, { sha256: nodeCrypto.sha256 })
+    // Every device of the fleet got the same root: parsed once, not once per device.
+    const root = this.#root?.pem === enrolled.rootPem ? this.#root.certificate : DeviceCertificate.from(enrolled.rootPem, { sha256: nodeCrypto.sha256 })
+    this.#root = { pem: enrolled.rootPem, certificate: root }
     const device = new BundleDevice({
       label: plan.label, cn: enrolled.cn, fleet: enrolled.fleet, minerKey: state.genesis.body.minerKey, genesisId: genesis.idHex,
       root, crypto: nodeCrypto, pki: nodePki, clock: f.clock,
