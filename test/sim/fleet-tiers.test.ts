@@ -13,6 +13,7 @@ import { planFleet } from '../../sim/fleet/plan.ts'
 import { runFleet } from '../../sim/fleet/run.ts'
 
 const DEVICES = 30
+const parents = new Map(planFleet({ devices: DEVICES, depth: 3, tiers: 'mixed' }).devices.map(d => [d.label, d.parent]))
 
 t.test('the plan gives the inviting devices the full tier and the leaves the bundle tier; all full unless asked', async t => {
   const mixed = planFleet({ devices: DEVICES, depth: 3, tiers: 'mixed' })
@@ -26,8 +27,8 @@ t.test(`${DEVICES} devices, the leaves on the bundle tier: convergence, every de
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const looked: Record<string, unknown> = {}
   const r = await runFleet({
-    devices: DEVICES, depth: 3, dir, concurrency: 8, checks: 300, tlsChecks: 4, revocations: 2, keyPool: DEFAULT_KEY_POOL_FILE, tiers: 'mixed',
-    inspect: (fleet, _partitioned, tier) => {
+    devices: DEVICES, depth: 3, dir, concurrency: 8, checks: 300, tlsChecks: 4, revocations: 2, keyPool: DEFAULT_KEY_POOL_FILE, tiers: 'mixed', report: true,
+    inspect: async (fleet, _partitioned, tier) => {
       const miner = fleet.l0.miner.miner
       const latest = miner.latestHead()!
       looked['replicas'] = [...tier.devices.keys()].filter(l => fleet.device(l).replica !== undefined || fleet.device(l).follower !== undefined)
@@ -50,6 +51,23 @@ t.test(`${DEVICES} devices, the leaves on the bundle tier: convergence, every de
       looked['control'] = t1.decide(DeviceCertificate.from(peer.identity.certPem, { sha256: nodeCrypto.sha256 }).der, encodeBundle(buildBundle(miner, peer.cn)), 'view')
       // A peer presenting no bundle of itself: the target's own lineage lacks the peer.
       looked['noBundle'] = target.session.decide(der, 'view').code
+
+      // An ancestor revoked with its subtree, after the run: a member whose leaves are bundle-tier devices, revoked by
+      // its admin. The target learns of it by refreshing its head (one bundle request), then refuses the member's
+      // leaf with the bundle it held before (stale) and with a fresh one (it carries the ancestor's revocation).
+      const standing = tier.standing().map(d => d.label)
+      const victim = standing.find(l => l !== target.label && parents.get(l) !== parents.get(target.label) && parents.get(l)!.startsWith('L2.'))!
+      const member = parents.get(victim)!, admin = parents.get(member)!
+      const victimDevice = fleet.device(victim)
+      const held = tier.devices.get(victim)!.present()
+      const headBefore = t1.head!.height
+      await fleet.revoke(admin, member, { reason: 'compromised', subtree: true })
+      looked['refreshFailures'] = await tier.refresh([target.label], 1)
+      looked['refreshedPast'] = t1.head!.height > headBefore
+      const vder = DeviceCertificate.from(victimDevice.identity.certPem, { sha256: nodeCrypto.sha256 }).der
+      looked['subtreeStale'] = t1.decide(vder, held, 'view')
+      looked['subtreeFresh'] = t1.decide(vder, encodeBundle(buildBundle(miner, victimDevice.cn)), 'view')
+      looked['victimStandsNoMore'] = !tier.standing().some(d => d.label === victim)
     },
   })
   t.same(r.failures, [], 'no failure')
@@ -85,6 +103,17 @@ t.test(`${DEVICES} devices, the leaves on the bundle tier: convergence, every de
   t.match(looked['fresh'], { allow: false, code: 'ACCESS_REVOKED' }, 'a fresh bundle carries the revocation: refused as revoked')
   t.match(looked['control'], { allow: true, code: 'ALLOW' }, 'a standing peer with a fresh bundle may view')
   t.equal(looked['noBundle'], 'ACCESS_MISSING_PROOF', 'without a presented bundle, the own lineage alone proves nothing about the peer')
+  t.same(looked['refreshFailures'], [], 'the target refreshed its head after the subtree revocation')
+  t.ok(looked['refreshedPast'], 'to a head newer than the one it held')
+  t.ok(looked['victimStandsNoMore'], "the member's leaf no longer stands")
+  t.match(looked['subtreeStale'], { allow: false, code: 'BUNDLE_STALE' }, "the leaf's bundle from before its ancestor's revocation is refused as stale")
+  t.match(looked['subtreeFresh'], { allow: false, code: 'ACCESS_ANCESTOR_REVOKED' }, 'a fresh bundle carries the ancestor\'s revocation')
+  // The report shows both tiers.
+  const figures = new Map(r.report!.figures.map(f => [f.name, f.value]))
+  t.equal(figures.get('bundle-tier devices'), tiers.bundle.devices, 'the report counts the bundle tier')
+  t.equal(figures.get('full-tier devices'), tiers.full.devices, 'and the full tier')
+  t.ok(r.report!.charts.some(c => c.title.startsWith('Access decision latency per tier')), 'a latency chart per tier')
+  t.ok(r.report!.notes.some(n => n.startsWith('Bundle tier:')) && r.report!.notes.some(n => n.startsWith('Full tier')), 'a note per tier')
   t.comment(JSON.stringify({ seconds: r.seconds, tiers }))
 })
 
