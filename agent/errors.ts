@@ -36,6 +36,8 @@ export type KinErrorCode =
   | 'PROOF_BASE_MISMATCH'
   /** An offline proof that sends an event the verifier's head already covers (only what the verifier lacks is sent). */
   | 'PROOF_HELD_EVENT'
+  /** A peer's proof bundle is sealed under an older head than the verifier holds: a revocation since then could be left out; present a fresh one. */
+  | 'BUNDLE_STALE'
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'

@@ -84,5 +84,6 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
   ],
   'sim fleet': [
     ['kin sim fleet --devices 100 --kill-broker --partition 5', '100 devices, L0 killed mid-run, five partitioned'],
+    ['kin sim fleet --devices 10000 --depth 2 --fanout 200', '10,000 devices: 49 members with the whole ledger, the leaves on the bundle tier'],
   ],
 }

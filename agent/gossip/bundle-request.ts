@@ -1,7 +1,7 @@
 /** @module Asking the miner for one CN's proof bundle over `ledger/sync/<CN>/{req,resp}`, and verifying what comes back. */
 import { KinError, type KinErrorCode } from '../errors.ts'
 import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import { verifyBundle, type BundleAnchor, type VerifiedBundle } from '../ledger/bundle.ts'
+import { verifyBundle, type BundleAnchor, type BundleVerifyOptions, type VerifiedBundle } from '../ledger/bundle.ts'
 import type { GossipClient } from './client.ts'
 import { decodeLedgerResponse, encodeBundleRequest } from './ledger-wire.ts'
 import { fleetTopics } from './topics.ts'
@@ -25,6 +25,8 @@ export interface BundleRequest {
    * anchored by that verifier, not here.
    */
   knownTreeSize?: number
+  /** How the answer is verified (default: every signature; a bundle-tier device passes its tier and cache). */
+  verify?: BundleVerifyOptions
 }
 
 /** A bundle from the miner that verified against this device's anchor. */
@@ -67,10 +69,10 @@ export async function fetchBundle(client: GossipClient, request: BundleRequest):
   const asked = request.knownTreeSize ?? own
   await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, asked)), answer])
   const bytes = await answer
-  if (asked === own) return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now) }
+  if (asked === own) return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now, request.verify) }
   // Built for another verifier's head: its consistency proof is that verifier's to check; here it must be there.
   const { knownHead: _own, consistencyProof: _proof, ...anchor } = request.anchor
-  const verified = verifyBundle(request.crypto, bytes, anchor, request.now)
+  const verified = verifyBundle(request.crypto, bytes, anchor, request.now, request.verify)
   const head = verified.head
   if (asked !== undefined && asked !== 0 && asked !== head.treeSize && verified.bundle.consistency?.treeSize !== asked) {
     throw new KinError('BUNDLE_KNOWN_SIZE', `the miner's bundle for ${cn} carries no consistency proof from the ${asked} events asked for`, { detail: { cn, knownTreeSize: asked } })

@@ -66,10 +66,11 @@ export function predict(parents: ReadonlyMap<string, string>, roles: ReadonlyMap
   return action === 'view' ? { expected: 'allow', because: 'device may view' } : { expected: 'deny', because: `device may not ${action}` }
 }
 
-/** Draws `count` (peer, target, action) triples: targets are devices in good standing, peers any enrolled device but L0. */
-export function drawChecks(fleet: LiveFleet, count: number, random: () => number): Array<{ peer: LiveDevice; target: LiveDevice; action: string }> {
-  const all = [...fleet.devices.values()].filter(d => d.label !== 'L0' && d.replica !== undefined)
-  const standing = new Set(fleet.standing().map(d => d.label))
+/** Draws `count` (peer, target, action) triples: targets are devices in good standing, peers any enrolled device but L0 (bundle-tier ones when `bundleTier` names them). */
+export function drawChecks(fleet: LiveFleet, count: number, random: () => number, bundleTier?: { has(label: string): boolean; standing(): LiveDevice[] }): Array<{ peer: LiveDevice; target: LiveDevice; action: string }> {
+  // A device without a replica takes part only as a bundle-tier device (it decides on presented bundles).
+  const all = [...fleet.devices.values()].filter(d => d.label !== 'L0' && (d.replica !== undefined || bundleTier?.has(d.label) === true))
+  const standing = new Set([...fleet.standing(), ...(bundleTier?.standing() ?? [])].map(d => d.label))
   const targets = all.filter(d => standing.has(d.label))
   const out: Array<{ peer: LiveDevice; target: LiveDevice; action: string }> = []
   if (all.length < 2 || targets.length === 0) return out

@@ -10,7 +10,7 @@ import { Home } from '../../agent/cli/home.ts'
 import { writeDeviceHome } from '../../agent/cli/home-writers.ts'
 import { KinError, isKinError } from '../../agent/errors.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
-import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
+import { enrollThroughBroker, type EnrolledDevice } from '../../agent/gossip/enroll-session.ts'
 import { LedgerFollower } from '../../agent/gossip/follower.ts'
 import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
@@ -63,6 +63,13 @@ export interface EnrollerOptions {
   /** How long a guest's authorization holds, seconds. */
   guestValidSeconds?: number
   stepTimeoutMs?: number
+  /** Takes the planned bundle-tier devices once enrolled (sim/fleet/bundle-tier.ts); without it every device follows the ledger. */
+  bundle?: BundleEnrollment
+}
+
+/** What becomes of an enrolled bundle-tier device instead of a replica and a follower. */
+export interface BundleEnrollment {
+  enroll(plan: PlannedDevice, enrolled: EnrolledDevice, identity: TlsIdentity, dir: string): Promise<LiveDevice>
 }
 
 const STEP_MS = 60_000
@@ -96,13 +103,16 @@ export class Enroller {
   readonly submitted: Set<string> = new Set()
   /** Kind of each enrolled device, by label. */
   readonly kinds: Map<string, string> = new Map()
-  readonly #o: Required<EnrollerOptions>
+  readonly #o: Required<Omit<EnrollerOptions, 'bundle'>>
+  readonly #bundle: BundleEnrollment | undefined
   readonly #slots: Slots
   #l0Client: Promise<GossipClient> | undefined
 
   constructor(fleet: LiveFleet, options: EnrollerOptions) {
     this.fleet = fleet
-    this.#o = { guestValidSeconds: 86400, stepTimeoutMs: STEP_MS, ...options }
+    const { bundle, ...rest } = options
+    this.#o = { guestValidSeconds: 86400, stepTimeoutMs: STEP_MS, ...rest }
+    this.#bundle = bundle
     this.#slots = new Slots(Math.max(1, options.concurrency))
   }
 
@@ -230,6 +240,12 @@ export class Enroller {
         await new Promise(r => setTimeout(r, 5))
       }
       const t4 = performance.now()
+      if (plan.tier === 'bundle' && this.#bundle !== undefined) {
+        f.devices.set(plan.label, await this.#bundle.enroll(plan, enrolled, identity, dir))
+        const t5 = performance.now()
+        f.log({ source: plan.label, event: 'enrolled', cn: enrolled.cn, parent: plan.parent, role: plan.role, tier: 'bundle' })
+        return { label: plan.label, queuedMs: t0 - queued, inviteMs: t1 - t0, pairingMs: t2 - t1, homeMs: t3 - t2, submitMs: t4 - t3, followMs: t5 - t4, totalMs: t5 - t0 }
+      }
       // The home's ledger file was written a moment ago from this verified ledger: its records are not verified twice.
       const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: f.events })
       const session2 = new AccessSession({

@@ -12,6 +12,21 @@ export interface PlannedDevice {
   name: string
   /** Whether it will invite devices of its own. */
   inner: boolean
+  /** What it keeps of the ledger (DESIGN.md "Small devices: three tiers"): 'full' the whole ledger, 'bundle' its own lineage and the bundles peers present. */
+  tier: DeviceTier
+}
+
+/** The tiers a simulated device can run: the whole ledger, or bundles. */
+export type DeviceTier = 'full' | 'bundle'
+
+/**
+ * The tier a device of `role` runs in a fleet of `tiers`: 'full' makes every device a full device; 'mixed' keeps
+ * the admins' laptops and the members' phones (they invite, so they need the whole ledger) full and makes the leaves
+ * — locks, cameras, sensors, thermostats, lights and guests' phones, which only ever prove themselves and decide on
+ * what a peer presents — the bundle tier.
+ */
+export function tierOf(role: RoleName, tiers: 'full' | 'mixed'): DeviceTier {
+  return tiers === 'mixed' && (role === 'device' || role === 'guest') ? 'bundle' : 'full'
 }
 
 /** The whole tree, parents before children (breadth first). */
@@ -48,7 +63,7 @@ const LEAF_KINDS = ['lock', 'camera', 'sensor', 'thermostat', 'light'] as const
  * may invite admins or members), one whose children are all leaves is a member; leaves are devices, one in ten
  * a guest's phone. Labels say the layer, as in the house: L2.17 is the 17th device on layer 2.
  */
-export function planFleet(opts: { devices: number; depth: number; fanout?: number }): FleetPlan {
+export function planFleet(opts: { devices: number; depth: number; fanout?: number; tiers?: 'full' | 'mixed' }): FleetPlan {
   const n = opts.devices, depth = opts.depth
   if (!Number.isInteger(n) || n < 1) throw new KinError('USAGE', `--devices must be a whole number of at least 1, got ${n}`)
   if (!Number.isInteger(depth) || depth < 1 || depth > MAX_DEPTH) throw new KinError('USAGE', `--depth must be 1..${MAX_DEPTH}, got ${depth}`)
@@ -68,17 +83,18 @@ export function planFleet(opts: { devices: number; depth: number; fanout?: numbe
   const hasChildren = (i: number) => i * fanout + 1 <= n
   const hasInnerChild = (i: number) => hasChildren(i * fanout + 1)
   const devices: PlannedDevice[] = []
+  const tiers = opts.tiers ?? 'full'
   let leaves = 0
   for (let i = 1; i <= n; i++) {
     const parent = labels[Math.floor((i - 1) / fanout)]!
     if (hasChildren(i)) {
       const role: RoleName = hasInnerChild(i) ? 'admin' : 'member'
-      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role, kind: role === 'admin' ? 'laptop' : 'phone', name: `${role} ${labels[i]}`, inner: true })
+      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role, kind: role === 'admin' ? 'laptop' : 'phone', name: `${role} ${labels[i]}`, inner: true, tier: tierOf(role, tiers) })
     } else {
       leaves++
       const guest = leaves % 10 === 0
       const kind = guest ? 'phone' : LEAF_KINDS[leaves % LEAF_KINDS.length]!
-      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role: guest ? 'guest' : 'device', kind, name: `${guest ? 'guest phone' : kind} ${labels[i]}`, inner: false })
+      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role: guest ? 'guest' : 'device', kind, name: `${guest ? 'guest phone' : kind} ${labels[i]}`, inner: false, tier: tierOf(guest ? 'guest' : 'device', tiers) })
     }
   }
   return { devices, depth: Math.max(...depths), fanout }

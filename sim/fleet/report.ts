@@ -4,6 +4,7 @@ import type { ReportSeries, SimReport } from '../report/model.ts'
 import type { LiveFleet } from '../live/fleet.ts'
 import type { FleetRunOptions, FleetRunResult } from './run.ts'
 import { quantile, round } from './stats.ts'
+import { tierFigures, tierLatencyChart, tierNotes } from '../report/from-tiers.ts'
 
 /** Decisions shown with their path: every unexpected one, then a sample of the rest. */
 export const REPORT_DECISIONS = 60
@@ -21,6 +22,7 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
     { title: 'Access decision latency (in process)', unit: 'ms', points: [
       { x: 'p50', y: round(quantile(lat, 0.5), 3) }, { x: 'p90', y: round(quantile(lat, 0.9), 3) }, { x: 'p99', y: round(quantile(lat, 0.99), 3) }, { x: 'max', y: round(Math.max(0, ...lat), 3) },
     ] },
+    ...(r.tiers ? [tierLatencyChart(r.tiers)] : []),
     { title: 'Process memory, rss (x: seconds of the run)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.rssMb })), 200) },
     { title: 'Process memory, JS heap (x: seconds of the run)', unit: 'MB', points: thin(r.memorySamples.map(s => ({ x: s.seconds, y: s.heapMb })), 200) },
   ]
@@ -31,6 +33,7 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
       (r.decisions.tls.refusedByRequester > 0 ? `; ${r.decisions.tls.refusedByRequester} of those never reached the target: the requester's own server identity check refused it (a revoked requester no longer follows the ledger, so its replica lacks devices enrolled after it fell).` : '.'),
     ...(r.brokerRestart ? [`L0 restarted mid-run in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight; ${r.lost} submitted events lost.`] : []),
     ...(r.partition ? [`${r.partition.devices} devices were cut off for ${r.partition.seconds} s, missed ${r.partition.eventsMissed} events and caught up in ${r.partition.catchUpMs} ms.`] : []),
+    ...(r.tiers ? tierNotes(r.tiers) : []),
     ...r.failures,
   ]
   return {
@@ -50,6 +53,7 @@ export function fleetReport(fleet: LiveFleet, kinds: ReadonlyMap<string, string>
       { name: 'peak rss', value: r.memory.peakRssMb, unit: 'MB' },
       { name: 'peak heap', value: r.memory.peakHeapMb, unit: 'MB' },
       { name: 'events lost', value: r.lost, unit: '' },
+      ...(r.tiers ? tierFigures(r.tiers) : []),
     ],
     charts, notes,
   }

@@ -6,7 +6,9 @@ import { KinError } from '../../agent/errors.ts'
 import { SEAL_INTERVAL_MS } from '../../broker/miner-service.ts'
 import { LiveFleet, simClock, type FleetLog, type LiveDevice } from '../live/fleet.ts'
 import type { SimReport } from '../report/model.ts'
-import { CHECK_ACTIONS, decideInProcess, drawChecks, predict, seededRandom, type FleetCheck } from './checks.ts'
+import { BundleTier, type TiersFigures } from './bundle-tier.ts'
+import { refreshBundleTier } from './bundle-converge.ts'
+import { CHECK_ACTIONS, drawChecks, predict, seededRandom, type FleetCheck } from './checks.ts'
 import { Enroller, type EnrollTiming } from './enroller.ts'
 import { takeTlsKeys, type KeyPoolStats } from './key-pool.ts'
 import { planFleet, type FleetPlan, type PlannedDevice } from './plan.ts'
@@ -52,8 +54,10 @@ export interface FleetRunOptions {
   convergeTimeoutMs?: number
   /** Also build the SimReport (tree, ledger, decisions, charts). */
   report?: boolean
+  /** 'mixed': locks, cameras, sensors and guests' phones run the bundle tier (sim/fleet/bundle-tier.ts); 'full' (default): every device holds the whole ledger. */
+  tiers?: 'full' | 'mixed'
   /** Called with the converged fleet after the checks, before it closes (tests look inside). */
-  inspect?: (fleet: LiveFleet, partitioned: readonly string[]) => Promise<void> | void
+  inspect?: (fleet: LiveFleet, partitioned: readonly string[], bundleTier: BundleTier) => Promise<void> | void
 }
 
 /** Medians (and p99 of the total) of the enrollment phases, ms. */
@@ -90,6 +94,8 @@ export interface FleetRunResult {
   memorySamples: MemorySample[]
   enrollCurve: Array<{ seconds: number; enrolled: number }>
   report: SimReport | undefined
+  /** Both tiers' figures; undefined when every device was a full device. */
+  tiers: TiersFigures | undefined
 }
 
 /** `n thing` or `n things`. */
@@ -114,7 +120,7 @@ async function convergeAll(fleet: LiveFleet, timeoutMs: number, bar: ProgressBar
     const miner = fleet.l0.miner.miner
     const size = fleet.l0.ledger.ledger.size, headId = miner.latestHeadId()
     const standing = fleet.standing()
-    const lagging = standing.filter(d => d.replica!.replica.coveredSize < size || d.replica!.replica.headId !== headId)
+    const lagging = standing.filter(d => d.replica !== undefined).filter(d => d.replica!.replica.coveredSize < size || d.replica!.replica.headId !== headId)
     bar.update(standing.length - lagging.length)
     if (lagging.length === 0 && !miner.unsealed) return { ms: Date.now() - started, sameHead: true }
     if (Date.now() - started > timeoutMs) {
@@ -142,7 +148,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   const bars = o.bars ?? (() => NO_BAR)
   const say = o.say ?? (() => undefined)
   const memory = sampleMemory(500)
-  const plan = planFleet({ devices: o.devices, depth: o.depth ?? 3, ...(o.fanout !== undefined ? { fanout: o.fanout } : {}) })
+  const plan = planFleet({ devices: o.devices, depth: o.depth ?? 3, ...(o.fanout !== undefined ? { fanout: o.fanout } : {}), tiers: o.tiers ?? 'full' })
   const n = plan.devices.length
   const concurrency = o.concurrency ?? 16
   const failures: string[] = []
@@ -157,7 +163,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   const sealIntervalMs = o.sealIntervalMs ?? Math.max(SEAL_INTERVAL_MS, n)
   const fleet = await LiveFleet.start({ dir: o.dir, domain: 'fleet.home.arpa', clock: simClock(), sealIntervalMs, ...(o.log ? { log: o.log } : {}) })
   const baselineRssMb = round(process.memoryUsage().rss / 2 ** 20)
-  const enroller = new Enroller(fleet, { concurrency })
+  const bundleTier = new BundleTier(fleet)
+  const enroller = new Enroller(fleet, { concurrency, bundle: bundleTier })
   try {
     // Two waves when a fault is asked for: the fault happens between them, so the second wave enrolls through a
     // restarted L0 and partitioned devices miss it.
@@ -187,7 +194,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     const revokedUnder = (d: PlannedDevice) => revokedLabels.has(d.label) || revokedLabels.has(d.parent)
     // The parents of revoked devices sign the revocations, through their followers: they stay connected.
     const revokers = new Set(toRevoke.map(d => d.parent))
-    const pool = free.filter(d => !revokedUnder(d) && !revokers.has(d.label))
+    // Only full devices follow the ledger, so only they can be cut off from it.
+    const pool = free.filter(d => !revokedUnder(d) && !revokers.has(d.label) && d.tier === 'full')
     const partitioned: LiveDevice[] = []
     const interlude = performance.now()
     let partitionStarted = 0, sizeAtPartition = 0
@@ -252,6 +260,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     const convergeBar = bars('converge', n)
     const converged = await convergeAll(fleet, o.convergeTimeoutMs ?? Math.max(120_000, n * 300), convergeBar)
     convergeBar.done()
+    const tierFailures = await refreshBundleTier(fleet, bundleTier, concurrency, bars, say)
+    failures.push(...tierFailures)
     const miner = fleet.l0.miner.miner
     const state = fleet.l0.ledger.ledger.state
     const standingCount = fleet.standing().length
@@ -264,8 +274,8 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     const parents = new Map(plan.devices.map(d => [d.label, d.parent]))
     const roles = new Map(plan.devices.map(d => [d.label, d.role as string]))
     const revokedSet = new Set(toRevoke.map(p => p.label))
-    const draws = drawChecks(fleet, o.checks ?? 500, random)
-    const standing = fleet.standing().filter(d => d.label !== 'L0')
+    const draws = drawChecks(fleet, o.checks ?? 500, random, bundleTier)
+    const standing = [...fleet.standing(), ...bundleTier.standing()].filter(d => d.label !== 'L0')
     for (const label of revokedSet) {
       const target = standing[Math.floor(random() * standing.length)]
       if (target !== undefined) draws.unshift({ peer: fleet.device(label), target, action: CHECK_ACTIONS[0] })
@@ -273,14 +283,15 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
     const checkBar = bars('checks', draws.length)
     const checks: FleetCheck[] = []
     for (const [i, c] of draws.entries()) {
-      const { decision, ms } = decideInProcess(c.peer, c.target, c.action)
+      const { decision, ms } = bundleTier.decide(c.peer, c.target, c.action)
       const p = predict(parents, roles, revokedSet, c.peer.label, c.target.label, c.action)
       checks.push({ peer: c.peer.label, target: c.target.label, action: c.action, decision, ...p, ok: decision.allow === (p.expected === 'allow'), ms, via: 'session', decidedBy: 'target' })
       if (i % 50 === 0) { checkBar.update(i + 1); await new Promise(r => setImmediate(r)) }
     }
     checkBar.done()
     const tlsChecks: FleetCheck[] = []
-    for (const c of draws.slice(0, o.tlsChecks ?? 10)) {
+    // Over mutual TLS both ends decide on their own replicas: full devices only.
+    for (const c of draws.filter(c => !bundleTier.has(c.peer.label) && !bundleTier.has(c.target.label)).slice(0, o.tlsChecks ?? 10)) {
       const t0 = performance.now()
       const { decision, decidedBy } = await fleet.ask(c.peer.label, c.target.label, c.action)
       const ms = performance.now() - t0
@@ -327,9 +338,10 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
         cores: availableCores(), loadAverage: [round(load0, 1), round(loadavg()[0]!, 1)] },
       followers: { alarms: enroller.counters.alarms.length, errors: Object.fromEntries(enroller.counters.errors), headsAdoptedMedian: quantile(headCounts, 0.5) },
       lost, checks: [...checks, ...tlsChecks], memorySamples: samples, enrollCurve: curve, report: undefined,
+      tiers: bundleTier.devices.size > 0 ? bundleTier.figures(checks) : undefined,
     }
     if (o.report === true) result.report = fleetReport(fleet, enroller.kinds, result, o)
-    await o.inspect?.(fleet, partitioned.map(d => d.label))
+    await o.inspect?.(fleet, partitioned.map(d => d.label), bundleTier)
     return result
   } finally {
     await enroller.closeL0Session()

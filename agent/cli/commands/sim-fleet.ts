@@ -12,12 +12,28 @@ import { writeReport } from '../../../sim/report/html.ts'
 import { usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
 import { KinError } from '../../errors.ts'
+import { SEAL_INTERVAL_MS } from '../../../broker/miner-service.ts'
 
 function count(args: ParsedArgs, name: string, fallback: number | undefined, min: number): number | undefined {
   const v = args.values[name]
   if (v === undefined) return fallback
   if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) < min) throw usageError(`--${name} expects a whole number of at least ${min}, got "${String(v)}"`)
   return Number(v)
+}
+
+/**
+ * Depth 3 unless its tree has more full devices (the inviting ones, with the whole ledger each) than this process's
+ * memory holds: then 2, whose wider tree has fewer inviting devices for the same N.
+ */
+function defaultDepth(devices: number, tiers: 'mixed' | 'full', fanout: number | undefined): number {
+  const full = (depth: number) => planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}), tiers }).devices.filter(d => d.tier === 'full').length + 1
+  try {
+    // When depth 3 does not fit, depth 2 needs less; the check after the plan then says what it needs (a heap flag).
+    return fitsInMemory(devices, full(3)).fits || full(2) >= full(3) ? 3 : 2
+  } catch {
+    // The tree does not fit at one of the depths: depth 3 says why, as before.
+    return 3
+  }
 }
 
 /** Homes go to memory-backed /dev/shm when there is one: a thousand replicas fsync on every head, which a disk turns into the bottleneck. */
@@ -42,6 +58,12 @@ function summary(r: FleetRunResult, homes: string, reportFile: string | undefine
     `  memory         rss peak ${r.memory.peakRssMb} MB, heap peak ${r.memory.peakHeapMb} MB (~${r.memory.rssPerDeviceKb} KB more rss per device)`,
     `  cpu            ${r.cpu.userSeconds} s user + ${r.cpu.systemSeconds} s system (${r.cpu.coresBusy} of ${r.cpu.cores} cores busy on average; machine load ${r.cpu.loadAverage[0]} → ${r.cpu.loadAverage[1]})`,
   ]
+  if (r.tiers !== undefined) {
+    const { full, bundle } = r.tiers
+    const row = (name: string, t: typeof full) => `  ${name} ${t.devices} devices (${t.standing} standing), each holds ${t.eventsHeld} events / ${t.bytesHeld} bytes (~${t.heapKbPerDevice} KB heap); ${t.decisions.count} decisions as target: p50 ${t.decisions.p50Ms} ms, p99 ${t.decisions.p99Ms} ms, ${t.decisions.unexpected} unexpected`
+    lines.push(row('full tier     ', full), row('bundle tier   ', bundle),
+      `    bundle heads boot p50 ${bundle.bootP50Ms} ms, refresh p50 ${bundle.refreshP50Ms} ms (${bundle.refreshed} refreshed); oldest head held ${bundle.oldestHeight} of L0's ${bundle.latestHeight}; per decision ${bundle.verifiedPerDecision} signatures checked, ${bundle.cachedPerDecision} from the cache`)
+  }
   if (r.brokerRestart) lines.push(`  kill-broker    L0 restarted in ${r.brokerRestart.restartMs} ms with ${r.brokerRestart.inFlight} revocations in flight`)
   if (r.partition) lines.push(`  partition      ${r.partition.devices} devices cut off for ${r.partition.seconds} s missed ${r.partition.eventsMissed} events, caught up in ${r.partition.catchUpMs} ms`)
   lines.push(`  homes          ${homes}`)
@@ -59,7 +81,9 @@ export const simFleet: CommandSpec = {
     'Exit 0 only if every device converged, nothing submitted was lost, and every decision was as predicted.',
   options: {
     devices: { type: 'string', help: 'devices to enroll under L0 (required)' },
-    depth: { type: 'string', help: 'deepest layer under L0', default: '3' },
+    depth: { type: 'string', help: 'deepest layer under L0 (default 3, or 2 when a depth-3 tree would have more full devices than memory holds)' },
+    'seal-ms': { type: 'string', help: `longest wait before L0's miner seals a head (default ${SEAL_INTERVAL_MS}, or N/5 above ${SEAL_INTERVAL_MS * 5} devices: every full device syncs on every head)` },
+    tiers: { type: 'string', help: "mixed: locks, cameras, sensors and guests' phones run the bundle tier, admins' laptops and members' phones the full one; full: every device holds the whole ledger", default: 'mixed' },
     fanout: { type: 'string', help: 'children per parent (default: the smallest that fits N in the depth)' },
     concurrency: { type: 'string', help: 'enrollments in flight at once', default: '16' },
     checks: { type: 'string', help: 'random access checks, decided in process on the targets\' AccessSessions (10 of them also over mutual TLS)', default: '500' },
@@ -74,13 +98,15 @@ export const simFleet: CommandSpec = {
   async run(args) {
     const devices = count(args, 'devices', undefined, 1)
     if (devices === undefined) throw usageError("--devices is required: how many devices to enroll, e.g. 'kin sim fleet --devices 100'")
-    // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
-    const memory = fitsInMemory(devices)
-    if (!memory.fits) throw new KinError('USAGE', memory.advice)
-    const depth = count(args, 'depth', 3, 1)!
+    const tiers = args.values.tiers ?? 'mixed'
+    if (tiers !== 'mixed' && tiers !== 'full') throw usageError(`--tiers expects mixed or full, got "${String(tiers)}"`)
     const fanout = count(args, 'fanout', undefined, 1)
+    const depth = count(args, 'depth', undefined, 1) ?? defaultDepth(devices, tiers, fanout)
     // A tree that cannot hold N is a usage error before anything starts.
-    planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}) })
+    const plan = planFleet({ devices, depth, ...(fanout !== undefined ? { fanout } : {}), tiers })
+    // Refused up front rather than after half an hour of enrollments ending in an out-of-memory abort.
+    const memory = fitsInMemory(devices, plan.devices.filter(d => d.tier === 'full').length + 1)
+    if (!memory.fits) throw new KinError('USAGE', memory.advice)
     const keep = typeof args.values.keep === 'string' ? resolve(args.values.keep) : undefined
     const reportFile = reportTarget(args.values.report)
     // Refused before anything is removed; the earlier run's homes go only once every check has passed.
@@ -97,7 +123,7 @@ export const simFleet: CommandSpec = {
       result = await runFleet({
         devices, depth, ...(fanout !== undefined ? { fanout } : {}), dir,
         concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
-        killBroker: args.values['kill-broker'] === true, partition: count(args, 'partition', 0, 0)!,
+        killBroker: args.values['kill-broker'] === true, tiers, sealIntervalMs: count(args, 'seal-ms', Math.max(SEAL_INTERVAL_MS, Math.round(devices / 5)), 1)!, partition: count(args, 'partition', 0, 0)!,
         keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
         bars: progressBars(!args.json && process.stderr.isTTY === true), say: out, report: reportFile !== undefined,
       })
