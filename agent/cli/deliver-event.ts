@@ -13,7 +13,6 @@ import type { Ledger } from '../ledger/ledger.ts'
 import { replayRecords } from '../ledger/persistent.ts'
 import { scanRecords } from '../ledger/store.ts'
 import type { EncodedEvent } from '../ledger/types.ts'
-import { usageError } from './args.ts'
 import { openHomeLedger } from './device.ts'
 import { Home, type HomeConfig } from './home.ts'
 import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './following-home.ts'
@@ -76,7 +75,7 @@ async function deliverOnL0(home: Home, config: HomeConfig, sign: EventSigner, op
   }
   const e = sign(snapshot(home), home, config)
   if (opts.broker === undefined && typeof config.broker !== 'string') {
-    throw usageError(`'kin broker' (pid ${pid}) owns L0's ledger: give --broker mqtts://HOST:PORT to hand it the ${opts.what} (its ledger file is not written behind its back)`)
+    throw new KinError('USAGE', `'kin broker' (pid ${pid}) owns L0's ledger: give --broker mqtts://HOST:PORT to hand it the ${opts.what} (its ledger file is not written behind its back)`)
   }
   const client = await connectDevice(nodeTransport, brokerLoginOf(home, config, opts.broker), { timeoutMs: opts.timeoutMs })
   try {

@@ -2,7 +2,7 @@
 import { reportDecision, reportDevices, reportEvents, reportHeads } from '../report/from-fleet.ts'
 import type { ReportSeries, SimReport } from '../report/model.ts'
 import type { LiveFleet } from '../live/fleet.ts'
-import type { FleetRunOptions, FleetRunResult } from './run.ts'
+import type { FleetRunOptions, FleetRunResult } from './run-types.ts'
 import { quantile, round } from './stats.ts'
 import { tierFigures, tierLatencyChart, tierNotes } from '../report/from-tiers.ts'
 

@@ -4,99 +4,19 @@ import { availableParallelism as availableCores, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { KinError } from '../../agent/errors.ts'
 import { SEAL_INTERVAL_MS } from '../../broker/miner-service.ts'
-import { LiveFleet, simClock, type FleetLog, type LiveDevice } from '../live/fleet.ts'
-import type { SimReport } from '../report/model.ts'
-import { BundleTier, type TiersFigures } from './bundle-tier.ts'
+import { LiveFleet, simClock, type LiveDevice } from '../live/fleet.ts'
+import { BundleTier } from './bundle-tier.ts'
 import { refreshBundleTier } from './bundle-converge.ts'
 import { CHECK_ACTIONS, drawChecks, predict, seededRandom, type FleetCheck } from './checks.ts'
 import { Enroller, type EnrollTiming } from './enroller.ts'
-import { takeTlsKeys, type KeyPoolStats } from './key-pool.ts'
+import { takeTlsKeys } from './key-pool.ts'
 import { planFleet, type FleetPlan, type PlannedDevice } from './plan.ts'
 import type { ProgressBar } from './progress.ts'
 import { fleetReport } from './report.ts'
-import { quantile, round, sampleMemory, type MemorySample } from './stats.ts'
+import { quantile, round, sampleMemory } from './stats.ts'
 
-/** What to run. */
-export interface FleetRunOptions {
-  devices: number
-  /** Deepest layer under L0 (default 3). */
-  depth?: number
-  /** Children per parent (default: the smallest that fits `devices` in `depth`). */
-  fanout?: number
-  /** Where the device homes go. */
-  dir: string
-  /** Enrollments in flight at once (default 16). */
-  concurrency?: number
-  /** Random access checks decided in process on the targets' AccessSessions (default 500). */
-  checks?: number
-  /** Of which this many are also asked over mutual TLS (default 10). */
-  tlsChecks?: number
-  /** Leaves revoked by their parents mid-run (default N/100, 1..10). */
-  revocations?: number
-  /** Restart L0 mid-run, with revocations in flight. */
-  killBroker?: boolean
-  /** Stop this many devices' followers for a while: they miss revocations, the restart and half the enrollments. */
-  partition?: number
-  /** Shortest partition, ms (default 2000). */
-  partitionMinMs?: number
-  /**
-   * L0's longest wait before sealing, ms (default: the broker's 200 ms up to 200 devices, then N ms). Every head goes
-   * to every device, so heads per second times N is the fan-out: one head per N ms keeps it flat as N grows.
-   */
-  sealIntervalMs?: number
-  /** File of the RSA key pool (undefined: keys made in memory for this run only). */
-  keyPool?: string | undefined
-  seed?: number
-  bars?: (label: string, total: number) => ProgressBar
-  /** Told each phase's outcome, one line each. */
-  say?: (line: string) => void
-  log?: FleetLog
-  convergeTimeoutMs?: number
-  /** Also build the SimReport (tree, ledger, decisions, charts). */
-  report?: boolean
-  /** 'mixed': locks, cameras, sensors and guests' phones run the bundle tier (sim/fleet/bundle-tier.ts); 'full' (default): every device holds the whole ledger. */
-  tiers?: 'full' | 'mixed'
-  /** Called with the converged fleet after the checks, before it closes (tests look inside). */
-  inspect?: (fleet: LiveFleet, partitioned: readonly string[], bundleTier: BundleTier) => Promise<void> | void
-}
-
-/** Medians (and p99 of the total) of the enrollment phases, ms. */
-export type PhaseFigures = Record<Exclude<keyof EnrollTiming, 'label'>, number> & { p99TotalMs: number }
-
-/** Everything a run measured. */
-export interface FleetRunResult {
-  ok: boolean
-  failures: string[]
-  seconds: number
-  plan: { devices: number; depth: number; fanout: number; roles: Record<string, number> }
-  dir: string
-  keys: KeyPoolStats
-  /** retries: enrollments begun again with a new code after a lost session or a timeout (the machine was saturated). */
-  enrollment: { devices: number; seconds: number; perSecond: number; concurrency: number; phases: PhaseFigures; retries: Record<string, number> }
-  brokerRestart: { restartMs: number; eventsBefore: number; inFlight: number; eventsAfterRestart: number } | undefined
-  partition: { devices: number; labels: string[]; seconds: number; eventsMissed: number; catchUpMs: number } | undefined
-  revoked: string[]
-  convergence: { ms: number; events: number; headHeight: number; devices: number; sameHead: boolean }
-  decisions: {
-    via: string; count: number; p50Ms: number; p99Ms: number; maxMs: number; allowed: number; denied: number; unexpected: number
-    /** refusedByRequester: TLS checks the requester's own server identity check ended before the target was asked. */
-    tls: { count: number; p50Ms: number; p99Ms: number; unexpected: number; refusedByRequester: number }
-  }
-  ledger: { events: number; eventBytes: number; fileBytes: number; bytesPerDevice: number; enrollmentBytesPerDevice: number }
-  /** rssPerDeviceKb: growth of rss from L0 started to the end, per device. */
-  memory: { peakRssMb: number; peakHeapMb: number; endRssMb: number; endHeapMb: number; baselineRssMb: number; rssPerDeviceKb: number }
-  /** loadAverage: the machine's 1-minute load at the start and the end (other processes share the cores). */
-  cpu: { userSeconds: number; systemSeconds: number; coresBusy: number; cores: number; loadAverage: [number, number] }
-  followers: { alarms: number; errors: Record<string, number>; headsAdoptedMedian: number }
-  /** Events a device handed L0 that L0's ledger does not hold at the end (must be 0). */
-  lost: number
-  checks: FleetCheck[]
-  memorySamples: MemorySample[]
-  enrollCurve: Array<{ seconds: number; enrolled: number }>
-  report: SimReport | undefined
-  /** Both tiers' figures; undefined when every device was a full device. */
-  tiers: TiersFigures | undefined
-}
+export type { FleetRunOptions, FleetRunResult, PhaseFigures } from './run-types.ts'
+import type { FleetRunOptions, FleetRunResult, PhaseFigures } from './run-types.ts'
 
 /** `n thing` or `n things`. */
 function plural(n: number, thing: string): string {
