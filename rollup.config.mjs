@@ -84,7 +84,7 @@ function deviceEntry() {
     load(id) {
       if (id !== DEVICE_ENTRY) return null
       return [
-        "import { main } from './agent/cli/device-main.ts'",
+        "import { main } from './cli/device-main.ts'",
         'process.exitCode = await main(process.argv.slice(2))',
       ].join('\n')
     },
@@ -191,7 +191,7 @@ const device = {
   plugins: [
     deviceEntry(),
     forbid('kin-device.mjs', [
-      { test: s => s.startsWith('.') && /(^|\/)(broker|sim)\//.test(s), why: 'L0 services and the simulator stay out of the device bundle; list only device commands in agent/cli/device-main.ts' },
+      { test: s => s.startsWith('.') && /(^|\/)(broker|sim)\//.test(s), why: 'L0 services and the simulator stay out of the device bundle; list only device commands in cli/device-main.ts' },
       { test: s => s === 'aedes' || s.startsWith('aedes/'), why: 'the MQTT broker (aedes) runs on L0 only' },
       { test: s => s === 'tsx' || s.startsWith('tsx/'), why: 'the bundle runs on plain node, without tsx' },
     ]),

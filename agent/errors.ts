@@ -136,7 +136,7 @@ export type KinErrorCode =
   | 'NAME_AMBIGUOUS'
   // a subscribe or publish on a topic of the scheme before dotless levels (`kin/<domain with dots>/…`, CNs as levels)
   | 'TOPIC_OLD_SCHEME'
-  // the device agent's control socket (agent/cli/control-socket.ts) and `kin repair`
+  // the device agent's control socket (cli/control-socket.ts) and `kin repair`
   /** A control-socket request that is not one JSON line of the agreed shape, is over the size limit, or came too slowly. */
   | 'AGENT_REQUEST_BAD'
   /** A control-socket request for another home than the one this agent owns, or for a command the agent does not carry out. */

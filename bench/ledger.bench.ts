@@ -1,6 +1,6 @@
 /** @module Ledger figures: event verification native vs portable, 100k-event replay time and memory, bytes per device. */
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { portableCrypto } from '../agent/portable/crypto.ts'
 import { verifyEventSignature } from '../agent/ledger/event.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import { LedgerFleet } from '../test/helpers/ledger-fleet.ts'

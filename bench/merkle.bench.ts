@@ -1,6 +1,6 @@
 /** @module Merkle figures: appends, roots and proofs over a 100k-leaf tree, native vs portable SHA-256. */
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { portableCrypto } from '../agent/portable/crypto.ts'
 import { MerkleTree, verifyConsistency, verifyInclusion } from '../agent/ledger/merkle.ts'
 
 const LEAVES = 100_000

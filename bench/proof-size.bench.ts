@@ -1,7 +1,7 @@
 /** @module Proof sizes: a depth-4 proof bundle in the first encoding and the compact one, and the offline proof sent to a verifier that holds its own lineage. */
 import { pathToFileURL } from 'node:url'
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { memoryStorage } from '../firmware-shims/memory/storage.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { memoryStorage } from '../agent/portable/memory-storage.ts'
 import { PersistentLedger } from '../agent/ledger/persistent.ts'
 import { Miner } from '../agent/ledger/miner.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'

@@ -3,7 +3,7 @@ import { closeSync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, rmSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { nodeStorage } from '../firmware-shims/node/storage.ts'
+import { nodeStorage } from '../runtime/node/storage.ts'
 import { LedgerStore } from '../agent/ledger/store.ts'
 import { encodeCbor } from '../agent/codec/cbor.ts'
 

@@ -2,8 +2,8 @@
 import { createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { constants } from 'node:crypto'
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { nodeVerifier } from '../firmware-shims/node/verifier.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { nodeVerifier } from '../runtime/node/verifier.ts'
 import { portableVerifier } from '../agent/pki/portable-verifier.ts'
 import type { SignatureAlgorithm } from '../agent/pki/signature-algorithm.ts'
 

@@ -6,7 +6,7 @@ import { decodeCsrPayload, encodeCertReply, type CertReply } from '../agent/goss
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { ServiceContext } from './context.ts'
 import { lineageFor } from './lineage.ts'
-import { nodeVerifier } from '../firmware-shims/node/verifier.ts'
+import { nodeVerifier } from '../runtime/node/verifier.ts'
 
 // One CSR per invite at a time: two racing CSRs under one invite must not both be issued.
 const inFlight = new WeakMap<ServiceContext, Set<string>>()

@@ -1,5 +1,5 @@
 /** @module What L0's service handlers share: identity, ledger and miner, invites, CA, clock, log, and a way to publish. */
-import type { CryptoProvider } from '../firmware-shims/types.ts'
+import type { CryptoProvider } from '../agent/ports/platform.ts'
 import type { FleetCa } from '../agent/enroll/ca.ts'
 import type { FleetTopics } from '../agent/gossip/topics.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'

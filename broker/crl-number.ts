@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
-import { writeFileDurable } from '../agent/cli/home.ts'
+import { writeFileDurable } from '../runtime/home.ts'
 
 /** File in L0's home holding the number of the last CRL signed (decimal), next to the CA key. */
 export const CRL_NUMBER_FILE = 'ca/crl-number'

@@ -4,7 +4,7 @@ import type { asn1 as Asn1 } from 'node-forge'
 import { forge } from '../agent/pki/_forge.ts'
 import { KinError } from '../agent/errors.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
 
 const { asn1 } = forge
 const U = asn1.Class.UNIVERSAL

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { KinError, VerificationError } from '../agent/errors.ts'
 import type { Invite } from '../agent/enroll/invite.ts'
 import { ROLE, type RoleName } from '../agent/ledger/types.ts'
-import { writeFileDurable } from '../agent/cli/home.ts'
+import { writeFileDurable } from '../runtime/home.ts'
 
 /** File name of the invite book in L0's home. */
 export const INVITES_FILE = 'invites.json'

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { toHex } from '../agent/codec/bytes.ts'
-import { writeFileDurable } from '../agent/cli/home.ts'
+import { writeFileDurable } from '../runtime/home.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
 
 /** File in L0's home listing issued certificates (next to the CA key). */

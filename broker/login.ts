@@ -1,13 +1,13 @@
 /** @module Broker login: a device by its fleet certificate and the ledger, a pairing session by its one-time code. */
 import { KinError, VerificationError, type KinErrorCode } from '../agent/errors.ts'
-import type { CryptoProvider } from '../firmware-shims/types.ts'
+import type { CryptoProvider } from '../agent/ports/platform.ts'
 import { toHex } from '../agent/codec/bytes.ts'
 import { checkLogin } from '../agent/enroll/pairing.ts'
 import type { LedgerState } from '../agent/ledger/state.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { verifyChain } from '../agent/pki/chain.ts'
 import { verifyBinding } from '../agent/pki/binding.ts'
-import type { PkiProvider } from '../agent/pki/provider.ts'
+import type { PkiProvider } from '../agent/ports/pki.ts'
 import { PAIR_USERNAME_PREFIX, pairingClientId, type DeviceIdentity, type PairIdentity } from './identity.ts'
 import type { InviteBook } from './invites.ts'
 

@@ -1,7 +1,7 @@
 /** @module L0's miner as a service: every write to L0's ledger goes through it, and it seals and publishes signed heads. */
 import { KinError } from '../agent/errors.ts'
-import type { CryptoProvider } from '../firmware-shims/types.ts'
-import { nodeStorage } from '../firmware-shims/node/storage.ts'
+import type { CryptoProvider } from '../agent/ports/platform.ts'
+import { nodeStorage } from '../runtime/node/storage.ts'
 import { Miner, type SubmitResult } from '../agent/ledger/miner.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'

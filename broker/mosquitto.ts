@@ -1,9 +1,9 @@
 /** @module `kin broker --export-mosquitto`: the fleet's topics, ACLs, TLS identity and CRL as Mosquitto configuration files. */
 import { join, resolve } from 'node:path'
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { FFDHE2048_PARAMS_PEM, mosquittoTlsLines } from '../firmware-shims/node/tls-policy.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { FFDHE2048_PARAMS_PEM, mosquittoTlsLines } from '../runtime/node/tls-policy.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES } from '../agent/gossip/topics.ts'
-import { writeFileDurable } from '../agent/cli/home.ts'
+import { writeFileDurable } from '../runtime/home.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { buildCrl } from './crl.ts'
 import { takeCrlNumber } from './crl-number.ts'
@@ -158,7 +158,7 @@ export function mosquittoConf(files: MosquittoExport['files'], fleet: string, po
     'log_type information',
     '',
     `listener ${port}${host === undefined ? '' : ` ${host}`}`,
-    // The fleet's TLS policy (firmware-shims/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
+    // The fleet's TLS policy (runtime/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
     ...mosquittoTlsLines(files.dhparam),
     `cafile ${files.cafile}`,
     `certfile ${files.certfile}`,

@@ -1,5 +1,5 @@
 /** @module L0's services on any MQTT transport — the miner, ledger intake, sync and bundles, invites, the CA — wired to their topics. */
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
 import { KinError } from '../agent/errors.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES, parseTopic, type FleetTopics } from '../agent/gossip/topics.ts'

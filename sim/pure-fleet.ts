@@ -1,7 +1,7 @@
 /** @module A real fleet in one process, enrolled through the pure steps (no broker): real keys, certificates and ledgers. */
-import { nodeCrypto } from '../firmware-shims/node/crypto.ts'
-import { nodePki } from '../firmware-shims/node/pki.ts'
-import type { CryptoProvider } from '../firmware-shims/types.ts'
+import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { nodePki } from '../runtime/node/pki.ts'
+import type { CryptoProvider } from '../agent/ports/platform.ts'
 import { createFleet, type NewFleet } from '../agent/enroll/fleet.ts'
 import { FleetCa, type CaLedger } from '../agent/enroll/ca.ts'
 import { createEnrollRequest, type DeviceSecrets } from '../agent/enroll/request.ts'
@@ -17,7 +17,7 @@ import type { Decision, LocalPolicy } from '../agent/access/types.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import type { EncodedEvent, RevokeBody } from '../agent/ledger/types.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
-import type { PkiProvider } from '../agent/pki/provider.ts'
+import type { PkiProvider } from '../agent/ports/pki.ts'
 import type { TlsKeyType } from '../agent/pki/key-type.ts'
 
 /** One enrolled device: its secrets, certificate and own ledger. */

@@ -1,6 +1,6 @@
 /** @module Enrollment steps 8–9 on L0: the fleet CA checks the authorization proof through the ledger, then the CSR, then issues. */
 import { KinError, VerificationError } from '../errors.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from '../ledger/event.ts'
 import type { Ledger } from '../ledger/ledger.ts'
 import type { EncodedEvent } from '../ledger/types.ts'

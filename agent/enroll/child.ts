@@ -1,7 +1,7 @@
 /** @module Enrollment steps 6–7 and 10 on the child: check the proof names its keys, make the CSR, record the certificate. */
 import { VerificationError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent, signEvent } from '../ledger/event.ts'
 import { certifiedEvent } from '../ledger/builders.ts'
 import { cnOf, deriveLabel } from '../ledger/names.ts'
@@ -10,7 +10,7 @@ import type { EncodedEvent } from '../ledger/types.ts'
 import { createCsr } from '../pki/csr.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { verifyChain } from '../pki/chain.ts'
-import type { PkiProvider } from '../pki/provider.ts'
+import type { PkiProvider } from '../ports/pki.ts'
 import type { DeviceSecrets, EnrollRequest } from './request.ts'
 
 /** What the child learns from its authorization proof. */

@@ -1,5 +1,5 @@
 /** @module `kin init` without the files: a fleet root, L0's identity, genesis and L0's certified event. */
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { validateFleetDomain } from '../ledger/names.ts'
 import { certifiedEvent, genesisEvent } from '../ledger/builders.ts'
 import { signEvent } from '../ledger/event.ts'
@@ -8,7 +8,7 @@ import type { EncodedEvent } from '../ledger/types.ts'
 import { createFleetRoot } from '../pki/root.ts'
 import { issueL0Certificate } from '../pki/issue.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
-import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+import type { PkiProvider, TlsKeyPair } from '../ports/pki.ts'
 import { DEFAULT_TLS_KEY_TYPE, type TlsKeyType } from '../pki/key-type.ts'
 
 /** Everything L0 starts with. Private keys: rootKey, tls, ledgerSeed. */

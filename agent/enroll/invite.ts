@@ -2,7 +2,7 @@
 import { DecodeError, VerificationError } from '../errors.ts'
 import { concatBytes, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../codec/cbor.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import type { LedgerState } from '../ledger/state.ts'
 import { ROLE, type RoleName } from '../ledger/types.ts'
 import { isPrintableName } from '../ledger/names.ts'

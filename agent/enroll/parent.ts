@@ -1,6 +1,6 @@
 /** @module Enrollment steps 2–6 on the parent: derive the child's CN, sign the authorization proof, keep it. */
 import { KinError } from '../errors.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { authorizeEvent, rekeyEvent } from '../ledger/builders.ts'
 import { signEvent } from '../ledger/event.ts'
 import type { Ledger } from '../ledger/ledger.ts'

@@ -1,8 +1,8 @@
 /** @module Enrollment step 1: the new device makes its two key pairs and the request it sends its parent. */
 import { DecodeError } from '../errors.ts'
 import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import type { PkiProvider, TlsKeyPair } from '../pki/provider.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
+import type { PkiProvider, TlsKeyPair } from '../ports/pki.ts'
 import { isPrintableName, requirePrintableName } from '../ledger/names.ts'
 import { checkPublicKeyParameters } from '../pki/key-parameters.ts'
 import { DEFAULT_TLS_KEY_TYPE, type TlsKeyType } from '../pki/key-type.ts'

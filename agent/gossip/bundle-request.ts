@@ -1,6 +1,6 @@
 /** @module Asking the miner for one CN's proof bundle over `ledger/sync/<CN>/{req,resp}`, and verifying what comes back. */
 import { KinError, type KinErrorCode } from '../errors.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { verifyBundle, type BundleAnchor, type BundleVerifyOptions, type VerifiedBundle } from '../ledger/bundle.ts'
 import type { GossipClient } from './client.ts'
 import { decodeLedgerResponse, encodeBundleRequest } from './ledger-wire.ts'

@@ -6,9 +6,9 @@ import { refusalDecision } from '../access/session.ts'
 import type { Decision } from '../access/types.ts'
 import { labelOfCn } from '../ledger/names.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
-import type { Clock } from '../../firmware-shims/types.ts'
-import type { TlsSigning } from '../../firmware-shims/signing.ts'
-import type { TransportSession } from '../../firmware-shims/transport.ts'
+import type { Clock } from '../ports/platform.ts'
+import type { TlsSigning } from '../ports/signing.ts'
+import type { TransportSession } from '../ports/transport.ts'
 import type { GossipClient } from './client.ts'
 import {
   MAX_REASON_LENGTH, REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,

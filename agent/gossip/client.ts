@@ -1,6 +1,6 @@
 /** @module The gossip client: one broker session, messages queued per topic, waits with deadlines and coded timeouts. */
 import { KinError, type KinErrorCode } from '../errors.ts'
-import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../../firmware-shims/transport.ts'
+import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../ports/transport.ts'
 import { MAX_PAYLOAD_BYTES } from './topics.ts'
 
 /** How long to wait for a message, and the coded error that says what did not arrive. */

@@ -1,8 +1,8 @@
 /** @module LedgerFollower: one device following L0's ledger over MQTT — heads verified, events applied, gaps synced, own events submitted. */
 import { KinError, isKinError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { Clock, CryptoProvider } from '../../firmware-shims/types.ts'
-import type { Transport } from '../../firmware-shims/transport.ts'
+import type { Clock, CryptoProvider } from '../ports/platform.ts'
+import type { Transport } from '../ports/transport.ts'
 import { decodeHead, type BlockHead } from '../ledger/head.ts'
 import type { Refusal } from '../ledger/ledger.ts'
 import { decodeSyncResponse, encodeSyncRequest } from '../ledger/sync.ts'

@@ -1,6 +1,6 @@
 /** @module How a device logs in to its broker: as an enrolled device (mutual TLS, L0 checked) or as a pairing session. */
 import { KinError, isKinError } from '../errors.ts'
-import { CONNACK, type Transport } from '../../firmware-shims/transport.ts'
+import { CONNACK, type Transport } from '../ports/transport.ts'
 import type { PairingSecrets } from '../enroll/pairing.ts'
 import { GossipClient } from './client.ts'
 

@@ -1,6 +1,6 @@
 /** @module Access decision step 5: a missing proof fetched from the miner or presented by the peer, verified, merged for one retry. */
 import { KinError } from '../errors.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { decide } from '../access/decide.ts'
 import type { AccessSession } from '../access/session.ts'
 import type { Decision } from '../access/types.ts'

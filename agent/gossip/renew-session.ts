@@ -1,12 +1,12 @@
 /** @module The device's side of renewal (docs/PROTOCOL.md "Renewal"): a CSR for the key it holds, to L0's inbox, over its own session. */
 import { KinError, VerificationError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import type { TransportSession } from '../../firmware-shims/transport.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
+import type { TransportSession } from '../ports/transport.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot } from '../pki/chain.ts'
 import { createCsr } from '../pki/csr.ts'
-import type { PkiProvider } from '../pki/provider.ts'
+import type { PkiProvider } from '../ports/pki.ts'
 import { decodeRenewReply, encodeRenewRequest, renewRefusal } from './renew-wire.ts'
 import { fleetTopics } from './topics.ts'
 

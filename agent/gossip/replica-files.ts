@@ -1,6 +1,6 @@
 /** @module A device's replica on its storage: `ledger.cbor` (DESIGN.md's home file) and `sync.cbor`, the last verified head. */
 import { KinError } from '../errors.ts'
-import type { CryptoProvider, Storage } from '../../firmware-shims/types.ts'
+import type { CryptoProvider, Storage } from '../ports/platform.ts'
 import { PersistentLedger, type OpenOptions } from '../ledger/persistent.ts'
 import { Replica } from '../ledger/replica.ts'
 

@@ -1,6 +1,6 @@
 /** @module Builders of unsigned events: what a parent, a child or L0 signs at each step of a device's life. */
 import { fromHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { deriveLabel, labelFromBase32 } from './names.ts'
 import { EVENT_VERSION, type Binding, type GenesisBody, type PolicyBody, type RevokeBody, type RoleName, type UnsignedEvent } from './types.ts'
 

@@ -2,7 +2,7 @@
 import { DecodeError, KinError, VerificationError } from '../errors.ts'
 import { decodeCbor, encodeCbor, MAX_UINT, type CborValue } from '../codec/cbor.ts'
 import { abytes, bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { MAX_EVENT_BYTES, readEvent } from './event.ts'
 import { checkHeadSuccession, decodeHead, headId, verifyHeadSignature, type BlockHead } from './head.ts'
 import { HASH_BYTES, MAX_PROOF_HASHES, idLeafHash, verifyInclusion, type MerkleTree } from './merkle.ts'

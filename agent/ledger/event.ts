@@ -2,7 +2,7 @@
 import { DecodeError } from '../errors.ts'
 import { encodeCbor, decodeCbor, type CborValue } from '../codec/cbor.ts'
 import { concatBytes, toHex, utf8 } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import {
   EVENT_TYPE, EVENT_VERSION, ID_BYTES, LABEL_BYTES, REVOKE_REASON, ROLE,
   type EncodedEvent, type EventTypeName, type LedgerEvent, type RevokeReasonName, type RoleName, type UnsignedEvent,

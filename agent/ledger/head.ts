@@ -2,7 +2,7 @@
 import { DecodeError, type KinErrorCode } from '../errors.ts'
 import { encodeCbor, decodeCbor, MAX_UINT, type CborValue } from '../codec/cbor.ts'
 import { abytes, bytesEqual, concatBytes, utf8 } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { HASH_BYTES, verifyConsistency } from './merkle.ts'
 
 /** Prefix of the signed message: domain separation from every other signature the miner key makes. */

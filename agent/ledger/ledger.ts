@@ -1,6 +1,6 @@
 /** @module The in-memory ledger: decode, validate once, apply; then answer look-ups from verified state. */
 import { KinError } from '../errors.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
 import { applyEvent } from './apply.ts'
 import { LedgerState } from './state.ts'

@@ -1,6 +1,6 @@
 /** @module Merging ledgers: union by id, validated in a canonical order, so any merge order gives one result. */
 import { compareBytes } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { Ledger, type Refusal } from './ledger.ts'
 import type { EncodedEvent } from './types.ts'
 import type { ValidateOptions } from './validate.ts'

@@ -1,5 +1,5 @@
 /** @module RFC 6962 / RFC 9162 §2.1 Merkle tree over event ids: roots, inclusion and consistency proofs. */
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { abytes, bytesEqual } from '../codec/bytes.ts'
 
 // Sizes and indexes are plain numbers up to 2^53 - 1, so every bit operation here is arithmetic

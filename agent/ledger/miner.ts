@@ -2,7 +2,7 @@
 import { KinError, VerificationError } from '../errors.ts'
 import { MAX_UINT } from '../codec/cbor.ts'
 import { abytes, bytesEqual, concatBytes, toHex } from '../codec/bytes.ts'
-import type { AppendFile, CryptoProvider } from '../../firmware-shims/types.ts'
+import type { AppendFile, CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
 import { decodeHead, encodeHead, genesisPrevHeadId, headId, signHead, verifyHeadSignature, type BlockHead } from './head.ts'
 import { MerkleTree } from './merkle.ts'

@@ -1,5 +1,5 @@
 /** @module One shared inclusion proof for several leaves of an RFC 9162 Merkle tree: only the subtree hashes the leaves cannot give. */
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import { HASH_BYTES, isTreeSize, largestPowerOfTwoBelow, nodeHash, type SubtreeSource } from './merkle.ts'
 

@@ -1,7 +1,7 @@
 /** @module Device names: labels derived from nonce and keys, their base32 form, CNs and fleet domains. */
 import { KinError } from '../errors.ts'
 import { concatBytes, utf8 } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { LABEL_BYTES } from './types.ts'
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'

@@ -1,7 +1,7 @@
 /** @module Offline proofs negotiated in an access exchange: the requester sends what the verifier's stated head lacks; the verifier checks it against that head. */
 import { KinError, VerificationError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { placeLineage, sourceOf, type BundleSource } from './bundle.ts'
 import { headId, verifyHeadSignature, type BlockHead } from './head.ts'
 import { idLeafHash } from './merkle.ts'

@@ -1,6 +1,6 @@
 /** @module A ledger backed by its append-only file: replayed and verified on open, every append durable first. */
 import { KinError } from '../errors.ts'
-import type { AppendFile, CryptoProvider } from '../../firmware-shims/types.ts'
+import type { AppendFile, CryptoProvider } from '../ports/platform.ts'
 import { Ledger, type Refusal } from './ledger.ts'
 import { LedgerStore } from './store.ts'
 import { validateEvent, type ValidateOptions, type VerifiedSignatures } from './validate.ts'

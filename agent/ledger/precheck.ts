@@ -1,6 +1,6 @@
 /** @module Signature checks ahead of validation: a batch's Ed25519 signatures verified in parallel before the ordered rules run. */
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { signingInputOfBytes } from './event.ts'
 import type { LedgerState } from './state.ts'
 import type { EncodedEvent } from './types.ts'

@@ -2,7 +2,7 @@
 import { KinError, VerificationError, type KinErrorCode } from '../errors.ts'
 import { decodeCbor, encodeCbor, MAX_UINT } from '../codec/cbor.ts'
 import { abytes, bytesEqual, toHex } from '../codec/bytes.ts'
-import type { AppendFile, CryptoProvider } from '../../firmware-shims/types.ts'
+import type { AppendFile, CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
 import { checkHeadSuccession, decodeHead, verifyHeadSignature, type BlockHead } from './head.ts'
 import {

@@ -1,6 +1,6 @@
 /** @module Decoded events shared by the replicas of one process (the simulator's fleet): one copy of each event, not one per replica. */
 import { toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
 import { VerifiedSignatureSet } from './precheck.ts'
 import type { EncodedEvent } from './types.ts'

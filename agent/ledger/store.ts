@@ -1,7 +1,7 @@
 /** @module The ledger file: an append-only CBOR sequence of events (RFC 8742), framed by CBOR heads; torn tails dropped, damage reported. */
 import { KinError } from '../errors.ts'
 import { concatBytes } from '../codec/bytes.ts'
-import type { AppendFile } from '../../firmware-shims/types.ts'
+import type { AppendFile } from '../ports/platform.ts'
 import { MAX_EVENT_BYTES } from './event.ts'
 
 /*

@@ -6,7 +6,7 @@ import { MAX_EVENT_BYTES } from './event.ts'
 import { decodeHead, headId, type BlockHead } from './head.ts'
 import { HASH_BYTES, MAX_PROOF_HASHES } from './merkle.ts'
 import type { Miner } from './miner.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 
 /*
  * Wire formats (deterministic CBOR, RFC 8949 §4.2.1):

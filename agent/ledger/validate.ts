@@ -1,7 +1,7 @@
 /** @module Ingest validation: the recipe of stage functions an event passes once, before it enters a ledger. */
 import { VerificationError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { verifyEventSignature } from './event.ts'
 import { base32, deriveLabel, isPrintableName, validateFleetDomain } from './names.ts'
 import { nonceKey, type LedgerState } from './state.ts'

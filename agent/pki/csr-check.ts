@@ -1,7 +1,7 @@
 /** @module The fleet CA's certificate-side checks of a CSR against the authorize event it comes with (enrollment step 8). */
 import { VerificationError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { parseCsr, type ParsedCsr } from './csr-parse.ts'
 import { expectedSan, oldParentMarkersOf, requireSanSet } from './_names.ts'
 import { checkSignatureInputs } from './signature-algorithm.ts'

@@ -1,5 +1,5 @@
 /** @module kinship's X.509 half: fleet root, CSRs, issuance, and the chain and binding checks every verifier runs. */
-export type { PkiProvider, TlsKeyPair } from './provider.ts'
+export type { PkiProvider, TlsKeyPair } from '../ports/pki.ts'
 export { DeviceCertificate, DerCertificate, tryParseCertificate, type CertificateOptions } from './certificate.ts'
 export { certificateSignatureValid, signatureByKeyValid, type SignatureVerifier } from './verifier.ts'
 export { portableVerifier, createPortableVerifier } from './portable-verifier.ts'

@@ -1,7 +1,7 @@
 /** @module The fleet CA's issuance: checks a CSR against its authorization, then signs the device certificate (enrollment steps 8–9). */
 import { KinError, VerificationError, isKinError } from '../errors.ts'
 import { labelOfCn } from '../ledger/names.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import type { CryptoProvider } from '../ports/platform.ts'
 import { DeviceCertificate } from './certificate.ts'
 import { checkCsrAgainstAuthorization, type Authorization } from './csr-check.ts'
 import type { ParsedCsr } from './csr-parse.ts'

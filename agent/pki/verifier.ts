@@ -4,7 +4,7 @@ import { checkTlsKey, type TlsKeyKind } from './key-parameters.ts'
 import { algorithmForKey, checkSameAlgorithm, checkSignatureInputs, type SignatureAlgorithm } from './signature-algorithm.ts'
 
 /**
- * Verifies one signature. `node` (node:crypto, firmware-shims/node/verifier.ts) and `portable` (BigInt RSA and
+ * Verifies one signature. `node` (node:crypto, runtime/node/verifier.ts) and `portable` (BigInt RSA and
  * @noble/curves P-256, agent/pki/portable-verifier.ts) implement it and reach the same verdict on every input
  * (test/pki/signature-vectors.test.ts holds both, and kin-core in QuickJS, to test/vectors/pki/signatures.json).
  */

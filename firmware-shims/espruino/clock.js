@@ -1,5 +1,5 @@
 /**
- * @module Espruino clock shim: wall-clock seconds (firmware-shims/types.ts Clock), and a way to set it from a time
+ * @module Espruino clock shim: wall-clock seconds (agent/ports/platform.ts Clock), and a way to set it from a time
  * the device has reason to trust.
  *
  * Most Espruino boards start at 1970 after power loss (no battery-backed clock), so a freshly booted device does not

@@ -3,7 +3,7 @@
  * HMAC-SHA256 (RFC 2104) built on it with the key's pads computed once (hmacKey), constant-time comparison, and
  * random bytes from E.hwRand().
  *
- * Not a full CryptoProvider (firmware-shims/types.ts): Espruino has no native Ed25519, and tweetnacl in Espruino's
+ * Not a full CryptoProvider (agent/ports/platform.ts): Espruino has no native Ed25519, and tweetnacl in Espruino's
  * interpreter takes tens of seconds per signature check, so this device does not verify ledger signatures itself
  * (docs/DEVICES.md "What the Espruino agent does instead"). Its library is in Espruino Pico and Espruino WiFi
  * firmware; other boards need a build with USE_CRYPTO.

@@ -1,6 +1,6 @@
 /**
  * @module Espruino storage shim: the ledger's append-only file on Espruino's Storage (StorageFile), with the
- * semantics of firmware-shims/types.ts AppendFile (append, read, replace; appends acknowledged once written).
+ * semantics of agent/ports/platform.ts AppendFile (append, read, replace; appends acknowledged once written).
  *
  * Written in the JavaScript Espruino runs (docs/DEVICES.md "Espruino's language"): var, function declarations
  * placed before their first top-level use, no comments inside function bodies.

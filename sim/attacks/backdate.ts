@@ -1,6 +1,6 @@
 /** @module Back-dating with a stolen key: after the laptop's revocation, its ledger key signs events dated before it and a device relays them to the miner over MQTT. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { Home } from '../../agent/cli/home.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { Home } from '../../runtime/home.ts'
 import { KinError } from '../../agent/errors.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'

@@ -1,8 +1,8 @@
 /** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner, a forged offline proof. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
-import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
-import { requestAccess, startAccessEndpoint, type AccessAnswer, type AccessOutcome } from '../../firmware-shims/node/tls-endpoint.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import { memoryStorage } from '../../agent/portable/memory-storage.ts'
+import { requestAccess, startAccessEndpoint, type AccessAnswer, type AccessOutcome } from '../../runtime/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { KinError } from '../../agent/errors.ts'

@@ -1,6 +1,6 @@
 /** @module Challenge-response attacks over the device inbox (PROTOCOL.md §12.4) on the live broker: replay, a stolen certificate, a slow RSA key, a late answer, a relayed ask, a reflected ask. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodeSigning } from '../../firmware-shims/node/signing.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodeSigning } from '../../runtime/node/signing.ts'
 import { answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { bytesEqual, toHex } from '../../agent/codec/bytes.ts'

@@ -1,7 +1,7 @@
 /** @module Reaching the broker as a live device without pushing its ledger follower off: riding on the follower's session. */
 import { KinError } from '../../agent/errors.ts'
 import { GossipClient } from '../../agent/gossip/client.ts'
-import type { SessionStatus, TransportSession } from '../../firmware-shims/transport.ts'
+import type { SessionStatus, TransportSession } from '../../agent/ports/transport.ts'
 import type { LiveFleet } from '../live/fleet.ts'
 
 const SESSION_WAIT_MS = 10_000

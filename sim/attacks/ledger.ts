@@ -1,8 +1,8 @@
 /** @module Tampering with a device's ledger on disk: a flipped byte, a deleted event, two events swapped — each caught on reopen — and an older copy swapped in under a serving device. */
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodeStorage } from '../../firmware-shims/node/storage.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodeStorage } from '../../runtime/node/storage.ts'
 import { KinError } from '../../agent/errors.ts'
 import { concatBytes, toHex } from '../../agent/codec/bytes.ts'
 import { LEDGER_FILE, SYNC_FILE, openReplicaFiles } from '../../agent/gossip/replica-files.ts'
@@ -11,7 +11,7 @@ import { scanRecords, type StoredRecord } from '../../agent/ledger/store.ts'
 import type { AttackContext } from './house.ts'
 import type { AttackRunner } from './runner.ts'
 import { ACCEPTED, type AttackOutcome } from './types.ts'
-import { HomeLedgerFollower } from '../../agent/cli/commands/_access-home.ts'
+import { HomeLedgerFollower } from '../../runtime/access-home.ts'
 
 /** Copies the home's ledger and sync files into `into`, with the ledger's bytes changed by `tamper`. */
 function copyHome(home: string, into: string, tamper: (records: StoredRecord[], bytes: Uint8Array) => Uint8Array): void {

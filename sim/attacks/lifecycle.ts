@@ -1,5 +1,5 @@
 /** @module Attacks that ride on the fleet's life: a narrowing policy, a policy from outside the lineage (submitted over MQTT), a revoked ancestor (and the revoked device told of it), an expired guest, a stolen key back-dating. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'

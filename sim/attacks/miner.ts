@@ -1,5 +1,5 @@
 /** @module Attacks on the miner: forged heads every follower must alarm on, and spam a guest sends it over MQTT (quotas, admission, no forced seals). */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { encodeHead, headId, signHead, type BlockHead, type HeadFields } from '../../agent/ledger/head.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { signEvent } from '../../agent/ledger/event.ts'

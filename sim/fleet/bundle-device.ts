@@ -13,8 +13,8 @@ import { SignatureCache } from '../../agent/ledger/signature-cache.ts'
 import type { BlockHead } from '../../agent/ledger/head.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
-import type { PkiProvider } from '../../agent/pki/provider.ts'
-import type { Clock, CryptoProvider } from '../../firmware-shims/types.ts'
+import type { PkiProvider } from '../../agent/ports/pki.ts'
+import type { Clock, CryptoProvider } from '../../agent/ports/platform.ts'
 
 /*
  * DESIGN.md "Small devices: three tiers", the bundle row, as a lock, camera or sensor of the simulator runs it: no

@@ -1,7 +1,7 @@
 /** @module Heap per bundle-tier device, measured: K devices each adopt their own bundle from a miner of a D-device ledger, as a simulated lock does after enrollment. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
-import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import { memoryStorage } from '../../agent/portable/memory-storage.ts'
 import { buildBundle, encodeBundle } from '../../agent/ledger/bundle.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'

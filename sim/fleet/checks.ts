@@ -1,7 +1,7 @@
 /** @module Random access checks on a live fleet, each with the outcome the default trust policy predicts from the plan. */
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { Decision } from '../../agent/access/types.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import type { LiveDevice, LiveFleet } from '../live/fleet.ts'
 
 /** One checked request. */

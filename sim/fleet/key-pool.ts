@@ -3,8 +3,8 @@ import { createPrivateKey, createPublicKey } from 'node:crypto'
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
-import type { TlsKeyPair } from '../../agent/pki/provider.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import type { TlsKeyPair } from '../../agent/ports/pki.ts'
 import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
 
 /** Where the pool lives by default: a file of PEM keys under the OS's temporary directory. */

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { decide } from '../../agent/access/decide.ts'
 import { RefusalSummary, auditRecordOf, formatAuditLine, formatAuditSummaryLine, isUnauthenticatedRefusal, type AuditRecord } from '../../agent/access/audit.ts'
 import { refusalDecision } from '../../agent/access/session.ts'
-import { AuditLog } from '../../firmware-shims/node/audit-log.ts'
+import { AuditLog } from '../../runtime/node/audit-log.ts'
 import { House, NOW } from '../helpers/access-house.ts'
 
 const h = new House()

@@ -3,7 +3,7 @@ import t from 'tap'
 import { decide, isMissingProof } from '../../agent/access/decide.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { base32 } from '../../agent/ledger/names.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { House, NOW } from '../helpers/access-house.ts'
 
 t.test('a revoked peer: ACCESS_REVOKED', async t => {

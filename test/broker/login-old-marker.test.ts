@@ -4,7 +4,7 @@ import t from 'tap'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { x509Builder } from '../../agent/pki/builder.ts'
 import { randomSerialHex } from '../../agent/pki/_build.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { connectDevice, end, enrollDirect, logRecord, makeL0Home, nowSeconds, startTestL0, tryConnect, withHomeLedger } from './_fleet.ts'
 
 const l0 = await makeL0Home()

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { buildLeafCertificate } from '../../agent/pki/leaf-profile.ts'
 import { toHex } from '../../agent/codec/bytes.ts'

@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import mqtt, { type MqttClient } from 'mqtt'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
@@ -17,7 +17,7 @@ import {
   tryConnect, withHomeLedger, type BrokerAddress, type TestDevice,
 } from './_fleet.ts'
 import { freePort, startNatsCluster, type NatsCluster } from './_nats.ts'
-import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { nodeTransport } from '../../runtime/node/transport.ts'
 
 // Debian's nats-server 2.9; .ci/run installs it. Missing is a failure, never a silent skip.
 if (spawnSync('sh', ['-c', 'command -v nats-server']).status !== 0) {

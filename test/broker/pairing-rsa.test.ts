@@ -3,8 +3,8 @@
 // usable, and a device logging in meanwhile gets its answers.
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import { authorizeChild } from '../../agent/enroll/parent.ts'

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { certifiedEvent, policyEvent } from '../../agent/ledger/builders.ts'
 import { DEFAULT_QUOTAS } from '../../agent/ledger/quota.ts'

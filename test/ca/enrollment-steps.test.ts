@@ -13,7 +13,7 @@ import { verifyBinding } from '../../agent/pki/binding.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { oddCsr } from '../pki/_odd.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { isKinError } from '../../agent/errors.ts'
 
 const DAY = 86400

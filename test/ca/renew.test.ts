@@ -5,7 +5,7 @@ import { PureFleet } from '../helpers/pure-fleet.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { isKinError } from '../../agent/errors.ts'
 
 const DAY = 86400

@@ -4,9 +4,9 @@ import t from 'tap'
 import { lstatSync, mkdirSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
-import { CONTROL_SOCKET_FILE, MAX_REQUEST_BYTES, startControlSocket, stopSignals, type ControlSocket } from '../../agent/cli/control-socket.ts'
-import { runThroughAgent } from '../../agent/cli/control-client.ts'
-import type { CommandSpec, ParsedArgs } from '../../agent/cli/args.ts'
+import { CONTROL_SOCKET_FILE, MAX_REQUEST_BYTES, startControlSocket, stopSignals, type ControlSocket } from '../../cli/control-socket.ts'
+import { runThroughAgent } from '../../cli/control-client.ts'
+import type { CommandSpec, ParsedArgs } from '../../cli/args.ts'
 import { tempDir } from '../enroll/_harness.ts'
 
 /** Sends `text` on a fresh connection and collects the answer lines until the agent closes it. */

@@ -1,7 +1,7 @@
 // One duration syntax for every flag (DESIGN.md "Command line"): a whole number and a unit; a bare number is refused
 // with the syntax, never guessed as seconds or milliseconds.
 import t from 'tap'
-import { parseDuration, parseDurationMs } from '../../agent/cli/args.ts'
+import { parseDuration, parseDurationMs } from '../../cli/args.ts'
 import { KinError } from '../../agent/errors.ts'
 import { kin } from '../enroll/_harness.ts'
 

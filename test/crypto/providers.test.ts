@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { portableCrypto } from '../../agent/portable/crypto.ts'
 import { fromHex, toHex } from '../../agent/codec/bytes.ts'
 
 const ed = JSON.parse(readFileSync(new URL('../vectors/crypto/ed25519-rfc8032.json', import.meta.url), 'utf8'))

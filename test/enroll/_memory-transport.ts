@@ -1,6 +1,6 @@
 /** @module An in-memory Transport for gossip-client tests: one bus, MQTT topic filters, QoS 1 acknowledged at once. */
 import { KinError } from '../../agent/errors.ts'
-import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../../firmware-shims/transport.ts'
+import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../../agent/ports/transport.ts'
 
 /** [MQTT-4.7.1] `+` matches one level, a trailing `#` the rest (and the parent level). */
 export function topicMatches(filter: string, topic: string): boolean {

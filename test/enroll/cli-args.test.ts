@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { formatPairingCode } from '../../agent/enroll/pairing.ts'
 import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
-import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import { nodeTransport } from '../../runtime/node/transport.ts'
 import { kin, lastJson, startFleet } from './_harness.ts'
 
 const now = () => Math.floor(Date.now() / 1000)

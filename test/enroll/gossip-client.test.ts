@@ -8,8 +8,8 @@ import {
 } from '../../agent/gossip/pair-wire.ts'
 import { MAX_PAYLOAD_BYTES } from '../../agent/gossip/topics.ts'
 import { derivePairingSecrets } from '../../agent/enroll/pairing.ts'
-import { brokerError, parseBrokerUrl } from '../../firmware-shims/node/transport.ts'
-import { CONNACK } from '../../firmware-shims/transport.ts'
+import { brokerError, parseBrokerUrl } from '../../runtime/node/transport.ts'
+import { CONNACK } from '../../agent/ports/transport.ts'
 import { MemoryBus } from './_memory-transport.ts'
 
 const opts = { url: 'mqtts://memory:1', connectTimeoutMs: 1000, login: { kind: 'pairing', username: 'u', password: 'p' }, server: { kind: 'deferred' } } as const

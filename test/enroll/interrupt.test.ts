@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { createServer, type Server, type Socket } from 'node:net'
 import { basename, dirname, join } from 'node:path'
 import { completeInvite, openInvite } from '../../agent/gossip/invite-session.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { configOf, eventually, expectExit, inviterOf, kin, lastJson, startFleet, startKin, type TestL0 } from './_harness.ts'
 
 // DESIGN.md "The device runtime": enrollment writes the home atomically. `kin enroll` builds the home in

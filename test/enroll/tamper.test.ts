@@ -11,9 +11,9 @@ import { completeInvite, openInvite, type Inviter, type OpenedInvite } from '../
 import { connectPairing } from '../../agent/gossip/login.ts'
 import { encodeAuthorizePayload } from '../../agent/gossip/pair-wire.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
-import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import { nodeTransport } from '../../runtime/node/transport.ts'
 import { inviterOf, kin, lastJson, startFleet } from './_harness.ts'
 
 const now = () => Math.floor(Date.now() / 1000)

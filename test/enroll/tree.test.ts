@@ -6,7 +6,7 @@ import { derivePairingSecrets, formatPairingCode, loginVerifier } from '../../ag
 import { signInvite } from '../../agent/enroll/invite.ts'
 import { decodeInviteReply } from '../../agent/gossip/pair-wire.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { configOf, eventually, expectExit, inviterOf, kin, lastJson, opensslVerifies, startFleet, startKin } from './_harness.ts'
 
 // DESIGN.md "Enrollment" end to end through L0's broker: L0 → member phone → lock, every step a user's command.

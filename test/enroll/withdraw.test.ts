@@ -6,8 +6,8 @@ import { derivePairingSecrets } from '../../agent/enroll/pairing.ts'
 import { awaitAuthorization, fleetOfBroker } from '../../agent/gossip/enroll-session.ts'
 import { connectPairing } from '../../agent/gossip/login.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodeTransport } from '../../runtime/node/transport.ts'
 import { expectExit, kin, lastJson, startFleet, startKin, tempDir, type TestL0 } from './_harness.ts'
 
 // docs/PAIRING.md "Withdrawal": a stopped `kin invite` withdraws its invite — the device waiting with the code is

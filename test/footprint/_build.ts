@@ -32,7 +32,7 @@ function newestSource(): number {
     }
   }
   walk(join(ROOT, 'agent'))
-  walk(join(ROOT, 'firmware-shims'))
+  for (const room of ['firmware-shims', 'runtime', 'cli', 'broker', 'sim']) walk(join(ROOT, room))
   for (const file of ['rollup.config.mjs', 'package-lock.json']) newest = Math.max(newest, statSync(join(ROOT, file)).mtimeMs)
   return newest
 }

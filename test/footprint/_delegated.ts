@@ -4,7 +4,7 @@
  * one crafted message per refusal, each MACed by L0 unless the MAC is what it breaks.
  */
 import { createHash } from 'node:crypto'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { delegatedKeys, encodeDelegatedHead, MAX_DELEGATED_BYTES, type DelegatedEntry } from '../../broker/delegated-wire.ts'

@@ -3,7 +3,7 @@
 // a compromised L0 (miner key, CA key, its own ledger key) cannot make it accept an identity under another device's
 // subtree, and what L0 may legitimately do (authorize under itself) is shown to pass, as the design states.
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
 import { encodeHead, headId, signHead } from '../../agent/ledger/head.ts'

@@ -1,8 +1,8 @@
 // kin-core's own X.509 path (agent/core.ts: DER reader, BigInt RSA) against agent/pki and node:crypto on the same inputs.
 import t from 'tap'
 import { createSign, createVerify, generateKeyPairSync } from 'node:crypto'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { isKinError, type KinErrorCode } from '../../agent/errors.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, ensureBuilt } from './_build.ts'
-import { EXIT_REVOKED } from '../../agent/cli/output.ts'
+import { EXIT_REVOKED } from '../../cli/output.ts'
 
 type Unit = Record<string, Record<string, string[]>>
 

@@ -5,7 +5,7 @@
 // espruino-real.test.ts runs the same files on a real Espruino interpreter. Not a test on hardware.
 import t from 'tap'
 import { createHmac } from 'node:crypto'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { concatBytes, toHex } from '../../agent/codec/bytes.ts'
 import { scanRecords } from '../../agent/ledger/store.ts'
 import { replayRecords } from '../../agent/ledger/persistent.ts'

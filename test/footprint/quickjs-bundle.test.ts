@@ -2,7 +2,7 @@
 // decides on a guest from the bundle the guest presents, as the full agent does with the whole ledger; forged
 // bundles are refused; and what a bundle cannot prove is shown, not hidden.
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { decodeBundle, encodeBundle, type BundleAnchor, type ProofBundle } from '../../agent/ledger/bundle.ts'
 import { encodeHead, signHead } from '../../agent/ledger/head.ts'
 import { CoreVm, HEAP_PEAK_BUDGET, SMALL_DEVICE } from './_quickjs.ts'

@@ -2,8 +2,8 @@
 // exponent, a signature of the modulus length) is refused RSA_EXPONENT before any BigInt arithmetic; before the
 // check, one such answer did not finish in 30 s here. The engine's deadline interrupts a run that computes.
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodeSigning } from '../../firmware-shims/node/signing.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodeSigning } from '../../runtime/node/signing.ts'
 import { answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
 import { certificateWithKey, signatureFor, slowRsaKey, type SlowRsaShape } from '../helpers/slow-rsa.ts'
 import { makeFleet, nowSeconds } from '../pki/_fleet.ts'

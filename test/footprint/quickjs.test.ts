@@ -1,10 +1,10 @@
 // dist/kin-core.js in QuickJS under 1 MiB of heap and 256 KiB of stack: a real ledger verified, real decisions taken
 // (the same answers the full agent gives on V8), forged input refused. Proof bundles: quickjs-bundle.test.ts.
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { answerChallenge } from '../../agent/access/challenge.ts'
-import { nodeSigning } from '../../firmware-shims/node/signing.ts'
+import { nodeSigning } from '../../runtime/node/signing.ts'
 import { CoreVm, HEAP_PEAK_BUDGET, SMALL_DEVICE } from './_quickjs.ts'
 import { comparable, footprintHouse, ledgerFile, type Comparable } from './_house.ts'
 

@@ -1,7 +1,7 @@
 // `kin serve` answers challenges on its inbox, `kin access --inbox CN` asks there (PROTOCOL.md §12.4): as a user runs them.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { Home } from '../../agent/cli/home.ts'
+import { Home } from '../../runtime/home.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { expectExit, kin, lastJson } from '../enroll/_harness.ts'
 import { gossipFleet, startKinLines, until } from './_fleet.ts'

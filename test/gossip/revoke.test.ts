@@ -1,7 +1,7 @@
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { Home } from '../../agent/cli/home.ts'
+import { Home } from '../../runtime/home.ts'
 import { expectExit, kin, lastJson } from '../enroll/_harness.ts'
 import { gossipFleet, homeLedger, startKinLines, syncHome, until } from './_fleet.ts'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { Home } from '../../agent/cli/home.ts'
+import { Home } from '../../runtime/home.ts'
 import { expectExit, kin, lastJson, startKin } from '../enroll/_harness.ts'
 import { enrollThroughL0, gossipFleet } from './_fleet.ts'
 

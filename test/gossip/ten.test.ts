@@ -1,6 +1,6 @@
 import t from 'tap'
 import { bytesEqual } from '../../agent/codec/bytes.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { authorizeEvent, policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'

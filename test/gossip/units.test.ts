@@ -1,6 +1,6 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { KinError } from '../../agent/errors.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import { backoffDelay } from '../../agent/gossip/backoff.ts'

@@ -1,13 +1,13 @@
 /** @module The house with real X.509 certificates: fleet root, RSA keys, CSRs and issuance, bound in a LedgerFleet. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { certifiedEvent } from '../../agent/ledger/builders.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
-import type { TlsKeyPair } from '../../agent/pki/provider.ts'
+import type { TlsKeyPair } from '../../agent/ports/pki.ts'
 import { LedgerFleet, T0 } from './ledger-fleet.ts'
 import { GUEST_UNTIL, type HouseName } from './access-house.ts'
 

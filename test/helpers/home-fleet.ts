@@ -2,8 +2,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Home, type HomeConfig } from '../../agent/cli/home.ts'
-import { openHomeLedger } from '../../agent/cli/device.ts'
+import { Home, type HomeConfig } from '../../runtime/home.ts'
+import { openHomeLedger } from '../../runtime/device.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import type { PureFleet } from './pure-fleet.ts'
 

@@ -1,6 +1,6 @@
 /** @module A deterministic fleet built directly on the ledger, for ledger-level tests and vectors (no X.509). */
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import type { CryptoProvider } from '../../agent/ports/platform.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, rekeyEvent, revokeEvent, type AuthorizeRequest } from '../../agent/ledger/builders.ts'

@@ -1,7 +1,7 @@
 /** @module openssl s_client against a kinship TLS server: which suites and versions it accepts, whether it renegotiates. */
 import type { Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { TLS13_SUITES } from '../../firmware-shims/node/tls-policy.ts'
+import { TLS13_SUITES } from '../../runtime/node/tls-policy.ts'
 
 /** PEM files of a device s_client presents: its certificate and key, and the fleet root it checks the server against. */
 export interface ClientFiles { cert: string; key: string; root: string }

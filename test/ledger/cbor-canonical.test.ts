@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import { Decoder } from 'cbor-x'
 import { decodeCbor, encodeCbor, type CborValue } from '../../agent/codec/cbor.ts'
 import { DecodeError, isKinError } from '../../agent/errors.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { houseFleet } from '../helpers/ledger-fleet.ts'
 import { item } from '../helpers/cbor-items.ts'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { memoryStorage } from '../../agent/portable/memory-storage.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MAX_CLOCK_SKEW } from '../../agent/ledger/validate.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'

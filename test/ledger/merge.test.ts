@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { canonicalOrder, mergeLedgers } from '../../agent/ledger/merge.ts'

@@ -1,9 +1,9 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { readFileSync } from 'node:fs'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../../firmware-shims/portable/crypto.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { portableCrypto } from '../../agent/portable/crypto.ts'
+import type { CryptoProvider } from '../../agent/ports/platform.ts'
 import { concatBytes, fromHex, toHex } from '../../agent/codec/bytes.ts'
 import {
   MerkleTree, consistencyPath, emptyRoot, exactLog2, idLeafHash, inclusionPath, isPowerOfTwo, isTreeSize,

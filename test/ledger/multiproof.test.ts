@@ -2,8 +2,8 @@
 // proof (agent/ledger/offline-proof.ts): against the RFC 9162 audit and consistency paths they replace, and tampered.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { portableCrypto } from '../../agent/portable/crypto.ts'
 import { bytesEqual, fromHex, toHex } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
 import { decodeHead, encodeHead } from '../../agent/ledger/head.ts'

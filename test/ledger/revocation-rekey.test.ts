@@ -1,6 +1,6 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { portableCrypto } from '../../agent/portable/crypto.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { mergeLedgers, type MergeResult } from '../../agent/ledger/merge.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'

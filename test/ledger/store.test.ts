@@ -4,8 +4,8 @@ import { LedgerStore, MAX_RECORD_BYTES, checkRecord, scanRecords, type StoredRec
 import { encodeCbor, type CborValue } from '../../agent/codec/cbor.ts'
 import { bytesEqual, concatBytes, fromHex, toHex, utf8 } from '../../agent/codec/bytes.ts'
 import { KinError, isKinError } from '../../agent/errors.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { memoryStorage } from '../../firmware-shims/memory/storage.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { memoryStorage } from '../../agent/portable/memory-storage.ts'
 import { LedgerFleet } from '../helpers/ledger-fleet.ts'
 
 // ---- realistic records: the v1 event layout with deterministic bytes --------------------------------------

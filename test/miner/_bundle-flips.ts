@@ -1,6 +1,6 @@
 /** @module Every byte of a real bundle changed, one bundle each: shared by the two bundle-flip test files (split for time). */
 import type { Test } from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { KinError } from '../../agent/errors.ts'
 import { buildBundle, encodeBundle, verifyBundle } from '../../agent/ledger/bundle.ts'
 import { T0, deepFleet, memoryStorage, minerKeyOf, openMiner } from './helpers.ts'

@@ -1,7 +1,7 @@
 /** @module Shared pieces of the miner tests: a miner and replicas over memory storage, fed by a deterministic LedgerFleet. */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { memoryStorage, type MemoryStorage } from '../../firmware-shims/memory/storage.ts'
-import type { CryptoProvider, Storage } from '../../firmware-shims/types.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { memoryStorage, type MemoryStorage } from '../../agent/portable/memory-storage.ts'
+import type { CryptoProvider, Storage } from '../../agent/ports/platform.ts'
 import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { Miner } from '../../agent/ledger/miner.ts'
 import { Replica } from '../../agent/ledger/replica.ts'

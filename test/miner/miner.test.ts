@@ -1,5 +1,5 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { bytesEqual, concatBytes, toHex } from '../../agent/codec/bytes.ts'
 import { decodeCbor } from '../../agent/codec/cbor.ts'
 import { KinError } from '../../agent/errors.ts'

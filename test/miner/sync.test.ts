@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { bytesEqual, toHex } from '../../agent/codec/bytes.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../../agent/codec/cbor.ts'
 import { KinError } from '../../agent/errors.ts'

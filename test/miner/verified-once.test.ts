@@ -1,6 +1,6 @@
 import t from 'tap'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import type { CryptoProvider } from '../../firmware-shims/types.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import type { CryptoProvider } from '../../agent/ports/platform.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
 import { ledgerFromLineage } from '../../agent/gossip/enroll-session.ts'

@@ -1,12 +1,12 @@
 /** @module Test fleet: a root CA, L0 and enrolled children built through the real issuance path (native keys, they are fast). */
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { cnOf } from '../../agent/ledger/names.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { issueDeviceCertificate, issueL0Certificate, type Authorization } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
-import type { TlsKeyPair, TlsKeyType } from '../../agent/pki/provider.ts'
+import type { TlsKeyPair, TlsKeyType } from '../../agent/ports/pki.ts'
 
 export const DOMAIN = 'smith.home.arpa'
 export const DAY = 86400

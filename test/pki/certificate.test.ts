@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { DeviceCertificate, tryParseCertificate } from '../../agent/pki/certificate.ts'
 import { fleetDomainOfRootCn, fleetRootCn } from '../../agent/pki/root-name.ts'

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeFleet, nowSeconds } from './_fleet.ts'
-import type { TlsKeyType } from '../../agent/pki/provider.ts'
+import type { TlsKeyType } from '../../agent/ports/pki.ts'
 
 // Three verifiers kinship shares no code with: GnuTLS (certtool), Go's crypto/x509 and OpenSSL. Each must accept every
 // certificate the fleet CA issues, for the names and purposes a device uses, and refuse a foreign or tampered one —

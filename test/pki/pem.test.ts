@@ -1,7 +1,7 @@
 // RFC 7468 PEM armour: DER → PEM → DER round-trips for every length, as openssl reads it; malformed base64 refused.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { derToPem, pemToDer } from '../../agent/pki/pem.ts'
 import { isKinError } from '../../agent/errors.ts'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { constants, createPrivateKey, sign } from 'node:crypto'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 import { concatBytes } from '../../agent/codec/bytes.ts'
 import { emsaPkcs1Sha256, verifyRsaSha256 } from '../../agent/pki/rsa-verify.ts'
 

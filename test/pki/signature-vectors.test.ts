@@ -3,8 +3,8 @@
 // Wycheproof-style edits: each path must reach the verdict the vector names.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { nodeVerifier } from '../../firmware-shims/node/verifier.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeVerifier } from '../../runtime/node/verifier.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { portableVerifier, createPortableVerifier } from '../../agent/pki/portable-verifier.ts'
 import { coreVerifier } from '../../agent/core.ts'
 import type { SignatureAlgorithm } from '../../agent/pki/signature-algorithm.ts'

@@ -1,10 +1,10 @@
 // Challenge-response without TLS: one-time nonces, deadlines, signatures by the certificate's key, then the same decision.
 import t from 'tap'
 import fc from 'fast-check'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
-import { nodeSigning } from '../../firmware-shims/node/signing.ts'
-import { createPortableSigning } from '../../firmware-shims/portable/signing.ts'
-import type { TlsSigning } from '../../firmware-shims/signing.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodeSigning } from '../../runtime/node/signing.ts'
+import { createPortableSigning } from '../../agent/portable/signing.ts'
+import type { TlsSigning } from '../../agent/ports/signing.ts'
 import {
   ChallengeVerifier, answerChallenge, challengeSigningInput, decodeChallenge, decodeChallengeAnswer, encodeChallenge,
   encodeChallengeAnswer, CHALLENGE_CONTEXT, CHALLENGE_NONCE_BYTES,
@@ -12,7 +12,7 @@ import {
 import { encodeCbor } from '../../agent/codec/cbor.ts'
 import { utf8 } from '../../agent/codec/bytes.ts'
 import { makeServeHouse } from './_house.ts'
-import { nodePki } from '../../firmware-shims/node/pki.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
 
 const house = await makeServeHouse()
 const lock = house.cn['L3.3'], guest = house.cn['L3.4']

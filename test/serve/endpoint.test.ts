@@ -1,10 +1,10 @@
 // The access endpoint over real TLS on loopback, in-process: allow and deny, proof of possession, Eve's certificates, fake locks.
 import t from 'tap'
-import { MAX_REQUEST_BYTES } from '../../firmware-shims/node/tls-endpoint.ts'
+import { MAX_REQUEST_BYTES } from '../../runtime/node/tls-endpoint.ts'
 import { connect, createServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { spawn } from 'node:child_process'
-import { startAccessEndpoint, requestAccess, parseAccessAnswer, type AccessEndpoint, type PeerAddress } from '../../firmware-shims/node/tls-endpoint.ts'
+import { startAccessEndpoint, requestAccess, parseAccessAnswer, type AccessEndpoint, type PeerAddress } from '../../runtime/node/tls-endpoint.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { makeServeHouse } from './_house.ts'
 import { rawTls12Request } from './_tls12-client.ts'

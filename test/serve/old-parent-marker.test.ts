@@ -3,7 +3,7 @@
 import t from 'tap'
 import { createServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { startAccessEndpoint, requestAccess } from '../../firmware-shims/node/tls-endpoint.ts'
+import { startAccessEndpoint, requestAccess } from '../../runtime/node/tls-endpoint.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { toBinary } from '../../agent/pki/_forge.ts'
 import { derToPem } from '../../agent/pki/pem.ts'

@@ -2,7 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { EXIT_REVOKED } from '../../agent/cli/output.ts'
+import { EXIT_REVOKED } from '../../cli/output.ts'
 import { expectExit, kin, lastJson } from '../enroll/_harness.ts'
 import { enrollThroughL0, gossipFleet, startKinLines, type KinLines } from '../gossip/_fleet.ts'
 

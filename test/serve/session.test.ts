@@ -1,14 +1,14 @@
 // The access session (server identity check, certificate cache, action names) and a home's ledger followed on disk.
 import t from 'tap'
 import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { checkActionName, SERVE_ACTION } from '../../agent/access/session.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
-import { HomeLedgerFollower, localPolicyOf, openAccessHome, sessionWithBundle } from '../../agent/cli/commands/_access-home.ts'
+import { HomeLedgerFollower, localPolicyOf, openAccessHome, sessionWithBundle } from '../../runtime/access-home.ts'
 import { appendToHome } from '../helpers/home-fleet.ts'
 import { isKinError } from '../../agent/errors.ts'
-import type { HomeConfig } from '../../agent/cli/home.ts'
+import type { HomeConfig } from '../../runtime/home.ts'
 import { utf8 } from '../../agent/codec/bytes.ts'
 import { makeServeHouse } from './_house.ts'
 

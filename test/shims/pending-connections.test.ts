@@ -2,7 +2,7 @@
 import t from 'tap'
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
-import { PendingConnections, type PendingCloseReason } from '../../firmware-shims/node/pending-connections.ts'
+import { PendingConnections, type PendingCloseReason } from '../../runtime/node/pending-connections.ts'
 
 /** Enough of a net.Socket: an address, a close event, destroy. */
 function fakeSocket(port: number): Socket & { destroyedBy: number } {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { nodeTransport } from '../../firmware-shims/node/transport.ts'
+import { nodeTransport } from '../../runtime/node/transport.ts'
 import { isKinError } from '../../agent/errors.ts'
 
 function selfSigned(): { key: string; cert: string } {

@@ -3,7 +3,7 @@ import { toHex } from '../../agent/codec/bytes.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { MerkleTree, merkleRootOfIds } from '../../agent/ledger/merkle.ts'
-import { nodeCrypto } from '../../firmware-shims/node/crypto.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { LedgerFleet, T0 } from '../helpers/ledger-fleet.ts'
 
 // A replica keeps accepted events compactly (agent/ledger/event.ts, readEvent: one buffer per event): the same values, fewer objects.

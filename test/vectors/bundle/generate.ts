@@ -1,8 +1,8 @@
 /** @module Writes the proof-bundle vectors (bundle.json) and the compact-encoding vectors (compact.json) from the deterministic house fleet: `npx tsx test/vectors/bundle/generate.ts`. */
 import { writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
-import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
-import { memoryStorage } from '../../../firmware-shims/memory/storage.ts'
+import { nodeCrypto } from '../../../runtime/node/crypto.ts'
+import { memoryStorage } from '../../../agent/portable/memory-storage.ts'
 import { toHex } from '../../../agent/codec/bytes.ts'
 import { encodeHead, headId } from '../../../agent/ledger/head.ts'
 import { PersistentLedger } from '../../../agent/ledger/persistent.ts'

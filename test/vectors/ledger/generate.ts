@@ -1,8 +1,8 @@
 /** @module Writes the ledger test vectors (encodings, refusals, sizes) from deterministic fleets: `npx tsx test/vectors/ledger/generate.ts`. */
 import { writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
-import { nodeCrypto } from '../../../firmware-shims/node/crypto.ts'
-import { portableCrypto } from '../../../firmware-shims/portable/crypto.ts'
+import { nodeCrypto } from '../../../runtime/node/crypto.ts'
+import { portableCrypto } from '../../../agent/portable/crypto.ts'
 import { concatBytes, fromHex, toHex, utf8 } from '../../../agent/codec/bytes.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../../../agent/codec/cbor.ts'
 import { EVENT_SIGNING_PREFIX, signEvent, signingInput } from '../../../agent/ledger/event.ts'

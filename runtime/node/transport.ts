@@ -1,0 +1,294 @@
+/** @module Node transport: MQTT 3.1.1 over TLS with mqtt.js, checking the broker's certificate against the fleet root. */
+import { checkServerIdentity, type PeerCertificate, type TLSSocket } from 'node:tls'
+import { connect, type IClientOptions, type MqttClient } from 'mqtt'
+import { KinError } from '../../agent/errors.ts'
+import { tlsClientPolicy } from './tls-policy.ts'
+import type { ConnectOptions, SessionStatus, Transport, TransportSession } from '../../agent/ports/transport.ts'
+
+// OpenSSL and Node codes of a broker certificate that does not chain to the trusted root or names another host.
+const IDENTITY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED',
+  'CERT_REJECTED', 'INVALID_PURPOSE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'KIN_BROKER_IDENTITY',
+])
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
+const RECONNECT_PERIOD_MS = 500
+const END_GRACE_MS = 2000
+
+function asBytes(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.length).slice()
+}
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.length)
+}
+
+/**
+ * Parses `mqtts://HOST:PORT`, or a comma list of them (the nodes of a cluster), checking every one; returns the
+ * first. Device sessions are always TLS.
+ */
+export function parseBrokerUrl(url: string): { host: string; port: number } {
+  return parseBrokerUrls(url)[0]!
+}
+
+/** Every broker of a comma list `mqtts://HOST:PORT,mqtts://HOST:PORT…`, in order. */
+export function parseBrokerUrls(list: string): Array<{ host: string; port: number }> {
+  const urls = list.split(',').map(u => u.trim()).filter(u => u !== '')
+  if (urls.length === 0) throw new KinError('BAD_ARGUMENT', `broker address "${list}" is empty; expected mqtts://HOST:PORT`)
+  return urls.map(parseOneBrokerUrl)
+}
+
+function parseOneBrokerUrl(url: string): { host: string; port: number } {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new KinError('BAD_ARGUMENT', `broker address "${url}" is not a URL; expected mqtts://HOST:PORT`)
+  }
+  if (u.protocol !== 'mqtts:') throw new KinError('BAD_ARGUMENT', `broker address "${url}" must use mqtts:// (kinship talks to its broker over TLS only)`)
+  const port = u.port === '' ? 8883 : Number(u.port)
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1')
+  if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) throw new KinError('BAD_ARGUMENT', `broker address "${url}" needs a host and a port, e.g. mqtts://192.168.1.10:8883`)
+  return { host, port }
+}
+
+/**
+ * The broker must present a certificate whose CN is L0's and whose SAN holds it as a DNS name (RFC 6125 §6.4);
+ * the chain to the fleet root is checked by TLS itself (`ca` = the root only, so no public CA is trusted).
+ */
+function fleetServerIdentity(serverCn: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const cn = cert.subject?.CN
+    if (cn !== serverCn) return Object.assign(new Error(`the broker's certificate names "${String(cn)}", not L0 (${serverCn})`), { code: 'KIN_BROKER_IDENTITY' })
+    return checkServerIdentity(serverCn, cert)
+  }
+}
+
+function clientOptions(o: ConnectOptions, host: string, port: number, others: Array<{ host: string; port: number }>): IClientOptions {
+  const base: IClientOptions = {
+    ...tlsClientPolicy(), protocol: 'mqtts', host, port, clientId: o.clientId, protocolVersion: 4, clean: true, keepalive: 30,
+    reconnectPeriod: o.reconnect === true ? RECONNECT_PERIOD_MS : 0, connectTimeout: o.connectTimeoutMs, resubscribe: true,
+    // Several brokers (a cluster's nodes): each reconnect moves to the next, starting after the one that answered.
+    ...(others.length > 0 ? { servers: [{ host, port }, ...others].map(a => ({ ...a, protocol: 'mqtts' as const })) } : {}),
+  }
+  const login = o.login.kind === 'certificate'
+    ? { cert: o.login.certPem, key: o.login.keyPem }
+    : { username: o.login.username, password: o.login.password }
+  // 'deferred': an enrolling device does not know the fleet root yet; it checks peerCertificate() once it does.
+  const server = o.server.kind === 'fleet'
+    ? { ca: o.server.rootPem, rejectUnauthorized: true, servername: o.server.serverCn, checkServerIdentity: fleetServerIdentity(o.server.serverCn) }
+    : { rejectUnauthorized: false }
+  return { ...base, ...login, ...server } as IClientOptions
+}
+
+function errorCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+}
+
+
+// MQTT exchanges are small request/answer pairs: with Nagle's algorithm on, each answer waits for the delayed ACK
+// of the previous segment (about 40 ms on Linux). The broker turns it off on its side (broker/l0.ts); so do we.
+function noDelay(client: MqttClient): void {
+  const socket = client.stream as Partial<TLSSocket> | undefined
+  if (typeof socket?.setNoDelay === 'function') socket.setNoDelay(true)
+}
+
+/** Turns an mqtt.js or TLS error into a coded KinError that says what to do. */
+export function brokerError(err: unknown, url: string): KinError {
+  if (err instanceof KinError) return err
+  const code = errorCode(err)
+  const message = err instanceof Error ? err.message : String(err)
+  if (typeof code === 'number' && code >= 1 && code <= 5) {
+    // [MQTT-3.2.2.3] CONNACK return codes of MQTT 3.1.1.
+    return new KinError('BROKER_REFUSED', `the broker at ${url} refused the login: ${message}`, { cause: err, detail: { returnCode: code } })
+  }
+  if (typeof code === 'string' && IDENTITY_CODES.has(code)) {
+    return new KinError('BROKER_IDENTITY', `the broker at ${url} is not this fleet's L0 (${message}); check the address, or whether someone is impersonating L0`, { cause: err, detail: { tlsCode: code } })
+  }
+  if (message === 'TLS not authorized') {
+    return new KinError('BROKER_IDENTITY', `the broker at ${url} presented a certificate this fleet's root does not vouch for`, { cause: err })
+  }
+  if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) {
+    return new KinError('BROKER_UNREACHABLE', `cannot reach the broker at ${url} (${code}); is 'kin broker' running there?`, { cause: err, detail: { netCode: code } })
+  }
+  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
+    return new KinError('BROKER_REFUSED', `the broker at ${url} refused the TLS handshake (${code}); its fleet may not know this device's certificate`, { cause: err, detail: { tlsCode: code } })
+  }
+  return new KinError('BROKER_CLOSED', `the connection to the broker at ${url} failed: ${message}`, { cause: err })
+}
+
+class MqttSession implements TransportSession {
+  private readonly client: MqttClient
+  private readonly url: string
+  private readonly reconnect: boolean
+  private peer: Uint8Array | undefined = undefined
+  private readonly statusListeners = new Set<(status: SessionStatus, error: KinError | undefined) => void>()
+  // One mqtt.js listener fans out to ours: a parent waiting on many invites adds many, past EventEmitter's limit.
+  private readonly messageListeners = new Set<(topic: string, payload: Uint8Array) => void>()
+  private lastError: KinError | undefined = undefined
+  private closed = false
+  // QoS 1 publishes not yet acknowledged. mqtt.js keeps them for a resend after a reconnect; a session that will
+  // not reconnect must settle them itself, or a caller would wait forever.
+  private readonly unacked = new Set<(err: KinError) => void>()
+
+  constructor(client: MqttClient, url: string, reconnect: boolean) {
+    this.client = client
+    this.url = url
+    this.reconnect = reconnect
+    this.capturePeer()
+    noDelay(client)
+    client.on('error', err => { this.lastError = brokerError(err, url) })
+    client.on('message', (topic: string, payload: Buffer) => {
+      const bytes = asBytes(payload)
+      for (const l of [...this.messageListeners]) l(topic, bytes)
+    })
+    client.on('connect', () => {
+      this.capturePeer()
+      noDelay(client)
+      this.emitStatus('online', undefined)
+    })
+    client.on('close', () => {
+      if (this.closed) return
+      if (this.reconnect && !client.disconnecting) this.emitStatus('offline', this.lastError)
+      else this.finish(this.lastError ?? new KinError('BROKER_CLOSED', `the broker at ${url} closed the connection`))
+    })
+    client.on('end', () => this.finish(undefined))
+  }
+
+  get connected(): boolean {
+    return this.client.connected
+  }
+
+  private capturePeer(): void {
+    const socket = this.client.stream as Partial<TLSSocket> | undefined
+    const cert = typeof socket?.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined
+    if (cert !== undefined && cert.raw !== undefined) this.peer = asBytes(cert.raw)
+  }
+
+  private emitStatus(status: SessionStatus, error: KinError | undefined): void {
+    for (const l of [...this.statusListeners]) l(status, error)
+  }
+
+  private finish(error: KinError | undefined): void {
+    if (this.closed) return
+    this.closed = true
+    const pending = [...this.unacked]
+    this.unacked.clear()
+    const reason = error ?? new KinError('BROKER_CLOSED', `the session with the broker at ${this.url} closed before the broker acknowledged the message`)
+    for (const reject of pending) reject(reason)
+    this.emitStatus('closed', error)
+  }
+
+  private ensureUsable(): void {
+    if (this.closed || (!this.reconnect && !this.client.connected)) {
+      throw this.lastError ?? new KinError('BROKER_CLOSED', `the session with the broker at ${this.url} is closed`)
+    }
+  }
+
+  publish(topic: string, payload: Uint8Array, options: { retain?: boolean } = {}): Promise<void> {
+    try { this.ensureUsable() } catch (err) { return Promise.reject(err) }
+    return new Promise((resolve, reject) => {
+      this.unacked.add(reject)
+      this.client.publish(topic, asBuffer(payload), { qos: 1, retain: options.retain === true }, err => {
+        this.unacked.delete(reject)
+        if (err) reject(brokerError(err, this.url))
+        else resolve()
+      })
+    })
+  }
+
+  subscribe(filters: string[]): Promise<void> {
+    try { this.ensureUsable() } catch (err) { return Promise.reject(err) }
+    return new Promise((resolve, reject) => {
+      this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
+        if (err) { reject(brokerError(err, this.url)); return }
+        // [MQTT-3.9.3-2] 0x80 in a SUBACK is a refusal.
+        const refused = (granted ?? []).filter(g => g.qos === 128).map(g => g.topic)
+        if (refused.length > 0) reject(new KinError('BROKER_REFUSED', `the broker at ${this.url} refused the subscription to ${refused.join(', ')}`, { detail: { filters: refused } }))
+        else resolve()
+      })
+    })
+  }
+
+  onMessage(listener: (topic: string, payload: Uint8Array) => void): () => void {
+    this.messageListeners.add(listener)
+    return () => { this.messageListeners.delete(listener) }
+  }
+
+  onStatus(listener: (status: SessionStatus, error: KinError | undefined) => void): () => void {
+    this.statusListeners.add(listener)
+    return () => { this.statusListeners.delete(listener) }
+  }
+
+  peerCertificate(): Uint8Array | undefined {
+    return this.peer
+  }
+
+  end(): Promise<void> {
+    return new Promise(resolve => {
+      const timer = setTimeout(() => { this.client.end(true); resolve() }, END_GRACE_MS)
+      this.client.end(false, {}, () => { clearTimeout(timer); this.finish(undefined); resolve() })
+    })
+  }
+}
+
+/** The mqtt.js transport (MQTT 3.1.1, QoS 1, TLS only). */
+export const nodeTransport: Transport = {
+  /**
+   * Logs in to the broker of `options.url`; with a comma list, to the first that accepts, trying them in turn (a node
+   * of a cluster that is down, or refuses while the cluster recovers from a node loss, passes to the next). The
+   * last one's refusal is the one reported.
+   */
+  async connect(options: ConnectOptions): Promise<TransportSession> {
+    const addresses = parseBrokerUrls(options.url)
+    let last: unknown
+    for (let i = 0; i < addresses.length; i++) {
+      try {
+        return await connectOne(options, addresses[i]!, [...addresses.slice(i + 1), ...addresses.slice(0, i)])
+      } catch (err) {
+        last = err
+        // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
+        if (addresses.length === 1 || (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))) throw err
+      }
+    }
+    throw last
+  },
+}
+
+function connectOne(options: ConnectOptions, address: { host: string; port: number }, others: Array<{ host: string; port: number }>): Promise<TransportSession> {
+  return new Promise((resolve, reject) => {
+    const client = connect(clientOptions(options, address.host, address.port, others))
+    let settled = false
+    const fail = (err: KinError) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      client.end(true)
+      reject(err)
+    }
+    const timer = setTimeout(() => {
+      fail(new KinError('BROKER_TIMEOUT', `no answer from the broker at ${options.url} within ${Math.round(options.connectTimeoutMs / 1000)} s; is 'kin broker' running there?`))
+    }, options.connectTimeoutMs)
+    client.once('connect', () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      client.removeListener('error', onError)
+      client.removeListener('close', onClose)
+      resolve(new MqttSession(client, options.url, options.reconnect === true))
+    })
+    let firstError: unknown
+    const onError = (err: unknown) => {
+      firstError ??= err
+      // A CONNACK refusal is final; a TLS or socket error is followed by 'close'.
+      if (typeof errorCode(err) === 'number') fail(brokerError(err, options.url))
+    }
+    const onClose = () => {
+      fail(firstError !== undefined
+        ? brokerError(firstError, options.url)
+        : new KinError('BROKER_REFUSED', `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`))
+    }
+    client.on('error', onError)
+    client.on('close', onClose)
+  })
+}

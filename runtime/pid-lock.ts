@@ -1,0 +1,51 @@
+/** @module Pid lock files: one process at a time writes a home's ledger (kin broker on L0's home; kin serve or kin sync --follow on a device's). */
+import { closeSync, existsSync, unlinkSync, writeSync } from 'node:fs'
+import { KinError } from '../agent/errors.ts'
+import { CREATE_FLAGS, HOME_FILE_MODE, openHomeFileSync, readHomeFile } from './node/home-file.ts'
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM'
+  }
+}
+
+/**
+ * The pid of the live process holding the lock file at `path`, if any. With `ownPid: 'stale'` a lock naming this
+ * process counts as left behind (a device home reopened in the same process); with 'holds' it is held.
+ */
+export function pidLockHolder(path: string, ownPid: 'holds' | 'stale' = 'stale'): number | undefined {
+  if (!existsSync(path)) return undefined
+  let pid: number
+  try {
+    pid = Number.parseInt(Buffer.from(readHomeFile(path)).toString('utf8'), 10)
+  } catch {
+    return undefined
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
+  if (pid === process.pid) return ownPid === 'holds' ? pid : undefined
+  return isAlive(pid) ? pid : undefined
+}
+
+/**
+ * Creates the lock file at `path` holding this process's pid and returns the release function. When a live
+ * process holds it, throws `busy(pid)`; a lock left by a process that died is taken over.
+ */
+export function takePidLock(path: string, busy: (pid: number | undefined) => KinError, ownPid: 'holds' | 'stale' = 'stale'): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openHomeFileSync(path, CREATE_FLAGS, HOME_FILE_MODE)
+      writeSync(fd, `${process.pid}\n`)
+      closeSync(fd)
+      return () => { try { unlinkSync(path) } catch { /* already gone */ } }
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
+      const pid = pidLockHolder(path, ownPid)
+      if (pid !== undefined) throw busy(pid)
+      try { unlinkSync(path) } catch { /* raced with another remover */ }
+    }
+  }
+  throw busy(undefined)
+}
