@@ -126,15 +126,24 @@ export function decodeWithdrawReply(bytes: Uint8Array, inviteId: string): Invite
   return refusal !== undefined && !refusal.ok && refusal.inviteId === inviteId ? refusal : undefined
 }
 
-/** Decodes an inbox message as an invite reply; undefined for any other inbox traffic. */
-export function decodeInviteReply(bytes: Uint8Array): InviteReply | undefined {
+/**
+ * An inbox message as L0's replies are shaped — a CBOR array whose second item is a request's id (text) — or
+ * undefined for any other inbox traffic, which the reader leaves to others.
+ */
+export function decodeInboxReply(bytes: Uint8Array): [unknown, string, ...unknown[]] | undefined {
   let v
   try {
     v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
   } catch {
     return undefined
   }
-  if (!Array.isArray(v) || typeof v[1] !== 'string') return undefined
+  return Array.isArray(v) && typeof v[1] === 'string' ? (v as [unknown, string, ...unknown[]]) : undefined
+}
+
+/** Decodes an inbox message as an invite reply; undefined for any other inbox traffic. */
+export function decodeInviteReply(bytes: Uint8Array): InviteReply | undefined {
+  const v = decodeInboxReply(bytes)
+  if (v === undefined) return undefined
   if (v[0] === 'invite-ok' && v.length === 2) return { ok: true, inviteId: v[1] }
   if (v[0] === 'invite-error' && v.length === 4 && typeof v[2] === 'string' && typeof v[3] === 'string') {
     return { ok: false, inviteId: v[1], code: v[2], message: v[3] }

@@ -1,7 +1,7 @@
 /** @module Payloads of certificate renewal on L0's inbox and the device's (docs/PROTOCOL.md "Renewal"), strictly decoded. */
 import { DecodeError, KinError, VerificationError, type KinErrorCode } from '../errors.ts'
-import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
-import { MAX_PAYLOAD_BYTES } from './topics.ts'
+import { encodeCbor } from '../codec/cbor.ts'
+import { decodeInboxReply } from './pair-wire.ts'
 
 // The codes L0 may name in 'renew-error'; any other is reported as ENROLL_STATE with L0's code kept in
 // detail.remoteCode, so a broker cannot invent codes for the CLI.
@@ -45,13 +45,8 @@ export function encodeRenewReply(r: RenewReply): Uint8Array {
 
 /** Decodes an inbox message as a renewal reply; undefined for any other inbox traffic. */
 export function decodeRenewReply(bytes: Uint8Array): RenewReply | undefined {
-  let v
-  try {
-    v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
-  } catch {
-    return undefined
-  }
-  if (!Array.isArray(v) || typeof v[1] !== 'string') return undefined
+  const v = decodeInboxReply(bytes)
+  if (v === undefined) return undefined
   if (v[0] === 'renew-ok' && v.length === 3 && typeof v[2] === 'string') return { ok: true, requestId: v[1], certPem: v[2] }
   if (v[0] === 'renew-error' && v.length === 4 && typeof v[2] === 'string' && typeof v[3] === 'string') return { ok: false, requestId: v[1], code: v[2], message: v[3] }
   return undefined
