@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fitsInMemory } from '../../sim/fleet/footprint.ts'
 import { DEFAULT_KEY_POOL_FILE } from '../../sim/fleet/key-pool.ts'
+import { parseTlsKeyType } from '../../agent/pki/key-type.ts'
 import { planFleet } from '../../sim/fleet/plan.ts'
 import { progressBars } from '../../sim/fleet/progress.ts'
 import { runFleet, type FleetRunResult } from '../../sim/fleet/run.ts'
@@ -92,7 +93,8 @@ export const simFleet: CommandSpec = {
     report: { type: 'string', help: 'write the run as one self-contained HTML page (tree, ledger timeline, decisions with paths, charts)' },
     keep: { type: 'string', help: 'write the device homes into DIR and keep them (default: a temporary directory, removed at the end)' },
     force: { type: 'boolean', help: 'keep the homes in --keep DIR even when it holds files, replacing an earlier run\'s homes there (refused with STORAGE_EXISTS otherwise)' },
-    'fresh-keys': { type: 'boolean', help: `make every RSA key for this run and keep none (default: a pool of simulator keys kept in ${DEFAULT_KEY_POOL_FILE})` },
+    'fresh-keys': { type: 'boolean', help: `make every TLS key for this run and keep none (default: a pool of simulator keys kept in ${DEFAULT_KEY_POOL_FILE})` },
+    key: { type: 'string', help: 'the devices\' TLS key type: p256 or rsa2048', default: 'p256' },
     seed: { type: 'string', help: 'seed of the random checks and fault choices', default: '1' },
   },
   async run(args) {
@@ -124,7 +126,7 @@ export const simFleet: CommandSpec = {
         devices, depth, ...(fanout !== undefined ? { fanout } : {}), dir,
         concurrency: count(args, 'concurrency', 16, 1)!, checks: count(args, 'checks', 500, 0)!,
         killBroker: args.values['kill-broker'] === true, tiers, sealIntervalMs: count(args, 'seal-ms', Math.max(SEAL_INTERVAL_MS, Math.round(devices / 5)), 1)!, partition: count(args, 'partition', 0, 0)!,
-        keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, seed: count(args, 'seed', 1, 0)!,
+        keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE, keyType: parseTlsKeyType(String(args.values.key)), seed: count(args, 'seed', 1, 0)!,
         bars: progressBars(!args.json && process.stderr.isTTY === true), say: out, report: reportFile !== undefined,
       })
     } finally {

@@ -5,6 +5,7 @@ import type { BundleTier, TiersFigures } from './bundle-tier.ts'
 import type { FleetCheck } from './checks.ts'
 import type { EnrollTiming } from './enroller.ts'
 import type { KeyPoolStats } from './key-pool.ts'
+import type { TlsKeyType } from '../../agent/pki/key-type.ts'
 import type { ProgressBar } from './progress.ts'
 import type { MemorySample } from './stats.ts'
 
@@ -38,6 +39,8 @@ export interface FleetRunOptions {
   sealIntervalMs?: number
   /** File of the RSA key pool (undefined: keys made in memory for this run only). */
   keyPool?: string | undefined
+  /** The devices' TLS key type (default P-256, as `kin enroll` makes). */
+  keyType?: TlsKeyType
   seed?: number
   bars?: (label: string, total: number) => ProgressBar
   /** Told each phase's outcome, one line each. */

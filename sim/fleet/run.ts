@@ -75,7 +75,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   const random = seededRandom(o.seed ?? 1)
 
   const keyBar = bars('keys', n)
-  const { keys, stats: keyStats } = await takeTlsKeys(n, o.keyPool, done => keyBar.update(done))
+  const { keys, stats: keyStats } = await takeTlsKeys(n, o.keyPool, done => keyBar.update(done), o.keyType)
   keyBar.done()
   say(`keys: ${keyStats.fromDisk} RSA-2048 key pairs from the pool${keyStats.file ? ` (${keyStats.file})` : ''}, ${keyStats.made} made now in ${round(keyStats.makeMs / 1000)} s — key generation is kept out of the enrollment figures`)
 
