@@ -38,6 +38,8 @@ export type KinErrorCode =
   | 'PROOF_HELD_EVENT'
   /** A peer's proof bundle is sealed under an older head than the verifier holds: a revocation since then could be left out; present a fresh one. */
   | 'BUNDLE_STALE'
+  /** A broker session that takes publishes but answers no sync round in time (it stopped delivering): the follower logs in again. */
+  | 'SESSION_SILENT'
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
   | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'

@@ -80,6 +80,12 @@ export interface FollowerOptions {
   minerKey?: Uint8Array
   connectTimeoutMs?: number
   syncRoundTimeoutMs?: number
+  /**
+   * While a session is up, one sync round this often (default DEFAULT_PROBE_INTERVAL_MS; 0: never): a session whose
+   * broker takes publishes but has silently stopped delivering (NATS 2.9 after a configuration reload) answers no
+   * round, and the follower then logs in again instead of missing every head from then on.
+   */
+  probeIntervalMs?: number
   backoff?: BackoffOptions
   /** Random numbers in [0, 1) for the backoff jitter (default Math.random). */
   random?: () => number
@@ -144,6 +150,9 @@ function asKinError(err: unknown, context: string): KinError {
   if (err instanceof KinError) return err
   return new KinError('INTERNAL', `${context}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
 }
+
+/** How often a follower checks, with one sync round, that its broker still delivers to its session (5 minutes). */
+export const DEFAULT_PROBE_INTERVAL_MS = 5 * 60_000
 
 function deadlineError(what: string, ms: number): KinError {
   return new KinError('BROKER_TIMEOUT', `${what} did not finish within ${ms} ms`, { detail: { timeoutMs: ms } })
@@ -419,6 +428,7 @@ export class LedgerFollower {
       })
     })
     const stop = client.session.onMessage((topic, payload) => this.#dispatch(topic, payload))
+    let probe: ReturnType<typeof setInterval> | undefined
     try {
       await client.subscribe([this.topics.head, this.topics.events, this.topics.syncResp(this.cn)])
       this.#lastError = undefined
@@ -426,15 +436,37 @@ export class LedgerFollower {
       // Catch up first, then hand over what the miner still lacks (most of it may have come back in the sync).
       await this.sync().catch(err => this.#report(asKinError(err, 'sync'), 'sync'))
       await this.resubmit().catch(err => this.#report(asKinError(err, 'resubmit'), 'resubmit'))
+      probe = this.#probe(client)
       await closed
       if (closedWith !== undefined) this.#lastError = closedWith
     } finally {
+      if (probe !== undefined) clearInterval(probe)
       stop()
       if (this.#client === client) this.#client = undefined
       this.#round?.reject(closedWith ?? new KinError('BROKER_CLOSED', 'the session with the broker closed'))
       this.#round = undefined
       await this.#end(client)
     }
+  }
+
+  /**
+   * Every probeIntervalMs, one sync round on `client`: when the broker answers none in time (BROKER_TIMEOUT) while the
+   * session still looks up, the session is ended (SESSION_SILENT reported) and the connect loop logs in again.
+   */
+  #probe(client: GossipClient): ReturnType<typeof setInterval> | undefined {
+    const every = this.#o.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
+    if (every <= 0) return undefined
+    const timer = setInterval(() => {
+      if (this.#client !== client || this.#running !== undefined) return
+      this.sync().catch(err => {
+        const e = asKinError(err, 'probe')
+        if (e.code !== 'BROKER_TIMEOUT' || this.#client !== client) return
+        this.#report(new KinError('SESSION_SILENT', `the broker answered no sync round within the deadline on a session that looks up: logging in again (${e.message})`, { cause: e }), 'probe')
+        void this.#end(client)
+      })
+    }, every)
+    timer.unref?.()
+    return timer
   }
 
   /** Ends a session once, however many paths ask for it. */
