@@ -83,8 +83,8 @@ interface Rights { publish: string[]; subscribe: string[] }
 function deviceRights(fleet: string, cn: string): Rights {
   const t = fleetTopics(fleet)
   return {
-    publish: [t.submit(cn), t.syncReq(cn), t.inbox('+', cn)],
-    subscribe: [t.head, t.events, t.syncResp(cn), t.inboxAll(cn)],
+    publish: [t.submit(cn), t.syncReq(cn), t.delegatedReq(cn), t.inbox('+', cn)],
+    subscribe: [t.head, t.events, t.syncResp(cn), t.delegatedHead(cn), t.inboxAll(cn)],
   }
 }
 
@@ -95,8 +95,8 @@ function deviceRights(fleet: string, cn: string): Rights {
 function servicesRights(fleet: string, l0Cn: string): Rights {
   const t = fleetTopics(fleet)
   return {
-    publish: [t.head, t.events, t.syncResp('+'), t.inbox('+', l0Cn), t.pairLeafAll('cert')],
-    subscribe: [t.submitAll, t.syncReqAll, t.inboxAll(l0Cn), t.pairLeafAll('csr')],
+    publish: [t.head, t.events, t.syncResp('+'), t.delegatedHead('+'), t.inbox('+', l0Cn), t.pairLeafAll('cert')],
+    subscribe: [t.submitAll, t.syncReqAll, t.delegatedReqAll, t.inboxAll(l0Cn), t.pairLeafAll('csr')],
   }
 }
 
@@ -135,7 +135,7 @@ export function natsUsers(fleet: string, l0Cn: string, servicesUser: string, dev
   ].join('\n')
 }
 
-/** The fleet's TLS policy in Go's terms: TLS 1.2 with ECDHE and AEAD only (Go offers no DHE), TLS 1.3 as Go sets it. */
+/** The fleet's TLS policy in Go's terms: TLS 1.2 with ECDHE (ECDSA or RSA certificates) and AEAD only (Go offers no DHE), TLS 1.3 as Go sets it. */
 function tlsBlock(dir: string, indent: string): string[] {
   return [
     `${indent}tls {`,
@@ -143,7 +143,7 @@ function tlsBlock(dir: string, indent: string): string[] {
     `${indent}  key_file: ${JSON.stringify(join(dir, NATS_FILES.keyfile))}`,
     `${indent}  ca_file: ${JSON.stringify(join(dir, NATS_FILES.cafile))}`,
     `${indent}  verify_and_map: true`,
-    `${indent}  cipher_suites: ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"]`,
+    `${indent}  cipher_suites: ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"]`,
     `${indent}  timeout: 5`,
     `${indent}}`,
   ]
