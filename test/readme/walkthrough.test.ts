@@ -57,11 +57,13 @@ t.test('the README walkthrough runs as written', async t => {
   const expected: Array<[name: string, exit: number, verdict: RegExp]> = [
     ['phone-unlock', 0, /answered: ALLOW "unlock"/],
     ['phone-inbox', 0, /answered over its inbox: ALLOW "unlock"/],
+    ['phone-renew', 0, /^renewed \S+: certificate \S+ valid until /m],
     ['guest-unlock', 0, /answered: ALLOW "unlock": \S+ \(guest\)/],
     ['revoke', 0, /^revoked \S+ \(retired, .*sealed by L0 in head \d+/m],
     ['guest-refused', 1, /answered: DENY ACCESS_REVOKED "unlock"/],
     ['guest-check', 1, /^DENY ACCESS_REVOKED "unlock"/m],
     ['lock-ledger', 0, /^ok: lock\/ledger\.cbor: \d+ events/m],
+    ['phone-offline', 0, /answered: ALLOW "unlock"/],
   ]
   t.same(steps.map(s => s.name), expected.map(([name]) => name), 'every step ran, in order')
   for (const [name, exit, verdict] of expected) {
