@@ -1,5 +1,5 @@
 /** @module Proof of possession without TLS: a one-time signed challenge, then the same access decision (transport-free). */
-import { DecodeError, KinError, VerificationError, type KinErrorCode } from '../errors.ts'
+import { DecodeError, KinError, VerificationError } from '../errors.ts'
 import { concatBytes, toHex, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, MAX_UINT } from '../codec/cbor.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
@@ -7,7 +7,7 @@ import { MAX_SIGNED_BYTES, certificateLayout } from '../pki/layout.ts'
 import { checkTlsKey } from '../pki/key-parameters.ts'
 import type { Clock } from '../ports/platform.ts'
 import type { TlsSigning } from '../ports/signing.ts'
-import { checkActionName, refusalDecision } from './session.ts'
+import { checkActionName, decisionOfError, refusalDecision } from './session.ts'
 import type { Decision } from './types.ts'
 
 /*
@@ -225,8 +225,7 @@ export class ChallengeVerifier {
   }
 
   #refuse(e: unknown, action: string, now: number): Decision {
-    const code: KinErrorCode = e instanceof KinError ? e.code : 'INTERNAL'
-    return refusalDecision(code, (e as Error)?.message ?? String(e), action, now)
+    return decisionOfError(e, action, now)
   }
 
   #forgetExpired(now: number): void {

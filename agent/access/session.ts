@@ -48,7 +48,11 @@ export function refusalDecision(code: KinErrorCode, reason: string, action: stri
   return { allow: false, code, reason, path: [], commonAncestor: undefined, hops: undefined, peer, action, time, retry: false, missing: undefined }
 }
 
-function refusalOf(e: unknown, action: string, time: number, peer: string | undefined): Decision {
+/**
+ * The one way an error becomes a Decision: a deny with the error's code (INTERNAL for anything uncoded), and its
+ * `retry` and `missing` hints when the error carries them.
+ */
+export function decisionOfError(e: unknown, action: string, time: number, peer?: string): Decision {
   const base = e instanceof KinError
     ? refusalDecision(e.code, e.message, action, time, peer)
     : refusalDecision('INTERNAL', `decision failed: ${(e as Error)?.message ?? String(e)}`, action, time, peer)
@@ -77,7 +81,7 @@ export function verifyServerIdentity<C extends DeviceCertificate>(request: Omit<
       reason: `${peer} (${binding.role}) is the fleet device it claims to be: chain, ledger binding and lineage via ${lineage.path.join(' → ')}`,
     }
   } catch (e) {
-    return refusalOf(e, SERVE_ACTION, context.now, peer)
+    return decisionOfError(e, SERVE_ACTION, context.now, peer)
   }
 }
 
@@ -178,7 +182,7 @@ export class AccessSession {
     try {
       return this.certificate(certificate)
     } catch (e) {
-      return refusalOf(e, action, now, undefined)
+      return decisionOfError(e, action, now, undefined)
     }
   }
 
@@ -187,7 +191,7 @@ export class AccessSession {
     try {
       return this.context(now)
     } catch (e) {
-      return refusalOf(e, action, now, undefined)
+      return decisionOfError(e, action, now, undefined)
     }
   }
 }

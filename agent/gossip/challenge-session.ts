@@ -2,7 +2,7 @@
 import { DecodeError, KinError, VerificationError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
 import { ChallengeVerifier, answerChallenge, decodeChallenge, decodeChallengeAnswer, type ChallengeDecider } from '../access/challenge.ts'
-import { refusalDecision } from '../access/session.ts'
+import { decisionOfError, refusalDecision } from '../access/session.ts'
 import type { Decision } from '../access/types.ts'
 import { labelOfCn } from '../ledger/names.ts'
 import type { DeviceCertificate } from '../pki/certificate.ts'
@@ -91,10 +91,6 @@ interface AskState extends OpenAsk {
   answers: number
 }
 
-function decisionOfError(e: unknown, action: string, now: number): Decision {
-  const code: KinErrorCode = e instanceof KinError ? e.code : 'INTERNAL'
-  return refusalDecision(code, (e as Error)?.message ?? String(e), action, now)
-}
 
 /** The verdict fields of a decision (the same as `kin access`'s answer line), the reason cut to what a result may carry. */
 export function verdictOf(d: Decision): AccessVerdict {
