@@ -1,6 +1,6 @@
 /** @module LedgerFollower: one device following L0's ledger over MQTT — heads verified, events applied, gaps synced, own events submitted. */
 import { KinError, isKinError } from '../errors.ts'
-import { bytesEqual, toHex } from '../codec/bytes.ts'
+import { toHex } from '../codec/bytes.ts'
 import type { Clock, CryptoProvider } from '../ports/platform.ts'
 import type { Transport } from '../ports/transport.ts'
 import { decodeHead, type BlockHead } from '../ledger/head.ts'
@@ -29,13 +29,12 @@ import { ownRevocation, type RevocationNotice } from './revocation-notice.ts'
  *   ledger/sync/CN/resp answers to this device's sync requests (applied as they come), and bundles (bundle-request.ts).
  * Any refusal that shows the miner contradicting itself (alarm.ts) raises `onAlarm`; the replica keeps its old head.
  *
- * Two checks the replica leaves to its caller, both needing no trust in the network:
- *   - a signed head over no more events than this device has verified must hash to the device's own tree at its
- *     size; if it does not, the miner signed a tree that is not the one it serves (HEAD_ROOT_MISMATCH);
- *   - a signed head the miner's own sync answer never reaches, when that answer was built after the head arrived
- *     (the request left after it), shows a miner that went back on a head it published (HEAD_ROLLBACK). Answers are
- *     matched to requests by order (the miner answers one device's requests in order); when a request went
- *     unanswered that order is unknown, and this check waits for the next connection rather than guess.
+ * Every verdict on a head is the replica's (Replica.rootContradiction: HEAD_ROOT_MISMATCH; Replica.rollbackOf:
+ * HEAD_ROLLBACK); the follower only knows when to ask: a head over no more events than the device verified is
+ * checked against its tree at once, and a head the miner's own sync answer never reaches, when that answer was built
+ * after the head arrived (the request left after it), is a rollback. Answers are matched to requests by order (the
+ * miner answers one device's requests in order); when a request went unanswered that order is unknown, and this
+ * check waits for the next connection rather than guess.
  */
 
 /** Default time to open a session (TLS and CONNACK), ms. */
@@ -634,20 +633,15 @@ export class LedgerFollower {
       }
       if (outcome.status === 'advanced') this.#adopted('head', { added: 0, rewritten: false, dropped: [] })
       if (outcome.status !== 'need-sync' || this.#rootContradicts(p.head, p.bytes)) continue
-      const covered = this.replica.coveredSize
-      this.#alarm(new KinError('HEAD_ROLLBACK', `the miner signed head ${p.head.height} over ${p.head.treeSize} events, but its latest head, sent after that one, is ${this.replica.head?.height ?? 'none'} over ${covered}: it went back on a head it published`), 'head', p.bytes)
+      this.#alarm(this.replica.rollbackOf(p.head), 'head', p.bytes)
     }
   }
 
-  /**
-   * A signed head over no more events than this device verified must hash to the device's own tree at its size.
-   * True (and an alarm) when it does not.
-   */
+  /** The replica's verdict on a head's root (Replica.rootContradiction): true, with an alarm, when it contradicts. */
   #rootContradicts(head: BlockHead, bytes: Uint8Array): boolean {
-    const source = this.replica.bundleSource()
-    if (source === undefined || head.treeSize > this.replica.coveredSize) return false
-    if (bytesEqual(source.tree.root(head.treeSize), head.root)) return false
-    this.#alarm(new KinError('HEAD_ROOT_MISMATCH', `head ${head.height} signs a root over ${head.treeSize} events that is not the root of the log this device verified at that size: the miner signed two different logs`), 'head', bytes)
+    const contradiction = this.replica.rootContradiction(head)
+    if (contradiction === undefined) return false
+    this.#alarm(contradiction, 'head', bytes)
     return true
   }
 

@@ -248,6 +248,26 @@ export class Replica {
     return this.serialize(() => this.ledger.appendMany(inputs, opts))
   }
 
+  /**
+   * The verdict on a signed head over no more events than this replica verified: it must hash to the replica's own
+   * tree at its size. HEAD_ROOT_MISMATCH (the miner signed two different logs) when it does not; undefined when it
+   * does or when the head reaches past what this replica holds (nothing to compare yet).
+   */
+  rootContradiction(head: BlockHead): KinError | undefined {
+    const source = this.bundleSource()
+    if (source === undefined || head.treeSize > this.coveredSize) return undefined
+    if (bytesEqual(source.tree.root(head.treeSize), head.root)) return undefined
+    return new KinError('HEAD_ROOT_MISMATCH', `head ${head.height} signs a root over ${head.treeSize} events that is not the root of the log this device verified at that size: the miner signed two different logs`)
+  }
+
+  /**
+   * The verdict on a head that needed a sync, once an in-order answer to a request sent after it left this replica
+   * below it: the miner went back on a head it published (HEAD_ROLLBACK).
+   */
+  rollbackOf(head: BlockHead): KinError {
+    return new KinError('HEAD_ROLLBACK', `the miner signed head ${head.height} over ${head.treeSize} events, but its latest head, sent after that one, is ${this.head?.height ?? 'none'} over ${this.coveredSize}: it went back on a head it published`)
+  }
+
   /** What `buildBundle` needs to build bundles from the covered prefix; undefined before the first head. */
   bundleSource(): BundleSource | undefined {
     const held = this.held
