@@ -13,10 +13,9 @@ import { createFleet } from '../agent/enroll/fleet.ts'
 import { authorizeChild } from '../agent/enroll/parent.ts'
 import type { DeviceSecrets, EnrollRequest } from '../agent/enroll/request.ts'
 import type { GossipClient } from '../agent/gossip/client.ts'
-import { enrollThroughBroker, type EnrolledDevice, type EnrollOptions } from '../agent/gossip/enroll-session.ts'
+import { enrollThroughBroker, handOverFirstEvents, type EnrolledDevice, type EnrollOptions } from '../agent/gossip/enroll-session.ts'
 import { completeInvite, openInvite, type Inviter } from '../agent/gossip/invite-session.ts'
 import { connectDevice } from '../agent/gossip/login.ts'
-import { submitEvents } from '../agent/gossip/submit.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import type { TlsKeyPair } from '../agent/ports/pki.ts'
 import { nodeCrypto } from '../runtime/node/crypto.ts'
@@ -120,9 +119,7 @@ async function enrollOne(client: GossipClient, inviter: Inviter, url: string, ty
   })
   const t2 = performance.now()
   await parent
-  const session = await connectDevice(nodeTransport, { url, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn }, { timeoutMs: STEP_MS })
-  await submitEvents(session, device.fleet, device.cn, [device.authorize, device.certified])
-  await session.close()
+  await handOverFirstEvents(nodeTransport, device, url, STEP_MS)
   const t3 = performance.now()
   const at = (s: string) => steps.get(s) ?? t2
   return {

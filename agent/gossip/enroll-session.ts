@@ -17,8 +17,9 @@ import { checkIssuedByRoot, checkValidity } from '../pki/chain.ts'
 import type { PkiProvider } from '../ports/pki.ts'
 import { fleetDomainOfRootCn } from '../pki/root-name.ts'
 import type { GossipClient } from './client.ts'
-import { connectPairing } from './login.ts'
+import { connectDevice, connectPairing } from './login.ts'
 import { decodeAuthorizePayload, decodeCertReply, encodeCsrPayload, remoteRefusal, withdrawalOf } from './pair-wire.ts'
+import { submitEvents } from './submit.ts'
 import { fleetTopics } from './topics.ts'
 import type { TlsKeyType } from '../pki/key-type.ts'
 
@@ -231,5 +232,21 @@ async function enrollSteps(
   return {
     cn: accepted.cn, fleet: domain, role: body!.role, parentCn: accepted.parentCn, l0Cn, rootPem: payload.rootPem, certPem: reply.certPem,
     secrets: deviceSecrets, ledger, authorize: accepted.event, certified, keygenMs,
+  }
+}
+
+/**
+ * Enrollment's last step (docs/PAIRING.md step 7): the device's first session with its new certificate hands L0 its
+ * authorize and certified events; L0 admits the device only once it holds the certified one. The CLI, the simulator
+ * and the benchmark all end an enrollment with this.
+ */
+export async function handOverFirstEvents(transport: Transport, device: EnrolledDevice, url: string, timeoutMs: number): Promise<void> {
+  const client = await connectDevice(transport, {
+    url, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
+  }, { timeoutMs })
+  try {
+    await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
+  } finally {
+    await client.close()
   }
 }

@@ -6,9 +6,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport, parseBrokerUrl } from '../../runtime/node/transport.ts'
 import { derivePairingSecrets } from '../../agent/enroll/pairing.ts'
-import { enrollThroughBroker, type EnrolledDevice } from '../../agent/gossip/enroll-session.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
-import { submitEvents } from '../../agent/gossip/submit.ts'
+import { enrollThroughBroker, handOverFirstEvents, type EnrolledDevice } from '../../agent/gossip/enroll-session.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
 import { clearStaleStaging, createStaging, discardStaging } from '../../runtime/home-staging.ts'
 import { refuseExistingHome, writeDeviceHome } from '../../runtime/home-writers.ts'
@@ -49,14 +47,7 @@ export function stepTimeoutMs(value: unknown): number {
  */
 async function submitFirstEvents(device: EnrolledDevice, broker: string, timeoutMs: number, home: Home): Promise<void> {
   try {
-    const client = await connectDevice(nodeTransport, {
-      url: broker, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
-    }, { timeoutMs })
-    try {
-      await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
-    } finally {
-      await client.close()
-    }
+    await handOverFirstEvents(nodeTransport, device, broker, timeoutMs)
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     throw new KinError(err.code, `enrolled as ${device.cn} and wrote ${home.dir}, but could not hand L0 this device's certified event: ${err.message}`, {

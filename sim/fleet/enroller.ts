@@ -10,12 +10,11 @@ import { Home } from '../../runtime/home.ts'
 import { writeDeviceHome } from '../../runtime/home-writers.ts'
 import { KinError, isKinError } from '../../agent/errors.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
-import { enrollThroughBroker, type EnrolledDevice } from '../../agent/gossip/enroll-session.ts'
+import { enrollThroughBroker, handOverFirstEvents, type EnrolledDevice } from '../../agent/gossip/enroll-session.ts'
 import { LedgerFollower } from '../../agent/gossip/follower.ts'
 import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
-import { submitEvents } from '../../agent/gossip/submit.ts'
 import { verifiedIn } from '../../agent/ledger/precheck.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import type { TlsKeyPair } from '../../agent/ports/pki.ts'
@@ -228,8 +227,7 @@ export class Enroller {
       await writeDeviceHome(new Home(dir), enrolled, f.url)
       const t3 = performance.now()
       const identity: TlsIdentity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
-      const session = await connectDevice(nodeTransport, { url: f.url, cn: enrolled.cn, ...identity, l0Cn: f.l0.cn }, { timeoutMs: o.stepTimeoutMs })
-      try { await submitEvents(session, f.l0.fleet, enrolled.cn, [enrolled.authorize, enrolled.certified]) } finally { await session.close() }
+      await handOverFirstEvents(nodeTransport, enrolled, f.url, o.stepTimeoutMs)
       this.submitted.add(enrolled.authorize.idHex).add(enrolled.certified.idHex)
       this.kinds.set(plan.label, plan.kind)
       // The broker acknowledges before the miner writes: until L0 holds the certified event, L0 admits this

@@ -20,7 +20,7 @@ import { createFleet } from '../../agent/enroll/fleet.ts'
 import { rekeyChild } from '../../agent/enroll/parent.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
-import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
+import { enrollThroughBroker, handOverFirstEvents } from '../../agent/gossip/enroll-session.ts'
 import { LedgerFollower, type AdoptedHead } from '../../agent/gossip/follower.ts'
 import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
@@ -226,8 +226,7 @@ export class LiveFleet {
         await parentSide
         const dir = join(this.dir, label)
         await writeDeviceHome(new Home(dir), enrolled, this.url)
-        const session = await connectDevice(nodeTransport, { url: this.url, cn: enrolled.cn, certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS })
-        try { await submitEvents(session, this.l0.fleet, enrolled.cn, [enrolled.authorize, enrolled.certified]) } finally { await session.close() }
+        await handOverFirstEvents(nodeTransport, enrolled, this.url, STEP_MS)
         const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: this.events })
         const identity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
         const follower = this.follow(label, enrolled.cn, identity, replica)
