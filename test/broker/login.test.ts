@@ -52,9 +52,10 @@ t.test('[MQTT-3.1.3-2] a client id other than the certificate CN is refused with
 
 t.test("Eve's certificate from another CA, with the phone's exact names, is refused (CERT_CHAIN)", async t => {
   const now = nowSeconds()
-  const eveRootKeys = await nodePki.generateTlsKeyPair()
-  const eveKeys = await nodePki.generateTlsKeyPair()
-  // Same fleet domain, so even the issuer Name equals the fleet root's: only the signature tells them apart.
+  // Keys of the fleet's own type and the same fleet domain, so even the issuer Name and the signature algorithm equal
+  // the fleet root's: only the signature tells them apart.
+  const eveRootKeys = await nodePki.generateTlsKeyPair(l0.fleet.rootKey.keyType)
+  const eveKeys = await nodePki.generateTlsKeyPair(l0.fleet.rootKey.keyType)
   const eveRoot = await createFleetRoot({ domain: l0.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const forged = await buildLeafCertificate({
     root: eveRoot, rootKeyPem: eveRootKeys.privateKeyPem, cn: phone.cn, parentCn: l0.cn,
@@ -69,7 +70,7 @@ t.test("Eve's certificate from another CA, with the phone's exact names, is refu
 
 t.test('a certificate the fleet CA mis-issued for a known CN with another key fails the ledger binding (CERT_UNBOUND)', async t => {
   const now = nowSeconds()
-  const keys = await nodePki.generateTlsKeyPair()
+  const keys = await nodePki.generateTlsKeyPair(l0.fleet.rootKey.keyType)
   const misIssued = await buildLeafCertificate({
     root: l0.fleet.root, rootKeyPem: l0.fleet.rootKey.privateKeyPem, cn: tablet.cn, parentCn: l0.cn,
     spki: spkiDerFromPublicKeyPem(keys.publicKeyPem), notBefore: now - 300, notAfter: now + 86400, randomBytes: nodeCrypto.randomBytes,
