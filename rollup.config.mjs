@@ -27,7 +27,6 @@ export const BUDGETS = {
 const BUILTINS = new Set(builtinModules.flatMap(m => [m, `node:${m}`]))
 const isBuiltin = id => id.startsWith('node:') || BUILTINS.has(id)
 
-
 // TypeScript without a second toolchain: each .ts file is transpiled on its own (the project compiles with
 // isolatedModules and verbatimModuleSyntax, so no file needs another's types to be emitted); `npm run build`
 // type-checks the whole project with tsc first.
@@ -39,8 +38,12 @@ function typescript(target) {
       const out = ts.transpileModule(code, {
         fileName: id,
         compilerOptions: {
-          target, module: ts.ModuleKind.ESNext, verbatimModuleSyntax: true, useDefineForClassFields: true,
-          sourceMap: true, inlineSources: true,
+          target,
+          module: ts.ModuleKind.ESNext,
+          verbatimModuleSyntax: true,
+          useDefineForClassFields: true,
+          sourceMap: true,
+          inlineSources: true,
         },
       })
       const map = JSON.parse(out.sourceMapText)
@@ -56,7 +59,8 @@ function forbid(label, rules) {
     name: `kin-forbid-${label}`,
     resolveId(source, importer) {
       for (const rule of rules) {
-        if (rule.test?.(source, importer)) this.error(`${label}: ${rule.why} ("${source}" imported by ${importer ?? 'the entry'})`)
+        if (rule.test?.(source, importer))
+          this.error(`${label}: ${rule.why} ("${source}" imported by ${importer ?? 'the entry'})`)
       }
       return null
     },
@@ -80,7 +84,9 @@ const DEVICE_ENTRY = '\0kin-device-entry'
 function deviceEntry() {
   return {
     name: 'kin-device-entry',
-    resolveId(source) { return source === DEVICE_ENTRY ? DEVICE_ENTRY : null },
+    resolveId(source) {
+      return source === DEVICE_ENTRY ? DEVICE_ENTRY : null
+    },
     load(id) {
       if (id !== DEVICE_ENTRY) return null
       return [
@@ -108,7 +114,13 @@ function standIns() {
     },
     load(id) {
       if (id === TEXT_ENCODER) return virtualModule(utf8Encoder, ['TextEncoder'])
-      if (id === CBOR_LITE) return virtualModule(cborLite, ['Encoder', 'Decoder'], [`import { TextEncoder } from '${TEXT_ENCODER}'`], ['TextEncoder'])
+      if (id === CBOR_LITE)
+        return virtualModule(
+          cborLite,
+          ['Encoder', 'Decoder'],
+          [`import { TextEncoder } from '${TEXT_ENCODER}'`],
+          ['TextEncoder'],
+        )
       return null
     },
     transform(code, id) {
@@ -126,8 +138,14 @@ const FORGE_STUB = '\0node-forge (not in kin-core)'
 function forgeStub() {
   return {
     name: 'kin-core-forge-stub',
-    resolveId(source) { return source === 'node-forge' || source.startsWith('node-forge/') ? { id: FORGE_STUB, moduleSideEffects: false } : null },
-    load(id) { return id === FORGE_STUB ? 'export default undefined' : null },
+    resolveId(source) {
+      return source === 'node-forge' || source.startsWith('node-forge/')
+        ? { id: FORGE_STUB, moduleSideEffects: false }
+        : null
+    },
+    load(id) {
+      return id === FORGE_STUB ? 'export default undefined' : null
+    },
   }
 }
 
@@ -157,7 +175,10 @@ function sizeReport() {
           if (m.renderedLength === 0) continue
           const group = groupOf(id)
           groups.set(group, (groups.get(group) ?? 0) + m.renderedLength)
-          modules.push({ id: id.startsWith('\0') ? id.slice(1) : id.replace(process.cwd() + '/', ''), rendered: m.renderedLength })
+          modules.push({
+            id: id.startsWith('\0') ? id.slice(1) : id.replace(process.cwd() + '/', ''),
+            rendered: m.renderedLength,
+          })
         }
         const rendered = [...groups.values()].reduce((a, b) => a + b, 0)
         const report = {
@@ -166,15 +187,24 @@ function sizeReport() {
           gzipped: gzipSync(code, { level: 9 }).length,
           budget: BUDGETS[chunk.fileName],
           rendered,
-          groups: [...groups].map(([name, bytes]) => ({ name, rendered: bytes, share: bytes / rendered })).sort((a, b) => b.rendered - a.rendered),
+          groups: [...groups]
+            .map(([name, bytes]) => ({ name, rendered: bytes, share: bytes / rendered }))
+            .sort((a, b) => b.rendered - a.rendered),
           modules: modules.sort((a, b) => b.rendered - a.rendered),
         }
-        this.emitFile({ type: 'asset', fileName: `${chunk.fileName}.sizes.json`, source: JSON.stringify(report, null, 2) + '\n' })
+        this.emitFile({
+          type: 'asset',
+          fileName: `${chunk.fileName}.sizes.json`,
+          source: JSON.stringify(report, null, 2) + '\n',
+        })
         if (process.env.KIN_BUILD_QUIET !== '1') {
           const kib = n => `${(n / 1024).toFixed(1)} KiB`
-          const lines = [`${chunk.fileName}: ${kib(report.minified)} minified, ${kib(report.gzipped)} gzipped` +
-            (report.budget ? ` (budget ${kib(report.budget.minified)} / ${kib(report.budget.gzipped)})` : '')]
-          for (const g of report.groups.slice(0, 12)) lines.push(`  ${(g.share * 100).toFixed(1).padStart(5)}%  ${kib(g.rendered).padStart(10)}  ${g.name}`)
+          const lines = [
+            `${chunk.fileName}: ${kib(report.minified)} minified, ${kib(report.gzipped)} gzipped` +
+              (report.budget ? ` (budget ${kib(report.budget.minified)} / ${kib(report.budget.gzipped)})` : ''),
+          ]
+          for (const g of report.groups.slice(0, 12))
+            lines.push(`  ${(g.share * 100).toFixed(1).padStart(5)}%  ${kib(g.rendered).padStart(10)}  ${g.name}`)
           process.stdout.write(lines.join('\n') + '\n')
         }
       }
@@ -191,7 +221,10 @@ const device = {
   plugins: [
     deviceEntry(),
     forbid('kin-device.mjs', [
-      { test: s => s.startsWith('.') && /(^|\/)(broker|sim)\//.test(s), why: 'L0 services and the simulator stay out of the device bundle; list only device commands in cli/device-main.ts' },
+      {
+        test: s => s.startsWith('.') && /(^|\/)(broker|sim)\//.test(s),
+        why: 'L0 services and the simulator stay out of the device bundle; list only device commands in cli/device-main.ts',
+      },
       { test: s => s === 'aedes' || s.startsWith('aedes/'), why: 'the MQTT broker (aedes) runs on L0 only' },
       { test: s => s === 'tsx' || s.startsWith('tsx/'), why: 'the bundle runs on plain node, without tsx' },
     ]),
@@ -207,7 +240,8 @@ const device = {
     inlineDynamicImports: true,
     sourcemap: true,
     // CommonJS dependencies that call require() at run time (optional native add-ons) get Node's own.
-    banner: "#!/usr/bin/env node\nimport { createRequire as __kinCreateRequire } from 'node:module';\nconst require = __kinCreateRequire(import.meta.url);",
+    banner:
+      "#!/usr/bin/env node\nimport { createRequire as __kinCreateRequire } from 'node:module';\nconst require = __kinCreateRequire(import.meta.url);",
     plugins: [minify(2022)],
   },
   onwarn(warning, warn) {

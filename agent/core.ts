@@ -25,7 +25,11 @@ import type { LedgerState } from './ledger/state.ts'
 import { Ledger } from './ledger/ledger.ts'
 import { decodeHead } from './ledger/head.ts'
 import {
-  verifyAuditPathBundle as verifyBundleWith, type BundleAnchor, type BundleSignatures, type BundleVerifyOptions, type VerifiedBundle,
+  verifyAuditPathBundle as verifyBundleWith,
+  type BundleAnchor,
+  type BundleSignatures,
+  type BundleVerifyOptions,
+  type VerifiedBundle,
 } from './ledger/bundle.ts'
 import { SignatureCache } from './ledger/signature-cache.ts'
 import { decodeCbor, encodeCbor, type CborValue } from './codec/cbor.ts'
@@ -45,8 +49,35 @@ import { ChallengeVerifier } from './access/challenge.ts'
 import { ChainCache } from './access/chain-cache.ts'
 import type { Decision, LocalPolicy, VerifiedChain } from './access/types.ts'
 
-export type { Decision, LocalPolicy, VerifiedChain, ChainInfo, ChainCertificate, SignatureVerifier, LedgerState, BundleAnchor, BundleSignatures, BundleVerifyOptions, VerifiedBundle, CborValue }
-export { KinError, DecodeError, VerificationError, oidText, verifyRsaSha256, verifyEcdsaP256Sha256, isMissingProof, decodeHead, decodeEvent, ChainCache, SignatureCache, decodeCbor, encodeCbor }
+export type {
+  Decision,
+  LocalPolicy,
+  VerifiedChain,
+  ChainInfo,
+  ChainCertificate,
+  SignatureVerifier,
+  LedgerState,
+  BundleAnchor,
+  BundleSignatures,
+  BundleVerifyOptions,
+  VerifiedBundle,
+  CborValue,
+}
+export {
+  KinError,
+  DecodeError,
+  VerificationError,
+  oidText,
+  verifyRsaSha256,
+  verifyEcdsaP256Sha256,
+  isMissingProof,
+  decodeHead,
+  decodeEvent,
+  ChainCache,
+  SignatureCache,
+  decodeCbor,
+  encodeCbor,
+}
 
 /*
  * X.509 here is agent/pki's: one certificate reader on strict DER (pki/certificate-read.ts, no node-forge, which is
@@ -70,12 +101,24 @@ export function verifyLedger(fileBytes: Uint8Array): LedgerState {
 }
 
 /** RFC 9162 §2.1.3.2: whether `proof` shows event id `id` at leaf `index` of the tree of `size` ids whose root is `root`. */
-export function verifyInclusion(id: Uint8Array, index: number, size: number, proof: readonly Uint8Array[], root: Uint8Array): boolean {
+export function verifyInclusion(
+  id: Uint8Array,
+  index: number,
+  size: number,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
   return verifyInclusionWith(coreCrypto, id, index, size, proof, root)
 }
 
 /** RFC 9162 §2.1.4.2: whether `proof` shows the tree of size `m` (root `rootM`) is a prefix of the tree of size `n` (root `rootN`). */
-export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN: Uint8Array, proof: readonly Uint8Array[]): boolean {
+export function verifyConsistency(
+  m: number,
+  n: number,
+  rootM: Uint8Array,
+  rootN: Uint8Array,
+  proof: readonly Uint8Array[],
+): boolean {
   return verifyConsistencyWith(coreCrypto, m, n, rootM, rootN, proof)
 }
 
@@ -90,7 +133,12 @@ export function verifyConsistency(m: number, n: number, rootM: Uint8Array, rootN
  * "Small devices: three tiers"): only genesis, authorize, rekey and policy signatures, each once — verify the device's own
  * bundle at boot with `own: true`, then each peer's with the same cache.
  */
-export function verifyBundle(bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, options: BundleVerifyOptions = {}): VerifiedBundle {
+export function verifyBundle(
+  bundleBytes: Uint8Array,
+  anchor: BundleAnchor,
+  now: number,
+  options: BundleVerifyOptions = {},
+): VerifiedBundle {
   return verifyBundleWith(coreCrypto, bundleBytes, anchor, now, options)
 }
 
@@ -112,10 +160,17 @@ export function combineBundles(bundles: readonly VerifiedBundle[]): LedgerState 
   const ordered = [...byId.values()].sort((a, b) => a.index - b.index).map(e => e.bytes)
   const { refused, pending } = ledger.ingestMany(ordered, { trustSignatures: true })
   if (refused.length > 0) {
-    throw new VerificationError(refused[0]!.code as KinError['code'], `bundles do not combine: ${refused[0]!.message}`, { detail: { refused } })
+    throw new VerificationError(
+      refused[0]!.code as KinError['code'],
+      `bundles do not combine: ${refused[0]!.message}`,
+      { detail: { refused } },
+    )
   }
   if (pending.length > 0) {
-    throw new VerificationError('BUNDLE_INCOMPLETE', `bundles do not combine: ${pending.length} events link to events none of them holds`)
+    throw new VerificationError(
+      'BUNDLE_INCOMPLETE',
+      `bundles do not combine: ${pending.length} events link to events none of them holds`,
+    )
   }
   return ledger.state
 }
@@ -164,7 +219,11 @@ export const corePki: PkiProvider = {
  * (leaf and root), key usage and names, in that order; RSA_KEY_SIZE / RSA_EXPONENT, CERT_CHAIN, CERT_EXPIRED /
  * CERT_NOT_YET_VALID, CERT_KEY_USAGE, CERT_OLD_PARENT_MARKER / CERT_NAMES, or CERT_PARSE for unparsable input.
  */
-export function verifyCertificateChain(certificate: CoreCertificate | Uint8Array, root: CoreCertificate | Uint8Array, now: number): ChainInfo {
+export function verifyCertificateChain(
+  certificate: CoreCertificate | Uint8Array,
+  root: CoreCertificate | Uint8Array,
+  now: number,
+): ChainInfo {
   return verifyChainOf(CoreCertificate.from(certificate), CoreCertificate.from(root), now, coreVerifier)
 }
 
@@ -203,21 +262,38 @@ export function decide(request: CoreAccessRequest, state: LedgerState, now: numb
   } catch (e) {
     const error = e instanceof KinError ? e : new KinError('INTERNAL', String(e))
     return {
-      allow: false, code: error.code, reason: error.message, path: [], commonAncestor: undefined, hops: undefined, peer: undefined,
-      action: request.action, time: now, retry: false, missing: undefined,
+      allow: false,
+      code: error.code,
+      reason: error.message,
+      path: [],
+      commonAncestor: undefined,
+      hops: undefined,
+      peer: undefined,
+      action: request.action,
+      time: now,
+      retry: false,
+      missing: undefined,
     }
   }
-  return decideWith({ certificate, action: request.action }, {
-    self: device.self, ledger: state, now, localPolicy: device.localPolicy, lastHeadTime: device.lastHeadTime, chainCache: device.chainCache,
-    verifyChain: (peer, at) => {
-      // The ledger pins the fleet root: genesis records its hash, so a root from anywhere else is refused.
-      const pinned = state.genesis?.body.rootCertHash
-      if (pinned === undefined || !bytesEqual(pinned, root.certHash)) {
-        throw new VerificationError('CERT_CHAIN', 'the fleet root given is not the one the ledger\'s genesis names')
-      }
-      return verifyCertificateChain(peer, root, at)
+  return decideWith(
+    { certificate, action: request.action },
+    {
+      self: device.self,
+      ledger: state,
+      now,
+      localPolicy: device.localPolicy,
+      lastHeadTime: device.lastHeadTime,
+      chainCache: device.chainCache,
+      verifyChain: (peer, at) => {
+        // The ledger pins the fleet root: genesis records its hash, so a root from anywhere else is refused.
+        const pinned = state.genesis?.body.rootCertHash
+        if (pinned === undefined || !bytesEqual(pinned, root.certHash)) {
+          throw new VerificationError('CERT_CHAIN', "the fleet root given is not the one the ledger's genesis names")
+        }
+        return verifyCertificateChain(peer, root, at)
+      },
     },
-  })
+  )
 }
 
 // ---- proof of possession without TLS ----------------------------------------------------------------------------
@@ -255,7 +331,13 @@ export function challengeVerifier(options: CoreChallengeOptions): ChallengeVerif
  * Checks a challenge answer (CHALLENGE_UNKNOWN, _REPLAYED, _EXPIRED, CERT_PARSE, CHALLENGE_SIGNATURE, DECODE_*) and,
  * once the peer has proven it holds its certificate's key, takes the same decision as `decide`. Never throws.
  */
-export function decideOnAnswer(verifier: ChallengeVerifier, answerBytes: Uint8Array, state: LedgerState, now: number, device: CoreDevice): Decision {
+export function decideOnAnswer(
+  verifier: ChallengeVerifier,
+  answerBytes: Uint8Array,
+  state: LedgerState,
+  now: number,
+  device: CoreDevice,
+): Decision {
   return verifier.verify(answerBytes, {
     certificate: der => new CoreCertificate(der),
     decide: (certificate, action) => decide({ certificate, action }, state, now, device),

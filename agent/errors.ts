@@ -3,15 +3,44 @@
 /** Stable machine-readable error codes, grouped by area. */
 export type KinErrorCode =
   // decoding untrusted bytes
-  | 'DECODE_CBOR' | 'DECODE_TRAILING' | 'DECODE_NONCANONICAL' | 'DECODE_SHAPE' | 'DECODE_FIELD'
-  | 'DECODE_OVERSIZE' | 'UNKNOWN_VERSION' | 'UNKNOWN_TYPE'
+  | 'DECODE_CBOR'
+  | 'DECODE_TRAILING'
+  | 'DECODE_NONCANONICAL'
+  | 'DECODE_SHAPE'
+  | 'DECODE_FIELD'
+  | 'DECODE_OVERSIZE'
+  | 'UNKNOWN_VERSION'
+  | 'UNKNOWN_TYPE'
   // event validation on ingest
-  | 'BAD_SIGNATURE' | 'MISSING_LINK' | 'DUPLICATE_EVENT' | 'GENESIS_EXISTS' | 'NO_GENESIS' | 'GENESIS_INVALID'
-  | 'ISSUER_UNKNOWN' | 'ISSUER_NOT_CURRENT' | 'ISSUER_REVOKED' | 'ISSUER_EXPIRED' | 'ROLE_CANNOT_DELEGATE'
-  | 'DEPTH_EXHAUSTED' | 'ROLE_ESCALATION' | 'CN_EXISTS' | 'CN_MISMATCH' | 'NONCE_REUSED' | 'NOT_AFTER_EXCEEDS_PARENT'
-  | 'NOT_AFTER_PASSED' | 'TIME_IN_FUTURE' | 'SUBJECT_UNKNOWN' | 'REVOKE_NOT_ALLOWED' | 'ALREADY_REVOKED'
-  | 'REKEY_NOT_PARENT' | 'CERTIFIED_NOT_SUBJECT' | 'CERTIFIED_DUPLICATE' | 'VOID_AFTER_REVOKE'
-  | 'POLICY_NOT_ANCESTOR' | 'LINK_MISMATCH' | 'CONFLICT_CN'
+  | 'BAD_SIGNATURE'
+  | 'MISSING_LINK'
+  | 'DUPLICATE_EVENT'
+  | 'GENESIS_EXISTS'
+  | 'NO_GENESIS'
+  | 'GENESIS_INVALID'
+  | 'ISSUER_UNKNOWN'
+  | 'ISSUER_NOT_CURRENT'
+  | 'ISSUER_REVOKED'
+  | 'ISSUER_EXPIRED'
+  | 'ROLE_CANNOT_DELEGATE'
+  | 'DEPTH_EXHAUSTED'
+  | 'ROLE_ESCALATION'
+  | 'CN_EXISTS'
+  | 'CN_MISMATCH'
+  | 'NONCE_REUSED'
+  | 'NOT_AFTER_EXCEEDS_PARENT'
+  | 'NOT_AFTER_PASSED'
+  | 'TIME_IN_FUTURE'
+  | 'SUBJECT_UNKNOWN'
+  | 'REVOKE_NOT_ALLOWED'
+  | 'ALREADY_REVOKED'
+  | 'REKEY_NOT_PARENT'
+  | 'CERTIFIED_NOT_SUBJECT'
+  | 'CERTIFIED_DUPLICATE'
+  | 'VOID_AFTER_REVOKE'
+  | 'POLICY_NOT_ANCESTOR'
+  | 'LINK_MISMATCH'
+  | 'CONFLICT_CN'
   // POLICY_NOT_DELEGATOR: a policy event from an identity that may not delegate (not admin/member, or depth 0)
   | 'POLICY_NOT_DELEGATOR'
   // POLICY_INVALID: a policy document (kin policy set --file) that does not follow the schema of PROTOCOL.md §12.1
@@ -23,10 +52,18 @@ export type KinErrorCode =
   /** At the miner's intake: the event claims a time more than MAX_CLOCK_SKEW before the miner's last sealed head. */
   | 'TIME_BEFORE_HEAD'
   // signed block heads
-  | 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'
+  | 'HEAD_SIGNATURE'
+  | 'HEAD_INCONSISTENT'
+  | 'HEAD_ROLLBACK'
+  | 'HEAD_FORK'
   // miner log, sync and proof bundles
-  | 'HEAD_ROOT_MISMATCH' | 'HEAD_UNPROVEN' | 'HEAD_MISSING' | 'GENESIS_MISMATCH' | 'SYNC_MISMATCH'
-  | 'BUNDLE_INCLUSION' | 'BUNDLE_INCOMPLETE'
+  | 'HEAD_ROOT_MISMATCH'
+  | 'HEAD_UNPROVEN'
+  | 'HEAD_MISSING'
+  | 'GENESIS_MISMATCH'
+  | 'SYNC_MISMATCH'
+  | 'BUNDLE_INCLUSION'
+  | 'BUNDLE_INCOMPLETE'
   /** A bundle asked for with a verifier's tree size the log does not reach: no consistency proof can be built from it. */
   | 'BUNDLE_KNOWN_SIZE'
   // offline proofs negotiated in an access exchange (agent/ledger/offline-proof.ts)
@@ -42,7 +79,9 @@ export type KinErrorCode =
   | 'SESSION_SILENT'
   // miner intake (agent/ledger/quota.ts, broker/miner-service.ts): a certified event for a certificate the fleet CA
   // never issued to that CN and key; a submitter over its event rate; a submitter over its byte budget
-  | 'CERTIFIED_NOT_ISSUED' | 'QUOTA_RATE' | 'QUOTA_BYTES'
+  | 'CERTIFIED_NOT_ISSUED'
+  | 'QUOTA_RATE'
+  | 'QUOTA_BYTES'
   // the delegated tier (PROTOCOL.md §11.6): what an Espruino device refuses of L0's MACed heads, and L0 of its requests
   /** A delegated head message longer than MAX_DELEGATED_BYTES (checked before anything else). */
   | 'DELEGATED_OVERSIZE'
@@ -63,7 +102,10 @@ export type KinErrorCode =
   /** A delegated verdict ALLOWing a peer (or for a device, or from a verifier) that a revocation the device holds covers. */
   | 'VERDICT_REVOKED'
   // storage
-  | 'STORAGE_DAMAGED' | 'STORAGE_IO' | 'STORAGE_EXISTS' | 'STORAGE_BUSY'
+  | 'STORAGE_DAMAGED'
+  | 'STORAGE_IO'
+  | 'STORAGE_EXISTS'
+  | 'STORAGE_BUSY'
   // a home's files on disk (DESIGN.md "Storage")
   /** The home directory is writable by group or others, or owned by another user. */
   | 'HOME_UNSAFE'
@@ -76,11 +118,26 @@ export type KinErrorCode =
   /** A device name or kind holds a control, line-breaking or bidirectional-override character. */
   | 'NAME_NOT_PRINTABLE'
   // pki and enrollment
-  | 'CERT_PARSE' | 'CERT_CHAIN' | 'CERT_EXPIRED' | 'CERT_NOT_YET_VALID' | 'CERT_KEY_USAGE' | 'CERT_NAMES'
-  | 'CERT_UNBOUND' | 'CERT_NOT_CERTIFIED' | 'CSR_PARSE' | 'CSR_SIGNATURE' | 'CSR_KEY_MISMATCH' | 'CSR_NAMES'
-  | 'CA_VALIDITY' | 'FLEET_DOMAIN' | 'HOME_EXISTS' | 'HOME_MISSING' | 'ENROLL_STATE'
+  | 'CERT_PARSE'
+  | 'CERT_CHAIN'
+  | 'CERT_EXPIRED'
+  | 'CERT_NOT_YET_VALID'
+  | 'CERT_KEY_USAGE'
+  | 'CERT_NAMES'
+  | 'CERT_UNBOUND'
+  | 'CERT_NOT_CERTIFIED'
+  | 'CSR_PARSE'
+  | 'CSR_SIGNATURE'
+  | 'CSR_KEY_MISMATCH'
+  | 'CSR_NAMES'
+  | 'CA_VALIDITY'
+  | 'FLEET_DOMAIN'
+  | 'HOME_EXISTS'
+  | 'HOME_MISSING'
+  | 'ENROLL_STATE'
   // the retired `DNS:parent.<CN>` SAN marker, in a certificate (renew it) or a CSR (re-make it with the URI marker)
-  | 'CERT_OLD_PARENT_MARKER' | 'CSR_OLD_PARENT_MARKER'
+  | 'CERT_OLD_PARENT_MARKER'
+  | 'CSR_OLD_PARENT_MARKER'
   /** A fleet domain longer than 45 characters: its root's and devices' CNs would exceed X.509's 64 (RFC 5280). */
   | 'FLEET_DOMAIN_TOO_LONG'
   /** An RSA key (CSR, certificate, challenge answer) whose modulus is not 2048–4096 bits, refused before any RSA arithmetic. */
@@ -100,13 +157,23 @@ export type KinErrorCode =
   /** A signature algorithm that does not fit its signer's key: ECDSA by an RSA key, or RSA by an EC key. */
   | 'SIGNATURE_KEY_MISMATCH'
   // pairing
-  | 'PAIR_CODE_FORMAT' | 'PAIR_MAC' | 'PAIR_CODE_WRONG' | 'PAIR_CODE_USED' | 'PAIR_CODE_EXPIRED' | 'PAIR_TIMEOUT' | 'INVITE_REFUSED'
+  | 'PAIR_CODE_FORMAT'
+  | 'PAIR_MAC'
+  | 'PAIR_CODE_WRONG'
+  | 'PAIR_CODE_USED'
+  | 'PAIR_CODE_EXPIRED'
+  | 'PAIR_TIMEOUT'
+  | 'INVITE_REFUSED'
   /** The inviting device withdrew the invite (its `kin invite` was stopped): the code no longer works. */
   | 'PAIR_WITHDRAWN'
   /** `kin enroll` was stopped by SIGINT or SIGTERM; its staging directory was removed, DIR left as it was. */
   | 'ENROLL_INTERRUPTED'
   // broker sessions (transport)
-  | 'BROKER_UNREACHABLE' | 'BROKER_REFUSED' | 'BROKER_IDENTITY' | 'BROKER_CLOSED' | 'BROKER_TIMEOUT'
+  | 'BROKER_UNREACHABLE'
+  | 'BROKER_REFUSED'
+  | 'BROKER_IDENTITY'
+  | 'BROKER_CLOSED'
+  | 'BROKER_TIMEOUT'
   /** This device's own identity is revoked (itself, or an ancestor with its subtree) in its verified ledger: it stops serving. */
   | 'IDENTITY_REVOKED'
   // certificate renewal (kin renew, and kin serve before expiry)
@@ -117,19 +184,48 @@ export type KinErrorCode =
   /** The certificate L0 sent back is not one for this device's key and name under this fleet's root. */
   | 'RENEW_CERT_MISMATCH'
   // access decisions
-  | 'ACCESS_REVOKED' | 'ACCESS_ANCESTOR_REVOKED' | 'ACCESS_EXPIRED' | 'ACCESS_LINEAGE_GAP' | 'ACCESS_SAN_PARENT'
-  | 'ACCESS_MISSING_PROOF' | 'POLICY_HOPS' | 'POLICY_ANCHOR' | 'POLICY_ROLE' | 'POLICY_ACTION' | 'POLICY_WINDOW'
+  | 'ACCESS_REVOKED'
+  | 'ACCESS_ANCESTOR_REVOKED'
+  | 'ACCESS_EXPIRED'
+  | 'ACCESS_LINEAGE_GAP'
+  | 'ACCESS_SAN_PARENT'
+  | 'ACCESS_MISSING_PROOF'
+  | 'POLICY_HOPS'
+  | 'POLICY_ANCHOR'
+  | 'POLICY_ROLE'
+  | 'POLICY_ACTION'
+  | 'POLICY_WINDOW'
   | 'POLICY_STALE_LEDGER'
   // access endpoints (mutual TLS) and signed challenges
-  | 'ACCESS_NO_CERTIFICATE' | 'ACCESS_TIMEOUT' | 'ACCESS_TRANSPORT' | 'ACCESS_WRONG_PEER'
-  | 'CHALLENGE_UNKNOWN' | 'CHALLENGE_REPLAYED' | 'CHALLENGE_EXPIRED' | 'CHALLENGE_SIGNATURE' | 'CHALLENGE_MISMATCH' | 'CHALLENGE_RESULT_SIGNATURE'
+  | 'ACCESS_NO_CERTIFICATE'
+  | 'ACCESS_TIMEOUT'
+  | 'ACCESS_TRANSPORT'
+  | 'ACCESS_WRONG_PEER'
+  | 'CHALLENGE_UNKNOWN'
+  | 'CHALLENGE_REPLAYED'
+  | 'CHALLENGE_EXPIRED'
+  | 'CHALLENGE_SIGNATURE'
+  | 'CHALLENGE_MISMATCH'
+  | 'CHALLENGE_RESULT_SIGNATURE'
   // broker (L0's services)
-  | 'LOGIN_CLIENT_ID' | 'LOGIN_NO_CREDENTIALS' | 'ACL_DENIED' | 'PAYLOAD_TOO_LARGE' | 'INVITE_MISMATCH' | 'BROKER_LOCKED'
+  | 'LOGIN_CLIENT_ID'
+  | 'LOGIN_NO_CREDENTIALS'
+  | 'ACL_DENIED'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'INVITE_MISMATCH'
+  | 'BROKER_LOCKED'
   // the operating system refused (a port, a path): the command line says what to do instead of a stack trace
-  | 'PORT_IN_USE' | 'PORT_DENIED' | 'PATH_NOT_DIRECTORY' | 'PATH_IS_DIRECTORY' | 'PATH_DENIED' | 'PATH_MISSING'
-  | 'DISK_FULL' | 'PATH_READ_ONLY'
+  | 'PORT_IN_USE'
+  | 'PORT_DENIED'
+  | 'PATH_NOT_DIRECTORY'
+  | 'PATH_IS_DIRECTORY'
+  | 'PATH_DENIED'
+  | 'PATH_MISSING'
+  | 'DISK_FULL'
+  | 'PATH_READ_ONLY'
   // unauthenticated connections (L0's listener and `kin serve`): closed at the deadline / closed for a newer one past the cap
-  | 'CONNECTION_DEADLINE' | 'CONNECTION_EVICTED'
+  | 'CONNECTION_DEADLINE'
+  | 'CONNECTION_EVICTED'
   // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
   | 'INBOX_SENDER_MISMATCH'
   /** `kin show NAME`: no identity in the home's ledger has that CN, label or friendly name. */
@@ -154,7 +250,9 @@ export type KinErrorCode =
   /** A key this engine's certificate builder cannot sign with (P-256 where there is no WebCrypto, an EC curve other than P-256). */
   | 'KEY_TYPE_UNSUPPORTED'
   // generic
-  | 'BAD_ARGUMENT' | 'USAGE' | 'INTERNAL'
+  | 'BAD_ARGUMENT'
+  | 'USAGE'
+  | 'INTERNAL'
 
 /** Base class for every kinship error: a code, a human message and an optional cause. */
 export class KinError extends Error {

@@ -3,7 +3,15 @@ import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import mqtt, { type MqttClient } from 'mqtt'
-import { enrollDirect, makeInvite, makeL0Home, registerInvite, startTestL0, withHomeLedger, type TestDevice } from '../test/broker/_fleet.ts'
+import {
+  enrollDirect,
+  makeInvite,
+  makeL0Home,
+  registerInvite,
+  startTestL0,
+  withHomeLedger,
+  type TestDevice,
+} from '../test/broker/_fleet.ts'
 import type { L0Services } from '../broker/l0.ts'
 
 const RUNS = 60
@@ -21,30 +29,61 @@ async function measure(what: string, once: () => Promise<void>, emit: (row: obje
     ms.push(performance.now() - t0)
   }
   ms.sort((a, b) => a - b)
-  emit({ bench: 'broker', case: what, runs: RUNS, medianMs: +quantile(ms, 0.5).toFixed(3), p90Ms: +quantile(ms, 0.9).toFixed(3) })
+  emit({
+    bench: 'broker',
+    case: what,
+    runs: RUNS,
+    medianMs: +quantile(ms, 0.5).toFixed(3),
+    p90Ms: +quantile(ms, 0.9).toFixed(3),
+  })
 }
 
 function tlsOptions(services: L0Services, dev: TestDevice | undefined) {
   return {
-    host: services.host, port: services.port, ca: services.rootPem, servername: services.cn, rejectUnauthorized: true,
+    host: services.host,
+    port: services.port,
+    ca: services.rootPem,
+    servername: services.cn,
+    rejectUnauthorized: true,
     ...(dev === undefined ? {} : { cert: dev.certPem, key: dev.keyPem }),
   }
 }
 
 function bareHandshake(services: L0Services, dev: TestDevice): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect(tlsOptions(services, dev), () => { s.destroy(); resolve() })
+    const s = tlsConnect(tlsOptions(services, dev), () => {
+      s.destroy()
+      resolve()
+    })
     s.once('error', reject)
   })
 }
 
-function login(services: L0Services, dev: TestDevice | undefined, extra: Record<string, unknown>, subscribeTo?: string): Promise<void> {
+function login(
+  services: L0Services,
+  dev: TestDevice | undefined,
+  extra: Record<string, unknown>,
+  subscribeTo?: string,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const client: MqttClient = mqtt.connect({ protocol: 'mqtts', protocolVersion: 4, reconnectPeriod: 0, clientId: dev?.cn, ...tlsOptions(services, dev), ...extra })
+    const client: MqttClient = mqtt.connect({
+      protocol: 'mqtts',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clientId: dev?.cn,
+      ...tlsOptions(services, dev),
+      ...extra,
+    })
     client.once('error', reject)
     client.once('connect', () => {
-      if (subscribeTo === undefined) { client.end(true, () => resolve()); return }
-      client.subscribe(subscribeTo, { qos: 1 }, err => { client.end(true); err ? reject(err) : resolve() })
+      if (subscribeTo === undefined) {
+        client.end(true, () => resolve())
+        return
+      }
+      client.subscribe(subscribeTo, { qos: 1 }, err => {
+        client.end(true)
+        err ? reject(err) : resolve()
+      })
     })
   })
 }
@@ -56,11 +95,25 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const { services } = await startTestL0(l0)
   try {
     await measure('bare TLS handshake with a client certificate', () => bareHandshake(services, phone), emit)
-    await measure('device login (TLS + CONNACK: chain, ledger binding, standing)', () => login(services, phone, {}), emit)
-    await measure('device login + subscribe own inbox (SUBACK)', () => login(services, phone, {}, services.topics.inboxAll(phone.cn)), emit)
+    await measure(
+      'device login (TLS + CONNACK: chain, ledger binding, standing)',
+      () => login(services, phone, {}),
+      emit,
+    )
+    await measure(
+      'device login + subscribe own inbox (SUBACK)',
+      () => login(services, phone, {}, services.topics.inboxAll(phone.cn)),
+      emit,
+    )
     // A pairing code works once: each run registers a fresh invite first (not timed).
     const parent = await new Promise<MqttClient>((resolve, reject) => {
-      const c = mqtt.connect({ protocol: 'mqtts', protocolVersion: 4, reconnectPeriod: 0, clientId: phone.cn, ...tlsOptions(services, phone) })
+      const c = mqtt.connect({
+        protocol: 'mqtts',
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        clientId: phone.cn,
+        ...tlsOptions(services, phone),
+      })
       c.once('connect', () => resolve(c))
       c.once('error', reject)
     })
@@ -69,11 +122,21 @@ export async function run(emit: (row: object) => void): Promise<void> {
       const invite = makeInvite(phone, { role: 'device' })
       await registerInvite(services, parent, phone, invite.registration)
       const t0 = performance.now()
-      await login(services, undefined, { clientId: `pair-${invite.invite.inviteId}`, username: `pair:${invite.invite.inviteId}`, password: invite.secrets.loginProof })
+      await login(services, undefined, {
+        clientId: `pair-${invite.invite.inviteId}`,
+        username: `pair:${invite.invite.inviteId}`,
+        password: invite.secrets.loginProof,
+      })
       pairingMs.push(performance.now() - t0)
     }
     pairingMs.sort((a, b) => a - b)
-    emit({ bench: 'broker', case: 'pairing login (TLS without certificate + code check + durable used mark)', runs: pairingMs.length, medianMs: +quantile(pairingMs, 0.5).toFixed(3), p90Ms: +quantile(pairingMs, 0.9).toFixed(3) })
+    emit({
+      bench: 'broker',
+      case: 'pairing login (TLS without certificate + code check + durable used mark)',
+      runs: pairingMs.length,
+      medianMs: +quantile(pairingMs, 0.5).toFixed(3),
+      p90Ms: +quantile(pairingMs, 0.9).toFixed(3),
+    })
     await parent.endAsync(true)
   } finally {
     await services.close()

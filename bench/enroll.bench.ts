@@ -13,7 +13,12 @@ import { createFleet } from '../agent/enroll/fleet.ts'
 import { authorizeChild } from '../agent/enroll/parent.ts'
 import type { DeviceSecrets, EnrollRequest } from '../agent/enroll/request.ts'
 import type { GossipClient } from '../agent/gossip/client.ts'
-import { enrollThroughBroker, handOverFirstEvents, type EnrolledDevice, type EnrollOptions } from '../agent/gossip/enroll-session.ts'
+import {
+  enrollThroughBroker,
+  handOverFirstEvents,
+  type EnrolledDevice,
+  type EnrollOptions,
+} from '../agent/gossip/enroll-session.ts'
 import { completeInvite, openInvite, type Inviter } from '../agent/gossip/invite-session.ts'
 import { connectDevice } from '../agent/gossip/login.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
@@ -27,7 +32,10 @@ import { nodeTransport } from '../runtime/node/transport.ts'
  * against, in the same run. A type this build cannot make (the TLS key generator ignores the asked type and makes
  * another) gets one row saying so instead of figures that would be RSA's under another name.
  */
-const KEY_TYPES = (process.env.KIN_BENCH_KEY_TYPES ?? 'rsa2048,p256').split(',').map(s => s.trim()).filter(s => s !== '')
+const KEY_TYPES = (process.env.KIN_BENCH_KEY_TYPES ?? 'rsa2048,p256')
+  .split(',')
+  .map(s => s.trim())
+  .filter(s => s !== '')
 const DOMAIN = 'bench.home.arpa'
 const STEP_MS = 60_000
 const SEQUENTIAL_RUNS = 8
@@ -83,8 +91,16 @@ async function phases(l0: L0Services, home: Home, type: string): Promise<Record<
   const scratch = new Ledger(nodeCrypto)
   for (const e of l0.ledger.ledger.state.log) scratch.ingest(e, { trustSignatures: true })
   const ca = new FleetCa({
-    crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: home.readText('caKey'),
-    ledger: { ledger: scratch, append: async (e, o) => { scratch.ingest(e, o); return e } },
+    crypto: nodeCrypto,
+    rootCertPem: l0.rootPem,
+    rootKeyPem: home.readText('caKey'),
+    ledger: {
+      ledger: scratch,
+      append: async (e, o) => {
+        scratch.ingest(e, o)
+        return e
+      },
+    },
   })
   const parent = { cn: l0.cn, ledgerSeed: home.readLedgerKey() }
   const runs: Array<Record<string, number>> = []
@@ -92,7 +108,14 @@ async function phases(l0: L0Services, home: Home, type: string): Promise<Record<
     const { keys, keygenMs } = await enrollKeys(type, `bench lock ${i}`)
     const t = now()
     const t0 = performance.now()
-    const authorize = authorizeChild(nodeCrypto, scratch, parent, keys.request, { role: 'device', notAfter: t + 86400 }, t)
+    const authorize = authorizeChild(
+      nodeCrypto,
+      scratch,
+      parent,
+      keys.request,
+      { role: 'device', notAfter: t + 86400 },
+      t,
+    )
     const t1 = performance.now()
     const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, keys.request, DOMAIN)
     const csrPem = await createEnrollCsr(accepted, keys.secrets)
@@ -107,15 +130,40 @@ async function phases(l0: L0Services, home: Home, type: string): Promise<Record<
 }
 
 /** One whole enrollment through the broker, its steps timed from the device's side. */
-async function enrollOne(client: GossipClient, inviter: Inviter, url: string, type: string, keysBeforehand?: EnrollKeys) {
+async function enrollOne(
+  client: GossipClient,
+  inviter: Inviter,
+  url: string,
+  type: string,
+  keysBeforehand?: EnrollKeys,
+) {
   const t0 = performance.now()
-  const opened = await openInvite(nodeCrypto, client, inviter, { role: 'device', name: '', ttlSeconds: 600, guestValidSeconds: 86400 }, { now: now(), timeoutMs: STEP_MS })
+  const opened = await openInvite(
+    nodeCrypto,
+    client,
+    inviter,
+    { role: 'device', name: '', ttlSeconds: 600, guestValidSeconds: 86400 },
+    { now: now(), timeoutMs: STEP_MS },
+  )
   const t1 = performance.now()
-  const parent = completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep: async () => undefined, now, stepTimeoutMs: STEP_MS })
+  const parent = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+    keep: async () => undefined,
+    now,
+    stepTimeoutMs: STEP_MS,
+  })
   const made = keysBeforehand === undefined ? await enrollKeys(type) : { keys: keysBeforehand, keygenMs: 0 }
   const steps = new Map<string, number>([['start', performance.now()]])
   const device: EnrolledDevice = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-    code: opened.code, url, kind: 'lock', name: 'bench lock', stepTimeoutMs: STEP_MS, now, keys: made.keys, onStep: s => { steps.set(s, performance.now()) },
+    code: opened.code,
+    url,
+    kind: 'lock',
+    name: 'bench lock',
+    stepTimeoutMs: STEP_MS,
+    now,
+    keys: made.keys,
+    onStep: s => {
+      steps.set(s, performance.now())
+    },
   })
   const t2 = performance.now()
   await parent
@@ -123,8 +171,14 @@ async function enrollOne(client: GossipClient, inviter: Inviter, url: string, ty
   const t3 = performance.now()
   const at = (s: string) => steps.get(s) ?? t2
   return {
-    inviteMs: t1 - t0, keygenMs: made.keygenMs, loginMs: at('login') - at('start'), authorizeRoundTripMs: at('authorized') - at('login'),
-    csrMs: at('csr') - at('authorized'), certRoundTripMs: at('certified') - at('csr'), submitMs: t3 - t2, totalMs: t3 - t0,
+    inviteMs: t1 - t0,
+    keygenMs: made.keygenMs,
+    loginMs: at('login') - at('start'),
+    authorizeRoundTripMs: at('authorized') - at('login'),
+    csrMs: at('csr') - at('authorized'),
+    certRoundTripMs: at('certified') - at('csr'),
+    submitMs: t3 - t2,
+    totalMs: t3 - t0,
   }
 }
 
@@ -139,26 +193,59 @@ export async function run(emit: (row: object) => void): Promise<void> {
     const url = `mqtts://127.0.0.1:${l0.port}`
     const home = new Home(homeDir)
     // In-process the inviting L0 reads the miner's live ledger (the CLI reads a snapshot of the same file).
-    const inviter: Inviter = { cn: l0.cn, fleet: l0.fleet, l0Cn: l0.cn, ledgerSeed: home.readLedgerKey(), ledger: l0.ledger.ledger, rootPem: l0.rootPem }
-    client = await connectDevice(nodeTransport, { url, cn: l0.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: l0.rootPem, l0Cn: l0.cn }, { timeoutMs: STEP_MS })
+    const inviter: Inviter = {
+      cn: l0.cn,
+      fleet: l0.fleet,
+      l0Cn: l0.cn,
+      ledgerSeed: home.readLedgerKey(),
+      ledger: l0.ledger.ledger,
+      rootPem: l0.rootPem,
+    }
+    client = await connectDevice(
+      nodeTransport,
+      {
+        url,
+        cn: l0.cn,
+        certPem: home.readText('cert'),
+        keyPem: home.readText('tlsKey'),
+        rootPem: l0.rootPem,
+        l0Cn: l0.cn,
+      },
+      { timeoutMs: STEP_MS },
+    )
     const c = client
     const baseline: Record<string, number> = {}
 
     for (const type of KEY_TYPES) {
-      if (ASYMMETRIC[type] === undefined || await tlsKey(type) === undefined) {
-        emit({ bench: 'enroll.keytype', keyType: type, skipped: `this build makes no ${type} TLS keys (known types: ${Object.keys(ASYMMETRIC).join(', ')})` })
+      if (ASYMMETRIC[type] === undefined || (await tlsKey(type)) === undefined) {
+        emit({
+          bench: 'enroll.keytype',
+          keyType: type,
+          skipped: `this build makes no ${type} TLS keys (known types: ${Object.keys(ASYMMETRIC).join(', ')})`,
+        })
         continue
       }
       const isBaseline = Object.keys(baseline).length === 0
-      const ratios = (figures: Record<string, number>, keys: string[]) => isBaseline ? undefined : Object.fromEntries(keys.map(k => [k, ratio(figures[k]!, baseline[k])]))
+      const ratios = (figures: Record<string, number>, keys: string[]) =>
+        isBaseline ? undefined : Object.fromEntries(keys.map(k => [k, ratio(figures[k]!, baseline[k])]))
 
       // The device's and the CA's own work, step by step, with nothing in between.
       const p = await phases(l0, home, type)
       if (isBaseline) for (const [k, v] of Object.entries(p)) baseline[`phase.${k}`] = v
       emit({
-        bench: 'enroll.phases', keyType: type, runs: PHASE_RUNS, ...p,
-        ...(isBaseline ? { baseline: true } : { ratioToBaseline: ratios(Object.fromEntries(Object.entries(p).map(([k, v]) => [`phase.${k}`, v])), Object.keys(p).map(k => `phase.${k}`)) }),
-        note: 'medians, ms, in process without the broker: TLS key generation, the parent\'s authorize event, the device\'s CSR, the CA\'s checks and certificate',
+        bench: 'enroll.phases',
+        keyType: type,
+        runs: PHASE_RUNS,
+        ...p,
+        ...(isBaseline
+          ? { baseline: true }
+          : {
+              ratioToBaseline: ratios(
+                Object.fromEntries(Object.entries(p).map(([k, v]) => [`phase.${k}`, v])),
+                Object.keys(p).map(k => `phase.${k}`),
+              ),
+            }),
+        note: "medians, ms, in process without the broker: TLS key generation, the parent's authorize event, the device's CSR, the CA's checks and certificate",
       })
 
       // Latency, one enrollment at a time, keys made during the enrollment as `kin enroll` does.
@@ -169,7 +256,10 @@ export async function run(emit: (row: object) => void): Promise<void> {
       for (const k of Object.keys(runs[0]!) as Array<keyof (typeof runs)[number]>) lat[k] = median(runs.map(r => r[k]))
       if (isBaseline) baseline.totalMs = lat.totalMs!
       emit({
-        bench: 'enroll.latency', keyType: type, runs: runs.length, ...lat,
+        bench: 'enroll.latency',
+        keyType: type,
+        runs: runs.length,
+        ...lat,
         // What is neither the device's nor the CA's computation: logins, messages, fsyncs, the lineage check.
         roundTripsMs: Math.round((lat.totalMs! - lat.keygenMs! - lat.csrMs! - p.caIssueMs!) * 100) / 100,
         ...(isBaseline ? { baseline: true } : { ratioToBaseline: { totalMs: ratio(lat.totalMs!, baseline.totalMs) } }),
@@ -178,23 +268,36 @@ export async function run(emit: (row: object) => void): Promise<void> {
 
       // Throughput: 20 devices enrolling at once through one L0, with keys made during enrollment and made beforehand.
       for (const keysBeforehand of [false, true]) {
-        const keys = keysBeforehand ? await Promise.all(Array.from({ length: AT_ONCE }, async () => (await enrollKeys(type)).keys)) : undefined
+        const keys = keysBeforehand
+          ? await Promise.all(Array.from({ length: AT_ONCE }, async () => (await enrollKeys(type)).keys))
+          : undefined
         const before = l0.ledger.ledger.size
         const start = performance.now()
-        const results = await Promise.all(Array.from({ length: AT_ONCE }, (_, i) => enrollOne(c, inviter, url, type, keys?.[i])))
+        const results = await Promise.all(
+          Array.from({ length: AT_ONCE }, (_, i) => enrollOne(c, inviter, url, type, keys?.[i])),
+        )
         // A submission is acknowledged before the miner wrote it: the run ends when L0's ledger holds every event.
         const expected = before + 2 * AT_ONCE
         const deadline = performance.now() + STEP_MS
-        while (l0.ledger.ledger.size < expected && performance.now() < deadline) await new Promise(r => setTimeout(r, 10))
+        while (l0.ledger.ledger.size < expected && performance.now() < deadline)
+          await new Promise(r => setTimeout(r, 10))
         const seconds = (performance.now() - start) / 1000
         const perSec = Math.round((AT_ONCE / seconds) * 10) / 10
         const key = `perSec.${keysBeforehand}`
         if (isBaseline) baseline[key] = perSec
         emit({
-          bench: 'enroll.concurrent', keyType: type, devices: AT_ONCE, keygen: keysBeforehand ? 'beforehand' : 'during', seconds: Math.round(seconds * 100) / 100,
-          enrollmentsPerSec: perSec, medianTotalMs: median(results.map(r => r.totalMs)), maxTotalMs: Math.round(Math.max(...results.map(r => r.totalMs))),
+          bench: 'enroll.concurrent',
+          keyType: type,
+          devices: AT_ONCE,
+          keygen: keysBeforehand ? 'beforehand' : 'during',
+          seconds: Math.round(seconds * 100) / 100,
+          enrollmentsPerSec: perSec,
+          medianTotalMs: median(results.map(r => r.totalMs)),
+          maxTotalMs: Math.round(Math.max(...results.map(r => r.totalMs))),
           l0EventsAdded: l0.ledger.ledger.size - before,
-          ...(isBaseline ? { baseline: true } : { ratioToBaseline: { enrollmentsPerSec: ratio(perSec, baseline[key]) } }),
+          ...(isBaseline
+            ? { baseline: true }
+            : { ratioToBaseline: { enrollmentsPerSec: ratio(perSec, baseline[key]) } }),
         })
       }
     }

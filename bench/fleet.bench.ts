@@ -15,7 +15,10 @@ import { runFleet } from '../sim/fleet/run.ts'
  * is not measured. The smallest size run is the baseline: per-device CPU is given as a ratio to it, and between
  * consecutive sizes the exponent k of CPU ∝ N^k.
  */
-const SIZES = (process.env.KIN_BENCH_FLEET_SIZES ?? '50,100,200,400').split(',').map(Number).filter(n => Number.isInteger(n) && n > 0)
+const SIZES = (process.env.KIN_BENCH_FLEET_SIZES ?? '50,100,200,400')
+  .split(',')
+  .map(Number)
+  .filter(n => Number.isInteger(n) && n > 0)
 const MAX = Number(process.env.KIN_BENCH_FLEET_MAX ?? 100)
 /** A run that takes longer than this is stopped and reported as failed. */
 const RUN_TIMEOUT_MS = 30 * 60_000
@@ -45,11 +48,19 @@ async function child(devices: number): Promise<void> {
     const r = await runFleet({ devices, dir, keyPool: DEFAULT_KEY_POOL_FILE })
     const usage = process.resourceUsage()
     const figures: FleetFigures = {
-      devices, ok: r.ok, wallSeconds: round((performance.now() - t0) / 1000, 1),
-      cpuSeconds: round((usage.userCPUTime + usage.systemCPUTime) / 1e6, 1), userSeconds: round(usage.userCPUTime / 1e6, 1), systemSeconds: round(usage.systemCPUTime / 1e6, 1),
-      enrollPerSecond: r.enrollment.perSecond, enrollSeconds: r.enrollment.seconds, convergenceMs: r.convergence.ms, events: r.convergence.events,
+      devices,
+      ok: r.ok,
+      wallSeconds: round((performance.now() - t0) / 1000, 1),
+      cpuSeconds: round((usage.userCPUTime + usage.systemCPUTime) / 1e6, 1),
+      userSeconds: round(usage.userCPUTime / 1e6, 1),
+      systemSeconds: round(usage.systemCPUTime / 1e6, 1),
+      enrollPerSecond: r.enrollment.perSecond,
+      enrollSeconds: r.enrollment.seconds,
+      convergenceMs: r.convergence.ms,
+      events: r.convergence.events,
       // maxRSS is in KiB: the whole process's peak, key pool and L0 included.
-      peakRssMb: round(usage.maxRSS / 1024, 1), failures: r.failures.slice(0, 3),
+      peakRssMb: round(usage.maxRSS / 1024, 1),
+      failures: r.failures.slice(0, 3),
     }
     process.stdout.write(JSON.stringify(figures) + '\n')
   } finally {
@@ -65,10 +76,17 @@ function round(x: number, digits = 2): number {
 /** Runs `devices` in a child process; resolves with its figures, or an error line. */
 function runChild(devices: number): Promise<FleetFigures | { error: string }> {
   return new Promise(resolve => {
-    const p = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', String(devices)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = '', err = ''
-    p.stdout.on('data', d => { out += String(d) })
-    p.stderr.on('data', d => { err = (err + String(d)).slice(-2000) })
+    const p = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', String(devices)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = '',
+      err = ''
+    p.stdout.on('data', d => {
+      out += String(d)
+    })
+    p.stderr.on('data', d => {
+      err = (err + String(d)).slice(-2000)
+    })
     const timer = setTimeout(() => p.kill('SIGTERM'), RUN_TIMEOUT_MS)
     p.on('close', code => {
       clearTimeout(timer)
@@ -87,7 +105,11 @@ export async function run(emit: (row: object) => void): Promise<void> {
   let previous: FleetFigures | undefined
   for (const n of [...SIZES].sort((a, b) => a - b)) {
     if (n > MAX) {
-      emit({ bench: 'fleet', devices: n, skipped: `above KIN_BENCH_FLEET_MAX=${MAX}; run all with KIN_BENCH_FLEET_MAX=${Math.max(...SIZES)} npm run bench fleet` })
+      emit({
+        bench: 'fleet',
+        devices: n,
+        skipped: `above KIN_BENCH_FLEET_MAX=${MAX}; run all with KIN_BENCH_FLEET_MAX=${Math.max(...SIZES)} npm run bench fleet`,
+      })
       continue
     }
     const r = await runChild(n)
@@ -99,10 +121,21 @@ export async function run(emit: (row: object) => void): Promise<void> {
     baseline ??= r
     const cpuPerDevice = r.cpuSeconds / n
     emit({
-      bench: 'fleet', ...r, cpuMsPerDevice: round(cpuPerDevice * 1000, 1),
-      ...(baseline === r ? { baseline: true } : { cpuPerDeviceRatioToBaseline: round(cpuPerDevice / (baseline.cpuSeconds / baseline.devices), 2) }),
+      bench: 'fleet',
+      ...r,
+      cpuMsPerDevice: round(cpuPerDevice * 1000, 1),
+      ...(baseline === r
+        ? { baseline: true }
+        : { cpuPerDeviceRatioToBaseline: round(cpuPerDevice / (baseline.cpuSeconds / baseline.devices), 2) }),
       // CPU ∝ N^k between this size and the previous one: 1 is linear, 2 quadratic.
-      ...(previous === undefined ? {} : { cpuExponentSincePrevious: round(Math.log(r.cpuSeconds / previous.cpuSeconds) / Math.log(n / previous.devices), 2) }),
+      ...(previous === undefined
+        ? {}
+        : {
+            cpuExponentSincePrevious: round(
+              Math.log(r.cpuSeconds / previous.cpuSeconds) / Math.log(n / previous.devices),
+              2,
+            ),
+          }),
     })
     if (!r.ok) process.exitCode = 1
     previous = r

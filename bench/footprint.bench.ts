@@ -18,8 +18,10 @@ const KIB = 1024
 // chain is checked (BigInt RSA) every time; warm: a ChainCache remembers it.
 const STEPS = {
   verifyLedger: 'globalThis.ledger = kinCore.verifyLedger(input.ledger); return ledger.log.length',
-  verifyBundle: 'globalThis.own = kinCore.verifyBundle(input.own, input.anchor, input.now); globalThis.peer = kinCore.verifyBundle(input.peer, input.anchor, input.now); return peer.state.log.length',
-  combineBundles: 'globalThis.state = kinCore.combineBundles([own, peer]); globalThis.root = new kinCore.CoreCertificate(input.root); return state.log.length',
+  verifyBundle:
+    'globalThis.own = kinCore.verifyBundle(input.own, input.anchor, input.now); globalThis.peer = kinCore.verifyBundle(input.peer, input.anchor, input.now); return peer.state.log.length',
+  combineBundles:
+    'globalThis.state = kinCore.combineBundles([own, peer]); globalThis.root = new kinCore.CoreCertificate(input.root); return state.log.length',
   decideCold: `let d
     for (let i = 0; i < input.times; i++) d = kinCore.decide({ certificate: input.certificate, action: 'unlock' }, state, input.now, { self: input.self, root })
     return d.code`,
@@ -62,16 +64,40 @@ type ColdResult = Record<'full' | 'bundle', { code: string; ms: number; bootMs?:
 
 function inputsOf(house: FootprintHouse, times: number, coldTimes: number): Record<string, unknown> {
   return {
-    ledger: house.ledgerBytes, own: house.bundleOf(house.lock.cn), peer: house.bundleOf(house.guest.cn), anchor: house.anchor,
-    now: house.now, certificate: house.guest.certificate.der, self: house.lock.cn, root: house.pf.fleet.root.der, times, coldTimes,
+    ledger: house.ledgerBytes,
+    own: house.bundleOf(house.lock.cn),
+    peer: house.bundleOf(house.guest.cn),
+    anchor: house.anchor,
+    now: house.now,
+    certificate: house.guest.certificate.der,
+    self: house.lock.cn,
+    root: house.pf.fleet.root.der,
+    times,
+    coldTimes,
   }
 }
 
 // The same steps on V8, through the same dist/kin-core.js.
-function v8Step(core: Core, step: keyof typeof STEPS, input: Record<string, unknown>, held: Record<string, unknown>): unknown {
-  const i = input as { ledger: Uint8Array; own: Uint8Array; peer: Uint8Array; anchor: Parameters<Core['verifyBundle']>[1]; now: number; certificate: Uint8Array; self: string; root: Uint8Array; times: number }
+function v8Step(
+  core: Core,
+  step: keyof typeof STEPS,
+  input: Record<string, unknown>,
+  held: Record<string, unknown>,
+): unknown {
+  const i = input as {
+    ledger: Uint8Array
+    own: Uint8Array
+    peer: Uint8Array
+    anchor: Parameters<Core['verifyBundle']>[1]
+    now: number
+    certificate: Uint8Array
+    self: string
+    root: Uint8Array
+    times: number
+  }
   switch (step) {
-    case 'verifyLedger': return core.verifyLedger(i.ledger).log.length
+    case 'verifyLedger':
+      return core.verifyLedger(i.ledger).log.length
     case 'verifyBundle':
       held.own = core.verifyBundle(i.own, i.anchor, i.now)
       held.peer = core.verifyBundle(i.peer, i.anchor, i.now)
@@ -82,11 +108,22 @@ function v8Step(core: Core, step: keyof typeof STEPS, input: Record<string, unkn
       return (held.state as ReturnType<Core['combineBundles']>).log.length
     case 'decideCold':
     case 'decideWarm': {
-      const state = held.state as ReturnType<Core['combineBundles']>, root = held.root as InstanceType<Core['CoreCertificate']>
+      const state = held.state as ReturnType<Core['combineBundles']>,
+        root = held.root as InstanceType<Core['CoreCertificate']>
       const cache = step === 'decideWarm' ? new core.ChainCache(8) : undefined
-      if (cache !== undefined) core.decide({ certificate: i.certificate, action: 'unlock' }, state, i.now, { self: i.self, root, chainCache: cache })
+      if (cache !== undefined)
+        core.decide({ certificate: i.certificate, action: 'unlock' }, state, i.now, {
+          self: i.self,
+          root,
+          chainCache: cache,
+        })
       let code = ''
-      for (let n = 0; n < i.times; n++) code = core.decide({ certificate: i.certificate, action: 'unlock' }, state, i.now, { self: i.self, root, chainCache: cache }).code
+      for (let n = 0; n < i.times; n++)
+        code = core.decide({ certificate: i.certificate, action: 'unlock' }, state, i.now, {
+          self: i.self,
+          root,
+          chainCache: cache,
+        }).code
       return code
     }
   }
@@ -107,13 +144,23 @@ export async function run(emit: (row: object) => void): Promise<void> {
   for (const file of ['kin-core.js', 'kin-device.mjs'] as const) {
     const r = await sizeReport(file)
     emit({
-      bench: 'footprint.size', file, minified: r.minified, gzipped: r.gzipped, budgetMinified: r.budget.minified, budgetGzipped: r.budget.gzipped,
-      top: r.groups.slice(0, 8).map(g => ({ name: g.name, kib: Math.round(g.rendered / KIB * 10) / 10, share: Math.round(g.share * 1000) / 10 })),
+      bench: 'footprint.size',
+      file,
+      minified: r.minified,
+      gzipped: r.gzipped,
+      budgetMinified: r.budget.minified,
+      budgetGzipped: r.budget.gzipped,
+      top: r.groups.slice(0, 8).map(g => ({
+        name: g.name,
+        kib: Math.round((g.rendered / KIB) * 10) / 10,
+        share: Math.round(g.share * 1000) / 10,
+      })),
     })
   }
 
   const house = await footprintHouse()
-  const times = 20, coldTimes = 3
+  const times = 20,
+    coldTimes = 3
   const input = inputsOf(house, times, coldTimes)
   const core = (await import(pathToFileURL(await ensureBuilt('kin-core.js')).href)) as Core
   const limits: CoreVmLimits = { ...SMALL_DEVICE, deadlineMs: 600_000 }
@@ -122,10 +169,17 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const vm = await CoreVm.load(limits)
   const loadMs = performance.now() - loadStart
   const loaded = vm.memory()
-  emit({ bench: 'footprint.quickjs.load', ms: Math.round(loadMs), heapPeak: loaded.heapPeak, liveBytes: loaded.memory_used_size, budget: limits.memory, stackLimit: limits.stack })
+  emit({
+    bench: 'footprint.quickjs.load',
+    ms: Math.round(loadMs),
+    heapPeak: loaded.heapPeak,
+    liveBytes: loaded.memory_used_size,
+    budget: limits.memory,
+    stackLimit: limits.stack,
+  })
 
   const held: Record<string, unknown> = {}
-  const events = (house.pf.l0Ledger.state.log.length)
+  const events = house.pf.l0Ledger.state.log.length
   for (const step of Object.keys(STEPS) as (keyof typeof STEPS)[]) {
     const repeat = step.startsWith('decide') ? times : 1
     let start = performance.now()
@@ -136,10 +190,17 @@ export async function run(emit: (row: object) => void): Promise<void> {
     const v8Ms = (performance.now() - start) / repeat
     const memory = vm.memory()
     emit({
-      bench: `footprint.${step}`, events: step === 'verifyLedger' ? events : undefined, repeat,
-      quickjsMs: Math.round(quickjsMs * 100) / 100, v8Ms: Math.round(v8Ms * 100) / 100, slowdown: Math.round(quickjsMs / v8Ms),
-      sameResult: inEngine.ok && JSON.stringify(inEngine.value) === JSON.stringify(onV8), result: inEngine.ok ? inEngine.value : inEngine.message,
-      quickjsLiveBytes: memory.memory_used_size, quickjsHeapPeak: memory.heapPeak, quickjsObjects: memory.obj_count,
+      bench: `footprint.${step}`,
+      events: step === 'verifyLedger' ? events : undefined,
+      repeat,
+      quickjsMs: Math.round(quickjsMs * 100) / 100,
+      v8Ms: Math.round(v8Ms * 100) / 100,
+      slowdown: Math.round(quickjsMs / v8Ms),
+      sameResult: inEngine.ok && JSON.stringify(inEngine.value) === JSON.stringify(onV8),
+      result: inEngine.ok ? inEngine.value : inEngine.message,
+      quickjsLiveBytes: memory.memory_used_size,
+      quickjsHeapPeak: memory.heapPeak,
+      quickjsObjects: memory.obj_count,
     })
   }
 
@@ -149,7 +210,10 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const coldVm = await CoreVm.load(limits)
   const inEngine = coldVm.run<ColdResult>(COLD, input)
   // The engine's exact source, run on V8 for the comparison.
-  const v8 = (new Function('kinCore', 'input', COLD) as (core: Core, input: Record<string, unknown>) => ColdResult)(core, input)
+  const v8 = (new Function('kinCore', 'input', COLD) as (core: Core, input: Record<string, unknown>) => ColdResult)(
+    core,
+    input,
+  )
   const memory = coldVm.memory()
   coldVm.dispose()
   for (const tier of ['full', 'bundle'] as const) {
@@ -157,18 +221,37 @@ export async function run(emit: (row: object) => void): Promise<void> {
       emit({ bench: 'footprint.coldDecision', tier, error: inEngine.message })
       continue
     }
-    const q = inEngine.value[tier], v = v8[tier]
+    const q = inEngine.value[tier],
+      v = v8[tier]
     emit({
-      bench: 'footprint.coldDecision', tier, repeat: coldTimes, signatures: q.signatures,
-      quickjsMs: Math.round(q.ms), v8Ms: Math.round(v.ms * 10) / 10, slowdown: Math.round(q.ms / v.ms),
-      quickjsBootMs: q.bootMs === undefined ? undefined : Math.round(q.bootMs), v8BootMs: v.bootMs === undefined ? undefined : Math.round(v.bootMs * 10) / 10,
-      sameResult: q.code === v.code && q.signatures === v.signatures, result: q.code,
-      quickjsLiveBytes: memory.memory_used_size, quickjsHeapPeak: memory.heapPeak,
+      bench: 'footprint.coldDecision',
+      tier,
+      repeat: coldTimes,
+      signatures: q.signatures,
+      quickjsMs: Math.round(q.ms),
+      v8Ms: Math.round(v.ms * 10) / 10,
+      slowdown: Math.round(q.ms / v.ms),
+      quickjsBootMs: q.bootMs === undefined ? undefined : Math.round(q.bootMs),
+      v8BootMs: v.bootMs === undefined ? undefined : Math.round(v.bootMs * 10) / 10,
+      sameResult: q.code === v.code && q.signatures === v.signatures,
+      result: q.code,
+      quickjsLiveBytes: memory.memory_used_size,
+      quickjsHeapPeak: memory.heapPeak,
     })
   }
 
   // Peaks, each path in a fresh engine (the cold decisions' is on their rows).
-  emit({ bench: 'footprint.quickjs.peak', path: 'load', ...await peakOf([], input), budget: SMALL_DEVICE.memory })
-  emit({ bench: 'footprint.quickjs.peak', path: `load + two bundles + ${times} cold and ${times} warm decisions`, ...await peakOf([STEPS.verifyBundle, STEPS.combineBundles, STEPS.decideCold, STEPS.decideWarm], input), budget: SMALL_DEVICE.memory })
-  emit({ bench: 'footprint.quickjs.peak', path: `load + whole ledger (${events} events)`, ...await peakOf([STEPS.verifyLedger], input), budget: SMALL_DEVICE.memory })
+  emit({ bench: 'footprint.quickjs.peak', path: 'load', ...(await peakOf([], input)), budget: SMALL_DEVICE.memory })
+  emit({
+    bench: 'footprint.quickjs.peak',
+    path: `load + two bundles + ${times} cold and ${times} warm decisions`,
+    ...(await peakOf([STEPS.verifyBundle, STEPS.combineBundles, STEPS.decideCold, STEPS.decideWarm], input)),
+    budget: SMALL_DEVICE.memory,
+  })
+  emit({
+    bench: 'footprint.quickjs.peak',
+    path: `load + whole ledger (${events} events)`,
+    ...(await peakOf([STEPS.verifyLedger], input)),
+    budget: SMALL_DEVICE.memory,
+  })
 }

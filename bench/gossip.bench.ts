@@ -21,7 +21,9 @@ import { SEAL_INTERVAL_MS } from '../broker/miner-service.ts'
 import { makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../test/broker/_fleet.ts'
 
 /** Subscriber counts measured (KIN_GOSSIP_FLEETS=20,50 for a quick look). */
-const FLEETS = process.env.KIN_GOSSIP_FLEETS?.split(',').map(Number).filter(n => Number.isInteger(n) && n > 0) ?? [100, 1000]
+const FLEETS = process.env.KIN_GOSSIP_FLEETS?.split(',')
+  .map(Number)
+  .filter(n => Number.isInteger(n) && n > 0) ?? [100, 1000]
 /** RSA-2048 TLS keys shared round-robin by the enrolled devices: generating 1,000 would dominate the run. */
 const KEY_POOL = 8
 /** New heads timed per fleet size. */
@@ -49,14 +51,24 @@ function quantile(sorted: number[], q: number): number {
  */
 async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Promise<Device[]> {
   const pool: Array<{ request: EnrollRequest; secrets: DeviceSecrets }> = []
-  for (let i = 0; i < KEY_POOL; i++) pool.push(await createEnrollRequest(nodeCrypto, nodePki, { kind: 'sensor', name: `sensor ${i}` }))
+  for (let i = 0; i < KEY_POOL; i++)
+    pool.push(await createEnrollRequest(nodeCrypto, nodePki, { kind: 'sensor', name: `sensor ${i}` }))
   // Built in memory and written with one fsync at the end: per-event fsyncs would make the setup, not the bench, the slow part.
   const scratch = new Ledger(nodeCrypto)
   for (const e of ledger.ledger.state.log) scratch.ingest(e, { trustSignatures: true })
   const added: EncodedEvent[] = []
   const ca = new FleetCa({
-    crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem,
-    ledger: { ledger: scratch, append: async (e, o) => { scratch.ingest(e, o); added.push(e); return e } },
+    crypto: nodeCrypto,
+    rootCertPem: l0.rootPem,
+    rootKeyPem: l0.fleet.rootKey.privateKeyPem,
+    ledger: {
+      ledger: scratch,
+      append: async (e, o) => {
+        scratch.ingest(e, o)
+        added.push(e)
+        return e
+      },
+    },
   })
   const parent = { cn: l0.self.cn, ledgerSeed: l0.self.ledgerSeed }
   const devices: Device[] = []
@@ -64,26 +76,61 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
   for (let i = 0; i < n; i++) {
     const keys = pool[i % KEY_POOL]!
     const ledgerKey = nodeCrypto.randomBytes(32)
-    const request: EnrollRequest = { ...keys.request, ledgerKey: nodeCrypto.ed25519PublicKey(ledgerKey), name: `sensor ${i}` }
+    const request: EnrollRequest = {
+      ...keys.request,
+      ledgerKey: nodeCrypto.ed25519PublicKey(ledgerKey),
+      name: `sensor ${i}`,
+    }
     const secrets: DeviceSecrets = { tls: keys.secrets.tls, ledgerSeed: ledgerKey }
-    const authorize = authorizeChild(nodeCrypto, scratch, parent, request, { role: 'device', notAfter: now + 86400 }, now)
+    const authorize = authorizeChild(
+      nodeCrypto,
+      scratch,
+      parent,
+      request,
+      { role: 'device', notAfter: now + 86400 },
+      now,
+    )
     const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-    const out = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, secrets), now })
-    const { certified } = recordCertificate(nodeCrypto, nodePki, scratch, accepted, secrets, out.certificate.pem, l0.rootPem, now)
+    const out = await ca.issue({
+      authorizeBytes: authorize.bytes,
+      csrPem: await createEnrollCsr(accepted, secrets),
+      now,
+    })
+    const { certified } = recordCertificate(
+      nodeCrypto,
+      nodePki,
+      scratch,
+      accepted,
+      secrets,
+      out.certificate.pem,
+      l0.rootPem,
+      now,
+    )
     scratch.ingest(certified)
     added.push(certified)
     devices.push({ cn: accepted.cn, certPem: out.certificate.pem, keyPem: secrets.tls.privateKeyPem })
   }
   const written = await ledger.appendMany(added, { trustSignatures: true })
-  if (written.accepted.length !== added.length) throw new Error(`the fleet's ledger refused ${added.length - written.accepted.length} events`)
+  if (written.accepted.length !== added.length)
+    throw new Error(`the fleet's ledger refused ${added.length - written.accepted.length} events`)
   return devices
 }
 
 function connect(services: L0Services, d: Device): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const c = mqtt.connect({
-      protocol: 'mqtts', host: services.host, port: services.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 60_000,
-      clientId: d.cn, cert: d.certPem, key: d.keyPem, ca: services.rootPem, servername: services.cn, rejectUnauthorized: true,
+      protocol: 'mqtts',
+      host: services.host,
+      port: services.port,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 60_000,
+      clientId: d.cn,
+      cert: d.certPem,
+      key: d.keyPem,
+      ca: services.rootPem,
+      servername: services.cn,
+      rejectUnauthorized: true,
     })
     c.once('connect', () => resolve(c))
     c.once('error', reject)
@@ -94,12 +141,14 @@ function connect(services: L0Services, d: Device): Promise<MqttClient> {
 async function subscribeAll(services: L0Services, devices: Device[]): Promise<MqttClient[]> {
   const clients: MqttClient[] = []
   for (let i = 0; i < devices.length; i += CONNECT_PARALLEL) {
-    const batch = await Promise.all(devices.slice(i, i + CONNECT_PARALLEL).map(async d => {
-      const c = await connect(services, d)
-      const granted = await c.subscribeAsync(services.topics.head, { qos: 1 })
-      if (granted[0]?.qos !== 1) throw new Error(`${d.cn} may not subscribe to the head`)
-      return c
-    }))
+    const batch = await Promise.all(
+      devices.slice(i, i + CONNECT_PARALLEL).map(async d => {
+        const c = await connect(services, d)
+        const granted = await c.subscribeAsync(services.topics.head, { qos: 1 })
+        if (granted[0]?.qos !== 1) throw new Error(`${d.cn} may not subscribe to the head`)
+        return c
+      }),
+    )
     clients.push(...batch)
   }
   return clients
@@ -109,7 +158,14 @@ async function subscribeAll(services: L0Services, devices: Device[]): Promise<Mq
  * One round: a device submits an event; resolves with the times (ms after the submission's PUBACK) at which the
  * miner logged the seal and at which the first and the last subscriber received the head of that height.
  */
-async function headRound(services: L0Services, sealedAt: Map<number, number>, submitter: MqttClient, submitterCn: string, event: EncodedEvent, clients: MqttClient[]): Promise<{ sealMs: number; firstMs: number; lastMs: number; height: number }> {
+async function headRound(
+  services: L0Services,
+  sealedAt: Map<number, number>,
+  submitter: MqttClient,
+  submitterCn: string,
+  event: EncodedEvent,
+  clients: MqttClient[],
+): Promise<{ sealMs: number; firstMs: number; lastMs: number; height: number }> {
   const height = services.miner.miner.latestHead()!.height + 1
   const arrivals: number[] = []
   const done = new Promise<void>(resolve => {
@@ -127,19 +183,37 @@ async function headRound(services: L0Services, sealedAt: Map<number, number>, su
   const t0 = performance.now()
   await done
   arrivals.sort((a, b) => a - b)
-  return { sealMs: (sealedAt.get(height) ?? NaN) - t0, firstMs: arrivals[0]! - t0, lastMs: arrivals[arrivals.length - 1]! - t0, height }
+  return {
+    sealMs: (sealedAt.get(height) ?? NaN) - t0,
+    firstMs: arrivals[0]! - t0,
+    lastMs: arrivals[arrivals.length - 1]! - t0,
+    height,
+  }
 }
 
 /** Authorize events by L0 for fresh CNs (one key pair reused): cheap events for the intake run. */
 function authorizations(services: L0Services, seed: Uint8Array, request: EnrollRequest, n: number): EncodedEvent[] {
   const now = nowSeconds()
-  return Array.from({ length: n }, () => authorizeChild(nodeCrypto, services.ledger.ledger, { cn: services.cn, ledgerSeed: seed }, request, { role: 'device', notAfter: now + 86400 }, now))
+  return Array.from({ length: n }, () =>
+    authorizeChild(
+      nodeCrypto,
+      services.ledger.ledger,
+      { cn: services.cn, ledgerSeed: seed },
+      request,
+      { role: 'device', notAfter: now + 86400 },
+      now,
+    ),
+  )
 }
 
 /** Native Ed25519 verification of the same events with their issuer's key, messages prepared beforehand (as bench/miner.bench.ts does). */
 function verifyRate(services: L0Services, events: EncodedEvent[]): number {
   const state = services.ledger.ledger.state
-  const work = events.map(e => ({ sig: e.event.signature, msg: signingInput(e.event), key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey }))
+  const work = events.map(e => ({
+    sig: e.event.signature,
+    msg: signingInput(e.event),
+    key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey,
+  }))
   const start = performance.now()
   for (const w of work) if (!nodeCrypto.ed25519Verify(w.sig, w.msg, w.key)) throw new Error('verify failed')
   return Math.round(work.length / ((performance.now() - start) / 1000))
@@ -151,11 +225,21 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const l0 = await makeL0Home({ domain: 'gossip.bench.arpa' })
   const t0 = performance.now()
   const devices = await withHomeLedger(l0, ledger => enrollFleet(l0, ledger, most))
-  emit({ bench: 'gossip.fleet', devices: devices.length, keys: `TLS keys from a pool of ${KEY_POOL}`, enrollMs: Math.round(performance.now() - t0) })
+  emit({
+    bench: 'gossip.fleet',
+    devices: devices.length,
+    keys: `TLS keys from a pool of ${KEY_POOL}`,
+    enrollMs: Math.round(performance.now() - t0),
+  })
   const sealedAt = new Map<number, number>()
   const services = await startL0({
-    home: l0.dir, host: '127.0.0.1', port: 0,
-    log: r => { const rec = r as { event?: string; height?: number }; if (rec.event === 'ledger.sealed') sealedAt.set(rec.height!, performance.now()) },
+    home: l0.dir,
+    host: '127.0.0.1',
+    port: 0,
+    log: r => {
+      const rec = r as { event?: string; height?: number }
+      if (rec.event === 'ledger.sealed') sealedAt.set(rec.height!, performance.now())
+    },
   })
   const keys = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'camera' })
   const self: TestDevice = l0.self
@@ -164,7 +248,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
     const submitter = await connect(services, { cn: self.cn, certPem: self.certPem, keyPem: self.keyPem })
     for (const n of FLEETS) {
       const t1 = performance.now()
-      clients.push(...await subscribeAll(services, devices.slice(clients.length, n)))
+      clients.push(...(await subscribeAll(services, devices.slice(clients.length, n))))
       const connectMs = performance.now() - t1
       const rounds = []
       for (let r = 0; r < ROUNDS; r++) {
@@ -174,11 +258,20 @@ export async function run(emit: (row: object) => void): Promise<void> {
       const last = rounds.map(r => r.lastMs).sort((a, b) => a - b)
       const spread = rounds.map(r => r.lastMs - r.sealMs).sort((a, b) => a - b)
       emit({
-        bench: 'gossip.headFanout', devices: n, keys: `TLS keys from a pool of ${KEY_POOL}`, rounds: ROUNDS, sealIntervalMs: SEAL_INTERVAL_MS,
+        bench: 'gossip.headFanout',
+        devices: n,
+        keys: `TLS keys from a pool of ${KEY_POOL}`,
+        rounds: ROUNDS,
+        sealIntervalMs: SEAL_INTERVAL_MS,
         connectAndSubscribeMs: Math.round(connectMs),
-        submitToLastDeviceMedianMs: +quantile(last, 0.5).toFixed(1), submitToLastDeviceMaxMs: +last[last.length - 1]!.toFixed(1),
-        sealToLastDeviceMedianMs: +quantile(spread, 0.5).toFixed(1), sealToLastDeviceMaxMs: +spread[spread.length - 1]!.toFixed(1),
-        submitToFirstDeviceMedianMs: +quantile(rounds.map(r => r.firstMs).sort((a, b) => a - b), 0.5).toFixed(1),
+        submitToLastDeviceMedianMs: +quantile(last, 0.5).toFixed(1),
+        submitToLastDeviceMaxMs: +last[last.length - 1]!.toFixed(1),
+        sealToLastDeviceMedianMs: +quantile(spread, 0.5).toFixed(1),
+        sealToLastDeviceMaxMs: +spread[spread.length - 1]!.toFixed(1),
+        submitToFirstDeviceMedianMs: +quantile(
+          rounds.map(r => r.firstMs).sort((a, b) => a - b),
+          0.5,
+        ).toFixed(1),
       })
     }
 
@@ -187,13 +280,25 @@ export async function run(emit: (row: object) => void): Promise<void> {
     const verifyPerSec = verifyRate(services, events)
     const target = services.ledger.ledger.size + events.length
     const t2 = performance.now()
-    for (let i = 0; i < events.length; i += BATCH) void submitter.publishAsync(services.topics.submit(self.cn), Buffer.from(encodeSubmission(events.slice(i, i + BATCH))), { qos: 1 })
+    for (let i = 0; i < events.length; i += BATCH)
+      void submitter.publishAsync(
+        services.topics.submit(self.cn),
+        Buffer.from(encodeSubmission(events.slice(i, i + BATCH))),
+        { qos: 1 },
+      )
     while (services.ledger.ledger.size < target) await new Promise(r => setTimeout(r, 2))
     const ingestMs = performance.now() - t2
     const eventsPerSec = Math.round(events.length / (ingestMs / 1000))
     emit({
-      bench: 'gossip.intake', path: 'MQTT submit → aedes → miner (validate, fsync)', events: events.length, batch: BATCH, ms: Math.round(ingestMs),
-      eventsPerSec, ed25519VerifyPerSec: verifyPerSec, ratio: +(eventsPerSec / verifyPerSec).toFixed(3), seeAlso: 'bench/miner.bench.ts miner.ingest (miner alone)',
+      bench: 'gossip.intake',
+      path: 'MQTT submit → aedes → miner (validate, fsync)',
+      events: events.length,
+      batch: BATCH,
+      ms: Math.round(ingestMs),
+      eventsPerSec,
+      ed25519VerifyPerSec: verifyPerSec,
+      ratio: +(eventsPerSec / verifyPerSec).toFixed(3),
+      seeAlso: 'bench/miner.bench.ts miner.ingest (miner alone)',
     })
     await submitter.endAsync(true)
   } finally {

@@ -67,17 +67,32 @@ async function measure(once: () => Promise<void>): Promise<{ ms: number[]; failu
   return { ms, failures }
 }
 
-async function compare(what: string, target: { host: string; port: number }, once: () => Promise<void>, emit: (row: object) => void): Promise<void> {
+async function compare(
+  what: string,
+  target: { host: string; port: number },
+  once: () => Promise<void>,
+  emit: (row: object) => void,
+): Promise<void> {
   const quiet = await measure(once)
   const flood = keepFlooding(target.host, target.port)
   // Let the first wave fill the cap before timing.
   await new Promise(r => setTimeout(r, 500))
   const flooded = await measure(once)
   const sockets = await flood.stop()
-  for (const [label, m, extra] of [['no flood', quiet, {}], ['half-open flood', flooded, { floodSockets: sockets }]] as const) {
+  for (const [label, m, extra] of [
+    ['no flood', quiet, {}],
+    ['half-open flood', flooded, { floodSockets: sockets }],
+  ] as const) {
     emit({
-      bench: 'half-open', case: what, flood: label, runs: RUNS, failures: m.failures, pendingCap: DEFAULT_MAX_PENDING_CONNECTIONS,
-      medianMs: m.ms.length === 0 ? null : +quantile(m.ms, 0.5).toFixed(3), p90Ms: m.ms.length === 0 ? null : +quantile(m.ms, 0.9).toFixed(3), ...extra,
+      bench: 'half-open',
+      case: what,
+      flood: label,
+      runs: RUNS,
+      failures: m.failures,
+      pendingCap: DEFAULT_MAX_PENDING_CONNECTIONS,
+      medianMs: m.ms.length === 0 ? null : +quantile(m.ms, 0.5).toFixed(3),
+      p90Ms: m.ms.length === 0 ? null : +quantile(m.ms, 0.9).toFixed(3),
+      ...extra,
     })
   }
 }
@@ -85,13 +100,26 @@ async function compare(what: string, target: { host: string; port: number }, onc
 function login(services: L0Services, dev: TestDevice): Promise<void> {
   return new Promise((resolve, reject) => {
     const client: MqttClient = mqtt.connect({
-      protocol: 'mqtts', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 30_000, clientId: dev.cn, host: services.host, port: services.port,
-      ca: services.rootPem, servername: services.cn, rejectUnauthorized: true, cert: dev.certPem, key: dev.keyPem,
+      protocol: 'mqtts',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 30_000,
+      clientId: dev.cn,
+      host: services.host,
+      port: services.port,
+      ca: services.rootPem,
+      servername: services.cn,
+      rejectUnauthorized: true,
+      cert: dev.certPem,
+      key: dev.keyPem,
     })
     client.once('error', reject)
     client.once('close', () => reject(new Error('closed before SUBACK')))
     client.once('connect', () => {
-      client.subscribe(services.topics.head, { qos: 1 }, err => { client.end(true); err ? reject(err) : resolve() })
+      client.subscribe(services.topics.head, { qos: 1 }, err => {
+        client.end(true)
+        err ? reject(err) : resolve()
+      })
     })
   })
 }
@@ -109,14 +137,33 @@ export async function run(emit: (row: object) => void): Promise<void> {
   }
 
   const house = await makeServeHouse()
-  const lock = house.cn['L3.3'], guest = house.cn['L3.4']
-  const endpoint = await startAccessEndpoint({ ...house.identity(lock), session: house.session(lock), host: '127.0.0.1', port: 0 })
+  const lock = house.cn['L3.3'],
+    guest = house.cn['L3.4']
+  const endpoint = await startAccessEndpoint({
+    ...house.identity(lock),
+    session: house.session(lock),
+    host: '127.0.0.1',
+    port: 0,
+  })
   const session = house.session(guest)
   try {
-    await compare("lock's access endpoint: the guest's unlock (mutual TLS + decision)", endpoint, async () => {
-      const outcome = await requestAccess({ ...house.identity(guest), host: endpoint.host, port: endpoint.port, action: 'unlock', checkServer: der => session.checkServer(der), timeoutMs: 30_000 })
-      if (outcome.answer?.code !== 'ALLOW') throw new Error(`not allowed: ${outcome.answer?.code ?? outcome.server.code}`)
-    }, emit)
+    await compare(
+      "lock's access endpoint: the guest's unlock (mutual TLS + decision)",
+      endpoint,
+      async () => {
+        const outcome = await requestAccess({
+          ...house.identity(guest),
+          host: endpoint.host,
+          port: endpoint.port,
+          action: 'unlock',
+          checkServer: der => session.checkServer(der),
+          timeoutMs: 30_000,
+        })
+        if (outcome.answer?.code !== 'ALLOW')
+          throw new Error(`not allowed: ${outcome.answer?.code ?? outcome.server.code}`)
+      },
+      emit,
+    )
   } finally {
     await endpoint.close()
   }

@@ -27,7 +27,10 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const devices: TestDevice[] = []
   await withHomeLedger(l0, async ledger => {
     const admin = await enrollDirect(l0, ledger, l0.self, { role: 'admin', name: 'admin' })
-    devices.push(await enrollDirect(l0, ledger, admin, { role: 'member', name: 'phone' }), await enrollDirect(l0, ledger, admin, { role: 'device', kind: 'lock', name: 'lock' }))
+    devices.push(
+      await enrollDirect(l0, ledger, admin, { role: 'member', name: 'phone' }),
+      await enrollDirect(l0, ledger, admin, { role: 'device', kind: 'lock', name: 'lock' }),
+    )
   })
   const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: () => undefined })
   const url = `mqtts://127.0.0.1:${services.port}`
@@ -39,18 +42,37 @@ export async function run(emit: (row: object) => void): Promise<void> {
       writeDeviceHome(l0, d, dir, new Uint8Array(ledgerBytes), url)
       return { ...d, home: dir }
     }) as [TestDevice & { home: string }, TestDevice & { home: string }]
-    const [memberHome, lockHome] = await Promise.all([openAccessHome(member.home, { audit: false, needKey: true }), openAccessHome(lock.home, { audit: false, needKey: true })])
-    const login = (d: TestDevice) => connectDevice(nodeTransport, { url, cn: d.cn, certPem: d.certPem, keyPem: d.keyPem, rootPem: l0.rootPem, l0Cn: l0.cn }, { timeoutMs: 10_000 })
+    const [memberHome, lockHome] = await Promise.all([
+      openAccessHome(member.home, { audit: false, needKey: true }),
+      openAccessHome(lock.home, { audit: false, needKey: true }),
+    ])
+    const login = (d: TestDevice) =>
+      connectDevice(
+        nodeTransport,
+        { url, cn: d.cn, certPem: d.certPem, keyPem: d.keyPem, rootPem: l0.rootPem, l0Cn: l0.cn },
+        { timeoutMs: 10_000 },
+      )
     const [memberClient, lockClient] = await Promise.all([login(member), login(lock)])
     clients.push(memberClient, lockClient)
     const service = serveInboxChallenges({
-      fleet: l0.domain, self: lock.cn, certificateDer: DeviceCertificate.from(lock.certPem).der, privateKeyPem: lock.keyPem, signing: nodeSigning,
-      randomBytes: nodeCrypto.randomBytes, clock: { now: () => Math.floor(Date.now() / 1000) }, decider: lockHome.session,
+      fleet: l0.domain,
+      self: lock.cn,
+      certificateDer: DeviceCertificate.from(lock.certPem).der,
+      privateKeyPem: lock.keyPem,
+      signing: nodeSigning,
+      randomBytes: nodeCrypto.randomBytes,
+      clock: { now: () => Math.floor(Date.now() / 1000) },
+      decider: lockHome.session,
     })
     await service.attach(lockClient.session)
     const requester = {
-      fleet: l0.domain, cn: member.cn, certificateDer: DeviceCertificate.from(member.certPem).der, privateKeyPem: member.keyPem,
-      signing: nodeSigning, randomBytes: nodeCrypto.randomBytes, check: memberHome.session,
+      fleet: l0.domain,
+      cn: member.cn,
+      certificateDer: DeviceCertificate.from(member.certPem).der,
+      privateKeyPem: member.keyPem,
+      signing: nodeSigning,
+      randomBytes: nodeCrypto.randomBytes,
+      check: memberHome.session,
     }
     const times: number[] = []
     for (let i = 0; i < WARMUP + ROUNDS; i++) {
@@ -62,8 +84,12 @@ export async function run(emit: (row: object) => void): Promise<void> {
     service.close()
     times.sort((a, b) => a - b)
     emit({
-      bench: 'inbox.challenge', path: 'loopback', what: 'askOverInbox: ask → challenge → RSA-signed answer → decision → RSA-signed verdict, checked (4 MQTT QoS 1 messages through L0)',
-      rounds: ROUNDS, p50Ms: Number(quantile(times, 0.5).toFixed(2)), p99Ms: Number(quantile(times, 0.99).toFixed(2)),
+      bench: 'inbox.challenge',
+      path: 'loopback',
+      what: 'askOverInbox: ask → challenge → RSA-signed answer → decision → RSA-signed verdict, checked (4 MQTT QoS 1 messages through L0)',
+      rounds: ROUNDS,
+      p50Ms: Number(quantile(times, 0.5).toFixed(2)),
+      p99Ms: Number(quantile(times, 0.99).toFixed(2)),
     })
   } finally {
     for (const c of clients) await c.close().catch(() => undefined)
@@ -72,4 +98,5 @@ export async function run(emit: (row: object) => void): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run(row => process.stdout.write(JSON.stringify(row) + '\n'))
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href)
+  await run(row => process.stdout.write(JSON.stringify(row) + '\n'))

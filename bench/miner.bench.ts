@@ -34,11 +34,16 @@ function cpuMs(): number {
  */
 function verifyRate(f: LedgerFleet): { perSec: number; perCpuSec: number } {
   const state = f.ledger.state
-  const work = f.events.slice(1).map(e => ({ sig: e.event.signature, msg: signingInput(e.event), key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey }))
+  const work = f.events.slice(1).map(e => ({
+    sig: e.event.signature,
+    msg: signingInput(e.event),
+    key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey,
+  }))
   const start = performance.now()
   const c0 = cpuMs()
   for (const w of work) if (!nodeCrypto.ed25519Verify(w.sig, w.msg, w.key)) throw new Error('verify failed')
-  const wall = performance.now() - start, cpu = cpuMs() - c0
+  const wall = performance.now() - start,
+    cpu = cpuMs() - c0
   return { perSec: Math.round(work.length / (wall / 1000)), perCpuSec: Math.round(work.length / (cpu / 1000)) }
 }
 
@@ -48,7 +53,11 @@ function verifyRate(f: LedgerFleet): { perSec: number; perCpuSec: number } {
  */
 async function poolVerifyRate(f: LedgerFleet): Promise<number> {
   const state = f.ledger.state
-  const work = f.events.slice(1).map(e => ({ sig: e.event.signature, msg: signingInput(e.event), key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey }))
+  const work = f.events.slice(1).map(e => ({
+    sig: e.event.signature,
+    msg: signingInput(e.event),
+    key: state.bindingById(toHex(e.event.links[0]!))!.ledgerKey,
+  }))
   const start = performance.now()
   const ok = await Promise.all(work.map(w => nodeCrypto.ed25519VerifyAsync!(w.sig, w.msg, w.key)))
   if (ok.includes(false)) throw new Error('verify failed')
@@ -60,25 +69,37 @@ async function poolVerifyRate(f: LedgerFleet): Promise<number> {
  * BATCH events from `inFlight` submitters at once (the next goes as soon as one is answered, parents before
  * children), and a seal at least every SEAL_INTERVAL_MS while something is unsealed, then a last one.
  */
-async function ingest(f: LedgerFleet, dir: string, inFlight: number): Promise<{ ms: number; cpu: number; heads: number; miner: Miner }> {
+async function ingest(
+  f: LedgerFleet,
+  dir: string,
+  inFlight: number,
+): Promise<{ ms: number; cpu: number; heads: number; miner: Miner }> {
   const storage = nodeStorage(dir)
   const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, {
+    boundTimes: false,
+  })
   const batches: Uint8Array[][] = []
   for (let i = 0; i < f.events.length; i += BATCH) batches.push(f.events.slice(i, i + BATCH).map(e => e.bytes))
   const now = f.events[f.events.length - 1]!.event.time + 60
   let heads = 0
   let sealing: Promise<void> = Promise.resolve()
-  const seal = (): Promise<void> => (sealing = sealing.then(async () => { if ((await miner.seal(now)) !== undefined) heads++ }))
+  const seal = (): Promise<void> =>
+    (sealing = sealing.then(async () => {
+      if ((await miner.seal(now)) !== undefined) heads++
+    }))
   const start = performance.now()
   const c0 = cpuMs()
-  const timer = setInterval(() => { void seal() }, SEAL_INTERVAL_MS)
+  const timer = setInterval(() => {
+    void seal()
+  }, SEAL_INTERVAL_MS)
   try {
     let next = 0
     const submitter = async (): Promise<void> => {
       while (next < batches.length) {
         const r = await miner.submit(batches[next++]!, now)
-        if (r.refused.length + r.pending.length > 0) throw new Error(`refused: ${JSON.stringify(r.refused[0] ?? r.pending[0]?.idHex)}`)
+        if (r.refused.length + r.pending.length > 0)
+          throw new Error(`refused: ${JSON.stringify(r.refused[0] ?? r.pending[0]?.idHex)}`)
       }
     }
     await Promise.all(Array.from({ length: inFlight }, submitter))
@@ -110,16 +131,37 @@ export async function run(emit: (row: object) => void): Promise<void> {
         const eventsPerSec = Math.round(events / (run.ms / 1000))
         const eventsPerCpuSec = Math.round(events / (run.cpu / 1000))
         rows.push({
-          ms: Math.round(run.ms), heads: run.heads, eventsPerSec, ed25519VerifyPerSec: verify.perSec, ratio: +(eventsPerSec / verify.perSec).toFixed(3),
-          ed25519VerifyPoolPerSec: pool, poolRatio: +(eventsPerSec / pool).toFixed(3),
-          eventsPerCpuSec, ed25519VerifyPerCpuSec: verify.perCpuSec, cpuRatio: +(eventsPerCpuSec / verify.perCpuSec).toFixed(3),
+          ms: Math.round(run.ms),
+          heads: run.heads,
+          eventsPerSec,
+          ed25519VerifyPerSec: verify.perSec,
+          ratio: +(eventsPerSec / verify.perSec).toFixed(3),
+          ed25519VerifyPoolPerSec: pool,
+          poolRatio: +(eventsPerSec / pool).toFixed(3),
+          eventsPerCpuSec,
+          ed25519VerifyPerCpuSec: verify.perCpuSec,
+          cpuRatio: +(eventsPerCpuSec / verify.perCpuSec).toFixed(3),
         })
       }
       const median = (k: string): number => rows.map(x => x[k]!).sort((a, b) => a - b)[Math.floor(rows.length / 2)]!
       emit({
-        bench: 'miner.ingest', provider: 'node', storage: 'node (fdatasync)', events, batch: BATCH, inFlight, repeats: REPEATS, goal: 0.8,
-        median: { eventsPerSec: median('eventsPerSec'), ed25519VerifyPerSec: median('ed25519VerifyPerSec'), ratio: median('ratio'), poolRatio: median('poolRatio'), cpuRatio: median('cpuRatio') },
-        ratios: rows.map(x => x.ratio), runs: rows,
+        bench: 'miner.ingest',
+        provider: 'node',
+        storage: 'node (fdatasync)',
+        events,
+        batch: BATCH,
+        inFlight,
+        repeats: REPEATS,
+        goal: 0.8,
+        median: {
+          eventsPerSec: median('eventsPerSec'),
+          ed25519VerifyPerSec: median('ed25519VerifyPerSec'),
+          ratio: median('ratio'),
+          poolRatio: median('poolRatio'),
+          cpuRatio: median('cpuRatio'),
+        },
+        ratios: rows.map(x => x.ratio),
+        runs: rows,
       })
       if (inFlight === 8) {
         const miner = run!.miner
@@ -128,10 +170,21 @@ export async function run(emit: (row: object) => void): Promise<void> {
           const bytes = encodeBundle(bundle)
           const hashes = bundle.entries.reduce((n, e) => n + e.proof.length, 0)
           const eventBytes = bundle.entries.reduce((n, e) => n + e.eventBytes.length, 0)
-          emit({ bench: 'miner.bundleSize', depth, logSize: miner.treeSize, entries: bundle.entries.length, bytes: bytes.length, eventBytes, proofHashes: hashes, proofBytes: hashes * 32 })
+          emit({
+            bench: 'miner.bundleSize',
+            depth,
+            logSize: miner.treeSize,
+            entries: bundle.entries.length,
+            bytes: bytes.length,
+            eventBytes,
+            proofHashes: hashes,
+            proofBytes: hashes * 32,
+          })
         }
         const t1 = performance.now()
-        let rounds = 0, request = { fromTreeSize: 0, fromHeadId: undefined as Uint8Array | undefined }, bytesOut = 0
+        let rounds = 0,
+          request = { fromTreeSize: 0, fromHeadId: undefined as Uint8Array | undefined },
+          bytesOut = 0
         for (;;) {
           const r = buildSyncResponse(miner, request)
           bytesOut += encodeSyncResponse(r).length

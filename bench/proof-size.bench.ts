@@ -31,12 +31,20 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const verifier = siblings[DEPTH - 1]!
   const split = f.events.findIndex(e => e.idHex === f.binding(requester).id)
   const storage = memoryStorage()
-  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
+  const miner = await Miner.open(
+    nodeCrypto,
+    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
+    await storage.openAppendFile('heads.cbor'),
+    f.secrets.get(f.l0)!,
+    { boundTimes: false },
+  )
   const now = f.events[f.events.length - 1]!.event.time + 60
   const submit = async (from: number, to: number): Promise<void> => {
     for (let i = from; i < to; i += 256) {
-      const r = await miner.submit(f.events.slice(i, Math.min(to, i + 256)).map(e => e.bytes), now)
+      const r = await miner.submit(
+        f.events.slice(i, Math.min(to, i + 256)).map(e => e.bytes),
+        now,
+      )
       if (r.refused.length + r.pending.length > 0) throw new Error('the miner refused part of the fleet')
     }
   }
@@ -56,24 +64,49 @@ export async function run(emit: (row: object) => void): Promise<void> {
   // The verifier: the camera's own lineage up to head A, nothing else.
   const held = new Ledger(nodeCrypto)
   const own = new Set(buildBundle(miner, verifier).entries.map(e => nodeCrypto.sha256(e.eventBytes).join()))
-  held.ingestMany(f.events.slice(0, split).filter(e => own.has(e.id.join())), { trustSignatures: true })
+  held.ingestMany(
+    f.events.slice(0, split).filter(e => own.has(e.id.join())),
+    { trustSignatures: true },
+  )
   const offline = buildOfflineProof(miner, requester, statementOf(headA))!
   const offlineBytes = encodeOfflineProof(offline)
   // What an inclusion proof and an RFC 9162 consistency proof would hold apart, for comparison.
   const source = miner.bundleSource()
-  const separate = multiInclusionProof(source.tree, offline.leafIndexes, headB.treeSize).length + source.tree.consistencyProof(headA.treeSize, headB.treeSize).length
-  const checked = verifyOfflineProof(nodeCrypto, offlineBytes, { minerKey: anchor.minerKey, knownHead: headA, ledger: held.state }, now)
+  const separate =
+    multiInclusionProof(source.tree, offline.leafIndexes, headB.treeSize).length +
+    source.tree.consistencyProof(headA.treeSize, headB.treeSize).length
+  const checked = verifyOfflineProof(
+    nodeCrypto,
+    offlineBytes,
+    { minerKey: anchor.minerKey, knownHead: headA, ledger: held.state },
+    now,
+  )
 
   emit({
-    bench: 'proof.size', depth: DEPTH, logSize: headB.treeSize, verifierTreeSize: headA.treeSize,
+    bench: 'proof.size',
+    depth: DEPTH,
+    logSize: headB.treeSize,
+    verifierTreeSize: headA.treeSize,
     oldBundle: { bytes: old.length, entries: compactEntries, proofHashes: oldHashes },
-    compactBundle: { bytes: compact.length, entries: compactEntries, proofHashes: compactHashes, goal: GOALS.standalone, met: compact.length <= GOALS.standalone },
+    compactBundle: {
+      bytes: compact.length,
+      entries: compactEntries,
+      proofHashes: compactHashes,
+      goal: GOALS.standalone,
+      met: compact.length <= GOALS.standalone,
+    },
     offlineProof: {
-      bytes: offlineBytes.length, events: offline.events.length, eventBytes: offline.events.reduce((n, e) => n + e.length, 0),
-      proofHashes: offline.proof.length, separateProofsHashes: separate, merged: checked.added.length,
-      goal: GOALS.offline, met: offlineBytes.length <= GOALS.offline,
+      bytes: offlineBytes.length,
+      events: offline.events.length,
+      eventBytes: offline.events.reduce((n, e) => n + e.length, 0),
+      proofHashes: offline.proof.length,
+      separateProofsHashes: separate,
+      merged: checked.added.length,
+      goal: GOALS.offline,
+      met: offlineBytes.length <= GOALS.offline,
     },
   })
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await run(row => process.stdout.write(JSON.stringify(row) + '\n'))
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href)
+  await run(row => process.stdout.write(JSON.stringify(row) + '\n'))

@@ -30,8 +30,18 @@ const RUN_TIMEOUT_MS = 120_000
 function connect(services: L0Services, d: Pick<TestDevice, 'cn' | 'certPem' | 'keyPem'>): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const c = mqtt.connect({
-      protocol: 'mqtts', host: services.host, port: services.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 60_000,
-      clientId: d.cn, cert: d.certPem, key: d.keyPem, ca: services.rootPem, servername: services.cn, rejectUnauthorized: true,
+      protocol: 'mqtts',
+      host: services.host,
+      port: services.port,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 60_000,
+      clientId: d.cn,
+      cert: d.certPem,
+      key: d.keyPem,
+      ca: services.rootPem,
+      servername: services.cn,
+      rejectUnauthorized: true,
     })
     c.once('connect', () => resolve(c))
     c.once('error', reject)
@@ -41,7 +51,16 @@ function connect(services: L0Services, d: Pick<TestDevice, 'cn' | 'certPem' | 'k
 /** Authorize events by L0 for fresh CNs (one key pair reused): the honest load. */
 function authorizations(services: L0Services, seed: Uint8Array, request: EnrollRequest, n: number): EncodedEvent[] {
   const now = nowSeconds()
-  return Array.from({ length: n }, () => authorizeChild(nodeCrypto, services.ledger.ledger, { cn: services.cn, ledgerSeed: seed }, request, { role: 'device', notAfter: now + 86400 }, now))
+  return Array.from({ length: n }, () =>
+    authorizeChild(
+      nodeCrypto,
+      services.ledger.ledger,
+      { cn: services.cn, ledgerSeed: seed },
+      request,
+      { role: 'device', notAfter: now + 86400 },
+      now,
+    ),
+  )
 }
 
 /**
@@ -52,8 +71,13 @@ function spamMessages(services: L0Services, guest: TestDevice): Array<{ topic: s
   const state = services.ledger.ledger.state
   const binding = state.currentBinding(guest.cn)!
   const now = nowSeconds()
-  const certified = (): EncodedEvent => signEvent(nodeCrypto, certifiedEvent(binding, nodeCrypto.randomBytes(32), now), guest.ledgerSeed)
-  const policy = signEvent(nodeCrypto, policyEvent(binding, binding, { subtree: false, maxHops: 8, maxHeadAge: 0, anchors: [], rules: [] }, now), guest.ledgerSeed)
+  const certified = (): EncodedEvent =>
+    signEvent(nodeCrypto, certifiedEvent(binding, nodeCrypto.randomBytes(32), now), guest.ledgerSeed)
+  const policy = signEvent(
+    nodeCrypto,
+    policyEvent(binding, binding, { subtree: false, maxHops: 8, maxHeadAge: 0, anchors: [], rules: [] }, now),
+    guest.ledgerSeed,
+  )
   const submit = services.topics.submit(guest.cn)
   return [
     { topic: submit, payload: Buffer.from(encodeSubmission(Array.from({ length: BATCH }, certified))) },
@@ -73,11 +97,18 @@ interface RunFigures {
 }
 
 /** One run: the honest events through L0's own session, with or without the guest's spam alongside. */
-async function intake(services: L0Services, honest: MqttClient, events: EncodedEvent[], spam: { client: MqttClient; guestCn: string; messages: Array<{ topic: string; payload: Buffer }> } | undefined): Promise<RunFigures> {
+async function intake(
+  services: L0Services,
+  honest: MqttClient,
+  events: EncodedEvent[],
+  spam: { client: MqttClient; guestCn: string; messages: Array<{ topic: string; payload: Buffer }> } | undefined,
+): Promise<RunFigures> {
   const target = services.ledger.ledger.size + events.length
   const height0 = services.miner.miner.latestHead()!.height
   const size0 = services.ledger.ledger.size
-  let done = false, sent = 0, bytes = 0
+  let done = false,
+    sent = 0,
+    bytes = 0
   const loop = async (): Promise<void> => {
     if (spam === undefined) return
     while (!done && sent < MAX_SPAM) {
@@ -89,24 +120,39 @@ async function intake(services: L0Services, honest: MqttClient, events: EncodedE
   const spammer = Promise.all(Array.from({ length: SPAM_IN_FLIGHT }, loop))
   const t0 = performance.now()
   for (let i = 0; i < events.length; i += BATCH) {
-    void honest.publishAsync(services.topics.submit(services.cn), Buffer.from(encodeSubmission(events.slice(i, i + BATCH))), { qos: 1 })
+    void honest.publishAsync(
+      services.topics.submit(services.cn),
+      Buffer.from(encodeSubmission(events.slice(i, i + BATCH))),
+      { qos: 1 },
+    )
   }
   while (services.ledger.ledger.size < target) {
-    if (performance.now() - t0 > RUN_TIMEOUT_MS) throw new Error(`the honest events were not all in within ${RUN_TIMEOUT_MS} ms`)
+    if (performance.now() - t0 > RUN_TIMEOUT_MS)
+      throw new Error(`the honest events were not all in within ${RUN_TIMEOUT_MS} ms`)
     await new Promise(r => setTimeout(r, 2))
   }
   const ms = performance.now() - t0
   done = true
   await spammer
   const state = services.ledger.ledger.state
-  const guestEventsKept = spam === undefined ? 0 : state.log.slice(size0).filter(e => state.cnOfLabel(e.event.issuer) === spam.guestCn).length
-  return { ms: Math.round(ms), eventsPerSec: Math.round(events.length / (ms / 1000)), heads: services.miner.miner.latestHead()!.height - height0, spamMessages: sent, spamBytes: bytes, guestEventsKept }
+  const guestEventsKept =
+    spam === undefined ? 0 : state.log.slice(size0).filter(e => state.cnOfLabel(e.event.issuer) === spam.guestCn).length
+  return {
+    ms: Math.round(ms),
+    eventsPerSec: Math.round(events.length / (ms / 1000)),
+    heads: services.miner.miner.latestHead()!.height - height0,
+    spamMessages: sent,
+    spamBytes: bytes,
+    guestEventsKept,
+  }
 }
 
 /** Runs the quota bench and emits one JSON row per configuration. */
 export async function run(emit: (row: object) => void): Promise<void> {
   const l0 = await makeL0Home({ domain: 'quota.bench.arpa' })
-  const guest = await withHomeLedger(l0, ledger => enrollDirect(l0, ledger, l0.self, { role: 'guest', name: 'spammer' }))
+  const guest = await withHomeLedger(l0, ledger =>
+    enrollDirect(l0, ledger, l0.self, { role: 'guest', name: 'spammer' }),
+  )
   const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: () => undefined })
   const clients: MqttClient[] = []
   try {
@@ -118,17 +164,38 @@ export async function run(emit: (row: object) => void): Promise<void> {
     const spam = { client: spamClient, guestCn: guest.cn, messages: spamMessages(services, guest) }
     const runs: { clean: RunFigures[]; spam: RunFigures[] } = { clean: [], spam: [] }
     for (let r = 0; r < REPEATS; r++) {
-      runs.clean.push(await intake(services, honest, authorizations(services, l0.self.ledgerSeed, keys.request, HONEST_EVENTS), undefined))
-      runs.spam.push(await intake(services, honest, authorizations(services, l0.self.ledgerSeed, keys.request, HONEST_EVENTS), spam))
+      runs.clean.push(
+        await intake(
+          services,
+          honest,
+          authorizations(services, l0.self.ledgerSeed, keys.request, HONEST_EVENTS),
+          undefined,
+        ),
+      )
+      runs.spam.push(
+        await intake(services, honest, authorizations(services, l0.self.ledgerSeed, keys.request, HONEST_EVENTS), spam),
+      )
     }
-    const median = (xs: RunFigures[], k: keyof RunFigures): number => xs.map(x => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-    const clean = median(runs.clean, 'eventsPerSec'), spammed = median(runs.spam, 'eventsPerSec')
+    const median = (xs: RunFigures[], k: keyof RunFigures): number =>
+      xs.map(x => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+    const clean = median(runs.clean, 'eventsPerSec'),
+      spammed = median(runs.spam, 'eventsPerSec')
     emit({
-      bench: 'quota.intakeUnderSpam', path: 'MQTT submit → aedes → miner service (quota, admission, validate, fsync)', honestEvents: HONEST_EVENTS, batch: BATCH, repeats: REPEATS,
+      bench: 'quota.intakeUnderSpam',
+      path: 'MQTT submit → aedes → miner service (quota, admission, validate, fsync)',
+      honestEvents: HONEST_EVENTS,
+      batch: BATCH,
+      repeats: REPEATS,
       spam: `guest session: 256 unissued certified events, 1 unissued certified, 1 self-policy, 1 bundle request, cycling, ${SPAM_IN_FLIGHT} in flight`,
-      median: { cleanEventsPerSec: clean, spamEventsPerSec: spammed, ratio: +(spammed / clean).toFixed(3), spamMessages: median(runs.spam, 'spamMessages') },
+      median: {
+        cleanEventsPerSec: clean,
+        spamEventsPerSec: spammed,
+        ratio: +(spammed / clean).toFixed(3),
+        spamMessages: median(runs.spam, 'spamMessages'),
+      },
       guestEventsKept: runs.spam.reduce((n, x) => n + x.guestEventsKept, 0),
-      clean: runs.clean, spammed: runs.spam,
+      clean: runs.clean,
+      spammed: runs.spam,
     })
   } finally {
     await Promise.all(clients.map(c => c.endAsync(true).catch(() => undefined)))

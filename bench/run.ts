@@ -5,14 +5,19 @@ import { join } from 'node:path'
 
 const dir = fileURLToPath(new URL('.', import.meta.url))
 const only = process.argv.slice(2)
-const files = readdirSync(dir).filter(f => f.endsWith('.bench.ts')).filter(f => only.length === 0 || only.some(o => f.startsWith(o))).sort()
+const files = readdirSync(dir)
+  .filter(f => f.endsWith('.bench.ts'))
+  .filter(f => only.length === 0 || only.some(o => f.startsWith(o)))
+  .sort()
 
 function emit(row: object): void {
   process.stdout.write(JSON.stringify({ ...row, node: process.version }) + '\n')
 }
 
 for (const f of files) {
-  const mod = (await import(pathToFileURL(join(dir, f)).href)) as { run?: (emit: (row: object) => void) => Promise<void> }
+  const mod = (await import(pathToFileURL(join(dir, f)).href)) as {
+    run?: (emit: (row: object) => void) => Promise<void>
+  }
   if (typeof mod.run !== 'function') continue
   const started = performance.now()
   try {

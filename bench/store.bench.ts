@@ -16,8 +16,17 @@ const MAX_MS = 5000
 /** A record shaped like an authorize event, padded (in its name) to exactly `size` bytes. */
 function recordOf(size: number, i: number): Uint8Array {
   const fill = (n: number, v: number): Uint8Array => new Uint8Array(n).fill((v + i) & 0xff)
-  const build = (kind: string, name: string): Uint8Array => encodeCbor([1, 1, fill(10, 1), fill(10, 2), [fill(32, 3)], 1_800_000_000 + i,
-    [fill(32, 4), fill(32, 5), fill(12, 6), 1_900_000_000, 2, 0, kind, name], fill(64, 7)])
+  const build = (kind: string, name: string): Uint8Array =>
+    encodeCbor([
+      1,
+      1,
+      fill(10, 1),
+      fill(10, 2),
+      [fill(32, 3)],
+      1_800_000_000 + i,
+      [fill(32, 4), fill(32, 5), fill(12, 6), 1_900_000_000, 2, 0, kind, name],
+      fill(64, 7),
+    ])
   // A text head grows by a byte at 24 characters, so some sizes need the slack of a second field.
   for (const kind of ['lock', 'locks']) {
     for (let n = Math.max(0, size - build(kind, '').length); n >= 0; n--) {
@@ -33,7 +42,12 @@ function perSecond(ops: number, ms: number): number {
 }
 
 /** Raw baseline: writeSync of `group` records then one fsyncSync (or fdatasyncSync), repeated; ops per second and ops done. */
-function rawBaseline(path: string, records: Uint8Array[], group: number, sync = fsyncSync): { ops: number; opsPerSec: number } {
+function rawBaseline(
+  path: string,
+  records: Uint8Array[],
+  group: number,
+  sync = fsyncSync,
+): { ops: number; opsPerSec: number } {
   const fd = openSync(path, 'a', 0o644)
   const start = performance.now()
   let ops = 0
@@ -50,7 +64,11 @@ function rawBaseline(path: string, records: Uint8Array[], group: number, sync = 
   return { ops, opsPerSec: perSecond(ops, performance.now() - start) }
 }
 
-async function storeAppends(dir: string, records: Uint8Array[], batch: number): Promise<{ ops: number; opsPerSec: number }> {
+async function storeAppends(
+  dir: string,
+  records: Uint8Array[],
+  batch: number,
+): Promise<{ ops: number; opsPerSec: number }> {
   const { store } = await LedgerStore.open(await nodeStorage(dir).openAppendFile(`ledger-${batch}.cbor`))
   const start = performance.now()
   let ops = 0
@@ -79,17 +97,31 @@ export async function run(emit: (row: object) => void): Promise<void> {
     // The store syncs with fdatasync (data and size, not timestamps): the like-for-like raw figure.
     const seqData = rawBaseline(join(dir, 'raw-seq-data.cbor'), records, 1, fdatasyncSync)
     emit({
-      bench: 'store.append', mode: 'sequential', recordBytes: RECORD_BYTES, ops: seq.ops, opsPerSec: seq.opsPerSec,
-      baselineOps: seqBase.ops, baselineOpsPerSec: seqBase.opsPerSec, baseline: 'writeSync+fsyncSync per record',
+      bench: 'store.append',
+      mode: 'sequential',
+      recordBytes: RECORD_BYTES,
+      ops: seq.ops,
+      opsPerSec: seq.opsPerSec,
+      baselineOps: seqBase.ops,
+      baselineOpsPerSec: seqBase.opsPerSec,
+      baseline: 'writeSync+fsyncSync per record',
       baselineDatasyncOpsPerSec: seqData.opsPerSec,
     })
 
     const grouped = await storeAppends(dir, records, BATCH)
     const batchBase = rawBaseline(join(dir, 'raw-batch.cbor'), records, BATCH)
     emit({
-      bench: 'store.append', mode: `concurrent-${BATCH}`, recordBytes: RECORD_BYTES, ops: grouped.ops, opsPerSec: grouped.opsPerSec,
-      baselineOps: seqBase.ops, baselineOpsPerSec: seqBase.opsPerSec, baseline: 'writeSync+fsyncSync per record',
-      baselineDatasyncOpsPerSec: seqData.opsPerSec, rawBatchOpsPerSec: batchBase.opsPerSec, rawBatch: `${BATCH} writeSync then one fsyncSync`,
+      bench: 'store.append',
+      mode: `concurrent-${BATCH}`,
+      recordBytes: RECORD_BYTES,
+      ops: grouped.ops,
+      opsPerSec: grouped.opsPerSec,
+      baselineOps: seqBase.ops,
+      baselineOpsPerSec: seqBase.opsPerSec,
+      baseline: 'writeSync+fsyncSync per record',
+      baselineDatasyncOpsPerSec: seqData.opsPerSec,
+      rawBatchOpsPerSec: batchBase.opsPerSec,
+      rawBatch: `${BATCH} writeSync then one fsyncSync`,
     })
   } finally {
     rmSync(dir, { recursive: true, force: true })

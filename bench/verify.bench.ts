@@ -10,7 +10,14 @@ import type { SignatureAlgorithm } from '../agent/pki/signature-algorithm.ts'
 /** Distinct keys, so that nothing is found in the provider's key cache: every event of a fleet has a new signer. */
 const N = 3000
 
-interface Item { msg: Buffer; sig: Buffer; der: Buffer; raw: Uint8Array; x: string; key: KeyObject }
+interface Item {
+  msg: Buffer
+  sig: Buffer
+  der: Buffer
+  raw: Uint8Array
+  x: string
+  key: KeyObject
+}
 
 function items(): Item[] {
   return Array.from({ length: N }, (_, i) => {
@@ -18,7 +25,14 @@ function items(): Item[] {
     const msg = Buffer.alloc(230, i & 0xff)
     const der = publicKey.export({ format: 'der', type: 'spki' })
     const raw = new Uint8Array(der.subarray(der.length - 32))
-    return { msg, sig: sign(null, msg, privateKey), der, raw, x: Buffer.from(raw).toString('base64url'), key: publicKey }
+    return {
+      msg,
+      sig: sign(null, msg, privateKey),
+      der,
+      raw,
+      x: Buffer.from(raw).toString('base64url'),
+      key: publicKey,
+    }
   })
 }
 
@@ -50,12 +64,20 @@ function tlsKeys(emit: (row: object) => void): void {
   const perSec: Record<string, Record<string, number>> = {}
   for (const [kind, algorithm, keys] of kinds) {
     const spki = new Uint8Array(keys.publicKey.export({ type: 'spki', format: 'der' }))
-    const signature = new Uint8Array(kind === 'rsa2048' ? sign('sha256', message, { key: keys.privateKey, padding: constants.RSA_PKCS1_PADDING }) : sign('sha256', message, keys.privateKey))
+    const signature = new Uint8Array(
+      kind === 'rsa2048'
+        ? sign('sha256', message, { key: keys.privateKey, padding: constants.RSA_PKCS1_PADDING })
+        : sign('sha256', message, keys.privateKey),
+    )
     const node = perSecond(() => nodeVerifier.verifySignature(algorithm, spki, message, signature), 20000, 1500)
     const portable = perSecond(() => portableVerifier.verifySignature(algorithm, spki, message, signature), 2000, 1500)
     perSec[kind] = { node, portable, nodeOverPortable: Math.round((node / portable) * 10) / 10 }
   }
-  emit({ bench: 'verify.tls', perSec, note: 'one 600-byte message; portable = BigInt RSA and agent/pki/p256.ts, what kin-core runs' })
+  emit({
+    bench: 'verify.tls',
+    perSec,
+    note: 'one 600-byte message; portable = BigInt RSA and agent/pki/p256.ts, what kin-core runs',
+  })
 }
 
 export async function run(emit: (row: object) => void): Promise<void> {
@@ -65,14 +87,28 @@ export async function run(emit: (row: object) => void): Promise<void> {
   // could fill, so the provider runs first, on keys it has never seen.
   const provider = rate(work, it => nodeCrypto.ed25519Verify(it.sig, it.msg, it.raw))
   const kept = rate(work, it => verify(null, it.msg, it.key, it.sig))
-  const jwk = rate(work, it => verify(null, it.msg, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: it.x }, format: 'jwk' }), it.sig))
-  const der = rate(work, it => verify(null, it.msg, createPublicKey({ key: it.der, format: 'der', type: 'spki' }), it.sig))
+  const jwk = rate(work, it =>
+    verify(null, it.msg, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: it.x }, format: 'jwk' }), it.sig),
+  )
+  const der = rate(work, it =>
+    verify(null, it.msg, createPublicKey({ key: it.der, format: 'der', type: 'spki' }), it.sig),
+  )
   const start = performance.now()
-  const ok = await Promise.all(work.map(it => new Promise<boolean>(res => verify(null, it.msg, it.key, it.sig, (e, v) => res(e === null && v)))))
+  const ok = await Promise.all(
+    work.map(it => new Promise<boolean>(res => verify(null, it.msg, it.key, it.sig, (e, v) => res(e === null && v)))),
+  )
   if (ok.includes(false)) throw new Error('verify failed')
   const pool = Math.round(work.length / ((performance.now() - start) / 1000))
   emit({
-    bench: 'verify.ed25519', keys: N, perSec: { keptKeyObject: kept, importJwk: jwk, importSpkiDer: der, nodeProviderNewKeys: provider, threadPoolKeptKeyObject: pool },
+    bench: 'verify.ed25519',
+    keys: N,
+    perSec: {
+      keptKeyObject: kept,
+      importJwk: jwk,
+      importSpkiDer: der,
+      nodeProviderNewKeys: provider,
+      threadPoolKeptKeyObject: pool,
+    },
     note: 'importJwk is what the node provider does for a key it has not seen; baseline: keptKeyObject (no import at all)',
   })
 }

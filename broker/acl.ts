@@ -21,7 +21,8 @@ const CLIENT_PAIR_LEAVES: ReadonlySet<string> = new Set<PairLeaf>(['request', 'a
  * [MQTT-4.7.1-2]: `a/#` matches `a` itself too, which is why a pattern ending in `/#` covers its parent level.
  */
 export function filterCovers(pattern: string, filter: string): boolean {
-  const p = pattern.split('/'), f = filter.split('/')
+  const p = pattern.split('/'),
+    f = filter.split('/')
   for (let i = 0; i < f.length; i++) {
     const pl = p[i]
     if (pl === undefined) return false
@@ -87,7 +88,8 @@ export function subscribePatterns(id: SessionIdentity, filter: string, ctx: AclC
   const patterns = [t.head, t.events, t.syncResp(id.cn), t.inboxAll(id.cn), t.delegatedHead(id.cn)]
   const pair = parsePairTopic(filter, ctx.fleet)
   // Only a literal invite id can name an invite; `+` or `#` there would reach other parents' sessions.
-  if (pair !== undefined && pair.inviteId !== '+' && pair.inviteId !== '#' && ctx.ownsInvite(id.cn, pair.inviteId)) patterns.push(t.pairAll(pair.inviteId))
+  if (pair !== undefined && pair.inviteId !== '+' && pair.inviteId !== '#' && ctx.ownsInvite(id.cn, pair.inviteId))
+    patterns.push(t.pairAll(pair.inviteId))
   return patterns
 }
 
@@ -104,5 +106,11 @@ export function subscribeAllowed(id: SessionIdentity, filter: string, ctx: AclCo
  */
 export function leavingAllows(cn: string, topic: string, fleet: string): boolean {
   const t = fleetTopics(fleet)
-  return topic === t.head || topic === t.events || topic === t.syncResp(cn) || topic === t.syncReq(cn) || topic === t.delegatedHead(cn)
+  return (
+    topic === t.head ||
+    topic === t.events ||
+    topic === t.syncResp(cn) ||
+    topic === t.syncReq(cn) ||
+    topic === t.delegatedHead(cn)
+  )
 }

@@ -22,12 +22,17 @@ export function admitCertified(issued: IssuedLookup, state: LedgerState, e: Enco
   if (ev.type !== 'certified') return undefined
   const certHash = toHex(ev.body.certHash)
   const record = issued.get(certHash)
-  const refuse = (why: string): Refusal => ({ idHex: e.idHex, code: 'CERTIFIED_NOT_ISSUED', message: `certificate ${certHash.slice(0, 16)}… ${why}` })
+  const refuse = (why: string): Refusal => ({
+    idHex: e.idHex,
+    code: 'CERTIFIED_NOT_ISSUED',
+    message: `certificate ${certHash.slice(0, 16)}… ${why}`,
+  })
   if (record === undefined) return refuse("was not issued by the fleet CA (L0's record of issued certificates)")
   const cn = state.cnOfLabel(ev.subject)
   if (record.cn !== cn) return refuse(`was issued to ${record.cn}, not ${cn}`)
   // The binding may still be in flight (submitted in the same batch); validation then checks the link itself.
   const binding = ev.links[0] === undefined ? undefined : state.bindingById(toHex(ev.links[0]))
-  if (binding !== undefined && toHex(binding.spkiHash) !== record.spkiHash) return refuse(`certifies another key than the binding of ${cn} the event names`)
+  if (binding !== undefined && toHex(binding.spkiHash) !== record.spkiHash)
+    return refuse(`certifies another key than the binding of ${cn} the event names`)
   return undefined
 }

@@ -13,13 +13,34 @@ const inFlight = new WeakMap<ServiceContext, Set<string>>()
 
 function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: EncodedEvent): void {
   const invite = ctx.invites.get(inviteId)
-  if (invite === undefined) throw new VerificationError('INVITE_REFUSED', `invite ${inviteId} is not on record (never registered, or expired and purged)`)
-  if (invite.state === 'withdrawn') throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${invite.parentCn}; ask for a new code`)
-  if (invite.state === 'done') throw new VerificationError('ENROLL_STATE', `a certificate was already issued under invite ${inviteId} (to ${invite.enrolledCn})`)
-  if (authorize.event.type !== 'authorize') throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
+  if (invite === undefined)
+    throw new VerificationError(
+      'INVITE_REFUSED',
+      `invite ${inviteId} is not on record (never registered, or expired and purged)`,
+    )
+  if (invite.state === 'withdrawn')
+    throw new VerificationError(
+      'PAIR_WITHDRAWN',
+      `invite ${inviteId} was withdrawn by ${invite.parentCn}; ask for a new code`,
+    )
+  if (invite.state === 'done')
+    throw new VerificationError(
+      'ENROLL_STATE',
+      `a certificate was already issued under invite ${inviteId} (to ${invite.enrolledCn})`,
+    )
+  if (authorize.event.type !== 'authorize')
+    throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
   const issuerCn = ctx.ledger.ledger.state.cnOfLabel(authorize.event.issuer)
-  if (issuerCn !== invite.parentCn) throw new VerificationError('INVITE_MISMATCH', `the authorization was signed by ${issuerCn}, but invite ${inviteId} is ${invite.parentCn}'s`)
-  if (authorize.event.body.role !== invite.role) throw new VerificationError('INVITE_MISMATCH', `the authorization grants role ${authorize.event.body.role}, but invite ${inviteId} is for ${invite.role}`)
+  if (issuerCn !== invite.parentCn)
+    throw new VerificationError(
+      'INVITE_MISMATCH',
+      `the authorization was signed by ${issuerCn}, but invite ${inviteId} is ${invite.parentCn}'s`,
+    )
+  if (authorize.event.body.role !== invite.role)
+    throw new VerificationError(
+      'INVITE_MISMATCH',
+      `the authorization grants role ${authorize.event.body.role}, but invite ${inviteId} is for ${invite.role}`,
+    )
 }
 
 /**
@@ -27,13 +48,22 @@ function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: En
  * runs the CSR's checks that need no arithmetic (names, RSA parameters, key), the ledger's, the signatures, appends the authorize event durably and issues. The answer on
  * `…/cert` is `['ok', certPem, [lineage event bytes…]]` (see lineageFor) or `['error', code, message]`.
  */
-export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: string, payload: Uint8Array): Promise<void> {
+export async function handleCsr(
+  ctx: ServiceContext,
+  inviteId: string,
+  topic: string,
+  payload: Uint8Array,
+): Promise<void> {
   const certTopic = ctx.topics.pair(inviteId, 'cert')
   const reply = (r: CertReply) => ctx.publish(certTopic, encodeCertReply(r))
   let busy = inFlight.get(ctx)
-  if (busy === undefined) inFlight.set(ctx, busy = new Set())
+  if (busy === undefined) inFlight.set(ctx, (busy = new Set()))
   if (busy.has(inviteId)) {
-    ctx.log('warn', 'ca.refused', { inviteId, code: 'ENROLL_STATE', message: 'another CSR under this invite is being handled' })
+    ctx.log('warn', 'ca.refused', {
+      inviteId,
+      code: 'ENROLL_STATE',
+      message: 'another CSR under this invite is being handled',
+    })
     await reply({ ok: false, code: 'ENROLL_STATE', message: `another CSR under invite ${inviteId} is being handled` })
     return
   }
@@ -63,11 +93,21 @@ export async function handleCsr(ctx: ServiceContext, inviteId: string, topic: st
         ctx.invites.markDone(inviteId, cn)
       } catch (err) {
         // The certificate exists and its proof is spent in the ledger (a replay is NONCE_REUSED): still hand it over.
-        ctx.log('error', 'ledger.error', { inviteId, code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error).message })
+        ctx.log('error', 'ledger.error', {
+          inviteId,
+          code: err instanceof KinError ? err.code : 'INTERNAL',
+          message: (err as Error).message,
+        })
       }
       const lineage = lineageFor(ctx.ledger.ledger.state, issued.authorize)
       await reply({ ok: true, certPem: issued.certificate.pem, lineage: lineage.map(e => e.bytes) })
-      ctx.log('info', 'ca.issued', { inviteId, cn, parentCn: ctx.invites.get(inviteId)?.parentCn, serial: issued.certificate.serialHex, lineage: lineage.length })
+      ctx.log('info', 'ca.issued', {
+        inviteId,
+        cn,
+        parentCn: ctx.invites.get(inviteId)?.parentCn,
+        serial: issued.certificate.serialHex,
+        lineage: lineage.length,
+      })
       await ctx.ledgerChanged([issued.authorize])
     } catch (err) {
       if (!(err instanceof KinError)) throw err

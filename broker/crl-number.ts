@@ -20,14 +20,21 @@ export function takeCrlNumber(homeDir: string, now: number): number {
     const text = readFileSync(path, 'utf8').trim()
     const last = /^[0-9]{1,15}$/.test(text) ? Number(text) : NaN
     if (!Number.isSafeInteger(last)) {
-      throw new KinError('STORAGE_DAMAGED', `${path} does not hold a CRL number (${JSON.stringify(text.slice(0, 40))}); restore it from a backup, or write a number above the last CRL's`, { detail: { path } })
+      throw new KinError(
+        'STORAGE_DAMAGED',
+        `${path} does not hold a CRL number (${JSON.stringify(text.slice(0, 40))}); restore it from a backup, or write a number above the last CRL's`,
+        { detail: { path } },
+      )
     }
     next = last + 1
   }
   try {
     writeFileDurable(path, `${next}\n`, 0o600)
   } catch (err) {
-    throw new KinError('STORAGE_IO', `cannot write ${path}: ${(err as Error).message}`, { cause: err, detail: { path } })
+    throw new KinError('STORAGE_IO', `cannot write ${path}: ${(err as Error).message}`, {
+      cause: err,
+      detail: { path },
+    })
   }
   return next
 }

@@ -11,7 +11,13 @@ const U = asn1.Class.UNIVERSAL
 const T = asn1.Type
 
 /** RFC 5280 §5.3.1 CRLReason values kinship uses. */
-export const CRL_REASON = { keyCompromise: 1, affiliationChanged: 3, superseded: 4, cessationOfOperation: 5, privilegeWithdrawn: 9 } as const
+export const CRL_REASON = {
+  keyCompromise: 1,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  privilegeWithdrawn: 9,
+} as const
 /** A CRLReason name. */
 export type CrlReason = keyof typeof CRL_REASON
 
@@ -106,23 +112,35 @@ export function buildCrl(input: CrlInput): { der: Uint8Array; pem: string } {
   if (!(input.nextUpdate > input.thisUpdate)) throw new RangeError('"nextUpdate" must be after "thisUpdate"')
   // A CRL lists revocations that happened by its date: a later revocationDate would contradict thisUpdate.
   const late = input.revoked.find(r => r.revokedAt > input.thisUpdate)
-  if (late !== undefined) throw new RangeError(`serial ${late.serial}: "revokedAt" ${late.revokedAt} lies after "thisUpdate" ${input.thisUpdate}`)
+  if (late !== undefined)
+    throw new RangeError(
+      `serial ${late.serial}: "revokedAt" ${late.revokedAt} lies after "thisUpdate" ${input.thisUpdate}`,
+    )
   const root = DeviceCertificate.from(input.rootCertPem, { sha256: nodeCrypto.sha256 })
   // The root's key type names the algorithm (RFC 5758 §3.2: ecdsa-with-SHA256 has no parameters; RFC 4055 §5: NULL for RSA).
   let rootKey
   try {
     rootKey = createPrivateKey(input.rootKeyPem)
   } catch (err) {
-    throw new KinError('CERT_PARSE', `cannot read the fleet root key to sign the CRL: ${(err as Error).message}`, { cause: err })
+    throw new KinError('CERT_PARSE', `cannot read the fleet root key to sign the CRL: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
-  const algorithm = rootKey.asymmetricKeyType === 'ec' ? seq([oid(OID.ecdsaWithSHA256)]) : seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')])
+  const algorithm =
+    rootKey.asymmetricKeyType === 'ec'
+      ? seq([oid(OID.ecdsaWithSHA256)])
+      : seq([oid(OID.sha256WithRSA), asn1.create(U, T.NULL, false, '')])
   const entries = [...input.revoked]
     .sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0))
     .map(r => {
       if (!/^[0-9a-fA-F]{1,40}$/.test(r.serial)) throw new RangeError(`serial "${r.serial}" is not 1..20 bytes of hex`)
       const hex = r.serial.length % 2 === 1 ? '0' + r.serial : r.serial
       const reason = asn1.create(U, T.ENUMERATED, false, String.fromCharCode(CRL_REASON[r.reason]))
-      return seq([unsignedInteger(forge.util.hexToBytes(hex)), time(r.revokedAt), seq([extension(OID.reasonCode, reason)])])
+      return seq([
+        unsignedInteger(forge.util.hexToBytes(hex)),
+        time(r.revokedAt),
+        seq([extension(OID.reasonCode, reason)]),
+      ])
     })
   const extensions: Node[] = []
   const ski = root.subjectKeyId
@@ -147,7 +165,9 @@ export function buildCrl(input: CrlInput): { der: Uint8Array; pem: string } {
     // ECDSA signatures as DER, the form X.509 carries (node's default for EC keys).
     signature = sign('sha256', tbsDer, rootKey)
   } catch (err) {
-    throw new KinError('CERT_PARSE', `cannot sign the CRL with the fleet root key: ${(err as Error).message}`, { cause: err })
+    throw new KinError('CERT_PARSE', `cannot sign the CRL with the fleet root key: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   const list = seq([tbs, algorithm, asn1.create(U, T.BITSTRING, false, '\x00' + signature.toString('binary'))])
   const der = Buffer.from(derBytes(list), 'binary')

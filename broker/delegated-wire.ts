@@ -54,8 +54,12 @@ export interface DelegatedHead {
  * holds (verdict.js) and the ledger key L0 holds. Each party gets only its own, so neither can speak for the other.
  */
 export function delegatedKeys(secret: Uint8Array): { verdictKey: Uint8Array; ledgerKey: Uint8Array } {
-  if (!(secret instanceof Uint8Array) || secret.length < 32) throw new RangeError(`"secret" expected at least 32 bytes, got ${secret?.length}`)
-  return { verdictKey: hmac(sha256, secret, utf8(VERDICT_KEY_LABEL)), ledgerKey: hmac(sha256, secret, utf8(LEDGER_KEY_LABEL)) }
+  if (!(secret instanceof Uint8Array) || secret.length < 32)
+    throw new RangeError(`"secret" expected at least 32 bytes, got ${secret?.length}`)
+  return {
+    verdictKey: hmac(sha256, secret, utf8(VERDICT_KEY_LABEL)),
+    ledgerKey: hmac(sha256, secret, utf8(LEDGER_KEY_LABEL)),
+  }
 }
 
 /** Bytes one entry takes in a message. */
@@ -64,22 +68,39 @@ export function entryBytes(e: DelegatedEntry): number {
 }
 
 function u32(n: number): Uint8Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`expected an unsigned 32-bit integer, got ${n}`)
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
+    throw new RangeError(`expected an unsigned 32-bit integer, got ${n}`)
   return Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255)
 }
 
 /** The message for `head`, MACed under `ledgerKey`; RangeError when it would exceed MAX_DELEGATED_BYTES or MAX_DELEGATED_ENTRIES. */
 export function encodeDelegatedHead(ledgerKey: Uint8Array, head: DelegatedHead): Uint8Array {
-  if (head.root.length !== HASH_BYTES) throw new RangeError(`"root" expected ${HASH_BYTES} bytes, got ${head.root.length}`)
-  if (head.entries.length > MAX_DELEGATED_ENTRIES) throw new RangeError(`at most ${MAX_DELEGATED_ENTRIES} entries, got ${head.entries.length}`)
-  const parts: Uint8Array[] = [Uint8Array.of(DELEGATED_VERSION), u32(head.treeSize), head.root, u32(head.time), Uint8Array.of(head.entries.length)]
+  if (head.root.length !== HASH_BYTES)
+    throw new RangeError(`"root" expected ${HASH_BYTES} bytes, got ${head.root.length}`)
+  if (head.entries.length > MAX_DELEGATED_ENTRIES)
+    throw new RangeError(`at most ${MAX_DELEGATED_ENTRIES} entries, got ${head.entries.length}`)
+  const parts: Uint8Array[] = [
+    Uint8Array.of(DELEGATED_VERSION),
+    u32(head.treeSize),
+    head.root,
+    u32(head.time),
+    Uint8Array.of(head.entries.length),
+  ]
   for (const e of head.entries) {
-    if (e.eventBytes.length === 0 || e.eventBytes.length > 0xffff) throw new RangeError(`event of ${e.eventBytes.length} bytes`)
+    if (e.eventBytes.length === 0 || e.eventBytes.length > 0xffff)
+      throw new RangeError(`event of ${e.eventBytes.length} bytes`)
     if (e.proof.length > MAX_PROOF_HASHES) throw new RangeError(`proof of ${e.proof.length} hashes`)
-    parts.push(u32(e.leafIndex), Uint8Array.of(e.eventBytes.length >>> 8, e.eventBytes.length & 255), e.eventBytes, Uint8Array.of(e.proof.length), ...e.proof)
+    parts.push(
+      u32(e.leafIndex),
+      Uint8Array.of(e.eventBytes.length >>> 8, e.eventBytes.length & 255),
+      e.eventBytes,
+      Uint8Array.of(e.proof.length),
+      ...e.proof,
+    )
   }
   const body = concatBytes(...parts)
-  if (body.length + DELEGATED_MAC_BYTES > MAX_DELEGATED_BYTES) throw new RangeError(`a message of ${body.length + DELEGATED_MAC_BYTES} bytes exceeds ${MAX_DELEGATED_BYTES}`)
+  if (body.length + DELEGATED_MAC_BYTES > MAX_DELEGATED_BYTES)
+    throw new RangeError(`a message of ${body.length + DELEGATED_MAC_BYTES} bytes exceeds ${MAX_DELEGATED_BYTES}`)
   return concatBytes(body, hmac(sha256, ledgerKey, body))
 }
 
@@ -92,24 +113,34 @@ function refuse(code: 'DELEGATED_OVERSIZE' | 'DELEGATED_FORMAT' | 'DELEGATED_MAC
  * that order. It checks neither the head's age nor the proofs: those need what the device holds.
  */
 export function decodeDelegatedHead(ledgerKey: Uint8Array, bytes: Uint8Array): DelegatedHead {
-  if (bytes.length > MAX_DELEGATED_BYTES) refuse('DELEGATED_OVERSIZE', `a message of ${bytes.length} bytes exceeds ${MAX_DELEGATED_BYTES}`)
-  if (bytes.length < DELEGATED_HEADER_BYTES + DELEGATED_MAC_BYTES || bytes[0] !== DELEGATED_VERSION) refuse('DELEGATED_FORMAT', 'not a version 1 delegated head message')
+  if (bytes.length > MAX_DELEGATED_BYTES)
+    refuse('DELEGATED_OVERSIZE', `a message of ${bytes.length} bytes exceeds ${MAX_DELEGATED_BYTES}`)
+  if (bytes.length < DELEGATED_HEADER_BYTES + DELEGATED_MAC_BYTES || bytes[0] !== DELEGATED_VERSION)
+    refuse('DELEGATED_FORMAT', 'not a version 1 delegated head message')
   const body = bytes.subarray(0, bytes.length - DELEGATED_MAC_BYTES)
-  if (!bytesEqual(hmac(sha256, ledgerKey, body), bytes.subarray(body.length))) refuse('DELEGATED_MAC', 'the message is not MACed with this device\'s ledger key')
+  if (!bytesEqual(hmac(sha256, ledgerKey, body), bytes.subarray(body.length)))
+    refuse('DELEGATED_MAC', "the message is not MACed with this device's ledger key")
   const view = new DataView(body.buffer, body.byteOffset, body.length)
   const count = body[DELEGATED_HEADER_BYTES - 1]!
-  const head: DelegatedHead = { treeSize: view.getUint32(1), root: body.slice(5, 5 + HASH_BYTES), time: view.getUint32(5 + HASH_BYTES), entries: [] }
+  const head: DelegatedHead = {
+    treeSize: view.getUint32(1),
+    root: body.slice(5, 5 + HASH_BYTES),
+    time: view.getUint32(5 + HASH_BYTES),
+    entries: [],
+  }
   let at = DELEGATED_HEADER_BYTES
   for (let i = 0; i < count; i++) {
     if (at + 6 > body.length) refuse('DELEGATED_FORMAT', `entry ${i} is cut short`)
-    const leafIndex = view.getUint32(at), length = view.getUint16(at + 4)
+    const leafIndex = view.getUint32(at),
+      length = view.getUint16(at + 4)
     const pathAt = at + 6 + length
     if (pathAt + 1 > body.length) refuse('DELEGATED_FORMAT', `entry ${i} is cut short`)
     const hashes = body[pathAt]!
     const end = pathAt + 1 + hashes * HASH_BYTES
     if (end > body.length || hashes > MAX_PROOF_HASHES) refuse('DELEGATED_FORMAT', `entry ${i} is cut short`)
     const proof: Uint8Array[] = []
-    for (let h = 0; h < hashes; h++) proof.push(body.slice(pathAt + 1 + h * HASH_BYTES, pathAt + 1 + (h + 1) * HASH_BYTES))
+    for (let h = 0; h < hashes; h++)
+      proof.push(body.slice(pathAt + 1 + h * HASH_BYTES, pathAt + 1 + (h + 1) * HASH_BYTES))
     head.entries.push({ leafIndex, eventBytes: body.slice(at + 6, pathAt), proof })
     at = end
   }

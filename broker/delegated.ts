@@ -15,8 +15,14 @@ import type { EncodedEvent } from '../agent/ledger/types.ts'
 import type { FleetTopics } from '../agent/gossip/topics.ts'
 import type { L0Logger } from './log.ts'
 import {
-  DELEGATED_HEADER_BYTES, DELEGATED_MAC_BYTES, MAX_DELEGATED_BYTES, MAX_DELEGATED_ENTRIES, MAX_DELEGATED_REQUEST_BYTES,
-  encodeDelegatedHead, entryBytes, type DelegatedEntry,
+  DELEGATED_HEADER_BYTES,
+  DELEGATED_MAC_BYTES,
+  MAX_DELEGATED_BYTES,
+  MAX_DELEGATED_ENTRIES,
+  MAX_DELEGATED_REQUEST_BYTES,
+  encodeDelegatedHead,
+  entryBytes,
+  type DelegatedEntry,
 } from './delegated-wire.ts'
 
 /** File in L0's home naming the delegated-tier devices and their ledger keys (hex), written at flashing. */
@@ -30,7 +36,9 @@ export const MAX_DELEGATED_MESSAGES = 24
 const SENT_TYPES: ReadonlySet<string> = new Set(['authorize', 'revoke', 'policy'])
 
 function damaged(path: string, why: string): KinError {
-  return new KinError('STORAGE_DAMAGED', `${path} is damaged (${why}); register the delegated devices again`, { detail: { path } })
+  return new KinError('STORAGE_DAMAGED', `${path} is damaged (${why}); register the delegated devices again`, {
+    detail: { path },
+  })
 }
 
 /** The delegated-tier devices of L0's home and the ledger key of each (the file is re-read when it changes). */
@@ -55,9 +63,17 @@ export class DelegatedRegistry {
       } catch (err) {
         throw damaged(this.path, (err as Error).message)
       }
-      if (typeof doc !== 'object' || doc === null || doc.version !== 1 || typeof doc.devices !== 'object' || doc.devices === null) throw damaged(this.path, 'not a version 1 registry')
+      if (
+        typeof doc !== 'object' ||
+        doc === null ||
+        doc.version !== 1 ||
+        typeof doc.devices !== 'object' ||
+        doc.devices === null
+      )
+        throw damaged(this.path, 'not a version 1 registry')
       for (const [cn, hex] of Object.entries(doc.devices as Record<string, unknown>)) {
-        if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) throw damaged(this.path, `the key of ${cn} is not 32 bytes of hex`)
+        if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex))
+          throw damaged(this.path, `the key of ${cn} is not 32 bytes of hex`)
         keys.set(cn, fromHex(hex))
       }
     }
@@ -75,7 +91,10 @@ export class DelegatedRegistry {
     try {
       writeFileDurable(this.path, JSON.stringify({ version: 1, devices }, null, 1) + '\n', 0o600)
     } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, detail: { path: this.path } })
+      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+        detail: { path: this.path },
+      })
     }
     this.readMtime = -2
   }
@@ -117,7 +136,11 @@ export function delegatedEntries(source: DelegatedSource, cn: string): Delegated
     placed.push({ e, leafIndex, order })
   }
   placed.sort((a, b) => a.order - b.order)
-  return placed.map(({ e, leafIndex }) => ({ leafIndex, eventBytes: e.bytes, proof: tree.inclusionProof(leafIndex, head.treeSize) }))
+  return placed.map(({ e, leafIndex }) => ({
+    leafIndex,
+    eventBytes: e.bytes,
+    proof: tree.inclusionProof(leafIndex, head.treeSize),
+  }))
 }
 
 /**
@@ -125,7 +148,11 @@ export function delegatedEntries(source: DelegatedSource, cn: string): Delegated
  * message within MAX_DELEGATED_BYTES. An entry too large for any message (a long policy) is left out and named in
  * `skipped`; a device then lacks that event, never a wrong one.
  */
-export function delegatedMessages(source: DelegatedSource, cn: string, ledgerKey: Uint8Array): { messages: Uint8Array[]; skipped: number[] } {
+export function delegatedMessages(
+  source: DelegatedSource,
+  cn: string,
+  ledgerKey: Uint8Array,
+): { messages: Uint8Array[]; skipped: number[] } {
   const head = { treeSize: source.head.treeSize, root: source.head.root, time: source.head.time }
   const room = MAX_DELEGATED_BYTES - DELEGATED_HEADER_BYTES - DELEGATED_MAC_BYTES
   const messages: Uint8Array[] = []
@@ -184,7 +211,8 @@ export class DelegatedService {
     this.handledSize = Math.max(from, source.head.treeSize)
     if (devices.size === 0 || source.head.treeSize <= from) return
     const subjects = new Set<string>()
-    for (const e of source.state.log.slice(from, source.head.treeSize)) if (SENT_TYPES.has(e.event.type)) subjects.add(toHex(e.event.subject))
+    for (const e of source.state.log.slice(from, source.head.treeSize))
+      if (SENT_TYPES.has(e.event.type)) subjects.add(toHex(e.event.subject))
     for (const [cn, key] of devices) {
       if (!source.state.currentBinding(cn)) continue
       if (lineageLabelHexes(source, cn).some(l => subjects.has(l))) await this.send(source, cn, key, 'head')
@@ -195,18 +223,30 @@ export class DelegatedService {
   async request(cn: string, payload: Uint8Array): Promise<void> {
     const { log, registry } = this.opts
     if (payload.length > MAX_DELEGATED_REQUEST_BYTES) {
-      log('warn', 'delegated.refused', { cn, code: 'DECODE_OVERSIZE', message: `a request of ${payload.length} bytes (at most ${MAX_DELEGATED_REQUEST_BYTES})` })
+      log('warn', 'delegated.refused', {
+        cn,
+        code: 'DECODE_OVERSIZE',
+        message: `a request of ${payload.length} bytes (at most ${MAX_DELEGATED_REQUEST_BYTES})`,
+      })
       return
     }
     const key = registry.devices().get(cn)
     if (key === undefined) {
-      log('warn', 'delegated.refused', { cn, code: 'DELEGATED_NOT_REGISTERED', message: `${cn} is not registered as a delegated-tier device in ${registry.path}` })
+      log('warn', 'delegated.refused', {
+        cn,
+        code: 'DELEGATED_NOT_REGISTERED',
+        message: `${cn} is not registered as a delegated-tier device in ${registry.path}`,
+      })
       return
     }
     const now = (this.opts.clockMs ?? (() => performance.now()))()
     const last = this.answered.get(cn)
     if (last !== undefined && now - last < DELEGATED_REQUEST_INTERVAL_MS) {
-      log('warn', 'delegated.refused', { cn, code: 'QUOTA_RATE', message: `answered ${Math.round(now - last)} ms ago; one answer per ${DELEGATED_REQUEST_INTERVAL_MS} ms` })
+      log('warn', 'delegated.refused', {
+        cn,
+        code: 'QUOTA_RATE',
+        message: `answered ${Math.round(now - last)} ms ago; one answer per ${DELEGATED_REQUEST_INTERVAL_MS} ms`,
+      })
       return
     }
     this.answered.set(cn, now)
@@ -216,7 +256,19 @@ export class DelegatedService {
   private async send(source: DelegatedSource, cn: string, key: Uint8Array, why: 'head' | 'request'): Promise<void> {
     const { messages, skipped } = delegatedMessages(source, cn, key)
     for (const m of messages) await this.opts.publish(this.opts.topics.delegatedHead(cn), m)
-    this.opts.log('info', 'delegated.sent', { cn, why, treeSize: source.head.treeSize, messages: messages.length, bytes: messages.reduce((n, m) => n + m.length, 0) })
-    if (skipped.length > 0) this.opts.log('warn', 'delegated.refused', { cn, code: 'DELEGATED_OVERSIZE', message: `events at leaves ${skipped.join(', ')} do not fit a ${MAX_DELEGATED_BYTES}-byte message`, leaves: skipped })
+    this.opts.log('info', 'delegated.sent', {
+      cn,
+      why,
+      treeSize: source.head.treeSize,
+      messages: messages.length,
+      bytes: messages.reduce((n, m) => n + m.length, 0),
+    })
+    if (skipped.length > 0)
+      this.opts.log('warn', 'delegated.refused', {
+        cn,
+        code: 'DELEGATED_OVERSIZE',
+        message: `events at leaves ${skipped.join(', ')} do not fit a ${MAX_DELEGATED_BYTES}-byte message`,
+        leaves: skipped,
+      })
   }
 }

@@ -33,9 +33,16 @@ export interface L0Home extends Omit<L0Material, 'config'> {
 
 // Two brokers appending to one ledger file would interleave records; the lock makes the second one stop early.
 function acquireLock(path: string): () => void {
-  return takePidLock(path, pid => pid === undefined
-    ? new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
-    : new KinError('BROKER_LOCKED', `a broker (pid ${pid}) already runs on this home (${path}); stop it first`, { detail: { pid } }), 'holds')
+  return takePidLock(
+    path,
+    pid =>
+      pid === undefined
+        ? new KinError('BROKER_LOCKED', `cannot take the lock ${path}`)
+        : new KinError('BROKER_LOCKED', `a broker (pid ${pid}) already runs on this home (${path}); stop it first`, {
+            detail: { pid },
+          }),
+    'holds',
+  )
 }
 
 /** L0's keys and certificates as `kin init` wrote them, without the ledger; HOME_MISSING for a device's home. */
@@ -55,17 +62,39 @@ export interface L0Material {
 export function readL0Material(dir: string): L0Material {
   const home = new Home(dir)
   const config = home.readConfig()
-  if (config.l0 !== true) throw new KinError('HOME_MISSING', `${home.dir} is a device's home, not L0's: run 'kin broker' on the home made by 'kin init'`)
+  if (config.l0 !== true)
+    throw new KinError(
+      'HOME_MISSING',
+      `${home.dir} is a device's home, not L0's: run 'kin broker' on the home made by 'kin init'`,
+    )
   const rootPem = home.readText('root')
   const root = DeviceCertificate.from(rootPem, { sha256: nodeCrypto.sha256 })
-  return { home, config, cn: config.cn, fleet: config.fleet, root, rootPem, rootKeyPem: home.readText('caKey'), certPem: home.readText('cert'), tlsKeyPem: home.readText('tlsKey') }
+  return {
+    home,
+    config,
+    cn: config.cn,
+    fleet: config.fleet,
+    root,
+    rootPem,
+    rootKeyPem: home.readText('caKey'),
+    certPem: home.readText('cert'),
+    tlsKeyPem: home.readText('tlsKey'),
+  }
 }
 
 function checkGenesis(m: L0Material, ledger: Ledger): void {
   const genesis = ledger.state.genesis
-  if (genesis === undefined) throw new KinError('HOME_MISSING', `${m.home.path('ledger')} has no genesis event; was 'kin init' interrupted?`)
-  if (genesis.cn !== m.config.cn || genesis.body.domain !== m.config.fleet || !bytesEqual(genesis.body.rootCertHash, m.root.certHash)) {
-    throw new KinError('STORAGE_DAMAGED', `the ledger's genesis does not match ${m.home.path('config')} and ${m.home.path('root')}`)
+  if (genesis === undefined)
+    throw new KinError('HOME_MISSING', `${m.home.path('ledger')} has no genesis event; was 'kin init' interrupted?`)
+  if (
+    genesis.cn !== m.config.cn ||
+    genesis.body.domain !== m.config.fleet ||
+    !bytesEqual(genesis.body.rootCertHash, m.root.certHash)
+  ) {
+    throw new KinError(
+      'STORAGE_DAMAGED',
+      `the ledger's genesis does not match ${m.home.path('config')} and ${m.home.path('root')}`,
+    )
   }
 }
 
@@ -91,7 +120,10 @@ export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
   let ledger: PersistentLedger | undefined
   try {
     ledger = await openHomeLedger(home, nodeCrypto, (offset, dropped) => {
-      log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message: `dropped a torn tail of ${dropped} bytes at offset ${offset} (an interrupted write)` })
+      log('warn', 'ledger.error', {
+        code: 'STORAGE_DAMAGED',
+        message: `dropped a torn tail of ${dropped} bytes at offset ${offset} (an interrupted write)`,
+      })
     })
     checkGenesis(m, ledger.ledger)
     const invites = InviteBook.open(join(home.dir, INVITES_FILE))
@@ -100,10 +132,24 @@ export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
     issued.record(DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 }), Math.floor(Date.now() / 1000))
     const opened = ledger
     return {
-      home, cn: config.cn, fleet: config.fleet, root: m.root, rootPem: m.rootPem, rootKeyPem: m.rootKeyPem, certPem: m.certPem, tlsKeyPem: m.tlsKeyPem,
-      ledgerSeed, ledger: opened, invites, issued,
+      home,
+      cn: config.cn,
+      fleet: config.fleet,
+      root: m.root,
+      rootPem: m.rootPem,
+      rootKeyPem: m.rootKeyPem,
+      certPem: m.certPem,
+      tlsKeyPem: m.tlsKeyPem,
+      ledgerSeed,
+      ledger: opened,
+      invites,
+      issued,
       close: async () => {
-        try { await opened.close() } finally { release() }
+        try {
+          await opened.close()
+        } finally {
+          release()
+        }
       },
     }
   } catch (err) {

@@ -37,18 +37,28 @@ function peerCertificateDer(socket: TLSSocket | undefined): Uint8Array | undefin
   return new Uint8Array(peer.raw.buffer, peer.raw.byteOffset, peer.raw.length)
 }
 
-function authenticate(ctx: HookContext, client: Client, username: string | undefined, password: Buffer | undefined): SessionIdentity {
+function authenticate(
+  ctx: HookContext,
+  client: Client,
+  username: string | undefined,
+  password: Buffer | undefined,
+): SessionIdentity {
   const socket = ctx.sockets.get(client)
   const der = peerCertificateDer(socket)
   const login = ctx.loginContext()
   // A presented certificate decides, whatever else comes with it: a foreign certificate is never waved through on a code.
   if (der !== undefined) return deviceLogin(der, client.id, login)
-  if (typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX)) return pairingLogin(username, password, client.id, login)
-  throw new VerificationError('LOGIN_NO_CREDENTIALS', 'log in with a fleet certificate, or with a pairing code (user name pair:<inviteId>)')
+  if (typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX))
+    return pairingLogin(username, password, client.id, login)
+  throw new VerificationError(
+    'LOGIN_NO_CREDENTIALS',
+    'log in with a fleet certificate, or with a pairing code (user name pair:<inviteId>)',
+  )
 }
 
 // A device built before dotless topics: told apart from an ACL refusal so its operator knows to update it.
-const OLD_SCHEME_MESSAGE = 'kinship topics hold no dots: kin/<fleet domain with . as _>/…, devices by their 16-character label (update the device)'
+const OLD_SCHEME_MESSAGE =
+  'kinship topics hold no dots: kin/<fleet domain with . as _>/…, devices by their 16-character label (update the device)'
 
 /** Installs the hooks on an aedes instance. */
 export function installHooks(aedes: Aedes, ctx: HookContext): void {
@@ -58,16 +68,27 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
       const identity = authenticate(ctx, client, username, password)
       ctx.sessions.add(client, { clientId: client.id, identity, since: Date.now(), remote })
       const provisional = identity.kind === 'device' && !ctx.acl.isCertified(identity)
-      ctx.log('info', 'login.accepted', { clientId: client.id, ...describeIdentity(identity), remote, ...(provisional ? { provisional: true } : {}) })
+      ctx.log('info', 'login.accepted', {
+        clientId: client.id,
+        ...describeIdentity(identity),
+        remote,
+        ...(provisional ? { provisional: true } : {}),
+      })
       done(null, true)
     } catch (err) {
       const code = err instanceof KinError ? err.code : 'INTERNAL'
       const connack = connackFor(code)
       ctx.log('warn', 'login.refused', {
-        clientId: client.id, code, message: (err as Error).message, connack, remote,
+        clientId: client.id,
+        code,
+        message: (err as Error).message,
+        connack,
+        remote,
         ...(typeof username === 'string' && username.startsWith(PAIR_USERNAME_PREFIX) ? { username } : {}),
       })
-      const refusal = Object.assign(new Error(`${code}: ${(err as Error).message}`), { returnCode: connack }) as AuthenticateError
+      const refusal = Object.assign(new Error(`${code}: ${(err as Error).message}`), {
+        returnCode: connack,
+      }) as AuthenticateError
       done(refusal, false)
     }
   }
@@ -78,12 +99,28 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     if (client === null || identity === undefined) return done(new Error('no session'))
     ctx.onTopic?.({ op: 'publish', clientId: client.id, topic: packet.topic })
     if (isOldSchemeTopic(packet.topic)) {
-      ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      ctx.log('warn', 'acl.refused', {
+        op: 'publish',
+        clientId: client.id,
+        ...describeIdentity(identity),
+        topic: packet.topic,
+        code: 'TOPIC_OLD_SCHEME',
+        message: OLD_SCHEME_MESSAGE,
+      })
       return done(new Error(`TOPIC_OLD_SCHEME: ${client.id} published on ${packet.topic}: ${OLD_SCHEME_MESSAGE}`))
     }
-    const leaving = identity.kind === 'device' && ctx.sessions.isLeaving(client) && !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)
+    const leaving =
+      identity.kind === 'device' &&
+      ctx.sessions.isLeaving(client) &&
+      !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)
     if (leaving || !publishAllowed(identity, packet.topic, ctx.acl)) {
-      ctx.log('warn', 'acl.refused', { op: 'publish', clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'ACL_DENIED' })
+      ctx.log('warn', 'acl.refused', {
+        op: 'publish',
+        clientId: client.id,
+        ...describeIdentity(identity),
+        topic: packet.topic,
+        code: 'ACL_DENIED',
+      })
       // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the broker closes the connection.
       return done(new Error(`ACL_DENIED: ${client.id} may not publish on ${packet.topic}`))
     }
@@ -92,7 +129,14 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     const bytes = payloadLength(packet.payload)
     if (bytes > MAX_PAYLOAD_BYTES) {
       // Acknowledged but never delivered: authorizeForward and the services drop it (see payloadTooLarge).
-      ctx.log('warn', 'payload.dropped', { clientId: client.id, ...describeIdentity(identity), topic: packet.topic, code: 'PAYLOAD_TOO_LARGE', bytes, limit: MAX_PAYLOAD_BYTES })
+      ctx.log('warn', 'payload.dropped', {
+        clientId: client.id,
+        ...describeIdentity(identity),
+        topic: packet.topic,
+        code: 'PAYLOAD_TOO_LARGE',
+        bytes,
+        limit: MAX_PAYLOAD_BYTES,
+      })
     }
     done(null)
   }
@@ -102,12 +146,25 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
     if (identity === undefined) return done(new Error('no session'))
     ctx.onTopic?.({ op: 'subscribe', clientId: client.id, topic: sub.topic })
     if (isOldSchemeTopic(sub.topic)) {
-      ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'TOPIC_OLD_SCHEME', message: OLD_SCHEME_MESSAGE })
+      ctx.log('warn', 'acl.refused', {
+        op: 'subscribe',
+        clientId: client.id,
+        ...describeIdentity(identity),
+        topic: sub.topic,
+        code: 'TOPIC_OLD_SCHEME',
+        message: OLD_SCHEME_MESSAGE,
+      })
       return done(null, null)
     }
     // A leaving session keeps the subscriptions it had; it takes no new ones.
     if (ctx.sessions.isLeaving(client) || !subscribeAllowed(identity, sub.topic, ctx.acl)) {
-      ctx.log('warn', 'acl.refused', { op: 'subscribe', clientId: client.id, ...describeIdentity(identity), topic: sub.topic, code: 'ACL_DENIED' })
+      ctx.log('warn', 'acl.refused', {
+        op: 'subscribe',
+        clientId: client.id,
+        ...describeIdentity(identity),
+        topic: sub.topic,
+        code: 'ACL_DENIED',
+      })
       // [MQTT-3.9.3] the SUBACK carries 0x80 (failure) for this filter; the session goes on.
       return done(null, null)
     }
@@ -117,7 +174,12 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authorizeForward = (client, packet) => {
     const identity = ctx.sessions.identityOf(client)
     if (identity === undefined) return null
-    if (identity.kind === 'device' && ctx.sessions.isLeaving(client) && !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)) return null
+    if (
+      identity.kind === 'device' &&
+      ctx.sessions.isLeaving(client) &&
+      !leavingAllows(identity.cn, packet.topic, ctx.acl.fleet)
+    )
+      return null
     if (payloadTooLarge(packet.payload)) return null
     return packet
   }

@@ -31,7 +31,8 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
     return
   }
   if (Array.isArray(message) && message[0] === 'invite-withdraw') return handleWithdraw(ctx, topic, message)
-  if (Array.isArray(message) && message[0] === 'renew') return handleRenew(ctx, inboxSender(ctx.fleet, ctx.cn, topic), topic, message)
+  if (Array.isArray(message) && message[0] === 'renew')
+    return handleRenew(ctx, inboxSender(ctx.fleet, ctx.cn, topic), topic, message)
   if (!Array.isArray(message) || message[0] !== 'invite') return
   let claimed: Invite
   try {
@@ -43,18 +44,35 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
   }
   const sender = inboxSender(ctx.fleet, ctx.cn, topic)
   if (sender !== claimed.parentCn) {
-    ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, sender, code: 'INBOX_SENDER_MISMATCH', message: `${sender} sent an invite in the name of ${claimed.parentCn}` })
+    ctx.log('warn', 'invite.refused', {
+      inviteId: claimed.inviteId,
+      parentCn: claimed.parentCn,
+      sender,
+      code: 'INBOX_SENDER_MISMATCH',
+      message: `${sender} sent an invite in the name of ${claimed.parentCn}`,
+    })
     return
   }
   const now = ctx.now()
   try {
     const invite = verifyInvite(ctx.crypto, ctx.ledger.ledger.state, payload, now)
     const outcome = ctx.invites.register(invite, now)
-    ctx.log('info', 'invite.registered', { inviteId: invite.inviteId, parentCn: invite.parentCn, role: invite.role, expires: invite.expires, again: outcome === 'unchanged' })
+    ctx.log('info', 'invite.registered', {
+      inviteId: invite.inviteId,
+      parentCn: invite.parentCn,
+      role: invite.role,
+      expires: invite.expires,
+      again: outcome === 'unchanged',
+    })
     await answer(ctx, invite.parentCn, { ok: true, inviteId: invite.inviteId })
   } catch (err) {
     if (!(err instanceof KinError)) throw err
-    ctx.log('warn', 'invite.refused', { inviteId: claimed.inviteId, parentCn: claimed.parentCn, code: err.code, message: err.message })
+    ctx.log('warn', 'invite.refused', {
+      inviteId: claimed.inviteId,
+      parentCn: claimed.parentCn,
+      code: err.code,
+      message: err.message,
+    })
     await answer(ctx, claimed.parentCn, { ok: false, inviteId: claimed.inviteId, code: err.code, message: err.message })
   }
 }
@@ -68,12 +86,22 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
 async function handleWithdraw(ctx: ServiceContext, topic: string, message: unknown[]): Promise<void> {
   const sender = inboxSender(ctx.fleet, ctx.cn, topic)
   const inviteId = message[1]
-  if (message.length !== 2 || typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId) || sender === undefined) {
-    ctx.log('warn', 'payload.dropped', { topic, code: 'DECODE_SHAPE', message: "an invite withdrawal is ['invite-withdraw', 16 hex characters]" })
+  if (
+    message.length !== 2 ||
+    typeof inviteId !== 'string' ||
+    !/^[0-9a-f]{16}$/.test(inviteId) ||
+    sender === undefined
+  ) {
+    ctx.log('warn', 'payload.dropped', {
+      topic,
+      code: 'DECODE_SHAPE',
+      message: "an invite withdrawal is ['invite-withdraw', 16 hex characters]",
+    })
     return
   }
   try {
-    if (!ctx.invites.ownedBy(sender, inviteId)) throw new KinError('INVITE_REFUSED', `${sender} registered no invite ${inviteId} that is still on record`)
+    if (!ctx.invites.ownedBy(sender, inviteId))
+      throw new KinError('INVITE_REFUSED', `${sender} registered no invite ${inviteId} that is still on record`)
     ctx.invites.withdraw(inviteId, ctx.now())
     ctx.log('info', 'invite.withdrawn', { inviteId, parentCn: sender })
     await ctx.publish(ctx.topics.inbox(sender, ctx.cn), encodeInviteWithdrawn(inviteId))

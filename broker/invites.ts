@@ -36,21 +36,40 @@ export interface StoredInvite extends Invite {
 const ROLE_NAMES = Object.keys(ROLE) as RoleName[]
 
 function sameRegistration(a: Invite, b: Invite): boolean {
-  return a.inviteId === b.inviteId && a.loginVerifier === b.loginVerifier && a.parentCn === b.parentCn && a.role === b.role &&
-    a.name === b.name && a.expires === b.expires && a.time === b.time
+  return (
+    a.inviteId === b.inviteId &&
+    a.loginVerifier === b.loginVerifier &&
+    a.parentCn === b.parentCn &&
+    a.role === b.role &&
+    a.name === b.name &&
+    a.expires === b.expires &&
+    a.time === b.time
+  )
 }
 
 function damaged(path: string, why: string, cause?: unknown): KinError {
-  return new KinError('STORAGE_DAMAGED', `${path} is damaged (${why}); pending invites cannot be trusted — move it away to start with no invites`, { cause, detail: { path } })
+  return new KinError(
+    'STORAGE_DAMAGED',
+    `${path} is damaged (${why}); pending invites cannot be trusted — move it away to start with no invites`,
+    { cause, detail: { path } },
+  )
 }
 
 function readRecord(path: string, v: unknown): StoredInvite {
   const r = v as Record<string, unknown>
-  const ok = typeof r === 'object' && r !== null &&
-    typeof r.inviteId === 'string' && /^[0-9a-f]{16}$/.test(r.inviteId) &&
-    typeof r.loginVerifier === 'string' && /^[0-9a-f]{64}$/.test(r.loginVerifier) &&
-    typeof r.parentCn === 'string' && typeof r.name === 'string' && ROLE_NAMES.includes(r.role as RoleName) &&
-    Number.isSafeInteger(r.expires) && Number.isSafeInteger(r.time) && Number.isSafeInteger(r.registered) &&
+  const ok =
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.inviteId === 'string' &&
+    /^[0-9a-f]{16}$/.test(r.inviteId) &&
+    typeof r.loginVerifier === 'string' &&
+    /^[0-9a-f]{64}$/.test(r.loginVerifier) &&
+    typeof r.parentCn === 'string' &&
+    typeof r.name === 'string' &&
+    ROLE_NAMES.includes(r.role as RoleName) &&
+    Number.isSafeInteger(r.expires) &&
+    Number.isSafeInteger(r.time) &&
+    Number.isSafeInteger(r.registered) &&
     (r.state === 'pending' || r.state === 'used' || r.state === 'done' || r.state === 'withdrawn')
   if (!ok) throw damaged(path, `malformed invite record ${JSON.stringify(v).slice(0, 80)}`)
   return r as unknown as StoredInvite
@@ -79,7 +98,8 @@ export class InviteBook {
       throw damaged(path, (err as Error).message, err)
     }
     const d = doc as { version?: unknown; invites?: unknown }
-    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.invites)) throw damaged(path, 'not a version 1 invite book')
+    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.invites))
+      throw damaged(path, 'not a version 1 invite book')
     const invites = new Map<string, StoredInvite>()
     for (const v of d.invites) {
       const r = readRecord(path, v)
@@ -111,18 +131,36 @@ export class InviteBook {
     const known = this.invites.get(invite.inviteId)
     if (known !== undefined) {
       if (sameRegistration(known, invite)) return 'unchanged'
-      throw new VerificationError('INVITE_REFUSED', `invite id ${invite.inviteId} is already registered; draw a new code`)
+      throw new VerificationError(
+        'INVITE_REFUSED',
+        `invite id ${invite.inviteId} is already registered; draw a new code`,
+      )
     }
     if (invite.expires - now > MAX_INVITE_TTL_SECONDS) {
-      throw new VerificationError('INVITE_REFUSED', `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`)
+      throw new VerificationError(
+        'INVITE_REFUSED',
+        `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`,
+      )
     }
-    const open = this.list().filter(i => i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now).length
+    const open = this.list().filter(
+      i => i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now,
+    ).length
     if (open >= MAX_OPEN_INVITES_PER_PARENT) {
-      throw new VerificationError('INVITE_REFUSED', `${invite.parentCn} already has ${open} open invites; wait for them to be used or expire`)
+      throw new VerificationError(
+        'INVITE_REFUSED',
+        `${invite.parentCn} already has ${open} open invites; wait for them to be used or expire`,
+      )
     }
     const stored: StoredInvite = {
-      inviteId: invite.inviteId, loginVerifier: invite.loginVerifier, parentCn: invite.parentCn, role: invite.role,
-      name: invite.name, expires: invite.expires, time: invite.time, state: 'pending', registered: now,
+      inviteId: invite.inviteId,
+      loginVerifier: invite.loginVerifier,
+      parentCn: invite.parentCn,
+      role: invite.role,
+      name: invite.name,
+      expires: invite.expires,
+      time: invite.time,
+      state: 'pending',
+      registered: now,
     }
     this.commit(next => next.set(invite.inviteId, stored))
     return 'registered'
@@ -145,14 +183,21 @@ export class InviteBook {
   withdraw(inviteId: string, now: number): void {
     const r = this.invites.get(inviteId)
     if (r?.state === 'withdrawn') return
-    if (r?.state === 'done') throw new VerificationError('ENROLL_STATE', `a certificate was already issued under invite ${inviteId} (to ${r.enrolledCn}); revoke that device instead`)
+    if (r?.state === 'done')
+      throw new VerificationError(
+        'ENROLL_STATE',
+        `a certificate was already issued under invite ${inviteId} (to ${r.enrolledCn}); revoke that device instead`,
+      )
     this.update(inviteId, x => ({ ...x, state: 'withdrawn', withdrawnAt: now }))
   }
 
   /** Drops invites expired more than INVITE_RETENTION_SECONDS ago; returns them. */
   purge(now: number): StoredInvite[] {
     const gone = this.list().filter(i => now > i.expires + INVITE_RETENTION_SECONDS)
-    if (gone.length > 0) this.commit(next => { for (const i of gone) next.delete(i.inviteId) })
+    if (gone.length > 0)
+      this.commit(next => {
+        for (const i of gone) next.delete(i.inviteId)
+      })
     return gone
   }
 
@@ -170,7 +215,10 @@ export class InviteBook {
     try {
       writeFileDurable(this.path, JSON.stringify(doc, null, 1) + '\n', 0o600)
     } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, detail: { path: this.path } })
+      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+        detail: { path: this.path },
+      })
     }
     this.invites = next
   }

@@ -23,18 +23,30 @@ export interface IssuedCertificate {
 }
 
 function damaged(path: string, why: string, cause?: unknown): KinError {
-  return new KinError('STORAGE_DAMAGED', `${path} is damaged (${why}); the CRL cannot be built without it — restore it from a backup`, { cause, detail: { path } })
+  return new KinError(
+    'STORAGE_DAMAGED',
+    `${path} is damaged (${why}); the CRL cannot be built without it — restore it from a backup`,
+    { cause, detail: { path } },
+  )
 }
 
 const HEX = /^[0-9a-f]+$/
 
 function readRecord(path: string, v: unknown): IssuedCertificate {
   const r = v as Record<string, unknown>
-  const ok = typeof r === 'object' && r !== null &&
-    typeof r.serial === 'string' && HEX.test(r.serial) && r.serial.length <= 42 &&
-    typeof r.cn === 'string' && typeof r.certHash === 'string' && /^[0-9a-f]{64}$/.test(r.certHash) &&
-    typeof r.spkiHash === 'string' && /^[0-9a-f]{64}$/.test(r.spkiHash) &&
-    Number.isSafeInteger(r.notAfter) && Number.isSafeInteger(r.issuedAt)
+  const ok =
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.serial === 'string' &&
+    HEX.test(r.serial) &&
+    r.serial.length <= 42 &&
+    typeof r.cn === 'string' &&
+    typeof r.certHash === 'string' &&
+    /^[0-9a-f]{64}$/.test(r.certHash) &&
+    typeof r.spkiHash === 'string' &&
+    /^[0-9a-f]{64}$/.test(r.spkiHash) &&
+    Number.isSafeInteger(r.notAfter) &&
+    Number.isSafeInteger(r.issuedAt)
   if (!ok) throw damaged(path, `malformed record ${JSON.stringify(v).slice(0, 80)}`)
   return r as unknown as IssuedCertificate
 }
@@ -65,7 +77,8 @@ export class IssuedRegistry {
       throw damaged(path, (err as Error).message, err)
     }
     const d = doc as { version?: unknown; certificates?: unknown }
-    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.certificates)) throw damaged(path, 'not a version 1 registry')
+    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.certificates))
+      throw damaged(path, 'not a version 1 registry')
     for (const v of d.certificates) {
       const r = readRecord(path, v)
       records.set(r.certHash, r)
@@ -93,13 +106,21 @@ export class IssuedRegistry {
     const known = this.byHash.get(cert.certHashHex)
     if (known !== undefined) return known
     const record: IssuedCertificate = {
-      serial: cert.serialHex.toLowerCase(), cn: cert.cn, certHash: cert.certHashHex, spkiHash: toHex(cert.spkiHash), notAfter: cert.notAfter, issuedAt,
+      serial: cert.serialHex.toLowerCase(),
+      cn: cert.cn,
+      certHash: cert.certHashHex,
+      spkiHash: toHex(cert.spkiHash),
+      notAfter: cert.notAfter,
+      issuedAt,
     }
     const next = [...this.byHash.values(), record]
     try {
       writeFileDurable(this.path, JSON.stringify({ version: 1, certificates: next }, null, 1) + '\n', 0o600)
     } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, detail: { path: this.path } })
+      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+        detail: { path: this.path },
+      })
     }
     this.byHash.set(record.certHash, record)
     return record

@@ -60,7 +60,10 @@ export interface L0ClientServices {
 
 /** The brokers of `--broker`: each argument may be a comma list; at least one, each `mqtts://HOST:PORT`. */
 export function parseBrokerUrls(urls: string | readonly string[]): Array<{ url: string; host: string; port: number }> {
-  const list = (typeof urls === 'string' ? [urls] : urls).flatMap(u => u.split(',')).map(u => u.trim()).filter(u => u !== '')
+  const list = (typeof urls === 'string' ? [urls] : urls)
+    .flatMap(u => u.split(','))
+    .map(u => u.trim())
+    .filter(u => u !== '')
   if (list.length === 0) throw new KinError('BAD_ARGUMENT', '--broker expects mqtts://HOST:PORT (one or more)')
   return list.map(url => ({ url, ...parseBrokerUrl(url) }))
 }
@@ -72,7 +75,8 @@ function parseBrokerUrl(url: string): { host: string; port: number } {
   } catch {
     throw new KinError('BAD_ARGUMENT', `--broker expects mqtts://HOST:PORT, got "${url}"`)
   }
-  if (u.protocol !== 'mqtts:' || u.hostname === '') throw new KinError('BAD_ARGUMENT', `--broker expects mqtts://HOST:PORT (TLS only), got "${url}"`)
+  if (u.protocol !== 'mqtts:' || u.hostname === '')
+    throw new KinError('BAD_ARGUMENT', `--broker expects mqtts://HOST:PORT (TLS only), got "${url}"`)
   return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? 8883 : Number(u.port) }
 }
 
@@ -127,14 +131,22 @@ class ClientBus implements ServiceBus {
     let wait = 250
     let last: KinError | undefined
     for (;;) {
-      const denied = () => new KinError('ACL_DENIED', `the broker's ACL does not let L0's services subscribe to ${filter}: give their CN the service rights (kin broker --export-mosquitto or --export-nats)`)
+      const denied = () =>
+        new KinError(
+          'ACL_DENIED',
+          `the broker's ACL does not let L0's services subscribe to ${filter}: give their CN the service rights (kin broker --export-mosquitto or --export-nats)`,
+        )
       last = await this.client.subscribeAsync(filter, { qos: 1 }).then(
         granted => (granted.some(g => g.qos === 128) ? denied() : undefined),
         (err: unknown) => {
           // mqtt.js rejects a SUBACK holding 0x80 (the packet still says so); anything else is a lost connection.
           const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted
           if (granted?.some(g => (typeof g === 'number' ? g : g.qos) === 128)) return denied()
-          return new KinError('BROKER_REFUSED', `the broker refused L0's subscription to ${filter}: ${(err as Error).message}`, { cause: err })
+          return new KinError(
+            'BROKER_REFUSED',
+            `the broker refused L0's subscription to ${filter}: ${(err as Error).message}`,
+            { cause: err },
+          )
         },
       )
       if (last === undefined) return
@@ -162,7 +174,8 @@ class ClientBus implements ServiceBus {
   }
 
   async publish(topic: string, payload: Uint8Array, opts: { retain?: boolean } = {}): Promise<void> {
-    if (!this.client.connected) throw new KinError('BROKER_CLOSED', `not connected to the broker; ${topic} not published`)
+    if (!this.client.connected)
+      throw new KinError('BROKER_CLOSED', `not connected to the broker; ${topic} not published`)
     await this.client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain: opts.retain === true })
   }
 }
@@ -175,7 +188,10 @@ function connectFirst(client: MqttClient, timeoutMs: number, urls: readonly stri
   const url = urls.join(', ')
   let closes = 0
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new KinError('BROKER_TIMEOUT', `no CONNACK from ${url} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () => done(new KinError('BROKER_TIMEOUT', `no CONNACK from ${url} within ${timeoutMs} ms`)),
+      timeoutMs,
+    )
     const done = (err?: KinError) => {
       clearTimeout(timer)
       client.off('connect', onConnect)
@@ -187,13 +203,25 @@ function connectFirst(client: MqttClient, timeoutMs: number, urls: readonly stri
     const onConnect = () => done()
     // mqtt.js reports a refused or reset connection by closing, not by an error: at startup that is a failure to report.
     const onClose = () => {
-      if (++closes >= urls.length) done(new KinError('BROKER_UNREACHABLE', `L0 could not reach ${url}: the connection closed before CONNACK (nothing listening, or the TLS handshake failed)`))
+      if (++closes >= urls.length)
+        done(
+          new KinError(
+            'BROKER_UNREACHABLE',
+            `L0 could not reach ${url}: the connection closed before CONNACK (nothing listening, or the TLS handshake failed)`,
+          ),
+        )
     }
     const onError = (err: Error & { code?: unknown }) => {
       const refused = typeof err.code === 'number'
       // A refusal by one node of several may be transient (a cluster moving sessions after a node loss): try the others.
       if (refused && ++closes < urls.length) return
-      done(new KinError(refused ? 'BROKER_REFUSED' : 'BROKER_UNREACHABLE', `L0 could not log in to ${url}: ${err.message}`, { cause: err, detail: refused ? { connack: err.code } : undefined }))
+      done(
+        new KinError(
+          refused ? 'BROKER_REFUSED' : 'BROKER_UNREACHABLE',
+          `L0 could not log in to ${url}: ${err.message}`,
+          { cause: err, detail: refused ? { connack: err.code } : undefined },
+        ),
+      )
     }
     client.on('connect', onConnect)
     client.on('error', onError)
@@ -212,14 +240,25 @@ const BINDING_EVENTS: ReadonlySet<string> = new Set(['authorize', 'certified', '
 const RELOGIN_AFTER_RELOAD_MS = 1500
 
 /** Refreshes the NATS users file from L0's ledger in memory and reloads the nodes; logs, never throws. */
-function natsRefresher(home: string, dir: string, ledger: PersistentLedger, now: () => number, log: ReturnType<typeof makeLogger>, reloaded: () => void): () => void {
+function natsRefresher(
+  home: string,
+  dir: string,
+  ledger: PersistentLedger,
+  now: () => number,
+  log: ReturnType<typeof makeLogger>,
+  reloaded: () => void,
+): () => void {
   return () => {
     try {
       const r = refreshNats(home, dir, { now: now(), state: ledger.ledger.state })
       if (r.changed) log('info', 'broker.users', { dir, devices: r.devices.length, reloaded: r.reloaded })
       if (r.reloaded.length > 0) reloaded()
     } catch (err) {
-      log('error', 'broker.error', { dir, code: (err as KinError).code ?? 'STORAGE_IO', message: (err as Error).message })
+      log('error', 'broker.error', {
+        dir,
+        code: (err as KinError).code ?? 'STORAGE_IO',
+        message: (err as Error).message,
+      })
     }
   }
 }
@@ -246,30 +285,54 @@ export async function startL0Client(opts: L0ClientOptions): Promise<L0ClientServ
   }
   const clientId = opts.clientId ?? identity.cn
   const client = mqtt.connect({
-    ...tlsClientPolicy(), protocol: 'mqtts', host: servers[0]!.host, port: servers[0]!.port, protocolVersion: 4, clientId, clean: false, reconnectPeriod: 1000, connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    ...tlsClientPolicy(),
+    protocol: 'mqtts',
+    host: servers[0]!.host,
+    port: servers[0]!.port,
+    protocolVersion: 4,
+    clientId,
+    clean: false,
+    reconnectPeriod: 1000,
+    connectTimeout: opts.connectTimeoutMs ?? 10_000,
     // Several brokers: mqtt.js moves to the next one at each reconnect. Subscriptions are renewed by resubscribe() below.
-    ...(servers.length > 1 ? { servers: servers.map(s => ({ host: s.host, port: s.port, protocol: 'mqtts' as const })) } : {}),
+    ...(servers.length > 1
+      ? { servers: servers.map(s => ({ host: s.host, port: s.port, protocol: 'mqtts' as const })) }
+      : {}),
     resubscribe: false,
-    cert: identity.certPem, key: identity.keyPem, ca: l0.rootPem, servername: l0.cn, rejectUnauthorized: true,
+    cert: identity.certPem,
+    key: identity.keyPem,
+    ca: l0.rootPem,
+    servername: l0.cn,
+    rejectUnauthorized: true,
   })
   let services: Awaited<ReturnType<typeof startServices>>
   const bus = new ClientBus(client, opts.subscribeRetryMs ?? 30_000)
   let relogin: ReturnType<typeof setTimeout> | undefined
-  const refresh = opts.natsDir === undefined ? undefined : natsRefresher(opts.home, opts.natsDir, l0.ledger, now, log, () => {
-    clearTimeout(relogin)
-    relogin = setTimeout(() => {
-      // Dropping the connection (not end()) keeps mqtt.js's stores: QoS 1 messages in flight are resent on the new
-      // one, and the persistent session on the broker side is untouched.
-      if (client.connected && !closing) client.stream.destroy()
-    }, RELOGIN_AFTER_RELOAD_MS)
-  })
+  const refresh =
+    opts.natsDir === undefined
+      ? undefined
+      : natsRefresher(opts.home, opts.natsDir, l0.ledger, now, log, () => {
+          clearTimeout(relogin)
+          relogin = setTimeout(() => {
+            // Dropping the connection (not end()) keeps mqtt.js's stores: QoS 1 messages in flight are resent on the new
+            // one, and the persistent session on the broker side is untouched.
+            if (client.connected && !closing) client.stream.destroy()
+          }, RELOGIN_AFTER_RELOAD_MS)
+        })
   let closing = false
   try {
     await connectFirst(client, opts.connectTimeoutMs ?? 10_000, urls)
     refresh?.()
     services = await startServices({
-      l0, log, now, sealIntervalMs: opts.sealIntervalMs, quota: opts.quota, bus,
-      ledgerChanged: accepted => { if (accepted.some(e => BINDING_EVENTS.has(e.event.type))) refresh?.() },
+      l0,
+      log,
+      now,
+      sealIntervalMs: opts.sealIntervalMs,
+      quota: opts.quota,
+      bus,
+      ledgerChanged: accepted => {
+        if (accepted.some(e => BINDING_EVENTS.has(e.event.type))) refresh?.()
+      },
     })
   } catch (err) {
     await client.endAsync(true).catch(() => undefined)
@@ -291,12 +354,27 @@ export async function startL0Client(opts: L0ClientOptions): Promise<L0ClientServ
     if (connected) log('warn', 'broker.disconnected', { broker: where(), clientId })
     connected = false
   })
-  client.on('error', err => log('warn', 'broker.error', { broker: where(), code: 'BROKER_REFUSED', message: err.message }))
-  log('info', 'broker.connected', { broker: where(), clientId, cn: l0.cn, fleet: l0.fleet, events: l0.ledger.ledger.size, height: services.miner.miner.latestHead()?.height })
+  client.on('error', err =>
+    log('warn', 'broker.error', { broker: where(), code: 'BROKER_REFUSED', message: err.message }),
+  )
+  log('info', 'broker.connected', {
+    broker: where(),
+    clientId,
+    cn: l0.cn,
+    fleet: l0.fleet,
+    events: l0.ledger.ledger.size,
+    height: services.miner.miner.latestHead()?.height,
+  })
 
   let closed: Promise<void> | undefined
   return {
-    cn: l0.cn, fleet: l0.fleet, topics: services.topics, ledger: l0.ledger, miner: services.miner, clientId, broker: where,
+    cn: l0.cn,
+    fleet: l0.fleet,
+    topics: services.topics,
+    ledger: l0.ledger,
+    miner: services.miner,
+    clientId,
+    broker: where,
     seal: () => services.miner.sealNow(),
     close: () => {
       closed ??= (async () => {

@@ -100,25 +100,39 @@ export interface L0Services {
 }
 
 function asBytes(payload: string | Buffer): Uint8Array {
-  return typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.length)
+  return typeof payload === 'string'
+    ? new TextEncoder().encode(payload)
+    : new Uint8Array(payload.buffer, payload.byteOffset, payload.length)
 }
 
 /**
  * Closes sessions whose identity no longer stands and purges old invites (the aedes broker's periodic check). A
  * session ended by a revocation leaves read-only for `graceMs` first (REVOKED_GRACE_MS); `stop` cancels those closes.
  */
-function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log: ReturnType<typeof makeLogger>, graceMs: number): { sweep: () => void; stop: () => void } {
+function sweeper(
+  l0: L0Home,
+  sessions: Sessions<Client>,
+  now: () => number,
+  log: ReturnType<typeof makeLogger>,
+  graceMs: number,
+): { sweep: () => void; stop: () => void } {
   const closing = new Set<ReturnType<typeof setTimeout>>()
   const end = (client: Client, session: L0Session, reason: KinError): void => {
     // Out of the book first: its will and anything in flight are no longer authorized.
     if (sessions.remove(client) === undefined) return
-    log('warn', 'session.closed', { clientId: session.clientId, ...describeIdentity(session.identity), code: reason.code, message: reason.message })
+    log('warn', 'session.closed', {
+      clientId: session.clientId,
+      ...describeIdentity(session.identity),
+      code: reason.code,
+      message: reason.message,
+    })
     client.close()
   }
   const sweep = (): void => {
     const t = now()
     try {
-      for (const i of l0.invites.purge(t)) log('info', 'invite.purged', { inviteId: i.inviteId, parentCn: i.parentCn, state: i.state, expires: i.expires })
+      for (const i of l0.invites.purge(t))
+        log('info', 'invite.purged', { inviteId: i.inviteId, parentCn: i.parentCn, state: i.state, expires: i.expires })
     } catch (err) {
       log('error', 'broker.error', { code: 'STORAGE_IO', message: (err as Error).message })
     }
@@ -127,17 +141,36 @@ function sweeper(l0: L0Home, sessions: Sessions<Client>, now: () => number, log:
       const id = session.identity
       const reason = id.kind === 'device' ? deviceStanding(id, state, t) : pairingStanding(id, state, l0.invites, t)
       if (reason === undefined || sessions.isLeaving(client)) continue
-      if (id.kind !== 'device' || (reason.code !== 'ACCESS_REVOKED' && reason.code !== 'ACCESS_ANCESTOR_REVOKED') || graceMs <= 0) {
+      if (
+        id.kind !== 'device' ||
+        (reason.code !== 'ACCESS_REVOKED' && reason.code !== 'ACCESS_ANCESTOR_REVOKED') ||
+        graceMs <= 0
+      ) {
         end(client, session, reason)
         continue
       }
       sessions.markLeaving(client)
-      log('warn', 'session.leaving', { clientId: session.clientId, ...describeIdentity(id), code: reason.code, message: reason.message, closeInMs: graceMs })
-      const timer = setTimeout(() => { closing.delete(timer); end(client, session, reason) }, graceMs)
+      log('warn', 'session.leaving', {
+        clientId: session.clientId,
+        ...describeIdentity(id),
+        code: reason.code,
+        message: reason.message,
+        closeInMs: graceMs,
+      })
+      const timer = setTimeout(() => {
+        closing.delete(timer)
+        end(client, session, reason)
+      }, graceMs)
       closing.add(timer)
     }
   }
-  return { sweep, stop: () => { for (const timer of closing) clearTimeout(timer); closing.clear() } }
+  return {
+    sweep,
+    stop: () => {
+      for (const timer of closing) clearTimeout(timer)
+      closing.clear()
+    },
+  }
 }
 
 /**
@@ -151,13 +184,18 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   // A flood closes many connections: the first is logged, then one summary line per interval at most.
   let lastClosedLog = -Infinity
   const pending = new PendingConnections({
-    max: opts.maxPendingConnections, deadlineMs: opts.loginDeadlineMs,
+    max: opts.maxPendingConnections,
+    deadlineMs: opts.loginDeadlineMs,
     onClosed: (reason, remote, open) => {
       const t = Date.now()
       if (t - lastClosedLog < PENDING_LOG_INTERVAL_MS) return
       lastClosedLog = t
       log('warn', 'connection.closed', {
-        code: reason === 'evicted' ? 'CONNECTION_EVICTED' : 'CONNECTION_DEADLINE', reason, remote, pending: open, closed: { ...pending.closed },
+        code: reason === 'evicted' ? 'CONNECTION_EVICTED' : 'CONNECTION_DEADLINE',
+        reason,
+        remote,
+        pending: open,
+        closed: { ...pending.closed },
       })
     },
   })
@@ -177,17 +215,34 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
 
   const publish = (topic: string, payload: Uint8Array, o: { retain?: boolean } = {}): Promise<void> =>
     new Promise((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: o.retain === true, dup: false }, err => err ? reject(err) : resolve())
+      aedes.publish(
+        { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: o.retain === true, dup: false },
+        err => (err ? reject(err) : resolve()),
+      )
     })
 
   installHooks(aedes, {
-    sessions, sockets, log, ...(opts.onTopic === undefined ? {} : { onTopic: opts.onTopic }),
+    sessions,
+    sockets,
+    log,
+    ...(opts.onTopic === undefined ? {} : { onTopic: opts.onTopic }),
     acl: {
-      fleet: l0.fleet, ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId), isCertified: id => isCertified(id, l0.ledger.ledger.state),
+      fleet: l0.fleet,
+      ownsInvite: (cn, inviteId) => l0.invites.ownedBy(cn, inviteId),
+      isCertified: id => isCertified(id, l0.ledger.ledger.state),
     },
-    loginContext: () => ({ root: l0.root, state: l0.ledger.ledger.state, pki: nodePki, crypto: nodeCrypto, invites: l0.invites, now: now() }),
+    loginContext: () => ({
+      root: l0.root,
+      state: l0.ledger.ledger.state,
+      pki: nodePki,
+      crypto: nodeCrypto,
+      invites: l0.invites,
+      now: now(),
+    }),
   })
-  aedes.on('clientDisconnect', client => { sessions.remove(client) })
+  aedes.on('clientDisconnect', client => {
+    sessions.remove(client)
+  })
   // Logged in (authenticate accepted it): off the pending count and past the login deadline.
   aedes.on('client', client => {
     const socket = sockets.get(client)
@@ -197,17 +252,26 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   let services: RunningServices
   try {
     services = await startServices({
-      l0, log, now, sealIntervalMs: opts.sealIntervalMs, quota: opts.quota,
+      l0,
+      log,
+      now,
+      sealIntervalMs: opts.sealIntervalMs,
+      quota: opts.quota,
       bus: {
         publish,
         // aedes's delivery must not wait on the services' fsyncs: acknowledge at once, the services run detached.
-        subscribe: (filter, deliver) => new Promise(resolve => {
-          aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
-            cb()
-            if (payloadTooLarge(packet.payload)) return
-            deliver(packet.topic, asBytes(packet.payload))
-          }, resolve)
-        }),
+        subscribe: (filter, deliver) =>
+          new Promise(resolve => {
+            aedes.subscribe(
+              filter,
+              (packet: AedesPublishPacket, cb: () => void) => {
+                cb()
+                if (payloadTooLarge(packet.payload)) return
+                deliver(packet.topic, asBytes(packet.payload))
+              },
+              resolve,
+            )
+          }),
       },
       // A revoke or rekey may end open sessions.
       ledgerChanged: () => sweep(),
@@ -220,9 +284,14 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const topics = services.topics
 
   const server = createServer({
-    ...tlsServerPolicy(), cert: l0.certPem, key: l0.tlsKeyPem, ca: [l0.rootPem], handshakeTimeout: 10_000,
+    ...tlsServerPolicy(),
+    cert: l0.certPem,
+    key: l0.tlsKeyPem,
+    ca: [l0.rootPem],
+    handshakeTimeout: 10_000,
     // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
-    requestCert: true, rejectUnauthorized: false,
+    requestCert: true,
+    rejectUnauthorized: false,
   })
   // Counted from accept, before any TLS byte: a peer that never finishes its handshake is closed at the deadline.
   server.on('connection', (raw: Socket) => pending.accepted(raw))
@@ -232,11 +301,19 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     openSockets.add(socket)
     socket.once('close', () => openSockets.delete(socket))
     const conn = guardedConnection(socket, MAX_FRAME_BYTES, announced => {
-      log('warn', 'payload.dropped', { code: 'PAYLOAD_TOO_LARGE', bytes: announced, limit: MAX_FRAME_BYTES, remote: socket.remoteAddress, action: 'connection closed' })
+      log('warn', 'payload.dropped', {
+        code: 'PAYLOAD_TOO_LARGE',
+        bytes: announced,
+        limit: MAX_FRAME_BYTES,
+        remote: socket.remoteAddress,
+        action: 'connection closed',
+      })
     })
     const client = aedes.handle(conn)
     sockets.set(client, socket)
-    conn.once('close', () => { sessions.remove(client) })
+    conn.once('close', () => {
+      sessions.remove(client)
+    })
   })
   // A flood of failed handshakes is summarised like the closures: the first, then one line per interval with the count.
   let lastTlsLog = -Infinity
@@ -255,7 +332,10 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(opts.port ?? 8883, host, () => { server.off('error', reject); resolve() })
+      server.listen(opts.port ?? 8883, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
     })
   } catch (err) {
     await new Promise<void>(resolve => aedes.close(() => resolve()))
@@ -268,7 +348,15 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const timer = setInterval(sweep, SWEEP_INTERVAL_MS)
   timer.unref()
   sweep()
-  log('info', 'broker.listening', { host, port, cn: l0.cn, fleet: l0.fleet, events: l0.ledger.ledger.size, invites: l0.invites.list().length, height: services.miner.miner.latestHead()?.height })
+  log('info', 'broker.listening', {
+    host,
+    port,
+    cn: l0.cn,
+    fleet: l0.fleet,
+    events: l0.ledger.ledger.size,
+    invites: l0.invites.list().length,
+    height: services.miner.miner.latestHead()?.height,
+  })
 
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -289,11 +377,22 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
 
   return {
-    host, port, cn: l0.cn, fleet: l0.fleet, topics, ledger: l0.ledger, miner: services.miner, invites: l0.invites, issued: l0.issued, rootPem: l0.rootPem,
+    host,
+    port,
+    cn: l0.cn,
+    fleet: l0.fleet,
+    topics,
+    ledger: l0.ledger,
+    miner: services.miner,
+    invites: l0.invites,
+    issued: l0.issued,
+    rootPem: l0.rootPem,
     clientsByCn: () => sessions.clientsByCn(),
     pairingSessions: () => sessions.pairingSessions(),
     pendingConnections: () => ({ open: pending.size, ...pending.closed }),
-    publish, sweep, close,
+    publish,
+    sweep,
+    close,
     seal: () => services.miner.sealNow(),
   }
 }

@@ -3,7 +3,12 @@ import { KinError } from '../agent/errors.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../agent/ledger/sync.ts'
 import { buildBundle, encodeBundle } from '../agent/ledger/bundle.ts'
 import {
-  MAX_BUNDLE_REPLY_BYTES, decodeLedgerRequest, encodeBundleError, encodeBundleReply, encodeSyncError, type LedgerRequest,
+  MAX_BUNDLE_REPLY_BYTES,
+  decodeLedgerRequest,
+  encodeBundleError,
+  encodeBundleReply,
+  encodeSyncError,
+  type LedgerRequest,
 } from '../agent/gossip/ledger-wire.ts'
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
@@ -12,7 +17,12 @@ function codeOf(err: unknown): string {
   return err instanceof KinError ? err.code : 'INTERNAL'
 }
 
-async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, knownTreeSize: number | undefined): Promise<void> {
+async function answerBundle(
+  ctx: ServiceContext,
+  fromCn: string,
+  cn: string,
+  knownTreeSize: number | undefined,
+): Promise<void> {
   const reply = (bytes: Uint8Array) => ctx.publish(ctx.topics.syncResp(fromCn), bytes)
   if (!isFleetCn(cn, ctx.fleet)) {
     ctx.log('warn', 'bundle.refused', { from: fromCn, cn, code: 'BAD_ARGUMENT' })
@@ -21,7 +31,10 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
   }
   // Compact (version 2), with the consistency proof from the size asked for: BUNDLE_KNOWN_SIZE when the log does not
   // reach it, never a bundle that quietly lacks it.
-  const build = () => encodeBundle(buildBundle(ctx.miner.miner, cn, { compact: true, ...(knownTreeSize === undefined ? {} : { knownTreeSize }) }))
+  const build = () =>
+    encodeBundle(
+      buildBundle(ctx.miner.miner, cn, { compact: true, ...(knownTreeSize === undefined ? {} : { knownTreeSize }) }),
+    )
   let bytes: Uint8Array
   try {
     try {
@@ -41,11 +54,22 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
   }
   if (bytes.length > MAX_BUNDLE_REPLY_BYTES) {
     ctx.log('warn', 'bundle.refused', { from: fromCn, cn, code: 'PAYLOAD_TOO_LARGE', bytes: bytes.length })
-    await reply(encodeBundleError(cn, 'PAYLOAD_TOO_LARGE', `the bundle of ${cn} is ${bytes.length} bytes, over what one message carries (${MAX_BUNDLE_REPLY_BYTES}); sync the ledger instead`))
+    await reply(
+      encodeBundleError(
+        cn,
+        'PAYLOAD_TOO_LARGE',
+        `the bundle of ${cn} is ${bytes.length} bytes, over what one message carries (${MAX_BUNDLE_REPLY_BYTES}); sync the ledger instead`,
+      ),
+    )
     return
   }
   await reply(encodeBundleReply(cn, bytes))
-  ctx.log('info', 'bundle.sent', { from: fromCn, cn, bytes: bytes.length, height: ctx.miner.miner.latestHead()?.height })
+  ctx.log('info', 'bundle.sent', {
+    from: fromCn,
+    cn,
+    bytes: bytes.length,
+    height: ctx.miner.miner.latestHead()?.height,
+  })
 }
 
 /**
@@ -57,14 +81,25 @@ async function answerBundle(ctx: ServiceContext, fromCn: string, cn: string, kno
  * request ever makes the miner seal.
  * A request that does not decode gets `['sync-error', code, message]` and a log line.
  */
-export async function handleLedgerRequest(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {
+export async function handleLedgerRequest(
+  ctx: ServiceContext,
+  fromCn: string,
+  topic: string,
+  payload: Uint8Array,
+): Promise<void> {
   const resp = ctx.topics.syncResp(fromCn)
   let request: LedgerRequest
   try {
     request = decodeLedgerRequest(payload)
   } catch (err) {
     if (!(err instanceof KinError)) throw err
-    ctx.log('warn', 'payload.dropped', { topic, from: fromCn, code: err.code, message: err.message, bytes: payload.length })
+    ctx.log('warn', 'payload.dropped', {
+      topic,
+      from: fromCn,
+      code: err.code,
+      message: err.message,
+      bytes: payload.length,
+    })
     await ctx.publish(resp, encodeSyncError(err.code, err.message))
     return
   }

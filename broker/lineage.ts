@@ -31,7 +31,9 @@ export function lineageFor(state: LedgerState, authorize: EncodedEvent): Encoded
   const kept = new Set<string>()
   const out: EncodedEvent[] = []
   for (const e of prefix) {
-    const ok = e.event.type === 'genesis' || (ancestors.has(state.cnOfLabel(e.event.subject)) && e.event.links.every(l => kept.has(toHex(l))))
+    const ok =
+      e.event.type === 'genesis' ||
+      (ancestors.has(state.cnOfLabel(e.event.subject)) && e.event.links.every(l => kept.has(toHex(l))))
     if (!ok) continue
     kept.add(e.idHex)
     out.push(e)

@@ -25,7 +25,10 @@ export interface LoginContext {
 }
 
 const INVALID_CODES: Record<string, KinErrorCode> = {
-  REVOKED: 'ACCESS_REVOKED', ANCESTOR_REVOKED: 'ACCESS_ANCESTOR_REVOKED', EXPIRED: 'ACCESS_EXPIRED', LINEAGE_GAP: 'ACCESS_LINEAGE_GAP',
+  REVOKED: 'ACCESS_REVOKED',
+  ANCESTOR_REVOKED: 'ACCESS_ANCESTOR_REVOKED',
+  EXPIRED: 'ACCESS_EXPIRED',
+  LINEAGE_GAP: 'ACCESS_LINEAGE_GAP',
   PARENT_SUPERSEDED: 'ACCESS_ANCESTOR_REVOKED',
 }
 
@@ -35,10 +38,15 @@ const INVALID_CODES: Record<string, KinErrorCode> = {
  */
 export function connackFor(code: string): ConnackRefusal {
   switch (code) {
-    case 'PAIR_CODE_WRONG': return 4
-    case 'PAIR_CODE_USED': case 'LOGIN_CLIENT_ID': return 2
-    case 'STORAGE_IO': return 3
-    default: return 5
+    case 'PAIR_CODE_WRONG':
+      return 4
+    case 'PAIR_CODE_USED':
+    case 'LOGIN_CLIENT_ID':
+      return 2
+    case 'STORAGE_IO':
+      return 3
+    default:
+      return 5
   }
 }
 
@@ -59,7 +67,8 @@ export function isCertified(identity: DeviceIdentity, state: LedgerState): boole
  * no other one.
  */
 export function deviceStanding(identity: DeviceIdentity, state: LedgerState, now: number): KinError | undefined {
-  if (now > identity.notAfter) return new VerificationError('CERT_EXPIRED', `certificate of ${identity.cn} expired at ${identity.notAfter}`)
+  if (now > identity.notAfter)
+    return new VerificationError('CERT_EXPIRED', `certificate of ${identity.cn} expired at ${identity.notAfter}`)
   let binding
   try {
     binding = verifyBinding(identity, state)
@@ -71,7 +80,10 @@ export function deviceStanding(identity: DeviceIdentity, state: LedgerState, now
   }
   const invalid = state.invalidAt(binding, now)
   if (invalid === undefined) return undefined
-  const why = invalid.code === 'ANCESTOR_REVOKED' ? `its ancestor ${invalid.ancestorCn} is revoked` : invalid.code.toLowerCase().replace('_', ' ')
+  const why =
+    invalid.code === 'ANCESTOR_REVOKED'
+      ? `its ancestor ${invalid.ancestorCn} is revoked`
+      : invalid.code.toLowerCase().replace('_', ' ')
   return new VerificationError(INVALID_CODES[invalid.code]!, `${identity.cn} may not log in: ${why}`)
 }
 
@@ -82,22 +94,40 @@ export function deviceStanding(identity: DeviceIdentity, state: LedgerState, now
 export function deviceLogin(certDer: Uint8Array, clientId: string, ctx: LoginContext): DeviceIdentity {
   const cert = new DeviceCertificate(certDer, { sha256: ctx.crypto.sha256 })
   const info = verifyChain(cert, ctx.root, ctx.now, ctx.pki)
-  const identity: DeviceIdentity = { kind: 'device', cn: info.cn, spkiHash: info.spkiHash, certHash: info.certHash, notAfter: info.notAfter }
+  const identity: DeviceIdentity = {
+    kind: 'device',
+    cn: info.cn,
+    spkiHash: info.spkiHash,
+    certHash: info.certHash,
+    notAfter: info.notAfter,
+  }
   const refusal = deviceStanding(identity, ctx.state, ctx.now)
   if (refusal !== undefined) throw refusal
   // [MQTT-3.1.3-2] the client id names the session; one CN, one session, so nobody can take over another's.
-  if (clientId !== info.cn) throw new VerificationError('LOGIN_CLIENT_ID', `client id "${clientId}" is not the certificate's CN ${info.cn}`)
+  if (clientId !== info.cn)
+    throw new VerificationError('LOGIN_CLIENT_ID', `client id "${clientId}" is not the certificate's CN ${info.cn}`)
   return identity
 }
 
 /** Why a pairing session's invite no longer admits it (invite purged, parent no longer valid); undefined when it does. */
-export function pairingStanding(identity: PairIdentity, state: LedgerState, invites: InviteBook, now: number): KinError | undefined {
+export function pairingStanding(
+  identity: PairIdentity,
+  state: LedgerState,
+  invites: InviteBook,
+  now: number,
+): KinError | undefined {
   const invite = invites.get(identity.inviteId)
-  if (invite === undefined) return new VerificationError('PAIR_CODE_EXPIRED', `invite ${identity.inviteId} is no longer on record`)
-  if (invite.state === 'withdrawn') return new VerificationError('PAIR_WITHDRAWN', `invite ${identity.inviteId} was withdrawn by ${invite.parentCn}`)
+  if (invite === undefined)
+    return new VerificationError('PAIR_CODE_EXPIRED', `invite ${identity.inviteId} is no longer on record`)
+  if (invite.state === 'withdrawn')
+    return new VerificationError('PAIR_WITHDRAWN', `invite ${identity.inviteId} was withdrawn by ${invite.parentCn}`)
   const parent = state.currentBinding(invite.parentCn)
   const invalid = parent === undefined ? { code: 'UNKNOWN' } : state.invalidAt(parent, now)
-  if (invalid !== undefined) return new VerificationError('ISSUER_REVOKED', `the inviting device ${invite.parentCn} is no longer valid (${invalid.code.toLowerCase()})`)
+  if (invalid !== undefined)
+    return new VerificationError(
+      'ISSUER_REVOKED',
+      `the inviting device ${invite.parentCn} is no longer valid (${invalid.code.toLowerCase()})`,
+    )
   return undefined
 }
 
@@ -107,16 +137,29 @@ export function pairingStanding(identity: PairIdentity, state: LedgerState, invi
  * PAIR_CODE_WRONG, then used PAIR_CODE_USED, then expired PAIR_CODE_EXPIRED. The client id must be
  * `pair-<inviteId>`. Success uses the code up, durably, before the session is admitted.
  */
-export function pairingLogin(username: string, password: Uint8Array | undefined, clientId: string, ctx: LoginContext): PairIdentity {
+export function pairingLogin(
+  username: string,
+  password: Uint8Array | undefined,
+  clientId: string,
+  ctx: LoginContext,
+): PairIdentity {
   const inviteId = username.slice(PAIR_USERNAME_PREFIX.length)
   const invite = ctx.invites.get(inviteId)
   const proof = password === undefined ? '' : new TextDecoder('utf-8', { fatal: false }).decode(password)
-  if (invite === undefined || !checkLogin(proof, invite.loginVerifier)) throw new VerificationError('PAIR_CODE_WRONG', `no invite ${inviteId} with this code`)
+  if (invite === undefined || !checkLogin(proof, invite.loginVerifier))
+    throw new VerificationError('PAIR_CODE_WRONG', `no invite ${inviteId} with this code`)
   // CONNACK 5 like an expired code: MQTT 3.1.1 has no closer return code, and both mean "ask for a new code".
-  if (invite.state === 'withdrawn') throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${invite.parentCn}`)
-  if (invite.state !== 'pending') throw new VerificationError('PAIR_CODE_USED', `the code of invite ${inviteId} was already used`)
-  if (ctx.now >= invite.expires) throw new VerificationError('PAIR_CODE_EXPIRED', `invite ${inviteId} expired at ${invite.expires}`)
-  if (clientId !== pairingClientId(inviteId)) throw new VerificationError('LOGIN_CLIENT_ID', `a pairing session's client id must be ${pairingClientId(inviteId)}, not "${clientId}"`)
+  if (invite.state === 'withdrawn')
+    throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${invite.parentCn}`)
+  if (invite.state !== 'pending')
+    throw new VerificationError('PAIR_CODE_USED', `the code of invite ${inviteId} was already used`)
+  if (ctx.now >= invite.expires)
+    throw new VerificationError('PAIR_CODE_EXPIRED', `invite ${inviteId} expired at ${invite.expires}`)
+  if (clientId !== pairingClientId(inviteId))
+    throw new VerificationError(
+      'LOGIN_CLIENT_ID',
+      `a pairing session's client id must be ${pairingClientId(inviteId)}, not "${clientId}"`,
+    )
   const identity: PairIdentity = { kind: 'pair', inviteId }
   const refusal = pairingStanding(identity, ctx.state, ctx.invites, ctx.now)
   if (refusal !== undefined) throw refusal

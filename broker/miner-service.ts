@@ -48,11 +48,15 @@ export interface IntakeResult extends SubmitResult {
 
 function startupError(err: unknown, headsPath: string): unknown {
   if (!(err instanceof KinError)) return err
-  const advice = err.code === 'HEAD_INCONSISTENT' || err.code === 'HEAD_SIGNATURE'
-    ? 'L0 refuses to start rather than sign a head that contradicts one it already published (devices would see a forking miner). ' +
-      `Restore ledger.cbor from a backup holding every event the heads cover; only if no device ever saw these heads, move ${headsPath} away`
-    : `check ${headsPath} and ledger.cbor`
-  return new KinError(err.code, `the miner's heads file does not fit L0's ledger: ${err.message}. ${advice}`, { cause: err, detail: { ...err.detail, headsFile: headsPath } })
+  const advice =
+    err.code === 'HEAD_INCONSISTENT' || err.code === 'HEAD_SIGNATURE'
+      ? 'L0 refuses to start rather than sign a head that contradicts one it already published (devices would see a forking miner). ' +
+        `Restore ledger.cbor from a backup holding every event the heads cover; only if no device ever saw these heads, move ${headsPath} away`
+      : `check ${headsPath} and ledger.cbor`
+  return new KinError(err.code, `the miner's heads file does not fit L0's ledger: ${err.message}. ${advice}`, {
+    cause: err,
+    detail: { ...err.detail, headsFile: headsPath },
+  })
 }
 
 /**
@@ -89,7 +93,11 @@ export class MinerService {
       const issued = opts.issued
       miner = await Miner.open(opts.crypto, opts.ledger, file, opts.minerSeed, {
         admit: issued === undefined ? undefined : e => admitCertified(issued, opts.ledger.ledger.state, e),
-        onTornHead: (offset, dropped) => opts.log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message: `dropped a torn head of ${dropped} bytes at offset ${offset} in ${headsPath} (an interrupted write)` }),
+        onTornHead: (offset, dropped) =>
+          opts.log('warn', 'ledger.error', {
+            code: 'STORAGE_DAMAGED',
+            message: `dropped a torn head of ${dropped} bytes at offset ${offset} in ${headsPath} (an interrupted write)`,
+          }),
       })
     } catch (err) {
       await file.close().catch(() => undefined)
@@ -107,7 +115,9 @@ export class MinerService {
   async republishHead(): Promise<void> {
     const bytes = this.miner.latestHeadBytes()
     if (bytes === undefined) return
-    await this.opts.publish(this.opts.topics.head, bytes, { retain: true }).catch(err => this.publishFailed(this.opts.topics.head, err))
+    await this.opts
+      .publish(this.opts.topics.head, bytes, { retain: true })
+      .catch(err => this.publishFailed(this.opts.topics.head, err))
   }
 
   /**
@@ -125,7 +135,13 @@ export class MinerService {
     const role = this.opts.ledger.ledger.state.currentBinding(from)?.role ?? 'guest'
     const charge = quota.take(from, role, eventBytes.length, bytes)
     if (charge instanceof KinError) {
-      return { accepted: [], known: [], pending: [], refused: [{ idHex: undefined, code: charge.code, message: charge.message }], overQuota: charge }
+      return {
+        accepted: [],
+        known: [],
+        pending: [],
+        refused: [{ idHex: undefined, code: charge.code, message: charge.message }],
+        overQuota: charge,
+      }
     }
     let result: SubmitResult
     try {
@@ -162,7 +178,8 @@ export class MinerService {
     if (result.accepted.length === 1) return result.accepted[0]!
     const refusal = result.refused[0]
     if (refusal !== undefined) throw new KinError(refusal.code as KinError['code'], refusal.message)
-    if (result.known.length > 0) throw new KinError('DUPLICATE_EVENT', `event ${e.idHex.slice(0, 16)}… is already in L0's ledger`)
+    if (result.known.length > 0)
+      throw new KinError('DUPLICATE_EVENT', `event ${e.idHex.slice(0, 16)}… is already in L0's ledger`)
     throw new KinError('MISSING_LINK', `event ${e.idHex.slice(0, 16)}… links to an event L0's ledger lacks`)
   }
 
@@ -189,7 +206,13 @@ export class MinerService {
     if (this.timer !== undefined || this.closing) return
     this.timer = setTimeout(() => {
       this.timer = undefined
-      this.sealNow().catch(err => this.opts.log('error', 'ledger.error', { code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error).message, stage: 'seal' }))
+      this.sealNow().catch(err =>
+        this.opts.log('error', 'ledger.error', {
+          code: err instanceof KinError ? err.code : 'INTERNAL',
+          message: (err as Error).message,
+          stage: 'seal',
+        }),
+      )
     }, this.interval)
   }
 
@@ -201,16 +224,27 @@ export class MinerService {
     // Built before anything else can seal: the announcement's head must be this one.
     const announcement = encodeSyncResponse(buildHeadAnnouncement(opts.crypto, miner, previous))
     const headBytes = miner.latestHeadBytes()!
-    opts.log('info', 'ledger.sealed', { height: head.height, treeSize: head.treeSize, added: head.treeSize - (previous?.treeSize ?? 0), id: miner.latestHeadId() })
+    opts.log('info', 'ledger.sealed', {
+      height: head.height,
+      treeSize: head.treeSize,
+      added: head.treeSize - (previous?.treeSize ?? 0),
+      id: miner.latestHeadId(),
+    })
     if (miner.unsealed) this.schedule()
     await opts.publish(opts.topics.events, announcement).catch(err => this.publishFailed(opts.topics.events, err))
-    await opts.publish(opts.topics.head, headBytes, { retain: true }).catch(err => this.publishFailed(opts.topics.head, err))
+    await opts
+      .publish(opts.topics.head, headBytes, { retain: true })
+      .catch(err => this.publishFailed(opts.topics.head, err))
     return head
   }
 
   // The head is durable whatever happens to its publication: the next head, a reconnect or a sync request carries it.
   private publishFailed(topic: string, err: unknown): void {
-    this.opts.log('warn', 'broker.error', { topic, code: err instanceof KinError ? err.code : 'BROKER_CLOSED', message: (err as Error)?.message ?? String(err) })
+    this.opts.log('warn', 'broker.error', {
+      topic,
+      code: err instanceof KinError ? err.code : 'BROKER_CLOSED',
+      message: (err as Error)?.message ?? String(err),
+    })
   }
 
   /** Stops sealing on the clock, seals what is durable (not published: the broker is going away), closes the heads file and the ledger. */
@@ -223,7 +257,11 @@ export class MinerService {
     try {
       await this.miner.seal(this.opts.now())
     } catch (err) {
-      this.opts.log('error', 'ledger.error', { code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error).message, stage: 'final seal' })
+      this.opts.log('error', 'ledger.error', {
+        code: err instanceof KinError ? err.code : 'INTERNAL',
+        message: (err as Error).message,
+        stage: 'final seal',
+      })
     }
     await this.miner.close()
   }

@@ -82,7 +82,12 @@ export interface MosquittoExport {
  * their own CN (services-identity.ts) and have a block of their own with the service rights; L0's CN is a device like
  * the others. Pairing topics are granted to nobody else: pairing cannot log in to Mosquitto.
  */
-export function mosquittoAcl(fleet: string, l0Cn: string, deviceCns: readonly string[] = [], servicesUser = servicesCn(l0Cn)): string {
+export function mosquittoAcl(
+  fleet: string,
+  l0Cn: string,
+  deviceCns: readonly string[] = [],
+  servicesUser = servicesCn(l0Cn),
+): string {
   const t = fleetTopics(fleet)
   const own = (cn: string): string[] => [
     `topic write ${t.submit(cn)}`,
@@ -140,11 +145,16 @@ export function aclDeviceCns(state: LedgerState, now: number): string[] {
 }
 
 /** mosquitto.conf for one TLS listener with client certificates from the fleet root, CN as user name, ACL and CRL. */
-export function mosquittoConf(files: MosquittoExport['files'], fleet: string, port: number, host: string | undefined): string {
+export function mosquittoConf(
+  files: MosquittoExport['files'],
+  fleet: string,
+  port: number,
+  host: string | undefined,
+): string {
   return [
     `# Mosquitto for kinship fleet ${fleet}, written by 'kin broker --export-mosquitto' (docs/BROKERS.md).`,
     '# Start: mosquitto -c ' + files.conf + '   Reload ACL and CRL after a new export: kill -HUP <pid>.',
-    '# L0\'s services then run as a client: kin broker --no-broker --broker mqtts://HOST:PORT --home L0HOME',
+    "# L0's services then run as a client: kin broker --no-broker --broker mqtts://HOST:PORT --home L0HOME",
     'per_listener_settings false',
     'allow_anonymous false',
     `acl_file ${files.acl}`,
@@ -185,14 +195,23 @@ export async function exportMosquitto(opts: MosquittoExportOptions): Promise<Mos
   const now = opts.now ?? Math.floor(Date.now() / 1000)
   const port = opts.port ?? 8883
   const dir = resolve(opts.dir)
-  const files = Object.fromEntries(Object.entries(MOSQUITTO_FILES).map(([k, v]) => [k, join(dir, v)])) as MosquittoExport['files']
+  const files = Object.fromEntries(
+    Object.entries(MOSQUITTO_FILES).map(([k, v]) => [k, join(dir, v)]),
+  ) as MosquittoExport['files']
 
   // Made on first use (and recorded in ca/issued.json before it is read below): the services' own certificate, which the ACL names.
   const services = await servicesIdentity(m, now)
   const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
   const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
   if (!issued.some(r => r.certHash === own.certHashHex)) {
-    issued.push({ serial: own.serialHex.toLowerCase(), cn: own.cn, certHash: own.certHashHex, spkiHash: Buffer.from(own.spkiHash).toString('hex'), notAfter: own.notAfter, issuedAt: now })
+    issued.push({
+      serial: own.serialHex.toLowerCase(),
+      cn: own.cn,
+      certHash: own.certHashHex,
+      spkiHash: Buffer.from(own.spkiHash).toString('hex'),
+      notAfter: own.notAfter,
+      issuedAt: now,
+    })
   }
   // A rekey signed by a clock ahead of L0's may carry a later time: the CRL states nothing after its own making.
   const revoked = revokedCertificates(state, issued, now).map(r => (r.revokedAt > now ? { ...r, revokedAt: now } : r))
@@ -211,5 +230,17 @@ export async function exportMosquitto(opts: MosquittoExportOptions): Promise<Mos
   writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
   writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn, aclDeviceCns(state, now), services.cn))
   writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
-  return { dir, files, host: opts.host, port, fleet: m.fleet, cn: m.cn, revoked, known: issued.length, crlNumber, thisUpdate, nextUpdate }
+  return {
+    dir,
+    files,
+    host: opts.host,
+    port,
+    fleet: m.fleet,
+    cn: m.cn,
+    revoked,
+    known: issued.length,
+    crlNumber,
+    thisUpdate,
+    nextUpdate,
+  }
 }

@@ -68,7 +68,8 @@ export interface NatsExport {
  */
 export function natsSubject(topic: string): string {
   const levels = topic.split('/')
-  if (levels.some(l => l.includes('.') || l === '')) throw new KinError('TOPIC_OLD_SCHEME', `"${topic}" has an empty or dotted level: NATS cannot carry it`)
+  if (levels.some(l => l.includes('.') || l === ''))
+    throw new KinError('TOPIC_OLD_SCHEME', `"${topic}" has an empty or dotted level: NATS cannot carry it`)
   return levels.map(l => (l === '+' ? '*' : l === '#' ? '>' : l)).join('.')
 }
 
@@ -77,7 +78,10 @@ export function natsSubject(topic: string): string {
 const MQTT_INTERNAL_SUB = '$MQTT.sub.>'
 
 /** One user's allow lists, as MQTT topics. */
-interface Rights { publish: string[]; subscribe: string[] }
+interface Rights {
+  publish: string[]
+  subscribe: string[]
+}
 
 /** A device's rights: the same table as the Mosquitto ACL (docs/BROKERS.md). */
 function deviceRights(fleet: string, cn: string): Rights {
@@ -242,7 +246,8 @@ export interface NatsRefreshOptions {
  */
 export function refreshNats(home: string, dir: string, opts: NatsRefreshOptions = {}): NatsRefresh {
   const nodesPath = join(dir, NATS_FILES.nodes)
-  if (!existsSync(nodesPath)) throw new KinError('HOME_MISSING', `${dir} holds no export of 'kin broker --export-nats' (no ${NATS_FILES.nodes})`)
+  if (!existsSync(nodesPath))
+    throw new KinError('HOME_MISSING', `${dir} holds no export of 'kin broker --export-nats' (no ${NATS_FILES.nodes})`)
   const { nodes } = JSON.parse(readFileSync(nodesPath, 'utf8')) as { nodes: Array<{ pidFile: string }> }
   const now = opts.now ?? Math.floor(Date.now() / 1000)
   const m = readL0Material(home)

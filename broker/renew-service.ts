@@ -12,7 +12,12 @@ import type { ServiceContext } from './context.ts'
  * certificate's serial is recorded before it is handed over, so it can be put on a CRL. A malformed request is
  * answered DECODE_* when it names an id, else dropped and logged.
  */
-export async function handleRenew(ctx: ServiceContext, sender: string | undefined, topic: string, message: unknown[]): Promise<void> {
+export async function handleRenew(
+  ctx: ServiceContext,
+  sender: string | undefined,
+  topic: string,
+  message: unknown[],
+): Promise<void> {
   if (sender === undefined || !isFleetCn(sender, ctx.fleet)) return
   const reply = (r: RenewReply) => ctx.publish(ctx.topics.inbox(sender, ctx.cn), encodeRenewReply(r))
   const requestId = typeof message[1] === 'string' && /^[0-9a-f]{16}$/.test(message[1]) ? message[1] : undefined

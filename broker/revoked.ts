@@ -13,11 +13,18 @@ export interface RevokedCertificate extends RevokedSerial {
 }
 
 // A lost device's key is in unknown hands: treated as compromised.
-const REASONS: Record<RevokeReasonName, CrlReason> = { compromised: 'keyCompromise', lost: 'keyCompromise', retired: 'cessationOfOperation' }
+const REASONS: Record<RevokeReasonName, CrlReason> = {
+  compromised: 'keyCompromise',
+  lost: 'keyCompromise',
+  retired: 'cessationOfOperation',
+}
 
 function bindingOf(state: LedgerState, record: IssuedCertificate): Binding | undefined {
   const bindings = state.bindingsByCn.get(record.cn) ?? []
-  return bindings.find(b => b.certHashes.includes(record.certHash)) ?? bindings.find(b => toHex(b.spkiHash) === record.spkiHash)
+  return (
+    bindings.find(b => b.certHashes.includes(record.certHash)) ??
+    bindings.find(b => toHex(b.spkiHash) === record.spkiHash)
+  )
 }
 
 /**
@@ -27,7 +34,11 @@ function bindingOf(state: LedgerState, record: IssuedCertificate): Binding | und
  * replaced that binding (superseded; date: the rekey's time). Expired certificates are left out (their validity
  * already refuses them), and so are certificates whose CN the ledger does not know.
  */
-export function revokedCertificates(state: LedgerState, issued: readonly IssuedCertificate[], now: number): RevokedCertificate[] {
+export function revokedCertificates(
+  state: LedgerState,
+  issued: readonly IssuedCertificate[],
+  now: number,
+): RevokedCertificate[] {
   const out: RevokedCertificate[] = []
   for (const record of issued) {
     if (record.notAfter < now) continue
@@ -36,9 +47,19 @@ export function revokedCertificates(state: LedgerState, issued: readonly IssuedC
     const base = { serial: record.serial, cn: record.cn }
     const invalid = state.invalidAt(binding, now)
     if (invalid?.code === 'REVOKED') {
-      out.push({ ...base, why: 'REVOKED', reason: REASONS[invalid.revocation.reason], revokedAt: invalid.revocation.effective })
+      out.push({
+        ...base,
+        why: 'REVOKED',
+        reason: REASONS[invalid.revocation.reason],
+        revokedAt: invalid.revocation.effective,
+      })
     } else if (invalid?.code === 'ANCESTOR_REVOKED') {
-      out.push({ ...base, why: 'ANCESTOR_REVOKED', reason: 'privilegeWithdrawn', revokedAt: Math.max(invalid.revocation.effective, binding.time) })
+      out.push({
+        ...base,
+        why: 'ANCESTOR_REVOKED',
+        reason: 'privilegeWithdrawn',
+        revokedAt: Math.max(invalid.revocation.effective, binding.time),
+      })
     } else if (binding.supersededBy !== undefined) {
       const rekey = state.event(binding.supersededBy)
       out.push({ ...base, why: 'SUPERSEDED', reason: 'superseded', revokedAt: rekey?.event.time ?? now })

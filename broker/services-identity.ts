@@ -38,7 +38,11 @@ const VALIDITY_SECONDS = 365 * 24 * 3600
  * issues (through `issued` when L0's running services hold the registry, so their copy stays whole); renewed when
  * less than a tenth of its life is left.
  */
-export async function servicesIdentity(m: Pick<L0Material, 'home' | 'cn' | 'rootPem' | 'rootKeyPem'>, now: number, issued?: IssuedRegistry): Promise<ServicesIdentity> {
+export async function servicesIdentity(
+  m: Pick<L0Material, 'home' | 'cn' | 'rootPem' | 'rootKeyPem'>,
+  now: number,
+  issued?: IssuedRegistry,
+): Promise<ServicesIdentity> {
   const dir = join(m.home.dir, SERVICES_DIR)
   const certPath = join(dir, 'cert.pem')
   const keyPath = join(dir, 'tls-key.pem')
@@ -46,15 +50,21 @@ export async function servicesIdentity(m: Pick<L0Material, 'home' | 'cn' | 'root
   if (existsSync(certPath) && existsSync(keyPath)) {
     const certPem = readFileSync(certPath, 'utf8')
     const cert = DeviceCertificate.from(certPem, { sha256: nodeCrypto.sha256 })
-    if (cert.cn === cn && cert.notAfter - now > VALIDITY_SECONDS / 10) return { cn, certPem, keyPem: readFileSync(keyPath, 'utf8') }
+    if (cert.cn === cn && cert.notAfter - now > VALIDITY_SECONDS / 10)
+      return { cn, certPem, keyPem: readFileSync(keyPath, 'utf8') }
   }
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const root = DeviceCertificate.from(m.rootPem, { sha256: nodeCrypto.sha256 })
   const spki = publicKey.export({ type: 'spki', format: 'der' })
   const cert = await buildLeafCertificate({
-    root, rootKeyPem: m.rootKeyPem, cn, parentCn: undefined, spki: new Uint8Array(spki.buffer, spki.byteOffset, spki.length),
-    notBefore: now - CLOCK_SKEW_SECONDS, notAfter: Math.min(now + VALIDITY_SECONDS, root.notAfter),
+    root,
+    rootKeyPem: m.rootKeyPem,
+    cn,
+    parentCn: undefined,
+    spki: new Uint8Array(spki.buffer, spki.byteOffset, spki.length),
+    notBefore: now - CLOCK_SKEW_SECONDS,
+    notAfter: Math.min(now + VALIDITY_SECONDS, root.notAfter),
     randomBytes: n => nodeCrypto.randomBytes(n),
   })
   // Recorded before it is used, so a later CRL could name it.

@@ -65,10 +65,22 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
   let delegated: DelegatedService | undefined
   // Each published head may concern a delegated-tier device (delegated.ts): it hears of it after everyone else.
   const headPublished = (): void => {
-    delegated?.headSealed().catch(err => log('error', 'broker.error', { topic: topics.head, code: err instanceof KinError ? err.code : 'INTERNAL', message: (err as Error)?.message ?? String(err) }))
+    delegated?.headSealed().catch(err =>
+      log('error', 'broker.error', {
+        topic: topics.head,
+        code: err instanceof KinError ? err.code : 'INTERNAL',
+        message: (err as Error)?.message ?? String(err),
+      }),
+    )
   }
   const miner = await MinerService.open({
-    crypto: nodeCrypto, homeDir: l0.home.dir, ledger: l0.ledger, minerSeed: l0.ledgerSeed, topics, now, log,
+    crypto: nodeCrypto,
+    homeDir: l0.home.dir,
+    ledger: l0.ledger,
+    minerSeed: l0.ledgerSeed,
+    topics,
+    now,
+    log,
     publish: async (topic, payload, o) => {
       await bus.publish(topic, payload, o)
       if (topic === topics.head) headPublished()
@@ -81,10 +93,21 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
   let stopping = false
 
   const ctx: ServiceContext = {
-    fleet: l0.fleet, cn: l0.cn, topics, crypto: nodeCrypto, ledger: l0.ledger, miner, invites: l0.invites, issued: l0.issued, now, log,
+    fleet: l0.fleet,
+    cn: l0.cn,
+    topics,
+    crypto: nodeCrypto,
+    ledger: l0.ledger,
+    miner,
+    invites: l0.invites,
+    issued: l0.issued,
+    now,
+    log,
     publish: (topic, payload, o) => bus.publish(topic, payload, o),
     ca: new FleetCa({
-      crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.rootKeyPem,
+      crypto: nodeCrypto,
+      rootCertPem: l0.rootPem,
+      rootKeyPem: l0.rootKeyPem,
       // The CA's authorize events enter through the miner too, so heads cover them like any submission.
       ledger: { ledger: l0.ledger.ledger, append: (e, o) => miner.appendOne(e, o?.now ?? now()) },
     }),
@@ -93,10 +116,16 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
     },
   }
 
-  delegated = new DelegatedService({
-    registry: new DelegatedRegistry(l0.home.dir), topics, source: () => miner.miner.bundleSource(), log,
-    publish: (topic, payload) => bus.publish(topic, payload),
-  }, miner.miner.latestHead()?.treeSize ?? 0)
+  delegated = new DelegatedService(
+    {
+      registry: new DelegatedRegistry(l0.home.dir),
+      topics,
+      source: () => miner.miner.bundleSource(),
+      log,
+      publish: (topic, payload) => bus.publish(topic, payload),
+    },
+    miner.miner.latestHead()?.treeSize ?? 0,
+  )
 
   const serve = (filter: string, handler: (topic: string, payload: Uint8Array) => Promise<void>): Promise<void> =>
     bus.subscribe(filter, (topic, payload) => {
@@ -137,7 +166,9 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
 
   let stopped: Promise<void> | undefined
   return {
-    ctx, miner, topics,
+    ctx,
+    miner,
+    topics,
     stop: () => {
       stopped ??= (async () => {
         stopping = true

@@ -10,13 +10,24 @@ import type { ServiceContext } from './context.ts'
  * accepted or refused event (resubmitted known events are silent); a payload that does not decode is dropped and logged.
  * A submission over the submitter's quota (QUOTA_RATE, QUOTA_BYTES) is refused whole, with one log line.
  */
-export async function handleSubmission(ctx: ServiceContext, fromCn: string, topic: string, payload: Uint8Array): Promise<void> {
+export async function handleSubmission(
+  ctx: ServiceContext,
+  fromCn: string,
+  topic: string,
+  payload: Uint8Array,
+): Promise<void> {
   let events: Uint8Array[]
   try {
     events = decodeSubmission(payload)
   } catch (err) {
     if (!(err instanceof KinError)) throw err
-    ctx.log('warn', 'payload.dropped', { topic, from: fromCn, code: err.code, message: err.message, bytes: payload.length })
+    ctx.log('warn', 'payload.dropped', {
+      topic,
+      from: fromCn,
+      code: err.code,
+      message: err.message,
+      bytes: payload.length,
+    })
     return
   }
   let result
@@ -30,16 +41,33 @@ export async function handleSubmission(ctx: ServiceContext, fromCn: string, topi
   }
   if (result.overQuota !== undefined) {
     // One line per refused submission, not per event: a submitter over its budget must not also flood the log.
-    ctx.log('warn', 'ledger.refused', { from: fromCn, code: result.overQuota.code, message: result.overQuota.message, events: events.length })
+    ctx.log('warn', 'ledger.refused', {
+      from: fromCn,
+      code: result.overQuota.code,
+      message: result.overQuota.message,
+      events: events.length,
+    })
     return
   }
   const state = ctx.ledger.ledger.state
   for (const e of result.accepted) {
-    ctx.log('info', 'ledger.accepted', { from: fromCn, id: e.idHex, type: e.event.type, subject: state.cnOfLabel(e.event.subject), issuer: state.cnOfLabel(e.event.issuer) })
+    ctx.log('info', 'ledger.accepted', {
+      from: fromCn,
+      id: e.idHex,
+      type: e.event.type,
+      subject: state.cnOfLabel(e.event.subject),
+      issuer: state.cnOfLabel(e.event.issuer),
+    })
   }
-  for (const r of result.refused) ctx.log('warn', 'ledger.refused', { from: fromCn, id: r.idHex, code: r.code, message: r.message })
+  for (const r of result.refused)
+    ctx.log('warn', 'ledger.refused', { from: fromCn, id: r.idHex, code: r.code, message: r.message })
   for (const e of result.pending) {
-    ctx.log('warn', 'ledger.refused', { from: fromCn, id: e.idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' })
+    ctx.log('warn', 'ledger.refused', {
+      from: fromCn,
+      id: e.idHex,
+      code: 'MISSING_LINK',
+      message: "an event it links to is in neither L0's ledger nor this submission",
+    })
   }
   if (result.accepted.length > 0) await ctx.ledgerChanged(result.accepted)
 }

@@ -59,10 +59,12 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
     throw usageError(`${(err as Error).message.replace(/^.*?: /, '')}. See 'kin ${spec.name} --help'.`)
   }
   const values = parsed.values as ParsedArgs['values']
-  for (const [name, o] of Object.entries(spec.options)) if (values[name] === undefined && o.default !== undefined) values[name] = o.default
+  for (const [name, o] of Object.entries(spec.options))
+    if (values[name] === undefined && o.default !== undefined) values[name] = o.default
   // DESIGN.md "Command line": KIN_HOME stands in for --home; a --home on the command line wins.
   const envHome = process.env.KIN_HOME
-  if ('home' in spec.options && values.home === undefined && envHome !== undefined && envHome !== '') values.home = envHome
+  if ('home' in spec.options && values.home === undefined && envHome !== undefined && envHome !== '')
+    values.home = envHome
   return { values, positionals: parsed.positionals, json: values.json === true }
 }
 
@@ -118,6 +120,7 @@ export function parseDuration(text: string, name: string): number {
 /** `--max-pending N`: connections a listener keeps before they authenticate, 1..65536; USAGE otherwise. */
 export function parseMaxPending(text: string): number {
   const n = Number(text)
-  if (!/^\d+$/.test(text) || n < 1 || n > 65536) throw usageError(`--max-pending expects a number of connections 1..65536, got "${text}"`)
+  if (!/^\d+$/.test(text) || n < 1 || n > 65536)
+    throw usageError(`--max-pending expects a number of connections 1..65536, got "${text}"`)
   return n
 }

@@ -46,12 +46,27 @@ export async function renewIfDue(o: AutoRenewOptions): Promise<DeviceCertificate
   if (session === undefined || !session.connected) return undefined
   const timeoutMs = o.timeoutMs ?? 30_000
   const binding = renewableBinding(o.follower.replica.ledger.ledger.state, o.config.cn, now)
-  const fresh = await requestRenewal(nodeCrypto, nodePki, session, {
-    fleet: o.config.fleet, cn: o.config.cn, l0Cn: String(o.config['l0Cn']), certPem: current.pem, tlsKeyPem: o.home.readText('tlsKey'), rootPem: o.home.readText('root'),
-  }, { timeoutMs })
+  const fresh = await requestRenewal(
+    nodeCrypto,
+    nodePki,
+    session,
+    {
+      fleet: o.config.fleet,
+      cn: o.config.cn,
+      l0Cn: String(o.config['l0Cn']),
+      certPem: current.pem,
+      tlsKeyPem: o.home.readText('tlsKey'),
+      rootPem: o.home.readText('root'),
+    },
+    { timeoutMs },
+  )
   const certified = signEvent(nodeCrypto, certifiedEvent(binding, fresh.certHash, now), o.home.readLedgerKey())
   const out = await o.follower.submit([certified])
-  if (out.accepted.length !== 1) throw new KinError((out.refused[0]?.code ?? 'MISSING_LINK') as KinError['code'], `this device's ledger refused the certified event of its new certificate: ${out.refused[0]?.message ?? 'a link is missing'}`)
+  if (out.accepted.length !== 1)
+    throw new KinError(
+      (out.refused[0]?.code ?? 'MISSING_LINK') as KinError['code'],
+      `this device's ledger refused the certified event of its new certificate: ${out.refused[0]?.message ?? 'a link is missing'}`,
+    )
   await o.follower.waitCovered([certified.idHex], timeoutMs)
   o.home.writePublic('cert', fresh.pem)
   o.onRenewed(fresh)
@@ -66,12 +81,16 @@ export function startAutoRenew(o: AutoRenewOptions): () => void {
   const look = (): void => {
     if (running || stopped || revoked) return
     running = true
-    renewIfDue(o).catch((err: unknown) => {
-      const e = err instanceof KinError ? err : new KinError('INTERNAL', (err as Error)?.message ?? String(err))
-      // A revoked device stops serving when its revocation arrives; asking again changes nothing.
-      if (e.code === 'RENEW_REVOKED' || e.code === 'RENEW_EXPIRED') revoked = true
-      o.onError(e)
-    }).finally(() => { running = false })
+    renewIfDue(o)
+      .catch((err: unknown) => {
+        const e = err instanceof KinError ? err : new KinError('INTERNAL', (err as Error)?.message ?? String(err))
+        // A revoked device stops serving when its revocation arrives; asking again changes nothing.
+        if (e.code === 'RENEW_REVOKED' || e.code === 'RENEW_EXPIRED') revoked = true
+        o.onError(e)
+      })
+      .finally(() => {
+        running = false
+      })
   }
   const timer = setInterval(look, o.checkEveryMs ?? RENEW_CHECK_MS)
   timer.unref?.()

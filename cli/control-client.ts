@@ -4,7 +4,13 @@ import { connect, type Socket } from 'node:net'
 import { isAbsolute, join, resolve } from 'node:path'
 import { KinError, type KinErrorCode } from '../agent/errors.ts'
 import type { CommandSpec, ParsedArgs } from './args.ts'
-import { AGENT_COMMANDS, CONTROL_SOCKET_FILE, CONTROL_VERSION, currentAgentRequest, type ControlRequest } from './control-socket.ts'
+import {
+  AGENT_COMMANDS,
+  CONTROL_SOCKET_FILE,
+  CONTROL_VERSION,
+  currentAgentRequest,
+  type ControlRequest,
+} from './control-socket.ts'
 import { pidLockHolder } from '../runtime/pid-lock.ts'
 
 /** Commands that print the home's ledger file as the --home given joined with ledger.cbor. */
@@ -58,7 +64,11 @@ async function agentSocket(home: string): Promise<Socket | undefined> {
     const socket = present ? await connectControl(path) : undefined
     if (socket !== undefined) return socket
     const waited = Date.now() - start
-    if (pidLockHolder(join(home, LEDGER_LOCK)) === undefined || waited > (present ? AGENT_START_WAIT_MS : AGENT_NO_SOCKET_WAIT_MS)) return undefined
+    if (
+      pidLockHolder(join(home, LEDGER_LOCK)) === undefined ||
+      waited > (present ? AGENT_START_WAIT_MS : AGENT_NO_SOCKET_WAIT_MS)
+    )
+      return undefined
     await new Promise(r => setTimeout(r, 100))
   }
 }
@@ -84,17 +94,26 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
   // The agent gets absolute paths. `kin ledger show|verify` print the file as DIR/ledger.cbor with DIR as given: their
   // output names it so again, as the direct path would (every other command prints absolute paths either way).
   const absolute = resolve(given)
-  const shown = LEDGER_FILE_AS_GIVEN.has(spec.name) && !isAbsolute(given)
-    ? (text: string): string => text.split(join(absolute, 'ledger.cbor')).join(join(given, 'ledger.cbor'))
-    : (text: string): string => text
+  const shown =
+    LEDGER_FILE_AS_GIVEN.has(spec.name) && !isAbsolute(given)
+      ? (text: string): string => text.split(join(absolute, 'ledger.cbor')).join(join(given, 'ledger.cbor'))
+      : (text: string): string => text
   // `home` (its real path) says which home is meant; argv carries the path as this process resolves it, so what the
   // command prints of it is what it would print here.
-  const request: ControlRequest = { v: CONTROL_VERSION, home, argv: requestArgv(spec, args, absolute), cwd: process.cwd() }
+  const request: ControlRequest = {
+    v: CONTROL_VERSION,
+    home,
+    argv: requestArgv(spec, args, absolute),
+    cwd: process.cwd(),
+  }
   return await new Promise<number>((resolveExit, reject) => {
     let buffered = ''
     let settled = false
-    const forward = (signal: 'SIGINT' | 'SIGTERM') => (): void => { if (!socket.destroyed) socket.write(JSON.stringify({ signal }) + '\n') }
-    const onInt = forward('SIGINT'), onTerm = forward('SIGTERM')
+    const forward = (signal: 'SIGINT' | 'SIGTERM') => (): void => {
+      if (!socket.destroyed) socket.write(JSON.stringify({ signal }) + '\n')
+    }
+    const onInt = forward('SIGINT'),
+      onTerm = forward('SIGTERM')
     process.on('SIGINT', onInt)
     process.on('SIGTERM', onTerm)
     const finish = (status: number | undefined, err?: KinError): void => {
@@ -111,7 +130,10 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
       try {
         answer = JSON.parse(text) as Record<string, unknown>
       } catch {
-        return finish(undefined, new KinError('AGENT_LOST', `the agent on ${home} answered with a line that is not JSON`))
+        return finish(
+          undefined,
+          new KinError('AGENT_LOST', `the agent on ${home} answered with a line that is not JSON`),
+        )
       }
       if (typeof answer['out'] === 'string') process.stdout.write(shown(answer['out']))
       else if (typeof answer['err'] === 'string') process.stderr.write(shown(answer['err']))
@@ -120,7 +142,13 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
       else if (typeof answer['exit'] === 'number') finish(answer['exit'])
       else if (typeof answer['error'] === 'object' && answer['error'] !== null) {
         const e = answer['error'] as { code?: string; message?: string }
-        finish(undefined, new KinError((e.code ?? 'INTERNAL') as KinErrorCode, `the agent on ${home} refused the command: ${e.message ?? ''}`))
+        finish(
+          undefined,
+          new KinError(
+            (e.code ?? 'INTERNAL') as KinErrorCode,
+            `the agent on ${home} refused the command: ${e.message ?? ''}`,
+          ),
+        )
       }
     }
     socket.on('data', (chunk: Buffer) => {
@@ -131,11 +159,22 @@ export async function runThroughAgent(spec: CommandSpec, args: ParsedArgs): Prom
         buffered = buffered.slice(nl + 1)
         onLine(text)
       }
-      if (buffered.length > MAX_ANSWER_LINE_BYTES) finish(undefined, new KinError('AGENT_LOST', `the agent on ${home} sent a line over ${MAX_ANSWER_LINE_BYTES} bytes`))
+      if (buffered.length > MAX_ANSWER_LINE_BYTES)
+        finish(
+          undefined,
+          new KinError('AGENT_LOST', `the agent on ${home} sent a line over ${MAX_ANSWER_LINE_BYTES} bytes`),
+        )
     })
     socket.on('error', () => undefined)
-    socket.on('close', () => finish(undefined, new KinError('AGENT_LOST',
-      `the agent on ${home} (kin serve or kin sync --follow) ended while carrying out 'kin ${spec.name}': its outcome is unknown; see 'kin status --home ${home}' and run the command again`)))
+    socket.on('close', () =>
+      finish(
+        undefined,
+        new KinError(
+          'AGENT_LOST',
+          `the agent on ${home} (kin serve or kin sync --follow) ended while carrying out 'kin ${spec.name}': its outcome is unknown; see 'kin status --home ${home}' and run the command again`,
+        ),
+      ),
+    )
     socket.write(JSON.stringify(request) + '\n')
   })
 }

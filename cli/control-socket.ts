@@ -25,7 +25,18 @@ const MAX_SOCKET_PATH_BYTES = 107
  * The commands a running agent carries out for its home (`kin <name> …`). Another command can ask to be carried
  * too with `registerAgentCommand`; it then runs in the agent, where `openFollowingHome` lends it the agent's follower.
  */
-export const AGENT_COMMANDS: Set<string> = new Set(['invite', 'revoke', 'renew', 'policy set', 'access', 'sync', 'status', 'ledger show', 'ledger verify', 'ledger bundle'])
+export const AGENT_COMMANDS: Set<string> = new Set([
+  'invite',
+  'revoke',
+  'renew',
+  'policy set',
+  'access',
+  'sync',
+  'status',
+  'ledger show',
+  'ledger verify',
+  'ledger bundle',
+])
 
 /** Routes `kin <name>` through a running agent from now on (a command that writes the ledger or uses the broker session). */
 export function registerAgentCommand(name: string): void {
@@ -65,10 +76,28 @@ export function clientCwd(): string {
  * Where a command hears SIGINT and SIGTERM: the client's forwarded signals inside the agent (so a client's Ctrl-C
  * withdraws its invite and not the agent's), the process's otherwise.
  */
-export function stopSignals(): { on(name: 'SIGINT' | 'SIGTERM', f: () => void): void; off(name: 'SIGINT' | 'SIGTERM', f: () => void): void } {
+export function stopSignals(): {
+  on(name: 'SIGINT' | 'SIGTERM', f: () => void): void
+  off(name: 'SIGINT' | 'SIGTERM', f: () => void): void
+} {
   const request = requestContext.getStore()
-  if (request === undefined) return { on: (n, f) => { process.on(n, f) }, off: (n, f) => { process.off(n, f) } }
-  return { on: (n, f) => { request.signals.on(n, f) }, off: (n, f) => { request.signals.off(n, f) } }
+  if (request === undefined)
+    return {
+      on: (n, f) => {
+        process.on(n, f)
+      },
+      off: (n, f) => {
+        process.off(n, f)
+      },
+    }
+  return {
+    on: (n, f) => {
+      request.signals.on(n, f)
+    },
+    off: (n, f) => {
+      request.signals.off(n, f)
+    },
+  }
 }
 
 type Write = typeof process.stdout.write
@@ -76,7 +105,10 @@ type Write = typeof process.stdout.write
 /** Sends what a command inside a request writes to stdout/stderr to its client; the agent's own lines stay on its streams. */
 function captureOutput(): () => void {
   const originals: Array<[NodeJS.WriteStream, Write]> = []
-  for (const [stream, name] of [[process.stdout, 'out'], [process.stderr, 'err']] as const) {
+  for (const [stream, name] of [
+    [process.stdout, 'out'],
+    [process.stderr, 'err'],
+  ] as const) {
     const original = stream.write
     originals.push([stream, original])
     stream.write = function (this: NodeJS.WriteStream, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
@@ -88,7 +120,9 @@ function captureOutput(): () => void {
       return true
     } as Write
   }
-  return () => { for (const [stream, original] of originals) stream.write = original }
+  return () => {
+    for (const [stream, original] of originals) stream.write = original
+  }
 }
 
 function refused(code: 'AGENT_REQUEST_BAD' | 'AGENT_REQUEST_REFUSED', message: string): KinError {
@@ -104,15 +138,28 @@ export function parseControlRequest(line: string, home: string): ControlRequest 
     throw refused('AGENT_REQUEST_BAD', 'the request is not one line of JSON')
   }
   const r = value as Partial<ControlRequest>
-  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw refused('AGENT_REQUEST_BAD', 'the request is not a JSON object')
-  if (r.v !== CONTROL_VERSION) throw refused('AGENT_REQUEST_BAD', `the request has version ${String(r.v)}; this agent speaks ${CONTROL_VERSION} (same kin on both sides?)`)
-  if (!Array.isArray(r.argv) || r.argv.length === 0 || r.argv.length > MAX_REQUEST_ARGS || !r.argv.every(a => typeof a === 'string')) {
+  if (typeof r !== 'object' || r === null || Array.isArray(r))
+    throw refused('AGENT_REQUEST_BAD', 'the request is not a JSON object')
+  if (r.v !== CONTROL_VERSION)
+    throw refused(
+      'AGENT_REQUEST_BAD',
+      `the request has version ${String(r.v)}; this agent speaks ${CONTROL_VERSION} (same kin on both sides?)`,
+    )
+  if (
+    !Array.isArray(r.argv) ||
+    r.argv.length === 0 ||
+    r.argv.length > MAX_REQUEST_ARGS ||
+    !r.argv.every(a => typeof a === 'string')
+  ) {
     throw refused('AGENT_REQUEST_BAD', `"argv" must list 1..${MAX_REQUEST_ARGS} strings`)
   }
-  if (typeof r.cwd !== 'string' || !r.cwd.startsWith('/')) throw refused('AGENT_REQUEST_BAD', '"cwd" must be an absolute path')
-  if (typeof r.home !== 'string' || r.home !== home) throw refused('AGENT_REQUEST_REFUSED', `this agent owns ${home}, not ${String(r.home)}`)
+  if (typeof r.cwd !== 'string' || !r.cwd.startsWith('/'))
+    throw refused('AGENT_REQUEST_BAD', '"cwd" must be an absolute path')
+  if (typeof r.home !== 'string' || r.home !== home)
+    throw refused('AGENT_REQUEST_REFUSED', `this agent owns ${home}, not ${String(r.home)}`)
   const name = [...AGENT_COMMANDS].find(c => c.split(' ').every((w, i) => r.argv![i] === w))
-  if (name === undefined) throw refused('AGENT_REQUEST_REFUSED', `the agent does not carry out "kin ${r.argv.slice(0, 2).join(' ')}"`)
+  if (name === undefined)
+    throw refused('AGENT_REQUEST_REFUSED', `the agent does not carry out "kin ${r.argv.slice(0, 2).join(' ')}"`)
   return r as ControlRequest
 }
 
@@ -135,16 +182,23 @@ export interface ControlSocket {
  * Only the same user reaches the socket: Node has no SO_PEERCRED, so this rests on the home directory being 0700
  * (checked by every command that opens the home) and the socket file being 0600.
  */
-export async function startControlSocket(dir: string, run: (argv: string[]) => Promise<number>): Promise<ControlSocket> {
+export async function startControlSocket(
+  dir: string,
+  run: (argv: string[]) => Promise<number>,
+): Promise<ControlSocket> {
   const home = realpathSync(dir)
   const path = join(home, CONTROL_SOCKET_FILE)
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
-    throw new KinError('AGENT_SOCKET_PATH', `the control socket ${path} is ${Buffer.byteLength(path)} bytes long, over the ${MAX_SOCKET_PATH_BYTES} a Unix socket address holds: move the home to a shorter path`)
+    throw new KinError(
+      'AGENT_SOCKET_PATH',
+      `the control socket ${path} is ${Buffer.byteLength(path)} bytes long, over the ${MAX_SOCKET_PATH_BYTES} a Unix socket address holds: move the home to a shorter path`,
+    )
   }
   try {
     const st = lstatSync(path)
     // Only a socket is ours to remove; anything else in its place is not this agent's to delete.
-    if (!st.isSocket()) throw new KinError('FILE_NOT_REGULAR', `${path} exists and is not a socket: remove it to run the agent`)
+    if (!st.isSocket())
+      throw new KinError('FILE_NOT_REGULAR', `${path} exists and is not a socket: remove it to run the agent`)
     unlinkSync(path)
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err
@@ -171,17 +225,24 @@ export async function startControlSocket(dir: string, run: (argv: string[]) => P
   let closing: Promise<void> | undefined
   return {
     path,
-    get active() { return running.size },
-    close: () => closing ??= (async () => {
-      const stopped = new Promise<void>(resolve => server.close(() => resolve()))
-      for (const r of running.values()) r.signals.emit('SIGTERM')
-      const deadline = new Promise<void>(resolve => setTimeout(resolve, DRAIN_MS).unref())
-      await Promise.race([Promise.allSettled([...finished]), deadline])
-      for (const socket of running.keys()) socket.destroy()
-      await stopped
-      restore()
-      try { unlinkSync(path) } catch { /* already gone */ }
-    })(),
+    get active() {
+      return running.size
+    },
+    close: () =>
+      (closing ??= (async () => {
+        const stopped = new Promise<void>(resolve => server.close(() => resolve()))
+        for (const r of running.values()) r.signals.emit('SIGTERM')
+        const deadline = new Promise<void>(resolve => setTimeout(resolve, DRAIN_MS).unref())
+        await Promise.race([Promise.allSettled([...finished]), deadline])
+        for (const socket of running.keys()) socket.destroy()
+        await stopped
+        restore()
+        try {
+          unlinkSync(path)
+        } catch {
+          /* already gone */
+        }
+      })()),
   }
 }
 
@@ -193,12 +254,17 @@ function send(socket: Socket, value: object): void {
 function readRequestLine(socket: Socket): Promise<{ line: string; rest: string }> {
   return new Promise((resolve, reject) => {
     let buffered = ''
-    const timer = setTimeout(() => finish(refused('AGENT_REQUEST_BAD', `no complete request within ${REQUEST_WAIT_MS} ms`)), REQUEST_WAIT_MS)
+    const timer = setTimeout(
+      () => finish(refused('AGENT_REQUEST_BAD', `no complete request within ${REQUEST_WAIT_MS} ms`)),
+      REQUEST_WAIT_MS,
+    )
     const onData = (chunk: Buffer): void => {
       buffered += chunk.toString('utf8')
       const nl = buffered.indexOf('\n')
-      if (nl >= 0 && nl <= MAX_REQUEST_BYTES) return finish(undefined, { line: buffered.slice(0, nl), rest: buffered.slice(nl + 1) })
-      if (buffered.length > MAX_REQUEST_BYTES) finish(refused('AGENT_REQUEST_BAD', `the request is over ${MAX_REQUEST_BYTES} bytes`))
+      if (nl >= 0 && nl <= MAX_REQUEST_BYTES)
+        return finish(undefined, { line: buffered.slice(0, nl), rest: buffered.slice(nl + 1) })
+      if (buffered.length > MAX_REQUEST_BYTES)
+        finish(refused('AGENT_REQUEST_BAD', `the request is over ${MAX_REQUEST_BYTES} bytes`))
     }
     const onEnd = (): void => finish(refused('AGENT_REQUEST_BAD', 'the connection closed before a complete request'))
     const finish = (err: KinError | undefined, value?: { line: string; rest: string }): void => {
@@ -215,7 +281,12 @@ function readRequestLine(socket: Socket): Promise<{ line: string; rest: string }
   })
 }
 
-async function serveConnection(socket: Socket, home: string, run: (argv: string[]) => Promise<number>, running: Map<Socket, AgentRequest>): Promise<void> {
+async function serveConnection(
+  socket: Socket,
+  home: string,
+  run: (argv: string[]) => Promise<number>,
+  running: Map<Socket, AgentRequest>,
+): Promise<void> {
   socket.on('error', () => undefined)
   let request: ControlRequest
   let rest: string
@@ -233,7 +304,8 @@ async function serveConnection(socket: Socket, home: string, run: (argv: string[
   let detached = false
   const signals = new EventEmitter()
   const agentRequest: AgentRequest = {
-    cwd: request.cwd, signals,
+    cwd: request.cwd,
+    signals,
     write: (stream, chunk) => {
       if (detached) return
       if (typeof chunk === 'string') send(socket, { [stream]: chunk })
@@ -264,7 +336,9 @@ async function serveConnection(socket: Socket, home: string, run: (argv: string[
       try {
         const signal = (JSON.parse(text) as { signal?: unknown }).signal
         if (signal === 'SIGINT' || signal === 'SIGTERM') onSignal(signal)
-      } catch { /* not a signal line: ignored */ }
+      } catch {
+        /* not a signal line: ignored */
+      }
     }
   }
   socket.on('data', onData)

@@ -16,7 +16,18 @@ import { revoke } from './commands/revoke.ts'
  * run L0, whose services (broker/) the bundle does not carry; so do the `kin sim` commands (sim/).
  * rollup.config.mjs fails the build if broker/, sim/ or aedes get in through any of these.
  */
-export const DEVICE_COMMANDS: readonly CommandSpec[] = [ledgerShow, ledgerVerify, ledgerBundle, invite, enroll, serve, access, check, sync, revoke]
+export const DEVICE_COMMANDS: readonly CommandSpec[] = [
+  ledgerShow,
+  ledgerVerify,
+  ledgerBundle,
+  invite,
+  enroll,
+  serve,
+  access,
+  check,
+  sync,
+  revoke,
+]
 
 /** Runs the device's `kin` with the given arguments and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

@@ -9,8 +9,11 @@ function topHelp(commands: readonly CommandSpec[]): string {
   const lines = ['usage: kin <command> [options]', '', 'commands:']
   const width = Math.max(...commands.map(c => c.name.length)) + 4
   for (const c of commands) lines.push(`  ${c.name.padEnd(width)}${c.summary.split('. ')[0]!.replace(/\.$/, '')}`)
-  lines.push('', "Every command takes --json and --help; KIN_HOME stands in for --home. Exit status: 0 ok/allow, 1 deny or failed",
-    "verification, 2 usage or error, 3 this device is revoked (serve, sync). 'kin --version' says what is installed.")
+  lines.push(
+    '',
+    'Every command takes --json and --help; KIN_HOME stands in for --home. Exit status: 0 ok/allow, 1 deny or failed',
+    "verification, 2 usage or error, 3 this device is revoked (serve, sync). 'kin --version' says what is installed.",
+  )
   return lines.join('\n')
 }
 
@@ -20,7 +23,10 @@ let startedWith: readonly CommandSpec[] | undefined
 
 /** Runs `argv` with the command table this process started with (an agent, for a command one of its clients asked). */
 export function runStartedCommand(argv: string[]): Promise<number> {
-  if (startedWith === undefined) return Promise.resolve(reportError(new KinError('INTERNAL', 'this process was not started through runCommands'), false))
+  if (startedWith === undefined)
+    return Promise.resolve(
+      reportError(new KinError('INTERNAL', 'this process was not started through runCommands'), false),
+    )
   return runCommands(startedWith, argv)
 }
 
@@ -41,11 +47,16 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
   // `kin ledger --help`, `kin sim`: a group of commands lists its members.
   const group = commands.filter(c => c.name.includes(' ') && c.name.split(' ')[0] === argv[0])
   if (spec === undefined && group.length > 0 && (argv.length === 1 || argv[1] === '--help' || argv[1] === '-h')) {
-    process.stdout.write(topHelp(group).replace('usage: kin <command> [options]', `usage: kin ${argv[0]} <command> [options]`) + '\n')
+    process.stdout.write(
+      topHelp(group).replace('usage: kin <command> [options]', `usage: kin ${argv[0]} <command> [options]`) + '\n',
+    )
     return argv.length === 1 ? 2 : 0
   }
   if (spec === undefined) {
-    return reportError(new KinError('USAGE', `unknown command "${argv.slice(0, 2).join(' ')}". Run 'kin --help' for the list.`), json)
+    return reportError(
+      new KinError('USAGE', `unknown command "${argv.slice(0, 2).join(' ')}". Run 'kin --help' for the list.`),
+      json,
+    )
   }
   try {
     const args = parseCommandArgs(spec, argv.slice(spec.name.split(' ').length))
@@ -54,7 +65,7 @@ export async function runCommands(commands: readonly CommandSpec[], argv: string
       return 0
     }
     // DESIGN.md "The device runtime": while an agent owns the home, it carries the command out; else it runs here.
-    return await runThroughAgent(spec, args) ?? await spec.run(args)
+    return (await runThroughAgent(spec, args)) ?? (await spec.run(args))
   } catch (err) {
     return reportError(err, json)
   }

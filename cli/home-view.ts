@@ -53,7 +53,11 @@ function fileBytes(path: string): Uint8Array {
  * (a device) or heads.cbor (L0's miner) copied into memory, replayed, verified and opened there, handed to `use`,
  * then closed. The running agent keeps writing its files; this copy is what they held a moment ago.
  */
-export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: HomeLog) => T | Promise<T>): Promise<T> {
+export async function readHomeLog<T>(
+  home: Home,
+  config: HomeConfig,
+  use: (log: HomeLog) => T | Promise<T>,
+): Promise<T> {
   const storage = memoryStorage()
   // The head first, then the ledger: an agent appends events before it records a head over them, so the ledger read
   // second holds at least what the head covers, however the two reads interleave with its writes.
@@ -63,12 +67,22 @@ export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: 
     const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile(LEDGER_FILE))
     const genesis = ledger.ledger.state.genesis
     if (genesis === undefined) throw new KinError('NO_GENESIS', `${home.path('ledger')} holds no genesis event`)
-    const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile(L0_HEADS_FILE), home.readLedgerKey())
+    const miner = await Miner.open(
+      nodeCrypto,
+      ledger,
+      await storage.openAppendFile(L0_HEADS_FILE),
+      home.readLedgerKey(),
+    )
     try {
       return await use({
-        state: ledger.ledger.state, head: miner.latestHead(), headId: miner.latestHeadId(), confirmedAt: undefined, proofs: miner,
+        state: ledger.ledger.state,
+        head: miner.latestHead(),
+        headId: miner.latestHeadId(),
+        confirmedAt: undefined,
+        proofs: miner,
         heads: () => allHeads(miner),
-        minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex,
+        minerKey: genesis.body.minerKey,
+        genesisId: genesis.event.idHex,
       })
     } finally {
       await miner.close()
@@ -81,7 +95,14 @@ export async function readHomeLog<T>(home: Home, config: HomeConfig, use: (log: 
     const r = opened.replica
     const state = opened.ledger.ledger.state
     return await use({
-      state, head: r.head, headId: r.headId, confirmedAt: r.confirmedAt, proofs: r, heads: () => (r.head === undefined ? [] : [r.head]), minerKey: opened.minerKey, genesisId: state.genesis!.event.idHex,
+      state,
+      head: r.head,
+      headId: r.headId,
+      confirmedAt: r.confirmedAt,
+      proofs: r,
+      heads: () => (r.head === undefined ? [] : [r.head]),
+      minerKey: opened.minerKey,
+      genesisId: state.genesis!.event.idHex,
     })
   } finally {
     await opened.close()
@@ -126,7 +147,14 @@ export function nameAndLabel(b: Binding): string {
 
 /** A revocation as JSON (times in seconds) with the signer's CN. */
 export function revocationJson(state: LedgerState, r: Revocation): Record<string, unknown> {
-  return { reason: r.reason, effective: r.effective, subtree: r.subtree, by: state.bindings.get(r.issuerBindingId)?.cn ?? r.by, time: r.time, eventId: r.eventId }
+  return {
+    reason: r.reason,
+    effective: r.effective,
+    subtree: r.subtree,
+    by: state.bindings.get(r.issuerBindingId)?.cn ?? r.by,
+    time: r.time,
+    eventId: r.eventId,
+  }
 }
 
 /** A revocation for people: reason, effective time in ISO 8601, and who signed it. */
@@ -139,11 +167,21 @@ export function revocationText(state: LedgerState, r: Revocation): string {
 export function standingJson(state: LedgerState, invalid: InvalidReason | undefined): Record<string, unknown> {
   if (invalid === undefined) return { valid: true }
   switch (invalid.code) {
-    case 'REVOKED': return { valid: false, code: invalid.code, revocation: revocationJson(state, invalid.revocation) }
-    case 'ANCESTOR_REVOKED': return { valid: false, code: invalid.code, ancestor: invalid.ancestorCn, revocation: revocationJson(state, invalid.revocation) }
-    case 'EXPIRED': return { valid: false, code: invalid.code, notAfter: invalid.notAfter }
-    case 'LINEAGE_GAP': return { valid: false, code: invalid.code }
-    case 'PARENT_SUPERSEDED': return { valid: false, code: invalid.code, ancestor: invalid.ancestorCn }
+    case 'REVOKED':
+      return { valid: false, code: invalid.code, revocation: revocationJson(state, invalid.revocation) }
+    case 'ANCESTOR_REVOKED':
+      return {
+        valid: false,
+        code: invalid.code,
+        ancestor: invalid.ancestorCn,
+        revocation: revocationJson(state, invalid.revocation),
+      }
+    case 'EXPIRED':
+      return { valid: false, code: invalid.code, notAfter: invalid.notAfter }
+    case 'LINEAGE_GAP':
+      return { valid: false, code: invalid.code }
+    case 'PARENT_SUPERSEDED':
+      return { valid: false, code: invalid.code, ancestor: invalid.ancestorCn }
   }
 }
 
@@ -155,11 +193,16 @@ export function standingText(state: LedgerState, invalid: InvalidReason | undefi
     return b === undefined ? cn : nameAndLabel(b)
   }
   switch (invalid.code) {
-    case 'REVOKED': return revocationText(state, invalid.revocation)
-    case 'ANCESTOR_REVOKED': return `its ancestor ${named(invalid.ancestorCn)} was ${revocationText(state, invalid.revocation)}`
-    case 'EXPIRED': return `expired at ${isoTime(invalid.notAfter)}`
-    case 'LINEAGE_GAP': return 'its lineage has a gap in this ledger (run kin sync)'
-    case 'PARENT_SUPERSEDED': return `its parent ${named(invalid.ancestorCn)} had new keys before it was authorized`
+    case 'REVOKED':
+      return revocationText(state, invalid.revocation)
+    case 'ANCESTOR_REVOKED':
+      return `its ancestor ${named(invalid.ancestorCn)} was ${revocationText(state, invalid.revocation)}`
+    case 'EXPIRED':
+      return `expired at ${isoTime(invalid.notAfter)}`
+    case 'LINEAGE_GAP':
+      return 'its lineage has a gap in this ledger (run kin sync)'
+    case 'PARENT_SUPERSEDED':
+      return `its parent ${named(invalid.ancestorCn)} had new keys before it was authorized`
   }
 }
 
@@ -177,8 +220,19 @@ export function findIdentity(state: LedgerState, query: string): string {
   if (matches.length === 0) matches = current.filter(b => b.name.toLowerCase() === query.toLowerCase())
   if (matches.length === 1) return matches[0]!.cn
   if (matches.length === 0) {
-    throw new KinError('IDENTITY_UNKNOWN', `no identity named "${shown(query)}" in this home's ledger (${current.length} identities): run 'kin devices' for the names, or 'kin sync' if it was enrolled since`, { detail: { query } })
+    throw new KinError(
+      'IDENTITY_UNKNOWN',
+      `no identity named "${shown(query)}" in this home's ledger (${current.length} identities): run 'kin devices' for the names, or 'kin sync' if it was enrolled since`,
+      { detail: { query } },
+    )
   }
-  const candidates = matches.map(b => `${b.cn} (${b.role} ${shown(b.kind)}, under ${b.parentCn === undefined ? '-' : shown(state.currentBinding(b.parentCn)?.name ?? b.parentCn)})`)
-  throw new KinError('NAME_AMBIGUOUS', `${matches.length} identities are named "${shown(query)}": give one of their CNs instead:\n  ${candidates.join('\n  ')}`, { detail: { query, candidates: matches.map(b => b.cn) } })
+  const candidates = matches.map(
+    b =>
+      `${b.cn} (${b.role} ${shown(b.kind)}, under ${b.parentCn === undefined ? '-' : shown(state.currentBinding(b.parentCn)?.name ?? b.parentCn)})`,
+  )
+  throw new KinError(
+    'NAME_AMBIGUOUS',
+    `${matches.length} identities are named "${shown(query)}": give one of their CNs instead:\n  ${candidates.join('\n  ')}`,
+    { detail: { query, candidates: matches.map(b => b.cn) } },
+  )
 }

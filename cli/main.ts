@@ -23,7 +23,31 @@ import { report } from './commands/report.ts'
 import { policySet, policyShow } from './commands/policy.ts'
 import { repair } from './commands/repair.ts'
 
-const COMMANDS: CommandSpec[] = [init, ledgerShow, ledgerVerify, ledgerBundle, simHouse, simAttacks, simFleet, invite, enroll, broker, serve, access, check, sync, revoke, renew, repair, status, devices, show, report, policyShow, policySet]
+const COMMANDS: CommandSpec[] = [
+  init,
+  ledgerShow,
+  ledgerVerify,
+  ledgerBundle,
+  simHouse,
+  simAttacks,
+  simFleet,
+  invite,
+  enroll,
+  broker,
+  serve,
+  access,
+  check,
+  sync,
+  revoke,
+  renew,
+  repair,
+  status,
+  devices,
+  show,
+  report,
+  policyShow,
+  policySet,
+]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */
 export function main(argv: string[]): Promise<number> {

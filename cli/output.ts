@@ -24,12 +24,22 @@ export function reportError(thrown: unknown, json: boolean): number {
   const code = err instanceof KinError ? err.code : 'INTERNAL'
   const message = err instanceof Error ? err.message : String(err)
   if (json) {
-    process.stdout.write(JSON.stringify({ ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined }, jsonReplacer, 2) + '\n')
+    process.stdout.write(
+      JSON.stringify(
+        { ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined },
+        jsonReplacer,
+        2,
+      ) + '\n',
+    )
   } else {
     process.stderr.write(`kin: ${message} [${code}]\n`)
     if (!(err instanceof KinError)) {
       const debug = process.env.KIN_DEBUG !== undefined && process.env.KIN_DEBUG !== ''
-      process.stderr.write(debug ? ((err as Error)?.stack ?? '') + '\n' : 'kin: this is a defect in kinship; run again with KIN_DEBUG=1 for the details to report\n')
+      process.stderr.write(
+        debug
+          ? ((err as Error)?.stack ?? '') + '\n'
+          : 'kin: this is a defect in kinship; run again with KIN_DEBUG=1 for the details to report\n',
+      )
     }
   }
   return 2

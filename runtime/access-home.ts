@@ -95,7 +95,10 @@ export class HomeLedgerFollower {
       return true
     } catch (e) {
       this.#refused = mark
-      this.lastError = e instanceof KinError ? e : new KinError('STORAGE_IO', `reading ${this.path}: ${(e as Error).message}`, { cause: e })
+      this.lastError =
+        e instanceof KinError
+          ? e
+          : new KinError('STORAGE_IO', `reading ${this.path}: ${(e as Error).message}`, { cause: e })
       return false
     }
   }
@@ -145,19 +148,27 @@ export function requireNoRollback(path: string, held: LedgerState, next: LedgerS
     first ??= `${e.event.type} ${e.idHex.slice(0, 12)}`
   }
   if (missing === 0) return
-  throw new KinError('LEDGER_ROLLBACK',
+  throw new KinError(
+    'LEDGER_ROLLBACK',
     `${path} went back: it lacks ${missing} of the ${held.log.length} events this device already verified (first missing: ${first}); ` +
-    'the verified state stays in force. Restore the file from a backup of this device, or stop this process, move the file aside and run \'kin sync\' to fetch the ledger from L0 again',
-    { detail: { path, missing, held: held.log.length, found: next.log.length } })
+      "the verified state stays in force. Restore the file from a backup of this device, or stop this process, move the file aside and run 'kin sync' to fetch the ledger from L0 again",
+    { detail: { path, missing, held: held.log.length, found: next.log.length } },
+  )
 }
 
 /** The device's local policy overrides from config.json (`policy`: maxHops, maxHeadAge, anchors as CNs, rules). */
 export function localPolicyOf(config: HomeConfig): LocalPolicy | undefined {
   if (config.policy === undefined) return undefined
-  const { maxHops, maxHeadAge, anchors, rules } = parsePolicyDocument(config.policy, 'config.json "policy"', 'BAD_ARGUMENT')
+  const { maxHops, maxHeadAge, anchors, rules } = parsePolicyDocument(
+    config.policy,
+    'config.json "policy"',
+    'BAD_ARGUMENT',
+  )
   return {
-    ...(maxHops !== undefined ? { maxHops } : {}), ...(maxHeadAge !== undefined ? { maxHeadAge } : {}),
-    ...(anchors !== undefined ? { anchors } : {}), ...(rules !== undefined ? { rules } : {}),
+    ...(maxHops !== undefined ? { maxHops } : {}),
+    ...(maxHeadAge !== undefined ? { maxHeadAge } : {}),
+    ...(anchors !== undefined ? { anchors } : {}),
+    ...(rules !== undefined ? { rules } : {}),
   }
 }
 
@@ -223,17 +234,20 @@ export interface AccessHome {
  * Opens a home read-only for decisions (ledger followed on disk, not taken over); `audit` opens audit.log for
  * appending. `lastHeadTime` (default: the time of the head in sync.cbor) is the ledger's freshness for maxHeadAge.
  */
-export async function openAccessHome(dir: string, options: {
-  audit: boolean
-  needKey: boolean
-  lastHeadTime?: () => number | undefined
-  /**
-   * Where decisions read the ledger and its head when this process holds the ledger in memory (`kin serve`
-   * following L0: its replica). The file is then watched only for the rollback alarm: a file swapped behind the
-   * agent's back changes no decision, and what the follower adopts afterwards still counts.
-   */
-  inMemory?: { state: () => LedgerState; head: () => BlockHead | undefined }
-}): Promise<AccessHome> {
+export async function openAccessHome(
+  dir: string,
+  options: {
+    audit: boolean
+    needKey: boolean
+    lastHeadTime?: () => number | undefined
+    /**
+     * Where decisions read the ledger and its head when this process holds the ledger in memory (`kin serve`
+     * following L0: its replica). The file is then watched only for the rollback alarm: a file swapped behind the
+     * agent's back changes no decision, and what the follower adopts afterwards still counts.
+     */
+    inMemory?: { state: () => LedgerState; head: () => BlockHead | undefined }
+  },
+): Promise<AccessHome> {
   const home = new Home(dir)
   const config = home.readConfig()
   const rootPem = home.readText('root')
@@ -245,13 +259,31 @@ export async function openAccessHome(dir: string, options: {
   const inMemory = options.inMemory
   const heldHead = inMemory?.head ?? ((): BlockHead | undefined => heads.head(ledger.state().genesis?.body.minerKey))
   const session = new AccessSession({
-    self: config.cn, root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => Math.floor(Date.now() / 1000) },
-    ledger: inMemory?.state ?? (() => ledger.state()), localPolicy: localPolicyOf(config), lastHeadTime: options.lastHeadTime ?? (() => heldHead()?.time),
+    self: config.cn,
+    root,
+    pki: nodePki,
+    sha256: nodeCrypto.sha256,
+    clock: { now: () => Math.floor(Date.now() / 1000) },
+    ledger: inMemory?.state ?? (() => ledger.state()),
+    localPolicy: localPolicyOf(config),
+    lastHeadTime: options.lastHeadTime ?? (() => heldHead()?.time),
   })
   const audit = options.audit ? await AuditLog.open(home.path('audit')) : undefined
   return {
-    home, config, cn: config.cn, certPem, keyPem, rootPem, root, ledger, session, audit, heldHead,
-    close: async () => { await audit?.close() },
+    home,
+    config,
+    cn: config.cn,
+    certPem,
+    keyPem,
+    rootPem,
+    root,
+    ledger,
+    session,
+    audit,
+    heldHead,
+    close: async () => {
+      await audit?.close()
+    },
   }
 }
 
@@ -274,15 +306,27 @@ export interface BundleSession {
  */
 export async function sessionWithBundle(device: AccessHome, bundleBytes: Uint8Array): Promise<BundleSession> {
   const state = device.ledger.state()
-  if (state.genesis === undefined) throw new KinError('NO_GENESIS', `${device.home.path('ledger')} holds no genesis event`)
+  if (state.genesis === undefined)
+    throw new KinError('NO_GENESIS', `${device.home.path('ledger')} holds no genesis event`)
   const now = device.session.now()
-  const verified = verifyBundle(nodeCrypto, bundleBytes, { minerKey: state.genesis.body.minerKey, genesisId: state.genesis.event.idHex, knownHead: device.heldHead() }, now)
+  const verified = verifyBundle(
+    nodeCrypto,
+    bundleBytes,
+    { minerKey: state.genesis.body.minerKey, genesisId: state.genesis.event.idHex, knownHead: device.heldHead() },
+    now,
+  )
   const merged = new Ledger(nodeCrypto)
   merged.ingestMany(state.log, { trustSignatures: true })
   const result = await mergeBundleInto(merged, verified)
   const session = new AccessSession({
-    self: device.cn, root: device.root, pki: nodePki, sha256: nodeCrypto.sha256, clock: { now: () => now },
-    ledger: () => merged.state, localPolicy: localPolicyOf(device.config), lastHeadTime: () => Math.max(verified.head.time, device.heldHead()?.time ?? 0),
+    self: device.cn,
+    root: device.root,
+    pki: nodePki,
+    sha256: nodeCrypto.sha256,
+    clock: { now: () => now },
+    ledger: () => merged.state,
+    localPolicy: localPolicyOf(device.config),
+    lastHeadTime: () => Math.max(verified.head.time, device.heldHead()?.time ?? 0),
   })
   return { session, verified, merged: result.accepted.length, refused: result.refused.length }
 }
@@ -290,6 +334,7 @@ export async function sessionWithBundle(device: AccessHome, bundleBytes: Uint8Ar
 /** One readable line for a decision. */
 export function describeDecision(d: Decision): string {
   const who = d.peer ?? '(unnamed peer)'
-  const via = d.path.length > 0 ? ` via ${d.path.join(' → ')} (${d.hops} hops, common ancestor ${d.commonAncestor})` : ''
+  const via =
+    d.path.length > 0 ? ` via ${d.path.join(' → ')} (${d.hops} hops, common ancestor ${d.commonAncestor})` : ''
   return `${d.allow ? 'ALLOW' : `DENY ${d.code}`} "${d.action}" for ${who}${via}: ${d.reason}`
 }

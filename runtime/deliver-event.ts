@@ -61,49 +61,94 @@ async function untilRecorded(home: Home, idHex: string, timeoutMs: number): Prom
  * device's (L0 logs in with its own certificate). Without a broker, it is appended to the file, and the miner
  * seals it when the broker next starts.
  */
-async function deliverOnL0(home: Home, config: HomeConfig, sign: EventSigner, opts: DeliveryOptions): Promise<{ e: EncodedEvent; delivery: Delivery }> {
+async function deliverOnL0(
+  home: Home,
+  config: HomeConfig,
+  sign: EventSigner,
+  opts: DeliveryOptions,
+): Promise<{ e: EncodedEvent; delivery: Delivery }> {
   const pid = lockHolder(home, BROKER_LOCK_FILE)
   if (pid === undefined) {
     const ledger = await openHomeLedger(home)
     try {
       const e = sign(ledger.ledger, home, config)
       await ledger.append(e, { now: opts.now })
-      return { e, delivery: { recorded: 'ledger', delivered: true, head: null, note: "appended to L0's ledger; the miner seals it when 'kin broker' starts" } }
+      return {
+        e,
+        delivery: {
+          recorded: 'ledger',
+          delivered: true,
+          head: null,
+          note: "appended to L0's ledger; the miner seals it when 'kin broker' starts",
+        },
+      }
     } finally {
       await ledger.close()
     }
   }
   const e = sign(snapshot(home), home, config)
   if (opts.broker === undefined && typeof config.broker !== 'string') {
-    throw new KinError('USAGE', `'kin broker' (pid ${pid}) owns L0's ledger: give --broker mqtts://HOST:PORT to hand it the ${opts.what} (its ledger file is not written behind its back)`)
+    throw new KinError(
+      'USAGE',
+      `'kin broker' (pid ${pid}) owns L0's ledger: give --broker mqtts://HOST:PORT to hand it the ${opts.what} (its ledger file is not written behind its back)`,
+    )
   }
-  const client = await connectDevice(nodeTransport, brokerLoginOf(home, config, opts.broker), { timeoutMs: opts.timeoutMs })
+  const client = await connectDevice(nodeTransport, brokerLoginOf(home, config, opts.broker), {
+    timeoutMs: opts.timeoutMs,
+  })
   try {
     await submitEvents(client, config.fleet, config.cn, [e])
   } finally {
     await client.close().catch(() => undefined)
   }
   const delivered = await untilRecorded(home, e.idHex, opts.timeoutMs)
-  if (!delivered) throw new KinError('BROKER_TIMEOUT', `handed the ${opts.what} to 'kin broker' (pid ${pid}) but its ledger does not hold it after ${opts.timeoutMs} ms: see its log`, { detail: { id: e.idHex } })
-  return { e, delivery: { recorded: 'broker', delivered: true, head: null, note: `submitted to the miner of 'kin broker' (pid ${pid}); it seals it within a moment` } }
+  if (!delivered)
+    throw new KinError(
+      'BROKER_TIMEOUT',
+      `handed the ${opts.what} to 'kin broker' (pid ${pid}) but its ledger does not hold it after ${opts.timeoutMs} ms: see its log`,
+      { detail: { id: e.idHex } },
+    )
+  return {
+    e,
+    delivery: {
+      recorded: 'broker',
+      delivered: true,
+      head: null,
+      note: `submitted to the miner of 'kin broker' (pid ${pid}); it seals it within a moment`,
+    },
+  }
 }
 
 /**
  * On a device's home: recorded in its own ledger at once (so its own decisions enforce it offline), then handed to
  * the miner through a follower, which waits until a signed head covers it.
  */
-async function deliverOnDevice(dir: string, sign: EventSigner, opts: DeliveryOptions): Promise<{ e: EncodedEvent; delivery: Delivery }> {
+async function deliverOnDevice(
+  dir: string,
+  sign: EventSigner,
+  opts: DeliveryOptions,
+): Promise<{ e: EncodedEvent; delivery: Delivery }> {
   const opened = await openFollowingHome(dir)
   try {
     const { follower, home, config } = opened
     // A CN enrolled after this device's last sync: catch up first, then sign against its current binding.
     const state = opened.files.ledger.ledger.state
-    if ((opts.names ?? []).some(name => state.currentBinding(name) === undefined && ![...state.bindingsByCn.values()].some(bs => bs.at(-1)?.name === name))) await follower.syncOnce(opts.timeoutMs).catch(() => undefined)
+    if (
+      (opts.names ?? []).some(
+        name =>
+          state.currentBinding(name) === undefined &&
+          ![...state.bindingsByCn.values()].some(bs => bs.at(-1)?.name === name),
+      )
+    )
+      await follower.syncOnce(opts.timeoutMs).catch(() => undefined)
     const e = sign(opened.files.ledger.ledger, home, config)
     const out = await follower.submit([e])
     if (out.accepted.length !== 1) {
       const r = out.refused[0]
-      throw new VerificationError((r?.code ?? 'MISSING_LINK') as KinError['code'], `this device's ledger refused the ${opts.what}: ${r?.message ?? 'a link is missing'}`)
+      throw new VerificationError(
+        (r?.code ?? 'MISSING_LINK') as KinError['code'],
+        `this device's ledger refused the ${opts.what}: ${r?.message ?? 'a link is missing'}`,
+      )
     }
     try {
       // Starting the follower catches up, then resubmits every uncovered event: this one among them.
@@ -111,18 +156,36 @@ async function deliverOnDevice(dir: string, sign: EventSigner, opts: DeliveryOpt
       await follower.waitCovered([e.idHex], opts.timeoutMs)
     } catch (err) {
       const cause = follower.lastError ?? (err as KinError)
-      throw new KinError(cause.code, `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.message}); it goes out with the next 'kin sync' or 'kin serve'`, {
-        cause, detail: { id: e.idHex, recorded: true, delivered: false },
-      })
+      throw new KinError(
+        cause.code,
+        `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.message}); it goes out with the next 'kin sync' or 'kin serve'`,
+        {
+          cause,
+          detail: { id: e.idHex, recorded: true, delivered: false },
+        },
+      )
     }
     const r = follower.replica
-    return { e, delivery: { recorded: 'ledger', delivered: true, head: headSummary(r.head, r.headId), note: `sealed by L0 in head ${r.head?.height}` } }
+    return {
+      e,
+      delivery: {
+        recorded: 'ledger',
+        delivered: true,
+        head: headSummary(r.head, r.headId),
+        note: `sealed by L0 in head ${r.head?.height}`,
+      },
+    }
   } finally {
     await opened.close()
   }
 }
 
 /** Signs an event with this home's identity and hands it to the fleet (see the module): the event and what became of it. */
-export function deliverSignedEvent(dir: string, config: HomeConfig, sign: EventSigner, opts: DeliveryOptions): Promise<{ e: EncodedEvent; delivery: Delivery }> {
+export function deliverSignedEvent(
+  dir: string,
+  config: HomeConfig,
+  sign: EventSigner,
+  opts: DeliveryOptions,
+): Promise<{ e: EncodedEvent; delivery: Delivery }> {
   return config.l0 === true ? deliverOnL0(new Home(dir), config, sign, opts) : deliverOnDevice(dir, sign, opts)
 }

@@ -24,7 +24,11 @@ export interface Device {
 }
 
 /** Opens the ledger file of a home (creating it when absent). */
-export async function openHomeLedger(home: Home, crypto: CryptoProvider = nodeCrypto, onTornTail?: (offset: number, dropped: number) => void): Promise<PersistentLedger> {
+export async function openHomeLedger(
+  home: Home,
+  crypto: CryptoProvider = nodeCrypto,
+  onTornTail?: (offset: number, dropped: number) => void,
+): Promise<PersistentLedger> {
   const file = await nodeStorage(home.dir).openAppendFile(HOME_FILES.ledger)
   return PersistentLedger.open(crypto, file, { onTornTail })
 }
@@ -34,11 +38,22 @@ export async function openDevice(dir: string): Promise<Device> {
   const home = new Home(dir)
   const config = home.readConfig()
   const ledger = await openHomeLedger(home, nodeCrypto, (offset, dropped) => {
-    process.stderr.write(`kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`)
+    process.stderr.write(
+      `kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`,
+    )
   })
-  const certificate = existsSync(home.path('cert')) ? DeviceCertificate.from(home.readText('cert'), { sha256: nodeCrypto.sha256 }) : undefined
+  const certificate = existsSync(home.path('cert'))
+    ? DeviceCertificate.from(home.readText('cert'), { sha256: nodeCrypto.sha256 })
+    : undefined
   return {
-    home, config, crypto: nodeCrypto, pki: nodePki, cn: config.cn, ledger, ledgerSeed: home.readLedgerKey(), certificate,
+    home,
+    config,
+    crypto: nodeCrypto,
+    pki: nodePki,
+    cn: config.cn,
+    ledger,
+    ledgerSeed: home.readLedgerKey(),
+    certificate,
     rootPem: home.readText('root'),
     close: () => ledger.close(),
   }

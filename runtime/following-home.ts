@@ -37,7 +37,9 @@ export function ridingSession(session: TransportSession): TransportSession {
     onMessage: listener => session.onMessage(listener),
     onStatus: listener => session.onStatus(listener),
     peerCertificate: () => session.peerCertificate(),
-    get connected() { return session.connected },
+    get connected() {
+      return session.connected
+    },
     end: async () => undefined,
   }
 }
@@ -51,7 +53,8 @@ export async function lentClient(dir: string, timeoutMs: number): Promise<Gossip
   if (lent === undefined) return undefined
   await lent.opened.follower.waitOnline(timeoutMs)
   const session = lent.opened.session()
-  if (session === undefined) throw lent.opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
+  if (session === undefined)
+    throw lent.opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
   return new GossipClient(ridingSession(session))
 }
 
@@ -67,23 +70,41 @@ export function lentFollower(dir: string): LedgerFollower | undefined {
  */
 export function takeLedgerLock(home: Home): () => void {
   const path = join(home.dir, LEDGER_LOCK_FILE)
-  return takePidLock(path, pid => pid === undefined
-    ? new KinError('STORAGE_BUSY', `cannot take the lock ${path}`)
-    : new KinError('STORAGE_BUSY', `another kin process (pid ${pid}: kin serve or kin sync --follow) follows ${home.dir}; it keeps the ledger in sync — stop it first to run this here`, { detail: { pid } }))
+  return takePidLock(path, pid =>
+    pid === undefined
+      ? new KinError('STORAGE_BUSY', `cannot take the lock ${path}`)
+      : new KinError(
+          'STORAGE_BUSY',
+          `another kin process (pid ${pid}: kin serve or kin sync --follow) follows ${home.dir}; it keeps the ledger in sync — stop it first to run this here`,
+          { detail: { pid } },
+        ),
+  )
 }
 
 /** How the home logs in to L0's broker: config.json's broker URL (or `url`) and L0's CN, the home's certificate and key. */
 export function brokerLoginOf(home: Home, config: HomeConfig, url?: string): DeviceLogin {
   const broker = url ?? (typeof config.broker === 'string' ? config.broker : undefined)
-  if (broker === undefined) throw new KinError('USAGE', `${home.path('config')} names no broker: give --broker mqtts://HOST:PORT (written by 'kin enroll')`)
+  if (broker === undefined)
+    throw new KinError(
+      'USAGE',
+      `${home.path('config')} names no broker: give --broker mqtts://HOST:PORT (written by 'kin enroll')`,
+    )
   try {
     parseBrokerUrl(broker)
   } catch (err) {
     throw new KinError('USAGE', (err as Error).message)
   }
   const l0Cn = config.l0 === true ? config.cn : typeof config['l0Cn'] === 'string' ? config['l0Cn'] : undefined
-  if (l0Cn === undefined) throw new KinError('USAGE', `${home.path('config')} does not say which CN L0 has ('l0Cn', written by 'kin enroll')`)
-  return { url: broker, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: home.readText('root'), l0Cn }
+  if (l0Cn === undefined)
+    throw new KinError('USAGE', `${home.path('config')} does not say which CN L0 has ('l0Cn', written by 'kin enroll')`)
+  return {
+    url: broker,
+    cn: config.cn,
+    certPem: home.readText('cert'),
+    keyPem: home.readText('tlsKey'),
+    rootPem: home.readText('root'),
+    l0Cn,
+  }
 }
 
 /** Whether a home names a broker to follow (an enrolled device; L0 is the miner itself). */
@@ -106,7 +127,10 @@ export interface FollowingHome {
 }
 
 /** Follower callbacks and settings a command passes through. */
-export type FollowerHooks = Pick<FollowerOptions, 'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'onRevoked' | 'backoff' | 'syncRoundTimeoutMs' | 'connectTimeoutMs'>
+export type FollowerHooks = Pick<
+  FollowerOptions,
+  'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'onRevoked' | 'backoff' | 'syncRoundTimeoutMs' | 'connectTimeoutMs'
+>
 
 type HookName = 'onAlarm' | 'onHead' | 'onStatus' | 'onError' | 'onRevoked'
 const HOOK_NAMES: HookName[] = ['onAlarm', 'onHead', 'onStatus', 'onError', 'onRevoked']
@@ -156,7 +180,13 @@ function borrow(lent: LentHome, hooks: FollowerHooks): FollowingHome {
     if (f !== undefined) bound[name] = AsyncResource.bind(f) as never
   }
   lent.borrowers.add(bound)
-  return { ...lent.opened, lentBy: process.pid, close: async () => { lent.borrowers.delete(bound) } }
+  return {
+    ...lent.opened,
+    lentBy: process.pid,
+    close: async () => {
+      lent.borrowers.delete(bound)
+    },
+  }
 }
 
 /**
@@ -164,19 +194,31 @@ function borrow(lent: LentHome, hooks: FollowerHooks): FollowingHome {
  * process of an agent that owns the home (`lend`), a later call for the same home borrows the agent's instead (one
  * ledger writer, one broker session per CN).
  */
-export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, onSession?: (session: TransportSession) => void, opts: { lend?: boolean } = {}): Promise<FollowingHome> {
+export async function openFollowingHome(
+  dir: string,
+  hooks: FollowerHooks = {},
+  onSession?: (session: TransportSession) => void,
+  opts: { lend?: boolean } = {},
+): Promise<FollowingHome> {
   const key = homeKey(dir)
   const lent = lentHomes.get(key)
   if (lent !== undefined) return borrow(lent, hooks)
   const home = new Home(dir)
   const config = home.readConfig()
-  if (config.l0 === true) throw new KinError('BAD_ARGUMENT', `${home.dir} is L0's home: L0's ledger is the miner's log itself, there is nothing to follow`)
+  if (config.l0 === true)
+    throw new KinError(
+      'BAD_ARGUMENT',
+      `${home.dir} is L0's home: L0's ledger is the miner's log itself, there is nothing to follow`,
+    )
   const login = brokerLoginOf(home, config)
   const release = takeLedgerLock(home)
   let files: OpenReplica
   try {
     files = await openReplicaFiles(nodeCrypto, nodeStorage(home.dir), {
-      onTornTail: (offset, dropped) => process.stderr.write(`kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`),
+      onTornTail: (offset, dropped) =>
+        process.stderr.write(
+          `kin: dropped a torn tail of ${dropped} bytes at offset ${offset} in ${home.path('ledger')} (an interrupted write)\n`,
+        ),
     })
   } catch (err) {
     release()
@@ -197,22 +239,31 @@ export async function openFollowingHome(dir: string, hooks: FollowerHooks = {}, 
   }
   const borrowers = new Set<FollowerHooks>()
   const follower = new LedgerFollower({
-    transport, login, fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) },
+    transport,
+    login,
+    fleet: config.fleet,
+    replica: files.replica,
+    clock: { now: () => Math.floor(Date.now() / 1000) },
     ...(opts.lend === true ? fannedOut(hooks, borrowers) : hooks),
   })
   let closed: Promise<void> | undefined
   const opened: FollowingHome = {
-    home, config, files, follower, lentBy: undefined,
-    session: () => current?.connected === true ? current : undefined,
-    close: () => closed ??= (async () => {
-      if (lentHomes.get(key)?.opened === opened) lentHomes.delete(key)
-      try {
-        await follower.close()
-        await files.close()
-      } finally {
-        release()
-      }
-    })(),
+    home,
+    config,
+    files,
+    follower,
+    lentBy: undefined,
+    session: () => (current?.connected === true ? current : undefined),
+    close: () =>
+      (closed ??= (async () => {
+        if (lentHomes.get(key)?.opened === opened) lentHomes.delete(key)
+        try {
+          await follower.close()
+          await files.close()
+        } finally {
+          release()
+        }
+      })()),
   }
   if (opts.lend === true) lentHomes.set(key, { opened, borrowers })
   return opened

@@ -1,5 +1,16 @@
 /** @module A new home built in a sibling staging directory and renamed into place: it appears whole or not at all. */
-import { chmodSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { HOME_DIR_MODE, READ_FLAGS, openHomeFileSync } from './node/home-file.ts'
@@ -48,12 +59,20 @@ export function clearStaleStaging(dir: string): string[] {
     const pidText = name.slice(prefix.length)
     const pid = /^[1-9][0-9]{0,9}$/.test(pidText) ? Number(pidText) : undefined
     if (pid !== undefined && pid !== process.pid && processAlive(pid)) {
-      throw new KinError('STORAGE_BUSY', `another 'kin enroll' (pid ${pid}) is writing ${dir} in ${path}; wait for it to finish. If no enrollment runs (the pid was reused), remove ${path} and try again`, { detail: { path, pid } })
+      throw new KinError(
+        'STORAGE_BUSY',
+        `another 'kin enroll' (pid ${pid}) is writing ${dir} in ${path}; wait for it to finish. If no enrollment runs (the pid was reused), remove ${path} and try again`,
+        { detail: { path, pid } },
+      )
     }
     const st = lstatSync(path)
     const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid
     if (!st.isDirectory() || st.uid !== uid) {
-      throw new KinError('HOME_UNSAFE', `${path} is named like an interrupted enrollment of ${dir} but is not a directory of this user; look at it, remove it, and try again`, { detail: { path } })
+      throw new KinError(
+        'HOME_UNSAFE',
+        `${path} is named like an interrupted enrollment of ${dir} but is not a directory of this user; look at it, remove it, and try again`,
+        { detail: { path } },
+      )
     }
     rmSync(path, { recursive: true, force: true })
     removed.push(path)
@@ -109,7 +128,11 @@ export function commitStaging(staging: string, dir: string): void {
   } catch (err) {
     const c = errCode(err)
     if (c === 'ENOTEMPTY' || c === 'EEXIST' || c === 'EBUSY' || c === 'EXDEV') {
-      throw new KinError('HOME_EXISTS', `${dir} cannot be replaced by the new home (${c}: it gained files meanwhile, or it is a mount point); nothing was written there. Give a new directory, e.g. a subdirectory of ${dir}`, { cause: err, detail: { path: dir } })
+      throw new KinError(
+        'HOME_EXISTS',
+        `${dir} cannot be replaced by the new home (${c}: it gained files meanwhile, or it is a mount point); nothing was written there. Give a new directory, e.g. a subdirectory of ${dir}`,
+        { cause: err, detail: { path: dir } },
+      )
     }
     throw err
   }
@@ -120,5 +143,7 @@ export function commitStaging(staging: string, dir: string): void {
 export function discardStaging(staging: string): void {
   try {
     rmSync(staging, { recursive: true, force: true })
-  } catch { /* best effort: the next enrollment into the same DIR removes it */ }
+  } catch {
+    /* best effort: the next enrollment into the same DIR removes it */
+  }
 }

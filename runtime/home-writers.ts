@@ -11,10 +11,23 @@ import { clearStaleStaging, commitStaging, createStaging, discardStaging } from 
 /** Refuses a directory that already holds a home, or anything at all, so nothing is ever overwritten. */
 export function refuseExistingHome(home: Home, what: string): void {
   // Keys without config.json: a home an older kinship began to write when its enrollment was stopped.
-  if (!home.isInitialized() && !existsSync(home.path('caKey')) && (existsSync(home.path('tlsKey')) || existsSync(home.path('ledgerKey')))) {
-    throw new KinError('HOME_EXISTS', `${home.dir} holds the keys of an enrollment that was interrupted (no config.json): it was never a working home. Remove it (rm -r ${home.dir}) and enroll again with a new code`, { detail: { path: home.dir, interrupted: true } })
+  if (
+    !home.isInitialized() &&
+    !existsSync(home.path('caKey')) &&
+    (existsSync(home.path('tlsKey')) || existsSync(home.path('ledgerKey')))
+  ) {
+    throw new KinError(
+      'HOME_EXISTS',
+      `${home.dir} holds the keys of an enrollment that was interrupted (no config.json): it was never a working home. Remove it (rm -r ${home.dir}) and enroll again with a new code`,
+      { detail: { path: home.dir, interrupted: true } },
+    )
   }
-  if (home.isInitialized() || existsSync(home.path('ledger')) || existsSync(home.path('tlsKey')) || existsSync(home.path('caKey'))) {
+  if (
+    home.isInitialized() ||
+    existsSync(home.path('ledger')) ||
+    existsSync(home.path('tlsKey')) ||
+    existsSync(home.path('caKey'))
+  ) {
     throw new KinError('HOME_EXISTS', `${home.dir} already holds a kinship home; ${what} (choose another --home)`)
   }
   if (existsSync(home.dir) && readdirSync(home.dir).some(f => f !== 'lost+found')) {
@@ -49,7 +62,12 @@ export async function writeL0Home(home: Home, fleet: NewFleet, name: string): Pr
  * directory is renamed into place, so DIR holds a whole home or nothing (DESIGN.md "The device runtime").
  * Returns the final paths. The staging directory is removed when anything fails.
  */
-export async function writeDeviceHome(home: Home, device: EnrolledDevice, broker: string, staging?: string): Promise<Record<string, string>> {
+export async function writeDeviceHome(
+  home: Home,
+  device: EnrolledDevice,
+  broker: string,
+  staging?: string,
+): Promise<Record<string, string>> {
   let dir = staging
   if (dir === undefined) {
     clearStaleStaging(home.dir)
@@ -63,8 +81,12 @@ export async function writeDeviceHome(home: Home, device: EnrolledDevice, broker
     throw err
   }
   return {
-    root: home.path('root'), cert: home.path('cert'), tlsKey: home.path('tlsKey'), ledgerKey: home.path('ledgerKey'),
-    ledger: home.path('ledger'), config: home.path('config'),
+    root: home.path('root'),
+    cert: home.path('cert'),
+    tlsKey: home.path('tlsKey'),
+    ledgerKey: home.path('ledgerKey'),
+    ledger: home.path('ledger'),
+    config: home.path('config'),
   }
 }
 
@@ -76,9 +98,14 @@ async function writeDeviceFiles(home: Home, device: EnrolledDevice, broker: stri
   const ledger = await openHomeLedger(home)
   try {
     // The enrollment verified these very events in memory: written from there, they are not verified again.
-    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log, { verified: verifiedIn(device.ledger.state) })
+    const { accepted, refused, pending } = await ledger.appendMany(device.ledger.state.log, {
+      verified: verifiedIn(device.ledger.state),
+    })
     if (refused.length > 0 || pending.length > 0 || accepted.length !== device.ledger.size) {
-      throw new KinError('STORAGE_IO', `could not write the new ledger to ${home.path('ledger')} (${refused[0]?.code ?? 'incomplete'})`)
+      throw new KinError(
+        'STORAGE_IO',
+        `could not write the new ledger to ${home.path('ledger')} (${refused[0]?.code ?? 'incomplete'})`,
+      )
     }
   } finally {
     await ledger.close()
@@ -86,7 +113,14 @@ async function writeDeviceFiles(home: Home, device: EnrolledDevice, broker: stri
   const authorize = device.authorize.event
   const body = authorize.type === 'authorize' ? authorize.body : undefined
   home.writeConfig({
-    version: 1, fleet: device.fleet, cn: device.cn, role: device.role, broker, l0Cn: device.l0Cn, parentCn: device.parentCn,
-    name: body?.name ?? '', kind: body?.kind ?? '',
+    version: 1,
+    fleet: device.fleet,
+    cn: device.cn,
+    role: device.role,
+    broker,
+    l0Cn: device.l0Cn,
+    parentCn: device.parentCn,
+    name: body?.name ?? '',
+    kind: body?.kind ?? '',
   })
 }

@@ -1,8 +1,26 @@
 /** @module A device's home directory: the fixed file names of the design, every file 0600 in a 0700 directory, config.json. */
-import { chmodSync, existsSync, mkdirSync, renameSync, fsyncSync, closeSync, fchmodSync, unlinkSync, writeSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  fsyncSync,
+  closeSync,
+  fchmodSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { KinError } from '../agent/errors.ts'
-import { CREATE_FLAGS, HOME_DIR_MODE, HOME_FILE_MODE, ensurePrivateDir, openHomeFileSync, readHomeFile, requirePrivateDir } from './node/home-file.ts'
+import {
+  CREATE_FLAGS,
+  HOME_DIR_MODE,
+  HOME_FILE_MODE,
+  ensurePrivateDir,
+  openHomeFileSync,
+  readHomeFile,
+  requirePrivateDir,
+} from './node/home-file.ts'
 
 /** The file names a home directory holds (DESIGN.md, "A device's home directory"). */
 export const HOME_FILES = {
@@ -41,7 +59,11 @@ export function writeFileDurable(path: string, data: string | Uint8Array, mode =
   if (created !== undefined) chmodSync(dirname(path), dirMode)
   const tmp = `${path}.tmp-${process.pid}`
   // A temp file of this pid is left from a crash of an earlier process that had the same pid.
-  try { unlinkSync(tmp) } catch { /* absent */ }
+  try {
+    unlinkSync(tmp)
+  } catch {
+    /* absent */
+  }
   const fd = openHomeFileSync(tmp, CREATE_FLAGS, mode)
   try {
     fchmodSync(fd, mode)
@@ -51,7 +73,11 @@ export function writeFileDurable(path: string, data: string | Uint8Array, mode =
     fsyncSync(fd)
   } catch (err) {
     closeSync(fd)
-    try { unlinkSync(tmp) } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp)
+    } catch {
+      /* already gone */
+    }
     throw err
   }
   closeSync(fd)
@@ -79,7 +105,10 @@ export class Home {
   /** Throws HOME_MISSING with a hint when the home is not set up, HOME_UNSAFE when others could write it. */
   requireInitialized(): void {
     if (!this.isInitialized()) {
-      throw new KinError('HOME_MISSING', `${this.dir} is not a kinship home (no config.json): run 'kin init' on L0 or 'kin enroll' on a device first`)
+      throw new KinError(
+        'HOME_MISSING',
+        `${this.dir} is not a kinship home (no config.json): run 'kin init' on L0 or 'kin enroll' on a device first`,
+      )
     }
     requirePrivateDir(this.dir)
   }
@@ -91,7 +120,9 @@ export class Home {
     try {
       return JSON.parse(text) as HomeConfig
     } catch (err) {
-      throw new KinError('HOME_MISSING', `cannot read ${this.path('config')}: ${(err as Error).message}`, { cause: err })
+      throw new KinError('HOME_MISSING', `cannot read ${this.path('config')}: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
   }
 

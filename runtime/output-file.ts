@@ -15,7 +15,11 @@ export function reportTarget(value: string | boolean | string[] | undefined): st
   accessSync(dirname(file), constants.W_OK)
   const existing = statSync(file, { throwIfNoEntry: false })
   if (existing?.isDirectory() === true) {
-    throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${file}'`), { code: 'EISDIR', path: file, syscall: 'open' })
+    throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${file}'`), {
+      code: 'EISDIR',
+      path: file,
+      syscall: 'open',
+    })
   }
   return file
 }
@@ -26,7 +30,11 @@ export function reportTarget(value: string | boolean | string[] | undefined): st
  */
 export function refuseExistingFile(file: string, force: boolean, flag: string): void {
   if (force || !existsSync(file)) return
-  throw new KinError('STORAGE_EXISTS', `${file} already exists: choose another ${flag}, or give --force to replace it`, { detail: { path: file } })
+  throw new KinError(
+    'STORAGE_EXISTS',
+    `${file} already exists: choose another ${flag}, or give --force to replace it`,
+    { detail: { path: file } },
+  )
 }
 
 /** The file a simulator run leaves in its --keep folder, so a later run with --force knows which homes it may replace. */
@@ -43,7 +51,11 @@ export function prepareKeepDir(dir: string, force: boolean, command: string): vo
   const entries = existing?.isDirectory() === true ? readdirSync(dir) : []
   if (entries.length > 0 && !force) {
     const listed = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, … (${entries.length} entries)` : '')
-    throw new KinError('STORAGE_EXISTS', `${dir} already holds ${listed}: give --keep an empty or new folder, or --force to replace an earlier run's homes there`, { detail: { path: dir, entries: entries.length } })
+    throw new KinError(
+      'STORAGE_EXISTS',
+      `${dir} already holds ${listed}: give --keep an empty or new folder, or --force to replace an earlier run's homes there`,
+      { detail: { path: dir, entries: entries.length } },
+    )
   }
   if (entries.includes(SIM_KEEP_MARKER)) {
     for (const name of entries) {

@@ -33,18 +33,33 @@ export function pidLockHolder(path: string, ownPid: 'holds' | 'stale' = 'stale')
  * Creates the lock file at `path` holding this process's pid and returns the release function. When a live
  * process holds it, throws `busy(pid)`; a lock left by a process that died is taken over.
  */
-export function takePidLock(path: string, busy: (pid: number | undefined) => KinError, ownPid: 'holds' | 'stale' = 'stale'): () => void {
+export function takePidLock(
+  path: string,
+  busy: (pid: number | undefined) => KinError,
+  ownPid: 'holds' | 'stale' = 'stale',
+): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openHomeFileSync(path, CREATE_FLAGS, HOME_FILE_MODE)
       writeSync(fd, `${process.pid}\n`)
       closeSync(fd)
-      return () => { try { unlinkSync(path) } catch { /* already gone */ } }
+      return () => {
+        try {
+          unlinkSync(path)
+        } catch {
+          /* already gone */
+        }
+      }
     } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
+      if ((err as { code?: string }).code !== 'EEXIST')
+        throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
       const pid = pidLockHolder(path, ownPid)
       if (pid !== undefined) throw busy(pid)
-      try { unlinkSync(path) } catch { /* raced with another remover */ }
+      try {
+        unlinkSync(path)
+      } catch {
+        /* raced with another remover */
+      }
     }
   }
   throw busy(undefined)

@@ -52,17 +52,36 @@ export class PureFleet {
     this.now = now
     this.l0Ledger = new Ledger(crypto)
     for (const e of fleet.events) this.l0Ledger.ingest(e)
-    this.ca = new FleetCa({ crypto, ledger: memoryCaLedger(this.l0Ledger), rootCertPem: fleet.root.pem, rootKeyPem: fleet.rootKey.privateKeyPem })
+    this.ca = new FleetCa({
+      crypto,
+      ledger: memoryCaLedger(this.l0Ledger),
+      rootCertPem: fleet.root.pem,
+      rootKeyPem: fleet.rootKey.privateKeyPem,
+    })
     const l0Own = new Ledger(crypto)
     for (const e of fleet.events) l0Own.ingest(e)
-    this.devices.set(fleet.cn, { cn: fleet.cn, parentCn: undefined, secrets: { tls: fleet.tls, ledgerSeed: fleet.ledgerSeed }, certificate: fleet.certificate, ledger: l0Own, chainCache: new ChainCache() })
+    this.devices.set(fleet.cn, {
+      cn: fleet.cn,
+      parentCn: undefined,
+      secrets: { tls: fleet.tls, ledgerSeed: fleet.ledgerSeed },
+      certificate: fleet.certificate,
+      ledger: l0Own,
+      chainCache: new ChainCache(),
+    })
   }
 
   /** A fleet whose root, L0 and devices hold `keyType` keys (default DEFAULT_TLS_KEY_TYPE, P-256). */
-  static async create(opts: { domain?: string; now?: number; crypto?: CryptoProvider; pki?: PkiProvider; keyType?: TlsKeyType } = {}): Promise<PureFleet> {
-    const crypto = opts.crypto ?? nodeCrypto, pki = opts.pki ?? nodePki
+  static async create(
+    opts: { domain?: string; now?: number; crypto?: CryptoProvider; pki?: PkiProvider; keyType?: TlsKeyType } = {},
+  ): Promise<PureFleet> {
+    const crypto = opts.crypto ?? nodeCrypto,
+      pki = opts.pki ?? nodePki
     const now = opts.now ?? Math.floor(Date.now() / 1000)
-    const fleet = await createFleet(crypto, pki, { domain: opts.domain ?? 'smith.home.arpa', now, keyType: opts.keyType })
+    const fleet = await createFleet(crypto, pki, {
+      domain: opts.domain ?? 'smith.home.arpa',
+      now,
+      keyType: opts.keyType,
+    })
     const pure = new PureFleet(fleet, crypto, pki, now)
     pure.keyType = opts.keyType
     return pure
@@ -82,26 +101,57 @@ export class PureFleet {
   }
 
   /** Steps 1–6: request and the parent's authorize event (appended to the parent's own ledger). */
-  async authorize(parentCn: string, choices: AuthorizeChoices, info = { kind: 'phone', name: 'device' }): Promise<{ request: Awaited<ReturnType<typeof createEnrollRequest>>; authorize: EncodedEvent }> {
+  async authorize(
+    parentCn: string,
+    choices: AuthorizeChoices,
+    info = { kind: 'phone', name: 'device' },
+  ): Promise<{ request: Awaited<ReturnType<typeof createEnrollRequest>>; authorize: EncodedEvent }> {
     const parent = this.device(parentCn)
     const request = await createEnrollRequest(this.crypto, this.pki, { ...info, keyType: this.keyType })
-    const authorize = authorizeChild(this.crypto, parent.ledger, { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed }, request.request, choices, this.now)
+    const authorize = authorizeChild(
+      this.crypto,
+      parent.ledger,
+      { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed },
+      request.request,
+      choices,
+      this.now,
+    )
     parent.ledger.ingest(authorize)
     return { request, authorize }
   }
 
   /** The whole enrollment: authorize, CSR, CA, certified; the child's ledger is L0's ledger up to it plus its events. */
-  async enroll(parentCn: string, choices: AuthorizeChoices, info = { kind: 'phone', name: 'device' }): Promise<PureDevice> {
+  async enroll(
+    parentCn: string,
+    choices: AuthorizeChoices,
+    info = { kind: 'phone', name: 'device' },
+  ): Promise<PureDevice> {
     const { request, authorize } = await this.authorize(parentCn, choices, info)
     const accepted = acceptAuthorization(this.crypto, authorize.bytes, request.request, this.fleet.domain)
     const csr = await createEnrollCsr(accepted, request.secrets)
     const issued = await this.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: this.now })
     const ledger = new Ledger(this.crypto)
     for (const e of this.l0Ledger.state.log) ledger.ingest(e)
-    const { certificate, certified } = recordCertificate(this.crypto, this.pki, ledger, accepted, request.secrets, issued.certificate.pem, this.fleet.root.pem, this.now)
+    const { certificate, certified } = recordCertificate(
+      this.crypto,
+      this.pki,
+      ledger,
+      accepted,
+      request.secrets,
+      issued.certificate.pem,
+      this.fleet.root.pem,
+      this.now,
+    )
     ledger.ingest(certified)
     this.l0Ledger.ingest(certified)
-    const d: PureDevice = { cn: accepted.cn, parentCn, secrets: request.secrets, certificate, ledger, chainCache: new ChainCache() }
+    const d: PureDevice = {
+      cn: accepted.cn,
+      parentCn,
+      secrets: request.secrets,
+      certificate,
+      ledger,
+      chainCache: new ChainCache(),
+    }
     this.devices.set(d.cn, d)
     return d
   }
@@ -110,8 +160,10 @@ export class PureFleet {
   revoke(byCn: string, targetCn: string, body: RevokeBody): EncodedEvent {
     const by = this.device(byCn)
     const state = by.ledger.state
-    const issuer = state.currentBinding(byCn), target = state.currentBinding(targetCn)
-    if (issuer === undefined || target === undefined) throw new Error(`${byCn} does not know ${targetCn}; sync it first`)
+    const issuer = state.currentBinding(byCn),
+      target = state.currentBinding(targetCn)
+    if (issuer === undefined || target === undefined)
+      throw new Error(`${byCn} does not know ${targetCn}; sync it first`)
     const e = signEvent(this.crypto, revokeEvent(issuer, target, body, this.now), by.secrets.ledgerSeed)
     by.ledger.ingest(e, { now: this.now })
     this.l0Ledger.ingest(e, { now: this.now })
@@ -120,14 +172,40 @@ export class PureFleet {
 
   /** The parent gives `childCn` new keys (rekey), the CA issues a certificate for them, the child records it. */
   async rekey(parentCn: string, childCn: string, notAfter?: number): Promise<PureDevice> {
-    const parent = this.device(parentCn), old = this.device(childCn)
-    const request = await createEnrollRequest(this.crypto, this.pki, { kind: 'phone', name: childCn, keyType: this.keyType })
-    const rekey = rekeyChild(this.crypto, parent.ledger, { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed }, childCn, request.request, this.now, notAfter)
+    const parent = this.device(parentCn),
+      old = this.device(childCn)
+    const request = await createEnrollRequest(this.crypto, this.pki, {
+      kind: 'phone',
+      name: childCn,
+      keyType: this.keyType,
+    })
+    const rekey = rekeyChild(
+      this.crypto,
+      parent.ledger,
+      { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed },
+      childCn,
+      request.request,
+      this.now,
+      notAfter,
+    )
     parent.ledger.ingest(rekey)
     const accepted = acceptRekey(this.crypto, rekey.bytes, request.request, this.fleet.domain)
-    const issued = await this.ca.issue({ authorizeBytes: rekey.bytes, csrPem: await createEnrollCsr(accepted, request.secrets), now: this.now })
+    const issued = await this.ca.issue({
+      authorizeBytes: rekey.bytes,
+      csrPem: await createEnrollCsr(accepted, request.secrets),
+      now: this.now,
+    })
     this.sync(childCn)
-    const { certificate, certified } = recordCertificate(this.crypto, this.pki, old.ledger, accepted, request.secrets, issued.certificate.pem, this.fleet.root.pem, this.now)
+    const { certificate, certified } = recordCertificate(
+      this.crypto,
+      this.pki,
+      old.ledger,
+      accepted,
+      request.secrets,
+      issued.certificate.pem,
+      this.fleet.root.pem,
+      this.now,
+    )
     old.ledger.ingest(certified)
     this.l0Ledger.ingest(certified)
     const d: PureDevice = { ...old, secrets: request.secrets, certificate, chainCache: new ChainCache() }
@@ -149,9 +227,17 @@ export class PureFleet {
   /** `targetCn` decides whether `peerCn` may do `action`, on its own ledger (proof of possession assumed). */
   decide(peerCn: string, targetCn: string, action: string, localPolicy?: LocalPolicy): Decision {
     const target = this.device(targetCn)
-    return decide({ certificate: this.device(peerCn).certificate, action }, {
-      self: targetCn, ledger: target.ledger.state, now: this.now, chainCache: target.chainCache, localPolicy, lastHeadTime: this.now,
-      verifyChain: fleetChainVerifier(this.fleet.root, this.pki),
-    })
+    return decide(
+      { certificate: this.device(peerCn).certificate, action },
+      {
+        self: targetCn,
+        ledger: target.ledger.state,
+        now: this.now,
+        chainCache: target.chainCache,
+        localPolicy,
+        lastHeadTime: this.now,
+        verifyChain: fleetChainVerifier(this.fleet.root, this.pki),
+      },
+    )
   }
 }

@@ -22,20 +22,32 @@ function testFiles(dir) {
 }
 // The files tap will run: those named, those under named folders, or every test file.
 const named = args.filter(a => !a.startsWith('-')).map(a => join(process.cwd(), a))
-const total = named.length === 0
-  ? testFiles(join(root, 'test')).length
-  : named.reduce((n, path) => n + (existsSync(path) && statSync(path).isDirectory() ? testFiles(path).length : 1), 0)
+const total =
+  named.length === 0
+    ? testFiles(join(root, 'test')).length
+    : named.reduce((n, path) => n + (existsSync(path) && statSync(path).isDirectory() ? testFiles(path).length : 1), 0)
 const started = Date.now()
 
 // The whole suite needs third-party tools the interop tests use; say in one line what to install, instead of
 // failing files one by one (a single named file runs without this check).
-const TOOLS = [['openssl', 'openssl'], ['mosquitto', 'mosquitto'], ['mosquitto_sub', 'mosquitto-clients'], ['chromium', 'chromium'], ['certtool', 'gnutls-bin'], ['go', 'golang-go'], ['nats-server', 'nats-server']]
+const TOOLS = [
+  ['openssl', 'openssl'],
+  ['mosquitto', 'mosquitto'],
+  ['mosquitto_sub', 'mosquitto-clients'],
+  ['chromium', 'chromium'],
+  ['certtool', 'gnutls-bin'],
+  ['go', 'golang-go'],
+  ['nats-server', 'nats-server'],
+]
 if (named.length === 0) {
-  const onPath = tool => (process.env.PATH ?? '').split(delimiter).some(dir => dir !== '' && existsSync(join(dir, tool)))
+  const onPath = tool =>
+    (process.env.PATH ?? '').split(delimiter).some(dir => dir !== '' && existsSync(join(dir, tool)))
   // Debian puts mosquitto in /usr/sbin, which a user's PATH may lack: the tests spawn it by name, so it must be on PATH.
   const missing = TOOLS.filter(([tool]) => !onPath(tool)).map(([, pkg]) => pkg)
   if (missing.length > 0) {
-    process.stdout.write(`the test suite needs: sudo apt-get install -y ${missing.join(' ')}   (.ci/run installs them)\n0 passed, 1 failed\n`)
+    process.stdout.write(
+      `the test suite needs: sudo apt-get install -y ${missing.join(' ')}   (.ci/run installs them)\n0 passed, 1 failed\n`,
+    )
     process.exit(1)
   }
 }
@@ -61,15 +73,21 @@ child.stdout.on('data', chunk => {
     done++
     if (m[1] === 'not ok') failedFiles++
     const minutes = ((Date.now() - started) / 60000).toFixed(1)
-    process.stderr.write(`[${done}/${total} files, ${minutes} min${failedFiles ? `, ${failedFiles} failing` : ''}] ${m[1]} ${m[2]}\n`)
+    process.stderr.write(
+      `[${done}/${total} files, ${minutes} min${failedFiles ? `, ${failedFiles} failing` : ''}] ${m[1]} ${m[2]}\n`,
+    )
   }
 })
 child.on('close', code => {
   const m = /#\s*\{\s*total:\s*(\d+)([^}]*)\}/.exec(tail)
-  let pass = 0, fail = 0, skip = 0
+  let pass = 0,
+    fail = 0,
+    skip = 0
   if (m) {
     const field = name => Number((new RegExp(name + ':\\s*(\\d+)').exec(m[2]) ?? [0, 0])[1])
-    pass = field('pass'); fail = field('fail'); skip = field('skip') + field('todo')
+    pass = field('pass')
+    fail = field('fail')
+    skip = field('skip') + field('todo')
   }
   if (code !== 0 && fail === 0) fail = 1
   process.stdout.write(`\n${pass} passed, ${fail} failed${skip ? `, ${skip} skipped` : ''}\n`)

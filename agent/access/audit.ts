@@ -16,7 +16,14 @@ export interface AuditRecord {
 
 /** The audit record of a decision. */
 export function auditRecordOf(decision: Decision): AuditRecord {
-  return { time: decision.time, peer: decision.peer, action: decision.action, allow: decision.allow, code: decision.code, path: decision.path.slice() }
+  return {
+    time: decision.time,
+    peer: decision.peer,
+    action: decision.action,
+    allow: decision.allow,
+    code: decision.code,
+    path: decision.path.slice(),
+  }
 }
 
 /**
@@ -25,7 +32,12 @@ export function auditRecordOf(decision: Decision): AuditRecord {
  */
 export function formatAuditLine(record: AuditRecord): string {
   return JSON.stringify({
-    time: record.time, peer: record.peer ?? null, action: record.action, allow: record.allow, code: record.code, path: record.path,
+    time: record.time,
+    peer: record.peer ?? null,
+    action: record.action,
+    allow: record.allow,
+    code: record.code,
+    path: record.path,
   })
 }
 
@@ -58,7 +70,12 @@ export function isUnauthenticatedRefusal(decision: Decision): boolean {
  */
 export function formatAuditSummaryLine(summary: AuditSummary): string {
   return JSON.stringify({
-    time: summary.time, peer: null, action: '*', allow: false, code: summary.code, path: [],
+    time: summary.time,
+    peer: null,
+    action: '*',
+    allow: false,
+    code: summary.code,
+    path: [],
     summary: { remote: summary.remote, since: summary.since, count: summary.count },
   })
 }
@@ -77,8 +94,10 @@ export class RefusalSummary {
   constructor(options: { intervalSeconds?: number; sources?: number } = {}) {
     this.intervalSeconds = options.intervalSeconds ?? DEFAULT_SUMMARY_INTERVAL_SECONDS
     this.sources = options.sources ?? DEFAULT_SUMMARY_SOURCES
-    if (!Number.isSafeInteger(this.intervalSeconds) || this.intervalSeconds < 1) throw new RangeError(`"intervalSeconds" expected a positive integer, got ${this.intervalSeconds}`)
-    if (!Number.isSafeInteger(this.sources) || this.sources < 1) throw new RangeError(`"sources" expected a positive integer, got ${this.sources}`)
+    if (!Number.isSafeInteger(this.intervalSeconds) || this.intervalSeconds < 1)
+      throw new RangeError(`"intervalSeconds" expected a positive integer, got ${this.intervalSeconds}`)
+    if (!Number.isSafeInteger(this.sources) || this.sources < 1)
+      throw new RangeError(`"sources" expected a positive integer, got ${this.sources}`)
   }
 
   /** Refusals counted and not yet summarised. */

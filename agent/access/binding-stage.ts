@@ -16,15 +16,30 @@ function isoSeconds(seconds: number): string {
 function refusalOf(reason: InvalidReason, ledger: LedgerState, binding: Binding): VerificationError {
   switch (reason.code) {
     case 'REVOKED':
-      return new VerificationError('ACCESS_REVOKED', `${reason.cn} was revoked (${reason.revocation.reason}) by ${reason.revocation.by}, effective ${isoSeconds(reason.revocation.effective)}`)
+      return new VerificationError(
+        'ACCESS_REVOKED',
+        `${reason.cn} was revoked (${reason.revocation.reason}) by ${reason.revocation.by}, effective ${isoSeconds(reason.revocation.effective)}`,
+      )
     case 'ANCESTOR_REVOKED':
-      return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${isoSeconds(reason.revocation.effective)}`)
+      return new VerificationError(
+        'ACCESS_ANCESTOR_REVOKED',
+        `${reason.cn} lies under ${reason.ancestorCn}, revoked (${reason.revocation.reason}) effective ${isoSeconds(reason.revocation.effective)}`,
+      )
     case 'EXPIRED':
-      return new VerificationError('ACCESS_EXPIRED', `the ledger's authorization of ${reason.cn} ended at ${reason.notAfter}`)
+      return new VerificationError(
+        'ACCESS_EXPIRED',
+        `the ledger's authorization of ${reason.cn} ended at ${reason.notAfter}`,
+      )
     case 'PARENT_SUPERSEDED':
-      return new VerificationError('ACCESS_ANCESTOR_REVOKED', `${reason.cn} was authorized under keys of ${reason.ancestorCn} that a rekey had already replaced`)
+      return new VerificationError(
+        'ACCESS_ANCESTOR_REVOKED',
+        `${reason.cn} was authorized under keys of ${reason.ancestorCn} that a rekey had already replaced`,
+      )
     case 'LINEAGE_GAP':
-      return lineageRefusal(ledger, binding) ?? new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${reason.cn}`)
+      return (
+        lineageRefusal(ledger, binding) ??
+        new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${reason.cn}`)
+      )
   }
 }
 
@@ -32,8 +47,15 @@ function refusalOf(reason: InvalidReason, ledger: LedgerState, binding: Binding)
 // a key the ledger never saw may come from a rekey not merged yet, and a certified event may still be on its way.
 function withRetry(e: unknown, chain: VerifiedChain, ledger: LedgerState): unknown {
   if (!(e instanceof KinError)) return e
-  const replaced = e.code === 'CERT_UNBOUND' && (ledger.bindingsByCn.get(chain.cn) ?? []).some(b => bytesEqual(b.spkiHash, chain.spkiHash))
-  if (replaced) return new VerificationError('CERT_UNBOUND', `the certificate's key for ${chain.cn} was replaced by a rekey; the peer must use its new certificate`, { cause: e })
+  const replaced =
+    e.code === 'CERT_UNBOUND' &&
+    (ledger.bindingsByCn.get(chain.cn) ?? []).some(b => bytesEqual(b.spkiHash, chain.spkiHash))
+  if (replaced)
+    return new VerificationError(
+      'CERT_UNBOUND',
+      `the certificate's key for ${chain.cn} was replaced by a rekey; the peer must use its new certificate`,
+      { cause: e },
+    )
   return new VerificationError(e.code, e.message, { cause: e, detail: { retry: true } })
 }
 

@@ -15,7 +15,8 @@ export class ChainCache {
   readonly #entries: Map<string, VerifiedChain> = new Map()
 
   constructor(capacity: number = DEFAULT_CHAIN_CACHE_SIZE) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new KinError('BAD_ARGUMENT', `"capacity" expected a positive integer, got ${capacity}`)
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new KinError('BAD_ARGUMENT', `"capacity" expected a positive integer, got ${capacity}`)
     this.capacity = capacity
   }
 

@@ -7,10 +7,16 @@ import type { AccessRequest, DecisionContext, PeerCertificate, VerifiedChain } f
 // cache remembers only what the signatures proved, which does not change with time.
 function checkValidityPeriod(certificate: PeerCertificate, chain: VerifiedChain, now: number): void {
   if (now < certificate.notBefore) {
-    throw new VerificationError('CERT_NOT_YET_VALID', `the certificate of ${chain.cn} is not valid before ${certificate.notBefore} (now ${now})`)
+    throw new VerificationError(
+      'CERT_NOT_YET_VALID',
+      `the certificate of ${chain.cn} is not valid before ${certificate.notBefore} (now ${now})`,
+    )
   }
   if (now > chain.notAfter || now > certificate.notAfter) {
-    throw new VerificationError('CERT_EXPIRED', `the certificate of ${chain.cn} expired at ${Math.min(chain.notAfter, certificate.notAfter)} (now ${now})`)
+    throw new VerificationError(
+      'CERT_EXPIRED',
+      `the certificate of ${chain.cn} expired at ${Math.min(chain.notAfter, certificate.notAfter)} (now ${now})`,
+    )
   }
 }
 
@@ -19,7 +25,10 @@ function checkValidityPeriod(certificate: PeerCertificate, chain: VerifiedChain,
  * certificate), else the cached one, else a fresh `context.verifyChain` run, which is then cached. A warm
  * decision therefore verifies no signature here.
  */
-export function verifyChainStage<C extends PeerCertificate>(request: AccessRequest<C>, context: DecisionContext<C>): VerifiedChain {
+export function verifyChainStage<C extends PeerCertificate>(
+  request: AccessRequest<C>,
+  context: DecisionContext<C>,
+): VerifiedChain {
   const { certificate } = request
   const key = toHex(certificate.certHash)
   let chain = request.chain

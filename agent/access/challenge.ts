@@ -71,12 +71,24 @@ export function encodeChallenge(challenge: Challenge): Uint8Array {
 /** Decodes a challenge from untrusted bytes; DecodeError on anything malformed. */
 export function decodeChallenge(bytes: Uint8Array): Challenge {
   const v = decodeCbor(bytes, MAX_CHALLENGE_BYTES)
-  if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'a challenge is a CBOR array of 4 items')
+  if (!Array.isArray(v) || v.length !== 4)
+    throw new DecodeError('DECODE_SHAPE', 'a challenge is a CBOR array of 4 items')
   const [nonce, verifierCn, action, time] = v
-  field(nonce instanceof Uint8Array && nonce.length === CHALLENGE_NONCE_BYTES, `challenge: nonce must be ${CHALLENGE_NONCE_BYTES} bytes`)
-  field(typeof verifierCn === 'string' && verifierCn.length > 0 && verifierCn.length <= MAX_CN_LENGTH, 'challenge: verifierCn must be 1..253 characters')
+  field(
+    nonce instanceof Uint8Array && nonce.length === CHALLENGE_NONCE_BYTES,
+    `challenge: nonce must be ${CHALLENGE_NONCE_BYTES} bytes`,
+  )
+  field(
+    typeof verifierCn === 'string' && verifierCn.length > 0 && verifierCn.length <= MAX_CN_LENGTH,
+    'challenge: verifierCn must be 1..253 characters',
+  )
   field(typeof time === 'number', 'challenge: time must be an unsigned integer')
-  return { nonce: nonce as Uint8Array, verifierCn: verifierCn as string, action: checkActionName(action), time: time as number }
+  return {
+    nonce: nonce as Uint8Array,
+    verifierCn: verifierCn as string,
+    action: checkActionName(action),
+    time: time as number,
+  }
 }
 
 /** The bytes a requester signs: CHALLENGE_CONTEXT ‖ the challenge's CBOR. */
@@ -92,12 +104,26 @@ export function encodeChallengeAnswer(answer: ChallengeAnswer): Uint8Array {
 /** Decodes an answer from untrusted bytes; DecodeError on anything malformed (the certificate is parsed later). */
 export function decodeChallengeAnswer(bytes: Uint8Array): ChallengeAnswer {
   const v = decodeCbor(bytes, MAX_ANSWER_BYTES)
-  if (!Array.isArray(v) || v.length !== 3) throw new DecodeError('DECODE_SHAPE', 'a challenge answer is a CBOR array of 3 items')
+  if (!Array.isArray(v) || v.length !== 3)
+    throw new DecodeError('DECODE_SHAPE', 'a challenge answer is a CBOR array of 3 items')
   const [nonce, certificateDer, signature] = v
-  field(nonce instanceof Uint8Array && nonce.length === CHALLENGE_NONCE_BYTES, `answer: nonce must be ${CHALLENGE_NONCE_BYTES} bytes`)
-  field(certificateDer instanceof Uint8Array && certificateDer.length > 0 && certificateDer.length <= MAX_SIGNED_BYTES, `answer: certificate must be 1..${MAX_SIGNED_BYTES} bytes`)
-  field(signature instanceof Uint8Array && signature.length > 0 && signature.length <= MAX_SIGNATURE_BYTES, `answer: signature must be 1..${MAX_SIGNATURE_BYTES} bytes`)
-  return { nonce: nonce as Uint8Array, certificateDer: certificateDer as Uint8Array, signature: signature as Uint8Array }
+  field(
+    nonce instanceof Uint8Array && nonce.length === CHALLENGE_NONCE_BYTES,
+    `answer: nonce must be ${CHALLENGE_NONCE_BYTES} bytes`,
+  )
+  field(
+    certificateDer instanceof Uint8Array && certificateDer.length > 0 && certificateDer.length <= MAX_SIGNED_BYTES,
+    `answer: certificate must be 1..${MAX_SIGNED_BYTES} bytes`,
+  )
+  field(
+    signature instanceof Uint8Array && signature.length > 0 && signature.length <= MAX_SIGNATURE_BYTES,
+    `answer: signature must be 1..${MAX_SIGNATURE_BYTES} bytes`,
+  )
+  return {
+    nonce: nonce as Uint8Array,
+    certificateDer: certificateDer as Uint8Array,
+    signature: signature as Uint8Array,
+  }
 }
 
 /** The requester's side of a challenge: its certificate and TLS private key, and what it meant to ask of whom. */
@@ -114,10 +140,17 @@ export interface ChallengeRequester {
  * Signs a challenge and returns the encoded answer. Throws DecodeError for a malformed challenge and
  * VerificationError CHALLENGE_MISMATCH when it names another verifier or action than the requester asked for.
  */
-export function answerChallenge(challengeBytes: Uint8Array, requester: ChallengeRequester, signing: TlsSigning): Uint8Array {
+export function answerChallenge(
+  challengeBytes: Uint8Array,
+  requester: ChallengeRequester,
+  signing: TlsSigning,
+): Uint8Array {
   const challenge = decodeChallenge(challengeBytes)
   if (challenge.verifierCn !== requester.verifierCn || challenge.action !== requester.action) {
-    throw new VerificationError('CHALLENGE_MISMATCH', `the challenge asks to sign "${challenge.action}" at ${challenge.verifierCn}, but this device asked "${requester.action}" of ${requester.verifierCn}`)
+    throw new VerificationError(
+      'CHALLENGE_MISMATCH',
+      `the challenge asks to sign "${challenge.action}" at ${challenge.verifierCn}, but this device asked "${requester.action}" of ${requester.verifierCn}`,
+    )
   }
   const signature = signing.sign(requester.privateKeyPem, challengeSigningInput(challenge))
   return encodeChallengeAnswer({ nonce: challenge.nonce, certificateDer: requester.certificateDer, signature })
@@ -167,8 +200,10 @@ export class ChallengeVerifier {
   constructor(options: ChallengeVerifierOptions) {
     const deadline = options.deadline ?? DEFAULT_CHALLENGE_DEADLINE
     const capacity = options.capacity ?? DEFAULT_CHALLENGE_CAPACITY
-    if (!Number.isInteger(deadline) || deadline < 1) throw new KinError('BAD_ARGUMENT', `"deadline" expected a positive whole number of seconds, got ${deadline}`)
-    if (!Number.isInteger(capacity) || capacity < 1) throw new KinError('BAD_ARGUMENT', `"capacity" expected a positive integer, got ${capacity}`)
+    if (!Number.isInteger(deadline) || deadline < 1)
+      throw new KinError('BAD_ARGUMENT', `"deadline" expected a positive whole number of seconds, got ${deadline}`)
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new KinError('BAD_ARGUMENT', `"capacity" expected a positive integer, got ${capacity}`)
     this.self = options.self
     this.deadline = deadline
     this.capacity = capacity
@@ -183,9 +218,15 @@ export class ChallengeVerifier {
   /** A fresh challenge for `action`, encoded for the transport. */
   issue(action: string): Uint8Array {
     const time = this.#options.clock.now()
-    if (!Number.isInteger(time) || time < 0 || time > MAX_UINT) throw new KinError('BAD_ARGUMENT', `the clock gave ${time}, not whole seconds since the epoch`)
+    if (!Number.isInteger(time) || time < 0 || time > MAX_UINT)
+      throw new KinError('BAD_ARGUMENT', `the clock gave ${time}, not whole seconds since the epoch`)
     this.#forgetExpired(time)
-    const challenge: Challenge = { nonce: this.#options.randomBytes(CHALLENGE_NONCE_BYTES), verifierCn: this.self, action: checkActionName(action), time }
+    const challenge: Challenge = {
+      nonce: this.#options.randomBytes(CHALLENGE_NONCE_BYTES),
+      verifierCn: this.self,
+      action: checkActionName(action),
+      time,
+    }
     if (this.#open.size >= this.capacity) this.#open.delete(this.#open.keys().next().value!)
     this.#open.set(toHex(challenge.nonce), { challenge, answered: false })
     return encodeChallenge(challenge)
@@ -202,23 +243,40 @@ export class ChallengeVerifier {
     }
     const key = toHex(answer.nonce)
     const open = this.#open.get(key)
-    if (open === undefined) return refusalDecision('CHALLENGE_UNKNOWN', `no open challenge has nonce ${key} (never issued here, or already forgotten)`, '?', now)
+    if (open === undefined)
+      return refusalDecision(
+        'CHALLENGE_UNKNOWN',
+        `no open challenge has nonce ${key} (never issued here, or already forgotten)`,
+        '?',
+        now,
+      )
     const { challenge } = open
-    if (open.answered) return refusalDecision('CHALLENGE_REPLAYED', `the challenge ${key} was already answered`, challenge.action, now)
+    if (open.answered)
+      return refusalDecision('CHALLENGE_REPLAYED', `the challenge ${key} was already answered`, challenge.action, now)
     if (now - challenge.time > this.deadline) {
-      return refusalDecision('CHALLENGE_EXPIRED', `the answer came ${now - challenge.time} s after the challenge; at most ${this.deadline} s are allowed`, challenge.action, now)
+      return refusalDecision(
+        'CHALLENGE_EXPIRED',
+        `the answer came ${now - challenge.time} s after the challenge; at most ${this.deadline} s are allowed`,
+        challenge.action,
+        now,
+      )
     }
     let certificate: C
     try {
       // The key's kind and parameters from the DER framing alone, before the certificate is parsed in full and long
       // before any arithmetic: an RSA key with a huge exponent or modulus would cost seconds (minutes on a small engine).
-      checkTlsKey(certificateLayout(answer.certificateDer, 'CERT_PARSE').spki, 'the key of the answer\'s certificate')
+      checkTlsKey(certificateLayout(answer.certificateDer, 'CERT_PARSE').spki, "the key of the answer's certificate")
       certificate = decider.certificate(answer.certificateDer)
     } catch (e) {
       return this.#refuse(e, challenge.action, now)
     }
     if (!this.#options.signing.verify(certificate.spkiDer, challengeSigningInput(challenge), answer.signature)) {
-      return refusalDecision('CHALLENGE_SIGNATURE', `the answer's signature does not verify with the key of the certificate for ${certificate.cn}`, challenge.action, now)
+      return refusalDecision(
+        'CHALLENGE_SIGNATURE',
+        `the answer's signature does not verify with the key of the certificate for ${certificate.cn}`,
+        challenge.action,
+        now,
+      )
     }
     open.answered = true
     return decider.decide(certificate, challenge.action)

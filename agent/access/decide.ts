@@ -17,17 +17,38 @@ type Outcome = Pick<Decision, 'allow' | 'code' | 'reason' | 'retry' | 'missing'>
 function decision(action: string, time: number, trail: Trail, outcome: Outcome): Decision {
   const l = trail.lineage
   return {
-    allow: outcome.allow, code: outcome.code, reason: outcome.reason,
-    path: l?.path ?? [], commonAncestor: l?.commonAncestor, hops: l?.hops, peer: trail.peer,
-    action, time, retry: outcome.retry, missing: outcome.missing,
+    allow: outcome.allow,
+    code: outcome.code,
+    reason: outcome.reason,
+    path: l?.path ?? [],
+    commonAncestor: l?.commonAncestor,
+    hops: l?.hops,
+    peer: trail.peer,
+    action,
+    time,
+    retry: outcome.retry,
+    missing: outcome.missing,
   }
 }
 
 // Fail closed: anything unexpected (a bug, a verifier that threw a bare Error) denies, and says so.
 function denial(e: unknown): Outcome {
-  if (!(e instanceof KinError)) return { allow: false, code: 'INTERNAL', reason: `decision failed: ${(e as Error)?.message ?? String(e)}`, retry: false, missing: undefined }
+  if (!(e instanceof KinError))
+    return {
+      allow: false,
+      code: 'INTERNAL',
+      reason: `decision failed: ${(e as Error)?.message ?? String(e)}`,
+      retry: false,
+      missing: undefined,
+    }
   const missing = e.detail?.['missing']
-  return { allow: false, code: e.code, reason: e.message, retry: e.detail?.['retry'] === true, missing: typeof missing === 'string' ? missing : undefined }
+  return {
+    allow: false,
+    code: e.code,
+    reason: e.message,
+    retry: e.detail?.['retry'] === true,
+    missing: typeof missing === 'string' ? missing : undefined,
+  }
 }
 
 /**
@@ -46,7 +67,10 @@ export function decide<C extends PeerCertificate>(request: AccessRequest<C>, con
     const verdict = verifyPolicyStage(peer, trail.lineage, request.action, context)
     const via = trail.lineage.path.join(' → ')
     return decision(request.action, context.now, trail, {
-      allow: true, code: 'ALLOW', retry: false, missing: undefined,
+      allow: true,
+      code: 'ALLOW',
+      retry: false,
+      missing: undefined,
       reason: `${peer.cn} (${peer.role}) may "${request.action}" via ${via} (${trail.lineage.hops} hops; ${verdict.source} policy)`,
     })
   } catch (e) {

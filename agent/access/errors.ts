@@ -16,5 +16,9 @@ export function retryableRefusal(code: KinErrorCode, message: string, missing?: 
 
 /** The ledger holds no binding for `cn` (the peer, an ancestor, or the deciding device itself). */
 export function missingProof(cn: string, what: string): VerificationError {
-  return retryableRefusal('ACCESS_MISSING_PROOF', `the ledger holds no binding for ${what} ${cn}; merge with the miner or read the peer's proof bundle`, cn)
+  return retryableRefusal(
+    'ACCESS_MISSING_PROOF',
+    `the ledger holds no binding for ${what} ${cn}; merge with the miner or read the peer's proof bundle`,
+    cn,
+  )
 }

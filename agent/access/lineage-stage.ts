@@ -23,13 +23,20 @@ export interface LineagePath {
  * binding, ACCESS_LINEAGE_GAP when the lineage is broken otherwise (deeper than the ledger follows, or rooted
  * elsewhere than this fleet's genesis). Undefined when the lineage is whole.
  */
-export function lineageRefusal(ledger: LedgerState, binding: Binding, up: Binding[] = ledger.lineageOf(binding)): VerificationError | undefined {
+export function lineageRefusal(
+  ledger: LedgerState,
+  binding: Binding,
+  up: Binding[] = ledger.lineageOf(binding),
+): VerificationError | undefined {
   const top = up[up.length - 1]!
   if (top.parentBindingId === undefined && top.cn === ledger.genesis?.cn) return undefined
   if (top.parentBindingId !== undefined && ledger.bindingById(top.parentBindingId) === undefined) {
     return missingProof(top.parentCn ?? top.parentBindingId, `the ancestor of ${top.cn},`)
   }
-  return new VerificationError('ACCESS_LINEAGE_GAP', `the ledger cannot follow the lineage of ${binding.cn} from ${top.cn} to genesis`)
+  return new VerificationError(
+    'ACCESS_LINEAGE_GAP',
+    `the ledger cannot follow the lineage of ${binding.cn} from ${top.cn} to genesis`,
+  )
 }
 
 function lineageToGenesis(ledger: LedgerState, binding: Binding): string[] {
@@ -46,17 +53,25 @@ function lineageToGenesis(ledger: LedgerState, binding: Binding): string[] {
  * authorize event already verified on ingest. Throws ACCESS_MISSING_PROOF when the ledger lacks a lineage.
  * Both lineages end at the one genesis, so they always meet; if not, the state is damaged (ACCESS_LINEAGE_GAP).
  */
-export function verifyLineageStage(chain: VerifiedChain, peer: Binding, context: Pick<DecisionContext, 'ledger' | 'self'>): LineagePath {
+export function verifyLineageStage(
+  chain: VerifiedChain,
+  peer: Binding,
+  context: Pick<DecisionContext, 'ledger' | 'self'>,
+): LineagePath {
   const { ledger, self } = context
   if (chain.parentCn !== peer.parentCn) {
-    throw new VerificationError('ACCESS_SAN_PARENT', `the certificate of ${chain.cn} names parent ${chain.parentCn ?? '(none)'}, but the ledger's authorization of it was issued by ${peer.parentCn ?? '(none: genesis)'}`)
+    throw new VerificationError(
+      'ACCESS_SAN_PARENT',
+      `the certificate of ${chain.cn} names parent ${chain.parentCn ?? '(none)'}, but the ledger's authorization of it was issued by ${peer.parentCn ?? '(none: genesis)'}`,
+    )
   }
   const peerLineage = lineageToGenesis(ledger, peer)
   const selfBinding = ledger.currentBinding(self)
   if (selfBinding === undefined) throw missingProof(self, 'this device')
   const selfLineage = lineageToGenesis(ledger, selfBinding)
   const up = peerLineage.findIndex(cn => selfLineage.includes(cn))
-  if (up < 0) throw new VerificationError('ACCESS_LINEAGE_GAP', `${chain.cn} and ${self} share no ancestor in this ledger`)
+  if (up < 0)
+    throw new VerificationError('ACCESS_LINEAGE_GAP', `${chain.cn} and ${self} share no ancestor in this ledger`)
   const commonAncestor = peerLineage[up]!
   const down = selfLineage.indexOf(commonAncestor)
   const path = peerLineage.slice(0, up + 1).concat(selfLineage.slice(0, down).reverse())

@@ -39,21 +39,30 @@ function timeOfDay(v: unknown, fail: (what: string) => KinError, field: string):
 }
 
 function ruleOf(r: unknown, i: number, fail: (what: string) => KinError): PolicyRule {
-  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw fail(`rules[${i}] must be an object {action, roles, from?, to?}`)
+  if (typeof r !== 'object' || r === null || Array.isArray(r))
+    throw fail(`rules[${i}] must be an object {action, roles, from?, to?}`)
   const rule = r as Record<string, unknown>
   const extra = Object.keys(rule).filter(k => !['action', 'roles', 'from', 'to'].includes(k))
-  if (extra.length > 0) throw fail(`rules[${i}] has unknown field ${JSON.stringify(extra[0])} (fields: action, roles, from, to)`)
+  if (extra.length > 0)
+    throw fail(`rules[${i}] has unknown field ${JSON.stringify(extra[0])} (fields: action, roles, from, to)`)
   const { action, roles } = rule
-  if (typeof action !== 'string' || action.length === 0 || action.length > MAX_ACTION_LENGTH) throw fail(`rules[${i}].action must be 1..${MAX_ACTION_LENGTH} characters ('*' for every action)`)
+  if (typeof action !== 'string' || action.length === 0 || action.length > MAX_ACTION_LENGTH)
+    throw fail(`rules[${i}].action must be 1..${MAX_ACTION_LENGTH} characters ('*' for every action)`)
   if (!Array.isArray(roles) || roles.length > 4 || !roles.every(x => typeof x === 'string' && Object.hasOwn(ROLE, x))) {
     throw fail(`rules[${i}].roles must list roles of ${Object.keys(ROLE).join(', ')}`)
   }
-  return { action, roles: roles as RoleName[], from: timeOfDay(rule['from'], fail, `rules[${i}].from`), to: timeOfDay(rule['to'], fail, `rules[${i}].to`) }
+  return {
+    action,
+    roles: roles as RoleName[],
+    from: timeOfDay(rule['from'], fail, `rules[${i}].from`),
+    to: timeOfDay(rule['to'], fail, `rules[${i}].to`),
+  }
 }
 
 function count(v: unknown, max: number, fail: (what: string) => KinError, field: string): number | undefined {
   if (v === undefined) return undefined
-  if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > max) throw fail(`"${field}" must be a whole number 0..${max}`)
+  if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > max)
+    throw fail(`"${field}" must be a whole number 0..${max}`)
   return v as number
 }
 
@@ -61,7 +70,12 @@ function count(v: unknown, max: number, fail: (what: string) => KinError, field:
  * Parses a policy document. `where` names it in messages (e.g. 'config.json "policy"'); `code` is the error's code;
  * `event` allows `subtree` (a policy event's field) and takes maxHeadAge as a duration too ("1h").
  */
-export function parsePolicyDocument(value: unknown, where: string, code: KinErrorCode, opts: { event?: boolean } = {}): PolicyDocument {
+export function parsePolicyDocument(
+  value: unknown,
+  where: string,
+  code: KinErrorCode,
+  opts: { event?: boolean } = {},
+): PolicyDocument {
   const fail = (what: string): KinError => new KinError(code, `${where}: ${what}`)
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw fail('must be an object')
   const policy = value as Record<string, unknown>
@@ -79,21 +93,29 @@ export function parsePolicyDocument(value: unknown, where: string, code: KinErro
   let age = policy['maxHeadAge']
   if (opts.event === true && typeof age === 'string') {
     const m = /^(\d{1,9})([smhd])$/.exec(age)
-    if (m === null) throw fail(`"maxHeadAge" must be seconds or a duration such as 90s, 10m, 1h, got ${JSON.stringify(age)}`)
+    if (m === null)
+      throw fail(`"maxHeadAge" must be seconds or a duration such as 90s, 10m, 1h, got ${JSON.stringify(age)}`)
     age = Number(m[1]) * DURATION_SECONDS[m[2]!]!
   }
   const maxHeadAge = count(age, 0xffffffff, fail, 'maxHeadAge')
   if (maxHeadAge !== undefined) out.maxHeadAge = maxHeadAge
   const anchors = policy['anchors']
   if (anchors !== undefined) {
-    if (!Array.isArray(anchors) || anchors.length > MAX_POLICY_ANCHORS || !anchors.every(a => typeof a === 'string' && a.length > 0)) {
-      throw fail(`"anchors" must be a list of at most ${MAX_POLICY_ANCHORS} CNs${opts.event === true ? ' or names' : ''}`)
+    if (
+      !Array.isArray(anchors) ||
+      anchors.length > MAX_POLICY_ANCHORS ||
+      !anchors.every(a => typeof a === 'string' && a.length > 0)
+    ) {
+      throw fail(
+        `"anchors" must be a list of at most ${MAX_POLICY_ANCHORS} CNs${opts.event === true ? ' or names' : ''}`,
+      )
     }
     out.anchors = anchors as string[]
   }
   const rules = policy['rules']
   if (rules !== undefined) {
-    if (!Array.isArray(rules) || rules.length > MAX_POLICY_RULES) throw fail(`"rules" must be a list of at most ${MAX_POLICY_RULES} rules`)
+    if (!Array.isArray(rules) || rules.length > MAX_POLICY_RULES)
+      throw fail(`"rules" must be a list of at most ${MAX_POLICY_RULES} rules`)
     out.rules = rules.map((r, i) => ruleOf(r, i, fail))
   }
   return out

@@ -47,7 +47,9 @@ export const DEFAULT_POLICY: PolicyLayer = Object.freeze({
   maxHops: 8,
   maxHeadAge: 0,
   anchors: Object.freeze([]) as unknown as string[],
-  rules: Object.freeze(DEFAULT_RULES.map(r => Object.freeze({ ...r, roles: Object.freeze(r.roles) }))) as unknown as PolicyRule[],
+  rules: Object.freeze(
+    DEFAULT_RULES.map(r => Object.freeze({ ...r, roles: Object.freeze(r.roles) })),
+  ) as unknown as PolicyRule[],
 })
 
 /** Actions that need a fresh ledger when a policy sets maxHeadAge: all but 'view'. */
@@ -76,8 +78,10 @@ function ledgerLayers(ledger: LedgerState, self: string): PolicyLayer[] {
       const by = ledger.bindingById(rec.issuerBindingId)!.cn
       out.push({
         source: `policy ${rec.eventId.slice(0, 16)} by ${by} on ${rec.subjectCn}`,
-        maxHops: rec.body.maxHops, maxHeadAge: rec.body.maxHeadAge,
-        anchors: rec.body.anchors.map(label => ledger.cnOfLabel(label)), rules: rec.body.rules,
+        maxHops: rec.body.maxHops,
+        maxHeadAge: rec.body.maxHeadAge,
+        anchors: rec.body.anchors.map(label => ledger.cnOfLabel(label)),
+        rules: rec.body.rules,
       })
     }
   }
@@ -86,8 +90,11 @@ function ledgerLayers(ledger: LedgerState, self: string): PolicyLayer[] {
 
 function localLayer(ledger: LedgerState, local: LocalPolicy): PolicyLayer {
   return {
-    source: 'local', maxHops: local.maxHops ?? 0, maxHeadAge: local.maxHeadAge ?? 0,
-    anchors: (local.anchors ?? []).map(a => (typeof a === 'string' ? a : ledger.cnOfLabel(a))), rules: local.rules ?? [],
+    source: 'local',
+    maxHops: local.maxHops ?? 0,
+    maxHeadAge: local.maxHeadAge ?? 0,
+    anchors: (local.anchors ?? []).map(a => (typeof a === 'string' ? a : ledger.cnOfLabel(a))),
+    rules: local.rules ?? [],
   }
 }
 
@@ -109,7 +116,10 @@ export function policyLimits(layers: PolicyLayer[]): { maxHops: number; maxHeadA
 }
 
 /** The layer that decides `action` and its rules for it; undefined when no layer has a rule for it. */
-export function rulesForAction(layers: PolicyLayer[], action: string): { layer: PolicyLayer; rules: PolicyRule[] } | undefined {
+export function rulesForAction(
+  layers: PolicyLayer[],
+  action: string,
+): { layer: PolicyLayer; rules: PolicyRule[] } | undefined {
   for (const layer of layers) {
     const rules = layer.rules.filter(r => r.action === action || r.action === '*')
     if (rules.length > 0) return { layer, rules }

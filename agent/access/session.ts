@@ -38,14 +38,35 @@ export const DEFAULT_CERTIFICATE_CACHE_SIZE = 64
 export function checkActionName(action: unknown): string {
   if (typeof action !== 'string' || !ACTION_PATTERN.test(action)) {
     const shown = typeof action === 'string' ? JSON.stringify(action.slice(0, 40)) : typeof action
-    throw new DecodeError('DECODE_FIELD', `"action" expected 1-32 characters a-z 0-9 . _ - starting with a letter, got ${shown}`)
+    throw new DecodeError(
+      'DECODE_FIELD',
+      `"action" expected 1-32 characters a-z 0-9 . _ - starting with a letter, got ${shown}`,
+    )
   }
   return action
 }
 
 /** A deny decided before the engine ran (no certificate, a malformed request, a failed challenge): no path, no peer. */
-export function refusalDecision(code: KinErrorCode, reason: string, action: string, time: number, peer?: string): Decision {
-  return { allow: false, code, reason, path: [], commonAncestor: undefined, hops: undefined, peer, action, time, retry: false, missing: undefined }
+export function refusalDecision(
+  code: KinErrorCode,
+  reason: string,
+  action: string,
+  time: number,
+  peer?: string,
+): Decision {
+  return {
+    allow: false,
+    code,
+    reason,
+    path: [],
+    commonAncestor: undefined,
+    hops: undefined,
+    peer,
+    action,
+    time,
+    retry: false,
+    missing: undefined,
+  }
 }
 
 /**
@@ -53,9 +74,10 @@ export function refusalDecision(code: KinErrorCode, reason: string, action: stri
  * `retry` and `missing` hints when the error carries them.
  */
 export function decisionOfError(e: unknown, action: string, time: number, peer?: string): Decision {
-  const base = e instanceof KinError
-    ? refusalDecision(e.code, e.message, action, time, peer)
-    : refusalDecision('INTERNAL', `decision failed: ${(e as Error)?.message ?? String(e)}`, action, time, peer)
+  const base =
+    e instanceof KinError
+      ? refusalDecision(e.code, e.message, action, time, peer)
+      : refusalDecision('INTERNAL', `decision failed: ${(e as Error)?.message ?? String(e)}`, action, time, peer)
   if (e instanceof KinError) {
     const missing = e.detail?.['missing']
     base.retry = e.detail?.['retry'] === true
@@ -68,7 +90,10 @@ export function decisionOfError(e: unknown, action: string, time: number, peer?:
  * The server identity check (stages 1–3, see the note at the top of this file) as a decision with action 'serve'.
  * Like `decide`, never throws for a refusal: every deny carries the code of the stage that refused.
  */
-export function verifyServerIdentity<C extends DeviceCertificate>(request: Omit<AccessRequest<C>, 'action'>, context: DecisionContext<C>): Decision {
+export function verifyServerIdentity<C extends DeviceCertificate>(
+  request: Omit<AccessRequest<C>, 'action'>,
+  context: DecisionContext<C>,
+): Decision {
   let peer: string | undefined
   try {
     const chain = verifyChainStage({ ...request, action: SERVE_ACTION }, context)
@@ -76,8 +101,16 @@ export function verifyServerIdentity<C extends DeviceCertificate>(request: Omit<
     const binding = verifyBindingStage(chain, context)
     const lineage = verifyLineageStage(chain, binding, context)
     return {
-      allow: true, code: 'ALLOW', path: lineage.path, commonAncestor: lineage.commonAncestor, hops: lineage.hops, peer,
-      action: SERVE_ACTION, time: context.now, retry: false, missing: undefined,
+      allow: true,
+      code: 'ALLOW',
+      path: lineage.path,
+      commonAncestor: lineage.commonAncestor,
+      hops: lineage.hops,
+      peer,
+      action: SERVE_ACTION,
+      time: context.now,
+      retry: false,
+      missing: undefined,
       reason: `${peer} (${binding.role}) is the fleet device it claims to be: chain, ledger binding and lineage via ${lineage.path.join(' → ')}`,
     }
   } catch (e) {
@@ -138,7 +171,8 @@ export class AccessSession {
     const hit = this.#certificates.get(key)
     if (hit !== undefined) return hit
     const parsed = new DeviceCertificate(der, { sha256: this.#options.sha256 })
-    if (this.#certificates.size >= this.#certificateCacheSize) this.#certificates.delete(this.#certificates.keys().next().value!)
+    if (this.#certificates.size >= this.#certificateCacheSize)
+      this.#certificates.delete(this.#certificates.keys().next().value!)
     this.#certificates.set(key, parsed)
     return parsed
   }
@@ -147,8 +181,13 @@ export class AccessSession {
   context(now: number = this.now()): DecisionContext<DeviceCertificate> {
     const o = this.#options
     return {
-      self: this.self, ledger: o.ledger(), verifyChain: this.#verifyChain, now, chainCache: this.chainCache,
-      localPolicy: o.localPolicy, lastHeadTime: o.lastHeadTime?.(),
+      self: this.self,
+      ledger: o.ledger(),
+      verifyChain: this.#verifyChain,
+      now,
+      chainCache: this.chainCache,
+      localPolicy: o.localPolicy,
+      lastHeadTime: o.lastHeadTime?.(),
     }
   }
 

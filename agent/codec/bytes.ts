@@ -23,7 +23,8 @@ const HEX_PAIRS: readonly string[] = Array.from({ length: 256 }, (_, b) => (b < 
 
 /** Bytes of a hex string; throws RangeError on odd length or a non-hex character. */
 export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new RangeError('"hex" expected an even number of hex digits')
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex))
+    throw new RangeError('"hex" expected an even number of hex digits')
   const out = new Uint8Array(hex.length / 2)
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16)
   return out
@@ -43,7 +44,10 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   for (const p of parts) n += p.length
   const out = new Uint8Array(n)
   let o = 0
-  for (const p of parts) { out.set(p, o); o += p.length }
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
   return out
 }
 

@@ -12,14 +12,20 @@
  */
 export function utf8Encoder() {
   class TextEncoder {
-    get encoding() { return 'utf-8' }
+    get encoding() {
+      return 'utf-8'
+    }
     encode(input = '') {
-      const s = String(input), out = []
+      const s = String(input),
+        out = []
       for (let i = 0; i < s.length; i++) {
         let c = s.charCodeAt(i)
         if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
           const d = s.charCodeAt(i + 1)
-          if (d >= 0xdc00 && d <= 0xdfff) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++ }
+          if (d >= 0xdc00 && d <= 0xdfff) {
+            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)
+            i++
+          }
         }
         if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd
         if (c < 0x80) out.push(c)
@@ -54,14 +60,22 @@ export function cborLite(TextEncoder) {
   // UTF-8 as the WHATWG decoder reads it (RFC 3629 §4): an invalid sequence becomes U+FFFD, so the text never
   // re-encodes to the same bytes and cbor.ts refuses it as not canonical.
   function utf8Decode(bytes) {
-    let out = '', i = 0
+    let out = '',
+      i = 0
     while (i < bytes.length) {
       const b = bytes[i]
-      const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1
-      let cp = need === 0 ? b : need === 1 ? b & 0x1f : need === 2 ? b & 0x0f : b & 0x07, j = 1
-      for (; need > 0 && j <= need && i + j < bytes.length && (bytes[i + j] & 0xc0) === 0x80; j++) cp = (cp << 6) | (bytes[i + j] & 0x3f)
+      const need =
+        b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1
+      let cp = need === 0 ? b : need === 1 ? b & 0x1f : need === 2 ? b & 0x0f : b & 0x07,
+        j = 1
+      for (; need > 0 && j <= need && i + j < bytes.length && (bytes[i + j] & 0xc0) === 0x80; j++)
+        cp = (cp << 6) | (bytes[i + j] & 0x3f)
       const min = [0, 0x80, 0x800, 0x10000][need]
-      if (need < 0 || j <= need || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) { out += '\ufffd'; i += Math.max(1, j - 1); continue }
+      if (need < 0 || j <= need || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        out += '\ufffd'
+        i += Math.max(1, j - 1)
+        continue
+      }
       out += String.fromCodePoint(cp)
       i += need + 1
     }
@@ -69,7 +83,8 @@ export function cborLite(TextEncoder) {
   }
 
   function half(bits) {
-    const exp = (bits >> 10) & 0x1f, mant = bits & 0x3ff
+    const exp = (bits >> 10) & 0x1f,
+      mant = bits & 0x3ff
     const v = exp === 0 ? mant * 2 ** -24 : exp === 31 ? (mant === 0 ? Infinity : NaN) : (mant + 1024) * 2 ** (exp - 25)
     return bits & 0x8000 ? -v : v
   }
@@ -82,15 +97,29 @@ export function cborLite(TextEncoder) {
       this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
       this.pos = 0
     }
-    need(n) { if (this.pos + n > this.bytes.length) throw new Error('Unexpected end of CBOR data') }
+    need(n) {
+      if (this.pos + n > this.bytes.length) throw new Error('Unexpected end of CBOR data')
+    }
     argument(info) {
       if (info < 24) return info
       let v
-      if (info === 24) { this.need(1); v = this.bytes[this.pos]; this.pos += 1 }
-      else if (info === 25) { this.need(2); v = this.view.getUint16(this.pos); this.pos += 2 }
-      else if (info === 26) { this.need(4); v = this.view.getUint32(this.pos); this.pos += 4 }
-      else if (info === 27) { this.need(8); v = this.view.getUint32(this.pos) * 2 ** 32 + this.view.getUint32(this.pos + 4); this.pos += 8 }
-      else throw new Error(`Invalid additional information ${info}`)
+      if (info === 24) {
+        this.need(1)
+        v = this.bytes[this.pos]
+        this.pos += 1
+      } else if (info === 25) {
+        this.need(2)
+        v = this.view.getUint16(this.pos)
+        this.pos += 2
+      } else if (info === 26) {
+        this.need(4)
+        v = this.view.getUint32(this.pos)
+        this.pos += 4
+      } else if (info === 27) {
+        this.need(8)
+        v = this.view.getUint32(this.pos) * 2 ** 32 + this.view.getUint32(this.pos + 4)
+        this.pos += 8
+      } else throw new Error(`Invalid additional information ${info}`)
       return v
     }
     simple(info) {
@@ -99,11 +128,22 @@ export function cborLite(TextEncoder) {
       if (info === 22) return null
       if (info === 23) return undefined
       let v
-      if (info === 25) { this.need(2); v = half(this.view.getUint16(this.pos)); this.pos += 2 }
-      else if (info === 26) { this.need(4); v = this.view.getFloat32(this.pos); this.pos += 4 }
-      else if (info === 27) { this.need(8); v = this.view.getFloat64(this.pos); this.pos += 8 }
-      else if (info < 25) { if (info === 24) this.need(1); throw new Error('No packed values available') }
-      else throw new Error(`Invalid additional information ${info}`)
+      if (info === 25) {
+        this.need(2)
+        v = half(this.view.getUint16(this.pos))
+        this.pos += 2
+      } else if (info === 26) {
+        this.need(4)
+        v = this.view.getFloat32(this.pos)
+        this.pos += 4
+      } else if (info === 27) {
+        this.need(8)
+        v = this.view.getFloat64(this.pos)
+        this.pos += 8
+      } else if (info < 25) {
+        if (info === 24) this.need(1)
+        throw new Error('No packed values available')
+      } else throw new Error(`Invalid additional information ${info}`)
       return v
     }
     indefinite(major, depth) {
@@ -113,7 +153,10 @@ export function cborLite(TextEncoder) {
       const items = []
       for (;;) {
         this.need(1)
-        if (this.bytes[this.pos] === 0xff) { this.pos++; break }
+        if (this.bytes[this.pos] === 0xff) {
+          this.pos++
+          break
+        }
         items.push(this.item(depth + 1))
       }
       if (major === 4) return items
@@ -125,7 +168,9 @@ export function cborLite(TextEncoder) {
     item(depth) {
       if (depth > MAX_DEPTH) throw new Error('CBOR nested too deeply')
       this.need(1)
-      const first = this.bytes[this.pos++], major = first >> 5, info = first & 0x1f
+      const first = this.bytes[this.pos++],
+        major = first >> 5,
+        info = first & 0x1f
       if (info === 31) return this.indefinite(major, depth)
       if (major === 7) return this.simple(info)
       const n = this.argument(info)
@@ -144,7 +189,10 @@ export function cborLite(TextEncoder) {
       }
       if (major === 5) {
         const map = new Map()
-        for (let i = 0; i < n; i++) { const k = this.item(depth + 1); map.set(k, this.item(depth + 1)) }
+        for (let i = 0; i < n; i++) {
+          const k = this.item(depth + 1)
+          map.set(k, this.item(depth + 1))
+        }
         return map
       }
       const value = this.item(depth + 1)
@@ -154,9 +202,12 @@ export function cborLite(TextEncoder) {
   }
 
   class Writer {
-    constructor() { this.out = [] }
+    constructor() {
+      this.out = []
+    }
     head(major, n) {
-      const m = major << 5, out = this.out
+      const m = major << 5,
+        out = this.out
       if (n < 24) out.push(m | n)
       else if (n < 0x100) out.push(m | 24, n)
       else if (n < 0x10000) out.push(m | 25, n >> 8, n & 255)
@@ -170,8 +221,10 @@ export function cborLite(TextEncoder) {
       if (typeof v === 'number') this.head(0, v)
       else if (typeof v === 'string') this.bytes(3, utf8.encode(v))
       else if (v instanceof Uint8Array) this.bytes(2, v)
-      else if (Array.isArray(v)) { this.head(4, v.length); for (let i = 0; i < v.length; i++) this.write(v[i]) }
-      else if (v === false) this.out.push(0xf4)
+      else if (Array.isArray(v)) {
+        this.head(4, v.length)
+        for (let i = 0; i < v.length; i++) this.write(v[i])
+      } else if (v === false) this.out.push(0xf4)
       else if (v === true) this.out.push(0xf5)
       else if (v === null) this.out.push(0xf6)
       else throw new TypeError(`kin-core's CBOR encoder writes no ${typeof v}`)

@@ -5,7 +5,13 @@ import { DecodeError } from '../errors.ts'
 /** A CBOR value as kinship uses it: no maps, no floats, no tags. */
 export type CborValue = number | string | boolean | null | Uint8Array | CborValue[]
 
-const encoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true, mapsAsObjects: false, pack: false })
+const encoder = new Encoder({
+  useRecords: false,
+  tagUint8Array: false,
+  variableMapSize: true,
+  mapsAsObjects: false,
+  pack: false,
+})
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: false })
 
 /** Largest integer kinship encodes: cbor-x writes larger ones as floats, which are not canonical. */
@@ -14,7 +20,8 @@ export const MAX_UINT = 0xffffffff
 function checkValue(v: unknown, depth: number): void {
   if (depth > 8) throw new DecodeError('DECODE_SHAPE', 'CBOR nesting deeper than 8')
   if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 0 || v > MAX_UINT) throw new DecodeError('DECODE_FIELD', `CBOR integer out of range: ${v}`)
+    if (!Number.isInteger(v) || v < 0 || v > MAX_UINT)
+      throw new DecodeError('DECODE_FIELD', `CBOR integer out of range: ${v}`)
   } else if (Array.isArray(v)) {
     for (const x of v) checkValue(x, depth + 1)
   } else if (!(v instanceof Uint8Array) && typeof v !== 'string' && typeof v !== 'boolean' && v !== null) {
@@ -48,7 +55,8 @@ function nonCanonical(what: string): never {
 // (§4.2.1 "preferred serialization"); an indefinite length (additional information 31) is never deterministic.
 function readHead(bytes: Uint8Array, pos: number): { major: number; arg: number; next: number } {
   const b = bytes[pos]!
-  const major = b >> 5, ai = b & 0x1f
+  const major = b >> 5,
+    ai = b & 0x1f
   if (ai < 24) return { major, arg: ai, next: pos + 1 }
   if (ai === 24) {
     const v = bytes[pos + 1]!
@@ -73,12 +81,24 @@ function readHead(bytes: Uint8Array, pos: number): { major: number; arg: number;
 function checkUtf8(bytes: Uint8Array, start: number, end: number): void {
   for (let i = start; i < end;) {
     const b = bytes[i]!
-    if (b < 0x80) { i++; continue }
+    if (b < 0x80) {
+      i++
+      continue
+    }
     let n: number, min: number, cp: number
-    if (b >= 0xc2 && b <= 0xdf) { n = 1; min = 0x80; cp = b & 0x1f }
-    else if (b >= 0xe0 && b <= 0xef) { n = 2; min = 0x800; cp = b & 0x0f }
-    else if (b >= 0xf0 && b <= 0xf4) { n = 3; min = 0x10000; cp = b & 0x07 }
-    else return nonCanonical('a text string that is not UTF-8')
+    if (b >= 0xc2 && b <= 0xdf) {
+      n = 1
+      min = 0x80
+      cp = b & 0x1f
+    } else if (b >= 0xe0 && b <= 0xef) {
+      n = 2
+      min = 0x800
+      cp = b & 0x0f
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      n = 3
+      min = 0x10000
+      cp = b & 0x07
+    } else return nonCanonical('a text string that is not UTF-8')
     if (i + n >= end) nonCanonical('a text string cut inside a UTF-8 sequence')
     for (let k = 1; k <= n; k++) {
       const c = bytes[i + k]!
@@ -95,8 +115,10 @@ function checkUtf8(bytes: Uint8Array, start: number, end: number): void {
 function checkCanonicalAt(bytes: Uint8Array, pos: number): number {
   const { major, arg, next } = readHead(bytes, pos)
   switch (major) {
-    case 0: return next
-    case 2: return next + arg
+    case 0:
+      return next
+    case 2:
+      return next + arg
     case 3:
       checkUtf8(bytes, next, next + arg)
       return next + arg
@@ -121,17 +143,20 @@ function checkCanonicalAt(bytes: Uint8Array, pos: number): number {
  */
 export function decodeCbor(bytes: Uint8Array, maxBytes = 1 << 20, opts: { views?: boolean } = {}): CborValue {
   if (!(bytes instanceof Uint8Array)) throw new DecodeError('DECODE_CBOR', 'expected bytes')
-  if (bytes.length > maxBytes) throw new DecodeError('DECODE_OVERSIZE', `CBOR item of ${bytes.length} bytes exceeds ${maxBytes}`)
+  if (bytes.length > maxBytes)
+    throw new DecodeError('DECODE_OVERSIZE', `CBOR item of ${bytes.length} bytes exceeds ${maxBytes}`)
   if (bytes.length === 0) throw new DecodeError('DECODE_CBOR', 'empty input')
   let value: unknown
   try {
     value = decoder.decode(bytes)
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e)
-    if (/end of buffer not reached/.test(msg)) throw new DecodeError('DECODE_TRAILING', 'trailing bytes after the CBOR item', { cause: e })
+    if (/end of buffer not reached/.test(msg))
+      throw new DecodeError('DECODE_TRAILING', 'trailing bytes after the CBOR item', { cause: e })
     throw new DecodeError('DECODE_CBOR', `malformed CBOR: ${msg}`, { cause: e })
   }
   checkValue(value, 0)
-  if (checkCanonicalAt(bytes, 0) !== bytes.length) throw new DecodeError('DECODE_TRAILING', 'trailing bytes after the CBOR item')
+  if (checkCanonicalAt(bytes, 0) !== bytes.length)
+    throw new DecodeError('DECODE_TRAILING', 'trailing bytes after the CBOR item')
   return plain(value, opts.views === true)
 }

@@ -47,17 +47,34 @@ export class FleetCa {
    * proof's shape and single use, the CSR's names, key parameters and key (checkCsrBeforeSignature), and only then
    * the signatures (lineage, proof, the CSR's own), so a request with an RSA key made to be slow costs no arithmetic.
    */
-  async issue(input: { authorizeBytes: Uint8Array; csrPem: string | ParsedCsr; now: number; lineage?: Uint8Array[] }): Promise<Issued> {
+  async issue(input: {
+    authorizeBytes: Uint8Array
+    csrPem: string | ParsedCsr
+    now: number
+    lineage?: Uint8Array[]
+  }): Promise<Issued> {
     const { now } = input
     const authorize = readEvent(this.crypto, input.authorizeBytes)
     if (authorize.event.type !== 'authorize' && authorize.event.type !== 'rekey') {
-      throw new VerificationError('ENROLL_STATE', `the CA issues against authorize and rekey events, got ${authorize.event.type}`)
+      throw new VerificationError(
+        'ENROLL_STATE',
+        `the CA issues against authorize and rekey events, got ${authorize.event.type}`,
+      )
     }
     const state = this.caLedger.ledger.state
-    if (state.has(authorize.idHex)) throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
+    if (state.has(authorize.idHex))
+      throw new VerificationError(
+        'NONCE_REUSED',
+        'this authorization proof was already presented to the CA; a proof is single-use',
+      )
     const body = authorize.event.body
     // Labels become CNs under the genesis domain alone: no lineage event is needed for them.
-    const auth = { cn: state.cnOfLabel(authorize.event.subject), parentCn: state.cnOfLabel(authorize.event.issuer), spkiHash: body.spkiHash, notAfter: body.notAfter }
+    const auth = {
+      cn: state.cnOfLabel(authorize.event.subject),
+      parentCn: state.cnOfLabel(authorize.event.issuer),
+      spkiHash: body.spkiHash,
+      notAfter: body.notAfter,
+    }
     const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
     if (input.lineage !== undefined && input.lineage.length > 0) {
       for (const bytes of input.lineage) {
@@ -68,16 +85,27 @@ export class FleetCa {
     // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
     this.caLedger.ledger.check(authorize, { now, intake: { now } })
     const certificate = await issueDeviceCertificate({
-      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now,
-      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+      rootCertPem: this.rootCertPem,
+      rootKeyPem: this.rootKeyPem,
+      csrPem: csr,
+      auth,
+      now,
+      randomBytes: n => this.crypto.randomBytes(n),
+      crypto: this.crypto,
     })
     try {
       await this.caLedger.append(authorize, { now })
     } catch (err) {
       // Two requests racing with one proof: the loser is a replay.
-      if (err instanceof KinError && err.code === 'DUPLICATE_EVENT') throw new VerificationError('NONCE_REUSED', 'this authorization proof was already presented to the CA; a proof is single-use')
+      if (err instanceof KinError && err.code === 'DUPLICATE_EVENT')
+        throw new VerificationError(
+          'NONCE_REUSED',
+          'this authorization proof was already presented to the CA; a proof is single-use',
+        )
       if (err instanceof KinError) throw err
-      throw new KinError('STORAGE_IO', `L0 could not record the authorization: ${(err as Error).message}`, { cause: err })
+      throw new KinError('STORAGE_IO', `L0 could not record the authorization: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
     return { certificate, authorize }
   }
@@ -92,16 +120,26 @@ export class FleetCa {
     const binding = state.bindingById(input.rekeyId)
     const event = state.event(input.rekeyId)
     if (binding === undefined || event === undefined || event.event.type !== 'rekey') {
-      throw new VerificationError('ENROLL_STATE', 'L0\'s ledger holds no such rekey event (yet): submit it and wait for a head first')
+      throw new VerificationError(
+        'ENROLL_STATE',
+        "L0's ledger holds no such rekey event (yet): submit it and wait for a head first",
+      )
     }
-    if (state.currentBinding(binding.cn) !== binding) throw new VerificationError('ISSUER_NOT_CURRENT', `${binding.cn} was rekeyed again since`)
-    if (binding.certHashes.length > 0) throw new VerificationError('NONCE_REUSED', 'a certificate was already recorded for these keys')
+    if (state.currentBinding(binding.cn) !== binding)
+      throw new VerificationError('ISSUER_NOT_CURRENT', `${binding.cn} was rekeyed again since`)
+    if (binding.certHashes.length > 0)
+      throw new VerificationError('NONCE_REUSED', 'a certificate was already recorded for these keys')
     const invalid = state.invalidAt(binding, input.now)
-    if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `${binding.cn} is not valid: ${invalid.code.toLowerCase()}`)
+    if (invalid !== undefined)
+      throw new VerificationError('ISSUER_REVOKED', `${binding.cn} is not valid: ${invalid.code.toLowerCase()}`)
     return issueDeviceCertificate({
-      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: input.csrPem, now: input.now,
+      rootCertPem: this.rootCertPem,
+      rootKeyPem: this.rootKeyPem,
+      csrPem: input.csrPem,
+      now: input.now,
       auth: { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter },
-      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+      randomBytes: n => this.crypto.randomBytes(n),
+      crypto: this.crypto,
     })
   }
 
@@ -116,15 +154,29 @@ export class FleetCa {
   renew(input: { cn: string; csrPem: string | ParsedCsr; now: number }): Promise<DeviceCertificate> {
     const state = this.caLedger.ledger.state
     const binding = state.currentBinding(input.cn)
-    if (binding === undefined || binding.parentCn === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `L0's ledger holds no device binding for ${input.cn}`)
+    if (binding === undefined || binding.parentCn === undefined)
+      throw new VerificationError('SUBJECT_UNKNOWN', `L0's ledger holds no device binding for ${input.cn}`)
     const invalid = state.invalidAt(binding, input.now)
-    if (invalid?.code === 'EXPIRED') throw new VerificationError('RENEW_EXPIRED', `the authorization of ${input.cn} ended at ${invalid.notAfter}: only a new invite brings it back`)
-    if (invalid !== undefined) throw new VerificationError('RENEW_REVOKED', `${input.cn} may not renew: ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid && invalid.ancestorCn !== undefined ? ` (${invalid.ancestorCn})` : ''}`)
+    if (invalid?.code === 'EXPIRED')
+      throw new VerificationError(
+        'RENEW_EXPIRED',
+        `the authorization of ${input.cn} ended at ${invalid.notAfter}: only a new invite brings it back`,
+      )
+    if (invalid !== undefined)
+      throw new VerificationError(
+        'RENEW_REVOKED',
+        `${input.cn} may not renew: ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid && invalid.ancestorCn !== undefined ? ` (${invalid.ancestorCn})` : ''}`,
+      )
     const auth = { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter }
     const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
     return issueDeviceCertificate({
-      rootCertPem: this.rootCertPem, rootKeyPem: this.rootKeyPem, csrPem: csr, auth, now: input.now,
-      randomBytes: n => this.crypto.randomBytes(n), crypto: this.crypto,
+      rootCertPem: this.rootCertPem,
+      rootKeyPem: this.rootKeyPem,
+      csrPem: csr,
+      auth,
+      now: input.now,
+      randomBytes: n => this.crypto.randomBytes(n),
+      crypto: this.crypto,
     })
   }
 }

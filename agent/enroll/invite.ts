@@ -36,16 +36,28 @@ export function signInvite(crypto: CryptoProvider, invite: Invite, ledgerSeed: U
 /** Decodes an invite registration from untrusted bytes (no signature check). */
 export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Uint8Array } {
   const v = decodeCbor(bytes, 4096)
-  if (!Array.isArray(v) || v.length !== 9 || v[0] !== 'invite') throw new DecodeError('DECODE_SHAPE', "an invite registration is ['invite', 7 fields, signature]")
+  if (!Array.isArray(v) || v.length !== 9 || v[0] !== 'invite')
+    throw new DecodeError('DECODE_SHAPE', "an invite registration is ['invite', 7 fields, signature]")
   const [, inviteId, loginVerifier, parentCn, role, name, expires, time, signature] = v
-  if (typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId)) throw new DecodeError('DECODE_FIELD', 'invite: inviteId must be 16 hex characters')
-  if (typeof loginVerifier !== 'string' || !/^[0-9a-f]{64}$/.test(loginVerifier)) throw new DecodeError('DECODE_FIELD', 'invite: loginVerifier must be 64 hex characters')
-  if (typeof parentCn !== 'string' || parentCn.length > 253) throw new DecodeError('DECODE_FIELD', 'invite: parentCn must be a DNS name')
-  if (typeof role !== 'number' || ROLE_NAMES[role] === undefined) throw new DecodeError('DECODE_FIELD', 'invite: unknown role')
-  if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'invite: name must be at most 64 characters')
-  if (!isPrintableName(name)) throw new DecodeError('NAME_NOT_PRINTABLE', 'invite: name must hold no control, line-breaking or bidirectional-override character')
-  if (typeof expires !== 'number' || typeof time !== 'number') throw new DecodeError('DECODE_FIELD', 'invite: expires and time must be integers')
-  if (!(signature instanceof Uint8Array) || signature.length !== 64) throw new DecodeError('DECODE_FIELD', 'invite: signature must be 64 bytes')
+  if (typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId))
+    throw new DecodeError('DECODE_FIELD', 'invite: inviteId must be 16 hex characters')
+  if (typeof loginVerifier !== 'string' || !/^[0-9a-f]{64}$/.test(loginVerifier))
+    throw new DecodeError('DECODE_FIELD', 'invite: loginVerifier must be 64 hex characters')
+  if (typeof parentCn !== 'string' || parentCn.length > 253)
+    throw new DecodeError('DECODE_FIELD', 'invite: parentCn must be a DNS name')
+  if (typeof role !== 'number' || ROLE_NAMES[role] === undefined)
+    throw new DecodeError('DECODE_FIELD', 'invite: unknown role')
+  if (typeof name !== 'string' || name.length > 64)
+    throw new DecodeError('DECODE_FIELD', 'invite: name must be at most 64 characters')
+  if (!isPrintableName(name))
+    throw new DecodeError(
+      'NAME_NOT_PRINTABLE',
+      'invite: name must hold no control, line-breaking or bidirectional-override character',
+    )
+  if (typeof expires !== 'number' || typeof time !== 'number')
+    throw new DecodeError('DECODE_FIELD', 'invite: expires and time must be integers')
+  if (!(signature instanceof Uint8Array) || signature.length !== 64)
+    throw new DecodeError('DECODE_FIELD', 'invite: signature must be 64 bytes')
   return { invite: { inviteId, loginVerifier, parentCn, role: ROLE_NAMES[role]!, name, expires, time }, signature }
 }
 
@@ -56,14 +68,21 @@ export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Ui
 export function verifyInvite(crypto: CryptoProvider, state: LedgerState, bytes: Uint8Array, now: number): Invite {
   const { invite, signature } = decodeInvite(bytes)
   const parent = state.currentBinding(invite.parentCn)
-  if (parent === undefined) throw new VerificationError('INVITE_REFUSED', `L0's ledger does not know ${invite.parentCn}; sync it first`)
+  if (parent === undefined)
+    throw new VerificationError('INVITE_REFUSED', `L0's ledger does not know ${invite.parentCn}; sync it first`)
   if (!crypto.ed25519Verify(signature, concatBytes(INVITE_PREFIX, encodeCbor(fields(invite))), parent.ledgerKey)) {
     throw new VerificationError('BAD_SIGNATURE', `invite not signed by the current ledger key of ${invite.parentCn}`)
   }
   const invalid = state.invalidAt(parent, now)
-  if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `${invite.parentCn} may not invite: ${invalid.code.toLowerCase()}`)
-  if (parent.role !== 'admin' && parent.role !== 'member') throw new VerificationError('ROLE_CANNOT_DELEGATE', `${invite.parentCn} has role ${parent.role}, which may not invite devices`)
-  if (parent.role === 'member' && (invite.role === 'admin' || invite.role === 'member')) throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${invite.role}`)
+  if (invalid !== undefined)
+    throw new VerificationError('ISSUER_REVOKED', `${invite.parentCn} may not invite: ${invalid.code.toLowerCase()}`)
+  if (parent.role !== 'admin' && parent.role !== 'member')
+    throw new VerificationError(
+      'ROLE_CANNOT_DELEGATE',
+      `${invite.parentCn} has role ${parent.role}, which may not invite devices`,
+    )
+  if (parent.role === 'member' && (invite.role === 'admin' || invite.role === 'member'))
+    throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${invite.role}`)
   if (invite.expires <= now) throw new VerificationError('PAIR_CODE_EXPIRED', 'the invite has already expired')
   return invite
 }

@@ -22,7 +22,10 @@ export function formatPairingCode(random: Uint8Array): string {
 export function normalizePairingCode(typed: string): string {
   const s = String(typed).toLowerCase().replace(/[\s-]/g, '').replace(/0/g, 'o').replace(/1/g, 'l').replace(/8/g, 'b')
   if (!/^[a-z2-7]{16}$/.test(s)) {
-    throw new KinError('PAIR_CODE_FORMAT', 'a pairing code is 16 letters and digits 2-7, like abcd-efgh-ijkl-mnop; check for a typo')
+    throw new KinError(
+      'PAIR_CODE_FORMAT',
+      'a pairing code is 16 letters and digits 2-7, like abcd-efgh-ijkl-mnop; check for a typo',
+    )
   }
   return s
 }
@@ -70,13 +73,27 @@ export function sealPairMessage(secrets: PairingSecrets, kind: PairMessageKind, 
 /** Checks and opens a pairing message of the expected kind; PAIR_MAC when it was not made with this code. */
 export function openPairMessage(secrets: PairingSecrets, expected: PairMessageKind, bytes: Uint8Array): Uint8Array {
   const v = decodeCbor(bytes, 64 * 1024)
-  if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'a pairing message is a CBOR array of 4 items')
+  if (!Array.isArray(v) || v.length !== 4)
+    throw new DecodeError('DECODE_SHAPE', 'a pairing message is a CBOR array of 4 items')
   const [kind, inviteId, payload, mac] = v
-  if (typeof kind !== 'string' || typeof inviteId !== 'string' || !(payload instanceof Uint8Array) || !(mac instanceof Uint8Array) || mac.length !== 32) {
-    throw new DecodeError('DECODE_FIELD', 'a pairing message is [kind text, inviteId text, payload bytes, mac 32 bytes]')
+  if (
+    typeof kind !== 'string' ||
+    typeof inviteId !== 'string' ||
+    !(payload instanceof Uint8Array) ||
+    !(mac instanceof Uint8Array) ||
+    mac.length !== 32
+  ) {
+    throw new DecodeError(
+      'DECODE_FIELD',
+      'a pairing message is [kind text, inviteId text, payload bytes, mac 32 bytes]',
+    )
   }
   const want = hmac(sha256, secrets.macKey, macInput(kind, inviteId, payload))
-  if (!bytesEqual(want, mac) || inviteId !== secrets.inviteId) throw new VerificationError('PAIR_MAC', 'pairing message not authenticated by this code: tampered, or from someone without the code')
+  if (!bytesEqual(want, mac) || inviteId !== secrets.inviteId)
+    throw new VerificationError(
+      'PAIR_MAC',
+      'pairing message not authenticated by this code: tampered, or from someone without the code',
+    )
   if (kind !== expected) throw new VerificationError('PAIR_MAC', `expected a ${expected} message, got ${kind}`)
   return payload
 }

@@ -21,15 +21,37 @@ export interface AuthorizeChoices {
  * checks it against the parent's own ledger, so a parent never hands out a proof its fleet would refuse.
  * The caller appends the returned event to the parent's ledger (that is how the parent "keeps" the proof).
  */
-export function authorizeChild(crypto: CryptoProvider, ledger: Ledger, parent: { cn: string; ledgerSeed: Uint8Array }, request: EnrollRequest, choices: AuthorizeChoices, now: number): EncodedEvent {
+export function authorizeChild(
+  crypto: CryptoProvider,
+  ledger: Ledger,
+  parent: { cn: string; ledgerSeed: Uint8Array },
+  request: EnrollRequest,
+  choices: AuthorizeChoices,
+  now: number,
+): EncodedEvent {
   const binding = ledger.state.currentBinding(parent.cn)
-  if (binding === undefined) throw new KinError('ENROLL_STATE', `this device (${parent.cn}) has no binding in its own ledger; sync its ledger first`)
-  const depth = choices.depth ?? (choices.role === 'device' || choices.role === 'guest' ? 0 : Math.max(0, binding.depth - 1))
+  if (binding === undefined)
+    throw new KinError(
+      'ENROLL_STATE',
+      `this device (${parent.cn}) has no binding in its own ledger; sync its ledger first`,
+    )
+  const depth =
+    choices.depth ?? (choices.role === 'device' || choices.role === 'guest' ? 0 : Math.max(0, binding.depth - 1))
   const notAfter = Math.min(choices.notAfter, binding.notAfter)
-  const unsigned = authorizeEvent(crypto, binding, {
-    spkiHash: crypto.sha256(request.spkiDer), ledgerKey: request.ledgerKey, role: choices.role, depth, notAfter,
-    kind: request.kind, name: choices.name ?? request.name,
-  }, now)
+  const unsigned = authorizeEvent(
+    crypto,
+    binding,
+    {
+      spkiHash: crypto.sha256(request.spkiDer),
+      ledgerKey: request.ledgerKey,
+      role: choices.role,
+      depth,
+      notAfter,
+      kind: request.kind,
+      name: choices.name ?? request.name,
+    },
+    now,
+  )
   const event = signEvent(crypto, unsigned, parent.ledgerSeed)
   ledger.check(event, { now })
   return event
@@ -39,13 +61,33 @@ export function authorizeChild(crypto: CryptoProvider, ledger: Ledger, parent: {
  * Signs a rekey: new keys (from a fresh enroll request made by the device) for the existing CN `childCn`, which
  * must be this parent's child. Used after a compromise: siblings and unaffected children need nothing.
  */
-export function rekeyChild(crypto: CryptoProvider, ledger: Ledger, parent: { cn: string; ledgerSeed: Uint8Array }, childCn: string, request: EnrollRequest, now: number, notAfter?: number): EncodedEvent {
+export function rekeyChild(
+  crypto: CryptoProvider,
+  ledger: Ledger,
+  parent: { cn: string; ledgerSeed: Uint8Array },
+  childCn: string,
+  request: EnrollRequest,
+  now: number,
+  notAfter?: number,
+): EncodedEvent {
   const binding = ledger.state.currentBinding(parent.cn)
   const child = ledger.state.currentBinding(childCn)
-  if (binding === undefined || child === undefined) throw new KinError('ENROLL_STATE', `this device's ledger lacks ${binding === undefined ? parent.cn : childCn}; sync its ledger first`)
-  const unsigned = rekeyEvent(crypto, binding, child, {
-    spkiHash: crypto.sha256(request.spkiDer), ledgerKey: request.ledgerKey, notAfter: Math.min(notAfter ?? child.notAfter, binding.notAfter),
-  }, now)
+  if (binding === undefined || child === undefined)
+    throw new KinError(
+      'ENROLL_STATE',
+      `this device's ledger lacks ${binding === undefined ? parent.cn : childCn}; sync its ledger first`,
+    )
+  const unsigned = rekeyEvent(
+    crypto,
+    binding,
+    child,
+    {
+      spkiHash: crypto.sha256(request.spkiDer),
+      ledgerKey: request.ledgerKey,
+      notAfter: Math.min(notAfter ?? child.notAfter, binding.notAfter),
+    },
+    now,
+  )
   const event = signEvent(crypto, unsigned, parent.ledgerSeed)
   ledger.check(event, { now })
   return event

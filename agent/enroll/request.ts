@@ -24,7 +24,11 @@ export interface DeviceSecrets {
 }
 
 /** Generates both key pairs on the device and the request for its parent. */
-export async function createEnrollRequest(crypto: CryptoProvider, pki: PkiProvider, info: { kind: string; name: string; keyType?: TlsKeyType }): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
+export async function createEnrollRequest(
+  crypto: CryptoProvider,
+  pki: PkiProvider,
+  info: { kind: string; name: string; keyType?: TlsKeyType },
+): Promise<{ request: EnrollRequest; secrets: DeviceSecrets }> {
   // Refused before any key is made: a parent would refuse the request, and every device the authorization.
   requirePrintableName(info.kind, 'the kind')
   requirePrintableName(info.name, 'the name')
@@ -44,13 +48,22 @@ export function encodeEnrollRequest(r: EnrollRequest): Uint8Array {
 /** Decodes a request from untrusted bytes; DecodeError on anything malformed, RSA_KEY_SIZE / RSA_EXPONENT for an RSA key kinship refuses. */
 export function decodeEnrollRequest(bytes: Uint8Array): EnrollRequest {
   const v = decodeCbor(bytes, 8192)
-  if (!Array.isArray(v) || v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'an enroll request is a CBOR array of 4 items')
+  if (!Array.isArray(v) || v.length !== 4)
+    throw new DecodeError('DECODE_SHAPE', 'an enroll request is a CBOR array of 4 items')
   const [spkiDer, ledgerKey, kind, name] = v
-  if (!(spkiDer instanceof Uint8Array) || spkiDer.length < 64 || spkiDer.length > 2048) throw new DecodeError('DECODE_FIELD', 'enroll request: spkiDer must be 64..2048 bytes')
-  if (!(ledgerKey instanceof Uint8Array) || ledgerKey.length !== 32) throw new DecodeError('DECODE_FIELD', 'enroll request: ledgerKey must be 32 bytes')
-  if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16) throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
-  if (typeof name !== 'string' || name.length > 64) throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
-  if (!isPrintableName(kind) || !isPrintableName(name)) throw new DecodeError('NAME_NOT_PRINTABLE', 'enroll request: kind and name must hold no control, line-breaking or bidirectional-override character')
+  if (!(spkiDer instanceof Uint8Array) || spkiDer.length < 64 || spkiDer.length > 2048)
+    throw new DecodeError('DECODE_FIELD', 'enroll request: spkiDer must be 64..2048 bytes')
+  if (!(ledgerKey instanceof Uint8Array) || ledgerKey.length !== 32)
+    throw new DecodeError('DECODE_FIELD', 'enroll request: ledgerKey must be 32 bytes')
+  if (typeof kind !== 'string' || kind.length === 0 || kind.length > 16)
+    throw new DecodeError('DECODE_FIELD', 'enroll request: kind must be 1..16 characters')
+  if (typeof name !== 'string' || name.length > 64)
+    throw new DecodeError('DECODE_FIELD', 'enroll request: name must be at most 64 characters')
+  if (!isPrintableName(kind) || !isPrintableName(name))
+    throw new DecodeError(
+      'NAME_NOT_PRINTABLE',
+      'enroll request: kind and name must hold no control, line-breaking or bidirectional-override character',
+    )
   // The parent authorizes no key the CA and every verifier would refuse: the child hears why at once.
   checkPublicKeyParameters(spkiDer, 'enroll request: TLS key', 'DECODE_FIELD')
   return { spkiDer, ledgerKey, kind, name }

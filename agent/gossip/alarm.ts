@@ -9,7 +9,13 @@ import { toHex } from '../codec/bytes.ts'
  * genesis. Anything else (a message that does not decode, a full disk) is an error, not an alarm.
  */
 export const ALARM_CODES: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
-  'HEAD_SIGNATURE', 'HEAD_FORK', 'HEAD_INCONSISTENT', 'HEAD_ROLLBACK', 'HEAD_ROOT_MISMATCH', 'SYNC_MISMATCH', 'GENESIS_MISMATCH',
+  'HEAD_SIGNATURE',
+  'HEAD_FORK',
+  'HEAD_INCONSISTENT',
+  'HEAD_ROLLBACK',
+  'HEAD_ROOT_MISMATCH',
+  'SYNC_MISMATCH',
+  'GENESIS_MISMATCH',
 ])
 
 /** Where the refused head came from. */
@@ -39,9 +45,17 @@ function hexDetail(err: KinError, key: string): string | undefined {
 }
 
 /** The alarm for a refusal; the replica's own evidence (detail heldHead/offeredHead) wins over what the caller knows. */
-export function alarmOf(err: KinError, source: AlarmSource, time: number, known: { held?: Uint8Array; offered?: Uint8Array } = {}): HeadAlarm {
+export function alarmOf(
+  err: KinError,
+  source: AlarmSource,
+  time: number,
+  known: { held?: Uint8Array; offered?: Uint8Array } = {},
+): HeadAlarm {
   return {
-    code: err.code, message: err.message, source, time,
+    code: err.code,
+    message: err.message,
+    source,
+    time,
     heldHead: hexDetail(err, 'heldHead') ?? (known.held === undefined ? undefined : toHex(known.held)),
     offeredHead: hexDetail(err, 'offeredHead') ?? (known.offered === undefined ? undefined : toHex(known.offered)),
   }

@@ -18,10 +18,15 @@ export const DEFAULT_BACKOFF_MAX_MS = 30_000
  * dropped ("equal jitter"), so devices that lost L0 together do not come back together, yet none retries at once.
  * `random` returns a number in [0, 1).
  */
-export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = {},
+  random: () => number = Math.random,
+): number {
   const initial = options.initialMs ?? DEFAULT_BACKOFF_INITIAL_MS
   const max = Math.max(initial, options.maxMs ?? DEFAULT_BACKOFF_MAX_MS)
-  if (!Number.isInteger(attempt) || attempt < 0) throw new RangeError(`"attempt" expected an integer ≥ 0, got ${attempt}`)
+  if (!Number.isInteger(attempt) || attempt < 0)
+    throw new RangeError(`"attempt" expected an integer ≥ 0, got ${attempt}`)
   if (!(initial > 0)) throw new RangeError(`"initialMs" expected a number > 0, got ${initial}`)
   const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30))
   const r = random()

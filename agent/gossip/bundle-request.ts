@@ -36,7 +36,13 @@ export interface FetchedBundle {
 }
 
 // The miner's refusal codes a device can act on; anything else it sends is reported under BUNDLE_INCOMPLETE.
-const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>(['BUNDLE_INCOMPLETE', 'BUNDLE_KNOWN_SIZE', 'HEAD_MISSING', 'PAYLOAD_TOO_LARGE', 'BAD_ARGUMENT'])
+const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
+  'BUNDLE_INCOMPLETE',
+  'BUNDLE_KNOWN_SIZE',
+  'HEAD_MISSING',
+  'PAYLOAD_TOO_LARGE',
+  'BAD_ARGUMENT',
+])
 
 /**
  * Publishes `['bundle', cn, knownTreeSize]` on this device's request topic and waits (timeoutMs) for the answer
@@ -48,34 +54,54 @@ const MINER_CODES: ReadonlySet<string> = new Set<KinErrorCode>(['BUNDLE_INCOMPLE
 export async function fetchBundle(client: GossipClient, request: BundleRequest): Promise<FetchedBundle> {
   const topics = fleetTopics(request.fleet)
   const { cn } = request
-  const answer = client.waitFor(topics.syncResp(request.selfCn), payload => {
-    let reply
-    try {
-      reply = decodeLedgerResponse(payload)
-    } catch {
-      // Garbage on our response topic is not an answer to this request; the wait goes on.
+  const answer = client.waitFor(
+    topics.syncResp(request.selfCn),
+    payload => {
+      let reply
+      try {
+        reply = decodeLedgerResponse(payload)
+      } catch {
+        // Garbage on our response topic is not an answer to this request; the wait goes on.
+        return undefined
+      }
+      if (reply.kind === 'bundle' && reply.cn === cn) return reply.bundleBytes
+      if (reply.kind === 'error' && reply.request === 'bundle' && reply.cn === cn) {
+        const code = (MINER_CODES.has(reply.code) ? reply.code : 'BUNDLE_INCOMPLETE') as KinErrorCode
+        throw new KinError(code, `the miner has no proof bundle for ${cn}: ${reply.code}: ${reply.message}`, {
+          detail: { cn, minerCode: reply.code },
+        })
+      }
       return undefined
-    }
-    if (reply.kind === 'bundle' && reply.cn === cn) return reply.bundleBytes
-    if (reply.kind === 'error' && reply.request === 'bundle' && reply.cn === cn) {
-      const code = (MINER_CODES.has(reply.code) ? reply.code : 'BUNDLE_INCOMPLETE') as KinErrorCode
-      throw new KinError(code, `the miner has no proof bundle for ${cn}: ${reply.code}: ${reply.message}`, { detail: { cn, minerCode: reply.code } })
-    }
-    return undefined
-  }, { timeoutMs: request.timeoutMs, code: 'BROKER_TIMEOUT', message: `the miner did not answer the request for ${cn}'s proof bundle within ${request.timeoutMs} ms` })
+    },
+    {
+      timeoutMs: request.timeoutMs,
+      code: 'BROKER_TIMEOUT',
+      message: `the miner did not answer the request for ${cn}'s proof bundle within ${request.timeoutMs} ms`,
+    },
+  )
   answer.catch(() => undefined)
   // A session lost mid-publish may never acknowledge it: the wait (its deadline, or the session closing) decides.
   const own = request.anchor.knownHead?.treeSize
   const asked = request.knownTreeSize ?? own
   await Promise.race([client.publish(topics.syncReq(request.selfCn), encodeBundleRequest(cn, asked)), answer])
   const bytes = await answer
-  if (asked === own) return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now, request.verify) }
+  if (asked === own)
+    return { bytes, verified: verifyBundle(request.crypto, bytes, request.anchor, request.now, request.verify) }
   // Built for another verifier's head: its consistency proof is that verifier's to check; here it must be there.
   const { knownHead: _own, consistencyProof: _proof, ...anchor } = request.anchor
   const verified = verifyBundle(request.crypto, bytes, anchor, request.now, request.verify)
   const head = verified.head
-  if (asked !== undefined && asked !== 0 && asked !== head.treeSize && verified.bundle.consistency?.treeSize !== asked) {
-    throw new KinError('BUNDLE_KNOWN_SIZE', `the miner's bundle for ${cn} carries no consistency proof from the ${asked} events asked for`, { detail: { cn, knownTreeSize: asked } })
+  if (
+    asked !== undefined &&
+    asked !== 0 &&
+    asked !== head.treeSize &&
+    verified.bundle.consistency?.treeSize !== asked
+  ) {
+    throw new KinError(
+      'BUNDLE_KNOWN_SIZE',
+      `the miner's bundle for ${cn} carries no consistency proof from the ${asked} events asked for`,
+      { detail: { cn, knownTreeSize: asked } },
+    )
   }
   return { bytes, verified }
 }

@@ -1,7 +1,13 @@
 /** @module Challenge-response over the device inbox for devices without TLS: the verifier's service and the requester's ask. */
 import { DecodeError, KinError, VerificationError, type KinErrorCode } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
-import { ChallengeVerifier, answerChallenge, decodeChallenge, decodeChallengeAnswer, type ChallengeDecider } from '../access/challenge.ts'
+import {
+  ChallengeVerifier,
+  answerChallenge,
+  decodeChallenge,
+  decodeChallengeAnswer,
+  type ChallengeDecider,
+} from '../access/challenge.ts'
 import { decisionOfError, refusalDecision } from '../access/session.ts'
 import type { Decision } from '../access/types.ts'
 import { labelOfCn } from '../ledger/names.ts'
@@ -11,8 +17,20 @@ import type { TlsSigning } from '../ports/signing.ts'
 import type { TransportSession } from '../ports/transport.ts'
 import type { GossipClient } from './client.ts'
 import {
-  MAX_REASON_LENGTH, REQUEST_ID_BYTES, decodeResultBody, encodeAccessAnswer, encodeAccessAsk, encodeAccessChallenge, encodeAccessResult, encodeResultBody,
-  readInboxMessage, resultSigningInput, type AccessAnswerMessage, type AccessAsk, type AccessResultMessage, type AccessVerdict,
+  MAX_REASON_LENGTH,
+  REQUEST_ID_BYTES,
+  decodeResultBody,
+  encodeAccessAnswer,
+  encodeAccessAsk,
+  encodeAccessChallenge,
+  encodeAccessResult,
+  encodeResultBody,
+  readInboxMessage,
+  resultSigningInput,
+  type AccessAnswerMessage,
+  type AccessAsk,
+  type AccessResultMessage,
+  type AccessVerdict,
 } from './challenge-wire.ts'
 import { fleetTopics, inboxSender } from './topics.ts'
 
@@ -27,7 +45,15 @@ export const MAX_ANSWERS_PER_ASK = 4
 export type InboxSession = Pick<TransportSession, 'subscribe' | 'publish' | 'onMessage'>
 
 /** Why the service let an inbox message go without answering it. */
-export type IgnoredReason = 'foreign' | 'malformed' | 'not-for-verifier' | 'unknown-request' | 'too-many-answers' | 'bad-requester' | 'sender-mismatch' | 'failed'
+export type IgnoredReason =
+  | 'foreign'
+  | 'malformed'
+  | 'not-for-verifier'
+  | 'unknown-request'
+  | 'too-many-answers'
+  | 'bad-requester'
+  | 'sender-mismatch'
+  | 'failed'
 
 /** One ask as the verifier keeps it. */
 export interface OpenAsk {
@@ -91,13 +117,19 @@ interface AskState extends OpenAsk {
   answers: number
 }
 
-
 /** The verdict fields of a decision (the same as `kin access`'s answer line), the reason cut to what a result may carry. */
 export function verdictOf(d: Decision): AccessVerdict {
   const reason = d.reason.length > MAX_REASON_LENGTH ? `${d.reason.slice(0, MAX_REASON_LENGTH - 1)}…` : d.reason
   return {
-    allow: d.allow, code: d.code, reason, path: d.path.slice(), commonAncestor: d.commonAncestor ?? null, hops: d.hops ?? null,
-    peer: d.peer ?? null, action: d.action, time: d.time,
+    allow: d.allow,
+    code: d.code,
+    reason,
+    path: d.path.slice(),
+    commonAncestor: d.commonAncestor ?? null,
+    hops: d.hops ?? null,
+    peer: d.peer ?? null,
+    action: d.action,
+    time: d.time,
   }
 }
 
@@ -112,15 +144,30 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
   const topics = fleetTopics(options.fleet)
   const inbox = topics.inboxAll(options.self)
   const maxOpen = options.maxOpenAsks ?? DEFAULT_MAX_OPEN_ASKS
-  if (!Number.isInteger(maxOpen) || maxOpen < 1) throw new KinError('BAD_ARGUMENT', `"maxOpenAsks" expected a positive integer, got ${maxOpen}`)
+  if (!Number.isInteger(maxOpen) || maxOpen < 1)
+    throw new KinError('BAD_ARGUMENT', `"maxOpenAsks" expected a positive integer, got ${maxOpen}`)
   const verifier = new ChallengeVerifier({
-    self: options.self, randomBytes: options.randomBytes, signing: options.signing, clock: options.clock, capacity: maxOpen,
+    self: options.self,
+    randomBytes: options.randomBytes,
+    signing: options.signing,
+    clock: options.clock,
+    capacity: maxOpen,
     ...(options.deadline === undefined ? {} : { deadline: options.deadline }),
   })
   const asks = new Map<string, AskState>()
   const stats: InboxVerifierStats = {
-    asks: 0, results: 0,
-    ignored: { 'foreign': 0, 'malformed': 0, 'not-for-verifier': 0, 'unknown-request': 0, 'too-many-answers': 0, 'bad-requester': 0, 'sender-mismatch': 0, 'failed': 0 },
+    asks: 0,
+    results: 0,
+    ignored: {
+      foreign: 0,
+      malformed: 0,
+      'not-for-verifier': 0,
+      'unknown-request': 0,
+      'too-many-answers': 0,
+      'bad-requester': 0,
+      'sender-mismatch': 0,
+      failed: 0,
+    },
   }
   let session: InboxSession | undefined
   let stopListening: (() => void) | undefined
@@ -131,7 +178,9 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     stats.ignored[reason]++
     try {
       options.onIgnored?.(reason, detail, code)
-    } catch { /* a hook's failure is not the peer's */ }
+    } catch {
+      /* a hook's failure is not the peer's */
+    }
   }
 
   const forgetExpired = (now: number): void => {
@@ -142,7 +191,11 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     // The broker lets a session write here only under its own CN's label (the topic's last level): a challenge goes only to
     // the identity whose session asked, never to a device an ask names in its place (a reflection).
     if (ask.requesterCn !== sender) {
-      ignore('sender-mismatch', `INBOX_SENDER_MISMATCH: ${sender} asked in the name of ${ask.requesterCn}`, 'INBOX_SENDER_MISMATCH')
+      ignore(
+        'sender-mismatch',
+        `INBOX_SENDER_MISMATCH: ${sender} asked in the name of ${ask.requesterCn}`,
+        'INBOX_SENDER_MISMATCH',
+      )
       return
     }
     try {
@@ -163,9 +216,20 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
     if (asks.size >= maxOpen) asks.delete(asks.keys().next().value!)
     // Kept to bind the answer to this ask (read back from the verifier's own bytes).
     const nonce = decodeChallenge(challenge).nonce
-    asks.set(key, { requestId: key, id: ask.requestId, requesterCn: ask.requesterCn, action: ask.action, time: now, nonce, answers: 0 })
+    asks.set(key, {
+      requestId: key,
+      id: ask.requestId,
+      requesterCn: ask.requesterCn,
+      action: ask.action,
+      time: now,
+      nonce,
+      answers: 0,
+    })
     stats.asks++
-    await link.publish(topics.inbox(ask.requesterCn, options.self), encodeAccessChallenge({ requestId: ask.requestId, challenge }))
+    await link.publish(
+      topics.inbox(ask.requesterCn, options.self),
+      encodeAccessChallenge({ requestId: ask.requestId, challenge }),
+    )
   }
 
   const onAnswer = async (link: InboxSession, m: AccessAnswerMessage): Promise<void> => {
@@ -180,7 +244,12 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
       return
     }
     let decision = bindAndVerify(ask, m.answer)
-    if (decision.decision.retry && !decision.decision.allow && decision.certificate !== undefined && options.retry !== undefined) {
+    if (
+      decision.decision.retry &&
+      !decision.decision.allow &&
+      decision.certificate !== undefined &&
+      options.retry !== undefined
+    ) {
       try {
         decision = { ...decision, decision: await options.retry(decision.certificate, ask.action, decision.decision) }
       } catch (e) {
@@ -192,7 +261,10 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
 
   // ChallengeVerifier's refusal order first (it finds the challenge by the answer's nonce), after one check of
   // ours: the nonce must be the one issued for this request, so an answer cannot be filed under another's ask.
-  const bindAndVerify = (ask: AskState, answerBytes: Uint8Array): { decision: Decision; certificate: DeviceCertificate | undefined } => {
+  const bindAndVerify = (
+    ask: AskState,
+    answerBytes: Uint8Array,
+  ): { decision: Decision; certificate: DeviceCertificate | undefined } => {
     const now = options.clock.now()
     let nonce: Uint8Array | undefined
     try {
@@ -201,7 +273,15 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
       nonce = undefined
     }
     if (nonce !== undefined && !bytesEqual(nonce, ask.nonce)) {
-      return { decision: refusalDecision('CHALLENGE_UNKNOWN', `the answer's nonce is not the one issued for request ${ask.requestId}`, ask.action, now), certificate: undefined }
+      return {
+        decision: refusalDecision(
+          'CHALLENGE_UNKNOWN',
+          `the answer's nonce is not the one issued for request ${ask.requestId}`,
+          ask.action,
+          now,
+        ),
+        certificate: undefined,
+      }
     }
     let proven: DeviceCertificate | undefined
     const decision = verifier.verify(answerBytes, {
@@ -212,19 +292,43 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
       },
     })
     if (proven !== undefined && proven.cn !== ask.requesterCn) {
-      return { decision: refusalDecision('ACCESS_WRONG_PEER', `the answer is signed by ${proven.cn}, but the ask came in the name of ${ask.requesterCn}`, ask.action, now, proven.cn), certificate: undefined }
+      return {
+        decision: refusalDecision(
+          'ACCESS_WRONG_PEER',
+          `the answer is signed by ${proven.cn}, but the ask came in the name of ${ask.requesterCn}`,
+          ask.action,
+          now,
+          proven.cn,
+        ),
+        certificate: undefined,
+      }
     }
     return { decision, certificate: proven }
   }
 
   const sendResult = async (link: InboxSession, ask: AskState, decision: Decision): Promise<void> => {
-    const body = encodeResultBody({ requestId: ask.id, verifierCn: options.self, requesterCn: ask.requesterCn, verdict: verdictOf(decision) })
+    const body = encodeResultBody({
+      requestId: ask.id,
+      verifierCn: options.self,
+      requesterCn: ask.requesterCn,
+      verdict: verdictOf(decision),
+    })
     const signature = options.signing.sign(options.privateKeyPem, resultSigningInput(body))
     stats.results++
     try {
-      options.onDecision?.(decision, { requestId: ask.requestId, requesterCn: ask.requesterCn, action: ask.action, time: ask.time })
-    } catch { /* the audit hook reports its own failures */ }
-    await link.publish(topics.inbox(ask.requesterCn, options.self), encodeAccessResult({ requestId: ask.id, body, certificateDer: options.certificateDer, signature }))
+      options.onDecision?.(decision, {
+        requestId: ask.requestId,
+        requesterCn: ask.requesterCn,
+        action: ask.action,
+        time: ask.time,
+      })
+    } catch {
+      /* the audit hook reports its own failures */
+    }
+    await link.publish(
+      topics.inbox(ask.requesterCn, options.self),
+      encodeAccessResult({ requestId: ask.id, body, certificateDer: options.certificateDer, signature }),
+    )
   }
 
   const handle = async (link: InboxSession, sender: string, payload: Uint8Array): Promise<void> => {
@@ -239,7 +343,9 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
 
   return {
     stats,
-    get openAsks() { return asks.size },
+    get openAsks() {
+      return asks.size
+    },
     async attach(link) {
       if (closed) throw new KinError('BROKER_CLOSED', 'the inbox challenge service was closed')
       stopListening?.()
@@ -248,7 +354,9 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
         const sender = inboxSender(options.fleet, options.self, topic)
         if (closed || sender === undefined || session !== link) return
         // One message at a time, in arrival order: a replay is always judged after the answer it repeats.
-        queue = queue.then(() => handle(link, sender, payload)).catch(e => ignore('failed', `${(e as KinError)?.code ?? 'INTERNAL'}: ${(e as Error)?.message ?? String(e)}`))
+        queue = queue
+          .then(() => handle(link, sender, payload))
+          .catch(e => ignore('failed', `${(e as KinError)?.code ?? 'INTERNAL'}: ${(e as Error)?.message ?? String(e)}`))
       })
       await link.subscribe([inbox])
     },
@@ -300,7 +408,11 @@ export interface InboxOutcome {
  * (anyone in the fleet can write to this inbox); when none held before the deadline, the last refusal is thrown
  * (CHALLENGE_RESULT_SIGNATURE, CHALLENGE_MISMATCH, or the server check's code), else ACCESS_TIMEOUT.
  */
-export async function askOverInbox(client: GossipClient, requester: InboxRequester, ask: InboxAsk): Promise<InboxOutcome> {
+export async function askOverInbox(
+  client: GossipClient,
+  requester: InboxRequester,
+  ask: InboxAsk,
+): Promise<InboxOutcome> {
   const timeoutMs = ask.timeoutMs ?? DEFAULT_INBOX_ASK_TIMEOUT_MS
   const end = Date.now() + timeoutMs
   const left = (): number => Math.max(1, end - Date.now())
@@ -310,47 +422,108 @@ export async function askOverInbox(client: GossipClient, requester: InboxRequest
   const id = requester.randomBytes(REQUEST_ID_BYTES)
   const requestId = toHex(id)
   await client.subscribe([topics.inboxAll(requester.cn)])
-  await client.publish(topics.inbox(ask.verifierCn, requester.cn), encodeAccessAsk({ requestId: id, requesterCn: requester.cn, action: ask.action }))
-  const challenge = await client.waitFor(mine, p => {
-    const r = readInboxMessage(p)
-    return r.kind === 'message' && r.message.kind === 'challenge' && bytesEqual(r.message.requestId, id) ? r.message.challenge : undefined
-  }, { timeoutMs: left(), code: 'ACCESS_TIMEOUT', message: `${ask.verifierCn} sent no challenge within ${timeoutMs} ms: is it serving ('kin serve' on a home that names the broker)?` })
-  const answer = answerChallenge(challenge, {
-    certificateDer: requester.certificateDer, privateKeyPem: requester.privateKeyPem, verifierCn: ask.verifierCn, action: ask.action,
-  }, requester.signing)
+  await client.publish(
+    topics.inbox(ask.verifierCn, requester.cn),
+    encodeAccessAsk({ requestId: id, requesterCn: requester.cn, action: ask.action }),
+  )
+  const challenge = await client.waitFor(
+    mine,
+    p => {
+      const r = readInboxMessage(p)
+      return r.kind === 'message' && r.message.kind === 'challenge' && bytesEqual(r.message.requestId, id)
+        ? r.message.challenge
+        : undefined
+    },
+    {
+      timeoutMs: left(),
+      code: 'ACCESS_TIMEOUT',
+      message: `${ask.verifierCn} sent no challenge within ${timeoutMs} ms: is it serving ('kin serve' on a home that names the broker)?`,
+    },
+  )
+  const answer = answerChallenge(
+    challenge,
+    {
+      certificateDer: requester.certificateDer,
+      privateKeyPem: requester.privateKeyPem,
+      verifierCn: ask.verifierCn,
+      action: ask.action,
+    },
+    requester.signing,
+  )
   await client.publish(topics.inbox(ask.verifierCn, requester.cn), encodeAccessAnswer({ requestId: id, answer }))
   let refusal: KinError | undefined
-  const accepted = await client.waitFor(mine, p => {
-    const r = readInboxMessage(p)
-    if (r.kind !== 'message' || r.message.kind !== 'result' || !bytesEqual(r.message.requestId, id)) return undefined
-    const checked = checkResult(r.message, id, requester, ask)
-    if (checked instanceof KinError) {
-      refusal = checked
-      return undefined
-    }
-    return checked
-  }, { timeoutMs: left(), code: 'ACCESS_TIMEOUT', message: `${ask.verifierCn} sent no verdict within ${timeoutMs} ms` }).catch(e => {
-    throw refusal ?? e
-  })
+  const accepted = await client
+    .waitFor(
+      mine,
+      p => {
+        const r = readInboxMessage(p)
+        if (r.kind !== 'message' || r.message.kind !== 'result' || !bytesEqual(r.message.requestId, id))
+          return undefined
+        const checked = checkResult(r.message, id, requester, ask)
+        if (checked instanceof KinError) {
+          refusal = checked
+          return undefined
+        }
+        return checked
+      },
+      {
+        timeoutMs: left(),
+        code: 'ACCESS_TIMEOUT',
+        message: `${ask.verifierCn} sent no verdict within ${timeoutMs} ms`,
+      },
+    )
+    .catch(e => {
+      throw refusal ?? e
+    })
   return { requestId, ...accepted }
 }
 
-function checkResult(m: AccessResultMessage, id: Uint8Array, requester: InboxRequester, ask: InboxAsk): { server: Decision; verdict: AccessVerdict } | KinError {
+function checkResult(
+  m: AccessResultMessage,
+  id: Uint8Array,
+  requester: InboxRequester,
+  ask: InboxAsk,
+): { server: Decision; verdict: AccessVerdict } | KinError {
   let body
   try {
     body = decodeResultBody(m.body)
   } catch (e) {
-    return e instanceof KinError ? e : new DecodeError('DECODE_CBOR', `a result body does not decode: ${(e as Error)?.message ?? String(e)}`, { cause: e })
+    return e instanceof KinError
+      ? e
+      : new DecodeError('DECODE_CBOR', `a result body does not decode: ${(e as Error)?.message ?? String(e)}`, {
+          cause: e,
+        })
   }
-  if (!bytesEqual(body.requestId, id) || body.requesterCn !== requester.cn || body.verifierCn !== ask.verifierCn || body.verdict.action !== ask.action) {
-    return new VerificationError('CHALLENGE_MISMATCH', `a result names ${body.requesterCn} asking "${body.verdict.action}" of ${body.verifierCn}, not this request`)
+  if (
+    !bytesEqual(body.requestId, id) ||
+    body.requesterCn !== requester.cn ||
+    body.verifierCn !== ask.verifierCn ||
+    body.verdict.action !== ask.action
+  ) {
+    return new VerificationError(
+      'CHALLENGE_MISMATCH',
+      `a result names ${body.requesterCn} asking "${body.verdict.action}" of ${body.verifierCn}, not this request`,
+    )
   }
   const server = requester.check.checkServer(m.certificateDer)
-  if (!server.allow) return new VerificationError(server.code === 'ALLOW' ? 'INTERNAL' : server.code, `the result's signer failed the server identity check: ${server.reason}`, { detail: { server } })
-  if (server.peer !== ask.verifierCn) return new VerificationError('ACCESS_WRONG_PEER', `the result is signed by ${server.peer}, not by ${ask.verifierCn}`, { detail: { server } })
+  if (!server.allow)
+    return new VerificationError(
+      server.code === 'ALLOW' ? 'INTERNAL' : server.code,
+      `the result's signer failed the server identity check: ${server.reason}`,
+      { detail: { server } },
+    )
+  if (server.peer !== ask.verifierCn)
+    return new VerificationError(
+      'ACCESS_WRONG_PEER',
+      `the result is signed by ${server.peer}, not by ${ask.verifierCn}`,
+      { detail: { server } },
+    )
   const certificate = requester.check.certificate(m.certificateDer)
   if (!requester.signing.verify(certificate.spkiDer, resultSigningInput(m.body), m.signature)) {
-    return new VerificationError('CHALLENGE_RESULT_SIGNATURE', `the result's signature does not verify with the key of ${server.peer}'s certificate`)
+    return new VerificationError(
+      'CHALLENGE_RESULT_SIGNATURE',
+      `the result's signature does not verify with the key of ${server.peer}'s certificate`,
+    )
   }
   return { server, verdict: body.verdict }
 }

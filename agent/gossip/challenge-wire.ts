@@ -42,16 +42,40 @@ const CN_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/
 const CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,47}$/
 
 /** The tags of the four messages. */
-export const ACCESS_TAGS = { ask: 'access-ask', challenge: 'access-challenge', answer: 'access-answer', result: 'access-result' } as const
+export const ACCESS_TAGS = {
+  ask: 'access-ask',
+  challenge: 'access-challenge',
+  answer: 'access-answer',
+  result: 'access-result',
+} as const
 
 /** A requester asks a verifier for an action. */
-export interface AccessAsk { kind: 'ask'; requestId: Uint8Array; requesterCn: string; action: string }
+export interface AccessAsk {
+  kind: 'ask'
+  requestId: Uint8Array
+  requesterCn: string
+  action: string
+}
 /** The verifier's challenge for a request. */
-export interface AccessChallengeMessage { kind: 'challenge'; requestId: Uint8Array; challenge: Uint8Array }
+export interface AccessChallengeMessage {
+  kind: 'challenge'
+  requestId: Uint8Array
+  challenge: Uint8Array
+}
 /** The requester's signed answer to it. */
-export interface AccessAnswerMessage { kind: 'answer'; requestId: Uint8Array; answer: Uint8Array }
+export interface AccessAnswerMessage {
+  kind: 'answer'
+  requestId: Uint8Array
+  answer: Uint8Array
+}
 /** The verifier's signed verdict. */
-export interface AccessResultMessage { kind: 'result'; requestId: Uint8Array; body: Uint8Array; certificateDer: Uint8Array; signature: Uint8Array }
+export interface AccessResultMessage {
+  kind: 'result'
+  requestId: Uint8Array
+  body: Uint8Array
+  certificateDer: Uint8Array
+  signature: Uint8Array
+}
 /** Any of the four. */
 export type AccessMessage = AccessAsk | AccessChallengeMessage | AccessAnswerMessage | AccessResultMessage
 
@@ -86,7 +110,11 @@ function isBytes(v: unknown, min: number, max: number): v is Uint8Array {
 
 /** The fleet CN shape a requester may name (so the verifier never publishes to a topic with wildcards or extra levels). */
 export function checkRequesterCn(cn: unknown): string {
-  if (!isCn(cn)) throw new DecodeError('DECODE_FIELD', `"requesterCn" expected a device name (a-z 0-9 . -, at most ${MAX_CN_LENGTH}), got ${typeof cn === 'string' ? JSON.stringify(cn.slice(0, 40)) : typeof cn}`)
+  if (!isCn(cn))
+    throw new DecodeError(
+      'DECODE_FIELD',
+      `"requesterCn" expected a device name (a-z 0-9 . -, at most ${MAX_CN_LENGTH}), got ${typeof cn === 'string' ? JSON.stringify(cn.slice(0, 40)) : typeof cn}`,
+    )
   return cn
 }
 
@@ -113,7 +141,20 @@ export function encodeAccessResult(m: Omit<AccessResultMessage, 'kind'>): Uint8A
 /** The result body's CBOR. */
 export function encodeResultBody(b: ResultBody): Uint8Array {
   const v = b.verdict
-  return encodeCbor([b.requestId, b.verifierCn, b.requesterCn, v.action, v.allow, v.code, v.reason, v.path, v.commonAncestor, v.hops, v.peer, v.time])
+  return encodeCbor([
+    b.requestId,
+    b.verifierCn,
+    b.requesterCn,
+    v.action,
+    v.allow,
+    v.code,
+    v.reason,
+    v.path,
+    v.commonAncestor,
+    v.hops,
+    v.peer,
+    v.time,
+  ])
 }
 
 /** The bytes a verifier signs for a result: RESULT_CONTEXT ‖ body. */
@@ -124,30 +165,50 @@ export function resultSigningInput(body: Uint8Array): Uint8Array {
 /** Decodes a result body from untrusted bytes; DecodeError on anything malformed (an allow must also say 'ALLOW'). */
 export function decodeResultBody(bytes: Uint8Array): ResultBody {
   const v = decodeCbor(bytes, MAX_RESULT_BODY_BYTES)
-  if (!Array.isArray(v) || v.length !== 12) throw new DecodeError('DECODE_SHAPE', 'a result body is a CBOR array of 12 items')
+  if (!Array.isArray(v) || v.length !== 12)
+    throw new DecodeError('DECODE_SHAPE', 'a result body is a CBOR array of 12 items')
   const [requestId, verifierCn, requesterCn, action, allow, code, reason, path, commonAncestor, hops, peer, time] = v
   field(isBytes(requestId, REQUEST_ID_BYTES, REQUEST_ID_BYTES), `result: requestId must be ${REQUEST_ID_BYTES} bytes`)
   field(isCn(verifierCn) && isCn(requesterCn), 'result: verifierCn and requesterCn must be device names')
-  field(typeof allow === 'boolean' && typeof code === 'string' && (code === 'ALLOW' || CODE_PATTERN.test(code)), 'result: allow must be a boolean and code an error code')
+  field(
+    typeof allow === 'boolean' && typeof code === 'string' && (code === 'ALLOW' || CODE_PATTERN.test(code)),
+    'result: allow must be a boolean and code an error code',
+  )
   // An allow must say so twice: a verifier cannot answer allow=true with code POLICY_ROLE and be believed.
   field(allow === (code === 'ALLOW'), 'result: allow and code disagree')
-  field(typeof reason === 'string' && reason.length <= MAX_REASON_LENGTH, `result: reason must be text of at most ${MAX_REASON_LENGTH} characters`)
-  field(Array.isArray(path) && path.length <= MAX_PATH_LENGTH && path.every(isCn), `result: path must list at most ${MAX_PATH_LENGTH} device names`)
+  field(
+    typeof reason === 'string' && reason.length <= MAX_REASON_LENGTH,
+    `result: reason must be text of at most ${MAX_REASON_LENGTH} characters`,
+  )
+  field(
+    Array.isArray(path) && path.length <= MAX_PATH_LENGTH && path.every(isCn),
+    `result: path must list at most ${MAX_PATH_LENGTH} device names`,
+  )
   field(commonAncestor === null || isCn(commonAncestor), 'result: commonAncestor must be a device name or null')
   field(hops === null || typeof hops === 'number', 'result: hops must be an unsigned integer or null')
   field(peer === null || isCn(peer), 'result: peer must be a device name or null')
   field(typeof time === 'number', 'result: time must be an unsigned integer')
   return {
-    requestId: requestId as Uint8Array, verifierCn: verifierCn as string, requesterCn: requesterCn as string,
+    requestId: requestId as Uint8Array,
+    verifierCn: verifierCn as string,
+    requesterCn: requesterCn as string,
     verdict: {
-      allow: allow as boolean, code: code as string, reason: reason as string, path: path as string[], commonAncestor: commonAncestor as string | null,
-      hops: hops as number | null, peer: peer as string | null, action: checkActionName(action), time: time as number,
+      allow: allow as boolean,
+      code: code as string,
+      reason: reason as string,
+      path: path as string[],
+      commonAncestor: commonAncestor as string | null,
+      hops: hops as number | null,
+      peer: peer as string | null,
+      action: checkActionName(action),
+      time: time as number,
     },
   }
 }
 
-const TAG_BYTES: ReadonlyArray<readonly [AccessMessage['kind'], Uint8Array]> = (Object.entries(ACCESS_TAGS) as Array<[AccessMessage['kind'], string]>)
-  .map(([kind, tag]) => [kind, encodeCbor(tag)] as const)
+const TAG_BYTES: ReadonlyArray<readonly [AccessMessage['kind'], Uint8Array]> = (
+  Object.entries(ACCESS_TAGS) as Array<[AccessMessage['kind'], string]>
+).map(([kind, tag]) => [kind, encodeCbor(tag)] as const)
 
 // The tag is the array's first item; CBOR array headers 0x83..0x85 are the lengths these messages have (RFC 8949 §3.1).
 function tagOf(bytes: Uint8Array): AccessMessage['kind'] | undefined {
@@ -159,34 +220,58 @@ function tagOf(bytes: Uint8Array): AccessMessage['kind'] | undefined {
 }
 
 function decodeKnown(kind: AccessMessage['kind'], bytes: Uint8Array): AccessMessage {
-  if (bytes.length > MAX_ACCESS_MESSAGE_BYTES) throw new DecodeError('DECODE_OVERSIZE', `an inbox access message is at most ${MAX_ACCESS_MESSAGE_BYTES} bytes, got ${bytes.length}`)
+  if (bytes.length > MAX_ACCESS_MESSAGE_BYTES)
+    throw new DecodeError(
+      'DECODE_OVERSIZE',
+      `an inbox access message is at most ${MAX_ACCESS_MESSAGE_BYTES} bytes, got ${bytes.length}`,
+    )
   const v = decodeCbor(bytes, MAX_ACCESS_MESSAGE_BYTES)
   const lengths = { ask: 4, challenge: 3, answer: 3, result: 5 } as const
-  if (!Array.isArray(v) || v.length !== lengths[kind]) throw new DecodeError('DECODE_SHAPE', `an ${ACCESS_TAGS[kind]} message is a CBOR array of ${lengths[kind]} items`)
+  if (!Array.isArray(v) || v.length !== lengths[kind])
+    throw new DecodeError('DECODE_SHAPE', `an ${ACCESS_TAGS[kind]} message is a CBOR array of ${lengths[kind]} items`)
   const requestId = v[1] as CborValue
-  field(isBytes(requestId, REQUEST_ID_BYTES, REQUEST_ID_BYTES), `${ACCESS_TAGS[kind]}: requestId must be ${REQUEST_ID_BYTES} bytes`)
+  field(
+    isBytes(requestId, REQUEST_ID_BYTES, REQUEST_ID_BYTES),
+    `${ACCESS_TAGS[kind]}: requestId must be ${REQUEST_ID_BYTES} bytes`,
+  )
   const id = requestId as Uint8Array
   switch (kind) {
     case 'ask':
       return { kind, requestId: id, requesterCn: checkRequesterCn(v[2]), action: checkActionName(v[3]) }
     case 'challenge':
-      field(isBytes(v[2], 1, MAX_CHALLENGE_BYTES), `access-challenge: the challenge must be 1..${MAX_CHALLENGE_BYTES} bytes`)
+      field(
+        isBytes(v[2], 1, MAX_CHALLENGE_BYTES),
+        `access-challenge: the challenge must be 1..${MAX_CHALLENGE_BYTES} bytes`,
+      )
       return { kind, requestId: id, challenge: v[2] as Uint8Array }
     case 'answer':
       field(isBytes(v[2], 1, MAX_ANSWER_BYTES), `access-answer: the answer must be 1..${MAX_ANSWER_BYTES} bytes`)
       return { kind, requestId: id, answer: v[2] as Uint8Array }
     case 'result':
-      field(isBytes(v[2], 1, MAX_RESULT_BODY_BYTES), `access-result: the body must be 1..${MAX_RESULT_BODY_BYTES} bytes`)
+      field(
+        isBytes(v[2], 1, MAX_RESULT_BODY_BYTES),
+        `access-result: the body must be 1..${MAX_RESULT_BODY_BYTES} bytes`,
+      )
       field(isBytes(v[3], 1, MAX_SIGNED_BYTES), `access-result: the certificate must be 1..${MAX_SIGNED_BYTES} bytes`)
-      field(isBytes(v[4], 1, MAX_SIGNATURE_BYTES), `access-result: the signature must be 1..${MAX_SIGNATURE_BYTES} bytes`)
-      return { kind, requestId: id, body: v[2] as Uint8Array, certificateDer: v[3] as Uint8Array, signature: v[4] as Uint8Array }
+      field(
+        isBytes(v[4], 1, MAX_SIGNATURE_BYTES),
+        `access-result: the signature must be 1..${MAX_SIGNATURE_BYTES} bytes`,
+      )
+      return {
+        kind,
+        requestId: id,
+        body: v[2] as Uint8Array,
+        certificateDer: v[3] as Uint8Array,
+        signature: v[4] as Uint8Array,
+      }
   }
 }
 
 /** Decodes one of the four messages from untrusted bytes; DecodeError (DECODE_SHAPE for foreign traffic) otherwise. */
 export function decodeAccessMessage(bytes: Uint8Array): AccessMessage {
   const kind = tagOf(bytes)
-  if (kind === undefined) throw new DecodeError('DECODE_SHAPE', 'not an inbox access message (access-ask, -challenge, -answer or -result)')
+  if (kind === undefined)
+    throw new DecodeError('DECODE_SHAPE', 'not an inbox access message (access-ask, -challenge, -answer or -result)')
   return decodeKnown(kind, bytes)
 }
 
@@ -197,7 +282,10 @@ export function readInboxMessage(bytes: Uint8Array): InboxRead {
   try {
     return { kind: 'message', message: decodeKnown(kind, bytes) }
   } catch (e) {
-    const error = e instanceof DecodeError ? e : new DecodeError('DECODE_CBOR', `${ACCESS_TAGS[kind]}: ${(e as Error)?.message ?? String(e)}`, { cause: e })
+    const error =
+      e instanceof DecodeError
+        ? e
+        : new DecodeError('DECODE_CBOR', `${ACCESS_TAGS[kind]}: ${(e as Error)?.message ?? String(e)}`, { cause: e })
     return { kind: 'malformed', tag: ACCESS_TAGS[kind], error }
   }
 }

@@ -38,7 +38,8 @@ export class GossipClient {
     this.session = session
     this.stopMessages = session.onMessage((topic, payload) => this.deliver(topic, payload))
     this.stopStatus = session.onStatus((status, error) => {
-      if (status === 'closed') this.failAll(error ?? new KinError('BROKER_CLOSED', 'the session with the broker closed'))
+      if (status === 'closed')
+        this.failAll(error ?? new KinError('BROKER_CLOSED', 'the session with the broker closed'))
     })
   }
 
@@ -54,7 +55,13 @@ export class GossipClient {
 
   /** Publishes (QoS 1) and resolves on the broker's acknowledgement. */
   publish(topic: string, payload: Uint8Array): Promise<void> {
-    if (payload.length > MAX_PAYLOAD_BYTES) return Promise.reject(new KinError('BAD_ARGUMENT', `message for ${topic} is ${payload.length} bytes, over the fleet limit of ${MAX_PAYLOAD_BYTES}`))
+    if (payload.length > MAX_PAYLOAD_BYTES)
+      return Promise.reject(
+        new KinError(
+          'BAD_ARGUMENT',
+          `message for ${topic} is ${payload.length} bytes, over the fleet limit of ${MAX_PAYLOAD_BYTES}`,
+        ),
+      )
     return this.session.publish(topic, payload)
   }
 
@@ -84,11 +91,16 @@ export class GossipClient {
     }
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter = {
-        accept, resolve: resolve as (v: unknown) => void, reject,
-        timer: setTimeout(() => {
-          this.removeWaiter(topic, waiter)
-          reject(new KinError(wait.code, wait.message, { detail: { topic, timeoutMs: wait.timeoutMs } }))
-        }, Math.max(0, wait.timeoutMs)),
+        accept,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        timer: setTimeout(
+          () => {
+            this.removeWaiter(topic, waiter)
+            reject(new KinError(wait.code, wait.message, { detail: { topic, timeoutMs: wait.timeoutMs } }))
+          },
+          Math.max(0, wait.timeoutMs),
+        ),
       }
       const list = this.waiters.get(topic)
       if (list === undefined) this.waiters.set(topic, [waiter])
@@ -129,7 +141,7 @@ export class GossipClient {
       return
     }
     let queue = this.queues.get(topic)
-    if (queue === undefined) this.queues.set(topic, queue = [])
+    if (queue === undefined) this.queues.set(topic, (queue = []))
     if (queue.length >= QUEUE_LIMIT) queue.shift()
     queue.push(payload)
   }

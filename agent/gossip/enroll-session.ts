@@ -79,16 +79,27 @@ export interface EnrolledDevice {
  * authorization. Once the root arrives inside the MACed authorization, the broker certificate of this very
  * session must chain to it (else BROKER_IDENTITY), and once genesis arrives its CN must be L0's.
  */
-function checkPairingBroker(pki: PkiProvider, client: GossipClient, root: DeviceCertificate, now: number, sha256: (d: Uint8Array) => Uint8Array): DeviceCertificate {
+function checkPairingBroker(
+  pki: PkiProvider,
+  client: GossipClient,
+  root: DeviceCertificate,
+  now: number,
+  sha256: (d: Uint8Array) => Uint8Array,
+): DeviceCertificate {
   const der = client.session.peerCertificate()
-  if (der === undefined) throw new KinError('BROKER_IDENTITY', 'the broker presented no TLS certificate; this is not a kinship L0')
+  if (der === undefined)
+    throw new KinError('BROKER_IDENTITY', 'the broker presented no TLS certificate; this is not a kinship L0')
   try {
     const peer = DeviceCertificate.from(der, { sha256 })
     checkIssuedByRoot(peer, root, pki)
     checkValidity(peer, now)
     return peer
   } catch (err) {
-    throw new KinError('BROKER_IDENTITY', `the broker this device paired through is not vouched for by the fleet root the parent sent (${(err as Error).message}); do not use this network`, { cause: err })
+    throw new KinError(
+      'BROKER_IDENTITY',
+      `the broker this device paired through is not vouched for by the fleet root the parent sent (${(err as Error).message}); do not use this network`,
+      { cause: err },
+    )
   }
 }
 
@@ -98,7 +109,14 @@ function lineageError(err: unknown): unknown {
 }
 
 /** Replays L0's lineage into a fresh ledger; its genesis must name the root the parent sent (rootCertHash). */
-export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[], root: DeviceCertificate, domain: string, now: number, verified?: VerifiedSignatures): Ledger {
+export function ledgerFromLineage(
+  crypto: CryptoProvider,
+  lineage: Uint8Array[],
+  root: DeviceCertificate,
+  domain: string,
+  now: number,
+  verified?: VerifiedSignatures,
+): Ledger {
   const ledger = new Ledger(crypto)
   try {
     for (const bytes of lineage) ledger.ingest(bytes, { now, verified })
@@ -108,9 +126,13 @@ export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[],
   const genesis = ledger.state.genesis
   if (genesis === undefined) throw new VerificationError('NO_GENESIS', 'the lineage L0 sent has no genesis event')
   if (!bytesEqual(genesis.body.rootCertHash, root.certHash)) {
-    throw new VerificationError('CERT_CHAIN', "the fleet's genesis names another root certificate than the one the parent sent; enrollment stopped")
+    throw new VerificationError(
+      'CERT_CHAIN',
+      "the fleet's genesis names another root certificate than the one the parent sent; enrollment stopped",
+    )
   }
-  if (genesis.body.domain !== domain) throw new VerificationError('CERT_CHAIN', `genesis founds fleet ${genesis.body.domain}, the root names ${domain}`)
+  if (genesis.body.domain !== domain)
+    throw new VerificationError('CERT_CHAIN', `genesis founds fleet ${genesis.body.domain}, the root names ${domain}`)
   return ledger
 }
 
@@ -118,27 +140,48 @@ export function ledgerFromLineage(crypto: CryptoProvider, lineage: Uint8Array[],
  * Step 4 on the child: the parent's sealed answer on the `authorize` leaf — an authorization payload, or a
  * withdrawal (its `kin invite` was stopped), refused at once PAIR_WITHDRAWN instead of waiting out the timeout.
  */
-export function awaitAuthorization(client: GossipClient, secrets: PairingSecrets, topics: ReturnType<typeof fleetTopics>, timeoutMs: number): Promise<Uint8Array> {
-  return client.waitFor(topics.pair(secrets.inviteId, 'authorize'), p => {
-    const payload = openPairMessage(secrets, 'authorize', p)
-    const withdrawn = withdrawalOf(payload)
-    if (withdrawn !== undefined) {
-      throw new VerificationError('PAIR_WITHDRAWN', `the inviting device withdrew the invite (${withdrawn}); ask it for a new code ('kin invite')`)
-    }
-    return payload
-  }, {
-    timeoutMs, code: 'PAIR_TIMEOUT',
-    message: `the inviting device did not answer within ${Math.round(timeoutMs / 1000)} s; is 'kin invite' still running there?`,
-  })
+export function awaitAuthorization(
+  client: GossipClient,
+  secrets: PairingSecrets,
+  topics: ReturnType<typeof fleetTopics>,
+  timeoutMs: number,
+): Promise<Uint8Array> {
+  return client.waitFor(
+    topics.pair(secrets.inviteId, 'authorize'),
+    p => {
+      const payload = openPairMessage(secrets, 'authorize', p)
+      const withdrawn = withdrawalOf(payload)
+      if (withdrawn !== undefined) {
+        throw new VerificationError(
+          'PAIR_WITHDRAWN',
+          `the inviting device withdrew the invite (${withdrawn}); ask it for a new code ('kin invite')`,
+        )
+      }
+      return payload
+    },
+    {
+      timeoutMs,
+      code: 'PAIR_TIMEOUT',
+      message: `the inviting device did not answer within ${Math.round(timeoutMs / 1000)} s; is 'kin invite' still running there?`,
+    },
+  )
 }
 
-async function requestAuthorization(client: GossipClient, opts: EnrollOptions, topics: ReturnType<typeof fleetTopics>, secrets: ReturnType<typeof derivePairingSecrets>, request: EnrollRequest): Promise<Uint8Array> {
+async function requestAuthorization(
+  client: GossipClient,
+  opts: EnrollOptions,
+  topics: ReturnType<typeof fleetTopics>,
+  secrets: ReturnType<typeof derivePairingSecrets>,
+  request: EnrollRequest,
+): Promise<Uint8Array> {
   const message = sealPairMessage(secrets, 'request', encodeEnrollRequest(request))
   const requestTopic = topics.pair(secrets.inviteId, 'request')
   await client.publish(requestTopic, message)
   opts.onStep?.('request')
   // Repeated until answered: the parent may have been reconnecting (an L0 restart) when the first copy passed.
-  const repeat = setInterval(() => { client.publish(requestTopic, message).catch(() => undefined) }, opts.repeatMs ?? 2000)
+  const repeat = setInterval(() => {
+    client.publish(requestTopic, message).catch(() => undefined)
+  }, opts.repeatMs ?? 2000)
   try {
     return await awaitAuthorization(client, secrets, topics, opts.stepTimeoutMs)
   } finally {
@@ -151,11 +194,17 @@ async function requestAuthorization(client: GossipClient, opts: EnrollOptions, t
  * keys, logs in with the code, sends the request, checks the authorization, sends the CSR, checks the
  * certificate and the lineage, and returns the device with its ledger. Nothing is written anywhere.
  */
-export async function enrollThroughBroker(crypto: CryptoProvider, pki: PkiProvider, transport: Transport, opts: EnrollOptions): Promise<EnrolledDevice> {
+export async function enrollThroughBroker(
+  crypto: CryptoProvider,
+  pki: PkiProvider,
+  transport: Transport,
+  opts: EnrollOptions,
+): Promise<EnrolledDevice> {
   // A typo is refused before spending a second on keys.
   const secrets = derivePairingSecrets(opts.code)
   const started = Date.now()
-  const { request, secrets: deviceSecrets } = opts.keys ?? await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name, keyType: opts.keyType })
+  const { request, secrets: deviceSecrets } =
+    opts.keys ?? (await createEnrollRequest(crypto, pki, { kind: opts.kind, name: opts.name, keyType: opts.keyType }))
   const keygenMs = Date.now() - started
   opts.onStep?.('keys')
 
@@ -175,16 +224,24 @@ export async function enrollThroughBroker(crypto: CryptoProvider, pki: PkiProvid
  */
 export function fleetOfBroker(client: GossipClient, sha256: (d: Uint8Array) => Uint8Array): string {
   const der = client.session.peerCertificate()
-  if (der === undefined) throw new KinError('BROKER_IDENTITY', 'the broker presented no TLS certificate; this is not a kinship L0')
+  if (der === undefined)
+    throw new KinError('BROKER_IDENTITY', 'the broker presented no TLS certificate; this is not a kinship L0')
   const cn = DeviceCertificate.from(der, { sha256 }).cn
   const dot = cn.indexOf('.')
-  if (dot <= 0) throw new KinError('BROKER_IDENTITY', `the broker's certificate names "${cn}", which is not a kinship device name`)
+  if (dot <= 0)
+    throw new KinError('BROKER_IDENTITY', `the broker's certificate names "${cn}", which is not a kinship device name`)
   return cn.slice(dot + 1)
 }
 
 async function enrollSteps(
-  crypto: CryptoProvider, pki: PkiProvider, client: GossipClient, opts: EnrollOptions, secrets: ReturnType<typeof derivePairingSecrets>,
-  request: EnrollRequest, deviceSecrets: DeviceSecrets, keygenMs: number,
+  crypto: CryptoProvider,
+  pki: PkiProvider,
+  client: GossipClient,
+  opts: EnrollOptions,
+  secrets: ReturnType<typeof derivePairingSecrets>,
+  request: EnrollRequest,
+  deviceSecrets: DeviceSecrets,
+  keygenMs: number,
 ): Promise<EnrolledDevice> {
   const topics = fleetTopics(fleetOfBroker(client, crypto.sha256))
   await client.subscribe([topics.pair(secrets.inviteId, 'authorize'), topics.pair(secrets.inviteId, 'cert')])
@@ -195,27 +252,39 @@ async function enrollSteps(
   try {
     checkIssuedByRoot(root, root, pki)
   } catch (err) {
-    throw new VerificationError('CERT_CHAIN', `the parent sent a fleet root that is not a self-signed kinship CA: ${(err as Error).message}`, { cause: err })
+    throw new VerificationError(
+      'CERT_CHAIN',
+      `the parent sent a fleet root that is not a self-signed kinship CA: ${(err as Error).message}`,
+      { cause: err },
+    )
   }
   const domain = fleetDomainOfRootCn(root.cn)
-  if (fleetTopics(domain).base !== topics.base) throw new KinError('BROKER_IDENTITY', `the broker names fleet ${topics.fleet}, the parent's root names ${domain}`)
+  if (fleetTopics(domain).base !== topics.base)
+    throw new KinError('BROKER_IDENTITY', `the broker names fleet ${topics.fleet}, the parent's root names ${domain}`)
   const accepted: AcceptedAuthorization = acceptAuthorization(crypto, payload.authorizeBytes, request, domain)
   const broker = checkPairingBroker(pki, client, root, opts.now(), crypto.sha256)
   opts.onStep?.('authorized', accepted.cn)
 
   // Step 5: the CSR to L0's CA. Step 6: its certificate and the lineage.
-  await client.publish(topics.pair(secrets.inviteId, 'csr'), encodeCsrPayload(payload.authorizeBytes, await createEnrollCsr(accepted, deviceSecrets)))
+  await client.publish(
+    topics.pair(secrets.inviteId, 'csr'),
+    encodeCsrPayload(payload.authorizeBytes, await createEnrollCsr(accepted, deviceSecrets)),
+  )
   opts.onStep?.('csr')
   const reply = await client.waitFor(topics.pair(secrets.inviteId, 'cert'), decodeCertReply, {
-    timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT', message: `L0's CA did not answer within ${Math.round(opts.stepTimeoutMs / 1000)} s; is 'kin broker' running?`,
+    timeoutMs: opts.stepTimeoutMs,
+    code: 'PAIR_TIMEOUT',
+    message: `L0's CA did not answer within ${Math.round(opts.stepTimeoutMs / 1000)} s; is 'kin broker' running?`,
   })
-  if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused this device's certificate")
+  if (!reply.ok)
+    throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused this device's certificate")
 
   // Step 7: the device's own ledger; its certificate checked against the root of step 4.
   const now = opts.now()
   const ledger = ledgerFromLineage(crypto, reply.lineage, root, domain, now, opts.verified)
   const l0Cn = ledger.state.genesis!.cn
-  if (broker.cn !== l0Cn) throw new KinError('BROKER_IDENTITY', `the broker this device paired through is ${broker.cn}, not L0 (${l0Cn})`)
+  if (broker.cn !== l0Cn)
+    throw new KinError('BROKER_IDENTITY', `the broker this device paired through is ${broker.cn}, not L0 (${l0Cn})`)
   // L0's lineage ends with this device's authorize event once the CA recorded it (broker/lineage.ts); an older L0
   // may stop at the parent's events.
   if (!ledger.state.has(accepted.event.idHex)) {
@@ -225,13 +294,32 @@ async function enrollSteps(
       throw lineageError(err)
     }
   }
-  const { certified } = recordCertificate(crypto, pki, ledger, accepted, deviceSecrets, reply.certPem, payload.rootPem, now)
+  const { certified } = recordCertificate(
+    crypto,
+    pki,
+    ledger,
+    accepted,
+    deviceSecrets,
+    reply.certPem,
+    payload.rootPem,
+    now,
+  )
   ledger.ingest(certified, { now })
   opts.onStep?.('certified', accepted.cn)
   const body = accepted.event.event.type === 'authorize' ? accepted.event.event.body : undefined
   return {
-    cn: accepted.cn, fleet: domain, role: body!.role, parentCn: accepted.parentCn, l0Cn, rootPem: payload.rootPem, certPem: reply.certPem,
-    secrets: deviceSecrets, ledger, authorize: accepted.event, certified, keygenMs,
+    cn: accepted.cn,
+    fleet: domain,
+    role: body!.role,
+    parentCn: accepted.parentCn,
+    l0Cn,
+    rootPem: payload.rootPem,
+    certPem: reply.certPem,
+    secrets: deviceSecrets,
+    ledger,
+    authorize: accepted.event,
+    certified,
+    keygenMs,
   }
 }
 
@@ -240,10 +328,24 @@ async function enrollSteps(
  * authorize and certified events; L0 admits the device only once it holds the certified one. The CLI, the simulator
  * and the benchmark all end an enrollment with this.
  */
-export async function handOverFirstEvents(transport: Transport, device: EnrolledDevice, url: string, timeoutMs: number): Promise<void> {
-  const client = await connectDevice(transport, {
-    url, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn,
-  }, { timeoutMs })
+export async function handOverFirstEvents(
+  transport: Transport,
+  device: EnrolledDevice,
+  url: string,
+  timeoutMs: number,
+): Promise<void> {
+  const client = await connectDevice(
+    transport,
+    {
+      url,
+      cn: device.cn,
+      certPem: device.certPem,
+      keyPem: device.secrets.tls.privateKeyPem,
+      rootPem: device.rootPem,
+      l0Cn: device.l0Cn,
+    },
+    { timeoutMs },
+  )
   try {
     await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
   } finally {

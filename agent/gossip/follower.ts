@@ -195,7 +195,14 @@ export class LedgerFollower {
   readonly #work = new Set<Promise<unknown>>()
   readonly #listeners = new Set<() => void>()
   #revokedTold = false
-  #stats = { added: 0, rewritten: false, dropped: [] as Refusal[], alarms: [] as HeadAlarm[], submitted: 0, stale: undefined as KinError | undefined }
+  #stats = {
+    added: 0,
+    rewritten: false,
+    dropped: [] as Refusal[],
+    alarms: [] as HeadAlarm[],
+    submitted: 0,
+    stale: undefined as KinError | undefined,
+  }
 
   constructor(options: FollowerOptions) {
     this.#o = options
@@ -206,7 +213,8 @@ export class LedgerFollower {
     this.topics = fleetTopics(options.fleet)
     const genesis = options.replica.ledger.ledger.state.genesis
     const minerKey = options.minerKey ?? genesis?.body.minerKey
-    if (minerKey === undefined) throw new KinError('NO_GENESIS', 'the replica holds no genesis: the follower cannot know the miner key')
+    if (minerKey === undefined)
+      throw new KinError('NO_GENESIS', 'the replica holds no genesis: the follower cannot know the miner key')
     this.#minerKey = Uint8Array.from(minerKey)
   }
 
@@ -267,13 +275,21 @@ export class LedgerFollower {
       if (!isKinError(err, 'HEAD_MISSING')) throw err
     }
     // Heads that came in while that sync ran are settled by one more round, asked after them.
-    for (let i = 0; i < 3 && this.#pending.size > 0 && left() > 0; i++) await this.#withDeadline(this.sync(), left(), 'catching up with the miner')
-    await this.#withDeadline(this.resubmit(), left(), 'submitting this device\'s events')
+    for (let i = 0; i < 3 && this.#pending.size > 0 && left() > 0; i++)
+      await this.#withDeadline(this.sync(), left(), 'catching up with the miner')
+    await this.#withDeadline(this.resubmit(), left(), "submitting this device's events")
     const held = this.replica
     return {
-      head: held.head, headId: held.headId, covered: held.coveredSize, pending: held.pendingOwnEvents().length,
-      added: this.#stats.added, rewritten: this.#stats.rewritten, dropped: this.#stats.dropped, alarms: this.#stats.alarms,
-      submitted: this.#stats.submitted, stale: this.#stats.stale,
+      head: held.head,
+      headId: held.headId,
+      covered: held.coveredSize,
+      pending: held.pendingOwnEvents().length,
+      added: this.#stats.added,
+      rewritten: this.#stats.rewritten,
+      dropped: this.#stats.dropped,
+      alarms: this.#stats.alarms,
+      submitted: this.#stats.submitted,
+      stale: this.#stats.stale,
     }
   }
 
@@ -286,12 +302,18 @@ export class LedgerFollower {
     if (this.#closing) return Promise.reject(new KinError('BROKER_CLOSED', 'the follower is closed'))
     this.start()
     const refused = (): boolean => this.#lastError !== undefined && !isConnectionError(this.#lastError)
-    return this.#waitFor(() => this.#status === 'online' || this.#closing || refused(), deadlineMs).then(() => {
-      if (this.#closing) throw new KinError('BROKER_CLOSED', 'the follower is closed')
-      if (this.#status !== 'online') throw this.#lastError!
-    }, () => {
-      throw this.#lastError ?? new KinError('BROKER_TIMEOUT', `no session with the broker at ${this.#o.login.url} within ${deadlineMs} ms`)
-    })
+    return this.#waitFor(() => this.#status === 'online' || this.#closing || refused(), deadlineMs).then(
+      () => {
+        if (this.#closing) throw new KinError('BROKER_CLOSED', 'the follower is closed')
+        if (this.#status !== 'online') throw this.#lastError!
+      },
+      () => {
+        throw (
+          this.#lastError ??
+          new KinError('BROKER_TIMEOUT', `no session with the broker at ${this.#o.login.url} within ${deadlineMs} ms`)
+        )
+      },
+    )
   }
 
   /**
@@ -348,12 +370,18 @@ export class LedgerFollower {
     const end = Date.now() + deadlineMs
     await this.waitOnline(deadlineMs)
     const client = this.#client
-    if (client === undefined) throw this.#lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
+    if (client === undefined)
+      throw this.#lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
     const genesis = this.replica.ledger.ledger.state.genesis
     const held = this.replica.head
     try {
       return await fetchBundle(client, {
-        crypto: this.crypto, fleet: this.fleet, selfCn: this.cn, cn, now: this.#o.clock.now(), timeoutMs: Math.max(1, end - Date.now()),
+        crypto: this.crypto,
+        fleet: this.fleet,
+        selfCn: this.cn,
+        cn,
+        now: this.#o.clock.now(),
+        timeoutMs: Math.max(1, end - Date.now()),
         anchor: { minerKey: this.#minerKey, genesisId: genesis?.event.idHex, knownHead: held },
         ...(knownTreeSize === undefined ? {} : { knownTreeSize }),
       })
@@ -369,14 +397,18 @@ export class LedgerFollower {
    */
   sync(): Promise<void> {
     if (this.#running === undefined) {
-      const run = this.#runSync().finally(() => { if (this.#running === run) this.#running = undefined })
+      const run = this.#runSync().finally(() => {
+        if (this.#running === run) this.#running = undefined
+      })
       this.#running = run
       return run
     }
-    this.#queued ??= this.#running.catch(() => undefined).then(() => {
-      this.#queued = undefined
-      return this.sync()
-    })
+    this.#queued ??= this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued = undefined
+        return this.sync()
+      })
     return this.#queued
   }
 
@@ -388,7 +420,10 @@ export class LedgerFollower {
       this.#setStatus('connecting', undefined)
       let upSince: number | undefined
       try {
-        const client = await connectDevice(this.#o.transport, this.#o.login, { timeoutMs: this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, reconnect: false })
+        const client = await connectDevice(this.#o.transport, this.#o.login, {
+          timeoutMs: this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+          reconnect: false,
+        })
         if (this.#closing) {
           await this.#end(client)
           break
@@ -415,7 +450,9 @@ export class LedgerFollower {
     this.#orderKnown = true
     let closedWith: KinError | undefined
     let lost: (err: KinError) => void = () => undefined
-    const lostPromise = new Promise<never>((_, reject) => { lost = reject })
+    const lostPromise = new Promise<never>((_, reject) => {
+      lost = reject
+    })
     lostPromise.catch(() => undefined)
     this.#lost.set(client, lostPromise)
     const closed = new Promise<void>(resolve => {
@@ -460,7 +497,14 @@ export class LedgerFollower {
       this.sync().catch(err => {
         const e = asKinError(err, 'probe')
         if (e.code !== 'BROKER_TIMEOUT' || this.#client !== client) return
-        this.#report(new KinError('SESSION_SILENT', `the broker answered no sync round within the deadline on a session that looks up: logging in again (${e.message})`, { cause: e }), 'probe')
+        this.#report(
+          new KinError(
+            'SESSION_SILENT',
+            `the broker answered no sync round within the deadline on a session that looks up: logging in again (${e.message})`,
+            { cause: e },
+          ),
+          'probe',
+        )
         void this.#end(client)
       })
     }, every)
@@ -479,10 +523,14 @@ export class LedgerFollower {
   }
 
   #dispatch(topic: string, payload: Uint8Array): void {
-    const job = topic === this.topics.head ? this.#onHead(payload)
-      : topic === this.topics.events ? this.#onAnnouncement(payload)
-        : topic === this.topics.syncResp(this.cn) ? this.#onAnswer(payload)
-          : undefined
+    const job =
+      topic === this.topics.head
+        ? this.#onHead(payload)
+        : topic === this.topics.events
+          ? this.#onAnnouncement(payload)
+          : topic === this.topics.syncResp(this.cn)
+            ? this.#onAnswer(payload)
+            : undefined
     if (job === undefined) return
     const tracked = job.catch(err => this.#report(asKinError(err, topic), topic))
     this.#work.add(tracked)
@@ -498,11 +546,20 @@ export class LedgerFollower {
     try {
       outcome = await this.replica.applyHead(bytes, this.#minerKey, now)
     } catch (err) {
-      if (isAlarm(err)) { this.#alarm(err, 'head', bytes); return }
+      if (isAlarm(err)) {
+        this.#alarm(err, 'head', bytes)
+        return
+      }
       throw err
     }
-    if (outcome.status === 'advanced') { this.#adopted('head', { added: 0, rewritten: false, dropped: [] }); return }
-    if (outcome.status !== 'need-sync') { this.#notify(); return }
+    if (outcome.status === 'advanced') {
+      this.#adopted('head', { added: 0, rewritten: false, dropped: [] })
+      return
+    }
+    if (outcome.status !== 'need-sync') {
+      this.#notify()
+      return
+    }
     const head = decodeHead(bytes)
     if (this.#rootContradicts(head, bytes)) return
     const idHex = toHex(this.crypto.sha256(bytes))
@@ -533,7 +590,13 @@ export class LedgerFollower {
     const round = this.#round
     if (reply.kind === 'error') {
       this.#round = undefined
-      round?.reject(new KinError(reply.code === 'HEAD_MISSING' ? 'HEAD_MISSING' : 'BROKER_REFUSED', `the miner refused the sync request: ${reply.code}: ${reply.message}`, { detail: { minerCode: reply.code } }))
+      round?.reject(
+        new KinError(
+          reply.code === 'HEAD_MISSING' ? 'HEAD_MISSING' : 'BROKER_REFUSED',
+          `the miner refused the sync request: ${reply.code}: ${reply.message}`,
+          { detail: { minerCode: reply.code } },
+        ),
+      )
       return
     }
     let outcome: SyncOutcome | undefined
@@ -545,7 +608,8 @@ export class LedgerFollower {
       throw err
     }
     if (this.#round === round) this.#round = undefined
-    if (outcome === undefined) round?.reject(new KinError('SYNC_MISMATCH', 'the miner\'s sync answer was refused (see the alarm)'))
+    if (outcome === undefined)
+      round?.reject(new KinError('SYNC_MISMATCH', "the miner's sync answer was refused (see the alarm)"))
     else round?.resolve({ outcome, inOrder })
     if (inOrder) this.#inOrderSince = Math.max(this.#inOrderSince, sent!)
   }
@@ -580,10 +644,15 @@ export class LedgerFollower {
     if (client === undefined) throw this.#lastError ?? new KinError('BROKER_CLOSED', 'no session with the broker')
     let unfit = 0
     for (let rounds = 0; ; rounds++) {
-      if (rounds >= MAX_SYNC_ROUNDS) throw new KinError('SYNC_MISMATCH', `catching up took more than ${MAX_SYNC_ROUNDS} rounds`)
+      if (rounds >= MAX_SYNC_ROUNDS)
+        throw new KinError('SYNC_MISMATCH', `catching up took more than ${MAX_SYNC_ROUNDS} rounds`)
       const { outcome } = await this.#syncRound(client)
       if (outcome.status === 'need-sync') {
-        if (++unfit >= MAX_UNFIT_ANSWERS) throw new KinError('SYNC_MISMATCH', `${MAX_UNFIT_ANSWERS} sync answers in a row did not fit this device's ledger`)
+        if (++unfit >= MAX_UNFIT_ANSWERS)
+          throw new KinError(
+            'SYNC_MISMATCH',
+            `${MAX_UNFIT_ANSWERS} sync answers in a row did not fit this device's ledger`,
+          )
         continue
       }
       unfit = 0
@@ -591,7 +660,8 @@ export class LedgerFollower {
     }
     await this.#settlePending()
     // Heads that arrived during this catch-up are settled by the next one (when answers can be matched to requests).
-    if (this.#orderKnown && [...this.#pending.values()].some(p => p.arrival >= this.#inOrderSince)) void this.sync().catch(() => undefined)
+    if (this.#orderKnown && [...this.#pending.values()].some(p => p.arrival >= this.#inOrderSince))
+      void this.sync().catch(() => undefined)
   }
 
   #syncRound(client: GossipClient): Promise<{ outcome: SyncOutcome; inOrder: boolean }> {
@@ -601,11 +671,21 @@ export class LedgerFollower {
         if (this.#round === round) this.#round = undefined
         // The answer may still come, out of step with the next request: stop matching answers to requests.
         this.#orderKnown = false
-        reject(new KinError('BROKER_TIMEOUT', `the miner did not answer a sync request within ${timeoutMs} ms`, { detail: { timeoutMs } }))
+        reject(
+          new KinError('BROKER_TIMEOUT', `the miner did not answer a sync request within ${timeoutMs} ms`, {
+            detail: { timeoutMs },
+          }),
+        )
       }, timeoutMs)
       const round: Round = {
-        resolve: v => { clearTimeout(timer); resolve(v) },
-        reject: e => { clearTimeout(timer); reject(e) },
+        resolve: v => {
+          clearTimeout(timer)
+          resolve(v)
+        },
+        reject: e => {
+          clearTimeout(timer)
+          reject(e)
+        },
       }
       this.#round?.reject(new KinError('INTERNAL', 'a sync round was replaced'))
       this.#round = round
@@ -628,7 +708,10 @@ export class LedgerFollower {
       try {
         outcome = await this.replica.applyHead(p.bytes, this.#minerKey, this.#o.clock.now())
       } catch (err) {
-        if (isAlarm(err)) { this.#alarm(err, 'head', p.bytes); continue }
+        if (isAlarm(err)) {
+          this.#alarm(err, 'head', p.bytes)
+          continue
+        }
         throw err
       }
       if (outcome.status === 'advanced') this.#adopted('head', { added: 0, rewritten: false, dropped: [] })
@@ -670,8 +753,16 @@ export class LedgerFollower {
     this.#stats.added += outcome.added
     this.#stats.rewritten ||= outcome.rewritten
     this.#stats.dropped.push(...outcome.dropped)
-    for (const p of [...this.#pending.values()]) if (p.head.height <= head.height && p.idHex === this.replica.headId) this.#pending.delete(p.idHex)
-    this.#o.onHead?.({ head, headId: this.replica.headId!, via, added: outcome.added, rewritten: outcome.rewritten, dropped: outcome.dropped })
+    for (const p of [...this.#pending.values()])
+      if (p.head.height <= head.height && p.idHex === this.replica.headId) this.#pending.delete(p.idHex)
+    this.#o.onHead?.({
+      head,
+      headId: this.replica.headId!,
+      via,
+      added: outcome.added,
+      rewritten: outcome.rewritten,
+      dropped: outcome.dropped,
+    })
     this.#checkRevoked()
     this.#notify()
   }
@@ -718,7 +809,13 @@ export class LedgerFollower {
         done()
         resolve()
       }
-      const timer = setTimeout(() => { done(); reject(deadlineError('waiting', ms)) }, Math.max(0, ms))
+      const timer = setTimeout(
+        () => {
+          done()
+          reject(deadlineError('waiting', ms))
+        },
+        Math.max(0, ms),
+      )
       const done = (): void => {
         clearTimeout(timer)
         this.#listeners.delete(listener)
@@ -730,19 +827,38 @@ export class LedgerFollower {
   #withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(deadlineError(what, ms)), Math.max(0, ms))
-      work.then(v => { clearTimeout(timer); resolve(v) }, e => { clearTimeout(timer); reject(e) })
+      work.then(
+        v => {
+          clearTimeout(timer)
+          resolve(v)
+        },
+        e => {
+          clearTimeout(timer)
+          reject(e)
+        },
+      )
     })
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise(resolve => {
-      const timer = setTimeout(() => { this.#wake = undefined; resolve() }, ms)
-      this.#wake = () => { clearTimeout(timer); this.#wake = undefined; resolve() }
+      const timer = setTimeout(() => {
+        this.#wake = undefined
+        resolve()
+      }, ms)
+      this.#wake = () => {
+        clearTimeout(timer)
+        this.#wake = undefined
+        resolve()
+      }
     })
   }
 }
 
 /** Whether `err` is the kind of failure a follower retries by reconnecting (the broker away, a session lost). */
 export function isConnectionError(err: unknown): boolean {
-  return isKinError(err) && (err.code === 'BROKER_UNREACHABLE' || err.code === 'BROKER_CLOSED' || err.code === 'BROKER_TIMEOUT')
+  return (
+    isKinError(err) &&
+    (err.code === 'BROKER_UNREACHABLE' || err.code === 'BROKER_CLOSED' || err.code === 'BROKER_TIMEOUT')
+  )
 }

@@ -4,7 +4,15 @@ import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { authorizeChild } from '../enroll/parent.ts'
 import { signInvite, type Invite } from '../enroll/invite.ts'
-import { derivePairingSecrets, formatPairingCode, loginVerifier, openPairMessage, sealPairMessage, CODE_BYTES, type PairingSecrets } from '../enroll/pairing.ts'
+import {
+  derivePairingSecrets,
+  formatPairingCode,
+  loginVerifier,
+  openPairMessage,
+  sealPairMessage,
+  CODE_BYTES,
+  type PairingSecrets,
+} from '../enroll/pairing.ts'
 import { decodeEnrollRequest, type EnrollRequest } from '../enroll/request.ts'
 import type { Ledger } from '../ledger/ledger.ts'
 import type { EncodedEvent, RoleName } from '../ledger/types.ts'
@@ -12,7 +20,15 @@ import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot } from '../pki/chain.ts'
 import type { PkiProvider } from '../ports/pki.ts'
 import type { GossipClient } from './client.ts'
-import { decodeCertReply, decodeInviteReply, decodeWithdrawReply, encodeAuthorizePayload, encodeInviteWithdraw, encodeWithdrawal, remoteRefusal } from './pair-wire.ts'
+import {
+  decodeCertReply,
+  decodeInviteReply,
+  decodeWithdrawReply,
+  encodeAuthorizePayload,
+  encodeInviteWithdraw,
+  encodeWithdrawal,
+  remoteRefusal,
+} from './pair-wire.ts'
 import { fleetTopics } from './topics.ts'
 
 /** Seconds after a code's expiry the parent still waits for the request of a child that logged in just in time. */
@@ -79,17 +95,31 @@ export interface CompleteOptions {
  */
 export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: number): void {
   const binding = ledger.state.currentBinding(cn)
-  if (binding === undefined) throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
+  if (binding === undefined)
+    throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
   const invalid = ledger.state.invalidAt(binding, now)
-  if (invalid !== undefined) throw new VerificationError('ISSUER_REVOKED', `this device may not invite: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`)
+  if (invalid !== undefined)
+    throw new VerificationError(
+      'ISSUER_REVOKED',
+      `this device may not invite: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`,
+    )
   if (binding.role !== 'admin' && binding.role !== 'member') {
-    throw new VerificationError('ROLE_CANNOT_DELEGATE', `this device has role ${binding.role}, which may not invite devices; invite from a phone or computer with role admin or member`)
+    throw new VerificationError(
+      'ROLE_CANNOT_DELEGATE',
+      `this device has role ${binding.role}, which may not invite devices; invite from a phone or computer with role admin or member`,
+    )
   }
   if (binding.role === 'member' && (role === 'admin' || role === 'member')) {
-    throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${role}; ask an admin to invite it`)
+    throw new VerificationError(
+      'ROLE_ESCALATION',
+      `a member may invite guests and devices only, not ${role}; ask an admin to invite it`,
+    )
   }
   if (binding.depth < 1) {
-    throw new VerificationError('DEPTH_EXHAUSTED', 'this device has delegation depth 0: it may not authorize devices; invite from a device higher in the tree')
+    throw new VerificationError(
+      'DEPTH_EXHAUSTED',
+      'this device has delegation depth 0: it may not authorize devices; invite from a device higher in the tree',
+    )
   }
 }
 
@@ -97,69 +127,122 @@ export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: 
  * Step 1 (PAIRING.md): draws a code, registers the invite with L0 (signed with this device's ledger key) and
  * waits for `invite-ok`; then subscribes to the invite's pairing topics. The code is shown only after this.
  */
-export async function openInvite(crypto: CryptoProvider, client: GossipClient, inviter: Inviter, choices: InviteChoices, opts: { now: number; timeoutMs: number }): Promise<OpenedInvite> {
+export async function openInvite(
+  crypto: CryptoProvider,
+  client: GossipClient,
+  inviter: Inviter,
+  choices: InviteChoices,
+  opts: { now: number; timeoutMs: number },
+): Promise<OpenedInvite> {
   const { now } = opts
   checkMayInvite(inviter.ledger, inviter.cn, choices.role, now)
   const code = formatPairingCode(crypto.randomBytes(CODE_BYTES))
   const secrets = derivePairingSecrets(code)
   const invite: Invite = {
-    inviteId: secrets.inviteId, loginVerifier: loginVerifier(secrets.loginProof), parentCn: inviter.cn, role: choices.role,
-    name: choices.name, expires: now + choices.ttlSeconds, time: now,
+    inviteId: secrets.inviteId,
+    loginVerifier: loginVerifier(secrets.loginProof),
+    parentCn: inviter.cn,
+    role: choices.role,
+    name: choices.name,
+    expires: now + choices.ttlSeconds,
+    time: now,
   }
   const topics = fleetTopics(inviter.fleet)
   await client.subscribe([topics.inboxAll(inviter.cn)])
   await client.publish(topics.inbox(inviter.l0Cn, inviter.cn), signInvite(crypto, invite, inviter.ledgerSeed))
   // L0's answer comes in under L0's own CN.
-  const reply = await client.waitFor(topics.inbox(inviter.cn, inviter.l0Cn), p => {
-    const r = decodeInviteReply(p)
-    return r !== undefined && r.inviteId === invite.inviteId ? r : undefined
-  }, { timeoutMs: opts.timeoutMs, code: 'PAIR_TIMEOUT', message: `L0 did not confirm the invite within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date with this device's ledger?` })
+  const reply = await client.waitFor(
+    topics.inbox(inviter.cn, inviter.l0Cn),
+    p => {
+      const r = decodeInviteReply(p)
+      return r !== undefined && r.inviteId === invite.inviteId ? r : undefined
+    },
+    {
+      timeoutMs: opts.timeoutMs,
+      code: 'PAIR_TIMEOUT',
+      message: `L0 did not confirm the invite within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date with this device's ledger?`,
+    },
+  )
   if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'INVITE_REFUSED', 'L0 refused the invite')
   await client.subscribe([topics.pairAll(invite.inviteId)])
   return { code, inviteId: invite.inviteId, expires: invite.expires, invite, secrets, choices }
 }
 
 /** Steps 3, 4 and 6 on the parent: the child's request, its authorization, and the certificate L0 issued it. */
-export async function completeInvite(crypto: CryptoProvider, pki: PkiProvider, client: GossipClient, inviter: Inviter, opened: OpenedInvite, opts: CompleteOptions): Promise<InviteResult> {
+export async function completeInvite(
+  crypto: CryptoProvider,
+  pki: PkiProvider,
+  client: GossipClient,
+  inviter: Inviter,
+  opened: OpenedInvite,
+  opts: CompleteOptions,
+): Promise<InviteResult> {
   const topics = fleetTopics(inviter.fleet)
   const { inviteId, secrets } = opened
   const requestTopic = topics.pair(inviteId, 'request')
   // A child that logged in just before expiry sends its request just after it.
   const untilExpiry = (opened.expires + REQUEST_GRACE_SECONDS - opts.now()) * 1000
   let requestBytes: Uint8Array | undefined
-  const request = await client.waitFor(requestTopic, p => {
-    const r = decodeEnrollRequest(openPairMessage(secrets, 'request', p))
-    requestBytes = p
-    return r
-  }, { timeoutMs: untilExpiry, code: 'PAIR_CODE_EXPIRED', message: `nobody enrolled with code ${opened.code} before it expired; run 'kin invite' again for a new code` })
+  const request = await client.waitFor(
+    requestTopic,
+    p => {
+      const r = decodeEnrollRequest(openPairMessage(secrets, 'request', p))
+      requestBytes = p
+      return r
+    },
+    {
+      timeoutMs: untilExpiry,
+      code: 'PAIR_CODE_EXPIRED',
+      message: `nobody enrolled with code ${opened.code} before it expired; run 'kin invite' again for a new code`,
+    },
+  )
 
   const binding = inviter.ledger.state.currentBinding(inviter.cn)!
   const now = opts.now()
   const notAfter = opened.choices.role === 'guest' ? now + opened.choices.guestValidSeconds : binding.notAfter
-  const authorize = authorizeChild(crypto, inviter.ledger, { cn: inviter.cn, ledgerSeed: inviter.ledgerSeed }, request, {
-    role: opened.choices.role, notAfter, ...(opened.choices.name !== '' ? { name: opened.choices.name } : {}),
-  }, now)
+  const authorize = authorizeChild(
+    crypto,
+    inviter.ledger,
+    { cn: inviter.cn, ledgerSeed: inviter.ledgerSeed },
+    request,
+    {
+      role: opened.choices.role,
+      notAfter,
+      ...(opened.choices.name !== '' ? { name: opened.choices.name } : {}),
+    },
+    now,
+  )
   const childCn = inviter.ledger.state.cnOfLabel(authorize.event.subject)
   await opts.keep(authorize)
   opts.onAuthorized?.(childCn, request)
 
-  const authorizeMessage = sealPairMessage(secrets, 'authorize', encodeAuthorizePayload(authorize.bytes, inviter.rootPem))
+  const authorizeMessage = sealPairMessage(
+    secrets,
+    'authorize',
+    encodeAuthorizePayload(authorize.bytes, inviter.rootPem),
+  )
   // The child repeats its request until it hears back (its first copy may have crossed an L0 restart): the same
   // request gets the same answer, so it is never authorized twice.
   const stopRepeats = client.session.onMessage((topic, payload) => {
-    if (topic === requestTopic && requestBytes !== undefined && bytesEqual(payload, requestBytes)) client.publish(topics.pair(inviteId, 'authorize'), authorizeMessage).catch(() => undefined)
+    if (topic === requestTopic && requestBytes !== undefined && bytesEqual(payload, requestBytes))
+      client.publish(topics.pair(inviteId, 'authorize'), authorizeMessage).catch(() => undefined)
   })
   try {
     await client.publish(topics.pair(inviteId, 'authorize'), authorizeMessage)
     const reply = await client.waitFor(topics.pair(inviteId, 'cert'), decodeCertReply, {
-      timeoutMs: opts.stepTimeoutMs, code: 'PAIR_TIMEOUT',
+      timeoutMs: opts.stepTimeoutMs,
+      code: 'PAIR_TIMEOUT',
       message: `the new device did not finish enrolling within ${Math.round(opts.stepTimeoutMs / 1000)} s of its authorization; check it, then invite it again`,
     })
-    if (!reply.ok) throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused the new device's certificate")
+    if (!reply.ok)
+      throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused the new device's certificate")
     const certificate = DeviceCertificate.from(reply.certPem, { sha256: crypto.sha256 })
     checkIssuedByRoot(certificate, DeviceCertificate.from(inviter.rootPem, { sha256: crypto.sha256 }), pki)
     if (certificate.cn !== childCn || !bytesEqual(certificate.spkiHash, crypto.sha256(request.spkiDer))) {
-      throw new VerificationError('CERT_NAMES', `L0 announced a certificate for ${certificate.cn}, not for the device this invite authorized (${childCn})`)
+      throw new VerificationError(
+        'CERT_NAMES',
+        `L0 announced a certificate for ${certificate.cn}, not for the device this invite authorized (${childCn})`,
+      )
     }
     const name = authorize.event.type === 'authorize' ? authorize.event.body.name : request.name
     return { childCn, name, role: opened.choices.role, kind: request.kind, authorize, certificate }
@@ -177,19 +260,40 @@ export type WithdrawOutcome = { confirmed: true } | { confirmed: false; error: K
  * `['invite-withdraw', id]` on L0's inbox, so the code never logs in again and the CA issues nothing under it.
  * Never throws: an unconfirmed withdrawal is returned with its error, for the person to be told the code stays.
  */
-export async function withdrawInvite(client: GossipClient, inviter: Inviter, opened: OpenedInvite, reason: string, opts: { timeoutMs: number }): Promise<WithdrawOutcome> {
+export async function withdrawInvite(
+  client: GossipClient,
+  inviter: Inviter,
+  opened: OpenedInvite,
+  reason: string,
+  opts: { timeoutMs: number },
+): Promise<WithdrawOutcome> {
   const topics = fleetTopics(inviter.fleet)
   try {
-    await client.publish(topics.pair(opened.inviteId, 'authorize'), sealPairMessage(opened.secrets, 'authorize', encodeWithdrawal(reason)))
-    const answer = client.waitFor(topics.inbox(inviter.cn, inviter.l0Cn), p => decodeWithdrawReply(p, opened.inviteId), {
-      timeoutMs: opts.timeoutMs, code: 'PAIR_TIMEOUT', message: `L0 did not confirm the withdrawal within ${Math.round(opts.timeoutMs / 1000)} s`,
-    })
+    await client.publish(
+      topics.pair(opened.inviteId, 'authorize'),
+      sealPairMessage(opened.secrets, 'authorize', encodeWithdrawal(reason)),
+    )
+    const answer = client.waitFor(
+      topics.inbox(inviter.cn, inviter.l0Cn),
+      p => decodeWithdrawReply(p, opened.inviteId),
+      {
+        timeoutMs: opts.timeoutMs,
+        code: 'PAIR_TIMEOUT',
+        message: `L0 did not confirm the withdrawal within ${Math.round(opts.timeoutMs / 1000)} s`,
+      },
+    )
     answer.catch(() => undefined)
     await client.publish(topics.inbox(inviter.l0Cn, inviter.cn), encodeInviteWithdraw(opened.inviteId))
     const reply = await answer
     if (reply.ok) return { confirmed: true }
-    return { confirmed: false, error: remoteRefusal(reply.code, reply.message, 'INVITE_REFUSED', 'L0 refused the withdrawal') }
+    return {
+      confirmed: false,
+      error: remoteRefusal(reply.code, reply.message, 'INVITE_REFUSED', 'L0 refused the withdrawal'),
+    }
   } catch (err) {
-    return { confirmed: false, error: err instanceof KinError ? err : new KinError('INTERNAL', (err as Error).message, { cause: err }) }
+    return {
+      confirmed: false,
+      error: err instanceof KinError ? err : new KinError('INTERNAL', (err as Error).message, { cause: err }),
+    }
   }
 }

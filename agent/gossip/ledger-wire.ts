@@ -1,7 +1,13 @@
 /** @module Ledger topics on the wire: the miner's announcements on `ledger/events`, and requests and answers on `ledger/sync/<CN>/{req,resp}`. */
 import { DecodeError } from '../errors.ts'
 import { decodeCbor, encodeCbor, MAX_UINT, type CborValue } from '../codec/cbor.ts'
-import { decodeSyncRequest, decodeSyncResponse, encodeSyncRequest, type SyncRequest, type SyncResponse } from '../ledger/sync.ts'
+import {
+  decodeSyncRequest,
+  decodeSyncResponse,
+  encodeSyncRequest,
+  type SyncRequest,
+  type SyncResponse,
+} from '../ledger/sync.ts'
 import { MAX_PAYLOAD_BYTES } from './topics.ts'
 
 /*
@@ -32,8 +38,7 @@ export const MAX_BUNDLE_REPLY_BYTES = MAX_PAYLOAD_BYTES - 512
 
 /** What a device asks the miner on its sync request topic. */
 export type LedgerRequest =
-  | { kind: 'sync'; request: SyncRequest }
-  | { kind: 'bundle'; cn: string; knownTreeSize: number | undefined }
+  { kind: 'sync'; request: SyncRequest } | { kind: 'bundle'; cn: string; knownTreeSize: number | undefined }
 
 /** What the miner answers on the device's sync response topic. */
 export type LedgerResponse =
@@ -46,7 +51,8 @@ function fail(what: string, why: string): never {
 }
 
 function readCn(what: string, v: CborValue | undefined): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_CN_CHARS) fail(what, `must name a CN of 1..${MAX_CN_CHARS} characters`)
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_CN_CHARS)
+    fail(what, `must name a CN of 1..${MAX_CN_CHARS} characters`)
   return v
 }
 
@@ -56,7 +62,8 @@ function readCode(what: string, v: CborValue | undefined): string {
 }
 
 function readMessage(what: string, v: CborValue | undefined): string {
-  if (typeof v !== 'string' || v.length > MAX_ERROR_MESSAGE_CHARS) fail(what, `must carry a message of at most ${MAX_ERROR_MESSAGE_CHARS} characters`)
+  if (typeof v !== 'string' || v.length > MAX_ERROR_MESSAGE_CHARS)
+    fail(what, `must carry a message of at most ${MAX_ERROR_MESSAGE_CHARS} characters`)
   return v
 }
 
@@ -67,8 +74,12 @@ export function encodeLedgerSyncRequest(request: SyncRequest): Uint8Array {
 
 /** `['bundle', cn, knownTreeSize|null]`: asks the miner for `cn`'s proof bundle, with a consistency proof from `knownTreeSize` when given. */
 export function encodeBundleRequest(cn: string, knownTreeSize?: number): Uint8Array {
-  if (typeof cn !== 'string' || cn.length === 0 || cn.length > MAX_CN_CHARS) throw new RangeError(`"cn" expected 1..${MAX_CN_CHARS} characters`)
-  if (knownTreeSize !== undefined && (!Number.isInteger(knownTreeSize) || knownTreeSize < 0 || knownTreeSize > MAX_UINT)) {
+  if (typeof cn !== 'string' || cn.length === 0 || cn.length > MAX_CN_CHARS)
+    throw new RangeError(`"cn" expected 1..${MAX_CN_CHARS} characters`)
+  if (
+    knownTreeSize !== undefined &&
+    (!Number.isInteger(knownTreeSize) || knownTreeSize < 0 || knownTreeSize > MAX_UINT)
+  ) {
     throw new RangeError(`"knownTreeSize" expected an integer in [0, ${MAX_UINT}], got ${knownTreeSize}`)
   }
   return encodeCbor(['bundle', cn, knownTreeSize ?? null])
@@ -77,12 +88,18 @@ export function encodeBundleRequest(cn: string, knownTreeSize?: number): Uint8Ar
 /** Strict decoding of an untrusted request on a sync request topic; DecodeError with a code otherwise. */
 export function decodeLedgerRequest(bytes: Uint8Array): LedgerRequest {
   const v = decodeCbor(bytes, MAX_BUNDLE_REQUEST_BYTES)
-  if (!Array.isArray(v) || v.length === 0) throw new DecodeError('DECODE_SHAPE', 'a ledger request is a sync request [fromTreeSize, fromHeadId] or [\'bundle\', cn, knownTreeSize]')
+  if (!Array.isArray(v) || v.length === 0)
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      "a ledger request is a sync request [fromTreeSize, fromHeadId] or ['bundle', cn, knownTreeSize]",
+    )
   if (typeof v[0] === 'number') return { kind: 'sync', request: decodeSyncRequest(bytes) }
-  if (v[0] !== 'bundle' || v.length !== 3) throw new DecodeError('DECODE_SHAPE', 'a bundle request is [\'bundle\', cn, knownTreeSize|null]')
+  if (v[0] !== 'bundle' || v.length !== 3)
+    throw new DecodeError('DECODE_SHAPE', "a bundle request is ['bundle', cn, knownTreeSize|null]")
   const cn = readCn('bundle request', v[1])
   const k = v[2]
-  if (k !== null && (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > MAX_UINT)) fail('bundle request', 'knownTreeSize must be null or an unsigned integer')
+  if (k !== null && (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > MAX_UINT))
+    fail('bundle request', 'knownTreeSize must be null or an unsigned integer')
   return { kind: 'bundle', cn, knownTreeSize: k === null ? undefined : k }
 }
 
@@ -111,21 +128,41 @@ export function encodeSyncError(code: string, message: string): Uint8Array {
  */
 export function decodeLedgerResponse(bytes: Uint8Array, maxBytes: number = MAX_PAYLOAD_BYTES): LedgerResponse {
   const v = decodeCbor(bytes, maxBytes)
-  if (!Array.isArray(v) || v.length === 0) throw new DecodeError('DECODE_SHAPE', 'a ledger reply is a sync response, [\'bundle\', …], [\'bundle-error\', …] or [\'sync-error\', …]')
+  if (!Array.isArray(v) || v.length === 0)
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      "a ledger reply is a sync response, ['bundle', …], ['bundle-error', …] or ['sync-error', …]",
+    )
   const tag = v[0]
   if (tag instanceof Uint8Array) return { kind: 'sync', response: decodeSyncResponse(bytes, maxBytes) }
   if (tag === 'bundle' && v.length === 3) {
     const bundleBytes = v[2]
-    if (!(bundleBytes instanceof Uint8Array) || bundleBytes.length === 0) fail('bundle reply', 'must carry the bundle as a byte string')
+    if (!(bundleBytes instanceof Uint8Array) || bundleBytes.length === 0)
+      fail('bundle reply', 'must carry the bundle as a byte string')
     return { kind: 'bundle', cn: readCn('bundle reply', v[1]), bundleBytes }
   }
   if (tag === 'bundle-error' && v.length === 4) {
-    return { kind: 'error', request: 'bundle', cn: readCn('bundle error', v[1]), code: readCode('bundle error', v[2]), message: readMessage('bundle error', v[3]) }
+    return {
+      kind: 'error',
+      request: 'bundle',
+      cn: readCn('bundle error', v[1]),
+      code: readCode('bundle error', v[2]),
+      message: readMessage('bundle error', v[3]),
+    }
   }
   if (tag === 'sync-error' && v.length === 3) {
-    return { kind: 'error', request: 'sync', cn: undefined, code: readCode('sync error', v[1]), message: readMessage('sync error', v[2]) }
+    return {
+      kind: 'error',
+      request: 'sync',
+      cn: undefined,
+      code: readCode('sync error', v[1]),
+      message: readMessage('sync error', v[2]),
+    }
   }
-  throw new DecodeError('DECODE_SHAPE', `unknown ledger reply ${typeof tag === 'string' ? `'${tag.slice(0, 32)}'` : typeof tag} of ${v.length} items`)
+  throw new DecodeError(
+    'DECODE_SHAPE',
+    `unknown ledger reply ${typeof tag === 'string' ? `'${tag.slice(0, 32)}'` : typeof tag} of ${v.length} items`,
+  )
 }
 
 /**

@@ -20,9 +20,16 @@ export interface DeviceLogin {
  * certificate checked against the fleet root and L0's CN. `reconnect` keeps a long wait alive across an L0
  * restart (subscriptions are renewed).
  */
-export function connectDevice(transport: Transport, login: DeviceLogin, opts: { timeoutMs: number; reconnect?: boolean }): Promise<GossipClient> {
+export function connectDevice(
+  transport: Transport,
+  login: DeviceLogin,
+  opts: { timeoutMs: number; reconnect?: boolean },
+): Promise<GossipClient> {
   return GossipClient.connect(transport, {
-    url: login.url, clientId: login.cn, connectTimeoutMs: opts.timeoutMs, reconnect: opts.reconnect === true,
+    url: login.url,
+    clientId: login.cn,
+    connectTimeoutMs: opts.timeoutMs,
+    reconnect: opts.reconnect === true,
     login: { kind: 'certificate', certPem: login.certPem, keyPem: login.keyPem },
     server: { kind: 'fleet', rootPem: login.rootPem, serverCn: login.l0Cn },
   })
@@ -43,10 +50,18 @@ export function pairingClientId(inviteId: string): string {
  * device learns the fleet root only in step 4); the caller checks `session.peerCertificate()` afterwards.
  * CONNACK refusals become PAIR_CODE_WRONG (4), PAIR_CODE_USED (2) and PAIR_CODE_EXPIRED (5).
  */
-export async function connectPairing(transport: Transport, url: string, secrets: PairingSecrets, opts: { timeoutMs: number }): Promise<GossipClient> {
+export async function connectPairing(
+  transport: Transport,
+  url: string,
+  secrets: PairingSecrets,
+  opts: { timeoutMs: number },
+): Promise<GossipClient> {
   try {
     return await GossipClient.connect(transport, {
-      url, clientId: pairingClientId(secrets.inviteId), connectTimeoutMs: opts.timeoutMs, reconnect: false,
+      url,
+      clientId: pairingClientId(secrets.inviteId),
+      connectTimeoutMs: opts.timeoutMs,
+      reconnect: false,
       login: { kind: 'pairing', username: pairingUsername(secrets.inviteId), password: secrets.loginProof },
       server: { kind: 'deferred' },
     })
@@ -61,11 +76,23 @@ export function pairingLoginError(err: unknown): unknown {
   const returnCode = err.detail?.returnCode
   switch (returnCode) {
     case CONNACK.badUsernameOrPassword:
-      return new KinError('PAIR_CODE_WRONG', 'L0 knows no invite for this code: check it for a typo, or ask the inviter for a new code', { cause: err })
+      return new KinError(
+        'PAIR_CODE_WRONG',
+        'L0 knows no invite for this code: check it for a typo, or ask the inviter for a new code',
+        { cause: err },
+      )
     case CONNACK.identifierRejected:
-      return new KinError('PAIR_CODE_USED', 'this code was already used (a code works once): ask the inviter for a new code', { cause: err })
+      return new KinError(
+        'PAIR_CODE_USED',
+        'this code was already used (a code works once): ask the inviter for a new code',
+        { cause: err },
+      )
     case CONNACK.notAuthorized:
-      return new KinError('PAIR_CODE_EXPIRED', "this code has expired (or its inviter withdrew it): ask the inviter for a new code ('kin invite')", { cause: err })
+      return new KinError(
+        'PAIR_CODE_EXPIRED',
+        "this code has expired (or its inviter withdrew it): ask the inviter for a new code ('kin invite')",
+        { cause: err },
+      )
     default:
       return err
   }

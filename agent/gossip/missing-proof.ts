@@ -54,8 +54,22 @@ export interface ProvedDecision {
   proof: ProofReport | undefined
 }
 
-function report(source: ProofReport['source'], outcome: ProofReport['outcome'], extra: Partial<ProofReport> = {}): ProofReport {
-  return { source, outcome, code: undefined, message: undefined, anchoring: undefined, headHeight: undefined, headTime: undefined, merged: 0, ...extra }
+function report(
+  source: ProofReport['source'],
+  outcome: ProofReport['outcome'],
+  extra: Partial<ProofReport> = {},
+): ProofReport {
+  return {
+    source,
+    outcome,
+    code: undefined,
+    message: undefined,
+    anchoring: undefined,
+    headHeight: undefined,
+    headTime: undefined,
+    merged: 0,
+    ...extra,
+  }
 }
 
 function withReason(d: Decision, code: Decision['code'], reason: string): Decision {
@@ -67,7 +81,12 @@ function withReason(d: Decision, code: Decision['code'], reason: string): Decisi
  * ledger is untouched, and every revocation it knows still applies). The bundle's head time counts as a verified
  * head for policy maxHeadAge when it is newer than the device's own.
  */
-export async function decideWithBundle(session: AccessSession, certificate: Uint8Array | DeviceCertificate, action: string, verified: VerifiedBundle): Promise<{ decision: Decision; merged: number }> {
+export async function decideWithBundle(
+  session: AccessSession,
+  certificate: Uint8Array | DeviceCertificate,
+  action: string,
+  verified: VerifiedBundle,
+): Promise<{ decision: Decision; merged: number }> {
   const now = session.now()
   const context = session.context(now)
   const copy = new Ledger(verified.ledger.crypto)
@@ -75,11 +94,19 @@ export async function decideWithBundle(session: AccessSession, certificate: Uint
   const merged = await mergeBundleInto(copy, verified)
   const parsed = certificate instanceof DeviceCertificate ? certificate : session.certificate(certificate)
   const lastHeadTime = Math.max(context.lastHeadTime ?? 0, verified.head.time)
-  return { decision: decide({ certificate: parsed, action }, { ...context, ledger: copy.state, lastHeadTime }), merged: merged.accepted.length }
+  return {
+    decision: decide({ certificate: parsed, action }, { ...context, ledger: copy.state, lastHeadTime }),
+    merged: merged.accepted.length,
+  }
 }
 
 /** Decides on a copy of the session's ledger with a verified offline proof's events merged (the copy verifyOfflineProof made). */
-export function decideWithOfflineProof(session: AccessSession, certificate: Uint8Array | DeviceCertificate, action: string, verified: VerifiedOfflineProof): Decision {
+export function decideWithOfflineProof(
+  session: AccessSession,
+  certificate: Uint8Array | DeviceCertificate,
+  action: string,
+  verified: VerifiedOfflineProof,
+): Decision {
   const context = session.context(session.now())
   const parsed = certificate instanceof DeviceCertificate ? certificate : session.certificate(certificate)
   const lastHeadTime = Math.max(context.lastHeadTime ?? 0, verified.head.time)
@@ -90,19 +117,41 @@ export function decideWithOfflineProof(session: AccessSession, certificate: Uint
  * Step 5 with an offline proof the peer offered for the head this device stated: verified against that head and this
  * device's ledger (verifyOfflineProof: every refusal coded, fail closed), then decided once more on the merged copy.
  */
-function withOfferedProof(session: AccessSession, certificate: Uint8Array | DeviceCertificate, action: string, sources: ProofSources, first: Decision, offered: Uint8Array): ProvedDecision {
+function withOfferedProof(
+  session: AccessSession,
+  certificate: Uint8Array | DeviceCertificate,
+  action: string,
+  sources: ProofSources,
+  first: Decision,
+  offered: Uint8Array,
+): ProvedDecision {
   let verified: VerifiedOfflineProof
   try {
-    verified = verifyOfflineProof(sources.crypto, offered, { minerKey: sources.anchor.minerKey, knownHead: sources.stated, ledger: session.context().ledger }, session.now())
+    verified = verifyOfflineProof(
+      sources.crypto,
+      offered,
+      { minerKey: sources.anchor.minerKey, knownHead: sources.stated, ledger: session.context().ledger },
+      session.now(),
+    )
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     const message = `the offered proof does not verify: ${err.message}`
-    return { decision: withReason(first, err.code, message), first, proof: report('offered', 'refused', { code: err.code, message: err.message }) }
+    return {
+      decision: withReason(first, err.code, message),
+      first,
+      proof: report('offered', 'refused', { code: err.code, message: err.message }),
+    }
   }
   const decision = decideWithOfflineProof(session, certificate, action, verified)
   return {
-    decision, first,
-    proof: report('offered', 'ok', { anchoring: verified.anchoring, headHeight: verified.head.height, headTime: verified.head.time, merged: verified.added.length }),
+    decision,
+    first,
+    proof: report('offered', 'ok', {
+      anchoring: verified.anchoring,
+      headHeight: verified.head.height,
+      headTime: verified.head.time,
+      merged: verified.added.length,
+    }),
   }
 }
 
@@ -115,16 +164,29 @@ function withOfferedProof(session: AccessSession, certificate: Uint8Array | Devi
  * that does not verify is a deny with its code; no bundle at all leaves the first deny in force (fail closed).
  * Never throws for a refusal.
  */
-export async function decideWithProofs(session: AccessSession, certificate: Uint8Array | DeviceCertificate, action: string, sources: ProofSources): Promise<ProvedDecision> {
+export async function decideWithProofs(
+  session: AccessSession,
+  certificate: Uint8Array | DeviceCertificate,
+  action: string,
+  sources: ProofSources,
+): Promise<ProvedDecision> {
   const first = session.decide(certificate, action)
   if (first.allow || !first.retry) return { decision: first, first: undefined, proof: undefined }
-  if (sources.offered !== undefined) return withOfferedProof(session, certificate, action, sources, first, sources.offered)
+  if (sources.offered !== undefined)
+    return withOfferedProof(session, certificate, action, sources, first, sources.offered)
   const cn = first.peer ?? first.missing
   let bytes = sources.presented
   const source: ProofReport['source'] = bytes !== undefined ? 'presented' : 'miner'
   if (bytes === undefined) {
     if (sources.fetch === undefined || cn === undefined) {
-      return { decision: first, first, proof: report('miner', 'unavailable', { code: first.code, message: 'no link to the miner and no bundle presented' }) }
+      return {
+        decision: first,
+        first,
+        proof: report('miner', 'unavailable', {
+          code: first.code,
+          message: 'no link to the miner and no bundle presented',
+        }),
+      }
     }
     const deadlineMs = sources.deadlineMs ?? DEFAULT_PROOF_DEADLINE_MS
     try {
@@ -133,14 +195,23 @@ export async function decideWithProofs(session: AccessSession, certificate: Uint
       const code = err instanceof KinError ? err.code : 'INTERNAL'
       const message = (err as Error)?.message ?? String(err)
       return {
-        decision: withReason(first, first.code, `${first.reason}; the miner did not hand over a proof within ${deadlineMs} ms (${code}: ${message})`),
-        first, proof: report('miner', 'unavailable', { code, message }),
+        decision: withReason(
+          first,
+          first.code,
+          `${first.reason}; the miner did not hand over a proof within ${deadlineMs} ms (${code}: ${message})`,
+        ),
+        first,
+        proof: report('miner', 'unavailable', { code, message }),
       }
     }
   }
   if (source === 'presented' && bytes.length > MAX_PRESENTED_BUNDLE_BYTES) {
     const message = `the presented proof bundle is ${bytes.length} bytes, over the limit of ${MAX_PRESENTED_BUNDLE_BYTES}`
-    return { decision: withReason(first, 'DECODE_OVERSIZE', message), first, proof: report(source, 'refused', { code: 'DECODE_OVERSIZE', message }) }
+    return {
+      decision: withReason(first, 'DECODE_OVERSIZE', message),
+      first,
+      proof: report(source, 'refused', { code: 'DECODE_OVERSIZE', message }),
+    }
   }
   let verified: VerifiedBundle
   try {
@@ -148,11 +219,21 @@ export async function decideWithProofs(session: AccessSession, certificate: Uint
   } catch (err) {
     if (!(err instanceof KinError)) throw err
     const message = `the ${source === 'presented' ? 'presented' : "miner's"} proof bundle does not verify: ${err.message}`
-    return { decision: withReason(first, err.code, message), first, proof: report(source, 'refused', { code: err.code, message: err.message }) }
+    return {
+      decision: withReason(first, err.code, message),
+      first,
+      proof: report(source, 'refused', { code: err.code, message: err.message }),
+    }
   }
   const retried = await decideWithBundle(session, certificate, action, verified)
   return {
-    decision: retried.decision, first,
-    proof: report(source, 'ok', { anchoring: verified.anchoring, headHeight: verified.head.height, headTime: verified.head.time, merged: retried.merged }),
+    decision: retried.decision,
+    first,
+    proof: report(source, 'ok', {
+      anchoring: verified.anchoring,
+      headHeight: verified.head.height,
+      headTime: verified.head.time,
+      merged: retried.merged,
+    }),
   }
 }

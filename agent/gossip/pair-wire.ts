@@ -7,18 +7,52 @@ import { MAX_PAYLOAD_BYTES } from './topics.ts'
 // Refusal codes L0 may name in 'invite-error' and 'error' replies; any other code is reported as INVITE_REFUSED
 // or ENROLL_STATE with L0's code kept in `detail.remoteCode`, so a broker cannot invent codes for the CLI.
 const REMOTE_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
-  'BAD_SIGNATURE', 'MISSING_LINK', 'DUPLICATE_EVENT', 'ISSUER_UNKNOWN', 'ISSUER_NOT_CURRENT', 'ISSUER_REVOKED', 'ISSUER_EXPIRED',
-  'ROLE_CANNOT_DELEGATE', 'DEPTH_EXHAUSTED', 'ROLE_ESCALATION', 'CN_EXISTS', 'CN_MISMATCH', 'NONCE_REUSED', 'NOT_AFTER_EXCEEDS_PARENT',
-  'NOT_AFTER_PASSED', 'TIME_IN_FUTURE', 'TIME_TOO_OLD', 'TIME_BEFORE_HEAD', 'ISSUER_REVOKED_IN_LOG', 'CONFLICT_CN', 'VOID_AFTER_REVOKE', 'CSR_PARSE', 'CSR_SIGNATURE', 'CSR_KEY_MISMATCH', 'CSR_NAMES',
+  'BAD_SIGNATURE',
+  'MISSING_LINK',
+  'DUPLICATE_EVENT',
+  'ISSUER_UNKNOWN',
+  'ISSUER_NOT_CURRENT',
+  'ISSUER_REVOKED',
+  'ISSUER_EXPIRED',
+  'ROLE_CANNOT_DELEGATE',
+  'DEPTH_EXHAUSTED',
+  'ROLE_ESCALATION',
+  'CN_EXISTS',
+  'CN_MISMATCH',
+  'NONCE_REUSED',
+  'NOT_AFTER_EXCEEDS_PARENT',
+  'NOT_AFTER_PASSED',
+  'TIME_IN_FUTURE',
+  'TIME_TOO_OLD',
+  'TIME_BEFORE_HEAD',
+  'ISSUER_REVOKED_IN_LOG',
+  'CONFLICT_CN',
+  'VOID_AFTER_REVOKE',
+  'CSR_PARSE',
+  'CSR_SIGNATURE',
+  'CSR_KEY_MISMATCH',
+  'CSR_NAMES',
   'CSR_OLD_PARENT_MARKER',
-  'CA_VALIDITY', 'ENROLL_STATE', 'PAIR_CODE_EXPIRED', 'PAIR_CODE_USED', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'DECODE_SHAPE', 'DECODE_FIELD',
-  'DECODE_CBOR', 'PAYLOAD_TOO_LARGE', 'STORAGE_IO', 'PAIR_WITHDRAWN',
+  'CA_VALIDITY',
+  'ENROLL_STATE',
+  'PAIR_CODE_EXPIRED',
+  'PAIR_CODE_USED',
+  'INVITE_REFUSED',
+  'INVITE_MISMATCH',
+  'DECODE_SHAPE',
+  'DECODE_FIELD',
+  'DECODE_CBOR',
+  'PAYLOAD_TOO_LARGE',
+  'STORAGE_IO',
+  'PAIR_WITHDRAWN',
 ])
 
 /** A coded error for a refusal L0 sent, keeping its code when it is one kinship knows. */
 export function remoteRefusal(code: string, message: string, fallback: KinErrorCode, what: string): KinError {
   const known = REMOTE_CODES.has(code)
-  return new KinError(known ? (code as KinErrorCode) : fallback, `${what}: ${message} [L0: ${code}]`, { detail: { remoteCode: code } })
+  return new KinError(known ? (code as KinErrorCode) : fallback, `${what}: ${message} [L0: ${code}]`, {
+    detail: { remoteCode: code },
+  })
 }
 
 /** Step 4 payload (inside the MAC): CBOR [authorizeEventBytes, rootPem]. */
@@ -29,10 +63,13 @@ export function encodeAuthorizePayload(authorizeBytes: Uint8Array, rootPem: stri
 /** Decodes a step 4 payload. */
 export function decodeAuthorizePayload(bytes: Uint8Array): { authorizeBytes: Uint8Array; rootPem: string } {
   const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
-  if (!Array.isArray(v) || v.length !== 2) throw new DecodeError('DECODE_SHAPE', 'an authorize payload is [authorize event bytes, root PEM]')
+  if (!Array.isArray(v) || v.length !== 2)
+    throw new DecodeError('DECODE_SHAPE', 'an authorize payload is [authorize event bytes, root PEM]')
   const [authorizeBytes, rootPem] = v
-  if (!(authorizeBytes instanceof Uint8Array) || authorizeBytes.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', 'authorize payload: the event must be a byte string of at most 4096 bytes')
-  if (typeof rootPem !== 'string' || rootPem.length > 16384) throw new DecodeError('DECODE_FIELD', 'authorize payload: the root must be PEM text')
+  if (!(authorizeBytes instanceof Uint8Array) || authorizeBytes.length > MAX_EVENT_BYTES)
+    throw new DecodeError('DECODE_FIELD', 'authorize payload: the event must be a byte string of at most 4096 bytes')
+  if (typeof rootPem !== 'string' || rootPem.length > 16384)
+    throw new DecodeError('DECODE_FIELD', 'authorize payload: the root must be PEM text')
   return { authorizeBytes, rootPem }
 }
 
@@ -71,8 +108,7 @@ export function decodeCsrPayload(bytes: Uint8Array): { authorizeBytes: Uint8Arra
 
 /** L0's step 6 answer: the certificate and the lineage the child's ledger needs, or a coded refusal. */
 export type CertReply =
-  | { ok: true; certPem: string; lineage: Uint8Array[] }
-  | { ok: false; code: string; message: string }
+  { ok: true; certPem: string; lineage: Uint8Array[] } | { ok: false; code: string; message: string }
 
 /** Step 6 payload: CBOR ['ok', certPem, [event bytes…]] or ['error', code, message]. */
 export function encodeCertReply(reply: CertReply): Uint8Array {
@@ -82,11 +118,17 @@ export function encodeCertReply(reply: CertReply): Uint8Array {
 /** Decodes a step 6 payload from untrusted bytes. */
 export function decodeCertReply(bytes: Uint8Array): CertReply {
   const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
-  if (!Array.isArray(v) || v.length !== 3) throw new DecodeError('DECODE_SHAPE', "a certificate reply is ['ok', cert PEM, lineage] or ['error', code, message]")
+  if (!Array.isArray(v) || v.length !== 3)
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      "a certificate reply is ['ok', cert PEM, lineage] or ['error', code, message]",
+    )
   const [tag, a, b] = v
   if (tag === 'ok') {
-    if (typeof a !== 'string') throw new DecodeError('DECODE_FIELD', 'certificate reply: the certificate must be PEM text')
-    if (!Array.isArray(b) || b.some(e => !(e instanceof Uint8Array))) throw new DecodeError('DECODE_FIELD', 'certificate reply: the lineage must be an array of event byte strings')
+    if (typeof a !== 'string')
+      throw new DecodeError('DECODE_FIELD', 'certificate reply: the certificate must be PEM text')
+    if (!Array.isArray(b) || b.some(e => !(e instanceof Uint8Array)))
+      throw new DecodeError('DECODE_FIELD', 'certificate reply: the lineage must be an array of event byte strings')
     return { ok: true, certPem: a, lineage: b as Uint8Array[] }
   }
   if (tag === 'error' && typeof a === 'string' && typeof b === 'string') return { ok: false, code: a, message: b }
@@ -95,12 +137,13 @@ export function decodeCertReply(bytes: Uint8Array): CertReply {
 
 /** L0's answer to an invite registration on the parent's inbox. */
 export type InviteReply =
-  | { ok: true; inviteId: string }
-  | { ok: false; inviteId: string; code: string; message: string }
+  { ok: true; inviteId: string } | { ok: false; inviteId: string; code: string; message: string }
 
 /** Step 1 answer: CBOR ['invite-ok', inviteId] or ['invite-error', inviteId, code, message]. */
 export function encodeInviteReply(reply: InviteReply): Uint8Array {
-  return encodeCbor(reply.ok ? ['invite-ok', reply.inviteId] : ['invite-error', reply.inviteId, reply.code, reply.message])
+  return encodeCbor(
+    reply.ok ? ['invite-ok', reply.inviteId] : ['invite-error', reply.inviteId, reply.code, reply.message],
+  )
 }
 
 /** Inbox message to L0 withdrawing an invite its sender registered: CBOR ['invite-withdraw', inviteId]. */
@@ -121,7 +164,8 @@ export function decodeWithdrawReply(bytes: Uint8Array, inviteId: string): Invite
   } catch {
     return undefined
   }
-  if (Array.isArray(v) && v.length === 2 && v[0] === 'invite-withdrawn' && v[1] === inviteId) return { ok: true, inviteId }
+  if (Array.isArray(v) && v.length === 2 && v[0] === 'invite-withdrawn' && v[1] === inviteId)
+    return { ok: true, inviteId }
   const refusal = decodeInviteReply(bytes)
   return refusal !== undefined && !refusal.ok && refusal.inviteId === inviteId ? refusal : undefined
 }

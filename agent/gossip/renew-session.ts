@@ -27,22 +27,43 @@ export interface Renewer {
  * root, for this CN and parent, for this very key (RENEW_CERT_MISMATCH otherwise). L0's refusal keeps its code
  * (RENEW_REVOKED, RENEW_EXPIRED, …); no answer within `timeoutMs` is BROKER_TIMEOUT.
  */
-export async function requestRenewal(crypto: CryptoProvider, pki: PkiProvider, session: TransportSession, renewer: Renewer, opts: { timeoutMs: number }): Promise<DeviceCertificate> {
+export async function requestRenewal(
+  crypto: CryptoProvider,
+  pki: PkiProvider,
+  session: TransportSession,
+  renewer: Renewer,
+  opts: { timeoutMs: number },
+): Promise<DeviceCertificate> {
   const current = DeviceCertificate.from(renewer.certPem, { sha256: crypto.sha256 })
-  const csrPem = await createCsr({ cn: renewer.cn, parentCn: current.parentCn, keyPair: { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem } })
+  const csrPem = await createCsr({
+    cn: renewer.cn,
+    parentCn: current.parentCn,
+    keyPair: { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem },
+  })
   const requestId = toHex(crypto.randomBytes(8))
   const topics = fleetTopics(renewer.fleet)
   const replyTopic = topics.inbox(renewer.cn, renewer.l0Cn)
   let stop: () => void = () => undefined
   let timer: ReturnType<typeof setTimeout> | undefined
-  const reply = new Promise<{ ok: true; certPem: string } | { ok: false; code: string; message: string }>((resolve, reject) => {
-    stop = session.onMessage((topic, payload) => {
-      if (topic !== replyTopic) return
-      const r = decodeRenewReply(payload)
-      if (r !== undefined && r.requestId === requestId) resolve(r)
-    })
-    timer = setTimeout(() => reject(new KinError('BROKER_TIMEOUT', `L0 did not answer the renewal within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date?`)), opts.timeoutMs)
-  })
+  const reply = new Promise<{ ok: true; certPem: string } | { ok: false; code: string; message: string }>(
+    (resolve, reject) => {
+      stop = session.onMessage((topic, payload) => {
+        if (topic !== replyTopic) return
+        const r = decodeRenewReply(payload)
+        if (r !== undefined && r.requestId === requestId) resolve(r)
+      })
+      timer = setTimeout(
+        () =>
+          reject(
+            new KinError(
+              'BROKER_TIMEOUT',
+              `L0 did not answer the renewal within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date?`,
+            ),
+          ),
+        opts.timeoutMs,
+      )
+    },
+  )
   try {
     await session.subscribe([topics.inboxAll(renewer.cn)])
     await session.publish(topics.inbox(renewer.l0Cn, renewer.cn), encodeRenewRequest({ requestId, csrPem }))
@@ -53,10 +74,21 @@ export async function requestRenewal(crypto: CryptoProvider, pki: PkiProvider, s
       fresh = DeviceCertificate.from(r.certPem, { sha256: crypto.sha256 })
       checkIssuedByRoot(fresh, DeviceCertificate.from(renewer.rootPem, { sha256: crypto.sha256 }), pki)
     } catch (err) {
-      throw new VerificationError('RENEW_CERT_MISMATCH', `the certificate L0 sent does not verify under this fleet's root: ${(err as Error).message}`, { cause: err })
+      throw new VerificationError(
+        'RENEW_CERT_MISMATCH',
+        `the certificate L0 sent does not verify under this fleet's root: ${(err as Error).message}`,
+        { cause: err },
+      )
     }
-    if (fresh.cn !== current.cn || fresh.parentCn !== current.parentCn || !bytesEqual(fresh.spkiHash, current.spkiHash)) {
-      throw new VerificationError('RENEW_CERT_MISMATCH', `the certificate L0 sent is for ${fresh.cn} (parent ${fresh.parentCn ?? 'none'}) or another key, not for this device's`)
+    if (
+      fresh.cn !== current.cn ||
+      fresh.parentCn !== current.parentCn ||
+      !bytesEqual(fresh.spkiHash, current.spkiHash)
+    ) {
+      throw new VerificationError(
+        'RENEW_CERT_MISMATCH',
+        `the certificate L0 sent is for ${fresh.cn} (parent ${fresh.parentCn ?? 'none'}) or another key, not for this device's`,
+      )
     }
     return fresh
   } finally {
@@ -69,5 +101,5 @@ export async function requestRenewal(crypto: CryptoProvider, pki: PkiProvider, s
 /** Whether a certificate valid from `notBefore` to `notAfter` (seconds) should be renewed at `now`: less than `fraction` of its validity left. */
 export function renewalDue(cert: { notBefore: number; notAfter: number }, now: number, fraction: number): boolean {
   const lifetime = cert.notAfter - cert.notBefore
-  return lifetime <= 0 || (cert.notAfter - now) < fraction * lifetime
+  return lifetime <= 0 || cert.notAfter - now < fraction * lifetime
 }

@@ -6,8 +6,20 @@ import { decodeInboxReply } from './pair-wire.ts'
 // The codes L0 may name in 'renew-error'; any other is reported as ENROLL_STATE with L0's code kept in
 // detail.remoteCode, so a broker cannot invent codes for the CLI.
 const RENEW_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
-  'SUBJECT_UNKNOWN', 'RENEW_REVOKED', 'RENEW_EXPIRED', 'CSR_PARSE', 'CSR_SIGNATURE', 'CSR_KEY_MISMATCH', 'CSR_NAMES', 'CSR_OLD_PARENT_MARKER',
-  'CA_VALIDITY', 'DECODE_SHAPE', 'DECODE_FIELD', 'DECODE_CBOR', 'PAYLOAD_TOO_LARGE', 'INBOX_SENDER_MISMATCH',
+  'SUBJECT_UNKNOWN',
+  'RENEW_REVOKED',
+  'RENEW_EXPIRED',
+  'CSR_PARSE',
+  'CSR_SIGNATURE',
+  'CSR_KEY_MISMATCH',
+  'CSR_NAMES',
+  'CSR_OLD_PARENT_MARKER',
+  'CA_VALIDITY',
+  'DECODE_SHAPE',
+  'DECODE_FIELD',
+  'DECODE_CBOR',
+  'PAYLOAD_TOO_LARGE',
+  'INBOX_SENDER_MISMATCH',
 ])
 
 const REQUEST_ID = /^[0-9a-f]{16}$/
@@ -21,8 +33,7 @@ export interface RenewRequest {
 
 /** L0's answer on the device's inbox. */
 export type RenewReply =
-  | { ok: true; requestId: string; certPem: string }
-  | { ok: false; requestId: string; code: string; message: string }
+  { ok: true; requestId: string; certPem: string } | { ok: false; requestId: string; code: string; message: string }
 
 /** CBOR ['renew', requestId, csrPem], sent to L0's inbox. */
 export function encodeRenewRequest(r: RenewRequest): Uint8Array {
@@ -33,8 +44,10 @@ export function encodeRenewRequest(r: RenewRequest): Uint8Array {
 export function renewRequestOf(message: unknown[]): RenewRequest {
   const [, requestId, csrPem] = message
   if (message.length !== 3) throw new DecodeError('DECODE_SHAPE', "a renewal request is ['renew', request id, CSR PEM]")
-  if (typeof requestId !== 'string' || !REQUEST_ID.test(requestId)) throw new DecodeError('DECODE_FIELD', 'renewal request: the request id is 16 hex characters')
-  if (typeof csrPem !== 'string' || !csrPem.startsWith('-----BEGIN CERTIFICATE REQUEST-----')) throw new DecodeError('DECODE_FIELD', 'renewal request: the CSR must be PEM text')
+  if (typeof requestId !== 'string' || !REQUEST_ID.test(requestId))
+    throw new DecodeError('DECODE_FIELD', 'renewal request: the request id is 16 hex characters')
+  if (typeof csrPem !== 'string' || !csrPem.startsWith('-----BEGIN CERTIFICATE REQUEST-----'))
+    throw new DecodeError('DECODE_FIELD', 'renewal request: the CSR must be PEM text')
   return { requestId, csrPem }
 }
 
@@ -47,8 +60,10 @@ export function encodeRenewReply(r: RenewReply): Uint8Array {
 export function decodeRenewReply(bytes: Uint8Array): RenewReply | undefined {
   const v = decodeInboxReply(bytes)
   if (v === undefined) return undefined
-  if (v[0] === 'renew-ok' && v.length === 3 && typeof v[2] === 'string') return { ok: true, requestId: v[1], certPem: v[2] }
-  if (v[0] === 'renew-error' && v.length === 4 && typeof v[2] === 'string' && typeof v[3] === 'string') return { ok: false, requestId: v[1], code: v[2], message: v[3] }
+  if (v[0] === 'renew-ok' && v.length === 3 && typeof v[2] === 'string')
+    return { ok: true, requestId: v[1], certPem: v[2] }
+  if (v[0] === 'renew-error' && v.length === 4 && typeof v[2] === 'string' && typeof v[3] === 'string')
+    return { ok: false, requestId: v[1], code: v[2], message: v[3] }
   return undefined
 }
 

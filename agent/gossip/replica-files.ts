@@ -25,11 +25,20 @@ export interface OpenReplica {
  * ledger this process has just written the file from (right after enrollment), so its records are not verified twice;
  * `events`: decoded events shared by the replicas of this process (the simulator).
  */
-export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage, opts: Pick<OpenOptions, 'onTornTail' | 'verified' | 'events'> = {}): Promise<OpenReplica> {
-  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(LEDGER_FILE), { onTornTail: opts.onTornTail, verified: opts.verified, events: opts.events })
+export async function openReplicaFiles(
+  crypto: CryptoProvider,
+  storage: Storage,
+  opts: Pick<OpenOptions, 'onTornTail' | 'verified' | 'events'> = {},
+): Promise<OpenReplica> {
+  const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(LEDGER_FILE), {
+    onTornTail: opts.onTornTail,
+    verified: opts.verified,
+    events: opts.events,
+  })
   try {
     const genesis = ledger.ledger.state.genesis
-    if (genesis === undefined) throw new KinError('NO_GENESIS', `${LEDGER_FILE} holds no genesis event: enroll the device first`)
+    if (genesis === undefined)
+      throw new KinError('NO_GENESIS', `${LEDGER_FILE} holds no genesis event: enroll the device first`)
     const minerKey = Uint8Array.from(genesis.body.minerKey)
     const syncFile = await storage.openAppendFile(SYNC_FILE)
     let replica: Replica
@@ -40,9 +49,15 @@ export async function openReplicaFiles(crypto: CryptoProvider, storage: Storage,
       throw err
     }
     return {
-      ledger, replica, minerKey,
+      ledger,
+      replica,
+      minerKey,
       close: async () => {
-        try { await replica.close() } finally { await ledger.close() }
+        try {
+          await replica.close()
+        } finally {
+          await ledger.close()
+        }
       },
     }
   } catch (err) {

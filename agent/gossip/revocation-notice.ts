@@ -39,8 +39,16 @@ export function ownRevocation(state: LedgerState, cn: string, now: number): Revo
   if (invalid === undefined || (invalid.code !== 'REVOKED' && invalid.code !== 'ANCESTOR_REVOKED')) return undefined
   const r = invalid.revocation
   return {
-    cn, name: binding.name, why: invalid.code, ancestorCn: invalid.code === 'ANCESTOR_REVOKED' ? invalid.ancestorCn : undefined,
-    reason: r.reason, subtree: r.subtree, by: r.by, byName: state.currentBinding(r.by)?.name, effective: r.effective, eventId: r.eventId,
+    cn,
+    name: binding.name,
+    why: invalid.code,
+    ancestorCn: invalid.code === 'ANCESTOR_REVOKED' ? invalid.ancestorCn : undefined,
+    reason: r.reason,
+    subtree: r.subtree,
+    by: r.by,
+    byName: state.currentBinding(r.by)?.name,
+    effective: r.effective,
+    eventId: r.eventId,
   }
 }
 
@@ -48,8 +56,10 @@ export function ownRevocation(state: LedgerState, cn: string, now: number): Revo
 export function describeRevocation(n: RevocationNotice): string {
   const self = n.name === '' ? n.cn : `${n.cn}, "${n.name}"`
   const by = n.byName === undefined || n.byName === '' ? n.by : `${n.by} ("${n.byName}")`
-  const what = n.why === 'REVOKED' ? 'was revoked'
-    : `falls with its ancestor ${n.ancestorCn}, revoked ${n.subtree ? 'with its subtree' : 'before this device was authorized'}`
+  const what =
+    n.why === 'REVOKED'
+      ? 'was revoked'
+      : `falls with its ancestor ${n.ancestorCn}, revoked ${n.subtree ? 'with its subtree' : 'before this device was authorized'}`
   return `this device (${self}) ${what} (${n.reason}) by ${by}, effective ${iso(n.effective)}: it stops serving; enroll it again to bring it back`
 }
 

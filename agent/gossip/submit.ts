@@ -17,10 +17,14 @@ export function encodeSubmission(events: EncodedEvent[]): Uint8Array {
 export function decodeSubmission(payload: Uint8Array): Uint8Array[] {
   const v = decodeCbor(payload, MAX_PAYLOAD_BYTES)
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_SUBMISSION_EVENTS) {
-    throw new DecodeError('DECODE_SHAPE', `a submission is a CBOR array of 1..${MAX_SUBMISSION_EVENTS} event byte strings`)
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      `a submission is a CBOR array of 1..${MAX_SUBMISSION_EVENTS} event byte strings`,
+    )
   }
   for (const e of v) {
-    if (!(e instanceof Uint8Array) || e.length > MAX_EVENT_BYTES) throw new DecodeError('DECODE_FIELD', `a submission holds event byte strings of at most ${MAX_EVENT_BYTES} bytes`)
+    if (!(e instanceof Uint8Array) || e.length > MAX_EVENT_BYTES)
+      throw new DecodeError('DECODE_FIELD', `a submission holds event byte strings of at most ${MAX_EVENT_BYTES} bytes`)
   }
   return v as Uint8Array[]
 }
@@ -42,7 +46,10 @@ export function staleOwnEvents(events: readonly EncodedEvent[], now: number): Ki
   const stale = events.filter(e => e.event.time < now - MAX_CLOCK_SKEW)
   if (stale.length === 0) return undefined
   const oldest = Math.min(...stale.map(e => e.event.time))
-  return new KinError('TIME_TOO_OLD', `${stale.length} of this device's own events not yet in the miner's log were signed up to ${now - oldest} s ago `
-    + `(more than ${MAX_CLOCK_SKEW} s): the miner refuses them; sign them again with a fresh time (e.g. run the kin command that made them again)`,
-  { detail: { ids: stale.map(e => e.idHex), types: stale.map(e => e.event.type) } })
+  return new KinError(
+    'TIME_TOO_OLD',
+    `${stale.length} of this device's own events not yet in the miner's log were signed up to ${now - oldest} s ago ` +
+      `(more than ${MAX_CLOCK_SKEW} s): the miner refuses them; sign them again with a fresh time (e.g. run the kin command that made them again)`,
+    { detail: { ids: stale.map(e => e.idHex), types: stale.map(e => e.event.type) } },
+  )
 }

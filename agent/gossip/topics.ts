@@ -21,7 +21,8 @@ export function deviceLevel(fleet: string, cn: string): string {
   if (cn === '+') return cn
   const suffix = '.' + fleet
   const label = cn.endsWith(suffix) ? cn.slice(0, -suffix.length) : ''
-  if (label.length === 0 || /[./+#\0]/.test(label)) throw new KinError('CERT_NAMES', `"${cn}" is not a device name of fleet ${fleet}`)
+  if (label.length === 0 || /[./+#\0]/.test(label))
+    throw new KinError('CERT_NAMES', `"${cn}" is not a device name of fleet ${fleet}`)
   return label
 }
 
@@ -100,7 +101,8 @@ export function parseTopic(fleet: string, topic: string): ParsedTopic | undefine
     return undefined
   }
   if (p[2] === 'dev' && p.length === 6 && p[4] === 'inbox') {
-    const target = cnOfLevel(fleet, p[3]), sender = cnOfLevel(fleet, p[5])
+    const target = cnOfLevel(fleet, p[3]),
+      sender = cnOfLevel(fleet, p[5])
     return target === undefined || sender === undefined ? undefined : { kind: 'inbox', target, sender }
   }
   return undefined

@@ -26,9 +26,23 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
       state.genesis = { event: e, body: ev.body, cn }
       state.usedNonces.add(nonceKey(ev.body.nonce))
       addBinding(state, {
-        id: e.idHex, cn, label: base32(ev.subject), parentCn: undefined, parentBindingId: undefined,
-        spkiHash: ev.body.spkiHash, ledgerKey: ev.body.ledgerKey, role: 'admin', depth: 15, notAfter: ev.body.notAfter,
-        time: ev.time, kind: 'l0', name: ev.body.name, generation: 0, certHashes: [], revocations: [], supersededBy: undefined,
+        id: e.idHex,
+        cn,
+        label: base32(ev.subject),
+        parentCn: undefined,
+        parentBindingId: undefined,
+        spkiHash: ev.body.spkiHash,
+        ledgerKey: ev.body.ledgerKey,
+        role: 'admin',
+        depth: 15,
+        notAfter: ev.body.notAfter,
+        time: ev.time,
+        kind: 'l0',
+        name: ev.body.name,
+        generation: 0,
+        certHashes: [],
+        revocations: [],
+        supersededBy: undefined,
       })
       return
     }
@@ -37,10 +51,23 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
       const cn = state.cnOfLabel(ev.subject)
       state.usedNonces.add(nonceKey(ev.body.nonce))
       addBinding(state, {
-        id: e.idHex, cn, label: base32(ev.subject), parentCn: issuer.cn, parentBindingId: issuer.id,
-        spkiHash: ev.body.spkiHash, ledgerKey: ev.body.ledgerKey, role: ev.body.role, depth: ev.body.depth,
-        notAfter: ev.body.notAfter, time: ev.time, kind: ev.body.kind, name: ev.body.name, generation: 0,
-        certHashes: [], revocations: [], supersededBy: undefined,
+        id: e.idHex,
+        cn,
+        label: base32(ev.subject),
+        parentCn: issuer.cn,
+        parentBindingId: issuer.id,
+        spkiHash: ev.body.spkiHash,
+        ledgerKey: ev.body.ledgerKey,
+        role: ev.body.role,
+        depth: ev.body.depth,
+        notAfter: ev.body.notAfter,
+        time: ev.time,
+        kind: ev.body.kind,
+        name: ev.body.name,
+        generation: 0,
+        certHashes: [],
+        revocations: [],
+        supersededBy: undefined,
       })
       const kids = state.childrenByCn.get(issuer.cn)
       if (kids === undefined) state.childrenByCn.set(issuer.cn, [cn])
@@ -52,8 +79,13 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
       return
     case 'revoke':
       v.targetBinding!.revocations.push({
-        eventId: e.idHex, issuerBindingId: v.issuerBinding!.id, reason: ev.body.reason, effective: ev.body.effective,
-        subtree: ev.body.subtree, by: v.issuerBinding!.cn, time: ev.time,
+        eventId: e.idHex,
+        issuerBindingId: v.issuerBinding!.id,
+        reason: ev.body.reason,
+        effective: ev.body.effective,
+        subtree: ev.body.subtree,
+        by: v.issuerBinding!.cn,
+        time: ev.time,
       })
       return
     case 'rekey': {
@@ -61,15 +93,29 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
       state.usedNonces.add(nonceKey(ev.body.nonce))
       old.supersededBy = e.idHex
       addBinding(state, {
-        ...old, id: e.idHex, parentBindingId: v.issuerBinding!.id, spkiHash: ev.body.spkiHash, ledgerKey: ev.body.ledgerKey,
-        notAfter: ev.body.notAfter, time: ev.time, generation: old.generation + 1, certHashes: [], revocations: [],
+        ...old,
+        id: e.idHex,
+        parentBindingId: v.issuerBinding!.id,
+        spkiHash: ev.body.spkiHash,
+        ledgerKey: ev.body.ledgerKey,
+        notAfter: ev.body.notAfter,
+        time: ev.time,
+        generation: old.generation + 1,
+        certHashes: [],
+        revocations: [],
         supersededBy: undefined,
       })
       return
     }
     case 'policy': {
       const cn = v.targetBinding!.cn
-      const rec = { eventId: e.idHex, issuerBindingId: v.issuerBinding!.id, subjectCn: cn, time: ev.time, body: ev.body }
+      const rec = {
+        eventId: e.idHex,
+        issuerBindingId: v.issuerBinding!.id,
+        subjectCn: cn,
+        time: ev.time,
+        body: ev.body,
+      }
       const list = state.policiesByCn.get(cn)
       if (list === undefined) state.policiesByCn.set(cn, [rec])
       else list.push(rec)

@@ -183,7 +183,9 @@ function readUint(v: CborValue | undefined, field: string): number {
 function readArray(v: CborValue | undefined, field: string, min: number, max: number): CborValue[] {
   if (!Array.isArray(v)) fail(field, 'must be an array')
   if (v.length < min || v.length > max) {
-    throw new DecodeError('DECODE_SHAPE', `bundle field "${field}" must have ${min}..${max} items, got ${v.length}`, { detail: { field } })
+    throw new DecodeError('DECODE_SHAPE', `bundle field "${field}" must have ${min}..${max} items, got ${v.length}`, {
+      detail: { field },
+    })
   }
   return v
 }
@@ -199,17 +201,29 @@ function readProof(v: CborValue | undefined, field: string): Uint8Array[] {
 export function encodeBundle(bundle: ProofBundle): Uint8Array {
   if (bundle.version === COMPACT_BUNDLE_VERSION) {
     if (bundle.inclusion === undefined) throw new TypeError('a version 2 bundle needs its shared "inclusion" proof')
-    const items: CborValue[] = [bundle.version, bundle.headBytes, bundle.entries.map(e => e.eventBytes), bundle.entries.map(e => e.leafIndex), packHashes(bundle.inclusion)]
-    if (bundle.consistency !== undefined) items.push([bundle.consistency.treeSize, packHashes(bundle.consistency.proof)])
+    const items: CborValue[] = [
+      bundle.version,
+      bundle.headBytes,
+      bundle.entries.map(e => e.eventBytes),
+      bundle.entries.map(e => e.leafIndex),
+      packHashes(bundle.inclusion),
+    ]
+    if (bundle.consistency !== undefined)
+      items.push([bundle.consistency.treeSize, packHashes(bundle.consistency.proof)])
     return encodeCbor(items)
   }
-  const items: CborValue[] = [bundle.version, bundle.headBytes, bundle.entries.map(e => [e.eventBytes, e.leafIndex, e.proof])]
+  const items: CborValue[] = [
+    bundle.version,
+    bundle.headBytes,
+    bundle.entries.map(e => [e.eventBytes, e.leafIndex, e.proof]),
+  ]
   if (bundle.consistency !== undefined) items.push([bundle.consistency.treeSize, bundle.consistency.proof])
   return encodeCbor(items)
 }
 
 function readEventBytes(v: CborValue | undefined, field: string): Uint8Array {
-  if (!(v instanceof Uint8Array) || v.length === 0 || v.length > MAX_EVENT_BYTES) fail(field, `must be 1..${MAX_EVENT_BYTES} bytes`)
+  if (!(v instanceof Uint8Array) || v.length === 0 || v.length > MAX_EVENT_BYTES)
+    fail(field, `must be 1..${MAX_EVENT_BYTES} bytes`)
   return v
 }
 
@@ -222,7 +236,8 @@ function readLeafIndex(v: CborValue | undefined, field: string, last: number, tr
 }
 
 function decodeCompact(v: CborValue[], head: BlockHead, headBytes: Uint8Array): ProofBundle {
-  if (v.length !== 5 && v.length !== 6) throw new DecodeError('DECODE_SHAPE', 'a version 2 bundle is an array of 5 or 6 items')
+  if (v.length !== 5 && v.length !== 6)
+    throw new DecodeError('DECODE_SHAPE', 'a version 2 bundle is an array of 5 or 6 items')
   const events = readArray(v[2], 'events', 1, MAX_BUNDLE_ENTRIES)
   const indexes = readArray(v[3], 'leafIndexes', events.length, events.length)
   let last = -1
@@ -235,17 +250,25 @@ function decodeCompact(v: CborValue[], head: BlockHead, headBytes: Uint8Array): 
   let consistency: ProofBundle['consistency']
   if (v.length === 6) {
     const c = readArray(v[5], 'consistency', 2, 2)
-    consistency = { treeSize: readUint(c[0], 'consistency.treeSize'), proof: readPackedHashes(c[1], 'consistency.proof', MAX_PROOF_HASHES) }
+    consistency = {
+      treeSize: readUint(c[0], 'consistency.treeSize'),
+      proof: readPackedHashes(c[1], 'consistency.proof', MAX_PROOF_HASHES),
+    }
   }
   return { version: COMPACT_BUNDLE_VERSION, headBytes, head, entries, consistency, inclusion }
 }
 
 /** Version, head and items of an untrusted bundle; version 2 is read only when `compact` (UNKNOWN_VERSION otherwise). */
-function readBundleHeader(bytes: Uint8Array, compact: boolean): { v: CborValue[]; version: number; head: BlockHead; headBytes: Uint8Array } {
+function readBundleHeader(
+  bytes: Uint8Array,
+  compact: boolean,
+): { v: CborValue[]; version: number; head: BlockHead; headBytes: Uint8Array } {
   const v = decodeCbor(bytes, MAX_BUNDLE_BYTES)
-  if (!Array.isArray(v) || v.length < 3 || v.length > 6) throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 to 6 items')
+  if (!Array.isArray(v) || v.length < 3 || v.length > 6)
+    throw new DecodeError('DECODE_SHAPE', 'a bundle is an array of 3 to 6 items')
   const version = readUint(v[0], 'version')
-  if (version !== BUNDLE_VERSION && (!compact || version !== COMPACT_BUNDLE_VERSION)) throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported here`)
+  if (version !== BUNDLE_VERSION && (!compact || version !== COMPACT_BUNDLE_VERSION))
+    throw new DecodeError('UNKNOWN_VERSION', `bundle version ${version} is not supported here`)
   if (!(v[1] instanceof Uint8Array)) fail('head', 'must be a byte string')
   return { v, version, head: decodeHead(v[1]), headBytes: v[1] }
 }
@@ -268,7 +291,8 @@ export function decodeAuditPathBundle(bytes: Uint8Array): ProofBundle {
 }
 
 function decodeAuditPaths(v: CborValue[], head: BlockHead, headBytes: Uint8Array): ProofBundle {
-  if (v.length !== 3 && v.length !== 4) throw new DecodeError('DECODE_SHAPE', 'a version 1 bundle is an array of 3 or 4 items')
+  if (v.length !== 3 && v.length !== 4)
+    throw new DecodeError('DECODE_SHAPE', 'a version 1 bundle is an array of 3 or 4 items')
   let last = -1
   const entries = readArray(v[2], 'entries', 1, MAX_BUNDLE_ENTRIES).map(raw => {
     const item = readArray(raw, 'entries[]', 3, 3)
@@ -296,7 +320,8 @@ function lineageLabels(state: LedgerState, cn: string): Uint8Array[] {
   let current: string | undefined = cn
   while (current !== undefined) {
     const bindings = state.bindingsByCn.get(current)
-    if (bindings === undefined || bindings.length === 0) throw incomplete(`the ledger holds no binding for ${current}, in the lineage of ${cn}`, { cn: current })
+    if (bindings === undefined || bindings.length === 0)
+      throw incomplete(`the ledger holds no binding for ${current}, in the lineage of ${cn}`, { cn: current })
     if (labels.length > 32) throw incomplete(`the lineage of ${cn} is deeper than 32`)
     labels.push(labelFromBase32(bindings[0]!.label))
     current = bindings[0]!.parentCn
@@ -325,7 +350,8 @@ export function lineageEvents(source: Pick<BundleSource, 'state' | 'eventsAbout'
       const hex = toHex(link)
       if (selected.has(hex)) continue
       const linked = state.event(hex)
-      if (linked === undefined) throw incomplete(`event ${e.idHex.slice(0, 16)}… links to ${hex.slice(0, 16)}…, which the ledger lacks`)
+      if (linked === undefined)
+        throw incomplete(`event ${e.idHex.slice(0, 16)}… links to ${hex.slice(0, 16)}…, which the ledger lacks`)
       selected.set(hex, linked)
       stack.push(linked)
     }
@@ -336,7 +362,8 @@ export function lineageEvents(source: Pick<BundleSource, 'state' | 'eventsAbout'
 /** The source itself, or the one a miner or replica gives; HEAD_MISSING before their first head. */
 export function sourceOf(from: BundleSource | { bundleSource(): BundleSource | undefined }): BundleSource {
   const source = 'bundleSource' in from ? from.bundleSource() : from
-  if (source === undefined) throw new KinError('HEAD_MISSING', 'no verified head yet: nothing to prove inclusion against')
+  if (source === undefined)
+    throw new KinError('HEAD_MISSING', 'no verified head yet: nothing to prove inclusion against')
   return source
 }
 
@@ -347,23 +374,32 @@ export function sourceOf(from: BundleSource | { bundleSource(): BundleSource | u
 export function placeLineage(source: BundleSource, cn: string): Array<{ e: EncodedEvent; leafIndex: number }> {
   const { state, tree, head } = source
   let positions: Map<string, number> | undefined
-  const indexOf = source.indexOf ?? ((idHex: string) => {
-    if (positions === undefined) {
-      positions = new Map()
-      state.log.forEach((e, i) => positions!.set(e.idHex, i))
-    }
-    return positions.get(idHex)
-  })
-  return lineageEvents(source, cn).map(e => {
-    const leafIndex = indexOf(e.idHex)
-    if (leafIndex === undefined || leafIndex >= head.treeSize) {
-      throw incomplete(`event ${e.idHex.slice(0, 16)}… (${e.event.type}) is not covered by head ${head.height} yet`, { id: e.idHex })
-    }
-    if (!bytesEqual(tree.leafHashAt(leafIndex), idLeafHash(source.crypto, e.id))) {
-      throw new KinError('INTERNAL', `the bundle source's tree does not hold event ${e.idHex.slice(0, 16)}… at leaf ${leafIndex}`)
-    }
-    return { e, leafIndex }
-  }).sort((a, b) => a.leafIndex - b.leafIndex)
+  const indexOf =
+    source.indexOf ??
+    ((idHex: string) => {
+      if (positions === undefined) {
+        positions = new Map()
+        state.log.forEach((e, i) => positions!.set(e.idHex, i))
+      }
+      return positions.get(idHex)
+    })
+  return lineageEvents(source, cn)
+    .map(e => {
+      const leafIndex = indexOf(e.idHex)
+      if (leafIndex === undefined || leafIndex >= head.treeSize) {
+        throw incomplete(`event ${e.idHex.slice(0, 16)}… (${e.event.type}) is not covered by head ${head.height} yet`, {
+          id: e.idHex,
+        })
+      }
+      if (!bytesEqual(tree.leafHashAt(leafIndex), idLeafHash(source.crypto, e.id))) {
+        throw new KinError(
+          'INTERNAL',
+          `the bundle source's tree does not hold event ${e.idHex.slice(0, 16)}… at leaf ${leafIndex}`,
+        )
+      }
+      return { e, leafIndex }
+    })
+    .sort((a, b) => a.leafIndex - b.leafIndex)
 }
 
 /** How a bundle is built. */
@@ -381,15 +417,27 @@ export interface BuildBundleOptions {
  * never silently left out. BUNDLE_INCOMPLETE when a needed event is missing or not yet covered by the head (seal,
  * then build again).
  */
-export function buildBundle(from: BundleSource | { bundleSource(): BundleSource | undefined }, cn: string, opts: BuildBundleOptions = {}): ProofBundle {
+export function buildBundle(
+  from: BundleSource | { bundleSource(): BundleSource | undefined },
+  cn: string,
+  opts: BuildBundleOptions = {},
+): ProofBundle {
   const source = sourceOf(from)
   const { tree, head } = source
   const placed = placeLineage(source, cn)
   const compact = opts.compact === true
-  const entries = placed.map(({ e, leafIndex }) => ({ eventBytes: e.bytes, leafIndex, proof: compact ? [] : tree.inclusionProof(leafIndex, head.treeSize) }))
+  const entries = placed.map(({ e, leafIndex }) => ({
+    eventBytes: e.bytes,
+    leafIndex,
+    proof: compact ? [] : tree.inclusionProof(leafIndex, head.treeSize),
+  }))
   const consistency = consistencyFor(tree, head, opts.knownTreeSize)
   if (!compact) return { version: BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency }
-  const inclusion = multiInclusionProof(tree, entries.map(e => e.leafIndex), head.treeSize)
+  const inclusion = multiInclusionProof(
+    tree,
+    entries.map(e => e.leafIndex),
+    head.treeSize,
+  )
   return { version: COMPACT_BUNDLE_VERSION, headBytes: source.headBytes, head, entries, consistency, inclusion }
 }
 
@@ -397,7 +445,11 @@ export function buildBundle(from: BundleSource | { bundleSource(): BundleSource 
 function consistencyFor(tree: MerkleTree, head: BlockHead, k: number | undefined): ProofBundle['consistency'] {
   if (k === undefined || k === 0 || k === head.treeSize) return undefined
   if (!Number.isSafeInteger(k) || k < 1 || k > tree.size) {
-    throw new KinError('BUNDLE_KNOWN_SIZE', `no consistency proof from a tree of ${k} events: this log holds ${tree.size} (a verifier ahead of the miner holds another log)`, { detail: { knownTreeSize: k, treeSize: tree.size } })
+    throw new KinError(
+      'BUNDLE_KNOWN_SIZE',
+      `no consistency proof from a tree of ${k} events: this log holds ${tree.size} (a verifier ahead of the miner holds another log)`,
+      { detail: { knownTreeSize: k, treeSize: tree.size } },
+    )
   }
   return { treeSize: k, proof: tree.consistencyProof(Math.min(k, head.treeSize), Math.max(k, head.treeSize)) }
 }
@@ -406,25 +458,43 @@ function consistencyFor(tree: MerkleTree, head: BlockHead, k: number | undefined
 
 function verifyBundleHead(crypto: CryptoProvider, bundle: ProofBundle, minerKey: Uint8Array): void {
   if (!verifyHeadSignature(crypto, bundle.head, minerKey)) {
-    throw new VerificationError('HEAD_SIGNATURE', `the bundle's head (height ${bundle.head.height}) is not signed by the fleet's miner key`)
+    throw new VerificationError(
+      'HEAD_SIGNATURE',
+      `the bundle's head (height ${bundle.head.height}) is not signed by the fleet's miner key`,
+    )
   }
 }
 
 /** The offline rule of the module comment: how the bundle's head relates to the verifier's known head. */
-function anchorBundleHead(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor, id: Uint8Array): VerifiedBundle['anchoring'] {
+function anchorBundleHead(
+  crypto: CryptoProvider,
+  bundle: ProofBundle,
+  anchor: BundleAnchor,
+  id: Uint8Array,
+): VerifiedBundle['anchoring'] {
   const known = anchor.knownHead
   if (known === undefined) return 'unanchored'
   const head = bundle.head
   if (bytesEqual(headId(crypto, known), id)) return 'same'
-  const proof = anchor.consistencyProof ?? (bundle.consistency !== undefined && bundle.consistency.treeSize === known.treeSize ? bundle.consistency.proof : undefined)
+  const proof =
+    anchor.consistencyProof ??
+    (bundle.consistency !== undefined && bundle.consistency.treeSize === known.treeSize
+      ? bundle.consistency.proof
+      : undefined)
   const [older, newer] = head.height < known.height ? [head, known] : [known, head]
   const verdict = checkHeadSuccession(crypto, older, newer, proof ?? [])
   if (verdict.ok) return 'consistent'
   const detail = { knownHeight: known.height, bundleHeight: head.height }
   if (proof === undefined && verdict.code === 'HEAD_INCONSISTENT') {
-    throw new VerificationError('HEAD_UNPROVEN', `the bundle's head (height ${head.height}) differs from the known head (height ${known.height}) and no consistency proof links them`, { detail })
+    throw new VerificationError(
+      'HEAD_UNPROVEN',
+      `the bundle's head (height ${head.height}) differs from the known head (height ${known.height}) and no consistency proof links them`,
+      { detail },
+    )
   }
-  throw new VerificationError(verdict.code, `the bundle's head contradicts the known head: ${verdict.reason}`, { detail })
+  throw new VerificationError(verdict.code, `the bundle's head contradicts the known head: ${verdict.reason}`, {
+    detail,
+  })
 }
 
 function verifyAuditPaths(crypto: CryptoProvider, bundle: ProofBundle): void {
@@ -432,7 +502,11 @@ function verifyAuditPaths(crypto: CryptoProvider, bundle: ProofBundle): void {
   bundle.entries.forEach((entry, i) => {
     const id = crypto.sha256(entry.eventBytes)
     if (!verifyInclusion(crypto, id, entry.leafIndex, head.treeSize, entry.proof, head.root)) {
-      throw new VerificationError('BUNDLE_INCLUSION', `bundle entry ${i} is not proven at leaf ${entry.leafIndex} of the head's tree (RFC 9162 §2.1.3.2)`, { detail: { entry: i, leafIndex: entry.leafIndex } })
+      throw new VerificationError(
+        'BUNDLE_INCLUSION',
+        `bundle entry ${i} is not proven at leaf ${entry.leafIndex} of the head's tree (RFC 9162 §2.1.3.2)`,
+        { detail: { entry: i, leafIndex: entry.leafIndex } },
+      )
     }
   })
 }
@@ -441,16 +515,30 @@ function verifyInclusions(crypto: CryptoProvider, bundle: ProofBundle): void {
   if (bundle.inclusion === undefined) return verifyAuditPaths(crypto, bundle)
   const { head } = bundle
   const leafHashes = bundle.entries.map(e => idLeafHash(crypto, crypto.sha256(e.eventBytes)))
-  if (!verifyMultiInclusion(crypto, leafHashes, bundle.entries.map(e => e.leafIndex), head.treeSize, bundle.inclusion, head.root)) {
-    throw new VerificationError('BUNDLE_INCLUSION', `the bundle's shared inclusion proof does not place its ${bundle.entries.length} events at their leaves of the head's tree (RFC 9162 §2.1.3.2)`)
+  if (
+    !verifyMultiInclusion(
+      crypto,
+      leafHashes,
+      bundle.entries.map(e => e.leafIndex),
+      head.treeSize,
+      bundle.inclusion,
+      head.root,
+    )
+  ) {
+    throw new VerificationError(
+      'BUNDLE_INCLUSION',
+      `the bundle's shared inclusion proof does not place its ${bundle.entries.length} events at their leaves of the head's tree (RFC 9162 §2.1.3.2)`,
+    )
   }
 }
 
 // The options come from a host program in plain JavaScript: a misspelt tier must not quietly check less.
 function checkVerifyOptions(opts: BundleVerifyOptions): void {
-  if (opts.tier !== undefined && opts.tier !== 'full' && opts.tier !== 'bundle') throw new RangeError(`"tier" expected 'full' or 'bundle', got ${JSON.stringify(opts.tier)}`)
+  if (opts.tier !== undefined && opts.tier !== 'full' && opts.tier !== 'bundle')
+    throw new RangeError(`"tier" expected 'full' or 'bundle', got ${JSON.stringify(opts.tier)}`)
   const cache = opts.cache as Partial<SignatureCache> | undefined
-  if (cache !== undefined && (typeof cache.holds !== 'function' || typeof cache.add !== 'function')) throw new TypeError('"cache" expected a SignatureCache')
+  if (cache !== undefined && (typeof cache.holds !== 'function' || typeof cache.add !== 'function'))
+    throw new TypeError('"cache" expected a SignatureCache')
 }
 
 // The events that can grant (keys or actions), whose signatures the bundle tier always checks or finds in its cache:
@@ -461,15 +549,30 @@ function grants(e: EncodedEvent): boolean {
 }
 
 /** Per event, the validation options of a tier, counting what it checked; `commit` fills the cache once all verified. */
-function signaturePolicy(opts: BundleVerifyOptions): { optionsFor(e: EncodedEvent): ValidateOptions; signatures: BundleSignatures; commit(): void } {
+function signaturePolicy(opts: BundleVerifyOptions): {
+  optionsFor(e: EncodedEvent): ValidateOptions
+  signatures: BundleSignatures
+  commit(): void
+} {
   const tier = opts.tier ?? 'full'
   const signatures: BundleSignatures = { tier, verified: 0, cached: 0, trusted: 0 }
-  if (tier === 'full') return { optionsFor: () => { signatures.verified++; return {} }, signatures, commit: () => {} }
+  if (tier === 'full')
+    return {
+      optionsFor: () => {
+        signatures.verified++
+        return {}
+      },
+      signatures,
+      commit: () => {},
+    }
   const checked: [string, Uint8Array][] = []
   // Validation asks once per event, with the exact key it would verify under; a miss is verified by validation itself.
   const verified: VerifiedSignatures = {
     holds(idHex, ledgerKey) {
-      if (opts.cache?.holds(idHex, ledgerKey) === true) { signatures.cached++; return true }
+      if (opts.cache?.holds(idHex, ledgerKey) === true) {
+        signatures.cached++
+        return true
+      }
       signatures.verified++
       checked.push([idHex, ledgerKey])
       return false
@@ -482,18 +585,30 @@ function signaturePolicy(opts: BundleVerifyOptions): { optionsFor(e: EncodedEven
       signatures.trusted++
       return { trustSignatures: true }
     },
-    commit: () => { for (const [idHex, key] of checked) opts.cache?.add(idHex, key, opts.own === true) },
+    commit: () => {
+      for (const [idHex, key] of checked) opts.cache?.add(idHex, key, opts.own === true)
+    },
   }
 }
 
 /** Checks the genesis (first entry, leaf 0) against the anchor, then ingests every event in leaf order, every rule checked, signatures as the tier says. */
-function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: BundleAnchor, opts: BundleVerifyOptions): { ledger: Ledger; signatures: BundleSignatures } {
+function replayBundle(
+  crypto: CryptoProvider,
+  bundle: ProofBundle,
+  anchor: BundleAnchor,
+  opts: BundleVerifyOptions,
+): { ledger: Ledger; signatures: BundleSignatures } {
   const first = bundle.entries[0]!
   const genesis = readEvent(crypto, first.eventBytes)
-  if (first.leafIndex !== 0 || genesis.event.type !== 'genesis') throw incomplete('a bundle starts with the fleet\'s genesis event at leaf 0')
-  if (!bytesEqual(genesis.event.body.minerKey, anchor.minerKey)) throw new VerificationError('GENESIS_MISMATCH', 'the bundle\'s genesis names another miner key than the verifier\'s')
+  if (first.leafIndex !== 0 || genesis.event.type !== 'genesis')
+    throw incomplete("a bundle starts with the fleet's genesis event at leaf 0")
+  if (!bytesEqual(genesis.event.body.minerKey, anchor.minerKey))
+    throw new VerificationError('GENESIS_MISMATCH', "the bundle's genesis names another miner key than the verifier's")
   if (anchor.genesisId !== undefined && genesis.idHex !== anchor.genesisId.toLowerCase()) {
-    throw new VerificationError('GENESIS_MISMATCH', `the bundle belongs to another fleet (genesis ${genesis.idHex.slice(0, 16)}…)`)
+    throw new VerificationError(
+      'GENESIS_MISMATCH',
+      `the bundle belongs to another fleet (genesis ${genesis.idHex.slice(0, 16)}…)`,
+    )
   }
   const ledger = new Ledger(crypto)
   const policy = signaturePolicy(opts)
@@ -503,8 +618,12 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
       ledger.ingest(e, policy.optionsFor(e))
     } catch (err) {
       if (!(err instanceof KinError)) throw err
-      if (err.code === 'MISSING_LINK' || err.code === 'NO_GENESIS') throw incomplete(`bundle entry ${i} links to an event the bundle lacks: ${err.message}`, { entry: i })
-      throw new VerificationError(err.code, `bundle entry ${i} is refused: ${err.message}`, { cause: err, detail: { entry: i } })
+      if (err.code === 'MISSING_LINK' || err.code === 'NO_GENESIS')
+        throw incomplete(`bundle entry ${i} links to an event the bundle lacks: ${err.message}`, { entry: i })
+      throw new VerificationError(err.code, `bundle entry ${i} is refused: ${err.message}`, {
+        cause: err,
+        detail: { entry: i },
+      })
     }
   })
   policy.commit()
@@ -519,7 +638,13 @@ function replayBundle(crypto: CryptoProvider, bundle: ProofBundle, anchor: Bundl
  * event's own code otherwise). Returns that ledger's state for the access stages. Throws only KinErrors. `opts.tier`
  * 'bundle' checks fewer signatures (BundleVerifyOptions); the default checks them all.
  */
-export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+export function verifyBundle(
+  crypto: CryptoProvider,
+  bundleBytes: Uint8Array,
+  anchor: BundleAnchor,
+  now: number,
+  opts: BundleVerifyOptions = {},
+): VerifiedBundle {
   return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeBundle, verifyInclusions)
 }
 
@@ -527,13 +652,24 @@ export function verifyBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, an
  * verifyBundle for version 1 bundles only (an audit path per event): what kin-core runs on a small engine, whose
  * heap has no room for the compact reader's code. A version 2 bundle is UNKNOWN_VERSION here.
  */
-export function verifyAuditPathBundle(crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions = {}): VerifiedBundle {
+export function verifyAuditPathBundle(
+  crypto: CryptoProvider,
+  bundleBytes: Uint8Array,
+  anchor: BundleAnchor,
+  now: number,
+  opts: BundleVerifyOptions = {},
+): VerifiedBundle {
   return verifyWith(crypto, bundleBytes, anchor, now, opts, decodeAuditPathBundle, verifyAuditPaths)
 }
 
 function verifyWith(
-  crypto: CryptoProvider, bundleBytes: Uint8Array, anchor: BundleAnchor, now: number, opts: BundleVerifyOptions,
-  decode: (bytes: Uint8Array) => ProofBundle, checkInclusions: (crypto: CryptoProvider, bundle: ProofBundle) => void,
+  crypto: CryptoProvider,
+  bundleBytes: Uint8Array,
+  anchor: BundleAnchor,
+  now: number,
+  opts: BundleVerifyOptions,
+  decode: (bytes: Uint8Array) => ProofBundle,
+  checkInclusions: (crypto: CryptoProvider, bundle: ProofBundle) => void,
 ): VerifiedBundle {
   abytes('anchor.minerKey', anchor.minerKey, 32)
   checkVerifyOptions(opts)
@@ -543,7 +679,16 @@ function verifyWith(
   const anchoring = anchorBundleHead(crypto, bundle, anchor, id)
   checkInclusions(crypto, bundle)
   const { ledger, signatures } = replayBundle(crypto, bundle, anchor, opts)
-  return { bundle, head: bundle.head, headId: toHex(id), anchoring, ledger, state: ledger.state, headAge: now - bundle.head.time, signatures }
+  return {
+    bundle,
+    head: bundle.head,
+    headId: toHex(id),
+    anchoring,
+    ledger,
+    state: ledger.state,
+    headAge: now - bundle.head.time,
+    signatures,
+  }
 }
 
 /**
@@ -551,7 +696,10 @@ function verifyWith(
  * duplicates are skipped, conflicts refused with their codes. Signatures were checked by verifyBundle, so only
  * the rules run again, in this ledger's context.
  */
-export async function mergeBundleInto(target: Ledger | PersistentLedger, verified: VerifiedBundle): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
+export async function mergeBundleInto(
+  target: Ledger | PersistentLedger,
+  verified: VerifiedBundle,
+): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
   const events = verified.state.log
   if (target instanceof Ledger) return target.ingestMany(events, { trustSignatures: true })
   return target.appendMany(events, { trustSignatures: true })

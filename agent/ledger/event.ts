@@ -4,8 +4,18 @@ import { encodeCbor, decodeCbor, type CborValue } from '../codec/cbor.ts'
 import { concatBytes, toHex, utf8 } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import {
-  EVENT_TYPE, EVENT_VERSION, ID_BYTES, LABEL_BYTES, REVOKE_REASON, ROLE,
-  type EncodedEvent, type EventTypeName, type LedgerEvent, type RevokeReasonName, type RoleName, type UnsignedEvent,
+  EVENT_TYPE,
+  EVENT_VERSION,
+  ID_BYTES,
+  LABEL_BYTES,
+  REVOKE_REASON,
+  ROLE,
+  type EncodedEvent,
+  type EventTypeName,
+  type LedgerEvent,
+  type RevokeReasonName,
+  type RoleName,
+  type UnsignedEvent,
 } from './types.ts'
 
 /** Largest encoded event accepted from anywhere. */
@@ -13,7 +23,14 @@ export const MAX_EVENT_BYTES = 4096
 /** Prefix of the signed message: domain separation from every other signature a ledger key makes. */
 export const EVENT_SIGNING_PREFIX: Uint8Array = utf8('kinship/event/v1\0')
 
-const LINKS_BY_TYPE: Record<EventTypeName, number> = { genesis: 0, authorize: 1, certified: 1, revoke: 2, rekey: 2, policy: 2 }
+const LINKS_BY_TYPE: Record<EventTypeName, number> = {
+  genesis: 0,
+  authorize: 1,
+  certified: 1,
+  revoke: 2,
+  rekey: 2,
+  policy: 2,
+}
 const TYPE_NAMES = Object.keys(EVENT_TYPE) as EventTypeName[]
 const ROLE_NAMES = Object.keys(ROLE) as RoleName[]
 const REASON_NAMES = Object.keys(REVOKE_REASON) as RevokeReasonName[]
@@ -26,17 +43,23 @@ function fail(field: string, why: string): never {
 function arr(v: CborValue, field: string, min: number, max = min): CborValue[] {
   if (!Array.isArray(v)) fail(field, 'must be an array')
   if (v.length < min || v.length > max) {
-    throw new DecodeError('DECODE_SHAPE', `event field "${field}" must have ${min === max ? min : `${min}..${max}`} items, got ${v.length}`, { detail: { field } })
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      `event field "${field}" must have ${min === max ? min : `${min}..${max}`} items, got ${v.length}`,
+      { detail: { field } },
+    )
   }
   return v
 }
 function bstr(v: CborValue, field: string, min: number, max = min): Uint8Array {
   if (!(v instanceof Uint8Array)) fail(field, 'must be a byte string')
-  if (v.length < min || v.length > max) fail(field, `must be ${min === max ? min : `${min}..${max}`} bytes, got ${v.length}`)
+  if (v.length < min || v.length > max)
+    fail(field, `must be ${min === max ? min : `${min}..${max}`} bytes, got ${v.length}`)
   return v
 }
 function uint(v: CborValue, field: string, max = 0xffffffff): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) fail(field, `must be an unsigned integer <= ${max}`)
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+    fail(field, `must be an unsigned integer <= ${max}`)
   return v
 }
 function text(v: CborValue, field: string, maxBytes: number): string {
@@ -60,17 +83,27 @@ function decodeBody(type: EventTypeName, v: CborValue): LedgerEvent['body'] {
     case 'genesis': {
       const b = arr(v, 'body', 8)
       return {
-        domain: text(b[0]!, 'domain', 200), rootCertHash: bstr(b[1]!, 'rootCertHash', 32), spkiHash: bstr(b[2]!, 'spkiHash', 32),
-        ledgerKey: bstr(b[3]!, 'ledgerKey', 32), minerKey: bstr(b[4]!, 'minerKey', 32), nonce: bstr(b[5]!, 'nonce', 12, 32),
-        notAfter: uint(b[6]!, 'notAfter'), name: text(b[7]!, 'name', 64),
+        domain: text(b[0]!, 'domain', 200),
+        rootCertHash: bstr(b[1]!, 'rootCertHash', 32),
+        spkiHash: bstr(b[2]!, 'spkiHash', 32),
+        ledgerKey: bstr(b[3]!, 'ledgerKey', 32),
+        minerKey: bstr(b[4]!, 'minerKey', 32),
+        nonce: bstr(b[5]!, 'nonce', 12, 32),
+        notAfter: uint(b[6]!, 'notAfter'),
+        name: text(b[7]!, 'name', 64),
       }
     }
     case 'authorize': {
       const b = arr(v, 'body', 8)
       return {
-        spkiHash: bstr(b[0]!, 'spkiHash', 32), ledgerKey: bstr(b[1]!, 'ledgerKey', 32), nonce: bstr(b[2]!, 'nonce', 12, 32),
-        notAfter: uint(b[3]!, 'notAfter'), role: enumOf(b[4]!, 'role', ROLE_NAMES), depth: uint(b[5]!, 'depth', 15),
-        kind: text(b[6]!, 'kind', 16), name: text(b[7]!, 'name', 64),
+        spkiHash: bstr(b[0]!, 'spkiHash', 32),
+        ledgerKey: bstr(b[1]!, 'ledgerKey', 32),
+        nonce: bstr(b[2]!, 'nonce', 12, 32),
+        notAfter: uint(b[3]!, 'notAfter'),
+        role: enumOf(b[4]!, 'role', ROLE_NAMES),
+        depth: uint(b[5]!, 'depth', 15),
+        kind: text(b[6]!, 'kind', 16),
+        name: text(b[7]!, 'name', 64),
       }
     }
     case 'certified': {
@@ -79,11 +112,20 @@ function decodeBody(type: EventTypeName, v: CborValue): LedgerEvent['body'] {
     }
     case 'revoke': {
       const b = arr(v, 'body', 3)
-      return { reason: enumOf(b[0]!, 'reason', REASON_NAMES), effective: uint(b[1]!, 'effective'), subtree: bool(b[2]!, 'subtree') }
+      return {
+        reason: enumOf(b[0]!, 'reason', REASON_NAMES),
+        effective: uint(b[1]!, 'effective'),
+        subtree: bool(b[2]!, 'subtree'),
+      }
     }
     case 'rekey': {
       const b = arr(v, 'body', 4)
-      return { spkiHash: bstr(b[0]!, 'spkiHash', 32), ledgerKey: bstr(b[1]!, 'ledgerKey', 32), nonce: bstr(b[2]!, 'nonce', 12, 32), notAfter: uint(b[3]!, 'notAfter') }
+      return {
+        spkiHash: bstr(b[0]!, 'spkiHash', 32),
+        ledgerKey: bstr(b[1]!, 'ledgerKey', 32),
+        nonce: bstr(b[2]!, 'nonce', 12, 32),
+        notAfter: uint(b[3]!, 'notAfter'),
+      }
     }
     case 'policy': {
       const b = arr(v, 'body', 5)
@@ -93,10 +135,17 @@ function decodeBody(type: EventTypeName, v: CborValue): LedgerEvent['body'] {
         return {
           action: text(rule[0]!, 'rules[].action', 32),
           roles: arr(rule[1]!, 'rules[].roles', 0, 4).map(x => enumOf(x, 'rules[].roles[]', ROLE_NAMES)),
-          from: uint(rule[2]!, 'rules[].from', 86400), to: uint(rule[3]!, 'rules[].to', 86400),
+          from: uint(rule[2]!, 'rules[].from', 86400),
+          to: uint(rule[3]!, 'rules[].to', 86400),
         }
       })
-      return { subtree: bool(b[0]!, 'subtree'), maxHops: uint(b[1]!, 'maxHops', 64), maxHeadAge: uint(b[2]!, 'maxHeadAge'), anchors, rules }
+      return {
+        subtree: bool(b[0]!, 'subtree'),
+        maxHops: uint(b[1]!, 'maxHops', 64),
+        maxHeadAge: uint(b[2]!, 'maxHeadAge'),
+        anchors,
+        rules,
+      }
     }
   }
 }
@@ -121,7 +170,13 @@ function encodeBody(e: UnsignedEvent): CborValue {
     }
     case 'policy': {
       const b = e.body
-      return [b.subtree, b.maxHops, b.maxHeadAge, b.anchors, b.rules.map(r => [r.action, r.roles.map(x => ROLE[x]), r.from, r.to])]
+      return [
+        b.subtree,
+        b.maxHops,
+        b.maxHeadAge,
+        b.anchors,
+        b.rules.map(r => [r.action, r.roles.map(x => ROLE[x]), r.from, r.to]),
+      ]
     }
   }
 }
@@ -161,15 +216,24 @@ export function decodeEvent(bytes: Uint8Array, opts: { views?: boolean } = {}): 
   if (!Array.isArray(top)) throw new DecodeError('DECODE_SHAPE', 'an event must be a CBOR array')
   if (top.length !== 8) throw new DecodeError('DECODE_SHAPE', `an event must have 8 fields, got ${top.length}`)
   const version = uint(top[0]!, 'version')
-  if (version !== EVENT_VERSION) throw new DecodeError('UNKNOWN_VERSION', `event version ${version} is not supported (this agent reads version ${EVENT_VERSION})`)
+  if (version !== EVENT_VERSION)
+    throw new DecodeError(
+      'UNKNOWN_VERSION',
+      `event version ${version} is not supported (this agent reads version ${EVENT_VERSION})`,
+    )
   const typeNum = uint(top[1]!, 'type')
   const type = TYPE_NAMES[typeNum]
   if (type === undefined) throw new DecodeError('UNKNOWN_TYPE', `event type ${typeNum} is not known to this agent`)
   const links = arr(top[4]!, 'links', LINKS_BY_TYPE[type]).map(l => bstr(l, 'links[]', ID_BYTES))
   return {
-    version, type,
-    subject: bstr(top[2]!, 'subject', LABEL_BYTES), issuer: bstr(top[3]!, 'issuer', LABEL_BYTES), links,
-    time: uint(top[5]!, 'time'), body: decodeBody(type, top[6]!), signature: bstr(top[7]!, 'signature', 64),
+    version,
+    type,
+    subject: bstr(top[2]!, 'subject', LABEL_BYTES),
+    issuer: bstr(top[3]!, 'issuer', LABEL_BYTES),
+    links,
+    time: uint(top[5]!, 'time'),
+    body: decodeBody(type, top[6]!),
+    signature: bstr(top[7]!, 'signature', 64),
   } as LedgerEvent
 }
 
@@ -206,6 +270,15 @@ export function signingInputOfBytes(bytes: Uint8Array): Uint8Array {
 }
 
 /** Ed25519 check of an event's signature against a ledger public key; pass the canonical bytes when at hand. */
-export function verifyEventSignature(crypto: CryptoProvider, event: LedgerEvent, ledgerKey: Uint8Array, bytes?: Uint8Array): boolean {
-  return crypto.ed25519Verify(event.signature, bytes === undefined ? signingInput(event) : signingInputOfBytes(bytes), ledgerKey)
+export function verifyEventSignature(
+  crypto: CryptoProvider,
+  event: LedgerEvent,
+  ledgerKey: Uint8Array,
+  bytes?: Uint8Array,
+): boolean {
+  return crypto.ed25519Verify(
+    event.signature,
+    bytes === undefined ? signingInput(event) : signingInputOfBytes(bytes),
+    ledgerKey,
+  )
 }

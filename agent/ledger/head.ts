@@ -35,7 +35,11 @@ export interface BlockHead extends HeadFields {
 /** The outcome of a succession check: ok, or the code a device raises its alarm with. */
 export type HeadSuccession =
   | { ok: true }
-  | { ok: false; code: Extract<KinErrorCode, 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'>; reason: string }
+  | {
+      ok: false
+      code: Extract<KinErrorCode, 'HEAD_SIGNATURE' | 'HEAD_INCONSISTENT' | 'HEAD_ROLLBACK' | 'HEAD_FORK'>
+      reason: string
+    }
 
 /** The prevHeadId of the head at height 0: 32 zero bytes (a fresh copy). */
 export function genesisPrevHeadId(): Uint8Array {
@@ -116,7 +120,10 @@ function readBytes(v: CborValue, field: string, length: number): Uint8Array {
 export function decodeHead(bytes: Uint8Array): BlockHead {
   const v = decodeCbor(bytes, MAX_HEAD_BYTES)
   if (!Array.isArray(v) || v.length !== 6) {
-    throw new DecodeError('DECODE_SHAPE', `a head is an array of 6 items, got ${Array.isArray(v) ? `${v.length} items` : typeof v}`)
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      `a head is an array of 6 items, got ${Array.isArray(v) ? `${v.length} items` : typeof v}`,
+    )
   }
   const head: BlockHead = {
     height: readUint(v[0]!, 'height'),
@@ -126,7 +133,8 @@ export function decodeHead(bytes: Uint8Array): BlockHead {
     root: readBytes(v[4]!, 'root', HASH_BYTES),
     signature: readBytes(v[5]!, 'signature', HEAD_SIGNATURE_BYTES),
   }
-  if ((head.height === 0) !== isZero(head.prevHeadId)) fail('prevHeadId', 'must be 32 zero bytes exactly when height is 0')
+  if ((head.height === 0) !== isZero(head.prevHeadId))
+    fail('prevHeadId', 'must be 32 zero bytes exactly when height is 0')
   return head
 }
 
@@ -155,11 +163,17 @@ function refuse(code: Exclude<HeadSuccession, { ok: true }>['code'], reason: str
  * `newer`'s. A refusal other than HEAD_SIGNATURE means a forking or rolled-back miner.
  */
 export function checkHeadSuccession(
-  crypto: CryptoProvider, older: BlockHead, newer: BlockHead, consistencyProof: readonly Uint8Array[], minerPublicKey?: Uint8Array,
+  crypto: CryptoProvider,
+  older: BlockHead,
+  newer: BlockHead,
+  consistencyProof: readonly Uint8Array[],
+  minerPublicKey?: Uint8Array,
 ): HeadSuccession {
   if (minerPublicKey !== undefined) {
-    if (!verifyHeadSignature(crypto, older, minerPublicKey)) return refuse('HEAD_SIGNATURE', 'the older head is not signed by the miner')
-    if (!verifyHeadSignature(crypto, newer, minerPublicKey)) return refuse('HEAD_SIGNATURE', 'the newer head is not signed by the miner')
+    if (!verifyHeadSignature(crypto, older, minerPublicKey))
+      return refuse('HEAD_SIGNATURE', 'the older head is not signed by the miner')
+    if (!verifyHeadSignature(crypto, newer, minerPublicKey))
+      return refuse('HEAD_SIGNATURE', 'the newer head is not signed by the miner')
   }
   let olderId: Uint8Array, newerId: Uint8Array
   try {
@@ -168,17 +182,24 @@ export function checkHeadSuccession(
   } catch {
     return refuse('HEAD_SIGNATURE', 'a head is malformed')
   }
-  if (newer.height < older.height) return refuse('HEAD_ROLLBACK', `height went back from ${older.height} to ${newer.height}`)
+  if (newer.height < older.height)
+    return refuse('HEAD_ROLLBACK', `height went back from ${older.height} to ${newer.height}`)
   if (newer.height === older.height) {
-    return bytesEqual(olderId, newerId) ? { ok: true } : refuse('HEAD_FORK', `two different heads at height ${newer.height}`)
+    return bytesEqual(olderId, newerId)
+      ? { ok: true }
+      : refuse('HEAD_FORK', `two different heads at height ${newer.height}`)
   }
-  if (newer.treeSize < older.treeSize) return refuse('HEAD_ROLLBACK', `tree shrank from ${older.treeSize} to ${newer.treeSize}`)
+  if (newer.treeSize < older.treeSize)
+    return refuse('HEAD_ROLLBACK', `tree shrank from ${older.treeSize} to ${newer.treeSize}`)
   if (newer.time < older.time) return refuse('HEAD_ROLLBACK', `time went back from ${older.time} to ${newer.time}`)
   if (newer.height === older.height + 1 && !bytesEqual(newer.prevHeadId, olderId)) {
     return refuse('HEAD_FORK', `head ${newer.height} does not name head ${older.height} as its predecessor`)
   }
   if (!verifyConsistency(crypto, older.treeSize, newer.treeSize, older.root, newer.root, consistencyProof)) {
-    return refuse('HEAD_INCONSISTENT', `tree of size ${older.treeSize} is not proven a prefix of tree of size ${newer.treeSize}`)
+    return refuse(
+      'HEAD_INCONSISTENT',
+      `tree of size ${older.treeSize} is not proven a prefix of tree of size ${newer.treeSize}`,
+    )
   }
   return { ok: true }
 }

@@ -66,7 +66,10 @@ export class Ledger {
    * Ingests a batch that may arrive in any order: retries events whose links are missing until no progress,
    * skips duplicates. Returns what was accepted, what was refused (with codes) and what still lacks a link.
    */
-  ingestMany(inputs: Array<Uint8Array | EncodedEvent>, opts?: ValidateOptions): { accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] } {
+  ingestMany(
+    inputs: Array<Uint8Array | EncodedEvent>,
+    opts?: ValidateOptions,
+  ): { accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] } {
     const accepted: EncodedEvent[] = []
     const refused: Refusal[] = []
     let queue: EncodedEvent[] = []

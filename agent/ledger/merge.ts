@@ -24,9 +24,12 @@ export interface MergeResult {
  */
 export function canonicalOrder(events: EncodedEvent[], minerOrder: readonly string[] = []): EncodedEvent[] {
   const rank = new Map<string, number>()
-  minerOrder.forEach((id, i) => { if (!rank.has(id)) rank.set(id, i) })
+  minerOrder.forEach((id, i) => {
+    if (!rank.has(id)) rank.set(id, i)
+  })
   return [...events].sort((a, b) => {
-    const ra = rank.get(a.idHex), rb = rank.get(b.idHex)
+    const ra = rank.get(a.idHex),
+      rb = rank.get(b.idHex)
     if (ra !== undefined || rb !== undefined) {
       if (ra === undefined) return 1
       if (rb === undefined) return -1
@@ -43,7 +46,11 @@ export function canonicalOrder(events: EncodedEvent[], minerOrder: readonly stri
  * Deterministic, commutative and idempotent in its accepted set; conflicting authorize events are resolved by
  * the miner's log when given, otherwise by (time, id), and the loser is reported with CN_EXISTS.
  */
-export function mergeLedgers(crypto: CryptoProvider, replicas: Array<Iterable<EncodedEvent>>, opts: ValidateOptions & { minerOrder?: readonly string[] } = {}): MergeResult {
+export function mergeLedgers(
+  crypto: CryptoProvider,
+  replicas: Array<Iterable<EncodedEvent>>,
+  opts: ValidateOptions & { minerOrder?: readonly string[] } = {},
+): MergeResult {
   const union = new Map<string, EncodedEvent>()
   for (const r of replicas) for (const e of r) if (!union.has(e.idHex)) union.set(e.idHex, e)
   const ledger = new Ledger(crypto)

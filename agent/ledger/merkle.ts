@@ -59,8 +59,12 @@ export function largestPowerOfTwoBelow(n: number): number {
 /** h when `n` = 2^h, otherwise -1. */
 export function exactLog2(n: number): number {
   if (!isTreeSize(n) || n === 0) return -1
-  let h = 0, p = 1
-  while (p < n) { p *= 2; h++ }
+  let h = 0,
+    p = 1
+  while (p < n) {
+    p *= 2
+    h++
+  }
   return p === n ? h : -1
 }
 
@@ -94,7 +98,9 @@ export function inclusionPath(source: SubtreeSource, index: number, size: number
     throw new RangeError(`inclusion proof needs 0 <= index < size, got index ${index}, size ${size}`)
   }
   const topDown: Uint8Array[] = []
-  let start = 0, width = size, m = index
+  let start = 0,
+    width = size,
+    m = index
   while (width > 1) {
     const k = largestPowerOfTwoBelow(width)
     if (m < k) {
@@ -102,7 +108,9 @@ export function inclusionPath(source: SubtreeSource, index: number, size: number
       width = k
     } else {
       topDown.push(source.subtreeHash(start, start + k))
-      start += k; width -= k; m -= k
+      start += k
+      width -= k
+      m -= k
     }
   }
   return topDown.reverse()
@@ -114,10 +122,14 @@ export function inclusionPath(source: SubtreeSource, index: number, size: number
  * Empty when m = 0 or m = n: there is nothing to prove (§2.1.4.2 checks those cases directly).
  */
 export function consistencyPath(source: SubtreeSource, m: number, n: number): Uint8Array[] {
-  if (!isTreeSize(m) || !isTreeSize(n) || m > n) throw new RangeError(`consistency proof needs 0 <= m <= n, got m ${m}, n ${n}`)
+  if (!isTreeSize(m) || !isTreeSize(n) || m > n)
+    throw new RangeError(`consistency proof needs 0 <= m <= n, got m ${m}, n ${n}`)
   if (m === 0 || m === n) return []
   const topDown: Uint8Array[] = []
-  let start = 0, width = n, first = m, known = true
+  let start = 0,
+    width = n,
+    first = m,
+    known = true
   while (first !== width) {
     const k = largestPowerOfTwoBelow(width)
     if (first <= k) {
@@ -125,7 +137,10 @@ export function consistencyPath(source: SubtreeSource, m: number, n: number): Ui
       width = k
     } else {
       topDown.push(source.subtreeHash(start, start + k))
-      start += k; width -= k; first -= k; known = false
+      start += k
+      width -= k
+      first -= k
+      known = false
     }
   }
   const proof = known ? [] : [source.subtreeHash(start, start + width)]
@@ -134,14 +149,23 @@ export function consistencyPath(source: SubtreeSource, m: number, n: number): Ui
 }
 
 /** MTH over `leafHashes` (already leaf-hashed, RFC 9162 §2.1.1), of the first `size` of them. */
-export function merkleRoot(crypto: CryptoProvider, leafHashes: readonly Uint8Array[], size: number = leafHashes.length): Uint8Array {
-  if (!isTreeSize(size) || size > leafHashes.length) throw new RangeError(`"size" expected 0..${leafHashes.length}, got ${size}`)
+export function merkleRoot(
+  crypto: CryptoProvider,
+  leafHashes: readonly Uint8Array[],
+  size: number = leafHashes.length,
+): Uint8Array {
+  if (!isTreeSize(size) || size > leafHashes.length)
+    throw new RangeError(`"size" expected 0..${leafHashes.length}, got ${size}`)
   if (size === 0) return emptyRoot(crypto)
   return rangeRoot(crypto, leafHashes, 0, size)
 }
 
 /** MTH over kinship event ids (each leaf-hashed first), of the first `size` of them. */
-export function merkleRootOfIds(crypto: CryptoProvider, ids: readonly Uint8Array[], size: number = ids.length): Uint8Array {
+export function merkleRootOfIds(
+  crypto: CryptoProvider,
+  ids: readonly Uint8Array[],
+  size: number = ids.length,
+): Uint8Array {
   if (!isTreeSize(size) || size > ids.length) throw new RangeError(`"size" expected 0..${ids.length}, got ${size}`)
   const hashes: Uint8Array[] = []
   for (let i = 0; i < size; i++) hashes.push(idLeafHash(crypto, ids[i]!))
@@ -151,7 +175,11 @@ export function merkleRootOfIds(crypto: CryptoProvider, ids: readonly Uint8Array
 function rangeRoot(crypto: CryptoProvider, leafHashes: readonly Uint8Array[], start: number, end: number): Uint8Array {
   if (end - start === 1) return Uint8Array.from(abytes('leafHash', leafHashes[start], HASH_BYTES))
   const k = largestPowerOfTwoBelow(end - start)
-  return nodeHash(crypto, rangeRoot(crypto, leafHashes, start, start + k), rangeRoot(crypto, leafHashes, start + k, end))
+  return nodeHash(
+    crypto,
+    rangeRoot(crypto, leafHashes, start, start + k),
+    rangeRoot(crypto, leafHashes, start + k, end),
+  )
 }
 
 /**
@@ -223,7 +251,8 @@ export class MerkleTree implements SubtreeSource {
     const levels = this.levels
     const index = levels[0]!.length
     levels[0]!.push(abytes('leafHash', hash, HASH_BYTES))
-    let level = 0, pos = index
+    let level = 0,
+      pos = index
     while (lowBitSet(pos)) {
       const row = levels[level]!
       const parent = nodeHash(this.crypto, row.view(pos - 1), row.view(pos))
@@ -277,7 +306,8 @@ export class MerkleTree implements SubtreeSource {
   }
 
   private checkSize(name: string, value: number, max: number): void {
-    if (!isTreeSize(value) || value > max) throw new RangeError(`"${name}" expected an integer in [0, ${max}], got ${value}`)
+    if (!isTreeSize(value) || value > max)
+      throw new RangeError(`"${name}" expected an integer in [0, ${max}], got ${value}`)
   }
 }
 
@@ -296,21 +326,32 @@ function isProof(proof: unknown): proof is Uint8Array[] {
  * of `size` leaves whose root is `root`. False, never a throw, on any malformed input.
  */
 export function verifyLeafHashInclusion(
-  crypto: CryptoProvider, leafHashValue: Uint8Array, index: number, size: number, proof: readonly Uint8Array[], root: Uint8Array,
+  crypto: CryptoProvider,
+  leafHashValue: Uint8Array,
+  index: number,
+  size: number,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
 ): boolean {
   try {
     if (!isHash(leafHashValue) || !isHash(root) || !isProof(proof)) return false
     if (!isTreeSize(index) || !isTreeSize(size) || index >= size) return false
-    let fn = index, sn = size - 1, r = leafHashValue
+    let fn = index,
+      sn = size - 1,
+      r = leafHashValue
     for (const p of proof) {
       if (sn === 0) return false
       if (lowBitSet(fn) || fn === sn) {
         r = nodeHash(crypto, p, r)
-        while (!lowBitSet(fn) && fn !== 0) { fn = shiftRight(fn); sn = shiftRight(sn) }
+        while (!lowBitSet(fn) && fn !== 0) {
+          fn = shiftRight(fn)
+          sn = shiftRight(sn)
+        }
       } else {
         r = nodeHash(crypto, r, p)
       }
-      fn = shiftRight(fn); sn = shiftRight(sn)
+      fn = shiftRight(fn)
+      sn = shiftRight(sn)
     }
     return sn === 0 && bytesEqual(r, root)
   } catch {
@@ -320,7 +361,12 @@ export function verifyLeafHashInclusion(
 
 /** RFC 9162 §2.1.3.2 for a kinship leaf: whether `proof` shows event `id` at `index` under `root` of a tree of `size`. */
 export function verifyInclusion(
-  crypto: CryptoProvider, id: Uint8Array, index: number, size: number, proof: readonly Uint8Array[], root: Uint8Array,
+  crypto: CryptoProvider,
+  id: Uint8Array,
+  index: number,
+  size: number,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
 ): boolean {
   if (!isHash(id)) return false
   try {
@@ -336,12 +382,18 @@ export function verifyInclusion(
  * m = n holds with an empty proof when the roots are equal. False, never a throw, on malformed input.
  */
 export function verifyConsistency(
-  crypto: CryptoProvider, m: number, n: number, rootM: Uint8Array, rootN: Uint8Array, proof: readonly Uint8Array[],
+  crypto: CryptoProvider,
+  m: number,
+  n: number,
+  rootM: Uint8Array,
+  rootN: Uint8Array,
+  proof: readonly Uint8Array[],
 ): boolean {
   try {
     if (!isTreeSize(m) || !isTreeSize(n) || m > n) return false
     if (!isHash(rootM) || !isHash(rootN) || !isProof(proof)) return false
-    if (m === 0) return proof.length === 0 && bytesEqual(rootM, emptyRoot(crypto)) && (n > 0 || bytesEqual(rootN, rootM))
+    if (m === 0)
+      return proof.length === 0 && bytesEqual(rootM, emptyRoot(crypto)) && (n > 0 || bytesEqual(rootN, rootM))
     if (m === n) return proof.length === 0 && bytesEqual(rootM, rootN)
     return verifyConsistencyPath(crypto, m, n, rootM, rootN, proof)
   } catch {
@@ -352,24 +404,38 @@ export function verifyConsistency(
 // RFC 9162 §2.1.4.2 steps 1-7 for 0 < m < n. Step 2: a power-of-two old tree is itself a node of the new
 // one, so the proof leaves it out and the verifier puts `rootM` in front.
 function verifyConsistencyPath(
-  crypto: CryptoProvider, m: number, n: number, rootM: Uint8Array, rootN: Uint8Array, proof: readonly Uint8Array[],
+  crypto: CryptoProvider,
+  m: number,
+  n: number,
+  rootM: Uint8Array,
+  rootN: Uint8Array,
+  proof: readonly Uint8Array[],
 ): boolean {
   if (proof.length === 0) return false
   const path = isPowerOfTwo(m) ? [rootM].concat(proof) : proof
-  let fn = m - 1, sn = n - 1
-  while (lowBitSet(fn)) { fn = shiftRight(fn); sn = shiftRight(sn) }
-  let fr = path[0]!, sr = path[0]!
+  let fn = m - 1,
+    sn = n - 1
+  while (lowBitSet(fn)) {
+    fn = shiftRight(fn)
+    sn = shiftRight(sn)
+  }
+  let fr = path[0]!,
+    sr = path[0]!
   for (let i = 1; i < path.length; i++) {
     const c = path[i]!
     if (sn === 0) return false
     if (lowBitSet(fn) || fn === sn) {
       fr = nodeHash(crypto, c, fr)
       sr = nodeHash(crypto, c, sr)
-      while (!lowBitSet(fn) && fn !== 0) { fn = shiftRight(fn); sn = shiftRight(sn) }
+      while (!lowBitSet(fn) && fn !== 0) {
+        fn = shiftRight(fn)
+        sn = shiftRight(sn)
+      }
     } else {
       sr = nodeHash(crypto, sr, c)
     }
-    fn = shiftRight(fn); sn = shiftRight(sn)
+    fn = shiftRight(fn)
+    sn = shiftRight(sn)
   }
   return sn === 0 && bytesEqual(fr, rootM) && bytesEqual(sr, rootN)
 }

@@ -4,7 +4,15 @@ import { MAX_UINT } from '../codec/cbor.ts'
 import { abytes, bytesEqual, concatBytes, toHex } from '../codec/bytes.ts'
 import type { AppendFile, CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
-import { decodeHead, encodeHead, genesisPrevHeadId, headId, signHead, verifyHeadSignature, type BlockHead } from './head.ts'
+import {
+  decodeHead,
+  encodeHead,
+  genesisPrevHeadId,
+  headId,
+  signHead,
+  verifyHeadSignature,
+  type BlockHead,
+} from './head.ts'
 import { MerkleTree } from './merkle.ts'
 import type { PersistentLedger } from './persistent.ts'
 import type { Refusal } from './ledger.ts'
@@ -37,7 +45,10 @@ export function decodeHeadsRecord(record: Uint8Array): BlockHead {
   abytes('record', record)
   for (let i = 0; i < HEADS_RECORD_PREFIX.length; i++) {
     if (record[i] !== HEADS_RECORD_PREFIX[i]) {
-      throw new KinError('STORAGE_DAMAGED', 'a heads-file record must start with [1, 0, …] (version 1, kind 0: a signed head)')
+      throw new KinError(
+        'STORAGE_DAMAGED',
+        'a heads-file record must start with [1, 0, …] (version 1, kind 0: a signed head)',
+      )
     }
   }
   return decodeHead(record.subarray(HEADS_RECORD_PREFIX.length))
@@ -112,20 +123,31 @@ function checkHeadChain(crypto: CryptoProvider, heads: SignedHead[], tree: Merkl
     if (head.height !== i) throw inconsistent(`heads file: head ${i} claims height ${head.height}`, { height: i })
     if (i > 0) {
       const prev = heads[i - 1]!
-      if (!bytesEqual(head.prevHeadId, prev.id)) throw inconsistent(`heads file: head ${i} does not name head ${i - 1} as its predecessor`, { height: i })
+      if (!bytesEqual(head.prevHeadId, prev.id))
+        throw inconsistent(`heads file: head ${i} does not name head ${i - 1} as its predecessor`, { height: i })
       if (head.time < prev.head.time) throw inconsistent(`heads file: head ${i} goes back in time`, { height: i })
-      if (head.treeSize < prev.head.treeSize) throw inconsistent(`heads file: head ${i} covers fewer events than head ${i - 1}`, { height: i })
+      if (head.treeSize < prev.head.treeSize)
+        throw inconsistent(`heads file: head ${i} covers fewer events than head ${i - 1}`, { height: i })
     }
     if (head.treeSize > tree.size) {
-      throw inconsistent(`head ${i} covers ${head.treeSize} events but the ledger file holds ${tree.size}: the ledger lost events the miner signed`, { height: i })
+      throw inconsistent(
+        `head ${i} covers ${head.treeSize} events but the ledger file holds ${tree.size}: the ledger lost events the miner signed`,
+        { height: i },
+      )
     }
     if (!bytesEqual(head.root, tree.root(head.treeSize))) {
-      throw inconsistent(`head ${i} does not match the ledger file's first ${head.treeSize} events: the ledger file was changed or reordered`, { height: i })
+      throw inconsistent(
+        `head ${i} does not match the ledger file's first ${head.treeSize} events: the ledger file was changed or reordered`,
+        { height: i },
+      )
     }
   }
   const last = heads[heads.length - 1]
   if (last !== undefined && !verifyHeadSignature(crypto, last.head, minerKey)) {
-    throw new VerificationError('HEAD_SIGNATURE', `the last head in the heads file (height ${last.head.height}) is not signed by this miner key`)
+    throw new VerificationError(
+      'HEAD_SIGNATURE',
+      `the last head in the heads file (height ${last.head.height}) is not signed by this miner key`,
+    )
   }
 }
 
@@ -160,7 +182,16 @@ export class Miner {
   private failure: KinError | undefined = undefined
   private admit: MinerOptions['admit'] = undefined
 
-  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, headsStore: LedgerStore, heads: SignedHead[], tree: MerkleTree, secretKey: Uint8Array, minerKey: Uint8Array, boundTimes: boolean) {
+  private constructor(
+    crypto: CryptoProvider,
+    ledger: PersistentLedger,
+    headsStore: LedgerStore,
+    heads: SignedHead[],
+    tree: MerkleTree,
+    secretKey: Uint8Array,
+    minerKey: Uint8Array,
+    boundTimes: boolean,
+  ) {
     this.crypto = crypto
     this.boundTimes = boundTimes
     this.ledger = ledger
@@ -179,16 +210,26 @@ export class Miner {
    * never sign a head inconsistent with H, also after a restart. GENESIS_MISMATCH when the ledger's genesis names
    * another miner key; STORAGE_DAMAGED for a damaged heads file.
    */
-  static async open(crypto: CryptoProvider, ledger: PersistentLedger, headsFile: AppendFile, minerSecretKey: Uint8Array, opts: MinerOptions = {}): Promise<Miner> {
+  static async open(
+    crypto: CryptoProvider,
+    ledger: PersistentLedger,
+    headsFile: AppendFile,
+    minerSecretKey: Uint8Array,
+    opts: MinerOptions = {},
+  ): Promise<Miner> {
     abytes('minerSecretKey', minerSecretKey, 32)
     const minerKey = crypto.ed25519PublicKey(minerSecretKey)
     const genesis = ledger.ledger.state.genesis
     if (genesis !== undefined && !bytesEqual(genesis.body.minerKey, minerKey)) {
-      throw new KinError('GENESIS_MISMATCH', 'the ledger\'s genesis names another miner key than the one this miner signs with')
+      throw new KinError(
+        'GENESIS_MISMATCH',
+        "the ledger's genesis names another miner key than the one this miner signs with",
+      )
     }
     const tree = new MerkleTree(crypto)
     for (const e of ledger.ledger.state.log) tree.append(e.id)
-    const onTornTail = opts.onTornHead === undefined ? undefined : (offset: number, dropped: number) => opts.onTornHead!(offset, dropped)
+    const onTornTail =
+      opts.onTornHead === undefined ? undefined : (offset: number, dropped: number) => opts.onTornHead!(offset, dropped)
     const { store, records } = await LedgerStore.open(headsFile, { onTornTail })
     const heads: SignedHead[] = []
     for (const r of records) {
@@ -197,14 +238,26 @@ export class Miner {
         head = decodeHeadsRecord(r.bytes)
       } catch (err) {
         if (!(err instanceof KinError)) throw err
-        throw new KinError('STORAGE_DAMAGED', `heads file damaged at offset ${r.offset}: ${err.message}`, { cause: err, detail: { offset: r.offset } })
+        throw new KinError('STORAGE_DAMAGED', `heads file damaged at offset ${r.offset}: ${err.message}`, {
+          cause: err,
+          detail: { offset: r.offset },
+        })
       }
       const bytes = r.bytes.slice(HEADS_RECORD_PREFIX.length)
       const id = crypto.sha256(bytes)
       heads.push({ head, bytes, id, idHex: toHex(id) })
     }
     checkHeadChain(crypto, heads, tree, minerKey)
-    const miner = new Miner(crypto, ledger, store, heads, tree, Uint8Array.from(minerSecretKey), minerKey, opts.boundTimes ?? true)
+    const miner = new Miner(
+      crypto,
+      ledger,
+      store,
+      heads,
+      tree,
+      Uint8Array.from(minerSecretKey),
+      minerKey,
+      opts.boundTimes ?? true,
+    )
     miner.admit = opts.admit
     return miner
   }
@@ -248,7 +301,11 @@ export class Miner {
         continue
       }
       if (e.event.type === 'genesis' && !bytesEqual(e.event.body.minerKey, this.minerKey)) {
-        early.push({ idHex: e.idHex, code: 'GENESIS_MISMATCH', message: 'this genesis names another miner key than the one this miner signs with' })
+        early.push({
+          idHex: e.idHex,
+          code: 'GENESIS_MISMATCH',
+          message: 'this genesis names another miner key than the one this miner signs with',
+        })
         continue
       }
       const refusal = this.admit?.(e)
@@ -261,19 +318,32 @@ export class Miner {
     // Signatures are checked at once, in parallel with earlier flushes and their fsync; submissions still join
     // the queue in the order they came, so a parent submitted before its child is validated before it.
     const queued = this.queueKeys(events)
-    const verified = precheckSignatures(this.crypto, this.ledger.ledger.state, events, id => this.queuedKeys.get(id)?.key)
-    const settle = <T>(f: (v: T) => void) => (v: T) => { this.unqueueKeys(queued); f(v) }
+    const verified = precheckSignatures(
+      this.crypto,
+      this.ledger.ledger.state,
+      events,
+      id => this.queuedKeys.get(id)?.key,
+    )
+    const settle =
+      <T>(f: (v: T) => void) =>
+      (v: T) => {
+        this.unqueueKeys(queued)
+        f(v)
+      }
     return new Promise<SubmitResult>((res, rej) => {
-      const resolve = settle(res), reject = settle(rej)
-      this.intake = this.intake.then(() => verified).then(set => {
-        this.waiting.push({ events, early, verified: set, now, resolve, reject })
-        if (this.flushQueued) return
-        this.flushQueued = true
-        void this.serialize(async () => {
-          this.flushQueued = false
-          await this.flush(this.waiting.splice(0))
+      const resolve = settle(res),
+        reject = settle(rej)
+      this.intake = this.intake
+        .then(() => verified)
+        .then(set => {
+          this.waiting.push({ events, early, verified: set, now, resolve, reject })
+          if (this.flushQueued) return
+          this.flushQueued = true
+          void this.serialize(async () => {
+            this.flushQueued = false
+            await this.flush(this.waiting.splice(0))
+          })
         })
-      })
     })
   }
 
@@ -311,7 +381,10 @@ export class Miner {
     }
     const before = this.ledger.ledger.size
     if (before !== this.tree.size) {
-      const err = new KinError('INTERNAL', `the miner's ledger holds ${before} events but its tree ${this.tree.size}: something else appended to it`)
+      const err = new KinError(
+        'INTERNAL',
+        `the miner's ledger holds ${before} events but its tree ${this.tree.size}: something else appended to it`,
+      )
       for (const s of batch) s.reject(err)
       return
     }
@@ -320,7 +393,10 @@ export class Miner {
       const verified = anyOf(batch.map(s => s.verified))
       // The miner is the fleet's timestamp authority: claimed times within skew of its clock and its last head.
       const intake = this.boundTimes ? { now, headTime: this.heads[this.heads.length - 1]?.head.time } : undefined
-      result = inputs.length === 0 ? { accepted: [], refused: [], pending: [] } : await this.ledger.appendMany(inputs, { now, verified, intake })
+      result =
+        inputs.length === 0
+          ? { accepted: [], refused: [], pending: [] }
+          : await this.ledger.appendMany(inputs, { now, verified, intake })
     } catch (err) {
       for (const s of batch) s.reject(err)
       return
@@ -360,15 +436,20 @@ export class Miner {
       if (this.failure !== undefined) throw this.failure
       const size = this.tree.size
       const last = this.heads[this.heads.length - 1]
-      const beat = opts.heartbeatAfter !== undefined && last !== undefined && now - last.head.time >= opts.heartbeatAfter
+      const beat =
+        opts.heartbeatAfter !== undefined && last !== undefined && now - last.head.time >= opts.heartbeatAfter
       if (size === 0 || (last !== undefined && last.head.treeSize >= size && !beat)) return undefined
-      const head = signHead(this.crypto, {
-        height: last === undefined ? 0 : last.head.height + 1,
-        prevHeadId: last === undefined ? genesisPrevHeadId() : last.id,
-        time: Math.max(last === undefined ? 0 : last.head.time, now),
-        treeSize: size,
-        root: this.tree.root(size),
-      }, this.secretKey)
+      const head = signHead(
+        this.crypto,
+        {
+          height: last === undefined ? 0 : last.head.height + 1,
+          prevHeadId: last === undefined ? genesisPrevHeadId() : last.id,
+          time: Math.max(last === undefined ? 0 : last.head.time, now),
+          treeSize: size,
+          root: this.tree.root(size),
+        },
+        this.secretKey,
+      )
       const bytes = encodeHead(head)
       try {
         await this.headsStore.append(concatBytes(HEADS_RECORD_PREFIX, bytes))
@@ -423,7 +504,8 @@ export class Miner {
 
   /** Encoded events of the log from index `size` on, at most `max` of them, never past `end` (default: all durable). */
   eventsAfter(size: number, max: number = Number.MAX_SAFE_INTEGER, end: number = this.tree.size): Uint8Array[] {
-    if (!Number.isSafeInteger(size) || size < 0 || size > this.tree.size) throw new RangeError(`"size" expected an integer in [0, ${this.tree.size}], got ${size}`)
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.tree.size)
+      throw new RangeError(`"size" expected an integer in [0, ${this.tree.size}], got ${size}`)
     if (!Number.isSafeInteger(max) || max < 0) throw new RangeError(`"max" expected a non-negative integer, got ${max}`)
     const stop = Math.min(end, this.tree.size, size + max)
     const out: Uint8Array[] = []
@@ -468,8 +550,13 @@ export class Miner {
     const last = this.heads[this.heads.length - 1]
     if (last === undefined) throw new KinError('HEAD_MISSING', 'the miner has not signed a head yet; seal first')
     return {
-      crypto: this.crypto, state: this.ledger.ledger.state, tree: this.tree, head: last.head, headBytes: last.bytes,
-      indexOf: idHex => this.indexOf(idHex), eventsAbout: label => this.eventsAbout(label),
+      crypto: this.crypto,
+      state: this.ledger.ledger.state,
+      tree: this.tree,
+      head: last.head,
+      headBytes: last.bytes,
+      indexOf: idHex => this.indexOf(idHex),
+      eventsAbout: label => this.eventsAbout(label),
     }
   }
 

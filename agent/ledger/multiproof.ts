@@ -26,7 +26,8 @@ export const MAX_MULTIPROOF_HASHES = 4096
 
 /** Whether `indexes` increase strictly and all lie in [boundary, size), 1..MAX_MULTIPROOF_LEAVES of them. */
 export function isLeafSet(indexes: readonly number[], size: number, boundary = 0): boolean {
-  if (!isTreeSize(size) || !isTreeSize(boundary) || indexes.length === 0 || indexes.length > MAX_MULTIPROOF_LEAVES) return false
+  if (!isTreeSize(size) || !isTreeSize(boundary) || indexes.length === 0 || indexes.length > MAX_MULTIPROOF_LEAVES)
+    return false
   let last = boundary - 1
   for (let i = 0; i < indexes.length; i++) {
     const x = indexes[i]!
@@ -48,7 +49,16 @@ function oneSide(start: number, width: number, boundary: number): boolean {
   return start + width <= boundary || start >= boundary
 }
 
-function collect(source: SubtreeSource, indexes: readonly number[], boundary: number, start: number, width: number, lo: number, hi: number, out: Uint8Array[]): void {
+function collect(
+  source: SubtreeSource,
+  indexes: readonly number[],
+  boundary: number,
+  start: number,
+  width: number,
+  lo: number,
+  hi: number,
+  out: Uint8Array[],
+): void {
   if (lo === hi && oneSide(start, width, boundary)) {
     out.push(source.subtreeHash(start, start + width))
     return
@@ -64,9 +74,16 @@ function collect(source: SubtreeSource, indexes: readonly number[], boundary: nu
  * The shared inclusion proof of the leaves at `indexes` (strictly increasing, none below `boundary`) in the tree of the
  * first `size` leaves; with a boundary m > 0 it also proves the tree of m leaves a prefix (see the module comment).
  */
-export function multiInclusionProof(source: SubtreeSource, indexes: readonly number[], size: number, boundary = 0): Uint8Array[] {
+export function multiInclusionProof(
+  source: SubtreeSource,
+  indexes: readonly number[],
+  size: number,
+  boundary = 0,
+): Uint8Array[] {
   if (!isLeafSet(indexes, size, boundary)) {
-    throw new RangeError(`a multi-leaf proof needs 1..${MAX_MULTIPROOF_LEAVES} strictly increasing indexes in [${boundary}, ${size})`)
+    throw new RangeError(
+      `a multi-leaf proof needs 1..${MAX_MULTIPROOF_LEAVES} strictly increasing indexes in [${boundary}, ${size})`,
+    )
   }
   const out: Uint8Array[] = []
   collect(source, indexes, boundary, 0, size, 0, indexes.length, out)
@@ -115,10 +132,20 @@ export interface MultiInclusionRoots {
  * a throw, on malformed input or a proof of the wrong length; the caller compares the roots with the ones it trusts.
  */
 export function multiInclusionRoots(
-  crypto: CryptoProvider, leafHashes: readonly Uint8Array[], indexes: readonly number[], size: number, proof: readonly Uint8Array[], boundary = 0,
+  crypto: CryptoProvider,
+  leafHashes: readonly Uint8Array[],
+  indexes: readonly number[],
+  size: number,
+  proof: readonly Uint8Array[],
+  boundary = 0,
 ): MultiInclusionRoots | undefined {
   try {
-    if (!isLeafSet(indexes, size, boundary) || leafHashes.length !== indexes.length || proof.length > MAX_MULTIPROOF_HASHES) return undefined
+    if (
+      !isLeafSet(indexes, size, boundary) ||
+      leafHashes.length !== indexes.length ||
+      proof.length > MAX_MULTIPROOF_HASHES
+    )
+      return undefined
     for (const h of leafHashes) if (!(h instanceof Uint8Array) || h.length !== HASH_BYTES) return undefined
     for (const h of proof) if (!(h instanceof Uint8Array) || h.length !== HASH_BYTES) return undefined
     const walk: Walk = { crypto, indexes, leafHashes, proof, boundary, used: 0, below: [] }
@@ -139,7 +166,12 @@ export function multiInclusionRoots(
  * tree of `size` leaves whose root is `root`, every hash of the proof used. False, never a throw, on malformed input.
  */
 export function verifyMultiInclusion(
-  crypto: CryptoProvider, leafHashes: readonly Uint8Array[], indexes: readonly number[], size: number, proof: readonly Uint8Array[], root: Uint8Array,
+  crypto: CryptoProvider,
+  leafHashes: readonly Uint8Array[],
+  indexes: readonly number[],
+  size: number,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
 ): boolean {
   const roots = multiInclusionRoots(crypto, leafHashes, indexes, size, proof)
   return roots !== undefined && root instanceof Uint8Array && bytesEqual(roots.root, root)

@@ -9,7 +9,12 @@ import { multiInclusionProof, multiInclusionRoots } from './multiproof.ts'
 import { Ledger } from './ledger.ts'
 import type { LedgerState } from './state.ts'
 import type { EncodedEvent } from './types.ts'
-import { MAX_OFFLINE_PROOF_BYTES, OFFLINE_PROOF_VERSION, decodeOfflineProof, type OfflineProof } from './proof-encoding.ts'
+import {
+  MAX_OFFLINE_PROOF_BYTES,
+  OFFLINE_PROOF_VERSION,
+  decodeOfflineProof,
+  type OfflineProof,
+} from './proof-encoding.ts'
 
 /*
  * DESIGN.md "Offline proofs are negotiated, not guessed". The verifier states its head (tree size m and root) first;
@@ -41,21 +46,34 @@ export function statementOf(head: BlockHead | undefined): HeadStatement {
  * event already). HEAD_INCONSISTENT when the verifier's stated root is not this log's root at its size (it follows
  * another log, a forking miner's); BUNDLE_INCOMPLETE when a lineage event is not covered by the head yet.
  */
-export function buildOfflineProof(from: BundleSource | { bundleSource(): BundleSource | undefined }, cn: string, base: HeadStatement): OfflineProof | undefined {
+export function buildOfflineProof(
+  from: BundleSource | { bundleSource(): BundleSource | undefined },
+  cn: string,
+  base: HeadStatement,
+): OfflineProof | undefined {
   const source = sourceOf(from)
   const { tree, head } = source
   const m = base.treeSize
   if (!Number.isSafeInteger(m) || m < 0) throw new RangeError(`"treeSize" expected a tree size, got ${m}`)
   if (head.treeSize <= m) return undefined
   if (m > 0 && base.root !== undefined && !bytesEqual(tree.root(m), base.root)) {
-    throw new VerificationError('HEAD_INCONSISTENT', `the verifier's head (${m} events) is not this log's tree at that size: it follows another log`, { detail: { treeSize: m } })
+    throw new VerificationError(
+      'HEAD_INCONSISTENT',
+      `the verifier's head (${m} events) is not this log's tree at that size: it follows another log`,
+      { detail: { treeSize: m } },
+    )
   }
   const missing = placeLineage(source, cn).filter(p => p.leafIndex >= m)
   if (missing.length === 0) return undefined
   const leafIndexes = missing.map(p => p.leafIndex)
   return {
-    version: OFFLINE_PROOF_VERSION, fromTreeSize: m, headBytes: source.headBytes, head,
-    events: missing.map(p => p.e.bytes), leafIndexes, proof: multiInclusionProof(tree, leafIndexes, head.treeSize, m),
+    version: OFFLINE_PROOF_VERSION,
+    fromTreeSize: m,
+    headBytes: source.headBytes,
+    head,
+    events: missing.map(p => p.e.bytes),
+    leafIndexes,
+    proof: multiInclusionProof(tree, leafIndexes, head.treeSize, m),
   }
 }
 
@@ -88,14 +106,24 @@ export interface VerifiedOfflineProof {
  * consistency proof, which the shared proof carries): a head that does not extend it is HEAD_ROLLBACK or HEAD_FORK.
  */
 function checkExtends(crypto: CryptoProvider, head: BlockHead, known: BlockHead): void {
-  const detail = { knownHeight: known.height, knownTreeSize: known.treeSize, proofHeight: head.height, proofTreeSize: head.treeSize }
+  const detail = {
+    knownHeight: known.height,
+    knownTreeSize: known.treeSize,
+    proofHeight: head.height,
+    proofTreeSize: head.treeSize,
+  }
   const refuse = (code: 'HEAD_ROLLBACK' | 'HEAD_FORK', why: string): never => {
-    throw new VerificationError(code, `the proof's head (height ${head.height}, ${head.treeSize} events) does not extend this device's (height ${known.height}, ${known.treeSize} events): ${why}`, { detail })
+    throw new VerificationError(
+      code,
+      `the proof's head (height ${head.height}, ${head.treeSize} events) does not extend this device's (height ${known.height}, ${known.treeSize} events): ${why}`,
+      { detail },
+    )
   }
   if (head.height < known.height || head.treeSize <= known.treeSize) refuse('HEAD_ROLLBACK', 'it is not newer')
   if (head.height === known.height) refuse('HEAD_FORK', 'two different heads at one height')
   if (head.time < known.time) refuse('HEAD_ROLLBACK', 'its time goes back')
-  if (head.height === known.height + 1 && !bytesEqual(head.prevHeadId, headId(crypto, known))) refuse('HEAD_FORK', 'it does not name this device\'s head as its predecessor')
+  if (head.height === known.height + 1 && !bytesEqual(head.prevHeadId, headId(crypto, known)))
+    refuse('HEAD_FORK', "it does not name this device's head as its predecessor")
 }
 
 /**
@@ -106,33 +134,61 @@ function checkExtends(crypto: CryptoProvider, head: BlockHead, known: BlockHead)
  * a copy of the verifier's ledger (BUNDLE_INCOMPLETE for a missing link, the event's own code otherwise). Throws only
  * KinErrors.
  */
-export function verifyOfflineProof(crypto: CryptoProvider, bytes: Uint8Array, verifier: OfflineProofVerifier, now: number): VerifiedOfflineProof {
+export function verifyOfflineProof(
+  crypto: CryptoProvider,
+  bytes: Uint8Array,
+  verifier: OfflineProofVerifier,
+  now: number,
+): VerifiedOfflineProof {
   if (bytes.length > MAX_OFFLINE_PROOF_BYTES) {
-    throw new VerificationError('PROOF_OVERSIZE', `the offline proof is ${bytes.length} bytes, over the limit of ${MAX_OFFLINE_PROOF_BYTES}`, { detail: { bytes: bytes.length } })
+    throw new VerificationError(
+      'PROOF_OVERSIZE',
+      `the offline proof is ${bytes.length} bytes, over the limit of ${MAX_OFFLINE_PROOF_BYTES}`,
+      { detail: { bytes: bytes.length } },
+    )
   }
   const proof = decodeOfflineProof(bytes)
   const stated = verifier.knownHead?.treeSize ?? 0
   if (proof.fromTreeSize !== stated) {
-    throw new VerificationError('PROOF_BASE_MISMATCH', `the offline proof starts from a tree of ${proof.fromTreeSize} events; this device stated ${stated}`, { detail: { fromTreeSize: proof.fromTreeSize, stated } })
+    throw new VerificationError(
+      'PROOF_BASE_MISMATCH',
+      `the offline proof starts from a tree of ${proof.fromTreeSize} events; this device stated ${stated}`,
+      { detail: { fromTreeSize: proof.fromTreeSize, stated } },
+    )
   }
   if (proof.leafIndexes[0]! < stated) {
-    throw new VerificationError('PROOF_HELD_EVENT', `the offline proof sends the event at leaf ${proof.leafIndexes[0]}, which this device's head (${stated} events) already covers`)
+    throw new VerificationError(
+      'PROOF_HELD_EVENT',
+      `the offline proof sends the event at leaf ${proof.leafIndexes[0]}, which this device's head (${stated} events) already covers`,
+    )
   }
   if (!verifyHeadSignature(crypto, proof.head, verifier.minerKey)) {
-    throw new VerificationError('HEAD_SIGNATURE', `the proof's head (height ${proof.head.height}) is not signed by the fleet's miner key`)
+    throw new VerificationError(
+      'HEAD_SIGNATURE',
+      `the proof's head (height ${proof.head.height}) is not signed by the fleet's miner key`,
+    )
   }
   const known = verifier.knownHead
   if (known !== undefined) checkExtends(crypto, proof.head, known)
   if (proof.leafIndexes[proof.leafIndexes.length - 1]! >= proof.head.treeSize) {
-    throw new VerificationError('BUNDLE_INCLUSION', `the proof places an event at leaf ${proof.leafIndexes[proof.leafIndexes.length - 1]}, beyond its head's ${proof.head.treeSize} events`)
+    throw new VerificationError(
+      'BUNDLE_INCLUSION',
+      `the proof places an event at leaf ${proof.leafIndexes[proof.leafIndexes.length - 1]}, beyond its head's ${proof.head.treeSize} events`,
+    )
   }
   const leafHashes = proof.events.map(e => idLeafHash(crypto, crypto.sha256(e)))
   const roots = multiInclusionRoots(crypto, leafHashes, proof.leafIndexes, proof.head.treeSize, proof.proof, stated)
   if (known !== undefined && (roots?.boundaryRoot === undefined || !bytesEqual(roots.boundaryRoot, known.root))) {
-    throw new VerificationError('HEAD_INCONSISTENT', `the proof does not show this device's tree (${stated} events) a prefix of the proof's head's (${proof.head.treeSize}): a consistency proof that fails (RFC 9162 §2.1.4)`)
+    throw new VerificationError(
+      'HEAD_INCONSISTENT',
+      `the proof does not show this device's tree (${stated} events) a prefix of the proof's head's (${proof.head.treeSize}): a consistency proof that fails (RFC 9162 §2.1.4)`,
+    )
   }
   if (roots === undefined || !bytesEqual(roots.root, proof.head.root)) {
-    throw new VerificationError('BUNDLE_INCLUSION', `the proof does not place its ${proof.events.length} events at leaves ${proof.leafIndexes.join(', ')} of its head's tree (RFC 9162 §2.1.3.2)`)
+    throw new VerificationError(
+      'BUNDLE_INCLUSION',
+      `the proof does not place its ${proof.events.length} events at leaves ${proof.leafIndexes.join(', ')} of its head's tree (RFC 9162 §2.1.3.2)`,
+    )
   }
   const anchoring: VerifiedOfflineProof['anchoring'] = known === undefined ? 'unanchored' : 'consistent'
   const ledger = new Ledger(crypto)
@@ -146,10 +202,26 @@ export function verifyOfflineProof(crypto: CryptoProvider, bytes: Uint8Array, ve
     } catch (err) {
       if (!(err instanceof KinError)) throw err
       if (err.code === 'MISSING_LINK' || err.code === 'NO_GENESIS') {
-        throw new KinError('BUNDLE_INCOMPLETE', `proof event ${i} links to an event neither the proof nor this device's ledger holds: ${err.message}`, { detail: { event: i } })
+        throw new KinError(
+          'BUNDLE_INCOMPLETE',
+          `proof event ${i} links to an event neither the proof nor this device's ledger holds: ${err.message}`,
+          { detail: { event: i } },
+        )
       }
-      throw new VerificationError(err.code, `proof event ${i} is refused: ${err.message}`, { cause: err, detail: { event: i } })
+      throw new VerificationError(err.code, `proof event ${i} is refused: ${err.message}`, {
+        cause: err,
+        detail: { event: i },
+      })
     }
   })
-  return { proof, head: proof.head, headId: toHex(headId(crypto, proof.head)), anchoring, ledger, state: ledger.state, added, headAge: now - proof.head.time }
+  return {
+    proof,
+    head: proof.head,
+    headId: toHex(headId(crypto, proof.head)),
+    anchoring,
+    ledger,
+    state: ledger.state,
+    added,
+    headAge: now - proof.head.time,
+  }
 }

@@ -27,16 +27,28 @@ export interface OpenOptions {
  * Replays records into a fresh ledger. A record that does not decode or validate in order is damage in the
  * file: it is reported with its offset (STORAGE_DAMAGED), never skipped.
  */
-export function replayRecords(crypto: CryptoProvider, records: Array<{ offset: number; bytes: Uint8Array }>, opts: ValidateOptions & { events?: SharedEvents } = {}): Ledger {
+export function replayRecords(
+  crypto: CryptoProvider,
+  records: Array<{ offset: number; bytes: Uint8Array }>,
+  opts: ValidateOptions & { events?: SharedEvents } = {},
+): Ledger {
   const ledger = new Ledger(crypto)
   for (const r of records) {
     try {
-      ledger.ingest(opts.events === undefined ? r.bytes : opts.events.read(crypto, r.bytes), { trustSignatures: opts.trustSignatures, verified: opts.verified })
+      ledger.ingest(opts.events === undefined ? r.bytes : opts.events.read(crypto, r.bytes), {
+        trustSignatures: opts.trustSignatures,
+        verified: opts.verified,
+      })
     } catch (err) {
       if (!(err instanceof KinError)) throw err
-      throw new KinError('STORAGE_DAMAGED', `ledger record at byte offset ${r.offset} is damaged or out of place: ${err.code}: ${err.message}`, {
-        cause: err, detail: { offset: r.offset, recordCode: err.code },
-      })
+      throw new KinError(
+        'STORAGE_DAMAGED',
+        `ledger record at byte offset ${r.offset} is damaged or out of place: ${err.code}: ${err.message}`,
+        {
+          cause: err,
+          detail: { offset: r.offset, recordCode: err.code },
+        },
+      )
     }
   }
   return ledger
@@ -59,7 +71,11 @@ export class PersistentLedger {
   static async open(crypto: CryptoProvider, file: AppendFile, opts: OpenOptions = {}): Promise<PersistentLedger> {
     try {
       const { store, records } = await LedgerStore.open(file, { onTornTail: opts.onTornTail })
-      const ledger = replayRecords(crypto, records, { trustSignatures: opts.trustSignatures, verified: opts.verified, events: opts.events })
+      const ledger = replayRecords(crypto, records, {
+        trustSignatures: opts.trustSignatures,
+        verified: opts.verified,
+        events: opts.events,
+      })
       return new PersistentLedger(ledger, store, file)
     } catch (err) {
       // The file is ours from here on: a damaged or refused ledger lets go of its handle instead of leaking it.
@@ -89,7 +105,10 @@ export class PersistentLedger {
    * Ingests a batch in any order (retrying missing links), writing all accepted events in one durable write.
    * Validation runs on a scratch copy of the order so nothing is applied before it is on disk.
    */
-  appendMany(inputs: Array<Uint8Array | EncodedEvent>, opts?: ValidateOptions): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
+  appendMany(
+    inputs: Array<Uint8Array | EncodedEvent>,
+    opts?: ValidateOptions,
+  ): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
     return this.serialize(async () => {
       const before = this.ledger.size
       const result = this.ledger.ingestMany(inputs, opts)
@@ -111,7 +130,10 @@ export class PersistentLedger {
    * unchanged; then the file is rewritten atomically (AppendFile.replace) and the verified state is swapped in,
    * keeping this Ledger object.
    */
-  rewrite(events: Array<Uint8Array | EncodedEvent> | ((log: readonly EncodedEvent[]) => Array<Uint8Array | EncodedEvent>), opts?: ValidateOptions): Promise<void> {
+  rewrite(
+    events: Array<Uint8Array | EncodedEvent> | ((log: readonly EncodedEvent[]) => Array<Uint8Array | EncodedEvent>),
+    opts?: ValidateOptions,
+  ): Promise<void> {
     return this.serialize(async () => {
       const inputs = typeof events === 'function' ? events(this.ledger.state.log) : events
       const scratch = new Ledger(this.ledger.crypto)
@@ -121,7 +143,10 @@ export class PersistentLedger {
       for (const e of log) total += e.bytes.length
       const bytes = new Uint8Array(total)
       let at = 0
-      for (const e of log) { bytes.set(e.bytes, at); at += e.bytes.length }
+      for (const e of log) {
+        bytes.set(e.bytes, at)
+        at += e.bytes.length
+      }
       await this.file.replace(bytes)
       // A fresh store frames the new file, so its offsets start from the rewritten content.
       this.store = (await LedgerStore.open(this.file)).store

@@ -48,7 +48,12 @@ export function verifiedIn(state: LedgerState): VerifiedSignatures {
       const e = state.event(idHex)
       if (e === undefined) return false
       const ev = e.event
-      const key = ev.type === 'genesis' ? ev.body.ledgerKey : ev.links[0] === undefined ? undefined : state.bindingById(toHex(ev.links[0]))?.ledgerKey
+      const key =
+        ev.type === 'genesis'
+          ? ev.body.ledgerKey
+          : ev.links[0] === undefined
+            ? undefined
+            : state.bindingById(toHex(ev.links[0]))?.ledgerKey
       return key !== undefined && bytesEqual(key, ledgerKey)
     },
   }
@@ -73,7 +78,11 @@ export function keyBoundBy(e: EncodedEvent): Uint8Array | undefined {
  * added to as checks succeed.
  */
 export async function precheckSignatures(
-  crypto: CryptoProvider, state: LedgerState, events: readonly EncodedEvent[], keyOf?: (linkHex: string) => Uint8Array | undefined, known?: VerifiedSignatureSet,
+  crypto: CryptoProvider,
+  state: LedgerState,
+  events: readonly EncodedEvent[],
+  keyOf?: (linkHex: string) => Uint8Array | undefined,
+  known?: VerifiedSignatureSet,
 ): Promise<VerifiedSignatureSet> {
   const out = new VerifiedSignatureSet()
   const verifyAsync = crypto.ed25519VerifyAsync
@@ -94,12 +103,20 @@ export async function precheckSignatures(
     if (key === undefined) continue
     const k = key
     // A pair this process verified already (known: shared-events.ts) is the same fact again: the id pins the bytes.
-    if (known?.holds(e.idHex, k) === true) { out.add(e.idHex, k); continue }
-    checks.push(verifyAsync.call(crypto, e.event.signature, signingInputOfBytes(e.bytes), k).then(ok => {
-      if (!ok) return
+    if (known?.holds(e.idHex, k) === true) {
       out.add(e.idHex, k)
-      known?.add(e.idHex, k)
-    }, () => undefined))
+      continue
+    }
+    checks.push(
+      verifyAsync.call(crypto, e.event.signature, signingInputOfBytes(e.bytes), k).then(
+        ok => {
+          if (!ok) return
+          out.add(e.idHex, k)
+          known?.add(e.idHex, k)
+        },
+        () => undefined,
+      ),
+    )
   }
   await Promise.all(checks)
   return out

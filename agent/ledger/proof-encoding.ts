@@ -56,7 +56,8 @@ export function packHashes(hashes: readonly Uint8Array[]): Uint8Array {
 
 /** The hashes of a packed byte string of at most `max` hashes; DecodeError DECODE_FIELD otherwise. */
 export function readPackedHashes(v: CborValue | undefined, field: string, max: number): Uint8Array[] {
-  if (!(v instanceof Uint8Array) || v.length % HASH_BYTES !== 0) fail('proof', field, `must be a byte string of whole ${HASH_BYTES}-byte hashes`)
+  if (!(v instanceof Uint8Array) || v.length % HASH_BYTES !== 0)
+    fail('proof', field, `must be a byte string of whole ${HASH_BYTES}-byte hashes`)
   const count = v.length / HASH_BYTES
   if (count > max) fail('proof', field, `holds ${count} hashes, more than ${max}`)
   const out: Uint8Array[] = []
@@ -70,13 +71,17 @@ export function encodeOfflineProof(p: OfflineProof): Uint8Array {
 }
 
 function readUint(v: CborValue | undefined, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_UINT) fail('proof', field, 'must be an unsigned integer')
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_UINT)
+    fail('proof', field, 'must be an unsigned integer')
   return v
 }
 
 function readList(v: CborValue | undefined, field: string, min: number, max: number): CborValue[] {
   if (!Array.isArray(v)) fail('proof', field, 'must be an array')
-  if (v.length < min || v.length > max) throw new DecodeError('DECODE_SHAPE', `proof field "${field}" must have ${min}..${max} items, got ${v.length}`, { detail: { field } })
+  if (v.length < min || v.length > max)
+    throw new DecodeError('DECODE_SHAPE', `proof field "${field}" must have ${min}..${max} items, got ${v.length}`, {
+      detail: { field },
+    })
   return v
 }
 
@@ -88,15 +93,21 @@ function readList(v: CborValue | undefined, field: string, min: number, max: num
  */
 export function decodeOfflineProof(bytes: Uint8Array): OfflineProof {
   const v = decodeCbor(bytes, MAX_OFFLINE_PROOF_BYTES)
-  if (!Array.isArray(v) || v.length !== 6) throw new DecodeError('DECODE_SHAPE', 'an offline proof is an array of 6 items')
+  if (!Array.isArray(v) || v.length !== 6)
+    throw new DecodeError('DECODE_SHAPE', 'an offline proof is an array of 6 items')
   const version = readUint(v[0], 'version')
-  if (version !== OFFLINE_PROOF_VERSION) throw new DecodeError('UNKNOWN_VERSION', `offline proof version ${version} is not supported (this agent reads version ${OFFLINE_PROOF_VERSION})`)
+  if (version !== OFFLINE_PROOF_VERSION)
+    throw new DecodeError(
+      'UNKNOWN_VERSION',
+      `offline proof version ${version} is not supported (this agent reads version ${OFFLINE_PROOF_VERSION})`,
+    )
   const fromTreeSize = readUint(v[1], 'fromTreeSize')
   if (!(v[2] instanceof Uint8Array)) fail('proof', 'head', 'must be a byte string')
   const headBytes = v[2]
   const head = decodeHead(headBytes)
   const events = readList(v[3], 'events', 1, MAX_OFFLINE_PROOF_EVENTS).map(e => {
-    if (!(e instanceof Uint8Array) || e.length === 0 || e.length > MAX_EVENT_BYTES) fail('proof', 'events[]', `must be 1..${MAX_EVENT_BYTES} bytes`)
+    if (!(e instanceof Uint8Array) || e.length === 0 || e.length > MAX_EVENT_BYTES)
+      fail('proof', 'events[]', `must be 1..${MAX_EVENT_BYTES} bytes`)
     return e
   })
   let last = -1

@@ -55,7 +55,8 @@ interface Bucket {
 
 function checkBudget(role: string, b: QuotaBudget): QuotaBudget {
   for (const [k, v] of Object.entries(b)) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`quota "${role}.${k}" expected a finite number >= 0, got ${String(v)}`)
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new RangeError(`quota "${role}.${k}" expected a finite number >= 0, got ${String(v)}`)
   }
   return b
 }
@@ -107,12 +108,20 @@ export class IntakeQuota {
     const b = this.bucket(cn, role)
     const budget = this.budgets[role]
     if (events > b.events) {
-      const why = events > budget.events ? `more than a ${role} may send at once (${budget.events})` : `${Math.floor(b.events)} left, ${budget.eventsPerSecond}/s regained`
+      const why =
+        events > budget.events
+          ? `more than a ${role} may send at once (${budget.events})`
+          : `${Math.floor(b.events)} left, ${budget.eventsPerSecond}/s regained`
       return new KinError('QUOTA_RATE', `${cn} submitted ${events} events: ${why}`, { detail: { cn, role, events } })
     }
     if (bytes > b.bytes) {
-      const why = bytes > budget.bytes ? `more than a ${role} may send at once (${budget.bytes})` : `${Math.floor(b.bytes)} left, ${budget.bytesPerSecond} B/s regained`
-      return new KinError('QUOTA_BYTES', `${cn} submitted ${bytes} bytes of events: ${why}`, { detail: { cn, role, bytes } })
+      const why =
+        bytes > budget.bytes
+          ? `more than a ${role} may send at once (${budget.bytes})`
+          : `${Math.floor(b.bytes)} left, ${budget.bytesPerSecond} B/s regained`
+      return new KinError('QUOTA_BYTES', `${cn} submitted ${bytes} bytes of events: ${why}`, {
+        detail: { cn, role, bytes },
+      })
     }
     b.events -= events
     b.bytes -= bytes

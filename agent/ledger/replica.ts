@@ -6,7 +6,13 @@ import type { AppendFile, CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from './event.ts'
 import { checkHeadSuccession, decodeHead, verifyHeadSignature, type BlockHead } from './head.ts'
 import {
-  MerkleTree, consistencyPath, emptyRoot, idLeafHash, largestPowerOfTwoBelow, nodeHash, type SubtreeSource,
+  MerkleTree,
+  consistencyPath,
+  emptyRoot,
+  idLeafHash,
+  largestPowerOfTwoBelow,
+  nodeHash,
+  type SubtreeSource,
 } from './merkle.ts'
 import { Ledger, type Refusal } from './ledger.ts'
 import type { PersistentLedger } from './persistent.ts'
@@ -126,7 +132,13 @@ function decodeSyncFile(crypto: CryptoProvider, bytes: Uint8Array): HeldHead {
   } catch (err) {
     throw damaged('not one canonical CBOR item', err)
   }
-  if (!Array.isArray(v) || v.length !== 3 || v[0] !== SYNC_FILE_VERSION || !(v[1] instanceof Uint8Array) || !isTime(v[2])) {
+  if (
+    !Array.isArray(v) ||
+    v.length !== 3 ||
+    v[0] !== SYNC_FILE_VERSION ||
+    !(v[1] instanceof Uint8Array) ||
+    !isTime(v[2])
+  ) {
     throw damaged(`expected [${SYNC_FILE_VERSION}, head, confirmedAt]`)
   }
   let head: BlockHead
@@ -163,7 +175,14 @@ export class Replica {
   private lastVerified: { bytes: Uint8Array; minerKey: Uint8Array; head: BlockHead; id: Uint8Array } | undefined
   private readonly events: SharedEvents | undefined
 
-  private constructor(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, tree: MerkleTree, held: HeldHead | undefined, events: SharedEvents | undefined) {
+  private constructor(
+    crypto: CryptoProvider,
+    ledger: PersistentLedger,
+    syncFile: AppendFile,
+    tree: MerkleTree,
+    held: HeldHead | undefined,
+    events: SharedEvents | undefined,
+  ) {
     this.crypto = crypto
     this.ledger = ledger
     this.syncFile = syncFile
@@ -178,19 +197,30 @@ export class Replica {
    * start over from the miner). With `minerKey`, also checks the held head's signature (HEAD_SIGNATURE). With
    * `events`, the events of sync responses are decoded once per process (shared-events.ts), still validated here.
    */
-  static async open(crypto: CryptoProvider, ledger: PersistentLedger, syncFile: AppendFile, opts: { minerKey?: Uint8Array; events?: SharedEvents } = {}): Promise<Replica> {
+  static async open(
+    crypto: CryptoProvider,
+    ledger: PersistentLedger,
+    syncFile: AppendFile,
+    opts: { minerKey?: Uint8Array; events?: SharedEvents } = {},
+  ): Promise<Replica> {
     const raw = await syncFile.read()
     const held = raw.length === 0 ? undefined : decodeSyncFile(crypto, raw)
     const log = ledger.ledger.state.log
     const covered = held === undefined ? 0 : held.head.treeSize
     if (log.length < covered) {
-      throw new VerificationError('HEAD_ROOT_MISMATCH', `the sync file's head covers ${covered} events but the ledger file holds ${log.length}`)
+      throw new VerificationError(
+        'HEAD_ROOT_MISMATCH',
+        `the sync file's head covers ${covered} events but the ledger file holds ${log.length}`,
+      )
     }
     const tree = new MerkleTree(crypto)
     for (let i = 0; i < covered; i++) tree.append(log[i]!.id)
     if (held !== undefined) {
       if (!bytesEqual(tree.root(), held.head.root)) {
-        throw new VerificationError('HEAD_ROOT_MISMATCH', `the ledger file's first ${covered} events do not hash to the root of the held head ${held.head.height}`)
+        throw new VerificationError(
+          'HEAD_ROOT_MISMATCH',
+          `the ledger file's first ${covered} events do not hash to the root of the held head ${held.head.height}`,
+        )
       }
       if (opts.minerKey !== undefined && !verifyHeadSignature(crypto, held.head, opts.minerKey)) {
         throw new VerificationError('HEAD_SIGNATURE', 'the head in the sync file is not signed by the miner key')
@@ -235,7 +265,10 @@ export class Replica {
 
   /** The request to send the miner: events from where the replica stands, a proof from the head it holds. */
   syncRequest(): SyncRequest {
-    return { fromTreeSize: this.tree.size + this.staged.length, fromHeadId: this.held === undefined ? undefined : Uint8Array.from(this.held.id) }
+    return {
+      fromTreeSize: this.tree.size + this.staged.length,
+      fromHeadId: this.held === undefined ? undefined : Uint8Array.from(this.held.id),
+    }
   }
 
   /** Events in the local ledger not yet covered by a head: to resubmit to the miner after a reconnect. */
@@ -244,7 +277,10 @@ export class Replica {
   }
 
   /** Appends this device's own events (serialized with sync); same result as PersistentLedger.appendMany. */
-  appendLocal(inputs: Array<Uint8Array | EncodedEvent>, opts?: ValidateOptions): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
+  appendLocal(
+    inputs: Array<Uint8Array | EncodedEvent>,
+    opts?: ValidateOptions,
+  ): Promise<{ accepted: EncodedEvent[]; refused: Refusal[]; pending: EncodedEvent[] }> {
     return this.serialize(() => this.ledger.appendMany(inputs, opts))
   }
 
@@ -257,7 +293,10 @@ export class Replica {
     const source = this.bundleSource()
     if (source === undefined || head.treeSize > this.coveredSize) return undefined
     if (bytesEqual(source.tree.root(head.treeSize), head.root)) return undefined
-    return new KinError('HEAD_ROOT_MISMATCH', `head ${head.height} signs a root over ${head.treeSize} events that is not the root of the log this device verified at that size: the miner signed two different logs`)
+    return new KinError(
+      'HEAD_ROOT_MISMATCH',
+      `head ${head.height} signs a root over ${head.treeSize} events that is not the root of the log this device verified at that size: the miner signed two different logs`,
+    )
   }
 
   /**
@@ -265,21 +304,30 @@ export class Replica {
    * below it: the miner went back on a head it published (HEAD_ROLLBACK).
    */
   rollbackOf(head: BlockHead): KinError {
-    return new KinError('HEAD_ROLLBACK', `the miner signed head ${head.height} over ${head.treeSize} events, but its latest head, sent after that one, is ${this.head?.height ?? 'none'} over ${this.coveredSize}: it went back on a head it published`)
+    return new KinError(
+      'HEAD_ROLLBACK',
+      `the miner signed head ${head.height} over ${head.treeSize} events, but its latest head, sent after that one, is ${this.head?.height ?? 'none'} over ${this.coveredSize}: it went back on a head it published`,
+    )
   }
 
   /** What `buildBundle` needs to build bundles from the covered prefix; undefined before the first head. */
   bundleSource(): BundleSource | undefined {
     const held = this.held
     if (held === undefined) return undefined
-    return { crypto: this.crypto, state: this.ledger.ledger.state, tree: this.tree, head: held.head, headBytes: held.bytes }
+    return {
+      crypto: this.crypto,
+      state: this.ledger.ledger.state,
+      tree: this.tree,
+      head: held.head,
+      headBytes: held.bytes,
+    }
   }
 
   private checkMinerKey(minerKey: Uint8Array): void {
     abytes('minerKey', minerKey, 32)
     const genesis = this.ledger.ledger.state.genesis
     if (genesis !== undefined && !bytesEqual(genesis.body.minerKey, minerKey)) {
-      throw new KinError('GENESIS_MISMATCH', 'the miner key given is not the one this ledger\'s genesis names')
+      throw new KinError('GENESIS_MISMATCH', "the miner key given is not the one this ledger's genesis names")
     }
   }
 
@@ -287,7 +335,8 @@ export class Replica {
     // A follower meets each new head twice (announced, then in the sync response it asks for), and the held head on
     // every heartbeat: the very bytes this replica last verified under this key are not verified again.
     const last = this.lastVerified
-    if (last !== undefined && bytesEqual(last.bytes, headBytes) && bytesEqual(last.minerKey, minerKey)) return { head: last.head, id: last.id }
+    if (last !== undefined && bytesEqual(last.bytes, headBytes) && bytesEqual(last.minerKey, minerKey))
+      return { head: last.head, id: last.id }
     const head = decodeHead(headBytes)
     const id = this.crypto.sha256(headBytes)
     const known = this.events?.verified
@@ -309,7 +358,13 @@ export class Replica {
    * `proof` comes from the miner; `local` extends the covered tree by the device's own uncovered events, whose
    * order may differ from the miner's, so a proof from it that fails proves nothing.
    */
-  private judge(head: BlockHead, id: Uint8Array, headBytes: Uint8Array, proof: { from: number; hashes: Uint8Array[] } | undefined, local: ExtendedTree | undefined): Judgement {
+  private judge(
+    head: BlockHead,
+    id: Uint8Array,
+    headBytes: Uint8Array,
+    proof: { from: number; hashes: Uint8Array[] } | undefined,
+    local: ExtendedTree | undefined,
+  ): Judgement {
     const held = this.held
     if (held === undefined) return 'newer'
     if (bytesEqual(id, held.id)) return 'same'
@@ -383,7 +438,14 @@ export class Replica {
       checkNow(now)
       const r = decodeSyncResponse(bytes)
       const { head, id } = this.readHead(r.headBytes, minerKey)
-      const quiet = (status: SyncOutcome['status'], more: boolean): SyncOutcome => ({ status, head: this.head, added: 0, dropped: [], rewritten: false, more })
+      const quiet = (status: SyncOutcome['status'], more: boolean): SyncOutcome => ({
+        status,
+        head: this.head,
+        added: 0,
+        dropped: [],
+        rewritten: false,
+        more,
+      })
       const verdict = this.judge(head, id, r.headBytes, { from: r.proofFrom, hashes: r.consistencyProof }, undefined)
       if (verdict === 'same') {
         this.held!.confirmedAt = Math.max(this.held!.confirmedAt, now)
@@ -392,7 +454,7 @@ export class Replica {
       if (verdict === 'stale') return quiet('stale', false)
       if (verdict === 'unproven') return quiet('need-sync', true)
       const shared = this.events
-      const events = r.events.map(b => shared === undefined ? readEvent(this.crypto, b) : shared.read(this.crypto, b))
+      const events = r.events.map(b => (shared === undefined ? readEvent(this.crypto, b) : shared.read(this.crypto, b)))
       if (!this.stage(r.from, events)) return quiet('need-sync', true)
       if (this.tree.size + this.staged.length < head.treeSize) return quiet('partial', true)
       return this.finalize(head, r.headBytes, id, minerKey, now)
@@ -406,7 +468,11 @@ export class Replica {
     const log = this.ledger.ledger.state.log
     for (let i = 0; i < events.length && from + i < c; i++) {
       if (log[from + i]!.idHex !== events[i]!.idHex) {
-        throw new VerificationError('SYNC_MISMATCH', `the response's event at leaf ${from + i} is not the one the verified head covers`, { detail: { leaf: from + i } })
+        throw new VerificationError(
+          'SYNC_MISMATCH',
+          `the response's event at leaf ${from + i} is not the one the verified head covers`,
+          { detail: { leaf: from + i } },
+        )
       }
     }
     for (let i = 0; i < events.length; i++) {
@@ -415,7 +481,10 @@ export class Replica {
       const e = events[i]!
       if (k < this.staged.length) {
         // A later response wins over an earlier one: nothing staged is trusted before the root check.
-        if (this.staged[k]!.idHex !== e.idHex) { this.staged.length = k; this.staged.push(e) }
+        if (this.staged[k]!.idHex !== e.idHex) {
+          this.staged.length = k
+          this.staged.push(e)
+        }
       } else {
         this.staged.push(e)
       }
@@ -427,26 +496,50 @@ export class Replica {
     if (c > 0 || fresh.length === 0) return
     const g = fresh[0]!.event
     if (g.type !== 'genesis' || !bytesEqual(g.body.minerKey, minerKey)) {
-      throw new VerificationError('GENESIS_MISMATCH', 'the miner\'s log does not start with a genesis naming this miner key')
+      throw new VerificationError(
+        'GENESIS_MISMATCH',
+        "the miner's log does not start with a genesis naming this miner key",
+      )
     }
   }
 
-  private async finalize(head: BlockHead, headBytes: Uint8Array, id: Uint8Array, minerKey: Uint8Array, now: number): Promise<SyncOutcome> {
+  private async finalize(
+    head: BlockHead,
+    headBytes: Uint8Array,
+    id: Uint8Array,
+    minerKey: Uint8Array,
+    now: number,
+  ): Promise<SyncOutcome> {
     const c = this.tree.size
     const n = head.treeSize
     const fresh = this.staged.slice(0, n - c)
-    const extended = new ExtendedTree(this.crypto, this.tree, fresh.map(e => idLeafHash(this.crypto, e.id)))
+    const extended = new ExtendedTree(
+      this.crypto,
+      this.tree,
+      fresh.map(e => idLeafHash(this.crypto, e.id)),
+    )
     if (!bytesEqual(extended.root(n), head.root)) {
       this.staged = []
-      throw new VerificationError('HEAD_ROOT_MISMATCH', `the events received for head ${head.height} do not hash to its root; the head is refused and the old one kept`, {
-        detail: { height: head.height, treeSize: n },
-      })
+      throw new VerificationError(
+        'HEAD_ROOT_MISMATCH',
+        `the events received for head ${head.height} do not hash to its root; the head is refused and the old one kept`,
+        {
+          detail: { height: head.height, treeSize: n },
+        },
+      )
     }
     this.checkGenesis(c, fresh, minerKey)
     const order = await this.adoptOrder(c, fresh)
     await this.syncFile.replace(encodeSyncFile(headBytes, now))
     this.cover(fresh, { head, bytes: Uint8Array.from(headBytes), id, confirmedAt: now })
-    return { status: 'advanced', head, added: order.added, dropped: order.dropped, rewritten: order.rewritten, more: this.staged.length > 0 }
+    return {
+      status: 'advanced',
+      head,
+      added: order.added,
+      dropped: order.dropped,
+      rewritten: order.rewritten,
+      more: this.staged.length > 0,
+    }
   }
 
   /** Extends the covered prefix by `events` (already in the ledger, in this order) under the new head. */
@@ -464,7 +557,10 @@ export class Replica {
   }
 
   /** Makes the ledger file's records c … c + fresh.length the miner's new events, appending or rewriting. */
-  private async adoptOrder(c: number, fresh: EncodedEvent[]): Promise<{ added: number; dropped: Refusal[]; rewritten: boolean }> {
+  private async adoptOrder(
+    c: number,
+    fresh: EncodedEvent[],
+  ): Promise<{ added: number; dropped: Refusal[]; rewritten: boolean }> {
     const uncovered = this.ledger.ledger.state.log.slice(c)
     let k = 0
     while (k < uncovered.length && k < fresh.length && uncovered[k]!.idHex === fresh[k]!.idHex) k++
@@ -473,7 +569,15 @@ export class Replica {
       if (added > 0) {
         // Signatures checked on every core first (precheck.ts); appendMany verifies whatever that did not cover.
         const incoming = fresh.slice(k)
-        await this.ledger.appendMany(incoming, { verified: await precheckSignatures(this.crypto, this.ledger.ledger.state, incoming, undefined, this.events?.verified) })
+        await this.ledger.appendMany(incoming, {
+          verified: await precheckSignatures(
+            this.crypto,
+            this.ledger.ledger.state,
+            incoming,
+            undefined,
+            this.events?.verified,
+          ),
+        })
       }
       if (this.prefixMatches(c, fresh)) return { added, dropped: [], rewritten: false }
     }
@@ -481,27 +585,46 @@ export class Replica {
     const before = new Set(state.log.map(e => e.idHex))
     // The miner's events this ledger lacks: their signatures checked on every core first, as on the append path;
     // validation in the scratch ledger verifies whatever that did not cover.
-    const prechecked = await precheckSignatures(this.crypto, state, fresh.filter(e => !before.has(e.idHex)), undefined, this.events?.verified)
+    const prechecked = await precheckSignatures(
+      this.crypto,
+      state,
+      fresh.filter(e => !before.has(e.idHex)),
+      undefined,
+      this.events?.verified,
+    )
     let dropped: Refusal[] = []
-    await this.ledger.rewrite(log => {
-      const scratch = new Ledger(this.crypto)
-      for (let i = 0; i < c; i++) scratch.ingest(log[i]!, { trustSignatures: true })
-      // Events already in this ledger had their signatures checked when they entered it.
-      const verified = new Set(log.map(e => e.idHex))
-      fresh.forEach((e, i) => {
-        try {
-          scratch.ingest(e, { trustSignatures: verified.has(e.idHex), verified: prechecked })
-        } catch (err) {
-          if (!(err instanceof KinError)) throw err
-          throw new VerificationError('SYNC_MISMATCH', `the miner's event at leaf ${c + i} is refused by this ledger: ${err.code}: ${err.message}`, { cause: err, detail: { leaf: c + i, code: err.code } })
-        }
-      })
-      const covered = new Set(fresh.map(e => e.idHex))
-      const rest = log.slice(c).filter(e => !covered.has(e.idHex))
-      const kept = scratch.ingestMany(rest, { trustSignatures: true })
-      dropped = kept.refused.concat(kept.pending.map(e => ({ idHex: e.idHex, code: 'MISSING_LINK', message: 'it builds on a local event the miner\'s log refused' })))
-      return scratch.state.log
-    }, { trustSignatures: true })
+    await this.ledger.rewrite(
+      log => {
+        const scratch = new Ledger(this.crypto)
+        for (let i = 0; i < c; i++) scratch.ingest(log[i]!, { trustSignatures: true })
+        // Events already in this ledger had their signatures checked when they entered it.
+        const verified = new Set(log.map(e => e.idHex))
+        fresh.forEach((e, i) => {
+          try {
+            scratch.ingest(e, { trustSignatures: verified.has(e.idHex), verified: prechecked })
+          } catch (err) {
+            if (!(err instanceof KinError)) throw err
+            throw new VerificationError(
+              'SYNC_MISMATCH',
+              `the miner's event at leaf ${c + i} is refused by this ledger: ${err.code}: ${err.message}`,
+              { cause: err, detail: { leaf: c + i, code: err.code } },
+            )
+          }
+        })
+        const covered = new Set(fresh.map(e => e.idHex))
+        const rest = log.slice(c).filter(e => !covered.has(e.idHex))
+        const kept = scratch.ingestMany(rest, { trustSignatures: true })
+        dropped = kept.refused.concat(
+          kept.pending.map(e => ({
+            idHex: e.idHex,
+            code: 'MISSING_LINK',
+            message: "it builds on a local event the miner's log refused",
+          })),
+        )
+        return scratch.state.log
+      },
+      { trustSignatures: true },
+    )
     return { added: fresh.filter(e => !before.has(e.idHex)).length, dropped, rewritten: true }
   }
 
@@ -510,4 +633,3 @@ export class Replica {
     return this.serialize(() => this.syncFile.close())
   }
 }
-

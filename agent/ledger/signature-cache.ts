@@ -23,7 +23,8 @@ export class SignatureCache implements VerifiedSignatures {
 
   /** A cache keeping up to `capacity` recent entries and as many pinned ones. */
   constructor(capacity: number = DEFAULT_SIGNATURE_CACHE_CAPACITY) {
-    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`"capacity" expected a positive integer, got ${String(capacity)}`)
+    if (!Number.isSafeInteger(capacity) || capacity < 1)
+      throw new RangeError(`"capacity" expected a positive integer, got ${String(capacity)}`)
     this.capacity = capacity
   }
 
@@ -34,7 +35,8 @@ export class SignatureCache implements VerifiedSignatures {
 
   /** Records that event `idHex` verified under `ledgerKey`; `pinned` (the device's own lineage) is never evicted by later entries. */
   add(idHex: string, ledgerKey: Uint8Array, pinned = false): void {
-    const id = idHex.toLowerCase(), key = ledgerKey.slice()
+    const id = idHex.toLowerCase(),
+      key = ledgerKey.slice()
     if (pinned && (this.#pinned.has(id) || this.#pinned.size < this.capacity)) {
       this.#recent.delete(id)
       this.#pinned.set(id, key)

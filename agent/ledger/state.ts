@@ -125,7 +125,9 @@ export class LedgerState {
    * superseded when it signed (a compromised or replaced key cannot revoke others after it lost its standing).
    */
   effectiveRevocations(binding: Binding, depth = 0): Revocation[] {
-    return binding.revocations.filter(r => depth >= 8 || !this.signerWasVoid(binding, r, depth)).sort((a, b) => a.effective - b.effective)
+    return binding.revocations
+      .filter(r => depth >= 8 || !this.signerWasVoid(binding, r, depth))
+      .sort((a, b) => a.effective - b.effective)
   }
 
   /** The revocation of `binding` that applies to the binding itself: the earliest effective one that counts. */
@@ -138,7 +140,10 @@ export class LedgerState {
     let isVoid = this.voidSigners.get(key)
     if (isVoid === undefined) {
       const signer = this.bindings.get(r.issuerBindingId)
-      isVoid = signer !== undefined && signer !== binding && (this.supersededAt(signer, r.time) || this.invalidAt(signer, r.time, depth + 1) !== undefined)
+      isVoid =
+        signer !== undefined &&
+        signer !== binding &&
+        (this.supersededAt(signer, r.time) || this.invalidAt(signer, r.time, depth + 1) !== undefined)
       this.voidSigners.set(key, isVoid)
     }
     return isVoid
@@ -158,8 +163,11 @@ export class LedgerState {
     while (child.parentBindingId !== undefined) {
       const parent = this.bindings.get(child.parentBindingId)
       if (parent === undefined || ++guard > 32) return { code: 'LINEAGE_GAP', cn: child.cn }
-      if (this.supersededAt(parent, child.time)) return { code: 'PARENT_SUPERSEDED', cn: binding.cn, ancestorCn: parent.cn }
-      const r = this.effectiveRevocations(parent, depth).find(x => (x.subtree && x.effective <= time) || child.time >= x.effective)
+      if (this.supersededAt(parent, child.time))
+        return { code: 'PARENT_SUPERSEDED', cn: binding.cn, ancestorCn: parent.cn }
+      const r = this.effectiveRevocations(parent, depth).find(
+        x => (x.subtree && x.effective <= time) || child.time >= x.effective,
+      )
       if (r !== undefined) return { code: 'ANCESTOR_REVOKED', cn: binding.cn, ancestorCn: parent.cn, revocation: r }
       child = parent
     }
@@ -171,7 +179,10 @@ export class LedgerState {
    * own, or an ancestor's over its subtree, that counts and is effective at or before `logTime`. Unlike `invalidAt`,
    * it does not ask what time an event claims: it is the verdict of log position (validate.ts checkStandingInLog).
    */
-  standingEndedBy(binding: Binding, logTime: number): Extract<InvalidReason, { code: 'REVOKED' | 'ANCESTOR_REVOKED' }> | undefined {
+  standingEndedBy(
+    binding: Binding,
+    logTime: number,
+  ): Extract<InvalidReason, { code: 'REVOKED' | 'ANCESTOR_REVOKED' }> | undefined {
     const own = this.effectiveRevocation(binding)
     if (own !== undefined && own.effective <= logTime) return { code: 'REVOKED', cn: binding.cn, revocation: own }
     let child = binding

@@ -72,7 +72,8 @@ function framing(status: number, end: number, at: number, reason: string): Frami
 }
 
 function bounded(start: number, minEnd: number, at: number, status: number, end: number): Framing {
-  if (minEnd - start > MAX_RECORD_BYTES) return framing(INVALID, end, at, `declared structure exceeds the ${MAX_RECORD_BYTES}-byte record limit`)
+  if (minEnd - start > MAX_RECORD_BYTES)
+    return framing(INVALID, end, at, `declared structure exceeds the ${MAX_RECORD_BYTES}-byte record limit`)
   return framing(status, end, at, '')
 }
 
@@ -110,11 +111,13 @@ function frameRecord(bytes: Uint8Array, start: number, starts?: number[]): Frami
     const ib = bytes[pos]!
     const major = ib >> 5
     const ai = ib & 0x1f
-    const allowed = ai < 27 && (major === 0 || major === 2 || major === 3 || major === 4 || (major === 7 && ai >= 20 && ai <= 22))
+    const allowed =
+      ai < 27 && (major === 0 || major === 2 || major === 3 || major === 4 || (major === 7 && ai >= 20 && ai <= 22))
     if (!allowed) return framing(INVALID, pos, pos, headReason(major, ai))
     if (depth === 0 && major !== 4) return framing(INVALID, pos, pos, 'a record must be a CBOR array')
     const index = depth === 0 ? -1 : seen[depth - 1]!
-    if (depth === 1 && index < 2 && major !== 0) return framing(INVALID, pos, pos, 'a record must start with two unsigned integers (version, type)')
+    if (depth === 1 && index < 2 && major !== 0)
+      return framing(INVALID, pos, pos, 'a record must start with two unsigned integers (version, type)')
     const argLen = ai < 24 ? 0 : 1 << (ai - 24)
     const headEnd = pos + 1 + argLen
     if (headEnd > n) return bounded(start, headEnd + after, pos, SHORT, pos)
@@ -122,14 +125,18 @@ function frameRecord(bytes: Uint8Array, start: number, starts?: number[]): Frami
     if (argLen > 0) {
       arg = 0
       for (let i = pos + 1; i < headEnd; i++) arg = arg * 256 + bytes[i]!
-      if (arg < (argLen === 1 ? 24 : argLen === 2 ? 256 : 65536)) return framing(INVALID, pos, pos, 'argument not in shortest form (RFC 8949 §4.2.1)')
+      if (arg < (argLen === 1 ? 24 : argLen === 2 ? 256 : 65536))
+        return framing(INVALID, pos, pos, 'argument not in shortest form (RFC 8949 §4.2.1)')
     }
     if (major === 4) {
       if (depth === 0 && arg < 3) return framing(INVALID, pos, pos, 'a record must be an array of at least 3 items')
       const checked = bounded(start, headEnd + arg + after, pos, COMPLETE, headEnd)
       if (checked.status === INVALID) return checked
       if (arg > 0) {
-        rem.push(arg); seen.push(0); flags.push(0); opened.push(pos)
+        rem.push(arg)
+        seen.push(0)
+        flags.push(0)
+        opened.push(pos)
         pos = headEnd
         continue
       }
@@ -153,9 +160,19 @@ function frameRecord(bytes: Uint8Array, start: number, starts?: number[]): Frami
       rem[d] = rem[d]! - 1
       if (rem[d]! > 0) break
       const envelope = seen[d]! >= 3 && flags[d] === 7
-      if (d === 0 && !envelope) return framing(INVALID, pos, opened[0]!, 'a record must hold at least one array (links, body)')
-      if (d > 0 && envelope) return framing(INVALID, pos, opened[d]!, 'an array inside a record has the shape of a whole record (a damaged count took in what follows)')
-      rem.pop(); seen.pop(); flags.pop(); opened.pop()
+      if (d === 0 && !envelope)
+        return framing(INVALID, pos, opened[0]!, 'a record must hold at least one array (links, body)')
+      if (d > 0 && envelope)
+        return framing(
+          INVALID,
+          pos,
+          opened[d]!,
+          'an array inside a record has the shape of a whole record (a damaged count took in what follows)',
+        )
+      rem.pop()
+      seen.pop()
+      flags.pop()
+      opened.pop()
       isUint = false
       isArray = true
     }
@@ -211,7 +228,11 @@ export function scanRecords(bytes: Uint8Array): RecordScan {
     if (f.status === INVALID) throw damaged(pos, f.at, f.reason)
     const q = swallowedRecordsAt(bytes, pos)
     if (q !== undefined) {
-      throw damaged(pos, q, `record runs past the end of the file, yet complete records follow from offset ${q}: a damaged head, not a torn append`)
+      throw damaged(
+        pos,
+        q,
+        `record runs past the end of the file, yet complete records follow from offset ${q}: a damaged head, not a torn append`,
+      )
     }
     return { records, tornTailAt: pos }
   }
@@ -223,9 +244,11 @@ export function checkRecord(record: Uint8Array): Uint8Array {
   if (!(record instanceof Uint8Array)) throw new KinError('BAD_ARGUMENT', '"record" expected Uint8Array')
   if (record.length === 0) throw new KinError('BAD_ARGUMENT', '"record" is empty')
   const f = frameRecord(record, 0)
-  if (f.status === INVALID) throw new KinError('BAD_ARGUMENT', `"record" is not a ledger record: ${f.reason} (at byte ${f.at})`)
+  if (f.status === INVALID)
+    throw new KinError('BAD_ARGUMENT', `"record" is not a ledger record: ${f.reason} (at byte ${f.at})`)
   if (f.status === SHORT) throw new KinError('BAD_ARGUMENT', '"record" is not a complete CBOR item')
-  if (f.end !== record.length) throw new KinError('BAD_ARGUMENT', `"record" has ${record.length - f.end} bytes after its CBOR item`)
+  if (f.end !== record.length)
+    throw new KinError('BAD_ARGUMENT', `"record" has ${record.length - f.end} bytes after its CBOR item`)
   return record
 }
 
@@ -251,7 +274,10 @@ export class LedgerStore {
    * Reads and frames the file. A torn tail is cut off by rewriting the file without it (`replace`, never an
    * in-place truncate) and reported; damage throws STORAGE_DAMAGED and leaves the file untouched.
    */
-  static async open(file: AppendFile, opts: LedgerStoreOptions = {}): Promise<{ store: LedgerStore; records: StoredRecord[] }> {
+  static async open(
+    file: AppendFile,
+    opts: LedgerStoreOptions = {},
+  ): Promise<{ store: LedgerStore; records: StoredRecord[] }> {
     const bytes = await file.read()
     const { records, tornTailAt } = scanRecords(bytes)
     if (tornTailAt !== undefined) {
@@ -288,7 +314,10 @@ export class LedgerStore {
       await this.file.append(records.length === 1 ? records[0]! : concatBytes(...records))
     } catch (err) {
       // What reached the disk is unknown now; only a reopen (which drops a torn tail) tells.
-      if (this.failure === undefined) this.failure = new KinError('STORAGE_IO', 'an earlier append to the ledger file failed; reopen the file', { cause: err })
+      if (this.failure === undefined)
+        this.failure = new KinError('STORAGE_IO', 'an earlier append to the ledger file failed; reopen the file', {
+          cause: err,
+        })
       throw err
     }
     return offsets

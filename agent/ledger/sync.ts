@@ -58,7 +58,8 @@ function fail(what: string, field: string, why: string): never {
 }
 
 function readUint(what: string, v: CborValue | undefined, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_UINT) fail(what, field, 'must be an unsigned integer')
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_UINT)
+    fail(what, field, 'must be an unsigned integer')
   return v
 }
 
@@ -71,7 +72,8 @@ function readArray(what: string, v: CborValue | undefined, field: string, max: n
 /** Canonical bytes of a sync request. */
 export function encodeSyncRequest(request: SyncRequest): Uint8Array {
   const { fromTreeSize, fromHeadId } = request
-  if (!Number.isInteger(fromTreeSize) || fromTreeSize < 0 || fromTreeSize > MAX_UINT) throw new RangeError(`"fromTreeSize" expected an integer in [0, ${MAX_UINT}], got ${fromTreeSize}`)
+  if (!Number.isInteger(fromTreeSize) || fromTreeSize < 0 || fromTreeSize > MAX_UINT)
+    throw new RangeError(`"fromTreeSize" expected an integer in [0, ${MAX_UINT}], got ${fromTreeSize}`)
   if (fromHeadId !== undefined) abytes('fromHeadId', fromHeadId, HASH_BYTES)
   return encodeCbor([fromTreeSize, fromHeadId ?? null])
 }
@@ -79,10 +81,12 @@ export function encodeSyncRequest(request: SyncRequest): Uint8Array {
 /** Strict decoding of an untrusted sync request; DecodeError with a code otherwise. */
 export function decodeSyncRequest(bytes: Uint8Array): SyncRequest {
   const v = decodeCbor(bytes, MAX_SYNC_REQUEST_BYTES)
-  if (!Array.isArray(v) || v.length !== 2) throw new DecodeError('DECODE_SHAPE', 'a sync request is an array of 2 items')
+  if (!Array.isArray(v) || v.length !== 2)
+    throw new DecodeError('DECODE_SHAPE', 'a sync request is an array of 2 items')
   const fromTreeSize = readUint('sync request', v[0], 'fromTreeSize')
   const h = v[1]
-  if (h !== null && !(h instanceof Uint8Array && h.length === HASH_BYTES)) fail('sync request', 'fromHeadId', `must be null or ${HASH_BYTES} bytes`)
+  if (h !== null && !(h instanceof Uint8Array && h.length === HASH_BYTES))
+    fail('sync request', 'fromHeadId', `must be null or ${HASH_BYTES} bytes`)
   return { fromTreeSize, fromHeadId: h === null ? undefined : h }
 }
 
@@ -100,25 +104,29 @@ export function encodeSyncResponse(response: SyncResponse): Uint8Array {
 export function decodeSyncResponse(bytes: Uint8Array, maxBytes: number = MAX_SYNC_RESPONSE_BYTES): SyncResponse {
   const v = decodeCbor(bytes, maxBytes)
   const what = 'sync response'
-  if (!Array.isArray(v) || v.length !== 6) throw new DecodeError('DECODE_SHAPE', 'a sync response is an array of 6 items')
+  if (!Array.isArray(v) || v.length !== 6)
+    throw new DecodeError('DECODE_SHAPE', 'a sync response is an array of 6 items')
   if (!(v[0] instanceof Uint8Array)) fail(what, 'head', 'must be a byte string')
   const headBytes = v[0]
   const head = decodeHead(headBytes)
   const proofFrom = readUint(what, v[1], 'proofFrom')
   if (proofFrom > head.treeSize) fail(what, 'proofFrom', `must be at most the head's tree size ${head.treeSize}`)
   const consistencyProof = readArray(what, v[2], 'consistencyProof', MAX_PROOF_HASHES).map(h => {
-    if (!(h instanceof Uint8Array) || h.length !== HASH_BYTES) fail(what, 'consistencyProof[]', `must be ${HASH_BYTES} bytes`)
+    if (!(h instanceof Uint8Array) || h.length !== HASH_BYTES)
+      fail(what, 'consistencyProof[]', `must be ${HASH_BYTES} bytes`)
     return h
   })
   const from = readUint(what, v[3], 'from')
   const events = readArray(what, v[4], 'events', MAX_SYNC_EVENTS).map(e => {
-    if (!(e instanceof Uint8Array) || e.length === 0 || e.length > MAX_EVENT_BYTES) fail(what, 'events[]', `must be byte strings of 1..${MAX_EVENT_BYTES} bytes`)
+    if (!(e instanceof Uint8Array) || e.length === 0 || e.length > MAX_EVENT_BYTES)
+      fail(what, 'events[]', `must be byte strings of 1..${MAX_EVENT_BYTES} bytes`)
     return e
   })
   if (from + events.length > head.treeSize) fail(what, 'events', `run past the head's tree size ${head.treeSize}`)
   if (typeof v[5] !== 'boolean') fail(what, 'more', 'must be true or false')
   const more = v[5]
-  if (more !== from + events.length < head.treeSize) fail(what, 'more', 'must be true exactly when the events stop before the head\'s tree size')
+  if (more !== from + events.length < head.treeSize)
+    fail(what, 'more', "must be true exactly when the events stop before the head's tree size")
   return { headBytes, head, proofFrom, consistencyProof, from, events, more }
 }
 
@@ -128,11 +136,18 @@ export function decodeSyncResponse(bytes: Uint8Array, maxBytes: number = MAX_SYN
  * from `fromTreeSize` on, at most `maxEvents` and about `maxBytes` (always at least one event when any is due).
  * HEAD_MISSING before the miner's first seal.
  */
-export function buildSyncResponse(miner: Miner, request: SyncRequest, maxEvents: number = DEFAULT_SYNC_EVENTS, maxBytes: number = MAX_SYNC_RESPONSE_BYTES): SyncResponse {
+export function buildSyncResponse(
+  miner: Miner,
+  request: SyncRequest,
+  maxEvents: number = DEFAULT_SYNC_EVENTS,
+  maxBytes: number = MAX_SYNC_RESPONSE_BYTES,
+): SyncResponse {
   const head = miner.latestHead()
   const headBytes = miner.latestHeadBytes()
-  if (head === undefined || headBytes === undefined) throw new KinError('HEAD_MISSING', 'the miner has not signed a head yet')
-  if (!Number.isInteger(maxEvents) || maxEvents < 1 || maxEvents > MAX_SYNC_EVENTS) throw new RangeError(`"maxEvents" expected an integer in [1, ${MAX_SYNC_EVENTS}], got ${maxEvents}`)
+  if (head === undefined || headBytes === undefined)
+    throw new KinError('HEAD_MISSING', 'the miner has not signed a head yet')
+  if (!Number.isInteger(maxEvents) || maxEvents < 1 || maxEvents > MAX_SYNC_EVENTS)
+    throw new RangeError(`"maxEvents" expected an integer in [1, ${MAX_SYNC_EVENTS}], got ${maxEvents}`)
   const n = head.treeSize
   const known = request.fromHeadId === undefined ? undefined : miner.headById(toHex(request.fromHeadId))
   const proofFrom = known !== undefined && known.treeSize <= n ? known.treeSize : 0
@@ -154,10 +169,16 @@ export function buildSyncResponse(miner: Miner, request: SyncRequest, maxEvents:
  * What the miner publishes on the events topic after sealing: the response a device holding `previous` (the head
  * before the new one; undefined for the first) would get, so such devices advance without a request.
  */
-export function buildHeadAnnouncement(crypto: CryptoProvider, miner: Miner, previous: BlockHead | undefined, maxEvents: number = DEFAULT_SYNC_EVENTS, maxBytes: number = MAX_SYNC_RESPONSE_BYTES): SyncResponse {
-  const request: SyncRequest = previous === undefined
-    ? { fromTreeSize: 0, fromHeadId: undefined }
-    : { fromTreeSize: previous.treeSize, fromHeadId: headId(crypto, previous) }
+export function buildHeadAnnouncement(
+  crypto: CryptoProvider,
+  miner: Miner,
+  previous: BlockHead | undefined,
+  maxEvents: number = DEFAULT_SYNC_EVENTS,
+  maxBytes: number = MAX_SYNC_RESPONSE_BYTES,
+): SyncResponse {
+  const request: SyncRequest =
+    previous === undefined
+      ? { fromTreeSize: 0, fromHeadId: undefined }
+      : { fromTreeSize: previous.treeSize, fromHeadId: headId(crypto, previous) }
   return buildSyncResponse(miner, request, maxEvents, maxBytes)
 }
-

@@ -72,17 +72,26 @@ function checkTime(e: EncodedEvent, opts: ValidateOptions): void {
   if (intake === undefined) return
   // The miner timestamps the log: nothing it logs after a revocation can claim to predate it by more than the skew.
   if (t < intake.now - MAX_CLOCK_SKEW) {
-    refuse('TIME_TOO_OLD', `event time ${t} is behind the miner's clock (${intake.now}) by more than ${MAX_CLOCK_SKEW} s; sign it again with a fresh time`, e)
+    refuse(
+      'TIME_TOO_OLD',
+      `event time ${t} is behind the miner's clock (${intake.now}) by more than ${MAX_CLOCK_SKEW} s; sign it again with a fresh time`,
+      e,
+    )
   }
   if (intake.headTime !== undefined && t < intake.headTime - MAX_CLOCK_SKEW) {
-    refuse('TIME_BEFORE_HEAD', `event time ${t} is before the miner's last head (${intake.headTime}) by more than ${MAX_CLOCK_SKEW} s`, e)
+    refuse(
+      'TIME_BEFORE_HEAD',
+      `event time ${t} is before the miner's last head (${intake.headTime}) by more than ${MAX_CLOCK_SKEW} s`,
+      e,
+    )
   }
 }
 
 function checkGenesis(crypto: CryptoProvider, state: LedgerState, e: EncodedEvent, opts: ValidateOptions): void {
   const ev = e.event
   if (ev.type !== 'genesis') return
-  if (state.genesis !== undefined) refuse('GENESIS_EXISTS', 'the ledger already has a genesis event; a fleet has exactly one', e)
+  if (state.genesis !== undefined)
+    refuse('GENESIS_EXISTS', 'the ledger already has a genesis event; a fleet has exactly one', e)
   try {
     validateFleetDomain(ev.body.domain)
   } catch (err) {
@@ -90,8 +99,13 @@ function checkGenesis(crypto: CryptoProvider, state: LedgerState, e: EncodedEven
   }
   if (!bytesEqual(ev.subject, ev.issuer)) refuse('GENESIS_INVALID', 'genesis must be issued by its own subject (L0)', e)
   const label = deriveLabel(crypto, ev.body.nonce, ev.body.spkiHash, ev.body.ledgerKey)
-  if (!bytesEqual(label, ev.subject)) refuse('CN_MISMATCH', 'genesis subject label is not derived from its nonce and keys', e)
-  if (!opts.trustSignatures && opts.verified?.holds(e.idHex, ev.body.ledgerKey) !== true && !verifyEventSignature(crypto, ev, ev.body.ledgerKey, e.bytes)) {
+  if (!bytesEqual(label, ev.subject))
+    refuse('CN_MISMATCH', 'genesis subject label is not derived from its nonce and keys', e)
+  if (
+    !opts.trustSignatures &&
+    opts.verified?.holds(e.idHex, ev.body.ledgerKey) !== true &&
+    !verifyEventSignature(crypto, ev, ev.body.ledgerKey, e.bytes)
+  ) {
     refuse('BAD_SIGNATURE', 'genesis signature does not verify with its own ledger key', e)
   }
 }
@@ -100,7 +114,8 @@ function resolveLinks(state: LedgerState, e: EncodedEvent): void {
   if (state.genesis === undefined) refuse('NO_GENESIS', 'the ledger has no genesis event yet; it must come first', e)
   for (const link of e.event.links) {
     const hex = toHex(link)
-    if (!state.has(hex)) refuse('MISSING_LINK', `event links to ${hex.slice(0, 16)}…, which this ledger does not hold (yet)`, e)
+    if (!state.has(hex))
+      refuse('MISSING_LINK', `event links to ${hex.slice(0, 16)}…, which this ledger does not hold (yet)`, e)
   }
 }
 
@@ -108,7 +123,11 @@ function issuerBindingOf(state: LedgerState, e: EncodedEvent): Binding {
   const ev = e.event
   const b = state.bindingById(toHex(ev.links[0]!))
   if (b === undefined || b.label !== base32(ev.issuer)) {
-    refuse('LINK_MISMATCH', "the event's first link must be the issuer's binding (its genesis, authorize or rekey event)", e)
+    refuse(
+      'LINK_MISMATCH',
+      "the event's first link must be the issuer's binding (its genesis, authorize or rekey event)",
+      e,
+    )
   }
   return b
 }
@@ -120,11 +139,24 @@ function checkIssuer(state: LedgerState, issuer: Binding, e: EncodedEvent): void
   if (inForce !== issuer) refuse('ISSUER_NOT_CURRENT', `${issuer.cn} had other keys (a rekey) at the event's time`, e)
   const invalid = state.invalidAt(issuer, t)
   if (invalid === undefined) return
-  if (invalid.code === 'EXPIRED') refuse('ISSUER_EXPIRED', `issuer ${issuer.cn} expired at ${invalid.notAfter}, before the event's time ${t}`, e)
-  if (invalid.code === 'REVOKED' && e.event.time >= invalid.revocation.effective && invalid.revocation.reason === 'compromised') {
-    refuse('VOID_AFTER_REVOKE', `issuer ${issuer.cn} was revoked as compromised from ${invalid.revocation.effective}; its later signatures are void`, e)
+  if (invalid.code === 'EXPIRED')
+    refuse('ISSUER_EXPIRED', `issuer ${issuer.cn} expired at ${invalid.notAfter}, before the event's time ${t}`, e)
+  if (
+    invalid.code === 'REVOKED' &&
+    e.event.time >= invalid.revocation.effective &&
+    invalid.revocation.reason === 'compromised'
+  ) {
+    refuse(
+      'VOID_AFTER_REVOKE',
+      `issuer ${issuer.cn} was revoked as compromised from ${invalid.revocation.effective}; its later signatures are void`,
+      e,
+    )
   }
-  refuse('ISSUER_REVOKED', `issuer ${issuer.cn} is not valid at the event's time (${invalid.code.toLowerCase().replace('_', ' ')})`, e)
+  refuse(
+    'ISSUER_REVOKED',
+    `issuer ${issuer.cn} is not valid at the event's time (${invalid.code.toLowerCase().replace('_', ' ')})`,
+    e,
+  )
 }
 
 /*
@@ -139,7 +171,11 @@ function checkStandingInLog(state: LedgerState, issuer: Binding, e: EncodedEvent
   if (ended === undefined) return
   const r = ended.revocation
   const whose = ended.code === 'REVOKED' ? issuer.cn : `its ancestor ${ended.ancestorCn} (with its subtree)`
-  refuse('ISSUER_REVOKED_IN_LOG', `the log already revokes ${whose} (event ${r.eventId.slice(0, 16)}…, ${r.reason}, effective ${r.effective}; log time ${logTime}): ${issuer.cn}'s key signs nothing new, whatever time it claims (${e.event.time})`, e)
+  refuse(
+    'ISSUER_REVOKED_IN_LOG',
+    `the log already revokes ${whose} (event ${r.eventId.slice(0, 16)}…, ${r.reason}, effective ${r.effective}; log time ${logTime}): ${issuer.cn}'s key signs nothing new, whatever time it claims (${e.event.time})`,
+    e,
+  )
 }
 
 function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent, opts: ValidateOptions): void {
@@ -151,7 +187,8 @@ function checkSignature(crypto: CryptoProvider, issuer: Binding, e: EncodedEvent
 }
 
 function checkNonceFresh(state: LedgerState, nonce: Uint8Array, e: EncodedEvent): void {
-  if (state.usedNonces.has(nonceKey(nonce))) refuse('NONCE_REUSED', 'this authorization nonce was used before; a pairing is single-use', e)
+  if (state.usedNonces.has(nonceKey(nonce)))
+    refuse('NONCE_REUSED', 'this authorization nonce was used before; a pairing is single-use', e)
 }
 
 // ---- per type ----------------------------------------------------------------------------------------------
@@ -160,35 +197,51 @@ function checkAuthorize(crypto: CryptoProvider, state: LedgerState, issuer: Bind
   const ev = e.event as Extract<LedgerEvent, { type: 'authorize' }>
   const b = ev.body
   // Names and kinds are shown on terminals and pages by every device: a control character in one could forge a line.
-  if (!isPrintableName(b.name) || !isPrintableName(b.kind)) refuse('NAME_NOT_PRINTABLE', 'the name and kind of an authorized device must hold no control, line-breaking or bidirectional-override character', e)
-  if (issuer.role !== 'admin' && issuer.role !== 'member') refuse('ROLE_CANNOT_DELEGATE', `${issuer.cn} has role ${issuer.role}, which may not authorize devices`, e)
+  if (!isPrintableName(b.name) || !isPrintableName(b.kind))
+    refuse(
+      'NAME_NOT_PRINTABLE',
+      'the name and kind of an authorized device must hold no control, line-breaking or bidirectional-override character',
+      e,
+    )
+  if (issuer.role !== 'admin' && issuer.role !== 'member')
+    refuse('ROLE_CANNOT_DELEGATE', `${issuer.cn} has role ${issuer.role}, which may not authorize devices`, e)
   if (issuer.role === 'member' && (b.role === 'admin' || b.role === 'member')) {
     refuse('ROLE_ESCALATION', `a member may authorize guests and devices only, not ${b.role}`, e)
   }
   if (issuer.depth < 1 || b.depth > issuer.depth - 1) {
-    refuse('DEPTH_EXHAUSTED', `${issuer.cn} has delegation depth ${issuer.depth}; a child may have at most ${Math.max(0, issuer.depth - 1)}`, e)
+    refuse(
+      'DEPTH_EXHAUSTED',
+      `${issuer.cn} has delegation depth ${issuer.depth}; a child may have at most ${Math.max(0, issuer.depth - 1)}`,
+      e,
+    )
   }
-  if ((b.role === 'device' || b.role === 'guest') && b.depth !== 0) refuse('DEPTH_EXHAUSTED', `role ${b.role} cannot delegate, so its depth must be 0`, e)
-  if (b.notAfter > issuer.notAfter) refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${b.notAfter} is later than the parent's ${issuer.notAfter}`, e)
-  if (ev.time > b.notAfter) refuse('NOT_AFTER_PASSED', `the authorization expired (${b.notAfter}) before it was issued (${ev.time})`, e)
+  if ((b.role === 'device' || b.role === 'guest') && b.depth !== 0)
+    refuse('DEPTH_EXHAUSTED', `role ${b.role} cannot delegate, so its depth must be 0`, e)
+  if (b.notAfter > issuer.notAfter)
+    refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${b.notAfter} is later than the parent's ${issuer.notAfter}`, e)
+  if (ev.time > b.notAfter)
+    refuse('NOT_AFTER_PASSED', `the authorization expired (${b.notAfter}) before it was issued (${ev.time})`, e)
   if (!bytesEqual(deriveLabel(crypto, b.nonce, b.spkiHash, b.ledgerKey), ev.subject)) {
     refuse('CN_MISMATCH', 'the subject label is not derived from the nonce and the authorized keys', e)
   }
   const cn = state.cnOfLabel(ev.subject)
-  if (state.currentBinding(cn) !== undefined) refuse('CN_EXISTS', `${cn} is already authorized; new keys for it need a rekey by its parent`, e)
+  if (state.currentBinding(cn) !== undefined)
+    refuse('CN_EXISTS', `${cn} is already authorized; new keys for it need a rekey by its parent`, e)
   checkNonceFresh(state, b.nonce, e)
 }
 
 function targetBindingOf(state: LedgerState, e: EncodedEvent, index: number): Binding {
   const ev = e.event
   const b = state.bindingById(toHex(ev.links[index]!))
-  if (b === undefined || b.cn !== state.cnOfLabel(ev.subject)) refuse('LINK_MISMATCH', "the event must link to a binding of its subject", e)
+  if (b === undefined || b.cn !== state.cnOfLabel(ev.subject))
+    refuse('LINK_MISMATCH', 'the event must link to a binding of its subject', e)
   return b
 }
 
 function checkCertified(issuer: Binding, e: EncodedEvent): void {
   const ev = e.event as Extract<LedgerEvent, { type: 'certified' }>
-  if (issuer.certHashes.includes(toHex(ev.body.certHash))) refuse('CERTIFIED_DUPLICATE', 'this certificate is already recorded for this binding', e)
+  if (issuer.certHashes.includes(toHex(ev.body.certHash)))
+    refuse('CERTIFIED_DUPLICATE', 'this certificate is already recorded for this binding', e)
 }
 
 // Runs before the link stages: a certified event naming another issuer would otherwise always fail them first (LINK_MISMATCH).
@@ -199,15 +252,18 @@ function checkCertifiedBySubject(e: EncodedEvent): void {
 }
 
 function checkRevoke(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
-  if (!state.isAncestorOrSelf(issuer.cn, target)) refuse('REVOKE_NOT_ALLOWED', `${issuer.cn} is neither ${target.cn} nor one of its ancestors`, e)
+  if (!state.isAncestorOrSelf(issuer.cn, target))
+    refuse('REVOKE_NOT_ALLOWED', `${issuer.cn} is neither ${target.cn} nor one of its ancestors`, e)
 }
 
 function checkRekey(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
   const ev = e.event as Extract<LedgerEvent, { type: 'rekey' }>
   if (target.parentCn !== issuer.cn) refuse('REKEY_NOT_PARENT', `only the parent of ${target.cn} may rekey it`, e)
-  if (state.currentBinding(target.cn) !== target) refuse('LINK_MISMATCH', "a rekey must link to the subject's current binding", e)
+  if (state.currentBinding(target.cn) !== target)
+    refuse('LINK_MISMATCH', "a rekey must link to the subject's current binding", e)
   if (ev.time < target.time) refuse('LINK_MISMATCH', 'a rekey cannot predate the binding it replaces', e)
-  if (ev.body.notAfter > issuer.notAfter) refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${ev.body.notAfter} is later than the parent's ${issuer.notAfter}`, e)
+  if (ev.body.notAfter > issuer.notAfter)
+    refuse('NOT_AFTER_EXCEEDS_PARENT', `notAfter ${ev.body.notAfter} is later than the parent's ${issuer.notAfter}`, e)
   if (ev.time > ev.body.notAfter) refuse('NOT_AFTER_PASSED', 'the rekey expired before it was issued', e)
   checkNonceFresh(state, ev.body.nonce, e)
 }
@@ -215,9 +271,14 @@ function checkRekey(state: LedgerState, issuer: Binding, target: Binding, e: Enc
 // An identity that may not delegate has no descendants, so past the ancestor rule its only target is itself:
 // a guest or device writing policy on itself would put bytes in every device's ledger that no role needs.
 function checkPolicy(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
-  if (!state.isAncestorOrSelf(issuer.cn, target)) refuse('POLICY_NOT_ANCESTOR', `${issuer.cn} is not an ancestor of ${target.cn}`, e)
+  if (!state.isAncestorOrSelf(issuer.cn, target))
+    refuse('POLICY_NOT_ANCESTOR', `${issuer.cn} is not an ancestor of ${target.cn}`, e)
   if ((issuer.role !== 'admin' && issuer.role !== 'member') || issuer.depth < 1) {
-    refuse('POLICY_NOT_DELEGATOR', `${issuer.cn} has role ${issuer.role} and delegation depth ${issuer.depth}; only identities that may delegate (admin or member, depth 1 or more) set policy`, e)
+    refuse(
+      'POLICY_NOT_DELEGATOR',
+      `${issuer.cn} has role ${issuer.role} and delegation depth ${issuer.depth}; only identities that may delegate (admin or member, depth 1 or more) set policy`,
+      e,
+    )
   }
 }
 
@@ -226,7 +287,12 @@ function checkPolicy(state: LedgerState, issuer: Binding, target: Binding, e: En
  * issuer valid at the event's time → issuer's standing not ended by a revocation already in the log → signature →
  * type rules). Throws VerificationError with a specific code; returns what `applyEvent` needs.
  */
-export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: EncodedEvent, opts: ValidateOptions = {}): ValidatedEvent {
+export function validateEvent(
+  crypto: CryptoProvider,
+  state: LedgerState,
+  e: EncodedEvent,
+  opts: ValidateOptions = {},
+): ValidatedEvent {
   checkNotDuplicate(state, e)
   checkTime(e, opts)
   if (e.event.type === 'genesis') {
@@ -238,17 +304,28 @@ export function validateEvent(crypto: CryptoProvider, state: LedgerState, e: Enc
   const issuer = issuerBindingOf(state, e)
   let target: Binding | undefined
   if (e.event.type === 'certified') target = targetBindingOf(state, e, 0)
-  if (e.event.type === 'revoke' || e.event.type === 'rekey' || e.event.type === 'policy') target = targetBindingOf(state, e, 1)
+  if (e.event.type === 'revoke' || e.event.type === 'rekey' || e.event.type === 'policy')
+    target = targetBindingOf(state, e, 1)
   // A rekey may replace a revoked binding (that is what it is for); only its issuer must be valid.
   checkIssuer(state, issuer, e)
   checkStandingInLog(state, issuer, e, opts)
   checkSignature(crypto, issuer, e, opts)
   switch (e.event.type) {
-    case 'authorize': checkAuthorize(crypto, state, issuer, e); break
-    case 'certified': checkCertified(issuer, e); break
-    case 'revoke': checkRevoke(state, issuer, target!, e); break
-    case 'rekey': checkRekey(state, issuer, target!, e); break
-    case 'policy': checkPolicy(state, issuer, target!, e); break
+    case 'authorize':
+      checkAuthorize(crypto, state, issuer, e)
+      break
+    case 'certified':
+      checkCertified(issuer, e)
+      break
+    case 'revoke':
+      checkRevoke(state, issuer, target!, e)
+      break
+    case 'rekey':
+      checkRekey(state, issuer, target!, e)
+      break
+    case 'policy':
+      checkPolicy(state, issuer, target!, e)
+      break
   }
   return { encoded: e, issuerBinding: issuer, targetBinding: target }
 }

@@ -2,13 +2,21 @@
 import type { pki } from 'node-forge'
 import { KinError } from '../errors.ts'
 import { asn1ToBytes, forge, toBinary } from './_forge.ts'
-import { finishCertificate, type CertificateProfile, type ProfileExtensions, type SignerKey, type X509Builder } from './_build.ts'
+import {
+  finishCertificate,
+  type CertificateProfile,
+  type ProfileExtensions,
+  type SignerKey,
+  type X509Builder,
+} from './_build.ts'
 import { keysMatch, rsaPrivateKeyFromPem } from './keys.ts'
 import { signingKindOf } from './key-type.ts'
 import type { DeviceCertificate } from './certificate.ts'
 
 // Public in node-forge but missing from its type declarations.
-interface ForgeNames { RDNAttributesAsArray(rdn: ReturnType<typeof forge.asn1.fromDer>): pki.CertificateField[] }
+interface ForgeNames {
+  RDNAttributesAsArray(rdn: ReturnType<typeof forge.asn1.fromDer>): pki.CertificateField[]
+}
 const forgeNames = forge.pki as unknown as ForgeNames
 
 /** forge's CSPRNG (node:crypto-seeded on Node), for engines that have no crypto.getRandomValues. */
@@ -20,12 +28,22 @@ export function forgeRandomBytes(n: number): Uint8Array {
 }
 
 function cnName(cn: string): pki.CertificateField[] {
-  return [{ type: '2.5.4.3', value: cn, valueTagClass: forge.asn1.Type.UTF8 as unknown as pki.CertificateField['valueTagClass'] }]
+  return [
+    {
+      type: '2.5.4.3',
+      value: cn,
+      valueTagClass: forge.asn1.Type.UTF8 as unknown as pki.CertificateField['valueTagClass'],
+    },
+  ]
 }
 
 // forge builds and signs with RSA keys only: anything else is refused here, by name, not deep inside forge.
 function rsaPublicKey(spki: Uint8Array, what: string): pki.rsa.PublicKey {
-  if (signingKindOf(spki, what) !== 'rsa') throw new KinError('KEY_TYPE_UNSUPPORTED', `${what} is a P-256 key: this engine has no WebCrypto, and kinship's pure-JavaScript builder signs and certifies RSA keys only`)
+  if (signingKindOf(spki, what) !== 'rsa')
+    throw new KinError(
+      'KEY_TYPE_UNSUPPORTED',
+      `${what} is a P-256 key: this engine has no WebCrypto, and kinship's pure-JavaScript builder signs and certifies RSA keys only`,
+    )
   return forge.pki.publicKeyFromAsn1(forge.asn1.fromDer(toBinary(spki))) as pki.rsa.PublicKey
 }
 
@@ -43,13 +61,16 @@ function altNames(names: NonNullable<ProfileExtensions['altNames']>): { type: nu
 
 function forgeExtensions(e: ProfileExtensions): object[] {
   const out: object[] = [
-    e.ca ? { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true } : { name: 'basicConstraints', cA: false, critical: true },
+    e.ca
+      ? { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true }
+      : { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', ...Object.fromEntries(e.keyUsage.map(bit => [bit, true])), critical: true },
   ]
   if (e.tlsBothWays) out.push({ name: 'extKeyUsage', serverAuth: true, clientAuth: true })
   if (e.altNames !== undefined) out.push({ name: 'subjectAltName', altNames: altNames(e.altNames) })
   out.push({ name: 'subjectKeyIdentifier' })
-  if (e.authorityKeyId !== undefined) out.push({ name: 'authorityKeyIdentifier', keyIdentifier: toBinary(e.authorityKeyId) })
+  if (e.authorityKeyId !== undefined)
+    out.push({ name: 'authorityKeyIdentifier', keyIdentifier: toBinary(e.authorityKeyId) })
   return out
 }
 
@@ -64,9 +85,11 @@ export const forgeBuilder: X509Builder = {
     cert.validity.notBefore = new Date(profile.notBefore * 1000)
     cert.validity.notAfter = new Date(profile.notAfter * 1000)
     cert.setSubject(cnName(profile.subjectCn))
-    cert.setIssuer(profile.issuerName === undefined
-      ? cnName(profile.subjectCn)
-      : forgeNames.RDNAttributesAsArray(forge.asn1.fromDer(toBinary(profile.issuerName))))
+    cert.setIssuer(
+      profile.issuerName === undefined
+        ? cnName(profile.subjectCn)
+        : forgeNames.RDNAttributesAsArray(forge.asn1.fromDer(toBinary(profile.issuerName))),
+    )
     cert.setExtensions(forgeExtensions(profile.extensions) as never)
     cert.sign(key, forge.md.sha256.create())
     return finishCertificate(asn1ToBytes(forge.pki.certificateToAsn1(cert)), profile)
@@ -76,7 +99,9 @@ export const forgeBuilder: X509Builder = {
     const csr = forge.pki.createCertificationRequest()
     csr.publicKey = rsaPublicKey(signer.spkiDer, 'the CSR key')
     csr.setSubject(cnName(cn))
-    csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: altNames(names) }] }])
+    csr.setAttributes([
+      { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: altNames(names) }] },
+    ])
     csr.sign(key, forge.md.sha256.create())
     return forge.pki.certificationRequestToPem(csr)
   },

@@ -38,9 +38,17 @@ export function expectedSan(cn: string, parentCn: string | undefined): { dns: st
 }
 
 /** Throws VerificationError `code` unless `names` is exactly `expected` as a set, without repeats; `what` names the kind. */
-export function requireSanSet(names: readonly string[], expected: readonly string[], code: KinErrorCode, what = 'SAN'): void {
-  const same = names.length === expected.length && new Set(names).size === names.length && expected.every(n => names.includes(n))
+export function requireSanSet(
+  names: readonly string[],
+  expected: readonly string[],
+  code: KinErrorCode,
+  what = 'SAN',
+): void {
+  const same =
+    names.length === expected.length && new Set(names).size === names.length && expected.every(n => names.includes(n))
   if (!same) {
-    throw new VerificationError(code, `${what} is {${names.join(', ')}}, expected {${expected.join(', ')}}`, { detail: { names: [...names], expected: [...expected] } })
+    throw new VerificationError(code, `${what} is {${names.join(', ')}}, expected {${expected.join(', ')}}`, {
+      detail: { names: [...names], expected: [...expected] },
+    })
   }
 }

@@ -3,20 +3,43 @@ import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { KinError } from '../errors.ts'
 import { derToPem, pemToDer } from './pem.ts'
-import { finishCertificate, cnNameDer, type CertificateProfile, type ProfileExtensions, type SignerKey, type X509Builder } from './_build.ts'
+import {
+  finishCertificate,
+  cnNameDer,
+  type CertificateProfile,
+  type ProfileExtensions,
+  type SignerKey,
+  type X509Builder,
+} from './_build.ts'
 import { signingKindOf, type SigningKind } from './key-type.ts'
 import { toHex } from '../codec/bytes.ts'
 import type { DeviceCertificate } from './certificate.ts'
 
 // The few WebCrypto members used, typed here: the core compiles with neither DOM nor Node types for WebCrypto.
 type CryptoKey = { readonly type: string }
-interface Jwk { kty?: string; crv?: string; n?: string; e?: string; x?: string; y?: string }
+interface Jwk {
+  kty?: string
+  crv?: string
+  n?: string
+  e?: string
+  x?: string
+  y?: string
+}
 interface Subtle {
-  importKey(format: 'pkcs8' | 'spki', data: ArrayBuffer, algorithm: object, extractable: boolean, usages: string[]): Promise<CryptoKey>
+  importKey(
+    format: 'pkcs8' | 'spki',
+    data: ArrayBuffer,
+    algorithm: object,
+    extractable: boolean,
+    usages: string[],
+  ): Promise<CryptoKey>
   exportKey(format: 'jwk', key: CryptoKey): Promise<Jwk>
   sign(algorithm: object, key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer>
 }
-interface WebCrypto { readonly subtle: Subtle; getRandomValues<T extends Uint8Array>(array: T): T }
+interface WebCrypto {
+  readonly subtle: Subtle
+  getRandomValues<T extends Uint8Array>(array: T): T
+}
 
 /** The engine's WebCrypto, if it has one. */
 export function webCrypto(): WebCrypto | undefined {
@@ -46,9 +69,16 @@ const signers = new Map<string, Promise<{ key: CryptoKey; kind: SigningKind }>>(
 let providerSet = false
 function subtle(): Subtle {
   const crypto = webCrypto()
-  if (crypto === undefined) throw new KinError('KEY_TYPE_UNSUPPORTED', 'this engine has no WebCrypto: the native certificate builder cannot run')
+  if (crypto === undefined)
+    throw new KinError(
+      'KEY_TYPE_UNSUPPORTED',
+      'this engine has no WebCrypto: the native certificate builder cannot run',
+    )
   // Set on first use, not at import: importing the builder does no work.
-  if (!providerSet) { x509.cryptoProvider.set(crypto as never); providerSet = true }
+  if (!providerSet) {
+    x509.cryptoProvider.set(crypto as never)
+    providerSet = true
+  }
   return crypto.subtle
 }
 
@@ -66,11 +96,21 @@ async function importSigner(signer: SignerKey): Promise<{ key: CryptoKey; kind: 
   const s = subtle()
   let privateKey: CryptoKey, publicKey: CryptoKey
   try {
-    privateKey = await s.importKey('pkcs8', bytes(pemToDer(signer.privateKeyPem, 'PRIVATE KEY', 'BAD_ARGUMENT')), IMPORT[kind], true, ['sign'])
+    privateKey = await s.importKey(
+      'pkcs8',
+      bytes(pemToDer(signer.privateKeyPem, 'PRIVATE KEY', 'BAD_ARGUMENT')),
+      IMPORT[kind],
+      true,
+      ['sign'],
+    )
     publicKey = await s.importKey('spki', bytes(signer.spkiDer), IMPORT[kind], true, ['verify'])
   } catch (cause) {
     if (cause instanceof KinError) throw cause
-    throw new KinError('BAD_ARGUMENT', `${signer.mismatch} (the private key is not an unencrypted PKCS#8 ${kind === 'rsa' ? 'RSA' : 'P-256'} key)`, { cause })
+    throw new KinError(
+      'BAD_ARGUMENT',
+      `${signer.mismatch} (the private key is not an unencrypted PKCS#8 ${kind === 'rsa' ? 'RSA' : 'P-256'} key)`,
+      { cause },
+    )
   }
   const [ownPublic, expected] = await Promise.all([s.exportKey('jwk', privateKey), s.exportKey('jwk', publicKey)])
   if (publicMembers(ownPublic) !== publicMembers(expected)) throw new KinError('BAD_ARGUMENT', signer.mismatch)
@@ -91,21 +131,30 @@ function signerOf(signer: SignerKey): Promise<{ key: CryptoKey; kind: SigningKin
 }
 
 function generalNames(names: NonNullable<ProfileExtensions['altNames']>): x509.JsonGeneralName[] {
-  return [...names.dns.map(value => ({ type: 'dns' as const, value })), ...names.uris.map(value => ({ type: 'url' as const, value }))]
+  return [
+    ...names.dns.map(value => ({ type: 'dns' as const, value })),
+    ...names.uris.map(value => ({ type: 'url' as const, value })),
+  ]
 }
 
 const KEY_USAGE: Record<ProfileExtensions['keyUsage'][number], number> = {
-  digitalSignature: x509.KeyUsageFlags.digitalSignature, keyEncipherment: x509.KeyUsageFlags.keyEncipherment,
-  keyCertSign: x509.KeyUsageFlags.keyCertSign, cRLSign: x509.KeyUsageFlags.cRLSign,
+  digitalSignature: x509.KeyUsageFlags.digitalSignature,
+  keyEncipherment: x509.KeyUsageFlags.keyEncipherment,
+  keyCertSign: x509.KeyUsageFlags.keyCertSign,
+  cRLSign: x509.KeyUsageFlags.cRLSign,
 }
 
 // The same extensions, criticality and order as the forge builder writes (agent/pki/_forge-build.ts).
 async function nativeExtensions(e: ProfileExtensions, spki: Uint8Array): Promise<x509.Extension[]> {
   const out: x509.Extension[] = [
     new x509.BasicConstraintsExtension(e.ca, e.ca ? 0 : undefined, true), // RFC 5280 §4.2.1.9
-    new x509.KeyUsagesExtension(e.keyUsage.reduce((flags, bit) => flags | KEY_USAGE[bit], 0), true), // RFC 5280 §4.2.1.3
+    new x509.KeyUsagesExtension(
+      e.keyUsage.reduce((flags, bit) => flags | KEY_USAGE[bit], 0),
+      true,
+    ), // RFC 5280 §4.2.1.3
   ]
-  if (e.tlsBothWays) out.push(new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth])) // RFC 5280 §4.2.1.12
+  if (e.tlsBothWays)
+    out.push(new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth])) // RFC 5280 §4.2.1.12
   if (e.altNames !== undefined) out.push(new x509.SubjectAlternativeNameExtension(generalNames(e.altNames))) // RFC 5280 §4.2.1.6
   // RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING contents.
   out.push(await x509.SubjectKeyIdentifierExtension.create(bytes(spki)))

@@ -19,15 +19,24 @@ export interface BindingLookup<B extends BindingRecord = BindingRecord> {
  * the Eve case: a certificate with the right names but another key) and that a certified event recorded this very
  * certificate (CERT_NOT_CERTIFIED). Returns the binding.
  */
-export function verifyBinding<B extends BindingRecord>(certInfo: { readonly cn: string; readonly spkiHash: Uint8Array; readonly certHash: Uint8Array }, lookup: BindingLookup<B>): B {
+export function verifyBinding<B extends BindingRecord>(
+  certInfo: { readonly cn: string; readonly spkiHash: Uint8Array; readonly certHash: Uint8Array },
+  lookup: BindingLookup<B>,
+): B {
   const binding = lookup.currentBinding(certInfo.cn)
   if (binding === undefined) throw new VerificationError('CERT_UNBOUND', `the ledger binds no key to "${certInfo.cn}"`)
   if (!bytesEqual(binding.spkiHash, certInfo.spkiHash)) {
-    throw new VerificationError('CERT_UNBOUND', `the ledger binds "${certInfo.cn}" to key ${toHex(binding.spkiHash)}, not to this certificate's key ${toHex(certInfo.spkiHash)}`)
+    throw new VerificationError(
+      'CERT_UNBOUND',
+      `the ledger binds "${certInfo.cn}" to key ${toHex(binding.spkiHash)}, not to this certificate's key ${toHex(certInfo.spkiHash)}`,
+    )
   }
   const certHashHex = toHex(certInfo.certHash)
   if (!binding.certHashes.includes(certHashHex)) {
-    throw new VerificationError('CERT_NOT_CERTIFIED', `no certified event records certificate ${certHashHex} for "${certInfo.cn}"`)
+    throw new VerificationError(
+      'CERT_NOT_CERTIFIED',
+      `no certified event records certificate ${certHashHex} for "${certInfo.cn}"`,
+    )
   }
   return binding
 }

@@ -13,4 +13,5 @@ export function x509Builder(): X509Builder {
 }
 
 /** The engine's CSPRNG: crypto.getRandomValues where it exists, forge's generator otherwise. */
-export const defaultRandomBytes: RandomBytes = n => webCrypto()?.getRandomValues(new Uint8Array(n)) ?? forgeRandomBytes(n)
+export const defaultRandomBytes: RandomBytes = n =>
+  webCrypto()?.getRandomValues(new Uint8Array(n)) ?? forgeRandomBytes(n)

@@ -1,7 +1,12 @@
 /** @module A certificate's extension list read into the fields kinship checks, refusing duplicates and unknown critical extensions. */
 import { DecodeError } from '../errors.ts'
 import {
-  EXTENSION_OID, readBasicConstraints, readExtKeyUsage, readKeyUsage, readSubjectAltName, readSubjectKeyIdentifier,
+  EXTENSION_OID,
+  readBasicConstraints,
+  readExtKeyUsage,
+  readKeyUsage,
+  readSubjectAltName,
+  readSubjectKeyIdentifier,
 } from './extensions.ts'
 
 /** One raw extension: OID, criticality, and the DER inside its OCTET STRING. */

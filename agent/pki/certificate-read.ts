@@ -39,7 +39,11 @@ function timeOf(der: Uint8Array, element: DerElement): number {
   const n = (from: number, length: number): number => Number(text.slice(from, from + length))
   const year = utc ? (n(0, 2) >= 50 ? 1900 : 2000) + n(0, 2) : n(0, 4)
   const o = utc ? 2 : 4
-  const month = n(o, 2), day = n(o + 2, 2), hour = n(o + 4, 2), minute = n(o + 6, 2), second = n(o + 8, 2)
+  const month = n(o, 2),
+    day = n(o + 2, 2),
+    hour = n(o + 4, 2),
+    minute = n(o + 6, 2),
+    second = n(o + 8, 2)
   const ms = Date.UTC(year, month - 1, day, hour, minute, second)
   const back = new Date(ms)
   if (back.getUTCMonth() !== month - 1 || back.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) {
@@ -49,20 +53,27 @@ function timeOf(der: Uint8Array, element: DerElement): number {
 }
 
 /** The one CN of a Name (RFC 5280 §4.1.2.6): DecodeError `code` when malformed, `nameCode` unless exactly one printable CN. */
-export function subjectCnOf(der: Uint8Array, name: DerElement, code: KinErrorCode = CODE, nameCode: KinErrorCode = CODE): string {
+export function subjectCnOf(
+  der: Uint8Array,
+  name: DerElement,
+  code: KinErrorCode = CODE,
+  nameCode: KinErrorCode = CODE,
+): string {
   const cns: Uint8Array[] = []
   for (const rdn of childrenOf(der, expectTag(name, TAG.sequence, code), code)) {
     for (const attribute of childrenOf(der, expectTag(rdn, TAG.set, code), code)) {
       const [type, value] = childrenOf(der, expectTag(attribute, TAG.sequence, code), code)
       if (value === undefined) throw new DecodeError(code, 'name attribute without a value')
       if (!bytesEqual(contentBytes(der, expectTag(type, TAG.oid, code)), CN_OID)) continue
-      if (!CN_STRING_TAGS.includes(value.tag)) throw new DecodeError(nameCode, `subject CN has string tag 0x${value.tag.toString(16)}`)
+      if (!CN_STRING_TAGS.includes(value.tag))
+        throw new DecodeError(nameCode, `subject CN has string tag 0x${value.tag.toString(16)}`)
       cns.push(contentBytes(der, value))
     }
   }
   if (cns.length !== 1) throw new DecodeError(nameCode, `subject holds ${cns.length} CNs, expected 1`)
   const cn = asciiText(cns[0]!, 'subject CN', nameCode)
-  if (cn.length === 0 || cn.length > 253) throw new DecodeError(nameCode, 'subject CN is not printable ASCII of 1 to 253 characters')
+  if (cn.length === 0 || cn.length > 253)
+    throw new DecodeError(nameCode, 'subject CN is not printable ASCII of 1 to 253 characters')
   return cn
 }
 
@@ -84,7 +95,8 @@ function rawExtensions(der: Uint8Array, wrapper: DerElement | undefined): RawExt
   return childrenOf(der, expectTag(list, TAG.sequence, CODE), CODE).map(ext => {
     const parts = childrenOf(der, expectTag(ext, TAG.sequence, CODE), CODE)
     const id = oidText(contentBytes(der, expectTag(parts[0], TAG.oid, CODE)))
-    let i = 1, critical = false
+    let i = 1,
+      critical = false
     if (parts[i]?.tag === TAG.boolean) {
       const flag = contentBytes(der, parts[i++]!)
       if (flag.length !== 1) throw new DecodeError(CODE, `extension ${id}: critical is not one byte`)
@@ -117,7 +129,10 @@ export function readCertificateFields(signed: Uint8Array): CertificateFields {
     notBefore: timeOf(signed, validity[0]!),
     notAfter: timeOf(signed, validity[1]!),
     cn: subjectCnOf(signed, expectTag(fields[5], TAG.sequence, CODE)),
-    extensions: rawExtensions(signed, rest.find(f => f.tag === TAG.context3)),
+    extensions: rawExtensions(
+      signed,
+      rest.find(f => f.tag === TAG.context3),
+    ),
   }
 }
 
@@ -160,11 +175,17 @@ export class DerCertificate {
   }
 
   /** All dNSName entries of the subjectAltName, in order. */
-  get sanDns(): readonly string[] { return this.#extensions.sanDns }
+  get sanDns(): readonly string[] {
+    return this.#extensions.sanDns
+  }
   /** All uniformResourceIdentifier entries of the subjectAltName, in order. */
-  get sanUris(): readonly string[] { return this.#extensions.sanUris }
+  get sanUris(): readonly string[] {
+    return this.#extensions.sanUris
+  }
   /** Count of subjectAltName entries that are neither dNSNames nor URIs. */
-  get sanOtherCount(): number { return this.#extensions.sanOtherCount }
+  get sanOtherCount(): number {
+    return this.#extensions.sanOtherCount
+  }
   /** The CNs named by `kin://<fleet domain>/parent/<label>` SAN URIs (normally zero or one). */
   get parentCns(): readonly string[] {
     return (this.#parentCns ??= Object.freeze(parentCnsOf(this.sanUris)))
@@ -175,21 +196,39 @@ export class DerCertificate {
     return parents.length === 1 ? parents[0] : undefined
   }
   /** basicConstraints cA (false when the extension is absent). */
-  get isCA(): boolean { return this.#extensions.isCA }
+  get isCA(): boolean {
+    return this.#extensions.isCA
+  }
   /** basicConstraints pathLenConstraint, if any. */
-  get pathLength(): number | undefined { return this.#extensions.pathLength }
+  get pathLength(): number | undefined {
+    return this.#extensions.pathLength
+  }
   /** keyUsage bit names; undefined when the extension is absent. */
-  get keyUsage(): readonly string[] | undefined { return this.#extensions.keyUsage }
+  get keyUsage(): readonly string[] | undefined {
+    return this.#extensions.keyUsage
+  }
   /** extKeyUsage purposes ('serverAuth', 'clientAuth', or dotted OIDs); undefined when absent. */
-  get extKeyUsage(): readonly string[] | undefined { return this.#extensions.extKeyUsage }
+  get extKeyUsage(): readonly string[] | undefined {
+    return this.#extensions.extKeyUsage
+  }
   /** subjectKeyIdentifier bytes, if present. */
-  get subjectKeyId(): Uint8Array | undefined { return this.#extensions.subjectKeyId }
+  get subjectKeyId(): Uint8Array | undefined {
+    return this.#extensions.subjectKeyId
+  }
   /** DER SubjectPublicKeyInfo, exactly as encoded in the certificate. */
-  get spkiDer(): Uint8Array { return this.layout.spki }
+  get spkiDer(): Uint8Array {
+    return this.layout.spki
+  }
   /** SHA-256 of the DER SubjectPublicKeyInfo (32 bytes): what authorize events bind. */
-  get spkiHash(): Uint8Array { return (this.#spkiHash ??= this.#sha256(this.layout.spki)) }
+  get spkiHash(): Uint8Array {
+    return (this.#spkiHash ??= this.#sha256(this.layout.spki))
+  }
   /** SHA-256 of the certificate DER (32 bytes): what certified events record. */
-  get certHash(): Uint8Array { return (this.#certHash ??= this.#sha256(this.der)) }
+  get certHash(): Uint8Array {
+    return (this.#certHash ??= this.#sha256(this.der))
+  }
   /** Lowercase hex of `certHash`. */
-  get certHashHex(): string { return toHex(this.certHash) }
+  get certHashHex(): string {
+    return toHex(this.certHash)
+  }
 }

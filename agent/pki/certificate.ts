@@ -11,7 +11,8 @@ export class DeviceCertificate extends DerCertificate {
 
   /** Parses PEM text ("CERTIFICATE") or DER bytes; throws KinError CERT_PARSE on anything malformed. */
   constructor(input: string | Uint8Array, options: CertificateOptions = {}) {
-    if (!isPem(input) && !(input instanceof Uint8Array)) throw new DecodeError('CERT_PARSE', 'certificate must be PEM text or DER bytes')
+    if (!isPem(input) && !(input instanceof Uint8Array))
+      throw new DecodeError('CERT_PARSE', 'certificate must be PEM text or DER bytes')
     super(isPem(input) ? pemToDer(input, 'CERTIFICATE', 'CERT_PARSE') : input, options)
   }
 
@@ -21,13 +22,20 @@ export class DeviceCertificate extends DerCertificate {
   }
 
   /** The subject public key as "PUBLIC KEY" PEM. */
-  get publicKeyPem(): string { return derToPem(this.layout.spki, 'PUBLIC KEY') }
+  get publicKeyPem(): string {
+    return derToPem(this.layout.spki, 'PUBLIC KEY')
+  }
   /** The certificate as "CERTIFICATE" PEM. */
-  get pem(): string { return (this.#pem ??= derToPem(this.der, 'CERTIFICATE')) }
+  get pem(): string {
+    return (this.#pem ??= derToPem(this.der, 'CERTIFICATE'))
+  }
 }
 
 /** Parses a certificate, returning null instead of throwing CERT_PARSE (other errors still throw). */
-export function tryParseCertificate(input: string | Uint8Array, options?: CertificateOptions): DeviceCertificate | null {
+export function tryParseCertificate(
+  input: string | Uint8Array,
+  options?: CertificateOptions,
+): DeviceCertificate | null {
   try {
     return new DeviceCertificate(input, options)
   } catch (e) {

@@ -13,8 +13,24 @@ import { fleetDomainOfRootCn } from './root-name.ts'
 export type ChainNames = Pick<DeviceCertificate, 'cn' | 'sanDns' | 'sanUris' | 'sanOtherCount'>
 
 /** The fields of a certificate the chain rules read; DeviceCertificate and kin-core's CoreCertificate both have them. */
-export type ChainCertificate = Pick<DeviceCertificate,
-  'der' | 'layout' | 'cn' | 'notBefore' | 'notAfter' | 'isCA' | 'keyUsage' | 'extKeyUsage' | 'sanDns' | 'sanUris' | 'sanOtherCount' | 'parentCns' | 'parentCn' | 'spkiHash' | 'certHash'>
+export type ChainCertificate = Pick<
+  DeviceCertificate,
+  | 'der'
+  | 'layout'
+  | 'cn'
+  | 'notBefore'
+  | 'notAfter'
+  | 'isCA'
+  | 'keyUsage'
+  | 'extKeyUsage'
+  | 'sanDns'
+  | 'sanUris'
+  | 'sanOtherCount'
+  | 'parentCns'
+  | 'parentCn'
+  | 'spkiHash'
+  | 'certHash'
+>
 
 /** What the chain stage vouches for, handed on to the binding and lineage stages. */
 export interface ChainInfo {
@@ -34,9 +50,11 @@ export interface ChainInfo {
  */
 export function checkIssuedByRoot(cert: ChainCertificate, root: ChainCertificate, verifier: SignatureVerifier): string {
   const domain = fleetDomainOfRootCn(root.cn)
-  if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign')) throw new VerificationError('CERT_CHAIN', 'the trusted root is not a CA certificate')
+  if (!root.isCA || !(root.keyUsage ?? []).includes('keyCertSign'))
+    throw new VerificationError('CERT_CHAIN', 'the trusted root is not a CA certificate')
   // RFC 5280 §6.1.3 (a)(4): the issuer must be the root by name; binary comparison suffices for names this fleet wrote (§7.1).
-  if (!bytesEqual(cert.layout.issuer, root.layout.subject)) throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" was not issued by ${root.cn}`)
+  if (!bytesEqual(cert.layout.issuer, root.layout.subject))
+    throw new VerificationError('CERT_CHAIN', `certificate for "${cert.cn}" was not issued by ${root.cn}`)
   checkSameAlgorithm(cert.layout.innerAlgorithm, cert.layout.algorithm, `certificate for "${cert.cn}"`)
   // The root's key is the one the signature is verified with, the leaf's the one its holder will prove possession
   // with (TLS, challenge answers): both are checked before any arithmetic.
@@ -51,17 +69,26 @@ export function checkIssuedByRoot(cert: ChainCertificate, root: ChainCertificate
 
 /** RFC 5280 §4.1.2.5: valid from notBefore through notAfter, both inclusive. CERT_NOT_YET_VALID or CERT_EXPIRED otherwise. */
 export function checkValidity(cert: Pick<ChainCertificate, 'cn' | 'notBefore' | 'notAfter'>, now: number): void {
-  if (now < cert.notBefore) throw new VerificationError('CERT_NOT_YET_VALID', `certificate for "${cert.cn}" is not valid before ${cert.notBefore} (now ${now})`)
-  if (now > cert.notAfter) throw new VerificationError('CERT_EXPIRED', `certificate for "${cert.cn}" expired at ${cert.notAfter} (now ${now})`)
+  if (now < cert.notBefore)
+    throw new VerificationError(
+      'CERT_NOT_YET_VALID',
+      `certificate for "${cert.cn}" is not valid before ${cert.notBefore} (now ${now})`,
+    )
+  if (now > cert.notAfter)
+    throw new VerificationError('CERT_EXPIRED', `certificate for "${cert.cn}" expired at ${cert.notAfter} (now ${now})`)
 }
 
 /** A leaf: not a CA, may sign (digitalSignature), and may act as TLS client and server. CERT_KEY_USAGE otherwise. */
 export function checkLeafKeyUsage(cert: Pick<ChainCertificate, 'cn' | 'isCA' | 'keyUsage' | 'extKeyUsage'>): void {
-  const ku = cert.keyUsage ?? [], eku = cert.extKeyUsage ?? []
-  if (cert.isCA || ku.includes('keyCertSign')) throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" is a CA certificate, not a device's`)
-  if (!ku.includes('digitalSignature')) throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" lacks keyUsage digitalSignature`)
+  const ku = cert.keyUsage ?? [],
+    eku = cert.extKeyUsage ?? []
+  if (cert.isCA || ku.includes('keyCertSign'))
+    throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" is a CA certificate, not a device's`)
+  if (!ku.includes('digitalSignature'))
+    throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" lacks keyUsage digitalSignature`)
   for (const purpose of ['clientAuth', 'serverAuth']) {
-    if (!eku.includes(purpose)) throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" lacks extKeyUsage ${purpose}`)
+    if (!eku.includes(purpose))
+      throw new VerificationError('CERT_KEY_USAGE', `certificate for "${cert.cn}" lacks extKeyUsage ${purpose}`)
   }
 }
 
@@ -82,12 +109,18 @@ function requireFleetName(cn: string, domain: string): void {
  */
 export function checkLeafNames(cert: ChainNames, domain: string): void {
   const detail = { sanDns: [...cert.sanDns], sanUris: [...cert.sanUris] }
-  const fail = (why: string): never => { throw new VerificationError('CERT_NAMES', `certificate for "${cert.cn}": ${why}`, { detail }) }
+  const fail = (why: string): never => {
+    throw new VerificationError('CERT_NAMES', `certificate for "${cert.cn}": ${why}`, { detail })
+  }
   requireFleetName(cert.cn, domain)
   const old = oldParentMarkersOf(cert.sanDns)
   if (old.length > 0) {
     const why = 'the marker form kinship no longer accepts (any child of a parent passed hostname checks for it)'
-    throw new VerificationError('CERT_OLD_PARENT_MARKER', `certificate for "${cert.cn}" names its parent as DNS:${old[0]}, ${why}; renew it: have its parent rekey the device, or re-enroll it`, { detail })
+    throw new VerificationError(
+      'CERT_OLD_PARENT_MARKER',
+      `certificate for "${cert.cn}" names its parent as DNS:${old[0]}, ${why}; renew it: have its parent rekey the device, or re-enroll it`,
+      { detail },
+    )
   }
   if (cert.sanOtherCount !== 0) fail('SAN holds entries that are neither DNS names nor URIs')
   if (cert.sanDns.length !== 1 || cert.sanDns[0] !== cert.cn) fail('SAN DNS names must be exactly DNS:<CN>')
@@ -101,13 +134,24 @@ export function checkLeafNames(cert: ChainNames, domain: string): void {
 }
 
 /** The chain rules on certificates already read: checkIssuedByRoot, validity (leaf and root), key usage, names. */
-export function verifyChainOf(leaf: ChainCertificate, fleetRoot: ChainCertificate, now: number, verifier: SignatureVerifier): ChainInfo {
+export function verifyChainOf(
+  leaf: ChainCertificate,
+  fleetRoot: ChainCertificate,
+  now: number,
+  verifier: SignatureVerifier,
+): ChainInfo {
   const domain = checkIssuedByRoot(leaf, fleetRoot, verifier)
   checkValidity(leaf, now)
   checkValidity(fleetRoot, now)
   checkLeafKeyUsage(leaf)
   checkLeafNames(leaf, domain)
-  return { cn: leaf.cn, parentCn: leaf.parentCn, spkiHash: leaf.spkiHash, certHash: leaf.certHash, notAfter: leaf.notAfter }
+  return {
+    cn: leaf.cn,
+    parentCn: leaf.parentCn,
+    spkiHash: leaf.spkiHash,
+    certHash: leaf.certHash,
+    notAfter: leaf.notAfter,
+  }
 }
 
 /**
@@ -116,6 +160,11 @@ export function verifyChainOf(leaf: ChainCertificate, fleetRoot: ChainCertificat
  * CERT_OLD_PARENT_MARKER / CERT_NAMES, in that order; CERT_PARSE for unparsable input. The verifier picks the
  * signature path, node (node:crypto) or portable (BigInt RSA, @noble/curves P-256); both reach the same verdict.
  */
-export function verifyChain(cert: DeviceCertificate | string | Uint8Array, root: DeviceCertificate | string | Uint8Array, now: number, verifier: SignatureVerifier): ChainInfo {
+export function verifyChain(
+  cert: DeviceCertificate | string | Uint8Array,
+  root: DeviceCertificate | string | Uint8Array,
+  now: number,
+  verifier: SignatureVerifier,
+): ChainInfo {
   return verifyChainOf(DeviceCertificate.from(cert), DeviceCertificate.from(root), now, verifier)
 }

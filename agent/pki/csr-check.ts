@@ -28,21 +28,33 @@ function parsedCsr(csr: ParsedCsr | string | Uint8Array, crypto: Pick<CryptoProv
  * KEY_TYPE (its key), SIGNATURE_KEY_MISMATCH (algorithm and key do not fit), CSR_KEY_MISMATCH (key ≠ authorized key). The CA runs these before
  * any signature of the request is checked; returns the parsed CSR (DecodeError CSR_PARSE when it does not parse).
  */
-export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
+export function checkCsrBeforeSignature(
+  csr: ParsedCsr | string | Uint8Array,
+  auth: Authorization,
+  crypto: Pick<CryptoProvider, 'sha256'>,
+): ParsedCsr {
   const parsed = parsedCsr(csr, crypto)
-  if (parsed.cn !== auth.cn) throw new VerificationError('CSR_NAMES', `CSR CN "${parsed.cn}" is not the authorized CN "${auth.cn}"`)
+  if (parsed.cn !== auth.cn)
+    throw new VerificationError('CSR_NAMES', `CSR CN "${parsed.cn}" is not the authorized CN "${auth.cn}"`)
   const old = oldParentMarkersOf(parsed.sanDns)
   if (old.length > 0) {
-    throw new VerificationError('CSR_OLD_PARENT_MARKER', `CSR names its parent as DNS:${old[0]}, the marker form kinship no longer issues; make the CSR again with this version of kinship (the parent marker is now URI:kin://<fleet domain>/parent/<label>)`)
+    throw new VerificationError(
+      'CSR_OLD_PARENT_MARKER',
+      `CSR names its parent as DNS:${old[0]}, the marker form kinship no longer issues; make the CSR again with this version of kinship (the parent marker is now URI:kin://<fleet domain>/parent/<label>)`,
+    )
   }
-  if (parsed.sanOtherCount !== 0) throw new VerificationError('CSR_NAMES', 'CSR requests SAN entries that are neither DNS names nor URIs')
+  if (parsed.sanOtherCount !== 0)
+    throw new VerificationError('CSR_NAMES', 'CSR requests SAN entries that are neither DNS names nor URIs')
   const expected = expectedSan(auth.cn, auth.parentCn)
   requireSanSet(parsed.sanDns, expected.dns, 'CSR_NAMES', 'SAN DNS names')
   requireSanSet(parsed.sanUris, expected.uris, 'CSR_NAMES', 'SAN URIs')
   checkSignatureInputs(parsed.algorithm, parsed.spkiDer, 'CSR key', 'CSR_PARSE')
   const spkiHash = crypto.sha256(parsed.spkiDer)
   if (!bytesEqual(spkiHash, auth.spkiHash)) {
-    throw new VerificationError('CSR_KEY_MISMATCH', `CSR key ${toHex(spkiHash)} is not the authorized key ${toHex(auth.spkiHash)}`)
+    throw new VerificationError(
+      'CSR_KEY_MISMATCH',
+      `CSR key ${toHex(spkiHash)} is not the authorized key ${toHex(auth.spkiHash)}`,
+    )
   }
   return parsed
 }
@@ -52,7 +64,11 @@ export function checkCsrBeforeSignature(csr: ParsedCsr | string | Uint8Array, au
  * (self-signature invalid), last because it is the only one that costs signature arithmetic.
  * Returns the parsed CSR; DecodeError CSR_PARSE when it does not parse.
  */
-export function checkCsrAgainstAuthorization(csr: ParsedCsr | string | Uint8Array, auth: Authorization, crypto: Pick<CryptoProvider, 'sha256'>): ParsedCsr {
+export function checkCsrAgainstAuthorization(
+  csr: ParsedCsr | string | Uint8Array,
+  auth: Authorization,
+  crypto: Pick<CryptoProvider, 'sha256'>,
+): ParsedCsr {
   const parsed = checkCsrBeforeSignature(csr, auth, crypto)
   if (!parsed.signatureValid) throw new VerificationError('CSR_SIGNATURE', 'CSR is not signed by the key it carries')
   return parsed

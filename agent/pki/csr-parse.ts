@@ -59,8 +59,10 @@ const C = 'CSR_PARSE'
 function requestedSan(info: Uint8Array): { dns: string[]; uris: string[]; otherCount: number } {
   const fields = childrenOf(info, readWhole(info, TAG.sequence, C), C)
   const attributes = fields[3]
-  if (attributes === undefined || attributes.tag !== TAG.context0) throw new DecodeError(C, 'CSR has no attributes field')
-  const requests = childrenOf(info, attributes, C).map(a => childrenOf(info, expectTag(a, TAG.sequence, C), C))
+  if (attributes === undefined || attributes.tag !== TAG.context0)
+    throw new DecodeError(C, 'CSR has no attributes field')
+  const requests = childrenOf(info, attributes, C)
+    .map(a => childrenOf(info, expectTag(a, TAG.sequence, C), C))
     .filter(([type]) => oidText(contentBytes(info, expectTag(type, TAG.oid, C))) === EXTENSION_REQUEST_OID)
   if (requests.length > 1) throw new DecodeError(C, 'CSR holds more than one extensionRequest attribute')
   if (requests.length === 0) return { dns: [], uris: [], otherCount: 0 }
@@ -100,13 +102,17 @@ export function parseCsr(input: string | Uint8Array, options: CsrParseOptions = 
   else throw new DecodeError('CSR_PARSE', 'CSR must be PEM text or DER bytes')
   const layout = csrLayout(der, 'CSR_PARSE')
   const info = layout.signed
-  const version = contentBytes(info, expectTag(childrenOf(info, readWhole(info, TAG.sequence, C), C)[0], TAG.integer, C))
+  const version = contentBytes(
+    info,
+    expectTag(childrenOf(info, readWhole(info, TAG.sequence, C), C)[0], TAG.integer, C),
+  )
   // RFC 2986 §4.1: version 0 (v1).
   if (version.length !== 1 || version[0] !== 0) throw new DecodeError(C, 'CSR version is not v1')
   const cn = subjectCnOf(layout.subject, readWhole(layout.subject, TAG.sequence, C), C, 'CSR_NAMES')
   const san = readRequest(info)
   const parentCns = parentCnsOf(san.uris)
-  const verifier = options.verifier ?? (options.sha256 === undefined ? portableVerifier : createPortableVerifier(options.sha256))
+  const verifier =
+    options.verifier ?? (options.sha256 === undefined ? portableVerifier : createPortableVerifier(options.sha256))
   // Checked on first read, not here: the CA reads it only after every cheaper refusal (csr-check.ts), and every
   // verifier refuses a key outside kinship's parameters before any arithmetic.
   let signatureValid: boolean | undefined, publicKeyPem: string | undefined

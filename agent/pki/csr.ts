@@ -17,7 +17,8 @@ export interface CsrOptions {
 }
 
 function requireName(name: string, what: string): void {
-  if (typeof name !== 'string' || !/^[\x21-\x7e]{1,253}$/.test(name)) throw new KinError('BAD_ARGUMENT', `"${what}" must be a DNS name, got ${JSON.stringify(name)}`)
+  if (typeof name !== 'string' || !/^[\x21-\x7e]{1,253}$/.test(name))
+    throw new KinError('BAD_ARGUMENT', `"${what}" must be a DNS name, got ${JSON.stringify(name)}`)
 }
 
 /**
@@ -30,6 +31,8 @@ export async function createCsr(options: CsrOptions): Promise<string> {
   if (parentCn !== undefined) requireName(parentCn, 'parentCn')
   const spkiDer = spkiDerFromPublicKeyPem(keyPair.publicKeyPem)
   return (options.builder ?? x509Builder()).buildCsr(cn, expectedSan(cn, parentCn), {
-    privateKeyPem: keyPair.privateKeyPem, spkiDer, mismatch: 'TLS private key and public key do not match',
+    privateKeyPem: keyPair.privateKeyPem,
+    spkiDer,
+    mismatch: 'TLS private key and public key do not match',
   })
 }

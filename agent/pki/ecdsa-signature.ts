@@ -38,8 +38,10 @@ export function p256SignatureCompact(signature: Uint8Array): Uint8Array | undefi
     if (r.tag !== TAG.integer || r.end > outer.end) return undefined
     const s = readElement(signature, r.end, 'CERT_PARSE')
     if (s.tag !== TAG.integer || s.end !== outer.end) return undefined
-    const rv = scalar(signature, r.contentStart, r.end), sv = scalar(signature, s.contentStart, s.end)
-    if (rv === undefined || sv === undefined || rv === 0n || sv === 0n || rv >= P256_ORDER || sv >= P256_ORDER) return undefined
+    const rv = scalar(signature, r.contentStart, r.end),
+      sv = scalar(signature, s.contentStart, s.end)
+    if (rv === undefined || sv === undefined || rv === 0n || sv === 0n || rv >= P256_ORDER || sv >= P256_ORDER)
+      return undefined
     const out = new Uint8Array(64)
     out.set(fixed32(rv), 0)
     out.set(fixed32(sv), 32)

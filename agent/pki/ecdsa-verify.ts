@@ -9,7 +9,12 @@ import { defaultSha256, type Sha256 } from './rsa-verify.ts'
  * 186-5 §6.4.2). False (never a throw) for a key not on P-256 or not on the curve, and for a signature that is not
  * strict DER with 1 ≤ r, s < n; high s is accepted, as X.509 verifiers do.
  */
-export function verifyEcdsaP256Sha256(spkiDer: Uint8Array, message: Uint8Array, signature: Uint8Array, sha256: Sha256 = defaultSha256): boolean {
+export function verifyEcdsaP256Sha256(
+  spkiDer: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+  sha256: Sha256 = defaultSha256,
+): boolean {
   try {
     const point = readP256PublicKey(spkiDer)
     const compact = p256SignatureCompact(signature)

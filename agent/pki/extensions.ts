@@ -4,19 +4,31 @@ import { TAG, childrenOf, contentBytes, expectTag, readWhole, type DerElement } 
 
 /** Extension OIDs kinship understands; any other critical extension makes a certificate unusable (RFC 5280 §4.2). */
 export const EXTENSION_OID = {
-  subjectKeyIdentifier: '2.5.29.14', keyUsage: '2.5.29.15', subjectAltName: '2.5.29.17',
-  basicConstraints: '2.5.29.19', authorityKeyIdentifier: '2.5.29.35', extKeyUsage: '2.5.29.37',
+  subjectKeyIdentifier: '2.5.29.14',
+  keyUsage: '2.5.29.15',
+  subjectAltName: '2.5.29.17',
+  basicConstraints: '2.5.29.19',
+  authorityKeyIdentifier: '2.5.29.35',
+  extKeyUsage: '2.5.29.37',
 } as const
 
 /** KeyUsage bit names in bit order (RFC 5280 §4.2.1.3). */
 export const KEY_USAGE_BITS = [
-  'digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement',
-  'keyCertSign', 'cRLSign', 'encipherOnly', 'decipherOnly',
+  'digitalSignature',
+  'nonRepudiation',
+  'keyEncipherment',
+  'dataEncipherment',
+  'keyAgreement',
+  'keyCertSign',
+  'cRLSign',
+  'encipherOnly',
+  'decipherOnly',
 ] as const
 
 /** Names for the extended key usages kinship checks (RFC 5280 §4.2.1.12); others are reported as dotted OIDs. */
 export const EXT_KEY_USAGE_NAME: Readonly<Record<string, string>> = {
-  '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.2': 'clientAuth',
+  '1.3.6.1.5.5.7.3.1': 'serverAuth',
+  '1.3.6.1.5.5.7.3.2': 'clientAuth',
 }
 
 const CODE = 'CERT_PARSE'
@@ -24,16 +36,21 @@ const MAX_OID_BYTES = 32
 
 /** X.690 §8.19: an OBJECT IDENTIFIER's content octets in dotted form; DecodeError CERT_PARSE when malformed. */
 export function oidText(content: Uint8Array): string {
-  if (content.length === 0 || content.length > MAX_OID_BYTES) throw new DecodeError(CODE, 'OBJECT IDENTIFIER of bad length')
+  if (content.length === 0 || content.length > MAX_OID_BYTES)
+    throw new DecodeError(CODE, 'OBJECT IDENTIFIER of bad length')
   const arcs: number[] = []
-  let value = 0, fresh = true
+  let value = 0,
+    fresh = true
   for (let i = 0; i < content.length; i++) {
     const b = content[i]!
     // X.690 §8.19.2: subidentifiers are minimal, so none starts with 0x80.
     if (fresh && b === 0x80) throw new DecodeError(CODE, 'OBJECT IDENTIFIER subidentifier is not minimal')
     value = value * 128 + (b & 0x7f)
     fresh = (b & 0x80) === 0
-    if (fresh) { arcs.push(value); value = 0 }
+    if (fresh) {
+      arcs.push(value)
+      value = 0
+    }
   }
   if (!fresh) throw new DecodeError(CODE, 'OBJECT IDENTIFIER ends inside a subidentifier')
   const first = arcs[0]!
@@ -70,11 +87,14 @@ export function readExtKeyUsage(value: Uint8Array): string[] {
 /** BasicConstraints (RFC 5280 §4.2.1.9): cA defaults to false. */
 export function readBasicConstraints(value: Uint8Array): { isCA: boolean; pathLength: number | undefined } {
   const parts = childrenOf(value, readWhole(value, TAG.sequence, CODE), CODE)
-  let i = 0, isCA = false, pathLength: number | undefined
+  let i = 0,
+    isCA = false,
+    pathLength: number | undefined
   if (parts[i]?.tag === TAG.boolean) isCA = contentBytes(value, parts[i++]!)[0] !== 0
   if (parts[i]?.tag === TAG.integer) {
     const n = contentBytes(value, parts[i++]!)
-    if (n.length < 1 || n.length > 4 || (n[0]! & 0x80) !== 0) throw new DecodeError(CODE, 'basicConstraints pathLenConstraint out of range')
+    if (n.length < 1 || n.length > 4 || (n[0]! & 0x80) !== 0)
+      throw new DecodeError(CODE, 'basicConstraints pathLenConstraint out of range')
     pathLength = n.reduce((acc, b) => acc * 256 + b, 0)
   }
   if (i !== parts.length) throw new DecodeError(CODE, 'malformed basicConstraints')
@@ -93,7 +113,8 @@ function sanText(value: Uint8Array, name: DerElement, what: string, max: number)
 export function readSubjectAltName(value: Uint8Array): { dns: string[]; uris: string[]; otherCount: number } {
   const names = childrenOf(value, readWhole(value, TAG.sequence, CODE), CODE)
   if (names.length === 0) throw new DecodeError(CODE, 'subjectAltName must not be empty')
-  const dns: string[] = [], uris: string[] = []
+  const dns: string[] = [],
+    uris: string[] = []
   let otherCount = 0
   for (const name of names) {
     if (name.tag === GENERAL_NAME_DNS) dns.push(sanText(value, name, 'dNSName', 253))

@@ -38,7 +38,10 @@ export interface RsaPublicKeyBytes {
   readonly bits: number
 }
 
-function algorithmOf(spki: Uint8Array, code: KinErrorCode): { oid: Uint8Array; params: DerElement | undefined; key: DerElement | undefined } {
+function algorithmOf(
+  spki: Uint8Array,
+  code: KinErrorCode,
+): { oid: Uint8Array; params: DerElement | undefined; key: DerElement | undefined } {
   const [algorithm, key, extra] = childrenOf(spki, readWhole(spki, TAG.sequence, code), code)
   if (extra !== undefined) throw new DecodeError(code, 'SubjectPublicKeyInfo holds more than an algorithm and a key')
   const [oid, params] = childrenOf(spki, expectTag(algorithm, TAG.sequence, code), code)
@@ -58,7 +61,8 @@ function positiveInteger(der: Uint8Array, element: DerElement | undefined, code:
   const bytes = contentBytes(der, expectTag(element, TAG.integer, code))
   if (bytes.length === 0 || (bytes[0]! & 0x80) !== 0) throw new DecodeError(code, 'RSA key integer is not positive')
   // X.690 §8.3.2: no redundant leading zero.
-  if (bytes.length > 1 && bytes[0] === 0 && (bytes[1]! & 0x80) === 0) throw new DecodeError(code, 'RSA key integer is not minimal')
+  if (bytes.length > 1 && bytes[0] === 0 && (bytes[1]! & 0x80) === 0)
+    throw new DecodeError(code, 'RSA key integer is not minimal')
   return bytes[0] === 0 ? bytes.subarray(1) : bytes
 }
 
@@ -69,14 +73,19 @@ function positiveInteger(der: Uint8Array, element: DerElement | undefined, code:
 export function readRsaPublicKey(spki: Uint8Array, code: KinErrorCode = 'CERT_PARSE'): RsaPublicKeyBytes {
   const { oid, params, key } = algorithmOf(spki, code)
   if (!bytesEqual(oid, RSA_ENCRYPTION_OID)) throw new DecodeError(code, 'subject public key is not rsaEncryption')
-  if (params !== undefined && (params.tag !== TAG.null || params.end !== params.contentStart)) throw new DecodeError(code, 'rsaEncryption parameters must be NULL')
+  if (params !== undefined && (params.tag !== TAG.null || params.end !== params.contentStart))
+    throw new DecodeError(code, 'rsaEncryption parameters must be NULL')
   const bits = contentBytes(spki, expectTag(key, TAG.bitString, code))
   if (bits[0] !== 0) throw new DecodeError(code, 'RSA key BIT STRING must hold whole bytes')
   const rsaDer = bits.subarray(1)
   const [n, e, more] = childrenOf(rsaDer, readWhole(rsaDer, TAG.sequence, code), code)
   if (more !== undefined) throw new DecodeError(code, 'RSAPublicKey holds more than modulus and exponent')
   const modulus = positiveInteger(rsaDer, n, code)
-  return { modulus, exponent: positiveInteger(rsaDer, e, code), bits: (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!)) }
+  return {
+    modulus,
+    exponent: positiveInteger(rsaDer, e, code),
+    bits: (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!)),
+  }
 }
 
 /**
@@ -89,11 +98,21 @@ export function readP256PublicKey(spki: Uint8Array, code: KinErrorCode = 'CERT_P
   const { oid, params, key } = algorithmOf(spki, code)
   if (!bytesEqual(oid, EC_PUBLIC_KEY_OID)) throw new DecodeError(code, 'subject public key is not id-ecPublicKey')
   if (params === undefined) throw new DecodeError(code, 'id-ecPublicKey without curve parameters')
-  if (params.tag !== TAG.oid) throw new VerificationError('EC_CURVE', 'EC key with explicit curve parameters; kinship accepts only the named curve P-256 (RFC 5480 §2.1.1)')
+  if (params.tag !== TAG.oid)
+    throw new VerificationError(
+      'EC_CURVE',
+      'EC key with explicit curve parameters; kinship accepts only the named curve P-256 (RFC 5480 §2.1.1)',
+    )
   const curve = contentBytes(spki, params)
-  if (!bytesEqual(curve, P256_OID)) throw new VerificationError('EC_CURVE', `EC key on curve OID ${toHex(curve)}; kinship accepts only P-256 (prime256v1)`, { detail: { curve: toHex(curve) } })
+  if (!bytesEqual(curve, P256_OID))
+    throw new VerificationError(
+      'EC_CURVE',
+      `EC key on curve OID ${toHex(curve)}; kinship accepts only P-256 (prime256v1)`,
+      { detail: { curve: toHex(curve) } },
+    )
   const bits = contentBytes(spki, expectTag(key, TAG.bitString, code))
-  if (bits.length !== 1 + P256_POINT_BYTES || bits[0] !== 0 || bits[1] !== 0x04) throw new DecodeError(code, 'P-256 key is not an uncompressed point of 65 bytes')
+  if (bits.length !== 1 + P256_POINT_BYTES || bits[0] !== 0 || bits[1] !== 0x04)
+    throw new DecodeError(code, 'P-256 key is not an uncompressed point of 65 bytes')
   return bits.subarray(1)
 }
 
@@ -103,24 +122,38 @@ export function readP256PublicKey(spki: Uint8Array, code: KinErrorCode = 'CERT_P
  * the message; an EC key must be P-256 (EC_CURVE, readP256PublicKey). Keys of other kinds pass (checkTlsKey refuses
  * them where only a TLS key belongs); DecodeError `code` when unreadable.
  */
-export function checkPublicKeyParameters(spki: Uint8Array, what: string, code: KinErrorCode = 'CERT_PARSE'): PublicKeyKind {
+export function checkPublicKeyParameters(
+  spki: Uint8Array,
+  what: string,
+  code: KinErrorCode = 'CERT_PARSE',
+): PublicKeyKind {
   const kind = publicKeyKind(spki, code)
   if (kind === 'ec') {
     try {
       readP256PublicKey(spki, code)
     } catch (e) {
-      if (e instanceof VerificationError) throw new VerificationError(e.code, `${what}: ${e.message}`, { detail: e.detail })
+      if (e instanceof VerificationError)
+        throw new VerificationError(e.code, `${what}: ${e.message}`, { detail: e.detail })
       throw e
     }
   }
   if (kind !== 'rsa') return kind
   const key = readRsaPublicKey(spki, code)
   if (key.bits < RSA_MIN_MODULUS_BITS || key.bits > RSA_MAX_MODULUS_BITS) {
-    throw new VerificationError('RSA_KEY_SIZE', `${what}: RSA modulus of ${key.bits} bits, kinship accepts ${RSA_MIN_MODULUS_BITS}–${RSA_MAX_MODULUS_BITS}`, { detail: { bits: key.bits } })
+    throw new VerificationError(
+      'RSA_KEY_SIZE',
+      `${what}: RSA modulus of ${key.bits} bits, kinship accepts ${RSA_MIN_MODULUS_BITS}–${RSA_MAX_MODULUS_BITS}`,
+      { detail: { bits: key.bits } },
+    )
   }
   if (!bytesEqual(key.exponent, F4)) {
-    const shown = key.exponent.length <= 6 ? String(parseInt(toHex(key.exponent), 16)) : `a ${key.exponent.length}-byte number`
-    throw new VerificationError('RSA_EXPONENT', `${what}: RSA public exponent ${shown}, kinship accepts only ${RSA_PUBLIC_EXPONENT}`, { detail: { exponentBytes: key.exponent.length } })
+    const shown =
+      key.exponent.length <= 6 ? String(parseInt(toHex(key.exponent), 16)) : `a ${key.exponent.length}-byte number`
+    throw new VerificationError(
+      'RSA_EXPONENT',
+      `${what}: RSA public exponent ${shown}, kinship accepts only ${RSA_PUBLIC_EXPONENT}`,
+      { detail: { exponentBytes: key.exponent.length } },
+    )
   }
   return kind
 }
@@ -132,7 +165,12 @@ export function checkPublicKeyParameters(spki: Uint8Array, what: string, code: K
  */
 export function checkTlsKey(spki: Uint8Array, what: string, code: KinErrorCode = 'CERT_PARSE'): TlsKeyKind {
   const kind = checkPublicKeyParameters(spki, what, code)
-  if (kind !== 'rsa' && kind !== 'ec') throw new VerificationError('KEY_TYPE', `${what}: a ${kind === 'other' ? 'key of an unknown kind' : `${kind} key`}; kinship TLS keys are ECDSA P-256 or RSA`, { detail: { kind } })
+  if (kind !== 'rsa' && kind !== 'ec')
+    throw new VerificationError(
+      'KEY_TYPE',
+      `${what}: a ${kind === 'other' ? 'key of an unknown kind' : `${kind} key`}; kinship TLS keys are ECDSA P-256 or RSA`,
+      { detail: { kind } },
+    )
   return kind
 }
 

@@ -22,7 +22,10 @@ const P256_CURVE_OID = fromHex('2a8648ce3d030107')
 /** A `--key` value as a TlsKeyType; KinError KEY_TYPE_UNKNOWN for anything else. */
 export function parseTlsKeyType(value: unknown): TlsKeyType {
   if (typeof value === 'string' && (TLS_KEY_TYPES as readonly string[]).includes(value)) return value as TlsKeyType
-  throw new KinError('KEY_TYPE_UNKNOWN', `key type ${JSON.stringify(value)} is not one kinship makes; choose ${TLS_KEY_TYPES.join(' or ')}`)
+  throw new KinError(
+    'KEY_TYPE_UNKNOWN',
+    `key type ${JSON.stringify(value)} is not one kinship makes; choose ${TLS_KEY_TYPES.join(' or ')}`,
+  )
 }
 
 /** True when an id-ecPublicKey SubjectPublicKeyInfo names the curve P-256 (RFC 5480 §2.1.1: namedCurve parameters). */
@@ -30,7 +33,10 @@ export function isP256Spki(spki: Uint8Array): boolean {
   try {
     const [algorithm] = childrenOf(spki, readWhole(spki, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT')
     const [, params] = childrenOf(spki, expectTag(algorithm, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT')
-    return publicKeyKind(spki, 'BAD_ARGUMENT') === 'ec' && bytesEqual(contentBytes(spki, expectTag(params, TAG.oid, 'BAD_ARGUMENT')), P256_CURVE_OID)
+    return (
+      publicKeyKind(spki, 'BAD_ARGUMENT') === 'ec' &&
+      bytesEqual(contentBytes(spki, expectTag(params, TAG.oid, 'BAD_ARGUMENT')), P256_CURVE_OID)
+    )
   } catch (e) {
     if (e instanceof DecodeError) return false
     throw e

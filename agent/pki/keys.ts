@@ -29,7 +29,8 @@ export function spkiDerFromPublicKeyPem(pem: string): Uint8Array {
 
 /** The forge RSA public key of a "PUBLIC KEY" PEM; KinError BAD_ARGUMENT otherwise. */
 export function rsaPublicKeyFromPem(pem: string): pki.rsa.PublicKey {
-  if (signingKindOf(spkiDerFromPublicKeyPem(pem), 'public key') !== 'rsa') throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA key')
+  if (signingKindOf(spkiDerFromPublicKeyPem(pem), 'public key') !== 'rsa')
+    throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA key')
   return forge.pki.publicKeyFromPem(pem) as pki.rsa.PublicKey
 }
 

@@ -28,7 +28,11 @@ export interface CsrLayout extends SignedLayout {
 
 function splitSigned(der: Uint8Array, code: KinErrorCode): { layout: SignedLayout; fields: Uint8Array[] } {
   if (!(der instanceof Uint8Array)) throw new DecodeError(code, 'expected DER bytes')
-  if (der.length > MAX_SIGNED_BYTES) throw new DecodeError(code, `${der.length} bytes is more than the ${MAX_SIGNED_BYTES} a kinship certificate or CSR may take`)
+  if (der.length > MAX_SIGNED_BYTES)
+    throw new DecodeError(
+      code,
+      `${der.length} bytes is more than the ${MAX_SIGNED_BYTES} a kinship certificate or CSR may take`,
+    )
   const outer = readWhole(der, TAG.sequence, code)
   const parts = childrenOf(der, outer, code)
   if (parts.length !== 3) throw new DecodeError(code, `signed object has ${parts.length} parts, expected 3`)
@@ -37,7 +41,10 @@ function splitSigned(der: Uint8Array, code: KinErrorCode): { layout: SignedLayou
   const bits = contentBytes(der, expectTag(parts[2], TAG.bitString, code))
   if (bits.length < 2 || bits[0] !== 0) throw new DecodeError(code, 'signature BIT STRING must hold whole bytes')
   const fields = childrenOf(der, signed, code).map(f => elementBytes(der, f))
-  return { layout: { signed: elementBytes(der, signed), algorithm: elementBytes(der, algorithm), signature: bits.subarray(1) }, fields }
+  return {
+    layout: { signed: elementBytes(der, signed), algorithm: elementBytes(der, algorithm), signature: bits.subarray(1) },
+    fields,
+  }
 }
 
 /** Splits certificate DER (RFC 5280 §4.1); DecodeError `code` on anything else. */
@@ -47,7 +54,8 @@ export function certificateLayout(der: Uint8Array, code: KinErrorCode = 'CERT_PA
   const base = fields[0] !== undefined && fields[0][0] === TAG.context0 ? 1 : 0
   if (fields.length < base + 6) throw new DecodeError(code, 'TBSCertificate is missing fields')
   for (const i of [1, 2, 3, 4, 5]) {
-    if (fields[base + i]![0] !== TAG.sequence) throw new DecodeError(code, `TBSCertificate field ${base + i} is not a SEQUENCE`)
+    if (fields[base + i]![0] !== TAG.sequence)
+      throw new DecodeError(code, `TBSCertificate field ${base + i} is not a SEQUENCE`)
   }
   return {
     ...layout,
@@ -61,7 +69,9 @@ export function certificateLayout(der: Uint8Array, code: KinErrorCode = 'CERT_PA
 /** Splits PKCS#10 DER (RFC 2986 §4.2); DecodeError `code` on anything else. */
 export function csrLayout(der: Uint8Array, code: KinErrorCode = 'CSR_PARSE'): CsrLayout {
   const { layout, fields } = splitSigned(der, code)
-  if (fields.length !== 4) throw new DecodeError(code, `CertificationRequestInfo has ${fields.length} fields, expected 4`)
-  if (fields[1]![0] !== TAG.sequence || fields[2]![0] !== TAG.sequence) throw new DecodeError(code, 'CertificationRequestInfo subject or key is not a SEQUENCE')
+  if (fields.length !== 4)
+    throw new DecodeError(code, `CertificationRequestInfo has ${fields.length} fields, expected 4`)
+  if (fields[1]![0] !== TAG.sequence || fields[2]![0] !== TAG.sequence)
+    throw new DecodeError(code, 'CertificationRequestInfo subject or key is not a SEQUENCE')
   return { ...layout, subject: fields[1]!, spki: fields[2]! }
 }

@@ -38,19 +38,26 @@ function rootKeyId(root: DeviceCertificate): Uint8Array {
  */
 export async function buildLeafCertificate(profile: LeafProfile): Promise<DeviceCertificate> {
   const rsaLeaf = signingKindOf(profile.spki, `the key of "${profile.cn}"`) === 'rsa'
-  return (profile.builder ?? x509Builder()).buildCertificate({
-    subjectCn: profile.cn,
-    issuerName: profile.root.layout.subject,
-    spki: profile.spki,
-    notBefore: profile.notBefore,
-    notAfter: profile.notAfter,
-    serialHex: randomSerialHex(profile.randomBytes),
-    extensions: {
-      ca: false,
-      keyUsage: rsaLeaf ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'],
-      tlsBothWays: true,
-      altNames: expectedSan(profile.cn, profile.parentCn),
-      authorityKeyId: rootKeyId(profile.root),
+  return (profile.builder ?? x509Builder()).buildCertificate(
+    {
+      subjectCn: profile.cn,
+      issuerName: profile.root.layout.subject,
+      spki: profile.spki,
+      notBefore: profile.notBefore,
+      notAfter: profile.notAfter,
+      serialHex: randomSerialHex(profile.randomBytes),
+      extensions: {
+        ca: false,
+        keyUsage: rsaLeaf ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'],
+        tlsBothWays: true,
+        altNames: expectedSan(profile.cn, profile.parentCn),
+        authorityKeyId: rootKeyId(profile.root),
+      },
     },
-  }, { privateKeyPem: profile.rootKeyPem, spkiDer: profile.root.layout.spki, mismatch: 'root key does not belong to the root certificate' })
+    {
+      privateKeyPem: profile.rootKeyPem,
+      spkiDer: profile.root.layout.spki,
+      mismatch: 'root key does not belong to the root certificate',
+    },
+  )
 }

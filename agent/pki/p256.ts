@@ -27,7 +27,9 @@ function mod(a: bigint, m: bigint = P): bigint {
 
 // Fermat: a^(m−2) mod m for the primes p and n; a is never 0 here.
 function invert(a: bigint, m: bigint): bigint {
-  let result = 1n, base = mod(a, m), e = m - 2n
+  let result = 1n,
+    base = mod(a, m),
+    e = m - 2n
   while (e > 0n) {
     if (e & 1n) result = (result * base) % m
     base = (base * base) % m
@@ -39,7 +41,9 @@ function invert(a: bigint, m: bigint): bigint {
 // dbl-2001-b (a = −3): 3M + 5S.
 function double([x, y, z]: Jacobian): Jacobian {
   if (z === 0n || y === 0n) return INFINITY
-  const delta = mod(z * z), gamma = mod(y * y), beta = mod(x * gamma)
+  const delta = mod(z * z),
+    gamma = mod(y * y),
+    beta = mod(x * gamma)
   const alpha = mod(3n * (x - delta) * (x + delta))
   const x3 = mod(alpha * alpha - 8n * beta)
   const z3 = mod((y + z) * (y + z) - gamma - delta)
@@ -49,15 +53,22 @@ function double([x, y, z]: Jacobian): Jacobian {
 
 // add-2007-bl without its shortcuts: 11M + 5S; doubles when both are the same point.
 function add(p1: Jacobian, p2: Jacobian): Jacobian {
-  const [x1, y1, z1] = p1, [x2, y2, z2] = p2
+  const [x1, y1, z1] = p1,
+    [x2, y2, z2] = p2
   if (z1 === 0n) return p2
   if (z2 === 0n) return p1
-  const z1z1 = mod(z1 * z1), z2z2 = mod(z2 * z2)
-  const u1 = mod(x1 * z2z2), u2 = mod(x2 * z1z1)
-  const s1 = mod(y1 * z2 * z2z2), s2 = mod(y2 * z1 * z1z1)
+  const z1z1 = mod(z1 * z1),
+    z2z2 = mod(z2 * z2)
+  const u1 = mod(x1 * z2z2),
+    u2 = mod(x2 * z1z1)
+  const s1 = mod(y1 * z2 * z2z2),
+    s2 = mod(y2 * z1 * z1z1)
   if (u1 === u2) return s1 === s2 ? double(p1) : INFINITY
-  const h = mod(u2 - u1), r = mod(s2 - s1)
-  const hh = mod(h * h), hhh = mod(h * hh), v = mod(u1 * hh)
+  const h = mod(u2 - u1),
+    r = mod(s2 - s1)
+  const hh = mod(h * h),
+    hhh = mod(h * hh),
+    v = mod(u1 * hh)
   const x3 = mod(r * r - hhh - 2n * v)
   const y3 = mod(r * (v - x3) - s1 * hhh)
   return [x3, y3, mod(h * z1 * z2)]
@@ -76,20 +87,26 @@ function bigOf(bytes: Uint8Array, from: number, to: number): bigint {
  */
 export function verifyP256(digest: Uint8Array, compact: Uint8Array, point: Uint8Array): boolean {
   if (digest.length !== 32 || compact.length !== 64 || point.length !== 65 || point[0] !== 0x04) return false
-  const qx = bigOf(point, 1, 33), qy = bigOf(point, 33, 65)
+  const qx = bigOf(point, 1, 33),
+    qy = bigOf(point, 33, 65)
   if (qx >= P || qy >= P || mod(qy * qy - (qx * qx * qx - 3n * qx + B)) !== 0n) return false
-  const r = bigOf(compact, 0, 32), s = bigOf(compact, 32, 64)
+  const r = bigOf(compact, 0, 32),
+    s = bigOf(compact, 32, 64)
   if (r < 1n || r >= N || s < 1n || s >= N) return false
   // The digest is as long as n, so it is used whole (§6.4.2 step 3); e may exceed n and is reduced.
   const e = bigOf(digest, 0, 32)
   const w = invert(s, N)
-  const u1 = mod(e * w, N), u2 = mod(r * w, N)
+  const u1 = mod(e * w, N),
+    u2 = mod(r * w, N)
   // Shamir's trick: u1·G + u2·Q in one pass of doublings.
-  const g: Jacobian = [GX, GY, 1n], q: Jacobian = [qx, qy, 1n], gq = add(g, q)
+  const g: Jacobian = [GX, GY, 1n],
+    q: Jacobian = [qx, qy, 1n],
+    gq = add(g, q)
   let acc = INFINITY
   for (let bit = 255n; bit >= 0n; bit--) {
     acc = double(acc)
-    const a = (u1 >> bit) & 1n, b = (u2 >> bit) & 1n
+    const a = (u1 >> bit) & 1n,
+      b = (u2 >> bit) & 1n
     if (a === 1n && b === 1n) acc = add(acc, gq)
     else if (a === 1n) acc = add(acc, g)
     else if (b === 1n) acc = add(acc, q)

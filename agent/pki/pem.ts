@@ -23,7 +23,11 @@ function decodeBase64(body: string): Uint8Array {
   const out = new Uint8Array((body.length / 4) * 3 - padding)
   let o = 0
   for (let i = 0; i < body.length; i += 4) {
-    const n = (table[body.charCodeAt(i)]! << 18) | (table[body.charCodeAt(i + 1)]! << 12) | (table[body.charCodeAt(i + 2)]! << 6) | table[body.charCodeAt(i + 3)]!
+    const n =
+      (table[body.charCodeAt(i)]! << 18) |
+      (table[body.charCodeAt(i + 1)]! << 12) |
+      (table[body.charCodeAt(i + 2)]! << 6) |
+      table[body.charCodeAt(i + 3)]!
     if (o < out.length) out[o++] = n >> 16
     if (o < out.length) out[o++] = (n >> 8) & 0xff
     if (o < out.length) out[o++] = n & 0xff
@@ -39,7 +43,8 @@ export function isPem(text: unknown): text is string {
 /** DER bytes of the first PEM block labelled `label`; DecodeError `code` when there is none or it is malformed. */
 export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8Array {
   if (typeof text !== 'string') throw new DecodeError(code, `expected PEM text, got ${typeof text}`)
-  if (text.length > MAX_PEM_TEXT) throw new DecodeError(code, `PEM text of ${text.length} characters is more than ${MAX_PEM_TEXT}`)
+  if (text.length > MAX_PEM_TEXT)
+    throw new DecodeError(code, `PEM text of ${text.length} characters is more than ${MAX_PEM_TEXT}`)
   let rest = text
   for (;;) {
     const m = PEM_BLOCK.exec(rest)
@@ -47,7 +52,8 @@ export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8
     if (m[1] === label) {
       if (m[3] !== label) throw new DecodeError(code, `PEM block "${label}" ends with "${m[3]}"`)
       const body = m[2]!.replace(/[\r\n\t ]/g, '')
-      if (body.length === 0 || !BASE64.test(body)) throw new DecodeError(code, `PEM block "${label}" holds malformed base64`)
+      if (body.length === 0 || !BASE64.test(body))
+        throw new DecodeError(code, `PEM block "${label}" holds malformed base64`)
       return decodeBase64(body)
     }
     rest = rest.slice(m.index + m[0].length)

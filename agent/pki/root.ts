@@ -38,24 +38,29 @@ function addYears(seconds: number, years: number): number {
 export async function createFleetRoot(options: FleetRootOptions): Promise<DeviceCertificate> {
   const { domain, keyPair, now } = options
   const years = options.years ?? 20
-  if (!Number.isSafeInteger(now) || now < 0) throw new KinError('BAD_ARGUMENT', `"now" expected whole seconds, got ${now}`)
-  if (!Number.isInteger(years) || years < 1 || years > 100) throw new KinError('BAD_ARGUMENT', `"years" expected 1..100, got ${years}`)
+  if (!Number.isSafeInteger(now) || now < 0)
+    throw new KinError('BAD_ARGUMENT', `"now" expected whole seconds, got ${now}`)
+  if (!Number.isInteger(years) || years < 1 || years > 100)
+    throw new KinError('BAD_ARGUMENT', `"years" expected 1..100, got ${years}`)
   const cn = fleetRootCn(domain)
   const spki = spkiDerFromPublicKeyPem(keyPair.publicKeyPem)
-  return (options.builder ?? x509Builder()).buildCertificate({
-    subjectCn: cn,
-    issuerName: undefined,
-    spki,
-    notBefore: now - CLOCK_SKEW_SECONDS,
-    notAfter: addYears(now, years),
-    serialHex: randomSerialHex(options.randomBytes ?? defaultRandomBytes),
-    extensions: {
-      // RFC 5280 §4.2.1.9: the fleet is one level deep in X.509; the tree's depth lives in SAN and ledger.
-      ca: true,
-      keyUsage: ['keyCertSign', 'cRLSign'],
-      tlsBothWays: false,
-      altNames: undefined,
-      authorityKeyId: undefined,
+  return (options.builder ?? x509Builder()).buildCertificate(
+    {
+      subjectCn: cn,
+      issuerName: undefined,
+      spki,
+      notBefore: now - CLOCK_SKEW_SECONDS,
+      notAfter: addYears(now, years),
+      serialHex: randomSerialHex(options.randomBytes ?? defaultRandomBytes),
+      extensions: {
+        // RFC 5280 §4.2.1.9: the fleet is one level deep in X.509; the tree's depth lives in SAN and ledger.
+        ca: true,
+        keyUsage: ['keyCertSign', 'cRLSign'],
+        tlsBothWays: false,
+        altNames: undefined,
+        authorityKeyId: undefined,
+      },
     },
-  }, { privateKeyPem: keyPair.privateKeyPem, spkiDer: spki, mismatch: 'root private key and public key do not match' })
+    { privateKeyPem: keyPair.privateKeyPem, spkiDer: spki, mismatch: 'root private key and public key do not match' },
+  )
 }

@@ -23,7 +23,9 @@ function bytesOfBig(value: bigint, length: number): Uint8Array | undefined {
 
 // Right-to-left square and multiply: with e = 65537 (the only exponent accepted) this is 17 squarings and 2 products.
 function modPow(base: bigint, exponent: bigint, modulus: bigint): bigint {
-  let result = 1n, b = base % modulus, e = exponent
+  let result = 1n,
+    b = base % modulus,
+    e = exponent
   while (e > 0n) {
     if ((e & 1n) === 1n) result = (result * b) % modulus
     b = (b * b) % modulus
@@ -48,14 +50,20 @@ export function emsaPkcs1Sha256(message: Uint8Array, k: number, sha256: Sha256 =
  * byte-exact comparison with the expected encoding. False (never a throw) on any malformed key or signature, and for
  * a key outside kinship's RSA parameters, which is refused from its DER framing before any arithmetic.
  */
-export function verifyRsaSha256(spkiDer: Uint8Array, message: Uint8Array, signature: Uint8Array, sha256: Sha256 = defaultSha256): boolean {
+export function verifyRsaSha256(
+  spkiDer: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+  sha256: Sha256 = defaultSha256,
+): boolean {
   try {
     if (!isAcceptedRsaKey(spkiDer)) return false
     const key = readRsaPublicKey(spkiDer)
     const k = key.modulus.length
     // RFC 8017 §8.2.2 step 1: the signature is exactly k octets.
     if (signature.length !== k) return false
-    const n = bigOf(key.modulus), s = bigOf(signature)
+    const n = bigOf(key.modulus),
+      s = bigOf(signature)
     // RFC 8017 §5.2.2 RSAVP1 step 1: s < n.
     if (s >= n) return false
     const em = bytesOfBig(modPow(s, bigOf(key.exponent), n), k)

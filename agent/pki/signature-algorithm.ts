@@ -15,7 +15,10 @@ const ECDSA_WITH_SHA256_OID = fromHex('2a8648ce3d040302')
 const SHA1_OIDS = [fromHex('2a864886f70d010105'), fromHex('2a8648ce3d0401')]
 
 /** The key kind each algorithm verifies with. */
-export const KEY_KIND_OF: Readonly<Record<SignatureAlgorithm, TlsKeyKind>> = { 'rsa-pkcs1-sha256': 'rsa', 'ecdsa-p256-sha256': 'ec' }
+export const KEY_KIND_OF: Readonly<Record<SignatureAlgorithm, TlsKeyKind>> = {
+  'rsa-pkcs1-sha256': 'rsa',
+  'ecdsa-p256-sha256': 'ec',
+}
 
 /**
  * The algorithm an AlgorithmIdentifier (DER) names: SIGNATURE_SHA1 for SHA-1 with RSA or ECDSA, SIGNATURE_ALGORITHM
@@ -29,14 +32,25 @@ export function signatureAlgorithmOf(algorithmId: Uint8Array, code: KinErrorCode
   if (bytesEqual(id, SHA256_WITH_RSA_OID) && nullOrAbsent) return 'rsa-pkcs1-sha256'
   if (bytesEqual(id, ECDSA_WITH_SHA256_OID) && params === undefined) return 'ecdsa-p256-sha256'
   if (SHA1_OIDS.some(o => bytesEqual(id, o))) {
-    throw new VerificationError('SIGNATURE_SHA1', 'signed with SHA-1, whose collisions are practical; kinship accepts SHA-256 with RSA or ECDSA P-256')
+    throw new VerificationError(
+      'SIGNATURE_SHA1',
+      'signed with SHA-1, whose collisions are practical; kinship accepts SHA-256 with RSA or ECDSA P-256',
+    )
   }
-  throw new VerificationError('SIGNATURE_ALGORITHM', `signature algorithm ${toHex(id)}${nullOrAbsent ? '' : ' with unexpected parameters'} is not sha256WithRSAEncryption or ecdsa-with-SHA256`, { detail: { oid: toHex(id) } })
+  throw new VerificationError(
+    'SIGNATURE_ALGORITHM',
+    `signature algorithm ${toHex(id)}${nullOrAbsent ? '' : ' with unexpected parameters'} is not sha256WithRSAEncryption or ecdsa-with-SHA256`,
+    { detail: { oid: toHex(id) } },
+  )
 }
 
 /** RFC 5280 §4.1.1.2: a certificate names the same algorithm inside (TBSCertificate) and outside; SIGNATURE_ALGORITHM_MISMATCH otherwise. */
 export function checkSameAlgorithm(inner: Uint8Array, outer: Uint8Array, what: string): void {
-  if (!bytesEqual(inner, outer)) throw new VerificationError('SIGNATURE_ALGORITHM_MISMATCH', `${what}: the signature algorithm inside the signed part differs from the one outside`)
+  if (!bytesEqual(inner, outer))
+    throw new VerificationError(
+      'SIGNATURE_ALGORITHM_MISMATCH',
+      `${what}: the signature algorithm inside the signed part differs from the one outside`,
+    )
 }
 
 /**
@@ -44,11 +58,20 @@ export function checkSameAlgorithm(inner: Uint8Array, outer: Uint8Array, what: s
  * arithmetic: the algorithm (SIGNATURE_SHA1, SIGNATURE_ALGORITHM), the signer's key (RSA_KEY_SIZE, RSA_EXPONENT,
  * EC_CURVE, KEY_TYPE), and that the two fit (SIGNATURE_KEY_MISMATCH). Returns the algorithm to verify with.
  */
-export function checkSignatureInputs(algorithmId: Uint8Array, signerSpki: Uint8Array, what: string, code: KinErrorCode = 'CERT_PARSE'): SignatureAlgorithm {
+export function checkSignatureInputs(
+  algorithmId: Uint8Array,
+  signerSpki: Uint8Array,
+  what: string,
+  code: KinErrorCode = 'CERT_PARSE',
+): SignatureAlgorithm {
   const algorithm = signatureAlgorithmOf(algorithmId, code)
   const kind = checkTlsKey(signerSpki, what, code)
   if (KEY_KIND_OF[algorithm] !== kind) {
-    throw new VerificationError('SIGNATURE_KEY_MISMATCH', `${what}: a ${algorithm} signature cannot be made by ${kind === 'rsa' ? 'an RSA' : 'an EC'} key`, { detail: { algorithm, kind } })
+    throw new VerificationError(
+      'SIGNATURE_KEY_MISMATCH',
+      `${what}: a ${algorithm} signature cannot be made by ${kind === 'rsa' ? 'an RSA' : 'an EC'} key`,
+      { detail: { algorithm, kind } },
+    )
   }
   return algorithm
 }

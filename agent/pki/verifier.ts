@@ -1,7 +1,12 @@
 /** @module The one signature-verifier interface kinship's checks take, and the certificate-signature check every path shares. */
 import { certificateLayout } from './layout.ts'
 import { checkTlsKey, type TlsKeyKind } from './key-parameters.ts'
-import { algorithmForKey, checkSameAlgorithm, checkSignatureInputs, type SignatureAlgorithm } from './signature-algorithm.ts'
+import {
+  algorithmForKey,
+  checkSameAlgorithm,
+  checkSignatureInputs,
+  type SignatureAlgorithm,
+} from './signature-algorithm.ts'
 
 /**
  * Verifies one signature. `node` (node:crypto, runtime/node/verifier.ts) and `portable` (BigInt RSA and
@@ -16,7 +21,12 @@ export interface SignatureVerifier {
    * False, never a throw, for anything malformed, for a key outside kinship's (key-parameters.ts: checked before any
    * arithmetic), and for an ECDSA signature that is not strict DER with 1 ≤ r, s < n (ecdsa-signature.ts).
    */
-  verifySignature(algorithm: SignatureAlgorithm, spkiDer: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+  verifySignature(
+    algorithm: SignatureAlgorithm,
+    spkiDer: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): boolean
 }
 
 /**
@@ -24,7 +34,11 @@ export interface SignatureVerifier {
  * accepts, named alike inside and outside (RFC 5280 §4.1.1.2) and fitting the issuer's key. False, never a throw, for
  * anything else; verifyChain names each refusal with its own code instead (chain.ts).
  */
-export function certificateSignatureValid(verifier: SignatureVerifier, certDer: Uint8Array, issuerCertDer: Uint8Array): boolean {
+export function certificateSignatureValid(
+  verifier: SignatureVerifier,
+  certDer: Uint8Array,
+  issuerCertDer: Uint8Array,
+): boolean {
   try {
     const layout = certificateLayout(certDer)
     checkSameAlgorithm(layout.innerAlgorithm, layout.algorithm, 'certificate')
@@ -41,7 +55,12 @@ export function certificateSignatureValid(verifier: SignatureVerifier, certDer: 
  * with (RSASSA-PKCS1-v1_5 SHA-256 for RSA, ECDSA SHA-256 for P-256): how challenge answers and results are checked,
  * where no AlgorithmIdentifier travels. False, never a throw, for a key kinship does not accept.
  */
-export function signatureByKeyValid(verifier: SignatureVerifier, spkiDer: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+export function signatureByKeyValid(
+  verifier: SignatureVerifier,
+  spkiDer: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   let kind: TlsKeyKind
   try {
     kind = checkTlsKey(spkiDer, 'key')

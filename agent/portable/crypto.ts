@@ -7,13 +7,14 @@ import { abytes } from '../codec/bytes.ts'
 // RFC 8032 §5.1.7: S must be below the group order L = 2^252 + 27742317777372353535851937790883648493.
 // tweetnacl does not check it, so S + L would verify here but not on node:crypto (and change the event id).
 const ORDER_L = [
-  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ]
 
 function isCanonicalScalar(signature: Uint8Array): boolean {
   for (let i = 31; i >= 0; i--) {
-    const s = signature[32 + i]!, l = ORDER_L[i]!
+    const s = signature[32 + i]!,
+      l = ORDER_L[i]!
     if (s !== l) return s < l
   }
   return false

@@ -94,7 +94,8 @@ class MemoryStore implements MemoryStorage {
   private readonly openNames: Set<string> = new Set()
 
   async openAppendFile(name: string): Promise<AppendFile> {
-    if (typeof name !== 'string' || name.length === 0) throw new KinError('BAD_ARGUMENT', '"name" expected a non-empty string')
+    if (typeof name !== 'string' || name.length === 0)
+      throw new KinError('BAD_ARGUMENT', '"name" expected a non-empty string')
     if (this.openNames.has(name)) throw new KinError('STORAGE_BUSY', `${name} is already open in this storage`)
     this.openNames.add(name)
     if (!this.files.has(name)) this.files.set(name, new Uint8Array(0))
@@ -102,7 +103,8 @@ class MemoryStore implements MemoryStorage {
   }
 
   tearNextAppend(name: string, keep: number): void {
-    if (!Number.isInteger(keep) || keep < 0) throw new KinError('BAD_ARGUMENT', `"keep" expected a non-negative integer, got ${keep}`)
+    if (!Number.isInteger(keep) || keep < 0)
+      throw new KinError('BAD_ARGUMENT', `"keep" expected a non-negative integer, got ${keep}`)
     this.tears.set(name, keep)
   }
 

@@ -24,7 +24,12 @@ function p256KeyPair(crypto: CryptoProvider): TlsKeyPair {
   const point = p256.getPublicKey(secretKey, false)
   const spkiDer = concatBytes(P256_SPKI_PREFIX, point)
   const pkcs8 = concatBytes(P256_PKCS8_PREFIX, secretKey, P256_PKCS8_PUBLIC, point)
-  return { privateKeyPem: derToPem(pkcs8, 'PRIVATE KEY'), publicKeyPem: derToPem(spkiDer, 'PUBLIC KEY'), spkiDer, keyType: 'p256' }
+  return {
+    privateKeyPem: derToPem(pkcs8, 'PRIVATE KEY'),
+    publicKeyPem: derToPem(spkiDer, 'PUBLIC KEY'),
+    spkiDer,
+    keyType: 'p256',
+  }
 }
 
 function privateKeyPem(key: pki.rsa.PrivateKey): string {
@@ -42,11 +47,22 @@ export function createPortablePki(crypto: CryptoProvider = portableCrypto): PkiP
     async generateTlsKeyPair(keyType: TlsKeyType = 'rsa2048'): Promise<TlsKeyPair> {
       if (parseTlsKeyType(keyType) === 'p256') return p256KeyPair(crypto)
       return new Promise((resolve, reject) => {
-        forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001, prng } as pki.rsa.GenerateKeyPairOptions, (err, keys) => {
-          if (err) { reject(err); return }
-          const spkiDer = spkiDerOfRsaKey(keys.publicKey)
-          resolve({ privateKeyPem: privateKeyPem(keys.privateKey), publicKeyPem: derToPem(spkiDer, 'PUBLIC KEY'), spkiDer, keyType: 'rsa2048' })
-        })
+        forge.pki.rsa.generateKeyPair(
+          { bits: 2048, e: 0x10001, prng } as pki.rsa.GenerateKeyPairOptions,
+          (err, keys) => {
+            if (err) {
+              reject(err)
+              return
+            }
+            const spkiDer = spkiDerOfRsaKey(keys.publicKey)
+            resolve({
+              privateKeyPem: privateKeyPem(keys.privateKey),
+              publicKeyPem: derToPem(spkiDer, 'PUBLIC KEY'),
+              spkiDer,
+              keyType: 'rsa2048',
+            })
+          },
+        )
       })
     },
     verifySignature: verifier.verifySignature,

@@ -21,7 +21,8 @@ function p256PrivateScalar(privateKeyPem: string): Uint8Array | undefined {
   try {
     const der = pemToDer(privateKeyPem, 'PRIVATE KEY', 'BAD_ARGUMENT')
     const [, algorithm, key] = childrenOf(der, readWhole(der, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT')
-    if (algorithm === undefined || !bytesEqual(der.subarray(algorithm.start, algorithm.end), EC_P256_ALGORITHM)) return undefined
+    if (algorithm === undefined || !bytesEqual(der.subarray(algorithm.start, algorithm.end), EC_P256_ALGORITHM))
+      return undefined
     const ecDer = contentBytes(der, expectTag(key, TAG.octetString, 'BAD_ARGUMENT'))
     const [, scalar] = childrenOf(ecDer, readWhole(ecDer, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT')
     const d = contentBytes(ecDer, expectTag(scalar, TAG.octetString, 'BAD_ARGUMENT'))

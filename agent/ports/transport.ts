@@ -24,9 +24,7 @@ export interface PairingLogin {
  * - `deferred`: the handshake accepts any certificate; the caller checks `peerCertificate()` once it has the
  *   fleet root. Only an enrolling device uses this, before it knows the root (see agent/gossip/enroll-session.ts).
  */
-export type ServerCheck =
-  | { kind: 'fleet'; rootPem: string; serverCn: string }
-  | { kind: 'deferred' }
+export type ServerCheck = { kind: 'fleet'; rootPem: string; serverCn: string } | { kind: 'deferred' }
 
 /** Everything a session needs to connect. */
 export interface ConnectOptions {

@@ -27,37 +27,62 @@ export interface ProofOffer extends OfferedProof {
  * tree size, within `deadline` (ms since the epoch), over a short session of this device. Never throws: a proof that
  * cannot be had sends nothing, and the device decides on what it holds.
  */
-export async function offerFor(home: Home, config: HomeConfig, statement: HeadStatement, deadline: number): Promise<ProofOffer> {
+export async function offerFor(
+  home: Home,
+  config: HomeConfig,
+  statement: HeadStatement,
+  deadline: number,
+): Promise<ProofOffer> {
   let note: string | undefined
   try {
     const proof = await readHomeLog(home, config, log => buildOfflineProof(log.proofs, config.cn, statement))
-    if (proof === undefined) return { source: 'none', note: 'the device lacks nothing this home\'s head proves' }
+    if (proof === undefined) return { source: 'none', note: "the device lacks nothing this home's head proves" }
     return { source: 'replica', note: undefined, proof: encodeOfflineProof(proof) }
   } catch (err) {
     if (!(err instanceof KinError)) return { source: 'none', note: `INTERNAL: ${(err as Error)?.message ?? err}` }
-    if (err.code !== 'HEAD_MISSING' && err.code !== 'BUNDLE_INCOMPLETE') return { source: 'none', note: `${err.code}: ${err.message}` }
+    if (err.code !== 'HEAD_MISSING' && err.code !== 'BUNDLE_INCOMPLETE')
+      return { source: 'none', note: `${err.code}: ${err.message}` }
     note = `${err.code}: ${err.message}`
   }
   if (config.l0 === true || !followsBroker(config)) return { source: 'none', note }
   const holder = lockHolder(home, LEDGER_LOCK_FILE)
-  if (holder !== undefined) return { source: 'none', note: `${note}; the process following this home (pid ${holder}) holds its broker session` }
+  if (holder !== undefined)
+    return { source: 'none', note: `${note}; the process following this home (pid ${holder}) holds its broker session` }
   try {
     const bytes = await fromMiner(home, config, statement, deadline)
     return { source: 'miner', note, bundle: bytes }
   } catch (err) {
-    return { source: 'none', note: `${note}; L0's miner: ${err instanceof KinError ? err.code : 'INTERNAL'}: ${(err as Error)?.message ?? err}` }
+    return {
+      source: 'none',
+      note: `${note}; L0's miner: ${err instanceof KinError ? err.code : 'INTERNAL'}: ${(err as Error)?.message ?? err}`,
+    }
   }
 }
 
-async function fromMiner(home: Home, config: HomeConfig, statement: HeadStatement, deadline: number): Promise<Uint8Array> {
+async function fromMiner(
+  home: Home,
+  config: HomeConfig,
+  statement: HeadStatement,
+  deadline: number,
+): Promise<Uint8Array> {
   const remaining = (): number => Math.max(1, deadline - Date.now())
   const client = await connectDevice(nodeTransport, brokerLoginOf(home, config), { timeoutMs: remaining() })
   try {
     await client.subscribe([fleetTopics(config.fleet).syncResp(config.cn)])
-    const anchor = await readHomeLog(home, config, log => ({ minerKey: log.minerKey, genesisId: log.genesisId, knownHead: log.head }))
+    const anchor = await readHomeLog(home, config, log => ({
+      minerKey: log.minerKey,
+      genesisId: log.genesisId,
+      knownHead: log.head,
+    }))
     const fetched = await fetchBundle(client, {
-      crypto: nodeCrypto, fleet: config.fleet, selfCn: config.cn, cn: config.cn, now: Math.floor(Date.now() / 1000), timeoutMs: remaining(),
-      anchor, knownTreeSize: statement.treeSize,
+      crypto: nodeCrypto,
+      fleet: config.fleet,
+      selfCn: config.cn,
+      cn: config.cn,
+      now: Math.floor(Date.now() / 1000),
+      timeoutMs: remaining(),
+      anchor,
+      knownTreeSize: statement.treeSize,
     })
     return fetched.bytes
   } finally {

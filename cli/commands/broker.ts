@@ -12,7 +12,8 @@ import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../runtime/node/pending-conn
 
 function parsePort(text: string): number {
   const port = Number(text)
-  if (!/^\d+$/.test(text) || !Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port expects a port number 0..65535 (0: any free port), got "${text}"`)
+  if (!/^\d+$/.test(text) || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw usageError(`--port expects a port number 0..65535 (0: any free port), got "${text}"`)
   return port
 }
 
@@ -29,85 +30,144 @@ function untilSignal(): Promise<void> {
  * first line of its mosquitto.conf.
  */
 function refuseForeignFiles(dir: string, force: boolean): void {
-  if (['config.json', 'ledger.cbor', 'ledger-key', 'tls-key.pem', 'cert.pem'].some(name => existsSync(join(dir, name)))) {
-    throw new KinError('STORAGE_EXISTS', `${dir} is a kinship home: the export would replace its root.pem and keys. Give --export-mosquitto a directory of its own`)
+  if (
+    ['config.json', 'ledger.cbor', 'ledger-key', 'tls-key.pem', 'cert.pem'].some(name => existsSync(join(dir, name)))
+  ) {
+    throw new KinError(
+      'STORAGE_EXISTS',
+      `${dir} is a kinship home: the export would replace its root.pem and keys. Give --export-mosquitto a directory of its own`,
+    )
   }
   const present = Object.values(MOSQUITTO_FILES).filter(name => existsSync(join(dir, name)))
   if (present.length === 0 || force) return
   const conf = join(dir, MOSQUITTO_FILES.conf)
   const ours = existsSync(conf) && readFileSync(conf, 'utf8').startsWith('# Mosquitto for kinship fleet ')
   if (!ours) {
-    throw new KinError('STORAGE_EXISTS', `${dir} already holds ${present.join(', ')}, not written by an earlier export: choose another directory, or give --force to replace them`)
+    throw new KinError(
+      'STORAGE_EXISTS',
+      `${dir} already holds ${present.join(', ')}, not written by an earlier export: choose another directory, or give --force to replace them`,
+    )
   }
 }
 
 async function exportConfig(args: ParsedArgs, home: string, dir: string): Promise<number> {
-  if (args.values['no-broker'] === true || args.values.broker !== undefined) throw usageError('--export-mosquitto writes files and exits: leave out --no-broker and --broker')
+  if (args.values['no-broker'] === true || args.values.broker !== undefined)
+    throw usageError('--export-mosquitto writes files and exits: leave out --no-broker and --broker')
   const port = parsePort(String(args.values.port))
   if (port === 0) throw usageError('--export-mosquitto needs a fixed --port for the Mosquitto listener')
   const daysText = String(args.values['crl-days'])
   const crlDays = Number(daysText)
-  if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650) throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
+  if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650)
+    throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
   const host = args.values.host === undefined ? undefined : String(args.values.host)
   refuseForeignFiles(dir, args.values.force === true)
   const out = await exportMosquitto({ home, dir, host, port, crlDays })
   const summary = {
-    ok: true, dir: out.dir, files: out.files, fleet: out.fleet, cn: out.cn, host: out.host, port: out.port,
-    revoked: out.revoked.map(r => ({ cn: r.cn, serial: r.serial, reason: r.reason, why: r.why, revokedAt: r.revokedAt })),
-    knownCertificates: out.known, crlNumber: out.crlNumber, crlNextUpdate: new Date(out.nextUpdate * 1000).toISOString(),
+    ok: true,
+    dir: out.dir,
+    files: out.files,
+    fleet: out.fleet,
+    cn: out.cn,
+    host: out.host,
+    port: out.port,
+    revoked: out.revoked.map(r => ({
+      cn: r.cn,
+      serial: r.serial,
+      reason: r.reason,
+      why: r.why,
+      revokedAt: r.revokedAt,
+    })),
+    knownCertificates: out.known,
+    crlNumber: out.crlNumber,
+    crlNextUpdate: new Date(out.nextUpdate * 1000).toISOString(),
   }
   if (args.json) {
     process.stdout.write(JSON.stringify(summary) + '\n')
   } else {
-    process.stdout.write([
-      `wrote a Mosquitto configuration for fleet ${out.fleet} to ${out.dir}:`,
-      ...Object.values(out.files).map(f => `  ${f}`),
-      `the CRL names ${out.revoked.length} revoked certificate(s) of the ${out.known} L0 knows; it expires ${summary.crlNextUpdate}: export again before then`,
-      `start:  mosquitto -c ${out.files.conf}        (after a new export: kill -HUP <mosquitto pid>)`,
-      `then:   kin broker --no-broker --broker mqtts://${out.host ?? 'HOST'}:${out.port} --home ${home}`,
-      '',
-    ].join('\n'))
+    process.stdout.write(
+      [
+        `wrote a Mosquitto configuration for fleet ${out.fleet} to ${out.dir}:`,
+        ...Object.values(out.files).map(f => `  ${f}`),
+        `the CRL names ${out.revoked.length} revoked certificate(s) of the ${out.known} L0 knows; it expires ${summary.crlNextUpdate}: export again before then`,
+        `start:  mosquitto -c ${out.files.conf}        (after a new export: kill -HUP <mosquitto pid>)`,
+        `then:   kin broker --no-broker --broker mqtts://${out.host ?? 'HOST'}:${out.port} --home ${home}`,
+        '',
+      ].join('\n'),
+    )
   }
   return 0
 }
 
 /** The export replaces only its own files (recognised by their first line), never a kinship home's. */
 function refuseForeignNatsFiles(dir: string, force: boolean): void {
-  if (['config.json', 'ledger.cbor', 'ledger-key', 'tls-key.pem', 'cert.pem'].some(name => existsSync(join(dir, name)))) {
-    throw new KinError('STORAGE_EXISTS', `${dir} is a kinship home: the export would replace its root.pem and keys. Give --export-nats a directory of its own`)
+  if (
+    ['config.json', 'ledger.cbor', 'ledger-key', 'tls-key.pem', 'cert.pem'].some(name => existsSync(join(dir, name)))
+  ) {
+    throw new KinError(
+      'STORAGE_EXISTS',
+      `${dir} is a kinship home: the export would replace its root.pem and keys. Give --export-nats a directory of its own`,
+    )
   }
   const present = [...Object.values(NATS_FILES), 'node-1.conf'].filter(name => existsSync(join(dir, name)))
   if (present.length === 0 || force) return
   const users = join(dir, NATS_FILES.users)
   if (!existsSync(users) || !readFileSync(users, 'utf8').startsWith(NATS_MARK)) {
-    throw new KinError('STORAGE_EXISTS', `${dir} already holds ${present.join(', ')}, not written by an earlier export: choose another directory, or give --force to replace them`)
+    throw new KinError(
+      'STORAGE_EXISTS',
+      `${dir} already holds ${present.join(', ')}, not written by an earlier export: choose another directory, or give --force to replace them`,
+    )
   }
 }
 
 async function exportNatsConfig(args: ParsedArgs, home: string, dir: string): Promise<number> {
-  if (args.values['no-broker'] === true || args.values.broker !== undefined) throw usageError('--export-nats writes files and exits: leave out --no-broker and --broker')
+  if (args.values['no-broker'] === true || args.values.broker !== undefined)
+    throw usageError('--export-nats writes files and exits: leave out --no-broker and --broker')
   const nodesText = String(args.values.nodes)
   const count = Number(nodesText)
-  if (!/^\d+$/.test(nodesText) || count < 1 || count > 9) throw usageError(`--nodes expects a number of nodes 1..9, got "${nodesText}"`)
-  const bases = { mqtt: parsePort(String(args.values.port)), client: parsePort(String(args.values['client-port'])), route: parsePort(String(args.values['route-port'])) }
-  if (Object.values(bases).some(p => p === 0 || p + count - 1 > 65535)) throw usageError('--export-nats needs fixed ports: --port, --client-port and --route-port, each the first of --nodes consecutive ports')
+  if (!/^\d+$/.test(nodesText) || count < 1 || count > 9)
+    throw usageError(`--nodes expects a number of nodes 1..9, got "${nodesText}"`)
+  const bases = {
+    mqtt: parsePort(String(args.values.port)),
+    client: parsePort(String(args.values['client-port'])),
+    route: parsePort(String(args.values['route-port'])),
+  }
+  if (Object.values(bases).some(p => p === 0 || p + count - 1 > 65535))
+    throw usageError(
+      '--export-nats needs fixed ports: --port, --client-port and --route-port, each the first of --nodes consecutive ports',
+    )
   const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
   refuseForeignNatsFiles(dir, args.values.force === true)
-  const nodes = Array.from({ length: count }, (_, i) => ({ mqtt: bases.mqtt + i, client: bases.client + i, route: bases.route + i }))
+  const nodes = Array.from({ length: count }, (_, i) => ({
+    mqtt: bases.mqtt + i,
+    client: bases.client + i,
+    route: bases.route + i,
+  }))
   const ports = [...nodes.flatMap(n => [n.mqtt, n.client, n.route])]
   if (new Set(ports).size !== ports.length) throw usageError('--port, --client-port and --route-port ranges overlap')
   const out = await exportNats({ home, dir, host, nodes })
-  const summary = { ok: true, dir: out.dir, fleet: out.fleet, cn: out.cn, servicesCn: out.servicesCn, users: out.users, devices: out.devices.length, nodes: out.nodes, urls: out.urls }
+  const summary = {
+    ok: true,
+    dir: out.dir,
+    fleet: out.fleet,
+    cn: out.cn,
+    servicesCn: out.servicesCn,
+    users: out.users,
+    devices: out.devices.length,
+    nodes: out.nodes,
+    urls: out.urls,
+  }
   if (args.json) {
     process.stdout.write(JSON.stringify(summary) + '\n')
   } else {
-    process.stdout.write([
-      `wrote a ${count}-node NATS cluster for fleet ${out.fleet} to ${out.dir} (users file grants ${out.devices.length} device(s) and L0's services as ${out.servicesCn}):`,
-      ...out.nodes.map(n => `  nats-server -c ${n.conf}      (MQTT ${out.host}:${n.mqtt}, routes ${n.route})`),
-      `then:   kin broker --no-broker --broker ${out.urls.join(',')} --nats-dir ${out.dir} --home ${home}`,
-      '        (refreshes the users file and reloads every node after each enrollment and revocation)',
-      '',
-    ].join('\n'))
+    process.stdout.write(
+      [
+        `wrote a ${count}-node NATS cluster for fleet ${out.fleet} to ${out.dir} (users file grants ${out.devices.length} device(s) and L0's services as ${out.servicesCn}):`,
+        ...out.nodes.map(n => `  nats-server -c ${n.conf}      (MQTT ${out.host}:${n.mqtt}, routes ${n.route})`),
+        `then:   kin broker --no-broker --broker ${out.urls.join(',')} --nats-dir ${out.dir} --home ${home}`,
+        '        (refreshes the users file and reloads every node after each enrollment and revocation)',
+        '',
+      ].join('\n'),
+    )
   }
   return 0
 }
@@ -131,65 +191,134 @@ function rememberBroker(dir: string, url: string): void {
 /** `kin broker`. */
 export const broker: CommandSpec = {
   name: 'broker',
-  usage: 'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--max-pending N] [--json]\n' +
+  usage:
+    'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--max-pending N] [--json]\n' +
     '       kin broker --home DIR --no-broker --broker mqtts://HOST:PORT[,mqtts://HOST:PORT…] [--nats-dir DIR] [--json]\n' +
     '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--crl-days 30] [--json]\n' +
     '       kin broker --home DIR --export-nats OUTDIR [--nodes 3] [--host 127.0.0.1] [--port 8883] [--client-port 4222] [--route-port 6222] [--json]',
-  summary: "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
+  summary:
+    "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
     'With --no-broker the same services (without pairing logins) run as a client of an existing broker, or of the nodes of a cluster (failing over between them). --export-mosquitto writes mosquitto.conf, the ACL and the CRL for that broker and exits; --export-nats writes an N-node NATS cluster (configurations and users file) and exits. ' +
     'Logs JSON lines on stderr; stops cleanly on SIGINT or SIGTERM. See docs/BROKERS.md.',
   options: {
     home: { type: 'string', help: "L0's home directory (made by 'kin init')" },
-    host: { type: 'string', help: 'address to listen on (default 127.0.0.1; with --export-mosquitto: the address Mosquitto binds, default all)' },
+    host: {
+      type: 'string',
+      help: 'address to listen on (default 127.0.0.1; with --export-mosquitto: the address Mosquitto binds, default all)',
+    },
     port: { type: 'string', help: 'TCP port for MQTT over TLS (0: any free port)', default: '8883' },
     'no-broker': { type: 'boolean', help: 'run no MQTT broker: connect the services to --broker instead' },
-    broker: { type: 'string', multiple: true, help: 'with --no-broker: the existing broker, mqtts://HOST:PORT; repeat it or give a comma list for the nodes of a cluster' },
-    'nats-dir': { type: 'string', help: 'with --no-broker: the --export-nats directory whose users file L0 refreshes (and whose nodes it reloads) after each enrollment and revocation' },
-    'export-nats': { type: 'string', help: 'write an N-node NATS cluster (per-node configurations, users file, certificates) into this directory and exit' },
+    broker: {
+      type: 'string',
+      multiple: true,
+      help: 'with --no-broker: the existing broker, mqtts://HOST:PORT; repeat it or give a comma list for the nodes of a cluster',
+    },
+    'nats-dir': {
+      type: 'string',
+      help: 'with --no-broker: the --export-nats directory whose users file L0 refreshes (and whose nodes it reloads) after each enrollment and revocation',
+    },
+    'export-nats': {
+      type: 'string',
+      help: 'write an N-node NATS cluster (per-node configurations, users file, certificates) into this directory and exit',
+    },
     nodes: { type: 'string', help: 'with --export-nats: how many nodes', default: '3' },
-    'client-port': { type: 'string', help: 'with --export-nats: first NATS client port (TLS), one per node', default: '4222' },
-    'route-port': { type: 'string', help: 'with --export-nats: first cluster route port, one per node', default: '6222' },
-    'export-mosquitto': { type: 'string', help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit' },
-    force: { type: 'boolean', help: 'with --export-mosquitto or --export-nats: replace files of the same names that an earlier export did not write' },
-    'crl-days': { type: 'string', help: 'with --export-mosquitto: days until the CRL expires', default: String(DEFAULT_CRL_DAYS) },
-    'max-pending': { type: 'string', help: `connections not yet logged in that the broker keeps; the next one closes the oldest (default ${DEFAULT_MAX_PENDING_CONNECTIONS})` },
+    'client-port': {
+      type: 'string',
+      help: 'with --export-nats: first NATS client port (TLS), one per node',
+      default: '4222',
+    },
+    'route-port': {
+      type: 'string',
+      help: 'with --export-nats: first cluster route port, one per node',
+      default: '6222',
+    },
+    'export-mosquitto': {
+      type: 'string',
+      help: 'write a Mosquitto configuration (conf, ACL, CRL, certificates) into this directory and exit',
+    },
+    force: {
+      type: 'boolean',
+      help: 'with --export-mosquitto or --export-nats: replace files of the same names that an earlier export did not write',
+    },
+    'crl-days': {
+      type: 'string',
+      help: 'with --export-mosquitto: days until the CRL expires',
+      default: String(DEFAULT_CRL_DAYS),
+    },
+    'max-pending': {
+      type: 'string',
+      help: `connections not yet logged in that the broker keeps; the next one closes the oldest (default ${DEFAULT_MAX_PENDING_CONNECTIONS})`,
+    },
   },
   async run(args) {
     const home = requireString(args, 'home', "L0's home, e.g. --home ./l0")
     const exportDir = args.values['export-mosquitto']
-    const maxPending = args.values['max-pending'] === undefined ? undefined : parseMaxPending(String(args.values['max-pending']))
-    if (maxPending !== undefined && (typeof exportDir === 'string' || args.values['no-broker'] === true)) throw usageError('--max-pending applies to the broker L0 runs itself, not with --export-mosquitto or --no-broker')
+    const maxPending =
+      args.values['max-pending'] === undefined ? undefined : parseMaxPending(String(args.values['max-pending']))
+    if (maxPending !== undefined && (typeof exportDir === 'string' || args.values['no-broker'] === true))
+      throw usageError('--max-pending applies to the broker L0 runs itself, not with --export-mosquitto or --no-broker')
     const natsExport = args.values['export-nats']
-    if (typeof exportDir === 'string' && typeof natsExport === 'string') throw usageError('give --export-mosquitto or --export-nats, not both')
+    if (typeof exportDir === 'string' && typeof natsExport === 'string')
+      throw usageError('give --export-mosquitto or --export-nats, not both')
     if (typeof exportDir === 'string') return exportConfig(args, home, exportDir)
     if (typeof natsExport === 'string') return exportNatsConfig(args, home, natsExport)
     const natsDir = args.values['nats-dir'] === undefined ? undefined : String(args.values['nats-dir'])
 
     if (args.values['no-broker'] === true) {
       const given = (args.values.broker ?? []) as string[]
-      if (given.length === 0) throw usageError('the broker L0 connects to, e.g. --broker mqtts://127.0.0.1:8883 (repeat it, or a comma list, for a cluster)')
+      if (given.length === 0)
+        throw usageError(
+          'the broker L0 connects to, e.g. --broker mqtts://127.0.0.1:8883 (repeat it, or a comma list, for a cluster)',
+        )
       const urls = parseBrokerUrls(given).map(b => b.url)
       const stop = untilSignal()
       const services = await startL0Client({ home, broker: urls, ...(natsDir === undefined ? {} : { natsDir }) })
       rememberBroker(home, services.broker())
-      const where = { ok: true, mode: 'client', broker: services.broker(), brokers: urls, cn: services.cn, fleet: services.fleet, clientId: services.clientId }
+      const where = {
+        ok: true,
+        mode: 'client',
+        broker: services.broker(),
+        brokers: urls,
+        cn: services.cn,
+        fleet: services.fleet,
+        clientId: services.clientId,
+      }
       if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
-      else process.stdout.write(`L0 of fleet ${services.fleet} serving through ${services.broker()} (of ${urls.length}) as ${services.clientId} (cn ${services.cn}); stop with Ctrl-C\n`)
+      else
+        process.stdout.write(
+          `L0 of fleet ${services.fleet} serving through ${services.broker()} (of ${urls.length}) as ${services.clientId} (cn ${services.cn}); stop with Ctrl-C\n`,
+        )
       await stop
       await services.close()
       return 0
     }
-    if (args.values.broker !== undefined) throw usageError('--broker goes with --no-broker (L0 then runs no broker of its own)')
+    if (args.values.broker !== undefined)
+      throw usageError('--broker goes with --no-broker (L0 then runs no broker of its own)')
     if (natsDir !== undefined) throw usageError('--nats-dir goes with --no-broker')
 
     const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
     const port = parsePort(String(args.values.port))
     const stop = untilSignal()
-    const services = await startL0({ home, host, port, ...(maxPending === undefined ? {} : { maxPendingConnections: maxPending }) })
-    const where = { ok: true, host: services.host, port: services.port, cn: services.cn, fleet: services.fleet, url: `mqtts://${services.host}:${services.port}` }
+    const services = await startL0({
+      home,
+      host,
+      port,
+      ...(maxPending === undefined ? {} : { maxPendingConnections: maxPending }),
+    })
+    const where = {
+      ok: true,
+      host: services.host,
+      port: services.port,
+      cn: services.cn,
+      fleet: services.fleet,
+      url: `mqtts://${services.host}:${services.port}`,
+    }
     rememberBroker(home, localUrl(services.host, services.port))
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
-    else process.stdout.write(`L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); stop with Ctrl-C\n`)
+    else
+      process.stdout.write(
+        `L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); stop with Ctrl-C\n`,
+      )
     await stop
     await services.close()
     return 0

@@ -38,15 +38,27 @@ function minerFetch(device: AccessHome): ((cn: string, deadlineMs: number) => Pr
   if (!followsBroker(config)) return undefined
   return async (cn, deadlineMs) => {
     const holder = lockHolder(home, LEDGER_LOCK_FILE)
-    if (holder !== undefined) throw new KinError('STORAGE_BUSY', `the process following this home (pid ${holder}) holds its broker session`, { detail: { pid: holder } })
+    if (holder !== undefined)
+      throw new KinError('STORAGE_BUSY', `the process following this home (pid ${holder}) holds its broker session`, {
+        detail: { pid: holder },
+      })
     const end = Date.now() + deadlineMs
     const state = device.ledger.state()
     const client = await connectDevice(nodeTransport, brokerLoginOf(home, config), { timeoutMs: deadlineMs })
     try {
       await client.subscribe([fleetTopics(config.fleet).syncResp(config.cn)])
       const fetched = await fetchBundle(client, {
-        crypto: nodeCrypto, fleet: config.fleet, selfCn: config.cn, cn, now: device.session.now(), timeoutMs: Math.max(1, end - Date.now()),
-        anchor: { minerKey: state.genesis!.body.minerKey, genesisId: state.genesis!.event.idHex, knownHead: device.heldHead() },
+        crypto: nodeCrypto,
+        fleet: config.fleet,
+        selfCn: config.cn,
+        cn,
+        now: device.session.now(),
+        timeoutMs: Math.max(1, end - Date.now()),
+        anchor: {
+          minerKey: state.genesis!.body.minerKey,
+          genesisId: state.genesis!.event.idHex,
+          knownHead: device.heldHead(),
+        },
       })
       return fetched.bytes
     } finally {
@@ -57,7 +69,8 @@ function minerFetch(device: AccessHome): ((cn: string, deadlineMs: number) => Pr
 
 function deadlineOf(text: string): number {
   const ms = Number(text)
-  if (!/^\d+$/.test(text) || ms < 1 || ms > 60_000) throw usageError(`--proof-deadline expects milliseconds 1..60000, got "${text}"`)
+  if (!/^\d+$/.test(text) || ms < 1 || ms > 60_000)
+    throw usageError(`--proof-deadline expects milliseconds 1..60000, got "${text}"`)
   return ms
 }
 
@@ -65,24 +78,29 @@ function deadlineOf(text: string): number {
 export const check: CommandSpec = {
   name: 'check',
   usage: 'kin check --home DIR --peer CERT.pem [--bundle FILE] [--action NAME] [--proof-deadline MS] [--json]',
-  summary: 'Decide whether the holder of the certificate CERT.pem (PEM or DER) may do an action on this device, with the same engine '
-    + 'as `kin serve`: chain to the fleet root, ledger binding, lineage, policy. There is no proof of possession here: it checks what '
-    + 'the ledger and the chain say about the certificate, not that anyone holds its key. The decision is printed and appended to '
-    + 'DIR/audit.log. With --bundle, a proof bundle the peer carries (kin ledger bundle) is verified against this fleet\'s miner '
-    + 'key and merged, for this decision only, with the ledger: every revocation this device knows still applies; a bundle '
-    + 'that does not verify is a deny with its code. When the ledger lacks a proof for the peer (ACCESS_MISSING_PROOF) and no bundle '
-    + "fills it, the peer's bundle is asked from L0's miner over this device's broker session (config.json) within --proof-deadline, "
-    + 'verified against the head in DIR/sync.cbor, and the decision made once more with it; without a proof the answer is deny. '
-    + 'Exit 0 allow, 1 deny.',
+  summary:
+    'Decide whether the holder of the certificate CERT.pem (PEM or DER) may do an action on this device, with the same engine ' +
+    'as `kin serve`: chain to the fleet root, ledger binding, lineage, policy. There is no proof of possession here: it checks what ' +
+    'the ledger and the chain say about the certificate, not that anyone holds its key. The decision is printed and appended to ' +
+    "DIR/audit.log. With --bundle, a proof bundle the peer carries (kin ledger bundle) is verified against this fleet's miner " +
+    'key and merged, for this decision only, with the ledger: every revocation this device knows still applies; a bundle ' +
+    'that does not verify is a deny with its code. When the ledger lacks a proof for the peer (ACCESS_MISSING_PROOF) and no bundle ' +
+    "fills it, the peer's bundle is asked from L0's miner over this device's broker session (config.json) within --proof-deadline, " +
+    'verified against the head in DIR/sync.cbor, and the decision made once more with it; without a proof the answer is deny. ' +
+    'Exit 0 allow, 1 deny.',
   options: {
-    home: { type: 'string', help: 'the deciding device\'s home directory' },
+    home: { type: 'string', help: "the deciding device's home directory" },
     peer: { type: 'string', help: 'the peer certificate, PEM or DER file' },
     action: { type: 'string', help: 'the action asked for', default: 'unlock' },
     bundle: { type: 'string', help: "a proof bundle for the peer's CN, merged for this decision" },
-    'proof-deadline': { type: 'string', help: 'milliseconds the miner has to hand over a missing proof', default: String(DEFAULT_PROOF_DEADLINE_MS) },
+    'proof-deadline': {
+      type: 'string',
+      help: 'milliseconds the miner has to hand over a missing proof',
+      default: String(DEFAULT_PROOF_DEADLINE_MS),
+    },
   },
   async run(args) {
-    const dir = requireString(args, 'home', 'the deciding device\'s home, e.g. --home ./lock')
+    const dir = requireString(args, 'home', "the deciding device's home, e.g. --home ./lock")
     const peerPath = requireString(args, 'peer', 'the certificate to decide on, e.g. --peer guest.pem')
     let action: string
     try {
@@ -105,7 +123,14 @@ export const check: CommandSpec = {
           const withBundle = await sessionWithBundle(device, new Uint8Array(readFileSync(bundlePath)))
           const { verified } = withBundle
           session = withBundle.session
-          bundle = { anchoring: verified.anchoring, headHeight: verified.head.height, headTime: verified.head.time, headAge: verified.headAge, merged: withBundle.merged, refused: withBundle.refused }
+          bundle = {
+            anchoring: verified.anchoring,
+            headHeight: verified.head.height,
+            headTime: verified.head.time,
+            headAge: verified.headAge,
+            merged: withBundle.merged,
+            refused: withBundle.refused,
+          }
         } catch (e) {
           if (!(e instanceof KinError)) throw e
           // A bundle that does not verify is a failed verification, decided and audited like any other deny.
@@ -121,8 +146,14 @@ export const check: CommandSpec = {
           // Step 5 on what the peer did not carry: the miner, within the deadline; its bundle is checked like any other.
           const state = device.ledger.state()
           const proved = await decideWithProofs(session, der, action, {
-            crypto: nodeCrypto, fetch: minerFetch(device), deadlineMs: proofDeadlineMs,
-            anchor: { minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32), genesisId: state.genesis?.event.idHex, knownHead: device.heldHead() },
+            crypto: nodeCrypto,
+            fetch: minerFetch(device),
+            deadlineMs: proofDeadlineMs,
+            anchor: {
+              minerKey: state.genesis?.body.minerKey ?? new Uint8Array(32),
+              genesisId: state.genesis?.event.idHex,
+              knownHead: device.heldHead(),
+            },
           })
           decision = proved.decision
           proof = proved.proof
@@ -131,8 +162,16 @@ export const check: CommandSpec = {
       await device.audit!.append(auditRecordOf(decision))
       const shown = decision
       const extra = { ...(bundle === undefined ? {} : { bundle }), ...(proof === undefined ? {} : { proof }) }
-      emit(args.json, { ...answerOf(shown), ...extra }, () => describeDecision(shown)
-        + (bundle === undefined ? '' : `\n  bundle: ${JSON.stringify(bundle)}`) + (proof === undefined ? '' : `\n  proof from the ${proof.source}: ${proof.outcome}${proof.code === undefined ? '' : ` (${proof.code})`}`))
+      emit(
+        args.json,
+        { ...answerOf(shown), ...extra },
+        () =>
+          describeDecision(shown) +
+          (bundle === undefined ? '' : `\n  bundle: ${JSON.stringify(bundle)}`) +
+          (proof === undefined
+            ? ''
+            : `\n  proof from the ${proof.source}: ${proof.outcome}${proof.code === undefined ? '' : ` (${proof.code})`}`),
+      )
       return decision.allow ? 0 : 1
     } finally {
       await device.close()

@@ -33,9 +33,18 @@ export function fleetTree(state: LedgerState, selfCn: string, now: number): Devi
     if (b === undefined || seen.has(cn)) continue
     seen.add(cn)
     rows.push({
-      cn, label: b.label, name: b.name, role: b.role, kind: b.kind, depth, parent: b.parentCn ?? null, notAfter: b.notAfter,
-      certificates: b.certHashes.length, revocations: state.effectiveRevocations(b).map(r => revocationJson(state, r)),
-      standing: standingJson(state, state.invalidAt(b, now)), self: cn === selfCn,
+      cn,
+      label: b.label,
+      name: b.name,
+      role: b.role,
+      kind: b.kind,
+      depth,
+      parent: b.parentCn ?? null,
+      notAfter: b.notAfter,
+      certificates: b.certHashes.length,
+      revocations: state.effectiveRevocations(b).map(r => revocationJson(state, r)),
+      standing: standingJson(state, state.invalidAt(b, now)),
+      self: cn === selfCn,
     })
     const children = state.children(cn)
     for (let i = children.length - 1; i >= 0; i--) stack.push({ cn: children[i]!, depth: depth + 1 })
@@ -58,9 +67,10 @@ function rowText(state: LedgerState, row: DeviceRow, now: number): string {
 export const devices: CommandSpec = {
   name: 'devices',
   usage: 'kin devices --home DIR [--json]',
-  summary: "The fleet as a tree, with names and revocations. Reads this home's ledger: every identity under the one that authorized it, with its friendly name, "
-    + 'role, kind, expiry and revocations (reason and effective time; an identity under a revoked ancestor is marked too). Times are ISO 8601 '
-    + '(seconds since the epoch with --json). Run kin sync first for the newest picture.',
+  summary:
+    "The fleet as a tree, with names and revocations. Reads this home's ledger: every identity under the one that authorized it, with its friendly name, " +
+    'role, kind, expiry and revocations (reason and effective time; an identity under a revoked ancestor is marked too). Times are ISO 8601 ' +
+    '(seconds since the epoch with --json). Run kin sync first for the newest picture.',
   options: {
     home: { type: 'string', help: 'the home whose ledger to read' },
   },
@@ -71,7 +81,11 @@ export const devices: CommandSpec = {
     const rows = fleetTree(state, config.cn, now)
     const revoked = rows.filter(r => r.standing.valid !== true).length
     emit(args.json, { fleet: config.fleet, self: config.cn, devices: rows }, () =>
-      [...rows.map(r => rowText(state, r, now)), `${rows.length} identities in fleet ${config.fleet}${revoked > 0 ? `, ${revoked} not valid` : ''}`].join('\n'))
+      [
+        ...rows.map(r => rowText(state, r, now)),
+        `${rows.length} identities in fleet ${config.fleet}${revoked > 0 ? `, ${revoked} not valid` : ''}`,
+      ].join('\n'),
+    )
     return 0
   },
 }

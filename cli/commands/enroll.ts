@@ -16,8 +16,22 @@ import { DEFAULT_TLS_KEY_TYPE, parseTlsKeyType } from '../../agent/pki/key-type.
 
 // Refusals and failed checks (exit 1), as opposed to usage and operational errors (exit 2).
 const DENIALS: ReadonlySet<KinErrorCode> = new Set<KinErrorCode>([
-  'PAIR_CODE_WRONG', 'PAIR_CODE_USED', 'PAIR_CODE_EXPIRED', 'PAIR_WITHDRAWN', 'PAIR_MAC', 'INVITE_REFUSED', 'INVITE_MISMATCH', 'ROLE_CANNOT_DELEGATE',
-  'ROLE_ESCALATION', 'DEPTH_EXHAUSTED', 'ISSUER_REVOKED', 'ISSUER_REVOKED_IN_LOG', 'ISSUER_EXPIRED', 'BROKER_IDENTITY', 'NONCE_REUSED', 'CN_EXISTS',
+  'PAIR_CODE_WRONG',
+  'PAIR_CODE_USED',
+  'PAIR_CODE_EXPIRED',
+  'PAIR_WITHDRAWN',
+  'PAIR_MAC',
+  'INVITE_REFUSED',
+  'INVITE_MISMATCH',
+  'ROLE_CANNOT_DELEGATE',
+  'ROLE_ESCALATION',
+  'DEPTH_EXHAUSTED',
+  'ISSUER_REVOKED',
+  'ISSUER_REVOKED_IN_LOG',
+  'ISSUER_EXPIRED',
+  'BROKER_IDENTITY',
+  'NONCE_REUSED',
+  'CN_EXISTS',
 ])
 
 /** Exit status of a failed pairing command: 1 for a refusal or a failed check, 2 for usage and operational errors. */
@@ -50,9 +64,14 @@ async function submitFirstEvents(device: EnrolledDevice, broker: string, timeout
     await handOverFirstEvents(nodeTransport, device, broker, timeoutMs)
   } catch (err) {
     if (!(err instanceof KinError)) throw err
-    throw new KinError(err.code, `enrolled as ${device.cn} and wrote ${home.dir}, but could not hand L0 this device's certified event: ${err.message}`, {
-      cause: err, detail: { ...err.detail, cn: device.cn, home: home.dir, submitted: false },
-    })
+    throw new KinError(
+      err.code,
+      `enrolled as ${device.cn} and wrote ${home.dir}, but could not hand L0 this device's certified event: ${err.message}`,
+      {
+        cause: err,
+        detail: { ...err.detail, cn: device.cn, home: home.dir, submitted: false },
+      },
+    )
   }
 }
 
@@ -79,21 +98,28 @@ function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json
   const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
     if (stage.certified && !finishing) {
       finishing = true
-      process.stderr.write(`kin: ${signal}: L0 has already certified this device; finishing its home in ${dir} and handing L0 its certified event (send ${signal} again to stop at once)\n`)
+      process.stderr.write(
+        `kin: ${signal}: L0 has already certified this device; finishing its home in ${dir} and handing L0 its certified event (send ${signal} again to stop at once)\n`,
+      )
       return
     }
     if (!stage.written) discardStaging(staging)
     const homeSaid = stage.written
       ? `${dir} was written whole, but L0 may not hold this device's certified event yet`
       : `nothing was written to ${dir}`
-    const codeSaid = stage.written ? '' : stage.loggedIn
-      ? "; the pairing code was used up when it logged in: ask the inviting device for a new one ('kin invite')"
-      : stage.loggingIn
-        ? "; the pairing code was logging in and may be used up: if it is refused as used (PAIR_CODE_USED), ask for a new one"
-        : '; the pairing code was not used and still works until it expires'
-    reportError(new KinError('ENROLL_INTERRUPTED', `enrollment stopped by ${signal}: ${homeSaid}${codeSaid}`, {
-      detail: { signal, home: dir, written: stage.written, codeUsed: stage.loggedIn },
-    }), json)
+    const codeSaid = stage.written
+      ? ''
+      : stage.loggedIn
+        ? "; the pairing code was used up when it logged in: ask the inviting device for a new one ('kin invite')"
+        : stage.loggingIn
+          ? '; the pairing code was logging in and may be used up: if it is refused as used (PAIR_CODE_USED), ask for a new one'
+          : '; the pairing code was not used and still works until it expires'
+    reportError(
+      new KinError('ENROLL_INTERRUPTED', `enrollment stopped by ${signal}: ${homeSaid}${codeSaid}`, {
+        detail: { signal, home: dir, written: stage.written, codeUsed: stage.loggedIn },
+      }),
+      json,
+    )
     process.exit(signal === 'SIGINT' ? 130 : 143)
   }
   const onInt = (): void => stop('SIGINT')
@@ -109,9 +135,11 @@ function interruptCleanly(dir: string, staging: string, stage: EnrollStage, json
 /** `kin enroll`. */
 export const enroll: CommandSpec = {
   name: 'enroll',
-  usage: 'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--key p256|rsa2048] [--timeout 60s] [--json]',
-  summary: "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
-    'pair with the inviting device through L0\'s broker, get its certificate, and write its home in DIR. ' +
+  usage:
+    'kin enroll --home DIR --code CODE --broker mqtts://HOST:PORT [--name LABEL] [--kind KIND] [--key p256|rsa2048] [--timeout 60s] [--json]',
+  summary:
+    "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
+    "pair with the inviting device through L0's broker, get its certificate, and write its home in DIR. " +
     'The home is built next to DIR and renamed into place whole. ' +
     'Exit 1 when the code or a check is refused (wrong, used, expired or withdrawn code; tampered messages), 2 on other errors, ' +
     '130/143 when stopped by SIGINT/SIGTERM before the certificate arrived (nothing is written).',
@@ -119,9 +147,17 @@ export const enroll: CommandSpec = {
     home: { type: 'string', help: 'directory to create the device home in (must not hold a kinship home yet)' },
     code: { type: 'string', help: "the pairing code shown by 'kin invite', e.g. abcd-efgh-ijkl-mnop" },
     broker: { type: 'string', help: "L0's broker, mqtts://HOST:PORT (as shown by 'kin invite')" },
-    name: { type: 'string', help: 'a friendly name for this device (the inviter may override it)', default: hostname().slice(0, 64) },
+    name: {
+      type: 'string',
+      help: 'a friendly name for this device (the inviter may override it)',
+      default: hostname().slice(0, 64),
+    },
     kind: { type: 'string', help: 'what this device is: lock, camera, phone, laptop…', default: 'device' },
-    key: { type: 'string', help: 'TLS key type: p256 (ECDSA, fast, small certificates) or rsa2048 for a TLS stack without ECDSA (Espruino)', default: DEFAULT_TLS_KEY_TYPE },
+    key: {
+      type: 'string',
+      help: 'TLS key type: p256 (ECDSA, fast, small certificates) or rsa2048 for a TLS stack without ECDSA (Espruino)',
+      default: DEFAULT_TLS_KEY_TYPE,
+    },
     timeout: { type: 'string', help: 'limit for each step (login, authorization, certificate)', default: '60s' },
   },
   async run(args) {
@@ -139,7 +175,10 @@ export const enroll: CommandSpec = {
     refuseExistingHome(home, 'a device enrolls once')
     // rename(2) replaces an empty directory but not one holding lost+found (a mount point): refused before the code is used.
     if (existsSync(home.dir) && readdirSync(home.dir).length > 0) {
-      throw new KinError('HOME_EXISTS', `${home.dir} is not empty (a mount point?); give a new directory inside it, e.g. --home ${home.dir}/device`)
+      throw new KinError(
+        'HOME_EXISTS',
+        `${home.dir} is not empty (a mount point?); give a new directory inside it, e.g. --home ${home.dir}/device`,
+      )
     }
     try {
       parseBrokerUrl(broker)
@@ -152,7 +191,9 @@ export const enroll: CommandSpec = {
       return reportPairingError(err, args.json)
     }
     const progress = !args.json && process.stderr.isTTY === true
-    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    const say = (line: string) => {
+      if (progress) process.stderr.write(`kin: ${line}\n`)
+    }
     for (const stale of clearStaleStaging(home.dir)) say(`removed ${stale}, left by an enrollment that was killed`)
     // Made before the code is used, so a parent directory this user cannot write is refused while the code still works.
     const staging = createStaging(home.dir)
@@ -160,7 +201,13 @@ export const enroll: CommandSpec = {
     const stopOnSignal = interruptCleanly(home.dir, staging, stage, args.json)
     try {
       const device = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-        code, url: broker, kind, name, keyType, stepTimeoutMs: timeoutMs, now: () => Math.floor(Date.now() / 1000),
+        code,
+        url: broker,
+        kind,
+        name,
+        keyType,
+        stepTimeoutMs: timeoutMs,
+        now: () => Math.floor(Date.now() / 1000),
         onStep(step, detail) {
           if (step === 'keys') stage.loggingIn = true
           if (step === 'login') stage.loggedIn = true
@@ -174,9 +221,26 @@ export const enroll: CommandSpec = {
       const files = await writeDeviceHome(home, device, broker, staging)
       stage.written = true
       await submitFirstEvents(device, broker, timeoutMs, home)
-      emit(args.json, { ok: true, cn: device.cn, fleet: device.fleet, role: device.role, parentCn: device.parentCn, l0Cn: device.l0Cn, home: home.dir, files }, () =>
-        [`enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
-          `  cert:   ${files.cert}`, `  ledger: ${files.ledger} (${device.ledger.size} events)`, `  config: ${files.config}`].join('\n'))
+      emit(
+        args.json,
+        {
+          ok: true,
+          cn: device.cn,
+          fleet: device.fleet,
+          role: device.role,
+          parentCn: device.parentCn,
+          l0Cn: device.l0Cn,
+          home: home.dir,
+          files,
+        },
+        () =>
+          [
+            `enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
+            `  cert:   ${files.cert}`,
+            `  ledger: ${files.ledger} (${device.ledger.size} events)`,
+            `  config: ${files.config}`,
+          ].join('\n'),
+      )
       return 0
     } catch (err) {
       return reportPairingError(err, args.json)

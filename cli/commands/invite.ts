@@ -3,7 +3,14 @@ import { KinError, type KinErrorCode } from '../../agent/errors.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport, parseBrokerUrl } from '../../runtime/node/transport.ts'
-import { checkMayInvite, completeInvite, openInvite, withdrawInvite, type Inviter, type OpenedInvite } from '../../agent/gossip/invite-session.ts'
+import {
+  checkMayInvite,
+  completeInvite,
+  openInvite,
+  withdrawInvite,
+  type Inviter,
+  type OpenedInvite,
+} from '../../agent/gossip/invite-session.ts'
 import { GossipClient } from '../../agent/gossip/client.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { replayRecords } from '../../agent/ledger/persistent.ts'
@@ -28,8 +35,12 @@ function jsonLine(value: unknown): void {
 }
 
 function brokerUrlOf(config: HomeConfig, flag: unknown): string {
-  const url = typeof flag === 'string' && flag.length > 0 ? flag : typeof config.broker === 'string' ? config.broker : undefined
-  if (url === undefined) throw usageError("which broker? give --broker mqtts://HOST:PORT, or start 'kin broker' on L0's home first: it writes its address into config.json ('broker')")
+  const url =
+    typeof flag === 'string' && flag.length > 0 ? flag : typeof config.broker === 'string' ? config.broker : undefined
+  if (url === undefined)
+    throw usageError(
+      "which broker? give --broker mqtts://HOST:PORT, or start 'kin broker' on L0's home first: it writes its address into config.json ('broker')",
+    )
   try {
     parseBrokerUrl(url)
   } catch (err) {
@@ -45,14 +56,25 @@ function brokerUrlOf(config: HomeConfig, flag: unknown): string {
  * when one runs (the invite is carried out inside it), else this process holding the home's lock; and the invite
  * rides on that writer's broker session (`session`), since the broker keeps one session per CN.
  */
-async function openInviterLedger(home: Home, config: HomeConfig, timeoutMs: number): Promise<{ ledger: Ledger; keep: (e: Parameters<PersistentLedger['append']>[0]) => Promise<void>; session?: () => Promise<GossipClient>; close: () => Promise<void> }> {
+async function openInviterLedger(
+  home: Home,
+  config: HomeConfig,
+  timeoutMs: number,
+): Promise<{
+  ledger: Ledger
+  keep: (e: Parameters<PersistentLedger['append']>[0]) => Promise<void>
+  session?: () => Promise<GossipClient>
+  close: () => Promise<void>
+}> {
   if (config.l0 === true) {
     let bytes: Uint8Array
     try {
       bytes = readHomeFile(home.path('ledger'))
     } catch (err) {
       if (err instanceof KinError) throw err
-      throw new KinError('HOME_MISSING', `cannot read ${home.path('ledger')}: ${(err as Error).message}`, { cause: err })
+      throw new KinError('HOME_MISSING', `cannot read ${home.path('ledger')}: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
     const ledger = replayRecords(nodeCrypto, scanRecords(bytes).records)
     return { ledger, keep: async () => undefined, close: async () => undefined }
@@ -63,13 +85,18 @@ async function openInviterLedger(home: Home, config: HomeConfig, timeoutMs: numb
     keep: async e => {
       const out = await opened.files.replica.appendLocal([e])
       const refusal = out.refused[0]
-      if (refusal !== undefined) throw new KinError(refusal.code as KinErrorCode, `this device's ledger refused the authorization it signed: ${refusal.message}`)
+      if (refusal !== undefined)
+        throw new KinError(
+          refusal.code as KinErrorCode,
+          `this device's ledger refused the authorization it signed: ${refusal.message}`,
+        )
     },
     session: async () => {
       opened.follower.start()
       await opened.follower.waitOnline(timeoutMs)
       const session = opened.session()
-      if (session === undefined) throw opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
+      if (session === undefined)
+        throw opened.follower.lastError ?? new KinError('BROKER_CLOSED', 'the session with the broker closed')
       return new GossipClient(ridingSession(session))
     },
     close: () => opened.close(),
@@ -100,8 +127,17 @@ function stopSignal(): { signal: Promise<StopSignal>; dispose(): void } {
  * `kin invite` stopped while its code is out: the invite is withdrawn (the waiting device is told PAIR_WITHDRAWN at
  * once, L0 refuses the code from now on) and the person is told which. Exit 130 or 143 like any stopped command.
  */
-async function withdrawOnStop(client: GossipClient, inviter: Inviter, opened: OpenedInvite, signal: StopSignal, timeoutMs: number, json: boolean): Promise<number> {
-  const outcome = await withdrawInvite(client, inviter, opened, `its kin invite was stopped by ${signal}`, { timeoutMs: Math.min(timeoutMs, 10_000) })
+async function withdrawOnStop(
+  client: GossipClient,
+  inviter: Inviter,
+  opened: OpenedInvite,
+  signal: StopSignal,
+  timeoutMs: number,
+  json: boolean,
+): Promise<number> {
+  const outcome = await withdrawInvite(client, inviter, opened, `its kin invite was stopped by ${signal}`, {
+    timeoutMs: Math.min(timeoutMs, 10_000),
+  })
   const message = outcome.confirmed
     ? `stopped by ${signal}: invite ${opened.inviteId} withdrawn; code ${opened.code} no longer works, and a device waiting with it was told so`
     : `stopped by ${signal}: L0 did not confirm withdrawing invite ${opened.inviteId} (${outcome.error.message} [${outcome.error.code}]); ` +
@@ -115,15 +151,17 @@ async function withdrawOnStop(client: GossipClient, inviter: Inviter, opened: Op
 /** `kin invite`. */
 export const invite: CommandSpec = {
   name: 'invite',
-  usage: 'kin invite --home DIR [--name LABEL] [--role ROLE] [--ttl 10m] [--valid 1d] [--broker mqtts://HOST:PORT] [--timeout 60s] [--json]',
-  summary: 'Print a one-time pairing code for a new device, then wait until that device enrolled with it: check its request, ' +
+  usage:
+    'kin invite --home DIR [--name LABEL] [--role ROLE] [--ttl 10m] [--valid 1d] [--broker mqtts://HOST:PORT] [--timeout 60s] [--json]',
+  summary:
+    'Print a one-time pairing code for a new device, then wait until that device enrolled with it: check its request, ' +
     "sign its authorization (kept in this device's ledger) and see L0 issue its certificate. Runs on any device with role admin " +
     "or member. The broker is --broker, else the 'broker' entry of DIR/config.json (written by 'kin enroll' on a device, by 'kin broker' on L0). " +
     'With --json: one line {"code","inviteId","expires"} as soon as the code is valid, one line with the result at the end. ' +
     'Exit 0 once the device is certified, 1 when the code expired unused or a check failed, 2 on other errors. ' +
     'Ctrl-C (SIGINT) or SIGTERM while waiting withdraws the invite: the waiting device is told PAIR_WITHDRAWN, L0 refuses the code; exit 130/143.',
   options: {
-    home: { type: 'string', help: 'the inviting device\'s home (L0 or an enrolled admin/member device)' },
+    home: { type: 'string', help: "the inviting device's home (L0 or an enrolled admin/member device)" },
     name: { type: 'string', help: 'friendly name for the new device (default: the name it asks for)' },
     role: { type: 'string', help: `role of the new device: ${ROLES.join(', ')}`, default: 'device' },
     ttl: { type: 'string', help: 'how long the code works', default: '10m' },
@@ -132,7 +170,7 @@ export const invite: CommandSpec = {
     timeout: { type: 'string', help: 'limit for each step with L0 and the new device', default: '60s' },
   },
   async run(args) {
-    const dir = requireString(args, 'home', 'the inviting device\'s home, e.g. --home ./l0')
+    const dir = requireString(args, 'home', "the inviting device's home, e.g. --home ./l0")
     const role = String(args.values.role) as RoleName
     if (!ROLES.includes(role)) throw usageError(`--role must be one of ${ROLES.join(', ')}, got "${role}"`)
     const ttlSeconds = parseDuration(String(args.values.ttl), 'ttl')
@@ -147,7 +185,9 @@ export const invite: CommandSpec = {
     const config = home.readConfig()
     const url = brokerUrlOf(config, args.values.broker)
     const progress = !args.json && process.stderr.isTTY === true
-    const say = (line: string) => { if (progress) process.stderr.write(`kin: ${line}\n`) }
+    const say = (line: string) => {
+      if (progress) process.stderr.write(`kin: ${line}\n`)
+    }
     const now = () => Math.floor(Date.now() / 1000)
 
     const inviterLedger = await openInviterLedger(home, config, timeoutMs)
@@ -156,7 +196,12 @@ export const invite: CommandSpec = {
       const genesis = inviterLedger.ledger.state.genesis
       if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event`)
       const inviter: Inviter = {
-        cn: config.cn, fleet: config.fleet, l0Cn: genesis.cn, ledgerSeed: home.readLedgerKey(), ledger: inviterLedger.ledger, rootPem: home.readText('root'),
+        cn: config.cn,
+        fleet: config.fleet,
+        l0Cn: genesis.cn,
+        ledgerSeed: home.readLedgerKey(),
+        ledger: inviterLedger.ledger,
+        rootPem: home.readText('root'),
       }
       // Refuse a device that may not invite before touching the network.
       checkMayInvite(inviter.ledger, inviter.cn, role, now())
@@ -166,12 +211,27 @@ export const invite: CommandSpec = {
       let result
       let opened: OpenedInvite
       try {
-        const connecting = inviterLedger.session !== undefined && url === config.broker ? inviterLedger.session() : connectDevice(nodeTransport, {
-          url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
-        }, { timeoutMs, reconnect: true })
+        const connecting =
+          inviterLedger.session !== undefined && url === config.broker
+            ? inviterLedger.session()
+            : connectDevice(
+                nodeTransport,
+                {
+                  url,
+                  cn: config.cn,
+                  certPem: home.readText('cert'),
+                  keyPem: home.readText('tlsKey'),
+                  rootPem: inviter.rootPem,
+                  l0Cn: inviter.l0Cn,
+                },
+                { timeoutMs, reconnect: true },
+              )
         const connected = await Promise.race([connecting, stop.signal])
         if (typeof connected === 'string') {
-          void connecting.then(c => c.close(), () => undefined)
+          void connecting.then(
+            c => c.close(),
+            () => undefined,
+          )
           return connected === 'SIGINT' ? 130 : 143
         }
         client = connected
@@ -179,7 +239,13 @@ export const invite: CommandSpec = {
           if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
           else if (status === 'online') say('connected to L0 again')
         })
-        const opening = openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds, guestValidSeconds }, { now: now(), timeoutMs })
+        const opening = openInvite(
+          nodeCrypto,
+          client,
+          inviter,
+          { role, name, ttlSeconds, guestValidSeconds },
+          { now: now(), timeoutMs },
+        )
         opening.catch(() => undefined)
         const openedOrStopped = await Promise.race([opening, stop.signal])
         if (typeof openedOrStopped === 'string') return openedOrStopped === 'SIGINT' ? 130 : 143
@@ -187,31 +253,50 @@ export const invite: CommandSpec = {
         if (args.json) {
           jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
         } else {
-          process.stdout.write([
-            `pairing code: ${opened.code}`,
-            `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
-            `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
-          ].join('\n') + '\n')
+          process.stdout.write(
+            [
+              `pairing code: ${opened.code}`,
+              `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
+              `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
+            ].join('\n') + '\n',
+          )
         }
         say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
         // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
         const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
-          keep: inviterLedger.keep, now, stepTimeoutMs: timeoutMs,
-          onAuthorized: (childCn, request) => say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
+          keep: inviterLedger.keep,
+          now,
+          stepTimeoutMs: timeoutMs,
+          onAuthorized: (childCn, request) =>
+            say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
         })
         completing.catch(() => undefined)
-        const first = await Promise.race([completing.then(r => ({ done: r })), stop.signal.then(signal => ({ signal }))])
+        const first = await Promise.race([
+          completing.then(r => ({ done: r })),
+          stop.signal.then(signal => ({ signal })),
+        ])
         if ('signal' in first) return await withdrawOnStop(client, inviter, opened, first.signal, timeoutMs, args.json)
         result = first.done
       } finally {
         stop.dispose()
       }
       const summary = {
-        ok: true, cn: result.childCn, name: result.name, role: result.role, kind: result.kind, parentCn: inviter.cn, inviteId: opened.inviteId,
-        authorizeId: result.authorize.idHex, certHash: result.certificate.certHashHex, notAfter: result.certificate.notAfter,
+        ok: true,
+        cn: result.childCn,
+        name: result.name,
+        role: result.role,
+        kind: result.kind,
+        parentCn: inviter.cn,
+        inviteId: opened.inviteId,
+        authorizeId: result.authorize.idHex,
+        certHash: result.certificate.certHashHex,
+        notAfter: result.certificate.notAfter,
       }
       if (args.json) jsonLine(summary)
-      else process.stdout.write(`enrolled ${result.kind} "${result.name}" as ${result.childCn} (role ${result.role}, certificate valid until ${isoTime(result.certificate.notAfter)})\n`)
+      else
+        process.stdout.write(
+          `enrolled ${result.kind} "${result.name}" as ${result.childCn} (role ${result.role}, certificate valid until ${isoTime(result.certificate.notAfter)})\n`,
+        )
       return 0
     } catch (err) {
       const code = err instanceof KinError ? err.code : 'INTERNAL'

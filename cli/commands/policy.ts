@@ -37,9 +37,10 @@ function layerJson(l: PolicyLayer): Record<string, unknown> {
 export const policyShow: CommandSpec = {
   name: 'policy show',
   usage: 'kin policy show --home DIR [CN|NAME] [--json]',
-  summary: 'The trust policy in force on a device, layer by layer, highest precedence first: policy events on the device, policy '
-    + 'events with subtree on its ancestors (nearest first), the local overrides of its config.json, the default policy; and the limits '
-    + 'that result (hops, ledger age, anchors). Without CN: this home\'s own device. Per action, the highest layer with a rule for it decides.',
+  summary:
+    'The trust policy in force on a device, layer by layer, highest precedence first: policy events on the device, policy ' +
+    'events with subtree on its ancestors (nearest first), the local overrides of its config.json, the default policy; and the limits ' +
+    "that result (hops, ledger age, anchors). Without CN: this home's own device. Per action, the highest layer with a rule for it decides.",
   options: {
     home: { type: 'string', help: 'the home whose ledger to read' },
   },
@@ -52,12 +53,14 @@ export const policyShow: CommandSpec = {
     const layers = policyLayers(state, cn, local)
     const limits = policyLimits(layers)
     const b = state.currentBinding(cn)
-    emit(args.json, { cn, name: b?.name ?? null, layers: layers.map(layerJson), limits }, () => [
-      `policy in force on ${cn}${b === undefined ? '' : ` "${shown(b.name)}"`}:`,
-      `  at most ${limits.maxHops} hops to a common ancestor; ${limits.maxHeadAge > 0 ? `ledger head at most ${limits.maxHeadAge} s old for actions other than view` : 'no ledger age limit'}; `
-        + (limits.anchors.length > 0 ? `peers only under ${limits.anchors.join(', ')}` : 'peers anywhere in the fleet'),
-      ...layers.flatMap((l, i) => [`  ${i + 1}. ${l.source}`, ...l.rules.map(r => `       ${ruleText(r)}`)]),
-    ].join('\n'))
+    emit(args.json, { cn, name: b?.name ?? null, layers: layers.map(layerJson), limits }, () =>
+      [
+        `policy in force on ${cn}${b === undefined ? '' : ` "${shown(b.name)}"`}:`,
+        `  at most ${limits.maxHops} hops to a common ancestor; ${limits.maxHeadAge > 0 ? `ledger head at most ${limits.maxHeadAge} s old for actions other than view` : 'no ledger age limit'}; ` +
+          (limits.anchors.length > 0 ? `peers only under ${limits.anchors.join(', ')}` : 'peers anywhere in the fleet'),
+        ...layers.flatMap((l, i) => [`  ${i + 1}. ${l.source}`, ...l.rules.map(r => `       ${ruleText(r)}`)]),
+      ].join('\n'),
+    )
     return 0
   },
 }
@@ -68,7 +71,8 @@ function anchorsOf(state: LedgerState, doc: PolicyDocument): string[] {
     try {
       return findIdentity(state, a)
     } catch (err) {
-      if (err instanceof KinError) throw new KinError('POLICY_INVALID', `policy file: anchor "${shown(a)}": ${err.message}`, { cause: err })
+      if (err instanceof KinError)
+        throw new KinError('POLICY_INVALID', `policy file: anchor "${shown(a)}": ${err.message}`, { cause: err })
       throw err
     }
   })
@@ -78,11 +82,12 @@ function anchorsOf(state: LedgerState, doc: PolicyDocument): string[] {
 export const policySet: CommandSpec = {
   name: 'policy set',
   usage: 'kin policy set --home DIR CN|NAME --file POLICY.json [--broker mqtts://HOST:PORT] [--timeout 10s] [--json]',
-  summary: 'Sign a policy event for device CN (and, with "subtree": true in the file, everything below it) with this home\'s ledger key, '
-    + 'record it and hand it to L0\'s miner, like kin revoke. This home must be CN itself or an ancestor that may delegate (admin or member). '
-    + 'The file: {"subtree": true, "maxHops": 4, "maxHeadAge": "1h", "anchors": ["front-door lock"], "rules": [{"action": "unlock", '
-    + '"roles": ["guest"], "from": "08:00", "to": "20:00"}]} — every field optional; times of day are UTC; anchors are CNs or names; '
-    + 'an empty rules list leaves actions to the layers below (docs/PROTOCOL.md §12.1). Exit 0 once L0 holds it, 1 when the ledger refuses it, 2 on errors.',
+  summary:
+    'Sign a policy event for device CN (and, with "subtree": true in the file, everything below it) with this home\'s ledger key, ' +
+    "record it and hand it to L0's miner, like kin revoke. This home must be CN itself or an ancestor that may delegate (admin or member). " +
+    'The file: {"subtree": true, "maxHops": 4, "maxHeadAge": "1h", "anchors": ["front-door lock"], "rules": [{"action": "unlock", ' +
+    '"roles": ["guest"], "from": "08:00", "to": "20:00"}]} — every field optional; times of day are UTC; anchors are CNs or names; ' +
+    'an empty rules list leaves actions to the layers below (docs/PROTOCOL.md §12.1). Exit 0 once L0 holds it, 1 when the ledger refuses it, 2 on errors.',
   options: {
     home: { type: 'string', help: 'the signing home: CN itself or an ancestor' },
     file: { type: 'string', help: 'the policy as JSON' },
@@ -92,10 +97,17 @@ export const policySet: CommandSpec = {
   async run(args) {
     const dir = requireString(args, 'home', 'the signing home, e.g. --home ./phone')
     const target = args.positionals[0]
-    if (target === undefined || args.positionals.length > 1) throw usageError("give the device the policy is for, e.g. 'kin policy set --home ./phone \"front-door lock\" --file lock-policy.json'")
+    if (target === undefined || args.positionals.length > 1)
+      throw usageError(
+        'give the device the policy is for, e.g. \'kin policy set --home ./phone "front-door lock" --file lock-policy.json\'',
+      )
     const file = requireString(args, 'file', 'the policy as JSON, e.g. --file lock-policy.json')
     const bytes = readFileSync(file)
-    if (bytes.length > MAX_POLICY_FILE_BYTES) throw new KinError('POLICY_INVALID', `${file} is ${bytes.length} bytes; a policy file holds at most ${MAX_POLICY_FILE_BYTES}`)
+    if (bytes.length > MAX_POLICY_FILE_BYTES)
+      throw new KinError(
+        'POLICY_INVALID',
+        `${file} is ${bytes.length} bytes; a policy file holds at most ${MAX_POLICY_FILE_BYTES}`,
+      )
     let parsed: unknown
     try {
       parsed = JSON.parse(bytes.toString('utf8'))
@@ -112,11 +124,15 @@ export const policySet: CommandSpec = {
       const state = ledger.state
       cn = findIdentity(state, target)
       const issuer = state.currentBinding(config.cn)
-      if (issuer === undefined) throw new KinError('HOME_MISSING', `${h.path('ledger')} holds no binding for this device (${config.cn})`)
+      if (issuer === undefined)
+        throw new KinError('HOME_MISSING', `${h.path('ledger')} holds no binding for this device (${config.cn})`)
       const subject = state.currentBinding(cn)!
       const body = {
-        subtree: doc.subtree ?? false, maxHops: doc.maxHops ?? 0, maxHeadAge: doc.maxHeadAge ?? 0,
-        anchors: anchorsOf(state, doc).map(a => labelOfCn(a, config.fleet)), rules: doc.rules ?? [],
+        subtree: doc.subtree ?? false,
+        maxHops: doc.maxHops ?? 0,
+        maxHeadAge: doc.maxHeadAge ?? 0,
+        anchors: anchorsOf(state, doc).map(a => labelOfCn(a, config.fleet)),
+        rules: doc.rules ?? [],
       }
       const e = signEvent(nodeCrypto, policyEvent(issuer, subject, body, now), h.readLedgerKey())
       ledger.check(e, { now })
@@ -124,9 +140,19 @@ export const policySet: CommandSpec = {
     }
     try {
       const broker = typeof args.values.broker === 'string' ? args.values.broker : undefined
-      const { e, delivery } = await deliverSignedEvent(dir, config, sign, { what: 'policy', now, timeoutMs, ...(broker !== undefined ? { broker } : {}), names: [target, ...(doc.anchors ?? [])] })
-      emit(args.json, { ok: true, cn, by: config.cn, id: e.idHex, policy: doc, ...delivery },
-        () => `policy for ${cn}${doc.subtree === true ? ' and its subtree' : ''} signed by ${config.cn}: ${delivery.note}`)
+      const { e, delivery } = await deliverSignedEvent(dir, config, sign, {
+        what: 'policy',
+        now,
+        timeoutMs,
+        ...(broker !== undefined ? { broker } : {}),
+        names: [target, ...(doc.anchors ?? [])],
+      })
+      emit(
+        args.json,
+        { ok: true, cn, by: config.cn, id: e.idHex, policy: doc, ...delivery },
+        () =>
+          `policy for ${cn}${doc.subtree === true ? ' and its subtree' : ''} signed by ${config.cn}: ${delivery.note}`,
+      )
       return 0
     } catch (err) {
       reportError(err, args.json)

@@ -13,7 +13,13 @@ import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home } from '../../runtime/home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
-import { brokerLoginOf, headSummary, lentClient, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
+import {
+  brokerLoginOf,
+  headSummary,
+  lentClient,
+  openFollowingHome,
+  type FollowingHome,
+} from '../../runtime/following-home.ts'
 
 /** What a renewal did. */
 export interface Renewal {
@@ -30,10 +36,19 @@ export interface Renewal {
 /** This device's binding, refused when its own ledger already says it may not renew (cheapest refusal: no broker needed). */
 export function renewableBinding(state: LedgerState, cn: string, now: number): Binding {
   const binding = state.currentBinding(cn)
-  if (binding === undefined) throw new KinError('HOME_MISSING', `this home's ledger holds no binding for ${cn}: run 'kin sync' first`)
+  if (binding === undefined)
+    throw new KinError('HOME_MISSING', `this home's ledger holds no binding for ${cn}: run 'kin sync' first`)
   const invalid = state.invalidAt(binding, now)
-  if (invalid?.code === 'EXPIRED') throw new VerificationError('RENEW_EXPIRED', `the authorization of ${cn} ended at ${isoTime(invalid.notAfter)}: only a new invite brings this device back`)
-  if (invalid !== undefined) throw new VerificationError('RENEW_REVOKED', `${cn} may not renew: this home's ledger says ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid ? ` (${invalid.ancestorCn})` : ''}`)
+  if (invalid?.code === 'EXPIRED')
+    throw new VerificationError(
+      'RENEW_EXPIRED',
+      `the authorization of ${cn} ended at ${isoTime(invalid.notAfter)}: only a new invite brings this device back`,
+    )
+  if (invalid !== undefined)
+    throw new VerificationError(
+      'RENEW_REVOKED',
+      `${cn} may not renew: this home's ledger says ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid ? ` (${invalid.ancestorCn})` : ''}`,
+    )
   return binding
 }
 
@@ -43,24 +58,44 @@ export function renewableBinding(state: LedgerState, cn: string, now: number): B
  * it, and only then replaces cert.pem (temp file, fsync, rename) — so the home never presents a certificate peers
  * cannot find in the ledger. Interrupted before that, cert.pem is the old one, still valid; renewing again is safe.
  */
-export async function renewOpenedHome(opened: FollowingHome, opts: { now: number; timeoutMs: number }): Promise<Renewal> {
+export async function renewOpenedHome(
+  opened: FollowingHome,
+  opts: { now: number; timeoutMs: number },
+): Promise<Renewal> {
   const { home, config, follower } = opened
   const binding = renewableBinding(opened.files.ledger.ledger.state, config.cn, opts.now)
   const login = brokerLoginOf(home, config)
   const previous = DeviceCertificate.from(login.certPem, { sha256: nodeCrypto.sha256 })
   // Carried out inside the home's agent: ride on its broker session (a second one under the CN would push it off).
-  const client = await lentClient(home.dir, opts.timeoutMs) ?? await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
-    // A refused login cannot say why (CONNACK 5); this home's ledger did not know of a revocation, L0's may.
-    if (err instanceof KinError && err.code === 'BROKER_REFUSED') {
-      throw new KinError('BROKER_REFUSED', `L0 refuses this device's login, so it cannot renew: revoked or expired in L0's ledger? (${err.message})`, { cause: err })
-    }
-    throw err
-  })
+  const client =
+    (await lentClient(home.dir, opts.timeoutMs)) ??
+    (await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
+      // A refused login cannot say why (CONNACK 5); this home's ledger did not know of a revocation, L0's may.
+      if (err instanceof KinError && err.code === 'BROKER_REFUSED') {
+        throw new KinError(
+          'BROKER_REFUSED',
+          `L0 refuses this device's login, so it cannot renew: revoked or expired in L0's ledger? (${err.message})`,
+          { cause: err },
+        )
+      }
+      throw err
+    }))
   let fresh: DeviceCertificate
   try {
-    fresh = await requestRenewal(nodeCrypto, nodePki, client.session, {
-      fleet: config.fleet, cn: config.cn, l0Cn: login.l0Cn, certPem: login.certPem, tlsKeyPem: login.keyPem, rootPem: login.rootPem,
-    }, { timeoutMs: opts.timeoutMs })
+    fresh = await requestRenewal(
+      nodeCrypto,
+      nodePki,
+      client.session,
+      {
+        fleet: config.fleet,
+        cn: config.cn,
+        l0Cn: login.l0Cn,
+        certPem: login.certPem,
+        tlsKeyPem: login.keyPem,
+        rootPem: login.rootPem,
+      },
+      { timeoutMs: opts.timeoutMs },
+    )
   } finally {
     await client.close().catch(() => undefined)
   }
@@ -68,22 +103,36 @@ export async function renewOpenedHome(opened: FollowingHome, opts: { now: number
   const out = await follower.submit([certified])
   if (out.accepted.length !== 1) {
     const r = out.refused[0]
-    throw new VerificationError((r?.code ?? 'MISSING_LINK') as KinError['code'], `this device's ledger refused the certified event of the new certificate: ${r?.message ?? 'a link is missing'}`)
+    throw new VerificationError(
+      (r?.code ?? 'MISSING_LINK') as KinError['code'],
+      `this device's ledger refused the certified event of the new certificate: ${r?.message ?? 'a link is missing'}`,
+    )
   }
   try {
     follower.start()
     await follower.waitCovered([certified.idHex], opts.timeoutMs)
   } catch (err) {
     const cause = follower.lastError ?? (err as KinError)
-    throw new KinError(cause.code, `L0 issued a new certificate but has not sealed its certified event within ${opts.timeoutMs} ms (${cause.message}); ${home.path('cert')} keeps the old one, still valid: run 'kin renew' again`, {
-      cause, detail: { certifiedId: certified.idHex },
-    })
+    throw new KinError(
+      cause.code,
+      `L0 issued a new certificate but has not sealed its certified event within ${opts.timeoutMs} ms (${cause.message}); ${home.path('cert')} keeps the old one, still valid: run 'kin renew' again`,
+      {
+        cause,
+        detail: { certifiedId: certified.idHex },
+      },
+    )
   }
   home.writePublic('cert', fresh.pem)
   const r = follower.replica
   return {
-    cn: config.cn, serial: fresh.serialHex, notBefore: fresh.notBefore, notAfter: fresh.notAfter, certHash: fresh.certHashHex,
-    previous: { serial: previous.serialHex, notAfter: previous.notAfter }, certifiedId: certified.idHex, head: headSummary(r.head, r.headId),
+    cn: config.cn,
+    serial: fresh.serialHex,
+    notBefore: fresh.notBefore,
+    notAfter: fresh.notAfter,
+    certHash: fresh.certHashHex,
+    previous: { serial: previous.serialHex, notAfter: previous.notAfter },
+    certifiedId: certified.idHex,
+    head: headSummary(r.head, r.headId),
   }
 }
 
@@ -91,23 +140,28 @@ export async function renewOpenedHome(opened: FollowingHome, opts: { now: number
 export const renew: CommandSpec = {
   name: 'renew',
   usage: 'kin renew --home DIR [--timeout 30s] [--json]',
-  summary: "Get a fresh certificate for this device's key from L0's CA before the current one expires. The request goes over "
-    + "this device's own session (its current certificate authenticates it); L0 re-issues after checking the device's binding in "
-    + 'its ledger (not revoked, no ancestor revoked over it, not past its authorization\'s end), with no new authorization. The '
-    + 'new certificate ends no later than the authorization does. This device records it in a certified event; once a head of '
-    + "L0's covers that event, DIR/cert.pem is replaced atomically. 'kin serve' renews by itself when less than a fraction of the "
-    + 'validity is left (--renew-at). Exit 0 renewed, 1 refused (RENEW_REVOKED, RENEW_EXPIRED, RENEW_CERT_MISMATCH), 2 other errors '
-    + '(cert.pem then keeps the old certificate).',
+  summary:
+    "Get a fresh certificate for this device's key from L0's CA before the current one expires. The request goes over " +
+    "this device's own session (its current certificate authenticates it); L0 re-issues after checking the device's binding in " +
+    "its ledger (not revoked, no ancestor revoked over it, not past its authorization's end), with no new authorization. The " +
+    'new certificate ends no later than the authorization does. This device records it in a certified event; once a head of ' +
+    "L0's covers that event, DIR/cert.pem is replaced atomically. 'kin serve' renews by itself when less than a fraction of the " +
+    'validity is left (--renew-at). Exit 0 renewed, 1 refused (RENEW_REVOKED, RENEW_EXPIRED, RENEW_CERT_MISMATCH), 2 other errors ' +
+    '(cert.pem then keeps the old certificate).',
   options: {
     home: { type: 'string', help: 'the device home whose certificate to renew' },
     timeout: { type: 'string', help: 'how long to wait for L0 at each step', default: '30s' },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the device home to renew, e.g. --home ./phone')
-    if (args.positionals.length > 0) throw usageError(`kin renew takes no positional arguments, got "${args.positionals.join(' ')}"`)
+    if (args.positionals.length > 0)
+      throw usageError(`kin renew takes no positional arguments, got "${args.positionals.join(' ')}"`)
     const timeoutMs = parseDurationMs(String(args.values.timeout), 'timeout')
     const config = new Home(dir).readConfig()
-    if (config.l0 === true) throw usageError(`${dir} is L0's home: L0's certificate comes from its own CA when 'kin broker' starts, not from 'kin renew'`)
+    if (config.l0 === true)
+      throw usageError(
+        `${dir} is L0's home: L0's certificate comes from its own CA when 'kin broker' starts, not from 'kin renew'`,
+      )
     try {
       const opened = await openFollowingHome(dir)
       let renewal: Renewal
@@ -116,8 +170,12 @@ export const renew: CommandSpec = {
       } finally {
         await opened.close()
       }
-      emit(args.json, { ok: true, ...renewal }, () =>
-        `renewed ${renewal.cn}: certificate ${renewal.serial} valid until ${isoTime(renewal.notAfter)} (was ${isoTime(renewal.previous.notAfter)}), recorded in head ${String(renewal.head?.['height'] ?? '?')}`)
+      emit(
+        args.json,
+        { ok: true, ...renewal },
+        () =>
+          `renewed ${renewal.cn}: certificate ${renewal.serial} valid until ${isoTime(renewal.notAfter)} (was ${isoTime(renewal.previous.notAfter)}), recorded in head ${String(renewal.head?.['height'] ?? '?')}`,
+      )
       return 0
     } catch (err) {
       reportError(err, args.json)

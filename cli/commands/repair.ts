@@ -61,7 +61,11 @@ function salvage(bytes: Uint8Array): Salvage {
 async function damageOf(home: Home): Promise<KinError | undefined> {
   const storage = memoryStorage()
   const read = (name: string): Uint8Array => {
-    try { return readHomeFile(join(home.dir, name)) } catch { return new Uint8Array(0) }
+    try {
+      return readHomeFile(join(home.dir, name))
+    } catch {
+      return new Uint8Array(0)
+    }
   }
   storage.files.set(LEDGER_FILE, read(LEDGER_FILE))
   storage.files.set(SYNC_FILE, read(SYNC_FILE))
@@ -80,15 +84,25 @@ function genesisOf(home: Home, events: EncodedEvent[]): { genesis: EncodedEvent;
   const first = events[0]
   const rootHash = nodeCrypto.sha256(DeviceCertificate.from(home.readText('root'), { sha256: nodeCrypto.sha256 }).der)
   if (first === undefined || first.event.type !== 'genesis') {
-    throw new KinError('REPAIR_NO_GENESIS', `${home.path('ledger')} does not start with a readable genesis event: there is nothing to anchor a rebuild on; enroll this device again`)
+    throw new KinError(
+      'REPAIR_NO_GENESIS',
+      `${home.path('ledger')} does not start with a readable genesis event: there is nothing to anchor a rebuild on; enroll this device again`,
+    )
   }
   try {
     new Ledger(nodeCrypto).ingest(first.bytes)
   } catch (err) {
-    throw new KinError('REPAIR_NO_GENESIS', `the genesis event of ${home.path('ledger')} does not verify (${(err as KinError).code}): enroll this device again`, { cause: err })
+    throw new KinError(
+      'REPAIR_NO_GENESIS',
+      `the genesis event of ${home.path('ledger')} does not verify (${(err as KinError).code}): enroll this device again`,
+      { cause: err },
+    )
   }
   if (!bytesEqual(first.event.body.rootCertHash, rootHash)) {
-    throw new KinError('REPAIR_NO_GENESIS', `the genesis event of ${home.path('ledger')} names another root certificate than ${home.path('root')}: enroll this device again`)
+    throw new KinError(
+      'REPAIR_NO_GENESIS',
+      `the genesis event of ${home.path('ledger')} names another root certificate than ${home.path('root')}: enroll this device again`,
+    )
   }
   return { genesis: first, minerKey: first.event.body.minerKey }
 }
@@ -109,29 +123,39 @@ function heldHeadOf(home: Home, minerKey: Uint8Array): BlockHead | undefined {
 function requireExtends(log: readonly EncodedEvent[], held: BlockHead | undefined): void {
   if (held === undefined) return
   if (log.length < held.treeSize) {
-    throw new KinError('HEAD_ROLLBACK', `L0's ledger holds ${log.length} events, fewer than the ${held.treeSize} of head ${held.height} this device verified before: nothing was changed`)
+    throw new KinError(
+      'HEAD_ROLLBACK',
+      `L0's ledger holds ${log.length} events, fewer than the ${held.treeSize} of head ${held.height} this device verified before: nothing was changed`,
+    )
   }
   const tree = new MerkleTree(nodeCrypto)
   for (let i = 0; i < held.treeSize; i++) tree.append(log[i]!.id)
   if (!bytesEqual(tree.root(), held.root)) {
-    throw new KinError('HEAD_INCONSISTENT', `L0's ledger does not extend head ${held.height} this device verified before: nothing was changed`)
+    throw new KinError(
+      'HEAD_INCONSISTENT',
+      `L0's ledger does not extend head ${held.height} this device verified before: nothing was changed`,
+    )
   }
 }
 
 /** A time as it goes into a file name: 20260101T000000Z. */
 function fileStamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
 }
 
 /** `kin repair`. */
 export const repair: CommandSpec = {
   name: 'repair',
   usage: 'kin repair --home DIR [--timeout 30s] [--json]',
-  summary: "Rebuild a device's damaged ledger from L0. When DIR/ledger.cbor (with DIR/sync.cbor) no longer opens — STORAGE_DAMAGED, a DUPLICATE_EVENT, a torn or "
-    + "cut file — fetch the whole ledger again from L0's miner starting at the file's own genesis (which must verify and name DIR/root.pem), verified as "
-    + "every sync is and required to extend the head this device verified before; then keep the damaged files aside as DIR/ledger.damaged-TIME and "
-    + 'DIR/sync.damaged-TIME and put the rebuilt ones in their place. Says which events of the damaged file L0 does not have (dropped) and how many '
-    + 'bytes could not be read. Stop kin serve or kin sync --follow on DIR first. Exit 0 repaired or nothing to repair, 2 on errors (the home is then unchanged).',
+  summary:
+    "Rebuild a device's damaged ledger from L0. When DIR/ledger.cbor (with DIR/sync.cbor) no longer opens — STORAGE_DAMAGED, a DUPLICATE_EVENT, a torn or " +
+    "cut file — fetch the whole ledger again from L0's miner starting at the file's own genesis (which must verify and name DIR/root.pem), verified as " +
+    'every sync is and required to extend the head this device verified before; then keep the damaged files aside as DIR/ledger.damaged-TIME and ' +
+    'DIR/sync.damaged-TIME and put the rebuilt ones in their place. Says which events of the damaged file L0 does not have (dropped) and how many ' +
+    'bytes could not be read. Stop kin serve or kin sync --follow on DIR first. Exit 0 repaired or nothing to repair, 2 on errors (the home is then unchanged).',
   options: {
     home: { type: 'string', help: 'the device home whose ledger to rebuild' },
     timeout: { type: 'string', help: 'limit for fetching the ledger from L0', default: '30s' },
@@ -142,14 +166,23 @@ export const repair: CommandSpec = {
     if (seconds < 1) throw usageError('--timeout must be at least 1s')
     const home = new Home(dir)
     const config = home.readConfig()
-    if (config.l0 === true) throw new KinError('BAD_ARGUMENT', `${home.dir} is L0's home: L0's ledger is the miner's log itself; restore it from a backup of L0's home`)
-    if (!followsBroker(config)) throw usageError(`${home.path('config')} names no broker and L0 CN to rebuild from (written by 'kin enroll')`)
+    if (config.l0 === true)
+      throw new KinError(
+        'BAD_ARGUMENT',
+        `${home.dir} is L0's home: L0's ledger is the miner's log itself; restore it from a backup of L0's home`,
+      )
+    if (!followsBroker(config))
+      throw usageError(`${home.path('config')} names no broker and L0 CN to rebuild from (written by 'kin enroll')`)
     const release = takeLedgerLock(home)
     const staging = join(home.dir, `.repair-${process.pid}`)
     try {
       const damage = await damageOf(home)
       if (damage === undefined) {
-        emit(args.json, { ok: true, repaired: false, file: home.path('ledger') }, () => `${home.path('ledger')} opens and verifies: nothing to repair`)
+        emit(
+          args.json,
+          { ok: true, repaired: false, file: home.path('ledger') },
+          () => `${home.path('ledger')} opens and verifies: nothing to repair`,
+        )
         return 0
       }
       const old = salvage(readHomeFile(home.path('ledger')))
@@ -164,14 +197,28 @@ export const repair: CommandSpec = {
       await seed.append(genesis.bytes)
       await seed.close()
       const files = await openReplicaFiles(nodeCrypto, storage)
-      const follower = new LedgerFollower({ transport: nodeTransport, login: brokerLoginOf(home, config), fleet: config.fleet, replica: files.replica, clock: { now: () => Math.floor(Date.now() / 1000) } })
+      const follower = new LedgerFollower({
+        transport: nodeTransport,
+        login: brokerLoginOf(home, config),
+        fleet: config.fleet,
+        replica: files.replica,
+        clock: { now: () => Math.floor(Date.now() / 1000) },
+      })
       let log: readonly EncodedEvent[]
       let head: BlockHead | undefined
       let headId: string | undefined
       try {
         const report = await follower.syncOnce(seconds * 1000)
-        if (report.alarms.length > 0) throw new KinError(report.alarms[0]!.code as KinError['code'], `L0's head was refused: ${report.alarms[0]!.message}; nothing was changed`)
-        if (report.head === undefined) throw new KinError('HEAD_MISSING', "L0's miner has not signed a head yet: nothing to rebuild from; nothing was changed")
+        if (report.alarms.length > 0)
+          throw new KinError(
+            report.alarms[0]!.code as KinError['code'],
+            `L0's head was refused: ${report.alarms[0]!.message}; nothing was changed`,
+          )
+        if (report.head === undefined)
+          throw new KinError(
+            'HEAD_MISSING',
+            "L0's miner has not signed a head yet: nothing to rebuild from; nothing was changed",
+          )
         log = [...files.ledger.ledger.state.log]
         head = report.head
         headId = report.headId
@@ -185,27 +232,49 @@ export const repair: CommandSpec = {
       let duplicates = 0
       const dropped: Array<Record<string, unknown>> = []
       for (const e of old.events) {
-        if (seen.has(e.idHex)) { duplicates++; continue }
+        if (seen.has(e.idHex)) {
+          duplicates++
+          continue
+        }
         seen.add(e.idHex)
         if (!has.has(e.idHex)) dropped.push({ id: e.idHex, type: e.event.type, time: e.event.time })
       }
       const stamp = fileStamp(Date.now())
       const kept = join(home.dir, `ledger.damaged-${stamp}`)
       renameSync(home.path('ledger'), kept)
-      try { renameSync(join(home.dir, SYNC_FILE), join(home.dir, `sync.damaged-${stamp}`)) } catch { /* no sync file */ }
+      try {
+        renameSync(join(home.dir, SYNC_FILE), join(home.dir, `sync.damaged-${stamp}`))
+      } catch {
+        /* no sync file */
+      }
       renameSync(join(staging, SYNC_FILE), join(home.dir, SYNC_FILE))
       renameSync(join(staging, LEDGER_FILE), home.path('ledger'))
-      emit(args.json, {
-        ok: true, repaired: true, file: home.path('ledger'), events: log.length, head: headSummary(head, headId),
-        damage: { code: damage.code, message: damage.message }, kept, dropped, duplicates, unreadableBytes: old.unreadableBytes,
-      }, () => [
-        `rebuilt ${home.path('ledger')} from L0: ${log.length} events, head ${head!.height} over ${head!.treeSize} events (${isoTime(head!.time)})`,
-        `  it was damaged (${damage.code}: ${damage.message}); kept as ${kept}`,
-        ...(duplicates > 0 ? [`  ${duplicates} duplicate record(s) left out`] : []),
-        ...(old.unreadableBytes > 0 ? [`  ${old.unreadableBytes} bytes could not be read`] : []),
-        dropped.length === 0 ? '  dropped nothing: L0 has every event the damaged file held' : `  dropped ${dropped.length} event(s) L0 does not have:`,
-        ...dropped.map(d => `    ${String(d['type'])} ${String(d['id'])} (${isoTime(d['time'] as number)})`),
-      ].join('\n'))
+      emit(
+        args.json,
+        {
+          ok: true,
+          repaired: true,
+          file: home.path('ledger'),
+          events: log.length,
+          head: headSummary(head, headId),
+          damage: { code: damage.code, message: damage.message },
+          kept,
+          dropped,
+          duplicates,
+          unreadableBytes: old.unreadableBytes,
+        },
+        () =>
+          [
+            `rebuilt ${home.path('ledger')} from L0: ${log.length} events, head ${head!.height} over ${head!.treeSize} events (${isoTime(head!.time)})`,
+            `  it was damaged (${damage.code}: ${damage.message}); kept as ${kept}`,
+            ...(duplicates > 0 ? [`  ${duplicates} duplicate record(s) left out`] : []),
+            ...(old.unreadableBytes > 0 ? [`  ${old.unreadableBytes} bytes could not be read`] : []),
+            dropped.length === 0
+              ? '  dropped nothing: L0 has every event the damaged file held'
+              : `  dropped ${dropped.length} event(s) L0 does not have:`,
+            ...dropped.map(d => `    ${String(d['type'])} ${String(d['id'])} (${isoTime(d['time'] as number)})`),
+          ].join('\n'),
+      )
       return 0
     } finally {
       rmSync(staging, { recursive: true, force: true })

@@ -30,8 +30,22 @@ export function readAuditRecords(path: string, max: number = MAX_REPORT_DECISION
       continue
     }
     const o = r as Record<string, unknown>
-    if (typeof o.time !== 'number' || typeof o.action !== 'string' || typeof o.allow !== 'boolean' || typeof o.code !== 'string' || !Array.isArray(o.path)) continue
-    records.push({ time: o.time, peer: typeof o.peer === 'string' ? o.peer : undefined, action: o.action, allow: o.allow, code: o.code, path: o.path.filter((p): p is string => typeof p === 'string') })
+    if (
+      typeof o.time !== 'number' ||
+      typeof o.action !== 'string' ||
+      typeof o.allow !== 'boolean' ||
+      typeof o.code !== 'string' ||
+      !Array.isArray(o.path)
+    )
+      continue
+    records.push({
+      time: o.time,
+      peer: typeof o.peer === 'string' ? o.peer : undefined,
+      action: o.action,
+      allow: o.allow,
+      code: o.code,
+      path: o.path.filter((p): p is string => typeof p === 'string'),
+    })
   }
   return records.slice(-max)
 }
@@ -40,10 +54,11 @@ export function readAuditRecords(path: string, max: number = MAX_REPORT_DECISION
 export const report: CommandSpec = {
   name: 'report',
   usage: 'kin report --home DIR --out FILE.html [--force] [--json]',
-  summary: "Draw this home's fleet as an HTML page: the identity tree with names, roles and revocations, the ledger as a timeline with "
-    + 'its signed heads, and the access decisions its audit log recorded, each with its path through the tree — the same page kin sim draws. '
-    + 'Reads the home without taking it over (a running kin serve or kin broker keeps it); run kin sync first for the newest picture. '
-    + 'FILE is replaced only with --force (STORAGE_EXISTS otherwise).',
+  summary:
+    "Draw this home's fleet as an HTML page: the identity tree with names, roles and revocations, the ledger as a timeline with " +
+    'its signed heads, and the access decisions its audit log recorded, each with its path through the tree — the same page kin sim draws. ' +
+    'Reads the home without taking it over (a running kin serve or kin broker keeps it); run kin sync first for the newest picture. ' +
+    'FILE is replaced only with --force (STORAGE_EXISTS otherwise).',
   options: {
     home: { type: 'string', help: 'the home whose ledger and audit log to draw' },
     out: { type: 'string', help: 'the HTML file to write' },
@@ -58,12 +73,28 @@ export const report: CommandSpec = {
     const now = Math.floor(Date.now() / 1000)
     const built = await readHomeLog(home, config, log =>
       homeReport({
-        fleet: config.fleet, selfCn: config.cn, state: log.state, heads: log.heads(), audit: readAuditRecords(home.path('audit')), now,
+        fleet: config.fleet,
+        selfCn: config.cn,
+        state: log.state,
+        heads: log.heads(),
+        audit: readAuditRecords(home.path('audit')),
+        now,
         command: `kin report --home ${dir} --out ${args.values.out as string}`,
-      }))
+      }),
+    )
     writeReport(out, built)
-    emit(args.json, { out: resolve(out), devices: built.devices.length, events: built.events.length, heads: built.heads.length, decisions: built.decisions.length },
-      () => `wrote ${out}: ${built.devices.length} identities, ${built.events.length} events, ${built.heads.length} heads, ${built.decisions.length} decisions`)
+    emit(
+      args.json,
+      {
+        out: resolve(out),
+        devices: built.devices.length,
+        events: built.events.length,
+        heads: built.heads.length,
+        decisions: built.decisions.length,
+      },
+      () =>
+        `wrote ${out}: ${built.devices.length} identities, ${built.events.length} events, ${built.heads.length} heads, ${built.decisions.length} decisions`,
+    )
     return 0
   },
 }

@@ -22,12 +22,24 @@ function effectiveOf(text: string, now: number): number {
 }
 
 /** The signed revoke of `cn` by this home's identity, checked against `ledger` (VerificationError with the ledger's code). */
-function signedRevoke(ledger: Ledger, home: Home, config: HomeConfig, cn: string, body: { reason: RevokeReasonName; effective: number; subtree: boolean }, now: number): EncodedEvent {
+function signedRevoke(
+  ledger: Ledger,
+  home: Home,
+  config: HomeConfig,
+  cn: string,
+  body: { reason: RevokeReasonName; effective: number; subtree: boolean },
+  now: number,
+): EncodedEvent {
   const state = ledger.state
   const issuer = state.currentBinding(config.cn)
-  if (issuer === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} holds no binding for this device (${config.cn})`)
+  if (issuer === undefined)
+    throw new KinError('HOME_MISSING', `${home.path('ledger')} holds no binding for this device (${config.cn})`)
   const target = state.currentBinding(cn)
-  if (target === undefined) throw new VerificationError('SUBJECT_UNKNOWN', `this device's ledger does not know ${cn}, even after asking L0: check the name, or revoke from a device that knows it`)
+  if (target === undefined)
+    throw new VerificationError(
+      'SUBJECT_UNKNOWN',
+      `this device's ledger does not know ${cn}, even after asking L0: check the name, or revoke from a device that knows it`,
+    )
   const e = signEvent(nodeCrypto, revokeEvent(issuer, target, body, now), home.readLedgerKey())
   ledger.check(e, { now })
   return e
@@ -36,13 +48,15 @@ function signedRevoke(ledger: Ledger, home: Home, config: HomeConfig, cn: string
 /** `kin revoke`. */
 export const revoke: CommandSpec = {
   name: 'revoke',
-  usage: 'kin revoke --home DIR CN [--reason compromised|lost|retired] [--subtree] [--effective ISO|now] [--broker mqtts://HOST:PORT] [--timeout 10s] [--json]',
-  summary: "Revoke identity CN and tell L0's miner. Sign a revoke event with this home's ledger key (the home must be CN itself or one of its ancestors: "
-    + 'L0 may revoke anyone), check it against the home\'s ledger, record it and hand it to L0\'s miner, which seals it into a head that '
-    + 'gossips to every device; a device that receives it denies CN from its own ledger at once, offline too. compromised (the default) '
-    + 'also voids what CN\'s key signed after --effective; --subtree revokes everything below CN as well. On L0\'s home while '
-    + "'kin broker' runs, the event goes through the broker (give --broker). Exit 0 once L0 holds it, 1 when the ledger refuses "
-    + 'it, 2 on other errors (the event may then be recorded here and still on its way: see the message).',
+  usage:
+    'kin revoke --home DIR CN [--reason compromised|lost|retired] [--subtree] [--effective ISO|now] [--broker mqtts://HOST:PORT] [--timeout 10s] [--json]',
+  summary:
+    "Revoke identity CN and tell L0's miner. Sign a revoke event with this home's ledger key (the home must be CN itself or one of its ancestors: " +
+    "L0 may revoke anyone), check it against the home's ledger, record it and hand it to L0's miner, which seals it into a head that " +
+    'gossips to every device; a device that receives it denies CN from its own ledger at once, offline too. compromised (the default) ' +
+    "also voids what CN's key signed after --effective; --subtree revokes everything below CN as well. On L0's home while " +
+    "'kin broker' runs, the event goes through the broker (give --broker). Exit 0 once L0 holds it, 1 when the ledger refuses " +
+    'it, 2 on other errors (the event may then be recorded here and still on its way: see the message).',
   options: {
     home: { type: 'string', help: 'the revoking home: CN itself, an ancestor, or L0' },
     reason: { type: 'string', help: `why: ${REASONS.join(', ')}`, default: 'compromised' },
@@ -54,22 +68,45 @@ export const revoke: CommandSpec = {
   async run(args) {
     const dir = requireString(args, 'home', 'the revoking home, e.g. --home ./phone')
     const cn = args.positionals[0]
-    if (cn === undefined || args.positionals.length > 1) throw usageError("give the CN to revoke, e.g. 'kin revoke --home ./phone 3xk…home.arpa'")
+    if (cn === undefined || args.positionals.length > 1)
+      throw usageError("give the CN to revoke, e.g. 'kin revoke --home ./phone 3xk…home.arpa'")
     const reason = String(args.values.reason) as RevokeReasonName
     if (!REASONS.includes(reason)) throw usageError(`--reason must be one of ${REASONS.join(', ')}, got "${reason}"`)
     const timeoutMs = parseDuration(String(args.values.timeout), 'timeout') * 1000
     const now = Math.floor(Date.now() / 1000)
-    const body = { reason, effective: effectiveOf(String(args.values.effective), now), subtree: args.values.subtree === true }
+    const body = {
+      reason,
+      effective: effectiveOf(String(args.values.effective), now),
+      subtree: args.values.subtree === true,
+    }
     const home = new Home(dir)
     const config = home.readConfig()
     requireFleetCn(cn, config.fleet)
     try {
       const broker = typeof args.values.broker === 'string' ? args.values.broker : undefined
       const sign: EventSigner = (ledger, h, c) => signedRevoke(ledger, h, c, cn, body, now)
-      const { e, delivery } = await deliverSignedEvent(dir, config, sign, { what: 'revocation', now, timeoutMs, ...(broker !== undefined ? { broker } : {}), names: [cn] })
-      emit(args.json, {
-        ok: true, cn, by: config.cn, id: e.idHex, reason, effective: body.effective, subtree: body.subtree, ...delivery,
-      }, () => `revoked ${cn} (${reason}${body.subtree ? ', with its subtree' : ''}, effective ${isoTime(body.effective)}) by ${config.cn}: ${delivery.note}`)
+      const { e, delivery } = await deliverSignedEvent(dir, config, sign, {
+        what: 'revocation',
+        now,
+        timeoutMs,
+        ...(broker !== undefined ? { broker } : {}),
+        names: [cn],
+      })
+      emit(
+        args.json,
+        {
+          ok: true,
+          cn,
+          by: config.cn,
+          id: e.idHex,
+          reason,
+          effective: body.effective,
+          subtree: body.subtree,
+          ...delivery,
+        },
+        () =>
+          `revoked ${cn} (${reason}${body.subtree ? ', with its subtree' : ''}, effective ${isoTime(body.effective)}) by ${config.cn}: ${delivery.note}`,
+      )
       return 0
     } catch (err) {
       reportError(err, args.json)

@@ -9,10 +9,11 @@ import { homeHolder, openHomeView, shown, standingJson, standingText } from '../
 export const status: CommandSpec = {
   name: 'status',
   usage: 'kin status --home DIR [--json]',
-  summary: "Who this device is and how it stands. Shows its CN, friendly name, role, fleet and parent; when its certificate expires; the home's ledger "
-    + '(events, and the last head it verified: height, tree size, time); the broker it follows; whether kin serve, kin sync --follow or kin broker '
-    + 'holds the home; and whether its own identity was revoked or expired. Reads the home without taking it over. Times are ISO 8601 '
-    + '(seconds since the epoch with --json). Exit 0 when the identity stands, 1 when it is revoked or expired, 2 on errors.',
+  summary:
+    "Who this device is and how it stands. Shows its CN, friendly name, role, fleet and parent; when its certificate expires; the home's ledger " +
+    '(events, and the last head it verified: height, tree size, time); the broker it follows; whether kin serve, kin sync --follow or kin broker ' +
+    'holds the home; and whether its own identity was revoked or expired. Reads the home without taking it over. Times are ISO 8601 ' +
+    '(seconds since the epoch with --json). Exit 0 when the identity stands, 1 when it is revoked or expired, 2 on errors.',
   options: {
     home: { type: 'string', help: 'the home directory to describe' },
   },
@@ -29,12 +30,26 @@ export const status: CommandSpec = {
     const holder = homeHolder(home)
     const standing = self === undefined ? { valid: false, code: 'SUBJECT_UNKNOWN' } : standingJson(state, invalid)
     const out = {
-      cn: config.cn, name: self?.name ?? null, role: self?.role ?? config.role, kind: self?.kind ?? null, fleet: config.fleet, l0: config.l0 === true,
+      cn: config.cn,
+      name: self?.name ?? null,
+      role: self?.role ?? config.role,
+      kind: self?.kind ?? null,
+      fleet: config.fleet,
+      l0: config.l0 === true,
       parent: parent === undefined ? null : { cn: parent.cn, name: parent.name, role: parent.role },
       certificate: { notAfter: cert.notAfter, expiresIn: cert.notAfter - now, serial: cert.serialHex },
       identityNotAfter: self?.notAfter ?? null,
       ledger: { events: state.log.length },
-      head: view.head === undefined ? null : { height: view.head.height, treeSize: view.head.treeSize, time: view.head.time, id: view.headId, confirmedAt: view.confirmedAt ?? null },
+      head:
+        view.head === undefined
+          ? null
+          : {
+              height: view.head.height,
+              treeSize: view.head.treeSize,
+              time: view.head.time,
+              id: view.headId,
+              confirmedAt: view.confirmedAt ?? null,
+            },
       broker: typeof config.broker === 'string' ? config.broker : null,
       agent: holder === undefined ? null : { pid: holder.pid, what: holder.what },
       standing,
@@ -50,12 +65,15 @@ export const status: CommandSpec = {
         `  broker       ${out.broker ?? (config.l0 === true ? 'this home runs it (kin broker)' : 'none named in config.json')}`,
         `  agent        ${holder === undefined ? 'none running on this home' : `${holder.what} (pid ${holder.pid}) holds this home`}`,
       ]
-      if (self === undefined) lines.push(`  NOT IN LEDGER: ${config.cn} has no authorize event in this home's ledger (run kin sync)`)
+      if (self === undefined)
+        lines.push(`  NOT IN LEDGER: ${config.cn} has no authorize event in this home's ledger (run kin sync)`)
       else if (invalid !== undefined) {
         const why = standingText(state, invalid)!
-        lines.push(invalid.code === 'REVOKED' || invalid.code === 'ANCESTOR_REVOKED'
-          ? `  REVOKED: this device's identity is no longer valid — ${why}. Peers refuse it; enroll it again under a new name.`
-          : `  NOT VALID: ${why}.`)
+        lines.push(
+          invalid.code === 'REVOKED' || invalid.code === 'ANCESTOR_REVOKED'
+            ? `  REVOKED: this device's identity is no longer valid — ${why}. Peers refuse it; enroll it again under a new name.`
+            : `  NOT VALID: ${why}.`,
+        )
       } else lines.push('  identity     valid')
       return lines.join('\n')
     })

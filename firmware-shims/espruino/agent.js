@@ -25,7 +25,8 @@
 function labelOf(fleet, cn) {
   var suffix = '.' + fleet;
   var label = cn.slice(-suffix.length) === suffix ? cn.slice(0, cn.length - suffix.length) : '';
-  if (label.length === 0 || /[.\/+#]/.test(label)) throw new Error('CERT_NAMES: ' + cn + ' is not a device name of fleet ' + fleet);
+  if (label.length === 0 || /[.\/+#]/.test(label))
+    throw new Error('CERT_NAMES: ' + cn + ' is not a device name of fleet ' + fleet);
   return label;
 }
 
@@ -69,7 +70,9 @@ function espruinoAgent(options) {
     ask: function (action, peerHint) {
       return ready.then(function () {
         var request = verdicts.request(action, peerHint);
-        return session.publish(theirs, request.line).then(function () { return request.nonce; });
+        return session.publish(theirs, request.line).then(function () {
+          return request.nonce;
+        });
       });
     }
   };

@@ -10,12 +10,24 @@
  */
 
 function espruinoClock(nowMs, setSeconds) {
-  var read = nowMs || function () { return Date.now(); };
-  var write = setSeconds || function (seconds) { setTime(seconds); };
+  var read =
+    nowMs ||
+    function () {
+      return Date.now();
+    };
+  var write =
+    setSeconds ||
+    function (seconds) {
+      setTime(seconds);
+    };
   var trustedSince = -1;
   return {
-    now: function () { return Math.floor(read() / 1000); },
-    trusted: function () { return trustedSince >= 0; },
+    now: function () {
+      return Math.floor(read() / 1000);
+    },
+    trusted: function () {
+      return trustedSince >= 0;
+    },
     adopt: function (seconds) {
       if (typeof seconds !== 'number' || !(seconds > 1500000000)) return false;
       write(seconds);

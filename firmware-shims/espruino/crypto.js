@@ -104,14 +104,26 @@ function fromHex(text) {
  */
 function espruinoCrypto(hash, random32) {
   var sha = hash || require('crypto').SHA256;
-  var rand = random32 || function () { return E.hwRand(); };
+  var rand =
+    random32 ||
+    function () {
+      return E.hwRand();
+    };
   return {
     name: 'espruino',
-    sha256: function (data) { return sha256With(sha, data); },
-    hmacSha256: function (key, message) { return new KeyedMac(sha, key).mac(message); },
-    hmacKey: function (key) { return new KeyedMac(sha, key); },
+    sha256: function (data) {
+      return sha256With(sha, data);
+    },
+    hmacSha256: function (key, message) {
+      return new KeyedMac(sha, key).mac(message);
+    },
+    hmacKey: function (key) {
+      return new KeyedMac(sha, key);
+    },
     equalBytes: equalBytes,
-    sameSecret: function (a, b) { return sameSecret(sha, a, b); },
+    sameSecret: function (a, b) {
+      return sameSecret(sha, a, b);
+    },
     toHex: toHex,
     fromHex: fromHex,
     toBytes: toBytes,

@@ -97,7 +97,14 @@ function uintEnd(s, at) {
  * and its time: [reason, effective, subtree].
  */
 function readEvent(s) {
-  if (s.length < 26 || s.charCodeAt(0) !== 0x88 || s.charCodeAt(1) !== 1 || s.charCodeAt(3) !== 0x4a || s.charCodeAt(14) !== 0x4a) return undefined;
+  if (
+    s.length < 26 ||
+    s.charCodeAt(0) !== 0x88 ||
+    s.charCodeAt(1) !== 1 ||
+    s.charCodeAt(3) !== 0x4a ||
+    s.charCodeAt(14) !== 0x4a
+  )
+    return undefined;
   var type = s.charCodeAt(2);
   var subtree = false;
   if (type === TYPE_REVOKE) {
@@ -137,7 +144,10 @@ function rootOf(hash, leaf, index, size, path) {
 
 /** The two keys derived from the secret written at flashing: { verdictKey, ledgerKey } (broker/delegated-wire.ts). */
 function delegatedKeys(crypto, secret) {
-  return { verdictKey: crypto.hmacSha256(secret, VERDICT_KEY_LABEL), ledgerKey: crypto.hmacSha256(secret, LEDGER_KEY_LABEL) };
+  return {
+    verdictKey: crypto.hmacSha256(secret, VERDICT_KEY_LABEL),
+    ledgerKey: crypto.hmacSha256(secret, LEDGER_KEY_LABEL)
+  };
 }
 
 /** The topics of device `cn`: L0's messages (`head`) and the boot request (`req`), kin/<fid>/ledger/delegated/<label>/…. */
@@ -191,16 +201,21 @@ DelegatedLedger.prototype.inLineage = function (label, pending) {
 
 /** Checks message `s` (a binary string) whole; returns what to keep, or throws a coded error. */
 DelegatedLedger.prototype.check = function (s) {
-  if (s.length > MAX_BYTES) throw ledgerError('DELEGATED_OVERSIZE', 'a message of ' + s.length + ' bytes exceeds ' + MAX_BYTES);
-  if (s.length < HEADER_BYTES + MAC_BYTES || s.charCodeAt(0) !== VERSION) throw ledgerError('DELEGATED_FORMAT', 'not a version 1 delegated head message');
+  if (s.length > MAX_BYTES)
+    throw ledgerError('DELEGATED_OVERSIZE', 'a message of ' + s.length + ' bytes exceeds ' + MAX_BYTES);
+  if (s.length < HEADER_BYTES + MAC_BYTES || s.charCodeAt(0) !== VERSION)
+    throw ledgerError('DELEGATED_FORMAT', 'not a version 1 delegated head message');
   var end = s.length - MAC_BYTES;
-  if (!this.crypto.sameSecret(binaryOf(this.keyed.mac(s.substr(0, end))), s.substr(end))) throw ledgerError('DELEGATED_MAC', 'the message is not MACed with this device\'s ledger key');
+  if (!this.crypto.sameSecret(binaryOf(this.keyed.mac(s.substr(0, end))), s.substr(end)))
+    throw ledgerError('DELEGATED_MAC', "the message is not MACed with this device's ledger key");
   var size = u32(s, 1);
   var root = s.substr(5, HASH_BYTES);
   var rootKey = btoa(root);
   var head = this.head;
-  if (head !== undefined && size < head.size) throw ledgerError('DELEGATED_HEAD_OLD', 'a head of ' + size + ' events; this device holds one of ' + head.size);
-  if (head !== undefined && size === head.size && rootKey !== head.root) throw ledgerError('DELEGATED_HEAD_FORK', 'another root for the ' + size + ' events this device holds a head of');
+  if (head !== undefined && size < head.size)
+    throw ledgerError('DELEGATED_HEAD_OLD', 'a head of ' + size + ' events; this device holds one of ' + head.size);
+  if (head !== undefined && size === head.size && rootKey !== head.root)
+    throw ledgerError('DELEGATED_HEAD_FORK', 'another root for the ' + size + ' events this device holds a head of');
   var count = s.charCodeAt(HEADER_BYTES - 1);
   if (count > MAX_ENTRIES) throw ledgerError('DELEGATED_FORMAT', count + ' entries');
   var at = HEADER_BYTES;
@@ -215,12 +230,22 @@ DelegatedLedger.prototype.check = function (s) {
     if (next > end) throw ledgerError('DELEGATED_FORMAT', 'entry ' + n + ' is cut short');
     var event = s.substr(at + 6, pathAt - at - 6);
     var id = digest(this.hash, event);
-    if (rootOf(this.hash, digest(this.hash, '\x00' + id), index, size, s.substr(pathAt + 1, next - pathAt - 1)) !== root) {
-      throw ledgerError('DELEGATED_PROOF', 'entry ' + n + ': the proof does not lead from this event to the head\'s root');
+    if (
+      rootOf(this.hash, digest(this.hash, '\x00' + id), index, size, s.substr(pathAt + 1, next - pathAt - 1)) !== root
+    ) {
+      throw ledgerError(
+        'DELEGATED_PROOF',
+        'entry ' + n + ": the proof does not lead from this event to the head's root"
+      );
     }
     var e = readEvent(event);
-    if (e === undefined || (e.type !== TYPE_AUTHORIZE && e.type !== TYPE_REVOKE && e.type !== TYPE_POLICY)) throw ledgerError('DELEGATED_FORMAT', 'entry ' + n + ' is not an authorize, revoke or policy event');
-    if (!this.inLineage(e.subject, pending)) throw ledgerError('DELEGATED_NOT_LINEAGE', 'entry ' + n + ' is about ' + e.subject + ', not this device or an ancestor it knows');
+    if (e === undefined || (e.type !== TYPE_AUTHORIZE && e.type !== TYPE_REVOKE && e.type !== TYPE_POLICY))
+      throw ledgerError('DELEGATED_FORMAT', 'entry ' + n + ' is not an authorize, revoke or policy event');
+    if (!this.inLineage(e.subject, pending))
+      throw ledgerError(
+        'DELEGATED_NOT_LINEAGE',
+        'entry ' + n + ' is about ' + e.subject + ', not this device or an ancestor it knows'
+      );
     if (e.type === TYPE_AUTHORIZE && e.subject !== e.issuer) pending[e.subject] = e.issuer;
     lines.push(['e', btoa(id.substr(0, 9)), e.type, e.subject, e.issuer, e.subtree ? 1 : 0].join(' '));
     at = next;
@@ -242,15 +267,19 @@ DelegatedLedger.prototype.keep = function (checked) {
     added++;
   }
   if (text.length === 0) return Promise.resolve({ treeSize: checked.size, added: 0 });
-  return this.file.append(this.crypto.toBytes(text)).then(function () {
-    var lines = text.split('\n');
-    for (var j = 0; j < lines.length; j++) if (lines[j].length > 0) self.apply(lines[j]);
-    return self.file.size();
-  }).then(function (bytes) {
-    if (bytes > COMPACT_BYTES) return self.compact();
-  }).then(function () {
-    return { treeSize: checked.size, added: added };
-  });
+  return this.file
+    .append(this.crypto.toBytes(text))
+    .then(function () {
+      var lines = text.split('\n');
+      for (var j = 0; j < lines.length; j++) if (lines[j].length > 0) self.apply(lines[j]);
+      return self.file.size();
+    })
+    .then(function (bytes) {
+      if (bytes > COMPACT_BYTES) return self.compact();
+    })
+    .then(function () {
+      return { treeSize: checked.size, added: added };
+    });
 };
 
 DelegatedLedger.prototype.compact = function () {
@@ -268,7 +297,9 @@ DelegatedLedger.prototype.compact = function () {
 DelegatedLedger.prototype.receive = function (payload) {
   var self = this;
   var text = binaryOf(payload);
-  var run = this.queue.then(function () { return self.keep(self.check(text)); });
+  var run = this.queue.then(function () {
+    return self.keep(self.check(text));
+  });
   this.queue = run.then(undefined, function () {});
   return run;
 };
@@ -303,7 +334,14 @@ DelegatedLedger.prototype.follow = function (session, fleet, cn, onResult) {
   var topics = delegatedTopics(fleet, cn);
   session.onMessage(function (topic, payload) {
     if (topic !== topics.head) return;
-    self.receive(payload).then(function (r) { onResult(undefined, r); }, function (e) { onResult(e, undefined); });
+    self.receive(payload).then(
+      function (r) {
+        onResult(undefined, r);
+      },
+      function (e) {
+        onResult(e, undefined);
+      }
+    );
   });
   return session.subscribe([topics.head]).then(function () {
     return session.publish(topics.req, self.request());

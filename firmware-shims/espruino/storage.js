@@ -88,7 +88,8 @@ function decodeSlot(slot) {
       continue;
     }
     if (!complete) {
-      if (i !== slot.lines.length - 1) throw storageError('STORAGE_DAMAGED', slot.name + ': line at byte offset ' + offset + ' has no end');
+      if (i !== slot.lines.length - 1)
+        throw storageError('STORAGE_DAMAGED', slot.name + ': line at byte offset ' + offset + ' has no end');
       torn = true;
       break;
     }
@@ -96,7 +97,8 @@ function decodeSlot(slot) {
       offset += line.length;
       continue;
     }
-    if (!isBase64Line(body)) throw storageError('STORAGE_DAMAGED', slot.name + ': line at byte offset ' + offset + ' is not base64');
+    if (!isBase64Line(body))
+      throw storageError('STORAGE_DAMAGED', slot.name + ': line at byte offset ' + offset + ' is not base64');
     var bytes = binaryToBytes(atob(body));
     parts.push(bytes);
     total += bytes.length;
@@ -206,7 +208,8 @@ function espruinoStorage(Storage) {
   return {
     openAppendFile: function (name) {
       return new Promise(function (resolve) {
-        if (typeof name !== 'string' || name.length === 0 || name.length > 24) throw storageError('BAD_ARGUMENT', 'file name must be 1 to 24 characters');
+        if (typeof name !== 'string' || name.length === 0 || name.length > 24)
+          throw storageError('BAD_ARGUMENT', 'file name must be 1 to 24 characters');
         resolve(new AppendFile(store, name));
       });
     }

@@ -33,7 +33,14 @@ function bytesOf(text) {
   return out;
 }
 
-var CONNACK_NAMES = ['ACCEPTED', 'UNACCEPTABLE_PROTOCOL_VERSION', 'IDENTIFIER_REJECTED', 'SERVER_UNAVAILABLE', 'BAD_USER_NAME_OR_PASSWORD', 'NOT_AUTHORIZED'];
+var CONNACK_NAMES = [
+  'ACCEPTED',
+  'UNACCEPTABLE_PROTOCOL_VERSION',
+  'IDENTIFIER_REJECTED',
+  'SERVER_UNAVAILABLE',
+  'BAD_USER_NAME_OR_PASSWORD',
+  'NOT_AUTHORIZED'
+];
 
 function transportError(code, message, detail) {
   var e = new Error(message);
@@ -77,7 +84,10 @@ Session.prototype.fail = function (attempt, error) {
   if (attempt.over || this.closed) return;
   attempt.over = true;
   var self = this;
-  if (this.guarded !== undefined) setTimeout(function () { if (self.attempt === attempt) self.unguard(); }, 1000);
+  if (this.guarded !== undefined)
+    setTimeout(function () {
+      if (self.attempt === attempt) self.unguard();
+    }, 1000);
   if (attempt.socket !== undefined) {
     try {
       attempt.socket.end();
@@ -96,7 +106,9 @@ Session.prototype.fail = function (attempt, error) {
 
 Session.prototype.retry = function () {
   var self = this;
-  setTimeout(function () { if (!self.closed) self.open(); }, this.retryMs);
+  setTimeout(function () {
+    if (!self.closed) self.open();
+  }, this.retryMs);
   this.retryMs = Math.min(this.retryMs * 2, 60000);
 };
 
@@ -113,15 +125,27 @@ Session.prototype.watch = function (attempt, socket) {
     var name = CONNACK_NAMES[code] || (code < 0 ? 'no CONNACK' : 'return code ' + code);
     self.fail(attempt, transportError('BROKER_REFUSED', 'broker refused the session: ' + name, { returnCode: code }));
   });
-  socket.on('error', function (error) { attempt.error = error; });
+  socket.on('error', function (error) {
+    attempt.error = error;
+  });
   socket.on('close', function () {
     if (attempt.accepted) return;
     if (!self.options.tls) {
-      self.fail(attempt, transportError('BROKER_UNREACHABLE', 'broker unreachable: ' + describe(attempt.error), attempt.error));
+      self.fail(
+        attempt,
+        transportError('BROKER_UNREACHABLE', 'broker unreachable: ' + describe(attempt.error), attempt.error)
+      );
       return;
     }
     setTimeout(function () {
-      self.fail(attempt, transportError('BROKER_IDENTITY', 'TLS session with the broker failed: ' + describe(attempt.tlsError || attempt.error), attempt.tlsError || attempt.error));
+      self.fail(
+        attempt,
+        transportError(
+          'BROKER_IDENTITY',
+          'TLS session with the broker failed: ' + describe(attempt.tlsError || attempt.error),
+          attempt.tlsError || attempt.error
+        )
+      );
     }, 10);
   });
 };
@@ -180,13 +204,22 @@ Session.prototype.open = function () {
         self.mqtt.connect(attempt.socket);
       } catch (e) {
         attempt.error = e;
-        self.fail(attempt, transportError(opts.tls ? 'BROKER_IDENTITY' : 'BROKER_UNREACHABLE', 'broker session failed: ' + describe(e)));
+        self.fail(
+          attempt,
+          transportError(opts.tls ? 'BROKER_IDENTITY' : 'BROKER_UNREACHABLE', 'broker session failed: ' + describe(e))
+        );
       }
     });
   } catch (e) {
     attempt.socket = undefined;
     var noSocket = !opts.tls || String(e.message).indexOf('socket') >= 0;
-    this.fail(attempt, transportError(noSocket ? 'BROKER_UNREACHABLE' : 'BROKER_IDENTITY', 'cannot open a session with the broker: ' + describe(e)));
+    this.fail(
+      attempt,
+      transportError(
+        noSocket ? 'BROKER_UNREACHABLE' : 'BROKER_IDENTITY',
+        'cannot open a session with the broker: ' + describe(e)
+      )
+    );
     return;
   }
   this.watch(attempt, attempt.socket);

@@ -39,7 +39,8 @@ function plainField(value) {
 function StoredCounter(store, name, step) {
   var saved = store.read(name);
   var value = saved === undefined ? 0 : parseInt(saved, 10);
-  if (!(value >= 0 && value <= COUNTER_MAX)) throw verdictError('STORAGE_DAMAGED', 'nonce counter ' + name + ' holds "' + saved + '"');
+  if (!(value >= 0 && value <= COUNTER_MAX))
+    throw verdictError('STORAGE_DAMAGED', 'nonce counter ' + name + ' holds "' + saved + '"');
   this.store = store;
   this.name = name;
   this.step = step || 16;
@@ -51,7 +52,8 @@ StoredCounter.prototype.next = function () {
   if (this.value >= this.ceiling) {
     var ceiling = Math.min(this.value + this.step, COUNTER_MAX + 1);
     if (this.value > COUNTER_MAX) throw verdictError('STORAGE_IO', 'nonce counter ' + this.name + ' is used up');
-    if (this.store.write(this.name, String(ceiling)) !== true) throw verdictError('STORAGE_IO', 'nonce counter ' + this.name + ' was not written');
+    if (this.store.write(this.name, String(ceiling)) !== true)
+      throw verdictError('STORAGE_IO', 'nonce counter ' + this.name + ' was not written');
     this.ceiling = ceiling;
   }
   this.value++;
@@ -76,7 +78,8 @@ function counterBytes(n) {
  */
 function DelegatedVerdicts(options) {
   if (!plainField(options.self)) throw verdictError('BAD_ARGUMENT', 'self must be the device CN');
-  if (!(options.key instanceof Uint8Array) || options.key.length < 32) throw verdictError('BAD_ARGUMENT', 'key must be at least 32 bytes');
+  if (!(options.key instanceof Uint8Array) || options.key.length < 32)
+    throw verdictError('BAD_ARGUMENT', 'key must be at least 32 bytes');
   this.crypto = options.crypto;
   this.clock = options.clock;
   this.keyed = options.crypto.hmacKey(options.key);
@@ -98,7 +101,8 @@ DelegatedVerdicts.prototype.request = function (action, peerHint) {
   var hint = peerHint === undefined ? '-' : String(peerHint);
   if (!plainField(hint)) throw verdictError('BAD_ARGUMENT', 'peer hint must not hold "|" or line breaks');
   var count = this.counter.next();
-  var nonce = this.crypto.toHex(counterBytes(count)) + this.crypto.toHex(this.crypto.randomBytes(NONCE_BYTES - COUNTER_BYTES));
+  var nonce =
+    this.crypto.toHex(counterBytes(count)) + this.crypto.toHex(this.crypto.randomBytes(NONCE_BYTES - COUNTER_BYTES));
   var now = this.clock.now();
   this.pending[nonce] = { action: action, issued: now };
   var body = [REQUEST_TAG, this.self, nonce, action, hint, String(now)].join('|');
@@ -114,15 +118,21 @@ DelegatedVerdicts.prototype.request = function (action, peerHint) {
 DelegatedVerdicts.prototype.accept = function (line) {
   var text = typeof line === 'string' ? line : '';
   var fields = text.split('|');
-  if (fields.length !== 9 || fields[0] !== VERDICT_TAG) throw verdictError('VERDICT_FORMAT', 'not a kin-verdict-1 line');
+  if (fields.length !== 9 || fields[0] !== VERDICT_TAG)
+    throw verdictError('VERDICT_FORMAT', 'not a kin-verdict-1 line');
   var body = fields.slice(0, 8).join('|');
-  if (!this.crypto.sameSecret(this.mac(body), fields[8])) throw verdictError('VERDICT_MAC', 'the verdict is not MACed with this device\'s verifier key');
+  if (!this.crypto.sameSecret(this.mac(body), fields[8]))
+    throw verdictError('VERDICT_MAC', "the verdict is not MACed with this device's verifier key");
   if (fields[1] !== this.self) throw verdictError('VERDICT_NOT_MINE', 'the verdict is for ' + fields[1]);
   var challenge = this.pending[fields[2]];
   if (challenge === undefined) throw verdictError('VERDICT_UNKNOWN_CHALLENGE', 'no open challenge ' + fields[2]);
   delete this.pending[fields[2]];
   if (this.clock.now() - challenge.issued > this.ttl) throw verdictError('VERDICT_EXPIRED', 'the challenge expired');
-  if (fields[4] !== challenge.action) throw verdictError('VERDICT_ACTION', 'the verdict is for "' + fields[4] + '", the challenge for "' + challenge.action + '"');
+  if (fields[4] !== challenge.action)
+    throw verdictError(
+      'VERDICT_ACTION',
+      'the verdict is for "' + fields[4] + '", the challenge for "' + challenge.action + '"'
+    );
   if (fields[5] !== '1' && fields[5] !== '0') throw verdictError('VERDICT_FORMAT', 'allow must be 1 or 0');
   var time = parseInt(fields[7], 10);
   if (!this.clock.trusted() && this.clock.adopt(time)) this.pending = {};
@@ -137,7 +147,8 @@ DelegatedVerdicts.prototype.accept = function (line) {
 DelegatedVerdicts.prototype.checkRevocations = function (peer) {
   var why = this.ledger.revocationOf(peer) || this.ledger.revocationOf(this.self);
   if (why === undefined && this.verifier !== undefined) why = this.ledger.revocationOf(this.verifier);
-  if (why !== undefined) throw verdictError('VERDICT_REVOKED', 'an ALLOW that contradicts a revocation this device holds: ' + why);
+  if (why !== undefined)
+    throw verdictError('VERDICT_REVOKED', 'an ALLOW that contradicts a revocation this device holds: ' + why);
 };
 
 /** Drops challenges older than the lifetime (call now and then; accept() checks expiry itself). */

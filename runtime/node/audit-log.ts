@@ -2,7 +2,13 @@
 import { rename, type FileHandle } from 'node:fs/promises'
 import { KinError } from '../../agent/errors.ts'
 import {
-  RefusalSummary, auditRecordOf, formatAuditLine, formatAuditSummaryLine, isUnauthenticatedRefusal, type AuditRecord, type AuditSummary,
+  RefusalSummary,
+  auditRecordOf,
+  formatAuditLine,
+  formatAuditSummaryLine,
+  isUnauthenticatedRefusal,
+  type AuditRecord,
+  type AuditSummary,
 } from '../../agent/access/audit.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { APPEND_FLAGS, HOME_FILE_MODE, openHomeFile } from './home-file.ts'
@@ -42,7 +48,15 @@ export class AuditLog {
   readonly #now: () => number
   readonly #timer: ReturnType<typeof setInterval>
 
-  private constructor(path: string, handle: FileHandle, size: number, maxBytes: number, keep: number, summary: RefusalSummary, now: () => number) {
+  private constructor(
+    path: string,
+    handle: FileHandle,
+    size: number,
+    maxBytes: number,
+    keep: number,
+    summary: RefusalSummary,
+    now: () => number,
+  ) {
     this.path = path
     this.#handle = handle
     this.#size = size
@@ -62,14 +76,25 @@ export class AuditLog {
   static async open(path: string, options: AuditLogOptions = {}): Promise<AuditLog> {
     const maxBytes = options.maxBytes ?? 1024 * 1024
     const keep = options.keep ?? 5
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new KinError('BAD_ARGUMENT', `"maxBytes" expected a positive integer, got ${maxBytes}`)
-    if (!Number.isInteger(keep) || keep < 1 || keep > 99) throw new KinError('BAD_ARGUMENT', `"keep" expected 1..99, got ${keep}`)
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+      throw new KinError('BAD_ARGUMENT', `"maxBytes" expected a positive integer, got ${maxBytes}`)
+    if (!Number.isInteger(keep) || keep < 1 || keep > 99)
+      throw new KinError('BAD_ARGUMENT', `"keep" expected 1..99, got ${keep}`)
     const interval = options.summaryIntervalSeconds
-    if (interval !== undefined && (!Number.isSafeInteger(interval) || interval < 1)) throw new KinError('BAD_ARGUMENT', `"summaryIntervalSeconds" expected a positive integer, got ${interval}`)
+    if (interval !== undefined && (!Number.isSafeInteger(interval) || interval < 1))
+      throw new KinError('BAD_ARGUMENT', `"summaryIntervalSeconds" expected a positive integer, got ${interval}`)
     const summary = new RefusalSummary(interval === undefined ? {} : { intervalSeconds: interval })
     try {
       const handle = await openHomeFile(path, APPEND_FLAGS, HOME_FILE_MODE)
-      return new AuditLog(path, handle, (await handle.stat()).size, maxBytes, keep, summary, options.now ?? (() => Math.floor(Date.now() / 1000)))
+      return new AuditLog(
+        path,
+        handle,
+        (await handle.stat()).size,
+        maxBytes,
+        keep,
+        summary,
+        options.now ?? (() => Math.floor(Date.now() / 1000)),
+      )
     } catch (e) {
       if (e instanceof KinError) throw e
       throw ioError(`opening ${path}`, e)
@@ -97,7 +122,8 @@ export class AuditLog {
 
   /** Appends one line (no line breaks inside); resolves once the OS has it. */
   appendLine(line: string): Promise<void> {
-    if (/[\r\n]/.test(line)) return Promise.reject(new KinError('BAD_ARGUMENT', 'an audit line must not contain a line break'))
+    if (/[\r\n]/.test(line))
+      return Promise.reject(new KinError('BAD_ARGUMENT', 'an audit line must not contain a line break'))
     const bytes = new TextEncoder().encode(line + '\n')
     const done = this.#queue.then(() => this.#write(bytes))
     this.#queue = done.catch(() => undefined)
@@ -106,7 +132,11 @@ export class AuditLog {
 
   /** Makes every appended line durable (fdatasync). */
   flush(): Promise<void> {
-    const done = this.#queue.then(() => this.#handle.datasync()).catch(e => { throw ioError('sync', e) })
+    const done = this.#queue
+      .then(() => this.#handle.datasync())
+      .catch(e => {
+        throw ioError('sync', e)
+      })
     this.#queue = done.catch(() => undefined)
     return done
   }

@@ -50,7 +50,13 @@ function asBytes(b: Buffer): Uint8Array {
 
 // Verification answers false, never throws, for inputs of the wrong kind or size.
 function wellFormed(signature: unknown, message: unknown, publicKey: unknown): boolean {
-  return signature instanceof Uint8Array && signature.length === 64 && publicKey instanceof Uint8Array && publicKey.length === 32 && message instanceof Uint8Array
+  return (
+    signature instanceof Uint8Array &&
+    signature.length === 64 &&
+    publicKey instanceof Uint8Array &&
+    publicKey.length === 32 &&
+    message instanceof Uint8Array
+  )
 }
 
 /** The node:crypto provider; the default on Node. */

@@ -1,5 +1,15 @@
 /** @module A home's files on Node: owner-only modes whatever the umask, never through a symlink, only regular files. */
-import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  type Stats,
+} from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { KinError } from '../../agent/errors.ts'
 
@@ -27,7 +37,11 @@ function code(err: unknown): string | undefined {
 
 /** FILE_NOT_REGULAR for a path that is a symlink, FIFO, device, socket or directory. */
 function notRegular(path: string, what: string): KinError {
-  return new KinError('FILE_NOT_REGULAR', `${path} is ${what}, not a regular file: a home's files are never followed through a symlink nor read from a FIFO or device; remove it and restore the file (or run 'kin sync')`, { detail: { path } })
+  return new KinError(
+    'FILE_NOT_REGULAR',
+    `${path} is ${what}, not a regular file: a home's files are never followed through a symlink nor read from a FIFO or device; remove it and restore the file (or run 'kin sync')`,
+    { detail: { path } },
+  )
 }
 
 function kindOf(st: Stats): string {
@@ -132,11 +146,19 @@ export function requirePrivateDir(dir: string): void {
   if (!st.isDirectory()) throw new KinError('HOME_UNSAFE', `${dir} is not a directory`, { detail: { path: dir } })
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined
   if (uid !== undefined && st.uid !== uid) {
-    throw new KinError('HOME_UNSAFE', `${dir} belongs to user ${st.uid}, not to this user (${uid}): a home must be its device's own; run kinship as its owner, or 'chown -R ${uid} ${dir} && chmod 700 ${dir}'`, { detail: { path: dir, uid: st.uid } })
+    throw new KinError(
+      'HOME_UNSAFE',
+      `${dir} belongs to user ${st.uid}, not to this user (${uid}): a home must be its device's own; run kinship as its owner, or 'chown -R ${uid} ${dir} && chmod 700 ${dir}'`,
+      { detail: { path: dir, uid: st.uid } },
+    )
   }
   if ((st.mode & 0o022) !== 0) {
     const mode = (st.mode & 0o777).toString(8).padStart(3, '0')
-    throw new KinError('HOME_UNSAFE', `${dir} is writable by ${(st.mode & 0o020) !== 0 ? 'its group' : ''}${(st.mode & 0o022) === 0o022 ? ' and ' : ''}${(st.mode & 0o002) !== 0 ? 'others' : ''} (mode ${mode}): anyone who can write it can roll its ledger back; fix with 'chmod 700 ${dir}'`, { detail: { path: dir, mode } })
+    throw new KinError(
+      'HOME_UNSAFE',
+      `${dir} is writable by ${(st.mode & 0o020) !== 0 ? 'its group' : ''}${(st.mode & 0o022) === 0o022 ? ' and ' : ''}${(st.mode & 0o002) !== 0 ? 'others' : ''} (mode ${mode}): anyone who can write it can roll its ledger back; fix with 'chmod 700 ${dir}'`,
+      { detail: { path: dir, mode } },
+    )
   }
 }
 

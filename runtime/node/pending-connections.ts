@@ -36,7 +36,8 @@ interface Pending {
 /** Positive integer setting `name` or its default; BAD_ARGUMENT otherwise. */
 function positive(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback
-  if (!Number.isSafeInteger(v) || v < 1) throw new KinError('BAD_ARGUMENT', `"${name}" expected a positive integer, got ${v}`)
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new KinError('BAD_ARGUMENT', `"${name}" expected a positive integer, got ${v}`)
   return v
 }
 
@@ -124,6 +125,8 @@ export class PendingConnections {
     p.socket.destroy()
     try {
       this.#onClosed?.(reason, p.remote, this.#pending.size)
-    } catch { /* a log sink's failure is not the peer's */ }
+    } catch {
+      /* a log sink's failure is not the peer's */
+    }
   }
 }

@@ -12,12 +12,24 @@ const generateKeyPairAsync = promisify(generateKeyPair)
 export const nodePki: PkiProvider = {
   name: 'node',
   async generateTlsKeyPair(keyType: TlsKeyType = 'rsa2048'): Promise<TlsKeyPair> {
-    const publicKeyEncoding = { type: 'spki', format: 'pem' } as const, privateKeyEncoding = { type: 'pkcs8', format: 'pem' } as const
-    const { privateKey, publicKey } = parseTlsKeyType(keyType) === 'p256'
-      ? await generateKeyPairAsync('ec', { namedCurve: 'P-256', publicKeyEncoding, privateKeyEncoding })
-      : await generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 0x10001, publicKeyEncoding, privateKeyEncoding })
+    const publicKeyEncoding = { type: 'spki', format: 'pem' } as const,
+      privateKeyEncoding = { type: 'pkcs8', format: 'pem' } as const
+    const { privateKey, publicKey } =
+      parseTlsKeyType(keyType) === 'p256'
+        ? await generateKeyPairAsync('ec', { namedCurve: 'P-256', publicKeyEncoding, privateKeyEncoding })
+        : await generateKeyPairAsync('rsa', {
+            modulusLength: 2048,
+            publicExponent: 0x10001,
+            publicKeyEncoding,
+            privateKeyEncoding,
+          })
     const spki = createPublicKey(publicKey).export({ type: 'spki', format: 'der' })
-    return { privateKeyPem: privateKey, publicKeyPem: publicKey, spkiDer: new Uint8Array(spki.buffer, spki.byteOffset, spki.length), keyType }
+    return {
+      privateKeyPem: privateKey,
+      publicKeyPem: publicKey,
+      spkiDer: new Uint8Array(spki.buffer, spki.byteOffset, spki.length),
+      keyType,
+    }
   },
   verifySignature: nodeVerifier.verifySignature,
   verifyCertificateSignature(certDer, issuerCertDer) {

@@ -20,7 +20,10 @@ function privateKey(pem: string): KeyObject {
   }
   const curve = key.asymmetricKeyDetails?.namedCurve
   if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && curve === 'prime256v1')) {
-    throw new KinError('BAD_ARGUMENT', `private key is ${key.asymmetricKeyType}${curve === undefined ? '' : ` on ${curve}`}, not RSA or ECDSA P-256`)
+    throw new KinError(
+      'BAD_ARGUMENT',
+      `private key is ${key.asymmetricKeyType}${curve === undefined ? '' : ` on ${curve}`}, not RSA or ECDSA P-256`,
+    )
   }
   if (privateKeys.size >= KEY_CACHE_LIMIT) privateKeys.delete(privateKeys.keys().next().value!)
   privateKeys.set(pem, key)
@@ -32,9 +35,10 @@ export const nodeSigning: TlsSigning = {
   name: 'node',
   sign(privateKeyPem, message) {
     const key = privateKey(privateKeyPem)
-    const signature = key.asymmetricKeyType === 'rsa'
-      ? sign('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING })
-      : sign('sha256', message, { key, dsaEncoding: 'der' })
+    const signature =
+      key.asymmetricKeyType === 'rsa'
+        ? sign('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING })
+        : sign('sha256', message, { key, dsaEncoding: 'der' })
     return new Uint8Array(signature.buffer, signature.byteOffset, signature.length)
   },
   verify(spkiDer, message, signature) {

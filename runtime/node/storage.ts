@@ -55,7 +55,10 @@ function concatQueued(batch: PendingAppend[]): Uint8Array {
   for (const p of batch) n += p.bytes.length
   const out = new Uint8Array(n)
   let o = 0
-  for (const p of batch) { out.set(p.bytes, o); o += p.bytes.length }
+  for (const p of batch) {
+    out.set(p.bytes, o)
+    o += p.bytes.length
+  }
   return out
 }
 
@@ -100,7 +103,8 @@ class NodeAppendFile implements AppendFile {
   }
 
   append(bytes: Uint8Array): Promise<void> {
-    if (!(bytes instanceof Uint8Array)) return Promise.reject(new KinError('BAD_ARGUMENT', '"bytes" expected Uint8Array'))
+    if (!(bytes instanceof Uint8Array))
+      return Promise.reject(new KinError('BAD_ARGUMENT', '"bytes" expected Uint8Array'))
     if (this.failure !== undefined) return Promise.reject(this.failure)
     // Copied now: the caller may reuse its buffer before the write happens.
     const copy = bytes.slice()
@@ -111,7 +115,8 @@ class NodeAppendFile implements AppendFile {
   }
 
   replace(bytes: Uint8Array): Promise<void> {
-    if (!(bytes instanceof Uint8Array)) return Promise.reject(new KinError('BAD_ARGUMENT', '"bytes" expected Uint8Array'))
+    if (!(bytes instanceof Uint8Array))
+      return Promise.reject(new KinError('BAD_ARGUMENT', '"bytes" expected Uint8Array'))
     const copy = bytes.slice()
     return this.enqueueOp(() => this.replaceNow(copy))
   }
@@ -139,7 +144,9 @@ class NodeAppendFile implements AppendFile {
     if (this.draining) return
     this.draining = true
     // Deferred by a microtask, so that appends issued in the same turn form one batch and one fsync.
-    queueMicrotask(() => { void this.drain() })
+    queueMicrotask(() => {
+      void this.drain()
+    })
   }
 
   private async drain(): Promise<void> {
@@ -159,7 +166,10 @@ class NodeAppendFile implements AppendFile {
   }
 
   private async runOp(op: PendingOp): Promise<void> {
-    if (this.failure !== undefined) { op.reject(this.failure); return }
+    if (this.failure !== undefined) {
+      op.reject(this.failure)
+      return
+    }
     try {
       op.resolve(await op.run())
     } catch (err) {
@@ -197,7 +207,9 @@ class NodeAppendFile implements AppendFile {
   private async replaceNow(bytes: Uint8Array): Promise<void> {
     const tmp = this.path + '.tmp'
     try {
-      await unlink(tmp).catch(err => { if (!isCode(err, 'ENOENT')) throw err })
+      await unlink(tmp).catch(err => {
+        if (!isCode(err, 'ENOENT')) throw err
+      })
       const t = await openHomeFile(tmp, CREATE_FLAGS, FILE_MODE)
       try {
         await t.chmod(FILE_MODE)
@@ -224,7 +236,9 @@ async function openFile(dir: string, name: string, release: () => void): Promise
   try {
     ensurePrivateDir(dir)
     // A leftover .tmp is a replacement that crashed before its rename: the file itself is still intact.
-    await unlink(path + '.tmp').catch(err => { if (!isCode(err, 'ENOENT')) throw err })
+    await unlink(path + '.tmp').catch(err => {
+      if (!isCode(err, 'ENOENT')) throw err
+    })
     let fh: FileHandle
     try {
       fh = await openHomeFile(path, CREATE_FLAGS, FILE_MODE)
@@ -258,11 +272,16 @@ export function nodeStorage(dir: string): Storage {
   return {
     async openAppendFile(name: string): Promise<AppendFile> {
       if (typeof name !== 'string' || !NAME_PATTERN.test(name) || name.endsWith('.tmp')) {
-        throw new KinError('BAD_ARGUMENT', `"name" expected a plain file name (letters, digits, . _ -; not .tmp), got ${JSON.stringify(name)}`)
+        throw new KinError(
+          'BAD_ARGUMENT',
+          `"name" expected a plain file name (letters, digits, . _ -; not .tmp), got ${JSON.stringify(name)}`,
+        )
       }
       if (openNames.has(name)) throw new KinError('STORAGE_BUSY', `${name} is already open in this storage`)
       openNames.add(name)
-      return openFile(dir, name, () => { openNames.delete(name) })
+      return openFile(dir, name, () => {
+        openNames.delete(name)
+      })
     },
   }
 }

@@ -51,9 +51,15 @@ export type { AccessAnswer }
 /** The answer line's content for a decision. */
 export function answerOf(decision: Decision): AccessAnswer {
   return {
-    allow: decision.allow, code: decision.code, reason: decision.reason, path: decision.path,
-    commonAncestor: decision.commonAncestor ?? null, hops: decision.hops ?? null, peer: decision.peer ?? null,
-    action: decision.action, time: decision.time,
+    allow: decision.allow,
+    code: decision.code,
+    reason: decision.reason,
+    path: decision.path,
+    commonAncestor: decision.commonAncestor ?? null,
+    hops: decision.hops ?? null,
+    peer: decision.peer ?? null,
+    action: decision.action,
+    time: decision.time,
   }
 }
 
@@ -70,15 +76,35 @@ export function parseAccessAnswer(line: string): AccessAnswer {
     throw new DecodeError('DECODE_SHAPE', 'the answer is not JSON', { cause })
   }
   const a = v as Record<string, unknown>
-  const ok = typeof a === 'object' && a !== null && typeof a['allow'] === 'boolean' && typeof a['code'] === 'string' && typeof a['reason'] === 'string'
-    && isStringArray(a['path']) && (a['commonAncestor'] === null || typeof a['commonAncestor'] === 'string')
-    && (a['hops'] === null || Number.isInteger(a['hops'])) && (a['peer'] === null || typeof a['peer'] === 'string')
-    && typeof a['action'] === 'string' && Number.isInteger(a['time'])
+  const ok =
+    typeof a === 'object' &&
+    a !== null &&
+    typeof a['allow'] === 'boolean' &&
+    typeof a['code'] === 'string' &&
+    typeof a['reason'] === 'string' &&
+    isStringArray(a['path']) &&
+    (a['commonAncestor'] === null || typeof a['commonAncestor'] === 'string') &&
+    (a['hops'] === null || Number.isInteger(a['hops'])) &&
+    (a['peer'] === null || typeof a['peer'] === 'string') &&
+    typeof a['action'] === 'string' &&
+    Number.isInteger(a['time'])
   // An allow must say so twice: a server cannot answer {"allow": true, "code": "POLICY_ROLE"} and be believed.
-  if (!ok || a['allow'] !== (a['code'] === 'ALLOW')) throw new DecodeError('DECODE_SHAPE', 'the answer is not an access decision {allow, code, reason, path, commonAncestor, hops, peer, action, time}')
-  return { allow: a['allow'] as boolean, code: a['code'] as string, reason: a['reason'] as string, path: a['path'] as string[],
-    commonAncestor: a['commonAncestor'] as string | null, hops: a['hops'] as number | null, peer: a['peer'] as string | null,
-    action: a['action'] as string, time: a['time'] as number }
+  if (!ok || a['allow'] !== (a['code'] === 'ALLOW'))
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      'the answer is not an access decision {allow, code, reason, path, commonAncestor, hops, peer, action, time}',
+    )
+  return {
+    allow: a['allow'] as boolean,
+    code: a['code'] as string,
+    reason: a['reason'] as string,
+    path: a['path'] as string[],
+    commonAncestor: a['commonAncestor'] as string | null,
+    hops: a['hops'] as number | null,
+    peer: a['peer'] as string | null,
+    action: a['action'] as string,
+    time: a['time'] as number,
+  }
 }
 
 /** A device's TLS identity: its certificate and private key, and the fleet root it trusts. */
@@ -138,7 +164,9 @@ export interface AccessLine {
 
 /** The statement line's content for a head statement. */
 export function statementLine(statement: HeadStatement): string {
-  return JSON.stringify({ head: { treeSize: statement.treeSize, root: statement.root === undefined ? null : toHex(statement.root) } })
+  return JSON.stringify({
+    head: { treeSize: statement.treeSize, root: statement.root === undefined ? null : toHex(statement.root) },
+  })
 }
 
 /** Parses a head statement line from an untrusted device; DecodeError DECODE_SHAPE when it is not one. */
@@ -150,10 +178,16 @@ export function parseStatementLine(line: string): HeadStatement {
     throw new DecodeError('DECODE_SHAPE', 'the head statement is not JSON', { cause })
   }
   const head = (v as Record<string, unknown> | null)?.['head'] as Record<string, unknown> | undefined
-  const treeSize = head?.['treeSize'], root = head?.['root']
-  const ok = typeof head === 'object' && head !== null && Number.isSafeInteger(treeSize) && (treeSize as number) >= 0
-    && (treeSize === 0 ? root === null : typeof root === 'string' && /^[0-9a-f]{64}$/.test(root))
-  if (!ok) throw new DecodeError('DECODE_SHAPE', 'the head statement is not {"head": {"treeSize": N, "root": HEX | null}}')
+  const treeSize = head?.['treeSize'],
+    root = head?.['root']
+  const ok =
+    typeof head === 'object' &&
+    head !== null &&
+    Number.isSafeInteger(treeSize) &&
+    (treeSize as number) >= 0 &&
+    (treeSize === 0 ? root === null : typeof root === 'string' && /^[0-9a-f]{64}$/.test(root))
+  if (!ok)
+    throw new DecodeError('DECODE_SHAPE', 'the head statement is not {"head": {"treeSize": N, "root": HEX | null}}')
   return { treeSize: treeSize as number, root: root === null ? undefined : fromHex(root as string) }
 }
 
@@ -182,24 +216,29 @@ function parseRequest(line: string): AccessLine {
   } catch (cause) {
     throw new DecodeError('DECODE_SHAPE', 'the request is not JSON; send one line {"action": "<name>"}', { cause })
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DecodeError('DECODE_SHAPE', 'the request must be a JSON object {"action": "<name>"}')
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new DecodeError('DECODE_SHAPE', 'the request must be a JSON object {"action": "<name>"}')
   const o = v as Record<string, unknown>
   const action = checkActionName(o['action'])
-  if (o['bundle'] !== undefined && o['proof'] !== undefined) throw new DecodeError('DECODE_SHAPE', 'a request carries a "proof" or a "bundle", not both')
+  if (o['bundle'] !== undefined && o['proof'] !== undefined)
+    throw new DecodeError('DECODE_SHAPE', 'a request carries a "proof" or a "bundle", not both')
   if (o['proof'] !== undefined) {
     // Refused by the verifier with its own code (PROOF_OVERSIZE) when over its limit; over the line's, refused here.
     const proof = base64Field(o['proof'], 'proof')
-    if (proof.length > MAX_LINE_PROOF_BYTES) throw new DecodeError('DECODE_OVERSIZE', `the offered proof is over ${MAX_LINE_PROOF_BYTES} bytes`)
+    if (proof.length > MAX_LINE_PROOF_BYTES)
+      throw new DecodeError('DECODE_OVERSIZE', `the offered proof is over ${MAX_LINE_PROOF_BYTES} bytes`)
     return { action, proof }
   }
   if (o['bundle'] === undefined) return { action }
   const bundle = base64Field(o['bundle'], 'bundle')
-  if (bundle.length > MAX_LINE_BUNDLE_BYTES) throw new DecodeError('DECODE_OVERSIZE', `the presented bundle is over ${MAX_LINE_BUNDLE_BYTES} bytes`)
+  if (bundle.length > MAX_LINE_BUNDLE_BYTES)
+    throw new DecodeError('DECODE_OVERSIZE', `the presented bundle is over ${MAX_LINE_BUNDLE_BYTES} bytes`)
   return { action, bundle }
 }
 
 function base64Field(value: unknown, name: string): Uint8Array {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new DecodeError('DECODE_FIELD', `"${name}" must be base64 text`)
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value))
+    throw new DecodeError('DECODE_FIELD', `"${name}" must be base64 text`)
   return new Uint8Array(Buffer.from(value, 'base64'))
 }
 
@@ -213,7 +252,7 @@ function ownCertificateDer(certPem: string): Uint8Array {
 }
 
 /** The RSA_KEY_SIZE / RSA_EXPONENT refusal of a certificate's key, if any; unparsable certificates are left to the decision (CERT_PARSE). */
-function rsaParameterRefusal(certificateDer: Uint8Array, whose = 'the peer\'s certificate'): KinError | undefined {
+function rsaParameterRefusal(certificateDer: Uint8Array, whose = "the peer's certificate"): KinError | undefined {
   let spki: Uint8Array
   try {
     spki = certificateLayout(certificateDer).spki
@@ -265,7 +304,13 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
     if (peer === undefined) {
       // TLS 1.3 signs CertificateVerify with RSA-PSS, which a key under 528 bits cannot make: such a client sends an
       // empty Certificate message, and no server can tell it from one that has no certificate at all.
-      settle(session.refuse('ACCESS_NO_CERTIFICATE', 'the peer presented no certificate in the TLS handshake (a client whose key TLS cannot sign with, e.g. RSA under 528 bits in TLS 1.3, sends none); connect with the device certificate and key', action))
+      settle(
+        session.refuse(
+          'ACCESS_NO_CERTIFICATE',
+          'the peer presented no certificate in the TLS handshake (a client whose key TLS cannot sign with, e.g. RSA under 528 bits in TLS 1.3, sends none); connect with the device certificate and key',
+          action,
+        ),
+      )
       return
     }
     const raw = peer.raw
@@ -282,7 +327,9 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
       return
     }
     // Fail closed: a decider that throws denies.
-    Promise.resolve().then(() => options.decide!(der, request)).then(settle, (e: Error) => settle(session.refuse('INTERNAL', `decision failed: ${e?.message ?? e}`, action)))
+    Promise.resolve()
+      .then(() => options.decide!(der, request))
+      .then(settle, (e: Error) => settle(session.refuse('INTERNAL', `decision failed: ${e?.message ?? e}`, action)))
   }
   socket.setTimeout(timeoutMs, () => {
     settle(session.refuse('ACCESS_TIMEOUT', `no request line within ${timeoutMs} ms`, '?'))
@@ -333,15 +380,21 @@ function clientContextOf(id: { certPem: string; keyPem: string; rootPem: string 
 export function startAccessEndpoint(options: AccessEndpointOptions): Promise<AccessEndpoint> {
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
   const server = createServer({
-    ...tlsServerPolicy(), cert: options.certPem, key: options.keyPem, ca: options.rootPem,
-    requestCert: true, rejectUnauthorized: false, handshakeTimeout: timeoutMs,
+    ...tlsServerPolicy(),
+    cert: options.certPem,
+    key: options.keyPem,
+    ca: options.rootPem,
+    requestCert: true,
+    rejectUnauthorized: false,
+    handshakeTimeout: timeoutMs,
     // A requester may half-close after its request; the answer must still go out. Every path ends the socket itself.
     allowHalfOpen: true,
   })
   // Raw sockets, so that close() also ends connections still in their handshake.
   const sockets = new Set<Socket>()
   const pending = new PendingConnections({
-    max: options.maxPendingConnections ?? DEFAULT_MAX_PENDING_CONNECTIONS, deadlineMs: timeoutMs,
+    max: options.maxPendingConnections ?? DEFAULT_MAX_PENDING_CONNECTIONS,
+    deadlineMs: timeoutMs,
     onClosed: (reason, remote) => options.onPendingClosed?.(reason, { address: remote ?? '?', port: 0 }),
   })
   server.on('connection', (socket: Socket) => {
@@ -360,18 +413,29 @@ export function startAccessEndpoint(options: AccessEndpointOptions): Promise<Acc
     options.onHandshakeError?.(error, addressOf(socket))
   })
   return new Promise((resolve, reject) => {
-    server.once('error', e => reject(new KinError('ACCESS_TRANSPORT', `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 0}: ${e.message}`, { cause: e })))
+    server.once('error', e =>
+      reject(
+        new KinError(
+          'ACCESS_TRANSPORT',
+          `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 0}: ${e.message}`,
+          { cause: e },
+        ),
+      ),
+    )
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
       // Once listening, a server error (e.g. out of file descriptors on accept) is reported, not thrown at the process.
       server.on('error', e => options.onHandshakeError?.(e, { address: '?', port: 0 }))
       const address = server.address() as AddressInfo
       resolve({
-        host: address.address, port: address.port, server,
+        host: address.address,
+        port: address.port,
+        server,
         pending: () => ({ open: pending.size, ...pending.closed }),
-        close: () => new Promise<void>(done => {
-          server.close(() => done())
-          for (const s of sockets) s.destroy()
-        }),
+        close: () =>
+          new Promise<void>(done => {
+            server.close(() => done())
+            for (const s of sockets) s.destroy()
+          }),
       })
     })
   })
@@ -422,7 +486,7 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
   const target = `${options.host}:${options.port}`
   // This device's own key first: OpenSSL would refuse to load a small one (ERR_SSL_EE_KEY_TOO_SMALL) or, loaded at a
   // lower security level, TLS 1.3 would send no certificate at all and the server could only say ACCESS_NO_CERTIFICATE.
-  const ownRefusal = rsaParameterRefusal(ownCertificateDer(options.certPem), 'this device\'s certificate')
+  const ownRefusal = rsaParameterRefusal(ownCertificateDer(options.certPem), "this device's certificate")
   if (ownRefusal !== undefined) return Promise.reject(ownRefusal)
   return new Promise((resolve, reject) => {
     let server: Decision | undefined
@@ -438,14 +502,24 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
       clearTimeout(timer)
       socket.destroy()
       if (error !== undefined) reject(error)
-      else resolve({ ...outcome!, ...(statement === undefined ? {} : { statement }), ...(sent === undefined ? {} : { sent }) })
+      else
+        resolve({
+          ...outcome!,
+          ...(statement === undefined ? {} : { statement }),
+          ...(sent === undefined ? {} : { sent }),
+        })
     }
     const send = (offered: OfferedProof): void => {
       if (settled) return
       const line: Record<string, string> = { action }
       if (offered.proof !== undefined) line['proof'] = Buffer.from(offered.proof).toString('base64')
       else if (offered.bundle !== undefined) line['bundle'] = Buffer.from(offered.bundle).toString('base64')
-      sent = offered.proof !== undefined ? { kind: 'proof', bytes: offered.proof.length } : offered.bundle !== undefined ? { kind: 'bundle', bytes: offered.bundle.length } : { kind: 'none', bytes: 0 }
+      sent =
+        offered.proof !== undefined
+          ? { kind: 'proof', bytes: offered.proof.length }
+          : offered.bundle !== undefined
+            ? { kind: 'bundle', bytes: offered.bundle.length }
+            : { kind: 'none', bytes: 0 }
       socket.write(JSON.stringify(line) + '\n')
     }
     const onStatement = (line: string): void => {
@@ -456,7 +530,13 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
         finish(e as KinError)
         return
       }
-      options.proofFor!(statement).then(send, (e: Error) => finish(isKinError(e) ? e : new KinError('INTERNAL', `building the proof for ${target} failed: ${e?.message ?? e}`, { cause: e })))
+      options.proofFor!(statement).then(send, (e: Error) =>
+        finish(
+          isKinError(e)
+            ? e
+            : new KinError('INTERNAL', `building the proof for ${target} failed: ${e?.message ?? e}`, { cause: e }),
+        ),
+      )
     }
     // Device certificates name devices (CN and SAN dNSNames of the fleet), not the address dialled, so the usual
     // hostname check cannot apply: it is switched off here, and the engine's server identity check (fleet root,
@@ -465,15 +545,25 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
     let socket: TLSSocket
     try {
       socket = connect({
-        host: options.host, port: options.port, secureContext: clientContextOf(options),
-        rejectUnauthorized: false, checkServerIdentity: () => undefined,
+        host: options.host,
+        port: options.port,
+        secureContext: clientContextOf(options),
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined,
       })
     } catch (e) {
       // The key or certificate PEM OpenSSL would not load: a coded refusal, never a bare OpenSSL error.
-      reject(new KinError('ACCESS_TRANSPORT', `cannot use this device's TLS identity: ${(e as Error).message}`, { cause: e }))
+      reject(
+        new KinError('ACCESS_TRANSPORT', `cannot use this device's TLS identity: ${(e as Error).message}`, {
+          cause: e,
+        }),
+      )
       return
     }
-    const timer = setTimeout(() => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () => finish(new KinError('ACCESS_TIMEOUT', `no answer from ${target} within ${timeoutMs} ms`)),
+      timeoutMs,
+    )
     socket.once('secureConnect', () => {
       const peer = socket.getPeerX509Certificate()
       if (peer === undefined) {
@@ -481,7 +571,13 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
         return
       }
       server = options.checkServer(new Uint8Array(peer.raw.buffer, peer.raw.byteOffset, peer.raw.length))
-      if (server.action !== SERVE_ACTION) server = { ...server, allow: false, code: 'INTERNAL', reason: 'the server check did not run the server identity check' }
+      if (server.action !== SERVE_ACTION)
+        server = {
+          ...server,
+          allow: false,
+          code: 'INTERNAL',
+          reason: 'the server check did not run the server identity check',
+        }
       if (!server.allow) {
         finish(undefined, { server, answer: undefined })
         return
@@ -502,7 +598,13 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
       if (awaitingStatement) {
         const end = received.indexOf('\n')
         if (end < 0) {
-          if (received.length > MAX_STATEMENT_BYTES) finish(new DecodeError('DECODE_OVERSIZE', `the head statement from ${target} is longer than ${MAX_STATEMENT_BYTES} bytes`))
+          if (received.length > MAX_STATEMENT_BYTES)
+            finish(
+              new DecodeError(
+                'DECODE_OVERSIZE',
+                `the head statement from ${target} is longer than ${MAX_STATEMENT_BYTES} bytes`,
+              ),
+            )
           return
         }
         const line = received.slice(0, end)
@@ -512,11 +614,18 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
       }
       const newline = received.indexOf('\n')
       if (newline >= 0) answerWith(received.slice(0, newline))
-      else if (received.length > MAX_ANSWER_BYTES) finish(new DecodeError('DECODE_OVERSIZE', `the answer from ${target} is longer than ${MAX_ANSWER_BYTES} bytes`))
+      else if (received.length > MAX_ANSWER_BYTES)
+        finish(new DecodeError('DECODE_OVERSIZE', `the answer from ${target} is longer than ${MAX_ANSWER_BYTES} bytes`))
     })
     socket.on('end', () => {
       if (server !== undefined && server.allow && !awaitingStatement && received.length > 0) answerWith(received)
-      else finish(new KinError('ACCESS_TRANSPORT', `${target} closed the connection without an answer (did the TLS handshake fail, or was this device's certificate refused?)`))
+      else
+        finish(
+          new KinError(
+            'ACCESS_TRANSPORT',
+            `${target} closed the connection without an answer (did the TLS handshake fail, or was this device's certificate refused?)`,
+          ),
+        )
     })
     socket.on('error', (e: Error) => {
       finish(new KinError('ACCESS_TRANSPORT', `connection to ${target} failed: ${e.message}`, { cause: e }))

@@ -6,14 +6,23 @@ import { constants } from 'node:crypto'
  * (RFC 7525 §4.2, RFC 9325 §4.2). No static RSA key exchange, no CBC, no SHA-1 MACs. Strongest first.
  */
 export const TLS12_SUITES: readonly string[] = [
-  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-  'DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES256-GCM-SHA384', 'DHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'DHE-RSA-AES128-GCM-SHA256',
+  'DHE-RSA-AES256-GCM-SHA384',
+  'DHE-RSA-CHACHA20-POLY1305',
 ]
 
 /** TLS 1.3 suites (RFC 8446 §9.1): OpenSSL's defaults, named so that setting the 1.2 list cannot drop them. */
-export const TLS13_SUITES: readonly string[] = ['TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256']
+export const TLS13_SUITES: readonly string[] = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+]
 
 /** Lowest protocol version any kinship endpoint speaks. */
 export const TLS_MIN_VERSION = 'TLSv1.2'
@@ -47,7 +56,13 @@ export interface TlsClientPolicy {
  * the certificate's strength (RFC 7919 groups), without which the DHE-RSA suites are never chosen.
  */
 export function tlsServerPolicy(): TlsServerPolicy {
-  return { minVersion: TLS_MIN_VERSION, ciphers: CIPHERS, honorCipherOrder: true, dhparam: 'auto', secureOptions: NO_RENEGOTIATION }
+  return {
+    minVersion: TLS_MIN_VERSION,
+    ciphers: CIPHERS,
+    honorCipherOrder: true,
+    dhparam: 'auto',
+    secureOptions: NO_RENEGOTIATION,
+  }
 }
 
 /** Options to spread into tls.connect or an mqtt.js client. */

@@ -7,11 +7,29 @@ import type { ConnectOptions, SessionStatus, Transport, TransportSession } from 
 
 // OpenSSL and Node codes of a broker certificate that does not chain to the trusted root or names another host.
 const IDENTITY_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED',
-  'CERT_REJECTED', 'INVALID_PURPOSE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'KIN_BROKER_IDENTITY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_PURPOSE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'KIN_BROKER_IDENTITY',
 ])
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EADDRNOTAVAIL',
+])
 const RECONNECT_PERIOD_MS = 500
 const END_GRACE_MS = 2000
 
@@ -33,8 +51,12 @@ export function parseBrokerUrl(url: string): { host: string; port: number } {
 
 /** Every broker of a comma list `mqtts://HOST:PORT,mqtts://HOST:PORT…`, in order. */
 export function parseBrokerUrls(list: string): Array<{ host: string; port: number }> {
-  const urls = list.split(',').map(u => u.trim()).filter(u => u !== '')
-  if (urls.length === 0) throw new KinError('BAD_ARGUMENT', `broker address "${list}" is empty; expected mqtts://HOST:PORT`)
+  const urls = list
+    .split(',')
+    .map(u => u.trim())
+    .filter(u => u !== '')
+  if (urls.length === 0)
+    throw new KinError('BAD_ARGUMENT', `broker address "${list}" is empty; expected mqtts://HOST:PORT`)
   return urls.map(parseOneBrokerUrl)
 }
 
@@ -45,10 +67,18 @@ function parseOneBrokerUrl(url: string): { host: string; port: number } {
   } catch {
     throw new KinError('BAD_ARGUMENT', `broker address "${url}" is not a URL; expected mqtts://HOST:PORT`)
   }
-  if (u.protocol !== 'mqtts:') throw new KinError('BAD_ARGUMENT', `broker address "${url}" must use mqtts:// (kinship talks to its broker over TLS only)`)
+  if (u.protocol !== 'mqtts:')
+    throw new KinError(
+      'BAD_ARGUMENT',
+      `broker address "${url}" must use mqtts:// (kinship talks to its broker over TLS only)`,
+    )
   const port = u.port === '' ? 8883 : Number(u.port)
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1')
-  if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) throw new KinError('BAD_ARGUMENT', `broker address "${url}" needs a host and a port, e.g. mqtts://192.168.1.10:8883`)
+  if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535)
+    throw new KinError(
+      'BAD_ARGUMENT',
+      `broker address "${url}" needs a host and a port, e.g. mqtts://192.168.1.10:8883`,
+    )
   return { host, port }
 }
 
@@ -59,32 +89,57 @@ function parseOneBrokerUrl(url: string): { host: string; port: number } {
 function fleetServerIdentity(serverCn: string): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     const cn = cert.subject?.CN
-    if (cn !== serverCn) return Object.assign(new Error(`the broker's certificate names "${String(cn)}", not L0 (${serverCn})`), { code: 'KIN_BROKER_IDENTITY' })
+    if (cn !== serverCn)
+      return Object.assign(new Error(`the broker's certificate names "${String(cn)}", not L0 (${serverCn})`), {
+        code: 'KIN_BROKER_IDENTITY',
+      })
     return checkServerIdentity(serverCn, cert)
   }
 }
 
-function clientOptions(o: ConnectOptions, host: string, port: number, others: Array<{ host: string; port: number }>): IClientOptions {
+function clientOptions(
+  o: ConnectOptions,
+  host: string,
+  port: number,
+  others: Array<{ host: string; port: number }>,
+): IClientOptions {
   const base: IClientOptions = {
-    ...tlsClientPolicy(), protocol: 'mqtts', host, port, clientId: o.clientId, protocolVersion: 4, clean: true, keepalive: 30,
-    reconnectPeriod: o.reconnect === true ? RECONNECT_PERIOD_MS : 0, connectTimeout: o.connectTimeoutMs, resubscribe: true,
+    ...tlsClientPolicy(),
+    protocol: 'mqtts',
+    host,
+    port,
+    clientId: o.clientId,
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 30,
+    reconnectPeriod: o.reconnect === true ? RECONNECT_PERIOD_MS : 0,
+    connectTimeout: o.connectTimeoutMs,
+    resubscribe: true,
     // Several brokers (a cluster's nodes): each reconnect moves to the next, starting after the one that answered.
-    ...(others.length > 0 ? { servers: [{ host, port }, ...others].map(a => ({ ...a, protocol: 'mqtts' as const })) } : {}),
+    ...(others.length > 0
+      ? { servers: [{ host, port }, ...others].map(a => ({ ...a, protocol: 'mqtts' as const })) }
+      : {}),
   }
-  const login = o.login.kind === 'certificate'
-    ? { cert: o.login.certPem, key: o.login.keyPem }
-    : { username: o.login.username, password: o.login.password }
+  const login =
+    o.login.kind === 'certificate'
+      ? { cert: o.login.certPem, key: o.login.keyPem }
+      : { username: o.login.username, password: o.login.password }
   // 'deferred': an enrolling device does not know the fleet root yet; it checks peerCertificate() once it does.
-  const server = o.server.kind === 'fleet'
-    ? { ca: o.server.rootPem, rejectUnauthorized: true, servername: o.server.serverCn, checkServerIdentity: fleetServerIdentity(o.server.serverCn) }
-    : { rejectUnauthorized: false }
+  const server =
+    o.server.kind === 'fleet'
+      ? {
+          ca: o.server.rootPem,
+          rejectUnauthorized: true,
+          servername: o.server.serverCn,
+          checkServerIdentity: fleetServerIdentity(o.server.serverCn),
+        }
+      : { rejectUnauthorized: false }
   return { ...base, ...login, ...server } as IClientOptions
 }
 
 function errorCode(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
 }
-
 
 // MQTT exchanges are small request/answer pairs: with Nagle's algorithm on, each answer waits for the delayed ACK
 // of the previous segment (about 40 ms on Linux). The broker turns it off on its side (broker/l0.ts); so do we.
@@ -100,19 +155,38 @@ export function brokerError(err: unknown, url: string): KinError {
   const message = err instanceof Error ? err.message : String(err)
   if (typeof code === 'number' && code >= 1 && code <= 5) {
     // [MQTT-3.2.2.3] CONNACK return codes of MQTT 3.1.1.
-    return new KinError('BROKER_REFUSED', `the broker at ${url} refused the login: ${message}`, { cause: err, detail: { returnCode: code } })
+    return new KinError('BROKER_REFUSED', `the broker at ${url} refused the login: ${message}`, {
+      cause: err,
+      detail: { returnCode: code },
+    })
   }
   if (typeof code === 'string' && IDENTITY_CODES.has(code)) {
-    return new KinError('BROKER_IDENTITY', `the broker at ${url} is not this fleet's L0 (${message}); check the address, or whether someone is impersonating L0`, { cause: err, detail: { tlsCode: code } })
+    return new KinError(
+      'BROKER_IDENTITY',
+      `the broker at ${url} is not this fleet's L0 (${message}); check the address, or whether someone is impersonating L0`,
+      { cause: err, detail: { tlsCode: code } },
+    )
   }
   if (message === 'TLS not authorized') {
-    return new KinError('BROKER_IDENTITY', `the broker at ${url} presented a certificate this fleet's root does not vouch for`, { cause: err })
+    return new KinError(
+      'BROKER_IDENTITY',
+      `the broker at ${url} presented a certificate this fleet's root does not vouch for`,
+      { cause: err },
+    )
   }
   if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) {
-    return new KinError('BROKER_UNREACHABLE', `cannot reach the broker at ${url} (${code}); is 'kin broker' running there?`, { cause: err, detail: { netCode: code } })
+    return new KinError(
+      'BROKER_UNREACHABLE',
+      `cannot reach the broker at ${url} (${code}); is 'kin broker' running there?`,
+      { cause: err, detail: { netCode: code } },
+    )
   }
   if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
-    return new KinError('BROKER_REFUSED', `the broker at ${url} refused the TLS handshake (${code}); its fleet may not know this device's certificate`, { cause: err, detail: { tlsCode: code } })
+    return new KinError(
+      'BROKER_REFUSED',
+      `the broker at ${url} refused the TLS handshake (${code}); its fleet may not know this device's certificate`,
+      { cause: err, detail: { tlsCode: code } },
+    )
   }
   return new KinError('BROKER_CLOSED', `the connection to the broker at ${url} failed: ${message}`, { cause: err })
 }
@@ -137,7 +211,9 @@ class MqttSession implements TransportSession {
     this.reconnect = reconnect
     this.capturePeer()
     noDelay(client)
-    client.on('error', err => { this.lastError = brokerError(err, url) })
+    client.on('error', err => {
+      this.lastError = brokerError(err, url)
+    })
     client.on('message', (topic: string, payload: Buffer) => {
       const bytes = asBytes(payload)
       for (const l of [...this.messageListeners]) l(topic, bytes)
@@ -174,7 +250,12 @@ class MqttSession implements TransportSession {
     this.closed = true
     const pending = [...this.unacked]
     this.unacked.clear()
-    const reason = error ?? new KinError('BROKER_CLOSED', `the session with the broker at ${this.url} closed before the broker acknowledged the message`)
+    const reason =
+      error ??
+      new KinError(
+        'BROKER_CLOSED',
+        `the session with the broker at ${this.url} closed before the broker acknowledged the message`,
+      )
     for (const reject of pending) reject(reason)
     this.emitStatus('closed', error)
   }
@@ -186,7 +267,11 @@ class MqttSession implements TransportSession {
   }
 
   publish(topic: string, payload: Uint8Array, options: { retain?: boolean } = {}): Promise<void> {
-    try { this.ensureUsable() } catch (err) { return Promise.reject(err) }
+    try {
+      this.ensureUsable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     return new Promise((resolve, reject) => {
       this.unacked.add(reject)
       this.client.publish(topic, asBuffer(payload), { qos: 1, retain: options.retain === true }, err => {
@@ -198,13 +283,27 @@ class MqttSession implements TransportSession {
   }
 
   subscribe(filters: string[]): Promise<void> {
-    try { this.ensureUsable() } catch (err) { return Promise.reject(err) }
+    try {
+      this.ensureUsable()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     return new Promise((resolve, reject) => {
       this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
-        if (err) { reject(brokerError(err, this.url)); return }
+        if (err) {
+          reject(brokerError(err, this.url))
+          return
+        }
         // [MQTT-3.9.3-2] 0x80 in a SUBACK is a refusal.
         const refused = (granted ?? []).filter(g => g.qos === 128).map(g => g.topic)
-        if (refused.length > 0) reject(new KinError('BROKER_REFUSED', `the broker at ${this.url} refused the subscription to ${refused.join(', ')}`, { detail: { filters: refused } }))
+        if (refused.length > 0)
+          reject(
+            new KinError(
+              'BROKER_REFUSED',
+              `the broker at ${this.url} refused the subscription to ${refused.join(', ')}`,
+              { detail: { filters: refused } },
+            ),
+          )
         else resolve()
       })
     })
@@ -212,12 +311,16 @@ class MqttSession implements TransportSession {
 
   onMessage(listener: (topic: string, payload: Uint8Array) => void): () => void {
     this.messageListeners.add(listener)
-    return () => { this.messageListeners.delete(listener) }
+    return () => {
+      this.messageListeners.delete(listener)
+    }
   }
 
   onStatus(listener: (status: SessionStatus, error: KinError | undefined) => void): () => void {
     this.statusListeners.add(listener)
-    return () => { this.statusListeners.delete(listener) }
+    return () => {
+      this.statusListeners.delete(listener)
+    }
   }
 
   peerCertificate(): Uint8Array | undefined {
@@ -226,8 +329,15 @@ class MqttSession implements TransportSession {
 
   end(): Promise<void> {
     return new Promise(resolve => {
-      const timer = setTimeout(() => { this.client.end(true); resolve() }, END_GRACE_MS)
-      this.client.end(false, {}, () => { clearTimeout(timer); this.finish(undefined); resolve() })
+      const timer = setTimeout(() => {
+        this.client.end(true)
+        resolve()
+      }, END_GRACE_MS)
+      this.client.end(false, {}, () => {
+        clearTimeout(timer)
+        this.finish(undefined)
+        resolve()
+      })
     })
   }
 }
@@ -248,14 +358,22 @@ export const nodeTransport: Transport = {
       } catch (err) {
         last = err
         // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
-        if (addresses.length === 1 || (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))) throw err
+        if (
+          addresses.length === 1 ||
+          (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))
+        )
+          throw err
       }
     }
     throw last
   },
 }
 
-function connectOne(options: ConnectOptions, address: { host: string; port: number }, others: Array<{ host: string; port: number }>): Promise<TransportSession> {
+function connectOne(
+  options: ConnectOptions,
+  address: { host: string; port: number },
+  others: Array<{ host: string; port: number }>,
+): Promise<TransportSession> {
   return new Promise((resolve, reject) => {
     const client = connect(clientOptions(options, address.host, address.port, others))
     let settled = false
@@ -267,7 +385,12 @@ function connectOne(options: ConnectOptions, address: { host: string; port: numb
       reject(err)
     }
     const timer = setTimeout(() => {
-      fail(new KinError('BROKER_TIMEOUT', `no answer from the broker at ${options.url} within ${Math.round(options.connectTimeoutMs / 1000)} s; is 'kin broker' running there?`))
+      fail(
+        new KinError(
+          'BROKER_TIMEOUT',
+          `no answer from the broker at ${options.url} within ${Math.round(options.connectTimeoutMs / 1000)} s; is 'kin broker' running there?`,
+        ),
+      )
     }, options.connectTimeoutMs)
     client.once('connect', () => {
       if (settled) return
@@ -284,9 +407,14 @@ function connectOne(options: ConnectOptions, address: { host: string; port: numb
       if (typeof errorCode(err) === 'number') fail(brokerError(err, options.url))
     }
     const onClose = () => {
-      fail(firstError !== undefined
-        ? brokerError(firstError, options.url)
-        : new KinError('BROKER_REFUSED', `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`))
+      fail(
+        firstError !== undefined
+          ? brokerError(firstError, options.url)
+          : new KinError(
+              'BROKER_REFUSED',
+              `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`,
+            ),
+      )
     }
     client.on('error', onError)
     client.on('close', onClose)

@@ -34,10 +34,16 @@ export const nodeVerifier: SignatureVerifier = {
   name: 'node',
   verifySignature(algorithm, spkiDer, message, signature) {
     // Key parameters and signature encoding before OpenSSL sees them: the same inputs are refused on every engine.
-    if (algorithm === 'rsa-pkcs1-sha256' ? !isAcceptedRsaKey(spkiDer) : algorithm !== 'ecdsa-p256-sha256' || !acceptedEc(spkiDer, signature)) return false
+    if (
+      algorithm === 'rsa-pkcs1-sha256'
+        ? !isAcceptedRsaKey(spkiDer)
+        : algorithm !== 'ecdsa-p256-sha256' || !acceptedEc(spkiDer, signature)
+    )
+      return false
     try {
       const key = publicKey(spkiDer)
-      if (algorithm === 'rsa-pkcs1-sha256') return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING }, signature)
+      if (algorithm === 'rsa-pkcs1-sha256')
+        return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING }, signature)
       return verify('sha256', message, { key, dsaEncoding: 'der' }, signature)
     } catch {
       return false

@@ -31,7 +31,14 @@ export interface BackDateCast {
  * branch with its subtree. Built against L0's ledger (what the thief learned before the theft was noticed). An
  * authorize binds `childTlsKey` when given (so a CSR for it can be put to the CA), a random key hash otherwise.
  */
-export function backDatedEvent(fleet: LiveFleet, cast: BackDateCast, kind: BackDatedKind, before: number, back: number, childTlsKey?: { spkiDer: Uint8Array }): EncodedEvent {
+export function backDatedEvent(
+  fleet: LiveFleet,
+  cast: BackDateCast,
+  kind: BackDatedKind,
+  before: number,
+  back: number,
+  childTlsKey?: { spkiDer: Uint8Array },
+): EncodedEvent {
   const state = fleet.l0.ledger.ledger.state
   const thief = fleet.device(cast.thief)
   const stolenKey = new Home(thief.dir).readLedgerKey()
@@ -40,22 +47,48 @@ export function backDatedEvent(fleet: LiveFleet, cast: BackDateCast, kind: BackD
   const time = before - back
   if (kind === 'authorize') {
     const child = nodeCrypto.ed25519KeyPair(nodeCrypto.randomBytes(32))
-    return signEvent(nodeCrypto, authorizeEvent(nodeCrypto, issuer, {
-      spkiHash: childTlsKey === undefined ? nodeCrypto.randomBytes(32) : nodeCrypto.sha256(childTlsKey.spkiDer), ledgerKey: child.publicKey, role: 'admin', depth: issuer.depth - 1,
-      notAfter: issuer.notAfter, kind: 'laptop', name: 'spare laptop',
-    }, time), stolenKey)
+    return signEvent(
+      nodeCrypto,
+      authorizeEvent(
+        nodeCrypto,
+        issuer,
+        {
+          spkiHash: childTlsKey === undefined ? nodeCrypto.randomBytes(32) : nodeCrypto.sha256(childTlsKey.spkiDer),
+          ledgerKey: child.publicKey,
+          role: 'admin',
+          depth: issuer.depth - 1,
+          notAfter: issuer.notAfter,
+          kind: 'laptop',
+          name: 'spare laptop',
+        },
+        time,
+      ),
+      stolenKey,
+    )
   }
   const target = state.currentBinding(fleet.cnOf(kind === 'policy' ? cast.lock : cast.owner))!
   if (kind === 'policy') {
-    const body = { subtree: false, maxHops: 0, maxHeadAge: 0, anchors: [], rules: [{ action: '*', roles: ['guest' as const], from: 0, to: 0 }] }
+    const body = {
+      subtree: false,
+      maxHops: 0,
+      maxHeadAge: 0,
+      anchors: [],
+      rules: [{ action: '*', roles: ['guest' as const], from: 0, to: 0 }],
+    }
     return signEvent(nodeCrypto, policyEvent(issuer, target, body, time), stolenKey)
   }
-  return signEvent(nodeCrypto, revokeEvent(issuer, target, { reason: 'compromised', subtree: true, effective: time }, time), stolenKey)
+  return signEvent(
+    nodeCrypto,
+    revokeEvent(issuer, target, { reason: 'compromised', subtree: true, effective: time }, time),
+    stolenKey,
+  )
 }
 
 /** Labels of the devices (L0 included) whose ledger holds `idHex`. */
 export function holdersOf(fleet: LiveFleet, idHex: string): string[] {
-  return [...fleet.devices.values()].filter(d => (d.replica?.ledger ?? fleet.l0.ledger).ledger.state.has(idHex)).map(d => d.label)
+  return [...fleet.devices.values()]
+    .filter(d => (d.replica?.ledger ?? fleet.l0.ledger).ledger.state.has(idHex))
+    .map(d => d.label)
 }
 
 /**
@@ -77,9 +110,17 @@ export async function relayToMiner(fleet: LiveFleet, relayLabel: string, event: 
     await fleet.l0.seal()
     await fleet.converge()
     const holders = holdersOf(fleet, event.idHex)
-    const wire = holders.length === 0 ? `none of the ${fleet.devices.size} ledgers (L0's included) holds it` : `held by ${holders.join(', ')}`
-    if (seen.refused !== undefined && holders.length === 0) return { actual: seen.refused.code, detail: `relayed by ${relayLabel}; L0's miner refused it (${seen.refused.code}): ${seen.refused.message}; ${wire}` }
-    if (seen.refused !== undefined) return { actual: ACCEPTED, detail: `L0's miner refused it (${seen.refused.code}) yet the event spread: ${wire}` }
+    const wire =
+      holders.length === 0
+        ? `none of the ${fleet.devices.size} ledgers (L0's included) holds it`
+        : `held by ${holders.join(', ')}`
+    if (seen.refused !== undefined && holders.length === 0)
+      return {
+        actual: seen.refused.code,
+        detail: `relayed by ${relayLabel}; L0's miner refused it (${seen.refused.code}): ${seen.refused.message}; ${wire}`,
+      }
+    if (seen.refused !== undefined)
+      return { actual: ACCEPTED, detail: `L0's miner refused it (${seen.refused.code}) yet the event spread: ${wire}` }
     return { actual: ACCEPTED, detail: `L0's miner took it; ${wire}` }
   } finally {
     verdict.stop()
@@ -90,10 +131,19 @@ export async function relayToMiner(fleet: LiveFleet, relayLabel: string, event: 
  * The fleet CA judging `authorize` as it does for a CSR (broker/services.ts builds it the same way): over L0's
  * ledger, appending through the miner. Resolves with the refusal code, or ACCEPTED if a certificate came out.
  */
-export async function presentToCa(fleet: LiveFleet, authorize: EncodedEvent, csrPem: string): Promise<{ code: string; message: string }> {
+export async function presentToCa(
+  fleet: LiveFleet,
+  authorize: EncodedEvent,
+  csrPem: string,
+): Promise<{ code: string; message: string }> {
   const ca = new FleetCa({
-    crypto: nodeCrypto, rootCertPem: fleet.l0.rootPem, rootKeyPem: fleet.l0Home.readText('caKey'),
-    ledger: { ledger: fleet.l0.ledger.ledger, append: (e, o) => fleet.l0.miner.appendOne(e, o?.now ?? fleet.clock.now()) },
+    crypto: nodeCrypto,
+    rootCertPem: fleet.l0.rootPem,
+    rootKeyPem: fleet.l0Home.readText('caKey'),
+    ledger: {
+      ledger: fleet.l0.ledger.ledger,
+      append: (e, o) => fleet.l0.miner.appendOne(e, o?.now ?? fleet.clock.now()),
+    },
   })
   try {
     await ca.issue({ authorizeBytes: authorize.bytes, csrPem, now: fleet.clock.now() })
@@ -115,12 +165,46 @@ export async function backDateAttacks(ctx: AttackContext, run: AttackRunner): Pr
   const revocation = await fleet.revoke('L0', cast.thief, { reason: 'compromised', subtree: false })
   await fleet.converge()
   const at = revocation.event.time
-  await run.run({ id: 'backdated-authorize', family: 'lifecycle', kind: 'attack', attack: 'over MQTT: the stolen laptop, revoked, authorizes a new admin dated an hour before its revocation', expected: ['TIME_TOO_OLD'] },
-    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'authorize', at, 3600)))
-  await run.run({ id: 'backdated-policy', family: 'lifecycle', kind: 'attack', attack: "over MQTT: the stolen laptop's policy granting guests every action on the lock, dated a minute before its revocation", expected: ['ISSUER_REVOKED_IN_LOG'] },
-    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'policy', at, 60)))
-  await run.run({ id: 'backdated-revoke', family: 'lifecycle', kind: 'attack', attack: "over MQTT: the stolen laptop revokes the owner's phone and its subtree, dated a minute before its revocation", expected: ['ISSUER_REVOKED_IN_LOG'] },
-    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'revoke', at, 60)))
-  await run.run({ id: 'owner-after-laptop-revoked', family: 'lifecycle', kind: 'control', attack: "the owner's phone, authorized by the laptop before its revocation, still opens the door", expected: ['ALLOW'] },
-    async () => decided('L2.1', 'L3.3', 'unlock', await fleet.access('L2.1', 'L3.3', 'unlock')))
+  await run.run(
+    {
+      id: 'backdated-authorize',
+      family: 'lifecycle',
+      kind: 'attack',
+      attack: 'over MQTT: the stolen laptop, revoked, authorizes a new admin dated an hour before its revocation',
+      expected: ['TIME_TOO_OLD'],
+    },
+    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'authorize', at, 3600)),
+  )
+  await run.run(
+    {
+      id: 'backdated-policy',
+      family: 'lifecycle',
+      kind: 'attack',
+      attack:
+        "over MQTT: the stolen laptop's policy granting guests every action on the lock, dated a minute before its revocation",
+      expected: ['ISSUER_REVOKED_IN_LOG'],
+    },
+    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'policy', at, 60)),
+  )
+  await run.run(
+    {
+      id: 'backdated-revoke',
+      family: 'lifecycle',
+      kind: 'attack',
+      attack:
+        "over MQTT: the stolen laptop revokes the owner's phone and its subtree, dated a minute before its revocation",
+      expected: ['ISSUER_REVOKED_IN_LOG'],
+    },
+    () => relayToMiner(fleet, cast.relay, backDatedEvent(fleet, cast, 'revoke', at, 60)),
+  )
+  await run.run(
+    {
+      id: 'owner-after-laptop-revoked',
+      family: 'lifecycle',
+      kind: 'control',
+      attack: "the owner's phone, authorized by the laptop before its revocation, still opens the door",
+      expected: ['ALLOW'],
+    },
+    async () => decided('L2.1', 'L3.3', 'unlock', await fleet.access('L2.1', 'L3.3', 'unlock')),
+  )
 }

@@ -6,7 +6,17 @@ import { connect, type Socket } from 'node:net'
  * the random): the record announces 200 bytes, 43 arrive, so the server's TLS stack waits for the rest.
  */
 export const PARTIAL_CLIENT_HELLO: Uint8Array = new Uint8Array([
-  0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+  0x16,
+  0x03,
+  0x01,
+  0x00,
+  0xc8,
+  0x01,
+  0x00,
+  0x00,
+  0xc4,
+  0x03,
+  0x03,
   ...new Array<number>(32).fill(0x5a),
 ])
 
@@ -61,23 +71,40 @@ export async function openHalfOpen(options: HalfOpenOptions): Promise<HalfOpenFl
   const waiters: Array<() => void> = []
   for (let i = 0; i < options.count; i += batch) {
     const n = Math.min(batch, options.count - i)
-    const opened = await Promise.all(Array.from({ length: n }, (_, j) =>
-      openOne(options.host, options.port, kind === 'partial-hello' || (kind === 'mixed' && (i + j) % 2 === 1))))
+    const opened = await Promise.all(
+      Array.from({ length: n }, (_, j) =>
+        openOne(options.host, options.port, kind === 'partial-hello' || (kind === 'mixed' && (i + j) % 2 === 1)),
+      ),
+    )
     for (const s of opened) {
       if (s === undefined) continue
       sockets.push(s)
       if (s.destroyed) closed++
-      else s.once('close', () => { closed++; if (closed === sockets.length) for (const w of waiters.splice(0)) w() })
+      else
+        s.once('close', () => {
+          closed++
+          if (closed === sockets.length) for (const w of waiters.splice(0)) w()
+        })
     }
   }
   return {
-    get opened() { return sockets.length },
-    get closedByServer() { return closed },
-    allClosed: ms => new Promise(resolve => {
-      if (closed === sockets.length) return resolve(true)
-      const timer = setTimeout(() => resolve(false), ms)
-      waiters.push(() => { clearTimeout(timer); resolve(true) })
-    }),
-    stop: () => { for (const s of sockets) s.destroy() },
+    get opened() {
+      return sockets.length
+    },
+    get closedByServer() {
+      return closed
+    },
+    allClosed: ms =>
+      new Promise(resolve => {
+        if (closed === sockets.length) return resolve(true)
+        const timer = setTimeout(() => resolve(false), ms)
+        waiters.push(() => {
+          clearTimeout(timer)
+          resolve(true)
+        })
+      }),
+    stop: () => {
+      for (const s of sockets) s.destroy()
+    },
   }
 }

@@ -84,47 +84,89 @@ export interface AttackHouseOptions {
 export async function startAttackHouse(options: AttackHouseOptions): Promise<AttackContext> {
   const alarms: SeenAlarm[] = []
   const log: FleetLog = record => {
-    if (record['event'] === 'alarm') alarms.push({ label: String(record['source']), code: String(record['code']), message: String(record['message']) })
+    if (record['event'] === 'alarm')
+      alarms.push({ label: String(record['source']), code: String(record['code']), message: String(record['message']) })
     options.log?.(record)
   }
-  const fleet = await LiveFleet.start({ dir: options.dir, domain: options.domain ?? 'smith.home.arpa', clock: simClock(), log })
+  const fleet = await LiveFleet.start({
+    dir: options.dir,
+    domain: options.domain ?? 'smith.home.arpa',
+    clock: simClock(),
+    log,
+  })
   try {
     // Eve's keys are of the fleet's key type, so a stolen certificate meets a signature in its own scheme.
-    const [keys, rootKeys] = await Promise.all([nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE), nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE)])
+    const [keys, rootKeys] = await Promise.all([
+      nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE),
+      nodePki.generateTlsKeyPair(DEFAULT_TLS_KEY_TYPE),
+    ])
     const now = fleet.clock.now()
     const eve: Eve = {
-      keys, rootKeys, ledgerSeed: nodeCrypto.randomBytes(32),
-      root: await createFleetRoot({ domain: fleet.l0.fleet, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
+      keys,
+      rootKeys,
+      ledgerSeed: nodeCrypto.randomBytes(32),
+      root: await createFleetRoot({
+        domain: fleet.l0.fleet,
+        keyPair: rootKeys,
+        now,
+        randomBytes: nodeCrypto.randomBytes,
+      }),
     }
     for (const d of ATTACK_HOUSE) {
-      const enrolled = await fleet.enroll(d.label, d.parent, { role: d.role, kind: d.kind, name: d.name, validSeconds: d.validSeconds })
+      const enrolled = await fleet.enroll(d.label, d.parent, {
+        role: d.role,
+        kind: d.kind,
+        name: d.name,
+        validSeconds: d.validSeconds,
+      })
       options.onEnrolled?.(d, enrolled.cn)
     }
     await fleet.converge()
     const caKeyPem = fleet.l0Home.readText('caKey')
     return {
-      fleet, house: ATTACK_HOUSE, eve, alarms, scratch: join(options.dir, 'scratch'),
+      fleet,
+      house: ATTACK_HOUSE,
+      eve,
+      alarms,
+      scratch: join(options.dir, 'scratch'),
       labelOf: cn => [...fleet.devices.values()].find(d => d.cn === cn)?.label ?? cn,
       async forge(by, cn, parentCn, keyPair) {
-        const ca = by === 'eve-ca' ? { rootCertPem: eve.root.pem, rootKeyPem: rootKeys.privateKeyPem } : { rootCertPem: fleet.l0.rootPem, rootKeyPem: caKeyPem }
+        const ca =
+          by === 'eve-ca'
+            ? { rootCertPem: eve.root.pem, rootKeyPem: rootKeys.privateKeyPem }
+            : { rootCertPem: fleet.l0.rootPem, rootKeyPem: caKeyPem }
         const issuedAt = fleet.clock.now()
         return issueDeviceCertificate({
-          ...ca, now: issuedAt, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto,
+          ...ca,
+          now: issuedAt,
+          randomBytes: nodeCrypto.randomBytes,
+          crypto: nodeCrypto,
           csrPem: await createCsr({ cn, parentCn, keyPair }),
           auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keyPair.spkiDer), notAfter: issuedAt + 30 * DAY },
         })
       },
       forgeOldMarker(cn, parentCn, keyPair) {
         // The leaf profile with the retired SAN, signed by the fleet CA's real key (of either key type).
-        const root = DeviceCertificate.from(fleet.l0.rootPem), issuedAt = fleet.clock.now()
-        return x509Builder().buildCertificate({
-          subjectCn: cn, issuerName: root.layout.subject, spki: keyPair.spkiDer, notBefore: issuedAt - 60, notAfter: issuedAt + 30 * DAY,
-          serialHex: randomSerialHex(nodeCrypto.randomBytes),
-          extensions: {
-            ca: false, keyUsage: keyPair.keyType === 'p256' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'], tlsBothWays: true,
-            altNames: { dns: [cn, `parent.${parentCn}`], uris: [] }, authorityKeyId: root.subjectKeyId,
+        const root = DeviceCertificate.from(fleet.l0.rootPem),
+          issuedAt = fleet.clock.now()
+        return x509Builder().buildCertificate(
+          {
+            subjectCn: cn,
+            issuerName: root.layout.subject,
+            spki: keyPair.spkiDer,
+            notBefore: issuedAt - 60,
+            notAfter: issuedAt + 30 * DAY,
+            serialHex: randomSerialHex(nodeCrypto.randomBytes),
+            extensions: {
+              ca: false,
+              keyUsage: keyPair.keyType === 'p256' ? ['digitalSignature'] : ['digitalSignature', 'keyEncipherment'],
+              tlsBothWays: true,
+              altNames: { dns: [cn, `parent.${parentCn}`], uris: [] },
+              authorityKeyId: root.subjectKeyId,
+            },
           },
-        }, { privateKeyPem: caKeyPem, spkiDer: root.layout.spki, mismatch: 'the CA key is not the root\'s' })
+          { privateKeyPem: caKeyPem, spkiDer: root.layout.spki, mismatch: "the CA key is not the root's" },
+        )
       },
     }
   } catch (err) {

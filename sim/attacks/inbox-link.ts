@@ -11,13 +11,22 @@ const SESSION_WAIT_MS = 10_000
  * CN) and again on each session the follower opens later; resolves, once `use` is done with the first, to a
  * function that stops the later calls.
  */
-export function rideFollowerSessions(fleet: LiveFleet, label: string, use: (session: TransportSession) => Promise<void>): Promise<() => void> {
+export function rideFollowerSessions(
+  fleet: LiveFleet,
+  label: string,
+  use: (session: TransportSession) => Promise<void>,
+): Promise<() => void> {
   return new Promise((resolve, reject) => {
     let first = true
     let stop: () => void = () => undefined
     const timer = setTimeout(() => {
       stop()
-      reject(new KinError('BROKER_TIMEOUT', `${label}'s ledger follower opened no broker session within ${SESSION_WAIT_MS} ms`))
+      reject(
+        new KinError(
+          'BROKER_TIMEOUT',
+          `${label}'s ledger follower opened no broker session within ${SESSION_WAIT_MS} ms`,
+        ),
+      )
     }, SESSION_WAIT_MS)
     stop = fleet.onSession(label, session => {
       const used = use(session)
@@ -27,10 +36,13 @@ export function rideFollowerSessions(fleet: LiveFleet, label: string, use: (sess
       }
       first = false
       clearTimeout(timer)
-      used.then(() => resolve(stop), err => {
-        stop()
-        reject(err)
-      })
+      used.then(
+        () => resolve(stop),
+        err => {
+          stop()
+          reject(err)
+        },
+      )
     })
   })
 }
@@ -41,7 +53,9 @@ export function rideFollowerSessions(fleet: LiveFleet, label: string, use: (sess
  */
 export async function borrowFollowerClient(fleet: LiveFleet, label: string): Promise<GossipClient> {
   let session: TransportSession | undefined
-  const stop = await rideFollowerSessions(fleet, label, async s => { session ??= s })
+  const stop = await rideFollowerSessions(fleet, label, async s => {
+    session ??= s
+  })
   stop()
   return new GossipClient(borrowed(session!))
 }
@@ -56,9 +70,12 @@ function borrowed(session: TransportSession): TransportSession {
     publish: (topic, payload, options) => session.publish(topic, payload, options),
     subscribe: filters => session.subscribe(filters),
     onMessage: listener => keep(session.onMessage(listener)),
-    onStatus: (listener: (status: SessionStatus, error: KinError | undefined) => void) => keep(session.onStatus(listener)),
+    onStatus: (listener: (status: SessionStatus, error: KinError | undefined) => void) =>
+      keep(session.onStatus(listener)),
     peerCertificate: () => session.peerCertificate(),
-    get connected() { return session.connected },
+    get connected() {
+      return session.connected
+    },
     end: async () => {
       for (const stop of listeners.splice(0)) stop()
     },

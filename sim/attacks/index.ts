@@ -50,14 +50,26 @@ export interface AttackSuiteResult {
 export async function runAttacks(options: AttackSuiteOptions): Promise<AttackSuiteResult> {
   const startedAt = new Date()
   const started = performance.now()
-  const ctx: AttackContext = await startAttackHouse({ dir: options.dir, log: options.log, onEnrolled: options.onEnrolled })
+  const ctx: AttackContext = await startAttackHouse({
+    dir: options.dir,
+    log: options.log,
+    onEnrolled: options.onEnrolled,
+  })
   const enrollSeconds = (performance.now() - started) / 1000
   const runner = new AttackRunner(options.onRow)
   let flipCodes = new Map<string, number>()
   const families: Array<[AttackFamily, (ctx: AttackContext, run: AttackRunner) => Promise<unknown>]> = [
-    ['identity', identityAttacks], ['challenge', challengeAttacks],
-    ['bundle', async (c, r) => { flipCodes = (await bundleAttacks(c, r)).flipCodes }],
-    ['ledger', ledgerAttacks], ['miner', minerAttacks], ['lifecycle', lifecycleAttacks],
+    ['identity', identityAttacks],
+    ['challenge', challengeAttacks],
+    [
+      'bundle',
+      async (c, r) => {
+        flipCodes = (await bundleAttacks(c, r)).flipCodes
+      },
+    ],
+    ['ledger', ledgerAttacks],
+    ['miner', minerAttacks],
+    ['lifecycle', lifecycleAttacks],
   ]
   try {
     for (const [family, attacks] of families) {
@@ -65,12 +77,31 @@ export async function runAttacks(options: AttackSuiteOptions): Promise<AttackSui
         await attacks(ctx, runner)
       } catch (err) {
         // A family whose setup failed leaves a failed row, so the run cannot pass; the later families still run.
-        await runner.run({ id: `${family}-setup`, family, kind: 'attack', attack: `setting up the ${family} cases`, expected: [] }, () => Promise.reject(err))
+        await runner.run(
+          { id: `${family}-setup`, family, kind: 'attack', attack: `setting up the ${family} cases`, expected: [] },
+          () => Promise.reject(err),
+        )
       }
     }
     const seconds = Number(((performance.now() - started) / 1000).toFixed(1))
-    const report = attackReport({ ctx, rows: runner.rows, decisions: runner.decisions, flipCodes, startedAt, seconds, command: options.command ?? 'kin sim attacks' })
-    return { rows: runner.rows, tally: tally(runner.rows), report, enrollSeconds: Number(enrollSeconds.toFixed(1)), seconds, fleet: ctx.fleet.l0.fleet, l0: ctx.fleet.l0.cn }
+    const report = attackReport({
+      ctx,
+      rows: runner.rows,
+      decisions: runner.decisions,
+      flipCodes,
+      startedAt,
+      seconds,
+      command: options.command ?? 'kin sim attacks',
+    })
+    return {
+      rows: runner.rows,
+      tally: tally(runner.rows),
+      report,
+      enrollSeconds: Number(enrollSeconds.toFixed(1)),
+      seconds,
+      fleet: ctx.fleet.l0.fleet,
+      l0: ctx.fleet.l0.cn,
+    }
   } finally {
     await ctx.fleet.close()
   }

@@ -23,12 +23,28 @@ export function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<M
   const submit = miner.submit.bind(miner)
   let stop = (): void => undefined
   const result = new Promise<MinerVerdict>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new KinError('BROKER_TIMEOUT', `L0's miner saw no submission of ${idHex.slice(0, 16)}… within ${MINER_WAIT_MS} ms`)), MINER_WAIT_MS)
+    const timer = setTimeout(
+      () =>
+        reject(
+          new KinError(
+            'BROKER_TIMEOUT',
+            `L0's miner saw no submission of ${idHex.slice(0, 16)}… within ${MINER_WAIT_MS} ms`,
+          ),
+        ),
+      MINER_WAIT_MS,
+    )
     miner.submit = async (eventBytes, now, from) => {
       const out = await submit(eventBytes, now, from)
       // An event whose links are missing stays pending: L0 logs it refused with MISSING_LINK (broker/submit.ts).
-      const refused = out.refused.find(r => r.idHex === idHex)
-        ?? (out.pending.some(e => e.idHex === idHex) ? { idHex, code: 'MISSING_LINK', message: 'an event it links to is in neither L0\'s ledger nor this submission' } : undefined)
+      const refused =
+        out.refused.find(r => r.idHex === idHex) ??
+        (out.pending.some(e => e.idHex === idHex)
+          ? {
+              idHex,
+              code: 'MISSING_LINK',
+              message: "an event it links to is in neither L0's ledger nor this submission",
+            }
+          : undefined)
       const covered = refused !== undefined || out.accepted.some(e => e.idHex === idHex) || out.known.includes(idHex)
       if (covered) {
         clearTimeout(timer)

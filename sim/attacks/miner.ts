@@ -56,10 +56,21 @@ async function publishForged(ctx: AttackContext, head: BlockHead): Promise<Attac
   const silent = followers.filter(d => alarmed(d) === undefined)
   const moved = followers.filter(d => d.replica!.replica.headId !== before.get(d.label))
   const codes = [...new Set(followers.map(alarmed).filter(c => c !== undefined))]
-  if (adopted.length > 0) return { actual: ACCEPTED, detail: `${adopted.map(d => d.label).join(', ')} adopted the forged head` }
-  if (silent.length > 0) return { actual: 'NO_ALARM', detail: `${silent.map(d => d.label).join(', ')} raised no alarm within ${ALARM_WAIT_MS} ms (others: ${codes.join(', ') || 'none'})` }
-  const kept = moved.length === 0 ? 'each kept its head' : `${moved.map(d => d.label).join(', ')} moved on to a genuine head meanwhile`
-  return { actual: codes.join('+'), detail: `${followers.length}/${followers.length} devices raised ${codes.join(', ')} and ${kept}` }
+  if (adopted.length > 0)
+    return { actual: ACCEPTED, detail: `${adopted.map(d => d.label).join(', ')} adopted the forged head` }
+  if (silent.length > 0)
+    return {
+      actual: 'NO_ALARM',
+      detail: `${silent.map(d => d.label).join(', ')} raised no alarm within ${ALARM_WAIT_MS} ms (others: ${codes.join(', ') || 'none'})`,
+    }
+  const kept =
+    moved.length === 0
+      ? 'each kept its head'
+      : `${moved.map(d => d.label).join(', ')} moved on to a genuine head meanwhile`
+  return {
+    actual: codes.join('+'),
+    detail: `${followers.length}/${followers.length} devices raised ${codes.join(', ')} and ${kept}`,
+  }
 }
 
 /** Forged heads against every device following the ledger, then a genuine head they must still adopt. */
@@ -73,29 +84,93 @@ export async function minerAttacks(ctx: AttackContext, run: AttackRunner): Promi
   }
   const fields = (over: Partial<HeadFields>): HeadFields => {
     const { head, id } = genuine()
-    return { height: head.height + 1, prevHeadId: id, time: fleet.clock.now(), treeSize: head.treeSize, root: head.root, ...over }
+    return {
+      height: head.height + 1,
+      prevHeadId: id,
+      time: fleet.clock.now(),
+      treeSize: head.treeSize,
+      root: head.root,
+      ...over,
+    }
   }
 
-  await run.run({ id: 'head-eve-signed', family: 'miner', kind: 'attack', attack: "a next head over the same tree, signed with Eve's key instead of the miner's", expected: ['HEAD_SIGNATURE'] },
-    () => publishForged(ctx, signHead(nodeCrypto, fields({}), ctx.eve.ledgerSeed)))
-  await run.run({ id: 'head-fork', family: 'miner', kind: 'attack', attack: 'a second head at the current height, signed with the real miner key over another root', expected: ['HEAD_FORK'] }, () => {
-    const { head } = genuine()
-    return publishForged(ctx, signHead(nodeCrypto, { height: head.height, prevHeadId: head.prevHeadId, time: head.time, treeSize: head.treeSize, root: otherRoot(head.root) }, minerSeed))
-  })
-  await run.run({ id: 'head-inconsistent', family: 'miner', kind: 'attack', attack: 'a next head naming the current one, real miner key, same size, another root', expected: ['HEAD_INCONSISTENT', 'HEAD_ROOT_MISMATCH'] }, () => {
-    const { head } = genuine()
-    return publishForged(ctx, signHead(nodeCrypto, fields({ root: otherRoot(head.root) }), minerSeed))
-  })
-  await run.run({ id: 'head-genuine-after-forks', family: 'miner', kind: 'control', attack: "after the forgeries, every device adopts the miner's next genuine head", expected: [ACCEPTED] }, async () => {
-    // A genuine event to seal: the owner's phone restates the default view rule on the garden camera.
-    await setPolicy(ctx, 'L2.1', 'L3.1', [{ action: 'view', roles: ['admin', 'member', 'device', 'guest'], from: 0, to: 0 }])
-    const latest = toHex(genuine().id)
-    const followers = fleet.standing().filter(d => d.follower !== undefined)
-    const held = await waitFor(() => followers.every(d => d.replica!.replica.headId === latest), ALARM_WAIT_MS)
-    const behind = followers.filter(d => d.replica!.replica.headId !== latest)
-    if (!held) return { actual: 'HEAD_STUCK', detail: `${behind.map(d => d.label).join(', ')} did not adopt head ${genuine().head.height}` }
-    return { actual: ACCEPTED, detail: `${followers.length}/${followers.length} devices hold head ${genuine().head.height} over ${genuine().head.treeSize} events` }
-  })
+  await run.run(
+    {
+      id: 'head-eve-signed',
+      family: 'miner',
+      kind: 'attack',
+      attack: "a next head over the same tree, signed with Eve's key instead of the miner's",
+      expected: ['HEAD_SIGNATURE'],
+    },
+    () => publishForged(ctx, signHead(nodeCrypto, fields({}), ctx.eve.ledgerSeed)),
+  )
+  await run.run(
+    {
+      id: 'head-fork',
+      family: 'miner',
+      kind: 'attack',
+      attack: 'a second head at the current height, signed with the real miner key over another root',
+      expected: ['HEAD_FORK'],
+    },
+    () => {
+      const { head } = genuine()
+      return publishForged(
+        ctx,
+        signHead(
+          nodeCrypto,
+          {
+            height: head.height,
+            prevHeadId: head.prevHeadId,
+            time: head.time,
+            treeSize: head.treeSize,
+            root: otherRoot(head.root),
+          },
+          minerSeed,
+        ),
+      )
+    },
+  )
+  await run.run(
+    {
+      id: 'head-inconsistent',
+      family: 'miner',
+      kind: 'attack',
+      attack: 'a next head naming the current one, real miner key, same size, another root',
+      expected: ['HEAD_INCONSISTENT', 'HEAD_ROOT_MISMATCH'],
+    },
+    () => {
+      const { head } = genuine()
+      return publishForged(ctx, signHead(nodeCrypto, fields({ root: otherRoot(head.root) }), minerSeed))
+    },
+  )
+  await run.run(
+    {
+      id: 'head-genuine-after-forks',
+      family: 'miner',
+      kind: 'control',
+      attack: "after the forgeries, every device adopts the miner's next genuine head",
+      expected: [ACCEPTED],
+    },
+    async () => {
+      // A genuine event to seal: the owner's phone restates the default view rule on the garden camera.
+      await setPolicy(ctx, 'L2.1', 'L3.1', [
+        { action: 'view', roles: ['admin', 'member', 'device', 'guest'], from: 0, to: 0 },
+      ])
+      const latest = toHex(genuine().id)
+      const followers = fleet.standing().filter(d => d.follower !== undefined)
+      const held = await waitFor(() => followers.every(d => d.replica!.replica.headId === latest), ALARM_WAIT_MS)
+      const behind = followers.filter(d => d.replica!.replica.headId !== latest)
+      if (!held)
+        return {
+          actual: 'HEAD_STUCK',
+          detail: `${behind.map(d => d.label).join(', ')} did not adopt head ${genuine().head.height}`,
+        }
+      return {
+        actual: ACCEPTED,
+        detail: `${followers.length}/${followers.length} devices hold head ${genuine().head.height} over ${genuine().head.treeSize} events`,
+      }
+    },
+  )
   await spamAttacks(ctx, run)
 }
 
@@ -119,8 +194,12 @@ async function submitOver(ctx: AttackContext, label: string, event: EncodedEvent
     }
     const seen = await verdict.result
     const held = fleet.l0.ledger.ledger.state.has(event.idHex)
-    if (seen.refused === undefined || held) return { actual: ACCEPTED, detail: `L0's miner took it (${seen.result.accepted.length} accepted)` }
-    return { actual: seen.refused.code, detail: `the broker acknowledged it; L0's miner refused it (${seen.refused.code}), so no head covers it: ${seen.refused.message}` }
+    if (seen.refused === undefined || held)
+      return { actual: ACCEPTED, detail: `L0's miner took it (${seen.result.accepted.length} accepted)` }
+    return {
+      actual: seen.refused.code,
+      detail: `the broker acknowledged it; L0's miner refused it (${seen.refused.code}), so no head covers it: ${seen.refused.message}`,
+    }
   } finally {
     verdict.stop()
   }
@@ -131,81 +210,135 @@ async function spamAttacks(ctx: AttackContext, run: AttackRunner): Promise<void>
   const { fleet } = ctx
   const state = () => fleet.l0.ledger.ledger.state
 
-  await run.run({ id: 'certified-not-issued', family: 'miner', kind: 'attack', attack: 'over MQTT: the guest submits a certified event for a certificate hash the fleet CA never issued', expected: ['CERTIFIED_NOT_ISSUED'] }, () => {
-    const guest = fleet.device('L3.4')
-    const binding = state().currentBinding(guest.cn)!
-    return submitOver(ctx, 'L3.4', signEvent(nodeCrypto, certifiedEvent(binding, nodeCrypto.randomBytes(32), fleet.clock.now()), guest.ledgerSeed))
-  })
-  await run.run({ id: 'policy-not-delegator', family: 'miner', kind: 'attack', attack: 'over MQTT: the guest sets a policy on itself (it may not delegate)', expected: ['POLICY_NOT_DELEGATOR'] },
-    () => submitOver(ctx, 'L3.4', policyBy(ctx, 'L3.4', 'L3.4', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])))
+  await run.run(
+    {
+      id: 'certified-not-issued',
+      family: 'miner',
+      kind: 'attack',
+      attack: 'over MQTT: the guest submits a certified event for a certificate hash the fleet CA never issued',
+      expected: ['CERTIFIED_NOT_ISSUED'],
+    },
+    () => {
+      const guest = fleet.device('L3.4')
+      const binding = state().currentBinding(guest.cn)!
+      return submitOver(
+        ctx,
+        'L3.4',
+        signEvent(nodeCrypto, certifiedEvent(binding, nodeCrypto.randomBytes(32), fleet.clock.now()), guest.ledgerSeed),
+      )
+    },
+  )
+  await run.run(
+    {
+      id: 'policy-not-delegator',
+      family: 'miner',
+      kind: 'attack',
+      attack: 'over MQTT: the guest sets a policy on itself (it may not delegate)',
+      expected: ['POLICY_NOT_DELEGATOR'],
+    },
+    () => submitOver(ctx, 'L3.4', policyBy(ctx, 'L3.4', 'L3.4', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])),
+  )
 
-  await run.run({ id: 'spam-flood', family: 'miner', kind: 'attack', attack: `over MQTT: the dog-sitter's phone submits ${FLOOD_SUBMISSIONS * FLOOD_PER_SUBMISSION} certified events in ${FLOOD_SUBMISSIONS} submissions at once`, expected: ['QUOTA_RATE', 'QUOTA_BYTES'] }, async () => {
-    const guest = fleet.device('L3.5')
-    const binding = state().currentBinding(guest.cn)!
-    const batches = Array.from({ length: FLOOD_SUBMISSIONS }, () => Array.from({ length: FLOOD_PER_SUBMISSION }, () =>
-      signEvent(nodeCrypto, certifiedEvent(binding, nodeCrypto.randomBytes(32), fleet.clock.now()), guest.ledgerSeed)))
-    const bytes = batches.flat().reduce((n, e) => n + e.bytes.length, 0)
-    const size = fleet.l0.ledger.ledger.size
-    // Observes what L0's miner service makes of each of the guest's submissions (it is never told otherwise).
-    const miner = fleet.l0.miner
-    const submit = miner.submit.bind(miner)
-    const results: IntakeResult[] = []
-    miner.submit = async (eventBytes, now, from) => {
-      const out = await submit(eventBytes, now, from)
-      if (from === guest.cn) results.push(out)
-      return out
-    }
-    try {
-      const client = await borrowFollowerClient(fleet, 'L3.5')
+  await run.run(
+    {
+      id: 'spam-flood',
+      family: 'miner',
+      kind: 'attack',
+      attack: `over MQTT: the dog-sitter's phone submits ${FLOOD_SUBMISSIONS * FLOOD_PER_SUBMISSION} certified events in ${FLOOD_SUBMISSIONS} submissions at once`,
+      expected: ['QUOTA_RATE', 'QUOTA_BYTES'],
+    },
+    async () => {
+      const guest = fleet.device('L3.5')
+      const binding = state().currentBinding(guest.cn)!
+      const batches = Array.from({ length: FLOOD_SUBMISSIONS }, () =>
+        Array.from({ length: FLOOD_PER_SUBMISSION }, () =>
+          signEvent(
+            nodeCrypto,
+            certifiedEvent(binding, nodeCrypto.randomBytes(32), fleet.clock.now()),
+            guest.ledgerSeed,
+          ),
+        ),
+      )
+      const bytes = batches.flat().reduce((n, e) => n + e.bytes.length, 0)
+      const size = fleet.l0.ledger.ledger.size
+      // Observes what L0's miner service makes of each of the guest's submissions (it is never told otherwise).
+      const miner = fleet.l0.miner
+      const submit = miner.submit.bind(miner)
+      const results: IntakeResult[] = []
+      miner.submit = async (eventBytes, now, from) => {
+        const out = await submit(eventBytes, now, from)
+        if (from === guest.cn) results.push(out)
+        return out
+      }
       try {
-        for (const batch of batches) await submitEvents(client, fleet.l0.fleet, guest.cn, batch)
+        const client = await borrowFollowerClient(fleet, 'L3.5')
+        try {
+          for (const batch of batches) await submitEvents(client, fleet.l0.fleet, guest.cn, batch)
+        } finally {
+          await client.close()
+        }
+        const end = Date.now() + SPAM_WAIT_MS
+        while (results.length < FLOOD_SUBMISSIONS && Date.now() < end) await new Promise(r => setTimeout(r, 20))
+      } finally {
+        Reflect.deleteProperty(miner, 'submit')
+      }
+      const grew = fleet.l0.ledger.ledger.size - size
+      const codes = [...new Set(results.map(r => r.overQuota?.code ?? r.refused[0]?.code ?? ACCEPTED))]
+      const detail = `${results.length}/${FLOOD_SUBMISSIONS} submissions (${bytes} B) seen by L0's miner, refused whole (${codes.join(', ')}); L0's ledger grew by ${grew} events`
+      if (results.length < FLOOD_SUBMISSIONS) return { actual: 'BROKER_TIMEOUT', detail }
+      if (grew > 0 || results.some(r => r.accepted.length > 0)) return { actual: ACCEPTED, detail }
+      return { actual: codes.length === 1 ? codes[0]! : codes.join('+'), detail }
+    },
+  )
+
+  await run.run(
+    {
+      id: 'spam-bundles',
+      family: 'miner',
+      kind: 'attack',
+      attack: `over MQTT: the dog-sitter's phone asks for its bundle ${BUNDLE_ROUNDS} times, each right after an event of its lineage entered the log`,
+      expected: ['SEAL_ON_SCHEDULE'],
+    },
+    async () => {
+      const guest = fleet.device('L3.5')
+      const topics = fleet.l0.topics
+      const client = await borrowFollowerClient(fleet, 'L3.5')
+      const height0 = fleet.l0.miner.miner.latestHead()!.height
+      const started = Date.now()
+      const answered: number[] = []
+      try {
+        for (let i = 0; i < BUNDLE_ROUNDS; i++) {
+          // L0 restates the default view rule on the phone: an event of its lineage that no head covers yet.
+          const event = policyBy(ctx, 'L0', 'L3.5', [
+            { action: 'view', roles: ['admin', 'member', 'device', 'guest'], from: i, to: 0 },
+          ])
+          await fleet.l0.miner.submit([event.bytes], fleet.clock.now())
+          await client.publish(topics.syncReq(guest.cn), encodeBundleRequest(guest.cn))
+        }
+        for (let i = 0; i < BUNDLE_ROUNDS; i++) {
+          answered.push(
+            await client.waitFor(
+              topics.syncResp(guest.cn),
+              p => {
+                const reply = decodeLedgerResponse(p)
+                if (reply.kind === 'bundle' && reply.cn === guest.cn) return decodeBundle(reply.bundleBytes).head.height
+                if (reply.kind === 'error' && reply.request === 'bundle') return -1
+                return undefined
+              },
+              { timeoutMs: SPAM_WAIT_MS, code: 'BROKER_TIMEOUT', message: 'no bundle answer from L0' },
+            ),
+          )
+        }
       } finally {
         await client.close()
       }
-      const end = Date.now() + SPAM_WAIT_MS
-      while (results.length < FLOOD_SUBMISSIONS && Date.now() < end) await new Promise(r => setTimeout(r, 20))
-    } finally {
-      Reflect.deleteProperty(miner, 'submit')
-    }
-    const grew = fleet.l0.ledger.ledger.size - size
-    const codes = [...new Set(results.map(r => r.overQuota?.code ?? r.refused[0]?.code ?? ACCEPTED))]
-    const detail = `${results.length}/${FLOOD_SUBMISSIONS} submissions (${bytes} B) seen by L0's miner, refused whole (${codes.join(', ')}); L0's ledger grew by ${grew} events`
-    if (results.length < FLOOD_SUBMISSIONS) return { actual: 'BROKER_TIMEOUT', detail }
-    if (grew > 0 || results.some(r => r.accepted.length > 0)) return { actual: ACCEPTED, detail }
-    return { actual: codes.length === 1 ? codes[0]! : codes.join('+'), detail }
-  })
-
-  await run.run({ id: 'spam-bundles', family: 'miner', kind: 'attack', attack: `over MQTT: the dog-sitter's phone asks for its bundle ${BUNDLE_ROUNDS} times, each right after an event of its lineage entered the log`, expected: ['SEAL_ON_SCHEDULE'] }, async () => {
-    const guest = fleet.device('L3.5')
-    const topics = fleet.l0.topics
-    const client = await borrowFollowerClient(fleet, 'L3.5')
-    const height0 = fleet.l0.miner.miner.latestHead()!.height
-    const started = Date.now()
-    const answered: number[] = []
-    try {
-      for (let i = 0; i < BUNDLE_ROUNDS; i++) {
-        // L0 restates the default view rule on the phone: an event of its lineage that no head covers yet.
-        const event = policyBy(ctx, 'L0', 'L3.5', [{ action: 'view', roles: ['admin', 'member', 'device', 'guest'], from: i, to: 0 }])
-        await fleet.l0.miner.submit([event.bytes], fleet.clock.now())
-        await client.publish(topics.syncReq(guest.cn), encodeBundleRequest(guest.cn))
-      }
-      for (let i = 0; i < BUNDLE_ROUNDS; i++) {
-        answered.push(await client.waitFor(topics.syncResp(guest.cn), p => {
-          const reply = decodeLedgerResponse(p)
-          if (reply.kind === 'bundle' && reply.cn === guest.cn) return decodeBundle(reply.bundleBytes).head.height
-          if (reply.kind === 'error' && reply.request === 'bundle') return -1
-          return undefined
-        }, { timeoutMs: SPAM_WAIT_MS, code: 'BROKER_TIMEOUT', message: 'no bundle answer from L0' }))
-      }
-    } finally {
-      await client.close()
-    }
-    const ms = Date.now() - started
-    const heads = fleet.l0.miner.miner.latestHead()!.height - height0
-    // On schedule: at most one head per seal interval that passed, and the one that covers the last event.
-    const allowed = Math.floor(ms / SEAL_INTERVAL_MS) + 1
-    const detail = `${heads} heads sealed in ${ms} ms for ${BUNDLE_ROUNDS} requests (the schedule allows ${allowed}); answers against heads ${[...new Set(answered)].join(', ')}`
-    if (answered.includes(-1)) return { actual: 'BUNDLE_REFUSED', detail }
-    return { actual: heads <= allowed ? 'SEAL_ON_SCHEDULE' : 'SEAL_FORCED', detail }
-  })
+      const ms = Date.now() - started
+      const heads = fleet.l0.miner.miner.latestHead()!.height - height0
+      // On schedule: at most one head per seal interval that passed, and the one that covers the last event.
+      const allowed = Math.floor(ms / SEAL_INTERVAL_MS) + 1
+      const detail = `${heads} heads sealed in ${ms} ms for ${BUNDLE_ROUNDS} requests (the schedule allows ${allowed}); answers against heads ${[...new Set(answered)].join(', ')}`
+      if (answered.includes(-1)) return { actual: 'BUNDLE_REFUSED', detail }
+      return { actual: heads <= allowed ? 'SEAL_ON_SCHEDULE' : 'SEAL_FORCED', detail }
+    },
+  )
 }

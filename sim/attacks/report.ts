@@ -24,7 +24,12 @@ function devicesOf(ctx: AttackContext): ReportDevice[] {
     const invalid = binding === undefined ? undefined : state.invalidAt(binding, now)
     const s = spec.get(d.label)
     return {
-      label: d.label, cn: d.cn, parent: s?.parent ?? '', role: d.role, kind: s?.kind ?? 'pc', name: d.name,
+      label: d.label,
+      cn: d.cn,
+      parent: s?.parent ?? '',
+      role: d.role,
+      kind: s?.kind ?? 'pc',
+      name: d.name,
       revoked: invalid !== undefined && (invalid.code === 'REVOKED' || invalid.code === 'ANCESTOR_REVOKED'),
     }
   })
@@ -33,8 +38,13 @@ function devicesOf(ctx: AttackContext): ReportDevice[] {
 function eventsOf(ctx: AttackContext): ReportEvent[] {
   const state = ctx.fleet.l0.ledger.ledger.state
   return state.log.map((e, index) => ({
-    index, type: e.event.type, subject: state.cnOfLabel(e.event.subject), issuer: state.cnOfLabel(e.event.issuer),
-    time: e.event.time, id: e.idHex, bytes: e.bytes.length,
+    index,
+    type: e.event.type,
+    subject: state.cnOfLabel(e.event.subject),
+    issuer: state.cnOfLabel(e.event.issuer),
+    time: e.event.time,
+    id: e.idHex,
+    bytes: e.bytes.length,
   }))
 }
 
@@ -51,19 +61,26 @@ function headsOf(ctx: AttackContext): ReportHead[] {
 
 function decisionsOf(ctx: AttackContext, decisions: readonly RecordedDecision[]): ReportDecision[] {
   return decisions.map(d => ({
-    label: d.spec.attack, peer: d.peer, target: d.target, action: d.action, allow: d.decision.allow, code: d.decision.code,
-    path: d.decision.path.map(cn => ctx.labelOf(cn)), expected: d.spec.kind === 'control' ? 'allow' : 'deny', ok: d.ok,
+    label: d.spec.attack,
+    peer: d.peer,
+    target: d.target,
+    action: d.action,
+    allow: d.decision.allow,
+    code: d.decision.code,
+    path: d.decision.path.map(cn => ctx.labelOf(cn)),
+    expected: d.spec.kind === 'control' ? 'allow' : 'deny',
+    ok: d.ok,
   }))
 }
 
 const NOTES: readonly string[] = [
-  'Every case runs against a live fleet: L0\'s broker, CA and miner on a loopback port, each device enrolled with a pairing code over MQTT/TLS, with its home on disk, following the ledger.',
-  'Access attacks go over real mutual TLS to the front-door lock\'s endpoint; the stolen-certificate case speaks TLS 1.2 itself because OpenSSL will not pair a certificate with another key. TLS_HANDSHAKE means the lock aborted the handshake: no session, nothing decided.',
-  'SAN parent: with a key the ledger does not bind, the binding stage refuses first (CERT_UNBOUND). Only the device itself can record a certificate (a certified event needs its ledger key), so ACCESS_SAN_PARENT is an insider\'s refusal: the guest, with a mis-issued certificate that puts it under the owner\'s phone.',
-  'Bundle cases run over mutual TLS against an offline lock that keeps only its own lineage: the guest sends its bundle in its request line, and is unknown to the lock until that bundle verifies against the miner key, the genesis and the lock\'s own head.',
-  'Challenge cases run over the device inbox on the live broker: the lock answers on its follower\'s session, the guest asks with its own, and Eve works through a compromised camera\'s session.',
-  'Forged heads are published on the head topic as L0\'s services, not retained; each following device must raise an alarm and keep its head, and still adopt the next genuine head.',
-  'Ledger tampering works on a copy of the lock\'s home, taken while the fleet runs, reopened as after a restart; an untouched copy must reopen.',
+  "Every case runs against a live fleet: L0's broker, CA and miner on a loopback port, each device enrolled with a pairing code over MQTT/TLS, with its home on disk, following the ledger.",
+  "Access attacks go over real mutual TLS to the front-door lock's endpoint; the stolen-certificate case speaks TLS 1.2 itself because OpenSSL will not pair a certificate with another key. TLS_HANDSHAKE means the lock aborted the handshake: no session, nothing decided.",
+  "SAN parent: with a key the ledger does not bind, the binding stage refuses first (CERT_UNBOUND). Only the device itself can record a certificate (a certified event needs its ledger key), so ACCESS_SAN_PARENT is an insider's refusal: the guest, with a mis-issued certificate that puts it under the owner's phone.",
+  "Bundle cases run over mutual TLS against an offline lock that keeps only its own lineage: the guest sends its bundle in its request line, and is unknown to the lock until that bundle verifies against the miner key, the genesis and the lock's own head.",
+  "Challenge cases run over the device inbox on the live broker: the lock answers on its follower's session, the guest asks with its own, and Eve works through a compromised camera's session.",
+  "Forged heads are published on the head topic as L0's services, not retained; each following device must raise an alarm and keep its head, and still adopt the next genuine head.",
+  "Ledger tampering works on a copy of the lock's home, taken while the fleet runs, reopened as after a restart; an untouched copy must reopen.",
 ]
 
 /** The report of one attack run. */
@@ -72,9 +89,22 @@ export function attackReport(facts: AttackRunFacts): SimReport {
   const t = tally(rows)
   const events = eventsOf(ctx)
   return {
-    title: 'kinship attack suite', command: facts.command, startedAt: facts.startedAt.toISOString(), seconds: facts.seconds, ok: t.ok,
-    devices: devicesOf(ctx), events, heads: headsOf(ctx), decisions: decisionsOf(ctx, facts.decisions),
-    attacks: rows.map(r => ({ attack: `${r.kind === 'control' ? 'control: ' : ''}${r.attack}`, expected: r.expected.join(' / '), actual: r.actual, refused: r.refused, ok: r.ok })),
+    title: 'kinship attack suite',
+    command: facts.command,
+    startedAt: facts.startedAt.toISOString(),
+    seconds: facts.seconds,
+    ok: t.ok,
+    devices: devicesOf(ctx),
+    events,
+    heads: headsOf(ctx),
+    decisions: decisionsOf(ctx, facts.decisions),
+    attacks: rows.map(r => ({
+      attack: `${r.kind === 'control' ? 'control: ' : ''}${r.attack}`,
+      expected: r.expected.join(' / '),
+      actual: r.actual,
+      refused: r.refused,
+      ok: r.ok,
+    })),
     figures: [
       { name: 'attacks', value: t.attacks, unit: 'cases' },
       { name: 'controls', value: t.controls, unit: 'cases' },
@@ -89,7 +119,11 @@ export function attackReport(facts: AttackRunFacts): SimReport {
     ],
     charts: [
       { title: 'time per case', unit: 'ms', points: rows.map(r => ({ x: r.id, y: r.ms })) },
-      { title: 'one changed byte in a bundle: refusal codes', unit: 'bundles', points: [...facts.flipCodes].sort((a, b) => b[1] - a[1]).map(([code, n]) => ({ x: code, y: n })) },
+      {
+        title: 'one changed byte in a bundle: refusal codes',
+        unit: 'bundles',
+        points: [...facts.flipCodes].sort((a, b) => b[1] - a[1]).map(([code, n]) => ({ x: code, y: n })),
+      },
     ],
     notes: [...NOTES],
   }

@@ -38,7 +38,14 @@ export class AttackRunner {
     }
     const refused = failed ? spec.kind === 'control' : !isAccepted(outcome.actual)
     const ok = !failed && spec.expected.includes(outcome.actual)
-    const row: AttackRow = { ...spec, actual: outcome.actual, detail: outcome.detail, refused, ok, ms: Math.round(performance.now() - started) }
+    const row: AttackRow = {
+      ...spec,
+      actual: outcome.actual,
+      detail: outcome.detail,
+      refused,
+      ok,
+      ms: Math.round(performance.now() - started),
+    }
     this.rows.push(row)
     if (outcome.decision !== undefined) this.decisions.push({ ...outcome.decision, spec, ok })
     this.#onRow?.(row)
@@ -47,6 +54,11 @@ export class AttackRunner {
 }
 
 /** The outcome of an access decision: its code and reason, and the decision for the report. */
-export function decided(peer: string, target: string, action: string, decision: CaseDecision['decision']): AttackOutcome {
+export function decided(
+  peer: string,
+  target: string,
+  action: string,
+  decision: CaseDecision['decision'],
+): AttackOutcome {
   return { actual: decision.code, detail: decision.reason, decision: { peer, target, action, decision } }
 }

@@ -82,10 +82,19 @@ export function isError(row: Pick<AttackRow, 'actual'>): boolean {
 
 /** Counts false accepts, false rejects and unexpected codes. */
 export function tally(rows: readonly AttackRow[]): AttackTally {
-  const attacks = rows.filter(r => r.kind === 'attack'), controls = rows.filter(r => r.kind === 'control')
+  const attacks = rows.filter(r => r.kind === 'attack'),
+    controls = rows.filter(r => r.kind === 'control')
   const errors = rows.filter(isError).length
   const falseAccepts = attacks.filter(r => !r.refused && !isError(r)).length
   const falseRejects = controls.filter(r => r.refused && !isError(r)).length
   const wrongCodes = rows.filter(r => !r.ok && !isError(r)).length - falseAccepts - falseRejects
-  return { attacks: attacks.length, controls: controls.length, falseAccepts, falseRejects, wrongCodes, errors, ok: rows.length > 0 && rows.every(r => r.ok) }
+  return {
+    attacks: attacks.length,
+    controls: controls.length,
+    falseAccepts,
+    falseRejects,
+    wrongCodes,
+    errors,
+    ok: rows.length > 0 && rows.every(r => r.ok),
+  }
 }

@@ -91,8 +91,17 @@ export class BundleDevice {
     const topics = fleetTopics(this.#o.fleet)
     await client.subscribe([topics.syncResp(this.cn)])
     const fetched = await fetchBundle(client, {
-      crypto: this.#o.crypto, fleet: this.#o.fleet, selfCn: this.cn, cn: this.cn, now: this.#o.clock.now(), timeoutMs,
-      anchor: { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, ...(this.#head !== undefined ? { knownHead: this.#head } : {}) },
+      crypto: this.#o.crypto,
+      fleet: this.#o.fleet,
+      selfCn: this.cn,
+      cn: this.cn,
+      now: this.#o.clock.now(),
+      timeoutMs,
+      anchor: {
+        minerKey: this.#o.minerKey,
+        genesisId: this.#o.genesisId,
+        ...(this.#head !== undefined ? { knownHead: this.#head } : {}),
+      },
       verify: { tier: 'bundle', cache: this.cache, own: true },
     })
     this.#take(fetched.bytes, fetched.verified)
@@ -100,12 +109,24 @@ export class BundleDevice {
 
   /** Adopts a bundle of its own got another way (a file, a measurement), verified here as `refresh` verifies it. */
   adoptOwn(bytes: Uint8Array): void {
-    const anchor = { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, ...(this.#head !== undefined ? { knownHead: this.#head } : {}) }
-    this.#take(bytes, verifyBundle(this.#o.crypto, bytes, anchor, this.#o.clock.now(), { tier: 'bundle', cache: this.cache, own: true }))
+    const anchor = {
+      minerKey: this.#o.minerKey,
+      genesisId: this.#o.genesisId,
+      ...(this.#head !== undefined ? { knownHead: this.#head } : {}),
+    }
+    this.#take(
+      bytes,
+      verifyBundle(this.#o.crypto, bytes, anchor, this.#o.clock.now(), {
+        tier: 'bundle',
+        cache: this.cache,
+        own: true,
+      }),
+    )
   }
 
   #take(bytes: Uint8Array, verified: VerifiedBundle): void {
-    if (verified.state.currentBinding(this.cn) === undefined) throw new KinError('BUNDLE_INCOMPLETE', `the bundle for ${this.cn} holds no binding for it`)
+    if (verified.state.currentBinding(this.cn) === undefined)
+      throw new KinError('BUNDLE_INCOMPLETE', `the bundle for ${this.cn} holds no binding for it`)
     this.#own = { bytes, verified }
     this.#adopt(verified.head)
   }
@@ -128,21 +149,52 @@ export class BundleDevice {
     const own = this.#own
     this.lastSignatures = undefined
     try {
-      if (own === undefined || this.#head === undefined) throw new KinError('HEAD_MISSING', `${this.label} has not verified a head yet`)
+      if (own === undefined || this.#head === undefined)
+        throw new KinError('HEAD_MISSING', `${this.label} has not verified a head yet`)
       const presented = decodeBundle(peerBundle)
       if (presented.head.height < this.#head.height) {
-        throw new KinError('BUNDLE_STALE', `the peer's bundle is sealed under head ${presented.head.height}, older than head ${this.#head.height} this device holds: a revocation since then could be missing; present a fresh bundle`, { detail: { presented: presented.head.height, held: this.#head.height } })
+        throw new KinError(
+          'BUNDLE_STALE',
+          `the peer's bundle is sealed under head ${presented.head.height}, older than head ${this.#head.height} this device holds: a revocation since then could be missing; present a fresh bundle`,
+          { detail: { presented: presented.head.height, held: this.#head.height } },
+        )
       }
-      const peer = verifyBundle(this.#o.crypto, peerBundle, { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, knownHead: this.#head }, now, { tier: 'bundle', cache: this.cache })
+      const peer = verifyBundle(
+        this.#o.crypto,
+        peerBundle,
+        { minerKey: this.#o.minerKey, genesisId: this.#o.genesisId, knownHead: this.#head },
+        now,
+        { tier: 'bundle', cache: this.cache },
+      )
       this.lastSignatures = peer.signatures
       if (peer.head.height > this.#head.height) this.#adopt(peer.head)
       const state = combineBundles([own.verified, peer])
-      return decide({ certificate: DeviceCertificate.from(peerDer), action }, {
-        self: this.cn, ledger: state, now, lastHeadTime: this.#head.time, chainCache: this.#chains, verifyChain: fleetChainVerifier(this.#o.root, this.#o.pki),
-      })
+      return decide(
+        { certificate: DeviceCertificate.from(peerDer), action },
+        {
+          self: this.cn,
+          ledger: state,
+          now,
+          lastHeadTime: this.#head.time,
+          chainCache: this.#chains,
+          verifyChain: fleetChainVerifier(this.#o.root, this.#o.pki),
+        },
+      )
     } catch (err) {
       const e = err instanceof KinError ? err : new KinError('INTERNAL', String(err))
-      return { allow: false, code: e.code, reason: e.message, path: [], commonAncestor: undefined, hops: undefined, peer: undefined, action, time: now, retry: e.code === 'BUNDLE_STALE', missing: undefined }
+      return {
+        allow: false,
+        code: e.code,
+        reason: e.message,
+        path: [],
+        commonAncestor: undefined,
+        hops: undefined,
+        peer: undefined,
+        action,
+        time: now,
+        retry: e.code === 'BUNDLE_STALE',
+        missing: undefined,
+      }
     }
   }
 

@@ -24,18 +24,34 @@ function gcNow(): void {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2)
-  const devices = Number(args[0] ?? 2000), k = Math.min(Number(args[1] ?? 2000), devices)
+  const devices = Number(args[0] ?? 2000),
+    k = Math.min(Number(args[1] ?? 2000), devices)
   const f = LedgerFleet.create({ tag: 'bundle-heap', time: T0 })
-  const parents = [f.l0], leaves: string[] = []
+  const parents = [f.l0],
+    leaves: string[] = []
   for (let i = 0; i < devices; i++) {
     const parent = parents[Math.floor(i / 8)]!
-    const cn = f.enroll(parent, { role: i < devices / 8 ? 'admin' : 'device', kind: 'lock', name: `device ${String(i).padStart(5, '0')}` })
+    const cn = f.enroll(parent, {
+      role: i < devices / 8 ? 'admin' : 'device',
+      kind: 'lock',
+      name: `device ${String(i).padStart(5, '0')}`,
+    })
     parents.push(cn)
     if (i >= devices / 8) leaves.push(cn)
   }
   const store = memoryStorage()
-  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await store.openAppendFile('ledger.cbor')), await store.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
-  for (let at = 0; at < f.events.length; at += 500) await miner.submit(f.events.slice(at, at + 500).map(e => e.bytes), T0 + 10)
+  const miner = await Miner.open(
+    nodeCrypto,
+    await PersistentLedger.open(nodeCrypto, await store.openAppendFile('ledger.cbor')),
+    await store.openAppendFile('heads.cbor'),
+    f.secrets.get(f.l0)!,
+    { boundTimes: false },
+  )
+  for (let at = 0; at < f.events.length; at += 500)
+    await miner.submit(
+      f.events.slice(at, at + 500).map(e => e.bytes),
+      T0 + 10,
+    )
   await miner.seal(T0 + 20)
   const genesis = f.ledger.state.log[0]!
   const keyPair = await nodePki.generateTlsKeyPair()
@@ -48,7 +64,17 @@ async function main(): Promise<void> {
   const before = process.memoryUsage().heapUsed
   const t0 = performance.now()
   chosen.forEach((cn, i) => {
-    const d = new BundleDevice({ label: `B${i}`, cn, fleet: 'heap_home_arpa', minerKey: f.ledger.state.genesis!.body.minerKey, genesisId: genesis.idHex, root, crypto: nodeCrypto, pki: nodePki, clock })
+    const d = new BundleDevice({
+      label: `B${i}`,
+      cn,
+      fleet: 'heap_home_arpa',
+      minerKey: f.ledger.state.genesis!.body.minerKey,
+      genesisId: genesis.idHex,
+      root,
+      crypto: nodeCrypto,
+      pki: nodePki,
+      clock,
+    })
     d.adoptOwn(bundles[i]!)
     held.push(d)
   })
@@ -58,9 +84,14 @@ async function main(): Promise<void> {
   gcNow()
   const after = process.memoryUsage().heapUsed
   const line = {
-    devices, events: miner.treeSize, bundleDevices: k, heapPerDevice: Math.round((after - before) / k),
-    bundleBytes: Math.round(held.reduce((s, d) => s + d.heldBytes, 0) / k), bundleEvents: Math.round(held.reduce((s, d) => s + d.heldEvents, 0) / k),
-    bootMsPerDevice: +(ms / k).toFixed(2), node: process.version,
+    devices,
+    events: miner.treeSize,
+    bundleDevices: k,
+    heapPerDevice: Math.round((after - before) / k),
+    bundleBytes: Math.round(held.reduce((s, d) => s + d.heldBytes, 0) / k),
+    bundleEvents: Math.round(held.reduce((s, d) => s + d.heldEvents, 0) / k),
+    bootMsPerDevice: +(ms / k).toFixed(2),
+    node: process.version,
   }
   process.stdout.write(JSON.stringify(line) + '\n')
   await miner.close()

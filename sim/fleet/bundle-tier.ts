@@ -37,11 +37,15 @@ export interface TiersFigures {
   full: TierFigures
   bundle: TierFigures & {
     /** Boot (own bundle fetched and verified once after enrollment) and refresh (one bundle request from the held tree size), ms. */
-    bootP50Ms: number; refreshP50Ms: number; refreshed: number
+    bootP50Ms: number
+    refreshP50Ms: number
+    refreshed: number
     /** L0's latest head when the refresh ended, and the oldest head a standing bundle device holds. */
-    latestHeight: number; oldestHeight: number
+    latestHeight: number
+    oldestHeight: number
     /** Granting signatures a bundle-tier decision checked itself (median), and found in its cache. */
-    verifiedPerDecision: number; cachedPerDecision: number
+    verifiedPerDecision: number
+    cachedPerDecision: number
   }
 }
 
@@ -65,11 +69,15 @@ export class BundleTier {
 
   /** Bundle-tier devices L0 still admits (LiveFleet.standing's rule: current binding, neither revoked nor expired). */
   standing(): LiveDevice[] {
-    const f = this.fleet, state = f.l0.ledger.ledger.state, now = f.clock.now()
-    return [...this.devices.keys()].map(l => f.device(l)).filter(d => {
-      const b = state.currentBinding(d.cn)
-      return b !== undefined && state.invalidAt(b, now) === undefined
-    })
+    const f = this.fleet,
+      state = f.l0.ledger.ledger.state,
+      now = f.clock.now()
+    return [...this.devices.keys()]
+      .map(l => f.device(l))
+      .filter(d => {
+        const b = state.currentBinding(d.cn)
+        return b !== undefined && state.invalidAt(b, now) === undefined
+      })
   }
 
   /** Whether `label` is a bundle-tier device. */
@@ -87,13 +95,24 @@ export class BundleTier {
     const f = this.fleet
     const state = enrolled.ledger.state
     const genesis = state.log[0]
-    if (genesis === undefined || state.genesis === undefined) throw new KinError('NO_GENESIS', `${plan.label}'s enrollment holds no genesis`)
+    if (genesis === undefined || state.genesis === undefined)
+      throw new KinError('NO_GENESIS', `${plan.label}'s enrollment holds no genesis`)
     // Every device of the fleet got the same root: parsed once, not once per device.
-    const root = this.#root?.pem === enrolled.rootPem ? this.#root.certificate : DeviceCertificate.from(enrolled.rootPem, { sha256: nodeCrypto.sha256 })
+    const root =
+      this.#root?.pem === enrolled.rootPem
+        ? this.#root.certificate
+        : DeviceCertificate.from(enrolled.rootPem, { sha256: nodeCrypto.sha256 })
     this.#root = { pem: enrolled.rootPem, certificate: root }
     const device = new BundleDevice({
-      label: plan.label, cn: enrolled.cn, fleet: enrolled.fleet, minerKey: state.genesis.body.minerKey, genesisId: genesis.idHex,
-      root, crypto: nodeCrypto, pki: nodePki, clock: f.clock,
+      label: plan.label,
+      cn: enrolled.cn,
+      fleet: enrolled.fleet,
+      minerKey: state.genesis.body.minerKey,
+      genesisId: genesis.idHex,
+      root,
+      crypto: nodeCrypto,
+      pki: nodePki,
+      clock: f.clock,
     })
     const t0 = performance.now()
     await this.#withSession(device.cn, identity, client => device.refresh(client, this.#timeoutMs))
@@ -101,18 +120,40 @@ export class BundleTier {
     this.devices.set(plan.label, device)
     this.#identities.set(plan.label, identity)
     const session = new AccessSession({
-      self: enrolled.cn, root, pki: nodePki, sha256: nodeCrypto.sha256, clock: f.clock,
-      ledger: () => device.ownState!, lastHeadTime: () => device.head?.time,
+      self: enrolled.cn,
+      root,
+      pki: nodePki,
+      sha256: nodeCrypto.sha256,
+      clock: f.clock,
+      ledger: () => device.ownState!,
+      lastHeadTime: () => device.head?.time,
     })
     return {
-      label: plan.label, cn: enrolled.cn, role: plan.role, name: plan.name, dir, identity, ledgerSeed: enrolled.secrets.ledgerSeed,
-      replica: undefined, follower: undefined, session, endpoint: undefined,
+      label: plan.label,
+      cn: enrolled.cn,
+      role: plan.role,
+      name: plan.name,
+      dir,
+      identity,
+      ledgerSeed: enrolled.secrets.ledgerSeed,
+      replica: undefined,
+      follower: undefined,
+      session,
+      endpoint: undefined,
     }
   }
 
-  async #withSession<T>(cn: string, identity: TlsIdentity, run: (client: Awaited<ReturnType<typeof connectDevice>>) => Promise<T>): Promise<T> {
+  async #withSession<T>(
+    cn: string,
+    identity: TlsIdentity,
+    run: (client: Awaited<ReturnType<typeof connectDevice>>) => Promise<T>,
+  ): Promise<T> {
     const f = this.fleet
-    const client = await connectDevice(nodeTransport, { url: f.url, cn, ...identity, l0Cn: f.l0.cn }, { timeoutMs: this.#timeoutMs })
+    const client = await connectDevice(
+      nodeTransport,
+      { url: f.url, cn, ...identity, l0Cn: f.l0.cn },
+      { timeoutMs: this.#timeoutMs },
+    )
     try {
       return await run(client)
     } finally {
@@ -126,7 +167,8 @@ export class BundleTier {
    */
   async refresh(labels: readonly string[], concurrency: number, onDone?: (done: number) => void): Promise<string[]> {
     const failures: string[] = []
-    let next = 0, done = 0
+    let next = 0,
+      done = 0
     const worker = async () => {
       while (next < labels.length) {
         const label = labels[next++]!
@@ -134,10 +176,14 @@ export class BundleTier {
         if (device === undefined) continue
         const t0 = performance.now()
         try {
-          await this.#withSession(device.cn, this.#identities.get(label)!, client => device.refresh(client, this.#timeoutMs))
+          await this.#withSession(device.cn, this.#identities.get(label)!, client =>
+            device.refresh(client, this.#timeoutMs),
+          )
           this.refreshMs.push(performance.now() - t0)
         } catch (err) {
-          failures.push(`${label} could not refresh its head: ${err instanceof KinError ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}`)
+          failures.push(
+            `${label} could not refresh its head: ${err instanceof KinError ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}`,
+          )
         }
         onDone?.(++done)
       }
@@ -169,7 +215,8 @@ export class BundleTier {
     const t0 = performance.now()
     const decision = device.decide(der, bundle, action)
     const ms = performance.now() - t0
-    if (device.lastSignatures !== undefined) this.#signatures.push({ verified: device.lastSignatures.verified, cached: device.lastSignatures.cached })
+    if (device.lastSignatures !== undefined)
+      this.#signatures.push({ verified: device.lastSignatures.verified, cached: device.lastSignatures.cached })
     return { decision, ms }
   }
 
@@ -179,27 +226,61 @@ export class BundleTier {
     const l0 = f.l0.ledger.ledger
     const standing = new Set([...f.standing(), ...this.standing()].map(d => d.label))
     const all = [...f.devices.values()].filter(d => d.label !== 'L0')
-    const full = all.filter(d => !this.devices.has(d.label)), bundle = [...this.devices.values()]
+    const full = all.filter(d => !this.devices.has(d.label)),
+      bundle = [...this.devices.values()]
     const perTier = (isBundle: boolean) => {
       const cs = checks.filter(c => c.via === 'session' && this.devices.has(c.target) === isBundle)
       const lat = cs.map(c => c.ms)
-      return { count: cs.length, p50Ms: round(quantile(lat, 0.5), 3) || 0, p99Ms: round(quantile(lat, 0.99), 3) || 0, maxMs: round(Math.max(0, ...lat), 3), unexpected: cs.filter(c => !c.ok).length }
+      return {
+        count: cs.length,
+        p50Ms: round(quantile(lat, 0.5), 3) || 0,
+        p99Ms: round(quantile(lat, 0.99), 3) || 0,
+        maxMs: round(Math.max(0, ...lat), 3),
+        unexpected: cs.filter(c => !c.ok).length,
+      }
     }
     const eventBytes = l0.state.log.reduce((s, e) => s + e.bytes.length, 0)
     const latest = f.l0.miner.miner.latestHead()?.height ?? 0
     const standingBundle = bundle.filter(d => standing.has(d.label))
     return {
       full: {
-        devices: full.length, standing: full.filter(d => standing.has(d.label)).length, eventsHeld: l0.size, bytesHeld: eventBytes,
-        heapKbPerDevice: round((HEAP_BYTES_PER_REPLICA_EVENT * l0.size) / 1024, 0), decisions: perTier(false),
+        devices: full.length,
+        standing: full.filter(d => standing.has(d.label)).length,
+        eventsHeld: l0.size,
+        bytesHeld: eventBytes,
+        heapKbPerDevice: round((HEAP_BYTES_PER_REPLICA_EVENT * l0.size) / 1024, 0),
+        decisions: perTier(false),
       },
       bundle: {
-        devices: bundle.length, standing: standingBundle.length,
-        eventsHeld: quantile(bundle.map(d => d.heldEvents), 0.5) || 0, bytesHeld: quantile(bundle.map(d => d.heldBytes), 0.5) || 0,
-        heapKbPerDevice: round(HEAP_BYTES_PER_BUNDLE_DEVICE / 1024, 0), decisions: perTier(true),
-        bootP50Ms: round(quantile(this.bootMs, 0.5), 1) || 0, refreshP50Ms: round(quantile(this.refreshMs, 0.5), 1) || 0, refreshed: this.refreshMs.length,
-        latestHeight: latest, oldestHeight: Math.min(latest, ...standingBundle.map(d => d.head?.height ?? 0)),
-        verifiedPerDecision: quantile(this.#signatures.map(s => s.verified), 0.5) || 0, cachedPerDecision: quantile(this.#signatures.map(s => s.cached), 0.5) || 0,
+        devices: bundle.length,
+        standing: standingBundle.length,
+        eventsHeld:
+          quantile(
+            bundle.map(d => d.heldEvents),
+            0.5,
+          ) || 0,
+        bytesHeld:
+          quantile(
+            bundle.map(d => d.heldBytes),
+            0.5,
+          ) || 0,
+        heapKbPerDevice: round(HEAP_BYTES_PER_BUNDLE_DEVICE / 1024, 0),
+        decisions: perTier(true),
+        bootP50Ms: round(quantile(this.bootMs, 0.5), 1) || 0,
+        refreshP50Ms: round(quantile(this.refreshMs, 0.5), 1) || 0,
+        refreshed: this.refreshMs.length,
+        latestHeight: latest,
+        oldestHeight: Math.min(latest, ...standingBundle.map(d => d.head?.height ?? 0)),
+        verifiedPerDecision:
+          quantile(
+            this.#signatures.map(s => s.verified),
+            0.5,
+          ) || 0,
+        cachedPerDecision:
+          quantile(
+            this.#signatures.map(s => s.cached),
+            0.5,
+          ) || 0,
       },
     }
   }

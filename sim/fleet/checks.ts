@@ -52,24 +52,44 @@ function ancestry(parents: ReadonlyMap<string, string>, label: string): string[]
  * under a revoked ancestor is refused; more than 8 hops through the common ancestor are refused; admin and
  * member may do anything, a guest unlock and view, a device view.
  */
-export function predict(parents: ReadonlyMap<string, string>, roles: ReadonlyMap<string, string>, revoked: ReadonlySet<string>, peer: string, target: string, action: string): { expected: 'allow' | 'deny'; because: string } {
+export function predict(
+  parents: ReadonlyMap<string, string>,
+  roles: ReadonlyMap<string, string>,
+  revoked: ReadonlySet<string>,
+  peer: string,
+  target: string,
+  action: string,
+): { expected: 'allow' | 'deny'; because: string } {
   const up = ancestry(parents, peer)
   const fallen = up.find(l => revoked.has(l))
-  if (fallen !== undefined) return { expected: 'deny', because: fallen === peer ? 'peer revoked' : `ancestor ${fallen} revoked` }
+  if (fallen !== undefined)
+    return { expected: 'deny', because: fallen === peer ? 'peer revoked' : `ancestor ${fallen} revoked` }
   const down = ancestry(parents, target)
   const lca = up.find(l => down.includes(l))
   const hops = up.indexOf(lca!) + down.indexOf(lca!)
   if (hops > 8) return { expected: 'deny', because: `${hops} hops` }
   const role = roles.get(peer)
   if (role === 'admin' || role === 'member') return { expected: 'allow', because: `${role} may ${action}` }
-  if (role === 'guest') return action === 'unlock' || action === 'view' ? { expected: 'allow', because: `guest may ${action}` } : { expected: 'deny', because: `guest may not ${action}` }
-  return action === 'view' ? { expected: 'allow', because: 'device may view' } : { expected: 'deny', because: `device may not ${action}` }
+  if (role === 'guest')
+    return action === 'unlock' || action === 'view'
+      ? { expected: 'allow', because: `guest may ${action}` }
+      : { expected: 'deny', because: `guest may not ${action}` }
+  return action === 'view'
+    ? { expected: 'allow', because: 'device may view' }
+    : { expected: 'deny', because: `device may not ${action}` }
 }
 
 /** Draws `count` (peer, target, action) triples: targets are devices in good standing, peers any enrolled device but L0 (bundle-tier ones when `bundleTier` names them). */
-export function drawChecks(fleet: LiveFleet, count: number, random: () => number, bundleTier?: { has(label: string): boolean; standing(): LiveDevice[] }): Array<{ peer: LiveDevice; target: LiveDevice; action: string }> {
+export function drawChecks(
+  fleet: LiveFleet,
+  count: number,
+  random: () => number,
+  bundleTier?: { has(label: string): boolean; standing(): LiveDevice[] },
+): Array<{ peer: LiveDevice; target: LiveDevice; action: string }> {
   // A device without a replica takes part only as a bundle-tier device (it decides on presented bundles).
-  const all = [...fleet.devices.values()].filter(d => d.label !== 'L0' && (d.replica !== undefined || bundleTier?.has(d.label) === true))
+  const all = [...fleet.devices.values()].filter(
+    d => d.label !== 'L0' && (d.replica !== undefined || bundleTier?.has(d.label) === true),
+  )
   const standing = new Set([...fleet.standing(), ...(bundleTier?.standing() ?? [])].map(d => d.label))
   const targets = all.filter(d => standing.has(d.label))
   const out: Array<{ peer: LiveDevice; target: LiveDevice; action: string }> = []
@@ -88,7 +108,11 @@ export function drawChecks(fleet: LiveFleet, count: number, random: () => number
  * handshake would hand it over) with the target's own replica of the ledger. Possession of the key is what
  * TLS adds; `fleet.access` runs the same decision behind a real mutual-TLS handshake.
  */
-export function decideInProcess(peer: LiveDevice, target: LiveDevice, action: string): { decision: Decision; ms: number } {
+export function decideInProcess(
+  peer: LiveDevice,
+  target: LiveDevice,
+  action: string,
+): { decision: Decision; ms: number } {
   const der = DeviceCertificate.from(peer.identity.certPem, { sha256: nodeCrypto.sha256 }).der
   const t0 = performance.now()
   const decision = target.session.decide(der, action)

@@ -77,9 +77,14 @@ const STEP_MS = 60_000
 class Slots {
   #free: number
   readonly #waiting: Array<() => void> = []
-  constructor(size: number) { this.#free = size }
+  constructor(size: number) {
+    this.#free = size
+  }
   async take(): Promise<void> {
-    if (this.#free > 0) { this.#free--; return }
+    if (this.#free > 0) {
+      this.#free--
+      return
+    }
     await new Promise<void>(resolve => this.#waiting.push(resolve))
   }
   give(): void {
@@ -117,12 +122,24 @@ export class Enroller {
 
   /** A follower for `label` that counts heads, alarms and errors in `counters`. */
   follow(label: string, cn: string, identity: TlsIdentity, replica: OpenReplica): LedgerFollower {
-    const f = this.fleet, c = this.counters
+    const f = this.fleet,
+      c = this.counters
     return new LedgerFollower({
-      transport: nodeTransport, login: { url: f.url, cn, ...identity, l0Cn: f.l0.cn }, fleet: f.l0.fleet, replica: replica.replica, clock: f.clock,
-      onHead: () => { c.heads.set(label, (c.heads.get(label) ?? 0) + 1) },
-      onAlarm: a => { c.alarms.push({ label, code: a.code, message: a.message }); f.log({ source: label, event: 'alarm', code: a.code, message: a.message }) },
-      onError: e => { c.errors.set(e.code, (c.errors.get(e.code) ?? 0) + 1) },
+      transport: nodeTransport,
+      login: { url: f.url, cn, ...identity, l0Cn: f.l0.cn },
+      fleet: f.l0.fleet,
+      replica: replica.replica,
+      clock: f.clock,
+      onHead: () => {
+        c.heads.set(label, (c.heads.get(label) ?? 0) + 1)
+      },
+      onAlarm: a => {
+        c.alarms.push({ label, code: a.code, message: a.message })
+        f.log({ source: label, event: 'alarm', code: a.code, message: a.message })
+      },
+      onError: e => {
+        c.errors.set(e.code, (c.errors.get(e.code) ?? 0) + 1)
+      },
     })
   }
 
@@ -148,9 +165,16 @@ export class Enroller {
 
   #l0Session(): Promise<GossipClient> {
     if (this.#l0Client === undefined) {
-      const f = this.fleet, id = f.device('L0').identity
-      this.#l0Client = connectDevice(nodeTransport, { url: f.url, cn: f.l0.cn, ...id, l0Cn: f.l0.cn }, { timeoutMs: this.#o.stepTimeoutMs, reconnect: true })
-      this.#l0Client.catch(() => { this.#l0Client = undefined })
+      const f = this.fleet,
+        id = f.device('L0').identity
+      this.#l0Client = connectDevice(
+        nodeTransport,
+        { url: f.url, cn: f.l0.cn, ...id, l0Cn: f.l0.cn },
+        { timeoutMs: this.#o.stepTimeoutMs, reconnect: true },
+      )
+      this.#l0Client.catch(() => {
+        this.#l0Client = undefined
+      })
     }
     return this.#l0Client
   }
@@ -159,39 +183,88 @@ export class Enroller {
    * Enrolls `planned` (parents before children; a parent is either enrolled already or earlier in the list),
    * one layer after the other. `keys[i]` is the TLS key of `planned[i]`. Rejects with the first failure.
    */
-  async enroll(planned: readonly PlannedDevice[], keys: readonly TlsKeyPair[], onEnrolled?: (t: EnrollTiming) => void): Promise<EnrollTiming[]> {
-    if (keys.length < planned.length) throw new KinError('BAD_ARGUMENT', `${planned.length} devices but ${keys.length} keys`)
+  async enroll(
+    planned: readonly PlannedDevice[],
+    keys: readonly TlsKeyPair[],
+    onEnrolled?: (t: EnrollTiming) => void,
+  ): Promise<EnrollTiming[]> {
+    if (keys.length < planned.length)
+      throw new KinError('BAD_ARGUMENT', `${planned.length} devices but ${keys.length} keys`)
     const timings: EnrollTiming[] = []
     const layers = new Map<number, number[]>()
-    planned.forEach((p, i) => { const l = layers.get(p.depth) ?? []; l.push(i); layers.set(p.depth, l) })
+    planned.forEach((p, i) => {
+      const l = layers.get(p.depth) ?? []
+      l.push(i)
+      layers.set(p.depth, l)
+    })
     for (const depth of [...layers.keys()].sort((a, b) => a - b)) {
       const byParent = new Map<string, number[]>()
-      for (const i of layers.get(depth)!) { const g = byParent.get(planned[i]!.parent) ?? []; g.push(i); byParent.set(planned[i]!.parent, g) }
-      await Promise.all([...byParent].map(([parent, group]) => this.#enrollChildren(parent, group.map(i => ({ plan: planned[i]!, key: keys[i]! })), t => { timings.push(t); onEnrolled?.(t) })))
+      for (const i of layers.get(depth)!) {
+        const g = byParent.get(planned[i]!.parent) ?? []
+        g.push(i)
+        byParent.set(planned[i]!.parent, g)
+      }
+      await Promise.all(
+        [...byParent].map(([parent, group]) =>
+          this.#enrollChildren(
+            parent,
+            group.map(i => ({ plan: planned[i]!, key: keys[i]! })),
+            t => {
+              timings.push(t)
+              onEnrolled?.(t)
+            },
+          ),
+        ),
+      )
     }
     return timings
   }
 
-  async #enrollChildren(parentLabel: string, children: Array<{ plan: PlannedDevice; key: TlsKeyPair }>, done: (t: EnrollTiming) => void, attempt = 1): Promise<void> {
+  async #enrollChildren(
+    parentLabel: string,
+    children: Array<{ plan: PlannedDevice; key: TlsKeyPair }>,
+    done: (t: EnrollTiming) => void,
+    attempt = 1,
+  ): Promise<void> {
     const f = this.fleet
     const parent = f.device(parentLabel)
     const isL0 = parentLabel === 'L0'
     const again: Array<{ plan: PlannedDevice; key: TlsKeyPair }> = []
     if (!isL0) await this.pause(parent)
     try {
-      const client = isL0 ? await this.#l0Session() : await connectDevice(nodeTransport, { url: f.url, cn: parent.cn, ...parent.identity, l0Cn: f.l0.cn }, { timeoutMs: this.#o.stepTimeoutMs })
+      const client = isL0
+        ? await this.#l0Session()
+        : await connectDevice(
+            nodeTransport,
+            { url: f.url, cn: parent.cn, ...parent.identity, l0Cn: f.l0.cn },
+            { timeoutMs: this.#o.stepTimeoutMs },
+          )
       try {
         const inviter: Inviter = {
-          cn: parent.cn, fleet: f.l0.fleet, l0Cn: f.l0.cn, ledgerSeed: parent.ledgerSeed, rootPem: parent.identity.rootPem,
+          cn: parent.cn,
+          fleet: f.l0.fleet,
+          l0Cn: f.l0.cn,
+          ledgerSeed: parent.ledgerSeed,
+          rootPem: parent.identity.rootPem,
           ledger: isL0 ? f.l0.ledger.ledger : parent.replica!.ledger.ledger,
         }
-        const keep = async (e: EncodedEvent) => { if (!isL0) await parent.replica!.replica.appendLocal([e]) }
-        const results = await Promise.allSettled(children.map(c => this.#enrollOne(client, inviter, keep, c.plan, c.key).then(done)))
+        const keep = async (e: EncodedEvent) => {
+          if (!isL0) await parent.replica!.replica.appendLocal([e])
+        }
+        const results = await Promise.allSettled(
+          children.map(c => this.#enrollOne(client, inviter, keep, c.plan, c.key).then(done)),
+        )
         for (const [i, r] of results.entries()) {
           if (r.status === 'fulfilled') continue
           if (attempt >= ENROLL_ATTEMPTS || !isKinError(r.reason) || !RETRYABLE.has(r.reason.code)) throw r.reason
           this.counters.retries.set(r.reason.code, (this.counters.retries.get(r.reason.code) ?? 0) + 1)
-          f.log({ source: children[i]!.plan.label, event: 'enroll.retry', code: r.reason.code, message: r.reason.message, attempt })
+          f.log({
+            source: children[i]!.plan.label,
+            event: 'enroll.retry',
+            code: r.reason.code,
+            message: r.reason.message,
+            attempt,
+          })
           again.push(children[i]!)
         }
       } finally {
@@ -207,26 +280,59 @@ export class Enroller {
     await this.#enrollChildren(parentLabel, fresh, done, attempt + 1)
   }
 
-  async #enrollOne(client: GossipClient, inviter: Inviter, keep: (e: EncodedEvent) => Promise<void>, plan: PlannedDevice, tls: TlsKeyPair): Promise<EnrollTiming> {
-    const f = this.fleet, o = this.#o
+  async #enrollOne(
+    client: GossipClient,
+    inviter: Inviter,
+    keep: (e: EncodedEvent) => Promise<void>,
+    plan: PlannedDevice,
+    tls: TlsKeyPair,
+  ): Promise<EnrollTiming> {
+    const f = this.fleet,
+      o = this.#o
     const queued = performance.now()
     await this.#slots.take()
     try {
       const t0 = performance.now()
       const now = () => f.clock.now()
-      const opened = await openInvite(nodeCrypto, client, inviter, { role: plan.role, name: plan.name, ttlSeconds: 600, guestValidSeconds: o.guestValidSeconds }, { now: now(), timeoutMs: o.stepTimeoutMs })
+      const opened = await openInvite(
+        nodeCrypto,
+        client,
+        inviter,
+        { role: plan.role, name: plan.name, ttlSeconds: 600, guestValidSeconds: o.guestValidSeconds },
+        { now: now(), timeoutMs: o.stepTimeoutMs },
+      )
       const t1 = performance.now()
-      const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep, now, stepTimeoutMs: o.stepTimeoutMs })
+      const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+        keep,
+        now,
+        stepTimeoutMs: o.stepTimeoutMs,
+      })
       parentSide.catch(() => undefined)
       const ledger = nodeCrypto.ed25519KeyPair()
-      const keys = { request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name }, secrets: { tls, ledgerSeed: ledger.secretKey } }
-      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: f.url, kind: plan.kind, name: plan.name, stepTimeoutMs: o.stepTimeoutMs, now, keys, verified: f.events.verified })
+      const keys = {
+        request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name },
+        secrets: { tls, ledgerSeed: ledger.secretKey },
+      }
+      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+        code: opened.code,
+        url: f.url,
+        kind: plan.kind,
+        name: plan.name,
+        stepTimeoutMs: o.stepTimeoutMs,
+        now,
+        keys,
+        verified: f.events.verified,
+      })
       await parentSide
       const t2 = performance.now()
       const dir = join(f.dir, plan.label)
       await writeDeviceHome(new Home(dir), enrolled, f.url)
       const t3 = performance.now()
-      const identity: TlsIdentity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
+      const identity: TlsIdentity = {
+        certPem: enrolled.certPem,
+        keyPem: enrolled.secrets.tls.privateKeyPem,
+        rootPem: enrolled.rootPem,
+      }
       await handOverFirstEvents(nodeTransport, enrolled, f.url, o.stepTimeoutMs)
       this.submitted.add(enrolled.authorize.idHex).add(enrolled.certified.idHex)
       this.kinds.set(plan.label, plan.kind)
@@ -234,32 +340,76 @@ export class Enroller {
       // certificate for submitting only, and a follower's subscriptions would be refused.
       const deadline = Date.now() + o.stepTimeoutMs
       while (!f.l0.ledger.ledger.state.has(enrolled.certified.idHex)) {
-        if (Date.now() > deadline) throw new KinError('BROKER_TIMEOUT', `L0 did not record ${plan.label}'s certified event within ${o.stepTimeoutMs} ms`)
+        if (Date.now() > deadline)
+          throw new KinError(
+            'BROKER_TIMEOUT',
+            `L0 did not record ${plan.label}'s certified event within ${o.stepTimeoutMs} ms`,
+          )
         await new Promise(r => setTimeout(r, 5))
       }
       const t4 = performance.now()
       if (plan.tier === 'bundle' && this.#bundle !== undefined) {
         f.devices.set(plan.label, await this.#bundle.enroll(plan, enrolled, identity, dir))
         const t5 = performance.now()
-        f.log({ source: plan.label, event: 'enrolled', cn: enrolled.cn, parent: plan.parent, role: plan.role, tier: 'bundle' })
-        return { label: plan.label, queuedMs: t0 - queued, inviteMs: t1 - t0, pairingMs: t2 - t1, homeMs: t3 - t2, submitMs: t4 - t3, followMs: t5 - t4, totalMs: t5 - t0 }
+        f.log({
+          source: plan.label,
+          event: 'enrolled',
+          cn: enrolled.cn,
+          parent: plan.parent,
+          role: plan.role,
+          tier: 'bundle',
+        })
+        return {
+          label: plan.label,
+          queuedMs: t0 - queued,
+          inviteMs: t1 - t0,
+          pairingMs: t2 - t1,
+          homeMs: t3 - t2,
+          submitMs: t4 - t3,
+          followMs: t5 - t4,
+          totalMs: t5 - t0,
+        }
       }
       // The home's ledger file was written a moment ago from this verified ledger: its records are not verified twice.
-      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: f.events })
+      const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), {
+        verified: verifiedIn(enrolled.ledger.state),
+        events: f.events,
+      })
       const session2 = new AccessSession({
-        self: enrolled.cn, root: DeviceCertificate.from(enrolled.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: f.clock,
-        ledger: () => replica.ledger.ledger.state, lastHeadTime: () => replica.replica.head?.time ?? f.clock.now(),
+        self: enrolled.cn,
+        root: DeviceCertificate.from(enrolled.rootPem),
+        pki: nodePki,
+        sha256: nodeCrypto.sha256,
+        clock: f.clock,
+        ledger: () => replica.ledger.ledger.state,
+        lastHeadTime: () => replica.replica.head?.time ?? f.clock.now(),
       })
       const device: LiveDevice = {
-        label: plan.label, cn: enrolled.cn, role: plan.role, name: plan.name, dir, identity, ledgerSeed: enrolled.secrets.ledgerSeed,
-        replica, follower: undefined, session: session2, endpoint: undefined,
+        label: plan.label,
+        cn: enrolled.cn,
+        role: plan.role,
+        name: plan.name,
+        dir,
+        identity,
+        ledgerSeed: enrolled.secrets.ledgerSeed,
+        replica,
+        follower: undefined,
+        session: session2,
+        endpoint: undefined,
       }
       f.devices.set(plan.label, device)
       this.resume(device)
       const t5 = performance.now()
       f.log({ source: plan.label, event: 'enrolled', cn: enrolled.cn, parent: plan.parent, role: plan.role })
       return {
-        label: plan.label, queuedMs: t0 - queued, inviteMs: t1 - t0, pairingMs: t2 - t1, homeMs: t3 - t2, submitMs: t4 - t3, followMs: t5 - t4, totalMs: t5 - t0,
+        label: plan.label,
+        queuedMs: t0 - queued,
+        inviteMs: t1 - t0,
+        pairingMs: t2 - t1,
+        homeMs: t3 - t2,
+        submitMs: t4 - t3,
+        followMs: t5 - t4,
+        totalMs: t5 - t0,
       }
     } finally {
       this.#slots.give()

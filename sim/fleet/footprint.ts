@@ -26,21 +26,42 @@ export const HEAP_BYTES_PER_BUNDLE_DEVICE = 46 * 1024
  * ~2N-event ledger and the rest are bundle-tier devices, MB.
  */
 export function estimatedHeapMb(devices: number, fullDevices = devices): number {
-  return Math.round((HEAP_BYTES_PER_REPLICA_EVENT * fullDevices * 2 * devices + HEAP_BYTES_PER_BUNDLE_DEVICE * (devices - fullDevices)) / 2 ** 20) + 100
+  return (
+    Math.round(
+      (HEAP_BYTES_PER_REPLICA_EVENT * fullDevices * 2 * devices +
+        HEAP_BYTES_PER_BUNDLE_DEVICE * (devices - fullDevices)) /
+        2 ** 20,
+    ) + 100
+  )
 }
 
 /** Whether this process's heap limit and the machine's memory can hold the fleet (`fullDevices` of them full); a sentence saying why not. */
-export function fitsInMemory(devices: number, fullDevices = devices): { fits: boolean; needMb: number; heapLimitMb: number; machineMb: number; advice: string } {
+export function fitsInMemory(
+  devices: number,
+  fullDevices = devices,
+): { fits: boolean; needMb: number; heapLimitMb: number; machineMb: number; advice: string } {
   const needMb = estimatedHeapMb(devices, fullDevices)
   const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20)
   const machineMb = Math.round(totalmem() / 2 ** 20)
   // rss runs ~1.6 times the heap here (TLS sockets, buffers, native keys).
   if (needMb * 1.6 > machineMb) {
-    return { fits: false, needMb, heapLimitMb, machineMb, advice: `${devices} devices need about ${needMb} MB of JavaScript heap (${fullDevices} full devices each keep a whole replica of a ~${2 * devices}-event ledger, so memory grows with N × full devices) and this machine has ${machineMb} MB: run fewer devices in one process, or fewer full devices (a larger --fanout or a smaller --depth makes fewer inviting devices)` }
+    return {
+      fits: false,
+      needMb,
+      heapLimitMb,
+      machineMb,
+      advice: `${devices} devices need about ${needMb} MB of JavaScript heap (${fullDevices} full devices each keep a whole replica of a ~${2 * devices}-event ledger, so memory grows with N × full devices) and this machine has ${machineMb} MB: run fewer devices in one process, or fewer full devices (a larger --fanout or a smaller --depth makes fewer inviting devices)`,
+    }
   }
   if (needMb * HEAP_HEADROOM > heapLimitMb) {
     const ask = Math.ceil((needMb * HEAP_HEADROOM * 1.05) / 1024) * 1024
-    return { fits: false, needMb, heapLimitMb, machineMb, advice: `${devices} devices need about ${needMb} MB of JavaScript heap (${fullDevices} full devices each keep a whole replica, so memory grows with N × full devices) and this node allows ${heapLimitMb} MB: run it as NODE_OPTIONS=--max-old-space-size=${ask} kin sim fleet …` }
+    return {
+      fits: false,
+      needMb,
+      heapLimitMb,
+      machineMb,
+      advice: `${devices} devices need about ${needMb} MB of JavaScript heap (${fullDevices} full devices each keep a whole replica, so memory grows with N × full devices) and this node allows ${heapLimitMb} MB: run it as NODE_OPTIONS=--max-old-space-size=${ask} kin sim fleet …`,
+    }
   }
   return { fits: true, needMb, heapLimitMb, machineMb, advice: '' }
 }

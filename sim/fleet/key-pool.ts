@@ -22,7 +22,12 @@ function fromPrivatePem(privateKeyPem: string): TlsKeyPair {
   const publicKey = createPublicKey(createPrivateKey(privateKeyPem))
   const spki = publicKey.export({ type: 'spki', format: 'der' })
   const spkiDer = new Uint8Array(spki.buffer, spki.byteOffset, spki.length)
-  return { privateKeyPem, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string, spkiDer, keyType: tlsKeyTypeOf(spkiDer) }
+  return {
+    privateKeyPem,
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    spkiDer,
+    keyType: tlsKeyTypeOf(spkiDer),
+  }
 }
 
 /**
@@ -30,7 +35,12 @@ function fromPrivatePem(privateKeyPem: string): TlsKeyPair {
  * real device's), then new ones made with the node shim (in parallel on libuv's thread pool) and appended to it.
  * Every device of one run gets its own key; runs reuse the same file. With `file` undefined nothing is kept.
  */
-export async function takeTlsKeys(count: number, file: string | undefined, onProgress?: (done: number) => void, keyType: TlsKeyType = 'p256'): Promise<{ keys: TlsKeyPair[]; stats: KeyPoolStats }> {
+export async function takeTlsKeys(
+  count: number,
+  file: string | undefined,
+  onProgress?: (done: number) => void,
+  keyType: TlsKeyType = 'p256',
+): Promise<{ keys: TlsKeyPair[]; stats: KeyPoolStats }> {
   const keys: TlsKeyPair[] = []
   if (file !== undefined && existsSync(file)) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -41,16 +51,24 @@ export async function takeTlsKeys(count: number, file: string | undefined, onPro
         if (typeof pem !== 'string') continue
         const key = fromPrivatePem(pem)
         if (key.keyType === keyType) keys.push(key)
-      } catch { /* a torn or foreign line: skipped, a new key replaces it */ }
+      } catch {
+        /* a torn or foreign line: skipped, a new key replaces it */
+      }
     }
   }
   const fromDisk = keys.length
   onProgress?.(keys.length)
   const started = performance.now()
-  if (file !== undefined) { mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 }); if (!existsSync(file)) appendFileSync(file, '', { mode: 0o600 }); chmodSync(file, 0o600) }
+  if (file !== undefined) {
+    mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 })
+    if (!existsSync(file)) appendFileSync(file, '', { mode: 0o600 })
+    chmodSync(file, 0o600)
+  }
   const BATCH = 8
   while (keys.length < count) {
-    const batch = await Promise.all(Array.from({ length: Math.min(BATCH, count - keys.length) }, () => nodePki.generateTlsKeyPair(keyType)))
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(BATCH, count - keys.length) }, () => nodePki.generateTlsKeyPair(keyType)),
+    )
     keys.push(...batch)
     if (file !== undefined) appendFileSync(file, batch.map(k => JSON.stringify(k.privateKeyPem) + '\n').join(''))
     onProgress?.(keys.length)

@@ -43,8 +43,13 @@ export const MAX_DEPTH = 8
 
 /** Devices a tree of this depth and fanout can hold under L0. */
 export function capacity(depth: number, fanout: number): number {
-  let total = 0, level = 1
-  for (let d = 1; d <= depth; d++) { level *= fanout; total += level; if (total > 1e9) break }
+  let total = 0,
+    level = 1
+  for (let d = 1; d <= depth; d++) {
+    level *= fanout
+    total += level
+    if (total > 1e9) break
+  }
   return total
 }
 
@@ -63,16 +68,30 @@ const LEAF_KINDS = ['lock', 'camera', 'sensor', 'thermostat', 'light'] as const
  * may invite admins or members), one whose children are all leaves is a member; leaves are devices, one in ten
  * a guest's phone. Labels say the layer, as in the house: L2.17 is the 17th device on layer 2.
  */
-export function planFleet(opts: { devices: number; depth: number; fanout?: number; tiers?: 'full' | 'mixed' }): FleetPlan {
-  const n = opts.devices, depth = opts.depth
-  if (!Number.isInteger(n) || n < 1) throw new KinError('USAGE', `--devices must be a whole number of at least 1, got ${n}`)
-  if (!Number.isInteger(depth) || depth < 1 || depth > MAX_DEPTH) throw new KinError('USAGE', `--depth must be 1..${MAX_DEPTH}, got ${depth}`)
+export function planFleet(opts: {
+  devices: number
+  depth: number
+  fanout?: number
+  tiers?: 'full' | 'mixed'
+}): FleetPlan {
+  const n = opts.devices,
+    depth = opts.depth
+  if (!Number.isInteger(n) || n < 1)
+    throw new KinError('USAGE', `--devices must be a whole number of at least 1, got ${n}`)
+  if (!Number.isInteger(depth) || depth < 1 || depth > MAX_DEPTH)
+    throw new KinError('USAGE', `--depth must be 1..${MAX_DEPTH}, got ${depth}`)
   const fanout = opts.fanout ?? fanoutFor(n, depth)
-  if (!Number.isInteger(fanout) || fanout < 1 || fanout > MAX_FANOUT) throw new KinError('USAGE', `--fanout must be 1..${MAX_FANOUT}, got ${fanout}`)
+  if (!Number.isInteger(fanout) || fanout < 1 || fanout > MAX_FANOUT)
+    throw new KinError('USAGE', `--fanout must be 1..${MAX_FANOUT}, got ${fanout}`)
   if (capacity(depth, fanout) < n) {
-    throw new KinError('USAGE', `${n} devices do not fit under L0 in depth ${depth} with fanout ${fanout} (at most ${capacity(depth, fanout)}); raise --fanout to ${fanoutFor(n, depth)} or --depth`)
+    throw new KinError(
+      'USAGE',
+      `${n} devices do not fit under L0 in depth ${depth} with fanout ${fanout} (at most ${capacity(depth, fanout)}); raise --fanout to ${fanoutFor(n, depth)} or --depth`,
+    )
   }
-  const depths = [0], labels = ['L0'], perLevel = new Map<number, number>()
+  const depths = [0],
+    labels = ['L0'],
+    perLevel = new Map<number, number>()
   for (let i = 1; i <= n; i++) {
     const d = depths[Math.floor((i - 1) / fanout)]! + 1
     depths.push(d)
@@ -89,12 +108,30 @@ export function planFleet(opts: { devices: number; depth: number; fanout?: numbe
     const parent = labels[Math.floor((i - 1) / fanout)]!
     if (hasChildren(i)) {
       const role: RoleName = hasInnerChild(i) ? 'admin' : 'member'
-      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role, kind: role === 'admin' ? 'laptop' : 'phone', name: `${role} ${labels[i]}`, inner: true, tier: tierOf(role, tiers) })
+      devices.push({
+        label: labels[i]!,
+        parent,
+        depth: depths[i]!,
+        role,
+        kind: role === 'admin' ? 'laptop' : 'phone',
+        name: `${role} ${labels[i]}`,
+        inner: true,
+        tier: tierOf(role, tiers),
+      })
     } else {
       leaves++
       const guest = leaves % 10 === 0
       const kind = guest ? 'phone' : LEAF_KINDS[leaves % LEAF_KINDS.length]!
-      devices.push({ label: labels[i]!, parent, depth: depths[i]!, role: guest ? 'guest' : 'device', kind, name: `${guest ? 'guest phone' : kind} ${labels[i]}`, inner: false, tier: tierOf(guest ? 'guest' : 'device', tiers) })
+      devices.push({
+        label: labels[i]!,
+        parent,
+        depth: depths[i]!,
+        role: guest ? 'guest' : 'device',
+        kind,
+        name: `${guest ? 'guest phone' : kind} ${labels[i]}`,
+        inner: false,
+        tier: tierOf(guest ? 'guest' : 'device', tiers),
+      })
     }
   }
   return { devices, depth: Math.max(...depths), fanout }

@@ -10,17 +10,23 @@ const WIDTH = 30
 const REDRAW_MS = 100
 
 /** Bars drawn on `stream` (one line, redrawn in place), or no-ops when `enabled` is false. */
-export function progressBars(enabled: boolean, stream: NodeJS.WriteStream = process.stderr): (label: string, total: number) => ProgressBar {
+export function progressBars(
+  enabled: boolean,
+  stream: NodeJS.WriteStream = process.stderr,
+): (label: string, total: number) => ProgressBar {
   if (!enabled) return () => ({ update: () => undefined, done: () => undefined })
   return (label, total) => {
     const started = performance.now()
-    let last = 0, current = 0
+    let last = 0,
+      current = 0
     const draw = (note: string, final: boolean) => {
       const seconds = (performance.now() - started) / 1000
       const share = total > 0 ? Math.min(1, current / total) : 1
       const filled = Math.round(share * WIDTH)
       const rate = seconds > 0 ? ` ${(current / seconds).toFixed(1)}/s` : ''
-      stream.write(`\r\x1b[2K${label.padEnd(14)} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ${current}/${total}${rate} ${seconds.toFixed(1)} s${note ? ' ' + note : ''}${final ? '\n' : ''}`)
+      stream.write(
+        `\r\x1b[2K${label.padEnd(14)} [${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ${current}/${total}${rate} ${seconds.toFixed(1)} s${note ? ' ' + note : ''}${final ? '\n' : ''}`,
+      )
     }
     return {
       update(done, note = '') {
@@ -30,7 +36,9 @@ export function progressBars(enabled: boolean, stream: NodeJS.WriteStream = proc
         last = now
         draw(note, false)
       },
-      done(note = '') { draw(note, true) },
+      done(note = '') {
+        draw(note, true)
+      },
     }
   }
 }

@@ -67,19 +67,46 @@ export interface FleetRunResult {
   dir: string
   keys: KeyPoolStats
   /** retries: enrollments begun again with a new code after a lost session or a timeout (the machine was saturated). */
-  enrollment: { devices: number; seconds: number; perSecond: number; concurrency: number; phases: PhaseFigures; retries: Record<string, number> }
+  enrollment: {
+    devices: number
+    seconds: number
+    perSecond: number
+    concurrency: number
+    phases: PhaseFigures
+    retries: Record<string, number>
+  }
   brokerRestart: { restartMs: number; eventsBefore: number; inFlight: number; eventsAfterRestart: number } | undefined
   partition: { devices: number; labels: string[]; seconds: number; eventsMissed: number; catchUpMs: number } | undefined
   revoked: string[]
   convergence: { ms: number; events: number; headHeight: number; devices: number; sameHead: boolean }
   decisions: {
-    via: string; count: number; p50Ms: number; p99Ms: number; maxMs: number; allowed: number; denied: number; unexpected: number
+    via: string
+    count: number
+    p50Ms: number
+    p99Ms: number
+    maxMs: number
+    allowed: number
+    denied: number
+    unexpected: number
     /** refusedByRequester: TLS checks the requester's own server identity check ended before the target was asked. */
     tls: { count: number; p50Ms: number; p99Ms: number; unexpected: number; refusedByRequester: number }
   }
-  ledger: { events: number; eventBytes: number; fileBytes: number; bytesPerDevice: number; enrollmentBytesPerDevice: number }
+  ledger: {
+    events: number
+    eventBytes: number
+    fileBytes: number
+    bytesPerDevice: number
+    enrollmentBytesPerDevice: number
+  }
   /** rssPerDeviceKb: growth of rss from L0 started to the end, per device. */
-  memory: { peakRssMb: number; peakHeapMb: number; endRssMb: number; endHeapMb: number; baselineRssMb: number; rssPerDeviceKb: number }
+  memory: {
+    peakRssMb: number
+    peakHeapMb: number
+    endRssMb: number
+    endHeapMb: number
+    baselineRssMb: number
+    rssPerDeviceKb: number
+  }
   /** loadAverage: the machine's 1-minute load at the start and the end (other processes share the cores). */
   cpu: { userSeconds: number; systemSeconds: number; coresBusy: number; cores: number; loadAverage: [number, number] }
   followers: { alarms: number; errors: Record<string, number>; headsAdoptedMedian: number }

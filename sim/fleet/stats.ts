@@ -22,19 +22,32 @@ export interface MemorySample {
 }
 
 /** Samples process memory every `everyMs` until stopped; `peak` is the largest rss seen. */
-export function sampleMemory(everyMs = 500): { samples: MemorySample[]; stop(): MemorySample[]; peakRssMb(): number; peakHeapMb(): number } {
+export function sampleMemory(everyMs = 500): {
+  samples: MemorySample[]
+  stop(): MemorySample[]
+  peakRssMb(): number
+  peakHeapMb(): number
+} {
   const started = performance.now()
   const samples: MemorySample[] = []
   const take = () => {
     const m = process.memoryUsage()
-    samples.push({ seconds: round((performance.now() - started) / 1000, 2), rssMb: round(m.rss / 2 ** 20), heapMb: round(m.heapUsed / 2 ** 20) })
+    samples.push({
+      seconds: round((performance.now() - started) / 1000, 2),
+      rssMb: round(m.rss / 2 ** 20),
+      heapMb: round(m.heapUsed / 2 ** 20),
+    })
   }
   take()
   const timer = setInterval(take, everyMs)
   timer.unref()
   return {
     samples,
-    stop() { clearInterval(timer); take(); return samples },
+    stop() {
+      clearInterval(timer)
+      take()
+      return samples
+    },
     peakRssMb: () => Math.max(...samples.map(s => s.rssMb)),
     peakHeapMb: () => Math.max(...samples.map(s => s.heapMb)),
   }

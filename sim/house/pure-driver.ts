@@ -15,11 +15,17 @@ export async function pureHouseDriver(): Promise<HouseDriver & { fleet: PureFlee
   return {
     fleet,
     now: () => fleet.now,
-    advance: s => { fleet.now += s },
+    advance: s => {
+      fleet.now += s
+    },
     cnOf: cn,
     async enroll(label, parent, info) {
       fleet.sync(cn(parent))
-      const d = await fleet.enroll(cn(parent), { role: info.role as RoleName, notAfter: info.notAfter }, { kind: info.kind, name: info.name })
+      const d = await fleet.enroll(
+        cn(parent),
+        { role: info.role as RoleName, notAfter: info.notAfter },
+        { kind: info.kind, name: info.name },
+      )
       cns.set(label, d.cn)
       return d.cn
     },
@@ -31,7 +37,11 @@ export async function pureHouseDriver(): Promise<HouseDriver & { fleet: PureFlee
       fleet.sync(cn(parent))
       await fleet.rekey(cn(parent), cn(target), notAfter)
     },
-    async converge() { fleet.syncAll() },
-    async decide(peer, target, action) { return fleet.decide(cn(peer), cn(target), action) },
+    async converge() {
+      fleet.syncAll()
+    },
+    async decide(peer, target, action) {
+      return fleet.decide(cn(peer), cn(target), action)
+    },
   }
 }

@@ -6,7 +6,12 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeStorage } from '../../runtime/node/storage.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
-import { requestAccess, startAccessEndpoint, type AccessEndpoint, type TlsIdentity } from '../../runtime/node/tls-endpoint.ts'
+import {
+  requestAccess,
+  startAccessEndpoint,
+  type AccessEndpoint,
+  type TlsIdentity,
+} from '../../runtime/node/tls-endpoint.ts'
 import type { Transport, TransportSession } from '../../agent/ports/transport.ts'
 import type { Clock } from '../../agent/ports/platform.ts'
 import { AccessSession } from '../../agent/access/session.ts'
@@ -42,7 +47,12 @@ export interface SimClock extends Clock {
 /** A clock starting now that `advance` moves forward. */
 export function simClock(): SimClock {
   let offset = 0
-  return { now: () => Math.floor(Date.now() / 1000) + offset, advance: s => { offset += s } }
+  return {
+    now: () => Math.floor(Date.now() / 1000) + offset,
+    advance: s => {
+      offset += s
+    },
+  }
 }
 
 /** One device of the live fleet: its home on disk, its identity, its ledger follower and its access endpoint. */
@@ -109,28 +119,80 @@ export class LiveFleet {
   }
 
   /** Creates L0's home in `dir/L0` (as `kin init` does) and starts L0's services on a free loopback port. */
-  static async start(opts: { dir: string; domain: string; clock?: SimClock; log?: FleetLog; onTopic?: TopicObserver; sealIntervalMs?: number }): Promise<LiveFleet> {
+  static async start(opts: {
+    dir: string
+    domain: string
+    clock?: SimClock
+    log?: FleetLog
+    onTopic?: TopicObserver
+    sealIntervalMs?: number
+  }): Promise<LiveFleet> {
     const clock = opts.clock ?? simClock()
     const log = opts.log ?? (() => undefined)
     const home = new Home(join(opts.dir, 'L0'))
     const created = await createFleet(nodeCrypto, nodePki, { domain: opts.domain, now: clock.now(), name: 'home pc' })
     await writeL0Home(home, created, 'home pc')
-    const l0 = await startL0({ home: home.dir, host: '127.0.0.1', port: 0, now: () => clock.now(), log: r => log({ source: 'L0', ...r }), onTopic: opts.onTopic, sealIntervalMs: opts.sealIntervalMs })
+    const l0 = await startL0({
+      home: home.dir,
+      host: '127.0.0.1',
+      port: 0,
+      now: () => clock.now(),
+      log: r => log({ source: 'L0', ...r }),
+      onTopic: opts.onTopic,
+      sealIntervalMs: opts.sealIntervalMs,
+    })
     const fleet = new LiveFleet(opts.dir, clock, l0, log)
     fleet.onTopic = opts.onTopic
     fleet.sealIntervalMs = opts.sealIntervalMs
-    fleet.devices.set('L0', fleet.deviceRecord('L0', home.dir, l0.cn, 'admin', 'home pc', created.ledgerSeed, () => fleet.l0.ledger.ledger.state))
+    fleet.devices.set(
+      'L0',
+      fleet.deviceRecord(
+        'L0',
+        home.dir,
+        l0.cn,
+        'admin',
+        'home pc',
+        created.ledgerSeed,
+        () => fleet.l0.ledger.ledger.state,
+      ),
+    )
     return fleet
   }
 
-  private deviceRecord(label: string, dir: string, cn: string, role: RoleName, name: string, ledgerSeed: Uint8Array, ledger: () => LedgerState, follower?: LedgerFollower): LiveDevice {
+  private deviceRecord(
+    label: string,
+    dir: string,
+    cn: string,
+    role: RoleName,
+    name: string,
+    ledgerSeed: Uint8Array,
+    ledger: () => LedgerState,
+    follower?: LedgerFollower,
+  ): LiveDevice {
     const home = new Home(dir)
     const identity = { certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: home.readText('root') }
     const session = new AccessSession({
-      self: cn, root: DeviceCertificate.from(identity.rootPem), pki: nodePki, sha256: nodeCrypto.sha256, clock: this.clock, ledger,
+      self: cn,
+      root: DeviceCertificate.from(identity.rootPem),
+      pki: nodePki,
+      sha256: nodeCrypto.sha256,
+      clock: this.clock,
+      ledger,
       lastHeadTime: () => follower?.lastHeadTime() ?? this.clock.now(),
     })
-    return { label, cn, role, name, dir, identity, ledgerSeed, replica: undefined, follower, session, endpoint: undefined }
+    return {
+      label,
+      cn,
+      role,
+      name,
+      dir,
+      identity,
+      ledgerSeed,
+      replica: undefined,
+      follower,
+      session,
+      endpoint: undefined,
+    }
   }
 
   /** The device called `label`. */
@@ -148,7 +210,18 @@ export class LiveFleet {
   private async l0Session(): Promise<GossipClient> {
     if (this.l0Client === undefined) {
       const id = this.device('L0').identity
-      this.l0Client = await connectDevice(nodeTransport, { url: this.url, cn: this.l0.cn, certPem: id.certPem, keyPem: id.keyPem, rootPem: id.rootPem, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS, reconnect: true })
+      this.l0Client = await connectDevice(
+        nodeTransport,
+        {
+          url: this.url,
+          cn: this.l0.cn,
+          certPem: id.certPem,
+          keyPem: id.keyPem,
+          rootPem: id.rootPem,
+          l0Cn: this.l0.cn,
+        },
+        { timeoutMs: STEP_MS, reconnect: true },
+      )
     }
     return this.l0Client
   }
@@ -174,11 +247,13 @@ export class LiveFleet {
   onSession(label: string, listener: (session: TransportSession) => void): () => void {
     this.device(label)
     let listeners = this.sessionListeners.get(label)
-    if (listeners === undefined) this.sessionListeners.set(label, listeners = new Set())
+    if (listeners === undefined) this.sessionListeners.set(label, (listeners = new Set()))
     listeners.add(listener)
     const current = this.followerSessions.get(label)
     if (current?.connected === true) listener(current)
-    return () => { listeners.delete(listener) }
+    return () => {
+      listeners.delete(listener)
+    }
   }
 
   private follow(label: string, cn: string, identity: TlsIdentity, replica: OpenReplica): LedgerFollower {
@@ -190,14 +265,22 @@ export class LiveFleet {
         for (const listener of this.sessionListeners.get(label) ?? []) {
           try {
             listener(session)
-          } catch { /* a listener's failure is not the follower's: it keeps its session */ }
+          } catch {
+            /* a listener's failure is not the follower's: it keeps its session */
+          }
         }
         return session
       },
     }
     return new LedgerFollower({
-      transport, login: { url: this.url, cn, ...identity, l0Cn: this.l0.cn }, fleet: this.l0.fleet, replica: replica.replica, clock: this.clock,
-      onHead: (h: AdoptedHead) => { this.heads.push({ label, height: h.head.height, size: h.head.treeSize }) },
+      transport,
+      login: { url: this.url, cn, ...identity, l0Cn: this.l0.cn },
+      fleet: this.l0.fleet,
+      replica: replica.replica,
+      clock: this.clock,
+      onHead: (h: AdoptedHead) => {
+        this.heads.push({ label, height: h.head.height, size: h.head.treeSize })
+      },
       onAlarm: a => this.log({ source: label, event: 'alarm', code: a.code, message: a.message }),
     })
   }
@@ -207,30 +290,86 @@ export class LiveFleet {
    * with L0 and shows a code, the new device pairs with it through the broker, gets its certificate from L0's CA,
    * writes its home, submits its events, and starts following the ledger.
    */
-  async enroll(label: string, parentLabel: string, info: { role: RoleName; kind: string; name: string; validSeconds?: number }): Promise<LiveDevice> {
+  async enroll(
+    label: string,
+    parentLabel: string,
+    info: { role: RoleName; kind: string; name: string; validSeconds?: number },
+  ): Promise<LiveDevice> {
     const parent = this.device(parentLabel)
     const isL0 = parentLabel === 'L0'
     if (!isL0) await this.pause(parent)
     try {
-      const client = isL0 ? await this.l0Session() : await connectDevice(nodeTransport, { url: this.url, cn: parent.cn, ...parent.identity, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS })
+      const client = isL0
+        ? await this.l0Session()
+        : await connectDevice(
+            nodeTransport,
+            { url: this.url, cn: parent.cn, ...parent.identity, l0Cn: this.l0.cn },
+            { timeoutMs: STEP_MS },
+          )
       try {
         const ledger = isL0 ? this.l0.ledger.ledger : parent.replica!.ledger.ledger
-        const inviter: Inviter = { cn: parent.cn, fleet: this.l0.fleet, l0Cn: this.l0.cn, ledgerSeed: parent.ledgerSeed, ledger, rootPem: parent.identity.rootPem }
-        const opened = await openInvite(nodeCrypto, client, inviter, { role: info.role, name: info.name, ttlSeconds: 600, guestValidSeconds: info.validSeconds ?? DAY }, { now: this.clock.now(), timeoutMs: STEP_MS })
-        this.log({ source: parentLabel, event: 'invite', role: info.role, code: opened.code, inviteId: opened.inviteId })
-        const keep = async (e: EncodedEvent) => { if (!isL0) await parent.replica!.replica.appendLocal([e]) }
-        const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep, now: () => this.clock.now(), stepTimeoutMs: STEP_MS })
+        const inviter: Inviter = {
+          cn: parent.cn,
+          fleet: this.l0.fleet,
+          l0Cn: this.l0.cn,
+          ledgerSeed: parent.ledgerSeed,
+          ledger,
+          rootPem: parent.identity.rootPem,
+        }
+        const opened = await openInvite(
+          nodeCrypto,
+          client,
+          inviter,
+          { role: info.role, name: info.name, ttlSeconds: 600, guestValidSeconds: info.validSeconds ?? DAY },
+          { now: this.clock.now(), timeoutMs: STEP_MS },
+        )
+        this.log({
+          source: parentLabel,
+          event: 'invite',
+          role: info.role,
+          code: opened.code,
+          inviteId: opened.inviteId,
+        })
+        const keep = async (e: EncodedEvent) => {
+          if (!isL0) await parent.replica!.replica.appendLocal([e])
+        }
+        const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+          keep,
+          now: () => this.clock.now(),
+          stepTimeoutMs: STEP_MS,
+        })
         const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-          code: opened.code, url: this.url, kind: info.kind, name: info.name, stepTimeoutMs: STEP_MS, now: () => this.clock.now(),
+          code: opened.code,
+          url: this.url,
+          kind: info.kind,
+          name: info.name,
+          stepTimeoutMs: STEP_MS,
+          now: () => this.clock.now(),
         })
         await parentSide
         const dir = join(this.dir, label)
         await writeDeviceHome(new Home(dir), enrolled, this.url)
         await handOverFirstEvents(nodeTransport, enrolled, this.url, STEP_MS)
-        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), { verified: verifiedIn(enrolled.ledger.state), events: this.events })
-        const identity = { certPem: enrolled.certPem, keyPem: enrolled.secrets.tls.privateKeyPem, rootPem: enrolled.rootPem }
+        const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), {
+          verified: verifiedIn(enrolled.ledger.state),
+          events: this.events,
+        })
+        const identity = {
+          certPem: enrolled.certPem,
+          keyPem: enrolled.secrets.tls.privateKeyPem,
+          rootPem: enrolled.rootPem,
+        }
         const follower = this.follow(label, enrolled.cn, identity, replica)
-        const d = this.deviceRecord(label, dir, enrolled.cn, info.role, info.name, enrolled.secrets.ledgerSeed, () => replica.ledger.ledger.state, follower)
+        const d = this.deviceRecord(
+          label,
+          dir,
+          enrolled.cn,
+          info.role,
+          info.name,
+          enrolled.secrets.ledgerSeed,
+          () => replica.ledger.ledger.state,
+          follower,
+        )
         d.replica = replica
         this.devices.set(label, d)
         follower.start()
@@ -261,20 +400,38 @@ export class LiveFleet {
       const lagging = this.standing().filter(d => d.replica!.replica.coveredSize < size)
       if (lagging.length === 0 && size > 0) return { ms: Date.now() - started, size }
       if (Date.now() - started > timeoutMs) {
-        throw new KinError('BROKER_TIMEOUT', `devices ${lagging.map(d => d.label).join(', ')} did not reach L0's ${size} events within ${timeoutMs} ms`)
+        throw new KinError(
+          'BROKER_TIMEOUT',
+          `devices ${lagging.map(d => d.label).join(', ')} did not reach L0's ${size} events within ${timeoutMs} ms`,
+        )
       }
       await new Promise(r => setTimeout(r, 25))
     }
   }
 
   /** `by` revokes `target` (signed with by's ledger key), hands it to the miner, and waits until L0 holds it. */
-  async revoke(byLabel: string, targetLabel: string, body: Omit<RevokeBody, 'effective'> & { effective?: number }): Promise<EncodedEvent> {
+  async revoke(
+    byLabel: string,
+    targetLabel: string,
+    body: Omit<RevokeBody, 'effective'> & { effective?: number },
+  ): Promise<EncodedEvent> {
     const by = this.device(byLabel)
     const state = by.replica?.ledger.ledger.state ?? this.l0.ledger.ledger.state
-    const issuer = state.currentBinding(by.cn), target = state.currentBinding(this.cnOf(targetLabel))
-    if (issuer === undefined || target === undefined) throw new KinError('ENROLL_STATE', `${byLabel} does not know ${targetLabel} yet`)
+    const issuer = state.currentBinding(by.cn),
+      target = state.currentBinding(this.cnOf(targetLabel))
+    if (issuer === undefined || target === undefined)
+      throw new KinError('ENROLL_STATE', `${byLabel} does not know ${targetLabel} yet`)
     const now = this.clock.now()
-    const e = signEvent(nodeCrypto, revokeEvent(issuer, target, { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now }, now), by.ledgerSeed)
+    const e = signEvent(
+      nodeCrypto,
+      revokeEvent(
+        issuer,
+        target,
+        { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now },
+        now,
+      ),
+      by.ledgerSeed,
+    )
     await this.submitAs(by, [e])
     return e
   }
@@ -283,15 +440,23 @@ export class LiveFleet {
   async submitAs(by: LiveDevice, events: EncodedEvent[]): Promise<void> {
     if (by.label === 'L0') {
       // L0 is the miner: its own events go straight into its log (as `kin revoke` on L0's home does while its broker runs).
-      const result = await this.l0.miner.submit(events.map(e => e.bytes), this.clock.now())
-      if (result.refused.length > 0) throw new KinError(result.refused[0]!.code as 'INTERNAL', result.refused[0]!.message)
+      const result = await this.l0.miner.submit(
+        events.map(e => e.bytes),
+        this.clock.now(),
+      )
+      if (result.refused.length > 0)
+        throw new KinError(result.refused[0]!.code as 'INTERNAL', result.refused[0]!.message)
       await this.l0.seal()
       return
     }
     if (by.follower === undefined) throw new KinError('ENROLL_STATE', `${by.label} does not follow the ledger`)
     const outcome = await by.follower.submit(events)
-    if (outcome.refused.length > 0) throw new KinError(outcome.refused[0]!.code as 'INTERNAL', outcome.refused[0]!.message)
-    await by.follower.waitCovered(events.map(e => e.idHex), STEP_MS)
+    if (outcome.refused.length > 0)
+      throw new KinError(outcome.refused[0]!.code as 'INTERNAL', outcome.refused[0]!.message)
+    await by.follower.waitCovered(
+      events.map(e => e.idHex),
+      STEP_MS,
+    )
   }
 
   /**
@@ -299,17 +464,35 @@ export class LiveFleet {
    * hands it to the miner, L0's CA issues the certificate for the recorded rekey, the child records it.
    */
   async rekey(parentLabel: string, childLabel: string, notAfter?: number): Promise<void> {
-    const parent = this.device(parentLabel), child = this.device(childLabel)
+    const parent = this.device(parentLabel),
+      child = this.device(childLabel)
     const parentLedger = parent.replica?.ledger.ledger ?? this.l0.ledger.ledger
     const request = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'phone', name: child.name })
-    const rekey = rekeyChild(nodeCrypto, parentLedger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, child.cn, request.request, this.clock.now(), notAfter)
+    const rekey = rekeyChild(
+      nodeCrypto,
+      parentLedger,
+      { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+      child.cn,
+      request.request,
+      this.clock.now(),
+      notAfter,
+    )
     await this.submitAs(parent, [rekey])
     const accepted = acceptRekey(nodeCrypto, rekey.bytes, request.request, this.l0.fleet)
     const ca = new FleetCa({
-      crypto: nodeCrypto, rootCertPem: this.l0.rootPem, rootKeyPem: this.l0Home.readText('caKey'),
-      ledger: { ledger: this.l0.ledger.ledger, append: () => Promise.reject(new KinError('INTERNAL', 'the miner writes L0\'s ledger')) },
+      crypto: nodeCrypto,
+      rootCertPem: this.l0.rootPem,
+      rootKeyPem: this.l0Home.readText('caKey'),
+      ledger: {
+        ledger: this.l0.ledger.ledger,
+        append: () => Promise.reject(new KinError('INTERNAL', "the miner writes L0's ledger")),
+      },
     })
-    const certificate = await ca.issueForRekey({ rekeyId: rekey.idHex, csrPem: await createEnrollCsr(accepted, request.secrets), now: this.clock.now() })
+    const certificate = await ca.issueForRekey({
+      rekeyId: rekey.idHex,
+      csrPem: await createEnrollCsr(accepted, request.secrets),
+      now: this.clock.now(),
+    })
     // Recorded as L0's CA service records what it issues: the miner admits certified events for these only.
     this.l0.issued.record(certificate, this.clock.now())
     // The child is revoked, so L0 no longer admits its old keys: the parent hands it the rekey event, as it hands
@@ -321,8 +504,18 @@ export class LiveFleet {
     // It also needs what it missed while L0 refused it (its parent's own rekey, say): L0's lineage, as at enrollment.
     const missed = this.l0.ledger.ledger.state.log.filter(e => !childLedger.state.has(e.idHex))
     if (missed.length > 0) await child.replica!.replica.appendLocal(missed)
-    if (!childLedger.state.has(rekey.idHex)) throw new KinError('ENROLL_STATE', `${childLabel} could not take the rekey into its ledger`)
-    const recorded = recordCertificate(nodeCrypto, nodePki, childLedger, accepted, request.secrets, certificate.pem, child.identity.rootPem, this.clock.now())
+    if (!childLedger.state.has(rekey.idHex))
+      throw new KinError('ENROLL_STATE', `${childLabel} could not take the rekey into its ledger`)
+    const recorded = recordCertificate(
+      nodeCrypto,
+      nodePki,
+      childLedger,
+      accepted,
+      request.secrets,
+      certificate.pem,
+      child.identity.rootPem,
+      this.clock.now(),
+    )
     await child.replica!.replica.appendLocal([recorded.certified])
     const home = new Home(child.dir)
     home.writeSecret('tlsKey', request.secrets.tls.privateKeyPem)
@@ -332,8 +525,16 @@ export class LiveFleet {
     child.ledgerSeed = request.secrets.ledgerSeed
     // As after enrollment (PAIRING.md step 7): the first session with the new certificate may only submit, and
     // hands L0 the certified event that restores full standing; then the device follows the ledger again.
-    const session = await connectDevice(nodeTransport, { url: this.url, cn: child.cn, ...child.identity, l0Cn: this.l0.cn }, { timeoutMs: STEP_MS })
-    try { await submitEvents(session, this.l0.fleet, child.cn, [recorded.certified]) } finally { await session.close() }
+    const session = await connectDevice(
+      nodeTransport,
+      { url: this.url, cn: child.cn, ...child.identity, l0Cn: this.l0.cn },
+      { timeoutMs: STEP_MS },
+    )
+    try {
+      await submitEvents(session, this.l0.fleet, child.cn, [recorded.certified])
+    } finally {
+      await session.close()
+    }
     this.resume(child)
     await child.follower!.waitCovered([recorded.certified.idHex], STEP_MS)
     this.log({ source: childLabel, event: 'rekeyed', by: parentLabel })
@@ -361,7 +562,12 @@ export class LiveFleet {
   /** The access endpoint of `label` (mutual TLS on loopback), started on first use. */
   async endpoint(label: string): Promise<AccessEndpoint> {
     const target = this.device(label)
-    target.endpoint ??= await startAccessEndpoint({ ...target.identity, session: target.session, host: '127.0.0.1', port: 0 })
+    target.endpoint ??= await startAccessEndpoint({
+      ...target.identity,
+      session: target.session,
+      host: '127.0.0.1',
+      port: 0,
+    })
     return target.endpoint
   }
 
@@ -369,17 +575,45 @@ export class LiveFleet {
    * `access` with any TLS identity as the requester (the simulator's attacks present forged certificates): `checker`
    * runs the requester's server identity check on the target's certificate before the request is sent.
    */
-  async accessAs(identity: TlsIdentity, checker: AccessSession, targetLabel: string, action: string): Promise<Decision> {
+  async accessAs(
+    identity: TlsIdentity,
+    checker: AccessSession,
+    targetLabel: string,
+    action: string,
+  ): Promise<Decision> {
     return (await this.askAs(identity, checker, targetLabel, action)).decision
   }
 
-  private async askAs(identity: TlsIdentity, checker: AccessSession, targetLabel: string, action: string): Promise<AccessAnswered> {
+  private async askAs(
+    identity: TlsIdentity,
+    checker: AccessSession,
+    targetLabel: string,
+    action: string,
+  ): Promise<AccessAnswered> {
     const endpoint = await this.endpoint(targetLabel)
-    const outcome = await requestAccess({ ...identity, host: '127.0.0.1', port: endpoint.port, action, checkServer: der => checker.checkServer(der) })
+    const outcome = await requestAccess({
+      ...identity,
+      host: '127.0.0.1',
+      port: endpoint.port,
+      action,
+      checkServer: der => checker.checkServer(der),
+    })
     if (outcome.answer === undefined) return { decision: outcome.server, decidedBy: 'requester' }
     const a = outcome.answer
     return {
-      decision: { allow: a.allow, code: a.code as Decision['code'], reason: a.reason, path: a.path, commonAncestor: a.commonAncestor ?? undefined, hops: a.hops ?? undefined, peer: a.peer ?? undefined, action: a.action, time: a.time, retry: false, missing: undefined },
+      decision: {
+        allow: a.allow,
+        code: a.code as Decision['code'],
+        reason: a.reason,
+        path: a.path,
+        commonAncestor: a.commonAncestor ?? undefined,
+        hops: a.hops ?? undefined,
+        peer: a.peer ?? undefined,
+        action: a.action,
+        time: a.time,
+        retry: false,
+        missing: undefined,
+      },
       decidedBy: 'target',
     }
   }
@@ -389,7 +623,15 @@ export class LiveFleet {
     await this.l0Client?.close()
     this.l0Client = undefined
     await this.l0.close()
-    this.l0 = await startL0({ home: this.l0Home.dir, host: '127.0.0.1', port: this.port, now: () => this.clock.now(), log: r => this.log({ source: 'L0', ...r }), onTopic: this.onTopic, sealIntervalMs: this.sealIntervalMs })
+    this.l0 = await startL0({
+      home: this.l0Home.dir,
+      host: '127.0.0.1',
+      port: this.port,
+      now: () => this.clock.now(),
+      log: r => this.log({ source: 'L0', ...r }),
+      onTopic: this.onTopic,
+      sealIntervalMs: this.sealIntervalMs,
+    })
   }
 
   /** Stops everything: endpoints, followers, replicas, L0. */

@@ -13,11 +13,16 @@ export function reportDevices(fleet: LiveFleet, kinds: ReadonlyMap<string, strin
   const now = fleet.clock.now()
   return [...fleet.devices.values()].map(d => {
     const binding = state.currentBinding(d.cn)
-    const parentCn = binding?.parentBindingId !== undefined ? state.bindings.get(binding.parentBindingId)?.cn : undefined
+    const parentCn =
+      binding?.parentBindingId !== undefined ? state.bindings.get(binding.parentBindingId)?.cn : undefined
     const invalid = binding !== undefined ? state.invalidAt(binding, now) : undefined
     return {
-      label: d.label, cn: d.cn, parent: parentCn !== undefined ? labelByCn.get(parentCn) ?? parentCn : '',
-      role: binding?.role ?? d.role, kind: kinds.get(d.label) ?? (d.label === 'L0' ? 'pc' : 'device'), name: d.name,
+      label: d.label,
+      cn: d.cn,
+      parent: parentCn !== undefined ? (labelByCn.get(parentCn) ?? parentCn) : '',
+      role: binding?.role ?? d.role,
+      kind: kinds.get(d.label) ?? (d.label === 'L0' ? 'pc' : 'device'),
+      name: d.name,
       revoked: invalid?.code === 'REVOKED' || invalid?.code === 'ANCESTOR_REVOKED',
     }
   })
@@ -27,9 +32,18 @@ export function reportDevices(fleet: LiveFleet, kinds: ReadonlyMap<string, strin
 export function reportEvents(fleet: LiveFleet): ReportEvent[] {
   const state = fleet.l0.ledger.ledger.state
   const labelByCn = new Map([...fleet.devices.values()].map(d => [d.cn, d.label]))
-  const name = (label: Uint8Array) => { const cn = state.cnOfLabel(label); return labelByCn.get(cn) ?? cn }
+  const name = (label: Uint8Array) => {
+    const cn = state.cnOfLabel(label)
+    return labelByCn.get(cn) ?? cn
+  }
   return state.log.map((e, index) => ({
-    index, type: e.event.type, subject: name(e.event.subject), issuer: name(e.event.issuer), time: e.event.time, id: e.idHex, bytes: e.bytes.length,
+    index,
+    type: e.event.type,
+    subject: name(e.event.subject),
+    issuer: name(e.event.issuer),
+    time: e.event.time,
+    id: e.idHex,
+    bytes: e.bytes.length,
   }))
 }
 
@@ -47,11 +61,28 @@ export function reportHeads(fleet: LiveFleet): ReportHead[] {
 }
 
 /** One decision for the report; its path is shown as labels (CNs the fleet does not know stay CNs). */
-export function reportDecision(fleet: LiveFleet, d: { label: string; peer: string; target: string; action: string; decision: Decision; expected?: 'allow' | 'deny'; ok?: boolean }): ReportDecision {
+export function reportDecision(
+  fleet: LiveFleet,
+  d: {
+    label: string
+    peer: string
+    target: string
+    action: string
+    decision: Decision
+    expected?: 'allow' | 'deny'
+    ok?: boolean
+  },
+): ReportDecision {
   const labelByCn = new Map([...fleet.devices.values()].map(x => [x.cn, x.label]))
   return {
-    label: d.label, peer: d.peer, target: d.target, action: d.action, allow: d.decision.allow, code: d.decision.code,
+    label: d.label,
+    peer: d.peer,
+    target: d.target,
+    action: d.action,
+    allow: d.decision.allow,
+    code: d.decision.code,
     path: d.decision.path.map(cn => labelByCn.get(cn) ?? cn),
-    ...(d.expected !== undefined ? { expected: d.expected } : {}), ...(d.ok !== undefined ? { ok: d.ok } : {}),
+    ...(d.expected !== undefined ? { expected: d.expected } : {}),
+    ...(d.ok !== undefined ? { ok: d.ok } : {}),
   }
 }

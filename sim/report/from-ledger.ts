@@ -29,8 +29,13 @@ export function ledgerDevices(state: LedgerState, now: number): ReportDevice[] {
     if (b === undefined) continue
     const invalid = state.invalidAt(b, now)
     devices.push({
-      label: b.label, cn, parent: b.parentCn !== undefined ? state.currentBinding(b.parentCn)?.label ?? b.parentCn : '', role: b.role,
-      kind: b.kind, name: b.name, revoked: invalid?.code === 'REVOKED' || invalid?.code === 'ANCESTOR_REVOKED',
+      label: b.label,
+      cn,
+      parent: b.parentCn !== undefined ? (state.currentBinding(b.parentCn)?.label ?? b.parentCn) : '',
+      role: b.role,
+      kind: b.kind,
+      name: b.name,
+      revoked: invalid?.code === 'REVOKED' || invalid?.code === 'ANCESTOR_REVOKED',
     })
   }
   return devices
@@ -40,7 +45,13 @@ export function ledgerDevices(state: LedgerState, now: number): ReportDevice[] {
 export function ledgerEvents(state: LedgerState): ReportEvent[] {
   const label = (l: Uint8Array): string => state.currentBinding(state.cnOfLabel(l))?.label ?? state.cnOfLabel(l)
   return state.log.map((e, index) => ({
-    index, type: e.event.type, subject: label(e.event.subject), issuer: label(e.event.issuer), time: e.event.time, id: e.idHex, bytes: e.bytes.length,
+    index,
+    type: e.event.type,
+    subject: label(e.event.subject),
+    issuer: label(e.event.issuer),
+    time: e.event.time,
+    id: e.idHex,
+    bytes: e.bytes.length,
   }))
 }
 
@@ -49,7 +60,12 @@ export function auditDecision(state: LedgerState, r: AuditRecord): ReportDecisio
   const label = (cn: string): string => state.currentBinding(cn)?.label ?? cn
   return {
     label: `${r.peer ?? 'unnamed peer'} → ${r.action} at ${new Date(r.time * 1000).toISOString().replace('.000Z', 'Z')}`,
-    peer: r.peer !== undefined ? label(r.peer) : '', target: '', action: r.action, allow: r.allow, code: r.code, path: r.path.map(label),
+    peer: r.peer !== undefined ? label(r.peer) : '',
+    target: '',
+    action: r.action,
+    allow: r.allow,
+    code: r.code,
+    path: r.path.map(label),
   }
 }
 
@@ -77,13 +93,17 @@ export function homeReport(input: HomeReportInput): SimReport {
       { name: 'identities', value: devices.length, unit: '' },
       { name: 'revoked', value: revoked, unit: '' },
       { name: 'ledger events', value: state.log.length, unit: '' },
-      { name: 'latest head', value: latest !== undefined ? `${latest.height} (size ${latest.treeSize})` : 'none', unit: '' },
+      {
+        name: 'latest head',
+        value: latest !== undefined ? `${latest.height} (size ${latest.treeSize})` : 'none',
+        unit: '',
+      },
       { name: 'decisions in the audit log', value: decisions.length, unit: '' },
     ],
     charts: [],
     notes: [
-      `Drawn from the home of ${input.selfCn} at ${new Date(now * 1000).toISOString()}: what its verified ledger and audit log hold, `
-      + 'which may lag L0 (run kin sync first for the newest picture).',
+      `Drawn from the home of ${input.selfCn} at ${new Date(now * 1000).toISOString()}: what its verified ledger and audit log hold, ` +
+        'which may lag L0 (run kin sync first for the newest picture).',
     ],
   }
 }

@@ -19,9 +19,15 @@ export function tierFigures(t: TiersFigures): SimReport['figures'] {
 /** Decision latency of each tier's targets, p50 / p99 / max, as one bar chart. */
 export function tierLatencyChart(t: TiersFigures): ReportSeries {
   const bars = (name: string, d: TiersFigures['full']['decisions']) => [
-    { x: `${name} p50`, y: d.p50Ms || 0 }, { x: `${name} p99`, y: d.p99Ms || 0 }, { x: `${name} max`, y: d.maxMs || 0 },
+    { x: `${name} p50`, y: d.p50Ms || 0 },
+    { x: `${name} p99`, y: d.p99Ms || 0 },
+    { x: `${name} max`, y: d.maxMs || 0 },
   ]
-  return { title: 'Access decision latency per tier of the target (in process)', unit: 'ms', points: [...bars('full', t.full.decisions), ...bars('bundle', t.bundle.decisions)] }
+  return {
+    title: 'Access decision latency per tier of the target (in process)',
+    unit: 'ms',
+    points: [...bars('full', t.full.decisions), ...bars('bundle', t.bundle.decisions)],
+  }
 }
 
 /** One sentence per tier for the report's notes. */

@@ -34,18 +34,37 @@ const MARGIN = 40
  * the device a root of its own, so every device is drawn exactly once.
  */
 export function layoutTree(devices: readonly ReportDevice[]): TreeLayout {
-  const nodes: PlacedNode[] = devices.map((device, index) => ({ device, index, depth: 0, x: 0, y: 0, children: [], parent: undefined }))
+  const nodes: PlacedNode[] = devices.map((device, index) => ({
+    device,
+    index,
+    depth: 0,
+    x: 0,
+    y: 0,
+    children: [],
+    parent: undefined,
+  }))
   const byLabel = new Map<string, PlacedNode>()
   for (const n of nodes) if (!byLabel.has(n.device.label)) byLabel.set(n.device.label, n)
   const roots: PlacedNode[] = []
   for (const n of nodes) {
     const p = n.device.parent === '' ? undefined : byLabel.get(n.device.parent)
     if (p === undefined || p === n) roots.push(n)
-    else { n.parent = p; p.children.push(n) }
+    else {
+      n.parent = p
+      p.children.push(n)
+    }
   }
   // Nodes on a parent cycle are reached from no root: cut each cycle at its first node.
   const reached = new Set<PlacedNode>()
-  const mark = (r: PlacedNode) => { const stack = [r]; while (stack.length > 0) { const n = stack.pop()!; if (reached.has(n)) continue; reached.add(n); stack.push(...n.children) } }
+  const mark = (r: PlacedNode) => {
+    const stack = [r]
+    while (stack.length > 0) {
+      const n = stack.pop()!
+      if (reached.has(n)) continue
+      reached.add(n)
+      stack.push(...n.children)
+    }
+  }
   roots.forEach(mark)
   for (const n of nodes) {
     if (reached.has(n)) continue
@@ -63,7 +82,11 @@ export function layoutTree(devices: readonly ReportDevice[]): TreeLayout {
   while (stack.length > 0) {
     const n = stack.pop()!
     order.push(n)
-    for (let i = n.children.length - 1; i >= 0; i--) { const c = n.children[i]!; c.depth = n.depth + 1; stack.push(c) }
+    for (let i = n.children.length - 1; i >= 0; i--) {
+      const c = n.children[i]!
+      c.depth = n.depth + 1
+      stack.push(c)
+    }
   }
   const leaves = order.filter(n => n.children.length === 0)
   const maxDepth = order.reduce((m, n) => Math.max(m, n.depth), 0)
@@ -71,7 +94,9 @@ export function layoutTree(devices: readonly ReportDevice[]): TreeLayout {
   const labelled = gapX >= 40 && nodes.length <= 150
   const gapY = labelled ? 96 : Math.max(28, Math.min(80, 600 / Math.max(1, maxDepth)))
   const radius = labelled ? 15 : Math.max(1.2, Math.min(8, gapX * 0.4))
-  leaves.forEach((n, i) => { n.x = MARGIN + gapX * (i + 0.5) })
+  leaves.forEach((n, i) => {
+    n.x = MARGIN + gapX * (i + 0.5)
+  })
   for (let i = order.length - 1; i >= 0; i--) {
     const n = order[i]!
     if (n.children.length > 0) n.x = (n.children[0]!.x + n.children[n.children.length - 1]!.x) / 2
@@ -83,7 +108,10 @@ export function layoutTree(devices: readonly ReportDevice[]): TreeLayout {
     if (n.device.cn !== '' && !byKey.has(n.device.cn)) byKey.set(n.device.cn, n)
   }
   return {
-    nodes, byKey, labelled, radius,
+    nodes,
+    byKey,
+    labelled,
+    radius,
     width: Math.max(2 * MARGIN + gapX * Math.max(1, leaves.length), 320),
     height: 2 * MARGIN + maxDepth * gapY + (labelled ? 30 : 0),
   }

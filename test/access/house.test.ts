@@ -14,7 +14,8 @@ function defaultAllows(role: RoleName, action: string): boolean {
 const house = new House()
 
 t.test('decision table: every peer → deciding device, unlock/view/configure', async t => {
-  let allowed = 0, denied = 0
+  let allowed = 0,
+    denied = 0
   for (const peer of HOUSE) {
     for (const self of HOUSE) {
       for (const action of ['unlock', 'view', 'configure']) {
@@ -23,7 +24,11 @@ t.test('decision table: every peer → deciding device, unlock/view/configure', 
         const label = `${peer} → ${self} ${action}`
         t.equal(d.allow, want, `${label}: ${d.code} ${d.reason}`)
         t.equal(d.code, want ? 'ALLOW' : 'POLICY_ACTION', `${label}: code`)
-        t.same(d.path.map(cn => house.nameOf(cn)), expectedPath(peer, self), `${label}: path`)
+        t.same(
+          d.path.map(cn => house.nameOf(cn)),
+          expectedPath(peer, self),
+          `${label}: path`,
+        )
         t.equal(d.hops, expectedPath(peer, self).length - 1, `${label}: hops`)
         t.equal(d.peer, house.cn[peer])
         t.equal(d.action, action)
@@ -58,7 +63,10 @@ t.test("after the guest's notAfter the lock refuses it (ACCESS_EXPIRED)", async 
   t.equal(after.code, 'ACCESS_EXPIRED')
   t.equal(after.retry, false)
   // An owner's member phone is still let in at that time.
-  const owner = decide({ certificate: house.cert('L2.1'), action: 'unlock' }, house.context('L3.3', { now: GUEST_UNTIL + 1 }))
+  const owner = decide(
+    { certificate: house.cert('L2.1'), action: 'unlock' },
+    house.context('L3.3', { now: GUEST_UNTIL + 1 }),
+  )
   t.equal(owner.allow, true, owner.reason)
 })
 
@@ -67,7 +75,10 @@ t.test('a camera may not configure the lock, but may view it', async t => {
   t.equal(configure.allow, false)
   t.equal(configure.code, 'POLICY_ACTION')
   t.match(configure.reason, /role device may not "configure"/)
-  t.same(configure.path.map(cn => house.nameOf(cn)), ['L3.1', 'L2.1', 'L3.3'])
+  t.same(
+    configure.path.map(cn => house.nameOf(cn)),
+    ['L3.1', 'L2.1', 'L3.3'],
+  )
   const view = decide({ certificate: house.cert('L3.1'), action: 'view' }, house.context('L3.3'))
   t.equal(view.allow, true, view.reason)
 })

@@ -38,7 +38,10 @@ t.test('a policy event narrows one action on the lock; other actions keep the de
 t.test('a policy event widens: the lock lets cameras configure it', async t => {
   const h = new House()
   t.equal(ask(h, 'L3.1', 'L3.3', 'configure').code, 'POLICY_ACTION')
-  h.fleet.policy(h.cn['L2.1'], h.cn['L3.3'], { subtree: false, rules: [rule('configure', ['device', 'admin', 'member'])] })
+  h.fleet.policy(h.cn['L2.1'], h.cn['L3.3'], {
+    subtree: false,
+    rules: [rule('configure', ['device', 'admin', 'member'])],
+  })
   t.equal(ask(h, 'L3.1', 'L3.3', 'configure').code, 'ALLOW')
 })
 
@@ -68,7 +71,7 @@ t.test('on one subject the newest policy wins', async t => {
   t.equal(ask(h, 'L2.2', 'L3.3', 'unlock').code, 'ALLOW')
 })
 
-t.test("a policy its issuer signed after its own compromise counts for nothing", async t => {
+t.test('a policy its issuer signed after its own compromise counts for nothing', async t => {
   const h = new House()
   const lock = h.fleet.binding(h.cn['L3.3'])
   const signedAt = lock.time + 500
@@ -80,7 +83,10 @@ t.test("a policy its issuer signed after its own compromise counts for nothing",
 
 t.test('time windows: unlock for guests 08:00–20:00 UTC only', async t => {
   const h = new House()
-  h.fleet.policy(h.cn['L2.1'], h.cn['L3.3'], { subtree: false, rules: [rule('unlock', ['member']), rule('unlock', ['guest'], 8 * H, 20 * H)] })
+  h.fleet.policy(h.cn['L2.1'], h.cn['L3.3'], {
+    subtree: false,
+    rules: [rule('unlock', ['member']), rule('unlock', ['guest'], 8 * H, 20 * H)],
+  })
   t.equal(ask(h, 'L3.4', 'L3.3', 'unlock', { now: dayStart + 10 * H }).code, 'ALLOW')
   const night = ask(h, 'L3.4', 'L3.3', 'unlock', { now: dayStart + 21 * H })
   t.equal(night.code, 'POLICY_WINDOW')
@@ -100,8 +106,10 @@ t.test('hops: a policy limit, and the default limit of 8', async t => {
     for (let i = 0; i < n; i++) out.push(h.fleet.enroll(out[out.length - 1]!, { role: 'admin', kind: 'laptop' }))
     return out
   }
-  const a = chain(h.cn['L1'], 4), b = chain(h.cn['L1'], 5)
-  const at = (peer: string, self: string) => decide({ certificate: h.cert(peer), action: 'view' }, { ...h.context('L1'), self })
+  const a = chain(h.cn['L1'], 4),
+    b = chain(h.cn['L1'], 5)
+  const at = (peer: string, self: string) =>
+    decide({ certificate: h.cert(peer), action: 'view' }, { ...h.context('L1'), self })
   const eight = at(a[4]!, b[4]!)
   t.equal(eight.hops, 8)
   t.equal(eight.code, 'ALLOW', eight.reason)
@@ -138,7 +146,11 @@ t.test('local overrides sit between the ledger and the default', async t => {
   t.equal(ask(h, 'L3.4', 'L3.3', 'unlock', { localPolicy }).code, 'POLICY_HOPS')
   t.equal(ask(h, 'L2.1', 'L3.3', 'unlock', { localPolicy }).code, 'POLICY_ROLE', 'local narrows the default')
   t.equal(ask(h, 'L2.1', 'L3.3', 'view', { localPolicy }).code, 'ALLOW')
-  t.equal(ask(h, 'L0', 'L3.3', 'view', { localPolicy: { anchors: [h.cn['L1']] } }).code, 'POLICY_ANCHOR', 'L0 is above the local anchor')
+  t.equal(
+    ask(h, 'L0', 'L3.3', 'view', { localPolicy: { anchors: [h.cn['L1']] } }).code,
+    'POLICY_ANCHOR',
+    'L0 is above the local anchor',
+  )
   h.fleet.policy(h.cn['L2.1'], h.cn['L3.3'], { subtree: false, rules: [rule('unlock', ['member'])] })
   t.equal(ask(h, 'L2.1', 'L3.3', 'unlock', { localPolicy }).code, 'ALLOW', 'a ledger policy outranks local overrides')
 })

@@ -26,7 +26,7 @@ t.test('a revoked ancestor (subtree): ACCESS_ANCESTOR_REVOKED; the rest of the h
   t.equal(camera.code, 'ALLOW', camera.reason)
 })
 
-t.test("a SAN parent the ledger contradicts: ACCESS_SAN_PARENT", async t => {
+t.test('a SAN parent the ledger contradicts: ACCESS_SAN_PARENT', async t => {
   const h = new House()
   // The guest's certificate claims the owner's phone as parent; the ledger says the tablet authorized it.
   const d = decide({ certificate: h.cert('L3.4', { parentCn: h.cn['L2.1'] }), action: 'unlock' }, h.context('L3.3'))
@@ -34,7 +34,10 @@ t.test("a SAN parent the ledger contradicts: ACCESS_SAN_PARENT", async t => {
   t.match(d.reason, h.cn['L2.2'])
   const noParent = decide({ certificate: h.cert('L3.4', { parentCn: undefined }), action: 'view' }, h.context('L3.3'))
   t.equal(noParent.code, 'ACCESS_SAN_PARENT')
-  const l0WithParent = decide({ certificate: h.cert('L0', { parentCn: h.cn['L1'] }), action: 'view' }, h.context('L3.3'))
+  const l0WithParent = decide(
+    { certificate: h.cert('L0', { parentCn: h.cn['L1'] }), action: 'view' },
+    h.context('L3.3'),
+  )
   t.equal(l0WithParent.code, 'ACCESS_SAN_PARENT')
 })
 
@@ -58,7 +61,7 @@ t.test('missing proof: a replica without the guest asks for a merge, then allows
   t.equal(isMissingProof(again), false)
 })
 
-t.test("missing proof of the deciding device itself", async t => {
+t.test('missing proof of the deciding device itself', async t => {
   const h = new House()
   const lockLabel = h.cn['L3.3'].split('.')[0]
   const replica = new Ledger(nodeCrypto)
@@ -93,10 +96,16 @@ t.test('a lineage the ledger cannot follow to genesis (a loop in a damaged state
 
 t.test('unbound key and uncertified certificate', async t => {
   const h = new House()
-  const other = decide({ certificate: h.cert('L3.4', { spkiHash: new Uint8Array(32).fill(7) }), action: 'view' }, h.context('L3.3'))
+  const other = decide(
+    { certificate: h.cert('L3.4', { spkiHash: new Uint8Array(32).fill(7) }), action: 'view' },
+    h.context('L3.3'),
+  )
   t.equal(other.code, 'CERT_UNBOUND')
   t.equal(other.retry, true, 'a key the ledger never saw may be a rekey not merged yet')
-  const uncertified = decide({ certificate: h.cert('L3.4', { certHash: new Uint8Array(32).fill(9) }), action: 'view' }, h.context('L3.3'))
+  const uncertified = decide(
+    { certificate: h.cert('L3.4', { certHash: new Uint8Array(32).fill(9) }), action: 'view' },
+    h.context('L3.3'),
+  )
   t.equal(uncertified.code, 'CERT_NOT_CERTIFIED')
   t.equal(uncertified.retry, true)
   // After a rekey the old certificate's key is history: no retry will help.
@@ -124,7 +133,14 @@ t.test('chain refusals pass through with their own codes; no peer, no path', asy
 
 t.test('a verifier that throws a bare error denies (fail closed) with INTERNAL', async t => {
   const h = new House()
-  const d = decide({ certificate: h.cert('L3.4'), action: 'unlock' }, h.context('L3.3', { verifyChain: () => { throw new Error('boom') } }))
+  const d = decide(
+    { certificate: h.cert('L3.4'), action: 'unlock' },
+    h.context('L3.3', {
+      verifyChain: () => {
+        throw new Error('boom')
+      },
+    }),
+  )
   t.equal(d.allow, false)
   t.equal(d.code, 'INTERNAL')
   t.match(d.reason, /boom/)

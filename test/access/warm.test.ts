@@ -42,7 +42,10 @@ t.test('refused chains are not cached; a pre-verified chain skips the verifier',
   t.equal(decide({ certificate: forged, action: 'view' }, ctx).code, 'CERT_CHAIN')
   t.equal(h.chainCalls, 2)
   const cert = h.cert('L2.2')
-  t.equal(decide({ certificate: cert, action: 'view', chain: h.verifyChain(cert, NOW) }, h.context('L3.3')).code, 'ALLOW')
+  t.equal(
+    decide({ certificate: cert, action: 'view', chain: h.verifyChain(cert, NOW) }, h.context('L3.3')).code,
+    'ALLOW',
+  )
   t.equal(h.chainCalls, 3, 'only the call made above to produce the pre-verified result')
 })
 

@@ -17,8 +17,18 @@ import { makeRoot, makeX509House } from '../helpers/access-x509.ts'
 
 const house = await makeX509House()
 
-function context(self: string, provider: PkiProvider, extra: Partial<DecisionContext<DeviceCertificate>> = {}): DecisionContext<DeviceCertificate> {
-  return { self, ledger: house.fleet.ledger.state, verifyChain: fleetChainVerifier(house.root, provider), now: NOW, ...extra }
+function context(
+  self: string,
+  provider: PkiProvider,
+  extra: Partial<DecisionContext<DeviceCertificate>> = {},
+): DecisionContext<DeviceCertificate> {
+  return {
+    self,
+    ledger: house.fleet.ledger.state,
+    verifyChain: fleetChainVerifier(house.root, provider),
+    now: NOW,
+    ...extra,
+  }
 }
 
 for (const provider of [nodePki, portablePki]) {
@@ -28,7 +38,10 @@ for (const provider of [nodePki, portablePki]) {
     t.same(d.path, [house.cn['L3.4'], house.cn['L2.2'], house.cn['L1'], house.cn['L2.1'], house.cn['L3.3']])
     t.equal(d.hops, 4)
     t.equal(d.commonAncestor, house.cn['L1'])
-    const late = decide({ certificate: house.cert['L3.4'], action: 'unlock' }, context(house.cn['L3.3'], provider, { now: GUEST_UNTIL + 1 }))
+    const late = decide(
+      { certificate: house.cert['L3.4'], action: 'unlock' },
+      context(house.cn['L3.3'], provider, { now: GUEST_UNTIL + 1 }),
+    )
     t.equal(late.code, 'CERT_EXPIRED', 'the CA capped the certificate at the authorization notAfter')
     const camera = decide({ certificate: house.cert['L3.1'], action: 'configure' }, context(house.cn['L3.3'], provider))
     t.equal(camera.code, 'POLICY_ACTION')
@@ -38,9 +51,13 @@ for (const provider of [nodePki, portablePki]) {
 t.test("Eve's certificates: another CA (CERT_CHAIN), a mis-issued one with Eve's key (CERT_UNBOUND)", async t => {
   const eveKeys = await nodePki.generateTlsKeyPair()
   const { root: eveRoot, rootKeys: eveRootKeys } = await makeRoot(NOW - 600)
-  const guest = house.cn['L3.4'], parent = house.cn['L2.2']
+  const guest = house.cn['L3.4'],
+    parent = house.cn['L2.2']
   const fromEveCa = await issueDeviceCertificate({
-    rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem, now: NOW - 60, randomBytes: nodeCrypto.randomBytes,
+    rootCertPem: eveRoot.pem,
+    rootKeyPem: eveRootKeys.privateKeyPem,
+    now: NOW - 60,
+    randomBytes: nodeCrypto.randomBytes,
     csrPem: await createCsr({ cn: guest, parentCn: parent, keyPair: eveKeys }),
     auth: { cn: guest, parentCn: parent, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: GUEST_UNTIL },
   })
@@ -51,16 +68,19 @@ t.test("Eve's certificates: another CA (CERT_CHAIN), a mis-issued one with Eve's
   t.equal(d.peer, guest)
 })
 
-t.test('a certificate whose SAN parent contradicts the ledger, even with the right key and a certified event', async t => {
-  const guest = house.cn['L3.4']
-  // The CA mis-issues the guest a certificate naming the owner's phone as parent, and the guest records it.
-  const wrongParent = await house.issue(guest, house.cn['L2.1'], house.keys['L3.4'], GUEST_UNTIL)
-  house.fleet.sign(certifiedEvent(house.fleet.binding(guest), wrongParent.certHash, NOW - 100), guest)
-  t.equal(wrongParent.parentCn, house.cn['L2.1'])
-  const d = decide({ certificate: wrongParent, action: 'unlock' }, context(house.cn['L3.3'], nodePki))
-  t.equal(d.code, 'ACCESS_SAN_PARENT')
-  t.same(d.path, [])
-})
+t.test(
+  'a certificate whose SAN parent contradicts the ledger, even with the right key and a certified event',
+  async t => {
+    const guest = house.cn['L3.4']
+    // The CA mis-issues the guest a certificate naming the owner's phone as parent, and the guest records it.
+    const wrongParent = await house.issue(guest, house.cn['L2.1'], house.keys['L3.4'], GUEST_UNTIL)
+    house.fleet.sign(certifiedEvent(house.fleet.binding(guest), wrongParent.certHash, NOW - 100), guest)
+    t.equal(wrongParent.parentCn, house.cn['L2.1'])
+    const d = decide({ certificate: wrongParent, action: 'unlock' }, context(house.cn['L3.3'], nodePki))
+    t.equal(d.code, 'ACCESS_SAN_PARENT')
+    t.same(d.path, [])
+  },
+)
 
 t.test('a warm decision verifies no certificate signature', async t => {
   let signatureChecks = 0

@@ -10,7 +10,13 @@ import { FleetCa } from '../../agent/enroll/ca.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import { authorizeChild } from '../../agent/enroll/parent.ts'
 import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
-import { derivePairingSecrets, formatPairingCode, loginVerifier, CODE_BYTES, type PairingSecrets } from '../../agent/enroll/pairing.ts'
+import {
+  derivePairingSecrets,
+  formatPairingCode,
+  loginVerifier,
+  CODE_BYTES,
+  type PairingSecrets,
+} from '../../agent/enroll/pairing.ts'
 import { signInvite, type Invite } from '../../agent/enroll/invite.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import { revokeEvent } from '../../agent/ledger/builders.ts'
@@ -84,8 +90,14 @@ export async function makeL0Home(opts: { domain?: string; now?: number; keyType?
   const selfDir = join(dir, 'dev-l0')
   writeDeviceFiles(selfDir, fleet.root.pem, fleet.certificate.pem, fleet.tls.privateKeyPem)
   const self: TestDevice = {
-    cn: fleet.cn, parentCn: undefined, role: 'admin', certPem: fleet.certificate.pem, keyPem: fleet.tls.privateKeyPem,
-    ledgerSeed: fleet.ledgerSeed, bindingId: fleet.events[0]!.idHex, dir: selfDir,
+    cn: fleet.cn,
+    parentCn: undefined,
+    role: 'admin',
+    certPem: fleet.certificate.pem,
+    keyPem: fleet.tls.privateKeyPem,
+    ledgerSeed: fleet.ledgerSeed,
+    bindingId: fleet.events[0]!.idHex,
+    dir: selfDir,
   }
   return { dir: home.dir, domain, cn: fleet.cn, fleet, rootPem: fleet.root.pem, self }
 }
@@ -104,44 +116,98 @@ export async function withHomeLedger<T>(l0: L0Home, fn: (ledger: PersistentLedge
  * Enrolls a device directly through the pure steps (request, parent's authorize, FleetCa over L0's ledger,
  * certified), appending to `ledger` (L0's, open in a running broker or on its own), so no device-side CLI is involved.
  */
-export async function enrollDirect(l0: L0Home, ledger: PersistentLedger, parent: TestDevice, opts: { role: RoleName; now?: number; name?: string; kind?: string }): Promise<TestDevice> {
+export async function enrollDirect(
+  l0: L0Home,
+  ledger: PersistentLedger,
+  parent: TestDevice,
+  opts: { role: RoleName; now?: number; name?: string; kind?: string },
+): Promise<TestDevice> {
   const now = opts.now ?? nowSeconds()
-  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: opts.kind ?? 'phone', name: opts.name ?? 'device' })
-  const authorize = authorizeChild(nodeCrypto, ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, request, { role: opts.role, notAfter: now + 365 * 86400 }, now)
+  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, {
+    kind: opts.kind ?? 'phone',
+    name: opts.name ?? 'device',
+  })
+  const authorize = authorizeChild(
+    nodeCrypto,
+    ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    request,
+    { role: opts.role, notAfter: now + 365 * 86400 },
+    now,
+  )
   const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
   const ca = new FleetCa({
-    crypto: nodeCrypto, rootCertPem: l0.rootPem, rootKeyPem: l0.fleet.rootKey.privateKeyPem,
+    crypto: nodeCrypto,
+    rootCertPem: l0.rootPem,
+    rootKeyPem: l0.fleet.rootKey.privateKeyPem,
     ledger: { ledger: ledger.ledger, append: (e, o) => ledger.append(e, o) },
   })
-  const issued = await ca.issue({ authorizeBytes: authorize.bytes, csrPem: await createEnrollCsr(accepted, secrets), now })
-  const { certified } = recordCertificate(nodeCrypto, nodePki, ledger.ledger, accepted, secrets, issued.certificate.pem, l0.rootPem, now)
+  const issued = await ca.issue({
+    authorizeBytes: authorize.bytes,
+    csrPem: await createEnrollCsr(accepted, secrets),
+    now,
+  })
+  const { certified } = recordCertificate(
+    nodeCrypto,
+    nodePki,
+    ledger.ledger,
+    accepted,
+    secrets,
+    issued.certificate.pem,
+    l0.rootPem,
+    now,
+  )
   await ledger.append(certified)
   // As L0's CA service does, so a CRL can name this certificate (L0 must not be running: it keeps the file in memory).
   IssuedRegistry.open(l0.dir).record(issued.certificate, now)
   const dir = join(l0.dir, '..', `dev-${accepted.cn.slice(0, 8)}`)
   writeDeviceFiles(dir, l0.rootPem, issued.certificate.pem, secrets.tls.privateKeyPem)
   return {
-    cn: accepted.cn, parentCn: parent.cn, role: opts.role, certPem: issued.certificate.pem, keyPem: secrets.tls.privateKeyPem,
-    ledgerSeed: secrets.ledgerSeed, bindingId: authorize.idHex, dir,
+    cn: accepted.cn,
+    parentCn: parent.cn,
+    role: opts.role,
+    certPem: issued.certificate.pem,
+    keyPem: secrets.tls.privateKeyPem,
+    ledgerSeed: secrets.ledgerSeed,
+    bindingId: authorize.idHex,
+    dir,
   }
 }
 
 /** A revoke event of `target` signed by `issuer` (itself or an ancestor), effective now. */
-export function revocation(ledger: PersistentLedger, issuer: TestDevice, target: TestDevice, opts: { subtree?: boolean; now?: number; reason?: RevokeReasonName } = {}): EncodedEvent {
+export function revocation(
+  ledger: PersistentLedger,
+  issuer: TestDevice,
+  target: TestDevice,
+  opts: { subtree?: boolean; now?: number; reason?: RevokeReasonName } = {},
+): EncodedEvent {
   const state = ledger.ledger.state
   const now = opts.now ?? nowSeconds()
-  const unsigned = revokeEvent(state.currentBinding(issuer.cn)!, state.currentBinding(target.cn)!, { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true }, now)
+  const unsigned = revokeEvent(
+    state.currentBinding(issuer.cn)!,
+    state.currentBinding(target.cn)!,
+    { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true },
+    now,
+  )
   return signEvent(nodeCrypto, unsigned, issuer.ledgerSeed)
 }
 
 /** A fresh pairing code and its invite registration, signed by `parent`. */
-export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: number; ttl?: number; name?: string }): { code: string; secrets: PairingSecrets; invite: Invite; registration: Uint8Array } {
+export function makeInvite(
+  parent: TestDevice,
+  opts: { role: RoleName; now?: number; ttl?: number; name?: string },
+): { code: string; secrets: PairingSecrets; invite: Invite; registration: Uint8Array } {
   const now = opts.now ?? nowSeconds()
   const code = formatPairingCode(nodeCrypto.randomBytes(CODE_BYTES))
   const secrets = derivePairingSecrets(code)
   const invite: Invite = {
-    inviteId: secrets.inviteId, loginVerifier: loginVerifier(secrets.loginProof), parentCn: parent.cn, role: opts.role,
-    name: opts.name ?? 'new device', expires: now + (opts.ttl ?? 600), time: now,
+    inviteId: secrets.inviteId,
+    loginVerifier: loginVerifier(secrets.loginProof),
+    parentCn: parent.cn,
+    role: opts.role,
+    name: opts.name ?? 'new device',
+    expires: now + (opts.ttl ?? 600),
+    time: now,
   }
   return { code, secrets, invite, registration: signInvite(nodeCrypto, invite, parent.ledgerSeed) }
 }
@@ -150,7 +216,12 @@ export function makeInvite(parent: TestDevice, opts: { role: RoleName; now?: num
  * Registers an invite as `kin invite` does: the parent (already subscribed or not) publishes the registration on
  * L0's inbox and waits for L0's answer on its own inbox. Returns the decoded answer.
  */
-export async function registerInvite(services: BrokerAddress & { topics: L0Services['topics'] }, parentClient: MqttClient, parent: TestDevice, registration: Uint8Array): Promise<unknown> {
+export async function registerInvite(
+  services: BrokerAddress & { topics: L0Services['topics'] },
+  parentClient: MqttClient,
+  parent: TestDevice,
+  registration: Uint8Array,
+): Promise<unknown> {
   const granted = await subscribeGranted(parentClient, [services.topics.inboxAll(parent.cn)])
   if (granted[0] !== 1) throw new Error(`${parent.cn} may not subscribe to its own inbox`)
   const reply = nextMessage(parentClient, services.topics.inbox(parent.cn, services.cn))
@@ -164,14 +235,26 @@ export function submission(events: EncodedEvent[]): Uint8Array {
 }
 
 /** Starts L0 on the home with a log collected in memory. */
-export async function startTestL0(l0: L0Home, opts: { now?: () => number } = {}): Promise<{ services: L0Services; logs: Array<Record<string, unknown>> }> {
+export async function startTestL0(
+  l0: L0Home,
+  opts: { now?: () => number } = {},
+): Promise<{ services: L0Services; logs: Array<Record<string, unknown>> }> {
   const logs: Array<Record<string, unknown>> = []
-  const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: r => logs.push(r as Record<string, unknown>), ...(opts.now ? { now: opts.now } : {}) })
+  const services = await startL0({
+    home: l0.dir,
+    host: '127.0.0.1',
+    port: 0,
+    log: r => logs.push(r as Record<string, unknown>),
+    ...(opts.now ? { now: opts.now } : {}),
+  })
   return { services, logs }
 }
 
 /** Waits until `pick` finds a log record, polling the in-memory log (the test's own timeout bounds the wait). */
-export async function logRecord(logs: Array<Record<string, unknown>>, pick: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+export async function logRecord(
+  logs: Array<Record<string, unknown>>,
+  pick: (r: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
   for (;;) {
     const found = logs.find(pick)
     if (found !== undefined) return found
@@ -193,8 +276,17 @@ export type BrokerAddress = Pick<L0Services, 'host' | 'port' | 'cn' | 'rootPem'>
 export function tryConnect(services: BrokerAddress, options: IClientOptions): Promise<ConnectOutcome> {
   return new Promise(resolve => {
     const client = mqtt.connect({
-      protocol: 'mqtts', host: services.host, port: services.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000,
-      ca: services.rootPem, servername: services.cn, rejectUnauthorized: true, clean: true, ...options,
+      protocol: 'mqtts',
+      host: services.host,
+      port: services.port,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      ca: services.rootPem,
+      servername: services.cn,
+      rejectUnauthorized: true,
+      clean: true,
+      ...options,
     })
     let settled = false
     const settle = (o: ConnectOutcome) => {
@@ -204,8 +296,12 @@ export function tryConnect(services: BrokerAddress, options: IClientOptions): Pr
       resolve(o)
     }
     client.once('connect', () => settle({ client, returnCode: 0, error: undefined }))
-    client.once('error', (err: Error & { code?: unknown }) => settle({ client: undefined, returnCode: typeof err.code === 'number' ? err.code : undefined, error: err }))
-    client.once('close', () => settle({ client: undefined, returnCode: undefined, error: new Error('closed before CONNACK') }))
+    client.once('error', (err: Error & { code?: unknown }) =>
+      settle({ client: undefined, returnCode: typeof err.code === 'number' ? err.code : undefined, error: err }),
+    )
+    client.once('close', () =>
+      settle({ client: undefined, returnCode: undefined, error: new Error('closed before CONNACK') }),
+    )
   })
 }
 
@@ -217,7 +313,12 @@ export async function connectDevice(services: BrokerAddress, dev: TestDevice, cl
 }
 
 /** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */
-export function tryPairing(services: BrokerAddress, inviteId: string, password: string, clientId = `pair-${inviteId}`): Promise<ConnectOutcome> {
+export function tryPairing(
+  services: BrokerAddress,
+  inviteId: string,
+  password: string,
+  clientId = `pair-${inviteId}`,
+): Promise<ConnectOutcome> {
   return tryConnect(services, { clientId, username: `pair:${inviteId}`, password })
 }
 
@@ -230,7 +331,7 @@ export async function subscribeGranted(client: MqttClient, filters: string[]): P
     // mqtt.js rejects a SUBACK holding 0x80; the packet still says which filters were refused.
     const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted
     if (granted === undefined) throw err
-    return granted.map(g => typeof g === 'number' ? g : g.qos)
+    return granted.map(g => (typeof g === 'number' ? g : g.qos))
   }
 }
 

@@ -43,8 +43,10 @@ const DEADLINE_MS = 60_000
 async function until(what: string, cond: () => boolean, node: NatsNode): Promise<void> {
   const end = Date.now() + DEADLINE_MS
   while (!cond()) {
-    if (node.child.exitCode !== null) throw new Error(`nats-server ${node.index + 1} exited with ${node.child.exitCode} before ${what}:\n${node.log()}`)
-    if (Date.now() > end) throw new Error(`nats-server ${node.index + 1}: no ${what} within ${DEADLINE_MS} ms:\n${node.log()}`)
+    if (node.child.exitCode !== null)
+      throw new Error(`nats-server ${node.index + 1} exited with ${node.child.exitCode} before ${what}:\n${node.log()}`)
+    if (Date.now() > end)
+      throw new Error(`nats-server ${node.index + 1}: no ${what} within ${DEADLINE_MS} ms:\n${node.log()}`)
     await new Promise(r => setTimeout(r, 50))
   }
 }
@@ -52,7 +54,9 @@ async function until(what: string, cond: () => boolean, node: NatsNode): Promise
 function spawnNode(conf: string): { child: ChildProcess; log: () => string } {
   const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
   let text = ''
-  child.stderr!.on('data', d => { if (text.length < 4_000_000) text += d })
+  child.stderr!.on('data', d => {
+    if (text.length < 4_000_000) text += d
+  })
   return { child, log: () => text }
 }
 
@@ -93,7 +97,14 @@ export async function startNatsCluster(home: string, n = 3): Promise<NatsCluster
   try {
     for (const node of nodes) await until('MQTT listener', () => /Listening for MQTT clients/.test(node.log()), node)
     // The metadata leader is the cluster's: one node saying so is enough (not every node logs the election).
-    await until('JetStream metadata leader', () => nodes.some(n => /JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(n.log())), nodes[0]!)
+    await until(
+      'JetStream metadata leader',
+      () =>
+        nodes.some(n =>
+          /JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(n.log()),
+        ),
+      nodes[0]!,
+    )
   } catch (err) {
     await cluster.stop()
     throw err

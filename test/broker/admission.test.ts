@@ -20,5 +20,5 @@ t.test('admitCertified: a certified event only for a certificate the fleet CA is
   issued.set(toHex(certHash), { cn: lock, spkiHash: toHex(f.binding(lock).spkiHash) })
   t.equal(admit(), undefined, "issued to the lock's binding: admitted (validation then allows it once per binding)")
   const policy = f.policy(phone, lock, {}, T0 + 500, false)
-  t.equal(admitCertified(lookup, f.ledger.state, policy), undefined, 'other event types are not this rule\'s')
+  t.equal(admitCertified(lookup, f.ledger.state, policy), undefined, "other event types are not this rule's")
 })

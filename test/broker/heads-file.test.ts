@@ -24,7 +24,10 @@ const headsPath = join(l0.dir, HEADS_FILE)
 const ledgerPath = join(l0.dir, 'ledger.cbor')
 const goodHeads = readFileSync(headsPath)
 const goodLedger = readFileSync(ledgerPath)
-t.teardown(() => { writeFileSync(headsPath, goodHeads); writeFileSync(ledgerPath, goodLedger) })
+t.teardown(() => {
+  writeFileSync(headsPath, goodHeads)
+  writeFileSync(ledgerPath, goodLedger)
+})
 
 function restore(): void {
   writeFileSync(headsPath, goodHeads)
@@ -45,7 +48,7 @@ async function refusal(): Promise<KinError> {
 t.test('a heads file whose root was changed: startL0 refuses with HEAD_INCONSISTENT and says what to do', async t => {
   const tampered = Buffer.from(goodHeads)
   const at = tampered.indexOf(Buffer.from(head.root))
-  t.ok(at > 0, 'the head\'s root is in the file')
+  t.ok(at > 0, "the head's root is in the file")
   tampered[at + 7]! ^= 0x01
   writeFileSync(headsPath, tampered)
   const err = await refusal()
@@ -59,7 +62,9 @@ t.test('a heads file whose root was changed: startL0 refuses with HEAD_INCONSIST
 
 t.test('a ledger that lost events a head covers: HEAD_INCONSISTENT', async t => {
   // The last record of the ledger file cut away: the head covers one event more than the file holds.
-  await withHomeLedger(l0, async ledger => { t.equal(ledger.ledger.size, head.treeSize) })
+  await withHomeLedger(l0, async ledger => {
+    t.equal(ledger.ledger.size, head.treeSize)
+  })
   const lastBytes = await withHomeLedger(l0, async ledger => ledger.ledger.state.log[ledger.ledger.size - 1]!.bytes)
   writeFileSync(ledgerPath, goodLedger.subarray(0, goodLedger.length - lastBytes.length))
   const err = await refusal()
@@ -72,13 +77,20 @@ t.test('kin broker on such a home exits 2 with the code, and starts again once t
   const tampered = Buffer.from(goodHeads)
   tampered[tampered.indexOf(Buffer.from(head.root))]! ^= 0x80
   writeFileSync(headsPath, tampered)
-  const r = spawnSync(process.execPath, [kin, 'broker', '--home', l0.dir, '--port', '0', '--json'], { encoding: 'utf8', timeout: 30_000 })
+  const r = spawnSync(process.execPath, [kin, 'broker', '--home', l0.dir, '--port', '0', '--json'], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
   t.equal(r.status, 2)
   const out = JSON.parse(r.stdout) as { ok: boolean; code: string; message: string }
   t.equal(out.ok, false)
   t.equal(out.code, 'HEAD_INCONSISTENT')
   restore()
   const again = await startTestL0(l0)
-  t.same(again.services.miner.miner.latestHeadBytes(), first.services.miner.miner.latestHeadBytes(), 'the same head as before the tampering')
+  t.same(
+    again.services.miner.miner.latestHeadBytes(),
+    first.services.miner.miner.latestHeadBytes(),
+    'the same head as before the tampering',
+  )
   await again.services.close()
 })

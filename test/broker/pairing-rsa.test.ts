@@ -12,8 +12,20 @@ import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.t
 import type { L0Services } from '../../broker/l0.ts'
 import { csrWithKey, slowRsaKey, type SlowRsaShape } from '../helpers/slow-rsa.ts'
 import {
-  connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nextMessage, nowSeconds, registerInvite, startTestL0,
-  subscribeGranted, tryPairing, withHomeLedger, type TestDevice,
+  connectDevice,
+  end,
+  enrollDirect,
+  logRecord,
+  makeInvite,
+  makeL0Home,
+  nextMessage,
+  nowSeconds,
+  registerInvite,
+  startTestL0,
+  subscribeGranted,
+  tryPairing,
+  withHomeLedger,
+  type TestDevice,
 } from './_fleet.ts'
 
 const l0 = await makeL0Home()
@@ -35,23 +47,44 @@ async function hostileRequest(parent: TestDevice, shape: SlowRsaShape) {
   const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
   const key = slowRsaKey(shape)
   const hostile = { ...request, spkiDer: key.spkiDer }
-  const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, hostile, { role: 'device', notAfter: clock + 86400 }, clock)
+  const authorize = authorizeChild(
+    nodeCrypto,
+    svc().ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    hostile,
+    { role: 'device', notAfter: clock + 86400 },
+    clock,
+  )
   // The names the authorization gives, in a CSR whose key is then swapped for the hostile one.
-  const genuineCsr = await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, hostile, l0.domain), secrets)
+  const genuineCsr = await createEnrollCsr(
+    acceptAuthorization(nodeCrypto, authorize.bytes, hostile, l0.domain),
+    secrets,
+  )
   return { key, authorize, csrPem: csrWithKey(genuineCsr, key) }
 }
 
 /** A genuine child under `parent`: its authorize event and CSR. */
 async function genuineRequest(parent: TestDevice) {
   const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
-  const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: parent.cn, ledgerSeed: parent.ledgerSeed }, request, { role: 'device', notAfter: clock + 86400 }, clock)
-  return { authorize, csrPem: await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain), secrets) }
+  const authorize = authorizeChild(
+    nodeCrypto,
+    svc().ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    request,
+    { role: 'device', notAfter: clock + 86400 },
+    clock,
+  )
+  return {
+    authorize,
+    csrPem: await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain), secrets),
+  }
 }
 
 /** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
 async function sendCsr(client: MqttClient, inviteId: string, payload: Uint8Array): Promise<unknown[]> {
   const topics = svc().topics
-  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1) throw new Error('cannot follow the cert topic')
+  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
+    throw new Error('cannot follow the cert topic')
   const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
   await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
   return decodeCbor(await answer) as unknown[]
@@ -67,49 +100,75 @@ async function openPairing(): Promise<{ id: string; child: MqttClient; parentCli
   return { id: invite.invite.inviteId, child: login.client!, parentClient }
 }
 
-t.test('the worst CSRs over the pairing topic: refused by their key, the proof not consumed, the invite still good', async t => {
-  const { id, child, parentClient } = await openPairing()
-  const cases: Array<[SlowRsaShape, string]> = [['huge-exponent', 'RSA_EXPONENT'], ['huge-modulus', 'RSA_KEY_SIZE'], ['modulus-16384', 'RSA_KEY_SIZE'], ['modulus-512', 'RSA_KEY_SIZE'], ['modulus-16KiB', 'CSR_PARSE']]
-  for (const [shape, code] of cases) {
-    const worst = await hostileRequest(phone, shape)
-    const answer = await sendCsr(child, id, encodeCbor([worst.authorize.bytes, worst.csrPem]))
-    t.same(answer.slice(0, 2), ['error', code], `${shape} (${worst.key.modulusBits}-bit modulus, ${worst.key.exponentBytes}-byte exponent, ${worst.csrPem.length} B PEM): ${String(answer[2])}`)
-    t.notOk(svc().ledger.ledger.state.has(worst.authorize.idHex), `${shape}: the authorization was not consumed`)
-    await logRecord(running.logs, r => r.event === 'ca.refused' && r.inviteId === id && r.code === code)
-  }
-  // Under the tablet's authorization (not this invite's parent) the invite refuses first: nothing about the key is looked at.
-  const byTablet = await hostileRequest(tablet, 'huge-exponent')
-  t.same((await sendCsr(child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))).slice(0, 2), ['error', 'INVITE_MISMATCH'], 'invite state before key parameters')
-  t.equal(svc().invites.get(id)?.state, 'used', 'none of these used the invite up')
-  const good = await genuineRequest(phone)
-  const ok = await sendCsr(child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
-  t.equal(ok[0], 'ok', `the genuine CSR still gets its certificate (${String(ok[1]).slice(0, 40)}…)`)
-  await end(child)
-  await end(parentClient)
-})
+t.test(
+  'the worst CSRs over the pairing topic: refused by their key, the proof not consumed, the invite still good',
+  async t => {
+    const { id, child, parentClient } = await openPairing()
+    const cases: Array<[SlowRsaShape, string]> = [
+      ['huge-exponent', 'RSA_EXPONENT'],
+      ['huge-modulus', 'RSA_KEY_SIZE'],
+      ['modulus-16384', 'RSA_KEY_SIZE'],
+      ['modulus-512', 'RSA_KEY_SIZE'],
+      ['modulus-16KiB', 'CSR_PARSE'],
+    ]
+    for (const [shape, code] of cases) {
+      const worst = await hostileRequest(phone, shape)
+      const answer = await sendCsr(child, id, encodeCbor([worst.authorize.bytes, worst.csrPem]))
+      t.same(
+        answer.slice(0, 2),
+        ['error', code],
+        `${shape} (${worst.key.modulusBits}-bit modulus, ${worst.key.exponentBytes}-byte exponent, ${worst.csrPem.length} B PEM): ${String(answer[2])}`,
+      )
+      t.notOk(svc().ledger.ledger.state.has(worst.authorize.idHex), `${shape}: the authorization was not consumed`)
+      await logRecord(running.logs, r => r.event === 'ca.refused' && r.inviteId === id && r.code === code)
+    }
+    // Under the tablet's authorization (not this invite's parent) the invite refuses first: nothing about the key is looked at.
+    const byTablet = await hostileRequest(tablet, 'huge-exponent')
+    t.same(
+      (await sendCsr(child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))).slice(0, 2),
+      ['error', 'INVITE_MISMATCH'],
+      'invite state before key parameters',
+    )
+    t.equal(svc().invites.get(id)?.state, 'used', 'none of these used the invite up')
+    const good = await genuineRequest(phone)
+    const ok = await sendCsr(child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
+    t.equal(ok[0], 'ok', `the genuine CSR still gets its certificate (${String(ok[1]).slice(0, 40)}…)`)
+    await end(child)
+    await end(parentClient)
+  },
+)
 
 t.test('a device logs in and gets its answer while the worst CSRs are being sent', async t => {
   const { id, child, parentClient } = await openPairing()
   const worst = await hostileRequest(phone, 'huge-exponent')
   const payload = encodeCbor([worst.authorize.bytes, worst.csrPem])
   // Bounded in count and in time: the attacker sends one after another, as fast as L0 answers.
-  const MAX_SENT = 40, MAX_MS = 60_000
+  const MAX_SENT = 40,
+    MAX_MS = 60_000
   let stop = false
   const codes: string[] = []
   const attacker = (async () => {
     const started = Date.now()
-    while (!stop && codes.length < MAX_SENT && Date.now() - started < MAX_MS) codes.push(String((await sendCsr(child, id, payload))[1]))
+    while (!stop && codes.length < MAX_SENT && Date.now() - started < MAX_MS)
+      codes.push(String((await sendCsr(child, id, payload))[1]))
   })()
   // Meanwhile the tablet logs in and registers an invite: L0's answer is the decision it waits for.
   await new Promise(resolve => setTimeout(resolve, 50))
   const tabletClient = await connectDevice(svc(), tablet)
   const invite = makeInvite(tablet, { role: 'guest', now: clock })
-  const answer = await registerInvite(svc(), tabletClient, tablet, invite.registration) as unknown[]
+  const answer = (await registerInvite(svc(), tabletClient, tablet, invite.registration)) as unknown[]
   const sentBefore = codes.length
   stop = true
   await attacker
-  t.same(answer, ['invite-ok', invite.invite.inviteId], `the tablet logged in and was answered (with ${sentBefore} hostile CSRs answered before it)`)
-  t.ok(codes.length > 0 && codes.every(c => c === 'RSA_EXPONENT'), `every hostile CSR was refused RSA_EXPONENT (${codes.length})`)
+  t.same(
+    answer,
+    ['invite-ok', invite.invite.inviteId],
+    `the tablet logged in and was answered (with ${sentBefore} hostile CSRs answered before it)`,
+  )
+  t.ok(
+    codes.length > 0 && codes.every(c => c === 'RSA_EXPONENT'),
+    `every hostile CSR was refused RSA_EXPONENT (${codes.length})`,
+  )
   await end(tabletClient)
   await end(child)
   await end(parentClient)

@@ -15,12 +15,30 @@ import { readEvent } from '../../agent/ledger/event.ts'
 import type { RoleName } from '../../agent/ledger/types.ts'
 import type { L0Services } from '../../broker/l0.ts'
 import {
-  connectDevice, end, enrollDirect, logRecord, makeInvite, makeL0Home, nextMessage, nowSeconds, registerInvite, startTestL0,
-  subscribeGranted, submission, tempDir, tryConnect, tryPairing, withHomeLedger, type TestDevice,
+  connectDevice,
+  end,
+  enrollDirect,
+  logRecord,
+  makeInvite,
+  makeL0Home,
+  nextMessage,
+  nowSeconds,
+  registerInvite,
+  startTestL0,
+  subscribeGranted,
+  submission,
+  tempDir,
+  tryConnect,
+  tryPairing,
+  withHomeLedger,
+  type TestDevice,
 } from './_fleet.ts'
 
 function certificateSerial(pem: string): string {
-  return execFileSync('openssl', ['x509', '-noout', '-serial'], { input: pem, encoding: 'utf8' }).trim().replace(/^serial=/, '').toLowerCase()
+  return execFileSync('openssl', ['x509', '-noout', '-serial'], { input: pem, encoding: 'utf8' })
+    .trim()
+    .replace(/^serial=/, '')
+    .toLowerCase()
 }
 
 const l0 = await makeL0Home()
@@ -40,7 +58,14 @@ const svc = (): L0Services => running.services
 /** A child on the pairing session: its keys, the parent's authorize event (signed on `parentLedger`'s view), its CSR. */
 async function childRequest(parent: TestDevice, role: RoleName, signer: TestDevice = parent) {
   const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
-  const authorize = authorizeChild(nodeCrypto, svc().ledger.ledger, { cn: signer.cn, ledgerSeed: signer.ledgerSeed }, request, { role, notAfter: clock + 86400 }, clock)
+  const authorize = authorizeChild(
+    nodeCrypto,
+    svc().ledger.ledger,
+    { cn: signer.cn, ledgerSeed: signer.ledgerSeed },
+    request,
+    { role, notAfter: clock + 86400 },
+    clock,
+  )
   const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
   return { request, secrets, authorize, accepted, csrPem: await createEnrollCsr(accepted, secrets) }
 }
@@ -48,7 +73,8 @@ async function childRequest(parent: TestDevice, role: RoleName, signer: TestDevi
 /** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
 async function sendCsr(client: MqttClient, inviteId: string, payload: Uint8Array): Promise<unknown[]> {
   const topics = svc().topics
-  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1) throw new Error('cannot follow the cert topic')
+  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
+    throw new Error('cannot follow the cert topic')
   const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
   await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
   return decodeCbor(await answer) as unknown[]
@@ -98,17 +124,20 @@ t.test('invite registrations L0 refuses are answered with invite-error and a cod
   const forever = makeInvite(phone, { role: 'device', now: clock, ttl: 30 * 86400 })
   refusals.push(['living a month', forever.registration, 'INVITE_REFUSED'])
   for (const [what, registration, code] of refusals) {
-    const answer = await registerInvite(svc(), phoneClient, phone, registration) as unknown[]
+    const answer = (await registerInvite(svc(), phoneClient, phone, registration)) as unknown[]
     t.equal(answer[0], 'invite-error', what)
     t.equal(answer[2], code, `${what}: ${code}`)
   }
   // A lock (role device) may not invite at all.
   const lockClient = await connectDevice(svc(), lock)
   const fromLock = makeInvite(lock, { role: 'device', now: clock })
-  const answer = await registerInvite(svc(), lockClient, lock, fromLock.registration) as unknown[]
+  const answer = (await registerInvite(svc(), lockClient, lock, fromLock.registration)) as unknown[]
   t.same(answer.slice(0, 3), ['invite-error', fromLock.invite.inviteId, 'ROLE_CANNOT_DELEGATE'])
   await end(lockClient)
-  await logRecord(running.logs, r => r.event === 'invite.refused' && r.code === 'ROLE_CANNOT_DELEGATE' && r.parentCn === lock.cn)
+  await logRecord(
+    running.logs,
+    r => r.event === 'invite.refused' && r.code === 'ROLE_CANNOT_DELEGATE' && r.parentCn === lock.cn,
+  )
   t.equal(svc().invites.get(fromLock.invite.inviteId), undefined, 'nothing was stored')
 })
 
@@ -117,7 +146,7 @@ t.test('the same registration again is answered ok; another one under the same i
   t.same(await registerInvite(svc(), phoneClient, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
   t.same(await registerInvite(svc(), phoneClient, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
   const changed = signInvite(nodeCrypto, { ...invite.invite, role: 'device' }, phone.ledgerSeed)
-  const answer = await registerInvite(svc(), phoneClient, phone, changed) as unknown[]
+  const answer = (await registerInvite(svc(), phoneClient, phone, changed)) as unknown[]
   t.same(answer.slice(0, 3), ['invite-error', invite.invite.inviteId, 'INVITE_REFUSED'])
 })
 
@@ -129,7 +158,10 @@ t.test('a registered invite survives an L0 restart: its pairing login works afte
   await svc().close()
   const before = running.logs
   running = await startTestL0(l0, { now: () => clock })
-  t.ok(before.some(r => r.event === 'broker.closed'), 'the first L0 closed cleanly')
+  t.ok(
+    before.some(r => r.event === 'broker.closed'),
+    'the first L0 closed cleanly',
+  )
   t.same(svc().ledger.ledger.state.ids(), ids, 'the ledger came back as it was')
   t.equal(svc().invites.get(invite.invite.inviteId)?.state, 'pending', 'the invite was read back from invites.json')
   const login = await tryPairing(svc(), invite.invite.inviteId, invite.secrets.loginProof)
@@ -137,63 +169,99 @@ t.test('a registered invite survives an L0 restart: its pairing login works afte
   await end(login.client)
 })
 
-t.test('a CSR through the pairing topic gets a certificate openssl accepts and a lineage the child can replay', async t => {
-  const parentClient = await connectDevice(svc(), phone)
-  const invite = makeInvite(phone, { role: 'device', now: clock })
-  t.same(await registerInvite(svc(), parentClient, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
-  const id = invite.invite.inviteId
-  const login = await tryPairing(svc(), id, invite.secrets.loginProof)
-  const child = login.client!
-  const req = await childRequest(phone, 'device')
-  t.same(await subscribeGranted(parentClient, [svc().topics.pairAll(id)]), [1])
-  const parentSeesCert = nextMessage(parentClient, svc().topics.pair(id, 'cert'))
-  const answer = await sendCsr(child, id, encodeCbor([req.authorize.bytes, req.csrPem]))
-  t.equal(answer[0], 'ok', `L0 answered ${String(answer[1])}`)
-  const certPem = answer[1] as string
-  const lineage = answer[2] as Uint8Array[]
-  t.same(decodeCbor(await parentSeesCert), answer, 'the parent, following its invite, sees the same answer')
+t.test(
+  'a CSR through the pairing topic gets a certificate openssl accepts and a lineage the child can replay',
+  async t => {
+    const parentClient = await connectDevice(svc(), phone)
+    const invite = makeInvite(phone, { role: 'device', now: clock })
+    t.same(await registerInvite(svc(), parentClient, phone, invite.registration), ['invite-ok', invite.invite.inviteId])
+    const id = invite.invite.inviteId
+    const login = await tryPairing(svc(), id, invite.secrets.loginProof)
+    const child = login.client!
+    const req = await childRequest(phone, 'device')
+    t.same(await subscribeGranted(parentClient, [svc().topics.pairAll(id)]), [1])
+    const parentSeesCert = nextMessage(parentClient, svc().topics.pair(id, 'cert'))
+    const answer = await sendCsr(child, id, encodeCbor([req.authorize.bytes, req.csrPem]))
+    t.equal(answer[0], 'ok', `L0 answered ${String(answer[1])}`)
+    const certPem = answer[1] as string
+    const lineage = answer[2] as Uint8Array[]
+    t.same(decodeCbor(await parentSeesCert), answer, 'the parent, following its invite, sees the same answer')
 
-  const dir = tempDir('kin-openssl-')
-  writeFileSync(join(dir, 'root.pem'), l0.rootPem)
-  writeFileSync(join(dir, 'cert.pem'), certPem)
-  const out = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', join(dir, 'root.pem'), join(dir, 'cert.pem')], { encoding: 'utf8' })
-  t.match(out, /cert\.pem: OK/, 'openssl verify accepts the certificate')
+    const dir = tempDir('kin-openssl-')
+    writeFileSync(join(dir, 'root.pem'), l0.rootPem)
+    writeFileSync(join(dir, 'cert.pem'), certPem)
+    const out = execFileSync(
+      'openssl',
+      ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', join(dir, 'root.pem'), join(dir, 'cert.pem')],
+      { encoding: 'utf8' },
+    )
+    t.match(out, /cert\.pem: OK/, 'openssl verify accepts the certificate')
 
-  // The child's side of step 7, as enroll-session.ts does it: lineage, then its authorize, then its certified event.
-  t.equal(readEvent(nodeCrypto, lineage[0]!).event.type, 'genesis', 'the lineage starts at genesis')
-  t.notOk(lineage.some(b => readEvent(nodeCrypto, b).idHex === req.authorize.idHex), "the child's own authorize event is not in it")
-  const childLedger = new Ledger(nodeCrypto)
-  for (const b of lineage) childLedger.ingest(b, { now: clock })
-  childLedger.ingest(req.authorize, { now: clock })
-  const { certified, certificate } = recordCertificate(nodeCrypto, nodePki, childLedger, req.accepted, req.secrets, certPem, l0.rootPem, clock)
-  childLedger.ingest(certified)
-  t.equal(certificate.cn, req.accepted.cn)
-  t.ok(svc().ledger.ledger.state.has(req.authorize.idHex), "the authorize event is in L0's ledger")
-  // The CA's authorize event went through the miner: it has a leaf, and the next head covers it.
-  const leaf = svc().miner.miner.indexOf(req.authorize.idHex)
-  t.type(leaf, 'number', "the authorize event is a leaf of the miner's tree")
-  const head = (await svc().seal()) ?? svc().miner.miner.latestHead()!
-  t.ok(head.treeSize > leaf!, `head ${head.height} covers leaf ${leaf}`)
-  const record = svc().issued.list().find(r => r.cn === req.accepted.cn)
-  t.ok(record !== undefined && record.serial === certificateSerial(certPem), 'ca/issued.json holds the serial of the certificate handed over')
-  t.equal(svc().invites.get(id)?.state, 'done')
-  await logRecord(running.logs, r => r.event === 'ca.issued' && r.inviteId === id && r.cn === req.accepted.cn)
-  await end(child)
+    // The child's side of step 7, as enroll-session.ts does it: lineage, then its authorize, then its certified event.
+    t.equal(readEvent(nodeCrypto, lineage[0]!).event.type, 'genesis', 'the lineage starts at genesis')
+    t.notOk(
+      lineage.some(b => readEvent(nodeCrypto, b).idHex === req.authorize.idHex),
+      "the child's own authorize event is not in it",
+    )
+    const childLedger = new Ledger(nodeCrypto)
+    for (const b of lineage) childLedger.ingest(b, { now: clock })
+    childLedger.ingest(req.authorize, { now: clock })
+    const { certified, certificate } = recordCertificate(
+      nodeCrypto,
+      nodePki,
+      childLedger,
+      req.accepted,
+      req.secrets,
+      certPem,
+      l0.rootPem,
+      clock,
+    )
+    childLedger.ingest(certified)
+    t.equal(certificate.cn, req.accepted.cn)
+    t.ok(svc().ledger.ledger.state.has(req.authorize.idHex), "the authorize event is in L0's ledger")
+    // The CA's authorize event went through the miner: it has a leaf, and the next head covers it.
+    const leaf = svc().miner.miner.indexOf(req.authorize.idHex)
+    t.type(leaf, 'number', "the authorize event is a leaf of the miner's tree")
+    const head = (await svc().seal()) ?? svc().miner.miner.latestHead()!
+    t.ok(head.treeSize > leaf!, `head ${head.height} covers leaf ${leaf}`)
+    const record = svc()
+      .issued.list()
+      .find(r => r.cn === req.accepted.cn)
+    t.ok(
+      record !== undefined && record.serial === certificateSerial(certPem),
+      'ca/issued.json holds the serial of the certificate handed over',
+    )
+    t.equal(svc().invites.get(id)?.state, 'done')
+    await logRecord(running.logs, r => r.event === 'ca.issued' && r.inviteId === id && r.cn === req.accepted.cn)
+    await end(child)
 
-  // Step 7: the first session with the new certificate may submit (only), and its certified event admits it fully.
-  const fresh: TestDevice = { ...phone, cn: req.accepted.cn, certPem, keyPem: req.secrets.tls.privateKeyPem, ledgerSeed: req.secrets.ledgerSeed }
-  const first = await connectDevice(svc(), fresh)
-  await logRecord(running.logs, r => r.event === 'login.accepted' && r.cn === fresh.cn && r.provisional === true)
-  t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [128], 'before its certified event: no subscriptions')
-  await first.publishAsync(svc().topics.submit(fresh.cn), Buffer.from(submission([req.authorize, certified])), { qos: 1 })
-  await logRecord(running.logs, r => r.event === 'ledger.accepted' && r.id === certified.idHex)
-  t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [1], 'after it: a device like any other')
-  await end(first)
+    // Step 7: the first session with the new certificate may submit (only), and its certified event admits it fully.
+    const fresh: TestDevice = {
+      ...phone,
+      cn: req.accepted.cn,
+      certPem,
+      keyPem: req.secrets.tls.privateKeyPem,
+      ledgerSeed: req.secrets.ledgerSeed,
+    }
+    const first = await connectDevice(svc(), fresh)
+    await logRecord(running.logs, r => r.event === 'login.accepted' && r.cn === fresh.cn && r.provisional === true)
+    t.same(
+      await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]),
+      [128],
+      'before its certified event: no subscriptions',
+    )
+    await first.publishAsync(svc().topics.submit(fresh.cn), Buffer.from(submission([req.authorize, certified])), {
+      qos: 1,
+    })
+    await logRecord(running.logs, r => r.event === 'ledger.accepted' && r.id === certified.idHex)
+    t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [1], 'after it: a device like any other')
+    await end(first)
 
-  const second = await sendCsr(parentClient, id, encodeCbor([req.authorize.bytes, req.csrPem]))
-  t.same(second.slice(0, 2), ['error', 'ENROLL_STATE'], 'one certificate per invite')
-  await end(parentClient)
-})
+    const second = await sendCsr(parentClient, id, encodeCbor([req.authorize.bytes, req.csrPem]))
+    t.same(second.slice(0, 2), ['error', 'ENROLL_STATE'], 'one certificate per invite')
+    await end(parentClient)
+  },
+)
 
 t.test("a CSR whose authorization was not signed by the invite's parent, or for another role, is refused", async t => {
   const parentClient = await connectDevice(svc(), phone)
@@ -243,7 +311,11 @@ t.test('an expired invite is purged after its retention; its pairing session is 
   t.equal(svc().invites.get(id), undefined, 'purged from the book')
   await logRecord(running.logs, r => r.event === 'invite.purged' && r.inviteId === id)
   await logRecord(running.logs, r => r.event === 'session.closed' && r.inviteId === id)
-  t.same(await subscribeGranted(parentClient, [svc().topics.pairAll(id)]), [128], "the parent's ACL no longer covers it")
+  t.same(
+    await subscribeGranted(parentClient, [svc().topics.pairAll(id)]),
+    [128],
+    "the parent's ACL no longer covers it",
+  )
   const late = await tryPairing(svc(), id, invite.secrets.loginProof)
   t.equal(late.returnCode, 4, 'a purged invite is unknown')
   await end(parentClient)

@@ -9,7 +9,18 @@ import { authorizeChild } from '../../agent/enroll/parent.ts'
 import { FrameGuard } from '../../broker/frame-guard.ts'
 import { MAX_FRAME_BYTES } from '../../broker/l0.ts'
 import {
-  closed, connectDevice, end, enrollDirect, logRecord, makeL0Home, nextMessage, nowSeconds, startTestL0, subscribeGranted, submission, withHomeLedger,
+  closed,
+  connectDevice,
+  end,
+  enrollDirect,
+  logRecord,
+  makeL0Home,
+  nextMessage,
+  nowSeconds,
+  startTestL0,
+  subscribeGranted,
+  submission,
+  withHomeLedger,
 } from './_fleet.ts'
 
 t.test('FrameGuard reads MQTT Remaining Length across chunk boundaries (MQTT 3.1.1 §2.2.3)', async t => {
@@ -22,7 +33,11 @@ t.test('FrameGuard reads MQTT Remaining Length across chunk boundaries (MQTT 3.1
   t.equal(g.feed(new Uint8Array([0x30, 0xe9])), undefined)
   t.equal(g.feed(new Uint8Array([0x07])), 1001, 'over the limit: 0xe9 0x07 = 1001')
   const h = new FrameGuard(Number.MAX_SAFE_INTEGER)
-  t.equal(h.feed(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])) !== undefined, true, 'a fifth length byte is malformed')
+  t.equal(
+    h.feed(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])) !== undefined,
+    true,
+    'a fifth length byte is malformed',
+  )
 })
 
 const l0 = await makeL0Home()
@@ -38,7 +53,14 @@ const topics = running.services.topics
 async function freshAuthorize() {
   const { request } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'garage' })
   const now = nowSeconds()
-  return authorizeChild(nodeCrypto, running.services.ledger.ledger, { cn: phone.cn, ledgerSeed: phone.ledgerSeed }, request, { role: 'device', notAfter: now + 86400 }, now)
+  return authorizeChild(
+    nodeCrypto,
+    running.services.ledger.ledger,
+    { cn: phone.cn, ledgerSeed: phone.ledgerSeed },
+    request,
+    { role: 'device', notAfter: now + 86400 },
+    now,
+  )
 }
 
 t.test('a payload over 64 KiB is acknowledged, dropped, logged, and the session goes on', async t => {
@@ -46,7 +68,10 @@ t.test('a payload over 64 KiB is acknowledged, dropped, logged, and the session 
   const before = running.services.ledger.ledger.size
   const big = new Uint8Array(MAX_PAYLOAD_BYTES + 1).fill(0x41)
   await c.publishAsync(topics.submit(phone.cn), Buffer.from(big), { qos: 1 })
-  const rec = await logRecord(running.logs, r => r.event === 'payload.dropped' && r.code === 'PAYLOAD_TOO_LARGE' && r.topic === topics.submit(phone.cn))
+  const rec = await logRecord(
+    running.logs,
+    r => r.event === 'payload.dropped' && r.code === 'PAYLOAD_TOO_LARGE' && r.topic === topics.submit(phone.cn),
+  )
   t.equal(rec.bytes, MAX_PAYLOAD_BYTES + 1)
   t.ok(c.connected, 'still connected')
   t.equal(running.services.ledger.ledger.size, before)
@@ -59,7 +84,9 @@ t.test('a payload over 64 KiB is acknowledged, dropped, logged, and the session 
   await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from('marker'), { qos: 1 })
   t.equal((await first).toString(), 'marker')
   const exact = nextMessage(watcher, topics.inbox(tablet.cn, phone.cn))
-  await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from(new Uint8Array(MAX_PAYLOAD_BYTES).fill(0x42)), { qos: 1 })
+  await c.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from(new Uint8Array(MAX_PAYLOAD_BYTES).fill(0x42)), {
+    qos: 1,
+  })
   t.equal((await exact).length, MAX_PAYLOAD_BYTES, 'exactly 64 KiB still goes through')
   await end(watcher)
   await end(c)
@@ -73,7 +100,10 @@ t.test('undecodable payloads on service topics are dropped and logged; the broke
   await c.publishAsync(topics.inbox(l0.cn, phone.cn), Buffer.from([0x9f, 0x9f, 0x9f]), { qos: 1 })
   await c.publishAsync(topics.submit(phone.cn), Buffer.from(encodeCbor([new Uint8Array([1, 2, 3])])), { qos: 1 })
   const dropped = async (topic: string, code: RegExp) => {
-    const r = await logRecord(running.logs, r => r.event === 'payload.dropped' && r.topic === topic && code.test(String(r.code)))
+    const r = await logRecord(
+      running.logs,
+      r => r.event === 'payload.dropped' && r.topic === topic && code.test(String(r.code)),
+    )
     t.equal(r.level, 'warn', `${topic}: ${String(r.code)}`)
   }
   await dropped(topics.submit(phone.cn), /^DECODE_(CBOR|NONCANONICAL|TRAILING)$/)
@@ -96,10 +126,18 @@ t.test('a packet announcing more than the frame limit closes that connection bef
   const gone = closed(c)
   c.publish(topics.submit(phone.cn), Buffer.alloc(MAX_FRAME_BYTES + 1), { qos: 1 })
   await gone
-  await logRecord(running.logs, r => r.event === 'payload.dropped' && r.action === 'connection closed' && Number(r.bytes) > MAX_FRAME_BYTES)
+  await logRecord(
+    running.logs,
+    r => r.event === 'payload.dropped' && r.action === 'connection closed' && Number(r.bytes) > MAX_FRAME_BYTES,
+  )
 
   // Even before CONNECT: a bare TLS client announcing a 256 MB packet.
-  const socket = tlsConnect({ host: running.services.host, port: running.services.port, ca: running.services.rootPem, servername: running.services.cn })
+  const socket = tlsConnect({
+    host: running.services.host,
+    port: running.services.port,
+    ca: running.services.rootPem,
+    servername: running.services.cn,
+  })
   await new Promise<void>(resolve => socket.once('secureConnect', () => resolve()))
   const ended = new Promise<void>(resolve => socket.once('close', () => resolve()))
   socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]))
@@ -117,5 +155,6 @@ t.test('nothing accepted is lost: a restart after all this reads every accepted 
   await running.services.close()
   running = await startTestL0(l0)
   t.same(running.services.ledger.ledger.state.ids(), ids)
-  for (const id of accepted) t.ok(running.services.ledger.ledger.state.has(String(id)), `${String(id).slice(0, 12)}… survived`)
+  for (const id of accepted)
+    t.ok(running.services.ledger.ledger.state.has(String(id)), `${String(id).slice(0, 12)}… survived`)
 })

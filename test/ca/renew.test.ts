@@ -20,25 +20,48 @@ function throwsCode(t: Test, fn: () => unknown, code: string, msg: string): void
   }
 }
 
-t.test('renewal re-issues for the same key and name, capped by the binding; refuses other keys, unknown CNs, ended bindings', async t => {
-  const f = await PureFleet.create()
-  const admin = await f.enroll(f.l0, { role: 'admin', notAfter: f.now + 365 * DAY })
-  const member = await f.enroll(admin.cn, { role: 'member', notAfter: f.now + 30 * DAY })
-  const csr = await createCsr({ cn: member.cn, parentCn: admin.cn, keyPair: member.secrets.tls })
-  const fresh = await f.ca.renew({ cn: member.cn, csrPem: csr, now: f.now + DAY })
-  t.equal(fresh.cn, member.cn)
-  t.equal(fresh.parentCn, admin.cn)
-  t.same([...fresh.spkiHash], [...member.certificate.spkiHash], 'the same key')
-  t.not(fresh.serialHex, member.certificate.serialHex, 'a new serial')
-  t.equal(fresh.notAfter, f.now + 30 * DAY, 'ends with the authorization, not a year on')
+t.test(
+  'renewal re-issues for the same key and name, capped by the binding; refuses other keys, unknown CNs, ended bindings',
+  async t => {
+    const f = await PureFleet.create()
+    const admin = await f.enroll(f.l0, { role: 'admin', notAfter: f.now + 365 * DAY })
+    const member = await f.enroll(admin.cn, { role: 'member', notAfter: f.now + 30 * DAY })
+    const csr = await createCsr({ cn: member.cn, parentCn: admin.cn, keyPair: member.secrets.tls })
+    const fresh = await f.ca.renew({ cn: member.cn, csrPem: csr, now: f.now + DAY })
+    t.equal(fresh.cn, member.cn)
+    t.equal(fresh.parentCn, admin.cn)
+    t.same([...fresh.spkiHash], [...member.certificate.spkiHash], 'the same key')
+    t.not(fresh.serialHex, member.certificate.serialHex, 'a new serial')
+    t.equal(fresh.notAfter, f.now + 30 * DAY, 'ends with the authorization, not a year on')
 
-  const other = await nodePki.generateTlsKeyPair()
-  const otherCsr = await createCsr({ cn: member.cn, parentCn: admin.cn, keyPair: other })
-  throwsCode(t, () => f.ca.renew({ cn: member.cn, csrPem: otherCsr, now: f.now }), 'CSR_KEY_MISMATCH', 'another key under the same name')
-  throwsCode(t, () => f.ca.renew({ cn: admin.cn, csrPem: csr, now: f.now }), 'CSR_NAMES', "the member's CSR in the admin's session")
-  throwsCode(t, () => f.ca.renew({ cn: `aaaaaaaaaaaaaaaaaaaaaaaaaa.${f.fleet.domain}`, csrPem: csr, now: f.now }), 'SUBJECT_UNKNOWN', 'a CN the ledger does not know')
-  throwsCode(t, () => f.ca.renew({ cn: member.cn, csrPem: csr, now: f.now + 31 * DAY }), 'RENEW_EXPIRED', 'after the authorization ended')
-})
+    const other = await nodePki.generateTlsKeyPair()
+    const otherCsr = await createCsr({ cn: member.cn, parentCn: admin.cn, keyPair: other })
+    throwsCode(
+      t,
+      () => f.ca.renew({ cn: member.cn, csrPem: otherCsr, now: f.now }),
+      'CSR_KEY_MISMATCH',
+      'another key under the same name',
+    )
+    throwsCode(
+      t,
+      () => f.ca.renew({ cn: admin.cn, csrPem: csr, now: f.now }),
+      'CSR_NAMES',
+      "the member's CSR in the admin's session",
+    )
+    throwsCode(
+      t,
+      () => f.ca.renew({ cn: `aaaaaaaaaaaaaaaaaaaaaaaaaa.${f.fleet.domain}`, csrPem: csr, now: f.now }),
+      'SUBJECT_UNKNOWN',
+      'a CN the ledger does not know',
+    )
+    throwsCode(
+      t,
+      () => f.ca.renew({ cn: member.cn, csrPem: csr, now: f.now + 31 * DAY }),
+      'RENEW_EXPIRED',
+      'after the authorization ended',
+    )
+  },
+)
 
 t.test('a revoked device, and one under a device revoked with its subtree, cannot renew: RENEW_REVOKED', async t => {
   const f = await PureFleet.create()
@@ -49,7 +72,28 @@ t.test('a revoked device, and one under a device revoked with its subtree, canno
   const memberCsr = await createCsr({ cn: member.cn, parentCn: admin.cn, keyPair: member.secrets.tls })
   t.ok(await f.ca.renew({ cn: lock.cn, csrPem: lockCsr, now: f.now }), 'renews while its lineage stands')
   const state = f.l0Ledger.state
-  f.l0Ledger.ingest(signEvent(f.crypto, revokeEvent(state.currentBinding(admin.cn)!, state.currentBinding(member.cn)!, { reason: 'lost', effective: f.now, subtree: true }, f.now), admin.secrets.ledgerSeed))
-  throwsCode(t, () => f.ca.renew({ cn: member.cn, csrPem: memberCsr, now: f.now + 1 }), 'RENEW_REVOKED', 'the revoked device itself')
-  throwsCode(t, () => f.ca.renew({ cn: lock.cn, csrPem: lockCsr, now: f.now + 1 }), 'RENEW_REVOKED', 'a device under it (subtree)')
+  f.l0Ledger.ingest(
+    signEvent(
+      f.crypto,
+      revokeEvent(
+        state.currentBinding(admin.cn)!,
+        state.currentBinding(member.cn)!,
+        { reason: 'lost', effective: f.now, subtree: true },
+        f.now,
+      ),
+      admin.secrets.ledgerSeed,
+    ),
+  )
+  throwsCode(
+    t,
+    () => f.ca.renew({ cn: member.cn, csrPem: memberCsr, now: f.now + 1 }),
+    'RENEW_REVOKED',
+    'the revoked device itself',
+  )
+  throwsCode(
+    t,
+    () => f.ca.renew({ cn: lock.cn, csrPem: lockCsr, now: f.now + 1 }),
+    'RENEW_REVOKED',
+    'a device under it (subtree)',
+  )
 })

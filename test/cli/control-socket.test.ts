@@ -4,20 +4,39 @@ import t from 'tap'
 import { lstatSync, mkdirSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
-import { CONTROL_SOCKET_FILE, MAX_REQUEST_BYTES, startControlSocket, stopSignals, type ControlSocket } from '../../cli/control-socket.ts'
+import {
+  CONTROL_SOCKET_FILE,
+  MAX_REQUEST_BYTES,
+  startControlSocket,
+  stopSignals,
+  type ControlSocket,
+} from '../../cli/control-socket.ts'
 import { runThroughAgent } from '../../cli/control-client.ts'
 import type { CommandSpec, ParsedArgs } from '../../cli/args.ts'
 import { tempDir } from '../enroll/_harness.ts'
 
 /** Sends `text` on a fresh connection and collects the answer lines until the agent closes it. */
-function exchange(path: string, text: string, after?: (send: (line: string) => void) => void): Promise<Array<Record<string, unknown>>> {
+function exchange(
+  path: string,
+  text: string,
+  after?: (send: (line: string) => void) => void,
+): Promise<Array<Record<string, unknown>>> {
   return new Promise(resolve => {
     const socket = connect(path)
     let buffered = ''
-    socket.on('data', c => { buffered += c.toString('utf8') })
+    socket.on('data', c => {
+      buffered += c.toString('utf8')
+    })
     // An agent that refuses an oversized request closes while the rest is still being written (EPIPE): the answer counts.
     socket.on('error', () => undefined)
-    socket.on('close', () => resolve(buffered.split('\n').filter(l => l.length > 0).map(l => JSON.parse(l) as Record<string, unknown>)))
+    socket.on('close', () =>
+      resolve(
+        buffered
+          .split('\n')
+          .filter(l => l.length > 0)
+          .map(l => JSON.parse(l) as Record<string, unknown>),
+      ),
+    )
     socket.on('connect', () => {
       socket.write(text)
       after?.(line => socket.write(line + '\n'))
@@ -26,7 +45,8 @@ function exchange(path: string, text: string, after?: (send: (line: string) => v
 }
 
 const home = tempDir(t, 'control')
-const request = (argv: string[], extra: Record<string, unknown> = {}): string => JSON.stringify({ v: 1, home, argv, cwd: '/', ...extra }) + '\n'
+const request = (argv: string[], extra: Record<string, unknown> = {}): string =>
+  JSON.stringify({ v: 1, home, argv, cwd: '/', ...extra }) + '\n'
 
 t.test('the socket: mode 0600, a stale one replaced, something else in its place refused', async t => {
   const path = join(home, CONTROL_SOCKET_FILE)
@@ -41,11 +61,17 @@ t.test('the socket: mode 0600, a stale one replaced, something else in its place
   await control.close()
   t.throws(() => lstatSync(path), 'removed when the agent stops')
   writeFileSync(path, 'not a socket')
-  await t.rejects(startControlSocket(home, async () => 0), { code: 'FILE_NOT_REGULAR' })
+  await t.rejects(
+    startControlSocket(home, async () => 0),
+    { code: 'FILE_NOT_REGULAR' },
+  )
   await import('node:fs').then(fs => fs.unlinkSync(path))
   const deep = join(home, 'x'.repeat(120))
   mkdirSync(deep, { mode: 0o700 })
-  await t.rejects(startControlSocket(deep, async () => 0), { code: 'AGENT_SOCKET_PATH' })
+  await t.rejects(
+    startControlSocket(deep, async () => 0),
+    { code: 'AGENT_SOCKET_PATH' },
+  )
 })
 
 t.test('requests: output and exit status carried back; each refusal coded', async t => {
@@ -59,7 +85,11 @@ t.test('requests: output and exit status carried back; each refusal coded', asyn
   })
   t.teardown(() => control.close())
   const ok = await exchange(control.path, request(['status', '--home', home, '--deny']))
-  t.same(ok, [{ out: 'line one\n' }, { err: 'a warning\n' }, { out64: 'AAEC' }, { exit: 1 }], 'what the command wrote, then its exit status')
+  t.same(
+    ok,
+    [{ out: 'line one\n' }, { err: 'a warning\n' }, { out64: 'AAEC' }, { exit: 1 }],
+    'what the command wrote, then its exit status',
+  )
   t.same(ran, [['status', '--home', home, '--deny']])
 
   const refusals: Array<[string, string, string]> = [
@@ -79,32 +109,43 @@ t.test('requests: output and exit status carried back; each refusal coded', asyn
   t.equal(ran.length, 1, 'no refused request ran a command')
 })
 
-t.test('signals: a handler hears the client\'s; without one the client is let go (exit 130), the command finishes', async t => {
-  let finished = false
-  const control = await startControlSocket(home, async argv => {
-    if (argv[0] === 'invite') {
-      await new Promise<void>(resolve => stopSignals().on('SIGINT', () => resolve()))
-      process.stdout.write('withdrawn\n')
-      return 130
-    }
-    await new Promise(resolve => setTimeout(resolve, 300))
-    finished = true
-    return 0
-  })
-  t.teardown(() => control.close())
-  const handled = await exchange(control.path, request(['invite', '--home', home]), send => setTimeout(() => send('{"signal":"SIGINT"}'), 100))
-  t.same(handled, [{ out: 'withdrawn\n' }, { exit: 130 }], 'the command\'s own handler ran and said so')
-  const unhandled = await exchange(control.path, request(['revoke', '--home', home]), send => send('{"signal":"SIGINT"}'))
-  t.same(unhandled, [{ exit: 130, detached: true }], 'no handler: the client exits 130 at once')
-  await new Promise(resolve => setTimeout(resolve, 600))
-  t.ok(finished, 'and the command ran to its end in the agent')
-})
+t.test(
+  "signals: a handler hears the client's; without one the client is let go (exit 130), the command finishes",
+  async t => {
+    let finished = false
+    const control = await startControlSocket(home, async argv => {
+      if (argv[0] === 'invite') {
+        await new Promise<void>(resolve => stopSignals().on('SIGINT', () => resolve()))
+        process.stdout.write('withdrawn\n')
+        return 130
+      }
+      await new Promise(resolve => setTimeout(resolve, 300))
+      finished = true
+      return 0
+    })
+    t.teardown(() => control.close())
+    const handled = await exchange(control.path, request(['invite', '--home', home]), send =>
+      setTimeout(() => send('{"signal":"SIGINT"}'), 100),
+    )
+    t.same(handled, [{ out: 'withdrawn\n' }, { exit: 130 }], "the command's own handler ran and said so")
+    const unhandled = await exchange(control.path, request(['revoke', '--home', home]), send =>
+      send('{"signal":"SIGINT"}'),
+    )
+    t.same(unhandled, [{ exit: 130, detached: true }], 'no handler: the client exits 130 at once')
+    await new Promise(resolve => setTimeout(resolve, 600))
+    t.ok(finished, 'and the command ran to its end in the agent')
+  },
+)
 
 t.test('the client: no agent means run here; an agent that goes away mid-command is AGENT_LOST', async t => {
   const spec = { name: 'status' } as CommandSpec
   const args: ParsedArgs = { values: { home }, positionals: [], json: false }
   t.equal(await runThroughAgent(spec, args), undefined, 'no socket: the command runs here')
-  t.equal(await runThroughAgent({ name: 'enroll' } as CommandSpec, args), undefined, 'a command the agent does not carry runs here')
+  t.equal(
+    await runThroughAgent({ name: 'enroll' } as CommandSpec, args),
+    undefined,
+    'a command the agent does not carry runs here',
+  )
   const dying = createServer(socket => socket.once('data', () => socket.destroy()))
   await new Promise<void>(r => dying.listen(join(home, CONTROL_SOCKET_FILE), r))
   t.teardown(() => dying.close())

@@ -14,16 +14,30 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
 function kin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise(resolve => {
-    const child = spawn(process.execPath, [KIN, ...args], { cwd: REPO, env: { ...process.env, KIN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = '', stderr = ''
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8') })
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8') })
+    const child = spawn(process.execPath, [KIN, ...args], {
+      cwd: REPO,
+      env: { ...process.env, KIN_DEBUG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = '',
+      stderr = ''
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString('utf8')
+    })
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8')
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
-    child.on('close', status => { clearTimeout(timer); resolve({ status, stdout, stderr }) })
+    child.on('close', status => {
+      clearTimeout(timer)
+      resolve({ status, stdout, stderr })
+    })
   })
 }
 
-const noStack = (t: { notMatch(found: string, pattern: RegExp, message: string): unknown }, stderr: string): void => { t.notMatch(stderr, /^\s+at /m, 'no stack trace') }
+const noStack = (t: { notMatch(found: string, pattern: RegExp, message: string): unknown }, stderr: string): void => {
+  t.notMatch(stderr, /^\s+at /m, 'no stack trace')
+}
 
 t.test('a home that is a file: PATH_NOT_DIRECTORY with what to do, as text and as JSON', async t => {
   const file = join(dir, 'a-file')
@@ -47,7 +61,12 @@ t.test('kin broker on a port another program holds: PORT_IN_USE naming the addre
   const port = (holder.address() as AddressInfo).port
   const run = await kin(['broker', '--home', home, '--host', '127.0.0.1', '--port', String(port)])
   t.equal(run.status, 2)
-  t.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use by another program: choose another --port.*\\[PORT_IN_USE\\]`))
+  t.match(
+    run.stderr,
+    new RegExp(
+      `127\\.0\\.0\\.1:${port} is already in use by another program: choose another --port.*\\[PORT_IN_USE\\]`,
+    ),
+  )
   noStack(t, run.stderr)
 })
 

@@ -12,7 +12,12 @@ const dir = mkdtempSync(join(tmpdir(), 'kin-cli-global-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
 function kin(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [KIN, ...args], { encoding: 'utf8', cwd: REPO, env: { ...process.env, ...env }, timeout: 120_000 })
+  const r = spawnSync(process.execPath, [KIN, ...args], {
+    encoding: 'utf8',
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -35,7 +40,9 @@ t.test('KIN_HOME stands in for --home, and --home wins over it', async t => {
   const verified = kin(['ledger', 'verify', '--json'], { KIN_HOME: home })
   t.equal(verified.status, 0, 'kin ledger verify finds the home through KIN_HOME', { stderr: verified.stderr })
   const explicit = join(dir, 'explicit')
-  const both = kin(['init', '--home', explicit, '--fleet', 'env.home.arpa', '--json'], { KIN_HOME: join(dir, 'not-this') })
+  const both = kin(['init', '--home', explicit, '--fleet', 'env.home.arpa', '--json'], {
+    KIN_HOME: join(dir, 'not-this'),
+  })
   t.equal(both.status, 0)
   t.ok(existsSync(join(explicit, 'ledger.cbor')), '--home on the command line wins')
   t.notOk(existsSync(join(dir, 'not-this')), 'KIN_HOME is left alone when --home is given')
@@ -45,7 +52,9 @@ t.test('KIN_HOME stands in for --home, and --home wins over it', async t => {
 
 t.test('every command shows examples in its --help, and every example runs a command that exists', async t => {
   const top = kin(['--help'])
-  const names = [...top.stdout.matchAll(/^ {2}(\S+(?: (?:show|verify|bundle|house|attacks|fleet))?) {2,}/gm)].map(m => m[1]!)
+  const names = [...top.stdout.matchAll(/^ {2}(\S+(?: (?:show|verify|bundle|house|attacks|fleet))?) {2,}/gm)].map(
+    m => m[1]!,
+  )
   t.ok(names.length >= 15, `the top help lists the commands (${names.length})`)
   for (const name of names) {
     const help = kin([...name.split(' '), '--help'])
@@ -53,13 +62,19 @@ t.test('every command shows examples in its --help, and every example runs a com
     const examples = help.stdout.split('\nexamples:\n')[1]
     t.ok(examples !== undefined && examples.trim().length > 0, `kin ${name} --help shows examples`)
     for (const line of (examples ?? '').split('\n').filter(l => l.startsWith('  kin '))) {
-      t.ok(line.trim().startsWith(`kin ${name} `) || line.trim().startsWith(`kin ${name}`), `"${line.trim()}" runs kin ${name}`)
+      t.ok(
+        line.trim().startsWith(`kin ${name} `) || line.trim().startsWith(`kin ${name}`),
+        `"${line.trim()}" runs kin ${name}`,
+      )
     }
   }
 })
 
 t.test('a group of commands (kin ledger, kin sim) lists its members on --help', async t => {
-  for (const [group, members] of [['ledger', ['show', 'verify', 'bundle']], ['sim', ['house', 'attacks', 'fleet']]] as const) {
+  for (const [group, members] of [
+    ['ledger', ['show', 'verify', 'bundle']],
+    ['sim', ['house', 'attacks', 'fleet']],
+  ] as const) {
     const help = kin([group, '--help'])
     t.equal(help.status, 0, `kin ${group} --help exits 0`)
     for (const m of members) t.match(help.stdout, new RegExp(`^  ${group} ${m} `, 'm'), `it lists kin ${group} ${m}`)

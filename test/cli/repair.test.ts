@@ -9,7 +9,7 @@ import { gossipFleet, startKinLines } from '../gossip/_fleet.ts'
 import { scanRecords } from '../../agent/ledger/store.ts'
 
 const fleet = await gossipFleet(t, ['admin', 'member'], { start: 'all' })
-const [admin, member] = fleet.devices as [typeof fleet.devices[0], typeof fleet.devices[0]]
+const [admin, member] = fleet.devices as [(typeof fleet.devices)[0], (typeof fleet.devices)[0]]
 const ledgerFile = join(member.home, 'ledger.cbor')
 
 t.test('kin repair rebuilds a damaged ledger from L0', async t => {
@@ -26,7 +26,13 @@ t.test('kin repair rebuilds a damaged ledger from L0', async t => {
   const foreignGenesis = scanRecords(readFileSync(join(other, 'l0', 'ledger.cbor'))).records[0]!.bytes
 
   /** Damages the member's ledger, checks the symptom, repairs, and checks that everything works again. */
-  const damageAndRepair = async (t: Test, name: string, damage: () => void, symptom: string[], expectCode: RegExp): Promise<Record<string, unknown>> => {
+  const damageAndRepair = async (
+    t: Test,
+    name: string,
+    damage: () => void,
+    symptom: string[],
+    expectCode: RegExp,
+  ): Promise<Record<string, unknown>> => {
     writeFileSync(ledgerFile, good)
     damage()
     const before = await kin(symptom)
@@ -38,42 +44,78 @@ t.test('kin repair rebuilds a damaged ledger from L0', async t => {
     const out = lastJson(repaired.stdout)
     t.match(out, { ok: true, repaired: true, damage: { code: expectCode } })
     t.ok(existsSync(String(out['kept'])), `${name}: the damaged file is kept as ${String(out['kept'])}`)
-    t.equal(readdirSync(member.home).filter(f => f.startsWith('ledger.damaged-')).length, kept + 1, 'one more damaged file kept aside')
-    t.notOk(readdirSync(member.home).some(f => f.startsWith('.repair-')), 'no staging directory left')
-    expectExit(t, await kin(['ledger', 'verify', '--home', member.home, '--json']), 0, `${name}: the rebuilt ledger verifies`)
+    t.equal(
+      readdirSync(member.home).filter(f => f.startsWith('ledger.damaged-')).length,
+      kept + 1,
+      'one more damaged file kept aside',
+    )
+    t.notOk(
+      readdirSync(member.home).some(f => f.startsWith('.repair-')),
+      'no staging directory left',
+    )
+    expectExit(
+      t,
+      await kin(['ledger', 'verify', '--home', member.home, '--json']),
+      0,
+      `${name}: the rebuilt ledger verifies`,
+    )
     expectExit(t, await kin(['sync', '--home', member.home, '--json']), 0, `${name}: kin sync works again`)
     expectExit(t, await access(), 0, `${name}: and access works again`)
     return out
   }
 
   await t.test('a duplicated event (DUPLICATE_EVENT)', async t => {
-    const out = await damageAndRepair(t, 'duplicate', () => appendFileSync(ledgerFile, records.at(-1)!.bytes), ['ledger', 'verify', '--home', member.home, '--json'], /DUPLICATE_EVENT|STORAGE_DAMAGED/)
+    const out = await damageAndRepair(
+      t,
+      'duplicate',
+      () => appendFileSync(ledgerFile, records.at(-1)!.bytes),
+      ['ledger', 'verify', '--home', member.home, '--json'],
+      /DUPLICATE_EVENT|STORAGE_DAMAGED/,
+    )
     t.equal(out['duplicates'], 1, 'the duplicate is left out')
     t.same(out['dropped'], [], 'and nothing else is dropped')
   })
 
   await t.test('an event L0 does not have: it is named as dropped', async t => {
-    const out = await damageAndRepair(t, 'foreign', () => appendFileSync(ledgerFile, foreignGenesis), ['access', '--home', member.home, '--target', target, '--action', 'unlock', '--json'], /STORAGE_DAMAGED/)
-    t.match(out['dropped'], [{ type: 'genesis' }], 'the other fleet\'s genesis is dropped, and said so')
+    const out = await damageAndRepair(
+      t,
+      'foreign',
+      () => appendFileSync(ledgerFile, foreignGenesis),
+      ['access', '--home', member.home, '--target', target, '--action', 'unlock', '--json'],
+      /STORAGE_DAMAGED/,
+    )
+    t.match(out['dropped'], [{ type: 'genesis' }], "the other fleet's genesis is dropped, and said so")
     const text = await kin(['repair', '--home', member.home])
     expectExit(t, text, 0, 'repair on a repaired home')
     t.match(text.stdout, /nothing to repair/)
   })
 
   await t.test('bytes broken in the middle (STORAGE_DAMAGED)', async t => {
-    const out = await damageAndRepair(t, 'middle', () => {
-      const bytes = Buffer.from(good)
-      bytes[records[2]!.offset] = 0xff
-      writeFileSync(ledgerFile, bytes)
-    }, ['ledger', 'verify', '--home', member.home, '--json'], /STORAGE_DAMAGED/)
+    const out = await damageAndRepair(
+      t,
+      'middle',
+      () => {
+        const bytes = Buffer.from(good)
+        bytes[records[2]!.offset] = 0xff
+        writeFileSync(ledgerFile, bytes)
+      },
+      ['ledger', 'verify', '--home', member.home, '--json'],
+      /STORAGE_DAMAGED/,
+    )
     t.ok((out['unreadableBytes'] as number) > 0, 'it says how many bytes could not be read')
   })
 
   await t.test('a cut file (its head covers events it lost)', async t => {
-    await damageAndRepair(t, 'cut', () => truncateSync(ledgerFile, records.at(-1)!.offset + 3), ['sync', '--home', member.home, '--json'], /HEAD_ROOT_MISMATCH/)
+    await damageAndRepair(
+      t,
+      'cut',
+      () => truncateSync(ledgerFile, records.at(-1)!.offset + 3),
+      ['sync', '--home', member.home, '--json'],
+      /HEAD_ROOT_MISMATCH/,
+    )
   })
 
-  await t.test('refusals: an agent holds the home; L0\'s home', async t => {
+  await t.test("refusals: an agent holds the home; L0's home", async t => {
     const agent = startKinLines(t, ['sync', '--home', member.home, '--follow', '--json'])
     await agent.waitJson(d => d['following'] === true, 60_000)
     const busy = await kin(['repair', '--home', member.home, '--json'])
@@ -91,7 +133,7 @@ t.test('kin repair rebuilds a damaged ledger from L0', async t => {
     t.same(readFileSync(ledgerFile), broken, 'the damaged file is left in place, unchanged')
     writeFileSync(ledgerFile, good)
     const l0 = await kin(['repair', '--home', fleet.l0.dir, '--json'])
-    expectExit(t, l0, 2, 'L0\'s ledger is not rebuilt from itself')
+    expectExit(t, l0, 2, "L0's ledger is not rebuilt from itself")
     t.match(lastJson(l0.stdout), { code: 'BAD_ARGUMENT' })
   })
 

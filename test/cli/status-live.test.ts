@@ -16,15 +16,22 @@ t.test('kin status names the agent holding each home, the head it holds, and lea
   t.match(l0Status.head, { height: sealed.height, treeSize: sealed.treeSize }, "the miner's latest sealed head")
 
   const follower = startKinLines(t, ['sync', '--home', lock.home, '--follow', '--json'])
-  await follower.waitJson(d => (d['head'] as { height?: number } | undefined)?.height === sealed.height && d['following'] === undefined, 30_000)
+  await follower.waitJson(
+    d => (d['head'] as { height?: number } | undefined)?.height === sealed.height && d['following'] === undefined,
+    30_000,
+  )
   const held = await kin(['status', '--home', lock.home, '--json'])
   expectExit(t, held, 0, 'kin status on the lock while kin sync --follow runs')
   const s = JSON.parse(held.stdout) as Record<string, any>
   t.equal(s.cn, lock.cn)
   t.equal(s.broker, fleet.url, 'the broker URL of config.json')
   t.equal(s.agent?.what, 'kin serve or kin sync --follow')
-  t.ok(Number.isSafeInteger(s.agent?.pid) && s.agent.pid !== process.pid, 'the follower\'s own pid')
-  t.match(s.head, { height: sealed.height, treeSize: sealed.treeSize }, 'the head the follower verified, from sync.cbor')
+  t.ok(Number.isSafeInteger(s.agent?.pid) && s.agent.pid !== process.pid, "the follower's own pid")
+  t.match(
+    s.head,
+    { height: sealed.height, treeSize: sealed.treeSize },
+    'the head the follower verified, from sync.cbor',
+  )
   t.ok(typeof s.head.confirmedAt === 'number' && s.head.confirmedAt >= sealed.time - 300, 'and when it confirmed it')
   t.same(s.standing, { valid: true })
   const text = await kin(['status', '--home', lock.home])

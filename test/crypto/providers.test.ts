@@ -10,11 +10,13 @@ const sha = JSON.parse(readFileSync(new URL('../vectors/crypto/sha256.json', imp
 for (const provider of [nodeCrypto, portableCrypto]) {
   t.test(`${provider.name}: RFC 8032 §7.1 Ed25519 vectors`, async t => {
     for (const v of ed.vectors) {
-      const sk = fromHex(v.secretKey), msg = fromHex(v.message)
+      const sk = fromHex(v.secretKey),
+        msg = fromHex(v.message)
       t.equal(toHex(provider.ed25519PublicKey(sk)), v.publicKey, `${v.name} public key`)
       t.equal(toHex(provider.ed25519Sign(msg, sk)), v.signature, `${v.name} signature`)
       t.ok(provider.ed25519Verify(fromHex(v.signature), msg, fromHex(v.publicKey)), `${v.name} verifies`)
-      const bad = fromHex(v.signature); bad[5]! ^= 1
+      const bad = fromHex(v.signature)
+      bad[5]! ^= 1
       t.notOk(provider.ed25519Verify(bad, msg, fromHex(v.publicKey)), `${v.name} flipped signature refused`)
     }
   })
@@ -36,7 +38,8 @@ t.test('node and portable agree on random keys and messages', async t => {
   for (let i = 0; i < 50; i++) {
     const seed = nodeCrypto.randomBytes(32)
     const msg = nodeCrypto.randomBytes(i * 7)
-    const a = nodeCrypto.ed25519KeyPair(seed), b = portableCrypto.ed25519KeyPair(seed)
+    const a = nodeCrypto.ed25519KeyPair(seed),
+      b = portableCrypto.ed25519KeyPair(seed)
     t.equal(toHex(a.publicKey), toHex(b.publicKey))
     const sa = nodeCrypto.ed25519Sign(msg, seed)
     t.equal(toHex(sa), toHex(portableCrypto.ed25519Sign(msg, seed)))
@@ -58,7 +61,11 @@ t.test('RFC 8032 §5.1.7: a signature with S + L (non-canonical) is refused by b
   }
   t.equal(carry, 0, 'S + L still fits in 32 bytes for this vector')
   for (const provider of [nodeCrypto, portableCrypto]) {
-    t.equal(provider.ed25519Verify(sig, fromHex(v.message), fromHex(v.publicKey)), false, `${provider.name} refuses S + L`)
+    t.equal(
+      provider.ed25519Verify(sig, fromHex(v.message), fromHex(v.publicKey)),
+      false,
+      `${provider.name} refuses S + L`,
+    )
   }
 })
 
@@ -67,9 +74,11 @@ t.test('node: ed25519VerifyAsync (thread pool) gives the answers of ed25519Verif
   t.ok(verifyAsync, 'the node provider verifies off the main thread')
   if (verifyAsync === undefined) return
   for (const v of ed.vectors) {
-    const msg = fromHex(v.message), pk = fromHex(v.publicKey)
+    const msg = fromHex(v.message),
+      pk = fromHex(v.publicKey)
     t.equal(await verifyAsync(fromHex(v.signature), msg, pk), true, `${v.name} verifies`)
-    const bad = fromHex(v.signature); bad[5]! ^= 1
+    const bad = fromHex(v.signature)
+    bad[5]! ^= 1
     t.equal(await verifyAsync(bad, msg, pk), false, `${v.name} flipped signature refused`)
   }
   const { publicKey, secretKey } = nodeCrypto.ed25519KeyPair()
@@ -92,5 +101,8 @@ t.test('node: ed25519VerifyAsync (thread pool) gives the answers of ed25519Verif
     return { s, msg, pk: kp.publicKey, expect: i % 3 !== 0 }
   })
   const answers = await Promise.all(items.map(x => verifyAsync(x.s, x.msg, x.pk)))
-  t.same(answers, items.map(x => x.expect))
+  t.same(
+    answers,
+    items.map(x => x.expect),
+  )
 })

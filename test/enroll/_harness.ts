@@ -47,18 +47,28 @@ export interface KinProcess {
 
 /** Starts `node bin/kin.mjs …args` (a user's command line). */
 export function startKin(args: string[], opts: { timeoutMs?: number } = {}): KinProcess {
-  const child = spawn(process.execPath, [KIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } })
-  let stdout = '', stderr = ''
+  const child = spawn(process.execPath, [KIN, ...args], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FORCE_COLOR: '0' },
+  })
+  let stdout = '',
+    stderr = ''
   let lineResolve: (line: string) => void
   let lineReject: (err: Error) => void
-  const firstLine = new Promise<string>((resolve, reject) => { lineResolve = resolve; lineReject = reject })
+  const firstLine = new Promise<string>((resolve, reject) => {
+    lineResolve = resolve
+    lineReject = reject
+  })
   firstLine.catch(() => undefined)
   child.stdout.on('data', (c: Buffer) => {
     stdout += c.toString('utf8')
     const nl = stdout.indexOf('\n')
     if (nl >= 0) lineResolve(stdout.slice(0, nl))
   })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8') })
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString('utf8')
+  })
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 90_000)
   const done = new Promise<KinRun>(resolve => {
     child.on('close', status => {
@@ -100,7 +110,9 @@ export function lastJson(out: string): Record<string, unknown> {
   for (let i = text.lastIndexOf('{'); i >= 0; i = text.lastIndexOf('{', i - 1)) {
     try {
       return JSON.parse(text.slice(i)) as Record<string, unknown>
-    } catch { /* not the start of the last document yet */ }
+    } catch {
+      /* not the start of the last document yet */
+    }
   }
   throw new Error(`no JSON in output: ${out}`)
 }
@@ -108,7 +120,12 @@ export function lastJson(out: string): Record<string, unknown> {
 /** `openssl verify -CAfile root cert`; true when OpenSSL accepts the chain. */
 export function opensslVerifies(rootPath: string, certPath: string): boolean {
   try {
-    return /: OK\s*$/.test(execFileSync('openssl', ['verify', '-CAfile', rootPath, certPath], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))
+    return /: OK\s*$/.test(
+      execFileSync('openssl', ['verify', '-CAfile', rootPath, certPath], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    )
   } catch {
     return false
   }
@@ -135,7 +152,12 @@ export async function initL0InProcess(home: string, domain: string): Promise<voi
  * L0's home in a fresh directory (`kin init` as a child process when `cliInit`, else the same files in-process),
  * then startL0 on 127.0.0.1 with an OS-chosen port; stopped after the test.
  */
-export async function startFleet(t: Test, tag: string, domain = `${tag}.home.arpa`, opts: { cliInit?: boolean } = {}): Promise<TestL0> {
+export async function startFleet(
+  t: Test,
+  tag: string,
+  domain = `${tag}.home.arpa`,
+  opts: { cliInit?: boolean } = {},
+): Promise<TestL0> {
   const dir = tempDir(t, tag)
   const home = join(dir, 'l0')
   if (opts.cliInit === true) {
@@ -145,9 +167,14 @@ export async function startFleet(t: Test, tag: string, domain = `${tag}.home.arp
     await initL0InProcess(home, domain)
   }
   const logs: Array<Record<string, unknown>> = []
-  const log = (r: object) => { logs.push(r as Record<string, unknown>) }
+  const log = (r: object) => {
+    logs.push(r as Record<string, unknown>)
+  }
   const fleet: TestL0 = {
-    dir, home, logs, url: '',
+    dir,
+    home,
+    logs,
+    url: '',
     services: await startL0({ home, host: '127.0.0.1', port: 0, log }),
     async restart() {
       const port = fleet.services.port
@@ -174,10 +201,24 @@ export async function inviterOf(homeDir: string, url: string): Promise<{ inviter
   const config = home.readConfig()
   const ledger = replayRecords(nodeCrypto, scanRecords(new Uint8Array(readFileSync(home.path('ledger')))).records)
   const inviter: Inviter = {
-    cn: config.cn, fleet: config.fleet, l0Cn: ledger.state.genesis!.cn, ledgerSeed: home.readLedgerKey(), ledger, rootPem: home.readText('root'),
+    cn: config.cn,
+    fleet: config.fleet,
+    l0Cn: ledger.state.genesis!.cn,
+    ledgerSeed: home.readLedgerKey(),
+    ledger,
+    rootPem: home.readText('root'),
   }
-  const client = await connectDevice(nodeTransport, {
-    url, cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: inviter.rootPem, l0Cn: inviter.l0Cn,
-  }, { timeoutMs: 10_000 })
+  const client = await connectDevice(
+    nodeTransport,
+    {
+      url,
+      cn: config.cn,
+      certPem: home.readText('cert'),
+      keyPem: home.readText('tlsKey'),
+      rootPem: inviter.rootPem,
+      l0Cn: inviter.l0Cn,
+    },
+    { timeoutMs: 10_000 },
+  )
   return { inviter, client }
 }

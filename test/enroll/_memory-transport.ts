@@ -4,7 +4,8 @@ import type { ConnectOptions, SessionStatus, Transport, TransportSession } from 
 
 /** [MQTT-4.7.1] `+` matches one level, a trailing `#` the rest (and the parent level). */
 export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/'), t = topic.split('/')
+  const f = filter.split('/'),
+    t = topic.split('/')
   for (let i = 0; i < f.length; i++) {
     if (f[i] === '#') return true
     if (i >= t.length) return false
@@ -30,7 +31,8 @@ export class MemorySession implements TransportSession {
   async publish(topic: string, payload: Uint8Array): Promise<void> {
     if (!this.connected) throw new KinError('BROKER_CLOSED', 'closed')
     this.bus.published.push({ from: this.options.clientId, topic, payload })
-    for (const s of this.bus.sessions) if (s.connected && s.filters.some(f => topicMatches(f, topic))) s.receive(topic, payload)
+    for (const s of this.bus.sessions)
+      if (s.connected && s.filters.some(f => topicMatches(f, topic))) s.receive(topic, payload)
   }
 
   async subscribe(filters: string[]): Promise<void> {
@@ -40,17 +42,23 @@ export class MemorySession implements TransportSession {
   }
 
   receive(topic: string, payload: Uint8Array): void {
-    queueMicrotask(() => { for (const l of [...this.messageListeners]) l(topic, payload.slice()) })
+    queueMicrotask(() => {
+      for (const l of [...this.messageListeners]) l(topic, payload.slice())
+    })
   }
 
   onMessage(listener: (topic: string, payload: Uint8Array) => void): () => void {
     this.messageListeners.add(listener)
-    return () => { this.messageListeners.delete(listener) }
+    return () => {
+      this.messageListeners.delete(listener)
+    }
   }
 
   onStatus(listener: (status: SessionStatus, error: KinError | undefined) => void): () => void {
     this.statusListeners.add(listener)
-    return () => { this.statusListeners.delete(listener) }
+    return () => {
+      this.statusListeners.delete(listener)
+    }
   }
 
   /** Simulates the broker dropping the session for good. */

@@ -17,7 +17,11 @@ t.test('kin enroll and kin invite: malformed codes, existing homes and bad argum
   t.test('a malformed code is PAIR_CODE_FORMAT before anything is sent', async t => {
     const logins = l0.logs.filter(r => String(r.event).startsWith('login.')).length
     const bads = ['abcd-efgh', 'abcd-efgh-ijkl-mno9', '']
-    const runs = await Promise.all(bads.map((bad, i) => kin(['enroll', '--home', join(l0.dir, `malformed-${i}`), '--code', bad, '--broker', l0.url, '--json'])))
+    const runs = await Promise.all(
+      bads.map((bad, i) =>
+        kin(['enroll', '--home', join(l0.dir, `malformed-${i}`), '--code', bad, '--broker', l0.url, '--json']),
+      ),
+    )
     bads.forEach((bad, i) => {
       t.equal(runs[i]!.status, 2, `"${bad}": exit 2`)
       t.equal(lastJson(runs[i]!.stdout).code, bad === '' ? 'USAGE' : 'PAIR_CODE_FORMAT', `"${bad}"`)
@@ -25,7 +29,17 @@ t.test('kin enroll and kin invite: malformed codes, existing homes and bad argum
     })
     t.equal(l0.logs.filter(r => String(r.event).startsWith('login.')).length, logins, 'L0 saw no login attempt')
     // In-process the same refusal comes before key generation.
-    await t.rejects(enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: 'not a code', url: l0.url, kind: 'x', name: '', stepTimeoutMs: 1000, now }), { code: 'PAIR_CODE_FORMAT' })
+    await t.rejects(
+      enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+        code: 'not a code',
+        url: l0.url,
+        kind: 'x',
+        name: '',
+        stepTimeoutMs: 1000,
+        now,
+      }),
+      { code: 'PAIR_CODE_FORMAT' },
+    )
   })
 
   t.test('kin enroll refuses an existing home and bad arguments (exit 2)', async t => {
@@ -56,5 +70,4 @@ t.test('kin enroll and kin invite: malformed codes, existing homes and bad argum
     t.equal(badRole!.status, 2)
     t.match(lastJson(badRole!.stdout).message, /--role must be one of admin, member, device, guest/)
   })
-
 })

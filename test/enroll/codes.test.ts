@@ -20,8 +20,19 @@ t.test('pairing codes: used, expired and wrong codes are refused with their code
     const { inviter, client } = await inviterOf(l0.home, l0.url)
     t.teardown(() => client.close())
     const opened = await openInvite(nodeCrypto, client, inviter, choices, { now: now(), timeoutMs: 10_000 })
-    const parent = completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep: async () => undefined, now, stepTimeoutMs: 20_000 })
-    const first = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: l0.url, kind: 'camera', name: 'porch camera', stepTimeoutMs: 20_000, now })
+    const parent = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+      keep: async () => undefined,
+      now,
+      stepTimeoutMs: 20_000,
+    })
+    const first = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+      code: opened.code,
+      url: l0.url,
+      kind: 'camera',
+      name: 'porch camera',
+      stepTimeoutMs: 20_000,
+      now,
+    })
     t.equal((await parent).childCn, first.cn, 'the first enrollment with the code succeeds')
     const dir = join(l0.dir, 'second')
     const again = await kin(['enroll', '--home', dir, '--code', opened.code, '--broker', l0.url, '--json'])
@@ -30,7 +41,10 @@ t.test('pairing codes: used, expired and wrong codes are refused with their code
     t.equal(out.code, 'PAIR_CODE_USED')
     t.match(out.message, /ask the inviter for a new code/)
     t.notOk(existsSync(dir), 'no home is written')
-    t.ok(l0.logs.some(r => r.event === 'login.refused' && r.code === 'PAIR_CODE_USED' && r.connack === 2), 'L0 refused the login with CONNACK 2')
+    t.ok(
+      l0.logs.some(r => r.event === 'login.refused' && r.code === 'PAIR_CODE_USED' && r.connack === 2),
+      'L0 refused the login with CONNACK 2',
+    )
   })
 
   t.test('an expired code is PAIR_CODE_EXPIRED for the enrolling device, and kin invite ends with it too', async t => {

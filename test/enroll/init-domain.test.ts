@@ -31,7 +31,11 @@ t.test('the bound is the root CN: "kinship fleet root " + 45 characters is 64', 
   t.throws(() => validateFleetDomain('Smith.home.arpa'), { code: 'FLEET_DOMAIN' })
   // A root certificate naming a longer domain is no kinship fleet root.
   let code: string | undefined
-  try { fleetDomainOfRootCn(`kinship fleet root ${over}`) } catch (e) { code = isKinError(e) ? e.code : String(e) }
+  try {
+    fleetDomainOfRootCn(`kinship fleet root ${over}`)
+  } catch (e) {
+    code = isKinError(e) ? e.code : String(e)
+  }
   t.equal(code, 'CERT_CHAIN')
 })
 
@@ -52,17 +56,20 @@ t.test('kin init refuses a 46-character domain with FLEET_DOMAIN_TOO_LONG and th
   t.match(human.stderr, /at most 45 fit.*\[FLEET_DOMAIN_TOO_LONG\]/s)
 })
 
-t.test('kin init with a 45-character domain: the root and L0 certificates carry CNs of at most 64 characters', async t => {
-  const dir = tempDir(t, 'init-longest')
-  const home = join(dir, 'l0')
-  const domain = domainOf(MAX_FLEET_DOMAIN_CHARS)
-  const run = await kin(['init', '--home', home, '--fleet', domain, '--json'])
-  expectExit(t, run, 0, 'the longest domain is accepted')
-  const out = lastJson(run.stdout)
-  const rootCn = subjectCn(readFileSync(join(home, 'root.pem'), 'utf8'))
-  const l0Cn = subjectCn(readFileSync(join(home, 'cert.pem'), 'utf8'))
-  t.equal(rootCn, `kinship fleet root ${domain}`)
-  t.equal(rootCn.length, 64)
-  t.equal(l0Cn, out.cn)
-  t.ok(l0Cn.length <= 64, `L0's CN has ${l0Cn.length} characters`)
-})
+t.test(
+  'kin init with a 45-character domain: the root and L0 certificates carry CNs of at most 64 characters',
+  async t => {
+    const dir = tempDir(t, 'init-longest')
+    const home = join(dir, 'l0')
+    const domain = domainOf(MAX_FLEET_DOMAIN_CHARS)
+    const run = await kin(['init', '--home', home, '--fleet', domain, '--json'])
+    expectExit(t, run, 0, 'the longest domain is accepted')
+    const out = lastJson(run.stdout)
+    const rootCn = subjectCn(readFileSync(join(home, 'root.pem'), 'utf8'))
+    const l0Cn = subjectCn(readFileSync(join(home, 'cert.pem'), 'utf8'))
+    t.equal(rootCn, `kinship fleet root ${domain}`)
+    t.equal(rootCn.length, 64)
+    t.equal(l0Cn, out.cn)
+    t.ok(l0Cn.length <= 64, `L0's CN has ${l0Cn.length} characters`)
+  },
+)

@@ -7,7 +7,20 @@ import { eventually, expectExit, kin, lastJson, startFleet, startKin } from './_
 // until the parent answers, and the code registered before the restart still logs in after it.
 t.test('an invite registered before L0 restarts is honoured after the restart', async t => {
   const l0 = await startFleet(t, 'restart')
-  const invite = startKin(['invite', '--home', l0.home, '--broker', l0.url, '--role', 'guest', '--valid', '2d', '--ttl', '5m', '--json'])
+  const invite = startKin([
+    'invite',
+    '--home',
+    l0.home,
+    '--broker',
+    l0.url,
+    '--role',
+    'guest',
+    '--valid',
+    '2d',
+    '--ttl',
+    '5m',
+    '--json',
+  ])
   const { code, inviteId } = JSON.parse(await invite.firstLine) as { code: string; inviteId: string }
   const cnOfL0 = l0.services.cn
 
@@ -15,10 +28,23 @@ t.test('an invite registered before L0 restarts is honoured after the restart', 
   t.ok(l0.services.invites.get(inviteId) !== undefined, 'the restarted L0 still has the invite on record')
   // Enroll only once the inviting device is back, so this tests the invite surviving, not a race with its reconnect.
   await eventually(() => l0.services.clientsByCn().has(cnOfL0), 20_000)
-  t.ok(l0.services.clientsByCn().has(cnOfL0), "kin invite reconnected to the restarted L0 by itself")
+  t.ok(l0.services.clientsByCn().has(cnOfL0), 'kin invite reconnected to the restarted L0 by itself')
 
   const dir = join(l0.dir, 'guest')
-  const enrolled = await kin(['enroll', '--home', dir, '--code', code, '--broker', l0.url, '--kind', 'phone', '--name', 'visitor', '--json'])
+  const enrolled = await kin([
+    'enroll',
+    '--home',
+    dir,
+    '--code',
+    code,
+    '--broker',
+    l0.url,
+    '--kind',
+    'phone',
+    '--name',
+    'visitor',
+    '--json',
+  ])
   expectExit(t, enrolled, 0, 'kin enroll exits 0 with the code from before the restart')
   const guest = lastJson(enrolled.stdout) as { cn: string; role: string }
   t.equal(guest.role, 'guest')
@@ -30,6 +56,9 @@ t.test('an invite registered before L0 restarts is honoured after the restart', 
   const binding = l0.services.ledger.ledger.state.currentBinding(guest.cn)
   t.ok(binding !== undefined, "the guest is in L0's ledger")
   const now = Date.now() / 1000
-  t.ok(binding!.notAfter > now + 2 * 86400 - 120 && binding!.notAfter <= now + 2 * 86400 + 5, 'its notAfter is the --valid guest pass (2 days)')
+  t.ok(
+    binding!.notAfter > now + 2 * 86400 - 120 && binding!.notAfter <= now + 2 * 86400 + 5,
+    'its notAfter is the --valid guest pass (2 days)',
+  )
   expectExit(t, await kin(['ledger', 'verify', '--home', dir]), 0, "kin ledger verify passes on the guest's home")
 })

@@ -38,7 +38,10 @@ t.test('Ctrl-C on kin invite withdraws the invite', async t => {
     t.equal(inviteState(l0, inviteId), 'used', 'the device logged in with the code')
     // A wait far above anything the test allows for: PAIR_TIMEOUT would mean the device was never told.
     const answer = awaitAuthorization(child, secrets, topics, 10 * WAIT_MS)
-    const toldAt = answer.then(() => NaN, () => Date.now())
+    const toldAt = answer.then(
+      () => NaN,
+      () => Date.now(),
+    )
     const stoppedAt = Date.now()
     process.kill(invite.pid!, 'SIGINT')
     const parent = await invite.done
@@ -47,10 +50,17 @@ t.test('Ctrl-C on kin invite withdraws the invite', async t => {
     t.equal(said.code, 'PAIR_WITHDRAWN')
     t.match(said.detail, { signal: 'SIGINT', inviteId, withdrawn: true }, 'L0 confirmed the withdrawal')
     t.match(said.message, /no longer works/)
-    await t.rejects(answer, { code: 'PAIR_WITHDRAWN', message: /withdrew the invite.*kin invite/ }, 'the device is told with a code, not left to time out')
+    await t.rejects(
+      answer,
+      { code: 'PAIR_WITHDRAWN', message: /withdrew the invite.*kin invite/ },
+      'the device is told with a code, not left to time out',
+    )
     t.comment(`the waiting device was told ${(await toldAt) - stoppedAt} ms after the SIGINT`)
     t.equal(inviteState(l0, inviteId), 'withdrawn', "L0's invite book says withdrawn")
-    t.ok(l0.logs.some(r => r.event === 'invite.withdrawn' && r.inviteId === inviteId), 'L0 logs the withdrawal')
+    t.ok(
+      l0.logs.some(r => r.event === 'invite.withdrawn' && r.inviteId === inviteId),
+      'L0 logs the withdrawal',
+    )
   })
 
   t.test('a code withdrawn before anyone used it no longer logs in', async t => {
@@ -66,7 +76,10 @@ t.test('Ctrl-C on kin invite withdraws the invite', async t => {
     const out = lastJson(late.stdout)
     t.equal(out.code, 'PAIR_CODE_EXPIRED', 'CONNACK 5, as for an expired code')
     t.match(out.message, /withdrew it/)
-    t.ok(l0.logs.some(r => r.event === 'login.refused' && r.code === 'PAIR_WITHDRAWN'), 'L0 refused the login as withdrawn')
+    t.ok(
+      l0.logs.some(r => r.event === 'login.refused' && r.code === 'PAIR_WITHDRAWN'),
+      'L0 refused the login as withdrawn',
+    )
     t.notOk(existsSync(dir), 'no home is written')
   })
 })
@@ -74,7 +87,14 @@ t.test('Ctrl-C on kin invite withdraws the invite', async t => {
 t.test('InviteBook.withdraw: durable, idempotent, refused once a certificate was issued', async t => {
   const path = join(tempDir(t, 'book'), 'invites.json')
   const book = InviteBook.open(path)
-  const base = { loginVerifier: 'a'.repeat(64), parentCn: 'p.example.home.arpa', role: 'device' as const, name: '', expires: 2000, time: 1000 }
+  const base = {
+    loginVerifier: 'a'.repeat(64),
+    parentCn: 'p.example.home.arpa',
+    role: 'device' as const,
+    name: '',
+    expires: 2000,
+    time: 1000,
+  }
   book.register({ ...base, inviteId: '0123456789abcdef' }, 1000)
   book.register({ ...base, inviteId: 'fedcba9876543210' }, 1000)
   book.withdraw('0123456789abcdef', 1100)
@@ -82,6 +102,14 @@ t.test('InviteBook.withdraw: durable, idempotent, refused once a certificate was
   t.equal(InviteBook.open(path).get('0123456789abcdef')?.state, 'withdrawn', 'the withdrawal is on disk')
   t.equal(InviteBook.open(path).get('0123456789abcdef')?.withdrawnAt, 1100, 'withdrawing twice changes nothing')
   book.markDone('fedcba9876543210', 'child.example.home.arpa')
-  t.throws(() => book.withdraw('fedcba9876543210', 1300), { code: 'ENROLL_STATE' }, 'an invite a certificate was issued under cannot be withdrawn')
-  t.throws(() => book.withdraw('00000000000000ff', 1300), { code: 'INVITE_REFUSED' }, 'an unknown invite cannot be withdrawn')
+  t.throws(
+    () => book.withdraw('fedcba9876543210', 1300),
+    { code: 'ENROLL_STATE' },
+    'an invite a certificate was issued under cannot be withdrawn',
+  )
+  t.throws(
+    () => book.withdraw('00000000000000ff', 1300),
+    { code: 'INVITE_REFUSED' },
+    'an unknown invite cannot be withdrawn',
+  )
 })

@@ -33,7 +33,8 @@ function newestSource(): number {
   }
   walk(join(ROOT, 'agent'))
   for (const room of ['firmware-shims', 'runtime', 'cli', 'broker', 'sim']) walk(join(ROOT, room))
-  for (const file of ['rollup.config.mjs', 'package-lock.json']) newest = Math.max(newest, statSync(join(ROOT, file)).mtimeMs)
+  for (const file of ['rollup.config.mjs', 'package-lock.json'])
+    newest = Math.max(newest, statSync(join(ROOT, file)).mtimeMs)
   return newest
 }
 
@@ -65,7 +66,8 @@ async function build(name: BundleName): Promise<void> {
     await bundle.close()
     for (const item of output) {
       writeAtomically(join(ROOT, 'dist', item.fileName), item.type === 'chunk' ? item.code : item.source)
-      if (item.type === 'chunk' && item.map !== null) writeAtomically(join(ROOT, 'dist', `${item.fileName}.map`), item.map.toString())
+      if (item.type === 'chunk' && item.map !== null)
+        writeAtomically(join(ROOT, 'dist', `${item.fileName}.map`), item.map.toString())
     }
   } finally {
     process.chdir(cwd)

@@ -7,14 +7,22 @@ import { createHash } from 'node:crypto'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { MerkleTree } from '../../agent/ledger/merkle.ts'
-import { delegatedKeys, encodeDelegatedHead, MAX_DELEGATED_BYTES, type DelegatedEntry } from '../../broker/delegated-wire.ts'
+import {
+  delegatedKeys,
+  encodeDelegatedHead,
+  MAX_DELEGATED_BYTES,
+  type DelegatedEntry,
+} from '../../broker/delegated-wire.ts'
 import { delegatedMessages, type DelegatedSource } from '../../broker/delegated.ts'
 import { houseFleet, T0, type LedgerFleet } from '../helpers/ledger-fleet.ts'
 
 /** The source L0's service reads, over the first `size` events of `f`'s log (default: all). */
 export function sourceOf(f: LedgerFleet, size = f.ledger.state.log.length): DelegatedSource {
   const log = f.ledger.state.log
-  const tree = MerkleTree.fromIds(nodeCrypto, log.map(e => e.id))
+  const tree = MerkleTree.fromIds(
+    nodeCrypto,
+    log.map(e => e.id),
+  )
   const head = { treeSize: size, root: tree.root(size), time: T0 + 10_000 + size } as DelegatedSource['head']
   return { state: f.ledger.state, tree, head, indexOf: (idHex: string) => log.findIndex(e => e.idHex === idHex) }
 }
@@ -63,17 +71,44 @@ export function delegatedCases(tag = 'espruino-delegated'): DelegatedCases {
   const firstMessages = delegatedMessages(first, lock, ledgerKey).messages
   const firstSize = first.head.treeSize
 
-  const cameraAt = f.ledger.state.log.findIndex(e => f.ledger.state.cnOfLabel(e.event.subject) === camera && e.event.type === 'authorize')
-  const lockAt = f.ledger.state.log.findIndex(e => f.ledger.state.cnOfLabel(e.event.subject) === lock && e.event.type === 'authorize')
+  const cameraAt = f.ledger.state.log.findIndex(
+    e => f.ledger.state.cnOfLabel(e.event.subject) === camera && e.event.type === 'authorize',
+  )
+  const lockAt = f.ledger.state.log.findIndex(
+    e => f.ledger.state.cnOfLabel(e.event.subject) === lock && e.event.type === 'authorize',
+  )
   const other = nodeCrypto.randomBytes(32)
   const wrongProof = { ...entryAt(first, lockAt), proof: entryAt(first, cameraAt).proof }
   const refusals = [
-    { name: 'a bad MAC (another key)', message: encodeDelegatedHead(other, { ...first.head, entries: [entryAt(first, lockAt)] }), code: 'DELEGATED_MAC' },
-    { name: 'a proof for another event', message: encodeDelegatedHead(ledgerKey, { ...first.head, entries: [wrongProof] }), code: 'DELEGATED_PROOF' },
-    { name: 'an older head', message: encodeDelegatedHead(ledgerKey, { ...sourceOf(f, firstSize - 1).head, entries: [entryAt(sourceOf(f, firstSize - 1), lockAt)] }), code: 'DELEGATED_HEAD_OLD' },
-    { name: 'another root for the same size', message: encodeDelegatedHead(ledgerKey, { ...first.head, root: other, entries: [] }), code: 'DELEGATED_HEAD_FORK' },
+    {
+      name: 'a bad MAC (another key)',
+      message: encodeDelegatedHead(other, { ...first.head, entries: [entryAt(first, lockAt)] }),
+      code: 'DELEGATED_MAC',
+    },
+    {
+      name: 'a proof for another event',
+      message: encodeDelegatedHead(ledgerKey, { ...first.head, entries: [wrongProof] }),
+      code: 'DELEGATED_PROOF',
+    },
+    {
+      name: 'an older head',
+      message: encodeDelegatedHead(ledgerKey, {
+        ...sourceOf(f, firstSize - 1).head,
+        entries: [entryAt(sourceOf(f, firstSize - 1), lockAt)],
+      }),
+      code: 'DELEGATED_HEAD_OLD',
+    },
+    {
+      name: 'another root for the same size',
+      message: encodeDelegatedHead(ledgerKey, { ...first.head, root: other, entries: [] }),
+      code: 'DELEGATED_HEAD_FORK',
+    },
     { name: 'an oversized message', message: oversized(ledgerKey, first), code: 'DELEGATED_OVERSIZE' },
-    { name: 'an event outside the lineage', message: encodeDelegatedHead(ledgerKey, { ...first.head, entries: [entryAt(first, cameraAt)] }), code: 'DELEGATED_NOT_LINEAGE' },
+    {
+      name: 'an event outside the lineage',
+      message: encodeDelegatedHead(ledgerKey, { ...first.head, entries: [entryAt(first, cameraAt)] }),
+      code: 'DELEGATED_NOT_LINEAGE',
+    },
     { name: 'a message cut short', message: firstMessages[0]!.slice(0, 60), code: 'DELEGATED_FORMAT' },
   ]
 
@@ -92,17 +127,35 @@ export function delegatedCases(tag = 'espruino-delegated'): DelegatedCases {
   g.enroll(phone, { role: 'device', kind: 'camera', name: 'camera', time: T0 + 400 })
   g.enroll(phone, { role: 'guest', kind: 'phone', name: 'guest', time: T0 + 500 })
   g.policy(laptop, phone, {}, T0 + 600)
-  if (toHex(sourceOf(g).head.root) !== toHex(first.head.root)) throw new Error('the second house differs from the first')
+  if (toHex(sourceOf(g).head.root) !== toHex(first.head.root))
+    throw new Error('the second house differs from the first')
   g.revoke(g.l0, laptop, { subtree: true, time: T0 + 700 })
   const afterLaptop = sourceOf(g)
   const laptopRevoked = delegatedMessages(afterLaptop, lock, ledgerKey).messages
   // A fleet ledger of 10,000 more events after these: paths of 14 hashes, two entries to a message.
   const fillers = Array.from({ length: 10_000 }, (_, i) => createHash('sha256').update(`${tag} filler ${i}`).digest())
-  const deepTree = MerkleTree.fromIds(nodeCrypto, [...f.ledger.state.log.map(e => e.id), ...fillers.map(b => new Uint8Array(b))])
+  const deepTree = MerkleTree.fromIds(nodeCrypto, [
+    ...f.ledger.state.log.map(e => e.id),
+    ...fillers.map(b => new Uint8Array(b)),
+  ])
   const deepHead = { treeSize: deepTree.size, root: deepTree.root(), time: T0 + 90_000 } as DelegatedSource['head']
   const deep = delegatedMessages({ ...sourceOf(f), tree: deepTree, head: deepHead }, lock, ledgerKey).messages
   return {
-    f, lock, phone, laptop, camera, guest, secret, verdictKey, ledgerKey, first: firstMessages, phoneRevoked, laptopRevoked, later, refusals, deep,
+    f,
+    lock,
+    phone,
+    laptop,
+    camera,
+    guest,
+    secret,
+    verdictKey,
+    ledgerKey,
+    first: firstMessages,
+    phoneRevoked,
+    laptopRevoked,
+    later,
+    refusals,
+    deep,
     sizes: { first: firstSize, phoneRevoked: afterPhone.head.treeSize, laptopRevoked: afterLaptop.head.treeSize },
   }
 }

@@ -20,7 +20,10 @@ export const STORAGE_FILE_NAME_MAX = 27
 /** A StorageFile over a shared string store; writes of "\xFF" are refused, as erased flash would end the file there. */
 class FakeStorageFile {
   private cursor = 0
-  constructor(private readonly store: FakeStorage, private readonly name: string) {}
+  constructor(
+    private readonly store: FakeStorage,
+    private readonly name: string,
+  ) {}
 
   write(data: string): void {
     if (typeof data !== 'string') throw new TypeError('StorageFile.write takes a string')
@@ -71,7 +74,8 @@ export class FakeStorage {
   full = false
 
   open(name: string, mode: 'r' | 'w' | 'a'): FakeStorageFile {
-    if (name.length > STORAGE_FILE_NAME_MAX) throw new Error(`StorageFile name "${name}" is longer than ${STORAGE_FILE_NAME_MAX}`)
+    if (name.length > STORAGE_FILE_NAME_MAX)
+      throw new Error(`StorageFile name "${name}" is longer than ${STORAGE_FILE_NAME_MAX}`)
     if (!['r', 'w', 'a'].includes(mode)) throw new Error(`bad mode ${mode}`)
     return new FakeStorageFile(this, name)
   }
@@ -135,7 +139,11 @@ function withEspruinoRegExps(fileName: string, source: string): string {
     if (ts.isRegularExpressionLiteral(node)) {
       const text = node.text
       const close = text.lastIndexOf('/')
-      found.push({ start: node.getStart(file), end: node.end, text: `__espruinoRegExp(${JSON.stringify(text.slice(1, close))}, ${JSON.stringify(text.slice(close + 1))})` })
+      found.push({
+        start: node.getStart(file),
+        end: node.end,
+        text: `__espruinoRegExp(${JSON.stringify(text.slice(1, close))}, ${JSON.stringify(text.slice(close + 1))})`,
+      })
     }
     ts.forEachChild(node, visit)
   }
@@ -183,7 +191,10 @@ export const TLS_HANDSHAKE_FAILED = '-0x7780'
 export class FakeSocket extends Emitter {
   open = true
   private wrote = false
-  constructor(readonly env: FakeEspruino, readonly tls: boolean) {
+  constructor(
+    readonly env: FakeEspruino,
+    readonly tls: boolean,
+  ) {
     super()
   }
   /** Called once the TCP connection is up. */
@@ -191,7 +202,9 @@ export class FakeSocket extends Emitter {
     if (!this.tls || !this.env.broker.tlsFails) return
     this.env.later(() => {
       this.close(this.wrote ? { code: -8, message: 'unsent data' } : undefined)
-      this.env.later(() => this.env.raise(new Error(`InternalError: mbedtls_ssl_handshake returned ${TLS_HANDSHAKE_FAILED}`)))
+      this.env.later(() =>
+        this.env.raise(new Error(`InternalError: mbedtls_ssl_handshake returned ${TLS_HANDSHAKE_FAILED}`)),
+      )
     })
   }
   write(data: string): void {
@@ -220,7 +233,10 @@ export class FakeSocket extends Emitter {
 }
 
 /** require("net") and require("tls"): connect throws synchronously when no socket can be made (Linux: err 111). */
-function socketModule(env: FakeEspruino, tls: boolean): { connect(options: { host: string; port: number }, onConnect: () => void): FakeSocket } {
+function socketModule(
+  env: FakeEspruino,
+  tls: boolean,
+): { connect(options: { host: string; port: number }, onConnect: () => void): FakeSocket } {
   return {
     connect: (_options, onConnect) => {
       if (!env.broker.up) throw new Error('Unable to create socket')
@@ -245,7 +261,11 @@ export class FakeMqttClient extends Emitter {
   client: FakeSocket | false = false
   readonly subscriptions = new Set<string>()
   private connectTimer: { cancelled: boolean } | undefined
-  constructor(readonly env: FakeEspruino, readonly server: string, readonly options: Record<string, unknown>) {
+  constructor(
+    readonly env: FakeEspruino,
+    readonly server: string,
+    readonly options: Record<string, unknown>,
+  ) {
     super()
   }
   connect(client?: FakeSocket): void {
@@ -260,9 +280,15 @@ export class FakeMqttClient extends Emitter {
       socket.on('data', (data: unknown) => this.packet(String(data)))
       socket.on('end', () => this.socketClosed())
     }
-    if (client !== undefined) { onConnect(client); return }
+    if (client !== undefined) {
+      onConnect(client)
+      return
+    }
     try {
-      const socket: FakeSocket = socketModule(this.env, false).connect({ host: this.server, port: Number(this.options.port ?? 1883) }, () => onConnect(socket))
+      const socket: FakeSocket = socketModule(this.env, false).connect(
+        { host: this.server, port: Number(this.options.port ?? 1883) },
+        () => onConnect(socket),
+      )
     } catch (e) {
       this.client = false
       this.emit('error', (e as Error).message)
@@ -327,7 +353,8 @@ export class FakeBroker {
   readonly nodeSubscribers = new Map<string, (message: string) => void>()
 
   route(topic: string, message: string): void {
-    for (const c of this.clients) if (c.subscriptions.has(topic)) c.emit('publish', { topic, message, dup: 0, qos: 1, retain: 0 })
+    for (const c of this.clients)
+      if (c.subscriptions.has(topic)) c.emit('publish', { topic, message, dup: 0, qos: 1, retain: 0 })
     this.nodeSubscribers.get(topic)?.(message)
   }
 
@@ -376,16 +403,41 @@ export function rebootEspruino(env: FakeEspruino): FakeEspruino {
 
 function bootEspruino(storage: FakeStorage, broker: FakeBroker): FakeEspruino {
   const env: FakeEspruino = {
-    storage, broker, clockMs: 0, setTimes: [], hwRand: bootRandom(), timerDelays: [], timerCapMs: 60_000, uncaught: [], uncaughtListeners: [], printed: [],
+    storage,
+    broker,
+    clockMs: 0,
+    setTimes: [],
+    hwRand: bootRandom(),
+    timerDelays: [],
+    timerCapMs: 60_000,
+    uncaught: [],
+    uncaughtListeners: [],
+    printed: [],
     raise: e => {
-      if (env.uncaughtListeners.length === 0) { env.uncaught.push(String(e)); return }
+      if (env.uncaughtListeners.length === 0) {
+        env.uncaught.push(String(e))
+        return
+      }
       for (const l of [...env.uncaughtListeners]) l(e)
     },
-    later: fn => { setImmediate(() => { try { fn() } catch (e) { env.raise(e) } }) },
+    later: fn => {
+      setImmediate(() => {
+        try {
+          fn()
+        } catch (e) {
+          env.raise(e)
+        }
+      })
+    },
     timeout: (fn, ms) => {
       const handle = { cancelled: false }
       env.timerDelays.push(ms)
-      setTimeout(() => { if (!handle.cancelled) env.later(fn) }, Math.min(ms, env.timerCapMs)).unref()
+      setTimeout(
+        () => {
+          if (!handle.cancelled) env.later(fn)
+        },
+        Math.min(ms, env.timerCapMs),
+      ).unref()
       return handle
     },
   }
@@ -413,23 +465,40 @@ export function loadShim<T>(file: string, env: FakeEspruino): T {
     E: {
       hwRand: () => env.hwRand(),
       toFlatString: (s: string) => s,
-      toString: (data: Uint8Array | ArrayBuffer) => Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString('latin1'),
+      toString: (data: Uint8Array | ArrayBuffer) =>
+        Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString('latin1'),
     },
     process: {
-      on: (event: string, l: (e: unknown) => void) => { if (event === 'uncaughtException') env.uncaughtListeners.push(l) },
+      on: (event: string, l: (e: unknown) => void) => {
+        if (event === 'uncaughtException') env.uncaughtListeners.push(l)
+      },
       removeListener: (event: string, l: (e: unknown) => void) => {
         const at = env.uncaughtListeners.indexOf(l)
         if (event === 'uncaughtException' && at >= 0) env.uncaughtListeners.splice(at, 1)
       },
     },
-    print: (text: string) => { env.printed.push(String(text)) },
-    setTime: (seconds: number) => { env.setTimes.push(seconds); env.clockMs = seconds * 1000 },
+    print: (text: string) => {
+      env.printed.push(String(text))
+    },
+    setTime: (seconds: number) => {
+      env.setTimes.push(seconds)
+      env.clockMs = seconds * 1000
+    },
     Date: { now: () => env.clockMs },
     setTimeout: (fn: () => void, ms: number) => env.timeout(fn, ms),
-    clearTimeout: (handle: { cancelled: boolean } | undefined) => { if (handle !== undefined) handle.cancelled = true },
+    clearTimeout: (handle: { cancelled: boolean } | undefined) => {
+      if (handle !== undefined) handle.cancelled = true
+    },
     __espruinoRegExp: espruinoRegExp,
     RegExp: espruinoRegExp,
-    Promise, Uint8Array, DataView, Error, String, Math, parseInt, Object,
+    Promise,
+    Uint8Array,
+    DataView,
+    Error,
+    String,
+    Math,
+    parseInt,
+    Object,
   }
   runInNewContext(source, sandbox, { filename: file })
   return sandbox.exports as T

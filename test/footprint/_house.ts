@@ -33,7 +33,15 @@ export interface Comparable {
 
 /** A decision in its comparable form. */
 export function comparable(d: Decision): Comparable {
-  return { allow: d.allow, code: d.code, path: d.path, hops: d.hops ?? null, commonAncestor: d.commonAncestor ?? null, peer: d.peer ?? null, retry: d.retry }
+  return {
+    allow: d.allow,
+    code: d.code,
+    path: d.path,
+    hops: d.hops ?? null,
+    commonAncestor: d.commonAncestor ?? null,
+    peer: d.peer ?? null,
+    retry: d.retry,
+  }
 }
 
 /** A ledger file (CBOR sequence) of events. */
@@ -90,33 +98,90 @@ export async function footprintHouse(): Promise<FootprintHouse> {
   const tablet = await pf.enroll(laptop.cn, { role: 'member', notAfter: year }, { kind: 'tablet', name: 'tablet' })
   const lock = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'lock', name: 'front door' })
   const camera = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'camera', name: 'camera' })
-  const stolen = await pf.enroll(phone.cn, { role: 'device', notAfter: year }, { kind: 'camera', name: 'stolen camera' })
-  const guest = await pf.enroll(tablet.cn, { role: 'guest', notAfter: now + 2 * DAY }, { kind: 'phone', name: "guest's phone" })
+  const stolen = await pf.enroll(
+    phone.cn,
+    { role: 'device', notAfter: year },
+    { kind: 'camera', name: 'stolen camera' },
+  )
+  const guest = await pf.enroll(
+    tablet.cn,
+    { role: 'guest', notAfter: now + 2 * DAY },
+    { kind: 'phone', name: "guest's phone" },
+  )
   pf.revoke(phone.cn, stolen.cn, { reason: 'lost', effective: now, subtree: false })
   pf.syncAll()
 
   const eveKeys = await nodePki.generateTlsKeyPair()
   const eveRootKeys = await nodePki.generateTlsKeyPair()
-  const eveRoot = await createFleetRoot({ domain: pf.fleet.domain, keyPair: eveRootKeys, now: now - 600, randomBytes: nodeCrypto.randomBytes })
+  const eveRoot = await createFleetRoot({
+    domain: pf.fleet.domain,
+    keyPair: eveRootKeys,
+    now: now - 600,
+    randomBytes: nodeCrypto.randomBytes,
+  })
   const auth = { cn: guest.cn, parentCn: tablet.cn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY }
-  const ca = { now, randomBytes: nodeCrypto.randomBytes, csrPem: await createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }), auth }
-  const eveOwnCa = await issueDeviceCertificate({ ...ca, rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem })
-  const misIssued = await issueDeviceCertificate({ ...ca, rootCertPem: pf.fleet.root.pem, rootKeyPem: pf.fleet.rootKey.privateKeyPem })
+  const ca = {
+    now,
+    randomBytes: nodeCrypto.randomBytes,
+    csrPem: await createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }),
+    auth,
+  }
+  const eveOwnCa = await issueDeviceCertificate({
+    ...ca,
+    rootCertPem: eveRoot.pem,
+    rootKeyPem: eveRootKeys.privateKeyPem,
+  })
+  const misIssued = await issueDeviceCertificate({
+    ...ca,
+    rootCertPem: pf.fleet.root.pem,
+    rootKeyPem: pf.fleet.rootKey.privateKeyPem,
+  })
 
   const storage = memoryStorage()
-  const miner = await Miner.open(nodeCrypto, await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'), pf.fleet.ledgerSeed, { boundTimes: false })
-  const submitted = await miner.submit(pf.l0Ledger.state.log.map(e => e.bytes), now)
-  if (submitted.accepted.length !== pf.l0Ledger.state.log.length) throw new Error('the miner refused part of the house\'s log')
+  const miner = await Miner.open(
+    nodeCrypto,
+    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
+    await storage.openAppendFile('heads.cbor'),
+    pf.fleet.ledgerSeed,
+    { boundTimes: false },
+  )
+  const submitted = await miner.submit(
+    pf.l0Ledger.state.log.map(e => e.bytes),
+    now,
+  )
+  if (submitted.accepted.length !== pf.l0Ledger.state.log.length)
+    throw new Error("the miner refused part of the house's log")
   const head = (await miner.seal(now))!
   const genesis = pf.l0Ledger.state.genesis!
   return {
-    pf, now, laptop, phone, tablet, lock, camera, stolen, guest, eveRoot, eveOwnCa, misIssued, eveKeys,
-    ledgerBytes: ledgerFile(pf.l0Ledger.state.log), miner, head,
+    pf,
+    now,
+    laptop,
+    phone,
+    tablet,
+    lock,
+    camera,
+    stolen,
+    guest,
+    eveRoot,
+    eveOwnCa,
+    misIssued,
+    eveKeys,
+    ledgerBytes: ledgerFile(pf.l0Ledger.state.log),
+    miner,
+    head,
     anchor: { minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex },
     bundleOf: cn => encodeBundle(buildBundle(miner, cn)),
-    v8Decision: (certificate, selfCn, action, at = now) => decide({ certificate, action }, {
-      self: selfCn, ledger: pf.device(selfCn).ledger.state, now: at, lastHeadTime: now, verifyChain: fleetChainVerifier(pf.fleet.root, nodePki),
-    }),
+    v8Decision: (certificate, selfCn, action, at = now) =>
+      decide(
+        { certificate, action },
+        {
+          self: selfCn,
+          ledger: pf.device(selfCn).ledger.state,
+          now: at,
+          lastHeadTime: now,
+          verifyChain: fleetChainVerifier(pf.fleet.root, nodePki),
+        },
+      ),
   }
 }

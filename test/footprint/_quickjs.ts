@@ -1,13 +1,23 @@
 /** @module dist/kin-core.js inside QuickJS (quickjs-emscripten): a memory- and stack-limited runtime with only ECMAScript globals. */
 import { readFileSync } from 'node:fs'
 import {
-  newQuickJSWASMModuleFromVariant, newVariant, RELEASE_SYNC, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime,
+  newQuickJSWASMModuleFromVariant,
+  newVariant,
+  RELEASE_SYNC,
+  shouldInterruptAfterDeadline,
+  type QuickJSContext,
+  type QuickJSHandle,
+  type QuickJSRuntime,
 } from 'quickjs-emscripten'
 import { ensureBuilt } from './_build.ts'
 
 // The WebAssembly API of Node, which this project's compiler settings (lib ES2022, @types/node) do not declare.
-interface WasmMemory { readonly buffer: ArrayBuffer }
-const { WebAssembly } = globalThis as unknown as { WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory } }
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+}
+const { WebAssembly } = globalThis as unknown as {
+  WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory }
+}
 
 /** The limits a QuickJS runtime runs kin-core under. */
 export interface CoreVmLimits {
@@ -34,7 +44,9 @@ export const HEAP_PEAK_BUDGET = SMALL_DEVICE.memory + 64 * 1024
 export type VmInput = unknown
 
 /** What a script run returned: its JSON value, or the error it threw (name, message, KinError code, cause's code). */
-export type VmResult<T> = { ok: true; value: T } | { ok: false; name: string; message: string; code: string | undefined; causeCode: string | undefined }
+export type VmResult<T> =
+  | { ok: true; value: T }
+  | { ok: false; name: string; message: string; code: string | undefined; causeCode: string | undefined }
 
 /** QuickJS's own accounting (JS_ComputeMemoryUsage), and the allocator's high-water mark. */
 export interface VmMemory {
@@ -102,7 +114,9 @@ export class CoreVm {
     const vm = new CoreVm(runtime, context, limits, wasmMemory)
     try {
       vm.deadline()
-      context.unwrapResult(context.evalCode(NON_STANDARD_GLOBALS.map(g => `delete globalThis.${g};`).join('') + 'undefined')).dispose()
+      context
+        .unwrapResult(context.evalCode(NON_STANDARD_GLOBALS.map(g => `delete globalThis.${g};`).join('') + 'undefined'))
+        .dispose()
       const exports = context.unwrapResult(context.evalCode(source, 'kin-core.js', { type: 'module' }))
       context.setProp(context.global, 'kinCore', exports)
       exports.dispose()

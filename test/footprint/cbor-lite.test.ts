@@ -26,18 +26,31 @@ function outcome(decode: (b: Uint8Array) => CborValue, bytes: Uint8Array): Outco
   try {
     return { ok: true, value: decode(bytes) }
   } catch (e) {
-    return { ok: false, code: isKinError(e) || (e as { code?: string })?.code !== undefined ? (e as { code: string }).code : `NOT_A_KIN_ERROR: ${String(e)}` }
+    return {
+      ok: false,
+      code:
+        isKinError(e) || (e as { code?: string })?.code !== undefined
+          ? (e as { code: string }).code
+          : `NOT_A_KIN_ERROR: ${String(e)}`,
+    }
   }
 }
 
-interface Tally { cases: number; accepted: number; codeDiffers: Map<string, number> }
+interface Tally {
+  cases: number
+  accepted: number
+  codeDiffers: Map<string, number>
+}
 function compare(t: Test, label: string, inputs: Iterable<Uint8Array>): Tally {
   const tally: Tally = { cases: 0, accepted: 0, codeDiffers: new Map() }
   for (const bytes of inputs) {
     tally.cases++
-    const agent = outcome(decodeCbor, bytes), kin = outcome(core.decodeCbor, bytes)
+    const agent = outcome(decodeCbor, bytes),
+      kin = outcome(core.decodeCbor, bytes)
     if (agent.ok !== kin.ok) {
-      t.fail(`${label}: ${Buffer.from(bytes).toString('hex')}: agent ${JSON.stringify(agent)} vs kin-core ${JSON.stringify(kin)}`)
+      t.fail(
+        `${label}: ${Buffer.from(bytes).toString('hex')}: agent ${JSON.stringify(agent)} vs kin-core ${JSON.stringify(kin)}`,
+      )
       continue
     }
     if (agent.ok && kin.ok) {
@@ -45,7 +58,8 @@ function compare(t: Test, label: string, inputs: Iterable<Uint8Array>): Tally {
       t.same(kin.value, agent.value, `${label}: same value`)
       continue
     }
-    const a = (agent as { code: string }).code, k = (kin as { code: string }).code
+    const a = (agent as { code: string }).code,
+      k = (kin as { code: string }).code
     if (!k.startsWith('DECODE_')) t.fail(`${label}: kin-core refused ${Buffer.from(bytes).toString('hex')} with ${k}`)
     if (a !== k) tally.codeDiffers.set(`${a} → ${k}`, (tally.codeDiffers.get(`${a} → ${k}`) ?? 0) + 1)
   }
@@ -53,7 +67,8 @@ function compare(t: Test, label: string, inputs: Iterable<Uint8Array>): Tally {
 }
 
 function hexStrings(value: unknown, out: string[] = []): string[] {
-  if (typeof value === 'string' && value.length >= 2 && value.length % 2 === 0 && /^[0-9a-f]+$/.test(value)) out.push(value)
+  if (typeof value === 'string' && value.length >= 2 && value.length % 2 === 0 && /^[0-9a-f]+$/.test(value))
+    out.push(value)
   else if (Array.isArray(value)) for (const v of value) hexStrings(v, out)
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) hexStrings(v, out)
   return out
@@ -66,8 +81,14 @@ const events = f.ledger.state.log.map(e => e.bytes)
 // included, is just bytes both codecs must judge alike.
 t.test('every hex field of the test vectors is accepted by both or refused by both, with the same value', async t => {
   const files = ['ledger/encodings.json', 'ledger/refusals.json', 'bundle/bundle.json']
-  const inputs = files.flatMap(file => hexStrings(JSON.parse(readFileSync(join(ROOT, 'test/vectors', file), 'utf8')))).map(h => Buffer.from(h, 'hex'))
-  const tally = compare(t, 'vectors', inputs.map(b => new Uint8Array(b)))
+  const inputs = files
+    .flatMap(file => hexStrings(JSON.parse(readFileSync(join(ROOT, 'test/vectors', file), 'utf8'))))
+    .map(h => Buffer.from(h, 'hex'))
+  const tally = compare(
+    t,
+    'vectors',
+    inputs.map(b => new Uint8Array(b)),
+  )
   t.ok(tally.accepted > 20, `${tally.accepted} of ${tally.cases} hex fields are CBOR items both accept`)
   t.comment(`codes that differ: ${JSON.stringify([...tally.codeDiffers])}`)
 })
@@ -75,7 +96,12 @@ t.test('every hex field of the test vectors is accepted by both or refused by bo
 t.test('damaged events: every bit flip of every byte, every truncation, an extra byte', async t => {
   const inputs: Uint8Array[] = []
   for (const e of events.slice(0, 3)) {
-    for (let i = 0; i < e.length; i++) for (let bit = 0; bit < 8; bit++) { const d = e.slice(); d[i]! ^= 1 << bit; inputs.push(d) }
+    for (let i = 0; i < e.length; i++)
+      for (let bit = 0; bit < 8; bit++) {
+        const d = e.slice()
+        d[i]! ^= 1 << bit
+        inputs.push(d)
+      }
     for (let n = 1; n < e.length; n++) inputs.push(e.subarray(0, n))
     inputs.push(Uint8Array.from([...e, 0]))
   }
@@ -84,7 +110,10 @@ t.test('damaged events: every bit flip of every byte, every truncation, an extra
   t.comment(`codes that differ: ${JSON.stringify([...tally.codeDiffers])}`)
   // Where they differ it is cbor-x's own reading of invalid UTF-8 or of tags (see cborLite); measured: about 1 in 100.
   const differing = [...tally.codeDiffers.values()].reduce((a, b) => a + b, 0)
-  t.ok(differing <= (tally.cases - tally.accepted) / 20, `codes differ for ${differing} of ${tally.cases - tally.accepted} refusals`)
+  t.ok(
+    differing <= (tally.cases - tally.accepted) / 20,
+    `codes differ for ${differing} of ${tally.cases - tally.accepted} refusals`,
+  )
 })
 
 t.test('random bytes', async t => {
@@ -102,31 +131,60 @@ t.test('random well-formed CBOR of every major type', async t => {
 })
 
 const subsetValue: fc.Memo<CborValue> = fc.memo(depth => {
-  const leaf = fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom(0, 23, 24, 255, 256, 65535, 65536, 0xffffffff), fc.string({ unit: 'binary', maxLength: 20 }),
-    fc.string({ unit: 'grapheme', maxLength: 8 }), fc.uint8Array({ maxLength: 40 }), fc.boolean(), fc.constant(null))
+  const leaf = fc.oneof(
+    fc.nat({ max: 0xffffffff }),
+    fc.constantFrom(0, 23, 24, 255, 256, 65535, 65536, 0xffffffff),
+    fc.string({ unit: 'binary', maxLength: 20 }),
+    fc.string({ unit: 'grapheme', maxLength: 8 }),
+    fc.uint8Array({ maxLength: 40 }),
+    fc.boolean(),
+    fc.constant(null),
+  )
   return depth <= 0 ? leaf : fc.oneof(leaf, fc.array(subsetValue(depth - 1), { maxLength: 5 }))
 })
 
-t.test('encoding: the same bytes as cbor-x for any value of kinship\'s subset, and back', async t => {
-  fc.assert(fc.property(subsetValue(4), value => {
-    const agent = encodeCbor(value), kin = core.encodeCbor(value)
-    if (Buffer.compare(Buffer.from(agent), Buffer.from(kin)) !== 0) return false
-    const back = core.decodeCbor(kin)
-    return JSON.stringify(back, (_k, v) => (v instanceof Uint8Array ? [...v] : v)) === JSON.stringify(decodeCbor(agent), (_k, v) => (v instanceof Uint8Array ? [...v] : v))
-  }), { numRuns: 3000, seed: 4221 })
+t.test("encoding: the same bytes as cbor-x for any value of kinship's subset, and back", async t => {
+  fc.assert(
+    fc.property(subsetValue(4), value => {
+      const agent = encodeCbor(value),
+        kin = core.encodeCbor(value)
+      if (Buffer.compare(Buffer.from(agent), Buffer.from(kin)) !== 0) return false
+      const back = core.decodeCbor(kin)
+      return (
+        JSON.stringify(back, (_k, v) => (v instanceof Uint8Array ? [...v] : v)) ===
+        JSON.stringify(decodeCbor(agent), (_k, v) => (v instanceof Uint8Array ? [...v] : v))
+      )
+    }),
+    { numRuns: 3000, seed: 4221 },
+  )
   for (const e of events) t.same(core.encodeCbor(core.decodeCbor(e)), e, 'an event re-encodes to itself')
 })
 
 t.test('UTF-8: text that round-trips is read as TextDecoder reads it', async t => {
   const decoder = new (cborLite(utf8Encoder().TextEncoder).Decoder)()
-  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 30 }), s => {
-    const b = Buffer.from(s, 'utf8')
-    return decoder.decode(Uint8Array.from([...(b.length < 24 ? [0x60 | b.length] : [0x78, b.length]), ...b])) === new TextDecoder().decode(b)
-  }), { numRuns: 3000, seed: 3629 })
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 30 }), s => {
+      const b = Buffer.from(s, 'utf8')
+      return (
+        decoder.decode(Uint8Array.from([...(b.length < 24 ? [0x60 | b.length] : [0x78, b.length]), ...b])) ===
+        new TextDecoder().decode(b)
+      )
+    }),
+    { numRuns: 3000, seed: 3629 },
+  )
   // RFC 3629 §3, §10: overlong forms, encoded surrogates, code points past U+10FFFF, cut sequences, stray bytes.
-  for (const bad of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0xff], [0x80], [0x61, 0xc3]]) {
+  for (const bad of [
+    [0xc0, 0x80],
+    [0xed, 0xa0, 0x80],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xe2, 0x82],
+    [0xff],
+    [0x80],
+    [0x61, 0xc3],
+  ]) {
     const bytes = Uint8Array.from([0x60 | bad.length, ...bad])
-    const kin = outcome(core.decodeCbor, bytes), agent = outcome(decodeCbor, bytes)
+    const kin = outcome(core.decodeCbor, bytes),
+      agent = outcome(decodeCbor, bytes)
     t.same([kin.ok, agent.ok], [false, false], `${Buffer.from(bad).toString('hex')}: refused by both`)
   }
 })

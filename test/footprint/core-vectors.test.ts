@@ -11,7 +11,8 @@ import { ROOT, ensureBuilt } from './_build.ts'
 
 type Core = typeof import('../../agent/core.ts')
 const core = (await import(pathToFileURL(await ensureBuilt('kin-core.js')).href)) as Core
-const vectors = (file: string) => JSON.parse(readFileSync(join(ROOT, 'test/vectors', file), 'utf8')) as { vectors: Record<string, unknown>[] }
+const vectors = (file: string) =>
+  JSON.parse(readFileSync(join(ROOT, 'test/vectors', file), 'utf8')) as { vectors: Record<string, unknown>[] }
 const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
@@ -20,7 +21,9 @@ function codeOf(run: () => unknown): { code: string; detail?: Record<string, unk
     run()
     return { code: 'accepted' }
   } catch (e) {
-    return isKinError(e) || (e as { code?: unknown }).code !== undefined ? { code: (e as { code: string }).code, detail: (e as { detail?: Record<string, unknown> }).detail } : { code: `NOT_A_KIN_ERROR: ${String(e)}` }
+    return isKinError(e) || (e as { code?: unknown }).code !== undefined
+      ? { code: (e as { code: string }).code, detail: (e as { detail?: Record<string, unknown> }).detail }
+      : { code: `NOT_A_KIN_ERROR: ${String(e)}` }
   }
 }
 
@@ -35,7 +38,14 @@ t.test('encodings: each event decodes as agent/ decodes it, re-encodes to its by
 
 t.test('refusals: kin-core refuses each vector with its code', async t => {
   let checked = 0
-  for (const v of vectors('ledger/refusals.json').vectors as { name: string; code: string; prefix: string[]; event: string; now?: number; intake?: unknown }[]) {
+  for (const v of vectors('ledger/refusals.json').vectors as {
+    name: string
+    code: string
+    prefix: string[]
+    event: string
+    now?: number
+    intake?: unknown
+  }[]) {
     if (v.code.startsWith('DECODE_') || v.code.startsWith('UNKNOWN_')) {
       t.equal(codeOf(() => core.decodeEvent(hex(v.event))).code, v.code, `${v.name}: decoding`)
       checked++
@@ -45,7 +55,9 @@ t.test('refusals: kin-core refuses each vector with its code', async t => {
     if (v.now !== undefined || v.intake !== undefined) continue
     const prefix = Buffer.concat(v.prefix.map(h => Buffer.from(h, 'hex')))
     t.equal(codeOf(() => core.verifyLedger(new Uint8Array(prefix))).code, 'accepted', `${v.name}: the prefix verifies`)
-    const refused = codeOf(() => core.verifyLedger(new Uint8Array(Buffer.concat([prefix, Buffer.from(v.event, 'hex')]))))
+    const refused = codeOf(() =>
+      core.verifyLedger(new Uint8Array(Buffer.concat([prefix, Buffer.from(v.event, 'hex')]))),
+    )
     t.equal(refused.code, 'STORAGE_DAMAGED', `${v.name}: the ledger with it does not verify`)
     t.equal(refused.detail?.['recordCode'], v.code, `${v.name}: ${v.code}`)
     checked++
@@ -54,18 +66,34 @@ t.test('refusals: kin-core refuses each vector with its code', async t => {
 })
 
 t.test('proof bundles: the vectors verify with the expected anchoring, head and events', async t => {
-  for (const v of vectors('bundle/bundle.json').vectors as { name: string; now: number; bundle: string; anchor: Record<string, string | string[]>; expect: { anchoring: string; headId: string; eventIds: string[] } }[]) {
+  for (const v of vectors('bundle/bundle.json').vectors as {
+    name: string
+    now: number
+    bundle: string
+    anchor: Record<string, string | string[]>
+    expect: { anchoring: string; headId: string; eventIds: string[] }
+  }[]) {
     const anchor = {
-      minerKey: hex(v.anchor['minerKey'] as string), genesisId: v.anchor['genesisId'] as string | undefined,
-      knownHead: v.anchor['knownHead'] === undefined ? undefined : core.decodeHead(hex(v.anchor['knownHead'] as string)),
+      minerKey: hex(v.anchor['minerKey'] as string),
+      genesisId: v.anchor['genesisId'] as string | undefined,
+      knownHead:
+        v.anchor['knownHead'] === undefined ? undefined : core.decodeHead(hex(v.anchor['knownHead'] as string)),
       consistencyProof: (v.anchor['consistencyProof'] as string[] | undefined)?.map(hex),
     }
     const verified = core.verifyBundle(hex(v.bundle), anchor, Number(v.now))
     t.equal(verified.anchoring, v.expect.anchoring, `${v.name}: anchoring`)
     t.equal(verified.headId, v.expect.headId, `${v.name}: head id`)
-    t.same(verified.state.log.map(e => e.idHex), v.expect.eventIds, `${v.name}: events`)
+    t.same(
+      verified.state.log.map(e => e.idHex),
+      v.expect.eventIds,
+      `${v.name}: events`,
+    )
     const damaged = hex(v.bundle)
     damaged[damaged.length - 3]! ^= 1
-    t.not(codeOf(() => core.verifyBundle(damaged, anchor, Number(v.now))).code, 'accepted', `${v.name}: one flipped bit is refused`)
+    t.not(
+      codeOf(() => core.verifyBundle(damaged, anchor, Number(v.now))).code,
+      'accepted',
+      `${v.name}: one flipped bit is refused`,
+    )
   }
 })

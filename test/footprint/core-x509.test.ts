@@ -20,12 +20,20 @@ const now = nowSeconds()
 const fleet = await makeFleet(now)
 const leafKeys = await nodePki.generateTlsKeyPair()
 const strangerKeys = await nodePki.generateTlsKeyPair()
-const cn = freshCn(), parent = fleet.l0.cn
+const cn = freshCn(),
+  parent = fleet.l0.cn
 
 function odd(changes: Partial<OddCertificate>): Uint8Array {
   return oddCertificate({
-    cn, sanDns: [cn], sanUris: [parentMarker(parent)], notBefore: now - 300, notAfter: now + DAY,
-    issuerCn: fleet.root.cn, issuerKeyPem: fleet.rootKeys.privateKeyPem, subjectPublicKeyPem: leafKeys.publicKeyPem, ...changes,
+    cn,
+    sanDns: [cn],
+    sanUris: [parentMarker(parent)],
+    notBefore: now - 300,
+    notAfter: now + DAY,
+    issuerCn: fleet.root.cn,
+    issuerKeyPem: fleet.rootKeys.privateKeyPem,
+    subjectPublicKeyPem: leafKeys.publicKeyPem,
+    ...changes,
   })
 }
 
@@ -35,10 +43,22 @@ function flip(der: Uint8Array, index: number): Uint8Array {
   return out
 }
 
-const oldRoot = await createFleetRoot({ domain: fleet.domain, keyPair: strangerKeys, now: now - 40 * 365 * DAY, years: 1, randomBytes: nodeCrypto.randomBytes })
+const oldRoot = await createFleetRoot({
+  domain: fleet.domain,
+  keyPair: strangerKeys,
+  now: now - 40 * 365 * DAY,
+  years: 1,
+  randomBytes: nodeCrypto.randomBytes,
+})
 const underOldRoot = await buildLeafCertificate({
-  root: oldRoot, rootKeyPem: strangerKeys.privateKeyPem, cn, parentCn: parent,
-  spki: spkiDerFromPublicKeyPem(leafKeys.publicKeyPem), notBefore: now - 300, notAfter: now + DAY, randomBytes: nodeCrypto.randomBytes,
+  root: oldRoot,
+  rootKeyPem: strangerKeys.privateKeyPem,
+  cn,
+  parentCn: parent,
+  spki: spkiDerFromPublicKeyPem(leafKeys.publicKeyPem),
+  notBefore: now - 300,
+  notAfter: now + DAY,
+  randomBytes: nodeCrypto.randomBytes,
 })
 const good = odd({})
 const tbsCnAt = Buffer.from(good).indexOf(Buffer.from(cn)) + 2
@@ -62,24 +82,64 @@ const corpus: [string, Uint8Array, DeviceCertificate, KinErrorCode | 'ok'][] = [
   ['missing clientAuth EKU', odd({ extKeyUsage: { serverAuth: true } }), fleet.root, 'CERT_KEY_USAGE'],
   ['no extKeyUsage', odd({ extKeyUsage: null }), fleet.root, 'CERT_KEY_USAGE'],
   ['no digitalSignature', odd({ keyUsage: { keyEncipherment: true } }), fleet.root, 'CERT_KEY_USAGE'],
-  ['leaf asserting keyCertSign', odd({ keyUsage: { digitalSignature: true, keyCertSign: true } }), fleet.root, 'CERT_KEY_USAGE'],
+  [
+    'leaf asserting keyCertSign',
+    odd({ keyUsage: { digitalSignature: true, keyCertSign: true } }),
+    fleet.root,
+    'CERT_KEY_USAGE',
+  ],
   ['SAN without DNS:<CN>', odd({ sanDns: [] }), fleet.root, 'CERT_NAMES'],
   ['no SAN at all', odd({ sanDns: [], sanUris: [] }), fleet.root, 'CERT_NAMES'],
   ['two parent entries', odd({ sanUris: [parentMarker(parent), parentMarker(freshCn())] }), fleet.root, 'CERT_NAMES'],
   ['extra DNS entry', odd({ sanDns: [cn, 'www.example.com'] }), fleet.root, 'CERT_NAMES'],
   ['IP address SAN entry', odd({ sanIp: '127.0.0.1' }), fleet.root, 'CERT_NAMES'],
   ['CN outside the fleet', odd({ cn: 'lock.example.com', sanDns: ['lock.example.com'] }), fleet.root, 'CERT_NAMES'],
-  ['parent outside the fleet', odd({ sanUris: [parentMarker('abcdefghijklmnop.example.com')] }), fleet.root, 'CERT_NAMES'],
-  ['parent label not base32', odd({ sanUris: [`kin://${fleet.domain}/parent/abcdefghijklmno1`] }), fleet.root, 'CERT_NAMES'],
+  [
+    'parent outside the fleet',
+    odd({ sanUris: [parentMarker('abcdefghijklmnop.example.com')] }),
+    fleet.root,
+    'CERT_NAMES',
+  ],
+  [
+    'parent label not base32',
+    odd({ sanUris: [`kin://${fleet.domain}/parent/abcdefghijklmno1`] }),
+    fleet.root,
+    'CERT_NAMES',
+  ],
   ['URI that is not a parent marker', odd({ sanUris: ['https://example.com/'] }), fleet.root, 'CERT_NAMES'],
   ['parent marker with a query', odd({ sanUris: [`${parentMarker(parent)}?x=1`] }), fleet.root, 'CERT_NAMES'],
-  ['parent marker with an upper-case domain', odd({ sanUris: [parentMarker(parent).replace('kin://', 'kin://X')] }), fleet.root, 'CERT_NAMES'],
+  [
+    'parent marker with an upper-case domain',
+    odd({ sanUris: [parentMarker(parent).replace('kin://', 'kin://X')] }),
+    fleet.root,
+    'CERT_NAMES',
+  ],
   ['parent marker as a dNSName', odd({ sanDns: [cn, parentMarker(parent)], sanUris: [] }), fleet.root, 'CERT_NAMES'],
-  ['old DNS:parent. marker only', odd({ sanDns: [cn, `parent.${parent}`], sanUris: [] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
-  ['old DNS:parent. marker beside the URI', odd({ sanDns: [cn, `parent.${parent}`] }), fleet.root, 'CERT_OLD_PARENT_MARKER'],
+  [
+    'old DNS:parent. marker only',
+    odd({ sanDns: [cn, `parent.${parent}`], sanUris: [] }),
+    fleet.root,
+    'CERT_OLD_PARENT_MARKER',
+  ],
+  [
+    'old DNS:parent. marker beside the URI',
+    odd({ sanDns: [cn, `parent.${parent}`] }),
+    fleet.root,
+    'CERT_OLD_PARENT_MARKER',
+  ],
   ['own parent', odd({ sanUris: [parentMarker(cn)] }), fleet.root, 'CERT_NAMES'],
-  ['unknown critical extension', odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: true, value: '\x05\x00' }] }), fleet.root, 'CERT_PARSE'],
-  ['unknown non-critical extension', odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: false, value: '\x05\x00' }] }), fleet.root, 'ok'],
+  [
+    'unknown critical extension',
+    odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: true, value: '\x05\x00' }] }),
+    fleet.root,
+    'CERT_PARSE',
+  ],
+  [
+    'unknown non-critical extension',
+    odd({ extraExtensions: [{ id: '1.3.6.1.4.1.99999.1', critical: false, value: '\x05\x00' }] }),
+    fleet.root,
+    'ok',
+  ],
 ]
 
 function codeOf(run: () => unknown): string {
@@ -96,7 +156,11 @@ t.test('kin-core reaches the verdict and code agent/pki reaches on the native pa
   for (const [name, der, root, expected] of corpus) {
     const native = codeOf(() => verifyChain(der, root, now, nodePki))
     t.equal(native, expected, `${name}: native`)
-    t.equal(codeOf(() => verifyCertificateChain(der, root.der, now)), native, `${name}: kin-core agrees`)
+    t.equal(
+      codeOf(() => verifyCertificateChain(der, root.der, now)),
+      native,
+      `${name}: kin-core agrees`,
+    )
   }
 })
 
@@ -110,9 +174,15 @@ t.test('CoreCertificate reads the fields DeviceCertificate reads', async t => {
   let compared = 0
   for (const [name, der] of corpus) {
     let device: DeviceCertificate
-    try { device = new DeviceCertificate(der) } catch (e) {
+    try {
+      device = new DeviceCertificate(der)
+    } catch (e) {
       t.ok(isKinError(e, 'CERT_PARSE'), `${name}: agent/pki refuses it at parse`)
-      t.equal(codeOf(() => new CoreCertificate(der)), 'CERT_PARSE', `${name}: so does kin-core`)
+      t.equal(
+        codeOf(() => new CoreCertificate(der)),
+        'CERT_PARSE',
+        `${name}: so does kin-core`,
+      )
       continue
     }
     const core = new CoreCertificate(der)
@@ -120,7 +190,17 @@ t.test('CoreCertificate reads the fields DeviceCertificate reads', async t => {
     for (const field of ['cn', 'notBefore', 'notAfter', 'isCA', 'pathLength', 'sanOtherCount', 'parentCn'] as const) {
       t.equal(core[field], device[field], `${name}: ${field}`)
     }
-    for (const field of ['sanDns', 'sanUris', 'keyUsage', 'extKeyUsage', 'parentCns', 'subjectKeyId', 'spkiHash', 'certHash', 'der'] as const) {
+    for (const field of [
+      'sanDns',
+      'sanUris',
+      'keyUsage',
+      'extKeyUsage',
+      'parentCns',
+      'subjectKeyId',
+      'spkiHash',
+      'certHash',
+      'der',
+    ] as const) {
       t.same(core[field], device[field], `${name}: ${field}`)
     }
     t.same(core.layout, device.layout, `${name}: layout`)
@@ -131,32 +211,50 @@ t.test('CoreCertificate reads the fields DeviceCertificate reads', async t => {
 // The readers differ in where they stop on damage: forge refuses some fields kin-core only carries to the signature
 // check (an inner algorithm it compares byte for byte), and the other way round. Both deny; the code is then
 // CERT_PARSE on one side and CERT_CHAIN on the other.
-t.test('damaged certificates: kin-core refuses whenever agent/pki refuses, with the same or the neighbouring code', async t => {
-  let refused = 0
-  for (let i = 0; i < good.length; i += 3) {
-    const damaged = flip(good, i)
-    const core = codeOf(() => verifyCertificateChain(damaged, fleet.root.der, now))
-    const native = codeOf(() => verifyChain(damaged, fleet.root, now, nodePki))
-    t.notMatch(core, /^NOT_A_KIN_ERROR/, `byte ${i}: a coded answer`)
-    if (native !== 'ok') {
-      t.not(core, 'ok', `byte ${i}: kin-core also refuses (${native})`)
-      const neighbours = [core, native].sort().join(' ') === 'CERT_CHAIN CERT_PARSE'
-      t.ok(core === native || neighbours, `byte ${i}: kin-core says ${core}, agent/pki ${native}`)
-      refused++
+t.test(
+  'damaged certificates: kin-core refuses whenever agent/pki refuses, with the same or the neighbouring code',
+  async t => {
+    let refused = 0
+    for (let i = 0; i < good.length; i += 3) {
+      const damaged = flip(good, i)
+      const core = codeOf(() => verifyCertificateChain(damaged, fleet.root.der, now))
+      const native = codeOf(() => verifyChain(damaged, fleet.root, now, nodePki))
+      t.notMatch(core, /^NOT_A_KIN_ERROR/, `byte ${i}: a coded answer`)
+      if (native !== 'ok') {
+        t.not(core, 'ok', `byte ${i}: kin-core also refuses (${native})`)
+        const neighbours = [core, native].sort().join(' ') === 'CERT_CHAIN CERT_PARSE'
+        t.ok(core === native || neighbours, `byte ${i}: kin-core says ${core}, agent/pki ${native}`)
+        refused++
+      }
     }
-  }
-  for (const length of [0, 1, 2, 10, 100, good.length - 1]) {
-    t.equal(codeOf(() => new CoreCertificate(good.subarray(0, length))), 'CERT_PARSE', `truncated to ${length} bytes`)
-  }
-  t.ok(refused > good.length / 6, `${refused} damaged certificates refused by both`)
-})
+    for (const length of [0, 1, 2, 10, 100, good.length - 1]) {
+      t.equal(
+        codeOf(() => new CoreCertificate(good.subarray(0, length))),
+        'CERT_PARSE',
+        `truncated to ${length} bytes`,
+      )
+    }
+    t.ok(refused > good.length / 6, `${refused} damaged certificates refused by both`)
+  },
+)
 
 t.test('RSASSA-PKCS1-v1_5 SHA-256 (RFC 8017 §8.2.2): BigInt verification against node:crypto', async t => {
   // DESIGN.md "Key types": a 1024-bit key is refused before any arithmetic, even with a valid signature.
   const small = generateKeyPairSync('rsa', { modulusLength: 1024 })
   const smallSpki = new Uint8Array(small.publicKey.export({ type: 'spki', format: 'der' }))
-  t.equal(codeOf(() => checkPublicKeyParameters(smallSpki, 'key')), 'RSA_KEY_SIZE', '1024 bits: RSA_KEY_SIZE')
-  t.notOk(verifyRsaSha256(smallSpki, new Uint8Array(1), new Uint8Array(createSign('sha256').update(new Uint8Array(1)).sign(small.privateKey))), '1024 bits: a valid signature is refused')
+  t.equal(
+    codeOf(() => checkPublicKeyParameters(smallSpki, 'key')),
+    'RSA_KEY_SIZE',
+    '1024 bits: RSA_KEY_SIZE',
+  )
+  t.notOk(
+    verifyRsaSha256(
+      smallSpki,
+      new Uint8Array(1),
+      new Uint8Array(createSign('sha256').update(new Uint8Array(1)).sign(small.privateKey)),
+    ),
+    '1024 bits: a valid signature is refused',
+  )
   for (const bits of [2048, 3072]) {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits })
     const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }))
@@ -175,16 +273,28 @@ t.test('RSASSA-PKCS1-v1_5 SHA-256 (RFC 8017 §8.2.2): BigInt verification agains
     t.notOk(verifyRsaSha256(spki, new Uint8Array(1), tooBig), `${bits}: s = n`)
   }
   const ed = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' })
-  t.notOk(verifyRsaSha256(new Uint8Array(ed), new Uint8Array(1), new Uint8Array(256)), 'an Ed25519 key is not an RSA key')
+  t.notOk(
+    verifyRsaSha256(new Uint8Array(ed), new Uint8Array(1), new Uint8Array(256)),
+    'an Ed25519 key is not an RSA key',
+  )
   t.notOk(verifyRsaSha256(new Uint8Array(3), new Uint8Array(1), new Uint8Array(256)), 'garbage key')
 })
 
 t.test('X.690 §8.19 OBJECT IDENTIFIERs', async t => {
   const cases: [string, string][] = [
-    ['551d11', '2.5.29.17'], ['2b0601050507030' + '1', '1.3.6.1.5.5.7.3.1'], ['2a864886f70d01010b', '1.2.840.113549.1.1.11'],
-    ['2b06010401868d1f01', '1.3.6.1.4.1.99999.1'], ['8837', '2.999'], ['00', '0.0'],
+    ['551d11', '2.5.29.17'],
+    ['2b0601050507030' + '1', '1.3.6.1.5.5.7.3.1'],
+    ['2a864886f70d01010b', '1.2.840.113549.1.1.11'],
+    ['2b06010401868d1f01', '1.3.6.1.4.1.99999.1'],
+    ['8837', '2.999'],
+    ['00', '0.0'],
   ]
   for (const [hex, dotted] of cases) t.equal(oidText(Buffer.from(hex, 'hex')), dotted, dotted)
-  for (const bad of ['', '2b80', '2b8001', '2b06ff']) t.equal(codeOf(() => oidText(Buffer.from(bad, 'hex'))), 'CERT_PARSE', `"${bad}" refused`)
+  for (const bad of ['', '2b80', '2b8001', '2b06ff'])
+    t.equal(
+      codeOf(() => oidText(Buffer.from(bad, 'hex'))),
+      'CERT_PARSE',
+      `"${bad}" refused`,
+    )
   t.equal(toHex(fleet.root.certHash), toHex(new CoreCertificate(fleet.root.der).certHash), 'root hash')
 })

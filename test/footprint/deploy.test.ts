@@ -18,7 +18,10 @@ function parseUnit(text: string): Unit {
     const line = raw.trim()
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue
     const header = /^\[([A-Za-z]+)\]$/.exec(line)
-    if (header !== null) { section = unit[header[1]!] = {}; continue }
+    if (header !== null) {
+      section = unit[header[1]!] = {}
+      continue
+    }
     const pair = /^([A-Za-z]+)=(.*)$/.exec(line)
     if (pair === null || section === undefined) throw new Error(`not a unit line: ${raw}`)
     ;(section[pair[1]!] ??= []).push(pair[2]!)
@@ -47,7 +50,11 @@ t.test('the unit has its sections and runs the device bundle with node as an unp
   const home = argv[argv.indexOf('--home') + 1]
   t.equal(home, `/var/lib/${one('Service', 'StateDirectory')}`, 'the home is the state directory systemd creates')
   t.same(unit['Service']!['ReadWritePaths'], [home], 'and the only path it may write')
-  t.same(one('Service', 'RestartPreventExitStatus').split(/\s+/), ['2', String(EXIT_REVOKED)], 'usage errors (exit 2) and a revoked device (IDENTITY_REVOKED) are not restarted in a loop')
+  t.same(
+    one('Service', 'RestartPreventExitStatus').split(/\s+/),
+    ['2', String(EXIT_REVOKED)],
+    'usage errors (exit 2) and a revoked device (IDENTITY_REVOKED) are not restarted in a loop',
+  )
 })
 
 t.test('kin-device.mjs accepts ExecStart as written', async t => {
@@ -64,7 +71,10 @@ t.test('kin-device.mjs accepts ExecStart as written', async t => {
 t.test('systemd.unit(5): the start limit is a [Unit] setting, so a crashing agent stops being restarted', async t => {
   t.equal(one('Unit', 'StartLimitIntervalSec'), '300')
   t.equal(one('Unit', 'StartLimitBurst'), '5')
-  t.notOk(unit['Service']!['StartLimitIntervalSec'] ?? unit['Service']!['StartLimitBurst'], 'none left in [Service], where systemd ignores them')
+  t.notOk(
+    unit['Service']!['StartLimitIntervalSec'] ?? unit['Service']!['StartLimitBurst'],
+    'none left in [Service], where systemd ignores them',
+  )
   t.equal(one('Service', 'Restart'), 'on-failure')
 })
 
@@ -76,7 +86,9 @@ function verifyUnit(text: string): { status: number | null; warnings: string[] }
   const dir = mkdtempSync(join(tmpdir(), 'kin-unit-'))
   try {
     const me = userInfo().username
-    const local = text.replace(/^ExecStart=\/usr\/bin\/node /m, `ExecStart=${process.execPath} `).replace(/^(User|Group)=kinship$/gm, `$1=${me}`)
+    const local = text
+      .replace(/^ExecStart=\/usr\/bin\/node /m, `ExecStart=${process.execPath} `)
+      .replace(/^(User|Group)=kinship$/gm, `$1=${me}`)
     const path = join(dir, 'kin.service')
     writeFileSync(path, local)
     const run = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' })
@@ -87,12 +99,25 @@ function verifyUnit(text: string): { status: number | null; warnings: string[] }
 }
 
 const analyzer = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0
-t.test('systemd-analyze verify reads the unit without a warning', { skip: analyzer ? false : 'systemd-analyze is not installed here' }, async t => {
-  const clean = verifyUnit(unitText)
-  t.equal(clean.status, 0)
-  t.same(clean.warnings, [], 'no unknown key, misplaced setting or bad value')
-  // The same check on the unit as it was, the start limit under [Service]: systemd-analyze names the misplaced key.
-  const misplaced = unitText.replace(/^StartLimit(IntervalSec|Burst)=.*\n/gm, '').replace(/^RestartPreventExitStatus=2 3$/m, 'RestartPreventExitStatus=2 3\nStartLimitIntervalSec=300\nStartLimitBurst=5')
-  const old = verifyUnit(misplaced)
-  t.match(old.warnings.join('\n'), /Unknown key 'StartLimitIntervalSec' in section \[Service\]/, 'the check would catch the misplacement')
-})
+t.test(
+  'systemd-analyze verify reads the unit without a warning',
+  { skip: analyzer ? false : 'systemd-analyze is not installed here' },
+  async t => {
+    const clean = verifyUnit(unitText)
+    t.equal(clean.status, 0)
+    t.same(clean.warnings, [], 'no unknown key, misplaced setting or bad value')
+    // The same check on the unit as it was, the start limit under [Service]: systemd-analyze names the misplaced key.
+    const misplaced = unitText
+      .replace(/^StartLimit(IntervalSec|Burst)=.*\n/gm, '')
+      .replace(
+        /^RestartPreventExitStatus=2 3$/m,
+        'RestartPreventExitStatus=2 3\nStartLimitIntervalSec=300\nStartLimitBurst=5',
+      )
+    const old = verifyUnit(misplaced)
+    t.match(
+      old.warnings.join('\n'),
+      /Unknown key 'StartLimitIntervalSec' in section \[Service\]/,
+      'the check would catch the misplacement',
+    )
+  },
+)

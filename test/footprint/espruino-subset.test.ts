@@ -7,7 +7,9 @@ import { ROOT } from './_build.ts'
 import { espruinoViolations } from './_espruino-subset.ts'
 
 const DIR = join(ROOT, 'firmware-shims/espruino')
-const files = readdirSync(DIR).filter(f => f.endsWith('.js')).sort()
+const files = readdirSync(DIR)
+  .filter(f => f.endsWith('.js'))
+  .sort()
 
 t.test('the Espruino shims are all there', async t => {
   t.same(files, ['agent.js', 'clock.js', 'crypto.js', 'ledger.js', 'storage.js', 'transport.js', 'verdict.js'])
@@ -54,7 +56,10 @@ t.test('the checker catches each construct it is meant to catch', async t => {
     ['BigInt literal', 'var v = 1n;'],
     ['numeric separator', 'var v = 1_000;'],
     ['regular expression flag s, u, y or d', 'var r = /a/u;'],
-    ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = /^[A-Za-z0-9+\\/]*={0,2}$/;'],
+    [
+      'regular expression quantifier ? or {m,n} (Espruino matches them literally)',
+      'var r = /^[A-Za-z0-9+\\/]*={0,2}$/;',
+    ],
     ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = /^-?[0-9]+$/;'],
     ['regular expression quantifier ? or {m,n} (Espruino matches them literally)', 'var r = new RegExp("a{2}");'],
     ['multiline string literal', 'var s = "a\\\nb";'],
@@ -74,7 +79,16 @@ t.test('the checker catches each construct it is meant to catch', async t => {
     const found = espruinoViolations('case.js', snippet).map(v => v.rule)
     t.ok(found.includes(rule), `${rule}: ${JSON.stringify(snippet)} → ${found.join(', ') || 'nothing'}`)
   }
-  t.same(espruinoViolations('class.js', 'var r = /^[?{}|]*$/; var e = /\\?\\{1\\}/;'), [], '"?" and braces inside a class or escaped are characters, and pass')
-  const clean = 'var a = 1;\n/** outside */\nfunction f(b) {\n  var c = b + a;\n  return c;\n}\nf(2);\nvar s = `t${a}`;\nvar g = function (x) { return x * 2; };\nfor (var k in {}) {}\n'
-  t.same(espruinoViolations('clean.js', clean), [], 'plain ES5 with template literals and comments outside bodies passes')
+  t.same(
+    espruinoViolations('class.js', 'var r = /^[?{}|]*$/; var e = /\\?\\{1\\}/;'),
+    [],
+    '"?" and braces inside a class or escaped are characters, and pass',
+  )
+  const clean =
+    'var a = 1;\n/** outside */\nfunction f(b) {\n  var c = b + a;\n  return c;\n}\nf(2);\nvar s = `t${a}`;\nvar g = function (x) { return x * 2; };\nfor (var k in {}) {}\n'
+  t.same(
+    espruinoViolations('clean.js', clean),
+    [],
+    'plain ES5 with template literals and comments outside bodies passes',
+  )
 })

@@ -10,7 +10,10 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ROOT, ensureBuilt } from './_build.ts'
 
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; exports: Record<string, string> }
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  name: string
+  exports: Record<string, string>
+}
 
 t.test('kinship and kinship/core are kin-core, by the package name', async t => {
   await ensureBuilt('kin-core.js')

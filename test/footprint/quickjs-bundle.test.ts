@@ -11,7 +11,8 @@ import { comparable, footprintHouse, idOf, type Comparable } from './_house.ts'
 const house = await footprintHouse()
 const { pf, now, lock, stolen, guest, anchor } = house
 
-const rewrite = (bytes: Uint8Array, change: (b: ProofBundle) => ProofBundle): Uint8Array => encodeBundle(change(decodeBundle(bytes)))
+const rewrite = (bytes: Uint8Array, change: (b: ProofBundle) => ProofBundle): Uint8Array =>
+  encodeBundle(change(decodeBundle(bytes)))
 
 // The lock verifies its own bundle once and keeps it; each peer's bundle is verified when it is presented.
 const KEEP_OWN = `globalThis.own = kinCore.verifyBundle(input.own, input.anchor, input.now); return own.state.log.length`
@@ -30,29 +31,55 @@ t.teardown(() => vm.dispose())
 const ownEvents = vm.value<number>(KEEP_OWN, { own: house.bundleOf(lock.cn), anchor, now })
 
 function decideFromBundle(peerBundle: Uint8Array, certificate: Uint8Array, action: string, at = now): BundleDecision {
-  return vm.value<BundleDecision>(DECIDE, { peer: peerBundle, anchor, now: at, certificate, action, self: lock.cn, root: pf.fleet.root.der })
+  return vm.value<BundleDecision>(DECIDE, {
+    peer: peerBundle,
+    anchor,
+    now: at,
+    certificate,
+    action,
+    self: lock.cn,
+    root: pf.fleet.root.der,
+  })
 }
 
 t.test('the lock decides from its own bundle and the one the guest presents, as the full agent does', async t => {
-  t.ok(ownEvents > 0 && ownEvents < pf.l0Ledger.state.log.length, `the lock keeps ${ownEvents} of the ledger's ${pf.l0Ledger.state.log.length} events`)
-  const { reason, anchoring, events, headAge, ...decision } = decideFromBundle(house.bundleOf(guest.cn), guest.certificate.der, 'unlock', now + 30)
-  t.same(decision, comparable(house.v8Decision(guest.certificate, lock.cn, 'unlock', now + 30)), `same decision as with the whole ledger: ${reason}`)
+  t.ok(
+    ownEvents > 0 && ownEvents < pf.l0Ledger.state.log.length,
+    `the lock keeps ${ownEvents} of the ledger's ${pf.l0Ledger.state.log.length} events`,
+  )
+  const { reason, anchoring, events, headAge, ...decision } = decideFromBundle(
+    house.bundleOf(guest.cn),
+    guest.certificate.der,
+    'unlock',
+    now + 30,
+  )
+  t.same(
+    decision,
+    comparable(house.v8Decision(guest.certificate, lock.cn, 'unlock', now + 30)),
+    `same decision as with the whole ledger: ${reason}`,
+  )
   t.equal(decision.code, 'ALLOW')
   t.equal(anchoring, 'unanchored', 'no known head was given')
   t.equal(headAge, 30)
   t.ok(events < pf.l0Ledger.state.log.length, `the two bundles hold ${events} events`)
 
-  const anchored = vm.value<string>(`
+  const anchored = vm.value<string>(
+    `
     return kinCore.verifyBundle(input.peer, Object.assign({}, input.anchor, { knownHead: kinCore.decodeHead(input.head) }), input.now).anchoring
-  `, { peer: house.bundleOf(guest.cn), anchor, now, head: encodeHead(house.head) })
+  `,
+    { peer: house.bundleOf(guest.cn), anchor, now, head: encodeHead(house.head) },
+  )
   t.equal(anchored, 'same', 'with the head the lock holds, the bundle is anchored to it')
 })
 
 t.test('a guest that presents nothing is a retryable missing proof, never an allow', async t => {
-  const d = vm.value<Comparable & { reason: string }>(`
+  const d = vm.value<Comparable & { reason: string }>(
+    `
     const d = kinCore.decide({ certificate: input.certificate, action: 'unlock' }, own.state, input.now, { self: input.self, root: input.root })
     return { allow: d.allow, code: d.code, retry: d.retry, reason: d.reason }
-  `, { certificate: guest.certificate.der, now, self: lock.cn, root: pf.fleet.root.der })
+  `,
+    { certificate: guest.certificate.der, now, self: lock.cn, root: pf.fleet.root.der },
+  )
   t.equal(d.allow, false)
   t.equal(d.code, 'ACCESS_MISSING_PROOF', d.reason)
   t.equal(d.retry, true)
@@ -61,12 +88,24 @@ t.test('a guest that presents nothing is a retryable missing proof, never an all
 t.test('forged bundles are refused inside QuickJS', async t => {
   const guestBundle = house.bundleOf(guest.cn)
   const verify = (bytes: Uint8Array, anchorFor: BundleAnchor = anchor) =>
-    vm.run<number>('return kinCore.verifyBundle(input.bundle, input.anchor, input.now).state.log.length', { bundle: bytes, anchor: { ...anchorFor }, now })
-  t.same(verify(guestBundle), { ok: true, value: decodeBundle(guestBundle).entries.length }, 'the honest bundle verifies')
+    vm.run<number>('return kinCore.verifyBundle(input.bundle, input.anchor, input.now).state.log.length', {
+      bundle: bytes,
+      anchor: { ...anchorFor },
+      now,
+    })
+  t.same(
+    verify(guestBundle),
+    { ok: true, value: decodeBundle(guestBundle).entries.length },
+    'the honest bundle verifies',
+  )
 
   const damagedProof = rewrite(guestBundle, b => ({
     ...b,
-    entries: b.entries.map((e, i) => i !== b.entries.length - 1 ? e : { ...e, proof: e.proof.map((h, j) => j !== 0 ? h : Uint8Array.from(h, (x, k) => k === 0 ? x ^ 1 : x)) }),
+    entries: b.entries.map((e, i) =>
+      i !== b.entries.length - 1
+        ? e
+        : { ...e, proof: e.proof.map((h, j) => (j !== 0 ? h : Uint8Array.from(h, (x, k) => (k === 0 ? x ^ 1 : x)))) },
+    ),
   }))
   const evilSeed = nodeCrypto.randomBytes(32)
   const evilHead = signHead(nodeCrypto, house.head, evilSeed)
@@ -74,7 +113,12 @@ t.test('forged bundles are refused inside QuickJS', async t => {
   const cases: [string, Uint8Array, BundleAnchor, string][] = [
     ['an inclusion proof with one bit flipped', damagedProof, anchor, 'BUNDLE_INCLUSION'],
     ["a head signed by Eve's key instead of the miner's", selfSigned, anchor, 'HEAD_SIGNATURE'],
-    ["Eve's head with Eve's key as the anchor, but the fleet's genesis", selfSigned, { ...anchor, minerKey: nodeCrypto.ed25519PublicKey(evilSeed) }, 'GENESIS_MISMATCH'],
+    [
+      "Eve's head with Eve's key as the anchor, but the fleet's genesis",
+      selfSigned,
+      { ...anchor, minerKey: nodeCrypto.ed25519PublicKey(evilSeed) },
+      'GENESIS_MISMATCH',
+    ],
     ['bytes cut short', guestBundle.subarray(0, guestBundle.length - 40), anchor, 'DECODE_CBOR'],
   ]
   for (const [name, bytes, anchorFor, code] of cases) {
@@ -91,18 +135,29 @@ t.test('what a bundle cannot prove: a revocation the presenter leaves out', asyn
   const honest = house.bundleOf(stolen.cn)
   const revokeId = pf.l0Ledger.state.log.find(e => e.event.type === 'revoke')!.idHex
   const trimmed = rewrite(honest, b => ({ ...b, entries: b.entries.filter(e => idOf(e.eventBytes) !== revokeId) }))
-  t.equal(decodeBundle(trimmed).entries.length, decodeBundle(honest).entries.length - 1, 'the revoke was in the honest bundle and is gone')
+  t.equal(
+    decodeBundle(trimmed).entries.length,
+    decodeBundle(honest).entries.length - 1,
+    'the revoke was in the honest bundle and is gone',
+  )
   const fromHonest = decideFromBundle(honest, stolen.certificate.der, 'view')
   t.equal(fromHonest.code, 'ACCESS_REVOKED', fromHonest.reason)
   const fromTrimmed = decideFromBundle(trimmed, stolen.certificate.der, 'view')
   t.equal(fromTrimmed.code, 'ALLOW', 'the trimmed bundle verifies and the lock, knowing nothing else, allows')
-  t.equal(house.v8Decision(stolen.certificate, lock.cn, 'view').code, 'ACCESS_REVOKED', 'the lock with its own synced ledger refuses')
+  t.equal(
+    house.v8Decision(stolen.certificate, lock.cn, 'view').code,
+    'ACCESS_REVOKED',
+    'the lock with its own synced ledger refuses',
+  )
 })
 
 // The heap's high-water mark, measured outside the engine (_quickjs.ts explains why QuickJS's own limit is no byte
 // count in its wasm build): loading kin-core and everything above, within 1 MiB.
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
-  t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`)
+  t.ok(
+    m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET,
+    `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`,
+  )
   t.equal(vm.value('return 1 + 1'), 2, 'the runtime is still healthy after all of the above')
 })

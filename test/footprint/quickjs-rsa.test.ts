@@ -32,27 +32,59 @@ const ANSWER = `
 
 /** A fresh challenge from the verifier inside QuickJS, and a genuine answer to it signed with the member's key. */
 function challengeAndAnswer(): Uint8Array {
-  const challenge = new Uint8Array(Buffer.from(vm.value<string>(ISSUE, { entropy: nodeCrypto.randomBytes(64), self: fleet.l0.cn, now }), 'hex'))
-  return answerChallenge(challenge, { certificateDer: member.cert.der, privateKeyPem: member.keys.privateKeyPem, verifierCn: fleet.l0.cn, action: 'unlock' }, nodeSigning)
+  const challenge = new Uint8Array(
+    Buffer.from(vm.value<string>(ISSUE, { entropy: nodeCrypto.randomBytes(64), self: fleet.l0.cn, now }), 'hex'),
+  )
+  return answerChallenge(
+    challenge,
+    {
+      certificateDer: member.cert.der,
+      privateKeyPem: member.keys.privateKeyPem,
+      verifierCn: fleet.l0.cn,
+      action: 'unlock',
+    },
+    nodeSigning,
+  )
 }
 
 t.test('the worst challenge answers inside QuickJS: refused by their key, not computed', async t => {
-  for (const [shape, code] of [['huge-exponent', 'RSA_EXPONENT'], ['modulus-16384', 'RSA_KEY_SIZE'], ['modulus-512', 'RSA_KEY_SIZE']] as Array<[SlowRsaShape, string]>) {
+  for (const [shape, code] of [
+    ['huge-exponent', 'RSA_EXPONENT'],
+    ['modulus-16384', 'RSA_KEY_SIZE'],
+    ['modulus-512', 'RSA_KEY_SIZE'],
+  ] as Array<[SlowRsaShape, string]>) {
     const key = slowRsaKey(shape)
     // A signature answer carries at most 1 KiB: the 16,384-bit key's full-length signature is refused as oversized.
     const signature = key.k <= 1024 ? signatureFor(key) : signatureFor(slowRsaKey('huge-exponent'))
-    const worst = encodeChallengeAnswer({ ...decodeChallengeAnswer(challengeAndAnswer()), certificateDer: certificateWithKey(member.cert.der, key), signature })
+    const worst = encodeChallengeAnswer({
+      ...decodeChallengeAnswer(challengeAndAnswer()),
+      certificateDer: certificateWithKey(member.cert.der, key),
+      signature,
+    })
     const started = Date.now()
-    const d = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, { answer: worst, self: fleet.l0.cn, now, root: fleet.root.der })
+    const d = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, {
+      answer: worst,
+      self: fleet.l0.cn,
+      now,
+      root: fleet.root.der,
+    })
     t.same([d.allow, d.code], [false, code], `${shape}: ${d.reason} (${Date.now() - started} ms)`)
   }
 })
 
-t.test('an ordinary answer still reaches the RSA check inside QuickJS: the wrong key is CHALLENGE_SIGNATURE', async t => {
-  const genuine = decodeChallengeAnswer(challengeAndAnswer())
-  const wrong = encodeChallengeAnswer({ ...genuine, certificateDer: eve.cert.der })
-  const d = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, { answer: wrong, self: fleet.l0.cn, now, root: fleet.root.der })
-  t.same([d.allow, d.code], [false, 'CHALLENGE_SIGNATURE'], d.reason)
-  const m = vm.memory()
-  t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET}`)
-})
+t.test(
+  'an ordinary answer still reaches the RSA check inside QuickJS: the wrong key is CHALLENGE_SIGNATURE',
+  async t => {
+    const genuine = decodeChallengeAnswer(challengeAndAnswer())
+    const wrong = encodeChallengeAnswer({ ...genuine, certificateDer: eve.cert.der })
+    const d = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, {
+      answer: wrong,
+      self: fleet.l0.cn,
+      now,
+      root: fleet.root.der,
+    })
+    t.same([d.allow, d.code], [false, 'CHALLENGE_SIGNATURE'], d.reason)
+    const m = vm.memory()
+    t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET}`)
+  },
+)

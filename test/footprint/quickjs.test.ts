@@ -23,16 +23,38 @@ const DECIDE = `
 const vm = await CoreVm.load(SMALL_DEVICE)
 t.teardown(() => vm.dispose())
 
-function decideInVm(certificate: Uint8Array, self: string, action: string, options: { at?: number; root?: Uint8Array } = {}): Comparable & { reason: string } {
+function decideInVm(
+  certificate: Uint8Array,
+  self: string,
+  action: string,
+  options: { at?: number; root?: Uint8Array } = {},
+): Comparable & { reason: string } {
   return vm.value<Comparable & { reason: string }>(DECIDE, {
-    ledger: 'house', certificate, action, now: options.at ?? now, self, root: options.root ?? pf.fleet.root.der, headTime: now,
+    ledger: 'house',
+    certificate,
+    action,
+    now: options.at ?? now,
+    self,
+    root: options.root ?? pf.fleet.root.der,
+    headTime: now,
   })
 }
 
 t.test('the engine is QuickJS under 1 MiB of heap, with ECMAScript globals only', async t => {
   t.equal(vm.memory().malloc_limit, 1024 * 1024, "QuickJS's own limit is set too")
   const globals = vm.globals()
-  for (const name of ['require', 'process', 'Buffer', 'TextEncoder', 'TextDecoder', 'console', 'setTimeout', 'crypto', 'atob', 'InternalError']) {
+  for (const name of [
+    'require',
+    'process',
+    'Buffer',
+    'TextEncoder',
+    'TextDecoder',
+    'console',
+    'setTimeout',
+    'crypto',
+    'atob',
+    'InternalError',
+  ]) {
     t.notOk(globals.includes(name), `no global ${name}`)
   }
   t.ok(globals.includes('BigInt') && globals.includes('Uint8Array'), 'standard globals are there')
@@ -41,11 +63,14 @@ t.test('the engine is QuickJS under 1 MiB of heap, with ECMAScript globals only'
 
 t.test('a real ledger verifies inside QuickJS: every event, every signature', async t => {
   t.equal(vm.value(VERIFY, { name: 'house', ledger: house.ledgerBytes }), pf.l0Ledger.state.log.length)
-  const summary = vm.value<{ genesis: string; domain: string; lockParent: string | null }>(`
+  const summary = vm.value<{ genesis: string; domain: string; lockParent: string | null }>(
+    `
     const state = ledgers.house
     const lock = state.currentBinding(input.lock)
     return { genesis: state.genesis.cn, domain: state.domain, lockParent: lock ? lock.parentCn : null }
-  `, { lock: lock.cn })
+  `,
+    { lock: lock.cn },
+  )
   t.equal(summary.genesis, pf.l0)
   t.equal(summary.domain, pf.fleet.domain)
   t.equal(summary.lockParent, phone.cn)
@@ -69,8 +94,10 @@ t.test('decisions inside QuickJS match the full agent on V8, allow and deny alik
     t.same(decision, comparable(house.v8Decision(certificate, self, action)), `${name}: ${decision.code} (${reason})`)
     codes.add(decision.code)
   }
-  t.ok(['ALLOW', 'CERT_CHAIN', 'CERT_UNBOUND', 'ACCESS_REVOKED', 'POLICY_ACTION'].every(c => codes.has(c)),
-    `allow and four kinds of deny were exercised: ${[...codes].join(', ')}`)
+  t.ok(
+    ['ALLOW', 'CERT_CHAIN', 'CERT_UNBOUND', 'ACCESS_REVOKED', 'POLICY_ACTION'].every(c => codes.has(c)),
+    `allow and four kinds of deny were exercised: ${[...codes].join(', ')}`,
+  )
 })
 
 t.test('time inside QuickJS: the guest is refused once its authorization has run out', async t => {
@@ -82,30 +109,63 @@ t.test('time inside QuickJS: the guest is refused once its authorization has run
 
 // Proof of possession without TLS (agent/access/challenge.ts): the lock issues a challenge inside QuickJS, the guest's
 // phone signs it with its TLS key on V8, the lock checks the answer and decides, inside QuickJS again.
-t.test('challenge and answer inside QuickJS: possession proven, then the decision; replays and wrong keys refused', async t => {
-  const ISSUE = `
+t.test(
+  'challenge and answer inside QuickJS: possession proven, then the decision; replays and wrong keys refused',
+  async t => {
+    const ISSUE = `
     globalThis.pool = input.entropy; globalThis.drawn = 0
     globalThis.verifier = kinCore.challengeVerifier({ self: input.self, clock: { now: () => input.now },
       randomBytes: n => { const out = pool.slice(drawn, drawn + n); drawn += n; return out } })
     return Array.from(verifier.issue(input.action), b => (b < 16 ? '0' : '') + b.toString(16)).join('')
   `
-  const ANSWER = `
+    const ANSWER = `
     const d = kinCore.decideOnAnswer(verifier, input.answer, ledgers.house, input.now, { self: input.self, root: input.root })
     return { allow: d.allow, code: d.code, peer: d.peer ?? null, reason: d.reason }
   `
-  const challenge = Buffer.from(vm.value<string>(ISSUE, { entropy: nodeCrypto.randomBytes(64), self: lock.cn, now, action: 'unlock' }), 'hex')
-  const answerAs = (certificate: DeviceCertificate, privateKeyPem: string) => answerChallenge(new Uint8Array(challenge), {
-    certificateDer: certificate.der, privateKeyPem, verifierCn: lock.cn, action: 'unlock',
-  }, nodeSigning)
-  const wrongKey = answerAs(guest.certificate, house.eveKeys.privateKeyPem)
-  const refused = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, { answer: wrongKey, self: lock.cn, now, root: pf.fleet.root.der })
-  t.same([refused.allow, refused.code], [false, 'CHALLENGE_SIGNATURE'], `the guest's certificate with Eve's key: ${refused.reason}`)
-  const answer = answerAs(guest.certificate, guest.secrets.tls.privateKeyPem)
-  const allowed = vm.value<{ allow: boolean; code: string; peer: string; reason: string }>(ANSWER, { answer, self: lock.cn, now, root: pf.fleet.root.der })
-  t.same([allowed.allow, allowed.code, allowed.peer], [true, 'ALLOW', guest.cn], allowed.reason)
-  const replay = vm.value<{ allow: boolean; code: string }>(ANSWER, { answer, self: lock.cn, now, root: pf.fleet.root.der })
-  t.same([replay.allow, replay.code], [false, 'CHALLENGE_REPLAYED'])
-})
+    const challenge = Buffer.from(
+      vm.value<string>(ISSUE, { entropy: nodeCrypto.randomBytes(64), self: lock.cn, now, action: 'unlock' }),
+      'hex',
+    )
+    const answerAs = (certificate: DeviceCertificate, privateKeyPem: string) =>
+      answerChallenge(
+        new Uint8Array(challenge),
+        {
+          certificateDer: certificate.der,
+          privateKeyPem,
+          verifierCn: lock.cn,
+          action: 'unlock',
+        },
+        nodeSigning,
+      )
+    const wrongKey = answerAs(guest.certificate, house.eveKeys.privateKeyPem)
+    const refused = vm.value<{ allow: boolean; code: string; reason: string }>(ANSWER, {
+      answer: wrongKey,
+      self: lock.cn,
+      now,
+      root: pf.fleet.root.der,
+    })
+    t.same(
+      [refused.allow, refused.code],
+      [false, 'CHALLENGE_SIGNATURE'],
+      `the guest's certificate with Eve's key: ${refused.reason}`,
+    )
+    const answer = answerAs(guest.certificate, guest.secrets.tls.privateKeyPem)
+    const allowed = vm.value<{ allow: boolean; code: string; peer: string; reason: string }>(ANSWER, {
+      answer,
+      self: lock.cn,
+      now,
+      root: pf.fleet.root.der,
+    })
+    t.same([allowed.allow, allowed.code, allowed.peer], [true, 'ALLOW', guest.cn], allowed.reason)
+    const replay = vm.value<{ allow: boolean; code: string }>(ANSWER, {
+      answer,
+      self: lock.cn,
+      now,
+      root: pf.fleet.root.der,
+    })
+    t.same([replay.allow, replay.code], [false, 'CHALLENGE_REPLAYED'])
+  },
+)
 
 t.test('forged input is refused inside QuickJS', async t => {
   const log = pf.l0Ledger.state.log
@@ -140,6 +200,9 @@ t.test('forged input is refused inside QuickJS', async t => {
 // 64 KiB over 1 MiB).
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
-  t.ok(m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET, `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`)
+  t.ok(
+    m.heapPeak > 0 && m.heapPeak <= HEAP_PEAK_BUDGET,
+    `heap peak ${m.heapPeak} bytes of ${HEAP_PEAK_BUDGET} (live now: ${m.memory_used_size})`,
+  )
   t.equal(vm.value('return 1 + 1'), 2, 'the runtime is still healthy after all of the above')
 })

@@ -63,7 +63,15 @@ export function writeDeviceHome(l0: L0Home, d: TestDevice, dir: string, ledger: 
   home.writeSecret('tlsKey', d.keyPem)
   home.writeLedgerKey(d.ledgerSeed)
   writeFileSync(home.path('ledger'), ledger)
-  home.writeConfig({ version: 1, fleet: l0.domain, cn: d.cn, role: d.role, broker: url, l0Cn: l0.cn, parentCn: d.parentCn ?? '' })
+  home.writeConfig({
+    version: 1,
+    fleet: l0.domain,
+    cn: d.cn,
+    role: d.role,
+    broker: url,
+    l0Cn: l0.cn,
+    parentCn: d.parentCn ?? '',
+  })
 }
 
 /** L0's home with devices enrolled on its ledger (L0 not running yet), and a way to write their homes once L0's address is known. */
@@ -79,14 +87,23 @@ export interface GossipHomes {
  * L0 and `roles.length` devices: the first is an admin under L0, the others under it with the given roles, enrolled
  * through the pure steps on L0's ledger before L0 starts. Removed after the test.
  */
-export async function gossipHomes(t: Test, roles: RoleName[], opts: { start?: StartLedger } = {}): Promise<GossipHomes> {
+export async function gossipHomes(
+  t: Test,
+  roles: RoleName[],
+  opts: { start?: StartLedger } = {},
+): Promise<GossipHomes> {
   const l0 = await makeL0Home({ domain: `g${Math.floor(Math.random() * 1e6)}.home.arpa` })
   const base = join(l0.dir, '..')
   t.teardown(() => rmSync(base, { recursive: true, force: true }))
   const enrolled: TestDevice[] = []
   await withHomeLedger(l0, async ledger => {
     for (let i = 0; i < roles.length; i++) {
-      enrolled.push(await enrollDirect(l0, ledger, i === 0 ? l0.self : enrolled[0]!, { role: i === 0 ? 'admin' : roles[i]!, name: `device ${i}` }))
+      enrolled.push(
+        await enrollDirect(l0, ledger, i === 0 ? l0.self : enrolled[0]!, {
+          role: i === 0 ? 'admin' : roles[i]!,
+          name: `device ${i}`,
+        }),
+      )
     }
   })
   // Each device's ledger as `kin enroll` leaves it: L0's log up to and including its own certified event.
@@ -94,10 +111,13 @@ export async function gossipHomes(t: Test, roles: RoleName[], opts: { start?: St
   const { records } = scanRecords(all)
   const ledger = replayRecords(nodeCrypto, records)
   return {
-    l0, base,
+    l0,
+    base,
     writeHomes(url) {
       return enrolled.map(device => {
-        const certifiedAt = ledger.state.log.findIndex(e => e.event.type === 'certified' && ledger.state.cnOfLabel(e.event.subject) === device.cn)
+        const certifiedAt = ledger.state.log.findIndex(
+          e => e.event.type === 'certified' && ledger.state.cnOfLabel(e.event.subject) === device.cn,
+        )
         const upTo = opts.start === 'all' ? records.length : certifiedAt + 1
         const dir = join(base, `home-${device.cn.slice(0, 8)}`)
         writeDeviceHome(l0, device, dir, upTo >= records.length ? all : all.subarray(0, records[upTo]!.offset), url)
@@ -108,12 +128,26 @@ export async function gossipHomes(t: Test, roles: RoleName[], opts: { start?: St
 }
 
 /** gossipHomes, then startL0 on 127.0.0.1:0 (it seals what the ledger holds); stopped after the test. */
-export async function gossipFleet(t: Test, roles: RoleName[], opts: { start?: StartLedger; sealIntervalMs?: number } = {}): Promise<GossipFleet> {
+export async function gossipFleet(
+  t: Test,
+  roles: RoleName[],
+  opts: { start?: StartLedger; sealIntervalMs?: number } = {},
+): Promise<GossipFleet> {
   const homes = await gossipHomes(t, roles, opts)
   const logs: Array<Record<string, unknown>> = []
-  const start = (port = 0) => startL0({ home: homes.l0.dir, host: '127.0.0.1', port, log: r => logs.push(r as Record<string, unknown>), sealIntervalMs: opts.sealIntervalMs })
+  const start = (port = 0) =>
+    startL0({
+      home: homes.l0.dir,
+      host: '127.0.0.1',
+      port,
+      log: r => logs.push(r as Record<string, unknown>),
+      sealIntervalMs: opts.sealIntervalMs,
+    })
   const fleet: GossipFleet = {
-    l0: homes.l0, devices: [], logs, url: '',
+    l0: homes.l0,
+    devices: [],
+    logs,
+    url: '',
     services: await start(),
     async restart(o = {}) {
       await fleet.stop()
@@ -148,10 +182,27 @@ export async function followerOf(t: Test, dir: string, opts: Partial<FollowerOpt
   const home = new Home(dir)
   const config = home.readConfig()
   const files = await openReplicaFiles(nodeCrypto, nodeStorage(dir))
-  const out: TestFollower = { follower: undefined as unknown as LedgerFollower, files, heads: [], alarms: [], errors: [], close: async () => undefined }
+  const out: TestFollower = {
+    follower: undefined as unknown as LedgerFollower,
+    files,
+    heads: [],
+    alarms: [],
+    errors: [],
+    close: async () => undefined,
+  }
   out.follower = new LedgerFollower({
-    transport: nodeTransport, fleet: config.fleet, replica: files.replica, clock: { now: nowSeconds },
-    login: { url: String(config.broker), cn: config.cn, certPem: home.readText('cert'), keyPem: home.readText('tlsKey'), rootPem: home.readText('root'), l0Cn: String(config['l0Cn']) },
+    transport: nodeTransport,
+    fleet: config.fleet,
+    replica: files.replica,
+    clock: { now: nowSeconds },
+    login: {
+      url: String(config.broker),
+      cn: config.cn,
+      certPem: home.readText('cert'),
+      keyPem: home.readText('tlsKey'),
+      rootPem: home.readText('root'),
+      l0Cn: String(config['l0Cn']),
+    },
     backoff: { initialMs: 50, maxMs: 1000 },
     onHead: h => out.heads.push(h),
     onAlarm: a => out.alarms.push(a),
@@ -159,10 +210,11 @@ export async function followerOf(t: Test, dir: string, opts: Partial<FollowerOpt
     ...opts,
   })
   let closed: Promise<void> | undefined
-  out.close = () => closed ??= (async () => {
-    await out.follower.close()
-    await files.close()
-  })()
+  out.close = () =>
+    (closed ??= (async () => {
+      await out.follower.close()
+      await files.close()
+    })())
   t.teardown(() => out.close())
   return out
 }
@@ -210,10 +262,17 @@ export interface KinLines {
 
 /** Starts `node bin/kin.mjs …args`; killed after the test. */
 export function startKinLines(t: Test, args: string[]): KinLines {
-  const child = spawn(process.execPath, [join(REPO, 'bin', 'kin.mjs'), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'kin.mjs'), ...args], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
   const lines: string[] = []
-  let stdout = '', stderr = '', partial = ''
+  let stdout = '',
+    stderr = '',
+    partial = ''
   child.stdout.on('data', (c: Buffer) => {
     stdout += c.toString('utf8')
     partial += c.toString('utf8')
@@ -222,18 +281,34 @@ export function startKinLines(t: Test, args: string[]): KinLines {
       partial = partial.slice(nl + 1)
     }
   })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8') })
-  const done = new Promise<{ status: number | null; stdout: string; stderr: string }>(resolve => child.on('close', status => resolve({ status, stdout, stderr })))
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString('utf8')
+  })
+  const done = new Promise<{ status: number | null; stdout: string; stderr: string }>(resolve =>
+    child.on('close', status => resolve({ status, stdout, stderr })),
+  )
   return {
-    lines, done,
-    signal: name => { child.kill(name) },
+    lines,
+    done,
+    signal: name => {
+      child.kill(name)
+    },
     async waitJson(pick, timeoutMs) {
       let found: Record<string, unknown> | undefined
       const ok = await until(() => {
-        found = lines.map(l => { try { return JSON.parse(l) as Record<string, unknown> } catch { return {} } }).find(pick)
+        found = lines
+          .map(l => {
+            try {
+              return JSON.parse(l) as Record<string, unknown>
+            } catch {
+              return {}
+            }
+          })
+          .find(pick)
         return found !== undefined || child.exitCode !== null
       }, timeoutMs)
-      if (!ok || found === undefined) throw new Error(`no such line from kin ${args[0]} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)
+      if (!ok || found === undefined)
+        throw new Error(`no such line from kin ${args[0]} within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)
       return found
     },
   }
@@ -243,18 +318,52 @@ export function startKinLines(t: Test, args: string[]): KinLines {
 export async function enrollThroughL0(fleet: GossipFleet, role: RoleName, name: string): Promise<GossipDevice> {
   const { inviter, client } = await inviterOf(fleet.l0.dir, fleet.url)
   try {
-    const opened = await openInvite(nodeCrypto, client, inviter, { role, name, ttlSeconds: 120, guestValidSeconds: 2 * 86400 }, { now: nowSeconds(), timeoutMs: 10_000 })
+    const opened = await openInvite(
+      nodeCrypto,
+      client,
+      inviter,
+      { role, name, ttlSeconds: 120, guestValidSeconds: 2 * 86400 },
+      { now: nowSeconds(), timeoutMs: 10_000 },
+    )
     const [device] = await Promise.all([
-      enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, { code: opened.code, url: fleet.url, kind: 'phone', name, stepTimeoutMs: 10_000, now: nowSeconds }),
-      completeInvite(nodeCrypto, nodePki, client, inviter, opened, { keep: async () => undefined, now: nowSeconds, stepTimeoutMs: 10_000 }),
+      enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+        code: opened.code,
+        url: fleet.url,
+        kind: 'phone',
+        name,
+        stepTimeoutMs: 10_000,
+        now: nowSeconds,
+      }),
+      completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+        keep: async () => undefined,
+        now: nowSeconds,
+        stepTimeoutMs: 10_000,
+      }),
     ])
-    const session = await connectDevice(nodeTransport, { url: fleet.url, cn: device.cn, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem, rootPem: device.rootPem, l0Cn: device.l0Cn }, { timeoutMs: 10_000 })
+    const session = await connectDevice(
+      nodeTransport,
+      {
+        url: fleet.url,
+        cn: device.cn,
+        certPem: device.certPem,
+        keyPem: device.secrets.tls.privateKeyPem,
+        rootPem: device.rootPem,
+        l0Cn: device.l0Cn,
+      },
+      { timeoutMs: 10_000 },
+    )
     await submitEvents(session, device.fleet, device.cn, [device.authorize, device.certified])
     await session.close()
     await until(() => fleet.services.ledger.ledger.state.currentBinding(device.cn)?.certHashes.length === 1, 10_000)
     const d: TestDevice = {
-      cn: device.cn, parentCn: device.parentCn, role: device.role, certPem: device.certPem, keyPem: device.secrets.tls.privateKeyPem,
-      ledgerSeed: device.secrets.ledgerSeed, bindingId: device.authorize.idHex, dir: '',
+      cn: device.cn,
+      parentCn: device.parentCn,
+      role: device.role,
+      certPem: device.certPem,
+      keyPem: device.secrets.tls.privateKeyPem,
+      ledgerSeed: device.secrets.ledgerSeed,
+      bindingId: device.authorize.idHex,
+      dir: '',
     }
     const dir = join(fleet.l0.dir, '..', `home-${device.cn.slice(0, 8)}`)
     const bytes: Uint8Array[] = device.ledger.state.log.map(e => e.bytes)

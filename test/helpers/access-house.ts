@@ -12,10 +12,24 @@ export type HouseName = (typeof HOUSE)[number]
 
 /** Who authorized whom, written out by hand as the oracle for paths. */
 export const PARENT: Record<HouseName, HouseName | undefined> = {
-  'L0': undefined, 'L1': 'L0', 'L2.1': 'L1', 'L2.2': 'L1', 'L3.1': 'L2.1', 'L3.2': 'L2.1', 'L3.3': 'L2.1', 'L3.4': 'L2.2',
+  L0: undefined,
+  L1: 'L0',
+  'L2.1': 'L1',
+  'L2.2': 'L1',
+  'L3.1': 'L2.1',
+  'L3.2': 'L2.1',
+  'L3.3': 'L2.1',
+  'L3.4': 'L2.2',
 }
 export const ROLE_OF: Record<HouseName, RoleName> = {
-  'L0': 'admin', 'L1': 'admin', 'L2.1': 'member', 'L2.2': 'member', 'L3.1': 'device', 'L3.2': 'device', 'L3.3': 'device', 'L3.4': 'guest',
+  L0: 'admin',
+  L1: 'admin',
+  'L2.1': 'member',
+  'L2.2': 'member',
+  'L3.1': 'device',
+  'L3.2': 'device',
+  'L3.3': 'device',
+  'L3.4': 'guest',
 }
 
 /** The guest's authorization ends two days after the house was set up. */
@@ -46,7 +60,10 @@ export class House {
     const l21 = f.enroll(l1, { role: 'member', kind: 'phone', name: "owner's phone" })
     const l22 = f.enroll(l1, { role: 'member', kind: 'tablet', name: 'tablet' })
     this.cn = {
-      'L0': f.l0, 'L1': l1, 'L2.1': l21, 'L2.2': l22,
+      L0: f.l0,
+      L1: l1,
+      'L2.1': l21,
+      'L2.2': l22,
       'L3.1': f.enroll(l21, { role: 'device', kind: 'camera', name: 'camera 1' }),
       'L3.2': f.enroll(l21, { role: 'device', kind: 'camera', name: 'camera 2' }),
       'L3.3': f.enroll(l21, { role: 'device', kind: 'lock', name: 'front-door lock' }),
@@ -64,8 +81,13 @@ export class House {
     const cn = (this.cn as Record<string, string>)[name] ?? name
     const b = this.fleet.binding(cn)
     return {
-      cn, parentCn: b.parentCn, spkiHash: b.spkiHash, certHash: fromHex(b.certHashes[b.certHashes.length - 1]!),
-      notBefore: b.time, notAfter: b.notAfter, ...overrides,
+      cn,
+      parentCn: b.parentCn,
+      spkiHash: b.spkiHash,
+      certHash: fromHex(b.certHashes[b.certHashes.length - 1]!),
+      notBefore: b.time,
+      notAfter: b.notAfter,
+      ...overrides,
     }
   }
 
@@ -78,7 +100,8 @@ export class House {
 /** The house path from `peer` up to the common ancestor and down to `self`, from the hand-written PARENT map. */
 export function expectedPath(peer: HouseName, self: HouseName): HouseName[] {
   const up = (n: HouseName): HouseName[] => (PARENT[n] === undefined ? [n] : [n, ...up(PARENT[n]!)])
-  const a = up(peer), b = up(self)
+  const a = up(peer),
+    b = up(self)
   const i = a.findIndex(n => b.includes(n))
   return [...a.slice(0, i + 1), ...b.slice(0, b.indexOf(a[i]!)).reverse()]
 }

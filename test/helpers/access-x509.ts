@@ -26,25 +26,49 @@ export interface X509House {
 }
 
 /** Creates a root CA for `domain` at `now`. */
-export async function makeRoot(now: number, domain: string = DOMAIN): Promise<{ root: DeviceCertificate; rootKeys: TlsKeyPair }> {
+export async function makeRoot(
+  now: number,
+  domain: string = DOMAIN,
+): Promise<{ root: DeviceCertificate; rootKeys: TlsKeyPair }> {
   const rootKeys = await nodePki.generateTlsKeyPair()
-  return { root: await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }), rootKeys }
+  return {
+    root: await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes }),
+    rootKeys,
+  }
 }
 
 /** Builds the house: authorize on the ledger with the real SPKI hash, CSR, issue, then a certified event. */
 export async function makeX509House(): Promise<X509House> {
   const { root, rootKeys } = await makeRoot(T0 - 600)
   const fleet = LedgerFleet.create({ time: T0, tag: 'x509-house', domain: DOMAIN })
-  const issue = async (cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): Promise<DeviceCertificate> => issueDeviceCertificate({
-    rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, now: T0 + 60, randomBytes: nodeCrypto.randomBytes,
-    csrPem: await createCsr({ cn, parentCn, keyPair: keys }), auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter },
-  })
+  const issue = async (cn: string, parentCn: string, keys: TlsKeyPair, notAfter: number): Promise<DeviceCertificate> =>
+    issueDeviceCertificate({
+      rootCertPem: root.pem,
+      rootKeyPem: rootKeys.privateKeyPem,
+      now: T0 + 60,
+      randomBytes: nodeCrypto.randomBytes,
+      csrPem: await createCsr({ cn, parentCn, keyPair: keys }),
+      auth: { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter },
+    })
   const cn = { L0: fleet.l0 } as X509House['cn']
   const cert = {} as X509House['cert']
   const keys = {} as X509House['keys']
-  const enroll = async (name: Exclude<HouseName, 'L0'>, parent: HouseName, role: RoleName, kind: string, notAfter?: number): Promise<void> => {
+  const enroll = async (
+    name: Exclude<HouseName, 'L0'>,
+    parent: HouseName,
+    role: RoleName,
+    kind: string,
+    notAfter?: number,
+  ): Promise<void> => {
     keys[name] = await nodePki.generateTlsKeyPair()
-    cn[name] = fleet.enroll(cn[parent], { role, kind, name, spkiHash: nodeCrypto.sha256(keys[name].spkiDer), notAfter, certify: false })
+    cn[name] = fleet.enroll(cn[parent], {
+      role,
+      kind,
+      name,
+      spkiHash: nodeCrypto.sha256(keys[name].spkiDer),
+      notAfter,
+      certify: false,
+    })
     const binding = fleet.binding(cn[name])
     cert[name] = await issue(cn[name], cn[parent], keys[name], binding.notAfter)
     fleet.sign(certifiedEvent(binding, cert[name].certHash, binding.time + 1), cn[name])

@@ -3,7 +3,15 @@ import type { CryptoProvider } from '../../agent/ports/platform.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
-import { authorizeEvent, certifiedEvent, genesisEvent, policyEvent, rekeyEvent, revokeEvent, type AuthorizeRequest } from '../../agent/ledger/builders.ts'
+import {
+  authorizeEvent,
+  certifiedEvent,
+  genesisEvent,
+  policyEvent,
+  rekeyEvent,
+  revokeEvent,
+  type AuthorizeRequest,
+} from '../../agent/ledger/builders.ts'
 import { concatBytes, utf8 } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
 import type { Binding, EncodedEvent, PolicyBody, RevokeBody, UnsignedEvent } from '../../agent/ledger/types.ts'
@@ -36,10 +44,20 @@ export class LedgerFleet {
     const f = new LedgerFleet(opts.crypto ?? nodeCrypto, opts.tag)
     const seed = f.bytes(32)
     const kp = f.crypto.ed25519KeyPair(seed)
-    const unsigned = genesisEvent(f.crypto, {
-      domain: opts.domain ?? 'smith.home.arpa', rootCertHash: f.bytes(32), spkiHash: f.bytes(32), ledgerKey: kp.publicKey,
-      minerKey: kp.publicKey, nonce: f.bytes(12), notAfter: (opts.time ?? T0) + 20 * YEAR, name: 'home pc',
-    }, opts.time ?? T0)
+    const unsigned = genesisEvent(
+      f.crypto,
+      {
+        domain: opts.domain ?? 'smith.home.arpa',
+        rootCertHash: f.bytes(32),
+        spkiHash: f.bytes(32),
+        ledgerKey: kp.publicKey,
+        minerKey: kp.publicKey,
+        nonce: f.bytes(12),
+        notAfter: (opts.time ?? T0) + 20 * YEAR,
+        name: 'home pc',
+      },
+      opts.time ?? T0,
+    )
     const e = signEvent(f.crypto, unsigned, seed)
     f.ledger.ingest(e)
     f.events.push(e)
@@ -64,15 +82,28 @@ export class LedgerFleet {
     return e
   }
 
-  authorizeUnsigned(parentCn: string, req: Partial<AuthorizeRequest> & { time?: number } = {}): { unsigned: UnsignedEvent; seed: Uint8Array } {
+  authorizeUnsigned(
+    parentCn: string,
+    req: Partial<AuthorizeRequest> & { time?: number } = {},
+  ): { unsigned: UnsignedEvent; seed: Uint8Array } {
     const seed = this.bytes(32)
     const kp = this.crypto.ed25519KeyPair(seed)
     const parent = this.binding(parentCn)
-    const unsigned = authorizeEvent(this.crypto, parent, {
-      spkiHash: req.spkiHash ?? this.bytes(32), ledgerKey: req.ledgerKey ?? kp.publicKey, role: req.role ?? 'member',
-      depth: req.depth ?? (req.role === 'device' || req.role === 'guest' ? 0 : Math.max(0, parent.depth - 1)),
-      notAfter: req.notAfter ?? parent.notAfter, kind: req.kind ?? 'phone', name: req.name ?? 'device', nonce: req.nonce ?? this.bytes(12),
-    }, req.time ?? parent.time + 60)
+    const unsigned = authorizeEvent(
+      this.crypto,
+      parent,
+      {
+        spkiHash: req.spkiHash ?? this.bytes(32),
+        ledgerKey: req.ledgerKey ?? kp.publicKey,
+        role: req.role ?? 'member',
+        depth: req.depth ?? (req.role === 'device' || req.role === 'guest' ? 0 : Math.max(0, parent.depth - 1)),
+        notAfter: req.notAfter ?? parent.notAfter,
+        kind: req.kind ?? 'phone',
+        name: req.name ?? 'device',
+        nonce: req.nonce ?? this.bytes(12),
+      },
+      req.time ?? parent.time + 60,
+    )
     return { unsigned, seed }
   }
 
@@ -86,20 +117,49 @@ export class LedgerFleet {
     return cn
   }
 
-  revoke(byCn: string, targetCn: string, body: Partial<RevokeBody> & { time?: number } = {}, apply = true): EncodedEvent {
+  revoke(
+    byCn: string,
+    targetCn: string,
+    body: Partial<RevokeBody> & { time?: number } = {},
+    apply = true,
+  ): EncodedEvent {
     const time = body.time ?? this.binding(targetCn).time + 3600
-    return this.sign(revokeEvent(this.binding(byCn), this.binding(targetCn), {
-      reason: body.reason ?? 'compromised', effective: body.effective ?? time, subtree: body.subtree ?? false,
-    }, time), byCn, apply)
+    return this.sign(
+      revokeEvent(
+        this.binding(byCn),
+        this.binding(targetCn),
+        {
+          reason: body.reason ?? 'compromised',
+          effective: body.effective ?? time,
+          subtree: body.subtree ?? false,
+        },
+        time,
+      ),
+      byCn,
+      apply,
+    )
   }
 
   rekey(parentCn: string, targetCn: string, time?: number, apply = true): EncodedEvent {
     const seed = this.bytes(32)
     const kp = this.crypto.ed25519KeyPair(seed)
     const target = this.binding(targetCn)
-    const e = this.sign(rekeyEvent(this.crypto, this.binding(parentCn), target, {
-      spkiHash: this.bytes(32), ledgerKey: kp.publicKey, notAfter: target.notAfter, nonce: this.bytes(12),
-    }, time ?? target.time + 7200), parentCn, apply)
+    const e = this.sign(
+      rekeyEvent(
+        this.crypto,
+        this.binding(parentCn),
+        target,
+        {
+          spkiHash: this.bytes(32),
+          ledgerKey: kp.publicKey,
+          notAfter: target.notAfter,
+          nonce: this.bytes(12),
+        },
+        time ?? target.time + 7200,
+      ),
+      parentCn,
+      apply,
+    )
     if (apply) this.secrets.set(targetCn, seed)
     return e
   }
@@ -122,28 +182,73 @@ export class LedgerFleet {
   twinAuthorize(original: EncodedEvent, parentCn: string, time: number): EncodedEvent {
     if (original.event.type !== 'authorize') throw new Error('twinAuthorize needs an authorize event')
     const b = original.event.body
-    return this.sign(authorizeEvent(this.crypto, this.binding(parentCn), {
-      spkiHash: b.spkiHash, ledgerKey: b.ledgerKey, nonce: b.nonce, role: b.role, depth: b.depth,
-      notAfter: Math.min(b.notAfter, this.binding(parentCn).notAfter), kind: b.kind, name: b.name,
-    }, time), parentCn, false)
+    return this.sign(
+      authorizeEvent(
+        this.crypto,
+        this.binding(parentCn),
+        {
+          spkiHash: b.spkiHash,
+          ledgerKey: b.ledgerKey,
+          nonce: b.nonce,
+          role: b.role,
+          depth: b.depth,
+          notAfter: Math.min(b.notAfter, this.binding(parentCn).notAfter),
+          kind: b.kind,
+          name: b.name,
+        },
+        time,
+      ),
+      parentCn,
+      false,
+    )
   }
 
   /** Like `rekey`, but also returns the new ledger secret (needed when the rekey is applied later, elsewhere). */
-  rekeyWithSeed(parentCn: string, targetCn: string, time?: number, apply = true): { event: EncodedEvent; seed: Uint8Array } {
+  rekeyWithSeed(
+    parentCn: string,
+    targetCn: string,
+    time?: number,
+    apply = true,
+  ): { event: EncodedEvent; seed: Uint8Array } {
     const { seed, publicKey } = this.keyPair()
     const target = this.binding(targetCn)
-    const event = this.sign(rekeyEvent(this.crypto, this.binding(parentCn), target, {
-      spkiHash: this.bytes(32), ledgerKey: publicKey, notAfter: target.notAfter, nonce: this.bytes(12),
-    }, time ?? target.time + 7200), parentCn, apply)
+    const event = this.sign(
+      rekeyEvent(
+        this.crypto,
+        this.binding(parentCn),
+        target,
+        {
+          spkiHash: this.bytes(32),
+          ledgerKey: publicKey,
+          notAfter: target.notAfter,
+          nonce: this.bytes(12),
+        },
+        time ?? target.time + 7200,
+      ),
+      parentCn,
+      apply,
+    )
     if (apply) this.secrets.set(targetCn, seed)
     return { event, seed }
   }
 
   policy(byCn: string, targetCn: string, body: Partial<PolicyBody> = {}, time?: number, apply = true): EncodedEvent {
-    return this.sign(policyEvent(this.binding(byCn), this.binding(targetCn), {
-      subtree: body.subtree ?? true, maxHops: body.maxHops ?? 8, maxHeadAge: body.maxHeadAge ?? 0,
-      anchors: body.anchors ?? [], rules: body.rules ?? [],
-    }, time ?? this.binding(targetCn).time + 100), byCn, apply)
+    return this.sign(
+      policyEvent(
+        this.binding(byCn),
+        this.binding(targetCn),
+        {
+          subtree: body.subtree ?? true,
+          maxHops: body.maxHops ?? 8,
+          maxHeadAge: body.maxHeadAge ?? 0,
+          anchors: body.anchors ?? [],
+          rules: body.rules ?? [],
+        },
+        time ?? this.binding(targetCn).time + 100,
+      ),
+      byCn,
+      apply,
+    )
   }
 }
 
@@ -159,7 +264,10 @@ export function codeOf(fn: () => unknown): string | undefined {
 }
 
 /** The house of DESIGN.md, cut down: L0 → laptop (admin) → owner phone (member) → front-door lock (device), each certified. */
-export function houseFleet(tag = 'kinship-vectors', crypto: CryptoProvider = nodeCrypto): { f: LedgerFleet; laptop: string; phone: string; lock: string } {
+export function houseFleet(
+  tag = 'kinship-vectors',
+  crypto: CryptoProvider = nodeCrypto,
+): { f: LedgerFleet; laptop: string; phone: string; lock: string } {
   const f = LedgerFleet.create({ tag, time: T0, crypto })
   const laptop = f.enroll(f.l0, { role: 'admin', kind: 'laptop', name: 'laptop', time: T0 + 100 })
   const phone = f.enroll(laptop, { role: 'member', kind: 'phone', name: 'owner phone', time: T0 + 200 })

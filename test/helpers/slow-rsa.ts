@@ -25,7 +25,14 @@ export const HUGE_MODULUS_BYTES = (MAX_SIGNED_BYTES - 1024) / 2
 /** X.690 DER: tag, minimal definite length, content. */
 export function tlv(tag: number, content: Uint8Array): Uint8Array {
   const n = content.length
-  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]
+  const length =
+    n < 0x80
+      ? [n]
+      : n < 0x100
+        ? [0x81, n]
+        : n < 0x10000
+          ? [0x82, n >> 8, n & 0xff]
+          : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]
   const out = new Uint8Array(1 + length.length + n)
   out[0] = tag
   out.set(length, 1)
@@ -36,7 +43,10 @@ export function tlv(tag: number, content: Uint8Array): Uint8Array {
 function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0))
   let at = 0
-  for (const p of parts) { out.set(p, at); at += p.length }
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
   return out
 }
 
@@ -64,7 +74,11 @@ function oddFullLength(bytes: number): Uint8Array {
 export function slowRsaKey(shape: SlowRsaShape): SlowRsaKey {
   const F4 = new Uint8Array([1, 0, 1])
   const make = (modulusBytes: number, exponent: Uint8Array): SlowRsaKey => ({
-    shape, spkiDer: rsaSpki(oddFullLength(modulusBytes), exponent), k: modulusBytes, modulusBits: modulusBytes * 8, exponentBytes: exponent.length,
+    shape,
+    spkiDer: rsaSpki(oddFullLength(modulusBytes), exponent),
+    k: modulusBytes,
+    modulusBits: modulusBytes * 8,
+    exponentBytes: exponent.length,
   })
   switch (shape) {
     case 'huge-exponent': {
@@ -72,10 +86,14 @@ export function slowRsaKey(shape: SlowRsaShape): SlowRsaKey {
       e[0] = 0x7f
       return make(256, e)
     }
-    case 'huge-modulus': return make(HUGE_MODULUS_BYTES, F4)
-    case 'modulus-16384': return make(2048, F4)
-    case 'modulus-16KiB': return make(16384, F4)
-    case 'modulus-512': return make(64, F4)
+    case 'huge-modulus':
+      return make(HUGE_MODULUS_BYTES, F4)
+    case 'modulus-16384':
+      return make(2048, F4)
+    case 'modulus-16KiB':
+      return make(16384, F4)
+    case 'modulus-512':
+      return make(64, F4)
   }
 }
 
@@ -87,19 +105,32 @@ export function signatureFor(key: SlowRsaKey): Uint8Array {
 }
 
 /** Replaces field `index` of the signed part of a certificate or CSR and its signature; the algorithm stays. */
-function resign(der: Uint8Array, field: (fields: Uint8Array[]) => number, spkiDer: Uint8Array, signature: Uint8Array): Uint8Array {
+function resign(
+  der: Uint8Array,
+  field: (fields: Uint8Array[]) => number,
+  spkiDer: Uint8Array,
+  signature: Uint8Array,
+): Uint8Array {
   const outer = childrenOf(der, readWhole(der, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT')
   const signed = elementBytes(der, outer[0]!)
-  const fields = childrenOf(signed, readWhole(signed, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT').map(f => elementBytes(signed, f))
+  const fields = childrenOf(signed, readWhole(signed, TAG.sequence, 'BAD_ARGUMENT'), 'BAD_ARGUMENT').map(f =>
+    elementBytes(signed, f),
+  )
   fields[field(fields)] = spkiDer
   const body = tlv(TAG.sequence, concat(...fields))
-  return tlv(TAG.sequence, concat(body, elementBytes(der, outer[1]!), tlv(TAG.bitString, concat(new Uint8Array([0]), signature))))
+  return tlv(
+    TAG.sequence,
+    concat(body, elementBytes(der, outer[1]!), tlv(TAG.bitString, concat(new Uint8Array([0]), signature))),
+  )
 }
 
 /** `csrPem` with its key replaced by `key` and a signature that reaches RSAVP1 (names unchanged). */
 export function csrWithKey(csrPem: string, key: SlowRsaKey): string {
   const der = pemToDer(csrPem, 'CERTIFICATE REQUEST', 'BAD_ARGUMENT')
-  return derToPem(resign(der, () => 2, key.spkiDer, signatureFor(key)), 'CERTIFICATE REQUEST')
+  return derToPem(
+    resign(der, () => 2, key.spkiDer, signatureFor(key)),
+    'CERTIFICATE REQUEST',
+  )
 }
 
 /** Certificate DER with its subject key replaced by `key` (its own signature no longer holds: a challenge answer checks the key first). */

@@ -4,10 +4,18 @@ import { spawn } from 'node:child_process'
 import { TLS13_SUITES } from '../../runtime/node/tls-policy.ts'
 
 /** PEM files of a device s_client presents: its certificate and key, and the fleet root it checks the server against. */
-export interface ClientFiles { cert: string; key: string; root: string }
+export interface ClientFiles {
+  cert: string
+  key: string
+  root: string
+}
 
 /** What openssl s_client reported: its exit status, the suite it settled on, and everything it printed. */
-export interface SClient { code: number | null; cipher: string | undefined; out: string }
+export interface SClient {
+  code: number | null
+  cipher: string | undefined
+  out: string
+}
 
 /**
  * Runs openssl s_client against 127.0.0.1:`port` with a device's certificate, writes `input` once the handshake is
@@ -15,10 +23,29 @@ export interface SClient { code: number | null; cipher: string | undefined; out:
  */
 export function sClient(port: number, files: ClientFiles, args: string[], input = ''): Promise<SClient> {
   return new Promise(resolve => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-cert', files.cert, '-key', files.key, '-CAfile', files.root, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(
+      'openssl',
+      [
+        's_client',
+        '-connect',
+        `127.0.0.1:${port}`,
+        '-cert',
+        files.cert,
+        '-key',
+        files.key,
+        '-CAfile',
+        files.root,
+        ...args,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    )
     let out = ''
-    child.stdout.on('data', d => { out += d })
-    child.stderr.on('data', d => { out += d })
+    child.stdout.on('data', d => {
+      out += d
+    })
+    child.stderr.on('data', d => {
+      out += d
+    })
     // s_client exits by itself on a refused handshake, possibly before its stdin is closed.
     child.stdin.on('error', () => undefined)
     // Once the handshake is printed the session is up: send the input, then close stdin so s_client ends.
@@ -45,7 +72,13 @@ export async function checkTlsPolicy(t: Test, port: number, files: ClientFiles):
     const r = await sClient(port, files, ['-tls1_2', '-cipher', cipher])
     t.not(r.cipher, cipher, `${cipher} (CBC) is refused`)
   }
-  for (const cipher of ['DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']) {
+  for (const cipher of [
+    'DHE-RSA-AES128-GCM-SHA256',
+    'DHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ]) {
     const r = await sClient(port, files, ['-tls1_2', '-cipher', cipher])
     t.equal(r.cipher, cipher, `${cipher} is accepted (Espruino's mbedTLS speaks DHE-RSA with an RSA key)`)
     // RFC 7919 / Logjam: a DHE group of at least 2048 bits.

@@ -32,7 +32,13 @@ const resolveIn = (file: string, spec: string): string => normalize(join(dirname
 
 const files = SOURCE.flatMap(walk)
 const edges = new Map<string, string[]>()
-for (const file of files) edges.set(file, specifiers(file).filter(s => s.startsWith('.')).map(s => resolveIn(file, s)))
+for (const file of files)
+  edges.set(
+    file,
+    specifiers(file)
+      .filter(s => s.startsWith('.'))
+      .map(s => resolveIn(file, s)),
+  )
 
 t.test('nothing under agent/ imports outside agent/, nor a Node built-in', async t => {
   const builtins = new Set(builtinModules.flatMap(m => [m, `node:${m}`]))

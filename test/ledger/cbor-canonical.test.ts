@@ -22,7 +22,8 @@ function byReencoding(bytes: Uint8Array): CborValue {
     throw new DecodeError(/end of buffer not reached/.test(String(e)) ? 'DECODE_TRAILING' : 'DECODE_CBOR', String(e))
   }
   const again = encodeCbor(value as CborValue) // its value checks throw the codes decodeCbor's do
-  if (Buffer.compare(Buffer.from(again), Buffer.from(bytes)) !== 0) throw new DecodeError('DECODE_NONCANONICAL', 'differs from its re-encoding')
+  if (Buffer.compare(Buffer.from(again), Buffer.from(bytes)) !== 0)
+    throw new DecodeError('DECODE_NONCANONICAL', 'differs from its re-encoding')
   return decodeCbor(again)
 }
 
@@ -34,13 +35,24 @@ function outcome(decode: (b: Uint8Array) => CborValue, bytes: Uint8Array): strin
   }
 }
 
-function compare(t: Test, label: string, inputs: Iterable<Uint8Array>): { cases: number; accepted: number; nonCanonical: number } {
-  let cases = 0, accepted = 0, nonCanonical = 0, mismatches = 0
+function compare(
+  t: Test,
+  label: string,
+  inputs: Iterable<Uint8Array>,
+): { cases: number; accepted: number; nonCanonical: number } {
+  let cases = 0,
+    accepted = 0,
+    nonCanonical = 0,
+    mismatches = 0
   for (const bytes of inputs) {
     cases++
-    const scan = outcome(decodeCbor, bytes), ref = outcome(byReencoding, bytes)
+    const scan = outcome(decodeCbor, bytes),
+      ref = outcome(byReencoding, bytes)
     if (scan !== ref) {
-      if (mismatches++ < 10) t.fail(`${label}: ${Buffer.from(bytes).toString('hex')}: scan ${scan.slice(0, 80)} vs re-encoding ${ref.slice(0, 80)}`)
+      if (mismatches++ < 10)
+        t.fail(
+          `${label}: ${Buffer.from(bytes).toString('hex')}: scan ${scan.slice(0, 80)} vs re-encoding ${ref.slice(0, 80)}`,
+        )
       continue
     }
     if (scan.startsWith('ok ')) accepted++
@@ -56,7 +68,12 @@ const events = f.ledger.state.log.map(e => e.bytes)
 t.test('real events, and every bit flip, truncation and extension of three of them', async t => {
   const inputs: Uint8Array[] = [...events]
   for (const e of events.slice(0, 3)) {
-    for (let i = 0; i < e.length; i++) for (let bit = 0; bit < 8; bit++) { const d = e.slice(); d[i]! ^= 1 << bit; inputs.push(d) }
+    for (let i = 0; i < e.length; i++)
+      for (let bit = 0; bit < 8; bit++) {
+        const d = e.slice()
+        d[i]! ^= 1 << bit
+        inputs.push(d)
+      }
     for (let n = 1; n < e.length; n++) inputs.push(e.subarray(0, n))
     inputs.push(Uint8Array.from([...e, 0]))
   }
@@ -66,20 +83,50 @@ t.test('real events, and every bit flip, truncation and extension of three of th
 })
 
 t.test('well-formed CBOR of every major type, canonical or not', async t => {
-  const r = compare(t, 'items', fc.sample(item(3), { numRuns: 8000, seed: 4221 }).map(b => Uint8Array.from(b)))
-  t.ok(r.accepted > 500 && r.nonCanonical > 500, `${r.accepted} accepted, ${r.nonCanonical} non-canonical of ${r.cases}`)
+  const r = compare(
+    t,
+    'items',
+    fc.sample(item(3), { numRuns: 8000, seed: 4221 }).map(b => Uint8Array.from(b)),
+  )
+  t.ok(
+    r.accepted > 500 && r.nonCanonical > 500,
+    `${r.accepted} accepted, ${r.nonCanonical} non-canonical of ${r.cases}`,
+  )
 })
 
 t.test('text strings: well-formed UTF-8 and every kind of malformed sequence (RFC 3629)', async t => {
-  const texts = fc.sample(fc.string({ unit: 'binary', maxLength: 30 }), { numRuns: 2000, seed: 3629 }).map(s => Buffer.from(s, 'utf8'))
-  const bad = [[0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf], [0xf0, 0x80, 0x80, 0x80], [0xf4, 0x90, 0x80, 0x80],
-    [0xf5, 0x80, 0x80, 0x80], [0xe2, 0x82], [0xff], [0x80], [0x61, 0xc3], [0xc3, 0x28], [0xe2, 0x28, 0xa1], [0xf0, 0x9f, 0x98]].map(b => Buffer.from(b))
+  const texts = fc
+    .sample(fc.string({ unit: 'binary', maxLength: 30 }), { numRuns: 2000, seed: 3629 })
+    .map(s => Buffer.from(s, 'utf8'))
+  const bad = [
+    [0xc0, 0x80],
+    [0xc1, 0xbf],
+    [0xe0, 0x80, 0x80],
+    [0xed, 0xa0, 0x80],
+    [0xed, 0xbf, 0xbf],
+    [0xf0, 0x80, 0x80, 0x80],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0xe2, 0x82],
+    [0xff],
+    [0x80],
+    [0x61, 0xc3],
+    [0xc3, 0x28],
+    [0xe2, 0x28, 0xa1],
+    [0xf0, 0x9f, 0x98],
+  ].map(b => Buffer.from(b))
   const random = Array.from({ length: 3000 }, (_, i) => Buffer.from(nodeCrypto.randomBytes(1 + (i % 6))))
-  const inputs = [...texts, ...bad, ...random].map(b => Uint8Array.from([...(b.length < 24 ? [0x60 | b.length] : [0x78, b.length]), ...b]))
+  const inputs = [...texts, ...bad, ...random].map(b =>
+    Uint8Array.from([...(b.length < 24 ? [0x60 | b.length] : [0x78, b.length]), ...b]),
+  )
   const r = compare(t, 'text', inputs)
   t.ok(r.accepted >= texts.length && r.nonCanonical >= bad.length, `${r.accepted} accepted, ${r.nonCanonical} refused`)
 })
 
 t.test('random bytes', async t => {
-  compare(t, 'random', Array.from({ length: 6000 }, (_, i) => nodeCrypto.randomBytes(1 + (i % 64))))
+  compare(
+    t,
+    'random',
+    Array.from({ length: 6000 }, (_, i) => nodeCrypto.randomBytes(1 + (i % 64))),
+  )
 })

@@ -22,7 +22,13 @@ function forged(e: EncodedEvent): EncodedEvent {
 /** A node provider that counts synchronous verifications. */
 function counting(): { crypto: CryptoProvider; syncChecks: () => number } {
   let n = 0
-  const crypto: CryptoProvider = { ...nodeCrypto, ed25519Verify: (s, m, k) => { n++; return nodeCrypto.ed25519Verify(s, m, k) } }
+  const crypto: CryptoProvider = {
+    ...nodeCrypto,
+    ed25519Verify: (s, m, k) => {
+      n++
+      return nodeCrypto.ed25519Verify(s, m, k)
+    },
+  }
   return { crypto, syncChecks: () => n }
 }
 
@@ -33,23 +39,37 @@ t.test('a whole batch against a ledger holding only genesis: every key is found 
   const batch = f.events.slice(1)
   const set = await precheckSignatures(nodeCrypto, genesisOnly.state, batch)
   t.equal(set.size, batch.length, 'all verified ahead')
-  for (const e of batch) t.ok(set.holds(e.idHex, f.ledger.state.bindingById(e.event.links[0] === undefined ? '' : Buffer.from(e.event.links[0]).toString('hex'))!.ledgerKey))
+  for (const e of batch)
+    t.ok(
+      set.holds(
+        e.idHex,
+        f.ledger.state.bindingById(e.event.links[0] === undefined ? '' : Buffer.from(e.event.links[0]).toString('hex'))!
+          .ledgerKey,
+      ),
+    )
 })
 
-t.test('a forged signature, an unknown issuer and a provider without an async verifier are left to validation', async t => {
-  const { f } = wideFleet(3)
-  const state = f.ledger.state
-  const bad = forged(f.events[f.events.length - 1]!)
-  const fresh = new Ledger(nodeCrypto)
-  fresh.ingest(f.events[0]!)
-  // The last event's issuer is bound by an event that is in neither `fresh` nor the batch.
-  const orphan = f.events[f.events.length - 1]!
-  const set = await precheckSignatures(nodeCrypto, state, [bad])
-  t.equal(set.size, 0, 'a bad signature is not recorded')
-  t.equal((await precheckSignatures(nodeCrypto, fresh.state, [orphan])).size, 0, 'no key, no check')
-  t.equal(portableCrypto.ed25519VerifyAsync, undefined, 'the portable provider verifies on the caller\'s thread only')
-  t.equal((await precheckSignatures(portableCrypto, state, f.events.slice(1))).size, 0, 'nothing prechecked without an async verifier')
-})
+t.test(
+  'a forged signature, an unknown issuer and a provider without an async verifier are left to validation',
+  async t => {
+    const { f } = wideFleet(3)
+    const state = f.ledger.state
+    const bad = forged(f.events[f.events.length - 1]!)
+    const fresh = new Ledger(nodeCrypto)
+    fresh.ingest(f.events[0]!)
+    // The last event's issuer is bound by an event that is in neither `fresh` nor the batch.
+    const orphan = f.events[f.events.length - 1]!
+    const set = await precheckSignatures(nodeCrypto, state, [bad])
+    t.equal(set.size, 0, 'a bad signature is not recorded')
+    t.equal((await precheckSignatures(nodeCrypto, fresh.state, [orphan])).size, 0, 'no key, no check')
+    t.equal(portableCrypto.ed25519VerifyAsync, undefined, "the portable provider verifies on the caller's thread only")
+    t.equal(
+      (await precheckSignatures(portableCrypto, state, f.events.slice(1))).size,
+      0,
+      'nothing prechecked without an async verifier',
+    )
+  },
+)
 
 t.test('validation skips a check only for the exact (event id, key) pair that verified', async t => {
   const { f } = wideFleet(2)
@@ -59,11 +79,21 @@ t.test('validation skips a check only for the exact (event id, key) pair that ve
   const issuerKey = ledger.state.bindingById(Buffer.from(last.event.links[0]!).toString('hex'))!.ledgerKey
   const bad = forged(last)
   const otherKey = nodeCrypto.ed25519KeyPair().publicKey
-  const wrongKey: VerifiedSignatures = { holds: (id, k) => id === bad.idHex && Buffer.from(k).equals(Buffer.from(otherKey)) }
-  t.equal(codeOf(() => validateEvent(nodeCrypto, ledger.state, bad, { verified: wrongKey })), 'BAD_SIGNATURE', 'a pair under another key does not count')
+  const wrongKey: VerifiedSignatures = {
+    holds: (id, k) => id === bad.idHex && Buffer.from(k).equals(Buffer.from(otherKey)),
+  }
+  t.equal(
+    codeOf(() => validateEvent(nodeCrypto, ledger.state, bad, { verified: wrongKey })),
+    'BAD_SIGNATURE',
+    'a pair under another key does not count',
+  )
   const otherId = new VerifiedSignatureSet()
   otherId.add(last.idHex, issuerKey)
-  t.equal(codeOf(() => validateEvent(nodeCrypto, ledger.state, bad, { verified: otherId })), 'BAD_SIGNATURE', 'a pair for another event does not count')
+  t.equal(
+    codeOf(() => validateEvent(nodeCrypto, ledger.state, bad, { verified: otherId })),
+    'BAD_SIGNATURE',
+    'a pair for another event does not count',
+  )
   const { crypto, syncChecks } = counting()
   const real = await precheckSignatures(nodeCrypto, ledger.state, [last])
   validateEvent(crypto, ledger.state, last, { verified: real })
@@ -94,10 +124,25 @@ t.test('the miner: forged events refused, the rest accepted, submissions validat
   const rest = events.slice(13)
   const chunks: Uint8Array[][] = []
   for (let i = 0; i < rest.length; i += 3) chunks.push(rest.slice(i, i + 3).map(e => e.bytes))
-  const results = await Promise.all([miner.submit([...first, bad.bytes], NOW), ...chunks.map(c => miner.submit(c, NOW))])
-  t.same(results[0]!.refused.map(r => r.code), ['BAD_SIGNATURE'], 'the forged copy is refused')
-  t.equal(results.reduce((n, r) => n + r.pending.length, 0), 0, 'nothing pending')
-  t.equal(results.reduce((n, r) => n + r.accepted.length, 0), events.length, 'every genuine event accepted')
+  const results = await Promise.all([
+    miner.submit([...first, bad.bytes], NOW),
+    ...chunks.map(c => miner.submit(c, NOW)),
+  ])
+  t.same(
+    results[0]!.refused.map(r => r.code),
+    ['BAD_SIGNATURE'],
+    'the forged copy is refused',
+  )
+  t.equal(
+    results.reduce((n, r) => n + r.pending.length, 0),
+    0,
+    'nothing pending',
+  )
+  t.equal(
+    results.reduce((n, r) => n + r.accepted.length, 0),
+    events.length,
+    'every genuine event accepted',
+  )
   t.equal(miner.treeSize, f.events.length, 'the log holds the fleet')
   await miner.close()
 })

@@ -10,7 +10,8 @@ t.test('a guest gets its burst of events, then QUOTA_RATE until the clock refill
   let ms = 0
   const q = new IntakeQuota({ clock: () => ms })
   const g = DEFAULT_QUOTAS.guest
-  for (let i = 0; i < g.events; i++) t.equal(codeOf(q.take('guest-1', 'guest', 1, 200)), 'TAKEN', `event ${i + 1} of the burst`)
+  for (let i = 0; i < g.events; i++)
+    t.equal(codeOf(q.take('guest-1', 'guest', 1, 200)), 'TAKEN', `event ${i + 1} of the burst`)
   t.equal(codeOf(q.take('guest-1', 'guest', 1, 200)), 'QUOTA_RATE', 'one past the burst')
   t.same(q.remaining('guest-1'), { events: 0, bytes: g.bytes - g.events * 200 })
   ms += Math.ceil(1000 / g.eventsPerSecond)
@@ -25,7 +26,11 @@ t.test('QUOTA_BYTES when the byte bucket is short; a refused submission takes no
   const over = q.take('lock', 'device', 1, 200)
   t.equal(codeOf(over), 'QUOTA_BYTES', '100 bytes left')
   t.same(q.remaining('lock'), { events: 98, bytes: 100 }, 'the refused submission took neither events nor bytes')
-  t.match((q.take('lock', 'device', 101, 1) as KinError).message, /more than a device may send at once \(100\)/, 'a submission over the bucket size says so')
+  t.match(
+    (q.take('lock', 'device', 101, 1) as KinError).message,
+    /more than a device may send at once \(100\)/,
+    'a submission over the bucket size says so',
+  )
   t.equal(codeOf(q.take('lock', 'device', 101, 1)), 'QUOTA_RATE', 'the event bucket is checked first')
 })
 
@@ -40,7 +45,12 @@ t.test('refunds: only up to the charge, never past the bucket size', async t => 
 
 t.test('roles: guests and devices are held tighter than members and admins; overrides are checked', async t => {
   for (const k of ['events', 'eventsPerSecond', 'bytes', 'bytesPerSecond'] as const) {
-    t.ok(DEFAULT_QUOTAS.guest[k] <= DEFAULT_QUOTAS.device[k] && DEFAULT_QUOTAS.device[k] < DEFAULT_QUOTAS.member[k] && DEFAULT_QUOTAS.member[k] <= DEFAULT_QUOTAS.admin[k], k)
+    t.ok(
+      DEFAULT_QUOTAS.guest[k] <= DEFAULT_QUOTAS.device[k] &&
+        DEFAULT_QUOTAS.device[k] < DEFAULT_QUOTAS.member[k] &&
+        DEFAULT_QUOTAS.member[k] <= DEFAULT_QUOTAS.admin[k],
+      k,
+    )
   }
   const q = new IntakeQuota({ clock: () => 0 })
   t.equal(codeOf(q.take('admin', 'admin', 256, 50_000)), 'TAKEN', 'an admin: a full submission at once')

@@ -13,7 +13,8 @@ import { LedgerFleet } from '../helpers/ledger-fleet.ts'
 let counter = 0
 function det(n: number): Uint8Array {
   const out = new Uint8Array(n)
-  for (let o = 0; o < n; o += 32) out.set(nodeCrypto.sha256(utf8(`store-test-${counter++}`)).subarray(0, Math.min(32, n - o)), o)
+  for (let o = 0; o < n; o += 32)
+    out.set(nodeCrypto.sha256(utf8(`store-test-${counter++}`)).subarray(0, Math.min(32, n - o)), o)
   return out
 }
 
@@ -27,26 +28,51 @@ function envelope(type: number, links: number, time: number, body: CborValue[]):
 /** ~20 records covering every event type, nested policy rules included. */
 function sampleRecords(): Uint8Array[] {
   const out: Uint8Array[] = []
-  out.push(envelope(0, 0, T, ['smith.home.arpa', det(32), det(32), det(32), det(32), det(12), T + 20 * 31536000, 'home pc']))
+  out.push(
+    envelope(0, 0, T, ['smith.home.arpa', det(32), det(32), det(32), det(32), det(12), T + 20 * 31536000, 'home pc']),
+  )
   for (let i = 0; i < 7; i++) {
-    out.push(envelope(1, 1, T + i * 60, [det(32), det(32), det(12), T + 31536000, i % 4, i % 3, 'lock', `front door ${i}`]))
+    out.push(
+      envelope(1, 1, T + i * 60, [det(32), det(32), det(12), T + 31536000, i % 4, i % 3, 'lock', `front door ${i}`]),
+    )
     out.push(envelope(2, 1, T + i * 60 + 5, [det(32)]))
   }
   out.push(envelope(3, 2, T + 900, [0, T + 800, false]))
   out.push(envelope(3, 2, T + 901, [2, T + 901, true]))
   out.push(envelope(4, 2, T + 1000, [det(32), det(32), det(12), T + 2 * 31536000]))
-  out.push(envelope(5, 2, T + 1100, [true, 8, 3600, [det(10), det(10)], [['unlock', [0, 1, 3], 0, 86400], ['view', [2], 3600, 7200]]]))
+  out.push(
+    envelope(5, 2, T + 1100, [
+      true,
+      8,
+      3600,
+      [det(10), det(10)],
+      [
+        ['unlock', [0, 1, 3], 0, 86400],
+        ['view', [2], 3600, 7200],
+      ],
+    ]),
+  )
   out.push(envelope(5, 2, T + 1101, [false, 2, 60, [], []]))
-  out.push(envelope(1, 1, T + 1200, [det(32), det(32), det(32), 0, 3, 0, 'phone', 'guest phone with a long friendly name']))
+  out.push(
+    envelope(1, 1, T + 1200, [det(32), det(32), det(32), 0, 3, 0, 'phone', 'guest phone with a long friendly name']),
+  )
   return out
 }
 
-interface Sample { name: string; records: Uint8Array[]; file: Uint8Array; starts: number[] }
+interface Sample {
+  name: string
+  records: Uint8Array[]
+  file: Uint8Array
+  starts: number[]
+}
 
 function sampleOf(name: string, records: Uint8Array[]): Sample {
   const starts: number[] = []
   let o = 0
-  for (const r of records) { starts.push(o); o += r.length }
+  for (const r of records) {
+    starts.push(o)
+    o += r.length
+  }
   return { name, records, file: concatBytes(...records), starts }
 }
 
@@ -63,7 +89,11 @@ function fleetRecords(): Uint8Array[] {
   const a = f.enroll(f.l0, { role: 'admin', kind: 'phone', name: 'alice' })
   const lock = f.enroll(a, { role: 'device', kind: 'lock', name: 'front door' })
   f.enroll(a, { role: 'guest', kind: 'phone', name: 'visitor' })
-  f.policy(f.l0, a, { subtree: true, maxHops: 4, rules: [{ action: 'unlock', roles: ['admin', 'guest'], from: 0, to: 86400 }] })
+  f.policy(f.l0, a, {
+    subtree: true,
+    maxHops: 4,
+    rules: [{ action: 'unlock', roles: ['admin', 'guest'], from: 0, to: 86400 }],
+  })
   f.rekey(a, lock)
   f.revoke(a, lock, { reason: 'retired' })
   return f.events.map(e => e.bytes)
@@ -103,27 +133,30 @@ t.test('real signed events of a fleet (every type) are records', async t => {
 
 // (a) a crash can cut the file anywhere
 for (const S of [SYNTHETIC, FLEET]) {
-  t.test(`${S.name}: truncation at every offset: the complete records survive, a cut record is a torn tail`, async t => {
-    let torn = 0
-    for (let cut = 0; cut <= S.file.length; cut++) {
-      const whole = S.starts.filter((st, i) => st + S.records[i]!.length <= cut).length
-      const inside = whole < S.records.length && cut > S.starts[whole]!
-      let scan
-      try {
-        scan = scanRecords(S.file.slice(0, cut))
-      } catch (err) {
-        t.fail(`cut at ${cut} threw ${(err as Error).message}`)
-        continue
+  t.test(
+    `${S.name}: truncation at every offset: the complete records survive, a cut record is a torn tail`,
+    async t => {
+      let torn = 0
+      for (let cut = 0; cut <= S.file.length; cut++) {
+        const whole = S.starts.filter((st, i) => st + S.records[i]!.length <= cut).length
+        const inside = whole < S.records.length && cut > S.starts[whole]!
+        let scan
+        try {
+          scan = scanRecords(S.file.slice(0, cut))
+        } catch (err) {
+          t.fail(`cut at ${cut} threw ${(err as Error).message}`)
+          continue
+        }
+        const diff = recordsDiff(scan.records, S.records.slice(0, whole))
+        if (diff !== undefined || scan.tornTailAt !== (inside ? S.starts[whole] : undefined)) {
+          t.fail(`cut at ${cut}: ${diff ?? ''} torn tail ${scan.tornTailAt}`)
+          continue
+        }
+        if (inside) torn++
       }
-      const diff = recordsDiff(scan.records, S.records.slice(0, whole))
-      if (diff !== undefined || scan.tornTailAt !== (inside ? S.starts[whole] : undefined)) {
-        t.fail(`cut at ${cut}: ${diff ?? ''} torn tail ${scan.tornTailAt}`)
-        continue
-      }
-      if (inside) torn++
-    }
-    t.equal(torn, S.file.length - S.records.length, 'every cut strictly inside a record was a torn tail')
-  })
+      t.equal(torn, S.file.length - S.records.length, 'every cut strictly inside a record was a torn tail')
+    },
+  )
 }
 
 t.test('reopening a truncated file rewrites it to the recovered prefix and reports the tail', async t => {
@@ -133,16 +166,31 @@ t.test('reopening a truncated file rewrites it to the recovered prefix and repor
     storage.files.set('ledger', FILE.slice(0, cut))
     const reports: Array<[number, number, string]> = []
     const file = await storage.openAppendFile('ledger')
-    const { store, records } = await LedgerStore.open(file, { onTornTail: (o, d, tail) => reports.push([o, d, toHex(tail)]) })
+    const { store, records } = await LedgerStore.open(file, {
+      onTornTail: (o, d, tail) => reports.push([o, d, toHex(tail)]),
+    })
     const whole = STARTS.filter((s, i) => s + RECORDS[i]!.length <= cut).length
     const keep = whole === RECORDS.length ? FILE.length : STARTS[whole]!
-    const ok = records.length === whole && store.size() === keep && bytesEqual(storage.files.get('ledger')!, FILE.subarray(0, keep)) &&
-      (cut === keep ? reports.length === 0 : reports.length === 1 && reports[0]![0] === keep && reports[0]![1] === cut - keep && reports[0]![2] === toHex(FILE.subarray(keep, cut)))
-    if (!ok) t.fail(`cut at ${cut}: ${records.length} records, size ${store.size()}, reports ${JSON.stringify(reports)}`)
+    const ok =
+      records.length === whole &&
+      store.size() === keep &&
+      bytesEqual(storage.files.get('ledger')!, FILE.subarray(0, keep)) &&
+      (cut === keep
+        ? reports.length === 0
+        : reports.length === 1 &&
+          reports[0]![0] === keep &&
+          reports[0]![1] === cut - keep &&
+          reports[0]![2] === toHex(FILE.subarray(keep, cut)))
+    if (!ok)
+      t.fail(`cut at ${cut}: ${records.length} records, size ${store.size()}, reports ${JSON.stringify(reports)}`)
     else checked++
     // The store goes on appending right after the recovered prefix.
     const off = await store.append(RECORDS[whole % RECORDS.length]!)
-    if (off !== keep || !bytesEqual(storage.files.get('ledger')!, concatBytes(FILE.subarray(0, keep), RECORDS[whole % RECORDS.length]!))) t.fail(`cut at ${cut}: append after recovery`)
+    if (
+      off !== keep ||
+      !bytesEqual(storage.files.get('ledger')!, concatBytes(FILE.subarray(0, keep), RECORDS[whole % RECORDS.length]!))
+    )
+      t.fail(`cut at ${cut}: append after recovery`)
     await store.close()
   }
   t.equal(checked, FILE.length + 1)
@@ -150,49 +198,71 @@ t.test('reopening a truncated file rewrites it to the recovered prefix and repor
 
 // (b) one damaged byte anywhere
 for (const S of [SYNTHETIC, FLEET]) {
-  t.test(`${S.name}: a damaged byte at every offset is an error or stays inside one record, never a silent loss`, async t => {
-    const masks = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff]
-    const outcome = { damaged: 0, inRecord: 0, lastRecordTorn: 0 }
-    const n = S.records.length
-    const last = S.starts[n - 1]!
-    for (let p = 0; p < S.file.length; p++) {
-      const k = recordAt(S, p)
-      for (const mask of masks) {
-        const bad = S.file.slice()
-        bad[p]! ^= mask
-        const tag = `byte ${p} (record ${k}) ^ 0x${mask.toString(16)}`
-        let scan
-        try {
-          scan = scanRecords(bad)
-        } catch (err) {
-          if (!isKinError(err, 'STORAGE_DAMAGED')) { t.fail(`${tag}: threw ${String(err)}`); continue }
-          const { offset, at } = err.detail as { offset: number; at: number }
-          // Everything before the damaged record frames as before, so damage is never placed earlier than it.
-          if (!(offset >= S.starts[k]! && at >= offset && at <= bad.length && err.message.includes(`offset ${at}`) && err.message.includes(`offset ${offset}`))) {
-            t.fail(`${tag}: reported offset ${offset}/${at}: ${err.message}`)
+  t.test(
+    `${S.name}: a damaged byte at every offset is an error or stays inside one record, never a silent loss`,
+    async t => {
+      const masks = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff]
+      const outcome = { damaged: 0, inRecord: 0, lastRecordTorn: 0 }
+      const n = S.records.length
+      const last = S.starts[n - 1]!
+      for (let p = 0; p < S.file.length; p++) {
+        const k = recordAt(S, p)
+        for (const mask of masks) {
+          const bad = S.file.slice()
+          bad[p]! ^= mask
+          const tag = `byte ${p} (record ${k}) ^ 0x${mask.toString(16)}`
+          let scan
+          try {
+            scan = scanRecords(bad)
+          } catch (err) {
+            if (!isKinError(err, 'STORAGE_DAMAGED')) {
+              t.fail(`${tag}: threw ${String(err)}`)
+              continue
+            }
+            const { offset, at } = err.detail as { offset: number; at: number }
+            // Everything before the damaged record frames as before, so damage is never placed earlier than it.
+            if (!(
+              offset >= S.starts[k]! &&
+              at >= offset &&
+              at <= bad.length &&
+              err.message.includes(`offset ${at}`) &&
+              err.message.includes(`offset ${offset}`)
+            )) {
+              t.fail(`${tag}: reported offset ${offset}/${at}: ${err.message}`)
+            }
+            outcome.damaged++
+            continue
           }
-          outcome.damaged++
-          continue
-        }
-        if (scan.tornTailAt === undefined) {
-          // Well-framed: exactly the damaged record differs, for event decoding and signatures to catch.
-          const differs = scan.records.map((r, i) => !bytesEqual(r.bytes, S.records[i] ?? new Uint8Array(0)))
-          if (scan.records.length !== n || differs.filter(Boolean).length !== 1 || !differs[k]) {
-            t.fail(`${tag}: ${scan.records.length} records without an error, differing: ${differs.flatMap((d, i) => d ? [i] : [])}`)
+          if (scan.tornTailAt === undefined) {
+            // Well-framed: exactly the damaged record differs, for event decoding and signatures to catch.
+            const differs = scan.records.map((r, i) => !bytesEqual(r.bytes, S.records[i] ?? new Uint8Array(0)))
+            if (scan.records.length !== n || differs.filter(Boolean).length !== 1 || !differs[k]) {
+              t.fail(
+                `${tag}: ${scan.records.length} records without an error, differing: ${differs.flatMap((d, i) => (d ? [i] : []))}`,
+              )
+            }
+            outcome.inRecord++
+          } else {
+            // Only the last record may look torn (byte for byte a crash during its append), and it is reported.
+            if (
+              scan.tornTailAt < last ||
+              scan.records.length !== n - 1 ||
+              scan.records.some((r, i) => i !== k && !bytesEqual(r.bytes, S.records[i]!))
+            ) {
+              t.fail(`${tag}: torn tail at ${scan.tornTailAt} with ${scan.records.length} records`)
+            }
+            outcome.lastRecordTorn++
           }
-          outcome.inRecord++
-        } else {
-          // Only the last record may look torn (byte for byte a crash during its append), and it is reported.
-          if (scan.tornTailAt < last || scan.records.length !== n - 1 || scan.records.some((r, i) => i !== k && !bytesEqual(r.bytes, S.records[i]!))) {
-            t.fail(`${tag}: torn tail at ${scan.tornTailAt} with ${scan.records.length} records`)
-          }
-          outcome.lastRecordTorn++
         }
       }
-    }
-    t.ok(outcome.damaged > 0 && outcome.inRecord > 0, `outcomes: ${JSON.stringify(outcome)}`)
-    t.equal(outcome.damaged + outcome.inRecord + outcome.lastRecordTorn, S.file.length * masks.length, 'every damaged file classified')
-  })
+      t.ok(outcome.damaged > 0 && outcome.inRecord > 0, `outcomes: ${JSON.stringify(outcome)}`)
+      t.equal(
+        outcome.damaged + outcome.inRecord + outcome.lastRecordTorn,
+        S.file.length * masks.length,
+        'every damaged file classified',
+      )
+    },
+  )
 }
 
 t.test('a length flipped in a middle record never turns the rest of the file into a torn tail', async t => {
@@ -223,25 +293,38 @@ t.test('random bytes and random edits of a good file: records or a KinError, not
     try {
       const { records, tornTailAt } = scanRecords(bytes)
       let o = 0
-      for (const r of records) { if (r.offset !== o) return false; o += r.bytes.length }
+      for (const r of records) {
+        if (r.offset !== o) return false
+        o += r.bytes.length
+      }
       return tornTailAt === undefined ? o === bytes.length : tornTailAt === o && o < bytes.length
     } catch (err) {
       return err instanceof KinError && err.code === 'STORAGE_DAMAGED'
     }
   }
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), b => check(b)), { numRuns: 3000 })
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), b => check(b)),
+    { numRuns: 3000 },
+  )
   // Mostly-valid inputs reach deeper into the scanner than random bytes do.
-  const edit = fc.tuple(fc.nat(FILE.length - 1), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete'))
-  fc.assert(fc.property(fc.array(edit, { minLength: 1, maxLength: 4 }), fc.nat(FILE.length), (edits, cut) => {
-    let b: Uint8Array = FILE.slice()
-    for (const [p, v, op] of edits) {
-      const q = Math.min(p, b.length - 1)
-      if (op === 'set') b[q] = v
-      else if (op === 'insert') b = concatBytes(b.subarray(0, q), new Uint8Array([v]), b.subarray(q))
-      else b = concatBytes(b.subarray(0, q), b.subarray(q + 1))
-    }
-    return check(b.subarray(0, Math.min(cut, b.length)))
-  }), { numRuns: 3000 })
+  const edit = fc.tuple(
+    fc.nat(FILE.length - 1),
+    fc.integer({ min: 0, max: 255 }),
+    fc.constantFrom('set', 'insert', 'delete'),
+  )
+  fc.assert(
+    fc.property(fc.array(edit, { minLength: 1, maxLength: 4 }), fc.nat(FILE.length), (edits, cut) => {
+      let b: Uint8Array = FILE.slice()
+      for (const [p, v, op] of edits) {
+        const q = Math.min(p, b.length - 1)
+        if (op === 'set') b[q] = v
+        else if (op === 'insert') b = concatBytes(b.subarray(0, q), new Uint8Array([v]), b.subarray(q))
+        else b = concatBytes(b.subarray(0, q), b.subarray(q + 1))
+      }
+      return check(b.subarray(0, Math.min(cut, b.length)))
+    }),
+    { numRuns: 3000 },
+  )
 })
 
 t.test('framing rules: deterministic heads and the envelope shape', async t => {
@@ -253,9 +336,9 @@ t.test('framing rules: deterministic heads and the envelope shape', async t => {
     t.match(err.message, why, hex)
   }
   damagedAt('01', 0, 0, /must be a CBOR array/)
-  damagedAt('9f', 0, 0, /indefinite length/)                          // RFC 8949 §3.2.1
-  damagedAt('83011c', 0, 2, /reserved additional information 28/)   // RFC 8949 §3.1
-  damagedAt('8301181780', 0, 2, /shortest form/)                      // RFC 8949 §4.2.1
+  damagedAt('9f', 0, 0, /indefinite length/) // RFC 8949 §3.2.1
+  damagedAt('83011c', 0, 2, /reserved additional information 28/) // RFC 8949 §3.1
+  damagedAt('8301181780', 0, 2, /shortest form/) // RFC 8949 §4.2.1
   damagedAt('830120', 0, 2, /negative integer/)
   damagedAt('8301a0', 0, 2, /map/)
   damagedAt('8301f93c00', 0, 2, /float/)
@@ -274,7 +357,13 @@ t.test('framing rules: deterministic heads and the envelope shape', async t => {
 t.test('append checks that a record is one complete record', async t => {
   const storage = memoryStorage()
   const { store } = await LedgerStore.open(await storage.openAppendFile('ledger'))
-  for (const bad of [new Uint8Array(0), RECORDS[0]!.subarray(0, 10), concatBytes(RECORDS[0]!, new Uint8Array([0])), encodeCbor([1, 2, 3]), 'abc' as unknown as Uint8Array]) {
+  for (const bad of [
+    new Uint8Array(0),
+    RECORDS[0]!.subarray(0, 10),
+    concatBytes(RECORDS[0]!, new Uint8Array([0])),
+    encodeCbor([1, 2, 3]),
+    'abc' as unknown as Uint8Array,
+  ]) {
     await t.rejects(store.append(bad), { code: 'BAD_ARGUMENT' })
   }
   await t.rejects(store.appendMany([RECORDS[0]!, new Uint8Array([0x88])]), { code: 'BAD_ARGUMENT' })
@@ -307,7 +396,9 @@ t.test('a crash in the middle of appendMany keeps the complete records of the ba
   await t.rejects(store.appendMany(RECORDS.slice(10, 14)), { code: 'STORAGE_IO' })
   await t.rejects(store.append(RECORDS[15]!), { code: 'STORAGE_IO' }, 'the store refuses appends after a failed one')
   const tails: number[][] = []
-  const again = await LedgerStore.open(await storage.openAppendFile('ledger'), { onTornTail: (o, d) => tails.push([o, d]) })
+  const again = await LedgerStore.open(await storage.openAppendFile('ledger'), {
+    onTornTail: (o, d) => tails.push([o, d]),
+  })
   t.equal(recordsDiff(again.records, RECORDS.slice(0, 12)), undefined, 'after the crash')
   t.same(tails, [[STARTS[12], 40]])
   t.ok(bytesEqual(storage.files.get('ledger')!, FILE.subarray(0, STARTS[12])))

@@ -22,7 +22,11 @@ for (const crypto of [nodeCrypto, portableCrypto]) {
       const ledger = new Ledger(crypto)
       const opts = v.now === undefined ? {} : { now: v.now as number }
       const prefixCodes = v.prefix.map((hex: string) => codeOf(() => ledger.ingest(fromHex(hex), opts)))
-      t.same(prefixCodes, v.prefix.map(() => undefined), `${v.name}: prefix accepted`)
+      t.same(
+        prefixCodes,
+        v.prefix.map(() => undefined),
+        `${v.name}: prefix accepted`,
+      )
       let thrown: unknown
       try {
         ledger.ingest(fromHex(v.event), { ...opts, intake: v.intake })
@@ -31,7 +35,10 @@ for (const crypto of [nodeCrypto, portableCrypto]) {
       }
       t.equal(thrown instanceof KinError ? thrown.code : String(thrown), v.code, `${v.name}: ${v.description}`)
       const decodeStage = /^(DECODE_|UNKNOWN_)/.test(v.code)
-      t.ok(decodeStage ? thrown instanceof DecodeError : thrown instanceof VerificationError, `${v.name}: ${decodeStage ? 'DecodeError' : 'VerificationError'}`)
+      t.ok(
+        decodeStage ? thrown instanceof DecodeError : thrown instanceof VerificationError,
+        `${v.name}: ${decodeStage ? 'DecodeError' : 'VerificationError'}`,
+      )
       t.equal(ledger.size, v.prefix.length, `${v.name}: nothing applied`)
     }
   })
@@ -46,7 +53,8 @@ t.test('the refusal vectors cover every code the codec and validation can throw'
   const thrown = new Set<string>()
   for (const file of files) {
     const src = readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8')
-    for (const m of src.matchAll(/(?:refuse|DecodeError|VerificationError|KinError)\(\s*'([A-Z_]+)'/g)) thrown.add(m[1]!)
+    for (const m of src.matchAll(/(?:refuse|DecodeError|VerificationError|KinError)\(\s*'([A-Z_]+)'/g))
+      thrown.add(m[1]!)
   }
   t.ok(thrown.size >= 30, `found ${thrown.size} codes in the sources`)
   const covered = new Set<string>(refusals.vectors.map((v: { code: string }) => v.code))
@@ -54,7 +62,11 @@ t.test('the refusal vectors cover every code the codec and validation can throw'
   const stray = [...covered].filter(c => !thrown.has(c)).sort()
   t.same(missing, [], 'every thrown code has a vector')
   t.same(stray, [], 'every vector code is thrown by the sources')
-  t.same([...KNOWN_UNREACHABLE].filter(c => covered.has(c) || !thrown.has(c)), [], 'the unreachable list holds only codes still thrown and without a vector')
+  t.same(
+    [...KNOWN_UNREACHABLE].filter(c => covered.has(c) || !thrown.has(c)),
+    [],
+    'the unreachable list holds only codes still thrown and without a vector',
+  )
 })
 
 // ---- helpers -----------------------------------------------------------------------------------------------
@@ -62,18 +74,37 @@ t.test('the refusal vectors cover every code the codec and validation can throw'
 function request(f: LedgerFleet, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest & { seed: Uint8Array } {
   const kp = f.keyPair()
   return {
-    spkiHash: f.bytes(32), ledgerKey: kp.publicKey, seed: kp.seed, role: 'device', depth: 0, notAfter: T0 + YEAR, kind: 'sensor', name: 'sensor',
-    nonce: f.bytes(12), ...over,
+    spkiHash: f.bytes(32),
+    ledgerKey: kp.publicKey,
+    seed: kp.seed,
+    role: 'device',
+    depth: 0,
+    notAfter: T0 + YEAR,
+    kind: 'sensor',
+    name: 'sensor',
+    nonce: f.bytes(12),
+    ...over,
   }
 }
 
 /** An authorize by `parent` (any binding) signed with `secret`, not applied. */
-function authorizeBy(f: LedgerFleet, parent: Binding, secret: Uint8Array, time: number, over: Partial<AuthorizeRequest> = {}): EncodedEvent {
+function authorizeBy(
+  f: LedgerFleet,
+  parent: Binding,
+  secret: Uint8Array,
+  time: number,
+  over: Partial<AuthorizeRequest> = {},
+): EncodedEvent {
   return signEvent(f.crypto, authorizeEvent(f.crypto, parent, request(f, over), time), secret)
 }
 
 /** Authorizes by `parentCn` with its current key; returns the refusal code or, when accepted, the child's CN (secret recorded). */
-function tryAuthorize(f: LedgerFleet, parentCn: string, time: number, over: Partial<AuthorizeRequest> = {}): { code: string | undefined; cn: string } {
+function tryAuthorize(
+  f: LedgerFleet,
+  parentCn: string,
+  time: number,
+  over: Partial<AuthorizeRequest> = {},
+): { code: string | undefined; cn: string } {
   const req = request(f, over)
   const e = signEvent(f.crypto, authorizeEvent(f.crypto, f.binding(parentCn), req, time), f.secrets.get(parentCn)!)
   const code = codeOf(() => f.ledger.ingest(e))
@@ -82,7 +113,13 @@ function tryAuthorize(f: LedgerFleet, parentCn: string, time: number, over: Part
   return { code, cn }
 }
 
-function certifyAt(f: LedgerFleet, cn: string, time: number, secret = f.secrets.get(cn)!, binding = f.binding(cn)): string | undefined {
+function certifyAt(
+  f: LedgerFleet,
+  cn: string,
+  time: number,
+  secret = f.secrets.get(cn)!,
+  binding = f.binding(cn),
+): string | undefined {
   const e = signEvent(f.crypto, certifiedEvent(binding, f.bytes(32), time), secret)
   return codeOf(() => f.ledger.ingest(e))
 }
@@ -98,36 +135,59 @@ t.test('revoked as compromised: signatures at or after the effective time are vo
   const E = T0 + 2000
   const secret = f.secrets.get(phone)!
   const before = authorizeBy(f, f.binding(phone), secret, E - 1)
-  t.equal(codeOf(() => f.ledger.ingest(before)), undefined, 'one second before, logged before the revocation: accepted')
+  t.equal(
+    codeOf(() => f.ledger.ingest(before)),
+    undefined,
+    'one second before, logged before the revocation: accepted',
+  )
   // Signed 500 s after it takes effect: a revocation is usually issued after the compromise it reports.
   f.revoke(laptop, phone, { reason: 'compromised', effective: E, subtree: false, time: E + 500 })
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E))), 'VOID_AFTER_REVOKE', 'at the effective time')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E + 100))), 'VOID_AFTER_REVOKE', 'after it')
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E))),
+    'VOID_AFTER_REVOKE',
+    'at the effective time',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E + 100))),
+    'VOID_AFTER_REVOKE',
+    'after it',
+  )
   t.equal(certifyAt(f, phone, E + 1), 'VOID_AFTER_REVOKE', 'any event type, not only authorize')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E - 1))), 'ISSUER_REVOKED_IN_LOG', 'one second before, but offered after the revocation is in the log: refused')
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, f.binding(phone), secret, E - 1))),
+    'ISSUER_REVOKED_IN_LOG',
+    'one second before, but offered after the revocation is in the log: refused',
+  )
   t.equal(invalidCode(f, phone, E - 1), undefined, 'the phone is valid before E')
   t.equal(invalidCode(f, phone, E), 'REVOKED', 'and revoked from E')
-  t.equal(f.ledger.state.invalidAt(f.binding(phone), E)?.code === 'REVOKED' && f.ledger.state.effectiveRevocation(f.binding(phone))?.reason, 'compromised')
+  t.equal(
+    f.ledger.state.invalidAt(f.binding(phone), E)?.code === 'REVOKED' &&
+      f.ledger.state.effectiveRevocation(f.binding(phone))?.reason,
+    'compromised',
+  )
   t.equal(invalidCode(f, lock, E + 10_000), undefined, 'a child authorized before E stays valid (no subtree)')
   t.equal(certifyAt(f, lock, E + 10_000), undefined, 'and can still sign')
   t.equal(invalidCode(f, f.subjectCn(before), E + 10_000), undefined, 'so does the child authorized at E - 1')
 })
 
-t.test('revocations that arrive late: children authorized at or after the effective time fall when it arrives', async t => {
-  const { f, laptop, phone } = houseFleet('rv-late')
-  const E = T0 + 2000
-  const late = tryAuthorize(f, phone, E + 10)
-  const early = tryAuthorize(f, phone, E - 10)
-  t.equal(late.code, undefined, 'accepted while the ledger knows of no revocation')
-  t.equal(early.code, undefined)
-  f.revoke(laptop, phone, { reason: 'compromised', effective: E, subtree: false, time: E + 20 })
-  const r = f.ledger.state.invalidAt(f.binding(late.cn), E + 30)
-  t.equal(r?.code, 'ANCESTOR_REVOKED', 'the child created after E is invalid')
-  t.equal(r?.code === 'ANCESTOR_REVOKED' ? r.ancestorCn : undefined, phone)
-  t.equal(invalidCode(f, late.cn, E + 10), 'ANCESTOR_REVOKED', 'from the moment it was created')
-  t.equal(invalidCode(f, early.cn, E + 30), undefined, 'the child created before E stays valid')
-  t.equal(certifyAt(f, late.cn, E + 40), 'ISSUER_REVOKED', 'the fallen child can no longer sign')
-})
+t.test(
+  'revocations that arrive late: children authorized at or after the effective time fall when it arrives',
+  async t => {
+    const { f, laptop, phone } = houseFleet('rv-late')
+    const E = T0 + 2000
+    const late = tryAuthorize(f, phone, E + 10)
+    const early = tryAuthorize(f, phone, E - 10)
+    t.equal(late.code, undefined, 'accepted while the ledger knows of no revocation')
+    t.equal(early.code, undefined)
+    f.revoke(laptop, phone, { reason: 'compromised', effective: E, subtree: false, time: E + 20 })
+    const r = f.ledger.state.invalidAt(f.binding(late.cn), E + 30)
+    t.equal(r?.code, 'ANCESTOR_REVOKED', 'the child created after E is invalid')
+    t.equal(r?.code === 'ANCESTOR_REVOKED' ? r.ancestorCn : undefined, phone)
+    t.equal(invalidCode(f, late.cn, E + 10), 'ANCESTOR_REVOKED', 'from the moment it was created')
+    t.equal(invalidCode(f, early.cn, E + 30), undefined, 'the child created before E stays valid')
+    t.equal(certifyAt(f, late.cn, E + 40), 'ISSUER_REVOKED', 'the fallen child can no longer sign')
+  },
+)
 
 t.test('subtree revocation invalidates every descendant from the effective time, not before', async t => {
   const { f, laptop, phone, lock } = houseFleet('rv-subtree')
@@ -141,7 +201,11 @@ t.test('subtree revocation invalidates every descendant from the effective time,
   }
   t.equal(invalidCode(f, laptop, E), 'REVOKED')
   t.equal(invalidCode(f, f.l0, E), undefined, 'the revoker itself is untouched')
-  t.equal(certifyAt(f, lock, E - 1), 'ISSUER_REVOKED_IN_LOG', 'a descendant that signs a time before E, once the revocation is in the log, is refused')
+  t.equal(
+    certifyAt(f, lock, E - 1),
+    'ISSUER_REVOKED_IN_LOG',
+    'a descendant that signs a time before E, once the revocation is in the log, is refused',
+  )
   t.equal(certifyAt(f, lock, E), 'ISSUER_REVOKED', 'and from E')
   t.equal(tryAuthorize(f, phone, E + 5).code, 'ISSUER_REVOKED', 'nor may the phone delegate')
   // Contrast: the same revocation without subtree leaves the descendants valid.
@@ -158,7 +222,11 @@ t.test('revoked as lost or retired: later events are refused ISSUER_REVOKED, not
     const E = T0 + 2000
     f.revoke(laptop, phone, { reason, effective: E, time: E })
     t.equal(tryAuthorize(f, phone, E).code, 'ISSUER_REVOKED', `${reason}: at E`)
-    t.equal(tryAuthorize(f, phone, E - 1).code, 'ISSUER_REVOKED_IN_LOG', `${reason}: dated before E, offered after the revocation is in the log`)
+    t.equal(
+      tryAuthorize(f, phone, E - 1).code,
+      'ISSUER_REVOKED_IN_LOG',
+      `${reason}: dated before E, offered after the revocation is in the log`,
+    )
   }
 })
 
@@ -186,8 +254,16 @@ t.test('a revocation signed by a key that was itself void when it signed does no
   {
     const { f, laptop, phone } = houseFleet('rv-void')
     f.revoke(f.l0, laptop, { reason: 'compromised', effective: E, time: E })
-    const r = f.revoke(laptop, phone, { reason: 'compromised', effective: T0 + 300, subtree: true, time: E + 10 }, false)
-    t.equal(codeOf(() => f.ledger.ingest(r)), 'VOID_AFTER_REVOKE')
+    const r = f.revoke(
+      laptop,
+      phone,
+      { reason: 'compromised', effective: T0 + 300, subtree: true, time: E + 10 },
+      false,
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(r)),
+      'VOID_AFTER_REVOKE',
+    )
     t.equal(invalidCode(f, phone, E + 100), undefined, 'the phone stays valid (the laptop revocation has no subtree)')
   }
   // Order 2: the void revocation arrives first; it is accepted but stops counting once the revoker is known to be void.
@@ -220,11 +296,31 @@ t.test('a revocation signed by a key that was itself void when it signed does no
 t.test('who may revoke: the subject itself or an ancestor', async t => {
   const { f, laptop, phone, lock } = houseFleet('rv-who')
   const cam = f.enroll(phone, { role: 'device', kind: 'camera', name: 'cam', time: T0 + 400 })
-  t.equal(codeOf(() => f.ledger.ingest(f.revoke(cam, lock, { time: T0 + 500 }, false))), 'REVOKE_NOT_ALLOWED', 'sibling')
-  t.equal(codeOf(() => f.ledger.ingest(f.revoke(lock, phone, { time: T0 + 500 }, false))), 'REVOKE_NOT_ALLOWED', 'child revoking its parent')
-  t.equal(codeOf(() => f.ledger.ingest(f.revoke(lock, lock, { time: T0 + 500 }, false))), undefined, 'self')
-  t.equal(codeOf(() => f.ledger.ingest(f.revoke(f.l0, cam, { time: T0 + 500 }, false))), undefined, 'L0, an ancestor three levels up')
-  t.equal(codeOf(() => f.ledger.ingest(f.revoke(laptop, cam, { time: T0 + 600 }, false))), undefined, 'a second revocation of the same binding is recorded too')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.revoke(cam, lock, { time: T0 + 500 }, false))),
+    'REVOKE_NOT_ALLOWED',
+    'sibling',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.revoke(lock, phone, { time: T0 + 500 }, false))),
+    'REVOKE_NOT_ALLOWED',
+    'child revoking its parent',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.revoke(lock, lock, { time: T0 + 500 }, false))),
+    undefined,
+    'self',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.revoke(f.l0, cam, { time: T0 + 500 }, false))),
+    undefined,
+    'L0, an ancestor three levels up',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.revoke(laptop, cam, { time: T0 + 600 }, false))),
+    undefined,
+    'a second revocation of the same binding is recorded too',
+  )
   t.equal(f.binding(cam).revocations.length, 2)
 })
 
@@ -242,16 +338,44 @@ t.test('rekey: the old key can no longer sign, the new one can, from the rekey t
   t.equal(now.generation, 1)
   t.equal(old.supersededBy, rk.idHex)
   t.equal(now.parentBindingId, f.binding(laptop).id)
-  t.same([now.role, now.depth, now.kind, now.name], [old.role, old.depth, old.kind, old.name], 'role, depth, kind and name carry over')
+  t.same(
+    [now.role, now.depth, now.kind, now.name],
+    [old.role, old.depth, old.kind, old.name],
+    'role, depth, kind and name carry over',
+  )
   t.same(now.certHashes, [], 'certificates belong to the old keys')
   t.equal(f.ledger.state.bindingAt(phone, R - 1), old)
   t.equal(f.ledger.state.bindingAt(phone, R), now)
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R))), 'ISSUER_NOT_CURRENT', 'old key at the rekey time')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R + 500))), 'ISSUER_NOT_CURRENT', 'old key after')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, f.secrets.get(phone)!, R + 500))), 'ISSUER_NOT_CURRENT', 'new key on the old binding')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, now, f.secrets.get(phone)!, R - 1))), 'ISSUER_NOT_CURRENT', 'new key before the rekey')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, now, oldSecret, R + 500))), 'BAD_SIGNATURE', 'old key on the new binding')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R - 1))), undefined, 'old key before the rekey: still valid')
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R))),
+    'ISSUER_NOT_CURRENT',
+    'old key at the rekey time',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R + 500))),
+    'ISSUER_NOT_CURRENT',
+    'old key after',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, f.secrets.get(phone)!, R + 500))),
+    'ISSUER_NOT_CURRENT',
+    'new key on the old binding',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, now, f.secrets.get(phone)!, R - 1))),
+    'ISSUER_NOT_CURRENT',
+    'new key before the rekey',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, now, oldSecret, R + 500))),
+    'BAD_SIGNATURE',
+    'old key on the new binding',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, R - 1))),
+    undefined,
+    'old key before the rekey: still valid',
+  )
   t.equal(tryAuthorize(f, phone, R + 600).code, undefined, 'the new key delegates')
   t.equal(certifyAt(f, phone, R + 700), undefined, 'and records its new certificate')
   t.equal(f.binding(phone).certHashes.length, 1)
@@ -273,30 +397,110 @@ t.test('rekey: a revoked CN is valid again with new keys and can authorize', asy
   const child = tryAuthorize(f, phone, E + 200)
   t.equal(child.code, undefined, 'the rekeyed phone authorizes')
   t.equal(invalidCode(f, child.cn, E + 300), undefined, 'and its new child is valid')
-  t.equal(invalidCode(f, lock, E + 300), 'ANCESTOR_REVOKED', 'the subtree revocation of the old binding still holds for its children')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, E + 50))), 'VOID_AFTER_REVOKE', 'old key between revocation and rekey')
-  t.equal(codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, E + 150))), 'ISSUER_NOT_CURRENT', 'old key after the rekey')
+  t.equal(
+    invalidCode(f, lock, E + 300),
+    'ANCESTOR_REVOKED',
+    'the subtree revocation of the old binding still holds for its children',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, E + 50))),
+    'VOID_AFTER_REVOKE',
+    'old key between revocation and rekey',
+  )
+  t.equal(
+    codeOf(() => f.ledger.ingest(authorizeBy(f, old, oldSecret, E + 150))),
+    'ISSUER_NOT_CURRENT',
+    'old key after the rekey',
+  )
 })
 
-t.test('rekey: only the parent, only of the current binding, within the parent validity, with a fresh nonce', async t => {
-  const { f, laptop, phone, lock } = houseFleet('rk-rules')
-  t.equal(codeOf(() => f.ledger.ingest(f.rekey(laptop, lock, T0 + 500, false))), 'REKEY_NOT_PARENT', 'grandparent')
-  t.equal(codeOf(() => f.ledger.ingest(f.rekey(lock, lock, T0 + 500, false))), 'REKEY_NOT_PARENT', 'itself')
-  t.equal(codeOf(() => f.ledger.ingest(f.rekey(f.l0, f.l0, T0 + 500, false))), 'REKEY_NOT_PARENT', 'L0 has no parent')
-  const old = f.binding(lock)
-  const early = signEvent(f.crypto, rekeyEvent(f.crypto, f.binding(phone), old, { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: old.notAfter, nonce: f.bytes(12) }, T0 + 299), f.secrets.get(phone)!)
-  t.equal(codeOf(() => f.ledger.ingest(early)), 'LINK_MISMATCH', 'dated before the binding it replaces')
-  const tooLong = signEvent(f.crypto, rekeyEvent(f.crypto, f.binding(phone), old, { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: f.binding(phone).notAfter + 1, nonce: f.bytes(12) }, T0 + 500), f.secrets.get(phone)!)
-  t.equal(codeOf(() => f.ledger.ingest(tooLong)), 'NOT_AFTER_EXCEEDS_PARENT')
-  const lockNonce = (f.ledger.state.event(old.id)!.event.body as { nonce: Uint8Array }).nonce
-  const reused = signEvent(f.crypto, rekeyEvent(f.crypto, f.binding(phone), old, { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: old.notAfter, nonce: lockNonce }, T0 + 500), f.secrets.get(phone)!)
-  t.equal(codeOf(() => f.ledger.ingest(reused)), 'NONCE_REUSED')
-  const first = f.rekey(phone, lock, T0 + 600, false)
-  const second = f.rekey(phone, lock, T0 + 700, false)
-  t.equal(codeOf(() => f.ledger.ingest(first)), undefined, 'the parent rekeys')
-  t.equal(codeOf(() => f.ledger.ingest(second)), 'LINK_MISMATCH', 'a competing rekey of the same binding loses')
-  t.equal(f.ledger.state.bindingsByCn.get(lock)!.length, 2)
-})
+t.test(
+  'rekey: only the parent, only of the current binding, within the parent validity, with a fresh nonce',
+  async t => {
+    const { f, laptop, phone, lock } = houseFleet('rk-rules')
+    t.equal(
+      codeOf(() => f.ledger.ingest(f.rekey(laptop, lock, T0 + 500, false))),
+      'REKEY_NOT_PARENT',
+      'grandparent',
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(f.rekey(lock, lock, T0 + 500, false))),
+      'REKEY_NOT_PARENT',
+      'itself',
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(f.rekey(f.l0, f.l0, T0 + 500, false))),
+      'REKEY_NOT_PARENT',
+      'L0 has no parent',
+    )
+    const old = f.binding(lock)
+    const early = signEvent(
+      f.crypto,
+      rekeyEvent(
+        f.crypto,
+        f.binding(phone),
+        old,
+        { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: old.notAfter, nonce: f.bytes(12) },
+        T0 + 299,
+      ),
+      f.secrets.get(phone)!,
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(early)),
+      'LINK_MISMATCH',
+      'dated before the binding it replaces',
+    )
+    const tooLong = signEvent(
+      f.crypto,
+      rekeyEvent(
+        f.crypto,
+        f.binding(phone),
+        old,
+        {
+          spkiHash: f.bytes(32),
+          ledgerKey: f.keyPair().publicKey,
+          notAfter: f.binding(phone).notAfter + 1,
+          nonce: f.bytes(12),
+        },
+        T0 + 500,
+      ),
+      f.secrets.get(phone)!,
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(tooLong)),
+      'NOT_AFTER_EXCEEDS_PARENT',
+    )
+    const lockNonce = (f.ledger.state.event(old.id)!.event.body as { nonce: Uint8Array }).nonce
+    const reused = signEvent(
+      f.crypto,
+      rekeyEvent(
+        f.crypto,
+        f.binding(phone),
+        old,
+        { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: old.notAfter, nonce: lockNonce },
+        T0 + 500,
+      ),
+      f.secrets.get(phone)!,
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(reused)),
+      'NONCE_REUSED',
+    )
+    const first = f.rekey(phone, lock, T0 + 600, false)
+    const second = f.rekey(phone, lock, T0 + 700, false)
+    t.equal(
+      codeOf(() => f.ledger.ingest(first)),
+      undefined,
+      'the parent rekeys',
+    )
+    t.equal(
+      codeOf(() => f.ledger.ingest(second)),
+      'LINK_MISMATCH',
+      'a competing rekey of the same binding loses',
+    )
+    t.equal(f.ledger.state.bindingsByCn.get(lock)!.length, 2)
+  },
+)
 
 // ---- delegation ----------------------------------------------------------------------------------------------
 
@@ -307,7 +511,11 @@ t.test('delegation: admins authorize any role, members devices and guests, devic
   for (const role of roles) {
     const depth = role === 'admin' || role === 'member' ? 3 : 0
     t.equal(tryAuthorize(f, laptop, time++, { role, depth }).code, undefined, `admin → ${role}`)
-    t.equal(tryAuthorize(f, phone, time++, { role, depth }).code, role === 'admin' || role === 'member' ? 'ROLE_ESCALATION' : undefined, `member → ${role}`)
+    t.equal(
+      tryAuthorize(f, phone, time++, { role, depth }).code,
+      role === 'admin' || role === 'member' ? 'ROLE_ESCALATION' : undefined,
+      `member → ${role}`,
+    )
   }
   const guest = tryAuthorize(f, phone, time++, { role: 'guest' })
   for (const role of roles) {
@@ -316,20 +524,35 @@ t.test('delegation: admins authorize any role, members devices and guests, devic
   }
 })
 
-t.test('delegation depth: each child at most its parent depth - 1; depth 0 cannot delegate; devices and guests have 0', async t => {
-  const f = LedgerFleet.create({ tag: 'dl-depth' })
-  t.equal(f.binding(f.l0).depth, 15, 'L0 has depth 15')
-  const a2 = tryAuthorize(f, f.l0, T0 + 10, { role: 'admin', depth: 2 })
-  t.equal(a2.code, undefined)
-  t.equal(tryAuthorize(f, a2.cn, T0 + 20, { role: 'admin', depth: 2 }).code, 'DEPTH_EXHAUSTED', 'same depth as the parent')
-  const a1 = tryAuthorize(f, a2.cn, T0 + 30, { role: 'admin', depth: 1 })
-  t.equal(a1.code, undefined)
-  const m0 = tryAuthorize(f, a1.cn, T0 + 40, { role: 'member', depth: 0 })
-  t.equal(m0.code, undefined)
-  t.equal(tryAuthorize(f, m0.cn, T0 + 50, { role: 'device' }).code, 'DEPTH_EXHAUSTED', 'a member of depth 0 cannot even add a device')
-  t.equal(tryAuthorize(f, a1.cn, T0 + 60, { role: 'device', depth: 1 }).code, 'DEPTH_EXHAUSTED', 'a device with depth 1')
-  t.equal(tryAuthorize(f, a1.cn, T0 + 70, { role: 'guest', depth: 0 }).code, undefined, 'a guest with depth 0')
-})
+t.test(
+  'delegation depth: each child at most its parent depth - 1; depth 0 cannot delegate; devices and guests have 0',
+  async t => {
+    const f = LedgerFleet.create({ tag: 'dl-depth' })
+    t.equal(f.binding(f.l0).depth, 15, 'L0 has depth 15')
+    const a2 = tryAuthorize(f, f.l0, T0 + 10, { role: 'admin', depth: 2 })
+    t.equal(a2.code, undefined)
+    t.equal(
+      tryAuthorize(f, a2.cn, T0 + 20, { role: 'admin', depth: 2 }).code,
+      'DEPTH_EXHAUSTED',
+      'same depth as the parent',
+    )
+    const a1 = tryAuthorize(f, a2.cn, T0 + 30, { role: 'admin', depth: 1 })
+    t.equal(a1.code, undefined)
+    const m0 = tryAuthorize(f, a1.cn, T0 + 40, { role: 'member', depth: 0 })
+    t.equal(m0.code, undefined)
+    t.equal(
+      tryAuthorize(f, m0.cn, T0 + 50, { role: 'device' }).code,
+      'DEPTH_EXHAUSTED',
+      'a member of depth 0 cannot even add a device',
+    )
+    t.equal(
+      tryAuthorize(f, a1.cn, T0 + 60, { role: 'device', depth: 1 }).code,
+      'DEPTH_EXHAUSTED',
+      'a device with depth 1',
+    )
+    t.equal(tryAuthorize(f, a1.cn, T0 + 70, { role: 'guest', depth: 0 }).code, undefined, 'a guest with depth 0')
+  },
+)
 
 t.test('validity windows: notAfter bounded by the parent, inclusive at both ends', async t => {
   const { f, phone } = houseFleet('dl-notafter')
@@ -352,7 +575,11 @@ t.test('expiry: valid through notAfter, EXPIRED after it; an expired issuer cann
   t.equal(certifyAt(f, s.cn, N), undefined, 'signs at notAfter')
   t.equal(certifyAt(f, s.cn, N + 1), 'ISSUER_EXPIRED', 'not after')
   const g = LedgerFleet.create({ tag: 'ex-l0', time: T0 })
-  t.equal(g.ledger.state.invalidAt(g.binding(g.l0), T0 + 20 * YEAR + 1)?.code, 'EXPIRED', 'L0 expires with its genesis notAfter')
+  t.equal(
+    g.ledger.state.invalidAt(g.binding(g.l0), T0 + 20 * YEAR + 1)?.code,
+    'EXPIRED',
+    'L0 expires with its genesis notAfter',
+  )
 })
 
 // ---- other rules -----------------------------------------------------------------------------------------------
@@ -362,9 +589,19 @@ t.test('clock skew: at most MAX_CLOCK_SKEW seconds ahead of the validating clock
   const now = T0 + 10_000
   const at = (time: number): EncodedEvent => authorizeBy(f, f.binding(phone), f.secrets.get(phone)!, time)
   t.equal(MAX_CLOCK_SKEW, 300)
-  t.equal(codeOf(() => f.ledger.check(at(now + 301), { now })), 'TIME_IN_FUTURE')
-  t.equal(codeOf(() => f.ledger.check(at(now + 300), { now })), undefined)
-  t.equal(codeOf(() => f.ledger.check(at(now + 100_000))), undefined, 'no clock given: no check')
+  t.equal(
+    codeOf(() => f.ledger.check(at(now + 301), { now })),
+    'TIME_IN_FUTURE',
+  )
+  t.equal(
+    codeOf(() => f.ledger.check(at(now + 300), { now })),
+    undefined,
+  )
+  t.equal(
+    codeOf(() => f.ledger.check(at(now + 100_000))),
+    undefined,
+    'no clock given: no check',
+  )
   t.equal(f.ledger.size, f.events.length, 'check() applies nothing')
 })
 
@@ -383,30 +620,66 @@ t.test('certified: by the subject with its own key, each certificate once per bi
   t.equal(f.binding(lock).certHashes.length, 1, 'enrollment recorded one certificate')
   t.equal(certifyAt(f, lock, T0 + 1000), undefined, 'a renewed certificate')
   t.equal(f.binding(lock).certHashes.length, 2)
-  t.equal(certifyAt(f, lock, T0 + 1001, f.secrets.get(phone)!), 'BAD_SIGNATURE', "the parent's key on the lock's certified event")
+  t.equal(
+    certifyAt(f, lock, T0 + 1001, f.secrets.get(phone)!),
+    'BAD_SIGNATURE',
+    "the parent's key on the lock's certified event",
+  )
 })
 
 t.test('policy: set by an ancestor, recorded for its subject', async t => {
   const { f, laptop, phone, lock } = houseFleet('policy')
-  const p = f.policy(laptop, phone, { maxHops: 3, rules: [{ action: 'unlock', roles: ['guest'], from: 0, to: 86400 }] }, T0 + 500)
-  t.same(f.ledger.state.policies(phone).map(r => r.eventId), [p.idHex])
+  const p = f.policy(
+    laptop,
+    phone,
+    { maxHops: 3, rules: [{ action: 'unlock', roles: ['guest'], from: 0, to: 86400 }] },
+    T0 + 500,
+  )
+  t.same(
+    f.ledger.state.policies(phone).map(r => r.eventId),
+    [p.idHex],
+  )
   t.equal(f.ledger.state.policies(phone)[0]!.body.maxHops, 3)
   t.equal(f.ledger.state.policies(phone)[0]!.issuerBindingId, f.binding(laptop).id)
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(lock, phone, {}, T0 + 600, false))), 'POLICY_NOT_ANCESTOR', 'a child on its parent')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(lock, phone, {}, T0 + 600, false))),
+    'POLICY_NOT_ANCESTOR',
+    'a child on its parent',
+  )
   const cam = f.enroll(phone, { role: 'device', name: 'cam', time: T0 + 700 })
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(cam, lock, {}, T0 + 800, false))), 'POLICY_NOT_ANCESTOR', 'a sibling')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(cam, lock, {}, T0 + 800, false))),
+    'POLICY_NOT_ANCESTOR',
+    'a sibling',
+  )
   t.same(f.ledger.state.policies(lock), [])
 })
 
 t.test('policy: only from identities that may delegate (admin or member, depth 1 or more)', async t => {
   const { f, laptop, phone, lock } = houseFleet('policy-delegator')
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(lock, lock, {}, T0 + 600, false))), 'POLICY_NOT_DELEGATOR', 'a device on itself')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(lock, lock, {}, T0 + 600, false))),
+    'POLICY_NOT_DELEGATOR',
+    'a device on itself',
+  )
   const guest = f.enroll(phone, { role: 'guest', name: 'visitor', time: T0 + 700 })
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(guest, guest, {}, T0 + 800, false))), 'POLICY_NOT_DELEGATOR', 'a guest on itself')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(guest, guest, {}, T0 + 800, false))),
+    'POLICY_NOT_DELEGATOR',
+    'a guest on itself',
+  )
   const leaf = f.enroll(laptop, { role: 'member', depth: 0, name: 'teen', time: T0 + 700 })
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(leaf, leaf, {}, T0 + 800, false))), 'POLICY_NOT_DELEGATOR', 'a member of depth 0 on itself')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(leaf, leaf, {}, T0 + 800, false))),
+    'POLICY_NOT_DELEGATOR',
+    'a member of depth 0 on itself',
+  )
   t.same(f.ledger.state.policies(lock), [])
-  t.equal(codeOf(() => f.ledger.ingest(f.policy(phone, phone, {}, T0 + 900, false))), undefined, 'a member that may delegate, on itself')
+  t.equal(
+    codeOf(() => f.ledger.ingest(f.policy(phone, phone, {}, T0 + 900, false))),
+    undefined,
+    'a member that may delegate, on itself',
+  )
 })
 
 t.test('look-ups: lineage, children, ancestors, bindings, ids', async t => {
@@ -432,7 +705,11 @@ t.test('look-ups: lineage, children, ancestors, bindings, ids', async t => {
   t.same([b.parentCn, b.role, b.depth, b.kind, b.name, b.generation], [phone, 'device', 0, 'lock', 'front-door-1', 0])
   t.equal(b.parentBindingId, f.binding(phone).id)
   t.equal(s.cnOfLabel(s.event(b.id)!.event.subject), lock)
-  t.same(s.ids(), f.events.map(e => e.idHex), 'ids in ledger order')
+  t.same(
+    s.ids(),
+    f.events.map(e => e.idHex),
+    'ids in ledger order',
+  )
   t.ok(f.events.every(e => s.has(e.idHex)))
   t.notOk(s.has('00'.repeat(32)))
   t.equal(s.currentBinding('nobody.smith.home.arpa'), undefined)
@@ -442,7 +719,11 @@ t.test('duplicates and batches', async t => {
   const { f } = houseFleet('batch')
   const l = new Ledger(nodeCrypto)
   l.ingest(f.events[0]!.bytes)
-  t.equal(codeOf(() => l.ingest(f.events[0]!.bytes)), 'DUPLICATE_EVENT', 'the same genesis twice')
+  t.equal(
+    codeOf(() => l.ingest(f.events[0]!.bytes)),
+    'DUPLICATE_EVENT',
+    'the same genesis twice',
+  )
   const shuffled = [...f.events].reverse()
   const r = l.ingestMany(shuffled.map(e => e.bytes))
   t.equal(r.accepted.length, f.events.length - 1, 'every event but the genesis already held, whatever the order')
@@ -453,34 +734,69 @@ t.test('duplicates and batches', async t => {
   const partial = m.ingestMany([...f.events.slice(2).map(e => e.bytes), new Uint8Array(0)])
   t.equal(partial.accepted.length, 0, 'no genesis: nothing can enter')
   t.equal(partial.pending.length, f.events.length - 2, 'everything waits for its links')
-  t.same(partial.refused.map(x => x.code), ['DECODE_CBOR'], 'undecodable bytes are refused with their code')
+  t.same(
+    partial.refused.map(x => x.code),
+    ['DECODE_CBOR'],
+    'undecodable bytes are refused with their code',
+  )
 })
 
 t.test('trustSignatures skips only the Ed25519 check', async t => {
   const { f, phone } = houseFleet('trust')
   const forged = authorizeBy(f, f.binding(phone), new Uint8Array(32).fill(1), T0 + 1000)
-  t.equal(codeOf(() => f.ledger.check(forged)), 'BAD_SIGNATURE')
-  t.equal(codeOf(() => f.ledger.check(forged, { trustSignatures: true })), undefined)
+  t.equal(
+    codeOf(() => f.ledger.check(forged)),
+    'BAD_SIGNATURE',
+  )
+  t.equal(
+    codeOf(() => f.ledger.check(forged, { trustSignatures: true })),
+    undefined,
+  )
   const early = authorizeBy(f, f.binding(phone), new Uint8Array(32).fill(1), T0 + 1)
-  t.equal(codeOf(() => f.ledger.check(early, { trustSignatures: true })), 'ISSUER_NOT_CURRENT', 'every other rule still runs')
+  t.equal(
+    codeOf(() => f.ledger.check(early, { trustSignatures: true })),
+    'ISSUER_NOT_CURRENT',
+    'every other rule still runs',
+  )
 })
 
 t.test('genesis: L0 is an admin of depth 15, bound to its own keys', async t => {
   const f = LedgerFleet.create({ tag: 'genesis', domain: 'jones.example.org' })
   const b = f.binding(f.l0)
-  t.same([b.role, b.depth, b.parentCn, b.parentBindingId, b.kind, b.name], ['admin', 15, undefined, undefined, 'l0', 'home pc'])
+  t.same(
+    [b.role, b.depth, b.parentCn, b.parentBindingId, b.kind, b.name],
+    ['admin', 15, undefined, undefined, 'l0', 'home pc'],
+  )
   t.ok(f.l0.endsWith('.jones.example.org'))
   const other = LedgerFleet.create({ tag: 'genesis-2' })
-  t.equal(codeOf(() => f.ledger.ingest(other.events[0]!.bytes)), 'GENESIS_EXISTS')
+  t.equal(
+    codeOf(() => f.ledger.ingest(other.events[0]!.bytes)),
+    'GENESIS_EXISTS',
+  )
   const next = new Ledger(portableCrypto)
-  t.equal(codeOf(() => next.ingest(f.events[0]!.bytes)), undefined, 'the portable provider accepts it too')
+  t.equal(
+    codeOf(() => next.ingest(f.events[0]!.bytes)),
+    undefined,
+    'the portable provider accepts it too',
+  )
 })
 
 t.test('revocation and rekey events use the builders the agent uses', async t => {
   const { f, phone, lock } = houseFleet('builders')
-  const u = revokeEvent(f.binding(phone), f.binding(lock), { reason: 'lost', effective: T0 + 900, subtree: false }, T0 + 900)
+  const u = revokeEvent(
+    f.binding(phone),
+    f.binding(lock),
+    { reason: 'lost', effective: T0 + 900, subtree: false },
+    T0 + 900,
+  )
   t.same(u.links.map(toHex), [f.binding(phone).id, f.binding(lock).id], 'links: [issuer binding, revoked binding]')
-  const k = rekeyEvent(f.crypto, f.binding(phone), f.binding(lock), { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: T0 + 1000 }, T0 + 950)
+  const k = rekeyEvent(
+    f.crypto,
+    f.binding(phone),
+    f.binding(lock),
+    { spkiHash: f.bytes(32), ledgerKey: f.keyPair().publicKey, notAfter: T0 + 1000 },
+    T0 + 950,
+  )
   t.same(k.links.map(toHex), [f.binding(phone).id, f.binding(lock).id], 'links: [issuer binding, replaced binding]')
   t.equal((k.body as { nonce: Uint8Array }).nonce.length, 12, 'a fresh 12-byte nonce when none is given')
 })

@@ -13,13 +13,18 @@ function codeOf(fn: () => unknown): string {
     fn()
     return 'accepted'
   } catch (e) {
-    return e instanceof KinError ? e.code : `NOT_A_KIN_ERROR: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`
+    return e instanceof KinError
+      ? e.code
+      : `NOT_A_KIN_ERROR: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`
   }
 }
 
 async function sealedMiner() {
   const miner = await openMiner(deep, memoryStorage())
-  await miner.submit(deep.events.map(e => e.bytes), NOW)
+  await miner.submit(
+    deep.events.map(e => e.bytes),
+    NOW,
+  )
   await miner.seal(NOW)
   return { miner }
 }
@@ -52,7 +57,10 @@ export function flipEveryByte(t: Test, depths: number[]): void {
         if (code === 'accepted' || code.startsWith('NOT_A_KIN_ERROR')) t.fail(`depth ${depth}, cut at ${cut}: ${code}`)
       }
       t.equal(accepted, 0, `depth ${depth}: none of ${bytes.length} changed bundles accepted`)
-      t.ok(codes.has('BUNDLE_INCLUSION') && codes.has('HEAD_SIGNATURE'), `depth ${depth}: ${[...codes].map(([c, n]) => `${c}×${n}`).join(', ')}`)
+      t.ok(
+        codes.has('BUNDLE_INCLUSION') && codes.has('HEAD_SIGNATURE'),
+        `depth ${depth}: ${[...codes].map(([c, n]) => `${c}×${n}`).join(', ')}`,
+      )
     }
   })
 }

@@ -16,13 +16,23 @@ export { T0 }
  * The fleet's history spans hours from T0 and is replayed in one go, so its times are not bounded by the miner's clock
  * unless `boundTimes` says so.
  */
-export async function openMiner(fleet: LedgerFleet, storage: Storage, crypto: CryptoProvider = nodeCrypto, names = { ledger: 'ledger.cbor', heads: 'heads.cbor' }, boundTimes = false): Promise<Miner> {
+export async function openMiner(
+  fleet: LedgerFleet,
+  storage: Storage,
+  crypto: CryptoProvider = nodeCrypto,
+  names = { ledger: 'ledger.cbor', heads: 'heads.cbor' },
+  boundTimes = false,
+): Promise<Miner> {
   const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile(names.ledger))
   return Miner.open(crypto, ledger, await storage.openAppendFile(names.heads), minerSecret(fleet), { boundTimes })
 }
 
 /** A device replica over `ledger.cbor` and `sync.cbor` in `storage`. */
-export async function openReplica(storage: Storage, crypto: CryptoProvider = nodeCrypto, minerKey?: Uint8Array): Promise<Replica> {
+export async function openReplica(
+  storage: Storage,
+  crypto: CryptoProvider = nodeCrypto,
+  minerKey?: Uint8Array,
+): Promise<Replica> {
   const ledger = await PersistentLedger.open(crypto, await storage.openAppendFile('ledger.cbor'))
   return Replica.open(crypto, ledger, await storage.openAppendFile('sync.cbor'), { minerKey })
 }
@@ -38,7 +48,10 @@ export function minerKeyOf(fleet: LedgerFleet): Uint8Array {
 }
 
 /** A fleet with a laptop (admin) and `phones` members under it, each with a device below it: 1 + 2 + 4·phones events. */
-export function wideFleet(phones: number, tag = 'miner-tests'): { f: LedgerFleet; laptop: string; members: string[]; devices: string[] } {
+export function wideFleet(
+  phones: number,
+  tag = 'miner-tests',
+): { f: LedgerFleet; laptop: string; members: string[]; devices: string[] } {
   const f = LedgerFleet.create({ tag, time: T0 })
   const laptop = f.enroll(f.l0, { role: 'admin', kind: 'laptop', name: 'laptop', time: T0 + 10 })
   const members: string[] = []
@@ -66,9 +79,11 @@ export async function rejection(p: Promise<unknown>): Promise<string> {
 export function prng(seed: number): (n: number) => number {
   let x = (seed * 2654435761) >>> 0 || 1
   return (n: number) => {
-    x ^= x << 13; x >>>= 0
+    x ^= x << 13
+    x >>>= 0
     x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
+    x ^= x << 5
+    x >>>= 0
     return x % n
   }
 }
@@ -80,20 +95,38 @@ export { memoryStorage, type MemoryStorage }
  * level, a revoked sibling, a rekey of chain[3] with a new certificate, a policy on chain[2]'s subtree, and
  * `others` unrelated devices, so proofs have realistic length and the bundle must pick its events out.
  */
-export function deepFleet(opts: { tag?: string; others?: number; revoke?: number } = {}): { f: LedgerFleet; chain: string[]; siblings: string[] } {
+export function deepFleet(opts: { tag?: string; others?: number; revoke?: number } = {}): {
+  f: LedgerFleet
+  chain: string[]
+  siblings: string[]
+} {
   const f = LedgerFleet.create({ tag: opts.tag ?? 'deep-fleet', time: T0 })
   const chain = [f.l0]
   const siblings: string[] = []
   for (let i = 1; i <= 8; i++) {
     const parent = chain[i - 1]!
     siblings.push(f.enroll(parent, { role: 'device', kind: 'camera', name: `camera ${i}`, time: T0 + 100 * i }))
-    chain.push(f.enroll(parent, { role: i < 8 ? 'admin' : 'device', kind: i < 8 ? 'laptop' : 'lock', name: `level ${i}`, time: T0 + 100 * i + 10 }))
+    chain.push(
+      f.enroll(parent, {
+        role: i < 8 ? 'admin' : 'device',
+        kind: i < 8 ? 'laptop' : 'lock',
+        name: `level ${i}`,
+        time: T0 + 100 * i + 10,
+      }),
+    )
   }
   f.revoke(chain[1]!, siblings[1]!, { reason: 'lost', time: T0 + 5000 })
   f.rekey(chain[2]!, chain[3]!, T0 + 6000)
   f.sign(certifiedEvent(f.binding(chain[3]!), f.bytes(32), T0 + 6001), chain[3]!)
-  f.policy(chain[1]!, chain[2]!, { maxHops: 6, rules: [{ action: 'unlock', roles: ['admin', 'member'], from: 0, to: 86400 }] }, T0 + 6100)
-  for (let i = 0; i < (opts.others ?? 40); i++) f.enroll(chain[1]!, { role: 'device', kind: 'sensor', name: `sensor ${i}`, time: T0 + 7000 + i })
-  if (opts.revoke !== undefined) f.revoke(chain[opts.revoke - 1]!, chain[opts.revoke]!, { reason: 'compromised', time: T0 + 9000, subtree: true })
+  f.policy(
+    chain[1]!,
+    chain[2]!,
+    { maxHops: 6, rules: [{ action: 'unlock', roles: ['admin', 'member'], from: 0, to: 86400 }] },
+    T0 + 6100,
+  )
+  for (let i = 0; i < (opts.others ?? 40); i++)
+    f.enroll(chain[1]!, { role: 'device', kind: 'sensor', name: `sensor ${i}`, time: T0 + 7000 + i })
+  if (opts.revoke !== undefined)
+    f.revoke(chain[opts.revoke - 1]!, chain[opts.revoke]!, { reason: 'compromised', time: T0 + 9000, subtree: true })
   return { f, chain, siblings }
 }

@@ -26,21 +26,38 @@ export function freshCn(domain: string = DOMAIN): string {
 }
 
 /** Builds a fleet: root, L0 (own certificate, no parent) and an `enroll` helper for children; keys RSA-2048 unless chosen. */
-export async function makeFleet(now: number, domain: string = DOMAIN, keyTypes: { root?: TlsKeyType; devices?: TlsKeyType } = {}) {
+export async function makeFleet(
+  now: number,
+  domain: string = DOMAIN,
+  keyTypes: { root?: TlsKeyType; devices?: TlsKeyType } = {},
+) {
   const rootKeys = await nodePki.generateTlsKeyPair(keyTypes.root)
   const root = await createFleetRoot({ domain, keyPair: rootKeys, now, randomBytes: nodeCrypto.randomBytes })
   const l0Keys = await nodePki.generateTlsKeyPair(keyTypes.devices)
   const l0Cn = freshCn(domain)
   const l0Cert = await issueL0Certificate({
-    rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, cn: l0Cn, publicKeyPem: l0Keys.publicKeyPem,
-    now, notAfter: now + 3650 * DAY, randomBytes: nodeCrypto.randomBytes,
+    rootCertPem: root.pem,
+    rootKeyPem: rootKeys.privateKeyPem,
+    cn: l0Cn,
+    publicKeyPem: l0Keys.publicKeyPem,
+    now,
+    notAfter: now + 3650 * DAY,
+    randomBytes: nodeCrypto.randomBytes,
   })
   const ca = { rootCertPem: root.pem, rootKeyPem: rootKeys.privateKeyPem, now, randomBytes: nodeCrypto.randomBytes }
-  async function enroll(parentCn: string, options: { keys?: TlsKeyPair; notAfter?: number; keyType?: TlsKeyType } = {}): Promise<Member> {
-    const keys = options.keys ?? await nodePki.generateTlsKeyPair(options.keyType ?? keyTypes.devices)
+  async function enroll(
+    parentCn: string,
+    options: { keys?: TlsKeyPair; notAfter?: number; keyType?: TlsKeyType } = {},
+  ): Promise<Member> {
+    const keys = options.keys ?? (await nodePki.generateTlsKeyPair(options.keyType ?? keyTypes.devices))
     const cn = freshCn(domain)
     const csrPem = await createCsr({ cn, parentCn, keyPair: keys })
-    const auth: Authorization = { cn, parentCn, spkiHash: nodeCrypto.sha256(keys.spkiDer), notAfter: options.notAfter ?? now + 90 * DAY }
+    const auth: Authorization = {
+      cn,
+      parentCn,
+      spkiHash: nodeCrypto.sha256(keys.spkiDer),
+      notAfter: options.notAfter ?? now + 90 * DAY,
+    }
     const cert = await issueDeviceCertificate({ ...ca, csrPem, auth })
     return { cn, keys, csrPem, auth, cert }
   }

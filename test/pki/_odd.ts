@@ -42,7 +42,10 @@ export function oddCertificate(o: OddCertificate): Uint8Array {
   cert.validity.notAfter = new Date(o.notAfter * 1000)
   cert.setSubject([{ type: '2.5.4.3', value: o.cn, valueTagClass: utf8 }])
   cert.setIssuer([{ type: '2.5.4.3', value: o.issuerCn, valueTagClass: utf8 }])
-  const altNames: object[] = [...o.sanDns.map(value => ({ type: 2, value })), ...(o.sanUris ?? []).map(value => ({ type: 6, value }))]
+  const altNames: object[] = [
+    ...o.sanDns.map(value => ({ type: 2, value })),
+    ...(o.sanUris ?? []).map(value => ({ type: 6, value })),
+  ]
   if (o.sanIp !== undefined) altNames.push({ type: 7, ip: o.sanIp })
   const extensions: object[] = [{ name: 'basicConstraints', cA: o.isCA ?? false, critical: true }]
   const ku = o.keyUsage === undefined ? { digitalSignature: true, keyEncipherment: true } : o.keyUsage
@@ -51,6 +54,9 @@ export function oddCertificate(o: OddCertificate): Uint8Array {
   if (eku !== null) extensions.push({ name: 'extKeyUsage', ...eku })
   if (altNames.length > 0) extensions.push({ name: 'subjectAltName', altNames })
   cert.setExtensions([...extensions, ...(o.extraExtensions ?? [])])
-  cert.sign(forge.pki.privateKeyFromPem(o.issuerKeyPem), (o.digest === 'sha1' ? forge.md.sha1 : forge.md.sha256).create())
+  cert.sign(
+    forge.pki.privateKeyFromPem(o.issuerKeyPem),
+    (o.digest === 'sha1' ? forge.md.sha1 : forge.md.sha256).create(),
+  )
   return fromBinary(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes())
 }

@@ -13,7 +13,12 @@ const child = await fleet.enroll(fleet.l0.cn)
 
 t.test('fields of an issued certificate', async t => {
   let hashed = 0
-  const cert = new DeviceCertificate(child.cert.pem, { sha256: d => { hashed++; return nodeCrypto.sha256(d) } })
+  const cert = new DeviceCertificate(child.cert.pem, {
+    sha256: d => {
+      hashed++
+      return nodeCrypto.sha256(d)
+    },
+  })
   t.equal(cert.cn, child.cn)
   t.same(cert.sanDns, [child.cn], 'the CN is the one DNS name: no DNS:parent. entry')
   t.same(cert.sanUris, [`kin://${fleet.domain}/parent/${fleet.l0.cn.split('.')[0]}`])
@@ -34,7 +39,7 @@ t.test('fields of an issued certificate', async t => {
   t.equal(DeviceCertificate.from(cert), cert, 'from() returns a parsed certificate as is')
 })
 
-t.test('the DER is copied: later changes to the caller\'s bytes do not reach the certificate', async t => {
+t.test("the DER is copied: later changes to the caller's bytes do not reach the certificate", async t => {
   const bytes = child.cert.der.slice()
   const cert = new DeviceCertificate(bytes)
   bytes.fill(0)
@@ -51,7 +56,14 @@ t.test('root: CA, no parent, its CN names the fleet domain', async t => {
   t.throws(() => fleetDomainOfRootCn('Cowboy Bottling Root CA'), { code: 'CERT_CHAIN' })
   t.throws(() => fleetDomainOfRootCn('kinship fleet root NOT A DOMAIN'), { code: 'CERT_CHAIN' })
   await t.rejects(createFleetRoot({ domain: 'Bad Domain', keyPair: fleet.rootKeys, now }), { code: 'FLEET_DOMAIN' })
-  await t.rejects(createFleetRoot({ domain: fleet.domain, keyPair: { ...fleet.rootKeys, publicKeyPem: fleet.l0.keys.publicKeyPem }, now }), { code: 'BAD_ARGUMENT' })
+  await t.rejects(
+    createFleetRoot({
+      domain: fleet.domain,
+      keyPair: { ...fleet.rootKeys, publicKeyPem: fleet.l0.keys.publicKeyPem },
+      now,
+    }),
+    { code: 'BAD_ARGUMENT' },
+  )
 })
 
 t.test('tryParseCertificate: null for garbage, the certificate otherwise', async t => {

@@ -10,7 +10,11 @@ import { freshCn, makeFleet, nowSeconds } from './_fleet.ts'
 
 const fleet = await makeFleet(nowSeconds())
 const certDer = fleet.l0.cert.der
-const csrDer = pemToDer(await createCsr({ cn: freshCn(), parentCn: fleet.l0.cn, keyPair: fleet.l0.keys }), 'CERTIFICATE REQUEST', 'CSR_PARSE')
+const csrDer = pemToDer(
+  await createCsr({ cn: freshCn(), parentCn: fleet.l0.cn, keyPair: fleet.l0.keys }),
+  'CERTIFICATE REQUEST',
+  'CSR_PARSE',
+)
 
 /** The code of the KinError `parse` throws, 'ok' when it parses; any other exception fails the test. */
 function outcome(parse: () => unknown): string {
@@ -24,17 +28,29 @@ function outcome(parse: () => unknown): string {
 }
 
 const parsers = [
-  ['DeviceCertificate', 'CERT_PARSE', certDer, (b: Uint8Array) => new DeviceCertificate(b), (s: string) => new DeviceCertificate(s)],
+  [
+    'DeviceCertificate',
+    'CERT_PARSE',
+    certDer,
+    (b: Uint8Array) => new DeviceCertificate(b),
+    (s: string) => new DeviceCertificate(s),
+  ],
   ['parseCsr', 'CSR_PARSE', csrDer, (b: Uint8Array) => parseCsr(b), (s: string) => parseCsr(s)],
 ] as const
 
 for (const [name, code, der, fromDer, fromText] of parsers) {
   t.test(`${name}: random bytes give ${code} only`, async t => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 2048 }), bytes => outcome(() => fromDer(bytes)) === code), { numRuns: 500 })
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2048 }), bytes => outcome(() => fromDer(bytes)) === code),
+      { numRuns: 500 },
+    )
     // Random bytes behind a plausible SEQUENCE header reach the deeper parsers.
-    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 120 }), bytes => {
-      return outcome(() => fromDer(Uint8Array.of(0x30, bytes.length, ...bytes))) === code
-    }), { numRuns: 500 })
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 120 }), bytes => {
+        return outcome(() => fromDer(Uint8Array.of(0x30, bytes.length, ...bytes))) === code
+      }),
+      { numRuns: 500 },
+    )
     t.pass('500 + 500 random inputs refused with the coded error')
   })
 
@@ -42,7 +58,11 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
     const codes = new Set<string>()
     for (let n = 0; n < der.length; n++) codes.add(outcome(() => fromDer(der.subarray(0, n))))
     t.same([...codes], [code])
-    t.equal(outcome(() => fromDer(Uint8Array.of(...der, 0))), code, 'one trailing byte')
+    t.equal(
+      outcome(() => fromDer(Uint8Array.of(...der, 0))),
+      code,
+      'one trailing byte',
+    )
   })
 
   t.test(`${name}: every single bit flip parses or gives a coded error, never a raw exception`, async t => {
@@ -55,7 +75,11 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
         const bytes = der.slice()
         bytes[at]! ^= 1 << bit
         let result: string
-        try { result = outcome(() => fromDer(bytes)) } catch (e) { result = String(e) }
+        try {
+          result = outcome(() => fromDer(bytes))
+        } catch (e) {
+          result = String(e)
+        }
         if (!allowed.includes(result)) escaped.push(`byte ${at} bit ${bit}: ${result}`)
       }
     }
@@ -65,7 +89,11 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
   t.test(`${name}: malformed PEM gives ${code}`, async t => {
     const label = name === 'parseCsr' ? 'CERTIFICATE REQUEST' : 'CERTIFICATE'
     const pem = derToPem(der, label)
-    t.equal(outcome(() => fromText(pem)), 'ok', 'the intact PEM parses')
+    t.equal(
+      outcome(() => fromText(pem)),
+      'ok',
+      'the intact PEM parses',
+    )
     const cases = {
       'no PEM block': 'hello',
       'wrong label': derToPem(der, 'PUBLIC KEY'),
@@ -75,21 +103,53 @@ for (const [name, code, der, fromDer, fromText] of parsers) {
       'empty body': `-----BEGIN ${label}-----\n-----END ${label}-----\n`,
       'base64 of garbage': derToPem(Uint8Array.of(1, 2, 3, 4), label),
     }
-    for (const [what, text] of Object.entries(cases)) t.equal(outcome(() => fromText(text)), code, what)
-    t.equal(outcome(() => fromDer('not bytes' as unknown as Uint8Array)), code, 'neither PEM nor bytes')
+    for (const [what, text] of Object.entries(cases))
+      t.equal(
+        outcome(() => fromText(text)),
+        code,
+        what,
+      )
+    t.equal(
+      outcome(() => fromDer('not bytes' as unknown as Uint8Array)),
+      code,
+      'neither PEM nor bytes',
+    )
     // A well-formed SEQUENCE header announcing 20000 bytes: refused by size before any parsing.
-    const big = new Uint8Array(20004); big.set([0x30, 0x82, 0x4e, 0x20])
-    t.equal(outcome(() => fromDer(big)), code, 'oversize DER')
-    t.equal(outcome(() => fromText(pem + 'x'.repeat(200000))), code, 'oversize PEM text')
+    const big = new Uint8Array(20004)
+    big.set([0x30, 0x82, 0x4e, 0x20])
+    t.equal(
+      outcome(() => fromDer(big)),
+      code,
+      'oversize DER',
+    )
+    t.equal(
+      outcome(() => fromText(pem + 'x'.repeat(200000))),
+      code,
+      'oversize PEM text',
+    )
   })
 }
 
 t.test('providers return false, never throw, for garbage certificates and issuers', async t => {
   for (const provider of [nodePki, portablePki]) {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), bytes => {
-      return provider.verifyCertificateSignature(bytes, fleet.root.der) === false && provider.verifyCertificateSignature(certDer, bytes) === false
-    }), { numRuns: 200 })
-    t.equal(provider.verifyCertificateSignature(certDer.subarray(0, 100), fleet.root.der), false, `${provider.name}: truncated`)
-    t.equal(provider.verifyCertificateSignature(certDer, fleet.root.der), true, `${provider.name}: the real one still verifies`)
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), bytes => {
+        return (
+          provider.verifyCertificateSignature(bytes, fleet.root.der) === false &&
+          provider.verifyCertificateSignature(certDer, bytes) === false
+        )
+      }),
+      { numRuns: 200 },
+    )
+    t.equal(
+      provider.verifyCertificateSignature(certDer.subarray(0, 100), fleet.root.der),
+      false,
+      `${provider.name}: truncated`,
+    )
+    t.equal(
+      provider.verifyCertificateSignature(certDer, fleet.root.der),
+      true,
+      `${provider.name}: the real one still verifies`,
+    )
   }
 })

@@ -17,15 +17,23 @@ t.test('round trip for 1..300 bytes, and the body is the base64 Node writes', as
 })
 
 t.test('a certificate request openssl wrote decodes to the DER openssl gives', async t => {
-  const pem = execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', '/dev/null', '-subj', '/CN=pem.test'], { encoding: 'utf8' })
+  const pem = execFileSync(
+    'openssl',
+    ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', '/dev/null', '-subj', '/CN=pem.test'],
+    { encoding: 'utf8' },
+  )
   const der = execFileSync('openssl', ['req', '-outform', 'DER'], { input: pem })
   t.ok(Buffer.from(pemToDer(pem, 'CERTIFICATE REQUEST', 'CSR_PARSE')).equals(der))
 })
 
-t.test('malformed base64 is refused with the caller\'s code', async t => {
+t.test("malformed base64 is refused with the caller's code", async t => {
   for (const body of ['QUJD=', 'QU=D', 'Q', 'QUJD*A==', '====']) {
     let code = 'none'
-    try { pemToDer(`-----BEGIN TEST-----\n${body}\n-----END TEST-----\n`, 'TEST', 'CSR_PARSE') } catch (e) { code = isKinError(e) ? e.code : 'other' }
+    try {
+      pemToDer(`-----BEGIN TEST-----\n${body}\n-----END TEST-----\n`, 'TEST', 'CSR_PARSE')
+    } catch (e) {
+      code = isKinError(e) ? e.code : 'other'
+    }
     t.equal(code, 'CSR_PARSE', JSON.stringify(body))
   }
 })

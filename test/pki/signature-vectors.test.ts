@@ -10,16 +10,38 @@ import { coreVerifier } from '../../agent/core.ts'
 import type { SignatureAlgorithm } from '../../agent/pki/signature-algorithm.ts'
 import { p256SignatureCompact, P256_ORDER } from '../../agent/pki/ecdsa-signature.ts'
 
-interface Vector { name: string; algorithm: SignatureAlgorithm; spki: string; message: string; signature: string; valid: boolean }
-const { vectors } = JSON.parse(readFileSync(new URL('../vectors/pki/signatures.json', import.meta.url), 'utf8')) as { vectors: Vector[] }
+interface Vector {
+  name: string
+  algorithm: SignatureAlgorithm
+  spki: string
+  message: string
+  signature: string
+  valid: boolean
+}
+const { vectors } = JSON.parse(readFileSync(new URL('../vectors/pki/signatures.json', import.meta.url), 'utf8')) as {
+  vectors: Vector[]
+}
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'))
 
-t.test('every verifier reaches each vector\'s verdict', async t => {
+t.test("every verifier reaches each vector's verdict", async t => {
   t.ok(vectors.length >= 40, `${vectors.length} vectors`)
-  t.ok(vectors.some(v => v.valid && v.algorithm === 'ecdsa-p256-sha256') && vectors.some(v => v.valid && v.algorithm === 'rsa-pkcs1-sha256'), 'valid vectors of both kinds')
-  for (const verifier of [nodeVerifier, portableVerifier, createPortableVerifier(nodeCrypto.sha256, 'portable on node sha256'), coreVerifier]) {
+  t.ok(
+    vectors.some(v => v.valid && v.algorithm === 'ecdsa-p256-sha256') &&
+      vectors.some(v => v.valid && v.algorithm === 'rsa-pkcs1-sha256'),
+    'valid vectors of both kinds',
+  )
+  for (const verifier of [
+    nodeVerifier,
+    portableVerifier,
+    createPortableVerifier(nodeCrypto.sha256, 'portable on node sha256'),
+    coreVerifier,
+  ]) {
     for (const v of vectors) {
-      t.equal(verifier.verifySignature(v.algorithm, bytes(v.spki), bytes(v.message), bytes(v.signature)), v.valid, `${verifier.name}: ${v.name}`)
+      t.equal(
+        verifier.verifySignature(v.algorithm, bytes(v.spki), bytes(v.message), bytes(v.signature)),
+        v.valid,
+        `${verifier.name}: ${v.name}`,
+      )
     }
   }
 })

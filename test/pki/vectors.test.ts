@@ -13,7 +13,10 @@ import { checkCsrAgainstAuthorization } from '../../agent/pki/csr-check.ts'
 const v = JSON.parse(readFileSync(new URL('../vectors/pki/openssl-fleet.json', import.meta.url), 'utf8'))
 
 t.test('DeviceCertificate reads the fields OpenSSL reports', async t => {
-  for (const [name, want] of [['root', v.root], ['leaf', v.leaf]] as const) {
+  for (const [name, want] of [
+    ['root', v.root],
+    ['leaf', v.leaf],
+  ] as const) {
     for (const sha256 of [undefined, nodeCrypto.sha256]) {
       const cert = new DeviceCertificate(want.pem, { sha256 })
       t.equal(cert.cn, want.cn, `${name} cn`)
@@ -60,14 +63,30 @@ t.test('parseCsr reads an OpenSSL-made CSR and the CA check accepts it', async t
   t.equal(checkCsrAgainstAuthorization(v.csr.pem, auth, nodeCrypto).cn, v.csr.cn)
 })
 
-t.test('an OpenSSL-made leaf and CSR with the retired DNS:parent.<CN> marker are refused with their own codes', async t => {
-  const old = new DeviceCertificate(v.oldLeaf.pem)
-  t.same([old.sanDns, old.sanUris, old.parentCn], [v.oldLeaf.sanDns, v.oldLeaf.sanUris, undefined], 'read as DNS names, naming no parent')
-  for (const provider of [nodePki, portablePki]) {
-    t.throws(() => verifyChain(v.oldLeaf.pem, v.root.pem, v.oldLeaf.notBefore + 60, provider), { code: v.oldLeaf.refusal, message: /renew/ }, provider.name)
-  }
-  const csr = parseCsr(v.oldCsr.pem)
-  t.same([csr.sanDns, csr.sanUris, csr.signatureValid], [v.oldCsr.sanDns, v.oldCsr.sanUris, true])
-  const auth = { cn: v.oldCsr.cn, parentCn: v.csr.parentCn, spkiHash: fromHex(v.oldCsr.spkiHash), notAfter: v.leaf.notAfter }
-  t.throws(() => checkCsrAgainstAuthorization(v.oldCsr.pem, auth, nodeCrypto), { code: v.oldCsr.refusal })
-})
+t.test(
+  'an OpenSSL-made leaf and CSR with the retired DNS:parent.<CN> marker are refused with their own codes',
+  async t => {
+    const old = new DeviceCertificate(v.oldLeaf.pem)
+    t.same(
+      [old.sanDns, old.sanUris, old.parentCn],
+      [v.oldLeaf.sanDns, v.oldLeaf.sanUris, undefined],
+      'read as DNS names, naming no parent',
+    )
+    for (const provider of [nodePki, portablePki]) {
+      t.throws(
+        () => verifyChain(v.oldLeaf.pem, v.root.pem, v.oldLeaf.notBefore + 60, provider),
+        { code: v.oldLeaf.refusal, message: /renew/ },
+        provider.name,
+      )
+    }
+    const csr = parseCsr(v.oldCsr.pem)
+    t.same([csr.sanDns, csr.sanUris, csr.signatureValid], [v.oldCsr.sanDns, v.oldCsr.sanUris, true])
+    const auth = {
+      cn: v.oldCsr.cn,
+      parentCn: v.csr.parentCn,
+      spkiHash: fromHex(v.oldCsr.spkiHash),
+      notAfter: v.leaf.notAfter,
+    }
+    t.throws(() => checkCsrAgainstAuthorization(v.oldCsr.pem, auth, nodeCrypto), { code: v.oldCsr.refusal })
+  },
+)

@@ -3,7 +3,8 @@
 /** The body of the README's one fenced sh block whose first line is `# walkthrough`. */
 export function walkthroughBlock(readme: string): string {
   const blocks = [...readme.matchAll(/^```sh\n(# walkthrough\n[\s\S]*?)^```$/gm)].map(m => m[1]!)
-  if (blocks.length !== 1) throw new Error(`README.md: expected one \`\`\`sh block opening with "# walkthrough", found ${blocks.length}`)
+  if (blocks.length !== 1)
+    throw new Error(`README.md: expected one \`\`\`sh block opening with "# walkthrough", found ${blocks.length}`)
   return blocks[0]!
 }
 

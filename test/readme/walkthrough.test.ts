@@ -42,10 +42,17 @@ t.test('the README walkthrough runs as written', async t => {
   })
   closeSync(outFd)
   const pgid = bash.pid!
-  t.teardown(() => { if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL') })
+  t.teardown(() => {
+    if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL')
+  })
   const exit = await new Promise<number | string>(resolve => {
-    const timer = setTimeout(() => { process.kill(-pgid, 'SIGKILL') }, DEADLINE_MS)
-    bash.on('close', (code, signal) => { clearTimeout(timer); resolve(code ?? String(signal)) })
+    const timer = setTimeout(() => {
+      process.kill(-pgid, 'SIGKILL')
+    }, DEADLINE_MS)
+    bash.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve(code ?? String(signal))
+    })
   })
   const output = readFileSync(join(dir, 'output.txt'), 'utf8')
   t.comment(output)
@@ -65,7 +72,11 @@ t.test('the README walkthrough runs as written', async t => {
     ['lock-ledger', 0, /^ok: lock\/ledger\.cbor: \d+ events/m],
     ['phone-offline', 0, /answered: ALLOW "unlock"/],
   ]
-  t.same(steps.map(s => s.name), expected.map(([name]) => name), 'every step ran, in order')
+  t.same(
+    steps.map(s => s.name),
+    expected.map(([name]) => name),
+    'every step ran, in order',
+  )
   for (const [name, exit, verdict] of expected) {
     const step = steps.find(s => s.name === name)
     t.equal(step?.exit, exit, `${name} exits ${exit}`)

@@ -48,17 +48,34 @@ export async function makeServeHouse(): Promise<ServeHouse> {
   const l21 = await fleet.enroll(l1.cn, { role: 'member', notAfter: year }, { kind: 'phone', name: "owner's phone" })
   const l22 = await fleet.enroll(l1.cn, { role: 'member', notAfter: year }, { kind: 'tablet', name: 'tablet' })
   const lock = await fleet.enroll(l21.cn, { role: 'device', notAfter: year }, { kind: 'lock', name: 'front door' })
-  const guest = await fleet.enroll(l22.cn, { role: 'guest', notAfter: now + 2 * 86400 }, { kind: 'phone', name: "guest's phone" })
+  const guest = await fleet.enroll(
+    l22.cn,
+    { role: 'guest', notAfter: now + 2 * 86400 },
+    { kind: 'phone', name: "guest's phone" },
+  )
   const cn = { L0: fleet.l0, L1: l1.cn, 'L2.1': l21.cn, 'L2.2': l22.cn, 'L3.3': lock.cn, 'L3.4': guest.cn }
   const [eveKeys, eveRootKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
-  const eveRoot = await createFleetRoot({ domain: fleet.fleet.domain, keyPair: eveRootKeys, now, randomBytes: nodeCrypto.randomBytes })
+  const eveRoot = await createFleetRoot({
+    domain: fleet.fleet.domain,
+    keyPair: eveRootKeys,
+    now,
+    randomBytes: nodeCrypto.randomBytes,
+  })
   return {
-    fleet, now, cn,
+    fleet,
+    now,
+    cn,
     eve: { keys: eveKeys, root: eveRoot, rootKeys: eveRootKeys },
     async forge(by, subject, parentCn) {
-      const ca = by === 'eve-ca' ? { rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem } : { rootCertPem: fleet.fleet.root.pem, rootKeyPem: fleet.fleet.rootKey.privateKeyPem }
+      const ca =
+        by === 'eve-ca'
+          ? { rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem }
+          : { rootCertPem: fleet.fleet.root.pem, rootKeyPem: fleet.fleet.rootKey.privateKeyPem }
       return issueDeviceCertificate({
-        ...ca, now, randomBytes: nodeCrypto.randomBytes, crypto: nodeCrypto,
+        ...ca,
+        now,
+        randomBytes: nodeCrypto.randomBytes,
+        crypto: nodeCrypto,
         csrPem: await createCsr({ cn: subject, parentCn, keyPair: eveKeys }),
         auth: { cn: subject, parentCn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + 86400 },
       })
@@ -69,8 +86,12 @@ export async function makeServeHouse(): Promise<ServeHouse> {
     },
     session(c) {
       return new AccessSession({
-        self: c, root: fleet.fleet.root, pki: nodePki, sha256: nodeCrypto.sha256,
-        clock: { now: () => Math.floor(Date.now() / 1000) }, ledger: () => fleet.l0Ledger.state,
+        self: c,
+        root: fleet.fleet.root,
+        pki: nodePki,
+        sha256: nodeCrypto.sha256,
+        clock: { now: () => Math.floor(Date.now() / 1000) },
+        ledger: () => fleet.l0Ledger.state,
       })
     },
     async home(c, options) {
@@ -82,9 +103,18 @@ export async function makeServeHouse(): Promise<ServeHouse> {
       const storage = memoryStorage()
       const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
       // L0 is the miner: genesis names its ledger key as the miner key.
-      const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), fleet.fleet.ledgerSeed, { boundTimes: false })
+      const miner = await Miner.open(
+        nodeCrypto,
+        ledger,
+        await storage.openAppendFile('heads.cbor'),
+        fleet.fleet.ledgerSeed,
+        { boundTimes: false },
+      )
       const n = Math.floor(Date.now() / 1000)
-      await miner.submit(fleet.l0Ledger.state.log.map(e => e.bytes), n)
+      await miner.submit(
+        fleet.l0Ledger.state.log.map(e => e.bytes),
+        n,
+      )
       await miner.seal(n)
       const bundle = encodeBundle(buildBundle(miner, c))
       await miner.close()

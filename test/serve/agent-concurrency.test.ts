@@ -16,7 +16,8 @@ const WAIT_MS = 90_000
 // One test around all of it: the homes and the broker last from the first step to the last.
 t.test('an agent used by many commands at once, SIGKILLed between rounds', async t => {
   const dir = tempDir(t, 'agent')
-  const l0 = join(dir, 'l0'), phone = join(dir, 'phone')
+  const l0 = join(dir, 'l0'),
+    phone = join(dir, 'phone')
   const runs: Array<{ what: string; run: KinRun }> = []
   /** Runs `kin …args` and keeps its output for the check that nothing anywhere said DUPLICATE_EVENT or STORAGE_BUSY. */
   async function run(what: string, args: string[]): Promise<KinRun> {
@@ -24,7 +25,8 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
     runs.push({ what, run: r })
     return r
   }
-  const cnOf = (home: string): string => (JSON.parse(readFileSync(join(home, 'config.json'), 'utf8')) as { cn: string }).cn
+  const cnOf = (home: string): string =>
+    (JSON.parse(readFileSync(join(home, 'config.json'), 'utf8')) as { cn: string }).cn
 
   expectExit(t, await run('init', ['init', '--home', l0, '--fleet', 'agent.home.arpa']), 0, 'kin init makes L0')
   const broker = startKinLines(t, ['broker', '--home', l0, '--port', '0', '--json'])
@@ -32,10 +34,37 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
   const url = `mqtts://127.0.0.1:${String(up['port'])}`
 
   /** `kin invite` on `parent` and `kin enroll` of `child` with the code it prints, as two people would. */
-  async function enrollUnder(parent: string, child: string, role: string, name: string): Promise<{ invite: KinRun; enroll: KinRun }> {
-    const invite = startKinLines(t, ['invite', '--home', parent, '--role', role, '--name', name, '--ttl', '2m', '--json'])
+  async function enrollUnder(
+    parent: string,
+    child: string,
+    role: string,
+    name: string,
+  ): Promise<{ invite: KinRun; enroll: KinRun }> {
+    const invite = startKinLines(t, [
+      'invite',
+      '--home',
+      parent,
+      '--role',
+      role,
+      '--name',
+      name,
+      '--ttl',
+      '2m',
+      '--json',
+    ])
     const code = await invite.waitJson(d => typeof d['code'] === 'string', WAIT_MS)
-    const enroll = await run(`enroll ${name}`, ['enroll', '--home', child, '--code', String(code['code']), '--broker', url, '--kind', 'phone', '--json'])
+    const enroll = await run(`enroll ${name}`, [
+      'enroll',
+      '--home',
+      child,
+      '--code',
+      String(code['code']),
+      '--broker',
+      url,
+      '--kind',
+      'phone',
+      '--json',
+    ])
     const done = await invite.done
     runs.push({ what: `invite ${name}`, run: done })
     return { invite: done, enroll }
@@ -45,7 +74,16 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
   async function accessUntil(home: string, target: string, status: number): Promise<KinRun> {
     const end = Date.now() + WAIT_MS
     for (;;) {
-      const r = await run(`access from ${home}`, ['access', '--home', home, '--target', target, '--action', 'unlock', '--json'])
+      const r = await run(`access from ${home}`, [
+        'access',
+        '--home',
+        home,
+        '--target',
+        target,
+        '--action',
+        'unlock',
+        '--json',
+      ])
       if (r.status === status || Date.now() > end) return r
       await new Promise(resolve => setTimeout(resolve, 500))
     }
@@ -76,14 +114,23 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
       expectExit(t, enrolled.invite, 0, "the phone's invite, carried out by its agent, sees it certified")
       expectExit(t, status, 0, 'kin status')
       t.match(JSON.parse(status.stdout), { agent: { what: /kin serve/ } }, 'status, carried out by the agent, names it')
-      expectExit(t, synced, 0, 'kin sync, on the agent\'s own session')
+      expectExit(t, synced, 0, "kin sync, on the agent's own session")
       // One JSON document, as the direct path prints: the heads the agent adopts meanwhile are the agent's lines, not the client's.
       t.match(JSON.parse(synced.stdout), { ok: true, cn: cnOf(phone) }, 'kin sync --json prints its one report')
       expectExit(t, verified, 0, 'kin ledger verify')
 
       const guestCn = cnOf(guest)
       expectExit(t, await accessUntil(guest, target, 0), 0, 'the guest is let in by the phone')
-      const self = await run('access to itself', ['access', '--home', phone, '--target', target, '--action', 'unlock', '--json'])
+      const self = await run('access to itself', [
+        'access',
+        '--home',
+        phone,
+        '--target',
+        target,
+        '--action',
+        'unlock',
+        '--json',
+      ])
       t.not(self.status, 2, `the phone's own kin access runs through its agent (exit ${self.status})`)
 
       const revoked = await run('revoke', ['revoke', '--home', phone, guestCn, '--reason', 'retired', '--json'])
@@ -103,11 +150,20 @@ t.test('an agent used by many commands at once, SIGKILLed between rounds', async
 
   t.test('nothing said DUPLICATE_EVENT, STORAGE_BUSY or STORAGE_DAMAGED', async t => {
     t.ok(runs.length > ROUNDS * 8, `${runs.length} commands ran`)
-    for (const { what, run } of runs) t.notMatch(run.stdout + run.stderr, /DUPLICATE_EVENT|STORAGE_BUSY|STORAGE_DAMAGED|AGENT_LOST/, what)
+    for (const { what, run } of runs)
+      t.notMatch(run.stdout + run.stderr, /DUPLICATE_EVENT|STORAGE_BUSY|STORAGE_DAMAGED|AGENT_LOST/, what)
     const shown = await run('show', ['ledger', 'show', '--home', phone, '--json'])
     const events = (JSON.parse(shown.stdout) as { events: Array<{ id: string }> }).events
-    t.equal(new Set(events.map(e => e.id)).size, events.length, `each of the ${events.length} events is in the ledger once`)
-    t.equal(events.filter(e => (e as unknown as { type: string }).type === 'revoke').length, ROUNDS, 'one revocation per round')
+    t.equal(
+      new Set(events.map(e => e.id)).size,
+      events.length,
+      `each of the ${events.length} events is in the ledger once`,
+    )
+    t.equal(
+      events.filter(e => (e as unknown as { type: string }).type === 'revoke').length,
+      ROUNDS,
+      'one revocation per round',
+    )
     broker.signal('SIGTERM')
     await broker.done
   })

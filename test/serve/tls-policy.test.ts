@@ -13,12 +13,15 @@ import { tempDir } from '../helpers/home-fleet.ts'
 import { makeL0Home, startTestL0 } from '../broker/_fleet.ts'
 
 const house = await makeServeHouse()
-const lock = house.cn['L3.3'], guest = house.cn['L3.4']
+const lock = house.cn['L3.3'],
+  guest = house.cn['L3.4']
 const tmp = tempDir('kin-tls-policy-')
 t.teardown(tmp.remove)
 const id = house.identity(guest)
 const files = {
-  cert: house.file(tmp.dir, 'cert.pem', id.certPem), key: house.file(tmp.dir, 'tls-key.pem', id.keyPem), root: house.file(tmp.dir, 'root.pem', id.rootPem),
+  cert: house.file(tmp.dir, 'cert.pem', id.certPem),
+  key: house.file(tmp.dir, 'tls-key.pem', id.keyPem),
+  root: house.file(tmp.dir, 'root.pem', id.rootPem),
 }
 
 t.test('the policy: TLS 1.2 suites are ECDHE or DHE with AEAD; the same options for servers and clients', async t => {
@@ -26,8 +29,12 @@ t.test('the policy: TLS 1.2 suites are ECDHE or DHE with AEAD; the same options 
     t.match(suite, /^(ECDHE|DHE)-/, `${suite}: forward secret`)
     t.match(suite, /-(GCM-SHA256|GCM-SHA384|CHACHA20-POLY1305)$/, `${suite}: AEAD`)
   }
-  t.ok(TLS12_SUITES.includes('DHE-RSA-AES128-GCM-SHA256') && TLS12_SUITES.includes('DHE-RSA-AES256-GCM-SHA384'), "Espruino's suites are in")
-  const server = tlsServerPolicy(), client = tlsClientPolicy()
+  t.ok(
+    TLS12_SUITES.includes('DHE-RSA-AES128-GCM-SHA256') && TLS12_SUITES.includes('DHE-RSA-AES256-GCM-SHA384'),
+    "Espruino's suites are in",
+  )
+  const server = tlsServerPolicy(),
+    client = tlsClientPolicy()
   t.equal(server.ciphers, client.ciphers, 'servers and clients share one list')
   t.equal(server.minVersion, 'TLSv1.2')
   t.equal(server.dhparam, 'auto', 'DH parameters, without which no DHE suite is chosen')
@@ -37,11 +44,19 @@ t.test('the policy: TLS 1.2 suites are ECDHE or DHE with AEAD; the same options 
   t.ok(lines.includes('dhparamfile /x/dh.pem'))
 })
 
-t.test("a device's access endpoint (kin serve): weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted", async t => {
-  const endpoint = await startAccessEndpoint({ ...house.identity(lock), session: house.session(lock), host: '127.0.0.1', port: 0 })
-  t.teardown(() => endpoint.close())
-  await checkTlsPolicy(t, endpoint.port, files)
-})
+t.test(
+  "a device's access endpoint (kin serve): weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted",
+  async t => {
+    const endpoint = await startAccessEndpoint({
+      ...house.identity(lock),
+      session: house.session(lock),
+      host: '127.0.0.1',
+      port: 0,
+    })
+    t.teardown(() => endpoint.close())
+    await checkTlsPolicy(t, endpoint.port, files)
+  },
+)
 
 t.test("L0's broker: weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted", async t => {
   // An RSA L0: the DHE-RSA and ECDHE-RSA suites Espruino's mbedTLS needs come only with an RSA server certificate
@@ -54,23 +69,57 @@ t.test("L0's broker: weak suites and renegotiation refused, AEAD with ECDHE or D
 
 t.test("kinship's clients refuse a server that offers only CBC or static-RSA suites", async t => {
   const lockId = house.identity(lock)
-  const server = createServer({ cert: lockId.certPem, key: lockId.keyPem, maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256' })
+  const server = createServer({
+    cert: lockId.certPem,
+    key: lockId.keyPem,
+    maxVersion: 'TLSv1.2',
+    ciphers: 'AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256',
+  })
   const sockets = new Set<Socket>()
-  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
   let established = 0
-  server.on('secureConnection', (s: TLSSocket) => { established++; s.destroy() })
+  server.on('secureConnection', (s: TLSSocket) => {
+    established++
+    s.destroy()
+  })
   server.on('tlsClientError', () => undefined)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { for (const s of sockets) s.destroy(); server.close() })
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
   const { port } = server.address() as AddressInfo
 
-  const access = await requestAccess({ ...id, host: '127.0.0.1', port, action: 'unlock', checkServer: house.session(guest).checkServer.bind(house.session(guest)), timeoutMs: 10_000 })
-    .then(() => 'answered', (e: { code?: string }) => e.code)
+  const access = await requestAccess({
+    ...id,
+    host: '127.0.0.1',
+    port,
+    action: 'unlock',
+    checkServer: house.session(guest).checkServer.bind(house.session(guest)),
+    timeoutMs: 10_000,
+  }).then(
+    () => 'answered',
+    (e: { code?: string }) => e.code,
+  )
   t.equal(access, 'ACCESS_TRANSPORT', 'the access client finds no suite in common')
-  const mqtt = await nodeTransport.connect({
-    url: `mqtts://127.0.0.1:${port}`, clientId: 'pair-tls-policy', login: { kind: 'pairing', username: 'u', password: 'p' },
-    server: { kind: 'deferred' }, connectTimeoutMs: 10_000,
-  }).then(async s => { await s.end(); return 'connected' }, (e: { code?: string }) => e.code)
+  const mqtt = await nodeTransport
+    .connect({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'pair-tls-policy',
+      login: { kind: 'pairing', username: 'u', password: 'p' },
+      server: { kind: 'deferred' },
+      connectTimeoutMs: 10_000,
+    })
+    .then(
+      async s => {
+        await s.end()
+        return 'connected'
+      },
+      (e: { code?: string }) => e.code,
+    )
   t.not(mqtt, 'connected', `the MQTT transport finds no suite in common (${String(mqtt)})`)
   t.equal(established, 0, 'no TLS session came about')
 })
@@ -82,7 +131,10 @@ t.test("kinship's clients refuse a renegotiation the server asks for (HelloReque
   // A TLS 1.2 server without kinship's policy: it renegotiates as soon as a client is connected.
   const server = createServer({ cert: lockId.certPem, key: lockId.keyPem, maxVersion: 'TLSv1.2' })
   const sockets = new Set<Socket>()
-  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
   server.on('secureConnection', (s: TLSSocket) => {
     // One outcome per connection: the first of the socket's error and the renegotiation's callback.
     let settled = false
@@ -94,22 +146,43 @@ t.test("kinship's clients refuse a renegotiation the server asks for (HelloReque
       s.destroy()
     }
     s.on('error', e => settle(e.message))
-    if (!s.renegotiate({ rejectUnauthorized: false }, err => settle(err ? err.message : 'renegotiated'))) settle('renegotiate not started')
+    if (!s.renegotiate({ rejectUnauthorized: false }, err => settle(err ? err.message : 'renegotiated')))
+      settle('renegotiate not started')
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { for (const s of sockets) s.destroy(); server.close() })
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
   const { port } = server.address() as AddressInfo
-  const next = (): Promise<string> => new Promise(resolve => { waiting = resolve })
+  const next = (): Promise<string> =>
+    new Promise(resolve => {
+      waiting = resolve
+    })
 
   const fromAccess = next()
-  await requestAccess({ ...id, host: '127.0.0.1', port, action: 'unlock', checkServer: house.session(guest).checkServer.bind(house.session(guest)), timeoutMs: 10_000 })
-    .catch(() => undefined)
+  await requestAccess({
+    ...id,
+    host: '127.0.0.1',
+    port,
+    action: 'unlock',
+    checkServer: house.session(guest).checkServer.bind(house.session(guest)),
+    timeoutMs: 10_000,
+  }).catch(() => undefined)
   t.match(await fromAccess, /no renegotiation/, 'the access client answers no_renegotiation')
   const fromMqtt = next()
-  await nodeTransport.connect({
-    url: `mqtts://127.0.0.1:${port}`, clientId: 'pair-tls-policy', login: { kind: 'pairing', username: 'u', password: 'p' },
-    server: { kind: 'deferred' }, connectTimeoutMs: 10_000,
-  }).then(s => s.end(), () => undefined)
+  await nodeTransport
+    .connect({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'pair-tls-policy',
+      login: { kind: 'pairing', username: 'u', password: 'p' },
+      server: { kind: 'deferred' },
+      connectTimeoutMs: 10_000,
+    })
+    .then(
+      s => s.end(),
+      () => undefined,
+    )
   t.match(await fromMqtt, /no renegotiation/, 'the MQTT transport answers no_renegotiation')
   t.notOk(outcomes.includes('renegotiated'), 'no connection was renegotiated')
 })

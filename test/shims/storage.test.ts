@@ -31,7 +31,9 @@ interface Rig {
 }
 
 const dirs: string[] = []
-t.teardown(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
+t.teardown(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'kin-storage-'))
   dirs.push(d)
@@ -160,7 +162,9 @@ for (const rig of rigs) {
     // The process dies while appending the next event: only part of it is on disk.
     r.rawAppend('ledger.cbor', EVENTS[6]!.subarray(0, 57))
     const torn: number[][] = []
-    const reopened = await LedgerStore.open(await r.restart().openAppendFile('ledger.cbor'), { onTornTail: (o, d) => torn.push([o, d]) })
+    const reopened = await LedgerStore.open(await r.restart().openAppendFile('ledger.cbor'), {
+      onTornTail: (o, d) => torn.push([o, d]),
+    })
     t.equal(reopened.records.length, 6)
     t.same(torn, [[durable.length, 57]], 'torn tail reported')
     t.ok(bytesEqual(r.raw('ledger.cbor'), durable), 'the file is the recovered prefix')
@@ -172,7 +176,13 @@ for (const rig of rigs) {
 }
 
 // (d) node specifics: fsync before acknowledgement, group commit, atomic replace, modes
-interface Probe { written: number; synced: number; datasyncs: number; syncs: number; failSync: boolean }
+interface Probe {
+  written: number
+  synced: number
+  datasyncs: number
+  syncs: number
+  failSync: boolean
+}
 
 /** Instruments FileHandle.prototype (write, datasync, sync) for the duration of `fn`. */
 async function withProbe<T>(fn: (probe: Probe) => Promise<T>): Promise<T> {
@@ -183,7 +193,7 @@ async function withProbe<T>(fn: (probe: Probe) => Promise<T>): Promise<T> {
   const orig = { write: proto.write!, datasync: proto.datasync!, sync: proto.sync! }
   const probe: Probe = { written: 0, synced: 0, datasyncs: 0, syncs: 0, failSync: false }
   proto.write = async function (this: unknown, ...args: unknown[]) {
-    const res = await orig.write.apply(this, args) as { bytesWritten: number }
+    const res = (await orig.write.apply(this, args)) as { bytesWritten: number }
     probe.written += res.bytesWritten
     return res
   }
@@ -216,8 +226,14 @@ t.test('node: every append resolves only after an fsync that covers its bytes; a
       const before = probe.written
       await f.append(e)
       expected = concatBytes(expected, e)
-      t.ok(probe.written >= before + e.length && probe.synced >= probe.written, `after append: written ${probe.written}, synced ${probe.synced}`)
-      t.ok(bytesEqual(new Uint8Array(readFileSync(join(dir, 'ledger.cbor'))), expected), 'fresh fd reads the appended bytes')
+      t.ok(
+        probe.written >= before + e.length && probe.synced >= probe.written,
+        `after append: written ${probe.written}, synced ${probe.synced}`,
+      )
+      t.ok(
+        bytesEqual(new Uint8Array(readFileSync(join(dir, 'ledger.cbor'))), expected),
+        'fresh fd reads the appended bytes',
+      )
     }
     t.equal(probe.datasyncs, EVENTS.length, 'one fsync per sequential append')
     await f.close()
@@ -235,7 +251,11 @@ t.test('node: appends issued together share an fsync (group commit), each still 
       const part = concatBytes(utf8(`#${i}#`), EVENTS[i % EVENTS.length]!)
       parts.push(part)
       const end = concatBytes(...parts).length
-      pending.push(f.append(part).then(() => { acks.push(probe.synced >= end) }))
+      pending.push(
+        f.append(part).then(() => {
+          acks.push(probe.synced >= end)
+        }),
+      )
     }
     await Promise.all(pending)
     t.equal(acks.length, 64)
@@ -246,28 +266,31 @@ t.test('node: appends issued together share an fsync (group commit), each still 
   })
 })
 
-t.test('node: replace is atomic: temp file fsynced and renamed, directory fsynced, no .tmp left, mode 0600 whatever the umask', async t => {
-  const dir = tempDir()
-  const umask = process.umask(0)
-  try {
-    await withProbe(async probe => {
-      const f = await nodeStorage(dir).openAppendFile('ledger.cbor')
-      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'created 0600 despite umask 000')
-      await f.append(utf8('before replace'))
-      const syncs = probe.syncs
-      await f.replace(utf8('after'))
-      t.ok(probe.syncs - syncs >= 2, 'fsync of the temp file and of the directory')
-      t.notOk(existsSync(join(dir, 'ledger.cbor.tmp')), 'no .tmp left')
-      t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after')
-      t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'replacement is 0600 too')
-      await f.append(utf8('!'))
-      t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after!', 'appends go to the new file')
-      await f.close()
-    })
-  } finally {
-    process.umask(umask)
-  }
-})
+t.test(
+  'node: replace is atomic: temp file fsynced and renamed, directory fsynced, no .tmp left, mode 0600 whatever the umask',
+  async t => {
+    const dir = tempDir()
+    const umask = process.umask(0)
+    try {
+      await withProbe(async probe => {
+        const f = await nodeStorage(dir).openAppendFile('ledger.cbor')
+        t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'created 0600 despite umask 000')
+        await f.append(utf8('before replace'))
+        const syncs = probe.syncs
+        await f.replace(utf8('after'))
+        t.ok(probe.syncs - syncs >= 2, 'fsync of the temp file and of the directory')
+        t.notOk(existsSync(join(dir, 'ledger.cbor.tmp')), 'no .tmp left')
+        t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after')
+        t.equal(statSync(join(dir, 'ledger.cbor')).mode & 0o777, 0o600, 'replacement is 0600 too')
+        await f.append(utf8('!'))
+        t.same(readFileSync(join(dir, 'ledger.cbor'), 'utf8'), 'after!', 'appends go to the new file')
+        await f.close()
+      })
+    } finally {
+      process.umask(umask)
+    }
+  },
+)
 
 t.test('node: a .tmp left by a replace that crashed before its rename is removed; the file is intact', async t => {
   const dir = tempDir()

@@ -14,43 +14,82 @@ import { isKinError } from '../../agent/errors.ts'
 function selfSigned(): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kin-transport-'))
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'),
-      '-days', '1', '-subj', '/CN=not-a-broker'], { stdio: 'ignore' })
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=not-a-broker',
+      ],
+      { stdio: 'ignore' },
+    )
     return { key: readFileSync(join(dir, 'k.pem'), 'utf8'), cert: readFileSync(join(dir, 'c.pem'), 'utf8') }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 }
 
-t.test('a QoS 1 publish the broker never acknowledges settles with BROKER_CLOSED when the connection drops', async t => {
-  const sockets: TLSSocket[] = []
-  let publishes = 0
-  const server = createServer(selfSigned(), socket => {
-    sockets.push(socket)
-    socket.on('error', () => undefined)
-    socket.on('data', (chunk: Buffer) => {
-      // Packet types in the first byte's high nibble (MQTT 3.1.1 §2.2.1): 1 CONNECT, 3 PUBLISH.
-      const type = chunk[0]! >> 4
-      if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
-      if (type === 3) { publishes++; socket.destroy() }
+t.test(
+  'a QoS 1 publish the broker never acknowledges settles with BROKER_CLOSED when the connection drops',
+  async t => {
+    const sockets: TLSSocket[] = []
+    let publishes = 0
+    const server = createServer(selfSigned(), socket => {
+      sockets.push(socket)
+      socket.on('error', () => undefined)
+      socket.on('data', (chunk: Buffer) => {
+        // Packet types in the first byte's high nibble (MQTT 3.1.1 §2.2.1): 1 CONNECT, 3 PUBLISH.
+        const type = chunk[0]! >> 4
+        if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
+        if (type === 3) {
+          publishes++
+          socket.destroy()
+        }
+      })
     })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { for (const s of sockets) s.destroy(); server.close() })
-  const { port } = server.address() as AddressInfo
-  const session = await nodeTransport.connect({
-    url: `mqtts://127.0.0.1:${port}`, clientId: 'pair-transport-test', login: { kind: 'pairing', username: 'u', password: 'p' },
-    server: { kind: 'deferred' }, connectTimeoutMs: 5000,
-  })
-  const statuses: string[] = []
-  session.onStatus(s => statuses.push(s))
-  const outcome = await Promise.race([
-    session.publish('kin/test/topic', new Uint8Array([1, 2, 3])).then(() => 'acknowledged', (e: unknown) => (isKinError(e) ? (e as { code: string }).code : `other: ${String(e)}`)),
-    new Promise<string>(resolve => setTimeout(() => resolve('still pending after 5 s'), 5000)),
-  ])
-  t.equal(publishes, 1, 'the broker saw the publish')
-  t.equal(outcome, 'BROKER_CLOSED', 'the publish is settled with a coded error')
-  t.same(statuses, ['closed'], 'the session reports itself closed')
-  t.equal(await session.publish('kin/test/topic', new Uint8Array([4])).then(() => 'sent', (e: unknown) => (e as { code?: string }).code), 'BROKER_CLOSED', 'a later publish is refused at once')
-  await session.end()
-})
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => {
+      for (const s of sockets) s.destroy()
+      server.close()
+    })
+    const { port } = server.address() as AddressInfo
+    const session = await nodeTransport.connect({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'pair-transport-test',
+      login: { kind: 'pairing', username: 'u', password: 'p' },
+      server: { kind: 'deferred' },
+      connectTimeoutMs: 5000,
+    })
+    const statuses: string[] = []
+    session.onStatus(s => statuses.push(s))
+    const outcome = await Promise.race([
+      session.publish('kin/test/topic', new Uint8Array([1, 2, 3])).then(
+        () => 'acknowledged',
+        (e: unknown) => (isKinError(e) ? (e as { code: string }).code : `other: ${String(e)}`),
+      ),
+      new Promise<string>(resolve => setTimeout(() => resolve('still pending after 5 s'), 5000)),
+    ])
+    t.equal(publishes, 1, 'the broker saw the publish')
+    t.equal(outcome, 'BROKER_CLOSED', 'the publish is settled with a coded error')
+    t.same(statuses, ['closed'], 'the session reports itself closed')
+    t.equal(
+      await session.publish('kin/test/topic', new Uint8Array([4])).then(
+        () => 'sent',
+        (e: unknown) => (e as { code?: string }).code,
+      ),
+      'BROKER_CLOSED',
+      'a later publish is refused at once',
+    )
+    await session.end()
+  },
+)

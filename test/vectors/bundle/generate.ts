@@ -33,32 +33,53 @@ export async function vectorBundles(): Promise<BundleVector[]> {
   const { f, lock } = houseFleet('kinship-bundle-vectors')
   const storage = memoryStorage()
   const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, {
+    boundTimes: false,
+  })
   const now = T0 + 1000
-  await miner.submit(f.events.slice(0, 3).map(e => e.bytes), now)
+  await miner.submit(
+    f.events.slice(0, 3).map(e => e.bytes),
+    now,
+  )
   const h0 = (await miner.seal(now))!
-  await miner.submit(f.events.slice(3).map(e => e.bytes), now)
+  await miner.submit(
+    f.events.slice(3).map(e => e.bytes),
+    now,
+  )
   await miner.seal(now + 1)
   const minerKey = f.ledger.state.genesis!.body.minerKey
   const genesisId = f.events[0]!.idHex
   const plain = buildBundle(miner, lock)
   const forHead0 = buildBundle(miner, lock, { knownTreeSize: h0.treeSize })
   const out: BundleVector[] = []
-  for (const [name, bundle, knownHead] of [['lock', plain, undefined], ['lock-for-head-0', forHead0, h0]] as const) {
+  for (const [name, bundle, knownHead] of [
+    ['lock', plain, undefined],
+    ['lock-for-head-0', forHead0, h0],
+  ] as const) {
     const bytes = encodeBundle(bundle)
     const anchor = { minerKey, genesisId, knownHead }
     const v = verifyBundle(nodeCrypto, bytes, anchor, now + 10)
     out.push({
       name,
-      description: knownHead === undefined
-        ? 'Proof bundle of the front-door lock: genesis, then authorize and certified of laptop, phone and lock, each with its RFC 9162 audit path against the miner\'s head 1.'
-        : 'The same bundle built for a verifier holding head 0: a fourth item carries the RFC 9162 consistency proof from head 0\'s tree to head 1\'s.',
+      description:
+        knownHead === undefined
+          ? "Proof bundle of the front-door lock: genesis, then authorize and certified of laptop, phone and lock, each with its RFC 9162 audit path against the miner's head 1."
+          : "The same bundle built for a verifier holding head 0: a fourth item carries the RFC 9162 consistency proof from head 0's tree to head 1's.",
       cn: lock,
       now: now + 10,
-      anchor: { minerKey: toHex(minerKey), genesisId, ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }) },
+      anchor: {
+        minerKey: toHex(minerKey),
+        genesisId,
+        ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }),
+      },
       bundle: toHex(bytes),
       bytes: bytes.length,
-      expect: { anchoring: v.anchoring, headId: toHex(headId(nodeCrypto, bundle.head)), eventIds: v.state.log.map(e => e.idHex), lineage: v.state.lineage(lock) },
+      expect: {
+        anchoring: v.anchoring,
+        headId: toHex(headId(nodeCrypto, bundle.head)),
+        eventIds: v.state.log.map(e => e.idHex),
+        lineage: v.state.lineage(lock),
+      },
     })
   }
   return out
@@ -87,26 +108,55 @@ export async function vectorCompact(): Promise<CompactVector[]> {
   const { f, lock } = houseFleet('kinship-bundle-vectors')
   const storage = memoryStorage()
   const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, { boundTimes: false })
+  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, {
+    boundTimes: false,
+  })
   const now = T0 + 1000
-  await miner.submit(f.events.slice(0, 3).map(e => e.bytes), now)
+  await miner.submit(
+    f.events.slice(0, 3).map(e => e.bytes),
+    now,
+  )
   const h0 = (await miner.seal(now))!
-  await miner.submit(f.events.slice(3).map(e => e.bytes), now)
+  await miner.submit(
+    f.events.slice(3).map(e => e.bytes),
+    now,
+  )
   await miner.seal(now + 1)
   const minerKey = f.ledger.state.genesis!.body.minerKey
   const genesisId = f.events[0]!.idHex
-  const anchorOf = (knownHead?: typeof h0) => ({ minerKey: toHex(minerKey), genesisId, ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }) })
+  const anchorOf = (knownHead?: typeof h0) => ({
+    minerKey: toHex(minerKey),
+    genesisId,
+    ...(knownHead === undefined ? {} : { knownHead: toHex(encodeHead(knownHead)) }),
+  })
   const out: CompactVector[] = []
-  for (const [name, knownHead] of [['lock-compact', undefined], ['lock-compact-for-head-0', h0]] as const) {
-    const bundle = buildBundle(miner, lock, { compact: true, ...(knownHead === undefined ? {} : { knownTreeSize: knownHead.treeSize }) })
+  for (const [name, knownHead] of [
+    ['lock-compact', undefined],
+    ['lock-compact-for-head-0', h0],
+  ] as const) {
+    const bundle = buildBundle(miner, lock, {
+      compact: true,
+      ...(knownHead === undefined ? {} : { knownTreeSize: knownHead.treeSize }),
+    })
     const bytes = encodeBundle(bundle)
     const v = verifyBundle(nodeCrypto, bytes, { minerKey, genesisId, knownHead }, now + 10)
     out.push({
-      name, kind: 'bundle', cn: lock, now: now + 10, anchor: anchorOf(knownHead), bytes: toHex(bytes), size: bytes.length,
-      description: knownHead === undefined
-        ? 'The lock\'s compact bundle (version 2): [2, headBytes, [eventBytes...], [leafIndex...], inclusion] with ONE multi-leaf inclusion proof, its hashes packed in one byte string.'
-        : 'The same with a sixth item [otherTreeSize, consistency]: the RFC 9162 consistency proof from head 0\'s tree, packed.',
-      expect: { anchoring: v.anchoring, headId: toHex(headId(nodeCrypto, bundle.head)), eventIds: v.state.log.map(e => e.idHex) },
+      name,
+      kind: 'bundle',
+      cn: lock,
+      now: now + 10,
+      anchor: anchorOf(knownHead),
+      bytes: toHex(bytes),
+      size: bytes.length,
+      description:
+        knownHead === undefined
+          ? "The lock's compact bundle (version 2): [2, headBytes, [eventBytes...], [leafIndex...], inclusion] with ONE multi-leaf inclusion proof, its hashes packed in one byte string."
+          : "The same with a sixth item [otherTreeSize, consistency]: the RFC 9162 consistency proof from head 0's tree, packed.",
+      expect: {
+        anchoring: v.anchoring,
+        headId: toHex(headId(nodeCrypto, bundle.head)),
+        eventIds: v.state.log.map(e => e.idHex),
+      },
     })
   }
   const held = f.events.slice(0, h0.treeSize)
@@ -116,9 +166,16 @@ export async function vectorCompact(): Promise<CompactVector[]> {
   const bytes = encodeOfflineProof(proof)
   const v = verifyOfflineProof(nodeCrypto, bytes, { minerKey, knownHead: h0, ledger: verifierLedger.state }, now + 10)
   out.push({
-    name: 'lock-offline-proof-for-head-0', kind: 'offline-proof', cn: lock, now: now + 10, anchor: anchorOf(h0), held: held.map(e => toHex(e.bytes)),
-    bytes: toHex(bytes), size: bytes.length,
-    description: 'The lock\'s offline proof for a verifier that stated head 0 and holds its events: [1, m, headBytes, [eventBytes...], [leafIndex...], proof], the events at leaves >= m only, and one packed proof that is both their inclusion proof and the consistency proof from m.',
+    name: 'lock-offline-proof-for-head-0',
+    kind: 'offline-proof',
+    cn: lock,
+    now: now + 10,
+    anchor: anchorOf(h0),
+    held: held.map(e => toHex(e.bytes)),
+    bytes: toHex(bytes),
+    size: bytes.length,
+    description:
+      "The lock's offline proof for a verifier that stated head 0 and holds its events: [1, m, headBytes, [eventBytes...], [leafIndex...], proof], the events at leaves >= m only, and one packed proof that is both their inclusion proof and the consistency proof from m.",
     expect: { anchoring: v.anchoring, headId: v.headId, eventIds: v.added.map(e => e.idHex) },
   })
   return out
@@ -126,14 +183,16 @@ export async function vectorCompact(): Promise<CompactVector[]> {
 
 async function main(): Promise<void> {
   const compact = {
-    description: 'Compact proof encoding (docs/PROTOCOL.md §11.3, §11.7): version 2 bundles and an offline proof. Verify with the anchor at `now` (offline proofs: against the knownHead and a ledger of `held` events); expect the listed outcome (offline proofs: the events merged).',
+    description:
+      'Compact proof encoding (docs/PROTOCOL.md §11.3, §11.7): version 2 bundles and an offline proof. Verify with the anchor at `now` (offline proofs: against the knownHead and a ledger of `held` events); expect the listed outcome (offline proofs: the events merged).',
     generator: 'test/vectors/bundle/generate.ts',
     vectors: await vectorCompact(),
   }
   writeFileSync(new URL('./compact.json', import.meta.url), JSON.stringify(compact, null, 2) + '\n')
   const vectors = await vectorBundles()
   const file = {
-    description: 'Proof bundles (DESIGN.md "Proof bundle"): [1, headBytes, [[eventBytes, leafIndex, proof]...], ([otherTreeSize, consistencyProof])]. Verify with the anchor at `now`; expect the listed outcome.',
+    description:
+      'Proof bundles (DESIGN.md "Proof bundle"): [1, headBytes, [[eventBytes, leafIndex, proof]...], ([otherTreeSize, consistencyProof])]. Verify with the anchor at `now`; expect the listed outcome.',
     generator: 'test/vectors/bundle/generate.ts',
     vectors,
   }

@@ -12,7 +12,13 @@ function bodyToJson(body: LedgerEvent['body']): { [k: string]: Json } {
   for (const [k, v] of Object.entries(body)) {
     if (v instanceof Uint8Array) out[k] = toHex(v)
     else if (k === 'anchors') out[k] = (v as Uint8Array[]).map(toHex)
-    else if (k === 'rules') out[k] = (v as Array<{ action: string; roles: string[]; from: number; to: number }>).map(r => ({ action: r.action, roles: [...r.roles], from: r.from, to: r.to }))
+    else if (k === 'rules')
+      out[k] = (v as Array<{ action: string; roles: string[]; from: number; to: number }>).map(r => ({
+        action: r.action,
+        roles: [...r.roles],
+        from: r.from,
+        to: r.to,
+      }))
     else out[k] = v as Json
   }
   return out
@@ -21,7 +27,12 @@ function bodyToJson(body: LedgerEvent['body']): { [k: string]: Json } {
 /** The readable fields of an event (the signature too when present). */
 export function eventToJson(e: UnsignedEvent | LedgerEvent): { [k: string]: Json } {
   const out: { [k: string]: Json } = {
-    version: e.version, type: e.type, subject: toHex(e.subject), issuer: toHex(e.issuer), links: e.links.map(toHex), time: e.time,
+    version: e.version,
+    type: e.type,
+    subject: toHex(e.subject),
+    issuer: toHex(e.issuer),
+    links: e.links.map(toHex),
+    time: e.time,
     body: bodyToJson(e.body),
   }
   if ('signature' in e) out.signature = toHex(e.signature)
@@ -35,11 +46,22 @@ export function unsignedFromJson(j: { [k: string]: Json }): UnsignedEvent {
   for (const [k, v] of Object.entries(b)) {
     if (BYTE_FIELDS.has(k)) body[k] = fromHex(v as string)
     else if (k === 'anchors') body[k] = (v as string[]).map(fromHex)
-    else if (k === 'rules') body[k] = (v as Array<{ [k: string]: Json }>).map(r => ({ action: r.action, roles: r.roles, from: r.from, to: r.to }))
+    else if (k === 'rules')
+      body[k] = (v as Array<{ [k: string]: Json }>).map(r => ({
+        action: r.action,
+        roles: r.roles,
+        from: r.from,
+        to: r.to,
+      }))
     else body[k] = v
   }
   return {
-    version: j.version as number, type: j.type, subject: fromHex(j.subject as string), issuer: fromHex(j.issuer as string),
-    links: (j.links as string[]).map(fromHex), time: j.time as number, body,
+    version: j.version as number,
+    type: j.type,
+    subject: fromHex(j.subject as string),
+    issuer: fromHex(j.issuer as string),
+    links: (j.links as string[]).map(fromHex),
+    time: j.time as number,
+    body,
   } as unknown as UnsignedEvent
 }
