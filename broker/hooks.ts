@@ -157,13 +157,19 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
       return done(null, null)
     }
     // A leaving session keeps the subscriptions it had; it takes no new ones.
-    if (ctx.sessions.isLeaving(client) || !subscribeAllowed(identity, sub.topic, ctx.acl)) {
+    const leaving = ctx.sessions.isLeaving(client)
+    if (leaving || !subscribeAllowed(identity, sub.topic, ctx.acl)) {
+      // Two refusals are part of the protocol, and say so: a session L0 is closing, and a new device's first
+      // session asking before L0's miner recorded its certified event (it asks again until admitted).
+      const provisional = identity.kind === 'device' && !ctx.acl.isCertified(identity)
       ctx.log('warn', 'acl.refused', {
         op: 'subscribe',
         clientId: client.id,
         ...describeIdentity(identity),
         topic: sub.topic,
         code: 'ACL_DENIED',
+        ...(leaving ? { leaving: true } : {}),
+        ...(provisional ? { provisional: true } : {}),
       })
       // [MQTT-3.9.3] the SUBACK carries 0x80 (failure) for this filter; the session goes on.
       return done(null, null)

@@ -325,8 +325,9 @@ async function enrollSteps(
 
 /**
  * Enrollment's last step (docs/PAIRING.md step 7): the device's first session with its new certificate hands L0 its
- * authorize and certified events; L0 admits the device only once it holds the certified one. The CLI, the simulator
- * and the benchmark all end an enrollment with this.
+ * authorize and certified events, and waits until L0 admits the device (L0 grants a subscription to the ledger's head
+ * only to a device whose certified event it holds), so an enrolled device's first sessions are never refused. The
+ * CLI, the simulator and the benchmark all end an enrollment with this.
  */
 export async function handOverFirstEvents(
   transport: Transport,
@@ -348,7 +349,33 @@ export async function handOverFirstEvents(
   )
   try {
     await submitEvents(client, device.fleet, device.cn, [device.authorize, device.certified])
+    await untilAdmitted(client, fleetTopics(device.fleet).head, timeoutMs)
   } finally {
     await client.close()
+  }
+}
+
+/**
+ * Asks for `topic` until L0 grants it: the broker acknowledged the submission (PUBACK) before L0's miner recorded
+ * it, so the first asks may be refused. Bounded by `timeoutMs`; the last refusal is thrown, saying why.
+ */
+async function untilAdmitted(client: GossipClient, topic: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
+    try {
+      await client.subscribe([topic])
+      return
+    } catch (err) {
+      if (!(err instanceof KinError) || err.code !== 'BROKER_REFUSED' || Date.now() + wait > deadline) {
+        if (err instanceof KinError && err.code === 'BROKER_REFUSED')
+          throw new KinError(
+            'BROKER_REFUSED',
+            `L0 has not admitted this device within ${timeoutMs} ms of its certified event: ${err.message}`,
+            { cause: err, detail: err.detail },
+          )
+        throw err
+      }
+      await new Promise(resolve => setTimeout(resolve, wait))
+    }
   }
 }

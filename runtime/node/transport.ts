@@ -290,12 +290,16 @@ class MqttSession implements TransportSession {
     }
     return new Promise((resolve, reject) => {
       this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
-        if (err) {
+        // [MQTT-3.9.3-2] 0x80 in a SUBACK is a refusal; the session goes on. mqtt.js reports it either as an error
+        // carrying the SUBACK packet (its return codes in filter order) or in the granted list.
+        const suback = (err as { packet?: { granted?: unknown } } | undefined)?.packet?.granted
+        if (err && !Array.isArray(suback)) {
           reject(brokerError(err, this.url))
           return
         }
-        // [MQTT-3.9.3-2] 0x80 in a SUBACK is a refusal.
-        const refused = (granted ?? []).filter(g => g.qos === 128).map(g => g.topic)
+        const refused = Array.isArray(suback)
+          ? filters.filter((_, i) => typeof suback[i] !== 'number' || (suback[i] & 0x80) !== 0)
+          : (granted ?? []).filter(g => g.qos === 128).map(g => g.topic)
         if (refused.length > 0)
           reject(
             new KinError(

@@ -93,3 +93,61 @@ t.test(
     await session.end()
   },
 )
+
+t.test('a SUBACK with 0x80 is BROKER_REFUSED naming the refused filter, and the session goes on', async t => {
+  const sockets: TLSSocket[] = []
+  const server = createServer(selfSigned(), socket => {
+    sockets.push(socket)
+    socket.on('error', () => undefined)
+    socket.on('data', (chunk: Buffer) => {
+      // 1 CONNECT → CONNACK; 8 SUBSCRIBE → SUBACK granting QoS 1 to the first filter, 0x80 to the second
+      // (MQTT 3.1.1 §3.9: packet id echoed, one return code per filter); 12 PINGREQ ignored.
+      const type = chunk[0]! >> 4
+      if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
+      if (type === 8) socket.write(Buffer.from([0x90, 0x04, chunk[2]!, chunk[3]!, 0x01, 0x80]))
+      if (type === 3) socket.write(Buffer.from([0x40, 0x02, ...publishId(chunk)]))
+    })
+  })
+  /** The packet id of a QoS 1 PUBLISH: after the remaining length (one byte here) and the topic. */
+  const publishId = (chunk: Buffer): number[] => {
+    const topicLength = chunk.readUInt16BE(2)
+    return [chunk[4 + topicLength]!, chunk[5 + topicLength]!]
+  }
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  const { port } = server.address() as AddressInfo
+  const session = await nodeTransport.connect({
+    url: `mqtts://127.0.0.1:${port}`,
+    clientId: 'pair-transport-suback',
+    login: { kind: 'pairing', username: 'u', password: 'p' },
+    server: { kind: 'deferred' },
+    connectTimeoutMs: 5000,
+  })
+  const refusal = await session.subscribe(['kin/test/granted', 'kin/test/refused']).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  t.ok(isKinError(refusal), 'the refusal is a coded error')
+  t.equal(
+    (refusal as { code?: string }).code,
+    'BROKER_REFUSED',
+    'a SUBACK refusal is BROKER_REFUSED, not a closed session',
+  )
+  t.same(
+    (refusal as { detail?: unknown }).detail,
+    { filters: ['kin/test/refused'] },
+    'it names the refused filter only',
+  )
+  t.equal(
+    await session.publish('kin/test/after', new Uint8Array([1])).then(
+      () => 'acknowledged',
+      (e: unknown) => (e as { code?: string }).code,
+    ),
+    'acknowledged',
+    'the session is still usable after the refusal',
+  )
+  await session.end()
+})
