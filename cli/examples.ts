@@ -28,7 +28,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'enroll this device with the code its parent printed',
     ],
   ],
-  serve: [['kin serve --home ./lock --port 9443', "answer access requests over mutual TLS and follow L0's ledger"]],
+  serve: [
+    ['kin serve --home ./lock --port 9443', "answer access requests over mutual TLS and follow L0's ledger"],
+    ['kin serve --home ./lock --port 9443 --offline', 'the same cut off from L0: requesters send the proofs it lacks'],
+  ],
   repair: [
     ['kin repair --home ./phone', 'rebuild a damaged ledger from L0; the damaged file is kept as ledger.damaged-TIME'],
     ['kin repair --home ./phone --json', 'the same, with the dropped events as JSON'],
