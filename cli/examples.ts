@@ -103,6 +103,13 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
     ],
     ['kin show <CN> --home ./phone --json', 'the same by CN, as JSON'],
   ],
+  delegate: [
+    [
+      'kin delegate "garden gate" --home ./l0 --out gate.secret',
+      'at flashing: register the Espruino board with L0 and write its secret for the flasher (0600)',
+    ],
+    ['kin delegate <CN> --home ./l0 --out gate.secret --force --json', 'flash it again with a new secret, as JSON'],
+  ],
   'ledger show': [['kin ledger show --home ./lock', "every event of the home's ledger, one line each"]],
   'ledger verify': [
     ['kin ledger verify --home ./lock', 'check every event of the ledger again (exit 1 when one fails)'],
