@@ -126,7 +126,7 @@ export const serve: CommandSpec = {
     'by it over the control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status. An enrolled ' +
     "device renews its certificate by itself ('kin renew') when less than --renew-at of its validity is left, looking once an hour; the endpoint " +
     'serves the new one at once. With --offline it does not reach L0 at all, as a device cut off from it: it decides on the ledger ' +
-    'as it is, a requester whose events it lacks sends their proof for the head it states (PROTOCOL.md §12.2), and other commands ' +
+    'as it is, a requester whose events it lacks sends their proof for the head it states (PROTOCOL.md §11.7, §12.2), and other commands ' +
     'on DIR work directly.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
