@@ -99,6 +99,12 @@ export type KinErrorCode =
   | 'DELEGATED_NOT_LINEAGE'
   /** A boot request from a device L0 has not registered as delegated-tier (no ledger key). */
   | 'DELEGATED_NOT_REGISTERED'
+  /** `kin delegate` of a device L0 already registered (another flashing secret is in use): --force replaces it. */
+  | 'DELEGATED_REGISTERED'
+  /** `kin delegate` of a device revoked in L0's ledger, itself or under an ancestor's revocation. */
+  | 'DELEGATED_REVOKED'
+  /** `kin delegate` of a device that does not stand for another reason (expired, or a lineage that no longer holds). */
+  | 'DELEGATED_NOT_VALID'
   /** A delegated verdict ALLOWing a peer (or for a device, or from a verifier) that a revocation the device holds covers. */
   | 'VERDICT_REVOKED'
   // storage
@@ -134,6 +140,8 @@ export type KinErrorCode =
   | 'FLEET_DOMAIN'
   | 'HOME_EXISTS'
   | 'HOME_MISSING'
+  /** A command only L0's home can carry out (it holds L0's keys or registries) was given a device's home. */
+  | 'HOME_NOT_L0'
   | 'ENROLL_STATE'
   // the retired `DNS:parent.<CN>` SAN marker, in a certificate (renew it) or a CSR (re-make it with the URI marker)
   | 'CERT_OLD_PARENT_MARKER'

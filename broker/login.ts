@@ -61,7 +61,7 @@ export function isCertified(identity: DeviceIdentity, state: LedgerState): boole
  * expired. Returns the coded reason when it does not.
  *
  * One exception to "records the certificate": a fresh binding with no certified event at all. That is a device
- * between enrollment steps 6 and 7 (docs/PAIRING.md): its certificate chains to the fleet root and carries the
+ * between docs/PAIRING.md steps 6 and 7: its certificate chains to the fleet root and carries the
  * key its parent authorized, and its first session is how its certified event reaches L0. The ACL lets such a
  * session only submit until the certified event is in (acl.ts); a binding that already has a certificate admits
  * no other one.

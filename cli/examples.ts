@@ -28,7 +28,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'enroll this device with the code its parent printed',
     ],
   ],
-  serve: [['kin serve --home ./lock --port 9443', "answer access requests over mutual TLS and follow L0's ledger"]],
+  serve: [
+    ['kin serve --home ./lock --port 9443', "answer access requests over mutual TLS and follow L0's ledger"],
+    ['kin serve --home ./lock --port 9443 --offline', 'the same cut off from L0: requesters send the proofs it lacks'],
+  ],
   repair: [
     ['kin repair --home ./phone', 'rebuild a damaged ledger from L0; the damaged file is kept as ledger.damaged-TIME'],
     ['kin repair --home ./phone --json', 'the same, with the dropped events as JSON'],
@@ -99,6 +102,13 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'one device by its friendly name: lineage up to L0, certificates, revocations, policies',
     ],
     ['kin show <CN> --home ./phone --json', 'the same by CN, as JSON'],
+  ],
+  delegate: [
+    [
+      'kin delegate "garden gate" --home ./l0 --out gate.secret',
+      'at flashing: register the Espruino board with L0 and write its secret for the flasher (0600)',
+    ],
+    ['kin delegate <CN> --home ./l0 --out gate.secret --force --json', 'flash it again with a new secret, as JSON'],
   ],
   'ledger show': [['kin ledger show --home ./lock', "every event of the home's ledger, one line each"]],
   'ledger verify': [

@@ -22,6 +22,7 @@ import { show } from './commands/show.ts'
 import { report } from './commands/report.ts'
 import { policySet, policyShow } from './commands/policy.ts'
 import { repair } from './commands/repair.ts'
+import { delegate } from './commands/delegate.ts'
 
 const COMMANDS: CommandSpec[] = [
   init,
@@ -47,6 +48,7 @@ const COMMANDS: CommandSpec[] = [
   report,
   policyShow,
   policySet,
+  delegate,
 ]
 
 /** Runs `kin` with the given arguments (without `node` and the script) and returns the exit status. */

@@ -297,7 +297,7 @@ export interface BundleSession {
 }
 
 /**
- * Verifies a proof bundle the peer carries (design "Access decision" step 5) against the home's genesis and miner key,
+ * Verifies a proof bundle the peer carries (DESIGN.md "Access decision" step 5) against the home's genesis and miner key,
  * and merges it into a throw-away copy of the home's ledger: every revocation the home knows still applies, and the
  * home's file is not touched. The bundle's head time counts as the last verified head (policy maxHeadAge). When the
  * home keeps a verified head (sync.cbor), the bundle's head must be it or be proven consistent with it (HEAD_UNPROVEN,

@@ -100,7 +100,7 @@ export class PureFleet {
     return d
   }
 
-  /** Steps 1–6: request and the parent's authorize event (appended to the parent's own ledger). */
+  /** docs/PAIRING.md steps 3–4: request and the parent's authorize event (appended to the parent's own ledger). */
   async authorize(
     parentCn: string,
     choices: AuthorizeChoices,

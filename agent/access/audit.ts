@@ -1,4 +1,4 @@
-/** @module The audit record of an access decision and its one-line JSON form (design "Access decision" step 6). */
+/** @module The audit record of an access decision and its one-line JSON form (DESIGN.md "Access decision" step 6). */
 import type { Decision } from './types.ts'
 
 /** What a device keeps of each decision it made. */

@@ -60,7 +60,7 @@ function withRetry(e: unknown, chain: VerifiedChain, ledger: LedgerState): unkno
 }
 
 /**
- * The peer's current binding, after checking (design "Access decision" step 2): the ledger knows the CN
+ * The peer's current binding, after checking (DESIGN.md "Access decision" step 2): the ledger knows the CN
  * (ACCESS_MISSING_PROOF), binds it to the certificate's SPKI hash (CERT_UNBOUND), a certified event recorded this
  * certificate (CERT_NOT_CERTIFIED), and the binding is valid now: ACCESS_REVOKED, ACCESS_ANCESTOR_REVOKED,
  * ACCESS_EXPIRED, ACCESS_MISSING_PROOF (an ancestor's binding absent) or ACCESS_LINEAGE_GAP otherwise.

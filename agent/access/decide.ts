@@ -52,10 +52,10 @@ function denial(e: unknown): Outcome {
 }
 
 /**
- * Decides whether the peer presenting `request.certificate` may do `request.action` on this device (design,
+ * Decides whether the peer presenting `request.certificate` may do `request.action` on this device (DESIGN.md
  * "Access decision" steps 1–4 and 6). The caller has already checked proof of possession (TLS handshake or a
  * signed challenge). Never throws for a refusal: every deny carries its own code, and `retry` tells the caller
- * that a merge with the miner or the peer's proof bundle could change the answer (step 5: retry once).
+ * that a merge with the miner or the peer's proof bundle could change the answer (DESIGN.md "Access decision" step 5: retry once).
  */
 export function decide<C extends PeerCertificate>(request: AccessRequest<C>, context: DecisionContext<C>): Decision {
   const trail: Trail = { peer: undefined, lineage: undefined }

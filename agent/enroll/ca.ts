@@ -1,4 +1,4 @@
-/** @module Enrollment steps 8–9 on L0: the fleet CA checks the authorization proof through the ledger, then the CSR, then issues. */
+/** @module docs/PAIRING.md steps 5–6 on L0: the fleet CA checks the authorization proof through the ledger, then the CSR, then issues. */
 import { KinError, VerificationError } from '../errors.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from '../ledger/event.ts'

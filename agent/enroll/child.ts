@@ -1,4 +1,4 @@
-/** @module Enrollment steps 6–7 and 10 on the child: check the proof names its keys, make the CSR, record the certificate. */
+/** @module docs/PAIRING.md steps 4, 5 and 7 on the child: check the proof names its keys, make the CSR, record the certificate. */
 import { VerificationError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
@@ -53,13 +53,13 @@ export function acceptAuthorization(
   return { event, cn: cnOf(ev.subject, domain), parentCn: cnOf(ev.issuer, domain), notAfter: ev.body.notAfter }
 }
 
-/** Step 7: the CSR for the authorized CN, with the parent marker in SAN, signed with the TLS key. */
+/** docs/PAIRING.md step 5: the CSR for the authorized CN, with the parent marker in SAN, signed with the TLS key. */
 export function createEnrollCsr(accepted: AcceptedAuthorization, secrets: DeviceSecrets): Promise<string> {
   return createCsr({ cn: accepted.cn, parentCn: accepted.parentCn, keyPair: secrets.tls })
 }
 
 /**
- * Step 10: checks the issued certificate (chain to the fleet root, this device's key and names) and signs the
+ * docs/PAIRING.md step 7: checks the issued certificate (chain to the fleet root, this device's key and names) and signs the
  * `certified` event that follows the authorize event. The caller appends both to the child's ledger.
  */
 export function recordCertificate(

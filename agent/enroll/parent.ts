@@ -1,4 +1,4 @@
-/** @module Enrollment steps 2–6 on the parent: derive the child's CN, sign the authorization proof, keep it. */
+/** @module docs/PAIRING.md step 4 on the parent: derive the child's CN, sign the authorization proof, keep it. */
 import { KinError } from '../errors.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { authorizeEvent, rekeyEvent } from '../ledger/builders.ts'

@@ -1,4 +1,4 @@
-/** @module Enrollment step 1: the new device makes its two key pairs and the request it sends its parent. */
+/** @module Enrollment, before docs/PAIRING.md step 3: the new device makes its two key pairs and the request it sends its parent. */
 import { DecodeError } from '../errors.ts'
 import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../ports/platform.ts'

@@ -79,7 +79,7 @@ export interface InboxVerifierOptions {
   clock: Clock
   /** Parses certificates and decides: an AccessSession. */
   decider: ChallengeDecider
-  /** A second decision for a retryable deny (design "Access decision" step 5: a proof from the miner), if the device has one. */
+  /** A second decision for a retryable deny (DESIGN.md "Access decision" step 5: a proof from the miner), if the device has one. */
   retry?: (certificate: DeviceCertificate, action: string, first: Decision) => Promise<Decision>
   /** Seconds an answer may take (ChallengeVerifier's deadline, default 30). */
   deadline?: number

@@ -73,7 +73,7 @@ export interface EnrolledDevice {
 }
 
 /**
- * The pairing session's TLS is unauthenticated toward the server until step 4: the device does not know the
+ * The pairing session's TLS is unauthenticated toward the server until docs/PAIRING.md step 4: the device does not know the
  * fleet root yet. What protects enrollment before then is the code: the request and the authorization are
  * MACed end to end with a key L0 never sees, so a false broker can neither read a usable request nor forge an
  * authorization. Once the root arrives inside the MACed authorization, the broker certificate of this very
@@ -137,7 +137,7 @@ export function ledgerFromLineage(
 }
 
 /**
- * Step 4 on the child: the parent's sealed answer on the `authorize` leaf — an authorization payload, or a
+ * docs/PAIRING.md step 4 on the child: the parent's sealed answer on the `authorize` leaf — an authorization payload, or a
  * withdrawal (its `kin invite` was stopped), refused at once PAIR_WITHDRAWN instead of waiting out the timeout.
  */
 export function awaitAuthorization(
@@ -190,7 +190,7 @@ async function requestAuthorization(
 }
 
 /**
- * Enrolls a new device through L0's broker (PAIRING.md steps 2–7, without the final submission): generates its
+ * Enrolls a new device through L0's broker (docs/PAIRING.md steps 2–7, without the final submission): generates its
  * keys, logs in with the code, sends the request, checks the authorization, sends the CSR, checks the
  * certificate and the lineage, and returns the device with its ledger. Nothing is written anywhere.
  */
@@ -219,7 +219,7 @@ export async function enrollThroughBroker(
 
 /**
  * The fleet domain, for topic names only, from the CN L0 presents in TLS (`<label>.<domain>`): the code does
- * not carry it. It is confirmed in step 4 against the root's name; a broker that lies about it only makes the
+ * not carry it. It is confirmed in docs/PAIRING.md step 4 against the root's name; a broker that lies about it only makes the
  * topics miss, and the enrollment time out.
  */
 export function fleetOfBroker(client: GossipClient, sha256: (d: Uint8Array) => Uint8Array): string {
@@ -246,7 +246,7 @@ async function enrollSteps(
   const topics = fleetTopics(fleetOfBroker(client, crypto.sha256))
   await client.subscribe([topics.pair(secrets.inviteId, 'authorize'), topics.pair(secrets.inviteId, 'cert')])
 
-  // Steps 3-4: request, then the MACed authorization and the fleet root.
+  // docs/PAIRING.md steps 3–4: request, then the MACed authorization and the fleet root.
   const payload = decodeAuthorizePayload(await requestAuthorization(client, opts, topics, secrets, request))
   const root = DeviceCertificate.from(payload.rootPem, { sha256: crypto.sha256 })
   try {
@@ -265,7 +265,7 @@ async function enrollSteps(
   const broker = checkPairingBroker(pki, client, root, opts.now(), crypto.sha256)
   opts.onStep?.('authorized', accepted.cn)
 
-  // Step 5: the CSR to L0's CA. Step 6: its certificate and the lineage.
+  // docs/PAIRING.md step 5: the CSR to L0's CA. Step 6: its certificate and the lineage.
   await client.publish(
     topics.pair(secrets.inviteId, 'csr'),
     encodeCsrPayload(payload.authorizeBytes, await createEnrollCsr(accepted, deviceSecrets)),
@@ -279,7 +279,7 @@ async function enrollSteps(
   if (!reply.ok)
     throw remoteRefusal(reply.code, reply.message, 'ENROLL_STATE', "L0's CA refused this device's certificate")
 
-  // Step 7: the device's own ledger; its certificate checked against the root of step 4.
+  // docs/PAIRING.md step 7: the device's own ledger; its certificate checked against the root of step 4.
   const now = opts.now()
   const ledger = ledgerFromLineage(crypto, reply.lineage, root, domain, now, opts.verified)
   const l0Cn = ledger.state.genesis!.cn

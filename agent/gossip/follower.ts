@@ -362,7 +362,7 @@ export class LedgerFollower {
   }
 
   /**
-   * Asks the miner for `cn`'s proof bundle (design "Access decision" step 5) and verifies it against the fleet's
+   * Asks the miner for `cn`'s proof bundle (DESIGN.md "Access decision" step 5) and verifies it against the fleet's
    * miner key, genesis and this device's head (a bundle whose head contradicts it raises an alarm). Waits for a
    * session within the same deadline. With `knownTreeSize`, the bundle proves consistency from that size (a verifier's).
    */

@@ -124,7 +124,7 @@ export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: 
 }
 
 /**
- * Step 1 (PAIRING.md): draws a code, registers the invite with L0 (signed with this device's ledger key) and
+ * docs/PAIRING.md step 1: draws a code, registers the invite with L0 (signed with this device's ledger key) and
  * waits for `invite-ok`; then subscribes to the invite's pairing topics. The code is shown only after this.
  */
 export async function openInvite(
@@ -168,7 +168,7 @@ export async function openInvite(
   return { code, inviteId: invite.inviteId, expires: invite.expires, invite, secrets, choices }
 }
 
-/** Steps 3, 4 and 6 on the parent: the child's request, its authorization, and the certificate L0 issued it. */
+/** docs/PAIRING.md steps 3, 4 and 6 on the parent: the child's request, its authorization, and the certificate L0 issued it. */
 export async function completeInvite(
   crypto: CryptoProvider,
   pki: PkiProvider,

@@ -35,7 +35,7 @@ export function connectDevice(
   })
 }
 
-/** MQTT user name of the pairing session of an invite (PAIRING.md step 2). */
+/** MQTT user name of the pairing session of an invite (docs/PAIRING.md step 2). */
 export function pairingUsername(inviteId: string): string {
   return `pair:${inviteId}`
 }
@@ -47,7 +47,7 @@ export function pairingClientId(inviteId: string): string {
 
 /**
  * Logs in as the pairing session of a code. The broker's certificate cannot be checked yet (the enrolling
- * device learns the fleet root only in step 4); the caller checks `session.peerCertificate()` afterwards.
+ * device learns the fleet root only in docs/PAIRING.md step 4); the caller checks `session.peerCertificate()` afterwards.
  * CONNACK refusals become PAIR_CODE_WRONG (4), PAIR_CODE_USED (2) and PAIR_CODE_EXPIRED (5).
  */
 export async function connectPairing(

@@ -1,4 +1,4 @@
-/** @module Access decision step 5: a missing proof fetched from the miner or presented by the peer, verified, merged for one retry. */
+/** @module DESIGN.md "Access decision" step 5: a missing proof fetched from the miner or presented by the peer, verified, merged for one retry. */
 import { KinError } from '../errors.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { decide } from '../access/decide.ts'
@@ -114,7 +114,7 @@ export function decideWithOfflineProof(
 }
 
 /**
- * Step 5 with an offline proof the peer offered for the head this device stated: verified against that head and this
+ * DESIGN.md "Access decision" step 5 with an offline proof the peer offered for the head this device stated: verified against that head and this
  * device's ledger (verifyOfflineProof: every refusal coded, fail closed), then decided once more on the merged copy.
  */
 function withOfferedProof(

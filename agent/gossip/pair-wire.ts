@@ -55,12 +55,12 @@ export function remoteRefusal(code: string, message: string, fallback: KinErrorC
   })
 }
 
-/** Step 4 payload (inside the MAC): CBOR [authorizeEventBytes, rootPem]. */
+/** docs/PAIRING.md step 4 payload (inside the MAC): CBOR [authorizeEventBytes, rootPem]. */
 export function encodeAuthorizePayload(authorizeBytes: Uint8Array, rootPem: string): Uint8Array {
   return encodeCbor([authorizeBytes, rootPem])
 }
 
-/** Decodes a step 4 payload. */
+/** Decodes a docs/PAIRING.md step 4 payload. */
 export function decodeAuthorizePayload(bytes: Uint8Array): { authorizeBytes: Uint8Array; rootPem: string } {
   const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
   if (!Array.isArray(v) || v.length !== 2)
@@ -74,14 +74,14 @@ export function decodeAuthorizePayload(bytes: Uint8Array): { authorizeBytes: Uin
 }
 
 /**
- * The parent's step 4 answer when its `kin invite` was stopped instead of authorizing: CBOR ['withdrawn', message],
+ * The parent's docs/PAIRING.md step 4 answer when its `kin invite` was stopped instead of authorizing: CBOR ['withdrawn', message],
  * sealed like an authorization (only the code's holder can write it), so the child stops waiting at once.
  */
 export function encodeWithdrawal(message: string): Uint8Array {
   return encodeCbor(['withdrawn', message.slice(0, 512)])
 }
 
-/** The message of a step 4 withdrawal, or undefined for any other (authorization) payload. */
+/** The message of a docs/PAIRING.md step 4 withdrawal, or undefined for any other (authorization) payload. */
 export function withdrawalOf(bytes: Uint8Array): string | undefined {
   let v
   try {
@@ -92,12 +92,12 @@ export function withdrawalOf(bytes: Uint8Array): string | undefined {
   return Array.isArray(v) && v.length === 2 && v[0] === 'withdrawn' && typeof v[1] === 'string' ? v[1] : undefined
 }
 
-/** Step 5 payload (not MACed; L0 checks it through the ledger): CBOR [authorizeEventBytes, csrPem]. */
+/** docs/PAIRING.md step 5 payload (not MACed; L0 checks it through the ledger): CBOR [authorizeEventBytes, csrPem]. */
 export function encodeCsrPayload(authorizeBytes: Uint8Array, csrPem: string): Uint8Array {
   return encodeCbor([authorizeBytes, csrPem])
 }
 
-/** Decodes a step 5 payload from untrusted bytes: CBOR [authorizeEventBytes, csrPem]. */
+/** Decodes a docs/PAIRING.md step 5 payload from untrusted bytes: CBOR [authorizeEventBytes, csrPem]. */
 export function decodeCsrPayload(bytes: Uint8Array): { authorizeBytes: Uint8Array; csrPem: string } {
   const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
   if (!Array.isArray(v) || v.length !== 2 || !(v[0] instanceof Uint8Array) || typeof v[1] !== 'string') {
@@ -106,16 +106,16 @@ export function decodeCsrPayload(bytes: Uint8Array): { authorizeBytes: Uint8Arra
   return { authorizeBytes: v[0], csrPem: v[1] }
 }
 
-/** L0's step 6 answer: the certificate and the lineage the child's ledger needs, or a coded refusal. */
+/** L0's docs/PAIRING.md step 6 answer: the certificate and the lineage the child's ledger needs, or a coded refusal. */
 export type CertReply =
   { ok: true; certPem: string; lineage: Uint8Array[] } | { ok: false; code: string; message: string }
 
-/** Step 6 payload: CBOR ['ok', certPem, [event bytes…]] or ['error', code, message]. */
+/** docs/PAIRING.md step 6 payload: CBOR ['ok', certPem, [event bytes…]] or ['error', code, message]. */
 export function encodeCertReply(reply: CertReply): Uint8Array {
   return encodeCbor(reply.ok ? ['ok', reply.certPem, reply.lineage] : ['error', reply.code, reply.message])
 }
 
-/** Decodes a step 6 payload from untrusted bytes. */
+/** Decodes a docs/PAIRING.md step 6 payload from untrusted bytes. */
 export function decodeCertReply(bytes: Uint8Array): CertReply {
   const v = decodeCbor(bytes, MAX_PAYLOAD_BYTES)
   if (!Array.isArray(v) || v.length !== 3)
@@ -139,7 +139,7 @@ export function decodeCertReply(bytes: Uint8Array): CertReply {
 export type InviteReply =
   { ok: true; inviteId: string } | { ok: false; inviteId: string; code: string; message: string }
 
-/** Step 1 answer: CBOR ['invite-ok', inviteId] or ['invite-error', inviteId, code, message]. */
+/** docs/PAIRING.md step 1 answer: CBOR ['invite-ok', inviteId] or ['invite-error', inviteId, code, message]. */
 export function encodeInviteReply(reply: InviteReply): Uint8Array {
   return encodeCbor(
     reply.ok ? ['invite-ok', reply.inviteId] : ['invite-error', reply.inviteId, reply.code, reply.message],

@@ -34,7 +34,7 @@ export function genesisEvent(
   }
 }
 
-/** What a parent needs to know about a child to authorize it (step 1's request plus the parent's choices). */
+/** What a parent needs to know about a child to authorize it (the request of docs/PAIRING.md step 3 plus the parent's choices). */
 export interface AuthorizeRequest {
   spkiHash: Uint8Array
   ledgerKey: Uint8Array

@@ -1,4 +1,4 @@
-/** @module The fleet CA's certificate-side checks of a CSR against the authorize event it comes with (enrollment step 8). */
+/** @module The fleet CA's certificate-side checks of a CSR against the authorize event it comes with (docs/PAIRING.md step 5). */
 import { VerificationError } from '../errors.ts'
 import { bytesEqual, toHex } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'

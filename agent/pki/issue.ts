@@ -1,4 +1,4 @@
-/** @module The fleet CA's issuance: checks a CSR against its authorization, then signs the device certificate (enrollment steps 8–9). */
+/** @module The fleet CA's issuance: checks a CSR against its authorization, then signs the device certificate (docs/PAIRING.md steps 5–6). */
 import { KinError, VerificationError, isKinError } from '../errors.ts'
 import { labelOfCn } from '../ledger/names.ts'
 import type { CryptoProvider } from '../ports/platform.ts'

@@ -10,7 +10,7 @@ export interface CertificateLogin {
   keyPem: string
 }
 
-/** A pairing session: no client certificate; user name and password derived from a one-time code (PAIRING.md step 2). */
+/** A pairing session: no client certificate; user name and password derived from a one-time code (docs/PAIRING.md step 2). */
 export interface PairingLogin {
   kind: 'pairing'
   username: string

@@ -265,7 +265,7 @@ export const access: CommandSpec = {
       }
     }
     let outcome = await ask()
-    // Access decision step 5 on the requester's side: this device's ledger may lag behind the miner (a device
+    // DESIGN.md "Access decision" step 5 on the requester's side: this device's ledger may lag behind the miner (a device
     // enrolled since it last synced). Catch up with L0's ledger once, within the timeout, and ask once more.
     if (
       outcome.answer === undefined &&

@@ -143,7 +143,7 @@ export const check: CommandSpec = {
         const der = certificateOf(session, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), action)
         if (!(der instanceof Uint8Array)) decision = der
         else {
-          // Step 5 on what the peer did not carry: the miner, within the deadline; its bundle is checked like any other.
+          // DESIGN.md "Access decision" step 5 on what the peer did not carry: the miner, within the deadline; its bundle is checked like any other.
           const state = device.ledger.state()
           const proved = await decideWithProofs(session, der, action, {
             crypto: nodeCrypto,

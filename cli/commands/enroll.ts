@@ -55,7 +55,7 @@ export function stepTimeoutMs(value: unknown): number {
 }
 
 /**
- * Step 7 (PAIRING.md): the first session with the new certificate hands L0 the device's authorize and certified
+ * docs/PAIRING.md step 7: the first session with the new certificate hands L0 the device's authorize and certified
  * events. The home is complete before this; a failure here says so, since L0 admits the device only once it
  * holds the certified event.
  */

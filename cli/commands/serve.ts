@@ -22,14 +22,14 @@ import { followsBroker, headSummary, openFollowingHome, type FollowingHome } fro
 import { listenForCommands, nextStopSignal } from './sync.ts'
 import type { ControlSocket } from '../control-socket.ts'
 
-/** How long the miner has to hand over a missing proof during a request (design step 5: default 2 s). */
+/** How long the miner has to hand over a missing proof during a request (DESIGN.md "Access decision" step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
 /** How often a serving device looks at its ledger file between requests (one lstat when nothing changed). */
 const LEDGER_WATCH_MS = 1000
 
 /**
  * The inbox challenge service of a serving home (PROTOCOL.md §12.4): the home's session decides, a retryable deny gets
- * a proof from the miner through the follower (design step 5), results are signed with the home's TLS key.
+ * a proof from the miner through the follower (DESIGN.md "Access decision" step 5), results are signed with the home's TLS key.
  */
 function inboxServiceOf(
   device: AccessHome,
@@ -105,7 +105,7 @@ function parseRenewAt(text: string): number {
 export const serve: CommandSpec = {
   name: 'serve',
   usage:
-    'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--renew-at 0.2] [--json]',
+    'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--renew-at 0.2] [--offline] [--json]',
   summary:
     "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line " +
     '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision ' +
@@ -125,7 +125,9 @@ export const serve: CommandSpec = {
     'only broker session under its CN; kin invite, revoke, renew, policy set, access, sync, status and ledger show/verify/bundle on DIR are carried out ' +
     'by it over the control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status. An enrolled ' +
     "device renews its certificate by itself ('kin renew') when less than --renew-at of its validity is left, looking once an hour; the endpoint " +
-    'serves the new one at once.',
+    'serves the new one at once. With --offline it does not reach L0 at all, as a device cut off from it: it decides on the ledger ' +
+    'as it is, a requester whose events it lacks sends their proof for the head it states (PROTOCOL.md §11.7, §12.2), and other commands ' +
+    'on DIR work directly.',
   options: {
     home: { type: 'string', help: 'the device home directory' },
     host: { type: 'string', help: 'address to listen on', default: '127.0.0.1' },
@@ -144,6 +146,10 @@ export const serve: CommandSpec = {
       type: 'string',
       help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest',
       default: String(DEFAULT_MAX_PENDING_CONNECTIONS),
+    },
+    offline: {
+      type: 'boolean',
+      help: "do not follow L0's broker even when config.json names one: decide on the ledger as it is (a device cut off from L0)",
     },
   },
   async run(args) {
@@ -178,7 +184,8 @@ export const serve: CommandSpec = {
           ),
       )
     }
-    if (followsBroker(config)) {
+    const offline = args.values.offline === true
+    if (!offline && followsBroker(config)) {
       try {
         following = await openFollowingHome(
           dir,
@@ -295,7 +302,7 @@ export const serve: CommandSpec = {
     let control: ControlSocket | undefined
     try {
       const home = device
-      // Design step 5: a missing proof comes from the bundle the peer presented, or from the miner (through this
+      // DESIGN.md "Access decision" step 5: a missing proof comes from the bundle the peer presented, or from the miner (through this
       // device's follower) within the deadline; the decision is taken once more, and without a proof it is a deny.
       const decide = async (der: Uint8Array, request: AccessLine): Promise<Decision> => {
         const state = home.ledger.state()
@@ -368,6 +375,12 @@ export const serve: CommandSpec = {
       },
       `${device.cn} serving access on ${endpoint.host}:${endpoint.port}${inboxTopic === undefined ? '' : ` and challenges on ${inboxTopic}`} (fleet ${device.config.fleet}); stop with Ctrl-C`,
     )
+    if (offline && followsBroker(config))
+      line(
+        json,
+        { following: false, offline: true },
+        "offline (--offline): not following L0's ledger; deciding on this device's ledger as it is",
+      )
     if (notFollowing !== undefined)
       line(
         json,

@@ -68,7 +68,7 @@ const FLIP_CONCURRENCY = 16
  * it verified; a stranger presents its bundle with its request. Here the lock serves over mutual TLS as `kin serve`
  * does (startAccessEndpoint, each request line decided with decideWithProofs) with no link to L0: its session knows
  * nothing of the guest, so its first decision is ACCESS_MISSING_PROOF and only the bundle in the guest's request
- * line can change it (step 5). The guest asks as `kin access --bundle` does (requestAccess, its real certificate
+ * line can change it (DESIGN.md "Access decision" step 5). The guest asks as `kin access --bundle` does (requestAccess, its real certificate
  * and key, its own server identity check of the lock first), so proof of possession comes from the TLS handshake.
  * The forged bundles travel the same way, in the guest's request line: what an attacker who swapped the guest's
  * bundle file, or who holds the guest's phone, could send.

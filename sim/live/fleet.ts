@@ -523,7 +523,7 @@ export class LiveFleet {
     home.writeLedgerKey(request.secrets.ledgerSeed)
     child.identity = { ...child.identity, certPem: recorded.certificate.pem, keyPem: request.secrets.tls.privateKeyPem }
     child.ledgerSeed = request.secrets.ledgerSeed
-    // As after enrollment (PAIRING.md step 7): the first session with the new certificate may only submit, and
+    // As after enrollment (docs/PAIRING.md step 7): the first session with the new certificate may only submit, and
     // hands L0 the certified event that restores full standing; then the device follows the ledger again.
     const session = await connectDevice(
       nodeTransport,

@@ -197,7 +197,7 @@ t.test(
     )
     t.match(out, /cert\.pem: OK/, 'openssl verify accepts the certificate')
 
-    // The child's side of step 7, as enroll-session.ts does it: lineage, then its authorize, then its certified event.
+    // The child's side of docs/PAIRING.md step 7, as enroll-session.ts does it: lineage, then its authorize, then its certified event.
     t.equal(readEvent(nodeCrypto, lineage[0]!).event.type, 'genesis', 'the lineage starts at genesis')
     t.notOk(
       lineage.some(b => readEvent(nodeCrypto, b).idHex === req.authorize.idHex),
@@ -235,7 +235,7 @@ t.test(
     await logRecord(running.logs, r => r.event === 'ca.issued' && r.inviteId === id && r.cn === req.accepted.cn)
     await end(child)
 
-    // Step 7: the first session with the new certificate may submit (only), and its certified event admits it fully.
+    // docs/PAIRING.md step 7: the first session with the new certificate may submit (only), and its certified event admits it fully.
     const fresh: TestDevice = {
       ...phone,
       cn: req.accepted.cn,

@@ -220,7 +220,7 @@ t.test('refused pairing logins become PAIR_* codes that say what to do [MQTT-3.2
       { kind: 'deferred' },
       false,
     ],
-    'PAIRING.md step 2: client id pair-<id>, user pair:<id>, password = login proof, never reconnecting',
+    'docs/PAIRING.md step 2: client id pair-<id>, user pair:<id>, password = login proof, never reconnecting',
   )
 })
 

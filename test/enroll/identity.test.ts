@@ -124,7 +124,7 @@ async function pairThroughFakeBroker(a: PureFleet, brokerCertDer: Uint8Array) {
   return { ...result, csrSent: bus.published.some(p => p.topic.endsWith('/csr')) }
 }
 
-// The pairing session's TLS cannot be checked before step 4 (the device has no root yet): it is checked then,
+// The pairing session's TLS cannot be checked before docs/PAIRING.md step 4 (the device has no root yet): it is checked then,
 // retroactively, against the root inside the MACed authorization, and against genesis once the lineage arrives.
 t.test(
   "the pairing session checks its broker once it has the root: another fleet's broker, or a non-L0 device, is refused",
@@ -146,7 +146,7 @@ t.test(
     t.match(
       foreign.error,
       { code: 'BROKER_IDENTITY' },
-      'a broker certified by another root (same domain) is refused after step 4',
+      'a broker certified by another root (same domain) is refused after docs/PAIRING.md step 4',
     )
     t.notOk(foreign.csrSent, 'before the CSR is sent')
 

@@ -148,7 +148,7 @@ t.test('refusals, each with its own code on every path, before any signature ari
   for (const [what, leaf, root, code] of cases) t.same(verdicts(leaf, root), [code, code, code], what)
 })
 
-t.test("L0 checks a P-256 CSR's signature on both paths (enrollment step 8)", async t => {
+t.test("L0 checks a P-256 CSR's signature on both paths (docs/PAIRING.md step 5)", async t => {
   const cn = `qrstuvwxyzabcdef.${DOMAIN}`
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {

@@ -70,6 +70,13 @@ t.test('the README walkthrough runs as written', async t => {
     ['guest-refused', 1, /answered: DENY ACCESS_REVOKED "unlock"/],
     ['guest-check', 1, /^DENY ACCESS_REVOKED "unlock"/m],
     ['lock-ledger', 0, /^ok: lock\/ledger\.cbor: \d+ events/m],
+    // The ordinary offline case: a guest enrolled while the lock was cut off sends the proof of its events the lock
+    // lacks, for the head the lock stated, and is decided on it.
+    [
+      'sitter-offline',
+      0,
+      /answered: ALLOW "unlock": \S+ \(guest\) .*\(sent (an offline proof|a bundle) of \d+ bytes for its head of \d+ events\)/,
+    ],
     ['phone-offline', 0, /answered: ALLOW "unlock"/],
   ]
   t.same(
@@ -82,6 +89,12 @@ t.test('the README walkthrough runs as written', async t => {
     t.equal(step?.exit, exit, `${name} exits ${exit}`)
     t.match(step?.output ?? '', verdict, `${name} prints ${verdict}`)
   }
+  const sitter = steps.find(s => s.name === 'sitter-offline')
+  t.notMatch(
+    sitter?.output ?? '',
+    /asking again/,
+    'the offline lock decided the sitter in one exchange, with no second ask',
+  )
   t.match(output, /walkthrough done\s*$/, 'the block ends with its last line')
   t.notOk(groupAlive(pgid), 'no process of the block is left running (L0 and the lock were stopped)')
 })

@@ -29,7 +29,7 @@ t.test('the fleet plan: N devices within depth and fanout, admins over members o
       seen.add(d.label)
       children.set(d.parent, (children.get(d.parent) ?? 0) + 1)
       const parent = byLabel.get(d.parent)
-      // Only an admin may invite admins and members; members invite devices and guests (DESIGN.md, enrollment step 8).
+      // Only an admin may invite admins and members; members invite devices and guests (the CA's checks, docs/PAIRING.md step 5).
       if (d.role === 'admin' || d.role === 'member')
         t.ok(parent === undefined || parent.role === 'admin', `${d.label} (${d.role}) invited by L0 or an admin`)
       if (parent !== undefined)
