@@ -109,7 +109,7 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
       rootCertPem: l0.rootPem,
       rootKeyPem: l0.rootKeyPem,
       // The CA's authorize events enter through the miner too, so heads cover them like any submission.
-      ledger: { ledger: l0.ledger.ledger, append: (e, o) => miner.appendOne(e, o?.now ?? now()) },
+      ledger: { ledger: l0.ledger.ledger, append: (e, o) => miner.appendOne(e, o?.now ?? now(), o?.verified) },
     }),
     async ledgerChanged(accepted: EncodedEvent[]) {
       opts.ledgerChanged?.(accepted)

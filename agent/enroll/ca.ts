@@ -3,6 +3,7 @@ import { KinError, VerificationError } from '../errors.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from '../ledger/event.ts'
 import type { Ledger } from '../ledger/ledger.ts'
+import { precheckSignatures, type VerifiedSignatureSet } from '../ledger/precheck.ts'
 import type { EncodedEvent } from '../ledger/types.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { issueDeviceCertificate } from '../pki/issue.ts'
@@ -12,8 +13,11 @@ import type { ParsedCsr } from '../pki/csr-parse.ts'
 /** Where the CA's accepted authorize events go: L0's ledger (durable on L0, in memory in tests). */
 export interface CaLedger {
   readonly ledger: Ledger
-  /** Validates and durably appends; throws the coded refusal. */
-  append(e: EncodedEvent, opts?: { now?: number }): Promise<EncodedEvent>
+  /**
+   * Validates and durably appends; throws the coded refusal. `verified`: the event's signature as the CA verified it
+   * (exact id and key), so the append validates it in full without verifying that signature again.
+   */
+  append(e: EncodedEvent, opts?: { now?: number; verified?: VerifiedSignatureSet }): Promise<EncodedEvent>
 }
 
 /** What the CA returns to an enrolling device. */
@@ -82,8 +86,11 @@ export class FleetCa {
         if (!state.has(e.idHex)) await this.caLedger.append(e, { now })
       }
     }
-    // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock.
-    this.caLedger.ledger.check(authorize, { now, intake: { now } })
+    // Judged as the miner will judge it when it is appended: at intake, by the log's order and L0's clock. Its
+    // signature is verified once, off the event loop where the provider can (precheck.ts), and that verdict goes on
+    // to the append: a signature that did not verify there is verified (and refused) by the check itself.
+    const verified = await precheckSignatures(this.crypto, state, [authorize])
+    this.caLedger.ledger.check(authorize, { now, intake: { now }, verified })
     const certificate = await issueDeviceCertificate({
       rootCertPem: this.rootCertPem,
       rootKeyPem: this.rootKeyPem,
@@ -94,7 +101,7 @@ export class FleetCa {
       crypto: this.crypto,
     })
     try {
-      await this.caLedger.append(authorize, { now })
+      await this.caLedger.append(authorize, { now, verified })
     } catch (err) {
       // Two requests racing with one proof: the loser is a replay.
       if (err instanceof KinError && err.code === 'DUPLICATE_EVENT')
