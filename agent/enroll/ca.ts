@@ -8,7 +8,8 @@ import type { EncodedEvent } from '../ledger/types.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { issueDeviceCertificate } from '../pki/issue.ts'
 import { checkCsrBeforeSignature } from '../pki/csr-check.ts'
-import type { ParsedCsr } from '../pki/csr-parse.ts'
+import { parseCsr, type ParsedCsr } from '../pki/csr-parse.ts'
+import type { SignatureVerifier } from '../pki/verifier.ts'
 
 /** Where the CA's accepted authorize events go: L0's ledger (durable on L0, in memory in tests). */
 export interface CaLedger {
@@ -36,12 +37,28 @@ export class FleetCa {
   private readonly caLedger: CaLedger
   private readonly rootCertPem: string
   private readonly rootKeyPem: string
+  private readonly verifier: SignatureVerifier | undefined
 
-  constructor(opts: { crypto: CryptoProvider; ledger: CaLedger; rootCertPem: string; rootKeyPem: string }) {
+  constructor(opts: {
+    crypto: CryptoProvider
+    ledger: CaLedger
+    rootCertPem: string
+    rootKeyPem: string
+    /** Checks a CSR given as PEM (default: the portable verifier; on Node pass the native one, ~50× faster for P-256). */
+    verifier?: SignatureVerifier
+  }) {
     this.crypto = opts.crypto
     this.caLedger = opts.ledger
     this.rootCertPem = opts.rootCertPem
     this.rootKeyPem = opts.rootKeyPem
+    this.verifier = opts.verifier
+  }
+
+  // A CSR given as PEM is parsed here with the CA's verifier; a parsed one keeps the verifier it was parsed with.
+  private csrOf(csr: string | ParsedCsr): string | ParsedCsr {
+    return typeof csr === 'string' && this.verifier !== undefined
+      ? parseCsr(csr, { sha256: this.crypto.sha256, verifier: this.verifier })
+      : csr
   }
 
   /**
@@ -79,7 +96,7 @@ export class FleetCa {
       spkiHash: body.spkiHash,
       notAfter: body.notAfter,
     }
-    const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
+    const csr = checkCsrBeforeSignature(this.csrOf(input.csrPem), auth, this.crypto)
     if (input.lineage !== undefined && input.lineage.length > 0) {
       for (const bytes of input.lineage) {
         const e = readEvent(this.crypto, bytes)
@@ -142,7 +159,7 @@ export class FleetCa {
     return issueDeviceCertificate({
       rootCertPem: this.rootCertPem,
       rootKeyPem: this.rootKeyPem,
-      csrPem: input.csrPem,
+      csrPem: this.csrOf(input.csrPem),
       now: input.now,
       auth: { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter },
       randomBytes: n => this.crypto.randomBytes(n),
@@ -175,7 +192,7 @@ export class FleetCa {
         `${input.cn} may not renew: ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid && invalid.ancestorCn !== undefined ? ` (${invalid.ancestorCn})` : ''}`,
       )
     const auth = { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter }
-    const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
+    const csr = checkCsrBeforeSignature(this.csrOf(input.csrPem), auth, this.crypto)
     return issueDeviceCertificate({
       rootCertPem: this.rootCertPem,
       rootKeyPem: this.rootKeyPem,
