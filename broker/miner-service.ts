@@ -7,6 +7,7 @@ import type { BlockHead } from '../agent/ledger/head.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import { buildHeadAnnouncement, encodeSyncResponse } from '../agent/ledger/sync.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
+import type { VerifiedSignatureSet } from '../agent/ledger/precheck.ts'
 import type { FleetTopics } from '../agent/gossip/topics.ts'
 import type { IntakeQuota } from '../agent/ledger/quota.ts'
 import type { L0Logger } from './log.ts'
@@ -156,8 +157,12 @@ export class MinerService {
     return result
   }
 
-  private async submitNow(eventBytes: Uint8Array[], now: number): Promise<SubmitResult> {
-    const result = await this.miner.submit(eventBytes, now)
+  private async submitNow(
+    eventBytes: Uint8Array[],
+    now: number,
+    verified?: VerifiedSignatureSet,
+  ): Promise<SubmitResult> {
+    const result = await this.miner.submit(eventBytes, now, verified === undefined ? {} : { verified })
     if (result.accepted.length > 0) this.schedule()
     return result
   }
@@ -172,9 +177,12 @@ export class MinerService {
     return new Promise(resolve => this.sealWaiters.push(resolve))
   }
 
-  /** One event into the ledger through the miner, or its coded refusal (FleetCa's CaLedger.append). */
-  async appendOne(e: EncodedEvent, now: number): Promise<EncodedEvent> {
-    const result = await this.submit([e.bytes], now)
+  /**
+   * One event into the ledger through the miner, or its coded refusal (FleetCa's CaLedger.append); `verified`: its
+   * signature as the CA already verified it (validated in full, not verified again).
+   */
+  async appendOne(e: EncodedEvent, now: number, verified?: VerifiedSignatureSet): Promise<EncodedEvent> {
+    const result = await this.submitNow([e.bytes], now, verified)
     if (result.accepted.length === 1) return result.accepted[0]!
     const refusal = result.refused[0]
     if (refusal !== undefined) throw new KinError(refusal.code as KinError['code'], refusal.message)

@@ -1,5 +1,6 @@
 /** @module L0's services on any MQTT transport — the miner, ledger intake, sync and bundles, invites, the CA — wired to their topics. */
 import { nodeCrypto } from '../runtime/node/crypto.ts'
+import { nodeVerifier } from '../runtime/node/verifier.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
 import { KinError } from '../agent/errors.ts'
 import { fleetTopics, MAX_PAYLOAD_BYTES, parseTopic, type FleetTopics } from '../agent/gossip/topics.ts'
@@ -106,10 +107,11 @@ export async function startServices(opts: ServiceOptions): Promise<RunningServic
     publish: (topic, payload, o) => bus.publish(topic, payload, o),
     ca: new FleetCa({
       crypto: nodeCrypto,
+      verifier: nodeVerifier,
       rootCertPem: l0.rootPem,
       rootKeyPem: l0.rootKeyPem,
       // The CA's authorize events enter through the miner too, so heads cover them like any submission.
-      ledger: { ledger: l0.ledger.ledger, append: (e, o) => miner.appendOne(e, o?.now ?? now()) },
+      ledger: { ledger: l0.ledger.ledger, append: (e, o) => miner.appendOne(e, o?.now ?? now(), o?.verified) },
     }),
     async ledgerChanged(accepted: EncodedEvent[]) {
       opts.ledgerChanged?.(accepted)

@@ -281,8 +281,10 @@ export class Miner {
    * resolves once they are durable and in the tree. `now` (seconds) bounds claimed event times: TIME_IN_FUTURE,
    * TIME_TOO_OLD beyond MAX_CLOCK_SKEW, TIME_BEFORE_HEAD before the last head's time less the skew.
    * Never throws for a bad event: refusals come back with their codes; throws only for storage failures.
+   * `verified`: (event id, key) pairs this process verified already (L0's CA checks an authorize event before it
+   * issues): taken without a second check, still validated in full.
    */
-  submit(eventBytes: Uint8Array[], now: number): Promise<SubmitResult> {
+  submit(eventBytes: Uint8Array[], now: number, opts: { verified?: VerifiedSignatureSet } = {}): Promise<SubmitResult> {
     if (!Array.isArray(eventBytes)) return Promise.reject(new TypeError('"eventBytes" expected an array of Uint8Array'))
     try {
       checkTime('now', now)
@@ -318,11 +320,14 @@ export class Miner {
     // Signatures are checked at once, in parallel with earlier flushes and their fsync; submissions still join
     // the queue in the order they came, so a parent submitted before its child is validated before it.
     const queued = this.queueKeys(events)
+    // An event already in the log is answered `known` without validation: its signature was verified when it
+    // entered, and checking it again (a device hands over its authorize event, which L0's CA appended) is waste.
     const verified = precheckSignatures(
       this.crypto,
       this.ledger.ledger.state,
-      events,
+      events.filter(e => !this.positions.has(e.idHex)),
       id => this.queuedKeys.get(id)?.key,
+      opts.verified,
     )
     const settle =
       <T>(f: (v: T) => void) =>

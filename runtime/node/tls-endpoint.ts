@@ -361,18 +361,31 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
 }
 
 // One client context per TLS identity, kept across calls: building one parses the key, the certificate and the root
-// again (a new context on every call was a measurable share of an access). A few identities at most per process.
-const clientContexts = new Map<string, SecureContext>()
+// again (a new context on every call was a measurable share of an access). Kept only for an identity whose own key
+// passed its parameter check, which depends on the certificate alone. A few identities at most per process, found by
+// comparing their three PEMs (no key string built out of them on every call).
+interface ClientIdentity {
+  readonly certPem: string
+  readonly keyPem: string
+  readonly rootPem: string
+  readonly context: SecureContext
+}
+const clientIdentities: ClientIdentity[] = []
 const MAX_CLIENT_CONTEXTS = 8
 
-function clientContextOf(id: { certPem: string; keyPem: string; rootPem: string }): SecureContext {
-  const key = `${id.certPem}\0${id.keyPem}\0${id.rootPem}`
-  let context = clientContexts.get(key)
-  if (context === undefined) {
-    context = createSecureContext({ ...tlsClientPolicy(), cert: id.certPem, key: id.keyPem, ca: id.rootPem })
-    if (clientContexts.size >= MAX_CLIENT_CONTEXTS) clientContexts.delete(clientContexts.keys().next().value!)
-    clientContexts.set(key, context)
-  }
+/** The kept client context of `id`, or the KinError refusing this device's own key (RSA_KEY_SIZE, RSA_EXPONENT). */
+function clientContextOf(id: { certPem: string; keyPem: string; rootPem: string }): SecureContext | KinError {
+  const held = clientIdentities.find(
+    c => c.certPem === id.certPem && c.keyPem === id.keyPem && c.rootPem === id.rootPem,
+  )
+  if (held !== undefined) return held.context
+  // This device's own key first: OpenSSL would refuse to load a small one (ERR_SSL_EE_KEY_TOO_SMALL) or, loaded at a
+  // lower security level, TLS 1.3 would send no certificate at all and the server could only say ACCESS_NO_CERTIFICATE.
+  const ownRefusal = rsaParameterRefusal(ownCertificateDer(id.certPem), "this device's certificate")
+  if (ownRefusal !== undefined) return ownRefusal
+  const context = createSecureContext({ ...tlsClientPolicy(), cert: id.certPem, key: id.keyPem, ca: id.rootPem })
+  if (clientIdentities.length >= MAX_CLIENT_CONTEXTS) clientIdentities.pop()
+  clientIdentities.unshift({ certPem: id.certPem, keyPem: id.keyPem, rootPem: id.rootPem, context })
   return context
 }
 
@@ -484,10 +497,17 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
   const action = checkActionName(options.action)
   const timeoutMs = options.timeoutMs ?? DEFAULT_ACCESS_TIMEOUT_MS
   const target = `${options.host}:${options.port}`
-  // This device's own key first: OpenSSL would refuse to load a small one (ERR_SSL_EE_KEY_TOO_SMALL) or, loaded at a
-  // lower security level, TLS 1.3 would send no certificate at all and the server could only say ACCESS_NO_CERTIFICATE.
-  const ownRefusal = rsaParameterRefusal(ownCertificateDer(options.certPem), "this device's certificate")
-  if (ownRefusal !== undefined) return Promise.reject(ownRefusal)
+  let context: SecureContext | KinError
+  try {
+    context = clientContextOf(options)
+  } catch (e) {
+    // The key or certificate PEM OpenSSL would not load: a coded refusal, never a bare OpenSSL error.
+    return Promise.reject(
+      new KinError('ACCESS_TRANSPORT', `cannot use this device's TLS identity: ${(e as Error).message}`, { cause: e }),
+    )
+  }
+  if (context instanceof KinError) return Promise.reject(context)
+  const secureContext = context
   return new Promise((resolve, reject) => {
     let server: Decision | undefined
     let received = ''
@@ -547,12 +567,12 @@ export function requestAccess(options: AccessRequestOptions): Promise<AccessOutc
       socket = connect({
         host: options.host,
         port: options.port,
-        secureContext: clientContextOf(options),
+        secureContext,
         rejectUnauthorized: false,
         checkServerIdentity: () => undefined,
       })
     } catch (e) {
-      // The key or certificate PEM OpenSSL would not load: a coded refusal, never a bare OpenSSL error.
+      // Options node:tls would not take: a coded refusal, never a bare error.
       reject(
         new KinError('ACCESS_TRANSPORT', `cannot use this device's TLS identity: ${(e as Error).message}`, {
           cause: e,
