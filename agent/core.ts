@@ -2,7 +2,7 @@
 /*
  * The API (dist/kin-core.js exports exactly these; docs/DEVICES.md shows them in use):
  *   verifyLedger(fileBytes)                          → LedgerState         a whole ledger file, every event verified
- *   verifyBundle(bundleBytes, anchor, now, options?) → VerifiedBundle      one CN's proof bundle against the miner key
+ *   verifyBundle(bundleBytes, anchor, now, options?) → VerifiedBundle      one CN's proof bundle (version 1 or 2) against the miner key
  *   new SignatureCache(n)                                                   with { tier: 'bundle' }: granting signatures verified once
  *   combineBundles(verifiedBundles)                  → LedgerState         bundles (own and the peer's) as one state
  *   decide(request, state, now, device)              → Decision            the access decision; never throws
@@ -13,15 +13,15 @@
  *   new ChainCache(n)                                                       pass as device.chainCache: warm decisions skip RSA
  *   decodeCbor, encodeCbor                                                  the strict deterministic CBOR of every kinship message
  * Bytes are Uint8Arrays, times are seconds since the epoch, failures are KinErrors with a string `code`.
- * This file only re-exports and binds kin-core's crypto (agent/portable/crypto.ts) into the modules that do the work.
+ * This file only re-exports and binds kin-core's crypto (agent/portable/verify-crypto.ts) into the modules that do the work.
  */
 import type { CryptoProvider } from './ports/platform.ts'
-import { portableCrypto } from './portable/crypto.ts'
+import { verifyingCrypto } from './portable/verify-crypto.ts'
 import { scanRecords } from './ledger/store.ts'
 import { replayRecords } from './ledger/persistent.ts'
 import type { LedgerState } from './ledger/state.ts'
 import {
-  verifyAuditPathBundle as verifyBundleWith,
+  verifyBundle as verifyBundleWith,
   type BundleAnchor,
   type BundleVerifyOptions,
   type VerifiedBundle,
@@ -59,8 +59,8 @@ export { SignatureCache } from './ledger/signature-cache.ts'
 export { decodeCbor, encodeCbor } from './codec/cbor.ts'
 export { CoreCertificate, coreVerifier, corePki, verifyCertificateChain } from './pki/core-reader.ts'
 
-/** The crypto kin-core runs on: tweetnacl Ed25519 and @noble/hashes SHA-256. It verifies; it never needs randomness. */
-export const coreCrypto: CryptoProvider = portableCrypto
+/** The crypto kin-core runs on: Ed25519 verification (portable/ed25519-verify.ts) and @noble/hashes SHA-256; no randomness, no keys. */
+export const coreCrypto: CryptoProvider = verifyingCrypto
 
 /**
  * Verifies a whole ledger file (a CBOR sequence of events, as `ledger.cbor` holds it): every event's encoding,
@@ -94,8 +94,8 @@ export function verifyConsistency(
 }
 
 /**
- * Verifies one CN's proof bundle (agent/ledger/bundle.ts, version 1: an audit path per event; the compact version 2
- * reader does not fit a 1 MiB heap beside the rest) with kin-core's crypto. Throws the KinError of the first check that fails.
+ * Verifies one CN's proof bundle (agent/ledger/bundle.ts: version 1, an audit path per event, or the compact
+ * version 2 `kin ledger bundle` writes, one shared multi-leaf proof) with kin-core's crypto. Throws the KinError of the first check that fails.
  * By default every event's signature is checked; `{ tier: 'bundle', cache }` is the small device's rule (DESIGN.md
  * "Small devices: three tiers"): verify the device's own bundle at boot with `own: true`, then each peer's with
  * the same cache.

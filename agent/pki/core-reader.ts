@@ -1,6 +1,6 @@
 /** @module kin-core's X.509: the one DER reader with key checks, the portable verifier and the chain rules, on portable SHA-256. */
 import { DecodeError, KinError } from '../errors.ts'
-import { portableCrypto } from '../portable/crypto.ts'
+import { verifyingCrypto } from '../portable/verify-crypto.ts'
 import type { PkiProvider } from '../ports/pki.ts'
 import { DerCertificate } from './certificate-read.ts'
 import { verifyChainOf, type ChainInfo } from './chain.ts'
@@ -24,7 +24,7 @@ export class CoreCertificate extends DerCertificate {
   /** Parses certificate DER (RFC 5280 §4.1); KinError CERT_PARSE on anything malformed. */
   constructor(der: Uint8Array) {
     if (!(der instanceof Uint8Array)) throw new DecodeError(CODE, 'certificate must be DER bytes (a Uint8Array)')
-    super(der, { sha256: portableCrypto.sha256 })
+    super(der, { sha256: verifyingCrypto.sha256 })
     // The key's parameters before anything is hashed: in QuickJS, hashing a certificate padded out with a 14 KiB
     // exponent takes half a second, and nothing this reader is for accepts such a key.
     checkPublicKeyParameters(this.layout.spki, `certificate for "${this.cn}"`, CODE)
@@ -37,7 +37,7 @@ export class CoreCertificate extends DerCertificate {
 }
 
 /** kin-core's signature verifier: the portable one (BigInt RSA, @noble/curves P-256) on the portable SHA-256. */
-export const coreVerifier: SignatureVerifier = createPortableVerifier(portableCrypto.sha256, 'core')
+export const coreVerifier: SignatureVerifier = createPortableVerifier(verifyingCrypto.sha256, 'core')
 
 /** A PkiProvider that only verifies: certificate signatures by coreVerifier (no key generation). */
 export const corePki: PkiProvider = {
