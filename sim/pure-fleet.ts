@@ -10,13 +10,13 @@ import { acceptAuthorization, acceptRekey, createEnrollCsr, recordCertificate } 
 import { rekeyChild } from '../agent/enroll/parent.ts'
 import { revokeEvent } from '../agent/ledger/builders.ts'
 import { signEvent } from '../agent/ledger/event.ts'
-import { decide } from '../agent/access/decide.ts'
+import { decideAs } from '../agent/access/decide.ts'
 import { ChainCache } from '../agent/access/chain-cache.ts'
 import { fleetChainVerifier } from '../agent/access/fleet-chain.ts'
 import type { Decision, LocalPolicy } from '../agent/access/types.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import type { EncodedEvent, RevokeBody } from '../agent/ledger/types.ts'
-import type { DeviceCertificate } from '../agent/pki/certificate.ts'
+import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import type { PkiProvider } from '../agent/ports/pki.ts'
 import type { TlsKeyType } from '../agent/pki/key-type.ts'
 
@@ -227,17 +227,14 @@ export class PureFleet {
   /** `targetCn` decides whether `peerCn` may do `action`, on its own ledger (proof of possession assumed). */
   decide(peerCn: string, targetCn: string, action: string, localPolicy?: LocalPolicy): Decision {
     const target = this.device(targetCn)
-    return decide(
-      { certificate: this.device(peerCn).certificate, action },
-      {
-        self: targetCn,
-        ledger: target.ledger.state,
-        now: this.now,
-        chainCache: target.chainCache,
-        localPolicy,
-        lastHeadTime: this.now,
-        verifyChain: fleetChainVerifier(this.fleet.root, this.pki),
-      },
-    )
+    const decider = {
+      self: targetCn,
+      parse: (der: Uint8Array) => new DeviceCertificate(der, { sha256: this.crypto.sha256 }),
+      chainCache: target.chainCache,
+      localPolicy,
+      lastHeadTime: this.now,
+      verifyChain: fleetChainVerifier(this.fleet.root, this.pki),
+    }
+    return decideAs(decider, this.device(peerCn).certificate, action, target.ledger.state, this.now)
   }
 }

@@ -7,7 +7,8 @@ import { MAX_SIGNED_BYTES, certificateLayout } from '../pki/layout.ts'
 import { checkTlsKey } from '../pki/key-parameters.ts'
 import type { Clock } from '../ports/platform.ts'
 import type { TlsSigning } from '../ports/signing.ts'
-import { checkActionName, decisionOfError, refusalDecision } from './session.ts'
+import { decisionOfError, refusalDecision } from './decision.ts'
+import { checkActionName } from './session.ts'
 import type { Decision } from './types.ts'
 
 /*

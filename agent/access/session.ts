@@ -1,17 +1,17 @@
 /** @module A device's access session: its decision context kept warm, peer certificates parsed once, the server identity check. */
-import { DecodeError, KinError, type KinErrorCode } from '../errors.ts'
+import { DecodeError, type KinErrorCode } from '../errors.ts'
 import { toHex } from '../codec/bytes.ts'
 import type { LedgerState } from '../ledger/state.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import type { PkiProvider } from '../ports/pki.ts'
 import type { Clock } from '../ports/platform.ts'
-import { verifyBindingStage } from './binding-stage.ts'
 import { ChainCache } from './chain-cache.ts'
-import { verifyChainStage } from './chain-stage.ts'
-import { decide } from './decide.ts'
+import { ACCESS_RECIPE, decideAs, decideWith, IDENTITY_RECIPE, type DecisionRecipe } from './decide.ts'
+import { decisionOfError, refusalDecision } from './decision.ts'
 import { fleetChainVerifier } from './fleet-chain.ts'
-import { verifyLineageStage } from './lineage-stage.ts'
-import type { AccessRequest, Decision, DecisionContext, LocalPolicy } from './types.ts'
+import type { AccessRequest, DecidingDevice, Decision, DecisionContext, LocalPolicy } from './types.ts'
+
+export { decisionOfError, refusalDecision }
 
 /*
  * THE SERVER IDENTITY CHECK (the spec; docs/PROTOCOL.md has no access section yet)
@@ -46,46 +46,6 @@ export function checkActionName(action: unknown): string {
   return action
 }
 
-/** A deny decided before the engine ran (no certificate, a malformed request, a failed challenge): no path, no peer. */
-export function refusalDecision(
-  code: KinErrorCode,
-  reason: string,
-  action: string,
-  time: number,
-  peer?: string,
-): Decision {
-  return {
-    allow: false,
-    code,
-    reason,
-    path: [],
-    commonAncestor: undefined,
-    hops: undefined,
-    peer,
-    action,
-    time,
-    retry: false,
-    missing: undefined,
-  }
-}
-
-/**
- * The one way an error becomes a Decision: a deny with the error's code (INTERNAL for anything uncoded), and its
- * `retry` and `missing` hints when the error carries them.
- */
-export function decisionOfError(e: unknown, action: string, time: number, peer?: string): Decision {
-  const base =
-    e instanceof KinError
-      ? refusalDecision(e.code, e.message, action, time, peer)
-      : refusalDecision('INTERNAL', `decision failed: ${(e as Error)?.message ?? String(e)}`, action, time, peer)
-  if (e instanceof KinError) {
-    const missing = e.detail?.['missing']
-    base.retry = e.detail?.['retry'] === true
-    base.missing = typeof missing === 'string' ? missing : undefined
-  }
-  return base
-}
-
 /**
  * The server identity check (stages 1–3, see the note at the top of this file) as a decision with action 'serve'.
  * Like `decide`, never throws for a refusal: every deny carries the code of the stage that refused.
@@ -94,28 +54,7 @@ export function verifyServerIdentity<C extends DeviceCertificate>(
   request: Omit<AccessRequest<C>, 'action'>,
   context: DecisionContext<C>,
 ): Decision {
-  let peer: string | undefined
-  try {
-    const chain = verifyChainStage({ ...request, action: SERVE_ACTION }, context)
-    peer = chain.cn
-    const binding = verifyBindingStage(chain, context)
-    const lineage = verifyLineageStage(chain, binding, context)
-    return {
-      allow: true,
-      code: 'ALLOW',
-      path: lineage.path,
-      commonAncestor: lineage.commonAncestor,
-      hops: lineage.hops,
-      peer,
-      action: SERVE_ACTION,
-      time: context.now,
-      retry: false,
-      missing: undefined,
-      reason: `${peer} (${binding.role}) is the fleet device it claims to be: chain, ledger binding and lineage via ${lineage.path.join(' → ')}`,
-    }
-  } catch (e) {
-    return decisionOfError(e, SERVE_ACTION, context.now, peer)
-  }
+  return decideWith({ ...request, action: SERVE_ACTION }, context, IDENTITY_RECIPE)
 }
 
 /** What a session needs from its device. */
@@ -177,38 +116,33 @@ export class AccessSession {
     return parsed
   }
 
-  /** The decision context at `now` (default: the clock), on the ledger state as it is at this moment. */
-  context(now: number = this.now()): DecisionContext<DeviceCertificate> {
+  /** This device as the decision recipe takes it, with the time of its newest verified head as it is now. */
+  get #device(): DecidingDevice<DeviceCertificate> {
     const o = this.#options
     return {
       self: this.self,
-      ledger: o.ledger(),
+      parse: der => this.certificate(der),
       verifyChain: this.#verifyChain,
-      now,
       chainCache: this.chainCache,
       localPolicy: o.localPolicy,
       lastHeadTime: o.lastHeadTime?.(),
     }
   }
 
+  /** The decision context at `now` (default: the clock), on the ledger state as it is at this moment. */
+  context(now: number = this.now()): DecisionContext<DeviceCertificate> {
+    const { parse: _parse, ...device } = this.#device
+    return { ...device, ledger: this.#options.ledger(), now }
+  }
+
   /** Whether the peer of `certificate` (DER or parsed) may do `action` here. The caller proved possession. Never throws. */
   decide(certificate: Uint8Array | DeviceCertificate, action: string): Decision {
-    const now = this.now()
-    const parsed = this.#parse(certificate, action, now)
-    if (!(parsed instanceof DeviceCertificate)) return parsed
-    const context = this.#contextOrRefusal(action, now)
-    if (!('self' in context)) return context
-    return decide({ certificate: parsed, action }, context)
+    return this.#decide(certificate, action, ACCESS_RECIPE)
   }
 
   /** The server identity check (action 'serve', stages 1–3) on the certificate of the device this one reached. Never throws. */
   checkServer(certificate: Uint8Array | DeviceCertificate): Decision {
-    const now = this.now()
-    const parsed = this.#parse(certificate, SERVE_ACTION, now)
-    if (!(parsed instanceof DeviceCertificate)) return parsed
-    const context = this.#contextOrRefusal(SERVE_ACTION, now)
-    if (!('self' in context)) return context
-    return verifyServerIdentity({ certificate: parsed }, context)
+    return this.#decide(certificate, SERVE_ACTION, IDENTITY_RECIPE)
   }
 
   /** A deny at the session's clock for something that failed before the engine could run. */
@@ -216,21 +150,17 @@ export class AccessSession {
     return refusalDecision(code, reason, action, this.now())
   }
 
-  #parse(certificate: Uint8Array | DeviceCertificate, action: string, now: number): DeviceCertificate | Decision {
-    if (certificate instanceof DeviceCertificate) return certificate
+  // The peer's certificate first (parsed once per DER), then the ledger: one that cannot be read (a refresh that
+  // threw) fails closed with the reason.
+  #decide(certificate: Uint8Array | DeviceCertificate, action: string, recipe: DecisionRecipe): Decision {
+    const now = this.now()
+    let parsed: DeviceCertificate, ledger: LedgerState
     try {
-      return this.certificate(certificate)
+      parsed = certificate instanceof DeviceCertificate ? certificate : this.certificate(certificate)
+      ledger = this.#options.ledger()
     } catch (e) {
       return decisionOfError(e, action, now, undefined)
     }
-  }
-
-  // A ledger that cannot be read (a refresh that threw) fails closed with the reason.
-  #contextOrRefusal(action: string, now: number): DecisionContext<DeviceCertificate> | Decision {
-    try {
-      return this.context(now)
-    } catch (e) {
-      return decisionOfError(e, action, now, undefined)
-    }
+    return decideAs(this.#device, parsed, action, ledger, now, recipe)
   }
 }

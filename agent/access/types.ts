@@ -57,6 +57,15 @@ export interface DecisionContext<C extends PeerCertificate = PeerCertificate> {
   lastHeadTime?: number
 }
 
+/**
+ * The deciding device as the recipe takes it (access/decide.ts `decideAs`): its decision context without the ledger
+ * and the time, and its own certificate reader (kin-core's strict DER reader, or agent/pki's on Node).
+ */
+export type DecidingDevice<C extends PeerCertificate = PeerCertificate> = Omit<DecisionContext<C>, 'ledger' | 'now'> & {
+  /** Parses peer certificate DER; throws a coded error (CERT_PARSE, RSA_KEY_SIZE, ...). */
+  parse: (der: Uint8Array) => C
+}
+
 /** 'ALLOW', or the code of the check that denied. */
 export type DecisionCode = 'ALLOW' | KinErrorCode
 

@@ -1,9 +1,10 @@
 /** @module Loading TLS keys from PEM for the builders, with coded errors instead of library exceptions. */
 import { KinError } from '../errors.ts'
 import type { pki } from 'node-forge'
-import { asn1ToBytes, forge, toBinary } from './_forge.ts'
+import { asn1ToBytes, forge } from './_forge.ts'
 import { pemToDer } from './pem.ts'
 import { signingKindOf } from './key-type.ts'
+import { readRsaPublicKey } from './key-parameters.ts'
 
 /** The forge RSA private key of a PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM; KinError BAD_ARGUMENT otherwise. */
 export function rsaPrivateKeyFromPem(pem: string): pki.rsa.PrivateKey {
@@ -20,7 +21,7 @@ export function rsaPrivateKeyFromPem(pem: string): pki.rsa.PrivateKey {
 export function spkiDerFromPublicKeyPem(pem: string): Uint8Array {
   const der = pemToDer(pem, 'PUBLIC KEY', 'BAD_ARGUMENT')
   try {
-    if (signingKindOf(der, 'public key') === 'rsa') forge.pki.publicKeyFromAsn1(forge.asn1.fromDer(toBinary(der)))
+    if (signingKindOf(der, 'public key') === 'rsa') readRsaPublicKey(der, 'BAD_ARGUMENT')
   } catch (cause) {
     throw new KinError('BAD_ARGUMENT', 'public key PEM is not an RSA or P-256 SubjectPublicKeyInfo', { cause })
   }

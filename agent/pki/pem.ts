@@ -1,6 +1,5 @@
 /** @module PEM armour (RFC 7468): strict base64 between BEGIN/END lines with the expected label. */
 import { DecodeError, type KinErrorCode } from '../errors.ts'
-import { forge, toBinary } from './_forge.ts'
 
 // Room for a few 16 KiB objects in base64 plus surrounding text; bounds the scan of untrusted text.
 const MAX_PEM_TEXT = 131072
@@ -60,9 +59,21 @@ export function pemToDer(text: string, label: string, code: KinErrorCode): Uint8
   }
 }
 
+// RFC 4648 §4 base64 with padding; no node-forge, so the Node device bundle can leave forge out.
+function encodeBase64(bytes: Uint8Array): string {
+  let out = ''
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0)
+    out += ALPHABET[n >> 18]! + ALPHABET[(n >> 12) & 63]!
+    out += i + 1 < bytes.length ? ALPHABET[(n >> 6) & 63]! : '='
+    out += i + 2 < bytes.length ? ALPHABET[n & 63]! : '='
+  }
+  return out
+}
+
 /** PEM text for DER bytes under `label`, 64-character lines (RFC 7468 §2). */
 export function derToPem(der: Uint8Array, label: string): string {
-  const body = forge.util.encode64(toBinary(der))
+  const body = encodeBase64(der)
   let lines = ''
   for (let i = 0; i < body.length; i += 64) lines += body.slice(i, i + 64) + '\n'
   return `-----BEGIN ${label}-----\n${lines}-----END ${label}-----\n`

@@ -2,6 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { portableCrypto } from '../../agent/portable/crypto.ts'
+import { verifyingCrypto } from '../../agent/portable/verify-crypto.ts'
 import { fromHex, toHex } from '../../agent/codec/bytes.ts'
 
 const ed = JSON.parse(readFileSync(new URL('../vectors/crypto/ed25519-rfc8032.json', import.meta.url), 'utf8'))
@@ -60,7 +61,7 @@ t.test('RFC 8032 §5.1.7: a signature with S + L (non-canonical) is refused by b
     carry = sum >> 8
   }
   t.equal(carry, 0, 'S + L still fits in 32 bytes for this vector')
-  for (const provider of [nodeCrypto, portableCrypto]) {
+  for (const provider of [nodeCrypto, portableCrypto, verifyingCrypto]) {
     t.equal(
       provider.ed25519Verify(sig, fromHex(v.message), fromHex(v.publicKey)),
       false,
@@ -105,4 +106,35 @@ t.test('node: ed25519VerifyAsync (thread pool) gives the answers of ed25519Verif
     answers,
     items.map(x => x.expect),
   )
+})
+
+// kin-core's verify-only provider (agent/portable/verify-crypto.ts): the RFC 8032 vectors and random signatures give
+// node:crypto's answers; it has no randomness and signs nothing.
+t.test('verify-only: Ed25519 verification as node:crypto answers it, and no keys', async t => {
+  for (const v of ed.vectors) {
+    const msg = fromHex(v.message),
+      pk = fromHex(v.publicKey)
+    t.ok(verifyingCrypto.ed25519Verify(fromHex(v.signature), msg, pk), `${v.name} verifies`)
+    const bad = fromHex(v.signature)
+    bad[5]! ^= 1
+    t.notOk(verifyingCrypto.ed25519Verify(bad, msg, pk), `${v.name} flipped signature refused`)
+  }
+  let same = 0
+  for (let i = 0; i < 64; i++) {
+    const kp = nodeCrypto.ed25519KeyPair()
+    const msg = nodeCrypto.randomBytes(i * 13)
+    const sig = nodeCrypto.ed25519Sign(msg, kp.secretKey)
+    const flipped = sig.slice()
+    flipped[i]! ^= 1 << (i % 8)
+    const other = nodeCrypto.ed25519KeyPair().publicKey
+    for (const [s, k] of [
+      [sig, kp.publicKey],
+      [flipped, kp.publicKey],
+      [sig, other],
+    ] as const)
+      if (verifyingCrypto.ed25519Verify(s, msg, k) === nodeCrypto.ed25519Verify(s, msg, k)) same++
+  }
+  t.equal(same, 64 * 3, 'the same answer as node:crypto on 64 good, 64 flipped and 64 wrong-key signatures')
+  t.throws(() => verifyingCrypto.randomBytes(16), { code: 'BAD_ARGUMENT' })
+  t.throws(() => verifyingCrypto.ed25519Sign(new Uint8Array(1), new Uint8Array(32)), { code: 'BAD_ARGUMENT' })
 })

@@ -33,12 +33,11 @@ export interface CoreVmLimits {
 export const SMALL_DEVICE: CoreVmLimits = { memory: 1024 * 1024, stack: 256 * 1024 }
 
 /**
- * The heap peak `heapPeak` may reach. The peak is kin-core's load (about 9.8 bytes per byte of source): 1,040,384 bytes
- * before kin-core verified ECDSA P-256 and read certificates with agent/pki's one reader, 1,105,920 after (6.1 KB more
- * source). DESIGN.md's bundle tier says ~1 MiB; the 64 KiB above it are to be won back by an Ed25519 verifier smaller
- * than tweetnacl (27 % of the bundle), see docs/DEVICES.md.
+ * The heap peak `heapPeak` may reach: the design's 1 MiB. The peak is kin-core's load (about 9.8 bytes per byte of
+ * source): 1,110,016 bytes while kin-core carried the whole of tweetnacl, 950,272 with its own Ed25519 verifier
+ * (agent/portable/ed25519-verify.ts) and the compact (version 2) bundle reader.
  */
-export const HEAP_PEAK_BUDGET = SMALL_DEVICE.memory + 64 * 1024
+export const HEAP_PEAK_BUDGET = SMALL_DEVICE.memory
 
 /** A value passed into the engine: bytes, strings, numbers, booleans, null, and arrays and plain objects of them (undefined properties are left out). */
 export type VmInput = unknown

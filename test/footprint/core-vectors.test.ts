@@ -97,3 +97,39 @@ t.test('proof bundles: the vectors verify with the expected anchoring, head and 
     )
   }
 })
+
+// The compact bundles (version 2) `kin ledger bundle` writes: the same vectors the Node path verifies
+// (test/ledger/multiproof.test.ts), with the same anchoring, head and events.
+t.test('compact proof bundles (version 2): the vectors verify as on the Node path', async t => {
+  const bundles = (
+    vectors('bundle/compact.json').vectors as {
+      name: string
+      kind: string
+      now: number
+      bytes: string
+      anchor: Record<string, string>
+      expect: { anchoring: string; headId: string; eventIds: string[] }
+    }[]
+  ).filter(v => v.kind === 'bundle')
+  t.equal(bundles.length, 2, 'a standalone bundle and one negotiated for a known head')
+  for (const v of bundles) {
+    const anchor = {
+      minerKey: hex(v.anchor['minerKey']!),
+      genesisId: v.anchor['genesisId'],
+      knownHead: v.anchor['knownHead'] === undefined ? undefined : core.decodeHead(hex(v.anchor['knownHead'])),
+    }
+    const verified = core.verifyBundle(hex(v.bytes), anchor, v.now)
+    t.same(
+      [verified.anchoring, verified.headId, verified.state.log.map(e => e.idHex)],
+      [v.expect.anchoring, v.expect.headId, v.expect.eventIds],
+      `${v.name}: anchoring, head and events`,
+    )
+    const damaged = hex(v.bytes)
+    damaged[damaged.length - 3]! ^= 1
+    t.not(
+      codeOf(() => core.verifyBundle(damaged, anchor, v.now)).code,
+      'accepted',
+      `${v.name}: one flipped bit is refused`,
+    )
+  }
+})

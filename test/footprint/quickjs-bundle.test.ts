@@ -2,8 +2,15 @@
 // decides on a guest from the bundle the guest presents, as the full agent does with the whole ledger; forged
 // bundles are refused; and what a bundle cannot prove is shown, not hidden.
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { decodeBundle, encodeBundle, type BundleAnchor, type ProofBundle } from '../../agent/ledger/bundle.ts'
+import {
+  buildBundle,
+  decodeBundle,
+  encodeBundle,
+  type BundleAnchor,
+  type ProofBundle,
+} from '../../agent/ledger/bundle.ts'
 import { encodeHead, signHead } from '../../agent/ledger/head.ts'
 import { CoreVm, HEAP_PEAK_BUDGET, SMALL_DEVICE } from './_quickjs.ts'
 import { comparable, footprintHouse, idOf, type Comparable } from './_house.ts'
@@ -71,6 +78,57 @@ t.test('the lock decides from its own bundle and the one the guest presents, as 
   )
   t.equal(anchored, 'same', 'with the head the lock holds, the bundle is anchored to it')
 })
+
+// The compact bundles (version 2) `kin ledger bundle` writes, inside QuickJS: the guest presents one, the lock decides
+// as it does on version 1; and the shared vectors (test/vectors/bundle/compact.json) give what the Node path gives.
+t.test(
+  'compact bundles (version 2): the lock decides on them in QuickJS, and the vectors verify as on Node',
+  async t => {
+    const compact = encodeBundle(buildBundle(house.miner, guest.cn, { compact: true }))
+    t.ok(compact.length < house.bundleOf(guest.cn).length, `the compact bundle is ${compact.length} bytes`)
+    const { reason, anchoring, events, headAge, ...decision } = decideFromBundle(
+      compact,
+      guest.certificate.der,
+      'unlock',
+      now + 30,
+    )
+    t.same(
+      decision,
+      comparable(house.v8Decision(guest.certificate, lock.cn, 'unlock', now + 30)),
+      `same decision as with the whole ledger: ${reason}`,
+    )
+    t.equal(decision.code, 'ALLOW')
+    const fromHex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
+    const file = JSON.parse(readFileSync(new URL('../vectors/bundle/compact.json', import.meta.url), 'utf8')) as {
+      vectors: {
+        name: string
+        kind: string
+        now: number
+        bytes: string
+        anchor: Record<string, string>
+        expect: object
+      }[]
+    }
+    const bundles = file.vectors.filter(v => v.kind === 'bundle')
+    t.equal(bundles.length, 2, 'a standalone bundle and one negotiated for a known head')
+    for (const v of bundles) {
+      const out = vm.value<object>(
+        `const a = { minerKey: input.minerKey, genesisId: input.genesisId }
+      if (input.knownHead !== undefined) a.knownHead = kinCore.decodeHead(input.knownHead)
+      const b = kinCore.verifyBundle(input.bytes, a, input.now)
+      return { anchoring: b.anchoring, headId: b.headId, eventIds: b.state.log.map(e => e.idHex) }`,
+        {
+          bytes: fromHex(v.bytes),
+          minerKey: fromHex(v.anchor['minerKey']!),
+          genesisId: v.anchor['genesisId'],
+          knownHead: v.anchor['knownHead'] === undefined ? undefined : fromHex(v.anchor['knownHead']),
+          now: v.now,
+        },
+      )
+      t.same(out, v.expect, `${v.name}: anchoring, head and events`)
+    }
+  },
+)
 
 t.test('a guest that presents nothing is a retryable missing proof, never an allow', async t => {
   const d = vm.value<Comparable & { reason: string }>(

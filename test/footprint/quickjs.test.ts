@@ -197,7 +197,7 @@ t.test('forged input is refused inside QuickJS', async t => {
 
 // The heap's high-water mark, measured outside the engine (_quickjs.ts explains why QuickJS's own limit is no byte
 // count in its wasm build): loading kin-core and everything above, within HEAP_PEAK_BUDGET (_quickjs.ts says why it is
-// 64 KiB over 1 MiB).
+// the design's 1 MiB).
 t.test('the engine stayed inside its limits', async t => {
   const m = vm.memory()
   t.ok(

@@ -414,7 +414,8 @@ t.test('bundle codec: strict decoding with coded errors', async t => {
       `${name} (through verifyBundle)`,
     )
   }
-  // kin-core's reader takes version 1 only: a compact bundle is UNKNOWN_VERSION there, and verifies here.
+  // The version 1 reader (verifyAuditPathBundle) refuses a compact bundle as UNKNOWN_VERSION; verifyBundle, which
+  // kin-core runs too, reads both.
   const compact = encodeBundle(buildBundle(miner, chain[2]!, { compact: true }))
   t.equal(
     codeOf(() => verifyAuditPathBundle(nodeCrypto, compact, anchorOf(deep), NOW)),
