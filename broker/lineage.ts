@@ -9,10 +9,43 @@ import type { EncodedEvent } from '../agent/ledger/types.ts'
  */
 export const MAX_LINEAGE_BYTES = 48 * 1024
 
-function totalBytes(events: EncodedEvent[]): number {
-  let n = 0
-  for (const e of events) n += e.bytes.length
-  return n
+/**
+ * What lineageFor knows of one ledger's log, read once per appended event: every enrollment asks, and walking the
+ * whole log each time made 10,000 enrollments cost 10,000 walks of a log growing to ~20,000 events.
+ */
+interface LogIndex {
+  /** Log entries read so far. */
+  read: number
+  /** Event id (hex) → its position in the log. */
+  position: Map<string, number>
+  /** bytesBefore[i]: the bytes of log[0..i); one longer than `read`. */
+  bytesBefore: number[]
+  /** Subject CN → positions of the events about it, ascending (genesis not included). */
+  about: Map<string, number[]>
+}
+
+// Keyed by the state object: a reopened ledger (L0's restart) is a new state and gets a new index.
+const indexes = new WeakMap<LedgerState, LogIndex>()
+
+/** The index of `state`'s log, brought up to its current length (the log only grows; a shorter one starts over). */
+function indexOf(state: LedgerState): LogIndex {
+  const log = state.log
+  let ix = indexes.get(state)
+  if (ix === undefined || ix.read > log.length) {
+    ix = { read: 0, position: new Map(), bytesBefore: [0], about: new Map() }
+    indexes.set(state, ix)
+  }
+  for (; ix.read < log.length; ix.read++) {
+    const e = log[ix.read]!
+    ix.position.set(e.idHex, ix.read)
+    ix.bytesBefore.push(ix.bytesBefore[ix.read]! + e.bytes.length)
+    if (e.event.type === 'genesis') continue
+    const cn = state.cnOfLabel(e.event.subject)
+    const list = ix.about.get(cn)
+    if (list === undefined) ix.about.set(cn, [ix.read])
+    else list.push(ix.read)
+  }
+  return ix
 }
 
 /**
@@ -21,20 +54,23 @@ function totalBytes(events: EncodedEvent[]): number {
  * The whole ledger prefix before it when that fits MAX_LINEAGE_BYTES; otherwise only genesis and the events
  * about the child's ancestors (their authorize, rekey, certified, revoke and policy events), keeping an event
  * only when every event it links to is kept, so the child's ledger accepts the list in order. The child syncs
- * the rest later.
+ * the rest later. Cost: the events appended since the last call, plus the ancestors' events, not the whole log.
  */
 export function lineageFor(state: LedgerState, authorize: EncodedEvent): EncodedEvent[] {
-  const end = state.log.findIndex(e => e.idHex === authorize.idHex)
-  const prefix = state.log.slice(0, end < 0 ? state.log.length : end)
-  if (totalBytes(prefix) <= MAX_LINEAGE_BYTES) return prefix
-  const ancestors = new Set(state.lineage(state.cnOfLabel(authorize.event.issuer)))
+  const log = state.log
+  const ix = indexOf(state)
+  const end = ix.position.get(authorize.idHex) ?? log.length
+  if (ix.bytesBefore[end]! <= MAX_LINEAGE_BYTES) return log.slice(0, end)
+  const positions: number[] = []
+  if (log[0]?.event.type === 'genesis') positions.push(0)
+  for (const cn of new Set(state.lineage(state.cnOfLabel(authorize.event.issuer))))
+    for (const p of ix.about.get(cn) ?? []) if (p < end) positions.push(p)
+  positions.sort((a, b) => a - b)
   const kept = new Set<string>()
   const out: EncodedEvent[] = []
-  for (const e of prefix) {
-    const ok =
-      e.event.type === 'genesis' ||
-      (ancestors.has(state.cnOfLabel(e.event.subject)) && e.event.links.every(l => kept.has(toHex(l))))
-    if (!ok) continue
+  for (const p of positions) {
+    const e = log[p]!
+    if (e.event.type !== 'genesis' && !e.event.links.every(l => kept.has(toHex(l)))) continue
     kept.add(e.idHex)
     out.push(e)
   }

@@ -8,7 +8,7 @@ import { DEFAULT_KEY_POOL_FILE } from '../../sim/fleet/key-pool.ts'
 import { parseTlsKeyType } from '../../agent/pki/key-type.ts'
 import { planFleet } from '../../sim/fleet/plan.ts'
 import { progressBars } from '../../sim/fleet/progress.ts'
-import { runFleet, type FleetRunResult } from '../../sim/fleet/run.ts'
+import { defaultSealIntervalMs, runFleet, type FleetRunResult } from '../../sim/fleet/run.ts'
 import { writeReport } from '../../sim/report/html.ts'
 import { usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { emit } from '../output.ts'
@@ -195,7 +195,7 @@ export const simFleet: CommandSpec = {
         checks: count(args, 'checks', 500, 0)!,
         killBroker: args.values['kill-broker'] === true,
         tiers,
-        sealIntervalMs: count(args, 'seal-ms', Math.max(SEAL_INTERVAL_MS, Math.round(devices / 5)), 1)!,
+        sealIntervalMs: count(args, 'seal-ms', defaultSealIntervalMs(devices), 1)!,
         partition: count(args, 'partition', 0, 0)!,
         keyPool: args.values['fresh-keys'] === true ? undefined : DEFAULT_KEY_POOL_FILE,
         keyType: parseTlsKeyType(String(args.values.key)),

@@ -32,10 +32,7 @@ export interface FleetRunOptions {
   partition?: number
   /** Shortest partition, ms (default 2000). */
   partitionMinMs?: number
-  /**
-   * L0's longest wait before sealing, ms (default: the broker's 200 ms up to 200 devices, then N ms). Every head goes
-   * to every device, so heads per second times N is the fan-out: one head per N ms keeps it flat as N grows.
-   */
+  /** L0's longest wait before sealing, ms (default: defaultSealIntervalMs in run.ts, N/5 above 1,000 devices). */
   sealIntervalMs?: number
   /** File of the RSA key pool (undefined: keys made in memory for this run only). */
   keyPool?: string | undefined

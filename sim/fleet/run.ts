@@ -23,6 +23,15 @@ function plural(n: number, thing: string): string {
   return `${n} ${thing}${n === 1 ? '' : 's'}`
 }
 
+/**
+ * L0's longest wait before sealing when the run names none, ms: the broker's SEAL_INTERVAL_MS up to
+ * 5 × SEAL_INTERVAL_MS devices, then N/5 (2 s at 10,000). Every full device syncs on every head, so fewer heads as N
+ * grows keep that fan-out in bounds; a bundle device's first bundle waits for the next seal, so not N ms either.
+ */
+export function defaultSealIntervalMs(devices: number): number {
+  return Math.max(SEAL_INTERVAL_MS, Math.round(devices / 5))
+}
+
 const NO_BAR: ProgressBar = { update: () => undefined, done: () => undefined }
 
 function phases(timings: readonly EnrollTiming[]): PhaseFigures {
@@ -119,7 +128,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
   )
 
   const load0 = loadavg()[0]!
-  const sealIntervalMs = o.sealIntervalMs ?? Math.max(SEAL_INTERVAL_MS, n)
+  const sealIntervalMs = o.sealIntervalMs ?? defaultSealIntervalMs(n)
   const fleet = await LiveFleet.start({
     dir: o.dir,
     domain: 'fleet.home.arpa',
