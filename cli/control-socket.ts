@@ -29,6 +29,7 @@ export const AGENT_COMMANDS: Set<string> = new Set([
   'invite',
   'revoke',
   'renew',
+  'rekey',
   'policy set',
   'access',
   'sync',

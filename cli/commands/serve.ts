@@ -178,6 +178,8 @@ export const serve: CommandSpec = {
           ),
       )
     }
+    // kin rekey carried out here replaced the home's certificate and key: the endpoint and the inbox answer with them.
+    let useIdentity: (certPem: string, keyPem: string) => void = () => undefined
     if (followsBroker(config)) {
       try {
         following = await openFollowingHome(
@@ -209,7 +211,7 @@ export const serve: CommandSpec = {
             },
           },
           attachInbox,
-          { lend: true },
+          { lend: true, onIdentity: (certPem, keyPem) => useIdentity(certPem, keyPem) },
         )
       } catch (e) {
         if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
@@ -353,6 +355,31 @@ export const serve: CommandSpec = {
       await following?.close()
       await device.close()
       throw e
+    }
+    useIdentity = (certPem, keyPem) => {
+      device.certPem = certPem
+      device.keyPem = keyPem
+      endpoint!.server.setSecureContext({ ...tlsServerPolicy(), cert: certPem, key: keyPem, ca: device.rootPem })
+      if (inbox !== undefined && follower !== undefined) {
+        inbox.close()
+        inbox = inboxServiceOf(
+          device,
+          json,
+          (decision, ask) =>
+            report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
+              from: ask.requesterCn,
+              via: 'inbox',
+            }),
+          follower,
+        )
+        if (lastSession !== undefined) attachInbox(lastSession)
+      }
+      const cert = DeviceCertificate.from(certPem, { sha256: nodeCrypto.sha256 })
+      line(
+        json,
+        { rekeyed: true, serial: cert.serialHex, notAfter: cert.notAfter },
+        `new TLS key and certificate ${cert.serialHex} in use (valid until ${isoTime(cert.notAfter)})`,
+      )
     }
     const inboxTopic = inbox === undefined ? undefined : ownInbox
     line(
