@@ -32,6 +32,7 @@ export const AGENT_COMMANDS: Set<string> = new Set([
   'rekey',
   'policy set',
   'access',
+  'check',
   'sync',
   'status',
   'ledger show',

@@ -122,7 +122,7 @@ export const serve: CommandSpec = {
     'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, ' +
     `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} ` +
     '(not restarted by deploy/kin.service); enrolling it again brings it back. While it follows L0 it owns DIR: the only writer of its ledger and the ' +
-    'only broker session under its CN; kin invite, revoke, renew, rekey, policy set, access, sync, status and ledger show/verify/bundle on DIR are carried out ' +
+    'only broker session under its CN; kin invite, revoke, renew, rekey, policy set, access, check, sync, status and ledger show/verify/bundle on DIR are carried out ' +
     'by it over the control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status. An enrolled ' +
     "device renews its certificate by itself ('kin renew') when less than --renew-at of its validity is left, looking once an hour; the endpoint " +
     'serves the new one at once.',
