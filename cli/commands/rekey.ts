@@ -1,9 +1,10 @@
 /** @module `kin rekey`: a fresh TLS key for this device and a certificate for it, the ledger's binding moved to the new key. */
+import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { existsSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError, VerificationError } from '../../agent/errors.ts'
 import { fromHex, toHex } from '../../agent/codec/bytes.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
+import { connectDevice, type DeviceLogin } from '../../agent/gossip/login.ts'
 import { requestRenewal } from '../../agent/gossip/renew-session.ts'
 import { certifiedEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
 import { readEvent, signEvent } from '../../agent/ledger/event.ts'
@@ -86,6 +87,19 @@ function readPending(path: string): PendingRekey | undefined {
   throw new KinError('STORAGE_DAMAGED', `${path} is not a rekey journal kinship wrote: move it away and run again`)
 }
 
+/** Whether `login` opens a session with L0's broker now (false when refused, or when its certificate and key are no pair). */
+async function logsIn(login: DeviceLogin, timeoutMs: number): Promise<boolean> {
+  try {
+    const client = await connectDevice(nodeTransport, login, { timeoutMs })
+    await client.close().catch(() => undefined)
+    return true
+  } catch (err) {
+    if (err instanceof KinError && err.code === 'BROKER_REFUSED') return false
+    if (!new X509Certificate(login.certPem).checkPrivateKey(createPrivateKey(login.keyPem))) return false
+    throw err
+  }
+}
+
 function dropPending(path: string): void {
   try {
     unlinkSync(path)
@@ -166,6 +180,10 @@ export async function rekeyOpenedHome(
         'USAGE',
         `a rekey begun earlier is still to finish, with a new ${journalType} key: run 'kin rekey' without --key ${opts.keyType} to finish it, then again to change the key type`,
       )
+    // Once L0 logged the rekey, the old certificate no longer logs in (and a swap cut in half leaves no old pair):
+    // the follower then logs in with the journalled identity. Asked once, only here, and never beside an agent's session.
+    if (opened.lentBy === undefined && !(await logsIn(login, opts.timeoutMs)))
+      opened.replaceIdentity(journalled.certPem, journalled.keyPem)
     const done = await finish(opened, journalled, pendingPath, opts.timeoutMs)
     if (done !== undefined) return describe(opened, journalled, done, previous, true)
   }

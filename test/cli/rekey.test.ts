@@ -3,7 +3,7 @@
 // deciding on it (kin access); directly and through a running agent; a revoked device cannot rekey.
 import t, { type Test } from 'tap'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import { KinError } from '../../agent/errors.ts'
@@ -12,7 +12,15 @@ import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 import { kin, tempDir } from '../enroll/_harness.ts'
-import { gossipFleet, startKinLines, type GossipFleet } from '../gossip/_fleet.ts'
+import { toHex } from '../../agent/codec/bytes.ts'
+import { certifiedEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
+import { signEvent } from '../../agent/ledger/event.ts'
+import { createCsr } from '../../agent/pki/csr.ts'
+import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { nodePki } from '../../runtime/node/pki.ts'
+import { Home } from '../../runtime/home.ts'
+import { gossipFleet, homeLedger, startKinLines, type GossipFleet } from '../gossip/_fleet.ts'
 
 const WAIT_MS = 120_000
 const json = (s: string): Record<string, any> => JSON.parse(s) as Record<string, any>
@@ -159,6 +167,75 @@ t.test('kin rekey through a running agent: the agent serves the new certificate 
   t.equal(status.status, 0, 'the agent still answers')
   agent.signal('SIGTERM')
   await agent.done
+})
+
+t.test('a rekey cut off after L0 logged it and between its two renames is finished by the next kin rekey', async t => {
+  const fleet = await gossipFleet(t, ['admin', 'member'])
+  const member = fleet.devices[1]!
+  const home = new Home(member.home)
+  const before = certOf(member.home)
+  const oldKey = read(member.home, 'tls-key.pem')
+  const now = Math.floor(Date.now() / 1000)
+  // What a run cut off after its journal and its first rename leaves: built here with the same pieces kin rekey uses.
+  const state = homeLedger(member.home).state
+  const binding = state.currentBinding(member.cn)!
+  const keyPair = await nodePki.generateTlsKeyPair('p256')
+  const seed = home.readLedgerKey()
+  const rekey = signEvent(
+    nodeCrypto,
+    rekeyEvent(
+      nodeCrypto,
+      binding,
+      binding,
+      { spkiHash: nodeCrypto.sha256(keyPair.spkiDer), ledgerKey: binding.ledgerKey, notAfter: binding.notAfter },
+      now,
+    ),
+    seed,
+  )
+  const cert = await issueDeviceCertificate({
+    rootCertPem: read(fleet.l0.dir, 'root.pem'),
+    rootKeyPem: read(fleet.l0.dir, 'ca/root-key.pem'),
+    csrPem: await createCsr({ cn: member.cn, parentCn: before.parentCn, keyPair }),
+    auth: {
+      cn: member.cn,
+      parentCn: before.parentCn,
+      spkiHash: nodeCrypto.sha256(keyPair.spkiDer),
+      notAfter: binding.notAfter,
+    },
+    now,
+    randomBytes: n => nodeCrypto.randomBytes(n),
+    crypto: nodeCrypto,
+  })
+  const certified = signEvent(nodeCrypto, certifiedEvent({ ...binding, id: rekey.idHex }, cert.certHash, now), seed)
+  // L0 logged and sealed both (the run had submitted them), then the run stopped between its two renames.
+  fleet.services.issued.record(cert, now)
+  await fleet.services.miner.appendOne(rekey, now)
+  await fleet.services.miner.appendOne(certified, now)
+  await fleet.services.miner.sealNow()
+  writeFileSync(
+    join(member.home, 'rekey-pending.json'),
+    JSON.stringify({
+      keyPem: keyPair.privateKeyPem,
+      certPem: cert.pem,
+      rekey: toHex(rekey.bytes),
+      certified: toHex(certified.bytes),
+    }),
+    { mode: 0o600 },
+  )
+  home.writeSecret('tlsKey', keyPair.privateKeyPem)
+
+  const r = await kin(['rekey', '--home', member.home, '--json'], { timeoutMs: WAIT_MS })
+  t.equal(r.status, 0, { stderr: r.stderr, stdout: r.stdout })
+  t.match(
+    json(r.stdout),
+    { ok: true, resumed: true, rekeyId: rekey.idHex, serial: cert.serialHex },
+    'finished the journalled rekey',
+  )
+  t.equal(read(member.home, 'cert.pem'), cert.pem, 'cert.pem holds the journalled certificate')
+  t.equal(read(member.home, 'tls-key.pem'), keyPair.privateKeyPem, 'tls-key.pem its key')
+  t.notOk(existsSync(join(member.home, 'rekey-pending.json')), 'the journal is gone')
+  t.equal(await login(fleet, member.home, cert.pem, keyPair.privateKeyPem), 'ok', 'the new identity logs in')
+  t.equal(await login(fleet, member.home, before.pem, oldKey), 'BROKER_REFUSED')
 })
 
 t.test('a revoked device cannot rekey: REKEY_REVOKED from its own ledger, nothing issued', async t => {
