@@ -293,6 +293,18 @@ export const serve: CommandSpec = {
         `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`,
       )
     }
+    // The inbox challenge service on the home's current certificate and key (made again after a rekey).
+    const inboxOf = (f: LedgerFollower): InboxVerifier =>
+      inboxServiceOf(
+        device,
+        json,
+        (decision, ask) =>
+          report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
+            from: ask.requesterCn,
+            via: 'inbox',
+          }),
+        f,
+      )
     let endpoint: Awaited<ReturnType<typeof startAccessEndpoint>> | undefined
     let control: ControlSocket | undefined
     try {
@@ -337,16 +349,7 @@ export const serve: CommandSpec = {
       // The agent owns the home it follows: other commands on it are carried out here (DESIGN.md "The device runtime").
       if (following !== undefined) control = await listenForCommands(following)
       if (follower !== undefined) {
-        inbox = inboxServiceOf(
-          home,
-          json,
-          (decision, ask) =>
-            report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
-              from: ask.requesterCn,
-              via: 'inbox',
-            }),
-          follower,
-        )
+        inbox = inboxOf(follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
     } catch (e) {
@@ -362,16 +365,7 @@ export const serve: CommandSpec = {
       endpoint!.server.setSecureContext({ ...tlsServerPolicy(), cert: certPem, key: keyPem, ca: device.rootPem })
       if (inbox !== undefined && follower !== undefined) {
         inbox.close()
-        inbox = inboxServiceOf(
-          device,
-          json,
-          (decision, ask) =>
-            report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
-              from: ask.requesterCn,
-              via: 'inbox',
-            }),
-          follower,
-        )
+        inbox = inboxOf(follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
       const cert = DeviceCertificate.from(certPem, { sha256: nodeCrypto.sha256 })
