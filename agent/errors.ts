@@ -191,6 +191,15 @@ export type KinErrorCode =
   | 'RENEW_EXPIRED'
   /** The certificate L0 sent back is not one for this device's key and name under this fleet's root. */
   | 'RENEW_CERT_MISMATCH'
+  // new TLS keys for a device (kin rekey)
+  /** The device asking for new keys is revoked (itself, or an ancestor over it) or lost a link of its lineage: no rekey. */
+  | 'REKEY_REVOKED'
+  /** The device's binding itself has ended (its authorization's notAfter passed): only a new authorization brings it back. */
+  | 'REKEY_EXPIRED'
+  /** A device's rekey of itself replaces its TLS key only: a new ledger key (or a later notAfter) needs its parent. */
+  | 'REKEY_SELF_LIMITS'
+  /** A rekey L0's CA was asked to certify over a device's session is not that device's rekey of itself. */
+  | 'REKEY_NOT_SELF'
   // access decisions
   | 'ACCESS_REVOKED'
   | 'ACCESS_ANCESTOR_REVOKED'

@@ -6,6 +6,7 @@ import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
 import { encodeInviteReply, encodeInviteWithdrawn, type InviteReply } from '../agent/gossip/pair-wire.ts'
 import { isFleetCn } from './acl.ts'
 import { handleRenew } from './renew-service.ts'
+import { handleRekey } from './rekey-service.ts'
 import type { ServiceContext } from './context.ts'
 
 async function answer(ctx: ServiceContext, parentCn: string, reply: InviteReply): Promise<void> {
@@ -33,6 +34,8 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
   if (Array.isArray(message) && message[0] === 'invite-withdraw') return handleWithdraw(ctx, topic, message)
   if (Array.isArray(message) && message[0] === 'renew')
     return handleRenew(ctx, inboxSender(ctx.fleet, ctx.cn, topic), topic, message)
+  if (Array.isArray(message) && message[0] === 'rekey')
+    return handleRekey(ctx, inboxSender(ctx.fleet, ctx.cn, topic), topic, message)
   if (!Array.isArray(message) || message[0] !== 'invite') return
   let claimed: Invite
   try {

@@ -32,6 +32,7 @@ export type L0LogEvent =
   | 'invite.withdrawn'
   | 'ca.issued'
   | 'ca.renewed'
+  | 'ca.rekeyed'
   | 'ca.refused'
 
 /** One log record: `time` (ISO-8601, wall clock), `level`, `event`, then fields of that event. */

@@ -54,6 +54,16 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'the same, answering with the new serial, validity and the head that recorded it',
     ],
   ],
+  rekey: [
+    [
+      'kin rekey --home ./phone',
+      'a fresh TLS key of the same type and a certificate for it; the old key is refused from now on',
+    ],
+    [
+      'kin rekey --home ./lock --key rsa2048 --json',
+      'change to an RSA-2048 key, answering with the new serial and the rekey event',
+    ],
+  ],
   revoke: [
     [
       'kin revoke --home ./laptop <CN> --reason compromised --subtree',

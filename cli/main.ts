@@ -15,6 +15,7 @@ import { check } from './commands/check.ts'
 import { sync } from './commands/sync.ts'
 import { revoke } from './commands/revoke.ts'
 import { renew } from './commands/renew.ts'
+import { rekey } from './commands/rekey.ts'
 import { ledgerBundle } from './commands/bundle.ts'
 import { status } from './commands/status.ts'
 import { devices } from './commands/devices.ts'
@@ -41,6 +42,7 @@ const COMMANDS: CommandSpec[] = [
   sync,
   revoke,
   renew,
+  rekey,
   repair,
   status,
   devices,

@@ -122,6 +122,11 @@ export interface FollowingHome {
   lentBy: number | undefined
   /** The broker session the follower holds now, if it is connected (the broker keeps one per CN: others ride on it). */
   session(): TransportSession | undefined
+  /**
+   * Presents a new certificate and TLS key from now on (kin rekey replaced them in the home): the follower's next
+   * broker session logs in with them, and the owner's `onIdentity` (the agent's access endpoint) takes them at once.
+   */
+  replaceIdentity(certPem: string, keyPem: string): void
   /** Stops the follower, closes the replica and the ledger, releases the lock; for a lent home, only stops the caller's hooks. */
   close(): Promise<void>
 }
@@ -198,7 +203,7 @@ export async function openFollowingHome(
   dir: string,
   hooks: FollowerHooks = {},
   onSession?: (session: TransportSession) => void,
-  opts: { lend?: boolean } = {},
+  opts: { lend?: boolean; onIdentity?: (certPem: string, keyPem: string) => void } = {},
 ): Promise<FollowingHome> {
   const key = homeKey(dir)
   const lent = lentHomes.get(key)
@@ -237,6 +242,8 @@ export async function openFollowingHome(
       return session
     },
   }
+  // The owner hears of a new identity in its own context, as it hears its follower's hooks.
+  const ownIdentity = opts.onIdentity === undefined ? undefined : AsyncResource.bind(opts.onIdentity)
   const borrowers = new Set<FollowerHooks>()
   const follower = new LedgerFollower({
     transport,
@@ -254,6 +261,11 @@ export async function openFollowingHome(
     follower,
     lentBy: undefined,
     session: () => (current?.connected === true ? current : undefined),
+    replaceIdentity: (certPem, keyPem) => {
+      login.certPem = certPem
+      login.keyPem = keyPem
+      ownIdentity?.(certPem, keyPem)
+    },
     close: () =>
       (closed ??= (async () => {
         if (lentHomes.get(key)?.opened === opened) lentHomes.delete(key)

@@ -1,5 +1,6 @@
 /** @module docs/PAIRING.md steps 5–6 on L0: the fleet CA checks the authorization proof through the ledger, then the CSR, then issues. */
 import { KinError, VerificationError } from '../errors.ts'
+import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import { readEvent } from '../ledger/event.ts'
 import type { Ledger } from '../ledger/ledger.ts'
@@ -162,6 +163,62 @@ export class FleetCa {
       csrPem: this.csrOf(input.csrPem),
       now: input.now,
       auth: { cn: binding.cn, parentCn: binding.parentCn, spkiHash: binding.spkiHash, notAfter: binding.notAfter },
+      randomBytes: n => this.crypto.randomBytes(n),
+      crypto: this.crypto,
+    })
+  }
+
+  /**
+   * A device's rekey of itself (docs/PROTOCOL.md "Rekey"): a certificate for the new TLS key that `rekeyBytes` (a
+   * rekey event by and for `cn`, signed with its current ledger key) names, asked for over a session that `cn`'s
+   * current certificate authenticated. Cheapest refusal first: the event's shape and parties (REKEY_NOT_SELF), the
+   * standing binding (SUBJECT_UNKNOWN, REKEY_REVOKED, REKEY_EXPIRED), single use (NONCE_REUSED), the CSR held to the
+   * name, parent and new key, and only then the signatures (the ledger's intake checks: REKEY_SELF_LIMITS, the
+   * issuer's standing in the log). The rekey is not appended here: the device submits it with the certified event of
+   * the new certificate, so until then its old identity stands; a certificate for a key the ledger never binds is
+   * refused by every binding stage, like any other.
+   */
+  rekeySelf(input: {
+    cn: string
+    rekeyBytes: Uint8Array
+    csrPem: string | ParsedCsr
+    now: number
+  }): Promise<DeviceCertificate> {
+    const { now } = input
+    const rekey = readEvent(this.crypto, input.rekeyBytes)
+    const state = this.caLedger.ledger.state
+    const ev = rekey.event
+    if (ev.type !== 'rekey' || !bytesEqual(ev.subject, ev.issuer) || state.cnOfLabel(ev.subject) !== input.cn)
+      throw new VerificationError(
+        'REKEY_NOT_SELF',
+        `a device asks for a certificate for its own rekey only; this ${ev.type} event is not ${input.cn}'s rekey of itself`,
+      )
+    const binding = state.currentBinding(input.cn)
+    if (binding === undefined || binding.parentCn === undefined)
+      throw new VerificationError('SUBJECT_UNKNOWN', `L0's ledger holds no device binding for ${input.cn}`)
+    const invalid = state.invalidAt(binding, now)
+    if (invalid?.code === 'EXPIRED')
+      throw new VerificationError(
+        'REKEY_EXPIRED',
+        `the authorization of ${input.cn} ended at ${invalid.notAfter}: only a new invite brings it back`,
+      )
+    if (invalid !== undefined)
+      throw new VerificationError(
+        'REKEY_REVOKED',
+        `${input.cn} may not rekey: ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid && invalid.ancestorCn !== undefined ? ` (${invalid.ancestorCn})` : ''}`,
+      )
+    if (state.has(rekey.idHex))
+      throw new VerificationError('NONCE_REUSED', 'this rekey is already in the ledger; a rekey is certified once')
+    const auth = { cn: binding.cn, parentCn: binding.parentCn, spkiHash: ev.body.spkiHash, notAfter: ev.body.notAfter }
+    const csr = checkCsrBeforeSignature(input.csrPem, auth, this.crypto)
+    // Judged as the miner will judge it when the device submits it: at intake, by the log's order and L0's clock.
+    this.caLedger.ledger.check(rekey, { now, intake: { now } })
+    return issueDeviceCertificate({
+      rootCertPem: this.rootCertPem,
+      rootKeyPem: this.rootKeyPem,
+      csrPem: csr,
+      auth,
+      now,
       randomBytes: n => this.crypto.randomBytes(n),
       crypto: this.crypto,
     })

@@ -6,8 +6,8 @@ import type { TransportSession } from '../ports/transport.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot } from '../pki/chain.ts'
 import { createCsr } from '../pki/csr.ts'
-import type { PkiProvider } from '../ports/pki.ts'
-import { decodeRenewReply, encodeRenewRequest, renewRefusal } from './renew-wire.ts'
+import type { PkiProvider, TlsKeyPair } from '../ports/pki.ts'
+import { decodeRenewReply, encodeRekeyRequest, encodeRenewRequest, renewRefusal } from './renew-wire.ts'
 import { fleetTopics } from './topics.ts'
 
 /** Who renews: the device's names, its current certificate and TLS key, the fleet root. */
@@ -21,10 +21,17 @@ export interface Renewer {
   rootPem: string
 }
 
+/** What turns a renewal into a rekey (docs/PROTOCOL.md "Rekey"): the new key pair and the device's signed rekey event naming it. */
+export interface RekeyAsk {
+  keyPair: TlsKeyPair
+  rekeyBytes: Uint8Array
+}
+
 /**
  * Asks L0's CA for a fresh certificate over `session` (logged in as `renewer.cn`: the broker's ACL makes that
  * session the request's authentication) and checks what comes back before anyone relies on it: issued by the fleet
- * root, for this CN and parent, for this very key (RENEW_CERT_MISMATCH otherwise). L0's refusal keeps its code
+ * root, for this CN and parent, for this very key — or, for a rekey (`opts.rekey`), the new one (RENEW_CERT_MISMATCH
+ * otherwise). L0's refusal keeps its code
  * (RENEW_REVOKED, RENEW_EXPIRED, …); no answer within `timeoutMs` is BROKER_TIMEOUT.
  */
 export async function requestRenewal(
@@ -32,14 +39,20 @@ export async function requestRenewal(
   pki: PkiProvider,
   session: TransportSession,
   renewer: Renewer,
-  opts: { timeoutMs: number },
+  opts: { timeoutMs: number; rekey?: RekeyAsk },
 ): Promise<DeviceCertificate> {
   const current = DeviceCertificate.from(renewer.certPem, { sha256: crypto.sha256 })
+  const rekey = opts.rekey
+  const what = rekey === undefined ? 'renewal' : 'rekey'
   const csrPem = await createCsr({
     cn: renewer.cn,
     parentCn: current.parentCn,
-    keyPair: { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem },
+    keyPair:
+      rekey === undefined
+        ? { privateKeyPem: renewer.tlsKeyPem, publicKeyPem: current.publicKeyPem }
+        : { privateKeyPem: rekey.keyPair.privateKeyPem, publicKeyPem: rekey.keyPair.publicKeyPem },
   })
+  const expectedSpkiHash = rekey === undefined ? current.spkiHash : crypto.sha256(rekey.keyPair.spkiDer)
   const requestId = toHex(crypto.randomBytes(8))
   const topics = fleetTopics(renewer.fleet)
   const replyTopic = topics.inbox(renewer.cn, renewer.l0Cn)
@@ -57,7 +70,7 @@ export async function requestRenewal(
           reject(
             new KinError(
               'BROKER_TIMEOUT',
-              `L0 did not answer the renewal within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date?`,
+              `L0 did not answer the ${what} within ${Math.round(opts.timeoutMs / 1000)} s; is 'kin broker' running and up to date?`,
             ),
           ),
         opts.timeoutMs,
@@ -66,9 +79,14 @@ export async function requestRenewal(
   )
   try {
     await session.subscribe([topics.inboxAll(renewer.cn)])
-    await session.publish(topics.inbox(renewer.l0Cn, renewer.cn), encodeRenewRequest({ requestId, csrPem }))
+    await session.publish(
+      topics.inbox(renewer.l0Cn, renewer.cn),
+      rekey === undefined
+        ? encodeRenewRequest({ requestId, csrPem })
+        : encodeRekeyRequest({ requestId, csrPem, rekeyBytes: rekey.rekeyBytes }),
+    )
     const r = await reply
-    if (!r.ok) throw renewRefusal(r.code, r.message)
+    if (!r.ok) throw renewRefusal(r.code, r.message, what)
     let fresh: DeviceCertificate
     try {
       fresh = DeviceCertificate.from(r.certPem, { sha256: crypto.sha256 })
@@ -83,7 +101,7 @@ export async function requestRenewal(
     if (
       fresh.cn !== current.cn ||
       fresh.parentCn !== current.parentCn ||
-      !bytesEqual(fresh.spkiHash, current.spkiHash)
+      !bytesEqual(fresh.spkiHash, expectedSpkiHash)
     ) {
       throw new VerificationError(
         'RENEW_CERT_MISMATCH',

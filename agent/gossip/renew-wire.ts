@@ -20,6 +20,21 @@ const RENEW_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
   'DECODE_CBOR',
   'PAYLOAD_TOO_LARGE',
   'INBOX_SENDER_MISMATCH',
+  // a rekey (docs/PROTOCOL.md "Rekey"): the CA's own refusals, then the ledger's verdict on the rekey event
+  'REKEY_NOT_SELF',
+  'REKEY_REVOKED',
+  'REKEY_EXPIRED',
+  'REKEY_SELF_LIMITS',
+  'NONCE_REUSED',
+  'BAD_SIGNATURE',
+  'LINK_MISMATCH',
+  'ISSUER_NOT_CURRENT',
+  'ISSUER_REVOKED',
+  'ISSUER_REVOKED_IN_LOG',
+  'VOID_AFTER_REVOKE',
+  'TIME_TOO_OLD',
+  'TIME_IN_FUTURE',
+  'KEY_TYPE_UNSUPPORTED',
 ])
 
 const REQUEST_ID = /^[0-9a-f]{16}$/
@@ -38,6 +53,26 @@ export type RenewReply =
 /** CBOR ['renew', requestId, csrPem], sent to L0's inbox. */
 export function encodeRenewRequest(r: RenewRequest): Uint8Array {
   return encodeCbor(['renew', r.requestId, r.csrPem])
+}
+
+/** A rekey request: the device's rekey event of itself and a CSR for the new key it names (answered like a renewal). */
+export interface RekeyRequest extends RenewRequest {
+  /** The signed rekey event, as the device will submit it. */
+  rekeyBytes: Uint8Array
+}
+
+/** CBOR ['rekey', requestId, csrPem, rekey event bytes], sent to L0's inbox; answered with renew-ok / renew-error. */
+export function encodeRekeyRequest(r: RekeyRequest): Uint8Array {
+  return encodeCbor(['rekey', r.requestId, r.csrPem, r.rekeyBytes])
+}
+
+/** Decodes an already-decoded inbox message tagged 'rekey' (DECODE_SHAPE / DECODE_FIELD). */
+export function rekeyRequestOf(message: unknown[]): RekeyRequest {
+  if (message.length !== 4)
+    throw new DecodeError('DECODE_SHAPE', "a rekey request is ['rekey', request id, CSR PEM, rekey event]")
+  const rekeyBytes = message[3]
+  if (!(rekeyBytes instanceof Uint8Array)) throw new DecodeError('DECODE_FIELD', 'rekey request: the event is bytes')
+  return { ...renewRequestOf(['renew', message[1], message[2]]), rekeyBytes }
 }
 
 /** Decodes an already-decoded inbox message tagged 'renew' (DECODE_SHAPE / DECODE_FIELD). */
@@ -68,7 +103,7 @@ export function decodeRenewReply(bytes: Uint8Array): RenewReply | undefined {
 }
 
 /** The coded error for L0's refusal, keeping its code when it is one renewal may name. */
-export function renewRefusal(code: string, message: string): KinError {
-  if (RENEW_CODES.has(code)) return new VerificationError(code as KinErrorCode, `L0 refused the renewal: ${message}`)
-  return new KinError('ENROLL_STATE', `L0 refused the renewal (${code}): ${message}`, { detail: { remoteCode: code } })
+export function renewRefusal(code: string, message: string, what: 'renewal' | 'rekey' = 'renewal'): KinError {
+  if (RENEW_CODES.has(code)) return new VerificationError(code as KinErrorCode, `L0 refused the ${what}: ${message}`)
+  return new KinError('ENROLL_STATE', `L0 refused the ${what} (${code}): ${message}`, { detail: { remoteCode: code } })
 }

@@ -95,7 +95,8 @@ export function applyEvent(state: LedgerState, v: ValidatedEvent): void {
       addBinding(state, {
         ...old,
         id: e.idHex,
-        parentBindingId: v.issuerBinding!.id,
+        // A device's rekey of itself keeps the parent binding its old keys had.
+        parentBindingId: v.issuerBinding === old ? old.parentBindingId : v.issuerBinding!.id,
         spkiHash: ev.body.spkiHash,
         ledgerKey: ev.body.ledgerKey,
         notAfter: ev.body.notAfter,

@@ -258,7 +258,22 @@ function checkRevoke(state: LedgerState, issuer: Binding, target: Binding, e: En
 
 function checkRekey(state: LedgerState, issuer: Binding, target: Binding, e: EncodedEvent): void {
   const ev = e.event as Extract<LedgerEvent, { type: 'rekey' }>
-  if (target.parentCn !== issuer.cn) refuse('REKEY_NOT_PARENT', `only the parent of ${target.cn} may rekey it`, e)
+  // A device may replace its own TLS key (kin rekey, docs/PROTOCOL.md "Rekey"): its current binding signs for the
+  // new key, so the chain of ledger keys stays parent-signed (no new ledger key) and its authorization cannot grow.
+  // L0 has no parent and rekeys nothing of its own.
+  const self = issuer === target && target.parentCn !== undefined
+  if (target.parentCn !== issuer.cn && !self)
+    refuse(
+      'REKEY_NOT_PARENT',
+      `only the parent of ${target.cn} (or the device itself, for its TLS key) may rekey it`,
+      e,
+    )
+  if (self && (!bytesEqual(ev.body.ledgerKey, target.ledgerKey) || ev.body.notAfter > target.notAfter))
+    refuse(
+      'REKEY_SELF_LIMITS',
+      `${target.cn} may replace its own TLS key only: the same ledger key, notAfter no later than ${target.notAfter}; anything more needs its parent`,
+      e,
+    )
   if (state.currentBinding(target.cn) !== target)
     refuse('LINK_MISMATCH', "a rekey must link to the subject's current binding", e)
   if (ev.time < target.time) refuse('LINK_MISMATCH', 'a rekey cannot predate the binding it replaces', e)

@@ -15,7 +15,13 @@ import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { requireString, usageError, type CommandSpec } from '../args.ts'
 import { emit } from '../output.ts'
 import { describeDecision, openAccessHome, sessionWithBundle, type AccessHome } from '../../runtime/access-home.ts'
-import { LEDGER_LOCK_FILE, brokerLoginOf, followsBroker, lockHolder } from '../../runtime/following-home.ts'
+import {
+  LEDGER_LOCK_FILE,
+  brokerLoginOf,
+  followsBroker,
+  lentFollower,
+  lockHolder,
+} from '../../runtime/following-home.ts'
 
 // PEM text or raw DER; a file that is neither is a CERT_PARSE deny like any unparsable certificate.
 function certificateOf(session: AccessSession, bytes: Uint8Array, action: string): Uint8Array | Decision {
@@ -36,6 +42,9 @@ function certificateOf(session: AccessSession, bytes: Uint8Array, action: string
 function minerFetch(device: AccessHome): ((cn: string, deadlineMs: number) => Promise<Uint8Array>) | undefined {
   const { home, config } = device
   if (!followsBroker(config)) return undefined
+  // Carried out inside the home's agent: its follower asks the miner on the agent's own session.
+  const follower = lentFollower(home.dir)
+  if (follower !== undefined) return async (cn, deadlineMs) => (await follower.requestBundle(cn, deadlineMs)).bytes
   return async (cn, deadlineMs) => {
     const holder = lockHolder(home, LEDGER_LOCK_FILE)
     if (holder !== undefined)
@@ -87,6 +96,7 @@ export const check: CommandSpec = {
     'that does not verify is a deny with its code. When the ledger lacks a proof for the peer (ACCESS_MISSING_PROOF) and no bundle ' +
     "fills it, the peer's bundle is asked from L0's miner over this device's broker session (config.json) within --proof-deadline, " +
     'verified against the head in DIR/sync.cbor, and the decision made once more with it; without a proof the answer is deny. ' +
+    'While an agent (kin serve) runs on DIR, it carries the check out: on its own replica, asking the miner on its session. ' +
     'Exit 0 allow, 1 deny.',
   options: {
     home: { type: 'string', help: "the deciding device's home directory" },
@@ -113,7 +123,18 @@ export const check: CommandSpec = {
     if (bundlePath !== undefined && !existsSync(bundlePath)) throw usageError(`--bundle: no file at ${bundlePath}`)
     const proofDeadlineMs = deadlineOf(String(args.values['proof-deadline']))
     const bytes = readFileSync(peerPath)
-    const device = await openAccessHome(dir, { audit: true, needKey: false })
+    // Inside the agent, decisions read its replica, as its endpoint's do (the file may lag a sync under way).
+    const lent = lentFollower(dir)
+    const device = await openAccessHome(dir, {
+      audit: true,
+      needKey: false,
+      ...(lent === undefined
+        ? {}
+        : {
+            lastHeadTime: () => lent.lastHeadTime(),
+            inMemory: { state: () => lent.replica.ledger.ledger.state, head: () => lent.replica.head },
+          }),
+    })
     try {
       let session: AccessSession = device.session
       let bundle: Record<string, unknown> | undefined

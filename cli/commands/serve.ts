@@ -122,7 +122,7 @@ export const serve: CommandSpec = {
     'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, ' +
     `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} ` +
     '(not restarted by deploy/kin.service); enrolling it again brings it back. While it follows L0 it owns DIR: the only writer of its ledger and the ' +
-    'only broker session under its CN; kin invite, revoke, renew, policy set, access, sync, status and ledger show/verify/bundle on DIR are carried out ' +
+    'only broker session under its CN; kin invite, revoke, renew, rekey, policy set, access, check, sync, status and ledger show/verify/bundle on DIR are carried out ' +
     'by it over the control socket DIR/agent.sock (0600; the first line says {"control": PATH}), with their own output and exit status. An enrolled ' +
     "device renews its certificate by itself ('kin renew') when less than --renew-at of its validity is left, looking once an hour; the endpoint " +
     'serves the new one at once. With --offline it does not reach L0 at all, as a device cut off from it: it decides on the ledger ' +
@@ -185,6 +185,8 @@ export const serve: CommandSpec = {
       )
     }
     const offline = args.values.offline === true
+    // kin rekey carried out here replaced the home's certificate and key: the endpoint and the inbox answer with them.
+    let useIdentity: (certPem: string, keyPem: string) => void = () => undefined
     if (!offline && followsBroker(config)) {
       try {
         following = await openFollowingHome(
@@ -216,7 +218,7 @@ export const serve: CommandSpec = {
             },
           },
           attachInbox,
-          { lend: true },
+          { lend: true, onIdentity: (certPem, keyPem) => useIdentity(certPem, keyPem) },
         )
       } catch (e) {
         if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
@@ -298,6 +300,18 @@ export const serve: CommandSpec = {
         `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`,
       )
     }
+    // The inbox challenge service on the home's current certificate and key (made again after a rekey).
+    const inboxOf = (f: LedgerFollower): InboxVerifier =>
+      inboxServiceOf(
+        device,
+        json,
+        (decision, ask) =>
+          report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
+            from: ask.requesterCn,
+            via: 'inbox',
+          }),
+        f,
+      )
     let endpoint: Awaited<ReturnType<typeof startAccessEndpoint>> | undefined
     let control: ControlSocket | undefined
     try {
@@ -342,16 +356,7 @@ export const serve: CommandSpec = {
       // The agent owns the home it follows: other commands on it are carried out here (DESIGN.md "The device runtime").
       if (following !== undefined) control = await listenForCommands(following)
       if (follower !== undefined) {
-        inbox = inboxServiceOf(
-          home,
-          json,
-          (decision, ask) =>
-            report(decision, `inbox:${ask.requesterCn}`, `inbox:${ask.requesterCn}`, {
-              from: ask.requesterCn,
-              via: 'inbox',
-            }),
-          follower,
-        )
+        inbox = inboxOf(follower)
         if (lastSession !== undefined) attachInbox(lastSession)
       }
     } catch (e) {
@@ -360,6 +365,22 @@ export const serve: CommandSpec = {
       await following?.close()
       await device.close()
       throw e
+    }
+    useIdentity = (certPem, keyPem) => {
+      device.certPem = certPem
+      device.keyPem = keyPem
+      endpoint!.server.setSecureContext({ ...tlsServerPolicy(), cert: certPem, key: keyPem, ca: device.rootPem })
+      if (inbox !== undefined && follower !== undefined) {
+        inbox.close()
+        inbox = inboxOf(follower)
+        if (lastSession !== undefined) attachInbox(lastSession)
+      }
+      const cert = DeviceCertificate.from(certPem, { sha256: nodeCrypto.sha256 })
+      line(
+        json,
+        { rekeyed: true, serial: cert.serialHex, notAfter: cert.notAfter },
+        `new TLS key and certificate ${cert.serialHex} in use (valid until ${isoTime(cert.notAfter)})`,
+      )
     }
     const inboxTopic = inbox === undefined ? undefined : ownInbox
     line(

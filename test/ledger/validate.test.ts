@@ -425,8 +425,8 @@ t.test(
     )
     t.equal(
       codeOf(() => f.ledger.ingest(f.rekey(lock, lock, T0 + 500, false))),
-      'REKEY_NOT_PARENT',
-      'itself',
+      'REKEY_SELF_LIMITS',
+      'itself, with a new ledger key',
     )
     t.equal(
       codeOf(() => f.ledger.ingest(f.rekey(f.l0, f.l0, T0 + 500, false))),
@@ -501,6 +501,54 @@ t.test(
     t.equal(f.ledger.state.bindingsByCn.get(lock)!.length, 2)
   },
 )
+
+t.test('rekey by the device itself: a new TLS key under its ledger key, nothing more, not once revoked', async t => {
+  const { f, phone, lock } = houseFleet('rk-self')
+  const selfRekey = (cn: string, time: number, change: { ledgerKey?: Uint8Array; notAfter?: number } = {}) => {
+    const b = f.binding(cn)
+    return signEvent(
+      f.crypto,
+      rekeyEvent(
+        f.crypto,
+        b,
+        b,
+        {
+          spkiHash: f.bytes(32),
+          ledgerKey: change.ledgerKey ?? b.ledgerKey,
+          notAfter: change.notAfter ?? b.notAfter,
+          nonce: f.bytes(12),
+        },
+        time,
+      ),
+      f.secrets.get(cn)!,
+    )
+  }
+  t.equal(
+    codeOf(() => f.ledger.ingest(selfRekey(lock, T0 + 500, { notAfter: f.binding(lock).notAfter + 1 }))),
+    'REKEY_SELF_LIMITS',
+    'a later notAfter needs the parent',
+  )
+  const before = f.binding(lock)
+  const lineageBefore = f.ledger.state.lineage(lock)
+  const ok = selfRekey(lock, T0 + 600)
+  t.equal(
+    codeOf(() => f.ledger.ingest(ok)),
+    undefined,
+    'the same ledger key, a new TLS key',
+  )
+  const after = f.ledger.state.currentBinding(lock)!
+  t.equal(after.id, ok.idHex, 'the rekey is the current binding')
+  t.equal(after.parentBindingId, before.parentBindingId, 'under the same parent binding')
+  t.equal(after.generation, before.generation + 1)
+  t.notOk(toHex(after.spkiHash) === toHex(before.spkiHash), 'for the new key')
+  t.same(f.ledger.state.lineage(lock), lineageBefore, 'the same lineage')
+  f.ledger.ingest(f.revoke(phone, lock, { time: T0 + 700 }, false))
+  t.equal(
+    codeOf(() => f.ledger.ingest(selfRekey(lock, T0 + 800))),
+    'VOID_AFTER_REVOKE',
+    'a revoked device cannot (revoked as compromised: its later signatures are void)',
+  )
+})
 
 // ---- delegation ----------------------------------------------------------------------------------------------
 

@@ -789,6 +789,15 @@ function otherRefusals(): Refusal[] {
   )
   r.push(
     refusal(
+      'self-rekey-new-ledger-key',
+      'REKEY_SELF_LIMITS',
+      'the lock rekeys itself with a new ledger key (only its TLS key is its own to replace)',
+      closure(f, [cert]),
+      f.rekey(lock, lock, T0 + 500, false),
+    ),
+  )
+  r.push(
+    refusal(
       'descendant-sets-policy',
       'POLICY_NOT_ANCESTOR',
       'the lock sets a policy on the phone, its parent',
