@@ -22,6 +22,8 @@ import type { MinerService } from './miner-service.ts'
 import { Sessions, type L0Session } from './sessions.ts'
 import { startServices, type RunningServices } from './services.ts'
 import type { QuotaOptions } from '../agent/ledger/quota.ts'
+import { serverCertificates, type ServerCertificate } from './server-certificates.ts'
+import { serverNames, type ServerNames } from './server-names.ts'
 
 /**
  * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
@@ -62,6 +64,11 @@ export interface L0Options {
   quota?: Partial<QuotaOptions>
   /** How long a revoked identity's session stays open, read-only, before L0 closes it (default REVOKED_GRACE_MS). */
   revokedGraceMs?: number
+  /**
+   * Host names and addresses L0's server certificates name beside its CN (default: serverNames for the listen
+   * address); the certificates are made anew when these change.
+   */
+  serverNames?: ServerNames
   /** Told every topic a session publishes on and every filter it subscribes to, before the ACL decides (audits, tests). */
   onTopic?: TopicObserver
 }
@@ -83,6 +90,8 @@ export interface L0Services {
   /** Certificates the CA issued, with their serials (ca/issued.json). */
   readonly issued: IssuedRegistry
   readonly rootPem: string
+  /** What L0's server certificates name beside its CN (standard MQTT clients check the host they dialled against it). */
+  readonly serverNames: ServerNames
   /** Open device sessions by CN. */
   clientsByCn(): Map<string, L0Session>
   /** Open pairing sessions by invite id. */
@@ -174,6 +183,24 @@ function sweeper(
 }
 
 /**
+ * The TLS listener: both server certificates side by side (OpenSSL presents the one the client's signature
+ * algorithms and suites allow: ECDSA to most clients, RSA to an RSA-only one such as Espruino's mbedTLS), client
+ * certificates asked for and judged by `authenticate`.
+ */
+function tlsServer(l0: L0Home, certificates: readonly ServerCertificate[]): ReturnType<typeof createServer> {
+  return createServer({
+    ...tlsServerPolicy(),
+    cert: certificates.map(c => c.certPem),
+    key: certificates.map(c => c.keyPem),
+    ca: [l0.rootPem],
+    handshakeTimeout: 10_000,
+    // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+}
+
+/**
  * Starts L0's services on the home made by `kin init`: the miner over L0's ledger (refusing to start, with
  * HEAD_INCONSISTENT, when its heads file contradicts the ledger), then aedes over mutual TLS with L0's login and
  * ACLs. The latest head is retained on `ledger/head` before the first client can connect.
@@ -181,6 +208,9 @@ function sweeper(
 export async function startL0(opts: L0Options): Promise<L0Services> {
   const log = makeLogger(opts.log)
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
+  const host = opts.host ?? '127.0.0.1'
+  // Checked before anything opens: SERVER_NAME or SERVER_ADDRESS leave no file behind.
+  const names = opts.serverNames ?? serverNames({ listen: [host] })
   // A flood closes many connections: the first is logged, then one summary line per interval at most.
   let lastClosedLog = -Infinity
   const pending = new PendingConnections({
@@ -283,16 +313,27 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
   const topics = services.topics
 
-  const server = createServer({
-    ...tlsServerPolicy(),
-    cert: l0.certPem,
-    key: l0.tlsKeyPem,
-    ca: [l0.rootPem],
-    handshakeTimeout: 10_000,
-    // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
-    requestCert: true,
-    rejectUnauthorized: false,
-  })
+  let server: ReturnType<typeof createServer>
+  try {
+    const made = await serverCertificates(l0, names, now(), l0.issued)
+    for (const r of made.reissued)
+      log('info', 'server.certificate', {
+        keyType: r.keyType,
+        reason: r.reason,
+        dns: [...names.dns],
+        ips: [...names.ips],
+        message:
+          r.reason === 'names'
+            ? "L0's server certificate named other hosts or addresses: issued anew"
+            : `L0's server certificate issued (${r.reason})`,
+      })
+    server = tlsServer(l0, made.certificates)
+  } catch (err) {
+    await new Promise<void>(resolve => aedes.close(() => resolve()))
+    await services.stop()
+    await l0.close()
+    throw err
+  }
   // Counted from accept, before any TLS byte: a peer that never finishes its handshake is closed at the deadline.
   server.on('connection', (raw: Socket) => pending.accepted(raw))
   server.on('secureConnection', (socket: TLSSocket) => {
@@ -328,7 +369,6 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     pending.handshakeFailed(socket)
   })
 
-  const host = opts.host ?? '127.0.0.1'
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -387,6 +427,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     invites: l0.invites,
     issued: l0.issued,
     rootPem: l0.rootPem,
+    serverNames: names,
     clientsByCn: () => sessions.clientsByCn(),
     pairingSessions: () => sessions.pairingSessions(),
     pendingConnections: () => ({ open: pending.size, ...pending.closed }),
