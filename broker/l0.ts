@@ -100,7 +100,7 @@ export interface L0Services {
   pendingConnections(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Publishes as L0's services (past the client ACLs), QoS 1. */
   publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
-  /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
+  /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands, renews server certificates due. */
   sweep(): void
   /** Signs a head over every durable event now (if any is new) and publishes it; resolves with it. */
   seal(): Promise<BlockHead | undefined>
@@ -189,15 +189,22 @@ function sweeper(
  */
 function tlsServer(l0: L0Home, certificates: readonly ServerCertificate[]): ReturnType<typeof createServer> {
   return createServer({
-    ...tlsServerPolicy(),
-    cert: certificates.map(c => c.certPem),
-    key: certificates.map(c => c.keyPem),
-    ca: [l0.rootPem],
+    ...tlsServerOptions(l0, certificates),
     handshakeTimeout: 10_000,
     // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
     requestCert: true,
     rejectUnauthorized: false,
   })
+}
+
+/** The secure-context part of the listener's options: policy, both certificates, the fleet root for client certificates. */
+function tlsServerOptions(l0: L0Home, certificates: readonly ServerCertificate[]) {
+  return {
+    ...tlsServerPolicy(),
+    cert: certificates.map(c => c.certPem),
+    key: certificates.map(c => c.keyPem),
+    ca: [l0.rootPem],
+  }
 }
 
 /**
@@ -314,7 +321,8 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   const topics = services.topics
 
   let server: ReturnType<typeof createServer>
-  try {
+  // Issues what is missing, stale or about to expire; says so on stderr; returns the certificates and when to renew.
+  const certificates = async (): Promise<{ certificates: readonly ServerCertificate[]; renewAt: number }> => {
     const made = await serverCertificates(l0, names, now(), l0.issued)
     for (const r of made.reissued)
       log('info', 'server.certificate', {
@@ -327,6 +335,12 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
             ? "L0's server certificate named other hosts or addresses: issued anew"
             : `L0's server certificate issued (${r.reason})`,
       })
+    return { certificates: made.certificates, renewAt: Math.min(...made.certificates.map(c => c.renewAt)) }
+  }
+  let renewAt: number
+  try {
+    const made = await certificates()
+    renewAt = made.renewAt
     server = tlsServer(l0, made.certificates)
   } catch (err) {
     await new Promise<void>(resolve => aedes.close(() => resolve()))
@@ -385,7 +399,29 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
   server.on('error', err => log('error', 'broker.error', { code: 'INTERNAL', message: err.message }))
   const port = (server.address() as AddressInfo).port
-  const timer = setInterval(sweep, SWEEP_INTERVAL_MS)
+  // A broker that runs for most of a year renews its server certificates in place: new handshakes get the new ones.
+  let renewing = false
+  const renewServerCertificates = async (): Promise<void> => {
+    if (renewing || now() < renewAt) return
+    renewing = true
+    try {
+      const made = await certificates()
+      server.setSecureContext(tlsServerOptions(l0, made.certificates))
+      renewAt = made.renewAt
+    } catch (err) {
+      log('error', 'broker.error', {
+        code: 'INTERNAL',
+        message: `renewing the server certificates: ${(err as Error).message}`,
+      })
+    } finally {
+      renewing = false
+    }
+  }
+  const sweepAndRenew = (): void => {
+    sweep()
+    void renewServerCertificates()
+  }
+  const timer = setInterval(sweepAndRenew, SWEEP_INTERVAL_MS)
   timer.unref()
   sweep()
   log('info', 'broker.listening', {
@@ -432,7 +468,7 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     pairingSessions: () => sessions.pairingSessions(),
     pendingConnections: () => ({ open: pending.size, ...pending.closed }),
     publish,
-    sweep,
+    sweep: sweepAndRenew,
     close,
     seal: () => services.miner.sealNow(),
   }

@@ -27,6 +27,8 @@ export interface ServerCertificate {
   readonly keyType: TlsKeyType
   readonly certPem: string
   readonly keyPem: string
+  /** When, in seconds, a running broker should issue it anew: the start of the last tenth of its life. */
+  readonly renewAt: number
 }
 
 /** Why a server certificate was made anew: none yet, names changed, about to expire, or not (any more) the fleet root's for L0. */
@@ -54,6 +56,10 @@ export function namesInCertificate(cert: X509Certificate, cn: string): ServerNam
     else if (entry.startsWith('IP Address:')) ips.push(checkServerAddress(entry.slice(11)))
   }
   return { dns: dns.sort(), ips: ips.sort() }
+}
+
+function renewAt(certPem: string): number {
+  return Math.floor(Date.parse(new X509Certificate(certPem).validTo) / 1000) - VALIDITY_SECONDS / 10
 }
 
 function withoutCn(names: ServerNames, cn: string): ServerNames {
@@ -107,7 +113,8 @@ export async function serverCertificates(
     const paths = serverCertificatePaths(m.home.dir, keyType)
     const reason = staleness(paths, m, names, now)
     if (reason === undefined) {
-      certificates.push({ keyType, certPem: readFileSync(paths.cert, 'utf8'), keyPem: readFileSync(paths.key, 'utf8') })
+      const certPem = readFileSync(paths.cert, 'utf8')
+      certificates.push({ keyType, certPem, keyPem: readFileSync(paths.key, 'utf8'), renewAt: renewAt(certPem) })
       continue
     }
     // The key stays when only the certificate is stale: a client that pinned it keeps working.
@@ -130,7 +137,7 @@ export async function serverCertificates(
     mkdirSync(join(m.home.dir, SERVER_DIR), { recursive: true, mode: 0o700 })
     writeFileDurable(paths.key, keyPem, 0o600)
     writeFileDurable(paths.cert, cert.pem)
-    certificates.push({ keyType, certPem: cert.pem, keyPem })
+    certificates.push({ keyType, certPem: cert.pem, keyPem, renewAt: renewAt(cert.pem) })
     reissued.push({ keyType, reason })
   }
   return { certificates, names, reissued }

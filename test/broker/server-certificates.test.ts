@@ -6,7 +6,7 @@ import { X509Certificate, createPublicKey } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createServer, type TLSSocket } from 'node:tls'
+import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 import { tlsServerPolicy } from '../../runtime/node/tls-policy.ts'
@@ -172,4 +172,36 @@ t.test('devices check L0 by CN: extra SAN entries pass, a fleet-root certificate
   })
   const refused = await connect((impostor.address() as AddressInfo).port)
   t.same(refused, { ok: false, code: 'BROKER_IDENTITY' }, 'a certificate of the fleet root for another CN is refused')
+})
+
+t.test('a broker running into the last tenth of the year renews its server certificates in place', async t => {
+  const l0 = await makeL0Home()
+  let offset = 0
+  const { services, logs } = await startTestL0(l0, { now: () => nowSeconds() + offset })
+  t.teardown(() => services.close())
+  const peer = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: services.port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerCertificate().fingerprint256)
+        s.destroy()
+      })
+      s.on('error', reject)
+    })
+  const before = await peer()
+  services.sweep()
+  t.equal(await peer(), before, 'not yet due: the same certificate')
+  offset = 340 * 86400
+  services.sweep()
+  let after = before
+  // Bounded: the renewal signs two certificates; a loaded machine gets 30 s.
+  for (let i = 0; i < 300 && after === before; i++) {
+    await new Promise(r => setTimeout(r, 100))
+    after = await peer()
+  }
+  t.not(after, before, 'new handshakes get the renewed certificate')
+  t.same(
+    logs.filter(r => r.event === 'server.certificate' && r.reason === 'expiring').map(r => r.keyType),
+    ['p256', 'rsa2048'],
+    'and the log says why',
+  )
 })
