@@ -231,6 +231,10 @@ export type KinErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'INVITE_MISMATCH'
   | 'BROKER_LOCKED'
+  /** A host name for L0's server certificates (`kin broker --name`) that is not a DNS name: LDH labels, at most 253 characters, no wildcard. */
+  | 'SERVER_NAME'
+  /** An address for L0's server certificates (`kin broker --address`) that is not an IPv4 or IPv6 address. */
+  | 'SERVER_ADDRESS'
   // the operating system refused (a port, a path): the command line says what to do instead of a stack trace
   | 'PORT_IN_USE'
   | 'PORT_DENIED'

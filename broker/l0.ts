@@ -22,6 +22,8 @@ import type { MinerService } from './miner-service.ts'
 import { Sessions, type L0Session } from './sessions.ts'
 import { startServices, type RunningServices } from './services.ts'
 import type { QuotaOptions } from '../agent/ledger/quota.ts'
+import { serverCertificates, type ServerCertificate } from './server-certificates.ts'
+import { serverNames, type ServerNames } from './server-names.ts'
 
 /**
  * Largest MQTT packet (Remaining Length) a connection may announce before it is closed. Payloads between
@@ -62,6 +64,11 @@ export interface L0Options {
   quota?: Partial<QuotaOptions>
   /** How long a revoked identity's session stays open, read-only, before L0 closes it (default REVOKED_GRACE_MS). */
   revokedGraceMs?: number
+  /**
+   * Host names and addresses L0's server certificates name beside its CN (default: serverNames for the listen
+   * address); the certificates are made anew when these change.
+   */
+  serverNames?: ServerNames
   /** Told every topic a session publishes on and every filter it subscribes to, before the ACL decides (audits, tests). */
   onTopic?: TopicObserver
 }
@@ -83,6 +90,8 @@ export interface L0Services {
   /** Certificates the CA issued, with their serials (ca/issued.json). */
   readonly issued: IssuedRegistry
   readonly rootPem: string
+  /** What L0's server certificates name beside its CN (standard MQTT clients check the host they dialled against it). */
+  readonly serverNames: ServerNames
   /** Open device sessions by CN. */
   clientsByCn(): Map<string, L0Session>
   /** Open pairing sessions by invite id. */
@@ -91,7 +100,7 @@ export interface L0Services {
   pendingConnections(): { open: number; deadline: number; evicted: number; handshake: number }
   /** Publishes as L0's services (past the client ACLs), QoS 1. */
   publish(topic: string, payload: Uint8Array, opts?: { retain?: boolean }): Promise<void>
-  /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands. */
+  /** Runs the periodic checks now: purges old invites, closes sessions whose identity no longer stands, renews server certificates due. */
   sweep(): void
   /** Signs a head over every durable event now (if any is new) and publishes it; resolves with it. */
   seal(): Promise<BlockHead | undefined>
@@ -174,6 +183,31 @@ function sweeper(
 }
 
 /**
+ * The TLS listener: both server certificates side by side (OpenSSL presents the one the client's signature
+ * algorithms and suites allow: ECDSA to most clients, RSA to an RSA-only one such as Espruino's mbedTLS), client
+ * certificates asked for and judged by `authenticate`.
+ */
+function tlsServer(l0: L0Home, certificates: readonly ServerCertificate[]): ReturnType<typeof createServer> {
+  return createServer({
+    ...tlsServerOptions(l0, certificates),
+    handshakeTimeout: 10_000,
+    // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+}
+
+/** The secure-context part of the listener's options: policy, both certificates, the fleet root for client certificates. */
+function tlsServerOptions(l0: L0Home, certificates: readonly ServerCertificate[]) {
+  return {
+    ...tlsServerPolicy(),
+    cert: certificates.map(c => c.certPem),
+    key: certificates.map(c => c.keyPem),
+    ca: [l0.rootPem],
+  }
+}
+
+/**
  * Starts L0's services on the home made by `kin init`: the miner over L0's ledger (refusing to start, with
  * HEAD_INCONSISTENT, when its heads file contradicts the ledger), then aedes over mutual TLS with L0's login and
  * ACLs. The latest head is retained on `ledger/head` before the first client can connect.
@@ -181,6 +215,9 @@ function sweeper(
 export async function startL0(opts: L0Options): Promise<L0Services> {
   const log = makeLogger(opts.log)
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000))
+  const host = opts.host ?? '127.0.0.1'
+  // Checked before anything opens: SERVER_NAME or SERVER_ADDRESS leave no file behind.
+  const names = opts.serverNames ?? serverNames({ listen: [host] })
   // A flood closes many connections: the first is logged, then one summary line per interval at most.
   let lastClosedLog = -Infinity
   const pending = new PendingConnections({
@@ -283,16 +320,34 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
   const topics = services.topics
 
-  const server = createServer({
-    ...tlsServerPolicy(),
-    cert: l0.certPem,
-    key: l0.tlsKeyPem,
-    ca: [l0.rootPem],
-    handshakeTimeout: 10_000,
-    // Pairing sessions have no certificate yet: the handshake lets them through and `authenticate` decides.
-    requestCert: true,
-    rejectUnauthorized: false,
-  })
+  let server: ReturnType<typeof createServer>
+  // Issues what is missing, stale or about to expire; says so on stderr; returns the certificates and when to renew.
+  const certificates = async (): Promise<{ certificates: readonly ServerCertificate[]; renewAt: number }> => {
+    const made = await serverCertificates(l0, names, now(), l0.issued)
+    for (const r of made.reissued)
+      log('info', 'server.certificate', {
+        keyType: r.keyType,
+        reason: r.reason,
+        dns: [...names.dns],
+        ips: [...names.ips],
+        message:
+          r.reason === 'names'
+            ? "L0's server certificate named other hosts or addresses: issued anew"
+            : `L0's server certificate issued (${r.reason})`,
+      })
+    return { certificates: made.certificates, renewAt: Math.min(...made.certificates.map(c => c.renewAt)) }
+  }
+  let renewAt: number
+  try {
+    const made = await certificates()
+    renewAt = made.renewAt
+    server = tlsServer(l0, made.certificates)
+  } catch (err) {
+    await new Promise<void>(resolve => aedes.close(() => resolve()))
+    await services.stop()
+    await l0.close()
+    throw err
+  }
   // Counted from accept, before any TLS byte: a peer that never finishes its handshake is closed at the deadline.
   server.on('connection', (raw: Socket) => pending.accepted(raw))
   server.on('secureConnection', (socket: TLSSocket) => {
@@ -328,7 +383,6 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     pending.handshakeFailed(socket)
   })
 
-  const host = opts.host ?? '127.0.0.1'
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -345,7 +399,29 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   }
   server.on('error', err => log('error', 'broker.error', { code: 'INTERNAL', message: err.message }))
   const port = (server.address() as AddressInfo).port
-  const timer = setInterval(sweep, SWEEP_INTERVAL_MS)
+  // A broker that runs for most of a year renews its server certificates in place: new handshakes get the new ones.
+  let renewing = false
+  const renewServerCertificates = async (): Promise<void> => {
+    if (renewing || now() < renewAt) return
+    renewing = true
+    try {
+      const made = await certificates()
+      server.setSecureContext(tlsServerOptions(l0, made.certificates))
+      renewAt = made.renewAt
+    } catch (err) {
+      log('error', 'broker.error', {
+        code: 'INTERNAL',
+        message: `renewing the server certificates: ${(err as Error).message}`,
+      })
+    } finally {
+      renewing = false
+    }
+  }
+  const sweepAndRenew = (): void => {
+    sweep()
+    void renewServerCertificates()
+  }
+  const timer = setInterval(sweepAndRenew, SWEEP_INTERVAL_MS)
   timer.unref()
   sweep()
   log('info', 'broker.listening', {
@@ -387,11 +463,12 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
     invites: l0.invites,
     issued: l0.issued,
     rootPem: l0.rootPem,
+    serverNames: names,
     clientsByCn: () => sessions.clientsByCn(),
     pairingSessions: () => sessions.pairingSessions(),
     pendingConnections: () => ({ open: pending.size, ...pending.closed }),
     publish,
-    sweep,
+    sweep: sweepAndRenew,
     close,
     seal: () => services.miner.sealNow(),
   }

@@ -34,6 +34,7 @@ export type L0LogEvent =
   | 'ca.renewed'
   | 'ca.rekeyed'
   | 'ca.refused'
+  | 'server.certificate'
 
 /** One log record: `time` (ISO-8601, wall clock), `level`, `event`, then fields of that event. */
 export interface L0LogRecord {

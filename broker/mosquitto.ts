@@ -12,6 +12,9 @@ import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
 import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
 import { servicesCn, servicesIdentity } from './services-identity.ts'
 import type { LedgerState } from '../agent/ledger/state.ts'
+import { serverCertificates } from './server-certificates.ts'
+import { signingKindOf } from '../agent/pki/key-type.ts'
+import { serverNames, type ServerNames } from './server-names.ts'
 
 /** File names the export writes in its directory. */
 export const MOSQUITTO_FILES = {
@@ -21,6 +24,8 @@ export const MOSQUITTO_FILES = {
   cafile: 'root.pem',
   certfile: 'l0-cert.pem',
   keyfile: 'l0-key.pem',
+  rsaCertfile: 'l0-rsa-cert.pem',
+  rsaKeyfile: 'l0-rsa-key.pem',
   dhparam: 'dhparam.pem',
 } as const
 
@@ -48,6 +53,14 @@ export interface MosquittoExportOptions {
   host?: string
   /** Port of its TLS listener (default 8883). */
   port?: number
+  /**
+   * Port of a second listener presenting L0's RSA server certificate, for devices whose TLS has no ECDSA (Espruino's
+   * mbedTLS). Mosquitto takes one certfile per listener, so the two certificates L0's own broker presents side by side
+   * need two listeners here. None by default.
+   */
+  rsaPort?: number
+  /** What the server certificates name beside L0's CN (default: serverNames for `host`, every address when none). */
+  serverNames?: ServerNames
   /** Seconds since the epoch (default: now): when the CRL is made and revocations are judged. */
   now?: number
   /** Days until the CRL's nextUpdate (default DEFAULT_CRL_DAYS). */
@@ -61,6 +74,9 @@ export interface MosquittoExport {
   files: { [K in keyof typeof MOSQUITTO_FILES]: string }
   host: string | undefined
   port: number
+  rsaPort: number | undefined
+  /** What the listeners' certificates name beside L0's CN. */
+  serverNames: ServerNames
   fleet: string
   cn: string
   /** Certificates on the CRL, with the CN and the ledger's reason. */
@@ -144,12 +160,40 @@ export function aclDeviceCns(state: LedgerState, now: number): string[] {
   return out
 }
 
-/** mosquitto.conf for one TLS listener with client certificates from the fleet root, CN as user name, ACL and CRL. */
+/** One TLS listener's lines: the fleet's TLS policy, client certificates from the fleet root, CN as user name, CRL. */
+function listenerLines(
+  files: MosquittoExport['files'],
+  port: number,
+  host: string | undefined,
+  cert: { certfile: string; keyfile: string },
+): string[] {
+  return [
+    `listener ${port}${host === undefined ? '' : ` ${host}`}`,
+    // The fleet's TLS policy (runtime/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
+    ...mosquittoTlsLines(files.dhparam),
+    `cafile ${files.cafile}`,
+    `certfile ${cert.certfile}`,
+    `keyfile ${cert.keyfile}`,
+    `crlfile ${files.crl}`,
+    'require_certificate true',
+    'use_identity_as_username true',
+    // The client id is the CN too, whatever CONNECT says: a device can take over only its own session, never L0's
+    // services' persistent one (and with it the submissions queued for them).
+    'use_username_as_clientid true',
+    '',
+  ]
+}
+
+/**
+ * mosquitto.conf: one TLS listener presenting L0's server certificate of the root's key type, and with `rsaPort` a
+ * second one presenting the RSA certificate; client certificates from the fleet root, CN as user name, ACL and CRL.
+ */
 export function mosquittoConf(
   files: MosquittoExport['files'],
   fleet: string,
   port: number,
   host: string | undefined,
+  rsaPort?: number,
 ): string {
   return [
     `# Mosquitto for kinship fleet ${fleet}, written by 'kin broker --export-mosquitto' (docs/BROKERS.md).`,
@@ -167,25 +211,20 @@ export function mosquittoConf(
     'log_type notice',
     'log_type information',
     '',
-    `listener ${port}${host === undefined ? '' : ` ${host}`}`,
-    // The fleet's TLS policy (runtime/node/tls-policy.ts): forward-secret AEAD suites, DH for DHE-RSA.
-    ...mosquittoTlsLines(files.dhparam),
-    `cafile ${files.cafile}`,
-    `certfile ${files.certfile}`,
-    `keyfile ${files.keyfile}`,
-    `crlfile ${files.crl}`,
-    'require_certificate true',
-    'use_identity_as_username true',
-    // The client id is the CN too, whatever CONNECT says: a device can take over only its own session, never L0's
-    // services' persistent one (and with it the submissions queued for them).
-    'use_username_as_clientid true',
-    '',
+    ...listenerLines(files, port, host, files),
+    ...(rsaPort === undefined
+      ? []
+      : [
+          "# For devices whose TLS has no ECDSA (Espruino's mbedTLS): the same listener with L0's RSA certificate.",
+          ...listenerLines(files, rsaPort, host, { certfile: files.rsaCertfile, keyfile: files.rsaKeyfile }),
+        ]),
   ].join('\n')
 }
 
 /**
- * Writes a Mosquitto configuration for the fleet of L0's home into `dir`: the root as cafile, L0's certificate and
- * key as the listener's identity (devices check that the broker is L0's CN under the fleet root), the ACL, and a CRL
+ * Writes a Mosquitto configuration for the fleet of L0's home into `dir`: the root as cafile, L0's server certificate
+ * of the root's key type as the listener's identity (devices check that the broker is L0's CN under the fleet root;
+ * standard clients check the host they dialled against its SAN), the RSA one for a second listener on `rsaPort`, the ACL, and a CRL
  * of the certificates the ledger revokes (by the serials in ca/issued.json, L0's own certificate included), signed by
  * the root. Reads L0's ledger without writing it, so it runs beside a running `kin broker`.
  */
@@ -201,6 +240,9 @@ export async function exportMosquitto(opts: MosquittoExportOptions): Promise<Mos
 
   // Made on first use (and recorded in ca/issued.json before it is read below): the services' own certificate, which the ACL names.
   const services = await servicesIdentity(m, now)
+  // The same server certificates L0's own broker presents (made anew when the names differ from theirs).
+  const names = opts.serverNames ?? serverNames({ listen: [opts.host ?? '0.0.0.0'] })
+  const server = await serverCertificates(m, names, now)
   const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
   const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
   if (!issued.some(r => r.certHash === own.certHashHex)) {
@@ -223,18 +265,26 @@ export async function exportMosquitto(opts: MosquittoExportOptions): Promise<Mos
   const crlNumber = takeCrlNumber(m.home.dir, now)
   const crl = buildCrl({ rootCertPem: m.rootPem, rootKeyPem: m.rootKeyPem, revoked, thisUpdate, nextUpdate, crlNumber })
 
+  // The main listener presents the certificate of the root's key type: an RSA fleet's devices keep the RSA one there.
+  const mainType = signingKindOf(m.root.layout.spki, 'the fleet root') === 'rsa' ? 'rsa2048' : 'p256'
+  const main = server.certificates.find(c => c.keyType === mainType)!
+  const rsa = server.certificates.find(c => c.keyType === 'rsa2048')!
   writeFileDurable(files.cafile, m.rootPem)
-  writeFileDurable(files.certfile, m.certPem)
-  writeFileDurable(files.keyfile, m.tlsKeyPem, 0o600)
+  writeFileDurable(files.certfile, main.certPem)
+  writeFileDurable(files.keyfile, main.keyPem, 0o600)
+  writeFileDurable(files.rsaCertfile, rsa.certPem)
+  writeFileDurable(files.rsaKeyfile, rsa.keyPem, 0o600)
   writeFileDurable(files.crl, crl.pem)
   writeFileDurable(files.dhparam, FFDHE2048_PARAMS_PEM)
   writeFileDurable(files.acl, mosquittoAcl(m.fleet, m.cn, aclDeviceCns(state, now), services.cn))
-  writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host))
+  writeFileDurable(files.conf, mosquittoConf(files, m.fleet, port, opts.host, opts.rsaPort))
   return {
     dir,
     files,
     host: opts.host,
     port,
+    rsaPort: opts.rsaPort,
+    serverNames: names,
     fleet: m.fleet,
     cn: m.cn,
     revoked,

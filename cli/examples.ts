@@ -10,6 +10,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
   ],
   broker: [
     ['kin broker --home ./l0 --port 8883', "run L0's broker, fleet CA and miner on 127.0.0.1:8883"],
+    [
+      'kin broker --home ./l0 --host 0.0.0.0 --name l0.home.arpa --address 192.168.1.10',
+      "on every address; L0's certificates name l0.home.arpa and 192.168.1.10 for mosquitto_pub -h and other clients",
+    ],
     ['kin broker --home ./l0 --export-mosquitto ./mosquitto', 'write a Mosquitto configuration, ACL and CRL instead'],
   ],
   invite: [

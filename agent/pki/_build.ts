@@ -14,8 +14,9 @@ export interface ProfileExtensions {
   readonly keyUsage: readonly ('digitalSignature' | 'keyEncipherment' | 'keyCertSign' | 'cRLSign')[]
   /** extKeyUsage serverAuth + clientAuth (not critical): leaves act as TLS client and server. */
   readonly tlsBothWays: boolean
-  /** subjectAltName (not critical): dNSNames, then URIs. */
-  readonly altNames: { readonly dns: readonly string[]; readonly uris: readonly string[] } | undefined
+  /** subjectAltName (not critical): dNSNames, then URIs, then iPAddresses (L0's server certificates only). */
+  readonly altNames:
+    { readonly dns: readonly string[]; readonly uris: readonly string[]; readonly ips?: readonly string[] } | undefined
   /** authorityKeyIdentifier keyIdentifier: the issuer's subjectKeyIdentifier. The subjectKeyIdentifier itself is always written. */
   readonly authorityKeyId: Uint8Array | undefined
 }

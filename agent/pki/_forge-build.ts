@@ -54,9 +54,13 @@ function signingKey(signer: SignerKey): pki.rsa.PrivateKey {
   return privateKey
 }
 
-function altNames(names: NonNullable<ProfileExtensions['altNames']>): { type: number; value: string }[] {
-  // RFC 5280 §4.2.1.6: dNSName is GeneralName [2], uniformResourceIdentifier [6].
-  return [...names.dns.map(value => ({ type: 2, value })), ...names.uris.map(value => ({ type: 6, value }))]
+function altNames(names: NonNullable<ProfileExtensions['altNames']>): { type: number; value?: string; ip?: string }[] {
+  // RFC 5280 §4.2.1.6: dNSName is GeneralName [2], uniformResourceIdentifier [6], iPAddress [7].
+  return [
+    ...names.dns.map(value => ({ type: 2, value })),
+    ...names.uris.map(value => ({ type: 6, value })),
+    ...(names.ips ?? []).map(ip => ({ type: 7, ip })),
+  ]
 }
 
 function forgeExtensions(e: ProfileExtensions): object[] {

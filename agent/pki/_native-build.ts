@@ -134,6 +134,7 @@ function generalNames(names: NonNullable<ProfileExtensions['altNames']>): x509.J
   return [
     ...names.dns.map(value => ({ type: 'dns' as const, value })),
     ...names.uris.map(value => ({ type: 'url' as const, value })),
+    ...(names.ips ?? []).map(value => ({ type: 'ip' as const, value })),
   ]
 }
 

@@ -19,6 +19,8 @@ export interface LeafProfile {
   readonly notBefore: number
   readonly notAfter: number
   readonly randomBytes: RandomBytes
+  /** Host names and IP addresses a server certificate adds to its SAN after DNS:cn (L0's broker certificates only). */
+  readonly serverNames?: { readonly dns: readonly string[]; readonly ips: readonly string[] }
   /** The certificate builder (default: `x509Builder()`). */
   readonly builder?: X509Builder
 }
@@ -31,10 +33,19 @@ function rootKeyId(root: DeviceCertificate): Uint8Array {
   return sha1(contentBytes(spki, expectTag(key, TAG.bitString, 'CERT_PARSE')).subarray(1))
 }
 
+// RFC 6125 §6.4: a client checks the host it dialled against the SAN's DNS names and addresses; devices keep checking the CN.
+function withServerNames(
+  san: { dns: string[]; uris: string[] },
+  names: LeafProfile['serverNames'],
+): { dns: string[]; uris: string[]; ips?: string[] } {
+  if (names === undefined) return san
+  return { dns: [...san.dns, ...names.dns.filter(n => !san.dns.includes(n))], uris: san.uris, ips: [...names.ips] }
+}
+
 /**
  * Signs a leaf: basicConstraints CA:false, keyUsage digitalSignature (+keyEncipherment for an RSA key; RFC 5480 §3
  * forbids it for an EC key), extKeyUsage serverAuth+clientAuth, SAN DNS:cn (+ URI:kin://<fleet domain>/parent/<parent
- * label>), subject and authority key identifiers, random serial; signed as the root's key signs.
+ * label>; a server certificate's host names and addresses after DNS:cn), subject and authority key identifiers, random serial; signed as the root's key signs.
  */
 export async function buildLeafCertificate(profile: LeafProfile): Promise<DeviceCertificate> {
   const rsaLeaf = signingKindOf(profile.spki, `the key of "${profile.cn}"`) === 'rsa'
@@ -50,7 +61,7 @@ export async function buildLeafCertificate(profile: LeafProfile): Promise<Device
         ca: false,
         keyUsage: rsaLeaf ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'],
         tlsBothWays: true,
-        altNames: expectedSan(profile.cn, profile.parentCn),
+        altNames: withServerNames(expectedSan(profile.cn, profile.parentCn), profile.serverNames),
         authorityKeyId: rootKeyId(profile.root),
       },
     },

@@ -9,6 +9,16 @@ import { NATS_FILES, NATS_MARK, exportNats } from '../../broker/nats.ts'
 import { parseMaxPending, requireString, usageError, type CommandSpec, type ParsedArgs } from '../args.ts'
 import { Home } from '../../runtime/home.ts'
 import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../runtime/node/pending-connections.ts'
+import { serverNames, type ServerNames } from '../../broker/server-names.ts'
+
+/** The names L0's server certificates carry: the defaults for the listen address plus every --name and --address. */
+function namesOf(args: ParsedArgs, listen: string): ServerNames {
+  return serverNames({
+    listen: [listen],
+    names: (args.values.name ?? []) as string[],
+    addresses: (args.values.address ?? []) as string[],
+  })
+}
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -60,8 +70,20 @@ async function exportConfig(args: ParsedArgs, home: string, dir: string): Promis
   if (!/^\d+$/.test(daysText) || crlDays < 1 || crlDays > 3650)
     throw usageError(`--crl-days expects a number of days 1..3650, got "${daysText}"`)
   const host = args.values.host === undefined ? undefined : String(args.values.host)
+  const rsaPort = args.values['rsa-port'] === undefined ? undefined : parsePort(String(args.values['rsa-port']))
+  if (rsaPort === 0 || rsaPort === port)
+    throw usageError('--rsa-port needs a fixed port of its own for the RSA listener, other than --port')
+  const names = namesOf(args, host ?? '0.0.0.0')
   refuseForeignFiles(dir, args.values.force === true)
-  const out = await exportMosquitto({ home, dir, host, port, crlDays })
+  const out = await exportMosquitto({
+    home,
+    dir,
+    host,
+    port,
+    crlDays,
+    serverNames: names,
+    ...(rsaPort === undefined ? {} : { rsaPort }),
+  })
   const summary = {
     ok: true,
     dir: out.dir,
@@ -70,6 +92,8 @@ async function exportConfig(args: ParsedArgs, home: string, dir: string): Promis
     cn: out.cn,
     host: out.host,
     port: out.port,
+    rsaPort: out.rsaPort,
+    serverNames: { dns: [...names.dns], ips: [...names.ips] },
     revoked: out.revoked.map(r => ({
       cn: r.cn,
       serial: r.serial,
@@ -89,6 +113,7 @@ async function exportConfig(args: ParsedArgs, home: string, dir: string): Promis
         `wrote a Mosquitto configuration for fleet ${out.fleet} to ${out.dir}:`,
         ...Object.values(out.files).map(f => `  ${f}`),
         `the CRL names ${out.revoked.length} revoked certificate(s) of the ${out.known} L0 knows; it expires ${summary.crlNextUpdate}: export again before then`,
+        `its certificate names ${[...names.dns, ...names.ips].join(', ')} beside L0's CN${out.rsaPort === undefined ? '' : `; port ${out.rsaPort} presents the RSA certificate`}`,
         `start:  mosquitto -c ${out.files.conf}        (after a new export: kill -HUP <mosquitto pid>)`,
         `then:   kin broker --no-broker --broker mqtts://${out.host ?? 'HOST'}:${out.port} --home ${home}`,
         '',
@@ -122,6 +147,10 @@ function refuseForeignNatsFiles(dir: string, force: boolean): void {
 async function exportNatsConfig(args: ParsedArgs, home: string, dir: string): Promise<number> {
   if (args.values['no-broker'] === true || args.values.broker !== undefined)
     throw usageError('--export-nats writes files and exits: leave out --no-broker and --broker')
+  if (args.values.name !== undefined || args.values.address !== undefined || args.values['rsa-port'] !== undefined)
+    throw usageError(
+      '--name, --address and --rsa-port go with the broker L0 runs or --export-mosquitto, not --export-nats',
+    )
   const nodesText = String(args.values.nodes)
   const count = Number(nodesText)
   if (!/^\d+$/.test(nodesText) || count < 1 || count > 9)
@@ -192,9 +221,9 @@ function rememberBroker(dir: string, url: string): void {
 export const broker: CommandSpec = {
   name: 'broker',
   usage:
-    'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--max-pending N] [--json]\n' +
+    'kin broker --home DIR [--host 127.0.0.1] [--port 8883] [--name HOST]… [--address IP]… [--max-pending N] [--json]\n' +
     '       kin broker --home DIR --no-broker --broker mqtts://HOST:PORT[,mqtts://HOST:PORT…] [--nats-dir DIR] [--json]\n' +
-    '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--crl-days 30] [--json]\n' +
+    '       kin broker --home DIR --export-mosquitto OUTDIR [--host ADDR] [--port 8883] [--rsa-port PORT] [--name HOST]… [--address IP]… [--crl-days 30] [--json]\n' +
     '       kin broker --home DIR --export-nats OUTDIR [--nodes 3] [--host 127.0.0.1] [--port 8883] [--client-port 4222] [--route-port 6222] [--json]',
   summary:
     "Run L0's services on the home made by 'kin init': the MQTT broker (devices log in with their fleet certificate, pairing sessions with a one-time code), the fleet CA, invites and the miner (signed heads, sync, proof bundles). " +
@@ -207,6 +236,20 @@ export const broker: CommandSpec = {
       help: 'address to listen on (default 127.0.0.1; with --export-mosquitto: the address Mosquitto binds, default all)',
     },
     port: { type: 'string', help: 'TCP port for MQTT over TLS (0: any free port)', default: '8883' },
+    name: {
+      type: 'string',
+      multiple: true,
+      help: "a host name clients reach L0 by, put in its server certificates (repeatable; always there: this machine's host name, localhost, and --host)",
+    },
+    address: {
+      type: 'string',
+      multiple: true,
+      help: 'an IP address clients reach L0 by, put in its server certificates (repeatable; always there: 127.0.0.1, ::1, and --host, or every address of the machine for 0.0.0.0 or ::)',
+    },
+    'rsa-port': {
+      type: 'string',
+      help: "with --export-mosquitto: a second listener presenting L0's RSA certificate, for devices whose TLS has no ECDSA (Espruino)",
+    },
     'no-broker': { type: 'boolean', help: 'run no MQTT broker: connect the services to --broker instead' },
     broker: {
       type: 'string',
@@ -265,6 +308,10 @@ export const broker: CommandSpec = {
     const natsDir = args.values['nats-dir'] === undefined ? undefined : String(args.values['nats-dir'])
 
     if (args.values['no-broker'] === true) {
+      if (args.values.name !== undefined || args.values.address !== undefined || args.values['rsa-port'] !== undefined)
+        throw usageError(
+          '--name, --address and --rsa-port shape the certificates of a broker L0 runs or exports, not with --no-broker',
+        )
       const given = (args.values.broker ?? []) as string[]
       if (given.length === 0)
         throw usageError(
@@ -296,13 +343,16 @@ export const broker: CommandSpec = {
       throw usageError('--broker goes with --no-broker (L0 then runs no broker of its own)')
     if (natsDir !== undefined) throw usageError('--nats-dir goes with --no-broker')
 
+    if (args.values['rsa-port'] !== undefined) throw usageError('--rsa-port goes with --export-mosquitto')
     const host = args.values.host === undefined ? '127.0.0.1' : String(args.values.host)
     const port = parsePort(String(args.values.port))
+    const names = namesOf(args, host)
     const stop = untilSignal()
     const services = await startL0({
       home,
       host,
       port,
+      serverNames: names,
       ...(maxPending === undefined ? {} : { maxPendingConnections: maxPending }),
     })
     const where = {
@@ -312,12 +362,13 @@ export const broker: CommandSpec = {
       cn: services.cn,
       fleet: services.fleet,
       url: `mqtts://${services.host}:${services.port}`,
+      serverNames: { dns: [...names.dns], ips: [...names.ips] },
     }
     rememberBroker(home, localUrl(services.host, services.port))
     if (args.json) process.stdout.write(JSON.stringify(where) + '\n')
     else
       process.stdout.write(
-        `L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); stop with Ctrl-C\n`,
+        `L0 of fleet ${services.fleet} listening on ${where.url} (cn ${services.cn}); its certificates name ${[...names.dns, ...names.ips].join(', ')}; stop with Ctrl-C\n`,
       )
     await stop
     await services.close()

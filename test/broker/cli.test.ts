@@ -124,7 +124,7 @@ t.test(
   'kin broker --json: one line saying where it listens, JSON logs, clean stop on SIGTERM, and a restart resumes',
   async t => {
     const first = await startBroker(l0.dir, l0.rootPem)
-    t.same(Object.keys(first.printed).sort(), ['cn', 'fleet', 'host', 'ok', 'port', 'url'])
+    t.same(Object.keys(first.printed).sort(), ['cn', 'fleet', 'host', 'ok', 'port', 'serverNames', 'url'])
     t.equal(first.printed.cn, l0.cn)
     t.equal(first.printed.fleet, l0.domain)
     t.equal(first.printed.host, '127.0.0.1')
@@ -210,7 +210,17 @@ t.test(
     t.equal(printed.ok, true)
     t.equal(printed.port, 18883)
     t.equal(printed.cn, l0.cn)
-    t.same(Object.keys(printed.files).sort(), ['acl', 'cafile', 'certfile', 'conf', 'crl', 'dhparam', 'keyfile'])
+    t.same(Object.keys(printed.files).sort(), [
+      'acl',
+      'cafile',
+      'certfile',
+      'conf',
+      'crl',
+      'dhparam',
+      'keyfile',
+      'rsaCertfile',
+      'rsaKeyfile',
+    ])
     for (const f of Object.values(printed.files)) t.ok(existsSync(f), f)
     t.same(printed.revoked, [], 'nobody is revoked in this fleet')
     t.ok(printed.knownCertificates >= 2, "the phone's certificate and L0's own")

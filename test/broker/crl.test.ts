@@ -10,6 +10,8 @@ import { buildCrl } from '../../broker/crl.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import { CRL_BACKDATE_SECONDS, MOSQUITTO_FILES, exportMosquitto, mosquittoAcl } from '../../broker/mosquitto.ts'
 import { servicesCn } from '../../broker/services-identity.ts'
+import { serverCertificatePaths } from '../../broker/server-certificates.ts'
+import { X509Certificate } from 'node:crypto'
 import { CRL_NUMBER_FILE } from '../../broker/crl-number.ts'
 import { enrollDirect, makeL0Home, nowSeconds, revocation, tempDir, withHomeLedger } from './_fleet.ts'
 
@@ -122,7 +124,11 @@ t.test(
     t.equal(IssuedRegistry.open(l0.dir).list().length, 4, 'the four device certificates were recorded when issued')
     const dir = tempDir('kin-export-')
     const out = await exportMosquitto({ home: l0.dir, dir, port: 8883, now })
-    t.equal(out.known, 6, "the four devices, L0's own certificate and its services' (made by the first export)")
+    t.equal(
+      out.known,
+      8,
+      "the four devices, L0's own certificate, its services' and its two server certificates (made by the first export)",
+    )
     const byCn = new Map(out.revoked.map(r => [r.cn, r]))
     t.same([...byCn.keys()].sort(), [lock.cn, tablet.cn, camera.cn].sort())
     t.match(byCn.get(lock.cn), { why: 'REVOKED', reason: 'keyCompromise', revokedAt: at })
@@ -257,7 +263,9 @@ t.test(
     )
     t.equal(acl, mosquittoAcl(l0.domain, l0.cn, [speaker.cn]))
     t.equal(statSync(out.files.keyfile).mode & 0o777, 0o600)
-    t.equal(readFileSync(out.files.certfile, 'utf8'), l0.self.certPem)
+    // L0's server certificate of the root's key type (P-256), under L0's CN: not its ledger-bound cert.pem.
+    t.equal(readFileSync(out.files.certfile, 'utf8'), readFileSync(serverCertificatePaths(l0.dir, 'p256').cert, 'utf8'))
+    t.match(new X509Certificate(readFileSync(out.files.certfile)).subject, `CN=${l0.cn}`)
   },
 )
 

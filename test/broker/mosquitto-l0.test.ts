@@ -1,7 +1,6 @@
 import t from 'tap'
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, chownSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
@@ -18,9 +17,10 @@ import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { decodeEventsAnnouncement, decodeLedgerResponse } from '../../agent/gossip/ledger-wire.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
-import { exportMosquitto, type MosquittoExport } from '../../broker/mosquitto.ts'
+import { exportMosquitto } from '../../broker/mosquitto.ts'
 import { servicesCn } from '../../broker/services-identity.ts'
-import { checkTlsPolicy } from '../helpers/tls-policy-check.ts'
+import { checkTlsPolicy, sClient } from '../helpers/tls-policy-check.ts'
+import { freePort, handToMosquittoUser, startMosquitto as startMosquittoFor } from './_mosquitto.ts'
 import {
   connectDevice,
   end,
@@ -47,6 +47,7 @@ import {
 const missing = ['mosquitto', 'mosquitto_sub'].filter(
   tool => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0,
 )
+const startMosquitto = (conf: string) => startMosquittoFor(t, conf)
 if (missing.length > 0) {
   t.fail(
     `${missing.join(', ')} not installed: run 'apt-get install -y mosquitto mosquitto-clients' (CI's .ci/run installs them) to test L0 behind Mosquitto`,
@@ -55,67 +56,10 @@ if (missing.length > 0) {
   await mosquittoPath()
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** A running Mosquitto: its process and what it logged. */
-interface Mosquitto {
-  child: ChildProcess
-  log: () => string
-  /** Resolves when its log matches `pattern` (the test's timeout bounds the wait). */
-  logged(pattern: RegExp, from?: number): Promise<void>
-}
-
-function startMosquitto(conf: string): Promise<Mosquitto> {
-  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let text = ''
-  child.stdout!.on('data', d => {
-    text += d
-  })
-  child.stderr!.on('data', d => {
-    text += d
-  })
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGTERM')
-  })
-  const m: Mosquitto = {
-    child,
-    log: () => text,
-    logged: async (pattern, from = 0) => {
-      while (!pattern.test(text.slice(from))) {
-        if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}:\n${text}`)
-        await new Promise(r => setTimeout(r, 20))
-      }
-    },
-  }
-  return m.logged(/mosquitto version [\d.]+ running/).then(() => m)
-}
-
-/**
- * Mosquitto started as root drops to the user "mosquitto" (mosquitto.conf(5), `user`), which must read the exported
- * files: what an operator does with chown, the test does here.
- */
-function handToMosquittoUser(out: MosquittoExport): void {
-  if (process.getuid?.() !== 0) return
-  const uid = Number(execFileSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).trim())
-  const gid = Number(execFileSync('id', ['-g', 'mosquitto'], { encoding: 'utf8' }).trim())
-  chmodSync(out.dir, 0o755)
-  chownSync(out.files.keyfile, uid, gid)
-}
-
 async function mosquittoPath(): Promise<void> {
-  // An RSA L0: the suites checked below include DHE-RSA and ECDHE-RSA, which Espruino's mbedTLS needs and only an RSA
-  // server certificate offers. A P-256 L0 behind Mosquitto serves ECDHE-ECDSA only (mosquitto_sub logs in with either
-  // key type); presenting both certificates is not built yet.
-  const l0 = await makeL0Home({ keyType: 'rsa2048' })
+  // A P-256 fleet: the export's main listener presents L0's ECDSA certificate, a second one (rsaPort) its RSA
+  // certificate, whose DHE-RSA and ECDHE-RSA suites Espruino's mbedTLS needs (Mosquitto takes one certfile per listener).
+  const l0 = await makeL0Home()
   const { phone, tablet, camera } = await withHomeLedger(l0, async ledger => ({
     phone: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
     tablet: await enrollDirect(l0, ledger, l0.self, { role: 'member' }),
@@ -124,8 +68,9 @@ async function mosquittoPath(): Promise<void> {
   const topics = fleetTopics(l0.domain)
   const minerKey = await withHomeLedger(l0, async ledger => ledger.ledger.state.genesis!.body.minerKey)
   const port = await freePort()
+  const rsaPort = await freePort()
   const exportDir = tempDir('kin-mosquitto-')
-  const exported = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+  const exported = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port, rsaPort })
   handToMosquittoUser(exported)
   const mosquitto = await startMosquitto(exported.files.conf)
   // Devices reach Mosquitto exactly as they reach L0's own broker: it presents L0's certificate.
@@ -160,16 +105,31 @@ async function mosquittoPath(): Promise<void> {
     )
   }
 
+  const phoneFiles = {
+    cert: join(phone.dir, 'cert.pem'),
+    key: join(phone.dir, 'tls-key.pem'),
+    root: join(phone.dir, 'root.pem'),
+  }
   t.test(
-    'Mosquitto with the exported TLS lines: weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted',
+    "Mosquitto's RSA listener with the exported TLS lines: weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted",
     async t => {
-      await checkTlsPolicy(t, port, {
-        cert: join(phone.dir, 'cert.pem'),
-        key: join(phone.dir, 'tls-key.pem'),
-        root: join(phone.dir, 'root.pem'),
-      })
+      await checkTlsPolicy(t, rsaPort, phoneFiles)
     },
   )
+
+  t.test('the main listener presents the P-256 certificate, the second the RSA one, both naming 127.0.0.1', async t => {
+    const ecdsa = await sClient(port, phoneFiles, ['-tls1_2', '-verify_return_error', '-verify_ip', '127.0.0.1'])
+    t.equal(ecdsa.cipher, 'ECDHE-ECDSA-AES128-GCM-SHA256')
+    t.match(ecdsa.out, /Server public key is 256 bit/)
+    t.match(ecdsa.out, /Verify return code: 0 \(ok\)/)
+    const rsaOnly = ['-tls1_2', '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']
+    const rsa = await sClient(rsaPort, phoneFiles, [...rsaOnly, '-verify_return_error', '-verify_ip', '127.0.0.1'])
+    t.equal(rsa.cipher, 'ECDHE-RSA-AES128-GCM-SHA256', 'an RSA-only client logs in on the second listener')
+    t.match(rsa.out, /Server public key is 2048 bit/)
+    t.match(rsa.out, /Verify return code: 0 \(ok\)/)
+    const refused = await sClient(port, phoneFiles, rsaOnly)
+    t.equal(refused.cipher ?? '(NONE)', '(NONE)', 'the main listener has no RSA certificate for it')
+  })
 
   t.test(
     'L0 as a client of Mosquitto: a device submits, the head comes back retained and signed, events follow',
@@ -206,9 +166,9 @@ async function mosquittoPath(): Promise<void> {
         String(port),
         '-V',
         'mqttv311',
+        // Verification on: the certificate names 127.0.0.1.
         '--cafile',
         exported.files.cafile,
-        '--insecure',
         // Not the phone: its client id would become the phone's CN (use_username_as_clientid) and close its open session.
         '--cert',
         join(camera.dir, 'cert.pem'),
@@ -324,7 +284,7 @@ async function mosquittoPath(): Promise<void> {
     await end(before.client)
 
     // Exported again while L0's services run (the export only reads the ledger), then reloaded.
-    const again = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+    const again = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port, rsaPort })
     handToMosquittoUser(again)
     t.same(
       again.revoked.map(r => r.cn),
@@ -408,7 +368,7 @@ async function mosquittoPath(): Promise<void> {
 
       // Back behind Mosquitto: exported again and reloaded (the ACL names the lock's label now), the new device logs in
       // there with its certificate and follows the ledger.
-      const again = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port })
+      const again = await exportMosquitto({ home: l0.dir, dir: exportDir, host: '127.0.0.1', port, rsaPort })
       handToMosquittoUser(again)
       t.ok(
         readFileSync(again.files.acl, 'utf8').split('\n').includes(`user ${lock.cn}`),

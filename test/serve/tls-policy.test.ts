@@ -2,13 +2,14 @@
 // access endpoint (what `kin serve` runs), and kinship's clients against a server that offers only weak suites.
 import t from 'tap'
 import { createServer, type TLSSocket } from 'node:tls'
+import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import { startAccessEndpoint } from '../../runtime/node/tls-endpoint.ts'
 import { requestAccess } from '../../runtime/node/tls-endpoint.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 import { TLS12_SUITES, mosquittoTlsLines, tlsClientPolicy, tlsServerPolicy } from '../../runtime/node/tls-policy.ts'
 import { makeServeHouse } from './_house.ts'
-import { checkTlsPolicy } from '../helpers/tls-policy-check.ts'
+import { checkTlsPolicy, sClient } from '../helpers/tls-policy-check.ts'
 import { tempDir } from '../helpers/home-fleet.ts'
 import { makeL0Home, startTestL0 } from '../broker/_fleet.ts'
 
@@ -59,12 +60,43 @@ t.test(
 )
 
 t.test("L0's broker: weak suites and renegotiation refused, AEAD with ECDHE or DHE accepted", async t => {
-  // An RSA L0: the DHE-RSA and ECDHE-RSA suites Espruino's mbedTLS needs come only with an RSA server certificate
-  // (a fleet with Espruino devices runs an RSA L0, README "Key types"); a P-256 L0 serves ECDHE-ECDSA.
-  const l0 = await makeL0Home({ keyType: 'rsa2048' })
+  // A P-256 fleet: L0 presents its RSA server certificate beside the ECDSA one, so the DHE-RSA and ECDHE-RSA suites
+  // Espruino's mbedTLS needs are there too.
+  const l0 = await makeL0Home()
   const { services } = await startTestL0(l0)
   t.teardown(() => services.close())
   await checkTlsPolicy(t, services.port, files)
+})
+
+t.test("L0's broker presents ECDSA to an ECDSA client and RSA to an RSA-only one, in one P-256 fleet", async t => {
+  const l0 = await makeL0Home()
+  const { services } = await startTestL0(l0)
+  t.teardown(() => services.close())
+  // L0's own device files: the root its server certificates are checked against.
+  const own = {
+    cert: join(l0.self.dir, 'cert.pem'),
+    key: join(l0.self.dir, 'tls-key.pem'),
+    root: join(l0.self.dir, 'root.pem'),
+  }
+  // What Espruino's mbedTLS offers: RSA signatures only, an ECDHE-RSA suite.
+  const rsaOnly = await sClient(services.port, own, [
+    '-tls1_2',
+    '-sigalgs',
+    'RSA-PSS+SHA256:RSA+SHA256',
+    '-cipher',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    '-verify_return_error',
+    '-verify_ip',
+    '127.0.0.1',
+  ])
+  t.equal(rsaOnly.cipher, 'ECDHE-RSA-AES128-GCM-SHA256', 'the RSA-only client logs in')
+  t.match(rsaOnly.out, /Server public key is 2048 bit/, 'with the RSA-2048 certificate')
+  t.match(rsaOnly.out, /Verify return code: 0 \(ok\)/, 'which chains to the P-256 root and names 127.0.0.1')
+  for (const version of ['-tls1_2', '-tls1_3']) {
+    const ecdsa = await sClient(services.port, own, [version, '-verify_return_error', '-verify_ip', '127.0.0.1'])
+    t.match(ecdsa.out, /Server public key is 256 bit/, `${version}: a client offering ECDSA gets the P-256 certificate`)
+    t.match(ecdsa.out, /Verify return code: 0 \(ok\)/)
+  }
 })
 
 t.test("kinship's clients refuse a server that offers only CBC or static-RSA suites", async t => {
