@@ -123,6 +123,8 @@ export async function renewOpenedHome(
     )
   }
   home.writePublic('cert', fresh.pem)
+  // Carried out inside a running agent: its access endpoint, inbox answers and next broker login present the new one.
+  opened.replaceIdentity(fresh.pem, login.keyPem)
   const r = follower.replica
   return {
     cn: config.cn,
