@@ -48,7 +48,7 @@ export class GossipClient {
     return new GossipClient(await transport.connect(options))
   }
 
-  /** Subscribes (QoS 1); BROKER_REFUSED when the broker's ACL says no. */
+  /** Subscribes (QoS 1); ACL_DENIED when the broker's ACL says no. */
   subscribe(filters: string[]): Promise<void> {
     return this.session.subscribe(filters)
   }

@@ -366,10 +366,10 @@ async function untilAdmitted(client: GossipClient, topic: string, timeoutMs: num
       await client.subscribe([topic])
       return
     } catch (err) {
-      if (!(err instanceof KinError) || err.code !== 'BROKER_REFUSED' || Date.now() + wait > deadline) {
-        if (err instanceof KinError && err.code === 'BROKER_REFUSED')
+      if (!(err instanceof KinError) || err.code !== 'ACL_DENIED' || Date.now() + wait > deadline) {
+        if (err instanceof KinError && err.code === 'ACL_DENIED')
           throw new KinError(
-            'BROKER_REFUSED',
+            'ACL_DENIED',
             `L0 has not admitted this device within ${timeoutMs} ms of its certified event: ${err.message}`,
             { cause: err, detail: err.detail },
           )

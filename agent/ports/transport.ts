@@ -50,7 +50,7 @@ export type SessionStatus = 'offline' | 'online' | 'closed'
 export interface TransportSession {
   /** Publishes and resolves once the broker acknowledged (PUBACK); rejects with a coded KinError. */
   publish(topic: string, payload: Uint8Array, options?: { retain?: boolean }): Promise<void>
-  /** Subscribes to topic filters; rejects with BROKER_REFUSED when the broker refuses any of them (SUBACK 0x80). */
+  /** Subscribes to topic filters; rejects with ACL_DENIED when the broker refuses any of them (SUBACK 0x80), after the session's retries. */
   subscribe(filters: string[]): Promise<void>
   /** Calls `listener` for every message received; returns a function that removes it. */
   onMessage(listener: (topic: string, payload: Uint8Array) => void): () => void

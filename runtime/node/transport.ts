@@ -31,6 +31,14 @@ const UNREACHABLE_CODES = new Set([
   'EADDRNOTAVAIL',
 ])
 const RECONNECT_PERIOD_MS = 500
+/**
+ * How long a subscription refused with SUBACK 0x80 is retried when the session was given several brokers (a
+ * cluster's nodes): a cluster that lost a node refuses for a while as it moves session state (docs/BROKERS.md). A
+ * refusal that lasts longer is the ACL's, reported as ACL_DENIED. A single broker's refusal is steady at once.
+ */
+export const SUBSCRIBE_RETRY_MS = 30_000
+const SUBSCRIBE_BACKOFF_FIRST_MS = 250
+const SUBSCRIBE_BACKOFF_MAX_MS = 4000
 const END_GRACE_MS = 2000
 
 function asBytes(b: Buffer): Uint8Array {
@@ -204,11 +212,14 @@ class MqttSession implements TransportSession {
   // QoS 1 publishes not yet acknowledged. mqtt.js keeps them for a resend after a reconnect; a session that will
   // not reconnect must settle them itself, or a caller would wait forever.
   private readonly unacked = new Set<(err: KinError) => void>()
+  // How long a SUBACK 0x80 is retried (0: the first refusal is final).
+  private readonly subscribeRetryMs: number
 
-  constructor(client: MqttClient, url: string, reconnect: boolean) {
+  constructor(client: MqttClient, url: string, reconnect: boolean, subscribeRetryMs = 0) {
     this.client = client
     this.url = url
     this.reconnect = reconnect
+    this.subscribeRetryMs = subscribeRetryMs
     this.capturePeer()
     noDelay(client)
     client.on('error', err => {
@@ -282,33 +293,46 @@ class MqttSession implements TransportSession {
     })
   }
 
-  subscribe(filters: string[]): Promise<void> {
-    try {
-      this.ensureUsable()
-    } catch (err) {
-      return Promise.reject(err)
+  /**
+   * Subscribes at QoS 1. Filters refused with SUBACK 0x80 [MQTT-3.9.3-2] are asked again with backoff (250 ms doubling
+   * to 4 s) for subscribeRetryMs while the session stays up; those still refused then are ACL_DENIED (the broker's
+   * allow list lacks them), so a steady refusal ends in a coded error after a bounded number of attempts.
+   */
+  async subscribe(filters: string[]): Promise<void> {
+    this.ensureUsable()
+    const deadline = Date.now() + this.subscribeRetryMs
+    let wait = SUBSCRIBE_BACKOFF_FIRST_MS
+    let pending = filters
+    for (let attempt = 1; ; attempt++) {
+      pending = await this.subscribeOnce(pending)
+      if (pending.length === 0) return
+      if (this.closed || !this.client.connected || Date.now() + wait > deadline)
+        throw new KinError(
+          'ACL_DENIED',
+          `the broker at ${this.url} refused the subscription to ${pending.join(', ')} (SUBACK 0x80, ${attempt} attempt${attempt === 1 ? '' : 's'}): its ACL or users file does not grant this device these topics`,
+          { detail: { filters: pending, attempts: attempt } },
+        )
+      await new Promise(r => setTimeout(r, wait))
+      wait = Math.min(wait * 2, SUBSCRIBE_BACKOFF_MAX_MS)
     }
+  }
+
+  /** One SUBSCRIBE; resolves with the filters the SUBACK refused (0x80), rejects when the session failed. */
+  private subscribeOnce(filters: string[]): Promise<string[]> {
     return new Promise((resolve, reject) => {
-      this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
-        // [MQTT-3.9.3-2] 0x80 in a SUBACK is a refusal; the session goes on. mqtt.js reports it either as an error
-        // carrying the SUBACK packet (its return codes in filter order) or in the granted list.
-        const suback = (err as { packet?: { granted?: unknown } } | undefined)?.packet?.granted
-        if (err && !Array.isArray(suback)) {
-          reject(brokerError(err, this.url))
-          return
-        }
-        const refused = Array.isArray(suback)
-          ? filters.filter((_, i) => typeof suback[i] !== 'number' || (suback[i] & 0x80) !== 0)
-          : (granted ?? []).filter(g => g.qos === 128).map(g => g.topic)
-        if (refused.length > 0)
+      this.client.subscribe(filters, { qos: 1 }, (err, _granted, suback) => {
+        // mqtt.js reports a SUBACK holding 0x80 as an error; the SUBACK packet still says which filters were refused.
+        const codes = suback?.granted.map(g => (typeof g === 'number' ? g : (g as { qos: number }).qos))
+        if (codes === undefined || codes.length !== filters.length) {
           reject(
-            new KinError(
-              'BROKER_REFUSED',
-              `the broker at ${this.url} refused the subscription to ${refused.join(', ')}`,
-              { detail: { filters: refused } },
+            brokerError(
+              err ?? new Error(`the broker answered a subscription with ${codes?.length ?? 'no'} codes`),
+              this.url,
             ),
           )
-        else resolve()
+          return
+        }
+        resolve(filters.filter((_, i) => (codes[i]! & 0x80) !== 0))
       })
     })
   }
@@ -347,36 +371,48 @@ class MqttSession implements TransportSession {
 }
 
 /** The mqtt.js transport (MQTT 3.1.1, QoS 1, TLS only). */
-export const nodeTransport: Transport = {
-  /**
-   * Logs in to the broker of `options.url`; with a comma list, to the first that accepts, trying them in turn (a node
-   * of a cluster that is down, or refuses while the cluster recovers from a node loss, passes to the next). The
-   * last one's refusal is the one reported.
-   */
-  async connect(options: ConnectOptions): Promise<TransportSession> {
-    const addresses = parseBrokerUrls(options.url)
-    let last: unknown
-    for (let i = 0; i < addresses.length; i++) {
-      try {
-        return await connectOne(options, addresses[i]!, [...addresses.slice(i + 1), ...addresses.slice(0, i)])
-      } catch (err) {
-        last = err
-        // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
-        if (
-          addresses.length === 1 ||
-          (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))
-        )
-          throw err
+export const nodeTransport: Transport = nodeTransportWith({})
+
+/** The mqtt.js transport with how long a cluster's SUBACK 0x80 is retried (default SUBSCRIBE_RETRY_MS; tests shorten it). */
+export function nodeTransportWith(opts: { subscribeRetryMs?: number }): Transport {
+  const retryMs = opts.subscribeRetryMs ?? SUBSCRIBE_RETRY_MS
+  return {
+    /**
+     * Logs in to the broker of `options.url`; with a comma list, to the first that accepts, trying them in turn (a node
+     * of a cluster that is down, or refuses while the cluster recovers from a node loss, passes to the next). The
+     * last one's refusal is the one reported.
+     */
+    async connect(options: ConnectOptions): Promise<TransportSession> {
+      const addresses = parseBrokerUrls(options.url)
+      let last: unknown
+      for (let i = 0; i < addresses.length; i++) {
+        try {
+          return await connectOne(
+            options,
+            addresses[i]!,
+            [...addresses.slice(i + 1), ...addresses.slice(0, i)],
+            retryMs,
+          )
+        } catch (err) {
+          last = err
+          // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
+          if (
+            addresses.length === 1 ||
+            (err instanceof KinError && (err.code === 'BROKER_IDENTITY' || err.code === 'BAD_ARGUMENT'))
+          )
+            throw err
+        }
       }
-    }
-    throw last
-  },
+      throw last
+    },
+  }
 }
 
 function connectOne(
   options: ConnectOptions,
   address: { host: string; port: number },
   others: Array<{ host: string; port: number }>,
+  retryMs: number,
 ): Promise<TransportSession> {
   return new Promise((resolve, reject) => {
     const client = connect(clientOptions(options, address.host, address.port, others))
@@ -402,7 +438,7 @@ function connectOne(
       clearTimeout(timer)
       client.removeListener('error', onError)
       client.removeListener('close', onClose)
-      resolve(new MqttSession(client, options.url, options.reconnect === true))
+      resolve(new MqttSession(client, options.url, options.reconnect === true, others.length > 0 ? retryMs : 0))
     })
     let firstError: unknown
     const onError = (err: unknown) => {

@@ -65,6 +65,18 @@ function spawnNode(conf: string): { child: ChildProcess; log: () => string } {
  * each serves MQTT and the JetStream cluster has a metadata leader. The caller must `stop()` (a tap teardown).
  */
 export async function startNatsCluster(home: string, n = 3): Promise<NatsCluster> {
+  // A port the OS chose is free when chosen, not when the node binds it: another process on a busy machine may take it
+  // in between. Then the cluster starts again on new ports, a bounded number of times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(home, n)
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err
+    }
+  }
+}
+
+async function startOnce(home: string, n: number): Promise<NatsCluster> {
   const ports: NatsNodePorts[] = []
   for (let i = 0; i < n; i++) ports.push({ mqtt: await freePort(), client: await freePort(), route: await freePort() })
   const exported = await exportNats({ home, dir: tempDir('kin-nats-'), nodes: ports })
