@@ -208,7 +208,7 @@ export async function inviterOf(homeDir: string, url: string): Promise<{ inviter
       rootPem: inviter.rootPem,
       l0Cn: inviter.l0Cn,
     },
-    { timeoutMs: 10_000 },
+    { timeoutMs: 30_000 },
   )
   return { inviter, client }
 }
