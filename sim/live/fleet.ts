@@ -1,6 +1,6 @@
 /** @module A live fleet for the simulator: L0's real services on loopback, devices enrolled with pairing codes, following the ledger over MQTT. */
 import { join } from 'node:path'
-import { startL0, type L0Services } from '../../broker/l0.ts'
+import type { L0Services } from '../../broker/l0.ts'
 import type { TopicObserver } from '../../broker/hooks.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
@@ -17,17 +17,14 @@ import type { Clock } from '../../agent/ports/platform.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
 import { Home } from '../../runtime/home.ts'
-import { writeDeviceHome, writeL0Home } from '../../runtime/home-writers.ts'
 import { KinError } from '../../agent/errors.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
 import { acceptRekey, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
-import { createFleet } from '../../agent/enroll/fleet.ts'
 import { rekeyChild } from '../../agent/enroll/parent.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
-import { enrollThroughBroker, handOverFirstEvents } from '../../agent/gossip/enroll-session.ts'
 import { LedgerFollower, type AdoptedHead } from '../../agent/gossip/follower.ts'
-import { completeInvite, openInvite, type Inviter } from '../../agent/gossip/invite-session.ts'
+import type { Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
@@ -38,6 +35,8 @@ import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent, RevokeBody, RoleName } from '../../agent/ledger/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { enrollIntoHome } from './enroll.ts'
+import { initL0Home, LoopbackL0 } from './l0.ts'
 
 /** The simulator's clock: real time plus an offset that the story moves forward. */
 export interface SimClock extends Clock {
@@ -92,7 +91,8 @@ export class LiveFleet {
   readonly clock: SimClock
   readonly devices = new Map<string, LiveDevice>()
   readonly heads: Array<{ label: string; height: number; size: number }> = []
-  l0: L0Services
+  /** L0's home on loopback: its services, port and restarts. */
+  readonly loopback: LoopbackL0
   readonly l0Home: Home
   readonly url: string
   readonly log: FleetLog
@@ -102,20 +102,23 @@ export class LiveFleet {
   sealIntervalMs: number | undefined
   /** Decoded ledger events the devices' replicas share: one copy per event in this process, each still validated by every replica. */
   readonly events: SharedEvents = new SharedEvents()
-  private readonly port: number
   private l0Client: GossipClient | undefined
   /** Per label: the broker session its follower opened last, and who wants to hear of the next (see `onSession`). */
   private readonly followerSessions = new Map<string, TransportSession>()
   private readonly sessionListeners = new Map<string, Set<(session: TransportSession) => void>>()
 
-  private constructor(dir: string, clock: SimClock, l0: L0Services, log: FleetLog) {
+  private constructor(dir: string, clock: SimClock, loopback: LoopbackL0, log: FleetLog) {
     this.dir = dir
     this.clock = clock
-    this.l0 = l0
+    this.loopback = loopback
     this.l0Home = new Home(join(dir, 'L0'))
-    this.port = l0.port
-    this.url = `mqtts://127.0.0.1:${l0.port}`
+    this.url = loopback.url
     this.log = log
+  }
+
+  /** L0's running services (new ones after restartL0). */
+  get l0(): L0Services {
+    return this.loopback.services
   }
 
   /** Creates L0's home in `dir/L0` (as `kin init` does) and starts L0's services on a free loopback port. */
@@ -130,12 +133,9 @@ export class LiveFleet {
     const clock = opts.clock ?? simClock()
     const log = opts.log ?? (() => undefined)
     const home = new Home(join(opts.dir, 'L0'))
-    const created = await createFleet(nodeCrypto, nodePki, { domain: opts.domain, now: clock.now(), name: 'home pc' })
-    await writeL0Home(home, created, 'home pc')
-    const l0 = await startL0({
+    const created = await initL0Home(home.dir, { domain: opts.domain, now: clock.now() })
+    const l0 = await LoopbackL0.start({
       home: home.dir,
-      host: '127.0.0.1',
-      port: 0,
       now: () => clock.now(),
       log: r => log({ source: 'L0', ...r }),
       onTopic: opts.onTopic,
@@ -149,7 +149,7 @@ export class LiveFleet {
       fleet.deviceRecord(
         'L0',
         home.dir,
-        l0.cn,
+        l0.services.cn,
         'admin',
         'home pc',
         created.ledgerSeed,
@@ -316,40 +316,29 @@ export class LiveFleet {
           ledger,
           rootPem: parent.identity.rootPem,
         }
-        const opened = await openInvite(
-          nodeCrypto,
+        const { device: enrolled, dir } = await enrollIntoHome({
           client,
           inviter,
-          { role: info.role, name: info.name, ttlSeconds: 600, guestValidSeconds: info.validSeconds ?? DAY },
-          { now: this.clock.now(), timeoutMs: STEP_MS },
-        )
-        this.log({
-          source: parentLabel,
-          event: 'invite',
-          role: info.role,
-          code: opened.code,
-          inviteId: opened.inviteId,
-        })
-        const keep = async (e: EncodedEvent) => {
-          if (!isL0) await parent.replica!.replica.appendLocal([e])
-        }
-        const parentSide = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
-          keep,
-          now: () => this.clock.now(),
-          stepTimeoutMs: STEP_MS,
-        })
-        const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-          code: opened.code,
           url: this.url,
+          homeOf: () => join(this.dir, label),
+          role: info.role,
           kind: info.kind,
           name: info.name,
-          stepTimeoutMs: STEP_MS,
+          guestValidSeconds: info.validSeconds ?? DAY,
           now: () => this.clock.now(),
+          keep: async (e: EncodedEvent) => {
+            if (!isL0) await parent.replica!.replica.appendLocal([e])
+          },
+          onInvite: opened =>
+            this.log({
+              source: parentLabel,
+              event: 'invite',
+              role: info.role,
+              code: opened.code,
+              inviteId: opened.inviteId,
+            }),
+          stepTimeoutMs: STEP_MS,
         })
-        await parentSide
-        const dir = join(this.dir, label)
-        await writeDeviceHome(new Home(dir), enrolled, this.url)
-        await handOverFirstEvents(nodeTransport, enrolled, this.url, STEP_MS)
         const replica = await openReplicaFiles(nodeCrypto, nodeStorage(dir), {
           verified: verifiedIn(enrolled.ledger.state),
           events: this.events,
@@ -622,16 +611,7 @@ export class LiveFleet {
   async restartL0(): Promise<void> {
     await this.l0Client?.close()
     this.l0Client = undefined
-    await this.l0.close()
-    this.l0 = await startL0({
-      home: this.l0Home.dir,
-      host: '127.0.0.1',
-      port: this.port,
-      now: () => this.clock.now(),
-      log: r => this.log({ source: 'L0', ...r }),
-      onTopic: this.onTopic,
-      sealIntervalMs: this.sealIntervalMs,
-    })
+    await this.loopback.restart({ changes: { onTopic: this.onTopic, sealIntervalMs: this.sealIntervalMs } })
   }
 
   /** Stops everything: endpoints, followers, replicas, L0. */
@@ -642,6 +622,6 @@ export class LiveFleet {
       await d.replica?.close().catch(() => undefined)
     }
     await this.l0Client?.close().catch(() => undefined)
-    await this.l0.close()
+    await this.loopback.stop()
   }
 }

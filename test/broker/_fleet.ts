@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { createFleet, type NewFleet } from '../../agent/enroll/fleet.ts'
+import type { NewFleet } from '../../agent/enroll/fleet.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
 import { authorizeChild } from '../../agent/enroll/parent.ts'
@@ -25,7 +25,8 @@ import type { EncodedEvent, RevokeReasonName, RoleName } from '../../agent/ledge
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { Home } from '../../runtime/home.ts'
 import { openHomeLedger } from '../../runtime/device.ts'
-import { startL0, type L0Services } from '../../broker/l0.ts'
+import type { L0Services } from '../../broker/l0.ts'
+import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import type { TlsKeyType } from '../../agent/pki/key-type.ts'
 
@@ -76,17 +77,8 @@ export async function makeL0Home(opts: { domain?: string; now?: number; keyType?
   const dir = tempDir()
   const domain = opts.domain ?? 'smith.home.arpa'
   const now = opts.now ?? nowSeconds()
-  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now, name: 'home pc', keyType: opts.keyType })
   const home = new Home(join(dir, 'l0'))
-  home.writePublic('root', fleet.root.pem)
-  home.writeSecret('caKey', fleet.rootKey.privateKeyPem)
-  home.writePublic('cert', fleet.certificate.pem)
-  home.writeSecret('tlsKey', fleet.tls.privateKeyPem)
-  home.writeLedgerKey(fleet.ledgerSeed)
-  const ledger = await openHomeLedger(home)
-  for (const e of fleet.events) await ledger.append(e)
-  await ledger.close()
-  home.writeConfig({ version: 1, fleet: domain, cn: fleet.cn, role: 'admin', l0: true, name: 'home pc' })
+  const fleet = await initL0Home(home.dir, { domain, now, keyType: opts.keyType })
   const selfDir = join(dir, 'dev-l0')
   writeDeviceFiles(selfDir, fleet.root.pem, fleet.certificate.pem, fleet.tls.privateKeyPem)
   const self: TestDevice = {
@@ -239,15 +231,8 @@ export async function startTestL0(
   l0: L0Home,
   opts: { now?: () => number } = {},
 ): Promise<{ services: L0Services; logs: Array<Record<string, unknown>> }> {
-  const logs: Array<Record<string, unknown>> = []
-  const services = await startL0({
-    home: l0.dir,
-    host: '127.0.0.1',
-    port: 0,
-    log: r => logs.push(r as Record<string, unknown>),
-    ...(opts.now ? { now: opts.now } : {}),
-  })
-  return { services, logs }
+  const started = await LoopbackL0.start({ home: l0.dir, ...(opts.now ? { now: opts.now } : {}) })
+  return { services: started.services, logs: started.logs }
 }
 
 /** Waits until `pick` finds a log record, polling the in-memory log (the test's own timeout bounds the wait). */

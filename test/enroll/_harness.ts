@@ -5,12 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { startL0, type L0Services } from '../../broker/l0.ts'
+import type { L0Services } from '../../broker/l0.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
-import { writeL0Home } from '../../runtime/home-writers.ts'
-import { createFleet } from '../../agent/enroll/fleet.ts'
+import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
 import { Home, type HomeConfig } from '../../runtime/home.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
 import type { Inviter } from '../../agent/gossip/invite-session.ts'
@@ -144,8 +142,7 @@ export interface TestL0 {
 
 /** What `kin init` writes (same files, same modes), in-process: a test that is not about init saves a process. */
 export async function initL0InProcess(home: string, domain: string): Promise<void> {
-  const fleet = await createFleet(nodeCrypto, nodePki, { domain, now: Math.floor(Date.now() / 1000), name: 'home pc' })
-  await writeL0Home(new Home(home), fleet, 'home pc')
+  await initL0Home(home, { domain })
 }
 
 /**
@@ -166,25 +163,18 @@ export async function startFleet(
   } else {
     await initL0InProcess(home, domain)
   }
-  const logs: Array<Record<string, unknown>> = []
-  const log = (r: object) => {
-    logs.push(r as Record<string, unknown>)
-  }
-  const fleet: TestL0 = {
+  const l0 = await LoopbackL0.start({ home })
+  t.teardown(() => l0.stop())
+  return {
     dir,
     home,
-    logs,
-    url: '',
-    services: await startL0({ home, host: '127.0.0.1', port: 0, log }),
-    async restart() {
-      const port = fleet.services.port
-      await fleet.services.close()
-      fleet.services = await startL0({ home, host: '127.0.0.1', port, log })
+    logs: l0.logs,
+    url: l0.url,
+    get services() {
+      return l0.services
     },
+    restart: () => l0.restart(),
   }
-  fleet.url = `mqtts://127.0.0.1:${fleet.services.port}`
-  t.teardown(() => fleet.services.close())
-  return fleet
 }
 
 /** Reads a home's config.json. */
@@ -218,7 +208,7 @@ export async function inviterOf(homeDir: string, url: string): Promise<{ inviter
       rootPem: inviter.rootPem,
       l0Cn: inviter.l0Cn,
     },
-    { timeoutMs: 10_000 },
+    { timeoutMs: 30_000 },
   )
   return { inviter, client }
 }

@@ -1,22 +1,19 @@
 /** @module The house of DESIGN.md through the real enrollment steps, Eve's two certificates and a sealed miner: what the QuickJS tests and the footprint bench verify and decide on. */
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
 import { concatBytes, toHex } from '../../agent/codec/bytes.ts'
 import { decide } from '../../agent/access/decide.ts'
 import { fleetChainVerifier } from '../../agent/access/fleet-chain.ts'
 import type { Decision } from '../../agent/access/types.ts'
-import { createCsr } from '../../agent/pki/csr.ts'
-import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { TlsKeyPair } from '../../agent/ports/pki.ts'
-import { createFleetRoot } from '../../agent/pki/root.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
+import type { Miner } from '../../agent/ledger/miner.ts'
 import { buildBundle, encodeBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
 import type { BlockHead } from '../../agent/ledger/head.ts'
 import { PureFleet, type PureDevice } from '../helpers/pure-fleet.ts'
+import { eveSigner, fleetSigner, forgeCertificate, makeEve } from '../../sim/eve.ts'
+import { sealedMiner } from '../../sim/memory-miner.ts'
 
 const DAY = 86400
 
@@ -111,47 +108,12 @@ export async function footprintHouse(): Promise<FootprintHouse> {
   pf.revoke(phone.cn, stolen.cn, { reason: 'lost', effective: now, subtree: false })
   pf.syncAll()
 
-  const eveKeys = await nodePki.generateTlsKeyPair()
-  const eveRootKeys = await nodePki.generateTlsKeyPair()
-  const eveRoot = await createFleetRoot({
-    domain: pf.fleet.domain,
-    keyPair: eveRootKeys,
-    now: now - 600,
-    randomBytes: nodeCrypto.randomBytes,
-  })
-  const auth = { cn: guest.cn, parentCn: tablet.cn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + DAY }
-  const ca = {
-    now,
-    randomBytes: nodeCrypto.randomBytes,
-    csrPem: await createCsr({ cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }),
-    auth,
-  }
-  const eveOwnCa = await issueDeviceCertificate({
-    ...ca,
-    rootCertPem: eveRoot.pem,
-    rootKeyPem: eveRootKeys.privateKeyPem,
-  })
-  const misIssued = await issueDeviceCertificate({
-    ...ca,
-    rootCertPem: pf.fleet.root.pem,
-    rootKeyPem: pf.fleet.rootKey.privateKeyPem,
-  })
-
-  const storage = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'),
-    pf.fleet.ledgerSeed,
-    { boundTimes: false },
-  )
-  const submitted = await miner.submit(
-    pf.l0Ledger.state.log.map(e => e.bytes),
-    now,
-  )
-  if (submitted.accepted.length !== pf.l0Ledger.state.log.length)
-    throw new Error("the miner refused part of the house's log")
-  const head = (await miner.seal(now))!
+  const eve = await makeEve(pf.fleet.domain, now - 600)
+  const eveKeys = eve.keys
+  const guestSubject = { cn: guest.cn, parentCn: tablet.cn, keyPair: eveKeys }
+  const eveOwnCa = await forgeCertificate(eveSigner(eve), guestSubject, now, now + DAY)
+  const misIssued = await forgeCertificate(fleetSigner(pf.fleet), guestSubject, now, now + DAY)
+  const { miner, head } = await sealedMiner(pf.fleet.ledgerSeed, pf.l0Ledger.state.log, now)
   const genesis = pf.l0Ledger.state.genesis!
   return {
     pf,
@@ -163,7 +125,7 @@ export async function footprintHouse(): Promise<FootprintHouse> {
     camera,
     stolen,
     guest,
-    eveRoot,
+    eveRoot: eve.root,
     eveOwnCa,
     misIssued,
     eveKeys,

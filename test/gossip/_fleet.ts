@@ -17,14 +17,10 @@ import { scanRecords } from '../../agent/ledger/store.ts'
 import { replayRecords } from '../../agent/ledger/persistent.ts'
 import type { Ledger } from '../../agent/ledger/ledger.ts'
 import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../broker/_fleet.ts'
-import { startL0, type L0Services } from '../../broker/l0.ts'
+import type { L0Services } from '../../broker/l0.ts'
 import { REPO, inviterOf } from '../enroll/_harness.ts'
-import { nodePki } from '../../runtime/node/pki.ts'
-import { concatBytes } from '../../agent/codec/bytes.ts'
-import { enrollThroughBroker } from '../../agent/gossip/enroll-session.ts'
-import { completeInvite, openInvite } from '../../agent/gossip/invite-session.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
-import { submitEvents } from '../../agent/gossip/submit.ts'
+import { enrollIntoHome } from '../../sim/live/enroll.ts'
+import { LoopbackL0 } from '../../sim/live/l0.ts'
 
 export { nowSeconds, type L0Home, type TestDevice }
 
@@ -134,37 +130,20 @@ export async function gossipFleet(
   opts: { start?: StartLedger; sealIntervalMs?: number } = {},
 ): Promise<GossipFleet> {
   const homes = await gossipHomes(t, roles, opts)
-  const logs: Array<Record<string, unknown>> = []
-  const start = (port = 0) =>
-    startL0({
-      home: homes.l0.dir,
-      host: '127.0.0.1',
-      port,
-      log: r => logs.push(r as Record<string, unknown>),
-      sealIntervalMs: opts.sealIntervalMs,
-    })
-  const fleet: GossipFleet = {
+  const l0 = await LoopbackL0.start({ home: homes.l0.dir, sealIntervalMs: opts.sealIntervalMs })
+  t.teardown(() => l0.stop())
+  return {
     l0: homes.l0,
-    devices: [],
-    logs,
-    url: '',
-    services: await start(),
-    async restart(o = {}) {
-      await fleet.stop()
-      if (o.downMs) await new Promise(r => setTimeout(r, o.downMs))
-      await fleet.start()
+    devices: homes.writeHomes(l0.url),
+    logs: l0.logs,
+    url: l0.url,
+    get services() {
+      return l0.services
     },
-    async stop() {
-      await fleet.services.close()
-    },
-    async start() {
-      fleet.services = await start(fleet.services.port)
-    },
+    restart: (o = {}) => l0.restart(o),
+    stop: () => l0.stop(),
+    start: () => l0.start(),
   }
-  fleet.url = `mqtts://127.0.0.1:${fleet.services.port}`
-  t.teardown(() => fleet.services.close())
-  fleet.devices = homes.writeHomes(fleet.url)
-  return fleet
 }
 
 /** A follower on a device home, in-process, with what it reported collected. */
@@ -314,48 +293,24 @@ export function startKinLines(t: Test, args: string[]): KinLines {
   }
 }
 
-/** A device enrolled through the running L0 (pairing with L0 as the inviter, CA, certified submitted) and its home. */
+/** A device enrolled through the running L0 (pairing with L0 as the inviter, CA, certified handed over) and its home. */
 export async function enrollThroughL0(fleet: GossipFleet, role: RoleName, name: string): Promise<GossipDevice> {
   const { inviter, client } = await inviterOf(fleet.l0.dir, fleet.url)
   try {
-    const opened = await openInvite(
-      nodeCrypto,
+    const { device, dir } = await enrollIntoHome({
       client,
       inviter,
-      { role, name, ttlSeconds: 120, guestValidSeconds: 2 * 86400 },
-      { now: nowSeconds(), timeoutMs: 10_000 },
-    )
-    const [device] = await Promise.all([
-      enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
-        code: opened.code,
-        url: fleet.url,
-        kind: 'phone',
-        name,
-        stepTimeoutMs: 10_000,
-        now: nowSeconds,
-      }),
-      completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
-        keep: async () => undefined,
-        now: nowSeconds,
-        stepTimeoutMs: 10_000,
-      }),
-    ])
-    const session = await connectDevice(
-      nodeTransport,
-      {
-        url: fleet.url,
-        cn: device.cn,
-        certPem: device.certPem,
-        keyPem: device.secrets.tls.privateKeyPem,
-        rootPem: device.rootPem,
-        l0Cn: device.l0Cn,
-      },
-      { timeoutMs: 10_000 },
-    )
-    await submitEvents(session, device.fleet, device.cn, [device.authorize, device.certified])
-    await session.close()
-    await until(() => fleet.services.ledger.ledger.state.currentBinding(device.cn)?.certHashes.length === 1, 10_000)
-    const d: TestDevice = {
+      url: fleet.url,
+      homeOf: cn => join(fleet.l0.dir, '..', `home-${cn.slice(0, 8)}`),
+      role,
+      kind: 'phone',
+      name,
+      ttlSeconds: 120,
+      guestValidSeconds: 2 * 86400,
+      now: nowSeconds,
+    })
+    await until(() => fleet.services.ledger.ledger.state.currentBinding(device.cn)?.certHashes.length === 1, 30_000)
+    return {
       cn: device.cn,
       parentCn: device.parentCn,
       role: device.role,
@@ -364,11 +319,8 @@ export async function enrollThroughL0(fleet: GossipFleet, role: RoleName, name: 
       ledgerSeed: device.secrets.ledgerSeed,
       bindingId: device.authorize.idHex,
       dir: '',
+      home: dir,
     }
-    const dir = join(fleet.l0.dir, '..', `home-${device.cn.slice(0, 8)}`)
-    const bytes: Uint8Array[] = device.ledger.state.log.map(e => e.bytes)
-    writeDeviceHome(fleet.l0, d, dir, concatBytes(...bytes), fleet.url)
-    return { ...d, home: dir }
   } finally {
     await client.close()
   }

@@ -3,19 +3,15 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { createFleetRoot } from '../../agent/pki/root.ts'
-import { createCsr } from '../../agent/pki/csr.ts'
-import { issueDeviceCertificate } from '../../agent/pki/issue.ts'
 import type { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { TlsKeyPair } from '../../agent/ports/pki.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Home } from '../../runtime/home.ts'
 import { PureFleet } from '../helpers/pure-fleet.ts'
 import { tempDir, writeHome, type HomeOptions } from '../helpers/home-fleet.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
 import { buildBundle, encodeBundle } from '../../agent/ledger/bundle.ts'
+import { eveSigner, fleetSigner, forgeCertificate, makeEve } from '../../sim/eve.ts'
+import { sealedMiner } from '../../sim/memory-miner.ts'
 
 /** The house's devices below L0 (no cameras: RSA key generation costs time). */
 export interface ServeHouse {
@@ -54,31 +50,15 @@ export async function makeServeHouse(): Promise<ServeHouse> {
     { kind: 'phone', name: "guest's phone" },
   )
   const cn = { L0: fleet.l0, L1: l1.cn, 'L2.1': l21.cn, 'L2.2': l22.cn, 'L3.3': lock.cn, 'L3.4': guest.cn }
-  const [eveKeys, eveRootKeys] = await Promise.all([nodePki.generateTlsKeyPair(), nodePki.generateTlsKeyPair()])
-  const eveRoot = await createFleetRoot({
-    domain: fleet.fleet.domain,
-    keyPair: eveRootKeys,
-    now,
-    randomBytes: nodeCrypto.randomBytes,
-  })
+  const eve = await makeEve(fleet.fleet.domain, now)
   return {
     fleet,
     now,
     cn,
-    eve: { keys: eveKeys, root: eveRoot, rootKeys: eveRootKeys },
-    async forge(by, subject, parentCn) {
-      const ca =
-        by === 'eve-ca'
-          ? { rootCertPem: eveRoot.pem, rootKeyPem: eveRootKeys.privateKeyPem }
-          : { rootCertPem: fleet.fleet.root.pem, rootKeyPem: fleet.fleet.rootKey.privateKeyPem }
-      return issueDeviceCertificate({
-        ...ca,
-        now,
-        randomBytes: nodeCrypto.randomBytes,
-        crypto: nodeCrypto,
-        csrPem: await createCsr({ cn: subject, parentCn, keyPair: eveKeys }),
-        auth: { cn: subject, parentCn, spkiHash: nodeCrypto.sha256(eveKeys.spkiDer), notAfter: now + 86400 },
-      })
+    eve,
+    forge(by, subject, parentCn) {
+      const ca = by === 'eve-ca' ? eveSigner(eve) : fleetSigner(fleet.fleet)
+      return forgeCertificate(ca, { cn: subject, parentCn, keyPair: eve.keys }, now, now + 86400)
     },
     identity(c) {
       const d = fleet.device(c)
@@ -100,25 +80,16 @@ export async function makeServeHouse(): Promise<ServeHouse> {
       return { home, ...t }
     },
     async bundle(c) {
-      const storage = memoryStorage()
-      const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-      // L0 is the miner: genesis names its ledger key as the miner key.
-      const miner = await Miner.open(
-        nodeCrypto,
-        ledger,
-        await storage.openAppendFile('heads.cbor'),
+      const { miner } = await sealedMiner(
         fleet.fleet.ledgerSeed,
-        { boundTimes: false },
+        fleet.l0Ledger.state.log,
+        Math.floor(Date.now() / 1000),
       )
-      const n = Math.floor(Date.now() / 1000)
-      await miner.submit(
-        fleet.l0Ledger.state.log.map(e => e.bytes),
-        n,
-      )
-      await miner.seal(n)
-      const bundle = encodeBundle(buildBundle(miner, c))
-      await miner.close()
-      return bundle
+      try {
+        return encodeBundle(buildBundle(miner, c))
+      } finally {
+        await miner.close()
+      }
     },
     file(dir, name, text) {
       const path = join(dir, name)
