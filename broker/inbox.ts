@@ -6,7 +6,7 @@ import { MAX_PAYLOAD_BYTES, inboxSender } from '../agent/gossip/topics.ts'
 import { encodeInviteReply, encodeInviteWithdrawn, type InviteReply } from '../agent/gossip/pair-wire.ts'
 import { isFleetCn } from './acl.ts'
 import { handleRenew } from './renew-service.ts'
-import { handleRekey } from './rekey-service.ts'
+import { handleRekey } from './renew-service.ts'
 import type { ServiceContext } from './context.ts'
 
 async function answer(ctx: ServiceContext, parentCn: string, reply: InviteReply): Promise<void> {

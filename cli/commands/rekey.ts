@@ -5,7 +5,6 @@ import { join } from 'node:path'
 import { KinError, VerificationError } from '../../agent/errors.ts'
 import { fromHex, toHex } from '../../agent/codec/bytes.ts'
 import { connectDevice, type DeviceLogin } from '../../agent/gossip/login.ts'
-import { requestRenewal } from '../../agent/gossip/renew-session.ts'
 import { certifiedEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
 import { readEvent, signEvent } from '../../agent/ledger/event.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
@@ -16,14 +15,9 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 import { HOME_FILE_MODE, readHomeFile } from '../../runtime/node/home-file.ts'
+import { askL0ForCertificate } from '../../runtime/l0-certificate.ts'
 import { Home, writeFileDurable } from '../../runtime/home.ts'
-import {
-  brokerLoginOf,
-  headSummary,
-  lentClient,
-  openFollowingHome,
-  type FollowingHome,
-} from '../../runtime/following-home.ts'
+import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
 import { emit, isoTime, reportError } from '../output.ts'
 
@@ -201,38 +195,10 @@ export async function rekeyOpenedHome(
     ),
     seed,
   )
-  // Carried out inside the home's agent: ride on its broker session (a second one under the CN would push it off).
-  const client =
-    (await lentClient(home.dir, opts.timeoutMs)) ??
-    (await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
-      if (err instanceof KinError && err.code === 'BROKER_REFUSED') {
-        throw new KinError(
-          'BROKER_REFUSED',
-          `L0 refuses this device's login, so it cannot rekey: revoked or expired in L0's ledger? (${err.message})`,
-          { cause: err },
-        )
-      }
-      throw err
-    }))
-  let fresh: DeviceCertificate
-  try {
-    fresh = await requestRenewal(
-      nodeCrypto,
-      nodePki,
-      client.session,
-      {
-        fleet: config.fleet,
-        cn: config.cn,
-        l0Cn: login.l0Cn,
-        certPem: login.certPem,
-        tlsKeyPem: login.keyPem,
-        rootPem: login.rootPem,
-      },
-      { timeoutMs: opts.timeoutMs, rekey: { keyPair, rekeyBytes: rekey.bytes } },
-    )
-  } finally {
-    await client.close().catch(() => undefined)
-  }
+  const fresh = await askL0ForCertificate(home.dir, config.fleet, config.cn, login, 'rekey', {
+    timeoutMs: opts.timeoutMs,
+    rekey: { keyPair, rekeyBytes: rekey.bytes },
+  })
   const certified = signEvent(
     nodeCrypto,
     certifiedEvent({ ...binding, id: rekey.idHex }, fresh.certHash, opts.now),

@@ -1,25 +1,16 @@
 /** @module `kin renew`: a fresh certificate for the key this device holds, from L0's CA, recorded in the ledger, put in place atomically. */
 import { KinError, VerificationError } from '../../agent/errors.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { nodePki } from '../../runtime/node/pki.ts'
-import { nodeTransport } from '../../runtime/node/transport.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
-import { requestRenewal } from '../../agent/gossip/renew-session.ts'
 import { certifiedEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { Binding } from '../../agent/ledger/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
+import { askL0ForCertificate } from '../../runtime/l0-certificate.ts'
 import { Home } from '../../runtime/home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
-import {
-  brokerLoginOf,
-  headSummary,
-  lentClient,
-  openFollowingHome,
-  type FollowingHome,
-} from '../../runtime/following-home.ts'
+import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
 
 /** What a renewal did. */
 export interface Renewal {
@@ -66,39 +57,9 @@ export async function renewOpenedHome(
   const binding = renewableBinding(opened.files.ledger.ledger.state, config.cn, opts.now)
   const login = brokerLoginOf(home, config)
   const previous = DeviceCertificate.from(login.certPem, { sha256: nodeCrypto.sha256 })
-  // Carried out inside the home's agent: ride on its broker session (a second one under the CN would push it off).
-  const client =
-    (await lentClient(home.dir, opts.timeoutMs)) ??
-    (await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
-      // A refused login cannot say why (CONNACK 5); this home's ledger did not know of a revocation, L0's may.
-      if (err instanceof KinError && err.code === 'BROKER_REFUSED') {
-        throw new KinError(
-          'BROKER_REFUSED',
-          `L0 refuses this device's login, so it cannot renew: revoked or expired in L0's ledger? (${err.message})`,
-          { cause: err },
-        )
-      }
-      throw err
-    }))
-  let fresh: DeviceCertificate
-  try {
-    fresh = await requestRenewal(
-      nodeCrypto,
-      nodePki,
-      client.session,
-      {
-        fleet: config.fleet,
-        cn: config.cn,
-        l0Cn: login.l0Cn,
-        certPem: login.certPem,
-        tlsKeyPem: login.keyPem,
-        rootPem: login.rootPem,
-      },
-      { timeoutMs: opts.timeoutMs },
-    )
-  } finally {
-    await client.close().catch(() => undefined)
-  }
+  const fresh = await askL0ForCertificate(home.dir, config.fleet, config.cn, login, 'renew', {
+    timeoutMs: opts.timeoutMs,
+  })
   const certified = signEvent(nodeCrypto, certifiedEvent(binding, fresh.certHash, opts.now), home.readLedgerKey())
   const out = await follower.submit([certified])
   if (out.accepted.length !== 1) {
