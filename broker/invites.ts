@@ -158,9 +158,9 @@ export class InviteBook {
         `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`,
       )
     }
-    const open = this.list().filter(
-      i => i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now,
-    ).length
+    let open = 0
+    for (const i of this.invites.values())
+      if (i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now) open++
     if (open >= MAX_OPEN_INVITES_PER_PARENT) {
       throw new VerificationError(
         'INVITE_REFUSED',
