@@ -222,3 +222,25 @@ t.test('an issued registry of the version 1 format is migrated at first open; it
   appendFileSync(journalPathOf(path), '{"set": {"serial": "zz"}}\n' + JSON.stringify({ set: record(4) }) + '\n')
   t.throws(() => IssuedRegistry.open(home, quiet), { code: 'STORAGE_DAMAGED' }, 'a bad middle line is refused')
 })
+
+t.test('an append the disk refuses is STORAGE_IO and changes nothing; the next change compacts first', async t => {
+  const path = join(tempHome(t), 'counters.json')
+  const store = JournalFile.open(path, COUNTERS)
+  store.apply([{ set: { id: 'a', n: 1 } }])
+  // Running as any user, a directory where the journal should be makes every append fail.
+  rmSync(journalPathOf(path))
+  mkdirSync(journalPathOf(path))
+  t.throws(() => store.apply([{ set: { id: 'a', n: 2 } }]), { code: 'STORAGE_IO' }, 'the append is refused')
+  t.same([...store.map.values()], [{ id: 'a', n: 1 }], 'memory kept the state the disk holds')
+  rmSync(journalPathOf(path), { recursive: true })
+  store.apply([{ set: { id: 'b', n: 3 } }])
+  t.equal(readFileSync(journalPathOf(path), 'utf8').split('\n').length, 3, 'a new journal: its header and the change')
+  t.same(
+    [...JournalFile.open(path, COUNTERS).map.values()],
+    [
+      { id: 'a', n: 1 },
+      { id: 'b', n: 3 },
+    ],
+    'the compaction before the change kept the state',
+  )
+})
