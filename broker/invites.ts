@@ -2,7 +2,7 @@
 import { KinError, VerificationError } from '../agent/errors.ts'
 import type { Invite } from '../agent/enroll/invite.ts'
 import { ROLE, type RoleName } from '../agent/ledger/types.ts'
-import { JournalFile, readJournalState, type JournalChange, type JournalFormat } from './journal-file.ts'
+import { JournalFile, readJournalRecords, type JournalChange, type JournalFormat } from './journal-file.ts'
 
 /** File name of the invite book in L0's home. */
 export const INVITES_FILE = 'invites.json'
@@ -86,13 +86,7 @@ const FORMAT: JournalFormat<StoredInvite> = {
  * writing it). Tries again when it read across a compaction; STORAGE_DAMAGED when the book is damaged.
  */
 export function readInvites(path: string): StoredInvite[] {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return [...readJournalState(path, FORMAT).records.values()]
-    } catch (err) {
-      if (attempt >= 3 || !(err instanceof KinError) || err.code !== 'STORAGE_DAMAGED') throw err
-    }
-  }
+  return readJournalRecords(path, FORMAT)
 }
 
 /**

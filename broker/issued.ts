@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { toHex } from '../agent/codec/bytes.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
-import { JournalFile, type JournalFormat } from './journal-file.ts'
+import { JournalFile, readJournalRecords, type JournalFormat } from './journal-file.ts'
 
 /** File in L0's home listing issued certificates (next to the CA key); recorded since in `ca/issued.journal`. */
 export const ISSUED_FILE = 'ca/issued.json'
@@ -55,6 +55,14 @@ const FORMAT: JournalFormat<IssuedCertificate> = {
   key: r => r.certHash,
   read: (v, where) => readRecord(where, v),
   damaged,
+}
+
+/**
+ * The certificates recorded in the registry of L0's home `homeDir`, read without changing anything on disk: for a
+ * process other than the running L0 (an export), which must not compact the registry under it.
+ */
+export function readIssued(homeDir: string): IssuedCertificate[] {
+  return readJournalRecords(join(homeDir, ISSUED_FILE), FORMAT)
 }
 
 /**

@@ -123,6 +123,20 @@ export function readJournalState<R>(path: string, f: JournalFormat<R>): JournalS
 }
 
 /**
+ * The records of the store at `path` as another process sees them while its owner may be writing, changing nothing
+ * on disk: read again when the read crossed a compaction (a journal newer than the snapshot read before it).
+ */
+export function readJournalRecords<R>(path: string, f: JournalFormat<R>): R[] {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return [...readJournalState(path, f).records.values()]
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof KinError) || err.code !== 'STORAGE_DAMAGED') throw err
+    }
+  }
+}
+
+/**
  * A store of keyed records of one owner process (L0): the snapshot (written atomically) plus the journal, one JSON
  * line per change, written and fsynced before the change takes effect in memory. Each append opens the journal by
  * name, so another opener's compaction (a new journal under the same name) never strands the owner's writes.

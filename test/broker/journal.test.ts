@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { INVITES_FILE, InviteBook, readInvites, type StoredInvite } from '../../broker/invites.ts'
-import { ISSUED_FILE, IssuedRegistry } from '../../broker/issued.ts'
+import { ISSUED_FILE, IssuedRegistry, readIssued } from '../../broker/issued.ts'
 import { JournalFile, journalPathOf, type JournalFormat } from '../../broker/journal-file.ts'
 import { KinError } from '../../agent/errors.ts'
 
@@ -216,6 +216,9 @@ t.test('an issued registry of the version 1 format is migrated at first open; it
   appendFileSync(journalPathOf(path), JSON.stringify({ set: record(3) }) + '\n')
   appendFileSync(journalPathOf(path), JSON.stringify({ set: record(4) }).slice(0, 30))
   const warnings: string[] = []
+  const files = readFileSync(journalPathOf(path), 'utf8')
+  t.same(readIssued(home), [record(1), record(2), record(3)], 'a reader replays the journal, its torn line left out')
+  t.equal(readFileSync(journalPathOf(path), 'utf8'), files, 'and changes nothing on disk')
   const reopened = IssuedRegistry.open(home, m => warnings.push(m))
   t.same(reopened.list(), [record(1), record(2), record(3)], 'the journal replayed, its torn last line dropped')
   t.equal(warnings.length, 1, 'with a warning')
