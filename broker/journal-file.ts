@@ -1,8 +1,11 @@
 /** @module A keyed record store kept as a snapshot plus an append-only journal of changes, each fsynced before it counts. */
-import { closeSync, existsSync, fdatasyncSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, fdatasyncSync, readFileSync, writeSync } from 'node:fs'
 import { KinError } from '../agent/errors.ts'
 import { writeFileDurable } from '../runtime/home.ts'
 import { APPEND_FLAGS, openHomeFileSync } from '../runtime/node/home-file.ts'
+
+// Never O_CREAT: a journal gone from under its store fails the append (then compacts) rather than growing headless.
+const JOURNAL_APPEND_FLAGS = APPEND_FLAGS & ~constants.O_CREAT
 
 /** Journal entries allowed beyond twice the live records before the store compacts (a small store never does). */
 export const JOURNAL_COMPACT_FLOOR = 1024
@@ -173,12 +176,12 @@ export class JournalFile<R> {
   static open<R>(path: string, format: JournalFormat<R>, floor = JOURNAL_COMPACT_FLOOR): JournalFile<R> {
     const state = readJournalState(path, format)
     const store = new JournalFile(path, format, state, floor)
-    const compact =
+    const alreadyCompact =
       state.generation > 0 &&
       state.journalGeneration === state.generation &&
       state.tornTail === undefined &&
       state.entries === 0
-    if (!compact) store.compact()
+    if (!alreadyCompact) store.compact()
     return store
   }
 
@@ -198,7 +201,7 @@ export class JournalFile<R> {
     if (this.suspect) this.compact()
     const text = changes.map(c => JSON.stringify(c) + '\n').join('')
     try {
-      const fd = openHomeFileSync(this.journalPath, APPEND_FLAGS)
+      const fd = openHomeFileSync(this.journalPath, JOURNAL_APPEND_FLAGS)
       try {
         const bytes = Buffer.from(text, 'utf8')
         let at = 0

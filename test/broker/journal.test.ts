@@ -247,3 +247,18 @@ t.test('an append the disk refuses is STORAGE_IO and changes nothing; the next c
     'the compaction before the change kept the state',
   )
 })
+
+t.test('a journal gone from under its store fails the append rather than starting one without its header', async t => {
+  const path = join(tempHome(t), 'counters.json')
+  const store = JournalFile.open(path, COUNTERS)
+  store.apply([{ set: { id: 'a', n: 1 } }])
+  rmSync(journalPathOf(path))
+  t.throws(() => store.apply([{ set: { id: 'a', n: 2 } }]), { code: 'STORAGE_IO' }, 'the append is refused')
+  t.notOk(existsSync(journalPathOf(path)), 'no headless journal was created')
+  store.apply([{ set: { id: 'a', n: 3 } }])
+  t.same(
+    [...JournalFile.open(path, COUNTERS).map.values()],
+    [{ id: 'a', n: 3 }],
+    'the next change compacted, then replays',
+  )
+})
