@@ -1,9 +1,8 @@
 /** @module L0's invite book: registered pairing invites and their state, kept durably in the home's invites.json. */
-import { existsSync, readFileSync } from 'node:fs'
 import { KinError, VerificationError } from '../agent/errors.ts'
 import type { Invite } from '../agent/enroll/invite.ts'
 import { ROLE, type RoleName } from '../agent/ledger/types.ts'
-import { writeFileDurable } from '../runtime/home.ts'
+import { JournalFile, readJournalRecords, type JournalChange, type JournalFormat } from './journal-file.ts'
 
 /** File name of the invite book in L0's home. */
 export const INVITES_FILE = 'invites.json'
@@ -50,7 +49,7 @@ function sameRegistration(a: Invite, b: Invite): boolean {
 function damaged(path: string, why: string, cause?: unknown): KinError {
   return new KinError(
     'STORAGE_DAMAGED',
-    `${path} is damaged (${why}); pending invites cannot be trusted — move it away to start with no invites`,
+    `${path} is damaged (${why}); pending invites cannot be trusted — move invites.json and invites.journal away to start with no invites`,
     { cause, detail: { path } },
   )
 }
@@ -75,37 +74,48 @@ function readRecord(path: string, v: unknown): StoredInvite {
   return r as unknown as StoredInvite
 }
 
+const FORMAT: JournalFormat<StoredInvite> = {
+  field: 'invites',
+  key: r => r.inviteId,
+  read: (v, where) => readRecord(where, v),
+  damaged,
+}
+
 /**
- * The invites L0 accepted. Every change is written (temp file, fsync, rename) before it takes effect in memory,
- * so a pending invite survives a restart and a used code stays used.
+ * The invites on record in the book at `path` as another process sees them, changing nothing on disk (L0 may be
+ * writing it). Tries again when it read across a compaction; STORAGE_DAMAGED when the book is damaged.
+ */
+export function readInvites(path: string): StoredInvite[] {
+  return readJournalRecords(path, FORMAT)
+}
+
+/**
+ * The invites L0 accepted. Every change is appended to invites.journal and fsynced before it takes effect in memory,
+ * so a pending invite survives a restart and a used code stays used (journal-file.ts: the snapshot invites.json
+ * plus the journal, compacted at open and when the journal outgrows the book).
  */
 export class InviteBook {
   readonly path: string
-  private invites: Map<string, StoredInvite>
+  private readonly store: JournalFile<StoredInvite>
 
-  private constructor(path: string, invites: Map<string, StoredInvite>) {
-    this.path = path
-    this.invites = invites
+  private constructor(store: JournalFile<StoredInvite>) {
+    this.path = store.path
+    this.store = store
   }
 
-  /** Reads the book at `path` (none yet: empty). STORAGE_DAMAGED when the file is not a book. */
-  static open(path: string): InviteBook {
-    if (!existsSync(path)) return new InviteBook(path, new Map())
-    let doc: unknown
-    try {
-      doc = JSON.parse(readFileSync(path, 'utf8'))
-    } catch (err) {
-      throw damaged(path, (err as Error).message, err)
-    }
-    const d = doc as { version?: unknown; invites?: unknown }
-    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.invites))
-      throw damaged(path, 'not a version 1 invite book')
-    const invites = new Map<string, StoredInvite>()
-    for (const v of d.invites) {
-      const r = readRecord(path, v)
-      invites.set(r.inviteId, r)
-    }
-    return new InviteBook(path, invites)
+  /**
+   * Reads the book at `path` (none yet: empty; a version 1 book is migrated). A last line cut short by a power loss
+   * is dropped and reported through `warn`; STORAGE_DAMAGED when the book is damaged otherwise.
+   */
+  static open(path: string, warn: (message: string) => void = m => process.emitWarning(m)): InviteBook {
+    const store = JournalFile.open(path, FORMAT)
+    if (store.tornTail !== undefined)
+      warn(`${store.journalPath}: dropped a last line cut short (${store.tornTail.length} bytes, an interrupted write)`)
+    return new InviteBook(store)
+  }
+
+  private get invites(): ReadonlyMap<string, StoredInvite> {
+    return this.store.map
   }
 
   /** The invite with this id, if on record. */
@@ -142,9 +152,9 @@ export class InviteBook {
         `an invite may live at most ${MAX_INVITE_TTL_SECONDS / 86400} days; use a shorter --ttl`,
       )
     }
-    const open = this.list().filter(
-      i => i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now,
-    ).length
+    let open = 0
+    for (const i of this.invites.values())
+      if (i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now) open++
     if (open >= MAX_OPEN_INVITES_PER_PARENT) {
       throw new VerificationError(
         'INVITE_REFUSED',
@@ -162,7 +172,7 @@ export class InviteBook {
       state: 'pending',
       registered: now,
     }
-    this.commit(next => next.set(invite.inviteId, stored))
+    this.commit([{ set: stored }])
     return 'registered'
   }
 
@@ -194,32 +204,18 @@ export class InviteBook {
   /** Drops invites expired more than INVITE_RETENTION_SECONDS ago; returns them. */
   purge(now: number): StoredInvite[] {
     const gone = this.list().filter(i => now > i.expires + INVITE_RETENTION_SECONDS)
-    if (gone.length > 0)
-      this.commit(next => {
-        for (const i of gone) next.delete(i.inviteId)
-      })
+    this.commit(gone.map(i => ({ del: i.inviteId })))
     return gone
   }
 
   private update(inviteId: string, change: (r: StoredInvite) => StoredInvite): void {
     const r = this.invites.get(inviteId)
     if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
-    this.commit(next => next.set(inviteId, change(r)))
+    this.commit([{ set: change(r) }])
   }
 
-  // The file is written first; memory changes only once the disk holds the new book.
-  private commit(change: (next: Map<string, StoredInvite>) => void): void {
-    const next = new Map(this.invites)
-    change(next)
-    const doc = { version: 1, invites: [...next.values()] }
-    try {
-      writeFileDurable(this.path, JSON.stringify(doc, null, 1) + '\n', 0o600)
-    } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
-        cause: err,
-        detail: { path: this.path },
-      })
-    }
-    this.invites = next
+  // The journal line is written and fsynced first; memory changes only once the disk holds the change.
+  private commit(changes: JournalChange<StoredInvite>[]): void {
+    this.store.apply(changes)
   }
 }

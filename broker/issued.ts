@@ -1,12 +1,11 @@
 /** @module The certificates L0's CA issued, by serial: what a CRL names when the ledger says a CN is revoked. */
-import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { toHex } from '../agent/codec/bytes.ts'
-import { writeFileDurable } from '../runtime/home.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
+import { JournalFile, readJournalRecords, type JournalFormat } from './journal-file.ts'
 
-/** File in L0's home listing issued certificates (next to the CA key). */
+/** File in L0's home listing issued certificates (next to the CA key); recorded since in `ca/issued.journal`. */
 export const ISSUED_FILE = 'ca/issued.json'
 
 /** One issued certificate as the CRL needs it. */
@@ -51,39 +50,48 @@ function readRecord(path: string, v: unknown): IssuedCertificate {
   return r as unknown as IssuedCertificate
 }
 
+const FORMAT: JournalFormat<IssuedCertificate> = {
+  field: 'certificates',
+  key: r => r.certHash,
+  read: (v, where) => readRecord(where, v),
+  damaged,
+}
+
+/**
+ * The certificates recorded in the registry of L0's home `homeDir`, read without changing anything on disk: for a
+ * process other than the running L0 (an export), which must not compact the registry under it.
+ */
+export function readIssued(homeDir: string): IssuedCertificate[] {
+  return readJournalRecords(join(homeDir, ISSUED_FILE), FORMAT)
+}
+
 /**
  * L0's record of issued certificates (serial, CN, hashes). Devices' certificates never come back to L0, and the
  * ledger names a certificate only by its hash, so the serial a CRL must list is kept here when the CA issues.
- * Every change is written (temp file, fsync, rename) before it counts.
+ * Every certificate is appended to the journal and fsynced before it counts (journal-file.ts).
  */
 export class IssuedRegistry {
   readonly path: string
-  private readonly byHash: Map<string, IssuedCertificate>
+  private readonly store: JournalFile<IssuedCertificate>
 
-  private constructor(path: string, records: Map<string, IssuedCertificate>) {
-    this.path = path
-    this.byHash = records
+  private constructor(store: JournalFile<IssuedCertificate>) {
+    this.path = store.path
+    this.store = store
   }
 
-  /** Reads the registry of L0's home `homeDir` (none yet: empty); STORAGE_DAMAGED when the file is not one. */
-  static open(homeDir: string): IssuedRegistry {
-    const path = join(homeDir, ISSUED_FILE)
-    const records = new Map<string, IssuedCertificate>()
-    if (!existsSync(path)) return new IssuedRegistry(path, records)
-    let doc: unknown
-    try {
-      doc = JSON.parse(readFileSync(path, 'utf8'))
-    } catch (err) {
-      throw damaged(path, (err as Error).message, err)
-    }
-    const d = doc as { version?: unknown; certificates?: unknown }
-    if (typeof d !== 'object' || d === null || d.version !== 1 || !Array.isArray(d.certificates))
-      throw damaged(path, 'not a version 1 registry')
-    for (const v of d.certificates) {
-      const r = readRecord(path, v)
-      records.set(r.certHash, r)
-    }
-    return new IssuedRegistry(path, records)
+  /**
+   * Reads the registry of L0's home `homeDir` (none yet: empty; a version 1 file is migrated). A last line cut short
+   * by a power loss is dropped and reported through `warn`; STORAGE_DAMAGED when the registry is damaged otherwise.
+   */
+  static open(homeDir: string, warn: (message: string) => void = m => process.emitWarning(m)): IssuedRegistry {
+    const store = JournalFile.open(join(homeDir, ISSUED_FILE), FORMAT)
+    if (store.tornTail !== undefined)
+      warn(`${store.journalPath}: dropped a last line cut short (${store.tornTail.length} bytes, an interrupted write)`)
+    return new IssuedRegistry(store)
+  }
+
+  private get byHash(): ReadonlyMap<string, IssuedCertificate> {
+    return this.store.map
   }
 
   /** Every recorded certificate, in the order recorded. */
@@ -101,7 +109,7 @@ export class IssuedRegistry {
     return this.byHash.get(certHashHex)
   }
 
-  /** Records a certificate (again: no change) durably; STORAGE_IO when the file cannot be written. */
+  /** Records a certificate (again: no change) durably; STORAGE_IO when the journal cannot be written. */
   record(cert: DeviceCertificate, issuedAt: number): IssuedCertificate {
     const known = this.byHash.get(cert.certHashHex)
     if (known !== undefined) return known
@@ -113,16 +121,7 @@ export class IssuedRegistry {
       notAfter: cert.notAfter,
       issuedAt,
     }
-    const next = [...this.byHash.values(), record]
-    try {
-      writeFileDurable(this.path, JSON.stringify({ version: 1, certificates: next }, null, 1) + '\n', 0o600)
-    } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
-        cause: err,
-        detail: { path: this.path },
-      })
-    }
-    this.byHash.set(record.certHash, record)
+    this.store.apply([{ set: record }])
     return record
   }
 }

@@ -163,10 +163,24 @@ t.test('a registered invite survives an L0 restart: its pairing login works afte
     'the first L0 closed cleanly',
   )
   t.same(svc().ledger.ledger.state.ids(), ids, 'the ledger came back as it was')
-  t.equal(svc().invites.get(invite.invite.inviteId)?.state, 'pending', 'the invite was read back from invites.json')
+  t.equal(
+    svc().invites.get(invite.invite.inviteId)?.state,
+    'pending',
+    'the invite was read back from the invite book (snapshot and journal)',
+  )
   const login = await tryPairing(svc(), invite.invite.inviteId, invite.secrets.loginProof)
   t.equal(login.returnCode, 0, 'the code still logs in')
+  t.equal(svc().invites.get(invite.invite.inviteId)?.state, 'used', 'and is used up')
+
+  // L0 restarts in the middle of this pairing (the device logged in, no CSR yet): the journal line that marked the
+  // code used was fsynced before the login was accepted, so the restarted L0 refuses the code.
+  await svc().close()
   await end(login.client)
+  running = await startTestL0(l0, { now: () => clock })
+  t.equal(svc().invites.get(invite.invite.inviteId)?.state, 'used', 'the restarted L0 read the code back as used')
+  const again = await tryPairing(svc(), invite.invite.inviteId, invite.secrets.loginProof)
+  t.equal(again.returnCode, 2, 'the used code is refused after the restart')
+  await end(again.client)
 })
 
 t.test(

@@ -1,7 +1,8 @@
 import t, { type Test } from 'tap'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { basename, dirname, join } from 'node:path'
+import { INVITES_FILE, readInvites } from '../../broker/invites.ts'
 import { completeInvite, openInvite } from '../../agent/gossip/invite-session.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
@@ -35,10 +36,7 @@ function stagingDirs(dir: string): string[] {
 }
 
 function inviteState(l0: TestL0, inviteId: string): string | undefined {
-  const path = join(l0.home, 'invites.json')
-  if (!existsSync(path)) return undefined
-  const book = JSON.parse(readFileSync(path, 'utf8')) as { invites: Array<{ inviteId: string; state: string }> }
-  return book.invites.find(i => i.inviteId === inviteId)?.state
+  return readInvites(join(l0.home, INVITES_FILE)).find(i => i.inviteId === inviteId)?.state
 }
 
 /** A TCP listener that accepts and never answers: an enrollment waits in its login, the code unused. */

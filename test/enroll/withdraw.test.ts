@@ -1,7 +1,7 @@
 import t from 'tap'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { InviteBook } from '../../broker/invites.ts'
+import { INVITES_FILE, InviteBook, readInvites } from '../../broker/invites.ts'
 import { derivePairingSecrets } from '../../agent/enroll/pairing.ts'
 import { awaitAuthorization, fleetOfBroker } from '../../agent/gossip/enroll-session.ts'
 import { connectPairing } from '../../agent/gossip/login.ts'
@@ -16,10 +16,7 @@ import { expectExit, kin, lastJson, startFleet, startKin, tempDir, type TestL0 }
 const WAIT_MS = 60_000
 
 function inviteState(l0: TestL0, inviteId: string): string | undefined {
-  const path = join(l0.home, 'invites.json')
-  if (!existsSync(path)) return undefined
-  const book = JSON.parse(readFileSync(path, 'utf8')) as { invites: Array<{ inviteId: string; state: string }> }
-  return book.invites.find(i => i.inviteId === inviteId)?.state
+  return readInvites(join(l0.home, INVITES_FILE)).find(i => i.inviteId === inviteId)?.state
 }
 
 t.test('Ctrl-C on kin invite withdraws the invite', async t => {
