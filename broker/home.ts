@@ -126,8 +126,10 @@ export async function openL0Home(dir: string, log: L0Logger): Promise<L0Home> {
       })
     })
     checkGenesis(m, ledger.ledger)
-    const invites = InviteBook.open(join(home.dir, INVITES_FILE))
-    const issued = IssuedRegistry.open(home.dir)
+    // A torn last journal line (an interrupted append) is dropped; L0's log says so, as for the ledger.
+    const tornJournal = (message: string) => log('warn', 'ledger.error', { code: 'STORAGE_DAMAGED', message })
+    const invites = InviteBook.open(join(home.dir, INVITES_FILE), tornJournal)
+    const issued = IssuedRegistry.open(home.dir, tornJournal)
     // `kin init` predates the registry: L0's own certificate is recorded here, so a CRL can name it too.
     issued.record(DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 }), Math.floor(Date.now() / 1000))
     const opened = ledger

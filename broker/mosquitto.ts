@@ -8,7 +8,7 @@ import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { buildCrl } from './crl.ts'
 import { takeCrlNumber } from './crl-number.ts'
 import { readL0Ledger, readL0Material } from './home.ts'
-import { IssuedRegistry, type IssuedCertificate } from './issued.ts'
+import { readIssued, type IssuedCertificate } from './issued.ts'
 import { revokedCertificates, type RevokedCertificate } from './revoked.ts'
 import { servicesCn, servicesIdentity } from './services-identity.ts'
 import type { LedgerState } from '../agent/ledger/state.ts'
@@ -243,7 +243,8 @@ export async function exportMosquitto(opts: MosquittoExportOptions): Promise<Mos
   // The same server certificates L0's own broker presents (made anew when the names differ from theirs).
   const names = opts.serverNames ?? serverNames({ listen: [opts.host ?? '0.0.0.0'] })
   const server = await serverCertificates(m, names, now)
-  const issued: IssuedCertificate[] = IssuedRegistry.open(m.home.dir).list()
+  // Read only: a running L0 may be appending to the registry meanwhile, and this process must not compact under it.
+  const issued: IssuedCertificate[] = readIssued(m.home.dir)
   const own = DeviceCertificate.from(m.certPem, { sha256: nodeCrypto.sha256 })
   if (!issued.some(r => r.certHash === own.certHashHex)) {
     issued.push({
