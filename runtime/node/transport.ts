@@ -320,19 +320,26 @@ class MqttSession implements TransportSession {
   /** One SUBSCRIBE; resolves with the filters the SUBACK refused (0x80), rejects when the session failed. */
   private subscribeOnce(filters: string[]): Promise<string[]> {
     return new Promise((resolve, reject) => {
-      this.client.subscribe(filters, { qos: 1 }, (err, _granted, suback) => {
-        // mqtt.js reports a SUBACK holding 0x80 as an error; the SUBACK packet still says which filters were refused.
+      this.client.subscribe(filters, { qos: 1 }, (err, granted, suback) => {
+        // `granted` lists the filters mqtt.js sent (it skips those this session already holds); the SUBACK's codes
+        // follow that list. mqtt.js reports a SUBACK holding 0x80 as an error that still carries the packet.
+        const sent = granted ?? []
         const codes = suback?.granted.map(g => (typeof g === 'number' ? g : (g as { qos: number }).qos))
-        if (codes === undefined || codes.length !== filters.length) {
+        if (codes === undefined) {
+          if (err) reject(brokerError(err, this.url))
+          else resolve([]) // nothing sent: the session holds every filter already
+          return
+        }
+        if (codes.length !== sent.length) {
           reject(
             brokerError(
-              err ?? new Error(`the broker answered a subscription with ${codes?.length ?? 'no'} codes`),
+              err ?? new Error(`the broker answered ${sent.length} filters with ${codes.length} codes`),
               this.url,
             ),
           )
           return
         }
-        resolve(filters.filter((_, i) => (codes[i]! & 0x80) !== 0))
+        resolve(sent.filter((_, i) => (codes[i]! & 0x80) !== 0).map(g => g.topic))
       })
     })
   }
