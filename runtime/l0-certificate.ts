@@ -1,5 +1,7 @@
 /** @module A new certificate from L0's CA for this home (renewal or rekey), over the running agent's session or a new one. */
-import { KinError } from '../agent/errors.ts'
+import { KinError, VerificationError } from '../agent/errors.ts'
+import type { LedgerState } from '../agent/ledger/state.ts'
+import type { Binding } from '../agent/ledger/types.ts'
 import { connectDevice, type DeviceLogin } from '../agent/gossip/login.ts'
 import { requestRenewal, type RekeyAsk } from '../agent/gossip/renew-session.ts'
 import type { DeviceCertificate } from '../agent/pki/certificate.ts'
@@ -52,4 +54,32 @@ export async function askL0ForCertificate(
   } finally {
     await client.close().catch(() => undefined)
   }
+}
+
+/** The refusals of an act on this device's own certificate, by act. */
+const REFUSAL = {
+  renew: { expired: 'RENEW_EXPIRED', revoked: 'RENEW_REVOKED' },
+  rekey: { expired: 'REKEY_EXPIRED', revoked: 'REKEY_REVOKED' },
+} as const
+
+/**
+ * This device's binding, refused when its own ledger already says it may not renew or rekey (the cheapest refusal:
+ * no broker needed): expired, or revoked itself or through an ancestor.
+ */
+export function standingBinding(state: LedgerState, cn: string, now: number, act: 'renew' | 'rekey'): Binding {
+  const binding = state.currentBinding(cn)
+  if (binding === undefined)
+    throw new KinError('HOME_MISSING', `this home's ledger holds no binding for ${cn}: run 'kin sync' first`)
+  const invalid = state.invalidAt(binding, now)
+  if (invalid?.code === 'EXPIRED')
+    throw new VerificationError(
+      REFUSAL[act].expired,
+      `the authorization of ${cn} ended at ${new Date(invalid.notAfter * 1000).toISOString().replace('.000Z', 'Z')}: only a new invite brings this device back`,
+    )
+  if (invalid !== undefined)
+    throw new VerificationError(
+      REFUSAL[act].revoked,
+      `${cn} may not ${act}: this home's ledger says ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid ? ` (${invalid.ancestorCn})` : ''}`,
+    )
+  return binding
 }

@@ -15,7 +15,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 import { HOME_FILE_MODE, readHomeFile } from '../../runtime/node/home-file.ts'
-import { askL0ForCertificate } from '../../runtime/l0-certificate.ts'
+import { askL0ForCertificate, standingBinding } from '../../runtime/l0-certificate.ts'
 import { Home, writeFileDurable } from '../../runtime/home.ts'
 import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
@@ -51,24 +51,9 @@ export interface Rekeying {
   head: Record<string, unknown> | null
 }
 
-/** This device's binding, refused when its own ledger already says it may not rekey (cheapest refusal: no broker needed). */
-export function rekeyableBinding(state: LedgerState, cn: string, now: number): Binding {
-  const binding = state.currentBinding(cn)
-  if (binding === undefined)
-    throw new KinError('HOME_MISSING', `this home's ledger holds no binding for ${cn}: run 'kin sync' first`)
-  const invalid = state.invalidAt(binding, now)
-  if (invalid?.code === 'EXPIRED')
-    throw new VerificationError(
-      'REKEY_EXPIRED',
-      `the authorization of ${cn} ended at ${isoTime(invalid.notAfter)}: only a new invite brings this device back`,
-    )
-  if (invalid !== undefined)
-    throw new VerificationError(
-      'REKEY_REVOKED',
-      `${cn} may not rekey: this home's ledger says ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid ? ` (${invalid.ancestorCn})` : ''}`,
-    )
-  return binding
-}
+/** This device's binding, refused when its own ledger already says it may not rekey (runtime/l0-certificate.ts). */
+export const rekeyableBinding = (state: LedgerState, cn: string, now: number): Binding =>
+  standingBinding(state, cn, now, 'rekey')
 
 function readPending(path: string): PendingRekey | undefined {
   if (!existsSync(path)) return undefined

@@ -7,7 +7,7 @@ import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { Binding } from '../../agent/ledger/types.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
-import { askL0ForCertificate } from '../../runtime/l0-certificate.ts'
+import { askL0ForCertificate, standingBinding } from '../../runtime/l0-certificate.ts'
 import { Home } from '../../runtime/home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
 import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
@@ -24,24 +24,9 @@ export interface Renewal {
   head: Record<string, unknown> | null
 }
 
-/** This device's binding, refused when its own ledger already says it may not renew (cheapest refusal: no broker needed). */
-export function renewableBinding(state: LedgerState, cn: string, now: number): Binding {
-  const binding = state.currentBinding(cn)
-  if (binding === undefined)
-    throw new KinError('HOME_MISSING', `this home's ledger holds no binding for ${cn}: run 'kin sync' first`)
-  const invalid = state.invalidAt(binding, now)
-  if (invalid?.code === 'EXPIRED')
-    throw new VerificationError(
-      'RENEW_EXPIRED',
-      `the authorization of ${cn} ended at ${isoTime(invalid.notAfter)}: only a new invite brings this device back`,
-    )
-  if (invalid !== undefined)
-    throw new VerificationError(
-      'RENEW_REVOKED',
-      `${cn} may not renew: this home's ledger says ${invalid.code.toLowerCase().replace(/_/g, ' ')}${'ancestorCn' in invalid ? ` (${invalid.ancestorCn})` : ''}`,
-    )
-  return binding
-}
+/** This device's binding, refused when its own ledger already says it may not renew (runtime/l0-certificate.ts). */
+export const renewableBinding = (state: LedgerState, cn: string, now: number): Binding =>
+  standingBinding(state, cn, now, 'renew')
 
 /**
  * Renews the certificate of an opened device home whose follower is not started: asks L0's CA over a session of its
