@@ -35,6 +35,10 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
   serve: [
     ['kin serve --home ./lock --port 9443', "answer access requests over mutual TLS and follow L0's ledger"],
     ['kin serve --home ./lock --port 9443 --offline', 'the same cut off from L0: requesters send the proofs it lacks'],
+    [
+      'kin serve --home ./lock --port 9443 --probe 30s',
+      'behind a NATS cluster: a session a broker reload left deaf is found within 30 s',
+    ],
   ],
   repair: [
     ['kin repair --home ./phone', 'rebuild a damaged ledger from L0; the damaged file is kept as ledger.damaged-TIME'],

@@ -203,7 +203,12 @@ export async function openFollowingHome(
   dir: string,
   hooks: FollowerHooks = {},
   onSession?: (session: TransportSession) => void,
-  opts: { lend?: boolean; onIdentity?: (certPem: string, keyPem: string) => void } = {},
+  opts: {
+    lend?: boolean
+    onIdentity?: (certPem: string, keyPem: string) => void
+    /** How often an open session is probed with a sync round (LedgerFollowerOptions.probeIntervalMs). */
+    probeIntervalMs?: number
+  } = {},
 ): Promise<FollowingHome> {
   const key = homeKey(dir)
   const lent = lentHomes.get(key)
@@ -251,6 +256,7 @@ export async function openFollowingHome(
     fleet: config.fleet,
     replica: files.replica,
     clock: { now: () => Math.floor(Date.now() / 1000) },
+    ...(opts.probeIntervalMs === undefined ? {} : { probeIntervalMs: opts.probeIntervalMs }),
     ...(opts.lend === true ? fannedOut(hooks, borrowers) : hooks),
   })
   let closed: Promise<void> | undefined

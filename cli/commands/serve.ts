@@ -101,11 +101,14 @@ function parseRenewAt(text: string): number {
   return f
 }
 
+/** The shortest --probe: each probe is one sync request to L0 per device. */
+const MIN_PROBE_MS = 10_000
+
 /** `kin serve`. */
 export const serve: CommandSpec = {
   name: 'serve',
   usage:
-    'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--renew-at 0.2] [--offline] [--json]',
+    'kin serve --home DIR [--host 127.0.0.1] [--port N] [--timeout MS] [--max-pending N] [--renew-at 0.2] [--probe 5m] [--offline] [--json]',
   summary:
     "Run this device's access endpoint: mutual TLS with its certificate, the fleet root as CA. Each connection sends one line " +
     '{"action": "NAME"} and gets one line {allow, code, reason, path, commonAncestor, hops, peer, action, time}; every decision ' +
@@ -147,6 +150,11 @@ export const serve: CommandSpec = {
       help: 'connections not yet authenticated that the endpoint keeps; the next one closes the oldest',
       default: String(DEFAULT_MAX_PENDING_CONNECTIONS),
     },
+    probe: {
+      type: 'string',
+      help: 'while following L0, one sync round this often on the open session: a broker that keeps a session up but stopped delivering to it (NATS after a reload, docs/BROKERS.md) is found out and left for a new login (at least 10s)',
+      default: '5m',
+    },
     offline: {
       type: 'boolean',
       help: "do not follow L0's broker even when config.json names one: decide on the ledger as it is (a device cut off from L0)",
@@ -158,6 +166,11 @@ export const serve: CommandSpec = {
     const timeout = parseDurationMs(String(args.values.timeout), 'timeout')
     const maxPending = parseMaxPending(String(args.values['max-pending']))
     const renewAt = parseRenewAt(String(args.values['renew-at']))
+    const probeMs = parseDurationMs(String(args.values.probe), 'probe')
+    if (probeMs < MIN_PROBE_MS)
+      throw usageError(
+        `--probe expects at least 10s (each probe is a sync request to L0), got "${String(args.values.probe)}"`,
+      )
     const json = args.json
     // An enrolled device follows L0's ledger while it serves: revocations arrive by gossip, decisions see them at once.
     let following: FollowingHome | undefined
@@ -218,7 +231,7 @@ export const serve: CommandSpec = {
             },
           },
           attachInbox,
-          { lend: true, onIdentity: (certPem, keyPem) => useIdentity(certPem, keyPem) },
+          { lend: true, onIdentity: (certPem, keyPem) => useIdentity(certPem, keyPem), probeIntervalMs: probeMs },
         )
       } catch (e) {
         if (!(e instanceof KinError) || e.code !== 'STORAGE_BUSY') throw e
