@@ -51,3 +51,14 @@ t.test('the old millisecond form of kin access and kin serve is refused, exit 2,
     )
   }
 })
+
+t.test('kin serve --probe: a duration of at least 10s (each probe is a sync request to L0)', async t => {
+  for (const [probe, message] of [
+    ['5s', /at least 10s/],
+    ['30', /a unit is required/],
+  ] as const) {
+    const r = await kin(['serve', '--home', '/nonexistent', '--probe', probe, '--json'])
+    t.equal(r.status, 2, `--probe ${probe} exits 2`)
+    t.match(JSON.parse(r.stdout), { code: 'USAGE', message }, `--probe ${probe} is refused with the reason`)
+  }
+})
