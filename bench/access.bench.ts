@@ -180,6 +180,15 @@ export async function run(emit: Emit): Promise<void> {
       ledger: () => fleet.l0Ledger.state,
     })
     const endpoint = await startAccessEndpoint({ ...lockId, session: onDisk, host: '127.0.0.1', port: 0 })
+    // As kin serve and kin access run it: the endpoint states its head first, the requester answers for it (here with
+    // nothing to add), so the request leaves one round trip later than on the endpoint above.
+    const negotiating = await startAccessEndpoint({
+      ...lockId,
+      session: onDisk,
+      host: '127.0.0.1',
+      port: 0,
+      heldHead: () => undefined,
+    })
     const plain = createServer(
       {
         cert: lockId.certPem,
@@ -286,7 +295,24 @@ export async function run(emit: Emit): Promise<void> {
       if (outcome.answer?.allow !== true)
         throw new Error(`bench: access denied: ${outcome.answer?.code ?? outcome.server.code}`)
     }
+    const kinAccessNegotiated = async (): Promise<void> => {
+      const outcome = await requestAccess({
+        ...guestId,
+        host: '127.0.0.1',
+        port: negotiating.port,
+        action: 'unlock',
+        checkServer: d => guestChecks.checkServer(d),
+        proofFor: async () => ({}),
+      })
+      if (outcome.answer?.allow !== true)
+        throw new Error(`bench: access denied: ${outcome.answer?.code ?? outcome.server.code}`)
+    }
     try {
+      const negotiated = await interleaved(
+        { plainExchangeKeptContext, kinAccessNegotiated },
+        { batch: 10, maxOps: 150, maxMs: 4000, warmup: 5 },
+      )
+      const negotiatedRatio = pairedRatio('kinAccessNegotiated', 'plainExchangeKeptContext')
       const tls = await interleaved(
         { plainExchange, plainExchangeKeptContext, kinAccess, plainExchangeNoClientCa, plainHandshake },
         { batch: 10, maxOps: 300, maxMs: 8000, warmup: 5 },
@@ -330,8 +356,16 @@ export async function run(emit: Emit): Promise<void> {
         rounds: rounds.length,
         goal: 'ratio ≤ 1.1 (paired, kept-context baseline)',
       })
+      emit({
+        bench: 'access.connect',
+        path: 'kin-access-negotiated',
+        what: 'as kin-access, the endpoint stating its head first and the requester answering it (kin serve, kin access)',
+        ...negotiated['kinAccessNegotiated'],
+        ratio: negotiatedRatio,
+      })
     } finally {
       await endpoint.close()
+      await negotiating.close()
       await new Promise<void>(resolve => {
         plain.close(() => resolve())
         for (const socket of plainSockets) socket.destroy()
