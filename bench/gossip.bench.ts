@@ -7,9 +7,8 @@ import { nodeCrypto } from '../runtime/node/crypto.ts'
 import { nodePki } from '../runtime/node/pki.ts'
 import { toHex } from '../agent/codec/bytes.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
-import { createEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../agent/enroll/request.ts'
 import { authorizeChild } from '../agent/enroll/parent.ts'
-import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../agent/enroll/child.ts'
+import { createEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../agent/enroll/request.ts'
 import { encodeSubmission } from '../agent/gossip/submit.ts'
 import { signingInput } from '../agent/ledger/event.ts'
 import { decodeHead } from '../agent/ledger/head.ts'
@@ -18,6 +17,7 @@ import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
 import { startL0, type L0Services } from '../broker/l0.ts'
 import { SEAL_INTERVAL_MS } from '../broker/miner-service.ts'
+import { enrollThroughSteps } from '../sim/pure-enroll.ts'
 import { makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../test/broker/_fleet.ts'
 
 /** Subscriber counts measured (KIN_GOSSIP_FLEETS=20,50 for a quick look). */
@@ -70,7 +70,8 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
       },
     },
   })
-  const parent = { cn: l0.self.cn, ledgerSeed: l0.self.ledgerSeed }
+  const parent = { cn: l0.self.cn, ledgerSeed: l0.self.ledgerSeed, ledger: scratch }
+  const parties = { crypto: nodeCrypto, pki: nodePki, parent, ca, domain: l0.domain, rootPem: l0.rootPem }
   const devices: Device[] = []
   const now = nowSeconds()
   for (let i = 0; i < n; i++) {
@@ -82,33 +83,14 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
       name: `sensor ${i}`,
     }
     const secrets: DeviceSecrets = { tls: keys.secrets.tls, ledgerSeed: ledgerKey }
-    const authorize = authorizeChild(
-      nodeCrypto,
-      scratch,
-      parent,
-      request,
-      { role: 'device', notAfter: now + 86400 },
-      now,
-    )
-    const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-    const out = await ca.issue({
-      authorizeBytes: authorize.bytes,
-      csrPem: await createEnrollCsr(accepted, secrets),
-      now,
-    })
-    const { certified } = recordCertificate(
-      nodeCrypto,
-      nodePki,
-      scratch,
-      accepted,
-      secrets,
-      out.certificate.pem,
-      l0.rootPem,
-      now,
+    const { accepted, issued, certified } = await enrollThroughSteps(
+      parties,
+      { keys: { request, secrets } },
+      { choices: { role: 'device', notAfter: now + 86400 }, now, childLedger: () => scratch },
     )
     scratch.ingest(certified)
     added.push(certified)
-    devices.push({ cn: accepted.cn, certPem: out.certificate.pem, keyPem: secrets.tls.privateKeyPem })
+    devices.push({ cn: accepted.cn, certPem: issued.certificate.pem, keyPem: secrets.tls.privateKeyPem })
   }
   const written = await ledger.appendMany(added, { trustSignatures: true })
   if (written.accepted.length !== added.length)
