@@ -7,8 +7,7 @@ import { FleetCa, type CaLedger } from '../agent/enroll/ca.ts'
 import { createEnrollRequest, type DeviceSecrets } from '../agent/enroll/request.ts'
 import { rekeyChild, type AuthorizeChoices } from '../agent/enroll/parent.ts'
 import { acceptRekey, createEnrollCsr, recordCertificate } from '../agent/enroll/child.ts'
-import { revokeEvent } from '../agent/ledger/builders.ts'
-import { signEvent } from '../agent/ledger/event.ts'
+import { signedRevoke } from '../agent/ledger/revoke.ts'
 import { decideAs } from '../agent/access/decide.ts'
 import { ChainCache } from '../agent/access/chain-cache.ts'
 import { fleetChainVerifier } from '../agent/access/fleet-chain.ts'
@@ -166,12 +165,8 @@ export class PureFleet {
   /** Signs a revoke of `targetCn` by `byCn` (the target itself or an ancestor) and submits it to L0 (the miner). */
   revoke(byCn: string, targetCn: string, body: RevokeBody): EncodedEvent {
     const by = this.device(byCn)
-    const state = by.ledger.state
-    const issuer = state.currentBinding(byCn),
-      target = state.currentBinding(targetCn)
-    if (issuer === undefined || target === undefined)
-      throw new Error(`${byCn} does not know ${targetCn}; sync it first`)
-    const e = signEvent(this.crypto, revokeEvent(issuer, target, body, this.now), by.secrets.ledgerSeed)
+    const issuer = { cn: byCn, ledgerSeed: by.secrets.ledgerSeed }
+    const e = signedRevoke(this.crypto, by.ledger.state, issuer, targetCn, body, this.now)
     by.ledger.ingest(e, { now: this.now })
     this.l0Ledger.ingest(e, { now: this.now })
     return e

@@ -28,9 +28,8 @@ import type { Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
 import { verifiedIn } from '../../agent/ledger/precheck.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent, RevokeBody, RoleName } from '../../agent/ledger/types.ts'
@@ -406,21 +405,9 @@ export class LiveFleet {
   ): Promise<EncodedEvent> {
     const by = this.device(byLabel)
     const state = by.replica?.ledger.ledger.state ?? this.l0.ledger.ledger.state
-    const issuer = state.currentBinding(by.cn),
-      target = state.currentBinding(this.cnOf(targetLabel))
-    if (issuer === undefined || target === undefined)
-      throw new KinError('ENROLL_STATE', `${byLabel} does not know ${targetLabel} yet`)
     const now = this.clock.now()
-    const e = signEvent(
-      nodeCrypto,
-      revokeEvent(
-        issuer,
-        target,
-        { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now },
-        now,
-      ),
-      by.ledgerSeed,
-    )
+    const full = { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now }
+    const e = signedRevoke(nodeCrypto, state, by, this.cnOf(targetLabel), full, now)
     await this.submitAs(by, [e])
     return e
   }

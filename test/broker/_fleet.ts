@@ -15,8 +15,7 @@ import {
   type PairingSecrets,
 } from '../../agent/enroll/pairing.ts'
 import { signInvite, type Invite } from '../../agent/enroll/invite.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import type { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import type { EncodedEvent, RevokeReasonName, RoleName } from '../../agent/ledger/types.ts'
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
@@ -151,15 +150,9 @@ export function revocation(
   target: TestDevice,
   opts: { subtree?: boolean; now?: number; reason?: RevokeReasonName } = {},
 ): EncodedEvent {
-  const state = ledger.ledger.state
   const now = opts.now ?? nowSeconds()
-  const unsigned = revokeEvent(
-    state.currentBinding(issuer.cn)!,
-    state.currentBinding(target.cn)!,
-    { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true },
-    now,
-  )
-  return signEvent(nodeCrypto, unsigned, issuer.ledgerSeed)
+  const body = { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true }
+  return signedRevoke(nodeCrypto, ledger.ledger.state, issuer, target.cn, body, now)
 }
 
 /** A fresh pairing code and its invite registration, signed by `parent`. */

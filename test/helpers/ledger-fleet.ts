@@ -9,9 +9,9 @@ import {
   genesisEvent,
   policyEvent,
   rekeyEvent,
-  revokeEvent,
   type AuthorizeRequest,
 } from '../../agent/ledger/builders.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { concatBytes, utf8 } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
 import type { Binding, EncodedEvent, PolicyBody, RevokeBody, UnsignedEvent } from '../../agent/ledger/types.ts'
@@ -74,7 +74,11 @@ export class LedgerFleet {
 
   /** Signs with `byCn`'s secret (or `secret`) and ingests unless `apply` is false. */
   sign(unsigned: UnsignedEvent, byCn: string, apply = true, secret?: Uint8Array): EncodedEvent {
-    const e = signEvent(this.crypto, unsigned, secret ?? this.secrets.get(byCn)!)
+    return this.keep(signEvent(this.crypto, unsigned, secret ?? this.secrets.get(byCn)!), apply)
+  }
+
+  /** Ingests a signed event unless `apply` is false. */
+  private keep(e: EncodedEvent, apply: boolean): EncodedEvent {
     if (apply) {
       this.ledger.ingest(e)
       this.events.push(e)
@@ -124,20 +128,13 @@ export class LedgerFleet {
     apply = true,
   ): EncodedEvent {
     const time = body.time ?? this.binding(targetCn).time + 3600
-    return this.sign(
-      revokeEvent(
-        this.binding(byCn),
-        this.binding(targetCn),
-        {
-          reason: body.reason ?? 'compromised',
-          effective: body.effective ?? time,
-          subtree: body.subtree ?? false,
-        },
-        time,
-      ),
-      byCn,
-      apply,
-    )
+    const issuer = { cn: byCn, ledgerSeed: this.secrets.get(byCn)! }
+    const full = {
+      reason: body.reason ?? 'compromised',
+      effective: body.effective ?? time,
+      subtree: body.subtree ?? false,
+    }
+    return this.keep(signedRevoke(this.crypto, this.ledger.state, issuer, targetCn, full, time), apply)
   }
 
   rekey(parentCn: string, targetCn: string, time?: number, apply = true): EncodedEvent {
