@@ -15,8 +15,9 @@ import { decodeHead } from '../agent/ledger/head.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
-import { startL0, type L0Services } from '../broker/l0.ts'
+import type { L0Services } from '../broker/l0.ts'
 import { SEAL_INTERVAL_MS } from '../broker/miner-service.ts'
+import { LoopbackL0 } from '../sim/live/l0.ts'
 import { enrollThroughSteps } from '../sim/pure-enroll.ts'
 import { makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../test/broker/_fleet.ts'
 
@@ -214,10 +215,8 @@ export async function run(emit: (row: object) => void): Promise<void> {
     enrollMs: Math.round(performance.now() - t0),
   })
   const sealedAt = new Map<number, number>()
-  const services = await startL0({
+  const { services } = await LoopbackL0.start({
     home: l0.dir,
-    host: '127.0.0.1',
-    port: 0,
     log: r => {
       const rec = r as { event?: string; height?: number }
       if (rec.event === 'ledger.sealed') sealedAt.set(rec.height!, performance.now())

@@ -1,7 +1,7 @@
 /** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner, a forged offline proof. */
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
+import { memoryMiner, sealedMiner, submitAll } from '../memory-miner.ts'
 import {
   requestAccess,
   startAccessEndpoint,
@@ -15,10 +15,8 @@ import { decideWithProofs, type ProvedDecision } from '../../agent/gossip/missin
 import { buildBundle, decodeBundle, encodeBundle, verifyBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
 import { buildOfflineProof } from '../../agent/ledger/offline-proof.ts'
 import { encodeOfflineProof } from '../../agent/ledger/proof-encoding.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { AttackContext } from './house.ts'
 import { decided, type AttackRunner } from './runner.ts'
@@ -260,15 +258,8 @@ export async function bundleAttacks(
         expected: ['HEAD_UNPROVEN', 'HEAD_INCONSISTENT', 'HEAD_FORK', 'HEAD_ROLLBACK'],
       },
       async () => {
-        const storage = memoryStorage()
-        const forkLedger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-        const fork = await Miner.open(
-          nodeCrypto,
-          forkLedger,
-          await storage.openAppendFile('heads.cbor'),
-          fleet.device('L0').ledgerSeed,
-          { boundTimes: false },
-        )
+        // Not submitAll: the forger's log leaves an event out, and what the fork refuses over it is its own business.
+        const fork = await memoryMiner(fleet.device('L0').ledgerSeed)
         try {
           const hidden = l0State.log.find(
             e => e.event.type === 'certified' && l0State.cnOfLabel(e.event.subject) === fleet.cnOf('L3.2'),
@@ -330,26 +321,15 @@ async function forgedConsistency(
   const split = log.findIndex(
     e => e.event.type === 'authorize' && fleet.l0.ledger.ledger.state.cnOfLabel(e.event.subject) === guest.cn,
   )
-  const storage = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'),
+  const { miner, head: stated } = await sealedMiner(
     fleet.device('L0').ledgerSeed,
-    { boundTimes: false },
+    log.slice(0, split),
+    fleet.clock.now(),
   )
   try {
-    await miner.submit(
-      log.slice(0, split).map(e => e.bytes),
-      fleet.clock.now(),
-    )
-    const stated = (await miner.seal(fleet.clock.now()))!
     const held = new Ledger(nodeCrypto)
     held.ingestMany(log.slice(0, split), { trustSignatures: true })
-    await miner.submit(
-      log.slice(split).map(e => e.bytes),
-      fleet.clock.now(),
-    )
+    await submitAll(miner, log.slice(split), fleet.clock.now())
     await miner.seal(fleet.clock.now())
     const session = new AccessSession({
       self: lock.cn,
