@@ -1,7 +1,7 @@
 /** @module Proof sizes: a depth-4 proof bundle in the first encoding and the compact one, and the offline proof sent to a verifier that holds its own lineage. */
 import { pathToFileURL } from 'node:url'
 import { nodeCrypto } from '../runtime/node/crypto.ts'
-import { sealedMiner, submitAll } from '../sim/memory-miner.ts'
+import { memoryMiner, mineInParts } from '../sim/memory-miner.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import { buildBundle, encodeBundle, verifyBundle } from '../agent/ledger/bundle.ts'
 import { buildOfflineProof, statementOf, verifyOfflineProof } from '../agent/ledger/offline-proof.ts'
@@ -29,9 +29,10 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const verifier = siblings[DEPTH - 1]!
   const split = f.events.findIndex(e => e.idHex === f.binding(requester).id)
   const now = f.events[f.events.length - 1]!.event.time + 60
-  const { miner, head: headA } = await sealedMiner(f.secrets.get(f.l0)!, f.events.slice(0, split), now, { batch: 256 })
-  await submitAll(miner, f.events.slice(split), now, 256)
-  const headB = (await miner.seal(now))!
+  const miner = await memoryMiner(f.secrets.get(f.l0)!)
+  const heads = await mineInParts(miner, f.events, [split, f.events.length], now, { batch: 256 })
+  const headA = heads[0]!,
+    headB = heads[1]!
   const genesis = f.ledger.state.genesis!
   const anchor = { minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
 

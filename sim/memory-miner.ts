@@ -42,7 +42,31 @@ export async function submitAll(
   if (accepted !== log.length) throw new Error(`the miner took ${accepted} of the log's ${log.length} events`)
 }
 
-/** A memory miner (memoryMiner) that has accepted every event of `log` and sealed one head at `now`; throws as submitAll does. */
+/**
+ * Hands `log` to the miner in parts that end at each of `ends` (ascending, the last one usually the log's length),
+ * sealing one head after each part at `sealAt(i)` for the i-th part (default: `now`). Throws as submitAll does, and
+ * when a part seals no head (an empty part). Returns the heads, one per part.
+ */
+export async function mineInParts(
+  miner: Miner,
+  log: readonly EncodedEvent[],
+  ends: readonly number[],
+  now: number,
+  opts: { sealAt?: (i: number) => number; batch?: number } = {},
+): Promise<BlockHead[]> {
+  const heads: BlockHead[] = []
+  let at = 0
+  for (const end of ends) {
+    await submitAll(miner, log.slice(at, end), now, opts.batch)
+    const head = await miner.seal(opts.sealAt?.(heads.length) ?? now)
+    if (head === undefined) throw new Error(`the miner sealed no head over events ${at} to ${end}`)
+    heads.push(head)
+    at = end
+  }
+  return heads
+}
+
+/** A memory miner (memoryMiner) that has accepted every event of `log` and sealed one head at `now`; throws as mineInParts does. */
 export async function sealedMiner(
   ledgerSeed: Uint8Array,
   log: readonly EncodedEvent[],
@@ -51,10 +75,8 @@ export async function sealedMiner(
 ): Promise<{ miner: Miner; head: BlockHead }> {
   const miner = await memoryMiner(ledgerSeed)
   try {
-    await submitAll(miner, log, now, opts.batch)
-    const head = await miner.seal(now)
-    if (head === undefined) throw new Error('the miner sealed no head over the log')
-    return { miner, head }
+    const [head] = await mineInParts(miner, log, [log.length], now, opts)
+    return { miner, head: head! }
   } catch (err) {
     await miner.close()
     throw err

@@ -1,7 +1,7 @@
 /** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner, a forged offline proof. */
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { memoryMiner, sealedMiner, submitAll } from '../memory-miner.ts'
+import { memoryMiner, mineInParts } from '../memory-miner.ts'
 import {
   requestAccess,
   startAccessEndpoint,
@@ -321,16 +321,11 @@ async function forgedConsistency(
   const split = log.findIndex(
     e => e.event.type === 'authorize' && fleet.l0.ledger.ledger.state.cnOfLabel(e.event.subject) === guest.cn,
   )
-  const { miner, head: stated } = await sealedMiner(
-    fleet.device('L0').ledgerSeed,
-    log.slice(0, split),
-    fleet.clock.now(),
-  )
+  const miner = await memoryMiner(fleet.device('L0').ledgerSeed)
   try {
+    const stated = (await mineInParts(miner, log, [split, log.length], fleet.clock.now()))[0]!
     const held = new Ledger(nodeCrypto)
     held.ingestMany(log.slice(0, split), { trustSignatures: true })
-    await submitAll(miner, log.slice(split), fleet.clock.now())
-    await miner.seal(fleet.clock.now())
     const session = new AccessSession({
       self: lock.cn,
       root: DeviceCertificate.from(lock.identity.rootPem),
