@@ -1,10 +1,11 @@
 /** @module Renewing a following home's certificate (docs/PROTOCOL.md §8.2a): the one path `kin renew` and `kin serve`'s renewal before expiry take. */
-import { KinError, VerificationError } from '../agent/errors.ts'
+import { KinError } from '../agent/errors.ts'
 import type { LedgerFollower } from '../agent/gossip/follower.ts'
 import { certifiedEvent } from '../agent/ledger/builders.ts'
 import { signEvent } from '../agent/ledger/event.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import type { TransportSession } from '../agent/ports/transport.ts'
+import { recordAndSeal } from './deliver-event.ts'
 import { brokerLoginOf, headSummary } from './following-home.ts'
 import type { Home, HomeConfig } from './home.ts'
 import { askL0ForCertificate, standingBinding } from './l0-certificate.ts'
@@ -57,28 +58,19 @@ export async function renewHome(
     ...(opts.session !== undefined ? { session: opts.session } : {}),
   })
   const certified = signEvent(nodeCrypto, certifiedEvent(binding, fresh.certHash, opts.now), home.readLedgerKey())
-  const out = await follower.submit([certified])
-  if (out.accepted.length !== 1) {
-    const r = out.refused[0]
-    throw new VerificationError(
-      (r?.code ?? 'MISSING_LINK') as KinError['code'],
-      `this device's ledger refused the certified event of the new certificate: ${r?.message ?? 'a link is missing'}`,
-    )
-  }
-  try {
-    follower.start()
-    await follower.waitCovered([certified.idHex], opts.timeoutMs)
-  } catch (err) {
-    const cause = follower.lastError ?? (err as KinError)
-    throw new KinError(
-      cause.code,
-      `L0 issued a new certificate but has not sealed its certified event within ${opts.timeoutMs} ms (${cause.message}); ${home.path('cert')} keeps the old one, still valid: ${opts.again ?? "run 'kin renew' again"}`,
-      {
-        cause,
-        detail: { certifiedId: certified.idHex },
-      },
-    )
-  }
+  await recordAndSeal(follower, certified, {
+    what: 'certified event of the new certificate',
+    timeoutMs: opts.timeoutMs,
+    late: cause =>
+      new KinError(
+        cause.code,
+        `L0 issued a new certificate but has not sealed its certified event within ${opts.timeoutMs} ms (${cause.message}); ${home.path('cert')} keeps the old one, still valid: ${opts.again ?? "run 'kin renew' again"}`,
+        {
+          cause,
+          detail: { certifiedId: certified.idHex },
+        },
+      ),
+  })
   home.writePublic('cert', fresh.pem)
   h.replaceIdentity?.(fresh.pem, login.keyPem)
   const r = follower.replica
