@@ -22,7 +22,7 @@ import type { LiveDevice } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
 import { borrowFollowerClient, rideFollowerSessions } from './inbox-link.ts'
 import { decided, type AttackRunner } from './runner.ts'
-import { certificateWithKey, signatureFor, slowRsaKey } from '../../test/helpers/slow-rsa.ts'
+import { certificateWithKey, signatureFor, slowRsaKey } from '../slow-rsa.ts'
 
 /** Seconds the lock gives an answer (§12.3's 30 s). */
 const DEADLINE = 30

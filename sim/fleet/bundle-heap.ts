@@ -4,7 +4,7 @@ import { nodePki } from '../../runtime/node/pki.ts'
 import { sealedMiner } from '../memory-miner.ts'
 import { buildBundle, encodeBundle } from '../../agent/ledger/bundle.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
-import { LedgerFleet, T0 } from '../../test/helpers/ledger-fleet.ts'
+import { LedgerFleet, T0 } from '../ledger-fleet.ts'
 import { BundleDevice } from './bundle-device.ts'
 
 /*

@@ -9,7 +9,7 @@ import { sealedMiner } from '../memory-miner.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../../agent/ledger/sync.ts'
-import { LedgerFleet, T0 } from '../../test/helpers/ledger-fleet.ts'
+import { LedgerFleet, T0 } from '../ledger-fleet.ts'
 
 /*
  * Usage: node --expose-gc --import tsx sim/fleet/replica-heap.ts [devices=2000] [replicas=8] [--snapshot] [--shared]
