@@ -2,14 +2,10 @@
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { memoryMiner, mineInParts } from '../memory-miner.ts'
-import {
-  requestAccess,
-  startAccessEndpoint,
-  type AccessAnswer,
-  type AccessOutcome,
-} from '../../runtime/node/tls-endpoint.ts'
+import { requestAccess, startAccessEndpoint, type AccessOutcome } from '../../runtime/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
+import { decisionOfAnswer } from '../../agent/access/decision.ts'
 import { KinError } from '../../agent/errors.ts'
 import { decideWithProofs, type ProvedDecision } from '../../agent/gossip/missing-proof.ts'
 import { buildBundle, decodeBundle, encodeBundle, verifyBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
@@ -36,23 +32,6 @@ function flipped(bytes: Uint8Array, offset: number, mask = 0x01): Uint8Array {
   const copy = bytes.slice()
   copy[offset]! ^= mask
   return copy
-}
-
-/** The lock's answer as a Decision, for the report's decision cards. */
-function decisionOf(a: AccessAnswer): Decision {
-  return {
-    allow: a.allow,
-    code: a.code as Decision['code'],
-    reason: a.reason,
-    path: a.path,
-    commonAncestor: a.commonAncestor ?? undefined,
-    hops: a.hops ?? undefined,
-    peer: a.peer ?? undefined,
-    action: a.action,
-    time: a.time,
-    retry: false,
-    missing: undefined,
-  }
 }
 
 /** Marks a lock-side throw that carried no code, so that the requester can tell it from a coded refusal. */
@@ -145,7 +124,7 @@ export async function bundleAttacks(
         ...decided(peer, 'L3.3', 'unlock', server),
         detail: `the guest refused the lock before asking: ${server.code}: ${server.reason}`,
       }
-    const outcome = decided(peer, 'L3.3', 'unlock', decisionOf(answer))
+    const outcome = decided(peer, 'L3.3', 'unlock', decisionOfAnswer(answer))
     const proved = lastProved as ProvedDecision | undefined
     const first =
       proved === undefined
@@ -380,7 +359,7 @@ async function forgedConsistency(
           detail: `the guest refused the lock before asking: ${server.code}`,
         }
       return {
-        ...decided('Eve', 'L3.3', 'unlock', decisionOf(answer)),
+        ...decided('Eve', 'L3.3', 'unlock', decisionOfAnswer(answer)),
         detail: `over mutual TLS, the lock stating head ${stated.height} (${stated.treeSize} events): ${answer.reason}`,
       }
     } finally {

@@ -16,6 +16,7 @@ import type { Transport, TransportSession } from '../../agent/ports/transport.ts
 import type { Clock } from '../../agent/ports/platform.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
+import { decisionOfAnswer } from '../../agent/access/decision.ts'
 import { Home } from '../../runtime/home.ts'
 import { KinError } from '../../agent/errors.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
@@ -575,23 +576,7 @@ export class LiveFleet {
       checkServer: der => checker.checkServer(der),
     })
     if (outcome.answer === undefined) return { decision: outcome.server, decidedBy: 'requester' }
-    const a = outcome.answer
-    return {
-      decision: {
-        allow: a.allow,
-        code: a.code as Decision['code'],
-        reason: a.reason,
-        path: a.path,
-        commonAncestor: a.commonAncestor ?? undefined,
-        hops: a.hops ?? undefined,
-        peer: a.peer ?? undefined,
-        action: a.action,
-        time: a.time,
-        retry: false,
-        missing: undefined,
-      },
-      decidedBy: 'target',
-    }
+    return { decision: decisionOfAnswer(outcome.answer), decidedBy: 'target' }
   }
 
   /** Stops L0 and starts it again on the same home and port (a crash and restart of the home PC). */
