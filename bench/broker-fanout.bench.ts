@@ -13,7 +13,7 @@ import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import { fleetTopics } from '../agent/gossip/topics.ts'
 import { startL0Client } from '../broker/l0-client.ts'
 import { exportMosquitto } from '../broker/mosquitto.ts'
-import { startL0 } from '../broker/l0.ts'
+import { LoopbackL0 } from '../sim/live/l0.ts'
 import {
   enrollDirect,
   makeL0Home,
@@ -185,10 +185,8 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const medians: Record<string, number> = {}
   try {
     {
-      const services = await startL0({
+      const { services } = await LoopbackL0.start({
         home: l0.dir,
-        host: '127.0.0.1',
-        port: 0,
         log: () => undefined,
         sealIntervalMs: SEAL_MS,
       })

@@ -4,12 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { startL0, type L0Services } from '../broker/l0.ts'
+import type { L0Services } from '../broker/l0.ts'
+import { initL0Home, LoopbackL0 } from '../sim/live/l0.ts'
 import { Home } from '../runtime/home.ts'
-import { writeL0Home } from '../runtime/home-writers.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
 import { acceptAuthorization, createEnrollCsr } from '../agent/enroll/child.ts'
-import { createFleet } from '../agent/enroll/fleet.ts'
 import { authorizeChild } from '../agent/enroll/parent.ts'
 import type { DeviceSecrets, EnrollRequest } from '../agent/enroll/request.ts'
 import type { GossipClient } from '../agent/gossip/client.ts'
@@ -69,11 +68,6 @@ async function enrollKeys(type: string, name = 'bench lock'): Promise<{ keys: En
   const request: EnrollRequest = { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: 'lock', name }
   const secrets: DeviceSecrets = { tls, ledgerSeed: ledger.secretKey }
   return { keys: { request, secrets }, keygenMs }
-}
-
-/** What `kin init` writes, in-process and without printing. */
-async function initL0(dir: string): Promise<void> {
-  await writeL0Home(new Home(dir), await createFleet(nodeCrypto, nodePki, { domain: DOMAIN, now: now() }), 'home pc')
 }
 
 function median(xs: number[]): number {
@@ -193,9 +187,10 @@ export async function run(emit: (row: object) => void): Promise<void> {
   let client: GossipClient | undefined
   try {
     const homeDir = join(dir, 'l0')
-    await initL0(homeDir)
-    l0 = await startL0({ home: homeDir, host: '127.0.0.1', port: 0, log: () => undefined })
-    const url = `mqtts://127.0.0.1:${l0.port}`
+    await initL0Home(homeDir, { domain: DOMAIN, now: now() })
+    const loopback = await LoopbackL0.start({ home: homeDir, log: () => undefined })
+    l0 = loopback.services
+    const url = loopback.url
     const home = new Home(homeDir)
     // In-process the inviting L0 reads the miner's live ledger (the CLI reads a snapshot of the same file).
     const inviter: Inviter = {

@@ -7,17 +7,18 @@ import { nodeCrypto } from '../runtime/node/crypto.ts'
 import { nodePki } from '../runtime/node/pki.ts'
 import { toHex } from '../agent/codec/bytes.ts'
 import { FleetCa } from '../agent/enroll/ca.ts'
-import { createEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../agent/enroll/request.ts'
 import { authorizeChild } from '../agent/enroll/parent.ts'
-import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../agent/enroll/child.ts'
+import { createEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../agent/enroll/request.ts'
 import { encodeSubmission } from '../agent/gossip/submit.ts'
 import { signingInput } from '../agent/ledger/event.ts'
 import { decodeHead } from '../agent/ledger/head.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
-import { startL0, type L0Services } from '../broker/l0.ts'
+import type { L0Services } from '../broker/l0.ts'
 import { SEAL_INTERVAL_MS } from '../broker/miner-service.ts'
+import { LoopbackL0 } from '../sim/live/l0.ts'
+import { enrollThroughSteps } from '../sim/pure-enroll.ts'
 import { makeL0Home, nowSeconds, withHomeLedger, type L0Home, type TestDevice } from '../test/broker/_fleet.ts'
 
 /** Subscriber counts measured (KIN_GOSSIP_FLEETS=20,50 for a quick look). */
@@ -70,7 +71,8 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
       },
     },
   })
-  const parent = { cn: l0.self.cn, ledgerSeed: l0.self.ledgerSeed }
+  const parent = { cn: l0.self.cn, ledgerSeed: l0.self.ledgerSeed, ledger: scratch }
+  const parties = { crypto: nodeCrypto, pki: nodePki, parent, ca, domain: l0.domain, rootPem: l0.rootPem }
   const devices: Device[] = []
   const now = nowSeconds()
   for (let i = 0; i < n; i++) {
@@ -82,33 +84,14 @@ async function enrollFleet(l0: L0Home, ledger: PersistentLedger, n: number): Pro
       name: `sensor ${i}`,
     }
     const secrets: DeviceSecrets = { tls: keys.secrets.tls, ledgerSeed: ledgerKey }
-    const authorize = authorizeChild(
-      nodeCrypto,
-      scratch,
-      parent,
-      request,
-      { role: 'device', notAfter: now + 86400 },
-      now,
-    )
-    const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-    const out = await ca.issue({
-      authorizeBytes: authorize.bytes,
-      csrPem: await createEnrollCsr(accepted, secrets),
-      now,
-    })
-    const { certified } = recordCertificate(
-      nodeCrypto,
-      nodePki,
-      scratch,
-      accepted,
-      secrets,
-      out.certificate.pem,
-      l0.rootPem,
-      now,
+    const { accepted, issued, certified } = await enrollThroughSteps(
+      parties,
+      { keys: { request, secrets } },
+      { choices: { role: 'device', notAfter: now + 86400 }, now, childLedger: () => scratch },
     )
     scratch.ingest(certified)
     added.push(certified)
-    devices.push({ cn: accepted.cn, certPem: out.certificate.pem, keyPem: secrets.tls.privateKeyPem })
+    devices.push({ cn: accepted.cn, certPem: issued.certificate.pem, keyPem: secrets.tls.privateKeyPem })
   }
   const written = await ledger.appendMany(added, { trustSignatures: true })
   if (written.accepted.length !== added.length)
@@ -232,10 +215,8 @@ export async function run(emit: (row: object) => void): Promise<void> {
     enrollMs: Math.round(performance.now() - t0),
   })
   const sealedAt = new Map<number, number>()
-  const services = await startL0({
+  const { services } = await LoopbackL0.start({
     home: l0.dir,
-    host: '127.0.0.1',
-    port: 0,
     log: r => {
       const rec = r as { event?: string; height?: number }
       if (rec.event === 'ledger.sealed') sealedAt.set(rec.height!, performance.now())

@@ -9,7 +9,7 @@ import { openAccessHome } from '../runtime/access-home.ts'
 import { askOverInbox, serveInboxChallenges } from '../agent/gossip/challenge-session.ts'
 import { connectDevice } from '../agent/gossip/login.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
-import { startL0 } from '../broker/l0.ts'
+import { LoopbackL0 } from '../sim/live/l0.ts'
 import { enrollDirect, makeL0Home, withHomeLedger, type TestDevice } from '../test/broker/_fleet.ts'
 import { writeDeviceHome } from '../test/gossip/_fleet.ts'
 
@@ -32,8 +32,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
       await enrollDirect(l0, ledger, admin, { role: 'device', kind: 'lock', name: 'lock' }),
     )
   })
-  const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: () => undefined })
-  const url = `mqtts://127.0.0.1:${services.port}`
+  const { services, url } = await LoopbackL0.start({ home: l0.dir, log: () => undefined })
   const clients = []
   try {
     const ledgerBytes = readFileSync(join(l0.dir, 'ledger.cbor'))

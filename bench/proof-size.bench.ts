@@ -1,9 +1,7 @@
 /** @module Proof sizes: a depth-4 proof bundle in the first encoding and the compact one, and the offline proof sent to a verifier that holds its own lineage. */
 import { pathToFileURL } from 'node:url'
 import { nodeCrypto } from '../runtime/node/crypto.ts'
-import { memoryStorage } from '../agent/portable/memory-storage.ts'
-import { PersistentLedger } from '../agent/ledger/persistent.ts'
-import { Miner } from '../agent/ledger/miner.ts'
+import { memoryMiner, mineInParts } from '../sim/memory-miner.ts'
 import { Ledger } from '../agent/ledger/ledger.ts'
 import { buildBundle, encodeBundle, verifyBundle } from '../agent/ledger/bundle.ts'
 import { buildOfflineProof, statementOf, verifyOfflineProof } from '../agent/ledger/offline-proof.ts'
@@ -30,28 +28,11 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const requester = chain[DEPTH]!
   const verifier = siblings[DEPTH - 1]!
   const split = f.events.findIndex(e => e.idHex === f.binding(requester).id)
-  const storage = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'),
-    f.secrets.get(f.l0)!,
-    { boundTimes: false },
-  )
   const now = f.events[f.events.length - 1]!.event.time + 60
-  const submit = async (from: number, to: number): Promise<void> => {
-    for (let i = from; i < to; i += 256) {
-      const r = await miner.submit(
-        f.events.slice(i, Math.min(to, i + 256)).map(e => e.bytes),
-        now,
-      )
-      if (r.refused.length + r.pending.length > 0) throw new Error('the miner refused part of the fleet')
-    }
-  }
-  await submit(0, split)
-  const headA = (await miner.seal(now))!
-  await submit(split, f.events.length)
-  const headB = (await miner.seal(now))!
+  const miner = await memoryMiner(f.secrets.get(f.l0)!)
+  const heads = await mineInParts(miner, f.events, [split, f.events.length], now, { batch: 256 })
+  const headA = heads[0]!,
+    headB = heads[1]!
   const genesis = f.ledger.state.genesis!
   const anchor = { minerKey: genesis.body.minerKey, genesisId: genesis.event.idHex }
 

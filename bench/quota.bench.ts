@@ -12,7 +12,8 @@ import { encodeBundleRequest } from '../agent/gossip/ledger-wire.ts'
 import { certifiedEvent, policyEvent } from '../agent/ledger/builders.ts'
 import { signEvent } from '../agent/ledger/event.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
-import { startL0, type L0Services } from '../broker/l0.ts'
+import type { L0Services } from '../broker/l0.ts'
+import { LoopbackL0 } from '../sim/live/l0.ts'
 import { enrollDirect, makeL0Home, nowSeconds, withHomeLedger, type TestDevice } from '../test/broker/_fleet.ts'
 
 /** Honest events per run, in submissions of 256 (MAX_SUBMISSION_EVENTS), all in flight at once. */
@@ -153,7 +154,7 @@ export async function run(emit: (row: object) => void): Promise<void> {
   const guest = await withHomeLedger(l0, ledger =>
     enrollDirect(l0, ledger, l0.self, { role: 'guest', name: 'spammer' }),
   )
-  const services = await startL0({ home: l0.dir, host: '127.0.0.1', port: 0, log: () => undefined })
+  const { services } = await LoopbackL0.start({ home: l0.dir, log: () => undefined })
   const clients: MqttClient[] = []
   try {
     const honest = await connect(services, l0.self)

@@ -1,15 +1,12 @@
 /** @module `kin serve`'s renewal before expiry (docs/PROTOCOL.md §8.2b): a timer that renews over the follower's own session. */
 import { KinError } from '../agent/errors.ts'
 import { nodeCrypto } from '../runtime/node/crypto.ts'
-import { nodePki } from '../runtime/node/pki.ts'
 import type { TransportSession } from '../agent/ports/transport.ts'
 import type { LedgerFollower } from '../agent/gossip/follower.ts'
-import { renewalDue, requestRenewal } from '../agent/gossip/renew-session.ts'
-import { certifiedEvent } from '../agent/ledger/builders.ts'
-import { signEvent } from '../agent/ledger/event.ts'
+import { renewalDue } from '../agent/gossip/renew-session.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import type { Home, HomeConfig } from '../runtime/home.ts'
-import { renewableBinding } from './commands/renew.ts'
+import { renewHome } from '../runtime/renew-home.ts'
 
 /** Default fraction of the validity left at which `kin serve` renews: the last fifth (about 73 days of a year). */
 export const DEFAULT_RENEW_AT = 0.2
@@ -34,43 +31,24 @@ export interface AutoRenewOptions {
 }
 
 /**
- * Renews once if due: the same steps as `kin renew` (docs/PROTOCOL.md §8.2a) over the follower's session, the
- * certified event through the running follower, cert.pem replaced once a head covers it. Resolves with the new
- * certificate, or undefined when not due or no session is up (tried again at the next look).
+ * Renews once if due: the same steps as `kin renew` (runtime/renew-home.ts, docs/PROTOCOL.md §8.2a) over the
+ * follower's session, the certified event through the running follower, cert.pem replaced once a head covers it.
+ * Resolves with the new certificate, or undefined when not due or no session is up (tried again at the next look).
  */
 export async function renewIfDue(o: AutoRenewOptions): Promise<DeviceCertificate | undefined> {
   const current = DeviceCertificate.from(o.home.readText('cert'), { sha256: nodeCrypto.sha256 })
   if (!renewalDue(current, o.now(), o.fraction)) return undefined
-  const now = Math.floor(Date.now() / 1000)
   const session = o.session()
   if (session === undefined || !session.connected) return undefined
-  const timeoutMs = o.timeoutMs ?? 30_000
-  const binding = renewableBinding(o.follower.replica.ledger.ledger.state, o.config.cn, now)
-  const fresh = await requestRenewal(
-    nodeCrypto,
-    nodePki,
+  const { certificate } = await renewHome(o, {
+    // The clock `now` says when renewal is due; the certified event carries the wall clock's time.
+    now: Math.floor(Date.now() / 1000),
+    timeoutMs: o.timeoutMs ?? 30_000,
     session,
-    {
-      fleet: o.config.fleet,
-      cn: o.config.cn,
-      l0Cn: String(o.config['l0Cn']),
-      certPem: current.pem,
-      tlsKeyPem: o.home.readText('tlsKey'),
-      rootPem: o.home.readText('root'),
-    },
-    { timeoutMs },
-  )
-  const certified = signEvent(nodeCrypto, certifiedEvent(binding, fresh.certHash, now), o.home.readLedgerKey())
-  const out = await o.follower.submit([certified])
-  if (out.accepted.length !== 1)
-    throw new KinError(
-      (out.refused[0]?.code ?? 'MISSING_LINK') as KinError['code'],
-      `this device's ledger refused the certified event of its new certificate: ${out.refused[0]?.message ?? 'a link is missing'}`,
-    )
-  await o.follower.waitCovered([certified.idHex], timeoutMs)
-  o.home.writePublic('cert', fresh.pem)
-  o.onRenewed(fresh)
-  return fresh
+    again: 'kin serve tries again at its next look',
+  })
+  o.onRenewed(certificate)
+  return certificate
 }
 
 /** Starts the timer (a first look at once); returns the function that stops it. One renewal runs at a time. */

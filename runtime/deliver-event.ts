@@ -13,6 +13,7 @@ import type { Ledger } from '../agent/ledger/ledger.ts'
 import { replayRecords } from '../agent/ledger/persistent.ts'
 import { scanRecords } from '../agent/ledger/store.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
+import type { LedgerFollower } from '../agent/gossip/follower.ts'
 import { openHomeLedger } from './device.ts'
 import { Home, type HomeConfig } from './home.ts'
 import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './following-home.ts'
@@ -120,6 +121,33 @@ async function deliverOnL0(
 }
 
 /**
+ * Records one event this device signed in its own ledger through its follower (VerificationError with the ledger's
+ * code when it refuses: `what` names the event there), then starts the follower, which resubmits every uncovered
+ * event, and waits until a head of L0's covers it; when none does in time, throws `late(cause)` (what the person reads
+ * about the event now recorded here but not sealed).
+ */
+export async function recordAndSeal(
+  follower: LedgerFollower,
+  e: EncodedEvent,
+  opts: { what: string; timeoutMs: number; late: (cause: KinError) => KinError },
+): Promise<void> {
+  const out = await follower.submit([e])
+  if (out.accepted.length !== 1) {
+    const r = out.refused[0]
+    throw new VerificationError(
+      (r?.code ?? 'MISSING_LINK') as KinError['code'],
+      `this device's ledger refused the ${opts.what}: ${r?.message ?? 'a link is missing'}`,
+    )
+  }
+  try {
+    follower.start()
+    await follower.waitCovered([e.idHex], opts.timeoutMs)
+  } catch (err) {
+    throw opts.late(follower.lastError ?? (err as KinError))
+  }
+}
+
+/**
  * On a device's home: recorded in its own ledger at once (so its own decisions enforce it offline), then handed to
  * the miner through a follower, which waits until a signed head covers it.
  */
@@ -142,29 +170,16 @@ async function deliverOnDevice(
     )
       await follower.syncOnce(opts.timeoutMs).catch(() => undefined)
     const e = sign(opened.files.ledger.ledger, home, config)
-    const out = await follower.submit([e])
-    if (out.accepted.length !== 1) {
-      const r = out.refused[0]
-      throw new VerificationError(
-        (r?.code ?? 'MISSING_LINK') as KinError['code'],
-        `this device's ledger refused the ${opts.what}: ${r?.message ?? 'a link is missing'}`,
-      )
-    }
-    try {
-      // Starting the follower catches up, then resubmits every uncovered event: this one among them.
-      follower.start()
-      await follower.waitCovered([e.idHex], opts.timeoutMs)
-    } catch (err) {
-      const cause = follower.lastError ?? (err as KinError)
-      throw new KinError(
-        cause.code,
-        `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.message}); it goes out with the next 'kin sync' or 'kin serve'`,
-        {
-          cause,
-          detail: { id: e.idHex, recorded: true, delivered: false },
-        },
-      )
-    }
+    await recordAndSeal(follower, e, {
+      what: opts.what,
+      timeoutMs: opts.timeoutMs,
+      late: cause =>
+        new KinError(
+          cause.code,
+          `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.message}); it goes out with the next 'kin sync' or 'kin serve'`,
+          { cause, detail: { id: e.idHex, recorded: true, delivered: false } },
+        ),
+    })
     const r = follower.replica
     return {
       e,

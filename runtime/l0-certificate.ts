@@ -8,12 +8,15 @@ import type { DeviceCertificate } from '../agent/pki/certificate.ts'
 import { nodeCrypto } from './node/crypto.ts'
 import { nodePki } from './node/pki.ts'
 import { nodeTransport } from './node/transport.ts'
-import { lentClient } from './following-home.ts'
+import { lentClient, ridingSession } from './following-home.ts'
+import { GossipClient } from '../agent/gossip/client.ts'
+import type { TransportSession } from '../agent/ports/transport.ts'
 
 /**
- * Asks L0's CA for a certificate for the device of `login` (`rekey` absent: the same key, a renewal). Carried out
- * inside the home's agent, it rides on the agent's broker session (a second one under the CN would push it off);
- * otherwise it logs in for the ask. `what` names the act in the refusal a person reads ("renew", "rekey").
+ * Asks L0's CA for a certificate for the device of `login` (`rekey` absent: the same key, a renewal). Given the
+ * agent's broker `session`, or carried out inside the home's agent, it rides on the agent's session (a second one
+ * under the CN would push it off); otherwise it logs in for the ask. `what` names the act in the refusal a person
+ * reads ("renew", "rekey").
  */
 export async function askL0ForCertificate(
   homeDir: string,
@@ -21,9 +24,10 @@ export async function askL0ForCertificate(
   cn: string,
   login: DeviceLogin,
   what: string,
-  opts: { timeoutMs: number; rekey?: RekeyAsk },
+  opts: { timeoutMs: number; rekey?: RekeyAsk; session?: TransportSession },
 ): Promise<DeviceCertificate> {
   const client =
+    (opts.session !== undefined ? new GossipClient(ridingSession(opts.session)) : undefined) ??
     (await lentClient(homeDir, opts.timeoutMs)) ??
     (await connectDevice(nodeTransport, login, { timeoutMs: opts.timeoutMs }).catch((err: unknown) => {
       // A refused login cannot say why (CONNACK 5); this home's ledger did not know of a revocation, L0's may.

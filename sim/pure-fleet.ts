@@ -5,11 +5,9 @@ import type { CryptoProvider } from '../agent/ports/platform.ts'
 import { createFleet, type NewFleet } from '../agent/enroll/fleet.ts'
 import { FleetCa, type CaLedger } from '../agent/enroll/ca.ts'
 import { createEnrollRequest, type DeviceSecrets } from '../agent/enroll/request.ts'
-import { authorizeChild, type AuthorizeChoices } from '../agent/enroll/parent.ts'
-import { acceptAuthorization, acceptRekey, createEnrollCsr, recordCertificate } from '../agent/enroll/child.ts'
-import { rekeyChild } from '../agent/enroll/parent.ts'
-import { revokeEvent } from '../agent/ledger/builders.ts'
-import { signEvent } from '../agent/ledger/event.ts'
+import { rekeyChild, type AuthorizeChoices } from '../agent/enroll/parent.ts'
+import { acceptRekey, createEnrollCsr, recordCertificate } from '../agent/enroll/child.ts'
+import { signedRevoke } from '../agent/ledger/revoke.ts'
 import { decideAs } from '../agent/access/decide.ts'
 import { ChainCache } from '../agent/access/chain-cache.ts'
 import { fleetChainVerifier } from '../agent/access/fleet-chain.ts'
@@ -19,6 +17,7 @@ import type { EncodedEvent, RevokeBody } from '../agent/ledger/types.ts'
 import { DeviceCertificate } from '../agent/pki/certificate.ts'
 import type { PkiProvider } from '../agent/ports/pki.ts'
 import type { TlsKeyType } from '../agent/pki/key-type.ts'
+import { authorizeThroughSteps, enrollThroughSteps, type EnrollKeys, type PureEnrollParties } from './pure-enroll.ts'
 
 /** One enrolled device: its secrets, certificate and own ledger. */
 export interface PureDevice {
@@ -100,24 +99,33 @@ export class PureFleet {
     return d
   }
 
+  /** The parties of an enrollment under `parentCn`: the parent on its own ledger, L0's CA, the fleet's domain and root. */
+  private parties(parentCn: string): PureEnrollParties {
+    const parent = this.device(parentCn)
+    return {
+      crypto: this.crypto,
+      pki: this.pki,
+      parent: { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed, ledger: parent.ledger },
+      ca: this.ca,
+      domain: this.fleet.domain,
+      rootPem: this.fleet.root.pem,
+    }
+  }
+
   /** docs/PAIRING.md steps 3–4: request and the parent's authorize event (appended to the parent's own ledger). */
   async authorize(
     parentCn: string,
     choices: AuthorizeChoices,
     info = { kind: 'phone', name: 'device' },
-  ): Promise<{ request: Awaited<ReturnType<typeof createEnrollRequest>>; authorize: EncodedEvent }> {
-    const parent = this.device(parentCn)
-    const request = await createEnrollRequest(this.crypto, this.pki, { ...info, keyType: this.keyType })
-    const authorize = authorizeChild(
-      this.crypto,
-      parent.ledger,
-      { cn: parentCn, ledgerSeed: parent.secrets.ledgerSeed },
-      request.request,
+  ): Promise<{ request: EnrollKeys; authorize: EncodedEvent }> {
+    const { keys, authorize } = await authorizeThroughSteps(
+      this.parties(parentCn),
+      { ...info, keyType: this.keyType },
       choices,
       this.now,
     )
-    parent.ledger.ingest(authorize)
-    return { request, authorize }
+    this.device(parentCn).ledger.ingest(authorize)
+    return { request: keys, authorize }
   }
 
   /** The whole enrollment: authorize, CSR, CA, certified; the child's ledger is L0's ledger up to it plus its events. */
@@ -126,29 +134,27 @@ export class PureFleet {
     choices: AuthorizeChoices,
     info = { kind: 'phone', name: 'device' },
   ): Promise<PureDevice> {
-    const { request, authorize } = await this.authorize(parentCn, choices, info)
-    const accepted = acceptAuthorization(this.crypto, authorize.bytes, request.request, this.fleet.domain)
-    const csr = await createEnrollCsr(accepted, request.secrets)
-    const issued = await this.ca.issue({ authorizeBytes: authorize.bytes, csrPem: csr, now: this.now })
     const ledger = new Ledger(this.crypto)
-    for (const e of this.l0Ledger.state.log) ledger.ingest(e)
-    const { certificate, certified } = recordCertificate(
-      this.crypto,
-      this.pki,
-      ledger,
-      accepted,
-      request.secrets,
-      issued.certificate.pem,
-      this.fleet.root.pem,
-      this.now,
+    const enrolled = await enrollThroughSteps(
+      this.parties(parentCn),
+      { ...info, keyType: this.keyType },
+      {
+        choices,
+        now: this.now,
+        keep: authorize => this.device(parentCn).ledger.ingest(authorize),
+        childLedger: () => {
+          for (const e of this.l0Ledger.state.log) ledger.ingest(e)
+          return ledger
+        },
+      },
     )
-    ledger.ingest(certified)
-    this.l0Ledger.ingest(certified)
+    ledger.ingest(enrolled.certified)
+    this.l0Ledger.ingest(enrolled.certified)
     const d: PureDevice = {
-      cn: accepted.cn,
+      cn: enrolled.accepted.cn,
       parentCn,
-      secrets: request.secrets,
-      certificate,
+      secrets: enrolled.keys.secrets,
+      certificate: enrolled.certificate,
       ledger,
       chainCache: new ChainCache(),
     }
@@ -159,12 +165,8 @@ export class PureFleet {
   /** Signs a revoke of `targetCn` by `byCn` (the target itself or an ancestor) and submits it to L0 (the miner). */
   revoke(byCn: string, targetCn: string, body: RevokeBody): EncodedEvent {
     const by = this.device(byCn)
-    const state = by.ledger.state
-    const issuer = state.currentBinding(byCn),
-      target = state.currentBinding(targetCn)
-    if (issuer === undefined || target === undefined)
-      throw new Error(`${byCn} does not know ${targetCn}; sync it first`)
-    const e = signEvent(this.crypto, revokeEvent(issuer, target, body, this.now), by.secrets.ledgerSeed)
+    const issuer = { cn: byCn, ledgerSeed: by.secrets.ledgerSeed }
+    const e = signedRevoke(this.crypto, by.ledger.state, issuer, targetCn, body, this.now)
     by.ledger.ingest(e, { now: this.now })
     this.l0Ledger.ingest(e, { now: this.now })
     return e

@@ -1,88 +1,10 @@
 /** @module `kin renew`: a fresh certificate for the key this device holds, from L0's CA, recorded in the ledger, put in place atomically. */
-import { KinError, VerificationError } from '../../agent/errors.ts'
-import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { certifiedEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
-import type { LedgerState } from '../../agent/ledger/state.ts'
-import type { Binding } from '../../agent/ledger/types.ts'
-import { DeviceCertificate } from '../../agent/pki/certificate.ts'
+import { VerificationError } from '../../agent/errors.ts'
 import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
-import { askL0ForCertificate, standingBinding } from '../../runtime/l0-certificate.ts'
 import { Home } from '../../runtime/home.ts'
 import { emit, isoTime, reportError } from '../output.ts'
-import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
-
-/** What a renewal did. */
-export interface Renewal {
-  cn: string
-  serial: string
-  notBefore: number
-  notAfter: number
-  certHash: string
-  previous: { serial: string; notAfter: number }
-  certifiedId: string
-  head: Record<string, unknown> | null
-}
-
-/** This device's binding, refused when its own ledger already says it may not renew (runtime/l0-certificate.ts). */
-export const renewableBinding = (state: LedgerState, cn: string, now: number): Binding =>
-  standingBinding(state, cn, now, 'renew')
-
-/**
- * Renews the certificate of an opened device home whose follower is not started: asks L0's CA over a session of its
- * own, records the new certificate in a certified event signed with the ledger key, waits until a head of L0's covers
- * it, and only then replaces cert.pem (temp file, fsync, rename) — so the home never presents a certificate peers
- * cannot find in the ledger. Interrupted before that, cert.pem is the old one, still valid; renewing again is safe.
- */
-export async function renewOpenedHome(
-  opened: FollowingHome,
-  opts: { now: number; timeoutMs: number },
-): Promise<Renewal> {
-  const { home, config, follower } = opened
-  const binding = renewableBinding(opened.files.ledger.ledger.state, config.cn, opts.now)
-  const login = brokerLoginOf(home, config)
-  const previous = DeviceCertificate.from(login.certPem, { sha256: nodeCrypto.sha256 })
-  const fresh = await askL0ForCertificate(home.dir, config.fleet, config.cn, login, 'renew', {
-    timeoutMs: opts.timeoutMs,
-  })
-  const certified = signEvent(nodeCrypto, certifiedEvent(binding, fresh.certHash, opts.now), home.readLedgerKey())
-  const out = await follower.submit([certified])
-  if (out.accepted.length !== 1) {
-    const r = out.refused[0]
-    throw new VerificationError(
-      (r?.code ?? 'MISSING_LINK') as KinError['code'],
-      `this device's ledger refused the certified event of the new certificate: ${r?.message ?? 'a link is missing'}`,
-    )
-  }
-  try {
-    follower.start()
-    await follower.waitCovered([certified.idHex], opts.timeoutMs)
-  } catch (err) {
-    const cause = follower.lastError ?? (err as KinError)
-    throw new KinError(
-      cause.code,
-      `L0 issued a new certificate but has not sealed its certified event within ${opts.timeoutMs} ms (${cause.message}); ${home.path('cert')} keeps the old one, still valid: run 'kin renew' again`,
-      {
-        cause,
-        detail: { certifiedId: certified.idHex },
-      },
-    )
-  }
-  home.writePublic('cert', fresh.pem)
-  // Carried out inside a running agent: its access endpoint, inbox answers and next broker login present the new one.
-  opened.replaceIdentity(fresh.pem, login.keyPem)
-  const r = follower.replica
-  return {
-    cn: config.cn,
-    serial: fresh.serialHex,
-    notBefore: fresh.notBefore,
-    notAfter: fresh.notAfter,
-    certHash: fresh.certHashHex,
-    previous: { serial: previous.serialHex, notAfter: previous.notAfter },
-    certifiedId: certified.idHex,
-    head: headSummary(r.head, r.headId),
-  }
-}
+import { openFollowingHome } from '../../runtime/following-home.ts'
+import { renewHome, type Renewal } from '../../runtime/renew-home.ts'
 
 /** `kin renew`. */
 export const renew: CommandSpec = {
@@ -114,7 +36,9 @@ export const renew: CommandSpec = {
       const opened = await openFollowingHome(dir)
       let renewal: Renewal
       try {
-        renewal = await renewOpenedHome(opened, { now: Math.floor(Date.now() / 1000), timeoutMs })
+        // Carried out inside a running agent, replaceIdentity hands the new certificate to its access endpoint,
+        // inbox answers and next broker login.
+        renewal = (await renewHome(opened, { now: Math.floor(Date.now() / 1000), timeoutMs })).renewal
       } finally {
         await opened.close()
       }

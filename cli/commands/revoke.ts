@@ -1,8 +1,7 @@
 /** @module `kin revoke`: sign a revoke event with the home's ledger key, check it against the home's ledger, record it, hand it to the miner. */
 import { KinError, VerificationError } from '../../agent/errors.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import type { Ledger } from '../../agent/ledger/ledger.ts'
 import { REVOKE_REASON, type EncodedEvent, type RevokeReasonName } from '../../agent/ledger/types.ts'
 import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
@@ -22,7 +21,7 @@ function effectiveOf(text: string, now: number): number {
 }
 
 /** The signed revoke of `cn` by this home's identity, checked against `ledger` (VerificationError with the ledger's code). */
-function signedRevoke(
+function homeRevoke(
   ledger: Ledger,
   home: Home,
   config: HomeConfig,
@@ -30,17 +29,16 @@ function signedRevoke(
   body: { reason: RevokeReasonName; effective: number; subtree: boolean },
   now: number,
 ): EncodedEvent {
+  // Refused here with what the user can do about it; signedRevoke would refuse the same with a general message.
   const state = ledger.state
-  const issuer = state.currentBinding(config.cn)
-  if (issuer === undefined)
+  if (state.currentBinding(config.cn) === undefined)
     throw new KinError('HOME_MISSING', `${home.path('ledger')} holds no binding for this device (${config.cn})`)
-  const target = state.currentBinding(cn)
-  if (target === undefined)
+  if (state.currentBinding(cn) === undefined)
     throw new VerificationError(
       'SUBJECT_UNKNOWN',
       `this device's ledger does not know ${cn}, even after asking L0: check the name, or revoke from a device that knows it`,
     )
-  const e = signEvent(nodeCrypto, revokeEvent(issuer, target, body, now), home.readLedgerKey())
+  const e = signedRevoke(nodeCrypto, state, { cn: config.cn, ledgerSeed: home.readLedgerKey() }, cn, body, now)
   ledger.check(e, { now })
   return e
 }
@@ -84,7 +82,7 @@ export const revoke: CommandSpec = {
     requireFleetCn(cn, config.fleet)
     try {
       const broker = typeof args.values.broker === 'string' ? args.values.broker : undefined
-      const sign: EventSigner = (ledger, h, c) => signedRevoke(ledger, h, c, cn, body, now)
+      const sign: EventSigner = (ledger, h, c) => homeRevoke(ledger, h, c, cn, body, now)
       const { e, delivery } = await deliverSignedEvent(dir, config, sign, {
         what: 'revocation',
         now,

@@ -4,8 +4,9 @@ import { Home } from '../../runtime/home.ts'
 import { KinError } from '../../agent/errors.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
-import { authorizeEvent, policyEvent, revokeEvent } from '../../agent/ledger/builders.ts'
+import { authorizeEvent, policyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import type { LiveFleet } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
@@ -66,22 +67,19 @@ export function backDatedEvent(
       stolenKey,
     )
   }
-  const target = state.currentBinding(fleet.cnOf(kind === 'policy' ? cast.lock : cast.owner))!
-  if (kind === 'policy') {
-    const body = {
-      subtree: false,
-      maxHops: 0,
-      maxHeadAge: 0,
-      anchors: [],
-      rules: [{ action: '*', roles: ['guest' as const], from: 0, to: 0 }],
-    }
-    return signEvent(nodeCrypto, policyEvent(issuer, target, body, time), stolenKey)
+  if (kind === 'revoke') {
+    const body = { reason: 'compromised' as const, subtree: true, effective: time }
+    return signedRevoke(nodeCrypto, state, { cn: thief.cn, ledgerSeed: stolenKey }, fleet.cnOf(cast.owner), body, time)
   }
-  return signEvent(
-    nodeCrypto,
-    revokeEvent(issuer, target, { reason: 'compromised', subtree: true, effective: time }, time),
-    stolenKey,
-  )
+  const target = state.currentBinding(fleet.cnOf(cast.lock))!
+  const body = {
+    subtree: false,
+    maxHops: 0,
+    maxHeadAge: 0,
+    anchors: [],
+    rules: [{ action: '*', roles: ['guest' as const], from: 0, to: 0 }],
+  }
+  return signEvent(nodeCrypto, policyEvent(issuer, target, body, time), stolenKey)
 }
 
 /** Labels of the devices (L0 included) whose ledger holds `idHex`. */

@@ -1,24 +1,18 @@
 /** @module Proof-bundle attacks on an offline lock over mutual TLS: a changed byte, every byte changed, a bundle from a forked miner, a forged offline proof. */
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
-import {
-  requestAccess,
-  startAccessEndpoint,
-  type AccessAnswer,
-  type AccessOutcome,
-} from '../../runtime/node/tls-endpoint.ts'
+import { memoryMiner, mineInParts } from '../memory-miner.ts'
+import { requestAccess, startAccessEndpoint, type AccessOutcome } from '../../runtime/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
+import { decisionOfAnswer } from '../../agent/access/decision.ts'
 import { KinError } from '../../agent/errors.ts'
 import { decideWithProofs, type ProvedDecision } from '../../agent/gossip/missing-proof.ts'
 import { buildBundle, decodeBundle, encodeBundle, verifyBundle, type BundleAnchor } from '../../agent/ledger/bundle.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
 import { buildOfflineProof } from '../../agent/ledger/offline-proof.ts'
 import { encodeOfflineProof } from '../../agent/ledger/proof-encoding.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import type { AttackContext } from './house.ts'
 import { decided, type AttackRunner } from './runner.ts'
@@ -38,23 +32,6 @@ function flipped(bytes: Uint8Array, offset: number, mask = 0x01): Uint8Array {
   const copy = bytes.slice()
   copy[offset]! ^= mask
   return copy
-}
-
-/** The lock's answer as a Decision, for the report's decision cards. */
-function decisionOf(a: AccessAnswer): Decision {
-  return {
-    allow: a.allow,
-    code: a.code as Decision['code'],
-    reason: a.reason,
-    path: a.path,
-    commonAncestor: a.commonAncestor ?? undefined,
-    hops: a.hops ?? undefined,
-    peer: a.peer ?? undefined,
-    action: a.action,
-    time: a.time,
-    retry: false,
-    missing: undefined,
-  }
 }
 
 /** Marks a lock-side throw that carried no code, so that the requester can tell it from a coded refusal. */
@@ -147,7 +124,7 @@ export async function bundleAttacks(
         ...decided(peer, 'L3.3', 'unlock', server),
         detail: `the guest refused the lock before asking: ${server.code}: ${server.reason}`,
       }
-    const outcome = decided(peer, 'L3.3', 'unlock', decisionOf(answer))
+    const outcome = decided(peer, 'L3.3', 'unlock', decisionOfAnswer(answer))
     const proved = lastProved as ProvedDecision | undefined
     const first =
       proved === undefined
@@ -260,15 +237,8 @@ export async function bundleAttacks(
         expected: ['HEAD_UNPROVEN', 'HEAD_INCONSISTENT', 'HEAD_FORK', 'HEAD_ROLLBACK'],
       },
       async () => {
-        const storage = memoryStorage()
-        const forkLedger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-        const fork = await Miner.open(
-          nodeCrypto,
-          forkLedger,
-          await storage.openAppendFile('heads.cbor'),
-          fleet.device('L0').ledgerSeed,
-          { boundTimes: false },
-        )
+        // Not submitAll: the forger's log leaves an event out, and what the fork refuses over it is its own business.
+        const fork = await memoryMiner(fleet.device('L0').ledgerSeed)
         try {
           const hidden = l0State.log.find(
             e => e.event.type === 'certified' && l0State.cnOfLabel(e.event.subject) === fleet.cnOf('L3.2'),
@@ -330,27 +300,11 @@ async function forgedConsistency(
   const split = log.findIndex(
     e => e.event.type === 'authorize' && fleet.l0.ledger.ledger.state.cnOfLabel(e.event.subject) === guest.cn,
   )
-  const storage = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor')),
-    await storage.openAppendFile('heads.cbor'),
-    fleet.device('L0').ledgerSeed,
-    { boundTimes: false },
-  )
+  const miner = await memoryMiner(fleet.device('L0').ledgerSeed)
   try {
-    await miner.submit(
-      log.slice(0, split).map(e => e.bytes),
-      fleet.clock.now(),
-    )
-    const stated = (await miner.seal(fleet.clock.now()))!
+    const stated = (await mineInParts(miner, log, [split, log.length], fleet.clock.now()))[0]!
     const held = new Ledger(nodeCrypto)
     held.ingestMany(log.slice(0, split), { trustSignatures: true })
-    await miner.submit(
-      log.slice(split).map(e => e.bytes),
-      fleet.clock.now(),
-    )
-    await miner.seal(fleet.clock.now())
     const session = new AccessSession({
       self: lock.cn,
       root: DeviceCertificate.from(lock.identity.rootPem),
@@ -405,7 +359,7 @@ async function forgedConsistency(
           detail: `the guest refused the lock before asking: ${server.code}`,
         }
       return {
-        ...decided('Eve', 'L3.3', 'unlock', decisionOf(answer)),
+        ...decided('Eve', 'L3.3', 'unlock', decisionOfAnswer(answer)),
         detail: `over mutual TLS, the lock stating head ${stated.height} (${stated.treeSize} events): ${answer.reason}`,
       }
     } finally {

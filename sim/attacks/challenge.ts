@@ -3,6 +3,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodeSigning } from '../../runtime/node/signing.ts'
 import { answerChallenge, decodeChallengeAnswer, encodeChallengeAnswer } from '../../agent/access/challenge.ts'
 import type { Decision } from '../../agent/access/types.ts'
+import { decisionOfAnswer } from '../../agent/access/decision.ts'
 import { bytesEqual, toHex } from '../../agent/codec/bytes.ts'
 import { KinError, VerificationError } from '../../agent/errors.ts'
 import { askOverInbox, serveInboxChallenges, type InboxRequester } from '../../agent/gossip/challenge-session.ts'
@@ -13,7 +14,6 @@ import {
   encodeAccessAsk,
   readInboxMessage,
   resultSigningInput,
-  type AccessVerdict,
 } from '../../agent/gossip/challenge-wire.ts'
 import type { GossipClient } from '../../agent/gossip/client.ts'
 import { fleetTopics, inboxSender } from '../../agent/gossip/topics.ts'
@@ -22,29 +22,12 @@ import type { LiveDevice } from '../live/fleet.ts'
 import type { AttackContext } from './house.ts'
 import { borrowFollowerClient, rideFollowerSessions } from './inbox-link.ts'
 import { decided, type AttackRunner } from './runner.ts'
-import { certificateWithKey, signatureFor, slowRsaKey } from '../../test/helpers/slow-rsa.ts'
+import { certificateWithKey, signatureFor, slowRsaKey } from '../slow-rsa.ts'
 
 /** Seconds the lock gives an answer (§12.3's 30 s). */
 const DEADLINE = 30
 /** Each wait on the broker, ms: generous, the fleet shares the machine. */
 const WAIT_MS = 10_000
-
-/** A decision as the requester read it from a signed result (§12.4: the fields of the §12.2 answer line). */
-function decisionOf(v: AccessVerdict): Decision {
-  return {
-    allow: v.allow,
-    code: v.code as Decision['code'],
-    reason: v.reason,
-    path: v.path,
-    commonAncestor: v.commonAncestor ?? undefined,
-    hops: v.hops ?? undefined,
-    peer: v.peer ?? undefined,
-    action: v.action,
-    time: v.time,
-    retry: false,
-    missing: undefined,
-  }
-}
 
 /**
  * The lock (L3.3) serves challenges on its inbox with an InboxVerifier riding on its ledger follower's broker
@@ -134,7 +117,7 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
               `a result for request ${toHex(id)} is not signed by the lock`,
             )
           }
-          return decisionOf(decodeResultBody(m.body).verdict)
+          return decisionOfAnswer(decodeResultBody(m.body).verdict)
         },
         {
           timeoutMs: WAIT_MS,
@@ -198,7 +181,7 @@ export async function challengeAttacks(ctx: AttackContext, run: AttackRunner): P
           timeoutMs: WAIT_MS,
         })
         overheardAnswer = overheard.at(-1)
-        return decided('L3.4', 'L3.3', 'unlock', decisionOf(outcome.verdict))
+        return decided('L3.4', 'L3.3', 'unlock', decisionOfAnswer(outcome.verdict))
       },
     )
     await run.run(

@@ -1,12 +1,10 @@
 /** @module Heap per bundle-tier device, measured: K devices each adopt their own bundle from a miner of a D-device ledger, as a simulated lock does after enrollment. */
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
+import { sealedMiner } from '../memory-miner.ts'
 import { buildBundle, encodeBundle } from '../../agent/ledger/bundle.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { createFleetRoot } from '../../agent/pki/root.ts'
-import { LedgerFleet, T0 } from '../../test/helpers/ledger-fleet.ts'
+import { LedgerFleet, T0 } from '../ledger-fleet.ts'
 import { BundleDevice } from './bundle-device.ts'
 
 /*
@@ -39,20 +37,7 @@ async function main(): Promise<void> {
     parents.push(cn)
     if (i >= devices / 8) leaves.push(cn)
   }
-  const store = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await store.openAppendFile('ledger.cbor')),
-    await store.openAppendFile('heads.cbor'),
-    f.secrets.get(f.l0)!,
-    { boundTimes: false },
-  )
-  for (let at = 0; at < f.events.length; at += 500)
-    await miner.submit(
-      f.events.slice(at, at + 500).map(e => e.bytes),
-      T0 + 10,
-    )
-  await miner.seal(T0 + 20)
+  const { miner } = await sealedMiner(f.secrets.get(f.l0)!, f.events, T0 + 20, { batch: 500 })
   const genesis = f.ledger.state.log[0]!
   const keyPair = await nodePki.generateTlsKeyPair()
   const root = await createFleetRoot({ domain: 'heap.home.arpa', keyPair, now: T0 })

@@ -5,13 +5,11 @@ import { join } from 'node:path'
 import { getHeapSnapshot } from 'node:v8'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodeStorage } from '../../runtime/node/storage.ts'
-import { memoryStorage } from '../../agent/portable/memory-storage.ts'
+import { sealedMiner } from '../memory-miner.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
-import { Miner } from '../../agent/ledger/miner.ts'
-import { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import { buildSyncResponse, encodeSyncResponse } from '../../agent/ledger/sync.ts'
-import { LedgerFleet, T0 } from '../../test/helpers/ledger-fleet.ts'
+import { LedgerFleet, T0 } from '../ledger-fleet.ts'
 
 /*
  * Usage: node --expose-gc --import tsx sim/fleet/replica-heap.ts [devices=2000] [replicas=8] [--snapshot] [--shared]
@@ -89,20 +87,7 @@ async function main(): Promise<void> {
       }),
     )
   }
-  const mstore = memoryStorage()
-  const miner = await Miner.open(
-    nodeCrypto,
-    await PersistentLedger.open(nodeCrypto, await mstore.openAppendFile('ledger.cbor')),
-    await mstore.openAppendFile('heads.cbor'),
-    f.secrets.get(f.l0)!,
-    { boundTimes: false },
-  )
-  for (let at = 0; at < f.events.length; at += 500)
-    await miner.submit(
-      f.events.slice(at, at + 500).map(e => e.bytes),
-      T0 + 10,
-    )
-  await miner.seal(T0 + 20)
+  const { miner } = await sealedMiner(f.secrets.get(f.l0)!, f.events, T0 + 20, { batch: 500 })
   const events = miner.treeSize
   const minerKey = f.ledger.state.genesis!.body.minerKey
   const genesis = f.events[0]!.bytes

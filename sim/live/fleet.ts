@@ -16,6 +16,7 @@ import type { Transport, TransportSession } from '../../agent/ports/transport.ts
 import type { Clock } from '../../agent/ports/platform.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import type { Decision } from '../../agent/access/types.ts'
+import { decisionOfAnswer } from '../../agent/access/decision.ts'
 import { Home } from '../../runtime/home.ts'
 import { KinError } from '../../agent/errors.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
@@ -28,9 +29,8 @@ import type { Inviter } from '../../agent/gossip/invite-session.ts'
 import { connectDevice } from '../../agent/gossip/login.ts'
 import { openReplicaFiles, type OpenReplica } from '../../agent/gossip/replica-files.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
 import { verifiedIn } from '../../agent/ledger/precheck.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { SharedEvents } from '../../agent/ledger/shared-events.ts'
 import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent, RevokeBody, RoleName } from '../../agent/ledger/types.ts'
@@ -406,21 +406,9 @@ export class LiveFleet {
   ): Promise<EncodedEvent> {
     const by = this.device(byLabel)
     const state = by.replica?.ledger.ledger.state ?? this.l0.ledger.ledger.state
-    const issuer = state.currentBinding(by.cn),
-      target = state.currentBinding(this.cnOf(targetLabel))
-    if (issuer === undefined || target === undefined)
-      throw new KinError('ENROLL_STATE', `${byLabel} does not know ${targetLabel} yet`)
     const now = this.clock.now()
-    const e = signEvent(
-      nodeCrypto,
-      revokeEvent(
-        issuer,
-        target,
-        { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now },
-        now,
-      ),
-      by.ledgerSeed,
-    )
+    const full = { reason: body.reason, subtree: body.subtree, effective: body.effective ?? now }
+    const e = signedRevoke(nodeCrypto, state, by, this.cnOf(targetLabel), full, now)
     await this.submitAs(by, [e])
     return e
   }
@@ -588,23 +576,7 @@ export class LiveFleet {
       checkServer: der => checker.checkServer(der),
     })
     if (outcome.answer === undefined) return { decision: outcome.server, decidedBy: 'requester' }
-    const a = outcome.answer
-    return {
-      decision: {
-        allow: a.allow,
-        code: a.code as Decision['code'],
-        reason: a.reason,
-        path: a.path,
-        commonAncestor: a.commonAncestor ?? undefined,
-        hops: a.hops ?? undefined,
-        peer: a.peer ?? undefined,
-        action: a.action,
-        time: a.time,
-        retry: false,
-        missing: undefined,
-      },
-      decidedBy: 'target',
-    }
+    return { decision: decisionOfAnswer(outcome.answer), decidedBy: 'target' }
   }
 
   /** Stops L0 and starts it again on the same home and port (a crash and restart of the home PC). */

@@ -7,9 +7,6 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import type { NewFleet } from '../../agent/enroll/fleet.ts'
 import { FleetCa } from '../../agent/enroll/ca.ts'
-import { createEnrollRequest } from '../../agent/enroll/request.ts'
-import { authorizeChild } from '../../agent/enroll/parent.ts'
-import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
 import {
   derivePairingSecrets,
   formatPairingCode,
@@ -18,8 +15,7 @@ import {
   type PairingSecrets,
 } from '../../agent/enroll/pairing.ts'
 import { signInvite, type Invite } from '../../agent/enroll/invite.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import type { PersistentLedger } from '../../agent/ledger/persistent.ts'
 import type { EncodedEvent, RevokeReasonName, RoleName } from '../../agent/ledger/types.ts'
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
@@ -27,6 +23,7 @@ import { Home } from '../../runtime/home.ts'
 import { openHomeLedger } from '../../runtime/device.ts'
 import type { L0Services } from '../../broker/l0.ts'
 import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
+import { enrollThroughSteps } from '../../sim/pure-enroll.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import type { TlsKeyType } from '../../agent/pki/key-type.ts'
 
@@ -115,40 +112,20 @@ export async function enrollDirect(
   opts: { role: RoleName; now?: number; name?: string; kind?: string },
 ): Promise<TestDevice> {
   const now = opts.now ?? nowSeconds()
-  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, {
-    kind: opts.kind ?? 'phone',
-    name: opts.name ?? 'device',
-  })
-  const authorize = authorizeChild(
-    nodeCrypto,
-    ledger.ledger,
-    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
-    request,
-    { role: opts.role, notAfter: now + 365 * 86400 },
-    now,
-  )
-  const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
   const ca = new FleetCa({
     crypto: nodeCrypto,
     rootCertPem: l0.rootPem,
     rootKeyPem: l0.fleet.rootKey.privateKeyPem,
     ledger: { ledger: ledger.ledger, append: (e, o) => ledger.append(e, o) },
   })
-  const issued = await ca.issue({
-    authorizeBytes: authorize.bytes,
-    csrPem: await createEnrollCsr(accepted, secrets),
-    now,
-  })
-  const { certified } = recordCertificate(
-    nodeCrypto,
-    nodePki,
-    ledger.ledger,
-    accepted,
-    secrets,
-    issued.certificate.pem,
-    l0.rootPem,
-    now,
+  const { cn, ledgerSeed } = parent
+  const parties = { crypto: nodeCrypto, pki: nodePki, parent: { cn, ledgerSeed, ledger: ledger.ledger } }
+  const { keys, authorize, accepted, issued, certified } = await enrollThroughSteps(
+    { ...parties, ca, domain: l0.domain, rootPem: l0.rootPem },
+    { kind: opts.kind ?? 'phone', name: opts.name ?? 'device' },
+    { choices: { role: opts.role, notAfter: now + 365 * 86400 }, now, childLedger: () => ledger.ledger },
   )
+  const { secrets } = keys
   await ledger.append(certified)
   // As L0's CA service does, so a CRL can name this certificate (L0 must not be running: it keeps the file in memory).
   IssuedRegistry.open(l0.dir).record(issued.certificate, now)
@@ -173,15 +150,9 @@ export function revocation(
   target: TestDevice,
   opts: { subtree?: boolean; now?: number; reason?: RevokeReasonName } = {},
 ): EncodedEvent {
-  const state = ledger.ledger.state
   const now = opts.now ?? nowSeconds()
-  const unsigned = revokeEvent(
-    state.currentBinding(issuer.cn)!,
-    state.currentBinding(target.cn)!,
-    { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true },
-    now,
-  )
-  return signEvent(nodeCrypto, unsigned, issuer.ledgerSeed)
+  const body = { reason: opts.reason ?? 'compromised', effective: now, subtree: opts.subtree === true }
+  return signedRevoke(nodeCrypto, ledger.ledger.state, issuer, target.cn, body, now)
 }
 
 /** A fresh pairing code and its invite registration, signed by `parent`. */

@@ -7,8 +7,7 @@ import { PureFleet } from '../helpers/pure-fleet.ts'
 import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.ts'
 import { createEnrollRequest, decodeEnrollRequest, encodeEnrollRequest } from '../../agent/enroll/request.ts'
 import { authorizeChild } from '../../agent/enroll/parent.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { verifyBinding } from '../../agent/pki/binding.ts'
 import { verifyChain } from '../../agent/pki/chain.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
@@ -221,15 +220,13 @@ t.test('delegation abuse is refused by the CA through the ledger', async t => {
 
   // An authorization signed by a parent that L0 knows to be revoked.
   const late = await f.authorize(member.cn, { role: 'device', notAfter: f.now + DAY })
-  const revoke = signEvent(
+  const revoke = signedRevoke(
     f.crypto,
-    revokeEvent(
-      f.l0Ledger.state.currentBinding(admin.cn)!,
-      f.l0Ledger.state.currentBinding(member.cn)!,
-      { reason: 'compromised', effective: f.now - 10, subtree: false },
-      f.now,
-    ),
-    admin.secrets.ledgerSeed,
+    f.l0Ledger.state,
+    { cn: admin.cn, ledgerSeed: admin.secrets.ledgerSeed },
+    member.cn,
+    { reason: 'compromised', effective: f.now - 10, subtree: false },
+    f.now,
   )
   f.l0Ledger.ingest(revoke)
   const acc2 = acceptAuthorization(f.crypto, late.authorize.bytes, late.request.request, f.fleet.domain)

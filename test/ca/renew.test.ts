@@ -2,8 +2,7 @@
 // standing (revoked, under a revoked ancestor, past its authorization) the ledger does not back.
 import t, { type Test } from 'tap'
 import { PureFleet } from '../helpers/pure-fleet.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { createCsr } from '../../agent/pki/csr.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { isKinError } from '../../agent/errors.ts'
@@ -73,15 +72,13 @@ t.test('a revoked device, and one under a device revoked with its subtree, canno
   t.ok(await f.ca.renew({ cn: lock.cn, csrPem: lockCsr, now: f.now }), 'renews while its lineage stands')
   const state = f.l0Ledger.state
   f.l0Ledger.ingest(
-    signEvent(
+    signedRevoke(
       f.crypto,
-      revokeEvent(
-        state.currentBinding(admin.cn)!,
-        state.currentBinding(member.cn)!,
-        { reason: 'lost', effective: f.now, subtree: true },
-        f.now,
-      ),
-      admin.secrets.ledgerSeed,
+      state,
+      { cn: admin.cn, ledgerSeed: admin.secrets.ledgerSeed },
+      member.cn,
+      { reason: 'lost', effective: f.now, subtree: true },
+      f.now,
     ),
   )
   throwsCode(

@@ -67,6 +67,13 @@ t.test('no room imports a room above it', async t => {
   t.same(upward, [], `each room imports only rooms below it (${SOURCE.join(' < ')})`)
 })
 
+t.test('no room imports the tests: what a test and the simulator share lives in the simulator', async t => {
+  const intoTests = [...edges].flatMap(([file, targets]) =>
+    targets.filter(target => roomOf(target) === 'test').map(target => `${file} → ${target}`),
+  )
+  t.same(intoTests, [], `none of ${SOURCE.join(', ')} imports test/`)
+})
+
 t.test('no source file takes part in an import loop', async t => {
   const state = new Map<string, 'open' | 'done'>()
   const loops: string[] = []

@@ -25,6 +25,7 @@ import { buildSyncResponse, encodeSyncResponse } from '../../agent/ledger/sync.t
 import { lineageRefusal } from '../../agent/access/lineage-stage.ts'
 import type { LedgerFleet } from '../helpers/ledger-fleet.ts'
 import { T0, deepFleet, memoryStorage, minerKeyOf, minerSecret, openMiner, openReplica } from './helpers.ts'
+import { mineInParts } from '../../sim/memory-miner.ts'
 
 const NOW = T0 + 10_000
 
@@ -33,17 +34,7 @@ async function sealedMiner(
   cuts: number[] = [f.events.length],
 ): Promise<{ miner: Miner; heads: BlockHead[] }> {
   const miner = await openMiner(f, memoryStorage())
-  const heads: BlockHead[] = []
-  let at = 0
-  for (const cut of cuts) {
-    await miner.submit(
-      f.events.slice(at, cut).map(e => e.bytes),
-      NOW,
-    )
-    heads.push((await miner.seal(NOW + heads.length))!)
-    at = cut
-  }
-  return { miner, heads }
+  return { miner, heads: await mineInParts(miner, f.events, cuts, NOW, { sealAt: i => NOW + i }) }
 }
 
 function anchorOf(f: LedgerFleet, extra: Partial<BundleAnchor> = {}): BundleAnchor {

@@ -17,6 +17,7 @@ import {
   type SyncResponse,
 } from '../../agent/ledger/sync.ts'
 import { T0, memoryStorage, openMiner, wideFleet } from './helpers.ts'
+import { mineInParts } from '../../sim/memory-miner.ts'
 
 const NOW = T0 + 5000
 const DECODE = /^(DECODE_|UNKNOWN_)/
@@ -33,16 +34,7 @@ function codeOf(fn: () => unknown): string {
 async function sealedMiner(phones = 12, cuts = [9, 30]) {
   const { f } = wideFleet(phones)
   const miner = await openMiner(f, memoryStorage())
-  const heads: BlockHead[] = []
-  let at = 0
-  for (const cut of [...cuts, f.events.length]) {
-    await miner.submit(
-      f.events.slice(at, cut).map(e => e.bytes),
-      NOW,
-    )
-    heads.push((await miner.seal(NOW + heads.length))!)
-    at = cut
-  }
+  const heads = await mineInParts(miner, f.events, [...cuts, f.events.length], NOW, { sealAt: i => NOW + i })
   return { f, miner, heads }
 }
 

@@ -7,8 +7,7 @@ import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { appendToHome } from '../helpers/home-fleet.ts'
 import { makeServeHouse } from './_house.ts'
 
@@ -66,15 +65,13 @@ t.test(
     const ledger = house.fleet.l0Ledger.state
     const parent = house.fleet.device(house.cn['L2.2'])
     const now = Math.floor(Date.now() / 1000)
-    const revoke = signEvent(
+    const revoke = signedRevoke(
       nodeCrypto,
-      revokeEvent(
-        ledger.currentBinding(parent.cn)!,
-        ledger.currentBinding(guest)!,
-        { reason: 'lost', effective: now, subtree: false },
-        now,
-      ),
-      parent.secrets.ledgerSeed,
+      ledger,
+      { cn: parent.cn, ledgerSeed: parent.secrets.ledgerSeed },
+      guest,
+      { reason: 'lost', effective: now, subtree: false },
+      now,
     )
     await appendToHome(lockHome.home, [revoke])
     const revoked = await access()

@@ -3,8 +3,7 @@ import t from 'tap'
 import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { checkActionName, SERVE_ACTION } from '../../agent/access/session.ts'
-import { revokeEvent } from '../../agent/ledger/builders.ts'
-import { signEvent } from '../../agent/ledger/event.ts'
+import { signedRevoke } from '../../agent/ledger/revoke.ts'
 import { HomeLedgerFollower, localPolicyOf, openAccessHome, sessionWithBundle } from '../../runtime/access-home.ts'
 import { appendToHome } from '../helpers/home-fleet.ts'
 import { isKinError } from '../../agent/errors.ts'
@@ -80,15 +79,13 @@ t.test(
     const ledger = house.fleet.l0Ledger.state
     const parent = house.fleet.device(cn['L2.2'])
     const now = Math.floor(Date.now() / 1000)
-    const revoke = signEvent(
+    const revoke = signedRevoke(
       nodeCrypto,
-      revokeEvent(
-        ledger.currentBinding(parent.cn)!,
-        ledger.currentBinding(guest)!,
-        { reason: 'lost', effective: now, subtree: false },
-        now,
-      ),
-      parent.secrets.ledgerSeed,
+      ledger,
+      { cn: parent.cn, ledgerSeed: parent.secrets.ledgerSeed },
+      guest,
+      { reason: 'lost', effective: now, subtree: false },
+      now,
     )
     const original = readFileSync(path)
     // A writer caught halfway through its append: the complete records count, the torn one waits.
@@ -204,15 +201,13 @@ t.test(
     const parent = house.fleet.device(cn['L2.2'])
     const now = Math.floor(Date.now() / 1000)
     await appendToHome(other.home, [
-      signEvent(
+      signedRevoke(
         nodeCrypto,
-        revokeEvent(
-          ledger.currentBinding(parent.cn)!,
-          ledger.currentBinding(guest)!,
-          { reason: 'lost', effective: now, subtree: false },
-          now,
-        ),
-        parent.secrets.ledgerSeed,
+        ledger,
+        { cn: parent.cn, ledgerSeed: parent.secrets.ledgerSeed },
+        guest,
+        { reason: 'lost', effective: now, subtree: false },
+        now,
       ),
     ])
     const informed = await openAccessHome(other.dir, { audit: false, needKey: false })

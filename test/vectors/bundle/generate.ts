@@ -2,11 +2,9 @@
 import { writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { nodeCrypto } from '../../../runtime/node/crypto.ts'
-import { memoryStorage } from '../../../agent/portable/memory-storage.ts'
 import { toHex } from '../../../agent/codec/bytes.ts'
 import { encodeHead, headId } from '../../../agent/ledger/head.ts'
-import { PersistentLedger } from '../../../agent/ledger/persistent.ts'
-import { Miner } from '../../../agent/ledger/miner.ts'
+import { memoryMiner, mineInParts } from '../../../sim/memory-miner.ts'
 import { buildBundle, encodeBundle, verifyBundle } from '../../../agent/ledger/bundle.ts'
 import { Ledger } from '../../../agent/ledger/ledger.ts'
 import { buildOfflineProof, statementOf, verifyOfflineProof } from '../../../agent/ledger/offline-proof.ts'
@@ -31,22 +29,9 @@ export interface BundleVector {
  */
 export async function vectorBundles(): Promise<BundleVector[]> {
   const { f, lock } = houseFleet('kinship-bundle-vectors')
-  const storage = memoryStorage()
-  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, {
-    boundTimes: false,
-  })
+  const miner = await memoryMiner(f.secrets.get(f.l0)!)
   const now = T0 + 1000
-  await miner.submit(
-    f.events.slice(0, 3).map(e => e.bytes),
-    now,
-  )
-  const h0 = (await miner.seal(now))!
-  await miner.submit(
-    f.events.slice(3).map(e => e.bytes),
-    now,
-  )
-  await miner.seal(now + 1)
+  const h0 = (await mineInParts(miner, f.events, [3, f.events.length], now, { sealAt: i => now + i }))[0]!
   const minerKey = f.ledger.state.genesis!.body.minerKey
   const genesisId = f.events[0]!.idHex
   const plain = buildBundle(miner, lock)
@@ -106,22 +91,9 @@ export interface CompactVector {
  */
 export async function vectorCompact(): Promise<CompactVector[]> {
   const { f, lock } = houseFleet('kinship-bundle-vectors')
-  const storage = memoryStorage()
-  const ledger = await PersistentLedger.open(nodeCrypto, await storage.openAppendFile('ledger.cbor'))
-  const miner = await Miner.open(nodeCrypto, ledger, await storage.openAppendFile('heads.cbor'), f.secrets.get(f.l0)!, {
-    boundTimes: false,
-  })
+  const miner = await memoryMiner(f.secrets.get(f.l0)!)
   const now = T0 + 1000
-  await miner.submit(
-    f.events.slice(0, 3).map(e => e.bytes),
-    now,
-  )
-  const h0 = (await miner.seal(now))!
-  await miner.submit(
-    f.events.slice(3).map(e => e.bytes),
-    now,
-  )
-  await miner.seal(now + 1)
+  const h0 = (await mineInParts(miner, f.events, [3, f.events.length], now, { sealAt: i => now + i }))[0]!
   const minerKey = f.ledger.state.genesis!.body.minerKey
   const genesisId = f.events[0]!.idHex
   const anchorOf = (knownHead?: typeof h0) => ({
