@@ -67,6 +67,14 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'kin rekey --home ./lock --key rsa2048 --json',
       'change to an RSA-2048 key, answering with the new serial and the rekey event',
     ],
+    [
+      'kin rekey "front-door lock" --home ./phone',
+      'after the lock was stolen and revoked: a one-time code that gives its name, role and place to a replacement',
+    ],
+    [
+      'kin enroll --home ./new-lock --code abcd-efgh-ijkl-mnop --broker mqtts://127.0.0.1:8883',
+      "on the replacement: fresh keys, and the old lock's CN under them",
+    ],
   ],
   revoke: [
     [
