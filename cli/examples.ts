@@ -72,8 +72,8 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'after the lock was stolen and revoked: a one-time code that gives its name, role and place to a replacement',
     ],
     [
-      'kin enroll --home ./new-lock --code abcd-efgh-ijkl-mnop --broker mqtts://127.0.0.1:8883',
-      "on the replacement: fresh keys, and the old lock's CN under them",
+      'kin rekey <lock CN> --home ./phone --ttl 30m --json',
+      "the same by CN, the code as JSON; the replacement runs 'kin enroll --home ./new-lock --code CODE' and gets the lock's CN",
     ],
   ],
   revoke: [
