@@ -83,8 +83,9 @@ async function rekeyThroughKin(
   fleet: GossipFleet,
   parent: GossipDevice,
   target: string,
+  extra: string[] = [],
 ): Promise<{ code: string; rekey: Record<string, any>; enroll: Record<string, any>; home: string }> {
-  const rekey = startKinLines(t, ['rekey', target, '--home', parent.home, '--timeout', '120s', '--json'])
+  const rekey = startKinLines(t, ['rekey', target, '--home', parent.home, '--timeout', '120s', '--json', ...extra])
   const opened = await rekey.waitJson(d => typeof d['code'] === 'string' && typeof d['inviteId'] === 'string', WAIT_MS)
   const code = String(opened['code'])
   t.match(code, /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/, 'a pairing code like kin invite prints')
@@ -406,4 +407,18 @@ t.test('refusals of a rekey, each with its code: at the parent, at L0, at its CA
       'the phone keeps its keys',
     )
   })
+})
+
+t.test("L0 rekeys its own child, the fleet's admin: kin rekey CN --home L0", async t => {
+  const fleet = await gossipFleet(t, ['admin'])
+  const admin = fleet.devices[0]!
+  const { rekey, enroll, home } = await rekeyThroughKin(t, fleet, { ...admin, home: fleet.l0.dir }, admin.cn, [
+    '--broker',
+    fleet.url,
+  ])
+  t.match(enroll, { ok: true, cn: admin.cn, role: 'admin', parentCn: fleet.l0.cn }, 'the new device is the admin')
+  t.equal(fleet.services.ledger.ledger.state.currentBinding(admin.cn)?.id, rekey.rekeyId, "L0's CA recorded the rekey")
+  t.equal(await login(fleet, home), 'ok', 'L0 admits the new keys')
+  t.equal(await login(fleet, admin.home), 'BROKER_REFUSED', 'and refuses the replaced ones')
+  await verifies(t, home, 'the new admin')
 })
