@@ -136,7 +136,11 @@ t.test('a compromised device gets new keys from its parent: kin rekey CN, kin en
   t.equal(await login(fleet, stolen), 'BROKER_REFUSED', 'revoked: L0 refuses the stolen identity')
 
   const { code, rekey, enroll, home } = await rekeyThroughKin(t, fleet, admin, phone.cn)
-  t.match(enroll, { ok: true, cn: phone.cn, role: 'member', parentCn: admin.cn }, 'the new device takes over the CN')
+  t.match(
+    enroll,
+    { ok: true, cn: phone.cn, role: 'member', parentCn: admin.cn, rekeyId: rekey.rekeyId },
+    'the new device takes over the CN',
+  )
   t.match(
     rekey,
     { ok: true, cn: phone.cn, role: 'member', parentCn: admin.cn, rekeyId: /^[0-9a-f]{64}$/ },
