@@ -200,6 +200,8 @@ export type KinErrorCode =
   | 'REKEY_SELF_LIMITS'
   /** A rekey L0's CA was asked to certify over a device's session is not that device's rekey of itself. */
   | 'REKEY_NOT_SELF'
+  /** `kin rekey CN` (or its invite at L0) names a CN that is not a direct child of the device asking: only its parent rekeys it. */
+  | 'REKEY_NOT_CHILD'
   // access decisions
   | 'ACCESS_REVOKED'
   | 'ACCESS_ANCESTOR_REVOKED'

@@ -28,14 +28,30 @@ function checkAgainstInvite(ctx: ServiceContext, inviteId: string, authorize: En
       'ENROLL_STATE',
       `a certificate was already issued under invite ${inviteId} (to ${invite.enrolledCn})`,
     )
-  if (authorize.event.type !== 'authorize')
-    throw new VerificationError('ENROLL_STATE', `the CA issues against authorize events, got ${authorize.event.type}`)
-  const issuerCn = ctx.ledger.ledger.state.cnOfLabel(authorize.event.issuer)
+  const state = ctx.ledger.ledger.state
+  // A rekey invite (docs/PROTOCOL.md "Rekey by the parent") issues against the parent's rekey of that very child only;
+  // any other invite against an authorize event only.
+  const want = invite.rekeyCn === undefined ? 'authorize' : 'rekey'
+  if (authorize.event.type !== want)
+    throw new VerificationError(
+      invite.rekeyCn === undefined ? 'ENROLL_STATE' : 'INVITE_MISMATCH',
+      `invite ${inviteId} is answered by ${want === 'rekey' ? 'a rekey' : 'an authorize'} event, got ${authorize.event.type}`,
+    )
+  const issuerCn = state.cnOfLabel(authorize.event.issuer)
   if (issuerCn !== invite.parentCn)
     throw new VerificationError(
       'INVITE_MISMATCH',
       `the authorization was signed by ${issuerCn}, but invite ${inviteId} is ${invite.parentCn}'s`,
     )
+  if (authorize.event.type === 'rekey') {
+    const subjectCn = state.cnOfLabel(authorize.event.subject)
+    if (subjectCn !== invite.rekeyCn)
+      throw new VerificationError(
+        'INVITE_MISMATCH',
+        `the rekey gives new keys to ${subjectCn}, but invite ${inviteId} is for ${invite.rekeyCn}`,
+      )
+    return
+  }
   if (authorize.event.body.role !== invite.role)
     throw new VerificationError(
       'INVITE_MISMATCH',
@@ -105,6 +121,7 @@ export async function handleCsr(
         inviteId,
         cn,
         parentCn: ctx.invites.get(inviteId)?.parentCn,
+        ...(issued.authorize.event.type === 'rekey' ? { rekeyId: issued.authorize.idHex } : {}),
         serial: issued.certificate.serialHex,
         lineage: lineage.length,
       })

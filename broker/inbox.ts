@@ -64,6 +64,7 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
       inviteId: invite.inviteId,
       parentCn: invite.parentCn,
       role: invite.role,
+      ...(invite.rekeyCn === undefined ? {} : { rekeyCn: invite.rekeyCn }),
       expires: invite.expires,
       again: outcome === 'unchanged',
     })

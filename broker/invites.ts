@@ -42,7 +42,8 @@ function sameRegistration(a: Invite, b: Invite): boolean {
     a.role === b.role &&
     a.name === b.name &&
     a.expires === b.expires &&
-    a.time === b.time
+    a.time === b.time &&
+    a.rekeyCn === b.rekeyCn
   )
 }
 
@@ -69,6 +70,7 @@ function readRecord(path: string, v: unknown): StoredInvite {
     Number.isSafeInteger(r.expires) &&
     Number.isSafeInteger(r.time) &&
     Number.isSafeInteger(r.registered) &&
+    (r.rekeyCn === undefined || typeof r.rekeyCn === 'string') &&
     (r.state === 'pending' || r.state === 'used' || r.state === 'done' || r.state === 'withdrawn')
   if (!ok) throw damaged(path, `malformed invite record ${JSON.stringify(v).slice(0, 80)}`)
   return r as unknown as StoredInvite
@@ -171,6 +173,7 @@ export class InviteBook {
       time: invite.time,
       state: 'pending',
       registered: now,
+      ...(invite.rekeyCn === undefined ? {} : { rekeyCn: invite.rekeyCn }),
     }
     this.commit([{ set: stored }])
     return 'registered'

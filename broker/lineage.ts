@@ -52,7 +52,8 @@ function indexOf(state: LedgerState): LogIndex {
  * The events a child's ledger needs before its own authorize event (docs/PAIRING.md step 6), in L0's ledger
  * order; the authorize event itself is not included (the child has it from its parent and appends it next).
  * The whole ledger prefix before it when that fits MAX_LINEAGE_BYTES; otherwise only genesis and the events
- * about the child's ancestors (their authorize, rekey, certified, revoke and policy events), keeping an event
+ * about the child's ancestors (their authorize, rekey, certified, revoke and policy events) — and, for a rekey, about
+ * the child itself — keeping an event
  * only when every event it links to is kept, so the child's ledger accepts the list in order. The child syncs
  * the rest later. Cost: the events appended since the last call, plus the ancestors' events, not the whole log.
  */
@@ -63,8 +64,10 @@ export function lineageFor(state: LedgerState, authorize: EncodedEvent): Encoded
   if (ix.bytesBefore[end]! <= MAX_LINEAGE_BYTES) return log.slice(0, end)
   const positions: number[] = []
   if (log[0]?.event.type === 'genesis') positions.push(0)
-  for (const cn of new Set(state.lineage(state.cnOfLabel(authorize.event.issuer))))
-    for (const p of ix.about.get(cn) ?? []) if (p < end) positions.push(p)
+  const cns = new Set(state.lineage(state.cnOfLabel(authorize.event.issuer)))
+  // A rekey's subject has bindings already (docs/PROTOCOL.md "Rekey by the parent"): the one it replaces, its revocations.
+  if (authorize.event.type === 'rekey') cns.add(state.cnOfLabel(authorize.event.subject))
+  for (const cn of cns) for (const p of ix.about.get(cn) ?? []) if (p < end) positions.push(p)
   positions.sort((a, b) => a - b)
   const kept = new Set<string>()
   const out: EncodedEvent[] = []

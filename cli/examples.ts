@@ -71,6 +71,14 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, ReadonlyArray<readonly [s
       'kin rekey --home ./lock --key rsa2048 --json',
       'change to an RSA-2048 key, answering with the new serial and the rekey event',
     ],
+    [
+      'kin rekey "front-door lock" --home ./phone',
+      'after the lock was stolen and revoked: a one-time code that gives its name, role and place to a replacement',
+    ],
+    [
+      'kin rekey <lock CN> --home ./phone --ttl 30m --json',
+      "the same by CN, the code as JSON; the replacement runs 'kin enroll --home ./new-lock --code CODE' and gets the lock's CN",
+    ],
   ],
   revoke: [
     [

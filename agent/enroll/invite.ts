@@ -4,7 +4,7 @@ import { concatBytes, utf8 } from '../codec/bytes.ts'
 import { decodeCbor, encodeCbor, type CborValue } from '../codec/cbor.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import type { LedgerState } from '../ledger/state.ts'
-import { ROLE, type RoleName } from '../ledger/types.ts'
+import { ROLE, type Binding, type RoleName } from '../ledger/types.ts'
 import { isPrintableName } from '../ledger/names.ts'
 
 const INVITE_PREFIX = utf8('kinship/invite/v1\0')
@@ -21,13 +21,22 @@ export interface Invite {
   /** Seconds since the epoch after which the code no longer works. */
   expires: number
   time: number
+  /**
+   * For the parent's rekey of a child (docs/PROTOCOL.md "Rekey by the parent"): the existing CN the code gives new
+   * keys to, instead of a new device. `role` and `name` are then that child's.
+   */
+  rekeyCn?: string
 }
 
 function fields(i: Invite): CborValue[] {
-  return [i.inviteId, i.loginVerifier, i.parentCn, ROLE[i.role], i.name, i.expires, i.time]
+  const base: CborValue[] = [i.inviteId, i.loginVerifier, i.parentCn, ROLE[i.role], i.name, i.expires, i.time]
+  return i.rekeyCn === undefined ? base : [...base, i.rekeyCn]
 }
 
-/** Inbox message `['invite', ...fields, signature]`, signed by the parent's ledger key. */
+/**
+ * Inbox message `['invite', ...fields, signature]`, signed by the parent's ledger key; a rekey invite carries an
+ * eighth field, the child's CN (the signed array's length keeps the two kinds apart).
+ */
 export function signInvite(crypto: CryptoProvider, invite: Invite, ledgerSeed: Uint8Array): Uint8Array {
   const signature = crypto.ed25519Sign(concatBytes(INVITE_PREFIX, encodeCbor(fields(invite))), ledgerSeed)
   return encodeCbor(['invite', ...fields(invite), signature])
@@ -36,9 +45,14 @@ export function signInvite(crypto: CryptoProvider, invite: Invite, ledgerSeed: U
 /** Decodes an invite registration from untrusted bytes (no signature check). */
 export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Uint8Array } {
   const v = decodeCbor(bytes, 4096)
-  if (!Array.isArray(v) || v.length !== 9 || v[0] !== 'invite')
-    throw new DecodeError('DECODE_SHAPE', "an invite registration is ['invite', 7 fields, signature]")
-  const [, inviteId, loginVerifier, parentCn, role, name, expires, time, signature] = v
+  if (!Array.isArray(v) || (v.length !== 9 && v.length !== 10) || v[0] !== 'invite')
+    throw new DecodeError(
+      'DECODE_SHAPE',
+      "an invite registration is ['invite', 7 fields, signature], or ['invite', 7 fields, child CN, signature] for a rekey",
+    )
+  const [, inviteId, loginVerifier, parentCn, role, name, expires, time] = v
+  const rekeyCn = v.length === 10 ? v[8] : undefined
+  const signature = v[v.length - 1]
   if (typeof inviteId !== 'string' || !/^[0-9a-f]{16}$/.test(inviteId))
     throw new DecodeError('DECODE_FIELD', 'invite: inviteId must be 16 hex characters')
   if (typeof loginVerifier !== 'string' || !/^[0-9a-f]{64}$/.test(loginVerifier))
@@ -58,7 +72,11 @@ export function decodeInvite(bytes: Uint8Array): { invite: Invite; signature: Ui
     throw new DecodeError('DECODE_FIELD', 'invite: expires and time must be integers')
   if (!(signature instanceof Uint8Array) || signature.length !== 64)
     throw new DecodeError('DECODE_FIELD', 'invite: signature must be 64 bytes')
-  return { invite: { inviteId, loginVerifier, parentCn, role: ROLE_NAMES[role]!, name, expires, time }, signature }
+  if (rekeyCn !== undefined && (typeof rekeyCn !== 'string' || rekeyCn.length === 0 || rekeyCn.length > 253))
+    throw new DecodeError('DECODE_FIELD', "invite: the rekeyed child's CN must be a DNS name")
+  const invite: Invite = { inviteId, loginVerifier, parentCn, role: ROLE_NAMES[role]!, name, expires, time }
+  if (rekeyCn !== undefined) invite.rekeyCn = rekeyCn as string
+  return { invite, signature }
 }
 
 /**
@@ -84,5 +102,23 @@ export function verifyInvite(crypto: CryptoProvider, state: LedgerState, bytes: 
   if (parent.role === 'member' && (invite.role === 'admin' || invite.role === 'member'))
     throw new VerificationError('ROLE_ESCALATION', `a member may invite guests and devices only, not ${invite.role}`)
   if (invite.expires <= now) throw new VerificationError('PAIR_CODE_EXPIRED', 'the invite has already expired')
+  if (invite.rekeyCn !== undefined) checkRekeyTarget(state, invite.parentCn, invite.rekeyCn)
   return invite
+}
+
+/**
+ * The parent's rekey of a child (docs/PROTOCOL.md "Rekey by the parent"): `childCn` must be a device the ledger knows
+ * (SUBJECT_UNKNOWN) whose current binding was authorized by `parentCn` (REKEY_NOT_CHILD). The child may be revoked:
+ * new keys after a compromise are what a rekey is for. Returns the child's current binding.
+ */
+export function checkRekeyTarget(state: LedgerState, parentCn: string, childCn: string): Binding {
+  const child = state.currentBinding(childCn)
+  if (child === undefined || child.parentCn === undefined)
+    throw new VerificationError('SUBJECT_UNKNOWN', `the ledger holds no device ${childCn} to rekey`)
+  if (child.parentCn !== parentCn)
+    throw new VerificationError(
+      'REKEY_NOT_CHILD',
+      `${childCn} is not a child of ${parentCn} (its parent is ${child.parentCn}): only its parent gives it new keys`,
+    )
+  return child
 }

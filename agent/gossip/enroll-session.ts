@@ -6,7 +6,14 @@ import { KinError, VerificationError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
 import type { Transport } from '../ports/transport.ts'
-import { acceptAuthorization, createEnrollCsr, recordCertificate, type AcceptedAuthorization } from '../enroll/child.ts'
+import {
+  acceptAuthorization,
+  acceptRekey,
+  createEnrollCsr,
+  recordCertificate,
+  type AcceptedAuthorization,
+} from '../enroll/child.ts'
+import { readEvent } from '../ledger/event.ts'
 import { derivePairingSecrets, openPairMessage, sealPairMessage, type PairingSecrets } from '../enroll/pairing.ts'
 import { createEnrollRequest, encodeEnrollRequest, type DeviceSecrets, type EnrollRequest } from '../enroll/request.ts'
 import { Ledger } from '../ledger/ledger.ts'
@@ -261,7 +268,12 @@ async function enrollSteps(
   const domain = fleetDomainOfRootCn(root.cn)
   if (fleetTopics(domain).base !== topics.base)
     throw new KinError('BROKER_IDENTITY', `the broker names fleet ${topics.fleet}, the parent's root names ${domain}`)
-  const accepted: AcceptedAuthorization = acceptAuthorization(crypto, payload.authorizeBytes, request, domain)
+  // A rekey invite is answered with the parent's rekey of an existing child (docs/PROTOCOL.md "Rekey by the parent"):
+  // this device takes over that CN under the keys it just made.
+  const accepted: AcceptedAuthorization =
+    readEvent(crypto, payload.authorizeBytes).event.type === 'rekey'
+      ? acceptRekey(crypto, payload.authorizeBytes, request, domain)
+      : acceptAuthorization(crypto, payload.authorizeBytes, request, domain)
   const broker = checkPairingBroker(pki, client, root, opts.now(), crypto.sha256)
   opts.onStep?.('authorized', accepted.cn)
 
@@ -306,11 +318,14 @@ async function enrollSteps(
   )
   ledger.ingest(certified, { now })
   opts.onStep?.('certified', accepted.cn)
-  const body = accepted.event.event.type === 'authorize' ? accepted.event.event.body : undefined
+  const role =
+    accepted.event.event.type === 'authorize'
+      ? accepted.event.event.body.role
+      : ledger.state.bindingById(accepted.event.idHex)!.role
   return {
     cn: accepted.cn,
     fleet: domain,
-    role: body!.role,
+    role,
     parentCn: accepted.parentCn,
     l0Cn,
     rootPem: payload.rootPem,

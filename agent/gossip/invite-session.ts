@@ -2,8 +2,8 @@
 import { KinError, VerificationError } from '../errors.ts'
 import { bytesEqual } from '../codec/bytes.ts'
 import type { CryptoProvider } from '../ports/platform.ts'
-import { authorizeChild } from '../enroll/parent.ts'
-import { signInvite, type Invite } from '../enroll/invite.ts'
+import { authorizeChild, rekeyChild } from '../enroll/parent.ts'
+import { checkRekeyTarget, signInvite, type Invite } from '../enroll/invite.ts'
 import {
   derivePairingSecrets,
   formatPairingCode,
@@ -15,7 +15,7 @@ import {
 } from '../enroll/pairing.ts'
 import { decodeEnrollRequest, type EnrollRequest } from '../enroll/request.ts'
 import type { Ledger } from '../ledger/ledger.ts'
-import type { EncodedEvent, RoleName } from '../ledger/types.ts'
+import type { Binding, EncodedEvent, RoleName } from '../ledger/types.ts'
 import { DeviceCertificate } from '../pki/certificate.ts'
 import { checkIssuedByRoot } from '../pki/chain.ts'
 import type { PkiProvider } from '../ports/pki.ts'
@@ -54,6 +54,11 @@ export interface InviteChoices {
   ttlSeconds: number
   /** For a guest: how long its identity holds, in seconds (a guest pass). Others get the inviter's notAfter. */
   guestValidSeconds: number
+  /**
+   * The parent's rekey of a child (docs/PROTOCOL.md "Rekey by the parent"): the existing child CN the device that
+   * enrolls with the code takes over, under new keys; `role` and `name` are then that child's.
+   */
+  rekeyCn?: string
 }
 
 /** An invite L0 accepted: the code to show, and what both ends derive from it. */
@@ -124,6 +129,24 @@ export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: 
 }
 
 /**
+ * `checkMayInvite` for the parent's rekey of `childCn`: this device's binding is valid now (ISSUER_REVOKED) and the
+ * child is a device of its ledger (SUBJECT_UNKNOWN) it authorized itself (REKEY_NOT_CHILD), as L0 will check the
+ * invite. The child itself may be revoked: that is what its new keys are for. Returns the child's current binding.
+ */
+export function checkMayRekey(ledger: Ledger, cn: string, childCn: string, now: number): Binding {
+  const binding = ledger.state.currentBinding(cn)
+  if (binding === undefined)
+    throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
+  const invalid = ledger.state.invalidAt(binding, now)
+  if (invalid !== undefined)
+    throw new VerificationError(
+      'ISSUER_REVOKED',
+      `this device may not rekey its children: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`,
+    )
+  return checkRekeyTarget(ledger.state, cn, childCn)
+}
+
+/**
  * docs/PAIRING.md step 1: draws a code, registers the invite with L0 (signed with this device's ledger key) and
  * waits for `invite-ok`; then subscribes to the invite's pairing topics. The code is shown only after this.
  */
@@ -135,7 +158,8 @@ export async function openInvite(
   opts: { now: number; timeoutMs: number },
 ): Promise<OpenedInvite> {
   const { now } = opts
-  checkMayInvite(inviter.ledger, inviter.cn, choices.role, now)
+  if (choices.rekeyCn === undefined) checkMayInvite(inviter.ledger, inviter.cn, choices.role, now)
+  else checkMayRekey(inviter.ledger, inviter.cn, choices.rekeyCn, now)
   const code = formatPairingCode(crypto.randomBytes(CODE_BYTES))
   const secrets = derivePairingSecrets(code)
   const invite: Invite = {
@@ -146,6 +170,7 @@ export async function openInvite(
     name: choices.name,
     expires: now + choices.ttlSeconds,
     time: now,
+    ...(choices.rekeyCn === undefined ? {} : { rekeyCn: choices.rekeyCn }),
   }
   const topics = fleetTopics(inviter.fleet)
   await client.subscribe([topics.inboxAll(inviter.cn)])
@@ -200,18 +225,24 @@ export async function completeInvite(
   const binding = inviter.ledger.state.currentBinding(inviter.cn)!
   const now = opts.now()
   const notAfter = opened.choices.role === 'guest' ? now + opened.choices.guestValidSeconds : binding.notAfter
-  const authorize = authorizeChild(
-    crypto,
-    inviter.ledger,
-    { cn: inviter.cn, ledgerSeed: inviter.ledgerSeed },
-    request,
-    {
-      role: opened.choices.role,
-      notAfter,
-      ...(opened.choices.name !== '' ? { name: opened.choices.name } : {}),
-    },
-    now,
-  )
+  const parent = { cn: inviter.cn, ledgerSeed: inviter.ledgerSeed }
+  // A rekey invite answers with the parent's rekey of the child (new keys, same CN, role, name and end) instead.
+  const rekeyCn = opened.choices.rekeyCn
+  const authorize =
+    rekeyCn !== undefined
+      ? rekeyChild(crypto, inviter.ledger, parent, rekeyCn, request, now)
+      : authorizeChild(
+          crypto,
+          inviter.ledger,
+          parent,
+          request,
+          {
+            role: opened.choices.role,
+            notAfter,
+            ...(opened.choices.name !== '' ? { name: opened.choices.name } : {}),
+          },
+          now,
+        )
   const childCn = inviter.ledger.state.cnOfLabel(authorize.event.subject)
   await opts.keep(authorize)
   opts.onAuthorized?.(childCn, request)
@@ -244,8 +275,11 @@ export async function completeInvite(
         `L0 announced a certificate for ${certificate.cn}, not for the device this invite authorized (${childCn})`,
       )
     }
-    const name = authorize.event.type === 'authorize' ? authorize.event.body.name : request.name
-    return { childCn, name, role: opened.choices.role, kind: request.kind, authorize, certificate }
+    const child = inviter.ledger.state.currentBinding(childCn)
+    const name = authorize.event.type === 'authorize' ? authorize.event.body.name : (child?.name ?? request.name)
+    const role = child?.role ?? opened.choices.role
+    const kind = authorize.event.type === 'authorize' ? request.kind : (child?.kind ?? request.kind)
+    return { childCn, name, role, kind, authorize, certificate }
   } finally {
     stopRepeats()
   }

@@ -45,6 +45,10 @@ const REMOTE_CODES: ReadonlySet<string> = new Set<KinErrorCode>([
   'PAYLOAD_TOO_LARGE',
   'STORAGE_IO',
   'PAIR_WITHDRAWN',
+  'SUBJECT_UNKNOWN',
+  'REKEY_NOT_CHILD',
+  'REKEY_NOT_PARENT',
+  'LINK_MISMATCH',
 ])
 
 /** A coded error for a refusal L0 sent, keeping its code when it is one kinship knows. */

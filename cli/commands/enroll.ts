@@ -140,6 +140,8 @@ export const enroll: CommandSpec = {
   summary:
     "Enroll this device in a fleet with a one-time pairing code from 'kin invite': make its TLS and ledger keys, " +
     "pair with the inviting device through L0's broker, get its certificate, and write its home in DIR. " +
+    "With a code from 'kin rekey CN' the device takes over that existing CN (its name, role and place in the tree) " +
+    'under the new keys instead. ' +
     'The home is built next to DIR and renamed into place whole. ' +
     'Exit 1 when the code or a check is refused (wrong, used, expired or withdrawn code; tampered messages), 2 on other errors, ' +
     '130/143 when stopped by SIGINT/SIGTERM before the certificate arrived (nothing is written).',
@@ -221,6 +223,7 @@ export const enroll: CommandSpec = {
       const files = await writeDeviceHome(home, device, broker, staging)
       stage.written = true
       await submitFirstEvents(device, broker, timeoutMs, home)
+      const rekeyed = device.authorize.event.type === 'rekey'
       emit(
         args.json,
         {
@@ -230,12 +233,15 @@ export const enroll: CommandSpec = {
           role: device.role,
           parentCn: device.parentCn,
           l0Cn: device.l0Cn,
+          ...(rekeyed ? { rekeyId: device.authorize.idHex } : {}),
           home: home.dir,
           files,
         },
         () =>
           [
-            `enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
+            rekeyed
+              ? `took over ${device.cn} in fleet ${device.fleet} under new keys (role ${device.role}, rekeyed by ${device.parentCn}); its old keys are refused`
+              : `enrolled in fleet ${device.fleet} as ${device.cn} (role ${device.role}, authorized by ${device.parentCn})`,
             `  cert:   ${files.cert}`,
             `  ledger: ${files.ledger} (${device.ledger.size} events)`,
             `  config: ${files.config}`,

@@ -5,6 +5,7 @@ import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeTransport, parseBrokerUrl } from '../../runtime/node/transport.ts'
 import {
   checkMayInvite,
+  checkMayRekey,
   completeInvite,
   openInvite,
   withdrawInvite,
@@ -26,6 +27,7 @@ import { readHomeFile } from '../../runtime/node/home-file.ts'
 import { requirePrintableName } from '../../agent/ledger/names.ts'
 import { stopSignals } from '../control-socket.ts'
 import { openFollowingHome, ridingSession } from '../../runtime/following-home.ts'
+import { findIdentity } from '../home-view.ts'
 
 const ROLES = Object.keys(ROLE) as RoleName[]
 
@@ -181,132 +183,179 @@ export const invite: CommandSpec = {
     if (name.length > 64) throw usageError('--name must be at most 64 characters')
     requirePrintableName(name, '--name')
     const timeoutMs = stepTimeoutMs(args.values.timeout)
-    const home = new Home(dir)
-    const config = home.readConfig()
-    const url = brokerUrlOf(config, args.values.broker)
-    const progress = !args.json && process.stderr.isTTY === true
-    const say = (line: string) => {
-      if (progress) process.stderr.write(`kin: ${line}\n`)
-    }
-    const now = () => Math.floor(Date.now() / 1000)
-
-    const inviterLedger = await openInviterLedger(home, config, timeoutMs)
-    let client
-    try {
-      const genesis = inviterLedger.ledger.state.genesis
-      if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event`)
-      const inviter: Inviter = {
-        cn: config.cn,
-        fleet: config.fleet,
-        l0Cn: genesis.cn,
-        ledgerSeed: home.readLedgerKey(),
-        ledger: inviterLedger.ledger,
-        rootPem: home.readText('root'),
-      }
-      // Refuse a device that may not invite before touching the network.
-      checkMayInvite(inviter.ledger, inviter.cn, role, now())
-      // A stop before the code is out ends the command as the signal would (130/143: nobody holds the code yet); once it
-      // is out, a stop withdraws it. Inside an agent the signal is the client's, and the invite must not linger there.
-      const stop = stopSignal()
-      let result
-      let opened: OpenedInvite
-      try {
-        const connecting =
-          inviterLedger.session !== undefined && url === config.broker
-            ? inviterLedger.session()
-            : connectDevice(
-                nodeTransport,
-                {
-                  url,
-                  cn: config.cn,
-                  certPem: home.readText('cert'),
-                  keyPem: home.readText('tlsKey'),
-                  rootPem: inviter.rootPem,
-                  l0Cn: inviter.l0Cn,
-                },
-                { timeoutMs, reconnect: true },
-              )
-        const connected = await Promise.race([connecting, stop.signal])
-        if (typeof connected === 'string') {
-          void connecting.then(
-            c => c.close(),
-            () => undefined,
-          )
-          return connected === 'SIGINT' ? 130 : 143
-        }
-        client = connected
-        client.onStatus((status, error) => {
-          if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
-          else if (status === 'online') say('connected to L0 again')
-        })
-        const opening = openInvite(
-          nodeCrypto,
-          client,
-          inviter,
-          { role, name, ttlSeconds, guestValidSeconds },
-          { now: now(), timeoutMs },
-        )
-        opening.catch(() => undefined)
-        const openedOrStopped = await Promise.race([opening, stop.signal])
-        if (typeof openedOrStopped === 'string') return openedOrStopped === 'SIGINT' ? 130 : 143
-        opened = openedOrStopped
-        if (args.json) {
-          jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
-        } else {
-          process.stdout.write(
-            [
-              `pairing code: ${opened.code}`,
-              `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
-              `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
-            ].join('\n') + '\n',
-          )
-        }
-        say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
-        // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
-        const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
-          keep: inviterLedger.keep,
-          now,
-          stepTimeoutMs: timeoutMs,
-          onAuthorized: (childCn, request) =>
-            say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
-        })
-        completing.catch(() => undefined)
-        const first = await Promise.race([
-          completing.then(r => ({ done: r })),
-          stop.signal.then(signal => ({ signal })),
-        ])
-        if ('signal' in first) return await withdrawOnStop(client, inviter, opened, first.signal, timeoutMs, args.json)
-        result = first.done
-      } finally {
-        stop.dispose()
-      }
-      const summary = {
-        ok: true,
-        cn: result.childCn,
-        name: result.name,
-        role: result.role,
-        kind: result.kind,
-        parentCn: inviter.cn,
-        inviteId: opened.inviteId,
-        authorizeId: result.authorize.idHex,
-        certHash: result.certificate.certHashHex,
-        notAfter: result.certificate.notAfter,
-      }
-      if (args.json) jsonLine(summary)
-      else
-        process.stdout.write(
-          `enrolled ${result.kind} "${result.name}" as ${result.childCn} (role ${result.role}, certificate valid until ${isoTime(result.certificate.notAfter)})\n`,
-        )
-      return 0
-    } catch (err) {
-      const code = err instanceof KinError ? err.code : 'INTERNAL'
-      const message = err instanceof Error ? err.message : String(err)
-      if (args.json) jsonLine({ ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined })
-      else process.stderr.write(`kin: ${message} [${code}]\n`)
-      return exitStatusOf(err)
-    } finally {
-      await client?.close().catch(() => undefined)
-      await inviterLedger.close()
-    }
+    return runInvite({
+      dir,
+      json: args.json,
+      broker: args.values.broker,
+      role,
+      name,
+      ttlSeconds,
+      guestValidSeconds,
+      timeoutMs,
+    })
   },
+}
+
+/** What `kin invite` (or `kin rekey CN`, the parent's rekey of a child) was asked, its flags checked. */
+export interface InviteRun {
+  dir: string
+  json: boolean
+  /** The --broker flag as given. */
+  broker: unknown
+  role: RoleName
+  name: string
+  ttlSeconds: number
+  guestValidSeconds: number
+  timeoutMs: number
+  /**
+   * `kin rekey CN|NAME`: the child (a CN, label or name of this home's ledger) the code gives new keys to, instead of
+   * inviting a new device (docs/PROTOCOL.md "Rekey by the parent"); `role` and `name` are then the child's.
+   */
+  rekey?: string
+}
+
+/**
+ * The invite itself, as `kin invite` and `kin rekey CN` run it: register the code with L0, print it, authorize (or
+ * rekey) the device that pairs with it, and withdraw the code on SIGINT/SIGTERM. Returns the exit status.
+ */
+export async function runInvite(run: InviteRun): Promise<number> {
+  const { dir, timeoutMs, ttlSeconds, guestValidSeconds } = run
+  let { role, name } = run
+  const args = { json: run.json }
+  const home = new Home(dir)
+  const config = home.readConfig()
+  const url = brokerUrlOf(config, run.broker)
+  const progress = !args.json && process.stderr.isTTY === true
+  const say = (line: string) => {
+    if (progress) process.stderr.write(`kin: ${line}\n`)
+  }
+  const now = () => Math.floor(Date.now() / 1000)
+
+  const inviterLedger = await openInviterLedger(home, config, timeoutMs)
+  let client
+  try {
+    const genesis = inviterLedger.ledger.state.genesis
+    if (genesis === undefined) throw new KinError('HOME_MISSING', `${home.path('ledger')} has no genesis event`)
+    const inviter: Inviter = {
+      cn: config.cn,
+      fleet: config.fleet,
+      l0Cn: genesis.cn,
+      ledgerSeed: home.readLedgerKey(),
+      ledger: inviterLedger.ledger,
+      rootPem: home.readText('root'),
+    }
+    // Refuse a device that may not invite (or rekey this child) before touching the network.
+    let rekeyCn: string | undefined
+    if (run.rekey !== undefined) {
+      rekeyCn = findIdentity(inviter.ledger.state, run.rekey)
+      const child = checkMayRekey(inviter.ledger, inviter.cn, rekeyCn, now())
+      role = child.role
+      name = child.name
+    } else checkMayInvite(inviter.ledger, inviter.cn, role, now())
+    // A stop before the code is out ends the command as the signal would (130/143: nobody holds the code yet); once it
+    // is out, a stop withdraws it. Inside an agent the signal is the client's, and the invite must not linger there.
+    const stop = stopSignal()
+    let result
+    let opened: OpenedInvite
+    try {
+      const connecting =
+        inviterLedger.session !== undefined && url === config.broker
+          ? inviterLedger.session()
+          : connectDevice(
+              nodeTransport,
+              {
+                url,
+                cn: config.cn,
+                certPem: home.readText('cert'),
+                keyPem: home.readText('tlsKey'),
+                rootPem: inviter.rootPem,
+                l0Cn: inviter.l0Cn,
+              },
+              { timeoutMs, reconnect: true },
+            )
+      const connected = await Promise.race([connecting, stop.signal])
+      if (typeof connected === 'string') {
+        void connecting.then(
+          c => c.close(),
+          () => undefined,
+        )
+        return connected === 'SIGINT' ? 130 : 143
+      }
+      client = connected
+      client.onStatus((status, error) => {
+        if (status === 'offline') say(`lost the connection to L0 (${error?.message ?? 'closed'}); reconnecting…`)
+        else if (status === 'online') say('connected to L0 again')
+      })
+      const opening = openInvite(
+        nodeCrypto,
+        client,
+        inviter,
+        { role, name, ttlSeconds, guestValidSeconds, ...(rekeyCn === undefined ? {} : { rekeyCn }) },
+        { now: now(), timeoutMs },
+      )
+      opening.catch(() => undefined)
+      const openedOrStopped = await Promise.race([opening, stop.signal])
+      if (typeof openedOrStopped === 'string') return openedOrStopped === 'SIGINT' ? 130 : 143
+      opened = openedOrStopped
+      if (args.json) {
+        jsonLine({ code: opened.code, inviteId: opened.inviteId, expires: opened.expires })
+      } else {
+        process.stdout.write(
+          [
+            `pairing code: ${opened.code}`,
+            rekeyCn !== undefined
+              ? `  for new keys of ${role} "${name}" (${rekeyCn}), valid until ${isoTime(opened.expires)}, once`
+              : `  for a new ${role}${name ? ` "${name}"` : ''}, valid until ${isoTime(opened.expires)}, once`,
+            `  on the new device: kin enroll --home DIR --code ${opened.code} --broker ${url}`,
+          ].join('\n') + '\n',
+        )
+      }
+      say(`waiting for the new device (the code expires at ${isoTime(opened.expires)}; Ctrl-C withdraws it)…`)
+      // From here on the code is out: a stop withdraws it rather than leaving it registered and the device waiting.
+      const completing = completeInvite(nodeCrypto, nodePki, client, inviter, opened, {
+        keep: inviterLedger.keep,
+        now,
+        stepTimeoutMs: timeoutMs,
+        onAuthorized: (childCn, request) =>
+          say(`authorized ${request.kind} "${request.name}" as ${childCn}; waiting for L0 to issue its certificate…`),
+      })
+      completing.catch(() => undefined)
+      const first = await Promise.race([completing.then(r => ({ done: r })), stop.signal.then(signal => ({ signal }))])
+      if ('signal' in first) return await withdrawOnStop(client, inviter, opened, first.signal, timeoutMs, args.json)
+      result = first.done
+    } finally {
+      stop.dispose()
+    }
+    const summary = {
+      ok: true,
+      cn: result.childCn,
+      name: result.name,
+      role: result.role,
+      kind: result.kind,
+      parentCn: inviter.cn,
+      inviteId: opened.inviteId,
+      ...(rekeyCn === undefined ? { authorizeId: result.authorize.idHex } : { rekeyId: result.authorize.idHex }),
+      certHash: result.certificate.certHashHex,
+      notAfter: result.certificate.notAfter,
+    }
+    if (args.json) jsonLine(summary)
+    else if (rekeyCn !== undefined)
+      process.stdout.write(
+        `rekeyed ${result.kind} "${result.name}" (${result.childCn}): new keys on the device that enrolled with the code, certificate valid until ${isoTime(result.certificate.notAfter)}; its old keys are refused from now on\n`,
+      )
+    else
+      process.stdout.write(
+        `enrolled ${result.kind} "${result.name}" as ${result.childCn} (role ${result.role}, certificate valid until ${isoTime(result.certificate.notAfter)})\n`,
+      )
+    return 0
+  } catch (err) {
+    const code = err instanceof KinError ? err.code : 'INTERNAL'
+    const message = err instanceof Error ? err.message : String(err)
+    if (args.json) jsonLine({ ok: false, code, message, detail: err instanceof KinError ? err.detail : undefined })
+    else process.stderr.write(`kin: ${message} [${code}]\n`)
+    return exitStatusOf(err)
+  } finally {
+    await client?.close().catch(() => undefined)
+    await inviterLedger.close()
+  }
 }

@@ -18,7 +18,9 @@ import { HOME_FILE_MODE, readHomeFile } from '../../runtime/node/home-file.ts'
 import { askL0ForCertificate, standingBinding } from '../../runtime/l0-certificate.ts'
 import { Home, writeFileDurable } from '../../runtime/home.ts'
 import { brokerLoginOf, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
-import { parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
+import { parseDuration, parseDurationMs, requireString, usageError, type CommandSpec } from '../args.ts'
+import { runInvite } from './invite.ts'
+import { stepTimeoutMs } from './enroll.ts'
 import { emit, isoTime, reportError } from '../output.ts'
 
 /**
@@ -228,26 +230,47 @@ function describe(
 /** `kin rekey`. */
 export const rekey: CommandSpec = {
   name: 'rekey',
-  usage: 'kin rekey --home DIR [--key p256|rsa2048] [--timeout 30s] [--json]',
+  usage:
+    'kin rekey --home DIR [--key p256|rsa2048] [--timeout 30s] [--json]\n' +
+    '       kin rekey CN|NAME --home DIR [--ttl 10m] [--broker mqtts://HOST:PORT] [--timeout 60s] [--json]',
   summary:
-    'Give this device a fresh TLS key and a certificate for it, and move its binding in the ledger to the new key: ' +
+    'Without CN: give this device a fresh TLS key and a certificate for it, and move its binding in the ledger to the new key: ' +
     'certificates of the old key are refused from then on, by L0 at login and by every device that decides. The device ' +
     'signs a rekey of itself with its ledger key (which stays; so does its authorization, name, role and end date); L0 ' +
     "issues over the device's own session after checking it against its ledger; once a head of L0's covers the rekey " +
     'and the new certificate, DIR/tls-key.pem and DIR/cert.pem are replaced. Interrupted before the rekey leaves the ' +
-    'device, the old identity stands; after, run kin rekey again: it finishes with the key it kept. New ledger keys ' +
-    "need the device's parent. Exit 0 rekeyed, 1 refused (REKEY_REVOKED, REKEY_EXPIRED, …), 2 other errors.",
+    'device, the old identity stands; after, run kin rekey again: it finishes with the key it kept. ' +
+    'With CN|NAME, a direct child of this device: new keys (ledger and TLS) for that child, e.g. after it was stolen and ' +
+    "revoked compromised. Prints a one-time pairing code like 'kin invite'; the replacement device runs " +
+    "'kin enroll --code CODE' with it, makes fresh keys, and takes over the child's name, role, place in the tree and " +
+    "children under them; this device signs the rekey, L0's CA issues the certificate. The old keys stay refused; the " +
+    'CN is valid again under the new ones. Ctrl-C while waiting withdraws the code. ' +
+    'Exit 0 rekeyed, 1 refused (REKEY_REVOKED, REKEY_EXPIRED, REKEY_NOT_CHILD, …) or the code expired unused, 2 other errors.',
   options: {
-    home: { type: 'string', help: 'the device home to rekey' },
-    key: { type: 'string', help: 'type of the new TLS key: p256 or rsa2048 (default: the type of the current key)' },
-    timeout: { type: 'string', help: 'how long to wait for L0 at each step', default: '30s' },
+    home: { type: 'string', help: 'the device home to rekey; with CN|NAME, the home of its parent' },
+    key: {
+      type: 'string',
+      help: 'without CN: type of the new TLS key, p256 or rsa2048 (default: the type of the current key)',
+    },
+    ttl: { type: 'string', help: 'with CN|NAME: how long the code works (default 10m)' },
+    broker: { type: 'string', help: "with CN|NAME: L0's broker, mqtts://HOST:PORT (default: config.json 'broker')" },
+    timeout: {
+      type: 'string',
+      help: 'how long to wait for L0 at each step (with CN|NAME: and for the new device; default 30s, 60s with CN)',
+    },
   },
   async run(args) {
     const dir = requireString(args, 'home', 'the device home to rekey, e.g. --home ./phone')
-    if (args.positionals.length > 0)
-      throw usageError(`kin rekey takes no positional arguments, got "${args.positionals.join(' ')}"`)
+    if (args.positionals.length > 1)
+      throw usageError(`kin rekey takes at most one CN or name, got "${args.positionals.join(' ')}"`)
+    if (args.positionals.length === 1) return rekeyChildOf(dir, args.positionals[0]!, args)
+    for (const flag of ['ttl', 'broker'] as const)
+      if (args.values[flag] !== undefined)
+        throw usageError(
+          `--${flag} belongs to the parent's rekey of a child: kin rekey CN|NAME --home PARENT --${flag} …`,
+        )
     const keyType = args.values.key === undefined ? undefined : parseTlsKeyType(args.values.key)
-    const timeoutMs = parseDurationMs(String(args.values.timeout), 'timeout')
+    const timeoutMs = parseDurationMs(String(args.values.timeout ?? '30s'), 'timeout')
     const config = new Home(dir).readConfig()
     if (config.l0 === true)
       throw usageError(`${dir} is L0's home: L0's keys are the fleet's anchor, which 'kin rekey' does not replace`)
@@ -275,4 +298,29 @@ export const rekey: CommandSpec = {
       return err instanceof VerificationError ? 1 : 2
     }
   },
+}
+
+/**
+ * `kin rekey CN|NAME` (docs/PROTOCOL.md "Rekey by the parent"): the invite flow of `kin invite` for an existing child,
+ * so the replacement device enrolls with the code as any new device would and the parent signs a rekey instead of an
+ * authorization. The new device's key type is its own choice (`kin enroll --key`), so --key is refused here.
+ */
+function rekeyChildOf(dir: string, target: string, args: Parameters<CommandSpec['run']>[0]): Promise<number> {
+  if (args.values.key !== undefined)
+    throw usageError(
+      "--key is the device's own choice when a parent rekeys it: run 'kin enroll --key …' on the replacement device",
+    )
+  const ttlSeconds = parseDuration(String(args.values.ttl ?? '10m'), 'ttl')
+  if (ttlSeconds < 1 || ttlSeconds > 86400) throw usageError('--ttl must be between 1s and 1d')
+  return runInvite({
+    dir,
+    json: args.json,
+    broker: args.values.broker,
+    role: 'device',
+    name: '',
+    ttlSeconds,
+    guestValidSeconds: 86400,
+    timeoutMs: stepTimeoutMs(args.values.timeout ?? '60s'),
+    rekey: target,
+  })
 }

@@ -3,7 +3,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { encodeHead, headId, signHead, type BlockHead, type HeadFields } from '../../agent/ledger/head.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
-import { certifiedEvent } from '../../agent/ledger/builders.ts'
+import { certifiedEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
 import { decodeBundle } from '../../agent/ledger/bundle.ts'
 import { submitEvents } from '../../agent/gossip/submit.ts'
 import { decodeLedgerResponse, encodeBundleRequest } from '../../agent/gossip/ledger-wire.ts'
@@ -237,6 +237,29 @@ async function spamAttacks(ctx: AttackContext, run: AttackRunner): Promise<void>
       expected: ['POLICY_NOT_DELEGATOR'],
     },
     () => submitOver(ctx, 'L3.4', policyBy(ctx, 'L3.4', 'L3.4', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])),
+  )
+  await run.run(
+    {
+      id: 'rekey-not-parent',
+      family: 'miner',
+      kind: 'attack',
+      attack:
+        "over MQTT: the guest signs new keys of its own for the front-door lock (a rekey, which only the lock's parent may sign)",
+      expected: ['REKEY_NOT_PARENT'],
+    },
+    () => {
+      const sibling = fleet.device('L3.1')
+      const issuer = state().currentBinding(sibling.cn)!
+      const keys = nodeCrypto.ed25519KeyPair(nodeCrypto.randomBytes(32))
+      const rekey = rekeyEvent(
+        nodeCrypto,
+        issuer,
+        state().currentBinding(fleet.device('L3.3').cn)!,
+        { spkiHash: nodeCrypto.randomBytes(32), ledgerKey: keys.publicKey, notAfter: issuer.notAfter },
+        fleet.clock.now(),
+      )
+      return submitOver(ctx, 'L3.1', signEvent(nodeCrypto, rekey, sibling.ledgerSeed))
+    },
   )
 
   await run.run(

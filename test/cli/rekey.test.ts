@@ -265,6 +265,9 @@ t.test('kin rekey refuses what it cannot do', async t => {
   const badKey = await kin(['rekey', '--home', fleet.devices[0]!.home, '--key', 'ed448', '--json'])
   t.equal(badKey.status, 2)
   t.equal(json(badKey.stdout).code, 'KEY_TYPE_UNKNOWN', 'an unknown key type')
-  const extra = await kin(['rekey', '--home', fleet.devices[0]!.home, 'oops', '--json'])
+  // One argument names a child to rekey (kin rekey CN|NAME); a second is not ignored.
+  const unknown = await kin(['rekey', '--home', fleet.devices[0]!.home, 'oops', '--json'])
+  t.equal(json(unknown.stdout).code, 'IDENTITY_UNKNOWN', 'an argument names a child, which must exist')
+  const extra = await kin(['rekey', '--home', fleet.devices[0]!.home, 'oops', 'again', '--json'])
   t.equal(json(extra.stdout).code, 'USAGE', 'a stray argument is not ignored')
 })

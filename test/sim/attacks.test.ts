@@ -33,6 +33,7 @@ const REQUIRED_ATTACKS = [
   'half-open-flood',
   'certified-not-issued',
   'policy-not-delegator',
+  'rekey-not-parent',
   'spam-flood',
   'spam-bundles',
   'old-parent-marker',
@@ -95,6 +96,7 @@ t.test('specific refusals: the stage that should refuse is the one that did', as
   for (const id of ['head-eve-signed', 'head-fork', 'head-inconsistent'])
     t.match(byId.get(id)!.detail, /^(\d+)\/\1 devices raised/, `${id}: every follower raised the alarm`)
   t.equal(byId.get('revoked-ancestor')!.actual, 'ACCESS_ANCESTOR_REVOKED')
+  t.equal(byId.get('rekey-not-parent')!.actual, 'REKEY_NOT_PARENT', "a non-parent's rekey is refused at L0's miner")
 })
 
 t.test('the challenge cases ran over the device inbox (PROTOCOL.md §12.4), each refused at its stage', async t => {

@@ -6,6 +6,8 @@ import type { LedgerState } from '../../agent/ledger/state.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { MAX_LINEAGE_BYTES, lineageFor } from '../../broker/lineage.ts'
 import { LedgerFleet, T0 } from '../helpers/ledger-fleet.ts'
+import { Ledger } from '../../agent/ledger/ledger.ts'
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
 
 /** The walk lineageFor replaced: the whole prefix when it fits, else genesis and the ancestors' events, closed under links. */
 function walked(state: LedgerState, authorize: EncodedEvent): EncodedEvent[] {
@@ -86,4 +88,31 @@ t.test('an authorize event not yet in the log gets the lineage of the whole log,
     const pending = f.sign(unsigned, members[0]!, false)
     t.same(ids(lineageFor(f.ledger.state, pending)), ids(walked(f.ledger.state, pending)), `after ${count} more steps`)
   }
+})
+
+t.test("a parent's rekey of a revoked child past the byte cap: the lineage holds the child's own events", async t => {
+  const f = LedgerFleet.create({ tag: 'lineage-rekey', time: T0 })
+  const admins: string[] = [],
+    members: string[] = []
+  let time = grow(f, admins, members, 240, T0 + 100)
+  const child = members[1]!
+  const parent = f.binding(child).parentCn!
+  f.revoke(parent, child, { reason: 'compromised', time: (time += 10) })
+  const rekey = f.rekey(parent, child, (time += 10))
+  const state = f.ledger.state
+  const lineage = lineageFor(state, rekey)
+  t.ok(
+    lineage.length < state.log.indexOf(rekey),
+    `cut to ${lineage.length} of ${state.log.indexOf(rekey)} events: past the cap`,
+  )
+  t.ok(
+    lineage.some(e => e.event.type === 'authorize' && state.cnOfLabel(e.event.subject) === child),
+    "the child's authorize event, which the rekey links to",
+  )
+  // What the new device does with it (agent/gossip/enroll-session.ts): replay, then append the rekey.
+  const replay = new Ledger(nodeCrypto)
+  for (const e of lineage) replay.ingest(e, { now: time })
+  replay.ingest(rekey, { now: time })
+  t.equal(replay.state.currentBinding(child)?.id, rekey.idHex, "the new device's ledger takes the rekey")
+  t.equal(replay.state.invalidAt(replay.state.currentBinding(child)!, time), undefined, 'under which it is valid')
 })
