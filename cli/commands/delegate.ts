@@ -120,8 +120,8 @@ export const delegate: CommandSpec = {
         { detail: { cn, reason: invalid.code } },
       )
     const registry = new DelegatedRegistry(home.dir)
-    const replaced = registry.devices().has(cn)
-    if (replaced && !force)
+    // Checked again under the registry's lock at the end: another kin delegate may register the same device meanwhile.
+    if (registry.devices().has(cn) && !force)
       throw new KinError(
         'DELEGATED_REGISTERED',
         `${cn} ("${shown(binding.name)}") is already registered in ${registry.path} with the secret it was flashed with: give --force to flash it again with a new one`,
@@ -132,8 +132,9 @@ export const delegate: CommandSpec = {
     const { verdictKey, ledgerKey } = delegatedKeys(secret)
     // The file first: a registration whose secret nobody holds would leave L0 sending heads no board can read.
     writeSecretFile(out, secretFileText(config.fleet, cn, binding.name, secret, verdictKey), force)
+    let replaced: boolean
     try {
-      registry.register(cn, ledgerKey)
+      replaced = registry.register(cn, ledgerKey, { replace: force })
     } catch (err) {
       unlinkSync(out)
       throw err
