@@ -182,6 +182,8 @@ export type KinErrorCode =
   | 'BROKER_IDENTITY'
   | 'BROKER_CLOSED'
   | 'BROKER_TIMEOUT'
+  /** An event this device signed (a revocation, a policy) is in its own ledger, but no head of L0's miner covers it yet: pending, not delivered. */
+  | 'EVENT_PENDING'
   /** This device's own identity is revoked (itself, or an ancestor with its subtree) in its verified ledger: it stops serving. */
   | 'IDENTITY_REVOKED'
   // certificate renewal (kin renew, and kin serve before expiry)
