@@ -251,6 +251,8 @@ export type KinErrorCode =
   | 'CONNECTION_EVICTED'
   // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
   | 'INBOX_SENDER_MISMATCH'
+  /** An inbox message that is none of kinship's (not a CBOR access-ask/-challenge/-answer/-result): ignored, and `kin serve` says so. */
+  | 'INBOX_FOREIGN'
   /** `kin show NAME`: no identity in the home's ledger has that CN, label or friendly name. */
   | 'IDENTITY_UNKNOWN'
   /** `kin show NAME`: several identities carry that friendly name; the message lists their CNs to choose from. */
