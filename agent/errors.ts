@@ -182,6 +182,8 @@ export type KinErrorCode =
   | 'BROKER_IDENTITY'
   | 'BROKER_CLOSED'
   | 'BROKER_TIMEOUT'
+  /** An event this device signed (a revocation, a policy) is in its own ledger, but no head of L0's miner covers it yet: pending, not delivered. */
+  | 'EVENT_PENDING'
   /** This device's own identity is revoked (itself, or an ancestor with its subtree) in its verified ledger: it stops serving. */
   | 'IDENTITY_REVOKED'
   // certificate renewal (kin renew, and kin serve before expiry)
@@ -251,6 +253,8 @@ export type KinErrorCode =
   | 'CONNECTION_EVICTED'
   // inbox messages: an ask that names a requester other than the session that sent it (the topic's sender level)
   | 'INBOX_SENDER_MISMATCH'
+  /** An inbox message that is none of kinship's (not a CBOR access-ask/-challenge/-answer/-result): ignored, and `kin serve` says so. */
+  | 'INBOX_FOREIGN'
   /** `kin show NAME`: no identity in the home's ledger has that CN, label or friendly name. */
   | 'IDENTITY_UNKNOWN'
   /** `kin show NAME`: several identities carry that friendly name; the message lists their CNs to choose from. */

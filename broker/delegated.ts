@@ -5,10 +5,11 @@
  * asks at boot (at most once per DELEGATED_REQUEST_INTERVAL_MS).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { KinError } from '../agent/errors.ts'
 import { fromHex, toHex } from '../agent/codec/bytes.ts'
 import { writeFileDurable } from '../runtime/home.ts'
+import { withPidLock } from '../runtime/pid-lock.ts'
 import { labelFromBase32 } from '../agent/ledger/names.ts'
 import type { BundleSource } from '../agent/ledger/bundle.ts'
 import type { EncodedEvent } from '../agent/ledger/types.ts'
@@ -27,6 +28,10 @@ import {
 
 /** File in L0's home naming the delegated-tier devices and their ledger keys (hex), written at flashing. */
 export const DELEGATED_FILE = 'delegated.json'
+/** Lock file in L0's home held while delegated.json is read, changed and written (by kin delegate). */
+export const DELEGATED_LOCK_FILE = 'delegated.lock'
+/** How long (ms) a registration waits for another process's to finish before STORAGE_BUSY. */
+export const DELEGATED_LOCK_WAIT_MS = 10_000
 /** Shortest interval (ms) between two answers to one device's boot requests; requests in between are dropped. */
 export const DELEGATED_REQUEST_INTERVAL_MS = 10_000
 /** Most messages one send holds (a lineage of 16 levels with a revoke and a policy each fits). */
@@ -82,21 +87,44 @@ export class DelegatedRegistry {
     return keys
   }
 
-  /** Registers device `cn` with its ledger key (delegated-wire.ts delegatedKeys), durably; STORAGE_IO when it cannot be written. */
-  register(cn: string, ledgerKey: Uint8Array): void {
+  /**
+   * Registers device `cn` with its ledger key (delegated-wire.ts delegatedKeys), durably, and says whether it replaced
+   * an earlier registration. The file is read again and written under the home's DELEGATED_LOCK_FILE, so two
+   * processes registering at once both stay registered. With `replace: false` a device registered meanwhile is
+   * refused (DELEGATED_REGISTERED); STORAGE_BUSY when the lock stays held DELEGATED_LOCK_WAIT_MS, STORAGE_IO when the
+   * file cannot be written.
+   */
+  register(cn: string, ledgerKey: Uint8Array, opts: { replace?: boolean } = {}): boolean {
     if (ledgerKey.length !== 32) throw new RangeError(`"ledgerKey" expected 32 bytes, got ${ledgerKey.length}`)
-    const devices: Record<string, string> = {}
-    for (const [c, k] of this.devices()) devices[c] = toHex(k)
-    devices[cn] = toHex(ledgerKey)
-    try {
-      writeFileDurable(this.path, JSON.stringify({ version: 1, devices }, null, 1) + '\n', 0o600)
-    } catch (err) {
-      throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
-        cause: err,
-        detail: { path: this.path },
-      })
-    }
-    this.readMtime = -2
+    const lock = join(dirname(this.path), DELEGATED_LOCK_FILE)
+    const busy = (pid: number | undefined) =>
+      new KinError(
+        'STORAGE_BUSY',
+        `${lock} was held ${pid === undefined ? '' : `by pid ${pid} `}for ${DELEGATED_LOCK_WAIT_MS / 1000} s: another kin delegate is registering; try again`,
+        { detail: { path: lock, pid: pid ?? null } },
+      )
+    return withPidLock(lock, DELEGATED_LOCK_WAIT_MS, busy, () => {
+      // Read again under the lock: another process may have registered a device since this one last read.
+      this.readMtime = -2
+      const devices: Record<string, string> = {}
+      for (const [c, k] of this.devices()) devices[c] = toHex(k)
+      const replaced = devices[cn] !== undefined
+      if (replaced && opts.replace === false)
+        throw new KinError('DELEGATED_REGISTERED', `${cn} is already registered in ${this.path}`, {
+          detail: { cn, path: this.path },
+        })
+      devices[cn] = toHex(ledgerKey)
+      try {
+        writeFileDurable(this.path, JSON.stringify({ version: 1, devices }, null, 1) + '\n', 0o600)
+      } catch (err) {
+        throw new KinError('STORAGE_IO', `cannot write ${this.path}: ${(err as Error).message}`, {
+          cause: err,
+          detail: { path: this.path },
+        })
+      }
+      this.readMtime = -2
+      return replaced
+    })
   }
 }
 

@@ -12,7 +12,8 @@ function topHelp(commands: readonly CommandSpec[]): string {
   lines.push(
     '',
     'Every command takes --json and --help; KIN_HOME stands in for --home. Exit status: 0 ok/allow, 1 deny or failed',
-    "verification, 2 usage or error, 3 this device is revoked (serve, sync). 'kin --version' says what is installed.",
+    'verification, 2 usage or error, 3 this device is revoked (serve, sync), 4 recorded here but not yet sealed by L0',
+    "(revoke, policy set). 'kin --version' says what is installed.",
   )
   return lines.join('\n')
 }

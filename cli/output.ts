@@ -55,3 +55,9 @@ export function isoTime(seconds: number): string {
  * 0-2, so a supervisor tells it from a crash, and in deploy/kin.service's RestartPreventExitStatus: never restarted.
  */
 export const EXIT_REVOKED = 3
+
+/**
+ * Exit status of `kin revoke` and `kin policy set` when the event is recorded in the device's own ledger (in force
+ * there) but no head of L0's miner covers it yet (EVENT_PENDING): not a success, and not a failure to retry from scratch.
+ */
+export const EXIT_PENDING = 4

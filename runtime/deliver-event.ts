@@ -18,11 +18,15 @@ import { openHomeLedger } from './device.ts'
 import { Home, type HomeConfig } from './home.ts'
 import { BROKER_LOCK_FILE, brokerLoginOf, headSummary, lockHolder, openFollowingHome } from './following-home.ts'
 
-/** What happened to the event. */
+/**
+ * What happened to the event. What is returned is the guarantee: on a device, a head signed by L0's miner covers the
+ * event (the miner appends durably before it seals); on L0's home, L0's ledger file holds it. Anything less throws:
+ * EVENT_PENDING when the event is in the device's own ledger and no head covers it yet (a broker's PUBACK included).
+ */
 export interface Delivery {
   /** Where the event was recorded: the home's ledger, or nowhere yet (L0's broker owns its file and records it). */
   recorded: 'ledger' | 'broker'
-  /** Whether L0's ledger holds it (the miner accepted it). */
+  /** Whether L0's ledger holds it (the miner accepted it): always true when returned (see Delivery). */
   delivered: boolean
   head: Record<string, unknown> | null
   note: string
@@ -173,11 +177,12 @@ async function deliverOnDevice(
     await recordAndSeal(follower, e, {
       what: opts.what,
       timeoutMs: opts.timeoutMs,
+      // A broker's PUBACK is no promise: only a head of L0's miner covering the event is. Without one, it is pending.
       late: cause =>
         new KinError(
-          cause.code,
-          `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.message}); it goes out with the next 'kin sync' or 'kin serve'`,
-          { cause, detail: { id: e.idHex, recorded: true, delivered: false } },
+          'EVENT_PENDING',
+          `recorded the ${opts.what} in this device's ledger (in force here from now on), but L0 has not sealed it within ${opts.timeoutMs} ms (${cause.code}: ${cause.message}); it is pending and goes out with the next 'kin sync' or 'kin serve'`,
+          { cause, detail: { id: e.idHex, recorded: true, delivered: false, cause: cause.code } },
         ),
     })
     const r = follower.replica

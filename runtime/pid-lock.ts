@@ -64,3 +64,36 @@ export function takePidLock(
   }
   throw busy(undefined)
 }
+
+/** Longest pause (ms) between two tries of a lock another process holds for a short change. */
+const LOCK_POLL_MAX_MS = 50
+
+/**
+ * Runs `change` holding the lock file at `path`, for a short read-modify-write of a file several processes change.
+ * A lock held by another live process is tried again (pauses of 2, 4, … up to LOCK_POLL_MAX_MS) for at most
+ * `waitMs`; then `busy(pid)` is thrown. Synchronous: the change is a few file operations, not worth yielding for.
+ */
+export function withPidLock<T>(
+  path: string,
+  waitMs: number,
+  busy: (pid: number | undefined) => KinError,
+  change: () => T,
+): T {
+  const deadline = Date.now() + waitMs
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  let release: () => void
+  for (let ms = 2; ; ms = Math.min(ms * 2, LOCK_POLL_MAX_MS)) {
+    try {
+      release = takePidLock(path, busy)
+      break
+    } catch (err) {
+      if (!(err instanceof KinError) || err.code === 'STORAGE_IO' || Date.now() >= deadline) throw err
+      Atomics.wait(pause, 0, 0, ms)
+    }
+  }
+  try {
+    return change()
+  } finally {
+    release()
+  }
+}

@@ -87,8 +87,12 @@ export interface InboxVerifierOptions {
   maxOpenAsks?: number
   /** Every decision sent, with the ask it answers: audit it here. */
   onDecision?: (decision: Decision, ask: OpenAsk) => void
-  /** A message that was not answered, why, and the refusal's code where it has one (an ask in another's name: INBOX_SENDER_MISMATCH). */
-  onIgnored?: (reason: IgnoredReason, detail: string, code?: KinErrorCode) => void
+  /**
+   * A message that was not answered, why, the refusal's code where it has one (an ask in another's name:
+   * INBOX_SENDER_MISMATCH; a message that is none of the inbox messages: INBOX_FOREIGN), and its sender (the
+   * topic's last level, as the broker vouches for it).
+   */
+  onIgnored?: (reason: IgnoredReason, detail: string, code?: KinErrorCode, sender?: string) => void
 }
 
 /** Counts of what the service did, for logs and tests. */
@@ -174,10 +178,10 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
   let closed = false
   let queue: Promise<void> = Promise.resolve()
 
-  const ignore = (reason: IgnoredReason, detail: string, code?: KinErrorCode): void => {
+  const ignore = (reason: IgnoredReason, detail: string, code?: KinErrorCode, sender?: string): void => {
     stats.ignored[reason]++
     try {
-      options.onIgnored?.(reason, detail, code)
+      options.onIgnored?.(reason, detail, code, sender)
     } catch {
       /* a hook's failure is not the peer's */
     }
@@ -333,7 +337,13 @@ export function serveInboxChallenges(options: InboxVerifierOptions): InboxVerifi
 
   const handle = async (link: InboxSession, sender: string, payload: Uint8Array): Promise<void> => {
     const read = readInboxMessage(payload)
-    if (read.kind === 'foreign') return ignore('foreign', `${payload.length} bytes that are no inbox access message`)
+    if (read.kind === 'foreign')
+      return ignore(
+        'foreign',
+        `${payload.length} bytes from ${sender} that are none of the inbox messages (an access-ask, -challenge, -answer or -result: PROTOCOL.md §12.4)`,
+        'INBOX_FOREIGN',
+        sender,
+      )
     if (read.kind === 'malformed') return ignore('malformed', `${read.tag}: ${read.error.code}: ${read.error.message}`)
     const m = read.message
     if (m.kind === 'ask') return onAsk(link, m, sender)

@@ -71,7 +71,9 @@ export const delegate: CommandSpec = {
     'is named by CN or friendly name; one L0 does not know is refused (IDENTITY_UNKNOWN), one revoked, itself or under an ' +
     "ancestor's revocation, with DELEGATED_REVOKED, an expired one with DELEGATED_NOT_VALID, a device's home with HOME_NOT_L0. " +
     'A device registered before (flashed with another secret) is refused with DELEGATED_REGISTERED, and an existing FILE with ' +
-    'STORAGE_EXISTS: --force replaces both (re-flashing; the old secret then gets no more heads). Delete FILE once the board holds S.',
+    'STORAGE_EXISTS: --force replaces both (re-flashing; the old secret then gets no more heads). Delete FILE once the board holds S. ' +
+    'Boards flashed at once from several shells each stay registered: delegated.json is rewritten under L0DIR/delegated.lock ' +
+    '(STORAGE_BUSY when another registration holds it 10 s).',
   options: {
     home: { type: 'string', help: "L0's home (made by 'kin init')" },
     out: { type: 'string', help: 'the file for the flasher: the secret S and the verdict key, created 0600' },
@@ -120,8 +122,8 @@ export const delegate: CommandSpec = {
         { detail: { cn, reason: invalid.code } },
       )
     const registry = new DelegatedRegistry(home.dir)
-    const replaced = registry.devices().has(cn)
-    if (replaced && !force)
+    // Checked again under the registry's lock at the end: another kin delegate may register the same device meanwhile.
+    if (registry.devices().has(cn) && !force)
       throw new KinError(
         'DELEGATED_REGISTERED',
         `${cn} ("${shown(binding.name)}") is already registered in ${registry.path} with the secret it was flashed with: give --force to flash it again with a new one`,
@@ -132,8 +134,9 @@ export const delegate: CommandSpec = {
     const { verdictKey, ledgerKey } = delegatedKeys(secret)
     // The file first: a registration whose secret nobody holds would leave L0 sending heads no board can read.
     writeSecretFile(out, secretFileText(config.fleet, cn, binding.name, secret, verdictKey), force)
+    let replaced: boolean
     try {
-      registry.register(cn, ledgerKey)
+      replaced = registry.register(cn, ledgerKey, { replace: force })
     } catch (err) {
       unlinkSync(out)
       throw err

@@ -13,7 +13,7 @@ import type { PolicyRule } from '../../agent/ledger/types.ts'
 import { parseDuration, requireString, usageError, type CommandSpec } from '../args.ts'
 import { deliverSignedEvent } from '../../runtime/deliver-event.ts'
 import { Home } from '../../runtime/home.ts'
-import { emit, reportError } from '../output.ts'
+import { EXIT_PENDING, emit, reportError } from '../output.ts'
 import { findIdentity, openHomeView, shown } from '../home-view.ts'
 import { localPolicyOf } from '../../runtime/access-home.ts'
 
@@ -87,7 +87,8 @@ export const policySet: CommandSpec = {
     "record it and hand it to L0's miner, like kin revoke. This home must be CN itself or an ancestor that may delegate (admin or member). " +
     'The file: {"subtree": true, "maxHops": 4, "maxHeadAge": "1h", "anchors": ["front-door lock"], "rules": [{"action": "unlock", ' +
     '"roles": ["guest"], "from": "08:00", "to": "20:00"}]} — every field optional; times of day are UTC; anchors are CNs or names; ' +
-    'an empty rules list leaves actions to the layers below (docs/PROTOCOL.md §12.1). Exit 0 once L0 holds it, 1 when the ledger refuses it, 2 on errors.',
+    'an empty rules list leaves actions to the layers below (docs/PROTOCOL.md §12.1). Exit 0 once L0 holds it (a head of its miner covers it), ' +
+    `${EXIT_PENDING} when it is recorded here but not yet sealed by L0 (EVENT_PENDING), 1 when the ledger refuses it, 2 on errors.`,
   options: {
     home: { type: 'string', help: 'the signing home: CN itself or an ancestor' },
     file: { type: 'string', help: 'the policy as JSON' },
@@ -156,6 +157,7 @@ export const policySet: CommandSpec = {
       return 0
     } catch (err) {
       reportError(err, args.json)
+      if (err instanceof KinError && err.code === 'EVENT_PENDING') return EXIT_PENDING
       return err instanceof VerificationError ? 1 : 2
     }
   },

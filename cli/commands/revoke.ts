@@ -6,7 +6,7 @@ import type { Ledger } from '../../agent/ledger/ledger.ts'
 import { REVOKE_REASON, type EncodedEvent, type RevokeReasonName } from '../../agent/ledger/types.ts'
 import { parseDuration, requireFleetCn, requireString, usageError, type CommandSpec } from '../args.ts'
 import { Home, type HomeConfig } from '../../runtime/home.ts'
-import { emit, isoTime, reportError } from '../output.ts'
+import { EXIT_PENDING, emit, isoTime, reportError } from '../output.ts'
 import { deliverSignedEvent, type EventSigner } from '../../runtime/deliver-event.ts'
 
 const REASONS = Object.keys(REVOKE_REASON) as RevokeReasonName[]
@@ -53,8 +53,11 @@ export const revoke: CommandSpec = {
     "L0 may revoke anyone), check it against the home's ledger, record it and hand it to L0's miner, which seals it into a head that " +
     'gossips to every device; a device that receives it denies CN from its own ledger at once, offline too. compromised (the default) ' +
     "also voids what CN's key signed after --effective; --subtree revokes everything below CN as well. On L0's home while " +
-    "'kin broker' runs, the event goes through the broker (give --broker). Exit 0 once L0 holds it, 1 when the ledger refuses " +
-    'it, 2 on other errors (the event may then be recorded here and still on its way: see the message).',
+    "'kin broker' runs, the event goes through the broker (give --broker). Exit 0 only once L0 holds it: on a device, when a " +
+    "head signed by L0's miner covers it (a broker's acknowledgement is not enough); on L0's home, when its ledger file " +
+    `holds it. Exit ${EXIT_PENDING} (EVENT_PENDING) when it is recorded here, in force on this device, but L0 has not sealed it ` +
+    "within --timeout: it is pending and goes out with the next 'kin sync' or 'kin serve'. Exit 1 when the ledger refuses it, " +
+    '2 on other errors.',
   options: {
     home: { type: 'string', help: 'the revoking home: CN itself, an ancestor, or L0' },
     reason: { type: 'string', help: `why: ${REASONS.join(', ')}`, default: 'compromised' },
@@ -108,6 +111,7 @@ export const revoke: CommandSpec = {
       return 0
     } catch (err) {
       reportError(err, args.json)
+      if (err instanceof KinError && err.code === 'EVENT_PENDING') return EXIT_PENDING
       return err instanceof VerificationError ? 1 : 2
     }
   },

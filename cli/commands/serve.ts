@@ -21,6 +21,7 @@ import { describeDecision, openAccessHome, type AccessHome } from '../../runtime
 import { followsBroker, headSummary, openFollowingHome, type FollowingHome } from '../../runtime/following-home.ts'
 import { listenForCommands, nextStopSignal } from './sync.ts'
 import type { ControlSocket } from '../control-socket.ts'
+import { foreignInboxLog } from '../foreign-inbox-log.ts'
 
 /** How long the miner has to hand over a missing proof during a request (DESIGN.md "Access decision" step 5: default 2 s). */
 const PROOF_DEADLINE_MS = 2000
@@ -36,6 +37,7 @@ function inboxServiceOf(
   json: boolean,
   onDecision: (decision: Decision, ask: OpenAsk) => void,
   follower: LedgerFollower,
+  foreign: (sender: string | undefined, detail: string) => void,
 ): InboxVerifier {
   return serveInboxChallenges({
     fleet: device.config.fleet,
@@ -62,13 +64,13 @@ function inboxServiceOf(
         })
       ).decision
     },
-    onIgnored: (reason, detail, code) => {
-      if (reason !== 'foreign')
-        line(
-          json,
-          { inboxIgnored: reason, detail, ...(code === undefined ? {} : { code }) },
-          `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`,
-        )
+    onIgnored: (reason, detail, code, sender) => {
+      if (reason === 'foreign') return foreign(sender, detail)
+      line(
+        json,
+        { inboxIgnored: reason, detail, ...(code === undefined ? {} : { code }) },
+        `${isoTime(Math.floor(Date.now() / 1000))} inbox: ignored a message (${reason}): ${detail}`,
+      )
     },
   })
 }
@@ -121,6 +123,7 @@ export const serve: CommandSpec = {
     'On that same broker session it answers challenge-response asks on its inbox kin/<fid>/dev/<label>/inbox/+ (each from the sender its last level names; for requesters without TLS, ' +
     '\'kin access --inbox CN\'): the same decision, audited and printed alike (with --json {"decision": …, "via": "inbox"}), ' +
     'sent back signed with this device\'s TLS key; the first line says {"inbox": TOPIC} (null when not answering there). ' +
+    'Anything else on the inbox (text from mosquitto_pub, say) is ignored and told, INBOX_FOREIGN, once per sender per minute. ' +
     'Stops cleanly on SIGINT or SIGTERM. A device whose own identity is revoked in its ledger (itself, or an ancestor with its ' +
     'subtree) — at start, or when the revocation arrives while it serves — prints one line IDENTITY_REVOKED (who revoked it, why, ' +
     `from when; with --json {"revoked": true, code, message, notice}), writes it to DIR/audit.log, stops, and exits ${EXIT_REVOKED} ` +
@@ -313,6 +316,16 @@ export const serve: CommandSpec = {
         `${isoTime(Math.floor(Date.now() / 1000))} ${from.address}:${from.port} TLS handshake failed (no decision): ${error.message}`,
       )
     }
+    // Messages on the inbox that are none of kinship's are told (INBOX_FOREIGN), so a sender learns why nothing happened.
+    const foreign = foreignInboxLog({
+      l0Cn: typeof config['l0Cn'] === 'string' ? config['l0Cn'] : undefined,
+      write: f =>
+        line(
+          json,
+          { inboxIgnored: 'foreign', code: 'INBOX_FOREIGN', from: f.sender, detail: f.detail, untold: f.untold },
+          `${isoTime(Math.floor(Date.now() / 1000))} inbox: INBOX_FOREIGN: ignored ${f.detail}${f.untold > 0 ? ` (and ${f.untold} more since the last line)` : ''}`,
+        ),
+    })
     // The inbox challenge service on the home's current certificate and key (made again after a rekey).
     const inboxOf = (f: LedgerFollower): InboxVerifier =>
       inboxServiceOf(
@@ -324,6 +337,7 @@ export const serve: CommandSpec = {
             via: 'inbox',
           }),
         f,
+        foreign,
       )
     let endpoint: Awaited<ReturnType<typeof startAccessEndpoint>> | undefined
     let control: ControlSocket | undefined

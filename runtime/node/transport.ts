@@ -377,6 +377,16 @@ class MqttSession implements TransportSession {
   }
 }
 
+/**
+ * Whether `err` is a login the broker closed before any CONNACK, with no TLS or socket error: a broker shedding load
+ * (L0 closes the oldest connection not yet logged in past its cap, and one past the login deadline) does that, and so
+ * may one that does not accept the certificate; a CONNACK refusal (return code 1-5) is never this. Callers that know
+ * the certificate is good may log in again, a bounded number of times.
+ */
+export function isClosedBeforeConnack(err: unknown): boolean {
+  return err instanceof KinError && err.code === 'BROKER_REFUSED' && err.detail?.['closedBeforeConnack'] === true
+}
+
 /** The mqtt.js transport (MQTT 3.1.1, QoS 1, TLS only). */
 export const nodeTransport: Transport = nodeTransportWith({})
 
@@ -460,6 +470,7 @@ function connectOne(
           : new KinError(
               'BROKER_REFUSED',
               `the broker at ${options.url} closed the connection during login (it may not accept this device's certificate)`,
+              { detail: { closedBeforeConnack: true } },
             ),
       )
     }

@@ -10,12 +10,16 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import type { TlsIdentity } from '../../runtime/node/tls-endpoint.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
+import { retryingLogins } from './login-retry.ts'
 import type { LiveDevice, LiveFleet } from '../live/fleet.ts'
 import { BundleDevice } from './bundle-device.ts'
 import { decideInProcess, type FleetCheck } from './checks.ts'
 import { HEAP_BYTES_PER_BUNDLE_DEVICE, HEAP_BYTES_PER_REPLICA_EVENT } from './footprint.ts'
 import type { PlannedDevice } from './plan.ts'
 import { quantile, round } from './stats.ts'
+
+/** A bundle-tier device's short sessions: a login L0 closes before CONNACK under load is tried again (login-retry.ts). */
+const LOGINS = retryingLogins(nodeTransport)
 
 /** Figures of one tier at the end of a run. */
 export interface TierFigures {
@@ -150,7 +154,7 @@ export class BundleTier {
   ): Promise<T> {
     const f = this.fleet
     const client = await connectDevice(
-      nodeTransport,
+      LOGINS,
       { url: f.url, cn, ...identity, l0Cn: f.l0.cn },
       { timeoutMs: this.#timeoutMs },
     )

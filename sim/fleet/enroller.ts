@@ -4,6 +4,8 @@ import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { nodeStorage } from '../../runtime/node/storage.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
+import type { Transport } from '../../agent/ports/transport.ts'
+import { retryingLogins } from './login-retry.ts'
 import type { TlsIdentity } from '../../runtime/node/tls-endpoint.ts'
 import { AccessSession } from '../../agent/access/session.ts'
 import { Home } from '../../runtime/home.ts'
@@ -45,7 +47,7 @@ export interface FollowerCounters {
   heads: Map<string, number>
   alarms: Array<{ label: string; code: string; message: string }>
   errors: Map<string, number>
-  /** Enrollments begun again with a new code after a lost connection or a timeout, by the code that ended them. */
+  /** Enrollments begun again with a new code after a lost connection or a timeout, by the code that ended them; logins tried again after a close before CONNACK, as LOGIN_CLOSED_BEFORE_CONNACK. */
   retries: Map<string, number>
 }
 
@@ -62,6 +64,8 @@ export interface EnrollerOptions {
   /** How long a guest's authorization holds, seconds. */
   guestValidSeconds?: number
   stepTimeoutMs?: number
+  /** The transport under the enrollment's logins (default the mqtt.js one; tests put a broker stand-in's in front). */
+  transport?: Transport
   /** Takes the planned bundle-tier devices once enrolled (sim/fleet/bundle-tier.ts); without it every device follows the ledger. */
   bundle?: BundleEnrollment
 }
@@ -107,17 +111,32 @@ export class Enroller {
   readonly submitted: Set<string> = new Set()
   /** Kind of each enrolled device, by label. */
   readonly kinds: Map<string, string> = new Map()
-  readonly #o: Required<Omit<EnrollerOptions, 'bundle'>>
+  readonly #o: Required<Omit<EnrollerOptions, 'bundle' | 'transport'>>
   readonly #bundle: BundleEnrollment | undefined
   readonly #slots: Slots
+  /** Every login of the enrollment: one the broker closed before CONNACK under load is tried again (login-retry.ts). */
+  readonly #transport: Transport
   #l0Client: Promise<GossipClient> | undefined
 
   constructor(fleet: LiveFleet, options: EnrollerOptions) {
     this.fleet = fleet
-    const { bundle, ...rest } = options
+    const { bundle, transport: _transport, ...rest } = options
     this.#o = { guestValidSeconds: 86400, stepTimeoutMs: STEP_MS, ...rest }
     this.#bundle = bundle
     this.#slots = new Slots(Math.max(1, options.concurrency))
+    this.#transport = retryingLogins(options.transport ?? nodeTransport, {
+      onRetry: (attempt, err, login) => {
+        const code = 'LOGIN_CLOSED_BEFORE_CONNACK'
+        this.counters.retries.set(code, (this.counters.retries.get(code) ?? 0) + 1)
+        fleet.log({
+          source: login.clientId,
+          event: 'login.retry',
+          code: (err as KinError).code,
+          message: (err as KinError).message,
+          attempt,
+        })
+      },
+    })
   }
 
   /** A follower for `label` that counts heads, alarms and errors in `counters`. */
@@ -125,7 +144,7 @@ export class Enroller {
     const f = this.fleet,
       c = this.counters
     return new LedgerFollower({
-      transport: nodeTransport,
+      transport: this.#transport,
       login: { url: f.url, cn, ...identity, l0Cn: f.l0.cn },
       fleet: f.l0.fleet,
       replica: replica.replica,
@@ -168,7 +187,7 @@ export class Enroller {
       const f = this.fleet,
         id = f.device('L0').identity
       this.#l0Client = connectDevice(
-        nodeTransport,
+        this.#transport,
         { url: f.url, cn: f.l0.cn, ...id, l0Cn: f.l0.cn },
         { timeoutMs: this.#o.stepTimeoutMs, reconnect: true },
       )
@@ -235,7 +254,7 @@ export class Enroller {
       const client = isL0
         ? await this.#l0Session()
         : await connectDevice(
-            nodeTransport,
+            this.#transport,
             { url: f.url, cn: parent.cn, ...parent.identity, l0Cn: f.l0.cn },
             { timeoutMs: this.#o.stepTimeoutMs },
           )
@@ -313,7 +332,7 @@ export class Enroller {
         request: { spkiDer: tls.spkiDer, ledgerKey: ledger.publicKey, kind: plan.kind, name: plan.name },
         secrets: { tls, ledgerSeed: ledger.secretKey },
       }
-      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, nodeTransport, {
+      const enrolled = await enrollThroughBroker(nodeCrypto, nodePki, this.#transport, {
         code: opened.code,
         url: f.url,
         kind: plan.kind,
@@ -333,7 +352,7 @@ export class Enroller {
         keyPem: enrolled.secrets.tls.privateKeyPem,
         rootPem: enrolled.rootPem,
       }
-      await handOverFirstEvents(nodeTransport, enrolled, f.url, o.stepTimeoutMs)
+      await handOverFirstEvents(this.#transport, enrolled, f.url, o.stepTimeoutMs)
       this.submitted.add(enrolled.authorize.idHex).add(enrolled.certified.idHex)
       this.kinds.set(plan.label, plan.kind)
       // The broker acknowledges before the miner writes: until L0 holds the certified event, L0 admits this

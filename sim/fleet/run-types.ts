@@ -63,7 +63,7 @@ export interface FleetRunResult {
   plan: { devices: number; depth: number; fanout: number; roles: Record<string, number> }
   dir: string
   keys: KeyPoolStats
-  /** retries: enrollments begun again with a new code after a lost session or a timeout (the machine was saturated). */
+  /** retries: enrollments begun again with a new code after a lost session or a timeout (the machine was saturated), and logins closed before CONNACK tried again (LOGIN_CLOSED_BEFORE_CONNACK). */
   enrollment: {
     devices: number
     seconds: number
