@@ -198,6 +198,20 @@ export class InviteBook {
     this.update(inviteId, r => ({ ...r, state: 'used', usedAt: now }))
   }
 
+  /**
+   * As markUsed, answered once durable under a group commit (L0's pairing logins at once). The invite must still be
+   * pending counting the changes that wait: of two logins with one code at once, the second is PAIR_CODE_USED.
+   */
+  async markUsedGrouped(inviteId: string, now: number): Promise<void> {
+    const r = this.store.latest(inviteId)
+    if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
+    if (r.state === 'withdrawn')
+      throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${r.parentCn}`)
+    if (r.state !== 'pending')
+      throw new VerificationError('PAIR_CODE_USED', `the code of invite ${inviteId} was already used`)
+    await this.store.applyGrouped([{ set: { ...r, state: 'used', usedAt: now } }])
+  }
+
   /** The CA issued a certificate under this invite: no second one. */
   markDone(inviteId: string, enrolledCn: string): void {
     this.update(inviteId, r => ({ ...r, state: 'done', enrolledCn }))

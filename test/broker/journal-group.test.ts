@@ -160,3 +160,29 @@ t.test('an invite being marked done under a group commit is not withdrawn meanwh
   await done
   t.equal(InviteBook.open(path, quiet).get(inviteId)?.state, 'done', 'the book on disk says done')
 })
+
+t.test('two logins with one code at once: the second finds it used while the first waits for its fsync', async t => {
+  const path = join(tempHome(t), 'invites.json')
+  const book = InviteBook.open(path, quiet)
+  const inviteId = '00000000000000cc'
+  book.register(
+    {
+      inviteId,
+      loginVerifier: 'c'.repeat(64),
+      parentCn: 'p.example.home.arpa',
+      role: 'device',
+      name: 'lock',
+      expires: 100_000,
+      time: 1000,
+    },
+    1000,
+  )
+  const results = await Promise.allSettled([book.markUsedGrouped(inviteId, 1001), book.markUsedGrouped(inviteId, 1002)])
+  t.equal(results[0].status, 'fulfilled', 'the first login uses the code')
+  t.equal(
+    results[1].status === 'rejected' ? (results[1].reason as KinError).code : 'accepted',
+    'PAIR_CODE_USED',
+    'the second is refused',
+  )
+  t.equal(InviteBook.open(path, quiet).get(inviteId)?.usedAt, 1001, "the book on disk holds the first login's use")
+})
