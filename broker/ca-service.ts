@@ -104,9 +104,13 @@ export async function handleCsr(
       const issued = await ctx.ca.issue({ authorizeBytes: msg.authorizeBytes, csrPem: csr, now: ctx.now() })
       const cn = issued.certificate.cn
       // Kept before it is handed over: a certificate whose serial L0 does not know could never be put on a CRL.
-      ctx.issued.record(issued.certificate, ctx.now())
+      // Both journals' lines under group commits, side by side: the enrollments at once share their fsyncs, off the
+      // event loop. Marking the invite done while the record fails only refuses a certificate that was never sent.
+      const done = ctx.invites.markDoneGrouped(inviteId, cn)
+      const recorded = await Promise.allSettled([ctx.issued.recordGrouped(issued.certificate, ctx.now()), done])
+      if (recorded[0].status === 'rejected') throw recorded[0].reason
       try {
-        ctx.invites.markDone(inviteId, cn)
+        await done
       } catch (err) {
         // The certificate exists and its proof is spent in the ledger (a replay is NONCE_REUSED): still hand it over.
         ctx.log('error', 'ledger.error', {

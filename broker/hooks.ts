@@ -42,7 +42,7 @@ function authenticate(
   client: Client,
   username: string | undefined,
   password: Buffer | undefined,
-): SessionIdentity {
+): SessionIdentity | Promise<SessionIdentity> {
   const socket = ctx.sockets.get(client)
   const der = peerCertificateDer(socket)
   const login = ctx.loginContext()
@@ -64,18 +64,7 @@ const OLD_SCHEME_MESSAGE =
 export function installHooks(aedes: Aedes, ctx: HookContext): void {
   aedes.authenticate = (client, username, password, done) => {
     const remote = ctx.sockets.get(client)?.remoteAddress
-    try {
-      const identity = authenticate(ctx, client, username, password)
-      ctx.sessions.add(client, { clientId: client.id, identity, since: Date.now(), remote })
-      const provisional = identity.kind === 'device' && !ctx.acl.isCertified(identity)
-      ctx.log('info', 'login.accepted', {
-        clientId: client.id,
-        ...describeIdentity(identity),
-        remote,
-        ...(provisional ? { provisional: true } : {}),
-      })
-      done(null, true)
-    } catch (err) {
+    const refuse = (err: unknown): void => {
       const code = err instanceof KinError ? err.code : 'INTERNAL'
       const connack = connackFor(code)
       ctx.log('warn', 'login.refused', {
@@ -91,6 +80,32 @@ export function installHooks(aedes: Aedes, ctx: HookContext): void {
       }) as AuthenticateError
       done(refusal, false)
     }
+    const accept = (identity: SessionIdentity): void => {
+      // Gone while its code was being used up durably: aedes drops the answer, the book keeps no session for it.
+      if (client.closed) return done(null, false)
+      try {
+        ctx.sessions.add(client, { clientId: client.id, identity, since: Date.now(), remote })
+        const provisional = identity.kind === 'device' && !ctx.acl.isCertified(identity)
+        ctx.log('info', 'login.accepted', {
+          clientId: client.id,
+          ...describeIdentity(identity),
+          remote,
+          ...(provisional ? { provisional: true } : {}),
+        })
+      } catch (err) {
+        return refuse(err)
+      }
+      done(null, true)
+    }
+    let identity: SessionIdentity | Promise<SessionIdentity>
+    try {
+      identity = authenticate(ctx, client, username, password)
+    } catch (err) {
+      return refuse(err)
+    }
+    // A pairing login waits for its code's durable use (a group commit); a device login answers at once.
+    if (identity instanceof Promise) identity.then(accept, refuse)
+    else accept(identity)
   }
 
   aedes.authorizePublish = (client, packet, done) => {

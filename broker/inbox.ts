@@ -59,7 +59,7 @@ export async function handleL0Inbox(ctx: ServiceContext, topic: string, payload:
   const now = ctx.now()
   try {
     const invite = verifyInvite(ctx.crypto, ctx.ledger.ledger.state, payload, now)
-    const outcome = ctx.invites.register(invite, now)
+    const outcome = await ctx.invites.registerGrouped(invite, now)
     ctx.log('info', 'invite.registered', {
       inviteId: invite.inviteId,
       parentCn: invite.parentCn,

@@ -140,7 +140,23 @@ export class InviteBook {
    * another one under a known id, an over-long life or too many open invites of one parent: INVITE_REFUSED.
    */
   register(invite: Invite, now: number): 'registered' | 'unchanged' {
-    const known = this.invites.get(invite.inviteId)
+    const stored = this.registration(invite, now)
+    if (stored === 'unchanged') return stored
+    this.commit([{ set: stored }])
+    return 'registered'
+  }
+
+  /** As register, answered once the registration is durable under a group commit (L0's inbox: many at once). */
+  async registerGrouped(invite: Invite, now: number): Promise<'registered' | 'unchanged'> {
+    const stored = this.registration(invite, now)
+    if (stored === 'unchanged') return stored
+    await this.store.applyGrouped([{ set: stored }])
+    return 'registered'
+  }
+
+  // The checks of a registration against the book as it will be once every waiting change is durable.
+  private registration(invite: Invite, now: number): StoredInvite | 'unchanged' {
+    const known = this.store.latest(invite.inviteId)
     if (known !== undefined) {
       if (sameRegistration(known, invite)) return 'unchanged'
       throw new VerificationError(
@@ -155,7 +171,7 @@ export class InviteBook {
       )
     }
     let open = 0
-    for (const i of this.invites.values())
+    for (const i of this.store.latestRecords())
       if (i.parentCn === invite.parentCn && (i.state === 'pending' || i.state === 'used') && i.expires > now) open++
     if (open >= MAX_OPEN_INVITES_PER_PARENT) {
       throw new VerificationError(
@@ -163,7 +179,7 @@ export class InviteBook {
         `${invite.parentCn} already has ${open} open invites; wait for them to be used or expire`,
       )
     }
-    const stored: StoredInvite = {
+    return {
       inviteId: invite.inviteId,
       loginVerifier: invite.loginVerifier,
       parentCn: invite.parentCn,
@@ -175,8 +191,6 @@ export class InviteBook {
       registered: now,
       ...(invite.rekeyCn === undefined ? {} : { rekeyCn: invite.rekeyCn }),
     }
-    this.commit([{ set: stored }])
-    return 'registered'
   }
 
   /** The code logged in: it never works again. */
@@ -184,9 +198,30 @@ export class InviteBook {
     this.update(inviteId, r => ({ ...r, state: 'used', usedAt: now }))
   }
 
+  /**
+   * As markUsed, answered once durable under a group commit (L0's pairing logins at once). The invite must still be
+   * pending counting the changes that wait: of two logins with one code at once, the second is PAIR_CODE_USED.
+   */
+  async markUsedGrouped(inviteId: string, now: number): Promise<void> {
+    const r = this.store.latest(inviteId)
+    if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
+    if (r.state === 'withdrawn')
+      throw new VerificationError('PAIR_WITHDRAWN', `invite ${inviteId} was withdrawn by ${r.parentCn}`)
+    if (r.state !== 'pending')
+      throw new VerificationError('PAIR_CODE_USED', `the code of invite ${inviteId} was already used`)
+    await this.store.applyGrouped([{ set: { ...r, state: 'used', usedAt: now } }])
+  }
+
   /** The CA issued a certificate under this invite: no second one. */
   markDone(inviteId: string, enrolledCn: string): void {
     this.update(inviteId, r => ({ ...r, state: 'done', enrolledCn }))
+  }
+
+  /** As markDone, answered once durable under a group commit (L0's CA: many enrollments at once). */
+  async markDoneGrouped(inviteId: string, enrolledCn: string): Promise<void> {
+    const r = this.store.latest(inviteId)
+    if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
+    await this.store.applyGrouped([{ set: { ...r, state: 'done', enrolledCn } }])
   }
 
   /**
@@ -194,7 +229,8 @@ export class InviteBook {
    * twice is accepted; an invite a certificate was issued under is refused ENROLL_STATE (revoke the device instead).
    */
   withdraw(inviteId: string, now: number): void {
-    const r = this.invites.get(inviteId)
+    // A change still waiting for its group commit counts: an invite being marked done is not withdrawn under it.
+    const r = this.store.latest(inviteId)
     if (r?.state === 'withdrawn') return
     if (r?.state === 'done')
       throw new VerificationError(
@@ -212,7 +248,7 @@ export class InviteBook {
   }
 
   private update(inviteId: string, change: (r: StoredInvite) => StoredInvite): void {
-    const r = this.invites.get(inviteId)
+    const r = this.store.latest(inviteId)
     if (r === undefined) throw new KinError('INVITE_REFUSED', `invite ${inviteId} is not on record`)
     this.commit([{ set: change(r) }])
   }

@@ -113,15 +113,29 @@ export class IssuedRegistry {
   record(cert: DeviceCertificate, issuedAt: number): IssuedCertificate {
     const known = this.byHash.get(cert.certHashHex)
     if (known !== undefined) return known
-    const record: IssuedCertificate = {
-      serial: cert.serialHex.toLowerCase(),
-      cn: cert.cn,
-      certHash: cert.certHashHex,
-      spkiHash: toHex(cert.spkiHash),
-      notAfter: cert.notAfter,
-      issuedAt,
-    }
+    const record = issuedRecord(cert, issuedAt)
     this.store.apply([{ set: record }])
     return record
+  }
+
+  /** As record, answered once durable under a group commit (L0's CA: many enrollments at once). */
+  async recordGrouped(cert: DeviceCertificate, issuedAt: number): Promise<IssuedCertificate> {
+    // Only a durable record answers at once: one still waiting is written again (the same certificate, harmless).
+    const known = this.byHash.get(cert.certHashHex)
+    if (known !== undefined) return known
+    const record = issuedRecord(cert, issuedAt)
+    await this.store.applyGrouped([{ set: record }])
+    return record
+  }
+}
+
+function issuedRecord(cert: DeviceCertificate, issuedAt: number): IssuedCertificate {
+  return {
+    serial: cert.serialHex.toLowerCase(),
+    cn: cert.cn,
+    certHash: cert.certHashHex,
+    spkiHash: toHex(cert.spkiHash),
+    notAfter: cert.notAfter,
+    issuedAt,
   }
 }

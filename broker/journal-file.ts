@@ -1,11 +1,14 @@
 /** @module A keyed record store kept as a snapshot plus an append-only journal of changes, each fsynced before it counts. */
-import { closeSync, constants, existsSync, fdatasyncSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, readFileSync, writeSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { KinError } from '../agent/errors.ts'
 import { writeFileDurable } from '../runtime/home.ts'
 import { APPEND_FLAGS, openHomeFileSync } from '../runtime/node/home-file.ts'
 
 // Never O_CREAT: a journal gone from under its store fails the append (then compacts) rather than growing headless.
 const JOURNAL_APPEND_FLAGS = APPEND_FLAGS & ~constants.O_CREAT
+
+const fdatasyncAsync = promisify(fdatasync)
 
 /** Journal entries allowed beyond twice the live records before the store compacts (a small store never does). */
 export const JOURNAL_COMPACT_FLOOR = 1024
@@ -23,6 +26,19 @@ export interface JournalFormat<R> {
   read(v: unknown, where: string): R
   /** The coded error for a damaged file. */
   damaged(path: string, why: string, cause?: unknown): KinError
+}
+
+/** Changes waiting for a group commit, and how their caller is answered. */
+interface Waiting<R> {
+  changes: JournalChange<R>[]
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/** The batch a group commit has written and is fsyncing; `settled` once memory holds it. */
+interface Flight<R> {
+  batch: Waiting<R>[]
+  settled: boolean
 }
 
 /** The records read back from a snapshot and its journal, and what was found on the way. */
@@ -156,6 +172,11 @@ export class JournalFile<R> {
   private entries: number
   // Set when an append failed part-way: the journal may end in a partial line, so the next change compacts first.
   private suspect = false
+  // Group commit (applyGrouped): changes waiting for the next flush, the batch being fsynced, whether a flush runs.
+  private waiting: Waiting<R>[] = []
+  private flight: Flight<R> | undefined
+  private flushing = false
+  private flushes = 0
 
   private constructor(path: string, format: JournalFormat<R>, state: JournalState<R>, floor: number) {
     this.path = path
@@ -195,17 +216,111 @@ export class JournalFile<R> {
     return this.records
   }
 
+  /** fdatasync calls made by group commits so far (each covering every change that waited for it). */
+  get groupFlushes(): number {
+    return this.flushes
+  }
+
+  /**
+   * The record under `key` as it will be once the changes waiting for a group commit are durable: what a check
+   * before a change must read, so two changes in flight at once are refused as if they came one after the other.
+   */
+  latest(key: string): R | undefined {
+    const pending = [...(this.flight?.settled === false ? this.flight.batch : []), ...this.waiting]
+    for (let i = pending.length - 1; i >= 0; i--) {
+      const cs = pending[i]!.changes
+      for (let j = cs.length - 1; j >= 0; j--) {
+        const c = cs[j]!
+        if ('set' in c ? this.format.key(c.set) === key : c.del === key) return 'set' in c ? c.set : undefined
+      }
+    }
+    return this.records.get(key)
+  }
+
+  /** Every record as latest(key) reads it: the live records with the changes waiting for a group commit applied. */
+  latestRecords(): R[] {
+    if (this.waiting.length === 0 && this.flight?.settled !== false) return [...this.records.values()]
+    const out = new Map(this.records)
+    for (const w of [...(this.flight?.settled === false ? this.flight.batch : []), ...this.waiting])
+      for (const c of w.changes) {
+        if ('set' in c) out.set(this.format.key(c.set), c.set)
+        else out.delete(c.del)
+      }
+    return [...out.values()]
+  }
+
   /** Applies changes durably: one journal line each, fsynced, then memory. STORAGE_IO when the disk refuses. */
   apply(changes: JournalChange<R>[]): void {
     if (changes.length === 0) return
+    // A group commit's lines written but not yet known durable: made durable and counted first, so memory follows
+    // the journal's order and a compaction below never drops them.
+    if (this.flight?.settled === false) this.settleFlightNow()
     if (this.suspect) this.compact()
-    const text = changes.map(c => JSON.stringify(c) + '\n').join('')
+    this.writeDurably(changes)
+    this.applyToMemory(changes)
+  }
+
+  /**
+   * Applies changes durably like apply, without holding the event loop in fsync: the changes of every caller that
+   * arrives while one fdatasync is under way are written together and covered by the next single fdatasync (group
+   * commit). Resolves once the caller's lines are durable and memory holds them; rejects STORAGE_IO (memory
+   * unchanged) when the disk refuses. Read latest(key) before a change to see the changes still waiting.
+   */
+  applyGrouped(changes: JournalChange<R>[]): Promise<void> {
+    if (changes.length === 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ changes, resolve, reject })
+      if (this.flushing) return
+      this.flushing = true
+      // Callers in the same tick share the first flush; later ones wait for the one under way and share the next.
+      queueMicrotask(() => void this.flush())
+    })
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.waiting.length > 0) {
+        const flight: Flight<R> = { batch: this.waiting.splice(0), settled: false }
+        const changes = flight.batch.flatMap(w => w.changes)
+        try {
+          if (this.suspect) this.compact()
+          const fd = openHomeFileSync(this.journalPath, JOURNAL_APPEND_FLAGS)
+          try {
+            this.flight = flight
+            writeAll(fd, changes)
+            this.flushes++
+            await fdatasyncAsync(fd)
+          } finally {
+            closeSync(fd)
+          }
+        } catch (err) {
+          // Settled meanwhile by a synchronous apply's fsync: durable and counted, whatever this fsync said.
+          if (!flight.settled) {
+            this.flight = undefined
+            this.suspect = true
+            const refusal = this.ioError(this.journalPath, err)
+            for (const w of flight.batch) w.reject(refusal)
+            continue
+          }
+        }
+        this.flight = undefined
+        if (!flight.settled) {
+          flight.settled = true
+          this.applyToMemory(changes)
+        }
+        for (const w of flight.batch) w.resolve()
+      }
+    } finally {
+      this.flushing = false
+    }
+  }
+
+  // The flight's lines are in the journal file: one fdatasync of it makes them durable, then memory counts them.
+  private settleFlightNow(): void {
+    const flight = this.flight!
     try {
       const fd = openHomeFileSync(this.journalPath, JOURNAL_APPEND_FLAGS)
       try {
-        const bytes = Buffer.from(text, 'utf8')
-        let at = 0
-        while (at < bytes.length) at += writeSync(fd, bytes, at, bytes.length - at)
         fdatasyncSync(fd)
       } finally {
         closeSync(fd)
@@ -214,12 +329,33 @@ export class JournalFile<R> {
       this.suspect = true
       throw this.ioError(this.journalPath, err)
     }
+    flight.settled = true
+    this.applyToMemory(flight.batch.flatMap(w => w.changes))
+  }
+
+  private writeDurably(changes: JournalChange<R>[]): void {
+    try {
+      const fd = openHomeFileSync(this.journalPath, JOURNAL_APPEND_FLAGS)
+      try {
+        writeAll(fd, changes)
+        fdatasyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+    } catch (err) {
+      this.suspect = true
+      throw this.ioError(this.journalPath, err)
+    }
+  }
+
+  private applyToMemory(changes: JournalChange<R>[]): void {
     for (const c of changes) {
       if ('set' in c) this.records.set(this.format.key(c.set), c.set)
       else this.records.delete(c.del)
     }
     this.entries += changes.length
-    if (this.entries > 2 * this.records.size + this.floor) {
+    // Never while a group commit's lines are unsettled: the new journal would drop them.
+    if (this.entries > 2 * this.records.size + this.floor && this.flight?.settled !== false) {
       try {
         this.compact()
       } catch {
@@ -257,4 +393,11 @@ export class JournalFile<R> {
       detail: { path },
     })
   }
+}
+
+// One write of every change's line; a short write continues where it stopped.
+function writeAll<R>(fd: number, changes: JournalChange<R>[]): void {
+  const bytes = Buffer.from(changes.map(c => JSON.stringify(c) + '\n').join(''), 'utf8')
+  let at = 0
+  while (at < bytes.length) at += writeSync(fd, bytes, at, bytes.length - at)
 }

@@ -135,14 +135,15 @@ export function pairingStanding(
  * Pairing login (docs/PAIRING.md step 2): user name `pair:<inviteId>`, password the login proof. Checked in this
  * order so that only someone holding the code learns the invite's state: unknown id or wrong proof
  * PAIR_CODE_WRONG, then used PAIR_CODE_USED, then expired PAIR_CODE_EXPIRED. The client id must be
- * `pair-<inviteId>`. Success uses the code up, durably, before the session is admitted.
+ * `pair-<inviteId>`. Success uses the code up, durably (a group commit shared with the logins at once), before the
+ * session is admitted.
  */
-export function pairingLogin(
+export async function pairingLogin(
   username: string,
   password: Uint8Array | undefined,
   clientId: string,
   ctx: LoginContext,
-): PairIdentity {
+): Promise<PairIdentity> {
   const inviteId = username.slice(PAIR_USERNAME_PREFIX.length)
   const invite = ctx.invites.get(inviteId)
   const proof = password === undefined ? '' : new TextDecoder('utf-8', { fatal: false }).decode(password)
@@ -163,6 +164,6 @@ export function pairingLogin(
   const identity: PairIdentity = { kind: 'pair', inviteId }
   const refusal = pairingStanding(identity, ctx.state, ctx.invites, ctx.now)
   if (refusal !== undefined) throw refusal
-  ctx.invites.markUsed(inviteId, ctx.now)
+  await ctx.invites.markUsedGrouped(inviteId, ctx.now)
   return identity
 }
