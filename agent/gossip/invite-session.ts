@@ -95,10 +95,10 @@ export interface CompleteOptions {
 }
 
 /**
- * The same rules L0 applies to the invite (`verifyInvite`) and the ledger to the authorize event, checked
- * here first so a device that may not invite is told so without a round trip.
+ * This device's current binding in its own ledger, valid at `now`: ENROLL_STATE when it has none, ISSUER_REVOKED
+ * (naming `act`) when it is revoked or expired.
  */
-export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: number): void {
+function ownValidBinding(ledger: Ledger, cn: string, now: number, act: string): Binding {
   const binding = ledger.state.currentBinding(cn)
   if (binding === undefined)
     throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
@@ -106,8 +106,17 @@ export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: 
   if (invalid !== undefined)
     throw new VerificationError(
       'ISSUER_REVOKED',
-      `this device may not invite: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`,
+      `this device may not ${act}: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`,
     )
+  return binding
+}
+
+/**
+ * The same rules L0 applies to the invite (`verifyInvite`) and the ledger to the authorize event, checked
+ * here first so a device that may not invite is told so without a round trip.
+ */
+export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: number): void {
+  const binding = ownValidBinding(ledger, cn, now, 'invite')
   if (binding.role !== 'admin' && binding.role !== 'member') {
     throw new VerificationError(
       'ROLE_CANNOT_DELEGATE',
@@ -134,15 +143,7 @@ export function checkMayInvite(ledger: Ledger, cn: string, role: RoleName, now: 
  * invite. The child itself may be revoked: that is what its new keys are for. Returns the child's current binding.
  */
 export function checkMayRekey(ledger: Ledger, cn: string, childCn: string, now: number): Binding {
-  const binding = ledger.state.currentBinding(cn)
-  if (binding === undefined)
-    throw new KinError('ENROLL_STATE', `this device (${cn}) has no binding in its own ledger; run 'kin sync' first`)
-  const invalid = ledger.state.invalidAt(binding, now)
-  if (invalid !== undefined)
-    throw new VerificationError(
-      'ISSUER_REVOKED',
-      `this device may not rekey its children: its identity is ${invalid.code.toLowerCase().replace('_', ' ')}`,
-    )
+  ownValidBinding(ledger, cn, now, 'rekey its children')
   return checkRekeyTarget(ledger.state, cn, childCn)
 }
 
