@@ -353,6 +353,11 @@ export async function startL0(opts: L0Options): Promise<L0Services> {
   server.on('secureConnection', (socket: TLSSocket) => {
     // MQTT is small request/response packets: Nagle plus delayed ACKs would add ~40 ms to each exchange.
     socket.setNoDelay(true)
+    // A client certificate naming the fleet root as issuer but signed by another key fails OpenSSL's signature check
+    // in the handshake (let through: authenticate decides) and leaves that error on OpenSSL's per-thread queue; the
+    // socket's next read took it for its own and dropped the connection before the login was refused or logged. Node
+    // clears the queue on return from getPeerCertificate: read it here, before any MQTT byte.
+    socket.getPeerCertificate(false)
     openSockets.add(socket)
     socket.once('close', () => openSockets.delete(socket))
     const conn = guardedConnection(socket, MAX_FRAME_BYTES, announced => {

@@ -17,8 +17,11 @@ const decoder = new Decoder({ useRecords: false, mapsAsObjects: false })
 /** Largest integer kinship encodes: cbor-x writes larger ones as floats, which are not canonical. */
 export const MAX_UINT = 0xffffffff
 
+/** Deepest nesting kinship's CBOR has room for: an item inside more arrays than this is refused. */
+const MAX_DEPTH = 8
+
 function checkValue(v: unknown, depth: number): void {
-  if (depth > 8) throw new DecodeError('DECODE_SHAPE', 'CBOR nesting deeper than 8')
+  if (depth > MAX_DEPTH) throw new DecodeError('DECODE_SHAPE', `CBOR nesting deeper than ${MAX_DEPTH}`)
   if (typeof v === 'number') {
     if (!Number.isInteger(v) || v < 0 || v > MAX_UINT)
       throw new DecodeError('DECODE_FIELD', `CBOR integer out of range: ${v}`)
@@ -135,6 +138,61 @@ function checkCanonicalAt(bytes: Uint8Array, pos: number): number {
   }
 }
 
+// The argument of the head at `pos` and the head's size, or undefined for the heads checkNesting leaves to the decoder.
+function headArgument(bytes: Uint8Array, pos: number): { arg: number; size: number } | undefined {
+  const ai = bytes[pos]! & 0x1f
+  const at = (k: number): number => bytes[pos + k] ?? 0
+  if (ai < 24) return { arg: ai, size: 1 }
+  if (ai === 24) return { arg: at(1), size: 2 }
+  if (ai === 25) return { arg: (at(1) << 8) | at(2), size: 3 }
+  if (ai === 26) return { arg: at(1) * 0x1000000 + ((at(2) << 16) | (at(3) << 8) | at(4)), size: 5 }
+  return undefined
+}
+
+/** Nesting past which the decoder is not run at all: far beyond MAX_DEPTH, far below what exhausts its stack. */
+const DECODER_DEPTH = 64
+
+// cbor-x decodes nested items by recursion: a payload of 100 000 nested array heads (100 kB, within a submission's
+// limit) ran it out of stack and was refused only by the RangeError, as malformed CBOR, after about 1.3 ms. The heads
+// of the first item are counted here first, from the bytes, without recursion. Only nesting past DECODER_DEPTH is
+// refused here (DECODE_SHAPE, as checkValue refuses anything past MAX_DEPTH), so that every other input, truncated or
+// not, gets the decoder's own code. Arrays, maps, tags and indefinite lengths count as containers; eight-byte
+// arguments and reserved heads end the count: the decoder and the canonical check refuse those.
+function checkNesting(bytes: Uint8Array): void {
+  const left: number[] = [] // items still to come in each container entered
+  let pos = 0
+  do {
+    if (left.length > DECODER_DEPTH) throw new DecodeError('DECODE_SHAPE', `CBOR nesting deeper than ${MAX_DEPTH}`)
+    if (pos >= bytes.length) return
+    // An indefinite length (never canonical) opens a container its break (0xff) closes: 5 000 indefinite arrays
+    // nest as deep as 5 000 definite ones.
+    if ((bytes[pos]! & 0x1f) === 31) {
+      const major = bytes[pos++]! >> 5
+      if (major >= 2 && major <= 5) {
+        if (left.length > 0) left[left.length - 1]!--
+        left.push(Infinity)
+        continue
+      }
+      if (major !== 7) return
+      left.pop()
+      while (left.length > 0 && left[left.length - 1] === 0) left.pop()
+      continue
+    }
+    const head = headArgument(bytes, pos)
+    if (head === undefined) return
+    const major = bytes[pos]! >> 5
+    pos += head.size
+    if (left.length > 0) left[left.length - 1]!--
+    const items = major === 4 ? head.arg : major === 5 ? 2 * head.arg : major === 6 ? 1 : 0
+    if (items > 0) {
+      left.push(items)
+      continue
+    }
+    if (major === 2 || major === 3) pos += head.arg
+    while (left.length > 0 && left[left.length - 1] === 0) left.pop()
+  } while (left.length > 0)
+}
+
 /**
  * Decodes exactly one canonical CBOR item from untrusted bytes.
  * Rejects trailing bytes, truncation, maps, floats, tags, negative integers and any non-canonical form:
@@ -146,6 +204,7 @@ export function decodeCbor(bytes: Uint8Array, maxBytes = 1 << 20, opts: { views?
   if (bytes.length > maxBytes)
     throw new DecodeError('DECODE_OVERSIZE', `CBOR item of ${bytes.length} bytes exceeds ${maxBytes}`)
   if (bytes.length === 0) throw new DecodeError('DECODE_CBOR', 'empty input')
+  checkNesting(bytes)
   let value: unknown
   try {
     value = decoder.decode(bytes)

@@ -283,6 +283,12 @@ function peerCertificateDer(socket: TLSSocket): Uint8Array | undefined {
 function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, timeoutMs: number): void {
   const { session } = options
   const from = addressOf(socket)
+  // Read at once, before any other TLS operation on the socket: a client certificate that names the fleet root as
+  // issuer (its name, even its key identifier) but was signed by another key fails OpenSSL's signature check during the
+  // handshake, which rejectUnauthorized lets through but leaves on OpenSSL's per-thread error queue; the socket's next
+  // read then took that stale error for its own and reset the connection, with no decision and nothing in the audit.
+  // Node clears the queue on return from getPeerCertificate, so the engine gets to refuse the certificate with its code.
+  const der = peerCertificateDer(socket)
   // The statement opens the exchange; the head it names is the one an offline proof on this connection must extend.
   let stated: AccessLine['stated']
   if (options.heldHead !== undefined) {
@@ -309,7 +315,6 @@ function serveConnection(socket: TLSSocket, options: AccessEndpointOptions, time
       settle(session.refuse((e as KinError).code ?? 'DECODE_SHAPE', (e as Error).message, '?'))
       return
     }
-    const der = peerCertificateDer(socket)
     const { action } = request
     if (der === undefined) {
       // TLS 1.3 signs CertificateVerify with RSA-PSS, which a key under 528 bits cannot make: such a client sends an

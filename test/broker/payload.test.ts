@@ -121,6 +121,33 @@ t.test('undecodable payloads on service topics are dropped and logged; the broke
   await end(c)
 })
 
+t.test('submissions of 60 000 nested arrays are dropped DECODE_SHAPE from its heads; the broker stays up', async t => {
+  const c = await connectDevice(running.services, phone)
+  const before = running.services.ledger.ledger.size
+  // Within the frame limit; the recursive decoder used to run out of stack on it (refused as DECODE_CBOR).
+  const nested = new Uint8Array(60_001).fill(0x81)
+  nested[60_000] = 0x00
+  await c.publishAsync(topics.submit(phone.cn), Buffer.from(nested), { qos: 1 })
+  await c.publishAsync(topics.submit(phone.cn), Buffer.from(new Uint8Array(5_000).fill(0x9f)), { qos: 1 })
+  await c.publishAsync(topics.inbox(l0.cn, phone.cn), Buffer.from(nested), { qos: 1 })
+  const shape = (topic: string, bytes: number) =>
+    logRecord(
+      running.logs,
+      r =>
+        r.event === 'payload.dropped' &&
+        r.topic === topic &&
+        r.code === 'DECODE_SHAPE' &&
+        r.bytes === bytes &&
+        /nesting deeper than 8/.test(String(r.message)),
+    )
+  t.ok(await shape(topics.submit(phone.cn), 60_001), '60 000 nested arrays')
+  t.ok(await shape(topics.submit(phone.cn), 5_000), '5 000 nested indefinite-length arrays')
+  t.ok(await shape(topics.inbox(l0.cn, phone.cn), 60_001), "the same on L0's inbox")
+  t.equal(running.services.ledger.ledger.size, before)
+  t.ok(c.connected, 'the session that sent it is still up')
+  await end(c)
+})
+
 t.test('a packet announcing more than the frame limit closes that connection before it is buffered', async t => {
   const c = await connectDevice(running.services, phone)
   const gone = closed(c)

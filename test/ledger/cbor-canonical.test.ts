@@ -130,3 +130,24 @@ t.test('random bytes', async t => {
     Array.from({ length: 6000 }, (_, i) => nodeCrypto.randomBytes(1 + (i % 64))),
   )
 })
+
+t.test('deep nesting is refused from the heads, before the recursive decoder runs out of stack', async t => {
+  const nested = (depth: number, inner: number[]) => Uint8Array.from([...new Array(depth).fill(0x81), ...inner])
+  t.same(decodeCbor(nested(8, [0x00])), [[[[[[[[0]]]]]]]], 'an item at depth 8 is still in reach')
+  for (const [what, bytes] of [
+    ['an item at depth 9', nested(9, [0x00])],
+    ['an empty array at depth 9', nested(9, [0x80])],
+    ['100 000 nested arrays', nested(100_000, [0x00])],
+    ['nested arrays with a byte string beside them', Uint8Array.from([0x82, 0x43, 1, 2, 3, ...nested(9, [0x00])])],
+    ['5 000 nested indefinite-length arrays', Uint8Array.from(new Array(5_000).fill(0x9f))],
+    ['nested one-entry maps', Uint8Array.from([...new Array(50_000).fill(0xa1).flatMap(m => [m, 0x00]), 0x00, 0x00])],
+  ] as const) {
+    try {
+      decodeCbor(bytes)
+      t.fail(`${what}: decoded`)
+    } catch (e) {
+      t.ok(isKinError(e, 'DECODE_SHAPE'), `${what}: ${(e as Error).message}`)
+      t.match((e as Error).message, /nesting deeper than 8/, what)
+    }
+  }
+})

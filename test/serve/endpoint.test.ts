@@ -15,6 +15,7 @@ import type { Decision } from '../../agent/access/types.ts'
 import { makeServeHouse } from './_house.ts'
 import { rawTls12Request } from './_tls12-client.ts'
 import { tempDir } from '../helpers/home-fleet.ts'
+import { rogueLeaf } from '../helpers/rogue-root.ts'
 
 const house = await makeServeHouse()
 const { cn } = house
@@ -285,3 +286,43 @@ t.test('openssl s_client with a device certificate gets an answer; with a rogue 
   t.equal(rogueAnswer.allow, false)
   t.equal(rogueAnswer.code, 'CERT_CHAIN')
 })
+
+t.test(
+  "a rogue CA copying the fleet root's name and key identifier gets CERT_CHAIN over openssl s_client, every time",
+  async t => {
+    const tmp = tempDir('kin-rogue-')
+    t.teardown(tmp.remove)
+    const rogue = rogueLeaf(tmp.dir, house.identity(guest).rootPem, guest)
+    // OpenSSL checks the leaf's signature against the real root's key in the handshake: the failure it leaves behind
+    // reset the connection before the request was read (no answer, nothing audited) on most attempts.
+    const before = running.decisions.length
+    const attempts = 4
+    for (let i = 0; i < attempts; i++) {
+      const out = await new Promise<string>(resolve => {
+        const child = spawn(
+          'openssl',
+          ['s_client', '-connect', `127.0.0.1:${port}`, '-cert', rogue.certFile, '-key', rogue.keyFile, '-quiet'],
+          { stdio: ['pipe', 'pipe', 'ignore'] },
+        )
+        let got = ''
+        child.stdout.on('data', d => {
+          got += d
+          if (got.includes('"allow"')) child.stdin.end()
+        })
+        child.stdin.write('{"action":"unlock"}\n')
+        // Bounded: a connection that is never answered ends with s_client's stdin.
+        const timer = setTimeout(() => child.stdin.end(), 10_000)
+        child.on('close', () => {
+          clearTimeout(timer)
+          resolve(got)
+        })
+      })
+      const last = out.trim().split('\n').at(-1) ?? ''
+      if (!t.match(last, /"allow"/, `attempt ${i + 1}: an answer, not a reset connection`)) continue
+      const answer = parseAccessAnswer(last)
+      t.equal(answer.code, 'CERT_CHAIN', `attempt ${i + 1}: ${answer.reason}`)
+      t.equal(answer.allow, false)
+    }
+    t.equal(running.decisions.length - before, attempts, 'each refusal reached the audit hook')
+  },
+)
