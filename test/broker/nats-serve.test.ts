@@ -176,7 +176,9 @@ async function nodeLoss(): Promise<void> {
         expectExit(t, revoked, 4, 'kin revoke: recorded, pending, with its own exit status')
         t.match(lastJson(revoked.stdout), { code: 'EVENT_PENDING' }, 'kin revoke: recorded, not sealed in time')
       } else {
-        t.comment(`kin revoke exit 0: ${revoked.stdout.trim().split('\n').join(' ')}`)
+        t.comment(
+          `kin revoke exit 0: stdout ${JSON.stringify(revoked.stdout.trim())}, stderr ${JSON.stringify(revoked.stderr.trim())}`,
+        )
         t.comment(
           `miner index of ${revokeId}: ${services.miner.miner.indexOf(revokeId)}; admin revokes: ${homeLedger(
             admin.home,
