@@ -1,5 +1,5 @@
 /** @module Pid lock files: one process at a time writes a home's ledger (kin broker on L0's home; kin serve or kin sync --follow on a device's). */
-import { closeSync, existsSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { KinError } from '../agent/errors.ts'
 import { CREATE_FLAGS, HOME_FILE_MODE, openHomeFileSync, readHomeFile } from './node/home-file.ts'
 
@@ -29,6 +29,30 @@ export function pidLockHolder(path: string, ownPid: 'holds' | 'stale' = 'stale')
   return isAlive(pid) ? pid : undefined
 }
 
+/** How long a lock file may stay without a pid before it counts as left by a process that died mid-creation. */
+const UNWRITTEN_LOCK_MS = 10_000
+
+/**
+ * What the existing lock file at `path` says: the pid of a live holder; 'unwritten' when it holds no pid yet and is
+ * young (its holder is between its open and its write); 'gone' when it no longer exists; 'stale' when it was left by a
+ * process that died (or holds no pid and is old, or this process's own pid with ownPid 'stale').
+ */
+function lockFileState(path: string, ownPid: 'holds' | 'stale'): number | 'unwritten' | 'gone' | 'stale' {
+  let text: string
+  let age: number
+  try {
+    text = Buffer.from(readHomeFile(path)).toString('utf8')
+    age = Date.now() - statSync(path).mtimeMs
+  } catch {
+    return existsSync(path) ? 'stale' : 'gone'
+  }
+  if (text.trim() === '') return age < UNWRITTEN_LOCK_MS ? 'unwritten' : 'stale'
+  const pid = Number.parseInt(text, 10)
+  if (!Number.isSafeInteger(pid) || pid <= 0) return 'stale'
+  if (pid === process.pid) return ownPid === 'holds' ? pid : 'stale'
+  return isAlive(pid) ? pid : 'stale'
+}
+
 /**
  * Creates the lock file at `path` holding this process's pid and returns the release function. When a live
  * process holds it, throws `busy(pid)`; a lock left by a process that died is taken over.
@@ -38,7 +62,7 @@ export function takePidLock(
   busy: (pid: number | undefined) => KinError,
   ownPid: 'holds' | 'stale' = 'stale',
 ): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openHomeFileSync(path, CREATE_FLAGS, HOME_FILE_MODE)
       writeSync(fd, `${process.pid}\n`)
@@ -53,8 +77,11 @@ export function takePidLock(
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST')
         throw new KinError('STORAGE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err })
-      const pid = pidLockHolder(path, ownPid)
-      if (pid !== undefined) throw busy(pid)
+      const found = lockFileState(path, ownPid)
+      // Released between the open and the look: try to create it again. Only a lock seen left behind is removed, never
+      // one that may be another process's new lock.
+      if (found === 'gone') continue
+      if (typeof found === 'number' || found === 'unwritten') throw busy(typeof found === 'number' ? found : undefined)
       try {
         unlinkSync(path)
       } catch {
