@@ -84,6 +84,9 @@ export async function lifecycleAttacks(ctx: AttackContext, run: AttackRunner): P
     async () => {
       // Its own ledger would not even take it; a device that skips that check meets the miner's, which is this one.
       const guest = fleet.device('L3.4')
+      // A minute after the guest's last try: a guest regains one event per 20 s (agent/ledger/quota.ts), and its
+      // certified event and two refused submissions used most of its four, so its budget is not what refuses it.
+      fleet.clock.advance(60)
       const event = policyBy(ctx, 'L3.4', 'L3.3', [{ action: '*', roles: ['guest'], from: 0, to: 0 }])
       const verdict = watchMiner(fleet, event.idHex)
       try {

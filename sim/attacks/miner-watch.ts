@@ -1,4 +1,6 @@
 /** @module Reading L0's side of a submission in the attack suite: what the miner made of the one event a case sent it. */
+import { nodeCrypto } from '../../runtime/node/crypto.ts'
+import { toHex } from '../../agent/codec/bytes.ts'
 import { KinError } from '../../agent/errors.ts'
 import type { Refusal } from '../../agent/ledger/ledger.ts'
 import type { SubmitResult } from '../../agent/ledger/miner.ts'
@@ -36,7 +38,11 @@ export function watchMiner(fleet: LiveFleet, idHex: string): { result: Promise<M
     miner.submit = async (eventBytes, now, from) => {
       const out = await submit(eventBytes, now, from)
       // An event whose links are missing stays pending: L0 logs it refused with MISSING_LINK (broker/submit.ts).
+      // A submission over its sender's budget is refused whole before the miner looks at any event (quota.ts).
       const refused =
+        (out.overQuota !== undefined && eventBytes.some(b => toHex(nodeCrypto.sha256(b)) === idHex)
+          ? { idHex, code: out.overQuota.code, message: out.overQuota.message }
+          : undefined) ??
         out.refused.find(r => r.idHex === idHex) ??
         (out.pending.some(e => e.idHex === idHex)
           ? {

@@ -41,6 +41,8 @@ import { initL0Home, LoopbackL0 } from './l0.ts'
 /** The simulator's clock: real time plus an offset that the story moves forward. */
 export interface SimClock extends Clock {
   advance(seconds: number): void
+  /** Milliseconds on a monotonic scale that `advance` moves forward too (what L0's intake quotas refill by). */
+  monotonicMs(): number
 }
 
 /** A clock starting now that `advance` moves forward. */
@@ -48,6 +50,7 @@ export function simClock(): SimClock {
   let offset = 0
   return {
     now: () => Math.floor(Date.now() / 1000) + offset,
+    monotonicMs: () => performance.now() + offset * 1000,
     advance: s => {
       offset += s
     },
@@ -137,6 +140,8 @@ export class LiveFleet {
     const l0 = await LoopbackL0.start({
       home: home.dir,
       now: () => clock.now(),
+      // A minute of the story refills a submitter's budget as a minute of the day would.
+      quota: { clock: () => clock.monotonicMs() },
       log: r => log({ source: 'L0', ...r }),
       onTopic: opts.onTopic,
       sealIntervalMs: opts.sealIntervalMs,
