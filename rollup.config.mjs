@@ -94,7 +94,9 @@ function deviceEntry() {
       if (id !== DEVICE_ENTRY) return null
       return [
         "import { main } from './cli/device-main.ts'",
-        'process.exitCode = await main(process.argv.slice(2))',
+        "import { runToExit } from './cli/run-to-exit.ts'",
+        'const argv = process.argv.slice(2)',
+        'await runToExit(() => main(argv), argv)',
       ].join('\n')
     },
   }

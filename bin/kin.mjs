@@ -3,4 +3,6 @@
 import { register } from 'tsx/esm/api'
 register()
 const { main } = await import('../cli/main.ts')
-process.exitCode = await main(process.argv.slice(2))
+const { runToExit } = await import('../cli/run-to-exit.ts')
+const argv = process.argv.slice(2)
+await runToExit(() => main(argv), argv)

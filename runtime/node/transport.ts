@@ -39,7 +39,15 @@ const RECONNECT_PERIOD_MS = 500
 export const SUBSCRIBE_RETRY_MS = 30_000
 const SUBSCRIBE_BACKOFF_FIRST_MS = 250
 const SUBSCRIBE_BACKOFF_MAX_MS = 4000
+/**
+ * How long a SUBSCRIBE waits for its SUBACK. A cluster recovering from a node loss may leave one unanswered on a
+ * session that otherwise looks up; the caller gets BROKER_TIMEOUT and logs in again instead of waiting for ever.
+ */
+export const SUBACK_TIMEOUT_MS = 15_000
+/** How long `end` lets publishes and subscriptions in flight be answered before it cuts the connection. */
 const END_GRACE_MS = 2000
+/** How often `end` looks whether what was in flight has been answered. */
+const END_POLL_MS = 25
 
 function asBytes(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.length).slice()
@@ -209,17 +217,24 @@ class MqttSession implements TransportSession {
   private readonly messageListeners = new Set<(topic: string, payload: Uint8Array) => void>()
   private lastError: KinError | undefined = undefined
   private closed = false
-  // QoS 1 publishes not yet acknowledged. mqtt.js keeps them for a resend after a reconnect; a session that will
-  // not reconnect must settle them itself, or a caller would wait forever.
-  private readonly unacked = new Set<(err: KinError) => void>()
+  // QoS 1 publishes waiting for a PUBACK and subscriptions waiting for a SUBACK. mqtt.js keeps them for a resend
+  // after a reconnect; when the session ends for good they are settled here, or a caller would wait for ever.
+  private readonly unanswered = new Set<(err: KinError) => void>()
   // How long a SUBACK 0x80 is retried (0: the first refusal is final).
   private readonly subscribeRetryMs: number
+  private readonly subackTimeoutMs: number
 
-  constructor(client: MqttClient, url: string, reconnect: boolean, subscribeRetryMs = 0) {
+  constructor(
+    client: MqttClient,
+    url: string,
+    reconnect: boolean,
+    opts: { subscribeRetryMs?: number; subackTimeoutMs?: number } = {},
+  ) {
     this.client = client
     this.url = url
     this.reconnect = reconnect
-    this.subscribeRetryMs = subscribeRetryMs
+    this.subscribeRetryMs = opts.subscribeRetryMs ?? 0
+    this.subackTimeoutMs = opts.subackTimeoutMs ?? SUBACK_TIMEOUT_MS
     this.capturePeer()
     noDelay(client)
     client.on('error', err => {
@@ -259,14 +274,11 @@ class MqttSession implements TransportSession {
   private finish(error: KinError | undefined): void {
     if (this.closed) return
     this.closed = true
-    const pending = [...this.unacked]
-    this.unacked.clear()
+    const pending = [...this.unanswered]
+    this.unanswered.clear()
     const reason =
       error ??
-      new KinError(
-        'BROKER_CLOSED',
-        `the session with the broker at ${this.url} closed before the broker acknowledged the message`,
-      )
+      new KinError('BROKER_CLOSED', `the session with the broker at ${this.url} closed before the broker answered`)
     for (const reject of pending) reject(reason)
     this.emitStatus('closed', error)
   }
@@ -284,9 +296,9 @@ class MqttSession implements TransportSession {
       return Promise.reject(err)
     }
     return new Promise((resolve, reject) => {
-      this.unacked.add(reject)
+      this.unanswered.add(reject)
       this.client.publish(topic, asBuffer(payload), { qos: 1, retain: options.retain === true }, err => {
-        this.unacked.delete(reject)
+        this.unanswered.delete(reject)
         if (err) reject(brokerError(err, this.url))
         else resolve()
       })
@@ -317,30 +329,56 @@ class MqttSession implements TransportSession {
     }
   }
 
-  /** One SUBSCRIBE; resolves with the filters the SUBACK refused (0x80), rejects when the session failed. */
+  /**
+   * One SUBSCRIBE; resolves with the filters the SUBACK refused (0x80), rejects when the session failed, ended, or
+   * gave no SUBACK within subackTimeoutMs (BROKER_TIMEOUT).
+   */
   private subscribeOnce(filters: string[]): Promise<string[]> {
     return new Promise((resolve, reject) => {
-      this.client.subscribe(filters, { qos: 1 }, (err, granted, suback) => {
-        // `granted` lists the filters mqtt.js sent (it skips those this session already holds); the SUBACK's codes
-        // follow that list. mqtt.js reports a SUBACK holding 0x80 as an error that still carries the packet.
-        const sent = granted ?? []
-        const codes = suback?.granted.map(g => (typeof g === 'number' ? g : (g as { qos: number }).qos))
-        if (codes === undefined) {
-          if (err) reject(brokerError(err, this.url))
-          else resolve([]) // nothing sent: the session holds every filter already
-          return
-        }
-        if (codes.length !== sent.length) {
-          reject(
-            brokerError(
-              err ?? new Error(`the broker answered ${sent.length} filters with ${codes.length} codes`),
-              this.url,
+      let settled = false
+      const settle = (f: () => void): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.unanswered.delete(fail)
+        f()
+      }
+      const fail = (err: KinError): void => settle(() => reject(err))
+      const timer = setTimeout(
+        () =>
+          fail(
+            new KinError(
+              'BROKER_TIMEOUT',
+              `the broker at ${this.url} did not answer the subscription to ${filters.join(', ')} within ${this.subackTimeoutMs} ms`,
+              { detail: { filters, timeoutMs: this.subackTimeoutMs } },
             ),
-          )
-          return
-        }
-        resolve(sent.filter((_, i) => (codes[i]! & 0x80) !== 0).map(g => g.topic))
-      })
+          ),
+        this.subackTimeoutMs,
+      )
+      this.unanswered.add(fail)
+      this.client.subscribe(filters, { qos: 1 }, (err, granted, suback) =>
+        settle(() => {
+          // `granted` lists the filters mqtt.js sent (it skips those this session already holds); the SUBACK's codes
+          // follow that list. mqtt.js reports a SUBACK holding 0x80 as an error that still carries the packet.
+          const sent = granted ?? []
+          const codes = suback?.granted.map(g => (typeof g === 'number' ? g : (g as { qos: number }).qos))
+          if (codes === undefined) {
+            if (err) reject(brokerError(err, this.url))
+            else resolve([]) // nothing sent: the session holds every filter already
+            return
+          }
+          if (codes.length !== sent.length) {
+            reject(
+              brokerError(
+                err ?? new Error(`the broker answered ${sent.length} filters with ${codes.length} codes`),
+                this.url,
+              ),
+            )
+            return
+          }
+          resolve(sent.filter((_, i) => (codes[i]! & 0x80) !== 0).map(g => g.topic))
+        }),
+      )
     })
   }
 
@@ -362,18 +400,28 @@ class MqttSession implements TransportSession {
     return this.peer
   }
 
-  end(): Promise<void> {
-    return new Promise(resolve => {
+  /**
+   * Ends the session: a DISCONNECT once what is in flight was answered, or, past END_GRACE_MS, the connection cut.
+   * mqtt.js itself would wait for ever for an answer that does not come (an unforced end waits for every packet in
+   * flight and takes a forced end meanwhile as already under way); what still waits is settled with BROKER_CLOSED.
+   */
+  async end(): Promise<void> {
+    const client = this.client
+    const inFlight = (): boolean => Object.keys(client.outgoing).length > 0
+    const grace = Date.now() + END_GRACE_MS
+    while (inFlight() && client.connected && Date.now() < grace) await new Promise(r => setTimeout(r, END_POLL_MS))
+    const force = inFlight() || !client.connected
+    await new Promise<void>(resolve => {
       const timer = setTimeout(() => {
-        this.client.end(true)
+        client.stream?.destroy()
         resolve()
       }, END_GRACE_MS)
-      this.client.end(false, {}, () => {
+      client.end(force, {}, () => {
         clearTimeout(timer)
-        this.finish(undefined)
         resolve()
       })
     })
+    this.finish(undefined)
   }
 }
 
@@ -390,9 +438,15 @@ export function isClosedBeforeConnack(err: unknown): boolean {
 /** The mqtt.js transport (MQTT 3.1.1, QoS 1, TLS only). */
 export const nodeTransport: Transport = nodeTransportWith({})
 
-/** The mqtt.js transport with how long a cluster's SUBACK 0x80 is retried (default SUBSCRIBE_RETRY_MS; tests shorten it). */
-export function nodeTransportWith(opts: { subscribeRetryMs?: number }): Transport {
-  const retryMs = opts.subscribeRetryMs ?? SUBSCRIBE_RETRY_MS
+/**
+ * The mqtt.js transport with how long a cluster's SUBACK 0x80 is retried (default SUBSCRIBE_RETRY_MS) and how long a
+ * SUBSCRIBE waits for its SUBACK (default SUBACK_TIMEOUT_MS); tests shorten them.
+ */
+export function nodeTransportWith(opts: { subscribeRetryMs?: number; subackTimeoutMs?: number }): Transport {
+  const timing = {
+    retryMs: opts.subscribeRetryMs ?? SUBSCRIBE_RETRY_MS,
+    subackTimeoutMs: opts.subackTimeoutMs ?? SUBACK_TIMEOUT_MS,
+  }
   return {
     /**
      * Logs in to the broker of `options.url`; with a comma list, to the first that accepts, trying them in turn (a node
@@ -404,12 +458,7 @@ export function nodeTransportWith(opts: { subscribeRetryMs?: number }): Transpor
       let last: unknown
       for (let i = 0; i < addresses.length; i++) {
         try {
-          return await connectOne(
-            options,
-            addresses[i]!,
-            [...addresses.slice(i + 1), ...addresses.slice(0, i)],
-            retryMs,
-          )
+          return await connectOne(options, addresses[i]!, [...addresses.slice(i + 1), ...addresses.slice(0, i)], timing)
         } catch (err) {
           last = err
           // A broker that is not L0 (BROKER_IDENTITY) or a bad argument is no reason to try the next node.
@@ -429,7 +478,7 @@ function connectOne(
   options: ConnectOptions,
   address: { host: string; port: number },
   others: Array<{ host: string; port: number }>,
-  retryMs: number,
+  timing: { retryMs: number; subackTimeoutMs: number },
 ): Promise<TransportSession> {
   return new Promise((resolve, reject) => {
     const client = connect(clientOptions(options, address.host, address.port, others))
@@ -455,7 +504,12 @@ function connectOne(
       clearTimeout(timer)
       client.removeListener('error', onError)
       client.removeListener('close', onClose)
-      resolve(new MqttSession(client, options.url, options.reconnect === true, others.length > 0 ? retryMs : 0))
+      resolve(
+        new MqttSession(client, options.url, options.reconnect === true, {
+          subscribeRetryMs: others.length > 0 ? timing.retryMs : 0,
+          subackTimeoutMs: timing.subackTimeoutMs,
+        }),
+      )
     })
     let firstError: unknown
     const onError = (err: unknown) => {

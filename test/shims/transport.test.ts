@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { nodeTransport } from '../../runtime/node/transport.ts'
+import { nodeTransport, nodeTransportWith } from '../../runtime/node/transport.ts'
 import { isKinError } from '../../agent/errors.ts'
 
 function selfSigned(): { key: string; cert: string } {
@@ -147,3 +147,69 @@ t.test('a SUBACK with 0x80 is ACL_DENIED naming the refused filter, and the sess
   )
   await session.end()
 })
+
+t.test(
+  'a SUBSCRIBE the broker never answers: BROKER_TIMEOUT at the deadline, and end() settles one in flight',
+  async t => {
+    const sockets: TLSSocket[] = []
+    let closedByClient = 0
+    const server = createServer(selfSigned(), socket => {
+      sockets.push(socket)
+      socket.on('error', () => undefined)
+      socket.on('close', () => closedByClient++)
+      socket.on('data', (chunk: Buffer) => {
+        // 1 CONNECT → CONNACK; 8 SUBSCRIBE and everything else unanswered.
+        if (chunk[0]! >> 4 === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => {
+      for (const s of sockets) s.destroy()
+      server.close()
+    })
+    const { port } = server.address() as AddressInfo
+    const code = (p: Promise<unknown>): Promise<string> =>
+      p.then(
+        () => 'answered',
+        (e: unknown) => (isKinError(e) ? (e as { code: string }).code : `other: ${String(e)}`),
+      )
+    const session = await nodeTransportWith({ subackTimeoutMs: 500 }).connect({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'pair-transport-nosuback',
+      login: { kind: 'pairing', username: 'u', password: 'p' },
+      server: { kind: 'deferred' },
+      connectTimeoutMs: 5000,
+    })
+    t.equal(await code(session.subscribe(['kin/test/a'])), 'BROKER_TIMEOUT', 'no SUBACK within 500 ms: BROKER_TIMEOUT')
+
+    // The default deadline is long; ending the session must not wait for it, nor for ever (mqtt.js alone would).
+    const slow = await nodeTransport.connect({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'pair-transport-nosuback-2',
+      login: { kind: 'pairing', username: 'u', password: 'p' },
+      server: { kind: 'deferred' },
+      connectTimeoutMs: 5000,
+    })
+    const statuses: string[] = []
+    slow.onStatus(s => statuses.push(s))
+    const pending = code(slow.subscribe(['kin/test/b']))
+    await new Promise(r => setTimeout(r, 100))
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const ended = await Promise.race([
+      slow.end().then(() => 'ended'),
+      new Promise<string>(r => (timer = setTimeout(() => r('end() still pending after 30 s'), 30_000))),
+    ])
+    clearTimeout(timer)
+    t.equal(ended, 'ended', 'end() returns while a SUBSCRIBE is unanswered')
+    t.equal(await pending, 'BROKER_CLOSED', 'the SUBSCRIBE in flight is settled with BROKER_CLOSED')
+    t.same(statuses, ['closed'], 'the session reports itself closed')
+    t.ok(await eventually(() => closedByClient >= 1, 10_000), 'the connection is cut (the broker sees it close)')
+    await session.end()
+  },
+)
+
+async function eventually(check: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms
+  while (!check() && Date.now() < end) await new Promise(r => setTimeout(r, 20))
+  return check()
+}
