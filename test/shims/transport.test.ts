@@ -1,7 +1,8 @@
-// The Node MQTT transport against a broker that misbehaves on purpose: a plain TLS server written here that
-// acknowledges the login (CONNACK) and then drops the connection when the first QoS 1 PUBLISH arrives, without
-// a PUBACK. A session that does not reconnect must settle that publish with a coded error, not leave it pending.
-import t from 'tap'
+// The Node MQTT transport against brokers that misbehave on purpose: plain TLS servers written here that acknowledge
+// the login (CONNACK) and then drop the connection at the first QoS 1 PUBLISH without a PUBACK, refuse a filter with
+// SUBACK 0x80, or never answer a SUBSCRIBE. Whatever the broker leaves unanswered, a caller gets a coded error, never
+// a promise left pending.
+import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,6 +11,7 @@ import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { nodeTransport, nodeTransportWith } from '../../runtime/node/transport.ts'
 import { isKinError } from '../../agent/errors.ts'
+import type { Transport, TransportSession } from '../../agent/ports/transport.ts'
 
 function selfSigned(): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), 'kin-transport-'))
@@ -39,37 +41,64 @@ function selfSigned(): { key: string; cert: string } {
   }
 }
 
+/**
+ * A broker written here: a TLS server on 127.0.0.1 that hands every chunk a client sends to `onData` (with the
+ * socket, to answer on) and `onClose`; closed after the test. Resolves with its port.
+ */
+async function fakeBroker(
+  t: Test,
+  onData: (socket: TLSSocket, chunk: Buffer) => void,
+  onClose: () => void = () => undefined,
+): Promise<number> {
+  const sockets: TLSSocket[] = []
+  const server = createServer(selfSigned(), socket => {
+    sockets.push(socket)
+    socket.on('error', () => undefined)
+    socket.on('close', onClose)
+    socket.on('data', (chunk: Buffer) => onData(socket, chunk))
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
+}
+
+/** A pairing login (no certificates on either side) to the broker on `port`. */
+function pairingSession(
+  port: number,
+  clientId: string,
+  transport: Transport = nodeTransport,
+): Promise<TransportSession> {
+  return transport.connect({
+    url: `mqtts://127.0.0.1:${port}`,
+    clientId,
+    login: { kind: 'pairing', username: 'u', password: 'p' },
+    server: { kind: 'deferred' },
+    connectTimeoutMs: 5000,
+  })
+}
+
+/** 1 CONNECT in a chunk's first byte (MQTT 3.1.1 §2.2.1: the packet type in its high nibble) gets CONNACK 0. */
+function connack(socket: TLSSocket, chunk: Buffer): boolean {
+  if (chunk[0]! >> 4 !== 1) return false
+  socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
+  return true
+}
+
 t.test(
   'a QoS 1 publish the broker never acknowledges settles with BROKER_CLOSED when the connection drops',
   async t => {
-    const sockets: TLSSocket[] = []
     let publishes = 0
-    const server = createServer(selfSigned(), socket => {
-      sockets.push(socket)
-      socket.on('error', () => undefined)
-      socket.on('data', (chunk: Buffer) => {
-        // Packet types in the first byte's high nibble (MQTT 3.1.1 §2.2.1): 1 CONNECT, 3 PUBLISH.
-        const type = chunk[0]! >> 4
-        if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
-        if (type === 3) {
-          publishes++
-          socket.destroy()
-        }
-      })
+    const port = await fakeBroker(t, (socket, chunk) => {
+      // 3 PUBLISH: the connection is dropped without a PUBACK.
+      if (!connack(socket, chunk) && chunk[0]! >> 4 === 3) {
+        publishes++
+        socket.destroy()
+      }
     })
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    t.teardown(() => {
-      for (const s of sockets) s.destroy()
-      server.close()
-    })
-    const { port } = server.address() as AddressInfo
-    const session = await nodeTransport.connect({
-      url: `mqtts://127.0.0.1:${port}`,
-      clientId: 'pair-transport-test',
-      login: { kind: 'pairing', username: 'u', password: 'p' },
-      server: { kind: 'deferred' },
-      connectTimeoutMs: 5000,
-    })
+    const session = await pairingSession(port, 'pair-transport-test')
     const statuses: string[] = []
     session.onStatus(s => statuses.push(s))
     const outcome = await Promise.race([
@@ -95,37 +124,20 @@ t.test(
 )
 
 t.test('a SUBACK with 0x80 is ACL_DENIED naming the refused filter, and the session goes on', async t => {
-  const sockets: TLSSocket[] = []
-  const server = createServer(selfSigned(), socket => {
-    sockets.push(socket)
-    socket.on('error', () => undefined)
-    socket.on('data', (chunk: Buffer) => {
-      // 1 CONNECT → CONNACK; 8 SUBSCRIBE → SUBACK granting QoS 1 to the first filter, 0x80 to the second
-      // (MQTT 3.1.1 §3.9: packet id echoed, one return code per filter); 12 PINGREQ ignored.
-      const type = chunk[0]! >> 4
-      if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
-      if (type === 8) socket.write(Buffer.from([0x90, 0x04, chunk[2]!, chunk[3]!, 0x01, 0x80]))
-      if (type === 3) socket.write(Buffer.from([0x40, 0x02, ...publishId(chunk)]))
-    })
+  const port = await fakeBroker(t, (socket, chunk) => {
+    // 8 SUBSCRIBE → SUBACK granting QoS 1 to the first filter, 0x80 to the second (MQTT 3.1.1 §3.9: packet id
+    // echoed, one return code per filter); 3 PUBLISH → PUBACK; 12 PINGREQ ignored.
+    if (connack(socket, chunk)) return
+    const type = chunk[0]! >> 4
+    if (type === 8) socket.write(Buffer.from([0x90, 0x04, chunk[2]!, chunk[3]!, 0x01, 0x80]))
+    if (type === 3) socket.write(Buffer.from([0x40, 0x02, ...publishId(chunk)]))
   })
   /** The packet id of a QoS 1 PUBLISH: after the remaining length (one byte here) and the topic. */
   const publishId = (chunk: Buffer): number[] => {
     const topicLength = chunk.readUInt16BE(2)
     return [chunk[4 + topicLength]!, chunk[5 + topicLength]!]
   }
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  })
-  const { port } = server.address() as AddressInfo
-  const session = await nodeTransport.connect({
-    url: `mqtts://127.0.0.1:${port}`,
-    clientId: 'pair-transport-suback',
-    login: { kind: 'pairing', username: 'u', password: 'p' },
-    server: { kind: 'deferred' },
-    connectTimeoutMs: 5000,
-  })
+  const session = await pairingSession(port, 'pair-transport-suback')
   const refusal = await session.subscribe(['kin/test/granted', 'kin/test/refused']).then(
     () => undefined,
     (e: unknown) => e,
@@ -151,45 +163,19 @@ t.test('a SUBACK with 0x80 is ACL_DENIED naming the refused filter, and the sess
 t.test(
   'a SUBSCRIBE the broker never answers: BROKER_TIMEOUT at the deadline, and end() settles one in flight',
   async t => {
-    const sockets: TLSSocket[] = []
     let closedByClient = 0
-    const server = createServer(selfSigned(), socket => {
-      sockets.push(socket)
-      socket.on('error', () => undefined)
-      socket.on('close', () => closedByClient++)
-      socket.on('data', (chunk: Buffer) => {
-        // 1 CONNECT → CONNACK; 8 SUBSCRIBE and everything else unanswered.
-        if (chunk[0]! >> 4 === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00]))
-      })
-    })
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    t.teardown(() => {
-      for (const s of sockets) s.destroy()
-      server.close()
-    })
-    const { port } = server.address() as AddressInfo
+    // CONNECT gets its CONNACK; SUBSCRIBE and everything else go unanswered.
+    const port = await fakeBroker(t, connack, () => closedByClient++)
     const code = (p: Promise<unknown>): Promise<string> =>
       p.then(
         () => 'answered',
         (e: unknown) => (isKinError(e) ? (e as { code: string }).code : `other: ${String(e)}`),
       )
-    const session = await nodeTransportWith({ subackTimeoutMs: 500 }).connect({
-      url: `mqtts://127.0.0.1:${port}`,
-      clientId: 'pair-transport-nosuback',
-      login: { kind: 'pairing', username: 'u', password: 'p' },
-      server: { kind: 'deferred' },
-      connectTimeoutMs: 5000,
-    })
+    const session = await pairingSession(port, 'pair-transport-nosuback', nodeTransportWith({ subackTimeoutMs: 500 }))
     t.equal(await code(session.subscribe(['kin/test/a'])), 'BROKER_TIMEOUT', 'no SUBACK within 500 ms: BROKER_TIMEOUT')
 
     // The default deadline is long; ending the session must not wait for it, nor for ever (mqtt.js alone would).
-    const slow = await nodeTransport.connect({
-      url: `mqtts://127.0.0.1:${port}`,
-      clientId: 'pair-transport-nosuback-2',
-      login: { kind: 'pairing', username: 'u', password: 'p' },
-      server: { kind: 'deferred' },
-      connectTimeoutMs: 5000,
-    })
+    const slow = await pairingSession(port, 'pair-transport-nosuback-2')
     const statuses: string[] = []
     slow.onStatus(s => statuses.push(s))
     const pending = code(slow.subscribe(['kin/test/b']))
