@@ -5,6 +5,7 @@ import type { FleetTopics } from '../agent/gossip/topics.ts'
 import type { PersistentLedger } from '../agent/ledger/persistent.ts'
 import type { BlockHead } from '../agent/ledger/head.ts'
 import { tlsClientPolicy } from '../runtime/node/tls-policy.ts'
+import { SUBACK_TIMEOUT_MS } from '../runtime/node/transport.ts'
 import { filterCovers } from './acl.ts'
 import { openL0Home } from './home.ts'
 import { makeLogger, type LogSink } from './log.ts'
@@ -136,7 +137,21 @@ class ClientBus implements ServiceBus {
           'ACL_DENIED',
           `the broker's ACL does not let L0's services subscribe to ${filter}: give their CN the service rights (kin broker --export-mosquitto or --export-nats)`,
         )
-      last = await this.client.subscribeAsync(filter, { qos: 1 }).then(
+      // A SUBSCRIBE a cluster leaves unanswered on a connection that stays up is asked again, like a refusal.
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const unanswered = new Promise<KinError>(resolve => {
+        timer = setTimeout(
+          () =>
+            resolve(
+              new KinError(
+                'BROKER_TIMEOUT',
+                `the broker did not answer L0's subscription to ${filter} within ${SUBACK_TIMEOUT_MS} ms`,
+              ),
+            ),
+          SUBACK_TIMEOUT_MS,
+        )
+      })
+      const answered = this.client.subscribeAsync(filter, { qos: 1 }).then(
         granted => (granted.some(g => g.qos === 128) ? denied() : undefined),
         (err: unknown) => {
           // mqtt.js rejects a SUBACK holding 0x80 (the packet still says so); anything else is a lost connection.
@@ -149,6 +164,8 @@ class ClientBus implements ServiceBus {
           )
         },
       )
+      last = await Promise.race([answered, unanswered])
+      clearTimeout(timer)
       if (last === undefined) return
       if (this.stopped || Date.now() + wait > deadline) throw last
       await new Promise(r => setTimeout(r, wait))
