@@ -63,6 +63,8 @@ export interface AttackContext {
   scratch: string
   /** Labels by CN (L0 … L3.5), for paths in the report. */
   labelOf(cn: string): string
+  /** Hears every record of the fleet's log (L0's with source 'L0') until the returned function is called. */
+  watchLog(listener: FleetLog): () => void
   /** A certificate for `cn` naming `parentCn`, carrying `keys`, issued by Eve's CA or — mis-issued — by the fleet CA with the real root key. */
   forge(by: 'eve-ca' | 'fleet-ca', cn: string, parentCn: string, keys: TlsKeyPair): Promise<DeviceCertificate>
   /** The same, by the fleet CA, in the form issued before the URI parent marker: SAN DNS:<cn>, DNS:parent.<parentCn>. */
@@ -83,7 +85,9 @@ export interface AttackHouseOptions {
 /** Starts L0's services, enrolls the attacked house with pairing codes, waits until every device holds L0's ledger. */
 export async function startAttackHouse(options: AttackHouseOptions): Promise<AttackContext> {
   const alarms: SeenAlarm[] = []
+  const watchers = new Set<FleetLog>()
   const log: FleetLog = record => {
+    for (const w of watchers) w(record)
     if (record['event'] === 'alarm')
       alarms.push({ label: String(record['source']), code: String(record['code']), message: String(record['message']) })
     options.log?.(record)
@@ -130,6 +134,10 @@ export async function startAttackHouse(options: AttackHouseOptions): Promise<Att
       alarms,
       scratch: join(options.dir, 'scratch'),
       labelOf: cn => [...fleet.devices.values()].find(d => d.cn === cn)?.label ?? cn,
+      watchLog(listener) {
+        watchers.add(listener)
+        return () => watchers.delete(listener)
+      },
       async forge(by, cn, parentCn, keyPair) {
         const ca =
           by === 'eve-ca'

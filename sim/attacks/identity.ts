@@ -1,4 +1,4 @@
-/** @module Identity attacks over mutual TLS: Eve's CA, a mis-issuing fleet CA, a stolen certificate, the old DNS parent marker, a lying SAN parent, a fake lock. */
+/** @module Identity attacks over mutual TLS: Eve's CA (and a rogue root copying the fleet root's key identifier), a mis-issuing fleet CA, a stolen certificate, the old DNS parent marker, a lying SAN parent, a fake lock. */
 import { createServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
@@ -8,6 +8,7 @@ import { certifiedEvent } from '../../agent/ledger/builders.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { DEFAULT_MAX_PENDING_CONNECTIONS } from '../../runtime/node/pending-connections.ts'
 import { openHalfOpen } from './half-open.ts'
+import { rogueRootAttacks } from './rogue-root.ts'
 import { rawTls12Request } from '../tls12-client.ts'
 import type { AttackContext } from './house.ts'
 import { decided, type AttackRunner } from './runner.ts'
@@ -131,6 +132,7 @@ export async function identityAttacks(ctx: AttackContext, run: AttackRunner): Pr
       )
     },
   )
+  await rogueRootAttacks(ctx, run)
 
   await run.run(
     {

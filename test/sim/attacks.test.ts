@@ -38,6 +38,9 @@ const REQUIRED_ATTACKS = [
   'spam-bundles',
   'old-parent-marker',
   'ledger-rolled-back',
+  // A rogue root with the fleet root's name and key identifier, at the lock and at L0's broker.
+  'rogue-ca-same-key-id',
+  'rogue-ca-same-key-id-login',
 ]
 const REQUIRED_CONTROLS = ['guest-unlocks', 'owner-unlocks', 'challenge-good', 'bundle-good']
 
@@ -72,6 +75,19 @@ t.test('0 false accepts, 0 false rejects, every code in its expected set', async
 
 t.test('specific refusals: the stage that should refuse is the one that did', async t => {
   t.equal(byId.get('rogue-ca')!.actual, 'CERT_CHAIN')
+  t.match(
+    byId.get('rogue-ca-same-key-id')!,
+    { actual: 'CERT_CHAIN', detail: /^the handshake completed and the lock answered: .*; 8\/8 CERT_CHAIN attempts$/ },
+    'a rogue root copying the key identifier: every attempt answered with its code, none reset',
+  )
+  t.match(
+    byId.get('rogue-ca-same-key-id-login')!,
+    {
+      actual: 'CERT_CHAIN',
+      detail: /^CONNACK 5 \(not authorized\); L0 logged login.refused CERT_CHAIN: .*; 4\/4 CERT_CHAIN attempts$/,
+    },
+    "the same leaf at L0's broker: CONNACK 5 and a login.refused line every time, no dropped login",
+  )
   t.equal(byId.get('mis-issued')!.actual, 'CERT_UNBOUND')
   t.equal(byId.get('stolen-certificate')!.actual, 'TLS_HANDSHAKE')
   t.match(byId.get('stolen-certificate')!.detail, /alert 51/, 'the lock sent decrypt_error')
