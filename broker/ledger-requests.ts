@@ -13,6 +13,9 @@ import {
 import { isFleetCn } from './acl.ts'
 import type { ServiceContext } from './context.ts'
 
+/** How many scheduled seals a bundle request waits through while its lineage has events no head covers yet. */
+export const BUNDLE_SEAL_WAITS = 3
+
 function codeOf(err: unknown): string {
   return err instanceof KinError ? err.code : 'INTERNAL'
 }
@@ -37,14 +40,18 @@ async function answerBundle(
     )
   let bytes: Uint8Array
   try {
-    try {
-      bytes = build()
-    } catch (err) {
-      // Events of this lineage may be durable but not sealed yet: answer after the next scheduled seal. Never seal
-      // for a request: each forced head would go to every device, and requests cost the asker nothing.
-      if (!(err instanceof KinError) || err.code !== 'BUNDLE_INCOMPLETE' || !ctx.miner.miner.unsealed) throw err
-      await ctx.miner.nextSeal()
-      bytes = build()
+    for (let seals = 0; ; seals++) {
+      try {
+        bytes = build()
+        break
+      } catch (err) {
+        // Events of this lineage may be durable but not sealed yet: answer after the next scheduled seal, and after
+        // a few more while new ones keep coming in between. Never seal for a request: each forced head would go to
+        // every device, and requests cost the asker nothing.
+        const unsealed = err instanceof KinError && err.code === 'BUNDLE_INCOMPLETE' && ctx.miner.miner.unsealed
+        if (!unsealed || seals >= BUNDLE_SEAL_WAITS) throw err
+        await ctx.miner.nextSeal()
+      }
     }
   } catch (err) {
     if (!(err instanceof KinError)) throw err

@@ -329,6 +329,7 @@ async function spamAttacks(ctx: AttackContext, run: AttackRunner): Promise<void>
       const height0 = fleet.l0.miner.miner.latestHead()!.height
       const started = Date.now()
       const answered: number[] = []
+      const refusals: string[] = []
       try {
         for (let i = 0; i < BUNDLE_ROUNDS; i++) {
           // L0 restates the default view rule on the phone: an event of its lineage that no head covers yet.
@@ -345,7 +346,10 @@ async function spamAttacks(ctx: AttackContext, run: AttackRunner): Promise<void>
               p => {
                 const reply = decodeLedgerResponse(p)
                 if (reply.kind === 'bundle' && reply.cn === guest.cn) return decodeBundle(reply.bundleBytes).head.height
-                if (reply.kind === 'error' && reply.request === 'bundle') return -1
+                if (reply.kind === 'error' && reply.request === 'bundle') {
+                  refusals.push(`${reply.code}: ${reply.message}`)
+                  return -1
+                }
                 return undefined
               },
               { timeoutMs: SPAM_WAIT_MS, code: 'BROKER_TIMEOUT', message: 'no bundle answer from L0' },
@@ -360,7 +364,8 @@ async function spamAttacks(ctx: AttackContext, run: AttackRunner): Promise<void>
       // On schedule: at most one head per seal interval that passed, and the one that covers the last event.
       const allowed = Math.floor(ms / SEAL_INTERVAL_MS) + 1
       const detail = `${heads} heads sealed in ${ms} ms for ${BUNDLE_ROUNDS} requests (the schedule allows ${allowed}); answers against heads ${[...new Set(answered)].join(', ')}`
-      if (answered.includes(-1)) return { actual: 'BUNDLE_REFUSED', detail }
+      if (answered.includes(-1))
+        return { actual: 'BUNDLE_REFUSED', detail: `${detail}; refused: ${refusals.join('; ')}` }
       return { actual: heads <= allowed ? 'SEAL_ON_SCHEDULE' : 'SEAL_FORCED', detail }
     },
   )
