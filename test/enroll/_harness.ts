@@ -83,6 +83,21 @@ export function kin(args: string[], opts: { timeoutMs?: number } = {}): Promise<
   return startKin(args, opts).done
 }
 
+/** Starts `kin invite --json` in `home` for a device of `role`; `extra` options (a broker, a name, a ttl) before --json. */
+export function startInvite(home: string, role: string, extra: string[] = []): KinProcess {
+  return startKin(['invite', '--home', home, '--role', role, ...extra, '--json'])
+}
+
+/** `kin enroll --json` of a new device home as `kind`, with a pairing code, through the broker at `url`; `extra` options last. */
+export function enrollAs(home: string, code: string, url: string, kind: string, extra: string[] = []): Promise<KinRun> {
+  return kin(['enroll', '--home', home, '--code', code, '--broker', url, '--kind', kind, ...extra, '--json'])
+}
+
+/** The pairing code a running `kin invite --json` prints on its first line. */
+export async function inviteCode(invite: KinProcess): Promise<string> {
+  return (JSON.parse(await invite.firstLine) as { code: string }).code
+}
+
 /** Asserts a run's exit status; on a mismatch its output is shown as a comment. */
 export function expectExit(t: Test, run: KinRun, status: number, message: string): void {
   if (run.status !== status) t.comment(`stdout: ${run.stdout}\nstderr: ${run.stderr}`)
