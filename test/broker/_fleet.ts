@@ -268,6 +268,24 @@ export async function connectDevice(services: BrokerAddress, dev: TestDevice, cl
   return o.client
 }
 
+/**
+ * `dev` logs in and publishes `payload` on `topic` (QoS 1), which its ACL refuses: resolves once L0 has closed the
+ * connection, with the acl.refused record L0 logged for that topic.
+ */
+export async function publishRefused(
+  services: BrokerAddress,
+  logs: Array<Record<string, unknown>>,
+  dev: TestDevice,
+  topic: string,
+  payload: Buffer,
+): Promise<Record<string, unknown>> {
+  const c = await connectDevice(services, dev)
+  const gone = closed(c)
+  c.publish(topic, payload, { qos: 1 })
+  await gone
+  return logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topic)
+}
+
 /** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */
 export function tryPairing(
   services: BrokerAddress,
