@@ -26,6 +26,9 @@ import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
 import { enrollThroughSteps } from '../../sim/pure-enroll.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import type { TlsKeyType } from '../../agent/pki/key-type.ts'
+import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { authorizeChild } from '../../agent/enroll/parent.ts'
+import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.ts'
 
 /** Seconds since the epoch. */
 export function nowSeconds(): number {
@@ -284,6 +287,53 @@ export async function publishRefused(
   c.publish(topic, payload, { qos: 1 })
   await gone
   return logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topic)
+}
+
+/**
+ * A lock on a pairing session: its enroll request, `parent`'s authorize event for `role` on L0's ledger at `now` (a day
+ * to live) and its CSR; with `spkiDer`, the request carries that key instead of its own, as a parent that did not look
+ * would sign it (the CSR still holds the child's own key).
+ */
+export async function childRequest(
+  services: L0Services,
+  parent: TestDevice,
+  role: RoleName,
+  now: number,
+  spkiDer?: Uint8Array,
+) {
+  const created = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
+  const request = spkiDer === undefined ? created.request : { ...created.request, spkiDer }
+  const authorize = authorizeChild(
+    nodeCrypto,
+    services.ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    request,
+    { role, notAfter: now + 86400 },
+    now,
+  )
+  const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, services.fleet)
+  return {
+    request,
+    secrets: created.secrets,
+    authorize,
+    accepted,
+    csrPem: await createEnrollCsr(accepted, created.secrets),
+  }
+}
+
+/** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
+export async function sendCsr(
+  services: L0Services,
+  client: MqttClient,
+  inviteId: string,
+  payload: Uint8Array,
+): Promise<unknown[]> {
+  const topics = services.topics
+  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
+    throw new Error('cannot follow the cert topic')
+  const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
+  await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
+  return decodeCbor(await answer) as unknown[]
 }
 
 /** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */
