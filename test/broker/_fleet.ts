@@ -26,7 +26,7 @@ import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
 import { enrollThroughSteps } from '../../sim/pure-enroll.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import type { TlsKeyType } from '../../agent/pki/key-type.ts'
-import { createEnrollRequest } from '../../agent/enroll/request.ts'
+import { createEnrollRequest, type EnrollRequest } from '../../agent/enroll/request.ts'
 import { authorizeChild } from '../../agent/enroll/parent.ts'
 import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.ts'
 
@@ -289,6 +289,24 @@ export async function publishRefused(
   return logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topic)
 }
 
+/** `parent`'s authorize event for `request` as `role`, valid on L0's ledger at `now` (not yet in it), a day to live. */
+export function authorizeOnL0(
+  services: L0Services,
+  parent: TestDevice,
+  request: EnrollRequest,
+  role: RoleName,
+  now: number,
+): EncodedEvent {
+  return authorizeChild(
+    nodeCrypto,
+    services.ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    request,
+    { role, notAfter: now + 86400 },
+    now,
+  )
+}
+
 /**
  * A lock on a pairing session: its enroll request, `parent`'s authorize event for `role` on L0's ledger at `now` (a day
  * to live) and its CSR; with `spkiDer`, the request carries that key instead of its own, as a parent that did not look
@@ -303,14 +321,7 @@ export async function childRequest(
 ) {
   const created = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
   const request = spkiDer === undefined ? created.request : { ...created.request, spkiDer }
-  const authorize = authorizeChild(
-    nodeCrypto,
-    services.ledger.ledger,
-    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
-    request,
-    { role, notAfter: now + 86400 },
-    now,
-  )
+  const authorize = authorizeOnL0(services, parent, request, role, now)
   const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, services.fleet)
   return {
     request,
