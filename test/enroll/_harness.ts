@@ -88,14 +88,19 @@ export function startInvite(home: string, role: string, extra: string[] = []): K
   return startKin(['invite', '--home', home, '--role', role, ...extra, '--json'])
 }
 
-/** `kin enroll --json` of a new device home as `kind`, with a pairing code, through the broker at `url`; `extra` options last. */
-export function enrollAs(home: string, code: string, url: string, kind: string, extra: string[] = []): Promise<KinRun> {
-  return kin(['enroll', '--home', home, '--code', code, '--broker', url, '--kind', kind, ...extra, '--json'])
-}
-
-/** The pairing code a running `kin invite --json` prints on its first line. */
-export async function inviteCode(invite: KinProcess): Promise<string> {
-  return (JSON.parse(await invite.firstLine) as { code: string }).code
+/**
+ * `kin enroll --json` of a new device home as `kind` through the broker at `url`, with a pairing code or the one a
+ * running `kin invite --json` printed on its first line; `extra` options last.
+ */
+export async function enroll(
+  home: string,
+  code: string | KinProcess,
+  url: string,
+  kind: string,
+  extra: string[] = [],
+): Promise<KinRun> {
+  const pairingCode = typeof code === 'string' ? code : (JSON.parse(await code.firstLine) as { code: string }).code
+  return kin(['enroll', '--home', home, '--code', pairingCode, '--broker', url, '--kind', kind, ...extra, '--json'])
 }
 
 /** Asserts a run's exit status; on a mismatch its output is shown as a comment. */

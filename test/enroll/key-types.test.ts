@@ -9,17 +9,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
-import {
-  enrollAs,
-  eventually,
-  expectExit,
-  inviteCode,
-  kin,
-  lastJson,
-  opensslVerifies,
-  startFleet,
-  startInvite,
-} from './_harness.ts'
+import { enroll, eventually, expectExit, kin, lastJson, opensslVerifies, startFleet, startInvite } from './_harness.ts'
 
 const KIN = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
 
@@ -68,15 +58,13 @@ t.test(
       lockHome = join(l0.dir, 'lock')
 
     const invitePhone = startInvite(l0.home, 'member', ['--broker', l0.url, '--ttl', '2m'])
-    const phoneCode = await inviteCode(invitePhone)
-    const phoneRun = await enrollAs(phoneHome, phoneCode, l0.url, 'phone')
+    const phoneRun = await enroll(phoneHome, invitePhone, l0.url, 'phone')
     expectExit(t, phoneRun, 0, 'kin enroll (P-256 phone, the default) exits 0')
     expectExit(t, await invitePhone.done, 0, 'kin invite on L0 exits 0')
     const phone = lastJson(phoneRun.stdout) as { cn: string }
 
     const inviteLock = startInvite(phoneHome, 'device')
-    const lockCode = await inviteCode(inviteLock)
-    const lockRun = await enrollAs(lockHome, lockCode, l0.url, 'lock', ['--key', 'rsa2048'])
+    const lockRun = await enroll(lockHome, inviteLock, l0.url, 'lock', ['--key', 'rsa2048'])
     expectExit(t, lockRun, 0, 'kin enroll --key rsa2048 (lock) exits 0')
     expectExit(t, await inviteLock.done, 0, 'kin invite on the phone exits 0')
     const lock = lastJson(lockRun.stdout) as { cn: string }

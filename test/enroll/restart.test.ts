@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { enrollAs, eventually, expectExit, kin, lastJson, startFleet, startInvite } from './_harness.ts'
+import { enroll, eventually, expectExit, kin, lastJson, startFleet, startInvite } from './_harness.ts'
 
 // docs/PAIRING.md step 1: pending invites survive a restart of L0. End to end: the inviting `kin invite` keeps
 // its session alive across the restart (it reconnects and resubscribes), the new device repeats its request
@@ -18,7 +18,7 @@ t.test('an invite registered before L0 restarts is honoured after the restart', 
   t.ok(l0.services.clientsByCn().has(cnOfL0), 'kin invite reconnected to the restarted L0 by itself')
 
   const dir = join(l0.dir, 'guest')
-  const enrolled = await enrollAs(dir, code, l0.url, 'phone', ['--name', 'visitor'])
+  const enrolled = await enroll(dir, code, l0.url, 'phone', ['--name', 'visitor'])
   expectExit(t, enrolled, 0, 'kin enroll exits 0 with the code from before the restart')
   const guest = lastJson(enrolled.stdout) as { cn: string; role: string }
   t.equal(guest.role, 'guest')

@@ -9,10 +9,9 @@ import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import {
   configOf,
-  enrollAs,
+  enroll,
   eventually,
   expectExit,
-  inviteCode,
   inviterOf,
   kin,
   lastJson,
@@ -33,7 +32,7 @@ t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and 
   t.match(first.code, /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/, 'the first --json line carries the code')
   t.match(first.inviteId, /^[0-9a-f]{16}$/)
   t.ok(first.expires > Date.now() / 1000, 'and when it expires')
-  const phoneRun = await enrollAs(phoneHome, first.code.toUpperCase(), l0.url, 'phone', ['--name', 'my phone'])
+  const phoneRun = await enroll(phoneHome, first.code.toUpperCase(), l0.url, 'phone', ['--name', 'my phone'])
   expectExit(t, phoneRun, 0, 'kin enroll (phone) exits 0')
   const phone = lastJson(phoneRun.stdout) as { cn: string; fleet: string; files: Record<string, string> }
   t.equal(phone.fleet, 'tree.home.arpa')
@@ -60,8 +59,7 @@ t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and 
 
   // phone → lock (device). The phone's config holds the broker URL.
   const inviteLock = startInvite(phoneHome, 'device', ['--name', 'front-door lock'])
-  const lockCode = await inviteCode(inviteLock)
-  const lockRun = await enrollAs(lockHome, lockCode, l0.url, 'lock')
+  const lockRun = await enroll(lockHome, inviteLock, l0.url, 'lock')
   expectExit(t, lockRun, 0, 'kin enroll (lock) exits 0')
   const lock = lastJson(lockRun.stdout) as { cn: string }
   const lockInvite = await inviteLock.done
