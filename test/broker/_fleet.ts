@@ -26,6 +26,9 @@ import { initL0Home, LoopbackL0 } from '../../sim/live/l0.ts'
 import { enrollThroughSteps } from '../../sim/pure-enroll.ts'
 import { IssuedRegistry } from '../../broker/issued.ts'
 import type { TlsKeyType } from '../../agent/pki/key-type.ts'
+import { createEnrollRequest, type EnrollRequest } from '../../agent/enroll/request.ts'
+import { authorizeChild } from '../../agent/enroll/parent.ts'
+import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.ts'
 
 /** Seconds since the epoch. */
 export function nowSeconds(): number {
@@ -266,6 +269,82 @@ export async function connectDevice(services: BrokerAddress, dev: TestDevice, cl
   const o = await tryConnect(services, { clientId, cert: dev.certPem, key: dev.keyPem })
   if (o.client === undefined) throw new Error(`login of ${dev.cn} refused: ${o.returnCode} ${o.error?.message}`)
   return o.client
+}
+
+/**
+ * `dev` logs in and publishes `payload` on `topic` (QoS 1), which its ACL refuses: resolves once L0 has closed the
+ * connection, with the acl.refused record L0 logged for that topic.
+ */
+export async function publishRefused(
+  services: BrokerAddress,
+  logs: Array<Record<string, unknown>>,
+  dev: TestDevice,
+  topic: string,
+  payload: Buffer,
+): Promise<Record<string, unknown>> {
+  const c = await connectDevice(services, dev)
+  const gone = closed(c)
+  c.publish(topic, payload, { qos: 1 })
+  await gone
+  return logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topic)
+}
+
+/** `parent`'s authorize event for `request` as `role`, valid on L0's ledger at `now` (not yet in it), a day to live. */
+export function authorizeOnL0(
+  services: L0Services,
+  parent: TestDevice,
+  request: EnrollRequest,
+  role: RoleName,
+  now: number,
+): EncodedEvent {
+  return authorizeChild(
+    nodeCrypto,
+    services.ledger.ledger,
+    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
+    request,
+    { role, notAfter: now + 86400 },
+    now,
+  )
+}
+
+/**
+ * A lock on a pairing session: its enroll request, `parent`'s authorize event for `role` on L0's ledger at `now` (a day
+ * to live) and its CSR; with `spkiDer`, the request carries that key instead of its own, as a parent that did not look
+ * would sign it (the CSR still holds the child's own key).
+ */
+export async function childRequest(
+  services: L0Services,
+  parent: TestDevice,
+  role: RoleName,
+  now: number,
+  spkiDer?: Uint8Array,
+) {
+  const created = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
+  const request = spkiDer === undefined ? created.request : { ...created.request, spkiDer }
+  const authorize = authorizeOnL0(services, parent, request, role, now)
+  const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, services.fleet)
+  return {
+    request,
+    secrets: created.secrets,
+    authorize,
+    accepted,
+    csrPem: await createEnrollCsr(accepted, created.secrets),
+  }
+}
+
+/** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
+export async function sendCsr(
+  services: L0Services,
+  client: MqttClient,
+  inviteId: string,
+  payload: Uint8Array,
+): Promise<unknown[]> {
+  const topics = services.topics
+  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
+    throw new Error('cannot follow the cert topic')
+  const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
+  await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
+  return decodeCbor(await answer) as unknown[]
 }
 
 /** Tries a pairing login (no certificate): user name pair:<inviteId>, password the login proof. */

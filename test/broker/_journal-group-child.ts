@@ -1,22 +1,6 @@
 /** @module Child of journal-group.test.ts: N changes at once under group commits, "answered" once all are, then waits to be killed. */
-import { JournalFile, type JournalFormat } from '../../broker/journal-file.ts'
-import { KinError } from '../../agent/errors.ts'
-
-interface Counter {
-  id: string
-  n: number
-}
-
-const COUNTERS: JournalFormat<Counter> = {
-  field: 'counters',
-  key: r => r.id,
-  read: (v, where) => {
-    const r = v as Counter
-    if (typeof r?.id !== 'string' || !Number.isSafeInteger(r.n)) throw new KinError('STORAGE_DAMAGED', `${where}`)
-    return r
-  },
-  damaged: (path, why) => new KinError('STORAGE_DAMAGED', `${path}: ${why}`),
-}
+import { JournalFile } from '../../broker/journal-file.ts'
+import { COUNTERS } from '../helpers/journal-counters.ts'
 
 const [path, count] = [process.argv[2]!, Number(process.argv[3])]
 const store = JournalFile.open(path, COUNTERS)

@@ -2,7 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { exportNats, type NatsExport, type NatsNodePorts } from '../../broker/nats.ts'
-import { tempDir } from './_fleet.ts'
+import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
+import { tempDir, type BrokerAddress, type L0Home } from './_fleet.ts'
 
 /** A port the OS chose for a listener on 127.0.0.1, free again once returned. */
 export function freePort(): Promise<number> {
@@ -122,4 +123,23 @@ async function startOnce(home: string, n: number): Promise<NatsCluster> {
     throw err
   }
   return cluster
+}
+
+/** Node `i`'s MQTT listener as a device dials it: L0's CN and the fleet root, as on L0's own broker. */
+export function nodeAddress(cluster: NatsCluster, i: number, l0: Pick<L0Home, 'cn' | 'rootPem'>): BrokerAddress {
+  return { host: '127.0.0.1', port: cluster.nodes[i]!.mqttPort, cn: l0.cn, rootPem: l0.rootPem }
+}
+
+/** L0's services in `home` on the cluster (its exported broker list and NATS files), their log records into `logs`. */
+export function startL0OnCluster(
+  home: string,
+  cluster: NatsCluster,
+  logs: Array<Record<string, unknown>>,
+): Promise<L0ClientServices> {
+  return startL0Client({
+    home,
+    broker: cluster.exported.urls,
+    natsDir: cluster.exported.dir,
+    log: r => logs.push(r as Record<string, unknown>),
+  })
 }

@@ -8,6 +8,7 @@ import {
   makeInvite,
   makeL0Home,
   nextMessage,
+  publishRefused,
   registerInvite,
   startTestL0,
   subscribeGranted,
@@ -91,16 +92,13 @@ t.test('[MQTT-3.9.3] forbidden subscriptions get SUBACK 0x80 and deliver nothing
 t.test(
   '[MQTT-3.3.5-2] publishing as another CN on submit closes the connection; nothing enters the ledger',
   async t => {
-    const c = await connectDevice(services, lock)
     const size = services.ledger.ledger.size
-    const gone = closed(c)
-    c.publish(topics.submit(phone.cn), Buffer.from(submission(services.ledger.ledger.state.log.slice(0, 1))), {
-      qos: 1,
-    })
-    await gone
-    const rec = await logRecord(
+    const rec = await publishRefused(
+      services,
       logs,
-      r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topics.submit(phone.cn),
+      lock,
+      topics.submit(phone.cn),
+      Buffer.from(submission(services.ledger.ledger.state.log.slice(0, 1))),
     )
     t.equal(rec.cn, lock.cn)
     t.equal(services.ledger.ledger.size, size)
@@ -145,20 +143,14 @@ t.test("a device publishes to another device's inbox (challenges) under its own 
 t.test(
   '[DESIGN "Bounded inputs"] an inbox message under another sender label closes the connection and reaches nobody',
   async t => {
-    const c = await connectDevice(services, lock)
     const firstTopic = new Promise<string>(resolve => phoneClient.once('message', topic => resolve(topic)))
-    const gone = closed(c)
-    c.publish(topics.inbox(phone.cn, tablet.cn), Buffer.from("ask in the tablet's name"), { qos: 1 })
-    await gone
-    const rec = await logRecord(
-      logs,
-      r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topics.inbox(phone.cn, tablet.cn),
-    )
+    const asTablet = topics.inbox(phone.cn, tablet.cn)
+    const rec = await publishRefused(services, logs, lock, asTablet, Buffer.from("ask in the tablet's name"))
     t.equal(rec.cn, lock.cn)
     t.equal(rec.code, 'ACL_DENIED')
     const tabletClient = await connectDevice(services, tablet)
-    await tabletClient.publishAsync(topics.inbox(phone.cn, tablet.cn), Buffer.from('marker'), { qos: 1 })
-    t.equal(await firstTopic, topics.inbox(phone.cn, tablet.cn), 'the first message the phone sees is the real marker')
+    await tabletClient.publishAsync(asTablet, Buffer.from('marker'), { qos: 1 })
+    t.equal(await firstTopic, asTablet, 'the first message the phone sees is the real marker')
     await end(tabletClient)
   },
 )

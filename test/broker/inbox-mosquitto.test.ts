@@ -4,15 +4,13 @@
  * receiving `kin serve` ignores text that is none of kinship's inbox messages and says so (INBOX_FOREIGN).
  */
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { startL0 } from '../../broker/l0.ts'
-import { exportMosquitto } from '../../broker/mosquitto.ts'
 import { startKinLines, writeDeviceHome } from '../gossip/_fleet.ts'
-import { enrollDirect, makeL0Home, tempDir, withHomeLedger, type TestDevice } from './_fleet.ts'
-import { freePort, handToMosquittoUser, missingTools, startMosquitto } from './_mosquitto.ts'
+import { tempDir } from './_fleet.ts'
+import { cameraAndSensor, clientLogin, missingTools, publishQos1, runClient, startExport } from './_mosquitto.ts'
 
 const missing = missingTools(['mosquitto', 'mosquitto_sub', 'mosquitto_pub', 'stdbuf'])
 if (missing.length > 0) {
@@ -21,54 +19,17 @@ if (missing.length > 0) {
   await inbox()
 }
 
-interface Run {
-  status: number | null
-  out: string
-}
-
-/** Runs a mosquitto client without blocking this process (L0's broker runs in it), killed after 60 s at the latest. */
-function run(tool: string, args: string[]): { done: Promise<Run>; out: () => string } {
-  const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', d => {
-    out += d
-  })
-  child.stderr.on('data', d => {
-    out += d
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const done = new Promise<Run>(resolve =>
-    child.on('close', status => {
-      clearTimeout(timer)
-      resolve({ status, out })
-    }),
-  )
-  return { done, out: () => out }
-}
-
-function login(port: number, device: TestDevice, root: string): string[] {
-  return [
-    ...['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '--cafile', root],
-    ...['--cert', join(device.dir, 'cert.pem'), '--key', join(device.dir, 'tls-key.pem'), '-i', device.cn],
-  ]
-}
-
 async function inbox(): Promise<void> {
-  const l0 = await makeL0Home()
-  const { camera, sensor } = await withHomeLedger(l0, async ledger => ({
-    camera: await enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'camera' }),
-    sensor: await enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'sensor' }),
-  }))
+  const { l0, camera, sensor, root } = await cameraAndSensor()
   const topics = fleetTopics(l0.domain)
-  const root = join(l0.self.dir, 'root.pem')
 
   /** mosquitto_sub on the camera's inbox (every sender), then mosquitto_pub from the sensor: what the camera got. */
   async function deliver(t: Test, port: number, forgedRefused: boolean): Promise<void> {
     // Line-buffered: mosquitto_sub writes through stdio, which holds its debug lines until exit on a pipe.
-    const sub = run('stdbuf', [
+    const sub = runClient('stdbuf', [
       '-oL',
       'mosquitto_sub',
-      ...login(port, camera, root),
+      ...clientLogin('127.0.0.1', port, camera, root),
       ...['-d', '-q', '1', '-t', topics.inboxAll(camera.cn), '-C', '1', '-W', '30', '-F', '%t %p'],
     ])
     // Published only once the subscription holds: an inbox message is not retained for a later subscriber.
@@ -76,16 +37,18 @@ async function inbox(): Promise<void> {
       await new Promise(r => setTimeout(r, 50))
     t.match(sub.out(), /received SUBACK/, 'mosquitto_sub subscribed to the camera inbox')
     // First under another device's label (the camera's own): no broker lets the sensor write as someone else.
-    const forged = await run('mosquitto_pub', [
-      ...login(port, sensor, root),
-      ...['-q', '1', '-t', topics.inbox(camera.cn, camera.cn), '-m', 'forged sender'],
-    ]).done
+    const forged = await publishQos1(
+      clientLogin('127.0.0.1', port, sensor, root),
+      topics.inbox(camera.cn, camera.cn),
+      'forged sender',
+    )
     if (forgedRefused) t.not(forged.status, 0, `L0's broker closes the session (ACL_DENIED): ${forged.out.trim()}`)
     else t.equal(forged.status, 0, 'Mosquitto acknowledges it (MQTT 3.1.1 has no refusal in a PUBACK) and drops it')
-    const pub = await run('mosquitto_pub', [
-      ...login(port, sensor, root),
-      ...['-q', '1', '-t', topics.inbox(camera.cn, sensor.cn), '-m', 'hello from the sensor'],
-    ]).done
+    const pub = await publishQos1(
+      clientLogin('127.0.0.1', port, sensor, root),
+      topics.inbox(camera.cn, sensor.cn),
+      'hello from the sensor',
+    )
     t.equal(pub.status, 0, `mosquitto_pub publishes (QoS 1, acknowledged): ${pub.out}`)
     const got = await sub.done
     t.equal(got.status, 0, 'mosquitto_sub got one message within 30 s')
@@ -104,10 +67,7 @@ async function inbox(): Promise<void> {
   })
 
   t.test('through the Mosquitto export', async t => {
-    const port = await freePort()
-    const exported = await exportMosquitto({ home: l0.dir, dir: tempDir('kin-mosquitto-inbox-'), port })
-    handToMosquittoUser(exported)
-    await startMosquitto(t, exported.files.conf)
+    const { port } = await startExport(t, l0.dir, 'kin-mosquitto-inbox-')
     await deliver(t, port, false)
   })
 
@@ -119,10 +79,11 @@ async function inbox(): Promise<void> {
     const serve = startKinLines(t, ['serve', '--home', home, '--port', '0', '--json'])
     await serve.waitJson(d => d['inbox'] === 'listening', 60_000)
     for (const text of ['hello from the sensor', 'hello again']) {
-      const pub = await run('mosquitto_pub', [
-        ...login(services.port, sensor, root),
-        ...['-q', '1', '-t', topics.inbox(camera.cn, sensor.cn), '-m', text],
-      ]).done
+      const pub = await publishQos1(
+        clientLogin('127.0.0.1', services.port, sensor, root),
+        topics.inbox(camera.cn, sensor.cn),
+        text,
+      )
       t.equal(pub.status, 0, `mosquitto_pub publishes "${text}": ${pub.out}`)
     }
     const told = await serve.waitJson(d => d['code'] === 'INBOX_FOREIGN', 60_000)

@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { InviteBook } from '../../broker/invites.ts'
-import { JournalFile, journalPathOf, type JournalFormat } from '../../broker/journal-file.ts'
+import { JournalFile, journalPathOf } from '../../broker/journal-file.ts'
 import { KinError } from '../../agent/errors.ts'
+import { COUNTERS } from '../helpers/journal-counters.ts'
 
 const CHILD = fileURLToPath(new URL('./_journal-group-child.ts', import.meta.url))
 
@@ -15,22 +16,6 @@ function tempHome(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'kin-journal-group-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-interface Counter {
-  id: string
-  n: number
-}
-
-const COUNTERS: JournalFormat<Counter> = {
-  field: 'counters',
-  key: r => r.id,
-  read: (v, where) => {
-    const r = v as Counter
-    if (typeof r?.id !== 'string' || !Number.isSafeInteger(r.n)) throw new KinError('STORAGE_DAMAGED', `${where}`)
-    return r
-  },
-  damaged: (path, why) => new KinError('STORAGE_DAMAGED', `${path}: ${why}`),
 }
 
 const quiet = (): void => {}

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { INVITES_FILE, InviteBook, readInvites, type StoredInvite } from '../../broker/invites.ts'
 import { ISSUED_FILE, IssuedRegistry, readIssued } from '../../broker/issued.ts'
-import { JournalFile, journalPathOf, type JournalFormat } from '../../broker/journal-file.ts'
-import { KinError } from '../../agent/errors.ts'
+import { JournalFile, journalPathOf } from '../../broker/journal-file.ts'
+import { COUNTERS } from '../helpers/journal-counters.ts'
 
 // L0's invite book and issued-certificate registry: a snapshot plus an append-only journal (broker/journal-file.ts).
 
@@ -138,22 +138,6 @@ t.test('a journal newer than its snapshot is refused; one older (a compaction cu
   rmSync(path)
   t.throws(() => InviteBook.open(path, quiet), { code: 'STORAGE_DAMAGED' }, 'a journal without its snapshot')
 })
-
-interface Counter {
-  id: string
-  n: number
-}
-
-const COUNTERS: JournalFormat<Counter> = {
-  field: 'counters',
-  key: r => r.id,
-  read: (v, where) => {
-    const r = v as Counter
-    if (typeof r?.id !== 'string' || !Number.isSafeInteger(r.n)) throw new KinError('STORAGE_DAMAGED', `${where}`)
-    return r
-  },
-  damaged: (path, why) => new KinError('STORAGE_DAMAGED', `${path}: ${why}`),
-}
 
 t.test('compaction when the journal outgrows twice the live records plus the floor keeps the state', async t => {
   const path = join(tempHome(t), 'counters.json')

@@ -5,7 +5,6 @@ import { nodePki } from '../../runtime/node/pki.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { encodeCbor } from '../../agent/codec/cbor.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
-import { authorizeChild } from '../../agent/enroll/parent.ts'
 import {
   checkHeadSuccession,
   decodeHead,
@@ -25,6 +24,7 @@ import {
 } from '../../agent/gossip/ledger-wire.ts'
 import { SEAL_INTERVAL_MS } from '../../broker/miner-service.ts'
 import {
+  authorizeOnL0,
   connectDevice,
   end,
   enrollDirect,
@@ -55,16 +55,7 @@ const keys = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', na
 /** `n` authorize events signed by the phone, valid for L0's ledger (none in it yet). */
 function authorizations(n: number): EncodedEvent[] {
   const now = nowSeconds()
-  return Array.from({ length: n }, () =>
-    authorizeChild(
-      nodeCrypto,
-      svc().ledger.ledger,
-      { cn: phone.cn, ledgerSeed: phone.ledgerSeed },
-      keys.request,
-      { role: 'device', notAfter: now + 86400 },
-      now,
-    ),
-  )
+  return Array.from({ length: n }, () => authorizeOnL0(svc(), phone, keys.request, 'device', now))
 }
 
 /** Sends one request on the device's sync topic and decodes the reply on its response topic. */

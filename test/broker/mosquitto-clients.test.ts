@@ -2,14 +2,10 @@
 // (no --insecure), log in with a device certificate to L0's own broker and to the Mosquitto export when they dial an
 // address L0's certificate names, and refuse it when they dial one it does not name.
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { startL0 } from '../../broker/l0.ts'
-import { exportMosquitto } from '../../broker/mosquitto.ts'
 import { serverNames } from '../../broker/server-names.ts'
-import { enrollDirect, makeL0Home, tempDir, withHomeLedger, type TestDevice } from './_fleet.ts'
-import { freePort, handToMosquittoUser, missingTools, startMosquitto } from './_mosquitto.ts'
+import { cameraAndSensor, clientLogin, missingTools, publishQos1, runClient, startExport } from './_mosquitto.ts'
 
 const missing = missingTools(['mosquitto', 'mosquitto_sub', 'mosquitto_pub'])
 if (missing.length > 0) {
@@ -18,60 +14,9 @@ if (missing.length > 0) {
   await clients()
 }
 
-interface Run {
-  status: number | null
-  out: string
-}
-
-/** Runs a mosquitto client without blocking this process (L0's broker runs in it), killed after 60 s at the latest. */
-function run(tool: string, args: string[]): { done: Promise<Run> } {
-  const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', d => {
-    out += d
-  })
-  child.stderr.on('data', d => {
-    out += d
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const done = new Promise<Run>(resolve =>
-    child.on('close', status => {
-      clearTimeout(timer)
-      resolve({ status, out })
-    }),
-  )
-  return { done }
-}
-
-function login(host: string, port: number, device: TestDevice, root: string, extra: string[] = []): string[] {
-  return [
-    '-h',
-    host,
-    '-p',
-    String(port),
-    '-V',
-    'mqttv311',
-    '--cafile',
-    root,
-    '--cert',
-    join(device.dir, 'cert.pem'),
-    '--key',
-    join(device.dir, 'tls-key.pem'),
-    // L0's broker and the export both take the certificate's CN as the client id.
-    '-i',
-    device.cn,
-    ...extra,
-  ]
-}
-
 async function clients(): Promise<void> {
-  const l0 = await makeL0Home()
-  const { camera, sensor } = await withHomeLedger(l0, async ledger => ({
-    camera: await enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'camera' }),
-    sensor: await enrollDirect(l0, ledger, l0.self, { role: 'device', kind: 'sensor' }),
-  }))
+  const { l0, camera, sensor, root } = await cameraAndSensor()
   const topics = fleetTopics(l0.domain)
-  const root = join(l0.self.dir, 'root.pem')
 
   t.test("L0's own broker: verification on, 127.0.0.1 and localhost pass, 127.0.0.2 is refused", async t => {
     const names = serverNames({ listen: ['127.0.0.1'] })
@@ -81,16 +26,9 @@ async function clients(): Promise<void> {
     t.teardown(() => services.close())
     for (const host of ['127.0.0.1', 'localhost']) {
       // The head L0 keeps retained: what any fleet device reads first.
-      const sub = await run('mosquitto_sub', [
-        ...login(host, services.port, camera, root),
-        '-t',
-        topics.head,
-        '-C',
-        '1',
-        '-W',
-        '30',
-        '-F',
-        '%x',
+      const sub = await runClient('mosquitto_sub', [
+        ...clientLogin(host, services.port, camera, root),
+        ...['-t', topics.head, '-C', '1', '-W', '30', '-F', '%x'],
       ]).done
       t.equal(sub.status, 0, `${host}: mosquitto_sub logs in: ${sub.out}`)
       t.equal(
@@ -98,85 +36,55 @@ async function clients(): Promise<void> {
         Buffer.from(services.miner.miner.latestHeadBytes()!).toString('hex'),
         'and reads the head',
       )
-      const pub = await run('mosquitto_pub', [
-        ...login(host, services.port, sensor, root),
-        '-q',
-        '1',
-        '-t',
+      const pub = await publishQos1(
+        clientLogin(host, services.port, sensor, root),
         topics.inbox(camera.cn, sensor.cn),
-        '-m',
         'hello',
-      ]).done
+      )
       t.equal(pub.status, 0, `${host}: mosquitto_pub logs in and publishes (QoS 1, acknowledged): ${pub.out}`)
     }
-    const wrong = await run('mosquitto_pub', [
-      ...login('127.0.0.2', services.port, sensor, root),
-      '-q',
-      '1',
-      '-t',
+    const wrong = await publishQos1(
+      clientLogin('127.0.0.2', services.port, sensor, root),
       topics.inbox(camera.cn, sensor.cn),
-      '-m',
       'x',
-    ]).done
+    )
     t.not(wrong.status, 0, '127.0.0.2: mosquitto_pub refuses the broker')
     t.match(wrong.out, /TLS|certificate|verify/i, `it says why: ${wrong.out.trim()}`)
-    const insecure = await run('mosquitto_pub', [
-      ...login('127.0.0.2', services.port, sensor, root, ['--insecure']),
-      '-q',
-      '1',
-      '-t',
+    const insecure = await publishQos1(
+      clientLogin('127.0.0.2', services.port, sensor, root, ['--insecure']),
       topics.inbox(camera.cn, sensor.cn),
-      '-m',
       'x',
-    ]).done
+    )
     t.equal(insecure.status, 0, '127.0.0.2 with --insecure gets through: only the host name check refused it')
   })
 
   t.test('the Mosquitto export: verification on, 127.0.0.1 passes, 127.0.0.2 is refused', async t => {
-    const port = await freePort()
-    const exported = await exportMosquitto({ home: l0.dir, dir: tempDir('kin-mosquitto-clients-'), port })
+    const exported = await startExport(t, l0.dir, 'kin-mosquitto-clients-')
     t.notOk(exported.serverNames.ips.includes('127.0.0.2'), '127.0.0.2 is not among the names')
-    handToMosquittoUser(exported)
-    await startMosquitto(t, exported.files.conf)
+    const port = exported.port
     // No L0 services behind this Mosquitto: the subscriber logs in, subscribes, and waits out -W for a head.
-    const sub = await run('mosquitto_sub', [
-      ...login('127.0.0.1', port, camera, root),
-      '-d',
-      '-t',
-      topics.head,
-      '-W',
-      '2',
+    const sub = await runClient('mosquitto_sub', [
+      ...clientLogin('127.0.0.1', port, camera, root),
+      ...['-d', '-t', topics.head, '-W', '2'],
     ]).done
     t.match(sub.out, /received CONNACK \(0\)[^]*received SUBACK/, `mosquitto_sub logs in and subscribes: ${sub.out}`)
-    const pub = await run('mosquitto_pub', [
-      ...login('127.0.0.1', port, sensor, root),
-      '-q',
-      '1',
-      '-t',
+    const pub = await publishQos1(
+      clientLogin('127.0.0.1', port, sensor, root),
       topics.inbox(camera.cn, sensor.cn),
-      '-m',
       'hello',
-    ]).done
+    )
     t.equal(pub.status, 0, `mosquitto_pub logs in and publishes (QoS 1, acknowledged): ${pub.out}`)
-    const wrong = await run('mosquitto_pub', [
-      ...login('127.0.0.2', port, sensor, root),
-      '-q',
-      '1',
-      '-t',
+    const wrong = await publishQos1(
+      clientLogin('127.0.0.2', port, sensor, root),
       topics.inbox(camera.cn, sensor.cn),
-      '-m',
       'x',
-    ]).done
+    )
     t.not(wrong.status, 0, '127.0.0.2: mosquitto_pub refuses the broker')
-    const insecure = await run('mosquitto_pub', [
-      ...login('127.0.0.2', port, sensor, root, ['--insecure']),
-      '-q',
-      '1',
-      '-t',
+    const insecure = await publishQos1(
+      clientLogin('127.0.0.2', port, sensor, root, ['--insecure']),
       topics.inbox(camera.cn, sensor.cn),
-      '-m',
       'x',
-    ]).done
+    )
     t.equal(insecure.status, 0, '127.0.0.2 with --insecure gets through: only the host name check refused it')
   })
 }

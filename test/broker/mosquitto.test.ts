@@ -14,6 +14,7 @@ import {
   withHomeLedger,
   type TestDevice,
 } from './_fleet.ts'
+import { runClient, type ClientRun } from './_mosquitto.ts'
 
 // Debian's mosquitto-clients; .ci/run installs them. Missing tools are a failure, never a silent skip.
 const missing = ['mosquitto_sub', 'mosquitto_pub', 'stdbuf'].filter(
@@ -56,19 +57,7 @@ async function interop(): Promise<void> {
       : ['--cert', join(dev.dir, 'cert.pem'), '--key', join(dev.dir, 'tls-key.pem'), '-i', dev.cn]),
   ]
 
-  function run(tool: string, args: string[]): Promise<{ status: number | null; out: string }> {
-    return new Promise(resolve => {
-      const p = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-      let out = ''
-      p.stdout.on('data', d => {
-        out += d
-      })
-      p.stderr.on('data', d => {
-        out += d
-      })
-      p.on('close', status => resolve({ status, out }))
-    })
-  }
+  const run = (tool: string, args: string[]): Promise<ClientRun> => runClient(tool, args).done
 
   t.test('mosquitto_sub with a device certificate receives on its own inbox', async t => {
     // -d prints the SUBACK, so the message is published only once the subscription stands; -C 1 exits after one

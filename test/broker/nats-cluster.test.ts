@@ -9,7 +9,7 @@ import { policyEvent } from '../../agent/ledger/builders.ts'
 import { decodeHead, verifyHeadSignature } from '../../agent/ledger/head.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
-import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
+import type { L0ClientServices } from '../../broker/l0-client.ts'
 import { natsSubject } from '../../broker/nats.ts'
 import { servicesCn } from '../../broker/services-identity.ts'
 import {
@@ -29,7 +29,7 @@ import {
   type BrokerAddress,
   type TestDevice,
 } from './_fleet.ts'
-import { freePort, startNatsCluster, type NatsCluster } from './_nats.ts'
+import { freePort, nodeAddress, startL0OnCluster, startNatsCluster, type NatsCluster } from './_nats.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
 
 // Debian's nats-server 2.9; .ci/run installs it. Missing is a failure, never a silent skip.
@@ -127,21 +127,9 @@ async function natsCluster(): Promise<void> {
   const cluster = await startNatsCluster(l0.dir, 3)
   // Every node is killed at the end, whatever happened before.
   t.teardown(() => cluster.stop())
-  const node = (i: number): BrokerAddress => ({
-    host: '127.0.0.1',
-    port: cluster.nodes[i]!.mqttPort,
-    cn: l0.cn,
-    rootPem: l0.rootPem,
-  })
-  const urls = cluster.exported.urls
+  const node = (i: number): BrokerAddress => nodeAddress(cluster, i, l0)
   const logs: Array<Record<string, unknown>> = []
-  const startServices = () =>
-    startL0Client({
-      home: l0.dir,
-      broker: urls,
-      natsDir: cluster.exported.dir,
-      log: r => logs.push(r as Record<string, unknown>),
-    })
+  const startServices = () => startL0OnCluster(l0.dir, cluster, logs)
   let services: L0ClientServices = await startServices()
   t.teardown(() => services.close())
 

@@ -8,7 +8,7 @@ import { signEvent } from '../../agent/ledger/event.ts'
 import { policyEvent } from '../../agent/ledger/builders.ts'
 import type { EncodedEvent } from '../../agent/ledger/types.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
-import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
+import type { L0ClientServices } from '../../broker/l0-client.ts'
 import { expectExit, kin, lastJson } from '../enroll/_harness.ts'
 import { gossipHomes, homeLedger, startKinLines, until, type GossipDevice, type KinLines } from '../gossip/_fleet.ts'
 import {
@@ -21,7 +21,7 @@ import {
   withHomeLedger,
   type BrokerAddress,
 } from './_fleet.ts'
-import { startNatsCluster, type NatsCluster } from './_nats.ts'
+import { nodeAddress, startL0OnCluster, startNatsCluster, type NatsCluster } from './_nats.ts'
 
 // Debian's nats-server 2.9; .ci/run installs it. Missing is a failure, never a silent skip.
 if (spawnSync('sh', ['-c', 'command -v nats-server']).status !== 0) {
@@ -70,20 +70,9 @@ async function nodeLoss(): Promise<void> {
     GossipDevice,
   ]
   const topics = fleetTopics(l0.domain)
-  const node = (i: number): BrokerAddress => ({
-    host: '127.0.0.1',
-    port: cluster.nodes[i]!.mqttPort,
-    cn: l0.cn,
-    rootPem: l0.rootPem,
-  })
+  const node = (i: number): BrokerAddress => nodeAddress(cluster, i, l0)
   const logs: Array<Record<string, unknown>> = []
-  const startServices = () =>
-    startL0Client({
-      home: l0.dir,
-      broker: urls,
-      natsDir: cluster.exported.dir,
-      log: r => logs.push(r as Record<string, unknown>),
-    })
+  const startServices = () => startL0OnCluster(l0.dir, cluster, logs)
   let services: L0ClientServices = await startServices()
   t.teardown(() => services.close())
   const used = urls.indexOf(services.broker())

@@ -3,26 +3,21 @@
 // usable, and a device logging in meanwhile gets its answers.
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
-import { nodeCrypto } from '../../runtime/node/crypto.ts'
-import { nodePki } from '../../runtime/node/pki.ts'
-import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
-import { createEnrollRequest } from '../../agent/enroll/request.ts'
-import { authorizeChild } from '../../agent/enroll/parent.ts'
-import { acceptAuthorization, createEnrollCsr } from '../../agent/enroll/child.ts'
+import { encodeCbor } from '../../agent/codec/cbor.ts'
 import type { L0Services } from '../../broker/l0.ts'
 import { csrWithKey, slowRsaKey, type SlowRsaShape } from '../helpers/slow-rsa.ts'
 import {
+  childRequest,
   connectDevice,
   end,
   enrollDirect,
   logRecord,
   makeInvite,
   makeL0Home,
-  nextMessage,
   nowSeconds,
   registerInvite,
+  sendCsr,
   startTestL0,
-  subscribeGranted,
   tryPairing,
   withHomeLedger,
   type TestDevice,
@@ -44,50 +39,10 @@ const svc = (): L0Services => running.services
  * modulus length, so a CA that verified first would run RSAVP1 with that key.
  */
 async function hostileRequest(parent: TestDevice, shape: SlowRsaShape) {
-  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
   const key = slowRsaKey(shape)
-  const hostile = { ...request, spkiDer: key.spkiDer }
-  const authorize = authorizeChild(
-    nodeCrypto,
-    svc().ledger.ledger,
-    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
-    hostile,
-    { role: 'device', notAfter: clock + 86400 },
-    clock,
-  )
   // The names the authorization gives, in a CSR whose key is then swapped for the hostile one.
-  const genuineCsr = await createEnrollCsr(
-    acceptAuthorization(nodeCrypto, authorize.bytes, hostile, l0.domain),
-    secrets,
-  )
-  return { key, authorize, csrPem: csrWithKey(genuineCsr, key) }
-}
-
-/** A genuine child under `parent`: its authorize event and CSR. */
-async function genuineRequest(parent: TestDevice) {
-  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
-  const authorize = authorizeChild(
-    nodeCrypto,
-    svc().ledger.ledger,
-    { cn: parent.cn, ledgerSeed: parent.ledgerSeed },
-    request,
-    { role: 'device', notAfter: clock + 86400 },
-    clock,
-  )
-  return {
-    authorize,
-    csrPem: await createEnrollCsr(acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain), secrets),
-  }
-}
-
-/** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
-async function sendCsr(client: MqttClient, inviteId: string, payload: Uint8Array): Promise<unknown[]> {
-  const topics = svc().topics
-  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
-    throw new Error('cannot follow the cert topic')
-  const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
-  await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
-  return decodeCbor(await answer) as unknown[]
+  const { authorize, csrPem } = await childRequest(svc(), parent, 'device', clock, key.spkiDer)
+  return { key, authorize, csrPem: csrWithKey(csrPem, key) }
 }
 
 /** A registered invite of the phone's and a pairing session logged in with its code. */
@@ -113,7 +68,7 @@ t.test(
     ]
     for (const [shape, code] of cases) {
       const worst = await hostileRequest(phone, shape)
-      const answer = await sendCsr(child, id, encodeCbor([worst.authorize.bytes, worst.csrPem]))
+      const answer = await sendCsr(svc(), child, id, encodeCbor([worst.authorize.bytes, worst.csrPem]))
       t.same(
         answer.slice(0, 2),
         ['error', code],
@@ -125,13 +80,13 @@ t.test(
     // Under the tablet's authorization (not this invite's parent) the invite refuses first: nothing about the key is looked at.
     const byTablet = await hostileRequest(tablet, 'huge-exponent')
     t.same(
-      (await sendCsr(child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))).slice(0, 2),
+      (await sendCsr(svc(), child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))).slice(0, 2),
       ['error', 'INVITE_MISMATCH'],
       'invite state before key parameters',
     )
     t.equal(svc().invites.get(id)?.state, 'used', 'none of these used the invite up')
-    const good = await genuineRequest(phone)
-    const ok = await sendCsr(child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
+    const good = await childRequest(svc(), phone, 'device', clock)
+    const ok = await sendCsr(svc(), child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
     t.equal(ok[0], 'ok', `the genuine CSR still gets its certificate (${String(ok[1]).slice(0, 40)}…)`)
     await end(child)
     await end(parentClient)
@@ -150,7 +105,7 @@ t.test('a device logs in and gets its answer while the worst CSRs are being sent
   const attacker = (async () => {
     const started = Date.now()
     while (!stop && codes.length < MAX_SENT && Date.now() - started < MAX_MS)
-      codes.push(String((await sendCsr(child, id, payload))[1]))
+      codes.push(String((await sendCsr(svc(), child, id, payload))[1]))
   })()
   // Meanwhile the tablet logs in and registers an invite: L0's answer is the decision it waits for.
   await new Promise(resolve => setTimeout(resolve, 50))

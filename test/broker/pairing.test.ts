@@ -2,19 +2,16 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { MqttClient } from 'mqtt'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import { nodePki } from '../../runtime/node/pki.ts'
 import { decodeCbor, encodeCbor } from '../../agent/codec/cbor.ts'
 import { signInvite } from '../../agent/enroll/invite.ts'
-import { createEnrollRequest } from '../../agent/enroll/request.ts'
-import { authorizeChild } from '../../agent/enroll/parent.ts'
-import { acceptAuthorization, createEnrollCsr, recordCertificate } from '../../agent/enroll/child.ts'
+import { recordCertificate } from '../../agent/enroll/child.ts'
 import { Ledger } from '../../agent/ledger/ledger.ts'
 import { readEvent } from '../../agent/ledger/event.ts'
-import type { RoleName } from '../../agent/ledger/types.ts'
 import type { L0Services } from '../../broker/l0.ts'
 import {
+  childRequest,
   connectDevice,
   end,
   enrollDirect,
@@ -24,6 +21,7 @@ import {
   nextMessage,
   nowSeconds,
   registerInvite,
+  sendCsr,
   startTestL0,
   subscribeGranted,
   submission,
@@ -54,31 +52,6 @@ let clock = nowSeconds()
 let running = await startTestL0(l0, { now: () => clock })
 t.teardown(() => running.services.close())
 const svc = (): L0Services => running.services
-
-/** A child on the pairing session: its keys, the parent's authorize event (signed on `parentLedger`'s view), its CSR. */
-async function childRequest(parent: TestDevice, role: RoleName, signer: TestDevice = parent) {
-  const { request, secrets } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'lock', name: 'back door' })
-  const authorize = authorizeChild(
-    nodeCrypto,
-    svc().ledger.ledger,
-    { cn: signer.cn, ledgerSeed: signer.ledgerSeed },
-    request,
-    { role, notAfter: clock + 86400 },
-    clock,
-  )
-  const accepted = acceptAuthorization(nodeCrypto, authorize.bytes, request, l0.domain)
-  return { request, secrets, authorize, accepted, csrPem: await createEnrollCsr(accepted, secrets) }
-}
-
-/** Sends a CSR message on the pairing topic and returns L0's decoded answer on `…/cert`. */
-async function sendCsr(client: MqttClient, inviteId: string, payload: Uint8Array): Promise<unknown[]> {
-  const topics = svc().topics
-  if ((await subscribeGranted(client, [topics.pair(inviteId, 'cert')]))[0] !== 1)
-    throw new Error('cannot follow the cert topic')
-  const answer = nextMessage(client, topics.pair(inviteId, 'cert'))
-  await client.publishAsync(topics.pair(inviteId, 'csr'), Buffer.from(payload), { qos: 1 })
-  return decodeCbor(await answer) as unknown[]
-}
 
 const phoneClient = await connectDevice(svc(), phone)
 
@@ -192,10 +165,10 @@ t.test(
     const id = invite.invite.inviteId
     const login = await tryPairing(svc(), id, invite.secrets.loginProof)
     const child = login.client!
-    const req = await childRequest(phone, 'device')
+    const req = await childRequest(svc(), phone, 'device', clock)
     t.same(await subscribeGranted(parentClient, [svc().topics.pairAll(id)]), [1])
     const parentSeesCert = nextMessage(parentClient, svc().topics.pair(id, 'cert'))
-    const answer = await sendCsr(child, id, encodeCbor([req.authorize.bytes, req.csrPem]))
+    const answer = await sendCsr(svc(), child, id, encodeCbor([req.authorize.bytes, req.csrPem]))
     t.equal(answer[0], 'ok', `L0 answered ${String(answer[1])}`)
     const certPem = answer[1] as string
     const lineage = answer[2] as Uint8Array[]
@@ -271,7 +244,7 @@ t.test(
     t.same(await subscribeGranted(first, [svc().topics.inboxAll(fresh.cn)]), [1], 'after it: a device like any other')
     await end(first)
 
-    const second = await sendCsr(parentClient, id, encodeCbor([req.authorize.bytes, req.csrPem]))
+    const second = await sendCsr(svc(), parentClient, id, encodeCbor([req.authorize.bytes, req.csrPem]))
     t.same(second.slice(0, 2), ['error', 'ENROLL_STATE'], 'one certificate per invite')
     await end(parentClient)
   },
@@ -284,28 +257,28 @@ t.test("a CSR whose authorization was not signed by the invite's parent, or for 
   const id = invite.invite.inviteId
   const child = (await tryPairing(svc(), id, invite.secrets.loginProof)).client!
 
-  const byTablet = await childRequest(tablet, 'device')
-  const answer = await sendCsr(child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))
+  const byTablet = await childRequest(svc(), tablet, 'device', clock)
+  const answer = await sendCsr(svc(), child, id, encodeCbor([byTablet.authorize.bytes, byTablet.csrPem]))
   t.same(answer.slice(0, 2), ['error', 'INVITE_MISMATCH'], "the tablet is not this invite's parent")
   t.notOk(svc().ledger.ledger.state.has(byTablet.authorize.idHex), 'the proof was not consumed')
 
-  const asGuest = await childRequest(phone, 'guest')
-  const roleAnswer = await sendCsr(child, id, encodeCbor([asGuest.authorize.bytes, asGuest.csrPem]))
+  const asGuest = await childRequest(svc(), phone, 'guest', clock)
+  const roleAnswer = await sendCsr(svc(), child, id, encodeCbor([asGuest.authorize.bytes, asGuest.csrPem]))
   t.same(roleAnswer.slice(0, 2), ['error', 'INVITE_MISMATCH'], 'the invite was for a device, not a guest')
 
-  const garbage = await sendCsr(child, id, new Uint8Array([0xff, 0x00, 0x13]))
+  const garbage = await sendCsr(svc(), child, id, new Uint8Array([0xff, 0x00, 0x13]))
   t.equal(garbage[0], 'error', 'an undecodable CSR message is answered with an error')
   await logRecord(running.logs, r => r.event === 'payload.dropped' && r.topic === svc().topics.pair(id, 'csr'))
 
-  const good = await childRequest(phone, 'device')
+  const good = await childRequest(svc(), phone, 'device', clock)
   // One flipped bit in the CSR's signature (the DER ends with it).
   const der = Buffer.from(good.csrPem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64')
   der[der.length - 5]! ^= 0x01
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`
-  const csrAnswer = await sendCsr(child, id, encodeCbor([good.authorize.bytes, tampered]))
+  const csrAnswer = await sendCsr(svc(), child, id, encodeCbor([good.authorize.bytes, tampered]))
   t.same(csrAnswer.slice(0, 2), ['error', 'CSR_SIGNATURE'], 'a damaged CSR is refused')
   t.equal(svc().invites.get(id)?.state, 'used', 'and none of these used the invite up')
-  const ok = await sendCsr(child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
+  const ok = await sendCsr(svc(), child, id, encodeCbor([good.authorize.bytes, good.csrPem]))
   t.equal(ok[0], 'ok', 'the right CSR still gets its certificate')
   await logRecord(running.logs, r => r.event === 'ca.refused' && r.inviteId === id && r.code === 'INVITE_MISMATCH')
   await end(child)

@@ -5,10 +5,10 @@ import { nodePki } from '../../runtime/node/pki.ts'
 import { encodeCbor } from '../../agent/codec/cbor.ts'
 import { MAX_PAYLOAD_BYTES } from '../../agent/gossip/topics.ts'
 import { createEnrollRequest } from '../../agent/enroll/request.ts'
-import { authorizeChild } from '../../agent/enroll/parent.ts'
 import { FrameGuard } from '../../broker/frame-guard.ts'
 import { MAX_FRAME_BYTES } from '../../broker/l0.ts'
 import {
+  authorizeOnL0,
   closed,
   connectDevice,
   end,
@@ -52,15 +52,7 @@ const topics = running.services.topics
 /** A new authorize event by the phone, valid for L0's ledger (not yet in it). */
 async function freshAuthorize() {
   const { request } = await createEnrollRequest(nodeCrypto, nodePki, { kind: 'camera', name: 'garage' })
-  const now = nowSeconds()
-  return authorizeChild(
-    nodeCrypto,
-    running.services.ledger.ledger,
-    { cn: phone.cn, ledgerSeed: phone.ledgerSeed },
-    request,
-    { role: 'device', notAfter: now + 86400 },
-    now,
-  )
+  return authorizeOnL0(running.services, phone, request, 'device', nowSeconds())
 }
 
 t.test('a payload over 64 KiB is acknowledged, dropped, logged, and the session goes on', async t => {

@@ -2,11 +2,10 @@
 // Debian's mosquitto_sub: every attempt gets CONNACK 5 and a login.refused CERT_CHAIN line in L0's log, none is dropped
 // unlogged, and L0 keeps answering its devices.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { connectDevice, end, enrollDirect, makeL0Home, startTestL0, withHomeLedger } from './_fleet.ts'
 import { tempDir } from '../helpers/home-fleet.ts'
-import { missingTools } from './_mosquitto.ts'
+import { missingTools, runClient } from './_mosquitto.ts'
 import { rogueLeaf } from '../helpers/rogue-root.ts'
 
 const missing = missingTools(['mosquitto_sub'])
@@ -14,24 +13,8 @@ if (missing.length > 0) t.plan(0, 'mosquitto_sub not installed: apt-get install 
 else await rogue()
 
 /** mosquitto_sub's debug output for one login attempt, killed after 30 s at the latest. */
-function subscribeOnce(args: string[]): Promise<string> {
-  return new Promise(resolve => {
-    const child = spawn('mosquitto_sub', [...args, '-t', 'kin/#', '-C', '1', '-W', '5', '-d'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    child.stdout.on('data', d => {
-      out += d
-    })
-    child.stderr.on('data', d => {
-      out += d
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('close', () => {
-      clearTimeout(timer)
-      resolve(out)
-    })
-  })
+async function subscribeOnce(args: string[]): Promise<string> {
+  return (await runClient('mosquitto_sub', [...args, '-t', 'kin/#', '-C', '1', '-W', '5', '-d'], 30_000).done).out
 }
 
 async function rogue(): Promise<void> {

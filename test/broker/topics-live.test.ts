@@ -1,12 +1,12 @@
 import t from 'tap'
 import {
-  closed,
   connectDevice,
   end,
   enrollDirect,
   logRecord,
   makeL0Home,
   nextMessage,
+  publishRefused,
   startTestL0,
   subscribeGranted,
   submission,
@@ -83,21 +83,15 @@ t.test(
     t.same(await subscribeGranted(watcher, [topics.inboxAll(tablet.cn)]), [1])
     const seen: string[] = []
     watcher.on('message', topic => seen.push(topic))
-    const k = await connectDevice(services, lock)
-    const gone = closed(k)
-    k.publish(topics.inbox(tablet.cn, phone.cn), Buffer.from("in the phone's name"), { qos: 1 })
-    await gone
-    const rec = await logRecord(
-      logs,
-      r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topics.inbox(tablet.cn, phone.cn),
-    )
+    const asPhone = topics.inbox(tablet.cn, phone.cn)
+    const rec = await publishRefused(services, logs, lock, asPhone, Buffer.from("in the phone's name"))
     t.equal(rec.cn, lock.cn)
     t.equal(rec.code, 'ACL_DENIED')
     const p = await connectDevice(services, phone)
-    const marker = nextMessage(watcher, topics.inbox(tablet.cn, phone.cn))
-    await p.publishAsync(topics.inbox(tablet.cn, phone.cn), Buffer.from('marker'), { qos: 1 })
+    const marker = nextMessage(watcher, asPhone)
+    await p.publishAsync(asPhone, Buffer.from('marker'), { qos: 1 })
     t.equal((await marker).toString(), 'marker')
-    t.same(seen, [topics.inbox(tablet.cn, phone.cn)], "only the true sender's message arrived")
+    t.same(seen, [asPhone], "only the true sender's message arrived")
     await end(p)
     await end(watcher)
   },
@@ -138,13 +132,10 @@ t.test(
 t.test(
   'a device of the old scheme: a dotted publish closes the connection with TOPIC_OLD_SCHEME; nothing enters the ledger',
   async t => {
-    const c = await connectDevice(services, lock)
     const size = services.ledger.ledger.size
-    const gone = closed(c)
     const topic = `kin/${l0.domain}/ledger/submit/${lock.cn}`
-    c.publish(topic, Buffer.from(submission(services.ledger.ledger.state.log.slice(0, 1))), { qos: 1 })
-    await gone
-    const rec = await logRecord(logs, r => r.event === 'acl.refused' && r.op === 'publish' && r.topic === topic)
+    const submitted = Buffer.from(submission(services.ledger.ledger.state.log.slice(0, 1)))
+    const rec = await publishRefused(services, logs, lock, topic, submitted)
     t.equal(rec.code, 'TOPIC_OLD_SCHEME')
     t.equal(rec.cn, lock.cn)
     t.equal(services.ledger.ledger.size, size, 'the ledger did not grow')

@@ -83,6 +83,26 @@ export function kin(args: string[], opts: { timeoutMs?: number } = {}): Promise<
   return startKin(args, opts).done
 }
 
+/** Starts `kin invite --json` in `home` for a device of `role`; `extra` options (a broker, a name, a ttl) before --json. */
+export function startInvite(home: string, role: string, extra: string[] = []): KinProcess {
+  return startKin(['invite', '--home', home, '--role', role, ...extra, '--json'])
+}
+
+/**
+ * `kin enroll --json` of a new device home as `kind` through the broker at `url`, with a pairing code or the one a
+ * running `kin invite --json` printed on its first line; `extra` options last.
+ */
+export async function enroll(
+  home: string,
+  code: string | KinProcess,
+  url: string,
+  kind: string,
+  extra: string[] = [],
+): Promise<KinRun> {
+  const pairingCode = typeof code === 'string' ? code : (JSON.parse(await code.firstLine) as { code: string }).code
+  return kin(['enroll', '--home', home, '--code', pairingCode, '--broker', url, '--kind', kind, ...extra, '--json'])
+}
+
 /** Asserts a run's exit status; on a mismatch its output is shown as a comment. */
 export function expectExit(t: Test, run: KinRun, status: number, message: string): void {
   if (run.status !== status) t.comment(`stdout: ${run.stdout}\nstderr: ${run.stderr}`)

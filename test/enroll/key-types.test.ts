@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
-import { eventually, expectExit, kin, lastJson, opensslVerifies, startFleet, startKin } from './_harness.ts'
+import { enroll, eventually, expectExit, kin, lastJson, opensslVerifies, startFleet, startInvite } from './_harness.ts'
 
 const KIN = fileURLToPath(new URL('../../bin/kin.mjs', import.meta.url))
 
@@ -57,51 +57,14 @@ t.test(
     const phoneHome = join(l0.dir, 'phone'),
       lockHome = join(l0.dir, 'lock')
 
-    const invitePhone = startKin([
-      'invite',
-      '--home',
-      l0.home,
-      '--broker',
-      l0.url,
-      '--role',
-      'member',
-      '--ttl',
-      '2m',
-      '--json',
-    ])
-    const phoneCode = (JSON.parse(await invitePhone.firstLine) as { code: string }).code
-    const phoneRun = await kin([
-      'enroll',
-      '--home',
-      phoneHome,
-      '--code',
-      phoneCode,
-      '--broker',
-      l0.url,
-      '--kind',
-      'phone',
-      '--json',
-    ])
+    const invitePhone = startInvite(l0.home, 'member', ['--broker', l0.url, '--ttl', '2m'])
+    const phoneRun = await enroll(phoneHome, invitePhone, l0.url, 'phone')
     expectExit(t, phoneRun, 0, 'kin enroll (P-256 phone, the default) exits 0')
     expectExit(t, await invitePhone.done, 0, 'kin invite on L0 exits 0')
     const phone = lastJson(phoneRun.stdout) as { cn: string }
 
-    const inviteLock = startKin(['invite', '--home', phoneHome, '--role', 'device', '--json'])
-    const lockCode = (JSON.parse(await inviteLock.firstLine) as { code: string }).code
-    const lockRun = await kin([
-      'enroll',
-      '--home',
-      lockHome,
-      '--code',
-      lockCode,
-      '--broker',
-      l0.url,
-      '--kind',
-      'lock',
-      '--key',
-      'rsa2048',
-      '--json',
-    ])
+    const inviteLock = startInvite(phoneHome, 'device')
+    const lockRun = await enroll(lockHome, inviteLock, l0.url, 'lock', ['--key', 'rsa2048'])
     expectExit(t, lockRun, 0, 'kin enroll --key rsa2048 (lock) exits 0')
     expectExit(t, await inviteLock.done, 0, 'kin invite on the phone exits 0')
     const lock = lastJson(lockRun.stdout) as { cn: string }

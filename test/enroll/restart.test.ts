@@ -1,26 +1,13 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { eventually, expectExit, kin, lastJson, startFleet, startKin } from './_harness.ts'
+import { enroll, eventually, expectExit, kin, lastJson, startFleet, startInvite } from './_harness.ts'
 
 // docs/PAIRING.md step 1: pending invites survive a restart of L0. End to end: the inviting `kin invite` keeps
 // its session alive across the restart (it reconnects and resubscribes), the new device repeats its request
 // until the parent answers, and the code registered before the restart still logs in after it.
 t.test('an invite registered before L0 restarts is honoured after the restart', async t => {
   const l0 = await startFleet(t, 'restart')
-  const invite = startKin([
-    'invite',
-    '--home',
-    l0.home,
-    '--broker',
-    l0.url,
-    '--role',
-    'guest',
-    '--valid',
-    '2d',
-    '--ttl',
-    '5m',
-    '--json',
-  ])
+  const invite = startInvite(l0.home, 'guest', ['--broker', l0.url, '--valid', '2d', '--ttl', '5m'])
   const { code, inviteId } = JSON.parse(await invite.firstLine) as { code: string; inviteId: string }
   const cnOfL0 = l0.services.cn
 
@@ -31,20 +18,7 @@ t.test('an invite registered before L0 restarts is honoured after the restart', 
   t.ok(l0.services.clientsByCn().has(cnOfL0), 'kin invite reconnected to the restarted L0 by itself')
 
   const dir = join(l0.dir, 'guest')
-  const enrolled = await kin([
-    'enroll',
-    '--home',
-    dir,
-    '--code',
-    code,
-    '--broker',
-    l0.url,
-    '--kind',
-    'phone',
-    '--name',
-    'visitor',
-    '--json',
-  ])
+  const enrolled = await enroll(dir, code, l0.url, 'phone', ['--name', 'visitor'])
   expectExit(t, enrolled, 0, 'kin enroll exits 0 with the code from before the restart')
   const guest = lastJson(enrolled.stdout) as { cn: string; role: string }
   t.equal(guest.role, 'guest')

@@ -9,6 +9,7 @@ import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { nodeCrypto } from '../../runtime/node/crypto.ts'
 import {
   configOf,
+  enroll,
   eventually,
   expectExit,
   inviterOf,
@@ -16,7 +17,7 @@ import {
   lastJson,
   opensslVerifies,
   startFleet,
-  startKin,
+  startInvite,
 } from './_harness.ts'
 
 // DESIGN.md "Enrollment" end to end through L0's broker: L0 → member phone → lock, every step a user's command.
@@ -26,38 +27,12 @@ t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and 
   const lockHome = join(l0.dir, 'lock')
 
   // L0 → phone (member). L0's home has no broker entry: --broker.
-  const invitePhone = startKin([
-    'invite',
-    '--home',
-    l0.home,
-    '--broker',
-    l0.url,
-    '--role',
-    'member',
-    '--name',
-    'alice phone',
-    '--ttl',
-    '2m',
-    '--json',
-  ])
+  const invitePhone = startInvite(l0.home, 'member', ['--broker', l0.url, '--name', 'alice phone', '--ttl', '2m'])
   const first = JSON.parse(await invitePhone.firstLine) as { code: string; inviteId: string; expires: number }
   t.match(first.code, /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/, 'the first --json line carries the code')
   t.match(first.inviteId, /^[0-9a-f]{16}$/)
   t.ok(first.expires > Date.now() / 1000, 'and when it expires')
-  const phoneRun = await kin([
-    'enroll',
-    '--home',
-    phoneHome,
-    '--code',
-    first.code.toUpperCase(),
-    '--broker',
-    l0.url,
-    '--kind',
-    'phone',
-    '--name',
-    'my phone',
-    '--json',
-  ])
+  const phoneRun = await enroll(phoneHome, first.code.toUpperCase(), l0.url, 'phone', ['--name', 'my phone'])
   expectExit(t, phoneRun, 0, 'kin enroll (phone) exits 0')
   const phone = lastJson(phoneRun.stdout) as { cn: string; fleet: string; files: Record<string, string> }
   t.equal(phone.fleet, 'tree.home.arpa')
@@ -83,29 +58,8 @@ t.test('L0 invites a phone, the phone invites a lock: certificates, ledgers and 
     t.equal(statSync(join(phoneHome, f)).mode & 0o777, 0o600, `${f} is 0600`)
 
   // phone → lock (device). The phone's config holds the broker URL.
-  const inviteLock = startKin([
-    'invite',
-    '--home',
-    phoneHome,
-    '--role',
-    'device',
-    '--name',
-    'front-door lock',
-    '--json',
-  ])
-  const lockCode = (JSON.parse(await inviteLock.firstLine) as { code: string }).code
-  const lockRun = await kin([
-    'enroll',
-    '--home',
-    lockHome,
-    '--code',
-    lockCode,
-    '--broker',
-    l0.url,
-    '--kind',
-    'lock',
-    '--json',
-  ])
+  const inviteLock = startInvite(phoneHome, 'device', ['--name', 'front-door lock'])
+  const lockRun = await enroll(lockHome, inviteLock, l0.url, 'lock')
   expectExit(t, lockRun, 0, 'kin enroll (lock) exits 0')
   const lock = lastJson(lockRun.stdout) as { cn: string }
   const lockInvite = await inviteLock.done

@@ -4,9 +4,9 @@
 // Storage, so a reboot keeps the flash and starts everything else over. Brokers are aedes on 127.0.0.1, plain and
 // over TLS, on ports the OS picks; the agent asks a verifier here over aedes and acts on its verdict only.
 import t from 'tap'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createHash, createHmac } from 'node:crypto'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,7 @@ import { Aedes } from 'aedes'
 import { concatBytes } from '../../agent/codec/bytes.ts'
 import { fleetTopics } from '../../agent/gossip/topics.ts'
 import { houseFleet } from '../helpers/ledger-fleet.ts'
+import { selfSigned } from '../helpers/self-signed.ts'
 import { ROOT } from './_build.ts'
 import { delegatedCases } from './_delegated.ts'
 
@@ -583,34 +584,4 @@ L.openDelegatedLedger({ self: '${d.lock}', key: keys.ledgerKey, crypto: c, stora
       t.equal(follow.results.get('revoked'), true, "the lock holds the phone's revocation")
     },
   )
-}
-
-function selfSigned(cn: string): { key: string; cert: string; der: Uint8Array } {
-  const dir = mkdtempSync(join(tmpdir(), 'kin-espruino-tls-'))
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${cn}`,
-      ],
-      { stdio: 'ignore' },
-    )
-    const cert = readFileSync(join(dir, 'c.pem'), 'utf8')
-    const der = new Uint8Array(Buffer.from(cert.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64'))
-    return { key: readFileSync(join(dir, 'k.pem'), 'utf8'), cert, der }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
 }

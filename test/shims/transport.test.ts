@@ -3,43 +3,12 @@
 // SUBACK 0x80, or never answer a SUBSCRIBE. Whatever the broker leaves unanswered, a caller gets a coded error, never
 // a promise left pending.
 import t, { type Test } from 'tap'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import { nodeTransport, nodeTransportWith } from '../../runtime/node/transport.ts'
 import { isKinError } from '../../agent/errors.ts'
 import type { Transport, TransportSession } from '../../agent/ports/transport.ts'
-
-function selfSigned(): { key: string; cert: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'kin-transport-'))
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=not-a-broker',
-      ],
-      { stdio: 'ignore' },
-    )
-    return { key: readFileSync(join(dir, 'k.pem'), 'utf8'), cert: readFileSync(join(dir, 'c.pem'), 'utf8') }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
+import { selfSigned } from '../helpers/self-signed.ts'
 
 /**
  * A broker written here: a TLS server on 127.0.0.1 that hands every chunk a client sends to `onData` (with the
@@ -51,7 +20,8 @@ async function fakeBroker(
   onClose: () => void = () => undefined,
 ): Promise<number> {
   const sockets: TLSSocket[] = []
-  const server = createServer(selfSigned(), socket => {
+  const { key, cert } = selfSigned('not-a-broker')
+  const server = createServer({ key, cert }, socket => {
     sockets.push(socket)
     socket.on('error', () => undefined)
     socket.on('close', onClose)
