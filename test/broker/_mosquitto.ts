@@ -4,28 +4,18 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, chownSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { exportMosquitto, type MosquittoExport } from '../../broker/mosquitto.ts'
 import { enrollDirect, makeL0Home, tempDir, withHomeLedger, type L0Home, type TestDevice } from './_fleet.ts'
+import { freePort } from '../helpers/free-port.ts'
 
 /** The tools of `tools` that are not on PATH. */
 export function missingTools(tools: readonly string[]): string[] {
   return tools.filter(tool => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
 }
 
-/** A TCP port free on 127.0.0.1 now (for a broker that needs a fixed one). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort }
 
 /** A running Mosquitto: its process and what it logged. */
 export interface Mosquitto {

@@ -1,21 +1,11 @@
 /** @module Test harness for a NATS cluster on loopback: free ports, `kin broker --export-nats` files, nodes started, killed (SIGKILL) and restarted. */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { exportNats, type NatsExport, type NatsNodePorts } from '../../broker/nats.ts'
 import { startL0Client, type L0ClientServices } from '../../broker/l0-client.ts'
 import { tempDir, type BrokerAddress, type L0Home } from './_fleet.ts'
+import { freePort } from '../helpers/free-port.ts'
 
-/** A port the OS chose for a listener on 127.0.0.1, free again once returned. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort }
 
 /** One running (or killed) nats-server of the cluster. */
 export interface NatsNode {
