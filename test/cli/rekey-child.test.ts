@@ -3,12 +3,12 @@
 // process and every other step a real kin process: the new keys are allowed by a lock, the old ones refused at login
 // and at access, the old binding's children stay valid, every ledger verifies. Then the refusals, each with its code.
 import t, { type Test } from 'tap'
-import { chmodSync, cpSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KinError } from '../../agent/errors.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { nodeTransport } from '../../runtime/node/transport.ts'
+import { keepHomeCopy, loginOutcome } from '../helpers/home-login.ts'
 import { inviterOf, kin, lastJson as lastJsonOf, tempDir } from '../enroll/_harness.ts'
 import { gossipFleet, homeLedger, startKinLines, until, type GossipDevice, type GossipFleet } from '../gossip/_fleet.ts'
 import {
@@ -43,36 +43,9 @@ const lastJson = (s: string): Record<string, any> => lastJsonOf(s) as Record<str
 const read = (home: string, file: string): string => readFileSync(join(home, file), 'utf8')
 
 /** Logs in to L0's broker with the certificate and key of `home`; the error code, or 'ok'. */
-async function login(fleet: GossipFleet, home: string): Promise<string> {
-  const config = json(read(home, 'config.json'))
-  try {
-    const client = await connectDevice(
-      nodeTransport,
-      {
-        url: fleet.url,
-        cn: config.cn,
-        certPem: read(home, 'cert.pem'),
-        keyPem: read(home, 'tls-key.pem'),
-        rootPem: read(home, 'root.pem'),
-        l0Cn: config.l0Cn,
-      },
-      { timeoutMs: 20_000 },
-    )
-    await client.close()
-    return 'ok'
-  } catch (err) {
-    return err instanceof KinError ? err.code : String(err)
-  }
-}
-
-/** A copy of `home` as it is now (the stolen device's identity, kept aside); its own 0700 directory. */
-function keepCopy(t: Test, home: string): string {
-  const copy = join(tempDir(t, 'stolen'), 'home')
-  cpSync(home, copy, { recursive: true })
-  for (const leftover of ['ledger.lock', 'agent.sock']) rmSync(join(copy, leftover), { force: true })
-  chmodSync(copy, 0o700)
-  return copy
-}
+const login = (fleet: GossipFleet, home: string): Promise<string> => loginOutcome(fleet.url, home)
+/** A copy of `home` as it is now (the stolen device's identity, kept aside). */
+const keepCopy = (t: Test, home: string): string => keepHomeCopy(t, home, 'stolen')
 
 /**
  * `kin rekey CN --home PARENT` beside `kin enroll --code` on a new home: the code as the parent printed it, both runs'

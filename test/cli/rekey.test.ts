@@ -3,15 +3,13 @@
 // deciding on it (kin access); directly and through a running agent; a revoked device cannot rekey.
 import t, { type Test } from 'tap'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
-import { KinError } from '../../agent/errors.ts'
-import { connectDevice } from '../../agent/gossip/login.ts'
 import { DeviceCertificate } from '../../agent/pki/certificate.ts'
 import { tlsKeyTypeOf } from '../../agent/pki/key-type.ts'
-import { nodeTransport } from '../../runtime/node/transport.ts'
-import { kin, tempDir } from '../enroll/_harness.ts'
+import { keepHomeCopy, loginOutcome } from '../helpers/home-login.ts'
+import { kin } from '../enroll/_harness.ts'
 import { toHex } from '../../agent/codec/bytes.ts'
 import { certifiedEvent, rekeyEvent } from '../../agent/ledger/builders.ts'
 import { signEvent } from '../../agent/ledger/event.ts'
@@ -28,29 +26,10 @@ const read = (home: string, file: string): string => readFileSync(join(home, fil
 const certOf = (home: string): DeviceCertificate => DeviceCertificate.from(read(home, 'cert.pem'))
 
 /** Logs in to L0's broker as the device of `home` with the given certificate and key; the error code, or 'ok'. */
-async function login(fleet: GossipFleet, home: string, certPem: string, keyPem: string): Promise<string> {
-  const config = json(read(home, 'config.json'))
-  try {
-    const client = await connectDevice(
-      nodeTransport,
-      { url: fleet.url, cn: config.cn, certPem, keyPem, rootPem: read(home, 'root.pem'), l0Cn: config.l0Cn },
-      { timeoutMs: 20_000 },
-    )
-    await client.close()
-    return 'ok'
-  } catch (err) {
-    return err instanceof KinError ? err.code : String(err)
-  }
-}
-
-/** A copy of `home` as it is now (the old identity kept aside); its own 0700 directory. */
-function keepCopy(t: Test, home: string): string {
-  const copy = join(tempDir(t, 'old-identity'), 'home')
-  cpSync(home, copy, { recursive: true })
-  for (const leftover of ['ledger.lock', 'agent.sock']) rmSync(join(copy, leftover), { force: true })
-  chmodSync(copy, 0o700)
-  return copy
-}
+const login = (fleet: GossipFleet, home: string, certPem: string, keyPem: string): Promise<string> =>
+  loginOutcome(fleet.url, home, { certPem, keyPem })
+/** A copy of `home` as it is now (the old identity kept aside). */
+const keepCopy = (t: Test, home: string): string => keepHomeCopy(t, home, 'old-identity')
 
 t.test('kin rekey: a new key and certificate; the old certificate is refused at login and in kin access', async t => {
   const fleet = await gossipFleet(t, ['admin', 'member'])
