@@ -123,14 +123,18 @@ t.test('two registrations under one invite id at once: the second is refused, no
   t.equal(InviteBook.open(path, quiet).get(base.inviteId)?.name, 'first', 'the book on disk holds the first')
 })
 
-t.test('an invite being marked done under a group commit is not withdrawn meanwhile', async t => {
+/** A fresh invite book in its own home holding one open invite for a lock (its verifier `letter` repeated). */
+function bookWithInvite(
+  t: Test,
+  letter: string,
+  inviteId: string,
+): { path: string; book: InviteBook; inviteId: string } {
   const path = join(tempHome(t), 'invites.json')
   const book = InviteBook.open(path, quiet)
-  const inviteId = '00000000000000bb'
   book.register(
     {
       inviteId,
-      loginVerifier: 'b'.repeat(64),
+      loginVerifier: letter.repeat(64),
       parentCn: 'p.example.home.arpa',
       role: 'device',
       name: 'lock',
@@ -139,6 +143,11 @@ t.test('an invite being marked done under a group commit is not withdrawn meanwh
     },
     1000,
   )
+  return { path, book, inviteId }
+}
+
+t.test('an invite being marked done under a group commit is not withdrawn meanwhile', async t => {
+  const { path, book, inviteId } = bookWithInvite(t, 'b', '00000000000000bb')
   book.markUsed(inviteId, 1001)
   const done = book.markDoneGrouped(inviteId, 'c.example.home.arpa')
   t.throws(() => book.withdraw(inviteId, 1002), { code: 'ENROLL_STATE' }, 'the withdrawal is refused')
@@ -147,21 +156,7 @@ t.test('an invite being marked done under a group commit is not withdrawn meanwh
 })
 
 t.test('two logins with one code at once: the second finds it used while the first waits for its fsync', async t => {
-  const path = join(tempHome(t), 'invites.json')
-  const book = InviteBook.open(path, quiet)
-  const inviteId = '00000000000000cc'
-  book.register(
-    {
-      inviteId,
-      loginVerifier: 'c'.repeat(64),
-      parentCn: 'p.example.home.arpa',
-      role: 'device',
-      name: 'lock',
-      expires: 100_000,
-      time: 1000,
-    },
-    1000,
-  )
+  const { path, book, inviteId } = bookWithInvite(t, 'c', '00000000000000cc')
   const results = await Promise.allSettled([book.markUsedGrouped(inviteId, 1001), book.markUsedGrouped(inviteId, 1002)])
   t.equal(results[0].status, 'fulfilled', 'the first login uses the code')
   t.equal(
